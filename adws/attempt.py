@@ -1,0 +1,82 @@
+"""Plain data shared by the runner, the output parsers, the classifier and the state store.
+
+Kept free of imports from the rest of adws so every layer can depend on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class OutcomeClass(enum.StrEnum):
+    """How one attempt ended. Each class has a declared action (see config `actions`)."""
+
+    SUCCESS = "success"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    AUTH = "auth"
+    CONTEXT_OVERFLOW = "context_overflow"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    ERROR = "error"
+    BAD_OUTPUT = "bad_output"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens and money one attempt consumed. `estimated` is True when the output did not report it."""
+
+    requests: int = 1
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """What the subprocess runner observed. Says nothing about success: that is the classifier's job."""
+
+    argv: list[str]  # already redacted: safe to log
+    exit_code: int | None  # None when the process never started or was killed by a signal
+    signal: int | None  # the signal that ended the process, if any
+    timed_out: bool
+    duration_ms: int
+    stdout_path: str | None
+    stderr_path: str | None
+    stdout_tail: str  # last bytes of stdout, decoded with errors="replace"
+    stderr_tail: str
+    stdout_bytes: int  # total bytes the child wrote, including what the cap dropped
+    stderr_bytes: int
+    truncated: bool  # True when the output cap dropped bytes from a file
+    spawn_error: str | None = None  # e.g. "executable not found: claude"
+
+
+@dataclass(slots=True)
+class ParsedOutput:
+    """What a provider-specific parser understood of an attempt's output."""
+
+    final_text: str | None = None
+    is_error: bool | None = None  # the agent's own verdict, where its format has one
+    error_message: str | None = None
+    usage: Usage | None = None  # None when the output did not report usage
+    reset_at: datetime | None = None  # an announced limit reset (timezone-aware)
+    rate_limited: bool = False  # the output carried a rate-limit event / rejection
+    well_formed: bool = True  # False when the declared format could not be read at all
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The verdict on one attempt."""
+
+    outcome: OutcomeClass
+    reason: str
+    reset_at: datetime | None = None
