@@ -6,6 +6,7 @@ Nothing in adws should let a traceback reach a maintainer for a mistake in confi
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -53,3 +54,9 @@ class TaskError(AdwsError):
 
 class RenderError(AdwsError):
     """A provider command could not be built for this task (e.g. the prompt is too long for argv)."""
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean "x"?)' for a near miss, else ''."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{matches[0]}"?)' if matches else ""

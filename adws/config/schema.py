@@ -1,0 +1,235 @@
+"""The shape of config.toml, as pydantic models.
+
+Only structure and single-value checks live here. Checks that need the whole file (a rule naming a provider,
+a template using a variable, condition operators) are in `adws.config.validate`, so that every problem in a
+file can be reported at once with its place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adws.attempt import OutcomeClass
+
+PRIORITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # highest first
+Priority = Literal["critical", "high", "normal", "low"]
+Action = Literal["next_account", "next_tier", "retry", "stop"]
+PromptMode = Literal["stdin", "arg", "file"]
+Scalar = str | int | float | bool
+
+
+class StrictModel(BaseModel):
+    # extra="forbid" is what turns `enabeld = true` into an error instead of a silently ignored key.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _string_to_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class IntakeConfig(StrictModel):
+    """How task input becomes priority, specialization and a token estimate."""
+
+    priority_labels: dict[str, Priority] = Field(
+        default_factory=lambda: {
+            "priority:p0": "critical",
+            "priority:p1": "high",
+            "priority:p2": "normal",
+            "priority:p3": "low",
+            "priority:critical": "critical",
+            "priority:high": "high",
+            "priority:normal": "normal",
+            "priority:low": "low",
+        },
+        description="Label (case-insensitive) -> priority. The highest priority among a task's labels wins.",
+    )
+    priority_numbers: list[Priority] = Field(
+        default_factory=lambda: ["critical", "high", "normal", "low"],
+        description="An integer priority N on a task means priority_numbers[N] (P0 = critical).",
+    )
+    default_priority: Priority = "normal"
+    specialization_labels: dict[str, str] = Field(
+        default_factory=dict, description="Label (case-insensitive, globs allowed) -> specialization."
+    )
+    specialization_keywords: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Specialization -> words or phrases looked for in the title and body when no label decides.",
+    )
+    default_specialization: str = "general"
+    chars_per_token: float = Field(4.0, gt=0, description="Used to estimate context_tokens when not given.")
+    override_label_prefix: str = Field(
+        "route:", description='A label "route:<provider>[/<model>]" forces the target. "" disables.'
+    )
+    force_attr: str = Field("force", description='attrs.<force_attr> = "<provider>[/<model>]". "" disables.')
+
+
+class RetryConfig(StrictModel):
+    max_retries: int = Field(1, ge=0, le=10, description="Retries of the same target for the `retry` action.")
+    backoff_seconds: float = Field(5.0, ge=0)
+    backoff_factor: float = Field(2.0, ge=1)
+    max_backoff_seconds: float = Field(120.0, ge=0)
+
+
+class BreakerConfig(StrictModel):
+    failure_threshold: int = Field(3, ge=1, description="Consecutive infrastructure failures that open it.")
+    cooldown: str = Field("10m", description='How long it stays open before one probe ("10m", "1h").')
+    counts: list[OutcomeClass] = Field(
+        default_factory=lambda: [OutcomeClass.CRASHED, OutcomeClass.TIMEOUT, OutcomeClass.UNAVAILABLE],
+        description="Outcome classes that count as infrastructure failures.",
+    )
+
+
+class RuleConfig(StrictModel):
+    name: str = Field(min_length=1)
+    priority: int = Field(50, description="Higher is tried first; equal priorities keep file order.")
+    enabled: bool = True
+    description: str = ""
+    conditions: dict[str, Any] = Field(default_factory=dict)
+    provider: str | None = None
+    model: str | None = None
+    account: str | None = None
+    models: dict[str, str] = Field(default_factory=dict, description="Per-tier model choice: provider -> model.")
+    chain: list[str] | None = Field(None, description="This rule's own fall-through order after its target.")
+    fallback: bool = Field(True, description="false: only the target is tried.")
+    vars: dict[str, Scalar] = Field(default_factory=dict, description="Extra command-template variables.")
+
+
+class RoutingConfig(StrictModel):
+    enabled: bool = True
+    default_provider: str | None = None
+    default_model: str | None = None
+    chain: list[str] = Field(default_factory=list, description="Tier order. Empty: providers in file order.")
+    timezone: str = "UTC"
+    rules: list[RuleConfig] = Field(default_factory=list)
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
+    actions: dict[OutcomeClass, Action] = Field(default_factory=dict, description="Outcome class -> action.")
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+
+
+class ModelConfig(StrictModel):
+    context_window: int = Field(gt=0)
+    latency_ms: int | None = Field(None, ge=0)
+    cost_per_1k_tokens: float = Field(0.0, ge=0)
+    specializations: dict[str, int] = Field(default_factory=dict)
+    vars: dict[str, Scalar] = Field(default_factory=dict)
+    description: str = ""
+
+    @field_validator("specializations")
+    @classmethod
+    def _scores_in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if not 0 <= v <= 100}
+        if bad:
+            raise ValueError(f"scores must be 0-100, got {bad}")
+        return value
+
+
+class QuotaConfig(StrictModel):
+    tokens: int | None = Field(None, gt=0, description="Tokens (input + output) per period.")
+    requests: int | None = Field(None, gt=0, description="Requests (attempts) per period.")
+    cost_usd: float | None = Field(None, gt=0, description="Money per period, where models have a price.")
+    reset: str | None = Field(None, description='Cron expression of the period reset, e.g. "0 0 * * 0".')
+    window: str | None = Field(None, description='Rolling window instead of a reset, e.g. "5h".')
+    hard_block_percent: float = Field(95.0, gt=0, le=100)
+    alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0])
+
+    @model_validator(mode="after")
+    def _one_period(self) -> QuotaConfig:
+        if (self.reset is None) == (self.window is None):
+            raise ValueError("give exactly one of `reset` (cron) or `window` (rolling)")
+        if self.tokens is None and self.requests is None and self.cost_usd is None:
+            raise ValueError("give at least one limit: `tokens`, `requests` or `cost_usd`")
+        return self
+
+
+class AccountConfig(StrictModel):
+    name: str = Field(min_length=1)
+    enabled: bool = True
+    env: dict[str, str] = Field(default_factory=dict, description="Environment overrides for this account.")
+    api_key_env: str | None = Field(None, description="The variable holding this account's key.")
+    quota: QuotaConfig | None = Field(None, description="This account's own quota, else the provider's.")
+
+
+class PatternConfig(StrictModel):
+    regex: str
+    outcome: OutcomeClass = Field(alias="class")
+
+
+class ProviderConfig(StrictModel):
+    enabled: bool = True
+    description: str = ""
+    command_template: list[str] = Field(min_length=1)
+    executable: str | None = Field(None, description="What must exist to run: default command_template[0].")
+    api_key_env: str | None = None
+    requires_api_key: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(1800.0, gt=0, description="Seconds before the process group is terminated.")
+    kill_grace: float = Field(10.0, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    prompt: PromptMode = "file"
+    output_format: str = "text"
+    max_concurrency: int | None = Field(None, ge=1)
+    account_strategy: str = "least_used"
+    specializations: dict[str, int] = Field(
+        default_factory=dict, description="Fit of the whole provider, used for models that give no score."
+    )
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    quota: QuotaConfig | None = None
+    failure_patterns: list[PatternConfig] = Field(default_factory=list)
+    actions: dict[OutcomeClass, Action] = Field(default_factory=dict)
+    vars: dict[str, Scalar] = Field(default_factory=dict)
+
+    _split_command = field_validator("command_template", mode="before")(_string_to_list)
+
+
+class StateConfig(StrictModel):
+    backend: str = "sqlite"
+    path: str = ".adws/state.sqlite3"
+
+
+class AuditConfig(StrictModel):
+    enabled: bool = True
+    path: str = ".adws/audit.jsonl"
+    include_prompt: bool = False
+
+
+class RunConfig(StrictModel):
+    dir: str = Field(".adws/runs", description="Per-attempt output files go under this directory.")
+    output_cap_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    keep_runs: int = Field(200, ge=0, description="Run directories kept; older ones are removed.")
+
+
+class ExpectConfig(StrictModel):
+    provider: str | None = None
+    model: str | None = None
+    account: str | None = None
+    rule: str | None = None
+    plan: list[str] | None = Field(None, description="Providers of the plan, in order.")
+
+
+class ScenarioConfig(StrictModel):
+    name: str = Field(min_length=1)
+    description: str = ""
+    task: dict[str, Any]
+    at: datetime | None = None
+    expect: ExpectConfig
+
+
+class LLMConfig(StrictModel):
+    """The older format's defaults; `routing.default_*` wins where both are given."""
+
+    provider: str | None = None
+    model_default: str | None = None
+
+
+class Config(StrictModel):
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    state: StateConfig = Field(default_factory=StateConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    scenarios: list[ScenarioConfig] = Field(default_factory=list)
+    llm: LLMConfig | None = None
