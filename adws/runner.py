@@ -1,0 +1,450 @@
+"""The one place adws starts a child process.
+
+Modelled on tox's ``execute/local_sub_process``: the caller gives the complete environment, argv runs
+without a shell, a failure to start becomes a result instead of an exception, and the command that reaches
+logs is redacted. The child leads its own process group so that a timeout (or a leader that leaves
+children behind) can be handled by signalling the whole group: SIGTERM, a grace period, then SIGKILL.
+
+Everything is driven by one poll loop over the child's pipes and an "exit" descriptor (a pidfd on Linux),
+so no thread is started per attempt and no time is spent sleeping in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from adws.attempt import RunOutcome
+
+__all__ = ["DRAIN_SECONDS", "KILL_WAIT_SECONDS", "REDACTED", "RunRequest", "redact_argv", "run"]
+
+REDACTED = "***"
+# After the leader exits, how long its pipes may stay open (a grandchild holding them) before the rest of
+# the group is terminated. Output already in the pipe is read within microseconds, so this can be short.
+DRAIN_SECONDS = 0.25
+# After SIGKILL, how long to wait for the pipes to close. They can only stay open if a process that left the
+# group (setsid) holds them; then we stop reading instead of hanging forever.
+KILL_WAIT_SECONDS = 2.0
+_CHUNK = 64 * 1024  # the default Linux pipe capacity: one read empties a full pipe
+_DEFAULT_SELECTOR: type[selectors.BaseSelector] = getattr(
+    selectors, "PollSelector", selectors.DefaultSelector
+)  # poll needs no extra descriptor per call, unlike epoll, and we watch at most four
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One child process to run. `env` is the complete environment: nothing from os.environ is added."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: str | os.PathLike[str]
+    out_dir: str | os.PathLike[str]  # per-attempt directory; created; gets stdout.log and stderr.log
+    timeout: float  # seconds of wall time before the process group is terminated
+    stdin: bytes | None = None  # None -> stdin is /dev/null
+    grace: float = 5.0  # seconds between SIGTERM and SIGKILL
+    output_cap: int = 16 * 1024 * 1024  # bytes kept in each log file; the rest is counted, not kept
+    tail_bytes: int = 256 * 1024  # end of each stream kept in memory for classification
+    secrets: Sequence[str] = ()  # literal values that must never appear in RunOutcome.argv
+
+    def __post_init__(self) -> None:
+        # A wrong request is a bug in adws, not a child failure: refuse it when it is built.
+        problems = [
+            message
+            for failed, message in (
+                (isinstance(self.argv, str), "argv must be a sequence of strings, not one string"),
+                (len(self.argv) == 0, "argv must not be empty"),
+                (not self.timeout > 0, f"timeout must be > 0, got {self.timeout!r}"),
+                (not self.grace >= 0, f"grace must be >= 0, got {self.grace!r}"),
+                (self.output_cap < 0, f"output_cap must be >= 0, got {self.output_cap!r}"),
+                (self.tail_bytes < 0, f"tail_bytes must be >= 0, got {self.tail_bytes!r}"),
+            )
+            if failed
+        ]
+        if problems:
+            raise ValueError("invalid RunRequest: " + "; ".join(problems))
+
+
+def redact_argv(argv: Sequence[str], secrets: Sequence[str]) -> list[str]:
+    """Replace every occurrence of every secret (also inside an argument, e.g. --key=SECRET) with ***.
+
+    Occurrences that overlap or touch collapse into one ***, so no character of any secret survives
+    (replacing secrets one after another could leave the tail of one that overlaps another).
+    """
+    needles = [secret for secret in dict.fromkeys(secrets) if secret]
+    if not needles:
+        return list(argv)
+    return [_redact(arg, needles) for arg in argv]
+
+
+def _redact(text: str, needles: Sequence[str]) -> str:
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        start = text.find(needle)
+        while start != -1:
+            spans.append((start, start + len(needle)))
+            start = text.find(needle, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    parts: list[str] = []
+    pos = 0
+    run_start, run_end = spans[0]
+    for start, end in spans[1:]:
+        if start <= run_end:
+            run_end = max(run_end, end)
+            continue
+        parts += [text[pos:run_start], REDACTED]
+        pos, run_start, run_end = run_end, start, end
+    parts += [text[pos:run_start], REDACTED, text[run_end:]]
+    return "".join(parts)
+
+
+class _Sink:
+    """One output stream: the first `cap` bytes go to a file, the last `tail_bytes` stay in memory."""
+
+    __slots__ = ("_file", "_tail", "_tail_bytes", "cap", "kept", "total")
+
+    def __init__(self, file: BinaryIO, cap: int, tail_bytes: int) -> None:
+        self._file = file
+        self._tail = bytearray()
+        self._tail_bytes = tail_bytes
+        self.cap = cap
+        self.kept = 0
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.kept < self.cap:
+            part = data[: self.cap - self.kept]
+            try:
+                self._file.write(part)
+                self.kept += len(part)
+            except OSError:
+                # A full disk must not stop us draining the pipe (the child would block): keep counting.
+                self.cap = self.kept
+        if self._tail_bytes:
+            self._tail += data
+            excess = len(self._tail) - self._tail_bytes
+            if excess > 0:
+                del self._tail[:excess]  # bytearray deletes from the front without copying the rest
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.kept
+
+    def tail_text(self) -> str:
+        data = bytes(self._tail)
+        if self.total > len(data):
+            # The cut may have split a UTF-8 character: drop its continuation bytes rather than show U+FFFD.
+            skip = 0
+            while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+                skip += 1
+            data = data[skip:]
+        return data.decode("utf-8", errors="replace")
+
+
+class _ExitWatch:
+    """A descriptor that becomes readable when the child exits, without reaping it.
+
+    Leaving the leader a zombie until we are done keeps its pid (and so the process-group id) from being
+    reused, so the final signal to the group cannot hit an unrelated process.
+    """
+
+    def __init__(self, pid: int) -> None:
+        try:
+            self.fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux, kernel < 5.3, or a sandbox that forbids it
+            self.fd = self.watch_with_thread(pid)
+
+    @staticmethod
+    def watch_with_thread(pid: int) -> int:
+        read_fd, write_fd = os.pipe()
+
+        def wait() -> None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            with contextlib.suppress(OSError):  # the reader may be gone already
+                os.write(write_fd, b"x")
+            os.close(write_fd)
+
+        threading.Thread(target=wait, name=f"adws-exit-{pid}", daemon=True).start()
+        return read_fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Phase(enum.Enum):
+    RUNNING = "running"
+    DRAINING = "draining"  # the leader exited; its pipes are still open
+    TERMINATING = "terminating"  # SIGTERM sent to the group
+    KILLED = "killed"  # SIGKILL sent to the group
+
+
+# What to do when a phase's deadline passes: the signal for the group and the phase that follows.
+# KILLED has no entry: when its deadline passes we stop reading.
+_ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
+    _Phase.RUNNING: (signal.SIGTERM, _Phase.TERMINATING),
+    _Phase.DRAINING: (signal.SIGTERM, _Phase.TERMINATING),
+    _Phase.TERMINATING: (signal.SIGKILL, _Phase.KILLED),
+}
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    # The group may be empty already, or hold a member we may not signal; neither is our failure.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    if sig == signal.SIGTERM:
+        # A stopped process keeps SIGTERM pending until resumed, which would waste the whole grace period.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGCONT)
+
+
+class _Supervisor:
+    """Pumps stdin and the two output pipes and escalates signals until the child and its pipes are done."""
+
+    def __init__(self, pid: int, request: RunRequest, sinks: dict[int, _Sink], stdin_fd: int | None) -> None:
+        self.pid = pid
+        self.request = request
+        self.sinks = sinks
+        self.open_reads = set(sinks)
+        self.stdin_fd = stdin_fd
+        self.pending = memoryview(request.stdin or b"")
+        self.selector = _DEFAULT_SELECTOR()
+        self.watch = _ExitWatch(pid)
+        self.leader_gone = False
+        self.timed_out = False
+        self.phase = _Phase.RUNNING
+        self.deadline = time.monotonic() + request.timeout
+
+    def supervise(self) -> None:
+        try:
+            self._register()
+            while not (self.leader_gone and not self.open_reads):
+                wait = self.deadline - time.monotonic()
+                if wait <= 0:
+                    if not self._escalate():
+                        return
+                    continue
+                for key, _ in self.selector.select(wait):
+                    self._dispatch(key.fd)
+        finally:
+            self._close_all()
+
+    def _register(self) -> None:
+        for fd in self.sinks:
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ)
+        self.selector.register(self.watch.fd, selectors.EVENT_READ)
+        if self.stdin_fd is not None:
+            if self.pending:
+                os.set_blocking(self.stdin_fd, False)
+                self.selector.register(self.stdin_fd, selectors.EVENT_WRITE)
+            else:
+                self._close_stdin()  # empty input: the child sees end-of-file at once
+
+    def _dispatch(self, fd: int) -> None:
+        if fd == self.watch.fd:
+            self._on_leader_exit()
+        elif fd == self.stdin_fd:
+            self._write_stdin()
+        elif fd in self.open_reads:
+            self._read(fd)
+
+    def _on_leader_exit(self) -> None:
+        self.leader_gone = True
+        self.selector.unregister(self.watch.fd)
+        self._close_stdin()  # nobody we wait for will read the rest
+        if self.phase is _Phase.RUNNING and self.open_reads:
+            self.phase = _Phase.DRAINING
+            self.deadline = time.monotonic() + DRAIN_SECONDS
+
+    def _escalate(self) -> bool:
+        """The current phase ran out of time: signal the group and move on. False means: stop reading."""
+        step = _ESCALATION.get(self.phase)
+        if step is None:
+            return False
+        if self.phase is _Phase.RUNNING:
+            self.timed_out = True  # only the leader overrunning is a timeout; a lingering grandchild is not
+        sig, self.phase = step
+        _signal_group(self.pid, sig)
+        wait = self.request.grace if self.phase is _Phase.TERMINATING else KILL_WAIT_SECONDS
+        self.deadline = time.monotonic() + wait
+        return True
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, _CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # treat a broken pipe like end-of-file
+        if data:
+            self.sinks[fd].feed(data)
+            return
+        self.selector.unregister(fd)
+        self.open_reads.discard(fd)
+        os.close(fd)
+
+    def _write_stdin(self) -> None:
+        assert self.stdin_fd is not None
+        try:
+            written = os.write(self.stdin_fd, self.pending[:_CHUNK])
+            self.pending = self.pending[written:]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.pending = self.pending[:0]  # the child closed stdin: it does not want the rest
+        if not self.pending:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_fd is None:
+            return
+        with contextlib.suppress(KeyError):
+            self.selector.unregister(self.stdin_fd)
+        os.close(self.stdin_fd)
+        self.stdin_fd = None
+
+    def _close_all(self) -> None:
+        self._close_stdin()
+        for fd in self.open_reads:
+            os.close(fd)
+        self.open_reads.clear()
+        self.selector.close()
+        self.watch.close()
+
+
+def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> RunOutcome:
+    """Run one child to completion and report what happened. Never raises for an OS failure.
+
+    `clock` only measures `duration_ms`; waits always use real monotonic time.
+    """
+    started = clock()
+    argv = [str(arg) for arg in request.argv]
+    shown = redact_argv(argv, request.secrets)
+    out_dir = Path(request.out_dir)
+    paths = (out_dir / "stdout.log", out_dir / "stderr.log")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(paths[0], "wb") as out_file, open(paths[1], "wb") as err_file:
+            return _run_with_files(request, argv, shown, started, clock, out_file, err_file, paths)
+    except OSError as exc:  # the log directory or files could not be created
+        return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
+
+
+def _run_with_files(
+    request: RunRequest,
+    argv: list[str],
+    shown: list[str],
+    started: float,
+    clock: Callable[[], float],
+    out_file: BinaryIO,
+    err_file: BinaryIO,
+    paths: tuple[Path, Path],
+) -> RunOutcome:
+    opened: list[int] = []  # every descriptor made here, so a failure part-way closes them all
+    out_r, out_w = _pipe(opened)
+    err_r, err_w = _pipe(opened)
+    in_r, in_w = _pipe(opened) if request.stdin is not None else (None, None)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL if in_r is None else in_r,
+            stdout=out_w,
+            stderr=err_w,
+            cwd=os.fspath(request.cwd),
+            env=dict(request.env),
+            start_new_session=True,  # its own session and process group: signals reach the whole tree
+            close_fds=True,
+        )
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
+        for fd in opened:
+            os.close(fd)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
+    for child_end in (out_w, err_w, in_r):  # the child has its copies; ours would keep the pipes open
+        if child_end is not None:
+            os.close(child_end)
+
+    out_sink = _Sink(out_file, request.output_cap, request.tail_bytes)
+    err_sink = _Sink(err_file, request.output_cap, request.tail_bytes)
+    supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w)
+    try:
+        supervisor.supervise()
+    finally:
+        # Whatever is still in the group is an orphan of the (exited or killed) leader: no child of an
+        # attempt may outlive it. The leader is not reaped yet, so the group id cannot have been reused.
+        _signal_group(proc.pid, signal.SIGKILL)
+        returncode = proc.wait()
+    ended = clock()
+    return RunOutcome(
+        argv=shown,
+        exit_code=returncode if returncode >= 0 else None,
+        signal=-returncode if returncode < 0 else None,
+        timed_out=supervisor.timed_out,
+        duration_ms=_ms(started, ended),
+        stdout_path=str(paths[0]),
+        stderr_path=str(paths[1]),
+        stdout_tail=out_sink.tail_text(),
+        stderr_tail=err_sink.tail_text(),
+        stdout_bytes=out_sink.total,
+        stderr_bytes=err_sink.total,
+        truncated=out_sink.truncated or err_sink.truncated,
+    )
+
+
+# Spawn failures that name the program get a short message; any other OSError is shown as the OS says it.
+_SPAWN_MESSAGES: dict[type[OSError], str] = {
+    FileNotFoundError: "executable not found: {program}",
+    PermissionError: "permission denied: {program}",
+}
+
+
+def _describe_spawn_error(exc: Exception, argv0: str, secrets: Sequence[str]) -> str:
+    # subprocess names the cwd (not the program) as the filename when chdir failed, so check which it is.
+    template = "cannot start {program}: {error}"
+    if isinstance(exc, OSError) and exc.filename == argv0:
+        template = _SPAWN_MESSAGES.get(type(exc), template)
+    # The OS message may repeat argv[0] or a path: redact the whole message, not just the program name.
+    return redact_argv([template.format(program=argv0, error=exc)], secrets)[0]
+
+
+def _pipe(opened: list[int]) -> tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    opened += (read_fd, write_fd)
+    return read_fd, write_fd
+
+
+def _failed_outcome(shown: list[str], error: str, started: float, clock: Callable[[], float]) -> RunOutcome:
+    return RunOutcome(
+        argv=shown,
+        exit_code=None,
+        signal=None,
+        timed_out=False,
+        duration_ms=_ms(started, clock()),
+        stdout_path=None,
+        stderr_path=None,
+        stdout_tail="",
+        stderr_tail="",
+        stdout_bytes=0,
+        stderr_bytes=0,
+        truncated=False,
+        spawn_error=error,
+    )
+
+
+def _ms(started: float, ended: float) -> int:
+    return max(0, round((ended - started) * 1000))
