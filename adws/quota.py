@@ -1,0 +1,180 @@
+"""Quota periods and limits: when an account's usage counter starts over, and how full it is.
+
+A period is either a cron reset ("0 0 * * 0" = every Sunday 00:00, evaluated in a declared timezone, so
+DST moves the instant but not the wall-clock time) or a rolling window ("5h" = the last five hours).
+Periods are built once at config load, which is where a bad expression is refused, and are then
+called on every routing decision, so the cron bounds are cached.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from croniter import croniter
+
+from adws.attempt import Usage
+from adws.state.base import require_aware
+
+_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
+          "m": timedelta(minutes=1), "s": timedelta(seconds=1)}  # fmt: skip
+# Units in descending order, each at most once: "1h30m" reads one way only; "30m1h" is refused.
+_CRON_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+_WINDOW = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_window(text: str) -> timedelta:
+    """Read a window such as "5h", "30m", "7d", "1h30m", "90s" or "2w"; ValueError otherwise."""
+    match = _WINDOW.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(
+            f'invalid window "{text}": expected numbers with units w, d, h, m, s in that order, '
+            'e.g. "5h", "30m", "7d", "1h30m"'
+        )
+    window = sum(
+        (int(n) * unit for n, unit in zip(match.groups(), _UNITS.values(), strict=True) if n is not None),
+        timedelta(),
+    )
+    if window <= timedelta():
+        raise ValueError(f'invalid window "{text}": must be longer than zero')
+    return window
+
+
+def format_window(window: timedelta) -> str:
+    """The inverse of parse_window, for display: timedelta(hours=1, minutes=30) -> "1h30m"."""
+    seconds = int(window.total_seconds())
+    parts = []
+    for suffix, unit in _UNITS.items():
+        if suffix == "w":
+            continue  # "14d" reads better than "2w" next to cron periods that are weeks anyway
+        count, seconds = divmod(seconds, int(unit.total_seconds()))
+        if count:
+            parts.append(f"{count}{suffix}")
+    return "".join(parts) or "0s"
+
+
+@dataclass(frozen=True)
+class QuotaLimits:
+    """Per-account allowance for one period. A dimension left None is not limited."""
+
+    tokens: int | None = None
+    requests: int | None = None
+    cost_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "requests", "cost_usd"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"quota {name} must be > 0 (leave it out for no limit), got {value}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.tokens is None and self.requests is None and self.cost_usd is None
+
+
+def percent_used(usage: Usage, limits: QuotaLimits) -> float:
+    """The fullest limited dimension, in percent (may exceed 100); 0 when nothing is limited."""
+    ratios = [
+        used / limit
+        for used, limit in (
+            (usage.total_tokens, limits.tokens),
+            (usage.requests, limits.requests),
+            (usage.cost_usd, limits.cost_usd),
+        )
+        if limit is not None
+    ]
+    return max(ratios, default=0.0) * 100.0
+
+
+class QuotaPeriod:
+    """Where the period containing `now` starts, and when it resets. Calling it returns the start."""
+
+    __slots__ = ()
+
+    @classmethod
+    def cron(cls, expr: str, tz: tzinfo) -> QuotaPeriod:
+        return CronPeriod(expr, tz)
+
+    @classmethod
+    def rolling(cls, window: timedelta) -> QuotaPeriod:
+        return RollingPeriod(window)
+
+    def start(self, now: datetime) -> datetime:
+        raise NotImplementedError
+
+    def next_reset(self, now: datetime) -> datetime | None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def __call__(self, now: datetime) -> datetime:
+        return self.start(now)
+
+    def __repr__(self) -> str:
+        return f"<QuotaPeriod {self.describe()}>"
+
+
+class CronPeriod(QuotaPeriod):
+    """Resets at each time the cron expression names, read as wall-clock time in `tz`."""
+
+    __slots__ = ("_bounds", "expr", "tz")
+
+    def __init__(self, expr: str, tz: tzinfo) -> None:
+        try:
+            # Asking for one reset also refuses expressions that parse but never fire ("0 0 30 2 *").
+            croniter(expr, _CRON_PROBE).get_next(datetime)
+        except (ValueError, KeyError, TypeError) as exc:  # croniter's errors subclass ValueError
+            raise ValueError(f'invalid cron expression "{expr}": {exc}') from exc
+        self.expr = expr
+        self.tz = tz
+        # [start, next) of the last period asked about. croniter costs hundreds of µs per call and
+        # routing asks on every decision, almost always inside the same period.
+        self._bounds: tuple[datetime, datetime] | None = None
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        require_aware(now, "now")
+        cached = self._bounds
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached
+        local = now.astimezone(self.tz)
+        # get_prev() from `now` is strict (a reset exactly at `now` would be skipped), so step to the
+        # next reset first and come back: the reset before it is the latest one <= now.
+        upcoming: datetime = croniter(self.expr, local).get_next(datetime)
+        latest: datetime = croniter(self.expr, upcoming).get_prev(datetime)
+        # UTC, and fold cleared: croniter leaves fold=1 on some results, which means nothing in UTC.
+        fresh = (latest.astimezone(UTC).replace(fold=0), upcoming.astimezone(UTC).replace(fold=0))
+        self._bounds = fresh
+        return fresh
+
+    def start(self, now: datetime) -> datetime:
+        return self.bounds(now)[0]
+
+    def next_reset(self, now: datetime) -> datetime:
+        return self.bounds(now)[1]
+
+    def describe(self) -> str:
+        return f'cron "{self.expr}" in {self.tz}'
+
+
+class RollingPeriod(QuotaPeriod):
+    """The last `window` before now. It has no fixed reset: usage frees up as old records age out,
+    so the caller derives the next reset from `StateStore.oldest_usage(...) + window`."""
+
+    __slots__ = ("window",)
+
+    def __init__(self, window: timedelta) -> None:
+        if window <= timedelta():
+            raise ValueError(f"rolling window must be longer than zero, got {window}")
+        self.window = window
+
+    def start(self, now: datetime) -> datetime:
+        return require_aware(now, "now") - self.window
+
+    def next_reset(self, now: datetime) -> None:
+        require_aware(now, "now")
+        return None
+
+    def describe(self) -> str:
+        return f"rolling {format_window(self.window)}"

@@ -1,0 +1,161 @@
+"""The state store contract: records, cooldowns, cursors, sticky choices and circuit breakers.
+
+Every backend (see `adws.state.STORES`) implements `StateStore`; the contract tests in
+tests/test_state.py run unchanged against each one. The shapes here are plain frozen values so a backend
+only has to persist them, never to understand them.
+
+Times are timezone-aware datetimes everywhere. A naive datetime is refused with ValueError rather than
+guessed at: a store shared by coordinators in different zones would otherwise count usage in the wrong
+period without anyone noticing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from adws.attempt import Usage
+from adws.errors import AdwsError
+
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+class StateStoreError(AdwsError):
+    """The store cannot be opened or used (unreadable file, schema from a newer adws, ...)."""
+
+
+def require_aware(value: datetime, name: str) -> datetime:
+    """Return `value` unchanged, or raise ValueError when it has no timezone."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive datetime {value.isoformat()}")
+    return value
+
+
+def to_epoch(value: datetime, name: str) -> float:
+    """UTC epoch seconds: the one representation backends store, so comparisons never depend on zones."""
+    return require_aware(value, name).timestamp()
+
+
+def from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What one attempt consumed on one account, and when."""
+
+    provider: str
+    account: str
+    at: datetime
+    usage: Usage
+    model: str | None = None
+    task_id: str | None = None
+
+    def __post_init__(self) -> None:
+        require_aware(self.at, "UsageRecord.at")
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """An account is not to be used before `until` (e.g. the reset a rate-limit message announced)."""
+
+    until: datetime
+    reason: str
+
+    def __post_init__(self) -> None:
+        require_aware(self.until, "Cooldown.until")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """Persisted state of one provider's circuit breaker; the transition logic lives with the breaker."""
+
+    state: str = "closed"  # closed | open | half_open
+    failures: int = 0
+    opened_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in BREAKER_STATES:
+            raise ValueError(f"breaker state must be one of {', '.join(BREAKER_STATES)}, got {self.state!r}")
+        if self.failures < 0:
+            raise ValueError(f"breaker failures must be >= 0, got {self.failures}")
+        if self.opened_at is not None:
+            require_aware(self.opened_at, "BreakerState.opened_at")
+
+
+def add_usage(total: Usage, more: Usage) -> Usage:
+    """Sum two usages; the sum is estimated as soon as one part was."""
+    return Usage(
+        requests=total.requests + more.requests,
+        input_tokens=total.input_tokens + more.input_tokens,
+        output_tokens=total.output_tokens + more.output_tokens,
+        cost_usd=total.cost_usd + more.cost_usd,
+        estimated=total.estimated or more.estimated,
+    )
+
+
+ZERO_USAGE = Usage(requests=0)
+
+
+class StateStore(Protocol):
+    """Shared, multi-process state behind routing and fall-through.
+
+    A store object is used from one thread of one process; several processes (or machines, for
+    networked backends) may use the same underlying state at once without losing an update.
+    """
+
+    def record_usage(self, record: UsageRecord) -> None: ...
+
+    def usage_totals(
+        self, since: Mapping[str, datetime], until: datetime | None = None
+    ) -> dict[tuple[str, str], Usage]:
+        """Summed usage per (provider, account) of records with `since[provider] <= at (< until)`.
+
+        One round trip for all providers. `estimated` is True when any summed record was. Accounts
+        without usage in their period are absent.
+        """
+        ...
+
+    def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
+        """Time of the oldest record at or after `since`: a rolling window resets `window` after it."""
+        ...
+
+    def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None: ...
+
+    def clear_cooldown(self, provider: str, account: str) -> None: ...
+
+    def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
+        """Cooldowns still running at `now` (until > now)."""
+        ...
+
+    def next_cursor(self, key: str) -> int:
+        """Atomic fetch-and-increment across processes: returns the value before the increment (from 0)."""
+        ...
+
+    def peek_cursor(self, key: str) -> int: ...
+
+    def get_sticky(self, key: str) -> str | None: ...
+
+    def set_sticky(self, key: str, value: str) -> None: ...
+
+    def get_breaker(self, provider: str) -> BreakerState: ...
+
+    def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
+        """Atomic read-modify-write: no other process writes this breaker between the read and the write.
+
+        `fn` may run more than once on backends that retry on conflict, so it must be pure.
+        """
+        ...
+
+    def breakers(self) -> dict[str, BreakerState]: ...
+
+    def version(self) -> int:
+        """A number that changes whenever any process committed a write since the previous call.
+
+        Cheap enough to call on every routing decision to decide whether a cached snapshot is stale.
+        """
+        ...
+
+    def close(self) -> None: ...

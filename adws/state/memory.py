@@ -1,0 +1,118 @@
+"""In-process state store: the same contract as SQLite, kept in dicts.
+
+For tests and for `state.backend = "memory"` (a single coordinator that does not need state to outlive
+it). Nothing is shared between processes or between two MemoryStore objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import TracebackType
+
+from adws.attempt import Usage
+from adws.state.base import (
+    ZERO_USAGE,
+    BreakerState,
+    Cooldown,
+    UsageRecord,
+    add_usage,
+    from_epoch,
+    to_epoch,
+)
+
+
+class MemoryStore:
+    def __init__(self, path: str | None = None) -> None:
+        # `path` is accepted (and ignored) so every backend has the same factory signature.
+        self._usage: dict[tuple[str, str], list[tuple[float, Usage]]] = {}
+        self._cooldowns: dict[tuple[str, str], Cooldown] = {}
+        self._cursors: dict[str, int] = {}
+        self._sticky: dict[str, str] = {}
+        self._breakers: dict[str, BreakerState] = {}
+        self._writes = 0
+
+    def _wrote(self) -> None:
+        self._writes += 1
+
+    def record_usage(self, record: UsageRecord) -> None:
+        at = to_epoch(record.at, "UsageRecord.at")
+        self._usage.setdefault((record.provider, record.account), []).append((at, record.usage))
+        self._wrote()
+
+    def usage_totals(
+        self, since: Mapping[str, datetime], until: datetime | None = None
+    ) -> dict[tuple[str, str], Usage]:
+        starts = {provider: to_epoch(start, f"since[{provider!r}]") for provider, start in since.items()}
+        end = to_epoch(until, "until") if until is not None else None
+        totals: dict[tuple[str, str], Usage] = {}
+        for (provider, account), rows in self._usage.items():
+            start = starts.get(provider)
+            if start is None:
+                continue
+            for at, usage in rows:
+                if at >= start and (end is None or at < end):
+                    key = (provider, account)
+                    totals[key] = add_usage(totals.get(key, ZERO_USAGE), usage)
+        return totals
+
+    def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
+        start = to_epoch(since, "since")
+        times = [at for at, _ in self._usage.get((provider, account), []) if at >= start]
+        return from_epoch(min(times)) if times else None
+
+    def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
+        self._cooldowns[(provider, account)] = cooldown
+        self._wrote()
+
+    def clear_cooldown(self, provider: str, account: str) -> None:
+        if self._cooldowns.pop((provider, account), None) is not None:
+            self._wrote()
+
+    def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
+        limit = to_epoch(now, "now")
+        return {key: c for key, c in self._cooldowns.items() if c.until.timestamp() > limit}
+
+    def next_cursor(self, key: str) -> int:
+        value = self._cursors.get(key, 0)
+        self._cursors[key] = value + 1
+        self._wrote()
+        return value
+
+    def peek_cursor(self, key: str) -> int:
+        return self._cursors.get(key, 0)
+
+    def get_sticky(self, key: str) -> str | None:
+        return self._sticky.get(key)
+
+    def set_sticky(self, key: str, value: str) -> None:
+        self._sticky[key] = value
+        self._wrote()
+
+    def get_breaker(self, provider: str) -> BreakerState:
+        return self._breakers.get(provider, BreakerState())
+
+    def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
+        new = fn(self.get_breaker(provider))
+        self._breakers[provider] = new
+        self._wrote()
+        return new
+
+    def breakers(self) -> dict[str, BreakerState]:
+        return dict(self._breakers)
+
+    def version(self) -> int:
+        # Only this object can write, so its own write counter is the whole story.
+        return self._writes
+
+    def close(self) -> None:
+        # Nothing to release; kept so callers treat every backend alike.
+        return None
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,402 @@
+"""The state store contract, run against every backend, plus SQLite's multi-process guarantees."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from adws.attempt import Usage
+from adws.state import (
+    DEFAULT_PATH,
+    STORES,
+    BreakerState,
+    Cooldown,
+    MemoryStore,
+    SqliteStore,
+    StateStore,
+    StateStoreError,
+    UsageRecord,
+    open_store,
+    resolve_path,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = REPO / "tests" / "state_worker.py"
+T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    opened = STORES[request.param](str(tmp_path / "state.sqlite3"))
+    yield opened
+    opened.close()
+
+
+def rec(provider: str, account: str, at: datetime, **usage: object) -> UsageRecord:
+    return UsageRecord(provider, account, at, Usage(**usage))  # type: ignore[arg-type]
+
+
+# -- usage ledger ----------------------------------------------------------------------------------
+
+
+def test_usage_totals_sum_per_account_from_each_providers_start(store: StateStore) -> None:
+    store.record_usage(rec("anti", "a1", T0, input_tokens=100, output_tokens=20, cost_usd=0.25))
+    store.record_usage(rec("anti", "a1", T0 + timedelta(hours=1), input_tokens=50, cost_usd=0.5))
+    store.record_usage(rec("anti", "a2", T0, requests=3, input_tokens=7))
+    store.record_usage(rec("copilot", "c1", T0 - timedelta(days=2), input_tokens=1000))
+    store.record_usage(rec("copilot", "c1", T0, input_tokens=9))
+    store.record_usage(rec("other", "o1", T0, input_tokens=5))
+
+    totals = store.usage_totals({"anti": T0, "copilot": T0 - timedelta(hours=1)})
+
+    assert totals == {
+        ("anti", "a1"): Usage(requests=2, input_tokens=150, output_tokens=20, cost_usd=0.75),
+        ("anti", "a2"): Usage(requests=3, input_tokens=7),
+        ("copilot", "c1"): Usage(requests=1, input_tokens=9),
+    }
+
+
+def test_usage_before_since_and_at_or_after_until_is_not_counted(store: StateStore) -> None:
+    for minutes in (-1, 0, 30, 60):
+        store.record_usage(rec("p", "a", T0 + timedelta(minutes=minutes), input_tokens=1))
+
+    assert store.usage_totals({"p": T0}) == {("p", "a"): Usage(requests=3, input_tokens=3)}
+    until = T0 + timedelta(minutes=60)
+    assert store.usage_totals({"p": T0}, until=until) == {("p", "a"): Usage(requests=2, input_tokens=2)}
+    assert store.usage_totals({"p": T0 + timedelta(hours=2)}) == {}
+    assert store.usage_totals({}) == {}
+
+
+def test_usage_totals_are_estimated_when_any_record_was(store: StateStore) -> None:
+    store.record_usage(rec("p", "exact", T0, input_tokens=1))
+    store.record_usage(rec("p", "mixed", T0, input_tokens=1))
+    store.record_usage(rec("p", "mixed", T0, input_tokens=1, estimated=True))
+
+    totals = store.usage_totals({"p": T0})
+
+    assert totals[("p", "exact")].estimated is False
+    assert totals[("p", "mixed")] == Usage(requests=2, input_tokens=2, estimated=True)
+
+
+def test_since_in_another_timezone_means_the_same_instant(store: StateStore) -> None:
+    store.record_usage(rec("p", "a", T0, input_tokens=1))
+    plus_two = T0.astimezone(timezone(timedelta(hours=2)))
+
+    assert store.usage_totals({"p": plus_two}) == {("p", "a"): Usage(requests=1, input_tokens=1)}
+    assert store.usage_totals({"p": plus_two + timedelta(microseconds=1)}) == {}
+
+
+def test_oldest_usage_finds_the_first_record_inside_a_rolling_window(store: StateStore) -> None:
+    precise = T0 + timedelta(microseconds=123457)
+    store.record_usage(rec("p", "a", T0 - timedelta(hours=6)))
+    store.record_usage(rec("p", "a", precise + timedelta(hours=1)))
+    store.record_usage(rec("p", "a", precise))
+    store.record_usage(rec("p", "b", T0 - timedelta(hours=1)))
+
+    assert store.oldest_usage("p", "a", T0 - timedelta(hours=5)) == precise
+    assert store.oldest_usage("p", "a", T0 + timedelta(hours=2)) is None
+    assert store.oldest_usage("p", "nobody", T0 - timedelta(days=1)) is None
+
+
+def test_naive_datetimes_are_refused(store: StateStore) -> None:
+    naive = datetime(2025, 3, 2, 12, 0)
+    with pytest.raises(ValueError) as exc:
+        UsageRecord("p", "a", naive, Usage())
+    assert str(exc.value) == "UsageRecord.at must be timezone-aware, got naive datetime 2025-03-02T12:00:00"
+    with pytest.raises(ValueError) as exc:
+        store.usage_totals({"p": naive})
+    assert str(exc.value) == "since['p'] must be timezone-aware, got naive datetime 2025-03-02T12:00:00"
+    with pytest.raises(ValueError) as exc:
+        store.usage_totals({"p": T0}, until=naive)
+    assert str(exc.value) == "until must be timezone-aware, got naive datetime 2025-03-02T12:00:00"
+    with pytest.raises(ValueError) as exc:
+        store.cooldowns(naive)
+    assert str(exc.value) == "now must be timezone-aware, got naive datetime 2025-03-02T12:00:00"
+    with pytest.raises(ValueError) as exc:
+        Cooldown(until=naive, reason="x")
+    assert str(exc.value) == "Cooldown.until must be timezone-aware, got naive datetime 2025-03-02T12:00:00"
+
+
+# -- cooldowns -------------------------------------------------------------------------------------
+
+
+def test_cooldown_runs_until_its_end_and_not_after(store: StateStore) -> None:
+    until = T0 + timedelta(minutes=10)
+    store.set_cooldown("p", "a", Cooldown(until=until, reason="rate limited"))
+    store.set_cooldown("p", "b", Cooldown(until=T0 - timedelta(seconds=1), reason="old"))
+
+    assert store.cooldowns(T0) == {("p", "a"): Cooldown(until=until, reason="rate limited")}
+    assert store.cooldowns(until - timedelta(microseconds=1)) == {("p", "a"): Cooldown(until, "rate limited")}
+    assert store.cooldowns(until) == {}
+
+
+def test_cooldown_is_replaced_and_cleared(store: StateStore) -> None:
+    store.set_cooldown("p", "a", Cooldown(until=T0 + timedelta(hours=1), reason="first"))
+    store.set_cooldown("p", "a", Cooldown(until=T0 + timedelta(hours=2), reason="second"))
+    assert store.cooldowns(T0) == {("p", "a"): Cooldown(until=T0 + timedelta(hours=2), reason="second")}
+
+    store.clear_cooldown("p", "a")
+    store.clear_cooldown("p", "never-set")
+    assert store.cooldowns(T0) == {}
+
+
+# -- cursors and sticky choices --------------------------------------------------------------------
+
+
+def test_cursor_fetches_then_increments_per_key(store: StateStore) -> None:
+    assert store.peek_cursor("rr:anti") == 0
+    assert [store.next_cursor("rr:anti") for _ in range(3)] == [0, 1, 2]
+    assert store.peek_cursor("rr:anti") == 3
+    assert store.next_cursor("rr:other") == 0
+    assert store.peek_cursor("rr:anti") == 3
+
+
+def test_sticky_choice_is_remembered_and_overwritten(store: StateStore) -> None:
+    assert store.get_sticky("issue:42") is None
+    store.set_sticky("issue:42", "acct-3")
+    store.set_sticky("issue:43", "acct-1")
+    assert store.get_sticky("issue:42") == "acct-3"
+    store.set_sticky("issue:42", "acct-5")
+    assert (store.get_sticky("issue:42"), store.get_sticky("issue:43")) == ("acct-5", "acct-1")
+
+
+# -- circuit breakers ------------------------------------------------------------------------------
+
+
+def test_breaker_defaults_to_closed_and_updates_atomically(store: StateStore) -> None:
+    assert store.get_breaker("anti") == BreakerState()
+    assert store.breakers() == {}
+
+    def fail(state: BreakerState) -> BreakerState:
+        return replace(state, failures=state.failures + 1)
+
+    store.update_breaker("anti", fail)
+    opened = store.update_breaker("anti", lambda s: replace(fail(s), state="open", opened_at=T0))
+
+    assert opened == BreakerState(state="open", failures=2, opened_at=T0)
+    assert store.get_breaker("anti") == opened
+    assert store.breakers() == {"anti": opened}
+
+
+def test_breaker_update_that_raises_changes_nothing(store: StateStore) -> None:
+    store.update_breaker("anti", lambda s: replace(s, failures=1))
+
+    def broken(state: BreakerState) -> BreakerState:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.update_breaker("anti", broken)
+    assert store.get_breaker("anti") == BreakerState(failures=1)
+    assert store.next_cursor("k") == 0  # the store is still usable: no transaction left open
+
+
+def test_breaker_state_is_validated() -> None:
+    with pytest.raises(ValueError) as exc:
+        BreakerState(state="half-open")
+    assert str(exc.value) == "breaker state must be one of closed, open, half_open, got 'half-open'"
+
+
+# -- change detection ------------------------------------------------------------------------------
+
+
+def test_version_changes_after_each_write_and_only_then(store: StateStore) -> None:
+    first = store.version()
+    assert store.version() == first
+    store.usage_totals({"p": T0})
+    store.get_breaker("p")
+    assert store.version() == first
+
+    seen = {first}
+    writes: list[Callable[[], object]] = [
+        lambda: store.record_usage(rec("p", "a", T0)),
+        lambda: store.set_cooldown("p", "a", Cooldown(T0, "x")),
+        lambda: store.next_cursor("k"),
+        lambda: store.set_sticky("k", "v"),
+        lambda: store.update_breaker("p", lambda s: s),
+    ]
+    for write in writes:
+        write()
+        current = store.version()
+        assert current not in seen
+        seen.add(current)
+        assert store.version() == current
+
+
+def test_sqlite_version_sees_commits_of_other_connections(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sqlite3")
+    with SqliteStore(path) as mine, SqliteStore(path) as theirs:
+        before = mine.version()
+        assert mine.version() == before
+        theirs.set_sticky("k", "v")
+        after = mine.version()
+        assert after != before
+        assert mine.version() == after
+        assert mine.get_sticky("k") == "v"
+
+
+# -- opening stores --------------------------------------------------------------------------------
+
+
+def test_path_precedence_env_then_argument_then_default() -> None:
+    env = {"ADWS_STATE_PATH": "/srv/adws.sqlite3"}
+    assert resolve_path("config.sqlite3", env) == "/srv/adws.sqlite3"
+    assert resolve_path(None, env) == "/srv/adws.sqlite3"
+    assert resolve_path("config.sqlite3", {}) == "config.sqlite3"
+    assert resolve_path(None, {}) == DEFAULT_PATH == ".adws/state.sqlite3"
+
+
+def test_open_store_uses_env_path_and_creates_its_directory(tmp_path: Path) -> None:
+    target = tmp_path / "nested" / "dir" / "state.sqlite3"
+    store = open_store("sqlite", str(tmp_path / "ignored.sqlite3"), env={"ADWS_STATE_PATH": str(target)})
+    store.set_sticky("k", "v")
+    store.close()
+    assert target.exists()
+    assert not (tmp_path / "ignored.sqlite3").exists()
+
+
+def test_open_store_default_path_is_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    open_store(env={}).close()
+    assert (tmp_path / ".adws" / "state.sqlite3").exists()
+
+
+def test_open_store_backends() -> None:
+    assert isinstance(open_store("memory", env={}), MemoryStore)
+    in_memory = open_store("sqlite", ":memory:", env={})
+    assert isinstance(in_memory, SqliteStore)
+    assert in_memory.next_cursor("k") == 0
+    assert in_memory.next_cursor("k") == 1
+    in_memory.close()
+    with pytest.raises(ValueError) as exc:
+        open_store("redis", env={})
+    assert str(exc.value) == "unknown state backend 'redis': expected one of memory, sqlite"
+
+
+def test_sqlite_file_is_wal_with_the_period_index(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    SqliteStore(str(path)).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    columns = [row[2] for row in conn.execute("PRAGMA index_info(usage_by_account_time)")]
+    assert columns[:3] == ["provider", "account", "at"]
+    conn.close()
+
+
+def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateStoreError) as exc:
+        SqliteStore(str(path))
+    assert str(exc.value) == f"cannot open state store {path}: file is not a database"
+
+
+def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StateStoreError) as exc:
+        SqliteStore(str(path))
+    assert str(exc.value) == (
+        f"state store {path} has schema version 99, this adws knows up to 1: "
+        "upgrade adws or point [state] path at another file"
+    )
+
+
+def test_sqlite_store_is_reopened_with_its_data(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sqlite3")
+    with SqliteStore(path) as first:
+        first.record_usage(rec("p", "a", T0, input_tokens=3))
+        first.next_cursor("k")
+    with SqliteStore(path) as second:
+        assert second.usage_totals({"p": T0}) == {("p", "a"): Usage(requests=1, input_tokens=3)}
+        assert second.peek_cursor("k") == 1
+
+
+# -- several processes -----------------------------------------------------------------------------
+
+
+def worker(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+
+
+@pytest.mark.slow
+def test_four_processes_at_once_lose_no_update(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite3")  # created by the workers themselves, racing
+    n = 150
+    procs = [worker("count", path, str(n), f"acct-{i}") for i in range(4)]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+    for proc in procs:  # release them together
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert (proc.returncode, out) == (0, "done\n")
+
+    with SqliteStore(path) as store:
+        totals = store.usage_totals({"prov": T0})
+        assert totals == {
+            ("prov", f"acct-{i}"): Usage(
+                requests=n, input_tokens=10 * n, output_tokens=5 * n, cost_usd=0.5 * n
+            )
+            for i in range(4)
+        }
+        assert store.peek_cursor("shared") == 4 * n
+        assert store.get_breaker("prov").failures == 4 * n
+
+
+@pytest.mark.slow
+def test_kill_9_mid_write_leaves_a_consistent_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "killed.sqlite3")
+    proc = worker("loop", path)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    with SqliteStore(path) as watcher:
+        deadline = time.monotonic() + 30
+        while watcher.peek_cursor("shared") < 300 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    with SqliteStore(path) as store:
+        cursor = store.peek_cursor("shared")
+        failures = store.get_breaker("prov").failures
+        (usage,) = store.usage_totals({"prov": T0}).values()
+        # Each round is cursor -> breaker -> usage, one transaction each: a kill may cut a round short
+        # but never lose or half-apply a committed step.
+        assert cursor >= 300
+        assert cursor >= failures >= usage.requests >= cursor - 1
+        assert usage == Usage(
+            requests=usage.requests,
+            input_tokens=10 * usage.requests,
+            output_tokens=5 * usage.requests,
+            cost_usd=0.5 * usage.requests,
+        )
+        assert store.next_cursor("shared") == cursor  # and it keeps working
