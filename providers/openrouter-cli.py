@@ -52,6 +52,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a chat reply is kilobytes; this only stops a runaway server
+READ_CHUNK_BYTES = 64 * 1024
 SNIPPET_CHARS = 300  # how much of an unreadable body an error message quotes
 
 # Matched against an HTTP 400's error message, code, type and metadata. OpenRouter passes the upstream
@@ -238,10 +239,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _read_capped(stream: IO[bytes]) -> bytes:
-    body = stream.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise Failure(f"response larger than {MAX_BODY_BYTES} bytes; refusing to read it")
+def _read_capped(stream: IO[bytes], headers: dict[str, str]) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Failure(f"response larger than {MAX_BODY_BYTES} bytes; refusing to read it")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    # http.client reports a body cut short by Content-Length only when asked to read all of it at once.
+    declared = headers.get("content-length", "").strip()
+    if declared.isdigit() and len(body) < int(declared):
+        raise http.client.IncompleteRead(body, int(declared) - len(body))
     return body
 
 
@@ -249,10 +259,12 @@ def _fetch(request: urllib.request.Request, timeout: float) -> HttpReply:
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=timeout) as response:
-            return HttpReply(response.status, _lower(response.headers.items()), _read_capped(response))
+            headers = _lower(response.headers.items())
+            return HttpReply(response.status, headers, _read_capped(response, headers))
     except urllib.error.HTTPError as err:  # a status >= 300: still a reply worth reading
-        body = _read_capped(err) if err.fp is not None else b""
-        return HttpReply(err.code, _lower(err.headers.items() if err.headers else []), body)
+        headers = _lower(err.headers.items() if err.headers else [])
+        body = _read_capped(err, headers) if err.fp is not None else b""
+        return HttpReply(err.code, headers, body)
 
 
 def _lower(items: Any) -> dict[str, str]:
