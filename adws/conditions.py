@@ -40,6 +40,8 @@ class Condition(Protocol):
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as written in TOML
     if isinstance(value, (list, tuple, frozenset, set)):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return repr(value) if isinstance(value, str) else str(value)
@@ -156,12 +158,12 @@ def _priority(value: Any) -> Condition:
 
     getter = _get_priority_rank
     if isinstance(value, str):
-        return _Compare("priority", getter, (("eq", operator.eq, rank_of(value, ())),))
+        return _PriorityCompare("priority", getter, (("eq", operator.eq, rank_of(value, ())),))
     if isinstance(value, list):
         if not value:
             raise ConditionError((), "empty list: the rule could never match")
         ranks = frozenset(rank_of(v, (i,)) for i, v in enumerate(value))
-        return _Compare("priority", getter, (("in", _ATTR_OPS["in"], ranks),))
+        return _PriorityCompare("priority", getter, (("in", _ATTR_OPS["in"], ranks),))
     table = _ops_table(value, ["eq", "ne", "in", "not_in", *_ORDER_OPS],
                        "a priority, a list of priorities or a table of operators")
     checks: list[tuple[str, Callable[[Any, Any], bool], Any]] = []

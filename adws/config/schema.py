@@ -133,6 +133,7 @@ class QuotaConfig(StrictModel):
     cost_usd: float | None = Field(None, gt=0, description="Money per period, where models have a price.")
     reset: str | None = Field(None, description='Cron expression of the period reset, e.g. "0 0 * * 0".')
     window: str | None = Field(None, description='Rolling window instead of a reset, e.g. "5h".')
+    timezone: str | None = Field(None, description="Timezone of `reset`; default: routing.timezone.")
     hard_block_percent: float = Field(95.0, gt=0, le=100)
     alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0])
 

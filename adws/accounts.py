@@ -1,0 +1,270 @@
+"""Choosing accounts within a tier: the checks that make an account unusable, and the strategies that order
+the usable ones.
+
+Routing calls `rank()` for every tier of every decision, so state is read through a snapshot that is rebuilt
+only when the store says something changed (`StateStore.version()`) or the quota period moved on. A rolling
+window's start moves with the clock; its snapshot is reused for up to `ROLLING_REFRESH` seconds, which can
+only over-count usage (old records drop out a little late), never under-count it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from adws.attempt import Usage
+from adws.availability import Availability
+from adws.decision import Skip
+from adws.model import AccountSpec, ProviderSpec, QuotaSpec
+from adws.quota import QuotaLimits, QuotaPeriod, percent_used
+from adws.state.base import BreakerState, Cooldown, StateStore
+from adws.taskview import TaskView
+
+DEFAULT_ACCOUNT = "default"  # usage of a provider that declares no accounts is kept under this name
+ROLLING_REFRESH = 30.0
+_NO_USAGE = Usage(requests=0)
+
+
+@dataclass(slots=True)
+class Ranking:
+    eligible: list[str] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    earliest: datetime | None = None  # when the first blocked account comes back, if all are blocked
+
+
+class AccountPlanner(Protocol):
+    def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking: ...
+    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An account that passed every check, with what strategies need to order it."""
+
+    name: str
+    position: int  # in the file
+    percent: float
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyContext:
+    provider: ProviderSpec
+    task_key: str | None
+    store: StateStore | None
+
+
+Strategy = Callable[[list[Candidate], StrategyContext], list[Candidate]]
+
+
+def _least_used(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
+    # Most quota left first; without a quota, fewest tokens this period; file order breaks ties.
+    return sorted(cands, key=lambda c: (c.percent, c.usage.total_tokens, c.position))
+
+
+def _fill_first(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
+    return sorted(cands, key=lambda c: c.position)
+
+
+def _round_robin(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
+    if ctx.store is None or not cands:
+        return _fill_first(cands, ctx)
+    total = max(len(ctx.provider.accounts), 1)
+    start = ctx.store.peek_cursor(cursor_key(ctx.provider.name)) % total
+    return sorted(cands, key=lambda c: (c.position - start) % total)
+
+
+def _sticky(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
+    ordered = _least_used(cands, ctx)
+    if ctx.store is None or ctx.task_key is None:
+        return ordered
+    held = ctx.store.get_sticky(sticky_key(ctx.provider.name, ctx.task_key))
+    return sorted(ordered, key=lambda c: c.name != held)  # stable: the held account first, rest unchanged
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "least_used": _least_used,
+    "round_robin": _round_robin,
+    "fill_first": _fill_first,
+    "sticky": _sticky,
+}
+
+
+def cursor_key(provider: str) -> str:
+    return f"round_robin:{provider}"
+
+
+def sticky_key(provider: str, task_key: str) -> str:
+    return f"sticky:{provider}:{task_key}"
+
+
+def account_names(provider: ProviderSpec) -> list[str]:
+    return [a.name for a in provider.accounts] or [DEFAULT_ACCOUNT]
+
+
+def build_period(quota: QuotaSpec) -> QuotaPeriod:
+    if quota.reset is not None:
+        return QuotaPeriod.cron(quota.reset, ZoneInfo(quota.timezone))
+    return QuotaPeriod.rolling(timedelta(seconds=quota.window_seconds or 0))
+
+
+def limits_of(quota: QuotaSpec) -> QuotaLimits:
+    return QuotaLimits(quota.tokens, quota.requests, quota.cost_usd)
+
+
+class StatefulAccounts:
+    """Accounts checked against the state store: cooldowns, quota hard blocks, circuit breakers."""
+
+    def __init__(self, providers: dict[str, ProviderSpec] | None, availability: Availability,
+                 store: StateStore | None, breaker_cooldown: float = 600.0) -> None:
+        self.availability = availability
+        self.store = store
+        self.breaker_cooldown = timedelta(seconds=breaker_cooldown)
+        self._periods: dict[int, QuotaPeriod] = {}
+        self._version: int | None = None
+        self._usage: dict[tuple[str, str], Usage] = {}
+        self._since: dict[tuple[str, str], datetime] = {}
+        self._snapshot_at: datetime | None = None
+        self._cooldowns: dict[tuple[str, str], Cooldown] = {}
+        self._breakers: dict[str, BreakerState] = {}
+        self._providers = providers or {}
+
+    # -- quota ----------------------------------------------------------------------------------------------
+
+    def quota_of(self, provider: ProviderSpec, account: AccountSpec | None) -> QuotaSpec | None:
+        return (account.quota if account is not None else None) or provider.quota
+
+    def period_of(self, quota: QuotaSpec) -> QuotaPeriod:
+        period = self._periods.get(id(quota))
+        if period is None:
+            period = self._periods[id(quota)] = build_period(quota)
+        return period
+
+    def _refresh(self, now: datetime) -> None:
+        """Re-read state when another writer committed, or a period start moved."""
+        if self.store is None:
+            return
+        version = self.store.version()
+        wanted: dict[tuple[str, str], datetime] = {}
+        for provider in self._providers.values():
+            for account in provider.accounts or (None,):
+                quota = self.quota_of(provider, account)
+                if quota is not None:
+                    name = account.name if account is not None else DEFAULT_ACCOUNT
+                    wanted[(provider.name, name)] = self.period_of(quota).start(now)
+        stale = version != self._version or self._snapshot_at is None
+        if not stale:
+            for key, since in wanted.items():
+                old = self._since.get(key)
+                if old == since:
+                    continue
+                if old is not None and self._is_rolling(key) and (since - old).total_seconds() < ROLLING_REFRESH:
+                    continue
+                stale = True
+                break
+        if not stale:
+            return
+        usage: dict[tuple[str, str], Usage] = {}
+        by_since: dict[datetime, dict[str, list[str]]] = {}
+        for (prov, acc), since in wanted.items():
+            by_since.setdefault(since, {}).setdefault(prov, []).append(acc)
+        for since, provs in by_since.items():
+            totals = self.store.usage_totals(dict.fromkeys(provs, since))
+            for prov, accs in provs.items():
+                for acc in accs:
+                    if (prov, acc) in totals:
+                        usage[(prov, acc)] = totals[(prov, acc)]
+        self._usage, self._since, self._snapshot_at = usage, wanted, now
+        self._cooldowns = self.store.cooldowns(now)
+        self._breakers = self.store.breakers()
+        self._version = self.store.version()
+
+    def _is_rolling(self, key: tuple[str, str]) -> bool:
+        provider = self._providers.get(key[0])
+        if provider is None:
+            return False
+        quota = self.quota_of(provider, provider.account(key[1]))
+        return quota is not None and quota.window_seconds is not None
+
+    def usage(self, provider: str, account: str, now: datetime) -> Usage:
+        self._refresh(now)
+        return self._usage.get((provider, account), _NO_USAGE)
+
+    def next_reset(self, provider: ProviderSpec, account: AccountSpec | None, now: datetime) -> datetime | None:
+        quota = self.quota_of(provider, account)
+        if quota is None:
+            return None
+        period = self.period_of(quota)
+        reset = period.next_reset(now)
+        if reset is None and self.store is not None and quota.window_seconds:
+            # Rolling window: usage starts to fall out when the oldest record in the window ages out.
+            name = account.name if account is not None else DEFAULT_ACCOUNT
+            oldest = self.store.oldest_usage(provider.name, name, period.start(now))
+            reset = oldest + timedelta(seconds=quota.window_seconds) if oldest else None
+        return reset
+
+    # -- the planner interface ------------------------------------------------------------------------------
+
+    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None:
+        self._refresh(now)
+        state = self._breakers.get(provider.name)
+        if state is None or state.state != "open" or state.opened_at is None:
+            return None
+        probe_at = state.opened_at + self.breaker_cooldown
+        if now >= probe_at:
+            return None  # half-open: one attempt may probe it
+        return (f"circuit open after {state.failures} infrastructure failures; "
+                f"probed again at {probe_at.isoformat()}")
+
+    def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking:
+        now = view.local_now
+        self._refresh(now)
+        out = Ranking()
+        candidates: list[Candidate] = []
+        accounts: Sequence[AccountSpec | None] = provider.accounts or (None,)
+        for position, account in enumerate(accounts):
+            name = account.name if account is not None else DEFAULT_ACCOUNT
+            shown = None if account is None else name
+            if account is not None and not account.enabled:
+                out.skipped.append(Skip(provider.name, "account disabled", shown))
+                continue
+            if account is not None and self.availability.missing_credentials(account.api_key_env):
+                out.skipped.append(Skip(provider.name, f"credentials missing: {account.api_key_env} is not set",
+                                        shown))
+                continue
+            cooldown = self._cooldowns.get((provider.name, name))
+            if cooldown is not None and cooldown.until > now:
+                out.skipped.append(Skip(provider.name, f"cooling down: {cooldown.reason}", shown, cooldown.until))
+                out.earliest = _earlier(out.earliest, cooldown.until)
+                continue
+            usage = self._usage.get((provider.name, name), _NO_USAGE)
+            quota = self.quota_of(provider, account)
+            percent = percent_used(usage, limits_of(quota)) if quota is not None else 0.0
+            if quota is not None and percent >= quota.hard_block_percent:
+                reset = self.next_reset(provider, account, now)
+                out.skipped.append(Skip(provider.name, f"quota {percent:.0f}% used (hard block at "
+                                        f"{quota.hard_block_percent:g}%)", shown, reset))
+                out.earliest = _earlier(out.earliest, reset)
+                continue
+            candidates.append(Candidate(name, position, percent, usage))
+        ctx = StrategyContext(provider, view.task_id, self.store)
+        ordered = STRATEGIES[provider.account_strategy](candidates, ctx)
+        out.eligible = [c.name for c in ordered]
+        if provider.accounts:
+            return out
+        # No declared accounts: the tier itself is usable or blocked; the implicit account is not shown.
+        if not out.eligible:
+            reasons = "; ".join(s.reason for s in out.skipped)
+            out.skipped = [Skip(provider.name, reasons, None, out.earliest)]
+        return out
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

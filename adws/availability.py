@@ -1,0 +1,52 @@
+"""Is a provider usable at all on this machine? (enabled, its program present, its API key set)
+
+Looking a program up on PATH costs a directory scan, so each answer is cached for the life of the engine;
+`refresh()` forgets them (e.g. after installing a CLI). Environment variables are read on every call: they are
+a dictionary lookup, and a coordinator may set a key between tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+
+from adws.model import ProviderSpec
+
+
+class Availability:
+    def __init__(self, environ: Mapping[str, str] | None = None,
+                 which: Callable[[str], str | None] = shutil.which) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._which = which
+        self._found: dict[str, str | None] = {}
+
+    def refresh(self) -> None:
+        self._found.clear()
+
+    def locate(self, executable: str) -> str | None:
+        try:
+            return self._found[executable]
+        except KeyError:
+            pass
+        if os.sep in executable:
+            found = executable if os.path.isfile(executable) and os.access(executable, os.X_OK) else None
+        else:
+            found = self._which(executable)
+        self._found[executable] = found
+        return found
+
+    def why_not(self, provider: ProviderSpec) -> str | None:
+        """None when usable, else the reason in words."""
+        if not provider.enabled:
+            return "disabled in config"
+        if self.locate(provider.executable) is None:
+            if os.sep in provider.executable:
+                return f"executable {provider.executable} not found or not executable"
+            return f"command '{provider.executable}' not on PATH"
+        if provider.requires_api_key and provider.api_key_env and not self._environ.get(provider.api_key_env):
+            return f"API-key variable {provider.api_key_env} is not set"
+        return None
+
+    def missing_credentials(self, variable: str | None) -> bool:
+        return bool(variable) and not self._environ.get(variable or "")

@@ -1,0 +1,90 @@
+"""From task input to the `TaskView` that conditions read: priority, specialization, context size, local time."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from adws.errors import TaskError, suggest
+from adws.model import IntakeSpec
+from adws.task import Task
+from adws.taskview import PRIORITY_RANK, TaskView
+
+_P_NUMBER = re.compile(r"^p(\d+)$")
+
+
+def _priority(task: Task, lowered: list[str], intake: IntakeSpec) -> tuple[str, str]:
+    given = task.priority
+    if given is None:
+        best: tuple[int, str, str] | None = None
+        for label in lowered:
+            mapped = intake.priority_labels.get(label)
+            if mapped is not None and (best is None or PRIORITY_RANK[mapped] > best[0]):
+                best = (PRIORITY_RANK[mapped], mapped, label)
+        if best is not None:
+            return best[1], f'label "{best[2]}"'
+        return intake.default_priority, "default"
+    if isinstance(given, int):
+        if 0 <= given < len(intake.priority_numbers):
+            return intake.priority_numbers[given], f"number {given}"
+        raise TaskError([f"priority: {given} is out of range 0-{len(intake.priority_numbers) - 1}"])
+    text = given.strip().lower()
+    if text in PRIORITY_RANK:
+        return text, "given"
+    if text in intake.priority_labels:
+        return intake.priority_labels[text], f'given as "{given}"'
+    number = _P_NUMBER.match(text)
+    if number and int(number.group(1)) < len(intake.priority_numbers):
+        return intake.priority_numbers[int(number.group(1))], f'given as "{given}"'
+    raise TaskError([f'priority: unknown value "{given}"{suggest(text, PRIORITY_RANK)}; '
+                     f"use {', '.join(PRIORITY_RANK)}, P0-P{len(intake.priority_numbers) - 1} or 0-"
+                     f"{len(intake.priority_numbers) - 1}"])
+
+
+def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> tuple[str, str]:
+    if task.specialization is not None:
+        spec = task.specialization.strip().lower()
+        if spec not in intake.known_specializations:
+            raise TaskError([f'specialization: unknown value "{task.specialization}"'
+                             f"{suggest(spec, intake.known_specializations)}; "
+                             f"known: {', '.join(sorted(intake.known_specializations))}"])
+        return spec, "given"
+    for label_set, spec in intake.specialization_labels:
+        if label_set.hits(labels):
+            return spec, f'label "{label_set.shown[0]}"'
+    if intake.keywords and (task.title or task.body):
+        text = f"{task.title}\n{task.body}"
+        best = (0, "")
+        for spec, pattern in intake.keywords:
+            hits = len(pattern.findall(text))
+            if hits > best[0]:
+                best = (hits, spec)
+        if best[0]:
+            return best[1], f"keywords ({best[0]} hit{'s' if best[0] > 1 else ''})"
+    return intake.default_specialization, "default"
+
+
+def local_time(now: datetime, tz: ZoneInfo) -> datetime:
+    """`now` in the routing timezone. A naive datetime is taken as already in that timezone."""
+    return now.replace(tzinfo=tz) if now.tzinfo is None else now.astimezone(tz)
+
+
+def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt: str | None = None) -> TaskView:
+    lowered = [label.strip().lower() for label in task.labels]
+    labels = frozenset(lowered)
+    priority, priority_from = _priority(task, lowered, intake)
+    specialization, spec_from = _specialization(task, labels, intake)
+    if task.context_tokens is not None:
+        tokens, estimated, tokens_from = task.context_tokens, False, "given"
+    else:
+        text = prompt if prompt is not None else f"{task.title}\n{task.body}"
+        tokens, estimated = int(len(text) / intake.chars_per_token), True
+        tokens_from = "estimated from the prompt" if prompt is not None else "estimated from title and body"
+    local = local_time(now, tz)
+    return TaskView(
+        task_id=task.key, number=task.number, title=task.title, labels=labels, priority=priority,
+        priority_rank=PRIORITY_RANK[priority], retry_count=task.retry_count, specialization=specialization,
+        context_tokens=tokens, context_estimated=estimated, attrs=task.attrs, local_now=local, hour=local.hour,
+        sources={"priority": priority_from, "specialization": spec_from, "context_tokens": tokens_from},
+    )

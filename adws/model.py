@@ -1,0 +1,169 @@
+"""The compiled configuration: plain, immutable objects built once at load from the validated file.
+
+Routing reads only these (never the raw TOML or the pydantic models), so a decision never re-parses config.
+They hold no pydantic objects and no compiled Jinja templates, which keeps them cheap to copy and to cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from adws.attempt import OutcomeClass
+from adws.conditions import Condition, LabelSet
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    id: str
+    context_window: int
+    latency_ms: int | None
+    cost_per_1k_tokens: float
+    scores: Mapping[str, int]
+    vars: Mapping[str, Any]
+
+    def score(self, specialization: str, fallback: Mapping[str, int]) -> int:
+        """Fit for a specialization: the model's own score, else the provider's, else their `general`."""
+        for table in (self.scores, fallback):
+            if specialization in table:
+                return table[specialization]
+        for table in (self.scores, fallback):
+            if "general" in table:
+                return table["general"]
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSpec:
+    tokens: int | None
+    requests: int | None
+    cost_usd: float | None
+    reset: str | None  # cron expression, evaluated in `timezone`
+    timezone: str
+    window_seconds: float | None
+    hard_block_percent: float
+    alert_percent: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    name: str
+    enabled: bool
+    env: Mapping[str, str]
+    api_key_env: str | None
+    quota: QuotaSpec | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    enabled: bool
+    description: str
+    command: tuple[str, ...]  # Jinja sources, one per argv element
+    executable: str
+    api_key_env: str | None
+    requires_api_key: bool
+    env: Mapping[str, str]
+    timeout: float
+    kill_grace: float
+    prompt: str
+    output_format: str
+    max_concurrency: int | None
+    account_strategy: str
+    scores: Mapping[str, int]
+    models: Mapping[str, ModelSpec]  # in file order
+    accounts: tuple[AccountSpec, ...]
+    quota: QuotaSpec | None
+    patterns: tuple[tuple[str, OutcomeClass], ...]  # declared (regex, class) over the output tail
+    actions: Mapping[OutcomeClass, str]
+    vars: Mapping[str, Any]
+
+    def account(self, name: str) -> AccountSpec | None:
+        for acc in self.accounts:
+            if acc.name == name:
+                return acc
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    name: str
+    priority: int
+    order: int  # position in the file; breaks ties between equal priorities
+    enabled: bool
+    description: str
+    conditions: tuple[Condition, ...]
+    raw_conditions: Mapping[str, Any]  # as written, for display
+    provider: str | None
+    model: str | None
+    account: str | None
+    models: Mapping[str, str]
+    chain: tuple[str, ...] | None
+    fallback: bool
+    vars: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeSpec:
+    priority_labels: Mapping[str, str]  # lowercased label -> priority
+    priority_numbers: tuple[str, ...]
+    default_priority: str
+    specialization_labels: tuple[tuple[LabelSet, str], ...]
+    keywords: tuple[tuple[str, Any], ...]  # (specialization, compiled regex)
+    default_specialization: str
+    known_specializations: frozenset[str]
+    chars_per_token: float
+    override_label_prefix: str
+    force_attr: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    max_retries: int
+    backoff_seconds: float
+    backoff_factor: float
+    max_backoff_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSpec:
+    failure_threshold: int
+    cooldown_seconds: float
+    counts: frozenset[OutcomeClass]
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    name: str
+    description: str
+    task: Mapping[str, Any]
+    at: str | None  # ISO 8601 as written
+    expect: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConfig:
+    source: str  # path of the file, for messages
+    base_dir: str  # relative paths in the file are relative to this
+    enabled: bool
+    default_provider: str
+    default_model: str | None
+    chain: tuple[str, ...]
+    timezone: str
+    rules: tuple[RuleSpec, ...]  # sorted: priority desc, then file order
+    intake: IntakeSpec
+    providers: Mapping[str, ProviderSpec]
+    actions: Mapping[OutcomeClass, str]
+    retry: RetrySpec
+    breaker: BreakerSpec
+    state_backend: str
+    state_path: str
+    audit_enabled: bool
+    audit_path: str
+    audit_include_prompt: bool
+    run_dir: str
+    output_cap_bytes: int
+    keep_runs: int
+    scenarios: tuple[ScenarioSpec, ...]
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)  # the parsed TOML, for tools

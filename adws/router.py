@@ -1,0 +1,321 @@
+"""ModelRouter: the pure half of adws. Task in, Decision out; no side effects.
+
+Rules are tried highest priority first (equal priorities in file order) and the first whose conditions all
+hold wins. To keep that cheap with thousands of rules, rules are indexed by a condition every matching task
+must satisfy (an exact label, a specialization or a priority), so only the candidates for a task are tested.
+Explain walks every rule with the same compiled predicates, so explain and route cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adws.accounts import AccountPlanner, StatefulAccounts
+from adws.availability import Availability
+from adws.decision import Decision, Skip, Step
+from adws.errors import TaskError, suggest
+from adws.intake import prepare
+from adws.model import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
+from adws.task import Task, coerce_task
+from adws.taskview import PRIORITY_RANK, TaskView
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RuleIndex:
+    """Enabled rules bucketed by a necessary condition; `candidates` keeps priority order."""
+
+    def __init__(self, rules: Iterable[RuleSpec]) -> None:
+        self.rules = [r for r in rules if r.enabled]
+        self.by_label: dict[str, list[int]] = {}
+        self.by_spec: dict[str, list[int]] = {}
+        self.by_priority: dict[int, list[int]] = {}
+        self.always: list[int] = []
+        for pos, rule in enumerate(self.rules):
+            bucket, keys = self._key_of(rule)
+            if bucket is None:
+                self.always.append(pos)
+            else:
+                for key in keys:
+                    bucket.setdefault(key, []).append(pos)
+
+    def _key_of(self, rule: RuleSpec) -> tuple[dict[Any, list[int]] | None, Iterable[Any]]:
+        by_key = {c.key: c for c in rule.conditions}
+        labels = by_key.get("labels")
+        if labels is not None:
+            keys = labels.index_keys()  # type: ignore[attr-defined]
+            if keys:
+                return self.by_label, keys
+        spec = by_key.get("specialization")
+        if spec is not None:
+            return self.by_spec, spec.checks[0][2]  # type: ignore[attr-defined]
+        prio = by_key.get("priority")
+        if prio is not None:
+            # Ask the compiled predicate itself which ranks it admits, so the index can never disagree with it.
+            probe = _probe_view()
+            allowed = []
+            for rank in PRIORITY_RANK.values():
+                probe.priority_rank = rank
+                if prio(probe):
+                    allowed.append(rank)
+            return self.by_priority, allowed
+        return None, ()
+
+    def candidates(self, view: TaskView) -> list[RuleSpec]:
+        found = list(self.always)
+        for label in view.labels:
+            found.extend(self.by_label.get(label, ()))
+        found.extend(self.by_spec.get(view.specialization, ()))
+        found.extend(self.by_priority.get(view.priority_rank, ()))
+        found = sorted(set(found))
+        return [self.rules[pos] for pos in found]
+
+
+def _probe_view() -> TaskView:
+    return TaskView(None, None, "", frozenset(), "normal", 1, 0, "general", 0, False, {},
+                    datetime(2000, 1, 1, tzinfo=UTC), 0, {})
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """One rule as explain sees it."""
+
+    rule: RuleSpec
+    status: str  # "matched" | "failed" | "disabled" | "not reached"
+    condition: str | None = None  # the first failing condition's key
+    actual: str | None = None
+    expected: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    decision: Decision
+    traces: tuple[RuleTrace, ...]
+    routing_enabled: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision.to_dict(),
+            "routing_enabled": self.routing_enabled,
+            "rules": [
+                {"name": t.rule.name, "priority": t.rule.priority, "status": t.status,
+                 **({"condition": t.condition, "task_value": t.actual, "rule_value": t.expected}
+                    if t.condition else {})}
+                for t in self.traces
+            ],
+        }
+
+    def render(self) -> str:
+        d = self.decision
+        lines = [f"task {d.view.task_id or '(no id)'} at {d.view.local_now.isoformat()}"]
+        lines += [f"  {reason}" for reason in d.reasons]
+        lines.append("rules (highest priority first):" if self.routing_enabled
+                     else "rules (routing disabled: shown, not applied):")
+        for t in self.traces:
+            head = f"  [{t.rule.priority:>4}] {t.rule.name}: "
+            if t.status == "failed":
+                lines.append(f"{head}no — {t.condition}: task has {t.actual}, rule wants {t.expected}")
+            elif t.status == "matched":
+                lines.append(f"{head}MATCH" + (" (first match wins)" if d.matched is t.rule else ""))
+            else:
+                lines.append(head + t.status)
+        lines.append("plan:")
+        for i, step in enumerate(d.plan, 1):
+            acct = f" account={step.account}" if step.account else ""
+            lines.append(f"  {i}. {step.provider} model={step.model}{acct} — {step.model_reason}")
+        if not d.plan:
+            lines.append("  (empty)")
+        if d.skipped:
+            lines.append("skipped:")
+            for skip in d.skipped:
+                who = skip.provider + (f"/{skip.account}" if skip.account else "")
+                until = f" (until {skip.until.isoformat()})" if skip.until else ""
+                lines.append(f"  {who}: {skip.reason}{until}")
+        return "\n".join(lines)
+
+
+class ModelRouter:
+    def __init__(self, config: CompiledConfig, *, availability: Availability | None = None,
+                 accounts: AccountPlanner | None = None, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.tz = ZoneInfo(config.timezone)
+        self.availability = availability or Availability()
+        self.accounts: AccountPlanner = accounts or StatefulAccounts(dict(config.providers), self.availability, None)
+        self.clock = clock
+        self.index = RuleIndex(config.rules)
+        self._ranked: dict[tuple[str, str], list[ModelSpec]] = {}
+        self._provider_names = {name.lower(): name for name in config.providers}
+
+    # -- public -------------------------------------------------------------------------------------------
+
+    def prepare(self, task: Task | dict[str, Any], now: datetime | None = None,
+                prompt: str | None = None) -> TaskView:
+        return prepare(coerce_task(task), self.config.intake, self.tz, now or self.clock(), prompt)
+
+    def route(self, task: Task | dict[str, Any], *, now: datetime | None = None,
+              prompt: str | None = None) -> Decision:
+        task = coerce_task(task)
+        view = prepare(task, self.config.intake, self.tz, now or self.clock(), prompt)
+        override = self._override(task)
+        if override is not None:
+            return self._decide(view, "override", None, override)
+        if not self.config.enabled:
+            return self._decide(view, "disabled", None, None)
+        for rule in self.index.candidates(view):
+            for condition in rule.conditions:
+                if not condition(view):
+                    break
+            else:
+                return self._decide(view, "rule", rule, None)
+        return self._decide(view, "default", None, None)
+
+    def explain(self, task: Task | dict[str, Any], *, now: datetime | None = None,
+                prompt: str | None = None) -> Explanation:
+        decision = self.route(task, now=now, prompt=prompt)
+        view = decision.view
+        traces = []
+        for rule in self.config.rules:
+            if not rule.enabled:
+                traces.append(RuleTrace(rule, "disabled"))
+                continue
+            for condition in rule.conditions:
+                if not condition(view):
+                    traces.append(RuleTrace(rule, "failed", condition.key, condition.actual(view),
+                                            condition.expected()))
+                    break
+            else:
+                traces.append(RuleTrace(rule, "matched"))
+        return Explanation(decision, tuple(traces), self.config.enabled)
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _override(self, task: Task) -> tuple[str, str | None, str] | None:
+        intake = self.config.intake
+        wanted: tuple[str, str] | None = None
+        if intake.override_label_prefix:
+            for label in task.labels:
+                if label.lower().startswith(intake.override_label_prefix):
+                    wanted = (label[len(intake.override_label_prefix):], f'label "{label}"')
+        if intake.force_attr and intake.force_attr in task.attrs:
+            value = task.attrs[intake.force_attr]
+            if not isinstance(value, str):
+                raise TaskError([f"attrs.{intake.force_attr}: expected \"provider[/model]\", got {value!r}"])
+            wanted = (value, f"attrs.{intake.force_attr}")
+        if wanted is None:
+            return None
+        text, source = wanted
+        name, _, model = text.strip().partition("/")
+        provider = self._provider_names.get(name.lower())
+        if provider is None:
+            raise TaskError([f'{source}: unknown provider "{name}"{suggest(name, self.config.providers)}'])
+        spec = self.config.providers[provider]
+        if model and spec.models and model not in spec.models:
+            raise TaskError([f'{source}: provider "{provider}" has no model "{model}"{suggest(model, spec.models)}'])
+        return provider, model or None, source
+
+    def _decide(self, view: TaskView, via: str, rule: RuleSpec | None,
+                override: tuple[str, str | None, str] | None) -> Decision:
+        cfg = self.config
+        explicit: dict[str, str] = {}
+        chain: tuple[str, ...] | None = None
+        fallback = True
+        rule_vars: dict[str, Any] = {}
+        if override is not None:
+            target, model, _ = override
+            if model:
+                explicit[target] = model
+        elif rule is not None:
+            assert rule.provider is not None  # load refuses rules without a target
+            target = rule.provider
+            explicit.update(rule.models)
+            if rule.model:
+                explicit[target] = rule.model
+            chain, fallback, rule_vars = rule.chain, rule.fallback, dict(rule.vars)
+        else:
+            target = cfg.default_provider
+            if cfg.default_model:
+                explicit[target] = cfg.default_model
+        tiers = [target]
+        if fallback:
+            rest = chain if chain is not None else self._after(target)
+            tiers.extend(t for t in rest if t != target)
+        plan: list[Step] = []
+        skipped: list[Skip] = []
+        for tier in tiers:
+            step = self._step(cfg.providers[tier], explicit.get(tier), view, rule_vars, skipped)
+            if step is not None:
+                plan.append(step)
+        return Decision(rule=rule.name if rule else ("override" if override else "default"), via=via,
+                        plan=plan, skipped=skipped, view=view, now=view.local_now, matched=rule,
+                        override_source=override[2] if override else None)
+
+    def _after(self, target: str) -> tuple[str, ...]:
+        chain = self.config.chain
+        if target in chain:
+            return chain[chain.index(target) + 1:]
+        return chain
+
+    def _step(self, provider: ProviderSpec, explicit: str | None, view: TaskView, rule_vars: dict[str, Any],
+              skipped: list[Skip]) -> Step | None:
+        why = self.availability.why_not(provider)
+        if why is None:
+            why = self.accounts.provider_blocked(provider, view.local_now)
+        if why is not None:
+            skipped.append(Skip(provider.name, why))
+            return None
+        model, reason = self._model(provider, explicit, view)
+        if model is None and provider.models:
+            skipped.append(Skip(provider.name, reason))
+            return None
+        ranking = self.accounts.rank(provider, view)
+        skipped.extend(ranking.skipped)
+        if not ranking.eligible:
+            if provider.accounts:
+                back = f"; the first is back at {ranking.earliest.isoformat()}" if ranking.earliest else ""
+                skipped.append(Skip(provider.name, "no usable account" + back, until=ranking.earliest))
+            return None
+        accounts = tuple(ranking.eligible) if provider.accounts else ()
+        model_id = model.id if model else explicit
+        model_vars = model.vars if model else {}
+        variables = {**provider.vars, **model_vars, **rule_vars}
+        return Step(provider.name, model_id, accounts[0] if accounts else None, accounts, variables, reason)
+
+    def _model(self, provider: ProviderSpec, explicit: str | None,
+               view: TaskView) -> tuple[ModelSpec | None, str]:
+        tokens = view.context_tokens
+        if explicit is not None:
+            model = provider.models.get(explicit)
+            if model is None:
+                return None, f"model {explicit} as chosen"
+            if model.context_window < tokens:
+                return None, (f"context too small: {explicit} holds {model.context_window} tokens, "
+                              f"task needs {tokens}")
+            return model, f"model {explicit} as chosen"
+        ranked = self._ranked_models(provider, view.specialization)
+        for model in ranked:
+            if model.context_window >= tokens:
+                return model, (f"best {view.specialization} score "
+                               f"{model.score(view.specialization, provider.scores)} that holds {tokens} tokens")
+        if not ranked:
+            return None, "no model declared"
+        largest = max(m.context_window for m in ranked)
+        return None, f"context too small: no model holds {tokens} tokens (largest {largest})"
+
+    def _ranked_models(self, provider: ProviderSpec, specialization: str) -> list[ModelSpec]:
+        key = (provider.name, specialization)
+        ranked = self._ranked.get(key)
+        if ranked is None:
+            order = {mid: i for i, mid in enumerate(provider.models)}
+            ranked = sorted(provider.models.values(),
+                            key=lambda m: (-m.score(specialization, provider.scores),
+                                           m.latency_ms if m.latency_ms is not None else 1 << 30, order[m.id]))
+            self._ranked[key] = ranked
+        return ranked

@@ -1,0 +1,88 @@
+"""Command templates: one Jinja template per argv element, rendered in a sandbox with strict undefined.
+
+Never a shell: each element becomes exactly one argv entry, so task text (an issue titled `{{ 7*7 }}` or
+`; rm -rf ~`) arrives in argv literally. An element that renders empty is dropped, which lets a template say
+`{% if thinking_budget %}--thinking={{ thinking_budget }}{% endif %}`.
+
+Older configs wrote `{prompt_file}`; such elements are translated to `{{ prompt_file }}` first.
+jinja2 is imported lazily: routing never renders, and `adws route` should start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from adws.errors import RenderError
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
+
+# Variables every template may use. Rule, model and provider `vars` add to these.
+BUILTIN_VARIABLES = frozenset({
+    "prompt", "prompt_file", "output_file", "model", "provider", "account", "task", "workdir", "run_dir",
+    "home", "config_dir",
+})
+
+_LEGACY = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_.]*)\}(?!\})")
+
+
+def from_legacy(element: str) -> str:
+    """`--file={prompt_file}` -> `--file={{ prompt_file }}`; Jinja elements are left alone."""
+    if "{{" in element or "{%" in element:
+        return element
+    return _LEGACY.sub(r"{{ \1 }}", element)
+
+
+@functools.cache
+def _environment() -> SandboxedEnvironment:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    # autoescape off: these are argv elements, not HTML. keep_trailing_newline so content is exact.
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def check_template(source: str, allowed: Iterable[str]) -> str | None:
+    """Why `source` cannot be used (syntax error, unknown variable), or None when it is fine."""
+    from jinja2 import TemplateSyntaxError, meta
+
+    env = _environment()
+    try:
+        ast = env.parse(source)
+    except TemplateSyntaxError as exc:
+        return f"template does not parse: {exc.message} (in {source!r})"
+    allowed_set = set(allowed)
+    unknown = sorted(meta.find_undeclared_variables(ast) - allowed_set)
+    if unknown:
+        from adws.errors import suggest
+
+        names = ", ".join(f'"{u}"{suggest(u, allowed_set)}' for u in unknown)
+        return (f"template {source!r} uses unknown variable{'s' if len(unknown) > 1 else ''} {names}; "
+                f"declare it in the provider's `vars` or use one of: {', '.join(sorted(allowed_set))}")
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str) -> Any:
+    return _environment().from_string(source)
+
+
+def render_one(source: str, variables: Mapping[str, Any]) -> str:
+    from jinja2 import TemplateError
+
+    try:
+        return str(_compiled(source).render(variables))
+    except TemplateError as exc:
+        raise RenderError(f"cannot render {source!r}: {exc}") from None
+
+
+def render_argv(sources: Sequence[str], variables: Mapping[str, Any]) -> list[str]:
+    """Render each element; drop the ones that come out empty."""
+    return [text for text in (render_one(s, variables) for s in sources) if text != ""]
+
+
+def render_env(sources: Mapping[str, str], variables: Mapping[str, Any]) -> dict[str, str]:
+    return {name: render_one(value, variables) for name, value in sources.items()}
