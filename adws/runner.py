@@ -220,8 +220,9 @@ class _Supervisor:
         self.open_reads = set(sinks)
         self.stdin_fd = stdin_fd
         self.pending = memoryview(request.stdin or b"")
-        self.selector = _DEFAULT_SELECTOR()
-        self.watch = _ExitWatch(pid)
+        # Made in supervise(), inside its try: if making them fails, the pipes are still closed.
+        self.selector: selectors.BaseSelector | None = None
+        self.watch: _ExitWatch | None = None
         self.leader_gone = False
         self.timed_out = False
         self.phase = _Phase.RUNNING
@@ -229,41 +230,44 @@ class _Supervisor:
 
     def supervise(self) -> None:
         try:
-            self._register()
+            selector = self.selector = _DEFAULT_SELECTOR()
+            watch = self.watch = _ExitWatch(self.pid)
+            exit_fd = watch.fd
+            self._register(selector, exit_fd)
             while not (self.leader_gone and not self.open_reads):
                 wait = self.deadline - time.monotonic()
                 if wait <= 0:
                     if not self._escalate():
                         return
                     continue
-                for key, _ in self.selector.select(wait):
-                    self._dispatch(key.fd)
+                for key, _ in selector.select(wait):
+                    self._dispatch(key.fd, exit_fd)
         finally:
             self._close_all()
 
-    def _register(self) -> None:
+    def _register(self, selector: selectors.BaseSelector, exit_fd: int) -> None:
         for fd in self.sinks:
             os.set_blocking(fd, False)
-            self.selector.register(fd, selectors.EVENT_READ)
-        self.selector.register(self.watch.fd, selectors.EVENT_READ)
+            selector.register(fd, selectors.EVENT_READ)
+        selector.register(exit_fd, selectors.EVENT_READ)
         if self.stdin_fd is not None:
             if self.pending:
                 os.set_blocking(self.stdin_fd, False)
-                self.selector.register(self.stdin_fd, selectors.EVENT_WRITE)
+                selector.register(self.stdin_fd, selectors.EVENT_WRITE)
             else:
                 self._close_stdin()  # empty input: the child sees end-of-file at once
 
-    def _dispatch(self, fd: int) -> None:
-        if fd == self.watch.fd:
-            self._on_leader_exit()
+    def _dispatch(self, fd: int, exit_fd: int) -> None:
+        if fd == exit_fd:
+            self._on_leader_exit(exit_fd)
         elif fd == self.stdin_fd:
             self._write_stdin()
         elif fd in self.open_reads:
             self._read(fd)
 
-    def _on_leader_exit(self) -> None:
+    def _on_leader_exit(self, exit_fd: int) -> None:
         self.leader_gone = True
-        self.selector.unregister(self.watch.fd)
+        self._unregister(exit_fd)
         self._close_stdin()  # nobody we wait for will read the rest
         if self.phase is _Phase.RUNNING and self.open_reads:
             self.phase = _Phase.DRAINING
@@ -292,7 +296,7 @@ class _Supervisor:
         if data:
             self.sinks[fd].feed(data)
             return
-        self.selector.unregister(fd)
+        self._unregister(fd)
         self.open_reads.discard(fd)
         os.close(fd)
 
@@ -311,18 +315,24 @@ class _Supervisor:
     def _close_stdin(self) -> None:
         if self.stdin_fd is None:
             return
-        with contextlib.suppress(KeyError):
-            self.selector.unregister(self.stdin_fd)
+        self._unregister(self.stdin_fd)
         os.close(self.stdin_fd)
         self.stdin_fd = None
+
+    def _unregister(self, fd: int) -> None:
+        if self.selector is not None:
+            with contextlib.suppress(KeyError):  # never registered (empty stdin) or already gone
+                self.selector.unregister(fd)
 
     def _close_all(self) -> None:
         self._close_stdin()
         for fd in self.open_reads:
             os.close(fd)
         self.open_reads.clear()
-        self.selector.close()
-        self.watch.close()
+        if self.selector is not None:
+            self.selector.close()
+        if self.watch is not None:
+            self.watch.close()
 
 
 def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> RunOutcome:
@@ -383,7 +393,7 @@ def _run_with_files(
     err_sink = _Sink(err_file, request.output_cap, request.tail_bytes)
     supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w)
     try:
-        supervisor.supervise()
+        supervisor.supervise()  # closes every pipe end it was given, also when it fails
     finally:
         # Whatever is still in the group is an orphan of the (exited or killed) leader: no child of an
         # attempt may outlive it. The leader is not reaped yet, so the group id cannot have been reused.

@@ -459,3 +459,42 @@ def test_invalid_request_is_refused_when_built(
     with pytest.raises(ValueError) as excinfo:
         make_request(tmp_path, argv, **fields)  # type: ignore[arg-type]
     assert str(excinfo.value) == message
+
+
+# --- interrupted supervision -------------------------------------------------------------------------
+
+
+def processes_running(argv: list[str]) -> list[int]:
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and (entry / "cmdline").read_bytes() == wanted
+                and is_alive(int(entry.name))
+            ):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # the process ended while we looked
+    return found
+
+
+class InterruptedSelector(selectors.PollSelector):
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        raise KeyboardInterrupt
+
+
+def test_interrupt_while_supervising_still_kills_and_reaps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C in adws must not leave the agent running: the group is killed before the exception goes on.
+    monkeypatch.setattr(runner, "_DEFAULT_SELECTOR", InterruptedSelector)
+    argv = ["sleep", "31.4159"]
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+
+    with pytest.raises(KeyboardInterrupt):
+        run(make_request(tmp_path, argv, stdin=b"unread"))
+
+    assert processes_running(argv) == []
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
