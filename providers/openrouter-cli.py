@@ -83,6 +83,7 @@ class Failure(Exception):
         self.exit_code = exit_code
         self.resets_at = resets_at
         self.rate_limited = rate_limited
+        self.status: int | None = None  # the HTTP status the API answered with, when it answered
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -207,7 +208,9 @@ def read_prompt(options: Options, stdin: IO[bytes]) -> str:
             with open(options.prompt_file, "rb") as handle:
                 text = handle.read().decode("utf-8", errors="replace")
         except OSError as exc:
-            raise UsageError(f"cannot read --prompt-file {options.prompt_file}: {exc.strerror}") from None
+            raise UsageError(
+                f"cannot read --prompt-file {options.prompt_file}: {exc.strerror or exc}"
+            ) from None
     elif options.prompt_source == "argument":
         assert options.prompt_argument is not None
         text = options.prompt_argument
@@ -488,7 +491,9 @@ RANGE_HANDLERS: dict[int, StatusHandler] = {3: _redirect, 5: _server_error}  # k
 
 def failure_for(err: ApiError, ctx: Context) -> Failure:
     handler = STATUS_HANDLERS.get(err.status) or RANGE_HANDLERS.get(err.status // 100, _other)
-    return handler(err, ctx)
+    failure = handler(err, ctx)
+    failure.status = err.status
+    return failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,7 +639,12 @@ class Emitter:
         self.line({"type": "rate_limit_event", "rate_limit_info": info, "session_id": self.session_id})
 
     def result(
-        self, text: str, is_error: bool, answer: Answer | None = None, api_ms: int | None = None
+        self,
+        text: str,
+        is_error: bool,
+        answer: Answer | None = None,
+        api_ms: int | None = None,
+        api_error_status: int | None = None,
     ) -> None:
         event: dict[str, Any] = {
             "type": "result",
@@ -651,6 +661,8 @@ class Emitter:
             event["usage"] = usage
         if answer is not None and answer.cost_usd is not None:
             event["total_cost_usd"] = answer.cost_usd
+        if api_error_status is not None:  # Claude Code's field for the status of a failed API call
+            event["api_error_status"] = api_error_status
         self.line(event)
         if is_error:
             self.err.write(self.scrub(f"openrouter-cli: error: {text}\n").encode("utf-8"))
@@ -744,7 +756,8 @@ def _run(
     except Failure as failure:
         if failure.rate_limited:
             emit.rate_limit(failure.resets_at)
-        emit.result(failure.message, is_error=True, api_ms=int((monotonic() - api_started) * 1000))
+        api_ms = int((monotonic() - api_started) * 1000)
+        emit.result(failure.message, is_error=True, api_ms=api_ms, api_error_status=failure.status)
         return failure.exit_code
     emit.assistant(answer, options.model)
     emit.result(answer.text, is_error=False, answer=answer, api_ms=api_ms)

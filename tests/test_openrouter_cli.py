@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -213,13 +214,16 @@ def init_event(model: str = "anthropic/claude-sonnet-4") -> dict[str, Any]:
     return {"type": "system", "subtype": "init", "model": model, "tools": [], "mcp_servers": []}
 
 
-def error_result(message: str) -> dict[str, Any]:
-    return {"type": "result", "subtype": "error", "is_error": True, "result": message, "num_turns": 1}
+def error_result(message: str, status: int | None = None) -> dict[str, Any]:
+    event = {"type": "result", "subtype": "error", "is_error": True, "result": message, "num_turns": 1}
+    if status is not None:
+        event["api_error_status"] = status
+    return event
 
 
-def assert_failed(run: Run, message: str, code: int = 1) -> None:
+def assert_failed(run: Run, message: str, code: int = 1, status: int | None = None) -> None:
     assert run.code == code
-    assert [stable(e) for e in run.events] == [init_event(), error_result(message)]
+    assert [stable(e) for e in run.events] == [init_event(), error_result(message, status)]
     assert run.stderr == f"openrouter-cli: error: {message}\n"
 
 
@@ -467,14 +471,18 @@ def test_401_is_an_invalid_key(api: FakeApi) -> None:
     api.respond = send_json(401, error_body(401, "User not found."))
     run = run_cli(api, *MODEL)
     assert_failed(
-        run, "invalid API key (HTTP 401): the key in OPENROUTER_API_KEY was rejected: User not found."
+        run,
+        "invalid API key (HTTP 401): the key in OPENROUTER_API_KEY was rejected: User not found.",
+        status=401,
     )
 
 
 def test_403_is_an_invalid_key(api: FakeApi) -> None:
     api.respond = send_json(403, error_body(403, "Key disabled"))
     run = run_cli(api, *MODEL, "--api-key-env", "ACCOUNT_2_KEY", key=None, env={"ACCOUNT_2_KEY": KEY})
-    assert_failed(run, "invalid API key (HTTP 403): the key in ACCOUNT_2_KEY was rejected: Key disabled")
+    assert_failed(
+        run, "invalid API key (HTTP 403): the key in ACCOUNT_2_KEY was rejected: Key disabled", status=403
+    )
 
 
 def test_402_is_insufficient_credits(api: FakeApi) -> None:
@@ -483,7 +491,9 @@ def test_402_is_insufficient_credits(api: FakeApi) -> None:
     )
     run = run_cli(api, *MODEL)
     assert_failed(
-        run, "insufficient credits (HTTP 402): Insufficient credits. Add more using https://x.invalid/credits"
+        run,
+        "insufficient credits (HTTP 402): Insufficient credits. Add more using https://x.invalid/credits",
+        status=402,
     )
 
 
@@ -494,7 +504,7 @@ def test_400_context_length_openai_wording(api: FakeApi) -> None:
     )
     api.respond = send_json(400, error_body(400, message))
     run = run_cli(api, *MODEL)
-    assert_failed(run, f"context length exceeded (HTTP 400): {message}")
+    assert_failed(run, f"context length exceeded (HTTP 400): {message}", status=400)
 
 
 def test_400_context_length_from_the_upstream_provider_raw_error(api: FakeApi) -> None:
@@ -507,38 +517,39 @@ def test_400_context_length_from_the_upstream_provider_raw_error(api: FakeApi) -
         run,
         "context length exceeded (HTTP 400): Provider returned error (OpenAI: "
         '{"error": {"code": "context_length_exceeded", "message": "Input too large"}})',
+        status=400,
     )
 
 
 def test_400_other_is_a_bad_request(api: FakeApi) -> None:
     api.respond = send_json(400, error_body(400, "anthropic/claude-x is not a valid model ID"))
     run = run_cli(api, *MODEL)
-    assert_failed(run, "bad request (HTTP 400): anthropic/claude-x is not a valid model ID")
+    assert_failed(run, "bad request (HTTP 400): anthropic/claude-x is not a valid model ID", status=400)
 
 
 def test_500_with_json_error(api: FakeApi) -> None:
     api.respond = send_json(500, error_body(500, "Internal Server Error"))
     run = run_cli(api, *MODEL)
-    assert_failed(run, "server error (HTTP 500): Internal Server Error")
+    assert_failed(run, "server error (HTTP 500): Internal Server Error", status=500)
 
 
 def test_502_with_an_html_body_quotes_the_text(api: FakeApi) -> None:
     api.respond = send_raw(502, b"<html>\n  <h1>Bad gateway</h1>\n</html>", "text/html")
     run = run_cli(api, *MODEL)
-    assert_failed(run, "server error (HTTP 502): <html> <h1>Bad gateway</h1> </html>")
+    assert_failed(run, "server error (HTTP 502): <html> <h1>Bad gateway</h1> </html>", status=502)
 
 
 def test_503_with_an_empty_body_uses_the_status_phrase(api: FakeApi) -> None:
     api.respond = send_raw(503, b"", "text/plain")
     run = run_cli(api, *MODEL)
-    assert_failed(run, "server error (HTTP 503): Service Unavailable")
+    assert_failed(run, "server error (HTTP 503): Service Unavailable", status=503)
 
 
 def test_error_reported_inside_a_200_reply(api: FakeApi) -> None:
     # OpenRouter: once the model has started, errors come back as HTTP 200 with an error body.
     api.respond = send_json(200, error_body(502, "Upstream model crashed mid-answer"))
     run = run_cli(api, *MODEL)
-    assert_failed(run, "server error (HTTP 502): Upstream model crashed mid-answer")
+    assert_failed(run, "server error (HTTP 502): Upstream model crashed mid-answer", status=502)
 
 
 def test_finish_reason_error_is_an_error(api: FakeApi) -> None:
@@ -558,6 +569,7 @@ def test_redirect_is_not_followed(api: FakeApi) -> None:
         run,
         "unexpected redirect (HTTP 302) to http://127.0.0.1:9/elsewhere: not followed, "
         "so the API key goes nowhere else; check --base-url",
+        status=302,
     )
     assert len(api.requests) == 1
 
@@ -585,7 +597,8 @@ def test_429_with_retry_after_seconds(api: FakeApi) -> None:
     assert int(before) + 30 <= resets_at <= int(after) + 31
     assert stable(run.result) == error_result(
         "rate limit exceeded (HTTP 429): Rate limit exceeded: free-models-per-minute; "
-        f"resets at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(resets_at))}"
+        f"resets at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(resets_at))}",
+        status=429,
     )
 
 
@@ -603,7 +616,8 @@ def test_429_with_retry_after_http_date(api: FakeApi) -> None:
         {"type": "rate_limit_event", "rate_limit_info": {"status": "rejected", "resetsAt": reset}},
         error_result(
             "rate limit exceeded (HTTP 429): Rate limit exceeded; "
-            f"resets at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(reset))}"
+            f"resets at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(reset))}",
+            status=429,
         ),
     ]
 
@@ -641,7 +655,7 @@ def test_429_without_any_reset_still_announces_the_rejection(api: FakeApi) -> No
     assert [stable(e) for e in run.events] == [
         init_event(),
         {"type": "rate_limit_event", "rate_limit_info": {"status": "rejected"}},
-        error_result("rate limit exceeded (HTTP 429): Rate limit exceeded"),
+        error_result("rate limit exceeded (HTTP 429): Rate limit exceeded", status=429),
     ]
 
 
@@ -812,3 +826,45 @@ def test_every_status_handler_is_reachable_from_the_registry() -> None:
         500: "server error (HTTP 500): detail",
         503: "server error (HTTP 503): detail",
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What adws's claude-stream-json parser makes of the output
+
+
+def _parse_claude(stdout: str) -> Any:
+    claude = pytest.importorskip("adws.parsers.claude")
+    return claude.parse(stdout, datetime.fromtimestamp(FIXED_NOW, tz=UTC))
+
+
+def test_adws_parser_reads_a_success(api: FakeApi) -> None:
+    api.respond = send_json(200, completion(usage=OPENROUTER_USAGE))
+    parsed = _parse_claude(run_cli(api, *MODEL).stdout)
+    assert parsed.final_text == "Hello from the model."
+    assert parsed.is_error is False
+    assert (parsed.usage.input_tokens, parsed.usage.output_tokens, parsed.usage.cost_usd) == (194, 2, 0.95)
+    assert parsed.usage.estimated is False
+    assert parsed.rate_limited is False
+
+
+def test_adws_parser_reads_a_rate_limit_with_its_reset(api: FakeApi) -> None:
+    api.respond = send_json(
+        429, error_body(429, "Rate limit exceeded"), {"X-RateLimit-Reset": "1741305600000"}
+    )
+    parsed = _parse_claude(run_cli(api, *MODEL).stdout)
+    assert parsed.is_error is True
+    assert parsed.rate_limited is True
+    assert parsed.reset_at == datetime(2025, 3, 7, tzinfo=UTC)
+    assert parsed.error_message == (
+        "rate limit exceeded (HTTP 429): Rate limit exceeded; resets at 2025-03-07T00:00:00Z"
+    )
+
+
+def test_adws_parser_reads_an_auth_failure(api: FakeApi) -> None:
+    api.respond = send_json(401, error_body(401, "User not found."))
+    parsed = _parse_claude(run_cli(api, *MODEL).stdout)
+    assert parsed.is_error is True
+    assert parsed.usage is None  # nothing reported: adws estimates and marks it so
+    assert parsed.error_message == (
+        "invalid API key (HTTP 401): the key in OPENROUTER_API_KEY was rejected: User not found."
+    )
