@@ -345,12 +345,25 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
     shown = redact_argv(argv, request.secrets)
     out_dir = Path(request.out_dir)
     paths = (out_dir / "stdout.log", out_dir / "stderr.log")
+    files: list[BinaryIO] = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with open(paths[0], "wb") as out_file, open(paths[1], "wb") as err_file:
-            return _run_with_files(request, argv, shown, started, clock, out_file, err_file, paths)
+        for path in paths:
+            files.append(open(path, "wb"))  # noqa: SIM115 - closed below, after the child is done
     except OSError as exc:  # the log directory or files could not be created
+        _close_quietly(files)
         return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
+    try:
+        return _run_with_files(request, argv, shown, started, clock, files[0], files[1], paths)
+    finally:
+        _close_quietly(files)
+
+
+def _close_quietly(files: list[BinaryIO]) -> None:
+    # Flushing the last bytes can fail on a full disk; the attempt's result matters more than its log.
+    for file in files:
+        with contextlib.suppress(OSError):
+            file.close()
 
 
 def _run_with_files(
