@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adws.attempt import Usage
 from adws.state import (
@@ -125,6 +127,45 @@ def test_naive_datetimes_are_refused(store: StateStore) -> None:
     with pytest.raises(ValueError) as exc:
         Cooldown(until=naive, reason="x")
     assert str(exc.value) == "Cooldown.until must be timezone-aware, got naive datetime 2025-03-02T12:00:00"
+
+
+records_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["p1", "p2", "p3"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(min_value=-600, max_value=600),  # minutes from T0
+        st.integers(min_value=0, max_value=10_000),
+        st.integers(min_value=0, max_value=8),  # cost in quarter dollars: sums are exact in floats
+        st.booleans(),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    records=records_strategy,
+    since=st.dictionaries(st.sampled_from(["p1", "p2", "p4"]), st.integers(-700, 700)),
+    until=st.none() | st.integers(-700, 700),
+)
+def test_sqlite_and_memory_agree_on_totals(
+    records: list[tuple[str, str, int, int, int, bool]], since: dict[str, int], until: int | None
+) -> None:
+    stores: list[StateStore] = [SqliteStore(":memory:"), MemoryStore()]
+    for provider, account, minutes, tokens, quarters, estimated in records:
+        usage = Usage(input_tokens=tokens, cost_usd=quarters / 4, estimated=estimated)
+        for store in stores:
+            store.record_usage(UsageRecord(provider, account, T0 + timedelta(minutes=minutes), usage))
+    starts = {p: T0 + timedelta(minutes=m) for p, m in since.items()}
+    end = None if until is None else T0 + timedelta(minutes=until)
+    sqlite_totals, memory_totals = (store.usage_totals(starts, end) for store in stores)
+    assert sqlite_totals == memory_totals
+    for provider, start in starts.items():
+        for account in "abc":
+            assert stores[0].oldest_usage(provider, account, start) == stores[1].oldest_usage(
+                provider, account, start
+            )
+    stores[0].close()
 
 
 # -- cooldowns -------------------------------------------------------------------------------------
@@ -313,6 +354,21 @@ def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:
         f"state store {path} has schema version 99, this adws knows up to 1: "
         "upgrade adws or point [state] path at another file"
     )
+
+
+def test_sqlite_write_that_cannot_get_the_lock_is_a_state_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "busy.sqlite3"
+    store = SqliteStore(str(path), busy_timeout_s=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StateStoreError) as exc:
+        store.set_sticky("k", "v")
+    assert str(exc.value) == f"state store {path}: database is locked"
+    holder.execute("ROLLBACK")
+    holder.close()
+    store.set_sticky("k", "v")  # nothing was left half-open
+    assert store.get_sticky("k") == "v"
+    store.close()
 
 
 def test_sqlite_store_is_reopened_with_its_data(tmp_path: Path) -> None:

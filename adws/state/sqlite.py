@@ -156,6 +156,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             self._conn.close()
             raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _setup(self) -> None:
         for attempt in range(_SETUP_ATTEMPTS):
@@ -184,15 +187,20 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. SQLite failures (lock wait exhausted, disk full, read-only file)
+        become StateStoreError naming the file; anything else the body raises passes through."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state store {self.path}: {exc}") from exc
         self._writes += 1
 
     # -- usage ---------------------------------------------------------------------------------
