@@ -140,7 +140,7 @@ def _usage_row(record: UsageRecord) -> tuple[object, ...]:
 class SqliteStore:
     def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0) -> None:
         self.path = path or DEFAULT_PATH
-        if self.path != ":memory:" and not self.path.startswith("file:"):
+        if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writes = 0  # commits by this object: data_version does not see our own
         self._seen: tuple[int, int] | None = None
@@ -172,6 +172,9 @@ class SqliteStore:
                     raise
                 time.sleep(_SETUP_BACKOFF_S * (attempt + 1))
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        (found,) = self._conn.execute("PRAGMA user_version").fetchone()
+        if found == SCHEMA_VERSION:
+            return  # the usual case: no need to take the write lock just to open
         with self._write() as conn:
             (found,) = conn.execute("PRAGMA user_version").fetchone()
             if found > SCHEMA_VERSION:
