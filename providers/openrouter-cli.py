@@ -731,8 +731,9 @@ def _run(
     except UsageError as exc:
         emit.result(f"bad arguments: {exc}", is_error=True)
         return EXIT_USAGE
-    api_key = env.get(options.api_key_env, "")
-    if len(api_key.strip()) >= 4:  # shorter "keys" are not secrets worth mangling every output for
+    # Stripped: a key pasted with a trailing newline would make an invalid header (whose error quotes it).
+    api_key = env.get(options.api_key_env, "").strip()
+    if len(api_key) >= 4:  # shorter "keys" are not secrets worth mangling every output for
         emit.secrets.append(api_key)
     emit.init(options.model)
     try:
@@ -741,7 +742,7 @@ def _run(
         prompt_problem: str | None = str(exc)
     else:
         prompt_problem = None
-    if not api_key.strip():
+    if not api_key:
         emit.result(f"{options.api_key_env} is not set", is_error=True)
         return EXIT_USAGE
     if prompt_problem is not None:

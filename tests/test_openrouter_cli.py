@@ -868,3 +868,10 @@ def test_adws_parser_reads_an_auth_failure(api: FakeApi) -> None:
     assert parsed.error_message == (
         "invalid API key (HTTP 401): the key in OPENROUTER_API_KEY was rejected: User not found."
     )
+
+
+def test_key_with_surrounding_whitespace_is_trimmed(api: FakeApi) -> None:
+    api.respond = send_json(200, completion())
+    run = run_cli(api, *MODEL, key=f"  {KEY}\n")
+    assert run.code == 0
+    assert api.requests[0].headers["Authorization"] == f"Bearer {KEY}"
