@@ -38,6 +38,9 @@ class Ranking:
 class AccountPlanner(Protocol):
     def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking: ...
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None: ...
+    def generation(self, now: datetime) -> int:
+        """Changes whenever an answer of rank() or provider_blocked() may have changed."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +129,23 @@ class StatefulAccounts:
         self._periods: dict[int, QuotaPeriod] = {}
         self._version: int | None = None
         self._usage: dict[tuple[str, str], Usage] = {}
-        self._since: dict[tuple[str, str], datetime] = {}
-        self._snapshot_at: datetime | None = None
+        self._starts: list[datetime] | None = None
         self._cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._breakers: dict[str, BreakerState] = {}
         self._providers = providers or {}
+        # Accounts grouped by the quota that governs them, so each period start is computed once.
+        groups: dict[int, tuple[QuotaSpec, list[tuple[str, str]]]] = {}
+        for provider in self._providers.values():
+            for account in provider.accounts or (None,):
+                quota = self.quota_of(provider, account)
+                if quota is not None:
+                    name = account.name if account is not None else DEFAULT_ACCOUNT
+                    groups.setdefault(id(quota), (quota, []))[1].append((provider.name, name))
+        self._quota_groups = list(groups.values())
+        self._checked_at: datetime | None = None
+        self._rankings: dict[tuple[str, str | None], Ranking] = {}
+        self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
+        self._generation = 0
 
     # -- quota ----------------------------------------------------------------------------------------------
 
@@ -144,50 +159,52 @@ class StatefulAccounts:
         return period
 
     def _refresh(self, now: datetime) -> None:
-        """Re-read state when another writer committed, or a period start moved."""
-        if self.store is None:
-            return
+        """Re-read state when another writer committed, a period start moved or a cooldown ended."""
+        if self.store is None or now == self._checked_at:
+            return  # one decision asks for every tier at the same `now`: check the store once
+        self._checked_at = now
+        if self._expires is not None and now >= self._expires:
+            self._invalidate(now)
+        starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
         version = self.store.version()
-        wanted: dict[tuple[str, str], datetime] = {}
-        for provider in self._providers.values():
-            for account in provider.accounts or (None,):
-                quota = self.quota_of(provider, account)
-                if quota is not None:
-                    name = account.name if account is not None else DEFAULT_ACCOUNT
-                    wanted[(provider.name, name)] = self.period_of(quota).start(now)
-        stale = version != self._version or self._snapshot_at is None
-        if not stale:
-            for key, since in wanted.items():
-                old = self._since.get(key)
-                if old == since:
-                    continue
-                if old is not None and self._is_rolling(key) and (since - old).total_seconds() < ROLLING_REFRESH:
-                    continue
-                stale = True
-                break
-        if not stale:
+        if version == self._version and self._starts_fresh(starts):
             return
         usage: dict[tuple[str, str], Usage] = {}
-        by_since: dict[datetime, dict[str, list[str]]] = {}
-        for (prov, acc), since in wanted.items():
-            by_since.setdefault(since, {}).setdefault(prov, []).append(acc)
-        for since, provs in by_since.items():
-            totals = self.store.usage_totals(dict.fromkeys(provs, since))
-            for prov, accs in provs.items():
-                for acc in accs:
-                    if (prov, acc) in totals:
-                        usage[(prov, acc)] = totals[(prov, acc)]
-        self._usage, self._since, self._snapshot_at = usage, wanted, now
+        for (_, members), since in zip(self._quota_groups, starts, strict=True):
+            by_provider: dict[str, list[str]] = {}
+            for prov, acc in members:
+                by_provider.setdefault(prov, []).append(acc)
+            totals = self.store.usage_totals(dict.fromkeys(by_provider, since))
+            for prov, accs in by_provider.items():
+                usage.update({(prov, acc): totals[(prov, acc)] for acc in accs if (prov, acc) in totals})
+        self._usage, self._starts = usage, starts
         self._cooldowns = self.store.cooldowns(now)
         self._breakers = self.store.breakers()
         self._version = self.store.version()
+        self._invalidate(now)
 
-    def _is_rolling(self, key: tuple[str, str]) -> bool:
-        provider = self._providers.get(key[0])
-        if provider is None:
+    def _starts_fresh(self, starts: list[datetime]) -> bool:
+        if self._starts is None:
             return False
-        quota = self.quota_of(provider, provider.account(key[1]))
-        return quota is not None and quota.window_seconds is not None
+        for (quota, _), new, old in zip(self._quota_groups, starts, self._starts, strict=True):
+            if new == old:
+                continue
+            if quota.window_seconds is not None and (new - old).total_seconds() < ROLLING_REFRESH:
+                continue
+            return False
+        return True
+
+    def _invalidate(self, now: datetime) -> None:
+        self._rankings.clear()
+        self._generation += 1
+        ends = [c.until for c in self._cooldowns.values() if c.until > now]
+        ends += [b.opened_at + self.breaker_cooldown for b in self._breakers.values()
+                 if b.state == "open" and b.opened_at is not None and b.opened_at + self.breaker_cooldown > now]
+        self._expires = min(ends, default=None)
+
+    def generation(self, now: datetime) -> int:
+        self._refresh(now)
+        return self._generation
 
     def usage(self, provider: str, account: str, now: datetime) -> Usage:
         self._refresh(now)
@@ -220,8 +237,16 @@ class StatefulAccounts:
                 f"probed again at {probe_at.isoformat()}")
 
     def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking:
+        """Eligible accounts in strategy order, and the skipped ones with why. Cached per state snapshot."""
         now = view.local_now
         self._refresh(now)
+        key = (provider.name, view.task_id if provider.account_strategy == "sticky" else None)
+        ranking = self._rankings.get(key)
+        if ranking is None:
+            ranking = self._rankings[key] = self._rank(provider, view.task_id, now)
+        return ranking
+
+    def _rank(self, provider: ProviderSpec, task_key: str | None, now: datetime) -> Ranking:
         out = Ranking()
         candidates: list[Candidate] = []
         accounts: Sequence[AccountSpec | None] = provider.accounts or (None,)
@@ -250,7 +275,7 @@ class StatefulAccounts:
                 out.earliest = _earlier(out.earliest, reset)
                 continue
             candidates.append(Candidate(name, position, percent, usage))
-        ctx = StrategyContext(provider, view.task_id, self.store)
+        ctx = StrategyContext(provider, task_key, self.store)
         ordered = STRATEGIES[provider.account_strategy](candidates, ctx)
         out.eligible = [c.name for c in ordered]
         if provider.accounts:

@@ -17,7 +17,7 @@ from adws.model import ProviderSpec
 class Availability:
     def __init__(self, environ: Mapping[str, str] | None = None,
                  which: Callable[[str], str | None] = shutil.which) -> None:
-        self._environ = os.environ if environ is None else environ
+        self.environ = os.environ if environ is None else environ
         self._which = which
         self._found: dict[str, str | None] = {}
 
@@ -44,9 +44,9 @@ class Availability:
             if os.sep in provider.executable:
                 return f"executable {provider.executable} not found or not executable"
             return f"command '{provider.executable}' not on PATH"
-        if provider.requires_api_key and provider.api_key_env and not self._environ.get(provider.api_key_env):
+        if provider.requires_api_key and provider.api_key_env and not self.environ.get(provider.api_key_env):
             return f"API-key variable {provider.api_key_env} is not set"
         return None
 
     def missing_credentials(self, variable: str | None) -> bool:
-        return bool(variable) and not self._environ.get(variable or "")
+        return bool(variable) and not self.environ.get(variable or "")

@@ -50,9 +50,21 @@ def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> t
                              f"{suggest(spec, intake.known_specializations)}; "
                              f"known: {', '.join(sorted(intake.known_specializations))}"])
         return spec, "given"
-    for label_set, spec in intake.specialization_labels:
-        if label_set.hits(labels):
-            return spec, f'label "{label_set.shown[0]}"'
+    if labels:
+        # Exact labels by lookup; only glob entries are tested one by one. The earliest declaration wins.
+        best: tuple[int, str] | None = None
+        for label in labels:
+            hit = intake.exact_specialization_labels.get(label)
+            if hit is not None and (best is None or hit < best):
+                best = hit
+        for order, (label_set, spec) in enumerate(intake.specialization_labels):
+            if best is not None and order >= best[0]:
+                break
+            if label_set.globs and label_set.hits(labels):
+                best = (order, spec)
+                break
+        if best is not None:
+            return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
     if intake.keywords and (task.title or task.body):
         text = f"{task.title}\n{task.body}"
         best = (0, "")

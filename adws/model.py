@@ -109,7 +109,8 @@ class IntakeSpec:
     priority_labels: Mapping[str, str]  # lowercased label -> priority
     priority_numbers: tuple[str, ...]
     default_priority: str
-    specialization_labels: tuple[tuple[LabelSet, str], ...]
+    specialization_labels: tuple[tuple[LabelSet, str], ...]  # declaration order; the first that matches wins
+    exact_specialization_labels: Mapping[str, tuple[int, str]]  # label -> (declaration order, specialization)
     keywords: tuple[tuple[str, Any], ...]  # (specialization, compiled regex)
     default_specialization: str
     known_specializations: frozenset[str]

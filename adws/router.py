@@ -8,6 +8,7 @@ Explain walks every rule with the same compiled predicates, so explain and route
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,6 +154,13 @@ class ModelRouter:
         self.index = RuleIndex(config.rules)
         self._ranked: dict[tuple[str, str], list[ModelSpec]] = {}
         self._provider_names = {name.lower(): name for name in config.providers}
+        # Plans depend on the task only through these, so identical inputs reuse one plan (see _decide).
+        self._windows = sorted({m.context_window for p in config.providers.values() for m in p.models.values()})
+        self._sticky = any(p.account_strategy == "sticky" for p in config.providers.values())
+        self._key_vars = sorted({v for p in config.providers.values()
+                                 for v in (p.api_key_env if p.requires_api_key else None,
+                                           *(a.api_key_env for a in p.accounts)) if v})
+        self._plans: dict[tuple[Any, ...], tuple[list[Step], list[Skip]]] = {}
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -243,16 +251,25 @@ class ModelRouter:
             target = cfg.default_provider
             if cfg.default_model:
                 explicit[target] = cfg.default_model
-        tiers = [target]
-        if fallback:
-            rest = chain if chain is not None else self._after(target)
-            tiers.extend(t for t in rest if t != target)
-        plan: list[Step] = []
-        skipped: list[Skip] = []
-        for tier in tiers:
-            step = self._step(cfg.providers[tier], explicit.get(tier), view, rule_vars, skipped)
-            if step is not None:
-                plan.append(step)
+        environ = self.availability.environ
+        key = (via, rule.name if rule else None, override[:2] if override else None, view.specialization,
+               bisect_left(self._windows, view.context_tokens), view.task_id if self._sticky else None,
+               self.accounts.generation(view.local_now), tuple(bool(environ.get(v)) for v in self._key_vars))
+        cached = self._plans.get(key)
+        if cached is None:
+            tiers = [target]
+            if fallback:
+                rest = chain if chain is not None else self._after(target)
+                tiers.extend(t for t in rest if t != target)
+            cached = ([], [])
+            for tier in tiers:
+                step = self._step(cfg.providers[tier], explicit.get(tier), view, rule_vars, cached[1])
+                if step is not None:
+                    cached[0].append(step)
+            if len(self._plans) > 4096:  # a new state generation makes old keys dead; keep memory bounded
+                self._plans.clear()
+            self._plans[key] = cached
+        plan, skipped = list(cached[0]), list(cached[1])
         return Decision(rule=rule.name if rule else ("override" if override else "default"), via=via,
                         plan=plan, skipped=skipped, view=view, now=view.local_now, matched=rule,
                         override_source=override[2] if override else None)
@@ -296,18 +313,17 @@ class ModelRouter:
             if model is None:
                 return None, f"model {explicit} as chosen"
             if model.context_window < tokens:
-                return None, (f"context too small: {explicit} holds {model.context_window} tokens, "
-                              f"task needs {tokens}")
+                return None, f"context too small: {explicit} holds {model.context_window} tokens"
             return model, f"model {explicit} as chosen"
         ranked = self._ranked_models(provider, view.specialization)
         for model in ranked:
             if model.context_window >= tokens:
                 return model, (f"best {view.specialization} score "
-                               f"{model.score(view.specialization, provider.scores)} that holds {tokens} tokens")
+                               f"{model.score(view.specialization, provider.scores)} among models that hold the task")
         if not ranked:
             return None, "no model declared"
         largest = max(m.context_window for m in ranked)
-        return None, f"context too small: no model holds {tokens} tokens (largest {largest})"
+        return None, f"context too small: no model holds the task (largest window {largest})"
 
     def _ranked_models(self, provider: ProviderSpec, specialization: str) -> list[ModelSpec]:
         key = (provider.name, specialization)

@@ -218,11 +218,13 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
                 check.add((*loc, "accounts", i, "env", var), error)
         accounts.append(AccountSpec(acc.name, acc.enabled, {k: from_legacy(v) for k, v in acc.env.items()},
                                     acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check)))
+    from adws.classify import compile_pattern
+
     for i, pattern in enumerate(p.failure_patterns):
-        try:
-            re.compile(pattern.regex)
-        except re.error as exc:
-            check.add((*loc, "failure_patterns", i, "regex"), f"bad regex {pattern.regex!r}: {exc}")
+        # The same compiler the classifier uses, so what loads is exactly what runs.
+        check.guard((*loc, "failure_patterns", i, "regex"), lambda pt=pattern: compile_pattern(pt.regex, pt.outcome))
+    if p.prompt == "arg" and not any("prompt" in element and "prompt_file" not in element for element in command):
+        check.add((*loc, "prompt"), 'prompt = "arg" but no command_template element uses {{ prompt }}')
     if p.requires_api_key and not p.api_key_env:
         check.add((*loc, "requires_api_key"), "requires_api_key = true needs `api_key_env` (the variable's name)")
     models = {
@@ -272,11 +274,20 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
     return IntakeSpec(
         priority_labels={k.lower(): v for k, v in it.priority_labels.items()},
         priority_numbers=tuple(it.priority_numbers), default_priority=it.default_priority,
-        specialization_labels=tuple(spec_labels), keywords=tuple(keywords),
+        specialization_labels=tuple(spec_labels),
+        exact_specialization_labels=_exact_labels(spec_labels), keywords=tuple(keywords),
         default_specialization=it.default_specialization.lower(), known_specializations=frozenset(known),
         chars_per_token=it.chars_per_token, override_label_prefix=it.override_label_prefix.lower(),
         force_attr=it.force_attr,
     )
+
+
+def _exact_labels(spec_labels: list[tuple[LabelSet, str]]) -> dict[str, tuple[int, str]]:
+    exact: dict[str, tuple[int, str]] = {}
+    for order, (label_set, spec) in enumerate(spec_labels):
+        for label in label_set.exact:
+            exact.setdefault(label, (order, spec))
+    return exact
 
 
 def _provider_for_model(model: str, providers: Mapping[str, ProviderSpec]) -> list[str]:

@@ -1,0 +1,236 @@
+"""The `adws` command. Stable for scripts: see README "CLI".
+
+Exit codes: 0 success; 1 a failed check / a spent plan / an empty plan; 2 bad config, bad input or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from adws.errors import AdwsError, ConfigError, TaskError
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def _config_path(value: str | None) -> str:
+    return value or os.environ.get("ADWS_CONFIG") or DEFAULT_CONFIG
+
+
+def _read_arg(value: str) -> str:
+    """JSON given inline, as @FILE, or as - for standard input."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        return Path(value[1:]).read_text(encoding="utf-8")
+    return value
+
+
+def _task(args: argparse.Namespace) -> dict[str, Any]:
+    source = args.task_json if args.task_json is not None else args.github_issue
+    if source is None:
+        raise TaskError(["give the task with --task-json JSON or --github-issue FILE (- for stdin)"])
+    if args.github_issue is not None and not args.github_issue.startswith("@") and args.github_issue != "-":
+        source = "@" + args.github_issue  # --github-issue takes a file name (gh issue view ... > issue.json)
+    try:
+        text = _read_arg(source)
+    except OSError as exc:
+        raise TaskError([f"cannot read task: {exc}"]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaskError([f"task is not valid JSON: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise TaskError([f"task must be a JSON object, got {type(data).__name__}"])
+    return data
+
+
+def _at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise TaskError([f"--at: not an ISO 8601 time: {value!r}"]) from None
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from adws.config.load import load_config
+
+    path = _config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    enabled = sum(r.enabled for r in config.rules)
+    print(f"{path}: OK — {len(config.providers)} providers, {len(config.rules)} rules ({enabled} enabled), "
+          f"{len(config.scenarios)} scenarios")
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from adws.engine import load
+
+    return load(_config_path(args.config))
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    task = _task(args)
+    now = _at(args.at)
+    prompt = _read_prompt(args) if args.prompt_file else None
+    if args.assume_available:
+        from adws.config.load import load_config
+        from adws.reports import scenario_router
+
+        router = scenario_router(load_config(_config_path(args.config)))
+    else:
+        router = _engine(args).router
+    if args.explain:
+        explanation = router.explain(task, now=now, prompt=prompt)
+        if args.json:
+            _print_json(explanation.to_dict())
+        else:
+            print(explanation.render())
+        return 0 if explanation.decision.plan else 1
+    decision = router.route(task, now=now, prompt=prompt)
+    if args.json:
+        _print_json(decision.to_dict())
+    else:
+        print(router.explain(task, now=now, prompt=prompt).render())
+    return 0 if decision.plan else 1
+
+
+def _read_prompt(args: argparse.Namespace) -> str:
+    try:
+        return _read_arg("@" + args.prompt_file if args.prompt_file != "-" else "-")
+    except OSError as exc:
+        raise TaskError([f"cannot read prompt: {exc}"]) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    task = _task(args)
+    if not args.prompt_file:
+        raise TaskError(["give the prompt with --prompt-file FILE (- for stdin)"])
+    prompt = _read_prompt(args)
+    engine = _engine(args)
+    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at))
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        for i, a in enumerate(result.attempts, 1):
+            who = a.provider + (f"/{a.account}" if a.account else "")
+            print(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}")
+        print(("OK: " if result.success else "FAILED: ") + result.message)
+    return 0 if result.success else 1
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from adws.reports import providers_report, render_providers
+
+    engine = _engine(args)
+    rows = providers_report(engine, engine.clock())
+    if args.json:
+        _print_json(rows)
+    else:
+        print(render_providers(rows))
+    return 0
+
+
+def cmd_quota(args: argparse.Namespace) -> int:
+    from adws.reports import quota_report, render_quota
+
+    engine = _engine(args)
+    rows = quota_report(engine, _at(args.at) or engine.clock())
+    if args.json:
+        _print_json(rows)
+    else:
+        print(render_quota(rows))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from adws.config.schema import Config
+
+    schema = Config.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "adws config.toml"
+    _print_json(schema)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adws", description="Route coding-agent tasks and run them.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        return p
+
+    p = add("check", "Validate a config file; list every problem with its place.")
+    p.add_argument("config", nargs="?", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+    p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_check)
+
+    for name, func, help_text in (("route", cmd_route, "Decide where a task would run (no side effects)."),
+                                  ("run", cmd_run, "Run a task with fall-through down the chain.")):
+        p = add(name, help_text)
+        p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+        p.add_argument("--task-json", help="the task as JSON, @FILE, or - for stdin")
+        p.add_argument("--github-issue", help="a file with `gh issue view N --json number,title,body,labels`")
+        p.add_argument("--at", help="routing time, ISO 8601 (default: now)")
+        p.add_argument("--prompt-file", help="the prompt (- for stdin)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(func=func)
+        if name == "route":
+            p.add_argument("--explain", action="store_true", help="show every rule and why it did or did not match")
+            p.add_argument("--assume-available", action="store_true",
+                           help="judge the rules only: every provider installed, every quota fresh")
+        else:
+            p.add_argument("--workdir", default=".", help="the agent's working directory (default: .)")
+
+    for name, func, help_text in (("providers", cmd_providers, "Each provider's status and why."),
+                                  ("quota", cmd_quota, "Usage per provider and account, and time to reset.")):
+        p = add(name, help_text)
+        p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+        if name == "quota":
+            p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+
+    p = add("schema", "Print a JSON Schema of config.toml (for editors).")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "config_opt", None):
+        args.config = args.config_opt
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except TaskError as exc:
+        print(f"adws: {exc}", file=sys.stderr)
+        return 2
+    except AdwsError as exc:
+        print(f"adws: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Engine: the coordinator's entry point. `ModelRouter` decides, `ProviderManager` executes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from adws import audit
+from adws.accounts import StatefulAccounts
+from adws.availability import Availability
+from adws.config.load import load_config
+from adws.decision import Decision
+from adws.manager import ProviderManager, Result, Runner, Sleeper
+from adws.model import CompiledConfig
+from adws.router import Clock, Explanation, ModelRouter, utc_now
+from adws.runner import run as run_process
+from adws.state import open_store, resolve_path
+from adws.state.base import StateStore
+from adws.task import Task, coerce_task
+
+TaskInput = Task | Mapping[str, Any]
+
+
+class Engine:
+    def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
+                 sleep: Sleeper = time.sleep, runner: Runner = run_process,
+                 environ: Mapping[str, str] | None = None,
+                 which: Callable[[str], str | None] = shutil.which) -> None:
+        self.config = config
+        self.environ = os.environ if environ is None else environ
+        self.clock = clock
+        self.availability = Availability(self.environ, which)
+        self._store = store
+        if store is None and config.state_backend != "sqlite":
+            self._store = open_store(config.state_backend, config.state_path, env=self.environ)
+        self.accounts = StatefulAccounts(dict(config.providers), self.availability, self._store,
+                                         config.breaker.cooldown_seconds)
+        self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=clock)
+        self.manager = ProviderManager(config, store=self._store, accounts=self.accounts, runner=runner,
+                                       sleep=sleep, clock=clock, environ=self.environ)
+        if self._store is None:
+            self._attach(create=False)
+
+    @property
+    def state_path(self) -> str:
+        return resolve_path(self.config.state_path, self.environ)
+
+    @property
+    def store(self) -> StateStore:
+        """The state store, created on first use."""
+        return self._attach(create=True)  # type: ignore[return-value]
+
+    def _attach(self, *, create: bool) -> StateStore | None:
+        # route() is free of side effects: it reads an existing store but never creates one.
+        if self._store is None and (create or Path(self.state_path).exists()):
+            if create:
+                Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
+            self._store = open_store(self.config.state_backend, self.state_path, env=self.environ)
+            self.accounts.store = self._store
+            self.manager.store = self._store
+        return self._store
+
+    def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
+        """Where the task would run: pure, no side effects."""
+        return self.router.route(coerce_task(task), now=now, prompt=prompt)
+
+    def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
+        return self.router.explain(coerce_task(task), now=now, prompt=prompt)
+
+    def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
+            now: datetime | None = None) -> Result:
+        """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log."""
+        task = coerce_task(task)
+        self._attach(create=True)
+        decision = self.router.route(task, now=now, prompt=prompt)
+        result = self.manager.run(task, decision, prompt=prompt, workdir=workdir)
+        if self.config.audit_enabled:
+            self._audit(task, result, prompt)
+        return result
+
+    def _audit(self, task: Task, result: Result, prompt: str) -> None:
+        record: dict[str, Any] = {
+            "at": self.clock().isoformat(),
+            "task": {"id": task.id, "number": task.number, "labels": list(task.labels),
+                     "retry_count": task.retry_count},
+            "success": result.success,
+            "message": result.message,
+            "decision": result.decision.to_dict(),
+            "attempts": [a.to_dict() for a in result.attempts],
+        }
+        if self.config.audit_include_prompt:
+            record["prompt"] = prompt
+        audit.append(self.config.audit_path, record)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def load(path: str | os.PathLike[str] = "config.toml", **options: Any) -> Engine:
+    """Load and validate a config file (raises ConfigError listing every problem) and build an Engine."""
+    return Engine(load_config(path), **options)

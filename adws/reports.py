@@ -1,0 +1,222 @@
+"""Human and JSON views shared by the CLI and tools/: providers, quota, routing with scenario verdicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from adws.accounts import DEFAULT_ACCOUNT, limits_of
+from adws.availability import Availability
+from adws.engine import Engine
+from adws.errors import TaskError
+from adws.model import CompiledConfig
+from adws.quota import percent_used
+from adws.router import ModelRouter
+from adws.state.memory import MemoryStore
+from adws.accounts import StatefulAccounts
+
+
+def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    out = []
+    for name in _ordered(engine.config):
+        p = engine.config.providers[name]
+        why = engine.availability.why_not(p) or engine.accounts.provider_blocked(p, now)
+        out.append({
+            "name": name,
+            "tier": engine.config.chain.index(name) + 1 if name in engine.config.chain else None,
+            "status": "available" if why is None else "unavailable",
+            "reason": why,
+            "executable": engine.availability.locate(p.executable) or p.executable,
+            "prompt": p.prompt,
+            "output_format": p.output_format,
+            "models": {m.id: {"context_window": m.context_window, "latency_ms": m.latency_ms}
+                       for m in p.models.values()},
+            "accounts": [{"name": a.name, "enabled": a.enabled} for a in p.accounts],
+            "account_strategy": p.account_strategy,
+            "description": p.description,
+        })
+    return out
+
+
+def render_providers(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for row in rows:
+        tier = f"tier {row['tier']}" if row["tier"] else "not in chain"
+        state = "available" if row["status"] == "available" else f"UNAVAILABLE: {row['reason']}"
+        lines.append(f"{row['name']} ({tier}): {state}")
+        lines.append(f"  run: {row['executable']} (prompt by {row['prompt']}, output {row['output_format']})")
+        models = ", ".join(f"{m} ({v['context_window']:,} tokens)" for m, v in row["models"].items())
+        lines.append(f"  models: {models or '(none declared)'}")
+        if row["accounts"]:
+            accounts = ", ".join(a["name"] + ("" if a["enabled"] else " (disabled)") for a in row["accounts"])
+            lines.append(f"  accounts ({row['account_strategy']}): {accounts}")
+    return "\n".join(lines)
+
+
+def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    acc = engine.accounts
+    cooldowns = engine.store.cooldowns(now)
+    rows = []
+    for name in _ordered(engine.config):
+        p = engine.config.providers[name]
+        for spec in p.accounts or (None,):
+            account = spec.name if spec is not None else DEFAULT_ACCOUNT
+            quota = acc.quota_of(p, spec)
+            usage = acc.usage(name, account, now)
+            row: dict[str, Any] = {
+                "provider": name, "account": account, "requests": usage.requests,
+                "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                "cost_usd": round(usage.cost_usd, 6), "estimated": usage.estimated,
+                "limits": None, "percent": None, "alert": None, "resets_at": None, "resets_in": None,
+                "cooldown_until": None, "cooldown_reason": None,
+            }
+            if quota is not None:
+                percent = percent_used(usage, limits_of(quota))
+                reset = acc.next_reset(p, spec, now)
+                row.update(
+                    limits={"tokens": quota.tokens, "requests": quota.requests, "cost_usd": quota.cost_usd},
+                    percent=round(percent, 1), alert=_alert(percent, quota.alert_percent, quota.hard_block_percent),
+                    resets_at=reset.isoformat() if reset else None,
+                    resets_in=_span(reset - now) if reset else None,
+                )
+            cooldown = cooldowns.get((name, account))
+            if cooldown is not None:
+                row.update(cooldown_until=cooldown.until.isoformat(), cooldown_reason=cooldown.reason)
+            rows.append(row)
+    return rows
+
+
+def _alert(percent: float, alerts: tuple[float, ...], hard: float) -> str | None:
+    if percent >= 100:
+        return "exhausted"
+    if percent >= hard:
+        return f"blocked (>= {hard:g}%)"
+    passed = [a for a in alerts if percent >= a]
+    return f">= {passed[-1]:g}%" if passed else None
+
+
+def _span(delta: Any) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return (f"{days}d " if days else "") + f"{hours}h{rest // 60:02d}m"
+
+
+def render_quota(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'provider/account':<24} {'used':>22} {'%':>6}  {'alert':<16} resets in"]
+    for r in rows:
+        who = r["provider"] + ("" if r["account"] == DEFAULT_ACCOUNT else f"/{r['account']}")
+        tokens = r["input_tokens"] + r["output_tokens"]
+        limits = r["limits"] or {}
+        used = f"{tokens:,} tok" + (f"/{limits['tokens']:,}" if limits.get("tokens") else "")
+        if limits.get("requests"):
+            used = f"{r['requests']}/{limits['requests']} req"
+        if r["estimated"]:
+            used += "~"
+        pct = "-" if r["percent"] is None else f"{r['percent']:.1f}"
+        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {r['resets_in'] or 'unlimited'}"
+        if r["cooldown_until"]:
+            line += f"  cooling down until {r['cooldown_until']} ({r['cooldown_reason']})"
+        lines.append(line)
+    lines.append("(~ = includes estimated usage)")
+    return "\n".join(lines)
+
+
+def _ordered(config: CompiledConfig) -> list[str]:
+    return [*config.chain, *(n for n in config.providers if n not in config.chain)]
+
+
+def scenario_router(config: CompiledConfig) -> ModelRouter:
+    """A router that judges rules, not this machine: every enabled provider installed, every quota fresh."""
+    availability = Availability(environ={}, which=lambda name: f"/assumed/{name}")
+    availability.missing_credentials = lambda variable: False  # type: ignore[method-assign]
+    accounts = StatefulAccounts(dict(config.providers), availability, MemoryStore(None),
+                                config.breaker.cooldown_seconds)
+    return ModelRouter(config, availability=availability, accounts=accounts)
+
+
+def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
+    router = scenario_router(config)
+    scenarios = []
+    for s in config.scenarios:
+        when = datetime.fromisoformat(s.at) if s.at else at
+        try:
+            d = router.route(s.task, now=when)
+            got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
+                                   "rule": d.rule, "plan": [step.provider for step in d.plan]}
+            failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in s.expect.items() if got.get(k) != v]
+        except TaskError as exc:
+            got, failures = {}, [str(exc)]
+        scenarios.append({"name": s.name, "at": when.isoformat(), "expect": dict(s.expect), "got": got,
+                          "ok": not failures, "failures": failures})
+    return {
+        "config": config.source,
+        "routing_enabled": config.enabled,
+        "default": {"provider": config.default_provider, "model": config.default_model},
+        "chain": list(config.chain),
+        "timezone": config.timezone,
+        "rules": [
+            {"name": r.name, "priority": r.priority, "enabled": r.enabled, "conditions": dict(r.raw_conditions),
+             "provider": r.provider, "model": r.model, "account": r.account, "models": dict(r.models),
+             "chain": list(r.chain) if r.chain is not None else None, "fallback": r.fallback,
+             "description": r.description}
+            for r in config.rules
+        ],
+        "scenarios": scenarios,
+        "ok": all(s["ok"] for s in scenarios),
+    }
+
+
+def _toml_inline(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_toml_inline(v)}" for k, v in value.items()) + " }"
+    return str(value)
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_inline(key)
+
+
+def render_routing(report: dict[str, Any]) -> str:
+    default = report["default"]
+    lines = [
+        f"config: {report['config']}",
+        f"routing: {'enabled' if report['routing_enabled'] else 'DISABLED (defaults only; rules shown)'}",
+        f"default: {default['provider']}" + (f" / {default['model']}" if default["model"] else " / best model"),
+        f"chain: {' → '.join(report['chain'])}",
+        f"timezone: {report['timezone']}",
+        "",
+        "rules (highest priority first; equal priorities in file order):",
+    ]
+    for r in report["rules"]:
+        target = r["provider"] or ""
+        if r["model"]:
+            target += f" / {r['model']}"
+        if r["account"]:
+            target += f" (account {r['account']})"
+        extras = []
+        if r["models"]:
+            extras.append("per tier " + _toml_inline(r["models"]))
+        if not r["fallback"]:
+            extras.append("no fall-through")
+        elif r["chain"] is not None:
+            extras.append("then " + " → ".join(r["chain"]))
+        off = "" if r["enabled"] else "  [disabled]"
+        lines.append(f"  {r['priority']:>4}  {r['name']}{off}")
+        lines.append(f"        when {_toml_inline(r['conditions']) if r['conditions'] else 'always'}")
+        lines.append(f"        → {target}" + (f"  ({'; '.join(extras)})" if extras else ""))
+    lines.append("")
+    passed = sum(s["ok"] for s in report["scenarios"])
+    lines.append(f"scenarios: {passed}/{len(report['scenarios'])} as expected")
+    for s in report["scenarios"]:
+        got = s["got"]
+        where = f"{got.get('provider')} / {got.get('model')} via {got.get('rule')}" if got else "(error)"
+        lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {where}")
+        lines.extend(f"         {f}" for f in s["failures"])
+    return "\n".join(lines)

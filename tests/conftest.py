@@ -1,0 +1,23 @@
+"""Shared fixtures: paths to test data, the shipped config, and a fixed clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+FAKES_BIN = TESTS / "fakes" / "bin"
+
+
+@pytest.fixture
+def shipped_config_path() -> Path:
+    return ROOT / "config.toml"
+
+
+@pytest.fixture
+def fixed_now() -> datetime:
+    # A Wednesday afternoon: no night or weekend rule applies in the shipped config.
+    return datetime(2026, 11, 18, 13, 0, tzinfo=UTC)

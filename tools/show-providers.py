@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Show each provider's status (available, or why not), models and accounts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from adws.engine import load  # noqa: E402
+from adws.errors import ConfigError  # noqa: E402
+from adws.reports import providers_report, render_providers  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    try:
+        engine = load(args.config)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    rows = providers_report(engine, engine.clock())
+    print(json.dumps(rows, indent=2) if args.json else render_providers(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
