@@ -124,7 +124,7 @@ def classify(
     if exit_code == 0 and has_result and parsed.is_error is not True:
         return Classification(OutcomeClass.SUCCESS, "exit 0 with a final result")
 
-    status = _status(exit_code, parsed)
+    status = _status(exit_code, parsed, outcome)
     sources = (parsed.error_message or "", outcome.stderr_tail, outcome.stdout_tail)
     for pattern in patterns:
         for text in sources:
@@ -163,12 +163,14 @@ def _reset_sources(outcome: RunOutcome, parsed: ParsedOutput) -> tuple[str, ...]
     return (parsed.error_message or "", outcome.stderr_tail, outcome.stdout_tail)
 
 
-def _status(exit_code: int, parsed: ParsedOutput) -> str:
+def _status(exit_code: int, parsed: ParsedOutput, outcome: RunOutcome) -> str:
     """How the attempt ended, in the words every reason starts with."""
     if exit_code != 0:
         return f"exit {exit_code}"
     if parsed.is_error:
         return "exit 0 but result is_error"
+    if not outcome.stdout_tail.strip():
+        return "exit 0 but no output"
     if not parsed.well_formed:
         return "exit 0 but the output is unreadable"
     if parsed.final_text is None:
@@ -201,9 +203,12 @@ def _snippet(text: str) -> str:
 
 def _line_at(text: str, match: re.Match[str]) -> str:
     """The line that matched, cut around the match when it is long (a JSON line can be kilobytes)."""
-    start = max(text.rfind("\n", 0, match.start()) + 1, match.start() - _SNIPPET // 3)
+    start = text.rfind("\n", 0, match.start()) + 1
     end = text.find("\n", match.end())
-    return _snippet(text[start : end if end != -1 else len(text)])
+    end = end if end != -1 else len(text)
+    if end - start > _SNIPPET:
+        start = max(start, match.start() - _SNIPPET // 3)
+    return _snippet(text[start:end])
 
 
 def _last_line(text: str) -> str:

@@ -1,0 +1,211 @@
+"""What every JSON output parser shares: reading records from a noisy tail, and the accumulator they fill."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from adws.attempt import ParsedOutput, Usage
+from adws.parsers.reset import find_reset_time
+
+Parser = Callable[[str, datetime], ParsedOutput]
+Record = dict[str, Any]
+
+MAX_MESSAGE = 2000  # error messages are for reasons and patterns, not for storing whole transcripts
+_MAX_OBJECT_STARTS = 32  # bounds the work on a large text full of lines that open an object
+
+
+def loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested input
+        return None
+
+
+def _dicts(value: Any) -> list[Record]:
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):  # `claude --output-format json --verbose` prints an array of messages
+        return [item for item in value if isinstance(item, dict)]
+    return []
+
+
+def json_records(text: str) -> Iterator[Record]:
+    """Every JSON object in `text`: the whole text, else one per line (JSONL), else pretty-printed ones."""
+    whole = _dicts(loads(text.strip())) if text.lstrip()[:1] in ("{", "[") else []
+    if whole:
+        yield from whole
+        return
+    found = False
+    for line in text.splitlines():
+        line = line.strip()
+        if line[:1] in ("{", "["):
+            for record in _dicts(loads(line)):
+                found = True
+                yield record
+    if not found:
+        yield from _pretty_objects(text)
+
+
+def _pretty_objects(text: str) -> Iterator[Record]:
+    # A pretty-printed object (Gemini's JSON) opens with "{" at the start of a line, maybe after noise.
+    decoder = json.JSONDecoder()
+    resume = 0
+    for attempt, match in enumerate(re.finditer(r"^[ \t]*\{", text, re.MULTILINE)):
+        if attempt >= _MAX_OBJECT_STARTS:
+            return
+        start = match.end() - 1
+        if start < resume:
+            continue
+        try:
+            value, resume = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            continue
+        yield from _dicts(value)
+
+
+def obj(value: Any) -> Record:
+    return value if isinstance(value, dict) else {}
+
+
+def string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def number(value: Any) -> float:
+    """A non-negative finite number, else 0: token counts and costs from untrusted JSON."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    number = float(value)
+    return number if math.isfinite(number) and 0 <= number < 1e15 else 0.0
+
+
+def integer(value: Any) -> int:
+    return int(number(value))
+
+
+def text_of(content: Any) -> str:
+    """Text of a message `content`: a string, or a list of blocks/strings, or a block with `text`."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return string(content.get("text")) or ""
+    if isinstance(content, list):
+        parts = [item if isinstance(item, str) else string(obj(item).get("text")) or "" for item in content]
+        return "".join(parts)
+    return ""
+
+
+def with_status(message: str | None, status: int) -> str | None:
+    """Keep an HTTP status next to its message so declared patterns (`status 429`) can see it."""
+    if not status or (message and str(status) in message):
+        return message
+    return f"{message} (HTTP {status})" if message else f"HTTP {status}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The accumulator every JSON parser fills
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Acc:
+    now: datetime
+    recognised: int = 0
+    final_text: str | None = None
+    is_error: bool | None = None
+    error_message: str | None = None
+    rate_limited: bool = False
+    reset_at: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+    # Usage: per-call figures add up unless a record reported the run's total, which then wins.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    usage_seen: bool = False
+    usage_is_total: bool = False
+    per_message: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Assistant text by message id; the answer is the text of the last message that had any.
+    texts: dict[str, list[str]] = field(default_factory=dict)
+    last_text_key: str = ""
+
+    def add_usage(self, input_tokens: int, output_tokens: int, cost_usd: float = 0.0) -> None:
+        if self.usage_is_total:
+            return
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cost_usd += cost_usd
+        self.usage_seen = True
+
+    def total_usage(self, input_tokens: int, output_tokens: int, cost_usd: float = 0.0) -> None:
+        self.input_tokens, self.output_tokens, self.cost_usd = input_tokens, output_tokens, cost_usd
+        self.usage_seen = self.usage_is_total = True
+
+    def fail(self, message: str | None, *, replace: bool = False) -> None:
+        self.is_error = True
+        if message and (replace or not self.error_message):
+            self.error_message = message[:MAX_MESSAGE]
+
+    def add_text(self, key: str, text: str) -> None:
+        if text:
+            self.texts.setdefault(key, []).append(text)
+            self.last_text_key = key
+
+    def answer(self) -> str:
+        return "".join(self.texts.get(self.last_text_key, []))
+
+    def result(self) -> ParsedOutput:
+        if not self.usage_is_total and self.per_message:
+            for input_tokens, output_tokens in self.per_message.values():
+                self.add_usage(input_tokens, output_tokens)
+        usage = None
+        if self.usage_seen:
+            usage = Usage(
+                input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd
+            )
+        reset_at = self.reset_at
+        if reset_at is None and self.error_message:
+            reset_at = find_reset_time(self.error_message, self.now)
+        return ParsedOutput(
+            final_text=self.final_text,
+            is_error=self.is_error,
+            error_message=self.error_message,
+            usage=usage,
+            reset_at=reset_at,
+            rate_limited=self.rate_limited,
+            well_formed=self.recognised > 0,
+            notes=self.notes,
+        )
+
+
+Handler = Callable[[Record, Acc], None]
+
+
+def typed_parser(
+    handlers: Mapping[str, Handler], *, other: Callable[[str], bool] = lambda _: False
+) -> Parser:
+    """A parser for a JSONL format whose records carry a `type`: one handler per type, `other` for the
+    types that belong to the format but need no handling."""
+
+    def parse(stdout: str, now: datetime) -> ParsedOutput:
+        acc = Acc(now)
+        for record in json_records(stdout):
+            kind = string(record.get("type")) or ""
+            handler = handlers.get(kind)
+            if handler is None:
+                if other(kind):
+                    acc.recognised += 1
+                continue
+            acc.recognised += 1
+            try:
+                handler(record, acc)
+            except Exception:  # a record of a shape nobody foresaw must not lose the rest of the output
+                acc.notes.append(f"skipped a malformed {kind!r} record")
+        return acc.result()
+
+    return parse

@@ -1,0 +1,64 @@
+"""Claude Code: `claude -p --output-format stream-json --verbose` (JSONL) and `--output-format json`."""
+
+from __future__ import annotations
+
+from adws.parsers._base import Acc, Record, integer, number, obj, string, text_of, typed_parser, with_status
+from adws.parsers.reset import from_epoch
+
+
+def _claude_tokens(usage: Record) -> tuple[int, int]:
+    cached = integer(usage.get("cache_creation_input_tokens")) + integer(usage.get("cache_read_input_tokens"))
+    return integer(usage.get("input_tokens")) + cached, integer(usage.get("output_tokens"))
+
+
+def _claude_assistant(record: Record, acc: Acc) -> None:
+    message = obj(record.get("message"))
+    key = string(message.get("id")) or f"#{len(acc.per_message)}"
+    text = text_of(message.get("content"))
+    acc.add_text(key, text)
+    usage = obj(message.get("usage"))
+    if usage:  # the same message id repeats while it streams: keep its last figures
+        acc.per_message[key] = _claude_tokens(usage)
+    error = string(record.get("error"))
+    if error:  # a synthetic turn reporting an API error ("rate_limit", "authentication_failed", ...)
+        acc.fail(text or error)
+        acc.rate_limited = acc.rate_limited or error == "rate_limit"
+
+
+def _claude_rate_limit_event(record: Record, acc: Acc) -> None:
+    info = obj(record.get("rate_limit_info"))
+    status = string(info.get("status")) or "unknown"
+    overage_rejected = info.get("isUsingOverage") is True and info.get("overageStatus") == "rejected"
+    if status != "rejected" and not overage_rejected:
+        if status != "allowed":  # "allowed_warning" and friends are heartbeats, not rejections
+            acc.notes.append(f"rate limit status {status}")
+        return
+    acc.rate_limited = True
+    resets_at = number(info.get("resetsAt"))
+    if resets_at:
+        acc.reset_at = from_epoch(resets_at)
+
+
+def _claude_result(record: Record, acc: Acc) -> None:
+    subtype = string(record.get("subtype")) or ""
+    result = record.get("result")
+    acc.final_text = result if isinstance(result, str) else ""
+    acc.is_error = record.get("is_error") is True or subtype.startswith("error")
+    usage = obj(record.get("usage"))
+    if usage:
+        acc.total_usage(*_claude_tokens(usage), cost_usd=number(record.get("total_cost_usd")))
+    elif "total_cost_usd" in record:
+        acc.cost_usd = number(record.get("total_cost_usd"))
+    status = integer(record.get("api_error_status"))
+    acc.rate_limited = acc.rate_limited or status == 429
+    if acc.is_error:
+        errors = record.get("errors")
+        listed = "; ".join(e for e in errors if isinstance(e, str)) if isinstance(errors, list) else ""
+        message = string(record.get("error")) or listed or string(result) or acc.error_message or subtype
+        acc.fail(with_status(message, status), replace=True)
+
+
+parse = typed_parser(
+    {"assistant": _claude_assistant, "rate_limit_event": _claude_rate_limit_event, "result": _claude_result},
+    other=lambda kind: kind in {"system", "user", "stream_event"},
+)

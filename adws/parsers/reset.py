@@ -1,0 +1,140 @@
+"""Finding the reset time an agent CLI announced, in whatever words or numbers it used."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from email.utils import parsedate_to_datetime
+from zoneinfo import ZoneInfo
+
+# Further than this from `now` is noise (an id, a version, a date in the answer), not an announced reset.
+_MAX_DISTANCE = timedelta(days=400)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_UNIT = r"(?:days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|d|h|m|s)(?![a-z])"
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+# "Claude AI usage limit reached|1755615600" (older Claude) and "resetsAt": 1774447200 (JSON that leaked
+# into a text stream). The look-behind keeps "overageResetsAt" (a different window) out.
+_EPOCH_RE = re.compile(
+    r"limit reached\|(?P<pipe>\d{9,13})(?!\d)|(?<![a-z])resets_?at\"?\s*[:=]\s*\"?(?P<key>\d{9,13})(?!\d)",
+    re.IGNORECASE,
+)
+_RETRY_AFTER_RE = re.compile(
+    r"retry-after\"?\s*[:=]\s*\"?(?:(?P<secs>\d{1,9})(?![\d.])"
+    r"|(?P<date>[a-z]{3}, \d{1,2} [a-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT))",
+    re.IGNORECASE,
+)
+# "try again in 2h 30m", "Retrying in 2892 seconds", "Your quota will reset after 2h13m34s".
+_RELATIVE_RE = re.compile(
+    r"(?:try(?:ing)?\s+again|retry(?:ing)?|resets?|available\s+again)\s+(?:in|after)\s+"
+    rf"(?P<dur>(?:\d{{1,7}}(?:\.\d{{1,6}})?\s*{_UNIT}[\s,]*(?:and\s+)?){{1,4}})",
+    re.IGNORECASE,
+)
+_DURATION_PART_RE = re.compile(rf"(\d{{1,7}}(?:\.\d{{1,6}})?)\s*({_UNIT})", re.IGNORECASE)
+# "You will regain access on 2026-04-01 at 00:00 UTC", "quota resets on 2026-05-01T00:00:00Z".
+_ISO_RE = re.compile(
+    r"(?:reset|retry|try again|available|regain(?:ed)? access|until)[^\n\d]{0,40}?"
+    r"(?P<date>\d{4}-\d{2}-\d{2})(?:(?:[T ]|\s+at\s+)(?P<time>\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?"
+    r"\s*(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2})?",
+    re.IGNORECASE,
+)
+# "resets 4pm (Asia/Kuala_Lumpur)", "resets Feb 7, 11am (Asia/Seoul)", "will reset at 5pm (Europe/Warsaw)".
+_CLOCK_RE = re.compile(
+    r"resets?\s+(?:at\s+|on\s+)?"
+    rf"(?:(?P<mon>{'|'.join(_MONTHS)})[a-z]*\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?:at\s+)?)?"
+    r"(?P<h>\d{1,2})(?::(?P<mi>\d{2}))?\s*(?P<ap>[ap]\.?m\.?)?(?![\w:])"
+    r"\s*(?:\((?P<tz>[a-z][a-z0-9_+\-/]{0,40})\)|(?P<tz2>UTC|GMT)\b)?",
+    re.IGNORECASE,
+)
+
+
+def find_reset_time(text: str, now: datetime) -> datetime | None:
+    """The reset time `text` announces, as an aware UTC datetime, or None.
+
+    Understands epoch seconds (`limit reached|1755615600`, `"resetsAt": 1755615600`), `Retry-After: 120`,
+    relative delays (`try again in 2h 30m`, `reset after 2h13m34s`), ISO dates (`regain access on
+    2026-04-01 at 00:00 UTC`) and clock times (`resets 4pm (Asia/Seoul)`, `resets Feb 7, 11am`). A clock
+    time already past today means tomorrow. `now` (naive means UTC) anchors relative and clock forms.
+    When several are announced, the last one in the text wins: it is the most recent announcement.
+    """
+    now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    best: tuple[int, datetime] | None = None
+    for regex, resolve in _RESET_FORMS:
+        for match in regex.finditer(text):
+            try:
+                found = resolve(match, now)
+            except (ValueError, OverflowError, OSError, KeyError):
+                continue  # a near miss (31 February, an unknown zone): keep looking
+            if found is None or abs(found - now) > _MAX_DISTANCE:
+                continue
+            if best is None or match.start() >= best[0]:
+                best = (match.start(), found.astimezone(UTC))
+    return best[1] if best else None
+
+
+def from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+
+
+def _resolve_epoch(match: re.Match[str], now: datetime) -> datetime | None:
+    return from_epoch(int(match["pipe"] or match["key"]))
+
+
+def _resolve_retry_after(match: re.Match[str], now: datetime) -> datetime | None:
+    if match["secs"]:
+        return now + timedelta(seconds=int(match["secs"]))
+    return parsedate_to_datetime(match["date"])
+
+
+def _resolve_relative(match: re.Match[str], now: datetime) -> datetime | None:
+    seconds = sum(
+        float(amount) * _UNIT_SECONDS[unit[0].lower()]
+        for amount, unit in _DURATION_PART_RE.findall(match["dur"])
+    )
+    return now + timedelta(seconds=seconds)
+
+
+def _zone(name: str | None, default: tzinfo) -> tzinfo:
+    if not name:
+        return default
+    if name.upper() in {"UTC", "GMT", "Z"}:
+        return UTC
+    if re.fullmatch(r"[+-]\d{2}:?\d{2}", name):
+        return datetime.strptime(name.replace(":", ""), "%z").tzinfo or UTC
+    return ZoneInfo(name)
+
+
+def _resolve_iso(match: re.Match[str], now: datetime) -> datetime | None:
+    stamp = f"{match['date']}T{match['time'] or '00:00'}"
+    naive = datetime.fromisoformat(stamp)
+    return naive.replace(tzinfo=_zone(match["tz"], now.tzinfo or UTC))
+
+
+def _resolve_clock(match: re.Match[str], now: datetime) -> datetime | None:
+    if not (match["ap"] or match["mi"]):
+        return None  # "resets 5 accounts" is not a time
+    hour, minute = int(match["h"]), int(match["mi"] or 0)
+    if match["ap"]:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if match["ap"].lower().startswith("p") else 0)
+    zone = _zone(match["tz"] or match["tz2"], now.tzinfo or UTC)
+    local_now = now.astimezone(zone)
+    if match["mon"]:
+        month = _MONTHS.index(match["mon"][:3].lower()) + 1
+        found = datetime(local_now.year, month, int(match["day"]), hour, minute, tzinfo=zone)
+        # A date well behind us is next year's ("resets Jan 2" said on December 30th).
+        return found.replace(year=found.year + 1) if found < local_now - timedelta(days=1) else found
+    found = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    # Same wall-clock time tomorrow (naive arithmetic on purpose: "4pm" stays 4pm across DST).
+    return found + timedelta(days=1) if found <= local_now else found
+
+
+_RESET_FORMS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], datetime], datetime | None]], ...] = (
+    (_EPOCH_RE, _resolve_epoch),
+    (_RETRY_AFTER_RE, _resolve_retry_after),
+    (_RELATIVE_RE, _resolve_relative),
+    (_ISO_RE, _resolve_iso),
+    (_CLOCK_RE, _resolve_clock),
+)
