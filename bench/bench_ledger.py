@@ -247,7 +247,9 @@ def report(
         "## Concurrent writers",
         "",
         f"{writers.processes} processes, each `record_usage` its own `BEGIN IMMEDIATE` transaction "
-        "(WAL, synchronous=NORMAL), all started together.",
+        "(WAL, synchronous=NORMAL), all started together, each writing as fast as it can. With",
+        "synchronous=NORMAL a commit is not fsynced on its own: committed data survives a killed process",
+        "(see the kill -9 test in tests/test_state.py); a power loss may drop the last commits.",
         "",
         "| measure | value |",
         "| --- | --- |",
