@@ -142,7 +142,6 @@ class StatefulAccounts:
                     name = account.name if account is not None else DEFAULT_ACCOUNT
                     groups.setdefault(id(quota), (quota, []))[1].append((provider.name, name))
         self._quota_groups = list(groups.values())
-        self._checked_at: datetime | None = None
         self._rankings: dict[tuple[str, str | None], Ranking] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
@@ -160,9 +159,8 @@ class StatefulAccounts:
 
     def _refresh(self, now: datetime) -> None:
         """Re-read state when another writer committed, a period start moved or a cooldown ended."""
-        if self.store is None or now == self._checked_at:
-            return  # one decision asks for every tier at the same `now`: check the store once
-        self._checked_at = now
+        if self.store is None:
+            return
         if self._expires is not None and now >= self._expires:
             self._invalidate(now)
         starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
@@ -225,8 +223,10 @@ class StatefulAccounts:
 
     # -- the planner interface ------------------------------------------------------------------------------
 
+    # rank() and provider_blocked() read the snapshot as of the last generation(now) call: the router calls
+    # that once per decision, so a decision over five tiers asks the store once.
+
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None:
-        self._refresh(now)
         state = self._breakers.get(provider.name)
         if state is None or state.state != "open" or state.opened_at is None:
             return None
@@ -239,7 +239,6 @@ class StatefulAccounts:
     def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking:
         """Eligible accounts in strategy order, and the skipped ones with why. Cached per state snapshot."""
         now = view.local_now
-        self._refresh(now)
         key = (provider.name, view.task_id if provider.account_strategy == "sticky" else None)
         ranking = self._rankings.get(key)
         if ranking is None:

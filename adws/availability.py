@@ -16,9 +16,10 @@ from adws.model import ProviderSpec
 
 class Availability:
     def __init__(self, environ: Mapping[str, str] | None = None,
-                 which: Callable[[str], str | None] = shutil.which) -> None:
+                 which: Callable[[str], str | None] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
-        self._which = which
+        # The children get `environ`, so a program is looked up on that environment's PATH.
+        self._which = which or (lambda name: shutil.which(name, path=self.environ.get("PATH")))
         self._found: dict[str, str | None] = {}
 
     def refresh(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -30,7 +29,7 @@ class Engine:
     def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
                  sleep: Sleeper = time.sleep, runner: Runner = run_process,
                  environ: Mapping[str, str] | None = None,
-                 which: Callable[[str], str | None] = shutil.which) -> None:
+                 which: Callable[[str], str | None] | None = None) -> None:
         self.config = config
         self.environ = os.environ if environ is None else environ
         self.clock = clock

@@ -25,7 +25,7 @@ from adws.decision import Decision, Step
 from adws.errors import RenderError
 from adws.model import CompiledConfig, ProviderSpec
 from adws.parsers import parse_output
-from adws.runner import RunRequest, redact_argv
+from adws.runner import RunRequest
 from adws.runner import run as run_process
 from adws.state.base import BreakerState, Cooldown, StateStore, UsageRecord
 from adws.task import Task
@@ -276,10 +276,9 @@ class ProviderManager:
                     return BreakerState("open", failures, now)  # a failed probe re-opens it
                 return BreakerState("closed", failures, None)
             self.store.update_breaker(provider.name, fail)
-        elif verdict.outcome == OutcomeClass.SUCCESS or verdict.outcome not in breaker.counts:
+        elif self.store.get_breaker(provider.name) != BreakerState():
             # Any answer from the provider itself shows the infrastructure works: close and reset.
-            if self.store.get_breaker(provider.name) != BreakerState():
-                self.store.update_breaker(provider.name, lambda _: BreakerState())
+            self.store.update_breaker(provider.name, lambda _: BreakerState())
 
     def _run_dir(self, task: Task) -> Path:
         stamp = self.clock().strftime("%Y%m%dT%H%M%S")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from adws.accounts import DEFAULT_ACCOUNT, limits_of
+from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, limits_of
 from adws.availability import Availability
 from adws.engine import Engine
 from adws.errors import TaskError
@@ -13,11 +13,11 @@ from adws.model import CompiledConfig
 from adws.quota import percent_used
 from adws.router import ModelRouter
 from adws.state.memory import MemoryStore
-from adws.accounts import StatefulAccounts
 
 
 def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     out = []
+    engine.accounts.generation(now)
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
         why = engine.availability.why_not(p) or engine.accounts.provider_blocked(p, now)
@@ -141,7 +141,7 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
     for s in config.scenarios:
         when = datetime.fromisoformat(s.at) if s.at else at
         try:
-            d = router.route(s.task, now=when)
+            d = router.route(dict(s.task), now=when)
             got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
                                    "rule": d.rule, "plan": [step.provider for step in d.plan]}
             failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in s.expect.items() if got.get(k) != v]

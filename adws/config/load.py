@@ -5,6 +5,7 @@ Every problem in the file is collected and raised together as one `ConfigError`;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -92,10 +93,9 @@ def _legacy(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(providers, dict):
         for provider in providers.values():
             if isinstance(provider, dict) and isinstance(provider.get("command_template"), str):
-                try:
+                # An unbalanced quote leaves it a string: the schema then reports it with its place.
+                with contextlib.suppress(ValueError):
                     provider["command_template"] = shlex.split(provider["command_template"])
-                except ValueError:
-                    pass  # left as a string: the schema then reports it with its place
     return raw
 
 
@@ -222,7 +222,8 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
 
     for i, pattern in enumerate(p.failure_patterns):
         # The same compiler the classifier uses, so what loads is exactly what runs.
-        check.guard((*loc, "failure_patterns", i, "regex"), lambda pt=pattern: compile_pattern(pt.regex, pt.outcome))
+        check.guard((*loc, "failure_patterns", i, "regex"),
+                    lambda pt=pattern: compile_pattern(pt.regex, pt.outcome))  # type: ignore[misc]
     if p.prompt == "arg" and not any("prompt" in element and "prompt_file" not in element for element in command):
         check.add((*loc, "prompt"), 'prompt = "arg" but no command_template element uses {{ prompt }}')
     if p.requires_api_key and not p.api_key_env:
@@ -327,7 +328,7 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
         provider = r.chain[0]
     else:
         check.add(loc, "the rule has no target: give `provider`, `model` or `chain`")
-    if provider in providers:
+    if provider is not None and provider in providers:
         spec = providers[provider]
         if r.model is not None:
             _check_model(check, (*loc, "model"), spec, r.model)
@@ -419,11 +420,12 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
 
     rules = []
     seen: dict[str, int] = {}
-    for i, r in enumerate(routing.rules):
-        if r.name in seen:
-            check.add(("routing", "rules", i, "name"), f'duplicate rule name "{r.name}" (first at routing.rules[{seen[r.name]}])')
-        seen.setdefault(r.name, i)
-        rules.append(_rule(i, r, conditions.get(i, ()), providers, intake.known_specializations, check))
+    for i, rule_cfg in enumerate(routing.rules):
+        if rule_cfg.name in seen:
+            check.add(("routing", "rules", i, "name"),
+                      f'duplicate rule name "{rule_cfg.name}" (first at routing.rules[{seen[rule_cfg.name]}])')
+        seen.setdefault(rule_cfg.name, i)
+        rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
     rules.sort(key=lambda rule: (-rule.priority, rule.order))
 
     breaker_cooldown = check.guard(("routing", "circuit_breaker", "cooldown"),
@@ -439,15 +441,15 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     def resolve(path: str) -> str:
         return path if path == ":memory:" else str(Path(base_dir, os.path.expanduser(path)))
 
-    r = routing
+    rt = routing
     return CompiledConfig(
-        source=source, base_dir=base_dir, enabled=r.enabled, default_provider=default_provider,
-        default_model=default_model, chain=chain, timezone=r.timezone, rules=tuple(rules), intake=intake,
-        providers=providers, actions={**DEFAULT_ACTIONS, **r.actions},
-        retry=RetrySpec(r.retry.max_retries, r.retry.backoff_seconds, r.retry.backoff_factor,
-                        r.retry.max_backoff_seconds),
-        breaker=BreakerSpec(r.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
-                            frozenset(r.circuit_breaker.counts)),
+        source=source, base_dir=base_dir, enabled=rt.enabled, default_provider=default_provider,
+        default_model=default_model, chain=chain, timezone=rt.timezone, rules=tuple(rules), intake=intake,
+        providers=providers, actions={**DEFAULT_ACTIONS, **rt.actions},
+        retry=RetrySpec(rt.retry.max_retries, rt.retry.backoff_seconds, rt.retry.backoff_factor,
+                        rt.retry.max_backoff_seconds),
+        breaker=BreakerSpec(rt.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
+                            frozenset(rt.circuit_breaker.counts)),
         state_backend=cfg.state.backend, state_path=resolve(cfg.state.path), audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,

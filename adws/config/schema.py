@@ -34,7 +34,7 @@ class IntakeConfig(StrictModel):
     """How task input becomes priority, specialization and a token estimate."""
 
     priority_labels: dict[str, Priority] = Field(
-        default_factory=lambda: {
+        default_factory=lambda: {  # type: ignore[arg-type]
             "priority:p0": "critical",
             "priority:p1": "high",
             "priority:p2": "normal",
@@ -47,7 +47,7 @@ class IntakeConfig(StrictModel):
         description="Label (case-insensitive) -> priority. The highest priority among a task's labels wins.",
     )
     priority_numbers: list[Priority] = Field(
-        default_factory=lambda: ["critical", "high", "normal", "low"],
+        default_factory=lambda: ["critical", "high", "normal", "low"],  # type: ignore[arg-type]
         description="An integer priority N on a task means priority_numbers[N] (P0 = critical).",
     )
     default_priority: Priority = "normal"

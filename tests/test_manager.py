@@ -1,0 +1,311 @@
+"""ProviderManager end to end: fake agent CLIs on PATH, the shipped chain, every way a run can fail."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adws import audit
+from adws.config.load import compile_config, parse_toml, read_toml
+from adws.engine import Engine
+from adws.state import open_store
+from tests.conftest import FAKES_BIN, ROOT
+
+NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # a Wednesday: no night or weekend rule applies
+
+
+class Clock:
+    def __init__(self, start: datetime = NOW) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def fake_env(tmp_path: Path, **scenarios: str) -> dict[str, str]:
+    env = {
+        "PATH": f"{FAKES_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path / "home"),
+        "ADWS_STATE_PATH": str(tmp_path / "state.sqlite3"),
+        "FAKE_AGENT_LOG": str(tmp_path / "agents.jsonl"),
+        "FAKE_NOW": str(int(NOW.timestamp())),
+    }
+    env.update({f"FAKE_SCENARIO_{k.upper()}": v for k, v in scenarios.items()})
+    return env
+
+
+def invocations(tmp_path: Path) -> list[dict[str, Any]]:
+    return audit.read(tmp_path / "agents.jsonl")
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    engines: list[Engine] = []
+
+    def make(env: dict[str, str], text: str | None = None, clock: Clock | None = None,
+             sleeps: list[float] | None = None) -> Engine:
+        raw = parse_toml(text) if text is not None else read_toml(ROOT / "config.toml")
+        config = compile_config(raw, "test-config", base_dir=str(tmp_path))
+        engine = Engine(config, environ=env, clock=clock or Clock(),
+                        sleep=(sleeps.append if sleeps is not None else lambda s: None))
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+def outcomes(result: Any) -> list[tuple[str, str | None, str]]:
+    return [(a.provider, a.account, a.outcome) for a in result.attempts]
+
+
+def test_one_task_falls_through_all_five_tiers(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    env = fake_env(
+        tmp_path,
+        opencode_ag_1="error_result_exit0", opencode_ag_2="quota_exhausted", opencode="limit_reset",
+        copilot="auth", cline="context", ollama="success",
+    )
+    # The opencode tier itself (no account) crashes by signal; the Antigravity accounts use their own scenario.
+    for n in range(3, 9):
+        env[f"FAKE_SCENARIO_OPENCODE_AG_{n}"] = "limit_reset"
+    env["FAKE_SCENARIO_OPENCODE"] = "signal"
+    sleeps: list[float] = []
+    engine = make_engine(env, sleeps=sleeps)
+    result = engine.run({"number": 7, "title": "Say hello"}, prompt="Say hello", workdir=tmp_path)
+
+    assert result.success, result.message
+    got = outcomes(result)
+    assert got[:2] == [("antigravity", "ag-1", "rate_limited"), ("antigravity", "ag-2", "quota_exhausted")]
+    assert got[2:8] == [("antigravity", f"ag-{n}", "rate_limited") for n in range(3, 9)]
+    assert got[8:] == [
+        ("copilot", None, "auth"),
+        ("cline", None, "context_overflow"),
+        ("opencode", None, "crashed"),
+        ("opencode", None, "crashed"),  # `crashed` is retried once (routing.retry.max_retries = 1)
+        ("local", None, "success"),
+    ]
+    assert [a.action for a in result.attempts][-5:] == ["next_account", "next_tier", "retry", "next_tier", "stop"]
+    assert sleeps == [5.0]  # the one retry's backoff, through the injected sleeper
+    assert result.provider == "local" and result.model == "qwen2.5-coder:7b"
+    assert result.final_text
+
+    # The next decision skips every cooling Antigravity account and says when the first comes back.
+    decision = engine.route({"number": 8, "title": "Another"}, now=NOW + timedelta(minutes=1))
+    assert decision.provider == "copilot"
+    reasons = {(s.provider, s.account): s.reason for s in decision.skipped}
+    assert reasons[("antigravity", "ag-1")].startswith("cooling down: rate_limited")
+    assert reasons[("antigravity", "ag-2")].startswith("cooling down: quota_exhausted")
+    tier_skip = [s for s in decision.skipped if s.provider == "antigravity" and s.account is None]
+    assert tier_skip and tier_skip[0].reason.startswith("no usable account; the first is back at ")
+    # Cooldowns end at the announced reset, never after the weekly quota reset (Sunday 00:00 UTC).
+    sunday = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
+    for skip in decision.skipped:
+        if skip.until is not None:
+            assert NOW < skip.until <= sunday
+
+
+def test_exit_zero_with_error_result_is_a_failure(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine(fake_env(tmp_path, opencode="error_result_exit0", copilot="success"))
+    result = engine.run({"title": "x"}, prompt="x", workdir=tmp_path)
+    first = result.attempts[0]
+    assert first.exit_code == 0 and first.outcome == "rate_limited"
+    assert result.success and result.provider == "copilot"
+
+
+CLAUDE_CONFIG = """
+[routing]
+chain = ["claude", "backup"]
+[routing.retry]
+max_retries = 2
+backoff_seconds = 1
+backoff_factor = 3
+max_backoff_seconds = 2
+[routing.circuit_breaker]
+failure_threshold = 2
+cooldown = "10m"
+[providers.claude]
+command_template = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "{{ model }}"]
+prompt = "stdin"
+output_format = "claude-stream-json"
+timeout = TIMEOUT
+kill_grace = 0.5
+api_key_env = "ANTHROPIC_API_KEY"
+[providers.claude.models.sonnet]
+context_window = 200000
+[[providers.claude.accounts]]
+name = "a"
+api_key_env = "KEY_A"
+[[providers.claude.accounts]]
+name = "b"
+api_key_env = "KEY_B"
+[providers.backup]
+command_template = ["copilot", "-p", "{{ prompt }}", "--output-format", "json"]
+prompt = "arg"
+output_format = "copilot-json"
+[audit]
+path = "audit.jsonl"
+"""
+
+
+def claude_engine(make_engine: Callable[..., Engine], env: dict[str, str], timeout: float = 30,
+                  **kw: Any) -> Engine:
+    env = {**env, "KEY_A": "sk-secret-aaaaaaaa", "KEY_B": "sk-secret-bbbbbbbb"}
+    return make_engine(env, CLAUDE_CONFIG.replace("TIMEOUT", str(timeout)), **kw)
+
+
+def test_claude_rate_limit_event_cools_account_until_announced_reset(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    env = fake_env(tmp_path, claude_a="error_result_exit0", claude_b="success")
+    engine = claude_engine(make_engine, env)
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert outcomes(result) == [("claude", "a", "rate_limited"), ("claude", "b", "success")]
+    assert result.attempts[0].reset_at is not None
+    cooldowns = engine.store.cooldowns(NOW)
+    assert cooldowns[("claude", "a")].until == result.attempts[0].reset_at
+    # The key reached the child through the provider's variable, never through argv or the audit log.
+    calls = invocations(tmp_path)
+    assert all("sk-secret" not in " ".join(c["argv"]) for c in calls)
+    log = (tmp_path / "audit.jsonl").read_text()
+    assert "sk-secret" not in log and '"prompt"' not in log
+    record = audit.read(tmp_path / "audit.jsonl")[-1]
+    assert [a["outcome"] for a in record["attempts"]] == ["rate_limited", "success"]
+    assert record["decision"]["provider"] == "claude"
+    # Usage the output reported is recorded as reported, not estimated.
+    assert result.attempts[1].usage is not None and not result.attempts[1].usage.estimated
+
+
+def test_hang_is_killed_with_its_children_and_classified_timeout(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="hang", copilot="success"), timeout=1)
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert [a.outcome for a in result.attempts] == ["timeout", "success"]
+    assert result.attempts[0].action == "next_tier"
+
+
+def test_crash_retries_with_bounded_backoff_then_next_tier(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    sleeps: list[float] = []
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), sleeps=sleeps)
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert [a.outcome for a in result.attempts] == ["crashed", "crashed", "crashed", "success"]
+    assert sleeps == [1.0, 2.0]  # 1 s, then 3 s capped at max_backoff_seconds = 2
+    # Three infrastructure failures opened the breaker (threshold 2): the next decision skips claude.
+    decision = engine.route({"title": "t"})
+    assert decision.provider == "backup"
+    assert decision.skipped[0].provider == "claude"
+    assert decision.skipped[0].reason.startswith("circuit open after 3 infrastructure failures; probed again at ")
+
+
+def test_breaker_probes_again_after_cooldown(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    clock = Clock()
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), clock=clock)
+    engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert engine.route({"title": "t"}).provider == "backup"
+    clock.now = NOW + timedelta(minutes=11)
+    assert engine.route({"title": "t"}).provider == "claude"  # half-open: one probe allowed
+    engine.manager.environ = {**engine.manager.environ, "FAKE_SCENARIO_CLAUDE": "success"}
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert result.success and result.provider == "claude"
+    assert engine.store.get_breaker("claude").state == "closed"
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [
+    ("garbage", "bad_output"),
+    ("lie_exit0", "bad_output"),
+    ("crash", "error"),
+    ("auth", "auth"),
+    ("context", "context_overflow"),
+])
+def test_each_failure_is_classified(tmp_path: Path, make_engine: Callable[..., Engine], scenario: str,
+                                    expected: str) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude=scenario, copilot="success"))
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert result.attempts[0].outcome == expected
+    assert result.success and result.provider == "backup"
+
+
+def test_megabytes_of_output_are_capped_and_still_succeed(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = CLAUDE_CONFIG + "[run]\noutput_cap_bytes = 1048576\n"
+    env = {**fake_env(tmp_path, claude="flood"), "KEY_A": "k" * 10, "KEY_B": "k" * 10}
+    engine = make_engine(env, text.replace("TIMEOUT", "60"))
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert result.success, result.message
+    assert result.attempts[0].stdout_path is not None
+    assert Path(result.attempts[0].stdout_path).stat().st_size == 1048576
+
+
+def test_task_text_is_data_in_argv(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="auth", copilot="success"))
+    hostile = "{{ 7*7 }} ; rm -rf ~ $(whoami)"
+    result = engine.run({"title": hostile}, prompt=hostile, workdir=tmp_path)
+    assert result.success
+    copilot_call = next(c for c in invocations(tmp_path) if c["prog"] == "copilot")
+    assert hostile in copilot_call["argv"]
+    assert copilot_call["prompt"] == hostile
+
+
+def test_prompt_too_long_for_an_argument_is_a_clear_error(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="auth"))
+    result = engine.run({"title": "t"}, prompt="x" * 200_000, workdir=tmp_path)
+    last = result.attempts[-1]
+    assert last.provider == "backup" and last.outcome == "error"
+    assert last.reason == (
+        "an argument of 200000 bytes is over Linux's 128 KiB limit for one argument; set prompt = \"stdin\" "
+        "or \"file\" for provider backup (and use {{ prompt_file }} instead of {{ prompt }})")
+    assert not result.success
+    assert not [c for c in invocations(tmp_path) if c["prog"] == "copilot"]  # never started
+
+
+def test_missing_executable_is_unavailable_not_a_traceback(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = CLAUDE_CONFIG.replace('command_template = ["copilot"', 'executable = "/bin/true"\ncommand_template = '
+                                 '["/nonexistent/copilot"').replace("TIMEOUT", "30")
+    engine = make_engine({**fake_env(tmp_path, claude="auth"), "KEY_A": "x" * 9, "KEY_B": "y" * 9}, text)
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert result.attempts[-1].outcome == "unavailable"
+    assert result.attempts[-1].reason == "could not start: executable not found: /nonexistent/copilot"
+    assert result.message.startswith("plan spent after 3 attempt(s)")
+
+
+def test_stop_action_ends_the_walk(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = CLAUDE_CONFIG.replace("[routing.retry]", '[routing.actions]\nauth = "stop"\n[routing.retry]')
+    engine = make_engine({**fake_env(tmp_path, claude="auth"), "KEY_A": "x" * 9, "KEY_B": "y" * 9},
+                         text.replace("TIMEOUT", "30"))
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert len(result.attempts) == 1 and not result.success
+    assert result.message.startswith("stopped after auth on claude")
+
+
+def test_usage_is_recorded_and_estimated_when_not_reported(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine(fake_env(tmp_path, opencode="success"))
+    result = engine.run({"title": "t"}, prompt="p" * 4000, workdir=tmp_path)
+    assert result.success
+    store = open_store("sqlite", str(tmp_path / "state.sqlite3"))
+    totals = store.usage_totals({"antigravity": NOW - timedelta(days=1)})
+    store.close()
+    account = result.attempts[0].account
+    assert account is not None
+    assert totals[("antigravity", account)].requests == 1
+    # The next task goes to the least-used account, not the one just used.
+    assert engine.route({"title": "t"}).account != account
+
+
+def test_audit_is_one_json_line_per_task_without_prompt(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine(fake_env(tmp_path, opencode="success"))
+    for n in range(3):
+        engine.run({"number": n, "title": "t"}, prompt="SECRET PROMPT TEXT", workdir=tmp_path)
+    lines = (tmp_path / ".adws" / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    assert all("SECRET PROMPT TEXT" not in line for line in lines)
+    assert [json.loads(line)["task"]["number"] for line in lines] == [0, 1, 2]
