@@ -187,16 +187,24 @@ Handler = Callable[[Record, Acc], None]
 
 
 def typed_parser(
-    handlers: Mapping[str, Handler], *, other: Callable[[str], bool] = lambda _: False
+    handlers: Mapping[str, Handler],
+    *,
+    needs: Mapping[str, frozenset[str]] | None = None,
+    other: Callable[[str], bool] = lambda _: False,
 ) -> Parser:
     """A parser for a JSONL format whose records carry a `type`: one handler per type, `other` for the
-    types that belong to the format but need no handling."""
+    types that belong to the format but need no handling. Formats share type names ("result", "error"),
+    so `needs` names the keys at least one of which a record of that type must have to be this format's:
+    Claude's output read with the Copilot parser must come out unrecognised, not as an empty success."""
+    shapes = needs or {}
 
     def parse(stdout: str, now: datetime) -> ParsedOutput:
         acc = Acc(now)
         for record in json_records(stdout):
             kind = string(record.get("type")) or ""
             handler = handlers.get(kind)
+            if kind in shapes and not shapes[kind] & record.keys():
+                continue
             if handler is None:
                 if other(kind):
                     acc.recognised += 1

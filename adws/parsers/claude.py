@@ -60,5 +60,10 @@ def _claude_result(record: Record, acc: Acc) -> None:
 
 parse = typed_parser(
     {"assistant": _claude_assistant, "rate_limit_event": _claude_rate_limit_event, "result": _claude_result},
+    needs={
+        "assistant": frozenset({"message"}),
+        "rate_limit_event": frozenset({"rate_limit_info"}),
+        "result": frozenset({"subtype", "is_error"}),
+    },
     other=lambda kind: kind in {"system", "user", "stream_event"},
 )

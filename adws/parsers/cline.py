@@ -73,5 +73,11 @@ parse = typed_parser(
         "run_result": _cline_run_result,
         "run_aborted": _cline_aborted,
     },
+    needs={
+        "say": frozenset({"say"}),
+        "ask": frozenset({"ask"}),
+        "agent_event": frozenset({"event"}),
+        "run_result": frozenset({"finishReason"}),
+    },
     other=lambda kind: kind in {"task_started", "hook_event", "run_abort_requested"},
 )

@@ -51,5 +51,6 @@ parse = typed_parser(
         "session.error": _copilot_error,
         "result": _copilot_result,
     },
+    needs={"result": frozenset({"exitCode"})},
     other=lambda kind: "." in kind,  # the SDK's session-event vocabulary is large and growing
 )

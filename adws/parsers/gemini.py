@@ -82,5 +82,11 @@ def _gemini_result(record: Record, acc: Acc) -> None:
 
 parse_stream = typed_parser(
     {"message": _gemini_message, "error": _gemini_stream_error, "result": _gemini_result},
+    needs={
+        "message": frozenset({"role"}),
+        "error": frozenset({"severity"}),
+        "result": frozenset({"status"}),
+        "init": frozenset({"session_id", "model"}),
+    },
     other=lambda kind: kind in {"init", "tool_use", "tool_result"},
 )

@@ -33,5 +33,7 @@ def _opencode_error(record: Record, acc: Acc) -> None:
 
 parse = typed_parser(
     {"text": _opencode_text, "step_finish": _opencode_step_finish, "error": _opencode_error},
+    needs={kind: frozenset({"part"}) for kind in ("text", "step_finish", "step_start", "tool_use")}
+    | {"error": frozenset({"error"})},
     other=lambda kind: kind in {"step_start", "tool_use", "reasoning"},
 )
