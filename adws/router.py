@@ -223,10 +223,13 @@ class ModelRouter:
         name, _, model = text.strip().partition("/")
         provider = self._provider_names.get(name.lower())
         if provider is None:
-            raise TaskError([f'{source}: unknown provider "{name}"{suggest(name, self.config.providers)}'])
+            # Name the choices as `adws check` does: the coordinator that sent the label may not have the config.
+            raise TaskError([f'{source}: unknown provider "{name}"{suggest(name, self.config.providers)}; '
+                             f"providers: {', '.join(self.config.providers)}"])
         spec = self.config.providers[provider]
         if model and spec.models and model not in spec.models:
-            raise TaskError([f'{source}: provider "{provider}" has no model "{model}"{suggest(model, spec.models)}'])
+            raise TaskError([f'{source}: provider "{provider}" has no model "{model}"{suggest(model, spec.models)}; '
+                             f"its models: {', '.join(spec.models)}"])
         return provider, model or None, source
 
     def _decide(self, view: TaskView, via: str, rule: RuleSpec | None,
