@@ -4,7 +4,9 @@ the usable ones.
 Routing calls `rank()` for every tier of every decision, so state is read through a snapshot that is rebuilt
 only when the store says something changed (`StateStore.version()`) or the quota period moved on. A rolling
 window's start moves with the clock; its snapshot is reused for up to `ROLLING_REFRESH` seconds, which can
-only over-count usage (old records drop out a little late), never under-count it.
+only over-count usage (old records drop out a little late), never under-count it. A `now` earlier than the
+snapshot's (callers pass `now` explicitly) always re-reads: the snapshot has already dropped the cooldowns and
+window records that ended before its own time.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ class StatefulAccounts:
         self._version: int | None = None
         self._usage: dict[tuple[str, str], Usage] = {}
         self._starts: list[datetime] | None = None
+        self._read_at: datetime | None = None  # the `now` the snapshot was read at
         self._cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._breakers: dict[str, BreakerState] = {}
         self._providers = providers or {}
@@ -165,7 +168,8 @@ class StatefulAccounts:
             self._invalidate(now)
         starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
         version = self.store.version()
-        if version == self._version and self._starts_fresh(starts):
+        earlier = self._read_at is not None and now < self._read_at
+        if version == self._version and not earlier and self._starts_fresh(starts):
             return
         usage: dict[tuple[str, str], Usage] = {}
         for (_, members), since in zip(self._quota_groups, starts, strict=True):
@@ -175,7 +179,7 @@ class StatefulAccounts:
             totals = self.store.usage_totals(dict.fromkeys(by_provider, since))
             for prov, accs in by_provider.items():
                 usage.update({(prov, acc): totals[(prov, acc)] for acc in accs if (prov, acc) in totals})
-        self._usage, self._starts = usage, starts
+        self._usage, self._starts, self._read_at = usage, starts, now
         self._cooldowns = self.store.cooldowns(now)
         self._breakers = self.store.breakers()
         self._version = self.store.version()
