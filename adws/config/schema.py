@@ -8,9 +8,9 @@ file can be reported at once with its place.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from adws.attempt import OutcomeClass
 
@@ -19,11 +19,15 @@ Priority = Literal["critical", "high", "normal", "low"]
 Action = Literal["next_account", "next_tier", "retry", "stop"]
 PromptMode = Literal["stdin", "arg", "file"]
 Scalar = str | int | float | bool
+# Outcome classes are written as strings; strict mode alone would demand enum instances.
+Outcome = Annotated[OutcomeClass, Strict(False)]
+Score = Annotated[int, Field(ge=0, le=100)]
 
 
 class StrictModel(BaseModel):
     # extra="forbid" is what turns `enabeld = true` into an error instead of a silently ignored key.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: TOML has types, so `enabled = "yes"` or `timeout = "30"` is a mistake to report, not to coerce.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 def _string_to_list(value: Any) -> Any:
@@ -76,7 +80,7 @@ class RetryConfig(StrictModel):
 class BreakerConfig(StrictModel):
     failure_threshold: int = Field(3, ge=1, description="Consecutive infrastructure failures that open it.")
     cooldown: str = Field("10m", description='How long it stays open before one probe ("10m", "1h").')
-    counts: list[OutcomeClass] = Field(
+    counts: list[Outcome] = Field(
         default_factory=lambda: [OutcomeClass.CRASHED, OutcomeClass.TIMEOUT, OutcomeClass.UNAVAILABLE],
         description="Outcome classes that count as infrastructure failures.",
     )
@@ -105,7 +109,7 @@ class RoutingConfig(StrictModel):
     timezone: str = "UTC"
     rules: list[RuleConfig] = Field(default_factory=list)
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
-    actions: dict[OutcomeClass, Action] = Field(default_factory=dict, description="Outcome class -> action.")
+    actions: dict[Outcome, Action] = Field(default_factory=dict, description="Outcome class -> action.")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
@@ -114,17 +118,9 @@ class ModelConfig(StrictModel):
     context_window: int = Field(gt=0)
     latency_ms: int | None = Field(None, ge=0)
     cost_per_1k_tokens: float = Field(0.0, ge=0)
-    specializations: dict[str, int] = Field(default_factory=dict)
+    specializations: dict[str, Score] = Field(default_factory=dict, description="Fit per specialization, 0-100.")
     vars: dict[str, Scalar] = Field(default_factory=dict)
     description: str = ""
-
-    @field_validator("specializations")
-    @classmethod
-    def _scores_in_range(cls, value: dict[str, int]) -> dict[str, int]:
-        bad = {k: v for k, v in value.items() if not 0 <= v <= 100}
-        if bad:
-            raise ValueError(f"scores must be 0-100, got {bad}")
-        return value
 
 
 class QuotaConfig(StrictModel):
@@ -139,8 +135,11 @@ class QuotaConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_period(self) -> QuotaConfig:
-        if (self.reset is None) == (self.window is None):
-            raise ValueError("give exactly one of `reset` (cron) or `window` (rolling)")
+        if self.reset is not None and self.window is not None:
+            raise ValueError("give `reset` (a cron expression) or `window` (a rolling period), not both")
+        if self.reset is None and self.window is None:
+            raise ValueError('the quota needs a period: give `reset` (a cron expression such as "0 0 * * 0") '
+                             'or `window` (a rolling period such as "5h")')
         if self.tokens is None and self.requests is None and self.cost_usd is None:
             raise ValueError("give at least one limit: `tokens`, `requests` or `cost_usd`")
         return self
@@ -156,7 +155,7 @@ class AccountConfig(StrictModel):
 
 class PatternConfig(StrictModel):
     regex: str
-    outcome: OutcomeClass = Field(alias="class")
+    outcome: Outcome = Field(alias="class")
 
 
 class ProviderConfig(StrictModel):
@@ -173,14 +172,14 @@ class ProviderConfig(StrictModel):
     output_format: str = "text"
     max_concurrency: int | None = Field(None, ge=1)
     account_strategy: str = "least_used"
-    specializations: dict[str, int] = Field(
-        default_factory=dict, description="Fit of the whole provider, used for models that give no score."
+    specializations: dict[str, Score] = Field(
+        default_factory=dict, description="Fit of the whole provider (0-100), used for models that give no score."
     )
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     accounts: list[AccountConfig] = Field(default_factory=list)
     quota: QuotaConfig | None = None
     failure_patterns: list[PatternConfig] = Field(default_factory=list)
-    actions: dict[OutcomeClass, Action] = Field(default_factory=dict)
+    actions: dict[Outcome, Action] = Field(default_factory=dict)
     vars: dict[str, Scalar] = Field(default_factory=dict)
 
     _split_command = field_validator("command_template", mode="before")(_string_to_list)
@@ -217,6 +216,18 @@ class ScenarioConfig(StrictModel):
     task: dict[str, Any]
     at: datetime | None = None
     expect: ExpectConfig
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _iso_datetime(cls, value: Any) -> Any:
+        # A quoted ISO 8601 string is read here; pydantic's own lax parsing would also take numbers as Unix times.
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f'expected an ISO 8601 date-time such as "2026-11-22T10:00:00Z", got "{value}"') \
+                    from None
+        return value
 
 
 class LLMConfig(StrictModel):
