@@ -6,21 +6,24 @@ Every problem in the file is collected and raised together as one `ConfigError`;
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import ValidationError
 
 from adws.attempt import OutcomeClass
 from adws.conditions import ConditionError, LabelSet, compile_conditions, make_label_set
 from adws.config.locations import fields_at, format_loc
-from adws.config.schema import Config, ProviderConfig, QuotaConfig, RuleConfig
+from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.errors import ConfigError, Loc, Problem, TaskError, suggest
 from adws.model import (
     AccountSpec,
@@ -99,29 +102,122 @@ def _legacy(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+def describe(value: Any) -> str:
+    """A value as a maintainer wrote it in TOML, for "got ..." in messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (datetime, date, time)):
+        return f"the date-time {value.isoformat()}"
+    return type(value).__name__
+
+
+# What each pydantic type error expected, in TOML words. Several of them for one place come from a union.
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "list_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "datetime_type": "a date-time",
+    "datetime_parsing": "a date-time",
+}
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<"),
+           "less_than_equal": ("le", "<=")}
+# The tags pydantic appends to a location for each member of a union of plain types.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool"})
+
+
+def _choices(err: Mapping[str, Any]) -> list[str]:
+    return re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {describe(given)}"
+    if kind in _BOUNDS:
+        key, sign = _BOUNDS[kind]
+        return f"must be {sign} {ctx.get(key)}, got {describe(given)}"
+    if kind in ("too_short", "string_too_short"):
+        return "must not be empty"
+    if kind in ("enum", "literal_error"):
+        choices = _choices(err)
+        hint = suggest(given, choices) if isinstance(given, str) else ""
+        listed = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"' if len(choices) > 1 else \
+            ", ".join(f'"{c}"' for c in choices)
+        return f"expected {listed}, got {describe(given)}{hint}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind in ("value_error", "assertion_error") or isinstance(given, (dict, list)):
+        return message
+    return f"{message}, got {describe(given)}"
+
+
 def _pydantic_problems(exc: ValidationError, raw: Any) -> list[Problem]:
-    problems = []
+    # Entries are problems, or the location of a union whose member errors are merged into one problem.
+    entries: list[Problem | Loc] = []
+    unions: dict[Loc, list[str]] = {}
     for err in exc.errors(include_url=False):
         loc: Loc = tuple(err["loc"])
         kind = err["type"]
-        message = err["msg"].removeprefix("Value error, ")
         if loc and loc[-1] == "[key]":
-            loc = loc[:-1]
-            message = f"bad key {loc[-1]!r}: {message}" if loc else message
-            loc = loc[:-1]
-        if kind == "extra_forbidden" and loc:
-            key = str(loc[-1])
-            allowed = fields_at(Config, loc[:-1]) or []
-            problems.append(Problem(format_loc(loc[:-1], raw), f'unknown key "{key}"{suggest(key, allowed)}'))
-            continue
-        if kind == "missing" and loc:
-            problems.append(Problem(format_loc(loc[:-1], raw), f'missing required key "{loc[-1]}"'))
-            continue
-        given = err.get("input")
-        if not isinstance(given, (dict, list)) and kind not in ("value_error", "assertion_error"):
-            message = f"{message}, got {given!r}"
-        problems.append(Problem(format_loc(loc, raw), message))
-    return problems
+            # A dict key of the wrong kind (an outcome class in `actions`): reported like an unknown key.
+            key, table = loc[-2], loc[:-2]
+            choices = _choices(err)
+            entries.append(Problem(format_loc(table, raw), f'unknown key "{key}"{suggest(str(key), choices)}'
+                                   + (f"; allowed: {', '.join(choices)}" if choices else "")))
+        elif kind == "extra_forbidden" and loc:
+            entries.append(_unknown_key(loc, err.get("input"), raw))
+        elif kind == "missing" and loc:
+            entries.append(Problem(format_loc(loc[:-1], raw), f'missing required key "{loc[-1]}"'))
+        elif len(loc) > 1 and loc[-1] in _UNION_TAGS and kind in _EXPECTED:
+            if loc[:-1] not in unions:
+                entries.append(loc[:-1])
+            unions.setdefault(loc[:-1], []).append(_EXPECTED[kind])
+        else:
+            entries.append(Problem(format_loc(loc, raw), _message(err)))
+    return [entry if isinstance(entry, Problem) else _union_problem(entry, unions[entry], raw) for entry in entries]
+
+
+def _union_problem(loc: Loc, expected: list[str], raw: Any) -> Problem:
+    words = [w for w in dict.fromkeys(expected) if not (w == "an integer" and "a number" in expected)]
+    words = ["a boolean" if w == "true or false" else w for w in words]
+    text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+    return Problem(format_loc(loc, raw), f"expected {text}, got {describe(_at(raw, loc))}")
+
+
+def _at(raw: Any, loc: Loc) -> Any:
+    node = raw
+    for part in loc:
+        node = node[part]
+    return node
+
+
+# Top-level tables as a maintainer writes them, for the message about an unknown one.
+_SECTIONS = ("[routing]", "[[routing.rules]]", "[providers.NAME]", "[state]", "[audit]", "[run]", "[[scenarios]]",
+             "[llm]")
+
+
+def _unknown_key(loc: Loc, given: Any, raw: Any) -> Problem:
+    key, table = str(loc[-1]), loc[:-1]
+    allowed = fields_at(Config, table) or []
+    hint = suggest(key, allowed)
+    if not table:
+        what = f"unknown section [{key}]" if isinstance(given, dict) else f'unknown top-level key "{key}"'
+        return Problem(format_loc(table, raw), f"{what}{hint}; the sections are {', '.join(_SECTIONS)}")
+    # With a near miss the suggestion says it all; without one, the list of keys does.
+    return Problem(format_loc(table, raw), f'unknown key "{key}"{hint or "; allowed: " + ", ".join(allowed)}')
 
 
 class _Checker:
@@ -130,6 +226,8 @@ class _Checker:
     def __init__(self, raw: Any) -> None:
         self.raw = raw
         self.problems: list[Problem] = []
+        # Providers that exist in the file but failed validation: naming them is not a second mistake.
+        self.broken_providers: frozenset[str] = frozenset()
 
     def add(self, loc: Loc, message: str) -> None:
         self.problems.append(Problem(format_loc(loc, self.raw), message))
@@ -171,10 +269,8 @@ def _quota(q: QuotaConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> Qu
         window = check.guard((*loc, "window"), lambda: parse_duration(q.window or ""))
     zone = tz.key
     if q.timezone is not None:
-        try:
-            zone = ZoneInfo(q.timezone).key
-        except (ZoneInfoNotFoundError, ValueError):
-            check.add((*loc, "timezone"), f'unknown timezone "{q.timezone}"')
+        found = _zone(q.timezone, (*loc, "timezone"), check)
+        zone = found.key if found is not None else zone
     for i, pct in enumerate(q.alert_percent):
         if not 0 < pct <= 100:
             check.add((*loc, "alert_percent", i), f"must be within 0-100, got {pct}")
@@ -304,6 +400,8 @@ def _check_model(check: _Checker, loc: Loc, provider: ProviderSpec, model: str) 
 def _check_provider(check: _Checker, loc: Loc, name: str, providers: Mapping[str, ProviderSpec]) -> bool:
     if name in providers:
         return True
+    if name in check.broken_providers:
+        return False
     check.add(loc, f'unknown provider "{name}"{suggest(name, providers)}; providers: {", ".join(providers)}')
     return False
 
@@ -318,7 +416,7 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
         owners = _provider_for_model(r.model, providers)
         if len(owners) == 1:
             provider = owners[0]
-        elif not owners:
+        elif not owners and not check.broken_providers:
             check.add((*loc, "model"), f'no provider declares model "{r.model}"; give `provider` too')
         else:
             check.add((*loc, "model"), f'model "{r.model}" is declared by {", ".join(owners)}: give `provider`')
@@ -335,7 +433,8 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
         if r.account is not None and spec.account(r.account) is None:
             names = [a.name for a in spec.accounts]
             check.add((*loc, "account"), f'provider "{provider}" has no account "{r.account}"'
-                      f"{suggest(r.account, names)}" + (f"; its accounts: {', '.join(names)}" if names else ""))
+                      f"{suggest(r.account, names)}" + (f"; its accounts: {', '.join(names)}" if names else
+                                                        f"; it declares no [[providers.{provider}.accounts]]"))
     for tier, model in r.models.items():
         if _check_provider(check, (*loc, "models", tier), tier, providers):
             _check_model(check, (*loc, "models", tier), providers[tier], model)
@@ -355,14 +454,17 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
     )
 
 
-def _scenarios(cfg: Config, providers: Mapping[str, ProviderSpec], rule_names: Iterable[str],
-               check: _Checker) -> tuple[ScenarioSpec, ...]:
+_TASK_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?): (.*)$", re.DOTALL)
+
+
+def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, ProviderSpec],
+               rule_names: Iterable[str], check: _Checker) -> tuple[ScenarioSpec, ...]:
     from adws.task import Task
 
     names = set(rule_names) | {"default", "override"}
     seen: set[str] = set()
     out = []
-    for i, s in enumerate(cfg.scenarios):
+    for i, s in zip(index, cfg.scenarios, strict=True):
         loc: Loc = ("scenarios", i)
         if s.name in seen:
             check.add((*loc, "name"), f'duplicate scenario name "{s.name}"')
@@ -371,13 +473,27 @@ def _scenarios(cfg: Config, providers: Mapping[str, ProviderSpec], rule_names: I
             Task.from_dict(s.task)
         except TaskError as exc:
             for problem in exc.problems:
-                check.add((*loc, "task"), problem)
+                # "title: expected a string" names a field of the task: make it part of the place.
+                field = _TASK_FIELD.match(problem)
+                if field:
+                    check.add((*loc, "task", field.group(1)), field.group(2))
+                else:
+                    check.add((*loc, "task"), problem)
         if s.at is not None and s.at.tzinfo is None:
             check.add((*loc, "at"), "give a timezone offset (e.g. 2026-11-22T10:00:00Z)")
         e = s.expect
-        if e.provider is not None and _check_provider(check, (*loc, "expect", "provider"), e.provider, providers) \
-                and e.model is not None:
-            _check_model(check, (*loc, "expect", "model"), providers[e.provider], e.model)
+        if e.provider is not None:
+            if _check_provider(check, (*loc, "expect", "provider"), e.provider, providers):
+                spec = providers[e.provider]
+                if e.model is not None:
+                    _check_model(check, (*loc, "expect", "model"), spec, e.model)
+                if e.account is not None and spec.account(e.account) is None:
+                    check.add((*loc, "expect", "account"), f'provider "{e.provider}" has no account "{e.account}"'
+                              f"{suggest(e.account, [a.name for a in spec.accounts])}")
+        elif e.model is not None and not check.broken_providers and any(p.models for p in providers.values()) \
+                and not _provider_for_model(e.model, providers):
+            known = sorted({m for p in providers.values() for m in p.models})
+            check.add((*loc, "expect", "model"), f'no provider declares model "{e.model}"{suggest(e.model, known)}')
         if e.rule is not None and e.rule not in names:
             check.add((*loc, "expect", "rule"), f'unknown rule "{e.rule}"{suggest(e.rule, names)}')
         for j, tier in enumerate(e.plan or ()):
@@ -387,21 +503,82 @@ def _scenarios(cfg: Config, providers: Mapping[str, ProviderSpec], rule_names: I
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    """The validated file, possibly with its broken parts left out (then `problems` says what they were)."""
+
+    cfg: Config
+    rule_index: tuple[int, ...]  # the position in the file of each rule in cfg.routing.rules
+    scenario_index: tuple[int, ...]
+    broken_providers: frozenset[str]
+
+
+def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
+    """Validate the structure. When it fails, validate again without the broken providers, rules, scenarios and
+    settings, so that the cross-checks can still report their problems in the same run."""
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        errors, problems = exc.errors(include_url=False), _pydantic_problems(exc, raw)
+    else:
+        return _Validated(cfg, tuple(range(len(cfg.routing.rules))), tuple(range(len(cfg.scenarios))),
+                          frozenset()), []
+    pruned = copy.deepcopy(raw)
+    bad_providers: set[str] = set()
+    bad_rules: set[int] = set()
+    bad_scenarios: set[int] = set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        if loc[:1] == ("providers",) and len(loc) > 1 and isinstance(loc[1], str):
+            bad_providers.add(loc[1])
+        elif loc[:2] == ("routing", "rules") and len(loc) > 2 and isinstance(loc[2], int):
+            bad_rules.add(loc[2])
+        elif loc[:1] == ("scenarios",) and len(loc) > 1 and isinstance(loc[1], int):
+            bad_scenarios.add(loc[1])
+        elif loc and isinstance(loc[0], str):
+            section = pruned.get(loc[0])
+            if len(loc) > 1 and isinstance(section, dict):
+                section.pop(loc[1], None)  # a setting such as routing.timezone: its default stands in
+            else:
+                pruned.pop(loc[0], None)
+    for name in bad_providers:
+        pruned["providers"].pop(name, None)
+    rules = pruned.get("routing", {}).get("rules") if isinstance(pruned.get("routing"), dict) else None
+    rule_index = [i for i in range(len(rules)) if i not in bad_rules] if isinstance(rules, list) else []
+    if isinstance(rules, list):
+        pruned["routing"]["rules"] = [rules[i] for i in rule_index]
+    scenarios = pruned.get("scenarios")
+    scenario_index = [i for i in range(len(scenarios)) if i not in bad_scenarios] if isinstance(scenarios, list) else []
+    if isinstance(scenarios, list):
+        pruned["scenarios"] = [scenarios[i] for i in scenario_index]
+    try:
+        cfg = Config.model_validate(pruned)
+    except ValidationError:
+        return None, problems  # nothing sound left to cross-check (e.g. every provider is broken)
+    return _Validated(cfg, tuple(rule_index), tuple(scenario_index), frozenset(bad_providers)), problems
+
+
+def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zones = available_timezones()
+        check.add(loc, f'unknown timezone "{name}"{suggest(name, zones)} (use an IANA name such as "UTC" or '
+                  '"Europe/Berlin")')
+        return None
+
+
 def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str = ".") -> CompiledConfig:
     raw = _legacy(raw)
     check = _Checker(raw)
     conditions = _compile_rules_conditions(raw, check)
-    try:
-        cfg = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError([*_pydantic_problems(exc, raw), *check.problems], source) from None
+    validated, structure_problems = _validate(raw)
+    if validated is None:
+        raise ConfigError([*structure_problems, *check.problems], source)
+    cfg = validated.cfg
+    check.broken_providers = validated.broken_providers
     routing = cfg.routing
-    try:
-        tz = ZoneInfo(routing.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        check.add(("routing", "timezone"), f'unknown timezone "{routing.timezone}" (use an IANA name such as "UTC" '
-                  'or "Europe/Berlin")')
-        tz = ZoneInfo("UTC")
+    tz = _zone(routing.timezone, ("routing", "timezone"), check) or ZoneInfo("UTC")
     providers = {name: _provider(name, p, tz, check) for name, p in cfg.providers.items()}
     intake = _intake(cfg, providers, check)
 
@@ -410,21 +587,16 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         _check_provider(check, ("routing", "chain", i), tier, providers)
         if tier in routing.chain[:i]:
             check.add(("routing", "chain", i), f'"{tier}" appears twice in the chain')
-    legacy = cfg.llm
-    default_provider = routing.default_provider or (legacy.provider if legacy else None) or chain[0]
-    default_model = routing.default_model or (legacy.model_default if legacy else None)
-    where: Loc = ("routing", "default_provider") if routing.default_provider else ("llm", "provider")
-    if _check_provider(check, where, default_provider, providers) and default_model is not None:
-        where = ("routing", "default_model") if routing.default_model else ("llm", "model_default")
-        _check_model(check, where, providers[default_provider], default_model)
+    default_provider, default_model = _defaults(cfg, chain, providers, check)
 
     rules = []
     seen: dict[str, int] = {}
-    for i, rule_cfg in enumerate(routing.rules):
-        if rule_cfg.name in seen:
+    for i, rule_cfg in zip(validated.rule_index, routing.rules, strict=True):
+        name = rule_cfg.name
+        if name in seen:
             check.add(("routing", "rules", i, "name"),
-                      f'duplicate rule name "{rule_cfg.name}" (first at routing.rules[{seen[rule_cfg.name]}])')
-        seen.setdefault(rule_cfg.name, i)
+                      f'duplicate rule name "{name}" (first at routing.rules[{seen[name]}])')
+        seen.setdefault(name, i)
         rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
     rules.sort(key=lambda rule: (-rule.priority, rule.order))
 
@@ -434,22 +606,22 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     if cfg.state.backend not in stores:
         check.add(("state", "backend"), f'unknown state backend "{cfg.state.backend}"'
                   f"{suggest(cfg.state.backend, stores)}; known: {', '.join(stores)}")
-    scenarios = _scenarios(cfg, providers, seen, check)
-    if check.problems:
-        raise ConfigError(check.problems, source)
+    scenarios = _scenarios(cfg, validated.scenario_index, providers, seen, check)
+    if structure_problems or check.problems:
+        raise ConfigError([*structure_problems, *check.problems], source)
 
     def resolve(path: str) -> str:
         return path if path == ":memory:" else str(Path(base_dir, os.path.expanduser(path)))
 
-    rt = routing
+    r = routing
     return CompiledConfig(
-        source=source, base_dir=base_dir, enabled=rt.enabled, default_provider=default_provider,
-        default_model=default_model, chain=chain, timezone=rt.timezone, rules=tuple(rules), intake=intake,
-        providers=providers, actions={**DEFAULT_ACTIONS, **rt.actions},
-        retry=RetrySpec(rt.retry.max_retries, rt.retry.backoff_seconds, rt.retry.backoff_factor,
-                        rt.retry.max_backoff_seconds),
-        breaker=BreakerSpec(rt.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
-                            frozenset(rt.circuit_breaker.counts)),
+        source=source, base_dir=base_dir, enabled=r.enabled, default_provider=default_provider,
+        default_model=default_model, chain=chain, timezone=r.timezone, rules=tuple(rules), intake=intake,
+        providers=providers, actions={**DEFAULT_ACTIONS, **r.actions},
+        retry=RetrySpec(r.retry.max_retries, r.retry.backoff_seconds, r.retry.backoff_factor,
+                        r.retry.max_backoff_seconds),
+        breaker=BreakerSpec(r.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
+                            frozenset(r.circuit_breaker.counts)),
         state_backend=cfg.state.backend, state_path=resolve(cfg.state.path), audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
@@ -457,6 +629,28 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     )
 
 
+def _defaults(cfg: Config, chain: tuple[str, ...], providers: Mapping[str, ProviderSpec],
+              check: _Checker) -> tuple[str, str | None]:
+    """The default target: `[routing]` default_provider/default_model, else the older `[llm]` table, else the
+    first tier. Both tables are checked even where one shadows the other: a typo must not wait to surface."""
+    routing, llm = cfg.routing, cfg.llm or LLMConfig()
+    default_provider = routing.default_provider or llm.provider or chain[0]
+    if routing.default_provider is not None:
+        _check_provider(check, ("routing", "default_provider"), routing.default_provider, providers)
+    if llm.provider is not None:
+        _check_provider(check, ("llm", "provider"), llm.provider, providers)
+    # [llm] model_default belongs to [llm] provider; it is the default model only where that is the default.
+    llm_provider = llm.provider or default_provider
+    if llm.model_default is not None and llm_provider in providers:
+        _check_model(check, ("llm", "model_default"), providers[llm_provider], llm.model_default)
+    if routing.default_model is not None and default_provider in providers:
+        _check_model(check, ("routing", "default_model"), providers[default_provider], routing.default_model)
+    legacy_model = llm.model_default if llm_provider == default_provider else None
+    return default_provider, routing.default_model or legacy_model
+
+
 def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
-    raw = read_toml(path)
-    return compile_config(raw, str(path), str(Path(path).resolve().parent))
+    """Kept for callers of the older module path: the cached loader in `adws.config`."""
+    from adws.config import load_config as cached
+
+    return cached(path)
