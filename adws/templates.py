@@ -51,11 +51,13 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
 
     env = _environment()
     try:
-        ast = env.parse(source)
+        # Finding the variables runs Jinja's code generator, which is where an unknown filter or test is refused
+        # (TemplateAssertionError, a TemplateSyntaxError): both steps must be guarded.
+        used = meta.find_undeclared_variables(env.parse(source))
     except TemplateSyntaxError as exc:
-        return f"template does not parse: {exc.message} (in {source!r})"
+        return f"template {source!r} does not parse: {(exc.message or 'syntax error').rstrip('.')}"
     allowed_set = set(allowed)
-    unknown = sorted(meta.find_undeclared_variables(ast) - allowed_set)
+    unknown = sorted(used - allowed_set)
     if unknown:
         from adws.errors import suggest
 
@@ -71,11 +73,12 @@ def _compiled(source: str) -> Any:
 
 
 def render_one(source: str, variables: Mapping[str, Any]) -> str:
-    from jinja2 import TemplateError
-
     try:
         return str(_compiled(source).render(variables))
-    except TemplateError as exc:
+    except Exception as exc:
+        # A template is code from the config file: besides Jinja's own errors (undefined, sandbox refusals) it
+        # can divide by zero or add a string to a number. Every one of them is the config's mistake, reported
+        # as such, never a traceback.
         raise RenderError(f"cannot render {source!r}: {exc}") from None
 
 
