@@ -59,9 +59,7 @@ def compile_pattern(regex: str, outcome: str) -> Pattern:
         names = sorted(member.value for member in OutcomeClass)
         close = difflib.get_close_matches(outcome, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"unknown outcome class {outcome!r}{hint}; expected one of: {', '.join(names)}"
-        ) from None
+        raise ValueError(f"unknown outcome class {outcome!r}{hint}; expected one of: {', '.join(names)}") from None
     try:
         compiled = re.compile(regex, re.IGNORECASE)
     except re.error as exc:
@@ -139,9 +137,7 @@ def classify(
         return Classification(OutcomeClass.ERROR, f"{status}: {detail}" if detail else status)
     if exit_code == 0:
         return Classification(OutcomeClass.BAD_OUTPUT, status)
-    detail = _snippet(
-        parsed.error_message or _last_line(outcome.stderr_tail) or _last_line(outcome.stdout_tail)
-    )
+    detail = _snippet(parsed.error_message or _last_line(outcome.stderr_tail) or _last_line(outcome.stdout_tail))
     return Classification(OutcomeClass.ERROR, f"{status}: {detail}" if detail else status)
 
 

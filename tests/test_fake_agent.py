@@ -185,9 +185,7 @@ def test_prompt_from_a_file(tmp_path: Path) -> None:
     gemini = Mode("gemini", ("-p", f"@{prompt_file}", "-o", "json"), "gemini-json")
     run_fake(gemini, fake_env(tmp_path), tmp_path)
     logged = calls(tmp_path)
-    assert [(c["prompt"], c["prompt_source"]) for c in logged] == [
-        ("Prompt from a file\nwith two lines\n", "file")
-    ] * 3
+    assert [(c["prompt"], c["prompt_source"]) for c in logged] == [("Prompt from a file\nwith two lines\n", "file")] * 3
 
 
 def test_no_prompt_at_all(tmp_path: Path) -> None:

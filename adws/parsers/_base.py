@@ -165,9 +165,7 @@ class Acc:
                 self.add_usage(input_tokens, output_tokens)
         usage = None
         if self.usage_seen:
-            usage = Usage(
-                input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd
-            )
+            usage = Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd)
         reset_at = self.reset_at
         if reset_at is None and self.error_message:
             reset_at = find_reset_time(self.error_message, self.now)

@@ -22,9 +22,7 @@ _GEMINI_KEYS = frozenset({"response", "stats", "error", "session_id"})
 
 def _gemini_error(error: Record, acc: Acc) -> None:
     code = integer(error.get("code"))
-    acc.fail(
-        with_status(string(error.get("message")) or string(error.get("type")) or "error", code), replace=True
-    )
+    acc.fail(with_status(string(error.get("message")) or string(error.get("type")) or "error", code), replace=True)
     acc.rate_limited = acc.rate_limited or code == 429
 
 

@@ -89,8 +89,7 @@ def _resolve_retry_after(match: re.Match[str], now: datetime) -> datetime | None
 
 def _resolve_relative(match: re.Match[str], now: datetime) -> datetime | None:
     seconds = sum(
-        float(amount) * _UNIT_SECONDS[unit[0].lower()]
-        for amount, unit in _DURATION_PART_RE.findall(match["dur"])
+        float(amount) * _UNIT_SECONDS[unit[0].lower()] for amount, unit in _DURATION_PART_RE.findall(match["dur"])
     )
     return now + timedelta(seconds=seconds)
 
