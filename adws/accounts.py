@@ -263,19 +263,21 @@ class StatefulAccounts:
                 out.skipped.append(Skip(provider.name, f"credentials missing: {account.api_key_env} is not set",
                                         shown))
                 continue
+            # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
+            blocks: list[tuple[str, datetime | None]] = []
             cooldown = self._cooldowns.get((provider.name, name))
             if cooldown is not None and cooldown.until > now:
-                out.skipped.append(Skip(provider.name, f"cooling down: {cooldown.reason}", shown, cooldown.until))
-                out.earliest = _earlier(out.earliest, cooldown.until)
-                continue
+                blocks.append((f"cooling down: {cooldown.reason}", cooldown.until))
             usage = self._usage.get((provider.name, name), _NO_USAGE)
             quota = self.quota_of(provider, account)
             percent = percent_used(usage, limits_of(quota)) if quota is not None else 0.0
             if quota is not None and percent >= quota.hard_block_percent:
-                reset = self.next_reset(provider, account, now)
-                out.skipped.append(Skip(provider.name, f"quota {percent:.0f}% used (hard block at "
-                                        f"{quota.hard_block_percent:g}%)", shown, reset))
-                out.earliest = _earlier(out.earliest, reset)
+                blocks.append((f"quota {percent:.0f}% used (hard block at {quota.hard_block_percent:g}%)",
+                               self.next_reset(provider, account, now)))
+            if blocks:
+                back = _latest([until for _, until in blocks])
+                out.skipped.append(Skip(provider.name, "; ".join(reason for reason, _ in blocks), shown, back))
+                out.earliest = _earlier(out.earliest, back)
                 continue
             candidates.append(Candidate(name, position, percent, usage))
         ctx = StrategyContext(provider, task_key, self.store)
@@ -288,6 +290,12 @@ class StatefulAccounts:
             reasons = "; ".join(s.reason for s in out.skipped)
             out.skipped = [Skip(provider.name, reasons, None, out.earliest)]
         return out
+
+
+def _latest(times: list[datetime | None]) -> datetime | None:
+    """When every block has ended; None when one of them has no known end."""
+    known = [t for t in times if t is not None]
+    return max(known) if len(known) == len(times) else None
 
 
 def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
