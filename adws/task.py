@@ -35,6 +35,16 @@ class Task:
     context_tokens: int | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A Task built in Python gets the checks a dict gets: a negative retry count or labels="bug" (which
+        # would iterate as the labels "b", "u", "g") must not route silently.
+        if isinstance(self.labels, list):
+            object.__setattr__(self, "labels", tuple(self.labels))
+        if not _plainly_valid(self):
+            problems = _field_problems(self)
+            if problems:
+                raise TaskError(problems)
+
     @property
     def key(self) -> str | None:
         """A stable identity for sticky accounts and logs: the id, else the issue number."""
@@ -52,60 +62,55 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
+        """A task from JSON-like data. Every problem is collected into one TaskError."""
         if not isinstance(data, Mapping):
-            raise TaskError([f"expected a JSON object, got {type(data).__name__}"])
+            raise TaskError([f"expected a JSON object, got {_kind(data)}"])
         problems: list[str] = []
-        attrs: dict[str, Any] = {}
-        known = set(_FIELDS)
         for key in data:
-            if key not in known and key not in GITHUB_FIELDS:
-                problems.append(f'unknown field "{key}"{suggest(str(key), sorted(known))}')
-        raw_attrs = data.get("attrs", {})
-        if raw_attrs is None:
-            raw_attrs = {}
-        if not isinstance(raw_attrs, Mapping):
-            problems.append(f"attrs: expected an object, got {type(raw_attrs).__name__}")
-        else:
-            attrs.update(raw_attrs)
-        for key in GITHUB_FIELDS - known:
+            if key not in _ACCEPTED:
+                problems.append(f'unknown field "{key}"{suggest(str(key), _FIELDS)}')
+        attrs: dict[str, Any] = {}
+        raw_attrs = data.get("attrs")
+        if raw_attrs is not None:
+            if isinstance(raw_attrs, Mapping):
+                attrs.update(raw_attrs)
+            else:
+                problems.append(f"attrs: expected an object, got {_kind(raw_attrs)}")
+        for key in _GITHUB_ONLY:
             if key in data:
                 attrs.setdefault(key, data[key])
-
-        def take(name: str, check: Any, default: Any) -> Any:
-            value = data.get(name, default)
-            if value is None:
-                return default
-            error = check(value)
+        task_id = data.get("id")
+        if task_id is not None:
+            error = _id(task_id)
             if error:
-                problems.append(f"{name}: {error}")
-                return default
-            return value
-
-        task_id = take("id", _id, None)
-        number = take("number", _non_negative_int, None)
-        title = take("title", _string, "")
-        body = take("body", _string, "")
+                problems.append(f"id: {error}")
+                task_id = None
+            else:
+                task_id = str(task_id)  # gh and coordinators may send numbers
         labels = _labels(data.get("labels"), problems)
-        priority = take("priority", _priority, None)
-        retry_count = take("retry_count", _non_negative_int, 0)
-        specialization = take("specialization", _string, None)
-        context_tokens = take("context_tokens", _non_negative_int, None)
+        # JSON null means "not given": the field's default.
+        values: dict[str, Any] = {name: data[name] for name in _PLAIN if data.get(name) is not None}
+        if values.get("specialization") == "":
+            del values["specialization"]
+        try:
+            task = cls(id=task_id, labels=labels, attrs=attrs, **values)
+        except TaskError as exc:
+            problems.extend(exc.problems)
         if problems:
             raise TaskError(problems)
-        return cls(
-            id=None if task_id is None else str(task_id), number=number, title=title, body=body,
-            labels=labels, priority=priority, retry_count=retry_count,
-            specialization=specialization or None, context_tokens=context_tokens, attrs=attrs,
-        )
+        return task
 
 
 _FIELDS = ("id", "number", "title", "body", "labels", "priority", "retry_count", "specialization",
            "context_tokens", "attrs")
+_PLAIN = ("number", "title", "body", "priority", "retry_count", "specialization", "context_tokens")
+_ACCEPTED = frozenset(_FIELDS) | GITHUB_FIELDS
+_GITHUB_ONLY = tuple(sorted(GITHUB_FIELDS - set(_FIELDS)))
 
 
 def _kind(value: Any) -> str:
     return {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+            tuple: "a list", dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _string(value: Any) -> str | None:
@@ -128,6 +133,48 @@ def _priority(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return f"expected a priority name or an integer, got {_kind(value)}"
     return None
+
+
+def _plainly_valid(t: Task) -> bool:
+    """The common case in a few exact type checks (route() builds a Task per call); else `_field_problems`."""
+    return (
+        type(t.title) is str and type(t.body) is str and type(t.retry_count) is int and t.retry_count >= 0
+        and (t.id is None or type(t.id) is str)
+        and (t.number is None or (type(t.number) is int and t.number >= 0))
+        and (t.priority is None or type(t.priority) is str or type(t.priority) is int)
+        and (t.specialization is None or type(t.specialization) is str)
+        and (t.context_tokens is None or (type(t.context_tokens) is int and t.context_tokens >= 0))
+        and type(t.labels) is tuple and all(type(label) is str for label in t.labels)
+        and (type(t.attrs) is dict or isinstance(t.attrs, Mapping))
+    )
+
+
+def _field_problems(task: Task) -> list[str]:
+    problems = []
+    for name, check, value, optional in (
+        ("id", _string, task.id, True),
+        ("number", _non_negative_int, task.number, True),
+        ("title", _string, task.title, False),
+        ("body", _string, task.body, False),
+        ("priority", _priority, task.priority, True),
+        ("retry_count", _non_negative_int, task.retry_count, False),
+        ("specialization", _string, task.specialization, True),
+        ("context_tokens", _non_negative_int, task.context_tokens, True),
+    ):
+        if value is None and optional:
+            continue
+        error = check(value)
+        if error:
+            problems.append(f"{name}: {error}")
+    if not isinstance(task.labels, tuple):
+        problems.append(f"labels: expected a list, got {_kind(task.labels)}")
+    else:
+        for i, label in enumerate(task.labels):
+            if not isinstance(label, str):
+                problems.append(f"labels[{i}]: expected a label name, got {_kind(label)}")
+    if not isinstance(task.attrs, Mapping):
+        problems.append(f"attrs: expected an object, got {_kind(task.attrs)}")
+    return problems
 
 
 def _labels(value: Any, problems: list[str]) -> tuple[str, ...]:
