@@ -145,7 +145,7 @@ class StatefulAccounts:
                     name = account.name if account is not None else DEFAULT_ACCOUNT
                     groups.setdefault(id(quota), (quota, []))[1].append((provider.name, name))
         self._quota_groups = list(groups.values())
-        self._rankings: dict[tuple[str, str | None], Ranking] = {}
+        self._rankings: dict[tuple[str, str | None, tuple[bool, ...]], Ranking] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
 
@@ -243,7 +243,11 @@ class StatefulAccounts:
     def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking:
         """Eligible accounts in strategy order, and the skipped ones with why. Cached per state snapshot."""
         now = view.local_now
-        key = (provider.name, view.task_id if provider.account_strategy == "sticky" else None)
+        # Credentials are read from the environment, not the store, so a key set between two decisions changes
+        # the answer without a new generation: which keys are present is part of the cache key.
+        present = tuple(not self.availability.missing_credentials(a.api_key_env)
+                        for a in provider.accounts if a.api_key_env)
+        key = (provider.name, view.task_id if provider.account_strategy == "sticky" else None, present)
         ranking = self._rankings.get(key)
         if ranking is None:
             ranking = self._rankings[key] = self._rank(provider, view.task_id, now)
