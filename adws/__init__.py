@@ -3,19 +3,45 @@
     engine = adws.load("config.toml")
     decision = engine.route(task)                      # pure: where it would run, and why
     result = engine.run(task, prompt=..., workdir=...)  # runs it, falling through the chain
+
+Names are imported on first use (PEP 562) so that `adws route` does not pay for the runner, the parsers or
+pydantic when it does not need them.
 """
 
 from __future__ import annotations
 
-from adws.decision import Decision, Skip, Step
-from adws.engine import Engine, load
-from adws.errors import AdwsError, ConfigError, Problem, RenderError, TaskError
-from adws.manager import Attempt, ProviderManager, Result
-from adws.router import Explanation, ModelRouter
-from adws.task import Task
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "AdwsError": "adws.errors", "ConfigError": "adws.errors", "Problem": "adws.errors",
+    "RenderError": "adws.errors", "TaskError": "adws.errors",
+    "Decision": "adws.decision", "Skip": "adws.decision", "Step": "adws.decision",
+    "Engine": "adws.engine", "load": "adws.engine",
+    "Attempt": "adws.manager", "ProviderManager": "adws.manager", "Result": "adws.manager",
+    "Explanation": "adws.router", "ModelRouter": "adws.router",
+    "Task": "adws.task",
+}
 __all__ = [
     "AdwsError", "Attempt", "ConfigError", "Decision", "Engine", "Explanation", "ModelRouter", "Problem",
     "ProviderManager", "RenderError", "Result", "Skip", "Step", "Task", "TaskError", "load",
 ]
+
+if TYPE_CHECKING:
+    from adws.decision import Decision, Skip, Step
+    from adws.engine import Engine, load
+    from adws.errors import AdwsError, ConfigError, Problem, RenderError, TaskError
+    from adws.manager import Attempt, ProviderManager, Result
+    from adws.router import Explanation, ModelRouter
+    from adws.task import Task
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'adws' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -65,7 +65,7 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from adws.config.load import load_config
+    from adws.config import load_config
 
     path = _config_path(args.config)
     try:
@@ -90,7 +90,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     now = _at(args.at)
     prompt = _read_prompt(args) if args.prompt_file else None
     if args.assume_available:
-        from adws.config.load import load_config
+        from adws.config import load_config
         from adws.reports import scenario_router
 
         router = scenario_router(load_config(_config_path(args.config)))

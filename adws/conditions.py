@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adws.errors import suggest
 from adws.cron import CronMatcher
+from adws.errors import suggest
 from adws.taskview import PRIORITY_RANK, TaskView
 
 
@@ -42,7 +42,9 @@ class Condition(Protocol):
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"  # as written in TOML
-    if isinstance(value, (list, tuple, frozenset, set)):
+    if isinstance(value, (frozenset, set)):
+        value = sorted(value, key=repr)  # sets print in hash order, which changes between runs
+    if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return repr(value) if isinstance(value, str) else str(value)
 
@@ -51,6 +53,15 @@ def _show(value: Any) -> str:
 
 def _regex_search(value: Any, pattern: Any) -> bool:
     return isinstance(value, str) and pattern.search(value) is not None
+
+
+# Named functions, not lambdas: compiled configs are pickled into the config cache.
+def _in(value: Any, options: Any) -> bool:
+    return value in options
+
+
+def _not_in(value: Any, options: Any) -> bool:
+    return value not in options
 
 
 _NUMERIC_OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -64,8 +75,29 @@ _NUMERIC_OPS: dict[str, Callable[[Any, Any], bool]] = {
 _ORDER_OPS = ("gt", "gte", "lt", "lte")
 _ATTR_OPS: dict[str, Callable[[Any, Any], bool]] = {
     **_NUMERIC_OPS,
-    "in": lambda value, options: value in options,
-    "not_in": lambda value, options: value not in options,
+    "in": _in,
+    "not_in": _not_in,
+    "regex": _regex_search,
+}
+
+
+def _same(value: Any, operand: Any) -> bool:
+    # TOML and JSON keep booleans apart from numbers; Python's `True == 1` must not make them match.
+    return isinstance(value, bool) == isinstance(operand, bool) and bool(value == operand)
+
+
+def _ordered(fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    # A boolean is not a number to compare with `gt`; anything else of the wrong type raises TypeError.
+    return lambda value, operand: not isinstance(value, bool) and fn(value, operand)
+
+
+# attrs hold whatever the coordinator sent, so their operators compare with types kept apart.
+_ATTR_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": _same,
+    "ne": lambda value, operand: not _same(value, operand),
+    **{op: _ordered(_NUMERIC_OPS[op]) for op in ("gt", "gte", "lt", "lte")},
+    "in": lambda value, options: any(_same(value, option) for option in options),
+    "not_in": lambda value, options: not any(_same(value, option) for option in options),
     "regex": _regex_search,
 }
 _OP_WORDS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "in": "in",
@@ -119,6 +151,8 @@ def _numeric(key: str, getter: Callable[[TaskView], Any], value: Any, *, integer
     kind = "integer" if integer else "number"
     check_type = _is_int if integer else _is_number
     if check_type(value):
+        if value < 0:
+            raise ConditionError((), f"must be >= 0, got {value}")
         return _Compare(key, getter, (("eq", operator.eq, value),))
     table = _ops_table(value, list(_NUMERIC_OPS), f"an {kind} or a table of operators")
     checks = []
@@ -128,21 +162,28 @@ def _numeric(key: str, getter: Callable[[TaskView], Any], value: Any, *, integer
         if operand < 0:
             raise ConditionError((op,), f"must be >= 0, got {operand}")
         checks.append((op, _NUMERIC_OPS[op], operand))
-    _refuse_empty(checks)
+    _refuse_empty(checks, integer=integer)
     return _Compare(key, getter, tuple(checks))
 
 
-def _refuse_empty(checks: Sequence[tuple[str, Callable[[Any, Any], bool], Any]]) -> None:
-    """Refuse bounds that no value can satisfy, such as `{ gt = 5, lt = 3 }`."""
-    low, high = float("-inf"), float("inf")
+def _refuse_empty(checks: Sequence[tuple[str, Callable[[Any, Any], bool], Any]], *, integer: bool,
+                  show: Callable[[Any], str] = str) -> None:
+    """Refuse bounds that no value can satisfy, such as `{ gt = 5, lt = 3 }` (or `{ gt = 5, lt = 6 }` for an
+    integer)."""
+    low, low_open, high, high_open = float("-inf"), False, float("inf"), False
     for op, _, operand in checks:
-        if op in ("gt", "gte"):
-            low = max(low, operand + (1e-9 if op == "gt" else 0))
-        elif op in ("lt", "lte"):
-            high = min(high, operand - (1e-9 if op == "lt" else 0))
-    if low > high:
-        raise ConditionError((), "empty range: no value satisfies " +
-                             " and ".join(f"{_OP_WORDS[op]} {operand}" for op, _, operand in checks))
+        if op not in ("eq", *_ORDER_OPS) or not _is_number(operand):
+            continue
+        bound, is_open = operand, op in ("gt", "lt")
+        if integer and is_open:  # for integers, > 5 is >= 6 and < 5 is <= 4
+            bound, is_open = operand + (1 if op == "gt" else -1), False
+        if op in ("gt", "gte", "eq") and (bound > low or (bound == low and is_open)):
+            low, low_open = bound, is_open
+        if op in ("lt", "lte", "eq") and (bound < high or (bound == high and is_open)):
+            high, high_open = bound, is_open
+    if low > high or (low == high and (low_open or high_open)):
+        raise ConditionError((), f"empty range: no {'integer' if integer else 'value'} satisfies " +
+                             " and ".join(f"{_OP_WORDS[op]} {show(operand)}" for op, _, operand in checks))
 
 
 # --- the condition keys ----------------------------------------------------------------------------------
@@ -174,7 +215,7 @@ def _priority(value: Any) -> Condition:
             checks.append((op, _ATTR_OPS[op], frozenset(rank_of(v, (op, i)) for i, v in enumerate(operand))))
         else:
             checks.append((op, _NUMERIC_OPS[op], rank_of(operand, (op,))))
-    _refuse_empty(checks)
+    _refuse_empty(checks, integer=True, show=lambda rank: _show(_RANK_NAME[rank]))
     return _PriorityCompare("priority", getter, tuple(checks))
 
 
@@ -367,8 +408,8 @@ def _schedule(value: Any) -> Condition:
             raise ConditionError(loc, f"expected a cron expression, got {_show(expr)}")
         try:
             matchers.append(CronMatcher(expr))
-        except ValueError as exc:
-            raise ConditionError(loc, f"bad cron expression {expr!r}: {exc}") from None
+        except ValueError as exc:  # the message already quotes the expression and names the bad field
+            raise ConditionError(loc, str(exc)) from None
     return _Schedule("schedule", tuple(matchers))
 
 
@@ -427,7 +468,7 @@ def compile_attr(name: str, value: Any) -> Condition:
     if not isinstance(value, Mapping):
         if isinstance(value, (list, dict)) or value is None:
             raise ConditionError((), f"expected a value or a table of operators, got {_show(value)}")
-        return _Attr(key, getter, (("eq", operator.eq, value),))
+        return _Attr(key, getter, (("eq", _same, value),))
     table = _ops_table(value, [*_ATTR_OPS, "exists"], "a table of operators")
     checks: list[tuple[str, Callable[[Any, Any], bool], Any]] = []
     exists: bool | None = None
@@ -439,23 +480,23 @@ def compile_attr(name: str, value: Any) -> Condition:
         elif op in ("in", "not_in"):
             if not isinstance(operand, list) or not operand:
                 raise ConditionError((op,), f"expected a non-empty list, got {_show(operand)}")
-            checks.append((op, _ATTR_OPS[op], tuple(operand)))
+            checks.append((op, _ATTR_COMPARE[op], tuple(operand)))
         elif op == "regex":
             if not isinstance(operand, str):
                 raise ConditionError((op,), f"expected a regular expression, got {_show(operand)}")
             try:
-                checks.append((op, _ATTR_OPS[op], re.compile(operand)))
+                checks.append((op, _ATTR_COMPARE[op], re.compile(operand)))
             except re.error as exc:
                 raise ConditionError((op,), f"bad regex {operand!r}: {exc}") from None
         elif op in _ORDER_OPS:
             if not _is_number(operand):
                 raise ConditionError((op,), f"expected a number, got {_show(operand)}")
-            checks.append((op, _ATTR_OPS[op], operand))
+            checks.append((op, _ATTR_COMPARE[op], operand))
         else:
-            checks.append((op, _ATTR_OPS[op], operand))
+            checks.append((op, _ATTR_COMPARE[op], operand))
     if exists is False and checks:
         raise ConditionError((), "exists = false cannot be combined with other operators")
-    _refuse_empty([c for c in checks if c[0] in _ORDER_OPS])
+    _refuse_empty(checks, integer=False)
     return _Attr(key, getter, tuple(checks), exists)
 
 

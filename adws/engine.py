@@ -7,27 +7,28 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adws import audit
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
-from adws.config.load import load_config
+from adws.config import load_config
 from adws.decision import Decision
-from adws.manager import ProviderManager, Result, Runner, Sleeper
 from adws.model import CompiledConfig
 from adws.router import Clock, Explanation, ModelRouter, utc_now
-from adws.runner import run as run_process
 from adws.state import open_store, resolve_path
 from adws.state.base import StateStore
 from adws.task import Task, coerce_task
+
+if TYPE_CHECKING:
+    from adws.manager import ProviderManager, Result, Runner, Sleeper
 
 TaskInput = Task | Mapping[str, Any]
 
 
 class Engine:
     def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
-                 sleep: Sleeper = time.sleep, runner: Runner = run_process,
+                 sleep: Sleeper = time.sleep, runner: Runner | None = None,
                  environ: Mapping[str, str] | None = None,
                  which: Callable[[str], str | None] | None = None) -> None:
         self.config = config
@@ -40,8 +41,8 @@ class Engine:
         self.accounts = StatefulAccounts(dict(config.providers), self.availability, self._store,
                                          config.breaker.cooldown_seconds)
         self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=clock)
-        self.manager = ProviderManager(config, store=self._store, accounts=self.accounts, runner=runner,
-                                       sleep=sleep, clock=clock, environ=self.environ)
+        self._manager: ProviderManager | None = None
+        self._manager_options: dict[str, Any] = {"runner": runner, "sleep": sleep}
         if self._store is None:
             self._attach(create=False)
 
@@ -61,8 +62,22 @@ class Engine:
                 Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
             self._store = open_store(self.config.state_backend, self.state_path, env=self.environ)
             self.accounts.store = self._store
-            self.manager.store = self._store
+            if self._manager is not None:
+                self._manager.store = self._store
         return self._store
+
+    @property
+    def manager(self) -> ProviderManager:
+        """Built on first use: routing alone never imports the runner, the parsers or jinja2."""
+        if self._manager is None:
+            from adws.manager import ProviderManager
+            from adws.runner import run as run_process
+
+            runner = self._manager_options["runner"] or run_process
+            self._manager = ProviderManager(self.config, store=self._store, accounts=self.accounts, runner=runner,
+                                            sleep=self._manager_options["sleep"], clock=self.clock,
+                                            environ=self.environ)
+        return self._manager
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""

@@ -21,3 +21,9 @@ def shipped_config_path() -> Path:
 def fixed_now() -> datetime:
     # A Wednesday afternoon: no night or weekend rule applies in the shipped config.
     return datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _private_config_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests never read or write the user's real cache of compiled configs.
+    monkeypatch.setenv("ADWS_CACHE_DIR", str(tmp_path_factory.mktemp("adws-cache")))

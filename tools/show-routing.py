@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from adws.config.load import load_config  # noqa: E402
-from adws.errors import ConfigError  # noqa: E402
-from adws.reports import render_routing, routing_report  # noqa: E402
+from adws.config import load_config
+from adws.errors import ConfigError
+from adws.reports import render_routing, routing_report
 
 
 def main() -> int:
