@@ -66,7 +66,9 @@ Strategy = Callable[[list[Candidate], StrategyContext], list[Candidate]]
 
 
 def _least_used(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
-    # Most quota left first; without a quota, fewest tokens this period; file order breaks ties.
+    # Most quota left first (lowest percent of the fullest limited dimension), then fewest tokens in the
+    # period, then file order. Accounts without any quota have no period and no usage in the snapshot:
+    # all of them tie at 0% and keep file order (use round_robin to spread unlimited accounts).
     return sorted(cands, key=lambda c: (c.percent, c.usage.total_tokens, c.position))
 
 
