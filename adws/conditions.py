@@ -86,18 +86,36 @@ def _same(value: Any, operand: Any) -> bool:
     return isinstance(value, bool) == isinstance(operand, bool) and bool(value == operand)
 
 
-def _ordered(fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
-    # A boolean is not a number to compare with `gt`; anything else of the wrong type raises TypeError.
-    return lambda value, operand: not isinstance(value, bool) and fn(value, operand)
+def _not_same(value: Any, operand: Any) -> bool:
+    return not _same(value, operand)
 
 
-# attrs hold whatever the coordinator sent, so their operators compare with types kept apart.
+def _in_same(value: Any, options: Any) -> bool:
+    return any(_same(value, option) for option in options)
+
+
+def _not_in_same(value: Any, options: Any) -> bool:
+    return not _in_same(value, options)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ordered:
+    """An order operator for attrs: a boolean is not a number to compare (other wrong types raise TypeError)."""
+
+    fn: Callable[[Any, Any], bool]
+
+    def __call__(self, value: Any, operand: Any) -> bool:
+        return not isinstance(value, bool) and self.fn(value, operand)
+
+
+# attrs hold whatever the coordinator sent, so their operators keep types apart. Named callables, not lambdas:
+# compiled configs are pickled.
 _ATTR_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": _same,
-    "ne": lambda value, operand: not _same(value, operand),
-    **{op: _ordered(_NUMERIC_OPS[op]) for op in ("gt", "gte", "lt", "lte")},
-    "in": lambda value, options: any(_same(value, option) for option in options),
-    "not_in": lambda value, options: not any(_same(value, option) for option in options),
+    "ne": _not_same,
+    **{op: _Ordered(_NUMERIC_OPS[op]) for op in _ORDER_OPS},
+    "in": _in_same,
+    "not_in": _not_in_same,
     "regex": _regex_search,
 }
 _OP_WORDS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "in": "in",
