@@ -12,6 +12,40 @@ from typing import Any
 
 from croniter import croniter
 
+from adws.errors import suggest
+
+# The five columns, with what each accepts, for messages that name the column at fault.
+_COLUMNS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or jan-dec"),
+            ("day-of-week", "0-7 or sun-sat"))
+_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def _parse(expr: str) -> croniter:
+    """croniter's parse, with errors that say which column is wrong. Only five columns: routing and quota
+    periods work in minutes, and a seconds column would make a condition that (almost) never matches."""
+    text = expr.strip()
+    if text.startswith("@"):
+        if text.lower() not in _ALIASES:
+            raise ValueError(f'bad cron expression "{expr}": unknown alias{suggest(text.lower(), _ALIASES)}; '
+                             f"known: {', '.join(_ALIASES)}")
+    elif len(text.split()) != 5:
+        raise ValueError(f'bad cron expression "{expr}": expected 5 fields (minute hour day-of-month month '
+                         f"day-of-week), got {len(text.split())}")
+    try:
+        return croniter(text)
+    except (ValueError, KeyError, TypeError) as exc:  # CroniterBadCronError is a ValueError
+        detail = str(exc)
+    fields = text.split()
+    for i, (name, allowed) in enumerate(_COLUMNS):
+        probe = ["*"] * 5
+        probe[i] = fields[i]
+        try:
+            croniter(" ".join(probe))
+        except (ValueError, KeyError, TypeError):
+            detail = f'the {name} field "{fields[i]}" is not valid ({allowed})'
+            break
+    raise ValueError(f'bad cron expression "{expr}": {detail}')
+
 
 def _field(values: list[Any]) -> frozenset[int] | None:
     """None means "any value" (a `*` column)."""
@@ -25,10 +59,7 @@ class CronMatcher:
 
     def __init__(self, expr: str) -> None:
         self.expr = expr
-        try:
-            parsed = croniter(expr)
-        except (ValueError, KeyError, TypeError) as exc:  # CroniterBadCronError is a ValueError
-            raise ValueError(str(exc)) from None
+        parsed = _parse(expr)
         expanded = parsed.expanded
         simple = (
             len(expanded) == 5
