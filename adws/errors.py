@@ -38,6 +38,9 @@ class ConfigError(AdwsError):
 
     def render(self) -> str:
         head = f"{self.source}: " if self.source else ""
+        if len(self.problems) == 1 and not self.problems[0].where:
+            # The file as a whole (missing, not TOML): one line reads better than a list of one.
+            return f"{head}{self.problems[0].message}"
         count = len(self.problems)
         lines = [f"{head}{count} problem{'s' if count != 1 else ''} in config"]
         lines.extend(f"  {p}" for p in self.problems)

@@ -73,7 +73,7 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem("", f"config file not found: {source}")], source) from None
+        raise ConfigError([Problem("", "config file not found")], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("", f"cannot read config file: {exc}")], source) from None
     return parse_toml(text, source)
