@@ -1,0 +1,168 @@
+"""Task input: dicts, Task objects, `gh issue view --json` output, and exact messages for bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from adws.errors import TaskError
+from adws.task import Task, coerce_task
+
+# `gh issue view 42 --json number,title,body,labels`, as gh prints it (labels are objects).
+GH_ISSUE = json.loads("""
+{
+  "body": "Steps to reproduce:\\n1. open the app",
+  "labels": [
+    {"id": "LA_kwDOAbc123", "name": "bug", "description": "Something isn't working", "color": "d73a4a"},
+    {"id": "LA_kwDOAbc456", "name": "priority:P1", "description": "", "color": "b60205"}
+  ],
+  "number": 42,
+  "title": "Crash when saving"
+}
+""")
+
+
+def test_a_plain_dict() -> None:
+    task = Task.from_dict({
+        "id": "T-7", "number": 7, "title": "Fix it", "body": "now", "labels": ["bug", "ready"],
+        "priority": "high", "retry_count": 2, "specialization": "code", "context_tokens": 1200,
+        "attrs": {"repo": "acme/web"},
+    })
+    assert task == Task(id="T-7", number=7, title="Fix it", body="now", labels=("bug", "ready"), priority="high",
+                        retry_count=2, specialization="code", context_tokens=1200, attrs={"repo": "acme/web"})
+
+
+def test_an_empty_dict_gives_the_defaults() -> None:
+    assert Task.from_dict({}) == Task()
+
+
+def test_json_null_means_not_given() -> None:
+    task = Task.from_dict({"id": None, "title": None, "labels": None, "retry_count": None, "attrs": None,
+                           "priority": None, "specialization": None})
+    assert task == Task()
+
+
+def test_an_empty_specialization_means_not_given() -> None:
+    assert Task.from_dict({"specialization": ""}).specialization is None
+
+
+def test_a_numeric_id_becomes_a_string() -> None:
+    assert Task.from_dict({"id": 12345}).id == "12345"
+
+
+def test_gh_issue_view_json_is_accepted_directly() -> None:
+    task = Task.from_dict(GH_ISSUE)
+    assert task.number == 42
+    assert task.title == "Crash when saving"
+    assert task.body == "Steps to reproduce:\n1. open the app"
+    assert task.labels == ("bug", "priority:P1")
+    assert task.key == "#42"
+    assert dict(task.attrs) == {}
+
+
+def test_other_gh_fields_are_kept_in_attrs() -> None:
+    issue = {**GH_ISSUE, "state": "OPEN", "url": "https://github.invalid/acme/web/issues/42",
+             "author": {"login": "octo"}, "attrs": {"state": "given explicitly"}}
+    task = Task.from_dict(issue)
+    # An explicit attrs entry wins over the gh field of the same name.
+    assert dict(task.attrs) == {"state": "given explicitly", "url": "https://github.invalid/acme/web/issues/42",
+                                "author": {"login": "octo"}}
+
+
+def test_key_prefers_the_id_then_the_number() -> None:
+    assert Task(id="abc", number=3).key == "abc"
+    assert Task(number=3).key == "#3"
+    assert Task().key is None
+
+
+def test_to_dict_round_trips() -> None:
+    task = Task(id="x", number=1, title="t", body="b", labels=("a",), priority=2, retry_count=1,
+                specialization="docs", context_tokens=5, attrs={"k": [1, 2]})
+    assert Task.from_dict(task.to_dict()) == task
+    assert json.loads(json.dumps(task.to_dict()))["labels"] == ["a"]
+
+
+def test_coerce_task_passes_a_task_through() -> None:
+    task = Task(title="same object")
+    assert coerce_task(task) is task
+    assert coerce_task({"title": "from a dict"}) == Task(title="from a dict")
+
+
+def test_a_list_of_labels_becomes_a_tuple() -> None:
+    assert Task(labels=["a", "b"]).labels == ("a", "b")  # type: ignore[arg-type]
+
+
+def test_a_task_is_immutable() -> None:
+    with pytest.raises(AttributeError):
+        Task().title = "changed"  # type: ignore[misc]
+
+
+# -- bad input: one TaskError listing every problem ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"retry_count": -1}, "invalid task: retry_count: must be >= 0, got -1"),
+    ({"retry_count": "2"}, "invalid task: retry_count: expected an integer, got a string '2'"),
+    ({"retry_count": True}, "invalid task: retry_count: expected an integer, got a boolean True"),
+    ({"retry_count": 1.0}, "invalid task: retry_count: expected an integer, got a number 1.0"),
+    ({"number": -3}, "invalid task: number: must be >= 0, got -3"),
+    ({"context_tokens": -1}, "invalid task: context_tokens: must be >= 0, got -1"),
+    ({"title": 3}, "invalid task: title: expected a string, got an integer"),
+    ({"body": ["a"]}, "invalid task: body: expected a string, got a list"),
+    ({"id": [1]}, "invalid task: id: expected a string or an integer, got a list"),
+    ({"id": False}, "invalid task: id: expected a string or an integer, got a boolean"),
+    ({"priority": 1.5}, "invalid task: priority: expected a priority name or an integer, got a number"),
+    ({"priority": True}, "invalid task: priority: expected a priority name or an integer, got a boolean"),
+    ({"specialization": 5}, "invalid task: specialization: expected a string, got an integer"),
+    ({"labels": "bug"}, "invalid task: labels: expected a list, got a string"),
+    ({"labels": ["ok", 3]},
+     "invalid task: labels[1]: expected a label name or an object with a name, got an integer"),
+    ({"labels": [{"title": "bug"}]},
+     "invalid task: labels[0]: expected a label name or an object with a name, got an object"),
+    ({"attrs": ["x"]}, "invalid task: attrs: expected an object, got a list"),
+    ({"retry_cont": 1}, 'invalid task: unknown field "retry_cont" (did you mean "retry_count"?)'),
+    ({"lables": ["bug"]}, 'invalid task: unknown field "lables" (did you mean "labels"?)'),
+    ({"zzz": 1}, 'invalid task: unknown field "zzz"'),
+])
+def test_bad_field(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(TaskError) as caught:
+        Task.from_dict(data)
+    assert str(caught.value) == message
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    with pytest.raises(TaskError) as caught:
+        Task.from_dict({"retry_count": -1, "title": 3, "lables": [], "labels": "bug", "attrs": 1})
+    assert caught.value.problems == [
+        'unknown field "lables" (did you mean "labels"?)',
+        "attrs: expected an object, got an integer",
+        "labels: expected a list, got a string",
+        "title: expected a string, got an integer",
+        "retry_count: must be >= 0, got -1",
+    ]
+
+
+@pytest.mark.parametrize("data", [[1, 2], "title", None, 3])
+def test_not_an_object(data: Any) -> None:
+    kind = {list: "a list", str: "a string", type(None): "null", int: "an integer"}[type(data)]
+    with pytest.raises(TaskError) as caught:
+        Task.from_dict(data)
+    assert str(caught.value) == f"invalid task: expected a JSON object, got {kind}"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"retry_count": -1}, "invalid task: retry_count: must be >= 0, got -1"),
+    ({"labels": "bug"}, "invalid task: labels: expected a list, got a string"),
+    ({"labels": ("bug", 3)}, "invalid task: labels[1]: expected a label name, got an integer"),
+    ({"priority": True}, "invalid task: priority: expected a priority name or an integer, got a boolean"),
+    ({"context_tokens": -5}, "invalid task: context_tokens: must be >= 0, got -5"),
+    ({"title": None}, "invalid task: title: expected a string, got null"),
+    ({"id": 5}, "invalid task: id: expected a string, got an integer"),
+    ({"attrs": [("a", 1)]}, "invalid task: attrs: expected an object, got a list"),
+])
+def test_a_task_built_directly_is_checked_too(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(TaskError) as caught:
+        Task(**fields)
+    assert str(caught.value) == message
