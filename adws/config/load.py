@@ -402,7 +402,11 @@ def _check_provider(check: _Checker, loc: Loc, name: str, providers: Mapping[str
         return True
     if name in check.broken_providers:
         return False
-    check.add(loc, f'unknown provider "{name}"{suggest(name, providers)}; providers: {", ".join(providers)}')
+    # Every provider in the file, also those left out for their own problems, in file order.
+    declared = check.raw.get("providers")
+    names = [n for n in declared if n in providers or n in check.broken_providers] \
+        if isinstance(declared, dict) else list(providers)
+    check.add(loc, f'unknown provider "{name}"{suggest(name, names)}; providers: {", ".join(names)}')
     return False
 
 
@@ -563,8 +567,8 @@ def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         zones = available_timezones()
-        check.add(loc, f'unknown timezone "{name}"{suggest(name, zones)} (use an IANA name such as "UTC" or '
-                  '"Europe/Berlin")')
+        check.add(loc, f'unknown timezone "{name}"' + (suggest(name, zones) or
+                                                        ': use an IANA name such as "UTC" or "Europe/Berlin"'))
         return None
 
 

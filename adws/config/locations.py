@@ -35,7 +35,6 @@ _HEADERS: tuple[tuple[str, ...], ...] = (
     ("audit",),
     ("run",),
     ("scenarios", "#"),
-    ("scenarios", "#", "expect"),
     ("llm",),
 )
 
