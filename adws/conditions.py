@@ -11,6 +11,7 @@ silently matches or silently never matches.
 from __future__ import annotations
 
 import fnmatch
+import json
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,19 @@ def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def _toml(value: Any) -> str:
+    """A value as it is written in TOML, for error messages (explain output keeps `_show`)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }" if value else "{}"
+    return str(value)
 
 
 # --- comparison operators, shared by every condition that compares values --------------------------------
@@ -132,7 +146,7 @@ def _is_number(value: Any) -> bool:
 
 def _ops_table(value: Any, allowed: Sequence[str], what: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConditionError((), f"expected {what}, got {_show(value)}")
+        raise ConditionError((), f"expected {what}, got {_toml(value)}")
     if not value:
         raise ConditionError((), f"empty operator table: give one of {', '.join(allowed)}")
     for op in value:
@@ -176,7 +190,7 @@ def _numeric(key: str, getter: Callable[[TaskView], Any], value: Any, *, integer
     checks = []
     for op, operand in table.items():
         if not check_type(operand):
-            raise ConditionError((op,), f"expected an {kind}, got {_show(operand)}")
+            raise ConditionError((op,), f"expected an {kind}, got {_toml(operand)}")
         if operand < 0:
             raise ConditionError((op,), f"must be >= 0, got {operand}")
         checks.append((op, _NUMERIC_OPS[op], operand))
@@ -212,7 +226,7 @@ def _priority(value: Any) -> Condition:
     def rank_of(name: Any, loc: tuple[str | int, ...]) -> int:
         if not isinstance(name, str) or name not in PRIORITY_RANK:
             hint = suggest(name, names) if isinstance(name, str) else ""
-            raise ConditionError(loc, f"unknown priority {_show(name)}{hint}; allowed: {', '.join(names)}")
+            raise ConditionError(loc, f"unknown priority {_toml(name)}{hint}; allowed: {', '.join(names)}")
         return PRIORITY_RANK[name]
 
     getter = _get_priority_rank
@@ -229,7 +243,7 @@ def _priority(value: Any) -> Condition:
     for op, operand in table.items():
         if op in ("in", "not_in"):
             if not isinstance(operand, list) or not operand:
-                raise ConditionError((op,), f"expected a non-empty list of priorities, got {_show(operand)}")
+                raise ConditionError((op,), f"expected a non-empty list of priorities, got {_toml(operand)}")
             checks.append((op, _ATTR_OPS[op], frozenset(rank_of(v, (op, i)) for i, v in enumerate(operand))))
         else:
             checks.append((op, _NUMERIC_OPS[op], rank_of(operand, (op,))))
@@ -280,12 +294,12 @@ def make_label_set(values: Any, loc: tuple[str | int, ...] = ()) -> LabelSet:
     if isinstance(values, str):
         values = [values]
     if not isinstance(values, list) or not values:
-        raise ConditionError(loc, f"expected a non-empty list of labels, got {_show(values)}")
+        raise ConditionError(loc, f"expected a non-empty list of labels, got {_toml(values)}")
     exact: set[str] = set()
     globs: list[re.Pattern[str]] = []
     for i, label in enumerate(values):
         if not isinstance(label, str) or not label.strip():
-            raise ConditionError((*loc, i), f"expected a label name, got {_show(label)}")
+            raise ConditionError((*loc, i), f"expected a label name, got {_toml(label)}")
         lowered = label.strip().lower()
         if any(c in lowered for c in "*?["):
             globs.append(re.compile(fnmatch.translate(lowered)))
@@ -347,7 +361,7 @@ def _get_retry_count(view: TaskView) -> int:
 def _context_tokens(value: Any) -> Condition:
     if isinstance(value, list):
         if len(value) != 2 or not all(_is_int(v) for v in value):
-            raise ConditionError((), f"expected [min, max] with two integers, got {_show(value)}")
+            raise ConditionError((), f"expected [min, max] with two integers, got {_toml(value)}")
         low, high = value
         if low < 0:
             raise ConditionError((0,), f"must be >= 0, got {low}")
@@ -355,7 +369,7 @@ def _context_tokens(value: Any) -> Condition:
             raise ConditionError((), f"empty range [{low}, {high}]: min is above max")
         value = {"gte": low, "lte": high}
     elif not isinstance(value, Mapping):
-        raise ConditionError((), f"expected [min, max] or a table with gt/gte/lt/lte, got {_show(value)}")
+        raise ConditionError((), f"expected [min, max] or a table with gt/gte/lt/lte, got {_toml(value)}")
     else:
         _ops_table(value, list(_ORDER_OPS), "a table with gt/gte/lt/lte")
     return _numeric("context_tokens", _get_context_tokens, value, integer=True)
@@ -384,10 +398,10 @@ class _HourRange:
 
 def _hour_range(value: Any) -> Condition:
     if not isinstance(value, list) or len(value) != 2:
-        raise ConditionError((), f"expected [start, end] with two hours, got {_show(value)}")
+        raise ConditionError((), f"expected [start, end] with two hours, got {_toml(value)}")
     for i, hour in enumerate(value):
         if not _is_int(hour):
-            raise ConditionError((i,), f"expected an integer hour, got {_show(hour)}")
+            raise ConditionError((i,), f"expected an integer hour, got {_toml(hour)}")
         if not 0 <= hour <= 24:
             raise ConditionError((i,), f"hour must be within 0-24, got {hour}")
     start, end = value
@@ -418,12 +432,12 @@ class _Schedule:
 def _schedule(value: Any) -> Condition:
     exprs = [value] if isinstance(value, str) else value
     if not isinstance(exprs, list) or not exprs:
-        raise ConditionError((), f"expected a cron expression or a list of them, got {_show(value)}")
+        raise ConditionError((), f"expected a cron expression or a list of them, got {_toml(value)}")
     matchers = []
     for i, expr in enumerate(exprs):
         loc: tuple[str | int, ...] = (i,) if isinstance(value, list) else ()
         if not isinstance(expr, str):
-            raise ConditionError(loc, f"expected a cron expression, got {_show(expr)}")
+            raise ConditionError(loc, f"expected a cron expression, got {_toml(expr)}")
         try:
             matchers.append(CronMatcher(expr))
         except ValueError as exc:  # the message already quotes the expression and names the bad field
@@ -434,7 +448,7 @@ def _schedule(value: Any) -> Condition:
 def _specialization(value: Any) -> Condition:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-        raise ConditionError((), f"expected a specialization or a non-empty list of them, got {_show(value)}")
+        raise ConditionError((), f"expected a specialization or a non-empty list of them, got {_toml(value)}")
     return _Compare("specialization", _get_specialization,
                     (("in", _ATTR_OPS["in"], frozenset(v.lower() for v in values)),))
 
@@ -485,7 +499,7 @@ def compile_attr(name: str, value: Any) -> Condition:
     getter = _AttrGetter(name)
     if not isinstance(value, Mapping):
         if isinstance(value, (list, dict)) or value is None:
-            raise ConditionError((), f"expected a value or a table of operators, got {_show(value)}")
+            raise ConditionError((), f"expected a value or a table of operators, got {_toml(value)}")
         return _Attr(key, getter, (("eq", _same, value),))
     table = _ops_table(value, [*_ATTR_OPS, "exists"], "a table of operators")
     checks: list[tuple[str, Callable[[Any, Any], bool], Any]] = []
@@ -493,22 +507,22 @@ def compile_attr(name: str, value: Any) -> Condition:
     for op, operand in table.items():
         if op == "exists":
             if not isinstance(operand, bool):
-                raise ConditionError((op,), f"expected true or false, got {_show(operand)}")
+                raise ConditionError((op,), f"expected true or false, got {_toml(operand)}")
             exists = operand
         elif op in ("in", "not_in"):
             if not isinstance(operand, list) or not operand:
-                raise ConditionError((op,), f"expected a non-empty list, got {_show(operand)}")
+                raise ConditionError((op,), f"expected a non-empty list, got {_toml(operand)}")
             checks.append((op, _ATTR_COMPARE[op], tuple(operand)))
         elif op == "regex":
             if not isinstance(operand, str):
-                raise ConditionError((op,), f"expected a regular expression, got {_show(operand)}")
+                raise ConditionError((op,), f"expected a regular expression, got {_toml(operand)}")
             try:
                 checks.append((op, _ATTR_COMPARE[op], re.compile(operand)))
             except re.error as exc:
-                raise ConditionError((op,), f"bad regex {operand!r}: {exc}") from None
+                raise ConditionError((op,), f"bad regex {_toml(operand)}: {exc}") from None
         elif op in _ORDER_OPS:
             if not _is_number(operand):
-                raise ConditionError((op,), f"expected a number, got {_show(operand)}")
+                raise ConditionError((op,), f"expected a number, got {_toml(operand)}")
             checks.append((op, _ATTR_COMPARE[op], operand))
         else:
             checks.append((op, _ATTR_COMPARE[op], operand))
@@ -547,7 +561,7 @@ def compile_conditions(table: Mapping[str, Any]) -> tuple[list[Condition], list[
             add((key,), lambda compiler=compiler, value=value: compiler(value))  # type: ignore[misc]
         elif key == "attrs":
             if not isinstance(value, Mapping) or not value:
-                errors.append(ConditionError((key,), f"expected a table of attribute conditions, got {_show(value)}"))
+                errors.append(ConditionError((key,), f"expected a table of attribute conditions, got {_toml(value)}"))
                 continue
             for name, spec in value.items():
                 add((key, name), lambda name=name, spec=spec: compile_attr(name, spec))  # type: ignore[misc]

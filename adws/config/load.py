@@ -179,6 +179,9 @@ def _pydantic_problems(exc: ValidationError, raw: Any) -> list[Problem]:
                                    + (f"; allowed: {', '.join(choices)}" if choices else "")))
         elif kind == "extra_forbidden" and loc:
             entries.append(_unknown_key(loc, err.get("input"), raw))
+        elif loc == ("providers",) and kind in ("missing", "too_short"):
+            entries.append(Problem(format_loc((), raw), "no providers: declare at least one [providers.NAME] table "
+                                   "with its command_template"))
         elif kind == "missing" and loc:
             entries.append(Problem(format_loc(loc[:-1], raw), f'missing required key "{loc[-1]}"'))
         elif len(loc) > 1 and loc[-1] in _UNION_TAGS and kind in _EXPECTED:
