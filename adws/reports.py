@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -126,10 +127,30 @@ def _ordered(config: CompiledConfig) -> list[str]:
     return [*config.chain, *(n for n in config.providers if n not in config.chain)]
 
 
+class _EveryVariableSet(Mapping[str, str]):
+    """An environment in which every API-key variable is set, so scenarios never depend on this machine's."""
+
+    def __getitem__(self, name: str) -> str:
+        return "assumed"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _AssumedAvailability(Availability):
+    """Every program counts as installed, whether named on PATH or by a path that exists elsewhere only."""
+
+    def locate(self, executable: str) -> str | None:
+        return executable
+
+
 def scenario_router(config: CompiledConfig) -> ModelRouter:
-    """A router that judges rules, not this machine: every enabled provider installed, every quota fresh."""
-    availability = Availability(environ={}, which=lambda name: f"/assumed/{name}")
-    availability.missing_credentials = lambda variable: False  # type: ignore[method-assign]
+    """A router that judges rules, not this machine: every enabled provider installed, its API key and its
+    accounts' keys set, every quota fresh."""
+    availability = _AssumedAvailability(environ=_EveryVariableSet())
     accounts = StatefulAccounts(dict(config.providers), availability, MemoryStore(None),
                                 config.breaker.cooldown_seconds)
     return ModelRouter(config, availability=availability, accounts=accounts)
@@ -215,8 +236,16 @@ def render_routing(report: dict[str, Any]) -> str:
     passed = sum(s["ok"] for s in report["scenarios"])
     lines.append(f"scenarios: {passed}/{len(report['scenarios'])} as expected")
     for s in report["scenarios"]:
-        got = s["got"]
-        where = f"{got.get('provider')} / {got.get('model')} via {got.get('rule')}" if got else "(error)"
+        where = _verdict_target(s["got"])
         lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {where}")
         lines.extend(f"         {f}" for f in s["failures"])
     return "\n".join(lines)
+
+
+def _verdict_target(got: dict[str, Any]) -> str:
+    if not got:
+        return "(error)"
+    if got.get("provider") is None:
+        return f"nothing usable via {got.get('rule')}"
+    model = f" / {got['model']}" if got.get("model") else ""  # a provider without declared models has none
+    return f"{got['provider']}{model} via {got.get('rule')}"
