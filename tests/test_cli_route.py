@@ -1,0 +1,283 @@
+"""The `adws` command's contract for scripts: route (JSON, explain, GitHub issues), check, schema, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adws import cli
+from tests.conftest import FAKES_BIN, ROOT
+
+CONFIG = str(ROOT / "config.toml")
+AT = "2026-11-18T13:00:00Z"
+BUG = json.dumps({"number": 7, "title": "Null pointer in parser", "labels": ["bug"]})
+
+
+@pytest.fixture(autouse=True)
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every agent CLI the shipped config names is on PATH (fakes), and the state store is a fresh path."""
+    monkeypatch.setenv("PATH", str(FAKES_BIN))
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
+    monkeypatch.delenv("ADWS_CONFIG", raising=False)
+    return tmp_path
+
+
+def adws(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def route_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code, out, err = adws(capsys, "route", "--config", CONFIG, "--at", AT, "--json", *args)
+    assert err == ""
+    return code, json.loads(out)
+
+
+# -- adws route --json -----------------------------------------------------------------------------------
+
+
+def test_route_json_as_a_whole_process(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "adws", "route", "--config", CONFIG, "--task-json", BUG, "--at", AT, "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    decision = json.loads(done.stdout)
+    assert {k: decision[k] for k in ("provider", "model", "account", "rule")} == {
+        "provider": "antigravity", "model": "claude-sonnet-4.6", "account": "ag-1", "rule": "code-sonnet"}
+    assert [{k: step[k] for k in ("provider", "model", "account")} for step in decision["plan"]] == [
+        {"provider": "antigravity", "model": "claude-sonnet-4.6", "account": "ag-1"},
+        {"provider": "copilot", "model": "haiku-4.5", "account": None},
+        {"provider": "cline", "model": "integrated", "account": None},
+        {"provider": "opencode", "model": "built-in", "account": None},
+        {"provider": "local", "model": "qwen2.5-coder:7b", "account": None},
+    ]
+    assert decision["skipped"] == []
+    assert decision["at"] == "2026-11-18T14:00:00+01:00"  # shown in the routing timezone
+    assert not (tmp_path / "state.sqlite3").exists()  # routing has no side effects
+
+
+def test_route_json_lists_what_was_skipped(machine: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bin_dir = machine / "bin"
+    bin_dir.mkdir()
+    for name in ("opencode", "cline"):
+        (bin_dir / name).symlink_to(FAKES_BIN / name)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    code, decision = route_json(capsys, "--task-json", BUG)
+    assert code == 0
+    assert [step["provider"] for step in decision["plan"]] == ["antigravity", "cline", "opencode"]
+    assert decision["skipped"] == [
+        {"provider": "copilot", "reason": "command 'copilot' not on PATH"},
+        {"provider": "local", "reason": "command 'ollama' not on PATH"},
+    ]
+
+
+def test_route_exits_1_when_nothing_is_usable(machine: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(machine))  # an empty directory
+    code, decision = route_json(capsys, "--task-json", BUG)
+    assert code == 1
+    assert (decision["provider"], decision["model"], decision["account"], decision["plan"]) == (None, None, None, [])
+    assert [s["provider"] for s in decision["skipped"]] == ["antigravity", "copilot", "cline", "opencode", "local"]
+
+
+def test_assume_available_judges_the_rules_only(machine: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(machine))
+    code, decision = route_json(capsys, "--task-json", BUG, "--assume-available")
+    assert (code, decision["provider"], decision["rule"]) == (0, "antigravity", "code-sonnet")
+
+
+def test_task_json_from_a_file_and_from_stdin(machine: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = machine / "task.json"
+    path.write_text(json.dumps({"title": "Update the README", "labels": ["documentation"]}), encoding="utf-8")
+    code, decision = route_json(capsys, "--task-json", f"@{path}")
+    assert (code, decision["rule"], decision["model"]) == (0, "docs-flash", "gemini-3-flash")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps({"title": "x", "retry_count": 2})))
+    code, decision = route_json(capsys, "--task-json", "-")
+    assert (code, decision["rule"], decision["provider"]) == (0, "repeated-failure-cline", "cline")
+
+
+def test_github_issue_file(machine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    issue = {"number": 101, "title": "Login fails", "body": "Since the last deploy.",
+             "labels": [{"id": "LA_1", "name": "bug", "description": "", "color": "d73a4a"},
+                        {"id": "LA_2", "name": "priority:P0", "description": "", "color": "b60205"}]}
+    path = machine / "issue.json"
+    path.write_text(json.dumps(issue), encoding="utf-8")
+    code, decision = route_json(capsys, "--github-issue", str(path))
+    assert (code, decision["rule"], decision["model"]) == (0, "critical-fast", "o3-mini")
+    assert decision["task"] == {"id": "#101", "priority": "critical", "specialization": "code",
+                                "context_tokens": 8, "context_estimated": True}
+
+
+def test_prompt_file_sizes_the_context(machine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompt = machine / "prompt.txt"
+    prompt.write_text("x" * 900_000, encoding="utf-8")
+    code, decision = route_json(capsys, "--task-json", BUG, "--prompt-file", str(prompt))
+    assert (code, decision["rule"], decision["model"]) == (0, "huge-context", "gemini-3-pro")
+    assert decision["task"]["context_tokens"] == 225_000
+    assert [step["provider"] for step in decision["plan"]] == ["antigravity", "copilot", "cline", "opencode"]
+    assert decision["skipped"] == [
+        {"provider": "local", "reason": "context too small: no model holds the task (largest window 8000)"}]
+
+
+def test_a_naive_at_is_read_in_the_routing_timezone(capsys: pytest.CaptureFixture[str]) -> None:
+    task = json.dumps({"title": "Tidy imports", "labels": ["priority:P3"]})
+    code, out, _ = adws(capsys, "route", "--config", CONFIG, "--task-json", task, "--at", "2026-11-18T23:30:00",
+                        "--json")
+    decision = json.loads(out)
+    assert (code, decision["rule"], decision["at"]) == (0, "night-low-opencode", "2026-11-18T23:30:00+01:00")
+
+
+def test_explain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT, "--explain")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "task #7 at 2026-11-18T14:00:00+01:00"
+    assert '  rule "code-sonnet" (priority 30) matched' in lines
+    assert "  [  30] code-sonnet: MATCH (first match wins)" in lines
+    assert "  1. antigravity model=claude-sonnet-4.6 account=ag-1 — model claude-sonnet-4.6 as chosen" in lines
+    # Without --json, route explains too.
+    code, plain, _ = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT)
+    assert (code, plain) == (0, out)
+
+
+def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT, "--explain", "--json")
+    explanation = json.loads(out)
+    assert code == 0
+    assert explanation["routing_enabled"] is True
+    assert explanation["decision"]["rule"] == "code-sonnet"
+    rules = {r["name"]: r for r in explanation["rules"]}
+    assert rules["code-sonnet"] == {"name": "code-sonnet", "priority": 30, "status": "matched"}
+    assert rules["experiment-copilot-first"]["status"] == "disabled"
+    assert rules["critical-fast"] == {"name": "critical-fast", "priority": 100, "status": "failed",
+                                      "condition": "priority", "task_value": "'normal'",
+                                      "rule_value": "== 'critical'"}
+
+
+# -- bad input: exit 2 with a clear message --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--task-json", "nope"],
+     "adws: invalid task: task is not valid JSON: Expecting value: line 1 column 1 (char 0)\n"),
+    (["--task-json", "[1, 2]"], "adws: invalid task: task must be a JSON object, got list\n"),
+    (["--task-json", '{"retry_count": -1}'], "adws: invalid task: retry_count: must be >= 0, got -1\n"),
+    (["--task-json", '{"title": "x", "retry_cont": 2}'],
+     'adws: invalid task: unknown field "retry_cont" (did you mean "retry_count"?)\n'),
+    (["--task-json", '{"priority": "P7"}'],
+     'adws: invalid task: priority: unknown value "P7"; use critical, high, normal, low, P0-P3 or 0-3\n'),
+    (["--task-json", '{"labels": ["route:nowhere"]}'],
+     'adws: invalid task: label "route:nowhere": unknown provider "nowhere"; '
+     "providers: antigravity, copilot, cline, opencode, local\n"),
+    ([], "adws: invalid task: give the task with --task-json JSON or --github-issue FILE (- for stdin)\n"),
+    (["--github-issue", "/nonexistent/issue.json"],
+     "adws: invalid task: cannot read task: [Errno 2] No such file or directory: '/nonexistent/issue.json'\n"),
+    (["--task-json", "{}", "--at", "yesterday"], "adws: invalid task: --at: not an ISO 8601 time: 'yesterday'\n"),
+])
+def test_bad_task_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, out, err = adws(capsys, "route", "--config", CONFIG, "--json", *args)
+    assert (code, out, err) == (2, "", message)
+
+
+def test_bad_config_exits_2(machine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = machine / "bad.toml"
+    path.write_text("""
+[routing]
+default_provider = "alfa"
+[[routing.rules]]
+name = "r"
+conditions = { retry_count = { gte = -1 }, labls = ["x"] }
+provider = "alpha"
+[providers.alpha]
+command_template = ["alpha-cli"]
+""", encoding="utf-8")
+    code, out, err = adws(capsys, "route", "--config", str(path), "--task-json", "{}", "--json")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"{path}: 3 problems in config\n"
+        '  routing.rules[0] (name="r") → conditions → retry_count → gte: must be >= 0, got -1\n'
+        '  routing.rules[0] (name="r") → conditions → labls: unknown condition "labls" (did you mean "labels"?); '
+        "allowed: priority, labels, retry_count, hour_range, schedule, specialization, context_tokens, attrs, "
+        "attrs.NAME\n"
+        '  routing → default_provider: unknown provider "alfa" (did you mean "alpha"?); providers: alpha\n'
+    )
+
+
+def test_missing_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "route", "--config", "/nonexistent/adws.toml", "--task-json", "{}", "--json")
+    assert (code, out) == (2, "")
+    assert "config file not found" in err
+    assert err.startswith("/nonexistent/adws.toml")
+
+
+# -- adws check ------------------------------------------------------------------------------------------
+
+
+def test_check_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "check", CONFIG)
+    assert (code, err) == (0, "")
+    assert out == f"{CONFIG}: OK — 5 providers, 14 rules (13 enabled), 18 scenarios\n"
+    assert adws(capsys, "check", "--config", CONFIG)[0] == 0
+
+
+def test_check_reads_adws_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ADWS_CONFIG", CONFIG)
+    assert adws(capsys, "check")[0] == 0
+
+
+def test_check_an_invalid_config_exits_1(machine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = machine / "bad.toml"
+    path.write_text('[routing]\nenabeld = true\n[providers.a]\ncommand_template = ["a"]\n', encoding="utf-8")
+    code, out, err = adws(capsys, "check", str(path))
+    assert (code, out) == (1, "")
+    assert err == f'{path}: 1 problem in config\n  routing: unknown key "enabeld" (did you mean "enabled"?)\n'
+
+
+def test_check_a_missing_file_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "check", "/nonexistent/adws.toml")
+    assert (code, out) == (1, "")
+    assert "config file not found" in err
+
+
+# -- adws schema -----------------------------------------------------------------------------------------
+
+
+def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "schema")
+    assert (code, err) == (0, "")
+    schema = json.loads(out)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "adws config.toml"
+    assert schema["type"] == "object"
+    assert {"routing", "providers", "state", "audit", "scenarios"} <= set(schema["properties"])
+    assert "providers" in schema["required"]
+    assert schema["additionalProperties"] is False  # unknown keys are errors in editors too
+    # Every $ref points at a definition that exists.
+    refs = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                refs.add(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    assert refs
+    assert {ref.removeprefix("#/$defs/") for ref in refs} <= set(schema["$defs"])
