@@ -5,11 +5,9 @@ Every problem in the file is collected and raised together as one `ConfigError`;
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import re
-import shlex
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,28 +84,14 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
         raise ConfigError([Problem("", f"not valid TOML: {exc}")], source) from None
 
 
-def _legacy(raw: dict[str, Any]) -> dict[str, Any]:
-    """Translate the older format in place of the parsed document (a shallow copy is returned).
-
-    Older configs wrote `command_template` as one string; it is split like a shell would split words
-    (never run by one).
-    """
-    providers = raw.get("providers")
-    if isinstance(providers, dict):
-        for provider in providers.values():
-            if isinstance(provider, dict) and isinstance(provider.get("command_template"), str):
-                # An unbalanced quote leaves it a string: the schema then reports it with its place.
-                with contextlib.suppress(ValueError):
-                    provider["command_template"] = shlex.split(provider["command_template"])
-    return raw
-
-
 def describe(value: Any) -> str:
     """A value as a maintainer wrote it in TOML, for "got ..." in messages."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a bound of 1.0 was written as 1
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, list):
@@ -149,7 +133,7 @@ def _message(err: Mapping[str, Any]) -> str:
         return f"expected {_EXPECTED[kind]}, got {describe(given)}"
     if kind in _BOUNDS:
         key, sign = _BOUNDS[kind]
-        return f"must be {sign} {ctx.get(key)}, got {describe(given)}"
+        return f"must be {sign} {describe(ctx.get(key))}, got {describe(given)}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind in ("enum", "literal_error"):
@@ -576,7 +560,6 @@ def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
 
 
 def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str = ".") -> CompiledConfig:
-    raw = _legacy(raw)
     check = _Checker(raw)
     conditions = _compile_rules_conditions(raw, check)
     validated, structure_problems = _validate(raw)

@@ -7,6 +7,7 @@ file can be reported at once with its place.
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -30,8 +31,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
-def _string_to_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+def _split_words(value: Any) -> Any:
+    """Older configs wrote `command_template` as one string: it is split into words as a shell would split
+    them (and never given to one)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f'cannot split "{value}" into words ({exc}); write the command as an array with one '
+                         "string per argument") from None
 
 
 class IntakeConfig(StrictModel):
@@ -182,7 +191,7 @@ class ProviderConfig(StrictModel):
     actions: dict[Outcome, Action] = Field(default_factory=dict)
     vars: dict[str, Scalar] = Field(default_factory=dict)
 
-    _split_command = field_validator("command_template", mode="before")(_string_to_list)
+    _split_command = field_validator("command_template", mode="before")(_split_words)
 
 
 class StateConfig(StrictModel):
