@@ -118,8 +118,12 @@ class Explanation:
         d = self.decision
         lines = [f"task {d.view.task_id or '(no id)'} at {d.view.local_now.isoformat()}"]
         lines += [f"  {reason}" for reason in d.reasons]
-        lines.append("rules (highest priority first):" if self.routing_enabled
-                     else "rules (routing disabled: shown, not applied):")
+        if d.via == "override":
+            lines.append("rules (the override decided: shown, not applied):")
+        elif self.routing_enabled:
+            lines.append("rules (highest priority first):")
+        else:
+            lines.append("rules (routing disabled: shown, not applied):")
         for t in self.traces:
             head = f"  [{t.rule.priority:>4}] {t.rule.name}: "
             if t.status == "failed":
