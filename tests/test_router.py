@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
@@ -785,3 +786,28 @@ provider = "beta"
     view = make_router(config).prepare({"labels": ["bug", "ready"], "priority": "critical"}, NOW)
     assert [r.name for r in index.candidates(view)] == ["any-label", "all-labels", "glob-label", "prio",
                                                         "none-only"]
+
+
+# -- explain, as a maintainer reads it (snapshots) -------------------------------------------------------
+
+EXPLAINED = {
+    "p0-bug-on-a-wednesday": ({"number": 101, "title": "Login fails", "labels": ["bug", "priority:P0"]},
+                              datetime(2026, 11, 18, 13, 0, tzinfo=UTC), None),
+    "low-priority-at-night": ({"id": "T-9", "title": "Tidy imports", "labels": ["priority:P3"]},
+                              datetime(2026, 11, 18, 22, 30, tzinfo=UTC), None),
+    "huge-prompt-with-ag-1-cooling-down": ({"title": "Review the whole repository"},
+                                           datetime(2026, 11, 18, 9, 0, tzinfo=UTC), "x" * 1_000_000),
+    "override-on-a-saturday": ({"title": "Bump dependencies", "labels": ["dependencies", "route:opencode"]},
+                               datetime(2026, 11, 21, 10, 0, tzinfo=UTC), None),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPLAINED))
+def test_explain_snapshot(name: str, snapshot: SnapshotAssertion) -> None:
+    config = load_config(ROOT / "config.toml")
+    store = MemoryStore(None)
+    store.set_cooldown("antigravity", "ag-1", Cooldown(datetime(2026, 11, 18, 12, 0, tzinfo=UTC),
+                                                       "rate limited: resets at 12:00 UTC"))
+    task, now, prompt = EXPLAINED[name]
+    explanation = make_router(config, store=store).explain(task, now=now, prompt=prompt)
+    assert explanation.render() == snapshot
