@@ -194,15 +194,16 @@ def _numeric(key: str, getter: Callable[[TaskView], Any], value: Any, *, integer
         if operand < 0:
             raise ConditionError((op,), f"must be >= 0, got {operand}")
         checks.append((op, _NUMERIC_OPS[op], operand))
-    _refuse_empty(checks, integer=integer)
+    _refuse_empty(checks, integer=integer, within=(0, float("inf")))  # counts and sizes are never negative
     return _Compare(key, getter, tuple(checks))
 
 
 def _refuse_empty(checks: Sequence[tuple[str, Callable[[Any, Any], bool], Any]], *, integer: bool,
+                  within: tuple[float, float] = (float("-inf"), float("inf")),
                   show: Callable[[Any], str] = str) -> None:
     """Refuse bounds that no value can satisfy, such as `{ gt = 5, lt = 3 }` (or `{ gt = 5, lt = 6 }` for an
-    integer)."""
-    low, low_open, high, high_open = float("-inf"), False, float("inf"), False
+    integer, or `{ lt = 0 }` for a count, whose values lie `within` [0, inf])."""
+    (low, high), low_open, high_open = within, False, False
     for op, _, operand in checks:
         if op not in ("eq", *_ORDER_OPS) or not _is_number(operand):
             continue
@@ -247,7 +248,8 @@ def _priority(value: Any) -> Condition:
             checks.append((op, _ATTR_OPS[op], frozenset(rank_of(v, (op, i)) for i, v in enumerate(operand))))
         else:
             checks.append((op, _NUMERIC_OPS[op], rank_of(operand, (op,))))
-    _refuse_empty(checks, integer=True, show=lambda rank: _show(_RANK_NAME[rank]))
+    _refuse_empty(checks, integer=True, within=(min(_RANK_NAME), max(_RANK_NAME)),
+                  show=lambda rank: _toml(_RANK_NAME[rank]))
     return _PriorityCompare("priority", getter, tuple(checks))
 
 
