@@ -1,0 +1,178 @@
+"""Overhead of one attempt through Engine.run() versus a bare subprocess.run() of the same command, and the
+cost of falling through five instantly failing tiers.
+
+    python bench/bench_attempt.py [--n 300] [--falls 100] [--keep-runs 200] [--dir DIR] [--profile]
+
+Engine.run() does everything a coordinator's call does: route (rules, the state snapshot), create the run and
+attempt directories and prune old runs, write the prompt file, render argv and environment, run the child
+through adws.runner, parse and classify its output, record usage and breaker state in SQLite, and append
+one audit line. The state store, audit log and run directories live in a temporary directory under --dir
+(default: the system temp dir; give a tmpfs such as /dev/shm to separate CPU cost from file-system cost).
+Before timing, the run directory is filled to `keep_runs` by real runs, so pruning old runs costs what it
+costs in steady state. Bare and engine runs are then timed alternately in one loop (machine noise hits both
+alike) after a warm-up; the paired difference per iteration is the overhead.
+
+`--profile` adds a cProfile of the single-attempt loop and prints where the extra time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from adws.config.load import compile_config, parse_toml
+from adws.engine import Engine
+
+WARMUP = 20
+ECHO = "/bin/echo"
+FALSE = "/bin/false"
+
+# One tier whose agent is `/bin/echo ok`: exits 0 printing a text result, which classifies as success.
+ONE_TIER = """
+[routing]
+chain = ["echo"]
+[providers.echo]
+command_template = ["/bin/echo", "ok"]
+output_format = "text"
+[providers.echo.models.m]
+context_window = 8000
+[run]
+keep_runs = KEEP
+"""
+
+# Five tiers that each fail at once (exit 1, no output: class `error`, action `next_tier`), then stop.
+FIVE_FAILING = "[routing]\nchain = [{chain}]\n[run]\nkeep_runs = KEEP\n" + "".join(
+    f'[providers.t{i}]\ncommand_template = ["/bin/false"]\noutput_format = "text"\n' for i in range(1, 6)
+)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def make_engine(text: str, tmp: str, keep_runs: int) -> Engine:
+    config = compile_config(parse_toml(text.replace("KEEP", str(keep_runs))), "bench", base_dir=tmp)
+    env = {**os.environ, "ADWS_STATE_PATH": f"{tmp}/state.sqlite3"}
+    return Engine(config, environ=env)
+
+
+def fill(engine: Engine, runs: int, tmp: str) -> None:
+    """Steady state: as many run directories as the config keeps, so every timed run also prunes one."""
+    for i in range(runs):
+        engine.run({"number": 100_000 + i, "title": "fill"}, prompt="Say ok.", workdir=tmp)
+
+
+def one_attempt(n: int, keep_runs: int, profile: bool, where: str | None
+                ) -> tuple[list[float], list[float], str | None]:
+    bare: list[float] = []
+    engine_ms: list[float] = []
+    profiler = cProfile.Profile() if profile else None
+    with tempfile.TemporaryDirectory(prefix="adws-bench-", dir=where) as tmp:
+        engine = make_engine(ONE_TIER, tmp, keep_runs)
+        try:
+            fill(engine, keep_runs, tmp)
+            for i in range(WARMUP + n):
+                task = {"number": i, "title": "bench"}
+                start = time.perf_counter()
+                subprocess.run([ECHO, "ok"], capture_output=True, check=False)
+                middle = time.perf_counter()
+                if profiler is not None and i >= WARMUP:
+                    profiler.enable()
+                result = engine.run(task, prompt="Say ok.", workdir=tmp)
+                if profiler is not None:
+                    profiler.disable()
+                end = time.perf_counter()
+                if not result.success or len(result.attempts) != 1:
+                    raise SystemExit(f"expected one successful attempt, got: {result.message}")
+                if i >= WARMUP:
+                    bare.append((middle - start) * 1000)
+                    engine_ms.append((end - middle) * 1000)
+        finally:
+            engine.close()
+    report = None
+    if profiler is not None:
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        report = out.getvalue()
+    return bare, engine_ms, report
+
+
+def fall_through(n: int, keep_runs: int, where: str | None) -> tuple[list[float], list[float]]:
+    chain = ", ".join(f'"t{i}"' for i in range(1, 6))
+    bare: list[float] = []
+    engine_ms: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="adws-bench-", dir=where) as tmp:
+        engine = make_engine(FIVE_FAILING.format(chain=chain), tmp, keep_runs)
+        try:
+            fill(engine, keep_runs, tmp)
+            for i in range(WARMUP + n):
+                start = time.perf_counter()
+                for _ in range(5):
+                    subprocess.run([FALSE], capture_output=True, check=False)
+                middle = time.perf_counter()
+                result = engine.run({"number": i, "title": "bench"}, prompt="Say ok.", workdir=tmp)
+                end = time.perf_counter()
+                outcomes = [(a.provider, a.outcome) for a in result.attempts]
+                if result.success or outcomes != [(f"t{k}", "error") for k in range(1, 6)]:
+                    raise SystemExit(f"expected five failed tiers, got {outcomes}")
+                if i >= WARMUP:
+                    bare.append((middle - start) * 1000)
+                    engine_ms.append((end - middle) * 1000)
+        finally:
+            engine.close()
+    return bare, engine_ms
+
+
+def table(rows: list[tuple[str, list[float]]]) -> str:
+    lines = [f"{'':34}{'median ms':>10}{'p90 ms':>10}"]
+    lines += [f"{name:34}{statistics.median(s):10.3f}{percentile(s, 0.9):10.3f}" for name, s in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=300, help="timed single-attempt runs (default 300)")
+    parser.add_argument("--falls", type=int, default=100, help="timed five-tier fall-throughs (default 100)")
+    parser.add_argument("--keep-runs", type=int, default=200, help="[run] keep_runs (default 200, as shipped)")
+    parser.add_argument("--dir", help="where the temporary state, audit and run directories go")
+    parser.add_argument("--profile", action="store_true", help="cProfile the single-attempt loop")
+    args = parser.parse_args()
+
+    where = args.dir or tempfile.gettempdir()
+    print(f"python={sys.version.split()[0]} cpus={os.cpu_count()} keep_runs={args.keep_runs} warm-up={WARMUP} "
+          f"dir={where}")
+    bare, engine_ms, report = one_attempt(args.n, args.keep_runs, args.profile, args.dir)
+    extra = [e - b for b, e in zip(bare, engine_ms, strict=True)]
+    print(f"\none attempt: N={args.n}, command `{ECHO} ok` (text result, success)")
+    print(table([("subprocess.run (capture_output)", bare), ("Engine.run, one attempt", engine_ms),
+                 ("extra (paired)", extra)]))
+    print(f"median extra (median engine - median bare): "
+          f"{statistics.median(engine_ms) - statistics.median(bare):.3f} ms")
+
+    bare5, engine5 = fall_through(args.falls, args.keep_runs, args.dir)
+    extra5 = [e - b for b, e in zip(bare5, engine5, strict=True)]
+    print(f"\nfall-through: N={args.falls}, five tiers of `{FALSE}` (error -> next_tier), plan spent")
+    print(table([("5 x subprocess.run", bare5), ("Engine.run, 5 attempts", engine5), ("extra (paired)", extra5),
+                 ("Engine.run per attempt", [e / 5 for e in engine5]),
+                 ("extra per attempt", [x / 5 for x in extra5])]))
+    if report is not None:
+        print("\nprofile of the single-attempt Engine.run loop:")
+        print(report)
+
+
+if __name__ == "__main__":
+    main()
