@@ -168,6 +168,15 @@ class ModelRouter:
 
     # -- public -------------------------------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Look programs up again (e.g. after installing a CLI) and forget the plans built on the old answers.
+
+        Plans are cached by task shape, not by what is installed, so `Availability.refresh()` alone would leave
+        cached plans that still skip the new program.
+        """
+        self.availability.refresh()
+        self._plans.clear()
+
     def prepare(self, task: Task | dict[str, Any], now: datetime | None = None,
                 prompt: str | None = None) -> TaskView:
         return prepare(coerce_task(task), self.config.intake, self.tz, now or self.clock(), prompt)
