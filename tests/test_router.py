@@ -811,3 +811,18 @@ def test_explain_snapshot(name: str, snapshot: SnapshotAssertion) -> None:
     task, now, prompt = EXPLAINED[name]
     explanation = make_router(config, store=store).explain(task, now=now, prompt=prompt)
     assert explanation.render() == snapshot
+
+
+def test_refresh_notices_a_newly_installed_program() -> None:
+    installed = {"alpha-cli", "gamma-cli"}
+
+    def which(name: str) -> str | None:
+        return f"/bin/{name}" if name in installed else None
+
+    router = make_router(make_config(), which=which)
+    assert skips_of(router.route({}, now=NOW)) == [("beta", "command 'beta-cli' not on PATH")]
+    installed.add("beta-cli")
+    assert router.route({}, now=NOW).skipped  # looked up once, and cached
+    router.refresh()
+    decision = router.route({}, now=NOW)
+    assert (decision.skipped, [s.provider for s in decision.plan]) == ([], ["alpha", "beta", "gamma"])
