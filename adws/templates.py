@@ -47,23 +47,31 @@ def _environment() -> SandboxedEnvironment:
 
 def check_template(source: str, allowed: Iterable[str]) -> str | None:
     """Why `source` cannot be used (syntax error, unknown variable), or None when it is fine."""
-    from jinja2 import TemplateSyntaxError, meta
+    from jinja2 import TemplateSyntaxError, meta, nodes
 
     env = _environment()
     try:
         # Finding the variables runs Jinja's code generator, which is where an unknown filter or test is refused
         # (TemplateAssertionError, a TemplateSyntaxError): both steps must be guarded.
-        used = meta.find_undeclared_variables(env.parse(source))
+        ast = env.parse(source)
+        used = meta.find_undeclared_variables(ast)
     except TemplateSyntaxError as exc:
         return f"template {source!r} does not parse: {(exc.message or 'syntax error').rstrip('.')}"
+    # Inside `{% if %}` Jinja defers unknown filters and tests to render time; find them now.
+    for node in ast.find_all((nodes.Filter, nodes.Test)):
+        kind, known = ("filter", env.filters) if isinstance(node, nodes.Filter) else ("test", env.tests)
+        if node.name not in known:
+            return f"template {source!r} does not parse: No {kind} named {node.name!r}"
     allowed_set = set(allowed)
     unknown = sorted(used - allowed_set)
     if unknown:
         from adws.errors import suggest
 
         names = ", ".join(f'"{u}"{suggest(u, allowed_set)}' for u in unknown)
-        return (f"template {source!r} uses unknown variable{'s' if len(unknown) > 1 else ''} {names}; "
-                f"declare it in the provider's `vars` or use one of: {', '.join(sorted(allowed_set))}")
+        several = len(unknown) > 1
+        return (f"template {source!r} uses unknown variable{'s' if several else ''} {names}; "
+                f"declare {'them' if several else 'it'} in the provider's `vars` or use one of: "
+                f"{', '.join(sorted(allowed_set))}")
     return None
 
 
