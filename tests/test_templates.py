@@ -1,0 +1,148 @@
+"""Command templates: older `{placeholder}` elements become Jinja, templates are checked at load with exact
+messages, and rendering keeps task text literal, drops empty elements and refuses sandbox escapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from adws.errors import RenderError
+from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_argv, render_env, render_one
+
+ALLOWED = sorted(BUILTIN_VARIABLES)
+ONE_OF = ", ".join(ALLOWED)
+
+
+@pytest.mark.parametrize(("element", "jinja"), [
+    ("{prompt_file}", "{{ prompt_file }}"),
+    ("--file={prompt_file}", "--file={{ prompt_file }}"),
+    ("{model}:{account}", "{{ model }}:{{ account }}"),
+    ("--title={task.title}", "--title={{ task.title }}"),
+    ("--out", "--out"),
+    ("{{ model }}", "{{ model }}"),  # already Jinja: left alone
+    ("{model} {{ prompt }}", "{model} {{ prompt }}"),  # an element with Jinja in it is not translated
+    ("{% if model %}-m{% endif %}", "{% if model %}-m{% endif %}"),
+    ('--json={"a": 1}', '--json={"a": 1}'),  # not a placeholder: JSON stays as it is
+    ("{ model }", "{ model }"),
+    ("{1st}", "{1st}"),
+    ("{}", "{}"),
+])
+def test_from_legacy(element: str, jinja: str) -> None:
+    assert from_legacy(element) == jinja
+
+
+def test_legacy_placeholders_render_like_the_older_format() -> None:
+    sources = [from_legacy(e) for e in ["claude", "-p", "--model", "{model}", "--output", "{output_file}",
+                                        "{prompt_file}"]]
+    assert render_argv(sources, {"model": "sonnet", "output_file": "/run/out.json", "prompt_file": "/run/p.md"}) == [
+        "claude", "-p", "--model", "sonnet", "--output", "/run/out.json", "/run/p.md"]
+
+
+@pytest.mark.parametrize("source", [
+    "plain",
+    "{{ prompt }}",
+    "--model={{ model }}",
+    "{{ task.title }}",
+    "{% if thinking_budget %}--thinking={{ thinking_budget }}{% endif %}",
+    "{% set n = 1 %}{{ n }}{% for label in task.labels %}{{ label }}{% endfor %}",
+    "{{ prompt | length }}",
+])
+def test_check_template_accepts(source: str) -> None:
+    assert check_template(source, [*ALLOWED, "thinking_budget"]) is None
+
+
+@pytest.mark.parametrize(("source", "allowed", "message"), [
+    ("{{ promt }}", ALLOWED,
+     f"template '{{{{ promt }}}}' uses unknown variable \"promt\" (did you mean \"prompt\"?); declare it in the "
+     f"provider's `vars` or use one of: {ONE_OF}"),
+    ("{{ a }}{{ b }}", ["x"],
+     "template '{{ a }}{{ b }}' uses unknown variables \"a\", \"b\"; declare them in the provider's `vars` or use "
+     "one of: x"),
+    ("{% if thinking_budget %}--t{% endif %}", ALLOWED,
+     "template '{% if thinking_budget %}--t{% endif %}' uses unknown variable \"thinking_budget\"; declare it in "
+     f"the provider's `vars` or use one of: {ONE_OF}"),
+    ("{{ prompt ", ALLOWED,
+     "template '{{ prompt ' does not parse: unexpected end of template, expected 'end of print statement'"),
+    ("{{ prompt }", ALLOWED, "template '{{ prompt }' does not parse: unexpected '}'"),
+    ("{% for x in y %}", ["y"],
+     "template '{% for x in y %}' does not parse: Unexpected end of template. Jinja was looking for the following "
+     "tags: 'endfor' or 'else'. The innermost block that needs to be closed is 'for'"),
+    ("{{ prompt | shout }}", ALLOWED, "template '{{ prompt | shout }}' does not parse: No filter named 'shout'"),
+    # Inside {% if %} Jinja itself would only notice at render time.
+    ("{% if prompt is shouting %}x{% endif %}", ALLOWED,
+     "template '{% if prompt is shouting %}x{% endif %}' does not parse: No test named 'shouting'"),
+    ("{% if prompt | shout %}x{% endif %}", ALLOWED,
+     "template '{% if prompt | shout %}x{% endif %}' does not parse: No filter named 'shout'"),
+])
+def test_check_template_refuses(source: str, allowed: list[str], message: str) -> None:
+    assert check_template(source, allowed) == message
+
+
+VARIABLES: dict[str, Any] = {
+    "prompt": "Fix the bug", "prompt_file": "/run/prompt.md", "model": "sonnet", "provider": "claude",
+    "account": None, "thinking_budget": 0, "task": {"title": "{{ 7*7 }}", "number": 7, "labels": ["bug"]},
+}
+
+
+def test_render_argv_drops_elements_that_render_empty() -> None:
+    sources = ["claude", "-p", "{% if thinking_budget %}--thinking={{ thinking_budget }}{% endif %}", "{{ prompt }}",
+               "{{ account or '' }}", " "]
+    assert render_argv(sources, VARIABLES) == ["claude", "-p", "Fix the bug", " "]  # whitespace is not empty
+    assert render_argv(sources, {**VARIABLES, "thinking_budget": 16000, "account": "work"}) == [
+        "claude", "-p", "--thinking=16000", "Fix the bug", "work", " "]
+
+
+@pytest.mark.parametrize("text", ["{{ 7*7 }}", "; rm -rf ~", "$(reboot)", "`id`", "{% raw %}", "a\nb", "'\"", ""])
+def test_task_text_reaches_argv_literally(text: str) -> None:
+    variables = {**VARIABLES, "prompt": text, "task": {"title": text}}
+    assert render_argv(["agent", "{{ prompt }}", "--title={{ task.title }}"], variables) == [
+        "agent", *([text] if text else []), f"--title={text}"]
+
+
+def test_issue_titled_like_a_template_is_not_evaluated() -> None:
+    assert render_argv(["{{ task.title }}"], VARIABLES) == ["{{ 7*7 }}"]
+
+
+def test_no_html_escaping_and_trailing_newline_kept() -> None:
+    assert render_one("{{ prompt }}", {"prompt": "<b>&amp;</b> \"q\"\n"}) == "<b>&amp;</b> \"q\"\n"
+    assert render_one("x\n", {}) == "x\n"
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("{{ ''.__class__.__mro__ }}",
+     "cannot render \"{{ ''.__class__.__mro__ }}\": access to attribute '__class__' of 'str' object is unsafe."),
+    ("{{ task.__class__ }}", "cannot render '{{ task.__class__ }}': access to attribute '__class__' of 'dict' "
+                             "object is unsafe."),
+    ("{{ prompt.__len__() }}", "cannot render '{{ prompt.__len__() }}': access to attribute '__len__' of 'str' "
+                               "object is unsafe."),
+    ("{{ prompt | attr('__class__') }}", "cannot render \"{{ prompt | attr('__class__') }}\": access to attribute "
+                                         "'__class__' of 'str' object is unsafe."),
+    ("{{ lipsum.__globals__ }}", "cannot render '{{ lipsum.__globals__ }}': access to attribute '__globals__' of "
+                                 "'function' object is unsafe."),
+    ("{{ range(10**6) | list }}", "cannot render '{{ range(10**6) | list }}': Range too big. The sandbox blocks "
+                                  "ranges larger than MAX_RANGE (100000)."),
+])
+def test_sandbox_refuses(source: str, message: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render_argv(["agent", source], VARIABLES)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("{{ nope }}", "cannot render '{{ nope }}': 'nope' is undefined"),
+    ("{{ task.nope }}", "cannot render '{{ task.nope }}': 'dict object' has no attribute 'nope'"),
+    ("{{ 1 / 0 }}", "cannot render '{{ 1 / 0 }}': division by zero"),
+    ("{{ prompt + 1 }}", "cannot render '{{ prompt + 1 }}': can only concatenate str (not \"int\") to str"),
+    ("{{ prompt | shout }}", "cannot render '{{ prompt | shout }}': No filter named 'shout'."),
+])
+def test_every_render_failure_is_a_render_error(source: str, message: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render_one(source, VARIABLES)
+    assert str(info.value) == message
+
+
+def test_render_env() -> None:
+    env = render_env({"XDG_DATA_HOME": "{{ home }}/.local/share/{{ account }}", "TIER": "one"},
+                     {"home": "/home/u", "account": "ag-1"})
+    assert env == {"XDG_DATA_HOME": "/home/u/.local/share/ag-1", "TIER": "one"}
