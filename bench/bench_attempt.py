@@ -38,12 +38,15 @@ WARMUP = 20
 ECHO = "/bin/echo"
 FALSE = "/bin/false"
 
-# One tier whose agent is `/bin/echo ok`: exits 0 printing a text result, which classifies as success.
+PROMPT = "Say ok."
+
+# One tier whose agent is `/bin/echo PROMPT`: exits 0 printing a text result, which classifies as success.
 ONE_TIER = """
 [routing]
 chain = ["echo"]
 [providers.echo]
-command_template = ["/bin/echo", "ok"]
+command_template = ["/bin/echo", "{{ prompt }}"]
+prompt = "arg"
 output_format = "text"
 [providers.echo.models.m]
 context_window = 8000
@@ -52,8 +55,9 @@ keep_runs = KEEP
 """
 
 # Five tiers that each fail at once (exit 1, no output: class `error`, action `next_tier`), then stop.
-FIVE_FAILING = "[routing]\nchain = [{chain}]\n[run]\nkeep_runs = KEEP\n" + "".join(
-    f'[providers.t{i}]\ncommand_template = ["/bin/false"]\noutput_format = "text"\n' for i in range(1, 6)
+FIVE_FAILING = '[routing]\nchain = ["t1", "t2", "t3", "t4", "t5"]\n[run]\nkeep_runs = KEEP\n' + "".join(
+    f'[providers.t{i}]\ncommand_template = ["/bin/false", "{{{{ prompt }}}}"]\nprompt = "arg"\n'
+    'output_format = "text"\n' for i in range(1, 6)
 )
 
 
@@ -71,7 +75,7 @@ def make_engine(text: str, tmp: str, keep_runs: int) -> Engine:
 def fill(engine: Engine, runs: int, tmp: str) -> None:
     """Steady state: as many run directories as the config keeps, so every timed run also prunes one."""
     for i in range(runs):
-        engine.run({"number": 100_000 + i, "title": "fill"}, prompt="Say ok.", workdir=tmp)
+        engine.run({"number": 100_000 + i, "title": "fill"}, prompt=PROMPT, workdir=tmp)
 
 
 def one_attempt(n: int, keep_runs: int, profile: bool, where: str | None
@@ -86,11 +90,11 @@ def one_attempt(n: int, keep_runs: int, profile: bool, where: str | None
             for i in range(WARMUP + n):
                 task = {"number": i, "title": "bench"}
                 start = time.perf_counter()
-                subprocess.run([ECHO, "ok"], capture_output=True, check=False)
+                subprocess.run([ECHO, PROMPT], capture_output=True, check=False)
                 middle = time.perf_counter()
                 if profiler is not None and i >= WARMUP:
                     profiler.enable()
-                result = engine.run(task, prompt="Say ok.", workdir=tmp)
+                result = engine.run(task, prompt=PROMPT, workdir=tmp)
                 if profiler is not None:
                     profiler.disable()
                 end = time.perf_counter()
@@ -112,19 +116,18 @@ def one_attempt(n: int, keep_runs: int, profile: bool, where: str | None
 
 
 def fall_through(n: int, keep_runs: int, where: str | None) -> tuple[list[float], list[float]]:
-    chain = ", ".join(f'"t{i}"' for i in range(1, 6))
     bare: list[float] = []
     engine_ms: list[float] = []
     with tempfile.TemporaryDirectory(prefix="adws-bench-", dir=where) as tmp:
-        engine = make_engine(FIVE_FAILING.format(chain=chain), tmp, keep_runs)
+        engine = make_engine(FIVE_FAILING, tmp, keep_runs)
         try:
             fill(engine, keep_runs, tmp)
             for i in range(WARMUP + n):
                 start = time.perf_counter()
                 for _ in range(5):
-                    subprocess.run([FALSE], capture_output=True, check=False)
+                    subprocess.run([FALSE, PROMPT], capture_output=True, check=False)
                 middle = time.perf_counter()
-                result = engine.run({"number": i, "title": "bench"}, prompt="Say ok.", workdir=tmp)
+                result = engine.run({"number": i, "title": "bench"}, prompt=PROMPT, workdir=tmp)
                 end = time.perf_counter()
                 outcomes = [(a.provider, a.outcome) for a in result.attempts]
                 if result.success or outcomes != [(f"t{k}", "error") for k in range(1, 6)]:
@@ -157,7 +160,7 @@ def main() -> None:
           f"dir={where}")
     bare, engine_ms, report = one_attempt(args.n, args.keep_runs, args.profile, args.dir)
     extra = [e - b for b, e in zip(bare, engine_ms, strict=True)]
-    print(f"\none attempt: N={args.n}, command `{ECHO} ok` (text result, success)")
+    print(f"\none attempt: N={args.n}, command `{ECHO} {PROMPT}` (text result, success)")
     print(table([("subprocess.run (capture_output)", bare), ("Engine.run, one attempt", engine_ms),
                  ("extra (paired)", extra)]))
     print(f"median extra (median engine - median bare): "

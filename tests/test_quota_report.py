@@ -25,6 +25,7 @@ chain = ["antigravity", "copilot", "cline", "opencode"]
 
 [providers.antigravity]
 command_template = ["opencode", "run"]
+prompt = "stdin"
 [providers.antigravity.quota]
 tokens = 500000
 reset = "0 0 * * 0"
@@ -41,6 +42,7 @@ name = "ag-4"
 
 [providers.copilot]
 command_template = ["copilot", "-p", "{{ prompt }}"]
+prompt = "arg"
 [providers.copilot.quota]
 requests = 50
 reset = "0 0 1 * *"
@@ -48,9 +50,11 @@ timezone = "UTC"
 
 [providers.cline]
 command_template = ["cline", "-y"]
+prompt = "stdin"
 
 [providers.opencode]
 command_template = ["opencode", "run"]
+prompt = "stdin"
 [providers.opencode.quota]
 tokens = 100000
 window = "5h"
