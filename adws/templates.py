@@ -75,6 +75,16 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
     return None
 
 
+def variables_of(source: str) -> frozenset[str] | None:
+    """The variables a template reads; None when it does not parse (check_template says why)."""
+    from jinja2 import TemplateError, meta
+
+    try:
+        return frozenset(meta.find_undeclared_variables(_environment().parse(source)))
+    except TemplateError:
+        return None
+
+
 @functools.lru_cache(maxsize=512)
 def _compiled(source: str) -> Any:
     return _environment().from_string(source)

@@ -35,7 +35,7 @@ from adws.model import (
     RuleSpec,
     ScenarioSpec,
 )
-from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy
+from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, variables_of
 
 # The specializations SPEC.md names; configs may add their own by using them in scores, labels or keywords.
 BASE_SPECIALIZATIONS = ("code", "reasoning", "architecture", "large_document", "fast_response", "docs", "general")
@@ -307,7 +307,9 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
         # The same compiler the classifier uses, so what loads is exactly what runs.
         check.guard((*loc, "failure_patterns", i, "regex"),
                     lambda pt=pattern: compile_pattern(pt.regex, pt.outcome))  # type: ignore[misc]
-    if p.prompt == "arg" and not any("prompt" in element and "prompt_file" not in element for element in command):
+    # The prompt must reach the agent the way `prompt` says, or every run would start without it.
+    used = [variables_of(element) for element in command]
+    if p.prompt == "arg" and None not in used and not any("prompt" in names for names in used if names):
         check.add((*loc, "prompt"), 'prompt = "arg" but no command_template element uses {{ prompt }}')
     if p.requires_api_key and not p.api_key_env:
         check.add((*loc, "requires_api_key"), "requires_api_key = true needs `api_key_env` (the variable's name)")
