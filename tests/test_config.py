@@ -277,6 +277,9 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
     ("unknown variable in env", '[providers.x]\ncommand_template = ["x"]\nenv = { HOME = "{{ hmoe }}" }\n',
      [f"providers.x → env → HOME: template '{{{{ hmoe }}}}' uses unknown variable \"hmoe\" (did you mean "
       f"\"home\"?); declare it in the provider's `vars` or use one of: {TEMPLATE_VARIABLES}"]),
+    ("prompt by argument but no element reads it",
+     '[providers.x]\ncommand_template = ["x", "--prompt-file", "{{ prompt_file }}"]\nprompt = "arg"\n',
+     ['providers.x → prompt: prompt = "arg" but no command_template element uses {{ prompt }}']),
     ("requires_api_key without the variable", '[providers.x]\ncommand_template = ["x"]\nrequires_api_key = true\n',
      ["providers.x → requires_api_key: requires_api_key = true needs `api_key_env` (the variable's name)"]),
     ("duplicate account", '[providers.x]\ncommand_template = ["x"]\n[[providers.x.accounts]]\nname = "a"\n'
