@@ -598,7 +598,12 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     if cfg.state.backend not in stores:
         check.add(("state", "backend"), f'unknown state backend "{cfg.state.backend}"'
                   f"{suggest(cfg.state.backend, stores)}; known: {', '.join(stores)}")
-    scenarios = _scenarios(cfg, validated.scenario_index, providers, seen, check)
+    # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that.
+    raw_rules = raw.get("routing", {}).get("rules") if isinstance(raw.get("routing"), dict) else None
+    rule_names = set(seen)
+    if isinstance(raw_rules, list):
+        rule_names |= {r["name"] for r in raw_rules if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    scenarios = _scenarios(cfg, validated.scenario_index, providers, rule_names, check)
     if structure_problems or check.problems:
         raise ConfigError([*structure_problems, *check.problems], source)
 
