@@ -401,6 +401,12 @@ def test_rule_numbers_stay_those_of_the_file_when_an_earlier_rule_is_broken() ->
     ]
 
 
+def test_scenario_expecting_a_broken_rule_is_not_a_second_problem() -> None:
+    text = BASE + '[[routing.rules]]\nname = "r"\nprovider = "cline"\nenabled = 1\n' \
+        '[[scenarios]]\nname = "s"\ntask = { title = "x" }\nexpect = { rule = "r" }\n'
+    assert problems_of(text) == ['routing.rules[0] (name="r") → enabled: expected true or false, got 1']
+
+
 def test_llm_table_is_checked_even_when_routing_shadows_it() -> None:
     text = BASE + '[llm]\nprovider = "claude"\nmodel_default = "sonnet"\n'
     assert problems_of(text) == ['llm → provider: unknown provider "claude"; providers: cline, local']
