@@ -555,3 +555,12 @@ def test_legacy_string_command_with_an_unclosed_quote_is_reported() -> None:
     assert problems_of(text) == [
         'providers.x → command_template: cannot split "x --name \'oops" into words (No closing quotation); write the '
         "command as an array with one string per argument"]
+
+
+def test_legacy_routing_disabled_uses_the_defaults() -> None:
+    text = LEGACY.read_text(encoding="utf-8").replace("enabled = true", "enabled = false")
+    router = ModelRouter(compile_config(parse_toml(text)), availability=Availability(which=lambda name: "/bin/" + name))
+    decision = router.route({"title": "Login fails", "labels": ["bug", "priority:P0"]}, now=WEDNESDAY_1PM)
+    assert decision.rule == "default"
+    assert [(step.provider, step.model) for step in decision.plan] == [
+        ("claude", "sonnet"), ("gemini", None), ("ollama", None)]
