@@ -19,10 +19,20 @@ from adws.errors import ConfigError
 from adws.reports import render_routing, routing_report
 
 
+def iso_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        # argparse turns this into "argument --at: ..." and exit 2, not a traceback that reads as exit 1
+        # ("a scenario failed").
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
-    parser.add_argument("--at", help="time for scenarios without their own `at` (ISO 8601; default: now)")
+    parser.add_argument("--at", type=iso_time,
+                        help="time for scenarios without their own `at` (ISO 8601; default: now)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     try:
@@ -30,8 +40,7 @@ def main() -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else datetime.now(UTC)
-    report = routing_report(config, at)
+    report = routing_report(config, args.at or datetime.now(UTC))
     print(json.dumps(report, indent=2, default=str) if args.json else render_routing(report))
     return 0 if report["ok"] else 1
 
