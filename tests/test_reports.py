@@ -368,3 +368,9 @@ expect = { provider = "off" }
     report = routing_report(config, NOW)
     assert report["scenarios"][0]["failures"] == ["provider: expected 'off', got None"]
     assert "  FAIL goes nowhere: nothing usable via to-off" in render_routing(report).splitlines()
+
+
+def test_show_routing_refuses_a_bad_at() -> None:
+    done = run_tool(SHOW_ROUTING, "--at", "yesterday")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == "show-routing.py: error: argument --at: not an ISO 8601 time: 'yesterday'"
