@@ -51,13 +51,19 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def _at(value: str | None) -> datetime | None:
+def _at(value: str | None, timezone: str | None = None) -> datetime | None:
+    """--at as an aware datetime; a time without an offset is read in `timezone` (the routing timezone)."""
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise TaskError([f"--at: not an ISO 8601 time: {value!r}"]) from None
+    if moment.tzinfo is None and timezone is not None:
+        from zoneinfo import ZoneInfo
+
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment
 
 
 def _print_json(data: Any) -> None:
@@ -151,7 +157,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
     from adws.reports import quota_report, render_quota
 
     engine = _engine(args)
-    rows = quota_report(engine, _at(args.at) or engine.clock())
+    rows = quota_report(engine, _at(args.at, engine.config.timezone) or engine.clock())
     if args.json:
         _print_json(rows)
     else:

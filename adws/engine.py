@@ -81,9 +81,13 @@ class Engine:
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
+        if self._store is None:
+            self._attach(create=False)  # another process may have created the store since
         return self.router.route(coerce_task(task), now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
+        if self._store is None:
+            self._attach(create=False)
         return self.router.explain(coerce_task(task), now=now, prompt=prompt)
 
     def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",

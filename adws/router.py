@@ -31,53 +31,128 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_RETRY_PROBES = 32  # retry counts 0-31 get their own bucket; larger ones share the last
+_CONTEXT_BUCKETS = 48  # context sizes bucketed by bit length (powers of two)
+_NO_INDEX = 0.75  # a rule admitting more than this share of a dimension is not worth indexing
+
+
 class RuleIndex:
-    """Enabled rules bucketed by a necessary condition; `candidates` keeps priority order."""
+    """Enabled rules bucketed by one condition every matching task must satisfy; `candidates` keeps order.
+
+    Each rule goes into the dimension where it admits the smallest share of values: an exact label, an
+    attribute's value, a specialization, a priority, an hour, a retry count or a context-size range. Finite
+    dimensions are filled by asking the compiled predicate itself which values it admits, so the index can only
+    offer a superset of the rules that match; the predicates still decide.
+    """
 
     def __init__(self, rules: Iterable[RuleSpec]) -> None:
         self.rules = [r for r in rules if r.enabled]
         self.by_label: dict[str, list[int]] = {}
+        self.by_attr: dict[tuple[str, Any], list[int]] = {}
         self.by_spec: dict[str, list[int]] = {}
         self.by_priority: dict[int, list[int]] = {}
+        self.by_hour: dict[int, list[int]] = {}
+        self.by_retry: dict[int, list[int]] = {}
+        self.by_context: dict[int, list[int]] = {}
         self.always: list[int] = []
         for pos, rule in enumerate(self.rules):
-            bucket, keys = self._key_of(rule)
-            if bucket is None:
+            options = [option for c in rule.conditions if (option := self._keys(c)) is not None]
+            if not options:
                 self.always.append(pos)
-            else:
-                for key in keys:
-                    bucket.setdefault(key, []).append(pos)
+                continue
+            share, bucket, keys = min(options, key=lambda option: option[0])
+            if share > _NO_INDEX:
+                self.always.append(pos)
+                continue
+            for key in keys:
+                bucket.setdefault(key, []).append(pos)
 
-    def _key_of(self, rule: RuleSpec) -> tuple[dict[Any, list[int]] | None, Iterable[Any]]:
-        by_key = {c.key: c for c in rule.conditions}
-        labels = by_key.get("labels")
-        if labels is not None:
-            keys = labels.index_keys()  # type: ignore[attr-defined]
-            if keys:
-                return self.by_label, keys
-        spec = by_key.get("specialization")
-        if spec is not None:
-            return self.by_spec, spec.checks[0][2]  # type: ignore[attr-defined]
-        prio = by_key.get("priority")
-        if prio is not None:
-            # Ask the compiled predicate itself which ranks it admits, so the index can never disagree with it.
-            probe = _probe_view()
-            allowed = []
-            for rank in PRIORITY_RANK.values():
-                probe.priority_rank = rank
-                if prio(probe):
-                    allowed.append(rank)
-            return self.by_priority, allowed
-        return None, ()
+    def _keys(self, condition: Any) -> tuple[float, dict[Any, list[int]], Iterable[Any]] | None:
+        key = condition.key
+        if key == "labels":
+            labels = condition.index_keys()
+            return (0.0, self.by_label, labels) if labels else None
+        if key.startswith("attrs."):
+            values = _attr_values(condition)
+            if values is None:
+                return None
+            return 0.0, self.by_attr, [(key[len("attrs."):], v) for v in values]
+        if key == "specialization":
+            specs = condition.checks[0][2]
+            return len(specs) / 8, self.by_spec, specs
+        if key == "priority":
+            ranks = _probe(condition, "priority_rank", PRIORITY_RANK.values())
+            return len(ranks) / 4, self.by_priority, ranks
+        if key == "hour_range":
+            hours = _probe(condition, "hour", range(24))
+            return len(hours) / 24, self.by_hour, hours
+        if key == "retry_count":
+            counts = _probe(condition, "retry_count", range(_RETRY_PROBES))
+            counts.append(_RETRY_PROBES)  # larger counts are not enumerated: always a candidate there
+            return len(counts) / (_RETRY_PROBES + 1), self.by_retry, counts
+        if key == "context_tokens":
+            buckets = _context_buckets(condition)
+            return len(buckets) / _CONTEXT_BUCKETS, self.by_context, buckets
+        return None
 
     def candidates(self, view: TaskView) -> list[RuleSpec]:
         found = list(self.always)
-        for label in view.labels:
-            found.extend(self.by_label.get(label, ()))
+        if self.by_label:
+            for label in view.labels:
+                found.extend(self.by_label.get(label, ()))
+        if self.by_attr:
+            for name, value in view.attrs.items():
+                try:
+                    found.extend(self.by_attr.get((name, value), ()))
+                except TypeError:  # an unhashable value (a list, a table) cannot equal an indexed scalar
+                    pass
         found.extend(self.by_spec.get(view.specialization, ()))
         found.extend(self.by_priority.get(view.priority_rank, ()))
-        found = sorted(set(found))
-        return [self.rules[pos] for pos in found]
+        found.extend(self.by_hour.get(view.hour, ()))
+        found.extend(self.by_retry.get(min(view.retry_count, _RETRY_PROBES), ()))
+        found.extend(self.by_context.get(min(view.context_tokens.bit_length(), _CONTEXT_BUCKETS - 1), ()))
+        return [self.rules[pos] for pos in sorted(set(found))]
+
+
+def _probe(condition: Any, field: str, values: Iterable[int]) -> list[int]:
+    """The values of one TaskView field that the compiled predicate admits."""
+    view = _probe_view()
+    admitted = []
+    for value in values:
+        setattr(view, field, value)
+        if condition(view):
+            admitted.append(value)
+    return admitted
+
+
+def _attr_values(condition: Any) -> list[Any] | None:
+    """Values an attrs condition requires by `eq` or `in` (any other form is not indexed)."""
+    if getattr(condition, "exists", None) is False:
+        return None
+    for op, _, operand in condition.checks:
+        try:
+            if op == "eq":
+                hash(operand)
+                return [operand]
+            if op == "in":
+                for v in operand:
+                    hash(v)
+                return list(operand)
+        except TypeError:
+            return None
+    return None
+
+
+def _context_buckets(condition: Any) -> list[int]:
+    """Bit-length buckets that the bounds of a context_tokens condition can reach."""
+    low, high = 0, 1 << (_CONTEXT_BUCKETS - 1)
+    for op, _, operand in condition.checks:
+        if op in ("gt", "gte", "eq"):
+            low = max(low, int(operand))
+        if op in ("lt", "lte", "eq"):
+            high = min(high, int(operand))
+    last = _CONTEXT_BUCKETS - 1
+    return list(range(min(low.bit_length(), last), min(high.bit_length(), last) + 1))
 
 
 def _probe_view() -> TaskView:

@@ -216,8 +216,6 @@ def test_usage_recorded_by_one_engine_blocks_the_account_for_another(make_engine
     assert second.route({"title": "t"}, now=WEDNESDAY).plan[0].accounts == ("b", "c")
 
 
-@pytest.mark.xfail(strict=True, reason="Engine attaches an existing state file only in __init__ and run(): "
-                                       "route() on an Engine built before the file existed never reads state")
 def test_an_engine_started_before_the_state_file_existed_sees_it_in_route(make_engine: MakeEngine) -> None:
     first, second = make_engine(), make_engine()
     assert second.route({"title": "t"}, now=WEDNESDAY).account == "a"

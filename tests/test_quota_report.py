@@ -161,9 +161,6 @@ def test_quota_bad_at_is_a_usage_error(config: str, capsys: pytest.CaptureFixtur
     assert capsys.readouterr().err == "adws: invalid task: --at: not an ISO 8601 time: 'yesterday'\n"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="cmd_quota passes a naive --at to the quota periods, which refuse it (a traceback); "
-                          "`adws route --at` reads the same text in the routing timezone")
 def test_quota_at_without_offset_is_read_in_the_routing_timezone(
         config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert quota_json(capsys, config, at="2026-11-18T13:00:00") == quota_json(capsys, config)
