@@ -49,6 +49,7 @@ class RuleIndex:
         self.rules = [r for r in rules if r.enabled]
         self.by_label: dict[str, list[int]] = {}
         self.by_attr: dict[tuple[str, Any], list[int]] = {}
+        self.by_attr_present: dict[str, list[int]] = {}
         self.by_spec: dict[str, list[int]] = {}
         self.by_priority: dict[int, list[int]] = {}
         self.by_hour: dict[int, list[int]] = {}
@@ -73,10 +74,13 @@ class RuleIndex:
             labels = condition.index_keys()
             return (0.0, self.by_label, labels) if labels else None
         if key.startswith("attrs."):
-            values = _attr_values(condition)
-            if values is None:
+            name = key[len("attrs."):]
+            if getattr(condition, "exists", None) is False:
                 return None
-            return 0.0, self.by_attr, [(key[len("attrs."):], v) for v in values]
+            values = _attr_values(condition)
+            if values is None:  # any other operator still needs the attribute to be there
+                return 0.05, self.by_attr_present, [name]
+            return 0.0, self.by_attr, [(name, v) for v in values]
         if key == "specialization":
             specs = condition.checks[0][2]
             return len(specs) / 8, self.by_spec, specs
@@ -100,9 +104,12 @@ class RuleIndex:
         if self.by_label:
             for label in view.labels:
                 found.extend(self.by_label.get(label, ()))
+        if self.by_attr_present:
+            for name in view.attrs:
+                found.extend(self.by_attr_present.get(name, ()))
         if self.by_attr:
             for name, value in view.attrs.items():
-                try:
+                try:  # noqa: SIM105  (a bare try is cheaper than contextlib.suppress on the hot path)
                     found.extend(self.by_attr.get((name, value), ()))
                 except TypeError:  # an unhashable value (a list, a table) cannot equal an indexed scalar
                     pass
@@ -126,9 +133,7 @@ def _probe(condition: Any, field: str, values: Iterable[int]) -> list[int]:
 
 
 def _attr_values(condition: Any) -> list[Any] | None:
-    """Values an attrs condition requires by `eq` or `in` (any other form is not indexed)."""
-    if getattr(condition, "exists", None) is False:
-        return None
+    """Values an attrs condition requires by `eq` or `in`; None for other operators."""
     for op, _, operand in condition.checks:
         try:
             if op == "eq":

@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from adws.engine import load  # noqa: E402
-from adws.errors import ConfigError  # noqa: E402
-from adws.reports import providers_report, render_providers  # noqa: E402
+from adws.engine import load
+from adws.errors import ConfigError
+from adws.reports import providers_report, render_providers
 
 
 def main() -> int:
