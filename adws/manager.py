@@ -158,6 +158,8 @@ class ProviderManager:
                     self.config.actions.get(OutcomeClass(attempt.outcome), "next_tier")
                 if action == "retry" and retries >= retry.max_retries:
                     action = "next_tier"  # retries spent: the failure is not this account's alone
+                if action == "next_account" and index + 1 >= len(accounts):
+                    action = "next_tier"  # record the move the walk really makes
                 attempt.action = action
                 if action == "stop":
                     result.message = f"stopped after {attempt.outcome} on {step.provider} ({attempt.reason})"

@@ -140,8 +140,9 @@ def test_fall_through_is_listed_attempt_by_attempt(
         ("claude", "sonnet", "b", "auth", 1),
         ("copilot", "raptor-mini", None, "success", 0),
     ]
-    # auth's declared action is next_account; on the tier's last account that leads to the next tier.
-    assert [a["action"] for a in out["attempts"]] == ["next_account", "next_account", "stop"]
+    # auth's declared action is next_account; on the tier's last account the walk moves to the next tier,
+    # and the attempt records the move it really made.
+    assert [a["action"] for a in out["attempts"]] == ["next_account", "next_tier", "stop"]
 
 
 def test_plan_spent_exits_1_and_still_prints_every_attempt(

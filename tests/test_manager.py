@@ -91,7 +91,7 @@ def test_one_task_falls_through_all_five_tiers(tmp_path: Path, make_engine: Call
         ("opencode", None, "crashed"),  # `crashed` is retried once (routing.retry.max_retries = 1)
         ("local", None, "success"),
     ]
-    assert [a.action for a in result.attempts][-5:] == ["next_account", "next_tier", "retry", "next_tier", "stop"]
+    assert [a.action for a in result.attempts][-5:] == ["next_tier", "next_tier", "retry", "next_tier", "stop"]
     assert sleeps == [5.0]  # the one retry's backoff, through the injected sleeper
     assert result.provider == "local" and result.model == "qwen2.5-coder:7b"
     assert result.final_text
