@@ -23,7 +23,6 @@ import argparse
 import cProfile
 import io
 import os
-import platform
 import pstats
 import random
 import statistics
@@ -40,6 +39,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from _machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from adws.attempt import Usage  # noqa: E402
 from adws.config.load import compile_config, load_config  # noqa: E402
@@ -413,19 +414,6 @@ def import_profile(workdir: Path) -> str:
 
 
 # -- report ----------------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    system = f"{platform.system()} {platform.release()}"
-    return f"{os.cpu_count()} cores ({cpu}), {system}, Python {platform.python_version()}"
 
 
 def commit() -> str:
