@@ -134,7 +134,9 @@ class StatefulAccounts:
         self._version: int | None = None
         self._usage: dict[tuple[str, str], Usage] = {}
         self._starts: list[datetime] | None = None
-        self._read_at: datetime | None = None  # the `now` the snapshot was read at
+        self._read_ts: float | None = None  # the `now` the snapshot was read at (epoch seconds)
+        self._fresh_until = 0.0  # epoch seconds: before it, no period start has moved since the read
+        self._expires_ts: float | None = None
         self._cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._breakers: dict[str, BreakerState] = {}
         self._providers = providers or {}
@@ -163,15 +165,23 @@ class StatefulAccounts:
         return period
 
     def _refresh(self, now: datetime) -> None:
-        """Re-read state when another writer committed, a period start moved or a cooldown ended."""
+        """Re-read state when another writer committed, a period start moved or a cooldown ended.
+
+        Routing calls this once per decision, so the common case (nothing changed, `now` still inside the
+        current periods) is one clock conversion, two float comparisons and the store's version check.
+        """
         if self.store is None:
             return
-        if self._expires is not None and now >= self._expires:
+        ts = now.timestamp()
+        if self._expires_ts is not None and ts >= self._expires_ts:
             self._invalidate(now)
-        starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
         version = self.store.version()
-        earlier = self._read_at is not None and now < self._read_at
+        if version == self._version and self._read_ts is not None and self._read_ts <= ts < self._fresh_until:
+            return
+        starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
+        earlier = self._read_ts is not None and ts < self._read_ts
         if version == self._version and not earlier and self._starts_fresh(starts):
+            self._fresh_until = self._fresh_limit(now)
             return
         usage: dict[tuple[str, str], Usage] = {}
         for (_, members), since in zip(self._quota_groups, starts, strict=True):
@@ -181,11 +191,24 @@ class StatefulAccounts:
             totals = self.store.usage_totals(dict.fromkeys(by_provider, since))
             for prov, accs in by_provider.items():
                 usage.update({(prov, acc): totals[(prov, acc)] for acc in accs if (prov, acc) in totals})
-        self._usage, self._starts, self._read_at = usage, starts, now
+        self._usage, self._starts, self._read_ts = usage, starts, ts
         self._cooldowns = self.store.cooldowns(now)
         self._breakers = self.store.breakers()
         self._version = self.store.version()
+        self._fresh_until = self._fresh_limit(now)
         self._invalidate(now)
+
+    def _fresh_limit(self, now: datetime) -> float:
+        """Until when (epoch seconds) the snapshot's period starts stay right without recomputing them."""
+        limit = float("inf")
+        for quota, _ in self._quota_groups:
+            if quota.window_seconds is not None:
+                limit = min(limit, (self._read_ts or now.timestamp()) + ROLLING_REFRESH)
+            else:
+                reset = self.period_of(quota).next_reset(now)
+                if reset is not None:
+                    limit = min(limit, reset.timestamp())
+        return limit
 
     def _starts_fresh(self, starts: list[datetime]) -> bool:
         if self._starts is None:
@@ -205,6 +228,7 @@ class StatefulAccounts:
         ends += [b.opened_at + self.breaker_cooldown for b in self._breakers.values()
                  if b.state == "open" and b.opened_at is not None and b.opened_at + self.breaker_cooldown > now]
         self._expires = min(ends, default=None)
+        self._expires_ts = self._expires.timestamp() if self._expires is not None else None
 
     def generation(self, now: datetime) -> int:
         self._refresh(now)
