@@ -36,6 +36,7 @@ class Engine:
         self.clock = clock
         self.availability = Availability(self.environ, which)
         self._store = store
+        self._state_file = resolve_path(config.state_path, self.environ)
         if store is None and config.state_backend != "sqlite":
             self._store = open_store(config.state_backend, config.state_path, env=self.environ)
         self.accounts = StatefulAccounts(dict(config.providers), self.availability, self._store,
@@ -48,7 +49,7 @@ class Engine:
 
     @property
     def state_path(self) -> str:
-        return resolve_path(self.config.state_path, self.environ)
+        return self._state_file
 
     @property
     def store(self) -> StateStore:
@@ -66,6 +67,11 @@ class Engine:
                 self._manager.store = self._store
         return self._store
 
+    def _look_for_store(self) -> None:
+        """Attach a store another process created since this engine started (one stat call)."""
+        if os.path.exists(self._state_file):
+            self._attach(create=False)
+
     @property
     def manager(self) -> ProviderManager:
         """Built on first use: routing alone never imports the runner, the parsers or jinja2."""
@@ -82,12 +88,12 @@ class Engine:
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
         if self._store is None:
-            self._attach(create=False)  # another process may have created the store since
+            self._look_for_store()
         return self.router.route(coerce_task(task), now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
         if self._store is None:
-            self._attach(create=False)
+            self._look_for_store()
         return self.router.explain(coerce_task(task), now=now, prompt=prompt)
 
     def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",

@@ -93,7 +93,8 @@ class RuleIndex:
         if key == "retry_count":
             counts = _probe(condition, "retry_count", range(_RETRY_PROBES))
             counts.append(_RETRY_PROBES)  # larger counts are not enumerated: always a candidate there
-            return len(counts) / (_RETRY_PROBES + 1), self.by_retry, counts
+            # Most tasks are first or second tries: judge the share on the counts tasks really have.
+            return sum(c < 4 for c in counts) / 4, self.by_retry, counts
         if key == "context_tokens":
             buckets = _context_buckets(condition)
             return len(buckets) / _CONTEXT_BUCKETS, self.by_context, buckets
