@@ -148,7 +148,7 @@ def test_round_robin_rotates_across_runs_with_the_cursor_in_the_store(
     assert engine.route({"title": "t"}, now=WEDNESDAY).account == "a"
     assert engine.route({"title": "t"}, now=WEDNESDAY).account == "a"
     assert [run(engine, tmp_path, n).account for n in range(4)] == ["a", "b", "c", "a"]
-    assert engine.store.peek_cursor(cursor_key("claude")) == 4
+    assert engine.store.peek_cursor(cursor_key("claude")) == 1  # the position after "a", the last used
     assert engine.route({"title": "t"}, now=WEDNESDAY).plan[0].accounts == ("b", "c", "a")
 
 
@@ -167,6 +167,8 @@ def test_round_robin_skips_a_blocked_account_without_losing_its_turn_order(
     engine.store.set_cooldown("claude", "b", Cooldown(WEDNESDAY + timedelta(hours=1), "rate_limited"))
     assert engine.route({"title": "t"}, now=WEDNESDAY).plan[0].accounts == ("c", "a")
     assert run(engine, tmp_path).account == "c"
+    # The cursor moves past the account really used: "a" is next, "c" does not get two tasks in a row.
+    assert engine.route({"title": "t"}, now=WEDNESDAY).plan[0].accounts == ("a", "c")
 
 
 def test_fill_first_keeps_the_first_account_until_it_is_blocked(

@@ -202,6 +202,15 @@ def test_cursor_fetches_then_increments_per_key(store: StateStore) -> None:
     assert store.peek_cursor("rr:anti") == 3
 
 
+def test_cursor_can_be_set_and_counts_on_from_there(store: StateStore) -> None:
+    store.set_cursor("rr:anti", 5)
+    assert store.peek_cursor("rr:anti") == 5
+    assert store.next_cursor("rr:anti") == 5
+    store.set_cursor("rr:anti", 1)
+    assert store.peek_cursor("rr:anti") == 1
+    assert store.peek_cursor("rr:other") == 0
+
+
 def test_sticky_choice_is_remembered_and_overwritten(store: StateStore) -> None:
     assert store.get_sticky("issue:42") is None
     store.set_sticky("issue:42", "acct-3")

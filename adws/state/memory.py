@@ -79,6 +79,10 @@ class MemoryStore:
         self._wrote()
         return value
 
+    def set_cursor(self, key: str, value: int) -> None:
+        self._cursors[key] = value
+        self._wrote()
+
     def peek_cursor(self, key: str) -> int:
         return self._cursors.get(key, 0)
 

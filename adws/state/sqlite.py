@@ -278,6 +278,13 @@ class SqliteStore:
             ).fetchone()
         return int(after) - 1
 
+    def set_cursor(self, key: str, value: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO cursors (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def peek_cursor(self, key: str) -> int:
         row = self._conn.execute("SELECT value FROM cursors WHERE key = ?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
