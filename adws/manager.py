@@ -221,8 +221,9 @@ class ProviderManager:
         stdin: bytes | None = None
         if provider.prompt == "stdin":
             stdin = prompt.encode("utf-8", "surrogateescape")
-        # The prompt file is written for every mode: templates may name it, and it documents the attempt.
-        prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
+        if provider.uses_prompt_file:
+            # Only when a template names it: prompt text is not left on disk without a reason.
+            prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
         outcome = self.runner(RunRequest(
             argv=argv, env=env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout, stdin=stdin,
             grace=provider.kill_grace, output_cap=self.config.output_cap_bytes, secrets=secret_values,

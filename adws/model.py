@@ -62,6 +62,7 @@ class ProviderSpec:
     description: str
     command: tuple[str, ...]  # Jinja sources, one per argv element
     executable: str
+    uses_prompt_file: bool  # a template names {{ prompt_file }}: only then is the prompt written to disk
     api_key_env: str | None
     requires_api_key: bool
     env: Mapping[str, str]

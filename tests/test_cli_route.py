@@ -203,6 +203,7 @@ conditions = { retry_count = { gte = -1 }, labls = ["x"] }
 provider = "alpha"
 [providers.alpha]
 command_template = ["alpha-cli"]
+prompt = "stdin"
 """, encoding="utf-8")
     code, out, err = adws(capsys, "route", "--config", str(path), "--task-json", "{}", "--json")
     assert (code, out) == (2, "")
@@ -240,7 +241,8 @@ def test_check_reads_adws_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 def test_check_an_invalid_config_exits_1(machine: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = machine / "bad.toml"
-    path.write_text('[routing]\nenabeld = true\n[providers.a]\ncommand_template = ["a"]\n', encoding="utf-8")
+    path.write_text('[routing]\nenabeld = true\n[providers.a]\ncommand_template = ["a"]\nprompt = "stdin"\n',
+                    encoding="utf-8")
     code, out, err = adws(capsys, "check", str(path))
     assert (code, out) == (1, "")
     assert err == f'{path}: 1 problem in config\n  routing: unknown key "enabeld" (did you mean "enabled"?)\n'

@@ -225,6 +225,9 @@ def test_unreadable_path_is_a_config_error(tmp_path: Path) -> None:
 
 # --- more broken configs, inline: each snippet is appended to a small valid file ------------------------------
 
+# A minimal valid provider table that the broken snippets below extend.
+X = '[providers.x]\ncommand_template = ["x"]\nprompt = "stdin"\n'
+
 BASE = """
 [routing]
 default_provider = "cline"
@@ -272,26 +275,29 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
      ["providers.x → command_template: must not be empty"]),
     ("provider without command", '[providers.x]\nprompt = "stdin"\n',
      ['providers.x: missing required key "command_template"']),
-    ("templated program", '[providers.x]\ncommand_template = ["{{ model }}-cli"]\n',
+    ("templated program", '[providers.x]\ncommand_template = ["{{ model }}-cli"]\nprompt = "stdin"\n',
      ["providers.x → command_template: the program to run must be a fixed name or path, not a template"]),
-    ("unknown variable in env", '[providers.x]\ncommand_template = ["x"]\nenv = { HOME = "{{ hmoe }}" }\n',
+    ("unknown variable in env", X + 'env = { HOME = "{{ hmoe }}" }\n',
      [f"providers.x → env → HOME: template '{{{{ hmoe }}}}' uses unknown variable \"hmoe\" (did you mean "
       f"\"home\"?); declare it in the provider's `vars` or use one of: {TEMPLATE_VARIABLES}"]),
     ("prompt by argument but no element reads it",
      '[providers.x]\ncommand_template = ["x", "--prompt-file", "{{ prompt_file }}"]\nprompt = "arg"\n',
      ['providers.x → prompt: prompt = "arg" but no command_template element uses {{ prompt }}']),
-    ("requires_api_key without the variable", '[providers.x]\ncommand_template = ["x"]\nrequires_api_key = true\n',
+    ("prompt by file (the default) but no element names the file", '[providers.x]\ncommand_template = ["x"]\n',
+     ['providers.x → prompt: prompt = "file" (the default) but no command_template element or env value uses '
+      '{{ prompt_file }}; name the file in the command, or set prompt = "stdin" or "arg"']),
+    ("requires_api_key without the variable", X + 'requires_api_key = true\n',
      ["providers.x → requires_api_key: requires_api_key = true needs `api_key_env` (the variable's name)"]),
-    ("duplicate account", '[providers.x]\ncommand_template = ["x"]\n[[providers.x.accounts]]\nname = "a"\n'
+    ("duplicate account", X + '[[providers.x.accounts]]\nname = "a"\n'
      '[[providers.x.accounts]]\nname = "a"\n',
      ['providers.x.accounts[1] (name="a") → name: duplicate account name "a"']),
-    ("bad quota window", '[providers.x]\ncommand_template = ["x"]\n[providers.x.quota]\nrequests = 5\n'
+    ("bad quota window", X + '[providers.x.quota]\nrequests = 5\n'
      'window = "5 hours"\n',
      ['providers.x.quota → window: invalid window "5 hours": expected numbers with units w, d, h, m, s in that '
       'order, e.g. "5h", "30m", "7d", "1h30m"']),
-    ("quota without a limit", '[providers.x]\ncommand_template = ["x"]\n[providers.x.quota]\nwindow = "5h"\n',
+    ("quota without a limit", X + '[providers.x.quota]\nwindow = "5h"\n',
      ["providers.x.quota: give at least one limit: `tokens`, `requests` or `cost_usd`"]),
-    ("account quota with a bad timezone", '[providers.x]\ncommand_template = ["x"]\n[[providers.x.accounts]]\n'
+    ("account quota with a bad timezone", X + '[[providers.x.accounts]]\n'
      'name = "a"\nquota = { tokens = 5, reset = "@dialy", timezone = "Utc/Nowhere" }\n',
      ['providers.x.accounts[0] (name="a").quota → reset: bad cron expression "@dialy": unknown alias '
       '(did you mean "@daily"?); known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly',
@@ -376,7 +382,7 @@ def test_unknown_top_level_key() -> None:
 
 
 def test_section_of_the_wrong_type() -> None:
-    assert problems_of('routing = 5\n[providers.a]\ncommand_template = ["a"]\n') == [
+    assert problems_of('routing = 5\n[providers.a]\ncommand_template = ["a"]\nprompt = "stdin"\n') == [
         "routing: expected a table, got 5"]
 
 

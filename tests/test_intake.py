@@ -39,6 +39,7 @@ code = ["fix", "implement"]
 
 [providers.only]
 command_template = ["only-cli"]
+prompt = "stdin"
 """
 
 

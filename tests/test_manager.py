@@ -309,3 +309,19 @@ def test_audit_is_one_json_line_per_task_without_prompt(
     assert len(lines) == 3
     assert all("SECRET PROMPT TEXT" not in line for line in lines)
     assert [json.loads(line)["task"]["number"] for line in lines] == [0, 1, 2]
+
+
+def test_prompt_text_is_written_to_disk_only_when_a_template_names_the_file(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="success"))  # claude takes stdin
+    result = engine.run({"title": "t"}, prompt="PRIVATE PROMPT", workdir=tmp_path)
+    assert result.success and result.run_dir is not None
+    assert not list(Path(result.run_dir).rglob("prompt.txt"))
+    file_config = CLAUDE_CONFIG.replace('prompt = "stdin"', 'prompt = "file"').replace(
+        '"--model", "{{ model }}"]', '"--model", "{{ model }}", "{{ prompt_file }}"]').replace("TIMEOUT", "30")
+    engine = make_engine({**fake_env(tmp_path, claude="success"), "KEY_A": "x" * 9, "KEY_B": "y" * 9}, file_config)
+    result = engine.run({"title": "t"}, prompt="PRIVATE PROMPT", workdir=tmp_path)
+    assert result.success and result.run_dir is not None
+    [written] = list(Path(result.run_dir).rglob("prompt.txt"))
+    assert written.read_text() == "PRIVATE PROMPT"
+    assert invocations(tmp_path)[-1]["prompt_source"] == "file"

@@ -107,7 +107,7 @@ LABELS = ["bug", "feature", "docs", "ready", "wip", "area:api", "area:web", "are
 GLOBS = ["area:*", "a*", "*s", "p?"]
 SPECS = ["code", "reasoning", "architecture", "large_document", "fast_response", "docs", "general"]
 PRIORITY_NAMES = ["critical", "high", "normal", "low"]
-PROVIDERS = {name: {"command_template": [f"{name}-cli"]} for name in ("p1", "p2", "p3")}
+PROVIDERS = {name: {"command_template": [f"{name}-cli"], "prompt": "stdin"} for name in ("p1", "p2", "p3")}
 
 
 def _label_group(rng: random.Random) -> list[str]:

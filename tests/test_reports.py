@@ -95,8 +95,10 @@ provider = "beta"
 
 [providers.alpha]
 command_template = ["alpha-cli"]
+prompt = "stdin"
 [providers.beta]
 command_template = ["beta-cli"]
+prompt = "stdin"
 
 [[scenarios]]
 name = "bugs go to beta"
@@ -149,7 +151,8 @@ def test_show_routing_exits_1_on_a_failing_scenario(tmp_path: Path) -> None:
 
 def test_show_routing_exits_2_on_an_invalid_config(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text('[routing]\nenabeld = true\n[providers.a]\ncommand_template = ["a"]\n', encoding="utf-8")
+    path.write_text('[routing]\nenabeld = true\n[providers.a]\ncommand_template = ["a"]\nprompt = "stdin"\n',
+                    encoding="utf-8")
     done = run_tool(SHOW_ROUTING, "--config", str(path))
     assert done.returncode == 2
     assert done.stdout == ""
@@ -166,8 +169,10 @@ conditions = { hour_range = [22, 6] }
 provider = "night"
 [providers.day]
 command_template = ["day-cli"]
+prompt = "stdin"
 [providers.night]
 command_template = ["night-cli"]
+prompt = "stdin"
 [[scenarios]]
 name = "night work"
 task = { title = "x" }
@@ -192,6 +197,7 @@ def test_scenario_router_assumes_programs_and_api_keys(monkeypatch: pytest.Monke
     config = compile_config(parse_toml("""
 [providers.keyed]
 command_template = ["/nonexistent/keyed-cli"]
+prompt = "stdin"
 api_key_env = "KEYED_API_KEY"
 requires_api_key = true
 [[providers.keyed.accounts]]
@@ -203,6 +209,7 @@ enabled = false
 [providers.off]
 enabled = false
 command_template = ["off-cli"]
+prompt = "stdin"
 """))
     decision = scenario_router(config).route({"title": "x"}, now=NOW)
     assert (decision.provider, decision.account) == ("keyed", "k1")
@@ -238,11 +245,13 @@ enabled = false
 
 [providers.keyed]
 command_template = ["/bin/true"]
+prompt = "stdin"
 api_key_env = "ADWS_TEST_SURELY_UNSET_KEY"
 requires_api_key = true
 
 [providers.missing-path]
 command_template = ["/nonexistent/bin/agent", "{{ prompt_file }}"]
+prompt = "stdin"
 
 [providers.missing-command]
 command_template = ["adws-test-no-such-agent-cli", "{{ prompt }}"]
@@ -251,9 +260,11 @@ prompt = "arg"
 [providers.off]
 enabled = false
 command_template = ["/bin/true"]
+prompt = "stdin"
 
 [providers.outside]
 command_template = ["/bin/true"]
+prompt = "stdin"
 
 [state]
 backend = "memory"
@@ -357,9 +368,11 @@ provider = "off"
 fallback = false
 [providers.on]
 command_template = ["on-cli"]
+prompt = "stdin"
 [providers.off]
 enabled = false
 command_template = ["off-cli"]
+prompt = "stdin"
 [[scenarios]]
 name = "goes nowhere"
 task = { title = "x" }

@@ -36,6 +36,7 @@ timezone = "{timezone}"
 PROVIDERS = """
 [providers.alpha]
 command_template = ["alpha-cli", "--model", "{{ model }}"]
+prompt = "stdin"
 vars = { effort = "low" }
 [providers.alpha.models.small]
 context_window = 1000
@@ -49,6 +50,7 @@ specializations = { code = 70, general = 80 }
 
 [providers.beta]
 command_template = ["beta-cli", "{{ model }}"]
+prompt = "stdin"
 specializations = { code = 80, general = 70 }
 [providers.beta.models.b1]
 context_window = 50000
@@ -60,6 +62,7 @@ specializations = { docs = 95 }
 
 [providers.gamma]
 command_template = ["gamma-cli", "{{ model }}"]
+prompt = "stdin"
 [providers.gamma.models.g1]
 context_window = 8000
 """
@@ -373,6 +376,7 @@ def test_a_target_outside_the_chain_is_followed_by_the_whole_chain() -> None:
     providers = PROVIDERS + """
 [providers.delta]
 command_template = ["delta-cli"]
+prompt = "stdin"
 """
     config = make_config("""
 [[routing.rules]]
@@ -472,14 +476,17 @@ def test_equal_score_and_latency_keep_file_order() -> None:
     providers = """
 [providers.alpha]
 command_template = ["alpha-cli"]
+prompt = "stdin"
 [providers.alpha.models.first]
 context_window = 1000
 [providers.alpha.models.second]
 context_window = 1000
 [providers.beta]
 command_template = ["beta-cli"]
+prompt = "stdin"
 [providers.gamma]
 command_template = ["gamma-cli"]
+prompt = "stdin"
 """
     decision = route(make_config(providers=providers), {})
     assert plan_of(decision) == [("alpha", "first"), ("beta", None), ("gamma", None)]
@@ -522,15 +529,19 @@ def test_skip_reasons_for_unusable_providers() -> None:
     providers = """
 [providers.alpha]
 command_template = ["alpha-cli"]
+prompt = "stdin"
 enabled = false
 [providers.beta]
 command_template = ["beta-cli"]
+prompt = "stdin"
 [providers.gamma]
 command_template = ["gamma-cli"]
+prompt = "stdin"
 api_key_env = "GAMMA_KEY"
 requires_api_key = true
 [providers.delta]
 command_template = ["/nonexistent/delta-cli"]
+prompt = "stdin"
 """
     config = make_config(providers=providers, chain='["alpha", "beta", "gamma", "delta"]')
 

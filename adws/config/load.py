@@ -311,6 +311,12 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
     used = [variables_of(element) for element in command]
     if p.prompt == "arg" and None not in used and not any("prompt" in names for names in used if names):
         check.add((*loc, "prompt"), 'prompt = "arg" but no command_template element uses {{ prompt }}')
+    env_values = (*p.env.values(), *(v for a in p.accounts for v in a.env.values()))
+    env_used = [variables_of(from_legacy(v)) for v in env_values]
+    uses_prompt_file = any("prompt_file" in names for names in (*used, *env_used) if names)
+    if p.prompt == "file" and None not in used and not uses_prompt_file:
+        check.add((*loc, "prompt"), 'prompt = "file" (the default) but no command_template element or env value '
+                  'uses {{ prompt_file }}; name the file in the command, or set prompt = "stdin" or "arg"')
     if p.requires_api_key and not p.api_key_env:
         check.add((*loc, "requires_api_key"), "requires_api_key = true needs `api_key_env` (the variable's name)")
     models = {
@@ -323,6 +329,7 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
                   "the program to run must be a fixed name or path, not a template")
     return ProviderSpec(
         name=name, enabled=p.enabled, description=p.description, command=command, executable=executable,
+        uses_prompt_file=uses_prompt_file,
         api_key_env=p.api_key_env, requires_api_key=p.requires_api_key,
         env={k: from_legacy(v) for k, v in p.env.items()}, timeout=p.timeout, kill_grace=p.kill_grace,
         prompt=p.prompt, output_format=p.output_format, max_concurrency=p.max_concurrency,
