@@ -289,9 +289,11 @@ class StatefulAccounts:
             if account is not None and not account.enabled:
                 out.skipped.append(Skip(provider.name, "account disabled", shown))
                 continue
-            if account is not None and self.availability.missing_credentials(account.api_key_env):
-                out.skipped.append(Skip(provider.name, f"credentials missing: {account.api_key_env} is not set",
-                                        shown))
+            key_var = account.api_key_env if account is not None else None
+            if account is not None and key_var is None and provider.requires_api_key:
+                key_var = provider.api_key_env  # an account without a key of its own uses the provider's
+            if account is not None and self.availability.missing_credentials(key_var):
+                out.skipped.append(Skip(provider.name, f"credentials missing: {key_var} is not set", shown))
                 continue
             # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
             blocks: list[tuple[str, datetime | None]] = []

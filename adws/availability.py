@@ -45,7 +45,9 @@ class Availability:
             if os.sep in provider.executable:
                 return f"executable {provider.executable} not found or not executable"
             return f"command '{provider.executable}' not on PATH"
-        if provider.requires_api_key and provider.api_key_env and not self.environ.get(provider.api_key_env):
+        # Accounts with keys of their own can still run without the provider's: each is checked when ranked.
+        if (provider.requires_api_key and provider.api_key_env and not self.environ.get(provider.api_key_env)
+                and not any(a.api_key_env and self.environ.get(a.api_key_env) for a in provider.accounts)):
             return f"API-key variable {provider.api_key_env} is not set"
         return None
 

@@ -14,6 +14,7 @@ from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.config import load_config
 from adws.decision import Decision
+from adws.errors import TaskError
 from adws.model import CompiledConfig
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_store, resolve_path
@@ -100,6 +101,11 @@ class Engine:
             now: datetime | None = None) -> Result:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log."""
         task = coerce_task(task)
+        if not prompt.strip():
+            raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
+        if not Path(workdir).is_dir():
+            # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
+            raise TaskError([f"workdir: {workdir} is not a directory"])
         self._attach(create=True)
         decision = self.router.route(task, now=now, prompt=prompt)
         result = self.manager.run(task, decision, prompt=prompt, workdir=workdir)
@@ -110,7 +116,7 @@ class Engine:
     def _audit(self, task: Task, result: Result, prompt: str) -> None:
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
-            "task": {"id": task.id, "number": task.number, "labels": list(task.labels),
+            "task": {"id": task.key, "number": task.number, "labels": list(task.labels),
                      "retry_count": task.retry_count},
             "success": result.success,
             "message": result.message,

@@ -197,6 +197,10 @@ class ProviderManager:
         acc_spec = provider.account(account) if account else None
         secret_values = self._secrets(provider, acc_spec.api_key_env if acc_spec else None)
         try:
+            if not step.model and provider.uses_model:
+                raise RenderError(f"provider {provider.name} declares no models and nothing chose one, but its "
+                                  "command uses {{ model }}: declare [providers." + provider.name + ".models.ID] "
+                                  "or set the model in the rule or routing.default_model")
             argv = render_argv(provider.command, variables)
             env = {**self.environ, **render_env(provider.env, variables)}
             if acc_spec is not None:
@@ -238,8 +242,9 @@ class ProviderManager:
         text = parsed.final_text
         if verdict.outcome == OutcomeClass.SUCCESS and text is not None and not output_file.exists():
             output_file.write_text(text, encoding="utf-8", errors="surrogateescape")
+        command = outcome.argv if self.config.audit_include_prompt else _without_prompt(outcome.argv, prompt)
         attempt = Attempt(provider.name, step.model, account, verdict.outcome.value, verdict.reason,
-                          outcome.exit_code, outcome.signal, outcome.duration_ms, usage, outcome.argv, started, "",
+                          outcome.exit_code, outcome.signal, outcome.duration_ms, usage, command, started, "",
                           verdict.reset_at, outcome.stdout_path, outcome.stderr_path)
         return attempt, text, str(output_file) if output_file.exists() else None
 
@@ -292,6 +297,13 @@ class ProviderManager:
         path.mkdir(parents=True, exist_ok=True)
         _prune(Path(self.config.run_dir), self.config.keep_runs)
         return path
+
+
+def _without_prompt(argv: list[str], prompt: str) -> list[str]:
+    """The recorded command with the prompt's text replaced: prompts do not go into logs by default."""
+    if len(prompt) < 8:  # too short to replace safely inside other text: only whole elements
+        return ["<prompt>" if element == prompt else element for element in argv]
+    return [element.replace(prompt, "<prompt>") for element in argv]
 
 
 def _safe(text: str) -> str:

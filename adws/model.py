@@ -63,6 +63,7 @@ class ProviderSpec:
     command: tuple[str, ...]  # Jinja sources, one per argv element
     executable: str
     uses_prompt_file: bool  # a template names {{ prompt_file }}: only then is the prompt written to disk
+    uses_model: bool  # a command element reads {{ model }}
     api_key_env: str | None
     requires_api_key: bool
     env: Mapping[str, str]

@@ -359,8 +359,10 @@ class ModelRouter:
                 rest = chain if chain is not None else self._after(target)
                 tiers.extend(t for t in rest if t != target)
             cached = ([], [])
+            pinned = rule.account if rule is not None else None
             for tier in tiers:
-                step = self._step(cfg.providers[tier], explicit.get(tier), view, rule_vars, cached[1])
+                step = self._step(cfg.providers[tier], explicit.get(tier), view, rule_vars, cached[1],
+                                  pinned if tier == target else None)
                 if step is not None:
                     cached[0].append(step)
             if len(self._plans) > 4096:  # a new state generation makes old keys dead; keep memory bounded
@@ -378,7 +380,7 @@ class ModelRouter:
         return chain
 
     def _step(self, provider: ProviderSpec, explicit: str | None, view: TaskView, rule_vars: dict[str, Any],
-              skipped: list[Skip]) -> Step | None:
+              skipped: list[Skip], pinned: str | None = None) -> Step | None:
         why = self.availability.why_not(provider)
         if why is None:
             why = self.accounts.provider_blocked(provider, view.local_now)
@@ -397,6 +399,9 @@ class ModelRouter:
                 skipped.append(Skip(provider.name, "no usable account" + back, until=ranking.earliest))
             return None
         accounts = tuple(ranking.eligible) if provider.accounts else ()
+        if pinned in accounts:
+            # The rule's account goes first; the tier's other usable accounts stay behind it for next_account.
+            accounts = (pinned, *(a for a in accounts if a != pinned))
         model_id = model.id if model else explicit
         model_vars = model.vars if model else {}
         variables = {**provider.vars, **model_vars, **rule_vars}

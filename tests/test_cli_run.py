@@ -112,7 +112,7 @@ def test_github_issue_from_gh_is_taken_as_is(workdir: Path, capsys: pytest.Captu
                                        "context_tokens": out["decision"]["task"]["context_tokens"],
                                        "context_estimated": True}
     record = audit.read(workdir / ".adws" / "audit.jsonl")[-1]
-    assert record["task"] == {"id": None, "number": 42, "labels": ["bug", "priority:P1"], "retry_count": 0}
+    assert record["task"] == {"id": "#42", "number": 42, "labels": ["bug", "priority:P1"], "retry_count": 0}
     assert "Fix the login bug" not in json.dumps(record)  # the prompt stays out of the audit log
     [call] = audit.read(workdir / "agents.jsonl")
     assert (call["prog"], call["prompt_source"], call["prompt"]) == ("claude", "stdin", "Fix the login bug.\n")

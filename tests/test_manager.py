@@ -325,3 +325,59 @@ def test_prompt_text_is_written_to_disk_only_when_a_template_names_the_file(
     [written] = list(Path(result.run_dir).rglob("prompt.txt"))
     assert written.read_text() == "PRIVATE PROMPT"
     assert invocations(tmp_path)[-1]["prompt_source"] == "file"
+
+
+def test_a_rules_account_goes_first_and_the_others_stay_behind_it(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = (ROOT / "config.toml").read_text().replace(
+        'name = "code-sonnet"\npriority = 30', 'name = "code-sonnet"\npriority = 30\naccount = "ag-5"')
+    engine = make_engine(fake_env(tmp_path, opencode_ag_5="limit_reset", opencode="success"), text)
+    decision = engine.route({"title": "Null pointer", "labels": ["bug"]})
+    assert decision.rule == "code-sonnet" and decision.account == "ag-5"
+    assert decision.plan[0].accounts[0] == "ag-5" and len(decision.plan[0].accounts) == 8
+    result = engine.run({"title": "Null pointer", "labels": ["bug"]}, prompt="p", workdir=tmp_path)
+    assert [(a.account, a.outcome) for a in result.attempts] == [("ag-5", "rate_limited"), ("ag-1", "success")]
+
+
+def test_a_missing_workdir_or_an_empty_prompt_is_refused_before_any_attempt(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    from adws.errors import TaskError
+
+    engine = make_engine(fake_env(tmp_path, opencode="success"))
+    with pytest.raises(TaskError) as caught:
+        engine.run({"title": "t"}, prompt="p", workdir=tmp_path / "nope")
+    assert str(caught.value) == f"invalid task: workdir: {tmp_path / 'nope'} is not a directory"
+    with pytest.raises(TaskError) as caught:
+        engine.run({"title": "t"}, prompt="  \n", workdir=tmp_path)
+    assert str(caught.value) == "invalid task: prompt: empty; an agent given no prompt would only guess"
+    assert not invocations(tmp_path)
+    assert engine.store.breakers() == {}
+
+
+def test_the_prompt_is_not_recorded_in_the_command(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="auth", copilot="success"))
+    result = engine.run({"title": "t"}, prompt="Fix the login bug in auth.py", workdir=tmp_path)
+    assert result.attempts[-1].command == ["copilot", "-p", "<prompt>", "--output-format", "json"]
+    assert "Fix the login bug" not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_accounts_with_their_own_keys_run_when_the_providers_key_is_unset(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = CLAUDE_CONFIG.replace('api_key_env = "ANTHROPIC_API_KEY"',
+                                 'api_key_env = "ANTHROPIC_API_KEY"\nrequires_api_key = true')
+    env = {**fake_env(tmp_path, claude="success"), "KEY_B": "sk-secret-bbbbbbbb"}
+    engine = make_engine(env, text.replace("TIMEOUT", "30"))
+    decision = engine.route({"title": "t"})
+    assert decision.provider == "claude" and decision.plan[0].accounts == ("b",)
+    assert [(s.account, s.reason) for s in decision.skipped] == [("a", "credentials missing: KEY_A is not set")]
+
+
+def test_a_provider_without_models_whose_command_needs_one_is_a_clear_error(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = CLAUDE_CONFIG.replace('"--output-format", "json"]', '"--model", "{{ model }}", "--output-format", "json"]')
+    engine = make_engine({**fake_env(tmp_path, claude="auth"), "KEY_A": "x" * 9, "KEY_B": "y" * 9},
+                         text.replace("TIMEOUT", "30"))
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert result.attempts[-1].reason == (
+        "provider backup declares no models and nothing chose one, but its command uses {{ model }}: declare "
+        "[providers.backup.models.ID] or set the model in the rule or routing.default_model")

@@ -329,7 +329,7 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
                   "the program to run must be a fixed name or path, not a template")
     return ProviderSpec(
         name=name, enabled=p.enabled, description=p.description, command=command, executable=executable,
-        uses_prompt_file=uses_prompt_file,
+        uses_prompt_file=uses_prompt_file, uses_model=any("model" in names for names in used if names),
         api_key_env=p.api_key_env, requires_api_key=p.requires_api_key,
         env={k: from_legacy(v) for k, v in p.env.items()}, timeout=p.timeout, kill_grace=p.kill_grace,
         prompt=p.prompt, output_format=p.output_format, max_concurrency=p.max_concurrency,
