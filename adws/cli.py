@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adws.errors import AdwsError, ConfigError, TaskError
+from adws.errors import AdwsError, ConfigError, TaskError, UsageError
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -33,6 +33,10 @@ def _read_arg(value: str) -> str:
 
 
 def _task(args: argparse.Namespace) -> dict[str, Any]:
+    if args.task_json is not None and args.github_issue is not None:
+        raise UsageError("give the task once: --task-json or --github-issue, not both")
+    if "-" in (args.task_json, args.github_issue) and getattr(args, "prompt_file", None) == "-":
+        raise UsageError("standard input can carry the task or the prompt, not both")
     source = args.task_json if args.task_json is not None else args.github_issue
     if source is None:
         raise TaskError(["give the task with --task-json JSON or --github-issue FILE (- for stdin)"])
@@ -58,7 +62,7 @@ def _at(value: str | None, timezone: str | None = None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise TaskError([f"--at: not an ISO 8601 time: {value!r}"]) from None
+        raise UsageError(f"--at: not an ISO 8601 time: {value!r}") from None
     if moment.tzinfo is None and timezone is not None:
         from zoneinfo import ZoneInfo
 
@@ -130,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise TaskError(["give the prompt with --prompt-file FILE (- for stdin)"])
     prompt = _read_prompt(args)
     engine = _engine(args)
-    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at))
+    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone))
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -177,6 +181,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adws", description="Route coding-agent tasks and run them.")
+    from adws import __version__
+
+    parser.add_argument("--version", action="version", version=f"adws {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:

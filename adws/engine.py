@@ -68,6 +68,10 @@ class Engine:
                 self._manager.store = self._store
         return self._store
 
+    def existing_store(self) -> StateStore | None:
+        """The state store if one exists, without creating it (for read-only views such as `adws quota`)."""
+        return self._store if self._store is not None else self._attach(create=False)
+
     def _look_for_store(self) -> None:
         """Attach a store another process created since this engine started (one stat call)."""
         if os.path.exists(self._state_file):

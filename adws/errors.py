@@ -55,6 +55,10 @@ class TaskError(AdwsError):
         super().__init__("invalid task: " + "; ".join(self.problems))
 
 
+class UsageError(AdwsError):
+    """A command-line argument is wrong (a bad --at, two inputs on stdin, ...)."""
+
+
 class RenderError(AdwsError):
     """A provider command could not be built for this task (e.g. the prompt is too long for argv)."""
 

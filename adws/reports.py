@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, limits_of
+from adws.attempt import Usage
 from adws.availability import Availability
 from adws.engine import Engine
 from adws.errors import TaskError
@@ -54,18 +55,29 @@ def render_providers(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+UNMETERED_WINDOW = timedelta(days=7)  # what `adws quota` shows for providers without a quota
+
+
 def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """Usage per provider and account in its current period, as of `now` (usage after `now` is not counted).
+
+    Read-only: without a state file yet, every account shows no usage and nothing is created.
+    """
     acc = engine.accounts
-    cooldowns = engine.store.cooldowns(now)
+    store = engine.existing_store()
+    cooldowns = store.cooldowns(now) if store is not None else {}
     rows = []
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
         for spec in p.accounts or (None,):
             account = spec.name if spec is not None else DEFAULT_ACCOUNT
             quota = acc.quota_of(p, spec)
-            usage = acc.usage(name, account, now)
+            since = acc.period_of(quota).start(now) if quota is not None else now - UNMETERED_WINDOW
+            usage = Usage(requests=0)
+            if store is not None:
+                usage = store.usage_totals({name: since}, until=now).get((name, account), usage)
             row: dict[str, Any] = {
-                "provider": name, "account": account, "requests": usage.requests,
+                "provider": name, "account": account, "since": since.isoformat(), "requests": usage.requests,
                 "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                 "cost_usd": round(usage.cost_usd, 6), "estimated": usage.estimated,
                 "limits": None, "percent": None, "alert": None, "resets_at": None, "resets_in": None,
@@ -115,7 +127,7 @@ def render_quota(rows: list[dict[str, Any]]) -> str:
         if r["estimated"]:
             used += "~"
         pct = "-" if r["percent"] is None else f"{r['percent']:.1f}"
-        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {r['resets_in'] or 'unlimited'}"
+        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {r['resets_in'] or 'no quota (last 7 days)'}"
         if r["cooldown_until"]:
             line += f"  cooling down until {r['cooldown_until']} ({r['cooldown_reason']})"
         lines.append(line)

@@ -223,7 +223,8 @@ class Explanation:
             lines.append("skipped:")
             for skip in d.skipped:
                 who = skip.provider + (f"/{skip.account}" if skip.account else "")
-                until = f" (until {skip.until.isoformat()})" if skip.until else ""
+                shown = skip.until.isoformat() if skip.until else ""
+                until = f" (until {shown})" if shown and shown not in skip.reason else ""
                 lines.append(f"  {who}: {skip.reason}{until}")
         return "\n".join(lines)
 

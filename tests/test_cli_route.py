@@ -185,7 +185,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
     ([], "adws: invalid task: give the task with --task-json JSON or --github-issue FILE (- for stdin)\n"),
     (["--github-issue", "/nonexistent/issue.json"],
      "adws: invalid task: cannot read task: [Errno 2] No such file or directory: '/nonexistent/issue.json'\n"),
-    (["--task-json", "{}", "--at", "yesterday"], "adws: invalid task: --at: not an ISO 8601 time: 'yesterday'\n"),
+    (["--task-json", "{}", "--at", "yesterday"], "adws: --at: not an ISO 8601 time: 'yesterday'\n"),
 ])
 def test_bad_task_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     code, out, err = adws(capsys, "route", "--config", CONFIG, "--json", *args)

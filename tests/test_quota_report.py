@@ -107,7 +107,7 @@ def test_quota_text(config: str, capsys: pytest.CaptureFixture[str]) -> None:
         "  cooling down until 2026-11-18T16:00:00+00:00 (rate_limited)",
         "antigravity/ag-4            501,000 tok/500,000  100.2  exhausted        3d 11h00m",
         "copilot                               50/50 req  100.0  exhausted        12d 11h00m",
-        "cline                                     0 tok      -                   unlimited",
+        "cline                                     0 tok      -                   no quota (last 7 days)",
         "opencode                     96,000 tok/100,000   96.0  >= 95%           3h00m",
         "(~ = includes estimated usage)",
         "",
@@ -122,8 +122,8 @@ def test_quota_json_rows(config: str, capsys: pytest.CaptureFixture[str]) -> Non
     ]
     by = {(r["provider"], r["account"]): r for r in rows}
     assert by[("antigravity", "ag-3")] == {
-        "provider": "antigravity", "account": "ag-3", "requests": 12, "input_tokens": 470_000,
-        "output_tokens": 10_000, "cost_usd": 0.0, "estimated": False,
+        "provider": "antigravity", "account": "ag-3", "since": "2026-11-15T00:00:00+00:00", "requests": 12,
+        "input_tokens": 470_000, "output_tokens": 10_000, "cost_usd": 0.0, "estimated": False,
         "limits": {"tokens": 500_000, "requests": None, "cost_usd": None},
         "percent": 96.0, "alert": "blocked (>= 95%)",
         "resets_at": "2026-11-22T00:00:00+00:00", "resets_in": "3d 11h00m",
@@ -158,9 +158,32 @@ def test_quota_after_the_weekly_reset(config: str, capsys: pytest.CaptureFixture
 
 def test_quota_bad_at_is_a_usage_error(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quota", "--config", config, "--at", "yesterday"]) == 2
-    assert capsys.readouterr().err == "adws: invalid task: --at: not an ISO 8601 time: 'yesterday'\n"
+    assert capsys.readouterr().err == "adws: --at: not an ISO 8601 time: 'yesterday'\n"
 
 
 def test_quota_at_without_offset_is_read_in_the_routing_timezone(
         config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert quota_json(capsys, config, at="2026-11-18T13:00:00") == quota_json(capsys, config)
+
+
+def test_usage_without_a_quota_is_shown_and_later_usage_is_not_counted(
+        config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = open_store("sqlite", str(tmp_path / "state.sqlite3"))
+    store.record_usage(UsageRecord("cline", "default", AT - timedelta(days=2), Usage(5, 1_000, 500)))
+    store.record_usage(UsageRecord("cline", "default", AT - timedelta(days=9), Usage(7, 1, 1)))  # over a week ago
+    store.record_usage(UsageRecord("antigravity", "ag-1", AT + timedelta(hours=1), Usage(9, 9, 9)))  # after --at
+    store.close()
+    by = {(r["provider"], r["account"]): r for r in quota_json(capsys, config)}
+    assert (by[("cline", "default")]["requests"], by[("cline", "default")]["since"]) == (
+        5, "2026-11-11T13:00:00+00:00")
+    assert by[("antigravity", "ag-1")]["requests"] == 3
+
+
+def test_quota_creates_no_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "fresh.sqlite3"))
+    rows = quota_json(capsys, str(path))
+    assert all(r["requests"] == 0 for r in rows)
+    assert not (tmp_path / "fresh.sqlite3").exists()
