@@ -247,6 +247,17 @@ context_window = 8000
 """
 
 INLINE_CASES: list[tuple[str, str, list[str]]] = [
+    ("a rule variable no template reads", '[[routing.rules]]\nname = "r"\nprovider = "local"\n'
+     'vars = { modle = "x" }\n',
+     ['routing.rules[0] (name="r") → vars → modle: no command template reads "modle" (did you mean "model"?), '
+      "so it would have no effect"]),
+    ("a specialization label that is a near miss", '[routing.intake.specialization_labels]\n"docs" = "doc"\n',
+     ['routing.intake.specialization_labels → docs: unknown specialization "doc" (did you mean "docs"?); a new '
+      "one needs a name that is not a near miss of a known one"]),
+    ("a keyword specialization that is a near miss", '[routing.intake.specialization_keywords]\n'
+     'reasonin = ["why"]\n',
+     ['routing.intake.specialization_keywords → reasonin: unknown specialization "reasonin" (did you mean '
+      '"reasoning"?); a new one needs a name that is not a near miss of a known one']),
     ("rule without a target", '[[routing.rules]]\nname = "a"\n',
      ['routing.rules[0] (name="a"): the rule has no target: give `provider`, `model` or `chain`']),
     ("empty rule name", '[[routing.rules]]\nname = ""\nprovider = "cline"\n',

@@ -35,7 +35,7 @@ timezone = "{timezone}"
 # gamma: one small model.
 PROVIDERS = """
 [providers.alpha]
-command_template = ["alpha-cli", "--model", "{{ model }}"]
+command_template = ["alpha-cli", "--model", "{{ model }}", "--effort", "{{ effort }}"]
 prompt = "stdin"
 vars = { effort = "low" }
 [providers.alpha.models.small]

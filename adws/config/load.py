@@ -358,12 +358,25 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
         # Whole words, case-insensitive: "design" must not fire on "redesigned"? It should: \b only at the start.
         pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in cleaned) + r")", re.IGNORECASE)
         keywords.append((spec.lower(), pattern))
-    known = set(BASE_SPECIALIZATIONS) | {it.default_specialization} | {s for _, s in spec_labels}
-    known |= {s for s, _ in keywords}
+    scored = set(BASE_SPECIALIZATIONS)
     for p in providers.values():
-        known |= set(p.scores)
+        scored |= set(p.scores)
         for m in p.models.values():
-            known |= set(m.scores)
+            scored |= set(m.scores)
+    # A specialization that intake introduces is allowed (it falls back to `general` scores), but one a letter
+    # away from a known name is a typo that would silently route elsewhere: refuse it with a suggestion.
+    introduced: list[tuple[Loc, str]] = [
+        (("routing", "intake", "default_specialization"), it.default_specialization.lower())]
+    introduced += [(("routing", "intake", "specialization_labels", label), spec.lower())
+                   for label, spec in it.specialization_labels.items()]
+    introduced += [(("routing", "intake", "specialization_keywords", spec), spec.lower())
+                   for spec in it.specialization_keywords]
+    for where, spec in introduced:
+        hint = suggest(spec, scored)
+        if spec not in scored and hint:
+            check.add(where, f'unknown specialization "{spec}"{hint}; a new one needs a name that is not a near '
+                      "miss of a known one")
+    known = scored | {spec for _, spec in introduced}
     return IntakeSpec(
         priority_labels={k.lower(): v for k, v in it.priority_labels.items()},
         priority_numbers=tuple(it.priority_numbers), default_priority=it.default_priority,
@@ -381,6 +394,19 @@ def _exact_labels(spec_labels: list[tuple[LabelSet, str]]) -> dict[str, tuple[in
         for label in label_set.exact:
             exact.setdefault(label, (order, spec))
     return exact
+
+
+def _check_rule_vars(rules: list[RuleConfig], providers: Mapping[str, ProviderSpec], check: _Checker) -> None:
+    """A rule's `vars` entry that no template reads has no effect: most likely a typo (`thinkin_budget`)."""
+    read: set[str] = set()
+    for p in providers.values():
+        for source in (*p.command, *p.env.values(), *(v for a in p.accounts for v in a.env.values())):
+            read |= variables_of(source) or set()
+    for i, rule in enumerate(rules):
+        for name in rule.vars:
+            if name not in read:
+                check.add(("routing", "rules", i, "vars", name),
+                          f'no command template reads "{name}"{suggest(name, read)}, so it would have no effect')
 
 
 def _provider_for_model(model: str, providers: Mapping[str, ProviderSpec]) -> list[str]:
@@ -598,6 +624,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         seen.setdefault(name, i)
         rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
     rules.sort(key=lambda rule: (-rule.priority, rule.order))
+    _check_rule_vars(routing.rules, providers, check)
 
     breaker_cooldown = check.guard(("routing", "circuit_breaker", "cooldown"),
                                    lambda: parse_duration(routing.circuit_breaker.cooldown))

@@ -22,6 +22,8 @@ _HEADERS: tuple[tuple[str, ...], ...] = (
     ("routing",),
     ("routing", "rules", "#"),
     ("routing", "intake"),
+    ("routing", "intake", "specialization_labels"),
+    ("routing", "intake", "specialization_keywords"),
     ("routing", "retry"),
     ("routing", "circuit_breaker"),
     ("routing", "actions"),
