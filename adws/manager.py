@@ -234,6 +234,11 @@ class ProviderManager:
         ))
         now = self.clock()
         parsed = parse_output(provider.output_format, outcome.stdout_tail, now)
+        if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
+            # Some CLIs (Gemini's JSON mode) print their structured error on stderr instead.
+            on_stderr = parse_output(provider.output_format, outcome.stderr_tail, now)
+            if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None:
+                parsed = on_stderr
         verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
         usage = None
         if outcome.spawn_error is None:

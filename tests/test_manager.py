@@ -381,3 +381,24 @@ def test_a_provider_without_models_whose_command_needs_one_is_a_clear_error(
     assert result.attempts[-1].reason == (
         "provider backup declares no models and nothing chose one, but its command uses {{ model }}: declare "
         "[providers.backup.models.ID] or set the model in the rule or routing.default_model")
+
+
+def test_gemini_json_error_on_stderr_is_read(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = """
+[routing]
+chain = ["gemini", "backup"]
+[providers.gemini]
+command_template = ["gemini", "-p", "{{ prompt }}", "--output-format", "json"]
+prompt = "arg"
+output_format = "gemini-json"
+[providers.backup]
+command_template = ["copilot", "-p", "{{ prompt }}", "--output-format", "json"]
+prompt = "arg"
+output_format = "copilot-json"
+"""
+    engine = make_engine(fake_env(tmp_path, gemini="limit_reset", copilot="success"), text)
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    first = result.attempts[0]
+    assert first.outcome in ("rate_limited", "quota_exhausted") and first.reset_at is not None
+    assert "(HTTP 429)" in first.reason  # the parser's reading of the JSON error, not only a regex over stderr
+    assert result.success
