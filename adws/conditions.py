@@ -571,6 +571,9 @@ def compile_conditions(table: Mapping[str, Any]) -> tuple[list[Condition], list[
             name = key[len("attrs."):]
             add((key,), lambda name=name, value=value: compile_attr(name, value))  # type: ignore[misc]
         else:
-            errors.append(ConditionError((key,), f'unknown condition "{key}"{suggest(key, KEYS)}; '
+            head, dot, rest = key.partition(".")
+            hint = suggest(key, KEYS) or (suggest(head, ["attrs"]).replace('"attrs"', f'"attrs.{rest}"')
+                                          if dot and rest else "")
+            errors.append(ConditionError((key,), f'unknown condition "{key}"{hint}; '
                                          f"allowed: {', '.join(KEYS)}, attrs.NAME"))
     return conditions, errors

@@ -581,3 +581,15 @@ def test_legacy_routing_disabled_uses_the_defaults() -> None:
     assert decision.rule == "default"
     assert [(step.provider, step.model) for step in decision.plan] == [
         ("claude", "sonnet"), ("gemini", None), ("ollama", None)]
+
+
+def test_timezone_in_the_wrong_case_gets_a_suggestion() -> None:
+    assert problems_of(BASE.replace('[routing]\n', '[routing]\ntimezone = "europe/berlin"\n', 1)) == [
+        'routing → timezone: unknown timezone "europe/berlin" (did you mean "Europe/Berlin"?)']
+
+
+def test_attr_instead_of_attrs_gets_a_suggestion() -> None:
+    text = BASE + '[[routing.rules]]\nname = "r"\nprovider = "local"\nconditions = { "attr.offline" = true }\n'
+    [problem] = problems_of(text)
+    assert problem.startswith('routing.rules[0] (name="r") → conditions → "attr.offline": unknown condition '
+                              '"attr.offline" (did you mean "attrs.offline"?); allowed: ')

@@ -589,7 +589,10 @@ def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         zones = available_timezones()
-        check.add(loc, f'unknown timezone "{name}"' + (suggest(name, zones) or
+        # Case slips ("utc", "europe/berlin") are the common typo; difflib alone does not see them.
+        same_case = [z for z in zones if z.lower() == name.lower()]
+        hint = f' (did you mean "{same_case[0]}"?)' if same_case else suggest(name, zones)
+        check.add(loc, f'unknown timezone "{name}"' + (hint or
                                                         ': use an IANA name such as "UTC" or "Europe/Berlin"'))
         return None
 
