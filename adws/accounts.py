@@ -7,6 +7,10 @@ window's start moves with the clock; its snapshot is reused for up to `ROLLING_R
 only over-count usage (old records drop out a little late), never under-count it. A `now` earlier than the
 snapshot's (callers pass `now` explicitly) always re-reads: the snapshot has already dropped the cooldowns and
 window records that ended before its own time.
+
+Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
+the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
+and like a cooldown's end it makes the next decision after it recompute.
 """
 
 from __future__ import annotations
@@ -139,6 +143,7 @@ class StatefulAccounts:
         self._expires_ts: float | None = None
         self._cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._breakers: dict[str, BreakerState] = {}
+        self._slots: dict[str, tuple[datetime, ...]] = {}  # live lease ends per provider, soonest first
         self._providers = providers or {}
         # Accounts grouped by the quota that governs them, so each period start is computed once.
         groups: dict[int, tuple[QuotaSpec, list[tuple[str, str]]]] = {}
@@ -194,6 +199,7 @@ class StatefulAccounts:
         self._usage, self._starts, self._read_ts = usage, starts, ts
         self._cooldowns = self.store.cooldowns(now)
         self._breakers = self.store.breakers()
+        self._slots = self.store.active_slots(now)
         self._version = self.store.version()
         self._fresh_until = self._fresh_limit(now)
         self._invalidate(now)
@@ -227,6 +233,9 @@ class StatefulAccounts:
         ends = [c.until for c in self._cooldowns.values() if c.until > now]
         ends += [b.opened_at + self.breaker_cooldown for b in self._breakers.values()
                  if b.state == "open" and b.opened_at is not None and b.opened_at + self.breaker_cooldown > now]
+        # Leases are normally released (a write) long before they end, so only a dead holder's lease gets here.
+        ends += [next(e for e in lease_ends if e > now) for lease_ends in self._slots.values()
+                 if lease_ends and lease_ends[-1] > now]
         self._expires = min(ends, default=None)
         self._expires_ts = self._expires.timestamp() if self._expires is not None else None
 
@@ -258,13 +267,21 @@ class StatefulAccounts:
 
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None:
         state = self._breakers.get(provider.name)
-        if state is None or state.state != "open" or state.opened_at is None:
+        if state is not None and state.state == "open" and state.opened_at is not None:
+            probe_at = state.opened_at + self.breaker_cooldown
+            if now < probe_at:  # from probe_at on it is half-open: one attempt may probe it
+                return (f"circuit open after {state.failures} infrastructure failures; "
+                        f"probed again at {probe_at.isoformat()}")
+        return self._busy(provider, now)
+
+    def _busy(self, provider: ProviderSpec, now: datetime) -> str | None:
+        """Why every max_concurrency slot is taken, or None. The manager's acquire_slot is what enforces the
+        limit; this only keeps a full provider out of the plan (and shows it in `skipped`)."""
+        limit = provider.max_concurrency
+        if limit is None:
             return None
-        probe_at = state.opened_at + self.breaker_cooldown
-        if now >= probe_at:
-            return None  # half-open: one attempt may probe it
-        return (f"circuit open after {state.failures} infrastructure failures; "
-                f"probed again at {probe_at.isoformat()}")
+        held = sum(1 for end in self._slots.get(provider.name, ()) if end > now)
+        return f"busy: {held} of {limit} slots in use" if held >= limit else None
 
     def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking:
         """Eligible accounts in strategy order, and the skipped ones with why. Cached per state snapshot."""

@@ -4,6 +4,11 @@ For each attempt: render the provider's command and environment, run it (adws.ru
 (adws.parsers), classify it (adws.classify), record usage, cooldowns and breaker state (adws.state), then take
 the class's declared action: `next_account`, `next_tier`, `retry` (bounded, with backoff) or `stop`.
 The walk only ever moves forward through the plan, so it cannot loop or exceed it.
+
+A provider with `max_concurrency` runs each attempt under a slot leased from the shared store, so the limit
+holds across coordinator processes. When every slot is taken the attempt is not started: it is recorded as
+`unavailable` ("busy: ...") and the walk moves to the next tier, without touching usage, cooldowns or the
+circuit breaker (a busy provider is healthy).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import os
 import re
 import secrets as _secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +41,9 @@ from adws.templates import render_argv, render_env
 MAX_ARG_BYTES = 128 * 1024
 # A limit without an announced reset and without a quota schedule cools the account for this long.
 DEFAULT_LIMIT_COOLDOWN = timedelta(minutes=15)
+# A slot lease outlives the longest an attempt can run (timeout, then kill grace) by this much: a coordinator
+# killed mid-run frees its slot at most this long after its attempt would have ended.
+SLOT_LEASE_MARGIN = timedelta(seconds=60)
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 
 Runner = Callable[[RunRequest], RunOutcome]
@@ -143,9 +152,13 @@ class ProviderManager:
             index, retries = 0, 0
             while index < len(accounts):
                 account = accounts[index]
-                attempt, parsed_text, output_file = self._attempt(
-                    task, decision, step, provider, account, prompt, workdir, run_dir,
-                    f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account or 'default'}")
+                with self._slot(provider) as free:
+                    if not free:
+                        result.attempts.append(self._busy(step, provider, account))
+                        break  # next_tier whatever the actions say: nothing ran, nothing failed
+                    attempt, parsed_text, output_file = self._attempt(
+                        task, decision, step, provider, account, prompt, workdir, run_dir,
+                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account or 'default'}")
                 result.attempts.append(attempt)
                 if provider.account_strategy == "round_robin" and self.store is not None and account is not None:
                     # The next task starts after the account this one really used, not merely one further on.
@@ -177,6 +190,34 @@ class ProviderManager:
                 break  # next_tier
         result.message = f"plan spent after {len(result.attempts)} attempt(s); last: {result.attempts[-1].reason}"
         return result
+
+    # -- concurrency slots ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _slot(self, provider: ProviderSpec) -> Iterator[bool]:
+        """Hold one of the provider's max_concurrency slots for the block; yields False when all are taken.
+
+        The slot is released on the way out, whatever the block raised.
+        """
+        limit = provider.max_concurrency
+        if limit is None or self.store is None:
+            yield True
+            return
+        holder = f"{os.getpid()}-{_secrets.token_hex(6)}"  # unique per attempt, readable in the store
+        now = self.clock()
+        until = now + timedelta(seconds=provider.timeout + provider.kill_grace) + SLOT_LEASE_MARGIN
+        if not self.store.acquire_slot(provider.name, holder, limit, now, until):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self.store.release_slot(provider.name, holder)
+
+    def _busy(self, step: Step, provider: ProviderSpec, account: str | None) -> Attempt:
+        reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
+        return Attempt(provider.name, step.model, account, OutcomeClass.UNAVAILABLE.value, reason, None, None, 0,
+                       None, [], self.clock(), "next_tier")
 
     # -- one attempt --------------------------------------------------------------------------------------
 

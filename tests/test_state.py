@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -256,6 +257,84 @@ def test_breaker_state_is_validated() -> None:
     assert str(exc.value) == "breaker state must be one of closed, open, half_open, got 'half-open'"
 
 
+# -- concurrency slots -----------------------------------------------------------------------------
+
+
+def test_slots_are_leased_up_to_the_limit_then_refused(store: StateStore) -> None:
+    end = T0 + timedelta(minutes=30)
+    assert store.active_slots(T0) == {}
+    assert store.acquire_slot("p", "h1", 2, T0, end)
+    assert store.acquire_slot("p", "h2", 2, T0, end + timedelta(minutes=1))
+    assert not store.acquire_slot("p", "h3", 2, T0, end)
+    assert store.acquire_slot("other", "h3", 1, T0, end)  # limits are per provider
+    assert store.active_slots(T0) == {"p": (end, end + timedelta(minutes=1)), "other": (end,)}
+
+    store.release_slot("p", "h1")
+    assert store.active_slots(T0) == {"p": (end + timedelta(minutes=1),), "other": (end,)}
+    assert store.acquire_slot("p", "h3", 2, T0, end)
+    assert not store.acquire_slot("p", "h4", 2, T0, end)
+
+
+def test_slot_lease_that_ended_is_reclaimed(store: StateStore) -> None:
+    end = T0 + timedelta(minutes=1)
+    assert store.acquire_slot("p", "dead", 1, T0, end)  # its holder never releases it
+    assert not store.acquire_slot("p", "live", 1, end - timedelta(microseconds=1), end + timedelta(minutes=1))
+    assert store.active_slots(end - timedelta(microseconds=1)) == {"p": (end,)}
+    assert store.active_slots(end) == {}  # until <= now: ended
+
+    assert store.acquire_slot("p", "live", 1, end, end + timedelta(minutes=1))
+    assert store.active_slots(T0) == {"p": (end + timedelta(minutes=1),)}  # the dead lease is gone
+
+
+def test_slot_holder_renews_its_own_lease_and_release_is_idempotent(store: StateStore) -> None:
+    assert store.acquire_slot("p", "h", 1, T0, T0 + timedelta(minutes=1))
+    assert store.acquire_slot("p", "h", 1, T0, T0 + timedelta(minutes=5))
+    assert store.active_slots(T0) == {"p": (T0 + timedelta(minutes=5),)}
+    store.release_slot("p", "h")
+    store.release_slot("p", "h")
+    store.release_slot("never", "held")
+    assert store.active_slots(T0) == {}
+
+
+def test_slot_arguments_are_validated(store: StateStore) -> None:
+    later = T0 + timedelta(minutes=1)
+    with pytest.raises(ValueError) as exc:
+        store.acquire_slot("p", "h", 0, T0, later)
+    assert str(exc.value) == "slot limit must be >= 1, got 0"
+    with pytest.raises(ValueError) as exc:
+        store.acquire_slot("p", "h", 1, T0, T0)
+    assert str(exc.value) == (
+        "a lease must end after now: until 2025-03-02T12:00:00+00:00 <= now 2025-03-02T12:00:00+00:00"
+    )
+    with pytest.raises(ValueError) as exc:
+        store.acquire_slot("p", "h", 1, datetime(2025, 3, 2, 12, 0), later)
+    assert str(exc.value) == "now must be timezone-aware, got naive datetime 2025-03-02T12:00:00"
+    assert store.active_slots(T0) == {}
+
+
+def test_sqlite_connections_racing_for_slots_take_exactly_the_limit(tmp_path: Path) -> None:
+    # One connection per thread is what one process each would have: BEGIN IMMEDIATE serializes them all.
+    path = str(tmp_path / "slots.sqlite3")
+    SqliteStore(path).close()
+    racers, limit = 8, 3
+    start = threading.Barrier(racers)
+    got: list[bool] = []
+
+    def race(n: int) -> None:
+        with SqliteStore(path) as mine:
+            start.wait()
+            got.append(mine.acquire_slot("p", f"h{n}", limit, T0, T0 + timedelta(minutes=1)))
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(got) == [False] * (racers - limit) + [True] * limit
+    with SqliteStore(path) as store:
+        assert len(store.active_slots(T0)["p"]) == limit
+
+
 # -- change detection ------------------------------------------------------------------------------
 
 
@@ -264,6 +343,7 @@ def test_version_changes_after_each_write_and_only_then(store: StateStore) -> No
     assert store.version() == first
     store.usage_totals({"p": T0})
     store.get_breaker("p")
+    store.active_slots(T0)
     assert store.version() == first
 
     seen = {first}
@@ -273,6 +353,8 @@ def test_version_changes_after_each_write_and_only_then(store: StateStore) -> No
         lambda: store.next_cursor("k"),
         lambda: store.set_sticky("k", "v"),
         lambda: store.update_breaker("p", lambda s: s),
+        lambda: store.acquire_slot("p", "h", 1, T0, T0 + timedelta(minutes=1)),
+        lambda: store.release_slot("p", "h"),
     ]
     for write in writes:
         write()
@@ -360,9 +442,31 @@ def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:
     with pytest.raises(StateStoreError) as exc:
         SqliteStore(str(path))
     assert str(exc.value) == (
-        f"state store {path} has schema version 99, this adws knows up to 1: "
+        f"state store {path} has schema version 99, this adws knows up to 2: "
         "upgrade adws or point [state] path at another file"
     )
+
+
+def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    with SqliteStore(str(path)) as old:
+        old.record_usage(rec("p", "a", T0, input_tokens=3))
+        old.set_cooldown("p", "a", Cooldown(T0 + timedelta(hours=1), "rate_limited"))
+    # What adws wrote before slots existed: the same tables without `slots`, at user_version 1.
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE slots")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    with SqliteStore(str(path)) as upgraded:
+        assert upgraded.usage_totals({"p": T0}) == {("p", "a"): Usage(requests=1, input_tokens=3)}
+        assert upgraded.cooldowns(T0) == {("p", "a"): Cooldown(T0 + timedelta(hours=1), "rate_limited")}
+        assert upgraded.acquire_slot("p", "h", 1, T0, T0 + timedelta(minutes=1))
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("SELECT provider, holder FROM slots").fetchall() == [("p", "h")]
+    conn.close()
 
 
 def test_sqlite_write_that_cannot_get_the_lock_is_a_state_store_error(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The state store contract: records, cooldowns, cursors, sticky choices and circuit breakers.
+"""The state store contract: records, cooldowns, cursors, sticky choices, circuit breakers and
+concurrency slots.
 
 Every backend (see `adws.state.STORES`) implements `StateStore`; the contract tests in
 tests/test_state.py run unchanged against each one. The shapes here are plain frozen values so a backend
@@ -85,6 +86,16 @@ class BreakerState:
             require_aware(self.opened_at, "BreakerState.opened_at")
 
 
+def check_lease(limit: int, now: datetime, until: datetime) -> tuple[float, float]:
+    """Validate acquire_slot's arguments; return `now` and `until` as epoch seconds."""
+    if limit < 1:
+        raise ValueError(f"slot limit must be >= 1, got {limit}")
+    start, end = to_epoch(now, "now"), to_epoch(until, "until")
+    if end <= start:
+        raise ValueError(f"a lease must end after now: until {until.isoformat()} <= now {now.isoformat()}")
+    return start, end
+
+
 def add_usage(total: Usage, more: Usage) -> Usage:
     """Sum two usages; the sum is estimated as soon as one part was."""
     return Usage(
@@ -154,6 +165,27 @@ class StateStore(Protocol):
         ...
 
     def breakers(self) -> dict[str, BreakerState]: ...
+
+    def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
+        """Atomically: forget the provider's leases that ended (`until <= now`), then lease a slot to `holder`
+        until `until` if fewer than `limit` are live. False, and nothing leased, when the provider is full.
+
+        Leases expire so that a coordinator killed mid-run never holds a slot forever. A holder that already
+        has a lease renews it (its own lease does not count against it).
+        """
+        ...
+
+    def release_slot(self, provider: str, holder: str) -> None:
+        """End the holder's lease; releasing one that expired or never existed is not an error."""
+        ...
+
+    def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
+        """The end of each lease still live at `now` (until > now), per provider, soonest first.
+
+        One round trip. Ends rather than a count: a reader can tell when a full provider frees up without
+        asking again (a lease whose holder died expires without any write to announce it).
+        """
+        ...
 
     def version(self) -> int:
         """A number that changes whenever any process committed a write since the previous call.

@@ -17,6 +17,7 @@ from adws.state.base import (
     Cooldown,
     UsageRecord,
     add_usage,
+    check_lease,
     from_epoch,
     to_epoch,
 )
@@ -30,6 +31,7 @@ class MemoryStore:
         self._cursors: dict[str, int] = {}
         self._sticky: dict[str, str] = {}
         self._breakers: dict[str, BreakerState] = {}
+        self._slots: dict[str, dict[str, float]] = {}  # provider -> holder -> lease end (epoch seconds)
         self._writes = 0
 
     def _wrote(self) -> None:
@@ -104,6 +106,28 @@ class MemoryStore:
 
     def breakers(self) -> dict[str, BreakerState]:
         return dict(self._breakers)
+
+    def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
+        start, end = check_lease(limit, now, until)
+        leases = self._slots.setdefault(provider, {})
+        expired = [h for h, e in leases.items() if e <= start]
+        for h in expired:
+            del leases[h]
+        taken = sum(1 for h in leases if h != holder) < limit
+        if taken:
+            leases[holder] = end
+        if taken or expired:
+            self._wrote()
+        return taken
+
+    def release_slot(self, provider: str, holder: str) -> None:
+        if self._slots.get(provider, {}).pop(holder, None) is not None:
+            self._wrote()
+
+    def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
+        limit = to_epoch(now, "now")
+        live = {p: sorted(e for e in leases.values() if e > limit) for p, leases in self._slots.items()}
+        return {p: tuple(from_epoch(e) for e in ends) for p, ends in live.items() if ends}
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.

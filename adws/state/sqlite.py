@@ -4,11 +4,12 @@ Why it is safe for several processes at once:
 - WAL mode, so readers never block the writer and a process killed mid-write leaves at most an
   uncommitted tail in the WAL that the next opener discards;
 - every write runs inside `BEGIN IMMEDIATE`, which takes the write lock before reading, so
-  read-modify-write operations (cursor, breaker) never lose an update and never hit a late
-  "database is locked" on lock upgrade;
+  read-modify-write operations (cursor, breaker, concurrency slots) never lose an update and never
+  hit a late "database is locked" on lock upgrade;
 - `busy_timeout` makes a writer wait for the lock instead of failing;
 - schema creation runs in the same kind of transaction and is guarded by `PRAGMA user_version`, so
-  processes opening a fresh file together create it exactly once.
+  processes opening a fresh file together create it exactly once. A file from an older adws is upgraded
+  in place the same way: the migrations from its version on run in one transaction (`_MIGRATIONS`).
 
 `synchronous = NORMAL`: in WAL mode a crash of the process (kill -9) loses nothing that was committed;
 only a power loss may drop the last few commits, never corrupt the file. Usage counters can afford that,
@@ -34,15 +35,15 @@ from adws.state.base import (
     Cooldown,
     StateStoreError,
     UsageRecord,
+    check_lease,
     from_epoch,
     to_epoch,
 )
 
 DEFAULT_PATH = ".adws/state.sqlite3"
-SCHEMA_VERSION = 1
 
 # Separate statements (not one script): executescript() would COMMIT our transaction first.
-_SCHEMA = (
+_SCHEMA_V1 = (
     """CREATE TABLE usage (
         id INTEGER PRIMARY KEY,
         provider TEXT NOT NULL,
@@ -76,6 +77,22 @@ _SCHEMA = (
         opened_at REAL
     ) WITHOUT ROWID""",
 )
+
+# Version 2: leases on a provider's max_concurrency slots. Keyed by provider first, so counting one
+# provider's leases reads only its slice.
+_SCHEMA_V2 = (
+    """CREATE TABLE slots (
+        provider TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (provider, holder)
+    ) WITHOUT ROWID""",
+)
+
+# What brings a file from the previous version to this one. A fresh file runs them all; a file from an
+# older adws runs the ones after its version. Only add entries: a published version never changes.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+SCHEMA_VERSION = max(_MIGRATIONS)
 
 _INSERT_USAGE = (
     "INSERT INTO usage (provider, account, at, requests, input_tokens, output_tokens, cost_usd,"
@@ -182,11 +199,12 @@ class SqliteStore:
                     f"state store {self.path} has schema version {found}, this adws knows up to "
                     f"{SCHEMA_VERSION}: upgrade adws or point [state] path at another file"
                 )
-            if found == 0:
-                # Inside BEGIN IMMEDIATE: a concurrent opener waits, then sees all of the schema.
-                for statement in _SCHEMA:
+            # Inside BEGIN IMMEDIATE: a concurrent opener waits, then sees all of the schema, and the
+            # version re-read above keeps two openers of an old file from upgrading it twice.
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -333,6 +351,38 @@ class SqliteStore:
     def breakers(self) -> dict[str, BreakerState]:
         rows = self._conn.execute("SELECT provider, state, failures, opened_at FROM breakers")
         return {p: self._breaker(s, f, o) for p, s, f, o in rows}
+
+    # -- concurrency slots -----------------------------------------------------------------------
+
+    def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
+        start, end = check_lease(limit, now, until)
+        with self._write() as conn:
+            # Count and insert under the write lock: two processes cannot both see the last free slot.
+            conn.execute("DELETE FROM slots WHERE provider = ? AND until <= ?", (provider, start))
+            (held,) = conn.execute(
+                "SELECT COUNT(*) FROM slots WHERE provider = ? AND holder != ?", (provider, holder)
+            ).fetchone()
+            taken = bool(held < limit)
+            if taken:
+                conn.execute(
+                    "INSERT INTO slots (provider, holder, until) VALUES (?, ?, ?)"
+                    " ON CONFLICT (provider, holder) DO UPDATE SET until = excluded.until",
+                    (provider, holder, end),
+                )
+        return taken
+
+    def release_slot(self, provider: str, holder: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM slots WHERE provider = ? AND holder = ?", (provider, holder))
+
+    def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
+        rows = self._conn.execute(
+            "SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (to_epoch(now, "now"),)
+        )
+        live: dict[str, list[datetime]] = {}
+        for provider, until in rows:
+            live.setdefault(provider, []).append(from_epoch(until))
+        return {provider: tuple(ends) for provider, ends in live.items()}
 
     # -- change detection ----------------------------------------------------------------------
 
