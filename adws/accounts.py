@@ -112,10 +112,6 @@ def sticky_key(provider: str, task_key: str) -> str:
     return f"sticky:{provider}:{task_key}"
 
 
-def account_names(provider: ProviderSpec) -> list[str]:
-    return [a.name for a in provider.accounts] or [DEFAULT_ACCOUNT]
-
-
 def build_period(quota: QuotaSpec) -> QuotaPeriod:
     if quota.reset is not None:
         return QuotaPeriod.cron(quota.reset, ZoneInfo(quota.timezone))
@@ -242,10 +238,6 @@ class StatefulAccounts:
     def generation(self, now: datetime) -> int:
         self._refresh(now)
         return self._generation
-
-    def usage(self, provider: str, account: str, now: datetime) -> Usage:
-        self._refresh(now)
-        return self._usage.get((provider, account), _NO_USAGE)
 
     def next_reset(self, provider: ProviderSpec, account: AccountSpec | None, now: datetime) -> datetime | None:
         quota = self.quota_of(provider, account)
