@@ -34,6 +34,7 @@ def utc_now() -> datetime:
 _RETRY_PROBES = 32  # retry counts 0-31 get their own bucket; larger ones share the last
 _CONTEXT_BUCKETS = 48  # context sizes bucketed by bit length (powers of two)
 _NO_INDEX = 0.75  # a rule admitting more than this share of a dimension is not worth indexing
+_SMALL = 25  # below this many enabled rules, a linear scan beats gathering buckets
 
 
 class RuleIndex:
@@ -45,7 +46,7 @@ class RuleIndex:
     offer a superset of the rules that match; the predicates still decide.
     """
 
-    def __init__(self, rules: Iterable[RuleSpec]) -> None:
+    def __init__(self, rules: Iterable[RuleSpec], linear_below: int = _SMALL) -> None:
         self.rules = [r for r in rules if r.enabled]
         self.by_label: dict[str, list[int]] = {}
         self.by_attr: dict[tuple[str, Any], list[int]] = {}
@@ -56,6 +57,7 @@ class RuleIndex:
         self.by_retry: dict[int, list[int]] = {}
         self.by_context: dict[int, list[int]] = {}
         self.always: list[int] = []
+        self.small = len(self.rules) < linear_below
         for pos, rule in enumerate(self.rules):
             options = [option for c in rule.conditions if (option := self._keys(c)) is not None]
             if not options:
@@ -101,6 +103,8 @@ class RuleIndex:
         return None
 
     def candidates(self, view: TaskView) -> list[RuleSpec]:
+        if self.small:
+            return self.rules  # testing a handful of rules in turn is cheaper than gathering buckets
         found = list(self.always)
         if self.by_label:
             for label in view.labels:

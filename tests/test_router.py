@@ -784,9 +784,10 @@ enabled = false
 conditions = { labels = ["bug"] }
 provider = "beta"
 """)
-    index = RuleIndex(config.rules)
+    index = RuleIndex(config.rules, linear_below=0)  # a small config is scanned linearly unless told otherwise
     names = [r.name for r in index.rules]
     assert "off" not in names
+    assert RuleIndex(config.rules).candidates(make_router(config).prepare({}, NOW)) == index.rules
     assert {names[i] for i in index.by_label["bug"]} == {"any-label"}
     assert {names[i] for i in index.by_label["crash"]} == {"any-label"}
     assert {names[i] for i in index.by_label["ready"]} == {"all-labels"}
