@@ -11,7 +11,6 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -20,7 +19,8 @@ from pydantic import ValidationError
 
 from adws.attempt import OutcomeClass
 from adws.conditions import ConditionError, LabelSet, compile_conditions, make_label_set
-from adws.config.locations import fields_at, format_loc
+from adws.config.locations import format_loc
+from adws.config.messages import pydantic_problems
 from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.errors import ConfigError, Loc, Problem, TaskError, suggest
 from adws.model import (
@@ -82,129 +82,6 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem("", f"not valid TOML: {exc}")], source) from None
-
-
-def describe(value: Any) -> str:
-    """A value as a maintainer wrote it in TOML, for "got ..." in messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a bound of 1.0 was written as 1
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (datetime, date, time)):
-        return f"the date-time {value.isoformat()}"
-    return type(value).__name__
-
-
-# What each pydantic type error expected, in TOML words. Several of them for one place come from a union.
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "list_type": "an array",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-    "datetime_type": "a date-time",
-    "datetime_parsing": "a date-time",
-}
-_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<"),
-           "less_than_equal": ("le", "<=")}
-# The tags pydantic appends to a location for each member of a union of plain types.
-_UNION_TAGS = frozenset({"str", "int", "float", "bool"})
-
-
-def _choices(err: Mapping[str, Any]) -> list[str]:
-    return re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {describe(given)}"
-    if kind in _BOUNDS:
-        key, sign = _BOUNDS[kind]
-        return f"must be {sign} {describe(ctx.get(key))}, got {describe(given)}"
-    if kind in ("too_short", "string_too_short"):
-        return "must not be empty"
-    if kind in ("enum", "literal_error"):
-        choices = _choices(err)
-        hint = suggest(given, choices) if isinstance(given, str) else ""
-        listed = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"' if len(choices) > 1 else \
-            ", ".join(f'"{c}"' for c in choices)
-        return f"expected {listed}, got {describe(given)}{hint}"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    if kind in ("value_error", "assertion_error") or isinstance(given, (dict, list)):
-        return message
-    return f"{message}, got {describe(given)}"
-
-
-def _pydantic_problems(exc: ValidationError, raw: Any) -> list[Problem]:
-    # Entries are problems, or the location of a union whose member errors are merged into one problem.
-    entries: list[Problem | Loc] = []
-    unions: dict[Loc, list[str]] = {}
-    for err in exc.errors(include_url=False):
-        loc: Loc = tuple(err["loc"])
-        kind = err["type"]
-        if loc and loc[-1] == "[key]":
-            # A dict key of the wrong kind (an outcome class in `actions`): reported like an unknown key.
-            key, table = loc[-2], loc[:-2]
-            choices = _choices(err)
-            entries.append(Problem(format_loc(table, raw), f'unknown key "{key}"{suggest(str(key), choices)}'
-                                   + (f"; allowed: {', '.join(choices)}" if choices else "")))
-        elif kind == "extra_forbidden" and loc:
-            entries.append(_unknown_key(loc, err.get("input"), raw))
-        elif loc == ("providers",) and kind in ("missing", "too_short"):
-            entries.append(Problem(format_loc((), raw), "no providers: declare at least one [providers.NAME] table "
-                                   "with its command_template"))
-        elif kind == "missing" and loc:
-            entries.append(Problem(format_loc(loc[:-1], raw), f'missing required key "{loc[-1]}"'))
-        elif len(loc) > 1 and loc[-1] in _UNION_TAGS and kind in _EXPECTED:
-            if loc[:-1] not in unions:
-                entries.append(loc[:-1])
-            unions.setdefault(loc[:-1], []).append(_EXPECTED[kind])
-        else:
-            entries.append(Problem(format_loc(loc, raw), _message(err)))
-    return [entry if isinstance(entry, Problem) else _union_problem(entry, unions[entry], raw) for entry in entries]
-
-
-def _union_problem(loc: Loc, expected: list[str], raw: Any) -> Problem:
-    words = [w for w in dict.fromkeys(expected) if not (w == "an integer" and "a number" in expected)]
-    words = ["a boolean" if w == "true or false" else w for w in words]
-    text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
-    return Problem(format_loc(loc, raw), f"expected {text}, got {describe(_at(raw, loc))}")
-
-
-def _at(raw: Any, loc: Loc) -> Any:
-    node = raw
-    for part in loc:
-        node = node[part]
-    return node
-
-
-# Top-level tables as a maintainer writes them, for the message about an unknown one.
-_SECTIONS = ("[routing]", "[[routing.rules]]", "[providers.NAME]", "[state]", "[audit]", "[run]", "[[scenarios]]",
-             "[llm]")
-
-
-def _unknown_key(loc: Loc, given: Any, raw: Any) -> Problem:
-    key, table = str(loc[-1]), loc[:-1]
-    allowed = fields_at(Config, table) or []
-    hint = suggest(key, allowed)
-    if not table:
-        what = f"unknown section [{key}]" if isinstance(given, dict) else f'unknown top-level key "{key}"'
-        return Problem(format_loc(table, raw), f"{what}{hint}; the sections are {', '.join(_SECTIONS)}")
-    # With a near miss the suggestion says it all; without one, the list of keys does.
-    return Problem(format_loc(table, raw), f'unknown key "{key}"{hint or "; allowed: " + ", ".join(allowed)}')
 
 
 class _Checker:
@@ -548,7 +425,7 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        errors, problems = exc.errors(include_url=False), _pydantic_problems(exc, raw)
+        errors, problems = exc.errors(include_url=False), pydantic_problems(exc, raw)
     else:
         return _Validated(cfg, tuple(range(len(cfg.routing.rules))), tuple(range(len(cfg.scenarios))),
                           frozenset()), []
