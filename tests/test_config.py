@@ -593,3 +593,14 @@ def test_attr_instead_of_attrs_gets_a_suggestion() -> None:
     [problem] = problems_of(text)
     assert problem.startswith('routing.rules[0] (name="r") → conditions → "attr.offline": unknown condition '
                               '"attr.offline" (did you mean "attrs.offline"?); allowed: ')
+
+
+def test_a_bad_class_does_not_hide_a_bad_regex_in_the_same_pattern() -> None:
+    text = X + 'failure_patterns = [{ regex = "(oops", class = "rate-limited" }]\n'
+    assert problems_of(text) == [
+        'providers.x.failure_patterns[0] → class: expected "success", "rate_limited", "quota_exhausted", "auth", '
+        '"context_overflow", "timeout", "crashed", "error", "bad_output" or "unavailable", got "rate-limited" '
+        '(did you mean "rate_limited"?)',
+        "providers.x.failure_patterns[0] → regex: invalid regex '(oops': missing ), unterminated subpattern at "
+        "position 0",
+    ]

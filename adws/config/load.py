@@ -104,6 +104,25 @@ class _Checker:
             return None
 
 
+def _check_raw_patterns(raw: Any, check: _Checker) -> None:
+    """Compile failure-pattern regexes from the document, so a bad regex shows even when a typo elsewhere in
+    the same provider (a bad `class`) keeps that provider out of the cross-checks."""
+    providers = raw.get("providers")
+    if not isinstance(providers, dict):
+        return
+    for name, provider in providers.items():
+        patterns = provider.get("failure_patterns") if isinstance(provider, dict) else None
+        for i, entry in enumerate(patterns if isinstance(patterns, list) else ()):
+            regex = entry.get("regex") if isinstance(entry, dict) else None
+            if isinstance(regex, str):
+                try:
+                    re.compile(regex)
+                except re.error as exc:
+                    where = f" at position {exc.pos}" if exc.pos is not None else ""
+                    check.add(("providers", name, "failure_patterns", i, "regex"),
+                              f"invalid regex {regex!r}: {exc.msg}{where}")
+
+
 def _compile_rules_conditions(raw: Any, check: _Checker) -> dict[int, tuple[Any, ...]]:
     """Compile conditions straight from the document, so their errors show even when other parts are wrong."""
     compiled: dict[int, tuple[Any, ...]] = {}
@@ -181,7 +200,12 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
     from adws.classify import compile_pattern
 
     for i, pattern in enumerate(p.failure_patterns):
-        # The same compiler the classifier uses, so what loads is exactly what runs.
+        try:
+            re.compile(pattern.regex)
+        except re.error:
+            continue  # already reported from the document by _check_raw_patterns
+        # The same compiler the classifier uses, so what loads is exactly what runs (it also refuses a regex
+        # that matches empty text).
         check.guard((*loc, "failure_patterns", i, "regex"),
                     lambda pt=pattern: compile_pattern(pt.regex, pt.outcome))  # type: ignore[misc]
     # The prompt must reach the agent the way `prompt` says, or every run would start without it.
@@ -480,6 +504,7 @@ def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
 def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str = ".") -> CompiledConfig:
     check = _Checker(raw)
     conditions = _compile_rules_conditions(raw, check)
+    _check_raw_patterns(raw, check)
     validated, structure_problems = _validate(raw)
     if validated is None:
         raise ConfigError([*structure_problems, *check.problems], source)
