@@ -230,7 +230,7 @@ def test_missing_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = adws(capsys, "check", CONFIG)
     assert (code, err) == (0, "")
-    assert out == f"{CONFIG}: OK — 5 providers, 14 rules (13 enabled), 18 scenarios\n"
+    assert out == f"{CONFIG}: OK — 5 providers, 14 rules (13 enabled), 19 scenarios\n"
     assert adws(capsys, "check", "--config", CONFIG)[0] == 0
 
 
