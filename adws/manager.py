@@ -149,6 +149,13 @@ class ProviderManager:
         for tier_index, step in enumerate(decision.plan):
             provider = self.config.providers[step.provider]
             accounts: list[str | None] = list(step.accounts) or [None]
+            names = [a.name for a in provider.accounts]
+            reserved = None
+            if provider.account_strategy == "round_robin" and self.store is not None and step.accounts:
+                # Take the turn atomically, so coordinators running at once start on different accounts.
+                start = reserved = self.store.next_cursor(cursor_key(provider.name))
+                in_turn: list[str] = sorted(step.accounts, key=lambda name: (names.index(name) - start) % len(names))
+                accounts = list(in_turn)
             index, retries = 0, 0
             while index < len(accounts):
                 account = accounts[index]
@@ -160,10 +167,10 @@ class ProviderManager:
                         task, decision, step, provider, account, prompt, workdir, run_dir,
                         f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account or 'default'}")
                 result.attempts.append(attempt)
-                if provider.account_strategy == "round_robin" and self.store is not None and account is not None:
+                if reserved is not None and account is not None and self.store is not None:
                     # The next task starts after the account this one really used, not merely one further on.
-                    position = [a.name for a in provider.accounts].index(account)
-                    self.store.set_cursor(cursor_key(provider.name), position + 1)
+                    skipped_over = (names.index(account) - reserved) % len(names)
+                    self.store.advance_cursor(cursor_key(provider.name), reserved + skipped_over + 1)
                 if attempt.outcome == OutcomeClass.SUCCESS:
                     result.success, result.final_text, result.output_file = True, parsed_text, output_file
                     result.message = f"succeeded on {step.provider}" + (f"/{account}" if account else "")

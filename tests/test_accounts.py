@@ -19,6 +19,7 @@ from adws.accounts import cursor_key, sticky_key
 from adws.attempt import Usage
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
+from adws.task import Task
 from adws.state import Cooldown, MemoryStore, StateStore, UsageRecord
 from tests.conftest import FAKES_BIN
 
@@ -148,7 +149,8 @@ def test_round_robin_rotates_across_runs_with_the_cursor_in_the_store(
     assert engine.route({"title": "t"}, now=WEDNESDAY).account == "a"
     assert engine.route({"title": "t"}, now=WEDNESDAY).account == "a"
     assert [run(engine, tmp_path, n).account for n in range(4)] == ["a", "b", "c", "a"]
-    assert engine.store.peek_cursor(cursor_key("claude")) == 1  # the position after "a", the last used
+    # The cursor counts turns (account = cursor mod 3): 4 is the position after "a", the last account used.
+    assert engine.store.peek_cursor(cursor_key("claude")) == 4
     assert engine.route({"title": "t"}, now=WEDNESDAY).plan[0].accounts == ("b", "c", "a")
 
 
@@ -158,6 +160,20 @@ def test_round_robin_is_shared_by_two_engines_on_one_sqlite_file(
     first, second = make_engine(text), make_engine(text)
     got = [run(engine, tmp_path, n).account for n, engine in enumerate([first, second, first, second, second])]
     assert got == ["a", "b", "c", "a", "b"]
+
+
+def test_round_robin_turns_are_taken_atomically_by_coordinators_running_at_once(
+        make_engine: MakeEngine, tmp_path: Path) -> None:
+    text = config_text("round_robin")
+    first, second = make_engine(text), make_engine(text)
+    task = Task(number=1, title="t")
+    # Both decide at the same moment (both would start on "a")...
+    early = first.route(task, now=WEDNESDAY)
+    assert early.account == second.route(task, now=WEDNESDAY).account == "a"
+    # ...then the second runs first; the first, running on its earlier decision, takes the next turn.
+    assert run(second, tmp_path).account == "a"
+    late = first.manager.run(task, early, prompt="p", workdir=tmp_path)
+    assert late.account == "b"
 
 
 def test_round_robin_skips_a_blocked_account_without_losing_its_turn_order(

@@ -145,8 +145,9 @@ class StateStore(Protocol):
         """Atomic fetch-and-increment across processes: returns the value before the increment (from 0)."""
         ...
 
-    def set_cursor(self, key: str, value: int) -> None:
-        """Set the cursor (round-robin: the position after the account a task really used)."""
+    def advance_cursor(self, key: str, value: int) -> None:
+        """Move the cursor forward to `value` if it is behind (never back): round robin moves it past the
+        account a task really used, while other coordinators may have moved it further already."""
         ...
 
     def peek_cursor(self, key: str) -> int: ...

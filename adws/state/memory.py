@@ -81,9 +81,10 @@ class MemoryStore:
         self._wrote()
         return value
 
-    def set_cursor(self, key: str, value: int) -> None:
-        self._cursors[key] = value
-        self._wrote()
+    def advance_cursor(self, key: str, value: int) -> None:
+        if value > self._cursors.get(key, 0):
+            self._cursors[key] = value
+            self._wrote()
 
     def peek_cursor(self, key: str) -> int:
         return self._cursors.get(key, 0)

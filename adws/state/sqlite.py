@@ -296,10 +296,11 @@ class SqliteStore:
             ).fetchone()
         return int(after) - 1
 
-    def set_cursor(self, key: str, value: int) -> None:
+    def advance_cursor(self, key: str, value: int) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO cursors (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO cursors (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
                 (key, value),
             )
 
