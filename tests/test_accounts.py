@@ -19,8 +19,8 @@ from adws.accounts import cursor_key, sticky_key
 from adws.attempt import Usage
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
-from adws.task import Task
 from adws.state import Cooldown, MemoryStore, StateStore, UsageRecord
+from adws.task import Task
 from tests.conftest import FAKES_BIN
 
 WEDNESDAY = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
@@ -172,6 +172,7 @@ def test_round_robin_turns_are_taken_atomically_by_coordinators_running_at_once(
     assert early.account == second.route(task, now=WEDNESDAY).account == "a"
     # ...then the second runs first; the first, running on its earlier decision, takes the next turn.
     assert run(second, tmp_path).account == "a"
+    assert first.store is second.store or first.store is not None  # engine.run attaches the store first
     late = first.manager.run(task, early, prompt="p", workdir=tmp_path)
     assert late.account == "b"
 
