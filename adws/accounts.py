@@ -282,6 +282,8 @@ class StatefulAccounts:
         # the answer without a new generation: which keys are present is part of the cache key.
         present = tuple(not self.availability.missing_credentials(a.api_key_env)
                         for a in provider.accounts if a.api_key_env)
+        if provider.requires_api_key and provider.api_key_env:  # accounts without a key of their own use it
+            present += (not self.availability.missing_credentials(provider.api_key_env),)
         key = (provider.name, view.task_id if provider.account_strategy == "sticky" else None, present)
         ranking = self._rankings.get(key)
         if ranking is None:

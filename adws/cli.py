@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -24,9 +25,10 @@ def _config_path(value: str | None) -> str:
 
 
 def _read_arg(value: str) -> str:
-    """JSON given inline, as @FILE, or as - for standard input."""
+    """JSON given inline, as @FILE, or as - for standard input. Raises OSError or UnicodeDecodeError."""
     if value == "-":
-        return sys.stdin.read()
+        stream = getattr(sys.stdin, "buffer", None)  # bytes, so undecodable input is our clear error
+        return stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
     if value.startswith("@"):
         return Path(value[1:]).read_text(encoding="utf-8")
     return value
@@ -46,10 +48,14 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
         text = _read_arg(source)
     except OSError as exc:
         raise TaskError([f"cannot read task: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise TaskError([f"task is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskError([f"task is not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise TaskError(["task JSON is nested too deeply"]) from None
     if not isinstance(data, dict):
         raise TaskError([f"task must be a JSON object, got {type(data).__name__}"])
     return data
@@ -126,6 +132,8 @@ def _read_prompt(args: argparse.Namespace) -> str:
         return _read_arg("@" + args.prompt_file if args.prompt_file != "-" else "-")
     except OSError as exc:
         raise TaskError([f"cannot read prompt: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise TaskError([f"prompt is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -226,23 +234,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the runner ends the agent's process group, concurrency slots are
+    # released and the audit log records what ran: the default handler would exit without any of that.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "config_opt", None):
         args.config = args.config_opt
+    previous = {}
+    if args.command == "run":
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args))
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    except TaskError as exc:
-        print(f"adws: {exc}", file=sys.stderr)
-        return 2
-    except AdwsError as exc:
+    except AdwsError as exc:  # TaskError, UsageError, StateStoreError, ...: one line, no traceback
         print(f"adws: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt as exc:
+        print(f"adws: interrupted{f' by {exc}' if str(exc) else ''}; the agent's processes were stopped",
+              file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

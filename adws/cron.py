@@ -66,6 +66,14 @@ class CronMatcher:
             and not getattr(parsed, "nth_weekday_of_month", None)
             and all(v == "*" or isinstance(v, int) for column in expanded for v in column)
         )
+        if simple and expanded[2] != ["*"] and expanded[4] == ["*"]:
+            # A day of month that no month has ("0 0 30 2 *") parses but never fires: a schedule or quota
+            # reset that never comes would silently never match. (L and # forms are left to croniter, whose
+            # own search is not reliable for them.)
+            try:
+                croniter(expr, datetime(2000, 1, 1)).get_next(datetime)
+            except Exception as exc:  # croniter raises its own error types for "no next date"
+                raise ValueError(f'"{expr}" never fires: no date matches it ({exc})') from None
         self._fallback = not simple
         if simple:
             self._minutes = _field(expanded[0])

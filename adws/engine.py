@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -18,7 +19,7 @@ from adws.errors import TaskError
 from adws.model import CompiledConfig
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_store, resolve_path
-from adws.state.base import StateStore
+from adws.state.base import StateStore, StateStoreError
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
@@ -61,7 +62,11 @@ class Engine:
         # route() is free of side effects: it reads an existing store but never creates one.
         if self._store is None and (create or Path(self.state_path).exists()):
             if create:
-                Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StateStoreError(f"cannot create the state store's directory for {self.state_path}: "
+                                          f"{exc.strerror or exc}") from None
             self._store = open_store(self.config.state_backend, self.state_path, env=self.environ)
             self.accounts.store = self._store
             if self._manager is not None:
@@ -112,7 +117,13 @@ class Engine:
             raise TaskError([f"workdir: {workdir} is not a directory"])
         self._attach(create=True)
         decision = self.router.route(task, now=now, prompt=prompt)
-        result = self.manager.run(task, decision, prompt=prompt, workdir=workdir)
+        try:
+            result = self.manager.run(task, decision, prompt=prompt, workdir=workdir)
+        except BaseException as exc:
+            partial = getattr(exc, "adws_result", None)
+            if partial is not None and self.config.audit_enabled:
+                self._audit(task, partial, prompt)  # what ran before the interruption is not lost
+            raise
         if self.config.audit_enabled:
             self._audit(task, result, prompt)
         return result
@@ -129,7 +140,12 @@ class Engine:
         }
         if self.config.audit_include_prompt:
             record["prompt"] = prompt
-        audit.append(self.config.audit_path, record)
+        try:
+            audit.append(self.config.audit_path, record)
+        except OSError as exc:
+            # The run itself is done (and maybe succeeded): report the log problem, do not lose the result.
+            print(f"adws: cannot write the audit log {self.config.audit_path}: {exc.strerror or exc}",
+                  file=sys.stderr)
 
     def close(self) -> None:
         if self._store is not None:

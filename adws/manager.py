@@ -28,7 +28,7 @@ from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cursor_key, sticky_
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import Pattern, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
-from adws.errors import RenderError
+from adws.errors import AdwsError, RenderError
 from adws.model import CompiledConfig, ProviderSpec
 from adws.parsers import parse_output
 from adws.runner import RunRequest
@@ -142,6 +142,17 @@ class ProviderManager:
     def run(self, task: Task, decision: Decision, *, prompt: str, workdir: str | os.PathLike[str]) -> Result:
         run_dir = self._run_dir(task)
         result = Result(False, decision, run_dir=str(run_dir))
+        try:
+            return self._walk(task, decision, result, run_dir, prompt, workdir)
+        except BaseException as exc:
+            # Interrupted (SIGTERM, Ctrl-C) or failed: the runner has already ended the child's process group and
+            # released its slot; the attempts so far travel with the exception so the caller can still log them.
+            result.message = f"interrupted: {type(exc).__name__}"
+            exc.adws_result = result  # type: ignore[attr-defined]
+            raise
+
+    def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
+              workdir: str | os.PathLike[str]) -> Result:
         if not decision.plan:
             result.message = "nothing to run: every tier was skipped (see decision.skipped)"
             return result
@@ -260,6 +271,16 @@ class ProviderManager:
                         "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": task.key or ""})
             secret_values += [v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 8
                               and (k in provider.env or (acc_spec is not None and k in acc_spec.env))]
+            for element in (*argv, *env.values()):
+                try:
+                    os.fsencode(element)
+                except UnicodeEncodeError:
+                    raise RenderError("the command or its environment holds text that cannot be encoded "
+                                      "(a lone surrogate): clean the task text or the prompt") from None
+                if "\x00" in element:
+                    raise RenderError("the command or its environment holds a NUL byte, which no program can "
+                                      "receive in an argument: remove it from the task text or the prompt, or "
+                                      "send the prompt by stdin or file") from None
             for element in argv:
                 if len(element.encode("utf-8", "surrogateescape")) > MAX_ARG_BYTES:
                     raise RenderError(
@@ -347,8 +368,12 @@ class ProviderManager:
         stamp = self.clock().strftime("%Y%m%dT%H%M%S")
         name = f"{stamp}-{_safe(task.key or 'task')}-{_secrets.token_hex(3)}"
         path = Path(self.config.run_dir) / name
-        path.mkdir(parents=True, exist_ok=True)
-        _prune(Path(self.config.run_dir), self.config.keep_runs)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AdwsError(f"cannot create the run directory {path} ([run] dir): {exc.strerror or exc}") from None
+        longest = max((p.timeout + p.kill_grace for p in self.config.providers.values()), default=0.0)
+        _prune(Path(self.config.run_dir), self.config.keep_runs, busy_for=longest + 60)
         return path
 
 
@@ -363,22 +388,30 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80] or "_"
 
 
-def _prune(root: Path, keep: int) -> None:
+def _prune(root: Path, keep: int, busy_for: float) -> None:
     """Keep the newest `keep` run directories (names start with a timestamp, so names sort by age).
 
-    Called once per task: scandir and plain string sorting keep it well under a millisecond.
+    A directory changed within the last `busy_for` seconds may belong to a run still going in another
+    process, so it is never removed. Called once per task: scandir and string sorting keep it cheap.
     """
     import shutil
+    import time as _time
 
     if keep <= 0:
         return
     try:
         with os.scandir(root) as entries:
-            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+            found = [(e.name, e) for e in entries if e.is_dir(follow_symlinks=False)]
     except OSError:
         return
-    if len(names) <= keep:
+    if len(found) <= keep:
         return
-    names.sort()
-    for name in names[:-keep]:
+    found.sort(key=lambda item: item[0])
+    cutoff = _time.time() - busy_for
+    for name, entry in found[:-keep]:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                break  # names sort by start time: the ones after this are at least as recent
+        except OSError:
+            continue
         shutil.rmtree(root / name, ignore_errors=True)

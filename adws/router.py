@@ -309,8 +309,8 @@ class ModelRouter:
         wanted: tuple[str, str] | None = None
         if intake.override_label_prefix:
             for label in task.labels:
-                if label.lower().startswith(intake.override_label_prefix):
-                    wanted = (label[len(intake.override_label_prefix):], f'label "{label}"')
+                if label.strip().lower().startswith(intake.override_label_prefix):
+                    wanted = (label.strip()[len(intake.override_label_prefix):], f'label "{label}"')
         if intake.force_attr and intake.force_attr in task.attrs:
             value = task.attrs[intake.force_attr]
             if not isinstance(value, str):
@@ -326,6 +326,9 @@ class ModelRouter:
             raise TaskError([f'{source}: unknown provider "{name}"{suggest(name, self.config.providers)}; '
                              f"providers: {', '.join(self.config.providers)}"])
         spec = self.config.providers[provider]
+        if model and spec.models and model not in spec.models:
+            # Labels are case-insensitive on GitHub; a model id that differs only in case is the same model.
+            model = next((m for m in spec.models if m.lower() == model.lower()), model)
         if model and spec.models and model not in spec.models:
             raise TaskError([f'{source}: provider "{provider}" has no model "{model}"{suggest(model, spec.models)}; '
                              f"its models: {', '.join(spec.models)}"])

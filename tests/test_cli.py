@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from adws import __version__
@@ -35,3 +37,34 @@ def test_dir_lists_the_public_names() -> None:
     import adws
 
     assert {"load", "Engine", "Task", "ModelRouter", "ProviderManager"} <= set(dir(adws))
+
+
+def test_unreadable_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "prompt.md"
+    bad.write_bytes(b"fix \xff it")
+    assert main(["run", "--config", CONFIG, "--task-json", "{}", "--prompt-file", str(bad)]) == 2
+    assert capsys.readouterr().err == "adws: invalid task: prompt is not UTF-8 text: invalid start byte at byte 4\n"
+    deep = "[" * 100_000 + "]" * 100_000
+    assert main(["route", "--config", CONFIG, "--task-json", deep]) == 2
+    assert capsys.readouterr().err == "adws: invalid task: task JSON is nested too deeply\n"
+
+
+def test_an_unwritable_audit_log_does_not_lose_a_finished_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import os
+
+    from tests.conftest import FAKES_BIN
+
+    (tmp_path / "audit.jsonl").mkdir()  # a directory where the log file should be
+    config = tmp_path / "config.toml"
+    config.write_text('[providers.c]\ncommand_template = ["copilot", "-p", "{{ prompt }}", "--output-format", '
+                      '"json"]\nprompt = "arg"\noutput_format = "copilot-json"\n[audit]\npath = "audit.jsonl"\n')
+    (tmp_path / "p.md").write_text("Fix it")
+    monkeypatch.setenv("PATH", f"{FAKES_BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
+    code = main(["run", "--config", str(config), "--task-json", "{}", "--prompt-file", str(tmp_path / "p.md"),
+                 "--workdir", str(tmp_path), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out)["success"] is True
+    assert err.startswith(f"adws: cannot write the audit log {tmp_path / 'audit.jsonl'}: ")

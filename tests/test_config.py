@@ -604,3 +604,13 @@ def test_a_bad_class_does_not_hide_a_bad_regex_in_the_same_pattern() -> None:
         "providers.x.failure_patterns[0] → regex: invalid regex '(oops': missing ), unterminated subpattern at "
         "position 0",
     ]
+
+
+def test_cron_expressions_that_never_fire_are_refused() -> None:
+    text = BASE + ('[[routing.rules]]\nname = "r"\nprovider = "local"\nconditions = { schedule = "0 0 30 2 *" }\n'
+                   '[providers.local.quota]\ntokens = 5\nreset = "* * 31 4 *"\n')
+    assert problems_of(text) == [
+        'routing.rules[0] (name="r") → conditions → schedule: "0 0 30 2 *" never fires: no date matches it '
+        "(failed to find next date)",
+        'providers.local.quota → reset: "* * 31 4 *" never fires: no date matches it (failed to find next date)',
+    ]

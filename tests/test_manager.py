@@ -402,3 +402,32 @@ output_format = "copilot-json"
     assert first.outcome in ("rate_limited", "quota_exhausted") and first.reset_at is not None
     assert "(HTTP 429)" in first.reason  # the parser's reading of the JSON error, not only a regex over stderr
     assert result.success
+
+
+def test_a_nul_byte_in_the_prompt_is_an_error_not_an_infrastructure_failure(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="auth", copilot="success"))
+    for _ in range(3):
+        result = engine.run({"title": "t"}, prompt="fix\x00this", workdir=tmp_path)
+        assert result.attempts[-1].provider == "backup" and result.attempts[-1].outcome == "error"
+        assert result.attempts[-1].reason.startswith("the command or its environment holds a NUL byte")
+    assert engine.store.get_breaker("backup").failures == 0
+    assert engine.route({"title": "t"}).skipped == []
+
+
+def test_override_label_tolerates_spaces_and_model_case(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine(fake_env(tmp_path))
+    decision = engine.route({"title": "t", "labels": [" Route:Copilot/Haiku-4.5 "]})
+    assert (decision.rule, decision.provider, decision.model) == ("override", "copilot", "haiku-4.5")
+
+
+def test_setting_the_providers_key_between_decisions_frees_accounts_without_their_own(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    text = CLAUDE_CONFIG.replace('api_key_env = "ANTHROPIC_API_KEY"',
+                                 'api_key_env = "ANTHROPIC_API_KEY"\nrequires_api_key = true').replace(
+        'name = "b"\napi_key_env = "KEY_B"', 'name = "b"').replace("TIMEOUT", "30")
+    env = {**fake_env(tmp_path), "KEY_A": "sk-secret-aaaaaaaa"}
+    engine = make_engine(env, text)
+    assert engine.route({"title": "t"}).plan[0].accounts == ("a",)
+    env["ANTHROPIC_API_KEY"] = "sk-secret-provider"
+    assert engine.route({"title": "t"}).plan[0].accounts == ("a", "b")
