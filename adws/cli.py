@@ -149,6 +149,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for i, a in enumerate(result.attempts, 1):
             who = a.provider + (f"/{a.account}" if a.account else "")
             print(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}")
+        if not result.attempts:  # nothing ran: say why each tier was left out
+            for skip in result.decision.skipped:
+                print(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "") + f": {skip.reason}")
         print(("OK: " if result.success else "FAILED: ") + result.message)
     return 0 if result.success else 1
 

@@ -121,13 +121,16 @@ def render_quota(rows: list[dict[str, Any]]) -> str:
         who = r["provider"] + ("" if r["account"] == DEFAULT_ACCOUNT else f"/{r['account']}")
         tokens = r["input_tokens"] + r["output_tokens"]
         limits = r["limits"] or {}
-        used = f"{tokens:,} tok" + (f"/{limits['tokens']:,}" if limits.get("tokens") else "")
+        parts = []
+        if limits.get("tokens") or not limits.get("requests"):
+            parts.append(f"{tokens:,} tok" + (f"/{limits['tokens']:,}" if limits.get("tokens") else ""))
         if limits.get("requests"):
-            used = f"{r['requests']}/{limits['requests']} req"
-        if r["estimated"]:
-            used += "~"
+            parts.append(f"{r['requests']}/{limits['requests']} req")
+        used = ", ".join(parts) + ("~" if r["estimated"] else "")
         pct = "-" if r["percent"] is None else f"{r['percent']:.1f}"
-        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {r['resets_in'] or 'no quota (last 7 days)'}"
+        # A rolling window with nothing in it has no reset to wait for; no quota at all shows a week of usage.
+        resets = r["resets_in"] or ("no quota (last 7 days)" if r["limits"] is None else "nothing to reset")
+        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {resets}"
         if r["cooldown_until"]:
             line += f"  cooling down until {r['cooldown_until']} ({r['cooldown_reason']})"
         lines.append(line)

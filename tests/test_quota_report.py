@@ -187,3 +187,13 @@ def test_quota_creates_no_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     rows = quota_json(capsys, str(path))
     assert all(r["requests"] == 0 for r in rows)
     assert not (tmp_path / "fresh.sqlite3").exists()
+
+
+def test_render_quota_shows_every_limited_dimension_and_an_empty_rolling_window() -> None:
+    from adws.reports import render_quota
+
+    row = {"provider": "p", "account": "a", "requests": 3, "input_tokens": 100, "output_tokens": 20,
+           "estimated": False, "percent": 6.0, "alert": None, "resets_in": None, "cooldown_until": None,
+           "limits": {"tokens": 2000, "requests": 50, "cost_usd": None}}
+    assert render_quota([row]).splitlines()[1] == (
+        "p/a                      120 tok/2,000, 3/50 req    6.0                   nothing to reset")
