@@ -59,11 +59,13 @@ class RuleIndex:
         self.always: list[int] = []
         self.small = len(self.rules) < linear_below
         for pos, rule in enumerate(self.rules):
-            options = [option for c in rule.conditions if (option := self._keys(c)) is not None]
+            options = [(share, bucket, list(keys)) for c in rule.conditions
+                       if (found := self._keys(c)) is not None for share, bucket, keys in (found,)]
             if not options:
                 self.always.append(pos)
                 continue
-            share, bucket, keys = min(options, key=lambda option: option[0])
+            # The smallest share of values wins; on a tie, the condition naming fewer values is more selective.
+            share, bucket, keys = min(options, key=lambda option: (option[0], len(option[2])))
             if share > _NO_INDEX:
                 self.always.append(pos)
                 continue
