@@ -439,28 +439,18 @@ ANALYSIS = [
     "busier machine per-call medians rose to ~20 µs): intake (`prepare`: priority, specialization with "
     "the keyword regexes, context estimate, local time) and rule matching are most of it; the plan itself "
     "comes from the plan cache.",
-    "- **With the SQLite store** (misses): the whole difference to *no store* is the accounts snapshot "
-    "check that `StatefulAccounts.generation(now)` runs on every decision (the *what if: no snapshot "
-    "check* row equals the no-store figure). It computes three quota period starts whose cached bounds are "
-    "UTC while the router passes `view.local_now` (Europe/Berlin), so each bound comparison goes through "
-    "`ZoneInfo.utcoffset`; and it asks SQLite `PRAGMA data_version`. Changes I would make in "
-    "`adws/accounts.py` / `adws/quota.py` (not mine, so not made): convert `now` to UTC (or an epoch "
-    "float) once per check; keep one *valid until* instant for the snapshot (earliest next reset, "
-    "cooldown end or breaker probe) so a check inside it is one comparison; optionally ask `version()` "
-    "at most every few milliseconds (bounded staleness, like the rolling-window refresh) — that one is "
-    "a trade-off, since it is what makes another coordinator's write visible at once. The *what if* "
-    "rows measure the first and the last of these.",
+    "- **With the SQLite store**: the difference to *no store* is the accounts snapshot check that "
+    "`StatefulAccounts.generation(now)` runs on every decision: one epoch conversion, a comparison with the "
+    "instant until which no quota period moves (both done since this analysis was first written), and SQLite "
+    "`PRAGMA data_version` (about 2 µs), which is what makes another coordinator's write visible to the very "
+    "next decision. Asking it at most every few milliseconds would trade that freshness for speed; not done.",
     "- **Dict input**: `Task.from_dict` adds its own few µs on top (a coordinator that routes the same "
     "task several times can build the `Task` once).",
-    "- **A thousand rules**: the rule index buckets rules by an exact label, a specialization or a "
-    "priority only. Rules whose conditions are attributes, retry counts, context sizes, hours or cron "
-    "schedules are tested one by one, at roughly half a microsecond each, hence the mixed and "
-    "not-indexable rows. What I would change in `adws/router.py` (`RuleIndex`): bucket on more kinds — "
-    "the hour (24 buckets, from the compiled `hour_range` table), retry count and context size (sorted "
-    "bounds → interval buckets), `attrs.NAME` (`eq`/`in` by value; any other operator except "
-    "`exists = false` by the attribute being present) — and per rule pick the condition that admits the "
-    "fewest tasks; cron schedules stay unbucketed. The index-equals-linear-scan property test in "
-    "tests/test_properties.py guards such a change. That would bring both rows near the *indexed* figure.",
+    "- **A thousand rules**: from 25 rules on, each rule is indexed by the condition that admits the fewest "
+    "tasks: an exact label, an attribute's value (`eq`/`in`) or presence, a specialization, a priority, an hour, "
+    "a retry count or a context-size range (finite ones are filled by asking the compiled predicate itself); on "
+    "a tie, the condition naming fewer values. Cron schedules stay unbucketed. The index-equals-linear-scan "
+    "property test in tests/test_properties.py guards it.",
     "- **The process**: with the compiled-config cache warm, `adws route` imports the engine (accounts → "
     "model → conditions → croniter) but not pydantic, and stays within the 2× target. With the cache off "
     "(or on the first run after an edit of config.toml or of adws) it validates the file with pydantic "
@@ -559,8 +549,8 @@ def main() -> int:
         "a plain bug. *indexed*: each rule needs a label the task lacks, so the rule index never offers them. "
         "*mixed*: 1–3 random conditions of every kind (labels, specialization, priority, retry count, hours, "
         "context size, attributes) plus one that fails, so the index prunes only some. *not indexable*: "
-        "conditions on attributes, retry count, context size and hours only, which the index has no bucket "
-        "for: every rule is tested.",
+        "conditions on attributes, retry count, context size and hours only, which an index on labels, "
+        "specializations and priorities alone could not prune (the current index does).",
         "",
         *table(thousand),
         "",
