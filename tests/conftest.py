@@ -12,6 +12,19 @@ TESTS = Path(__file__).resolve().parent
 FAKES_BIN = TESTS / "fakes" / "bin"
 
 
+WEDNESDAY = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # no night or weekend rule applies in the shipped config
+
+
+class Clock:
+    """An injectable clock that tests move by hand (`clock.now = ...`)."""
+
+    def __init__(self, start: datetime = WEDNESDAY) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 @pytest.fixture
 def shipped_config_path() -> Path:
     return ROOT / "config.toml"

@@ -21,7 +21,7 @@ from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.state import Cooldown, MemoryStore, StateStore, UsageRecord
 from adws.task import Task
-from tests.conftest import FAKES_BIN
+from tests.conftest import FAKES_BIN, Clock
 
 WEDNESDAY = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
 SUNDAY = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)  # the weekly reset ("0 0 * * 0", UTC) after WEDNESDAY
@@ -61,12 +61,6 @@ timezone = "UTC"
 """
 
 
-class Clock:
-    def __init__(self, start: datetime = WEDNESDAY) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def config_text(strategy: str = "least_used", quota_extra: str = "") -> str:

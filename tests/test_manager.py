@@ -15,17 +15,11 @@ from adws import audit
 from adws.config.load import compile_config, parse_toml, read_toml
 from adws.engine import Engine
 from adws.state import open_store
-from tests.conftest import FAKES_BIN, ROOT
+from tests.conftest import FAKES_BIN, ROOT, Clock
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # a Wednesday: no night or weekend rule applies
 
 
-class Clock:
-    def __init__(self, start: datetime = NOW) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def fake_env(tmp_path: Path, **scenarios: str) -> dict[str, str]:
