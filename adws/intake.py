@@ -65,13 +65,11 @@ def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> t
                 break
         if best is not None:
             return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
-    if intake.keyword_pattern is not None and (task.title or task.body):
-        counts = [0] * len(intake.keyword_specs)
-        for match in intake.keyword_pattern.finditer(f"{task.title}\n{task.body}"):
-            counts[(match.lastindex or 1) - 1] += 1
-        hits = max(counts)
-        if hits:  # most hits wins; a tie goes to the specialization declared first
-            return intake.keyword_specs[counts.index(hits)], f"keywords ({hits} hit{'s' if hits > 1 else ''})"
+    if intake.keywords is not None and (task.title or task.body):
+        found = intake.keywords.classify(f"{task.title}\n{task.body}")
+        if found is not None:  # most hits wins; a tie goes to the specialization declared first
+            spec, hits = found
+            return spec, f"keywords ({hits} hit{'s' if hits > 1 else ''})"
     return intake.default_specialization, "default"
 
 
