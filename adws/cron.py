@@ -3,16 +3,36 @@
 croniter validates the expression and expands it once; matching is then a few set lookups, which keeps
 `schedule` conditions cheap on the routing hot path. Expressions using features the sets cannot express
 (`L`, `#`, seconds columns) fall back to croniter's own matcher.
+
+croniter is imported on the first parse, not with this module. A config loaded from the compiled-config
+cache was validated when it was stored, so its matchers are built inside `already_checked()` and parse on
+their first match: `adws route` on a config whose rules have no schedule never imports croniter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
-
-from croniter import croniter
+from typing import TYPE_CHECKING, Any
 
 from adws.errors import suggest
+
+if TYPE_CHECKING:
+    from croniter import croniter
+
+_CHECKED: ContextVar[bool] = ContextVar("adws_cron_checked", default=False)
+
+
+@contextmanager
+def already_checked() -> Iterator[None]:
+    """CronMatchers built inside parse on first use: for expressions that validated before (the cache)."""
+    token = _CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
 
 # The five columns, with what each accepts, for messages that name the column at fault.
 _COLUMNS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or jan-dec"),
@@ -23,6 +43,8 @@ _ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight"
 def _parse(expr: str) -> croniter:
     """croniter's parse, with errors that say which column is wrong. Only five columns: routing and quota
     periods work in minutes, and a seconds column would make a condition that (almost) never matches."""
+    from croniter import croniter
+
     text = expr.strip()
     if text.startswith("@"):
         if text.lower() not in _ALIASES:
@@ -55,10 +77,20 @@ def _field(values: list[Any]) -> frozenset[int] | None:
 
 
 class CronMatcher:
-    __slots__ = ("_dom", "_dow", "_fallback", "_hours", "_minutes", "_months", "expr")
+    """Does a moment fall in a minute that a five-column cron expression names? ValueError for a bad one."""
+
+    __slots__ = ("_dom", "_dow", "_fallback", "_hours", "_minutes", "_months", "_parsed", "expr")
 
     def __init__(self, expr: str) -> None:
         self.expr = expr
+        self._parsed = False
+        if not _CHECKED.get():
+            self._parse()
+
+    def _parse(self) -> None:
+        from croniter import croniter
+
+        expr = self.expr
         parsed = _parse(expr)
         expanded = parsed.expanded
         simple = (
@@ -82,10 +114,15 @@ class CronMatcher:
             self._months = _field(expanded[3])
             dow = _field(expanded[4])
             self._dow = None if dow is None else frozenset(d % 7 for d in dow)  # 7 is Sunday too
+        self._parsed = True
 
     def matches(self, moment: datetime) -> bool:
         """Does the minute containing `moment` (in its own timezone) match?"""
+        if not self._parsed:
+            self._parse()
         if self._fallback:
+            from croniter import croniter
+
             return bool(croniter.match(self.expr, moment.replace(second=0, microsecond=0)))
         if self._minutes is not None and moment.minute not in self._minutes:
             return False
@@ -98,6 +135,12 @@ class CronMatcher:
         if self._dom is not None and self._dow is not None:
             return dom_ok or dow_ok  # classic cron: when both day columns are restricted, either matches
         return dom_ok and dow_ok
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CronMatcher) and other.expr == self.expr
+
+    def __hash__(self) -> int:
+        return hash(self.expr)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CronMatcher, (self.expr,))
