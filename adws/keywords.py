@@ -12,13 +12,14 @@ What counts as a hit (the rule since keywords were introduced, kept exactly):
   "system design doc" is one architecture hit.
 
 Reading is one pass over the text with an Aho-Corasick automaton (the `ahocorasick-rs` package: a Rust
-multi-pattern matcher with SIMD prefilters), about 1 ns per character: the text is lowercased, the four
-non-ASCII letters that `re.IGNORECASE` equates with ASCII ones are folded to them, and every other non-ASCII
-character becomes `?` (which no keyword on this path contains), so positions stay those of the text. Each hit
-is then checked for the word start against the original text. Texts where that cannot decide exactly (a
-keyword glued to a non-ASCII letter's neighbour inside another keyword), and configs with keywords outside
-that alphabet (non-ASCII letters, `?`), are read with the equivalent regular expression instead: same answers,
-about 0.2 µs per character.
+multi-pattern matcher with SIMD prefilters), about 1 ns per character: the four non-ASCII letters that
+`re.IGNORECASE` equates with ASCII ones are folded to them, the text is encoded as UTF-8 and its ASCII letters
+lowercased, and the automaton finds the keywords, leftmost first, in declaration order on a tie, as the regex
+alternation does. Each hit is then checked for the word start. Where that cannot decide exactly (a place
+where a keyword with a word boundary inside it, such as "root cause", matched but not at a word start, so that
+another keyword might start inside it), and for configs with keywords outside that alphabet (non-ASCII
+letters), the text is read with the equivalent regular expression instead: same answers, about 0.2 µs per
+character.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _fold(word: str) -> bytes | None:
     for char in word:
         if char in TWINS:
             out.append(TWINS[char])
-        elif char.isascii() and char != "?":
+        elif char.isascii():
             out.append(char.lower())
         else:
             return None
@@ -134,23 +135,38 @@ class KeywordMatcher:
 
     def _scan(self, automaton: _Automaton, text: str) -> list[int] | None:
         """One pass; None when the automaton cannot decide exactly (the caller then uses the regex)."""
-        if text.isascii():
-            folded = text.lower().encode("ascii")
-        else:
+        # UTF-8, then ASCII lowercase: bytes of non-ASCII characters are all >= 0x80, so they never match an
+        # ASCII keyword, are left alone by bytes.lower(), and never split a hit. Positions are not needed.
+        folded = text.encode("utf-8", "surrogatepass")
+        # The twins, each a letter as its ASCII letter is, so `\b` is unchanged. Looked for the cheap way: U+0130
+        # and U+0131 by their UTF-8 lead byte 0xC4 (a str search for them is slow: their low bytes are the
+        # digits 0 and 1), the others in the str.
+        if not text.isascii() and (b"\xc4" in folded or "\u017f" in text or "\u212a" in text):
             for twin, letter in TWINS.items():
-                if twin in text:
-                    text = text.replace(twin, letter)  # same length; a letter either way, so `\b` is unchanged
-            lowered = text.lower()
-            if len(lowered) != len(text):  # a lowercase of several characters would shift every position
-                return None
-            folded = lowered.encode("ascii", "replace")  # one `?` per non-ASCII character: positions stay
+                text = text.replace(twin, letter)
+            folded = text.encode("utf-8", "surrogatepass")
+        folded = folded.lower()
         counts = [0] * len(self.lists)
         group, first_word, inner = automaton.group, automaton.first_word, automaton.inner
         for index, start, _ in automaton.matcher.find_matches_as_indexes(folded):
             # `\b` before the keyword: the character before differs in wordness from the keyword's first one.
-            if (start > 0 and is_word(text[start - 1])) != first_word[index]:
+            if (start > 0 and _word_before(folded, start)) != first_word[index]:
                 counts[group[index]] += 1
             elif inner[index]:
                 # Not a hit, and the regex would look for one again inside it; the automaton went past.
                 return None
         return counts
+
+
+_ASCII_WORD = tuple(is_word(chr(code)) for code in range(128))
+
+
+def _word_before(folded: bytes, start: int) -> bool:
+    """Is the character that ends just before byte `start` of UTF-8 text a word character?"""
+    last = folded[start - 1]
+    if last < 0x80:
+        return _ASCII_WORD[last]
+    lead = start - 1
+    while lead > 0 and folded[lead] & 0xC0 == 0x80:  # back over continuation bytes to the character's start
+        lead -= 1
+    return is_word(folded[lead:start].decode("utf-8", "surrogatepass"))
