@@ -6,7 +6,6 @@ Nothing in adws should let a traceback reach a maintainer for a mistake in confi
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -65,5 +64,7 @@ class RenderError(AdwsError):
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean "x"?)' for a near miss, else ''."""
+    import difflib  # only on the error path
+
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f' (did you mean "{matches[0]}"?)' if matches else ""

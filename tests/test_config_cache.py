@@ -50,13 +50,17 @@ def test_second_load_comes_from_the_cache_and_routes_the_same(tmp_path: Path) ->
         assert one.router.route(task, now=now).to_dict() == two.router.route(task, now=now).to_dict()
 
 
-def test_the_warm_load_imports_neither_pydantic_nor_jinja2_nor_croniter(tmp_path: Path) -> None:
+def test_the_warm_load_and_route_import_neither_pydantic_nor_jinja2_nor_croniter(tmp_path: Path) -> None:
     import subprocess
     import sys
 
     path = _copy_config(tmp_path)
     load_config(path)
-    code = ("import sys; from adws.config import load_config; load_config(sys.argv[1]); "
+    # Also routing every scenario of the shipped config (which has a `schedule` rule): the cron expansions
+    # come from the cache, so croniter is not needed either.
+    code = ("import sys; from adws.config import load_config; from adws.engine import Engine; "
+            "c = load_config(sys.argv[1]); e = Engine(c, environ={'ADWS_STATE_PATH': '/nonexistent/s'}); "
+            "[e.router.route(dict(s.task)) for s in c.scenarios]; "
             "print(sorted(m for m in ('pydantic', 'jinja2', 'croniter') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
                           env={**os.environ, "ADWS_CACHE_DIR": str(cache_dir())})
@@ -283,3 +287,22 @@ def test_a_value_the_format_cannot_hold_is_not_cached(tmp_path: Path) -> None:
         encode(odd, CompiledConfig)
     assert write_entry("f" * 64, odd) is False
     assert not (cache_dir() / f"config-{'f' * 40}.json").exists()
+
+
+def test_cron_expansions_from_the_cache_match_as_croniter_does(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from adws.cron import CronMatcher, already_checked, expansions
+
+    exprs = ["*/15 9-17 * * 1-5", "0 22-2 * * *", "0 0 1 * 0-6", "* * 1-31 * *", "0 0 L * *", "30 6 * * 7"]
+    fresh = [CronMatcher(e) for e in exprs]
+    stored = json.loads(json.dumps(expansions()))
+    with already_checked(stored):
+        cached = [CronMatcher(e) for e in exprs]
+    moment = datetime(2026, 2, 23, 0, 0, tzinfo=UTC)
+    for _ in range(2000):
+        moment += timedelta(minutes=97)
+        assert [m.matches(moment) for m in cached] == [m.matches(moment) for m in fresh]
+    with already_checked({"0 0 1 * 0-6": [False, "junk", None, None, None, None]}):
+        damaged = CronMatcher("0 0 1 * 0-6")  # a damaged expansion: parsed afresh on first use
+    assert damaged.matches(datetime(2026, 3, 1, 0, 0)) == fresh[2].matches(datetime(2026, 3, 1, 0, 0))

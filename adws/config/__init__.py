@@ -13,23 +13,32 @@ A cache entry is data that is verified or ignored, never executed:
 - the file names its format and its key, and carries a SHA-256 over the key and the content: a truncated,
   altered or misplaced file is ignored;
 - the content is decoded against the declared types of the compiled config (never pickle); anything that does
-  not fit is ignored.
+  not fit is ignored. Rule conditions are compiled again from their TOML; cron expressions take the expansion
+  croniter gave them at validation, so a warm start imports neither pydantic, jinja2 nor croniter.
 An ignored entry costs one validation of the file (and is then replaced); it never prints a traceback.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from hashlib import sha256
+
     from adws.model import CompiledConfig
+else:
+    try:  # CPython's built-in SHA-256: importing hashlib also loads OpenSSL, a few ms of every start-up
+        from _sha2 import sha256  # Python >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.11
+        except ImportError:
+            from hashlib import sha256
 
 _FORMAT = "adws-compiled-config/2"
 _READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError, ArithmeticError)
@@ -60,7 +69,7 @@ def _code_stamp() -> str:
 
 
 def _key(path: Path, data: bytes) -> str:
-    digest = hashlib.sha256()
+    digest = sha256()
     for part in (_FORMAT, sys.version, str(path), _code_stamp()):
         digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
     digest.update(data)
@@ -77,7 +86,7 @@ def _safe(info: os.stat_result) -> bool:
 
 
 def _seal(key: str, payload: bytes) -> str:
-    return hashlib.sha256(key.encode() + b"\0" + payload).hexdigest()
+    return sha256(key.encode() + b"\0" + payload).hexdigest()
 
 
 def read_entry(key: str) -> CompiledConfig | None:
@@ -101,9 +110,14 @@ def read_entry(key: str) -> CompiledConfig | None:
                 or header.get("sha256") != _seal(key, payload)):
             return None
         from adws.config.codec import decode
+        from adws.cron import already_checked
         from adws.model import CompiledConfig
 
-        config: CompiledConfig = decode(json.loads(payload), CompiledConfig)
+        data = json.loads(payload)
+        if type(data) is not dict or sorted(data) != ["config", "cron"] or type(data["cron"]) is not dict:
+            return None
+        with already_checked(data["cron"]):  # cron expressions as croniter expanded them when validated
+            config: CompiledConfig = decode(data["config"], CompiledConfig)
         return config
     except _READ_ERRORS:
         return None
@@ -112,6 +126,7 @@ def read_entry(key: str) -> CompiledConfig | None:
 def write_entry(key: str, config: CompiledConfig) -> bool:
     """Store `config` under `key`; False when it cannot be stored (then every load validates)."""
     from adws.config.codec import CacheError, decode, encode
+    from adws.cron import expansions
     from adws.model import CompiledConfig
 
     try:
@@ -120,11 +135,13 @@ def write_entry(key: str, config: CompiledConfig) -> bool:
         # costs start-up time, never a wrong decision.
         if decode(data, CompiledConfig) != config:
             return False
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode(
-            "utf-8", "surrogatepass")
+        payload = json.dumps({"config": data, "cron": expansions()}, ensure_ascii=False, separators=(",", ":"),
+                             allow_nan=True).encode("utf-8", "surrogatepass")
     except (CacheError, RecursionError, ValueError, TypeError):
         return False
     header = json.dumps({"format": _FORMAT, "key": key, "sha256": _seal(key, payload)}).encode()
+    import tempfile
+
     directory = cache_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
