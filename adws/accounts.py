@@ -27,6 +27,7 @@ from adws.availability import Availability
 from adws.decision import Skip
 from adws.model import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.quota import QuotaLimits, QuotaPeriod, percent_used
+from adws.state import ABSENT_VERSION
 from adws.state.base import BreakerState, Cooldown, StateStore
 from adws.state.memory import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
@@ -123,10 +124,17 @@ class StatefulAccounts:
         Routing calls this once per decision, so the common case (nothing changed, `now` still inside the
         current periods) is one clock conversion, two float comparisons and the store's version check.
         """
+        version = self.store.version()
+        if version == ABSENT_VERSION:
+            # No store yet (see PendingStore): it holds nothing at any `now`, so there is nothing to re-read.
+            if self._version != ABSENT_VERSION:
+                self._usage, self._cooldowns, self._breakers, self._slots = {}, {}, {}, {}
+                self._starts, self._read_ts, self._version = None, None, ABSENT_VERSION
+                self._invalidate(now)
+            return
         ts = now.timestamp()
         if self._expires_ts is not None and ts >= self._expires_ts:
             self._invalidate(now)
-        version = self.store.version()
         if version == self._version and self._read_ts is not None and self._read_ts <= ts < self._fresh_until:
             return
         starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
@@ -234,8 +242,9 @@ class StatefulAccounts:
         environ = self.availability.environ
         # Credentials are read from the environment, not the store: a key set between two decisions changes
         # the answer without a new generation, so which keys are set is part of the input.
+        key_vars = provider.key_vars
         inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
-                        tuple([v for v in provider.key_vars if environ.get(v)]))
+                        tuple([v for v in key_vars if environ.get(v)]) if key_vars else ())
         ranking = self._rankings.get(inp)
         if ranking is None:
             ranking = self._rankings[inp] = self._rank(provider, strategy, inp, now)
@@ -272,8 +281,8 @@ class StatefulAccounts:
             candidates.append(Candidate(account.name, account.position, percent, usage))
         ordered = strategy.order(candidates, OrderContext(provider, inp.task_key, self.store))
         out.usable = bool(ordered)
-        shown = {a.name: a.shown for a in provider.runs_as}
-        out.eligible = [name for c in ordered if (name := shown[c.name]) is not None]
+        runs_as = provider.runs_as  # a candidate's position is its index there
+        out.eligible = [name for c in ordered if (name := runs_as[c.position].shown) is not None]
         if not out.usable and provider.accounts:  # the implicit account's own skip already says why
             when = f"; the first is back at {out.earliest.isoformat()}" if out.earliest else ""
             out.skipped.append(Skip(provider.name, "no usable account" + when, until=out.earliest))

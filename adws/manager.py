@@ -138,13 +138,12 @@ class ProviderManager:
                         step, provider, step.account, "circuit half-open: another attempt is probing"))
                     continue
                 with strategy.take_turn(provider, step.accounts, self.store, task.key) as turn:
-                    if self._tier(task, decision, step, tier_index, provider, turn, result, run_dir, prompt,
-                                  workdir):
+                    if self._tier(task, step, tier_index, provider, turn, result, run_dir, prompt, workdir):
                         return result
         result.message = f"plan spent after {len(result.attempts)} attempt(s); last: {result.attempts[-1].reason}"
         return result
 
-    def _tier(self, task: Task, decision: Decision, step: Step, tier_index: int, provider: ProviderSpec,
+    def _tier(self, task: Task, step: Step, tier_index: int, provider: ProviderSpec,
               turn: Turn, result: Result, run_dir: Path, prompt: str, workdir: str | os.PathLike[str]) -> bool:
         """Try the tier's accounts in turn order; True when the walk ends here (success or `stop`)."""
         retry = self.config.retry
@@ -158,7 +157,7 @@ class ProviderManager:
                     result.attempts.append(self._unavailable(step, provider, account.shown, reason))
                     return False  # next_tier whatever the actions say: nothing ran, nothing failed
                 tried = self._attempt(
-                    task, decision, step, provider, account, prompt, workdir, run_dir,
+                    task, step, provider, account, prompt, workdir, run_dir,
                     f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
             attempt = tried.attempt
             result.attempts.append(attempt)
@@ -219,7 +218,7 @@ class ProviderManager:
 
     # -- one attempt --------------------------------------------------------------------------------------
 
-    def _attempt(self, task: Task, decision: Decision, step: Step, provider: ProviderSpec, account: Account,
+    def _attempt(self, task: Task, step: Step, provider: ProviderSpec, account: Account,
                  prompt: str, workdir: str | os.PathLike[str], run_dir: Path, label: str) -> Tried:
         started = self.clock()
         out_dir = run_dir / _safe(label)

@@ -154,7 +154,11 @@ class ProviderSpec:
 
         Raises KeyError for a name the provider does not run under.
         """
-        return self.runs_as[0] if name is None else self._by_name[name]
+        if name is None:
+            if not self.runs_as[0].implicit:
+                raise KeyError(f"provider {self.name} declares accounts: name one")
+            return self.runs_as[0]
+        return self._by_name[name]
 
 
 @dataclass(frozen=True, slots=True)

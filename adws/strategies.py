@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from adws.attempt import Usage
 from adws.model import ProviderSpec
@@ -36,8 +36,7 @@ class Candidate:
     usage: Usage  # in the current quota period
 
 
-@dataclass(frozen=True, slots=True)
-class OrderContext:
+class OrderContext(NamedTuple):
     """What `Strategy.order` may read besides the candidates."""
 
     provider: ProviderSpec

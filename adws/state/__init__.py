@@ -38,6 +38,7 @@ from adws.state.memory import MemoryStore
 from adws.state.sqlite import DEFAULT_PATH, SqliteStore
 
 __all__ = [
+    "ABSENT_VERSION",
     "BREAKER_STATES",
     "DEFAULT_PATH",
     "ENV_PATH",
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 ENV_PATH = "ADWS_STATE_PATH"
+# What a store that does not exist yet (a PendingStore) answers to version(): it holds nothing, at any time.
+ABSENT_VERSION = -1
 
 
 def _as_path(location: str, base_dir: str) -> str:
@@ -140,12 +143,15 @@ class PendingStore:
     """
 
     def __init__(self, backend: Backend, location: str) -> None:
+        if backend.exists is None:
+            raise ValueError("a PendingStore needs a backend that can tell whether its store exists")
         self.backend, self.location = backend, location
+        self._exists = backend.exists
         self._store: StateStore | None = None
         self._empty = MemoryStore()  # what reading a store that does not exist gives
 
     def _reader(self) -> StateStore:
-        if self._store is None and self.backend.exists is not None and self.backend.exists(self.location):
+        if self._store is None and self._exists(self.location):
             self._store = self.backend(self.location)
         return self._store if self._store is not None else self._empty
 
@@ -187,10 +193,13 @@ class PendingStore:
         return self._reader().active_slots(now)
 
     def version(self) -> int:
-        reader = self._reader()
-        # The empty store's version is 0 and stays 0; a real store's first version differs from the value
-        # read before it existed by at least the one write that created its content.
-        return reader.version() if reader is not self._empty else -1
+        """ABSENT_VERSION while the store does not exist (one stat call: routing asks on every decision); then
+        the real store's."""
+        if self._store is None:
+            if not self._exists(self.location):
+                return ABSENT_VERSION
+            self._store = self.backend(self.location)
+        return self._store.version()
 
     # writes: create the store first
 
