@@ -1,12 +1,15 @@
-"""Choosing accounts within a tier: the checks that make an account unusable, and the strategies that order
-the usable ones.
+"""Choosing accounts within a tier: the checks that make an account unusable (disabled, credentials missing,
+cooling down, quota hard block); the provider's strategy (adws.strategies) orders the usable ones. Accounts
+come resolved from load (`ProviderSpec.runs_as`): a provider without declared accounts has its implicit
+`default` one, checked like any other and not shown in plans.
 
 Routing calls `rank()` for every tier of every decision, so state is read through a snapshot that is rebuilt
 only when the store says something changed (`StateStore.version()`) or the quota period moved on. A rolling
 window's start moves with the clock; its snapshot is reused for up to `ROLLING_REFRESH` seconds, which can
 only over-count usage (old records drop out a little late), never under-count it. A `now` earlier than the
 snapshot's (callers pass `now` explicitly) always re-reads: the snapshot has already dropped the cooldowns and
-window records that ended before its own time.
+window records that ended before its own time. A store that does not exist yet (ABSENT_VERSION) holds nothing
+at any time and is never re-read.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
