@@ -662,30 +662,32 @@ def bench_after_write(workdir: Path, accounts: int, rows_per_account: int, sampl
     return Row(f"first route after another process wrote, {label}", after), Row(f"steady route, {label}", steady)
 
 
-def _route_worker(config_path: str, store_path: str, seconds: float, start_at: float, out: Any) -> None:
+def _route_worker(config_path: str, store_path: str, seconds: float, ready: Any, go: Any, out: Any) -> None:
     config = load_config(config_path)
     store = SqliteStore(store_path)
     engine = Engine(config, store=store, environ={}, which=installed)
     tasks = [Task.from_dict(t) for t in scenario_tasks(config)]
-    while time.time() < start_at:
-        time.sleep(0.001)
-    done, stop = 0, start_at + seconds
-    while time.time() < stop:
+    for task in tasks:  # warm: plans cached, modules imported
+        engine.route(task)
+    ready.put(1)
+    go.wait()
+    done, stop = 0, time.perf_counter() + seconds
+    while time.perf_counter() < stop:
         engine.route(tasks[done % len(tasks)])
         done += 1
     out.put(done)
     store.close()
 
 
-def _usage_writer(store_path: str, seconds: float, start_at: float, per_second: int, out: Any) -> None:
+def _usage_writer(store_path: str, seconds: float, per_second: int, ready: Any, go: Any, out: Any) -> None:
     store = SqliteStore(store_path)
-    while time.time() < start_at:
-        time.sleep(0.001)
-    written, stop = 0, start_at + seconds
-    while time.time() < stop:
-        due = start_at + written / per_second
-        if time.time() < due:
-            time.sleep(min(due - time.time(), 0.01))
+    ready.put(1)
+    go.wait()
+    written, start = 0, time.perf_counter()
+    while time.perf_counter() < start + seconds:
+        due = start + written / per_second
+        if time.perf_counter() < due:
+            time.sleep(min(due - time.perf_counter(), 0.01))
             continue
         store.record_usage(UsageRecord("antigravity", f"ag-{1 + written % 8}", datetime.now(UTC),
                                        Usage(input_tokens=5)))
@@ -695,7 +697,8 @@ def _usage_writer(store_path: str, seconds: float, start_at: float, per_second: 
 
 
 def bench_concurrent(workdir: Path, seconds: float, repeats: int) -> dict[str, float]:
-    """Routes/s summed over 4 routing processes, without and with a 5th recording 100 usage rows/s."""
+    """Routes/s summed over 4 routing processes, without and with a 5th recording 100 usage rows/s. Every
+    process is started and warmed up first; all begin together on one event."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -704,18 +707,19 @@ def bench_concurrent(workdir: Path, seconds: float, repeats: int) -> dict[str, f
     totals: dict[str, list[float]] = {"no writer": [], "writer at 100 rows/s": []}
     for _ in range(repeats):
         for label in totals:
-            queue = ctx.Queue()
-            start_at = time.time() + 2.0  # spawned interpreters start first, then all begin together
-            procs = [ctx.Process(target=_route_worker, args=(str(CONFIG), store_path, seconds, start_at, queue))
+            ready, routed_q, written_q, go = ctx.Queue(), ctx.Queue(), ctx.Queue(), ctx.Event()
+            procs = [ctx.Process(target=_route_worker, args=(str(CONFIG), store_path, seconds, ready, go, routed_q))
                      for _ in range(4)]
-            writes = ctx.Queue()
             if label != "no writer":
-                procs.append(ctx.Process(target=_usage_writer, args=(store_path, seconds, start_at, 100, writes)))
+                procs.append(ctx.Process(target=_usage_writer, args=(store_path, seconds, 100, ready, go, written_q)))
             for proc in procs:
                 proc.start()
-            routed = sum(queue.get(timeout=seconds + 60) for _ in range(4))
+            for _ in procs:
+                ready.get(timeout=300)
+            go.set()
+            routed = sum(routed_q.get(timeout=seconds + 120) for _ in range(4))
             for proc in procs:
-                proc.join(timeout=30)
+                proc.join(timeout=60)
             totals[label].append(routed / seconds)
     return {label: statistics.median(values) for label, values in totals.items()}
 
