@@ -86,8 +86,9 @@ def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt:
     if task.context_tokens is not None:
         tokens, estimated, tokens_from = task.context_tokens, False, "given"
     else:
-        text = prompt if prompt is not None else f"{task.title}\n{task.body}"
-        tokens, estimated = int(len(text) / intake.chars_per_token), True
+        # The length of the prompt, or of "{title}\n{body}" without building that string (a copy of the body).
+        chars = len(prompt) if prompt is not None else len(task.title) + 1 + len(task.body)
+        tokens, estimated = int(chars / intake.chars_per_token), True
         tokens_from = "estimated from the prompt" if prompt is not None else "estimated from title and body"
     local = local_time(now, tz)
     return TaskView(

@@ -306,3 +306,22 @@ def test_cron_expansions_from_the_cache_match_as_croniter_does(tmp_path: Path) -
     with already_checked({"0 0 1 * 0-6": [False, "junk", None, None, None, None]}):
         damaged = CronMatcher("0 0 1 * 0-6")  # a damaged expansion: parsed afresh on first use
     assert damaged.matches(datetime(2026, 3, 1, 0, 0)) == fresh[2].matches(datetime(2026, 3, 1, 0, 0))
+
+
+@pytest.mark.parametrize("command", [["check"], ["route", "--task-json", '{"title": "x", "labels": ["bug"]}',
+                                                  "--json"]], ids=["check", "route"])
+def test_warm_cli_commands_import_neither_pydantic_nor_jinja2(tmp_path: Path, command: list[str]) -> None:
+    """As `python -X importtime -m adws ...` shows it, with the compiled config cached by a first run."""
+    import subprocess
+    import sys
+
+    path = _copy_config(tmp_path)
+    args = [*command[:1], *(["--config", str(path)] if command[0] == "route" else [str(path)]), *command[1:]]
+    env = {**os.environ, "ADWS_CACHE_DIR": str(cache_dir()), "ADWS_STATE_PATH": str(tmp_path / "none" / "s")}
+    subprocess.run([sys.executable, "-m", "adws", *args], env=env, capture_output=True, check=False)
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "adws", *args], env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "adws.config" in imported
+    assert not {"pydantic", "jinja2", "croniter"} & imported
