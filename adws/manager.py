@@ -26,11 +26,11 @@ from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cursor_key, sticky_key
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, classify, compile_pattern, pattern_chain
+from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError
 from adws.model import CompiledConfig, ProviderSpec
-from adws.parsers import parse_output
+from adws.parsers import read_output
 from adws.runner import RunRequest
 from adws.runner import run as run_process
 from adws.state.base import BreakerState, Cooldown, StateStore, UsageRecord
@@ -302,16 +302,11 @@ class ProviderManager:
             grace=provider.kill_grace, output_cap=self.config.output_cap_bytes, secrets=secret_values,
         ))
         now = self.clock()
-        parsed = parse_output(provider.output_format, outcome.stdout_tail, now)
-        if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
-            # Some CLIs (Gemini's JSON mode) print their structured error on stderr instead.
-            on_stderr = parse_output(provider.output_format, outcome.stderr_tail, now)
-            if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None:
-                parsed = on_stderr
+        parsed = read_output(provider.output_format, outcome, now)
         verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
         usage = None
         if outcome.spawn_error is None:
-            usage = parsed.usage or self._estimate(decision, step, provider, prompt, outcome)
+            usage = booked_usage(verdict, parsed, lambda: self._estimate(decision, step, provider, prompt, outcome))
         self._record(provider, account, step, task, verdict, usage, now)
         text = parsed.final_text
         if verdict.outcome == OutcomeClass.SUCCESS and text is not None and not output_file.exists():

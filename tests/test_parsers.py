@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adws.attempt import ParsedOutput, Usage
+from adws.attempt import OutcomeClass, ParsedOutput, Usage
 from adws.parsers import PARSERS, find_reset_time, parse_output
 from adws.parsers._base import Acc, typed_parser
 
@@ -56,6 +56,7 @@ RECORDED = [
             usage=Usage(),
             reset_at=datetime(2026, 3, 3, 6, 0, tzinfo=UTC),  # resetsAt of the rejected event
             rate_limited=True,
+            declared=OutcomeClass.RATE_LIMITED,  # the synthetic turn's `error: "rate_limit"`
         ),
     ),
     (
@@ -112,6 +113,7 @@ RECORDED = [
             final_text="The last line is kept now; tests pass.",
             is_error=False,
             usage=Usage(input_tokens=9000 + 9400, output_tokens=30 + 12),
+            requests=1,  # result.usage.premiumRequests
         ),
     ),
     (
@@ -123,6 +125,8 @@ RECORDED = [
             error_message=f"{COPILOT_RATE} (HTTP 429)",
             reset_at=NOW + timedelta(minutes=27),
             rate_limited=True,
+            declared=OutcomeClass.RATE_LIMITED,  # errorType "rate_limit"
+            requests=0,
         ),
     ),
     (
@@ -314,7 +318,7 @@ def test_unknown_format_is_refused() -> None:
         parse_output("claude-stream", "", NOW)
     assert str(caught.value) == (
         "unknown output format 'claude-stream'; expected one of: claude-json, claude-stream-json, cline-json, "
-        "copilot-json, gemini-json, gemini-stream-json, opencode-json, text"
+        "codex-json, copilot-json, gemini-json, gemini-stream-json, opencode-json, text"
     )
 
 
