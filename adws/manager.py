@@ -300,6 +300,7 @@ class ProviderManager:
         outcome = self.runner(RunRequest(
             argv=argv, env=env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout, stdin=stdin,
             grace=provider.kill_grace, output_cap=self.config.output_cap_bytes, secrets=secret_values,
+            idle_timeout=provider.idle_timeout,
         ))
         now = self.clock()
         parsed = read_output(provider.output_format, outcome, now)

@@ -81,6 +81,7 @@ class ProviderSpec:
     patterns: tuple[tuple[str, OutcomeClass], ...]  # declared (regex, class) over the output tail
     actions: Mapping[OutcomeClass, str]
     vars: Mapping[str, Any]
+    idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
 
     def account(self, name: str) -> AccountSpec | None:
         for acc in self.accounts:

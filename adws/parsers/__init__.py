@@ -24,6 +24,7 @@ errors); `read_output` applies them and the stderr fallback, and is what the man
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -74,7 +75,7 @@ def read_output(fmt: str, outcome: RunOutcome, now: datetime) -> ParsedOutput:
     if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
         on_stderr = parse_output(fmt, outcome.stderr_tail, now)
         if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None or on_stderr.declared:
-            parsed = on_stderr
+            parsed = dataclasses.replace(on_stderr, final_text=None)  # stderr reports; it never holds the answer
     by_exit = EXIT_CLASSES.get(fmt, {})
     if parsed.declared is None and outcome.exit_code is not None and outcome.exit_code in by_exit:
         parsed.declared = by_exit[outcome.exit_code]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A stand-in for the agent CLIs adws drives: claude, copilot, cline, opencode, gemini, ollama.
+"""A stand-in for the agent CLIs adws drives: claude, copilot, cline, opencode, gemini, codex, ollama.
 
 No real agent CLI exists on the build machines, so tests run these instead. `tests/fakes/bin/<prog>` execs
 `fake_agent.py <prog> ARGS...`; put that directory first on PATH. Each program prints in its real CLI's own
@@ -11,7 +11,9 @@ output format (chosen from its arguments the way the real CLI does) and behaves 
   (default)                        success
 
 Scenarios: success, error_result_exit0, limit_reset, quota_exhausted, auth, context, hang, signal, flood,
-garbage, lie_exit0, crash (see SCENARIOS). FAKE_NOW (epoch seconds) fixes the clock that announced reset
+garbage, lie_exit0, crash, replay (see SCENARIOS). Event shapes and exit codes follow the real CLIs (the corpus in
+tests/data/real); `replay` prints a corpus sample verbatim: FAKE_REPLAY names it (a path without its suffixes,
+e.g. tests/data/real/claude-stream-success-exit1), and the fake exits with the sample's code (or hangs). FAKE_NOW (epoch seconds) fixes the clock that announced reset
 times are computed from. With FAKE_AGENT_LOG set, each invocation appends one JSON line to that file: prog,
 argv, cwd, prompt, prompt_source (arg | file | stdin | none), account, provider, scenario, pid.
 
@@ -43,6 +45,7 @@ SCENARIOS = (
     "garbage",  # binary, invalid UTF-8, exit 0
     "lie_exit0",  # exit 0 without any result
     "crash",  # Python traceback on stderr, exit 1
+    "replay",  # a real output from the corpus, byte for byte, with its exit code (FAKE_REPLAY)
 )
 FLOOD_BYTES = 5 * 1024 * 1024
 SESSION = "fake-session-0001"
@@ -61,6 +64,8 @@ VALUE_OPTIONS = {
     "cline": {"-m", "--model", "--mode", "-F", "--output-format", "--config", "--cwd", "--auto-approve",
               "-t", "--timeout"},
     "ollama": {"--format", "--keepalive", "--think"},
+    "codex": {"-m", "--model", "-s", "--sandbox", "-C", "--cd", "-c", "--config", "-p", "--profile",
+              "--output-last-message", "-o", "--color"},
 }
 PROMPT_OPTIONS = {"copilot": {"-p", "--prompt"}, "gemini": {"-p", "--prompt"}}
 FILE_OPTIONS = {"opencode": {"-f", "--file"}}
@@ -97,6 +102,8 @@ def positionals(prog: str, args: list[str]) -> list[str]:
         elif not arg.startswith("-") or arg == "-":
             found.append(arg)
     if prog in {"opencode", "ollama"} and found[:1] == ["run"]:
+        found = found[1:]
+    if prog == "codex" and found[:1] == ["exec"]:
         found = found[1:]
     if prog == "ollama":
         found = found[1:]  # the model
@@ -225,6 +232,18 @@ class Failure:
                 "re-authenticate your Cline account.",
                 "context": "context window exceeded: the request needs 300000 tokens, the model allows 262144",
             },
+            "codex": {  # openai/codex codex-rs/core/src/error.rs
+                "rate": "You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing), visit "
+                "https://chatgpt.com/codex/settings/usage to purchase more credits or try again at "
+                f"{self.reset:%-I:%M %p}.",
+                # A weekly limit: the reset is days away, so codex prints it with its date.
+                "quota": "You've hit your usage limit. To get more access now, send a request to your admin or "
+                f"try again at {self.reset:%b} {self.reset.day}th, {self.reset:%Y} {self.reset:%-I:%M %p}.",
+                "auth": "Your access token could not be refreshed because your refresh token has expired. Please "
+                "log out and sign in again.",
+                "context": "Codex ran out of room in the model's context window. Start a new conversation or "
+                "clear earlier history before retrying.",
+            },
             "ollama": {
                 "rate": "Error: 429 Too Many Requests: you have reached your hourly usage limit, please try "
                 f"again in {self.seconds // 60} minutes",
@@ -350,9 +369,14 @@ class Copilot(Program):
               "sessionDurationMs": 1500}})
 
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
-        kind = {"rate": "rate_limit", "quota": "quota", "auth": "authentication", "context": "query"}
-        self.event("session.error", {"errorType": kind[failure.kind], "message": message,
-                                     "statusCode": failure.status})
+        if failure.kind == "auth":  # checked before the event stream opens: plain text on stderr
+            sys.stderr.write(f"Error: {message}\n")
+            return exit_code
+        # errorType/errorCode as github/copilot-sdk's ErrorData names them; a rejected call costs no request.
+        kind, code, status = {"rate": ("rate_limit", "user_global_rate_limited", 429),
+                              "quota": ("quota", "quota_exceeded", 402),
+                              "context": ("context_limit", "model_max_prompt_tokens_exceeded", 400)}[failure.kind]
+        self.event("session.error", {"errorType": kind, "message": message, "errorCode": code, "statusCode": status})
         emit({"type": "result", "exitCode": exit_code, "usage": {"premiumRequests": 0}})
         return exit_code
 
@@ -377,9 +401,11 @@ class GeminiJson(Program):
                             "code": failure.status}}, indent=2)
         if exit_code == 0:  # the "exit 0 anyway" case: the error object where a result would be
             emit(error)
-        else:  # the real CLI prints a JSON-mode failure on stderr
-            sys.stderr.write(error + "\n")
-        return exit_code
+            return 0
+        # The real CLI prints a JSON-mode failure on stderr and exits with the error's status (a shell sees
+        # 429 as 173, 400 as 144); a missing login is FatalAuthenticationError, exit 41.
+        sys.stderr.write(error + "\n")
+        return 41 if failure.kind == "auth" else failure.status & 255
 
 
 class GeminiStream(Program):
@@ -471,6 +497,27 @@ class ClineLegacy(Program):
         return exit_code
 
 
+class Codex(Program):
+    """`codex exec --json`: ThreadEvents as openai/codex codex-rs/exec/src/exec_events.rs defines them."""
+
+    def start(self) -> None:
+        emit({"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"})
+        emit({"type": "turn.started"})
+
+    def progress(self, index: int, filler: str) -> None:
+        emit({"type": "item.completed", "item": {"id": f"item_{index}", "type": "reasoning", "text": filler}})
+
+    def success(self) -> None:
+        emit({"type": "item.completed", "item": {"id": "item_99", "type": "agent_message", "text": self.answer()}})
+        emit({"type": "turn.completed", "usage": {"input_tokens": 5000, "cached_input_tokens": 4000,
+                                                  "output_tokens": 42}})
+
+    def failure(self, failure: Failure, message: str, exit_code: int) -> int:
+        emit({"type": "error", "message": message})
+        emit({"type": "turn.failed", "error": {"message": message}})
+        return 1  # codex exec exits 1 after a failed turn, whatever the cause
+
+
 class Ollama(Program):
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
         sys.stderr.write(message + "\n")  # ollama has no error object: the message goes to stderr
@@ -489,6 +536,8 @@ def program_for(prog: str, args: list[str], prompt: str) -> Program:
         kind = OpenCode if fmt == "json" else Program
     elif prog == "cline":
         kind = Cline if "--json" in args else ClineLegacy if fmt == "json" else Program
+    elif prog == "codex":
+        kind = Codex if "--json" in args else Program
     else:
         kind = Ollama
     return kind(prog, args, prompt)
@@ -535,6 +584,26 @@ def garbage() -> None:
     sys.stdout.buffer.flush()
 
 
+def replay(sample: str) -> int:
+    """Print a corpus sample as its CLI printed it and exit with its code; `hang` never exits."""
+    outputs = [f"{sample}.stdout.{ext}" for ext in ("jsonl", "json", "txt")]
+    for path in outputs:
+        if os.path.exists(path):
+            with open(path, "rb") as out:
+                sys.stdout.buffer.write(out.read())
+    sys.stdout.flush()
+    if os.path.exists(f"{sample}.stderr.txt"):
+        with open(f"{sample}.stderr.txt", "rb") as err:
+            sys.stderr.buffer.write(err.read())
+    sys.stderr.flush()
+    with open(f"{sample}.exit") as code_file:
+        code = code_file.read().strip()
+    if code == "hang":
+        while True:
+            time.sleep(3600)
+    return int(code)
+
+
 def run(prog: str, args: list[str]) -> int:
     scenario = scenario_for(prog, dict(os.environ))
     prompt, source = find_prompt(prog, args)
@@ -542,6 +611,8 @@ def run(prog: str, args: list[str]) -> int:
     if scenario not in SCENARIOS:
         sys.stderr.write(f"fake_agent: unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}\n")
         return 2
+    if scenario == "replay":
+        return replay(os.environ["FAKE_REPLAY"])
     program = program_for(prog, args, prompt or "")
     if scenario == "success":
         program.start()
