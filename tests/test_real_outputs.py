@@ -9,7 +9,10 @@ reference time the samples were written at, and must give the class, reset time,
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,3 +154,78 @@ def test_a_real_reset_announcement_is_read(probe: dict[str, str | None]) -> None
         assert found is not None
         assert abs(found - expected) <= timedelta(seconds=2)
         assert found.tzinfo == UTC
+
+
+# --- end to end: the fake CLI replays a corpus sample through `adws run` ------------------------------------
+
+FAKE_BIN = Path(__file__).parent / "fakes" / "bin"
+CONFIG = """\
+[routing]
+chain = ["p"]
+default_provider = "p"
+
+[providers.p]
+command_template = ["opencode", "run", "--format", "json"]
+prompt = "stdin"
+output_format = {fmt}
+timeout = {timeout}
+kill_grace = 1
+{extra}
+
+[state]
+backend = "memory"
+
+[audit]
+path = "audit.jsonl"
+
+[run]
+dir = "runs"
+"""
+
+
+def adws_run(tmp_path: Path, sample: str, fmt: str, timeout: float = 60, extra: str = "") -> dict[str, object]:
+    (tmp_path / "config.toml").write_text(
+        CONFIG.format(fmt=json.dumps(fmt), timeout=timeout, extra=extra), encoding="utf-8"
+    )
+    (tmp_path / "prompt.md").write_text("Fix the parser.\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_", "ADWS_"))}
+    env.update(PATH=f"{FAKE_BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(tmp_path), FAKE_SCENARIO="replay",
+               FAKE_REPLAY=str(REAL / sample))
+    done = subprocess.run(
+        [sys.executable, "-m", "adws", "run", "--config", "config.toml", "--task-json", '{"title":"t"}',
+         "--prompt-file", "prompt.md", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    attempts = json.loads(done.stdout)["attempts"]
+    assert isinstance(attempts, list)
+    return dict(attempts[0])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "claude-stream-success-exit1",
+        "copilot-quota-402",
+        "gemini-json-no-auth-method",
+        "cline2-success-no-token-figures",
+    ],
+)
+def test_a_replayed_real_output_gets_its_class_and_booking_end_to_end(name: str, tmp_path: Path) -> None:
+    expect = read_expect(name)
+    attempt = adws_run(tmp_path, name, expect.output_format)
+    assert attempt["outcome"] == expect.outcome.value, attempt["reason"]
+    usage = attempt["usage"]
+    assert isinstance(usage, dict)
+    if expect.usage == "estimated":
+        assert usage["estimated"] is True
+    if expect.requests is not None:
+        assert usage["requests"] == expect.requests
+
+
+def test_an_agent_silent_past_its_idle_timeout_ends_as_a_timeout(tmp_path: Path) -> None:
+    # OpenCode sleeping through a month-long retry-after (opencode-go-monthly-limit-hang): nothing on stdout or
+    # stderr; the idle timeout ends it long before the wall-clock timeout would.
+    sample = "opencode-go-monthly-limit-hang"
+    attempt = adws_run(tmp_path, sample, "opencode-json", timeout=300, extra="idle_timeout = 1")
+    assert attempt["outcome"] == "timeout"
+    assert "idle_timeout" in str(attempt["reason"])
