@@ -108,8 +108,10 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
         # context length", "input length exceeds the context length"), Anthropic via OpenCode ("exceed context
         # limit"), Codex ("ran out of room in the model's context window").
         (
-            r"(?:longer than|exceeds?|exceeded) (?:the )?(?:model'?s |available |maximum |max )?"
-            r"(?:context (?:length|size|limit)|model length)|exceed_context_size|too long to fit into the model",
+            r"(?:longer than|greater than|exceeds?|exceeded) (?:the )?"
+            r"(?:(?:model'?s|available|maximum|max|allowed) ){0,2}"
+            r"(?:context (?:length|size|limit)|model length|input length)|exceed_context_size"
+            r"|too long to fit into the model",
             "context_overflow",
         ),
         (r"ran out of room in the model'?s context window", "context_overflow"),
@@ -124,7 +126,8 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
         ),
         (
             r"please (?:run /login|log ?in|re-?authenticate)|\brun /login\b|authentication[ _](?:failed|error|required)"
-            r"|no authentication information|set an auth method|invalid authentication credentials",
+            r"|no authentication information|set an auth method|invalid authentication credentials"
+            r"|failed to (?:log ?in|sign in|authenticate)|not (?:enabled|authorized) for this account",
             "auth",
         ),
         (
@@ -135,12 +138,17 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
         (rf"unauthori[sz]ed|{_STATUS}40[13]\b|\b40[13] forbidden", "auth"),
         # Quota before rate: "exceeded your current quota" often arrives as a 429 too.
         (r"quota (?:exceeded|exhausted)|(?:exceeded|exhausted) your (?:\w+ )?quota", "quota_exhausted"),
-        (r"insufficient[_ ]quota|credit balance is too low|out of credits|you have no quota", "quota_exhausted"),
+        (
+            r"insufficient[_ ](?:quota|balance|credits?|funds)|credit balance is too low|out of credits"
+            r"|you have no quota|(?:exceeded|used up|reached) your (?:[\w-]+ ){0,3}(?:allowance|entitlement)",
+            "quota_exhausted",
+        ),
         (r"(?:weekly|monthly|daily)(?: [\w-]+)? (?:usage )?limit", "quota_exhausted"),
         (r"upgrade to (?:plus|pro) to continue|to use codex with your chatgpt plan", "quota_exhausted"),
         (
             r"usage limit|hit your (?:\w+ )?limit|exhausted your capacity|resource[_ ]exhausted"
-            r"|reached your (?:[\w-]+ ){0,3}limit|session limit",
+            r"|reached your (?:[\w-]+ ){0,3}limit|session limit"
+            r"|(?:\d+[- ]hour|hourly|request|message|token) limit (?:reached|exceeded)",
             "rate_limited",
         ),
         (rf"rate[ -]limit|rate_limit_error|too many requests|{_STATUS}429\b", "rate_limited"),

@@ -275,6 +275,8 @@ def test_naive_now_is_utc() -> None:
 
 # --- the default patterns ---------------------------------------------------------------------------------
 
+CONTEXT = OutcomeClass.CONTEXT_OVERFLOW
+
 MESSAGES = [
     ("Claude AI usage limit reached|1755615600", OutcomeClass.RATE_LIMITED),
     ("You've hit your limit · resets 7pm (Asia/Kuala_Lumpur)", OutcomeClass.RATE_LIMITED),
@@ -301,6 +303,39 @@ MESSAGES = [
     ('{"code":"context_length_exceeded"}', OutcomeClass.CONTEXT_OVERFLOW),
     ("The input token count (1200000) exceeds the maximum number of tokens allowed", OutcomeClass.CONTEXT_OVERFLOW),
     ("input exceeds the model's context window", OutcomeClass.CONTEXT_OVERFLOW),
+    # Real wordings of each kind, as the CLIs and the servers behind them print them.
+    ("Missing API key · Run /login", OutcomeClass.AUTH),  # anthropics/claude-code#6893
+    ("OAuth token has expired. Please obtain a new token or refresh your existing token.", OutcomeClass.AUTH),
+    ("API Key not found. Please pass a valid API key.", OutcomeClass.AUTH),  # google-gemini/gemini-cli#5895
+    ("Please set an Auth method in your settings.json", OutcomeClass.AUTH),  # gemini-cli validateNonInterActiveAuth
+    ("Request had invalid authentication credentials. Expected OAuth 2 access token", OutcomeClass.AUTH),
+    ("Error: No authentication information found.", OutcomeClass.AUTH),  # github/copilot-cli#3746
+    (
+        "Your access token could not be refreshed because your refresh token has expired. Please log out and "
+        "sign in again.",  # openai/codex codex-rs/core/src/error.rs RefreshTokenFailed
+        OutcomeClass.AUTH,
+    ),
+    ("5-hour limit reached", OutcomeClass.RATE_LIMITED),  # Claude Code's status line ("… ∙ resets 2am")
+    ("You have reached your 5-hour Clinepass limit. The limit resets in 5h", OutcomeClass.RATE_LIMITED),
+    ("You've hit your session limit", OutcomeClass.RATE_LIMITED),
+    ("You've hit your usage limit. Try again later.", OutcomeClass.RATE_LIMITED),  # codex UsageLimitReachedError
+    ("Daily free limit reached on model deepseek/deepseek-v4-flash", OutcomeClass.QUOTA_EXHAUSTED),
+    ("Monthly usage limit reached. Resets in 10 days.", OutcomeClass.QUOTA_EXHAUSTED),  # anomalyco/opencode#40747
+    ("You have no quota", OutcomeClass.QUOTA_EXHAUSTED),  # github/copilot-cli#3431
+    ("Insufficient Balance", OutcomeClass.QUOTA_EXHAUSTED),  # DeepSeek's 402 through OpenCode or Cline
+    ("You have exceeded your premium request allowance.", OutcomeClass.QUOTA_EXHAUSTED),
+    ("Quota exceeded. Check your plan and billing details.", OutcomeClass.QUOTA_EXHAUSTED),  # codex QuotaExceeded
+    # Local runners' context errors: vLLM (v0 and v1), sglang, llama.cpp server, Ollama, LM Studio.
+    ("This model's maximum context length is 4096 tokens. However, you requested 5000", OutcomeClass.CONTEXT_OVERFLOW),
+    ("The decoder prompt (length 12324) is longer than the maximum model length of 8192.", CONTEXT),
+    ("The input (150000 tokens) is longer than the model's context length (128000 tokens).", CONTEXT),
+    ("Requested token count exceeds the model's maximum context length of 32768", OutcomeClass.CONTEXT_OVERFLOW),
+    ("the request exceeds the available context size, try increasing it", OutcomeClass.CONTEXT_OVERFLOW),
+    ('{"type":"exceed_context_size_error","n_prompt_tokens":9000,"n_ctx":8192}', OutcomeClass.CONTEXT_OVERFLOW),
+    ("input length exceeds the context length", OutcomeClass.CONTEXT_OVERFLOW),  # Ollama, truncate=false
+    ("tokens to keep from the initial prompt is greater than the context length", OutcomeClass.CONTEXT_OVERFLOW),
+    ("input length and `max_tokens` exceed context limit: 181000 + 32000 > 200000", OutcomeClass.CONTEXT_OVERFLOW),
+    ("Codex ran out of room in the model's context window.", OutcomeClass.CONTEXT_OVERFLOW),
 ]
 
 
@@ -316,6 +351,8 @@ def test_default_patterns(message: str, expected: OutcomeClass) -> None:
         '{"duration_ms":429,"num_turns":401}',  # numbers that are not statuses
         "Processed 401 files and 429 lines",
         "RuntimeError: limit must be positive",
+        "ValueError: the time limit reached zero",  # "limit reached" only as its own words
+        "warning: token refresh scheduled",
     ],
 )
 def test_default_patterns_leave_lookalikes_alone(stderr: str) -> None:
