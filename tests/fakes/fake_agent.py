@@ -206,31 +206,38 @@ class Failure:
             "copilot": {
                 "rate": "Sorry, you've hit a rate limit that restricts the number of Copilot model requests "
                 f"you can make within a specific time period. Please try again in {self.seconds // 60} minutes.",
-                "quota": "You have exceeded your monthly quota of premium requests. Your quota resets on "
-                f"{self.iso}.",
-                "auth": "Authentication failed: the GitHub token is invalid or has expired. Run /login.",
+                "quota": "You have no quota",  # github/copilot-cli#3431: a 402 that announces no reset
+                "auth": "No authentication information found.",  # github/copilot-cli#3746
                 "context": "prompt token count of 300000 exceeds the limit of 264000",
             },
             "gemini": {
                 "rate": "You have exhausted your capacity on this model. Your quota will reset after "
                 f"{self.seconds // 3600}h{self.seconds % 3600 // 60}m0s.",
-                "quota": f"You have exhausted your daily quota on this model. Quota resets on {self.iso}.",
-                "auth": "API key not valid. Please pass a valid API key.",
+                # TerminalQuotaError (a daily or zero limit): Google's text, no reset announced.
+                "quota": "You exceeded your current quota, please check your plan and billing details.",
+                "auth": "Please set an Auth method in your settings.json or specify one of the following "
+                "environment variables before running: GEMINI_API_KEY, GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_GENAI_USE_GCA",
                 "context": "The input token count (1200000) exceeds the maximum number of tokens allowed "
                 "(1048576).",
             },
             "opencode": {
                 "rate": f"Rate limit exceeded. Please try again in {self.seconds // 60} minutes.",
-                "quota": f"Insufficient balance: monthly quota exceeded, resets on {self.iso}",
+                # OpenAI's insufficient_quota 429, which OpenCode does not retry (anomalyco/opencode message-v2.ts)
+                "quota": "You exceeded your current quota, please check your plan and billing details.",
                 "auth": "invalid x-api-key",
                 "context": "prompt is too long: 212000 tokens > 200000 maximum",
             },
             "cline": {
-                "rate": f"Rate limit exceeded, retry after {self.seconds} seconds",
-                "quota": f"ClinePass limit reached: monthly quota exhausted. Quota resets on {self.iso}.",
+                # cline/cline apps/cli/src/utils/cline-pass-errors.ts and sdk llms errors.test.ts
+                "rate": f"Error: You have reached your 5-hour Clinepass limit. The limit resets in "
+                f"{max(1, self.seconds // 3600)}h, please try again later.",
+                "quota": "Error: Error 429: Daily free limit reached on model deepseek/deepseek-v4-flash. Try again in "
+                "23h 59m",
                 "auth": "Unauthorized: Please make sure you're using the latest version of Cline and "
                 "re-authenticate your Cline account.",
-                "context": "context window exceeded: the request needs 300000 tokens, the model allows 262144",
+                "context": "The conversation exceeds the model's context window. Compact the conversation, start a new "
+                "session, or switch to a model with a larger context window. (provider reported: prompt is too "
+                "long: 212000 tokens > 200000 maximum)",
             },
             "codex": {  # openai/codex codex-rs/core/src/error.rs
                 "rate": "You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing), visit "
@@ -245,11 +252,13 @@ class Failure:
                 "clear earlier history before retrying.",
             },
             "ollama": {
-                "rate": "Error: 429 Too Many Requests: you have reached your hourly usage limit, please try "
-                f"again in {self.seconds // 60} minutes",
-                "quota": f"Error: you have reached your weekly usage limit. Resets on {self.iso}",
+                # ollama's StatusError for its cloud models' limits (continuedev/continue#11444): no reset announced
+                "rate": "Error: 429 Too Many Requests: you (user) have reached your session usage limit, upgrade "
+                "for higher limits: https://ollama.com/upgrade",
+                "quota": "Error: 429 Too Many Requests: you (user) have reached your weekly usage limit, upgrade "
+                "for higher limits: https://ollama.com/upgrade",
                 "auth": "Error: unauthorized: please run 'ollama signin'",
-                "context": "Error: prompt is too long for the model's context window (8192 tokens)",
+                "context": "",  # never printed: see Ollama.failure
             },
         }
         if prog == "claude" and scenario == "error_result_exit0":
@@ -322,8 +331,9 @@ class ClaudeStream(Program):
         emit({"type": "assistant", "session_id": SESSION, "error": error, "message": {
             "id": "msg_synthetic", "model": "<synthetic>", "role": "assistant",
             "content": [{"type": "text", "text": message}]}})
-        self.result(is_error=True, result=message, api_error_status=failure.status, total_cost_usd=0,
-                    usage={"input_tokens": 0, "output_tokens": 0})
+        reason = "prompt_too_long" if failure.kind == "context" else "api_error"
+        self.result(is_error=True, result=message, api_error_status=failure.status, terminal_reason=reason,
+                    total_cost_usd=0, usage={"input_tokens": 0, "output_tokens": 0})
         return exit_code
 
 
@@ -397,8 +407,9 @@ class GeminiJson(Program):
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
         kind = {"rate": "RetryableQuotaError", "quota": "TerminalQuotaError", "auth": "Error",
                 "context": "Error"}[failure.kind]
+        code = 41 if failure.kind == "auth" else failure.status  # FatalAuthenticationError's exit code
         error = json.dumps({"session_id": SESSION, "error": {"type": kind, "message": message,
-                            "code": failure.status}}, indent=2)
+                            "code": code}}, indent=2)
         if exit_code == 0:  # the "exit 0 anyway" case: the error object where a result would be
             emit(error)
             return 0
@@ -474,9 +485,13 @@ class Cline(Program):
             "totalCost": 0.01})
 
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
-        self.event("agent_event", event={"type": "error", "error": {"name": "Error", "message": message},
-                                         "recoverable": False, "iteration": 1})
+        event: dict[str, object] = {"type": "error", "error": {"name": "Error", "message": message},
+                                    "recoverable": False, "iteration": 1}
+        if failure.kind == "context":
+            event["errorClass"] = "context_window_exceeded"
+        self.event("agent_event", event=event)
         self.event("run_result", finishReason="error", text=message, usage={"inputTokens": 0, "outputTokens": 0})
+        sys.stderr.write(json.dumps({"ts": "2026-01-01T00:00:00.300Z", "type": "error", "message": message}) + "\n")
         return exit_code
 
 
@@ -520,6 +535,9 @@ class Codex(Program):
 
 class Ollama(Program):
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
+        if failure.kind == "context":  # `ollama run` truncates an over-long prompt silently and answers
+            self.success()  # (ollama/ollama#8099: the warning is only in the server's log)
+            return 0
         sys.stderr.write(message + "\n")  # ollama has no error object: the message goes to stderr
         return exit_code
 
