@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from adws.attempt import OutcomeClass, ParsedOutput, RunOutcome
+from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.classify import (
     DEFAULT_PATTERNS,
     QUOTA_HORIZON,
     Pattern,
+    booked_usage,
     classify,
     compile_pattern,
     pattern_chain,
@@ -404,3 +405,58 @@ def test_compile_pattern_refuses(regex: str, outcome: str, message: str) -> None
     with pytest.raises(ValueError) as caught:
         compile_pattern(regex, outcome)
     assert str(caught.value) == message
+
+
+# --- structured signals and what an attempt books ---------------------------------------------------------
+
+
+def test_a_declared_class_comes_before_the_patterns() -> None:
+    # Claude's terminal_reason says the account's limit refused the compaction: the text says "too long".
+    parsed = ParsedOutput(
+        final_text="", is_error=True, error_message="Prompt is too long · compaction failed: session limit",
+        declared=OutcomeClass.RATE_LIMITED,
+    )
+    assert verdict(run(1), parsed)[0] == OutcomeClass.RATE_LIMITED
+
+
+def test_a_declared_quota_keeps_its_class_and_drops_a_near_retry_hint() -> None:
+    parsed = ParsedOutput(well_formed=False, declared=OutcomeClass.QUOTA_EXHAUSTED)
+    outcome = run(1, stderr="TerminalQuotaError: You exceeded your current quota. Please retry in 34.89668959s.")
+    assert verdict(outcome, parsed)[::2] == (OutcomeClass.QUOTA_EXHAUSTED, None)
+    # A far reset still counts, and a declared rate limit still turns into a quota when its reset is far.
+    far = run(1, stderr="try again in 58 hours")
+    assert verdict(far, dataclasses.replace(parsed, declared=OutcomeClass.RATE_LIMITED))[::2] == (
+        OutcomeClass.QUOTA_EXHAUSTED,
+        NOW + timedelta(hours=58),
+    )
+
+
+def test_an_idle_timeout_is_a_timeout_that_says_so() -> None:
+    outcome = run(None, timed_out=True, idle_timed_out=True, idle_ms=30_000, signal=15)
+    assert verdict(outcome) == (OutcomeClass.TIMEOUT, "no output for 30s (idle_timeout)", None)
+
+
+ESTIMATE = Usage(requests=1, input_tokens=500, output_tokens=20, cost_usd=0.01, estimated=True)
+
+
+def booked(outcome: OutcomeClass, parsed: ParsedOutput) -> Usage:
+    return booked_usage(Classification(outcome, "r"), parsed, lambda: ESTIMATE)
+
+
+def test_reported_usage_is_booked_as_reported_with_the_reported_requests() -> None:
+    reported = Usage(input_tokens=18900, output_tokens=80)
+    assert booked(OutcomeClass.SUCCESS, ParsedOutput(usage=reported, requests=2)) == Usage(2, 18900, 80)
+    assert booked(OutcomeClass.SUCCESS, ParsedOutput(usage=reported)) == Usage(1, 18900, 80)
+
+
+def test_a_rejected_call_books_nothing_unless_the_cli_reports_it() -> None:
+    for rejected in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED, OutcomeClass.AUTH):
+        assert booked(rejected, ParsedOutput()) == Usage(requests=0, estimated=True)
+        assert booked(rejected, ParsedOutput(usage=Usage())) == Usage(requests=0)  # reported zeros
+        worked = Usage(input_tokens=9_414_100, output_tokens=91_000, cost_usd=13.8)  # limit hit after the work
+        assert booked(rejected, ParsedOutput(usage=worked)) == worked
+
+
+def test_without_reported_figures_the_estimate_is_booked_and_marked() -> None:
+    assert booked(OutcomeClass.SUCCESS, ParsedOutput()) == ESTIMATE
+    assert booked(OutcomeClass.CONTEXT_OVERFLOW, ParsedOutput(requests=0)) == dataclasses.replace(ESTIMATE, requests=0)

@@ -52,10 +52,14 @@ EXIT_CLASSES: dict[str, Mapping[int, OutcomeClass]] = {
     "gemini-json": gemini.FATAL_EXIT_CLASSES,
     "gemini-stream-json": gemini.FATAL_EXIT_CLASSES,
 }
-# Error class names a CLI prints on stderr as its own verdict (whole words), per format.
+# Error class names a CLI prints on stderr as its own verdict, per format; matched as whole words, the last one
+# printed wins (it is the one that ended the run).
 STDERR_ERROR_NAMES: dict[str, Mapping[str, OutcomeClass]] = {
     "gemini-json": gemini.STDERR_ERROR_NAMES,
     "gemini-stream-json": gemini.STDERR_ERROR_NAMES,
+}
+_NAME_REGEXES = {
+    fmt: re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b") for fmt, names in STDERR_ERROR_NAMES.items()
 }
 
 
@@ -69,8 +73,9 @@ def parse_output(fmt: str, stdout: str, now: datetime) -> ParsedOutput:
 
 def read_output(fmt: str, outcome: RunOutcome, now: datetime) -> ParsedOutput:
     """What an attempt's output says, as format `fmt` reads it: stdout first; stderr when stdout holds no
-    result and no error but stderr does (Gemini's JSON mode prints its error object there); then the exit
-    codes the format declares (`EXIT_CLASSES`) when no field of the output already named a class."""
+    result and no error but stderr does (Gemini's JSON mode prints its error object there); then, when no
+    field of the output already named a class, the exit codes the format declares (`EXIT_CLASSES`) and the
+    error class names it prints on stderr (`STDERR_ERROR_NAMES`). Never raises."""
     parsed = parse_output(fmt, outcome.stdout_tail, now)
     if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
         on_stderr = parse_output(fmt, outcome.stderr_tail, now)
@@ -79,14 +84,9 @@ def read_output(fmt: str, outcome: RunOutcome, now: datetime) -> ParsedOutput:
     by_exit = EXIT_CLASSES.get(fmt, {})
     if parsed.declared is None and outcome.exit_code is not None and outcome.exit_code in by_exit:
         parsed.declared = by_exit[outcome.exit_code]
-    if parsed.declared is None and not (parsed.is_error is False and outcome.exit_code == 0):
-        names = STDERR_ERROR_NAMES.get(fmt, {})
-        found = [(m.start(), names[m.group()]) for m in _name_regex(fmt).finditer(outcome.stderr_tail)] if names else []
+    names = _NAME_REGEXES.get(fmt)
+    if names is not None and parsed.declared is None and not (parsed.is_error is False and outcome.exit_code == 0):
+        found = [match.group() for match in names.finditer(outcome.stderr_tail)]
         if found:
-            parsed.declared = max(found)[1]  # the last one printed is the one that ended the run
+            parsed.declared = STDERR_ERROR_NAMES[fmt][found[-1]]
     return parsed
-
-
-def _name_regex(fmt: str) -> re.Pattern[str]:
-    names = STDERR_ERROR_NAMES[fmt]
-    return re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b")
