@@ -125,14 +125,19 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
             "auth",
         ),
         (
-            r"please (?:run /login|log ?in|re-?authenticate)|\brun /login\b|authentication[ _](?:failed|error|required)"
+            r"please (?:run /login|log ?in|sign ?in|re-?authenticate|authenticate)|\brun /login\b"
+            r"|authentication[ _](?:failed|error|required)|(?:must|need to) (?:be )?(?:log(?:ged)?|sign(?:ed)?) ?in"
+            r"|(?:log ?in|sign[ -]?in) required|session (?:has )?expired"
             r"|no authentication information|set an auth method|invalid authentication credentials"
             r"|failed to (?:log ?in|sign in|authenticate)|not (?:enabled|authorized) for this account",
             "auth",
         ),
         (
             r"(?:oauth |access |refresh |auth(?:entication)? )?(?:token|credentials?|login) (?:has |have |is )?"
-            r"(?:expired|been revoked|revoked)|sign in again|log ?in again",
+            r"(?:expired|been revoked|revoked)|sign in again|log ?in again"
+            r"|(?:auth(?:entication)?|access|oauth|api|bearer|github|refresh|session) token (?:is )?"
+            r"(?:invalid|not valid|expired|invalid or has expired)"
+            r"|(?:invalid|expired) (?:oauth |access |auth(?:entication)? |api |bearer |refresh )token",
             "auth",
         ),
         (rf"unauthori[sz]ed|{_STATUS}40[13]\b|\b40[13] forbidden", "auth"),

@@ -6,7 +6,9 @@ logs is redacted. The child leads its own process group so that a timeout (or a 
 children behind) can be handled by signalling the whole group: SIGTERM, a grace period, then SIGKILL.
 
 Everything is driven by one poll loop over the child's pipes and an "exit" descriptor (a pidfd on Linux),
-so no thread is started per attempt and no time is spent sleeping in a loop.
+so no thread is started per attempt and no time is spent sleeping in a loop. The same loop enforces the
+optional idle timeout: a child that writes nothing on stdout or stderr for `idle_timeout` seconds is ended
+exactly like one that overran `timeout` (an agent CLI sleeping through a days-long retry-after prints nothing).
 """
 
 from __future__ import annotations

@@ -316,6 +316,11 @@ MESSAGES = [
         "sign in again.",  # openai/codex codex-rs/core/src/error.rs RefreshTokenFailed
         OutcomeClass.AUTH,
     ),
+    ("Error: No Cline account found. Please sign in to continue.", OutcomeClass.AUTH),
+    ("Your session has expired. Please log in again.", OutcomeClass.AUTH),
+    ("The GitHub token is invalid or has expired.", OutcomeClass.AUTH),
+    ("You must be logged in to use this model", OutcomeClass.AUTH),
+    ("401 invalid access token", OutcomeClass.AUTH),
     ("5-hour limit reached", OutcomeClass.RATE_LIMITED),  # Claude Code's status line ("… ∙ resets 2am")
     ("You have reached your 5-hour Clinepass limit. The limit resets in 5h", OutcomeClass.RATE_LIMITED),
     ("You've hit your session limit", OutcomeClass.RATE_LIMITED),
@@ -354,6 +359,7 @@ def test_default_patterns(message: str, expected: OutcomeClass) -> None:
         "RuntimeError: limit must be positive",
         "ValueError: the time limit reached zero",  # "limit reached" only as its own words
         "warning: token refresh scheduled",
+        "SyntaxError: invalid token",  # Python's tokenizer, not a credential
     ],
 )
 def test_default_patterns_leave_lookalikes_alone(stderr: str) -> None:
