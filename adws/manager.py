@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from adws import breaker
-from adws.accounts import StatefulAccounts
+from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
@@ -301,7 +301,7 @@ class ProviderManager:
 
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
                 verdict: Classification, usage: Usage | None, now: datetime) -> None:
-        """Usage, the account's cooldown after a limit, and the provider's breaker transition."""
+        """Usage, the account's cooldown after a limit or rejected credentials, and the breaker transition."""
         if usage is not None:
             self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task.key))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
@@ -311,6 +311,8 @@ class ProviderManager:
                 until = min(until, reset)  # never outlive the period reset that ends the limit
             if until > now:
                 self.store.set_cooldown(provider.name, account.name, Cooldown(until, verdict.outcome.value))
+        elif verdict.outcome is OutcomeClass.AUTH:  # not chosen first again while its key stays the rejected one
+            self.store.set_cooldown(provider.name, account.name, credential_cooldown(account, self.environ, now))
         breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
                        self.config.breaker)
 
