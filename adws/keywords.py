@@ -96,8 +96,8 @@ class KeywordMatcher:
     def counts(self, text: str) -> list[int]:
         """Hits per specialization, in `lists` order."""
         if not self._built:
-            self._built.extend(self._build())
-        automaton, _ = self._built
+            self._built[:] = self._build()  # one list operation: threads racing here each store a whole build
+        automaton = self._built[0]
         if automaton is not None:
             found = self._scan(automaton, text)
             if found is not None:
@@ -107,7 +107,7 @@ class KeywordMatcher:
     def reference_counts(self, text: str) -> list[int]:
         """The same counts by the regular expression: slower, the definition."""
         if not self._built:
-            self._built.extend(self._build())
+            self._built[:] = self._build()
         if self._built[1] is None:
             self._built[1] = reference_pattern(self.lists)
         counts = [0] * len(self.lists)
