@@ -131,8 +131,7 @@ class Engine:
     def _audit(self, task: Task, result: Result, prompt: str) -> None:
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
-            "task": {"id": task.key, "number": task.number, "labels": list(task.labels),
-                     "retry_count": task.retry_count},
+            "task": {**task.to_dict(), "id": task.key},  # the whole task, so `adws replay` can re-route it
             "success": result.success,
             "message": result.message,
             "decision": result.decision.to_dict(),
