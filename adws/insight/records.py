@@ -110,9 +110,10 @@ def tokens_of(attempt: Mapping[str, Any]) -> tuple[int, int, float]:
 def task_of(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The task as `route()` accepts it, rebuilt from a record; None when the record holds none.
 
-    Records written before the audit log carried the whole task have only id, number, labels and
-    retry_count: those tasks route without title and body. When the task gave no `context_tokens`, the
-    decision's recorded figure is used (it was estimated from the prompt, which the log leaves out).
+    Title and body are recorded only with `[audit] include_prompt = true` (they are prompt text); without
+    them, a specialization that keywords in them decided is taken from the recorded decision. Records written
+    before the log carried more than id, number, labels and retry_count route on those alone. When the task
+    gave no `context_tokens`, the decision's recorded figure is used (estimated from the prompt).
     """
     raw = record.get("task")
     if not isinstance(raw, Mapping):
@@ -123,8 +124,15 @@ def task_of(record: Mapping[str, Any]) -> dict[str, Any] | None:
     if ident is not None and not (isinstance(number, int) and ident == f"#{number}"):
         task["id"] = ident  # "#12" is the key adws derives from number 12: not an id of its own
     decision = record.get("decision")
-    if "context_tokens" not in task and isinstance(decision, Mapping):
-        recorded = decision.get("task")
-        if isinstance(recorded, Mapping) and isinstance(recorded.get("context_tokens"), int):
+    recorded = decision.get("task") if isinstance(decision, Mapping) else None
+    if isinstance(recorded, Mapping):
+        if "context_tokens" not in task and isinstance(recorded.get("context_tokens"), int):
             task["context_tokens"] = recorded["context_tokens"]
+        reasons = decision.get("reasons") if isinstance(decision, Mapping) else None
+        from_keywords = isinstance(reasons, list) and any(
+            isinstance(r, str) and r.startswith("specialization") and "(keywords" in r for r in reasons)
+        if "title" not in raw and "specialization" not in task and from_keywords \
+                and isinstance(recorded.get("specialization"), str):
+            # Keywords were read in the title and body, which a prompt-free log leaves out: keep their verdict.
+            task["specialization"] = recorded["specialization"]
     return task

@@ -6,11 +6,13 @@ options: `clock=` and `sleep=` move a simulated clock, `runner=` is `SimulatedAg
 state store. Every program counts as installed and every API key as set, as scenarios assume.
 
 `SimulatedAgents` answers each attempt as the provider would under the config's quotas: it keeps its own ledger of
-what each account used, and once an account's quota (100%, not adws's hard block) is spent it rejects the attempt
-with a limit message that announces the true reset. Otherwise the attempt succeeds (or, at the workload's
-`error_rate`, fails with an error) and prints its usage in the provider's own output format, so the real parser,
-classifier and ledger take it from there. Tasks run one after another at their arrival times; an attempt
-moves the clock on by its duration (the model's latency plus output tokens at the workload's speed).
+what each account used, and once an account's quota (100%, not adws's hard block; less the workload's
+`unseen_use`, the share people and other tools take from the same accounts, which adws cannot see) is spent it
+rejects the attempt with a limit message that announces the true reset. Otherwise the attempt succeeds (or, at
+the workload's `error_rate`, fails with an error) and prints its usage in the provider's own output format, so
+the real parser, classifier and ledger take it from there. Tasks run one after another at their arrival
+times; an attempt moves the clock on by its duration (the model's latency plus output tokens at the workload's
+speed).
 """
 
 from __future__ import annotations
@@ -119,13 +121,14 @@ class SimulatedAgents:
     """The `runner=` of a simulated engine: answers like the providers would under the config's quotas."""
 
     def __init__(self, config: CompiledConfig, tasks: Mapping[str, SimTask], clock: SimClock, rng: random.Random,
-                 error_rate: float, output_tokens_per_second: float) -> None:
+                 error_rate: float, output_tokens_per_second: float, unseen_use: float = 0.0) -> None:
         self.config = config
         self.tasks = tasks
         self.clock = clock
         self.rng = rng
         self.error_rate = error_rate
         self.speed = output_tokens_per_second
+        self.share = 1.0 - unseen_use  # of each quota, what is left for adws's tasks
         self.used: dict[tuple[str, str], list[_Use]] = defaultdict(list)
         # Room that tasks sent elsewhere are counted as having had: each such task takes its share, so the same
         # spare tokens are not counted again for every later task.
@@ -151,8 +154,10 @@ class SimulatedAgents:
         if quota is None:
             return False
         tokens, requests, cost = self.period_use(provider.name, account, quota, now)
-        return bool((quota.tokens and tokens >= quota.tokens) or (quota.requests and requests >= quota.requests)
-                    or (quota.cost_usd and cost >= quota.cost_usd))
+        k = self.share
+        return bool((quota.tokens and tokens >= quota.tokens * k)
+                    or (quota.requests and requests >= quota.requests * k)
+                    or (quota.cost_usd and cost >= quota.cost_usd * k))
 
     def claim_room(self, provider: ProviderSpec, accounts: list[str], now: datetime, tokens: int) -> bool:
         """Whether the provider would still have taken a task of `tokens` tokens on one of `accounts` (the room
@@ -161,9 +166,10 @@ class SimulatedAgents:
             quota = self.quota(provider, account)
             if quota is not None:
                 used, requests, cost = self.period_use(provider.name, account, quota, now, claimed=True)
-                if ((quota.tokens and used + tokens > quota.tokens)
-                        or (quota.requests and requests + 1 > quota.requests)
-                        or (quota.cost_usd and cost >= quota.cost_usd)):
+                k = self.share
+                if ((quota.tokens and used + tokens > quota.tokens * k)
+                        or (quota.requests and requests + 1 > quota.requests * k)
+                        or (quota.cost_usd and cost >= quota.cost_usd * k)):
                     continue
             self.claimed[(provider.name, account)].append(_Use(now.timestamp(), tokens, 0.0))
             return True
@@ -300,10 +306,11 @@ def simulate(config: CompiledConfig, tasks: list[SimTask], *, workload: Workload
         if audit_path:
             Path(audit_path).unlink(missing_ok=True)  # a fresh log: one simulation per file
         cfg = dataclasses.replace(config, run_dir=str(Path(tmp) / "runs"), keep_runs=0, audit_enabled=True,
-                                  audit_path=audit, audit_include_prompt=False, state_backend="memory")
+                                  audit_path=audit, audit_include_prompt=True, state_backend="memory")
         clock = SimClock(start)
         by_key = {t.key: t for t in tasks}
-        agents = SimulatedAgents(cfg, by_key, clock, rng, workload.error_rate, workload.output_tokens_per_second)
+        agents = SimulatedAgents(cfg, by_key, clock, rng, workload.error_rate, workload.output_tokens_per_second,
+                                 workload.unseen_use)
         key_vars = {v for p in cfg.providers.values() for v in (p.api_key_env, *(a.api_key_env for a in p.accounts))
                     if v}
         environ = {"PATH": "/simulated", "HOME": tmp, **dict.fromkeys(sorted(key_vars), "simulated")}

@@ -7,6 +7,8 @@ A workload file (TOML) declares arrivals, task sizes and the mix of tasks; every
     weekend_factor = 0.3         # Saturdays and Sundays get this share of a weekday's arrivals
     hours = [8, 20]              # arrivals fall in these UTC hours, end excluded
     error_rate = 0.02            # share of attempts the simulated agent fails with an error (not a limit)
+    unseen_use = 0.0             # share of every quota used outside adws (people, other tools): the provider
+                                 # refuses when the rest is spent, though adws's own ledger shows room
 
     [workload.size]              # tokens per attempt, log-normal: a median and a 90th percentile
     input = { median = 20000, p90 = 80000 }
@@ -56,6 +58,7 @@ class Workload:
     weekend_factor: float = 0.3
     hours: tuple[int, int] = (0, 24)
     error_rate: float = 0.02
+    unseen_use: float = 0.0
     input: LogNormal = LogNormal(20000, 80000)
     output: LogNormal = LogNormal(3000, 12000)
     output_tokens_per_second: float = 40.0
@@ -130,7 +133,8 @@ def load_workload(path: str) -> Workload:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     top = _Reader(path, data, ("workload",))
     body = top.table("workload")
-    w = _Reader("workload", body, ("tasks_per_day", "weekend_factor", "hours", "error_rate", "size", "mix"))
+    w = _Reader("workload", body, ("tasks_per_day", "weekend_factor", "hours", "error_rate", "unseen_use", "size",
+                                       "mix"))
     hours = body.get("hours", [0, 24])
     if (not isinstance(hours, list) or len(hours) != 2 or not all(type(h) is int for h in hours)
             or not 0 <= hours[0] < hours[1] <= 24):
@@ -161,6 +165,7 @@ def load_workload(path: str) -> Workload:
         weekend_factor=w.number("weekend_factor", base.weekend_factor),
         hours=(hours[0], hours[1]),
         error_rate=w.number("error_rate", base.error_rate, high=1.0),
+        unseen_use=w.number("unseen_use", base.unseen_use, high=0.99),
         input=_lognormal("workload.size.input", size.data.get("input"), base.input),
         output=_lognormal("workload.size.output", size.data.get("output"), base.output),
         output_tokens_per_second=size.number("output_tokens_per_second", base.output_tokens_per_second,
