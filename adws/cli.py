@@ -206,7 +206,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from adws.insight.records import parse_since
 
     by = stats.parse_by(args.by)
-    result = stats.compute(_audit_path(args), by=by, since=parse_since(args.since, datetime.now(UTC)))
+    now = datetime.now(UTC)
+    since = parse_since(args.since, now)
+    result = stats.compute(_audit_path(args), by=by, since=since)
+    if args.audit is None or args.config is not None:  # the ledger of the config the log belongs to
+        engine = _engine(args)
+        store = engine.existing_store()
+        if store is not None:
+            result.ledger = stats.ledger_rows(store, engine.config.providers, since, now)
     if args.format == "prometheus":
         sys.stdout.write(stats.render_prometheus(result))
     elif args.json:

@@ -16,7 +16,8 @@ one-line reason. Codes (stable for scripts and for suppressing in CI):
   just under the block overruns the quota and is refused.
 - ADWS402 error: a quota's hard block stops the account before it can run one typical task.
 
-Shadowing is judged by one earlier rule at a time (see `adws.insight.predicates`).
+Shadowing is judged against each earlier rule, then against earlier rules together where they differ from the
+rule in one dimension only (see `adws.insight.predicates`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ def check_shadowing(ctx: LintContext) -> list[Finding]:
             if verdict is None:
                 undecided.append((earlier, why))
         else:
+            together = predicates.covers_together(rules[:i], rule)
+            if together is not None:
+                names = ", ".join(f'"{r.name}"' for r in together)
+                out.append(Finding("ADWS101", "error", _rule_place(rule),
+                                   f"can never fire: rules {names} together match every task it matches"))
+                continue
             for earlier, why in undecided:
                 out.append(Finding("ADWS102", "info", _rule_place(rule),
                                    f'cannot decide whether rule "{earlier.name}" matches every task it matches: '

@@ -83,6 +83,36 @@ class Predicates:
                 unknown.append(verdict.why)
         return (None, unknown) if unknown else (True, [])
 
+    def covers_together(self, earlier: list[RuleSpec], b: RuleSpec) -> list[RuleSpec] | None:
+        """Earlier rules that together match every task `b` matches, decided exactly, else None.
+
+        Decided for the common shape: rules that each cover `b` in every dimension but one (say labels), and
+        whose admitted values in that one dimension add up to all of `b`'s (`bug` and `feature` cover
+        `labels = ["bug", "feature"]`). Only exhaustive representatives count here: no guess.
+        """
+        for dim in sorted({dimension(c.key) for c in b.conditions}
+                          | {dimension(c.key) for a in earlier for c in a.conditions}):
+            group = [a for a in earlier if all(
+                self._dim(other, a, b, lambda pa, pb: pb <= pa, decisive=False).value is True
+                for other in self._dims(a, b) if other != dim)]
+            if len(group) < 2:
+                continue
+            if dim == "time":
+                if not all(_cron_exact(e) for rule in (b, *group) for e in _schedules(rule)):
+                    continue
+                sets = {a.name: self._minutes(a) for a in group}
+                pb = self._minutes(b)
+            else:
+                points, exact, _ = self._points(dim, [b, *group])
+                if not exact:
+                    continue
+                sets = {a.name: frozenset(i for i, v in enumerate(points) if _holds(a, dim, v)) for a in group}
+                pb = frozenset(i for i, v in enumerate(points) if _holds(b, dim, v))
+            union = frozenset().union(*sets.values())
+            if pb and pb <= union:
+                return [a for a in group if sets[a.name] & pb]
+        return None
+
     # -- internals ----------------------------------------------------------------------------------------
 
     def _dims(self, a: RuleSpec, b: RuleSpec) -> list[str]:

@@ -7,6 +7,10 @@ Two kinds of figures, each counted where it belongs:
   provider, account and model it ran on (with its task's rule and day), so a limit hit on tier 1 shows on tier 1
   even when the task then succeeded on tier 3.
 
+The ledger (the state store's usage records, which quotas are judged on) is shown beside them when the config's
+store exists: usage per provider and account in the same window, including usage no audit record carries (a run
+whose log write failed, usage synced from a provider).
+
 A task *fell through* when it made attempts on more than one provider. A *rejected* attempt is one the provider
 refused for a limit (`rate_limited` or `quota_exhausted`). Durations are attempts' `duration_ms`; attempts that
 never started a process (`unavailable`) are left out of them. Days are UTC dates of the record.
@@ -23,6 +27,7 @@ from typing import Any
 
 from adws.errors import UsageError
 from adws.insight.records import LIMIT_OUTCOMES, Reading, attempts_of, iter_records, record_time, tokens_of
+from adws.state.base import StateStore
 
 DIMENSIONS = ("provider", "account", "rule", "model", "day")
 NONE = "-"  # a dimension a task or attempt has no value for (no account declared, no attempt made)
@@ -93,6 +98,7 @@ class Stats:
     total: Group
     reading: Reading
     records: int
+    ledger: list[dict[str, Any]] | None = None  # per provider/account from the state store, when read
 
     def rows(self) -> list[dict[str, Any]]:
         return [{**dict(zip(self.by, key, strict=True)), **group.to_dict()}
@@ -101,7 +107,7 @@ class Stats:
     def to_dict(self) -> dict[str, Any]:
         return {"since": self.since.isoformat() if self.since else None, "by": list(self.by),
                 "records": self.records, "unreadable_lines": self.reading.skipped,
-                "rows": self.rows(), "total": self.total.to_dict()}
+                "rows": self.rows(), "total": self.total.to_dict(), "ledger": self.ledger}
 
 
 def compute(path: str | os.PathLike[str], *, by: Sequence[str] = ("provider",),
@@ -163,6 +169,16 @@ def _add(record: Mapping[str, Any], at: datetime, by: tuple[str, ...], groups: d
             group.cost_usd += cost
 
 
+def ledger_rows(store: StateStore, providers: Iterable[str], since: datetime | None,
+                until: datetime | None) -> list[dict[str, Any]]:
+    """Usage per (provider, account) in the state store's ledger within [since, until); all of it without since."""
+    start = since or datetime(1970, 1, 1, tzinfo=UTC)
+    totals = store.usage_totals(dict.fromkeys(providers, start), until=until)
+    return [{"provider": provider, "account": account, "requests": u.requests, "input_tokens": u.input_tokens,
+             "output_tokens": u.output_tokens, "cost_usd": round(u.cost_usd, 6), "estimated": u.estimated}
+            for (provider, account), u in sorted(totals.items())]
+
+
 def _value(value: Any) -> str:
     return NONE if value in (None, "") else str(value)
 
@@ -203,6 +219,14 @@ def render(stats: Stats) -> str:
     since = f" since {stats.since.isoformat()}" if stats.since else ""
     note = f"; {stats.reading.skipped} unreadable line(s) skipped" if stats.reading.skipped else ""
     out.append(f"({stats.records} task record(s){since}{note})")
+    if stats.ledger is not None:
+        out.append("ledger (state store, same window):")
+        for row in stats.ledger:
+            tokens = row["input_tokens"] + row["output_tokens"]
+            out.append(f"  {row['provider'] + '/' + row['account']:<28} {row['requests']:>6} req {tokens:>14,} tok "
+                       f"${row['cost_usd']:>9.2f}" + (" (includes estimates)" if row["estimated"] else ""))
+        if not stats.ledger:
+            out.append("  (no usage recorded)")
     return "\n".join(out)
 
 
@@ -266,4 +290,17 @@ def render_prometheus(stats: Stats) -> str:
     name = "adws_cost_usd"
     out += [f"# HELP {name} Cost of the attempts in US dollars.", f"# TYPE {name} gauge"]
     out += [f"{name}{_labels(labels)} {_number(float(row['cost_usd']))}" for labels, row in rows]
+    if stats.ledger is not None:
+        who = [((("provider", r["provider"]), ("account", r["account"])), r) for r in stats.ledger]
+        name = "adws_ledger_tokens"
+        out += [f"# HELP {name} Tokens in the state store's ledger within the window.", f"# TYPE {name} gauge"]
+        out += [f"{name}{_labels([*labels, ('direction', d)])} {row[d + '_tokens']}"
+                for labels, row in who for d in ("input", "output")]
+        name = "adws_ledger_requests"
+        out += [f"# HELP {name} Requests in the state store's ledger within the window.", f"# TYPE {name} gauge"]
+        out += [f"{name}{_labels(labels)} {row['requests']}" for labels, row in who]
+        name = "adws_ledger_cost_usd"
+        out += [f"# HELP {name} Cost in the state store's ledger within the window, US dollars.",
+                f"# TYPE {name} gauge"]
+        out += [f"{name}{_labels(labels)} {_number(float(row['cost_usd']))}" for labels, row in who]
     return "\n".join(out) + "\n"

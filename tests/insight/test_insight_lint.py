@@ -135,3 +135,26 @@ def test_cli_exit_1_on_errors(write_config: Callable[..., Path], capsys: pytest.
     assert out[0] == ('routing.rules[1] (name="narrow"): ADWS101 error: can never fire: rule "wide" (priority 90) '
                       "matches every task it matches")
     assert out[-1].endswith("1 error(s), 2 warning(s), 0 info(s)")
+
+
+def test_rules_together_can_shadow(write_config: Callable[..., Path]) -> None:
+    path = write_config(rule("bugs", 90, '{ labels = ["bug"] }') + rule("features", 85, '{ labels = ["feature"] }')
+                        + rule("either", 80, '{ labels = ["bug", "feature"], priority = "high" }', "beta"))
+    assert findings(path) == [("ADWS101", 'routing.rules[2] (name="either")',
+                               'can never fire: rules "bugs", "features" together match every task it matches')]
+
+
+def test_rules_together_by_priority_and_hours(write_config: Callable[..., Path]) -> None:
+    path = write_config(rule("top", 90, '{ priority = { gte = "high" }, labels = ["x"] }')
+                        + rule("rest", 85, '{ priority = { lte = "normal" }, labels = ["x"] }')
+                        + rule("any-x", 80, '{ labels = ["x"] }', "beta"))
+    assert findings(path)[0][2] == 'can never fire: rules "top", "rest" together match every task it matches'
+    days = write_config(rule("day", 90, "{ hour_range = [6, 22] }") + rule("night", 85, "{ hour_range = [22, 6] }")
+                        + rule("always-bug", 80, '{ labels = ["bug"] }', "beta"), name="hours.toml")
+    assert findings(days)[0][2] == 'can never fire: rules "day", "night" together match every task it matches'
+
+
+def test_rules_together_that_leave_a_gap_do_not_shadow(write_config: Callable[..., Path]) -> None:
+    path = write_config(rule("day", 90, "{ hour_range = [6, 20] }") + rule("night", 85, "{ hour_range = [22, 6] }")
+                        + rule("any", 80, '{ labels = ["bug"] }', "beta"))
+    assert [f for f in findings(path) if f[0] == "ADWS101"] == []

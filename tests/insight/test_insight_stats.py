@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -166,3 +167,38 @@ def test_prometheus_escapes_label_values(tmp_path: Path) -> None:
 def test_cli_prometheus(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stats", "--audit", str(log), "--format", "prometheus"]) == 0
     check_exposition(capsys.readouterr().out)
+
+
+def test_the_ledger_is_shown_beside_the_log(write_config: Callable[..., Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from adws.attempt import Usage
+    from adws.engine import load
+    from adws.state import UsageRecord
+
+    config = write_config()
+    write_audit(tmp_path / "audit.jsonl", [record([attempt("alpha", account="one")])])  # the config's [audit] path
+    engine = load(config)
+    engine.store.record_usage(UsageRecord("alpha", "one", datetime(2026, 11, 18, 10, tzinfo=UTC),
+                                          Usage(1, 100, 50, 0.5)))
+    engine.store.record_usage(UsageRecord("beta", "default", datetime(2026, 11, 18, 11, tzinfo=UTC),
+                                          Usage(1, 7, 3, 0.0, estimated=True)))  # no audit record carries this
+    engine.close()
+    assert main(["stats", "--config", str(config), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ledger"] == [
+        {"provider": "alpha", "account": "one", "requests": 1, "input_tokens": 100, "output_tokens": 50,
+         "cost_usd": 0.5, "estimated": False},
+        {"provider": "beta", "account": "default", "requests": 1, "input_tokens": 7, "output_tokens": 3,
+         "cost_usd": 0.0, "estimated": True}]
+    assert main(["stats", "--config", str(config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-3:] == ["ledger (state store, same window):",
+                        "  alpha/one                         1 req            150 tok $     0.50",
+                        "  beta/default                      1 req             10 tok $     0.00 (includes estimates)"]
+    assert main(["stats", "--config", str(config), "--format", "prometheus"]) == 0
+    families = check_exposition(capsys.readouterr().out)
+    assert dict(families["adws_ledger_tokens"])['adws_ledger_tokens{provider="beta",account="default",'
+                                                'direction="input"}'] == "7"
+    # Given only a log, stats does not guess which store it belongs to.
+    assert main(["stats", "--audit", str(tmp_path / "audit.jsonl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ledger"] is None
