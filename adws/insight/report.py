@@ -1,8 +1,9 @@
 """`adws report --html FILE`: one self-contained HTML page of plots from the audit log and the config.
 
 Plots (matplotlib, rendered to inline SVG; the page loads nothing from anywhere):
-1. quota use per metered account over its current period, as a share of the limit, with the hard block, the
-   reset and the projected exhaustion (the period's burn rate so far, extended) marked;
+1. quota use per metered account over the period, as a share of the limit, with the hard block, each reset and
+   the projected exhaustion (the period's burn rate so far, extended) marked, and beneath it a table per
+   account: use, alert level (as `adws quota` words it), the reset and the countdown to it, projected exhaustion;
 2. attempts by outcome per tier per day;
 3. cost per day, by provider;
 4. where tasks fell through: first tier tried → tier that finished the task (or "failed").
@@ -68,6 +69,8 @@ def _gather(path: str | os.PathLike[str], since: datetime | None, reading: Readi
             except ValueError:
                 when = at
             day = when.date().isoformat()
+            if data.first is None or when < data.first:  # a task's attempts start before its record is written
+                data.first = when
             data.outcomes[provider][day][str(attempt.get("outcome") or "?")] += 1
             tokens_in, tokens_out, cost = tokens_of(attempt)
             if attempt.get("usage") is not None:
@@ -133,6 +136,10 @@ def _quota_series(quota: QuotaSpec, events: list[tuple[datetime, int, int, float
 
 
 def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime, as_of: datetime) -> list[str]:
+    """One plot per metered provider, each followed by a table: use, alert level, countdown to the reset and
+    the projected exhaustion per account as of `as_of`."""
+    from adws.reports import _alert, _span  # the wording of `adws quota`
+
     figures = []
     for name, provider in config.providers.items():
         accounts = [(a.name, a.quota or provider.quota) for a in provider.accounts] or [(DEFAULT_ACCOUNT,
@@ -143,6 +150,7 @@ def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime
         fig, ax = plt.subplots(figsize=(9, 3.6))
         marks: set[datetime] = set()
         hard = metered[0][1].hard_block_percent
+        rows = []
         for account, quota in metered:
             period = build_period(quota)
             times, shares, resets = _quota_series(quota, data.usage.get((name, account), []), begin, as_of)
@@ -153,12 +161,16 @@ def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime
             line = ax.step(times, shares, where="post", label=account, linewidth=1.4)[0]
             start = resets[-1] if resets else max(period.start(as_of), begin)
             elapsed = (as_of - start).total_seconds()
+            exhaustion = None
             if 0 < shares[-1] < 100 and elapsed > 0:
                 # Projected exhaustion: this period's burn rate so far, extended until the limit.
                 at = as_of + timedelta(seconds=(100 - shares[-1]) / (shares[-1] / elapsed))
                 if reset is None or at < reset:
+                    exhaustion = at
                     ax.plot([as_of, at], [shares[-1], 100], linestyle=":", color=line.get_color(), linewidth=1)
                     ax.plot([at], [100], marker="x", color=line.get_color(), markersize=8)
+            rows.append((account, shares[-1], _alert(shares[-1], quota.alert_percent, quota.hard_block_percent),
+                         reset, exhaustion))
         ax.axhline(hard, color="#c62828", linestyle="--", linewidth=1, label=f"hard block {hard:g}%")
         for reset in sorted(marks):
             ax.axvline(reset, color="#1565c0", linestyle="-.", linewidth=1)
@@ -168,7 +180,16 @@ def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime
         ax.set_title(f"{name}: quota use per account (x = projected exhaustion)")
         ax.legend(fontsize=7, ncol=5, loc="upper left")
         fig.autofmt_xdate()
-        figures.append(_svg(fig))
+        table = ["<table><tr><th>account</th><th>used</th><th>alert</th><th>reset</th><th>resets in</th>"
+                 "<th>projected exhaustion</th></tr>"]
+        for account, share, alert, reset, exhaustion in rows:
+            table.append(
+                f"<tr><td>{html.escape(account)}</td><td>{share:.1f}%</td><td>{html.escape(alert or '')}</td>"
+                f"<td>{f'{reset:%Y-%m-%d %H:%M} UTC' if reset else 'rolling window'}</td>"
+                f"<td>{_span(reset - as_of) if reset else '-'}</td>"
+                f"<td>{f'{exhaustion:%Y-%m-%d %H:%M} UTC' if exhaustion else '-'}</td></tr>")
+        table.append("</table>")
+        figures.append(_svg(fig) + "".join(table))
         plt.close(fig)
     return figures
 
@@ -279,7 +300,9 @@ def build_html(config: CompiledConfig, audit_path: str | os.PathLike[str], *, si
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>adws report</title>"
             "<style>body{font-family:sans-serif;max-width:980px;margin:1em auto;color:#222}"
-            "figure{margin:0 0 1.5em 0}svg.plot{max-width:100%;height:auto}</style>"
+            "figure{margin:0 0 1.5em 0}svg.plot{max-width:100%;height:auto}"
+            "table{border-collapse:collapse;font-size:85%}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
+            "text-align:left}</style>"
             f"<script>{_CHECK_SCRIPT}</script></head><body>" + "\n".join(body) + "</body></html>\n")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import tempfile
 import time
@@ -34,6 +35,7 @@ from adws.attempt import RunOutcome
 from adws.engine import Engine
 from adws.insight.workload import SimTask, Workload
 from adws.model import CompiledConfig, ProviderSpec, QuotaSpec
+from adws.quota import QuotaPeriod
 from adws.runner import RunRequest
 from adws.state.memory import MemoryStore
 
@@ -134,6 +136,13 @@ class SimulatedAgents:
         # spare tokens are not counted again for every later task.
         self.claimed: dict[tuple[str, str], list[_Use]] = defaultdict(list)
         self.rejections: list[tuple[datetime, str, str, datetime | None]] = []
+        self._periods: dict[int, QuotaPeriod] = {}  # one per quota: a cron period caches its bounds
+
+    def period(self, quota: QuotaSpec) -> QuotaPeriod:
+        found = self._periods.get(id(quota))
+        if found is None:
+            found = self._periods[id(quota)] = build_period(quota)
+        return found
 
     def quota(self, provider: ProviderSpec, account: str) -> QuotaSpec | None:
         spec = provider.account(account)
@@ -143,7 +152,7 @@ class SimulatedAgents:
                    claimed: bool = False) -> tuple[int, int, float]:
         """(tokens, requests, cost) the provider counts against `account` in its quota period at `now`
         (with `claimed`: plus the room already counted for tasks that went elsewhere)."""
-        since = build_period(quota).start(now).timestamp()
+        since = self.period(quota).start(now).timestamp()
         uses = [u for u in self.used.get((provider, account), ()) if u.at >= since]
         if claimed:
             uses += [u for u in self.claimed.get((provider, account), ()) if u.at >= since]
@@ -179,7 +188,7 @@ class SimulatedAgents:
         quota = self.quota(provider, account)
         if quota is None:
             return None
-        period = build_period(quota)
+        period = self.period(quota)
         reset = period.next_reset(now)
         if reset is None and quota.window_seconds:  # rolling: when the oldest use in the window ages out
             since = period.start(now).timestamp()
@@ -301,7 +310,9 @@ def simulate(config: CompiledConfig, tasks: list[SimTask], *, workload: Workload
     began = time.perf_counter()
     rng = random.Random(seed ^ 0x5EED)
     result = Simulation(config, start, days, seed)
-    with tempfile.TemporaryDirectory(prefix="adws-simulate-") as tmp:
+    # The manager makes a run directory per task and per attempt: in memory where the machine offers it.
+    scratch = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="adws-simulate-", dir=scratch) as tmp:
         audit = audit_path or str(Path(tmp) / "audit.jsonl")
         if audit_path:
             Path(audit_path).unlink(missing_ok=True)  # a fresh log: one simulation per file
@@ -406,6 +417,11 @@ def render(sim: Simulation) -> str:
     lines.append("where tasks landed:")
     for tier, count in d["landed"].items():
         lines.append(f"  {tier:<14}{count:>6}  {count / max(d['tasks'], 1):>4.0%}")
+    columns = [*d["landed"], *(["(failed)"] if d["failed"] else [])]
+    if d["per_day"] and columns:
+        lines.append("per day:      " + " ".join(f"{c:>12}" for c in columns))
+        for day, counts in d["per_day"].items():
+            lines.append(f"  {day:<11}" + " ".join(f"{counts.get(c, 0):>12}" for c in columns))
     if d["tiers"]:
         lines.append("tiers out of quota:")
         for tier, info in d["tiers"].items():

@@ -158,3 +158,14 @@ def test_rules_together_that_leave_a_gap_do_not_shadow(write_config: Callable[..
     path = write_config(rule("day", 90, "{ hour_range = [6, 20] }") + rule("night", 85, "{ hour_range = [22, 6] }")
                         + rule("any", 80, '{ labels = ["bug"] }', "beta"))
     assert [f for f in findings(path) if f[0] == "ADWS101"] == []
+
+
+def test_keys_missing_here_are_a_warning(write_config: Callable[..., Path]) -> None:
+    rules = rule("beta-only", 50, '{ labels = ["x"] }', "beta", "fallback = false")
+    path = write_config(rules)
+    path.write_text(path.read_text().replace('[providers.beta]\n', '[providers.beta]\napi_key_env = "BETA_KEY"\n'
+                                             'requires_api_key = true\n'))
+    assert ("ADWS202", 'routing.rules[0] (name="beta-only")',
+            'rule "beta-only" reaches only providers without their API key here: beta (BETA_KEY not set)') \
+        in findings(path)
+    assert [f for f in lint(load_config(path), environ={"BETA_KEY": "k"}) if f.code == "ADWS202"] == []

@@ -72,3 +72,22 @@ def test_chromium_renders_every_plot_without_script_errors(page: Path, tmp_path:
     assert attrs.get("data-plots-drawn") == "4"  # every plot has a size and drawn marks
     assert "data-script-errors" not in attrs
     assert "Uncaught" not in done.stderr  # console errors Chromium logged
+
+
+def test_quota_table_counts_attempts_that_started_before_the_first_record(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    from adws.insight.report import build_html
+    from tests.insight.conftest import attempt, record, write_audit
+
+    config = load_config(write_config(alpha_tokens=100000))
+    log = write_audit(tmp_path / "a.jsonl", [
+        record([attempt("alpha", account="one", tokens=(40000, 10000), at="2026-11-18T09:00:00+00:00")],
+               at="2026-11-18T10:00:00+00:00"),
+        record([attempt("alpha", account="two", tokens=(90000, 6000), at="2026-11-18T11:00:00+00:00")],
+               at="2026-11-18T12:00:00+00:00"),
+    ])
+    page = build_html(config, log)
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d.]+%)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", page)
+    # Monday resets; as of the last record (Wednesday 12:00), the next reset is 4 days 12 hours away.
+    assert rows == [("one", "50.0%", "", "2026-11-23 00:00 UTC", "4d 12h00m"),
+                    ("two", "96.0%", "blocked (&gt;= 95%)", "2026-11-23 00:00 UTC", "4d 12h00m")]
