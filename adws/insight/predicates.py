@@ -58,6 +58,7 @@ class Predicates:
         monday = datetime(2026, 1, 5, tzinfo=tz)
         self._week = [monday + timedelta(minutes=m) for m in range(_WEEK_MINUTES)]
         self._time: dict[str, frozenset[int]] = {}
+        self._memo: dict[tuple[str, str, str, bool], Verdict] = {}
 
     # -- the two questions ------------------------------------------------------------------------------
 
@@ -103,7 +104,7 @@ class Predicates:
                 sets = {a.name: self._minutes(a) for a in group}
                 pb = self._minutes(b)
             else:
-                points, exact, _ = self._points(dim, [b, *group])
+                points, exact, _ = self._points(dim, [b, *group], exact_only=True)
                 if not exact:
                     continue
                 sets = {a.name: frozenset(i for i, v in enumerate(points) if _holds(a, dim, v)) for a in group}
@@ -120,6 +121,15 @@ class Predicates:
 
     def _dim(self, dim: str, a: RuleSpec, b: RuleSpec,
              test: Callable[[frozenset[int], frozenset[int]], bool], *, decisive: bool) -> Verdict:
+        # Memoised: lint asks the same pair about the same dimension alone and again for rules together.
+        key = (dim, a.name, b.name, decisive)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = self._dim_uncached(dim, a, b, test, decisive=decisive)
+        return found
+
+    def _dim_uncached(self, dim: str, a: RuleSpec, b: RuleSpec,
+                      test: Callable[[frozenset[int], frozenset[int]], bool], *, decisive: bool) -> Verdict:
         if dim == "time":
             pa, pb = self._minutes(a), self._minutes(b)
             exact = all(_cron_exact(e) for rule in (a, b) for e in _schedules(rule))
@@ -144,7 +154,10 @@ class Predicates:
                 i for i, view in enumerate(views) if all(c(view) for c in conditions))
         return cached
 
-    def _points(self, dim: str, rules: list[RuleSpec]) -> tuple[list[TaskView], bool, str]:
+    def _points(self, dim: str, rules: list[RuleSpec], *,
+                exact_only: bool = False) -> tuple[list[TaskView], bool, str]:
+        """Representative views for one dimension, whether they are exhaustive, and if not why. With
+        `exact_only`, views that would not be exhaustive are not built (the caller would discard them)."""
         raw = [_raw(rule, dim) for rule in rules]
         base = self.base
         if dim == "priority":
@@ -161,17 +174,19 @@ class Predicates:
                      else dataclasses.replace(base, context_tokens=v) for v in values]
             return views, True, ""
         if dim == "labels":
-            return self._label_points(raw)
+            return self._label_points(raw, exact_only)
         if dim.startswith("attrs."):
             return self._attr_points(dim[len("attrs."):], raw)
         # A condition key lint does not know yet: only counterexamples among nothing; say so.
         return [base], False, f"{dim} (a condition lint does not know)"
 
-    def _label_points(self, raw: list[Any]) -> tuple[list[TaskView], bool, str]:
+    def _label_points(self, raw: list[Any], exact_only: bool = False) -> tuple[list[TaskView], bool, str]:
         names = {s.strip().lower() for s in _scalars(raw) if isinstance(s, str) and s.strip()}
         globs = {n for n in names if any(ch in n for ch in "*?[")}
         universe = sorted((names - globs) | {_sample(g) for g in globs} | {"zz-unmentioned"})
         exact = not globs and len(universe) <= _MAX_LABELS_EXACT
+        if exact_only and not exact:
+            return [], False, ""
         sizes: Iterable[int] = range(len(universe) + 1) if len(universe) <= _MAX_LABELS_EXACT else range(4)
         views = [dataclasses.replace(self.base, labels=frozenset(combo))
                  for size in sizes for combo in itertools.combinations(universe, size)]
