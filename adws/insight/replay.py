@@ -1,15 +1,21 @@
 """`adws replay`: route every task of an audit log again, at its recorded time, under a candidate config.
 
-The candidate is judged as scenarios are (`adws.reports.scenario_router`): every enabled provider installed, every
-key set, every quota fresh, so what moves is what the config changed, not what this machine or this week's
-quotas did. "Before" is, by default, what the log recorded (the decision adws took then, quotas included); with
-a baseline config it is that config judged the same way, which isolates a config edit exactly.
+The candidate is judged as scenarios are (`adws.reports.scenario_router`: every enabled provider installed, every
+key set, every quota fresh), then the situation the log recorded is laid over it: a tier that was skipped as a
+whole at that moment for a reason of state or machine (quota, cooldown, open circuit, busy, program or key
+missing) is left out of the candidate's plan too. So what moves is what the config changed, under the week the
+log saw. Reasons that come from the config itself (a disabled provider, a model or context that does not fit,
+accounts disabled in the file) are not laid over: the candidate decides those.
+
+"Before" is, by default, what the log recorded; with a baseline config it is that config judged the same way,
+which isolates a config edit exactly.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,13 +85,15 @@ def replay(path: str | os.PathLike[str], candidate: CompiledConfig,
             continue
         out.tasks += 1
         name = _name(record, task)
+        decision = record.get("decision") if isinstance(record.get("decision"), dict) else {}
+        assert isinstance(decision, dict)
+        blocked = situational_skips(decision)
         if before_router is not None:
-            before, before_error = _route(before_router, task, when)
+            before, before_error = _route(before_router, task, when, blocked)
         else:
-            decision = record.get("decision") or {}
-            before = {f: decision.get(f) for f in FIELDS} if isinstance(decision, dict) else {}
+            before = {f: decision.get(f) for f in FIELDS}
             before_error = None
-        after, error = _route(after_router, task, when)
+        after, error = _route(after_router, task, when, blocked)
         change = Change(name, when.isoformat(), before, after, error or before_error)
         if change.moved or change.error:
             out.changes.append(change)
@@ -95,12 +103,37 @@ def replay(path: str | os.PathLike[str], candidate: CompiledConfig,
     return out
 
 
-def _route(router: ModelRouter, task: dict[str, Any], when: Any) -> tuple[dict[str, Any], str | None]:
+# Whole-tier skip reasons that come from the config, which the candidate decides for itself.
+_CONFIG_REASONS = ("disabled in config", "context too small", "no model declared", "model ")
+
+
+def situational_skips(decision: Mapping[str, Any]) -> frozenset[str]:
+    """Tiers the recorded decision skipped as a whole for a reason of state or machine, not of config."""
+    skipped = [s for s in decision.get("skipped") or [] if isinstance(s, Mapping)]
+    out = set()
+    for skip in skipped:
+        reason = str(skip.get("reason") or "")
+        if skip.get("account") is not None or reason.startswith(_CONFIG_REASONS):
+            continue
+        if reason.startswith("no usable account"):
+            accounts = [str(s.get("reason")) for s in skipped
+                        if s.get("provider") == skip.get("provider") and s.get("account") is not None]
+            if accounts and all(r == "account disabled" for r in accounts):
+                continue  # every account disabled in the file: a config matter
+        out.add(str(skip.get("provider")))
+    return frozenset(out)
+
+
+def _route(router: ModelRouter, task: dict[str, Any], when: Any,
+           blocked: frozenset[str]) -> tuple[dict[str, Any], str | None]:
     try:
         decision = router.route(task, now=when)
     except TaskError as exc:
         return {f: None for f in FIELDS}, str(exc)
-    return {"rule": decision.rule, "provider": decision.provider, "model": decision.model}, None
+    plan = [step for step in decision.plan if step.provider not in blocked]
+    first = plan[0] if plan else None
+    return {"rule": decision.rule, "provider": first.provider if first else None,
+            "model": first.model if first else None}, None
 
 
 def _name(record: dict[str, Any], task: dict[str, Any]) -> str:

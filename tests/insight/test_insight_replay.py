@@ -81,3 +81,33 @@ def test_a_task_that_no_longer_routes_is_reported(tmp_path: Path, write_config: 
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["errors"] == 1
     assert 'unknown provider "delta"' in data["changes"][0]["error"]
+
+
+def test_the_weeks_situation_is_laid_over_the_candidate(write_config: Callable[..., Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Tier 1 runs out mid-log: under the same config nothing moves, though a fresh-quota judgement alone
+    would send every later task back to tier 1."""
+    spec = workload.Workload(tasks_per_day=40, error_rate=0)
+    config = write_config(alpha_tokens=60000)
+    tasks = workload.generate(spec, MONDAY, 2, random.Random(5))
+    simulate.simulate(load_config(config), tasks, workload=spec, start=MONDAY, days=2, seed=5,
+                      audit_path=str(tmp_path / "spent.jsonl"))
+    records = [json.loads(line) for line in (tmp_path / "spent.jsonl").read_text().splitlines()]
+    assert any(r["decision"]["provider"] == "beta" for r in records)  # tier 1 was spent for some tasks
+    assert main(["replay", "--audit", str(tmp_path / "spent.jsonl"), "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["changed"] == 0
+
+
+def test_situational_skips_leave_config_reasons_to_the_candidate() -> None:
+    from adws.insight.replay import situational_skips
+
+    decision = {"skipped": [
+        {"provider": "alpha", "reason": "quota 96% used (hard block at 95%)", "account": "one"},
+        {"provider": "alpha", "reason": "no usable account; the first is back at 2026-11-23T00:00:00+00:00"},
+        {"provider": "beta", "reason": "disabled in config"},
+        {"provider": "gamma", "reason": "context too small: g1 holds 8000 tokens"},
+        {"provider": "delta", "reason": "command 'delta-cli' not on PATH"},
+        {"provider": "eps", "reason": "account disabled", "account": "x"},
+        {"provider": "eps", "reason": "no usable account"},
+    ]}
+    assert situational_skips(decision) == {"alpha", "delta"}
