@@ -237,6 +237,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    import random
+
     from adws.config import load_config
     from adws.insight import simulate, workload
 
@@ -246,12 +248,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
     spec = workload.load_workload(args.workload) if args.workload else workload.Workload()
-    start = _at(args.start) or simulate.default_start()
-    import random
-
+    given = _at(args.start, "UTC")
+    start = given or simulate.default_start()
     rng = random.Random(args.seed)
     if args.tasks_from_audit:
-        tasks = workload.from_audit(args.tasks_from_audit, spec, rng, _at(args.start), args.days)
+        tasks = workload.from_audit(args.tasks_from_audit, spec, rng, given, args.days)
         start = tasks[0].at if tasks else start
     elif args.issues:
         tasks = workload.from_issues(args.issues, spec, rng, start)

@@ -328,7 +328,7 @@ def simulate(config: CompiledConfig, tasks: list[SimTask], *, workload: Workload
         engine = Engine(cfg, store=MemoryStore(), clock=clock, sleep=clock.sleep, runner=agents, environ=environ,
                         which=lambda name: f"/simulated/{name}")
         tier1 = cfg.providers[cfg.chain[0]] if cfg.chain else None
-        for task in tasks:
+        for task in sorted(tasks, key=lambda t: t.at):  # stable: equal times keep their given order
             clock.now = max(clock.now, task.at)  # one task at a time: a late task waits for the one before
             seen = len(agents.rejections)
             result_ = engine.run(task.task, prompt=f"simulated task {task.key}", workdir=tmp, now=clock.now)

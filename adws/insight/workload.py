@@ -31,7 +31,7 @@ import random
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -184,19 +184,24 @@ def _sized(rng: random.Random, workload: Workload, at: datetime, task: dict[str,
 
 
 def generate(workload: Workload, start: datetime, days: int, rng: random.Random) -> list[SimTask]:
-    """Arrivals over `days` days from `start`: Poisson per day (thinned on weekends), uniform in `hours`."""
+    """Arrivals over `days` UTC days from the one `start` falls in: Poisson per day (thinned on weekends), uniform
+    within `hours` (UTC); arrivals before `start` are dropped."""
     tasks: list[SimTask] = []
     weights = [w for w, _ in workload.mix]
     start_h, end_h = workload.hours
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     for day in range(days):
-        midnight = start + timedelta(days=day)
+        midnight = first + timedelta(days=day)
         rate = workload.tasks_per_day * (workload.weekend_factor if midnight.weekday() >= 5 else 1.0)
         count = _poisson(rng, rate)
         offsets = sorted(rng.uniform(start_h * 3600, end_h * 3600) for _ in range(count))
         for offset in offsets:
             (task,) = rng.choices([t for _, t in workload.mix], weights=weights)
+            at = midnight + timedelta(seconds=int(offset))
+            if at < start:
+                continue
             ident = f"sim-{len(tasks) + 1:05d}"
-            tasks.append(_sized(rng, workload, midnight + timedelta(seconds=int(offset)), dict(task), ident))
+            tasks.append(_sized(rng, workload, at, dict(task), ident))
     return tasks
 
 

@@ -165,3 +165,12 @@ def test_cli_simulate_json_and_audit_out(write_config: Callable[..., Path], tmp_
     assert len(audit.read(tmp_path / "sim.jsonl")) == data["tasks"]
     assert main(args) == 0
     assert capsys.readouterr().out.startswith("simulated 2 day(s) from 2026-11-16T00:00:00+00:00 (seed 3):")
+
+
+def test_arrivals_keep_to_utc_hours_and_never_precede_the_start() -> None:
+    spec = workload.Workload(tasks_per_day=200, hours=(8, 20))
+    noon = MONDAY + timedelta(hours=12)
+    tasks = workload.generate(spec, noon, 2, random.Random(3))
+    assert tasks and all(t.at >= noon and 8 <= t.at.hour < 20 for t in tasks)
+    assert [t.at for t in tasks] == sorted(t.at for t in tasks)
+    assert {t.at.date() for t in tasks} == {MONDAY.date(), (MONDAY + timedelta(days=1)).date()}
