@@ -102,13 +102,21 @@ def _cline(text: str, tokens_in: int, tokens_out: int, cost: float) -> str:
                    "usage": {"inputTokens": tokens_in, "outputTokens": tokens_out, "totalCost": cost}})
 
 
+def _codex(text: str, tokens_in: int, tokens_out: int, cost: float) -> str:
+    return _lines({"type": "thread.started", "thread_id": "t1"}, {"type": "turn.started"},
+                  {"type": "item.completed", "item": {"id": "i1", "type": "agent_message", "text": text}},
+                  {"type": "turn.completed", "usage": {"input_tokens": tokens_in, "cached_input_tokens": 0,
+                                                       "output_tokens": tokens_out}})
+
+
 def _text(text: str, tokens_in: int, tokens_out: int, cost: float) -> str:
     return text  # plain text reports no usage: adws estimates it (see SimulatedAgents.__call__)
 
 
 EMITTERS: dict[str, Emitter] = {
     "claude-stream-json": _claude, "claude-json": _claude, "copilot-json": _copilot, "opencode-json": _opencode,
-    "gemini-json": _gemini, "gemini-stream-json": _gemini_stream, "cline-json": _cline, "text": _text,
+    "gemini-json": _gemini, "gemini-stream-json": _gemini_stream, "cline-json": _cline, "codex-json": _codex,
+    "text": _text,
 }
 
 
