@@ -40,7 +40,8 @@ class Engine:
         self._store = store
         self._state_file = resolve_path(config.state_path, self.environ)
         if store is None and config.state_backend != "sqlite":
-            self._store = open_store(config.state_backend, config.state_path, env=self.environ)
+            self._store = open_store(config.state_backend, config.state_path, url=config.state_url,
+                                     key_prefix=config.state_key_prefix, env=self.environ)
         self.accounts = StatefulAccounts(dict(config.providers), self.availability, self._store,
                                          config.breaker.cooldown_seconds)
         self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=clock)
@@ -67,7 +68,8 @@ class Engine:
                 except OSError as exc:
                     raise StateStoreError(f"cannot create the state store's directory for {self.state_path}: "
                                           f"{exc.strerror or exc}") from None
-            self._store = open_store(self.config.state_backend, self.state_path, env=self.environ)
+            self._store = open_store(self.config.state_backend, self.state_path, url=self.config.state_url,
+                                     key_prefix=self.config.state_key_prefix, env=self.environ)
             self.accounts.store = self._store
             if self._manager is not None:
                 self._manager.store = self._store

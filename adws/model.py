@@ -172,3 +172,5 @@ class CompiledConfig:
     keep_runs: int
     scenarios: tuple[ScenarioSpec, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)  # the parsed TOML, for tools
+    state_url: str | None = None  # [state] url: a Redis URL, never resolved against base_dir
+    state_key_prefix: str = "adws:"

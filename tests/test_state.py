@@ -25,7 +25,9 @@ from adws.state import (
     BreakerState,
     Cooldown,
     MemoryStore,
+    RedisStore,
     SqliteStore,
+    StateSettings,
     StateStore,
     StateStoreError,
     UsageRecord,
@@ -38,9 +40,18 @@ WORKER = REPO / "tests" / "state_worker.py"
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 
 
+def open_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
+    """A fresh, empty store of backend `name`: its own file, its own Redis key prefix."""
+    if name == "redis":
+        # Cooldown keys expire by the store's clock: pinned to the tests' fixed time, not the wall clock.
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        return RedisStore(url, key_prefix=prefix, clock=T0.timestamp)
+    return STORES[name](StateSettings(path=str(tmp_path / "state.sqlite3"), env={}))
+
+
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    opened = STORES[request.param](str(tmp_path / "state.sqlite3"))
+    opened = open_backend(request.param, request, tmp_path)
     yield opened
     opened.close()
 
@@ -412,8 +423,8 @@ def test_open_store_backends() -> None:
     assert in_memory.next_cursor("k") == 1
     in_memory.close()
     with pytest.raises(ValueError) as exc:
-        open_store("redis", env={})
-    assert str(exc.value) == "unknown state backend 'redis': expected one of memory, sqlite"
+        open_store("postgres", env={})
+    assert str(exc.value) == "unknown state backend 'postgres': expected one of memory, redis, sqlite"
 
 
 def test_sqlite_file_is_wal_with_the_period_index(tmp_path: Path) -> None:

@@ -564,7 +564,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         state_backend=cfg.state.backend, state_path=resolve(cfg.state.path), audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
-        scenarios=scenarios, raw=raw,
+        scenarios=scenarios, raw=raw, state_url=cfg.state.url, state_key_prefix=cfg.state.key_prefix,
     )
 
 

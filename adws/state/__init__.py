@@ -1,7 +1,8 @@
 """State shared by coordinator processes: usage ledger, cooldowns, cursors, sticky choices, breakers.
 
 Backends live in `STORES`, one entry per name; config validation takes the allowed names from it, and
-adding a backend (e.g. Redis) is adding one entry whose factory takes the configured path/URL.
+adding a backend is adding one entry whose factory reads its own location from the [state] settings
+(a SQLite path, a Redis URL: never one mangled into the other).
 
 Where the SQLite file lives, highest precedence first:
 1. the environment variable ADWS_STATE_PATH (so an operator or a test can redirect every process
@@ -9,12 +10,15 @@ Where the SQLite file lives, highest precedence first:
 2. the `path` given to `open_store` (normally `[state] path` from config.toml);
 3. ".adws/state.sqlite3", relative to the working directory.
 ":memory:" gives a private, non-shared SQLite database.
+
+The Redis server: ADWS_STATE_URL, else `[state] url` (see adws.state.redis_store).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from adws.state.base import (
     BREAKER_STATES,
@@ -25,17 +29,22 @@ from adws.state.base import (
     UsageRecord,
 )
 from adws.state.memory import MemoryStore
+from adws.state.redis_store import DEFAULT_PREFIX, ENV_URL, RedisStore, resolve_url
 from adws.state.sqlite import DEFAULT_PATH, SqliteStore
 
 __all__ = [
     "BREAKER_STATES",
     "DEFAULT_PATH",
+    "DEFAULT_PREFIX",
     "ENV_PATH",
+    "ENV_URL",
     "STORES",
     "BreakerState",
     "Cooldown",
     "MemoryStore",
+    "RedisStore",
     "SqliteStore",
+    "StateSettings",
     "StateStore",
     "StateStoreError",
     "UsageRecord",
@@ -45,9 +54,22 @@ __all__ = [
 
 ENV_PATH = "ADWS_STATE_PATH"
 
-STORES: dict[str, Callable[[str | None], StateStore]] = {
-    "sqlite": SqliteStore,
-    "memory": MemoryStore,
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """The [state] table as the backends read it; each backend picks the keys it knows."""
+
+    path: str | None = None
+    url: str | None = None
+    key_prefix: str = DEFAULT_PREFIX
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+
+STORES: dict[str, Callable[[StateSettings], StateStore]] = {
+    "sqlite": lambda s: SqliteStore(resolve_path(s.path, s.env)),
+    "memory": lambda s: MemoryStore(),
+    "redis": lambda s: RedisStore(resolve_url(s.url, s.env), key_prefix=s.key_prefix),
 }
 
 
@@ -58,11 +80,16 @@ def resolve_path(path: str | None, env: Mapping[str, str] | None = None) -> str:
 
 
 def open_store(
-    backend: str = "sqlite", path: str | None = None, *, env: Mapping[str, str] | None = None
+    backend: str = "sqlite", path: str | None = None, *, url: str | None = None,
+    key_prefix: str = DEFAULT_PREFIX, env: Mapping[str, str] | None = None
 ) -> StateStore:
-    """Open the named backend. `env` defaults to os.environ (injectable for tests)."""
+    """Open the named backend. `env` defaults to os.environ (injectable for tests).
+
+    Raises ValueError for an unknown backend, StateStoreError when the store cannot be opened/reached.
+    """
     factory = STORES.get(backend)
     if factory is None:
         known = ", ".join(sorted(STORES))
         raise ValueError(f"unknown state backend {backend!r}: expected one of {known}")
-    return factory(resolve_path(path, env))
+    environ = os.environ if env is None else env
+    return factory(StateSettings(path=path, url=url, key_prefix=key_prefix, env=environ))

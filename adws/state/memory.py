@@ -6,7 +6,7 @@ it). Nothing is shared between processes or between two MemoryStore objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 
@@ -19,14 +19,20 @@ from adws.state.base import (
     add_usage,
     check_lease,
     from_epoch,
+    hour_start,
+    roll_up_rows,
     to_epoch,
 )
 
 
 class MemoryStore:
+    location = "memory"
+    staleness_s = 0.0  # nobody else writes
+
     def __init__(self, path: str | None = None) -> None:
         # `path` is accepted (and ignored) so every backend has the same factory signature.
-        self._usage: dict[tuple[str, str], list[tuple[float, Usage]]] = {}
+        # Per account: (at, usage, model, task_id) in insertion order.
+        self._usage: dict[tuple[str, str], list[tuple[float, Usage, str | None, str | None]]] = {}
         self._cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._cursors: dict[str, int] = {}
         self._sticky: dict[str, str] = {}
@@ -39,8 +45,38 @@ class MemoryStore:
 
     def record_usage(self, record: UsageRecord) -> None:
         at = to_epoch(record.at, "UsageRecord.at")
-        self._usage.setdefault((record.provider, record.account), []).append((at, record.usage))
+        row = (at, record.usage, record.model, record.task_id)
+        self._usage.setdefault((record.provider, record.account), []).append(row)
         self._wrote()
+
+    def import_usage(self, records: Iterable[UsageRecord]) -> int:
+        count = 0
+        for record in records:
+            self.record_usage(record)
+            count += 1
+        return count
+
+    def usage_records(self) -> Iterator[UsageRecord]:
+        rows = [(at, p, a, u, m, t) for (p, a), kept in self._usage.items() for at, u, m, t in kept]
+        rows.sort(key=lambda row: row[0])
+        for at, provider, account, usage, model, task_id in rows:
+            yield UsageRecord(provider, account, from_epoch(at), usage, model, task_id)
+
+    def roll_up(self, before: datetime) -> int:
+        cutoff = hour_start(to_epoch(before, "before"))
+        removed = 0
+        for key, kept in self._usage.items():
+            old = [(at, u) for at, u, _, _ in kept if at < cutoff]
+            buckets = {h: b for h, b in roll_up_rows(old).items() if b[0] > 1}
+            if not buckets:
+                continue
+            rest = [row for row in kept if row[0] >= cutoff or hour_start(row[0]) not in buckets]
+            rolled = [(hour, total, None, None) for hour, (_, total) in buckets.items()]
+            self._usage[key] = sorted(rolled + rest, key=lambda row: row[0])
+            removed += len(kept) - len(self._usage[key])
+        if removed:
+            self._wrote()
+        return removed
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
@@ -52,7 +88,7 @@ class MemoryStore:
             start = starts.get(provider)
             if start is None:
                 continue
-            for at, usage in rows:
+            for at, usage, _, _ in rows:
                 if at >= start and (end is None or at < end):
                     key = (provider, account)
                     totals[key] = add_usage(totals.get(key, ZERO_USAGE), usage)
@@ -60,7 +96,7 @@ class MemoryStore:
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         start = to_epoch(since, "since")
-        times = [at for at, _ in self._usage.get((provider, account), []) if at >= start]
+        times = [row[0] for row in self._usage.get((provider, account), []) if row[0] >= start]
         return from_epoch(min(times)) if times else None
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
@@ -88,6 +124,12 @@ class MemoryStore:
 
     def peek_cursor(self, key: str) -> int:
         return self._cursors.get(key, 0)
+
+    def cursors(self) -> dict[str, int]:
+        return dict(self._cursors)
+
+    def sticky_choices(self) -> dict[str, str]:
+        return dict(self._sticky)
 
     def get_sticky(self, key: str) -> str | None:
         return self._sticky.get(key)

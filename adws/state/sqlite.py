@@ -31,12 +31,15 @@ from types import TracebackType
 
 from adws.attempt import Usage
 from adws.state.base import (
+    ROLLUP_SECONDS,
     BreakerState,
+    ChangePoller,
     Cooldown,
     StateStoreError,
     UsageRecord,
     check_lease,
     from_epoch,
+    hour_start,
     to_epoch,
 )
 
@@ -155,13 +158,19 @@ def _usage_row(record: UsageRecord) -> tuple[object, ...]:
 
 
 class SqliteStore:
-    def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0) -> None:
+    """`StateStore` in one SQLite file.
+
+    `poll_interval_s`: how often (seconds) `version()` asks SQLite whether another connection committed
+    (`PRAGMA data_version`, about a microsecond); 0, the default, asks on every call.
+    """
+
+    def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0,
+                 poll_interval_s: float = 0.0) -> None:
         self.path = path or DEFAULT_PATH
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writes = 0  # commits by this object: data_version does not see our own
-        self._seen: tuple[int, int] | None = None
-        self._version = 0
+        # data_version moves when another connection commits; the poller counts our own commits.
+        self._changes = ChangePoller(self._data_version, poll_interval_s)
         try:
             # isolation_level=None: the sqlite3 module must not open transactions behind our back;
             # every write below says BEGIN IMMEDIATE itself.
@@ -222,7 +231,15 @@ class SqliteStore:
                 raise
         except sqlite3.Error as exc:
             raise StateStoreError(f"state store {self.path}: {exc}") from exc
-        self._writes += 1
+        self._changes.wrote()
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    @property
+    def staleness_s(self) -> float:
+        return self._changes.interval_s
 
     # -- usage ---------------------------------------------------------------------------------
 
@@ -232,14 +249,44 @@ class SqliteStore:
             conn.execute(_INSERT_USAGE, row)
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
-        """Insert many records in one transaction (bulk loads, benchmarks); returns how many.
-
-        Not part of `StateStore`: routing records one attempt at a time.
-        """
+        """Insert many records in one transaction (bulk loads, benchmarks); returns how many."""
         rows = [_usage_row(r) for r in records]
         with self._write() as conn:
             conn.executemany(_INSERT_USAGE, rows)
         return len(rows)
+
+    def usage_records(self) -> Iterator[UsageRecord]:
+        rows = self._conn.execute(
+            "SELECT provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model,"
+            " task_id FROM usage ORDER BY at, id"
+        )
+        for row in rows:
+            yield UsageRecord(row[0], row[1], from_epoch(row[2]), _row_usage(row[3:8]), row[8], row[9])
+
+    def roll_up(self, before: datetime) -> int:
+        cutoff = hour_start(to_epoch(before, "before"))
+        bucket = f"CAST(at / {ROLLUP_SECONDS} AS INTEGER) * {ROLLUP_SECONDS}"  # at >= 0: truncation = floor
+        with self._write() as conn:
+            conn.execute("DROP TABLE IF EXISTS temp.rolled")
+            # Only hours holding more than one row: a lone row is already as small as its hour gets.
+            conn.execute(
+                f"CREATE TEMP TABLE rolled AS SELECT provider, account, {bucket} AS hour, SUM(requests) AS r,"
+                " SUM(input_tokens) AS i, SUM(output_tokens) AS o, SUM(cost_usd) AS c, MAX(estimated) AS e,"
+                f" COUNT(*) AS n FROM usage WHERE at < ? GROUP BY provider, account, hour HAVING n > 1",
+                (cutoff,),
+            )
+            conn.execute(
+                f"DELETE FROM usage WHERE at < ? AND (provider, account, {bucket}) IN"
+                " (SELECT provider, account, hour FROM temp.rolled)",
+                (cutoff,),
+            )
+            conn.execute(
+                "INSERT INTO usage (provider, account, at, requests, input_tokens, output_tokens, cost_usd,"
+                " estimated) SELECT provider, account, hour, r, i, o, c, e FROM temp.rolled"
+            )
+            (removed,) = conn.execute("SELECT COALESCE(SUM(n - 1), 0) FROM temp.rolled").fetchone()
+            conn.execute("DROP TABLE temp.rolled")
+        return int(removed)
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
@@ -307,6 +354,12 @@ class SqliteStore:
     def peek_cursor(self, key: str) -> int:
         row = self._conn.execute("SELECT value FROM cursors WHERE key = ?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
+
+    def cursors(self) -> dict[str, int]:
+        return {key: int(value) for key, value in self._conn.execute("SELECT key, value FROM cursors")}
+
+    def sticky_choices(self) -> dict[str, str]:
+        return {key: str(value) for key, value in self._conn.execute("SELECT key, value FROM sticky")}
 
     def get_sticky(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM sticky WHERE key = ?", (key,)).fetchone()
@@ -387,14 +440,15 @@ class SqliteStore:
 
     # -- change detection ----------------------------------------------------------------------
 
+    def _data_version(self) -> int:
+        try:
+            (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state store {self.path}: {exc}") from exc
+        return int(data_version)
+
     def version(self) -> int:
-        # data_version moves when another connection commits; our own commits are counted in _writes.
-        (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
-        seen = (int(data_version), self._writes)
-        if seen != self._seen:
-            self._seen = seen
-            self._version += 1
-        return self._version
+        return self._changes.version()
 
     def close(self) -> None:
         self._conn.close()
