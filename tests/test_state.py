@@ -34,6 +34,7 @@ from adws.state import (
     open_store,
     resolve_path,
 )
+from adws.state.base import ChangePoller
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "tests" / "state_worker.py"
@@ -385,6 +386,76 @@ def test_sqlite_version_sees_commits_of_other_connections(tmp_path: Path) -> Non
         assert after != before
         assert mine.version() == after
         assert mine.get_sticky("k") == "v"
+
+
+def test_sqlite_version_polled_at_an_interval_sees_other_connections_within_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sqlite3")
+    ticks = [0.0]
+    with SqliteStore(path) as theirs, SqliteStore(path, poll_interval_s=0.004, monotonic=lambda: ticks[0]) as mine:
+        assert mine.staleness_s == 0.004
+        first = mine.version()
+        theirs.set_sticky("k", "v")
+        ticks[0] = 0.003
+        assert mine.version() == first  # inside the bound: not asked yet
+        ticks[0] = 0.004
+        second = mine.version()
+        assert second != first
+        mine.set_sticky("k", "w")
+        assert mine.version() != second  # own writes at once
+
+
+def test_change_poller_refuses_a_negative_interval() -> None:
+    with pytest.raises(ValueError) as exc:
+        ChangePoller(lambda: 0, -1)
+    assert str(exc.value) == "poll interval must be >= 0 seconds, got -1"
+
+
+# -- export, import, retention ---------------------------------------------------------------------
+
+
+def test_every_row_cursor_and_sticky_choice_can_be_listed_and_bulk_loaded(store: StateStore) -> None:
+    records = [
+        UsageRecord("p", "a", T0 + timedelta(minutes=5), Usage(input_tokens=3, cost_usd=0.25), "m1", "task-1"),
+        UsageRecord("p", "a", T0, Usage(requests=2, output_tokens=7, estimated=True)),
+        UsageRecord("q", "b:c", T0 + timedelta(minutes=1), Usage(input_tokens=1)),
+    ]
+    assert store.import_usage(records) == 3
+    assert store.import_usage([]) == 0
+    assert list(store.usage_records()) == [records[1], records[2], records[0]]  # oldest first
+    store.next_cursor("rr:p")
+    store.advance_cursor("rr:q", 4)
+    store.set_sticky("sticky:p:7", "a")
+    assert store.cursors() == {"rr:p": 1, "rr:q": 4}
+    assert store.sticky_choices() == {"sticky:p:7": "a"}
+
+
+def test_roll_up_keeps_totals_and_leaves_one_row_per_account_hour(store: StateStore) -> None:
+    hour = T0 - timedelta(hours=3)  # T0 is on the hour
+    for minutes in (0, 10, 59):
+        store.record_usage(UsageRecord("p", "a", hour + timedelta(minutes=minutes),
+                                       Usage(input_tokens=minutes + 1, cost_usd=0.25), "m", "t"))
+    store.record_usage(rec("p", "a", hour + timedelta(hours=1, minutes=1), input_tokens=100, estimated=True))
+    store.record_usage(rec("p", "a", hour + timedelta(hours=1, minutes=2), input_tokens=200))
+    store.record_usage(rec("p", "b", hour + timedelta(minutes=30), input_tokens=5))  # alone in its hour: kept
+    store.record_usage(rec("p", "a", T0 - timedelta(minutes=30), input_tokens=7))  # in the hour before the cutoff
+    store.record_usage(rec("p", "a", T0 - timedelta(minutes=20), input_tokens=8))
+    before = store.usage_totals({"p": hour})
+    version = store.version()
+
+    # The cutoff rounds down to its hour: the hour holding T0 - 30 min is not complete before it.
+    assert store.roll_up(T0 - timedelta(minutes=10)) == 3
+    assert store.version() != version
+    assert store.usage_totals({"p": hour}) == before
+    rows = list(store.usage_records())
+    assert [(r.account, r.at, r.usage, r.model) for r in rows[:3]] == [
+        ("a", hour, Usage(requests=3, input_tokens=1 + 11 + 60, cost_usd=0.75), None),
+        ("b", hour + timedelta(minutes=30), Usage(requests=1, input_tokens=5), None),
+        ("a", hour + timedelta(hours=1), Usage(requests=2, input_tokens=300, estimated=True), None),
+    ]
+    assert len(rows) == 5
+    assert store.roll_up(T0 - timedelta(minutes=10)) == 0  # nothing left to roll up
+    assert store.roll_up(T0) == 1
+    assert store.usage_totals({"p": hour}) == before
 
 
 # -- opening stores --------------------------------------------------------------------------------

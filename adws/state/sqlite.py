@@ -161,16 +161,17 @@ class SqliteStore:
     """`StateStore` in one SQLite file.
 
     `poll_interval_s`: how often (seconds) `version()` asks SQLite whether another connection committed
-    (`PRAGMA data_version`, about a microsecond); 0, the default, asks on every call.
+    (`PRAGMA data_version`, about a microsecond); 0, the default, asks on every call. `monotonic`
+    times the interval.
     """
 
-    def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0,
-                 poll_interval_s: float = 0.0) -> None:
+    def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0, poll_interval_s: float = 0.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.path = path or DEFAULT_PATH
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # data_version moves when another connection commits; the poller counts our own commits.
-        self._changes = ChangePoller(self._data_version, poll_interval_s)
+        self._changes = ChangePoller(self._data_version, poll_interval_s, monotonic)
         try:
             # isolation_level=None: the sqlite3 module must not open transactions behind our back;
             # every write below says BEGIN IMMEDIATE itself.
