@@ -15,7 +15,7 @@ percent-quoted so no provider or account name can forge another key:
   {p}v                       hash  gen (random per server life), n (change counter)
   {p}providers               set   providers with usage
   {p}accounts:{prov}         set   accounts of a provider with usage
-  {p}usage:{prov}:{acct}     zset  JSON [id, requests, input, output, cost, estimated, model, task] by time
+  {p}usage:{prov}:{acct}     zset  "requests input output cost estimated id [model, task]" by time
   {p}cooldowns               set   {prov}:{acct} of cooldowns that may still run
   {p}cooldown:{prov}:{acct}  str   JSON [provider, account, until, reason], expires at `until`
   {p}cursors, {p}sticky      hash  round-robin cursors, sticky assignments
@@ -98,9 +98,10 @@ for i = 3, #ARGV, 2 do
     if #rows > 0 then
       local r, inp, outp, cost, est = 0, 0, 0, 0, 0
       for _, row in ipairs(rows) do
-        local f = cjson.decode(row)
-        r, inp, outp, cost = r + f[2], inp + f[3], outp + f[4], cost + f[5]
-        if f[6] == 1 then est = 1 end
+        -- The numbers lead the member, space-separated: matched in place, about twice as fast as cjson.
+        local a, b, c, d, e = string.match(row, '^(%S+) (%S+) (%S+) (%S+) (%S+)')
+        r, inp, outp, cost = r + a, inp + b, outp + c, cost + d
+        if e == '1' then est = 1 end
       end
       -- %.17g: Lua numbers become integers (truncated) in replies; strings keep every digit.
       out[#out + 1] = {i, qa, string.format('%.17g', r), string.format('%.17g', inp),
@@ -233,20 +234,20 @@ for j = 1, #rows, 2 do
     buckets[hour] = b
     order[#order + 1] = hour
   end
-  local f = cjson.decode(rows[j])
+  local r, i, o, c, e = string.match(rows[j], '^(%S+) (%S+) (%S+) (%S+) (%S+)')
   b.n = b.n + 1
   b.members[#b.members + 1] = rows[j]
-  b.r, b.i, b.o, b.c = b.r + f[2], b.i + f[3], b.o + f[4], b.c + f[5]
-  if f[6] == 1 then b.e = 1 end
+  b.r, b.i, b.o, b.c = b.r + r, b.i + i, b.o + o, b.c + c
+  if e == '1' then b.e = 1 end
 end
 local removed = 0
 for _, hour in ipairs(order) do
   local b = buckets[hour]
   if b.n > 1 then
     for _, m in ipairs(b.members) do redis.call('ZREM', key, m) end
-    -- Built by hand: cjson would print big integers in exponent form and floats with 14 digits.
-    local row = string.format('["%s:%d",%.17g,%.17g,%.17g,%.17g,%d,null,null]', ARGV[7], hour, b.r, b.i,
-                              b.o, b.c, b.e)
+    -- %.17g: every digit of the sums (Lua's tostring keeps 14).
+    local row = string.format('%.17g %.17g %.17g %.17g %d %s:%d [null,null]', b.r, b.i, b.o, b.c, b.e, ARGV[7],
+                              hour)
     redis.call('ZADD', key, hour, row)
     removed = removed + b.n - 1
   end
@@ -276,12 +277,23 @@ def redact(url: str) -> str:
 
 
 def _usage_member(record: UsageRecord) -> str:
+    """The sorted-set member of one usage row: "requests input output cost estimated id [model, task]".
+
+    The numbers come first so the totals script matches them without a JSON parser; the random id makes two
+    identical attempts in the same microsecond two rows, and a write retried after a dropped connection land
+    on the same member instead of counting twice; model and task id (free text) go last, as JSON.
+    """
     u = record.usage
-    # A random id: two identical attempts in the same microsecond are two rows, and a write retried after
-    # a dropped connection lands on the same member instead of counting twice.
-    fields = [secrets.token_hex(8), u.requests, u.input_tokens, u.output_tokens, u.cost_usd,
-              int(u.estimated), record.model, record.task_id]
-    return json.dumps(fields, separators=(",", ":"))
+    extra = json.dumps([record.model, record.task_id], separators=(",", ":"))
+    return (f"{u.requests} {u.input_tokens} {u.output_tokens} {float(u.cost_usd)!r} {int(u.estimated)} "
+            f"{secrets.token_hex(8)} {extra}")
+
+
+def _member_record(provider: str, account: str, at: float, member: str) -> UsageRecord:
+    requests, input_tokens, output_tokens, cost, estimated, _, extra = member.split(" ", 6)
+    model, task_id = json.loads(extra)
+    return UsageRecord(provider, account, from_epoch(at),
+                       _usage(requests, input_tokens, output_tokens, cost, estimated), model, task_id)
 
 
 def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, estimated: Any) -> Usage:
@@ -444,15 +456,14 @@ class RedisStore:
         return from_epoch(found[0][1]) if found else None
 
     def usage_records(self) -> Iterator[UsageRecord]:
-        rows: list[tuple[float, str, str, Any]] = []
+        rows: list[UsageRecord] = []
         for qp in sorted(self._call(self._client.smembers, self._key("providers"))):
             for qa in sorted(self._call(self._client.smembers, self._key("accounts", qp))):
                 for member, at in self._call(self._client.zrange, self._key("usage", qp, qa), 0, -1,
                                              withscores=True):
-                    rows.append((at, unquote(qp), unquote(qa), json.loads(member)))
-        rows.sort(key=lambda row: row[0])
-        for at, provider, account, f in rows:
-            yield UsageRecord(provider, account, from_epoch(at), _usage(*f[1:6]), f[6], f[7])
+                    rows.append(_member_record(unquote(qp), unquote(qa), at, member))
+        rows.sort(key=lambda row: row.at)
+        yield from rows
 
     def roll_up(self, before: datetime) -> int:
         cutoff = hour_start(to_epoch(before, "before"))
