@@ -312,7 +312,7 @@ def _breaker(value: str) -> BreakerState:
 
 
 class RedisStore:
-    """`StateStore` on a Redis server (5.0 or newer; ZRANGE ... BYSCORE needs 6.2).
+    """`StateStore` on a Redis server (6.2 or newer: ZRANGE ... BYSCORE, SET ... PXAT).
 
     `url`: where the server is (see the module docstring); `key_prefix`: the namespace of this fleet's
     keys. Cooldown and lease keys expire at their end by the wall clock (PXAT, the server's clock, which
