@@ -205,9 +205,9 @@ def main() -> int:
             sqlite.close()
             red.close()
         finally:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            for i in range(0, len(keys), 1000):
-                client.delete(*keys[i:i + 1000])
+            from tests.redis_server import delete_prefix
+
+            delete_prefix(url, prefix)
             client.close()
             if server is not None:
                 server.stop()

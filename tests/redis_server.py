@@ -30,11 +30,11 @@ def free_port() -> int:
 
 
 def answers(port: int) -> bool:
-    """True when something on 127.0.0.1:port answers a Redis PING."""
+    """True when something on 127.0.0.1:port answers a Redis PING (a server wanting a password says so)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -100,17 +100,26 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+def new_prefix() -> str:
+    return f"adws-test:{uuid.uuid4().hex}:"
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    """Delete the keys under `prefix` (ours), key by key: never FLUSHDB on a server others may use."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix no other test uses; its keys are deleted afterwards (and nothing else)."""
-    import redis
-
-    prefix = f"adws-test:{uuid.uuid4().hex}:"
+    prefix = new_prefix()
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefix(redis_url, prefix)

@@ -5,10 +5,11 @@ redis-server (tests/redis_server.py); the contract every backend meets is in tes
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import socket
+import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,18 +17,26 @@ from pathlib import Path
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from adws.attempt import Usage
 from adws.cli import main
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
-from adws.state import Cooldown, MemoryStore, RedisStore, StateStore, StateStoreError, UsageRecord, open_store
+from adws.state import Cooldown, RedisStore, StateStoreError, open_store
 from adws.state.redis_store import redact
 from tests.conftest import Clock
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, delete_prefix, free_port, new_prefix
 from tests.test_manager import CLAUDE_CONFIG, NOW, fake_env
-from tests.test_state import T0, rec, records_strategy, worker
+from tests.test_state import (
+    T0,
+    Records,
+    assert_agrees_with_memory,
+    rec,
+    records_strategy,
+    since_strategy,
+    until_strategy,
+    worker,
+)
 
 
 @pytest.fixture
@@ -99,31 +108,7 @@ def test_engine_opens_redis_from_config_and_env_url_wins(
     engine.close()
 
 
-# -- many processes ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_four_processes_at_once_lose_no_update(redis_url: str, redis_prefix: str) -> None:
-    n = 150
-    procs = [worker("count", location(redis_url, redis_prefix), str(n), f"acct-{i}") for i in range(4)]
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    for proc in procs:
-        out, _ = proc.communicate(timeout=60)
-        assert (proc.returncode, out) == (0, "done\n")
-
-    with RedisStore(redis_url, key_prefix=redis_prefix) as store:
-        assert store.usage_totals({"prov": T0}) == {
-            ("prov", f"acct-{i}"): Usage(requests=n, input_tokens=10 * n, output_tokens=5 * n, cost_usd=0.5 * n)
-            for i in range(4)
-        }
-        assert store.peek_cursor("shared") == 4 * n
-        assert store.get_breaker("prov").failures == 4 * n  # compare-and-set: no lost increment
+# -- a process that dies (four processes at once: test_state.py) ---------------------------------------------
 
 
 @pytest.mark.slow
@@ -240,6 +225,34 @@ def test_bad_urls_are_refused_by_name() -> None:
                               "or ADWS_STATE_URL")
 
 
+def test_tls_and_password_through_the_url(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not on PATH: cannot make a certificate for the TLS server")
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls_port = free_port()
+    server = RedisServer.start(tmp_path / "redis", "--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+                               "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+                               "--requirepass", "s3cret")
+    try:
+        url = f"rediss://:s3cret@127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+        with RedisStore(url) as store:
+            store.set_sticky("k", "v")
+            assert store.get_sticky("k") == "v"
+        with pytest.raises(StateStoreError) as exc:
+            RedisStore(url.replace("s3cret", "wrong"))
+        assert str(exc.value) == (f"state store rediss://:***@127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}: the server "
+                                  "refused the credentials: invalid username-password pair or user is disabled.")
+        with pytest.raises(StateStoreError) as exc:  # the server's certificate is not from a CA the client trusts
+            RedisStore(f"rediss://:s3cret@127.0.0.1:{tls_port}/0")
+        assert "certificate verify failed" in str(exc.value)
+        assert "s3cret" not in str(exc.value)
+    finally:
+        server.stop()
+
+
 def test_passwords_are_redacted_from_urls() -> None:
     assert redact("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redact("rediss://user:pw@h/2") == "rediss://user:***@h/2"
@@ -307,33 +320,15 @@ def test_steady_state_version_makes_no_round_trip(redis_url: str, redis_prefix: 
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(records=records_strategy, since=st.dictionaries(st.sampled_from(["p1", "p2", "p4"]), st.integers(-700, 700)),
-       until=st.none() | st.integers(-700, 700))
-def test_redis_and_memory_agree_on_totals(
-    redis_url: str, records: list[tuple[str, str, int, int, int, bool]], since: dict[str, int], until: int | None
-) -> None:
-    prefix = f"adws-test:{uuid.uuid4().hex}:"
-    stores: list[StateStore] = [RedisStore(redis_url, key_prefix=prefix), MemoryStore()]
+@given(records=records_strategy, since=since_strategy, until=until_strategy)
+def test_redis_and_memory_agree_on_totals(redis_url: str, records: Records, since: dict[str, int],
+                                          until: int | None) -> None:
+    prefix = new_prefix()  # one per example: the fixture's would be shared by all of them
     try:
-        for provider, account, minutes, tokens, quarters, estimated in records:
-            usage = Usage(input_tokens=tokens, cost_usd=quarters / 4, estimated=estimated)
-            for store in stores:
-                store.record_usage(UsageRecord(provider, account, T0 + timedelta(minutes=minutes), usage))
-        starts = {p: T0 + timedelta(minutes=m) for p, m in since.items()}
-        end = None if until is None else T0 + timedelta(minutes=until)
-        assert stores[0].usage_totals(starts, end) == stores[1].usage_totals(starts, end)
-        for provider, start in starts.items():
-            for account in "abc":
-                assert stores[0].oldest_usage(provider, account, start) == stores[1].oldest_usage(
-                    provider, account, start)
-        assert sorted(map(repr, stores[0].usage_records())) == sorted(map(repr, stores[1].usage_records()))
+        with RedisStore(redis_url, key_prefix=prefix) as store:
+            assert_agrees_with_memory(store, records, since, until)
     finally:
-        stores[0].close()
-        cleanup = redis.Redis.from_url(redis_url)
-        keys = list(cleanup.scan_iter(match=f"{prefix}*"))
-        if keys:
-            cleanup.delete(*keys)
-        cleanup.close()
+        delete_prefix(redis_url, prefix)
 
 
 def test_names_with_separators_cannot_collide(redis_url: str, redis_prefix: str) -> None:

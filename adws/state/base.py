@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from adws.attempt import Usage
 from adws.errors import AdwsError
@@ -128,6 +129,21 @@ def roll_up_rows(rows: Iterable[tuple[float, Usage]]) -> dict[float, tuple[int, 
         count, total = buckets.get(hour, (0, ZERO_USAGE))
         buckets[hour] = (count + 1, add_usage(total, usage))
     return buckets
+
+
+class Closing:
+    """`with store:` closes the store at the end; for every backend class (each defines `close`)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class ChangePoller:

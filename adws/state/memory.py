@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from types import TracebackType
 
 from adws.attempt import Usage
 from adws.state.base import (
     ZERO_USAGE,
     BreakerState,
+    Closing,
     Cooldown,
     UsageRecord,
     add_usage,
@@ -25,7 +25,7 @@ from adws.state.base import (
 )
 
 
-class MemoryStore:
+class MemoryStore(Closing):
     location = "memory"
     staleness_s = 0.0  # nobody else writes
 
@@ -179,11 +179,3 @@ class MemoryStore:
     def close(self) -> None:
         # Nothing to release; kept so callers treat every backend alike.
         return None
-
-    def __enter__(self) -> MemoryStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

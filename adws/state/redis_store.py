@@ -31,8 +31,10 @@ Freshness: `version()` answers from memory and reads the change counter at most 
 by this host's routing at most that late (plus one network round trip). This store's own writes at once.
 
 Connection: `url` is redis-py's URL (redis://[[user]:password@]host:port/db, rediss:// for TLS, unix://);
-query arguments such as ?socket_connect_timeout=1 override the defaults below. Any failure to reach the
-server is a StateStoreError naming the URL (password removed): never a silent fall-back to a private store.
+query arguments such as ?socket_connect_timeout=1 override the defaults below, and redis-py passes the others
+on (?ssl_ca_certs=/path/ca.pem for a private CA, ssl_certfile/ssl_keyfile for client certificates). Any failure
+to reach the server is a StateStoreError naming the URL (password removed): never a silent fall-back to a
+private store.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -51,6 +52,7 @@ from adws.attempt import Usage
 from adws.state.base import (
     BreakerState,
     ChangePoller,
+    Closing,
     Cooldown,
     StateStoreError,
     UsageRecord,
@@ -311,7 +313,7 @@ def _breaker(value: str) -> BreakerState:
     return BreakerState(state=state, failures=failures, opened_at=None if opened is None else from_epoch(opened))
 
 
-class RedisStore:
+class RedisStore(Closing):
     """`StateStore` on a Redis server (6.2 or newer: ZRANGE ... BYSCORE, SET ... PXAT).
 
     `url`: where the server is (see the module docstring); `key_prefix`: the namespace of this fleet's
@@ -370,6 +372,8 @@ class RedisStore:
             text = f"cannot reach the server within {kwargs['socket_connect_timeout']:g} s (connect timeout)"
         elif isinstance(exc, redis.TimeoutError):
             text = f"no answer within {kwargs['socket_timeout']:g} s (socket timeout)"
+        elif isinstance(exc, redis.AuthenticationError):
+            text = f"the server refused the credentials: {text}"
         elif isinstance(exc, redis.ConnectionError):
             text = f"cannot reach the server: {text}"
         raise StateStoreError(f"state store {self._where}: {text}") from None
@@ -561,14 +565,6 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> RedisStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def resolve_url(url: str | None, env: Mapping[str, str]) -> str:

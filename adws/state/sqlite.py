@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
 from adws.attempt import Usage
 from adws.state.base import (
     ROLLUP_SECONDS,
     BreakerState,
     ChangePoller,
+    Closing,
     Cooldown,
     StateStoreError,
     UsageRecord,
@@ -157,7 +157,7 @@ def _usage_row(record: UsageRecord) -> tuple[object, ...]:
     )
 
 
-class SqliteStore:
+class SqliteStore(Closing):
     """`StateStore` in one SQLite file.
 
     `poll_interval_s`: how often (seconds) `version()` asks SQLite whether another connection committed
@@ -453,11 +453,3 @@ class SqliteStore:
 
     def close(self) -> None:
         self._conn.close()
-
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
