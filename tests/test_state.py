@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adws.attempt import Usage
+from adws.config.load import compile_config, parse_toml
+from adws.errors import ConfigError
 from adws.state import (
     DEFAULT_PATH,
     STORES,
@@ -47,7 +49,7 @@ def open_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> S
         # Cooldown keys expire by the store's clock: pinned to the tests' fixed time, not the wall clock.
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         return RedisStore(url, key_prefix=prefix, clock=T0.timestamp)
-    return STORES[name](StateSettings(path=str(tmp_path / "state.sqlite3"), env={}))
+    return STORES[name].open(StateSettings(path=str(tmp_path / "state.sqlite3"), env={}))
 
 
 @pytest.fixture(params=sorted(STORES))
@@ -499,6 +501,30 @@ def test_open_store_backends() -> None:
     with pytest.raises(ValueError) as exc:
         open_store("postgres", env={})
     assert str(exc.value) == "unknown state backend 'postgres': expected one of memory, redis, sqlite"
+
+
+@pytest.mark.parametrize(("state", "problem"), [
+    ('url = "redis://h:6379/0"', 'state → url: not read by backend "sqlite" (it reads path); remove it or change '
+     "the backend"),
+    ('backend = "memory"\npath = "s.sqlite3"', 'state → path: not read by backend "memory" (it reads nothing); '
+     "remove it or change the backend"),
+    ('backend = "redis"\nurl = "redis://h/0"\npath = "s.sqlite3"', 'state → path: not read by backend "redis" (it '
+     "reads url, key_prefix); remove it or change the backend"),
+])
+def test_state_keys_the_backend_does_not_read_are_refused(state: str, problem: str) -> None:
+    # `url` under the default backend is a forgotten `backend = "redis"`: that fleet would keep private ledgers.
+    text = f'[providers.x]\ncommand_template = ["x"]\nprompt = "stdin"\n[state]\n{state}\n'
+    with pytest.raises(ConfigError) as exc:
+        compile_config(parse_toml(text), "c.toml", base_dir=".")
+    assert [str(p) for p in exc.value.problems] == [problem]
+
+
+def test_state_keys_of_the_chosen_backend_are_compiled() -> None:
+    text = ('[providers.x]\ncommand_template = ["x"]\nprompt = "stdin"\n'
+            '[state]\nbackend = "redis"\nurl = "rediss://h:6380/1"\nkey_prefix = "fleet-b:"\n')
+    config = compile_config(parse_toml(text), "c.toml", base_dir="/srv")
+    assert (config.state_backend, config.state_url, config.state_key_prefix) == ("redis", "rediss://h:6380/1",
+                                                                                "fleet-b:")
 
 
 def test_sqlite_file_is_wal_with_the_period_index(tmp_path: Path) -> None:

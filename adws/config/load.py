@@ -540,6 +540,11 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     if cfg.state.backend not in stores:
         check.add(("state", "backend"), f'unknown state backend "{cfg.state.backend}"'
                   f"{suggest(cfg.state.backend, stores)}; known: {', '.join(stores)}")
+    else:
+        reads = stores[cfg.state.backend].reads
+        for key in sorted(cfg.state.model_fields_set - {"backend", *reads}):
+            check.add(("state", key), f'not read by backend "{cfg.state.backend}" (it reads '
+                      f"{', '.join(reads) or 'nothing'}); remove it or change the backend")
     # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that.
     raw_rules = raw.get("routing", {}).get("rules") if isinstance(raw.get("routing"), dict) else None
     rule_names = set(seen)

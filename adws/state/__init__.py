@@ -39,6 +39,7 @@ __all__ = [
     "ENV_PATH",
     "ENV_URL",
     "STORES",
+    "Backend",
     "BreakerState",
     "Cooldown",
     "MemoryStore",
@@ -66,10 +67,19 @@ class StateSettings:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
 
-STORES: dict[str, Callable[[StateSettings], StateStore]] = {
-    "sqlite": lambda s: SqliteStore(resolve_path(s.path, s.env)),
-    "memory": lambda s: MemoryStore(),
-    "redis": lambda s: RedisStore(resolve_url(s.url, s.env), key_prefix=s.key_prefix),
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One entry of STORES: how to open the backend, and which [state] keys it reads (config validation
+    refuses the others, so `url` under backend = "sqlite" is not silently ignored)."""
+
+    open: Callable[[StateSettings], StateStore]
+    reads: tuple[str, ...]
+
+
+STORES: dict[str, Backend] = {
+    "sqlite": Backend(lambda s: SqliteStore(resolve_path(s.path, s.env)), ("path",)),
+    "memory": Backend(lambda s: MemoryStore(), ()),
+    "redis": Backend(lambda s: RedisStore(resolve_url(s.url, s.env), key_prefix=s.key_prefix), ("url", "key_prefix")),
 }
 
 
@@ -92,4 +102,4 @@ def open_store(
         known = ", ".join(sorted(STORES))
         raise ValueError(f"unknown state backend {backend!r}: expected one of {known}")
     environ = os.environ if env is None else env
-    return factory(StateSettings(path=path, url=url, key_prefix=key_prefix, env=environ))
+    return factory.open(StateSettings(path=path, url=url, key_prefix=key_prefix, env=environ))

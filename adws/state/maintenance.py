@@ -177,6 +177,14 @@ def quota_period_starts(config: CompiledConfig, now: datetime) -> list[datetime]
     return [build_period(q).start(now) for q in quotas if q is not None]
 
 
+def compact(store: StateStore, config: CompiledConfig, now: datetime,
+            margin: timedelta = RETENTION_MARGIN) -> tuple[datetime, int]:
+    """Retention: roll up the usage rows no quota period of `config` reaches at `now` (see the module
+    docstring); returns the cutoff and how many rows went away. Safe while coordinators run."""
+    cutoff = retention_cutoff(quota_period_starts(config, now), now, margin)
+    return cutoff, store.roll_up(cutoff)
+
+
 def state_command(engine: Engine, action: str, *, file: str | None, margin: str | None, now: datetime) -> int:
     """`adws state export|import|compact` (see the module docstring). Export writes to `file` (stdout for
     None or "-"); what was done goes to stderr, so an export on stdout stays a clean file. Raises
@@ -211,7 +219,6 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
         keep = RETENTION_MARGIN if margin is None else parse_window(margin)
     except ValueError as exc:
         raise UsageError(f"--margin: {exc}") from None
-    cutoff = retention_cutoff(quota_period_starts(engine.config, now), now, keep)
-    removed = existing.roll_up(cutoff)
+    cutoff, removed = compact(existing, engine.config, now, keep)
     print(f"rolled up {removed} usage rows older than {cutoff.isoformat()} in {existing.location}", file=sys.stderr)
     return 0
