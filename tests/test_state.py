@@ -29,7 +29,6 @@ from adws.state import (
     MemoryStore,
     RedisStore,
     SqliteStore,
-    StateSettings,
     StateStore,
     StateStoreError,
     UsageRecord,
@@ -49,7 +48,7 @@ def open_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> S
         # Cooldown keys expire by the store's clock: pinned to the tests' fixed time, not the wall clock.
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         return RedisStore(url, key_prefix=prefix, clock=T0.timestamp)
-    return STORES[name].open(StateSettings(path=str(tmp_path / "state.sqlite3"), env={}))
+    return STORES[name](str(tmp_path / "state.sqlite3"))
 
 
 @pytest.fixture(params=sorted(STORES))
@@ -523,8 +522,8 @@ def test_state_keys_of_the_chosen_backend_are_compiled() -> None:
     text = ('[providers.x]\ncommand_template = ["x"]\nprompt = "stdin"\n'
             '[state]\nbackend = "redis"\nurl = "rediss://h:6380/1"\nkey_prefix = "fleet-b:"\n')
     config = compile_config(parse_toml(text), "c.toml", base_dir="/srv")
-    assert (config.state_backend, config.state_url, config.state_key_prefix) == ("redis", "rediss://h:6380/1",
-                                                                                "fleet-b:")
+    assert (config.state_backend, config.state_path, config.state_options) == (
+        "redis", "rediss://h:6380/1", {"key_prefix": "fleet-b:"})
 
 
 def test_sqlite_file_is_wal_with_the_period_index(tmp_path: Path) -> None:

@@ -221,8 +221,11 @@ def test_bad_urls_are_refused_by_name() -> None:
                               "following schemes (redis://, rediss://, unix://)")
     with pytest.raises(StateStoreError) as exc:
         open_store("redis", env={})
-    assert str(exc.value) == ('state backend "redis" needs a server: set [state] url = "redis://host:6379/0" '
-                              "or ADWS_STATE_URL")
+    assert str(exc.value) == 'state backend "redis" needs a location: set [state] url or ADWS_STATE_URL'
+    with pytest.raises(StateStoreError) as exc:  # the same from a config that names no server
+        Engine(compile_config(parse_toml(CLAUDE_CONFIG.replace("TIMEOUT", "30") + '[state]\nbackend = "redis"\n'),
+                              "c.toml"), environ={})
+    assert str(exc.value) == 'state backend "redis" needs a location: set [state] url or ADWS_STATE_URL'
 
 
 def test_tls_and_password_through_the_url(tmp_path: Path) -> None:

@@ -192,6 +192,7 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
     import sys
 
     from adws.quota import parse_window
+    from adws.state import PendingStore
 
     stdio = file in (None, "-")
     if action == "import":
@@ -205,8 +206,8 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
               file=sys.stderr)
         return 0
     existing = engine.existing_store()
-    if existing is None:
-        raise UsageError(f"no state store at {engine.state_path} yet: nothing to {action}")
+    if isinstance(existing, PendingStore) and existing.pending:  # nobody created it: likely the wrong path
+        raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")
     if action == "export":
         try:
             with nullcontext(sys.stdout) if stdio else open(str(file), "w", encoding="utf-8") as out:

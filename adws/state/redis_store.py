@@ -565,12 +565,3 @@ class RedisStore(Closing):
 
     def close(self) -> None:
         self._client.close()
-
-
-def resolve_url(url: str | None, env: Mapping[str, str]) -> str:
-    """The URL a Redis store will use: ADWS_STATE_URL, else `[state] url`; StateStoreError when neither."""
-    found = env.get(ENV_URL) or url
-    if not found:
-        raise StateStoreError(f'state backend "redis" needs a server: set [state] url = "redis://host:6379/0" '
-                              f"or {ENV_URL}")
-    return found
