@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -15,8 +16,9 @@ from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.config import load_config
 from adws.decision import Decision
-from adws.errors import TaskError
+from adws.errors import AdwsError, ConfigError, Problem, TaskError
 from adws.model import CompiledConfig
+from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from adws.manager import ProviderManager, Runner, Sleeper
 
 TaskInput = Task | Mapping[str, Any]
+log = logging.getLogger("adws")
 
 
 class Engine:
@@ -34,23 +37,73 @@ class Engine:
 
     `store` None: the store the config names (`[state]`), opened without creating anything; the first write
     (a run) creates it, and a store another process creates later is seen by the next decision.
+
+    Hot reload (`watcher`, made by `load(path, reload=True)`): before each route/explain/run, at most one
+    `stat` per interval; an edited file is validated and swapped in between tasks (a run in flight keeps the
+    config it started with). A broken edit keeps the last valid config and sets `config_status` to degraded
+    with its problems (logged once on the "adws" logger); `strict` then refuses new runs until it is fixed.
     """
 
     def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
                  sleep: Sleeper = time.sleep, runner: Runner | None = None,
                  environ: Mapping[str, str] | None = None,
-                 which: Callable[[str], str | None] | None = None) -> None:
-        self.config = config
+                 which: Callable[[str], str | None] | None = None,
+                 watcher: ConfigWatcher | None = None, auto_reload: bool = False, strict: bool = False) -> None:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.availability = Availability(self.environ, which)
         self.store: StateStore = store if store is not None else open_configured(
             config.state_backend, config.state_path, config.base_dir, self.environ, config.state_options)
+        self._runner, self._sleep = runner, sleep
+        self._watcher, self._auto_reload, self.strict = watcher, auto_reload and watcher is not None, strict
+        self.config_status = ConfigStatus(OK, config.source)
+        self._refused: ConfigError | None = None  # the failed edit, while degraded
+        self._use(config)
+
+    def _use(self, config: CompiledConfig) -> None:
+        """Build the router and accounts of `config` over the engine's one store (the manager on first use)."""
+        self.config = config
         self.accounts = StatefulAccounts(config.providers, self.availability, self.store,
                                          config.breaker.cooldown_seconds)
-        self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=clock)
+        self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=self.clock)
         self._manager: ProviderManager | None = None
-        self._runner, self._sleep = runner, sleep
+
+    # -- hot reload --------------------------------------------------------------------------------------------
+
+    def reload(self) -> ConfigStatus:
+        """Look at the config file now; when it changed, load it (see the class docstring). Returns the status.
+
+        Raises AdwsError for an engine not built from a file (`load(path)` builds one)."""
+        if self._watcher is None:
+            raise AdwsError("this engine was built from a compiled config, not a file: nothing to reload "
+                            "(use adws.load(path))")
+        if self._watcher.changed(force=True):
+            self._load_edit(self._watcher.path)
+        return self.config_status
+
+    def _between_tasks(self) -> None:
+        if self._auto_reload and self._watcher is not None and self._watcher.changed():
+            self._load_edit(self._watcher.path)
+
+    def _load_edit(self, path: str) -> None:
+        old = self.config
+        try:
+            new = load_config(path)
+            if (new.state_backend, new.state_path, new.base_dir, dict(new.state_options)) != (
+                    old.state_backend, old.state_path, old.base_dir, dict(old.state_options)):
+                # An engine keeps one store for its life: a run in flight and the snapshot must agree on it.
+                raise ConfigError([Problem("state", "the state store cannot change while the engine runs; "
+                                                    "restart the coordinator to use the new [state]")], path)
+        except ConfigError as exc:
+            problems = tuple(str(p) for p in exc.problems)
+            if problems != self.config_status.problems:  # once per distinct failure, not once per task
+                log.warning("keeping the last valid config; %s", exc.render())
+            self.config_status, self._refused = ConfigStatus(DEGRADED, path, problems), exc
+            return
+        if not self.config_status.ok:
+            log.warning("%s: loads again; the edit is in use", path)
+        self.config_status, self._refused = ConfigStatus(OK, path), None
+        self._use(new)
 
     def existing_store(self) -> StateStore:
         """The state store, for read-only views such as `adws quota` (reading it creates nothing)."""
@@ -70,9 +123,11 @@ class Engine:
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
+        self._between_tasks()
         return self.router.route(coerce_task(task), now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
+        self._between_tasks()
         return self.router.explain(coerce_task(task), now=now, prompt=prompt)
 
     def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
@@ -80,24 +135,30 @@ class Engine:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
 
         Interrupted (KeyboardInterrupt, SystemExit from a signal handler), the audit record of what ran so far
-        is still written, then the exception propagates.
+        is still written, then the exception propagates. In strict mode a degraded config raises ConfigError.
         """
+        self._between_tasks()
+        if self.strict and self._refused is not None:
+            raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
+                                           "the problems follow"), *self._refused.problems], self._refused.source)
+        # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
+        config, router, manager = self.config, self.router, self.manager
         task = coerce_task(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
         if not Path(workdir).is_dir():
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
             raise TaskError([f"workdir: {workdir} is not a directory"])
-        decision = self.router.route(task, now=now, prompt=prompt)
+        decision = router.route(task, now=now, prompt=prompt)
         result = Result(False, decision)
         try:
-            return self.manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
+            return manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
         finally:
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
-            if result.run_dir is not None and self.config.audit_enabled:
-                self._audit(task, result, prompt)
+            if result.run_dir is not None and config.audit_enabled:
+                self._audit(task, result, prompt, config)
 
-    def _audit(self, task: Task, result: Result, prompt: str) -> None:
+    def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
             "task": {"id": task.key, "number": task.number, "labels": list(task.labels),
@@ -107,19 +168,26 @@ class Engine:
             "decision": result.decision.to_dict(),
             "attempts": [a.to_dict() for a in result.attempts],
         }
-        if self.config.audit_include_prompt:
+        if config.audit_include_prompt:
             record["prompt"] = prompt
         try:
-            audit.append(self.config.audit_path, record)
+            audit.append(config.audit_path, record)
         except OSError as exc:
             # The run itself is done (and maybe succeeded): report the log problem, do not lose the result.
-            print(f"adws: cannot write the audit log {self.config.audit_path}: {exc.strerror or exc}",
+            print(f"adws: cannot write the audit log {config.audit_path}: {exc.strerror or exc}",
                   file=sys.stderr)
 
     def close(self) -> None:
         self.store.close()
 
 
-def load(path: str | os.PathLike[str] = "config.toml", **options: Any) -> Engine:
-    """Load and validate a config file (raises ConfigError listing every problem) and build an Engine."""
-    return Engine(load_config(path), **options)
+def load(path: str | os.PathLike[str] = "config.toml", *, reload: bool = False, reload_interval: float = 1.0,
+         strict: bool = False, **options: Any) -> Engine:
+    """Load and validate a config file (raises ConfigError listing every problem) and build an Engine.
+
+    `reload`: notice edits of the file by itself, with at most one `stat` per `reload_interval` seconds
+    (`engine.reload()` looks at once either way); `strict`: refuse new runs while an edit does not load.
+    `options` go to Engine.
+    """
+    watcher = ConfigWatcher(str(path), reload_interval)
+    return Engine(load_config(path), watcher=watcher, auto_reload=reload, strict=strict, **options)
