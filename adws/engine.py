@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -26,6 +27,8 @@ from adws.state.base import StateStore
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from adws.manager import ProviderManager, Runner, Sleeper
 
 TaskInput = Task | Mapping[str, Any]
@@ -42,6 +45,11 @@ class Engine:
     `stat` per interval; an edited file is validated and swapped in between tasks (a run in flight keeps the
     config it started with). A broken edit keeps the last valid config and sets `config_status` to degraded
     with its problems (logged once on the "adws" logger); `strict` then refuses new runs until it is fixed.
+
+    Threads: one Engine may be shared by threads (e.g. a ThreadPoolExecutor running tasks): routing and
+    reloading take the engine's lock (decisions are microseconds), runs proceed in parallel, and every
+    backend's store serializes its own statements. asyncio: `aroute` and `arun` run in worker threads, so
+    the event loop never blocks; cancelling an `arun` ends the agent's process group (see adws.aio).
     """
 
     def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
@@ -58,6 +66,8 @@ class Engine:
         self._watcher, self._auto_reload, self.strict = watcher, auto_reload and watcher is not None, strict
         self.config_status = ConfigStatus(OK, config.source)
         self._refused: ConfigError | None = None  # the failed edit, while degraded
+        self._lock = threading.RLock()  # routing, reloading and building the manager: one thread at a time
+        self._workers: ThreadPoolExecutor | None = None  # for aroute/arun, made on first use
         self._use(config)
 
     def _use(self, config: CompiledConfig) -> None:
@@ -77,13 +87,16 @@ class Engine:
         if self._watcher is None:
             raise AdwsError("this engine was built from a compiled config, not a file: nothing to reload "
                             "(use adws.load(path))")
-        if self._watcher.changed(force=True):
-            self._load_edit(self._watcher.path)
-        return self.config_status
+        with self._lock:
+            if self._watcher.changed(force=True):
+                self._load_edit(self._watcher.path)
+            return self.config_status
 
     def _between_tasks(self) -> None:
-        if self._auto_reload and self._watcher is not None and self._watcher.changed():
-            self._load_edit(self._watcher.path)
+        if self._auto_reload and self._watcher is not None:
+            with self._lock:
+                if self._watcher.changed():
+                    self._load_edit(self._watcher.path)
 
     def _load_edit(self, path: str) -> None:
         old = self.config
@@ -112,23 +125,74 @@ class Engine:
     @property
     def manager(self) -> ProviderManager:
         """Built on first use: routing alone never imports the runner, the parsers or jinja2."""
-        if self._manager is None:
-            from adws.manager import ProviderManager
-            from adws.runner import run as run_process
+        with self._lock:
+            if self._manager is None:
+                from adws.aio import cancellable
+                from adws.manager import ProviderManager
+                from adws.runner import run as run_process
 
-            self._manager = ProviderManager(self.config, store=self.store, accounts=self.accounts,
-                                            runner=self._runner or run_process, sleep=self._sleep,
-                                            clock=self.clock, environ=self.environ)
-        return self._manager
+                self._manager = ProviderManager(self.config, store=self.store, accounts=self.accounts,
+                                                runner=cancellable(self._runner or run_process), sleep=self._sleep,
+                                                clock=self.clock, environ=self.environ)
+            return self._manager
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
         self._between_tasks()
-        return self.router.route(coerce_task(task), now=now, prompt=prompt)
+        task = coerce_task(task)
+        with self._lock:
+            return self.router.route(task, now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
         self._between_tasks()
-        return self.router.explain(coerce_task(task), now=now, prompt=prompt)
+        task = coerce_task(task)
+        with self._lock:
+            return self.router.explain(task, now=now, prompt=prompt)
+
+    # -- asyncio ---------------------------------------------------------------------------------------------
+
+    def _pool(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor  # asyncio users only: `adws route` never pays for it
+
+        with self._lock:
+            if self._workers is None:
+                # Runs mostly wait on their agent: size for concurrent runs, not for cores.
+                self._workers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="adws")
+            return self._workers
+
+    async def aroute(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
+        """`route()` in a worker thread: a store round trip never blocks the event loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), lambda: self.route(task, now=now, prompt=prompt))
+
+    async def arun(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
+                   now: datetime | None = None) -> Result:
+        """`run()` in a worker thread. Cancelled, it ends the running agent's process group (SIGTERM, SIGKILL
+        after the provider's kill_grace), records that attempt (outcome "error", reason "cancelled: ...") in
+        the Result and the audit log, and re-raises CancelledError once the walk has stopped."""
+        import asyncio
+
+        from adws.aio import CancelToken, running
+
+        token = CancelToken()
+
+        def work() -> Result:
+            with running(token):
+                return self.run(task, prompt=prompt, workdir=workdir, now=now)
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool(), work)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            token.cancel()
+            while not future.done():
+                token.end_marked()
+                await asyncio.wait([future], timeout=0.05)
+            if not future.cancelled():
+                future.exception()  # retrieved: RunCancelled, as expected; the Result is in the audit log
+            raise
 
     def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
             now: datetime | None = None) -> Result:
@@ -142,14 +206,16 @@ class Engine:
             raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
                                            "the problems follow"), *self._refused.problems], self._refused.source)
         # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
-        config, router, manager = self.config, self.router, self.manager
+        with self._lock:
+            config, router, manager = self.config, self.router, self.manager
         task = coerce_task(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
         if not Path(workdir).is_dir():
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
             raise TaskError([f"workdir: {workdir} is not a directory"])
-        decision = router.route(task, now=now, prompt=prompt)
+        with self._lock:
+            decision = router.route(task, now=now, prompt=prompt)
         result = Result(False, decision)
         try:
             return manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
@@ -178,6 +244,8 @@ class Engine:
                   file=sys.stderr)
 
     def close(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
         self.store.close()
 
 

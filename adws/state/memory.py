@@ -1,11 +1,13 @@
 """In-process state store: the same contract as SQLite, kept in dicts.
 
 For tests and for `state.backend = "memory"` (a single coordinator that does not need state to outlive
-it). Nothing is shared between processes or between two MemoryStore objects.
+it). Nothing is shared between processes or between two MemoryStore objects. Threads may share one: the
+read-modify-write operations run under its lock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
@@ -39,6 +41,7 @@ class MemoryStore(Closing):
         self._breakers: dict[str, BreakerState] = {}
         self._slots: dict[str, dict[str, float]] = {}  # provider -> holder -> lease end (epoch seconds)
         self._writes = 0
+        self._lock = threading.RLock()
 
     def _wrote(self) -> None:
         self._writes += 1
@@ -63,20 +66,21 @@ class MemoryStore(Closing):
             yield UsageRecord(provider, account, from_epoch(at), usage, model, task_id)
 
     def roll_up(self, before: datetime) -> int:
-        cutoff = hour_start(to_epoch(before, "before"))
-        removed = 0
-        for key, kept in self._usage.items():
-            old = [(at, u) for at, u, _, _ in kept if at < cutoff]
-            buckets = {h: b for h, b in roll_up_rows(old).items() if b[0] > 1}
-            if not buckets:
-                continue
-            rest = [row for row in kept if row[0] >= cutoff or hour_start(row[0]) not in buckets]
-            rolled = [(hour, total, None, None) for hour, (_, total) in buckets.items()]
-            self._usage[key] = sorted(rolled + rest, key=lambda row: row[0])
-            removed += len(kept) - len(self._usage[key])
-        if removed:
-            self._wrote()
-        return removed
+        with self._lock:
+            cutoff = hour_start(to_epoch(before, "before"))
+            removed = 0
+            for key, kept in self._usage.items():
+                old = [(at, u) for at, u, _, _ in kept if at < cutoff]
+                buckets = {h: b for h, b in roll_up_rows(old).items() if b[0] > 1}
+                if not buckets:
+                    continue
+                rest = [row for row in kept if row[0] >= cutoff or hour_start(row[0]) not in buckets]
+                rolled = [(hour, total, None, None) for hour, (_, total) in buckets.items()]
+                self._usage[key] = sorted(rolled + rest, key=lambda row: row[0])
+                removed += len(kept) - len(self._usage[key])
+            if removed:
+                self._wrote()
+            return removed
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
@@ -112,15 +116,17 @@ class MemoryStore(Closing):
         return {key: c for key, c in self._cooldowns.items() if c.until.timestamp() > limit}
 
     def next_cursor(self, key: str) -> int:
-        value = self._cursors.get(key, 0)
-        self._cursors[key] = value + 1
-        self._wrote()
-        return value
+        with self._lock:
+            value = self._cursors.get(key, 0)
+            self._cursors[key] = value + 1
+            self._wrote()
+            return value
 
     def advance_cursor(self, key: str, value: int) -> None:
-        if value > self._cursors.get(key, 0):
-            self._cursors[key] = value
-            self._wrote()
+        with self._lock:
+            if value > self._cursors.get(key, 0):
+                self._cursors[key] = value
+                self._wrote()
 
     def peek_cursor(self, key: str) -> int:
         return self._cursors.get(key, 0)
@@ -142,26 +148,28 @@ class MemoryStore(Closing):
         return self._breakers.get(provider, BreakerState())
 
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
-        new = fn(self.get_breaker(provider))
-        self._breakers[provider] = new
-        self._wrote()
-        return new
+        with self._lock:
+            new = fn(self.get_breaker(provider))
+            self._breakers[provider] = new
+            self._wrote()
+            return new
 
     def breakers(self) -> dict[str, BreakerState]:
         return dict(self._breakers)
 
     def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
-        start, end = check_lease(limit, now, until)
-        leases = self._slots.setdefault(provider, {})
-        expired = [h for h, e in leases.items() if e <= start]
-        for h in expired:
-            del leases[h]
-        taken = sum(1 for h in leases if h != holder) < limit
-        if taken:
-            leases[holder] = end
-        if taken or expired:
-            self._wrote()
-        return taken
+        with self._lock:
+            start, end = check_lease(limit, now, until)
+            leases = self._slots.setdefault(provider, {})
+            expired = [h for h, e in leases.items() if e <= start]
+            for h in expired:
+                del leases[h]
+            taken = sum(1 for h in leases if h != holder) < limit
+            if taken:
+                leases[holder] = end
+            if taken or expired:
+                self._wrote()
+            return taken
 
     def release_slot(self, provider: str, holder: str) -> None:
         if self._slots.get(provider, {}).pop(holder, None) is not None:

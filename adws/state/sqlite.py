@@ -15,18 +15,21 @@ Why it is safe for several processes at once:
 only a power loss may drop the last few commits, never corrupt the file. Usage counters can afford that,
 and it is what makes > 1,000 commits/s possible on ordinary disks.
 
-Threads: one connection per store object, used from the thread that opened it (sqlite3 enforces it).
-Open one store per thread, and one per process after a fork.
+Threads: one store may be shared by threads (an Engine in a thread pool): its one connection is opened with
+`check_same_thread=False` and every statement or transaction runs under the store's lock, so a transaction of
+one thread never interleaves with another's. Open one store per process after a fork.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from adws.attempt import Usage
 from adws.state.base import (
@@ -171,11 +174,13 @@ class SqliteStore(Closing):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # data_version moves when another connection commits; the poller counts our own commits.
+        self._lock = threading.RLock()  # one statement or transaction at a time on the shared connection
         self._changes = ChangePoller(self._data_version, poll_interval_s, monotonic)
         try:
             # isolation_level=None: the sqlite3 module must not open transactions behind our back;
             # every write below says BEGIN IMMEDIATE itself.
-            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                         check_same_thread=False)
         except sqlite3.Error as exc:
             raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
         try:
@@ -221,18 +226,24 @@ class SqliteStore(Closing):
         """One write transaction. SQLite failures (lock wait exhausted, disk full, read-only file)
         become StateStoreError naming the file; anything else the body raises passes through."""
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._lock:
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"state store {self.path}: {exc}") from exc
-        self._changes.wrote()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"state store {self.path}: {exc}") from exc
+            self._changes.wrote()
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """All rows of one query, under the lock (a read never lands inside another thread's transaction)."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
 
     @property
     def location(self) -> str:
@@ -257,7 +268,7 @@ class SqliteStore(Closing):
         return len(rows)
 
     def usage_records(self) -> Iterator[UsageRecord]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model,"
             " task_id FROM usage ORDER BY at, id"
         )
@@ -302,13 +313,13 @@ class SqliteStore(Closing):
             until_sql = " AND u.at < ?"
             params.append(to_epoch(until, "until"))
         sql = _TOTALS.format(values=", ".join(["(?, ?)"] * len(since)), until=until_sql)
-        return {(row[0], row[1]): _row_usage(row[2:]) for row in self._conn.execute(sql, params)}
+        return {(row[0], row[1]): _row_usage(row[2:]) for row in self._read(sql, params)}
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
-        (at,) = self._conn.execute(
+        ((at,),) = self._read(
             "SELECT MIN(at) FROM usage WHERE provider = ? AND account = ? AND at >= ?",
             (provider, account, to_epoch(since, "since")),
-        ).fetchone()
+        )
         return None if at is None else from_epoch(at)
 
     # -- cooldowns -----------------------------------------------------------------------------
@@ -327,7 +338,7 @@ class SqliteStore(Closing):
             conn.execute("DELETE FROM cooldowns WHERE provider = ? AND account = ?", (provider, account))
 
     def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT provider, account, until, reason FROM cooldowns WHERE until > ?",
             (to_epoch(now, "now"),),
         )
@@ -353,18 +364,18 @@ class SqliteStore(Closing):
             )
 
     def peek_cursor(self, key: str) -> int:
-        row = self._conn.execute("SELECT value FROM cursors WHERE key = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
+        rows = self._read("SELECT value FROM cursors WHERE key = ?", (key,))
+        return int(rows[0][0]) if rows else 0
 
     def cursors(self) -> dict[str, int]:
-        return {key: int(value) for key, value in self._conn.execute("SELECT key, value FROM cursors")}
+        return {key: int(value) for key, value in self._read("SELECT key, value FROM cursors")}
 
     def sticky_choices(self) -> dict[str, str]:
-        return {key: str(value) for key, value in self._conn.execute("SELECT key, value FROM sticky")}
+        return {key: str(value) for key, value in self._read("SELECT key, value FROM sticky")}
 
     def get_sticky(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM sticky WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._read("SELECT value FROM sticky WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
     def set_sticky(self, key: str, value: str) -> None:
         with self._write() as conn:
@@ -383,10 +394,8 @@ class SqliteStore(Closing):
         )
 
     def get_breaker(self, provider: str) -> BreakerState:
-        row = self._conn.execute(
-            "SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,)
-        ).fetchone()
-        return BreakerState() if row is None else self._breaker(*row)
+        rows = self._read("SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,))
+        return self._breaker(*rows[0]) if rows else BreakerState()
 
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         with self._write() as conn:
@@ -404,7 +413,7 @@ class SqliteStore(Closing):
         return new
 
     def breakers(self) -> dict[str, BreakerState]:
-        rows = self._conn.execute("SELECT provider, state, failures, opened_at FROM breakers")
+        rows = self._read("SELECT provider, state, failures, opened_at FROM breakers")
         return {p: self._breaker(s, f, o) for p, s, f, o in rows}
 
     # -- concurrency slots -----------------------------------------------------------------------
@@ -431,7 +440,7 @@ class SqliteStore(Closing):
             conn.execute("DELETE FROM slots WHERE provider = ? AND holder = ?", (provider, holder))
 
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (to_epoch(now, "now"),)
         )
         live: dict[str, list[datetime]] = {}
@@ -443,7 +452,7 @@ class SqliteStore(Closing):
 
     def _data_version(self) -> int:
         try:
-            (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            ((data_version,),) = self._read("PRAGMA data_version")
         except sqlite3.Error as exc:
             raise StateStoreError(f"state store {self.path}: {exc}") from exc
         return int(data_version)
