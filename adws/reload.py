@@ -10,11 +10,12 @@ could not be loaded (the engine keeps routing with the last valid config meanwhi
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from adws.throttle import Throttle
 
 OK, DEGRADED = "ok", "degraded"
 
@@ -41,12 +42,8 @@ class ConfigWatcher:
     per `interval_s` seconds (0: on every call)."""
 
     def __init__(self, path: str, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
-        if interval_s < 0:
-            raise ValueError(f"reload interval must be >= 0 seconds, got {interval_s}")
         self.path = path
-        self.interval_s = interval_s
-        self._monotonic = monotonic
-        self._next = -math.inf
+        self._throttle = Throttle(interval_s, monotonic, "reload interval")
         self._seen = self.signature()
 
     def signature(self) -> Signature:
@@ -58,11 +55,8 @@ class ConfigWatcher:
 
     def changed(self, force: bool = False) -> bool:
         """True once per change of the file (`force`: look now, whatever the interval)."""
-        if not force:
-            now = self._monotonic()
-            if now < self._next:
-                return False
-            self._next = now + self.interval_s
+        if not force and not self._throttle.due():
+            return False
         current = self.signature()
         if current == self._seen:
             return False

@@ -22,6 +22,7 @@ from typing import Protocol, Self
 
 from adws.attempt import Usage
 from adws.errors import AdwsError
+from adws.throttle import Throttle
 
 BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -156,16 +157,12 @@ class ChangePoller:
     own writes at once. `interval_s` = 0 reads the token on every call.
     """
 
-    __slots__ = ("_monotonic", "_next_poll", "_own", "_read", "_seen", "_version", "interval_s")
+    __slots__ = ("_own", "_read", "_seen", "_throttle", "_version")
 
     def __init__(self, read: Callable[[], Hashable], interval_s: float = 0.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        if interval_s < 0:
-            raise ValueError(f"poll interval must be >= 0 seconds, got {interval_s}")
         self._read = read
-        self.interval_s = interval_s
-        self._monotonic = monotonic
-        self._next_poll = -math.inf
+        self._throttle = Throttle(interval_s, monotonic, "poll interval")
         self._own = 0
         self._seen: tuple[Hashable, int] | None = None
         self._version = 0
@@ -173,14 +170,15 @@ class ChangePoller:
     def wrote(self) -> None:
         """This store committed a write: the next version() reads the token again and moves."""
         self._own += 1
-        self._next_poll = -math.inf
+        self._throttle.reset()
+
+    @property
+    def interval_s(self) -> float:
+        return self._throttle.interval_s
 
     def version(self) -> int:
-        if self.interval_s:
-            now = self._monotonic()
-            if now < self._next_poll:
-                return self._version
-            self._next_poll = now + self.interval_s
+        if not self._throttle.due():
+            return self._version
         seen = (self._read(), self._own)
         if seen != self._seen:
             self._seen = seen
