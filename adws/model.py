@@ -128,6 +128,7 @@ class ProviderSpec:
     patterns: tuple[tuple[str, OutcomeClass], ...]  # declared (regex, class) over the output tail
     actions: Mapping[OutcomeClass, str]
     vars: Mapping[str, Any]
+    idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
     # Resolved from the fields above when the spec is built (at load), never written by hand:
     runs_as: tuple[Account, ...] = field(init=False, repr=False, compare=False)  # the implicit one included
     key_vars: tuple[str, ...] = field(init=False, repr=False, compare=False)  # every key variable that matters
