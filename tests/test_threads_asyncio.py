@@ -54,8 +54,13 @@ def processes_with(text: str) -> list[int]:
     return found
 
 
-def test_a_thread_pool_of_8_shares_one_engine(tmp_path: Path) -> None:
-    shared = engine(tmp_path, COPILOT, fake_env(tmp_path, copilot="success"))
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_thread_pool_of_8_shares_one_engine(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    text = COPILOT
+    if backend == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        text = COPILOT.replace('path = "state.sqlite3"', f'backend = "redis"\nurl = "{url}"\nkey_prefix = "{prefix}"')
+    shared = engine(tmp_path, text, fake_env(tmp_path, copilot="success"))
     tasks = [{"number": n, "title": f"task {n}"} for n in range(32)]
 
     def work(task: dict[str, Any]) -> tuple[str, bool]:
