@@ -26,11 +26,12 @@ from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cursor_key, sticky_key
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, classify, compile_pattern, pattern_chain
+from adws.classify import classify
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError
 from adws.model import CompiledConfig, ProviderSpec
 from adws.parsers import parse_output
+from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
 from adws.state.base import BreakerState, Cooldown, StateStore, UsageRecord
@@ -48,7 +49,6 @@ _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECA
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
-Clock = Callable[[], datetime]
 
 
 @dataclass(slots=True)
@@ -132,10 +132,6 @@ class ProviderManager:
         self.sleep = sleep
         self.clock = clock
         self.environ = os.environ if environ is None else environ
-        self._patterns: dict[str, tuple[Pattern, ...]] = {
-            name: pattern_chain([compile_pattern(regex, outcome) for regex, outcome in p.patterns])
-            for name, p in config.providers.items()
-        }
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -187,8 +183,7 @@ class ProviderManager:
                     result.message = f"succeeded on {step.provider}" + (f"/{account}" if account else "")
                     attempt.action = "stop"
                     return result
-                action = provider.actions.get(OutcomeClass(attempt.outcome)) or \
-                    self.config.actions.get(OutcomeClass(attempt.outcome), "next_tier")
+                action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
                 if action == "retry" and retries >= retry.max_retries:
                     action = "next_tier"  # retries spent: the failure is not this account's alone
                 if action == "next_account" and index + 1 >= len(accounts):
@@ -308,7 +303,7 @@ class ProviderManager:
             on_stderr = parse_output(provider.output_format, outcome.stderr_tail, now)
             if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None:
                 parsed = on_stderr
-        verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
+        verdict = classify(outcome, parsed, provider.failure_patterns, now=now)
         usage = None
         if outcome.spawn_error is None:
             usage = parsed.usage or self._estimate(decision, step, provider, prompt, outcome)

@@ -14,7 +14,8 @@ from syrupy.assertion import SnapshotAssertion
 
 from adws import cli
 from adws.attempt import Usage
-from adws.config.load import compile_config, load_config, parse_toml
+from adws.config import load_config
+from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.reports import (
     providers_report,

@@ -8,34 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, time
 from typing import Any
 
 from pydantic import ValidationError
 
 from adws.config.locations import fields_at, format_loc
 from adws.config.schema import Config
-from adws.errors import Loc, Problem, suggest
-
-
-def describe(value: Any) -> str:
-    """A value as a maintainer wrote it in TOML, for "got ..." in messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a bound of 1.0 was written as 1
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (datetime, date, time)):
-        return f"the date-time {value.isoformat()}"
-    return type(value).__name__
-
+from adws.errors import Loc, Problem, suggest, toml_value
 
 # What each pydantic type error expected, in TOML words. Several of them for one place come from a union.
 _EXPECTED = {
@@ -64,10 +43,10 @@ def _choices(err: Mapping[str, Any]) -> list[str]:
 def _message(err: Mapping[str, Any]) -> str:
     kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {describe(given)}"
+        return f"expected {_EXPECTED[kind]}, got {toml_value(given, brief=True)}"
     if kind in _BOUNDS:
         key, sign = _BOUNDS[kind]
-        return f"must be {sign} {describe(ctx.get(key))}, got {describe(given)}"
+        return f"must be {sign} {toml_value(ctx.get(key), brief=True)}, got {toml_value(given, brief=True)}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind in ("enum", "literal_error"):
@@ -75,11 +54,11 @@ def _message(err: Mapping[str, Any]) -> str:
         hint = suggest(given, choices) if isinstance(given, str) else ""
         listed = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"' if len(choices) > 1 else \
             ", ".join(f'"{c}"' for c in choices)
-        return f"expected {listed}, got {describe(given)}{hint}"
+        return f"expected {listed}, got {toml_value(given, brief=True)}{hint}"
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind in ("value_error", "assertion_error") or isinstance(given, (dict, list)):
         return message
-    return f"{message}, got {describe(given)}"
+    return f"{message}, got {toml_value(given, brief=True)}"
 
 
 def pydantic_problems(exc: ValidationError, raw: Any) -> list[Problem]:
@@ -115,7 +94,7 @@ def _union_problem(loc: Loc, expected: list[str], raw: Any) -> Problem:
     words = [w for w in dict.fromkeys(expected) if not (w == "an integer" and "a number" in expected)]
     words = ["a boolean" if w == "true or false" else w for w in words]
     text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
-    return Problem(format_loc(loc, raw), f"expected {text}, got {describe(_at(raw, loc))}")
+    return Problem(format_loc(loc, raw), f"expected {text}, got {toml_value(_at(raw, loc), brief=True)}")
 
 
 def _at(raw: Any, loc: Loc) -> Any:
