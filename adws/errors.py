@@ -10,7 +10,7 @@ import difflib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any
 
@@ -19,13 +19,19 @@ Loc = tuple[str | int, ...]
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with a config file, with where it is."""
+    """One thing wrong with a config file, with where it is: `where` in words, `loc` as keys, `line` in the file
+    (1-based; None where the file has no line for it, or it was not read from a file)."""
 
     where: str
     message: str
+    loc: Loc = field(default=(), compare=False)
+    line: int | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
+
+    def at_line(self, line: int | None) -> Problem:
+        return replace(self, line=line)
 
 
 class AdwsError(Exception):
@@ -47,7 +53,9 @@ class ConfigError(AdwsError):
             return f"{head}{self.problems[0].message}"
         count = len(self.problems)
         lines = [f"{head}{count} problem{'s' if count != 1 else ''} in config"]
-        lines.extend(f"  {p}" for p in self.problems)
+        # `file:line: ...` as compilers print it, so editors and terminals can jump to the place.
+        lines.extend(f"  {self.source}:{p.line}: {p}" if p.line is not None and self.source else f"  {p}"
+                     for p in self.problems)
         return "\n".join(lines)
 
 

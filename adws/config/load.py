@@ -32,11 +32,12 @@ from adws.accounts import STRATEGIES
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern, pattern_chain
 from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
-from adws.config.locations import format_loc
+from adws.config.lines import key_lines, line_of
+from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
 from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.cron import CronMatcher
-from adws.errors import ConfigError, Loc, Problem, TaskError, suggest
+from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
 from adws.model import (
     AccountSpec,
     BreakerSpec,
@@ -53,7 +54,7 @@ from adws.parsers import PARSERS
 from adws.quota import parse_window
 from adws.state import STORES
 from adws.task import Task
-from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, variables_of
+from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_one, variables_of
 from adws.userregex import UserRegex, compile_user_regex
 
 # The specializations SPEC.md names; configs may add their own by using them in scores, labels or keywords.
@@ -78,22 +79,71 @@ def parse_duration(text: str) -> float:
     return parse_window(text).total_seconds()
 
 
+MAX_DEPTH = 32  # tables and arrays inside each other; adws's own keys need 7, the rest is room for attrs values
+
+
+def load_file(path: str | os.PathLike[str]) -> CompiledConfig:
+    """Read, parse and compile a config file (no cache: `adws.config.load_config` is the cached entry point).
+    Raises ConfigError whose problems carry the line of their place where the file has one."""
+    source = str(path)
+    text = _read_text(path)
+    raw = parse_toml(text, source)
+    try:
+        return compile_config(raw, source, str(Path(path).resolve().parent))
+    except ConfigError as exc:
+        lines = key_lines(text)
+        raise ConfigError([p.at_line(line_of(p.loc, lines)) if p.loc else p for p in exc.problems],
+                          source) from None
+
+
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return parse_toml(_read_text(path), str(path))
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem("", "config file not found")], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("", f"cannot read config file: {exc}")], source) from None
-    return parse_toml(text, source)
 
 
 def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem("", f"not valid TOML: {exc}")], source) from None
+    except RecursionError:  # tomllib recurses per nesting level; Python's limit is far above MAX_DEPTH
+        raise ConfigError([Problem("", f"nested too deeply: a config needs at most {MAX_DEPTH} levels of "
+                                   "tables and arrays")], source) from None
+    deepest = _deepest(raw)
+    if deepest is not None:
+        depth, path = deepest
+        shown = ".".join(str(part) for part in path[:4])
+        raise ConfigError([Problem("", f"nested {depth} levels deep under {shown}: a config needs at most "
+                                   f"{MAX_DEPTH} levels of tables and arrays")], source)
+    return raw
+
+
+def _deepest(raw: Any) -> tuple[int, Loc] | None:
+    """(depth, place) of the first value nested deeper than MAX_DEPTH, else None. Iterative: the point is not to
+    recurse as deep as a hostile file goes (the checks after this one do recurse)."""
+    stack: list[tuple[Any, Loc]] = [(raw, ())]
+    while stack:
+        node, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            depth = len(loc)
+            while isinstance(node, (dict, list)) and node:  # count the rest of the way down
+                node = next(iter(node.values())) if isinstance(node, dict) else node[0]
+                depth += 1
+            return depth, loc
+        if isinstance(node, dict):
+            stack.extend((value, (*loc, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, i)) for i, value in enumerate(node))
+    return None
 
 
 class _Checker:
@@ -108,7 +158,7 @@ class _Checker:
         self.broken_templates = False
 
     def add(self, loc: Loc, message: str) -> None:
-        self.problems.append(Problem(format_loc(loc, self.raw), message))
+        self.problems.append(problem_at(loc, self.raw, message))
 
     def guard(self, loc: Loc, check: Callable[[], Any]) -> Any:
         try:
@@ -197,22 +247,90 @@ def _template_variables(p: ProviderConfig) -> set[str]:
     return allowed
 
 
-def _templates(loc: Loc, p: ProviderConfig, command: tuple[str, ...], check: _Checker) -> bool:
-    """Check every template of a provider (command, env, account env). True when all of them are sound."""
+def _templates(loc: Loc, name: str, p: ProviderConfig, command: tuple[str, ...], check: _Checker) -> bool:
+    """Check every template of a provider (command, env, account env): it parses, reads only variables it will
+    have, and renders against a sample of every value it may see. True when all of them are sound."""
     allowed = _template_variables(p)
-    sources: list[tuple[Loc, str]] = [((*loc, "command_template", i), element) for i, element in enumerate(command)]
-    sources += [((*loc, "env", var), from_legacy(value)) for var, value in p.env.items()]
-    sources += [((*loc, "accounts", i, "env", var), from_legacy(value))
-                for i, acc in enumerate(p.accounts) for var, value in acc.env.items()]
+    sources = _template_sources(loc, p, command)
     sound = True
     for where, source in sources:
         error = check_template(source, allowed)
         if error:
             check.add(where, error)
             sound = False
+    if sound:
+        for where, source in sources:
+            error = _sample_render(source, name, p, {})
+            if error:
+                check.add(where, error)
+                sound = False
     if not sound:
         check.broken_templates = True
     return sound
+
+
+def _template_sources(loc: Loc, p: ProviderConfig, command: tuple[str, ...]) -> list[tuple[Loc, str]]:
+    sources: list[tuple[Loc, str]] = [((*loc, "command_template", i), element) for i, element in enumerate(command)]
+    sources += [((*loc, "env", var), from_legacy(value)) for var, value in p.env.items()]
+    sources += [((*loc, "accounts", i, "env", var), from_legacy(value))
+                for i, acc in enumerate(p.accounts) for var, value in acc.env.items()]
+    return sources
+
+
+# Tasks a template may meet: every field given, and none given (what `{{ task.number + 1 }}` must survive).
+_SAMPLE_TASKS = (
+    ("a sample task", Task(id="sample-1", number=1, title="Sample title", body="Sample body", labels=("bug",),
+                           priority="high", retry_count=1, specialization="code", context_tokens=1000,
+                           attrs={"sample": "value"}).to_dict()),
+    ("a task with no optional fields", Task().to_dict()),
+)
+
+
+def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> str | None:
+    """Why `source` fails to render for some model, account and task it may meet (None when it renders for all):
+    the variables are those `ProviderManager` gives an attempt, with every value a run can bring."""
+    models: list[tuple[str, Mapping[str, Any]]] = [(mid, m.vars) for mid, m in p.models.items()] or [("", {})]
+    accounts = [acc.name for acc in p.accounts] or [""]
+    for model, model_vars in models:
+        for what, task in _SAMPLE_TASKS:
+            variables = {
+                **p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt", "prompt_file": "/run/prompt.txt",
+                "output_file": "/run/output.txt", "model": model, "provider": name, "account": accounts[0],
+                "task": task, "workdir": "/work", "run_dir": "/run", "home": "/home/user", "config_dir": "/config",
+            }
+            try:
+                render_one(source, variables)
+            except RenderError as exc:
+                cause = str(exc).split(": ", 1)[-1]
+                on = f"model {model!r}, " if model else ""
+                hint = ("; give a default for what a task may lack (`| default(\"\")`)"
+                        if "undefined" in cause and "task" in source else "")
+                return f"template {source!r} cannot be rendered ({on}{what}): {cause}{hint}"
+    return None
+
+
+def _names_and_values(loc: Loc, p: ProviderConfig, command: tuple[str, ...], check: _Checker) -> None:
+    """What the operating system refuses at run time: an empty program, NUL in an argument or a variable, a
+    variable name that is empty or holds `=`."""
+    if not (p.executable or command[0]).strip():
+        check.add((*loc, "executable" if p.executable else "command_template", *(() if p.executable else (0,))),
+                  "the program to run is empty")
+    for i, element in enumerate(command):
+        if "\x00" in element:
+            check.add((*loc, "command_template", i), "holds a NUL character, which no program can receive")
+    envs: list[tuple[Loc, Mapping[str, str]]] = [((*loc, "env"), p.env)]
+    envs += [((*loc, "accounts", i, "env"), acc.env) for i, acc in enumerate(p.accounts)]
+    for where, env in envs:
+        for var, value in env.items():
+            if not var or "=" in var or "\x00" in var:
+                check.add((*where, var), "an environment variable name must be non-empty, without `=` or NUL")
+            elif "\x00" in value:
+                check.add((*where, var), "holds a NUL character, which no environment can carry")
+    key_vars: list[tuple[Loc, str | None]] = [((*loc, "api_key_env"), p.api_key_env)]
+    key_vars += [((*loc, "accounts", i, "api_key_env"), acc.api_key_env) for i, acc in enumerate(p.accounts)]
+    for where, key_var in key_vars:
+        if key_var is not None and (not key_var or "=" in key_var or "\x00" in key_var):
+            check.add(where, "an environment variable name must be non-empty, without `=` or NUL")
 
 
 def _accounts(loc: Loc, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> tuple[AccountSpec, ...]:
@@ -256,7 +374,8 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
     check.name_in((*loc, "output_format"), "output format", p.output_format, PARSERS)
     check.name_in((*loc, "account_strategy"), "account strategy", p.account_strategy, STRATEGIES)
     command = tuple(from_legacy(element) for element in p.command_template)
-    sound = _templates(loc, p, command, check)
+    _names_and_values(loc, p, command, check)
+    sound = _templates(loc, name, p, command, check)
     accounts = _accounts(loc, p, tz, check)
     # With a broken template what it reads is unknown: a prompt check would only repeat that problem.
     uses_prompt_file = _prompt_delivery(loc, p, command, check) if sound else True
@@ -615,7 +734,25 @@ def _rules(cfg: Config, index: Sequence[int], conditions: Mapping[int, tuple[Con
         rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
     rules.sort(key=lambda rule: (-rule.priority, rule.order))
     _check_rule_vars(cfg.routing.rules, providers, check)
+    _render_with_rule_vars(cfg, index, check)
     return tuple(rules)
+
+
+def _render_with_rule_vars(cfg: Config, index: Sequence[int], check: _Checker) -> None:
+    """A rule's `vars` reach every tier of its plan: each template must still render with them (a string where
+    the template compares a number fails every run of that rule)."""
+    if check.broken_templates:
+        return  # the broken template is the problem to report
+    for i, rule in zip(index, cfg.routing.rules, strict=True):
+        if not rule.vars:
+            continue
+        for name, p in cfg.providers.items():
+            command = tuple(from_legacy(element) for element in p.command_template)
+            for _, source in _template_sources(("providers", name), p, command):
+                error = _sample_render(source, name, p, rule.vars)
+                if error:
+                    check.add(("routing", "rules", i, "vars"), f'provider "{name}": {error}')
+                    break
 
 
 def _defaults(cfg: Config, chain: tuple[str, ...], providers: Mapping[str, ProviderSpec],

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adws.errors import Loc, suggest  # noqa: F401  (re-exported)
+from adws.errors import Loc, Problem, suggest  # noqa: F401  (re-exported)
 
 # Table headers a maintainer writes as [a.b.c] or [[a.b]]. "*" is any key (a provider or model name), "#" is an
 # index into an array of tables.
@@ -140,3 +140,9 @@ def fields_at(model: type[BaseModel], loc: Loc) -> list[str] | None:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             return [info.alias or name for name, info in ann.model_fields.items()]
     return None
+
+
+def problem_at(loc: Loc, raw: Any, message: str, *, line_loc: Loc | None = None) -> Problem:
+    """A problem at loc, in words; `line_loc` (default: loc) is where its line is looked up (an unknown key is
+    reported on its table but found on its own line)."""
+    return Problem(format_loc(loc, raw), message, loc if line_loc is None else line_loc)

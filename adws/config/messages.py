@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adws.config.locations import fields_at, format_loc
+from adws.config.locations import fields_at, problem_at
 from adws.config.schema import Config
 from adws.errors import Loc, Problem, suggest, toml_value
 
@@ -22,6 +22,7 @@ _EXPECTED = {
     "int_type": "an integer",
     "int_from_float": "an integer",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "list_type": "an array",
     "dict_type": "a table",
@@ -72,21 +73,21 @@ def pydantic_problems(exc: ValidationError, raw: Any) -> list[Problem]:
             # A dict key of the wrong kind (an outcome class in `actions`): reported like an unknown key.
             key, table = loc[-2], loc[:-2]
             choices = _choices(err)
-            entries.append(Problem(format_loc(table, raw), f'unknown key "{key}"{suggest(str(key), choices)}'
-                                   + (f"; allowed: {', '.join(choices)}" if choices else "")))
+            entries.append(problem_at(table, raw, f'unknown key "{key}"{suggest(str(key), choices)}'
+                                      + (f"; allowed: {', '.join(choices)}" if choices else ""), line_loc=loc[:-1]))
         elif kind == "extra_forbidden" and loc:
             entries.append(_unknown_key(loc, err.get("input"), raw))
         elif loc == ("providers",) and kind in ("missing", "too_short"):
-            entries.append(Problem(format_loc((), raw), "no providers: declare at least one [providers.NAME] table "
+            entries.append(problem_at((), raw, "no providers: declare at least one [providers.NAME] table "
                                    "with its command_template"))
         elif kind == "missing" and loc:
-            entries.append(Problem(format_loc(loc[:-1], raw), f'missing required key "{loc[-1]}"'))
+            entries.append(problem_at(loc[:-1], raw, f'missing required key "{loc[-1]}"'))
         elif len(loc) > 1 and loc[-1] in _UNION_TAGS and kind in _EXPECTED:
             if loc[:-1] not in unions:
                 entries.append(loc[:-1])
             unions.setdefault(loc[:-1], []).append(_EXPECTED[kind])
         else:
-            entries.append(Problem(format_loc(loc, raw), _message(err)))
+            entries.append(problem_at(loc, raw, _message(err)))
     return [entry if isinstance(entry, Problem) else _union_problem(entry, unions[entry], raw) for entry in entries]
 
 
@@ -94,7 +95,7 @@ def _union_problem(loc: Loc, expected: list[str], raw: Any) -> Problem:
     words = [w for w in dict.fromkeys(expected) if not (w == "an integer" and "a number" in expected)]
     words = ["a boolean" if w == "true or false" else w for w in words]
     text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
-    return Problem(format_loc(loc, raw), f"expected {text}, got {toml_value(_at(raw, loc), brief=True)}")
+    return problem_at(loc, raw, f"expected {text}, got {toml_value(_at(raw, loc), brief=True)}")
 
 
 def _at(raw: Any, loc: Loc) -> Any:
@@ -115,6 +116,7 @@ def _unknown_key(loc: Loc, given: Any, raw: Any) -> Problem:
     hint = suggest(key, allowed)
     if not table:
         what = f"unknown section [{key}]" if isinstance(given, dict) else f'unknown top-level key "{key}"'
-        return Problem(format_loc(table, raw), f"{what}{hint}; the sections are {', '.join(_SECTIONS)}")
+        return problem_at(table, raw, f"{what}{hint}; the sections are {', '.join(_SECTIONS)}", line_loc=loc)
     # With a near miss the suggestion says it all; without one, the list of keys does.
-    return Problem(format_loc(table, raw), f'unknown key "{key}"{hint or "; allowed: " + ", ".join(allowed)}')
+    return problem_at(table, raw, f'unknown key "{key}"{hint or "; allowed: " + ", ".join(allowed)}',
+                      line_loc=loc)
