@@ -231,6 +231,7 @@ timezone = "Asia/Kolkata"
 [providers.local]
 command_template = ["ollama", "run", "{{ model }}"]
 prompt = "stdin"
+models.qwen = { context_window = 8000 }
 """
 
 

@@ -196,7 +196,7 @@ def test_a_file_with_problems_in_many_sections_reports_them_all_in_one_render() 
     with pytest.raises(ConfigError) as info:
         load_config(path)
     # Each line names the file and the line of its place, as compilers do: `config.toml:42: routing.rules[3] …`.
-    lines = (19, 8, 3, 27, 14, 32)
+    lines = (19, 8, 3, 28, 14, 33)
     assert info.value.render() == "\n".join(
         [f"{path}: 6 problems in config",
          *(f"  {path}:{n}: {text}" for n, text in zip(lines, BROKEN_CASES["many_problems"], strict=True))])

@@ -45,10 +45,15 @@ HOSTILE: dict[str, tuple[str, list[str]]] = {
                          ["providers.x → command_template[1]: template '{{ task.titel }}' cannot be rendered "
                           "(a sample task): 'dict object' has no attribute 'titel'"]),
     "{{ model.__class__ }}": ('[providers.x]\ncommand_template = ["x", "{{ model.__class__ }}", '
-                              '"{{ prompt_file }}"]\n',
+                              '"{{ prompt_file }}"]\nmodels.m = { context_window = 1000 }\n',
                               ["providers.x → command_template[1]: template '{{ model.__class__ }}' cannot be "
-                               "rendered (a sample task): access to attribute '__class__' of 'str' object is "
-                               "unsafe."]),
+                               "rendered (model 'm', a sample task): access to attribute '__class__' of 'str' "
+                               "object is unsafe."]),
+    "{{ model }} in a tier that declares no models": (
+        '[providers.x]\ncommand_template = ["x", "--model", "{{ model }}", "{{ prompt_file }}"]\n',
+        ["providers.x → command_template[2]: uses {{ model }} but the provider declares no models, so a run that "
+         "reaches it as a fall-through tier has no model to give; declare [providers.x.models.ID] or take "
+         "{{ model }} out"]),
     "{{ task.number + 1 }} on a task without a number": (
         '[providers.x]\ncommand_template = ["x", "{{ task.number + 1 }}", "{{ prompt_file }}"]\n',
         ["providers.x → command_template[1]: template '{{ task.number + 1 }}' cannot be rendered (a task with no "
@@ -215,3 +220,26 @@ def test_known_bad_keys_fail_the_schema_and_check(validator: jsonschema.Draft202
 def test_old_one_string_command_template_is_in_the_schema(validator: jsonschema.Draft202012Validator) -> None:
     raw: dict[str, Any] = {"providers": {"x": {"command_template": "x --flag {prompt_file}"}}}
     assert list(validator.iter_errors(raw)) == []
+
+
+def test_task_error_lists_every_problem_of_the_task_at_once() -> None:
+    from adws.errors import TaskError
+
+    router = ModelRouter(compile_config(parse_toml(X)))
+    with pytest.raises(TaskError) as info:
+        router.route({"priority": "urgentt", "specialization": "codee"})
+    assert info.value.problems == [
+        'priority: unknown value "urgentt"; use critical, high, normal, low, P0-P3 or 0-3',
+        'specialization: unknown value "codee" (did you mean "code"?); known: architecture, code, docs, '
+        "fast_response, general, large_document, reasoning"]
+    with pytest.raises(TaskError) as info:
+        router.route({"title": 5, "retry_count": -1, "labels": "bug", "colour": "red"})
+    assert info.value.problems == [
+        'unknown field "colour"', "labels: expected a list, got a string", "title: expected a string, got an integer",
+        "retry_count: must be >= 0, got -1"]
+
+
+def test_a_broken_intake_section_does_not_make_its_specializations_unknown_elsewhere() -> None:
+    text = X + ('[routing.intake]\nspecialization_labels = { "sec" = "security" }\ndefault_priorty = "low"\n'
+                + RULE + 'conditions = { specialization = "security" }\n')
+    assert problems_of(text) == ['routing.intake: unknown key "default_priorty" (did you mean "default_priority"?)']

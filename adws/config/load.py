@@ -156,6 +156,8 @@ class _Checker:
         self.broken_providers: frozenset[str] = frozenset()
         # Some template does not parse or uses an unknown variable: what it would read is unknown.
         self.broken_templates = False
+        # Settings left out for their own problems (their defaults stand in): what they declare is unknown.
+        self.defaulted: frozenset[Loc] = frozenset()
 
     def add(self, loc: Loc, message: str) -> None:
         self.problems.append(problem_at(loc, self.raw, message))
@@ -375,6 +377,7 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
     check.name_in((*loc, "account_strategy"), "account strategy", p.account_strategy, STRATEGIES)
     command = tuple(from_legacy(element) for element in p.command_template)
     _names_and_values(loc, p, command, check)
+    _model_without_models(loc, p, check)
     sound = _templates(loc, name, p, command, check)
     accounts = _accounts(loc, p, tz, check)
     # With a broken template what it reads is unknown: a prompt check would only repeat that problem.
@@ -404,6 +407,20 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
 
 
 # --- pass 4: intake ----------------------------------------------------------------------------------------
+
+def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
+    """`{{ model }}` in a provider that declares no models fails every run that reaches it without one (as a
+    fall-through tier, or by "route:NAME"). The older format's `{model}` keeps its old meaning."""
+    if p.models:
+        return
+    for i, element in enumerate(p.command_template[1:], 1):  # a templated program has its own message
+        if from_legacy(element) == element and "model" in (variables_of(element) or ()):
+            header = ".".join(str(part) for part in loc)
+            check.add((*loc, "command_template", i), "uses {{ model }} but the provider declares no models, so a "
+                      "run that reaches it as a fall-through tier has no model to give; declare "
+                      f"[{header}.models.ID] or take {{{{ model }}}} out")
+            return
+
 
 def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> IntakeSpec:
     it = cfg.routing.intake
@@ -536,7 +553,8 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
             _check_model(check, (*loc, "models", tier), providers[tier], model)
     for j, tier in enumerate(r.chain or ()):
         _check_provider(check, (*loc, "chain", j), tier, providers)
-    spec_cond = r.conditions.get("specialization")
+    # With [routing.intake] left out for its own problem, the specializations it introduces are unknown.
+    spec_cond = r.conditions.get("specialization") if ("routing", "intake") not in check.defaulted else None
     for value in [spec_cond] if isinstance(spec_cond, str) else spec_cond if isinstance(spec_cond, list) else []:
         if isinstance(value, str) and value.lower() not in known_specs:
             check.add((*loc, "conditions", "specialization"),
@@ -605,6 +623,7 @@ class _Validated:
     rule_index: tuple[int, ...]  # the position in the file of each rule in cfg.routing.rules
     scenario_index: tuple[int, ...]
     broken_providers: frozenset[str]
+    defaulted: frozenset[Loc] = frozenset()  # settings left out for their problems: their defaults stand in
 
 
 def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
@@ -621,6 +640,7 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
     bad_providers: set[str] = set()
     bad_rules: set[int] = set()
     bad_scenarios: set[int] = set()
+    defaulted: set[Loc] = set()
     for err in errors:
         loc = tuple(err["loc"])
         if loc[:1] == ("providers",) and len(loc) > 1 and isinstance(loc[1], str):
@@ -633,8 +653,10 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
             section = pruned.get(loc[0])
             if len(loc) > 1 and isinstance(section, dict):
                 section.pop(loc[1], None)  # a setting such as routing.timezone: its default stands in
+                defaulted.add(tuple(loc[:2]))
             else:
                 pruned.pop(loc[0], None)
+                defaulted.add(tuple(loc[:1]))
     for name in bad_providers:
         pruned["providers"].pop(name, None)
     rules = pruned.get("routing", {}).get("rules") if isinstance(pruned.get("routing"), dict) else None
@@ -649,7 +671,8 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
         cfg = Config.model_validate(pruned)
     except ValidationError:
         return None, problems  # nothing sound left to cross-check (e.g. every provider is broken)
-    return _Validated(cfg, tuple(rule_index), tuple(scenario_index), frozenset(bad_providers)), problems
+    return _Validated(cfg, tuple(rule_index), tuple(scenario_index), frozenset(bad_providers),
+                      frozenset(defaulted)), problems
 
 
 def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
@@ -673,6 +696,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         raise ConfigError([*structure_problems, *check.problems], source)
     cfg = validated.cfg
     check.broken_providers = validated.broken_providers
+    check.defaulted = validated.defaulted
     routing = cfg.routing
     tz = _zone(routing.timezone, ("routing", "timezone"), check) or ZoneInfo("UTC")
     actions = {**DEFAULT_ACTIONS, **routing.actions}
