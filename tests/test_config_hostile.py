@@ -37,10 +37,19 @@ HOSTILE: dict[str, tuple[str, list[str]]] = {
     "command_template = [\"\"]": ('[providers.x]\ncommand_template = [""]\nprompt = "stdin"\n',
                                   ["providers.x → command_template[0]: the program to run is empty"]),
     "env value with NUL": (X + 'env = { A = "a\\u0000b" }\n',
-                           ["providers.x → env → A: holds a NUL character, which no environment can carry"]),
+                           ["providers.x → env → A: holds a NUL character, which no program or environment can "
+                            "carry"]),
+    "NUL in a rule's vars (it would reach argv and blame the task text)": (
+        '[providers.x]\ncommand_template = ["x", "{{ flag }}", "{{ prompt_file }}"]\nvars = { flag = "" }\n' + RULE
+        + 'vars = { flag = "-\\u0000" }\n',
+        ['routing.rules[0] (name="r") → vars → flag: holds a NUL character, which no program or environment can '
+         "carry"]),
+    "NUL in an account name (it becomes ADWS_ACCOUNT)": (
+        X + '[[providers.x.accounts]]\nname = "a\\u0000"\n',
+        ['providers.x.accounts[0] (name="a\\u0000") → name: holds a NUL character, which no program or '
+         "environment can carry"]),
     "env name with =": (X + 'env = { "A=B" = "x" }\n',
-                        ["providers.x → env → A=B: an environment variable name must be non-empty, without `=` "
-                         "or NUL"]),
+                        ["providers.x → env → A=B: an environment variable name must be non-empty and without `=`"]),
     "{{ task.titel }}": ('[providers.x]\ncommand_template = ["x", "{{ task.titel }}", "{{ prompt_file }}"]\n',
                          ["providers.x → command_template[1]: template '{{ task.titel }}' cannot be rendered "
                           "(a sample task): 'dict object' has no attribute 'titel'"]),

@@ -213,6 +213,24 @@ def _document_patterns(raw: Any, check: _Checker) -> dict[tuple[str, int], UserR
     return compiled
 
 
+def _document_nul(raw: Any, check: _Checker) -> None:
+    """A NUL character cannot be in an argument, an environment variable or a path; in a config it can only
+    fail a run later (and then look like the task's fault). Refused wherever it is, key or value."""
+    stack: list[tuple[Any, Loc]] = [(raw, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, dict):
+            for key, value in reversed(node.items()):
+                if "\x00" in key:
+                    check.add((*loc, key), "the key holds a NUL character, which no program or environment can carry")
+                else:
+                    stack.append((value, (*loc, key)))
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, i)) for i, value in reversed(list(enumerate(node))))
+        elif isinstance(node, str) and "\x00" in node:
+            check.add(loc, "holds a NUL character, which no program or environment can carry")
+
+
 def _raw_list(raw: Any, *path: str) -> list[Any]:
     node = raw
     for part in path:
@@ -312,27 +330,22 @@ def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping
 
 
 def _names_and_values(loc: Loc, p: ProviderConfig, command: tuple[str, ...], check: _Checker) -> None:
-    """What the operating system refuses at run time: an empty program, NUL in an argument or a variable, a
-    variable name that is empty or holds `=`."""
+    """What the operating system refuses at run time: an empty program, a variable name that is empty or holds
+    `=` (a NUL character anywhere is refused by `_document_nul`)."""
     if not (p.executable or command[0]).strip():
         check.add((*loc, "executable" if p.executable else "command_template", *(() if p.executable else (0,))),
                   "the program to run is empty")
-    for i, element in enumerate(command):
-        if "\x00" in element:
-            check.add((*loc, "command_template", i), "holds a NUL character, which no program can receive")
     envs: list[tuple[Loc, Mapping[str, str]]] = [((*loc, "env"), p.env)]
     envs += [((*loc, "accounts", i, "env"), acc.env) for i, acc in enumerate(p.accounts)]
     for where, env in envs:
-        for var, value in env.items():
-            if not var or "=" in var or "\x00" in var:
-                check.add((*where, var), "an environment variable name must be non-empty, without `=` or NUL")
-            elif "\x00" in value:
-                check.add((*where, var), "holds a NUL character, which no environment can carry")
+        for var in env:
+            if (not var or "=" in var) and "\x00" not in var:  # NUL anywhere is reported by _document_nul
+                check.add((*where, var), "an environment variable name must be non-empty and without `=`")
     key_vars: list[tuple[Loc, str | None]] = [((*loc, "api_key_env"), p.api_key_env)]
     key_vars += [((*loc, "accounts", i, "api_key_env"), acc.api_key_env) for i, acc in enumerate(p.accounts)]
     for where, key_var in key_vars:
-        if key_var is not None and (not key_var or "=" in key_var or "\x00" in key_var):
-            check.add(where, "an environment variable name must be non-empty, without `=` or NUL")
+        if key_var is not None and (not key_var or "=" in key_var) and "\x00" not in key_var:
+            check.add(where, "an environment variable name must be non-empty and without `=`")
 
 
 def _accounts(loc: Loc, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> tuple[AccountSpec, ...]:
@@ -689,6 +702,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     """The compiled configuration of a parsed TOML document; ConfigError listing every problem otherwise.
     Relative paths in the file (state, audit, run dir) are taken relative to `base_dir`."""
     check = _Checker(raw)
+    _document_nul(raw, check)
     conditions = _document_conditions(raw, check)
     patterns = _document_patterns(raw, check)
     validated, structure_problems = _validate(raw)
