@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import ValidationError
 
-from adws.accounts import STRATEGIES
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern, pattern_chain
 from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
@@ -53,6 +52,7 @@ from adws.model import (
 from adws.parsers import PARSERS
 from adws.quota import parse_window
 from adws.state import STORES
+from adws.strategies import STRATEGIES
 from adws.task import Task
 from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_one, variables_of
 from adws.userregex import UserRegex, compile_user_regex
@@ -741,7 +741,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
                         r.retry.max_backoff_seconds),
         breaker=BreakerSpec(r.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
                             frozenset(r.circuit_breaker.counts)),
-        state_backend=cfg.state.backend, state_path=resolve(cfg.state.path), audit_enabled=cfg.audit.enabled,
+        state_backend=cfg.state.backend, state_path=cfg.state.path, audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
         scenarios=scenarios, raw=raw,

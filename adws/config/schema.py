@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from adws.accounts import STRATEGIES
 from adws.attempt import OutcomeClass
 from adws.conditions import conditions_schema
 from adws.parsers import PARSERS
 from adws.state import STORES
+from adws.strategies import STRATEGIES
 
 PRIORITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # highest first
 Priority = Literal["critical", "high", "normal", "low"]
