@@ -419,8 +419,6 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
     )
 
 
-# --- pass 4: intake ----------------------------------------------------------------------------------------
-
 def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
     """`{{ model }}` in a provider that declares no models fails every run that reaches it without one (as a
     fall-through tier, or by "route:NAME"). The older format's `{model}` keeps its old meaning."""
@@ -434,6 +432,8 @@ def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
                       f"[{header}.models.ID] or take {{{{ model }}}} out")
             return
 
+
+# --- pass 4: intake ----------------------------------------------------------------------------------------
 
 def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> IntakeSpec:
     it = cfg.routing.intake
@@ -493,6 +493,8 @@ def _exact_labels(spec_labels: list[tuple[LabelSet, str]]) -> dict[str, tuple[in
             exact.setdefault(label, (order, spec))
     return exact
 
+
+# --- passes 5-6: chain, defaults, rules (chain and defaults sit below compile_config) ------------------
 
 def _check_rule_vars(rules: list[RuleConfig], providers: Mapping[str, ProviderSpec], check: _Checker) -> None:
     """A rule's `vars` entry that no template reads has no effect: most likely a typo (`thinkin_budget`)."""
@@ -581,6 +583,8 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
     )
 
 
+# --- pass 8: scenarios ------------------------------------------------------------------------------------
+
 _TASK_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?): (.*)$", re.DOTALL)
 
 
@@ -627,6 +631,8 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
                                 e.model_dump(exclude_none=True)))
     return tuple(out)
 
+
+# --- pass 2: structure ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class _Validated:
@@ -697,6 +703,8 @@ def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
                                                         ': use an IANA name such as "UTC" or "Europe/Berlin"'))
         return None
 
+
+# --- all passes in order -----------------------------------------------------------------------------------
 
 def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str = ".") -> CompiledConfig:
     """The compiled configuration of a parsed TOML document; ConfigError listing every problem otherwise.
