@@ -252,7 +252,15 @@ class ModelRouter:
     def route(self, task: Task | dict[str, Any], *, now: datetime | None = None,
               prompt: str | None = None) -> Decision:
         task = coerce_task(task)
-        view = prepare(task, self.config.intake, self.tz, now or self.clock(), prompt)
+        try:
+            view = prepare(task, self.config.intake, self.tz, now or self.clock(), prompt)
+        except TaskError as exc:  # every problem of the task at once: the override's own too
+            try:
+                self._override(task)
+            except TaskError as more:
+                exc.problems.extend(more.problems)
+                raise TaskError(exc.problems) from None
+            raise
         override = self._override(task)
         if override is not None:
             return self._decide(view, "override", None, override)

@@ -236,11 +236,13 @@ def test_task_error_lists_every_problem_of_the_task_at_once() -> None:
 
     router = ModelRouter(compile_config(parse_toml(X)))
     with pytest.raises(TaskError) as info:
-        router.route({"priority": "urgentt", "specialization": "codee"})
+        router.route({"priority": "urgentt", "specialization": "codee", "labels": ["route:y"]})
     assert info.value.problems == [
         'priority: unknown value "urgentt"; use critical, high, normal, low, P0-P3 or 0-3',
         'specialization: unknown value "codee" (did you mean "code"?); known: architecture, code, docs, '
-        "fast_response, general, large_document, reasoning"]
+        "fast_response, general, large_document, reasoning",
+        'label "route:y": unknown provider "y"; providers: x']
+    assert str(info.value) == "invalid task: " + "; ".join(info.value.problems)  # one message listing them all
     with pytest.raises(TaskError) as info:
         router.route({"title": 5, "retry_count": -1, "labels": "bug", "colour": "red"})
     assert info.value.problems == [
