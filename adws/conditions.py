@@ -583,7 +583,8 @@ _MISSING: Any = _Missing()
 
 @dataclass(slots=True)
 class _AttrGetter:
-    """The value at an attribute path: `author.login` reads `attrs["author"]["login"]`, as GitHub nests objects.
+    """The value at an attribute path: `author.login` reads `attrs["author"]["login"]`, as GitHub nests objects;
+    a number indexes a list (`assignees.0.login`).
 
     A key that itself holds dots (`attrs["author.login"]`) is taken first, so flat coordinators keep working.
     """
@@ -601,10 +602,13 @@ class _AttrGetter:
             return value
         node: Any = attrs
         for part in self.path:
-            if not isinstance(node, Mapping):
-                return _MISSING
-            node = node.get(part, _MISSING)
-            if node is _MISSING:
+            if isinstance(node, Mapping):
+                node = node.get(part, _MISSING)
+                if node is _MISSING:
+                    return _MISSING
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
                 return _MISSING
         return node
 

@@ -162,6 +162,10 @@ def test_dotted_attribute_paths_match_nested_github_fields() -> None:
     assert router.route(issue).rule == "r"
     assert router.route({**issue, "author": {"login": "hubot"}}).rule == "default"
     assert router.route({**issue, "milestone": None}).rule == "default"
+    # A number indexes a list: gh prints assignees as a list of objects.
+    first = ModelRouter(compile_config(parse_toml(X + RULE + 'conditions = { "attrs.assignees.0.login" = "a" }\n')))
+    assert first.route({"assignees": [{"login": "a"}, {"login": "b"}]}).rule == "r"
+    assert first.route({"assignees": []}).rule == "default"
     # A flat key holding the dots is taken first, so coordinators that flatten keep working.
     assert router.route({"attrs": {"author.login": "octocat", "milestone": {"title": "v2"}}}).rule == "r"
 
