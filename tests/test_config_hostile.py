@@ -52,7 +52,11 @@ HOSTILE: dict[str, tuple[str, list[str]]] = {
                         ["providers.x → env → A=B: an environment variable name must be non-empty and without `=`"]),
     "{{ task.titel }}": ('[providers.x]\ncommand_template = ["x", "{{ task.titel }}", "{{ prompt_file }}"]\n',
                          ["providers.x → command_template[1]: template '{{ task.titel }}' cannot be rendered "
-                          "(a sample task): 'dict object' has no attribute 'titel'"]),
+                          "(a sample task): 'dict object' has no attribute 'titel' (did you mean \"title\"?)"]),
+    "{{ task.attrs.repo }}, which a task may lack": (
+        '[providers.x]\ncommand_template = ["x", "--repo={{ task.attrs.repo }}", "{{ prompt_file }}"]\n',
+        ["providers.x → command_template[1]: template '--repo={{ task.attrs.repo }}' cannot be rendered (a sample "
+         "task): 'dict object' has no attribute 'repo'; give a default for what a task may lack (`| default(\"\")`)"]),
     "{{ model.__class__ }}": ('[providers.x]\ncommand_template = ["x", "{{ model.__class__ }}", '
                               '"{{ prompt_file }}"]\nmodels.m = { context_window = 1000 }\n',
                               ["providers.x → command_template[1]: template '{{ model.__class__ }}' cannot be "

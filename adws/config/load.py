@@ -306,6 +306,9 @@ _SAMPLE_TASKS = (
 )
 
 
+_NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
+
+
 def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> str | None:
     """Why `source` fails to render for some model, account and task it may meet (None when it renders for all):
     the variables are those `ProviderManager` gives an attempt, with every value a run can bring."""
@@ -323,8 +326,10 @@ def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping
             except RenderError as exc:
                 cause = str(exc).split(": ", 1)[-1]
                 on = f"model {model!r}, " if model else ""
-                hint = ("; give a default for what a task may lack (`| default(\"\")`)"
-                        if "undefined" in cause and "task" in source else "")
+                missing = _NO_ATTRIBUTE.search(cause)
+                hint = suggest(missing.group(1), task) if missing and "task" in source else ""
+                if not hint and (missing or "undefined" in cause) and "task" in source:
+                    hint = '; give a default for what a task may lack (`| default("")`)'
                 return f"template {source!r} cannot be rendered ({on}{what}): {cause}{hint}"
     return None
 
