@@ -130,6 +130,7 @@ class ProviderSpec:
     failure_patterns: tuple[Pattern, ...]  # the provider's own, then the built-in ones: what classify reads
     actions: Mapping[OutcomeClass, str]  # every outcome class: the provider's, else [routing.actions], else default
     vars: Mapping[str, Any]
+    idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
     # Resolved from the fields above when the spec is built (at load), never written by hand:
     runs_as: tuple[Account, ...] = field(init=False, repr=False, compare=False)  # the implicit one included
     key_vars: tuple[str, ...] = field(init=False, repr=False, compare=False)  # every key variable that matters

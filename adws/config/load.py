@@ -420,7 +420,7 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
         account_strategy=p.account_strategy, scores=dict(p.specializations), models=models,
         accounts=accounts, quota=_quota(p.quota, (*loc, "quota"), tz, check),
         failure_patterns=_failure_patterns(name, p, patterns),
-        actions={**actions, **p.actions}, vars=dict(p.vars),
+        actions={**actions, **p.actions}, vars=dict(p.vars), idle_timeout=p.idle_timeout,
     )
 
 
