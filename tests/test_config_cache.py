@@ -36,7 +36,7 @@ def test_second_load_comes_from_the_cache_and_routes_the_same(tmp_path: Path) ->
     assert len(cached) == 1
     second = load_config(path)
     assert second is not first
-    assert second == first
+    assert encode(second, CompiledConfig) == encode(first, CompiledConfig)
     assert [r.name for r in second.rules] == [r.name for r in first.rules]
     # The rebuilt conditions decide as the validated ones do.
     from datetime import datetime
@@ -105,6 +105,11 @@ def test_a_planted_pickle_is_never_executed(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def _same(found: CompiledConfig | None, config: CompiledConfig) -> bool:
+    """The same config as data (compiled conditions are rebuilt objects: compared through their source)."""
+    return found is not None and encode(found, CompiledConfig) == encode(config, CompiledConfig)
+
+
 def _one_entry(tmp_path: Path) -> tuple[Path, CompiledConfig, str, Path]:
     path = _copy_config(tmp_path)
     config = load_config(path)
@@ -114,12 +119,12 @@ def _one_entry(tmp_path: Path) -> tuple[Path, CompiledConfig, str, Path]:
 
 def test_a_directory_others_can_write_is_neither_read_nor_fed(tmp_path: Path) -> None:
     path, config, key, entry = _one_entry(tmp_path)
-    assert read_entry(key) == config
+    assert _same(read_entry(key), config)
     cache_dir().chmod(0o777)
     try:
         assert read_entry(key) is None
         entry.unlink()
-        assert load_config(path) == config
+        assert _same(load_config(path), config)
         assert not _entries()  # nothing written where another user could swap it
     finally:
         cache_dir().chmod(0o700)
@@ -131,7 +136,7 @@ def test_an_entry_others_can_write_is_ignored(tmp_path: Path, mode: int) -> None
     entry.chmod(mode)
     assert read_entry(key) is None
     entry.chmod(0o600)
-    assert read_entry(key) == config
+    assert _same(read_entry(key), config)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
@@ -140,7 +145,7 @@ def test_an_entry_owned_by_another_user_is_ignored(tmp_path: Path) -> None:
     os.chown(entry, 4242, -1)
     assert read_entry(key) is None
     os.chown(entry, os.geteuid(), -1)
-    assert read_entry(key) == config
+    assert _same(read_entry(key), config)
     os.chown(cache_dir(), 4242, -1)
     try:
         assert read_entry(key) is None
@@ -162,7 +167,7 @@ def test_an_entry_under_another_key_is_ignored(tmp_path: Path) -> None:
     other = "0" * 64
     (cache_dir() / f"config-{other[:40]}.json").write_bytes(entry.read_bytes())
     assert read_entry(other) is None
-    assert read_entry(key) == config
+    assert _same(read_entry(key), config)
 
 
 def _mutate(blob: bytes, rng: random.Random) -> bytes:
@@ -200,8 +205,8 @@ def test_fuzz_corrupted_entries_are_ignored_and_the_config_is_right(tmp_path: Pa
             ignored += 1
     assert ignored >= 290
     entry.write_bytes(_mutate(original, rng))
-    assert load_config(path) == config  # validated again, and stored afresh
-    assert read_entry(key) == config
+    assert _same(load_config(path), config)  # validated again, and stored afresh
+    assert _same(read_entry(key), config)
 
 
 def _json_mutations(value: object, rng: random.Random) -> object:
@@ -261,7 +266,7 @@ CONFIGS = [ROOT / "config.toml", ROOT / "tests" / "data" / "configs" / "legacy.t
 def test_every_compiled_field_round_trips(path: Path) -> None:
     config = compile_config(parse_toml(path.read_text()), str(path), str(path.parent))
     data = json.loads(json.dumps(encode(config, CompiledConfig)))
-    assert decode(data, CompiledConfig) == config
+    assert encode(decode(data, CompiledConfig), CompiledConfig) == data
 
 
 def test_toml_values_of_every_kind_round_trip(tmp_path: Path) -> None:
@@ -271,11 +276,22 @@ name = "odd values"
 at = 2026-11-22T10:00:00Z
 task = { title = "x", attrs = { due = 2026-12-05, at = 10:30:00, when = 2026-12-05T10:00:00+02:00, "$" = 1, n = inf } }
 expect = { provider = "antigravity" }
+
+[[providers.cline.failure_patterns]]
+regex = "out of (cheese|memory)"
+outcome = "crashed"
 """
     path = tmp_path / "config.toml"
     path.write_text(text)
     config = compile_config(parse_toml(text), str(path), str(tmp_path))
-    assert decode(json.loads(json.dumps(encode(config, CompiledConfig))), CompiledConfig) == config
+    data = json.loads(json.dumps(encode(config, CompiledConfig)))
+    back = decode(data, CompiledConfig)
+    assert encode(back, CompiledConfig) == data
+    # The config's own failure pattern (RE2) comes back compiled and first; the built-in ones are the same objects.
+    own, *builtin = back.providers["cline"].failure_patterns
+    assert own.regex.search("Fatal: OUT OF MEMORY") is not None and own.outcome == "crashed"
+    assert builtin == list(config.providers["cline"].failure_patterns[1:])
+    assert all(a is b for a, b in zip(builtin, config.providers["cline"].failure_patterns[1:], strict=True))
 
 
 def test_a_value_the_format_cannot_hold_is_not_cached(tmp_path: Path) -> None:

@@ -131,9 +131,10 @@ def write_entry(key: str, config: CompiledConfig) -> bool:
 
     try:
         data = encode(config, CompiledConfig)
-        # Only what reads back as the same config is stored: a field the codec does not carry faithfully
-        # costs start-up time, never a wrong decision.
-        if decode(data, CompiledConfig) != config:
+        # Only what reads back as the same data is stored: a field the codec does not carry faithfully costs
+        # start-up time, never a wrong decision. (Compared as data: compiled conditions hold objects such as
+        # operator.attrgetter that do not compare equal to their twins; they are rebuilt from compared data.)
+        if encode(decode(data, CompiledConfig), CompiledConfig) != data:
             return False
         payload = json.dumps({"config": data, "cron": expansions()}, ensure_ascii=False, separators=(",", ":"),
                              allow_nan=True).encode("utf-8", "surrogatepass")
@@ -174,9 +175,9 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
             cached = read_entry(key)
             if cached is not None:
                 return cached
-    from adws.config.load import compile_config, read_toml  # pydantic and jinja2: only when validating
+    from adws.config.load import load_file  # pydantic and jinja2: only when validating
 
-    config = compile_config(read_toml(path), str(path), str(resolved.parent))
+    config = load_file(path)
     if key is not None:
         try:
             stored_key = _key(resolved, resolved.read_bytes())  # the file may have changed meanwhile

@@ -8,7 +8,9 @@ else. New fields in adws.model are followed without code here; a field whose typ
 cache for that config rather than a wrong one.
 
 Compiled rule conditions are not data: they are rebuilt on load from each rule's `raw_conditions` with the
-same compiler that built them (`REBUILT`), cron expressions parsing on first use.
+same compiler that built them (`REBUILT`), cron expressions taking their stored expansion. Compiled regexes
+(Python's and RE2's) and failure patterns are written as their source and compiled again (`OPAQUE`); the
+built-in failure patterns are written by position.
 
 Format: a dataclass is a JSON object of its init fields; tuples, lists and frozensets are arrays; a mapping
 is an array of [key, value] pairs (keys keep their types); a regex is [source, flags]; a union of several
@@ -50,6 +52,72 @@ REBUILT: dict[tuple[str, str], Callable[[Mapping[str, Any]], Any]] = {
     ("RuleSpec", "conditions"): _conditions_from_raw,
 }
 
+def _encode_searcher(value: Any) -> Any:
+    if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
+        return ["re", value.pattern, value.flags]
+    from adws.userregex import UserRegex
+
+    if type(value) is UserRegex:
+        return ["re2", value.pattern, value.ignore_case]
+    raise CacheError(f"cannot store a regex of type {type(value).__name__}")
+
+
+def _decode_searcher(data: Any) -> Any:
+    items = _list(data)
+    if len(items) != 3 or type(items[1]) is not str:
+        raise CacheError("bad regex")
+    kind, source, option = items
+    try:
+        if kind == "re" and type(option) is int:
+            return re.compile(source, option)
+        if kind == "re2" and type(option) is bool:
+            from adws.userregex import compile_user_regex
+
+            return compile_user_regex(source, option)
+    except (re.error, ValueError, TypeError, OverflowError):
+        pass
+    raise CacheError("bad regex")
+
+
+def _encode_pattern(value: Any) -> Any:
+    from adws.classify import DEFAULT_PATTERNS, Pattern
+
+    if type(value) is not Pattern:
+        raise CacheError(f"expected a failure Pattern, got {type(value).__name__}")
+    for index, builtin in enumerate(DEFAULT_PATTERNS):
+        if value is builtin:  # the built-in patterns are the module's own objects: name them, do not copy them
+            return ["builtin", index]
+    return ["own", _encode_searcher(value.regex), value.outcome.value]
+
+
+def _decode_pattern(data: Any) -> Any:
+    from adws.attempt import OutcomeClass
+    from adws.classify import DEFAULT_PATTERNS, Pattern
+
+    items = _list(data)
+    if len(items) == 2 and items[0] == "builtin" and type(items[1]) is int and 0 <= items[1] < len(DEFAULT_PATTERNS):
+        return DEFAULT_PATTERNS[items[1]]
+    if len(items) == 3 and items[0] == "own":
+        try:
+            return Pattern(_decode_searcher(items[1]), OutcomeClass(items[2]))
+        except ValueError:
+            raise CacheError("bad failure pattern") from None
+    raise CacheError("bad failure pattern")
+
+
+# Types whose values are compiled programs rather than data, by "module.QualName" of the type hint: each is
+# written as the source it was compiled from and compiled again on load.
+OPAQUE: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "adws.userregex.Searcher": (_encode_searcher, _decode_searcher),
+    "adws.classify.Pattern": (_encode_pattern, _decode_pattern),
+}
+
+
+def _opaque(hint: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]] | None:
+    name = f"{getattr(hint, '__module__', '')}.{getattr(hint, '__qualname__', '')}"
+    return OPAQUE.get(name)
+
+
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
@@ -80,6 +148,9 @@ def encode(value: Any, hint: Any) -> Any:
     """`value` (of type `hint`) as JSON-ready data. CacheError for what the format cannot hold."""
     if hint is Any:
         return _encode_any(value, 0)
+    opaque = _opaque(hint)
+    if opaque is not None:
+        return opaque[0](value)
     if hint is type(None):
         if value is not None:
             raise CacheError(f"expected None, got {type(value).__name__}")
@@ -190,6 +261,9 @@ def _decoder(hint: Any) -> Callable[[Any], Any]:
 def _build_decoder(hint: Any) -> Callable[[Any], Any]:
     if hint is Any:
         return lambda data: _decode_any(data, 0)
+    opaque = _opaque(hint)
+    if opaque is not None:
+        return opaque[1]
     if hint is type(None):
         def none(data: Any) -> None:
             if data is not None:
