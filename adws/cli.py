@@ -156,6 +156,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def cmd_run_many(args: argparse.Namespace) -> int:
+    from adws.batch import load_items, run_many
+    from adws.progress import progress_for
+
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
+    items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
+    engine = _engine(args)
+
+    def print_result(outcome: Any) -> None:
+        if args.json:
+            print(json.dumps(outcome.to_dict(), ensure_ascii=False, default=str), flush=True)
+        else:
+            result = outcome.result
+            text = outcome.error or (result.message if result is not None else "")
+            print(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}", flush=True)
+
+    progress = None if args.quiet else progress_for(sys.stderr, len(items))
+    if progress is None:
+        outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result)
+    else:
+        with progress:
+            outcomes = run_many(engine, items, concurrency=args.concurrency, on_event=progress,
+                                on_result=print_result)
+    return 0 if all(o.success for o in outcomes) else 1
+
+
 def cmd_providers(args: argparse.Namespace) -> int:
     from adws.reports import providers_report, render_providers
 
@@ -223,6 +250,18 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--workdir", default=".", help="the agent's working directory (default: .)")
 
+    p = add("run-many", "Run many tasks at once, each with fall-through; one result per task.")
+    p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+    p.add_argument("--tasks", required=True,
+                   help='JSON Lines of {"task", "prompt" | "prompt_file", "workdir"}, or a JSON array of tasks '
+                        "(gh issue list --json ...) with --prompt-template; - for stdin")
+    p.add_argument("--prompt-template", help="a Jinja template over `task` giving each task's prompt")
+    p.add_argument("--concurrency", type=int, default=4, help="tasks running at once (default: 4)")
+    p.add_argument("--workdir", default=".", help="working directory of items that name none (default: .)")
+    p.add_argument("--json", action="store_true", help="one JSON line per task, as it finishes")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_run_many)
+
     for name, func, help_text in (("providers", cmd_providers, "Each provider's status and why."),
                                   ("quota", cmd_quota, "Usage per provider and account, and time to reset.")):
         p = add(name, help_text)
@@ -248,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "config_opt", None):
         args.config = args.config_opt
     previous = {}
-    if args.command == "run":
+    if args.command in ("run", "run-many"):
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args))

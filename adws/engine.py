@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from adws.state.base import StateStore, StateStoreError
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
+    from adws.batch import BatchItem, Event, TaskOutcome
     from adws.manager import ProviderManager, Result, Runner, Sleeper
 
 TaskInput = Task | Mapping[str, Any]
@@ -37,6 +38,7 @@ class Engine:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.availability = Availability(self.environ, which)
+        self._which = which
         self._store = store
         self._state_file = resolve_path(config.state_path, self.environ)
         if store is None and config.state_backend != "sqlite":
@@ -94,6 +96,34 @@ class Engine:
                                             sleep=self._manager_options["sleep"], clock=self.clock,
                                             environ=self.environ)
         return self._manager
+
+    @property
+    def runner(self) -> Runner:
+        """The function attempts run with (adws.runner.run unless one was injected)."""
+        from adws.runner import run as run_process
+
+        return self._manager_options["runner"] or run_process
+
+    @property
+    def sleep(self) -> Sleeper:
+        return self._manager_options["sleep"]  # type: ignore[no-any-return]
+
+    def twin(self, *, store: StateStore, runner: Runner | None = None, sleep: Sleeper | None = None) -> Engine:
+        """Another engine over the same compiled config, clock, environment and PATH lookup, with its own store
+        object (a SQLite connection belongs to one thread): what each worker of `run_many` runs with."""
+        return Engine(self.config, store=store, clock=self.clock, sleep=sleep or self.sleep,
+                      runner=runner or self.runner, environ=self.environ, which=self._which)
+
+    def run_many(self, items: Iterable[BatchItem | Mapping[str, Any]], *, concurrency: int = 4,
+                 on_event: Callable[[Event], None] | None = None) -> list[TaskOutcome]:
+        """Run many tasks, at most `concurrency` at once (see adws.batch); outcomes in input order.
+
+        Items are BatchItem objects or dicts `{"task": ..., "prompt" | "prompt_file": ..., "workdir": ...}`.
+        Raises BatchInputError listing every bad item before anything runs.
+        """
+        from adws.batch import run_many
+
+        return run_many(self, items, concurrency=concurrency, on_event=on_event)
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""

@@ -55,6 +55,8 @@ class RunRequest:
     output_cap: int = 16 * 1024 * 1024  # bytes kept in each log file; the rest is counted, not kept
     tail_bytes: int = 256 * 1024  # end of each stream kept in memory for classification
     secrets: Sequence[str] = ()  # literal values that must never appear in RunOutcome.argv
+    # Called with the child's pid (= its process-group id) once it runs: lets a batch stop every agent on Ctrl-C.
+    on_start: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         # A wrong request is a bug in adws, not a child failure: refuse it when it is built.
@@ -406,6 +408,8 @@ def _run_with_files(
     err_sink = _Sink(err_file, request.output_cap, request.tail_bytes)
     supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w)
     try:
+        if request.on_start is not None:
+            request.on_start(proc.pid)
         supervisor.supervise()  # closes every pipe end it was given, also when it fails
     finally:
         # Whatever is still in the group is an orphan of the (exited or killed) leader: no child of an

@@ -1,0 +1,622 @@
+"""Many tasks at once: `adws run-many` and `Engine.run_many`.
+
+Input (all of it validated before anything runs; every problem is reported at once, `BatchInputError`):
+
+- JSON Lines, one item per line: `{"task": {...}, "prompt": "..." | "prompt_file": "...", "workdir": "..."}`.
+  `task` is a task object or a GitHub issue as `gh issue view --json` prints it. `prompt_file` and `workdir`
+  are read relative to the tasks file's directory (the current directory for standard input).
+- A JSON array, as `gh issue list --json number,title,body,labels` prints it: each element is a task, and the
+  prompt comes from a prompt template (a sandboxed Jinja template over `task`). Elements that have the item
+  shape above (a `task` key) are items.
+
+Execution: at most `concurrency` tasks run at once, each on a worker thread with its own Engine over the same
+compiled config (a SQLite store object belongs to the thread that opened it; other stores are shared behind a
+lock). Each provider's `max_concurrency` still holds across processes: it is leased from the shared store.
+Events (`Event`) go to an `on_event` callback (called under a lock, one at a time) and to the `adws.batch`
+logger; each task's outcome is handed to `on_result` as it finishes. Ctrl-C (KeyboardInterrupt in the thread
+that called `run_many`) ends every running agent's process group, lets each worker record its attempts (the
+audit log gets them) and re-raises.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adws.errors import AdwsError, TaskError, suggest
+from adws.task import Task, coerce_task
+
+if TYPE_CHECKING:
+    from adws.attempt import RunOutcome
+    from adws.engine import Engine
+    from adws.manager import Result, Runner, Sleeper
+    from adws.runner import RunRequest
+    from adws.state.base import StateStore
+
+__all__ = [
+    "BatchInputError",
+    "BatchInterrupted",
+    "BatchItem",
+    "Event",
+    "EventKind",
+    "TaskOutcome",
+    "items_from_text",
+    "load_items",
+    "run_many",
+]
+
+logger = logging.getLogger("adws.batch")
+
+ITEM_KEYS = ("task", "prompt", "prompt_file", "workdir")
+# After Ctrl-C the agents get SIGTERM; those still running the longest `kill_grace` of any provider later get
+# SIGKILL; a worker still not done this much later is left behind (its thread is a daemon).
+STOP_JOIN_SECONDS = 5.0
+
+
+class BatchInputError(AdwsError):
+    """The batch input cannot be run. Holds every problem, each starting with its place (`tasks.jsonl line 3`)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the tasks; nothing was run"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Raised inside a worker when the batch is being stopped: the manager records what ran and unwinds."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One task of a batch: what to run, with which prompt, where. `where` names it in messages."""
+
+    task: Task
+    prompt: str
+    workdir: str = "."
+    where: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.task.key or self.where or "task"
+
+
+# -- input ----------------------------------------------------------------------------------------------------
+
+
+def load_items(source: str, *, prompt_template: str | None = None, workdir: str = ".") -> list[BatchItem]:
+    """Items from a file name or `-` (standard input). `prompt_template` is a template file's name.
+
+    Raises BatchInputError listing every problem (unreadable file, bad JSON, bad task, missing prompt ...).
+    """
+    import sys
+
+    name = "<stdin>" if source == "-" else source
+    try:
+        if source == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            text = stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
+            base = Path.cwd()
+        else:
+            text = Path(source).read_text(encoding="utf-8")
+            base = Path(source).resolve().parent
+    except OSError as exc:
+        raise BatchInputError([f"{name}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise BatchInputError([f"{name}: not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
+    template = None
+    if prompt_template is not None:
+        try:
+            template = Path(prompt_template).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BatchInputError([f"--prompt-template {prompt_template}: cannot read: {exc}"]) from None
+    return items_from_text(text, source=name, base_dir=base, prompt_template=template, workdir=workdir)
+
+
+def items_from_text(text: str, *, source: str = "<tasks>", base_dir: Path | None = None,
+                    prompt_template: str | None = None, workdir: str = ".") -> list[BatchItem]:
+    """Parse and validate JSON Lines or a JSON array (see the module doc). Raises BatchInputError."""
+    base = base_dir or Path.cwd()
+    problems: list[str] = []
+    if prompt_template is not None:
+        from adws.templates import check_template
+
+        why = check_template(prompt_template, {"task"})
+        if why:
+            problems.append(f"--prompt-template: {why}")
+            prompt_template = None
+    entries: list[tuple[str, Any]] = []
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise BatchInputError([f"{source}: not valid JSON: {exc}"]) from None
+        entries = [(f"{source} [{i}]", element if _is_item(element) else {"task": element})
+                   for i, element in enumerate(data)]
+    else:
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append((f"{source} line {number}", json.loads(line)))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                problems.append(f"{source} line {number}: not valid JSON: {exc}")
+    items: list[BatchItem] = []
+    seen: dict[str, str] = {}
+    for where, entry in entries:
+        item = _item(entry, where, base, prompt_template, workdir, problems)
+        if item is None:
+            continue
+        key = item.task.key
+        if key is not None and key in seen:
+            problems.append(f"{where}: task {key} is also {seen[key]}; give each task once")
+            continue
+        if key is not None:
+            seen[key] = where
+        items.append(item)
+    if not entries and not problems:
+        problems.append(f"{source}: no tasks")
+    if problems:
+        raise BatchInputError(problems)
+    return items
+
+
+def _is_item(value: Any) -> bool:
+    return isinstance(value, Mapping) and "task" in value
+
+
+def _item(entry: Any, where: str, base: Path, template: str | None, default_workdir: str,
+          problems: list[str]) -> BatchItem | None:
+    before = len(problems)
+    if not isinstance(entry, Mapping):
+        problems.append(f"{where}: expected an object with a task, got {type(entry).__name__}")
+        return None
+    for key in entry:
+        if key not in ITEM_KEYS:
+            problems.append(f'{where}: unknown key "{key}"{suggest(str(key), ITEM_KEYS)}; an item has '
+                            + ", ".join(ITEM_KEYS))
+    task: Task | None = None
+    raw_task = entry.get("task")
+    if raw_task is None:
+        problems.append(f"{where}: no task")
+    else:
+        try:
+            task = coerce_task(raw_task)
+        except TaskError as exc:
+            problems.extend(f"{where}: task: {p}" for p in exc.problems)
+    prompt = _prompt(entry, where, base, template, task, problems)
+    workdir = entry.get("workdir", default_workdir)
+    if not isinstance(workdir, str) or not workdir:
+        problems.append(f"{where}: workdir: expected a directory name")
+    else:
+        resolved = workdir if os.path.isabs(workdir) or "workdir" not in entry else str(base / workdir)
+        if not Path(resolved).is_dir():
+            problems.append(f"{where}: workdir: {workdir} is not a directory")
+        workdir = resolved
+    if len(problems) > before or task is None or prompt is None:
+        return None
+    return BatchItem(task, prompt, workdir, where)
+
+
+def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | None, task: Task | None,
+            problems: list[str]) -> str | None:
+    if "prompt" in entry and "prompt_file" in entry:
+        problems.append(f"{where}: give prompt or prompt_file, not both")
+        return None
+    prompt: str | None = None
+    if "prompt" in entry:
+        prompt = entry["prompt"]
+        if not isinstance(prompt, str):
+            problems.append(f"{where}: prompt: expected a string")
+            return None
+    elif "prompt_file" in entry:
+        name = entry["prompt_file"]
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}: prompt_file: expected a file name")
+            return None
+        try:
+            prompt = (base / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{where}: prompt_file {name}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+            return None
+    elif template is not None:
+        if task is None:
+            return None
+        from adws.templates import render_one
+
+        try:
+            prompt = render_one(template, {"task": task.to_dict()})
+        except AdwsError as exc:
+            problems.append(f"{where}: --prompt-template: {exc}")
+            return None
+    else:
+        problems.append(f"{where}: no prompt: give prompt or prompt_file, or run with --prompt-template")
+        return None
+    if not prompt.strip():
+        problems.append(f"{where}: the prompt is empty; an agent given no prompt would only guess")
+        return None
+    return prompt
+
+
+def coerce_items(items: Iterable[BatchItem | Mapping[str, Any]]) -> list[BatchItem]:
+    """Python API input: BatchItem objects or dicts of the JSON Lines shape (paths relative to the current dir)."""
+    problems: list[str] = []
+    out: list[BatchItem] = []
+    for i, item in enumerate(items):
+        if isinstance(item, BatchItem):
+            out.append(item if item.where else replace(item, where=f"item {i}"))
+            continue
+        made = _item(item, f"item {i}", Path.cwd(), None, ".", problems)
+        if made is not None:
+            out.append(made)
+    if problems:
+        raise BatchInputError(problems)
+    return out
+
+
+# -- events ---------------------------------------------------------------------------------------------------
+
+
+class EventKind(enum.StrEnum):
+    TASK_STARTED = "task_started"
+    ATTEMPT_STARTED = "attempt_started"
+    ATTEMPT_FINISHED = "attempt_finished"
+    TASK_WAITING = "task_waiting"
+    TASK_FINISHED = "task_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to one task of a batch. `index` is the task's position in the input."""
+
+    kind: EventKind
+    index: int
+    task: str  # the task's label: its id, "#<number>", or its place in the input
+    at: datetime
+    provider: str | None = None
+    account: str | None = None
+    model: str | None = None
+    attempt: int | None = None  # 1-based, within the task
+    outcome: str | None = None  # attempt_finished: the outcome class; task_finished: "success" or "failed"
+    reason: str | None = None
+    until: datetime | None = None  # task_waiting: when it will try again
+    duration_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}
+        return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if k == "kind" else v)
+                for k, v in data.items() if v is not None}
+
+    def describe(self) -> str:
+        """One plain line: `#42 attempt 2 claude/a sonnet: rate_limited (usage limit) 12.3 s`."""
+        who = (self.provider or "") + (f"/{self.account}" if self.account else "")
+        model = f" {self.model}" if self.model else ""
+        took = f" {self.duration_ms / 1000:.1f} s" if self.duration_ms is not None else ""
+        why = f" ({self.reason})" if self.reason else ""
+        match self.kind:
+            case EventKind.TASK_STARTED:
+                return f"{self.task} started"
+            case EventKind.ATTEMPT_STARTED:
+                return f"{self.task} attempt {self.attempt} {who}{model}: started"
+            case EventKind.ATTEMPT_FINISHED:
+                said = f"{self.outcome}{why}" if self.outcome else (self.reason or "ended")
+                return f"{self.task} attempt {self.attempt} {who}{model}: {said}{took}"
+            case EventKind.TASK_WAITING:
+                until = self.until.isoformat(timespec="minutes") if self.until else "?"
+                return f"{self.task} waiting until {until}{why}"
+            case EventKind.TASK_FINISHED:
+                return f"{self.task} {self.outcome}{why}{took}"
+        return f"{self.task} {self.kind}"  # pragma: no cover - every kind is matched above
+
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass(slots=True)
+class TaskOutcome:
+    """One task's end: its Result, or the error that kept it from running. `interrupted` after Ctrl-C."""
+
+    index: int
+    item: BatchItem
+    result: Result | None = None
+    error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def success(self) -> bool:
+        return self.result is not None and self.result.success and not self.interrupted
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `adws run --json` object, plus `task` (id, number) and `index`; on an error, `error` and nulls."""
+        task = {"id": self.item.task.id, "number": self.item.task.number, "label": self.item.label}
+        if self.result is not None:
+            data = self.result.to_dict()
+            if self.error:
+                data["error"] = self.error
+        else:
+            data = {"success": False, "provider": None, "model": None, "account": None, "rule": None,
+                    "message": self.error, "error": self.error, "attempts": []}
+        data["success"] = self.success
+        data["interrupted"] = self.interrupted
+        return {"index": self.index, "task": task, **data}
+
+
+# -- execution ------------------------------------------------------------------------------------------------
+
+
+class _Batch:
+    def __init__(self, engine: Engine, items: Sequence[BatchItem], *, concurrency: int,
+                 on_event: EventSink | None, on_result: Callable[[TaskOutcome], None] | None) -> None:
+        self.engine = engine
+        self.items = items
+        self.concurrency = max(1, min(concurrency, len(items)))
+        self.on_event = on_event
+        self.on_result = on_result
+        self.stop = threading.Event()
+        self._emit_lock = threading.Lock()
+        self._groups_lock = threading.Lock()
+        self._groups: set[int] = set()  # process groups of the agents running now
+        self._todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[TaskOutcome] = queue.SimpleQueue()
+        for index in range(len(items)):
+            self._todo.put(index)
+        self._shared_store = _shared_store(engine)
+
+    # -- events --
+
+    def emit(self, event: Event) -> None:
+        logger.info("%s", event.describe(), extra={"adws_event": event.to_dict()})
+        if self.on_event is not None:
+            with self._emit_lock:
+                self.on_event(event)
+
+    # -- the agents' process groups --
+
+    def _track(self, pid: int) -> None:
+        with self._groups_lock:
+            self._groups.add(pid)
+        if self.stop.is_set():  # started just as the batch was stopped
+            _signal_group(pid, signal.SIGTERM)
+
+    def _untrack(self, pid: int) -> None:
+        with self._groups_lock:
+            self._groups.discard(pid)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        with self._groups_lock:
+            groups = list(self._groups)
+        for pid in groups:
+            _signal_group(pid, sig)
+
+    # -- run --
+
+    def run(self) -> list[TaskOutcome]:
+        workers = [threading.Thread(target=self._worker, name=f"adws-batch-{n}", daemon=True)
+                   for n in range(self.concurrency)]
+        for worker in workers:
+            worker.start()
+        outcomes: list[TaskOutcome] = []
+        try:
+            while len(outcomes) < len(self.items):
+                outcome = self._done.get()
+                outcomes.append(outcome)
+                if self.on_result is not None:
+                    self.on_result(outcome)
+        except KeyboardInterrupt:
+            self._stop(workers)
+            while True:  # what the workers recorded on the way out still reaches the caller
+                try:
+                    outcome = self._done.get_nowait()
+                except queue.Empty:
+                    break
+                outcomes.append(outcome)
+                if self.on_result is not None:
+                    self.on_result(outcome)
+            raise
+        for worker in workers:
+            worker.join()
+        return sorted(outcomes, key=lambda o: o.index)
+
+    def _stop(self, workers: list[threading.Thread]) -> None:
+        self.stop.set()
+        self._signal_all(signal.SIGTERM)
+        grace = max((p.kill_grace for p in self.engine.config.providers.values()), default=5.0)
+        deadline = time.monotonic() + grace
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        self._signal_all(signal.SIGKILL)
+        deadline = time.monotonic() + STOP_JOIN_SECONDS
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+
+    def _worker(self) -> None:
+        engine: Engine | None = None
+        error: str | None = None
+        current = _Current()
+        try:
+            engine = self._engine(current)
+        except AdwsError as exc:
+            error = str(exc)  # e.g. the state store cannot be opened: every task this worker takes says so
+        try:
+            while not self.stop.is_set():
+                try:
+                    index = self._todo.get_nowait()
+                except queue.Empty:
+                    return
+                current.index, current.attempts = index, 0
+                self._done.put(self._run_one(engine, index, error))
+        finally:
+            if engine is not None and self._shared_store is None:
+                engine.close()
+
+    def _engine(self, current: _Current) -> Engine:
+        from adws.state.sqlite import SqliteStore
+
+        store: StateStore | None = self._shared_store
+        if store is None:
+            store = SqliteStore(getattr(self.engine.store, "path", None))
+        return self.engine.twin(store=store, runner=self._runner(self.engine.runner, current),
+                                sleep=self._sleeper(self.engine.sleep))
+
+    def _runner(self, inner: Runner, current: _Current) -> Runner:
+        """The engine's runner, stoppable from the batch, announcing each attempt as it starts and ends."""
+        batch = self
+
+        def run(request: RunRequest) -> RunOutcome:
+            if batch.stop.is_set():
+                raise BatchInterrupted("batch stopped")
+            current.attempts += 1
+            item = batch.items[current.index]
+            env = request.env
+            begun = Event(EventKind.ATTEMPT_STARTED, current.index, item.label, batch.engine.clock(),
+                          provider=env.get("ADWS_PROVIDER") or None, account=env.get("ADWS_ACCOUNT") or None,
+                          model=env.get("ADWS_MODEL") or None, attempt=current.attempts)
+            batch.emit(begun)
+            tracked: list[int] = []
+
+            def started(pid: int) -> None:
+                tracked.append(pid)
+                batch._track(pid)
+
+            try:
+                outcome = inner(replace(request, on_start=started))
+            finally:
+                for pid in tracked:
+                    batch._untrack(pid)
+            batch.emit(replace(begun, kind=EventKind.ATTEMPT_FINISHED, at=batch.engine.clock(),
+                               reason=_ending(outcome), duration_ms=outcome.duration_ms))
+            return outcome
+
+        return run
+
+    def _sleeper(self, inner: Sleeper) -> Sleeper:
+        stop = self.stop
+
+        def sleep(seconds: float) -> None:
+            if inner is time.sleep:
+                stopped = stop.wait(seconds)  # Ctrl-C wakes a task parked in a backoff at once
+            else:
+                inner(seconds)  # an injected sleeper (tests): keep it
+                stopped = stop.is_set()
+            if stopped:
+                raise BatchInterrupted("batch stopped")
+
+        return sleep
+
+    def _run_one(self, engine: Engine | None, index: int, error: str | None) -> TaskOutcome:
+        item = self.items[index]
+        clock = self.engine.clock
+        started = time.monotonic()
+        self.emit(Event(EventKind.TASK_STARTED, index, item.label, clock()))
+        outcome = TaskOutcome(index, item)
+        if engine is None:
+            outcome.error = error
+        else:
+            try:
+                outcome.result = engine.run(item.task, prompt=item.prompt, workdir=item.workdir)
+            except KeyboardInterrupt as exc:  # BatchInterrupted, or a stray one: either way the batch stops
+                outcome.result = getattr(exc, "adws_result", None)
+                outcome.error, outcome.interrupted = "interrupted", True
+            except AdwsError as exc:  # this task's own problem (its workdir, its template): not the others'
+                outcome.error = str(exc)
+            except Exception as exc:  # a bug must not take the other tasks down with it; the log has the trace
+                logger.exception("task %s failed inside adws", item.label)
+                outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+        if self.stop.is_set() and not outcome.success:
+            outcome.interrupted = True
+        result = outcome.result
+        self.emit(Event(EventKind.TASK_FINISHED, index, item.label, clock(),
+                        provider=result.provider if result else None, account=result.account if result else None,
+                        model=result.model if result else None,
+                        outcome="success" if outcome.success else "interrupted" if outcome.interrupted else "failed",
+                        reason=None if outcome.success else (outcome.error or (result.message if result else None)),
+                        duration_ms=round((time.monotonic() - started) * 1000)))
+        return outcome
+
+
+@dataclass(slots=True)
+class _Current:
+    """The task a worker is running now, and how many attempts it has started."""
+
+    index: int = 0
+    attempts: int = 0
+
+
+def _ending(outcome: RunOutcome) -> str:
+    """How the process ended, in words (the manager classifies it; this is only what the OS saw)."""
+    if outcome.spawn_error:
+        return outcome.spawn_error
+    if outcome.timed_out:
+        return "timed out"
+    if outcome.signal is not None:
+        return f"killed by {signal.Signals(outcome.signal).name}"
+    return f"exit {outcome.exit_code}"
+
+
+def _shared_store(engine: Engine) -> StateStore | None:
+    """The store every worker shares (behind a lock), or None when each worker opens its own SQLite connection."""
+    from adws.state.sqlite import SqliteStore
+
+    store = engine.store
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        return None
+    return _LockedStore(store)
+
+
+class _LockedStore:
+    """Any state store, one call at a time: for stores that are not safe to use from several threads at once."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if not callable(value):
+            return value
+        lock = self._lock
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return value(*args, **kwargs)
+
+        return locked
+
+    def close(self) -> None:
+        """The shared store belongs to the calling engine, which closes it."""
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def run_many(engine: Engine, items: Iterable[BatchItem | Mapping[str, Any]], *, concurrency: int = 4,
+             on_event: EventSink | None = None,
+             on_result: Callable[[TaskOutcome], None] | None = None) -> list[TaskOutcome]:
+    """Run every item, at most `concurrency` at once; outcomes in input order.
+
+    Raises BatchInputError (before anything runs) for bad items, ValueError for concurrency < 1, and
+    KeyboardInterrupt after stopping every agent when interrupted (`on_result` has seen what finished).
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    checked = coerce_items(items)
+    if not checked:
+        return []
+    return _Batch(engine, checked, concurrency=concurrency, on_event=on_event, on_result=on_result).run()
+
