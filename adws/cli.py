@@ -112,18 +112,24 @@ def cmd_route(args: argparse.Namespace) -> int:
         router = scenario_router(load_config(_config_path(args.config)))
     else:
         router = _engine(args).router
+    if args.json:
+        if args.explain:
+            explanation = router.explain(task, now=now, prompt=prompt)
+            _print_json(explanation.to_dict())
+            return 0 if explanation.decision.plan else 1
+        decision = router.route(task, now=now, prompt=prompt)
+        _print_json(decision.to_dict())
+        return 0 if decision.plan else 1
+    from adws.views import fit, render_decision, render_rules, terminal_width
+
+    # The answer first; the rule table only when asked for.
     if args.explain:
         explanation = router.explain(task, now=now, prompt=prompt)
-        if args.json:
-            _print_json(explanation.to_dict())
-        else:
-            print(explanation.render())
-        return 0 if explanation.decision.plan else 1
-    decision = router.route(task, now=now, prompt=prompt)
-    if args.json:
-        _print_json(decision.to_dict())
+        decision, lines = explanation.decision, [*render_decision(explanation.decision), *render_rules(explanation)]
     else:
-        print(router.explain(task, now=now, prompt=prompt).render())
+        decision = router.route(task, now=now, prompt=prompt)
+        lines = [*render_decision(decision), "(every rule and why: adws route --explain)"]
+    print(fit(lines, terminal_width(sys.stdout)))
     return 0 if decision.plan else 1
 
 

@@ -13,7 +13,7 @@ from adws.engine import Engine
 from adws.errors import TaskError
 from adws.model import CompiledConfig
 from adws.quota import percent_used
-from adws.router import ModelRouter
+from adws.router import Explanation, ModelRouter
 from adws.state.memory import MemoryStore
 
 
@@ -181,10 +181,11 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
             got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
                                    "rule": d.rule, "plan": [step.provider for step in d.plan]}
             failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in s.expect.items() if got.get(k) != v]
+            why = _why_not(router.explain(dict(s.task), now=when), dict(s.expect)) if failures else []
         except TaskError as exc:
-            got, failures = {}, [str(exc)]
+            got, failures, why = {}, [str(exc)], []
         scenarios.append({"name": s.name, "at": when.isoformat(), "expect": dict(s.expect), "got": got,
-                          "ok": not failures, "failures": failures})
+                          "ok": not failures, "failures": failures, "why": why})
     return {
         "config": config.source,
         "routing_enabled": config.enabled,
@@ -217,6 +218,27 @@ def _toml_inline(value: Any) -> str:
 
 def _key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else _toml_inline(key)
+
+
+def _why_not(explanation: Explanation, expect: dict[str, Any]) -> list[str]:
+    """Why a scenario did not get what it expected, from the same traces that route (explain)."""
+    d = explanation.decision
+    wanted = expect.get("rule")
+    if wanted is not None and wanted != d.rule:
+        trace = next((t for t in explanation.traces if t.rule.name == wanted), None)
+        first = f'"{d.rule}" (priority {d.matched.priority})' if d.matched is not None else f"the {d.via}"
+        if trace is None:
+            return [f'because no enabled rule is named "{wanted}"' if wanted not in ("default", "override")
+                    else f"because {first} decided"]
+        if trace.status == "failed":
+            return [f'because rule "{wanted}" does not match: {trace.condition}: task has {trace.actual}, '
+                    f"rule wants {trace.expected}"]
+        if trace.status == "disabled":
+            return [f'because rule "{wanted}" is disabled']
+        return [f'because rule "{wanted}" matches, but {first} comes first']
+    why = [f"because {reason}" for reason in d.reasons[-1:]]
+    why += [f"skipped {skip.provider}: {skip.reason}" for skip in d.skipped]
+    return why
 
 
 def render_routing(report: dict[str, Any]) -> str:
@@ -254,6 +276,7 @@ def render_routing(report: dict[str, Any]) -> str:
         where = _verdict_target(s["got"])
         lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {where}")
         lines.extend(f"         {f}" for f in s["failures"])
+        lines.extend(f"         {w}" for w in s.get("why", ()))
     return "\n".join(lines)
 
 
