@@ -20,7 +20,6 @@ audit log gets them) and re-raises.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import os
@@ -30,11 +29,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adws.errors import AdwsError, TaskError, suggest
+from adws.events import Event, EventKind, EventSink
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
@@ -269,59 +268,6 @@ def coerce_items(items: Iterable[BatchItem | Mapping[str, Any]]) -> list[BatchIt
 # -- events ---------------------------------------------------------------------------------------------------
 
 
-class EventKind(enum.StrEnum):
-    TASK_STARTED = "task_started"
-    ATTEMPT_STARTED = "attempt_started"
-    ATTEMPT_FINISHED = "attempt_finished"
-    TASK_WAITING = "task_waiting"
-    TASK_FINISHED = "task_finished"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something that happened to one task of a batch. `index` is the task's position in the input."""
-
-    kind: EventKind
-    index: int
-    task: str  # the task's label: its id, "#<number>", or its place in the input
-    at: datetime
-    provider: str | None = None
-    account: str | None = None
-    model: str | None = None
-    attempt: int | None = None  # 1-based, within the task
-    outcome: str | None = None  # attempt_finished: the outcome class; task_finished: "success" or "failed"
-    reason: str | None = None
-    until: datetime | None = None  # task_waiting: when it will try again
-    duration_ms: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if k == "kind" else v)
-                for k, v in data.items() if v is not None}
-
-    def describe(self) -> str:
-        """One plain line: `#42 attempt 2 claude/a sonnet: rate_limited (usage limit) 12.3 s`."""
-        who = (self.provider or "") + (f"/{self.account}" if self.account else "")
-        model = f" {self.model}" if self.model else ""
-        took = f" {self.duration_ms / 1000:.1f} s" if self.duration_ms is not None else ""
-        why = f" ({self.reason})" if self.reason else ""
-        match self.kind:
-            case EventKind.TASK_STARTED:
-                return f"{self.task} started"
-            case EventKind.ATTEMPT_STARTED:
-                return f"{self.task} attempt {self.attempt} {who}{model}: started"
-            case EventKind.ATTEMPT_FINISHED:
-                said = f"{self.outcome}{why}" if self.outcome else (self.reason or "ended")
-                return f"{self.task} attempt {self.attempt} {who}{model}: {said}{took}"
-            case EventKind.TASK_WAITING:
-                until = self.until.isoformat(timespec="minutes") if self.until else "?"
-                return f"{self.task} waiting until {until}{why}"
-            case EventKind.TASK_FINISHED:
-                return f"{self.task} {self.outcome}{why}{took}"
-        return f"{self.task} {self.kind}"  # pragma: no cover - every kind is matched above
-
-
-EventSink = Callable[[Event], None]
 
 
 @dataclass(slots=True)
@@ -358,8 +304,10 @@ class TaskOutcome:
 
 class _Batch:
     def __init__(self, engine: Engine, items: Sequence[BatchItem], *, concurrency: int,
-                 on_event: EventSink | None, on_result: Callable[[TaskOutcome], None] | None) -> None:
+                 on_event: EventSink | None, on_result: Callable[[TaskOutcome], None] | None,
+                 wait: float | None = None) -> None:
         self.engine = engine
+        self.wait = wait
         self.items = items
         self.concurrency = max(1, min(concurrency, len(items)))
         self.on_event = on_event
@@ -372,7 +320,8 @@ class _Batch:
         self._done: queue.SimpleQueue[TaskOutcome] = queue.SimpleQueue()
         for index in range(len(items)):
             self._todo.put(index)
-        self._shared_store = _shared_store(engine)
+        self._own_store = _per_worker_store(engine)
+        self._shared_store: StateStore = _LockedStore(engine.store)
 
     # -- events --
 
@@ -444,9 +393,8 @@ class _Batch:
     def _worker(self) -> None:
         engine: Engine | None = None
         error: str | None = None
-        current = _Current()
         try:
-            engine = self._engine(current)
+            engine = self._engine()
         except AdwsError as exc:
             error = str(exc)  # e.g. the state store cannot be opened: every task this worker takes says so
         try:
@@ -455,35 +403,23 @@ class _Batch:
                     index = self._todo.get_nowait()
                 except queue.Empty:
                     return
-                current.index, current.attempts = index, 0
                 self._done.put(self._run_one(engine, index, error))
         finally:
-            if engine is not None and self._shared_store is None:
+            if engine is not None and self._own_store is not None:
                 engine.close()
 
-    def _engine(self, current: _Current) -> Engine:
-        from adws.state.sqlite import SqliteStore
-
-        store: StateStore | None = self._shared_store
-        if store is None:
-            store = SqliteStore(getattr(self.engine.store, "path", None))
-        return self.engine.twin(store=store, runner=self._runner(self.engine.runner, current),
+    def _engine(self) -> Engine:
+        store = self._shared_store if self._own_store is None else self._own_store()
+        return self.engine.twin(store=store, runner=self._runner(self.engine.runner),
                                 sleep=self._sleeper(self.engine.sleep))
 
-    def _runner(self, inner: Runner, current: _Current) -> Runner:
-        """The engine's runner, stoppable from the batch, announcing each attempt as it starts and ends."""
+    def _runner(self, inner: Runner) -> Runner:
+        """The engine's runner, with each agent's process group known to the batch so Ctrl-C can end it."""
         batch = self
 
         def run(request: RunRequest) -> RunOutcome:
             if batch.stop.is_set():
                 raise BatchInterrupted("batch stopped")
-            current.attempts += 1
-            item = batch.items[current.index]
-            env = request.env
-            begun = Event(EventKind.ATTEMPT_STARTED, current.index, item.label, batch.engine.clock(),
-                          provider=env.get("ADWS_PROVIDER") or None, account=env.get("ADWS_ACCOUNT") or None,
-                          model=env.get("ADWS_MODEL") or None, attempt=current.attempts)
-            batch.emit(begun)
             tracked: list[int] = []
 
             def started(pid: int) -> None:
@@ -491,13 +427,10 @@ class _Batch:
                 batch._track(pid)
 
             try:
-                outcome = inner(replace(request, on_start=started))
+                return inner(replace(request, on_start=started))
             finally:
                 for pid in tracked:
                     batch._untrack(pid)
-            batch.emit(replace(begun, kind=EventKind.ATTEMPT_FINISHED, at=batch.engine.clock(),
-                               reason=_ending(outcome), duration_ms=outcome.duration_ms))
-            return outcome
 
         return run
 
@@ -525,7 +458,9 @@ class _Batch:
             outcome.error = error
         else:
             try:
-                outcome.result = engine.run(item.task, prompt=item.prompt, workdir=item.workdir)
+                outcome.result = engine.run(
+                    item.task, prompt=item.prompt, workdir=item.workdir, wait=self.wait,
+                    on_event=lambda event: self.emit(replace(event, index=index, task=item.label)))
             except KeyboardInterrupt as exc:  # BatchInterrupted, or a stray one: either way the batch stops
                 outcome.result = getattr(exc, "adws_result", None)
                 outcome.error, outcome.interrupted = "interrupted", True
@@ -546,33 +481,20 @@ class _Batch:
         return outcome
 
 
-@dataclass(slots=True)
-class _Current:
-    """The task a worker is running now, and how many attempts it has started."""
-
-    index: int = 0
-    attempts: int = 0
-
-
-def _ending(outcome: RunOutcome) -> str:
-    """How the process ended, in words (the manager classifies it; this is only what the OS saw)."""
-    if outcome.spawn_error:
-        return outcome.spawn_error
-    if outcome.timed_out:
-        return "timed out"
-    if outcome.signal is not None:
-        return f"killed by {signal.Signals(outcome.signal).name}"
-    return f"exit {outcome.exit_code}"
-
-
-def _shared_store(engine: Engine) -> StateStore | None:
-    """The store every worker shares (behind a lock), or None when each worker opens its own SQLite connection."""
+def _per_worker_store(engine: Engine) -> Callable[[], StateStore] | None:
+    """How a worker opens a store of its own (a SQLite connection belongs to the thread that opened it), or
+    None when the workers share the engine's store behind a lock (memory, Redis, a private `:memory:` SQLite)."""
+    from adws.state import PendingStore, open_configured
     from adws.state.sqlite import SqliteStore
 
     store = engine.store
-    if isinstance(store, SqliteStore) and store.path != ":memory:":
-        return None
-    return _LockedStore(store)
+    if isinstance(store, SqliteStore):
+        path = store.path
+        return None if path == ":memory:" else (lambda: SqliteStore(path))
+    config = engine.config
+    if isinstance(store, PendingStore) and config.state_backend == "sqlite":
+        return lambda: open_configured(config.state_backend, config.state_path, config.base_dir, engine.environ)
+    return None
 
 
 class _LockedStore:
@@ -606,8 +528,8 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def run_many(engine: Engine, items: Iterable[BatchItem | Mapping[str, Any]], *, concurrency: int = 4,
-             on_event: EventSink | None = None,
-             on_result: Callable[[TaskOutcome], None] | None = None) -> list[TaskOutcome]:
+             on_event: EventSink | None = None, on_result: Callable[[TaskOutcome], None] | None = None,
+             wait: float | None = None) -> list[TaskOutcome]:
     """Run every item, at most `concurrency` at once; outcomes in input order.
 
     Raises BatchInputError (before anything runs) for bad items, ValueError for concurrency < 1, and
@@ -618,5 +540,6 @@ def run_many(engine: Engine, items: Iterable[BatchItem | Mapping[str, Any]], *, 
     checked = coerce_items(items)
     if not checked:
         return []
-    return _Batch(engine, checked, concurrency=concurrency, on_event=on_event, on_result=on_result).run()
+    return _Batch(engine, checked, concurrency=concurrency, on_event=on_event, on_result=on_result,
+                  wait=wait).run()
 

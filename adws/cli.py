@@ -18,6 +18,8 @@ from typing import Any
 from adws.errors import AdwsError, ConfigError, TaskError, UsageError
 
 DEFAULT_CONFIG = "config.toml"
+WAIT_HELP = ("when limits, cooldowns, quotas or busy slots spent the plan, wait until capacity returns (at most MAX: "
+             "seconds or e.g. 30m, 2h; no MAX: however long) and run again")
 
 
 def _config_path(value: str | None) -> str:
@@ -147,8 +149,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.prompt_file:
         raise TaskError(["give the prompt with --prompt-file FILE (- for stdin)"])
     prompt = _read_prompt(args)
+    wait = _wait(args.wait)
     engine = _engine(args)
-    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone))
+    on_event = None
+    # Each attempt as it starts and ends, on stderr (stdout keeps the result). A script reading --json from a
+    # pipe gets a clean stderr unless it asks; on a terminal a person is watching.
+    if not args.quiet and (not args.json or sys.stderr.isatty()):
+        from adws.progress import PlainProgress
+
+        on_event = PlainProgress(sys.stderr)
+    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
+                        wait=wait, on_event=on_event)
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -159,7 +170,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             for skip in result.decision.skipped:
                 print(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "") + f": {skip.reason}")
         print(("OK: " if result.success else "FAILED: ") + result.message)
+        if result.output_file:
+            print(f"final text: {result.output_file}")
+        if result.handoff and result.handoff.get("branch"):
+            print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
+        if not result.success and result.retry_at is not None:
+            print(f"can run again from {result.retry_at.isoformat(timespec='minutes')} (adws run --wait)")
+        print(f"run directory: {result.run_dir}")
     return 0 if result.success else 1
+
+
+def _wait(value: str | None) -> float | None:
+    """--wait: absent None; bare (no MAX) unbounded; MAX as seconds or a duration such as "30m" or "2h"."""
+    if value is None:
+        return None
+    if value == "":
+        return float("inf")
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from adws.quota import parse_window
+
+    try:
+        return parse_window(value).total_seconds()
+    except ValueError:
+        raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
 
 
 def cmd_run_many(args: argparse.Namespace) -> int:
@@ -168,6 +204,7 @@ def cmd_run_many(args: argparse.Namespace) -> int:
 
     if args.concurrency < 1:
         raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
+    wait = _wait(args.wait)
     items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
     engine = _engine(args)
 
@@ -181,11 +218,11 @@ def cmd_run_many(args: argparse.Namespace) -> int:
 
     progress = None if args.quiet else progress_for(sys.stderr, len(items))
     if progress is None:
-        outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result)
+        outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result, wait=wait)
     else:
         with progress:
             outcomes = run_many(engine, items, concurrency=args.concurrency, on_event=progress,
-                                on_result=print_result)
+                                on_result=print_result, wait=wait)
     return 0 if all(o.success for o in outcomes) else 1
 
 
@@ -255,6 +292,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="judge the rules only: every provider installed, every quota fresh")
         else:
             p.add_argument("--workdir", default=".", help="the agent's working directory (default: .)")
+            p.add_argument("--quiet", action="store_true", help="do not print each attempt as it starts and ends")
+            p.add_argument("--wait", nargs="?", const="", metavar="MAX", help=WAIT_HELP)
 
     p = add("run-many", "Run many tasks at once, each with fall-through; one result per task.")
     p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
@@ -266,6 +305,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".", help="working directory of items that name none (default: .)")
     p.add_argument("--json", action="store_true", help="one JSON line per task, as it finishes")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--wait", nargs="?", const="", metavar="MAX", help=WAIT_HELP)
     p.set_defaults(func=cmd_run_many)
 
     for name, func, help_text in (("providers", cmd_providers, "Each provider's status and why."),

@@ -64,18 +64,15 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     Read-only: without a state file yet, every account shows no usage and nothing is created.
     """
     acc = engine.accounts
-    store = engine.existing_store()
-    cooldowns = store.cooldowns(now) if store is not None else {}
+    store = engine.store  # reading creates nothing
+    cooldowns = store.cooldowns(now)
     rows = []
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
-        for spec in p.accounts or (None,):
-            account = spec.name if spec is not None else DEFAULT_ACCOUNT
-            quota = acc.quota_of(p, spec)
+        for spec in p.runs_as:
+            account, quota = spec.name, spec.quota
             since = acc.period_of(quota).start(now) if quota is not None else now - UNMETERED_WINDOW
-            usage = Usage(requests=0)
-            if store is not None:
-                usage = store.usage_totals({name: since}, until=now).get((name, account), usage)
+            usage = store.usage_totals({name: since}, until=now).get((name, account), Usage(requests=0))
             row: dict[str, Any] = {
                 "provider": name, "account": account, "since": since.isoformat(), "requests": usage.requests,
                 "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,

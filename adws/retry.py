@@ -13,7 +13,7 @@ lease runs out).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -60,7 +60,7 @@ class RetryWindow:
     retryable: bool
 
 
-def retry_window(*, success: bool, attempts: list[AttemptLike] | tuple[AttemptLike, ...], skipped: list[Skip],
+def retry_window(*, success: bool, attempts: Sequence[AttemptLike], skipped: Sequence[Skip],
                  now: datetime, cooldowns: Mapping[tuple[str, str], Cooldown] | None = None,
                  slots: Mapping[str, tuple[datetime, ...]] | None = None,
                  default_account: str = "default") -> RetryWindow:

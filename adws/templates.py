@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # Variables every template may use. Rule, model and provider `vars` add to these.
 BUILTIN_VARIABLES = frozenset({
     "prompt", "prompt_file", "output_file", "model", "provider", "account", "task", "workdir", "run_dir",
-    "home", "config_dir",
+    "home", "config_dir", "previous",
 })
 
 _LEGACY = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_.]*)\}(?!\})")

@@ -262,7 +262,8 @@ def test_run_many_bounds_concurrency_and_reports_events_in_order(here: Path) -> 
         assert kinds == [EventKind.TASK_STARTED, EventKind.ATTEMPT_STARTED, EventKind.ATTEMPT_FINISHED,
                          EventKind.TASK_FINISHED]
     finished = [e for e in events if e.kind is EventKind.ATTEMPT_FINISHED]
-    assert {e.reason for e in finished} == {"exit 0"} and {e.provider for e in finished} == {"gated"}
+    assert {e.outcome for e in finished} == {"success"} and {e.provider for e in finished} == {"gated"}
+    assert {e.tier for e in finished} == {1} and {e.attempt for e in finished} == {1}
 
 
 def test_run_many_with_a_memory_store_shares_it_between_workers(here: Path) -> None:

@@ -51,6 +51,7 @@ DEFAULT_ACTIONS: dict[OutcomeClass, str] = {
     OutcomeClass.ERROR: "next_tier",
     OutcomeClass.BAD_OUTPUT: "next_tier",
     OutcomeClass.UNAVAILABLE: "next_tier",
+    OutcomeClass.VERIFY_FAILED: "next_tier",  # the work does not pass: another tier may do better
 }
 
 def parse_duration(text: str) -> float:
@@ -237,8 +238,24 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
         account_strategy=p.account_strategy, scores=dict(p.specializations), models=models,
         accounts=tuple(accounts), quota=_quota(p.quota, (*loc, "quota"), tz, check),
         patterns=tuple((pt.regex, pt.outcome) for pt in p.failure_patterns),
-        actions=dict(p.actions), vars=dict(p.vars),
+        actions=dict(p.actions), vars=dict(p.vars), verify=_templates(p.verify, (*loc, "verify"), allowed, check),
+        verify_timeout=p.verify_timeout, prompt_suffix=_template(p.prompt_suffix, (*loc, "prompt_suffix"), allowed,
+                                                                 check),
     )
+
+
+def _templates(sources: list[str] | None, loc: Loc, allowed: set[str], check: _Checker) -> tuple[str, ...]:
+    """verify argv templates, each checked like a command_template element."""
+    for i, source in enumerate(sources or ()):
+        _template(source, (*loc, i), allowed, check)
+    return tuple(sources or ())
+
+
+def _template(source: str | None, loc: Loc, allowed: set[str], check: _Checker) -> str | None:
+    error = check_template(source, allowed) if source is not None else None
+    if error:
+        check.add(loc, error)
+    return source
 
 
 def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> IntakeSpec:
@@ -288,7 +305,9 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
         keyword_specs=tuple(spec for spec, _ in keywords), keyword_pattern=keyword_pattern,
         default_specialization=it.default_specialization.lower(), known_specializations=frozenset(known),
         chars_per_token=it.chars_per_token, override_label_prefix=it.override_label_prefix.lower(),
-        force_attr=it.force_attr,
+        force_attr=it.force_attr, retry_count_from_history=it.retry_count == "history",
+        history_window_seconds=check.guard((*loc, "history_window"), lambda: parse_duration(it.history_window))
+        or 7 * 86400.0,
     )
 
 
@@ -380,7 +399,10 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
         name=r.name, priority=r.priority, order=i, enabled=r.enabled, description=r.description,
         conditions=conditions, raw_conditions=r.conditions, provider=provider, model=r.model, account=r.account,
         models=dict(r.models), chain=tuple(r.chain) if r.chain is not None else None, fallback=r.fallback,
-        vars=dict(r.vars),
+        vars=dict(r.vars), workdir=r.workdir,
+        verify=_templates(r.verify, (*loc, "verify"), set(BUILTIN_VARIABLES) | set(r.vars), check)
+        if r.verify is not None else None,
+        prompt_suffix=_template(r.prompt_suffix, (*loc, "prompt_suffix"), set(BUILTIN_VARIABLES) | set(r.vars), check),
     )
 
 
@@ -561,10 +583,10 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
                         r.retry.max_backoff_seconds),
         breaker=BreakerSpec(r.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
                             frozenset(r.circuit_breaker.counts)),
-        state_backend=cfg.state.backend, state_path=resolve(cfg.state.path), audit_enabled=cfg.audit.enabled,
+        state_backend=cfg.state.backend, state_path=cfg.state.path, audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
-        scenarios=scenarios, raw=raw,
+        scenarios=scenarios, raw=raw, workdir_policy=cfg.run.workdir,
     )
 
 
