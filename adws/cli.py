@@ -127,10 +127,11 @@ def cmd_route(args: argparse.Namespace) -> int:
     # The answer first; the rule table only when asked for.
     if args.explain:
         explanation = router.explain(task, now=now, prompt=prompt)
-        decision, lines = explanation.decision, [*render_decision(explanation.decision), *render_rules(explanation)]
+        decision = explanation.decision
+        lines = [*render_decision(decision, router.config.providers), *render_rules(explanation)]
     else:
         decision = router.route(task, now=now, prompt=prompt)
-        lines = [*render_decision(decision), "(every rule and why: adws route --explain)"]
+        lines = [*render_decision(decision, router.config.providers), "(every rule and why: adws route --explain)"]
     print(fit(lines, terminal_width(sys.stdout)))
     return 0 if decision.plan else 1
 

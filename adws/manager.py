@@ -44,7 +44,7 @@ from adws.state.base import Cooldown, StateStore, UsageRecord
 from adws.strategies import STRATEGIES, Turn
 from adws.task import Task
 from adws.templates import render_argv, render_env, render_one
-from adws.verify import verify
+from adws.verify import declared, verify
 from adws.workdir import KeepWorkspace, Workspace
 
 __all__ = ["Attempt", "ProviderManager", "Result", "Runner", "Sleeper"]  # Attempt, Result: old import path
@@ -283,7 +283,7 @@ class ProviderManager:
         now = self.clock()
         verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
         checked = None
-        templates = rule.verify if rule is not None and rule.verify is not None else provider.verify
+        templates = declared(decision, provider)
         if verdict.outcome == OutcomeClass.SUCCESS and templates:
             try:
                 checked = verify(templates, command.variables, cwd=cwd, attempt_dir=out_dir, env=command.env,

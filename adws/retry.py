@@ -69,15 +69,21 @@ def retry_window(*, success: bool, attempts: Sequence[AttemptLike], skipped: Seq
         return RetryWindow(None, False)
     times: list[datetime] = []
     retryable = False
+    def busy_until(provider: str) -> datetime:
+        ends = [end for end in (slots or {}).get(provider, ()) if end > now]
+        return min([*ends, now + BUSY_RECHECK])
+
     for skip in skipped:
-        if skip.until is not None:  # a cooldown, a quota period, an open circuit: temporary, and when is known
+        if skip.reason.startswith(BUSY_PREFIX):  # every slot taken when routing looked
+            retryable = True
+            times.append(busy_until(skip.provider))
+        elif skip.until is not None:  # a cooldown, a quota period, an open circuit: temporary, and when is known
             retryable = True
             times.append(skip.until)
     for attempt in attempts:
-        if attempt.reason.startswith(BUSY_PREFIX):
+        if attempt.reason.startswith(BUSY_PREFIX):  # every slot taken when the attempt was to start
             retryable = True
-            ends = [end for end in (slots or {}).get(attempt.provider, ()) if end > now]
-            times.append(min([*ends, now + BUSY_RECHECK]))
+            times.append(busy_until(attempt.provider))
             continue
         if not TEMPORARY.get(attempt.outcome, False):
             continue

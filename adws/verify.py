@@ -14,14 +14,18 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adws.attempt import RunOutcome
 from adws.errors import RenderError
 from adws.runner import RunRequest
 from adws.templates import render_argv
 
-__all__ = ["DEFAULT_VERIFY_TIMEOUT", "VERIFY_DIR", "Verification", "verify"]
+if TYPE_CHECKING:
+    from adws.decision import Decision
+    from adws.model import ProviderSpec
+
+__all__ = ["DEFAULT_VERIFY_TIMEOUT", "VERIFY_DIR", "Verification", "declared", "verify"]
 
 VERIFY_DIR = "verify"
 DEFAULT_VERIFY_TIMEOUT = 600.0  # seconds: a project's test suite, not an agent session
@@ -43,6 +47,15 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "reason": self.reason, "command": self.command, "exit_code": self.exit_code,
                 "duration_ms": self.duration_ms, "stdout_path": self.stdout_path, "stderr_path": self.stderr_path}
+
+
+def declared(decision: Decision, provider: ProviderSpec) -> tuple[str, ...]:
+    """The verify command (argv templates) a successful attempt on `provider` must pass: the rule's, else the
+    provider's; empty when none is declared. The manager reads the same two fields in the same order."""
+    rule = decision.matched
+    if rule is not None and rule.verify is not None:
+        return rule.verify
+    return provider.verify
 
 
 def verify(templates: Sequence[str], variables: Mapping[str, Any], *, cwd: str | Path, attempt_dir: str | Path,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from adws.decision import Decision
+    from adws.model import ProviderSpec
     from adws.router import Explanation
 
 __all__ = ["fit", "render_decision", "render_rules", "terminal_width"]
@@ -41,8 +42,11 @@ def fit(lines: Iterable[str], width: int | None) -> str:
     return "\n".join(out)
 
 
-def render_decision(decision: Decision) -> list[str]:
-    """`→ claude sonnet (account work), rule "code-sonnet"` then plan, skipped and reasons."""
+def render_decision(decision: Decision, providers: Mapping[str, ProviderSpec] | None = None) -> list[str]:
+    """`→ claude sonnet (account work), rule "code-sonnet"` then plan, skipped and reasons.
+
+    With `providers`, each plan step also says where its work is verified (the rule's or provider's `verify`).
+    """
     d = decision
     by = {"rule": f'rule "{d.rule}"', "default": "no rule matched: the default", "override": "an override",
           "disabled": "routing disabled: the default"}.get(d.via, d.rule)
@@ -54,10 +58,15 @@ def render_decision(decision: Decision) -> list[str]:
     else:
         lines = [f"→ nothing can run now ({by}): every tier of the plan was skipped"]
     if d.plan:
+        from adws.verify import declared
+
         lines.append("plan:")
         for i, step in enumerate(d.plan, 1):
             account = f" account={step.account}" if step.account else ""
             lines.append(f"  {i}. {step.provider} model={step.model}{account} — {step.model_reason}")
+            checked = declared(d, providers[step.provider]) if providers and step.provider in providers else ()
+            if checked:
+                lines.append(f"     then verify: {' '.join(checked)} (non-zero: verify_failed)")
     if d.skipped:
         lines.append("skipped:")
         for skip in d.skipped:

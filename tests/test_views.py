@@ -46,3 +46,19 @@ def test_fit_wraps_long_lines_under_their_indent_and_leaves_pipes_alone() -> Non
     assert all(len(part) <= 50 for part in wrapped)
     assert all(part.startswith("      ") for part in wrapped[1:-1])
     assert " ".join(part.strip() for part in wrapped[:-1]) == line.strip()
+
+
+def test_the_plan_shows_where_verification_happens() -> None:
+    from adws.config.load import compile_config, parse_toml
+
+    text = (DATA / "configs" / "scenarios_failing.toml").read_text(encoding="utf-8").replace(
+        '[providers.copilot]', 'verify = ["pytest", "-q"]\n[providers.copilot]')
+    config = compile_config(parse_toml(text), "verify.toml")
+    decision = scenario_router(config).route({"number": 1, "labels": ["bug"]}, now=AT)
+    lines = render_decision(decision, config.providers)
+    assert lines[1:5] == [
+        "plan:",
+        "  1. claude model=None — no model declared",
+        "     then verify: pytest -q (non-zero: verify_failed)",
+        "  2. copilot model=None — no model declared",
+    ]
