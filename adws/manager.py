@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from adws import breaker
-from adws.accounts import StatefulAccounts
+from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, classify, compile_pattern, pattern_chain
+from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError
 from adws.events import Event, EventKind, EventSink
 from adws.model import Account, CompiledConfig, ProviderSpec
-from adws.parsers import parse_output
+from adws.parsers import read_output
 from adws.result import Attempt, Result
 from adws.runner import RunRequest
 from adws.runner import run as run_process
@@ -278,7 +278,7 @@ class ProviderManager:
         outcome = self.runner(RunRequest(
             argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
             stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-            secrets=command.secrets,
+            secrets=command.secrets, idle_timeout=provider.idle_timeout,
         ))
         now = self.clock()
         verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
@@ -340,16 +340,11 @@ class ProviderManager:
 
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
-        parsed = parse_output(provider.output_format, outcome.stdout_tail, now)
-        if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
-            # Some CLIs (Gemini's JSON mode) print their structured error on stderr instead.
-            on_stderr = parse_output(provider.output_format, outcome.stderr_tail, now)
-            if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None:
-                parsed = on_stderr
+        parsed = read_output(provider.output_format, outcome, now)
         verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
         usage = None
         if outcome.spawn_error is None:
-            usage = parsed.usage or self._estimate(step, provider, prompt, outcome)
+            usage = booked_usage(verdict, parsed, lambda: self._estimate(step, provider, prompt, outcome))
         return Interpretation(verdict, parsed.final_text, usage)
 
     def _estimate(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome) -> Usage:
@@ -365,7 +360,7 @@ class ProviderManager:
 
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
                 verdict: Classification, usage: Usage | None, now: datetime) -> None:
-        """Usage, the account's cooldown after a limit, and the provider's breaker transition."""
+        """Usage, the account's cooldown after a limit or rejected credentials, and the breaker transition."""
         if usage is not None:
             self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task.key))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
@@ -375,6 +370,8 @@ class ProviderManager:
                 until = min(until, reset)  # never outlive the period reset that ends the limit
             if until > now:
                 self.store.set_cooldown(provider.name, account.name, Cooldown(until, verdict.outcome.value))
+        elif verdict.outcome is OutcomeClass.AUTH:  # not chosen first again while its key stays the rejected one
+            self.store.set_cooldown(provider.name, account.name, credential_cooldown(account, self.environ, now))
         breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
                        self.config.breaker)
 

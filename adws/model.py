@@ -128,6 +128,7 @@ class ProviderSpec:
     patterns: tuple[tuple[str, OutcomeClass], ...]  # declared (regex, class) over the output tail
     actions: Mapping[OutcomeClass, str]
     vars: Mapping[str, Any]
+    idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
     verify: tuple[str, ...] = ()  # argv templates (adws.verify)
     verify_timeout: float = 600.0
     prompt_suffix: str | None = None  # template added to the prompt after a failed attempt (`previous`)

@@ -72,6 +72,8 @@ class Strategy:
     depends_on_task: ClassVar[bool] = False
 
     def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        """The usable accounts in the order to try them. Reads the store (never writes it): routing calls it
+        once per state snapshot, and its answer is cached until the snapshot changes."""
         raise NotImplementedError
 
     def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,

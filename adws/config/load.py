@@ -238,9 +238,9 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
         account_strategy=p.account_strategy, scores=dict(p.specializations), models=models,
         accounts=tuple(accounts), quota=_quota(p.quota, (*loc, "quota"), tz, check),
         patterns=tuple((pt.regex, pt.outcome) for pt in p.failure_patterns),
-        actions=dict(p.actions), vars=dict(p.vars), verify=_templates(p.verify, (*loc, "verify"), allowed, check),
-        verify_timeout=p.verify_timeout, prompt_suffix=_template(p.prompt_suffix, (*loc, "prompt_suffix"), allowed,
-                                                                 check),
+        actions=dict(p.actions), vars=dict(p.vars), idle_timeout=p.idle_timeout,
+        verify=_templates(p.verify, (*loc, "verify"), allowed, check), verify_timeout=p.verify_timeout,
+        prompt_suffix=_template(p.prompt_suffix, (*loc, "prompt_suffix"), allowed, check),
     )
 
 
