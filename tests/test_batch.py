@@ -25,6 +25,7 @@ from adws.cli import main
 from adws.engine import load
 from adws.task import Task
 from tests.conftest import FAKES_BIN, ROOT
+from tests.test_cli_signals import _live_members
 
 GATE_AGENT = Path(__file__).resolve().parent / "fakes" / "gate_agent.py"
 
@@ -288,21 +289,6 @@ def test_a_task_that_cannot_start_fails_alone(here: Path) -> None:
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------------------------
-
-
-def _live_members(pgid: int) -> list[int]:
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(int(entry.name))
-    return alive
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,14 +24,10 @@ from adws.events import Event, EventKind
 from adws.state import MemoryStore
 from adws.workdir import WorkdirError
 from tests.conftest import FAKES_BIN, Clock
+from tests.gitrepo import git, make_repo
 
 PY = sys.executable
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
-}
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 # An agent that leaves half-edits and fails; one that refuses to work on a tree holding them, else fixes it.
@@ -75,20 +70,9 @@ def engine(tmp_path: Path, text: str, **options: Any) -> Engine:
     return Engine(compiled, **options)
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True,
-                          check=True).stdout
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "--quiet", "--initial-branch=main")
-    (root / "app.py").write_text("original", encoding="utf-8")
-    git(root, "add", "-A")
-    git(root, "commit", "--quiet", "-m", "start")
-    return root
+    return make_repo(tmp_path / "repo", {"app.py": "original"})
 
 
 # -- workdir policies in a run ------------------------------------------------------------------------------

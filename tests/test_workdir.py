@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from adws.workdir import POLICIES, Git, Handoff, WorkdirError, open_workspace, save_patch
+from tests.gitrepo import git, make_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True,
-                          check=True)
-    return done.stdout
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "--quiet", "--initial-branch=main")
-    (root / "app.py").write_text("print('v1')\n", encoding="utf-8")
-    (root / ".gitignore").write_text("build/\n", encoding="utf-8")
-    (root / "pkg").mkdir()
-    (root / "pkg" / "mod.py").write_text("X = 1\n", encoding="utf-8")
-    git(root, "add", "-A")
-    git(root, "commit", "--quiet", "-m", "start")
-    return root
+    return make_repo(tmp_path / "repo", {"app.py": "print('v1')\n", ".gitignore": "build/\n", "pkg/mod.py": "X = 1\n"})
 
 
 def agent_edits(cwd: Path, *, commit: bool = False) -> None:
