@@ -427,10 +427,16 @@ class _Batch:
                 batch._track(pid)
 
             try:
-                return inner(replace(request, on_start=started))
+                outcome = inner(replace(request, on_start=started))
             finally:
                 for pid in tracked:
                     batch._untrack(pid)
+            if batch.stop.is_set() and tracked:
+                # Ended by the batch's stop, not by itself: the manager records it as interrupted.
+                stopped = BatchInterrupted("the batch was stopped")
+                stopped.adws_outcome = outcome  # type: ignore[attr-defined]
+                raise stopped
+            return outcome
 
         return run
 

@@ -46,8 +46,9 @@ class Event:
                 for k, v in data.items() if v is not None}
 
     def describe(self) -> str:
-        """One plain line: `#42 attempt 2 claude/a sonnet: rate_limited (usage limit) 12.3 s`."""
-        who = (self.provider or "") + (f"/{self.account}" if self.account else "")
+        """One plain line: `#42 attempt 2 tier 1 claude/a sonnet: rate_limited (usage limit) 12.3 s`."""
+        who = (f"tier {self.tier} " if self.tier else "") + (self.provider or "") + \
+            (f"/{self.account}" if self.account else "")
         model = f" {self.model}" if self.model else ""
         took = f" {self.duration_ms / 1000:.1f} s" if self.duration_ms is not None else ""
         why = f" ({self.reason})" if self.reason else ""

@@ -275,11 +275,23 @@ class ProviderManager:
         if provider.uses_prompt_file:
             # Only when a template names it: prompt text is not left on disk without a reason.
             prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
-        outcome = self.runner(RunRequest(
-            argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
-            stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-            secrets=command.secrets, idle_timeout=provider.idle_timeout,
-        ))
+        try:
+            outcome = self.runner(RunRequest(
+                argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
+                stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
+                secrets=command.secrets, idle_timeout=provider.idle_timeout,
+            ))
+        except KeyboardInterrupt as exc:
+            # Stopped from outside (a batch's Ctrl-C) after the agent ran: record the attempt, but as what it is,
+            # not as a crash of the provider (no usage verdict, no breaker failure).
+            ended: RunOutcome | None = getattr(exc, "adws_outcome", None)
+            if ended is not None:
+                shown = ended.argv if self.config.audit_include_prompt else _without_prompt(ended.argv, prompt)
+                result.attempts.append(Attempt(
+                    provider.name, step.model, account.shown, OutcomeClass.ERROR.value, f"interrupted: {exc}",
+                    ended.exit_code, ended.signal, ended.duration_ms, None, shown, started, "stop", None,
+                    ended.stdout_path, ended.stderr_path, workdir=str(cwd)))
+            raise
         now = self.clock()
         verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
         checked = None

@@ -72,6 +72,7 @@ class _Running:
     account: str | None = None
     model: str | None = None
     attempt: int | None = None
+    tier: int | None = None
     wait_ends: float | None = None  # monotonic seconds
 
 
@@ -96,8 +97,8 @@ class LiveProgress:
             if event.kind is EventKind.TASK_STARTED or row is None:
                 row = self.running[event.index] = _Running(event.task, now)
             if event.kind is EventKind.ATTEMPT_STARTED:
-                row.provider, row.account, row.model, row.attempt = (event.provider, event.account, event.model,
-                                                                     event.attempt)
+                row.provider, row.account, row.model = event.provider, event.account, event.model
+                row.attempt, row.tier = event.attempt, event.tier
                 row.wait_ends = None
             elif event.kind is EventKind.TASK_WAITING and event.until is not None:
                 row.wait_ends = now + max(0.0, (event.until - event.at).total_seconds())
@@ -124,14 +125,14 @@ class LiveProgress:
                     f"{sum(r.wait_ends is None for _, r in rows)} running · "
                     f"{sum(r.wait_ends is not None for _, r in rows)} waiting")
             table = Table(box=None, pad_edge=False, expand=False)
-            for name in ("task", "provider", "model", "attempt", "time"):
+            for name in ("task", "tier", "provider", "model", "attempt", "time"):
                 table.add_column(name, no_wrap=True, overflow="ellipsis",
-                                 justify="right" if name in ("attempt", "time") else "left")
+                                 justify="right" if name in ("tier", "attempt", "time") else "left")
             for _, row in rows:
                 who = (row.provider or "-") + (f"/{row.account}" if row.account else "")
                 waiting = row.wait_ends is not None
                 when = f"waits {_clock((row.wait_ends or now) - now)}" if waiting else _clock(now - row.since)
-                table.add_row(row.task, who, row.model or "", str(row.attempt or "-"), when)
+                table.add_row(row.task, str(row.tier or "-"), who, row.model or "", str(row.attempt or "-"), when)
         return Group(Text(head, no_wrap=True, overflow="ellipsis"), table) if rows else Text(head)
 
     def __enter__(self) -> LiveProgress:

@@ -227,7 +227,7 @@ def test_cli_exits_0_when_every_task_succeeded_and_prints_a_line_each(
     progress = captured.err.splitlines()
     assert "\x1b[" not in captured.err
     assert sum(line.endswith("#7 started") for line in progress) == 1
-    assert any(line.endswith("#7 attempt 1 claude: started") for line in progress)
+    assert any(line.endswith("#7 attempt 1 tier 1 claude: started") for line in progress)
     assert any("#8 success" in line for line in progress)
     assert sorted(call["prompt"] for call in agent_calls(here)) == ["Fix #7: Parser crashes", "Fix #8: Docs for wait"]
 
@@ -316,4 +316,10 @@ def test_ctrl_c_ends_every_agent_group_and_records_every_task(here: Path) -> Non
     assert all(line["interrupted"] and not line["success"] and len(line["attempts"]) == 1 for line in lines)
     records = audit.read(str(here / "audit.jsonl"))
     assert sorted(r["task"]["number"] for r in records) == [1, 2]
-    assert all(len(r["attempts"]) == 1 for r in records)
+    for record in records:  # each killed attempt is recorded as interrupted, not as a crash of the provider
+        assert [(a["outcome"], a["reason"], a["action"]) for a in record["attempts"]] == [
+            ("error", "interrupted: the batch was stopped", "stop")]
+    from adws.state import SqliteStore
+
+    store = SqliteStore(str(here / "state.sqlite3"))
+    assert store.get_breaker("claude").failures == 0  # Ctrl-C is not the provider's failure

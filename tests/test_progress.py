@@ -32,9 +32,9 @@ class Tty(io.StringIO):
 def feed(view: LiveProgress | PlainProgress) -> None:
     view(Event(EventKind.TASK_STARTED, 0, "#42", AT))
     view(Event(EventKind.ATTEMPT_STARTED, 0, "#42", AT, provider="claude", account="work", model="sonnet",
-               attempt=1))
+               attempt=1, tier=1))
     view(Event(EventKind.TASK_STARTED, 1, "#43", AT))
-    view(Event(EventKind.ATTEMPT_STARTED, 1, "#43", AT, provider="copilot", attempt=1))
+    view(Event(EventKind.ATTEMPT_STARTED, 1, "#43", AT, provider="copilot", attempt=1, tier=2))
     view(Event(EventKind.ATTEMPT_FINISHED, 1, "#43", AT, provider="copilot", attempt=1, outcome="auth",
                reason="bad credentials", duration_ms=2100))
     view(Event(EventKind.TASK_FINISHED, 1, "#43", AT, outcome="failed", reason="plan spent", duration_ms=2300))

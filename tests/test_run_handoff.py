@@ -310,10 +310,10 @@ def test_adws_run_prints_each_attempt_then_where_things_are(tmp_path: Path, caps
     assert main(args) == 0
     out, err = capsys.readouterr()
     progress = [line.split(" ", 1)[1] for line in err.splitlines()]
-    assert progress[0] == "#4 attempt 1 first: started"
-    assert progress[1].startswith("#4 attempt 1 first: error (exit 1")
-    assert progress[2] == "#4 attempt 2 second: started"
-    assert progress[3].startswith("#4 attempt 2 second: success")
+    assert progress[0] == "#4 attempt 1 tier 1 first: started"
+    assert progress[1].startswith("#4 attempt 1 tier 1 first: error (exit 1")
+    assert progress[2] == "#4 attempt 2 tier 2 second: started"
+    assert progress[3].startswith("#4 attempt 2 tier 2 second: success")
     lines = out.splitlines()
     assert lines[-3] == "OK: succeeded on second"
     assert lines[-2].startswith("final text: ") and lines[-2].endswith("output.txt")
