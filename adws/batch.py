@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws.errors import AdwsError, TaskError, suggest
+from adws.errors import AdwsError, RunCancelled, TaskError, suggest
 from adws.events import Event, EventKind, EventSink
 from adws.task import Task, coerce_task
 
@@ -419,7 +419,7 @@ class _Batch:
 
         def run(request: RunRequest) -> RunOutcome:
             if batch.stop.is_set():
-                raise BatchInterrupted("batch stopped")
+                raise RunCancelled()
             tracked: list[int] = []
 
             def started(pid: int) -> None:
@@ -432,10 +432,8 @@ class _Batch:
                 for pid in tracked:
                     batch._untrack(pid)
             if batch.stop.is_set() and tracked:
-                # Ended by the batch's stop, not by itself: the manager records it as interrupted.
-                stopped = BatchInterrupted("the batch was stopped")
-                stopped.adws_outcome = outcome  # type: ignore[attr-defined]
-                raise stopped
+                # Ended by the batch's stop, not by itself: the manager records it as cancelled (not judged).
+                raise RunCancelled(outcome)
             return outcome
 
         return run
@@ -467,7 +465,7 @@ class _Batch:
                 outcome.result = engine.run(
                     item.task, prompt=item.prompt, workdir=item.workdir, wait=self.wait,
                     on_event=lambda event: self.emit(replace(event, index=index, task=item.label)))
-            except KeyboardInterrupt as exc:  # BatchInterrupted, or a stray one: either way the batch stops
+            except (KeyboardInterrupt, RunCancelled) as exc:  # the batch is stopping
                 outcome.result = getattr(exc, "adws_result", None)
                 outcome.error, outcome.interrupted = "interrupted", True
             except AdwsError as exc:  # this task's own problem (its workdir, its template): not the others'

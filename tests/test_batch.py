@@ -318,7 +318,7 @@ def test_ctrl_c_ends_every_agent_group_and_records_every_task(here: Path) -> Non
     assert sorted(r["task"]["number"] for r in records) == [1, 2]
     for record in records:  # each killed attempt is recorded as interrupted, not as a crash of the provider
         assert [(a["outcome"], a["reason"], a["action"]) for a in record["attempts"]] == [
-            ("error", "interrupted: the batch was stopped", "stop")]
+            ("error", "cancelled: the run was cancelled and the agent's process group ended", "stop")]
     from adws.state import SqliteStore
 
     store = SqliteStore(str(here / "state.sqlite3"))
