@@ -247,7 +247,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        print(render_quota(rows))
+        print(render_quota(rows, engine.config.timezone))
     return 0
 
 

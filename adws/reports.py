@@ -131,8 +131,11 @@ def _span(delta: Any) -> str:
     return (f"{days}d " if days else "") + f"{hours}h{rest // 60:02d}m"
 
 
-def render_quota(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'provider/account':<24} {'used':>22} {'%':>6}  {'alert':<16} resets in"]
+def render_quota(rows: list[dict[str, Any]], timezone: str = "UTC") -> str:
+    """The quota table for a person: every column labelled, times to the minute in `timezone` (the routing
+    timezone), a reset both as a moment and as a countdown."""
+    at = f"resets at ({timezone})"
+    lines = [f"{'provider/account':<24} {'used/limit':>22} {'used %':>6}  {'alert':<16} {at:<16} resets in"]
     for r in rows:
         who = r["provider"] + ("" if r["account"] == DEFAULT_ACCOUNT else f"/{r['account']}")
         tokens = r["input_tokens"] + r["output_tokens"]
@@ -146,12 +149,22 @@ def render_quota(rows: list[dict[str, Any]]) -> str:
         pct = "-" if r["percent"] is None else f"{r['percent']:.1f}"
         # A rolling window with nothing in it has no reset to wait for; no quota at all shows a week of usage.
         resets = r["resets_in"] or ("no quota (last 7 days)" if r["limits"] is None else "nothing to reset")
-        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {resets}"
+        moment = _minute(r.get("resets_at"), timezone)
+        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {moment:<16} {resets}"
         if r["cooldown_until"]:
-            line += f"  cooling down until {r['cooldown_until']} ({r['cooldown_reason']})"
+            line += f"  cooling down until {_minute(r['cooldown_until'], timezone)} ({r['cooldown_reason']})"
         lines.append(line)
     lines.append("(~ = includes estimated usage)")
     return "\n".join(lines)
+
+
+def _minute(iso: str | None, timezone: str) -> str:
+    """`Wed 18 Nov 14:00` in `timezone` from an ISO 8601 time; "-" for none."""
+    if not iso:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone)).strftime("%a %d %b %H:%M")
 
 
 def _ordered(config: CompiledConfig) -> list[str]:
