@@ -25,6 +25,8 @@ BUILTIN_VARIABLES = frozenset({
     "prompt", "prompt_file", "output_file", "model", "provider", "account", "task", "workdir", "run_dir",
     "home", "config_dir", "previous",
 })
+# `previous` before the first attempt of a run: every field there, all empty (adws.manager fills it later).
+NO_PREVIOUS: dict[str, None] = dict.fromkeys(("provider", "model", "account", "outcome", "reason", "patch"))
 
 _LEGACY = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_.]*)\}(?!\})")
 
@@ -75,6 +77,7 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def variables_of(source: str) -> frozenset[str] | None:
     """The variables a template reads; None when it does not parse (check_template says why)."""
     from jinja2 import TemplateError, meta
