@@ -12,7 +12,7 @@ Input (all of it validated before anything runs; every problem is reported at on
 Execution: at most `concurrency` tasks run at once, each on a worker thread with its own Engine over the same
 compiled config (a SQLite store object belongs to the thread that opened it; other stores are shared behind a
 lock). Each provider's `max_concurrency` still holds across processes: it is leased from the shared store.
-Events (`Event`) go to an `on_event` callback (called under a lock, one at a time) and to the `adws.batch`
+Events (`Event`) go to an `on_event` callback (called under a lock, one at a time) and to the `adws.events`
 logger; each task's outcome is handed to `on_result` as it finishes. Ctrl-C (KeyboardInterrupt in the thread
 that called `run_many`) ends every running agent's process group, lets each worker record its attempts (the
 audit log gets them) and re-raises.
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adws.errors import AdwsError, RunCancelled, TaskError, suggest
-from adws.events import Event, EventKind, EventSink
+from adws.events import Event, EventKind, EventSink, announce
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
@@ -326,7 +326,11 @@ class _Batch:
     # -- events --
 
     def emit(self, event: Event) -> None:
-        logger.info("%s", event.describe(), extra={"adws_event": event.to_dict()})
+        """A task event of the batch: logged and handed on."""
+        announce(event, self._hand_on)
+
+    def _hand_on(self, event: Event) -> None:
+        """To the caller's callback, one event at a time (the engine has logged the attempt events already)."""
         if self.on_event is not None:
             with self._emit_lock:
                 self.on_event(event)
@@ -464,7 +468,7 @@ class _Batch:
             try:
                 outcome.result = engine.run(
                     item.task, prompt=item.prompt, workdir=item.workdir, wait=self.wait,
-                    on_event=lambda event: self.emit(replace(event, index=index, task=item.label)))
+                    on_event=lambda event: self._hand_on(replace(event, index=index, task=item.label)))
             except (KeyboardInterrupt, RunCancelled) as exc:  # the batch is stopping
                 outcome.result = getattr(exc, "adws_result", None)
                 outcome.error, outcome.interrupted = "interrupted", True

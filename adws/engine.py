@@ -18,7 +18,7 @@ from adws.availability import Availability
 from adws.config import load_config
 from adws.decision import Decision
 from adws.errors import AdwsError, ConfigError, Problem, TaskError
-from adws.events import Event, EventKind
+from adws.events import Event, EventKind, announce
 from adws.model import CompiledConfig
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.result import Result
@@ -260,8 +260,13 @@ class Engine:
             since = (now or self.clock()) - timedelta(seconds=self.config.intake.history_window_seconds)
             task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since))
         deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
+        sink = on_event
+
+        def emit(event: Event) -> None:
+            announce(event, sink)
+
         while True:
-            result = self._run_once(task, prompt, workdir, now, on_event)
+            result = self._run_once(task, prompt, workdir, now, emit)
             if deadline is None or result.success or not result.retryable or result.retry_at is None:
                 return result
             from adws.retry import wait_for_capacity
@@ -269,9 +274,8 @@ class Engine:
             moment = self.clock()
             if result.retry_at > deadline:
                 return result
-            if on_event is not None:
-                on_event(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
-                               reason=result.message))
+            emit(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
+                       reason=result.message))
             wait_for_capacity(result.retry_at, now=moment, deadline=deadline, sleep=self._sleep)
             now = None  # a later try routes at its own time
             self._between_tasks()  # a config edited while the task waited is used for the next try

@@ -6,12 +6,15 @@ Kept free of imports from the rest of adws: the manager emits attempt events, th
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Event", "EventKind", "EventSink"]
+__all__ = ["Event", "EventKind", "EventSink", "announce"]
+
+log = logging.getLogger("adws.events")
 
 
 class EventKind(enum.StrEnum):
@@ -69,3 +72,11 @@ class Event:
 
 
 EventSink = Callable[[Event], None]
+
+
+def announce(event: Event, sink: EventSink | None) -> None:
+    """Log `event` (INFO on the "adws.events" logger, the event's fields in `extra["adws_event"]`), then hand
+    it to `sink` if there is one. Every event adws emits goes through here exactly once."""
+    log.info("%s", event.describe(), extra={"adws_event": event.to_dict()})
+    if sink is not None:
+        sink(event)

@@ -320,3 +320,17 @@ def test_adws_run_prints_each_attempt_then_where_things_are(tmp_path: Path, caps
     assert lines[-1].startswith("run directory: ")
     assert main([*args, "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_events_go_to_the_callback_and_to_logging_once_each(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    events: list[Event] = []
+    with caplog.at_level("INFO", logger="adws.events"):
+        result = engine(tmp_path, config(second="print('ok')")).run({"number": 3}, prompt="go", workdir=tmp_path,
+                                                                     on_event=events.append)
+    assert result.success
+    assert [(e.kind, e.attempt, e.tier, e.provider) for e in events] == [
+        (EventKind.ATTEMPT_STARTED, 1, 1, "first"), (EventKind.ATTEMPT_FINISHED, 1, 1, "first"),
+        (EventKind.ATTEMPT_STARTED, 2, 2, "second"), (EventKind.ATTEMPT_FINISHED, 2, 2, "second")]
+    logged = [r for r in caplog.records if r.name == "adws.events"]
+    assert [r.getMessage() for r in logged] == [e.describe() for e in events]
