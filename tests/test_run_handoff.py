@@ -334,3 +334,21 @@ def test_events_go_to_the_callback_and_to_logging_once_each(tmp_path: Path,
         (EventKind.ATTEMPT_STARTED, 2, 2, "second"), (EventKind.ATTEMPT_FINISHED, 2, 2, "second")]
     logged = [r for r in caplog.records if r.name == "adws.events"]
     assert [r.getMessage() for r in logged] == [e.describe() for e in events]
+
+
+def test_the_new_keys_are_checked_at_load_with_their_place() -> None:
+    from adws.errors import ConfigError
+
+    text = config('workdir = "tree"').replace(
+        'output_format = "text"\n[providers.second]',
+        'output_format = "text"\nverify = ["make", "{{ previus.patch }}"]\nprompt_suffix = "{{ previous.reason"\n'
+        "[providers.second]", 1)
+    with pytest.raises(ConfigError) as caught:
+        compile_config(parse_toml(text), "c.toml")
+    problems = [str(p) for p in caught.value.problems]
+    assert problems[0] == 'run → workdir: expected "keep", "reset" or "worktree", got "tree" (did you mean "worktree"?)'
+    assert problems[1].startswith("providers.first → verify[1]: template '{{ previus.patch }}' uses unknown "
+                                  'variable "previus" (did you mean "previous"?)')
+    assert problems[2] == ("providers.first → prompt_suffix: template '{{ previous.reason' does not parse: "
+                           "unexpected end of template, expected 'end of print statement'")
+    assert len(problems) == 3
