@@ -9,13 +9,14 @@ Input (all of it validated before anything runs; every problem is reported at on
   prompt comes from a prompt template (a sandboxed Jinja template over `task`). Elements that have the item
   shape above (a `task` key) are items.
 
-Execution: at most `concurrency` tasks run at once, each on a worker thread with its own Engine over the same
-compiled config (a SQLite store object belongs to the thread that opened it; other stores are shared behind a
-lock). Each provider's `max_concurrency` still holds across processes: it is leased from the shared store.
+Execution: at most `concurrency` tasks run at once, on worker threads sharing the caller's Engine (it is
+thread-safe, and a hot reload reaches the tasks that start after it). Each provider's `max_concurrency` still
+holds across processes: it is leased from the shared store.
 Events (`Event`) go to an `on_event` callback (called under a lock, one at a time) and to the `adws.events`
 logger; each task's outcome is handed to `on_result` as it finishes. Ctrl-C (KeyboardInterrupt in the thread
-that called `run_many`) ends every running agent's process group, lets each worker record its attempts (the
-audit log gets them) and re-raises.
+that called `run_many`) ends every running agent's process group through the batch's `adws.aio.CancelToken`
+(the mechanism of a cancelled `arun`), lets each worker record its attempts (the audit log gets them) and
+re-raises.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import logging
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,15 +37,11 @@ from adws.events import Event, EventKind, EventSink, announce
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
-    from adws.attempt import RunOutcome
     from adws.engine import Engine
-    from adws.manager import Result, Runner, Sleeper
-    from adws.runner import RunRequest
-    from adws.state.base import StateStore
+    from adws.manager import Result
 
 __all__ = [
     "BatchInputError",
-    "BatchInterrupted",
     "BatchItem",
     "Event",
     "EventKind",
@@ -61,6 +57,7 @@ ITEM_KEYS = ("task", "prompt", "prompt_file", "workdir")
 # After Ctrl-C the agents get SIGTERM; those still running the longest `kill_grace` of any provider later get
 # SIGKILL; a worker still not done this much later is left behind (its thread is a daemon).
 STOP_JOIN_SECONDS = 5.0
+STOP_POLL_SECONDS = 0.05  # how often the marked processes are looked for while stopping
 
 
 class BatchInputError(AdwsError):
@@ -71,10 +68,6 @@ class BatchInputError(AdwsError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the tasks; nothing was run"
         super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
-
-
-class BatchInterrupted(KeyboardInterrupt):
-    """Raised inside a worker when the batch is being stopped: the manager records what ran and unwinds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,22 +299,21 @@ class _Batch:
     def __init__(self, engine: Engine, items: Sequence[BatchItem], *, concurrency: int,
                  on_event: EventSink | None, on_result: Callable[[TaskOutcome], None] | None,
                  wait: float | None = None) -> None:
+        from adws.aio import CancelToken
+
         self.engine = engine
         self.wait = wait
         self.items = items
         self.concurrency = max(1, min(concurrency, len(items)))
         self.on_event = on_event
         self.on_result = on_result
-        self.stop = threading.Event()
+        # Every agent the batch starts carries this token's marker: Ctrl-C ends them all, as a cancelled arun.
+        self.token = CancelToken()
         self._emit_lock = threading.Lock()
-        self._groups_lock = threading.Lock()
-        self._groups: set[int] = set()  # process groups of the agents running now
         self._todo: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[TaskOutcome] = queue.SimpleQueue()
         for index in range(len(items)):
             self._todo.put(index)
-        self._own_store = _per_worker_store(engine)
-        self._shared_store: StateStore = _LockedStore(engine.store)
 
     # -- events --
 
@@ -334,24 +326,6 @@ class _Batch:
         if self.on_event is not None:
             with self._emit_lock:
                 self.on_event(event)
-
-    # -- the agents' process groups --
-
-    def _track(self, pid: int) -> None:
-        with self._groups_lock:
-            self._groups.add(pid)
-        if self.stop.is_set():  # started just as the batch was stopped
-            _signal_group(pid, signal.SIGTERM)
-
-    def _untrack(self, pid: int) -> None:
-        with self._groups_lock:
-            self._groups.discard(pid)
-
-    def _signal_all(self, sig: signal.Signals) -> None:
-        with self._groups_lock:
-            groups = list(self._groups)
-        for pid in groups:
-            _signal_group(pid, sig)
 
     # -- run --
 
@@ -383,101 +357,47 @@ class _Batch:
         return sorted(outcomes, key=lambda o: o.index)
 
     def _stop(self, workers: list[threading.Thread]) -> None:
-        self.stop.set()
-        self._signal_all(signal.SIGTERM)
+        """End every running agent's process group (SIGTERM, SIGKILL after its kill_grace) and let each worker
+        record what ran. A worker still busy after that (a task parked in --wait) is left behind: it is a
+        daemon thread, and what it ran is in the audit log already."""
+        self.token.cancel()
         grace = max((p.kill_grace for p in self.engine.config.providers.values()), default=5.0)
-        deadline = time.monotonic() + grace
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        self._signal_all(signal.SIGKILL)
-        deadline = time.monotonic() + STOP_JOIN_SECONDS
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        deadline = time.monotonic() + grace + STOP_JOIN_SECONDS
+        while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
+            self.token.end_marked()
+            for worker in workers:
+                worker.join(STOP_POLL_SECONDS / len(workers))
 
     def _worker(self) -> None:
-        engine: Engine | None = None
-        error: str | None = None
-        try:
-            engine = self._engine()
-        except AdwsError as exc:
-            error = str(exc)  # e.g. the state store cannot be opened: every task this worker takes says so
-        try:
-            while not self.stop.is_set():
-                try:
-                    index = self._todo.get_nowait()
-                except queue.Empty:
-                    return
-                self._done.put(self._run_one(engine, index, error))
-        finally:
-            if engine is not None and self._own_store is not None:
-                engine.close()
+        from adws.aio import running
 
-    def _engine(self) -> Engine:
-        store = self._shared_store if self._own_store is None else self._own_store()
-        return self.engine.twin(store=store, runner=self._runner(self.engine.runner),
-                                sleep=self._sleeper(self.engine.sleep))
-
-    def _runner(self, inner: Runner) -> Runner:
-        """The engine's runner, with each agent's process group known to the batch so Ctrl-C can end it."""
-        batch = self
-
-        def run(request: RunRequest) -> RunOutcome:
-            if batch.stop.is_set():
-                raise RunCancelled()
-            tracked: list[int] = []
-
-            def started(pid: int) -> None:
-                tracked.append(pid)
-                batch._track(pid)
-
+        while not self.token.cancelled.is_set():
             try:
-                outcome = inner(replace(request, on_start=started))
-            finally:
-                for pid in tracked:
-                    batch._untrack(pid)
-            if batch.stop.is_set() and tracked:
-                # Ended by the batch's stop, not by itself: the manager records it as cancelled (not judged).
-                raise RunCancelled(outcome)
-            return outcome
+                index = self._todo.get_nowait()
+            except queue.Empty:
+                return
+            with running(self.token):
+                self._done.put(self._run_one(index))
 
-        return run
-
-    def _sleeper(self, inner: Sleeper) -> Sleeper:
-        stop = self.stop
-
-        def sleep(seconds: float) -> None:
-            if inner is time.sleep:
-                stopped = stop.wait(seconds)  # Ctrl-C wakes a task parked in a backoff at once
-            else:
-                inner(seconds)  # an injected sleeper (tests): keep it
-                stopped = stop.is_set()
-            if stopped:
-                raise BatchInterrupted("batch stopped")
-
-        return sleep
-
-    def _run_one(self, engine: Engine | None, index: int, error: str | None) -> TaskOutcome:
+    def _run_one(self, index: int) -> TaskOutcome:
         item = self.items[index]
         clock = self.engine.clock
         started = time.monotonic()
         self.emit(Event(EventKind.TASK_STARTED, index, item.label, clock()))
         outcome = TaskOutcome(index, item)
-        if engine is None:
-            outcome.error = error
-        else:
-            try:
-                outcome.result = engine.run(
-                    item.task, prompt=item.prompt, workdir=item.workdir, wait=self.wait,
-                    on_event=lambda event: self._hand_on(replace(event, index=index, task=item.label)))
-            except (KeyboardInterrupt, RunCancelled) as exc:  # the batch is stopping
-                outcome.result = getattr(exc, "adws_result", None)
-                outcome.error, outcome.interrupted = "interrupted", True
-            except AdwsError as exc:  # this task's own problem (its workdir, its template): not the others'
-                outcome.error = str(exc)
-            except Exception as exc:  # a bug must not take the other tasks down with it; the log has the trace
-                logger.exception("task %s failed inside adws", item.label)
-                outcome.error = f"internal error: {type(exc).__name__}: {exc}"
-        if self.stop.is_set() and not outcome.success:
+        try:
+            outcome.result = self.engine.run(
+                item.task, prompt=item.prompt, workdir=item.workdir, wait=self.wait,
+                on_event=lambda event: self._hand_on(replace(event, index=index, task=item.label)))
+        except (KeyboardInterrupt, RunCancelled) as exc:  # the batch is stopping
+            outcome.result = getattr(exc, "adws_result", None)
+            outcome.error, outcome.interrupted = "interrupted", True
+        except AdwsError as exc:  # this task's own problem (its workdir, its template): not the others'
+            outcome.error = str(exc)
+        except Exception as exc:  # a bug must not take the other tasks down with it; the log has the trace
+            logger.exception("task %s failed inside adws", item.label)
+            outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+        if self.token.cancelled.is_set() and not outcome.success:
             outcome.interrupted = True
         result = outcome.result
         self.emit(Event(EventKind.TASK_FINISHED, index, item.label, clock(),
@@ -487,52 +407,6 @@ class _Batch:
                         reason=None if outcome.success else (outcome.error or (result.message if result else None)),
                         duration_ms=round((time.monotonic() - started) * 1000)))
         return outcome
-
-
-def _per_worker_store(engine: Engine) -> Callable[[], StateStore] | None:
-    """How a worker opens a store of its own (a SQLite connection belongs to the thread that opened it), or
-    None when the workers share the engine's store behind a lock (memory, Redis, a private `:memory:` SQLite)."""
-    from adws.state import PendingStore, open_configured
-    from adws.state.sqlite import SqliteStore
-
-    store = engine.store
-    if isinstance(store, SqliteStore):
-        path = store.path
-        return None if path == ":memory:" else (lambda: SqliteStore(path))
-    config = engine.config
-    if isinstance(store, PendingStore) and config.state_backend == "sqlite":
-        return lambda: open_configured(config.state_backend, config.state_path, config.base_dir, engine.environ)
-    return None
-
-
-class _LockedStore:
-    """Any state store, one call at a time: for stores that are not safe to use from several threads at once."""
-
-    def __init__(self, store: StateStore) -> None:
-        self._store = store
-        self._lock = threading.RLock()
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._store, name)
-        if not callable(value):
-            return value
-        lock = self._lock
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return value(*args, **kwargs)
-
-        return locked
-
-    def close(self) -> None:
-        """The shared store belongs to the calling engine, which closes it."""
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    import contextlib
-
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def run_many(engine: Engine, items: Iterable[BatchItem | Mapping[str, Any]], *, concurrency: int = 4,

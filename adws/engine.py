@@ -139,23 +139,6 @@ class Engine:
                                                 clock=self.clock, environ=self.environ)
             return self._manager
 
-    @property
-    def runner(self) -> Runner:
-        """The function attempts run with (adws.runner.run unless one was injected)."""
-        from adws.runner import run as run_process
-
-        return self._runner or run_process
-
-    @property
-    def sleep(self) -> Sleeper:
-        return self._sleep
-
-    def twin(self, *, store: StateStore, runner: Runner | None = None, sleep: Sleeper | None = None) -> Engine:
-        """Another engine over the same compiled config, clock, environment and PATH lookup, with its own store
-        object (a SQLite connection belongs to one thread): what each worker of `run_many` runs with."""
-        return Engine(self.config, store=store, clock=self.clock, sleep=sleep or self.sleep,
-                      runner=runner or self.runner, environ=self.environ, which=self._which)
-
     def run_many(self, items: Iterable[BatchItem | Mapping[str, Any]], *, concurrency: int = 4,
                  on_event: Callable[[Event], None] | None = None, wait: float | None = None) -> list[TaskOutcome]:
         """Run many tasks, at most `concurrency` at once (see adws.batch); outcomes in input order.

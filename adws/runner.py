@@ -60,8 +60,6 @@ class RunRequest:
     # Seconds without a byte on stdout or stderr after which the group is terminated like at `timeout`
     # (RunOutcome.timed_out and .idle_timed_out); None: silence is allowed up to `timeout`.
     idle_timeout: float | None = None
-    # Called with the child's pid (= its process-group id) once it runs: lets a batch stop every agent on Ctrl-C.
-    on_start: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         # A wrong request is a bug in adws, not a child failure: refuse it when it is built.
@@ -435,8 +433,6 @@ def _run_with_files(
     err_sink = _Sink(err_file, request.output_cap, request.tail_bytes)
     supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w)
     try:
-        if request.on_start is not None:
-            request.on_start(proc.pid)
         supervisor.supervise()  # closes every pipe end it was given, also when it fails
     finally:
         # Whatever is still in the group is an orphan of the (exited or killed) leader: no child of an
