@@ -26,7 +26,6 @@ without a key variable (a CLI's own login in its home directory) waits out the d
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,6 +68,8 @@ def credential_fingerprint(account: Account, environ: Mapping[str, str]) -> str 
     values = [environ.get(var, "") for var in _credential_vars(account)]
     if not any(values):
         return None
+    import hashlib  # only after a credential was rejected: not on the start-up path of every command
+
     return hashlib.sha256("\0".join(values).encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
@@ -157,6 +158,9 @@ class StatefulAccounts:
         self._group_of = {member: index for index, (_, members) in enumerate(self._quota_groups)
                           for member in members}
         self._cursor: UsageCursor | None = None  # where the snapshot's usage stops in the store's rows
+        # (provider, account) -> (usage, percent, candidate) as last ranked; QuotaLimits per quota object.
+        self._candidates: dict[tuple[str, str], tuple[Usage, float, Candidate]] = {}
+        self._limits: dict[int, QuotaLimits] = {}
         self._rankings: dict[RankInput, Ranking] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
@@ -164,6 +168,12 @@ class StatefulAccounts:
         self._rejected_seen: tuple[str | None, ...] = ()
 
     # -- quota ----------------------------------------------------------------------------------------------
+
+    def _limits_of(self, quota: QuotaSpec) -> QuotaLimits:
+        limits = self._limits.get(id(quota))
+        if limits is None:
+            limits = self._limits[id(quota)] = limits_of(quota)
+        return limits
 
     def period_of(self, quota: QuotaSpec) -> QuotaPeriod:
         period = self._periods.get(id(quota))
@@ -355,6 +365,7 @@ class StatefulAccounts:
     def _rank(self, provider: ProviderSpec, strategy: Strategy, inp: RankInput, now: datetime) -> Ranking:
         out = Ranking()
         candidates: list[Candidate] = []
+        pname, cooldowns, usage_of, memos = provider.name, self._cooldowns, self._usage.get, self._candidates
         for account in provider.runs_as:
             if not account.enabled:
                 out.skipped.append(Skip(provider.name, "account disabled", account.shown))
@@ -365,13 +376,20 @@ class StatefulAccounts:
                 continue
             # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
             blocks: list[tuple[str, datetime | None]] = []
-            cooldown = self._cooldowns.get((provider.name, account.name))
+            key = (pname, account.name)
+            cooldown = cooldowns.get(key)
             if cooldown is not None and cooldown.until > now and \
                     cooldown_applies(cooldown, account, self.availability.environ):
                 blocks.append((f"cooling down: {cooldown.reason}", cooldown.until))
-            usage = self._usage.get((provider.name, account.name), _NO_USAGE)
+            usage = usage_of(key, _NO_USAGE)
             quota = account.quota
-            percent = percent_used(usage, limits_of(quota)) if quota is not None else 0.0
+            # The percent and candidate of an account whose usage object is unchanged are reused: after another
+            # process wrote one row, only that account's are recomputed (a provider may have hundreds).
+            memo = memos.get(key)
+            if memo is None or memo[0] is not usage:
+                percent = percent_used(usage, self._limits_of(quota)) if quota is not None else 0.0
+                memo = memos[key] = (usage, percent, Candidate(account.name, account.position, percent, usage))
+            percent = memo[1]
             if quota is not None and percent >= quota.hard_block_percent:
                 blocks.append((f"quota {percent:.0f}% used (hard block at {quota.hard_block_percent:g}%)",
                                self.next_reset(provider, account, now)))
@@ -381,7 +399,7 @@ class StatefulAccounts:
                                         back))
                 out.earliest = _earlier(out.earliest, back)
                 continue
-            candidates.append(Candidate(account.name, account.position, percent, usage))
+            candidates.append(memo[2])
         ordered = strategy.order(candidates, OrderContext(provider, inp.task_key, self.store))
         out.usable = bool(ordered)
         runs_as = provider.runs_as  # a candidate's position is its index there
