@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws import audit
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.config import load_config
@@ -314,6 +313,8 @@ class Engine:
         }
         if config.audit_include_prompt:
             record["prompt"] = prompt
+        from adws import audit  # a run writes the audit log; routing never does
+
         try:
             audit.append(config.audit_path, record)
         except OSError as exc:

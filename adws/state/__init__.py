@@ -29,11 +29,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adws.attempt import Usage
 from adws.state.base import (
     BREAKER_STATES,
+    DEFAULT_PREFIX,
+    ENV_URL,
     BreakerState,
     Cooldown,
     StateStore,
@@ -43,9 +45,11 @@ from adws.state.base import (
     UsageRecord,
 )
 from adws.state.memory import MemoryStore
-from adws.state.redis_store import DEFAULT_PREFIX, ENV_URL, RedisStore
 from adws.state.sqlite import DEFAULT_PATH, SqliteStore
 from adws.throttle import Throttle
+
+if TYPE_CHECKING:
+    from adws.state.redis_store import RedisStore
 
 __all__ = [
     "ABSENT_VERSION",
@@ -123,11 +127,26 @@ class Backend:
         return found
 
 
+def _open_redis(location: str, **options: Any) -> StateStore:
+    from adws.state.redis_store import RedisStore  # only fleets that chose Redis load it (and redis-py)
+
+    return RedisStore(location, **options)
+
+
+def __getattr__(name: str) -> Any:
+    """`adws.state.RedisStore`, imported on first use (see _open_redis)."""
+    if name == "RedisStore":
+        from adws.state.redis_store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 STORES: dict[str, Backend] = {
     "sqlite": Backend(SqliteStore, _as_path, _file_exists),
     "memory": Backend(MemoryStore, reads=()),
     # A URL, taken as written (never made into a path); connecting checks it, so nothing is pending.
-    "redis": Backend(RedisStore, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix")),
+    "redis": Backend(_open_redis, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix")),
 }
 
 

@@ -27,6 +27,11 @@ from adws.throttle import Throttle
 BREAKER_STATES = ("closed", "open", "half_open")
 
 
+# The Redis backend's variable and key prefix: here, so naming them does not import the backend (redis-py).
+ENV_URL = "ADWS_STATE_URL"
+DEFAULT_PREFIX = "adws:"
+
+
 class StateStoreError(AdwsError):
     """The store cannot be opened or used (unreadable file, schema from a newer adws, ...)."""
 

@@ -53,6 +53,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from adws.attempt import Usage
 from adws.state.base import (
+    DEFAULT_PREFIX,
     BreakerState,
     ChangePoller,
     Closing,
@@ -67,8 +68,6 @@ from adws.state.base import (
     to_epoch,
 )
 
-ENV_URL = "ADWS_STATE_URL"
-DEFAULT_PREFIX = "adws:"
 CONNECT_TIMEOUT_S = 2.0  # declared bound on reaching the server; ?socket_connect_timeout= overrides
 SOCKET_TIMEOUT_S = 5.0  # bound on one command's answer; ?socket_timeout= overrides
 POLL_INTERVAL_S = 0.005  # staleness bound of version() for writes by other hosts
