@@ -57,6 +57,7 @@ class RunOutcome:
     stderr_bytes: int
     truncated: bool  # True when the output cap dropped bytes from a file
     spawn_error: str | None = None  # e.g. "executable not found: claude"
+    interrupted: str | None = None  # the signal that stopped adws while the child ran ("SIGTERM"); it was ended
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -76,8 +75,11 @@ def _at(value: str | None, timezone: str | None = None) -> datetime | None:
     return moment
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+def _print_json(data: Any, scrub: Any = None) -> None:
+    """One JSON document on stdout: secrets redacted (`scrub`, an adws.redact.Scrubber), always encodable."""
+    from adws.redact import Scrubber, dumps
+
+    print(dumps((scrub or Scrubber()).deep(data), indent=2))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -123,7 +125,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(decision.to_dict())
     else:
-        print(router.explain(task, now=now, prompt=prompt).render())
+        print(router.explain(task, now=now, prompt=prompt).render())  # stdout escapes what it cannot encode
     return 0 if decision.plan else 1
 
 
@@ -142,18 +144,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise TaskError(["give the prompt with --prompt-file FILE (- for stdin)"])
     prompt = _read_prompt(args)
     engine = _engine(args)
-    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone))
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        for i, a in enumerate(result.attempts, 1):
-            who = a.provider + (f"/{a.account}" if a.account else "")
-            print(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}")
-        if not result.attempts:  # nothing ran: say why each tier was left out
-            for skip in result.decision.skipped:
-                print(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "") + f": {skip.reason}")
-        print(("OK: " if result.success else "FAILED: ") + result.message)
+    from adws.errors import Interrupted
+
+    try:
+        result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone))
+    except Interrupted as exc:
+        # The attempts made are recorded; a coordinator reading --json still gets them.
+        _show_result(args, exc.result, engine.redactor())
+        raise
+    _show_result(args, result, engine.redactor())
     return 0 if result.success else 1
+
+
+def _show_result(args: argparse.Namespace, result: Any, scrub: Any) -> None:
+    if args.json:
+        _print_json(result.to_dict(), scrub)
+        return
+    text = scrub.text
+    for i, a in enumerate(result.attempts, 1):
+        who = a.provider + (f"/{a.account}" if a.account else "")
+        print(text(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}"))
+    if not result.attempts:  # nothing ran: say why each tier was left out
+        for skip in result.decision.skipped:
+            print(text(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "")
+                       + f": {skip.reason}"))
+    for warning in result.warnings:
+        print(text(f"warning: {warning}"))
+    print(text(("OK: " if result.success else "FAILED: ") + result.message))
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
@@ -237,19 +254,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    # SIGTERM/SIGHUP unwind like Ctrl-C, so the runner ends the agent's process group, concurrency slots are
-    # released and the audit log records what ran: the default handler would exit without any of that.
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "config_opt", None):
         args.config = args.config_opt
-    previous = {}
+    # Text adws did not make (task ids, agents' errors) may hold what the terminal's encoding cannot show.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    restore = None
     if args.command == "run":
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        # SIGTERM/SIGHUP/Ctrl-C unwind once, never mid-record: the runner ends the agent's processes, the
+        # attempt is recorded, slots are released and the audit log written (see adws.interrupts).
+        from adws import interrupts
+
+        restore = interrupts.install()
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -265,8 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if restore is not None:
+            restore()
 
 
 if __name__ == "__main__":

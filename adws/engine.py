@@ -15,8 +15,9 @@ from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.config import load_config
 from adws.decision import Decision
-from adws.errors import TaskError
+from adws.errors import AdwsError, Interrupted, TaskError
 from adws.model import CompiledConfig
+from adws.redact import Scrubber, encodable, secret_values
 from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
@@ -79,8 +80,12 @@ class Engine:
             now: datetime | None = None) -> Result:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
 
-        Interrupted (KeyboardInterrupt, SystemExit from a signal handler), the audit record of what ran so far
-        is still written, then the exception propagates.
+        Once an attempt has started, its record is kept whatever happens next: a state store or file that
+        cannot be written adds a line to `result.warnings` saying what was lost; an AdwsError (e.g. the
+        store failing before the next attempt) ends the walk with the result returned, its message naming it.
+        Interrupted (KeyboardInterrupt, or a stop signal under `adws.interrupts`), the attempt that was running
+        is recorded, the audit record written, then `Interrupted` (a KeyboardInterrupt carrying the result)
+        is raised. Raises TaskError for an empty prompt or a workdir that is not a directory (nothing ran).
         """
         task = coerce_task(task)
         if not prompt.strip():
@@ -92,12 +97,24 @@ class Engine:
         result = Result(False, decision)
         try:
             return self.manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
+        except KeyboardInterrupt as exc:
+            if result.run_dir is None:
+                raise
+            raise Interrupted(str(exc) or "SIGINT", result) from None
+        except AdwsError as exc:
+            if not result.attempts:
+                raise  # nothing ran: the error alone says it all
+            result.success = False
+            result.message = f"stopped after {len(result.attempts)} attempt(s): {exc}"
+            return result
         finally:
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
             if result.run_dir is not None and self.config.audit_enabled:
                 self._audit(task, result, prompt)
 
     def _audit(self, task: Task, result: Result, prompt: str) -> None:
+        from adws.manager import scrubber_for
+
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
             "task": {"id": task.key, "number": task.number, "labels": list(task.labels),
@@ -106,15 +123,28 @@ class Engine:
             "message": result.message,
             "decision": result.decision.to_dict(),
             "attempts": [a.to_dict() for a in result.attempts],
+            "warnings": list(result.warnings),
         }
+        scrub = scrubber_for(self.config, self.environ, prompt)
+        record = scrub.deep(record)
         if self.config.audit_include_prompt:
-            record["prompt"] = prompt
+            record["prompt"] = scrub.text(prompt)  # kept as asked, but without secrets
         try:
             audit.append(self.config.audit_path, record)
         except OSError as exc:
-            # The run itself is done (and maybe succeeded): report the log problem, do not lose the result.
-            print(f"adws: cannot write the audit log {self.config.audit_path}: {exc.strerror or exc}",
-                  file=sys.stderr)
+            # The run itself is done (and maybe succeeded): say what is lost, do not lose the result.
+            ran = sum(a.duration_ms > 0 or a.exit_code is not None for a in result.attempts)
+            lost = (f"cannot write the audit log {self.config.audit_path}: {exc.strerror or exc}; this task's "
+                    f"record ({len(result.attempts)} attempt(s), {ran} started, "
+                    f"{'succeeded' if result.success else 'failed'}) is not in the audit log")
+            result.warnings.append(lost)
+            print(f"adws: {encodable(lost)}", file=sys.stderr)
+
+    def redactor(self) -> Scrubber:
+        """What adws's printed output is cleaned with: every secret value it knows (see adws.redact)."""
+        from adws.manager import key_variables
+
+        return Scrubber(secret_values(self.environ, key_variables(self.config)))
 
     def close(self) -> None:
         self.store.close()

@@ -28,18 +28,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from adws import breaker
+from adws import breaker, interrupts
 from adws.accounts import StatefulAccounts
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import Pattern, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError
+from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
 from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import parse_output
+from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, secret_values
 from adws.result import Attempt, Result
 from adws.runner import RunRequest
 from adws.runner import run as run_process
-from adws.state.base import Cooldown, StateStore, UsageRecord
+from adws.state.base import Cooldown, StateStore, StateStoreError, UsageRecord
 from adws.strategies import STRATEGIES, Turn
 from adws.task import Task
 from adws.templates import render_argv, render_env
@@ -53,7 +55,6 @@ DEFAULT_LIMIT_COOLDOWN = timedelta(minutes=15)
 # A slot lease outlives the longest an attempt can run (timeout, then kill grace) by this much: a coordinator
 # killed mid-run frees its slot at most this long after its attempt would have ended.
 SLOT_LEASE_MARGIN = timedelta(seconds=60)
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
@@ -68,6 +69,7 @@ class Command:
     env: dict[str, str]
     stdin: bytes | None
     secrets: list[str]  # values to redact from what is recorded
+    shown: list[str]  # argv as recorded: rendered with <prompt> for the prompt unless the audit keeps prompts
 
 
 class Interpretation(NamedTuple):
@@ -85,6 +87,20 @@ class Tried(NamedTuple):
     text: str | None
     output_file: str | None
     ran: bool  # False when the command never started (it did not render)
+    warnings: tuple[str, ...] = ()  # what of the attempt could not be recorded (state store, output file)
+    interrupted: str | None = None  # the stop signal that ended the attempt: the walk ends after recording it
+
+
+def key_variables(config: CompiledConfig) -> list[str]:
+    """Every variable the config names as a key (`api_key_env` of providers and accounts), in file order."""
+    return list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))
+
+
+def scrubber_for(config: CompiledConfig, environ: Mapping[str, str], prompt: str) -> Scrubber:
+    """What one run's records are cleaned with: every secret adws knows, and the prompt's text unless
+    `[audit] include_prompt` keeps it."""
+    return Scrubber(secret_values(environ, key_variables(config)),
+                    None if config.audit_include_prompt else prompt)
 
 
 class ProviderManager:
@@ -99,6 +115,7 @@ class ProviderManager:
         self.clock = clock
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
+        self._key_vars = frozenset(key_variables(config))
         self._patterns: dict[str, tuple[Pattern, ...]] = {
             name: pattern_chain([compile_pattern(regex, outcome) for regex, outcome in p.patterns])
             for name, p in config.providers.items()
@@ -118,10 +135,15 @@ class ProviderManager:
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
+        self._scrub = scrubber_for(self.config, self.environ, prompt)
         try:
             return self._walk(task, decision, result, run_dir, prompt, workdir)
+        except KeyboardInterrupt as exc:
+            result.message = (f"interrupted by {str(exc) or 'SIGINT'} after {len(result.attempts)} attempt(s); "
+                              "the agent's processes were stopped")
+            raise
         except BaseException as exc:
-            result.message = f"interrupted: {type(exc).__name__}"
+            result.message = f"stopped after {len(result.attempts)} attempt(s) by {type(exc).__name__}: {exc}"
             raise
 
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
@@ -151,17 +173,24 @@ class ProviderManager:
         index, retries = 0, 0
         while index < len(accounts):
             account = accounts[index]
-            with self._slot(provider) as free:
-                if not free:
-                    reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
-                    result.attempts.append(self._unavailable(step, provider, account.shown, reason))
-                    return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                tried = self._attempt(
-                    task, step, provider, account, prompt, workdir, run_dir,
-                    f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
-            attempt = tried.attempt
-            result.attempts.append(attempt)
-            turn.used(account.name, ran=tried.ran)
+            # From the start of the process to its place in `result`, a stop signal waits (adws.interrupts):
+            # an attempt that ran is always recorded, and its slot released, before the run unwinds.
+            with interrupts.shielded():
+                with self._slot(provider, result.warnings) as free:
+                    if not free:
+                        reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
+                        result.attempts.append(self._unavailable(step, provider, account.shown, reason))
+                        return False  # next_tier whatever the actions say: nothing ran, nothing failed
+                    tried = self._attempt(
+                        task, step, provider, account, prompt, workdir, run_dir,
+                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                attempt = tried.attempt
+                result.attempts.append(attempt)
+                result.warnings.extend(tried.warnings)
+                turn.used(account.name, ran=tried.ran)
+                if tried.interrupted is not None:
+                    attempt.action = "stop"
+                    raise KeyboardInterrupt(tried.interrupted)
             if attempt.outcome == OutcomeClass.SUCCESS:
                 result.success, result.final_text, result.output_file = True, tried.text, tried.output_file
                 result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
@@ -171,6 +200,8 @@ class ProviderManager:
                 self.config.actions.get(OutcomeClass(attempt.outcome), "next_tier")
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
+            if action in ("retry", "next_account") and self._breaker_opened(provider, attempt):
+                action = "next_tier"  # this attempt opened the circuit: the provider is down, not the account
             if action == "next_account" and index + 1 >= len(accounts):
                 action = "next_tier"  # record the move the walk really makes
             attempt.action = action
@@ -190,11 +221,21 @@ class ProviderManager:
 
     # -- concurrency slots ----------------------------------------------------------------------------------
 
+    def _breaker_opened(self, provider: ProviderSpec, attempt: Attempt) -> bool:
+        """Whether the provider's circuit is open now (this attempt's failure may just have opened it)."""
+        if OutcomeClass(attempt.outcome) not in self.config.breaker.counts:
+            return False
+        try:
+            return self.store.get_breaker(provider.name).state == "open"
+        except StateStoreError:
+            return False  # cannot tell: the declared action stands
+
     @contextmanager
-    def _slot(self, provider: ProviderSpec) -> Iterator[bool]:
+    def _slot(self, provider: ProviderSpec, warnings: list[str]) -> Iterator[bool]:
         """Hold one of the provider's max_concurrency slots for the block; yields False when all are taken.
 
-        The slot is released on the way out, whatever the block raised.
+        The slot is released on the way out, whatever the block raised; a release the store refuses is
+        added to `warnings` (the lease then ends by itself when it expires).
         """
         limit = provider.max_concurrency
         if limit is None:
@@ -209,7 +250,11 @@ class ProviderManager:
         try:
             yield True
         finally:
-            self.store.release_slot(provider.name, holder)
+            try:
+                self.store.release_slot(provider.name, holder)
+            except StateStoreError as exc:
+                warnings.append(f"concurrency slot on {provider.name} not released ({exc}); it frees itself at "
+                                f"{until.isoformat()}")
 
     def _unavailable(self, step: Step, provider: ProviderSpec, account: str | None, reason: str) -> Attempt:
         """An attempt that was not started because the provider could not be reached right now."""
@@ -222,32 +267,58 @@ class ProviderManager:
                  prompt: str, workdir: str | os.PathLike[str], run_dir: Path, label: str) -> Tried:
         started = self.clock()
         out_dir = run_dir / _safe(label)
-        out_dir.mkdir(parents=True, exist_ok=True)
         prompt_file, output_file = out_dir / "prompt.txt", out_dir / "output.txt"
         try:
+            make_private_dir(out_dir)
             command = self._command(task, step, provider, account, prompt, workdir, out_dir)
-        except RenderError as exc:
-            attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value, str(exc), None,
-                              None, 0, None, [], started, "")
+            if provider.uses_prompt_file:
+                # Only when a template names it: prompt text is not left on disk without a reason.
+                write_private(prompt_file, prompt)
+        except (RenderError, OSError) as exc:
+            # Nothing ran: nothing billed, nothing for the breaker. The reason is what stopped it.
+            reason = str(exc) if isinstance(exc, RenderError) else \
+                f"cannot write the attempt's files in {out_dir}: {exc.strerror or exc}; nothing ran"
+            attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
+                              self._scrub.text(reason), None, None, 0, None, [], started, "")
             return Tried(attempt, None, None, ran=False)
-        if provider.uses_prompt_file:
-            # Only when a template names it: prompt text is not left on disk without a reason.
-            prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
         outcome = self.runner(RunRequest(
             argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
             stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
             secrets=command.secrets,
         ))
+        # The process ran (and may have been billed): from here nothing may lose the attempt.
         now = self.clock()
-        verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
-        self._record(provider, account, step, task, verdict, usage, now)
-        if verdict.outcome == OutcomeClass.SUCCESS and text is not None and not output_file.exists():
-            output_file.write_text(text, encoding="utf-8", errors="surrogateescape")
-        recorded = outcome.argv if self.config.audit_include_prompt else _without_prompt(outcome.argv, prompt)
-        attempt = Attempt(provider.name, step.model, account.shown, verdict.outcome.value, verdict.reason,
-                          outcome.exit_code, outcome.signal, outcome.duration_ms, usage, recorded, started, "",
-                          verdict.reset_at, outcome.stdout_path, outcome.stderr_path)
-        return Tried(attempt, text, str(output_file) if output_file.exists() else None, ran=True)
+        scrub = self._scrub.with_secrets(command.secrets)
+        warnings: list[str] = []
+        usage: Usage | None
+        if outcome.interrupted is not None:
+            verdict = Classification(OutcomeClass.ERROR, f"interrupted by {outcome.interrupted}: adws was stopped "
+                                     "while the agent ran; its processes were ended")
+            text, usage = None, self._estimate(step, provider, prompt, outcome)
+        else:
+            verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
+        try:
+            self._record(provider, account, step, task, verdict, usage, now,
+                         counts=outcome.interrupted is None)  # adws being stopped is not the provider failing
+        except StateStoreError as exc:
+            warnings.append(f"{provider.name}/{account.name}: usage, cooldown and breaker not recorded in the "
+                            f"state store: {exc}")
+        written: str | None = None
+        if verdict.outcome == OutcomeClass.SUCCESS and text is not None:
+            written = str(output_file)
+            if not output_file.exists():  # the agent may have written it itself ({{ output_file }})
+                try:
+                    write_private(output_file, text)
+                except OSError as exc:
+                    written = None
+                    warnings.append(f"{output_file} not written ({exc.strerror or exc}); the final text is in "
+                                    "the result")
+        attempt = Attempt(provider.name, step.model, account.shown, verdict.outcome.value, scrub.text(verdict.reason),
+                          outcome.exit_code, outcome.signal, outcome.duration_ms, usage,
+                          [scrub.text(arg) for arg in command.shown], started, "", verdict.reset_at,
+                          outcome.stdout_path, outcome.stderr_path)
+        return Tried(attempt, None if text is None else scrub.text(text), written, ran=True,
+                     warnings=tuple(scrub.text(w) for w in warnings), interrupted=outcome.interrupted)
 
     # step 1 ---------------------------------------------------------------------------------------------------
 
@@ -265,17 +336,28 @@ class ProviderManager:
             "run_dir": str(out_dir), "home": str(Path.home()), "config_dir": self.config.base_dir,
         }
         argv = render_argv(provider.command, variables)
-        env = {**self.environ, **render_env(account.env, variables)}
+        shown = argv
+        if not self.config.audit_include_prompt:
+            # Rendered again with a mark for the prompt: whatever filters the template applies to the prompt
+            # ({{ prompt | trim }}, a slice, upper), no part of it reaches the record.
+            shown = render_argv(provider.command, {**variables, "prompt": PROMPT_MARK})
+        # Credentials are per account: the keys the config names for other accounts and providers stay out of
+        # this child's environment (its own account's, and what its `env` tables set, go in).
+        foreign = self._key_vars.difference(account.secret_vars)
+        env = {k: v for k, v in self.environ.items() if k not in foreign}
+        env.update(render_env(account.env, variables))
         if account.key_target and account.key_env and account.key_env in self.environ:
             # The account's key goes where the CLI looks for it; the value never enters argv.
             env[account.key_target] = self.environ[account.key_env]
+        # The task's id is data from outside: a lone surrogate in it must not make every attempt unrunnable.
         env.update({"ADWS_PROVIDER": provider.name, "ADWS_ACCOUNT": account.name,
-                    "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": task.key or ""})
+                    "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": encodable(task.key or "")})
         secrets = [self.environ[n] for n in account.secret_vars if self.environ.get(n)]
-        secrets += [v for k, v in env.items() if k in account.env and _SECRET_NAME.search(k) and len(v) >= 8]
+        secrets += [v for k, v in env.items()
+                    if k in account.env and SECRET_NAME.search(k) and len(v) >= MIN_SECRET_CHARS]
         _check_receivable(provider, argv, env)
         stdin = prompt.encode("utf-8", "surrogateescape") if provider.prompt == "stdin" else None
-        return Command(argv, env, stdin, secrets)
+        return Command(argv, env, stdin, secrets, shown)
 
     # step 2 ---------------------------------------------------------------------------------------------------
 
@@ -305,8 +387,11 @@ class ProviderManager:
     # step 3 ---------------------------------------------------------------------------------------------------
 
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
-                verdict: Classification, usage: Usage | None, now: datetime) -> None:
-        """Usage, the account's cooldown after a limit, and the provider's breaker transition."""
+                verdict: Classification, usage: Usage | None, now: datetime, *, counts: bool = True) -> None:
+        """Usage, the account's cooldown after a limit, and (`counts`) the provider's breaker transition.
+
+        Raises StateStoreError when the store refuses a write (full disk, damaged file).
+        """
         if usage is not None:
             self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task.key))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
@@ -316,19 +401,21 @@ class ProviderManager:
                 until = min(until, reset)  # never outlive the period reset that ends the limit
             if until > now:
                 self.store.set_cooldown(provider.name, account.name, Cooldown(until, verdict.outcome.value))
-        breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
-                       self.config.breaker)
+        if counts:
+            breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
+                           self.config.breaker)
 
     def _run_dir(self, task: Task) -> Path:
         stamp = self.clock().strftime("%Y%m%dT%H%M%S")
         name = f"{stamp}-{_safe(task.key or 'task')}-{_secrets.token_hex(3)}"
-        path = Path(self.config.run_dir) / name
+        root = Path(self.config.run_dir)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path = make_run_dir(root, name)
         except OSError as exc:
-            raise AdwsError(f"cannot create the run directory {path} ([run] dir): {exc.strerror or exc}") from None
+            raise AdwsError(f"cannot create the run directory {root / name} ([run] dir): "
+                            f"{exc.strerror or exc}") from None
         longest = max((p.timeout + p.kill_grace for p in self.config.providers.values()), default=0.0)
-        _prune(Path(self.config.run_dir), self.config.keep_runs, busy_for=longest + 60)
+        prune_runs(root, self.config.keep_runs, busy_for=longest + 60)
         return path
 
 
@@ -353,41 +440,5 @@ def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str,
                 f"{{{{ prompt }}}})")
 
 
-def _without_prompt(argv: list[str], prompt: str) -> list[str]:
-    """The recorded command with the prompt's text replaced: prompts do not go into logs by default."""
-    if len(prompt) < 8:  # too short to replace safely inside other text: only whole elements
-        return ["<prompt>" if element == prompt else element for element in argv]
-    return [element.replace(prompt, "<prompt>") for element in argv]
-
-
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80] or "_"
-
-
-def _prune(root: Path, keep: int, busy_for: float) -> None:
-    """Keep the newest `keep` run directories (names start with a timestamp, so names sort by age).
-
-    A directory changed within the last `busy_for` seconds may belong to a run still going in another
-    process, so it is never removed. Called once per task: scandir and string sorting keep it cheap.
-    """
-    import shutil
-    import time as _time
-
-    if keep <= 0:
-        return
-    try:
-        with os.scandir(root) as entries:
-            found = [(e.name, e) for e in entries if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return
-    if len(found) <= keep:
-        return
-    found.sort(key=lambda item: item[0])
-    cutoff = _time.time() - busy_for
-    for name, entry in found[:-keep]:
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                break  # names sort by start time: the ones after this are at least as recent
-        except OSError:
-            continue
-        shutil.rmtree(root / name, ignore_errors=True)

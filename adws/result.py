@@ -57,6 +57,8 @@ class Result:
     output_file: str | None = None
     run_dir: str | None = None
     message: str = ""
+    # What of the run could not be recorded (state store, output file, audit log): each says what was lost.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def last(self) -> Attempt | None:
@@ -80,5 +82,5 @@ class Result:
             "rule": self.decision.rule, "message": self.message, "final_text": self.final_text,
             "output_file": self.output_file, "run_dir": self.run_dir,
             "attempts": [a.to_dict() for a in self.attempts],
-            "decision": self.decision.to_dict(),
+            "decision": self.decision.to_dict(), "warnings": list(self.warnings),
         }

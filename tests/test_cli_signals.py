@@ -77,7 +77,8 @@ def test_sigterm_stops_the_agent_group_releases_the_slot_and_keeps_the_audit_rec
     assert err == "adws: interrupted by SIGTERM; the agent's processes were stopped\n"
     assert not _group_alive(agent_pid)
     [record] = audit.read(tmp_path / "audit.jsonl")
-    assert (record["success"], record["message"]) == (False, "interrupted: KeyboardInterrupt")
+    assert (record["success"], record["message"]) == (
+        False, "interrupted by SIGTERM after 1 attempt(s); the agent's processes were stopped")
     assert record["task"]["number"] == 5
     # The concurrency slot was released: the next decision can use the provider at once.
     routed = subprocess.run(

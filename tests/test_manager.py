@@ -149,9 +149,11 @@ path = "audit.jsonl"
 
 
 def claude_engine(make_engine: Callable[..., Engine], env: dict[str, str], timeout: float = 30,
-                  **kw: Any) -> Engine:
+                  threshold: int = 2, **kw: Any) -> Engine:
     env = {**env, "KEY_A": "sk-secret-aaaaaaaa", "KEY_B": "sk-secret-bbbbbbbb"}
-    return make_engine(env, CLAUDE_CONFIG.replace("TIMEOUT", str(timeout)), **kw)
+    config = CLAUDE_CONFIG.replace("TIMEOUT", str(timeout)).replace("failure_threshold = 2",
+                                                                    f"failure_threshold = {threshold}")
+    return make_engine(env, config, **kw)
 
 
 def test_claude_rate_limit_event_cools_account_until_announced_reset(
@@ -188,13 +190,23 @@ def test_crash_retries_with_bounded_backoff_then_next_tier(
     sleeps: list[float] = []
     engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), sleeps=sleeps)
     result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
-    assert [a.outcome for a in result.attempts] == ["crashed", "crashed", "crashed", "success"]
-    assert sleeps == [1.0, 2.0]  # 1 s, then 3 s capped at max_backoff_seconds = 2
-    # Three infrastructure failures opened the breaker (threshold 2): the next decision skips claude.
+    # The second crash opened the breaker (threshold 2): no retry runs into an open circuit (issue 9).
+    assert [a.outcome for a in result.attempts] == ["crashed", "crashed", "success"]
+    assert [a.action for a in result.attempts] == ["retry", "next_tier", "stop"]
+    assert sleeps == [1.0]
     decision = engine.route({"title": "t"})
     assert decision.provider == "backup"
     assert decision.skipped[0].provider == "claude"
-    assert decision.skipped[0].reason.startswith("circuit open after 3 infrastructure failures; probed again at ")
+    assert decision.skipped[0].reason.startswith("circuit open after 2 infrastructure failures; probed again at ")
+
+
+def test_retry_backoff_is_bounded(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    sleeps: list[float] = []
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), sleeps=sleeps,
+                           threshold=5)
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert [a.outcome for a in result.attempts] == ["crashed", "crashed", "crashed", "success"]
+    assert sleeps == [1.0, 2.0]  # 1 s, then 3 s capped at max_backoff_seconds = 2
 
 
 def test_breaker_probes_again_after_cooldown(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
@@ -454,5 +466,6 @@ def test_an_interrupted_run_is_audited_with_the_attempts_so_far(
     with pytest.raises(KeyboardInterrupt):
         engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
     record = audit.read(tmp_path / "audit.jsonl")[-1]
-    assert (record["success"], record["message"]) == (False, "interrupted: KeyboardInterrupt")
+    assert (record["success"], record["message"]) == (
+        False, "interrupted by SIGINT after 1 attempt(s); the agent's processes were stopped")
     assert [(a["provider"], a["account"], a["outcome"]) for a in record["attempts"]] == [("claude", "a", "auth")]

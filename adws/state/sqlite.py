@@ -21,6 +21,7 @@ Open one store per thread, and one per process after a fork.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -127,6 +128,20 @@ _SETUP_ATTEMPTS = 50
 _SETUP_BACKOFF_S = 0.02
 
 
+def _create_private(path: str) -> None:
+    """Make the store's file 0600 (its directory 0700) before SQLite opens it: SQLite creates the file with
+    the umask's permissions and gives its -wal and -shm files the same mode. An existing file is left alone."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StateStoreError(f"cannot create state store {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+
+
 def _row_usage(row: tuple[int, int, int, float, int]) -> Usage:
     requests, input_tokens, output_tokens, cost_usd, estimated = row
     return Usage(
@@ -158,7 +173,7 @@ class SqliteStore:
     def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0) -> None:
         self.path = path or DEFAULT_PATH
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         self._writes = 0  # commits by this object: data_version does not see our own
         self._seen: tuple[int, int] | None = None
         self._version = 0
