@@ -284,7 +284,7 @@ class ProviderManager:
         outcome = self.runner(RunRequest(
             argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
             stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-            secrets=command.secrets,
+            secrets=[*command.secrets, *self._scrub.secrets],  # the logs adws writes are redacted too
         ))
         # The process ran (and may have been billed): from here nothing may lose the attempt.
         now = self.clock()
@@ -393,7 +393,8 @@ class ProviderManager:
         Raises StateStoreError when the store refuses a write (full disk, damaged file).
         """
         if usage is not None:
-            self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task.key))
+            task_id = None if task.key is None else encodable(task.key)  # storable whatever the task said
+            self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task_id))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
             reset = self.accounts.next_reset(provider, account, now)
             until = verdict.reset_at or reset or now + DEFAULT_LIMIT_COOLDOWN

@@ -94,6 +94,11 @@ class Scrubber:
                           if len(line.strip()) >= MIN_PROMPT_LINE_CHARS]
         self._prompt = sorted({f for f in fragments if f}, key=len, reverse=True)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values redacted, longest first."""
+        return tuple(self._secrets)
+
     def with_secrets(self, more: Iterable[str]) -> Scrubber:
         """A scrubber that also redacts `more` (an attempt's own rendered secrets)."""
         extra = [s for s in more if s and s not in self._secrets]

@@ -89,20 +89,46 @@ def redact_argv(argv: Sequence[str], secrets: Sequence[str]) -> list[str]:
 
 
 class _Sink:
-    """One output stream: the first `cap` bytes go to a file, the last `tail_bytes` stay in memory."""
+    """One output stream: the first `cap` bytes go to a file, the last `tail_bytes` stay in memory.
 
-    __slots__ = ("_file", "_tail", "_tail_bytes", "cap", "kept", "total")
+    With `secrets`, every occurrence of one is written as *** (to the file and the tail alike), also when it
+    arrives split across reads: the last (longest secret - 1) bytes wait for the next read or `finish()`.
+    """
 
-    def __init__(self, file: BinaryIO, cap: int, tail_bytes: int) -> None:
+    __slots__ = ("_file", "_held", "_hold", "_needles", "_tail", "_tail_bytes", "cap", "fed", "kept", "total")
+
+    def __init__(self, file: BinaryIO, cap: int, tail_bytes: int, secrets: Sequence[str] = ()) -> None:
         self._file = file
         self._tail = bytearray()
         self._tail_bytes = tail_bytes
         self.cap = cap
         self.kept = 0
-        self.total = 0
+        self.total = 0  # bytes the child wrote
+        self.fed = 0  # bytes after redaction, kept or not
+        # Bytes as latin-1 text (one character per byte), so the one string redaction serves bytes too.
+        self._needles = [n for n in dict.fromkeys(_latin1(s) for s in secrets) if n]
+        self._hold = max((len(n) for n in self._needles), default=1) - 1
+        self._held = ""
 
     def feed(self, data: bytes) -> None:
         self.total += len(data)
+        if self._needles:
+            text = replace_all(self._held + data.decode("latin-1"), self._needles, REDACTED)
+            cut = len(text) - self._hold
+            self._held = text[max(cut, 0):]
+            if cut <= 0:
+                return
+            data = text[:cut].encode("latin-1")
+        self._keep(data)
+
+    def finish(self) -> None:
+        """Write what was held back for redaction (call once the stream ended)."""
+        if self._held:
+            held, self._held = self._held, ""
+            self._keep(held.encode("latin-1"))
+
+    def _keep(self, data: bytes) -> None:
+        self.fed += len(data)
         if self.kept < self.cap:
             part = data[: self.cap - self.kept]
             try:
@@ -119,7 +145,7 @@ class _Sink:
 
     @property
     def truncated(self) -> bool:
-        return self.total > self.kept
+        return self.fed > self.kept
 
     def tail_text(self) -> str:
         data = bytes(self._tail)
@@ -454,6 +480,10 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
         _close_quietly(files)
 
 
+def _latin1(secret: str) -> str:
+    return secret.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def _close_quietly(files: list[BinaryIO]) -> None:
     # Flushing the last bytes can fail on a full disk; the attempt's result matters more than its log.
     for file in files:
@@ -499,8 +529,8 @@ def _run_with_files(
         if child_end is not None:
             os.close(child_end)
 
-    out_sink = _Sink(out_file, request.output_cap, request.tail_bytes)
-    err_sink = _Sink(err_file, request.output_cap, request.tail_bytes)
+    out_sink = _Sink(out_file, request.output_cap, request.tail_bytes, request.secrets)
+    err_sink = _Sink(err_file, request.output_cap, request.tail_bytes, request.secrets)
     supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w, attempt_id)
     interrupted: str | None = None
     try:
@@ -516,6 +546,8 @@ def _run_with_files(
         _signal_group(proc.pid, signal.SIGKILL)
         end_attempt_processes(proc.pid, attempt_id)
         returncode = proc.wait()
+        out_sink.finish()
+        err_sink.finish()
     ended = clock()
     return RunOutcome(
         argv=shown,

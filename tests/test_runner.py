@@ -419,10 +419,12 @@ def test_no_secret_survives_redaction(argv: list[str], secrets: list[str]) -> No
 
 
 def test_run_redacts_its_argv_but_the_child_gets_the_real_one(tmp_path: Path) -> None:
-    argv = [PY, "-c", "import sys; print(sys.argv[1])", "--token=hunter2"]
+    argv = [PY, "-c", "import sys; print(sys.argv[1] == '--token=hun' + 'ter2', sys.argv[1])", "--token=hunter2"]
     outcome = run(make_request(tmp_path, argv, secrets=["hunter2"]))
-    assert outcome.argv == [PY, "-c", "import sys; print(sys.argv[1])", "--token=***"]
-    assert outcome.stdout_tail == "--token=hunter2\n"
+    assert outcome.argv == [*argv[:3], "--token=***"]
+    # The child got the real value; what it printed of it is redacted in the log and the tail (issue 9).
+    assert outcome.stdout_tail == "True --token=***\n"
+    assert Path(outcome.stdout_path or "").read_text() == "True --token=***\n"
 
 
 def test_spawn_error_is_redacted(tmp_path: Path) -> None:

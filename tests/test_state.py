@@ -431,7 +431,9 @@ def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StateStoreError) as exc:
         SqliteStore(str(path))
-    assert str(exc.value) == f"cannot open state store {path}: file is not a database"
+    assert str(exc.value) == (f"state store {path} is damaged or not an adws state store (file is not a "
+                              "database): move the file aside (adws starts a new one) or point [state] path / "
+                              "ADWS_STATE_PATH at another file")
 
 
 def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from adws.config.locations import format_loc
 from adws.config.messages import pydantic_problems
 from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.errors import ConfigError, Loc, Problem, TaskError, suggest
+from adws.files import unsafe_run_root
 from adws.model import (
     AccountSpec,
     BreakerSpec,
@@ -546,6 +547,10 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     if isinstance(raw_rules, list):
         rule_names |= {r["name"] for r in raw_rules if isinstance(r, dict) and isinstance(r.get("name"), str)}
     scenarios = _scenarios(cfg, validated.scenario_index, providers, rule_names, check)
+    unsafe = unsafe_run_root(str(Path(base_dir, os.path.expanduser(cfg.run.dir))))
+    if unsafe is not None:  # adws prunes old runs there: it must be a directory of its own (adws.files)
+        check.add(("run", "dir"), f'"{cfg.run.dir}" {unsafe}; point [run] dir at a directory of its own, '
+                                  'e.g. ".adws/runs"')
     if structure_problems or check.problems:
         raise ConfigError([*structure_problems, *check.problems], source)
 

@@ -21,6 +21,7 @@ Open one store per thread, and one per process after a fork.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from adws.attempt import Usage
 from adws.state.base import (
@@ -42,6 +44,7 @@ from adws.state.base import (
 )
 
 DEFAULT_PATH = ".adws/state.sqlite3"
+T = TypeVar("T")
 
 # Separate statements (not one script): executescript() would COMMIT our transaction first.
 _SCHEMA_V1 = (
@@ -142,13 +145,81 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+# -- damaged and foreign files ---------------------------------------------------------------------------
+#
+# A state file can be damaged (a corrupt page, a truncated copy), foreign (another program's database, not a
+# database at all, a directory) or from another adws (missing tables, other columns, a newer schema). Every
+# such case is one StateStoreError saying what is wrong and what to do, on every command: the schema is
+# verified when the file is opened, every SQLite error of every method is translated (`_guarded`), and a
+# stored value of the wrong type is reported as damage (`_decoded`), never a traceback.
+
+_ADVICE = "move the file aside (adws starts a new one) or point [state] path / ADWS_STATE_PATH at another file"
+
+
+def _damaged(path: str, what: str) -> StateStoreError:
+    return StateStoreError(f"state store {path} is damaged or not an adws state store ({what}): {_ADVICE}")
+
+
+def _explain(path: str, exc: sqlite3.Error) -> StateStoreError:
+    """The one-line error for a SQLite failure on `path`."""
+    text = str(exc)
+    if "disk is full" in text or "disk I/O error" in text:
+        return StateStoreError(f"state store {path}: {text}; free space on its disk (nothing was written)")
+    if "locked" in text or "busy" in text:
+        return StateStoreError(f"state store {path}: {text}")  # held by another process past busy_timeout
+    if "readonly" in text or "read-only" in text:
+        return StateStoreError(f"state store {path} is read-only for this user: {text}")
+    if "unable to open" in text:
+        kind = "a directory" if os.path.isdir(path) else "not openable"
+        return StateStoreError(f"state store {path} cannot be opened ({kind}: {text}): {_ADVICE}")
+    return _damaged(path, text)
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """`method` with every sqlite3.Error it raises turned into the store's one-line StateStoreError."""
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: object, **kwargs: object) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _explain(self.path, exc) from None
+    return wrapper
+
+
+def _decoded(path: str, convert: Callable[[], T]) -> T:
+    """`convert()` over stored values; a value of the wrong type or out of range is damage, not a bug."""
+    try:
+        return convert()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _damaged(path, f"a stored value is invalid: {exc}") from None
+
+
+_expected_columns: dict[str, tuple[str, ...]] = {}
+
+
+def expected_columns() -> dict[str, tuple[str, ...]]:
+    """Each table's columns, in order, as this adws creates them (read once from a scratch database built
+    with the migrations, so the check can never disagree with them)."""
+    if not _expected_columns:
+        scratch = sqlite3.connect(":memory:")
+        try:
+            for version in sorted(_MIGRATIONS):
+                for statement in _MIGRATIONS[version]:
+                    scratch.execute(statement)
+            for (table,) in scratch.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                _expected_columns[table] = tuple(r[1] for r in scratch.execute(f"PRAGMA table_info({table})"))
+        finally:
+            scratch.close()
+    return _expected_columns
+
+
 def _row_usage(row: tuple[int, int, int, float, int]) -> Usage:
     requests, input_tokens, output_tokens, cost_usd, estimated = row
     return Usage(
-        requests=requests,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost_usd=cost_usd,
+        requests=int(requests),
+        input_tokens=int(input_tokens),
+        output_tokens=int(output_tokens),
+        cost_usd=float(cost_usd),
         estimated=bool(estimated),
     )
 
@@ -182,12 +253,12 @@ class SqliteStore:
             # every write below says BEGIN IMMEDIATE itself.
             self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+            raise _explain(self.path, exc) from None
         try:
             self._setup()
         except sqlite3.Error as exc:
             self._conn.close()
-            raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+            raise _explain(self.path, exc) from None
         except BaseException:
             self._conn.close()
             raise
@@ -206,9 +277,15 @@ class SqliteStore:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         (found,) = self._conn.execute("PRAGMA user_version").fetchone()
         if found == SCHEMA_VERSION:
+            self._verify()
             return  # the usual case: no need to take the write lock just to open
         with self._write() as conn:
             (found,) = conn.execute("PRAGMA user_version").fetchone()
+            if found == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise _damaged(self.path, "a database of another program: it has tables but no adws schema "
+                                          "version")
+            if found < 0:
+                raise _damaged(self.path, f"schema version {found}")
             if found > SCHEMA_VERSION:
                 raise StateStoreError(
                     f"state store {self.path} has schema version {found}, this adws knows up to "
@@ -220,6 +297,18 @@ class SqliteStore:
                 for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._verify()
+
+    def _verify(self) -> None:
+        """Raise StateStoreError unless every table this adws uses is there with its columns (a file from
+        another build, or a hand-edited one, fails here and not in the middle of a run)."""
+        for table, columns in expected_columns().items():
+            found = tuple(r[1] for r in self._conn.execute(f"PRAGMA table_info({table})"))
+            if not found:
+                raise _damaged(self.path, f"table {table} is missing")
+            if found != columns:
+                raise _damaged(self.path, f"table {table} has columns {', '.join(found)}; expected "
+                                          f"{', '.join(columns)}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -236,16 +325,18 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StateStoreError(f"state store {self.path}: {exc}") from exc
+            raise _explain(self.path, exc) from None
         self._writes += 1
 
     # -- usage ---------------------------------------------------------------------------------
 
+    @_guarded
     def record_usage(self, record: UsageRecord) -> None:
         row = _usage_row(record)
         with self._write() as conn:
             conn.execute(_INSERT_USAGE, row)
 
+    @_guarded
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         """Insert many records in one transaction (bulk loads, benchmarks); returns how many.
 
@@ -256,6 +347,7 @@ class SqliteStore:
             conn.executemany(_INSERT_USAGE, rows)
         return len(rows)
 
+    @_guarded
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
     ) -> dict[tuple[str, str], Usage]:
@@ -269,17 +361,20 @@ class SqliteStore:
             until_sql = " AND u.at < ?"
             params.append(to_epoch(until, "until"))
         sql = _TOTALS.format(values=", ".join(["(?, ?)"] * len(since)), until=until_sql)
-        return {(row[0], row[1]): _row_usage(row[2:]) for row in self._conn.execute(sql, params)}
+        rows = self._conn.execute(sql, params).fetchall()
+        return _decoded(self.path, lambda: {(row[0], row[1]): _row_usage(row[2:]) for row in rows})
 
+    @_guarded
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         (at,) = self._conn.execute(
             "SELECT MIN(at) FROM usage WHERE provider = ? AND account = ? AND at >= ?",
             (provider, account, to_epoch(since, "since")),
         ).fetchone()
-        return None if at is None else from_epoch(at)
+        return None if at is None else _decoded(self.path, lambda: from_epoch(at))
 
     # -- cooldowns -----------------------------------------------------------------------------
 
+    @_guarded
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
         with self._write() as conn:
             conn.execute(
@@ -289,19 +384,24 @@ class SqliteStore:
                 (provider, account, to_epoch(cooldown.until, "Cooldown.until"), cooldown.reason),
             )
 
+    @_guarded
     def clear_cooldown(self, provider: str, account: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM cooldowns WHERE provider = ? AND account = ?", (provider, account))
 
+    @_guarded
     def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
         rows = self._conn.execute(
             "SELECT provider, account, until, reason FROM cooldowns WHERE until > ?",
             (to_epoch(now, "now"),),
         )
-        return {(p, a): Cooldown(until=from_epoch(u), reason=r) for p, a, u, r in rows}
+        found = rows.fetchall()
+        return _decoded(self.path, lambda: {(p, a): Cooldown(until=from_epoch(u), reason=str(r))
+                                            for p, a, u, r in found})
 
     # -- cursors and sticky choices ------------------------------------------------------------
 
+    @_guarded
     def next_cursor(self, key: str) -> int:
         with self._write() as conn:
             (after,) = conn.execute(
@@ -311,6 +411,7 @@ class SqliteStore:
             ).fetchone()
         return int(after) - 1
 
+    @_guarded
     def advance_cursor(self, key: str, value: int) -> None:
         with self._write() as conn:
             conn.execute(
@@ -319,14 +420,17 @@ class SqliteStore:
                 (key, value),
             )
 
+    @_guarded
     def peek_cursor(self, key: str) -> int:
         row = self._conn.execute("SELECT value FROM cursors WHERE key = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
+        return 0 if row is None else _decoded(self.path, lambda: int(row[0]))
 
+    @_guarded
     def get_sticky(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM sticky WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    @_guarded
     def set_sticky(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute(
@@ -337,18 +441,19 @@ class SqliteStore:
 
     # -- circuit breakers ----------------------------------------------------------------------
 
-    @staticmethod
-    def _breaker(state: str, failures: int, opened_at: float | None) -> BreakerState:
-        return BreakerState(
-            state=state, failures=failures, opened_at=None if opened_at is None else from_epoch(opened_at)
-        )
+    def _breaker(self, state: str, failures: int, opened_at: float | None) -> BreakerState:
+        return _decoded(self.path, lambda: BreakerState(
+            state=state, failures=int(failures), opened_at=None if opened_at is None else from_epoch(opened_at)
+        ))
 
+    @_guarded
     def get_breaker(self, provider: str) -> BreakerState:
         row = self._conn.execute(
             "SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,)
         ).fetchone()
         return BreakerState() if row is None else self._breaker(*row)
 
+    @_guarded
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         with self._write() as conn:
             row = conn.execute(
@@ -364,12 +469,14 @@ class SqliteStore:
             )
         return new
 
+    @_guarded
     def breakers(self) -> dict[str, BreakerState]:
         rows = self._conn.execute("SELECT provider, state, failures, opened_at FROM breakers")
         return {p: self._breaker(s, f, o) for p, s, f, o in rows}
 
     # -- concurrency slots -----------------------------------------------------------------------
 
+    @_guarded
     def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
         start, end = check_lease(limit, now, until)
         with self._write() as conn:
@@ -387,21 +494,26 @@ class SqliteStore:
                 )
         return taken
 
+    @_guarded
     def release_slot(self, provider: str, holder: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM slots WHERE provider = ? AND holder = ?", (provider, holder))
 
+    @_guarded
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         rows = self._conn.execute(
             "SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (to_epoch(now, "now"),)
         )
+        found = rows.fetchall()
         live: dict[str, list[datetime]] = {}
-        for provider, until in rows:
-            live.setdefault(provider, []).append(from_epoch(until))
+        ends = _decoded(self.path, lambda: [from_epoch(until) for _, until in found])
+        for (provider, _), end in zip(found, ends, strict=True):
+            live.setdefault(provider, []).append(end)
         return {provider: tuple(ends) for provider, ends in live.items()}
 
     # -- change detection ----------------------------------------------------------------------
 
+    @_guarded
     def version(self) -> int:
         # data_version moves when another connection commits; our own commits are counted in _writes.
         (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
