@@ -65,8 +65,14 @@ def open_private_append(path: str | os.PathLike[str]) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      0o600)
     except OSError as exc:
-        if os.path.islink(path):
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            raise exc from None
+        if stat.S_ISLNK(mode):
             raise OSError(exc.errno, "it is a symbolic link, which adws does not follow") from None
+        if not stat.S_ISREG(mode):  # a FIFO without a reader (ENXIO), a socket, a device
+            raise OSError(exc.errno, "it is not a regular file") from None
         raise
     info = os.fstat(fd)
     problem = None

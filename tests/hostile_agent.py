@@ -10,6 +10,7 @@ Usage: hostile_agent.py MODE [PROMPT]. The prompt is argv[2] when given, else st
   daemon_hang   the same, then sleep until killed
   hang          write own pid to $HOSTILE_PIDFILE, sleep until killed
   big           print $HOSTILE_BYTES bytes on stdout, exit 0
+  fill          fill the file system of $HOSTILE_FILL with one file until it is full, print "done", exit 0
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def main() -> int:
                 fh.write(f"{os.getpid()}\n")
         print("working", flush=True)
         time.sleep(300)
+        return 0
+    if mode == "fill":
+        try:
+            with open(os.environ["HOSTILE_FILL"], "wb") as fh:
+                while True:
+                    fh.write(b"\0" * 4096)
+                    fh.flush()
+        except OSError:
+            pass
+        print("done")
         return 0
     if mode == "big":
         sys.stdout.write("x" * int(os.environ["HOSTILE_BYTES"]))
