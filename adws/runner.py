@@ -217,6 +217,7 @@ _ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
 
 ATTEMPT_ID_ENV = "ADWS_ATTEMPT_ID"
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+REAP_WAIT_SECONDS = 1.0  # how long killed orphans get to die before we stop waiting to reap them
 _TREE_ROUNDS = 10  # kill-and-rescan rounds: a process forking while we scan is caught by the next round
 _subreaper: bool | None = None
 
@@ -293,28 +294,52 @@ def attempt_processes(leader: int, attempt_id: str) -> tuple[set[int], set[int]]
     return found - zombies, {pid for pid in zombies if table[pid][0] == me}
 
 
-def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> None:
-    """`sig` to the leader's process group and to every other process of the attempt."""
+def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> set[int]:
+    """`sig` to the leader's process group and to every other process of the attempt; returns those others
+    (once dead they can no longer be recognised, but adws must still reap them)."""
     _signal_group(leader, sig)
     running, _ = attempt_processes(leader, attempt_id)
     for pid in running:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
+    return running
 
 
-def end_attempt_processes(leader: int, attempt_id: str) -> None:
-    """SIGKILL every process of the attempt but the leader, until none runs; reap those re-parented to us."""
+def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | None = None) -> None:
+    """SIGKILL every process of the attempt but the leader, until none runs; reap those re-parented to us,
+    including `signalled` (processes of the attempt signalled earlier, e.g. on its timeout).
+
+    Bounded: at most _TREE_ROUNDS scans, and REAP_WAIT_SECONDS for the killed ones to die.
+    """
+    killed: set[int] = set(signalled or ())
     for _ in range(_TREE_ROUNDS):
         running, zombies = attempt_processes(leader, attempt_id)
         for pid in running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        for pid in zombies:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+        killed |= running | zombies
+        _reap(killed)
         if not running:
-            return
+            break
         time.sleep(0.01)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
+    deadline = time.monotonic() + REAP_WAIT_SECONDS
+    while killed and time.monotonic() < deadline:
+        time.sleep(0.01)
+        _reap(killed)
+
+
+def _reap(pids: set[int]) -> None:
+    """Reap those of `pids` that are our children and have died; forget those that are not our children (their
+    own parent reaps them) or are gone. A zombie has no environment left to show its marker, so the pids
+    killed are remembered rather than found again."""
+    for pid in list(pids):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pids.discard(pid)
+            continue
+        if done:
+            pids.discard(pid)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -334,6 +359,7 @@ class _Supervisor:
                  attempt_id: str) -> None:
         self.pid = pid
         self.attempt_id = attempt_id
+        self.signalled: set[int] = set()  # processes of the attempt outside its group that were signalled
         self.request = request
         self.sinks = sinks
         self.open_reads = set(sinks)
@@ -400,7 +426,7 @@ class _Supervisor:
         if self.phase is _Phase.RUNNING:
             self.timed_out = True  # only the leader overrunning is a timeout; a lingering grandchild is not
         sig, self.phase = step
-        _signal_tree(self.pid, self.attempt_id, sig)
+        self.signalled |= _signal_tree(self.pid, self.attempt_id, sig)
         wait = self.request.grace if self.phase is _Phase.TERMINATING else KILL_WAIT_SECONDS
         self.deadline = time.monotonic() + wait
         return True
@@ -544,7 +570,7 @@ def _run_with_files(
         # the (exited or killed) leader: no process of an attempt may outlive it. The leader is not reaped
         # yet, so the group id cannot have been reused.
         _signal_group(proc.pid, signal.SIGKILL)
-        end_attempt_processes(proc.pid, attempt_id)
+        end_attempt_processes(proc.pid, attempt_id, supervisor.signalled)
         returncode = proc.wait()
         out_sink.finish()
         err_sink.finish()

@@ -10,6 +10,7 @@ Usage: hostile_agent.py MODE [PROMPT]. The prompt is argv[2] when given, else st
   daemon_hang   the same, then sleep until killed
   hang          write own pid to $HOSTILE_PIDFILE, sleep until killed
   big           print $HOSTILE_BYTES bytes on stdout, exit 0
+  gate          append own pid to $HOSTILE_PIDFILE, wait (at most 60 s) until the file $HOSTILE_GATE exists, exit 0
   fill          fill the file system of $HOSTILE_FILL with one file until it is full, print "done", exit 0
 """
 
@@ -66,6 +67,14 @@ def main() -> int:
                 fh.write(f"{os.getpid()}\n")
         print("working", flush=True)
         time.sleep(300)
+        return 0
+    if mode == "gate":
+        with open(os.environ["HOSTILE_PIDFILE"], "a", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.environ["HOSTILE_GATE"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print("done")
         return 0
     if mode == "fill":
         try:

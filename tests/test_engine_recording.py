@@ -170,8 +170,8 @@ def test_injected_store_failures_after_the_run_become_warnings(tmp_path: Path) -
 
 
 def test_a_store_failure_between_attempts_returns_the_result_so_far(tmp_path: Path) -> None:
-    text = config_text("echo_prompt").replace('[providers.backup]\ncommand_template', '[providers.backup]\nmax_concurrency = 1\n'
-                        'command_template')
+    text = config_text("echo_prompt").replace("[providers.backup]\ncommand_template",
+                                              "[providers.backup]\nmax_concurrency = 1\ncommand_template")
     eng = engine(tmp_path, text)
 
     def refuse(*args: object, **kwargs: object) -> bool:

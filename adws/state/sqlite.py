@@ -156,13 +156,26 @@ def _create_private(path: str) -> None:
 _ADVICE = "move the file aside (adws starts a new one) or point [state] path / ADWS_STATE_PATH at another file"
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    """SQLite's message on one line (a damaged schema is quoted with its newlines), at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _damaged(path: str, what: str) -> StateStoreError:
-    return StateStoreError(f"state store {path} is damaged or not an adws state store ({what}): {_ADVICE}")
+    return StateStoreError(f"state store {path} is damaged or not an adws state store ({_one_line(what)}): "
+                           f"{_ADVICE}")
 
 
-def _explain(path: str, exc: sqlite3.Error) -> StateStoreError:
+# What reading a damaged file can raise: SQLite's errors, and text in the file that is not UTF-8.
+_FAILURES = (sqlite3.Error, UnicodeDecodeError)
+
+
+def _explain(path: str, exc: sqlite3.Error | UnicodeDecodeError) -> StateStoreError:
     """The one-line error for a SQLite failure on `path`."""
-    text = str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return _damaged(path, "it holds text that is not UTF-8")
+    text = _one_line(str(exc))
     if "disk is full" in text or "disk I/O error" in text:
         return StateStoreError(f"state store {path}: {text}; free space on its disk (nothing was written)")
     if "locked" in text or "busy" in text:
@@ -181,7 +194,7 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     def wrapper(self: SqliteStore, *args: object, **kwargs: object) -> T:
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
+        except _FAILURES as exc:
             raise _explain(self.path, exc) from None
     return wrapper
 
@@ -252,11 +265,11 @@ class SqliteStore:
             # isolation_level=None: the sqlite3 module must not open transactions behind our back;
             # every write below says BEGIN IMMEDIATE itself.
             self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
-        except sqlite3.Error as exc:
+        except _FAILURES as exc:
             raise _explain(self.path, exc) from None
         try:
             self._setup()
-        except sqlite3.Error as exc:
+        except _FAILURES as exc:
             self._conn.close()
             raise _explain(self.path, exc) from None
         except BaseException:
@@ -324,7 +337,7 @@ class SqliteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except _FAILURES as exc:
             raise _explain(self.path, exc) from None
         self._writes += 1
 
