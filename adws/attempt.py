@@ -57,6 +57,8 @@ class RunOutcome:
     stderr_bytes: int
     truncated: bool  # True when the output cap dropped bytes from a file
     spawn_error: str | None = None  # e.g. "executable not found: claude"
+    idle_timed_out: bool = False  # timed_out because no output came for `idle_timeout` (then timed_out is True)
+    idle_ms: int = 0  # the silence that ended it, in ms (only with idle_timed_out)
     interrupted: str | None = None  # the signal that stopped adws while the child ran ("SIGTERM"); it was ended
 
 
@@ -72,6 +74,10 @@ class ParsedOutput:
     rate_limited: bool = False  # the output carried a rate-limit event / rejection
     well_formed: bool = True  # False when the declared format could not be read at all
     notes: list[str] = field(default_factory=list)
+    # The class a structured field of the output names (Copilot errorType, Gemini's fatal exit code, OpenCode's
+    # error name, Claude's terminal_reason, Cline's errorClass): read before any pattern over text.
+    declared: OutcomeClass | None = None
+    requests: int | None = None  # requests the CLI reports the attempt used (Copilot premiumRequests)
 
 
 @dataclass(frozen=True, slots=True)

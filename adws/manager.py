@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from adws import breaker, interrupts
-from adws.accounts import StatefulAccounts
+from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, classify, compile_pattern, pattern_chain
+from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
-from adws.errors import AdwsError, RenderError
+from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
 from adws.model import Account, CompiledConfig, ProviderSpec
-from adws.parsers import parse_output
+from adws.parsers import read_output
 from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, secret_values
 from adws.result import Attempt, Result
 from adws.runner import RunRequest
@@ -143,7 +143,8 @@ class ProviderManager:
                               "the agent's processes were stopped")
             raise
         except BaseException as exc:
-            result.message = f"stopped after {len(result.attempts)} attempt(s) by {type(exc).__name__}: {exc}"
+            result.message = ("cancelled; the agent's process group was ended" if isinstance(exc, RunCancelled)
+                              else f"stopped after {len(result.attempts)} attempt(s) by {type(exc).__name__}: {exc}")
             raise
 
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
@@ -181,9 +182,14 @@ class ProviderManager:
                         reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
                         result.attempts.append(self._unavailable(step, provider, account.shown, reason))
                         return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                    tried = self._attempt(
-                        task, step, provider, account, prompt, workdir, run_dir,
-                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                    try:
+                        tried = self._attempt(
+                            task, step, provider, account, prompt, workdir, run_dir,
+                            f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                    except RunCancelled as stop:
+                        if isinstance(stop.attempt, Attempt):
+                            result.attempts.append(stop.attempt)
+                        raise
                 attempt = tried.attempt
                 result.attempts.append(attempt)
                 result.warnings.extend(tried.warnings)
@@ -281,11 +287,24 @@ class ProviderManager:
             attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
                               self._scrub.text(reason), None, None, 0, None, [], started, "")
             return Tried(attempt, None, None, ran=False)
-        outcome = self.runner(RunRequest(
-            argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
-            stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-            secrets=[*command.secrets, *self._scrub.secrets],  # the logs adws writes are redacted too
-        ))
+        try:
+            outcome = self.runner(RunRequest(
+                argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
+                stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
+                secrets=[*command.secrets, *self._scrub.secrets],  # the logs adws writes are redacted too
+                idle_timeout=provider.idle_timeout,
+            ))
+        except RunCancelled as stop:
+            # Recorded, but not judged: a cancellation says nothing about the account or the provider (no
+            # usage, cooldown or breaker step).
+            if isinstance(stop.outcome, RunOutcome):
+                ended = stop.outcome
+                stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
+                                       "cancelled: the run was cancelled and the agent's process group ended",
+                                       ended.exit_code, ended.signal, ended.duration_ms, None,
+                                       [self._scrub.with_secrets(command.secrets).text(a) for a in command.shown],
+                                       started, "stop", None, ended.stdout_path, ended.stderr_path)
+            raise
         # The process ran (and may have been billed): from here nothing may lose the attempt.
         now = self.clock()
         scrub = self._scrub.with_secrets(command.secrets)
@@ -363,16 +382,11 @@ class ProviderManager:
 
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
-        parsed = parse_output(provider.output_format, outcome.stdout_tail, now)
-        if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
-            # Some CLIs (Gemini's JSON mode) print their structured error on stderr instead.
-            on_stderr = parse_output(provider.output_format, outcome.stderr_tail, now)
-            if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None:
-                parsed = on_stderr
+        parsed = read_output(provider.output_format, outcome, now)
         verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
         usage = None
         if outcome.spawn_error is None:
-            usage = parsed.usage or self._estimate(step, provider, prompt, outcome)
+            usage = booked_usage(verdict, parsed, lambda: self._estimate(step, provider, prompt, outcome))
         return Interpretation(verdict, parsed.final_text, usage)
 
     def _estimate(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome) -> Usage:
@@ -388,7 +402,8 @@ class ProviderManager:
 
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
                 verdict: Classification, usage: Usage | None, now: datetime, *, counts: bool = True) -> None:
-        """Usage, the account's cooldown after a limit, and (`counts`) the provider's breaker transition.
+        """Usage, the account's cooldown after a limit or rejected credentials, and (`counts`) the breaker
+        transition.
 
         Raises StateStoreError when the store refuses a write (full disk, damaged file).
         """
@@ -402,6 +417,8 @@ class ProviderManager:
                 until = min(until, reset)  # never outlive the period reset that ends the limit
             if until > now:
                 self.store.set_cooldown(provider.name, account.name, Cooldown(until, verdict.outcome.value))
+        elif verdict.outcome is OutcomeClass.AUTH:  # not chosen first again while its key stays the rejected one
+            self.store.set_cooldown(provider.name, account.name, credential_cooldown(account, self.environ, now))
         if counts:
             breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
                            self.config.breaker)

@@ -153,8 +153,9 @@ def test_cli_json_and_human_output_are_redacted(tmp_path: Path, capsys: pytest.C
     (tmp_path / "p.txt").write_text("do it", encoding="utf-8")
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
     for flag in (["--json"], []):
+        # A fresh store each time: the first run's auth failures cool the accounts until their keys change.
+        monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / f"state{len(flag)}.sqlite3"))
         code = main(["run", "--config", str(tmp_path / "c.toml"), "--task-json", '{"id": "x"}', "--prompt-file",
                      str(tmp_path / "p.txt"), "--workdir", str(tmp_path), *flag])
         out, err = capsys.readouterr()

@@ -177,6 +177,9 @@ class ProviderConfig(StrictModel):
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(1800.0, gt=0, description="Seconds before the process group is terminated.")
     kill_grace: float = Field(10.0, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    idle_timeout: float | None = Field(
+        None, gt=0, description="Seconds without output on stdout or stderr before the attempt ends as a timeout."
+    )
     prompt: PromptMode = "file"
     output_format: str = "text"
     max_concurrency: int | None = Field(None, ge=1)
@@ -196,7 +199,11 @@ class ProviderConfig(StrictModel):
 
 class StateConfig(StrictModel):
     backend: str = "sqlite"
-    path: str = ".adws/state.sqlite3"
+    path: str = Field(".adws/state.sqlite3", description="The SQLite file (backend sqlite).")
+    url: str | None = Field(None, description="The Redis server, redis://[:password@]host:port/db or rediss:// "
+                            "(backend redis); ADWS_STATE_URL overrides it.")
+    key_prefix: str = Field("adws:", min_length=1, description="Prefix of every Redis key: fleets sharing a "
+                            "server use different ones.")
 
 
 class AuditConfig(StrictModel):
