@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from adws.errors import AdwsError
+from adws.redact import encode_text
 
 __all__ = ["MARKER", "RUN_NAME", "check_run_root", "is_run_dir", "make_private_dir", "make_run_dir",
            "open_private_append", "prune_runs", "unsafe_run_root", "write_private"]
@@ -40,10 +41,7 @@ def make_private_dir(path: Path) -> None:
 def write_private(path: Path, text: str) -> None:
     """Write `text` (UTF-8; lone surrogates as their escape bytes) to a new or truncated 0600 file, never through
     a symbolic link. Raises OSError (a full disk: ENOSPC) with the file left behind possibly short."""
-    try:
-        data = text.encode("utf-8", "surrogateescape")  # bytes an agent wrote that were not UTF-8 go back as-is
-    except UnicodeEncodeError:
-        data = text.encode("utf-8", "backslashreplace")
+    data = encode_text(text)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, 0o600)

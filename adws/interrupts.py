@@ -16,6 +16,7 @@ still turns a KeyboardInterrupt during the wait into a recorded, interrupted att
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -64,9 +65,19 @@ def _raise_pending() -> None:
         raise KeyboardInterrupt(name)
 
 
+def _main_thread() -> bool:
+    # Python runs signal handlers in the main thread only: a worker thread (Engine.arun, a thread pool) has
+    # nothing to hold, and must not move the main thread's count.
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextmanager
 def shielded() -> Iterator[None]:
-    """Hold stop signals for the block; one that arrived is raised as KeyboardInterrupt when it ends."""
+    """Hold stop signals for the block; one that arrived is raised as KeyboardInterrupt when it ends.
+    Outside the main thread: no effect."""
+    if not _main_thread():
+        yield
+        return
     _state.depth += 1
     try:
         yield
@@ -77,7 +88,11 @@ def shielded() -> Iterator[None]:
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """Let stop signals through for the block, even inside a shield (a held one is raised on entry)."""
+    """Let stop signals through for the block, even inside a shield (a held one is raised on entry).
+    Outside the main thread: no effect."""
+    if not _main_thread():
+        yield
+        return
     depth, _state.depth = _state.depth, 0
     try:
         _raise_pending()

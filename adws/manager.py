@@ -37,7 +37,7 @@ from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
 from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
-from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, secret_values
+from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
 from adws.result import Attempt, Result
 from adws.runner import RunRequest
 from adws.runner import run as run_process
@@ -375,7 +375,7 @@ class ProviderManager:
         secrets += [v for k, v in env.items()
                     if k in account.env and SECRET_NAME.search(k) and len(v) >= MIN_SECRET_CHARS]
         _check_receivable(provider, argv, env)
-        stdin = prompt.encode("utf-8", "surrogateescape") if provider.prompt == "stdin" else None
+        stdin = encode_text(prompt) if provider.prompt == "stdin" else None
         return Command(argv, env, stdin, secrets, shown)
 
     # step 2 ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["MIN_SECRET_CHARS", "PROMPT_MARK", "REDACTED", "SECRET_NAME", "Scrubber", "dumps", "encodable",
-           "replace_all", "secret_values"]
+           "encode_text", "replace_all", "secret_values"]
 
 REDACTED = "***"
 PROMPT_MARK = "<prompt>"
@@ -41,6 +41,15 @@ def encodable(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def encode_text(text: str) -> bytes:
+    """UTF-8 bytes of `text` for a file or a pipe: bytes that came in undecodable (surrogate escapes) go back
+    as they were; a lone surrogate that no encoder takes is written as its backslash escape."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
 
 
 def secret_values(environ: Mapping[str, str], named: Iterable[str] = ()) -> list[str]:

@@ -193,3 +193,19 @@ def test_an_audit_log_that_cannot_be_written_says_what_was_lost(tmp_path: Path,
     [warning] = result.warnings
     assert warning.endswith("this task's record (1 attempt(s), 1 started, succeeded) is not in the audit log")
     assert capsys.readouterr().err == f"adws: {warning}\n"
+
+
+@pytest.mark.parametrize("how", ["stdin", "file", "arg"])
+def test_a_prompt_with_a_lone_surrogate_never_crashes_a_run(tmp_path: Path, how: str) -> None:
+    text = config_text("ok")
+    if how == "stdin":
+        text = text.replace(', "{{ prompt | trim }}"]\nprompt = "arg"', ']\nprompt = "stdin"')
+    elif how == "file":
+        text = _file_prompt(text)
+    result = engine(tmp_path, text).run({"id": "t"}, prompt=f"fix {SURROGATE} now", workdir=tmp_path)
+    first = result.attempts[0]
+    if how == "arg":  # no program can receive it as an argument: a clear error attempt, nothing ran
+        assert first.outcome == "error" and "lone surrogate" in first.reason and first.exit_code is None
+    else:  # a pipe or a file takes it, written as its escape
+        assert first.outcome == "success"
+    assert audit.read(tmp_path / "audit.jsonl")[0]["attempts"][0]["outcome"] == first.outcome
