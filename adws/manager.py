@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from adws import breaker, interrupts
 from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
+from adws.classify import booked_usage, classify
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
@@ -39,6 +39,7 @@ from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
 from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
 from adws.result import Attempt, Result
+from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
 from adws.state.base import Cooldown, StateStore, StateStoreError, UsageRecord
@@ -58,7 +59,6 @@ SLOT_LEASE_MARGIN = timedelta(seconds=60)
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +116,6 @@ class ProviderManager:
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
         self._key_vars = frozenset(key_variables(config))
-        self._patterns: dict[str, tuple[Pattern, ...]] = {
-            name: pattern_chain([compile_pattern(regex, outcome) for regex, outcome in p.patterns])
-            for name, p in config.providers.items()
-        }
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -202,8 +198,7 @@ class ProviderManager:
                 result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
                 attempt.action = "stop"
                 return True
-            action = provider.actions.get(OutcomeClass(attempt.outcome)) or \
-                self.config.actions.get(OutcomeClass(attempt.outcome), "next_tier")
+            action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
             if action in ("retry", "next_account") and self._breaker_opened(provider, attempt):
@@ -383,7 +378,7 @@ class ProviderManager:
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
         parsed = read_output(provider.output_format, outcome, now)
-        verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
+        verdict = classify(outcome, parsed, provider.failure_patterns, now=now)
         usage = None
         if outcome.spawn_error is None:
             usage = booked_usage(verdict, parsed, lambda: self._estimate(step, provider, prompt, outcome))
