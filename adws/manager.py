@@ -317,6 +317,9 @@ class ProviderManager:
         except StateStoreError as exc:
             warnings.append(f"{provider.name}/{account.name}: usage, cooldown and breaker not recorded in the "
                             f"state store: {exc}")
+        if text is not None:
+            # The answer keeps any prompt text it quotes (it is not the audit log), but never a secret.
+            text = Scrubber(scrub.secrets).text(text)
         written: str | None = None
         if verdict.outcome == OutcomeClass.SUCCESS and text is not None:
             written = str(output_file)
@@ -331,7 +334,7 @@ class ProviderManager:
                           outcome.exit_code, outcome.signal, outcome.duration_ms, usage,
                           [scrub.text(arg) for arg in command.shown], started, "", verdict.reset_at,
                           outcome.stdout_path, outcome.stderr_path)
-        return Tried(attempt, None if text is None else scrub.text(text), written, ran=True,
+        return Tried(attempt, text, written, ran=True,
                      warnings=tuple(scrub.text(w) for w in warnings), interrupted=outcome.interrupted)
 
     # step 1 ---------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 Usage: hostile_agent.py MODE [PROMPT]. The prompt is argv[2] when given, else standard input. Modes:
   ok            print "done", exit 0
+  leak          answer "done; the key was $H_API_KEY" and quote the prompt, exit 0
   echo_secret   print every environment value whose name ends in KEY or TOKEN into an error, exit 1
   echo_prompt   print "error: could not handle: <prompt>" on stderr, exit 1
   env           print the environment as JSON (values reversed), exit 0
@@ -42,6 +43,9 @@ def main() -> int:
     prompt = sys.argv[2] if len(sys.argv) > 2 else sys.stdin.read()
     if mode == "ok":
         print("done")
+        return 0
+    if mode == "leak":
+        print(f"done; the key was {os.environ.get('H_API_KEY')}; you asked: {prompt}")
         return 0
     if mode == "echo_secret":
         for name, value in os.environ.items():

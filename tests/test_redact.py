@@ -182,3 +182,12 @@ def test_redaction_survives_a_secret_split_across_reads(tmp_path: Path) -> None:
                              out_dir=tmp_path / "o", timeout=30, secrets=[secret]))
     assert Path(outcome.stdout_path or "").read_text() == REDACTED
     assert outcome.stdout_tail == REDACTED and not outcome.truncated
+
+
+def test_an_answer_holding_a_key_is_redacted_in_the_result_and_output_file(tmp_path: Path) -> None:
+    prompt = "Summarise the incident report for the on-call channel"
+    result = engine(tmp_path, config_text("leak")).run({"id": "t"}, prompt=prompt, workdir=tmp_path)
+    assert result.success and result.final_text is not None
+    assert result.final_text.startswith("done; the key was ***; you asked: Summarise the incident")  # prompt kept
+    assert Path(result.output_file or "").read_text(encoding="utf-8") == result.final_text
+    assert SECRETS["KEY_A"] not in _all_text(tmp_path)
