@@ -310,7 +310,12 @@ class ProviderManager:
                                      "while the agent ran; its processes were ended")
             text, usage = None, self._estimate(step, provider, prompt, outcome)
         else:
-            verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
+            try:
+                verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
+            except Exception as exc:  # a parser's bug must not lose an attempt that ran
+                verdict = Classification(OutcomeClass.BAD_OUTPUT, f"adws could not read this output "
+                                         f"({type(exc).__name__}: {exc}); see {outcome.stdout_path}")
+                text, usage = None, self._estimate(step, provider, prompt, outcome)
         try:
             self._record(provider, account, step, task, verdict, usage, now,
                          counts=outcome.interrupted is None)  # adws being stopped is not the provider failing

@@ -209,3 +209,16 @@ def test_a_prompt_with_a_lone_surrogate_never_crashes_a_run(tmp_path: Path, how:
     else:  # a pipe or a file takes it, written as its escape
         assert first.outcome == "success"
     assert audit.read(tmp_path / "audit.jsonl")[0]["attempts"][0]["outcome"] == first.outcome
+
+
+def test_a_parser_that_fails_on_an_output_does_not_lose_the_attempt(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr("adws.manager.read_output", broken)
+    result = engine(tmp_path, config_text("ok")).run({"id": "t"}, prompt="go", workdir=tmp_path)
+    first = result.attempts[0]
+    assert first.outcome == "bad_output" and "IndexError: list index out of range" in first.reason
+    assert first.usage is not None and first.usage.estimated  # what ran is booked
+    assert audit.read(tmp_path / "audit.jsonl")[0]["attempts"][0]["outcome"] == "bad_output"
