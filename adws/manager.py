@@ -304,18 +304,7 @@ class ProviderManager:
         now = self.clock()
         scrub = self._scrub.with_secrets(command.secrets)
         warnings: list[str] = []
-        usage: Usage | None
-        if outcome.interrupted is not None:
-            verdict = Classification(OutcomeClass.ERROR, f"interrupted by {outcome.interrupted}: adws was stopped "
-                                     "while the agent ran; its processes were ended")
-            text, usage = None, self._estimate(step, provider, prompt, outcome)
-        else:
-            try:
-                verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
-            except Exception as exc:  # a parser's bug must not lose an attempt that ran
-                verdict = Classification(OutcomeClass.BAD_OUTPUT, f"adws could not read this output "
-                                         f"({type(exc).__name__}: {exc}); see {outcome.stdout_path}")
-                text, usage = None, self._estimate(step, provider, prompt, outcome)
+        verdict, text, usage = self._verdict(step, provider, prompt, outcome, now)
         try:
             self._record(provider, account, step, task, verdict, usage, now,
                          counts=outcome.interrupted is None)  # adws being stopped is not the provider failing
@@ -325,16 +314,9 @@ class ProviderManager:
         if text is not None:
             # The answer keeps any prompt text it quotes (it is not the audit log), but never a secret.
             text = Scrubber(scrub.secrets).text(text)
-        written: str | None = None
+        written = None
         if verdict.outcome == OutcomeClass.SUCCESS and text is not None:
-            written = str(output_file)
-            if not output_file.exists():  # the agent may have written it itself ({{ output_file }})
-                try:
-                    write_private(output_file, text)
-                except OSError as exc:
-                    written = None
-                    warnings.append(f"{output_file} not written ({exc.strerror or exc}); the final text is in "
-                                    "the result")
+            written = _write_output(output_file, text, warnings)
         attempt = Attempt(provider.name, step.model, account.shown, verdict.outcome.value, scrub.text(verdict.reason),
                           outcome.exit_code, outcome.signal, outcome.duration_ms, usage,
                           [scrub.text(arg) for arg in command.shown], started, "", verdict.reset_at,
@@ -382,6 +364,20 @@ class ProviderManager:
         return Command(argv, env, stdin, secrets, shown)
 
     # step 2 ---------------------------------------------------------------------------------------------------
+
+    def _verdict(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
+                 now: datetime) -> Interpretation:
+        """`_interpret`, or what an interrupted attempt or an output adws fails to read means: never raises."""
+        if outcome.interrupted is not None:
+            verdict = Classification(OutcomeClass.ERROR, f"interrupted by {outcome.interrupted}: adws was stopped "
+                                     "while the agent ran; its processes were ended")
+            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome))
+        try:
+            return self._interpret(step, provider, prompt, outcome, now)
+        except Exception as exc:  # a parser's bug must not lose an attempt that ran
+            verdict = Classification(OutcomeClass.BAD_OUTPUT, f"adws could not read this output "
+                                     f"({type(exc).__name__}: {exc}); see {outcome.stdout_path}")
+            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome))
 
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
@@ -459,6 +455,19 @@ def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str,
                 f"an argument of {size} bytes is over Linux's 128 KiB limit for one argument; set prompt = "
                 f"\"stdin\" or \"file\" for provider {provider.name} (and use {{{{ prompt_file }}}} instead of "
                 f"{{{{ prompt }}}})")
+
+
+def _write_output(path: Path, text: str, warnings: list[str]) -> str | None:
+    """The final text in `path` (unless the agent wrote it itself, via {{ output_file }}); where it is, or None
+    with a line in `warnings` when the disk refused it (the text is still in the result)."""
+    if path.exists():
+        return str(path)
+    try:
+        write_private(path, text)
+    except OSError as exc:
+        warnings.append(f"{path} not written ({exc.strerror or exc}); the final text is in the result")
+        return None
+    return str(path)
 
 
 def _safe(text: str) -> str:
