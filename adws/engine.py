@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws import audit
+from adws import audit, interrupts
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.config import load_config
@@ -238,7 +238,11 @@ class Engine:
         finally:
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
             if result.run_dir is not None and config.audit_enabled:
-                self._audit(task, result, prompt, config)
+                try:
+                    with interrupts.shielded():  # a stop signal now waits for the record to be written
+                        self._audit(task, result, prompt, config)
+                except KeyboardInterrupt as exc:
+                    raise Interrupted(str(exc) or "SIGINT", result) from None
 
     def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
         from adws.manager import scrubber_for

@@ -111,3 +111,26 @@ def test_interruptible_lets_a_held_signal_through_at_once() -> None:
                 pytest.fail("not reached: the held signal is raised on entry")
     finally:
         restore()
+
+
+def test_a_signal_while_the_audit_record_is_written_waits_for_it(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws.errors import Interrupted
+    from tests.hostile import engine
+
+    real = audit.append
+
+    def append_while_signalled(path: object, record: object) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)  # arrives in the middle of writing the record
+        real(path, record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("adws.audit.append", append_while_signalled)
+    restore = interrupts.install((signal.SIGUSR1,))
+    try:
+        with pytest.raises(Interrupted) as exc:
+            engine(tmp_path, config_text("ok")).run({"id": "t"}, prompt="go", workdir=tmp_path)
+    finally:
+        restore()
+    assert exc.value.signal == "SIGUSR1" and exc.value.result.success  # type: ignore[attr-defined]
+    [record] = audit.read(tmp_path / "audit.jsonl")
+    assert record["success"] is True
