@@ -222,3 +222,16 @@ def test_a_parser_that_fails_on_an_output_does_not_lose_the_attempt(tmp_path: Pa
     assert first.outcome == "bad_output" and "IndexError: list index out of range" in first.reason
     assert first.usage is not None and first.usage.estimated  # what ran is booked
     assert audit.read(tmp_path / "audit.jsonl")[0]["attempts"][0]["outcome"] == "bad_output"
+
+
+def test_run_many_prints_unencodable_task_text(cli_env: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    tasks = cli_env / "tasks.jsonl"
+    # Distinct ids (run-many refuses the same task twice), each keeping its unencodable text.
+    items = [{"task": {**task, "id": f"{task['id']}-{n}"}, "prompt": "go"} for n, task in enumerate(HOSTILE_TASKS[:5])]
+    tasks.write_text("\n".join(json.dumps(item) for item in items), encoding="utf-8")
+    code = main(["run-many", "--config", str(cli_env / "c.toml"), "--tasks", str(tasks), "--workdir", str(cli_env),
+                 "--json", "--quiet"])
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err and code == 0, err
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert sorted(p["index"] for p in printed) == [0, 1, 2, 3, 4] and all(p["success"] for p in printed)

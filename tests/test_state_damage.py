@@ -165,3 +165,17 @@ def test_fuzz_many_corrupted_stores_never_raise_anything_but_the_one_error(tmp_p
         for suffix in ("-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     assert sum(outcomes.values()) == FUZZ_FILES and outcomes["refused"] > 0
+
+
+def test_the_schema_check_is_safe_from_many_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run-many opens stores from its workers at once: the schema table is built once per process, safely."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from adws.state import sqlite as sqlite_module
+
+    path = tmp_path / "state.sqlite3"
+    SqliteStore(str(path)).close()
+    for _ in range(5):
+        monkeypatch.setattr(sqlite_module, "_expected_columns", None)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: SqliteStore(str(path)).close(), range(16)))

@@ -212,22 +212,26 @@ def _decoded(path: str, convert: Callable[[], T]) -> T:
         raise _damaged(path, f"a stored value is invalid: {exc}") from None
 
 
-_expected_columns: dict[str, tuple[str, ...]] = {}
+_expected_columns: dict[str, tuple[str, ...]] | None = None
 
 
 def expected_columns() -> dict[str, tuple[str, ...]]:
     """Each table's columns, in order, as this adws creates them (read once from a scratch database built
-    with the migrations, so the check can never disagree with them)."""
-    if not _expected_columns:
+    with the migrations, so the check can never disagree with them). Safe from several threads: the finished
+    table is published in one assignment."""
+    global _expected_columns
+    if _expected_columns is None:
+        found: dict[str, tuple[str, ...]] = {}
         scratch = sqlite3.connect(":memory:")
         try:
             for version in sorted(_MIGRATIONS):
                 for statement in _MIGRATIONS[version]:
                     scratch.execute(statement)
             for (table,) in scratch.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-                _expected_columns[table] = tuple(r[1] for r in scratch.execute(f"PRAGMA table_info({table})"))
+                found[table] = tuple(r[1] for r in scratch.execute(f"PRAGMA table_info({table})"))
         finally:
             scratch.close()
+        _expected_columns = found
     return _expected_columns
 
 
