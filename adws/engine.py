@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from adws import audit, interrupts
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.decision import Decision
 from adws.errors import AdwsError, ConfigError, Interrupted, Problem, TaskError
 from adws.events import Event, EventKind, announce
-from adws.model import CompiledConfig
 from adws.redact import Scrubber, encodable, secret_values
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.result import Result

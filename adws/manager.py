@@ -32,11 +32,11 @@ from adws import breaker, interrupts
 from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify
+from adws.compiled import Account, CompiledConfig, ProviderSpec
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
 from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
-from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
 from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
 from adws.result import Attempt, Result

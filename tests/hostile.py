@@ -8,7 +8,7 @@ from pathlib import Path
 
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
-from tests.conftest import TESTS, Clock
+from tests.helpers import TESTS, Clock
 
 AGENT = TESTS / "hostile_agent.py"
 SECRETS = {"KEY_A": "sk-live-aaaaaaaaaaaaaaaa", "KEY_B": "sk-live-bbbbbbbbbbbbbbbb",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from adws import audit, interrupts
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.hostile import SECRETS, config_text
 
 

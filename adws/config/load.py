@@ -30,16 +30,7 @@ from pydantic import ValidationError
 
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern, pattern_chain
-from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
-from adws.config.lines import key_lines, line_of
-from adws.config.locations import problem_at
-from adws.config.messages import pydantic_problems
-from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
-from adws.cron import CronMatcher
-from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
-from adws.files import unsafe_run_root
-from adws.keywords import KeywordMatcher
-from adws.model import (
+from adws.compiled import (
     AccountSpec,
     BreakerSpec,
     CompiledConfig,
@@ -51,6 +42,15 @@ from adws.model import (
     RuleSpec,
     ScenarioSpec,
 )
+from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
+from adws.config.lines import key_lines, line_of
+from adws.config.locations import problem_at
+from adws.config.messages import pydantic_problems
+from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
+from adws.cron import CronMatcher
+from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
+from adws.files import unsafe_run_root
+from adws.keywords import KeywordMatcher
 from adws.parsers import PARSERS
 from adws.quota import parse_window
 from adws.state import STORES
