@@ -258,7 +258,11 @@ def _get_priority_rank(view: TaskView) -> int:
 
 
 class _PriorityCompare(_Compare):
-    """Shows ranks as priority names in explain output."""
+    """Shows ranks as priority names in explain output. A task without a priority (none given and no
+    `default_priority` declared) matches no priority condition, as in the older router: not even `ne`."""
+
+    def __call__(self, view: TaskView) -> bool:
+        return view.priority is not None and _Compare.__call__(self, view)
 
     def expected(self) -> str:
         parts = []

@@ -83,7 +83,8 @@ class Decision:
     def _build_reasons(self) -> list[str]:
         v = self.view
         out = [
-            f'priority "{v.priority}" ({v.sources["priority"]})',
+            f'priority "{v.priority}" ({v.sources["priority"]})' if v.priority is not None
+            else f'no priority ({v.sources["priority"]})',
             f'specialization "{v.specialization}" ({v.sources["specialization"]})',
             f"context_tokens {v.context_tokens} ({v.sources['context_tokens']})",
         ]

@@ -13,6 +13,8 @@ from typing import Any
 
 from adws.attempt import OutcomeClass
 from adws.conditions import Condition, LabelSet
+from adws.need import NeedSpec
+from adws.scoring import ScoringSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,22 @@ class QuotaSpec:
     window_seconds: float | None
     hard_block_percent: float
     alert_percent: tuple[float, ...]
+    # Named pools selected by model globs, each counted on its own (see adws.pools). With pools, the limits
+    # above (if any) govern the models no pool selects; without any, those models are not metered.
+    pools: tuple[PoolSpec, ...] = ()
+
+    @property
+    def limited(self) -> bool:
+        return self.tokens is not None or self.requests is not None or self.cost_usd is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """`[providers.NAME.quota.pools.P]`: a share of an account's quota that only some models draw on."""
+
+    name: str
+    models: tuple[str, ...]  # globs over model ids, matched case-insensitively
+    quota: QuotaSpec  # its own limits and period; hard block and alerts inherited from the parent quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +72,7 @@ class AccountSpec:
     env: Mapping[str, str]
     api_key_env: str | None
     quota: QuotaSpec | None
+    usage_command: tuple[str, ...] = ()  # argv templates; the provider's when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +100,10 @@ class ProviderSpec:
     patterns: tuple[tuple[str, OutcomeClass], ...]  # declared (regex, class) over the output tail
     actions: Mapping[OutcomeClass, str]
     vars: Mapping[str, Any]
+    need: NeedSpec | None = None  # expected need per task (adws.need); None: only the hard block applies
+    usage_command: tuple[str, ...] = ()  # argv templates printing observed usage as JSON (adws.observe)
+    usage_sync_seconds: float | None = None  # run usage_command before routing at most this often
+    wait_for_reset: float = 0.0  # seconds: a limit resetting sooner is waited out on the same account
 
     def account(self, name: str) -> AccountSpec | None:
         for acc in self.accounts:
@@ -105,13 +128,15 @@ class RuleSpec:
     chain: tuple[str, ...] | None
     fallback: bool
     vars: Mapping[str, Any]
+    tier_order: str | None = None  # `order` in the file: "chain" | "by_score" | "cheapest"; None: routing.scoring.order
+    need: NeedSpec | None = None  # overrides the providers' expected need for this rule's decisions
 
 
 @dataclass(frozen=True, slots=True)
 class IntakeSpec:
     priority_labels: Mapping[str, str]  # lowercased label -> priority
     priority_numbers: tuple[str, ...]
-    default_priority: str
+    default_priority: str | None  # None: a task without a priority has none
     specialization_labels: tuple[tuple[LabelSet, str], ...]  # declaration order; the first that matches wins
     exact_specialization_labels: Mapping[str, tuple[int, str]]  # label -> (declaration order, specialization)
     keyword_specs: tuple[str, ...]  # group N of keyword_pattern (1-based) names keyword_specs[N - 1]
@@ -172,3 +197,4 @@ class CompiledConfig:
     keep_runs: int
     scenarios: tuple[ScenarioSpec, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)  # the parsed TOML, for tools
+    scoring: ScoringSpec = field(default_factory=ScoringSpec)

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -19,9 +19,10 @@ from pydantic import ValidationError
 
 from adws.attempt import OutcomeClass
 from adws.conditions import ConditionError, LabelSet, compile_conditions, make_label_set
+from adws.config import quota_load
 from adws.config.locations import format_loc
 from adws.config.messages import pydantic_problems
-from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
+from adws.config.schema import Config, LLMConfig, PoolConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.errors import ConfigError, Loc, Problem, TaskError, suggest
 from adws.model import (
     AccountSpec,
@@ -140,7 +141,7 @@ def _compile_rules_conditions(raw: Any, check: _Checker) -> dict[int, tuple[Any,
     return compiled
 
 
-def _quota(q: QuotaConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> QuotaSpec | None:
+def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> QuotaSpec | None:
     if q is None:
         return None
     window = None
@@ -154,11 +155,14 @@ def _quota(q: QuotaConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> Qu
     if q.timezone is not None:
         found = _zone(q.timezone, (*loc, "timezone"), check)
         zone = found.key if found is not None else zone
-    for i, pct in enumerate(q.alert_percent):
+    for i, pct in enumerate(q.alert_percent or ()):
         if not 0 < pct <= 100:
             check.add((*loc, "alert_percent", i), f"must be within 0-100, got {pct}")
-    return QuotaSpec(q.tokens, q.requests, q.cost_usd, q.reset, zone, window, q.hard_block_percent,
-                     tuple(sorted(q.alert_percent)))
+    spec = QuotaSpec(q.tokens, q.requests, q.cost_usd, q.reset, zone, window, q.hard_block_percent or 95.0,
+                     tuple(sorted(q.alert_percent or ())))
+    if isinstance(q, QuotaConfig) and q.pools:
+        spec = replace(spec, pools=quota_load.pools(loc, q.pools, spec, lambda pq, at: _quota(pq, at, tz, check)))
+    return spec
 
 
 def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> ProviderSpec:
@@ -196,7 +200,9 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
             if error:
                 check.add((*loc, "accounts", i, "env", var), error)
         accounts.append(AccountSpec(acc.name, acc.enabled, {k: from_legacy(v) for k, v in acc.env.items()},
-                                    acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check)))
+                                    acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check),
+                                    tuple(acc.usage_command or ())))
+        quota_load.check_usage_command((*loc, "accounts", i, "usage_command"), tuple(acc.usage_command or ()), check)
     from adws.classify import compile_pattern
 
     for i, pattern in enumerate(p.failure_patterns):
@@ -228,7 +234,7 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
     if "{{" in executable or "{%" in executable:
         check.add((*loc, "executable" if p.executable else "command_template"),
                   "the program to run must be a fixed name or path, not a template")
-    return ProviderSpec(
+    spec = ProviderSpec(
         name=name, enabled=p.enabled, description=p.description, command=command, executable=executable,
         uses_prompt_file=uses_prompt_file, uses_model=any("model" in names for names in used if names),
         api_key_env=p.api_key_env, requires_api_key=p.requires_api_key,
@@ -237,8 +243,10 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
         account_strategy=p.account_strategy, scores=dict(p.specializations), models=models,
         accounts=tuple(accounts), quota=_quota(p.quota, (*loc, "quota"), tz, check),
         patterns=tuple((pt.regex, pt.outcome) for pt in p.failure_patterns),
-        actions=dict(p.actions), vars=dict(p.vars),
+        actions=dict(p.actions), vars=dict(p.vars), **quota_load.provider_extras(loc, p, check),
     )
+    quota_load.check_pools(loc, spec, check)
+    return spec
 
 
 def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> IntakeSpec:
@@ -380,7 +388,7 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
         name=r.name, priority=r.priority, order=i, enabled=r.enabled, description=r.description,
         conditions=conditions, raw_conditions=r.conditions, provider=provider, model=r.model, account=r.account,
         models=dict(r.models), chain=tuple(r.chain) if r.chain is not None else None, fallback=r.fallback,
-        vars=dict(r.vars),
+        vars=dict(r.vars), tier_order=r.order, need=quota_load.need_spec(r.need),
     )
 
 
@@ -546,6 +554,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     if isinstance(raw_rules, list):
         rule_names |= {r["name"] for r in raw_rules if isinstance(r, dict) and isinstance(r.get("name"), str)}
     scenarios = _scenarios(cfg, validated.scenario_index, providers, rule_names, check)
+    scoring = quota_load.scoring_spec(routing.scoring, providers, check)
     if structure_problems or check.problems:
         raise ConfigError([*structure_problems, *check.problems], source)
 
@@ -564,7 +573,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         state_backend=cfg.state.backend, state_path=resolve(cfg.state.path), audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
-        scenarios=scenarios, raw=raw,
+        scenarios=scenarios, raw=raw, scoring=scoring,
     )
 
 
