@@ -229,7 +229,8 @@ class Burn:
     def describe(self, now: datetime) -> str:
         """"burning 21,400 tokens/h; exhausted in 1d 2h10m (before the reset in 3d 0h00m)"."""
         unit = {"tokens": "tokens", "requests": "requests", "cost_usd": "USD"}[self.dimension]
-        rate = f"{self.per_hour:,.2f}" if self.dimension == "cost_usd" else f"{self.per_hour:,.0f}"
+        digits = {"tokens": 0, "requests": 1, "cost_usd": 2}[self.dimension]
+        rate = f"{self.per_hour:,.{digits}f}"
         text = f"burning {rate} {unit}/h"
         if self.used >= self.limit:
             text += "; exhausted"
