@@ -157,3 +157,18 @@ def test_sync_without_a_command_or_with_a_missing_one(tmp_path: Path) -> None:
                                                     ""))).providers["ag"]
     assert sync_account(bare, bare.accounts[0], config_dir=".", now=NOW, environ={}).error == \
         "no usage_command declared"
+
+
+def test_the_claude_parser_hands_allowed_warning_over_as_a_usage_reading() -> None:
+    from adws.parsers import parse_output
+
+    lines = [
+        {"type": "rate_limit_event", "rate_limit_info": {"status": "allowed_warning", "utilization": 0.9,
+                                                          "resetsAt": 1795305600, "rateLimitType": "seven_day"}},
+        {"type": "rate_limit_event", "rate_limit_info": {"status": "allowed", "resetsAt": 1795305600}},
+        {"type": "result", "subtype": "success", "is_error": False, "result": "done",
+         "usage": {"input_tokens": 10, "output_tokens": 5}},
+    ]
+    parsed = parse_output("claude-stream-json", "\n".join(json.dumps(line) for line in lines), NOW)
+    assert (parsed.final_text, parsed.rate_limited) == ("done", False)  # a warning is not a rejection
+    assert parsed.usage_readings == [("seven_day", pytest.approx(90.0), datetime.fromtimestamp(1795305600, UTC))]
