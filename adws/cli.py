@@ -169,14 +169,15 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
-    from adws.reports import quota_report, render_quota
+    from adws.reports import quota_report, render_quota, tier_burn
 
     engine = _engine(args)
-    rows = quota_report(engine, _at(args.at, engine.config.timezone) or engine.clock())
+    now = _at(args.at, engine.config.timezone) or engine.clock()
+    rows = quota_report(engine, now)
     if args.json:
         _print_json(rows)
     else:
-        print(render_quota(rows))
+        print(render_quota(rows, tier_burn(rows, now)))
     return 0
 
 

@@ -111,6 +111,17 @@ def test_quota_text(config: str, capsys: pytest.CaptureFixture[str]) -> None:
         "opencode                     96,000 tok/100,000   96.0  >= 95%           3h00m",
         "(~ = includes estimated usage)",
         "",
+        "burn rate over the current period:",
+        "  antigravity/ag-1: burning 1,176 tokens/h; lasts until the reset (capacity back in 3d 11h00m)",
+        "  antigravity/ag-2: burning 4,706 tokens/h; exhausted in 21h15m (capacity back in 3d 11h00m)",
+        "  antigravity/ag-3: burning 5,647 tokens/h; exhausted in 3h32m (capacity back in 3d 11h00m)",
+        "  antigravity/ag-4: burning 5,894 tokens/h; exhausted (capacity back in 3d 11h00m)",
+        "  copilot: burning 0.1 requests/h; exhausted (capacity back in 12d 11h00m)",
+        "  opencode: burning 19,200 tokens/h; exhausted in 0h12m (capacity back in 3h00m)",
+        # The tier as a whole: 1,481,000 of 2,000,000 tokens in 3.5 days of the week.
+        "  tier antigravity (4 accounts, 74.1% used): burning 17,424 tokens/h; exhausted in 1d 5h47m "
+        "(capacity back in 3d 11h00m)",
+        "",
     ])
 
 
@@ -127,7 +138,11 @@ def test_quota_json_rows(config: str, capsys: pytest.CaptureFixture[str]) -> Non
         "limits": {"tokens": 500_000, "requests": None, "cost_usd": None},
         "percent": 96.0, "alert": "blocked (>= 95%)",
         "resets_at": "2026-11-22T00:00:00+00:00", "resets_in": "3d 11h00m",
-        "cooldown_until": "2026-11-18T16:00:00+00:00", "cooldown_reason": "rate_limited",
+        "cooldown_until": "2026-11-18T16:00:00+00:00", "cooldown_reason": "rate_limited", "pool": None,
+        # 480,000 tokens in the 85 h since Sunday: 5,647/h, so the last 20,000 last 3h32m.
+        "burn": {"dimension": "tokens", "per_hour": 5647.059, "exhausts_at": "2026-11-18T16:32:30+00:00",
+                 "exhausts_in": "3h32m", "exhausts_before_reset": True,
+                 "text": "burning 5,647 tokens/h; exhausted in 3h32m (capacity back in 3d 11h00m)"},
     }
     # Alert levels: none below 80%, then 80, 95 (where that is not already the hard block), exhausted.
     assert [(r["account"] if r["provider"] == "antigravity" else r["provider"], r["percent"], r["alert"])
@@ -197,3 +212,51 @@ def test_render_quota_shows_every_limited_dimension_and_an_empty_rolling_window(
            "limits": {"tokens": 2000, "requests": 50, "cost_usd": None}}
     assert render_quota([row]).splitlines()[1] == (
         "p/a                      120 tok/2,000, 3/50 req    6.0                   nothing to reset")
+
+
+POOLED = """
+[providers.antigravity]
+command_template = ["opencode", "run", "-m", "{{ model }}"]
+prompt = "stdin"
+[providers.antigravity.models."claude-sonnet-4.6"]
+context_window = 200000
+[providers.antigravity.models."gemini-3-pro"]
+context_window = 1000000
+[providers.antigravity.quota.pools.claude]
+models = ["claude-*"]
+tokens = 300000
+reset = "0 0 * * 0"
+[providers.antigravity.quota.pools.gemini]
+models = ["gemini-*"]
+tokens = 100000
+window = "5h"
+[[providers.antigravity.accounts]]
+name = "ag-1"
+[[providers.antigravity.accounts]]
+name = "ag-2"
+"""
+
+
+def test_quota_shows_each_pool_with_its_own_limits_and_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(POOLED, encoding="utf-8")
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
+    store = open_store("sqlite", str(tmp_path / "state.sqlite3"))
+    store.record_usage(UsageRecord("antigravity", "ag-1/claude", AT - timedelta(days=1), Usage(2, 150_000, 0)))
+    store.record_usage(UsageRecord("antigravity", "ag-1/gemini", AT - timedelta(hours=1), Usage(1, 99_000, 0)))
+    store.set_cooldown("antigravity", "ag-1/gemini", Cooldown(AT + timedelta(hours=4), "rate_limited"))
+    store.close()
+    rows = quota_json(capsys, str(path))
+    assert [(r["account"], r["pool"], r["percent"], r["alert"], r["resets_in"], r["cooldown_until"])
+            for r in rows] == [
+        ("ag-1", "claude", 50.0, None, "3d 11h00m", None),
+        ("ag-1", "gemini", 99.0, "blocked (>= 95%)", "4h00m", "2026-11-18T17:00:00+00:00"),
+        ("ag-2", "claude", 0.0, None, "3d 11h00m", None),
+        ("ag-2", "gemini", 0.0, None, None, None),
+    ]
+    assert main(["quota", "--config", str(path), "--at", AT_ARG]) == 0
+    text = capsys.readouterr().out
+    assert "antigravity/ag-1/gemini      99,000 tok/100,000   99.0  blocked (>= 95%) 4h00m  cooling down" in text
+    assert "  tier antigravity/claude (2 accounts, 25.0% used): burning 1,765 tokens/h; lasts until the reset" \
+        in text

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adws.parsers._base import Acc, Record, integer, number, obj, string, text_of, typed_parser, with_status
 from adws.observe import from_claude_rate_limit
+from adws.parsers._base import Acc, Record, integer, number, obj, string, text_of, typed_parser, with_status
 from adws.parsers.reset import from_epoch
 
 
