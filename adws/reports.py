@@ -193,7 +193,7 @@ def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None 
 
 
 def _who(row: dict[str, Any]) -> str:
-    who = row["provider"] + ("" if row["account"] == DEFAULT_ACCOUNT else f"/{row['account']}")
+    who = str(row["provider"]) + ("" if row["account"] == DEFAULT_ACCOUNT else f"/{row['account']}")
     return who + (f"/{row['pool']}" if row.get("pool") else "")
 
 
