@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adws.state.base import require_aware
+from adws.state.base import Observation as Observation  # re-exported: readings are made here
 
 UNMETERED = "quota"  # the window name of an account's own limits (a pooled quota names its pools instead)
 MAX_OUTPUT = 64 * 1024  # a usage command prints a few lines of JSON: more is a mistake, not data
@@ -34,33 +34,6 @@ MAX_OUTPUT = 64 * 1024  # a usage command prints a few lines of JSON: more is a 
 
 class UsageCommandError(ValueError):
     """A usage command's output could not be read; the message names what was wrong."""
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One reading of an account's (or pool's) real usage, from outside the ledger."""
-
-    provider: str
-    subject: str  # the quota subject: "acc-03" or "acc-03/claude" (see adws.pools)
-    at: datetime
-    percent: float  # 0-100 (may exceed 100)
-    source: str  # "usage_command" | "claude rate_limit_event (seven_day)"
-    used: float | None = None  # in the window's own unit, where the source gave it
-    limit: float | None = None
-    reset_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        require_aware(self.at, "Observation.at")
-        if self.reset_at is not None:
-            require_aware(self.reset_at, "Observation.reset_at")
-        if not math.isfinite(self.percent) or self.percent < 0:
-            raise ValueError(f"observed percent must be a finite number >= 0, got {self.percent}")
-
-    def in_force(self, now: datetime, period_start: datetime | None) -> bool:
-        """True while the reading still describes the current period."""
-        if self.reset_at is not None:
-            return self.reset_at > now and self.at <= now
-        return period_start is None or period_start <= self.at <= now
 
 
 @dataclass(frozen=True, slots=True)

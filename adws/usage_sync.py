@@ -18,8 +18,9 @@ from pathlib import Path
 from adws.attempt import RunOutcome
 from adws.errors import suggest
 from adws.model import AccountSpec, ProviderSpec, QuotaSpec
-from adws.observe import UNMETERED, Observation, UsageCommandError, WindowReading, parse_usage_output
+from adws.observe import UNMETERED, UsageCommandError, WindowReading, parse_usage_output
 from adws.pools import subject
+from adws.state.base import Observation
 
 USAGE_COMMAND_TIMEOUT = 60.0  # seconds: a usage query answers quickly or is broken
 

@@ -15,9 +15,11 @@ from adws.state.base import (
     ZERO_USAGE,
     BreakerState,
     Cooldown,
+    Observation,
     UsageRecord,
     add_usage,
     check_lease,
+    check_reservation,
     from_epoch,
     to_epoch,
 )
@@ -32,6 +34,10 @@ class MemoryStore:
         self._sticky: dict[str, str] = {}
         self._breakers: dict[str, BreakerState] = {}
         self._slots: dict[str, dict[str, float]] = {}  # provider -> holder -> lease end (epoch seconds)
+        # provider -> holder -> (subject, tokens, end in epoch seconds)
+        self._reserved: dict[str, dict[str, tuple[str, int, float]]] = {}
+        self._observed: dict[tuple[str, str], Observation] = {}
+        self._runs: dict[tuple[str, str], list[tuple[float, int]]] = {}
         self._writes = 0
 
     def _wrote(self) -> None:
@@ -129,6 +135,51 @@ class MemoryStore:
         limit = to_epoch(now, "now")
         live = {p: sorted(e for e in leases.values() if e > limit) for p, leases in self._slots.items()}
         return {p: tuple(from_epoch(e) for e in ends) for p, ends in live.items() if ends}
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        start, end = check_reservation(tokens, now, until)
+        held = self._reserved.setdefault(provider, {})
+        for h in [h for h, (_, _, e) in held.items() if e <= start]:
+            del held[h]
+        before: dict[str, int] = {}
+        for h, (subj, amount, _) in held.items():
+            if h != holder:
+                before[subj] = before.get(subj, 0) + amount
+        held[holder] = (subject, tokens, end)
+        self._wrote()
+        return before
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        if self._reserved.get(provider, {}).pop(holder, None) is not None:
+            self._wrote()
+
+    def reservations(self, now: datetime) -> dict[tuple[str, str], int]:
+        limit = to_epoch(now, "now")
+        out: dict[tuple[str, str], int] = {}
+        for provider, held in self._reserved.items():
+            for subject, tokens, end in held.values():
+                if end > limit:
+                    out[(provider, subject)] = out.get((provider, subject), 0) + tokens
+        return out
+
+    def record_observation(self, observation: Observation) -> None:
+        key = (observation.provider, observation.subject)
+        kept = self._observed.get(key)
+        if kept is None or kept.at <= observation.at:
+            self._observed[key] = observation
+            self._wrote()
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        return dict(self._observed)
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        self._runs.setdefault((provider, specialization), []).append((to_epoch(at, "at"), tokens))
+        self._wrote()
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        runs = sorted(self._runs.get((provider, specialization), []), key=lambda r: r[0], reverse=True)
+        return [tokens for _, tokens in runs[:limit]]
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.
