@@ -173,6 +173,14 @@ def cmd_quota(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     now = _at(args.at, engine.config.timezone) or engine.clock()
+    if args.sync:
+        from adws.usage_sync import sync_usage
+
+        # Writes observations, so it creates the store; without --sync `adws quota` stays read-only.
+        for synced in sync_usage(engine.config.providers, engine.store, config_dir=engine.config.base_dir,
+                                 now=now, environ=engine.environ):
+            if synced.error:
+                print(f"adws: {synced.provider}/{synced.account}: {synced.error}", file=sys.stderr)
     rows = quota_report(engine, now)
     if args.json:
         _print_json(rows)
@@ -232,6 +240,8 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "quota":
             p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+            p.add_argument("--sync", action="store_true",
+                           help="run each declared usage_command first and record what it observed")
 
     p = add("schema", "Print a JSON Schema of config.toml (for editors).")
     p.set_defaults(func=cmd_schema)

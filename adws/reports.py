@@ -12,6 +12,7 @@ from adws.availability import Availability
 from adws.engine import Engine
 from adws.errors import TaskError
 from adws.model import CompiledConfig, QuotaSpec
+from adws.observe import merge
 from adws.pools import subjects
 from adws.quota import Burn, QuotaLimits, alert_level, burn_rate, countdown, percent_used
 from adws.router import ModelRouter
@@ -68,6 +69,7 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     acc = engine.accounts
     store = engine.existing_store()
     cooldowns = store.cooldowns(now) if store is not None else {}
+    observed = store.observations() if store is not None else {}
     rows = []
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
@@ -86,11 +88,20 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
                     "output_tokens": usage.output_tokens, "cost_usd": round(usage.cost_usd, 6),
                     "estimated": usage.estimated, "limits": None, "percent": None, "alert": None,
                     "resets_at": None, "resets_in": None, "cooldown_until": None, "cooldown_reason": None,
-                    "burn": None,
+                    "burn": None, "ledger_percent": None, "observed": None,
                 }
                 reset = None
                 if governed is not None:
-                    percent = percent_used(usage, limits_of(governed))
+                    # An observation of real usage higher than the ledger wins; both are shown (adws.observe).
+                    merged = merge(percent_used(usage, limits_of(governed)), observed.get((name, subject)), now,
+                                   since)
+                    percent = merged.percent
+                    row["ledger_percent"] = round(merged.ledger_percent, 1)
+                    if merged.observation is not None:
+                        o = merged.observation
+                        row["observed"] = {"percent": round(o.percent, 1), "source": o.source, "at": o.at.isoformat(),
+                                           "reset_at": o.reset_at.isoformat() if o.reset_at else None,
+                                           "counts": merged.observed_wins, "text": merged.describe(now)}
                     reset = _next_reset(engine, name, subject, governed, now)
                     row.update(
                         limits={"tokens": governed.tokens, "requests": governed.requests,
@@ -177,6 +188,8 @@ def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None 
         line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {resets}"
         if r["cooldown_until"]:
             line += f"  cooling down until {r['cooldown_until']} ({r['cooldown_reason']})"
+        if r.get("observed"):
+            line += f"  [{r['observed']['text']}]"
         lines.append(line)
     lines.append("(~ = includes estimated usage)")
     burning = [r for r in rows if r.get("burn")]

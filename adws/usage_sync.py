@@ -20,7 +20,7 @@ from adws.errors import suggest
 from adws.model import AccountSpec, ProviderSpec, QuotaSpec
 from adws.observe import UNMETERED, UsageCommandError, WindowReading, parse_usage_output
 from adws.pools import subject
-from adws.state.base import Observation
+from adws.state.base import Observation, StateStore
 
 USAGE_COMMAND_TIMEOUT = 60.0  # seconds: a usage query answers quickly or is broken
 
@@ -120,3 +120,38 @@ def sync_account(provider: ProviderSpec, account: AccountSpec | None, *, config_
         return SyncResult(provider.name, name, error=f"{where}: {exc}")
     return SyncResult(provider.name, name, tuple(observations))
 
+
+
+def sync_usage(providers: Mapping[str, ProviderSpec], store: StateStore, *, config_dir: str, now: datetime,
+               environ: Mapping[str, str], runner: Runner | None = None,
+               due_only: bool = False) -> list[SyncResult]:
+    """Run every declared usage command and record what they observed in the store.
+
+    `due_only` (what a run does before routing): only providers with a `usage_sync_interval` whose latest
+    usage_command observation is older than it. `adws quota --sync` runs them all.
+    """
+    latest: dict[str, datetime] = {}
+    if due_only:
+        for (owner, _), obs in store.observations().items():
+            if obs.source == "usage_command" and (owner not in latest or obs.at > latest[owner]):
+                latest[owner] = obs.at
+    results = []
+    for provider in providers.values():
+        if not provider.enabled:
+            continue
+        if due_only:
+            if provider.usage_sync_seconds is None:
+                continue
+            last = latest.get(provider.name)
+            if last is not None and (now - last).total_seconds() < provider.usage_sync_seconds:
+                continue
+        for account in provider.accounts or (None,):
+            if account is not None and not account.enabled:
+                continue
+            if not usage_command_of(provider, account):
+                continue
+            result = sync_account(provider, account, config_dir=config_dir, now=now, environ=environ, runner=runner)
+            for observation in result.observations:
+                store.record_observation(observation)
+            results.append(result)
+    return results
