@@ -20,7 +20,7 @@ _EXPORTS = {
     "RenderError": "adws.errors", "TaskError": "adws.errors",
     "Decision": "adws.decision", "Skip": "adws.decision", "Step": "adws.decision",
     "Engine": "adws.engine", "load": "adws.engine",
-    "Attempt": "adws.manager", "ProviderManager": "adws.manager", "Result": "adws.manager",
+    "Attempt": "adws.result", "ProviderManager": "adws.manager", "Result": "adws.result",
     "Explanation": "adws.router", "ModelRouter": "adws.router",
     "Task": "adws.task",
 }
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from adws.decision import Decision, Skip, Step
     from adws.engine import Engine, load
     from adws.errors import AdwsError, ConfigError, Problem, RenderError, TaskError
-    from adws.manager import Attempt, ProviderManager, Result
+    from adws.manager import ProviderManager
+    from adws.result import Attempt, Result
     from adws.router import Explanation, ModelRouter
     from adws.task import Task
 

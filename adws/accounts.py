@@ -1,12 +1,15 @@
-"""Choosing accounts within a tier: the checks that make an account unusable, and the strategies that order
-the usable ones.
+"""Choosing accounts within a tier: the checks that make an account unusable (disabled, credentials missing,
+cooling down, quota hard block); the provider's strategy (adws.strategies) orders the usable ones. Accounts
+come resolved from load (`ProviderSpec.runs_as`): a provider without declared accounts has its implicit
+`default` one, checked like any other and not shown in plans.
 
 Routing calls `rank()` for every tier of every decision, so state is read through a snapshot that is rebuilt
 only when the store says something changed (`StateStore.version()`) or the quota period moved on. A rolling
 window's start moves with the clock; its snapshot is reused for up to `ROLLING_REFRESH` seconds, which can
 only over-count usage (old records drop out a little late), never under-count it. A `now` earlier than the
 snapshot's (callers pass `now` explicitly) always re-reads: the snapshot has already dropped the cooldowns and
-window records that ended before its own time.
+window records that ended before its own time. A store that does not exist yet (ABSENT_VERSION) holds nothing
+at any time and is never re-read.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
@@ -15,101 +18,57 @@ and like a cooldown's end it makes the next decision after it recompute.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
+from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
 from adws.decision import Skip
-from adws.model import AccountSpec, ProviderSpec, QuotaSpec
+from adws.model import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.quota import QuotaLimits, QuotaPeriod, percent_used
+from adws.state import ABSENT_VERSION
 from adws.state.base import BreakerState, Cooldown, StateStore
-from adws.taskview import TaskView
+from adws.state.memory import MemoryStore
+from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
 
-DEFAULT_ACCOUNT = "default"  # usage of a provider that declares no accounts is kept under this name
+__all__ = ["DEFAULT_ACCOUNT", "STRATEGIES", "AccountPlanner", "Candidate", "RankInput", "Ranking",
+           "StatefulAccounts", "Strategy", "build_period", "cursor_key", "limits_of", "sticky_key"]
+
+DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accounts is kept under this name
 ROLLING_REFRESH = 30.0
 _NO_USAGE = Usage(requests=0)
 
 
 @dataclass(slots=True)
 class Ranking:
+    """A tier's accounts for one decision. `eligible` are the names to show in the plan, in strategy order:
+    empty for a provider without declared accounts, whose implicit account is never shown."""
+
+    usable: bool = False  # at least one account can take the task
     eligible: list[str] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     earliest: datetime | None = None  # when the first blocked account comes back, if all are blocked
 
 
+class RankInput(NamedTuple):
+    """Everything a ranking depends on besides the state snapshot (whose generation empties the cache):
+    the ranking cache's key, and the only task and environment data `_rank` reads."""
+
+    provider: str
+    task_key: str | None  # None unless the provider's strategy depends on the task
+    keys_set: tuple[str, ...]  # which of the provider's key variables are set (credentials are read per decision)
+
+
 class AccountPlanner(Protocol):
-    def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking: ...
+    def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime) -> Ranking: ...
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None: ...
     def generation(self, now: datetime) -> int:
         """Changes whenever an answer of rank() or provider_blocked() may have changed."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """An account that passed every check, with what strategies need to order it."""
-
-    name: str
-    position: int  # in the file
-    percent: float
-    usage: Usage
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyContext:
-    provider: ProviderSpec
-    task_key: str | None
-    store: StateStore | None
-
-
-Strategy = Callable[[list[Candidate], StrategyContext], list[Candidate]]
-
-
-def _least_used(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
-    # Most quota left first (lowest percent of the fullest limited dimension), then fewest tokens in the
-    # period, then file order. Accounts without any quota have no period and no usage in the snapshot:
-    # all of them tie at 0% and keep file order (use round_robin to spread unlimited accounts).
-    return sorted(cands, key=lambda c: (c.percent, c.usage.total_tokens, c.position))
-
-
-def _fill_first(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
-    return sorted(cands, key=lambda c: c.position)
-
-
-def _round_robin(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
-    if ctx.store is None or not cands:
-        return _fill_first(cands, ctx)
-    total = max(len(ctx.provider.accounts), 1)
-    start = ctx.store.peek_cursor(cursor_key(ctx.provider.name)) % total
-    return sorted(cands, key=lambda c: (c.position - start) % total)
-
-
-def _sticky(cands: list[Candidate], ctx: StrategyContext) -> list[Candidate]:
-    ordered = _least_used(cands, ctx)
-    if ctx.store is None or ctx.task_key is None:
-        return ordered
-    held = ctx.store.get_sticky(sticky_key(ctx.provider.name, ctx.task_key))
-    return sorted(ordered, key=lambda c: c.name != held)  # stable: the held account first, rest unchanged
-
-
-STRATEGIES: dict[str, Strategy] = {
-    "least_used": _least_used,
-    "round_robin": _round_robin,
-    "fill_first": _fill_first,
-    "sticky": _sticky,
-}
-
-
-def cursor_key(provider: str) -> str:
-    return f"round_robin:{provider}"
-
-
-def sticky_key(provider: str, task_key: str) -> str:
-    return f"sticky:{provider}:{task_key}"
 
 
 def build_period(quota: QuotaSpec) -> QuotaPeriod:
@@ -125,10 +84,11 @@ def limits_of(quota: QuotaSpec) -> QuotaLimits:
 class StatefulAccounts:
     """Accounts checked against the state store: cooldowns, quota hard blocks, circuit breakers."""
 
-    def __init__(self, providers: dict[str, ProviderSpec] | None, availability: Availability,
+    def __init__(self, providers: Mapping[str, ProviderSpec] | None, availability: Availability,
                  store: StateStore | None, breaker_cooldown: float = 600.0) -> None:
+        """`store` None: a private in-memory store (a router on its own, e.g. in tests)."""
         self.availability = availability
-        self.store = store
+        self.store: StateStore = store if store is not None else MemoryStore()
         self.breaker_cooldown = timedelta(seconds=breaker_cooldown)
         self._periods: dict[int, QuotaPeriod] = {}
         self._version: int | None = None
@@ -144,20 +104,16 @@ class StatefulAccounts:
         # Accounts grouped by the quota that governs them, so each period start is computed once.
         groups: dict[int, tuple[QuotaSpec, list[tuple[str, str]]]] = {}
         for provider in self._providers.values():
-            for account in provider.accounts or (None,):
-                quota = self.quota_of(provider, account)
-                if quota is not None:
-                    name = account.name if account is not None else DEFAULT_ACCOUNT
-                    groups.setdefault(id(quota), (quota, []))[1].append((provider.name, name))
+            for account in provider.runs_as:
+                if account.quota is not None:
+                    members = groups.setdefault(id(account.quota), (account.quota, []))[1]
+                    members.append((provider.name, account.name))
         self._quota_groups = list(groups.values())
-        self._rankings: dict[tuple[str, str | None, tuple[bool, ...]], Ranking] = {}
+        self._rankings: dict[RankInput, Ranking] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
 
     # -- quota ----------------------------------------------------------------------------------------------
-
-    def quota_of(self, provider: ProviderSpec, account: AccountSpec | None) -> QuotaSpec | None:
-        return (account.quota if account is not None else None) or provider.quota
 
     def period_of(self, quota: QuotaSpec) -> QuotaPeriod:
         period = self._periods.get(id(quota))
@@ -171,12 +127,17 @@ class StatefulAccounts:
         Routing calls this once per decision, so the common case (nothing changed, `now` still inside the
         current periods) is one clock conversion, two float comparisons and the store's version check.
         """
-        if self.store is None:
+        version = self.store.version()
+        if version == ABSENT_VERSION:
+            # No store yet (see PendingStore): it holds nothing at any `now`, so there is nothing to re-read.
+            if self._version != ABSENT_VERSION:
+                self._usage, self._cooldowns, self._breakers, self._slots = {}, {}, {}, {}
+                self._starts, self._read_ts, self._version = None, None, ABSENT_VERSION
+                self._invalidate(now)
             return
         ts = now.timestamp()
         if self._expires_ts is not None and ts >= self._expires_ts:
             self._invalidate(now)
-        version = self.store.version()
         if version == self._version and self._read_ts is not None and self._read_ts <= ts < self._fresh_until:
             return
         starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
@@ -227,8 +188,11 @@ class StatefulAccounts:
         self._rankings.clear()
         self._generation += 1
         ends = [c.until for c in self._cooldowns.values() if c.until > now]
-        ends += [b.opened_at + self.breaker_cooldown for b in self._breakers.values()
-                 if b.state == "open" and b.opened_at is not None and b.opened_at + self.breaker_cooldown > now]
+        for name, state in self._breakers.items():
+            provider = self._providers.get(name)
+            end = None if provider is None else \
+                breaker.expires(state, now, self.breaker_cooldown, breaker.probe_lease(provider))
+            ends += [end] if end is not None else []
         # Leases are normally released (a write) long before they end, so only a dead holder's lease gets here.
         ends += [next(e for e in lease_ends if e > now) for lease_ends in self._slots.values()
                  if lease_ends and lease_ends[-1] > now]
@@ -239,16 +203,17 @@ class StatefulAccounts:
         self._refresh(now)
         return self._generation
 
-    def next_reset(self, provider: ProviderSpec, account: AccountSpec | None, now: datetime) -> datetime | None:
-        quota = self.quota_of(provider, account)
+    def next_reset(self, provider: ProviderSpec, account: Account, now: datetime) -> datetime | None:
+        """When the account's quota period next resets (rolling: when its oldest record in the window ages out);
+        None without a quota, or without usage in a rolling window."""
+        quota = account.quota
         if quota is None:
             return None
         period = self.period_of(quota)
         reset = period.next_reset(now)
-        if reset is None and self.store is not None and quota.window_seconds:
+        if reset is None and quota.window_seconds:
             # Rolling window: usage starts to fall out when the oldest record in the window ages out.
-            name = account.name if account is not None else DEFAULT_ACCOUNT
-            oldest = self.store.oldest_usage(provider.name, name, period.start(now))
+            oldest = self.store.oldest_usage(provider.name, account.name, period.start(now))
             reset = oldest + timedelta(seconds=quota.window_seconds) if oldest else None
         return reset
 
@@ -259,11 +224,10 @@ class StatefulAccounts:
 
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None:
         state = self._breakers.get(provider.name)
-        if state is not None and state.state == "open" and state.opened_at is not None:
-            probe_at = state.opened_at + self.breaker_cooldown
-            if now < probe_at:  # from probe_at on it is half-open: one attempt may probe it
-                return (f"circuit open after {state.failures} infrastructure failures; "
-                        f"probed again at {probe_at.isoformat()}")
+        if state is not None:
+            why = breaker.blocked(state, now, self.breaker_cooldown, breaker.probe_lease(provider))
+            if why is not None:
+                return why
         return self._busy(provider, now)
 
     def _busy(self, provider: ProviderSpec, now: datetime) -> str | None:
@@ -275,63 +239,56 @@ class StatefulAccounts:
         held = sum(1 for end in self._slots.get(provider.name, ()) if end > now)
         return f"busy: {held} of {limit} slots in use" if held >= limit else None
 
-    def rank(self, provider: ProviderSpec, view: TaskView) -> Ranking:
-        """Eligible accounts in strategy order, and the skipped ones with why. Cached per state snapshot."""
-        now = view.local_now
-        # Credentials are read from the environment, not the store, so a key set between two decisions changes
-        # the answer without a new generation: which keys are present is part of the cache key.
-        present = tuple(not self.availability.missing_credentials(a.api_key_env)
-                        for a in provider.accounts if a.api_key_env)
-        if provider.requires_api_key and provider.api_key_env:  # accounts without a key of their own use it
-            present += (not self.availability.missing_credentials(provider.api_key_env),)
-        key = (provider.name, view.task_id if provider.account_strategy == "sticky" else None, present)
-        ranking = self._rankings.get(key)
+    def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime) -> Ranking:
+        """Usable accounts in strategy order, and the skipped ones with why. Cached per state snapshot."""
+        strategy = STRATEGIES[provider.account_strategy]
+        environ = self.availability.environ
+        # Credentials are read from the environment, not the store: a key set between two decisions changes
+        # the answer without a new generation, so which keys are set is part of the input.
+        key_vars = provider.key_vars
+        inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
+                        tuple([v for v in key_vars if environ.get(v)]) if key_vars else ())
+        ranking = self._rankings.get(inp)
         if ranking is None:
-            ranking = self._rankings[key] = self._rank(provider, view.task_id, now)
+            ranking = self._rankings[inp] = self._rank(provider, strategy, inp, now)
         return ranking
 
-    def _rank(self, provider: ProviderSpec, task_key: str | None, now: datetime) -> Ranking:
+    def _rank(self, provider: ProviderSpec, strategy: Strategy, inp: RankInput, now: datetime) -> Ranking:
         out = Ranking()
         candidates: list[Candidate] = []
-        accounts: Sequence[AccountSpec | None] = provider.accounts or (None,)
-        for position, account in enumerate(accounts):
-            name = account.name if account is not None else DEFAULT_ACCOUNT
-            shown = None if account is None else name
-            if account is not None and not account.enabled:
-                out.skipped.append(Skip(provider.name, "account disabled", shown))
+        for account in provider.runs_as:
+            if not account.enabled:
+                out.skipped.append(Skip(provider.name, "account disabled", account.shown))
                 continue
-            key_var = account.api_key_env if account is not None else None
-            if account is not None and key_var is None and provider.requires_api_key:
-                key_var = provider.api_key_env  # an account without a key of its own uses the provider's
-            if account is not None and self.availability.missing_credentials(key_var):
-                out.skipped.append(Skip(provider.name, f"credentials missing: {key_var} is not set", shown))
+            if account.key_env is not None and account.key_env not in inp.keys_set:
+                out.skipped.append(Skip(provider.name, f"credentials missing: {account.key_env} is not set",
+                                        account.shown))
                 continue
             # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
             blocks: list[tuple[str, datetime | None]] = []
-            cooldown = self._cooldowns.get((provider.name, name))
+            cooldown = self._cooldowns.get((provider.name, account.name))
             if cooldown is not None and cooldown.until > now:
                 blocks.append((f"cooling down: {cooldown.reason}", cooldown.until))
-            usage = self._usage.get((provider.name, name), _NO_USAGE)
-            quota = self.quota_of(provider, account)
+            usage = self._usage.get((provider.name, account.name), _NO_USAGE)
+            quota = account.quota
             percent = percent_used(usage, limits_of(quota)) if quota is not None else 0.0
             if quota is not None and percent >= quota.hard_block_percent:
                 blocks.append((f"quota {percent:.0f}% used (hard block at {quota.hard_block_percent:g}%)",
                                self.next_reset(provider, account, now)))
             if blocks:
                 back = _latest([until for _, until in blocks])
-                out.skipped.append(Skip(provider.name, "; ".join(reason for reason, _ in blocks), shown, back))
+                out.skipped.append(Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown,
+                                        back))
                 out.earliest = _earlier(out.earliest, back)
                 continue
-            candidates.append(Candidate(name, position, percent, usage))
-        ctx = StrategyContext(provider, task_key, self.store)
-        ordered = STRATEGIES[provider.account_strategy](candidates, ctx)
-        out.eligible = [c.name for c in ordered]
-        if provider.accounts:
-            return out
-        # No declared accounts: the tier itself is usable or blocked; the implicit account is not shown.
-        if not out.eligible:
-            reasons = "; ".join(s.reason for s in out.skipped)
-            out.skipped = [Skip(provider.name, reasons, None, out.earliest)]
+            candidates.append(Candidate(account.name, account.position, percent, usage))
+        ordered = strategy.order(candidates, OrderContext(provider, inp.task_key, self.store))
+        out.usable = bool(ordered)
+        runs_as = provider.runs_as  # a candidate's position is its index there
+        out.eligible = [name for c in ordered if (name := runs_as[c.position].shown) is not None]
+        if not out.usable and provider.accounts:  # the implicit account's own skip already says why
+            when = f"; the first is back at {out.earliest.isoformat()}" if out.earliest else ""
+            out.skipped.append(Skip(provider.name, "no usable account" + when, until=out.earliest))
         return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from adws.model import ProviderSpec
 
@@ -37,8 +37,9 @@ class Availability:
         self._found[executable] = found
         return found
 
-    def why_not(self, provider: ProviderSpec) -> str | None:
-        """None when usable, else the reason in words."""
+    def why_not(self, provider: ProviderSpec, keys_set: Collection[str] | None = None) -> str | None:
+        """None when usable, else the reason in words. `keys_set`: which key variables are set, when the caller
+        has read them already (the router's plan input); else they are read from the environment."""
         if not provider.enabled:
             return "disabled in config"
         if self.locate(provider.executable) is None:
@@ -46,10 +47,8 @@ class Availability:
                 return f"executable {provider.executable} not found or not executable"
             return f"command '{provider.executable}' not on PATH"
         # Accounts with keys of their own can still run without the provider's: each is checked when ranked.
-        if (provider.requires_api_key and provider.api_key_env and not self.environ.get(provider.api_key_env)
-                and not any(a.api_key_env and self.environ.get(a.api_key_env) for a in provider.accounts)):
-            return f"API-key variable {provider.api_key_env} is not set"
+        if provider.requires_api_key:
+            present = keys_set if keys_set is not None else [v for v in provider.key_vars if self.environ.get(v)]
+            if not any(v in present for v in provider.key_vars):
+                return f"API-key variable {provider.api_key_env} is not set"
         return None
-
-    def missing_credentials(self, variable: str | None) -> bool:
-        return bool(variable) and not self.environ.get(variable or "")

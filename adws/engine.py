@@ -17,18 +17,25 @@ from adws.config import load_config
 from adws.decision import Decision
 from adws.errors import TaskError
 from adws.model import CompiledConfig
+from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
-from adws.state import open_store, resolve_path
-from adws.state.base import StateStore, StateStoreError
+from adws.state import open_configured
+from adws.state.base import StateStore
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
-    from adws.manager import ProviderManager, Result, Runner, Sleeper
+    from adws.manager import ProviderManager, Runner, Sleeper
 
 TaskInput = Task | Mapping[str, Any]
 
 
 class Engine:
+    """The router and the manager over one state store, held for the engine's whole life.
+
+    `store` None: the store the config names (`[state]`), opened without creating anything; the first write
+    (a run) creates it, and a store another process creates later is seen by the next decision.
+    """
+
     def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
                  sleep: Sleeper = time.sleep, runner: Runner | None = None,
                  environ: Mapping[str, str] | None = None,
@@ -37,50 +44,17 @@ class Engine:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.availability = Availability(self.environ, which)
-        self._store = store
-        self._state_file = resolve_path(config.state_path, self.environ)
-        if store is None and config.state_backend != "sqlite":
-            self._store = open_store(config.state_backend, config.state_path, env=self.environ)
-        self.accounts = StatefulAccounts(dict(config.providers), self.availability, self._store,
+        self.store: StateStore = store if store is not None else open_configured(
+            config.state_backend, config.state_path, config.base_dir, self.environ)
+        self.accounts = StatefulAccounts(config.providers, self.availability, self.store,
                                          config.breaker.cooldown_seconds)
         self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=clock)
         self._manager: ProviderManager | None = None
-        self._manager_options: dict[str, Any] = {"runner": runner, "sleep": sleep}
-        if self._store is None:
-            self._attach(create=False)
+        self._runner, self._sleep = runner, sleep
 
-    @property
-    def state_path(self) -> str:
-        return self._state_file
-
-    @property
-    def store(self) -> StateStore:
-        """The state store, created on first use."""
-        return self._attach(create=True)  # type: ignore[return-value]
-
-    def _attach(self, *, create: bool) -> StateStore | None:
-        # route() is free of side effects: it reads an existing store but never creates one.
-        if self._store is None and (create or Path(self.state_path).exists()):
-            if create:
-                try:
-                    Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StateStoreError(f"cannot create the state store's directory for {self.state_path}: "
-                                          f"{exc.strerror or exc}") from None
-            self._store = open_store(self.config.state_backend, self.state_path, env=self.environ)
-            self.accounts.store = self._store
-            if self._manager is not None:
-                self._manager.store = self._store
-        return self._store
-
-    def existing_store(self) -> StateStore | None:
-        """The state store if one exists, without creating it (for read-only views such as `adws quota`)."""
-        return self._store if self._store is not None else self._attach(create=False)
-
-    def _look_for_store(self) -> None:
-        """Attach a store another process created since this engine started (one stat call)."""
-        if os.path.exists(self._state_file):
-            self._attach(create=False)
+    def existing_store(self) -> StateStore:
+        """The state store, for read-only views such as `adws quota` (reading it creates nothing)."""
+        return self.store
 
     @property
     def manager(self) -> ProviderManager:
@@ -89,44 +63,39 @@ class Engine:
             from adws.manager import ProviderManager
             from adws.runner import run as run_process
 
-            runner = self._manager_options["runner"] or run_process
-            self._manager = ProviderManager(self.config, store=self._store, accounts=self.accounts, runner=runner,
-                                            sleep=self._manager_options["sleep"], clock=self.clock,
-                                            environ=self.environ)
+            self._manager = ProviderManager(self.config, store=self.store, accounts=self.accounts,
+                                            runner=self._runner or run_process, sleep=self._sleep,
+                                            clock=self.clock, environ=self.environ)
         return self._manager
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
-        if self._store is None:
-            self._look_for_store()
         return self.router.route(coerce_task(task), now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
-        if self._store is None:
-            self._look_for_store()
         return self.router.explain(coerce_task(task), now=now, prompt=prompt)
 
     def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
             now: datetime | None = None) -> Result:
-        """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log."""
+        """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
+
+        Interrupted (KeyboardInterrupt, SystemExit from a signal handler), the audit record of what ran so far
+        is still written, then the exception propagates.
+        """
         task = coerce_task(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
         if not Path(workdir).is_dir():
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
             raise TaskError([f"workdir: {workdir} is not a directory"])
-        self._attach(create=True)
         decision = self.router.route(task, now=now, prompt=prompt)
+        result = Result(False, decision)
         try:
-            result = self.manager.run(task, decision, prompt=prompt, workdir=workdir)
-        except BaseException as exc:
-            partial = getattr(exc, "adws_result", None)
-            if partial is not None and self.config.audit_enabled:
-                self._audit(task, partial, prompt)  # what ran before the interruption is not lost
-            raise
-        if self.config.audit_enabled:
-            self._audit(task, result, prompt)
-        return result
+            return self.manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
+        finally:
+            # Once the run began (its directory exists), what ran is logged even when it was interrupted.
+            if result.run_dir is not None and self.config.audit_enabled:
+                self._audit(task, result, prompt)
 
     def _audit(self, task: Task, result: Result, prompt: str) -> None:
         record: dict[str, Any] = {
@@ -148,8 +117,7 @@ class Engine:
                   file=sys.stderr)
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        self.store.close()
 
 
 def load(path: str | os.PathLike[str] = "config.toml", **options: Any) -> Engine:

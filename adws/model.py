@@ -65,14 +65,61 @@ class PoolSpec:
     quota: QuotaSpec  # its own limits and period; hard block and alerts inherited from the parent quota
 
 
+IMPLICIT_ACCOUNT = "default"  # the one account of a provider that declares none: its name in state and ADWS_ACCOUNT
+
+
 @dataclass(frozen=True, slots=True)
 class AccountSpec:
+    """An account as declared in `[[providers.NAME.accounts]]` (see `Account` for the resolved form)."""
+
     name: str
     enabled: bool
     env: Mapping[str, str]
     api_key_env: str | None
     quota: QuotaSpec | None
     usage_command: tuple[str, ...] = ()  # argv templates; the provider's when empty
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An account a provider runs under, resolved at load: what routing checks and execution uses.
+
+    Every provider has at least one: a provider without `[[accounts]]` runs under its implicit account,
+    named `default` (IMPLICIT_ACCOUNT) in the state store, `adws quota` and ADWS_ACCOUNT, and not shown in
+    plans and results (`shown` is None).
+    """
+
+    name: str
+    position: int  # in the file; 0 for the implicit account
+    enabled: bool
+    implicit: bool
+    env: Mapping[str, str]  # Jinja sources: the provider's `env`, then the account's over it
+    key_env: str | None  # the variable that must be set for the account to run (its own key, else the
+    #                      provider's where the provider requires one); None when nothing is required
+    key_target: str | None  # where the CLI looks for the key: the account's own key is copied there for a run
+    secret_vars: tuple[str, ...]  # variables whose values are redacted from what is recorded
+    quota: QuotaSpec | None  # the account's own quota, else the provider's
+
+    @property
+    def shown(self) -> str | None:
+        """The name in plans, attempts and results: None for the implicit account."""
+        return None if self.implicit else self.name
+
+
+def resolve_accounts(declared: tuple[AccountSpec, ...], env: Mapping[str, str], api_key_env: str | None,
+                     requires_api_key: bool, quota: QuotaSpec | None) -> tuple[Account, ...]:
+    """Every account of one provider, resolved once: the one place that decides which key variable applies."""
+    required = api_key_env if requires_api_key else None
+    if not declared:
+        secret: tuple[str, ...] = (api_key_env,) if api_key_env else ()
+        return (Account(IMPLICIT_ACCOUNT, 0, True, True, dict(env), required, None, secret, quota),)
+    out = []
+    for position, acc in enumerate(declared):
+        own = acc.api_key_env
+        secret = tuple(dict.fromkeys(v for v in (api_key_env, own) if v))
+        out.append(Account(acc.name, position, acc.enabled, False, {**env, **acc.env}, own or required,
+                           api_key_env if own else None, secret, acc.quota or quota))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +151,37 @@ class ProviderSpec:
     usage_command: tuple[str, ...] = ()  # argv templates printing observed usage as JSON (adws.observe)
     usage_sync_seconds: float | None = None  # run usage_command before routing at most this often
     wait_for_reset: float = 0.0  # seconds: a limit resetting sooner is waited out on the same account
+    # Resolved from the fields above when the spec is built (at load), never written by hand:
+    runs_as: tuple[Account, ...] = field(init=False, repr=False, compare=False)  # the implicit one included
+    key_vars: tuple[str, ...] = field(init=False, repr=False, compare=False)  # every key variable that matters
+    _by_name: Mapping[str, Account] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        runs_as = resolve_accounts(self.accounts, self.env, self.api_key_env, self.requires_api_key, self.quota)
+        key_vars = [a.key_env for a in runs_as if a.key_env]
+        if self.requires_api_key and self.api_key_env:
+            key_vars.append(self.api_key_env)  # accounts with keys of their own may leave it unset
+        object.__setattr__(self, "runs_as", runs_as)
+        object.__setattr__(self, "key_vars", tuple(dict.fromkeys(key_vars)))
+        object.__setattr__(self, "_by_name", {a.name: a for a in runs_as})
 
     def account(self, name: str) -> AccountSpec | None:
+        """A declared account by name (the implicit one is not declared)."""
         for acc in self.accounts:
             if acc.name == name:
                 return acc
         return None
+
+    def run_account(self, name: str | None) -> Account:
+        """The resolved account by name; None (a plan step without accounts) is the implicit one.
+
+        Raises KeyError for a name the provider does not run under.
+        """
+        if name is None:
+            if not self.runs_as[0].implicit:
+                raise KeyError(f"provider {self.name} declares accounts: name one")
+            return self.runs_as[0]
+        return self._by_name[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +260,7 @@ class CompiledConfig:
     retry: RetrySpec
     breaker: BreakerSpec
     state_backend: str
-    state_path: str
+    state_path: str  # `[state] path` as written: the backend locates it (adws.state.open_configured)
     audit_enabled: bool
     audit_path: str
     audit_include_prompt: bool

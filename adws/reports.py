@@ -67,21 +67,18 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     Read-only: without a state file yet, every account shows no usage and nothing is created.
     """
     acc = engine.accounts
-    store = engine.existing_store()
-    cooldowns = store.cooldowns(now) if store is not None else {}
-    observed = store.observations() if store is not None else {}
+    store = engine.store  # reading creates nothing
+    cooldowns = store.cooldowns(now)
+    observed = store.observations()
     rows = []
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
-        for spec in p.accounts or (None,):
-            account = spec.name if spec is not None else DEFAULT_ACCOUNT
-            quota = acc.quota_of(p, spec)
+        for spec in p.runs_as:
+            account, quota = spec.name, spec.quota
             # One row per quota subject: the account itself, or each of its pools (adws.pools).
             for subject, pool, governed in subjects(quota, account) or [(account, None, None)]:
                 since = acc.period_of(governed).start(now) if governed is not None else now - UNMETERED_WINDOW
-                usage = Usage(requests=0)
-                if store is not None:
-                    usage = store.usage_totals({name: since}, until=now).get((name, subject), usage)
+                usage = store.usage_totals({name: since}, until=now).get((name, subject), Usage(requests=0))
                 row: dict[str, Any] = {
                     "provider": name, "account": account, "pool": pool, "since": since.isoformat(),
                     "requests": usage.requests, "input_tokens": usage.input_tokens,

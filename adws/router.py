@@ -12,7 +12,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts
@@ -21,6 +21,7 @@ from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
 from adws.intake import prepare
 from adws.model import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
+from adws.strategies import STRATEGIES
 from adws.task import Task, coerce_task
 from adws.taskview import PRIORITY_RANK, TaskView
 
@@ -235,6 +236,21 @@ class Explanation:
         return "\n".join(lines)
 
 
+class PlanInput(NamedTuple):
+    """Everything a plan depends on: the plan cache's key, and the only task, environment and state data the
+    plan is built from (`_plan` reads nothing else but the clock reading, whose effect on accounts and breakers
+    goes through `generation`). A new input added here cannot be left out of the key."""
+
+    via: str  # "rule" | "default" | "override" | "disabled"
+    rule: str | None  # the matched rule's name
+    override: tuple[str, str | None] | None  # (provider, model) an override names
+    specialization: str
+    need: int | None  # the smallest declared context window that holds the task; None: none does
+    task_key: str | None  # None unless an account strategy depends on the task
+    generation: int  # of the accounts' state snapshot
+    keys_set: tuple[str, ...]  # which API-key variables of any provider are set
+
+
 class ModelRouter:
     def __init__(self, config: CompiledConfig, *, availability: Availability | None = None,
                  accounts: AccountPlanner | None = None, clock: Clock = utc_now) -> None:
@@ -248,11 +264,10 @@ class ModelRouter:
         self._provider_names = {name.lower(): name for name in config.providers}
         # Plans depend on the task only through these, so identical inputs reuse one plan (see _decide).
         self._windows = sorted({m.context_window for p in config.providers.values() for m in p.models.values()})
-        self._sticky = any(p.account_strategy == "sticky" for p in config.providers.values())
-        self._key_vars = sorted({v for p in config.providers.values()
-                                 for v in (p.api_key_env if p.requires_api_key else None,
-                                           *(a.api_key_env for a in p.accounts)) if v})
-        self._plans: dict[tuple[Any, ...], tuple[list[Step], list[Skip]]] = {}
+        self._by_task = any(STRATEGIES[p.account_strategy].depends_on_task for p in config.providers.values())
+        self._key_vars = sorted({v for p in config.providers.values() for v in p.key_vars})
+        self._rules = {r.name: r for r in config.rules}
+        self._plans: dict[PlanInput, tuple[list[Step], list[Skip]]] = {}
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -338,13 +353,33 @@ class ModelRouter:
 
     def _decide(self, view: TaskView, via: str, rule: RuleSpec | None,
                 override: tuple[str, str | None, str] | None) -> Decision:
+        environ = self.availability.environ
+        windows = self._windows
+        fits = bisect_left(windows, view.context_tokens)
+        inp = PlanInput(via, rule.name if rule else None, override[:2] if override else None, view.specialization,
+                        windows[fits] if fits < len(windows) else None,
+                        view.task_id if self._by_task else None, self.accounts.generation(view.local_now),
+                        tuple([v for v in self._key_vars if environ.get(v)]))
+        cached = self._plans.get(inp)
+        if cached is None:
+            if len(self._plans) > 4096:  # a new state generation makes old keys dead; keep memory bounded
+                self._plans.clear()
+            cached = self._plans[inp] = self._plan(inp, view.local_now)
+        plan, skipped = list(cached[0]), list(cached[1])
+        return Decision(rule=rule.name if rule else ("override" if override else "default"), via=via,
+                        plan=plan, skipped=skipped, view=view, now=view.local_now, matched=rule,
+                        override_source=override[2] if override else None)
+
+    def _plan(self, inp: PlanInput, now: datetime) -> tuple[list[Step], list[Skip]]:
+        """The plan's steps and the skipped candidates, from `inp` alone (and `now`, see PlanInput)."""
         cfg = self.config
         explicit: dict[str, str] = {}
         chain: tuple[str, ...] | None = None
         fallback = True
         rule_vars: dict[str, Any] = {}
-        if override is not None:
-            target, model, _ = override
+        rule = self._rules[inp.rule] if inp.rule is not None else None
+        if inp.override is not None:
+            target, model = inp.override
             if model:
                 explicit[target] = model
         elif rule is not None:
@@ -358,30 +393,19 @@ class ModelRouter:
             target = cfg.default_provider
             if cfg.default_model:
                 explicit[target] = cfg.default_model
-        environ = self.availability.environ
-        key = (via, rule.name if rule else None, override[:2] if override else None, view.specialization,
-               bisect_left(self._windows, view.context_tokens), view.task_id if self._sticky else None,
-               self.accounts.generation(view.local_now), tuple(bool(environ.get(v)) for v in self._key_vars))
-        cached = self._plans.get(key)
-        if cached is None:
-            tiers = [target]
-            if fallback:
-                rest = chain if chain is not None else self._after(target)
-                tiers.extend(t for t in rest if t != target)
-            cached = ([], [])
-            pinned = rule.account if rule is not None else None
-            for tier in tiers:
-                step = self._step(cfg.providers[tier], explicit.get(tier), view, rule_vars, cached[1],
-                                  pinned if tier == target else None)
-                if step is not None:
-                    cached[0].append(step)
-            if len(self._plans) > 4096:  # a new state generation makes old keys dead; keep memory bounded
-                self._plans.clear()
-            self._plans[key] = cached
-        plan, skipped = list(cached[0]), list(cached[1])
-        return Decision(rule=rule.name if rule else ("override" if override else "default"), via=via,
-                        plan=plan, skipped=skipped, view=view, now=view.local_now, matched=rule,
-                        override_source=override[2] if override else None)
+        tiers = [target]
+        if fallback:
+            rest = chain if chain is not None else self._after(target)
+            tiers.extend(t for t in rest if t != target)
+        steps: list[Step] = []
+        skipped: list[Skip] = []
+        pinned = rule.account if rule is not None else None
+        for tier in tiers:
+            step = self._step(cfg.providers[tier], explicit.get(tier), inp, now, rule_vars, skipped,
+                              pinned if tier == target else None)
+            if step is not None:
+                steps.append(step)
+        return steps, skipped
 
     def _after(self, target: str) -> tuple[str, ...]:
         chain = self.config.chain
@@ -389,26 +413,23 @@ class ModelRouter:
             return chain[chain.index(target) + 1:]
         return chain
 
-    def _step(self, provider: ProviderSpec, explicit: str | None, view: TaskView, rule_vars: dict[str, Any],
-              skipped: list[Skip], pinned: str | None = None) -> Step | None:
-        why = self.availability.why_not(provider)
+    def _step(self, provider: ProviderSpec, explicit: str | None, inp: PlanInput, now: datetime,
+              rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None) -> Step | None:
+        why = self.availability.why_not(provider, inp.keys_set)
         if why is None:
-            why = self.accounts.provider_blocked(provider, view.local_now)
+            why = self.accounts.provider_blocked(provider, now)
         if why is not None:
             skipped.append(Skip(provider.name, why))
             return None
-        model, reason = self._model(provider, explicit, view)
+        model, reason = self._model(provider, explicit, inp)
         if model is None and provider.models:
             skipped.append(Skip(provider.name, reason))
             return None
-        ranking = self.accounts.rank(provider, view)
+        ranking = self.accounts.rank(provider, inp.task_key, now)
         skipped.extend(ranking.skipped)
-        if not ranking.eligible:
-            if provider.accounts:
-                back = f"; the first is back at {ranking.earliest.isoformat()}" if ranking.earliest else ""
-                skipped.append(Skip(provider.name, "no usable account" + back, until=ranking.earliest))
+        if not ranking.usable:
             return None
-        accounts = tuple(ranking.eligible) if provider.accounts else ()
+        accounts = tuple(ranking.eligible)
         if pinned in accounts:
             # The rule's account goes first; the tier's other usable accounts stay behind it for next_account.
             accounts = (pinned, *(a for a in accounts if a != pinned))
@@ -418,20 +439,22 @@ class ModelRouter:
         return Step(provider.name, model_id, accounts[0] if accounts else None, accounts, variables, reason)
 
     def _model(self, provider: ProviderSpec, explicit: str | None,
-               view: TaskView) -> tuple[ModelSpec | None, str]:
-        tokens = view.context_tokens
+               inp: PlanInput) -> tuple[ModelSpec | None, str]:
+        # Windows are compared with the smallest declared window that holds the task: the same answers as
+        # comparing with its token count, from an input shared by every task of that size class.
+        need = inp.need if inp.need is not None else 1 << 62
         if explicit is not None:
             model = provider.models.get(explicit)
             if model is None:
                 return None, f"model {explicit} as chosen"
-            if model.context_window < tokens:
+            if model.context_window < need:
                 return None, f"context too small: {explicit} holds {model.context_window} tokens"
             return model, f"model {explicit} as chosen"
-        ranked = self._ranked_models(provider, view.specialization)
+        ranked = self._ranked_models(provider, inp.specialization)
         for model in ranked:
-            if model.context_window >= tokens:
-                return model, (f"best {view.specialization} score "
-                               f"{model.score(view.specialization, provider.scores)} among models that hold the task")
+            if model.context_window >= need:
+                return model, (f"best {inp.specialization} score "
+                               f"{model.score(inp.specialization, provider.scores)} among models that hold the task")
         if not ranked:
             return None, "no model declared"
         largest = max(m.context_window for m in ranked)

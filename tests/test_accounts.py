@@ -469,3 +469,55 @@ def test_least_used_without_a_quota_keeps_file_order(make_engine: MakeEngine) ->
         '[providers.claude.quota]\ntokens = 100000\nreset = "0 0 * * 0"\ntimezone = "UTC"\n', ""))
     use(engine.store, "a", 1_000_000)  # nothing to be a share of: every account has all of "no limit" left
     assert engine.route({"title": "t"}, now=WEDNESDAY).plan[0].accounts == ("a", "b", "c")
+
+
+# -- accounts resolved at load ---------------------------------------------------------------------------
+
+RESOLVED = """
+[routing]
+chain = ["keyed", "plain"]
+[providers.keyed]
+command_template = ["agent", "{{ prompt }}"]
+prompt = "arg"
+api_key_env = "PROVIDER_KEY"
+requires_api_key = true
+env = { MODE = "fast", SHARED = "provider" }
+[providers.keyed.quota]
+requests = 10
+window = "5h"
+[[providers.keyed.accounts]]
+name = "own"
+api_key_env = "OWN_KEY"
+env = { SHARED = "account" }
+[providers.keyed.accounts.quota]
+requests = 3
+window = "1h"
+[[providers.keyed.accounts]]
+name = "borrowed"
+[providers.plain]
+command_template = ["agent", "{{ prompt }}"]
+prompt = "arg"
+api_key_env = "PLAIN_KEY"
+"""
+
+
+def test_every_provider_runs_as_resolved_accounts_the_implicit_one_included() -> None:
+    config = compile_config(parse_toml(RESOLVED), "t", base_dir="/tmp")
+    keyed, plain = config.providers["keyed"], config.providers["plain"]
+    own, borrowed = keyed.runs_as
+    assert (own.name, own.implicit, own.shown, own.position) == ("own", False, "own", 0)
+    # Its own key is what must be set, and it is copied to where the CLI looks for the provider's key.
+    assert (own.key_env, own.key_target, own.secret_vars) == ("OWN_KEY", "PROVIDER_KEY", ("PROVIDER_KEY", "OWN_KEY"))
+    assert own.env == {"MODE": "fast", "SHARED": "account"}  # the account's env over the provider's
+    assert own.quota is not None and own.quota.requests == 3
+    # Without a key of its own, an account needs the provider's (required here) and shares its quota.
+    assert (borrowed.key_env, borrowed.key_target, borrowed.secret_vars) == ("PROVIDER_KEY", None, ("PROVIDER_KEY",))
+    assert borrowed.quota is keyed.quota
+    assert keyed.key_vars == ("OWN_KEY", "PROVIDER_KEY")
+    # A provider without accounts runs as the implicit "default": not shown, its key not required unless
+    # the provider says so, still redacted.
+    (implicit,) = plain.runs_as
+    assert (implicit.name, implicit.implicit, implicit.shown, implicit.key_env) == ("default", True, None, None)
+    assert implicit.secret_vars == ("PLAIN_KEY",) and plain.key_vars == ()
+    assert plain.run_account(None) is implicit and keyed.run_account("borrowed") is borrowed
+    assert plain.accounts == () and len(keyed.accounts) == 2  # the declared ones, as written

@@ -425,3 +425,34 @@ def test_setting_the_providers_key_between_decisions_frees_accounts_without_thei
     assert engine.route({"title": "t"}).plan[0].accounts == ("a",)
     env["ANTHROPIC_API_KEY"] = "sk-secret-provider"
     assert engine.route({"title": "t"}).plan[0].accounts == ("a", "b")
+
+
+def test_each_account_is_named_to_the_child_and_the_implicit_one_is_default(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude_a="auth", claude_b="auth", copilot="success"))
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert outcomes(result) == [("claude", "a", "auth"), ("claude", "b", "auth"), ("backup", None, "success")]
+    # The account a child runs under is in ADWS_ACCOUNT; a provider without accounts runs as "default", the
+    # name its usage is kept under (plans and results do not show it).
+    assert [c["account"] for c in invocations(tmp_path)] == ["a", "b", "default"]
+    assert ("backup", "default") in engine.store.usage_totals({"backup": NOW - timedelta(days=1)})
+
+
+def test_an_interrupted_run_is_audited_with_the_attempts_so_far(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="auth", copilot="success"))
+    real = engine.manager.runner
+    calls: list[str] = []
+
+    def interrupted_on_the_second(request: Any) -> Any:
+        calls.append(request.argv[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(request)
+
+    engine.manager.runner = interrupted_on_the_second
+    with pytest.raises(KeyboardInterrupt):
+        engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    record = audit.read(tmp_path / "audit.jsonl")[-1]
+    assert (record["success"], record["message"]) == (False, "interrupted: KeyboardInterrupt")
+    assert [(a["provider"], a["account"], a["outcome"]) for a in record["attempts"]] == [("claude", "a", "auth")]

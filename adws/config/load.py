@@ -570,7 +570,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
                         r.retry.max_backoff_seconds),
         breaker=BreakerSpec(r.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
                             frozenset(r.circuit_breaker.counts)),
-        state_backend=cfg.state.backend, state_path=resolve(cfg.state.path), audit_enabled=cfg.audit.enabled,
+        state_backend=cfg.state.backend, state_path=cfg.state.path, audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
         scenarios=scenarios, raw=raw, scoring=scoring,

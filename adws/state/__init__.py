@@ -1,25 +1,36 @@
 """State shared by coordinator processes: usage ledger, cooldowns, cursors, sticky choices, breakers.
 
-Backends live in `STORES`, one entry per name; config validation takes the allowed names from it, and
-adding a backend (e.g. Redis) is adding one entry whose factory takes the configured path/URL.
+Backends live in `STORES`, one `Backend` entry per name; config validation takes the allowed names from it.
+A backend owns its location: it turns `[state] path` (or ADWS_STATE_PATH) into the place it opens, so a
+SQLite path is made relative to the config's directory while another backend's URL is taken as written.
+Adding a backend (e.g. Redis) is one entry.
 
 Where the SQLite file lives, highest precedence first:
 1. the environment variable ADWS_STATE_PATH (so an operator or a test can redirect every process
-   without editing config.toml);
-2. the `path` given to `open_store` (normally `[state] path` from config.toml);
+   without editing config.toml); relative to the working directory;
+2. `[state] path` from config.toml, relative to the config file's directory;
 3. ".adws/state.sqlite3", relative to the working directory.
 ":memory:" gives a private, non-shared SQLite database.
+
+`open_configured` gives an Engine its one store for its whole life. A backend whose store is a file that
+routing must not create (`Backend.exists`) is opened through `PendingStore`: it reads as empty until the
+file appears (one stat call per `version()`), and the first write creates it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
+from adws.attempt import Usage
 from adws.state.base import (
     BREAKER_STATES,
     BreakerState,
     Cooldown,
+    Observation,
     StateStore,
     StateStoreError,
     UsageRecord,
@@ -28,31 +39,74 @@ from adws.state.memory import MemoryStore
 from adws.state.sqlite import DEFAULT_PATH, SqliteStore
 
 __all__ = [
+    "ABSENT_VERSION",
     "BREAKER_STATES",
     "DEFAULT_PATH",
     "ENV_PATH",
     "STORES",
+    "Backend",
     "BreakerState",
     "Cooldown",
     "MemoryStore",
+    "PendingStore",
     "SqliteStore",
     "StateStore",
     "StateStoreError",
     "UsageRecord",
+    "open_configured",
     "open_store",
     "resolve_path",
 ]
 
 ENV_PATH = "ADWS_STATE_PATH"
+# What a store that does not exist yet (a PendingStore) answers to version(): it holds nothing, at any time.
+ABSENT_VERSION = -1
 
-STORES: dict[str, Callable[[str | None], StateStore]] = {
-    "sqlite": SqliteStore,
-    "memory": MemoryStore,
+
+def _as_path(location: str, base_dir: str) -> str:
+    """A file location relative to `base_dir`, `~` expanded; ":memory:" stays as it is."""
+    if location == ":memory:":
+        return location
+    return str(Path(base_dir, os.path.expanduser(location)))
+
+
+def _file_exists(location: str) -> bool:
+    return location == ":memory:" or os.path.exists(location)
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One state backend: how to open it and where it lives.
+
+    `factory(location)` opens the store. `locate(configured, base_dir)` turns `[state] path` as written into
+    the location (default: taken as written). `exists(location)`, for backends whose store is created by
+    opening it, says without creating anything whether it is there; None when opening creates nothing.
+    """
+
+    factory: Callable[[str], StateStore]
+    locate: Callable[[str, str], str] = lambda configured, base_dir: configured
+    exists: Callable[[str], bool] | None = None
+
+    def __call__(self, location: str) -> StateStore:
+        return self.factory(location)
+
+
+STORES: dict[str, Backend] = {
+    "sqlite": Backend(SqliteStore, _as_path, _file_exists),
+    "memory": Backend(MemoryStore),
 }
 
 
+def _backend(name: str) -> Backend:
+    backend = STORES.get(name)
+    if backend is None:
+        known = ", ".join(sorted(STORES))
+        raise ValueError(f"unknown state backend {name!r}: expected one of {known}")
+    return backend
+
+
 def resolve_path(path: str | None, env: Mapping[str, str] | None = None) -> str:
-    """The path a store will use: ADWS_STATE_PATH, else `path`, else DEFAULT_PATH."""
+    """The location a store will use: ADWS_STATE_PATH, else `path`, else DEFAULT_PATH."""
     environ = os.environ if env is None else env
     return environ.get(ENV_PATH) or path or DEFAULT_PATH
 
@@ -60,9 +114,145 @@ def resolve_path(path: str | None, env: Mapping[str, str] | None = None) -> str:
 def open_store(
     backend: str = "sqlite", path: str | None = None, *, env: Mapping[str, str] | None = None
 ) -> StateStore:
-    """Open the named backend. `env` defaults to os.environ (injectable for tests)."""
-    factory = STORES.get(backend)
-    if factory is None:
-        known = ", ".join(sorted(STORES))
-        raise ValueError(f"unknown state backend {backend!r}: expected one of {known}")
-    return factory(resolve_path(path, env))
+    """Open the named backend at `path` (already located). `env` defaults to os.environ (injectable for tests).
+
+    Raises ValueError for an unknown backend, StateStoreError when the store cannot be opened.
+    """
+    return _backend(backend)(resolve_path(path, env))
+
+
+def open_configured(backend: str, configured: str | None, base_dir: str,
+                    env: Mapping[str, str] | None = None) -> StateStore:
+    """The store a config names: `configured` is `[state] path` as written (None: the default), located by
+    the backend relative to `base_dir`; ADWS_STATE_PATH in `env` overrides it as written.
+
+    Creates nothing: a store that does not exist yet is a PendingStore until the first write.
+    """
+    found = _backend(backend)
+    environ = os.environ if env is None else env
+    location = environ.get(ENV_PATH) or (found.locate(configured, base_dir) if configured else DEFAULT_PATH)
+    if found.exists is None or found.exists(location):
+        return found(location)
+    return PendingStore(found, location)
+
+
+class PendingStore:
+    """A store that does not exist yet: reads see an empty store, the first write creates the real one.
+
+    Once the real store exists (created here or by another process, seen by `version()`), every call goes to
+    it. Routing only reads, so routing never creates a state file.
+    """
+
+    def __init__(self, backend: Backend, location: str) -> None:
+        if backend.exists is None:
+            raise ValueError("a PendingStore needs a backend that can tell whether its store exists")
+        self.backend, self.location = backend, location
+        self._exists = backend.exists
+        self._store: StateStore | None = None
+        self._empty = MemoryStore()  # what reading a store that does not exist gives
+
+    def _reader(self) -> StateStore:
+        if self._store is None and self._exists(self.location):
+            self._store = self.backend(self.location)
+        return self._store if self._store is not None else self._empty
+
+    def _writer(self) -> StateStore:
+        if self._store is None:
+            try:
+                Path(self.location).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateStoreError(f"cannot create the state store's directory for {self.location}: "
+                                      f"{exc.strerror or exc}") from None
+            self._store = self.backend(self.location)
+        return self._store
+
+    # reads: the real store once it exists, else empty answers
+
+    def usage_totals(self, since: Mapping[str, datetime],
+                     until: datetime | None = None) -> dict[tuple[str, str], Usage]:
+        return self._reader().usage_totals(since, until)
+
+    def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
+        return self._reader().oldest_usage(provider, account, since)
+
+    def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
+        return self._reader().cooldowns(now)
+
+    def peek_cursor(self, key: str) -> int:
+        return self._reader().peek_cursor(key)
+
+    def get_sticky(self, key: str) -> str | None:
+        return self._reader().get_sticky(key)
+
+    def get_breaker(self, provider: str) -> BreakerState:
+        return self._reader().get_breaker(provider)
+
+    def breakers(self) -> dict[str, BreakerState]:
+        return self._reader().breakers()
+
+    def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
+        return self._reader().active_slots(now)
+
+    def reservations(self, now: datetime) -> dict[tuple[str, str], int]:
+        return self._reader().reservations(now)
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        return self._reader().observations()
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        return self._reader().recent_runs(provider, specialization, limit)
+
+    def version(self) -> int:
+        """ABSENT_VERSION while the store does not exist (one stat call: routing asks on every decision); then
+        the real store's."""
+        if self._store is None:
+            if not self._exists(self.location):
+                return ABSENT_VERSION
+            self._store = self.backend(self.location)
+        return self._store.version()
+
+    # writes: create the store first
+
+    def record_usage(self, record: UsageRecord) -> None:
+        self._writer().record_usage(record)
+
+    def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
+        self._writer().set_cooldown(provider, account, cooldown)
+
+    def clear_cooldown(self, provider: str, account: str) -> None:
+        self._writer().clear_cooldown(provider, account)
+
+    def next_cursor(self, key: str) -> int:
+        return self._writer().next_cursor(key)
+
+    def advance_cursor(self, key: str, value: int) -> None:
+        self._writer().advance_cursor(key, value)
+
+    def set_sticky(self, key: str, value: str) -> None:
+        self._writer().set_sticky(key, value)
+
+    def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
+        return self._writer().update_breaker(provider, fn)
+
+    def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
+        return self._writer().acquire_slot(provider, holder, limit, now, until)
+
+    def release_slot(self, provider: str, holder: str) -> None:
+        self._writer().release_slot(provider, holder)
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        return self._writer().reserve(provider, subject, holder, tokens, now, until)
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        self._writer().release_reservation(provider, holder)
+
+    def record_observation(self, observation: Observation) -> None:
+        self._writer().record_observation(observation)
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        self._writer().record_run(provider, specialization, at, tokens)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

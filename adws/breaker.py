@@ -1,0 +1,133 @@
+"""The circuit breaker of one provider: pure transitions over its stored `BreakerState`.
+
+States as in pybreaker (and Fowler's description of the pattern):
+
+- closed: attempts run; each infrastructure failure (`[breaker] counts`) adds one, any other answer from the
+  provider resets the count. `failure_threshold` failures in a row open it.
+- open: routing skips the provider until `cooldown_seconds` after it opened.
+- half_open: from then on, the first execution that reaches the provider claims the one probe (`claim_probe`)
+  and the state says so; while the probe runs (at most `lease`: the provider's timeout, kill grace and a
+  margin) routing skips the provider again. The probe's verdict closes it (any answer) or re-opens it (a
+  failure, with a fresh cooldown). A probe that never reached a verdict (its command did not render, no
+  slot was free, the run was interrupted) gives the claim back.
+
+Routing (`blocked`, `expires`) and execution (`claim_probe`, `record`) use these functions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from adws.model import BreakerSpec, ProviderSpec
+from adws.state.base import BreakerState, StateStore
+
+CLOSED = BreakerState()
+# A probe holds the half-open state at most this long after the provider's own timeout and kill grace: a
+# coordinator killed mid-probe frees it then.
+PROBE_MARGIN = timedelta(seconds=60)
+
+
+def probe_lease(provider: ProviderSpec) -> timedelta:
+    """How long a claimed probe keeps the breaker half-open (the longest an attempt runs, plus a margin)."""
+    return timedelta(seconds=provider.timeout + provider.kill_grace) + PROBE_MARGIN
+
+
+def blocked(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> str | None:
+    """Why routing must skip the provider at `now`, or None."""
+    if state.opened_at is None:
+        return None
+    if state.state == "open" and now < state.opened_at + cooldown:
+        return (f"circuit open after {state.failures} infrastructure failures; "
+                f"probed again at {(state.opened_at + cooldown).isoformat()}")
+    if state.state == "half_open" and now < state.opened_at + lease:
+        return f"circuit half-open: a probe is running since {state.opened_at.isoformat()}"
+    return None
+
+
+def expires(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> datetime | None:
+    """When `blocked` stops blocking, if it blocks at `now` (for snapshot expiry)."""
+    if state.opened_at is None:
+        return None
+    end = state.opened_at + (cooldown if state.state == "open" else lease if state.state == "half_open"
+                             else timedelta(0))
+    return end if end > now else None
+
+
+def probe(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> BreakerState:
+    """The state after an execution asks to reach the provider at `now`.
+
+    Open past its cooldown, or half-open with a probe whose lease ran out: half-open, probed from `now`.
+    Otherwise unchanged (closed; open within its cooldown, which only a plan made before it opened reaches;
+    half-open with a live probe).
+    """
+    if state.opened_at is None:
+        return state
+    if (state.state == "open" and now >= state.opened_at + cooldown) or \
+            (state.state == "half_open" and now >= state.opened_at + lease):
+        return BreakerState("half_open", state.failures, now)
+    return state
+
+
+def after_attempt(state: BreakerState, failed: bool, now: datetime, threshold: int) -> BreakerState:
+    """The state after an attempt's verdict: `failed` when its outcome counts as an infrastructure failure."""
+    if not failed:
+        return CLOSED  # any answer from the provider itself shows the infrastructure works
+    failures = state.failures + 1
+    if state.state != "closed" or failures >= threshold:
+        return BreakerState("open", failures, now)  # a failed probe re-opens it
+    return BreakerState("closed", failures, None)
+
+
+# -- against the store -----------------------------------------------------------------------------------
+
+
+def claim_probe(store: StateStore, provider: str, now: datetime, cooldown: timedelta,
+                lease: timedelta) -> tuple[bool, BreakerState]:
+    """Try to become the one probe of an open breaker: (claimed, the state before).
+
+    The single place where the probe is claimed. `update_breaker` is an atomic read-modify-write on every
+    backend, so one claim wins even across processes sharing the store.
+    """
+    before: list[BreakerState] = []
+
+    def claim(state: BreakerState) -> BreakerState:
+        before[:] = [state]
+        return probe(state, now, cooldown, lease)
+
+    after = store.update_breaker(provider, claim)
+    prior = before[-1] if before else after
+    return after.state == "half_open" and after.opened_at == now and prior != after, prior
+
+
+@contextmanager
+def admission(store: StateStore, provider: ProviderSpec, now: datetime, cooldown: timedelta) -> Iterator[bool]:
+    """Hold the provider's probe, if its breaker needs one, for the block; yields False when another
+    execution holds it (the provider must not be reached). A claim whose probe reached no verdict in the block
+    is given back on the way out, whatever the block raised."""
+    lease = probe_lease(provider)
+    state = store.get_breaker(provider.name)
+    if state.opened_at is None:  # closed: nothing to claim (the common case costs one read)
+        yield True
+        return
+    claimed, before = claim_probe(store, provider.name, now, cooldown, lease)
+    if not claimed:
+        # Half-open: another execution is probing. Open within its cooldown: the plan was made before it
+        # opened; it runs, as any attempt already under way would.
+        yield before.state != "half_open"
+        return
+    try:
+        yield True
+    finally:
+        def give_back(state: BreakerState) -> BreakerState:
+            return before if state == BreakerState("half_open", before.failures, now) else state
+
+        store.update_breaker(provider.name, give_back)
+
+
+def record(store: StateStore, provider: str, failed: bool, now: datetime, spec: BreakerSpec) -> None:
+    """Apply an attempt's verdict; a closed breaker with no failures to forget costs one read."""
+    if not failed and store.get_breaker(provider) == CLOSED:
+        return
+    store.update_breaker(provider, lambda state: after_attempt(state, failed, now, spec.failure_threshold))

@@ -1,0 +1,84 @@
+"""What a run produced: one `Attempt` record per try, and the `Result` of the whole walk through the plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from adws.attempt import Usage
+from adws.decision import Decision
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try on one provider and account: its verdict, what it cost and what the walk did next."""
+
+    provider: str
+    model: str | None
+    account: str | None
+    outcome: str
+    reason: str
+    exit_code: int | None
+    signal: int | None
+    duration_ms: int
+    usage: Usage | None
+    command: list[str]
+    started_at: datetime
+    action: str
+    reset_at: datetime | None = None
+    stdout_path: str | None = None
+    stderr_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        usage = None
+        if self.usage is not None:
+            u = self.usage
+            usage = {"requests": u.requests, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                     "cost_usd": round(u.cost_usd, 6), "estimated": u.estimated}
+        return {
+            "provider": self.provider, "model": self.model, "account": self.account, "outcome": self.outcome,
+            "reason": self.reason, "exit_code": self.exit_code, "signal": self.signal,
+            "duration_ms": self.duration_ms, "usage": usage, "command": self.command,
+            "started_at": self.started_at.isoformat(), "action": self.action,
+            "reset_at": self.reset_at.isoformat() if self.reset_at else None,
+            "stdout_path": self.stdout_path, "stderr_path": self.stderr_path,
+        }
+
+
+@dataclass(slots=True)
+class Result:
+    """The whole run: success, every attempt in order, the final text and where the files are."""
+
+    success: bool
+    decision: Decision
+    attempts: list[Attempt] = field(default_factory=list)
+    final_text: str | None = None
+    output_file: str | None = None
+    run_dir: str | None = None
+    message: str = ""
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def provider(self) -> str | None:
+        return self.last.provider if self.last else self.decision.provider
+
+    @property
+    def model(self) -> str | None:
+        return self.last.model if self.last else self.decision.model
+
+    @property
+    def account(self) -> str | None:
+        return self.last.account if self.last else self.decision.account
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success, "provider": self.provider, "model": self.model, "account": self.account,
+            "rule": self.decision.rule, "message": self.message, "final_text": self.final_text,
+            "output_file": self.output_file, "run_dir": self.run_dir,
+            "attempts": [a.to_dict() for a in self.attempts],
+            "decision": self.decision.to_dict(),
+        }

@@ -1,0 +1,182 @@
+"""Account strategies: how a provider's usable accounts are ordered, and what a strategy keeps in the store.
+
+A strategy is one object in `STRATEGIES` (config validation takes the allowed names from it). It declares
+everything the rest of adws needs from it, so nothing outside this module branches on a strategy's name:
+
+- `order(candidates, ctx)`: the usable accounts in the order to try them (routing; reads state, never writes);
+- `depends_on_task`: whether that order depends on the task (then the task id is part of the cached inputs);
+- `take_turn(provider, accounts, store, task_key)`: at execution, a `Turn` over the plan step's accounts; the
+  strategy may reorder them and claim state (round robin takes its cursor position atomically);
+- `Turn.used(account, ran=...)`: the account really used (round robin moves past it, sticky remembers it);
+- `Turn.close()`: release what the turn holds, whatever happened (a turn is a context manager).
+
+A new stateful strategy is one subclass here and one registry entry; in-flight reservations (counted by the
+ordering and released by `close()`) fit the same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar, NamedTuple
+
+from adws.attempt import Usage
+from adws.model import ProviderSpec
+from adws.state.base import StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An account that passed every check, with what strategies need to order it."""
+
+    name: str
+    position: int  # in the file
+    percent: float  # of the fullest limited quota dimension, 0-100+
+    usage: Usage  # in the current quota period
+
+
+class OrderContext(NamedTuple):
+    """What `Strategy.order` may read besides the candidates."""
+
+    provider: ProviderSpec
+    task_key: str | None  # None unless the strategy `depends_on_task`
+    store: StateStore
+
+
+class Turn:
+    """One walk through a plan step's accounts; the base turn keeps the order and records nothing."""
+
+    def __init__(self, accounts: Sequence[str]) -> None:
+        self.accounts: tuple[str, ...] = tuple(accounts)
+
+    def used(self, account: str, *, ran: bool) -> None:
+        """An attempt was made on `account`; `ran` is False when it never started (its command failed to
+        render)."""
+
+    def close(self) -> None:
+        """Release whatever the turn holds. Called once, also when the walk is interrupted."""
+
+    def __enter__(self) -> Turn:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Strategy:
+    """Orders a provider's usable accounts; subclasses with state override `take_turn` too."""
+
+    name: ClassVar[str]
+    depends_on_task: ClassVar[bool] = False
+
+    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        """The usable accounts in the order to try them. Reads the store (never writes it): routing calls it
+        once per state snapshot, and its answer is cached until the snapshot changes."""
+        raise NotImplementedError
+
+    def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,
+                  task_key: str | None) -> Turn:
+        """The turn an execution takes over `accounts` (the plan step's, in routing order; empty for a
+        provider without declared accounts)."""
+        return Turn(accounts)
+
+
+class LeastUsed(Strategy):
+    """Most quota left first (lowest percent of the fullest limited dimension), then fewest tokens in the
+    period, then file order. Accounts without any quota have no period and no usage in the snapshot: all of
+    them tie at 0% and keep file order (use round_robin to spread unlimited accounts)."""
+
+    name = "least_used"
+
+    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        return sorted(candidates, key=lambda c: (c.percent, c.usage.total_tokens, c.position))
+
+
+class FillFirst(Strategy):
+    """File order: the first account until it is blocked."""
+
+    name = "fill_first"
+
+    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        return sorted(candidates, key=lambda c: c.position)
+
+
+def cursor_key(provider: str) -> str:
+    """Round robin's cursor in the store (a count of turns taken; the position is it modulo the accounts)."""
+    return f"round_robin:{provider}"
+
+
+class _RoundRobinTurn(Turn):
+    def __init__(self, accounts: Sequence[str], store: StateStore, key: str, start: int,
+                 names: Sequence[str]) -> None:
+        super().__init__(accounts)
+        self.store, self.key, self.start, self.names = store, key, start, list(names)
+
+    def used(self, account: str, *, ran: bool) -> None:
+        # The next task starts after the account this one really used, not merely one further on.
+        skipped_over = (self.names.index(account) - self.start) % len(self.names)
+        self.store.advance_cursor(self.key, self.start + skipped_over + 1)
+
+
+class RoundRobin(Strategy):
+    """Each task starts one account further on; coordinators share the cursor through the store."""
+
+    name = "round_robin"
+
+    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        if not candidates:
+            return []
+        total = len(ctx.provider.runs_as)
+        start = ctx.store.peek_cursor(cursor_key(ctx.provider.name)) % total
+        return sorted(candidates, key=lambda c: (c.position - start) % total)
+
+    def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,
+                  task_key: str | None) -> Turn:
+        if not accounts:
+            return Turn(accounts)
+        # Take the turn atomically, so coordinators running at once start on different accounts.
+        key = cursor_key(provider.name)
+        start = store.next_cursor(key)
+        names = [a.name for a in provider.runs_as]
+        in_turn = sorted(accounts, key=lambda name: (names.index(name) - start) % len(names))
+        return _RoundRobinTurn(in_turn, store, key, start, names)
+
+
+def sticky_key(provider: str, task_key: str) -> str:
+    """The account a task last ran on, in the store."""
+    return f"sticky:{provider}:{task_key}"
+
+
+class _StickyTurn(Turn):
+    def __init__(self, accounts: Sequence[str], store: StateStore, provider: str, task_key: str) -> None:
+        super().__init__(accounts)
+        self.store, self.key = store, sticky_key(provider, task_key)
+
+    def used(self, account: str, *, ran: bool) -> None:
+        if ran:
+            self.store.set_sticky(self.key, account)
+
+
+class Sticky(LeastUsed):
+    """A task stays on the account it last ran on while that account is usable; otherwise least used."""
+
+    name = "sticky"
+    depends_on_task = True
+
+    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        ordered = super().order(candidates, ctx)
+        if ctx.task_key is None:
+            return ordered
+        held = ctx.store.get_sticky(sticky_key(ctx.provider.name, ctx.task_key))
+        return sorted(ordered, key=lambda c: c.name != held)  # stable: the held account first, rest unchanged
+
+    def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,
+                  task_key: str | None) -> Turn:
+        if not accounts or task_key is None:
+            return Turn(accounts)
+        return _StickyTurn(accounts, store, provider.name, task_key)
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (LeastUsed(), RoundRobin(), FillFirst(), Sticky())}

@@ -1,0 +1,132 @@
+"""The circuit breaker: its pure transitions, the one probe of a half-open breaker, and both in a real run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from adws import breaker
+from adws.config.load import compile_config, parse_toml
+from adws.engine import Engine
+from adws.model import ProviderSpec
+from adws.state import MemoryStore
+from adws.state.base import BreakerState
+from adws.task import Task
+from tests.conftest import WEDNESDAY as T0
+from tests.conftest import Clock
+from tests.test_manager import CLAUDE_CONFIG, claude_engine, fake_env, make_engine  # noqa: F401  (fixture)
+
+COOLDOWN = timedelta(minutes=10)
+LEASE = timedelta(minutes=2)
+OPEN = BreakerState("open", 3, T0)
+
+
+def provider(timeout: float = 30) -> ProviderSpec:
+    config = compile_config(parse_toml(CLAUDE_CONFIG.replace("TIMEOUT", str(timeout))), "t", base_dir="/tmp")
+    return config.providers["claude"]
+
+
+def test_closed_counts_failures_and_opens_at_the_threshold() -> None:
+    one = breaker.after_attempt(breaker.CLOSED, True, T0, threshold=2)
+    assert one == BreakerState("closed", 1, None)
+    assert breaker.after_attempt(one, True, T0, threshold=2) == BreakerState("open", 2, T0)
+    assert breaker.after_attempt(one, False, T0, threshold=2) == breaker.CLOSED  # any answer resets
+
+
+def test_open_blocks_until_its_cooldown_then_admits_one_probe() -> None:
+    just_before = T0 + COOLDOWN - timedelta(seconds=1)
+    assert breaker.blocked(OPEN, just_before, COOLDOWN, LEASE) == (
+        "circuit open after 3 infrastructure failures; probed again at 2026-11-18T13:10:00+00:00")
+    assert breaker.probe(OPEN, just_before, COOLDOWN, LEASE) == OPEN  # too early: no probe
+    at = T0 + COOLDOWN
+    assert breaker.blocked(OPEN, at, COOLDOWN, LEASE) is None
+    half = breaker.probe(OPEN, at, COOLDOWN, LEASE)
+    assert half == BreakerState("half_open", 3, at)
+    # While the probe runs, routing skips the provider and nobody else may probe.
+    assert breaker.blocked(half, at + timedelta(seconds=5), COOLDOWN, LEASE) == (
+        "circuit half-open: a probe is running since 2026-11-18T13:10:00+00:00")
+    assert breaker.probe(half, at + timedelta(seconds=5), COOLDOWN, LEASE) == half
+    assert breaker.expires(half, at, COOLDOWN, LEASE) == at + LEASE
+    # A probe whose holder died frees the breaker when its lease ends: the next execution probes.
+    late = at + LEASE
+    assert breaker.blocked(half, late, COOLDOWN, LEASE) is None
+    assert breaker.probe(half, late, COOLDOWN, LEASE) == BreakerState("half_open", 3, late)
+
+
+def test_the_probes_verdict_closes_or_reopens() -> None:
+    half = BreakerState("half_open", 3, T0 + COOLDOWN)
+    later = T0 + COOLDOWN + timedelta(seconds=30)
+    assert breaker.after_attempt(half, False, later, threshold=5) == breaker.CLOSED
+    assert breaker.after_attempt(half, True, later, threshold=5) == BreakerState("open", 4, later)
+
+
+def test_the_probe_lease_covers_the_longest_attempt() -> None:
+    # timeout 300 s and kill_grace 0.5 s in CLAUDE_CONFIG
+    assert breaker.probe_lease(provider(timeout=300)) == timedelta(seconds=300.5) + breaker.PROBE_MARGIN
+
+
+def test_one_probe_is_claimed_and_an_unfinished_one_is_given_back() -> None:
+    store = MemoryStore()
+    store.update_breaker("claude", lambda _: OPEN)
+    spec = provider()
+    at = T0 + COOLDOWN
+    with breaker.admission(store, spec, at, COOLDOWN) as first:
+        assert first
+        assert store.get_breaker("claude") == BreakerState("half_open", 3, at)
+        with breaker.admission(store, spec, at, COOLDOWN) as second:
+            assert not second  # one probe at a time
+    # The probe reached no verdict (nothing recorded): the claim is given back, the next execution may probe.
+    assert store.get_breaker("claude") == OPEN
+    with breaker.admission(store, spec, at, COOLDOWN) as again:
+        assert again
+        breaker.record(store, "claude", False, at, compile_config(
+            parse_toml(CLAUDE_CONFIG.replace("TIMEOUT", "30")), "t", base_dir="/tmp").breaker)
+    assert store.get_breaker("claude") == breaker.CLOSED  # the verdict stays
+
+
+def test_a_closed_breaker_is_admitted_without_a_write() -> None:
+    store = MemoryStore()
+    before = store.version()
+    with breaker.admission(store, provider(), T0, COOLDOWN) as admitted:
+        assert admitted
+    assert store.version() == before
+
+
+def test_a_run_while_another_execution_probes_falls_through(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:  # noqa: F811
+    clock = Clock()
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), clock=clock)
+    engine.run({"title": "t"}, prompt="p", workdir=tmp_path)  # opens claude's breaker
+    clock.now = T0 + timedelta(minutes=11)
+    decision = engine.route({"title": "t"})
+    assert decision.provider == "claude"  # open past its cooldown: a probe may go
+    # Another coordinator claims the probe between this decision and its run.
+    claimed, _ = breaker.claim_probe(engine.store, "claude", clock.now, COOLDOWN,
+                                     breaker.probe_lease(engine.config.providers["claude"]))
+    assert claimed
+    assert engine.store.get_breaker("claude").state == "half_open"
+    result = engine.manager.run(Task(title="t"), decision, prompt="p", workdir=tmp_path)
+    assert (result.attempts[0].provider, result.attempts[0].outcome, result.attempts[0].reason) == (
+        "claude", "unavailable", "circuit half-open: another attempt is probing")
+    assert result.success and result.provider == "backup"
+    assert engine.store.get_breaker("claude").state == "half_open"  # the other probe's claim is untouched
+    skipped = engine.route({"title": "t"}).skipped[0]
+    assert (skipped.provider, skipped.reason.split(":")[0]) == ("claude", "circuit half-open")
+
+
+@pytest.mark.parametrize("verdict", ["success", "signal"])
+def test_a_probe_run_leaves_the_breaker_closed_or_open_again(
+        tmp_path: Path, make_engine: Callable[..., Engine], verdict: str) -> None:  # noqa: F811
+    clock = Clock()
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), clock=clock)
+    engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    clock.now = T0 + timedelta(minutes=11)
+    engine.manager.environ = {**engine.manager.environ, "FAKE_SCENARIO_CLAUDE": verdict}
+    engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    state = engine.store.get_breaker("claude")
+    assert state.state == ("closed" if verdict == "success" else "open")
+    if verdict == "signal":
+        assert state.opened_at == clock.now  # a failed probe starts a fresh cooldown
