@@ -88,6 +88,7 @@ class Engine:
         if not Path(workdir).is_dir():
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
             raise TaskError([f"workdir: {workdir} is not a directory"])
+        self._sync_usage()
         decision = self.router.route(task, now=now, prompt=prompt)
         result = Result(False, decision)
         try:
@@ -96,6 +97,18 @@ class Engine:
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
             if result.run_dir is not None and self.config.audit_enabled:
                 self._audit(task, result, prompt)
+
+    def _sync_usage(self) -> None:
+        """Run the usage commands that are due (`usage_sync_interval`) before routing a run; route() never does.
+        A failing command is reported on stderr and routing goes on with what the store knows."""
+        if not any(p.usage_sync_seconds is not None for p in self.config.providers.values()):
+            return
+        from adws.usage_sync import sync_usage
+
+        for synced in sync_usage(self.config.providers, self.store, config_dir=self.config.base_dir,
+                                 now=self.clock(), environ=self.environ, due_only=True):
+            if synced.error:
+                print(f"adws: {synced.provider}/{synced.account}: {synced.error}", file=sys.stderr)
 
     def _audit(self, task: Task, result: Result, prompt: str) -> None:
         record: dict[str, Any] = {

@@ -21,7 +21,7 @@ import os
 import re
 import secrets as _secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,10 +36,11 @@ from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError
 from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import parse_output
+from adws.pools import governing
 from adws.result import Attempt, Result
 from adws.runner import RunRequest
 from adws.runner import run as run_process
-from adws.state.base import Cooldown, StateStore, UsageRecord
+from adws.state.base import Cooldown, Observation, StateStore, UsageRecord
 from adws.strategies import STRATEGIES, Turn
 from adws.task import Task
 from adws.templates import render_argv, render_env
@@ -76,6 +77,7 @@ class Interpretation(NamedTuple):
     verdict: Classification
     text: str | None  # the agent's final answer, where its output has one
     usage: Usage | None  # None when the process never started
+    readings: list[tuple[str, float, datetime | None]]  # real usage the CLI reported in passing (adws.observe)
 
 
 class Tried(NamedTuple):
@@ -149,16 +151,22 @@ class ProviderManager:
         retry = self.config.retry
         accounts = [provider.run_account(name) for name in turn.accounts] or [provider.run_account(None)]
         index, retries = 0, 0
+        waited: set[str] = set()
         while index < len(accounts):
+            holder = self._reserve(task, step, provider, accounts, settle=index == 0)
             account = accounts[index]
-            with self._slot(provider) as free:
-                if not free:
-                    reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
-                    result.attempts.append(self._unavailable(step, provider, account.shown, reason))
-                    return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                tried = self._attempt(
-                    task, step, provider, account, prompt, workdir, run_dir,
-                    f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+            try:
+                with self._slot(provider) as free:
+                    if not free:
+                        reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
+                        result.attempts.append(self._unavailable(step, provider, account.shown, reason))
+                        return False  # next_tier whatever the actions say: nothing ran, nothing failed
+                    tried = self._attempt(
+                        task, step, provider, account, prompt, workdir, run_dir,
+                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+            finally:
+                if holder is not None:  # the real usage is recorded: it replaces the reservation
+                    self.store.release_reservation(provider.name, holder)
             attempt = tried.attempt
             result.attempts.append(attempt)
             turn.used(account.name, ran=tried.ran)
@@ -166,7 +174,18 @@ class ProviderManager:
                 result.success, result.final_text, result.output_file = True, tried.text, tried.output_file
                 result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
                 attempt.action = "stop"
+                if attempt.usage is not None and not attempt.usage.estimated:
+                    self.store.record_run(provider.name, result.decision.view.specialization, attempt.started_at,
+                                          attempt.usage.total_tokens)
                 return True
+            wait = self._short_limit(provider, attempt)
+            if wait is not None and account.name not in waited:
+                # A limit that lifts within wait_for_reset: waiting keeps the account (and the agent's prompt
+                # cache); rotating would spend another account's quota. Once per account, so it stays bounded.
+                waited.add(account.name)
+                attempt.action, attempt.waited_seconds = "wait_for_reset", wait
+                self.sleep(wait)
+                continue
             action = provider.actions.get(OutcomeClass(attempt.outcome)) or \
                 self.config.actions.get(OutcomeClass(attempt.outcome), "next_tier")
             if action == "retry" and retries >= retry.max_retries:
@@ -187,6 +206,54 @@ class ProviderManager:
                 continue
             return False  # next_tier
         return False
+
+    # -- reservations and short limits ------------------------------------------------------------------------
+
+    def _reserve(self, task: Task, step: Step, provider: ProviderSpec, accounts: list[Account],
+                 *, settle: bool) -> str | None:
+        """Reserve the step's expected need on `accounts[0]`'s quota subject for the attempt; the holder, or
+        None when there is nothing to reserve (no need declared, or the account is not metered).
+
+        With `settle` (the tier's first try): when another coordinator reserved the same subject just before us
+        (we decided in the same instant from the same snapshot), the reservation is given back, the tier is
+        ranked again with theirs counted, and the better account moves to the front of `accounts` (in place).
+        Bounded by the number of accounts.
+        """
+        need = step.need
+        if need is None:
+            return None
+        for _ in range(len(accounts)):
+            account = accounts[0]
+            gov = governing(account.quota, account.name, step.model)
+            if gov.quota is None:
+                return None
+            now = self.clock()
+            holder = f"{os.getpid()}-{_secrets.token_hex(6)}"
+            until = now + timedelta(seconds=provider.timeout + provider.kill_grace) + SLOT_LEASE_MARGIN
+            before = self.store.reserve(provider.name, gov.subject, holder, need.required, now, until)
+            if not settle or not before.get(gov.subject):
+                return holder
+            self.store.release_reservation(provider.name, holder)
+            self.accounts.generation(now)  # our write moved the version: the snapshot re-reads theirs
+            strategy = STRATEGIES[provider.account_strategy]
+            ranking = self.accounts.rank(provider, task.key if strategy.depends_on_task else None, now,
+                                         model=step.model, need=need)
+            names = [a.name for a in accounts]
+            better = next((n for n in ranking.eligible if n in names), None)
+            if better is None or better == account.name:
+                settle = False  # nothing better: take it anyway (theirs is counted, ours fits or fails honestly)
+                continue
+            accounts.insert(0, accounts.pop(names.index(better)))
+        return None
+
+    def _short_limit(self, provider: ProviderSpec, attempt: Attempt) -> float | None:
+        """Seconds to wait when the attempt hit a limit whose announced reset is within wait_for_reset."""
+        if provider.wait_for_reset <= 0 or attempt.reset_at is None:
+            return None
+        if attempt.outcome not in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
+            return None
+        wait = (attempt.reset_at - self.clock()).total_seconds()
+        return max(wait, 0.0) if wait <= provider.wait_for_reset else None
 
     # -- concurrency slots ----------------------------------------------------------------------------------
 
@@ -239,8 +306,8 @@ class ProviderManager:
             secrets=command.secrets,
         ))
         now = self.clock()
-        verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
-        self._record(provider, account, step, task, verdict, usage, now)
+        verdict, text, usage, readings = self._interpret(step, provider, prompt, outcome, now)
+        self._record(provider, account, step, task, verdict, usage, now, readings)
         if verdict.outcome == OutcomeClass.SUCCESS and text is not None and not output_file.exists():
             output_file.write_text(text, encoding="utf-8", errors="surrogateescape")
         recorded = outcome.argv if self.config.audit_include_prompt else _without_prompt(outcome.argv, prompt)
@@ -291,7 +358,7 @@ class ProviderManager:
         usage = None
         if outcome.spawn_error is None:
             usage = parsed.usage or self._estimate(step, provider, prompt, outcome)
-        return Interpretation(verdict, parsed.final_text, usage)
+        return Interpretation(verdict, parsed.final_text, usage, parsed.usage_readings)
 
     def _estimate(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome) -> Usage:
         """Tokens guessed from characters (`chars_per_token`) when the output reported none."""
@@ -305,17 +372,23 @@ class ProviderManager:
     # step 3 ---------------------------------------------------------------------------------------------------
 
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
-                verdict: Classification, usage: Usage | None, now: datetime) -> None:
-        """Usage, the account's cooldown after a limit, and the provider's breaker transition."""
+                verdict: Classification, usage: Usage | None, now: datetime,
+                readings: Sequence[tuple[str, float, datetime | None]] = ()) -> None:
+        """Usage, the cooldown after a limit, observed usage, and the provider's breaker transition. Usage and
+        cooldowns go to the quota subject of the attempt's model: its pool, else the account (adws.pools)."""
+        subject = governing(account.quota, account.name, step.model).subject
         if usage is not None:
-            self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task.key))
+            self.store.record_usage(UsageRecord(provider.name, subject, now, usage, step.model, task.key))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
-            reset = self.accounts.next_reset(provider, account, now)
+            reset = self.accounts.next_reset(provider, account, now, step.model)
             until = verdict.reset_at or reset or now + DEFAULT_LIMIT_COOLDOWN
             if reset is not None:
                 until = min(until, reset)  # never outlive the period reset that ends the limit
             if until > now:
-                self.store.set_cooldown(provider.name, account.name, Cooldown(until, verdict.outcome.value))
+                self.store.set_cooldown(provider.name, subject, Cooldown(until, verdict.outcome.value))
+        for window, percent, reset_at in readings:
+            self.store.record_observation(Observation(provider.name, subject, now, percent,
+                                                      f"{provider.name} output ({window})", reset_at=reset_at))
         breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
                        self.config.breaker)
 

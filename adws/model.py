@@ -165,6 +165,11 @@ class ProviderSpec:
         object.__setattr__(self, "key_vars", tuple(dict.fromkeys(key_vars)))
         object.__setattr__(self, "_by_name", {a.name: a for a in runs_as})
 
+    @property
+    def pooled(self) -> bool:
+        """Some account's quota is split into pools, so which model runs decides which quota counts."""
+        return any(a.quota is not None and a.quota.pools for a in self.runs_as)
+
     def account(self, name: str) -> AccountSpec | None:
         """A declared account by name (the implicit one is not declared)."""
         for acc in self.accounts:

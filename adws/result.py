@@ -29,6 +29,7 @@ class Attempt:
     reset_at: datetime | None = None
     stdout_path: str | None = None
     stderr_path: str | None = None
+    waited_seconds: float = 0.0  # waited for the announced reset before retrying this account (wait_for_reset)
 
     def to_dict(self) -> dict[str, Any]:
         usage = None
@@ -43,6 +44,7 @@ class Attempt:
             "started_at": self.started_at.isoformat(), "action": self.action,
             "reset_at": self.reset_at.isoformat() if self.reset_at else None,
             "stdout_path": self.stdout_path, "stderr_path": self.stderr_path,
+            "waited_seconds": self.waited_seconds,
         }
 
 
