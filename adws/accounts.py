@@ -118,7 +118,7 @@ class StatefulAccounts:
                     if governed is not None:
                         members = groups.setdefault(id(governed), (governed, []))[1]
                         members.append((provider.name, subject))
-        self._reserved: dict[tuple[str, str], int] = {}
+        self._reserved: dict[tuple[str, str], tuple[tuple[int, datetime], ...]] = {}  # (tokens, end) per subject
         self._observed: dict[tuple[str, str], Observation] = {}
         self._runs: dict[tuple[str, str, int], list[int]] = {}
         self._quota_groups = list(groups.values())
@@ -210,6 +210,8 @@ class StatefulAccounts:
             end = None if provider is None else \
                 breaker.expires(state, now, self.breaker_cooldown, breaker.probe_lease(provider))
             ends += [end] if end is not None else []
+        # Reservations, like slots, are released by a write; only a dead holder's runs out unannounced.
+        ends += [end for leases in self._reserved.values() for _, end in leases if end > now]
         # Leases are normally released (a write) long before they end, so only a dead holder's lease gets here.
         ends += [next(e for e in lease_ends if e > now) for lease_ends in self._slots.values()
                  if lease_ends and lease_ends[-1] > now]
@@ -311,9 +313,10 @@ class StatefulAccounts:
             period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
             spec = provider.models.get(model) if model is not None else None
             cost = spec.cost_per_1k_tokens if spec is not None else 0.0
-            verdict = judge(account.quota, account.name, model, inp.need, usage=usage,
-                            reserved_tokens=self._reserved.get(key, 0), observation=self._observed.get(key),
-                            period_start=period, now=now, cost_per_1k_tokens=cost)
+            reserved = sum(tokens for tokens, end in self._reserved.get(key, ()) if end > now)
+            verdict = judge(account.quota, account.name, model, inp.need, usage=usage, reserved_tokens=reserved,
+                            observation=self._observed.get(key), period_start=period, now=now,
+                            cost_per_1k_tokens=cost)
             if verdict.reason is not None:
                 blocks.append((verdict.reason, self.subject_reset(provider.name, gov.subject, gov.quota, now)))
             if blocks:
@@ -322,7 +325,6 @@ class StatefulAccounts:
                                         back))
                 out.earliest = _earlier(out.earliest, back)
                 continue
-            reserved = self._reserved.get(key, 0)
             held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
             # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
             candidates.append(Candidate(account.name, account.position, verdict.committed_percent, held))

@@ -23,28 +23,38 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
     opened.close()
 
 
+def totals(store: StateStore, now: datetime) -> dict[tuple[str, str], int]:
+    return {key: sum(tokens for tokens, _ in leases) for key, leases in store.reservations(now).items()}
+
+
 def test_a_reservation_is_counted_until_released(store: StateStore) -> None:
     assert store.reserve("ag", "ag-01", "h1", 30000, T0, LATER) == {}
     assert store.reserve("ag", "ag-01", "h2", 20000, T0, LATER) == {"ag-01": 30000}  # what stood before it
     assert store.reserve("ag", "ag-02/claude", "h3", 5000, T0, LATER) == {"ag-01": 50000}
     assert store.reserve("other", "x", "h4", 1, T0, LATER) == {}  # per provider
-    assert store.reservations(T0) == {("ag", "ag-01"): 50000, ("ag", "ag-02/claude"): 5000, ("other", "x"): 1}
+    assert totals(store, T0) == {("ag", "ag-01"): 50000, ("ag", "ag-02/claude"): 5000, ("other", "x"): 1}
     store.release_reservation("ag", "h1")
     store.release_reservation("ag", "never-held")  # not an error
-    assert store.reservations(T0) == {("ag", "ag-01"): 20000, ("ag", "ag-02/claude"): 5000, ("other", "x"): 1}
+    assert totals(store, T0) == {("ag", "ag-01"): 20000, ("ag", "ag-02/claude"): 5000, ("other", "x"): 1}
 
 
 def test_a_holder_replaces_its_own_reservation(store: StateStore) -> None:
     store.reserve("ag", "ag-01", "h1", 30000, T0, LATER)
     assert store.reserve("ag", "ag-02", "h1", 10000, T0, LATER) == {}  # its own does not count against it
-    assert store.reservations(T0) == {("ag", "ag-02"): 10000}
+    assert totals(store, T0) == {("ag", "ag-02"): 10000}
 
 
 def test_a_reservation_expires_like_a_lease(store: StateStore) -> None:
     store.reserve("ag", "ag-01", "dead-coordinator", 30000, T0, LATER)
-    assert store.reservations(LATER - timedelta(seconds=1)) == {("ag", "ag-01"): 30000}
-    assert store.reservations(LATER) == {}
+    assert totals(store, LATER - timedelta(seconds=1)) == {("ag", "ag-01"): 30000}
+    assert totals(store, LATER) == {}
     assert store.reserve("ag", "ag-01", "h2", 1, LATER, LATER + timedelta(minutes=1)) == {}
+
+
+def test_reservations_say_when_each_one_ends(store: StateStore) -> None:
+    store.reserve("ag", "ag-01", "late", 2, T0, LATER)
+    store.reserve("ag", "ag-01", "soon", 1, T0, T0 + timedelta(minutes=5))
+    assert store.reservations(T0) == {("ag", "ag-01"): ((1, T0 + timedelta(minutes=5)), (2, LATER))}
 
 
 def test_reservation_arguments_are_checked(store: StateStore) -> None:
@@ -92,4 +102,4 @@ def test_two_sqlite_connections_see_each_others_reservation(tmp_path: Path) -> N
         assert a.reserve("ag", "ag-01", "coordinator-a", 30000, T0, LATER) == {}
         # b decides at the same instant: its reservation sees a's, so it can move to another account.
         assert b.reserve("ag", "ag-01", "coordinator-b", 30000, T0, LATER) == {"ag-01": 30000}
-        assert a.reservations(T0) == {("ag", "ag-01"): 60000}
+        assert totals(a, T0) == {("ag", "ag-01"): 60000}

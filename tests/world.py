@@ -139,23 +139,28 @@ class World:
             spent = tokens
         self.log.append(Sent(task, provider, account, now, tokens, rejected, room))
         reset = self.period.next_reset(now)
-        stdout = _rejection(reset, spent) if rejected else _success(spent)
-        out = Path(request.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "stdout.log").write_text(stdout, encoding="utf-8")
-        (out / "stderr.log").write_text("", encoding="utf-8")
-        return RunOutcome(argv=list(request.argv), exit_code=1 if rejected else 0, signal=None, timed_out=False,
-                          duration_ms=1000, stdout_path=str(out / "stdout.log"), stderr_path=str(out / "stderr.log"),
-                          stdout_tail=stdout, stderr_tail="", stdout_bytes=len(stdout), stderr_bytes=0,
-                          truncated=False)
+        stdout = rejection_output(reset, spent) if rejected else success_output(spent)
+        return outcome(request, stdout, 1 if rejected else 0)
+
+
+def outcome(request: RunRequest, stdout: str, exit_code: int) -> RunOutcome:
+    """What adws.runner would report for a child that printed `stdout` and exited with `exit_code`."""
+    out = Path(request.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stdout.log").write_text(stdout, encoding="utf-8")
+    (out / "stderr.log").write_text("", encoding="utf-8")
+    return RunOutcome(argv=list(request.argv), exit_code=exit_code, signal=None, timed_out=False, duration_ms=1000,
+                      stdout_path=str(out / "stdout.log"), stderr_path=str(out / "stderr.log"), stdout_tail=stdout,
+                      stderr_tail="", stdout_bytes=len(stdout), stderr_bytes=0, truncated=False)
 
 
 def _records(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (OUTPUTS / name).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _success(tokens: int) -> str:
-    lines = []
+def success_output(tokens: int, warning: dict[str, Any] | None = None) -> str:
+    """Claude Code's recorded success with `tokens` as its usage; `warning`: a rate_limit_info to send first."""
+    lines = [json.dumps({"type": "rate_limit_event", "rate_limit_info": warning})] if warning else []
     for record in _records("claude-stream-success.jsonl"):
         if record.get("type") == "result":
             record["usage"] = {"input_tokens": tokens * 3 // 4, "output_tokens": tokens - tokens * 3 // 4,
@@ -164,7 +169,8 @@ def _success(tokens: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rejection(reset: datetime, spent: int) -> str:
+def rejection_output(reset: datetime, spent: int) -> str:
+    """Claude Code's recorded usage-limit rejection, announcing `reset`, after spending `spent` tokens."""
     lines = []
     for record in _records("claude-stream-usage-limit.jsonl"):
         if record.get("type") == "rate_limit_event":
@@ -198,7 +204,7 @@ class Figures:
 
 def run_week(engine_factory: Callable[[World], Any], workdir: str, *, tasks: int = 200, seed: int = 11,
              after_reset: int = 30) -> tuple[World, Figures]:
-    """~`tasks` tasks of 10K-60K tokens arriving evenly over the week from Monday 00:00, then `after_reset`
+    """`tasks` tasks of 10K-60K tokens arriving evenly over the week from Monday 00:00, then `after_reset`
     more on the Sunday after the reset. `engine_factory(world)` builds the Engine (the world's clock and runner
     injected)."""
     rng = random.Random(seed)
@@ -211,7 +217,8 @@ def run_week(engine_factory: Callable[[World], Any], workdir: str, *, tasks: int
     times += [reset + timedelta(hours=1) + timedelta(minutes=20) * i for i in range(after_reset)]
     first_tier2: float | None = None
     for i, at in enumerate(times):
-        size = rng.randint(10_000, 60_000)
+        # 10K-60K, most of them small: about 26.7K on average, 5.3M tokens for 200 tasks (the issue's "~5M").
+        size = int(rng.triangular(10_000, 60_000, 10_000))
         key = f"T-{i}"
         world.sizes[key] = size
         now[0] = at

@@ -193,7 +193,7 @@ class PendingStore:
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         return self._reader().active_slots(now)
 
-    def reservations(self, now: datetime) -> dict[tuple[str, str], int]:
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         return self._reader().reservations(now)
 
     def observations(self) -> dict[tuple[str, str], Observation]:

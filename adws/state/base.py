@@ -239,8 +239,10 @@ class StateStore(Protocol):
         """End the holder's reservation (real usage replaces it); releasing none is not an error."""
         ...
 
-    def reservations(self, now: datetime) -> dict[tuple[str, str], int]:
-        """Tokens reserved per (provider, subject) by reservations still live at `now`. One round trip."""
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        """The reservations still live at `now` per (provider, subject): (tokens, end) each, soonest end first.
+        One round trip. Ends rather than a sum: a reader can tell when a dead holder's reservation runs out
+        without asking again (it expires without a write to announce it)."""
         ...
 
     def record_observation(self, observation: Observation) -> None:

@@ -154,14 +154,15 @@ class MemoryStore:
         if self._reserved.get(provider, {}).pop(holder, None) is not None:
             self._wrote()
 
-    def reservations(self, now: datetime) -> dict[tuple[str, str], int]:
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         limit = to_epoch(now, "now")
-        out: dict[tuple[str, str], int] = {}
+        out: dict[tuple[str, str], list[tuple[float, int]]] = {}
         for provider, held in self._reserved.items():
             for subject, tokens, end in held.values():
                 if end > limit:
-                    out[(provider, subject)] = out.get((provider, subject), 0) + tokens
-        return out
+                    out.setdefault((provider, subject), []).append((end, tokens))
+        return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
+                for key, leases in out.items()}
 
     def record_observation(self, observation: Observation) -> None:
         key = (observation.provider, observation.subject)
@@ -178,8 +179,9 @@ class MemoryStore:
         self._wrote()
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
-        runs = sorted(self._runs.get((provider, specialization), []), key=lambda r: r[0], reverse=True)
-        return [tokens for _, tokens in runs[:limit]]
+        runs = self._runs.get((provider, specialization), [])
+        newest = sorted(range(len(runs)), key=lambda i: (runs[i][0], i), reverse=True)  # ties: last recorded first
+        return [runs[i][1] for i in newest[:limit]]
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.

@@ -443,12 +443,15 @@ class SqliteStore:
         with self._write() as conn:
             conn.execute("DELETE FROM reservations WHERE provider = ? AND holder = ?", (provider, holder))
 
-    def reservations(self, now: datetime) -> dict[tuple[str, str], int]:
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         rows = self._conn.execute(
-            "SELECT provider, subject, SUM(tokens) FROM reservations WHERE until > ? GROUP BY provider, subject",
-            (to_epoch(now, "now"),),
+            "SELECT provider, subject, tokens, until FROM reservations WHERE until > ?"
+            " ORDER BY provider, subject, until", (to_epoch(now, "now"),),
         )
-        return {(provider, subject): int(total) for provider, subject, total in rows}
+        out: dict[tuple[str, str], list[tuple[int, datetime]]] = {}
+        for provider, subject, tokens, until in rows:
+            out.setdefault((provider, subject), []).append((int(tokens), from_epoch(until)))
+        return {key: tuple(leases) for key, leases in out.items()}
 
     def record_observation(self, observation: Observation) -> None:
         o = observation
@@ -476,7 +479,7 @@ class SqliteStore:
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         rows = self._conn.execute(
-            "SELECT tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC LIMIT ?",
+            "SELECT tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC LIMIT ?",
             (provider, specialization, limit),
         )
         return [int(tokens) for (tokens,) in rows]
