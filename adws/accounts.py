@@ -14,10 +14,18 @@ at any time and is never re-read.
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
 and like a cooldown's end it makes the next decision after it recompute.
+
+An account whose credentials were rejected (an `auth` attempt) cools down for AUTH_COOLDOWN, or until the value
+of its key variable changes, whichever comes first (`credential_cooldown`): otherwise `least_used` would pick
+the account with the bad key first again for every following task, since a rejected call books nothing. The
+cooldown records a short hash of the rejected value (never the value); a different value lifts it. An account
+without a key variable (a CLI's own login in its home directory) waits out the declared time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,12 +46,45 @@ from adws.state.base import BreakerState, Cooldown, Observation, StateStore
 from adws.state.memory import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
 
-__all__ = ["DEFAULT_ACCOUNT", "STRATEGIES", "AccountPlanner", "Candidate", "RankInput", "Ranking",
-           "StatefulAccounts", "Strategy", "build_period", "cursor_key", "limits_of", "sticky_key"]
+__all__ = ["AUTH_COOLDOWN", "DEFAULT_ACCOUNT", "STRATEGIES", "AccountPlanner", "Candidate", "RankInput", "Ranking",
+           "StatefulAccounts", "Strategy", "build_period", "credential_cooldown", "cursor_key", "limits_of",
+           "sticky_key"]
 
 DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accounts is kept under this name
 ROLLING_REFRESH = 30.0
 _NO_USAGE = Usage(requests=0)
+# How long an account whose credentials were rejected stays out when nothing about them changes: long enough
+# not to burn one attempt per task on a dead key, short enough that a login renewed outside adws is retried.
+AUTH_COOLDOWN = timedelta(hours=1)
+_REJECTED = re.compile(r"^auth \(credentials ([0-9a-f]{12}) rejected")
+
+
+def _credential_vars(account: Account) -> tuple[str, ...]:
+    return (account.key_env,) if account.key_env else account.secret_vars
+
+
+def credential_fingerprint(account: Account, environ: Mapping[str, str]) -> str | None:
+    """12 hex digits of SHA-256 over the values of the account's key variables (None when none is set):
+    enough to tell a changed key from the rejected one, and nothing an attacker could use."""
+    values = [environ.get(var, "") for var in _credential_vars(account)]
+    if not any(values):
+        return None
+    return hashlib.sha256("\0".join(values).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def credential_cooldown(account: Account, environ: Mapping[str, str], now: datetime) -> Cooldown:
+    """The cooldown after an `auth` attempt: AUTH_COOLDOWN, lifted early when the key variable's value changes."""
+    fingerprint = credential_fingerprint(account, environ)
+    if fingerprint is None:
+        return Cooldown(now + AUTH_COOLDOWN, "auth")
+    names = ", ".join(_credential_vars(account))
+    return Cooldown(now + AUTH_COOLDOWN, f"auth (credentials {fingerprint} rejected; lifted when {names} changes)")
+
+
+def cooldown_applies(cooldown: Cooldown, account: Account, environ: Mapping[str, str]) -> bool:
+    """False for a credential cooldown whose rejected value is no longer the one set."""
+    rejected = _REJECTED.match(cooldown.reason)
+    return rejected is None or rejected.group(1) == credential_fingerprint(account, environ)
 
 
 @dataclass(slots=True)
@@ -125,6 +166,8 @@ class StatefulAccounts:
         self._rankings: dict[RankInput, Ranking] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
+        self._rejected: list[Account] = []
+        self._rejected_seen: tuple[str | None, ...] = ()
 
     # -- quota ----------------------------------------------------------------------------------------------
 
@@ -204,6 +247,12 @@ class StatefulAccounts:
         self._rankings.clear()
         self._runs.clear()
         self._generation += 1
+        # Accounts cooling down after rejected credentials: their key values are watched on every decision.
+        runs_as = {(p.name, a.name): a for p in self._providers.values() for a in p.runs_as} if any(
+            _REJECTED.match(c.reason) for c in self._cooldowns.values()) else {}
+        self._rejected = [runs_as[key] for key, c in self._cooldowns.items()
+                          if key in runs_as and _REJECTED.match(c.reason)]
+        self._rejected_seen = self._fingerprints()
         ends = [c.until for c in self._cooldowns.values() if c.until > now]
         for name, state in self._breakers.items():
             provider = self._providers.get(name)
@@ -220,7 +269,13 @@ class StatefulAccounts:
 
     def generation(self, now: datetime) -> int:
         self._refresh(now)
+        if self._rejected and self._fingerprints() != self._rejected_seen:
+            self._invalidate(now)  # a rejected key was replaced: its cooldown no longer applies
         return self._generation
+
+    def _fingerprints(self) -> tuple[str | None, ...]:
+        environ = self.availability.environ
+        return tuple(credential_fingerprint(account, environ) for account in self._rejected)
 
     def next_reset(self, provider: ProviderSpec, account: Account, now: datetime,
                    model: str | None = None) -> datetime | None:
@@ -305,7 +360,8 @@ class StatefulAccounts:
             gov = governing(account.quota, account.name, model)
             for subject in dict.fromkeys((account.name, gov.subject)):  # a pool's limit cools the pool only
                 cooldown = self._cooldowns.get((provider.name, subject))
-                if cooldown is not None and cooldown.until > now:
+                if cooldown is not None and cooldown.until > now and \
+                        cooldown_applies(cooldown, account, self.availability.environ):
                     where = f" ({gov.pool} pool)" if subject != account.name else ""
                     blocks.append((f"cooling down{where}: {cooldown.reason}", cooldown.until))
             key = (provider.name, gov.subject)

@@ -4,18 +4,26 @@
 plus declared regex patterns over the output tail. Decision order, first rule that applies wins:
 
 1. the process never started (`spawn_error`)                       → unavailable
-2. it ran past its timeout (`timed_out`)                            → timeout
+2. it ran past its timeout, or went silent past its idle timeout    → timeout
 3. a signal ended it, or it left no exit code                       → crashed
 4. a clean success — exit 0, output well formed, a final result, not flagged `is_error` — is a success
    whatever its text says: the agent's answer may legitimately discuss rate limits or HTTP 401s, so
    patterns are not run over it (and an informational rate-limit event does not undo a finished answer).
-5. declared patterns, in the order given (provider patterns first, then DEFAULT_PATTERNS: build the list
+5. a finished result with a non-zero exit: the output holds the format's final-result record and it says
+   success in so many words (`is_error: false`, `status: success`, a completed turn) → success, with the
+   exit code in the reason. Claude Code exits 1 after a complete run when, say, an MCP server failed to
+   start; the work is done and running it again elsewhere would redo it. Formats without a final-result
+   record (OpenCode, plain text) never get here: their text alone does not prove the run finished.
+6. a class a structured field of the output names (`ParsedOutput.declared`: Copilot's errorType/errorCode,
+   Claude's terminal_reason, OpenCode's error name, Cline's errorClass, Gemini's fatal exit codes)
+                                                                     → that class
+7. declared patterns, in the order given (provider patterns first, then DEFAULT_PATTERNS: build the list
    with `pattern_chain`), each searched in the parsed error message, then the stderr tail, then the
    stdout tail                                                       → the pattern's class
-6. the parser saw a structured rate-limit signal (`rate_limited`)   → rate_limited
-7. exit 0 but the result says `is_error`                            → error
-8. exit 0 without a readable final result                           → bad_output
-9. any other exit code                                              → error
+8. the parser saw a structured rate-limit signal (`rate_limited`)   → rate_limited
+9. exit 0 but the result says `is_error`                            → error
+10. exit 0 without a readable final result                          → bad_output
+11. any other exit code                                             → error
 
 Rate limit or quota? Both mean "this account cannot run now". When the reset time is known, distance
 decides: a reset within QUOTA_HORIZON (6 h, longer than Claude's five-hour window) is a rate limit, a reset
@@ -23,6 +31,10 @@ further away (a weekly or monthly quota) is exhaustion. Without a reset time the
 
 `reset_at` is given for limit verdicts only: the parser's structured reset, else the first reset time
 `find_reset_time` finds in the error message, the stderr tail, then the stdout tail.
+
+What the attempt books (`booked_usage`): the usage the CLI reported, with the request count it reported; an
+attempt turned away before doing any work (a limit, a quota, a failed login) books no tokens and no request
+unless the CLI reports some; anything else without reported figures books an estimate marked `estimated`.
 """
 
 from __future__ import annotations
@@ -30,15 +42,25 @@ from __future__ import annotations
 import difflib
 import re
 import signal
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome
+from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.parsers import find_reset_time
 
 QUOTA_HORIZON = timedelta(hours=6)
 LIMIT_CLASSES = frozenset({OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED})
+# A CLI that goes silent past `idle_timeout` is ended like one that overran `timeout`, and gets the same class.
+# Silence says nothing about which account or task is at fault (OpenCode sleeps through a long retry-after of a
+# spent quota, but a model can also think for minutes), so the account does not cool down: `timeout` is not a
+# limit class. It counts for the circuit breaker as any timeout; `actions.timeout = "next_account"` on a provider
+# whose silences are known to be its accounts' limits moves to another account instead of the next tier.
+IDLE_TIMEOUT_CLASS = OutcomeClass.TIMEOUT
+# Turned away before doing any work: such an attempt books no tokens and no request unless the CLI reports some.
+REJECTED_CLASSES = frozenset(
+    {OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED, OutcomeClass.AUTH, OutcomeClass.UNAVAILABLE}
+)
 _SNIPPET = 160  # reasons are one line in a table, not a log
 
 
@@ -76,27 +98,89 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
     compile_pattern(regex, outcome)
     for regex, outcome in (
         # Context first: its messages are the most specific and never mention limits of an account.
+        # Anthropic/Claude, OpenAI, Mistral, vLLM ("maximum context length is N tokens"), Gemini ("input token count
+        # (N) exceeds"), Copilot ("prompt token count of N exceeds"), Codex, Cline.
         (r"prompt is too long|input is too long|maximum context", "context_overflow"),
         (r"context[ _-]length[ _-]exceeded|context window (?:exceeded|is full)", "context_overflow"),
         (r"exceeds? the (?:model'?s )?context window|token count\b[^\n]{0,60}\bexceeds", "context_overflow"),
-        (r"invalid[ _-]?(?:x-)?api[ _-]?key|incorrect api key", "auth"),
-        (r"api[ _-]?key (?:is )?(?:not valid|invalid|missing)|not logged in", "auth"),
+        # vLLM ("longer than the maximum model length"), sglang ("longer than the model's context length"),
+        # llama.cpp server ("exceeds the available context size", exceed_context_size_error), Ollama ("exceeded max
+        # context length", "input length exceeds the context length"), Anthropic via OpenCode ("exceed context
+        # limit"), Codex ("ran out of room in the model's context window").
         (
-            r"please (?:run /login|log ?in|re-?authenticate)|authentication[ _](?:failed|error|required)",
+            r"(?:longer than|greater than|exceeds?|exceeded) (?:the )?"
+            r"(?:(?:model'?s|available|maximum|max|allowed) ){0,2}"
+            r"(?:context (?:length|size|limit)|model length|input length)|exceed_context_size"
+            r"|too long to fit into the model",
+            "context_overflow",
+        ),
+        (r"ran out of room in the model'?s context window", "context_overflow"),
+        # Credentials: wrong, missing or expired, in each CLI's words (Claude "Missing API key · Run /login",
+        # "OAuth token has expired"; Gemini "API Key not found", "set an Auth method"; Copilot "No authentication
+        # information found"; Codex "refresh token has expired ... sign in again"; OpenAI "Incorrect API key").
+        (r"invalid[ _-]?(?:x-)?api[ _-]?key|incorrect api key", "auth"),
+        (
+            r"api[ _-]?key (?:is )?(?:not valid|invalid|missing|not found|expired|not set)|"
+            r"(?:missing|no|expired) api[ _-]?key|not logged in|not authenticated",
+            "auth",
+        ),
+        (
+            r"please (?:run /login|log ?in|sign ?in|re-?authenticate|authenticate)|\brun /login\b"
+            r"|authentication[ _](?:failed|error|required)|(?:must|need to) (?:be )?(?:log(?:ged)?|sign(?:ed)?) ?in"
+            r"|(?:log ?in|sign[ -]?in) required|session (?:has )?expired"
+            r"|no authentication information|set an auth method|invalid authentication credentials"
+            r"|failed to (?:log ?in|sign in|authenticate)|not (?:enabled|authorized) for this account",
+            "auth",
+        ),
+        (
+            r"(?:oauth |access |refresh |auth(?:entication)? )?(?:token|credentials?|login) (?:has |have |is )?"
+            r"(?:expired|been revoked|revoked)|sign in again|log ?in again"
+            r"|(?:auth(?:entication)?|access|oauth|api|bearer|github|refresh|session) token (?:is )?"
+            r"(?:invalid|not valid|expired|invalid or has expired)"
+            r"|(?:invalid|expired) (?:oauth |access |auth(?:entication)? |api |bearer |refresh )token",
             "auth",
         ),
         (rf"unauthori[sz]ed|{_STATUS}40[13]\b|\b40[13] forbidden", "auth"),
         # Quota before rate: "exceeded your current quota" often arrives as a 429 too.
         (r"quota (?:exceeded|exhausted)|(?:exceeded|exhausted) your (?:\w+ )?quota", "quota_exhausted"),
-        (r"insufficient[_ ]quota|credit balance is too low|out of credits", "quota_exhausted"),
-        (r"(?:weekly|monthly|daily) (?:usage )?limit", "quota_exhausted"),
         (
-            r"usage limit|hit your (?:\w+ )?limit|exhausted your capacity|resource[_ ]exhausted",
+            r"insufficient[_ ](?:quota|balance|credits?|funds)|credit balance is too low|out of credits"
+            r"|you have no quota|(?:exceeded|used up|reached) your (?:[\w-]+ ){0,3}(?:allowance|entitlement)",
+            "quota_exhausted",
+        ),
+        (r"(?:weekly|monthly|daily)(?: [\w-]+)? (?:usage )?limit", "quota_exhausted"),
+        (r"upgrade to (?:plus|pro) to continue|to use codex with your chatgpt plan", "quota_exhausted"),
+        (
+            r"usage limit|hit your (?:\w+ )?limit|exhausted your capacity|resource[_ ]exhausted"
+            r"|reached your (?:[\w-]+ ){0,3}limit|session limit"
+            r"|(?:\d+[- ]hour|hourly|request|message|token) limit (?:reached|exceeded)",
             "rate_limited",
         ),
         (rf"rate[ -]limit|rate_limit_error|too many requests|{_STATUS}429\b", "rate_limited"),
     )
 )
+
+
+def booked_usage(verdict: Classification, parsed: ParsedOutput, estimate: Callable[[], Usage]) -> Usage:
+    """What one attempt books against its account: tokens, cost and requests.
+
+    - The CLI reported usage: book it as reported, with the request count it reported
+      (Copilot's `premiumRequests`), else one request, or none when the attempt was rejected
+      (REJECTED_CLASSES) and the reported figures are all zero.
+    - Rejected without reported usage: nothing (zero tokens, `requests` as reported or 0), marked `estimated`
+      since no figure came from the CLI. One refused call must not eat a 50-a-month quota.
+    - Otherwise `estimate()` (prompt and output sizes), marked `estimated`, with the reported request count.
+    """
+    rejected = verdict.outcome in REJECTED_CLASSES
+    reported = parsed.usage
+    if reported is not None:
+        idle = rejected and reported.total_tokens == 0 and reported.cost_usd == 0
+        requests = parsed.requests if parsed.requests is not None else (0 if idle else reported.requests)
+        return replace(reported, requests=requests)
+    if rejected:
+        return Usage(requests=parsed.requests or 0, estimated=True)
+    estimated = replace(estimate(), estimated=True)
+    return estimated if parsed.requests is None else replace(estimated, requests=parsed.requests)
 
 
 def pattern_chain(provider_patterns: Sequence[Pattern] = ()) -> tuple[Pattern, ...]:
@@ -112,6 +196,8 @@ def classify(
     if outcome.spawn_error is not None:
         return Classification(OutcomeClass.UNAVAILABLE, f"could not start: {outcome.spawn_error}")
     if outcome.timed_out:
+        if outcome.idle_timed_out:
+            return Classification(IDLE_TIMEOUT_CLASS, f"no output for {_seconds(outcome.idle_ms)} (idle_timeout)")
         return Classification(OutcomeClass.TIMEOUT, f"timed out after {_seconds(outcome.duration_ms)}")
     killer = outcome.signal if outcome.signal is not None else _signal_from_exit(outcome.exit_code)
     if killer is not None or outcome.exit_code is None:
@@ -121,8 +207,13 @@ def classify(
     has_result = parsed.well_formed and parsed.final_text is not None
     if exit_code == 0 and has_result and parsed.is_error is not True:
         return Classification(OutcomeClass.SUCCESS, "exit 0 with a final result")
+    if has_result and parsed.is_error is False and parsed.declared is None:
+        return Classification(OutcomeClass.SUCCESS, f"exit {exit_code} after a complete, successful result (kept)")
 
     status = _status(exit_code, parsed, outcome)
+    if parsed.declared is not None:
+        detail = _snippet(parsed.error_message or "") or f"the output declares {parsed.declared.value}"
+        return _limited(parsed.declared, f"{status}: {detail}", outcome, parsed, now, declared=True)
     sources = (parsed.error_message or "", outcome.stderr_tail, outcome.stdout_tail)
     for pattern in patterns:
         for text in sources:
@@ -142,8 +233,18 @@ def classify(
 
 
 def _limited(
-    outcome_class: OutcomeClass, reason: str, outcome: RunOutcome, parsed: ParsedOutput, now: datetime
+    outcome_class: OutcomeClass,
+    reason: str,
+    outcome: RunOutcome,
+    parsed: ParsedOutput,
+    now: datetime,
+    *,
+    declared: bool = False,
 ) -> Classification:
+    """A limit verdict with its reset; the reset's distance decides rate limit or quota (QUOTA_HORIZON).
+    One exception: a quota the CLI itself *declared* exhausted stays exhausted, and a near "retry in 34s"
+    beside it is a retry hint, not the quota's reset (Gemini CLI's TerminalQuotaError carries Google's
+    per-request retry delay although its daily or zero quota is not back in 34 s), so it is dropped."""
     if outcome_class not in LIMIT_CLASSES:
         return Classification(outcome_class, reason)
     reset_at = parsed.reset_at or next(
@@ -151,6 +252,8 @@ def _limited(
     )
     if reset_at is not None:
         far = reset_at - now > QUOTA_HORIZON
+        if declared and outcome_class is OutcomeClass.QUOTA_EXHAUSTED and not far:
+            return Classification(outcome_class, reason)
         outcome_class = OutcomeClass.QUOTA_EXHAUSTED if far else OutcomeClass.RATE_LIMITED
     return Classification(outcome_class, reason, reset_at)
 

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from adws import breaker
-from adws.accounts import StatefulAccounts
+from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, classify, compile_pattern, pattern_chain
+from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError
 from adws.model import Account, CompiledConfig, ProviderSpec
-from adws.parsers import parse_output
+from adws.parsers import read_output
 from adws.pools import governing
 from adws.result import Attempt, Result
 from adws.runner import RunRequest
@@ -303,7 +303,7 @@ class ProviderManager:
         outcome = self.runner(RunRequest(
             argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
             stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-            secrets=command.secrets,
+            secrets=command.secrets, idle_timeout=provider.idle_timeout,
         ))
         now = self.clock()
         verdict, text, usage, readings = self._interpret(step, provider, prompt, outcome, now)
@@ -348,16 +348,11 @@ class ProviderManager:
 
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
-        parsed = parse_output(provider.output_format, outcome.stdout_tail, now)
-        if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
-            # Some CLIs (Gemini's JSON mode) print their structured error on stderr instead.
-            on_stderr = parse_output(provider.output_format, outcome.stderr_tail, now)
-            if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None:
-                parsed = on_stderr
+        parsed = read_output(provider.output_format, outcome, now)
         verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
         usage = None
         if outcome.spawn_error is None:
-            usage = parsed.usage or self._estimate(step, provider, prompt, outcome)
+            usage = booked_usage(verdict, parsed, lambda: self._estimate(step, provider, prompt, outcome))
         return Interpretation(verdict, parsed.final_text, usage, parsed.usage_readings)
 
     def _estimate(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome) -> Usage:
@@ -374,8 +369,9 @@ class ProviderManager:
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
                 verdict: Classification, usage: Usage | None, now: datetime,
                 readings: Sequence[tuple[str, float, datetime | None]] = ()) -> None:
-        """Usage, the cooldown after a limit, observed usage, and the provider's breaker transition. Usage and
-        cooldowns go to the quota subject of the attempt's model: its pool, else the account (adws.pools)."""
+        """Usage, the cooldown after a limit or rejected credentials, observed usage, and the breaker transition.
+        Usage and limit cooldowns go to the quota subject of the attempt's model: its pool, else the account
+        (adws.pools); rejected credentials cool the whole account."""
         subject = governing(account.quota, account.name, step.model).subject
         if usage is not None:
             self.store.record_usage(UsageRecord(provider.name, subject, now, usage, step.model, task.key))
@@ -386,6 +382,8 @@ class ProviderManager:
                 until = min(until, reset)  # never outlive the period reset that ends the limit
             if until > now:
                 self.store.set_cooldown(provider.name, subject, Cooldown(until, verdict.outcome.value))
+        elif verdict.outcome is OutcomeClass.AUTH:  # not chosen first again while its key stays the rejected one
+            self.store.set_cooldown(provider.name, account.name, credential_cooldown(account, self.environ, now))
         for window, percent, reset_at in readings:
             self.store.record_observation(Observation(provider.name, subject, now, percent,
                                                       f"{provider.name} output ({window})", reset_at=reset_at))

@@ -151,6 +151,7 @@ class ProviderSpec:
     usage_command: tuple[str, ...] = ()  # argv templates printing observed usage as JSON (adws.observe)
     usage_sync_seconds: float | None = None  # run usage_command before routing at most this often
     wait_for_reset: float = 0.0  # seconds: a limit resetting sooner is waited out on the same account
+    idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
     # Resolved from the fields above when the spec is built (at load), never written by hand:
     runs_as: tuple[Account, ...] = field(init=False, repr=False, compare=False)  # the implicit one included
     key_vars: tuple[str, ...] = field(init=False, repr=False, compare=False)  # every key variable that matters

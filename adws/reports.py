@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, limits_of
+from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, limits_of
 from adws.attempt import Usage
 from adws.availability import Availability
 from adws.engine import Engine
@@ -25,6 +25,13 @@ def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
         why = engine.availability.why_not(p) or engine.accounts.provider_blocked(p, now)
+        # Why each account is out right now (cooling down after a limit or rejected credentials, quota...); the
+        # implicit account of a provider without declared accounts is the provider's own line.
+        skipped = engine.accounts.rank(p, None, now).skipped
+        blocked = {skip.account: skip.reason for skip in skipped if skip.account}
+        state = ("cooling down", "quota ")  # what the state store says; missing keys are the status line's
+        implicit = next((s.reason for s in skipped if s.account is None and s.reason.startswith(state)), None) \
+            if not p.accounts else None
         out.append({
             "name": name,
             "tier": engine.config.chain.index(name) + 1 if name in engine.config.chain else None,
@@ -35,10 +42,14 @@ def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
             "output_format": p.output_format,
             "models": {m.id: {"context_window": m.context_window, "latency_ms": m.latency_ms}
                        for m in p.models.values()},
-            "accounts": [{"name": a.name, "enabled": a.enabled} for a in p.accounts],
+            # `blocked` (why the account is out right now) only where it is out: an enabled account at rest
+            # shows as before.
+            "accounts": [{"name": a.name, "enabled": a.enabled}
+                         | ({"blocked": blocked[a.name]} if a.enabled and a.name in blocked else {})
+                         for a in p.accounts],
             "account_strategy": p.account_strategy,
             "description": p.description,
-        })
+        } | ({"blocked": implicit} if implicit else {}))
     return out
 
 
@@ -51,10 +62,18 @@ def render_providers(rows: list[dict[str, Any]]) -> str:
         lines.append(f"  run: {row['executable']} (prompt by {row['prompt']}, output {row['output_format']})")
         models = ", ".join(f"{m} ({v['context_window']:,} tokens)" for m, v in row["models"].items())
         lines.append(f"  models: {models or '(none declared)'}")
+        if row.get("blocked"):
+            lines.append(f"  out: {row['blocked']}")
         if row["accounts"]:
-            accounts = ", ".join(a["name"] + ("" if a["enabled"] else " (disabled)") for a in row["accounts"])
+            accounts = ", ".join(a["name"] + _account_state(a) for a in row["accounts"])
             lines.append(f"  accounts ({row['account_strategy']}): {accounts}")
     return "\n".join(lines)
+
+
+def _account_state(account: dict[str, Any]) -> str:
+    if not account["enabled"]:
+        return " (disabled)"
+    return f" ({account['blocked']})" if account.get("blocked") else ""
 
 
 UNMETERED_WINDOW = timedelta(days=7)  # what `adws quota` shows for providers without a quota
@@ -110,7 +129,7 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
                     )
                     row["burn"] = _burn_row(burn_rate(usage, limits_of(governed), since, now, reset), now)
                 cooldown = cooldowns.get((name, subject))
-                if cooldown is not None:
+                if cooldown is not None and cooldown_applies(cooldown, spec, engine.availability.environ):
                     row.update(cooldown_until=cooldown.until.isoformat(), cooldown_reason=cooldown.reason)
                 rows.append(row)
     return rows

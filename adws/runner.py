@@ -6,7 +6,9 @@ logs is redacted. The child leads its own process group so that a timeout (or a 
 children behind) can be handled by signalling the whole group: SIGTERM, a grace period, then SIGKILL.
 
 Everything is driven by one poll loop over the child's pipes and an "exit" descriptor (a pidfd on Linux),
-so no thread is started per attempt and no time is spent sleeping in a loop.
+so no thread is started per attempt and no time is spent sleeping in a loop. The same loop enforces the
+optional idle timeout: a child that writes nothing on stdout or stderr for `idle_timeout` seconds is ended
+exactly like one that overran `timeout` (an agent CLI sleeping through a days-long retry-after prints nothing).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class RunRequest:
     output_cap: int = 16 * 1024 * 1024  # bytes kept in each log file; the rest is counted, not kept
     tail_bytes: int = 256 * 1024  # end of each stream kept in memory for classification
     secrets: Sequence[str] = ()  # literal values that must never appear in RunOutcome.argv
+    # Seconds without a byte on stdout or stderr after which the group is terminated like at `timeout`
+    # (RunOutcome.timed_out and .idle_timed_out); None: silence is allowed up to `timeout`.
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         # A wrong request is a bug in adws, not a child failure: refuse it when it is built.
@@ -65,6 +70,10 @@ class RunRequest:
                 (len(self.argv) == 0, "argv must not be empty"),
                 (not self.timeout > 0, f"timeout must be > 0, got {self.timeout!r}"),
                 (not self.grace >= 0, f"grace must be >= 0, got {self.grace!r}"),
+                (
+                    self.idle_timeout is not None and not self.idle_timeout > 0,
+                    f"idle_timeout must be > 0, got {self.idle_timeout!r}",
+                ),
                 (self.output_cap < 0, f"output_cap must be >= 0, got {self.output_cap!r}"),
                 (self.tail_bytes < 0, f"tail_bytes must be >= 0, got {self.tail_bytes!r}"),
             )
@@ -225,8 +234,11 @@ class _Supervisor:
         self.watch: _ExitWatch | None = None
         self.leader_gone = False
         self.timed_out = False
+        self.idle_timed_out = False
         self.phase = _Phase.RUNNING
         self.deadline = time.monotonic() + request.timeout
+        self.last_output = time.monotonic()  # the idle clock starts with the process
+        self.idle_ms = 0
 
     def supervise(self) -> None:
         try:
@@ -235,15 +247,29 @@ class _Supervisor:
             exit_fd = watch.fd
             self._register(selector, exit_fd)
             while not (self.leader_gone and not self.open_reads):
-                wait = self.deadline - time.monotonic()
+                now = time.monotonic()
+                wait = self.deadline - now
+                idle_wait = self._idle_wait(now)
+                if idle_wait is not None and idle_wait <= 0:
+                    # Silent too long: end it as a timeout, measured from the last byte it wrote.
+                    self.idle_timed_out = True
+                    self.idle_ms = round((now - self.last_output) * 1000)
+                    self._escalate()
+                    continue
                 if wait <= 0:
                     if not self._escalate():
                         return
                     continue
-                for key, _ in selector.select(wait):
+                for key, _ in selector.select(wait if idle_wait is None else min(wait, idle_wait)):
                     self._dispatch(key.fd, exit_fd)
         finally:
             self._close_all()
+
+    def _idle_wait(self, now: float) -> float | None:
+        """Seconds until the idle timeout fires; None when it cannot (not set, or the run is already ending)."""
+        if self.request.idle_timeout is None or self.phase is not _Phase.RUNNING:
+            return None
+        return self.last_output + self.request.idle_timeout - now
 
     def _register(self, selector: selectors.BaseSelector, exit_fd: int) -> None:
         for fd in self.sinks:
@@ -295,6 +321,7 @@ class _Supervisor:
             data = b""  # treat a broken pipe like end-of-file
         if data:
             self.sinks[fd].feed(data)
+            self.last_output = time.monotonic()
             return
         self._unregister(fd)
         self.open_reads.discard(fd)
@@ -418,6 +445,8 @@ def _run_with_files(
         exit_code=returncode if returncode >= 0 else None,
         signal=-returncode if returncode < 0 else None,
         timed_out=supervisor.timed_out,
+        idle_timed_out=supervisor.idle_timed_out,
+        idle_ms=supervisor.idle_ms,
         duration_ms=_ms(started, ended),
         stdout_path=str(paths[0]),
         stderr_path=str(paths[1]),

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from adws.attempt import OutcomeClass, ParsedOutput, RunOutcome
+from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.classify import (
     DEFAULT_PATTERNS,
     QUOTA_HORIZON,
     Pattern,
+    booked_usage,
     classify,
     compile_pattern,
     pattern_chain,
@@ -136,8 +137,20 @@ def test_a_failing_exit_is_an_error_with_the_last_words() -> None:
     assert verdict(run(1, stderr="noise"), parsed) == (OutcomeClass.ERROR, "exit 1: model 'no-such' not found", None)
 
 
-def test_a_failing_exit_with_a_finished_answer_is_still_an_error() -> None:
-    assert verdict(run(2)) == (OutcomeClass.ERROR, "exit 2", None)
+def test_a_failing_exit_after_a_finished_successful_result_is_a_success_with_a_note() -> None:
+    # Claude Code exits 1 after a complete run when an MCP server failed to start: the work is done.
+    assert verdict(run(1, stderr="MCP server db-tools failed")) == (
+        OutcomeClass.SUCCESS,
+        "exit 1 after a complete, successful result (kept)",
+        None,
+    )
+
+
+def test_a_failing_exit_with_an_answer_that_no_final_record_confirms_is_still_an_error() -> None:
+    # OpenCode and plain text have no final-result record: their text alone does not prove the run finished.
+    assert verdict(run(2), ParsedOutput(final_text="All tests pass.")) == (OutcomeClass.ERROR, "exit 2", None)
+    declared = ParsedOutput(final_text="x", is_error=False, declared=OutcomeClass.AUTH)
+    assert verdict(run(41), declared)[0] == OutcomeClass.AUTH
 
 
 # --- patterns ---------------------------------------------------------------------------------------------
@@ -263,6 +276,8 @@ def test_naive_now_is_utc() -> None:
 
 # --- the default patterns ---------------------------------------------------------------------------------
 
+CONTEXT = OutcomeClass.CONTEXT_OVERFLOW
+
 MESSAGES = [
     ("Claude AI usage limit reached|1755615600", OutcomeClass.RATE_LIMITED),
     ("You've hit your limit · resets 7pm (Asia/Kuala_Lumpur)", OutcomeClass.RATE_LIMITED),
@@ -289,6 +304,44 @@ MESSAGES = [
     ('{"code":"context_length_exceeded"}', OutcomeClass.CONTEXT_OVERFLOW),
     ("The input token count (1200000) exceeds the maximum number of tokens allowed", OutcomeClass.CONTEXT_OVERFLOW),
     ("input exceeds the model's context window", OutcomeClass.CONTEXT_OVERFLOW),
+    # Real wordings of each kind, as the CLIs and the servers behind them print them.
+    ("Missing API key · Run /login", OutcomeClass.AUTH),  # anthropics/claude-code#6893
+    ("OAuth token has expired. Please obtain a new token or refresh your existing token.", OutcomeClass.AUTH),
+    ("API Key not found. Please pass a valid API key.", OutcomeClass.AUTH),  # google-gemini/gemini-cli#5895
+    ("Please set an Auth method in your settings.json", OutcomeClass.AUTH),  # gemini-cli validateNonInterActiveAuth
+    ("Request had invalid authentication credentials. Expected OAuth 2 access token", OutcomeClass.AUTH),
+    ("Error: No authentication information found.", OutcomeClass.AUTH),  # github/copilot-cli#3746
+    (
+        "Your access token could not be refreshed because your refresh token has expired. Please log out and "
+        "sign in again.",  # openai/codex codex-rs/core/src/error.rs RefreshTokenFailed
+        OutcomeClass.AUTH,
+    ),
+    ("Error: No Cline account found. Please sign in to continue.", OutcomeClass.AUTH),
+    ("Your session has expired. Please log in again.", OutcomeClass.AUTH),
+    ("The GitHub token is invalid or has expired.", OutcomeClass.AUTH),
+    ("You must be logged in to use this model", OutcomeClass.AUTH),
+    ("401 invalid access token", OutcomeClass.AUTH),
+    ("5-hour limit reached", OutcomeClass.RATE_LIMITED),  # Claude Code's status line ("… ∙ resets 2am")
+    ("You have reached your 5-hour Clinepass limit. The limit resets in 5h", OutcomeClass.RATE_LIMITED),
+    ("You've hit your session limit", OutcomeClass.RATE_LIMITED),
+    ("You've hit your usage limit. Try again later.", OutcomeClass.RATE_LIMITED),  # codex UsageLimitReachedError
+    ("Daily free limit reached on model deepseek/deepseek-v4-flash", OutcomeClass.QUOTA_EXHAUSTED),
+    ("Monthly usage limit reached. Resets in 10 days.", OutcomeClass.QUOTA_EXHAUSTED),  # anomalyco/opencode#40747
+    ("You have no quota", OutcomeClass.QUOTA_EXHAUSTED),  # github/copilot-cli#3431
+    ("Insufficient Balance", OutcomeClass.QUOTA_EXHAUSTED),  # DeepSeek's 402 through OpenCode or Cline
+    ("You have exceeded your premium request allowance.", OutcomeClass.QUOTA_EXHAUSTED),
+    ("Quota exceeded. Check your plan and billing details.", OutcomeClass.QUOTA_EXHAUSTED),  # codex QuotaExceeded
+    # Local runners' context errors: vLLM (v0 and v1), sglang, llama.cpp server, Ollama, LM Studio.
+    ("This model's maximum context length is 4096 tokens. However, you requested 5000", OutcomeClass.CONTEXT_OVERFLOW),
+    ("The decoder prompt (length 12324) is longer than the maximum model length of 8192.", CONTEXT),
+    ("The input (150000 tokens) is longer than the model's context length (128000 tokens).", CONTEXT),
+    ("Requested token count exceeds the model's maximum context length of 32768", OutcomeClass.CONTEXT_OVERFLOW),
+    ("the request exceeds the available context size, try increasing it", OutcomeClass.CONTEXT_OVERFLOW),
+    ('{"type":"exceed_context_size_error","n_prompt_tokens":9000,"n_ctx":8192}', OutcomeClass.CONTEXT_OVERFLOW),
+    ("input length exceeds the context length", OutcomeClass.CONTEXT_OVERFLOW),  # Ollama, truncate=false
+    ("tokens to keep from the initial prompt is greater than the context length", OutcomeClass.CONTEXT_OVERFLOW),
+    ("input length and `max_tokens` exceed context limit: 181000 + 32000 > 200000", OutcomeClass.CONTEXT_OVERFLOW),
+    ("Codex ran out of room in the model's context window.", OutcomeClass.CONTEXT_OVERFLOW),
 ]
 
 
@@ -304,6 +357,9 @@ def test_default_patterns(message: str, expected: OutcomeClass) -> None:
         '{"duration_ms":429,"num_turns":401}',  # numbers that are not statuses
         "Processed 401 files and 429 lines",
         "RuntimeError: limit must be positive",
+        "ValueError: the time limit reached zero",  # "limit reached" only as its own words
+        "warning: token refresh scheduled",
+        "SyntaxError: invalid token",  # Python's tokenizer, not a credential
     ],
 )
 def test_default_patterns_leave_lookalikes_alone(stderr: str) -> None:
@@ -355,3 +411,58 @@ def test_compile_pattern_refuses(regex: str, outcome: str, message: str) -> None
     with pytest.raises(ValueError) as caught:
         compile_pattern(regex, outcome)
     assert str(caught.value) == message
+
+
+# --- structured signals and what an attempt books ---------------------------------------------------------
+
+
+def test_a_declared_class_comes_before_the_patterns() -> None:
+    # Claude's terminal_reason says the account's limit refused the compaction: the text says "too long".
+    parsed = ParsedOutput(
+        final_text="", is_error=True, error_message="Prompt is too long · compaction failed: session limit",
+        declared=OutcomeClass.RATE_LIMITED,
+    )
+    assert verdict(run(1), parsed)[0] == OutcomeClass.RATE_LIMITED
+
+
+def test_a_declared_quota_keeps_its_class_and_drops_a_near_retry_hint() -> None:
+    parsed = ParsedOutput(well_formed=False, declared=OutcomeClass.QUOTA_EXHAUSTED)
+    outcome = run(1, stderr="TerminalQuotaError: You exceeded your current quota. Please retry in 34.89668959s.")
+    assert verdict(outcome, parsed)[::2] == (OutcomeClass.QUOTA_EXHAUSTED, None)
+    # A far reset still counts, and a declared rate limit still turns into a quota when its reset is far.
+    far = run(1, stderr="try again in 58 hours")
+    assert verdict(far, dataclasses.replace(parsed, declared=OutcomeClass.RATE_LIMITED))[::2] == (
+        OutcomeClass.QUOTA_EXHAUSTED,
+        NOW + timedelta(hours=58),
+    )
+
+
+def test_an_idle_timeout_is_a_timeout_that_says_so() -> None:
+    outcome = run(None, timed_out=True, idle_timed_out=True, idle_ms=30_000, signal=15)
+    assert verdict(outcome) == (OutcomeClass.TIMEOUT, "no output for 30s (idle_timeout)", None)
+
+
+ESTIMATE = Usage(requests=1, input_tokens=500, output_tokens=20, cost_usd=0.01, estimated=True)
+
+
+def booked(outcome: OutcomeClass, parsed: ParsedOutput) -> Usage:
+    return booked_usage(Classification(outcome, "r"), parsed, lambda: ESTIMATE)
+
+
+def test_reported_usage_is_booked_as_reported_with_the_reported_requests() -> None:
+    reported = Usage(input_tokens=18900, output_tokens=80)
+    assert booked(OutcomeClass.SUCCESS, ParsedOutput(usage=reported, requests=2)) == Usage(2, 18900, 80)
+    assert booked(OutcomeClass.SUCCESS, ParsedOutput(usage=reported)) == Usage(1, 18900, 80)
+
+
+def test_a_rejected_call_books_nothing_unless_the_cli_reports_it() -> None:
+    for rejected in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED, OutcomeClass.AUTH):
+        assert booked(rejected, ParsedOutput()) == Usage(requests=0, estimated=True)
+        assert booked(rejected, ParsedOutput(usage=Usage())) == Usage(requests=0)  # reported zeros
+        worked = Usage(input_tokens=9_414_100, output_tokens=91_000, cost_usd=13.8)  # limit hit after the work
+        assert booked(rejected, ParsedOutput(usage=worked)) == worked
+
+
+def test_without_reported_figures_the_estimate_is_booked_and_marked() -> None:
+    assert booked(OutcomeClass.SUCCESS, ParsedOutput()) == ESTIMATE
+    assert booked(OutcomeClass.CONTEXT_OVERFLOW, ParsedOutput(requests=0)) == dataclasses.replace(ESTIMATE, requests=0)

@@ -128,7 +128,7 @@ BROKEN_CASES: dict[str, list[str]] = {
     "bad_output_format": [
         'providers.cline → output_format: unknown output format "claude-jsn" (did you mean "claude-json"?); '
         "known: claude-stream-json, claude-json, copilot-json, opencode-json, gemini-json, gemini-stream-json, "
-        "cline-json, text",
+        "cline-json, codex-json, text",
     ],
     "bad_account_strategy": [
         'providers.cline → account_strategy: unknown account strategy "roundrobin" (did you mean "round_robin"?); '

@@ -92,8 +92,10 @@ def test_one_task_falls_through_all_five_tiers(tmp_path: Path, make_engine: Call
 
     # The next decision skips every cooling Antigravity account and says when the first comes back.
     decision = engine.route({"number": 8, "title": "Another"}, now=NOW + timedelta(minutes=1))
-    assert decision.provider == "copilot"
+    # Copilot's credentials were rejected: it cools down too (issue 8 item 7), so cline is first.
+    assert decision.provider == "cline"
     reasons = {(s.provider, s.account): s.reason for s in decision.skipped}
+    assert reasons[("copilot", None)].startswith("cooling down: auth")
     assert reasons[("antigravity", "ag-1")].startswith("cooling down: rate_limited")
     assert reasons[("antigravity", "ag-2")].startswith("cooling down: quota_exhausted")
     tier_skip = [s for s in decision.skipped if s.provider == "antigravity" and s.account is None]
@@ -406,7 +408,10 @@ def test_a_nul_byte_in_the_prompt_is_an_error_not_an_infrastructure_failure(
         assert result.attempts[-1].provider == "backup" and result.attempts[-1].outcome == "error"
         assert result.attempts[-1].reason.startswith("the command or its environment holds a NUL byte")
     assert engine.store.get_breaker("backup").failures == 0
-    assert engine.route({"title": "t"}).skipped == []
+    # Only claude's accounts, whose credentials were rejected, are out; the backup tier's breaker is closed.
+    skipped = engine.route({"title": "t"}).skipped
+    assert all(s.provider == "claude" and "auth" in s.reason for s in skipped if s.account is not None)
+    assert not [s for s in skipped if s.provider == "backup"]
 
 
 def test_override_label_tolerates_spaces_and_model_case(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:

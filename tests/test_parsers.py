@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adws.attempt import ParsedOutput, Usage
-from adws.parsers import PARSERS, find_reset_time, parse_output
+from adws.attempt import OutcomeClass, ParsedOutput, RunOutcome, Usage
+from adws.parsers import PARSERS, find_reset_time, parse_output, read_output
 from adws.parsers._base import Acc, typed_parser
 
 OUTPUTS = Path(__file__).parent / "data" / "outputs"
@@ -56,6 +56,7 @@ RECORDED = [
             usage=Usage(),
             reset_at=datetime(2026, 3, 3, 6, 0, tzinfo=UTC),  # resetsAt of the rejected event
             rate_limited=True,
+            declared=OutcomeClass.RATE_LIMITED,  # the synthetic turn's `error: "rate_limit"`
         ),
     ),
     (
@@ -112,6 +113,7 @@ RECORDED = [
             final_text="The last line is kept now; tests pass.",
             is_error=False,
             usage=Usage(input_tokens=9000 + 9400, output_tokens=30 + 12),
+            requests=1,  # result.usage.premiumRequests
         ),
     ),
     (
@@ -123,6 +125,8 @@ RECORDED = [
             error_message=f"{COPILOT_RATE} (HTTP 429)",
             reset_at=NOW + timedelta(minutes=27),
             rate_limited=True,
+            declared=OutcomeClass.RATE_LIMITED,  # errorType "rate_limit"
+            requests=0,
         ),
     ),
     (
@@ -314,7 +318,7 @@ def test_unknown_format_is_refused() -> None:
         parse_output("claude-stream", "", NOW)
     assert str(caught.value) == (
         "unknown output format 'claude-stream'; expected one of: claude-json, claude-stream-json, cline-json, "
-        "copilot-json, gemini-json, gemini-stream-json, opencode-json, text"
+        "codex-json, copilot-json, gemini-json, gemini-stream-json, opencode-json, text"
     )
 
 
@@ -436,3 +440,80 @@ RESET_WORDS = st.sampled_from([
 def test_find_reset_time_never_raises(parts: list[str]) -> None:
     found = find_reset_time("".join(parts), NOW)
     assert found is None or (found.tzinfo is UTC and abs(found - NOW) <= timedelta(days=400))
+
+
+# --- Codex CLI (`codex exec --json`) --------------------------------------------------------------------------
+
+CODEX_OK = "\n".join(
+    json.dumps(event)
+    for event in (
+        {"type": "thread.started", "thread_id": "t-1"},
+        {"type": "turn.started"},
+        {"type": "item.completed", "item": {"id": "item_0", "type": "agent_message", "text": "Looking."}},
+        {"type": "item.completed", "item": {"id": "item_1", "type": "error", "message": "model rerouted"}},
+        {"type": "error", "message": "Reconnecting... 1/5"},
+        {"type": "item.completed", "item": {"id": "item_2", "type": "agent_message", "text": "Fixed."}},
+        {"type": "turn.completed", "usage": {"input_tokens": 900, "cached_input_tokens": 800, "output_tokens": 7}},
+    )
+)
+
+
+def test_codex_success_is_the_last_agent_message_with_the_turn_usage() -> None:
+    parsed = parse_output("codex-json", CODEX_OK, NOW)
+    assert (parsed.final_text, parsed.is_error) == ("Fixed.", False)
+    assert parsed.usage == Usage(input_tokens=900, output_tokens=7)
+    assert parsed.error_message == "Reconnecting... 1/5"  # kept for patterns, but the turn completed
+
+
+def test_codex_failed_turn_is_an_error_with_its_message() -> None:
+    text = "\n".join(
+        json.dumps(event)
+        for event in (
+            {"type": "thread.started", "thread_id": "t-1"},
+            {"type": "error", "message": "stream disconnected"},
+            {"type": "turn.failed", "error": {"message": "You've hit your usage limit. Try again at 3:28 PM."}},
+        )
+    )
+    parsed = parse_output("codex-json", text, NOW)
+    assert (parsed.final_text, parsed.is_error, parsed.usage) == (None, True, None)
+    assert parsed.error_message == "You've hit your usage limit. Try again at 3:28 PM."
+    assert parsed.reset_at == datetime(2026, 3, 2, 15, 28, tzinfo=UTC)
+
+
+def test_other_formats_are_not_read_as_codex() -> None:
+    assert not parse_output("codex-json", (OUTPUTS / "claude-stream-success.jsonl").read_text(), NOW).well_formed
+
+
+# --- structured signals -----------------------------------------------------------------------------------
+
+
+def test_gemini_error_code_is_an_exit_code_for_fatal_errors_and_a_status_otherwise() -> None:
+    text = '{"error": {"type": "Error", "message": "Please set an Auth method", "code": 41}}'
+    fatal = parse_output("gemini-json", text, NOW)
+    assert (fatal.declared, fatal.error_message) == (OutcomeClass.AUTH, "Please set an Auth method")
+    api = parse_output("gemini-json", '{"error": {"type": "Error", "message": "Too many", "code": 429}}', NOW)
+    assert (api.declared, api.error_message, api.rate_limited) == (None, "Too many (HTTP 429)", True)
+
+
+def test_copilot_fractional_premium_requests_round_up() -> None:
+    text = '{"type":"result","exitCode":0,"usage":{"premiumRequests":0.33}}'
+    assert parse_output("copilot-json", text, NOW).requests == 1
+
+
+def test_cline2_request_without_figures_reports_no_usage() -> None:
+    text = '{"type":"say","say":"api_req_started","text":"{\\"request\\":\\"<task>x</task>\\"}"}'
+    assert parse_output("cline-json", text, NOW).usage is None
+
+
+def test_read_output_applies_exit_codes_and_stderr_error_names() -> None:
+    def outcome(code: int, stdout: str = "", stderr: str = "") -> RunOutcome:
+        sizes = (len(stdout), len(stderr))
+        return RunOutcome(["gemini"], code, None, False, 10, None, None, stdout, stderr, *sizes, False)
+
+    assert read_output("gemini-json", outcome(52), NOW).declared == OutcomeClass.UNAVAILABLE
+    assert read_output("claude-json", outcome(52), NOW).declared is None  # exit codes are per format
+    dump = "Error when talking to Gemini API ... TerminalQuotaError: You exceeded your current quota"
+    assert read_output("gemini-stream-json", outcome(1, stderr=dump), NOW).declared == OutcomeClass.QUOTA_EXHAUSTED
+    # Text on stderr that carries a reset is a report, never the answer.
+    parsed = read_output("text", outcome(0, stderr="Error: rate limit, retry-after: 30"), NOW)
+    assert parsed.final_text is None

@@ -498,3 +498,28 @@ def test_interrupt_while_supervising_still_kills_and_reaps(
 
     assert processes_running(argv) == []
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+# --- idle timeout -------------------------------------------------------------------------------------------
+
+
+def test_a_child_silent_past_its_idle_timeout_is_ended_like_a_timeout(tmp_path: Path) -> None:
+    # It speaks once, then sleeps far past the idle timeout but well inside the wall-clock timeout.
+    code = "import sys, time; print('started', flush=True); time.sleep(60)"
+    outcome = python(tmp_path, code, timeout=120.0, idle_timeout=0.5, grace=1.0)
+    assert (outcome.timed_out, outcome.idle_timed_out, outcome.signal) == (True, True, signal.SIGTERM)
+    assert outcome.idle_ms >= 500
+    assert outcome.stdout_tail == "started\n"
+
+
+def test_output_keeps_the_idle_timeout_from_firing(tmp_path: Path) -> None:
+    # A byte every 50 ms for 1 s never leaves 30 s of silence: the child ends on its own.
+    code = "import time\nfor _ in range(20):\n    print('.', end='', flush=True); time.sleep(0.05)"
+    outcome = python(tmp_path, code, idle_timeout=30.0)
+    assert (outcome.exit_code, outcome.timed_out, outcome.idle_timed_out) == (0, False, False)
+    assert outcome.stdout_tail == "." * 20
+
+
+def test_without_an_idle_timeout_silence_is_allowed_up_to_the_timeout(tmp_path: Path) -> None:
+    outcome = python(tmp_path, "import time; time.sleep(60)", timeout=0.5, grace=1.0)
+    assert (outcome.timed_out, outcome.idle_timed_out) == (True, False)

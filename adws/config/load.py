@@ -243,7 +243,8 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
         account_strategy=p.account_strategy, scores=dict(p.specializations), models=models,
         accounts=tuple(accounts), quota=_quota(p.quota, (*loc, "quota"), tz, check),
         patterns=tuple((pt.regex, pt.outcome) for pt in p.failure_patterns),
-        actions=dict(p.actions), vars=dict(p.vars), **quota_load.provider_extras(loc, p, check),
+        actions=dict(p.actions), vars=dict(p.vars), idle_timeout=p.idle_timeout,
+        **quota_load.provider_extras(loc, p, check),
     )
     quota_load.check_pools(loc, spec, check)
     return spec

@@ -256,6 +256,9 @@ class ProviderConfig(StrictModel):
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(1800.0, gt=0, description="Seconds before the process group is terminated.")
     kill_grace: float = Field(10.0, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    idle_timeout: float | None = Field(
+        None, gt=0, description="Seconds without output on stdout or stderr before the attempt ends as a timeout."
+    )
     prompt: PromptMode = "file"
     output_format: str = "text"
     max_concurrency: int | None = Field(None, ge=1)

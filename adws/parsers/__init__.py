@@ -15,18 +15,26 @@ keeps these promises:
   Limit *messages* are matched by the classifier's declared patterns, where maintainers can extend them.
 - `reset_at` comes from a structured field where the format has one, else from `find_reset_time` over the
   error message (never over the agent's answer, which may talk about anything).
+- `declared` is the class a structured field names (an error type, a terminal reason, a fatal exit code):
+  the classifier reads it before any pattern over text. `requests` is the request count the CLI reports.
+
+`EXIT_CLASSES` holds, per format, the exit codes that by themselves say what happened (Gemini CLI's fatal
+errors); `read_output` applies them and the stderr fallback, and is what the manager calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Mapping
 from datetime import datetime
 
-from adws.attempt import ParsedOutput
-from adws.parsers import claude, cline, copilot, gemini, opencode, text
+from adws.attempt import OutcomeClass, ParsedOutput, RunOutcome
+from adws.parsers import claude, cline, codex, copilot, gemini, opencode, text
 from adws.parsers._base import Parser
 from adws.parsers.reset import find_reset_time
 
-__all__ = ["PARSERS", "Parser", "find_reset_time", "parse_output"]
+__all__ = ["EXIT_CLASSES", "PARSERS", "Parser", "find_reset_time", "parse_output", "read_output"]
 
 PARSERS: dict[str, Parser] = {
     "claude-stream-json": claude.parse,
@@ -36,7 +44,22 @@ PARSERS: dict[str, Parser] = {
     "gemini-json": gemini.parse_json,
     "gemini-stream-json": gemini.parse_stream,
     "cline-json": cline.parse,
+    "codex-json": codex.parse,
     "text": text.parse,
+}
+
+EXIT_CLASSES: dict[str, Mapping[int, OutcomeClass]] = {
+    "gemini-json": gemini.FATAL_EXIT_CLASSES,
+    "gemini-stream-json": gemini.FATAL_EXIT_CLASSES,
+}
+# Error class names a CLI prints on stderr as its own verdict, per format; matched as whole words, the last one
+# printed wins (it is the one that ended the run).
+STDERR_ERROR_NAMES: dict[str, Mapping[str, OutcomeClass]] = {
+    "gemini-json": gemini.STDERR_ERROR_NAMES,
+    "gemini-stream-json": gemini.STDERR_ERROR_NAMES,
+}
+_NAME_REGEXES = {
+    fmt: re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b") for fmt, names in STDERR_ERROR_NAMES.items()
 }
 
 
@@ -46,3 +69,24 @@ def parse_output(fmt: str, stdout: str, now: datetime) -> ParsedOutput:
     if parser is None:
         raise ValueError(f"unknown output format {fmt!r}; expected one of: {', '.join(sorted(PARSERS))}")
     return parser(stdout, now)
+
+
+def read_output(fmt: str, outcome: RunOutcome, now: datetime) -> ParsedOutput:
+    """What an attempt's output says, as format `fmt` reads it: stdout first; stderr when stdout holds no
+    result and no error but stderr does (Gemini's JSON mode prints its error object there); then, when no
+    field of the output already named a class, the exit codes the format declares (`EXIT_CLASSES`) and the
+    error class names it prints on stderr (`STDERR_ERROR_NAMES`). Never raises."""
+    parsed = parse_output(fmt, outcome.stdout_tail, now)
+    if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
+        on_stderr = parse_output(fmt, outcome.stderr_tail, now)
+        if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None or on_stderr.declared:
+            parsed = dataclasses.replace(on_stderr, final_text=None)  # stderr reports; it never holds the answer
+    by_exit = EXIT_CLASSES.get(fmt, {})
+    if parsed.declared is None and outcome.exit_code is not None and outcome.exit_code in by_exit:
+        parsed.declared = by_exit[outcome.exit_code]
+    names = _NAME_REGEXES.get(fmt)
+    if names is not None and parsed.declared is None and not (parsed.is_error is False and outcome.exit_code == 0):
+        found = [match.group() for match in names.finditer(outcome.stderr_tail)]
+        if found:
+            parsed.declared = STDERR_ERROR_NAMES[fmt][found[-1]]
+    return parsed

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adws.attempt import ParsedOutput, Usage
+from adws.attempt import OutcomeClass, ParsedOutput, Usage
 from adws.parsers.reset import find_reset_time
 
 Parser = Callable[[str, datetime], ParsedOutput]
@@ -134,6 +134,13 @@ class Acc:
     # Assistant text by message id; the answer is the text of the last message that had any.
     texts: dict[str, list[str]] = field(default_factory=dict)
     last_text_key: str = ""
+    declared: OutcomeClass | None = None  # what a structured field of the output says happened
+    requests: int | None = None  # requests the CLI reports having used
+
+    def declare(self, outcome: OutcomeClass | None) -> None:
+        """Record the class a structured field names; the first one stands (later ones are consequences)."""
+        if outcome is not None and self.declared is None:
+            self.declared = outcome
 
     def add_usage(self, input_tokens: int, output_tokens: int, cost_usd: float = 0.0) -> None:
         if self.usage_is_total:
@@ -180,6 +187,8 @@ class Acc:
             well_formed=self.recognised > 0,
             notes=self.notes,
             usage_readings=self.usage_readings,
+            declared=self.declared,
+            requests=self.requests,
         )
 
 

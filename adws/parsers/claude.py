@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from adws.attempt import OutcomeClass
 from adws.observe import from_claude_rate_limit
 from adws.parsers._base import Acc, Record, integer, number, obj, string, text_of, typed_parser, with_status
 from adws.parsers.reset import from_epoch
+
+# `error` of a synthetic assistant turn (the SDK's SDKAssistantMessageError). "invalid_request",
+# "server_error" and "unknown" name no class of their own: the text and the exit code decide those.
+_ASSISTANT_ERRORS = {
+    "rate_limit": OutcomeClass.RATE_LIMITED,
+    "authentication_failed": OutcomeClass.AUTH,
+    "billing_error": OutcomeClass.QUOTA_EXHAUSTED,
+}
+# `terminal_reason` of an error result (Claude Code 2.1+). "blocking_limit" is the account's limit refusing
+# the turn (also when it refused the auto-compaction that would have saved an over-long prompt: the account,
+# not the task, must wait); "api_error" leaves the verdict to `api_error_status` and the text.
+_TERMINAL_REASONS = {
+    "prompt_too_long": OutcomeClass.CONTEXT_OVERFLOW,
+    "blocking_limit": OutcomeClass.RATE_LIMITED,
+    "max_turns": OutcomeClass.ERROR,
+}
 
 
 def _claude_tokens(usage: Record) -> tuple[int, int]:
@@ -24,6 +41,7 @@ def _claude_assistant(record: Record, acc: Acc) -> None:
     if error:  # a synthetic turn reporting an API error ("rate_limit", "authentication_failed", ...)
         acc.fail(text or error)
         acc.rate_limited = acc.rate_limited or error == "rate_limit"
+        acc.declare(_ASSISTANT_ERRORS.get(error))
 
 
 def _claude_rate_limit_event(record: Record, acc: Acc) -> None:
@@ -60,6 +78,10 @@ def _claude_result(record: Record, acc: Acc) -> None:
         listed = "; ".join(e for e in errors if isinstance(e, str)) if isinstance(errors, list) else ""
         message = string(record.get("error")) or listed or string(result) or acc.error_message or subtype
         acc.fail(with_status(message, status), replace=True)
+        # The terminal reason is the run's own verdict: it outranks a per-turn error seen before it.
+        reason = _TERMINAL_REASONS.get(string(record.get("terminal_reason")) or "")
+        if reason is not None:
+            acc.declared = reason
 
 
 parse = typed_parser(

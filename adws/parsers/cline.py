@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from adws.attempt import OutcomeClass
 from adws.parsers._base import Acc, Record, integer, loads, number, obj, string, typed_parser
 
 _CLINE_REQUEST_SAYS = frozenset({"api_req_started", "api_req_finished", "deleted_api_reqs"})
+# What makes an api_req_* text a report of figures: 2.x prints api_req_started once, when it is created and
+# holds only the request text; an object without these keys reports nothing (not zero).
+_CLINE_FIGURES = frozenset({"tokensIn", "tokensOut", "cacheReads", "cacheWrites", "cost", "totalCost"})
+# The `errorClass` of an agent error event (cline/cline sdk agent runtime, ProviderErrorClass).
+_ERROR_CLASSES = {
+    "context_window_exceeded": OutcomeClass.CONTEXT_OVERFLOW,
+    "auth": OutcomeClass.AUTH,
+    "rate_limit": OutcomeClass.RATE_LIMITED,
+}
 
 
 def _cline_say(record: Record, acc: Acc) -> None:
@@ -16,7 +26,7 @@ def _cline_say(record: Record, acc: Acc) -> None:
         info = obj(loads(text))
         cached = integer(info.get("cacheReads")) + integer(info.get("cacheWrites"))
         cost = number(info.get("cost")) or number(info.get("totalCost"))
-        if info:
+        if _CLINE_FIGURES & info.keys():
             acc.add_usage(integer(info.get("tokensIn")) + cached, integer(info.get("tokensOut")), cost)
     elif say == "error":
         acc.fail(text or "error")
@@ -40,6 +50,7 @@ def _cline_agent_event(record: Record, acc: Acc) -> None:
         error = event.get("error")
         acc.fail(string(obj(error).get("message")) or string(error) or "error")
         acc.rate_limited = acc.rate_limited or event.get("errorClass") == "rate_limit"
+        acc.declare(_ERROR_CLASSES.get(string(event.get("errorClass")) or ""))
     elif kind == "content_end" and event.get("contentType") == "text":
         acc.add_text("", string(event.get("text")) or "")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from adws.attempt import ParsedOutput
+from adws.attempt import OutcomeClass, ParsedOutput
 from adws.parsers._base import (
     MAX_MESSAGE,
     Acc,
@@ -19,11 +19,49 @@ from adws.parsers._base import (
 
 _GEMINI_KEYS = frozenset({"response", "stats", "error", "session_id"})
 
+# Exit codes of Gemini CLI's fatal errors (google-gemini/gemini-cli packages/core/src/utils/errors.ts, FatalError
+# subclasses): each names what failed. Authentication is the account's; a broken sandbox or config stops every
+# task on this machine, so the tier is unavailable (and counts for its circuit breaker); bad input and the turn
+# limit are this task's own failures; 130 is a cancellation (SIGINT) from outside.
+FATAL_EXIT_CLASSES: dict[int, OutcomeClass] = {
+    41: OutcomeClass.AUTH,  # FatalAuthenticationError
+    42: OutcomeClass.ERROR,  # FatalInputError
+    44: OutcomeClass.UNAVAILABLE,  # FatalSandboxError
+    52: OutcomeClass.UNAVAILABLE,  # FatalConfigError
+    53: OutcomeClass.ERROR,  # FatalTurnLimitedError
+    54: OutcomeClass.ERROR,  # FatalToolExecutionError
+    130: OutcomeClass.CRASHED,  # FatalCancellationError
+}
+# The fatal errors' class names, as the stream-json result's `error.type` gives them.
+_FATAL_TYPES = {
+    "FatalAuthenticationError": 41,
+    "FatalInputError": 42,
+    "FatalSandboxError": 44,
+    "FatalConfigError": 52,
+    "FatalTurnLimitedError": 53,
+    "FatalToolExecutionError": 54,
+    "FatalCancellationError": 130,
+}
+
+
+# The error classes Gemini CLI names in the error dump it writes to stderr ("... TerminalQuotaError: You exceeded
+# your current quota ..."), from its classifyGoogleError (packages/core/src/utils/googleQuotaErrors.ts): a terminal
+# quota is a daily or zero limit the CLI does not retry; a retryable one is a per-minute limit.
+STDERR_ERROR_NAMES: dict[str, OutcomeClass] = {
+    "TerminalQuotaError": OutcomeClass.QUOTA_EXHAUSTED,
+    "RetryableQuotaError": OutcomeClass.RATE_LIMITED,
+}
+
 
 def _gemini_error(error: Record, acc: Acc) -> None:
+    # handleError writes `code` = the fatal error's exit code for a FatalError, else the API error's HTTP
+    # status: a code below 100 or in the table is an exit code, never a status to show as "HTTP 41".
     code = integer(error.get("code"))
-    acc.fail(with_status(string(error.get("message")) or string(error.get("type")) or "error", code), replace=True)
-    acc.rate_limited = acc.rate_limited or code == 429
+    fatal = FATAL_EXIT_CLASSES.get(code) or FATAL_EXIT_CLASSES.get(_FATAL_TYPES.get(string(error.get("type")) or "", 0))
+    status = code if code >= 100 and code not in FATAL_EXIT_CLASSES else 0
+    acc.fail(with_status(string(error.get("message")) or string(error.get("type")) or "error", status), replace=True)
+    acc.rate_limited = acc.rate_limited or status == 429
+    acc.declare(fatal)
 
 
 def parse_json(stdout: str, now: datetime) -> ParsedOutput:
@@ -73,6 +111,7 @@ def _gemini_result(record: Record, acc: Acc) -> None:
     if acc.is_error:
         error = obj(record.get("error"))
         acc.fail(string(error.get("message")) or acc.error_message or string(error.get("type")) or "error")
+        acc.declare(FATAL_EXIT_CLASSES.get(_FATAL_TYPES.get(string(error.get("type")) or "", 0)))
     stats = obj(record.get("stats"))
     if stats:  # input_tokens includes `cached` (the docs call it a breakdown of input_tokens)
         acc.total_usage(integer(stats.get("input_tokens")), integer(stats.get("output_tokens")))

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from adws.attempt import OutcomeClass
 from adws.parsers._base import Acc, Record, integer, number, obj, string, typed_parser, with_status
+
+# The `name` of a session error (anomalyco/opencode packages/opencode/src/session/message-v2.ts). APIError carries
+# a status and the provider's text, which the patterns read; MessageOutputLengthError is the answer cut at the
+# output limit (the task's failure, not the account's).
+_ERROR_NAMES = {
+    "ContextOverflowError": OutcomeClass.CONTEXT_OVERFLOW,
+    "ProviderAuthError": OutcomeClass.AUTH,
+    "MessageOutputLengthError": OutcomeClass.ERROR,
+}
 
 
 def _opencode_text(record: Record, acc: Acc) -> None:
@@ -29,6 +39,7 @@ def _opencode_error(record: Record, acc: Acc) -> None:
     status = integer(data.get("statusCode"))
     acc.fail(with_status(string(data.get("message")) or string(error.get("name")) or "error", status))
     acc.rate_limited = acc.rate_limited or status == 429
+    acc.declare(_ERROR_NAMES.get(string(error.get("name")) or ""))
 
 
 parse = typed_parser(

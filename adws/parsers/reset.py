@@ -11,8 +11,10 @@ from zoneinfo import ZoneInfo
 # Further than this from `now` is noise (an id, a version, a date in the answer), not an announced reset.
 _MAX_DISTANCE = timedelta(days=400)
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_UNIT = r"(?:days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|d|h|m|s)(?![a-z])"
+# Milliseconds first: "ms" must not be read as minutes.
+_UNIT = r"(?:milliseconds?|msecs?|ms|days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|d|h|m|s)(?![a-z])"
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_NUMBER = r"\d{1,9}(?:\.\d{1,15})?"  # Google's retry delays carry nanoseconds: "retry in 34.89668959s"
 
 # "Claude AI usage limit reached|1755615600" (older Claude) and "resetsAt": 1774447200 (JSON that leaked
 # into a text stream). The look-behind keeps "overageResetsAt" (a different window) out.
@@ -21,17 +23,20 @@ _EPOCH_RE = re.compile(
     re.IGNORECASE,
 )
 _RETRY_AFTER_RE = re.compile(
-    r"retry-after\"?\s*[:=]\s*\"?(?:(?P<secs>\d{1,9})(?![\d.])"
-    r"|(?P<date>[a-z]{3}, \d{1,2} [a-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT))",
+    rf"retry-after\"?\s*[:=]\s*\"?(?:(?P<secs>{_NUMBER})(?![\d.])"
+    r"|(?P<date>[a-z]{3}, \d{1,2} [a-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT))"
+    # Google's RetryInfo ("retryDelay": "34.896s") and Gemini CLI's retryDelayMs.
+    rf"|retry_?delay\"?\s*[:=]\s*\"?(?P<delay>{_NUMBER})s\b|retry_?delay_?ms\"?\s*[:=]\s*\"?(?P<ms>{_NUMBER})(?![\d.])",
     re.IGNORECASE,
 )
-# "try again in 2h 30m", "Retrying in 2892 seconds", "Your quota will reset after 2h13m34s".
+# "try again in 2h 30m", "Retrying in 2892 seconds", "Your quota will reset after 2h13m34s", "Please retry in
+# 900ms" (Google's RetryInfo as Gemini CLI prints it).
 _RELATIVE_RE = re.compile(
-    r"(?:try(?:ing)?\s+again|retry(?:ing)?|resets?|available\s+again)\s+(?:in|after)\s+"
-    rf"(?P<dur>(?:\d{{1,7}}(?:\.\d{{1,6}})?\s*{_UNIT}[\s,]*(?:and\s+)?){{1,4}})",
+    r"(?:(?P<ing>trying\s+again|retrying)|try\s+again|retry|resets?|available\s+again)\s+(?:in|after)\s+"
+    rf"(?P<dur>(?:{_NUMBER}\s*{_UNIT}[\s,]*(?:and\s+)?){{1,4}})",
     re.IGNORECASE,
 )
-_DURATION_PART_RE = re.compile(rf"(\d{{1,7}}(?:\.\d{{1,6}})?)\s*({_UNIT})", re.IGNORECASE)
+_DURATION_PART_RE = re.compile(rf"({_NUMBER})\s*({_UNIT})", re.IGNORECASE)
 # "You will regain access on 2026-04-01 at 00:00 UTC", "quota resets on 2026-05-01T00:00:00Z".
 _ISO_RE = re.compile(
     r"(?:reset|retry|try again|available|regain(?:ed)? access|until)[^\n\d]{0,40}?"
@@ -39,10 +44,12 @@ _ISO_RE = re.compile(
     r"\s*(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2})?",
     re.IGNORECASE,
 )
-# "resets 4pm (Asia/Kuala_Lumpur)", "resets Feb 7, 11am (Asia/Seoul)", "will reset at 5pm (Europe/Warsaw)".
+# "resets 4pm (Asia/Kuala_Lumpur)", "resets Feb 7, 11am (Asia/Seoul)", "will reset at 5pm (Europe/Warsaw)",
+# Codex's "try again at 3:28 PM" and "try again at Aug 8th, 2026 12:30 PM" (its local time; read as UTC).
 _CLOCK_RE = re.compile(
-    r"resets?\s+(?:at\s+|on\s+)?"
-    rf"(?:(?P<mon>{'|'.join(_MONTHS)})[a-z]*\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?:at\s+)?)?"
+    r"(?:resets?|try\s+again)\s+(?:at\s+|on\s+)?"
+    rf"(?:(?P<mon>{'|'.join(_MONTHS)})[a-z]*\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+"
+    r"(?:(?P<year>\d{4}),?\s+)?(?:at\s+)?)?"
     r"(?P<h>\d{1,2})(?::(?P<mi>\d{2}))?\s*(?P<ap>[ap]\.?m\.?)?(?![\w:])"
     r"\s*(?:\((?P<tz>[a-z][a-z0-9_+\-/]{0,40})\)|(?P<tz2>UTC|GMT)\b)?",
     re.IGNORECASE,
@@ -82,16 +89,25 @@ def _resolve_epoch(match: re.Match[str], now: datetime) -> datetime | None:
 
 
 def _resolve_retry_after(match: re.Match[str], now: datetime) -> datetime | None:
-    if match["secs"]:
-        return now + timedelta(seconds=int(match["secs"]))
-    return parsedate_to_datetime(match["date"])
+    if match["date"]:
+        return parsedate_to_datetime(match["date"])
+    if match["ms"]:
+        return now + timedelta(milliseconds=float(match["ms"]))
+    return now + timedelta(seconds=float(match["secs"] or match["delay"]))
+
+
+def _unit_seconds(unit: str) -> float:
+    unit = unit.lower()
+    if unit.startswith("ms") or unit.startswith("milli"):
+        return 0.001
+    return _UNIT_SECONDS[unit[0]]
 
 
 def _resolve_relative(match: re.Match[str], now: datetime) -> datetime | None:
-    seconds = sum(
-        float(amount) * _UNIT_SECONDS[unit[0].lower()] for amount, unit in _DURATION_PART_RE.findall(match["dur"])
-    )
-    return now + timedelta(seconds=seconds)
+    parts = [(float(amount), _unit_seconds(unit)) for amount, unit in _DURATION_PART_RE.findall(match["dur"])]
+    if match["ing"] and any(unit < 1 for _, unit in parts):
+        return None  # "Retrying after 6173ms...": a client's own back-off step, not a reset the server announced
+    return now + timedelta(seconds=sum(amount * unit for amount, unit in parts))
 
 
 def _zone(name: str | None, default: tzinfo) -> tzinfo:
@@ -122,6 +138,8 @@ def _resolve_clock(match: re.Match[str], now: datetime) -> datetime | None:
     local_now = now.astimezone(zone)
     if match["mon"]:
         month = _MONTHS.index(match["mon"][:3].lower()) + 1
+        if match["year"]:
+            return datetime(int(match["year"]), month, int(match["day"]), hour, minute, tzinfo=zone)
         found = datetime(local_now.year, month, int(match["day"]), hour, minute, tzinfo=zone)
         # A date well behind us is next year's ("resets Jan 2" said on December 30th).
         return found.replace(year=found.year + 1) if found < local_now - timedelta(days=1) else found

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A stand-in for the agent CLIs adws drives: claude, copilot, cline, opencode, gemini, ollama.
+"""A stand-in for the agent CLIs adws drives: claude, copilot, cline, opencode, gemini, codex, ollama.
 
 No real agent CLI exists on the build machines, so tests run these instead. `tests/fakes/bin/<prog>` execs
 `fake_agent.py <prog> ARGS...`; put that directory first on PATH. Each program prints in its real CLI's own
@@ -11,7 +11,9 @@ output format (chosen from its arguments the way the real CLI does) and behaves 
   (default)                        success
 
 Scenarios: success, error_result_exit0, limit_reset, quota_exhausted, auth, context, hang, signal, flood,
-garbage, lie_exit0, crash (see SCENARIOS). FAKE_NOW (epoch seconds) fixes the clock that announced reset
+garbage, lie_exit0, crash, replay (see SCENARIOS). Event shapes and exit codes follow the real CLIs (the corpus in
+tests/data/real); `replay` prints a corpus sample verbatim: FAKE_REPLAY names it (a path without its suffixes,
+e.g. tests/data/real/claude-stream-success-exit1), and the fake exits with the sample's code (or hangs). FAKE_NOW (epoch seconds) fixes the clock that announced reset
 times are computed from. With FAKE_AGENT_LOG set, each invocation appends one JSON line to that file: prog,
 argv, cwd, prompt, prompt_source (arg | file | stdin | none), account, provider, scenario, pid.
 
@@ -43,6 +45,7 @@ SCENARIOS = (
     "garbage",  # binary, invalid UTF-8, exit 0
     "lie_exit0",  # exit 0 without any result
     "crash",  # Python traceback on stderr, exit 1
+    "replay",  # a real output from the corpus, byte for byte, with its exit code (FAKE_REPLAY)
 )
 FLOOD_BYTES = 5 * 1024 * 1024
 SESSION = "fake-session-0001"
@@ -61,6 +64,8 @@ VALUE_OPTIONS = {
     "cline": {"-m", "--model", "--mode", "-F", "--output-format", "--config", "--cwd", "--auto-approve",
               "-t", "--timeout"},
     "ollama": {"--format", "--keepalive", "--think"},
+    "codex": {"-m", "--model", "-s", "--sandbox", "-C", "--cd", "-c", "--config", "-p", "--profile",
+              "--output-last-message", "-o", "--color"},
 }
 PROMPT_OPTIONS = {"copilot": {"-p", "--prompt"}, "gemini": {"-p", "--prompt"}}
 FILE_OPTIONS = {"opencode": {"-f", "--file"}}
@@ -97,6 +102,8 @@ def positionals(prog: str, args: list[str]) -> list[str]:
         elif not arg.startswith("-") or arg == "-":
             found.append(arg)
     if prog in {"opencode", "ollama"} and found[:1] == ["run"]:
+        found = found[1:]
+    if prog == "codex" and found[:1] == ["exec"]:
         found = found[1:]
     if prog == "ollama":
         found = found[1:]  # the model
@@ -199,38 +206,59 @@ class Failure:
             "copilot": {
                 "rate": "Sorry, you've hit a rate limit that restricts the number of Copilot model requests "
                 f"you can make within a specific time period. Please try again in {self.seconds // 60} minutes.",
-                "quota": "You have exceeded your monthly quota of premium requests. Your quota resets on "
-                f"{self.iso}.",
-                "auth": "Authentication failed: the GitHub token is invalid or has expired. Run /login.",
+                "quota": "You have no quota",  # github/copilot-cli#3431: a 402 that announces no reset
+                "auth": "No authentication information found.",  # github/copilot-cli#3746
                 "context": "prompt token count of 300000 exceeds the limit of 264000",
             },
             "gemini": {
                 "rate": "You have exhausted your capacity on this model. Your quota will reset after "
                 f"{self.seconds // 3600}h{self.seconds % 3600 // 60}m0s.",
-                "quota": f"You have exhausted your daily quota on this model. Quota resets on {self.iso}.",
-                "auth": "API key not valid. Please pass a valid API key.",
+                # TerminalQuotaError (a daily or zero limit): Google's text, no reset announced.
+                "quota": "You exceeded your current quota, please check your plan and billing details.",
+                "auth": "Please set an Auth method in your settings.json or specify one of the following "
+                "environment variables before running: GEMINI_API_KEY, GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_GENAI_USE_GCA",
                 "context": "The input token count (1200000) exceeds the maximum number of tokens allowed "
                 "(1048576).",
             },
             "opencode": {
                 "rate": f"Rate limit exceeded. Please try again in {self.seconds // 60} minutes.",
-                "quota": f"Insufficient balance: monthly quota exceeded, resets on {self.iso}",
+                # OpenAI's insufficient_quota 429, which OpenCode does not retry (anomalyco/opencode message-v2.ts)
+                "quota": "You exceeded your current quota, please check your plan and billing details.",
                 "auth": "invalid x-api-key",
                 "context": "prompt is too long: 212000 tokens > 200000 maximum",
             },
             "cline": {
-                "rate": f"Rate limit exceeded, retry after {self.seconds} seconds",
-                "quota": f"ClinePass limit reached: monthly quota exhausted. Quota resets on {self.iso}.",
+                # cline/cline apps/cli/src/utils/cline-pass-errors.ts and sdk llms errors.test.ts
+                "rate": f"Error: You have reached your 5-hour Clinepass limit. The limit resets in "
+                f"{max(1, self.seconds // 3600)}h, please try again later.",
+                "quota": "Error: Error 429: Daily free limit reached on model deepseek/deepseek-v4-flash. Try again in "
+                "23h 59m",
                 "auth": "Unauthorized: Please make sure you're using the latest version of Cline and "
                 "re-authenticate your Cline account.",
-                "context": "context window exceeded: the request needs 300000 tokens, the model allows 262144",
+                "context": "The conversation exceeds the model's context window. Compact the conversation, start a new "
+                "session, or switch to a model with a larger context window. (provider reported: prompt is too "
+                "long: 212000 tokens > 200000 maximum)",
+            },
+            "codex": {  # openai/codex codex-rs/core/src/error.rs
+                "rate": "You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing), visit "
+                "https://chatgpt.com/codex/settings/usage to purchase more credits or try again at "
+                f"{self.reset:%-I:%M %p}.",
+                # A weekly limit: the reset is days away, so codex prints it with its date.
+                "quota": "You've hit your usage limit. To get more access now, send a request to your admin or "
+                f"try again at {self.reset:%b} {self.reset.day}th, {self.reset:%Y} {self.reset:%-I:%M %p}.",
+                "auth": "Your access token could not be refreshed because your refresh token has expired. Please "
+                "log out and sign in again.",
+                "context": "Codex ran out of room in the model's context window. Start a new conversation or "
+                "clear earlier history before retrying.",
             },
             "ollama": {
-                "rate": "Error: 429 Too Many Requests: you have reached your hourly usage limit, please try "
-                f"again in {self.seconds // 60} minutes",
-                "quota": f"Error: you have reached your weekly usage limit. Resets on {self.iso}",
+                # ollama's StatusError for its cloud models' limits (continuedev/continue#11444): no reset announced
+                "rate": "Error: 429 Too Many Requests: you (user) have reached your session usage limit, upgrade "
+                "for higher limits: https://ollama.com/upgrade",
+                "quota": "Error: 429 Too Many Requests: you (user) have reached your weekly usage limit, upgrade "
+                "for higher limits: https://ollama.com/upgrade",
                 "auth": "Error: unauthorized: please run 'ollama signin'",
-                "context": "Error: prompt is too long for the model's context window (8192 tokens)",
+                "context": "",  # never printed: see Ollama.failure
             },
         }
         if prog == "claude" and scenario == "error_result_exit0":
@@ -303,8 +331,9 @@ class ClaudeStream(Program):
         emit({"type": "assistant", "session_id": SESSION, "error": error, "message": {
             "id": "msg_synthetic", "model": "<synthetic>", "role": "assistant",
             "content": [{"type": "text", "text": message}]}})
-        self.result(is_error=True, result=message, api_error_status=failure.status, total_cost_usd=0,
-                    usage={"input_tokens": 0, "output_tokens": 0})
+        reason = "prompt_too_long" if failure.kind == "context" else "api_error"
+        self.result(is_error=True, result=message, api_error_status=failure.status, terminal_reason=reason,
+                    total_cost_usd=0, usage={"input_tokens": 0, "output_tokens": 0})
         return exit_code
 
 
@@ -350,9 +379,14 @@ class Copilot(Program):
               "sessionDurationMs": 1500}})
 
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
-        kind = {"rate": "rate_limit", "quota": "quota", "auth": "authentication", "context": "query"}
-        self.event("session.error", {"errorType": kind[failure.kind], "message": message,
-                                     "statusCode": failure.status})
+        if failure.kind == "auth":  # checked before the event stream opens: plain text on stderr
+            sys.stderr.write(f"Error: {message}\n")
+            return exit_code
+        # errorType/errorCode as github/copilot-sdk's ErrorData names them; a rejected call costs no request.
+        kind, code, status = {"rate": ("rate_limit", "user_global_rate_limited", 429),
+                              "quota": ("quota", "quota_exceeded", 402),
+                              "context": ("context_limit", "model_max_prompt_tokens_exceeded", 400)}[failure.kind]
+        self.event("session.error", {"errorType": kind, "message": message, "errorCode": code, "statusCode": status})
         emit({"type": "result", "exitCode": exit_code, "usage": {"premiumRequests": 0}})
         return exit_code
 
@@ -373,13 +407,16 @@ class GeminiJson(Program):
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
         kind = {"rate": "RetryableQuotaError", "quota": "TerminalQuotaError", "auth": "Error",
                 "context": "Error"}[failure.kind]
+        code = 41 if failure.kind == "auth" else failure.status  # FatalAuthenticationError's exit code
         error = json.dumps({"session_id": SESSION, "error": {"type": kind, "message": message,
-                            "code": failure.status}}, indent=2)
+                            "code": code}}, indent=2)
         if exit_code == 0:  # the "exit 0 anyway" case: the error object where a result would be
             emit(error)
-        else:  # the real CLI prints a JSON-mode failure on stderr
-            sys.stderr.write(error + "\n")
-        return exit_code
+            return 0
+        # The real CLI prints a JSON-mode failure on stderr and exits with the error's status (a shell sees
+        # 429 as 173, 400 as 144); a missing login is FatalAuthenticationError, exit 41.
+        sys.stderr.write(error + "\n")
+        return 41 if failure.kind == "auth" else failure.status & 255
 
 
 class GeminiStream(Program):
@@ -448,9 +485,13 @@ class Cline(Program):
             "totalCost": 0.01})
 
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
-        self.event("agent_event", event={"type": "error", "error": {"name": "Error", "message": message},
-                                         "recoverable": False, "iteration": 1})
+        event: dict[str, object] = {"type": "error", "error": {"name": "Error", "message": message},
+                                    "recoverable": False, "iteration": 1}
+        if failure.kind == "context":
+            event["errorClass"] = "context_window_exceeded"
+        self.event("agent_event", event=event)
         self.event("run_result", finishReason="error", text=message, usage={"inputTokens": 0, "outputTokens": 0})
+        sys.stderr.write(json.dumps({"ts": "2026-01-01T00:00:00.300Z", "type": "error", "message": message}) + "\n")
         return exit_code
 
 
@@ -471,8 +512,32 @@ class ClineLegacy(Program):
         return exit_code
 
 
+class Codex(Program):
+    """`codex exec --json`: ThreadEvents as openai/codex codex-rs/exec/src/exec_events.rs defines them."""
+
+    def start(self) -> None:
+        emit({"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"})
+        emit({"type": "turn.started"})
+
+    def progress(self, index: int, filler: str) -> None:
+        emit({"type": "item.completed", "item": {"id": f"item_{index}", "type": "reasoning", "text": filler}})
+
+    def success(self) -> None:
+        emit({"type": "item.completed", "item": {"id": "item_99", "type": "agent_message", "text": self.answer()}})
+        emit({"type": "turn.completed", "usage": {"input_tokens": 5000, "cached_input_tokens": 4000,
+                                                  "output_tokens": 42}})
+
+    def failure(self, failure: Failure, message: str, exit_code: int) -> int:
+        emit({"type": "error", "message": message})
+        emit({"type": "turn.failed", "error": {"message": message}})
+        return 1  # codex exec exits 1 after a failed turn, whatever the cause
+
+
 class Ollama(Program):
     def failure(self, failure: Failure, message: str, exit_code: int) -> int:
+        if failure.kind == "context":  # `ollama run` truncates an over-long prompt silently and answers
+            self.success()  # (ollama/ollama#8099: the warning is only in the server's log)
+            return 0
         sys.stderr.write(message + "\n")  # ollama has no error object: the message goes to stderr
         return exit_code
 
@@ -489,6 +554,8 @@ def program_for(prog: str, args: list[str], prompt: str) -> Program:
         kind = OpenCode if fmt == "json" else Program
     elif prog == "cline":
         kind = Cline if "--json" in args else ClineLegacy if fmt == "json" else Program
+    elif prog == "codex":
+        kind = Codex if "--json" in args else Program
     else:
         kind = Ollama
     return kind(prog, args, prompt)
@@ -535,6 +602,26 @@ def garbage() -> None:
     sys.stdout.buffer.flush()
 
 
+def replay(sample: str) -> int:
+    """Print a corpus sample as its CLI printed it and exit with its code; `hang` never exits."""
+    outputs = [f"{sample}.stdout.{ext}" for ext in ("jsonl", "json", "txt")]
+    for path in outputs:
+        if os.path.exists(path):
+            with open(path, "rb") as out:
+                sys.stdout.buffer.write(out.read())
+    sys.stdout.flush()
+    if os.path.exists(f"{sample}.stderr.txt"):
+        with open(f"{sample}.stderr.txt", "rb") as err:
+            sys.stderr.buffer.write(err.read())
+    sys.stderr.flush()
+    with open(f"{sample}.exit") as code_file:
+        code = code_file.read().strip()
+    if code == "hang":
+        while True:
+            time.sleep(3600)
+    return int(code)
+
+
 def run(prog: str, args: list[str]) -> int:
     scenario = scenario_for(prog, dict(os.environ))
     prompt, source = find_prompt(prog, args)
@@ -542,6 +629,8 @@ def run(prog: str, args: list[str]) -> int:
     if scenario not in SCENARIOS:
         sys.stderr.write(f"fake_agent: unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}\n")
         return 2
+    if scenario == "replay":
+        return replay(os.environ["FAKE_REPLAY"])
     program = program_for(prog, args, prompt or "")
     if scenario == "success":
         program.start()
