@@ -296,6 +296,10 @@ class StatefulAccounts:
             reset = oldest + timedelta(seconds=quota.window_seconds) if oldest else None
         return reset
 
+    def reserved_tokens(self, provider: str, subject: str, now: datetime) -> int:
+        """Tokens that runs in flight hold on a quota subject, as of the last snapshot."""
+        return sum(tokens for tokens, end in self._reserved.get((provider, subject), ()) if end > now)
+
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         """Learned needs' history (adws.need.NeedHistory), read once per state snapshot."""
         key = (provider, specialization, limit)
@@ -369,7 +373,7 @@ class StatefulAccounts:
             period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
             spec = provider.models.get(model) if model is not None else None
             cost = spec.cost_per_1k_tokens if spec is not None else 0.0
-            reserved = sum(tokens for tokens, end in self._reserved.get(key, ()) if end > now)
+            reserved = self.reserved_tokens(provider.name, gov.subject, now)
             verdict = judge(account.quota, account.name, model, inp.need, usage=usage, reserved_tokens=reserved,
                             observation=self._observed.get(key), period_start=period, now=now,
                             cost_per_1k_tokens=cost)

@@ -54,6 +54,12 @@ DEFAULT_LIMIT_COOLDOWN = timedelta(minutes=15)
 # A slot lease outlives the longest an attempt can run (timeout, then kill grace) by this much: a coordinator
 # killed mid-run frees its slot at most this long after its attempt would have ended.
 SLOT_LEASE_MARGIN = timedelta(seconds=60)
+# Choosing an account and reserving on it happen under this per-provider lease, so two coordinators never choose
+# from a snapshot that lacks the other's reservation. Held for a few store operations; polled, bounded.
+RESERVE_LOCK = "reserve-lock:"
+RESERVE_LOCK_LEASE = timedelta(seconds=30)
+RESERVE_LOCK_TRIES = 1000
+RESERVE_LOCK_POLL = 0.005  # seconds
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 
 Runner = Callable[[RunRequest], RunOutcome]
@@ -153,7 +159,7 @@ class ProviderManager:
         index, retries = 0, 0
         waited: set[str] = set()
         while index < len(accounts):
-            holder = self._reserve(task, step, provider, accounts, settle=index == 0)
+            holder = self._reserve(task, step, provider, accounts, index)
             account = accounts[index]
             try:
                 with self._slot(provider) as free:
@@ -210,41 +216,59 @@ class ProviderManager:
     # -- reservations and short limits ------------------------------------------------------------------------
 
     def _reserve(self, task: Task, step: Step, provider: ProviderSpec, accounts: list[Account],
-                 *, settle: bool) -> str | None:
-        """Reserve the step's expected need on `accounts[0]`'s quota subject for the attempt; the holder, or
+                 index: int) -> str | None:
+        """Reserve the step's expected need on `accounts[index]`'s quota subject for the attempt; the holder, or
         None when there is nothing to reserve (no need declared, or the account is not metered).
 
-        With `settle` (the tier's first try): when another coordinator reserved the same subject just before us
-        (we decided in the same instant from the same snapshot), the reservation is given back, the tier is
-        ranked again with theirs counted, and the better account moves to the front of `accounts` (in place).
-        Bounded by the number of accounts.
+        For the tier's first try the choice is checked again under a short per-provider lock in the store, with a
+        fresh snapshot that counts every reservation made so far: when another coordinator has committed a run
+        to the planned account since (or it is no longer usable), the account with the most room moves to the
+        front (in place). So coordinators that routed in the same instant, from the same snapshot, still start
+        on different accounts: each one chooses only after the previous one's reservation is in the store.
         """
         need = step.need
         if need is None:
             return None
-        for _ in range(len(accounts)):
-            account = accounts[0]
+        holder = f"{os.getpid()}-{_secrets.token_hex(6)}"
+        lock = RESERVE_LOCK + provider.name
+        locked = index == 0 and self._lock(lock, holder)
+        try:
+            if index == 0:
+                now = self.clock()
+                self.accounts.generation(now)  # re-read: other coordinators' reservations are counted
+                strategy = STRATEGIES[provider.account_strategy]
+                ranking = self.accounts.rank(provider, task.key if strategy.depends_on_task else None, now,
+                                             model=step.model, need=need)
+                names = [a.name for a in accounts]
+                planned = accounts[0]
+                subject = governing(planned.quota, planned.name, step.model).subject
+                # The plan's first account (the strategy's choice, or the rule's) stands while nobody else has
+                # committed a run to it since; otherwise the account with the most room now goes first.
+                taken = self.accounts.reserved_tokens(provider.name, subject, now) > 0
+                best = next((n for n in ranking.eligible if n in names), None)
+                if best is not None and best != planned.name and (taken or planned.name not in ranking.eligible):
+                    accounts.insert(0, accounts.pop(names.index(best)))
+            account = accounts[index]
             gov = governing(account.quota, account.name, step.model)
             if gov.quota is None:
                 return None
             now = self.clock()
-            holder = f"{os.getpid()}-{_secrets.token_hex(6)}"
             until = now + timedelta(seconds=provider.timeout + provider.kill_grace) + SLOT_LEASE_MARGIN
-            before = self.store.reserve(provider.name, gov.subject, holder, need.required, now, until)
-            if not settle or not before.get(gov.subject):
-                return holder
-            self.store.release_reservation(provider.name, holder)
-            self.accounts.generation(now)  # our write moved the version: the snapshot re-reads theirs
-            strategy = STRATEGIES[provider.account_strategy]
-            ranking = self.accounts.rank(provider, task.key if strategy.depends_on_task else None, now,
-                                         model=step.model, need=need)
-            names = [a.name for a in accounts]
-            better = next((n for n in ranking.eligible if n in names), None)
-            if better is None or better == account.name:
-                settle = False  # nothing better: take it anyway (theirs is counted, ours fits or fails honestly)
-                continue
-            accounts.insert(0, accounts.pop(names.index(better)))
-        return None
+            self.store.reserve(provider.name, gov.subject, holder, need.required, now, until)
+            return holder
+        finally:
+            if locked:
+                self.store.release_slot(lock, holder)
+
+    def _lock(self, key: str, holder: str) -> bool:
+        """Take a one-holder lease in the store, polling a bounded number of times; False when it stayed taken
+        (the choice is then made without it: a stuck lock delays a run, it never stops one)."""
+        for _ in range(RESERVE_LOCK_TRIES):
+            now = self.clock()
+            if self.store.acquire_slot(key, holder, 1, now, now + RESERVE_LOCK_LEASE):
+                return True
+            self.sleep(RESERVE_LOCK_POLL)
+        return False
 
     def _short_limit(self, provider: ProviderSpec, attempt: Attempt) -> float | None:
         """Seconds to wait when the attempt hit a limit whose announced reset is within wait_for_reset."""

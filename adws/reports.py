@@ -11,7 +11,7 @@ from adws.attempt import Usage
 from adws.availability import Availability
 from adws.engine import Engine
 from adws.errors import TaskError
-from adws.model import CompiledConfig, QuotaSpec
+from adws.model import CompiledConfig
 from adws.observe import merge
 from adws.pools import subjects
 from adws.quota import Burn, QuotaLimits, alert_level, burn_rate, countdown, percent_used
@@ -118,7 +118,7 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
                         row["observed"] = {"percent": round(o.percent, 1), "source": o.source, "at": o.at.isoformat(),
                                            "reset_at": o.reset_at.isoformat() if o.reset_at else None,
                                            "counts": merged.observed_wins, "text": merged.describe(now)}
-                    reset = _next_reset(engine, name, subject, governed, now)
+                    reset = acc.subject_reset(name, subject, governed, now)
                     row.update(
                         limits={"tokens": governed.tokens, "requests": governed.requests,
                                 "cost_usd": governed.cost_usd},
@@ -133,16 +133,6 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
                     row.update(cooldown_until=cooldown.until.isoformat(), cooldown_reason=cooldown.reason)
                 rows.append(row)
     return rows
-
-
-def _next_reset(engine: Engine, provider: str, subject: str, quota: QuotaSpec, now: datetime) -> datetime | None:
-    period = engine.accounts.period_of(quota)
-    reset = period.next_reset(now)
-    store = engine.existing_store()
-    if reset is None and store is not None and quota.window_seconds:
-        oldest = store.oldest_usage(provider, subject, period.start(now))  # a rolling window frees up from here
-        reset = oldest + timedelta(seconds=quota.window_seconds) if oldest else None
-    return reset
 
 
 def _burn_row(burn: Burn | None, now: datetime) -> dict[str, Any] | None:

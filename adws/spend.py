@@ -59,8 +59,8 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
     merged = merge(ledger, observation, now, period_start)
     if merged.observed_wins and limits.tokens is not None:
         # The observation says more is spent than the ledger knows: count the difference as used tokens.
-        seen = int(merged.percent / 100.0 * limits.tokens)
-        used = Usage(used.requests, max(used.input_tokens, seen - used.output_tokens), used.output_tokens,
+        observed_tokens = int(merged.percent / 100.0 * limits.tokens)
+        used = Usage(used.requests, max(used.input_tokens, observed_tokens - used.output_tokens), used.output_tokens,
                      used.cost_usd, used.estimated)
     held = Usage(requests=0, input_tokens=reserved_tokens)
     committed = percent_used(Usage(used.requests, used.input_tokens + reserved_tokens, used.output_tokens,
@@ -68,10 +68,12 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
     observed = merged.describe(now) if merged.observation is not None else None
     percent = max(merged.percent, ledger)
     where = f" ({gov.pool} pool)" if gov.pool else ""
+    # Where an observation of real usage is what blocks, the reason shows both figures.
+    seen = f" [{observed}]" if merged.observed_wins else ""
     if percent >= gov.quota.hard_block_percent:
-        reason = f"quota{where} {percent:.0f}% used (hard block at {gov.quota.hard_block_percent:g}%)"
+        reason = f"quota{where} {percent:.0f}% used (hard block at {gov.quota.hard_block_percent:g}%){seen}"
         return Judgement(gov.subject, gov.pool, percent, committed, reason, True, observed)
     unfit = unfit_reason(remaining(limits, used, held), need, cost_per_1k_tokens)
     if unfit is not None:
-        return Judgement(gov.subject, gov.pool, percent, committed, unfit + where, True, observed)
+        return Judgement(gov.subject, gov.pool, percent, committed, unfit + where + seen, True, observed)
     return Judgement(gov.subject, gov.pool, percent, committed, None, False, observed)

@@ -82,25 +82,24 @@ def sync_account(provider: ProviderSpec, account: AccountSpec | None, *, config_
     from adws.runner import run as run_process
     from adws.templates import render_argv, render_env
 
-    name = account.name if account is not None else "default"
+    resolved = provider.run_account(account.name if account is not None else None)
+    name = resolved.name
     command = usage_command_of(provider, account)
     if not command:
         return SyncResult(provider.name, name, error="no usage_command declared")
-    quota = (account.quota if account is not None else None) or provider.quota
-    variables = {"provider": provider.name, "account": name if account is not None else "",
-                 "home": str(Path.home()), "config_dir": config_dir}
+    variables = {"provider": provider.name, "account": resolved.shown or "", "home": str(Path.home()),
+                 "config_dir": config_dir}
     try:
         argv = render_argv(command, variables)
-        env = {**environ, **render_env(provider.env, variables)}
-        if account is not None:
-            env.update(render_env(account.env, variables))
-            if account.api_key_env and provider.api_key_env and account.api_key_env in environ:
-                env[provider.api_key_env] = environ[account.api_key_env]
+        # The account's environment as its agent gets it (adws.model.Account: resolved once, at load).
+        env = {**environ, **render_env(resolved.env, variables)}
+        if resolved.key_target and resolved.key_env and resolved.key_env in environ:
+            env[resolved.key_target] = environ[resolved.key_env]
     except RenderError as exc:
         return SyncResult(provider.name, name, error=f"usage_command: {exc}")
-    env.update({"ADWS_PROVIDER": provider.name, "ADWS_ACCOUNT": variables["account"]})
-    secrets = [environ[v] for v in (provider.api_key_env, account.api_key_env if account else None)
-               if v and environ.get(v)]
+    env.update({"ADWS_PROVIDER": provider.name, "ADWS_ACCOUNT": name})
+    secrets = [environ[v] for v in resolved.secret_vars if environ.get(v)]
+    quota = resolved.quota
     with tempfile.TemporaryDirectory(prefix="adws-usage-") as out_dir:
         outcome = (runner or run_process)(RunRequest(argv=argv, env=env, cwd=config_dir, out_dir=out_dir,
                                                      timeout=USAGE_COMMAND_TIMEOUT, grace=2.0, secrets=secrets))

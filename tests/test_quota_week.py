@@ -8,6 +8,7 @@ the true reset, once an account is spent (a run that outgrows what is left is cu
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,41 +62,60 @@ def test_fill_first_packs_tier_1_before_tier_2_takes_a_task(tmp_path: Path, seed
 
 class Contended(World):
     """Four coordinators at once: each round, every coordinator starts a task at the same simulated instant and
-    all four runs are in flight together. Records every start that breaks the rule: an account starting a
-    second concurrent run while another tier-1 account has more room (true remaining minus in-flight needs)."""
+    all four runs are in flight together. A run is committed to its account when adws reserves it there (the
+    store's `reserve`, watched below) and stays committed until it ends. Records every commitment that breaks the
+    rule: an account taking a second concurrent run while another tier-1 account has more room (true remaining
+    minus the runs committed to it)."""
 
     def __init__(self, clock: list[datetime]) -> None:
         super().__init__(clock=lambda: clock[0])
         self.lock = threading.Lock()
-        self.in_flight: dict[str, list[int]] = {}
+        self.committed: dict[str, list[int]] = {}
         self.violations: list[str] = []
-        self.starts = 0
+        self.commitments = 0
         self.all_in_flight = threading.Barrier(4, timeout=30)
         self.first_call: set[str] = set()
 
     def room(self, account: str) -> int:
-        return self.left(account, self.clock()) - sum(self.in_flight.get(account, []))
+        return self.left(account, self.clock()) - sum(self.committed.get(account, []))
+
+    def commit(self, account: str, tokens: int) -> None:
+        with self.lock:
+            self.commitments += 1
+            mine = self.room(account)
+            if self.committed.get(account):
+                better = [a for a in self.accounts if a != account and self.room(a) > mine]
+                if better:
+                    self.violations.append(f"{tokens} tokens committed to busy {account} ({mine} room) while "
+                                           f"{better[0]} had {self.room(better[0])}")
+            self.committed.setdefault(account, []).append(tokens)
 
     def runner(self, request: RunRequest) -> object:  # type: ignore[override]
         provider, account, task = (request.env[k] for k in ("ADWS_PROVIDER", "ADWS_ACCOUNT", "ADWS_TASK_ID"))
         with self.lock:
-            if provider == TIER1:
-                self.starts += 1
-                mine = self.room(account)
-                if self.in_flight.get(account):
-                    better = [a for a in self.accounts if a != account and self.room(a) > mine]
-                    if better:
-                        self.violations.append(f"{task} started on busy {account} ({mine} room) while {better[0]} "
-                                               f"had {self.room(better[0])}")
-                self.in_flight.setdefault(account, []).append(self.sizes[task])
             first = task not in self.first_call
             self.first_call.add(task)
         if first:
             self.all_in_flight.wait()  # the four runs overlap
         with self.lock:
             if provider == TIER1:
-                self.in_flight[account].remove(self.sizes[task])
+                self.committed[account].remove(self.sizes[task])
             return super().runner(request)
+
+
+class Watched(SqliteStore):
+    """The shared SQLite store, telling the world when adws commits a run to an account."""
+
+    def __init__(self, path: str, world: Contended) -> None:
+        super().__init__(path)
+        self.world = world
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        before = super().reserve(provider, subject, holder, tokens, now, until)
+        if provider == TIER1:
+            self.world.commit(subject, tokens)
+        return before
 
 
 def test_four_coordinators_spread_over_the_tier_for_a_day(tmp_path: Path) -> None:
@@ -116,8 +136,10 @@ def test_four_coordinators_spread_over_the_tier_for_a_day(tmp_path: Path) -> Non
     errors: list[BaseException] = []
 
     def coordinator(c: int) -> None:
-        store = SqliteStore(str(tmp_path / "state.sqlite3"))  # one store per coordinator, one shared file
-        engine = Engine(config, store=store, clock=world.clock, runner=world.runner, sleep=lambda s: None,
+        store = Watched(str(tmp_path / "state.sqlite3"), world)  # one store per coordinator, one shared file
+        # The sleeper only paces the short polls for the reservation lock here (no run is retried).
+        engine = Engine(config, store=store, clock=world.clock, runner=world.runner,
+                        sleep=lambda s: time.sleep(min(s, 0.01)),
                         environ={"PATH": "/bin"}, which=lambda name: "/bin/" + name)
         try:
             for r in range(rounds):
@@ -137,6 +159,6 @@ def test_four_coordinators_spread_over_the_tier_for_a_day(tmp_path: Path) -> Non
     for t in threads:
         t.join()
     assert errors == []
-    assert world.starts >= 100  # tier 1 took most of the day's tasks, four at a time
+    assert world.commitments >= 100  # tier 1 took most of the day's tasks, four at a time
     assert world.violations == []
     assert not any(s.rejected for s in world.log)

@@ -77,7 +77,8 @@ def test_an_observation_higher_than_the_ledger_wins() -> None:
                        reset_at=NOW + timedelta(days=3))
     verdict = judge(QUOTA, "ag-03", "gemini-3-pro", NEED, usage=used(100000), reserved_tokens=0, observation=seen,
                     period_start=SUNDAY, now=NOW)
-    assert verdict.reason == "quota 100% used (hard block at 99%)"
+    assert verdict.reason == ("quota 100% used (hard block at 99%) "
+                              "[ledger 20.0%, observed 99.5% (usage_command 12m ago): observed counts]")
     assert verdict.observed == "ledger 20.0%, observed 99.5% (usage_command 12m ago): observed counts"
     lower = Observation("ag", "ag-03", NOW, 85.0, "usage_command")
     fit = judge(QUOTA, "ag-03", "gemini-3-pro", NEED, usage=used(100000), reserved_tokens=0, observation=lower,
@@ -85,7 +86,8 @@ def test_an_observation_higher_than_the_ledger_wins() -> None:
     assert fit.usable and fit.percent == 85.0  # 75,000 left by the observation still covers 32,000
     tight = judge(QUOTA, "ag-03", "gemini-3-pro", Need(80000, "fixed figure"), usage=used(100000),
                   reserved_tokens=0, observation=lower, period_start=SUNDAY, now=NOW)
-    assert tight.reason == "75,000 tokens left < ~80,000 expected (fixed figure)"
+    assert tight.reason == ("75,000 tokens left < ~80,000 expected (fixed figure) "
+                            "[ledger 20.0%, observed 85.0% (usage_command 0m ago): observed counts]")
 
 
 def test_an_unmetered_account_is_always_usable() -> None:
