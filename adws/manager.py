@@ -31,13 +31,14 @@ from typing import Any, NamedTuple
 from adws import breaker
 from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
+from adws.classify import booked_usage, classify
 from adws.decision import Decision, Step
-from adws.errors import AdwsError, RenderError
+from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
 from adws.pools import governing
 from adws.result import Attempt, Result
+from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
 from adws.state.base import Cooldown, Observation, StateStore, UsageRecord
@@ -64,7 +65,6 @@ _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECA
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +107,6 @@ class ProviderManager:
         self.clock = clock
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
-        self._patterns: dict[str, tuple[Pattern, ...]] = {
-            name: pattern_chain([compile_pattern(regex, outcome) for regex, outcome in p.patterns])
-            for name, p in config.providers.items()
-        }
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -129,7 +125,8 @@ class ProviderManager:
         try:
             return self._walk(task, decision, result, run_dir, prompt, workdir)
         except BaseException as exc:
-            result.message = f"interrupted: {type(exc).__name__}"
+            result.message = ("cancelled; the agent's process group was ended" if isinstance(exc, RunCancelled)
+                              else f"interrupted: {type(exc).__name__}")
             raise
 
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
@@ -167,9 +164,14 @@ class ProviderManager:
                         reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
                         result.attempts.append(self._unavailable(step, provider, account.shown, reason))
                         return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                    tried = self._attempt(
-                        task, step, provider, account, prompt, workdir, run_dir,
-                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                    try:
+                        tried = self._attempt(
+                            task, step, provider, account, prompt, workdir, run_dir,
+                            f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                    except RunCancelled as stop:
+                        if isinstance(stop.attempt, Attempt):
+                            result.attempts.append(stop.attempt)
+                        raise
             finally:
                 if holder is not None:  # the real usage is recorded: it replaces the reservation
                     self.store.release_reservation(provider.name, holder)
@@ -192,8 +194,7 @@ class ProviderManager:
                 attempt.action, attempt.waited_seconds = "wait_for_reset", wait
                 self.sleep(wait)
                 continue
-            action = provider.actions.get(OutcomeClass(attempt.outcome)) or \
-                self.config.actions.get(OutcomeClass(attempt.outcome), "next_tier")
+            action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
             if action == "next_account" and index + 1 >= len(accounts):
@@ -324,11 +325,23 @@ class ProviderManager:
         if provider.uses_prompt_file:
             # Only when a template names it: prompt text is not left on disk without a reason.
             prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
-        outcome = self.runner(RunRequest(
-            argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
-            stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-            secrets=command.secrets, idle_timeout=provider.idle_timeout,
-        ))
+        try:
+            outcome = self.runner(RunRequest(
+                argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
+                stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
+                secrets=command.secrets, idle_timeout=provider.idle_timeout,
+            ))
+        except RunCancelled as stop:
+            # Recorded, but not judged: a cancellation says nothing about the account or the provider (no
+            # usage, cooldown or breaker step).
+            if isinstance(stop.outcome, RunOutcome):
+                ended = stop.outcome
+                recorded = ended.argv if self.config.audit_include_prompt else _without_prompt(ended.argv, prompt)
+                stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
+                                       "cancelled: the run was cancelled and the agent's process group ended",
+                                       ended.exit_code, ended.signal, ended.duration_ms, None, recorded, started,
+                                       "stop", None, ended.stdout_path, ended.stderr_path)
+            raise
         now = self.clock()
         verdict, text, usage, readings = self._interpret(step, provider, prompt, outcome, now)
         self._record(provider, account, step, task, verdict, usage, now, readings)
@@ -373,7 +386,7 @@ class ProviderManager:
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
         parsed = read_output(provider.output_format, outcome, now)
-        verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
+        verdict = classify(outcome, parsed, provider.failure_patterns, now=now)
         usage = None
         if outcome.spawn_error is None:
             usage = booked_usage(verdict, parsed, lambda: self._estimate(step, provider, prompt, outcome))

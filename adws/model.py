@@ -1,7 +1,8 @@
 """The compiled configuration: plain, immutable objects built once at load from the validated file.
 
 Routing reads only these (never the raw TOML or the pydantic models), so a decision never re-parses config.
-They hold no pydantic objects and no compiled Jinja templates, which keeps them cheap to copy and to cache.
+They hold no pydantic objects and no compiled Jinja templates, which keeps them cheap to copy and to cache;
+what is compiled once (conditions, failure patterns) is carried here so nothing downstream compiles it again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adws.attempt import OutcomeClass
+from adws.classify import Pattern
 from adws.conditions import Condition, LabelSet
 from adws.need import NeedSpec
 from adws.scoring import ScoringSpec
@@ -144,8 +146,8 @@ class ProviderSpec:
     models: Mapping[str, ModelSpec]  # in file order
     accounts: tuple[AccountSpec, ...]
     quota: QuotaSpec | None
-    patterns: tuple[tuple[str, OutcomeClass], ...]  # declared (regex, class) over the output tail
-    actions: Mapping[OutcomeClass, str]
+    failure_patterns: tuple[Pattern, ...]  # the provider's own, then the built-in ones: what classify reads
+    actions: Mapping[OutcomeClass, str]  # every outcome class: the provider's, else [routing.actions], else default
     vars: Mapping[str, Any]
     need: NeedSpec | None = None  # expected need per task (adws.need); None: only the hard block applies
     usage_command: tuple[str, ...] = ()  # argv templates printing observed usage as JSON (adws.observe)
@@ -266,7 +268,8 @@ class CompiledConfig:
     retry: RetrySpec
     breaker: BreakerSpec
     state_backend: str
-    state_path: str  # `[state] path` as written: the backend locates it (adws.state.open_configured)
+    state_path: str | None  # the backend's location as written (`[state] path`; `url` for Redis): it locates it
+    #                         (adws.state.open_configured); None when not given (ADWS_STATE_URL must be)
     audit_enabled: bool
     audit_path: str
     audit_include_prompt: bool
@@ -276,3 +279,4 @@ class CompiledConfig:
     scenarios: tuple[ScenarioSpec, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)  # the parsed TOML, for tools
     scoring: ScoringSpec = field(default_factory=ScoringSpec)
+    state_options: Mapping[str, Any] = field(default_factory=dict)  # the backend's other `[state]` keys

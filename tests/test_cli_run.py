@@ -112,7 +112,9 @@ def test_github_issue_from_gh_is_taken_as_is(workdir: Path, capsys: pytest.Captu
                                        "context_tokens": out["decision"]["task"]["context_tokens"],
                                        "context_estimated": True}
     record = audit.read(workdir / ".adws" / "audit.jsonl")[-1]
-    assert record["task"] == {"id": "#42", "number": 42, "labels": ["bug", "priority:P1"], "retry_count": 0}
+    assert {k: record["task"][k] for k in ("id", "number", "labels", "retry_count")} == {
+        "id": "#42", "number": 42, "labels": ["bug", "priority:P1"], "retry_count": 0}
+    assert "title" not in record["task"] and "body" not in record["task"]  # task text is prompt text
     assert "Fix the login bug" not in json.dumps(record)  # the prompt stays out of the audit log
     [call] = audit.read(workdir / "agents.jsonl")
     assert (call["prog"], call["prompt_source"], call["prompt"]) == ("claude", "stdin", "Fix the login bug.\n")
@@ -204,8 +206,11 @@ def test_missing_inputs_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_bad_config_exits_2(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (workdir / "bad.toml").write_text(SMALL_CONFIG.replace('prompt = "arg"', 'promt = "arg"'), encoding="utf-8")
+    text = SMALL_CONFIG.replace('prompt = "arg"', 'promt = "arg"')
+    (workdir / "bad.toml").write_text(text, encoding="utf-8")
+    line = text.splitlines().index('promt = "arg"') + 1
     code, out, err = run_cli(capsys, workdir, "--task-json", "{}", config="bad.toml")
     assert (code, out) == (2, None)
     assert err == (f"{workdir / 'bad.toml'}: 1 problem in config\n"
-                   '  providers.copilot: unknown key "promt" (did you mean "prompt"?)\n')
+                   f'  {workdir / "bad.toml"}:{line}: providers.copilot: unknown key "promt" '
+                   '(did you mean "prompt"?)\n')
