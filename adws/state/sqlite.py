@@ -507,7 +507,7 @@ class SqliteStore(Closing):
             conn.execute("DELETE FROM reservations WHERE provider = ? AND holder = ?", (provider, holder))
 
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT provider, subject, tokens, until FROM reservations WHERE until > ?"
             " ORDER BY provider, subject, until", (to_epoch(now, "now"),),
         )
@@ -529,7 +529,7 @@ class SqliteStore(Closing):
             )
 
     def observations(self) -> dict[tuple[str, str], Observation]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT provider, subject, at, percent, source, used, usage_limit, reset_at FROM observations")
         return {(p, subj): Observation(p, subj, from_epoch(at), pct, src, used, limit,
                                        from_epoch(reset) if reset is not None else None)
@@ -541,7 +541,7 @@ class SqliteStore(Closing):
                          (provider, specialization, to_epoch(at, "at"), tokens))
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC LIMIT ?",
             (provider, specialization, limit),
         )
