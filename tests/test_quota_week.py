@@ -18,6 +18,7 @@ from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.runner import RunRequest
 from adws.state import MemoryStore, SqliteStore
+from adws.state.redis_store import RedisStore
 from tests.world import TIER1, Figures, World, run_week, world_config
 
 FIT = "need = { context_multiple = 1.0 }"  # the agents' real usage follows the task's declared size
@@ -103,12 +104,10 @@ class Contended(World):
             return super().runner(request)
 
 
-class Watched(SqliteStore):
-    """The shared SQLite store, telling the world when adws commits a run to an account."""
+class WatchedSqlite(SqliteStore):
+    """The shared SQLite file, telling the world when adws commits a run to an account."""
 
-    def __init__(self, path: str, world: Contended) -> None:
-        super().__init__(path)
-        self.world = world
+    world: Contended
 
     def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
                 until: datetime) -> dict[str, int]:
@@ -118,8 +117,37 @@ class Watched(SqliteStore):
         return before
 
 
-def test_four_coordinators_spread_over_the_tier_for_a_day(tmp_path: Path) -> None:
+class WatchedRedis(RedisStore):
+    """The shared Redis server (a real redis-server, see tests/redis_server.py), watched the same way."""
+
+    world: Contended
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        before = super().reserve(provider, subject, holder, tokens, now, until)
+        if provider == TIER1:
+            self.world.commit(subject, tokens)
+        return before
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_four_coordinators_spread_over_the_tier_for_a_day(tmp_path: Path, backend: str,
+                                                         request: pytest.FixtureRequest) -> None:
     import random
+
+    # Fixtures are resolved here, in the test's thread: pytest is not to be asked from the coordinators' threads.
+    redis_at = (request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")) \
+        if backend == "redis" else None
+
+    def open_store() -> SqliteStore | RedisStore:
+        store: SqliteStore | RedisStore
+        if redis_at is not None:
+            now_s = lambda: now[0].timestamp()  # noqa: E731 - the world's clock, for the keys' expiry
+            store = WatchedRedis(redis_at[0], key_prefix=redis_at[1], clock=now_s)
+        else:
+            store = WatchedSqlite(str(tmp_path / "state.sqlite3"))
+        store.world = world  # type: ignore[union-attr]
+        return store
 
     text = world_config(str(tmp_path / "runs"), need=FIT, hard_block="hard_block_percent = 100")
     config = compile_config(parse_toml(text), base_dir=str(tmp_path))
@@ -136,7 +164,7 @@ def test_four_coordinators_spread_over_the_tier_for_a_day(tmp_path: Path) -> Non
     errors: list[BaseException] = []
 
     def coordinator(c: int) -> None:
-        store = Watched(str(tmp_path / "state.sqlite3"), world)  # one store per coordinator, one shared file
+        store = open_store()  # one store per coordinator, one shared file or server
         # The sleeper only paces the short polls for the reservation lock here (no run is retried).
         engine = Engine(config, store=store, clock=world.clock, runner=world.runner,
                         sleep=lambda s: time.sleep(min(s, 0.01)),
