@@ -186,15 +186,16 @@ class ProviderManager:
                     self.store.record_run(provider.name, result.decision.view.specialization, attempt.started_at,
                                           attempt.usage.total_tokens)
                 return True
+            action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             wait = self._short_limit(provider, attempt)
-            if wait is not None and account.name not in waited:
+            if wait is not None and action in ("next_account", "next_tier") and account.name not in waited:
                 # A limit that lifts within wait_for_reset: waiting keeps the account (and the agent's prompt
-                # cache); rotating would spend another account's quota. Once per account, so it stays bounded.
+                # cache) where the action would rotate and spend another account's quota. Once per account, so
+                # it stays bounded; a declared `stop` or `retry` is left as it is.
                 waited.add(account.name)
                 attempt.action, attempt.waited_seconds = "wait_for_reset", wait
                 self.sleep(wait)
                 continue
-            action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
             if action == "next_account" and index + 1 >= len(accounts):
