@@ -15,7 +15,7 @@ from adws.model import CompiledConfig
 from adws.observe import merge
 from adws.pools import subjects
 from adws.quota import Burn, QuotaLimits, alert_level, burn_rate, countdown, percent_used
-from adws.router import ModelRouter
+from adws.router import Explanation, ModelRouter
 from adws.state.memory import MemoryStore
 
 
@@ -176,8 +176,11 @@ def tier_burn(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]
     return out
 
 
-def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None = None) -> str:
-    lines = [f"{'provider/account':<24} {'used':>22} {'%':>6}  {'alert':<16} resets in"]
+def render_quota(rows: list[dict[str, Any]], timezone: str = "UTC", tiers: list[dict[str, Any]] | None = None) -> str:
+    """The quota table for a person: every column labelled, times to the minute in `timezone` (the routing
+    timezone), a reset both as a moment and as a countdown."""
+    at = f"resets at ({timezone})"
+    lines = [f"{'provider/account':<24} {'used/limit':>22} {'used %':>6}  {'alert':<16} {at:<16} resets in"]
     for r in rows:
         who = _who(r)
         tokens = r["input_tokens"] + r["output_tokens"]
@@ -191,9 +194,10 @@ def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None 
         pct = "-" if r["percent"] is None else f"{r['percent']:.1f}"
         # A rolling window with nothing in it has no reset to wait for; no quota at all shows a week of usage.
         resets = r["resets_in"] or ("no quota (last 7 days)" if r["limits"] is None else "nothing to reset")
-        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {resets}"
+        moment = _minute(r.get("resets_at"), timezone)
+        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {moment:<16} {resets}"
         if r["cooldown_until"]:
-            line += f"  cooling down until {r['cooldown_until']} ({r['cooldown_reason']})"
+            line += f"  cooling down until {_minute(r['cooldown_until'], timezone)} ({r['cooldown_reason']})"
         if r.get("observed"):
             line += f"  [{r['observed']['text']}]"
         lines.append(line)
@@ -214,6 +218,15 @@ def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None 
 def _who(row: dict[str, Any]) -> str:
     who = str(row["provider"]) + ("" if row["account"] == DEFAULT_ACCOUNT else f"/{row['account']}")
     return who + (f"/{row['pool']}" if row.get("pool") else "")
+
+
+def _minute(iso: str | None, timezone: str) -> str:
+    """`Wed 18 Nov 14:00` in `timezone` from an ISO 8601 time; "-" for none."""
+    if not iso:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone)).strftime("%a %d %b %H:%M")
 
 
 def _ordered(config: CompiledConfig) -> list[str]:
@@ -259,10 +272,11 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
             got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
                                    "rule": d.rule, "plan": [step.provider for step in d.plan]}
             failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in s.expect.items() if got.get(k) != v]
+            why = _why_not(router.explain(dict(s.task), now=when), dict(s.expect)) if failures else []
         except TaskError as exc:
-            got, failures = {}, [str(exc)]
+            got, failures, why = {}, [str(exc)], []
         scenarios.append({"name": s.name, "at": when.isoformat(), "expect": dict(s.expect), "got": got,
-                          "ok": not failures, "failures": failures})
+                          "ok": not failures, "failures": failures, "why": why})
     return {
         "config": config.source,
         "routing_enabled": config.enabled,
@@ -279,6 +293,27 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
         "scenarios": scenarios,
         "ok": all(s["ok"] for s in scenarios),
     }
+
+
+def _why_not(explanation: Explanation, expect: dict[str, Any]) -> list[str]:
+    """Why a scenario did not get what it expected, from the same traces that route (explain)."""
+    d = explanation.decision
+    wanted = expect.get("rule")
+    if wanted is not None and wanted != d.rule:
+        trace = next((t for t in explanation.traces if t.rule.name == wanted), None)
+        first = f'"{d.rule}" (priority {d.matched.priority})' if d.matched is not None else f"the {d.via}"
+        if trace is None:
+            return [f'because no enabled rule is named "{wanted}"' if wanted not in ("default", "override")
+                    else f"because {first} decided"]
+        if trace.status == "failed":
+            return [f'because rule "{wanted}" does not match: {trace.condition}: task has {trace.actual}, '
+                    f"rule wants {trace.expected}"]
+        if trace.status == "disabled":
+            return [f'because rule "{wanted}" is disabled']
+        return [f'because rule "{wanted}" matches, but {first} comes first']
+    why = [f"because {reason}" for reason in d.reasons[-1:]]
+    why += [f"skipped {skip.provider}: {skip.reason}" for skip in d.skipped]
+    return why
 
 
 def render_routing(report: dict[str, Any]) -> str:
@@ -316,6 +351,7 @@ def render_routing(report: dict[str, Any]) -> str:
         where = _verdict_target(s["got"])
         lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {where}")
         lines.extend(f"         {f}" for f in s["failures"])
+        lines.extend(f"         {w}" for w in s.get("why", ()))
     return "\n".join(lines)
 
 

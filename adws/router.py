@@ -173,20 +173,9 @@ class Explanation:
         d = self.decision
         lines = [f"task {d.view.task_id or '(no id)'} at {d.view.local_now.isoformat()}"]
         lines += [f"  {reason}" for reason in d.reasons]
-        if d.via == "override":
-            lines.append("rules (the override decided: shown, not applied):")
-        elif self.routing_enabled:
-            lines.append("rules (highest priority first):")
-        else:
-            lines.append("rules (routing disabled: shown, not applied):")
-        for t in self.traces:
-            head = f"  [{t.rule.priority:>4}] {t.rule.name}: "
-            if t.status == "failed":
-                lines.append(f"{head}no — {t.condition}: task has {t.actual}, rule wants {t.expected}")
-            elif t.status == "matched":
-                lines.append(f"{head}MATCH" + (" (first match wins)" if d.matched is t.rule else ""))
-            else:
-                lines.append(head + t.status)
+        from adws.views import render_rules
+
+        lines += render_rules(self)  # the rule table, as `adws route --explain` shows it
         lines.append("plan:")
         for i, step in enumerate(d.plan, 1):
             acct = f" account={step.account}" if step.account else ""

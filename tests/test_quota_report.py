@@ -100,15 +100,16 @@ def test_quota_text(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert captured.err == ""
     assert captured.out == "\n".join([
-        "provider/account                           used      %  alert            resets in",
-        "antigravity/ag-1            100,000 tok/500,000   20.0                   3d 11h00m",
-        "antigravity/ag-2           400,000 tok/500,000~   80.0  >= 80%           3d 11h00m",
-        "antigravity/ag-3            480,000 tok/500,000   96.0  blocked (>= 95%) 3d 11h00m"
-        "  cooling down until 2026-11-18T16:00:00+00:00 (rate_limited)",
-        "antigravity/ag-4            501,000 tok/500,000  100.2  exhausted        3d 11h00m",
-        "copilot                               50/50 req  100.0  exhausted        12d 11h00m",
-        "cline                                     0 tok      -                   no quota (last 7 days)",
-        "opencode                     96,000 tok/100,000   96.0  >= 95%           3h00m",
+        "provider/account                     used/limit used %  alert            resets at (UTC)  resets in",
+        "antigravity/ag-1            100,000 tok/500,000   20.0                   Sun 22 Nov 00:00 3d 11h00m",
+        "antigravity/ag-2           400,000 tok/500,000~   80.0  >= 80%           Sun 22 Nov 00:00 3d 11h00m",
+        "antigravity/ag-3            480,000 tok/500,000   96.0  blocked (>= 95%) Sun 22 Nov 00:00 3d 11h00m"
+        "  cooling down until Wed 18 Nov 16:00 (rate_limited)",
+        "antigravity/ag-4            501,000 tok/500,000  100.2  exhausted        Sun 22 Nov 00:00 3d 11h00m",
+        "copilot                               50/50 req  100.0  exhausted        Tue 01 Dec 00:00 12d 11h00m",
+        "cline                                     0 tok      -                   -                "
+        "no quota (last 7 days)",
+        "opencode                     96,000 tok/100,000   96.0  >= 95%           Wed 18 Nov 16:00 3h00m",
         "(~ = includes estimated usage)",
         "",
         "burn rate over the current period:",
@@ -212,7 +213,20 @@ def test_render_quota_shows_every_limited_dimension_and_an_empty_rolling_window(
            "estimated": False, "percent": 6.0, "alert": None, "resets_in": None, "cooldown_until": None,
            "limits": {"tokens": 2000, "requests": 50, "cost_usd": None}}
     assert render_quota([row]).splitlines()[1] == (
-        "p/a                      120 tok/2,000, 3/50 req    6.0                   nothing to reset")
+        "p/a                      120 tok/2,000, 3/50 req    6.0                   -                nothing to reset")
+
+
+def test_quota_times_are_to_the_minute_in_the_routing_timezone() -> None:
+    from adws.reports import render_quota
+
+    row = {"provider": "p", "account": "a", "requests": 0, "input_tokens": 0, "output_tokens": 0,
+           "estimated": False, "percent": 0.0, "alert": None, "resets_in": "11h00m",
+           "resets_at": "2026-11-22T00:00:00+00:00", "cooldown_until": "2026-11-18T15:30:45+00:00",
+           "cooldown_reason": "rate_limited", "limits": {"tokens": 2000, "requests": None, "cost_usd": None}}
+    head, line = render_quota([row], "Europe/Berlin").splitlines()[:2]
+    assert head.split() == ["provider/account", "used/limit", "used", "%", "alert", "resets", "at",
+                            "(Europe/Berlin)", "resets", "in"]
+    assert line.endswith("Sun 22 Nov 01:00 11h00m  cooling down until Wed 18 Nov 16:30 (rate_limited)")
 
 
 POOLED = """
@@ -258,7 +272,8 @@ def test_quota_shows_each_pool_with_its_own_limits_and_reset(tmp_path: Path, mon
     ]
     assert main(["quota", "--config", str(path), "--at", AT_ARG]) == 0
     text = capsys.readouterr().out
-    assert "antigravity/ag-1/gemini      99,000 tok/100,000   99.0  blocked (>= 95%) 4h00m  cooling down" in text
+    assert ("antigravity/ag-1/gemini      99,000 tok/100,000   99.0  blocked (>= 95%) Wed 18 Nov 17:00 4h00m  "
+            "cooling down until Wed 18 Nov 17:00 (rate_limited)") in text
     assert "  tier antigravity/claude (2 accounts, 25.0% used): burning 1,765 tokens/h; lasts until the reset" \
         in text
 
