@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
+from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.decision import Skip
-from adws.model import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.need import Need
 from adws.pools import governing, subjects
 from adws.quota import QuotaLimits, QuotaPeriod

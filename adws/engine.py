@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from adws import audit
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.decision import Decision
 from adws.errors import AdwsError, ConfigError, Problem, TaskError
 from adws.events import Event, EventKind, announce
-from adws.model import CompiledConfig
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now

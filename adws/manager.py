@@ -32,10 +32,10 @@ from adws import breaker
 from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify
+from adws.compiled import Account, CompiledConfig, ProviderSpec
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
-from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
 from adws.pools import governing
 from adws.result import Attempt, Result

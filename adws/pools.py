@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from adws.model import PoolSpec, QuotaSpec
+from adws.compiled import PoolSpec, QuotaSpec
 
 SEPARATOR = "/"
 

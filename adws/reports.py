@@ -9,9 +9,9 @@ from typing import Any
 from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, limits_of
 from adws.attempt import Usage
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.engine import Engine
 from adws.errors import TaskError, toml_value
-from adws.model import CompiledConfig
 from adws.observe import merge
 from adws.pools import subjects
 from adws.quota import Burn, QuotaLimits, alert_level, burn_rate, countdown, percent_used

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
 from adws.conditions import Condition
 from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
 from adws.intake import prepare
-from adws.model import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
 from adws.need import NeedSpec, estimate_need
 from adws.scoring import TierFacts, TierScore, order_tiers
 from adws.strategies import STRATEGIES

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from adws.attempt import Usage
-from adws.model import QuotaSpec
+from adws.compiled import QuotaSpec
 from adws.need import Need, remaining, unfit_reason
 from adws.observe import merge
 from adws.pools import governing

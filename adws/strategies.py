@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import ClassVar, NamedTuple
 
 from adws.attempt import Usage
-from adws.model import ProviderSpec
+from adws.compiled import ProviderSpec
 from adws.state.base import StateStore
 
 

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 from adws.attempt import RunOutcome
+from adws.compiled import AccountSpec, ProviderSpec, QuotaSpec
 from adws.errors import suggest
-from adws.model import AccountSpec, ProviderSpec, QuotaSpec
 from adws.observe import UNMETERED, UsageCommandError, WindowReading, parse_usage_output
 from adws.pools import subject
 from adws.state.base import Observation, StateStore

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from adws import breaker
+from adws.compiled import ProviderSpec
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
-from adws.model import ProviderSpec
 from adws.state import MemoryStore
 from adws.state.base import BreakerState
 from adws.task import Task
-from tests.conftest import WEDNESDAY as T0
-from tests.conftest import Clock
-from tests.test_manager import CLAUDE_CONFIG, claude_engine, fake_env, make_engine  # noqa: F401  (fixture)
+from tests.helpers import CLAUDE_CONFIG, Clock, claude_engine, fake_env
+from tests.helpers import WEDNESDAY as T0
 
 COOLDOWN = timedelta(minutes=10)
 LEASE = timedelta(minutes=2)
@@ -96,7 +95,7 @@ def test_a_closed_breaker_is_admitted_without_a_write() -> None:
 
 
 def test_a_run_while_another_execution_probes_falls_through(
-        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:  # noqa: F811
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
     clock = Clock()
     engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), clock=clock)
     engine.run({"title": "t"}, prompt="p", workdir=tmp_path)  # opens claude's breaker
@@ -119,7 +118,7 @@ def test_a_run_while_another_execution_probes_falls_through(
 
 @pytest.mark.parametrize("verdict", ["success", "signal"])
 def test_a_probe_run_leaves_the_breaker_closed_or_open_again(
-        tmp_path: Path, make_engine: Callable[..., Engine], verdict: str) -> None:  # noqa: F811
+        tmp_path: Path, make_engine: Callable[..., Engine], verdict: str) -> None:
     clock = Clock()
     engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), clock=clock)
     engine.run({"title": "t"}, prompt="p", workdir=tmp_path)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from adws import audit
-from tests.conftest import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT
 
 CONFIG = """
 [routing]

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from adws.compiled import PoolSpec, ProviderSpec, QuotaSpec
 from adws.config.schema import NeedConfig, ProviderConfig, ScoringConfig, WeightsConfig
 from adws.errors import Loc, suggest
-from adws.model import PoolSpec, ProviderSpec, QuotaSpec
 from adws.need import NeedSpec
 from adws.scoring import ScoringSpec, Weights
 

@@ -11,7 +11,7 @@ import pytest
 
 from adws.state import STORES, SqliteStore, StateStore
 from adws.state.base import Observation
-from tests.test_state import open_backend
+from tests.state.test_state import open_backend
 
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 LATER = T0 + timedelta(minutes=30)
@@ -19,7 +19,7 @@ LATER = T0 + timedelta(minutes=30)
 
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    opened = open_backend(request.param, request, tmp_path)  # Redis: a real redis-server, like tests/test_state.py
+    opened = open_backend(request.param, request, tmp_path)  # Redis: a real redis-server, as in test_state.py
     yield opened
     opened.close()
 

@@ -36,9 +36,10 @@ from adws.state import (
     resolve_path,
 )
 from adws.state.base import ChangePoller
+from tests.helpers import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-WORKER = REPO / "tests" / "state_worker.py"
+REPO = ROOT
+WORKER = REPO / "tests" / "state" / "state_worker.py"
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 
 
@@ -621,7 +622,7 @@ def worker(*args: str) -> subprocess.Popen[str]:
 
 
 def shared_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, StateStore]:
-    """Where worker processes meet (tests/state_worker.py's STORE argument), and a store of our own there."""
+    """Where worker processes meet (tests/state/state_worker.py's STORE argument), and a store of our own there."""
     if backend == "redis":
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         return f"{url}#{prefix}", RedisStore(url, key_prefix=prefix)
