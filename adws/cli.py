@@ -261,14 +261,23 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
-    from adws.reports import quota_report, render_quota
+    from adws.reports import quota_report, render_quota, tier_burn
 
     engine = _engine(args)
-    rows = quota_report(engine, _at(args.at, engine.config.timezone) or engine.clock())
+    now = _at(args.at, engine.config.timezone) or engine.clock()
+    if args.sync:
+        from adws.usage_sync import sync_usage
+
+        # Writes observations, so it creates the store; without --sync `adws quota` stays read-only.
+        for synced in sync_usage(engine.config.providers, engine.store, config_dir=engine.config.base_dir,
+                                 now=now, environ=engine.environ):
+            if synced.error:
+                print(f"adws: {synced.provider}/{synced.account}: {synced.error}", file=sys.stderr)
+    rows = quota_report(engine, now)
     if args.json:
         _print_json(rows)
     else:
-        print(render_quota(rows, engine.config.timezone))
+        print(render_quota(rows, engine.config.timezone, tier_burn(rows, now)))
     return 0
 
 
@@ -455,6 +464,8 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "quota":
             p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+            p.add_argument("--sync", action="store_true",
+                           help="run each declared usage_command first and record what it observed")
 
     p = add("state", "Move state between stores (JSON Lines) or roll old usage up into hourly totals.")
     p.add_argument("action", choices=("export", "import", "compact"))

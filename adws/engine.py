@@ -273,6 +273,8 @@ class Engine:
         # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
         with self._lock:
             config, router, manager = self.config, self.router, self.manager
+        self._sync_usage(config)  # usage commands that are due, before the decision (never in route())
+        with self._lock:
             decision = router.route(task, now=now, prompt=prompt)
         from adws.workdir import open_workspace
 
@@ -321,6 +323,18 @@ class Engine:
         window = retry_window(success=result.success, attempts=result.attempts, skipped=result.decision.skipped,
                               now=now, cooldowns=cooldowns, slots=slots)
         result.retry_at, result.retryable = window.retry_at, window.retryable
+
+    def _sync_usage(self, config: CompiledConfig) -> None:
+        """Run the usage commands that are due (`usage_sync_interval`) before routing a run; route() never does.
+        A failing command is reported on stderr and routing goes on with what the store knows."""
+        if not any(p.usage_sync_seconds is not None for p in config.providers.values()):
+            return
+        from adws.usage_sync import sync_usage
+
+        for synced in sync_usage(config.providers, self.store, config_dir=config.base_dir,
+                                 now=self.clock(), environ=self.environ, due_only=True):
+            if synced.error:
+                print(f"adws: {synced.provider}/{synced.account}: {synced.error}", file=sys.stderr)
 
     def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
         from adws.manager import scrubber_for

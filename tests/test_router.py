@@ -640,7 +640,7 @@ provider = "beta"
         "account": None,
         "rule": "bugs",
         "reasons": [
-            'priority "normal" (default)',
+            "no priority (none given; no default_priority declared)",
             'specialization "general" (default)',
             "context_tokens 3 (estimated from title and body)",
             'rule "bugs" (priority 50) matched',
@@ -649,7 +649,7 @@ provider = "beta"
         "plan": [{"provider": "beta", "model": "b1", "account": None, "accounts": []},
                  {"provider": "gamma", "model": "g1", "account": None, "accounts": []}],
         "skipped": [],
-        "task": {"id": "T-1", "priority": "normal", "specialization": "general", "context_tokens": 3,
+        "task": {"id": "T-1", "priority": None, "specialization": "general", "context_tokens": 3,
                  "context_estimated": True},
         "at": "2026-11-18T13:00:00+00:00",
     }
