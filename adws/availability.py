@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping
 
-from adws.model import ProviderSpec
+from adws.compiled import ProviderSpec
 
 
 class Availability:

@@ -378,7 +378,11 @@ def _priority(value: Any) -> Condition:
 
 
 class _PriorityCompare(_Compare):
-    """Shows ranks as priority names in explain output."""
+    """Shows ranks as priority names in explain output. A task without a priority (none given and no
+    `default_priority` declared) matches no priority condition, as in the older router: not even `ne`."""
+
+    def __call__(self, view: TaskView) -> bool:
+        return view.priority is not None and _Compare.__call__(self, view)
 
     def expected(self) -> str:
         parts = []

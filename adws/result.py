@@ -32,6 +32,7 @@ class Attempt:
     verify: dict[str, Any] | None = None  # adws.verify.Verification.to_dict(), when a verify command ran
     patch: str | None = None  # the failed attempt's changes, saved by the workdir policy
     workdir: str | None = None  # the directory it ran in
+    waited_seconds: float = 0.0  # waited for the announced reset before retrying this account (wait_for_reset)
 
     def to_dict(self) -> dict[str, Any]:
         usage = None
@@ -47,6 +48,7 @@ class Attempt:
             "reset_at": self.reset_at.isoformat() if self.reset_at else None,
             "stdout_path": self.stdout_path, "stderr_path": self.stderr_path,
             "verify": self.verify, "patch": self.patch, "workdir": self.workdir,
+            "waited_seconds": self.waited_seconds,
         }
 
 
@@ -64,6 +66,8 @@ class Result:
     handoff: dict[str, Any] | None = None  # where the success is (workdir, worktree, branch): adws.workdir
     retry_at: datetime | None = None  # when a spent plan has capacity again, where known (adws.retry)
     retryable: bool = False  # False after success or a permanent failure (bad credentials, config)
+    # What of the run could not be recorded (state store, output file, audit log): each says what was lost.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def last(self) -> Attempt | None:
@@ -88,5 +92,5 @@ class Result:
             "output_file": self.output_file, "run_dir": self.run_dir, "handoff": self.handoff,
             "retry_at": self.retry_at.isoformat() if self.retry_at else None, "retryable": self.retryable,
             "attempts": [a.to_dict() for a in self.attempts],
-            "decision": self.decision.to_dict(),
+            "decision": self.decision.to_dict(), "warnings": list(self.warnings),
         }

@@ -17,11 +17,13 @@ from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
 from adws.conditions import Condition
 from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
 from adws.intake import prepare
-from adws.model import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
+from adws.need import NeedSpec, estimate_need
+from adws.scoring import TierFacts, TierScore, order_tiers
 from adws.strategies import STRATEGIES
 from adws.task import Task, coerce_task
 from adws.taskview import PRIORITY_RANK, TaskView
@@ -177,9 +179,15 @@ class Explanation:
         lines.append("plan:")
         for i, step in enumerate(d.plan, 1):
             acct = f" account={step.account}" if step.account else ""
-            lines.append(f"  {i}. {step.provider} model={step.model}{acct} — {step.model_reason}")
+            need = f"; {step.need.describe()}" if step.need is not None else ""
+            lines.append(f"  {i}. {step.provider} model={step.model}{acct} — {step.model_reason}{need}")
         if not d.plan:
             lines.append("  (empty)")
+        if d.scores:
+            lines.append(f"tier scores (plan ordered {d.order.replace('_', ' ')}):")
+            for score in d.scores:
+                lines.append(f"  {score.describe()}")
+                lines.append(f"    {'; '.join(score.notes)}")
         if d.skipped:
             lines.append("skipped:")
             for skip in d.skipped:
@@ -188,6 +196,11 @@ class Explanation:
                 until = f" (until {shown})" if shown and shown not in skip.reason else ""
                 lines.append(f"  {who}: {skip.reason}{until}")
         return "\n".join(lines)
+
+
+# A plan: its steps in the order to try them, the skipped candidates, how the tiers were ordered, and every
+# tier's score when that order is not the chain.
+Plan = tuple[list[Step], list[Skip], str, tuple[TierScore, ...]]
 
 
 class PlanInput(NamedTuple):
@@ -203,6 +216,7 @@ class PlanInput(NamedTuple):
     task_key: str | None  # None unless an account strategy depends on the task
     generation: int  # of the accounts' state snapshot
     keys_set: tuple[str, ...]  # which API-key variables of any provider are set
+    context_tokens: int | None  # the task's size, where some expected need is a multiple of it; else None
 
 
 class ModelRouter:
@@ -219,9 +233,14 @@ class ModelRouter:
         # Plans depend on the task only through these, so identical inputs reuse one plan (see _decide).
         self._windows = sorted({m.context_window for p in config.providers.values() for m in p.models.values()})
         self._by_task = any(STRATEGIES[p.account_strategy].depends_on_task for p in config.providers.values())
+        needs = [p.need for p in config.providers.values()] + [r.need for r in config.rules]
+        # The exact task size enters the plan only where something reads it: a need that is a multiple of it, or
+        # a tier score (fit is adjusted for how much of the context window the task fills).
+        self._context_needs = any(n is not None and n.context_multiple is not None for n in needs) or \
+            config.scoring.order != "chain" or any(r.tier_order not in (None, "chain") for r in config.rules)
         self._key_vars = sorted({v for p in config.providers.values() for v in p.key_vars})
         self._rules = {r.name: r for r in config.rules}
-        self._plans: dict[PlanInput, tuple[list[Step], list[Skip]]] = {}
+        self._plans: dict[PlanInput, Plan] = {}
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -321,18 +340,19 @@ class ModelRouter:
         inp = PlanInput(via, rule.name if rule else None, override[:2] if override else None, view.specialization,
                         windows[fits] if fits < len(windows) else None,
                         view.task_id if self._by_task else None, self.accounts.generation(view.local_now),
-                        tuple([v for v in self._key_vars if environ.get(v)]))
+                        tuple([v for v in self._key_vars if environ.get(v)]),
+                        view.context_tokens if self._context_needs else None)
         cached = self._plans.get(inp)
         if cached is None:
             if len(self._plans) > 4096:  # a new state generation makes old keys dead; keep memory bounded
                 self._plans.clear()
             cached = self._plans[inp] = self._plan(inp, view.local_now)
-        plan, skipped = list(cached[0]), list(cached[1])
+        steps, skips, order, scores = cached
         return Decision(rule=rule.name if rule else ("override" if override else "default"), via=via,
-                        plan=plan, skipped=skipped, view=view, now=view.local_now, matched=rule,
-                        override_source=override[2] if override else None)
+                        plan=list(steps), skipped=list(skips), view=view, now=view.local_now, matched=rule,
+                        override_source=override[2] if override else None, order=order, scores=scores)
 
-    def _plan(self, inp: PlanInput, now: datetime) -> tuple[list[Step], list[Skip]]:
+    def _plan(self, inp: PlanInput, now: datetime) -> Plan:
         """The plan's steps and the skipped candidates, from `inp` alone (and `now`, see PlanInput)."""
         cfg = self.config
         explicit: dict[str, str] = {}
@@ -361,13 +381,19 @@ class ModelRouter:
             tiers.extend(t for t in rest if t != target)
         steps: list[Step] = []
         skipped: list[Skip] = []
+        facts: list[TierFacts] = []
         pinned = rule.account if rule is not None else None
         for tier in tiers:
-            step = self._step(cfg.providers[tier], explicit.get(tier), inp, now, rule_vars, skipped,
-                              pinned if tier == target else None)
-            if step is not None:
-                steps.append(step)
-        return steps, skipped
+            found = self._step(cfg.providers[tier], explicit.get(tier), inp, now, rule_vars, skipped,
+                               pinned if tier == target else None, rule.need if rule is not None else None)
+            if found is not None:
+                steps.append(found[0])
+                facts.append(found[1])
+        order = (rule.tier_order if rule is not None else None) or cfg.scoring.order
+        if order == "chain" or len(steps) < 1:
+            return steps, skipped, "chain", ()
+        positions, scores = order_tiers(facts, order, cfg.scoring)
+        return [steps[i] for i in positions], skipped, order, tuple(scores[i] for i in positions)
 
     def _after(self, target: str) -> tuple[str, ...]:
         chain = self.config.chain
@@ -376,7 +402,8 @@ class ModelRouter:
         return chain
 
     def _step(self, provider: ProviderSpec, explicit: str | None, inp: PlanInput, now: datetime,
-              rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None) -> Step | None:
+              rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None,
+              rule_need: NeedSpec | None = None) -> tuple[Step, TierFacts] | None:
         why = self.availability.why_not(provider, inp.keys_set)
         if why is None:
             why = self.accounts.provider_blocked(provider, now)
@@ -387,7 +414,10 @@ class ModelRouter:
         if model is None and provider.models:
             skipped.append(Skip(provider.name, reason))
             return None
-        ranking = self.accounts.rank(provider, inp.task_key, now)
+        model_id = model.id if model else explicit
+        need = estimate_need(rule_need or provider.need, provider.name, inp.specialization, inp.context_tokens or 0,
+                             self.accounts)
+        ranking = self.accounts.rank(provider, inp.task_key, now, model=model_id, need=need)
         skipped.extend(ranking.skipped)
         if not ranking.usable:
             return None
@@ -395,10 +425,15 @@ class ModelRouter:
         if pinned in accounts:
             # The rule's account goes first; the tier's other usable accounts stay behind it for next_account.
             accounts = (pinned, *(a for a in accounts if a != pinned))
-        model_id = model.id if model else explicit
         model_vars = model.vars if model else {}
         variables = {**provider.vars, **model_vars, **rule_vars}
-        return Step(provider.name, model_id, accounts[0] if accounts else None, accounts, variables, reason)
+        facts = TierFacts(provider.name, model_id, ranking.first_percent, model.latency_ms if model else None,
+                          inp.specialization, model.score(inp.specialization, provider.scores) if model else
+                          provider.scores.get(inp.specialization, provider.scores.get("general", 0)),
+                          inp.context_tokens or 0,
+                          model.context_window if model else None, model.cost_per_1k_tokens if model else 0.0)
+        return Step(provider.name, model_id, accounts[0] if accounts else None, accounts, variables, reason,
+                    need), facts
 
     def _model(self, provider: ProviderSpec, explicit: str | None,
                inp: PlanInput) -> tuple[ModelSpec | None, str]:

@@ -14,8 +14,8 @@ import pytest
 
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.config.load import compile_config, parse_toml
-from adws.model import CompiledConfig
 from adws.state import ABSENT_VERSION, STORES, PendingStore, SqliteStore, StateStore
 from tests.test_accounts import WEDNESDAY, config_text, use
 

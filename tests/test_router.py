@@ -11,16 +11,16 @@ from syrupy.assertion import SnapshotAssertion
 
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.config.load import compile_config, parse_toml
 from adws.decision import Decision, Skip
 from adws.engine import Engine
 from adws.errors import TaskError
-from adws.model import CompiledConfig
 from adws.router import ModelRouter, RuleIndex
 from adws.state import Cooldown, MemoryStore
 from adws.task import Task
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # a Wednesday afternoon
 
@@ -640,7 +640,7 @@ provider = "beta"
         "account": None,
         "rule": "bugs",
         "reasons": [
-            'priority "normal" (default)',
+            "no priority (none given; no default_priority declared)",
             'specialization "general" (default)',
             "context_tokens 3 (estimated from title and body)",
             'rule "bugs" (priority 50) matched',
@@ -649,7 +649,7 @@ provider = "beta"
         "plan": [{"provider": "beta", "model": "b1", "account": None, "accounts": []},
                  {"provider": "gamma", "model": "g1", "account": None, "accounts": []}],
         "skipped": [],
-        "task": {"id": "T-1", "priority": "normal", "specialization": "general", "context_tokens": 3,
+        "task": {"id": "T-1", "priority": None, "specialization": "general", "context_tokens": 3,
                  "context_estimated": True},
         "at": "2026-11-18T13:00:00+00:00",
     }

@@ -38,6 +38,7 @@ from adws.state.base import (
     ENV_URL,
     BreakerState,
     Cooldown,
+    Observation,
     StateStore,
     StateStoreError,
     UsageChanges,
@@ -220,7 +221,7 @@ class PendingStore:
     def _writer(self) -> StateStore:
         if self._store is None:
             try:
-                Path(self.location).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.location).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
                 raise StateStoreError(f"cannot create the state store's directory for {self.location}: "
                                       f"{exc.strerror or exc}") from None
@@ -254,6 +255,14 @@ class PendingStore:
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         return self._reader().active_slots(now)
 
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        return self._reader().reservations(now)
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        return self._reader().observations()
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        return self._reader().recent_runs(provider, specialization, limit)
     def usage_records(self) -> Iterator[UsageRecord]:
         return self._reader().usage_records()
 
@@ -320,6 +329,18 @@ class PendingStore:
     def release_slot(self, provider: str, holder: str) -> None:
         self._writer().release_slot(provider, holder)
 
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        return self._writer().reserve(provider, subject, holder, tokens, now, until)
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        self._writer().release_reservation(provider, holder)
+
+    def record_observation(self, observation: Observation) -> None:
+        self._writer().record_observation(observation)
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        self._writer().record_run(provider, specialization, at, tokens)
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         return self._writer().import_usage(records)
 

@@ -37,9 +37,10 @@ from adws.state import (
 )
 from adws.state.base import ChangePoller
 from adws.state.sqlite import SCHEMA_VERSION
+from tests.helpers import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-WORKER = REPO / "tests" / "state_worker.py"
+REPO = ROOT
+WORKER = REPO / "tests" / "state" / "state_worker.py"
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 
 
@@ -542,7 +543,9 @@ def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StateStoreError) as exc:
         SqliteStore(str(path))
-    assert str(exc.value) == f"cannot open state store {path}: file is not a database"
+    assert str(exc.value) == (f"state store {path} is damaged or not an adws state store (file is not a "
+                              "database): move the file aside (adws starts a new one) or point [state] path / "
+                              "ADWS_STATE_PATH at another file")
 
 
 def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:
@@ -563,10 +566,10 @@ def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Pa
     with SqliteStore(str(path)) as old:
         old.record_usage(rec("p", "a", T0, input_tokens=3))
         old.set_cooldown("p", "a", Cooldown(T0 + timedelta(hours=1), "rate_limited"))
-    # What adws wrote before slots existed: the same tables without `slots`, at user_version 1.
+    # What adws wrote before slots existed: the same tables without `slots` (nor later versions'), at user_version 1.
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE slots")
-    conn.execute("DROP TABLE meta")
+    for table in ("slots", "reservations", "observations", "runs", "meta"):
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -622,7 +625,7 @@ def worker(*args: str) -> subprocess.Popen[str]:
 
 
 def shared_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, StateStore]:
-    """Where worker processes meet (tests/state_worker.py's STORE argument), and a store of our own there."""
+    """Where worker processes meet (tests/state/state_worker.py's STORE argument), and a store of our own there."""
     if backend == "redis":
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         return f"{url}#{prefix}", RedisStore(url, key_prefix=prefix)
