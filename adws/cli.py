@@ -112,18 +112,21 @@ def cmd_route(args: argparse.Namespace) -> int:
         router = scenario_router(load_config(_config_path(args.config)))
     else:
         router = _engine(args).router
+    from adws import render
+
     if args.explain:
         explanation = router.explain(task, now=now, prompt=prompt)
         if args.json:
             _print_json(explanation.to_dict())
         else:
-            print(explanation.render())
+            print(render.fit("\n".join(render.explanation(explanation)), render.width()))
         return 0 if explanation.decision.plan else 1
     decision = router.route(task, now=now, prompt=prompt)
     if args.json:
         _print_json(decision.to_dict())
     else:
-        print(router.explain(task, now=now, prompt=prompt).render())
+        # The answer first; the rule table is --explain's.
+        print(render.fit("\n".join(render.decision(decision)), render.width()))
     return 0 if decision.plan else 1
 
 
@@ -157,14 +160,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
+    from adws import render
     from adws.reports import providers_report, render_providers
 
     engine = _engine(args)
-    rows = providers_report(engine, engine.clock())
+    now = engine.clock()
+    rows = providers_report(engine, now)
     if args.json:
         _print_json(rows)
     else:
-        print(render_providers(rows))
+        print(render.fit(render_providers(rows, engine.router.tz, now), render.width()))
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, limits_of
@@ -13,28 +13,32 @@ from adws.engine import Engine
 from adws.errors import TaskError
 from adws.model import CompiledConfig
 from adws.quota import percent_used
+from adws.render import times_in
 from adws.router import ModelRouter
+from adws.standing import standing
 from adws.state.memory import MemoryStore
 
 
 def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """Each provider's standing (adws.standing: available iff route() could plan it now for some task), what it
+    runs and its accounts. `skipped` holds every reason it or one of its accounts is out, with the fields of a
+    decision's `skipped`; `until` is when the tier comes back (exact ISO 8601, None when available or unknown).
+    """
     out = []
-    engine.accounts.generation(now)
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
-        why = engine.availability.why_not(p) or engine.accounts.provider_blocked(p, now)
-        # Why each account is out right now (cooling down after a limit or rejected credentials, quota...); the
-        # implicit account of a provider without declared accounts is the provider's own line.
-        skipped = engine.accounts.rank(p, None, now).skipped
-        blocked = {skip.account: skip.reason for skip in skipped if skip.account}
-        state = ("cooling down", "quota ")  # what the state store says; missing keys are the status line's
-        implicit = next((s.reason for s in skipped if s.account is None and s.reason.startswith(state)), None) \
-            if not p.accounts else None
+        st = standing(engine.router, p, now)
+        blocked = {skip.account: skip.reason for skip in st.skipped if skip.account is not None}
+        # The implicit account of a provider without declared accounts: why it is out, as before.
+        implicit = None if p.accounts else next(
+            (skip.reason for skip in st.skipped if skip.account is None and skip.reason.startswith(_STATE)), None)
         out.append({
             "name": name,
             "tier": engine.config.chain.index(name) + 1 if name in engine.config.chain else None,
-            "status": "available" if why is None else "unavailable",
-            "reason": why,
+            "status": "available" if st.available else "unavailable",
+            "reason": st.reason,
+            "until": st.until.isoformat() if st.until else None,
+            "skipped": [skip.to_dict() for skip in st.skipped],
             "executable": engine.availability.locate(p.executable) or p.executable,
             "prompt": p.prompt,
             "output_format": p.output_format,
@@ -51,27 +55,40 @@ def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def render_providers(rows: list[dict[str, Any]]) -> str:
+_STATE = ("cooling down", "quota ")  # reasons the state store gives (the rest are the config's or the machine's)
+
+
+def render_providers(rows: list[dict[str, Any]], zone: tzinfo = UTC, now: datetime | None = None) -> str:
+    """`adws providers` for people: one status line per provider (the answer), then what it runs, its models
+    and its accounts, one line per account that is out. Times to the minute in `zone`."""
     lines = []
     for row in rows:
         tier = f"tier {row['tier']}" if row["tier"] else "not in chain"
-        state = "available" if row["status"] == "available" else f"UNAVAILABLE: {row['reason']}"
-        lines.append(f"{row['name']} ({tier}): {state}")
+        if row["status"] == "available":
+            state = "available"
+        else:
+            back = row.get("until")
+            state = f"UNAVAILABLE: {row['reason']}" + (f" (back at {back})" if back and back not in row["reason"]
+                                                       else "")
+        lines.append(times_in(f"{row['name']} ({tier}): {state}", zone, now))
         lines.append(f"  run: {row['executable']} (prompt by {row['prompt']}, output {row['output_format']})")
         models = ", ".join(f"{m} ({v['context_window']:,} tokens)" for m, v in row["models"].items())
         lines.append(f"  models: {models or '(none declared)'}")
-        if row.get("blocked"):
-            lines.append(f"  out: {row['blocked']}")
+        tier_reason = row["reason"] or ""
+        if row.get("blocked") and row["blocked"] != tier_reason:
+            lines.append(times_in(f"  out: {row['blocked']}", zone, now))
         if row["accounts"]:
-            accounts = ", ".join(a["name"] + _account_state(a) for a in row["accounts"])
-            lines.append(f"  accounts ({row['account_strategy']}): {accounts}")
+            # Account lines carry their own times: the skip with the same account says until when.
+            until = {s["account"]: s.get("until") for s in row.get("skipped", ()) if s.get("account")}
+            out = [a for a in row["accounts"] if a.get("blocked")]
+            rest = ", ".join(a["name"] + ("" if a["enabled"] else " (disabled)")
+                             for a in row["accounts"] if not a.get("blocked"))
+            lines.append(f"  accounts ({row['account_strategy']}): {rest or '(none usable)'}")
+            for a in out:
+                back = until.get(a["name"])
+                tail = f" (back at {back})" if back and back not in a["blocked"] else ""
+                lines.append(times_in(f"    {a['name']}: {a['blocked']}{tail}", zone, now))
     return "\n".join(lines)
-
-
-def _account_state(account: dict[str, Any]) -> str:
-    if not account["enabled"]:
-        return " (disabled)"
-    return f" ({account['blocked']})" if account.get("blocked") else ""
 
 
 UNMETERED_WINDOW = timedelta(days=7)  # what `adws quota` shows for providers without a quota

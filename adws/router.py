@@ -9,7 +9,7 @@ Explain walks every rule with the same compiled predicates, so explain and route
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -203,37 +203,10 @@ class Explanation:
         }
 
     def render(self) -> str:
-        d = self.decision
-        lines = [f"task {d.view.task_id or '(no id)'} at {d.view.local_now.isoformat()}"]
-        lines += [f"  {reason}" for reason in d.reasons]
-        if d.via == "override":
-            lines.append("rules (the override decided: shown, not applied):")
-        elif self.routing_enabled:
-            lines.append("rules (highest priority first):")
-        else:
-            lines.append("rules (routing disabled: shown, not applied):")
-        for t in self.traces:
-            head = f"  [{t.rule.priority:>4}] {t.rule.name}: "
-            if t.status == "failed":
-                lines.append(f"{head}no — {t.condition}: task has {t.actual}, rule wants {t.expected}")
-            elif t.status == "matched":
-                lines.append(f"{head}MATCH" + (" (first match wins)" if d.matched is t.rule else ""))
-            else:
-                lines.append(head + t.status)
-        lines.append("plan:")
-        for i, step in enumerate(d.plan, 1):
-            acct = f" account={step.account}" if step.account else ""
-            lines.append(f"  {i}. {step.provider} model={step.model}{acct} — {step.model_reason}")
-        if not d.plan:
-            lines.append("  (empty)")
-        if d.skipped:
-            lines.append("skipped:")
-            for skip in d.skipped:
-                who = skip.provider + (f"/{skip.account}" if skip.account else "")
-                shown = skip.until.isoformat() if skip.until else ""
-                until = f" (until {shown})" if shown and shown not in skip.reason else ""
-                lines.append(f"  {who}: {skip.reason}{until}")
-        return "\n".join(lines)
+        """The decision first, then every rule's verdict (adws.render.explanation); whole lines."""
+        from adws import render  # rendering is for people: route() alone never needs it
+
+        return "\n".join(render.explanation(self))
 
 
 class PlanInput(NamedTuple):
@@ -279,6 +252,15 @@ class ModelRouter:
         """
         self.availability.refresh()
         self._plans.clear()
+
+    def gate(self, provider: ProviderSpec, now: datetime, keys_set: Collection[str] | None = None) -> Skip | None:
+        """The checks on a whole tier that come before its model and accounts: enabled, installed, its API key
+        set (`keys_set`: which key variables are set, else read from the environment), circuit breaker and
+        concurrency slots. Call `accounts.generation(now)` first (route() does, once per decision)."""
+        why = self.availability.why_not(provider, keys_set)
+        if why is not None:
+            return Skip(provider.name, why)
+        return self.accounts.provider_blocked(provider, now)
 
     def prepare(self, task: Task | dict[str, Any], now: datetime | None = None,
                 prompt: str | None = None) -> TaskView:
@@ -415,11 +397,9 @@ class ModelRouter:
 
     def _step(self, provider: ProviderSpec, explicit: str | None, inp: PlanInput, now: datetime,
               rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None) -> Step | None:
-        why = self.availability.why_not(provider, inp.keys_set)
-        if why is None:
-            why = self.accounts.provider_blocked(provider, now)
-        if why is not None:
-            skipped.append(Skip(provider.name, why))
+        gate = self.gate(provider, now, inp.keys_set)
+        if gate is not None:
+            skipped.append(gate)
             return None
         model, reason = self._model(provider, explicit, inp)
         if model is None and provider.models:

@@ -144,13 +144,16 @@ def test_explain_text(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT, "--explain")
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0] == "task #7 at 2026-11-18T14:00:00+01:00"
+    # The answer leads; the task and its time (to the minute, in the routing timezone) follow.
+    assert lines[:2] == ['route: antigravity / claude-sonnet-4.6, account ag-1  (rule "code-sonnet")',
+                         "  task #7 at 2026-11-18 14:00 CET"]
     assert '  rule "code-sonnet" (priority 30) matched' in lines
     assert "  [  30] code-sonnet: MATCH (first match wins)" in lines
-    assert "  1. antigravity model=claude-sonnet-4.6 account=ag-1 — model claude-sonnet-4.6 as chosen" in lines
-    # Without --json, route explains too.
+    assert ("  1. antigravity / claude-sonnet-4.6 (accounts ag-1, ag-2, ag-3, ag-4, ag-5, ag-6, ag-7, ag-8) — "
+            "model claude-sonnet-4.6 as chosen") in lines
+    # Without --explain, the same decision without the rule table.
     code, plain, _ = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT)
-    assert (code, plain) == (0, out)
+    assert (code, plain) == (0, out[:out.index("rules (highest priority first):\n")])
 
 
 def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from adws.engine import load
 from adws.errors import ConfigError
+from adws.render import fit, width
 from adws.reports import providers_report, render_providers
 
 
@@ -26,8 +27,9 @@ def main() -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    rows = providers_report(engine, engine.clock())
-    print(json.dumps(rows, indent=2) if args.json else render_providers(rows))
+    now = engine.clock()
+    rows = providers_report(engine, now)
+    print(json.dumps(rows, indent=2) if args.json else fit(render_providers(rows, engine.router.tz, now), width()))
     return 0
 
 
