@@ -195,6 +195,115 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_path(args: argparse.Namespace) -> str:
+    """--audit, else the audit log the config names."""
+    if args.audit:
+        return str(args.audit)
+    from adws.config import load_config
+
+    return load_config(_config_path(args.config)).audit_path
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
+    from adws.insight import stats
+    from adws.insight.records import parse_since
+
+    by = stats.parse_by(args.by)
+    now = datetime.now(UTC)
+    since = parse_since(args.since, now)
+    result = stats.compute(_audit_path(args), by=by, since=since)
+    if args.audit is None or args.config is not None:  # the ledger of the config the log belongs to
+        engine = _engine(args)
+        store = engine.existing_store()
+        if store is not None:
+            result.ledger = stats.ledger_rows(store, engine.config.providers, since, now)
+    if args.format == "prometheus":
+        sys.stdout.write(stats.render_prometheus(result))
+    elif args.json:
+        _print_json(result.to_dict())
+    else:
+        print(stats.render(result))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from adws.config import load_config
+    from adws.insight import replay
+
+    baseline = load_config(args.baseline) if args.baseline else None
+    result = replay.replay(args.audit, load_config(args.config), baseline)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(replay.render(result))
+    return 1 if args.fail_on_change and result.changes else 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import random
+
+    from adws.config import load_config
+    from adws.insight import simulate, workload
+
+    config = load_config(_config_path(args.config))
+    if args.days < 1:
+        raise UsageError(f"--days: expected at least 1, got {args.days}")
+    if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
+        raise UsageError("give one task source: --tasks-from-audit or --issues")
+    spec = workload.load_workload(args.workload) if args.workload else workload.Workload()
+    given = _at(args.start, "UTC")
+    start = given or simulate.default_start()
+    rng = random.Random(args.seed)
+    if args.tasks_from_audit:
+        tasks = workload.from_audit(args.tasks_from_audit, spec, rng, given, args.days)
+        start = tasks[0].at if tasks else start
+    elif args.issues:
+        tasks = workload.from_issues(args.issues, spec, rng, start)
+    else:
+        tasks = workload.generate(spec, start, args.days, rng)
+    result = simulate.simulate(config, tasks, workload=spec, start=start, days=args.days, seed=args.seed,
+                               audit_path=args.audit_out)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(simulate.render(result))
+    return 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from adws.config import load_config
+    from adws.insight import lint
+
+    config = load_config(_config_path(args.config))
+    findings = lint.lint(config, typical_tokens=args.typical_tokens)
+    if args.json:
+        _print_json(lint.to_dict(config, findings))
+    else:
+        print(lint.render(config, findings))
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
+    from adws.config import load_config
+    from adws.insight import report
+    from adws.insight.records import parse_since
+
+    config = load_config(_config_path(args.config))
+    audit = args.audit or config.audit_path
+    page = report.build_html(config, audit, since=parse_since(args.since, datetime.now(UTC)))
+    try:
+        report.write(args.html, page)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
+    info = report.summary(page)
+    print(f"{args.html}: {info['plots']} plots, {info['bytes']:,} bytes")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adws", description="Route coding-agent tasks and run them.")
     from adws import __version__
@@ -237,9 +346,55 @@ def _parser() -> argparse.ArgumentParser:
         if name == "quota":
             p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
 
+    _insight_parsers(add)
+
     p = add("schema", "Print a JSON Schema of config.toml (for editors).")
     p.set_defaults(func=cmd_schema)
     return parser
+
+
+def _insight_parsers(add: Any) -> None:
+    """stats, replay, simulate, lint, report (adws.insight)."""
+    config_help = "config file (default: $ADWS_CONFIG or ./config.toml)"
+    p = add("stats", "Dispatch statistics from the audit log.")
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--audit", help="audit log (default: the config's [audit] path)")
+    p.add_argument("--since", help="a span back from now (7d, 12h) or an ISO 8601 time")
+    p.add_argument("--by", help="group by provider,account,rule,model,day (default: provider)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--format", choices=("table", "prometheus"), default="table",
+                   help="prometheus: text exposition for node_exporter's textfile collector")
+    p.set_defaults(func=cmd_stats)
+    p = add("replay", "Route an audit log's tasks again under a candidate config; show what moves.")
+    p.add_argument("--audit", required=True, help="audit log to replay")
+    p.add_argument("--config", required=True, help="the candidate config")
+    p.add_argument("--baseline", help="compare against this config judged the same way (default: what was recorded)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--fail-on-change", action="store_true", help="exit 1 when any task would move")
+    p.set_defaults(func=cmd_replay)
+    p = add("simulate", "Run the real engine with simulated agents over days of work.")
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workload", help="workload file (TOML; see README)")
+    p.add_argument("--tasks-from-audit", help="use the tasks of this audit log, at their recorded times")
+    p.add_argument("--issues", help="an open-issue queue: `gh issue list --json number,title,body,labels` output")
+    p.add_argument("--start", help="simulated start, ISO 8601 (default: this week's Monday 00:00 UTC)")
+    p.add_argument("--audit-out", help="write the simulated audit log here (for stats and report)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+    p = add("lint", "Find rules that never fire, overlaps, unreachable tiers and tight quotas.")
+    p.add_argument("config", nargs="?", help=config_help)
+    p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
+    p.add_argument("--typical-tokens", type=int, default=20000, help="tokens of a typical task (default 20000)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lint)
+    p = add("report", "Write a self-contained HTML page of plots from the audit log.")
+    p.add_argument("--html", required=True, help="output file")
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--audit", help="audit log (default: the config's [audit] path)")
+    p.add_argument("--since", help="a span back from now (7d) or an ISO 8601 time")
+    p.set_defaults(func=cmd_report)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -100,8 +100,9 @@ class Engine:
     def _audit(self, task: Task, result: Result, prompt: str) -> None:
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
-            "task": {"id": task.key, "number": task.number, "labels": list(task.labels),
-                     "retry_count": task.retry_count},
+            # The task, so `adws replay` can route it again; title and body only where prompts may be logged.
+            "task": {k: v for k, v in {**task.to_dict(), "id": task.key}.items()
+                     if self.config.audit_include_prompt or k not in ("title", "body")},
             "success": result.success,
             "message": result.message,
             "decision": result.decision.to_dict(),

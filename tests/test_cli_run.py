@@ -112,7 +112,9 @@ def test_github_issue_from_gh_is_taken_as_is(workdir: Path, capsys: pytest.Captu
                                        "context_tokens": out["decision"]["task"]["context_tokens"],
                                        "context_estimated": True}
     record = audit.read(workdir / ".adws" / "audit.jsonl")[-1]
-    assert record["task"] == {"id": "#42", "number": 42, "labels": ["bug", "priority:P1"], "retry_count": 0}
+    assert {k: record["task"][k] for k in ("id", "number", "labels", "retry_count")} == {
+        "id": "#42", "number": 42, "labels": ["bug", "priority:P1"], "retry_count": 0}
+    assert "title" not in record["task"] and "body" not in record["task"]  # task text is prompt text
     assert "Fix the login bug" not in json.dumps(record)  # the prompt stays out of the audit log
     [call] = audit.read(workdir / "agents.jsonl")
     assert (call["prog"], call["prompt_source"], call["prompt"]) == ("claude", "stdin", "Fix the login bug.\n")
