@@ -195,6 +195,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_state(args: argparse.Namespace) -> int:
+    from adws.state.maintenance import state_command
+
+    engine = _engine(args)
+    return state_command(engine, args.action, file=args.file, margin=args.margin,
+                         now=_at(args.at, engine.config.timezone) or engine.clock())
+
+
 def _audit_path(args: argparse.Namespace) -> str:
     """--audit, else the audit log the config names."""
     if args.audit:
@@ -345,6 +353,14 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "quota":
             p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+
+    p = add("state", "Move state between stores (JSON Lines) or roll old usage up into hourly totals.")
+    p.add_argument("action", choices=("export", "import", "compact"))
+    p.add_argument("file", nargs="?", help="export: write here, import: read this (default or -: stdout/stdin)")
+    p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+    p.add_argument("--margin", help='compact: keep raw rows this long beyond the longest quota period (default "7d")')
+    p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+    p.set_defaults(func=cmd_state)
 
     _insight_parsers(add)
 

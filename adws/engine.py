@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -15,8 +17,9 @@ from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.config import load_config
 from adws.decision import Decision
-from adws.errors import TaskError
+from adws.errors import AdwsError, ConfigError, Problem, TaskError
 from adws.model import CompiledConfig
+from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
@@ -24,9 +27,12 @@ from adws.state.base import StateStore
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from adws.manager import ProviderManager, Runner, Sleeper
 
 TaskInput = Task | Mapping[str, Any]
+log = logging.getLogger("adws")
 
 
 class Engine:
@@ -34,23 +40,83 @@ class Engine:
 
     `store` None: the store the config names (`[state]`), opened without creating anything; the first write
     (a run) creates it, and a store another process creates later is seen by the next decision.
+
+    Hot reload (`watcher`, made by `load(path, reload=True)`): before each route/explain/run, at most one
+    `stat` per interval; an edited file is validated and swapped in between tasks (a run in flight keeps the
+    config it started with). A broken edit keeps the last valid config and sets `config_status` to degraded
+    with its problems (logged once on the "adws" logger); `strict` then refuses new runs until it is fixed.
+
+    Threads: one Engine may be shared by threads (e.g. a ThreadPoolExecutor running tasks): routing and
+    reloading take the engine's lock (decisions are microseconds), runs proceed in parallel, and every
+    backend's store serializes its own statements. asyncio: `aroute` and `arun` run in worker threads, so
+    the event loop never blocks; cancelling an `arun` ends the agent's process group (see adws.aio).
     """
 
     def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
                  sleep: Sleeper = time.sleep, runner: Runner | None = None,
                  environ: Mapping[str, str] | None = None,
-                 which: Callable[[str], str | None] | None = None) -> None:
-        self.config = config
+                 which: Callable[[str], str | None] | None = None,
+                 watcher: ConfigWatcher | None = None, auto_reload: bool = False, strict: bool = False) -> None:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.availability = Availability(self.environ, which)
         self.store: StateStore = store if store is not None else open_configured(
-            config.state_backend, config.state_path, config.base_dir, self.environ)
+            config.state_backend, config.state_path, config.base_dir, self.environ, config.state_options)
+        self._runner, self._sleep = runner, sleep
+        self._watcher, self._auto_reload, self.strict = watcher, auto_reload and watcher is not None, strict
+        self.config_status = ConfigStatus(OK, config.source)
+        self._refused: ConfigError | None = None  # the failed edit, while degraded
+        self._lock = threading.RLock()  # routing, reloading and building the manager: one thread at a time
+        self._workers: ThreadPoolExecutor | None = None  # for aroute/arun, made on first use
+        self._use(config)
+
+    def _use(self, config: CompiledConfig) -> None:
+        """Build the router and accounts of `config` over the engine's one store (the manager on first use)."""
+        self.config = config
         self.accounts = StatefulAccounts(config.providers, self.availability, self.store,
                                          config.breaker.cooldown_seconds)
-        self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=clock)
+        self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=self.clock)
         self._manager: ProviderManager | None = None
-        self._runner, self._sleep = runner, sleep
+
+    # -- hot reload --------------------------------------------------------------------------------------------
+
+    def reload(self) -> ConfigStatus:
+        """Look at the config file now; when it changed, load it (see the class docstring). Returns the status.
+
+        Raises AdwsError for an engine not built from a file (`load(path)` builds one)."""
+        if self._watcher is None:
+            raise AdwsError("this engine was built from a compiled config, not a file: nothing to reload "
+                            "(use adws.load(path))")
+        with self._lock:
+            if self._watcher.changed(force=True):
+                self._load_edit(self._watcher.path)
+            return self.config_status
+
+    def _between_tasks(self) -> None:
+        if self._auto_reload and self._watcher is not None:
+            with self._lock:
+                if self._watcher.changed():
+                    self._load_edit(self._watcher.path)
+
+    def _load_edit(self, path: str) -> None:
+        old = self.config
+        try:
+            new = load_config(path)
+            if (new.state_backend, new.state_path, new.base_dir, dict(new.state_options)) != (
+                    old.state_backend, old.state_path, old.base_dir, dict(old.state_options)):
+                # An engine keeps one store for its life: a run in flight and the snapshot must agree on it.
+                raise ConfigError([Problem("state", "the state store cannot change while the engine runs; "
+                                                    "restart the coordinator to use the new [state]")], path)
+        except ConfigError as exc:
+            problems = tuple(str(p) for p in exc.problems)
+            if problems != self.config_status.problems:  # once per distinct failure, not once per task
+                log.warning("keeping the last valid config; %s", exc.render())
+            self.config_status, self._refused = ConfigStatus(DEGRADED, path, problems), exc
+            return
+        if not self.config_status.ok:
+            log.warning("%s: loads again; the edit is in use", path)
+        self.config_status, self._refused = ConfigStatus(OK, path), None
+        self._use(new)
 
     def existing_store(self) -> StateStore:
         """The state store, for read-only views such as `adws quota` (reading it creates nothing)."""
@@ -59,45 +125,106 @@ class Engine:
     @property
     def manager(self) -> ProviderManager:
         """Built on first use: routing alone never imports the runner, the parsers or jinja2."""
-        if self._manager is None:
-            from adws.manager import ProviderManager
-            from adws.runner import run as run_process
+        with self._lock:
+            if self._manager is None:
+                from adws.aio import cancellable
+                from adws.manager import ProviderManager
+                from adws.runner import run as run_process
 
-            self._manager = ProviderManager(self.config, store=self.store, accounts=self.accounts,
-                                            runner=self._runner or run_process, sleep=self._sleep,
-                                            clock=self.clock, environ=self.environ)
-        return self._manager
+                self._manager = ProviderManager(self.config, store=self.store, accounts=self.accounts,
+                                                runner=cancellable(self._runner or run_process), sleep=self._sleep,
+                                                clock=self.clock, environ=self.environ)
+            return self._manager
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
-        return self.router.route(coerce_task(task), now=now, prompt=prompt)
+        self._between_tasks()
+        task = coerce_task(task)
+        with self._lock:
+            return self.router.route(task, now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
-        return self.router.explain(coerce_task(task), now=now, prompt=prompt)
+        self._between_tasks()
+        task = coerce_task(task)
+        with self._lock:
+            return self.router.explain(task, now=now, prompt=prompt)
+
+    # -- asyncio ---------------------------------------------------------------------------------------------
+
+    def _pool(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor  # asyncio users only: `adws route` never pays for it
+
+        with self._lock:
+            if self._workers is None:
+                # Runs mostly wait on their agent: size for concurrent runs, not for cores.
+                self._workers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="adws")
+            return self._workers
+
+    async def aroute(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
+        """`route()` in a worker thread: a store round trip never blocks the event loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), lambda: self.route(task, now=now, prompt=prompt))
+
+    async def arun(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
+                   now: datetime | None = None) -> Result:
+        """`run()` in a worker thread. Cancelled, it ends the running agent's process group (SIGTERM, SIGKILL
+        after the provider's kill_grace), records that attempt (outcome "error", reason "cancelled: ...") in
+        the Result and the audit log, and re-raises CancelledError once the walk has stopped."""
+        import asyncio
+
+        from adws.aio import CancelToken, running
+
+        token = CancelToken()
+
+        def work() -> Result:
+            with running(token):
+                return self.run(task, prompt=prompt, workdir=workdir, now=now)
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool(), work)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            token.cancel()
+            while not future.done():
+                token.end_marked()
+                await asyncio.wait([future], timeout=0.05)
+            if not future.cancelled():
+                future.exception()  # retrieved: RunCancelled, as expected; the Result is in the audit log
+            raise
 
     def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
             now: datetime | None = None) -> Result:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
 
         Interrupted (KeyboardInterrupt, SystemExit from a signal handler), the audit record of what ran so far
-        is still written, then the exception propagates.
+        is still written, then the exception propagates. In strict mode a degraded config raises ConfigError.
         """
+        self._between_tasks()
+        if self.strict and self._refused is not None:
+            raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
+                                           "the problems follow"), *self._refused.problems], self._refused.source)
+        # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
+        with self._lock:
+            config, router, manager = self.config, self.router, self.manager
         task = coerce_task(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
         if not Path(workdir).is_dir():
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
             raise TaskError([f"workdir: {workdir} is not a directory"])
-        decision = self.router.route(task, now=now, prompt=prompt)
+        with self._lock:
+            decision = router.route(task, now=now, prompt=prompt)
         result = Result(False, decision)
         try:
-            return self.manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
+            return manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
         finally:
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
-            if result.run_dir is not None and self.config.audit_enabled:
-                self._audit(task, result, prompt)
+            if result.run_dir is not None and config.audit_enabled:
+                self._audit(task, result, prompt, config)
 
-    def _audit(self, task: Task, result: Result, prompt: str) -> None:
+    def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
             # The task, so `adws replay` can route it again; title and body only where prompts may be logged.
@@ -108,19 +235,28 @@ class Engine:
             "decision": result.decision.to_dict(),
             "attempts": [a.to_dict() for a in result.attempts],
         }
-        if self.config.audit_include_prompt:
+        if config.audit_include_prompt:
             record["prompt"] = prompt
         try:
-            audit.append(self.config.audit_path, record)
+            audit.append(config.audit_path, record)
         except OSError as exc:
             # The run itself is done (and maybe succeeded): report the log problem, do not lose the result.
-            print(f"adws: cannot write the audit log {self.config.audit_path}: {exc.strerror or exc}",
+            print(f"adws: cannot write the audit log {config.audit_path}: {exc.strerror or exc}",
                   file=sys.stderr)
 
     def close(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
         self.store.close()
 
 
-def load(path: str | os.PathLike[str] = "config.toml", **options: Any) -> Engine:
-    """Load and validate a config file (raises ConfigError listing every problem) and build an Engine."""
-    return Engine(load_config(path), **options)
+def load(path: str | os.PathLike[str] = "config.toml", *, reload: bool = False, reload_interval: float = 1.0,
+         strict: bool = False, **options: Any) -> Engine:
+    """Load and validate a config file (raises ConfigError listing every problem) and build an Engine.
+
+    `reload`: notice edits of the file by itself, with at most one `stat` per `reload_interval` seconds
+    (`engine.reload()` looks at once either way); `strict`: refuse new runs while an edit does not load.
+    `options` go to Engine.
+    """
+    watcher = ConfigWatcher(str(path), reload_interval)
+    return Engine(load_config(path), watcher=watcher, auto_reload=reload, strict=strict, **options)

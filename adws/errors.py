@@ -63,6 +63,20 @@ class RenderError(AdwsError):
     """A provider command could not be built for this task (e.g. the prompt is too long for argv)."""
 
 
+class RunCancelled(BaseException):
+    """A run was cancelled (`await engine.arun(...)` cancelled): the agent's process group is ended.
+
+    A BaseException, like KeyboardInterrupt and asyncio.CancelledError, so no `except Exception` swallows it.
+    `outcome` is what the runner saw of the ended attempt (None when no attempt was running); the manager
+    turns it into `attempt`, recorded in the Result and the audit log with the outcome "error".
+    """
+
+    def __init__(self, outcome: object = None) -> None:
+        super().__init__("the run was cancelled")
+        self.outcome = outcome
+        self.attempt: object = None
+
+
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean "x"?)' for a near miss, else ''."""
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

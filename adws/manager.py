@@ -33,7 +33,7 @@ from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
 from adws.decision import Decision, Step
-from adws.errors import AdwsError, RenderError
+from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
 from adws.result import Attempt, Result
@@ -121,7 +121,8 @@ class ProviderManager:
         try:
             return self._walk(task, decision, result, run_dir, prompt, workdir)
         except BaseException as exc:
-            result.message = f"interrupted: {type(exc).__name__}"
+            result.message = ("cancelled; the agent's process group was ended" if isinstance(exc, RunCancelled)
+                              else f"interrupted: {type(exc).__name__}")
             raise
 
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
@@ -156,9 +157,14 @@ class ProviderManager:
                     reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
                     result.attempts.append(self._unavailable(step, provider, account.shown, reason))
                     return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                tried = self._attempt(
-                    task, step, provider, account, prompt, workdir, run_dir,
-                    f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                try:
+                    tried = self._attempt(
+                        task, step, provider, account, prompt, workdir, run_dir,
+                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                except RunCancelled as stop:
+                    if isinstance(stop.attempt, Attempt):
+                        result.attempts.append(stop.attempt)
+                    raise
             attempt = tried.attempt
             result.attempts.append(attempt)
             turn.used(account.name, ran=tried.ran)
@@ -233,11 +239,23 @@ class ProviderManager:
         if provider.uses_prompt_file:
             # Only when a template names it: prompt text is not left on disk without a reason.
             prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
-        outcome = self.runner(RunRequest(
-            argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
-            stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-            secrets=command.secrets, idle_timeout=provider.idle_timeout,
-        ))
+        try:
+            outcome = self.runner(RunRequest(
+                argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
+                stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
+                secrets=command.secrets, idle_timeout=provider.idle_timeout,
+            ))
+        except RunCancelled as stop:
+            # Recorded, but not judged: a cancellation says nothing about the account or the provider (no
+            # usage, cooldown or breaker step).
+            if isinstance(stop.outcome, RunOutcome):
+                ended = stop.outcome
+                recorded = ended.argv if self.config.audit_include_prompt else _without_prompt(ended.argv, prompt)
+                stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
+                                       "cancelled: the run was cancelled and the agent's process group ended",
+                                       ended.exit_code, ended.signal, ended.duration_ms, None, recorded, started,
+                                       "stop", None, ended.stdout_path, ended.stderr_path)
+            raise
         now = self.clock()
         verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
         self._record(provider, account, step, task, verdict, usage, now)

@@ -236,7 +236,8 @@ class CompiledConfig:
     retry: RetrySpec
     breaker: BreakerSpec
     state_backend: str
-    state_path: str  # `[state] path` as written: the backend locates it (adws.state.open_configured)
+    state_path: str | None  # the backend's location as written (`[state] path`; `url` for Redis): it locates it
+    #                         (adws.state.open_configured); None when not given (ADWS_STATE_URL must be)
     audit_enabled: bool
     audit_path: str
     audit_include_prompt: bool
@@ -245,3 +246,4 @@ class CompiledConfig:
     keep_runs: int
     scenarios: tuple[ScenarioSpec, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)  # the parsed TOML, for tools
+    state_options: Mapping[str, Any] = field(default_factory=dict)  # the backend's other `[state]` keys

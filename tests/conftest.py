@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_server import redis_prefix, redis_url  # noqa: F401 - fixtures for the Redis state tests
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 FAKES_BIN = TESTS / "fakes" / "bin"

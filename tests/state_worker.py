@@ -1,7 +1,10 @@
 """Helper process for the multi-process state store tests (tests/test_state.py) and the ledger bench.
 
-usage: python tests/state_worker.py count PATH N ACCOUNT
-       python tests/state_worker.py loop PATH
+usage: python tests/state_worker.py count STORE N ACCOUNT
+       python tests/state_worker.py loop STORE
+       python tests/state_worker.py lease STORE HOLDER SECONDS
+
+STORE  a SQLite path, or a Redis URL followed by "#" and the key prefix (redis://127.0.0.1:6390/0#adws-test:1:)
 
 count  print "ready", wait for a line on stdin, then open the store (so that several workers race on
        creating the schema too) and N times: record one usage row, take a cursor, bump a breaker counter.
@@ -9,17 +12,20 @@ count  print "ready", wait for a line on stdin, then open the store (so that sev
 loop   open the store and, until killed: take a cursor, bump the breaker, record a usage row — three
        separate transactions in that order, so after a kill -9 the counts may differ by at most one
        step and never in the other direction. Prints "ready" after the first round.
+lease  lease provider "prov"'s one slot as HOLDER for SECONDS, print "leased" and the lease's end (epoch
+       seconds), then sleep until killed: a coordinator that dies mid-run without releasing its slot.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from adws.attempt import Usage
-from adws.state import BreakerState, SqliteStore, UsageRecord
+from adws.state import BreakerState, RedisStore, SqliteStore, StateStore, UsageRecord
 
 PROVIDER = "prov"
 CURSOR = "shared"
@@ -29,7 +35,14 @@ def bump(state: BreakerState) -> BreakerState:
     return BreakerState(state=state.state, failures=state.failures + 1, opened_at=state.opened_at)
 
 
-def one_round(store: SqliteStore, account: str) -> None:
+def open_location(location: str) -> StateStore:
+    if "://" in location:
+        url, _, prefix = location.partition("#")
+        return RedisStore(url, key_prefix=prefix)
+    return SqliteStore(location)
+
+
+def one_round(store: StateStore, account: str) -> None:
     store.next_cursor(CURSOR)
     store.update_breaker(PROVIDER, bump)
     usage = Usage(requests=1, input_tokens=10, output_tokens=5, cost_usd=0.5)
@@ -39,21 +52,34 @@ def one_round(store: SqliteStore, account: str) -> None:
 def count(path: str, n: str, account: str) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
-    with SqliteStore(path) as store:
-        for _ in range(int(n)):
-            one_round(store, account)
+    store = open_location(path)
+    for _ in range(int(n)):
+        one_round(store, account)
+    store.close()
     print("done", flush=True)
 
 
 def loop(path: str) -> None:
-    with SqliteStore(path) as store:
+    store = open_location(path)
+    one_round(store, "acct")
+    print("ready", flush=True)
+    while True:
         one_round(store, "acct")
-        print("ready", flush=True)
-        while True:
-            one_round(store, "acct")
 
 
-MODES: dict[str, Callable[..., None]] = {"count": count, "loop": loop}
+def lease(path: str, holder: str, seconds: str) -> None:
+    store = open_location(path)
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=float(seconds))
+    if not store.acquire_slot(PROVIDER, holder, 1, now, until):
+        print("full", flush=True)
+        return
+    print(f"leased {until.timestamp()!r}", flush=True)
+    while True:
+        time.sleep(1)
+
+
+MODES: dict[str, Callable[..., None]] = {"count": count, "loop": loop, "lease": lease}
 
 
 def main(argv: list[str]) -> int:

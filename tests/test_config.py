@@ -323,7 +323,7 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
      ['routing.circuit_breaker → cooldown: invalid window "soon": expected numbers with units w, d, h, m, s in '
       'that order, e.g. "5h", "30m", "7d", "1h30m"']),
     ("unknown state backend", '[state]\nbackend = "sqlit"\n',
-     ['state → backend: unknown state backend "sqlit" (did you mean "sqlite"?); known: sqlite, memory']),
+     ['state → backend: unknown state backend "sqlit" (did you mean "sqlite"?); known: sqlite, memory, redis']),
     ("scenario without a timezone", '[[scenarios]]\nname = "s"\ntask = { title = "x" }\n'
      'at = "2026-11-22T10:00:00"\nexpect = { provider = "cline" }\n',
      ['scenarios[0] (name="s") → at: give a timezone offset (e.g. 2026-11-22T10:00:00Z)']),

@@ -19,12 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adws.attempt import Usage
+from adws.config.load import compile_config, parse_toml
+from adws.errors import ConfigError
 from adws.state import (
     DEFAULT_PATH,
     STORES,
     BreakerState,
     Cooldown,
     MemoryStore,
+    RedisStore,
     SqliteStore,
     StateStore,
     StateStoreError,
@@ -32,15 +35,25 @@ from adws.state import (
     open_store,
     resolve_path,
 )
+from adws.state.base import ChangePoller
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = REPO / "tests" / "state_worker.py"
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 
 
+def open_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
+    """A fresh, empty store of backend `name`: its own file, its own Redis key prefix."""
+    if name == "redis":
+        # Cooldown keys expire by the store's clock: pinned to the tests' fixed time, not the wall clock.
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        return RedisStore(url, key_prefix=prefix, clock=T0.timestamp)
+    return STORES[name](str(tmp_path / "state.sqlite3"))
+
+
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    opened = STORES[request.param](str(tmp_path / "state.sqlite3"))
+    opened = open_backend(request.param, request, tmp_path)
     yield opened
     opened.close()
 
@@ -143,30 +156,33 @@ records_strategy = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    records=records_strategy,
-    since=st.dictionaries(st.sampled_from(["p1", "p2", "p4"]), st.integers(-700, 700)),
-    until=st.none() | st.integers(-700, 700),
-)
-def test_sqlite_and_memory_agree_on_totals(
-    records: list[tuple[str, str, int, int, int, bool]], since: dict[str, int], until: int | None
-) -> None:
-    stores: list[StateStore] = [SqliteStore(":memory:"), MemoryStore()]
+Records = list[tuple[str, str, int, int, int, bool]]
+since_strategy = st.dictionaries(st.sampled_from(["p1", "p2", "p4"]), st.integers(-700, 700))
+until_strategy = st.none() | st.integers(-700, 700)
+
+
+def assert_agrees_with_memory(store: StateStore, records: Records, since: dict[str, int], until: int | None) -> None:
+    """`store`, given the records, answers totals, oldest rows and the row list exactly as MemoryStore does."""
+    stores: list[StateStore] = [store, MemoryStore()]
     for provider, account, minutes, tokens, quarters, estimated in records:
         usage = Usage(input_tokens=tokens, cost_usd=quarters / 4, estimated=estimated)
-        for store in stores:
-            store.record_usage(UsageRecord(provider, account, T0 + timedelta(minutes=minutes), usage))
+        for each in stores:
+            each.record_usage(UsageRecord(provider, account, T0 + timedelta(minutes=minutes), usage))
     starts = {p: T0 + timedelta(minutes=m) for p, m in since.items()}
     end = None if until is None else T0 + timedelta(minutes=until)
-    sqlite_totals, memory_totals = (store.usage_totals(starts, end) for store in stores)
-    assert sqlite_totals == memory_totals
+    assert store.usage_totals(starts, end) == stores[1].usage_totals(starts, end)
     for provider, start in starts.items():
         for account in "abc":
-            assert stores[0].oldest_usage(provider, account, start) == stores[1].oldest_usage(
-                provider, account, start
-            )
-    stores[0].close()
+            assert store.oldest_usage(provider, account, start) == stores[1].oldest_usage(provider, account, start)
+    # Rows at the same instant may come in any order between backends.
+    assert sorted(map(repr, store.usage_records())) == sorted(map(repr, stores[1].usage_records()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=records_strategy, since=since_strategy, until=until_strategy)
+def test_sqlite_and_memory_agree_on_totals(records: Records, since: dict[str, int], until: int | None) -> None:
+    with SqliteStore(":memory:") as store:
+        assert_agrees_with_memory(store, records, since, until)
 
 
 # -- cooldowns -------------------------------------------------------------------------------------
@@ -376,6 +392,76 @@ def test_sqlite_version_sees_commits_of_other_connections(tmp_path: Path) -> Non
         assert mine.get_sticky("k") == "v"
 
 
+def test_sqlite_version_polled_at_an_interval_sees_other_connections_within_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sqlite3")
+    ticks = [0.0]
+    with SqliteStore(path) as theirs, SqliteStore(path, poll_interval_s=0.004, monotonic=lambda: ticks[0]) as mine:
+        assert mine.staleness_s == 0.004
+        first = mine.version()
+        theirs.set_sticky("k", "v")
+        ticks[0] = 0.003
+        assert mine.version() == first  # inside the bound: not asked yet
+        ticks[0] = 0.004
+        second = mine.version()
+        assert second != first
+        mine.set_sticky("k", "w")
+        assert mine.version() != second  # own writes at once
+
+
+def test_change_poller_refuses_a_negative_interval() -> None:
+    with pytest.raises(ValueError) as exc:
+        ChangePoller(lambda: 0, -1)
+    assert str(exc.value) == "poll interval must be >= 0 seconds, got -1"
+
+
+# -- export, import, retention ---------------------------------------------------------------------
+
+
+def test_every_row_cursor_and_sticky_choice_can_be_listed_and_bulk_loaded(store: StateStore) -> None:
+    records = [
+        UsageRecord("p", "a", T0 + timedelta(minutes=5), Usage(input_tokens=3, cost_usd=0.25), "m1", "task-1"),
+        UsageRecord("p", "a", T0, Usage(requests=2, output_tokens=7, estimated=True)),
+        UsageRecord("q", "b:c", T0 + timedelta(minutes=1), Usage(input_tokens=1)),
+    ]
+    assert store.import_usage(records) == 3
+    assert store.import_usage([]) == 0
+    assert list(store.usage_records()) == [records[1], records[2], records[0]]  # oldest first
+    store.next_cursor("rr:p")
+    store.advance_cursor("rr:q", 4)
+    store.set_sticky("sticky:p:7", "a")
+    assert store.cursors() == {"rr:p": 1, "rr:q": 4}
+    assert store.sticky_choices() == {"sticky:p:7": "a"}
+
+
+def test_roll_up_keeps_totals_and_leaves_one_row_per_account_hour(store: StateStore) -> None:
+    hour = T0 - timedelta(hours=3)  # T0 is on the hour
+    for minutes in (0, 10, 59):
+        store.record_usage(UsageRecord("p", "a", hour + timedelta(minutes=minutes),
+                                       Usage(input_tokens=minutes + 1, cost_usd=0.25), "m", "t"))
+    store.record_usage(rec("p", "a", hour + timedelta(hours=1, minutes=1), input_tokens=100, estimated=True))
+    store.record_usage(rec("p", "a", hour + timedelta(hours=1, minutes=2), input_tokens=200))
+    store.record_usage(rec("p", "b", hour + timedelta(minutes=30), input_tokens=5))  # alone in its hour: kept
+    store.record_usage(rec("p", "a", T0 - timedelta(minutes=30), input_tokens=7))  # in the hour before the cutoff
+    store.record_usage(rec("p", "a", T0 - timedelta(minutes=20), input_tokens=8))
+    before = store.usage_totals({"p": hour})
+    version = store.version()
+
+    # The cutoff rounds down to its hour: the hour holding T0 - 30 min is not complete before it.
+    assert store.roll_up(T0 - timedelta(minutes=10)) == 3
+    assert store.version() != version
+    assert store.usage_totals({"p": hour}) == before
+    rows = list(store.usage_records())
+    assert [(r.account, r.at, r.usage, r.model) for r in rows[:3]] == [
+        ("a", hour, Usage(requests=3, input_tokens=1 + 11 + 60, cost_usd=0.75), None),
+        ("b", hour + timedelta(minutes=30), Usage(requests=1, input_tokens=5), None),
+        ("a", hour + timedelta(hours=1), Usage(requests=2, input_tokens=300, estimated=True), None),
+    ]
+    assert len(rows) == 5
+    assert store.roll_up(T0 - timedelta(minutes=10)) == 0  # nothing left to roll up
+    assert store.roll_up(T0) == 1
+    assert store.usage_totals({"p": hour}) == before
+
+
 # -- opening stores --------------------------------------------------------------------------------
 
 
@@ -412,8 +498,32 @@ def test_open_store_backends() -> None:
     assert in_memory.next_cursor("k") == 1
     in_memory.close()
     with pytest.raises(ValueError) as exc:
-        open_store("redis", env={})
-    assert str(exc.value) == "unknown state backend 'redis': expected one of memory, sqlite"
+        open_store("postgres", env={})
+    assert str(exc.value) == "unknown state backend 'postgres': expected one of memory, redis, sqlite"
+
+
+@pytest.mark.parametrize(("state", "problem"), [
+    ('url = "redis://h:6379/0"', 'state → url: not read by backend "sqlite" (it reads path); remove it or change '
+     "the backend"),
+    ('backend = "memory"\npath = "s.sqlite3"', 'state → path: not read by backend "memory" (it reads nothing); '
+     "remove it or change the backend"),
+    ('backend = "redis"\nurl = "redis://h/0"\npath = "s.sqlite3"', 'state → path: not read by backend "redis" (it '
+     "reads url, key_prefix); remove it or change the backend"),
+])
+def test_state_keys_the_backend_does_not_read_are_refused(state: str, problem: str) -> None:
+    # `url` under the default backend is a forgotten `backend = "redis"`: that fleet would keep private ledgers.
+    text = f'[providers.x]\ncommand_template = ["x"]\nprompt = "stdin"\n[state]\n{state}\n'
+    with pytest.raises(ConfigError) as exc:
+        compile_config(parse_toml(text), "c.toml", base_dir=".")
+    assert [str(p) for p in exc.value.problems] == [problem]
+
+
+def test_state_keys_of_the_chosen_backend_are_compiled() -> None:
+    text = ('[providers.x]\ncommand_template = ["x"]\nprompt = "stdin"\n'
+            '[state]\nbackend = "redis"\nurl = "rediss://h:6380/1"\nkey_prefix = "fleet-b:"\n')
+    config = compile_config(parse_toml(text), "c.toml", base_dir="/srv")
+    assert (config.state_backend, config.state_path, config.state_options) == (
+        "redis", "rediss://h:6380/1", {"key_prefix": "fleet-b:"})
 
 
 def test_sqlite_file_is_wal_with_the_period_index(tmp_path: Path) -> None:
@@ -509,11 +619,21 @@ def worker(*args: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.slow
-def test_four_processes_at_once_lose_no_update(tmp_path: Path) -> None:
+def shared_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, StateStore]:
+    """Where worker processes meet (tests/state_worker.py's STORE argument), and a store of our own there."""
+    if backend == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        return f"{url}#{prefix}", RedisStore(url, key_prefix=prefix)
     path = str(tmp_path / "shared.sqlite3")  # created by the workers themselves, racing
+    return path, SqliteStore(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_four_processes_at_once_lose_no_update(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    location, store = shared_location(backend, request, tmp_path)
     n = 150
-    procs = [worker("count", path, str(n), f"acct-{i}") for i in range(4)]
+    procs = [worker("count", location, str(n), f"acct-{i}") for i in range(4)]
     for proc in procs:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "ready\n"
@@ -525,16 +645,14 @@ def test_four_processes_at_once_lose_no_update(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
         assert (proc.returncode, out) == (0, "done\n")
 
-    with SqliteStore(path) as store:
-        totals = store.usage_totals({"prov": T0})
-        assert totals == {
-            ("prov", f"acct-{i}"): Usage(
-                requests=n, input_tokens=10 * n, output_tokens=5 * n, cost_usd=0.5 * n
-            )
-            for i in range(4)
-        }
-        assert store.peek_cursor("shared") == 4 * n
-        assert store.get_breaker("prov").failures == 4 * n
+    totals = store.usage_totals({"prov": T0})
+    assert totals == {
+        ("prov", f"acct-{i}"): Usage(requests=n, input_tokens=10 * n, output_tokens=5 * n, cost_usd=0.5 * n)
+        for i in range(4)
+    }
+    assert store.peek_cursor("shared") == 4 * n
+    assert store.get_breaker("prov").failures == 4 * n  # SQLite: write lock; Redis: compare-and-set
+    store.close()
 
 
 @pytest.mark.slow

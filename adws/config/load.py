@@ -537,9 +537,14 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     breaker_cooldown = check.guard(("routing", "circuit_breaker", "cooldown"),
                                    lambda: parse_duration(routing.circuit_breaker.cooldown))
     stores = _registry("adws.state", "STORES")
-    if cfg.state.backend not in stores:
+    backend = stores.get(cfg.state.backend)
+    if backend is None:
         check.add(("state", "backend"), f'unknown state backend "{cfg.state.backend}"'
                   f"{suggest(cfg.state.backend, stores)}; known: {', '.join(stores)}")
+    else:
+        for key in sorted(cfg.state.model_fields_set - {"backend", *backend.reads}):
+            check.add(("state", key), f'not read by backend "{cfg.state.backend}" (it reads '
+                      f"{', '.join(backend.reads) or 'nothing'}); remove it or change the backend")
     # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that.
     raw_rules = raw.get("routing", {}).get("rules") if isinstance(raw.get("routing"), dict) else None
     rule_names = set(seen)
@@ -548,6 +553,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     scenarios = _scenarios(cfg, validated.scenario_index, providers, rule_names, check)
     if structure_problems or check.problems:
         raise ConfigError([*structure_problems, *check.problems], source)
+    assert backend is not None  # an unknown one is a problem above
 
     def resolve(path: str) -> str:
         return path if path == ":memory:" else str(Path(base_dir, os.path.expanduser(path)))
@@ -561,10 +567,12 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
                         r.retry.max_backoff_seconds),
         breaker=BreakerSpec(r.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
                             frozenset(r.circuit_breaker.counts)),
-        state_backend=cfg.state.backend, state_path=cfg.state.path, audit_enabled=cfg.audit.enabled,
+        state_backend=cfg.state.backend, state_path=getattr(cfg.state, backend.setting),
+        audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
         scenarios=scenarios, raw=raw,
+        state_options={key: getattr(cfg.state, key) for key in backend.reads if key != backend.setting},
     )
 
 

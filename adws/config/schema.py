@@ -199,7 +199,11 @@ class ProviderConfig(StrictModel):
 
 class StateConfig(StrictModel):
     backend: str = "sqlite"
-    path: str = ".adws/state.sqlite3"
+    path: str = Field(".adws/state.sqlite3", description="The SQLite file (backend sqlite).")
+    url: str | None = Field(None, description="The Redis server, redis://[:password@]host:port/db or rediss:// "
+                            "(backend redis); ADWS_STATE_URL overrides it.")
+    key_prefix: str = Field("adws:", min_length=1, description="Prefix of every Redis key: fleets sharing a "
+                            "server use different ones.")
 
 
 class AuditConfig(StrictModel):

@@ -3,7 +3,8 @@
 Backends live in `STORES`, one `Backend` entry per name; config validation takes the allowed names from it.
 A backend owns its location: it turns `[state] path` (or ADWS_STATE_PATH) into the place it opens, so a
 SQLite path is made relative to the config's directory while another backend's URL is taken as written.
-Adding a backend (e.g. Redis) is one entry.
+Adding a backend is one entry, which also names the `[state]` keys it reads (config validation refuses the
+others: `url` under the SQLite backend is a mistake, not something to ignore).
 
 Where the SQLite file lives, highest precedence first:
 1. the environment variable ADWS_STATE_PATH (so an operator or a test can redirect every process
@@ -11,6 +12,9 @@ Where the SQLite file lives, highest precedence first:
 2. `[state] path` from config.toml, relative to the config file's directory;
 3. ".adws/state.sqlite3", relative to the working directory.
 ":memory:" gives a private, non-shared SQLite database.
+
+The Redis server (backend "redis"): ADWS_STATE_URL, else `[state] url`, taken as written; no default (see
+adws.state.redis_store). `[state] key_prefix` namespaces its keys.
 
 `open_configured` gives an Engine its one store for its whole life. A backend whose store is a file that
 routing must not create (`Backend.exists`) is opened through `PendingStore`: it reads as empty until the
@@ -20,10 +24,11 @@ file appears (one stat call per `version()`), and the first write creates it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from adws.attempt import Usage
 from adws.state.base import (
@@ -35,19 +40,23 @@ from adws.state.base import (
     UsageRecord,
 )
 from adws.state.memory import MemoryStore
+from adws.state.redis_store import DEFAULT_PREFIX, ENV_URL, RedisStore
 from adws.state.sqlite import DEFAULT_PATH, SqliteStore
 
 __all__ = [
     "ABSENT_VERSION",
     "BREAKER_STATES",
     "DEFAULT_PATH",
+    "DEFAULT_PREFIX",
     "ENV_PATH",
+    "ENV_URL",
     "STORES",
     "Backend",
     "BreakerState",
     "Cooldown",
     "MemoryStore",
     "PendingStore",
+    "RedisStore",
     "SqliteStore",
     "StateStore",
     "StateStoreError",
@@ -77,22 +86,41 @@ def _file_exists(location: str) -> bool:
 class Backend:
     """One state backend: how to open it and where it lives.
 
-    `factory(location)` opens the store. `locate(configured, base_dir)` turns `[state] path` as written into
-    the location (default: taken as written). `exists(location)`, for backends whose store is created by
-    opening it, says without creating anything whether it is there; None when opening creates nothing.
+    `factory(location, **options)` opens the store; `options` are the other `[state]` keys it reads.
+    `locate(configured, base_dir)` turns the configured location as written into the location (default: taken
+    as written). `exists(location)`, for backends whose store is created by opening it, says without creating
+    anything whether it is there; None when opening creates nothing. `setting` is the `[state]` key holding
+    the location, `env` the variable that overrides it, `default` the location when neither is given (None:
+    one is required); `reads` every `[state]` key the backend uses.
     """
 
-    factory: Callable[[str], StateStore]
+    factory: Callable[..., StateStore]
     locate: Callable[[str, str], str] = lambda configured, base_dir: configured
     exists: Callable[[str], bool] | None = None
+    setting: str = "path"
+    env: str = ENV_PATH
+    default: str | None = DEFAULT_PATH
+    reads: tuple[str, ...] = ("path",)
 
-    def __call__(self, location: str) -> StateStore:
-        return self.factory(location)
+    def __call__(self, location: str, **options: Any) -> StateStore:
+        return self.factory(location, **options)
+
+    def location(self, configured: str | None, env: Mapping[str, str], name: str) -> str:
+        """The environment's location, else `configured` (already located), else the default.
+
+        Raises StateStoreError when the backend needs a location and none is given."""
+        found = env.get(self.env) or configured or self.default
+        if not found:
+            raise StateStoreError(f'state backend "{name}" needs a location: set [state] {self.setting} '
+                                  f"or {self.env}")
+        return found
 
 
 STORES: dict[str, Backend] = {
     "sqlite": Backend(SqliteStore, _as_path, _file_exists),
-    "memory": Backend(MemoryStore),
+    "memory": Backend(MemoryStore, reads=()),
+    # A URL, taken as written (never made into a path); connecting checks it, so nothing is pending.
+    "redis": Backend(RedisStore, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix")),
 }
 
 
@@ -111,27 +139,31 @@ def resolve_path(path: str | None, env: Mapping[str, str] | None = None) -> str:
 
 
 def open_store(
-    backend: str = "sqlite", path: str | None = None, *, env: Mapping[str, str] | None = None
+    backend: str = "sqlite", path: str | None = None, *, env: Mapping[str, str] | None = None, **options: Any
 ) -> StateStore:
-    """Open the named backend at `path` (already located). `env` defaults to os.environ (injectable for tests).
+    """Open the named backend at `path` (already located; a URL for Redis). `env` defaults to os.environ
+    (injectable for tests); its variable for the backend (ADWS_STATE_PATH, ADWS_STATE_URL) wins. `options`:
+    the backend's other `[state]` keys (key_prefix).
 
     Raises ValueError for an unknown backend, StateStoreError when the store cannot be opened.
     """
-    return _backend(backend)(resolve_path(path, env))
+    found = _backend(backend)
+    return found(found.location(path, os.environ if env is None else env, backend), **options)
 
 
 def open_configured(backend: str, configured: str | None, base_dir: str,
-                    env: Mapping[str, str] | None = None) -> StateStore:
-    """The store a config names: `configured` is `[state] path` as written (None: the default), located by
-    the backend relative to `base_dir`; ADWS_STATE_PATH in `env` overrides it as written.
+                    env: Mapping[str, str] | None = None, options: Mapping[str, Any] | None = None) -> StateStore:
+    """The store a config names: `configured` is the backend's location key as written (`[state] path`,
+    `[state] url`; None: the default), located by the backend relative to `base_dir`; the backend's variable
+    in `env` (ADWS_STATE_PATH, ADWS_STATE_URL) overrides it as written. `options`: its other `[state]` keys.
 
     Creates nothing: a store that does not exist yet is a PendingStore until the first write.
     """
     found = _backend(backend)
     environ = os.environ if env is None else env
-    location = environ.get(ENV_PATH) or (found.locate(configured, base_dir) if configured else DEFAULT_PATH)
+    location = found.location(found.locate(configured, base_dir) if configured else None, environ, backend)
     if found.exists is None or found.exists(location):
-        return found(location)
+        return found(location, **(options or {}))
     return PendingStore(found, location)
 
 
@@ -192,6 +224,25 @@ class PendingStore:
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         return self._reader().active_slots(now)
 
+    def usage_records(self) -> Iterator[UsageRecord]:
+        return self._reader().usage_records()
+
+    def cursors(self) -> dict[str, int]:
+        return self._reader().cursors()
+
+    def sticky_choices(self) -> dict[str, str]:
+        return self._reader().sticky_choices()
+
+    @property
+    def pending(self) -> bool:
+        """True while the store does not exist (one stat call)."""
+        return self._store is None and not self._exists(self.location)
+
+    @property
+    def staleness_s(self) -> float:
+        # While pending, version() looks for the file on every call: a store created elsewhere is seen at once.
+        return 0.0 if self._store is None else self._store.staleness_s
+
     def version(self) -> int:
         """ABSENT_VERSION while the store does not exist (one stat call: routing asks on every decision); then
         the real store's."""
@@ -229,6 +280,13 @@ class PendingStore:
 
     def release_slot(self, provider: str, holder: str) -> None:
         self._writer().release_slot(provider, holder)
+
+    def import_usage(self, records: Iterable[UsageRecord]) -> int:
+        return self._writer().import_usage(records)
+
+    def roll_up(self, before: datetime) -> int:
+        # Nothing to roll up in a store that does not exist: do not create it for that.
+        return 0 if self.pending else self._writer().roll_up(before)
 
     def close(self) -> None:
         if self._store is not None:

@@ -12,13 +12,17 @@ period without anyone noticing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from adws.attempt import Usage
 from adws.errors import AdwsError
+from adws.throttle import Throttle
 
 BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -109,6 +113,78 @@ def add_usage(total: Usage, more: Usage) -> Usage:
 
 ZERO_USAGE = Usage(requests=0)
 
+# Retention rolls raw usage rows up into one row per account and hour.
+ROLLUP_SECONDS = 3600
+
+
+def hour_start(epoch: float) -> float:
+    """The start (epoch seconds) of the UTC hour holding `epoch`: the bucket of a rolled-up usage row."""
+    return math.floor(epoch / ROLLUP_SECONDS) * ROLLUP_SECONDS
+
+
+def roll_up_rows(rows: Iterable[tuple[float, Usage]]) -> dict[float, tuple[int, Usage]]:
+    """Sum rows per hour bucket: {hour start: (rows summed, total)}. Shared by the in-process backends."""
+    buckets: dict[float, tuple[int, Usage]] = {}
+    for at, usage in rows:
+        hour = hour_start(at)
+        count, total = buckets.get(hour, (0, ZERO_USAGE))
+        buckets[hour] = (count + 1, add_usage(total, usage))
+    return buckets
+
+
+class Closing:
+    """`with store:` closes the store at the end; for every backend class (each defines `close`)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class ChangePoller:
+    """The change detection behind `StateStore.version()` for stores shared between processes.
+
+    `read()` returns a token that differs whenever another process committed (SQLite's `PRAGMA data_version`,
+    a Redis change counter); this object turns it into a local version number that also moves on this
+    store's own writes (`wrote()`). With `interval_s` > 0 the token is read at most once per interval
+    (seconds, on `monotonic`): a write by another process is noticed at most `interval_s` late, the store's
+    own writes at once. `interval_s` = 0 reads the token on every call.
+    """
+
+    __slots__ = ("_own", "_read", "_seen", "_throttle", "_version")
+
+    def __init__(self, read: Callable[[], Hashable], interval_s: float = 0.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._read = read
+        self._throttle = Throttle(interval_s, monotonic, "poll interval")
+        self._own = 0
+        self._seen: tuple[Hashable, int] | None = None
+        self._version = 0
+
+    def wrote(self) -> None:
+        """This store committed a write: the next version() reads the token again and moves."""
+        self._own += 1
+        self._throttle.reset()
+
+    @property
+    def interval_s(self) -> float:
+        return self._throttle.interval_s
+
+    def version(self) -> int:
+        if not self._throttle.due():
+            return self._version
+        seen = (self._read(), self._own)
+        if seen != self._seen:
+            self._seen = seen
+            self._version += 1
+        return self._version
+
 
 class StateStore(Protocol):
     """Shared, multi-process state behind routing and fall-through.
@@ -116,6 +192,19 @@ class StateStore(Protocol):
     A store object is used from one thread of one process; several processes (or machines, for
     networked backends) may use the same underlying state at once without losing an update.
     """
+
+    @property
+    def location(self) -> str:
+        """Where the state lives, for messages (a file path, a URL without its password, "memory")."""
+        ...
+
+    @property
+    def staleness_s(self) -> float:
+        """Seconds: how late `version()` may notice a write committed by another process (0 = at once).
+
+        The store's own writes are always noticed at once.
+        """
+        ...
 
     def record_usage(self, record: UsageRecord) -> None: ...
 
@@ -191,7 +280,36 @@ class StateStore(Protocol):
     def version(self) -> int:
         """A number that changes whenever any process committed a write since the previous call.
 
-        Cheap enough to call on every routing decision to decide whether a cached snapshot is stale.
+        Cheap enough to call on every routing decision to decide whether a cached snapshot is stale: a
+        networked backend answers from memory and asks its server at most once per `staleness_s`, so a
+        write by another process shows up in the number at most `staleness_s` seconds after its commit.
+        """
+        ...
+
+    # -- moving state between stores and keeping it bounded (adws state export/import/compact) ------------
+
+    def usage_records(self) -> Iterator[UsageRecord]:
+        """Every usage row, oldest first (rolled-up hourly rows included, with model and task_id None)."""
+        ...
+
+    def import_usage(self, records: Iterable[UsageRecord]) -> int:
+        """Append many records at once (bulk loads, `adws state import`); returns how many."""
+        ...
+
+    def cursors(self) -> dict[str, int]:
+        """Every round-robin cursor by key."""
+        ...
+
+    def sticky_choices(self) -> dict[str, str]:
+        """Every sticky assignment by key."""
+        ...
+
+    def roll_up(self, before: datetime) -> int:
+        """Retention: replace the raw usage rows of each (provider, account, UTC hour) wholly before `before`
+        by one row at the hour's start holding their sum; returns how many rows went away.
+
+        Totals over periods that start on an hour boundary at or before `before` are unchanged; only the
+        position of usage inside an hour is lost. Atomic: a reader sees the rows before or after, never both.
         """
         ...
 

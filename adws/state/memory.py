@@ -1,46 +1,86 @@
 """In-process state store: the same contract as SQLite, kept in dicts.
 
 For tests and for `state.backend = "memory"` (a single coordinator that does not need state to outlive
-it). Nothing is shared between processes or between two MemoryStore objects.
+it). Nothing is shared between processes or between two MemoryStore objects. Threads may share one: the
+read-modify-write operations run under its lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from types import TracebackType
 
 from adws.attempt import Usage
 from adws.state.base import (
     ZERO_USAGE,
     BreakerState,
+    Closing,
     Cooldown,
     UsageRecord,
     add_usage,
     check_lease,
     from_epoch,
+    hour_start,
+    roll_up_rows,
     to_epoch,
 )
 
 
-class MemoryStore:
+class MemoryStore(Closing):
+    location = "memory"
+    staleness_s = 0.0  # nobody else writes
+
     def __init__(self, path: str | None = None) -> None:
         # `path` is accepted (and ignored) so every backend has the same factory signature.
-        self._usage: dict[tuple[str, str], list[tuple[float, Usage]]] = {}
+        # Per account: (at, usage, model, task_id) in insertion order.
+        self._usage: dict[tuple[str, str], list[tuple[float, Usage, str | None, str | None]]] = {}
         self._cooldowns: dict[tuple[str, str], Cooldown] = {}
         self._cursors: dict[str, int] = {}
         self._sticky: dict[str, str] = {}
         self._breakers: dict[str, BreakerState] = {}
         self._slots: dict[str, dict[str, float]] = {}  # provider -> holder -> lease end (epoch seconds)
         self._writes = 0
+        self._lock = threading.RLock()
 
     def _wrote(self) -> None:
         self._writes += 1
 
     def record_usage(self, record: UsageRecord) -> None:
         at = to_epoch(record.at, "UsageRecord.at")
-        self._usage.setdefault((record.provider, record.account), []).append((at, record.usage))
+        row = (at, record.usage, record.model, record.task_id)
+        self._usage.setdefault((record.provider, record.account), []).append(row)
         self._wrote()
+
+    def import_usage(self, records: Iterable[UsageRecord]) -> int:
+        count = 0
+        for record in records:
+            self.record_usage(record)
+            count += 1
+        return count
+
+    def usage_records(self) -> Iterator[UsageRecord]:
+        rows = [(at, p, a, u, m, t) for (p, a), kept in self._usage.items() for at, u, m, t in kept]
+        rows.sort(key=lambda row: row[0])
+        for at, provider, account, usage, model, task_id in rows:
+            yield UsageRecord(provider, account, from_epoch(at), usage, model, task_id)
+
+    def roll_up(self, before: datetime) -> int:
+        with self._lock:
+            cutoff = hour_start(to_epoch(before, "before"))
+            removed = 0
+            for key, kept in self._usage.items():
+                old = [(at, u) for at, u, _, _ in kept if at < cutoff]
+                buckets = {h: b for h, b in roll_up_rows(old).items() if b[0] > 1}
+                if not buckets:
+                    continue
+                rest = [row for row in kept if row[0] >= cutoff or hour_start(row[0]) not in buckets]
+                rolled = [(hour, total, None, None) for hour, (_, total) in buckets.items()]
+                self._usage[key] = sorted(rolled + rest, key=lambda row: row[0])
+                removed += len(kept) - len(self._usage[key])
+            if removed:
+                self._wrote()
+            return removed
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
@@ -52,7 +92,7 @@ class MemoryStore:
             start = starts.get(provider)
             if start is None:
                 continue
-            for at, usage in rows:
+            for at, usage, _, _ in rows:
                 if at >= start and (end is None or at < end):
                     key = (provider, account)
                     totals[key] = add_usage(totals.get(key, ZERO_USAGE), usage)
@@ -60,7 +100,7 @@ class MemoryStore:
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         start = to_epoch(since, "since")
-        times = [at for at, _ in self._usage.get((provider, account), []) if at >= start]
+        times = [row[0] for row in self._usage.get((provider, account), []) if row[0] >= start]
         return from_epoch(min(times)) if times else None
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
@@ -76,18 +116,26 @@ class MemoryStore:
         return {key: c for key, c in self._cooldowns.items() if c.until.timestamp() > limit}
 
     def next_cursor(self, key: str) -> int:
-        value = self._cursors.get(key, 0)
-        self._cursors[key] = value + 1
-        self._wrote()
-        return value
+        with self._lock:
+            value = self._cursors.get(key, 0)
+            self._cursors[key] = value + 1
+            self._wrote()
+            return value
 
     def advance_cursor(self, key: str, value: int) -> None:
-        if value > self._cursors.get(key, 0):
-            self._cursors[key] = value
-            self._wrote()
+        with self._lock:
+            if value > self._cursors.get(key, 0):
+                self._cursors[key] = value
+                self._wrote()
 
     def peek_cursor(self, key: str) -> int:
         return self._cursors.get(key, 0)
+
+    def cursors(self) -> dict[str, int]:
+        return dict(self._cursors)
+
+    def sticky_choices(self) -> dict[str, str]:
+        return dict(self._sticky)
 
     def get_sticky(self, key: str) -> str | None:
         return self._sticky.get(key)
@@ -100,26 +148,28 @@ class MemoryStore:
         return self._breakers.get(provider, BreakerState())
 
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
-        new = fn(self.get_breaker(provider))
-        self._breakers[provider] = new
-        self._wrote()
-        return new
+        with self._lock:
+            new = fn(self.get_breaker(provider))
+            self._breakers[provider] = new
+            self._wrote()
+            return new
 
     def breakers(self) -> dict[str, BreakerState]:
         return dict(self._breakers)
 
     def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
-        start, end = check_lease(limit, now, until)
-        leases = self._slots.setdefault(provider, {})
-        expired = [h for h, e in leases.items() if e <= start]
-        for h in expired:
-            del leases[h]
-        taken = sum(1 for h in leases if h != holder) < limit
-        if taken:
-            leases[holder] = end
-        if taken or expired:
-            self._wrote()
-        return taken
+        with self._lock:
+            start, end = check_lease(limit, now, until)
+            leases = self._slots.setdefault(provider, {})
+            expired = [h for h, e in leases.items() if e <= start]
+            for h in expired:
+                del leases[h]
+            taken = sum(1 for h in leases if h != holder) < limit
+            if taken:
+                leases[holder] = end
+            if taken or expired:
+                self._wrote()
+            return taken
 
     def release_slot(self, provider: str, holder: str) -> None:
         if self._slots.get(provider, {}).pop(holder, None) is not None:
@@ -137,11 +187,3 @@ class MemoryStore:
     def close(self) -> None:
         # Nothing to release; kept so callers treat every backend alike.
         return None
-
-    def __enter__(self) -> MemoryStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

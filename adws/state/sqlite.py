@@ -15,28 +15,34 @@ Why it is safe for several processes at once:
 only a power loss may drop the last few commits, never corrupt the file. Usage counters can afford that,
 and it is what makes > 1,000 commits/s possible on ordinary disks.
 
-Threads: one connection per store object, used from the thread that opened it (sqlite3 enforces it).
-Open one store per thread, and one per process after a fork.
+Threads: one store may be shared by threads (an Engine in a thread pool): its one connection is opened with
+`check_same_thread=False` and every statement or transaction runs under the store's lock, so a transaction of
+one thread never interleaves with another's. Open one store per process after a fork.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
+from typing import Any
 
 from adws.attempt import Usage
 from adws.state.base import (
+    ROLLUP_SECONDS,
     BreakerState,
+    ChangePoller,
+    Closing,
     Cooldown,
     StateStoreError,
     UsageRecord,
     check_lease,
     from_epoch,
+    hour_start,
     to_epoch,
 )
 
@@ -154,18 +160,27 @@ def _usage_row(record: UsageRecord) -> tuple[object, ...]:
     )
 
 
-class SqliteStore:
-    def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0) -> None:
+class SqliteStore(Closing):
+    """`StateStore` in one SQLite file.
+
+    `poll_interval_s`: how often (seconds) `version()` asks SQLite whether another connection committed
+    (`PRAGMA data_version`, about a microsecond); 0, the default, asks on every call. `monotonic`
+    times the interval.
+    """
+
+    def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0, poll_interval_s: float = 0.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.path = path or DEFAULT_PATH
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writes = 0  # commits by this object: data_version does not see our own
-        self._seen: tuple[int, int] | None = None
-        self._version = 0
+        # data_version moves when another connection commits; the poller counts our own commits.
+        self._lock = threading.RLock()  # one statement or transaction at a time on the shared connection
+        self._changes = ChangePoller(self._data_version, poll_interval_s, monotonic)
         try:
             # isolation_level=None: the sqlite3 module must not open transactions behind our back;
             # every write below says BEGIN IMMEDIATE itself.
-            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+            self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                         check_same_thread=False)
         except sqlite3.Error as exc:
             raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
         try:
@@ -211,18 +226,32 @@ class SqliteStore:
         """One write transaction. SQLite failures (lock wait exhausted, disk full, read-only file)
         become StateStoreError naming the file; anything else the body raises passes through."""
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._lock:
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"state store {self.path}: {exc}") from exc
-        self._writes += 1
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"state store {self.path}: {exc}") from exc
+            self._changes.wrote()
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """All rows of one query, under the lock (a read never lands inside another thread's transaction)."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    @property
+    def staleness_s(self) -> float:
+        return self._changes.interval_s
 
     # -- usage ---------------------------------------------------------------------------------
 
@@ -232,14 +261,44 @@ class SqliteStore:
             conn.execute(_INSERT_USAGE, row)
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
-        """Insert many records in one transaction (bulk loads, benchmarks); returns how many.
-
-        Not part of `StateStore`: routing records one attempt at a time.
-        """
+        """Insert many records in one transaction (bulk loads, benchmarks); returns how many."""
         rows = [_usage_row(r) for r in records]
         with self._write() as conn:
             conn.executemany(_INSERT_USAGE, rows)
         return len(rows)
+
+    def usage_records(self) -> Iterator[UsageRecord]:
+        rows = self._read(
+            "SELECT provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model,"
+            " task_id FROM usage ORDER BY at, id"
+        )
+        for row in rows:
+            yield UsageRecord(row[0], row[1], from_epoch(row[2]), _row_usage(row[3:8]), row[8], row[9])
+
+    def roll_up(self, before: datetime) -> int:
+        cutoff = hour_start(to_epoch(before, "before"))
+        bucket = f"CAST(at / {ROLLUP_SECONDS} AS INTEGER) * {ROLLUP_SECONDS}"  # at >= 0: truncation = floor
+        with self._write() as conn:
+            conn.execute("DROP TABLE IF EXISTS temp.rolled")
+            # Only hours holding more than one row: a lone row is already as small as its hour gets.
+            conn.execute(
+                f"CREATE TEMP TABLE rolled AS SELECT provider, account, {bucket} AS hour, SUM(requests) AS r,"
+                " SUM(input_tokens) AS i, SUM(output_tokens) AS o, SUM(cost_usd) AS c, MAX(estimated) AS e,"
+                f" COUNT(*) AS n FROM usage WHERE at < ? GROUP BY provider, account, hour HAVING n > 1",
+                (cutoff,),
+            )
+            conn.execute(
+                f"DELETE FROM usage WHERE at < ? AND (provider, account, {bucket}) IN"
+                " (SELECT provider, account, hour FROM temp.rolled)",
+                (cutoff,),
+            )
+            conn.execute(
+                "INSERT INTO usage (provider, account, at, requests, input_tokens, output_tokens, cost_usd,"
+                " estimated) SELECT provider, account, hour, r, i, o, c, e FROM temp.rolled"
+            )
+            (removed,) = conn.execute("SELECT COALESCE(SUM(n - 1), 0) FROM temp.rolled").fetchone()
+            conn.execute("DROP TABLE temp.rolled")
+        return int(removed)
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
@@ -254,13 +313,13 @@ class SqliteStore:
             until_sql = " AND u.at < ?"
             params.append(to_epoch(until, "until"))
         sql = _TOTALS.format(values=", ".join(["(?, ?)"] * len(since)), until=until_sql)
-        return {(row[0], row[1]): _row_usage(row[2:]) for row in self._conn.execute(sql, params)}
+        return {(row[0], row[1]): _row_usage(row[2:]) for row in self._read(sql, params)}
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
-        (at,) = self._conn.execute(
+        ((at,),) = self._read(
             "SELECT MIN(at) FROM usage WHERE provider = ? AND account = ? AND at >= ?",
             (provider, account, to_epoch(since, "since")),
-        ).fetchone()
+        )
         return None if at is None else from_epoch(at)
 
     # -- cooldowns -----------------------------------------------------------------------------
@@ -279,7 +338,7 @@ class SqliteStore:
             conn.execute("DELETE FROM cooldowns WHERE provider = ? AND account = ?", (provider, account))
 
     def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT provider, account, until, reason FROM cooldowns WHERE until > ?",
             (to_epoch(now, "now"),),
         )
@@ -305,12 +364,18 @@ class SqliteStore:
             )
 
     def peek_cursor(self, key: str) -> int:
-        row = self._conn.execute("SELECT value FROM cursors WHERE key = ?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
+        rows = self._read("SELECT value FROM cursors WHERE key = ?", (key,))
+        return int(rows[0][0]) if rows else 0
+
+    def cursors(self) -> dict[str, int]:
+        return {key: int(value) for key, value in self._read("SELECT key, value FROM cursors")}
+
+    def sticky_choices(self) -> dict[str, str]:
+        return {key: str(value) for key, value in self._read("SELECT key, value FROM sticky")}
 
     def get_sticky(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM sticky WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._read("SELECT value FROM sticky WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
     def set_sticky(self, key: str, value: str) -> None:
         with self._write() as conn:
@@ -329,10 +394,8 @@ class SqliteStore:
         )
 
     def get_breaker(self, provider: str) -> BreakerState:
-        row = self._conn.execute(
-            "SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,)
-        ).fetchone()
-        return BreakerState() if row is None else self._breaker(*row)
+        rows = self._read("SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,))
+        return self._breaker(*rows[0]) if rows else BreakerState()
 
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         with self._write() as conn:
@@ -350,7 +413,7 @@ class SqliteStore:
         return new
 
     def breakers(self) -> dict[str, BreakerState]:
-        rows = self._conn.execute("SELECT provider, state, failures, opened_at FROM breakers")
+        rows = self._read("SELECT provider, state, failures, opened_at FROM breakers")
         return {p: self._breaker(s, f, o) for p, s, f, o in rows}
 
     # -- concurrency slots -----------------------------------------------------------------------
@@ -377,7 +440,7 @@ class SqliteStore:
             conn.execute("DELETE FROM slots WHERE provider = ? AND holder = ?", (provider, holder))
 
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (to_epoch(now, "now"),)
         )
         live: dict[str, list[datetime]] = {}
@@ -387,22 +450,15 @@ class SqliteStore:
 
     # -- change detection ----------------------------------------------------------------------
 
+    def _data_version(self) -> int:
+        try:
+            ((data_version,),) = self._read("PRAGMA data_version")
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state store {self.path}: {exc}") from exc
+        return int(data_version)
+
     def version(self) -> int:
-        # data_version moves when another connection commits; our own commits are counted in _writes.
-        (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
-        seen = (int(data_version), self._writes)
-        if seen != self._seen:
-            self._seen = seen
-            self._version += 1
-        return self._version
+        return self._changes.version()
 
     def close(self) -> None:
         self._conn.close()
-
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -1,0 +1,137 @@
+"""One Engine shared by a thread pool, and the asyncio API: concurrent runs through fake agents, nothing lost,
+the event loop never blocked, and a cancelled `arun` ending its agent's whole process group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adws import audit
+from adws.config.load import compile_config, parse_toml
+from adws.engine import Engine
+from tests.conftest import Clock
+from tests.test_manager import CLAUDE_CONFIG, NOW, fake_env
+
+COPILOT = """
+[routing]
+chain = ["copilot"]
+[providers.copilot]
+command_template = ["copilot", "-p", "{{ prompt }}", "--output-format", "json"]
+prompt = "arg"
+output_format = "copilot-json"
+[audit]
+path = "audit.jsonl"
+[state]
+path = "state.sqlite3"
+"""
+
+
+def engine(tmp_path: Path, text: str, env: dict[str, str]) -> Engine:
+    env = {k: v for k, v in env.items() if k != "ADWS_STATE_PATH"}  # the config's own file store
+    return Engine(compile_config(parse_toml(text), "config.toml", base_dir=str(tmp_path)), environ=env,
+                  clock=Clock(NOW), sleep=lambda s: None)
+
+
+def processes_with(text: str) -> list[int]:
+    """Processes whose environment holds `text` (the fake agents of one test, by their log file's path)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as handle:
+                    if text.encode() in handle.read():
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_thread_pool_of_8_shares_one_engine(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    text = COPILOT
+    if backend == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        text = COPILOT.replace('path = "state.sqlite3"', f'backend = "redis"\nurl = "{url}"\nkey_prefix = "{prefix}"')
+    shared = engine(tmp_path, text, fake_env(tmp_path, copilot="success"))
+    tasks = [{"number": n, "title": f"task {n}"} for n in range(32)]
+
+    def work(task: dict[str, Any]) -> tuple[str, bool]:
+        assert shared.route(task).provider == "copilot"
+        result = shared.run(task, prompt=f"do {task['number']}", workdir=tmp_path)
+        return threading.current_thread().name, result.success
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(work, tasks))
+    assert all(ok for _, ok in outcomes)
+    assert len({name for name, _ in outcomes}) > 1  # really several threads
+    totals = shared.store.usage_totals({"copilot": NOW - timedelta(days=1)})
+    assert totals[("copilot", "default")].requests == 32  # every run's usage, none lost
+    records = audit.read(tmp_path / "audit.jsonl")
+    assert sorted(r["task"]["number"] for r in records) == list(range(32))
+    shared.close()
+
+
+def test_ten_concurrent_aruns_do_not_block_the_event_loop(tmp_path: Path) -> None:
+    shared = engine(tmp_path, COPILOT, fake_env(tmp_path, copilot="success"))
+
+    async def main() -> tuple[list[bool], int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        beat = asyncio.create_task(ticker())
+        decision = await shared.aroute({"title": "t"})
+        assert decision.provider == "copilot"
+        results = await asyncio.gather(*(shared.arun({"number": n, "title": "t"}, prompt=f"p{n}", workdir=tmp_path)
+                                         for n in range(10)))
+        done.set()
+        await beat
+        return [r.success for r in results], ticks
+
+    successes, ticks = asyncio.run(main())
+    assert successes == [True] * 10
+    assert ticks > 1  # the loop kept turning while the runs were in flight
+    assert len(audit.read(tmp_path / "audit.jsonl")) == 10
+    shared.close()
+
+
+def test_cancelling_an_arun_ends_the_agents_process_group_and_records_the_attempt(tmp_path: Path) -> None:
+    env = {**fake_env(tmp_path, claude="hang", copilot="success"), "KEY_A": "ka", "KEY_B": "kb"}
+    text = CLAUDE_CONFIG.replace("TIMEOUT", "60") + '[state]\npath = "state.sqlite3"\n'
+    shared = engine(tmp_path, text, env)
+    log = tmp_path / "agents.jsonl"
+
+    async def main() -> None:
+        run = asyncio.create_task(shared.arun({"title": "t"}, prompt="p", workdir=tmp_path))
+        for _ in range(500):  # until the agent (and the child it spawns) is up: at most 10 s
+            if log.exists() and log.read_text().strip() and len(processes_with(str(log))) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert processes_with(str(log)), "the fake agent never started"
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(main())
+    assert processes_with(str(log)) == []  # the agent and the child that ignores SIGTERM: both gone
+    (record,) = audit.read(tmp_path / "audit.jsonl")
+    assert record["message"] == "cancelled; the agent's process group was ended"
+    (attempt,) = record["attempts"]
+    assert (attempt["provider"], attempt["outcome"], attempt["action"]) == ("claude", "error", "stop")
+    assert attempt["reason"] == "cancelled: the run was cancelled and the agent's process group ended"
+    assert len(json.loads("[" + ",".join(log.read_text().splitlines()) + "]")) == 1  # no fall-through after it
+    assert shared.store.breakers() == {}  # a cancellation is not an infrastructure failure
+    shared.close()
