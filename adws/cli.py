@@ -164,7 +164,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     from adws.reports import providers_report, render_providers
 
     engine = _engine(args)
-    now = engine.clock()
+    now = _at(args.at, engine.config.timezone) or engine.clock()
     rows = providers_report(engine, now)
     if args.json:
         _print_json(rows)
@@ -351,8 +351,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
-        if name == "quota":
-            p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+        p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
 
     p = add("state", "Move state between stores (JSON Lines) or roll old usage up into hourly totals.")
     p.add_argument("action", choices=("export", "import", "compact"))

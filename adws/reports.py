@@ -14,7 +14,7 @@ from adws.errors import TaskError
 from adws.model import CompiledConfig
 from adws.quota import percent_used
 from adws.render import times_in
-from adws.router import ModelRouter
+from adws.router import Explanation, ModelRouter
 from adws.standing import standing
 from adws.state.memory import MemoryStore
 
@@ -209,15 +209,19 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
     scenarios = []
     for s in config.scenarios:
         when = datetime.fromisoformat(s.at) if s.at else at
+        why: list[str] = []
         try:
-            d = router.route(dict(s.task), now=when)
+            explanation = router.explain(dict(s.task), now=when)
+            d = explanation.decision
             got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
                                    "rule": d.rule, "plan": [step.provider for step in d.plan]}
             failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in s.expect.items() if got.get(k) != v]
+            if failures:
+                why = _why_not(s.expect, explanation)
         except TaskError as exc:
             got, failures = {}, [str(exc)]
         scenarios.append({"name": s.name, "at": when.isoformat(), "expect": dict(s.expect), "got": got,
-                          "ok": not failures, "failures": failures})
+                          "ok": not failures, "failures": failures, "why": why})
     return {
         "config": config.source,
         "routing_enabled": config.enabled,
@@ -234,6 +238,55 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
         "scenarios": scenarios,
         "ok": all(s["ok"] for s in scenarios),
     }
+
+
+def _why_not(expect: Mapping[str, Any], explanation: Explanation) -> list[str]:
+    """Why a scenario's expectation failed, from the same traces `adws route --explain` shows: the expected
+    rule's first failing condition (or the rule that came first), and why an expected provider, model or account
+    is not where the scenario wants it."""
+    d = explanation.decision
+    why: list[str] = []
+    wanted_rule = expect.get("rule")
+    if wanted_rule is not None and wanted_rule != d.rule:
+        trace = next((t for t in explanation.traces if t.rule.name == wanted_rule), None)
+        if wanted_rule == "default":
+            why.append(f'rule "{d.rule}" matched first, so the defaults were not used')
+        elif wanted_rule == "override":
+            why.append("no override label or attribute on the task")
+        elif trace is None:
+            why.append(f'there is no rule "{wanted_rule}"')
+        elif trace.status == "failed":
+            why.append(f'rule "{wanted_rule}" did not match: {trace.condition}: task has {trace.actual}, '
+                       f"rule wants {trace.expected}")
+        elif trace.status == "disabled":
+            why.append(f'rule "{wanted_rule}" is disabled')
+        elif d.via == "override":
+            why.append(f'rule "{wanted_rule}" matched, but the {d.override_source} override decides')
+        elif d.matched is not None:
+            why.append(f'rule "{wanted_rule}" matched, but "{d.matched.name}" (priority {d.matched.priority}) '
+                       "comes first")
+    if why:  # the rule is the cause: where it would have sent the task follows from it
+        return why
+    via = f'rule "{d.rule}"' if d.via == "rule" else f"the {d.via}" if d.via == "override" else "the defaults"
+    for key in ("provider", "model", "account"):
+        wanted = expect.get(key)
+        if wanted is None or getattr(d, key) == wanted:
+            continue
+        if key == "provider":
+            skips = [skip for skip in d.skipped if skip.provider == wanted]
+            tiers = [step.provider for step in d.plan]
+            if skips:
+                why += [f"{wanted} was skipped: {skip.reason}" for skip in skips]
+            elif wanted not in tiers:
+                why.append(f"{wanted} is not a tier of the plan of {via}")
+            else:
+                why.append(f"{wanted} is tier {tiers.index(wanted) + 1} of the plan of {via}, after {tiers[0]}")
+        elif d.plan and key == "model":
+            why.append(f"{d.plan[0].provider}: {d.plan[0].model_reason}")
+        elif d.plan and key == "account":
+            out = [skip for skip in d.skipped if skip.account == wanted]
+            why += [f"account {wanted} was skipped: {skip.reason}" for skip in out]
+    return list(dict.fromkeys(why))
 
 
 def _toml_inline(value: Any) -> str:
@@ -287,6 +340,7 @@ def render_routing(report: dict[str, Any]) -> str:
         where = _verdict_target(s["got"])
         lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {where}")
         lines.extend(f"         {f}" for f in s["failures"])
+        lines.extend(f"         because {w}" for w in s.get("why", ()))
     return "\n".join(lines)
 
 

@@ -1,0 +1,205 @@
+"""Every view of one prepared moment tells the same story: providers, quota, route, route --explain, check.
+
+The state (tests/data/views.toml explains it): a cooldown, an exhausted account, an account over its hard
+block, an open circuit, a busy provider, and one tier that can run. Each view is snapshotted as text (at a fixed
+terminal width) and as JSON, and `providers --json` is checked against route() itself: a provider is shown
+available iff some task's plan can use it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+
+from adws import cli
+from adws.attempt import Usage
+from adws.config import load_config
+from adws.engine import Engine
+from adws.render import fit, minute, times_in
+from adws.reports import providers_report
+from adws.state import Cooldown, UsageRecord, open_store
+from adws.state.base import BreakerState
+from tests.conftest import TESTS
+
+CONFIG = TESTS / "data" / "views.toml"
+AT = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
+AT_ARG = "2026-11-18T13:00:00Z"
+BUG = json.dumps({"number": 7, "title": "Null pointer in parser", "labels": ["bug"]})
+DOCS = json.dumps({"number": 8, "title": "Explain the views", "labels": ["documentation"]})
+PLAIN = json.dumps({"number": 9, "title": "Tidy imports"})
+
+
+def prepare(path: Path) -> None:
+    """The moment every view is asked about: see tests/data/views.toml."""
+    store = open_store("sqlite", str(path))
+    store.set_cooldown("alpha", "a1", Cooldown(AT + timedelta(hours=2), "rate_limited"))
+    store.set_cooldown("alpha", "a2", Cooldown(datetime(2026, 11, 22, tzinfo=UTC), "quota_exhausted"))
+    store.record_usage(UsageRecord("alpha", "a3", AT - timedelta(days=1), Usage(4, 90_000, 6_000)))
+    store.record_usage(UsageRecord("alpha", "a1", AT - timedelta(days=1), Usage(2, 30_000, 2_000)))
+    store.update_breaker("beta", lambda state: BreakerState("open", 3, AT - timedelta(minutes=2)))
+    assert store.acquire_slot("gamma", "run-1", 1, AT - timedelta(minutes=5), AT + timedelta(minutes=25))
+    store.record_usage(UsageRecord("delta", "d1", AT - timedelta(days=2), Usage(10, 0, 0)))
+    store.close()
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "state.sqlite3"
+    monkeypatch.setenv("ADWS_STATE_PATH", str(path))
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.delenv("ADWS_CONFIG", raising=False)
+    prepare(path)
+    return path
+
+
+def adws(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    assert err == ""
+    return code, out
+
+
+VIEWS: dict[str, tuple[list[str], int]] = {
+    "providers": (["providers", "--config", str(CONFIG), "--at", AT_ARG], 0),
+    "route-bug": (["route", "--config", str(CONFIG), "--at", AT_ARG, "--task-json", BUG], 0),
+    "route-docs": (["route", "--config", str(CONFIG), "--at", AT_ARG, "--task-json", DOCS], 0),
+    "route-bug-explain": (["route", "--config", str(CONFIG), "--at", AT_ARG, "--task-json", BUG, "--explain"], 0),
+}
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_view_text(view: str, state: Path, capsys: pytest.CaptureFixture[str], snapshot: SnapshotAssertion) -> None:
+    args, code = VIEWS[view]
+    got, out = adws(capsys, *args)
+    assert got == code
+    assert all(len(line) <= 100 for line in out.splitlines())  # fits COLUMNS
+    assert out == snapshot
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_view_json(view: str, state: Path, capsys: pytest.CaptureFixture[str], snapshot: SnapshotAssertion) -> None:
+    args, code = VIEWS[view]
+    got, out = adws(capsys, *args, "--json")
+    assert got == code
+    assert json.loads(out) == snapshot
+
+
+def test_check_view(state: Path, capsys: pytest.CaptureFixture[str], snapshot: SnapshotAssertion) -> None:
+    assert adws(capsys, "check", str(CONFIG)) == (0, snapshot)
+
+
+def test_an_empty_plan_says_when_the_first_tier_is_back(state: Path, capsys: pytest.CaptureFixture[str],
+                                                        snapshot: SnapshotAssertion) -> None:
+    # delta, the only tier that can run, is out of the plan of a rule without fall-through.
+    (state.parent / "nofall.toml").write_text(
+        CONFIG.read_text(encoding="utf-8").replace('provider = "beta"\n', 'provider = "beta"\nfallback = false\n'),
+        encoding="utf-8")
+    code, out = adws(capsys, "route", "--config", str(state.parent / "nofall.toml"), "--at", AT_ARG,
+                     "--task-json", BUG)
+    assert code == 1
+    assert out.splitlines()[0] == 'route: nothing can run now (rule "bugs-to-beta"); beta is back first, at 14:08 CET'
+    assert out == snapshot
+
+
+# -- the views agree with each other and with route() -----------------------------------------------------
+
+
+def the_same_moment(state: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    views = {}
+    for name in ("providers", "route-bug"):
+        views[name] = json.loads(adws(capsys, *VIEWS[name][0], "--json")[1])
+    return views
+
+
+def test_providers_and_route_give_the_same_reasons(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    views = the_same_moment(state, capsys)
+    providers = {row["name"]: row for row in views["providers"]}
+    decision = views["route-bug"]
+    # Each tier's line in the decision is among the provider's own reasons, with the same fields.
+    for skip in decision["skipped"]:
+        assert skip in providers[skip["provider"]]["skipped"], skip
+    assert [row["name"] for row in views["providers"] if row["status"] == "available"] == \
+        [step["provider"] for step in decision["plan"]] == ["delta"]
+
+
+MOMENTS = {
+    "prepared": AT,
+    "breaker-probe-due": AT + timedelta(minutes=9),  # beta's cooldown is over: one probe may go
+    "slot-lease-over": AT + timedelta(minutes=31),  # gamma's holder never released: its lease ran out
+    "a1-back": AT + timedelta(hours=2, seconds=1),
+    "next-week": datetime(2026, 11, 23, 9, 0, tzinfo=UTC),  # every period reset, every cooldown over
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_available_iff_route_can_plan_it_for_some_task(moment: str, state: Path) -> None:
+    now = MOMENTS[moment]
+    engine = Engine(load_config(CONFIG), environ={"PATH": "/bin:/usr/bin", "ADWS_STATE_PATH": str(state)})
+    try:
+        rows = {row["name"]: row for row in providers_report(engine, now)}
+        # Some task: an override sends the smallest task to the provider first. Every task: the override to
+        # each provider and each scenario's task, whose plans together hold every tier a task could get.
+        names = list(engine.config.providers)
+        tasks = [{"title": "x", "labels": [f"route:{name}"]} for name in names] + \
+            [dict(s.task) for s in engine.config.scenarios] + [{"title": "docs", "labels": ["documentation"]}]
+        planned = {step.provider for task in tasks for step in engine.route(task, now=now).plan}
+        for name in names:
+            witness = engine.route({"title": "x", "labels": [f"route:{name}"]}, now=now)
+            can = bool(witness.plan) and witness.plan[0].provider == name
+            assert (rows[name]["status"] == "available") is can, (name, rows[name])
+            assert (name in planned) is can, name
+            if not can:  # and the reason the view gives is the one route gives for that tier
+                tier = [s.to_dict() for s in witness.skipped if s.provider == name and s.account is None]
+                assert rows[name]["reason"] in [s["reason"] for s in tier] + \
+                    [s["reason"] for s in rows[name]["skipped"]]
+    finally:
+        engine.close()
+
+
+def test_the_tier_says_when_it_comes_back(state: Path) -> None:
+    engine = Engine(load_config(CONFIG), environ={"PATH": "/bin:/usr/bin", "ADWS_STATE_PATH": str(state)})
+    rows = {row["name"]: row for row in providers_report(engine, AT)}
+    assert {name: (row["status"], row["until"]) for name, row in rows.items()} == {
+        "alpha": ("unavailable", "2026-11-18T15:00:00+00:00"),  # a1's cooldown ends first (a3 waits for Sunday)
+        "beta": ("unavailable", "2026-11-18T13:08:00+00:00"),  # the breaker's probe is due
+        "gamma": ("unavailable", "2026-11-18T13:25:00+00:00"),  # the held slot's lease ends
+        "delta": ("available", None),
+    }
+    assert rows["alpha"]["skipped"] == [
+        {"provider": "alpha", "reason": "cooling down: rate_limited", "account": "a1",
+         "until": "2026-11-18T15:00:00+00:00"},
+        {"provider": "alpha", "reason": "cooling down: quota_exhausted", "account": "a2",
+         "until": "2026-11-22T00:00:00+00:00"},
+        {"provider": "alpha", "reason": "quota 96% used (hard block at 95%)", "account": "a3",
+         "until": "2026-11-22T00:00:00+00:00"},
+    ]
+    assert rows["delta"]["skipped"] == [{"provider": "delta", "reason": "account disabled", "account": "d2"}]
+    engine.close()
+
+
+# -- rendering helpers ------------------------------------------------------------------------------------
+
+
+def test_times_are_shown_to_the_minute_in_the_routing_timezone() -> None:
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    assert minute(datetime(2026, 11, 18, 13, 8, 59, tzinfo=UTC), berlin) == "2026-11-18 14:08 CET"
+    assert minute(datetime(2026, 11, 18, 13, 8, tzinfo=UTC), berlin, AT) == "14:08 CET"
+    assert minute(datetime(2026, 11, 22, tzinfo=UTC), berlin, AT) == "Sun 22 Nov 01:00 CET"
+    assert minute(datetime(2026, 12, 1, tzinfo=UTC), berlin, AT) == "2026-12-01 01:00 CET"
+    assert times_in("probed again at 2026-11-18T13:09:00+00:00; back", berlin, AT) == "probed again at 14:09 CET; back"
+
+
+def test_long_lines_fold_under_their_own_indent() -> None:
+    text = "head\n  alpha/a1: " + "word " * 30
+    folded = fit(text, 40).splitlines()
+    assert folded[0] == "head"
+    assert all(len(line) <= 40 for line in folded)
+    assert folded[1].startswith("  alpha/a1: word") and all(line.startswith("      ") for line in folded[2:])
+    assert fit(text, None) == text
