@@ -253,8 +253,8 @@ def _why_not(expect: Mapping[str, Any], explanation: Explanation) -> list[str]:
             why.append(f'rule "{d.rule}" matched first, so the defaults were not used')
         elif wanted_rule == "override":
             why.append("no override label or attribute on the task")
-        elif trace is None:
-            why.append(f'there is no rule "{wanted_rule}"')
+        elif trace is None:  # load refuses a scenario naming an unknown rule
+            raise AssertionError(f"scenario expects unknown rule {wanted_rule!r}")
         elif trace.status == "failed":
             why.append(f'rule "{wanted_rule}" did not match: {trace.condition}: task has {trace.actual}, '
                        f"rule wants {trace.expected}")

@@ -203,3 +203,63 @@ def test_long_lines_fold_under_their_own_indent() -> None:
     assert all(len(line) <= 40 for line in folded)
     assert folded[1].startswith("  alpha/a1: word") and all(line.startswith("      ") for line in folded[2:])
     assert fit(text, None) == text
+
+
+# -- show-routing: a failing scenario says why --------------------------------------------------------------
+
+WHY = """
+[routing]
+default_provider = "alpha"
+chain = ["alpha", "beta", "gamma"]
+[[routing.rules]]
+name = "critical-to-gamma"
+priority = 90
+conditions = { priority = "critical" }
+provider = "gamma"
+[[routing.rules]]
+name = "bugs-to-beta"
+priority = 50
+conditions = { labels = ["bug"] }
+provider = "beta"
+[providers.alpha]
+command_template = ["alpha-cli"]
+prompt = "stdin"
+[providers.beta]
+enabled = false
+command_template = ["beta-cli"]
+prompt = "stdin"
+[providers.gamma]
+command_template = ["gamma-cli"]
+prompt = "stdin"
+[[scenarios]]
+name = "a critical bug"
+task = { labels = ["bug"], priority = "critical" }
+expect = { rule = "bugs-to-beta" }
+[[scenarios]]
+name = "a bug"
+task = { labels = ["bug"] }
+expect = { provider = "beta" }
+[[scenarios]]
+name = "anything"
+task = { title = "x" }
+expect = { provider = "gamma" }
+"""
+
+
+def test_a_failing_scenario_says_which_condition_failed_and_why() -> None:
+    from adws.config.load import compile_config, parse_toml
+    from adws.reports import render_routing, routing_report
+
+    report = routing_report(compile_config(parse_toml(WHY), "why.toml"), AT)
+    assert {s["name"]: s["why"] for s in report["scenarios"]} == {
+        "a critical bug": ['rule "bugs-to-beta" matched, but "critical-to-gamma" (priority 90) comes first'],
+        "a bug": ["beta was skipped: disabled in config"],
+        "anything": ["gamma is tier 2 of the plan of the defaults, after alpha"],
+    }
+    lines = render_routing(report).splitlines()
+    assert lines[lines.index("scenarios: 0/3 as expected"):][:4] == [
+        "scenarios: 0/3 as expected",
+        "  FAIL a critical bug: gamma via critical-to-gamma",
+        "         rule: expected 'bugs-to-beta', got 'critical-to-gamma'",
+        '         because rule "bugs-to-beta" matched, but "critical-to-gamma" (priority 90) comes first',
+    ]
