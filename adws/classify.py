@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 
 from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.parsers import find_reset_time
+from adws.userregex import Match, Searcher
 
 QUOTA_HORIZON = timedelta(hours=6)
 LIMIT_CLASSES = frozenset({OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED})
@@ -68,7 +69,7 @@ _SNIPPET = 160  # reasons are one line in a table, not a log
 class Pattern:
     """A declared regex over the output tail, and the class an attempt gets when it matches."""
 
-    regex: re.Pattern[str]
+    regex: Searcher  # Python's re for the built-in patterns; RE2 (adws.userregex) for a config's, compiled at load
     outcome: OutcomeClass
 
 
@@ -300,7 +301,7 @@ def _snippet(text: str) -> str:
     return flat if len(flat) <= _SNIPPET else flat[: _SNIPPET - 1] + "…"
 
 
-def _line_at(text: str, match: re.Match[str]) -> str:
+def _line_at(text: str, match: Match) -> str:
     """The line that matched, cut around the match when it is long (a JSON line can be kilobytes)."""
     start = text.rfind("\n", 0, match.start()) + 1
     end = text.find("\n", match.end())

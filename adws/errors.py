@@ -7,21 +7,31 @@ Nothing in adws should let a traceback reach a maintainer for a mistake in confi
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
+from typing import Any
 
 Loc = tuple[str | int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with a config file, with where it is."""
+    """One thing wrong with a config file, with where it is: `where` in words, `loc` as keys, `line` in the file
+    (1-based; None where the file has no line for it, or it was not read from a file)."""
 
     where: str
     message: str
+    loc: Loc = field(default=(), compare=False)
+    line: int | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
+
+    def at_line(self, line: int | None) -> Problem:
+        return replace(self, line=line)
 
 
 class AdwsError(Exception):
@@ -43,7 +53,9 @@ class ConfigError(AdwsError):
             return f"{head}{self.problems[0].message}"
         count = len(self.problems)
         lines = [f"{head}{count} problem{'s' if count != 1 else ''} in config"]
-        lines.extend(f"  {p}" for p in self.problems)
+        # `file:line: ...` as compilers print it, so editors and terminals can jump to the place.
+        lines.extend(f"  {self.source}:{p.line}: {p}" if p.line is not None and self.source else f"  {p}"
+                     for p in self.problems)
         return "\n".join(lines)
 
 
@@ -78,6 +90,48 @@ class RunCancelled(BaseException):
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean "x"?)' for a near miss, else ''."""
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """' (did you mean "x"?)' for a near miss, else ''. A choice that differs only in case ("utc" for "UTC")
+    comes first: difflib alone does not see those."""
+    options = list(choices)
+    same_case = [c for c in options if c.lower() == word.lower() and c != word]
+    matches = same_case[:1] or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f' (did you mean "{matches[0]}"?)' if matches else ""
+
+
+def toml_value(value: Any, *, brief: bool = False) -> str:
+    """A value as it is written in TOML, for messages: `"text"`, `true`, `[1, 2]`, `{ a = 1 }`, `inf`.
+
+    `brief` is for "got ..." after a type mismatch: arrays and tables are named ("an array", "a table") rather
+    than printed, a float with an integer value prints as the integer it was most likely written as, and a
+    TOML date says that it is one.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # TOML basic strings escape as JSON does
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return str(int(value)) if brief and value.is_integer() and abs(value) < 1e16 else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (datetime, date, time)):
+        return f"the date-time {value.isoformat()}" if brief else value.isoformat()
+    if isinstance(value, (list, tuple, frozenset, set)):
+        if brief:
+            return "an array"
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return "[" + ", ".join(toml_value(v) for v in items) + "]"
+    if isinstance(value, Mapping):
+        if brief:
+            return "a table"
+        return "{ " + ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }" \
+            if value else "{}"
+    return type(value).__name__ if brief else str(value)
+
+
+def toml_key(key: str) -> str:
+    """A key as TOML needs it written: bare when it can be, quoted otherwise (`"attrs.tier"`)."""
+    return key if key and key.replace("_", "").replace("-", "").isalnum() and key.isascii() else toml_value(key)

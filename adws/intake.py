@@ -83,8 +83,18 @@ def local_time(now: datetime, tz: ZoneInfo) -> datetime:
 def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt: str | None = None) -> TaskView:
     lowered = [label.strip().lower() for label in task.labels]
     labels = frozenset(lowered)
-    priority, priority_from = _priority(task, lowered, intake)
-    specialization, spec_from = _specialization(task, labels, intake)
+    problems: list[str] = []  # every problem of the task at once, not the first only
+    try:
+        priority, priority_from = _priority(task, lowered, intake)
+    except TaskError as exc:
+        problems += exc.problems
+        priority, priority_from = intake.default_priority, ""
+    try:
+        specialization, spec_from = _specialization(task, labels, intake)
+    except TaskError as exc:
+        problems += exc.problems
+    if problems:
+        raise TaskError(problems)
     if task.context_tokens is not None:
         tokens, estimated, tokens_from = task.context_tokens, False, "given"
     else:

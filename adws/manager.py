@@ -31,12 +31,13 @@ from typing import Any, NamedTuple
 from adws import breaker
 from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
-from adws.classify import Pattern, booked_usage, classify, compile_pattern, pattern_chain
+from adws.classify import booked_usage, classify
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
 from adws.result import Attempt, Result
+from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
 from adws.state.base import Cooldown, StateStore, UsageRecord
@@ -57,7 +58,6 @@ _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECA
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +99,6 @@ class ProviderManager:
         self.clock = clock
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
-        self._patterns: dict[str, tuple[Pattern, ...]] = {
-            name: pattern_chain([compile_pattern(regex, outcome) for regex, outcome in p.patterns])
-            for name, p in config.providers.items()
-        }
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -173,8 +169,7 @@ class ProviderManager:
                 result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
                 attempt.action = "stop"
                 return True
-            action = provider.actions.get(OutcomeClass(attempt.outcome)) or \
-                self.config.actions.get(OutcomeClass(attempt.outcome), "next_tier")
+            action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
             if action == "next_account" and index + 1 >= len(accounts):
@@ -300,7 +295,7 @@ class ProviderManager:
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
         parsed = read_output(provider.output_format, outcome, now)
-        verdict = classify(outcome, parsed, self._patterns[provider.name], now=now)
+        verdict = classify(outcome, parsed, provider.failure_patterns, now=now)
         usage = None
         if outcome.spawn_error is None:
             usage = booked_usage(verdict, parsed, lambda: self._estimate(step, provider, prompt, outcome))

@@ -1,7 +1,8 @@
 """The compiled configuration: plain, immutable objects built once at load from the validated file.
 
 Routing reads only these (never the raw TOML or the pydantic models), so a decision never re-parses config.
-They hold no pydantic objects and no compiled Jinja templates, which keeps them cheap to copy and to cache.
+They hold no pydantic objects and no compiled Jinja templates, which keeps them cheap to copy and to cache;
+what is compiled once (conditions, failure patterns) is carried here so nothing downstream compiles it again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adws.attempt import OutcomeClass
+from adws.classify import Pattern
 from adws.conditions import Condition, LabelSet
 
 
@@ -125,8 +127,8 @@ class ProviderSpec:
     models: Mapping[str, ModelSpec]  # in file order
     accounts: tuple[AccountSpec, ...]
     quota: QuotaSpec | None
-    patterns: tuple[tuple[str, OutcomeClass], ...]  # declared (regex, class) over the output tail
-    actions: Mapping[OutcomeClass, str]
+    failure_patterns: tuple[Pattern, ...]  # the provider's own, then the built-in ones: what classify reads
+    actions: Mapping[OutcomeClass, str]  # every outcome class: the provider's, else [routing.actions], else default
     vars: Mapping[str, Any]
     idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
     # Resolved from the fields above when the spec is built (at load), never written by hand:

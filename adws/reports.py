@@ -10,7 +10,7 @@ from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, l
 from adws.attempt import Usage
 from adws.availability import Availability
 from adws.engine import Engine
-from adws.errors import TaskError
+from adws.errors import TaskError, toml_value
 from adws.model import CompiledConfig
 from adws.quota import percent_used
 from adws.render import times_in
@@ -289,22 +289,6 @@ def _why_not(expect: Mapping[str, Any], explanation: Explanation) -> list[str]:
     return list(dict.fromkeys(why))
 
 
-def _toml_inline(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_toml_inline(v)}" for k, v in value.items()) + " }"
-    return str(value)
-
-
-def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_inline(key)
-
-
 def render_routing(report: dict[str, Any]) -> str:
     default = report["default"]
     lines = [
@@ -324,14 +308,14 @@ def render_routing(report: dict[str, Any]) -> str:
             target += f" (account {r['account']})"
         extras = []
         if r["models"]:
-            extras.append("per tier " + _toml_inline(r["models"]))
+            extras.append("per tier " + toml_value(r["models"]))
         if not r["fallback"]:
             extras.append("no fall-through")
         elif r["chain"] is not None:
             extras.append("then " + " → ".join(r["chain"]))
         off = "" if r["enabled"] else "  [disabled]"
         lines.append(f"  {r['priority']:>4}  {r['name']}{off}")
-        lines.append(f"        when {_toml_inline(r['conditions']) if r['conditions'] else 'always'}")
+        lines.append(f"        when {toml_value(r['conditions']) if r['conditions'] else 'always'}")
         lines.append(f"        → {target}" + (f"  ({'; '.join(extras)})" if extras else ""))
     lines.append("")
     passed = sum(s["ok"] for s in report["scenarios"])

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts
 from adws.availability import Availability
+from adws.conditions import Condition
 from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
 from adws.intake import prepare
@@ -73,35 +74,35 @@ class RuleIndex:
             for key in keys:
                 bucket.setdefault(key, []).append(pos)
 
-    def _keys(self, condition: Any) -> tuple[float, dict[Any, list[int]], Iterable[Any]] | None:
-        key = condition.key
-        if key == "labels":
-            labels = condition.index_keys()
-            return (0.0, self.by_label, labels) if labels else None
-        if key.startswith("attrs."):
-            name = key[len("attrs."):]
-            if getattr(condition, "exists", None) is False:
-                return None
-            values = _attr_values(condition)
-            if values is None:  # any other operator still needs the attribute to be there
-                return 0.05, self.by_attr_present, [name]
-            return 0.0, self.by_attr, [(name, v) for v in values]
-        if key == "specialization":
-            specs = condition.checks[0][2]
-            return len(specs) / 8, self.by_spec, specs
-        if key == "priority":
-            ranks = _probe(condition, "priority_rank", PRIORITY_RANK.values())
+    def _keys(self, condition: Condition) -> tuple[float, dict[Any, list[int]], Iterable[Any]] | None:
+        """(share of the dimension the condition admits, its buckets, the keys to file the rule under)."""
+        hint = condition.index_keys()
+        if hint is None:
+            return None
+        place = hint.field
+        if place == "labels":
+            return 0.0, self.by_label, hint.values
+        if place == "attrs":
+            return 0.0, self.by_attr, hint.values
+        if place == "attr_present":  # any other attrs operator still needs the attribute to be there
+            return 0.05, self.by_attr_present, hint.values
+        if place == "specialization":
+            return len(hint.values) / 8, self.by_spec, hint.values
+        admits = hint.admits
+        assert admits is not None  # every other field is an ordered one, which conditions answer by value
+        if place == "priority_rank":
+            ranks = [rank for rank in PRIORITY_RANK.values() if admits(rank)]
             return len(ranks) / 4, self.by_priority, ranks
-        if key == "hour_range":
-            hours = _probe(condition, "hour", range(24))
+        if place == "hour":
+            hours = [hour for hour in range(24) if admits(hour)]
             return len(hours) / 24, self.by_hour, hours
-        if key == "retry_count":
-            counts = _probe(condition, "retry_count", range(_RETRY_PROBES))
+        if place == "retry_count":
+            counts = [count for count in range(_RETRY_PROBES) if admits(count)]
             counts.append(_RETRY_PROBES)  # larger counts are not enumerated: always a candidate there
             # Most tasks are first or second tries: judge the share on the counts tasks really have.
             return sum(c < 4 for c in counts) / 4, self.by_retry, counts
-        if key == "context_tokens":
-            buckets = _context_buckets(condition)
+        if place == "context_tokens":
+            buckets = _context_buckets(hint.low, hint.high)
             return len(buckets) / _CONTEXT_BUCKETS, self.by_context, buckets
         return None
 
@@ -129,48 +130,12 @@ class RuleIndex:
         return [self.rules[pos] for pos in sorted(set(found))]
 
 
-def _probe(condition: Any, field: str, values: Iterable[int]) -> list[int]:
-    """The values of one TaskView field that the compiled predicate admits."""
-    view = _probe_view()
-    admitted = []
-    for value in values:
-        setattr(view, field, value)
-        if condition(view):
-            admitted.append(value)
-    return admitted
-
-
-def _attr_values(condition: Any) -> list[Any] | None:
-    """Values an attrs condition requires by `eq` or `in`; None for other operators."""
-    for op, _, operand in condition.checks:
-        try:
-            if op == "eq":
-                hash(operand)
-                return [operand]
-            if op == "in":
-                for v in operand:
-                    hash(v)
-                return list(operand)
-        except TypeError:
-            return None
-    return None
-
-
-def _context_buckets(condition: Any) -> list[int]:
-    """Bit-length buckets that the bounds of a context_tokens condition can reach."""
-    low, high = 0, 1 << (_CONTEXT_BUCKETS - 1)
-    for op, _, operand in condition.checks:
-        if op in ("gt", "gte", "eq"):
-            low = max(low, int(operand))
-        if op in ("lt", "lte", "eq"):
-            high = min(high, int(operand))
+def _context_buckets(low: float, high: float) -> list[int]:
+    """Bit-length buckets that a context size within [low, high] can fall in."""
+    top = 1 << (_CONTEXT_BUCKETS - 1)
+    low_n, high_n = int(max(low, 0)), int(min(high, top))
     last = _CONTEXT_BUCKETS - 1
-    return list(range(min(low.bit_length(), last), min(high.bit_length(), last) + 1))
-
-
-def _probe_view() -> TaskView:
-    return TaskView(None, None, "", frozenset(), "normal", 1, 0, "general", 0, False, {},
-                    datetime(2000, 1, 1, tzinfo=UTC), 0, {})
+    return list(range(min(low_n.bit_length(), last), min(high_n.bit_length(), last) + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +234,15 @@ class ModelRouter:
     def route(self, task: Task | dict[str, Any], *, now: datetime | None = None,
               prompt: str | None = None) -> Decision:
         task = coerce_task(task)
-        view = prepare(task, self.config.intake, self.tz, now or self.clock(), prompt)
+        try:
+            view = prepare(task, self.config.intake, self.tz, now or self.clock(), prompt)
+        except TaskError as exc:  # every problem of the task at once: the override's own too
+            try:
+                self._override(task)
+            except TaskError as more:
+                exc.problems.extend(more.problems)
+                raise TaskError(exc.problems) from None
+            raise
         override = self._override(task)
         if override is not None:
             return self._decide(view, "override", None, override)

@@ -75,6 +75,7 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def variables_of(source: str) -> frozenset[str] | None:
     """The variables a template reads; None when it does not parse (check_template says why)."""
     from jinja2 import TemplateError, meta

@@ -212,11 +212,12 @@ prompt = "stdin"
     assert (code, out) == (2, "")
     assert err == (
         f"{path}: 3 problems in config\n"
-        '  routing.rules[0] (name="r") → conditions → retry_count → gte: must be >= 0, got -1\n'
-        '  routing.rules[0] (name="r") → conditions → labls: unknown condition "labls" (did you mean "labels"?); '
+        f'  {path}:6: routing.rules[0] (name="r") → conditions → retry_count → gte: must be >= 0, got -1\n'
+        f'  {path}:6: routing.rules[0] (name="r") → conditions → labls: unknown condition "labls" (did you mean '
+        '"labels"?); '
         "allowed: priority, labels, retry_count, hour_range, schedule, specialization, context_tokens, attrs, "
         "attrs.NAME\n"
-        '  routing → default_provider: unknown provider "alfa" (did you mean "alpha"?); providers: alpha\n'
+        f'  {path}:3: routing → default_provider: unknown provider "alfa" (did you mean "alpha"?); providers: alpha\n'
     )
 
 
@@ -248,7 +249,7 @@ def test_check_an_invalid_config_exits_1(machine: Path, capsys: pytest.CaptureFi
                     encoding="utf-8")
     code, out, err = adws(capsys, "check", str(path))
     assert (code, out) == (1, "")
-    assert err == f'{path}: 1 problem in config\n  routing: unknown key "enabeld" (did you mean "enabled"?)\n'
+    assert err == f'{path}: 1 problem in config\n  {path}:2: routing: unknown key "enabeld" (did you mean "enabled"?)\n'
 
 
 def test_check_a_missing_file_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -206,8 +206,11 @@ def test_missing_inputs_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_bad_config_exits_2(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (workdir / "bad.toml").write_text(SMALL_CONFIG.replace('prompt = "arg"', 'promt = "arg"'), encoding="utf-8")
+    text = SMALL_CONFIG.replace('prompt = "arg"', 'promt = "arg"')
+    (workdir / "bad.toml").write_text(text, encoding="utf-8")
+    line = text.splitlines().index('promt = "arg"') + 1
     code, out, err = run_cli(capsys, workdir, "--task-json", "{}", config="bad.toml")
     assert (code, out) == (2, None)
     assert err == (f"{workdir / 'bad.toml'}: 1 problem in config\n"
-                   '  providers.copilot: unknown key "promt" (did you mean "prompt"?)\n')
+                   f'  {workdir / "bad.toml"}:{line}: providers.copilot: unknown key "promt" '
+                   '(did you mean "prompt"?)\n')

@@ -13,6 +13,7 @@ import pytest
 
 from adws.conditions import Condition, compile_conditions
 from adws.config.load import compile_config, parse_toml
+from adws.errors import toml_value
 from adws.intake import prepare
 from adws.task import Task
 from adws.taskview import PRIORITY_RANK, TaskView
@@ -230,6 +231,7 @@ timezone = "Asia/Kolkata"
 [providers.local]
 command_template = ["ollama", "run", "{{ model }}"]
 prompt = "stdin"
+models.qwen = { context_window = 8000 }
 """
 
 
@@ -343,10 +345,8 @@ def test_specialization(value: Any, matches: list[str], expected: str) -> None:
 
 @pytest.mark.parametrize("value", [[], 5, [""], ["code", 5]])
 def test_specialization_errors(value: Any) -> None:
-    from adws.conditions import _toml
-
     assert errors_of({"specialization": value}) == [
-        (("specialization",), f"expected a specialization or a non-empty list of them, got {_toml(value)}")]
+        (("specialization",), f"expected a specialization or a non-empty list of them, got {toml_value(value)}")]
 
 
 # --- context_tokens ------------------------------------------------------------------------------------------
@@ -504,3 +504,36 @@ def test_compiled_conditions_survive_pickling() -> None:
     restored = pickle.loads(pickle.dumps(conditions))
     assert [c(task) for c in restored] == [c(task) for c in conditions] == [True] * len(conditions)
     assert [c.expected() for c in restored] == [c.expected() for c in conditions]
+
+
+# --- the operator registry -----------------------------------------------------------------------------------
+
+OPERANDS = {"eq": "web", "ne": "web", "gt": 1, "gte": 1, "lt": 9, "lte": 9, "in": ["web", 2], "not_in": ["x"],
+            "regex": "^w", "exists": True}
+
+
+def test_every_operator_is_one_entry_that_compiles_explains_and_has_a_schema() -> None:
+    from adws.conditions import OPERATORS
+
+    assert set(OPERATORS) == set(OPERANDS)  # a new operator needs an example operand here, nothing else
+    for name, op in OPERATORS.items():
+        condition = one("attrs.team", {name: OPERANDS[name]})
+        assert condition.expected().startswith(op.word + " ")
+        assert isinstance(condition(ATTRS["web"]), bool) and condition(ATTRS["missing"]) is False
+        assert condition.actual(ATTRS["web"]) == "'web'"
+        assert op.schema and condition.index_keys() is not None
+
+
+def test_conditions_tell_the_index_their_keys() -> None:
+    from adws.conditions import IndexKeys
+
+    assert one("labels", ["Bug"]).index_keys() == IndexKeys("labels", values=frozenset({"bug"}))
+    assert one("attrs.team", {"in": ["a", "b"]}).index_keys() == IndexKeys("attrs", values=(("team", "a"),
+                                                                                          ("team", "b")))
+    assert one("attrs.team", {"regex": "a"}).index_keys() == IndexKeys("attr_present", values=("team",))
+    assert one("attrs.team", {"exists": False}).index_keys() is None
+    hint = one("retry_count", {"gte": 2, "ne": 3}).index_keys()
+    assert hint is not None and hint.admits is not None
+    assert [n for n in range(6) if hint.admits(n)] == [2, 4, 5] and hint.low == 2
+    hint = one("context_tokens", [100, 5000]).index_keys()
+    assert hint is not None and (hint.low, hint.high) == (100, 5000)

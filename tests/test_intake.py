@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adws.config.load import compile_config, load_config, parse_toml
+from adws.config import load_config
+from adws.config.load import compile_config, parse_toml
 from adws.errors import TaskError
 from adws.intake import local_time, prepare
 from adws.model import CompiledConfig

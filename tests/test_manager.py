@@ -368,17 +368,6 @@ def test_accounts_with_their_own_keys_run_when_the_providers_key_is_unset(
     assert [(s.account, s.reason) for s in decision.skipped] == [("a", "credentials missing: KEY_A is not set")]
 
 
-def test_a_provider_without_models_whose_command_needs_one_is_a_clear_error(
-        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
-    text = CLAUDE_CONFIG.replace('"--output-format", "json"]', '"--model", "{{ model }}", "--output-format", "json"]')
-    engine = make_engine({**fake_env(tmp_path, claude="auth"), "KEY_A": "x" * 9, "KEY_B": "y" * 9},
-                         text.replace("TIMEOUT", "30"))
-    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
-    assert result.attempts[-1].reason == (
-        "provider backup declares no models and nothing chose one, but its command uses {{ model }}: declare "
-        "[providers.backup.models.ID] or set the model in the rule or routing.default_model")
-
-
 def test_gemini_json_error_on_stderr_is_read(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
     text = """
 [routing]

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adws.availability import Availability
-from adws.config.load import compile_config, load_config
+from adws.config import load_config
+from adws.config.load import compile_config
 from adws.model import CompiledConfig, RuleSpec
 from adws.reports import scenario_router
 from adws.router import ModelRouter

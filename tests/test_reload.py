@@ -77,7 +77,7 @@ def test_a_broken_edit_keeps_the_last_valid_config_logs_once_and_clears_when_fix
     assert status.problems == ('routing → chain[1]: unknown provider "nowhere"; providers: first, second',)
     assert [r.getMessage() for r in caplog.records] == [  # once, though the broken file was seen three times
         f"keeping the last valid config; {config_path}: 1 problem in config\n"
-        '  routing → chain[1]: unknown provider "nowhere"; providers: first, second']
+        f'  {config_path}:3: routing → chain[1]: unknown provider "nowhere"; providers: first, second']
     assert engine.route({"title": "t"}).plan[1].provider == "second"  # still the last valid chain
 
     caplog.clear()

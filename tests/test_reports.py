@@ -14,7 +14,8 @@ from syrupy.assertion import SnapshotAssertion
 
 from adws import cli
 from adws.attempt import Usage
-from adws.config.load import compile_config, load_config, parse_toml
+from adws.config import load_config
+from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.reports import (
     providers_report,
@@ -157,7 +158,8 @@ def test_show_routing_exits_2_on_an_invalid_config(tmp_path: Path) -> None:
     done = run_tool(SHOW_ROUTING, "--config", str(path))
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr == f'{path}: 1 problem in config\n  routing: unknown key "enabeld" (did you mean "enabled"?)\n'
+    assert done.stderr == (f'{path}: 1 problem in config\n'
+                           f'  {path}:2: routing: unknown key "enabeld" (did you mean "enabled"?)\n')
 
 
 def test_show_routing_at_changes_the_verdict(tmp_path: Path) -> None:

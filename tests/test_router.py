@@ -11,7 +11,8 @@ from syrupy.assertion import SnapshotAssertion
 
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
-from adws.config.load import compile_config, load_config, parse_toml
+from adws.config import load_config
+from adws.config.load import compile_config, parse_toml
 from adws.decision import Decision, Skip
 from adws.engine import Engine
 from adws.errors import TaskError

@@ -61,9 +61,9 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
             return config
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
             pass  # no cache yet, or an unreadable one: validate the file
-    from adws.config.load import compile_config, read_toml  # pydantic and jinja2: only when validating
+    from adws.config.load import load_file  # pydantic and jinja2: only when validating
 
-    config = compile_config(read_toml(path), str(path), str(resolved.parent))
+    config = load_file(path)
     if use_cache:
         _store(_cache_file(resolved, resolved.read_bytes()), config)
     return config

@@ -1,6 +1,17 @@
-"""Loading config.toml: parse, translate the older format, validate everything, compile.
+"""Loading config.toml: parse, validate everything, compile. Every problem in the file is collected and raised
+together as one `ConfigError`; each names its place (and its line, where the file has one).
 
-Every problem in the file is collected and raised together as one `ConfigError`; each names its place.
+`compile_config` runs passes in order, each a small function over a `_Checker` that collects problems:
+
+1. from the document itself: conditions and failure-pattern regexes (so their errors show even when the
+   structure around them is broken);
+2. structure (pydantic, `adws.config.schema`), leaving broken providers, rules and scenarios out;
+3. providers: registry names, templates (rendered against a sample of everything they may see), accounts,
+   patterns and actions merged once, quotas;
+4. intake; 5. chain and defaults; 6. rules; 7. settings (breaker, state); 8. scenarios.
+
+A problem that only follows from an earlier one (a rule naming a broken provider, a variable "no template
+reads" when a template does not parse) is not reported again.
 """
 
 from __future__ import annotations
@@ -18,11 +29,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import ValidationError
 
 from adws.attempt import OutcomeClass
-from adws.conditions import ConditionError, LabelSet, compile_conditions, make_label_set
-from adws.config.locations import format_loc
+from adws.classify import Pattern, pattern_chain
+from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
+from adws.config.lines import key_lines, line_of
+from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
 from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
-from adws.errors import ConfigError, Loc, Problem, TaskError, suggest
+from adws.cron import CronMatcher
+from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
 from adws.model import (
     AccountSpec,
     BreakerSpec,
@@ -35,7 +49,13 @@ from adws.model import (
     RuleSpec,
     ScenarioSpec,
 )
-from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, variables_of
+from adws.parsers import PARSERS
+from adws.quota import parse_window
+from adws.state import STORES
+from adws.strategies import STRATEGIES
+from adws.task import Task
+from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_one, variables_of
+from adws.userregex import UserRegex, compile_user_regex
 
 # The specializations SPEC.md names; configs may add their own by using them in scores, labels or keywords.
 BASE_SPECIALIZATIONS = ("code", "reasoning", "architecture", "large_document", "fast_response", "docs", "general")
@@ -53,48 +73,94 @@ DEFAULT_ACTIONS: dict[OutcomeClass, str] = {
     OutcomeClass.UNAVAILABLE: "next_tier",
 }
 
+
 def parse_duration(text: str) -> float:
     """'5h', '30m', '1h30m', '7d' -> seconds (ValueError with the accepted forms otherwise)."""
-    from adws.quota import parse_window
-
     return parse_window(text).total_seconds()
 
 
-def _registry(module: str, name: str) -> Mapping[str, Any]:
-    import importlib
+MAX_DEPTH = 32  # tables and arrays inside each other; adws's own keys need 7, the rest is room for attrs values
 
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+def load_file(path: str | os.PathLike[str]) -> CompiledConfig:
+    """Read, parse and compile a config file (no cache: `adws.config.load_config` is the cached entry point).
+    Raises ConfigError whose problems carry the line of their place where the file has one."""
+    source = str(path)
+    text = _read_text(path)
+    raw = parse_toml(text, source)
+    try:
+        return compile_config(raw, source, str(Path(path).resolve().parent))
+    except ConfigError as exc:
+        lines = key_lines(text)
+        raise ConfigError([p.at_line(line_of(p.loc, lines)) if p.loc else p for p in exc.problems],
+                          source) from None
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return parse_toml(_read_text(path), str(path))
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem("", "config file not found")], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("", f"cannot read config file: {exc}")], source) from None
-    return parse_toml(text, source)
 
 
 def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem("", f"not valid TOML: {exc}")], source) from None
+    except RecursionError:  # tomllib recurses per nesting level; Python's limit is far above MAX_DEPTH
+        raise ConfigError([Problem("", f"nested too deeply: a config needs at most {MAX_DEPTH} levels of "
+                                   "tables and arrays")], source) from None
+    deepest = _deepest(raw)
+    if deepest is not None:
+        depth, path = deepest
+        shown = ".".join(str(part) for part in path[:4])
+        raise ConfigError([Problem("", f"nested {depth} levels deep under {shown}: a config needs at most "
+                                   f"{MAX_DEPTH} levels of tables and arrays")], source)
+    return raw
+
+
+def _deepest(raw: Any) -> tuple[int, Loc] | None:
+    """(depth, place) of the first value nested deeper than MAX_DEPTH, else None. Iterative: the point is not to
+    recurse as deep as a hostile file goes (the checks after this one do recurse)."""
+    stack: list[tuple[Any, Loc]] = [(raw, ())]
+    while stack:
+        node, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            depth = len(loc)
+            while isinstance(node, (dict, list)) and node:  # count the rest of the way down
+                node = next(iter(node.values())) if isinstance(node, dict) else node[0]
+                depth += 1
+            return depth, loc
+        if isinstance(node, dict):
+            stack.extend((value, (*loc, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, i)) for i, value in enumerate(node))
+    return None
 
 
 class _Checker:
-    """Collects problems while cross-checking a structurally valid config."""
+    """Collects problems while checking a config; knows which parts are already known to be broken."""
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
         self.problems: list[Problem] = []
         # Providers that exist in the file but failed validation: naming them is not a second mistake.
         self.broken_providers: frozenset[str] = frozenset()
+        # Some template does not parse or uses an unknown variable: what it would read is unknown.
+        self.broken_templates = False
+        # Settings left out for their own problems (their defaults stand in): what they declare is unknown.
+        self.defaulted: frozenset[Loc] = frozenset()
 
     def add(self, loc: Loc, message: str) -> None:
-        self.problems.append(Problem(format_loc(loc, self.raw), message))
+        self.problems.append(problem_at(loc, self.raw, message))
 
     def guard(self, loc: Loc, check: Callable[[], Any]) -> Any:
         try:
@@ -103,33 +169,21 @@ class _Checker:
             self.add(loc, str(exc))
             return None
 
-
-def _check_raw_patterns(raw: Any, check: _Checker) -> None:
-    """Compile failure-pattern regexes from the document, so a bad regex shows even when a typo elsewhere in
-    the same provider (a bad `class`) keeps that provider out of the cross-checks."""
-    providers = raw.get("providers")
-    if not isinstance(providers, dict):
-        return
-    for name, provider in providers.items():
-        patterns = provider.get("failure_patterns") if isinstance(provider, dict) else None
-        for i, entry in enumerate(patterns if isinstance(patterns, list) else ()):
-            regex = entry.get("regex") if isinstance(entry, dict) else None
-            if isinstance(regex, str):
-                try:
-                    re.compile(regex)
-                except re.error as exc:
-                    where = f" at position {exc.pos}" if exc.pos is not None else ""
-                    check.add(("providers", name, "failure_patterns", i, "regex"),
-                              f"invalid regex {regex!r}: {exc.msg}{where}")
+    def name_in(self, loc: Loc, what: str, name: str, registry: Iterable[str]) -> bool:
+        """The one check for a name that must be a key of a registry (output format, strategy, backend)."""
+        known = list(registry)
+        if name in known:
+            return True
+        self.add(loc, f'unknown {what} "{name}"{suggest(name, known)}; known: {", ".join(known)}')
+        return False
 
 
-def _compile_rules_conditions(raw: Any, check: _Checker) -> dict[int, tuple[Any, ...]]:
+# --- pass 1: from the document -------------------------------------------------------------------------------
+
+def _document_conditions(raw: Any, check: _Checker) -> dict[int, tuple[Condition, ...]]:
     """Compile conditions straight from the document, so their errors show even when other parts are wrong."""
-    compiled: dict[int, tuple[Any, ...]] = {}
-    rules = raw.get("routing", {}).get("rules") if isinstance(raw.get("routing"), dict) else None
-    if not isinstance(rules, list):
-        return compiled
-    for i, rule in enumerate(rules):
+    compiled: dict[int, tuple[Condition, ...]] = {}
+    for i, rule in enumerate(_raw_list(raw, "routing", "rules")):
         if not isinstance(rule, dict) or not isinstance(rule.get("conditions", {}), dict):
             continue
         conditions, errors = compile_conditions(rule.get("conditions", {}))
@@ -140,13 +194,57 @@ def _compile_rules_conditions(raw: Any, check: _Checker) -> dict[int, tuple[Any,
     return compiled
 
 
+def _document_patterns(raw: Any, check: _Checker) -> dict[tuple[str, int], UserRegex]:
+    """Compile failure-pattern regexes from the document, so a bad regex shows even when a typo elsewhere in
+    the same provider (a bad `class`) keeps that provider out of the cross-checks. Matching is case-insensitive
+    (CLIs vary their capitals; `(?-i:...)` makes a part case-sensitive)."""
+    compiled: dict[tuple[str, int], UserRegex] = {}
+    providers = raw.get("providers")
+    for name, provider in providers.items() if isinstance(providers, dict) else ():
+        patterns = provider.get("failure_patterns") if isinstance(provider, dict) else None
+        for i, entry in enumerate(patterns if isinstance(patterns, list) else ()):
+            regex = entry.get("regex") if isinstance(entry, dict) else None
+            if not isinstance(regex, str):
+                continue
+            try:
+                compiled[(name, i)] = compile_user_regex(regex, True, allow_empty=False)
+            except ValueError as exc:
+                check.add(("providers", name, "failure_patterns", i, "regex"), str(exc))
+    return compiled
+
+
+def _document_nul(raw: Any, check: _Checker) -> None:
+    """A NUL character cannot be in an argument, an environment variable or a path; in a config it can only
+    fail a run later (and then look like the task's fault). Refused wherever it is, key or value."""
+    stack: list[tuple[Any, Loc]] = [(raw, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, dict):
+            for key, value in reversed(node.items()):
+                if "\x00" in key:
+                    check.add((*loc, key), "the key holds a NUL character, which no program or environment can carry")
+                else:
+                    stack.append((value, (*loc, key)))
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, i)) for i, value in reversed(list(enumerate(node))))
+        elif isinstance(node, str) and "\x00" in node:
+            check.add(loc, "holds a NUL character, which no program or environment can carry")
+
+
+def _raw_list(raw: Any, *path: str) -> list[Any]:
+    node = raw
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, list) else []
+
+
+# --- pass 3: providers -----------------------------------------------------------------------------------------
+
 def _quota(q: QuotaConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> QuotaSpec | None:
     if q is None:
         return None
     window = None
     if q.reset is not None:
-        from adws.cron import CronMatcher
-
         check.guard((*loc, "reset"), lambda: CronMatcher(q.reset or ""))
     if q.window is not None:
         window = check.guard((*loc, "window"), lambda: parse_duration(q.window or ""))
@@ -161,63 +259,147 @@ def _quota(q: QuotaConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> Qu
                      tuple(sorted(q.alert_percent)))
 
 
-def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> ProviderSpec:
-    loc: Loc = ("providers", name)
-    parsers = _registry("adws.parsers", "PARSERS")
-    if p.output_format not in parsers:
-        check.add((*loc, "output_format"), f'unknown output format "{p.output_format}"'
-                  f"{suggest(p.output_format, parsers)}; known: {', '.join(parsers)}")
-    strategies = _registry("adws.accounts", "STRATEGIES")
-    if p.account_strategy not in strategies:
-        check.add((*loc, "account_strategy"), f'unknown account strategy "{p.account_strategy}"'
-                  f"{suggest(p.account_strategy, strategies)}; known: {', '.join(strategies)}")
-    command = tuple(from_legacy(element) for element in p.command_template)
+def _template_variables(p: ProviderConfig) -> set[str]:
     allowed = set(BUILTIN_VARIABLES) | set(p.vars)
     if p.models:
         # A variable every model declares is always defined; one only some declare is not.
-        common = set.intersection(*(set(m.vars) for m in p.models.values()))
-        allowed |= common
-    for i, element in enumerate(command):
-        error = check_template(element, allowed)
+        allowed |= set.intersection(*(set(m.vars) for m in p.models.values()))
+    return allowed
+
+
+def _templates(loc: Loc, name: str, p: ProviderConfig, command: tuple[str, ...], check: _Checker) -> bool:
+    """Check every template of a provider (command, env, account env): it parses, reads only variables it will
+    have, and renders against a sample of every value it may see. True when all of them are sound."""
+    allowed = _template_variables(p)
+    sources = _template_sources(loc, p, command)
+    sound = True
+    for where, source in sources:
+        error = check_template(source, allowed)
         if error:
-            check.add((*loc, "command_template", i), error)
-    for var, value in p.env.items():
-        error = check_template(from_legacy(value), allowed)
-        if error:
-            check.add((*loc, "env", var), error)
+            check.add(where, error)
+            sound = False
+    if sound:
+        for where, source in sources:
+            error = _sample_render(source, name, p, {})
+            if error:
+                check.add(where, error)
+                sound = False
+    if not sound:
+        check.broken_templates = True
+    return sound
+
+
+def _template_sources(loc: Loc, p: ProviderConfig, command: tuple[str, ...]) -> list[tuple[Loc, str]]:
+    sources: list[tuple[Loc, str]] = [((*loc, "command_template", i), element) for i, element in enumerate(command)]
+    sources += [((*loc, "env", var), from_legacy(value)) for var, value in p.env.items()]
+    sources += [((*loc, "accounts", i, "env", var), from_legacy(value))
+                for i, acc in enumerate(p.accounts) for var, value in acc.env.items()]
+    return sources
+
+
+# Tasks a template may meet: every field given, and none given (what `{{ task.number + 1 }}` must survive).
+_SAMPLE_TASKS = (
+    ("a sample task", Task(id="sample-1", number=1, title="Sample title", body="Sample body", labels=("bug",),
+                           priority="high", retry_count=1, specialization="code", context_tokens=1000,
+                           attrs={"sample": "value"}).to_dict()),
+    ("a task with no optional fields", Task().to_dict()),
+)
+
+
+_NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
+
+
+def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> str | None:
+    """Why `source` fails to render for some model, account and task it may meet (None when it renders for all):
+    the variables are those `ProviderManager` gives an attempt, with every value a run can bring."""
+    models: list[tuple[str, Mapping[str, Any]]] = [(mid, m.vars) for mid, m in p.models.items()] or [("", {})]
+    accounts = [acc.name for acc in p.accounts] or [""]
+    for model, model_vars in models:
+        for what, task in _SAMPLE_TASKS:
+            variables = {
+                **p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt", "prompt_file": "/run/prompt.txt",
+                "output_file": "/run/output.txt", "model": model, "provider": name, "account": accounts[0],
+                "task": task, "workdir": "/work", "run_dir": "/run", "home": "/home/user", "config_dir": "/config",
+            }
+            try:
+                render_one(source, variables)
+            except RenderError as exc:
+                cause = str(exc).split(": ", 1)[-1]
+                on = f"model {model!r}, " if model else ""
+                missing = _NO_ATTRIBUTE.search(cause)
+                hint = suggest(missing.group(1), task) if missing and "task" in source else ""
+                if not hint and (missing or "undefined" in cause) and "task" in source:
+                    hint = '; give a default for what a task may lack (`| default("")`)'
+                return f"template {source!r} cannot be rendered ({on}{what}): {cause}{hint}"
+    return None
+
+
+def _names_and_values(loc: Loc, p: ProviderConfig, command: tuple[str, ...], check: _Checker) -> None:
+    """What the operating system refuses at run time: an empty program, a variable name that is empty or holds
+    `=` (a NUL character anywhere is refused by `_document_nul`)."""
+    if not (p.executable or command[0]).strip():
+        check.add((*loc, "executable" if p.executable else "command_template", *(() if p.executable else (0,))),
+                  "the program to run is empty")
+    envs: list[tuple[Loc, Mapping[str, str]]] = [((*loc, "env"), p.env)]
+    envs += [((*loc, "accounts", i, "env"), acc.env) for i, acc in enumerate(p.accounts)]
+    for where, env in envs:
+        for var in env:
+            if (not var or "=" in var) and "\x00" not in var:  # NUL anywhere is reported by _document_nul
+                check.add((*where, var), "an environment variable name must be non-empty and without `=`")
+    key_vars: list[tuple[Loc, str | None]] = [((*loc, "api_key_env"), p.api_key_env)]
+    key_vars += [((*loc, "accounts", i, "api_key_env"), acc.api_key_env) for i, acc in enumerate(p.accounts)]
+    for where, key_var in key_vars:
+        if key_var is not None and (not key_var or "=" in key_var) and "\x00" not in key_var:
+            check.add(where, "an environment variable name must be non-empty and without `=`")
+
+
+def _accounts(loc: Loc, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> tuple[AccountSpec, ...]:
     seen: set[str] = set()
     accounts = []
     for i, acc in enumerate(p.accounts):
         if acc.name in seen:
             check.add((*loc, "accounts", i, "name"), f'duplicate account name "{acc.name}"')
         seen.add(acc.name)
-        for var, value in acc.env.items():
-            error = check_template(from_legacy(value), allowed)
-            if error:
-                check.add((*loc, "accounts", i, "env", var), error)
         accounts.append(AccountSpec(acc.name, acc.enabled, {k: from_legacy(v) for k, v in acc.env.items()},
                                     acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check)))
-    from adws.classify import compile_pattern
+    return tuple(accounts)
 
-    for i, pattern in enumerate(p.failure_patterns):
-        try:
-            re.compile(pattern.regex)
-        except re.error:
-            continue  # already reported from the document by _check_raw_patterns
-        # The same compiler the classifier uses, so what loads is exactly what runs (it also refuses a regex
-        # that matches empty text).
-        check.guard((*loc, "failure_patterns", i, "regex"),
-                    lambda pt=pattern: compile_pattern(pt.regex, pt.outcome))  # type: ignore[misc]
-    # The prompt must reach the agent the way `prompt` says, or every run would start without it.
-    used = [variables_of(element) for element in command]
-    if p.prompt == "arg" and None not in used and not any("prompt" in names for names in used if names):
-        check.add((*loc, "prompt"), 'prompt = "arg" but no command_template element uses {{ prompt }}')
+
+def _prompt_delivery(loc: Loc, p: ProviderConfig, command: tuple[str, ...], check: _Checker) -> bool:
+    """The prompt must reach the agent the way `prompt` says, or every run would start without it. Returns
+    whether a template names {{ prompt_file }} (only then is the prompt written to disk)."""
+    used = [variables_of(element) or frozenset() for element in command]
     env_values = (*p.env.values(), *(v for a in p.accounts for v in a.env.values()))
-    env_used = [variables_of(from_legacy(v)) for v in env_values]
-    uses_prompt_file = any("prompt_file" in names for names in (*used, *env_used) if names)
-    if p.prompt == "file" and None not in used and not uses_prompt_file:
+    env_used = [variables_of(from_legacy(v)) or frozenset() for v in env_values]
+    if p.prompt == "arg" and not any("prompt" in names for names in used):
+        check.add((*loc, "prompt"), 'prompt = "arg" but no command_template element uses {{ prompt }}')
+    uses_prompt_file = any("prompt_file" in names for names in (*used, *env_used))
+    if p.prompt == "file" and not uses_prompt_file:
         check.add((*loc, "prompt"), 'prompt = "file" (the default) but no command_template element or env value '
                   'uses {{ prompt_file }}; name the file in the command, or set prompt = "stdin" or "arg"')
+    return uses_prompt_file
+
+
+def _failure_patterns(name: str, p: ProviderConfig,
+                      compiled: Mapping[tuple[str, int], UserRegex]) -> tuple[Pattern, ...]:
+    """The provider's declared patterns (compiled in pass 1), then the built-in ones: what `classify` reads."""
+    own = [Pattern(compiled[(name, i)], OutcomeClass(pt.outcome))
+           for i, pt in enumerate(p.failure_patterns) if (name, i) in compiled]
+    return pattern_chain(own)
+
+
+def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[OutcomeClass, str],
+              patterns: Mapping[tuple[str, int], UserRegex], check: _Checker) -> ProviderSpec:
+    loc: Loc = ("providers", name)
+    check.name_in((*loc, "output_format"), "output format", p.output_format, PARSERS)
+    check.name_in((*loc, "account_strategy"), "account strategy", p.account_strategy, STRATEGIES)
+    command = tuple(from_legacy(element) for element in p.command_template)
+    _names_and_values(loc, p, command, check)
+    _model_without_models(loc, p, check)
+    sound = _templates(loc, name, p, command, check)
+    accounts = _accounts(loc, p, tz, check)
+    # With a broken template what it reads is unknown: a prompt check would only repeat that problem.
+    uses_prompt_file = _prompt_delivery(loc, p, command, check) if sound else True
     if p.requires_api_key and not p.api_key_env:
         check.add((*loc, "requires_api_key"), "requires_api_key = true needs `api_key_env` (the variable's name)")
     models = {
@@ -230,16 +412,33 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> Pr
                   "the program to run must be a fixed name or path, not a template")
     return ProviderSpec(
         name=name, enabled=p.enabled, description=p.description, command=command, executable=executable,
-        uses_prompt_file=uses_prompt_file, uses_model=any("model" in names for names in used if names),
+        uses_prompt_file=uses_prompt_file,
+        uses_model=any("model" in (variables_of(element) or ()) for element in command),
         api_key_env=p.api_key_env, requires_api_key=p.requires_api_key,
         env={k: from_legacy(v) for k, v in p.env.items()}, timeout=p.timeout, kill_grace=p.kill_grace,
         prompt=p.prompt, output_format=p.output_format, max_concurrency=p.max_concurrency,
         account_strategy=p.account_strategy, scores=dict(p.specializations), models=models,
-        accounts=tuple(accounts), quota=_quota(p.quota, (*loc, "quota"), tz, check),
-        patterns=tuple((pt.regex, pt.outcome) for pt in p.failure_patterns),
-        actions=dict(p.actions), vars=dict(p.vars), idle_timeout=p.idle_timeout,
+        accounts=accounts, quota=_quota(p.quota, (*loc, "quota"), tz, check),
+        failure_patterns=_failure_patterns(name, p, patterns),
+        actions={**actions, **p.actions}, vars=dict(p.vars), idle_timeout=p.idle_timeout,
     )
 
+
+def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
+    """`{{ model }}` in a provider that declares no models fails every run that reaches it without one (as a
+    fall-through tier, or by "route:NAME"). The older format's `{model}` keeps its old meaning."""
+    if p.models:
+        return
+    for i, element in enumerate(p.command_template[1:], 1):  # a templated program has its own message
+        if from_legacy(element) == element and "model" in (variables_of(element) or ()):
+            header = ".".join(str(part) for part in loc)
+            check.add((*loc, "command_template", i), "uses {{ model }} but the provider declares no models, so a "
+                      "run that reaches it as a fall-through tier has no model to give; declare "
+                      f"[{header}.models.ID] or take {{{{ model }}}} out")
+            return
+
+
+# --- pass 4: intake ----------------------------------------------------------------------------------------
 
 def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> IntakeSpec:
     it = cfg.routing.intake
@@ -300,8 +499,12 @@ def _exact_labels(spec_labels: list[tuple[LabelSet, str]]) -> dict[str, tuple[in
     return exact
 
 
+# --- passes 5-6: chain, defaults, rules (chain and defaults sit below compile_config) ------------------
+
 def _check_rule_vars(rules: list[RuleConfig], providers: Mapping[str, ProviderSpec], check: _Checker) -> None:
     """A rule's `vars` entry that no template reads has no effect: most likely a typo (`thinkin_budget`)."""
+    if check.broken_templates:
+        return  # what a broken template reads is unknown: the template's own problem is the one to fix
     read: set[str] = set()
     for p in providers.values():
         for source in (*p.command, *p.env.values(), *(v for a in p.accounts for v in a.env.values())):
@@ -336,7 +539,7 @@ def _check_provider(check: _Checker, loc: Loc, name: str, providers: Mapping[str
     return False
 
 
-def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping[str, ProviderSpec],
+def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: Mapping[str, ProviderSpec],
           known_specs: frozenset[str], check: _Checker) -> RuleSpec:
     loc: Loc = ("routing", "rules", i)
     provider = r.provider
@@ -370,7 +573,8 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
             _check_model(check, (*loc, "models", tier), providers[tier], model)
     for j, tier in enumerate(r.chain or ()):
         _check_provider(check, (*loc, "chain", j), tier, providers)
-    spec_cond = r.conditions.get("specialization")
+    # With [routing.intake] left out for its own problem, the specializations it introduces are unknown.
+    spec_cond = r.conditions.get("specialization") if ("routing", "intake") not in check.defaulted else None
     for value in [spec_cond] if isinstance(spec_cond, str) else spec_cond if isinstance(spec_cond, list) else []:
         if isinstance(value, str) and value.lower() not in known_specs:
             check.add((*loc, "conditions", "specialization"),
@@ -384,13 +588,13 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Any, ...], providers: Mapping
     )
 
 
+# --- pass 8: scenarios ------------------------------------------------------------------------------------
+
 _TASK_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?): (.*)$", re.DOTALL)
 
 
 def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, ProviderSpec],
                rule_names: Iterable[str], check: _Checker) -> tuple[ScenarioSpec, ...]:
-    from adws.task import Task
-
     names = set(rule_names) | {"default", "override"}
     seen: set[str] = set()
     out = []
@@ -433,6 +637,8 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
     return tuple(out)
 
 
+# --- pass 2: structure ------------------------------------------------------------------------------------
+
 @dataclass(frozen=True, slots=True)
 class _Validated:
     """The validated file, possibly with its broken parts left out (then `problems` says what they were)."""
@@ -441,6 +647,7 @@ class _Validated:
     rule_index: tuple[int, ...]  # the position in the file of each rule in cfg.routing.rules
     scenario_index: tuple[int, ...]
     broken_providers: frozenset[str]
+    defaulted: frozenset[Loc] = frozenset()  # settings left out for their problems: their defaults stand in
 
 
 def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
@@ -457,6 +664,7 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
     bad_providers: set[str] = set()
     bad_rules: set[int] = set()
     bad_scenarios: set[int] = set()
+    defaulted: set[Loc] = set()
     for err in errors:
         loc = tuple(err["loc"])
         if loc[:1] == ("providers",) and len(loc) > 1 and isinstance(loc[1], str):
@@ -469,8 +677,10 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
             section = pruned.get(loc[0])
             if len(loc) > 1 and isinstance(section, dict):
                 section.pop(loc[1], None)  # a setting such as routing.timezone: its default stands in
+                defaulted.add(tuple(loc[:2]))
             else:
                 pruned.pop(loc[0], None)
+                defaulted.add(tuple(loc[:1]))
     for name in bad_providers:
         pruned["providers"].pop(name, None)
     rules = pruned.get("routing", {}).get("rules") if isinstance(pruned.get("routing"), dict) else None
@@ -485,71 +695,54 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
         cfg = Config.model_validate(pruned)
     except ValidationError:
         return None, problems  # nothing sound left to cross-check (e.g. every provider is broken)
-    return _Validated(cfg, tuple(rule_index), tuple(scenario_index), frozenset(bad_providers)), problems
+    return _Validated(cfg, tuple(rule_index), tuple(scenario_index), frozenset(bad_providers),
+                      frozenset(defaulted)), problems
 
 
 def _zone(name: str, loc: Loc, check: _Checker) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        zones = available_timezones()
-        # Case slips ("utc", "europe/berlin") are the common typo; difflib alone does not see them.
-        same_case = [z for z in zones if z.lower() == name.lower()]
-        hint = f' (did you mean "{same_case[0]}"?)' if same_case else suggest(name, zones)
+        hint = suggest(name, available_timezones())
         check.add(loc, f'unknown timezone "{name}"' + (hint or
                                                         ': use an IANA name such as "UTC" or "Europe/Berlin"'))
         return None
 
 
+# --- all passes in order -----------------------------------------------------------------------------------
+
 def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str = ".") -> CompiledConfig:
+    """The compiled configuration of a parsed TOML document; ConfigError listing every problem otherwise.
+    Relative paths in the file (state, audit, run dir) are taken relative to `base_dir`."""
     check = _Checker(raw)
-    conditions = _compile_rules_conditions(raw, check)
-    _check_raw_patterns(raw, check)
+    _document_nul(raw, check)
+    conditions = _document_conditions(raw, check)
+    patterns = _document_patterns(raw, check)
     validated, structure_problems = _validate(raw)
     if validated is None:
         raise ConfigError([*structure_problems, *check.problems], source)
     cfg = validated.cfg
     check.broken_providers = validated.broken_providers
+    check.defaulted = validated.defaulted
     routing = cfg.routing
     tz = _zone(routing.timezone, ("routing", "timezone"), check) or ZoneInfo("UTC")
-    providers = {name: _provider(name, p, tz, check) for name, p in cfg.providers.items()}
+    actions = {**DEFAULT_ACTIONS, **routing.actions}
+    providers = {name: _provider(name, p, tz, actions, patterns, check) for name, p in cfg.providers.items()}
     intake = _intake(cfg, providers, check)
-
-    chain = tuple(routing.chain) or tuple(providers)
-    for i, tier in enumerate(routing.chain):
-        _check_provider(check, ("routing", "chain", i), tier, providers)
-        if tier in routing.chain[:i]:
-            check.add(("routing", "chain", i), f'"{tier}" appears twice in the chain')
+    chain = _chain(cfg, providers, check)
     default_provider, default_model = _defaults(cfg, chain, providers, check)
-
-    rules = []
-    seen: dict[str, int] = {}
-    for i, rule_cfg in zip(validated.rule_index, routing.rules, strict=True):
-        name = rule_cfg.name
-        if name in seen:
-            check.add(("routing", "rules", i, "name"),
-                      f'duplicate rule name "{name}" (first at routing.rules[{seen[name]}])')
-        seen.setdefault(name, i)
-        rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
-    rules.sort(key=lambda rule: (-rule.priority, rule.order))
-    _check_rule_vars(routing.rules, providers, check)
-
+    rules = _rules(cfg, validated.rule_index, conditions, providers, intake, check)
     breaker_cooldown = check.guard(("routing", "circuit_breaker", "cooldown"),
                                    lambda: parse_duration(routing.circuit_breaker.cooldown))
-    stores = _registry("adws.state", "STORES")
-    backend = stores.get(cfg.state.backend)
-    if backend is None:
-        check.add(("state", "backend"), f'unknown state backend "{cfg.state.backend}"'
-                  f"{suggest(cfg.state.backend, stores)}; known: {', '.join(stores)}")
-    else:
+    check.name_in(("state", "backend"), "state backend", cfg.state.backend, STORES)
+    backend = STORES.get(cfg.state.backend)
+    if backend is not None:
         for key in sorted(cfg.state.model_fields_set - {"backend", *backend.reads}):
             check.add(("state", key), f'not read by backend "{cfg.state.backend}" (it reads '
                       f"{', '.join(backend.reads) or 'nothing'}); remove it or change the backend")
     # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that.
-    raw_rules = raw.get("routing", {}).get("rules") if isinstance(raw.get("routing"), dict) else None
-    rule_names = set(seen)
-    if isinstance(raw_rules, list):
-        rule_names |= {r["name"] for r in raw_rules if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    rule_names = {r.name for r in rules} | {
+        r["name"] for r in _raw_list(raw, "routing", "rules") if isinstance(r, dict) and isinstance(r.get("name"), str)}
     scenarios = _scenarios(cfg, validated.scenario_index, providers, rule_names, check)
     if structure_problems or check.problems:
         raise ConfigError([*structure_problems, *check.problems], source)
@@ -561,8 +754,8 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     r = routing
     return CompiledConfig(
         source=source, base_dir=base_dir, enabled=r.enabled, default_provider=default_provider,
-        default_model=default_model, chain=chain, timezone=r.timezone, rules=tuple(rules), intake=intake,
-        providers=providers, actions={**DEFAULT_ACTIONS, **r.actions},
+        default_model=default_model, chain=chain, timezone=r.timezone, rules=rules, intake=intake,
+        providers=providers, actions=actions,
         retry=RetrySpec(r.retry.max_retries, r.retry.backoff_seconds, r.retry.backoff_factor,
                         r.retry.max_backoff_seconds),
         breaker=BreakerSpec(r.circuit_breaker.failure_threshold, breaker_cooldown or 600.0,
@@ -574,6 +767,51 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         scenarios=scenarios, raw=raw,
         state_options={key: getattr(cfg.state, key) for key in backend.reads if key != backend.setting},
     )
+
+
+def _chain(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> tuple[str, ...]:
+    """The tier order: `routing.chain`, else the providers in file order."""
+    chain = cfg.routing.chain
+    for i, tier in enumerate(chain):
+        _check_provider(check, ("routing", "chain", i), tier, providers)
+        if tier in chain[:i]:
+            check.add(("routing", "chain", i), f'"{tier}" appears twice in the chain')
+    return tuple(chain) or tuple(providers)
+
+
+def _rules(cfg: Config, index: Sequence[int], conditions: Mapping[int, tuple[Condition, ...]],
+           providers: Mapping[str, ProviderSpec], intake: IntakeSpec, check: _Checker) -> tuple[RuleSpec, ...]:
+    """The valid rules, sorted highest priority first (equal priorities keep file order)."""
+    rules = []
+    seen: dict[str, int] = {}
+    for i, rule_cfg in zip(index, cfg.routing.rules, strict=True):
+        name = rule_cfg.name
+        if name in seen:
+            check.add(("routing", "rules", i, "name"),
+                      f'duplicate rule name "{name}" (first at routing.rules[{seen[name]}])')
+        seen.setdefault(name, i)
+        rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
+    rules.sort(key=lambda rule: (-rule.priority, rule.order))
+    _check_rule_vars(cfg.routing.rules, providers, check)
+    _render_with_rule_vars(cfg, index, check)
+    return tuple(rules)
+
+
+def _render_with_rule_vars(cfg: Config, index: Sequence[int], check: _Checker) -> None:
+    """A rule's `vars` reach every tier of its plan: each template must still render with them (a string where
+    the template compares a number fails every run of that rule)."""
+    if check.broken_templates:
+        return  # the broken template is the problem to report
+    for i, rule in zip(index, cfg.routing.rules, strict=True):
+        if not rule.vars:
+            continue
+        for name, p in cfg.providers.items():
+            command = tuple(from_legacy(element) for element in p.command_template)
+            for _, source in _template_sources(("providers", name), p, command):
+                error = _sample_render(source, name, p, rule.vars)
+                if error:
+                    check.add(("routing", "rules", i, "vars"), f'provider "{name}": {error}')
+                    break
 
 
 def _defaults(cfg: Config, chain: tuple[str, ...], providers: Mapping[str, ProviderSpec],
@@ -594,10 +832,3 @@ def _defaults(cfg: Config, chain: tuple[str, ...], providers: Mapping[str, Provi
         _check_model(check, ("routing", "default_model"), providers[default_provider], routing.default_model)
     legacy_model = llm.model_default if llm_provider == default_provider else None
     return default_provider, routing.default_model or legacy_model
-
-
-def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
-    """Kept for callers of the older module path: the cached loader in `adws.config`."""
-    from adws.config import load_config as cached
-
-    return cached(path)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adws.errors import Loc, suggest  # noqa: F401  (re-exported)
+from adws.errors import Loc, Problem, suggest, toml_value  # noqa: F401  (suggest: re-exported)
 
 # Table headers a maintainer writes as [a.b.c] or [[a.b]]. "*" is any key (a provider or model name), "#" is an
 # index into an array of tables.
@@ -79,9 +79,9 @@ def _name_of(raw: Any, loc: Loc) -> str | None:
 
 def _key(part: str | int) -> str:
     text = str(part)
-    # Keys with dots or spaces are quoted, as TOML would need them quoted.
-    if isinstance(part, str) and (not text or any(c in text for c in ' ."')):
-        return '"' + text.replace('"', '\\"') + '"'
+    # Keys with dots, spaces or control characters are quoted (and escaped), as TOML would need them.
+    if isinstance(part, str) and (not text or any(c in text for c in ' ."') or not text.isprintable()):
+        return toml_value(text)
     return text
 
 
@@ -96,7 +96,7 @@ def format_loc(loc: Loc, raw: Any = None) -> str:
             head += f"[{part}]"
             name = _name_of(raw, loc[: i + 1])
             if name is not None:
-                head += f' (name="{name}")'
+                head += f" (name={toml_value(name)})"  # escaped: a name may hold a quote or a control character
         else:
             head += ("." if head else "") + _key(part)
     rest: list[str] = []
@@ -140,3 +140,9 @@ def fields_at(model: type[BaseModel], loc: Loc) -> list[str] | None:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             return [info.alias or name for name, info in ann.model_fields.items()]
     return None
+
+
+def problem_at(loc: Loc, raw: Any, message: str, *, line_loc: Loc | None = None) -> Problem:
+    """A problem at loc, in words; `line_loc` (default: loc) is where its line is looked up (an unknown key is
+    reported on its table but found on its own line)."""
+    return Problem(format_loc(loc, raw), message, loc if line_loc is None else line_loc)

@@ -8,34 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, time
 from typing import Any
 
 from pydantic import ValidationError
 
-from adws.config.locations import fields_at, format_loc
+from adws.config.locations import fields_at, problem_at
 from adws.config.schema import Config
-from adws.errors import Loc, Problem, suggest
-
-
-def describe(value: Any) -> str:
-    """A value as a maintainer wrote it in TOML, for "got ..." in messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a bound of 1.0 was written as 1
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (datetime, date, time)):
-        return f"the date-time {value.isoformat()}"
-    return type(value).__name__
-
+from adws.errors import Loc, Problem, suggest, toml_value
 
 # What each pydantic type error expected, in TOML words. Several of them for one place come from a union.
 _EXPECTED = {
@@ -43,6 +22,7 @@ _EXPECTED = {
     "int_type": "an integer",
     "int_from_float": "an integer",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "list_type": "an array",
     "dict_type": "a table",
@@ -64,10 +44,10 @@ def _choices(err: Mapping[str, Any]) -> list[str]:
 def _message(err: Mapping[str, Any]) -> str:
     kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {describe(given)}"
+        return f"expected {_EXPECTED[kind]}, got {toml_value(given, brief=True)}"
     if kind in _BOUNDS:
         key, sign = _BOUNDS[kind]
-        return f"must be {sign} {describe(ctx.get(key))}, got {describe(given)}"
+        return f"must be {sign} {toml_value(ctx.get(key), brief=True)}, got {toml_value(given, brief=True)}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind in ("enum", "literal_error"):
@@ -75,11 +55,11 @@ def _message(err: Mapping[str, Any]) -> str:
         hint = suggest(given, choices) if isinstance(given, str) else ""
         listed = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"' if len(choices) > 1 else \
             ", ".join(f'"{c}"' for c in choices)
-        return f"expected {listed}, got {describe(given)}{hint}"
+        return f"expected {listed}, got {toml_value(given, brief=True)}{hint}"
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind in ("value_error", "assertion_error") or isinstance(given, (dict, list)):
         return message
-    return f"{message}, got {describe(given)}"
+    return f"{message}, got {toml_value(given, brief=True)}"
 
 
 def pydantic_problems(exc: ValidationError, raw: Any) -> list[Problem]:
@@ -93,21 +73,21 @@ def pydantic_problems(exc: ValidationError, raw: Any) -> list[Problem]:
             # A dict key of the wrong kind (an outcome class in `actions`): reported like an unknown key.
             key, table = loc[-2], loc[:-2]
             choices = _choices(err)
-            entries.append(Problem(format_loc(table, raw), f'unknown key "{key}"{suggest(str(key), choices)}'
-                                   + (f"; allowed: {', '.join(choices)}" if choices else "")))
+            entries.append(problem_at(table, raw, f'unknown key "{key}"{suggest(str(key), choices)}'
+                                      + (f"; allowed: {', '.join(choices)}" if choices else ""), line_loc=loc[:-1]))
         elif kind == "extra_forbidden" and loc:
             entries.append(_unknown_key(loc, err.get("input"), raw))
         elif loc == ("providers",) and kind in ("missing", "too_short"):
-            entries.append(Problem(format_loc((), raw), "no providers: declare at least one [providers.NAME] table "
+            entries.append(problem_at((), raw, "no providers: declare at least one [providers.NAME] table "
                                    "with its command_template"))
         elif kind == "missing" and loc:
-            entries.append(Problem(format_loc(loc[:-1], raw), f'missing required key "{loc[-1]}"'))
+            entries.append(problem_at(loc[:-1], raw, f'missing required key "{loc[-1]}"'))
         elif len(loc) > 1 and loc[-1] in _UNION_TAGS and kind in _EXPECTED:
             if loc[:-1] not in unions:
                 entries.append(loc[:-1])
             unions.setdefault(loc[:-1], []).append(_EXPECTED[kind])
         else:
-            entries.append(Problem(format_loc(loc, raw), _message(err)))
+            entries.append(problem_at(loc, raw, _message(err)))
     return [entry if isinstance(entry, Problem) else _union_problem(entry, unions[entry], raw) for entry in entries]
 
 
@@ -115,7 +95,7 @@ def _union_problem(loc: Loc, expected: list[str], raw: Any) -> Problem:
     words = [w for w in dict.fromkeys(expected) if not (w == "an integer" and "a number" in expected)]
     words = ["a boolean" if w == "true or false" else w for w in words]
     text = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
-    return Problem(format_loc(loc, raw), f"expected {text}, got {describe(_at(raw, loc))}")
+    return problem_at(loc, raw, f"expected {text}, got {toml_value(_at(raw, loc), brief=True)}")
 
 
 def _at(raw: Any, loc: Loc) -> Any:
@@ -136,6 +116,7 @@ def _unknown_key(loc: Loc, given: Any, raw: Any) -> Problem:
     hint = suggest(key, allowed)
     if not table:
         what = f"unknown section [{key}]" if isinstance(given, dict) else f'unknown top-level key "{key}"'
-        return Problem(format_loc(table, raw), f"{what}{hint}; the sections are {', '.join(_SECTIONS)}")
+        return problem_at(table, raw, f"{what}{hint}; the sections are {', '.join(_SECTIONS)}", line_loc=loc)
     # With a near miss the suggestion says it all; without one, the list of keys does.
-    return Problem(format_loc(table, raw), f'unknown key "{key}"{hint or "; allowed: " + ", ".join(allowed)}')
+    return problem_at(table, raw, f'unknown key "{key}"{hint or "; allowed: " + ", ".join(allowed)}',
+                      line_loc=loc)

@@ -1,8 +1,13 @@
-"""The shape of config.toml, as pydantic models.
+"""The shape of config.toml, as pydantic models; `adws schema` prints them as JSON Schema.
 
 Only structure and single-value checks live here. Checks that need the whole file (a rule naming a provider,
-a template using a variable, condition operators) are in `adws.config.validate`, so that every problem in a
-file can be reported at once with its place.
+a template using a variable, condition operators) are in `adws.config.load`, so that every problem in a file can
+be reported at once with its place. Names that come from a registry (output formats, account strategies, state
+backends) are checked there against the registry and appear here as JSON Schema enums taken from the same
+registry, so the two cannot disagree. Every number has bounds: nothing `adws check` accepts overflows at run
+time (`timeout = inf`, `1e12`, `chars_per_token = 1e-320`).
+
+Adding a key is one field in one model below (with its bounds and description); the JSON Schema follows.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from adws.attempt import OutcomeClass
+from adws.conditions import conditions_schema
+from adws.parsers import PARSERS
+from adws.state import STORES
+from adws.strategies import STRATEGIES
 
 PRIORITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # highest first
 Priority = Literal["critical", "high", "normal", "low"]
@@ -23,12 +32,28 @@ Scalar = str | int | float | bool
 # Outcome classes are written as strings; strict mode alone would demand enum instances.
 Outcome = Annotated[OutcomeClass, Strict(False)]
 Score = Annotated[int, Field(ge=0, le=100)]
+# Bounds for times in seconds: long enough for any agent run, short enough that a date plus it stays a date.
+DAY = 86_400.0
+WEEK = 7 * DAY
+
+
+def _enum(names: Any) -> dict[str, Any]:
+    """A string field whose value must be a registry key: an enum in the JSON Schema (load checks the same
+    registry with a "did you mean")."""
+    return {"json_schema_extra": {"enum": list(names)}}
 
 
 class StrictModel(BaseModel):
     # extra="forbid" is what turns `enabeld = true` into an error instead of a silently ignored key.
     # strict: TOML has types, so `enabled = "yes"` or `timeout = "30"` is a mistake to report, not to coerce.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+    # allow_inf_nan=False: `timeout = inf` or `nan` is refused here rather than overflowing a date at run time.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True, allow_inf_nan=False)
+
+
+def _array_or_words(schema: dict[str, Any]) -> None:
+    """JSON Schema of command_template: an array of strings, or the older format's one string."""
+    array = {key: schema.pop(key) for key in ("type", "items", "minItems") if key in schema}
+    schema["anyOf"] = [array, {"type": "string", "minLength": 1}]
 
 
 def _split_words(value: Any) -> Any:
@@ -72,7 +97,7 @@ class IntakeConfig(StrictModel):
         description="Specialization -> words or phrases looked for in the title and body when no label decides.",
     )
     default_specialization: str = "general"
-    chars_per_token: float = Field(4.0, gt=0, description="Used to estimate context_tokens when not given.")
+    chars_per_token: float = Field(4.0, ge=0.1, le=1000, description="Used to estimate context_tokens when not given.")
     override_label_prefix: str = Field(
         "route:", description='A label "route:<provider>[/<model>]" forces the target. "" disables.'
     )
@@ -81,13 +106,13 @@ class IntakeConfig(StrictModel):
 
 class RetryConfig(StrictModel):
     max_retries: int = Field(1, ge=0, le=10, description="Retries of the same target for the `retry` action.")
-    backoff_seconds: float = Field(5.0, ge=0)
-    backoff_factor: float = Field(2.0, ge=1)
-    max_backoff_seconds: float = Field(120.0, ge=0)
+    backoff_seconds: float = Field(5.0, ge=0, le=DAY, description="Seconds before the first retry.")
+    backoff_factor: float = Field(2.0, ge=1, le=100, description="Each further retry waits this much longer.")
+    max_backoff_seconds: float = Field(120.0, ge=0, le=DAY, description="No wait is longer than this.")
 
 
 class BreakerConfig(StrictModel):
-    failure_threshold: int = Field(3, ge=1, description="Consecutive infrastructure failures that open it.")
+    failure_threshold: int = Field(3, ge=1, le=1000, description="Consecutive infrastructure failures that open it.")
     cooldown: str = Field("10m", description='How long it stays open before one probe ("10m", "1h").')
     counts: list[Outcome] = Field(
         default_factory=lambda: [OutcomeClass.CRASHED, OutcomeClass.TIMEOUT, OutcomeClass.UNAVAILABLE],
@@ -97,10 +122,11 @@ class BreakerConfig(StrictModel):
 
 class RuleConfig(StrictModel):
     name: str = Field(min_length=1)
-    priority: int = Field(50, description="Higher is tried first; equal priorities keep file order.")
+    priority: int = Field(50, ge=-1_000_000, le=1_000_000,
+                          description="Higher is tried first; equal priorities keep file order.")
     enabled: bool = True
     description: str = ""
-    conditions: dict[str, Any] = Field(default_factory=dict)
+    conditions: dict[str, Any] = Field(default_factory=dict, json_schema_extra=conditions_schema())
     provider: str | None = None
     model: str | None = None
     account: str | None = None
@@ -124,18 +150,18 @@ class RoutingConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    context_window: int = Field(gt=0)
-    latency_ms: int | None = Field(None, ge=0)
-    cost_per_1k_tokens: float = Field(0.0, ge=0)
+    context_window: int = Field(gt=0, le=1_000_000_000, description="Tokens the model holds.")
+    latency_ms: int | None = Field(None, ge=0, le=3_600_000)
+    cost_per_1k_tokens: float = Field(0.0, ge=0, le=1_000_000, description="Money per 1,000 tokens.")
     specializations: dict[str, Score] = Field(default_factory=dict, description="Fit per specialization, 0-100.")
     vars: dict[str, Scalar] = Field(default_factory=dict)
     description: str = ""
 
 
 class QuotaConfig(StrictModel):
-    tokens: int | None = Field(None, gt=0, description="Tokens (input + output) per period.")
-    requests: int | None = Field(None, gt=0, description="Requests (attempts) per period.")
-    cost_usd: float | None = Field(None, gt=0, description="Money per period, where models have a price.")
+    tokens: int | None = Field(None, gt=0, le=10**15, description="Tokens (input + output) per period.")
+    requests: int | None = Field(None, gt=0, le=10**12, description="Requests (attempts) per period.")
+    cost_usd: float | None = Field(None, gt=0, le=10**12, description="Money per period, where models have a price.")
     reset: str | None = Field(None, description='Cron expression of the period reset, e.g. "0 0 * * 0".')
     window: str | None = Field(None, description='Rolling window instead of a reset, e.g. "5h".')
     timezone: str | None = Field(None, description="Timezone of `reset`; default: routing.timezone.")
@@ -170,20 +196,24 @@ class PatternConfig(StrictModel):
 class ProviderConfig(StrictModel):
     enabled: bool = True
     description: str = ""
-    command_template: list[str] = Field(min_length=1)
+    command_template: list[str] = Field(
+        min_length=1, description="One string per argv element (Jinja templates); the older format's one string "
+        "is split into words as a shell would, and never given to one.",
+        json_schema_extra=_array_or_words)
     executable: str | None = Field(None, description="What must exist to run: default command_template[0].")
     api_key_env: str | None = None
     requires_api_key: bool = False
     env: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(1800.0, gt=0, description="Seconds before the process group is terminated.")
-    kill_grace: float = Field(10.0, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    timeout: float = Field(1800.0, gt=0, le=WEEK, description="Seconds before the process group is terminated.")
+    kill_grace: float = Field(10.0, ge=0, le=3600, description="Seconds between SIGTERM and SIGKILL.")
     idle_timeout: float | None = Field(
-        None, gt=0, description="Seconds without output on stdout or stderr before the attempt ends as a timeout."
+        None, gt=0, le=WEEK,
+        description="Seconds without output on stdout or stderr before the attempt ends as a timeout.",
     )
     prompt: PromptMode = "file"
-    output_format: str = "text"
-    max_concurrency: int | None = Field(None, ge=1)
-    account_strategy: str = "least_used"
+    output_format: str = Field("text", **_enum(PARSERS))
+    max_concurrency: int | None = Field(None, ge=1, le=100_000)
+    account_strategy: str = Field("least_used", **_enum(STRATEGIES))
     specializations: dict[str, Score] = Field(
         default_factory=dict, description="Fit of the whole provider (0-100), used for models that give no score."
     )
@@ -198,7 +228,7 @@ class ProviderConfig(StrictModel):
 
 
 class StateConfig(StrictModel):
-    backend: str = "sqlite"
+    backend: str = Field("sqlite", **_enum(STORES))
     path: str = Field(".adws/state.sqlite3", description="The SQLite file (backend sqlite).")
     url: str | None = Field(None, description="The Redis server, redis://[:password@]host:port/db or rediss:// "
                             "(backend redis); ADWS_STATE_URL overrides it.")
@@ -214,8 +244,8 @@ class AuditConfig(StrictModel):
 
 class RunConfig(StrictModel):
     dir: str = Field(".adws/runs", description="Per-attempt output files go under this directory.")
-    output_cap_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    keep_runs: int = Field(200, ge=0, description="Run directories kept; older ones are removed.")
+    output_cap_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1 << 34)
+    keep_runs: int = Field(200, ge=0, le=1_000_000, description="Run directories kept; older ones are removed.")
 
 
 class ExpectConfig(StrictModel):

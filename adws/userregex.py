@@ -1,0 +1,94 @@
+"""Regular expressions written by users (attrs `regex` conditions, provider `failure_patterns`).
+
+They run on text adws does not control (task attributes, agent output), so they run on RE2 (google-re2), whose
+matching time is linear in the text: `(a+)+$` over 30 characters takes microseconds instead of minutes.
+RE2 refuses what it cannot run in linear time (backreferences, lookaround); such a regex is a load error.
+adws's own fixed patterns keep Python's `re`.
+
+Differences from Python's `re` a maintainer may meet (RE2 syntax, https://github.com/google/re2/wiki/Syntax):
+`\\b`, `\\w` and `\\d` are ASCII-only; `$` matches only at the very end (not before a final newline) unless
+`(?m)`; no `(?=...)`, `(?!...)`, `(?<=...)` or `\\1`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import re2
+
+from adws.errors import toml_value
+
+
+class Match(Protocol):
+    def start(self) -> int: ...
+    def end(self) -> int: ...
+
+
+class Searcher(Protocol):
+    """What the classifier and conditions need of a compiled regex: Python's `re.Pattern` and `UserRegex`."""
+
+    @property
+    def pattern(self) -> str: ...
+    def search(self, text: str) -> Match | None: ...
+
+
+def _options(ignore_case: bool) -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own parse errors to stderr; ours is the message
+    options.case_sensitive = not ignore_case
+    return options
+
+
+@dataclass(frozen=True, slots=True)
+class UserRegex:
+    """A compiled user regex. `search` as `re.Pattern.search`: the first match anywhere, or None."""
+
+    pattern: str
+    ignore_case: bool
+    compiled: Any  # re2._Regexp: no type stubs
+
+    def search(self, text: str) -> Match | None:
+        try:
+            return self.compiled.search(text)  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            # A lone surrogate (valid in JSON) cannot be encoded for RE2: it becomes U+FFFD, one character
+            # for one, so match positions still index the original text.
+            return self.compiled.search(  # type: ignore[no-any-return]
+                text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return compile_user_regex, (self.pattern, self.ignore_case)
+
+
+def compile_user_regex(source: str, ignore_case: bool = False, *, allow_empty: bool = True) -> UserRegex:
+    """Compile a user's regex for linear-time matching. Raises ValueError with the one wording adws uses for a
+    bad regex: `bad regex "SOURCE": WHY`."""
+    try:
+        compiled = re2.compile(source, _options(ignore_case))
+    except re2.error as exc:
+        raise ValueError(bad_regex(source, _why(source, exc))) from None
+    regex = UserRegex(source, ignore_case, compiled)
+    if not allow_empty and compiled.search("") is not None:
+        raise ValueError(f"regex {toml_value(source)} matches empty text, so it would match every output")
+    return regex
+
+
+def bad_regex(source: str, why: str) -> str:
+    return f"bad regex {toml_value(source)}: {why}"
+
+
+def _why(source: str, exc: Exception) -> str:
+    """Python's wording when Python also refuses the regex (it names the position); otherwise RE2's, with why."""
+    try:
+        re.compile(source)
+    except re.error as py_exc:
+        where = f" at position {py_exc.pos}" if py_exc.pos is not None else ""
+        return f"{py_exc.msg}{where}"
+    except (RecursionError, OverflowError):  # Python's parser has limits of its own on hostile input
+        pass
+    detail = exc.args[0] if exc.args else exc
+    text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    return (f"{text} (adws matches user regexes in linear time with RE2, which has no backreferences, "
+            "lookahead or lookbehind)")
