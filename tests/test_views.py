@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from syrupy.assertion import SnapshotAssertion
 
 from adws import cli
@@ -22,7 +24,7 @@ from adws.config import load_config
 from adws.engine import Engine
 from adws.render import fit, minute, times_in
 from adws.reports import providers_report
-from adws.state import Cooldown, UsageRecord, open_store
+from adws.state import Cooldown, MemoryStore, UsageRecord, open_store
 from adws.state.base import BreakerState
 from tests.conftest import TESTS
 
@@ -141,22 +143,7 @@ def test_available_iff_route_can_plan_it_for_some_task(moment: str, state: Path)
     now = MOMENTS[moment]
     engine = Engine(load_config(CONFIG), environ={"PATH": "/bin:/usr/bin", "ADWS_STATE_PATH": str(state)})
     try:
-        rows = {row["name"]: row for row in providers_report(engine, now)}
-        # Some task: an override sends the smallest task to the provider first. Every task: the override to
-        # each provider and each scenario's task, whose plans together hold every tier a task could get.
-        names = list(engine.config.providers)
-        tasks = [{"title": "x", "labels": [f"route:{name}"]} for name in names] + \
-            [dict(s.task) for s in engine.config.scenarios] + [{"title": "docs", "labels": ["documentation"]}]
-        planned = {step.provider for task in tasks for step in engine.route(task, now=now).plan}
-        for name in names:
-            witness = engine.route({"title": "x", "labels": [f"route:{name}"]}, now=now)
-            can = bool(witness.plan) and witness.plan[0].provider == name
-            assert (rows[name]["status"] == "available") is can, (name, rows[name])
-            assert (name in planned) is can, name
-            if not can:  # and the reason the view gives is the one route gives for that tier
-                tier = [s.to_dict() for s in witness.skipped if s.provider == name and s.account is None]
-                assert rows[name]["reason"] in [s["reason"] for s in tier] + \
-                    [s["reason"] for s in rows[name]["skipped"]]
+        available_iff_plannable(engine, now)
     finally:
         engine.close()
 
@@ -180,6 +167,53 @@ def test_the_tier_says_when_it_comes_back(state: Path) -> None:
     ]
     assert rows["delta"]["skipped"] == [{"provider": "delta", "reason": "account disabled", "account": "d2"}]
     engine.close()
+
+
+def available_iff_plannable(engine: Engine, now: datetime) -> None:
+    """For every provider: `providers --json` says available iff route() plans it first for the task sent to
+    it (the smallest task, by override), and an unavailable provider is in no plan of any task tried."""
+    rows = {row["name"]: row for row in providers_report(engine, now)}
+    names = list(engine.config.providers)
+    tasks = [{"title": "x", "labels": [f"route:{name}"]} for name in names] + \
+        [dict(s.task) for s in engine.config.scenarios] + [{"title": "docs", "labels": ["documentation"]}]
+    planned = {step.provider for task in tasks for step in engine.route(task, now=now).plan}
+    for name in names:
+        witness = engine.route({"title": "x", "labels": [f"route:{name}"]}, now=now)
+        can = bool(witness.plan) and witness.plan[0].provider == name
+        assert (rows[name]["status"] == "available") is can, (name, rows[name])
+        assert (name in planned) is can, name
+        if not can:  # the tier's reason in the view is the one route gives for it
+            assert rows[name]["reason"] in [s.reason for s in witness.skipped if s.provider == name]
+
+
+ACCOUNTS = [("alpha", "a1"), ("alpha", "a2"), ("alpha", "a3"), ("delta", "d1"), ("delta", "d2"),
+            ("beta", "default"), ("gamma", "default")]
+OFFSETS = st.integers(min_value=-3 * 3600, max_value=3 * 3600).map(lambda s: timedelta(seconds=s))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cooldowns=st.dictionaries(st.sampled_from(ACCOUNTS), st.tuples(OFFSETS, st.sampled_from(
+           ["rate_limited", "quota_exhausted", "auth"]))),
+       usage=st.dictionaries(st.sampled_from(ACCOUNTS), st.integers(min_value=0, max_value=120_000)),
+       breakers=st.dictionaries(st.sampled_from(["alpha", "beta", "gamma", "delta"]),
+                                st.tuples(st.sampled_from(["open", "half_open"]), OFFSETS)),
+       slots=st.dictionaries(st.sampled_from(["gamma"]), OFFSETS),
+       later=OFFSETS)
+def test_available_iff_plannable_in_any_state(cooldowns: dict[tuple[str, str], tuple[timedelta, str]],
+                                              usage: dict[tuple[str, str], int],
+                                              breakers: dict[str, tuple[str, timedelta]],
+                                              slots: dict[str, timedelta], later: timedelta) -> None:
+    store = MemoryStore(None)
+    for (provider, account), (offset, reason) in cooldowns.items():
+        store.set_cooldown(provider, account, Cooldown(AT + offset, reason))
+    for (provider, account), tokens in usage.items():
+        store.record_usage(UsageRecord(provider, account, AT - timedelta(hours=1), Usage(1, tokens, 0)))
+    for provider, (kind, offset) in breakers.items():
+        store.update_breaker(provider, lambda _, kind=kind, offset=offset: BreakerState(kind, 3, AT + offset))
+    for provider, offset in slots.items():
+        store.acquire_slot(provider, "run-1", 1, AT - timedelta(hours=4), AT + offset)
+    engine = Engine(load_config(CONFIG), store=store, environ={"PATH": "/bin:/usr/bin"})
+    available_iff_plannable(engine, AT + later)
 
 
 # -- rendering helpers ------------------------------------------------------------------------------------
