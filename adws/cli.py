@@ -174,14 +174,17 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
+    from adws import render
     from adws.reports import quota_report, render_quota
 
     engine = _engine(args)
-    rows = quota_report(engine, _at(args.at, engine.config.timezone) or engine.clock())
+    now = _at(args.at, engine.config.timezone) or engine.clock()
+    rows = quota_report(engine, now)
     if args.json:
         _print_json(rows)
     else:
-        print(render_quota(rows))
+        columns = render.width()
+        print(render.fit(render_quota(rows, None, engine.router.tz, now, columns), columns))
     return 0
 
 

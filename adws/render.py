@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import textwrap
+from collections.abc import Collection, Sequence
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, TextIO
 
@@ -68,12 +69,29 @@ def minute(moment: datetime, zone: tzinfo, now: datetime | None = None) -> str:
     return local.strftime("%Y-%m-%d ") + clock
 
 
-def span(seconds: float) -> str:
-    """A duration to the minute: "3d 11h00m", "2h05m", "0h00m" (never negative)."""
-    total = max(int(seconds), 0)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    return (f"{days}d " if days else "") + f"{hours}h{rest // 60:02d}m"
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = (),
+          columns: int | None = None, empty: str = "-") -> list[str]:
+    """Rows under labelled columns, each as wide as its widest cell; columns in `right` (indexes) are
+    right-aligned (figures). Wider than `columns`, the last columns leave the table: each row is followed by
+    one indented `label: value` line per moved column that has a value (not `empty`)."""
+    keep = len(headers)
+    while keep > 1 and columns is not None and _width(headers, rows, keep) > columns:
+        keep -= 1
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers[:keep])]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells[:keep], widths, strict=True))).rstrip()
+
+    out = [line(headers)]
+    for row in rows:
+        out.append(line(row))
+        out += [f"    {headers[i]}: {row[i]}" for i in range(keep, len(headers)) if row[i] != empty]
+    return out
+
+
+def _width(headers: Sequence[str], rows: Sequence[Sequence[str]], keep: int) -> int:
+    return sum(max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers[:keep])) + 2 * (keep - 1)
 
 
 # -- times inside reasons ---------------------------------------------------------------------------------

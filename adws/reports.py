@@ -13,7 +13,7 @@ from adws.engine import Engine
 from adws.errors import TaskError, toml_value
 from adws.model import CompiledConfig
 from adws.quota import percent_used
-from adws.render import times_in
+from adws.render import minute, table, times_in
 from adws.router import Explanation, ModelRouter
 from adws.standing import standing
 from adws.state.memory import MemoryStore
@@ -129,7 +129,7 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
             if cooldown is not None and cooldown_applies(cooldown, spec, engine.availability.environ):
                 row.update(cooldown_until=cooldown.until.isoformat(), cooldown_reason=cooldown.reason)
             rows.append(row)
-    return rows
+    return [_announced(row) for row in rows]
 
 
 def _alert(percent: float, alerts: tuple[float, ...], hard: float) -> str | None:
@@ -148,27 +148,65 @@ def _span(delta: Any) -> str:
     return (f"{days}d " if days else "") + f"{hours}h{rest // 60:02d}m"
 
 
-def render_quota(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'provider/account':<24} {'used':>22} {'%':>6}  {'alert':<16} resets in"]
+# What a limit the provider announced means as an alert (the cooldown it set carries the outcome class), by
+# severity: the computed alert for the same row stays unless the announced one is worse.
+ANNOUNCED_ALERTS: dict[str, str] = {"rate_limited": "rate limited", "quota_exhausted": "exhausted"}
+_SEVERITY = ("rate limited", "blocked", "exhausted")
+
+
+def _severity(alert: str | None) -> int:
+    if alert is None:
+        return 0
+    return 2 + next((i for i, word in enumerate(_SEVERITY) if alert.startswith(word)), -1)
+
+
+def _announced(row: dict[str, Any]) -> dict[str, Any]:
+    """`alert` for the limits the provider announced as well as for those adws computed, and `alert_source`
+    ("computed", "announced" or None) saying which one it shows."""
+    announced = ANNOUNCED_ALERTS.get(row["cooldown_reason"] or "")
+    source = "computed" if row["alert"] is not None else None
+    if announced is not None and _severity(announced) > _severity(row["alert"]):
+        row["alert"], source = announced, "announced"
+    row["alert_source"] = source
+    return row
+
+
+def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None = None, zone: tzinfo = UTC,
+                 now: datetime | None = None, columns: int | None = None) -> str:
+    """`adws quota` for people: one labelled row per provider and account (and pool), times to the minute in
+    `zone` (the routing timezone); `~` marks usage that includes estimates. Wider than `columns`, the last
+    columns move under each row as `label: value` lines."""
+    body = []
     for r in rows:
-        who = r["provider"] + ("" if r["account"] == DEFAULT_ACCOUNT else f"/{r['account']}")
         tokens = r["input_tokens"] + r["output_tokens"]
         limits = r["limits"] or {}
         parts = []
         if limits.get("tokens") or not limits.get("requests"):
-            parts.append(f"{tokens:,} tok" + (f"/{limits['tokens']:,}" if limits.get("tokens") else ""))
+            parts.append(f"{tokens:,} tok" + (f" / {limits['tokens']:,}" if limits.get("tokens") else ""))
         if limits.get("requests"):
-            parts.append(f"{r['requests']}/{limits['requests']} req")
+            parts.append(f"{r['requests']} / {limits['requests']} req")
         used = ", ".join(parts) + ("~" if r["estimated"] else "")
-        pct = "-" if r["percent"] is None else f"{r['percent']:.1f}"
+        pct = "-" if r["percent"] is None else f"{r['percent']:.1f}%"
+        alert = (r["alert"] or "") + (" (announced)" if r.get("alert_source") == "announced" else "")
         # A rolling window with nothing in it has no reset to wait for; no quota at all shows a week of usage.
-        resets = r["resets_in"] or ("no quota (last 7 days)" if r["limits"] is None else "nothing to reset")
-        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {resets}"
+        if r["resets_at"]:
+            resets = f"{minute(datetime.fromisoformat(r['resets_at']), zone, now)} (in {r['resets_in']})"
+        else:
+            resets = "no quota (last 7 days)" if r["limits"] is None else "nothing to reset"
+        cooling = ""
         if r["cooldown_until"]:
-            line += f"  cooling down until {r['cooldown_until']} ({r['cooldown_reason']})"
-        lines.append(line)
-    lines.append("(~ = includes estimated usage)")
+            cooling = f"until {minute(datetime.fromisoformat(r['cooldown_until']), zone, now)} " \
+                      f"({r['cooldown_reason']})"
+        body.append([_who(r), used, pct, alert or "-", resets, cooling or "-"])
+    lines = table(["provider/account", "used / limit", "% used", "alert", "next reset", "cooling down"], body,
+                  right=(1, 2), columns=columns)
+    lines.append("(~ = includes estimated usage; an alert is announced by the provider or computed from usage)")
     return "\n".join(lines)
+
+
+def _who(row: dict[str, Any]) -> str:
+    who = str(row["provider"]) + ("" if row["account"] == DEFAULT_ACCOUNT else f"/{row['account']}")
+    return who + (f"/{row['pool']}" if row.get("pool") else "")
 
 
 def _ordered(config: CompiledConfig) -> list[str]:

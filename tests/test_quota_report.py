@@ -99,17 +99,25 @@ def test_quota_text(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quota", "--config", config, "--at", AT_ARG]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
+    # Every column labelled; times to the minute in the routing timezone (UTC here), the countdown beside them.
     assert captured.out == "\n".join([
-        "provider/account                           used      %  alert            resets in",
-        "antigravity/ag-1            100,000 tok/500,000   20.0                   3d 11h00m",
-        "antigravity/ag-2           400,000 tok/500,000~   80.0  >= 80%           3d 11h00m",
-        "antigravity/ag-3            480,000 tok/500,000   96.0  blocked (>= 95%) 3d 11h00m"
-        "  cooling down until 2026-11-18T16:00:00+00:00 (rate_limited)",
-        "antigravity/ag-4            501,000 tok/500,000  100.2  exhausted        3d 11h00m",
-        "copilot                               50/50 req  100.0  exhausted        12d 11h00m",
-        "cline                                     0 tok      -                   no quota (last 7 days)",
-        "opencode                     96,000 tok/100,000   96.0  >= 95%           3h00m",
-        "(~ = includes estimated usage)",
+        "provider/account            used / limit  % used  alert             next reset            "
+        "                cooling down",
+        "antigravity/ag-1   100,000 tok / 500,000   20.0%  -                 "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   -",
+        "antigravity/ag-2  400,000 tok / 500,000~   80.0%  >= 80%            "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   -",
+        "antigravity/ag-3   480,000 tok / 500,000   96.0%  blocked (>= 95%)  "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   until 16:00 UTC (rate_limited)",
+        "antigravity/ag-4   501,000 tok / 500,000  100.2%  exhausted         "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   -",
+        "copilot                      50 / 50 req  100.0%  exhausted         "
+        "2026-12-01 00:00 UTC (in 12d 11h00m)  -",
+        "cline                              0 tok       -  -                 "
+        "no quota (last 7 days)                -",
+        "opencode            96,000 tok / 100,000   96.0%  >= 95%            16:00 UTC (in 3h00m)  "
+        "                -",
+        "(~ = includes estimated usage; an alert is announced by the provider or computed from usage)",
         "",
     ])
 
@@ -128,6 +136,7 @@ def test_quota_json_rows(config: str, capsys: pytest.CaptureFixture[str]) -> Non
         "percent": 96.0, "alert": "blocked (>= 95%)",
         "resets_at": "2026-11-22T00:00:00+00:00", "resets_in": "3d 11h00m",
         "cooldown_until": "2026-11-18T16:00:00+00:00", "cooldown_reason": "rate_limited",
+        "alert_source": "computed",  # the rate limit it announced is less than the block adws computed
     }
     # Alert levels: none below 80%, then 80, 95 (where that is not already the hard block), exhausted.
     assert [(r["account"] if r["provider"] == "antigravity" else r["provider"], r["percent"], r["alert"])
@@ -193,7 +202,8 @@ def test_render_quota_shows_every_limited_dimension_and_an_empty_rolling_window(
     from adws.reports import render_quota
 
     row = {"provider": "p", "account": "a", "requests": 3, "input_tokens": 100, "output_tokens": 20,
-           "estimated": False, "percent": 6.0, "alert": None, "resets_in": None, "cooldown_until": None,
+           "estimated": False, "percent": 6.0, "alert": None, "resets_at": None, "resets_in": None,
+           "cooldown_until": None,
            "limits": {"tokens": 2000, "requests": 50, "cost_usd": None}}
-    assert render_quota([row]).splitlines()[1] == (
-        "p/a                      120 tok/2,000, 3/50 req    6.0                   nothing to reset")
+    assert render_quota([row]).splitlines()[1] == \
+        "p/a               120 tok / 2,000, 3 / 50 req    6.0%  -      nothing to reset  -"

@@ -68,6 +68,7 @@ def adws(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 VIEWS: dict[str, tuple[list[str], int]] = {
     "providers": (["providers", "--config", str(CONFIG), "--at", AT_ARG], 0),
+    "quota": (["quota", "--config", str(CONFIG), "--at", AT_ARG], 0),
     "route-bug": (["route", "--config", str(CONFIG), "--at", AT_ARG, "--task-json", BUG], 0),
     "route-docs": (["route", "--config", str(CONFIG), "--at", AT_ARG, "--task-json", DOCS], 0),
     "route-bug-explain": (["route", "--config", str(CONFIG), "--at", AT_ARG, "--task-json", BUG, "--explain"], 0),
@@ -113,7 +114,7 @@ def test_an_empty_plan_says_when_the_first_tier_is_back(state: Path, capsys: pyt
 
 def the_same_moment(state: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     views = {}
-    for name in ("providers", "route-bug"):
+    for name in ("providers", "quota", "route-bug"):
         views[name] = json.loads(adws(capsys, *VIEWS[name][0], "--json")[1])
     return views
 
@@ -127,6 +128,17 @@ def test_providers_and_route_give_the_same_reasons(state: Path, capsys: pytest.C
         assert skip in providers[skip["provider"]]["skipped"], skip
     assert [row["name"] for row in views["providers"] if row["status"] == "available"] == \
         [step["provider"] for step in decision["plan"]] == ["delta"]
+    # The quota view shows the same accounts out: a limit the provider announced is an alert too.
+    quota = {(r["provider"], r["account"]): r for r in views["quota"]}
+    assert (quota[("alpha", "a2")]["alert"], quota[("alpha", "a2")]["alert_source"]) == ("exhausted", "announced")
+    assert (quota[("alpha", "a1")]["alert"], quota[("alpha", "a1")]["alert_source"]) == ("rate limited", "announced")
+    assert quota[("alpha", "a1")]["cooldown_until"] == providers["alpha"]["until"] == "2026-11-18T15:00:00+00:00"
+    assert (quota[("alpha", "a3")]["alert"], quota[("alpha", "a3")]["alert_source"]) == \
+        ("blocked (>= 95%)", "computed")
+    for (provider, account), row in quota.items():  # every account out in the providers view has its alert
+        if any(s.get("account") == account for s in providers[provider]["skipped"] if "cooling" in s["reason"]
+               or "quota" in s["reason"]):
+            assert row["alert"] is not None, (provider, account)
 
 
 MOMENTS = {
