@@ -13,10 +13,8 @@ decision's `skipped` carries (provider, reason, account, until).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from adws.decision import Skip
 from adws.model import ProviderSpec
@@ -32,11 +30,6 @@ class Standing:
     reason: str | None  # why the tier is out (the line a decision's `skipped` shows for it); None when available
     skipped: tuple[Skip, ...]  # every reason: the tier's, then each account that is out, in file order
     until: datetime | None  # when the tier comes back, where known; None when available or when nobody knows
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"available": self.available, "reason": self.reason,
-                "until": self.until.isoformat() if self.until else None,
-                "skipped": [skip.to_dict() for skip in self.skipped]}
 
 
 def standing(router: ModelRouter, provider: ProviderSpec, now: datetime) -> Standing:
@@ -59,10 +52,6 @@ def standing(router: ModelRouter, provider: ProviderSpec, now: datetime) -> Stan
     # The tier comes back when its own block ends and, if no account is usable either, when one is back.
     back = gate.until if ranking.usable else _latest(gate.until, ranking.earliest)
     return Standing(provider.name, False, gate.reason, (gate, *accounts), back)
-
-
-def standings(router: ModelRouter, providers: Iterable[ProviderSpec], now: datetime) -> list[Standing]:
-    return [standing(router, provider, now) for provider in providers]
 
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
