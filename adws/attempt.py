@@ -23,6 +23,7 @@ class OutcomeClass(enum.StrEnum):
     ERROR = "error"
     BAD_OUTPUT = "bad_output"
     UNAVAILABLE = "unavailable"
+    VERIFY_FAILED = "verify_failed"  # the agent said it succeeded; the declared `verify` command said no
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ from typing import Any
 from adws.errors import AdwsError, ConfigError, TaskError, UsageError
 
 DEFAULT_CONFIG = "config.toml"
+WAIT_HELP = ("when limits, cooldowns, quotas or busy slots spent the plan, wait until capacity returns (at most MAX: "
+             "seconds or e.g. 30m, 2h; no MAX: however long) and run again")
 
 
 def _config_path(value: str | None) -> str:
@@ -112,21 +114,25 @@ def cmd_route(args: argparse.Namespace) -> int:
         router = scenario_router(load_config(_config_path(args.config)))
     else:
         router = _engine(args).router
-    from adws import render
+    if args.json:
+        if args.explain:
+            explanation = router.explain(task, now=now, prompt=prompt)
+            _print_json(explanation.to_dict())
+            return 0 if explanation.decision.plan else 1
+        decision = router.route(task, now=now, prompt=prompt)
+        _print_json(decision.to_dict())
+        return 0 if decision.plan else 1
+    from adws.views import fit, render_decision, render_rules, terminal_width
 
+    # The answer first; the rule table only when asked for.
     if args.explain:
         explanation = router.explain(task, now=now, prompt=prompt)
-        if args.json:
-            _print_json(explanation.to_dict())
-        else:
-            print(render.fit("\n".join(render.explanation(explanation)), render.width()))
-        return 0 if explanation.decision.plan else 1
-    decision = router.route(task, now=now, prompt=prompt)
-    if args.json:
-        _print_json(decision.to_dict())
+        decision = explanation.decision
+        lines = [*render_decision(decision, router.config.providers), *render_rules(explanation)]
     else:
-        # The answer first; the rule table is --explain's.
-        print(render.fit("\n".join(render.decision(decision)), render.width()))
+        decision = router.route(task, now=now, prompt=prompt)
+        lines = [*render_decision(decision, router.config.providers), "(every rule and why: adws route --explain)"]
+    print(fit(lines, terminal_width(sys.stdout)))
     return 0 if decision.plan else 1
 
 
@@ -144,8 +150,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.prompt_file:
         raise TaskError(["give the prompt with --prompt-file FILE (- for stdin)"])
     prompt = _read_prompt(args)
+    wait = _wait(args.wait)
     engine = _engine(args)
-    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone))
+    on_event = None
+    # Each attempt as it starts and ends, on stderr (stdout keeps the result). A script reading --json from a
+    # pipe gets a clean stderr unless it asks; on a terminal a person is watching.
+    if not args.quiet and (not args.json or sys.stderr.isatty()):
+        from adws.progress import PlainProgress
+
+        on_event = PlainProgress(sys.stderr)
+    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
+                        wait=wait, on_event=on_event)
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -156,12 +171,65 @@ def cmd_run(args: argparse.Namespace) -> int:
             for skip in result.decision.skipped:
                 print(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "") + f": {skip.reason}")
         print(("OK: " if result.success else "FAILED: ") + result.message)
+        if result.output_file:
+            print(f"final text: {result.output_file}")
+        if result.handoff and result.handoff.get("branch"):
+            print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
+        if not result.success and result.retry_at is not None:
+            print(f"can run again from {result.retry_at.isoformat(timespec='minutes')} (adws run --wait)")
+        print(f"run directory: {result.run_dir}")
     return 0 if result.success else 1
 
 
+def _wait(value: str | None) -> float | None:
+    """--wait: absent None; bare (no MAX) unbounded; MAX as seconds or a duration such as "30m" or "2h"."""
+    if value is None:
+        return None
+    if value == "":
+        return float("inf")
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from adws.quota import parse_window
+
+    try:
+        return parse_window(value).total_seconds()
+    except ValueError:
+        raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
+
+
+def cmd_run_many(args: argparse.Namespace) -> int:
+    from adws.batch import load_items, run_many
+    from adws.progress import progress_for
+
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
+    wait = _wait(args.wait)
+    items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
+    engine = _engine(args)
+
+    def print_result(outcome: Any) -> None:
+        if args.json:
+            print(json.dumps(outcome.to_dict(), ensure_ascii=False, default=str), flush=True)
+        else:
+            result = outcome.result
+            text = outcome.error or (result.message if result is not None else "")
+            print(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}", flush=True)
+
+    progress = None if args.quiet else progress_for(sys.stderr, len(items))
+    if progress is None:
+        outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result, wait=wait)
+    else:
+        with progress:
+            outcomes = run_many(engine, items, concurrency=args.concurrency, on_event=progress,
+                                on_result=print_result, wait=wait)
+    return 0 if all(o.success for o in outcomes) else 1
+
+
 def cmd_providers(args: argparse.Namespace) -> int:
-    from adws import render
     from adws.reports import providers_report, render_providers
+    from adws.views import fit, terminal_width
 
     engine = _engine(args)
     now = _at(args.at, engine.config.timezone) or engine.clock()
@@ -169,13 +237,13 @@ def cmd_providers(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        print(render.fit(render_providers(rows, engine.router.tz, now), render.width()))
+        print(fit(render_providers(rows, engine.router.tz, now).splitlines(), terminal_width(sys.stdout)))
     return 0
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
-    from adws import render
     from adws.reports import quota_report, render_quota
+    from adws.views import fit, terminal_width
 
     engine = _engine(args)
     now = _at(args.at, engine.config.timezone) or engine.clock()
@@ -183,8 +251,8 @@ def cmd_quota(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        columns = render.width()
-        print(render.fit(render_quota(rows, None, engine.router.tz, now, columns), columns))
+        columns = terminal_width(sys.stdout)
+        print(fit(render_quota(rows, None, engine.router.tz, now, columns).splitlines(), columns))
     return 0
 
 
@@ -347,6 +415,21 @@ def _parser() -> argparse.ArgumentParser:
                            help="judge the rules only: every provider installed, every quota fresh")
         else:
             p.add_argument("--workdir", default=".", help="the agent's working directory (default: .)")
+            p.add_argument("--quiet", action="store_true", help="do not print each attempt as it starts and ends")
+            p.add_argument("--wait", nargs="?", const="", metavar="MAX", help=WAIT_HELP)
+
+    p = add("run-many", "Run many tasks at once, each with fall-through; one result per task.")
+    p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+    p.add_argument("--tasks", required=True,
+                   help='JSON Lines of {"task", "prompt" | "prompt_file", "workdir"}, or a JSON array of tasks '
+                        "(gh issue list --json ...) with --prompt-template; - for stdin")
+    p.add_argument("--prompt-template", help="a Jinja template over `task` giving each task's prompt")
+    p.add_argument("--concurrency", type=int, default=4, help="tasks running at once (default: 4)")
+    p.add_argument("--workdir", default=".", help="working directory of items that name none (default: .)")
+    p.add_argument("--json", action="store_true", help="one JSON line per task, as it finishes")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--wait", nargs="?", const="", metavar="MAX", help=WAIT_HELP)
+    p.set_defaults(func=cmd_run_many)
 
     for name, func, help_text in (("providers", cmd_providers, "Each provider's status and why."),
                                   ("quota", cmd_quota, "Usage per provider and account, and time to reset.")):
@@ -426,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "config_opt", None):
         args.config = args.config_opt
     previous = {}
-    if args.command == "run":
+    if args.command in ("run", "run-many"):
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args))

@@ -7,8 +7,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,17 +18,19 @@ from adws.availability import Availability
 from adws.config import load_config
 from adws.decision import Decision
 from adws.errors import AdwsError, ConfigError, Problem, TaskError
+from adws.events import Event, EventKind, announce
 from adws.model import CompiledConfig
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
-from adws.state.base import StateStore
+from adws.state.base import StateStore, StateStoreError
 from adws.task import Task, coerce_task
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    from adws.batch import BatchItem, TaskOutcome
     from adws.manager import ProviderManager, Runner, Sleeper
 
 TaskInput = Task | Mapping[str, Any]
@@ -60,6 +62,7 @@ class Engine:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.availability = Availability(self.environ, which)
+        self._which = which
         self.store: StateStore = store if store is not None else open_configured(
             config.state_backend, config.state_path, config.base_dir, self.environ, config.state_options)
         self._runner, self._sleep = runner, sleep
@@ -136,6 +139,18 @@ class Engine:
                                                 clock=self.clock, environ=self.environ)
             return self._manager
 
+    def run_many(self, items: Iterable[BatchItem | Mapping[str, Any]], *, concurrency: int = 4,
+                 on_event: Callable[[Event], None] | None = None, wait: float | None = None) -> list[TaskOutcome]:
+        """Run many tasks, at most `concurrency` at once (see adws.batch); outcomes in input order.
+
+        Items are BatchItem objects or dicts `{"task": ..., "prompt" | "prompt_file": ..., "workdir": ...}`.
+        Raises BatchInputError listing every bad item before anything runs. `wait` as in `run`: a waiting task
+        does not hold up the others.
+        """
+        from adws.batch import run_many
+
+        return run_many(self, items, concurrency=concurrency, on_event=on_event, wait=wait)
+
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
         self._between_tasks()
@@ -195,34 +210,96 @@ class Engine:
             raise
 
     def run(self, task: TaskInput, *, prompt: str, workdir: str | os.PathLike[str] = ".",
-            now: datetime | None = None) -> Result:
+            now: datetime | None = None, wait: float | None = None,
+            on_event: Callable[[Event], None] | None = None) -> Result:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
 
         Interrupted (KeyboardInterrupt, SystemExit from a signal handler), the audit record of what ran so far
         is still written, then the exception propagates. In strict mode a degraded config raises ConfigError.
+        A failed result carries `retry_at` and `retryable` (adws.retry). With `wait` (seconds, may be inf), a
+        task whose plan was spent by limits, cooldowns, quotas or busy slots is parked until `retry_at` (an
+        event `task_waiting` says until when) and run again, as long as that is within `wait` of the start.
+        `on_event` hears each attempt start and end (adws.events).
+        Raises TaskError (bad task, empty prompt, missing workdir) and WorkdirError (the `[run] workdir` policy
+        cannot use the directory) before anything runs.
         """
+        given_retry_count = isinstance(task, Mapping) and task.get("retry_count") is not None
         self._between_tasks()
         if self.strict and self._refused is not None:
             raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
                                            "the problems follow"), *self._refused.problems], self._refused.source)
-        # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
-        with self._lock:
-            config, router, manager = self.config, self.router, self.manager
         task = coerce_task(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
         if not Path(workdir).is_dir():
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
             raise TaskError([f"workdir: {workdir} is not a directory"])
+        if self.config.intake.retry_count_from_history and not given_retry_count and task.retry_count == 0 \
+                and task.key is not None:
+            from dataclasses import replace
+
+            from adws.history import failed_runs
+
+            since = (now or self.clock()) - timedelta(seconds=self.config.intake.history_window_seconds)
+            task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since))
+        deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
+        sink = on_event
+
+        def emit(event: Event) -> None:
+            announce(event, sink)
+
+        while True:
+            result = self._run_once(task, prompt, workdir, now, emit)
+            if deadline is None or result.success or not result.retryable or result.retry_at is None:
+                return result
+            from adws.retry import wait_for_capacity
+
+            moment = self.clock()
+            if result.retry_at > deadline:
+                return result
+            emit(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
+                       reason=result.message))
+            wait_for_capacity(result.retry_at, now=moment, deadline=deadline, sleep=self._sleep)
+            now = None  # a later try routes at its own time
+            self._between_tasks()  # a config edited while the task waited is used for the next try
+
+    def _run_once(self, task: Task, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
+                  on_event: Callable[[Event], None] | None) -> Result:
+        # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
         with self._lock:
+            config, router, manager = self.config, self.router, self.manager
             decision = router.route(task, now=now, prompt=prompt)
+        from adws.workdir import open_workspace
+
+        rule = decision.matched
+        policy = rule.workdir if rule is not None and rule.workdir is not None else config.workdir_policy
+        workspace = open_workspace(policy, workdir, environ=self.environ)  # WorkdirError: nothing ran
         result = Result(False, decision)
         try:
-            return manager.run(task, decision, prompt=prompt, workdir=workdir, result=result)
+            manager.run(task, decision, prompt=prompt, workdir=workdir, result=result, workspace=workspace,
+                        observer=on_event)
+        except BaseException as exc:
+            exc.adws_result = result  # type: ignore[attr-defined]  # what ran, for a caller such as run_many
+            raise
         finally:
+            if not result.success:
+                self._retry_window(result)
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
             if result.run_dir is not None and config.audit_enabled:
                 self._audit(task, result, prompt, config)
+        return result
+
+    def _retry_window(self, result: Result) -> None:
+        from adws.retry import retry_window
+
+        now = self.clock()
+        try:
+            cooldowns, slots = self.store.cooldowns(now), self.store.active_slots(now)
+        except StateStoreError:
+            cooldowns, slots = {}, {}  # the window is advice: an unreadable store must not lose the result
+        window = retry_window(success=result.success, attempts=result.attempts, skipped=result.decision.skipped,
+                              now=now, cooldowns=cooldowns, slots=slots)
+        result.retry_at, result.retryable = window.retry_at, window.retryable
 
     def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
         record: dict[str, Any] = {

@@ -23,7 +23,7 @@ import secrets as _secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,6 +34,7 @@ from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
+from adws.events import Event, EventKind, EventSink
 from adws.model import Account, CompiledConfig, ProviderSpec
 from adws.parsers import read_output
 from adws.result import Attempt, Result
@@ -43,7 +44,9 @@ from adws.runner import run as run_process
 from adws.state.base import Cooldown, StateStore, UsageRecord
 from adws.strategies import STRATEGIES, Turn
 from adws.task import Task
-from adws.templates import render_argv, render_env
+from adws.templates import NO_PREVIOUS, render_argv, render_env, render_one
+from adws.verify import declared, verify
+from adws.workdir import KeepWorkspace, Workspace
 
 __all__ = ["Attempt", "ProviderManager", "Result", "Runner", "Sleeper"]  # Attempt, Result: old import path
 
@@ -68,6 +71,7 @@ class Command:
     env: dict[str, str]
     stdin: bytes | None
     secrets: list[str]  # values to redact from what is recorded
+    variables: dict[str, Any]  # what the templates saw (verify renders with the same)
 
 
 class Interpretation(NamedTuple):
@@ -85,6 +89,20 @@ class Tried(NamedTuple):
     text: str | None
     output_file: str | None
     ran: bool  # False when the command never started (it did not render)
+    cwd: Path | None = None  # where it ran (the workspace's directory for it)
+    out_dir: Path | None = None  # its attempt directory
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What every attempt of one run shares: where attempts run (the workspace) and who hears of them."""
+
+    workspace: Workspace
+    observer: EventSink | None = None
+
+    def emit(self, event: Event) -> None:
+        if self.observer is not None:
+            self.observer(event)
 
 
 class ProviderManager:
@@ -103,26 +121,30 @@ class ProviderManager:
     # -- the walk -----------------------------------------------------------------------------------------
 
     def run(self, task: Task, decision: Decision, *, prompt: str, workdir: str | os.PathLike[str],
-            result: Result | None = None) -> Result:
+            result: Result | None = None, workspace: Workspace | None = None,
+            observer: EventSink | None = None) -> Result:
         """Walk the plan; every attempt lands in `result` (a new one unless given) as it is made.
 
         Interrupted (SIGTERM, Ctrl-C) or failed, the exception propagates and `result` holds the attempts so
         far, with `run_dir` set once the run began: the caller passes its own `result` to still log them. The
         runner has already ended the child's process group and the slot was released.
         Raises AdwsError when the run directory cannot be created (nothing ran).
+        `workspace` (adws.workdir) says where each attempt runs and what a failed one leaves behind (default:
+        `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events).
         """
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
+        ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer)
         try:
-            return self._walk(task, decision, result, run_dir, prompt, workdir)
+            return self._walk(task, decision, result, run_dir, prompt, ctx)
         except BaseException as exc:
             result.message = ("cancelled; the agent's process group was ended" if isinstance(exc, RunCancelled)
                               else f"interrupted: {type(exc).__name__}")
             raise
 
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
-              workdir: str | os.PathLike[str]) -> Result:
+              ctx: RunContext) -> Result:
         if not decision.plan:
             result.message = "nothing to run: every tier was skipped (see decision.skipped)"
             return result
@@ -135,13 +157,13 @@ class ProviderManager:
                         step, provider, step.account, "circuit half-open: another attempt is probing"))
                     continue
                 with strategy.take_turn(provider, step.accounts, self.store, task.key) as turn:
-                    if self._tier(task, step, tier_index, provider, turn, result, run_dir, prompt, workdir):
+                    if self._tier(task, decision, step, tier_index, provider, turn, result, run_dir, prompt, ctx):
                         return result
         result.message = f"plan spent after {len(result.attempts)} attempt(s); last: {result.attempts[-1].reason}"
         return result
 
-    def _tier(self, task: Task, step: Step, tier_index: int, provider: ProviderSpec,
-              turn: Turn, result: Result, run_dir: Path, prompt: str, workdir: str | os.PathLike[str]) -> bool:
+    def _tier(self, task: Task, decision: Decision, step: Step, tier_index: int, provider: ProviderSpec,
+              turn: Turn, result: Result, run_dir: Path, prompt: str, ctx: RunContext) -> bool:
         """Try the tier's accounts in turn order; True when the walk ends here (success or `stop`)."""
         retry = self.config.retry
         accounts = [provider.run_account(name) for name in turn.accounts] or [provider.run_account(None)]
@@ -155,8 +177,9 @@ class ProviderManager:
                     return False  # next_tier whatever the actions say: nothing ran, nothing failed
                 try:
                     tried = self._attempt(
-                        task, step, provider, account, prompt, workdir, run_dir,
-                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}")
+                        task, decision, step, tier_index, provider, account, prompt, run_dir,
+                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}", result,
+                        ctx)
                 except RunCancelled as stop:
                     if isinstance(stop.attempt, Attempt):
                         result.attempts.append(stop.attempt)
@@ -168,7 +191,12 @@ class ProviderManager:
                 result.success, result.final_text, result.output_file = True, tried.text, tried.output_file
                 result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
                 attempt.action = "stop"
+                if tried.cwd is not None:
+                    result.handoff = ctx.workspace.succeeded(tried.cwd).to_dict()
                 return True
+            if tried.cwd is not None and tried.out_dir is not None:
+                # What the failed attempt left is saved (a patch) and, by the policy, cleared for the next one.
+                attempt.patch = ctx.workspace.failed(tried.cwd, tried.out_dir)
             action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
@@ -219,24 +247,39 @@ class ProviderManager:
 
     # -- one attempt --------------------------------------------------------------------------------------
 
-    def _attempt(self, task: Task, step: Step, provider: ProviderSpec, account: Account,
-                 prompt: str, workdir: str | os.PathLike[str], run_dir: Path, label: str) -> Tried:
+    def _attempt(self, task: Task, decision: Decision, step: Step, tier_index: int, provider: ProviderSpec,
+                 account: Account, prompt: str, run_dir: Path, label: str, result: Result,
+                 ctx: RunContext) -> Tried:
         started = self.clock()
         out_dir = run_dir / _safe(label)
         out_dir.mkdir(parents=True, exist_ok=True)
         prompt_file, output_file = out_dir / "prompt.txt", out_dir / "output.txt"
+        cwd = ctx.workspace.begin(f"{run_dir.name}-{_safe(label)}")
+        rule = decision.matched
+        event = Event(EventKind.ATTEMPT_STARTED, 0, task.key or "task", started, provider=provider.name,
+                      account=account.shown, model=step.model, attempt=len(result.attempts) + 1,
+                      tier=tier_index + 1)
         try:
-            command = self._command(task, step, provider, account, prompt, workdir, out_dir)
+            previous = _previous(result)
+            suffix = (rule.prompt_suffix if rule is not None and rule.prompt_suffix is not None
+                      else provider.prompt_suffix)
+            if suffix is not None and previous["outcome"] is not None:
+                # The next tier is told what was tried and why it failed (the hand-off).
+                prompt = prompt.rstrip("\n") + "\n\n" + render_one(suffix, {
+                    **step.vars, "previous": previous, "task": task.to_dict(), "provider": provider.name,
+                    "model": step.model or "", "workdir": str(cwd)})
+            command = self._command(task, step, provider, account, prompt, cwd, out_dir, previous)
         except RenderError as exc:
             attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value, str(exc), None,
-                              None, 0, None, [], started, "")
-            return Tried(attempt, None, None, ran=False)
+                              None, 0, None, [], started, "", workdir=str(cwd))
+            return Tried(attempt, None, None, False, cwd, out_dir)
+        ctx.emit(event)
         if provider.uses_prompt_file:
             # Only when a template names it: prompt text is not left on disk without a reason.
             prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
         try:
             outcome = self.runner(RunRequest(
-                argv=command.argv, env=command.env, cwd=workdir, out_dir=out_dir, timeout=provider.timeout,
+                argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
                 stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
                 secrets=command.secrets, idle_timeout=provider.idle_timeout,
             ))
@@ -249,23 +292,39 @@ class ProviderManager:
                 stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
                                        "cancelled: the run was cancelled and the agent's process group ended",
                                        ended.exit_code, ended.signal, ended.duration_ms, None, recorded, started,
-                                       "stop", None, ended.stdout_path, ended.stderr_path)
+                                       "stop", None, ended.stdout_path, ended.stderr_path, workdir=str(cwd))
             raise
         now = self.clock()
         verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
+        checked = None
+        templates = declared(decision, provider)
+        if verdict.outcome == OutcomeClass.SUCCESS and templates:
+            try:
+                checked = verify(templates, command.variables, cwd=cwd, attempt_dir=out_dir, env=command.env,
+                                 timeout=provider.verify_timeout, runner=self.runner, secrets=command.secrets,
+                                 grace=provider.kill_grace)
+            except RenderError as exc:
+                verdict = Classification(OutcomeClass.ERROR, str(exc))
+            else:
+                if not checked.passed:
+                    verdict = Classification(OutcomeClass.VERIFY_FAILED, checked.reason)
+            now = self.clock()
         self._record(provider, account, step, task, verdict, usage, now)
         if verdict.outcome == OutcomeClass.SUCCESS and text is not None and not output_file.exists():
             output_file.write_text(text, encoding="utf-8", errors="surrogateescape")
         recorded = outcome.argv if self.config.audit_include_prompt else _without_prompt(outcome.argv, prompt)
         attempt = Attempt(provider.name, step.model, account.shown, verdict.outcome.value, verdict.reason,
                           outcome.exit_code, outcome.signal, outcome.duration_ms, usage, recorded, started, "",
-                          verdict.reset_at, outcome.stdout_path, outcome.stderr_path)
-        return Tried(attempt, text, str(output_file) if output_file.exists() else None, ran=True)
+                          verdict.reset_at, outcome.stdout_path, outcome.stderr_path,
+                          verify=checked.to_dict() if checked is not None else None, workdir=str(cwd))
+        ctx.emit(replace(event, kind=EventKind.ATTEMPT_FINISHED, at=now, outcome=attempt.outcome,
+                         reason=attempt.reason, duration_ms=outcome.duration_ms))
+        return Tried(attempt, text, str(output_file) if output_file.exists() else None, True, cwd, out_dir)
 
     # step 1 ---------------------------------------------------------------------------------------------------
 
     def _command(self, task: Task, step: Step, provider: ProviderSpec, account: Account, prompt: str,
-                 workdir: str | os.PathLike[str], out_dir: Path) -> Command:
+                 workdir: str | os.PathLike[str], out_dir: Path, previous: Mapping[str, Any]) -> Command:
         """Render argv and environment for `account`. Raises RenderError for what no program could receive."""
         if not step.model and provider.uses_model:
             raise RenderError(f"provider {provider.name} declares no models and nothing chose one, but its "
@@ -276,6 +335,7 @@ class ProviderManager:
             "output_file": str(out_dir / "output.txt"), "model": step.model or "", "provider": provider.name,
             "account": account.shown or "", "task": task.to_dict(), "workdir": str(workdir),
             "run_dir": str(out_dir), "home": str(Path.home()), "config_dir": self.config.base_dir,
+            "previous": previous,
         }
         argv = render_argv(provider.command, variables)
         env = {**self.environ, **render_env(account.env, variables)}
@@ -288,7 +348,7 @@ class ProviderManager:
         secrets += [v for k, v in env.items() if k in account.env and _SECRET_NAME.search(k) and len(v) >= 8]
         _check_receivable(provider, argv, env)
         stdin = prompt.encode("utf-8", "surrogateescape") if provider.prompt == "stdin" else None
-        return Command(argv, env, stdin, secrets)
+        return Command(argv, env, stdin, secrets, variables)
 
     # step 2 ---------------------------------------------------------------------------------------------------
 
@@ -340,6 +400,15 @@ class ProviderManager:
         longest = max((p.timeout + p.kill_grace for p in self.config.providers.values()), default=0.0)
         _prune(Path(self.config.run_dir), self.config.keep_runs, busy_for=longest + 60)
         return path
+
+
+def _previous(result: Result) -> dict[str, Any]:
+    """`previous` in templates: the last attempt's provider, outcome, reason and patch (all None before it)."""
+    last = result.last
+    if last is None:
+        return dict(NO_PREVIOUS)
+    return {"provider": last.provider, "model": last.model, "account": last.account, "outcome": last.outcome,
+            "reason": last.reason, "patch": last.patch}
 
 
 def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str, str]) -> None:

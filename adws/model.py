@@ -131,6 +131,9 @@ class ProviderSpec:
     actions: Mapping[OutcomeClass, str]  # every outcome class: the provider's, else [routing.actions], else default
     vars: Mapping[str, Any]
     idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
+    verify: tuple[str, ...] = ()  # argv templates (adws.verify)
+    verify_timeout: float = 600.0
+    prompt_suffix: str | None = None  # template added to the prompt after a failed attempt (`previous`)
     # Resolved from the fields above when the spec is built (at load), never written by hand:
     runs_as: tuple[Account, ...] = field(init=False, repr=False, compare=False)  # the implicit one included
     key_vars: tuple[str, ...] = field(init=False, repr=False, compare=False)  # every key variable that matters
@@ -180,6 +183,9 @@ class RuleSpec:
     chain: tuple[str, ...] | None
     fallback: bool
     vars: Mapping[str, Any]
+    verify: tuple[str, ...] | None = None  # None: the provider's
+    workdir: str | None = None  # None: [run] workdir
+    prompt_suffix: str | None = None  # None: the provider's
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +202,8 @@ class IntakeSpec:
     chars_per_token: float
     override_label_prefix: str
     force_attr: str
+    retry_count_from_history: bool = False
+    history_window_seconds: float = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,3 +257,4 @@ class CompiledConfig:
     scenarios: tuple[ScenarioSpec, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)  # the parsed TOML, for tools
     state_options: Mapping[str, Any] = field(default_factory=dict)  # the backend's other `[state]` keys
+    workdir_policy: str = "keep"  # [run] workdir (adws.workdir.POLICIES)

@@ -13,10 +13,10 @@ from adws.engine import Engine
 from adws.errors import TaskError, toml_value
 from adws.model import CompiledConfig
 from adws.quota import percent_used
-from adws.render import minute, table, times_in
 from adws.router import Explanation, ModelRouter
 from adws.standing import standing
 from adws.state.memory import MemoryStore
+from adws.views import minute, table, times_in
 
 
 def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
@@ -257,7 +257,7 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
             if failures:
                 why = _why_not(s.expect, explanation)
         except TaskError as exc:
-            got, failures = {}, [str(exc)]
+            got, failures, why = {}, [str(exc)], []
         scenarios.append({"name": s.name, "at": when.isoformat(), "expect": dict(s.expect), "got": got,
                           "ok": not failures, "failures": failures, "why": why})
     return {
@@ -288,23 +288,23 @@ def _why_not(expect: Mapping[str, Any], explanation: Explanation) -> list[str]:
     if wanted_rule is not None and wanted_rule != d.rule:
         trace = next((t for t in explanation.traces if t.rule.name == wanted_rule), None)
         if wanted_rule == "default":
-            why.append(f'rule "{d.rule}" matched first, so the defaults were not used')
+            why.append(f'rule "{d.rule}" matches first, so the defaults were not used')
         elif wanted_rule == "override":
             why.append("no override label or attribute on the task")
         elif trace is None:  # load refuses a scenario naming an unknown rule
             raise AssertionError(f"scenario expects unknown rule {wanted_rule!r}")
         elif trace.status == "failed":
-            why.append(f'rule "{wanted_rule}" did not match: {trace.condition}: task has {trace.actual}, '
+            why.append(f'rule "{wanted_rule}" does not match: {trace.condition}: task has {trace.actual}, '
                        f"rule wants {trace.expected}")
         elif trace.status == "disabled":
             why.append(f'rule "{wanted_rule}" is disabled')
         elif d.via == "override":
-            why.append(f'rule "{wanted_rule}" matched, but the {d.override_source} override decides')
+            why.append(f'rule "{wanted_rule}" matches, but the {d.override_source} override decides')
         elif d.matched is not None:
-            why.append(f'rule "{wanted_rule}" matched, but "{d.matched.name}" (priority {d.matched.priority}) '
+            why.append(f'rule "{wanted_rule}" matches, but "{d.matched.name}" (priority {d.matched.priority}) '
                        "comes first")
     if why:  # the rule is the cause: where it would have sent the task follows from it
-        return why
+        return [f"because {w}" for w in why]
     via = f'rule "{d.rule}"' if d.via == "rule" else f"the {d.via}" if d.via == "override" else "the defaults"
     for key in ("provider", "model", "account"):
         wanted = expect.get(key)
@@ -324,7 +324,7 @@ def _why_not(expect: Mapping[str, Any], explanation: Explanation) -> list[str]:
         elif d.plan and key == "account":
             out = [skip for skip in d.skipped if skip.account == wanted]
             why += [f"account {wanted} was skipped: {skip.reason}" for skip in out]
-    return list(dict.fromkeys(why))
+    return [f"because {w}" for w in dict.fromkeys(why)]
 
 
 def render_routing(report: dict[str, Any]) -> str:
@@ -362,7 +362,7 @@ def render_routing(report: dict[str, Any]) -> str:
         where = _verdict_target(s["got"])
         lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {where}")
         lines.extend(f"         {f}" for f in s["failures"])
-        lines.extend(f"         because {w}" for w in s.get("why", ()))
+        lines.extend(f"         {w}" for w in s.get("why", ()))
     return "\n".join(lines)
 
 

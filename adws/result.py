@@ -29,6 +29,9 @@ class Attempt:
     reset_at: datetime | None = None
     stdout_path: str | None = None
     stderr_path: str | None = None
+    verify: dict[str, Any] | None = None  # adws.verify.Verification.to_dict(), when a verify command ran
+    patch: str | None = None  # the failed attempt's changes, saved by the workdir policy
+    workdir: str | None = None  # the directory it ran in
 
     def to_dict(self) -> dict[str, Any]:
         usage = None
@@ -43,6 +46,7 @@ class Attempt:
             "started_at": self.started_at.isoformat(), "action": self.action,
             "reset_at": self.reset_at.isoformat() if self.reset_at else None,
             "stdout_path": self.stdout_path, "stderr_path": self.stderr_path,
+            "verify": self.verify, "patch": self.patch, "workdir": self.workdir,
         }
 
 
@@ -57,6 +61,9 @@ class Result:
     output_file: str | None = None
     run_dir: str | None = None
     message: str = ""
+    handoff: dict[str, Any] | None = None  # where the success is (workdir, worktree, branch): adws.workdir
+    retry_at: datetime | None = None  # when a spent plan has capacity again, where known (adws.retry)
+    retryable: bool = False  # False after success or a permanent failure (bad credentials, config)
 
     @property
     def last(self) -> Attempt | None:
@@ -78,7 +85,8 @@ class Result:
         return {
             "success": self.success, "provider": self.provider, "model": self.model, "account": self.account,
             "rule": self.decision.rule, "message": self.message, "final_text": self.final_text,
-            "output_file": self.output_file, "run_dir": self.run_dir,
+            "output_file": self.output_file, "run_dir": self.run_dir, "handoff": self.handoff,
+            "retry_at": self.retry_at.isoformat() if self.retry_at else None, "retryable": self.retryable,
             "attempts": [a.to_dict() for a in self.attempts],
             "decision": self.decision.to_dict(),
         }

@@ -168,10 +168,10 @@ class Explanation:
         }
 
     def render(self) -> str:
-        """The decision first, then every rule's verdict (adws.render.explanation); whole lines."""
-        from adws import render  # rendering is for people: route() alone never needs it
+        """The decision first, then every rule's verdict: what `adws route --explain` prints (adws.views)."""
+        from adws.views import render_decision, render_rules  # for people: route() alone never needs it
 
-        return "\n".join(render.explanation(self))
+        return "\n".join([*render_decision(self.decision), *render_rules(self)])
 
 
 class PlanInput(NamedTuple):

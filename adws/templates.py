@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 # Variables every template may use. Rule, model and provider `vars` add to these.
 BUILTIN_VARIABLES = frozenset({
     "prompt", "prompt_file", "output_file", "model", "provider", "account", "task", "workdir", "run_dir",
-    "home", "config_dir",
+    "home", "config_dir", "previous",
 })
+# `previous` before the first attempt of a run: every field there, all empty (adws.manager fills it later).
+NO_PREVIOUS: dict[str, None] = dict.fromkeys(("provider", "model", "account", "outcome", "reason", "patch"))
 
 _LEGACY = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_.]*)\}(?!\})")
 

@@ -390,13 +390,13 @@ def test_compile_pattern() -> None:
             "rate_limit",
             "unknown outcome class 'rate_limit' (did you mean 'rate_limited'?); expected one of: auth, "
             "bad_output, context_overflow, crashed, error, quota_exhausted, rate_limited, success, timeout, "
-            "unavailable",
+            "unavailable, verify_failed",
         ),
         (
             "x",
             "nope",
             "unknown outcome class 'nope'; expected one of: auth, bad_output, context_overflow, crashed, error, "
-            "quota_exhausted, rate_limited, success, timeout, unavailable",
+            "quota_exhausted, rate_limited, success, timeout, unavailable, verify_failed",
         ),
         (
             "usage (limit",

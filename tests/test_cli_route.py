@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
 from adws import cli
 from tests.conftest import FAKES_BIN, ROOT
@@ -144,16 +145,35 @@ def test_explain_text(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT, "--explain")
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    # The answer leads; the task and its time (to the minute, in the routing timezone) follow.
-    assert lines[:2] == ['route: antigravity / claude-sonnet-4.6, account ag-1  (rule "code-sonnet")',
-                         "  task #7 at 2026-11-18 14:00 CET"]
+    # The answer first, then the plan, the reasons, and the rule table.
+    assert lines[0] == '→ antigravity claude-sonnet-4.6 (account ag-1), rule "code-sonnet"'
+    assert "why (task #7 at 2026-11-18 14:00 CET):" in lines
     assert '  rule "code-sonnet" (priority 30) matched' in lines
     assert "  [  30] code-sonnet: MATCH (first match wins)" in lines
-    assert ("  1. antigravity / claude-sonnet-4.6 (accounts ag-1, ag-2, ag-3, ag-4, ag-5, ag-6, ag-7, ag-8) — "
-            "model claude-sonnet-4.6 as chosen") in lines
-    # Without --explain, the same decision without the rule table.
+    assert "  1. antigravity model=claude-sonnet-4.6 account=ag-1 — model claude-sonnet-4.6 as chosen" in lines
+    # Without --explain: the same answer, plan and reasons, and no rule table.
     code, plain, _ = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT)
-    assert (code, plain) == (0, out[:out.index("rules (highest priority first):\n")])
+    assert code == 0
+    assert plain.splitlines() == [*lines[:lines.index("rules (highest priority first):")],
+                                  "(every rule and why: adws route --explain)"]
+
+
+def test_route_text_fits_the_terminal_width(monkeypatch: pytest.MonkeyPatch, snapshot: SnapshotAssertion) -> None:
+    import io
+
+    from adws.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setenv("COLUMNS", "72")
+    assert main(["route", "--config", CONFIG, "--task-json", BUG, "--at", AT, "--explain"]) == 0
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 72
+    assert text == snapshot
 
 
 def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,7 +74,9 @@ def test_sigterm_stops_the_agent_group_releases_the_slot_and_keeps_the_audit_rec
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert err == "adws: interrupted by SIGTERM; the agent's processes were stopped\n"
+    # The attempt was announced as it started; then the interruption, as the last line.
+    assert err.splitlines()[0].endswith("#5 attempt 1 tier 1 claude: started")
+    assert err.splitlines()[-1] == "adws: interrupted by SIGTERM; the agent's processes were stopped"
     assert not _group_alive(agent_pid)
     [record] = audit.read(tmp_path / "audit.jsonl")
     assert (record["success"], record["message"]) == (False, "interrupted: KeyboardInterrupt")

@@ -25,10 +25,10 @@ LEGACY = CONFIGS / "legacy.toml"
 ROOT = Path(__file__).resolve().parent.parent
 
 SECTIONS = "[routing], [[routing.rules]], [providers.NAME], [state], [audit], [run], [[scenarios]], [llm]"
-TEMPLATE_VARIABLES = ("account, config_dir, home, model, output_file, prompt, prompt_file, provider, run_dir, task, "
-                      "workdir")
+TEMPLATE_VARIABLES = ("account, config_dir, home, model, output_file, previous, prompt, prompt_file, provider, "
+                      "run_dir, task, workdir")
 OUTCOMES = ("success, rate_limited, quota_exhausted, auth, context_overflow, timeout, crashed, error, bad_output, "
-            "unavailable")
+            "unavailable, verify_failed")
 
 # file name (without .toml) -> every problem, in the order `adws check` prints them.
 BROKEN_CASES: dict[str, list[str]] = {
@@ -36,7 +36,7 @@ BROKEN_CASES: dict[str, list[str]] = {
     "unknown_key_rule": ['routing.rules[0] (name="bugs"): unknown key "priorty" (did you mean "priority"?)'],
     "unknown_key_no_suggestion": [
         'routing.rules[0] (name="bugs"): unknown key "colour"; allowed: name, priority, enabled, description, '
-        "conditions, provider, model, account, models, chain, fallback, vars",
+        "conditions, provider, model, account, models, chain, fallback, vars, verify, workdir, prompt_suffix",
     ],
     "unknown_section": [f"(top level): unknown section [logging]; the sections are {SECTIONS}"],
     "unknown_condition": [
@@ -321,7 +321,8 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
     ("unknown outcome class in a failure pattern", '[[providers.cline.failure_patterns]]\nregex = "429"\n'
      'class = "ratelimited"\n',
      ['providers.cline.failure_patterns[0] → class: expected "success", "rate_limited", "quota_exhausted", "auth", '
-      '"context_overflow", "timeout", "crashed", "error", "bad_output" or "unavailable", got "ratelimited" '
+      '"context_overflow", "timeout", "crashed", "error", "bad_output", "unavailable" or "verify_failed", '
+      'got "ratelimited" '
       '(did you mean "rate_limited"?)']),
     ("breaker cooldown", '[routing.circuit_breaker]\ncooldown = "soon"\n',
      ['routing.circuit_breaker → cooldown: invalid window "soon": expected numbers with units w, d, h, m, s in '
@@ -603,7 +604,8 @@ def test_a_bad_class_does_not_hide_a_bad_regex_in_the_same_pattern() -> None:
     text = X + 'failure_patterns = [{ regex = "(oops", class = "rate-limited" }]\n'
     assert problems_of(text) == [
         'providers.x.failure_patterns[0] → class: expected "success", "rate_limited", "quota_exhausted", "auth", '
-        '"context_overflow", "timeout", "crashed", "error", "bad_output" or "unavailable", got "rate-limited" '
+        '"context_overflow", "timeout", "crashed", "error", "bad_output", "unavailable" or "verify_failed", '
+        'got "rate-limited" '
         '(did you mean "rate_limited"?)',
         'providers.x.failure_patterns[0] → regex: bad regex "(oops": missing ), unterminated subpattern at '
         "position 0",

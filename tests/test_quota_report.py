@@ -207,3 +207,18 @@ def test_render_quota_shows_every_limited_dimension_and_an_empty_rolling_window(
            "limits": {"tokens": 2000, "requests": 50, "cost_usd": None}}
     assert render_quota([row]).splitlines()[1] == \
         "p/a               120 tok / 2,000, 3 / 50 req    6.0%  -      nothing to reset  -"
+
+
+def test_quota_times_are_to_the_minute_in_the_routing_timezone() -> None:
+    from zoneinfo import ZoneInfo
+
+    from adws.reports import render_quota
+
+    row = {"provider": "p", "account": "a", "requests": 0, "input_tokens": 0, "output_tokens": 0,
+           "estimated": False, "percent": 0.0, "alert": None, "resets_in": "3d 11h00m",
+           "resets_at": "2026-11-22T00:00:00+00:00", "cooldown_until": "2026-11-18T15:30:45+00:00",
+           "cooldown_reason": "rate_limited", "limits": {"tokens": 2000, "requests": None, "cost_usd": None}}
+    head, line = render_quota([row], None, ZoneInfo("Europe/Berlin"), AT).splitlines()[:2]
+    assert [label.strip() for label in head.split("  ") if label.strip()] == [
+        "provider/account", "used / limit", "% used", "alert", "next reset", "cooling down"]
+    assert line.endswith("Sun 22 Nov 01:00 CET (in 3d 11h00m)  until 16:30 CET (rate_limited)")

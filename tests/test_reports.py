@@ -135,7 +135,8 @@ def test_failing_scenarios_are_reported() -> None:
         "  FAIL wrong expectation: alpha via default",
         "         provider: expected 'beta', got 'alpha'",
         "         rule: expected 'bugs-to-beta', got 'default'",
-        "         because rule \"bugs-to-beta\" did not match: labels: task has ['feature'], rule wants any of ['bug']",
+        "         because rule \"bugs-to-beta\" does not match: labels: task has ['feature'], rule wants any of "
+        "['bug']",
         "  FAIL override to a provider that does not exist: (error)",
         '         invalid task: label "route:gama": unknown provider "gama"; providers: alpha, beta',
     ]

@@ -22,10 +22,10 @@ from adws import cli
 from adws.attempt import Usage
 from adws.config import load_config
 from adws.engine import Engine
-from adws.render import fit, minute, times_in
-from adws.reports import providers_report
+from adws.reports import providers_report, render_routing, routing_report, scenario_router
 from adws.state import Cooldown, MemoryStore, UsageRecord, open_store
 from adws.state.base import BreakerState
+from adws.views import fit, minute, render_decision, times_in
 from tests.conftest import TESTS
 
 CONFIG = TESTS / "data" / "views.toml"
@@ -106,7 +106,7 @@ def test_an_empty_plan_says_when_the_first_tier_is_back(state: Path, capsys: pyt
     code, out = adws(capsys, "route", "--config", str(state.parent / "nofall.toml"), "--at", AT_ARG,
                      "--task-json", BUG)
     assert code == 1
-    assert out.splitlines()[0] == 'route: nothing can run now (rule "bugs-to-beta"); beta is back first, at 14:08 CET'
+    assert out.splitlines()[0] == '→ nothing can run now (rule "bugs-to-beta"): beta is back first, at 14:08 CET'
     assert out == snapshot
 
 
@@ -245,11 +245,11 @@ def test_times_are_shown_to_the_minute_in_the_routing_timezone() -> None:
 
 def test_long_lines_fold_under_their_own_indent() -> None:
     text = "head\n  alpha/a1: " + "word " * 30
-    folded = fit(text, 40).splitlines()
+    folded = fit(text.splitlines(), 40).splitlines()
     assert folded[0] == "head"
     assert all(len(line) <= 40 for line in folded)
     assert folded[1].startswith("  alpha/a1: word") and all(line.startswith("      ") for line in folded[2:])
-    assert fit(text, None) == text
+    assert fit(text.splitlines(), None) == text
 
 
 # -- show-routing: a failing scenario says why --------------------------------------------------------------
@@ -293,20 +293,73 @@ expect = { provider = "gamma" }
 """
 
 
-def test_a_failing_scenario_says_which_condition_failed_and_why() -> None:
+def test_a_failing_scenario_says_why_for_each_cause() -> None:
     from adws.config.load import compile_config, parse_toml
-    from adws.reports import render_routing, routing_report
 
     report = routing_report(compile_config(parse_toml(WHY), "why.toml"), AT)
     assert {s["name"]: s["why"] for s in report["scenarios"]} == {
-        "a critical bug": ['rule "bugs-to-beta" matched, but "critical-to-gamma" (priority 90) comes first'],
-        "a bug": ["beta was skipped: disabled in config"],
-        "anything": ["gamma is tier 2 of the plan of the defaults, after alpha"],
+        "a critical bug": ['because rule "bugs-to-beta" matches, but "critical-to-gamma" (priority 90) comes first'],
+        "a bug": ["because beta was skipped: disabled in config"],
+        "anything": ["because gamma is tier 2 of the plan of the defaults, after alpha"],
     }
     lines = render_routing(report).splitlines()
     assert lines[lines.index("scenarios: 0/3 as expected"):][:4] == [
         "scenarios: 0/3 as expected",
         "  FAIL a critical bug: gamma via critical-to-gamma",
         "         rule: expected 'bugs-to-beta', got 'critical-to-gamma'",
-        '         because rule "bugs-to-beta" matched, but "critical-to-gamma" (priority 90) comes first',
+        '         because rule "bugs-to-beta" matches, but "critical-to-gamma" (priority 90) comes first',
+    ]
+
+
+# -- the decision view, show-routing's verdicts, fitting (from the operator's-terminal work) ------------
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_a_failing_scenario_says_which_condition_failed_and_why(snapshot: SnapshotAssertion) -> None:
+    report = routing_report(load_config(DATA / "configs" / "scenarios_failing.toml"), AT)
+    why = {s["name"]: s["why"] for s in report["scenarios"]}
+    assert why == {
+        "docs go to copilot": ["because rule \"docs\" does not match: labels: task has ['documentation'], rule "
+                               "wants any of ['docs']"],
+        "docs bug": ['because rule "docs" matches, but "bugs" (priority 70) comes first'],
+        "bugs on copilot": ['because copilot is tier 2 of the plan of rule "bugs", after claude'],
+    }
+    text = render_routing(report)
+    assert text[text.index("scenarios:"):] == snapshot
+
+
+def test_nothing_to_run_leads_with_that(snapshot: SnapshotAssertion) -> None:
+    config = load_config(DATA / "configs" / "scenarios_failing.toml")
+    router = scenario_router(config)
+    decision = router.route({"number": 1, "labels": ["bug"]}, now=AT)
+    decision.plan.clear()  # as when every tier is cooling down
+    lines = render_decision(decision)
+    assert lines[0] == '→ nothing can run now (rule "bugs"): every tier of the plan was skipped'
+    assert "\n".join(lines) == snapshot
+
+
+def test_fit_wraps_long_lines_under_their_indent_and_leaves_pipes_alone() -> None:
+    line = "  [  75] multi-file-cline: no — labels: task has ['bug'], rule wants any of ['refactor', 'multi-file']"
+    assert fit([line], None) == line
+    wrapped = fit([line, "short"], 50).splitlines()
+    assert wrapped[-1] == "short"
+    assert all(len(part) <= 50 for part in wrapped)
+    assert all(part.startswith("      ") for part in wrapped[1:-1])
+    assert " ".join(part.strip() for part in wrapped[:-1]) == line.strip()
+
+
+def test_the_plan_shows_where_verification_happens() -> None:
+    from adws.config.load import compile_config, parse_toml
+
+    text = (DATA / "configs" / "scenarios_failing.toml").read_text(encoding="utf-8").replace(
+        '[providers.copilot]', 'verify = ["pytest", "-q"]\n[providers.copilot]')
+    config = compile_config(parse_toml(text), "verify.toml")
+    decision = scenario_router(config).route({"number": 1, "labels": ["bug"]}, now=AT)
+    lines = render_decision(decision, config.providers)
+    assert lines[1:5] == [
+        "plan:",
+        "  1. claude model=None — no model declared",
+        "     then verify: pytest -q (non-zero: verify_failed)",
+        "  2. copilot model=None — no model declared",
     ]

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from adws.engine import load
 from adws.errors import ConfigError
-from adws.render import fit, width
 from adws.reports import providers_report, render_providers
+from adws.views import fit, terminal_width
 
 
 def main() -> int:
@@ -29,7 +29,8 @@ def main() -> int:
         return 2
     now = engine.clock()
     rows = providers_report(engine, now)
-    print(json.dumps(rows, indent=2) if args.json else fit(render_providers(rows, engine.router.tz, now), width()))
+    text = render_providers(rows, engine.router.tz, now).splitlines()
+    print(json.dumps(rows, indent=2) if args.json else fit(text, terminal_width(sys.stdout)))
     return 0
 
 

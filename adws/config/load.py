@@ -54,7 +54,7 @@ from adws.quota import parse_window
 from adws.state import STORES
 from adws.strategies import STRATEGIES
 from adws.task import Task
-from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_one, variables_of
+from adws.templates import BUILTIN_VARIABLES, NO_PREVIOUS, check_template, from_legacy, render_one, variables_of
 from adws.userregex import UserRegex, compile_user_regex
 
 # The specializations SPEC.md names; configs may add their own by using them in scores, labels or keywords.
@@ -71,6 +71,7 @@ DEFAULT_ACTIONS: dict[OutcomeClass, str] = {
     OutcomeClass.ERROR: "next_tier",
     OutcomeClass.BAD_OUTPUT: "next_tier",
     OutcomeClass.UNAVAILABLE: "next_tier",
+    OutcomeClass.VERIFY_FAILED: "next_tier",  # the work does not pass: another tier may do better
 }
 
 
@@ -320,6 +321,7 @@ def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping
                 **p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt", "prompt_file": "/run/prompt.txt",
                 "output_file": "/run/output.txt", "model": model, "provider": name, "account": accounts[0],
                 "task": task, "workdir": "/work", "run_dir": "/run", "home": "/home/user", "config_dir": "/config",
+                "previous": NO_PREVIOUS,
             }
             try:
                 render_one(source, variables)
@@ -421,7 +423,26 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
         accounts=accounts, quota=_quota(p.quota, (*loc, "quota"), tz, check),
         failure_patterns=_failure_patterns(name, p, patterns),
         actions={**actions, **p.actions}, vars=dict(p.vars), idle_timeout=p.idle_timeout,
+        verify=_verify_templates(p.verify, (*loc, "verify"), _template_variables(p), check),
+        verify_timeout=p.verify_timeout,
+        prompt_suffix=_one_template(p.prompt_suffix, (*loc, "prompt_suffix"), _template_variables(p), check),
     )
+
+
+def _verify_templates(sources: list[str] | None, loc: Loc, allowed: set[str],
+                      check: _Checker) -> tuple[str, ...]:
+    """verify argv templates, each checked like a command_template element."""
+    for i, source in enumerate(sources or ()):
+        _one_template(source, (*loc, i), allowed, check)
+    return tuple(sources or ())
+
+
+def _one_template(source: str | None, loc: Loc, allowed: set[str], check: _Checker) -> str | None:
+    """A template (verify element, prompt_suffix) checked for syntax and variables; None passes."""
+    error = check_template(source, allowed) if source is not None else None
+    if error:
+        check.add(loc, error)
+    return source
 
 
 def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
@@ -487,7 +508,9 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
         keyword_specs=tuple(spec for spec, _ in keywords), keyword_pattern=keyword_pattern,
         default_specialization=it.default_specialization.lower(), known_specializations=frozenset(known),
         chars_per_token=it.chars_per_token, override_label_prefix=it.override_label_prefix.lower(),
-        force_attr=it.force_attr,
+        force_attr=it.force_attr, retry_count_from_history=it.retry_count == "history",
+        history_window_seconds=check.guard((*loc, "history_window"), lambda: parse_duration(it.history_window))
+        or 7 * 86400.0,
     )
 
 
@@ -584,7 +607,11 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
         name=r.name, priority=r.priority, order=i, enabled=r.enabled, description=r.description,
         conditions=conditions, raw_conditions=r.conditions, provider=provider, model=r.model, account=r.account,
         models=dict(r.models), chain=tuple(r.chain) if r.chain is not None else None, fallback=r.fallback,
-        vars=dict(r.vars),
+        vars=dict(r.vars), workdir=r.workdir,
+        verify=_verify_templates(r.verify, (*loc, "verify"), set(BUILTIN_VARIABLES) | set(r.vars), check)
+        if r.verify is not None else None,
+        prompt_suffix=_one_template(r.prompt_suffix, (*loc, "prompt_suffix"), set(BUILTIN_VARIABLES) | set(r.vars),
+                                    check),
     )
 
 
@@ -764,7 +791,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
-        scenarios=scenarios, raw=raw,
+        scenarios=scenarios, raw=raw, workdir_policy=cfg.run.workdir,
         state_options={key: getattr(cfg.state, key) for key in backend.reads if key != backend.setting},
     )
 

@@ -27,6 +27,7 @@ from adws.strategies import STRATEGIES
 PRIORITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # highest first
 Priority = Literal["critical", "high", "normal", "low"]
 Action = Literal["next_account", "next_tier", "retry", "stop"]
+WorkdirPolicy = Literal["keep", "reset", "worktree"]  # adws.workdir.POLICIES
 PromptMode = Literal["stdin", "arg", "file"]
 Scalar = str | int | float | bool
 # Outcome classes are written as strings; strict mode alone would demand enum instances.
@@ -98,6 +99,10 @@ class IntakeConfig(StrictModel):
     )
     default_specialization: str = "general"
     chars_per_token: float = Field(4.0, ge=0.1, le=1000, description="Used to estimate context_tokens when not given.")
+    retry_count: Literal["task", "history"] = Field(
+        "task", description='"history": a task without retry_count gets the number of its failed runs in the '
+        "audit log within history_window.")
+    history_window: str = Field("7d", description='How far back retry_count = "history" looks, e.g. "7d".')
     override_label_prefix: str = Field(
         "route:", description='A label "route:<provider>[/<model>]" forces the target. "" disables.'
     )
@@ -134,6 +139,9 @@ class RuleConfig(StrictModel):
     chain: list[str] | None = Field(None, description="This rule's own fall-through order after its target.")
     fallback: bool = Field(True, description="false: only the target is tried.")
     vars: dict[str, Scalar] = Field(default_factory=dict, description="Extra command-template variables.")
+    verify: list[str] | None = Field(None, description="Argv templates checking a successful attempt's work.")
+    workdir: WorkdirPolicy | None = Field(None, description="This rule's [run] workdir policy.")
+    prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
 
 
 class RoutingConfig(StrictModel):
@@ -223,6 +231,9 @@ class ProviderConfig(StrictModel):
     failure_patterns: list[PatternConfig] = Field(default_factory=list)
     actions: dict[Outcome, Action] = Field(default_factory=dict)
     vars: dict[str, Scalar] = Field(default_factory=dict)
+    verify: list[str] = Field(default_factory=list, description="Argv templates run after a successful attempt.")
+    verify_timeout: float = Field(600.0, gt=0, description="Seconds the verify command may run.")
+    prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
 
     _split_command = field_validator("command_template", mode="before")(_split_words)
 
@@ -246,6 +257,7 @@ class RunConfig(StrictModel):
     dir: str = Field(".adws/runs", description="Per-attempt output files go under this directory.")
     output_cap_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1 << 34)
     keep_runs: int = Field(200, ge=0, le=1_000_000, description="Run directories kept; older ones are removed.")
+    workdir: WorkdirPolicy = Field("keep", description="What a failed attempt leaves: keep, reset or worktree.")
 
 
 class ExpectConfig(StrictModel):

@@ -1,0 +1,82 @@
+"""Events of a run or a batch, for progress displays, callbacks and logs (`adws.batch`, `adws.progress`).
+
+Kept free of imports from the rest of adws: the manager emits attempt events, the batch adds task events.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Event", "EventKind", "EventSink", "announce"]
+
+log = logging.getLogger("adws.events")
+
+
+class EventKind(enum.StrEnum):
+    TASK_STARTED = "task_started"
+    ATTEMPT_STARTED = "attempt_started"
+    ATTEMPT_FINISHED = "attempt_finished"
+    TASK_WAITING = "task_waiting"
+    TASK_FINISHED = "task_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to one task of a batch. `index` is the task's position in the input."""
+
+    kind: EventKind
+    index: int
+    task: str  # the task's label: its id, "#<number>", or its place in the input
+    at: datetime
+    provider: str | None = None
+    account: str | None = None
+    model: str | None = None
+    attempt: int | None = None  # 1-based, within the task
+    tier: int | None = None  # 1-based position of the attempt's tier in the plan
+    outcome: str | None = None  # attempt_finished: the outcome class; task_finished: "success" or "failed"
+    reason: str | None = None
+    until: datetime | None = None  # task_waiting: when it will try again
+    duration_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}
+        return {k: (v.isoformat() if isinstance(v, datetime) else str(v) if k == "kind" else v)
+                for k, v in data.items() if v is not None}
+
+    def describe(self) -> str:
+        """One plain line: `#42 attempt 2 tier 1 claude/a sonnet: rate_limited (usage limit) 12.3 s`."""
+        who = (f"tier {self.tier} " if self.tier else "") + (self.provider or "") + \
+            (f"/{self.account}" if self.account else "")
+        model = f" {self.model}" if self.model else ""
+        took = f" {self.duration_ms / 1000:.1f} s" if self.duration_ms is not None else ""
+        why = f" ({self.reason})" if self.reason else ""
+        match self.kind:
+            case EventKind.TASK_STARTED:
+                return f"{self.task} started"
+            case EventKind.ATTEMPT_STARTED:
+                return f"{self.task} attempt {self.attempt} {who}{model}: started"
+            case EventKind.ATTEMPT_FINISHED:
+                said = f"{self.outcome}{why}" if self.outcome else (self.reason or "ended")
+                return f"{self.task} attempt {self.attempt} {who}{model}: {said}{took}"
+            case EventKind.TASK_WAITING:
+                until = self.until.isoformat(timespec="minutes") if self.until else "?"
+                return f"{self.task} waiting until {until}{why}"
+            case EventKind.TASK_FINISHED:
+                return f"{self.task} {self.outcome}{why}{took}"
+        return f"{self.task} {self.kind}"  # pragma: no cover - every kind is matched above
+
+
+EventSink = Callable[[Event], None]
+
+
+def announce(event: Event, sink: EventSink | None) -> None:
+    """Log `event` (INFO on the "adws.events" logger, the event's fields in `extra["adws_event"]`), then hand
+    it to `sink` if there is one. Every event adws emits goes through here exactly once."""
+    log.info("%s", event.describe(), extra={"adws_event": event.to_dict()})
+    if sink is not None:
+        sink(event)

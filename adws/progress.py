@@ -1,0 +1,168 @@
+"""Progress of a batch for a person watching: a live display on a terminal, one plain line per event elsewhere.
+
+`progress_for(stream)` picks the view. On a terminal the live display (rich's `Live`) shows tasks done/total,
+failures, and one line per running or waiting task (task, provider/account, model, attempt, elapsed or
+countdown), redrawn a few times a second. Off a terminal (a log file, CI) each event is one plain line, so
+the log reads the same as it grows. Colours only on a terminal, and never when NO_COLOR is set
+(https://no-color.org).
+
+Both views are callables taking `adws.batch.Event`, used as context managers around the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, TYPE_CHECKING
+
+from adws.batch import Event, EventKind
+
+
+def escape(text: str) -> str:
+    """Task titles and reasons are not rich markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+
+__all__ = ["LiveProgress", "PlainProgress", "progress_for"]
+
+Monotonic = Callable[[], float]
+
+
+def wants_colour(stream: IO[str], environ: Mapping[str, str] | None = None) -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set to anything non-empty."""
+    env = os.environ if environ is None else environ
+    return bool(getattr(stream, "isatty", lambda: False)()) and not env.get("NO_COLOR")
+
+
+class PlainProgress:
+    """One line per event: `13:05:12 #42 attempt 1 claude/a sonnet: started`. Thread-safe."""
+
+    def __init__(self, stream: IO[str], *, clock: Callable[[], str] | None = None) -> None:
+        self.stream = stream
+        self._stamp = clock or (lambda: time.strftime("%H:%M:%S"))
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self.stream.write(f"{self._stamp()} {event.describe()}\n")
+            self.stream.flush()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Running:
+    task: str
+    since: float  # monotonic seconds
+    provider: str | None = None
+    account: str | None = None
+    model: str | None = None
+    attempt: int | None = None
+    tier: int | None = None
+    wait_ends: float | None = None  # monotonic seconds
+
+
+class LiveProgress:
+    """The live terminal view. `total` tasks; events update it; rich redraws it (`__rich__`)."""
+
+    def __init__(self, total: int, console: Console, *, monotonic: Monotonic = time.monotonic) -> None:
+        self.total = total
+        self.console = console
+        self.done = 0
+        self.failed = 0
+        self.running: dict[int, _Running] = {}
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def __call__(self, event: Event) -> None:
+        now = self._monotonic()
+        finished: str | None = None
+        with self._lock:
+            row = self.running.get(event.index)
+            if event.kind is EventKind.TASK_STARTED or row is None:
+                row = self.running[event.index] = _Running(event.task, now)
+            if event.kind is EventKind.ATTEMPT_STARTED:
+                row.provider, row.account, row.model = event.provider, event.account, event.model
+                row.attempt, row.tier = event.attempt, event.tier
+                row.wait_ends = None
+            elif event.kind is EventKind.TASK_WAITING and event.until is not None:
+                row.wait_ends = now + max(0.0, (event.until - event.at).total_seconds())
+            elif event.kind is EventKind.TASK_FINISHED:
+                del self.running[event.index]
+                self.done += 1
+                ok = event.outcome == "success"
+                self.failed += not ok
+                finished = f"{'[green]✓[/green]' if ok else '[red]✗[/red]'} {escape(event.describe())}"
+        if finished is not None:
+            # Outside the lock: printing redraws the live area, which reads this object. A finished task
+            # scrolls above the live area, so the record stays readable afterwards.
+            self.console.print(finished, highlight=False)
+
+    def __rich__(self) -> RenderableType:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        now = self._monotonic()
+        with self._lock:
+            rows = sorted(self.running.items())
+            head = (f"{self.done}/{self.total} done · {self.failed} failed · "
+                    f"{sum(r.wait_ends is None for _, r in rows)} running · "
+                    f"{sum(r.wait_ends is not None for _, r in rows)} waiting")
+            table = Table(box=None, pad_edge=False, expand=False)
+            for name in ("task", "tier", "provider", "model", "attempt", "time"):
+                table.add_column(name, no_wrap=True, overflow="ellipsis",
+                                 justify="right" if name in ("tier", "attempt", "time") else "left")
+            for _, row in rows:
+                who = (row.provider or "-") + (f"/{row.account}" if row.account else "")
+                waiting = row.wait_ends is not None
+                when = f"waits {_clock((row.wait_ends or now) - now)}" if waiting else _clock(now - row.since)
+                table.add_row(row.task, str(row.tier or "-"), who, row.model or "", str(row.attempt or "-"), when)
+        return Group(Text(head, no_wrap=True, overflow="ellipsis"), table) if rows else Text(head)
+
+    def __enter__(self) -> LiveProgress:
+        from rich.live import Live
+
+        self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self._live is not None:
+            self._live.__exit__(kind, value, trace)
+            self._live = None
+
+
+def _clock(seconds: float) -> str:
+    """Elapsed or remaining time as `m:ss`, or `h:mm:ss` from an hour on."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_for(stream: IO[str], total: int, *,
+                 environ: Mapping[str, str] | None = None) -> PlainProgress | LiveProgress:
+    """The live view when `stream` is a terminal, else plain lines (no colour codes off a terminal)."""
+    if not getattr(stream, "isatty", lambda: False)():
+        return PlainProgress(stream)
+    from rich.console import Console
+
+    console = Console(file=stream, no_color=not wants_colour(stream, environ), highlight=False)
+    return LiveProgress(total, console)

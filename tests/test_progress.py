@@ -1,0 +1,91 @@
+"""Progress views: the live terminal table (rendered to a fixed-width console), plain lines, colour rules."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime, timedelta
+
+from rich.console import Console
+from syrupy.assertion import SnapshotAssertion
+
+from adws.batch import Event, EventKind
+from adws.progress import LiveProgress, PlainProgress, progress_for, wants_colour
+
+COLOUR = re.compile(r"\x1b\[(?:3[0-7]|38;|9[0-7])")  # a foreground colour in an SGR sequence
+AT = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
+
+
+class Tick:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def feed(view: LiveProgress | PlainProgress) -> None:
+    view(Event(EventKind.TASK_STARTED, 0, "#42", AT))
+    view(Event(EventKind.ATTEMPT_STARTED, 0, "#42", AT, provider="claude", account="work", model="sonnet",
+               attempt=1, tier=1))
+    view(Event(EventKind.TASK_STARTED, 1, "#43", AT))
+    view(Event(EventKind.ATTEMPT_STARTED, 1, "#43", AT, provider="copilot", attempt=1, tier=2))
+    view(Event(EventKind.ATTEMPT_FINISHED, 1, "#43", AT, provider="copilot", attempt=1, outcome="auth",
+               reason="bad credentials", duration_ms=2100))
+    view(Event(EventKind.TASK_FINISHED, 1, "#43", AT, outcome="failed", reason="plan spent", duration_ms=2300))
+    view(Event(EventKind.TASK_STARTED, 2, "#44", AT))
+    view(Event(EventKind.TASK_WAITING, 2, "#44", AT, reason="claude cooling down",
+               until=AT + timedelta(minutes=12, seconds=5)))
+
+
+def test_the_live_view_shows_counts_and_one_line_per_running_task(snapshot: SnapshotAssertion) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None, force_terminal=False)
+    tick = Tick()
+    view = LiveProgress(5, console, monotonic=tick)
+    feed(view)
+    tick.now += 75  # 1:15 later
+    console.print(view)
+    assert out.getvalue() == snapshot
+
+
+def test_plain_lines_one_per_event(snapshot: SnapshotAssertion) -> None:
+    out = io.StringIO()
+    feed(PlainProgress(out, clock=lambda: "13:00:00"))
+    assert out.getvalue() == snapshot
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color() -> None:
+    assert wants_colour(Tty(), {}) is True
+    assert wants_colour(Tty(), {"NO_COLOR": "1"}) is False
+    assert wants_colour(io.StringIO(), {}) is False
+    assert isinstance(progress_for(io.StringIO(), 3), PlainProgress)
+    live = progress_for(Tty(), 3, environ={"NO_COLOR": "1"})
+    assert isinstance(live, LiveProgress) and live.console.no_color
+    assert not progress_for(Tty(), 3, environ={}).console.no_color  # type: ignore[union-attr]
+
+
+def test_the_live_view_draws_on_a_terminal_and_clears_itself() -> None:
+    out = Tty()
+    view = progress_for(out, 1, environ={"NO_COLOR": "1"})
+    with view:
+        view(Event(EventKind.TASK_STARTED, 0, "#1", AT))
+        view(Event(EventKind.TASK_FINISHED, 0, "#1", AT, outcome="success", duration_ms=1000))
+    text = out.getvalue()
+    assert "✓ #1 success 1.0 s" in text
+    assert COLOUR.search(text) is None  # no colour codes with NO_COLOR (cursor movement and bold are fine)
+
+
+def test_on_a_terminal_without_no_color_finished_tasks_are_coloured() -> None:
+    out = Tty()
+    view = progress_for(out, 2, environ={})
+    with view:
+        for index, outcome in enumerate(("success", "failed")):
+            view(Event(EventKind.TASK_STARTED, index, f"#{index}", AT))
+            view(Event(EventKind.TASK_FINISHED, index, f"#{index}", AT, outcome=outcome))
+    assert COLOUR.search(out.getvalue()) is not None
