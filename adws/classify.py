@@ -47,7 +47,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
-from adws.parsers import find_reset_time
 from adws.userregex import Match, Searcher
 
 QUOTA_HORIZON = timedelta(hours=6)
@@ -248,6 +247,10 @@ def _limited(
     per-request retry delay although its daily or zero quota is not back in 34 s), so it is dropped."""
     if outcome_class not in LIMIT_CLASSES:
         return Classification(outcome_class, reason)
+    # Imported here: adws.model imports this module for `Pattern`, and the parsers package (every CLI's
+    # parser) would otherwise be a cost of every `adws route` start-up.
+    from adws.parsers import find_reset_time
+
     reset_at = parsed.reset_at or next(
         filter(None, (find_reset_time(text, now) for text in _reset_sources(outcome, parsed))), None
     )

@@ -3,16 +3,65 @@
 croniter validates the expression and expands it once; matching is then a few set lookups, which keeps
 `schedule` conditions cheap on the routing hot path. Expressions using features the sets cannot express
 (`L`, `#`, seconds columns) fall back to croniter's own matcher.
+
+croniter is imported on the first parse, not with this module. A config loaded from the compiled-config
+cache was validated when it was stored, so its matchers are built inside `already_checked()` and parse on
+their first match: `adws route` on a config whose rules have no schedule never imports croniter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
-
-from croniter import croniter
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from adws.errors import suggest
+
+if TYPE_CHECKING:
+    from croniter import croniter
+
+_CHECKED: ContextVar[bool] = ContextVar("adws_cron_checked", default=False)
+_KNOWN: ContextVar[Mapping[str, Any]] = ContextVar("adws_cron_known", default=MappingProxyType({}))
+# Every expression parsed in this process -> its expansion as plain data, for the compiled-config cache.
+_PARSED: dict[str, list[Any]] = {}
+
+
+@contextmanager
+def already_checked(expansions: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """CronMatchers built inside need no croniter: for expressions that validated before (the config cache).
+    Each takes its expansion from `expansions` (as `expansions()` gave it) when it is there and well-formed,
+    and otherwise parses on its first match. Without `expansions`, those of an enclosing call stand."""
+    token = _CHECKED.set(True)
+    known = _KNOWN.set(_KNOWN.get() if expansions is None else expansions)
+    try:
+        yield
+    finally:
+        _KNOWN.reset(known)
+        _CHECKED.reset(token)
+
+
+def expansions() -> dict[str, list[Any]]:
+    """expression -> [fallback, minutes, hours, days of month, months, days of week] (sorted lists, null for
+    any) of every expression parsed in this process: JSON data for `already_checked`."""
+    return dict(_PARSED)
+
+
+def _columns(value: Any) -> tuple[bool, tuple[frozenset[int] | None, ...]] | None:
+    """An expansion read back, or None when it is not exactly the shape `expansions` writes."""
+    if type(value) is not list or len(value) != 6 or type(value[0]) is not bool:
+        return None
+    columns: list[frozenset[int] | None] = []
+    for column in value[1:]:
+        if column is None:
+            columns.append(None)
+        elif type(column) is list and all(type(v) is int and 0 <= v <= 59 for v in column):
+            columns.append(frozenset(column))
+        else:
+            return None
+    return value[0], tuple(columns)
 
 # The five columns, with what each accepts, for messages that name the column at fault.
 _COLUMNS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or jan-dec"),
@@ -23,6 +72,8 @@ _ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight"
 def _parse(expr: str) -> croniter:
     """croniter's parse, with errors that say which column is wrong. Only five columns: routing and quota
     periods work in minutes, and a seconds column would make a condition that (almost) never matches."""
+    from croniter import croniter
+
     text = expr.strip()
     if text.startswith("@"):
         if text.lower() not in _ALIASES:
@@ -55,10 +106,25 @@ def _field(values: list[Any]) -> frozenset[int] | None:
 
 
 class CronMatcher:
-    __slots__ = ("_dom", "_dow", "_fallback", "_hours", "_minutes", "_months", "expr")
+    """Does a moment fall in a minute that a five-column cron expression names? ValueError for a bad one."""
+
+    __slots__ = ("_dom", "_dow", "_fallback", "_hours", "_minutes", "_months", "_parsed", "expr")
 
     def __init__(self, expr: str) -> None:
         self.expr = expr
+        self._parsed = False
+        if not _CHECKED.get():
+            self._parse()
+            return
+        known = _columns(_KNOWN.get().get(expr))
+        if known is not None:
+            self._fallback, (self._minutes, self._hours, self._dom, self._months, self._dow) = known
+            self._parsed = not self._fallback  # croniter itself matches the fallback forms
+
+    def _parse(self) -> None:
+        from croniter import croniter
+
+        expr = self.expr
         parsed = _parse(expr)
         expanded = parsed.expanded
         simple = (
@@ -82,10 +148,19 @@ class CronMatcher:
             self._months = _field(expanded[3])
             dow = _field(expanded[4])
             self._dow = None if dow is None else frozenset(d % 7 for d in dow)  # 7 is Sunday too
+            _PARSED[expr] = [False, *(None if c is None else sorted(c) for c in
+                                      (self._minutes, self._hours, self._dom, self._months, self._dow))]
+        else:
+            _PARSED[expr] = [True, None, None, None, None, None]
+        self._parsed = True
 
     def matches(self, moment: datetime) -> bool:
         """Does the minute containing `moment` (in its own timezone) match?"""
+        if not self._parsed:
+            self._parse()
         if self._fallback:
+            from croniter import croniter
+
             return bool(croniter.match(self.expr, moment.replace(second=0, microsecond=0)))
         if self._minutes is not None and moment.minute not in self._minutes:
             return False
@@ -98,6 +173,12 @@ class CronMatcher:
         if self._dom is not None and self._dow is not None:
             return dom_ok or dow_ok  # classic cron: when both day columns are restricted, either matches
         return dom_ok and dow_ok
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CronMatcher) and other.expr == self.expr
+
+    def __hash__(self) -> int:
+        return hash(self.expr)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CronMatcher, (self.expr,))

@@ -6,7 +6,6 @@ Nothing in adws should let a traceback reach a maintainer for a mistake in confi
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -92,6 +91,8 @@ class RunCancelled(BaseException):
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean "x"?)' for a near miss, else ''. A choice that differs only in case ("utc" for "UTC")
     comes first: difflib alone does not see those."""
+    import difflib  # only on the error path: not a cost of every start-up
+
     options = list(choices)
     same_case = [c for c in options if c.lower() == word.lower() and c != word]
     matches = same_case[:1] or difflib.get_close_matches(word, options, n=1, cutoff=0.6)

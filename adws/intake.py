@@ -65,13 +65,11 @@ def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> t
                 break
         if best is not None:
             return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
-    if intake.keyword_pattern is not None and (task.title or task.body):
-        counts = [0] * len(intake.keyword_specs)
-        for match in intake.keyword_pattern.finditer(f"{task.title}\n{task.body}"):
-            counts[(match.lastindex or 1) - 1] += 1
-        hits = max(counts)
-        if hits:  # most hits wins; a tie goes to the specialization declared first
-            return intake.keyword_specs[counts.index(hits)], f"keywords ({hits} hit{'s' if hits > 1 else ''})"
+    if intake.keywords is not None and (task.title or task.body):
+        found = intake.keywords.classify(f"{task.title}\n{task.body}")
+        if found is not None:  # most hits wins; a tie goes to the specialization declared first
+            spec, hits = found
+            return spec, f"keywords ({hits} hit{'s' if hits > 1 else ''})"
     return intake.default_specialization, "default"
 
 
@@ -98,8 +96,9 @@ def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt:
     if task.context_tokens is not None:
         tokens, estimated, tokens_from = task.context_tokens, False, "given"
     else:
-        text = prompt if prompt is not None else f"{task.title}\n{task.body}"
-        tokens, estimated = int(len(text) / intake.chars_per_token), True
+        # The length of the prompt, or of "{title}\n{body}" without building that string (a copy of the body).
+        chars = len(prompt) if prompt is not None else len(task.title) + 1 + len(task.body)
+        tokens, estimated = int(chars / intake.chars_per_token), True
         tokens_from = "estimated from the prompt" if prompt is not None else "estimated from title and body"
     local = local_time(now, tz)
     return TaskView(

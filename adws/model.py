@@ -7,7 +7,6 @@ what is compiled once (conditions, failure patterns) is carried here so nothing 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern
 from adws.conditions import Condition, LabelSet
+from adws.keywords import KeywordMatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +195,7 @@ class IntakeSpec:
     default_priority: str
     specialization_labels: tuple[tuple[LabelSet, str], ...]  # declaration order; the first that matches wins
     exact_specialization_labels: Mapping[str, tuple[int, str]]  # label -> (declaration order, specialization)
-    keyword_specs: tuple[str, ...]  # group N of keyword_pattern (1-based) names keyword_specs[N - 1]
-    keyword_pattern: re.Pattern[str] | None
+    keywords: KeywordMatcher | None  # specialization_keywords, read in one pass (see adws.keywords)
     default_specialization: str
     known_specializations: frozenset[str]
     chars_per_token: float

@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from croniter import croniter
-
 from adws.attempt import Usage
 from adws.state.base import require_aware
 
@@ -122,6 +120,8 @@ class CronPeriod(QuotaPeriod):
     __slots__ = ("_bounds", "expr", "tz")
 
     def __init__(self, expr: str, tz: tzinfo) -> None:
+        from croniter import croniter  # on first use: `adws route` without cron quotas never imports it
+
         try:
             # Asking for one reset also refuses expressions that parse but never fire ("0 0 30 2 *").
             croniter(expr, _CRON_PROBE).get_next(datetime)
@@ -138,6 +138,8 @@ class CronPeriod(QuotaPeriod):
         cached = self._bounds
         if cached is not None and cached[0] <= now < cached[1]:
             return cached
+        from croniter import croniter
+
         local = now.astimezone(self.tz)
         # get_prev() from `now` is strict (a reset exactly at `now` would be skipped), so step to the
         # next reset first and come back: the reset before it is the latest one <= now.

@@ -1,25 +1,47 @@
 """Config loading. `load_config` is the one entry point; it keeps a cache of compiled configs.
 
 Validating a file needs pydantic and jinja2, which cost more start-up time than everything else `adws route`
-does. A config that validated once is stored compiled (`adws.model.CompiledConfig`, plain objects) under the
-user's cache directory, keyed by the file's resolved path and bytes and by the adws code itself, so an edit to
-either validates afresh. Set ADWS_CONFIG_CACHE=off to disable it; ADWS_CACHE_DIR moves it.
+does. A config that validated once is stored compiled (`adws.model.CompiledConfig` as JSON data, see
+`adws.config.codec`) under the user's cache directory, keyed by the file's resolved path and bytes and by the
+adws code itself, so an edit to either validates afresh. Set ADWS_CONFIG_CACHE=off to disable it;
+ADWS_CACHE_DIR moves it.
+
+A cache entry is data that is verified or ignored, never executed:
+- the directory and the file must belong to the user running adws and be writable by nobody else (no
+  group/other write bit); the file is opened without following a symlink. Otherwise the cache is not read,
+  and nothing is written into such a directory;
+- the file names its format and its key, and carries a SHA-256 over the key and the content: a truncated,
+  altered or misplaced file is ignored;
+- the content is decoded against the declared types of the compiled config (never pickle); anything that does
+  not fit is ignored. Rule conditions are compiled again from their TOML; cron expressions take the expansion
+  croniter gave them at validation, so a warm start imports neither pydantic, jinja2 nor croniter.
+An ignored entry costs one validation of the file (and is then replaced); it never prints a traceback.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
-import pickle
+import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from adws.model import CompiledConfig
+    from hashlib import sha256
 
-_CACHE_FORMAT = "1"
+    from adws.model import CompiledConfig
+else:
+    try:  # CPython's built-in SHA-256: importing hashlib also loads OpenSSL, a few ms of every start-up
+        from _sha2 import sha256  # Python >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.11
+        except ImportError:
+            from hashlib import sha256
+
+_FORMAT = "adws-compiled-config/2"
+_READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError, ArithmeticError)
 
 
 def cache_dir() -> Path:
@@ -34,47 +56,132 @@ def _code_stamp() -> str:
     """Changes whenever any adws source file changes (so a new validation rule is never skipped)."""
     root = Path(__file__).resolve().parent.parent
     parts = []
-    for path in sorted(root.rglob("*.py")):
-        stat = path.stat()
-        parts.append(f"{path.relative_to(root)}:{stat.st_mtime_ns}:{stat.st_size}")
-    return "\n".join(parts)
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                    stack.append(entry.path)
+                elif entry.name.endswith(".py"):
+                    info = entry.stat()
+                    parts.append(f"{os.path.relpath(entry.path, root)}:{info.st_mtime_ns}:{info.st_size}")
+    return "\n".join(sorted(parts))
 
 
-def _cache_file(path: Path, data: bytes) -> Path:
-    digest = hashlib.sha256()
-    for part in (_CACHE_FORMAT, sys.version, str(path), _code_stamp()):
-        digest.update(part.encode() + b"\0")
+def _key(path: Path, data: bytes) -> str:
+    digest = sha256()
+    for part in (_FORMAT, sys.version, str(path), _code_stamp()):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
     digest.update(data)
-    return cache_dir() / f"config-{digest.hexdigest()[:40]}.pickle"
+    return digest.hexdigest()
+
+
+def _entry(key: str) -> Path:
+    return cache_dir() / f"config-{key[:40]}.json"
+
+
+def _safe(info: os.stat_result) -> bool:
+    """Ours, and writable by no one else."""
+    return info.st_uid == os.geteuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _seal(key: str, payload: bytes) -> str:
+    return sha256(key.encode() + b"\0" + payload).hexdigest()
+
+
+def read_entry(key: str) -> CompiledConfig | None:
+    """The cached config for `key`, or None when there is none or it does not pass every check."""
+    directory = cache_dir()
+    try:
+        if not _safe(os.stat(directory)):
+            return None
+        fd = os.open(_entry(key), os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode) or not _safe(info) or info.st_size > 64 * 1024 * 1024:
+                return None
+            blob = fh.read()
+        header_line, _, payload = blob.partition(b"\n")
+        header = json.loads(header_line)
+        if (type(header) is not dict or header.get("format") != _FORMAT or header.get("key") != key
+                or header.get("sha256") != _seal(key, payload)):
+            return None
+        from adws.config.codec import decode
+        from adws.cron import already_checked
+        from adws.model import CompiledConfig
+
+        data = json.loads(payload)
+        if type(data) is not dict or sorted(data) != ["config", "cron"] or type(data["cron"]) is not dict:
+            return None
+        with already_checked(data["cron"]):  # cron expressions as croniter expanded them when validated
+            config: CompiledConfig = decode(data["config"], CompiledConfig)
+        return config
+    except _READ_ERRORS:
+        return None
+
+
+def write_entry(key: str, config: CompiledConfig) -> bool:
+    """Store `config` under `key`; False when it cannot be stored (then every load validates)."""
+    from adws.config.codec import CacheError, decode, encode
+    from adws.cron import expansions
+    from adws.model import CompiledConfig
+
+    try:
+        data = encode(config, CompiledConfig)
+        # Only what reads back as the same data is stored: a field the codec does not carry faithfully costs
+        # start-up time, never a wrong decision. (Compared as data: compiled conditions hold objects such as
+        # operator.attrgetter that do not compare equal to their twins; they are rebuilt from compared data.)
+        if encode(decode(data, CompiledConfig), CompiledConfig) != data:
+            return False
+        payload = json.dumps({"config": data, "cron": expansions()}, ensure_ascii=False, separators=(",", ":"),
+                             allow_nan=True).encode("utf-8", "surrogatepass")
+    except (CacheError, RecursionError, ValueError, TypeError):
+        return False
+    header = json.dumps({"format": _FORMAT, "key": key, "sha256": _seal(key, payload)}).encode()
+    import tempfile
+
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _safe(os.stat(directory)):
+            return False  # someone else could plant or swap entries here: do not feed it
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # 0600
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(header + b"\n" + payload)
+            os.replace(tmp, _entry(key))  # atomic: concurrent coordinators never read half a file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return False  # a read-only home only costs start-up time
+    return True
 
 
 def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
     """Load, validate and compile a config file; raises ConfigError listing every problem."""
     use_cache = os.environ.get("ADWS_CONFIG_CACHE", "on").lower() not in ("off", "0", "no", "false")
     resolved = Path(path).resolve()
+    key = None
     if use_cache:
         try:
-            data = resolved.read_bytes()
-            cached = _cache_file(resolved, data)
-            with open(cached, "rb") as fh:
-                config: CompiledConfig = pickle.load(fh)
-            return config
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
-            pass  # no cache yet, or an unreadable one: validate the file
+            key = _key(resolved, resolved.read_bytes())
+        except OSError:
+            key = None  # unreadable: validation says why
+        if key is not None:
+            cached = read_entry(key)
+            if cached is not None:
+                return cached
     from adws.config.load import load_file  # pydantic and jinja2: only when validating
 
     config = load_file(path)
-    if use_cache:
-        _store(_cache_file(resolved, resolved.read_bytes()), config)
+    if key is not None:
+        try:
+            stored_key = _key(resolved, resolved.read_bytes())  # the file may have changed meanwhile
+        except OSError:
+            return config
+        write_entry(stored_key, config)
     return config
-
-
-def _store(target: Path, config: CompiledConfig) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(config, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, target)  # atomic: concurrent coordinators never read half a file
-    except OSError:
-        pass  # a read-only home only costs start-up time

@@ -37,6 +37,7 @@ from adws.config.messages import pydantic_problems
 from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.cron import CronMatcher
 from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
+from adws.keywords import KeywordMatcher
 from adws.model import (
     AccountSpec,
     BreakerSpec,
@@ -470,17 +471,14 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
             spec_labels.append((make_label_set([label]), spec.lower()))
         except ConditionError as exc:
             check.add((*loc, "specialization_labels", label), exc.message)
-    keywords: list[tuple[str, str]] = []  # (specialization, regex source of its words)
+    keywords: list[tuple[str, tuple[str, ...]]] = []  # (specialization, its words), in file order
     for spec, words in it.specialization_keywords.items():
-        cleaned = [w.strip() for w in words if w.strip()]
+        cleaned = tuple(w.strip() for w in words if w.strip())
         if not cleaned:
             check.add((*loc, "specialization_keywords", spec), "give at least one keyword")
             continue
-        # Case-insensitive, anchored at a word start only: "design" also fires on "designs".
-        keywords.append((spec.lower(), r"\b(?:" + "|".join(re.escape(w) for w in cleaned) + r")"))
-    # One pattern with a group per specialization: the classifier reads the text once, not once per entry.
-    keyword_pattern = (re.compile("|".join(f"({source})" for _, source in keywords), re.IGNORECASE)
-                       if keywords else None)
+        # Case-insensitive, anchored at a word start only: "design" also fires on "designs" (adws.keywords).
+        keywords.append((spec.lower(), cleaned))
     scored = set(BASE_SPECIALIZATIONS)
     for p in providers.values():
         scored |= set(p.scores)
@@ -505,7 +503,7 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
         priority_numbers=tuple(it.priority_numbers), default_priority=it.default_priority,
         specialization_labels=tuple(spec_labels),
         exact_specialization_labels=_exact_labels(spec_labels),
-        keyword_specs=tuple(spec for spec, _ in keywords), keyword_pattern=keyword_pattern,
+        keywords=KeywordMatcher(tuple(keywords)) if keywords else None,
         default_specialization=it.default_specialization.lower(), known_specializations=frozenset(known),
         chars_per_token=it.chars_per_token, override_label_prefix=it.override_label_prefix.lower(),
         force_attr=it.force_attr, retry_count_from_history=it.retry_count == "history",

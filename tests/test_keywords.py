@@ -1,0 +1,145 @@
+"""The one-pass keyword classifier gives exactly the answers of the regex it replaced.
+
+`old_counts` is the classifier as it was before adws/keywords.py (one IGNORECASE regex with a group per
+specialization, read with finditer); every test compares against it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adws.config import load_config
+from adws.keywords import TWINS, KeywordMatcher, is_word
+from tests.conftest import ROOT
+
+CORPUS = ROOT / "tests" / "data" / "issues" / "corpus.jsonl"
+
+
+def old_counts(lists: tuple[tuple[str, tuple[str, ...]], ...], text: str) -> list[int]:
+    """The implementation this module replaced, verbatim in effect (config/load.py + intake.py before)."""
+    sources = [r"\b(?:" + "|".join(re.escape(w) for w in words) + r")" for _, words in lists]
+    pattern = re.compile("|".join(f"({source})" for source in sources), re.IGNORECASE)
+    counts = [0] * len(lists)
+    for match in pattern.finditer(text):
+        counts[(match.lastindex or 1) - 1] += 1
+    return counts
+
+
+def corpus() -> list[dict[str, object]]:
+    return [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _all_chars() -> str:
+    return "".join(map(chr, range(sys.maxunicode + 1)))
+
+
+def test_the_twins_table_is_what_re_ignorecase_does_on_this_python() -> None:
+    everything = _all_chars()
+    twins: dict[str, str] = {}
+    for code in range(128):
+        char = chr(code)
+        for found in re.findall(re.escape(char), everything, re.IGNORECASE):
+            if not found.isascii():
+                twins[found] = char.lower()
+    assert twins == TWINS
+    # Lowercasing keeps every other character's length and never makes a non-twin ASCII.
+    assert [c for c in everything if len(c.lower()) != 1] == ["\u0130"]
+    assert all(c in TWINS for c in everything if not c.isascii() and c.lower().isascii())
+
+
+def test_is_word_is_re_word() -> None:
+    everything = _all_chars()
+    assert set(re.findall(r"\w", everything)) == {c for c in everything if is_word(c)}
+
+
+def test_the_shipped_config_over_the_issue_corpus() -> None:
+    intake = load_config(ROOT / "config.toml").intake
+    assert intake.keywords is not None
+    matcher, lists = intake.keywords, intake.keywords.lists
+    issues = corpus()
+    assert len(issues) >= 50
+    assert max(len(str(i["body"]).encode()) for i in issues) >= 20_000
+    hits = 0
+    for issue in issues:
+        text = f"{issue['title']}\n{issue['body']}"
+        expected = old_counts(lists, text)
+        assert matcher.counts(text) == expected, issue["number"]
+        assert matcher.reference_counts(text) == expected
+        hits += sum(expected)
+    assert hits > 50  # the corpus exercises the classifier, not only its empty case
+
+
+def test_the_corpus_is_read_by_the_automaton_not_the_fallback() -> None:
+    matcher = load_config(ROOT / "config.toml").intake.keywords
+    assert matcher is not None
+    matcher.counts("warm up")
+    automaton = matcher._built[0]
+    assert automaton is not None
+    for issue in corpus():
+        assert matcher._scan(automaton, f"{issue['title']}\n{issue['body']}") is not None
+
+
+LISTS = (("architecture", ("architecture", "system design", "design doc", "rfc")),
+         ("reasoning", ("root cause", "investigate", "prove", "analyse", "analyze")),
+         ("docs", ("documentation", "readme", "docstring", "changelog")),
+         ("code", ("implement", "refactor", "fix", "unit test", "endpoint")))
+
+
+@pytest.mark.parametrize("text", [
+    "", "fix", "FIX", "prefix", "hotfix fix", "Fix-it", "_fix", "1fix", "éfix", "é fix", "—fix", "fixfix",
+    "system design doc", "system designdoc", "xroot cause", "xroot causes fix", "design document",
+    "ana\u017fyse", "ANALY\u017fE", "\u212aernel fix", "\u0130nvestigate", "\u0131nvestigate", "İİ fix",
+    "root\u00a0cause", "ro\u0301ot cause", "\ud800fix", "fix\ud800", "a\u0301fix", "😀fix 😀 readme",
+    "Σ fix ς", "ﬁx", "ǅfix", "x" * 500 + " fix",
+])
+def test_edge_cases_agree(text: str) -> None:
+    assert KeywordMatcher(LISTS).counts(text) == old_counts(LISTS, text)
+
+
+def test_configs_outside_the_automaton_alphabet_use_the_regex() -> None:
+    lists = (("docs", ("café", "readme")), ("code", ("fix?", "c++", ".net")))
+    matcher = KeywordMatcher(lists)
+    for text in ("Café readme", "fix? c++ .net asp.net", "CAFÉ fix"):
+        assert matcher.counts(text) == old_counts(lists, text)
+    assert matcher._built[0] is None
+
+
+def test_punctuation_keywords_agree() -> None:
+    lists = (("code", ("c++", "-x", "node.js", "e-mail", "a b")), ("docs", ("++", "mail")))
+    matcher = KeywordMatcher(lists)
+    for text in ("c++ and c++c++", "x-x -x", "node.jsnode.js", "e-mail email e-mail-e-mail", "a b a  b",
+                 "++c++", "mail e-mail"):
+        assert matcher.counts(text) == old_counts(lists, text), text
+
+
+_TRICKY = "fixrootcausedesignsytemdocanalysereadme _-.+?\n\t" + "".join(TWINS) + "ÉéΣσςﬁ\u0301😀\u00a0K"
+_WORD_ALPHABET = "abcdefirstuxyz _-+.\u017f\u212a\u0130\u0131é"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lists=st.lists(
+        st.lists(st.text(alphabet=_WORD_ALPHABET, min_size=1, max_size=6).filter(lambda w: w.strip()),
+                 min_size=1, max_size=4),
+        min_size=1, max_size=4),
+    text=st.text(alphabet=_TRICKY + _WORD_ALPHABET, max_size=200),
+)
+def test_random_keywords_and_text_agree(lists: list[list[str]], text: str) -> None:
+    config = tuple((f"s{i}", tuple(w.strip() for w in words)) for i, words in enumerate(lists))
+    assert KeywordMatcher(config).counts(text) == old_counts(config, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300), st.sampled_from(corpus()))
+def test_any_text_spliced_into_real_issues_agrees(noise: str, issue: dict[str, object]) -> None:
+    body = str(issue["body"])
+    cut = len(noise) % (len(body) + 1)
+    text = f"{issue['title']}\n{body[:cut]}{noise}{body[cut:]}"
+    assert KeywordMatcher(LISTS).counts(text) == old_counts(LISTS, text)
+
