@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from adws.compiled import ProviderSpec
 from adws.decision import Skip
-from adws.model import ProviderSpec
 from adws.router import ModelRouter
 
 

@@ -19,8 +19,8 @@ from datetime import datetime, tzinfo
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from adws.compiled import ProviderSpec
     from adws.decision import Decision, Skip
-    from adws.model import ProviderSpec
     from adws.router import Explanation
 
 __all__ = ["fit", "minute", "render_decision", "render_rules", "skip_line", "table", "terminal_width", "times_in"]

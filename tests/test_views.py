@@ -26,7 +26,7 @@ from adws.reports import providers_report, render_routing, routing_report, scena
 from adws.state import Cooldown, MemoryStore, UsageRecord, open_store
 from adws.state.base import BreakerState
 from adws.views import fit, minute, render_decision, times_in
-from tests.conftest import TESTS
+from tests.helpers import TESTS
 
 CONFIG = TESTS / "data" / "views.toml"
 AT = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)

@@ -31,8 +31,8 @@ from adws.errors import AdwsError, UsageError
 from adws.state.base import BreakerState, Cooldown, StateStore, UsageRecord
 
 if TYPE_CHECKING:
+    from adws.compiled import CompiledConfig
     from adws.engine import Engine
-    from adws.model import CompiledConfig
 
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits
