@@ -269,13 +269,22 @@ def cmd_state(args: argparse.Namespace) -> int:
                          now=_at(args.at, engine.config.timezone) or engine.clock())
 
 
-def _audit_path(args: argparse.Namespace) -> str:
-    """--audit, else the audit log the config names."""
+def _audit_path(args: argparse.Namespace, configured: str | None = None) -> str:
+    """--audit, else the audit log the config names (`configured` when the caller loaded the config).
+
+    A fresh deployment has no audit log yet: the configured log missing reads as zero tasks (an empty file),
+    with a note on stderr. A missing --audit file stays an error (UsageError from the reader): the user named it.
+    """
     if args.audit:
         return str(args.audit)
-    from adws.config import load_config
+    if configured is None:
+        from adws.config import load_config
 
-    return load_config(_config_path(args.config)).audit_path
+        configured = load_config(_config_path(args.config)).audit_path
+    if not os.path.exists(configured):
+        print(f"adws: no audit log at {configured} yet (nothing has run): 0 tasks", file=sys.stderr)
+        return os.devnull
+    return configured
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -367,7 +376,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from adws.insight.records import parse_since
 
     config = load_config(_config_path(args.config))
-    audit = args.audit or config.audit_path
+    audit = _audit_path(args, config.audit_path)
     page = report.build_html(config, audit, since=parse_since(args.since, datetime.now(UTC)))
     try:
         report.write(args.html, page)

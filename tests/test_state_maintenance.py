@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -130,6 +134,30 @@ def test_export_without_a_store_says_so_and_creates_none(tmp_path: Path, capsys:
     path = tmp_path / ".adws" / "state.sqlite3"
     assert capsys.readouterr().err == f"adws: no state store at {path} yet: nothing to export\n"
     assert not path.exists()
+
+
+def test_compact_without_a_store_has_nothing_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    config = write_config(tmp_path, "")
+    path = tmp_path / ".adws" / "state.sqlite3"
+    assert main(["state", "compact", "--config", str(config)]) == 0  # a fresh deployment: nothing to roll up
+    assert capsys.readouterr().err == f"adws: no state store at {path} yet: nothing to compact\n"
+    assert not path.exists()
+
+
+def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `adws state export | head -1`: the reader leaves after one line; no "cannot write" message.
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    config = write_config(tmp_path, "")
+    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as store:
+        for n in range(5000):
+            store.record_usage(UsageRecord("claude", "a", NOW - timedelta(seconds=n), Usage(input_tokens=n)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADWS_")}
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -m adws state export --config {shlex.quote(str(config))}"
+                          " | head -1", shell=True, capture_output=True, text=True, env=env, timeout=120)
+    assert json.loads(done.stdout)["kind"] == "adws-state"
+    assert done.stderr == ""
 
 
 def test_compact_rolls_up_what_no_quota_period_reaches(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -206,15 +206,20 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
               file=sys.stderr)
         return 0
     existing = engine.existing_store()
-    if isinstance(existing, PendingStore) and existing.pending:  # nobody created it: likely the wrong path
-        raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")
+    if isinstance(existing, PendingStore) and existing.pending:
+        if action == "compact":  # a fresh deployment: nothing has been booked, so there is nothing to roll up
+            print(f"adws: no state store at {existing.location} yet: nothing to compact", file=sys.stderr)
+            return 0
+        raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")  # likely a wrong path
     if action == "export":
         try:
             with nullcontext(sys.stdout) if stdio else open(str(file), "w", encoding="utf-8") as out:
                 for line in export_lines(existing, now):
                     out.write(line + "\n")
+        except BrokenPipeError:
+            raise  # `adws state export | head -1`: the reader left; main() ends quietly like other commands
         except OSError as exc:
-            raise UsageError(f"cannot write {file}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write {'<stdout>' if stdio else file}: {exc.strerror or exc}") from None
         return 0
     try:
         keep = RETENTION_MARGIN if margin is None else parse_window(margin)
