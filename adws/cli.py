@@ -331,8 +331,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from adws.insight import simulate, workload
 
     config = load_config(_config_path(args.config))
-    if args.days < 1:
-        raise UsageError(f"--days: expected at least 1, got {args.days}")
+    if not 1 <= args.days <= simulate.MAX_DAYS:
+        raise UsageError(f"--days: expected 1 to {simulate.MAX_DAYS} (a year), got {args.days}")
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
     spec = workload.load_workload(args.workload) if args.workload else workload.Workload()
@@ -345,7 +345,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     elif args.issues:
         tasks = workload.from_issues(args.issues, spec, rng, start)
     else:
+        expected = spec.tasks_per_day * args.days  # checked before generating: generating is the slow part too
+        if expected > simulate.MAX_TASKS:
+            raise UsageError(f"the workload gives about {expected:,.0f} tasks (tasks_per_day {spec.tasks_per_day:g} x "
+                             f"{args.days} days); one run simulates at most {simulate.MAX_TASKS:,}: lower --days or "
+                             "tasks_per_day")
         tasks = workload.generate(spec, start, args.days, rng)
+    if len(tasks) > simulate.MAX_TASKS:
+        raise UsageError(f"{len(tasks):,} tasks to simulate; one run simulates at most {simulate.MAX_TASKS:,}: "
+                         "lower --days or use a shorter task source")
     result = simulate.simulate(config, tasks, workload=spec, start=start, days=args.days, seed=args.seed,
                                audit_path=args.audit_out)
     if args.json:
