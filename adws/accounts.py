@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
+from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.decision import Skip
-from adws.model import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.quota import QuotaLimits, QuotaPeriod, percent_used
 from adws.state import ABSENT_VERSION
 from adws.state.base import BreakerState, Cooldown, StateStore

@@ -60,6 +60,7 @@ class RunOutcome:
     spawn_error: str | None = None  # e.g. "executable not found: claude"
     idle_timed_out: bool = False  # timed_out because no output came for `idle_timeout` (then timed_out is True)
     idle_ms: int = 0  # the silence that ended it, in ms (only with idle_timed_out)
+    interrupted: str | None = None  # the signal that stopped adws while the child ran ("SIGTERM"); it was ended
 
 
 @dataclass(slots=True)

@@ -1,5 +1,6 @@
 """The audit log: one JSON line per task with its decision, attempts and outcome.
 
+Records are written as given: the engine scrubs them first (adws.redact: secrets, prompt text).
 Several coordinator processes append to the same file. Each record is written with a single `write()` on a
 file opened with O_APPEND, under an exclusive `flock`, so lines never interleave. Prompt text is left out
 unless the config opts in (`[audit] include_prompt = true`).
@@ -11,14 +12,20 @@ import fcntl
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
+
+from adws.files import open_private_append
+from adws.redact import dumps
 
 
 def append(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
-    line = (json.dumps(record, ensure_ascii=False, default=str, sort_keys=False) + "\n").encode("utf-8")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    """Append `record` as one JSON line (lone surrogates as JSON escapes, so any record can be written).
+
+    The file is created 0600 (its directory 0700). Raises OSError when it cannot be written, including for a
+    symbolic link, a non-regular file or a file owned by another user at `path` (see adws.files).
+    """
+    line = (dumps(record) + "\n").encode("utf-8")
+    fd = open_private_append(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:

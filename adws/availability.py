@@ -11,7 +11,7 @@ import os
 import shutil
 from collections.abc import Callable, Collection, Mapping
 
-from adws.model import ProviderSpec
+from adws.compiled import ProviderSpec
 
 
 class Availability:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from adws.model import BreakerSpec, ProviderSpec
+from adws.compiled import BreakerSpec, ProviderSpec
 from adws.state.base import BreakerState, StateStore
 
 CLOSED = BreakerState()

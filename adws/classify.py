@@ -249,7 +249,7 @@ def _limited(
     per-request retry delay although its daily or zero quota is not back in 34 s), so it is dropped."""
     if outcome_class not in LIMIT_CLASSES:
         return Classification(outcome_class, reason)
-    # Imported here: adws.model imports this module for `Pattern`, and the parsers package (every CLI's
+    # Imported here: adws.compiled imports this module for `Pattern`, and the parsers package (every CLI's
     # parser) would otherwise be a cost of every `adws route` start-up.
     from adws.parsers import find_reset_time
 

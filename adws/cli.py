@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -78,8 +77,11 @@ def _at(value: str | None, timezone: str | None = None) -> datetime | None:
     return moment
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+def _print_json(data: Any, scrub: Any = None) -> None:
+    """One JSON document on stdout: secrets redacted (`scrub`, an adws.redact.Scrubber), always encodable."""
+    from adws.redact import Scrubber, dumps
+
+    print(dumps((scrub or Scrubber()).deep(data), indent=2))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -152,6 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)
     wait = _wait(args.wait)
     engine = _engine(args)
+    from adws.errors import Interrupted
+
     on_event = None
     # Each attempt as it starts and ends, on stderr (stdout keeps the result). A script reading --json from a
     # pipe gets a clean stderr unless it asks; on a terminal a person is watching.
@@ -159,26 +163,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         from adws.progress import PlainProgress
 
         on_event = PlainProgress(sys.stderr)
-    result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
-                        wait=wait, on_event=on_event)
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        for i, a in enumerate(result.attempts, 1):
-            who = a.provider + (f"/{a.account}" if a.account else "")
-            print(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}")
-        if not result.attempts:  # nothing ran: say why each tier was left out
-            for skip in result.decision.skipped:
-                print(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "") + f": {skip.reason}")
-        print(("OK: " if result.success else "FAILED: ") + result.message)
-        if result.output_file:
-            print(f"final text: {result.output_file}")
-        if result.handoff and result.handoff.get("branch"):
-            print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
-        if not result.success and result.retry_at is not None:
-            print(f"can run again from {result.retry_at.isoformat(timespec='minutes')} (adws run --wait)")
-        print(f"run directory: {result.run_dir}")
+    try:
+        result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
+                            wait=wait, on_event=on_event)
+    except Interrupted as exc:
+        # The attempts made are recorded; a coordinator reading --json still gets them.
+        _show_result(args, exc.result, engine.redactor())
+        raise
+    _show_result(args, result, engine.redactor())
     return 0 if result.success else 1
+
+
+def _show_result(args: argparse.Namespace, result: Any, scrub: Any) -> None:
+    """The run's result on stdout: one JSON object with --json, else lines for a person; secrets redacted."""
+    if args.json:
+        _print_json(result.to_dict(), scrub)
+        return
+    text = scrub.text
+    for i, a in enumerate(result.attempts, 1):
+        who = a.provider + (f"/{a.account}" if a.account else "")
+        print(text(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}"))
+    if not result.attempts:  # nothing ran: say why each tier was left out
+        for skip in result.decision.skipped:
+            print(text(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "")
+                       + f": {skip.reason}"))
+    for warning in result.warnings:
+        print(text(f"warning: {warning}"))
+    print(text(("OK: " if result.success else "FAILED: ") + result.message))
+    if result.output_file:
+        print(f"final text: {result.output_file}")
+    if result.handoff and result.handoff.get("branch"):
+        print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
+    if not result.success and result.retry_at is not None:
+        print(f"can run again from {result.retry_at.isoformat(timespec='minutes')} (adws run --wait)")
+    print(f"run directory: {result.run_dir}")
 
 
 def _wait(value: str | None) -> float | None:
@@ -208,14 +226,17 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     wait = _wait(args.wait)
     items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
     engine = _engine(args)
+    from adws.redact import dumps
+
+    scrub = engine.redactor()
 
     def print_result(outcome: Any) -> None:
-        if args.json:
-            print(json.dumps(outcome.to_dict(), ensure_ascii=False, default=str), flush=True)
+        if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
+            print(dumps(scrub.deep(outcome.to_dict())), flush=True)
         else:
             result = outcome.result
             text = outcome.error or (result.message if result is not None else "")
-            print(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}", flush=True)
+            print(scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}"), flush=True)
 
     progress = None if args.quiet else progress_for(sys.stderr, len(items))
     if progress is None:
@@ -511,19 +532,22 @@ def _insight_parsers(add: Any) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    # SIGTERM/SIGHUP unwind like Ctrl-C, so the runner ends the agent's process group, concurrency slots are
-    # released and the audit log records what ran: the default handler would exit without any of that.
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "config_opt", None):
         args.config = args.config_opt
-    previous = {}
+    # Text adws did not make (task ids, agents' errors) may hold what the terminal's encoding cannot show.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    restore = None
     if args.command in ("run", "run-many"):
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        # SIGTERM/SIGHUP/Ctrl-C unwind once, never mid-record: the runner ends the agent's processes, the
+        # attempt is recorded, slots are released and the audit log written (see adws.interrupts).
+        from adws import interrupts
+
+        restore = interrupts.install()
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -539,8 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if restore is not None:
+            restore()
 
 
 if __name__ == "__main__":

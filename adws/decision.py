@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adws.model import RuleSpec
+from adws.compiled import RuleSpec
 from adws.taskview import TaskView
 
 

@@ -12,14 +12,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws import audit
+from adws import audit, interrupts
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.decision import Decision
-from adws.errors import AdwsError, ConfigError, Problem, TaskError
+from adws.errors import AdwsError, ConfigError, Interrupted, Problem, TaskError
 from adws.events import Event, EventKind, announce
-from adws.model import CompiledConfig
+from adws.redact import Scrubber, encodable, secret_values
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
@@ -212,8 +213,12 @@ class Engine:
             on_event: Callable[[Event], None] | None = None) -> Result:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
 
-        Interrupted (KeyboardInterrupt, SystemExit from a signal handler), the audit record of what ran so far
-        is still written, then the exception propagates. In strict mode a degraded config raises ConfigError.
+        Once an attempt has started, its record is kept whatever happens next: a state store or file that
+        cannot be written adds a line to `result.warnings` saying what was lost; an AdwsError (e.g. the
+        store failing before the next attempt) ends the walk with the result returned, its message naming it.
+        Interrupted (KeyboardInterrupt, or a stop signal under `adws.interrupts`), the attempt that was running
+        is recorded, the audit record written, then `Interrupted` (a KeyboardInterrupt carrying the result)
+        is raised. In strict mode a degraded config raises ConfigError.
         A failed result carries `retry_at` and `retryable` (adws.retry). With `wait` (seconds, may be inf), a
         task whose plan was spent by limits, cooldowns, quotas or busy slots is parked until `retry_at` (an
         event `task_waiting` says until when) and run again, as long as that is within `wait` of the start.
@@ -276,6 +281,18 @@ class Engine:
         try:
             manager.run(task, decision, prompt=prompt, workdir=workdir, result=result, workspace=workspace,
                         observer=on_event)
+        except KeyboardInterrupt as exc:
+            if result.run_dir is None:
+                raise
+            stop = Interrupted(str(exc) or "SIGINT", result)
+            stop.adws_result = result  # type: ignore[attr-defined]  # as for any other stop (run_many reads it)
+            raise stop from None
+        except AdwsError as exc:
+            if not result.attempts:
+                exc.adws_result = result  # type: ignore[attr-defined]
+                raise  # nothing ran: the error alone says it all
+            result.success = False
+            result.message = f"stopped after {len(result.attempts)} attempt(s): {exc}"
         except BaseException as exc:
             exc.adws_result = result  # type: ignore[attr-defined]  # what ran, for a caller such as run_many
             raise
@@ -284,7 +301,11 @@ class Engine:
                 self._retry_window(result)
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
             if result.run_dir is not None and config.audit_enabled:
-                self._audit(task, result, prompt, config)
+                try:
+                    with interrupts.shielded():  # a stop signal now waits for the record to be written
+                        self._audit(task, result, prompt, config)
+                except KeyboardInterrupt as exc:
+                    raise Interrupted(str(exc) or "SIGINT", result) from None
         return result
 
     def _retry_window(self, result: Result) -> None:
@@ -300,6 +321,8 @@ class Engine:
         result.retry_at, result.retryable = window.retry_at, window.retryable
 
     def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
+        from adws.manager import scrubber_for
+
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
             # The task, so `adws replay` can route it again; title and body only where prompts may be logged.
@@ -309,15 +332,28 @@ class Engine:
             "message": result.message,
             "decision": result.decision.to_dict(),
             "attempts": [a.to_dict() for a in result.attempts],
+            "warnings": list(result.warnings),
         }
+        scrub = scrubber_for(config, self.environ, prompt)
+        record = scrub.deep(record)
         if config.audit_include_prompt:
-            record["prompt"] = prompt
+            record["prompt"] = scrub.text(prompt)  # kept as asked, but without secrets
         try:
             audit.append(config.audit_path, record)
         except OSError as exc:
-            # The run itself is done (and maybe succeeded): report the log problem, do not lose the result.
-            print(f"adws: cannot write the audit log {config.audit_path}: {exc.strerror or exc}",
-                  file=sys.stderr)
+            # The run itself is done (and maybe succeeded): say what is lost, do not lose the result.
+            ran = sum(a.duration_ms > 0 or a.exit_code is not None for a in result.attempts)
+            lost = (f"cannot write the audit log {config.audit_path}: {exc.strerror or exc}; this task's "
+                    f"record ({len(result.attempts)} attempt(s), {ran} started, "
+                    f"{'succeeded' if result.success else 'failed'}) is not in the audit log")
+            result.warnings.append(lost)
+            print(f"adws: {encodable(lost)}", file=sys.stderr)
+
+    def redactor(self) -> Scrubber:
+        """What adws's printed output is cleaned with: every secret value it knows (see adws.redact)."""
+        from adws.manager import key_variables
+
+        return Scrubber(secret_values(self.environ, key_variables(self.config)))
 
     def close(self) -> None:
         if self._workers is not None:

@@ -73,6 +73,17 @@ class UsageError(AdwsError):
     """A command-line argument is wrong (a bad --at, two inputs on stdin, ...)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """`Engine.run` was stopped (Ctrl-C, SIGTERM, SIGHUP) after the run began: `result` holds every attempt made,
+    the interrupted one included, already recorded in the state store and the audit log. `signal` names the
+    signal ("SIGTERM"). Being a KeyboardInterrupt, it unwinds callers that do not know it."""
+
+    def __init__(self, signal: str, result: object) -> None:
+        super().__init__(signal)
+        self.signal = signal
+        self.result = result
+
+
 class RenderError(AdwsError):
     """A provider command could not be built for this task (e.g. the prompt is too long for argv)."""
 

@@ -6,8 +6,8 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from adws.compiled import IntakeSpec
 from adws.errors import TaskError, suggest
-from adws.model import IntakeSpec
 from adws.task import Task
 from adws.taskview import PRIORITY_RANK, TaskView
 

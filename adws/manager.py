@@ -28,20 +28,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from adws import breaker
+from adws import breaker, interrupts
 from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify
+from adws.compiled import Account, CompiledConfig, ProviderSpec
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
-from adws.model import Account, CompiledConfig, ProviderSpec
+from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
 from adws.parsers import read_output
+from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
 from adws.result import Attempt, Result
 from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
-from adws.state.base import Cooldown, StateStore, UsageRecord
+from adws.state.base import Cooldown, StateStore, StateStoreError, UsageRecord
 from adws.strategies import STRATEGIES, Turn
 from adws.task import Task
 from adws.templates import NO_PREVIOUS, render_argv, render_env, render_one
@@ -57,7 +59,6 @@ DEFAULT_LIMIT_COOLDOWN = timedelta(minutes=15)
 # A slot lease outlives the longest an attempt can run (timeout, then kill grace) by this much: a coordinator
 # killed mid-run frees its slot at most this long after its attempt would have ended.
 SLOT_LEASE_MARGIN = timedelta(seconds=60)
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
@@ -71,6 +72,7 @@ class Command:
     env: dict[str, str]
     stdin: bytes | None
     secrets: list[str]  # values to redact from what is recorded
+    shown: list[str]  # argv as recorded: rendered with <prompt> for the prompt unless the audit keeps prompts
     variables: dict[str, Any]  # what the templates saw (verify renders with the same)
 
 
@@ -91,6 +93,20 @@ class Tried(NamedTuple):
     ran: bool  # False when the command never started (it did not render)
     cwd: Path | None = None  # where it ran (the workspace's directory for it)
     out_dir: Path | None = None  # its attempt directory
+    warnings: tuple[str, ...] = ()  # what of the attempt could not be recorded (state store, output file)
+    interrupted: str | None = None  # the stop signal that ended the attempt: the walk ends after recording it
+
+
+def key_variables(config: CompiledConfig) -> list[str]:
+    """Every variable the config names as a key (`api_key_env` of providers and accounts), in file order."""
+    return list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))
+
+
+def scrubber_for(config: CompiledConfig, environ: Mapping[str, str], prompt: str) -> Scrubber:
+    """What one run's records are cleaned with: every secret adws knows, and the prompt's text unless
+    `[audit] include_prompt` keeps it."""
+    return Scrubber(secret_values(environ, key_variables(config)),
+                    None if config.audit_include_prompt else prompt)
 
 
 @dataclass(slots=True)
@@ -117,6 +133,7 @@ class ProviderManager:
         self.clock = clock
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
+        self._key_vars = frozenset(key_variables(config))
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -135,12 +152,17 @@ class ProviderManager:
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
+        self._scrub = scrubber_for(self.config, self.environ, prompt)
         ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer)
         try:
             return self._walk(task, decision, result, run_dir, prompt, ctx)
+        except KeyboardInterrupt as exc:
+            result.message = (f"interrupted by {str(exc) or 'SIGINT'} after {len(result.attempts)} attempt(s); "
+                              "the agent's processes were stopped")
+            raise
         except BaseException as exc:
             result.message = ("cancelled; the agent's process group was ended" if isinstance(exc, RunCancelled)
-                              else f"interrupted: {type(exc).__name__}")
+                              else f"stopped after {len(result.attempts)} attempt(s) by {type(exc).__name__}: {exc}")
             raise
 
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
@@ -170,23 +192,30 @@ class ProviderManager:
         index, retries = 0, 0
         while index < len(accounts):
             account = accounts[index]
-            with self._slot(provider) as free:
-                if not free:
-                    reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
-                    result.attempts.append(self._unavailable(step, provider, account.shown, reason))
-                    return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                try:
-                    tried = self._attempt(
-                        task, decision, step, tier_index, provider, account, prompt, run_dir,
-                        f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}", result,
-                        ctx)
-                except RunCancelled as stop:
-                    if isinstance(stop.attempt, Attempt):
-                        result.attempts.append(stop.attempt)
-                    raise
-            attempt = tried.attempt
-            result.attempts.append(attempt)
-            turn.used(account.name, ran=tried.ran)
+            # From the start of the process to its place in `result`, a stop signal waits (adws.interrupts):
+            # an attempt that ran is always recorded, and its slot released, before the run unwinds.
+            with interrupts.shielded():
+                with self._slot(provider, result.warnings) as free:
+                    if not free:
+                        reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
+                        result.attempts.append(self._unavailable(step, provider, account.shown, reason))
+                        return False  # next_tier whatever the actions say: nothing ran, nothing failed
+                    try:
+                        tried = self._attempt(
+                            task, decision, step, tier_index, provider, account, prompt, run_dir,
+                            f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}",
+                            result, ctx)
+                    except RunCancelled as stop:
+                        if isinstance(stop.attempt, Attempt):
+                            result.attempts.append(stop.attempt)
+                        raise
+                attempt = tried.attempt
+                result.attempts.append(attempt)
+                result.warnings.extend(tried.warnings)
+                turn.used(account.name, ran=tried.ran)
+                if tried.interrupted is not None:
+                    attempt.action = "stop"
+                    raise KeyboardInterrupt(tried.interrupted)
             if attempt.outcome == OutcomeClass.SUCCESS:
                 result.success, result.final_text, result.output_file = True, tried.text, tried.output_file
                 result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
@@ -200,6 +229,8 @@ class ProviderManager:
             action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
+            if action in ("retry", "next_account") and self._breaker_opened(provider, attempt):
+                action = "next_tier"  # this attempt opened the circuit: the provider is down, not the account
             if action == "next_account" and index + 1 >= len(accounts):
                 action = "next_tier"  # record the move the walk really makes
             attempt.action = action
@@ -219,11 +250,21 @@ class ProviderManager:
 
     # -- concurrency slots ----------------------------------------------------------------------------------
 
+    def _breaker_opened(self, provider: ProviderSpec, attempt: Attempt) -> bool:
+        """Whether the provider's circuit is open now (this attempt's failure may just have opened it)."""
+        if OutcomeClass(attempt.outcome) not in self.config.breaker.counts:
+            return False
+        try:
+            return self.store.get_breaker(provider.name).state == "open"
+        except StateStoreError:
+            return False  # cannot tell: the declared action stands
+
     @contextmanager
-    def _slot(self, provider: ProviderSpec) -> Iterator[bool]:
+    def _slot(self, provider: ProviderSpec, warnings: list[str]) -> Iterator[bool]:
         """Hold one of the provider's max_concurrency slots for the block; yields False when all are taken.
 
-        The slot is released on the way out, whatever the block raised.
+        The slot is released on the way out, whatever the block raised; a release the store refuses is
+        added to `warnings` (the lease then ends by itself when it expires).
         """
         limit = provider.max_concurrency
         if limit is None:
@@ -238,7 +279,11 @@ class ProviderManager:
         try:
             yield True
         finally:
-            self.store.release_slot(provider.name, holder)
+            try:
+                self.store.release_slot(provider.name, holder)
+            except StateStoreError as exc:
+                warnings.append(f"concurrency slot on {provider.name} not released ({exc}); it frees itself at "
+                                f"{until.isoformat()}")
 
     def _unavailable(self, step: Step, provider: ProviderSpec, account: str | None, reason: str) -> Attempt:
         """An attempt that was not started because the provider could not be reached right now."""
@@ -252,7 +297,6 @@ class ProviderManager:
                  ctx: RunContext) -> Tried:
         started = self.clock()
         out_dir = run_dir / _safe(label)
-        out_dir.mkdir(parents=True, exist_ok=True)
         prompt_file, output_file = out_dir / "prompt.txt", out_dir / "output.txt"
         cwd = ctx.workspace.begin(f"{run_dir.name}-{_safe(label)}")
         rule = decision.matched
@@ -260,6 +304,7 @@ class ProviderManager:
                       account=account.shown, model=step.model, attempt=len(result.attempts) + 1,
                       tier=tier_index + 1)
         try:
+            make_private_dir(out_dir)
             previous = _previous(result)
             suffix = (rule.prompt_suffix if rule is not None and rule.prompt_suffix is not None
                       else provider.prompt_suffix)
@@ -269,57 +314,75 @@ class ProviderManager:
                     **step.vars, "previous": previous, "task": task.to_dict(), "provider": provider.name,
                     "model": step.model or "", "workdir": str(cwd)})
             command = self._command(task, step, provider, account, prompt, cwd, out_dir, previous)
-        except RenderError as exc:
-            attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value, str(exc), None,
-                              None, 0, None, [], started, "", workdir=str(cwd))
+            if provider.uses_prompt_file:
+                # Only when a template names it: prompt text is not left on disk without a reason.
+                write_private(prompt_file, prompt)
+        except (RenderError, OSError) as exc:
+            # Nothing ran: nothing billed, nothing for the breaker. The reason is what stopped it.
+            reason = str(exc) if isinstance(exc, RenderError) else \
+                f"cannot write the attempt's files in {out_dir}: {exc.strerror or exc}; nothing ran"
+            attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
+                              self._scrub.text(reason), None, None, 0, None, [], started, "", workdir=str(cwd))
             return Tried(attempt, None, None, False, cwd, out_dir)
         ctx.emit(event)
-        if provider.uses_prompt_file:
-            # Only when a template names it: prompt text is not left on disk without a reason.
-            prompt_file.write_text(prompt, encoding="utf-8", errors="surrogateescape")
         try:
             outcome = self.runner(RunRequest(
                 argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
                 stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-                secrets=command.secrets, idle_timeout=provider.idle_timeout,
+                secrets=[*command.secrets, *self._scrub.secrets],  # the logs adws writes are redacted too
+                idle_timeout=provider.idle_timeout,
             ))
         except RunCancelled as stop:
             # Recorded, but not judged: a cancellation says nothing about the account or the provider (no
             # usage, cooldown or breaker step).
             if isinstance(stop.outcome, RunOutcome):
                 ended = stop.outcome
-                recorded = ended.argv if self.config.audit_include_prompt else _without_prompt(ended.argv, prompt)
                 stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
                                        "cancelled: the run was cancelled and the agent's process group ended",
-                                       ended.exit_code, ended.signal, ended.duration_ms, None, recorded, started,
-                                       "stop", None, ended.stdout_path, ended.stderr_path, workdir=str(cwd))
+                                       ended.exit_code, ended.signal, ended.duration_ms, None,
+                                       [self._scrub.with_secrets(command.secrets).text(a) for a in command.shown],
+                                       started, "stop", None, ended.stdout_path, ended.stderr_path,
+                                       workdir=str(cwd))
             raise
+        # The process ran (and may have been billed): from here nothing may lose the attempt.
         now = self.clock()
-        verdict, text, usage = self._interpret(step, provider, prompt, outcome, now)
+        scrub = self._scrub.with_secrets(command.secrets)
+        warnings: list[str] = []
+        verdict, text, usage = self._verdict(step, provider, prompt, outcome, now)
         checked = None
         templates = declared(decision, provider)
         if verdict.outcome == OutcomeClass.SUCCESS and templates:
             try:
                 checked = verify(templates, command.variables, cwd=cwd, attempt_dir=out_dir, env=command.env,
-                                 timeout=provider.verify_timeout, runner=self.runner, secrets=command.secrets,
-                                 grace=provider.kill_grace)
+                                 timeout=provider.verify_timeout, runner=self.runner,
+                                 secrets=[*command.secrets, *self._scrub.secrets], grace=provider.kill_grace)
             except RenderError as exc:
                 verdict = Classification(OutcomeClass.ERROR, str(exc))
             else:
                 if not checked.passed:
                     verdict = Classification(OutcomeClass.VERIFY_FAILED, checked.reason)
             now = self.clock()
-        self._record(provider, account, step, task, verdict, usage, now)
-        if verdict.outcome == OutcomeClass.SUCCESS and text is not None and not output_file.exists():
-            output_file.write_text(text, encoding="utf-8", errors="surrogateescape")
-        recorded = outcome.argv if self.config.audit_include_prompt else _without_prompt(outcome.argv, prompt)
-        attempt = Attempt(provider.name, step.model, account.shown, verdict.outcome.value, verdict.reason,
-                          outcome.exit_code, outcome.signal, outcome.duration_ms, usage, recorded, started, "",
-                          verdict.reset_at, outcome.stdout_path, outcome.stderr_path,
+        try:
+            self._record(provider, account, step, task, verdict, usage, now,
+                         counts=outcome.interrupted is None)  # adws being stopped is not the provider failing
+        except StateStoreError as exc:
+            warnings.append(f"{provider.name}/{account.name}: usage, cooldown and breaker not recorded in the "
+                            f"state store: {exc}")
+        if text is not None:
+            # The answer keeps any prompt text it quotes (it is not the audit log), but never a secret.
+            text = Scrubber(scrub.secrets).text(text)
+        written = None
+        if verdict.outcome == OutcomeClass.SUCCESS and text is not None:
+            written = _write_output(output_file, text, warnings)
+        attempt = Attempt(provider.name, step.model, account.shown, verdict.outcome.value, scrub.text(verdict.reason),
+                          outcome.exit_code, outcome.signal, outcome.duration_ms, usage,
+                          [scrub.text(arg) for arg in command.shown], started, "", verdict.reset_at,
+                          outcome.stdout_path, outcome.stderr_path,
                           verify=checked.to_dict() if checked is not None else None, workdir=str(cwd))
         ctx.emit(replace(event, kind=EventKind.ATTEMPT_FINISHED, at=now, outcome=attempt.outcome,
                          reason=attempt.reason, duration_ms=outcome.duration_ms))
-        return Tried(attempt, text, str(output_file) if output_file.exists() else None, True, cwd, out_dir)
+        return Tried(attempt, text, written, True, cwd, out_dir,
+                     warnings=tuple(scrub.text(w) for w in warnings), interrupted=outcome.interrupted)
 
     # step 1 ---------------------------------------------------------------------------------------------------
 
@@ -338,19 +401,44 @@ class ProviderManager:
             "previous": previous,
         }
         argv = render_argv(provider.command, variables)
-        env = {**self.environ, **render_env(account.env, variables)}
+        shown = argv
+        if not self.config.audit_include_prompt:
+            # Rendered again with a mark for the prompt: whatever filters the template applies to the prompt
+            # ({{ prompt | trim }}, a slice, upper), no part of it reaches the record.
+            shown = render_argv(provider.command, {**variables, "prompt": PROMPT_MARK})
+        # Credentials are per account: the keys the config names for other accounts and providers stay out of
+        # this child's environment (its own account's, and what its `env` tables set, go in).
+        foreign = self._key_vars.difference(account.secret_vars)
+        env = {k: v for k, v in self.environ.items() if k not in foreign}
+        env.update(render_env(account.env, variables))
         if account.key_target and account.key_env and account.key_env in self.environ:
             # The account's key goes where the CLI looks for it; the value never enters argv.
             env[account.key_target] = self.environ[account.key_env]
+        # The task's id is data from outside: a lone surrogate in it must not make every attempt unrunnable.
         env.update({"ADWS_PROVIDER": provider.name, "ADWS_ACCOUNT": account.name,
-                    "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": task.key or ""})
+                    "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": encodable(task.key or "")})
         secrets = [self.environ[n] for n in account.secret_vars if self.environ.get(n)]
-        secrets += [v for k, v in env.items() if k in account.env and _SECRET_NAME.search(k) and len(v) >= 8]
+        secrets += [v for k, v in env.items()
+                    if k in account.env and SECRET_NAME.search(k) and len(v) >= MIN_SECRET_CHARS]
         _check_receivable(provider, argv, env)
-        stdin = prompt.encode("utf-8", "surrogateescape") if provider.prompt == "stdin" else None
-        return Command(argv, env, stdin, secrets, variables)
+        stdin = encode_text(prompt) if provider.prompt == "stdin" else None
+        return Command(argv, env, stdin, secrets, shown, variables)
 
     # step 2 ---------------------------------------------------------------------------------------------------
+
+    def _verdict(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
+                 now: datetime) -> Interpretation:
+        """`_interpret`, or what an interrupted attempt or an output adws fails to read means: never raises."""
+        if outcome.interrupted is not None:
+            verdict = Classification(OutcomeClass.ERROR, f"interrupted by {outcome.interrupted}: adws was stopped "
+                                     "while the agent ran; its processes were ended")
+            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome))
+        try:
+            return self._interpret(step, provider, prompt, outcome, now)
+        except Exception as exc:  # a parser's bug must not lose an attempt that ran
+            verdict = Classification(OutcomeClass.BAD_OUTPUT, f"adws could not read this output "
+                                     f"({type(exc).__name__}: {exc}); see {outcome.stdout_path}")
+            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome))
 
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
@@ -373,10 +461,15 @@ class ProviderManager:
     # step 3 ---------------------------------------------------------------------------------------------------
 
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
-                verdict: Classification, usage: Usage | None, now: datetime) -> None:
-        """Usage, the account's cooldown after a limit or rejected credentials, and the breaker transition."""
+                verdict: Classification, usage: Usage | None, now: datetime, *, counts: bool = True) -> None:
+        """Usage, the account's cooldown after a limit or rejected credentials, and (`counts`) the breaker
+        transition.
+
+        Raises StateStoreError when the store refuses a write (full disk, damaged file).
+        """
         if usage is not None:
-            self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task.key))
+            task_id = None if task.key is None else encodable(task.key)  # storable whatever the task said
+            self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task_id))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
             reset = self.accounts.next_reset(provider, account, now)
             until = verdict.reset_at or reset or now + DEFAULT_LIMIT_COOLDOWN
@@ -386,19 +479,21 @@ class ProviderManager:
                 self.store.set_cooldown(provider.name, account.name, Cooldown(until, verdict.outcome.value))
         elif verdict.outcome is OutcomeClass.AUTH:  # not chosen first again while its key stays the rejected one
             self.store.set_cooldown(provider.name, account.name, credential_cooldown(account, self.environ, now))
-        breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
-                       self.config.breaker)
+        if counts:
+            breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
+                           self.config.breaker)
 
     def _run_dir(self, task: Task) -> Path:
         stamp = self.clock().strftime("%Y%m%dT%H%M%S")
         name = f"{stamp}-{_safe(task.key or 'task')}-{_secrets.token_hex(3)}"
-        path = Path(self.config.run_dir) / name
+        root = Path(self.config.run_dir)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path = make_run_dir(root, name)
         except OSError as exc:
-            raise AdwsError(f"cannot create the run directory {path} ([run] dir): {exc.strerror or exc}") from None
+            raise AdwsError(f"cannot create the run directory {root / name} ([run] dir): "
+                            f"{exc.strerror or exc}") from None
         longest = max((p.timeout + p.kill_grace for p in self.config.providers.values()), default=0.0)
-        _prune(Path(self.config.run_dir), self.config.keep_runs, busy_for=longest + 60)
+        prune_runs(root, self.config.keep_runs, busy_for=longest + 60)
         return path
 
 
@@ -432,41 +527,18 @@ def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str,
                 f"{{{{ prompt }}}})")
 
 
-def _without_prompt(argv: list[str], prompt: str) -> list[str]:
-    """The recorded command with the prompt's text replaced: prompts do not go into logs by default."""
-    if len(prompt) < 8:  # too short to replace safely inside other text: only whole elements
-        return ["<prompt>" if element == prompt else element for element in argv]
-    return [element.replace(prompt, "<prompt>") for element in argv]
+def _write_output(path: Path, text: str, warnings: list[str]) -> str | None:
+    """The final text in `path` (unless the agent wrote it itself, via {{ output_file }}); where it is, or None
+    with a line in `warnings` when the disk refused it (the text is still in the result)."""
+    if path.exists():
+        return str(path)
+    try:
+        write_private(path, text)
+    except OSError as exc:
+        warnings.append(f"{path} not written ({exc.strerror or exc}); the final text is in the result")
+        return None
+    return str(path)
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80] or "_"
-
-
-def _prune(root: Path, keep: int, busy_for: float) -> None:
-    """Keep the newest `keep` run directories (names start with a timestamp, so names sort by age).
-
-    A directory changed within the last `busy_for` seconds may belong to a run still going in another
-    process, so it is never removed. Called once per task: scandir and string sorting keep it cheap.
-    """
-    import shutil
-    import time as _time
-
-    if keep <= 0:
-        return
-    try:
-        with os.scandir(root) as entries:
-            found = [(e.name, e) for e in entries if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return
-    if len(found) <= keep:
-        return
-    found.sort(key=lambda item: item[0])
-    cutoff = _time.time() - busy_for
-    for name, entry in found[:-keep]:
-        try:
-            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                break  # names sort by start time: the ones after this are at least as recent
-        except OSError:
-            continue
-        shutil.rmtree(root / name, ignore_errors=True)

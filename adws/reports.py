@@ -9,9 +9,9 @@ from typing import Any
 from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, limits_of
 from adws.attempt import Usage
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.engine import Engine
 from adws.errors import TaskError, toml_value
-from adws.model import CompiledConfig
 from adws.quota import percent_used
 from adws.router import Explanation, ModelRouter
 from adws.state.memory import MemoryStore

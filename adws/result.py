@@ -64,6 +64,8 @@ class Result:
     handoff: dict[str, Any] | None = None  # where the success is (workdir, worktree, branch): adws.workdir
     retry_at: datetime | None = None  # when a spent plan has capacity again, where known (adws.retry)
     retryable: bool = False  # False after success or a permanent failure (bad credentials, config)
+    # What of the run could not be recorded (state store, output file, audit log): each says what was lost.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def last(self) -> Attempt | None:
@@ -88,5 +90,5 @@ class Result:
             "output_file": self.output_file, "run_dir": self.run_dir, "handoff": self.handoff,
             "retry_at": self.retry_at.isoformat() if self.retry_at else None, "retryable": self.retryable,
             "attempts": [a.to_dict() for a in self.attempts],
-            "decision": self.decision.to_dict(),
+            "decision": self.decision.to_dict(), "warnings": list(self.warnings),
         }

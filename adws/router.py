@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
 from adws.conditions import Condition
 from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
 from adws.intake import prepare
-from adws.model import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
 from adws.strategies import STRATEGIES
 from adws.task import Task, coerce_task
 from adws.taskview import PRIORITY_RANK, TaskView

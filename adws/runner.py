@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import secrets as _secrets
 import selectors
 import signal
 import subprocess
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from adws.attempt import RunOutcome
+from adws.interrupts import interruptible
+from adws.redact import REDACTED, replace_all
 
 __all__ = ["DRAIN_SECONDS", "KILL_WAIT_SECONDS", "REDACTED", "RunRequest", "redact_argv", "run"]
 
-REDACTED = "***"
 # After the leader exits, how long its pipes may stay open (a grandchild holding them) before the rest of
 # the group is terminated. Output already in the pipe is read within microseconds, so this can be short.
 DRAIN_SECONDS = 0.25
@@ -92,47 +94,50 @@ def redact_argv(argv: Sequence[str], secrets: Sequence[str]) -> list[str]:
     needles = [secret for secret in dict.fromkeys(secrets) if secret]
     if not needles:
         return list(argv)
-    return [_redact(arg, needles) for arg in argv]
-
-
-def _redact(text: str, needles: Sequence[str]) -> str:
-    spans: list[tuple[int, int]] = []
-    for needle in needles:
-        start = text.find(needle)
-        while start != -1:
-            spans.append((start, start + len(needle)))
-            start = text.find(needle, start + 1)
-    if not spans:
-        return text
-    spans.sort()
-    parts: list[str] = []
-    pos = 0
-    run_start, run_end = spans[0]
-    for start, end in spans[1:]:
-        if start <= run_end:
-            run_end = max(run_end, end)
-            continue
-        parts += [text[pos:run_start], REDACTED]
-        pos, run_start, run_end = run_end, start, end
-    parts += [text[pos:run_start], REDACTED, text[run_end:]]
-    return "".join(parts)
+    return [replace_all(arg, needles, REDACTED) for arg in argv]
 
 
 class _Sink:
-    """One output stream: the first `cap` bytes go to a file, the last `tail_bytes` stay in memory."""
+    """One output stream: the first `cap` bytes go to a file, the last `tail_bytes` stay in memory.
 
-    __slots__ = ("_file", "_tail", "_tail_bytes", "cap", "kept", "total")
+    With `secrets`, every occurrence of one is written as *** (to the file and the tail alike), also when it
+    arrives split across reads: the last (longest secret - 1) bytes wait for the next read or `finish()`.
+    """
 
-    def __init__(self, file: BinaryIO, cap: int, tail_bytes: int) -> None:
+    __slots__ = ("_file", "_held", "_hold", "_needles", "_tail", "_tail_bytes", "cap", "fed", "kept", "total")
+
+    def __init__(self, file: BinaryIO, cap: int, tail_bytes: int, secrets: Sequence[str] = ()) -> None:
         self._file = file
         self._tail = bytearray()
         self._tail_bytes = tail_bytes
         self.cap = cap
         self.kept = 0
-        self.total = 0
+        self.total = 0  # bytes the child wrote
+        self.fed = 0  # bytes after redaction, kept or not
+        # Bytes as latin-1 text (one character per byte), so the one string redaction serves bytes too.
+        self._needles = [n for n in dict.fromkeys(_latin1(s) for s in secrets) if n]
+        self._hold = max((len(n) for n in self._needles), default=1) - 1
+        self._held = ""
 
     def feed(self, data: bytes) -> None:
         self.total += len(data)
+        if self._needles:
+            text = replace_all(self._held + data.decode("latin-1"), self._needles, REDACTED)
+            cut = len(text) - self._hold
+            self._held = text[max(cut, 0):]
+            if cut <= 0:
+                return
+            data = text[:cut].encode("latin-1")
+        self._keep(data)
+
+    def finish(self) -> None:
+        """Write what was held back for redaction (call once the stream ended)."""
+        if self._held:
+            held, self._held = self._held, ""
+            self._keep(held.encode("latin-1"))
+
+    def _keep(self, data: bytes) -> None:
+        self.fed += len(data)
         if self.kept < self.cap:
             part = data[: self.cap - self.kept]
             try:
@@ -149,7 +154,7 @@ class _Sink:
 
     @property
     def truncated(self) -> bool:
-        return self.total > self.kept
+        return self.fed > self.kept
 
     def tail_text(self) -> str:
         data = bytes(self._tail)
@@ -209,6 +214,143 @@ _ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
 }
 
 
+# -- what the child starts: process reaping ------------------------------------------------------------------
+#
+# A process group does not hold everything a child starts: a grandchild that calls setsid() (a daemon, an
+# agent's language server) leaves it. Two mechanisms find those:
+# - adws becomes a "child subreaper" (Linux prctl PR_SET_CHILD_SUBREAPER, see prctl(2)): an orphan of the
+#   agent is re-parented to adws instead of init, so it stays in reach and adws can reap it;
+# - every attempt's environment carries ADWS_ATTEMPT_ID, a random marker; a process re-parented to adws (or,
+#   without a subreaper, anywhere) that carries it belongs to that attempt, as does everything below it.
+# At the end of an attempt (normal exit, timeout, interruption) every such process is killed and reaped.
+
+ATTEMPT_ID_ENV = "ADWS_ATTEMPT_ID"
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+REAP_WAIT_SECONDS = 1.0  # how long killed orphans get to die before we stop waiting to reap them
+_TREE_ROUNDS = 10  # kill-and-rescan rounds: a process forking while we scan is caught by the next round
+_subreaper: bool | None = None
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux >= 3.4); False where unsupported."""
+    global _subreaper
+    if _subreaper is None:
+        _subreaper = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        except (OSError, AttributeError):  # not Linux, or no libc to ask
+            _subreaper = False
+    return _subreaper
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state letter) for every process /proc shows; empty where there is no /proc."""
+    table: dict[int, tuple[int, str]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # gone since the listing
+        fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"))
+    return table
+
+
+def _carries(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return marker in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def attempt_processes(leader: int, attempt_id: str) -> tuple[set[int], set[int]]:
+    """The attempt's processes other than the leader: (still running, zombies adws must reap).
+
+    Everything below the leader, plus every process carrying the attempt's marker that was re-parented to
+    adws (with a subreaper) or is anywhere (without one), and everything below those.
+    """
+    table = _process_table()
+    me, marker = os.getpid(), f"{ATTEMPT_ID_ENV}={attempt_id}".encode()
+    roots = {leader}
+    for pid, (ppid, _) in table.items():
+        if pid != leader and pid != me and (ppid == me or not _subreaper) and _carries(pid, marker):
+            roots.add(pid)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in found:
+            continue
+        found.add(pid)
+        todo.extend(children.get(pid, ()))
+    found.discard(leader)
+    zombies = {pid for pid in found if table.get(pid, (0, ""))[1] == "Z"}
+    return found - zombies, {pid for pid in zombies if table[pid][0] == me}
+
+
+def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> set[int]:
+    """`sig` to the leader's process group and to every other process of the attempt; returns those others
+    (once dead they can no longer be recognised, but adws must still reap them)."""
+    _signal_group(leader, sig)
+    running, _ = attempt_processes(leader, attempt_id)
+    for pid in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return running
+
+
+def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | None = None) -> None:
+    """SIGKILL every process of the attempt but the leader, until none runs; reap those re-parented to us,
+    including `signalled` (processes of the attempt signalled earlier, e.g. on its timeout).
+
+    Bounded: at most _TREE_ROUNDS scans, and REAP_WAIT_SECONDS for the killed ones to die.
+    """
+    killed: set[int] = set(signalled or ())
+    for _ in range(_TREE_ROUNDS):
+        running, zombies = attempt_processes(leader, attempt_id)
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed |= running | zombies
+        _reap(killed)
+        if not running:
+            break
+        time.sleep(0.01)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
+    deadline = time.monotonic() + REAP_WAIT_SECONDS
+    while killed and time.monotonic() < deadline:
+        time.sleep(0.01)
+        _reap(killed)
+
+
+def _reap(pids: set[int]) -> None:
+    """Reap those of `pids` that are our children and have died; forget those that are not our children (their
+    own parent reaps them) or are gone. A zombie has no environment left to show its marker, so the pids
+    killed are remembered rather than found again."""
+    for pid in list(pids):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pids.discard(pid)
+            continue
+        if done:
+            pids.discard(pid)
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     # The group may be empty already, or hold a member we may not signal; neither is our failure.
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -222,8 +364,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 class _Supervisor:
     """Pumps stdin and the two output pipes and escalates signals until the child and its pipes are done."""
 
-    def __init__(self, pid: int, request: RunRequest, sinks: dict[int, _Sink], stdin_fd: int | None) -> None:
+    def __init__(self, pid: int, request: RunRequest, sinks: dict[int, _Sink], stdin_fd: int | None,
+                 attempt_id: str) -> None:
         self.pid = pid
+        self.attempt_id = attempt_id
+        self.signalled: set[int] = set()  # processes of the attempt outside its group that were signalled
         self.request = request
         self.sinks = sinks
         self.open_reads = set(sinks)
@@ -307,7 +452,7 @@ class _Supervisor:
         if self.phase is _Phase.RUNNING:
             self.timed_out = True  # only the leader overrunning is a timeout; a lingering grandchild is not
         sig, self.phase = step
-        _signal_group(self.pid, sig)
+        self.signalled |= _signal_tree(self.pid, self.attempt_id, sig)
         wait = self.request.grace if self.phase is _Phase.TERMINATING else KILL_WAIT_SECONDS
         self.deadline = time.monotonic() + wait
         return True
@@ -376,7 +521,9 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for path in paths:
-            files.append(open(path, "wb"))  # noqa: SIM115 - closed below, after the child is done
+            # 0600 and never through a link: the agent's output is customer text.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            files.append(os.fdopen(fd, "wb"))
     except OSError as exc:  # the log directory or files could not be created
         _close_quietly(files)
         return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
@@ -384,6 +531,10 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
         return _run_with_files(request, argv, shown, started, clock, files[0], files[1], paths)
     finally:
         _close_quietly(files)
+
+
+def _latin1(secret: str) -> str:
+    return secret.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _close_quietly(files: list[BinaryIO]) -> None:
@@ -403,6 +554,8 @@ def _run_with_files(
     err_file: BinaryIO,
     paths: tuple[Path, Path],
 ) -> RunOutcome:
+    become_subreaper()
+    attempt_id = _secrets.token_hex(8)
     opened: list[int] = []  # every descriptor made here, so a failure part-way closes them all
     out_r, out_w = _pipe(opened)
     err_r, err_w = _pipe(opened)
@@ -414,7 +567,7 @@ def _run_with_files(
             stdout=out_w,
             stderr=err_w,
             cwd=os.fspath(request.cwd),
-            env=dict(request.env),
+            env={**request.env, ATTEMPT_ID_ENV: attempt_id},
             start_new_session=True,  # its own session and process group: signals reach the whole tree
             close_fds=True,
         )
@@ -429,16 +582,25 @@ def _run_with_files(
         if child_end is not None:
             os.close(child_end)
 
-    out_sink = _Sink(out_file, request.output_cap, request.tail_bytes)
-    err_sink = _Sink(err_file, request.output_cap, request.tail_bytes)
-    supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w)
+    out_sink = _Sink(out_file, request.output_cap, request.tail_bytes, request.secrets)
+    err_sink = _Sink(err_file, request.output_cap, request.tail_bytes, request.secrets)
+    supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w, attempt_id)
+    interrupted: str | None = None
     try:
-        supervisor.supervise()  # closes every pipe end it was given, also when it fails
+        with interruptible():
+            supervisor.supervise()  # closes every pipe end it was given, also when it fails
+    except KeyboardInterrupt as exc:
+        # adws is being stopped: end the agent (below) and report the attempt, so the caller records it.
+        interrupted = str(exc) or "SIGINT"
     finally:
-        # Whatever is still in the group is an orphan of the (exited or killed) leader: no child of an
-        # attempt may outlive it. The leader is not reaped yet, so the group id cannot have been reused.
+        # Whatever is still in the group, or was started by the attempt and left it (setsid), is an orphan of
+        # the (exited or killed) leader: no process of an attempt may outlive it. The leader is not reaped
+        # yet, so the group id cannot have been reused.
         _signal_group(proc.pid, signal.SIGKILL)
+        end_attempt_processes(proc.pid, attempt_id, supervisor.signalled)
         returncode = proc.wait()
+        out_sink.finish()
+        err_sink.finish()
     ended = clock()
     return RunOutcome(
         argv=shown,
@@ -455,6 +617,7 @@ def _run_with_files(
         stdout_bytes=out_sink.total,
         stderr_bytes=err_sink.total,
         truncated=out_sink.truncated or err_sink.truncated,
+        interrupted=interrupted,
     )
 
 

@@ -22,7 +22,8 @@ from types import TracebackType
 from typing import ClassVar, NamedTuple
 
 from adws.attempt import Usage
-from adws.model import ProviderSpec
+from adws.compiled import ProviderSpec
+from adws.redact import encodable
 from adws.state.base import StateStore
 
 
@@ -146,7 +147,7 @@ class RoundRobin(Strategy):
 
 def sticky_key(provider: str, task_key: str) -> str:
     """The account a task last ran on, in the store."""
-    return f"sticky:{provider}:{task_key}"
+    return f"sticky:{provider}:{encodable(task_key)}"  # a task id is outside data: any string must be storable
 
 
 class _StickyTurn(Turn):

@@ -22,8 +22,8 @@ from adws.runner import RunRequest
 from adws.templates import render_argv
 
 if TYPE_CHECKING:
+    from adws.compiled import ProviderSpec
     from adws.decision import Decision
-    from adws.model import ProviderSpec
 
 __all__ = ["DEFAULT_VERIFY_TIMEOUT", "VERIFY_DIR", "Verification", "declared", "verify"]
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from adws.compiled import ProviderSpec
     from adws.decision import Decision
-    from adws.model import ProviderSpec
     from adws.router import Explanation
 
 __all__ = ["fit", "render_decision", "render_rules", "terminal_width"]

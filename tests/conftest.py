@@ -1,30 +1,17 @@
-"""Shared fixtures: paths to test data, the shipped config, and a fixed clock."""
+"""Fixtures every test module may use. Shared plain helpers live in tests/helpers.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from adws.config.load import compile_config, parse_toml, read_toml
+from adws.engine import Engine
+from tests.helpers import ROOT, WEDNESDAY, Clock
 from tests.redis_server import redis_prefix, redis_url  # noqa: F401 - fixtures for the Redis state tests
-
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
-FAKES_BIN = TESTS / "fakes" / "bin"
-
-
-WEDNESDAY = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # no night or weekend rule applies in the shipped config
-
-
-class Clock:
-    """An injectable clock that tests move by hand (`clock.now = ...`)."""
-
-    def __init__(self, start: datetime = WEDNESDAY) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -34,11 +21,28 @@ def shipped_config_path() -> Path:
 
 @pytest.fixture
 def fixed_now() -> datetime:
-    # A Wednesday afternoon: no night or weekend rule applies in the shipped config.
-    return datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
+    return WEDNESDAY
 
 
 @pytest.fixture(autouse=True)
 def _private_config_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests never read or write the user's real cache of compiled configs.
     monkeypatch.setenv("ADWS_CACHE_DIR", str(tmp_path_factory.mktemp("adws-cache")))
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    engines: list[Engine] = []
+
+    def make(env: dict[str, str], text: str | None = None, clock: Clock | None = None,
+             sleeps: list[float] | None = None) -> Engine:
+        raw = parse_toml(text) if text is not None else read_toml(ROOT / "config.toml")
+        config = compile_config(raw, "test-config", base_dir=str(tmp_path))
+        engine = Engine(config, environ=env, clock=clock or Clock(),
+                        sleep=(sleeps.append if sleeps is not None else lambda s: None))
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()

@@ -21,7 +21,7 @@ from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.state import Cooldown, MemoryStore, StateStore, UsageRecord
 from adws.task import Task
-from tests.conftest import FAKES_BIN, Clock
+from tests.helpers import FAKES_BIN, Clock
 
 WEDNESDAY = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
 SUNDAY = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)  # the weekly reset ("0 0 * * 0", UTC) after WEDNESDAY

@@ -24,7 +24,7 @@ from adws.batch import BatchInputError, BatchItem, Event, EventKind, items_from_
 from adws.cli import main
 from adws.engine import load
 from adws.task import Task
-from tests.conftest import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT
 from tests.test_cli_signals import _live_members
 
 GATE_AGENT = Path(__file__).resolve().parent / "fakes" / "gate_agent.py"

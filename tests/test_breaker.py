@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from adws import breaker
+from adws.compiled import ProviderSpec
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
-from adws.model import ProviderSpec
 from adws.state import MemoryStore
 from adws.state.base import BreakerState
 from adws.task import Task
-from tests.conftest import WEDNESDAY as T0
-from tests.conftest import Clock
-from tests.test_manager import CLAUDE_CONFIG, claude_engine, fake_env, make_engine  # noqa: F401  (fixture)
+from tests.helpers import CLAUDE_CONFIG, Clock, claude_engine, fake_env
+from tests.helpers import WEDNESDAY as T0
 
 COOLDOWN = timedelta(minutes=10)
 LEASE = timedelta(minutes=2)
@@ -96,7 +95,7 @@ def test_a_closed_breaker_is_admitted_without_a_write() -> None:
 
 
 def test_a_run_while_another_execution_probes_falls_through(
-        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:  # noqa: F811
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
     clock = Clock()
     engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), clock=clock)
     engine.run({"title": "t"}, prompt="p", workdir=tmp_path)  # opens claude's breaker
@@ -119,7 +118,7 @@ def test_a_run_while_another_execution_probes_falls_through(
 
 @pytest.mark.parametrize("verdict", ["success", "signal"])
 def test_a_probe_run_leaves_the_breaker_closed_or_open_again(
-        tmp_path: Path, make_engine: Callable[..., Engine], verdict: str) -> None:  # noqa: F811
+        tmp_path: Path, make_engine: Callable[..., Engine], verdict: str) -> None:
     clock = Clock()
     engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), clock=clock)
     engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
@@ -130,3 +129,59 @@ def test_a_probe_run_leaves_the_breaker_closed_or_open_again(
     assert state.state == ("closed" if verdict == "success" else "open")
     if verdict == "signal":
         assert state.opened_at == clock.now  # a failed probe starts a fresh cooldown
+
+
+# -- across processes (issue 9) ---------------------------------------------------------------------------
+
+
+def test_three_coordinators_after_the_cooldown_make_one_probe(tmp_path: Path) -> None:
+    """Three `adws run` processes start together on a provider whose breaker cooled down: one probes it, the
+    other two see the claim and fall through to the next tier."""
+    import json
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from adws.state import SqliteStore
+    from tests.helpers import ROOT
+    from tests.hostile import SECRETS, config_text
+
+    state = tmp_path / "state.sqlite3"
+    SqliteStore(str(state)).close()
+    with sqlite3.connect(state) as db:  # opened a day ago: far past its cooldown
+        db.execute("INSERT INTO breakers VALUES ('h', 'open', 3, ?)", (time.time() - 86400,))
+    (tmp_path / "c.toml").write_text(config_text("gate"), encoding="utf-8")
+    (tmp_path / "p.txt").write_text("go", encoding="utf-8")
+    env = {**os.environ, **SECRETS, "PYTHONPATH": str(ROOT), "ADWS_STATE_PATH": str(state),
+           "HOSTILE_PIDFILE": str(tmp_path / "probes"), "HOSTILE_GATE": str(tmp_path / "gate")}
+    runs = [subprocess.Popen(
+        [sys.executable, "-m", "adws", "run", "--config", str(tmp_path / "c.toml"), "--task-json", f'{{"id": "{i}"}}',
+         "--prompt-file", str(tmp_path / "p.txt"), "--workdir", str(tmp_path), "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    try:
+        # Two fall through at once; the probe waits at the gate until they are done.
+        finished = []
+        deadline = time.monotonic() + 60
+        while len(finished) < 2 and time.monotonic() < deadline:
+            finished = [p for p in runs if p.poll() is not None]
+            time.sleep(0.05)
+        (tmp_path / "gate").touch()
+        results = [json.loads(p.communicate(timeout=60)[0]) for p in runs]
+    finally:
+        for p in runs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert len((tmp_path / "probes").read_text().split()) == 1  # exactly one process reached provider h
+    probes = [r for r in results if r["provider"] == "h"]
+    assert [a["outcome"] for r in probes for a in r["attempts"]] == ["success"]
+    others = [r for r in results if r["provider"] == "backup"]
+    assert len(others) == 2
+    for r in others:
+        assert r["success"] and r["attempts"][0]["provider"] in ("h", "backup")
+        if r["attempts"][0]["provider"] == "h":  # planned before the claim: refused at admission
+            assert r["attempts"][0]["reason"] == "circuit half-open: another attempt is probing"
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT state FROM breakers WHERE provider = 'h'").fetchone() == ("closed",)

@@ -8,7 +8,7 @@ import pytest
 
 from adws import __version__
 from adws.cli import main
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CONFIG = str(ROOT / "config.toml")
 
@@ -54,7 +54,7 @@ def test_an_unwritable_audit_log_does_not_lose_a_finished_run(
     import json
     import os
 
-    from tests.conftest import FAKES_BIN
+    from tests.helpers import FAKES_BIN
 
     (tmp_path / "audit.jsonl").mkdir()  # a directory where the log file should be
     config = tmp_path / "config.toml"

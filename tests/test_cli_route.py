@@ -14,7 +14,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from adws import cli
-from tests.conftest import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT
 
 CONFIG = str(ROOT / "config.toml")
 AT = "2026-11-18T13:00:00Z"

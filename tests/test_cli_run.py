@@ -15,7 +15,7 @@ import pytest
 
 from adws import audit
 from adws.cli import main
-from tests.conftest import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT
 
 AT = "2026-11-18T13:00:00Z"  # a Wednesday afternoon: no night or weekend rule applies
 

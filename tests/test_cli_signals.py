@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from adws import audit
-from tests.conftest import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT
 
 CONFIG = """
 [routing]
@@ -79,7 +79,8 @@ def test_sigterm_stops_the_agent_group_releases_the_slot_and_keeps_the_audit_rec
     assert err.splitlines()[-1] == "adws: interrupted by SIGTERM; the agent's processes were stopped"
     assert not _group_alive(agent_pid)
     [record] = audit.read(tmp_path / "audit.jsonl")
-    assert (record["success"], record["message"]) == (False, "interrupted: KeyboardInterrupt")
+    assert (record["success"], record["message"]) == (
+        False, "interrupted by SIGTERM after 1 attempt(s); the agent's processes were stopped")
     assert record["task"]["number"] == 5
     # The concurrency slot was released: the next decision can use the provider at once.
     routed = subprocess.run(

@@ -28,7 +28,7 @@ from adws.router import Clock, utc_now
 from adws.runner import RunRequest
 from adws.state import BreakerState, SqliteStore
 from adws.task import coerce_task
-from tests.conftest import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
 TASK: dict[str, Any] = {"number": 5, "title": "Tidy the parser"}

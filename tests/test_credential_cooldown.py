@@ -13,13 +13,10 @@ from pathlib import Path
 import pytest
 
 from adws.accounts import AUTH_COOLDOWN, credential_fingerprint
+from adws.compiled import Account
 from adws.engine import Engine
-from adws.model import Account
 from adws.reports import providers_report, quota_report, render_providers, render_quota
-from tests.conftest import Clock
-from tests.test_manager import CLAUDE_CONFIG, NOW, fake_env, make_engine
-
-__all__ = ["make_engine"]  # the fixture, shared with the manager's tests
+from tests.helpers import CLAUDE_CONFIG, NOW, Clock, fake_env
 
 CONFIG = CLAUDE_CONFIG.replace("TIMEOUT", "30")
 

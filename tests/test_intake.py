@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.config.load import compile_config, parse_toml
 from adws.errors import TaskError
 from adws.intake import local_time, prepare
-from adws.model import CompiledConfig
 from adws.task import Task
 from adws.taskview import TaskView
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")

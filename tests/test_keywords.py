@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from adws.config import load_config
 from adws.keywords import TWINS, KeywordMatcher, is_word
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CORPUS = ROOT / "tests" / "data" / "issues" / "corpus.jsonl"
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,48 +11,13 @@ from typing import Any
 import pytest
 
 from adws import audit
-from adws.config.load import compile_config, parse_toml, read_toml
 from adws.engine import Engine
 from adws.state import open_store
-from tests.conftest import FAKES_BIN, ROOT, Clock
-
-NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # a Wednesday: no night or weekend rule applies
-
-
-
-
-def fake_env(tmp_path: Path, **scenarios: str) -> dict[str, str]:
-    env = {
-        "PATH": f"{FAKES_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HOME": str(tmp_path / "home"),
-        "ADWS_STATE_PATH": str(tmp_path / "state.sqlite3"),
-        "FAKE_AGENT_LOG": str(tmp_path / "agents.jsonl"),
-        "FAKE_NOW": str(int(NOW.timestamp())),
-    }
-    env.update({f"FAKE_SCENARIO_{k.upper()}": v for k, v in scenarios.items()})
-    return env
+from tests.helpers import CLAUDE_CONFIG, NOW, ROOT, Clock, claude_engine, fake_env
 
 
 def invocations(tmp_path: Path) -> list[dict[str, Any]]:
     return audit.read(tmp_path / "agents.jsonl")
-
-
-@pytest.fixture
-def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
-    engines: list[Engine] = []
-
-    def make(env: dict[str, str], text: str | None = None, clock: Clock | None = None,
-             sleeps: list[float] | None = None) -> Engine:
-        raw = parse_toml(text) if text is not None else read_toml(ROOT / "config.toml")
-        config = compile_config(raw, "test-config", base_dir=str(tmp_path))
-        engine = Engine(config, environ=env, clock=clock or Clock(),
-                        sleep=(sleeps.append if sleeps is not None else lambda s: None))
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.close()
 
 
 def outcomes(result: Any) -> list[tuple[str, str | None, str]]:
@@ -115,45 +79,6 @@ def test_exit_zero_with_error_result_is_a_failure(tmp_path: Path, make_engine: C
     assert result.success and result.provider == "copilot"
 
 
-CLAUDE_CONFIG = """
-[routing]
-chain = ["claude", "backup"]
-[routing.retry]
-max_retries = 2
-backoff_seconds = 1
-backoff_factor = 3
-max_backoff_seconds = 2
-[routing.circuit_breaker]
-failure_threshold = 2
-cooldown = "10m"
-[providers.claude]
-command_template = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "{{ model }}"]
-prompt = "stdin"
-output_format = "claude-stream-json"
-timeout = TIMEOUT
-kill_grace = 0.5
-api_key_env = "ANTHROPIC_API_KEY"
-[providers.claude.models.sonnet]
-context_window = 200000
-[[providers.claude.accounts]]
-name = "a"
-api_key_env = "KEY_A"
-[[providers.claude.accounts]]
-name = "b"
-api_key_env = "KEY_B"
-[providers.backup]
-command_template = ["copilot", "-p", "{{ prompt }}", "--output-format", "json"]
-prompt = "arg"
-output_format = "copilot-json"
-[audit]
-path = "audit.jsonl"
-"""
-
-
-def claude_engine(make_engine: Callable[..., Engine], env: dict[str, str], timeout: float = 30,
-                  **kw: Any) -> Engine:
-    env = {**env, "KEY_A": "sk-secret-aaaaaaaa", "KEY_B": "sk-secret-bbbbbbbb"}
-    return make_engine(env, CLAUDE_CONFIG.replace("TIMEOUT", str(timeout)), **kw)
 
 
 def test_claude_rate_limit_event_cools_account_until_announced_reset(
@@ -190,13 +115,23 @@ def test_crash_retries_with_bounded_backoff_then_next_tier(
     sleeps: list[float] = []
     engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), sleeps=sleeps)
     result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
-    assert [a.outcome for a in result.attempts] == ["crashed", "crashed", "crashed", "success"]
-    assert sleeps == [1.0, 2.0]  # 1 s, then 3 s capped at max_backoff_seconds = 2
-    # Three infrastructure failures opened the breaker (threshold 2): the next decision skips claude.
+    # The second crash opened the breaker (threshold 2): no retry runs into an open circuit (issue 9).
+    assert [a.outcome for a in result.attempts] == ["crashed", "crashed", "success"]
+    assert [a.action for a in result.attempts] == ["retry", "next_tier", "stop"]
+    assert sleeps == [1.0]
     decision = engine.route({"title": "t"})
     assert decision.provider == "backup"
     assert decision.skipped[0].provider == "claude"
-    assert decision.skipped[0].reason.startswith("circuit open after 3 infrastructure failures; probed again at ")
+    assert decision.skipped[0].reason.startswith("circuit open after 2 infrastructure failures; probed again at ")
+
+
+def test_retry_backoff_is_bounded(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    sleeps: list[float] = []
+    engine = claude_engine(make_engine, fake_env(tmp_path, claude="signal", copilot="success"), sleeps=sleeps,
+                           threshold=5)
+    result = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert [a.outcome for a in result.attempts] == ["crashed", "crashed", "crashed", "success"]
+    assert sleeps == [1.0, 2.0]  # 1 s, then 3 s capped at max_backoff_seconds = 2
 
 
 def test_breaker_probes_again_after_cooldown(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
@@ -448,5 +383,6 @@ def test_an_interrupted_run_is_audited_with_the_attempts_so_far(
     with pytest.raises(KeyboardInterrupt):
         engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
     record = audit.read(tmp_path / "audit.jsonl")[-1]
-    assert (record["success"], record["message"]) == (False, "interrupted: KeyboardInterrupt")
+    assert (record["success"], record["message"]) == (
+        False, "interrupted by SIGINT after 1 attempt(s); the agent's processes were stopped")
     assert [(a["provider"], a["account"], a["outcome"]) for a in record["attempts"]] == [("claude", "a", "auth")]

@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adws.availability import Availability
+from adws.compiled import CompiledConfig, RuleSpec
 from adws.config import load_config
 from adws.config.load import compile_config
-from adws.model import CompiledConfig, RuleSpec
 from adws.reports import scenario_router
 from adws.router import ModelRouter
 from adws.taskview import TaskView
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SHIPPED = load_config(ROOT / "config.toml")
 WARM = scenario_router(SHIPPED)  # shared by every example: it accumulates cached plans

@@ -13,7 +13,7 @@ import pytest
 import adws
 from adws.errors import AdwsError, ConfigError
 from adws.reload import ConfigWatcher
-from tests.test_manager import fake_env
+from tests.helpers import fake_env
 
 CONFIG = """
 [routing]

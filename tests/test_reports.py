@@ -27,7 +27,7 @@ from adws.reports import (
     scenario_router,
 )
 from adws.state import Cooldown, MemoryStore, UsageRecord
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 AT = "2026-11-18T13:00:00Z"
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)

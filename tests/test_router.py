@@ -11,16 +11,16 @@ from syrupy.assertion import SnapshotAssertion
 
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
+from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.config.load import compile_config, parse_toml
 from adws.decision import Decision, Skip
 from adws.engine import Engine
 from adws.errors import TaskError
-from adws.model import CompiledConfig
 from adws.router import ModelRouter, RuleIndex
 from adws.state import Cooldown, MemoryStore
 from adws.task import Task
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # a Wednesday afternoon
 

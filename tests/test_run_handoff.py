@@ -23,8 +23,8 @@ from adws.engine import Engine
 from adws.events import Event, EventKind
 from adws.state import MemoryStore
 from adws.workdir import WorkdirError
-from tests.conftest import FAKES_BIN, Clock
 from tests.gitrepo import git, make_repo
+from tests.helpers import FAKES_BIN, Clock
 
 PY = sys.executable
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)

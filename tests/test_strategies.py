@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from adws.attempt import Usage
+from adws.compiled import ProviderSpec
 from adws.config.load import compile_config, parse_toml
-from adws.model import ProviderSpec
 from adws.state import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, Turn, cursor_key, sticky_key
 

@@ -17,8 +17,7 @@ import pytest
 from adws import audit
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
-from tests.conftest import Clock
-from tests.test_manager import CLAUDE_CONFIG, NOW, fake_env
+from tests.helpers import CLAUDE_CONFIG, NOW, Clock, fake_env
 
 COPILOT = """
 [routing]

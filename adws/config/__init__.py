@@ -1,7 +1,7 @@
 """Config loading. `load_config` is the one entry point; it keeps a cache of compiled configs.
 
 Validating a file needs pydantic and jinja2, which cost more start-up time than everything else `adws route`
-does. A config that validated once is stored compiled (`adws.model.CompiledConfig` as JSON data, see
+does. A config that validated once is stored compiled (`adws.compiled.CompiledConfig` as JSON data, see
 `adws.config.codec`) under the user's cache directory, keyed by the file's resolved path and bytes and by the
 adws code itself, so an edit to either validates afresh. Set ADWS_CONFIG_CACHE=off to disable it;
 ADWS_CACHE_DIR moves it.
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hashlib import sha256
 
-    from adws.model import CompiledConfig
+    from adws.compiled import CompiledConfig
 else:
     try:  # CPython's built-in SHA-256: importing hashlib also loads OpenSSL, a few ms of every start-up
         from _sha2 import sha256  # Python >= 3.12
@@ -109,9 +109,9 @@ def read_entry(key: str) -> CompiledConfig | None:
         if (type(header) is not dict or header.get("format") != _FORMAT or header.get("key") != key
                 or header.get("sha256") != _seal(key, payload)):
             return None
+        from adws.compiled import CompiledConfig
         from adws.config.codec import decode
         from adws.cron import already_checked
-        from adws.model import CompiledConfig
 
         data = json.loads(payload)
         if type(data) is not dict or sorted(data) != ["config", "cron"] or type(data["cron"]) is not dict:
@@ -125,9 +125,9 @@ def read_entry(key: str) -> CompiledConfig | None:
 
 def write_entry(key: str, config: CompiledConfig) -> bool:
     """Store `config` under `key`; False when it cannot be stored (then every load validates)."""
+    from adws.compiled import CompiledConfig
     from adws.config.codec import CacheError, decode, encode
     from adws.cron import expansions
-    from adws.model import CompiledConfig
 
     try:
         data = encode(config, CompiledConfig)

@@ -1,9 +1,9 @@
-"""The compiled config as plain JSON data and back, led by the type hints of adws.model's dataclasses.
+"""The compiled config as plain JSON data and back, led by the type hints of adws.compiled's dataclasses.
 
 Nothing in a cache file is executed: the decoder builds only the types that the dataclass fields declare
 (str, int, float, bool, None, enums, tuples, frozensets, mappings, regexes from their source, and the
 dataclasses themselves), checks every value against its declared type, and raises `CacheError` for anything
-else. New fields in adws.model are followed without code here; a field whose type the codec cannot write
+else. New fields in adws.compiled are followed without code here; a field whose type the codec cannot write
 (a callable, an object of some other class) makes `encode` raise `CacheError`, and the caller then keeps no
 cache for that config rather than a wrong one.
 

@@ -30,15 +30,7 @@ from pydantic import ValidationError
 
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern, pattern_chain
-from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
-from adws.config.lines import key_lines, line_of
-from adws.config.locations import problem_at
-from adws.config.messages import pydantic_problems
-from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
-from adws.cron import CronMatcher
-from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
-from adws.keywords import KeywordMatcher
-from adws.model import (
+from adws.compiled import (
     AccountSpec,
     BreakerSpec,
     CompiledConfig,
@@ -50,6 +42,15 @@ from adws.model import (
     RuleSpec,
     ScenarioSpec,
 )
+from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
+from adws.config.lines import key_lines, line_of
+from adws.config.locations import problem_at
+from adws.config.messages import pydantic_problems
+from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
+from adws.cron import CronMatcher
+from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
+from adws.files import unsafe_run_root
+from adws.keywords import KeywordMatcher
 from adws.parsers import PARSERS
 from adws.quota import parse_window
 from adws.state import STORES
@@ -769,6 +770,10 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     rule_names = {r.name for r in rules} | {
         r["name"] for r in _raw_list(raw, "routing", "rules") if isinstance(r, dict) and isinstance(r.get("name"), str)}
     scenarios = _scenarios(cfg, validated.scenario_index, providers, rule_names, check)
+    unsafe = unsafe_run_root(str(Path(base_dir, os.path.expanduser(cfg.run.dir))))
+    if unsafe is not None:  # adws prunes old runs there: it must be a directory of its own (adws.files)
+        check.add(("run", "dir"), f'"{cfg.run.dir}" {unsafe}; point [run] dir at a directory of its own, '
+                                  'e.g. ".adws/runs"')
     if structure_problems or check.problems:
         raise ConfigError([*structure_problems, *check.problems], source)
     assert backend is not None  # an unknown one is a problem above

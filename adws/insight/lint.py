@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec, RuleSpec
 from adws.errors import TaskError
 from adws.insight.predicates import Predicates
-from adws.model import CompiledConfig, ProviderSpec, QuotaSpec, RuleSpec
 from adws.reports import scenario_router
 
 LEVELS = ("error", "warning", "info")

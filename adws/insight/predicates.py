@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adws.compiled import CompiledConfig, RuleSpec
 from adws.intake import prepare
-from adws.model import CompiledConfig, RuleSpec
 from adws.task import Task
 from adws.taskview import PRIORITY_RANK, TaskView
 

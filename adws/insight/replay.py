@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adws.compiled import CompiledConfig
 from adws.errors import TaskError
 from adws.insight.records import Reading, iter_records, routed_at, task_of
-from adws.model import CompiledConfig
 from adws.reports import scenario_router
 from adws.router import ModelRouter
 

@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, build_period
+from adws.compiled import CompiledConfig, QuotaSpec
 from adws.insight.records import Reading, attempts_of, iter_records, record_time, tokens_of
-from adws.model import CompiledConfig, QuotaSpec
 
 OUTCOME_COLOURS = {
     "success": "#2e7d32", "rate_limited": "#f9a825", "quota_exhausted": "#ef6c00", "auth": "#6a1b9a",

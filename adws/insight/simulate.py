@@ -32,9 +32,9 @@ from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, build_period
 from adws.attempt import RunOutcome
+from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec
 from adws.engine import Engine
 from adws.insight.workload import SimTask, Workload
-from adws.model import CompiledConfig, ProviderSpec, QuotaSpec
 from adws.quota import QuotaPeriod
 from adws.runner import RunRequest
 from adws.state.memory import MemoryStore

@@ -250,7 +250,9 @@ class StateStore(Protocol):
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         """Atomic read-modify-write: no other process writes this breaker between the read and the write.
 
-        `fn` may run more than once on backends that retry on conflict, so it must be pure.
+        `fn` may run more than once on backends that retry on conflict, so it must be pure. The circuit
+        breaker's half-open probe is claimed through this call (`adws.breaker.claim_probe`): its atomicity is
+        what makes coordinators that start together after the cooldown produce exactly one probe.
         """
         ...
 

@@ -36,8 +36,8 @@ from adws.errors import AdwsError, UsageError, suggest
 from adws.state.base import BREAKER_STATES, BreakerState, Cooldown, StateStore, UsageRecord
 
 if TYPE_CHECKING:
+    from adws.compiled import CompiledConfig
     from adws.engine import Engine
-    from adws.model import CompiledConfig
 
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits

@@ -22,6 +22,8 @@ one thread never interleaves with another's. Open one store per process after a 
 
 from __future__ import annotations
 
+import functools
+import os
 import sqlite3
 import threading
 import time
@@ -29,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from adws.attempt import Usage
 from adws.state.base import (
@@ -47,6 +49,7 @@ from adws.state.base import (
 )
 
 DEFAULT_PATH = ".adws/state.sqlite3"
+T = TypeVar("T")
 
 # Separate statements (not one script): executescript() would COMMIT our transaction first.
 _SCHEMA_V1 = (
@@ -133,13 +136,112 @@ _SETUP_ATTEMPTS = 50
 _SETUP_BACKOFF_S = 0.02
 
 
+def _create_private(path: str) -> None:
+    """Make the store's file 0600 (its directory 0700) before SQLite opens it: SQLite creates the file with
+    the umask's permissions and gives its -wal and -shm files the same mode. An existing file is left alone."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StateStoreError(f"cannot create state store {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+
+
+# -- damaged and foreign files ---------------------------------------------------------------------------
+#
+# A state file can be damaged (a corrupt page, a truncated copy), foreign (another program's database, not a
+# database at all, a directory) or from another adws (missing tables, other columns, a newer schema). Every
+# such case is one StateStoreError saying what is wrong and what to do, on every command: the schema is
+# verified when the file is opened, every SQLite error of every method is translated (`_guarded`), and a
+# stored value of the wrong type is reported as damage (`_decoded`), never a traceback.
+
+_ADVICE = "move the file aside (adws starts a new one) or point [state] path / ADWS_STATE_PATH at another file"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """SQLite's message on one line (a damaged schema is quoted with its newlines), at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _damaged(path: str, what: str) -> StateStoreError:
+    return StateStoreError(f"state store {path} is damaged or not an adws state store ({_one_line(what)}): "
+                           f"{_ADVICE}")
+
+
+# What reading a damaged file can raise: SQLite's errors, and text in the file that is not UTF-8.
+_FAILURES = (sqlite3.Error, UnicodeDecodeError)
+
+
+def _explain(path: str, exc: sqlite3.Error | UnicodeDecodeError) -> StateStoreError:
+    """The one-line error for a SQLite failure on `path`."""
+    if isinstance(exc, UnicodeDecodeError):
+        return _damaged(path, "it holds text that is not UTF-8")
+    text = _one_line(str(exc))
+    if "disk is full" in text or "disk I/O error" in text:
+        return StateStoreError(f"state store {path}: {text}; free space on its disk (nothing was written)")
+    if "locked" in text or "busy" in text:
+        return StateStoreError(f"state store {path}: {text}")  # held by another process past busy_timeout
+    if "readonly" in text or "read-only" in text:
+        return StateStoreError(f"state store {path} is read-only for this user: {text}")
+    if "unable to open" in text:
+        kind = "a directory" if os.path.isdir(path) else "not openable"
+        return StateStoreError(f"state store {path} cannot be opened ({kind}: {text}): {_ADVICE}")
+    return _damaged(path, text)
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """`method` with every sqlite3.Error it raises turned into the store's one-line StateStoreError."""
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: object, **kwargs: object) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except _FAILURES as exc:
+            raise _explain(self.path, exc) from None
+    return wrapper
+
+
+def _decoded(path: str, convert: Callable[[], T]) -> T:
+    """`convert()` over stored values; a value of the wrong type or out of range is damage, not a bug."""
+    try:
+        return convert()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _damaged(path, f"a stored value is invalid: {exc}") from None
+
+
+_expected_columns: dict[str, tuple[str, ...]] | None = None
+
+
+def expected_columns() -> dict[str, tuple[str, ...]]:
+    """Each table's columns, in order, as this adws creates them (read once from a scratch database built
+    with the migrations, so the check can never disagree with them). Safe from several threads: the finished
+    table is published in one assignment."""
+    global _expected_columns
+    if _expected_columns is None:
+        found: dict[str, tuple[str, ...]] = {}
+        scratch = sqlite3.connect(":memory:")
+        try:
+            for version in sorted(_MIGRATIONS):
+                for statement in _MIGRATIONS[version]:
+                    scratch.execute(statement)
+            for (table,) in scratch.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                found[table] = tuple(r[1] for r in scratch.execute(f"PRAGMA table_info({table})"))
+        finally:
+            scratch.close()
+        _expected_columns = found
+    return _expected_columns
+
+
 def _row_usage(row: tuple[int, int, int, float, int]) -> Usage:
     requests, input_tokens, output_tokens, cost_usd, estimated = row
     return Usage(
-        requests=requests,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost_usd=cost_usd,
+        requests=int(requests),
+        input_tokens=int(input_tokens),
+        output_tokens=int(output_tokens),
+        cost_usd=float(cost_usd),
         estimated=bool(estimated),
     )
 
@@ -172,7 +274,7 @@ class SqliteStore(Closing):
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.path = path or DEFAULT_PATH
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         # data_version moves when another connection commits; the poller counts our own commits.
         self._lock = threading.RLock()  # one statement or transaction at a time on the shared connection
         self._changes = ChangePoller(self._data_version, poll_interval_s, monotonic)
@@ -181,13 +283,13 @@ class SqliteStore(Closing):
             # every write below says BEGIN IMMEDIATE itself.
             self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
                                          check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+        except _FAILURES as exc:
+            raise _explain(self.path, exc) from None
         try:
             self._setup()
-        except sqlite3.Error as exc:
+        except _FAILURES as exc:
             self._conn.close()
-            raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+            raise _explain(self.path, exc) from None
         except BaseException:
             self._conn.close()
             raise
@@ -206,9 +308,15 @@ class SqliteStore(Closing):
         self._conn.execute("PRAGMA synchronous = NORMAL")
         (found,) = self._conn.execute("PRAGMA user_version").fetchone()
         if found == SCHEMA_VERSION:
+            self._verify()
             return  # the usual case: no need to take the write lock just to open
         with self._write() as conn:
             (found,) = conn.execute("PRAGMA user_version").fetchone()
+            if found == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise _damaged(self.path, "a database of another program: it has tables but no adws schema "
+                                          "version")
+            if found < 0:
+                raise _damaged(self.path, f"schema version {found}")
             if found > SCHEMA_VERSION:
                 raise StateStoreError(
                     f"state store {self.path} has schema version {found}, this adws knows up to "
@@ -220,6 +328,18 @@ class SqliteStore(Closing):
                 for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._verify()
+
+    def _verify(self) -> None:
+        """Raise StateStoreError unless every table this adws uses is there with its columns (a file from
+        another build, or a hand-edited one, fails here and not in the middle of a run)."""
+        for table, columns in expected_columns().items():
+            found = tuple(r[1] for r in self._conn.execute(f"PRAGMA table_info({table})"))
+            if not found:
+                raise _damaged(self.path, f"table {table} is missing")
+            if found != columns:
+                raise _damaged(self.path, f"table {table} has columns {', '.join(found)}; expected "
+                                          f"{', '.join(columns)}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -236,8 +356,8 @@ class SqliteStore(Closing):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as exc:
-                raise StateStoreError(f"state store {self.path}: {exc}") from exc
+            except _FAILURES as exc:
+                raise _explain(self.path, exc) from None
             self._changes.wrote()
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
@@ -255,11 +375,13 @@ class SqliteStore(Closing):
 
     # -- usage ---------------------------------------------------------------------------------
 
+    @_guarded
     def record_usage(self, record: UsageRecord) -> None:
         row = _usage_row(record)
         with self._write() as conn:
             conn.execute(_INSERT_USAGE, row)
 
+    @_guarded
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         """Insert many records in one transaction (bulk loads, benchmarks); returns how many."""
         rows = [_usage_row(r) for r in records]
@@ -267,14 +389,17 @@ class SqliteStore(Closing):
             conn.executemany(_INSERT_USAGE, rows)
         return len(rows)
 
+    @_guarded
     def usage_records(self) -> Iterator[UsageRecord]:
         rows = self._read(
             "SELECT provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model,"
             " task_id FROM usage ORDER BY at, id"
         )
-        for row in rows:
-            yield UsageRecord(row[0], row[1], from_epoch(row[2]), _row_usage(row[3:8]), row[8], row[9])
+        records = _decoded(self.path, lambda: [
+            UsageRecord(row[0], row[1], from_epoch(row[2]), _row_usage(row[3:8]), row[8], row[9]) for row in rows])
+        return iter(records)  # read in full here, so a damaged row is reported by this call
 
+    @_guarded
     def roll_up(self, before: datetime) -> int:
         cutoff = hour_start(to_epoch(before, "before"))
         bucket = f"CAST(at / {ROLLUP_SECONDS} AS INTEGER) * {ROLLUP_SECONDS}"  # at >= 0: truncation = floor
@@ -300,6 +425,7 @@ class SqliteStore(Closing):
             conn.execute("DROP TABLE temp.rolled")
         return int(removed)
 
+    @_guarded
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
     ) -> dict[tuple[str, str], Usage]:
@@ -313,17 +439,20 @@ class SqliteStore(Closing):
             until_sql = " AND u.at < ?"
             params.append(to_epoch(until, "until"))
         sql = _TOTALS.format(values=", ".join(["(?, ?)"] * len(since)), until=until_sql)
-        return {(row[0], row[1]): _row_usage(row[2:]) for row in self._read(sql, params)}
+        rows = self._read(sql, params)
+        return _decoded(self.path, lambda: {(row[0], row[1]): _row_usage(row[2:]) for row in rows})
 
+    @_guarded
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         ((at,),) = self._read(
             "SELECT MIN(at) FROM usage WHERE provider = ? AND account = ? AND at >= ?",
             (provider, account, to_epoch(since, "since")),
         )
-        return None if at is None else from_epoch(at)
+        return None if at is None else _decoded(self.path, lambda: from_epoch(at))
 
     # -- cooldowns -----------------------------------------------------------------------------
 
+    @_guarded
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
         with self._write() as conn:
             conn.execute(
@@ -333,19 +462,24 @@ class SqliteStore(Closing):
                 (provider, account, to_epoch(cooldown.until, "Cooldown.until"), cooldown.reason),
             )
 
+    @_guarded
     def clear_cooldown(self, provider: str, account: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM cooldowns WHERE provider = ? AND account = ?", (provider, account))
 
+    @_guarded
     def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
         rows = self._read(
             "SELECT provider, account, until, reason FROM cooldowns WHERE until > ?",
             (to_epoch(now, "now"),),
         )
-        return {(p, a): Cooldown(until=from_epoch(u), reason=r) for p, a, u, r in rows}
+        found = rows
+        return _decoded(self.path, lambda: {(p, a): Cooldown(until=from_epoch(u), reason=str(r))
+                                            for p, a, u, r in found})
 
     # -- cursors and sticky choices ------------------------------------------------------------
 
+    @_guarded
     def next_cursor(self, key: str) -> int:
         with self._write() as conn:
             (after,) = conn.execute(
@@ -355,6 +489,7 @@ class SqliteStore(Closing):
             ).fetchone()
         return int(after) - 1
 
+    @_guarded
     def advance_cursor(self, key: str, value: int) -> None:
         with self._write() as conn:
             conn.execute(
@@ -363,20 +498,26 @@ class SqliteStore(Closing):
                 (key, value),
             )
 
+    @_guarded
     def peek_cursor(self, key: str) -> int:
         rows = self._read("SELECT value FROM cursors WHERE key = ?", (key,))
-        return int(rows[0][0]) if rows else 0
+        return _decoded(self.path, lambda: int(rows[0][0])) if rows else 0
 
+    @_guarded
     def cursors(self) -> dict[str, int]:
-        return {key: int(value) for key, value in self._read("SELECT key, value FROM cursors")}
+        rows = self._read("SELECT key, value FROM cursors")
+        return _decoded(self.path, lambda: {key: int(value) for key, value in rows})
 
+    @_guarded
     def sticky_choices(self) -> dict[str, str]:
         return {key: str(value) for key, value in self._read("SELECT key, value FROM sticky")}
 
+    @_guarded
     def get_sticky(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM sticky WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
+    @_guarded
     def set_sticky(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute(
@@ -387,16 +528,17 @@ class SqliteStore(Closing):
 
     # -- circuit breakers ----------------------------------------------------------------------
 
-    @staticmethod
-    def _breaker(state: str, failures: int, opened_at: float | None) -> BreakerState:
-        return BreakerState(
-            state=state, failures=failures, opened_at=None if opened_at is None else from_epoch(opened_at)
-        )
+    def _breaker(self, state: str, failures: int, opened_at: float | None) -> BreakerState:
+        return _decoded(self.path, lambda: BreakerState(
+            state=state, failures=int(failures), opened_at=None if opened_at is None else from_epoch(opened_at)
+        ))
 
+    @_guarded
     def get_breaker(self, provider: str) -> BreakerState:
         rows = self._read("SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,))
         return self._breaker(*rows[0]) if rows else BreakerState()
 
+    @_guarded
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         with self._write() as conn:
             row = conn.execute(
@@ -412,12 +554,14 @@ class SqliteStore(Closing):
             )
         return new
 
+    @_guarded
     def breakers(self) -> dict[str, BreakerState]:
         rows = self._read("SELECT provider, state, failures, opened_at FROM breakers")
         return {p: self._breaker(s, f, o) for p, s, f, o in rows}
 
     # -- concurrency slots -----------------------------------------------------------------------
 
+    @_guarded
     def acquire_slot(self, provider: str, holder: str, limit: int, now: datetime, until: datetime) -> bool:
         start, end = check_lease(limit, now, until)
         with self._write() as conn:
@@ -435,17 +579,21 @@ class SqliteStore(Closing):
                 )
         return taken
 
+    @_guarded
     def release_slot(self, provider: str, holder: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM slots WHERE provider = ? AND holder = ?", (provider, holder))
 
+    @_guarded
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         rows = self._read(
             "SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (to_epoch(now, "now"),)
         )
+        found = rows
         live: dict[str, list[datetime]] = {}
-        for provider, until in rows:
-            live.setdefault(provider, []).append(from_epoch(until))
+        ends = _decoded(self.path, lambda: [from_epoch(until) for _, until in found])
+        for (provider, _), end in zip(found, ends, strict=True):
+            live.setdefault(provider, []).append(end)
         return {provider: tuple(ends) for provider, ends in live.items()}
 
     # -- change detection ----------------------------------------------------------------------
@@ -453,10 +601,11 @@ class SqliteStore(Closing):
     def _data_version(self) -> int:
         try:
             ((data_version,),) = self._read("PRAGMA data_version")
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"state store {self.path}: {exc}") from exc
+        except _FAILURES as exc:
+            raise _explain(self.path, exc) from None
         return int(data_version)
 
+    @_guarded
     def version(self) -> int:
         return self._changes.version()
 

@@ -22,8 +22,9 @@ import pytest
 from adws.attempt import OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify, pattern_chain
 from adws.parsers import PARSERS, find_reset_time, read_output
+from tests.helpers import DATA, FAKES
 
-REAL = Path(__file__).parent / "data" / "real"
+REAL = DATA / "real"
 T0 = datetime.fromisoformat(
     re.search(r"\bT0 = (\S+)", (REAL / "README.md").read_text(encoding="utf-8")).group(1)  # type: ignore[union-attr]
 )
@@ -163,7 +164,7 @@ def test_a_real_reset_announcement_is_read(probe: dict[str, str | None]) -> None
 
 # --- end to end: the fake CLI replays a corpus sample through `adws run` ------------------------------------
 
-FAKE_BIN = Path(__file__).parent / "fakes" / "bin"
+FAKE_BIN = FAKES / "bin"
 CONFIG = """\
 [routing]
 chain = ["p"]

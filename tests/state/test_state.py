@@ -36,9 +36,10 @@ from adws.state import (
     resolve_path,
 )
 from adws.state.base import ChangePoller
+from tests.helpers import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-WORKER = REPO / "tests" / "state_worker.py"
+REPO = ROOT
+WORKER = REPO / "tests" / "state" / "state_worker.py"
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 
 
@@ -541,7 +542,9 @@ def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StateStoreError) as exc:
         SqliteStore(str(path))
-    assert str(exc.value) == f"cannot open state store {path}: file is not a database"
+    assert str(exc.value) == (f"state store {path} is damaged or not an adws state store (file is not a "
+                              "database): move the file aside (adws starts a new one) or point [state] path / "
+                              "ADWS_STATE_PATH at another file")
 
 
 def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:
@@ -620,7 +623,7 @@ def worker(*args: str) -> subprocess.Popen[str]:
 
 
 def shared_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, StateStore]:
-    """Where worker processes meet (tests/state_worker.py's STORE argument), and a store of our own there."""
+    """Where worker processes meet (tests/state/state_worker.py's STORE argument), and a store of our own there."""
     if backend == "redis":
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         return f"{url}#{prefix}", RedisStore(url, key_prefix=prefix)

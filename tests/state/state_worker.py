@@ -1,8 +1,8 @@
 """Helper process for the multi-process state store tests (tests/test_state.py) and the ledger bench.
 
-usage: python tests/state_worker.py count STORE N ACCOUNT
-       python tests/state_worker.py loop STORE
-       python tests/state_worker.py lease STORE HOLDER SECONDS
+usage: python tests/state/state_worker.py count STORE N ACCOUNT
+       python tests/state/state_worker.py loop STORE
+       python tests/state/state_worker.py lease STORE HOLDER SECONDS
 
 STORE  a SQLite path, or a Redis URL followed by "#" and the key prefix (redis://127.0.0.1:6390/0#adws-test:1:)
 

@@ -16,8 +16,9 @@ from adws.config.load import compile_config, load_file, parse_toml
 from adws.config.schema import Config
 from adws.errors import ConfigError
 from adws.router import ModelRouter
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 X = '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\n'
 RULE = '[[routing.rules]]\nname = "r"\nprovider = "x"\n'
 LINEAR = "adws matches user regexes in linear time with RE2, which has no backreferences, lookahead or lookbehind"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from adws.compiled import CompiledConfig
 from adws.config import _key, cache_dir, load_config, read_entry, write_entry
 from adws.config.codec import CacheError, decode, encode
 from adws.config.load import compile_config, parse_toml
 from adws.errors import ConfigError
-from adws.model import CompiledConfig
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _copy_config(tmp_path: Path) -> Path:

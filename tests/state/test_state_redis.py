@@ -24,10 +24,9 @@ from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.state import Cooldown, RedisStore, StateStoreError, open_store
 from adws.state.redis_store import redact
-from tests.conftest import Clock
+from tests.helpers import CLAUDE_CONFIG, NOW, Clock, fake_env
 from tests.redis_server import RedisServer, delete_prefix, free_port, new_prefix
-from tests.test_manager import CLAUDE_CONFIG, NOW, fake_env
-from tests.test_state import (
+from tests.state.test_state import (
     T0,
     Records,
     assert_agrees_with_memory,

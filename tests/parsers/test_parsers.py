@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,8 +14,9 @@ from hypothesis import strategies as st
 from adws.attempt import OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.parsers import PARSERS, find_reset_time, parse_output, read_output
 from adws.parsers._base import Acc, typed_parser
+from tests.helpers import DATA
 
-OUTPUTS = Path(__file__).parent / "data" / "outputs"
+OUTPUTS = DATA / "outputs"
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)  # a Monday
 
 

@@ -18,11 +18,12 @@ from adws.config.locations import fields_at, format_loc
 from adws.config.schema import Config, RuleConfig
 from adws.errors import ConfigError, Problem
 from adws.router import ModelRouter
+from tests.helpers import DATA, ROOT
 
-CONFIGS = Path(__file__).resolve().parent / "data" / "configs"
+CONFIGS = DATA / "configs"
 BROKEN = CONFIGS / "broken"
 LEGACY = CONFIGS / "legacy.toml"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 
 SECTIONS = "[routing], [[routing.rules]], [providers.NAME], [state], [audit], [run], [[scenarios]], [llm]"
 TEMPLATE_VARIABLES = ("account, config_dir, home, model, output_file, previous, prompt, prompt_file, provider, "

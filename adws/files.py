@@ -1,0 +1,163 @@
+"""The files adws makes: private, never through a planted symbolic link, and only its own ever deleted.
+
+- Every directory adws creates is 0700 and every file 0600, whatever the umask: run directories hold prompts
+  and agents' output (customer issue text), the audit log and the state store hold task ids and usage.
+- A run directory carries a marker file (`MARKER`); pruning (`[run] keep_runs`) deletes only directories
+  whose name has the run-directory form *and* which carry the marker, so a `[run] dir` pointed at a folder
+  with other data never loses any of it.
+- `[run] dir` must not be a symbolic link or belong to another user (a directory another user controls could
+  swap a run directory for a link into ours); `check_run_root` says why, and `unsafe_run_root` refuses, at load,
+  roots that hold far more than runs: `/`, the home directory and its ancestors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import time
+from pathlib import Path
+
+from adws.errors import AdwsError
+from adws.redact import encode_text
+
+__all__ = ["MARKER", "RUN_NAME", "check_run_root", "is_run_dir", "make_private_dir", "make_run_dir",
+           "open_private_append", "prune_runs", "unsafe_run_root", "write_private"]
+
+MARKER = ".adws-run"
+# What the manager names a run directory: <UTC stamp>-<task>-<6 hex>.
+RUN_NAME = re.compile(r"\d{8}T\d{6}-[A-Za-z0-9._-]+-[0-9a-f]{6}")
+_MARKER_TEXT = "This directory was made by adws for one run; `[run] keep_runs` may delete it.\n"
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` (its parent must exist) as 0700; an existing entry of that name is an error (FileExistsError),
+    so a planted directory or link is never used."""
+    os.mkdir(path, 0o700)
+    os.chmod(path, 0o700, follow_symlinks=False)  # mkdir's mode is masked by the umask; we want exactly this
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` (UTF-8; lone surrogates as their escape bytes) to a new or truncated 0600 file, never through
+    a symbolic link. Raises OSError (a full disk: ENOSPC) with the file left behind possibly short."""
+    data = encode_text(text)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def open_private_append(path: str | os.PathLike[str]) -> int:
+    """A descriptor for appending to the regular file `path` (created 0600, parents 0700).
+
+    Refuses (OSError with a message that says why) a symbolic link, something that is not a regular file
+    (a FIFO would block the writer forever) and a file owned by another user.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o600)
+    except OSError as exc:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            raise exc from None
+        if stat.S_ISLNK(mode):
+            raise OSError(exc.errno, "it is a symbolic link, which adws does not follow") from None
+        if not stat.S_ISREG(mode):  # a FIFO without a reader (ENXIO), a socket, a device
+            raise OSError(exc.errno, "it is not a regular file") from None
+        raise
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "it is not a regular file"
+    elif info.st_uid != os.geteuid():
+        problem = f"it is owned by another user (uid {info.st_uid})"
+    if problem is not None:
+        os.close(fd)
+        raise PermissionError(1, problem)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def unsafe_run_root(path: str, home: str | None = None) -> str | None:
+    """Why `path` must not be `[run] dir` (it holds far more than runs), or None."""
+    target = Path(os.path.abspath(os.path.expanduser(path)))
+    home_dir = Path(os.path.abspath(home if home is not None else os.path.expanduser("~")))
+    if target == Path(target.anchor):
+        return "is the filesystem root"
+    if target == home_dir:
+        return "is the home directory"
+    if target in home_dir.parents:
+        return f"holds the home directory {home_dir}"
+    return None
+
+
+def check_run_root(root: Path) -> None:
+    """Raise AdwsError when the existing `root` is a symbolic link, not a directory, or another user's."""
+    info = os.lstat(root)
+    where = f"[run] dir {root}"
+    if stat.S_ISLNK(info.st_mode):
+        raise AdwsError(f"{where} is a symbolic link; adws does not follow it: point [run] dir at the real "
+                        "directory")
+    if not stat.S_ISDIR(info.st_mode):
+        raise AdwsError(f"{where} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise AdwsError(f"{where} is owned by another user (uid {info.st_uid}); use a directory of your own")
+
+
+def make_run_dir(root: Path, name: str) -> Path:
+    """Create the run directory `root/name` (0700, marked as adws's); `root` is created (0700) if missing.
+
+    Raises AdwsError for an unsafe root (see `check_run_root`), OSError when the OS refuses.
+    """
+    if not os.path.lexists(root):
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_run_root(root)
+    path = root / name
+    make_private_dir(path)
+    write_private(path / MARKER, _MARKER_TEXT)
+    return path
+
+
+def is_run_dir(entry: os.DirEntry[str]) -> bool:
+    """Whether `entry` is a run directory adws made: the name's form, a real directory, the marker inside."""
+    if not RUN_NAME.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(os.path.join(entry.path, MARKER)).st_mode)
+    except OSError:
+        return False
+
+
+def prune_runs(root: Path, keep: int, busy_for: float) -> None:
+    """Keep the newest `keep` run directories adws made under `root` (names start with a timestamp, so names
+    sort by age); nothing else in `root` is counted or touched.
+
+    A directory changed within the last `busy_for` seconds may belong to a run still going in another
+    process, so it is never removed. Called once per task: scandir and string sorting keep it cheap.
+    """
+    if keep <= 0:
+        return
+    try:
+        with os.scandir(root) as entries:
+            found = [(e.name, e) for e in entries if is_run_dir(e)]
+    except OSError:
+        return
+    if len(found) <= keep:
+        return
+    found.sort(key=lambda item: item[0])
+    cutoff = time.time() - busy_for
+    for name, entry in found[:-keep]:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                break  # names sort by start time: the ones after this are at least as recent
+        except OSError:
+            continue
+        # rmtree does not follow symbolic links inside the tree (it works from directory descriptors).
+        shutil.rmtree(root / name, ignore_errors=True)

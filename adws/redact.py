@@ -1,0 +1,154 @@
+"""What adws writes or prints is made safe here: secrets out, prompt text out, every string encodable.
+
+Three kinds of text must never leave adws as they came in:
+- secret values: every variable a config names as a key (`api_key_env`, the provider's and each account's) and
+  every environment variable whose *name* looks secret (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, PRIVATE) with a
+  value long enough to recognise (`MIN_SECRET_CHARS`). They are replaced by `***` wherever they appear: an
+  agent printing `Invalid API key: sk-...` into its error must not put the key in the attempt's reason.
+- prompt text, in what goes to the audit log when `[audit] include_prompt = false`: the prompt itself, its
+  trimmed form and each of its longer lines (an agent echoing the prompt in its error, a template that
+  rendered `{{ prompt | trim }}` into argv) become `<prompt>`.
+- lone surrogates (`"\\ud800"` is valid JSON, but no UTF-8 encoder takes it): written as the escape `\\ud800`
+  so a result, an audit line or a file name can always be encoded.
+
+`Scrubber.deep` walks the JSON-shaped values adws prints and logs (dicts, lists, strings).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["MIN_SECRET_CHARS", "PROMPT_MARK", "REDACTED", "SECRET_NAME", "Scrubber", "dumps", "encodable",
+           "encode_text", "replace_all", "secret_values"]
+
+REDACTED = "***"
+PROMPT_MARK = "<prompt>"
+# Shorter values ("1", "true", "dev") would blank out ordinary words; no real key is this short.
+MIN_SECRET_CHARS = 8
+# Lines of the prompt at least this long are stripped on their own (an agent often quotes one line).
+MIN_PROMPT_LINE_CHARS = 16
+# Names that say the variable holds a credential (GITHUB_TOKEN, OPENAI_API_KEY, DB_PASSWORD, AWS_SECRET_...).
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
+
+
+def encodable(text: str) -> str:
+    """`text` with every lone surrogate written as a backslash escape; unchanged (same object) when clean."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def encode_text(text: str) -> bytes:
+    """UTF-8 bytes of `text` for a file or a pipe: bytes that came in undecodable (surrogate escapes) go back
+    as they were; a lone surrogate that no encoder takes is written as its backslash escape."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def secret_values(environ: Mapping[str, str], named: Iterable[str] = ()) -> list[str]:
+    """Values to redact: those of the variables in `named` (the config's key variables), then every value of
+    a variable whose name looks secret. Values shorter than MIN_SECRET_CHARS are left out."""
+    names = list(dict.fromkeys(named))
+    names += [name for name in environ if SECRET_NAME.search(name) and name not in names]
+    values = (environ.get(name) or "" for name in names)
+    return list(dict.fromkeys(value for value in values if len(value) >= MIN_SECRET_CHARS))
+
+
+def replace_all(text: str, needles: Iterable[str], mark: str) -> str:
+    """Every occurrence of every needle replaced by `mark`; overlapping or touching matches become one mark,
+    so no character of any needle survives."""
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        start = text.find(needle)
+        while start != -1:
+            spans.append((start, start + len(needle)))
+            start = text.find(needle, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    parts: list[str] = []
+    pos = 0
+    run_start, run_end = spans[0]
+    for start, end in spans[1:]:
+        if start <= run_end:
+            run_end = max(run_end, end)
+            continue
+        parts += [text[pos:run_start], mark]
+        pos, run_start, run_end = run_end, start, end
+    parts += [text[pos:run_start], mark, text[run_end:]]
+    return "".join(parts)
+
+
+class Scrubber:
+    """Redacts known secrets and (optionally) prompt text from strings and JSON-shaped values.
+
+    `secrets`: literal values (see `secret_values`). `prompt`: the task's prompt, or None to keep prompt text.
+    """
+
+    __slots__ = ("_prompt", "_secrets")
+
+    def __init__(self, secrets: Iterable[str] = (), prompt: str | None = None) -> None:
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        fragments: list[str] = []
+        if prompt:
+            fragments = [prompt, prompt.strip()]
+            fragments += [line.strip() for line in prompt.splitlines()
+                          if len(line.strip()) >= MIN_PROMPT_LINE_CHARS]
+        self._prompt = sorted({f for f in fragments if f}, key=len, reverse=True)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values redacted, longest first."""
+        return tuple(self._secrets)
+
+    def with_secrets(self, more: Iterable[str]) -> Scrubber:
+        """A scrubber that also redacts `more` (an attempt's own rendered secrets)."""
+        extra = [s for s in more if s and s not in self._secrets]
+        if not extra:
+            return self
+        out = Scrubber(self._secrets + extra)
+        out._prompt = self._prompt
+        return out
+
+    def without_prompt_text(self, prompt: str) -> Scrubber:
+        """A scrubber that also replaces `prompt`'s text by <prompt>."""
+        out = Scrubber(self._secrets, prompt)
+        return out
+
+    def text(self, value: str) -> str:
+        """`value` with secrets as ***, prompt text as <prompt> (when set), lone surrogates escaped."""
+        if self._secrets:
+            value = replace_all(value, self._secrets, REDACTED)
+        if self._prompt:
+            # Whole prompt first (the longest fragments sort first); a short prompt is only replaced whole.
+            value = replace_all(value, self._prompt, PROMPT_MARK) if len(self._prompt[0]) >= MIN_SECRET_CHARS \
+                else (PROMPT_MARK if value in self._prompt else value)
+        return encodable(value)
+
+    def deep(self, value: Any) -> Any:
+        """`value` with `text` applied to every string in it (dict keys too); other values unchanged."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {self.deep(k) if isinstance(k, str) else k: self.deep(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.deep(v) for v in value]
+        return value
+
+
+def dumps(data: Any, *, indent: int | None = None) -> str:
+    """JSON text that any UTF-8 writer accepts: non-ASCII kept readable, a lone surrogate as its \\u escape
+    (valid JSON that reads back to the same string)."""
+    text = json.dumps(data, ensure_ascii=False, default=str, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, ensure_ascii=True, default=str, indent=indent)
+    return text

@@ -1,0 +1,137 @@
+"""Issue 9, "adws only ever touches what is its own" and "files private": run directories, the audit log and
+the state store under hostile file systems."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adws import audit
+from adws.config.load import compile_config, parse_toml
+from adws.errors import AdwsError, ConfigError
+from adws.files import MARKER, make_run_dir, prune_runs, unsafe_run_root
+from tests.hostile import config_text, engine
+
+OTHER_UID = 65534  # nobody
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    old = os.umask(0)  # the worst case: everything adws creates would be world-writable without its own modes
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_everything_adws_creates_is_private_whatever_the_umask(tmp_path: Path, open_umask: None) -> None:
+    text = config_text("ok").replace('"{{ prompt | trim }}"]\nprompt = "arg"',
+                                     '"{{ prompt_file }}"]\nprompt = "file"')
+    result = engine(tmp_path, text).run({"id": "t"}, prompt="secret customer text", workdir=tmp_path)
+    assert result.success
+    run_dir = Path(result.run_dir or "")
+    attempt_dir = Path(result.attempts[0].stdout_path or "").parent
+    for path in (tmp_path / "runs", run_dir, attempt_dir):
+        assert _mode(path) == 0o700, path
+    files = [attempt_dir / n for n in ("prompt.txt", "stdout.log", "stderr.log", "output.txt")]
+    files += [run_dir / MARKER, tmp_path / "audit.jsonl", tmp_path / "state.sqlite3"]
+    files += [p for p in tmp_path.glob("state.sqlite3-*")]  # the WAL and shared-memory files
+    for path in files:
+        assert _mode(path) == 0o600, path
+
+
+def test_pruning_deletes_only_run_directories_adws_made(tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    (root / ".ssh").mkdir(parents=True)
+    (root / ".ssh" / "id_ed25519").write_text("private", encoding="utf-8")
+    # Looks exactly like a run directory, but adws did not make it (no marker): it stays.
+    lookalike = root / "20200101T000000-task-abcdef"
+    lookalike.mkdir()
+    (root / "notes.txt").write_text("keep me", encoding="utf-8")
+    made = [make_run_dir(root, f"2020010{i}T000000-t-00000{i}") for i in range(1, 5)]
+    for path in made:
+        os.utime(path, (0, 0))  # old enough to prune
+    prune_runs(root, keep=1, busy_for=60)
+    assert sorted(p.name for p in root.iterdir()) == [".ssh", lookalike.name, made[-1].name, "notes.txt"]
+    assert (root / ".ssh" / "id_ed25519").read_text(encoding="utf-8") == "private"
+
+
+def test_a_marker_that_is_a_symlink_or_a_directory_does_not_count(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    root.mkdir()
+    for i, plant in enumerate(("link", "dir")):
+        victim = root / f"2020010{i}T000000-t-00000{i}"
+        victim.mkdir()
+        if plant == "link":
+            (victim / MARKER).symlink_to(tmp_path)
+        else:
+            (victim / MARKER).mkdir()
+        os.utime(victim, (0, 0))
+    prune_runs(root, keep=0 + 1, busy_for=0)
+    assert len(list(root.iterdir())) == 2
+
+
+def test_a_run_root_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "runs").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(AdwsError, match="is a symbolic link; adws does not follow it"):
+        engine(tmp_path, config_text("ok")).run({"id": "t"}, prompt="go", workdir=tmp_path)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a directory owned by another user needs root")
+def test_a_run_root_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    os.chown(tmp_path / "runs", OTHER_UID, OTHER_UID)
+    with pytest.raises(AdwsError, match=r"is owned by another user \(uid 65534\)"):
+        engine(tmp_path, config_text("ok")).run({"id": "t"}, prompt="go", workdir=tmp_path)
+
+
+def test_an_audit_path_that_is_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "victim.txt"
+    target.write_text("original\n", encoding="utf-8")
+    (tmp_path / "audit.jsonl").symlink_to(target)
+    result = engine(tmp_path, config_text("ok")).run({"id": "t"}, prompt="go", workdir=tmp_path)
+    assert result.success
+    assert target.read_text(encoding="utf-8") == "original\n"
+    assert any("symbolic link" in w and "not in the audit log" in w for w in result.warnings)
+
+
+def test_an_audit_path_that_is_a_fifo_does_not_hang_the_run(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "audit.jsonl")
+    result = engine(tmp_path, config_text("ok")).run({"id": "t"}, prompt="go", workdir=tmp_path)
+    assert result.success and any("not a regular file" in w for w in result.warnings)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file owned by another user needs root")
+def test_an_audit_log_owned_by_another_user_is_not_written(tmp_path: Path) -> None:
+    (tmp_path / "audit.jsonl").write_text("", encoding="utf-8")
+    os.chown(tmp_path / "audit.jsonl", OTHER_UID, OTHER_UID)
+    result = engine(tmp_path, config_text("ok")).run({"id": "t"}, prompt="go", workdir=tmp_path)
+    assert any("owned by another user" in w for w in result.warnings)
+    assert audit.read(tmp_path / "audit.jsonl") == []
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("/", "is the filesystem root"),
+    ("~", "is the home directory"),
+    ("~/", "is the home directory"),
+    ("~/..", "holds the home directory"),
+])
+def test_check_refuses_a_run_dir_that_holds_far_more_than_runs(tmp_path: Path, path: str, why: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home" / "me"))
+    with pytest.raises(ConfigError) as exc:
+        compile_config(parse_toml(config_text("ok", run_dir=path)), "c.toml", base_dir=str(tmp_path))
+    assert f'run → dir: "{path}" {why}' in str(exc.value)
+
+
+def test_an_ordinary_run_dir_passes(tmp_path: Path) -> None:
+    assert unsafe_run_root(str(tmp_path / "runs"), home=str(tmp_path / "home")) is None
+    assert unsafe_run_root(str(tmp_path / "home" / "project" / ".adws"), home=str(tmp_path / "home")) is None

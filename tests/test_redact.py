@@ -1,0 +1,193 @@
+"""Issue 9, "nothing secret leaves": secrets and prompt text out of every text adws writes or prints, and each
+attempt sees only its own account's credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from adws import audit
+from adws.cli import main
+from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, secret_values
+from adws.result import Result
+from tests.hostile import SECRETS, config_text, engine
+
+# -- the scrubber ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("key sk-live-aaaaaaaaaaaaaaaa!", "key ***!"),
+    ("sk-live-aaaaaaaaaaaaaaaask-live-bbbbbbbbbbbbbbbb", "***"),  # touching secrets: one mark, nothing left
+    ("--token=hunter2-hunter2", "--token=***"),
+    ("nothing here", "nothing here"),
+])
+def test_secrets_are_replaced_wherever_they_appear(text: str, expected: str) -> None:
+    assert Scrubber(["sk-live-aaaaaaaaaaaaaaaa", "sk-live-bbbbbbbbbbbbbbbb", "hunter2-hunter2"]).text(text) == expected
+
+
+def test_overlapping_secrets_leave_no_character_of_either() -> None:
+    assert Scrubber(["abcdefgh12", "gh12345678"]).text("xxabcdefgh12345678yy") == "xx***yy"
+
+
+def test_secret_values_take_key_variables_and_secret_looking_names_but_not_short_values() -> None:
+    environ = {"MY_KEY_VAR": "value-of-the-key", "GITHUB_TOKEN": "ghp_xxxxxxxxxxxx", "DB_PASSWORD": "short",
+               "HOME": "/root/home/dir", "EDITOR": "vim-vim-vim"}
+    assert secret_values(environ, ["EDITOR"]) == ["vim-vim-vim", "value-of-the-key", "ghp_xxxxxxxxxxxx"]
+
+
+@pytest.mark.parametrize("shown", [
+    "  Fix the login bug on the admin page.\n",  # the prompt itself
+    "Fix the login bug on the admin page.",  # trimmed by a template or by the agent
+    "could not: Fix the login bug on the admin page. (sorry)",  # echoed inside an error
+])
+def test_prompt_text_becomes_a_mark(shown: str) -> None:
+    scrub = Scrubber(prompt="  Fix the login bug on the admin page.\n")
+    assert "login bug" not in scrub.text(shown)
+    assert PROMPT_MARK in scrub.text(shown)
+
+
+def test_a_quoted_line_of_a_long_prompt_is_stripped_too() -> None:
+    prompt = "Context: the service is called billing.\nFix the rounding error in invoice totals.\nThanks"
+    scrub = Scrubber(prompt=prompt)
+    assert scrub.text("error: Fix the rounding error in invoice totals. is ambiguous") == \
+        f"error: {PROMPT_MARK} is ambiguous"
+
+
+def test_a_short_prompt_is_only_replaced_whole() -> None:
+    scrub = Scrubber(prompt="p")
+    assert (scrub.text("p"), scrub.text("python")) == (PROMPT_MARK, "python")
+
+
+@pytest.mark.parametrize("text", ["x\ud800", "\udfff", "a\udc80b", "\ud83d"])
+def test_lone_surrogates_become_encodable_escapes(text: str) -> None:
+    clean = encodable(text)
+    clean.encode("utf-8")
+    assert "\\u" in clean or "\\x" in clean
+    assert json.loads(dumps({"id": text})) == {"id": text}  # JSON keeps it exactly, as an escape
+
+
+# -- end to end: what adws records and prints ----------------------------------------------------------------
+
+
+def _all_text(tmp_path: Path) -> str:
+    """Everything adws wrote under tmp_path (audit, run logs, output files), as one text."""
+    chunks = []
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "state.sqlite3" and "pids" not in path.name:
+            chunks.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def test_a_key_the_agent_prints_is_redacted_from_reason_audit_result_and_logs(tmp_path: Path) -> None:
+    eng = engine(tmp_path, config_text("echo_secret", "echo_secret"))
+    result = eng.run({"id": "t"}, prompt="Fix it please", workdir=tmp_path)
+    assert [a.outcome for a in result.attempts] == ["auth", "auth", "auth"]
+    assert all(REDACTED in a.reason for a in result.attempts)
+    written = _all_text(tmp_path) + json.dumps(result.to_dict())
+    for value in SECRETS.values():
+        assert value not in written
+    assert REDACTED in (tmp_path / "runs").joinpath(Path(result.attempts[0].stderr_path or "")).read_text()
+
+
+def test_the_prompt_stays_out_of_the_audit_log_through_a_template_and_an_echo(tmp_path: Path) -> None:
+    # h renders {{ prompt | trim }} into argv; backup prints the prompt into its error.
+    eng = engine(tmp_path, config_text("echo_prompt", "echo_prompt"))
+    prompt = "   Customer 4711 reports: refund not applied to invoice 99.   \n"
+    result = eng.run({"id": "t"}, prompt=prompt, workdir=tmp_path)
+    [record] = audit.read(tmp_path / "audit.jsonl")
+    text = json.dumps(record)
+    assert "Customer 4711" not in text and "refund" not in text
+    assert all(a["command"][-1] == PROMPT_MARK for a in record["attempts"])
+    assert all(PROMPT_MARK in a["reason"] for a in record["attempts"])
+    assert "refund" not in json.dumps(result.to_dict()["attempts"])
+
+
+def test_include_prompt_keeps_the_prompt_but_not_the_secrets(tmp_path: Path) -> None:
+    eng = engine(tmp_path, config_text("ok", include_prompt=True))
+    prompt = f"Use key {SECRETS['KEY_A']} to fix it"
+    eng.run({"id": "t"}, prompt=prompt, workdir=tmp_path)
+    [record] = audit.read(tmp_path / "audit.jsonl")
+    assert record["prompt"] == "Use key *** to fix it"
+
+
+@pytest.mark.parametrize(("disabled", "own", "foreign"), [
+    (None, "KEY_A", ["KEY_B", "OTHER_TOKEN"]),
+    ("a", "KEY_B", ["KEY_A", "OTHER_TOKEN"]),
+])
+def test_each_attempt_gets_only_its_own_accounts_credentials(tmp_path: Path, disabled: str | None, own: str,
+                                                              foreign: list[str]) -> None:
+    text = config_text("env")
+    if disabled:
+        text = text.replace(f'name = "{disabled}"', f'name = "{disabled}"\nenabled = false')
+    result = engine(tmp_path, text).run({"id": "t"}, prompt="go", workdir=tmp_path)
+    assert result.success
+    child = _child_env(result)
+    assert child[own] == SECRETS[own]
+    assert child["H_API_KEY"] == SECRETS[own]  # the account's key goes where the CLI looks for it
+    for name in foreign:
+        assert name not in child
+    assert child["SOME_SERVICE_PASSWORD"] == SECRETS["SOME_SERVICE_PASSWORD"]  # not a config key: untouched
+
+
+def _child_env(result: Result) -> dict[str, str]:
+    printed = json.loads(Path(result.attempts[-1].stdout_path or "").read_text())
+    return {name: value[::-1] for name, value in printed.items()}
+
+
+def test_another_providers_attempt_sees_none_of_the_first_providers_keys(tmp_path: Path) -> None:
+    eng = engine(tmp_path, config_text("echo_prompt", backup="env"))
+    result = eng.run({"id": "t"}, prompt="go on then", workdir=tmp_path)
+    assert result.success and result.provider == "backup"
+    child = _child_env(result)
+    assert child["OTHER_TOKEN"] == SECRETS["OTHER_TOKEN"]
+    assert not {"KEY_A", "KEY_B", "H_API_KEY"} & set(child)
+
+
+def test_cli_json_and_human_output_are_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c.toml").write_text(config_text("echo_secret", "echo_secret"), encoding="utf-8")
+    (tmp_path / "p.txt").write_text("do it", encoding="utf-8")
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    for flag in (["--json"], []):
+        # A fresh store each time: the first run's auth failures cool the accounts until their keys change.
+        monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / f"state{len(flag)}.sqlite3"))
+        code = main(["run", "--config", str(tmp_path / "c.toml"), "--task-json", '{"id": "x"}', "--prompt-file",
+                     str(tmp_path / "p.txt"), "--workdir", str(tmp_path), *flag])
+        out, err = capsys.readouterr()
+        assert code == 1
+        assert REDACTED in out
+        for value in SECRETS.values():
+            assert value not in out + err
+
+
+def test_the_agents_own_env_table_secret_is_redacted(tmp_path: Path) -> None:
+    extra = '[providers.backup.env]\nSERVICE_TOKEN = "tok-{{ provider }}-0123456789"\n'
+    text = config_text("echo_prompt", "echo_secret", extra=extra)
+    eng = engine(tmp_path, text)
+    result = eng.run({"id": "t"}, prompt="go on then", workdir=tmp_path)
+    assert "tok-backup-0123456789" not in json.dumps(result.to_dict()) + _all_text(tmp_path)
+
+
+def test_redaction_survives_a_secret_split_across_reads(tmp_path: Path) -> None:
+    from adws.runner import RunRequest, run
+
+    secret = "sk-split-" + "z" * 40
+    code = ("import sys,time\nfor c in sys.argv[1]:\n    sys.stdout.write(c); sys.stdout.flush()\n")
+    outcome = run(RunRequest(argv=[sys.executable, "-c", code, secret], env=dict(os.environ), cwd=tmp_path,
+                             out_dir=tmp_path / "o", timeout=30, secrets=[secret]))
+    assert Path(outcome.stdout_path or "").read_text() == REDACTED
+    assert outcome.stdout_tail == REDACTED and not outcome.truncated
+
+
+def test_an_answer_holding_a_key_is_redacted_in_the_result_and_output_file(tmp_path: Path) -> None:
+    prompt = "Summarise the incident report for the on-call channel"
+    result = engine(tmp_path, config_text("leak")).run({"id": "t"}, prompt=prompt, workdir=tmp_path)
+    assert result.success and result.final_text is not None
+    assert result.final_text.startswith("done; the key was ***; you asked: Summarise the incident")  # prompt kept
+    assert Path(result.output_file or "").read_text(encoding="utf-8") == result.final_text
+    assert SECRETS["KEY_A"] not in _all_text(tmp_path)
