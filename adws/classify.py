@@ -34,8 +34,7 @@ further away (a weekly or monthly quota) is exhaustion. Without a reset time the
 
 What the attempt books (`booked_usage`): the usage the CLI reported, with the request count it reported; an
 attempt turned away before doing any work (a limit, a quota, a failed login) books no tokens and no request
-unless the CLI reports some, and is not marked `estimated` (nothing was guessed); anything else without
-reported figures books an estimate marked `estimated`.
+unless the CLI reports some; anything else without reported figures books an estimate marked `estimated`.
 """
 
 from __future__ import annotations
@@ -168,9 +167,8 @@ def booked_usage(verdict: Classification, parsed: ParsedOutput, estimate: Callab
     - The CLI reported usage: book it as reported, with the request count it reported
       (Copilot's `premiumRequests`), else one request, or none when the attempt was rejected
       (REJECTED_CLASSES) and the reported figures are all zero.
-    - Rejected without reported usage: nothing (zero tokens, `requests` as reported or 0), not marked
-      `estimated`: nothing was guessed, so `adws quota` and `adws stats` must not flag the account with `~`.
-      One refused call must not eat a 50-a-month quota.
+    - Rejected without reported usage: nothing (zero tokens, `requests` as reported or 0), marked `estimated`
+      since no figure came from the CLI. One refused call must not eat a 50-a-month quota.
     - Otherwise `estimate()` (prompt and output sizes), marked `estimated`, with the reported request count.
     """
     rejected = verdict.outcome in REJECTED_CLASSES
@@ -180,7 +178,7 @@ def booked_usage(verdict: Classification, parsed: ParsedOutput, estimate: Callab
         requests = parsed.requests if parsed.requests is not None else (0 if idle else reported.requests)
         return replace(reported, requests=requests)
     if rejected:
-        return Usage(requests=parsed.requests or 0)
+        return Usage(requests=parsed.requests or 0, estimated=True)
     estimated = replace(estimate(), estimated=True)
     return estimated if parsed.requests is None else replace(estimated, requests=parsed.requests)
 

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from adws.accounts import AUTH_COOLDOWN, credential_fingerprint
 from adws.compiled import Account
 from adws.engine import Engine
@@ -91,19 +89,3 @@ def test_the_fingerprint_names_the_value_not_the_key() -> None:
     one = credential_fingerprint(account, {"KEY_A": "sk-1"})
     assert one is not None and len(one) == 12 and one != credential_fingerprint(account, {"KEY_A": "sk-2"})
     assert credential_fingerprint(account, {}) is None
-
-
-@pytest.mark.parametrize("scenario", ["auth", "limit_reset", "quota_exhausted"])
-def test_a_rejected_attempt_does_not_flag_the_account_as_estimated(
-        scenario: str, tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
-    # A refused call books nothing and guesses nothing: `adws quota` must not show `~` for it.
-    clock = Clock(NOW)
-    engine = engine_with(make_engine, fake_env(tmp_path, claude_a=scenario, claude_b="success"), clock)
-    first = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
-    assert first.attempts[0].outcome != "success"
-    usage = first.attempts[0].usage
-    assert usage is not None and not usage.estimated and usage.total_tokens == 0
-    rows = {(r["provider"], r["account"]): r for r in quota_report(engine, NOW + timedelta(minutes=1))}
-    assert rows[("claude", "a")]["estimated"] is False
-    row_line = render_quota([rows[("claude", "a")]]).splitlines()[1]
-    assert row_line.startswith("claude/a") and "~" not in row_line

@@ -49,7 +49,7 @@ class Expect:
     outcome: OutcomeClass
     output_format: str
     reset_at: datetime | None
-    usage: tuple[int, int, float] | str | None  # (input, output, cost) as reported, "estimated", "none", or unchecked
+    usage: tuple[int, int, float] | str | None  # (input, output, cost) as reported, "estimated", or unchecked
     requests: int | None
     sources: list[str]
 
@@ -68,8 +68,6 @@ def read_expect(name: str) -> Expect:
         text = fields["usage"][0]
         if text.startswith("estimated"):
             usage = "estimated"
-        elif text.startswith("none"):
-            usage = "none"
         else:
             numbers = dict(re.findall(r"(\w+)=([-\d.eE+]+)", text))
             usage = (int(numbers["input_tokens"]), int(numbers["output_tokens"]), float(numbers["cost_usd"]))
@@ -123,9 +121,6 @@ def test_a_real_output_is_classified_as_its_expect_says(name: str) -> None:
     booked = booked_usage(verdict, parsed, lambda: ESTIMATE)
     if expect.usage == "estimated":
         assert booked.estimated, booked
-    elif expect.usage == "none":  # nothing booked and nothing guessed: no `~` in `adws quota`
-        assert not booked.estimated, booked
-        assert (booked.input_tokens, booked.output_tokens, booked.cost_usd) == (0, 0, 0.0), booked
     elif expect.usage is not None:
         assert not booked.estimated, booked
         assert (booked.input_tokens, booked.output_tokens) == expect.usage[:2]
@@ -224,9 +219,6 @@ def test_a_replayed_real_output_gets_its_class_and_booking_end_to_end(name: str,
     assert isinstance(usage, dict)
     if expect.usage == "estimated":
         assert usage["estimated"] is True
-    if expect.usage == "none":
-        assert usage["estimated"] is False
-        assert (usage["input_tokens"], usage["output_tokens"]) == (0, 0)
     if expect.requests is not None:
         assert usage["requests"] == expect.requests
 
