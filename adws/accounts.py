@@ -37,9 +37,12 @@ from adws.attempt import Usage
 from adws.availability import Availability
 from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.decision import Skip
-from adws.quota import QuotaLimits, QuotaPeriod, percent_used
+from adws.need import Need
+from adws.pools import governing, subjects
+from adws.quota import QuotaLimits, QuotaPeriod
+from adws.spend import judge
 from adws.state import ABSENT_VERSION
-from adws.state.base import BreakerState, Cooldown, StateStore
+from adws.state.base import BreakerState, Cooldown, Observation, StateStore
 from adws.state.memory import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
 
@@ -91,6 +94,7 @@ class Ranking:
 
     usable: bool = False  # at least one account can take the task
     eligible: list[str] = field(default_factory=list)
+    first_percent: float | None = None  # used + reserved of the account tried first; None: not metered
     skipped: list[Skip] = field(default_factory=list)
     earliest: datetime | None = None  # when the first blocked account comes back, if all are blocked
 
@@ -102,10 +106,14 @@ class RankInput(NamedTuple):
     provider: str
     task_key: str | None  # None unless the provider's strategy depends on the task
     keys_set: tuple[str, ...]  # which of the provider's key variables are set (credentials are read per decision)
+    model: str | None  # the tier's model, where the provider's quotas have pools (it picks the pool); else None
+    need: Need | None  # the task's expected need on this provider (adws.need); None: only the hard block applies
 
 
 class AccountPlanner(Protocol):
-    def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime) -> Ranking: ...
+    def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime, *, model: str | None = None,
+             need: Need | None = None) -> Ranking: ...
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]: ...
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None: ...
     def generation(self, now: datetime) -> int:
         """Changes whenever an answer of rank() or provider_blocked() may have changed."""
@@ -142,13 +150,18 @@ class StatefulAccounts:
         self._breakers: dict[str, BreakerState] = {}
         self._slots: dict[str, tuple[datetime, ...]] = {}  # live lease ends per provider, soonest first
         self._providers = providers or {}
-        # Accounts grouped by the quota that governs them, so each period start is computed once.
+        # Quota subjects (an account, or one of its pools: adws.pools) grouped by the quota that governs them, so
+        # each period start is computed once.
         groups: dict[int, tuple[QuotaSpec, list[tuple[str, str]]]] = {}
         for provider in self._providers.values():
             for account in provider.runs_as:
-                if account.quota is not None:
-                    members = groups.setdefault(id(account.quota), (account.quota, []))[1]
-                    members.append((provider.name, account.name))
+                for subject, _, governed in subjects(account.quota, account.name):
+                    if governed is not None:
+                        members = groups.setdefault(id(governed), (governed, []))[1]
+                        members.append((provider.name, subject))
+        self._reserved: dict[tuple[str, str], tuple[tuple[int, datetime], ...]] = {}  # (tokens, end) per subject
+        self._observed: dict[tuple[str, str], Observation] = {}
+        self._runs: dict[tuple[str, str, int], list[int]] = {}
         self._quota_groups = list(groups.values())
         self._rankings: dict[RankInput, Ranking] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
@@ -175,6 +188,7 @@ class StatefulAccounts:
             # No store yet (see PendingStore): it holds nothing at any `now`, so there is nothing to re-read.
             if self._version != ABSENT_VERSION:
                 self._usage, self._cooldowns, self._breakers, self._slots = {}, {}, {}, {}
+                self._reserved, self._observed = {}, {}
                 self._starts, self._read_ts, self._version = None, None, ABSENT_VERSION
                 self._invalidate(now)
             return
@@ -200,6 +214,8 @@ class StatefulAccounts:
         self._cooldowns = self.store.cooldowns(now)
         self._breakers = self.store.breakers()
         self._slots = self.store.active_slots(now)
+        self._reserved = self.store.reservations(now)
+        self._observed = self.store.observations()
         self._version = self.store.version()
         self._fresh_until = self._fresh_limit(now)
         self._invalidate(now)
@@ -229,6 +245,7 @@ class StatefulAccounts:
 
     def _invalidate(self, now: datetime) -> None:
         self._rankings.clear()
+        self._runs.clear()
         self._generation += 1
         # Accounts cooling down after rejected credentials: their key values are watched on every decision.
         runs_as = {(p.name, a.name): a for p in self._providers.values() for a in p.runs_as} if any(
@@ -242,6 +259,8 @@ class StatefulAccounts:
             end = None if provider is None else \
                 breaker.expires(state, now, self.breaker_cooldown, breaker.probe_lease(provider))
             ends += [end] if end is not None else []
+        # Reservations, like slots, are released by a write; only a dead holder's runs out unannounced.
+        ends += [end for leases in self._reserved.values() for _, end in leases if end > now]
         # Leases are normally released (a write) long before they end, so only a dead holder's lease gets here.
         ends += [next(e for e in lease_ends if e > now) for lease_ends in self._slots.values()
                  if lease_ends and lease_ends[-1] > now]
@@ -258,19 +277,36 @@ class StatefulAccounts:
         environ = self.availability.environ
         return tuple(credential_fingerprint(account, environ) for account in self._rejected)
 
-    def next_reset(self, provider: ProviderSpec, account: Account, now: datetime) -> datetime | None:
-        """When the account's quota period next resets (rolling: when its oldest record in the window ages out);
-        None without a quota, or without usage in a rolling window."""
-        quota = account.quota
+    def next_reset(self, provider: ProviderSpec, account: Account, now: datetime,
+                   model: str | None = None) -> datetime | None:
+        """When the quota an attempt of `model` on the account draws on next resets (its pool's, else the
+        account's; rolling: when its oldest record in the window ages out); None without a quota, or without
+        usage in a rolling window."""
+        gov = governing(account.quota, account.name, model)
+        return self.subject_reset(provider.name, gov.subject, gov.quota, now)
+
+    def subject_reset(self, provider: str, subject: str, quota: QuotaSpec | None, now: datetime) -> datetime | None:
         if quota is None:
             return None
         period = self.period_of(quota)
         reset = period.next_reset(now)
         if reset is None and quota.window_seconds:
             # Rolling window: usage starts to fall out when the oldest record in the window ages out.
-            oldest = self.store.oldest_usage(provider.name, account.name, period.start(now))
+            oldest = self.store.oldest_usage(provider, subject, period.start(now))
             reset = oldest + timedelta(seconds=quota.window_seconds) if oldest else None
         return reset
+
+    def reserved_tokens(self, provider: str, subject: str, now: datetime) -> int:
+        """Tokens that runs in flight hold on a quota subject, as of the last snapshot."""
+        return sum(tokens for tokens, end in self._reserved.get((provider, subject), ()) if end > now)
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        """Learned needs' history (adws.need.NeedHistory), read once per state snapshot."""
+        key = (provider, specialization, limit)
+        runs = self._runs.get(key)
+        if runs is None:
+            runs = self._runs[key] = self.store.recent_runs(provider, specialization, limit)
+        return runs
 
     # -- the planner interface ------------------------------------------------------------------------------
 
@@ -301,21 +337,25 @@ class StatefulAccounts:
         # (a holder normally releases its slot long before its lease ends).
         return Skip(provider.name, f"busy: {len(ends)} of {limit} slots in use", until=ends[len(ends) - limit])
 
-    def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime) -> Ranking:
-        """Usable accounts in strategy order, and the skipped ones with why. Cached per state snapshot."""
+    def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime, *, model: str | None = None,
+             need: Need | None = None) -> Ranking:
+        """Usable accounts in strategy order, and the skipped ones with why, for a task of `need` tokens on
+        `model` (which picks the quota pool). Cached per state snapshot."""
         strategy = STRATEGIES[provider.account_strategy]
         environ = self.availability.environ
         # Credentials are read from the environment, not the store: a key set between two decisions changes
         # the answer without a new generation, so which keys are set is part of the input.
         key_vars = provider.key_vars
         inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
-                        tuple([v for v in key_vars if environ.get(v)]) if key_vars else ())
+                        tuple([v for v in key_vars if environ.get(v)]) if key_vars else (),
+                        model if provider.pooled else None, need)
         ranking = self._rankings.get(inp)
         if ranking is None:
-            ranking = self._rankings[inp] = self._rank(provider, strategy, inp, now)
+            ranking = self._rankings[inp] = self._rank(provider, strategy, inp, now, model)
         return ranking
 
-    def _rank(self, provider: ProviderSpec, strategy: Strategy, inp: RankInput, now: datetime) -> Ranking:
+    def _rank(self, provider: ProviderSpec, strategy: Strategy, inp: RankInput, now: datetime,
+              model: str | None) -> Ranking:
         out = Ranking()
         candidates: list[Candidate] = []
         for account in provider.runs_as:
@@ -328,31 +368,48 @@ class StatefulAccounts:
                 continue
             # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
             blocks: list[tuple[str, datetime | None]] = []
-            cooldown = self._cooldowns.get((provider.name, account.name))
-            if cooldown is not None and cooldown.until > now and \
-                    cooldown_applies(cooldown, account, self.availability.environ):
-                blocks.append((f"cooling down: {cooldown.reason}", cooldown.until))
-            usage = self._usage.get((provider.name, account.name), _NO_USAGE)
-            quota = account.quota
-            percent = percent_used(usage, limits_of(quota)) if quota is not None else 0.0
-            if quota is not None and percent >= quota.hard_block_percent:
-                blocks.append((f"quota {percent:.0f}% used (hard block at {quota.hard_block_percent:g}%)",
-                               self.next_reset(provider, account, now)))
+            gov = governing(account.quota, account.name, model)
+            for subject in dict.fromkeys((account.name, gov.subject)):  # a pool's limit cools the pool only
+                cooldown = self._cooldowns.get((provider.name, subject))
+                if cooldown is not None and cooldown.until > now and \
+                        cooldown_applies(cooldown, account, self.availability.environ):
+                    where = f" ({gov.pool} pool)" if subject != account.name else ""
+                    blocks.append((f"cooling down{where}: {cooldown.reason}", cooldown.until))
+            key = (provider.name, gov.subject)
+            usage = self._usage.get(key, _NO_USAGE)
+            period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
+            spec = provider.models.get(model) if model is not None else None
+            cost = spec.cost_per_1k_tokens if spec is not None else 0.0
+            reserved = self.reserved_tokens(provider.name, gov.subject, now)
+            verdict = judge(account.quota, account.name, model, inp.need, usage=usage, reserved_tokens=reserved,
+                            observation=self._observed.get(key), period_start=period, now=now,
+                            cost_per_1k_tokens=cost)
+            if verdict.reason is not None:
+                blocks.append((verdict.reason, self.subject_reset(provider.name, gov.subject, gov.quota, now)))
             if blocks:
                 back = _latest([until for _, until in blocks])
                 out.skipped.append(Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown,
                                         back))
                 out.earliest = _earlier(out.earliest, back)
                 continue
-            candidates.append(Candidate(account.name, account.position, percent, usage))
+            held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
+            # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
+            candidates.append(Candidate(account.name, account.position, verdict.committed_percent, held))
         ordered = strategy.order(candidates, OrderContext(provider, inp.task_key, self.store))
         out.usable = bool(ordered)
+        if ordered and runs_quota(provider.runs_as[ordered[0].position], model):
+            out.first_percent = ordered[0].percent
         runs_as = provider.runs_as  # a candidate's position is its index there
         out.eligible = [name for c in ordered if (name := runs_as[c.position].shown) is not None]
         if not out.usable and provider.accounts:  # the implicit account's own skip already says why
             when = f"; the first is back at {out.earliest.isoformat()}" if out.earliest else ""
             out.skipped.append(Skip(provider.name, "no usable account" + when, until=out.earliest))
         return out
+
+
+def runs_quota(account: Account, model: str | None) -> bool:
+    """Whether an attempt of `model` on the account is metered at all."""
+    return governing(account.quota, account.name, model).quota is not None
 
 
 def _latest(times: list[datetime | None]) -> datetime | None:

@@ -75,6 +75,9 @@ class ParsedOutput:
     rate_limited: bool = False  # the output carried a rate-limit event / rejection
     well_formed: bool = True  # False when the declared format could not be read at all
     notes: list[str] = field(default_factory=list)
+    # The account's real usage as the CLI reported it in passing: (window, percent used, its reset), e.g. Claude
+    # Code's allowed_warning ("seven_day", 82.0, ...). Recorded as observations (adws.observe).
+    usage_readings: list[tuple[str, float, datetime | None]] = field(default_factory=list)
     # The class a structured field of the output names (Copilot errorType, Gemini's fatal exit code, OpenCode's
     # error name, Claude's terminal_reason, Cline's errorClass): read before any pattern over text.
     declared: OutcomeClass | None = None

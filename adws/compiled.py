@@ -15,6 +15,8 @@ from adws.attempt import OutcomeClass
 from adws.classify import Pattern
 from adws.conditions import Condition, LabelSet
 from adws.keywords import KeywordMatcher
+from adws.need import NeedSpec
+from adws.scoring import ScoringSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,22 @@ class QuotaSpec:
     window_seconds: float | None
     hard_block_percent: float
     alert_percent: tuple[float, ...]
+    # Named pools selected by model globs, each counted on its own (see adws.pools). With pools, the limits
+    # above (if any) govern the models no pool selects; without any, those models are not metered.
+    pools: tuple[PoolSpec, ...] = ()
+
+    @property
+    def limited(self) -> bool:
+        return self.tokens is not None or self.requests is not None or self.cost_usd is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """`[providers.NAME.quota.pools.P]`: a share of an account's quota that only some models draw on."""
+
+    name: str
+    models: tuple[str, ...]  # globs over model ids, matched case-insensitively
+    quota: QuotaSpec  # its own limits and period; hard block and alerts inherited from the parent quota
 
 
 IMPLICIT_ACCOUNT = "default"  # the one account of a provider that declares none: its name in state and ADWS_ACCOUNT
@@ -61,6 +79,7 @@ class AccountSpec:
     env: Mapping[str, str]
     api_key_env: str | None
     quota: QuotaSpec | None
+    usage_command: tuple[str, ...] = ()  # argv templates; the provider's when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +149,10 @@ class ProviderSpec:
     failure_patterns: tuple[Pattern, ...]  # the provider's own, then the built-in ones: what classify reads
     actions: Mapping[OutcomeClass, str]  # every outcome class: the provider's, else [routing.actions], else default
     vars: Mapping[str, Any]
+    need: NeedSpec | None = None  # expected need per task (adws.need); None: only the hard block applies
+    usage_command: tuple[str, ...] = ()  # argv templates printing observed usage as JSON (adws.observe)
+    usage_sync_seconds: float | None = None  # run usage_command before routing at most this often
+    wait_for_reset: float = 0.0  # seconds: a limit resetting sooner is waited out on the same account
     idle_timeout: float | None = None  # seconds without output before the attempt ends as a timeout
     verify: tuple[str, ...] = ()  # argv templates (adws.verify)
     verify_timeout: float = 600.0
@@ -147,6 +170,11 @@ class ProviderSpec:
         object.__setattr__(self, "runs_as", runs_as)
         object.__setattr__(self, "key_vars", tuple(dict.fromkeys(key_vars)))
         object.__setattr__(self, "_by_name", {a.name: a for a in runs_as})
+
+    @property
+    def pooled(self) -> bool:
+        """Some account's quota is split into pools, so which model runs decides which quota counts."""
+        return any(a.quota is not None and a.quota.pools for a in self.runs_as)
 
     def account(self, name: str) -> AccountSpec | None:
         """A declared account by name (the implicit one is not declared)."""
@@ -186,13 +214,15 @@ class RuleSpec:
     verify: tuple[str, ...] | None = None  # None: the provider's
     workdir: str | None = None  # None: [run] workdir
     prompt_suffix: str | None = None  # None: the provider's
+    tier_order: str | None = None  # `order` in the file: "chain" | "by_score" | "cheapest"; None: routing.scoring.order
+    need: NeedSpec | None = None  # overrides the providers' expected need for this rule's decisions
 
 
 @dataclass(frozen=True, slots=True)
 class IntakeSpec:
     priority_labels: Mapping[str, str]  # lowercased label -> priority
     priority_numbers: tuple[str, ...]
-    default_priority: str
+    default_priority: str | None  # None: a task without a priority has none
     specialization_labels: tuple[tuple[LabelSet, str], ...]  # declaration order; the first that matches wins
     exact_specialization_labels: Mapping[str, tuple[int, str]]  # label -> (declaration order, specialization)
     keywords: KeywordMatcher | None  # specialization_keywords, read in one pass (see adws.keywords)
@@ -255,5 +285,6 @@ class CompiledConfig:
     keep_runs: int
     scenarios: tuple[ScenarioSpec, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)  # the parsed TOML, for tools
+    scoring: ScoringSpec = field(default_factory=ScoringSpec)
     state_options: Mapping[str, Any] = field(default_factory=dict)  # the backend's other `[state]` keys
     workdir_policy: str = "keep"  # [run] workdir (adws.workdir.POLICIES)

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from adws.compiled import RuleSpec
+from adws.need import Need
+from adws.scoring import TierScore
 from adws.taskview import TaskView
 
 
@@ -21,10 +23,15 @@ class Step:
     accounts: tuple[str, ...]
     vars: Mapping[str, Any]
     model_reason: str
+    need: Need | None = None  # the task's expected need on this tier: reserved on the account while it runs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"provider": self.provider, "model": self.model, "account": self.account,
-                "accounts": list(self.accounts)}
+        out: dict[str, Any] = {"provider": self.provider, "model": self.model, "account": self.account,
+               "accounts": list(self.accounts)}
+        if self.need is not None:
+            out["need"] = {"tokens": self.need.tokens, "margin_tokens": self.need.margin_tokens,
+                           "basis": self.need.basis}
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,8 @@ class Decision:
     now: datetime
     matched: RuleSpec | None = None
     override_source: str | None = None
+    order: str = "chain"  # how the plan's tiers were ordered (adws.scoring)
+    scores: tuple[TierScore, ...] = ()  # every tier's score, in plan order, when the order is not the chain
     _reasons: list[str] | None = field(default=None, repr=False)
 
     @property
@@ -83,7 +92,8 @@ class Decision:
     def _build_reasons(self) -> list[str]:
         v = self.view
         out = [
-            f'priority "{v.priority}" ({v.sources["priority"]})',
+            f'priority "{v.priority}" ({v.sources["priority"]})' if v.priority is not None
+            else f'no priority ({v.sources["priority"]})',
             f'specialization "{v.specialization}" ({v.sources["specialization"]})',
             f"context_tokens {v.context_tokens} ({v.sources['context_tokens']})",
         ]
@@ -95,9 +105,14 @@ class Decision:
             out.append("routing is disabled: defaults used")
         else:
             out.append("no rule matched: defaults used")
+        if self.order != "chain":
+            out.append(f"tiers ordered {self.order.replace('_', ' ')}: "
+                       + ", ".join(f"{s.provider} {s.total:.1f}" for s in self.scores))
         if self.plan:
             first = self.plan[0]
             out.append(f"{first.provider}: {first.model_reason}")
+            if first.need is not None:
+                out.append(f"{first.provider}: {first.need.describe()}")
         else:
             out.append("nothing in the plan is usable")
         return out
@@ -119,4 +134,6 @@ class Decision:
                 "context_estimated": self.view.context_estimated,
             },
             "at": self.now.isoformat(),
+            **({"order": self.order, "scores": [score.to_dict() for score in self.scores]}
+               if self.order != "chain" else {}),
         }

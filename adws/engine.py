@@ -26,7 +26,7 @@ from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
 from adws.state.base import StateStore, StateStoreError
-from adws.task import Task, coerce_task
+from adws.task import Task
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -155,13 +155,11 @@ class Engine:
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
         self._between_tasks()
-        task = coerce_task(task)
-        with self._lock:
+        with self._lock:  # the router coerces: it lists the config-dependent problems of a malformed task too
             return self.router.route(task, now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
         self._between_tasks()
-        task = coerce_task(task)
         with self._lock:
             return self.router.explain(task, now=now, prompt=prompt)
 
@@ -233,7 +231,7 @@ class Engine:
         if self.strict and self._refused is not None:
             raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
                                            "the problems follow"), *self._refused.problems], self._refused.source)
-        task = coerce_task(task)
+        task = self.router.coerce(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
         if not Path(workdir).is_dir():
@@ -273,6 +271,8 @@ class Engine:
         # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
         with self._lock:
             config, router, manager = self.config, self.router, self.manager
+        self._sync_usage(config)  # usage commands that are due, before the decision (never in route())
+        with self._lock:
             decision = router.route(task, now=now, prompt=prompt)
         from adws.workdir import open_workspace
 
@@ -321,6 +321,18 @@ class Engine:
         window = retry_window(success=result.success, attempts=result.attempts, skipped=result.decision.skipped,
                               now=now, cooldowns=cooldowns, slots=slots)
         result.retry_at, result.retryable = window.retry_at, window.retryable
+
+    def _sync_usage(self, config: CompiledConfig) -> None:
+        """Run the usage commands that are due (`usage_sync_interval`) before routing a run; route() never does.
+        A failing command is reported on stderr and routing goes on with what the store knows."""
+        if not any(p.usage_sync_seconds is not None for p in config.providers.values()):
+            return
+        from adws.usage_sync import sync_usage
+
+        for synced in sync_usage(config.providers, self.store, config_dir=config.base_dir,
+                                 now=self.clock(), environ=self.environ, due_only=True):
+            if synced.error:
+                print(f"adws: {synced.provider}/{synced.account}: {synced.error}", file=sys.stderr)
 
     def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
         from adws.manager import scrubber_for

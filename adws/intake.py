@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 from adws.compiled import IntakeSpec
 from adws.errors import TaskError, suggest
 from adws.task import Task
-from adws.taskview import PRIORITY_RANK, TaskView
+from adws.taskview import NO_PRIORITY_RANK, PRIORITY_RANK, TaskView
 
 _P_NUMBER = re.compile(r"^p(\d+)$")
 
 
-def _priority(task: Task, lowered: list[str], intake: IntakeSpec) -> tuple[str, str]:
+def _priority(task: Task, lowered: list[str], intake: IntakeSpec) -> tuple[str | None, str]:
     given = task.priority
     if given is None:
         best: tuple[int, str, str] | None = None
@@ -24,6 +24,8 @@ def _priority(task: Task, lowered: list[str], intake: IntakeSpec) -> tuple[str, 
                 best = (PRIORITY_RANK[mapped], mapped, label)
         if best is not None:
             return best[1], f'label "{best[2]}"'
+        if intake.default_priority is None:
+            return None, "none given; no default_priority declared"
         return intake.default_priority, "default"
     if isinstance(given, int):
         if 0 <= given < len(intake.priority_numbers):
@@ -101,9 +103,10 @@ def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt:
         tokens, estimated = int(chars / intake.chars_per_token), True
         tokens_from = "estimated from the prompt" if prompt is not None else "estimated from title and body"
     local = local_time(now, tz)
+    rank = PRIORITY_RANK[priority] if priority is not None else NO_PRIORITY_RANK
     return TaskView(
         task_id=task.key, number=task.number, title=task.title, labels=labels, priority=priority,
-        priority_rank=PRIORITY_RANK[priority], retry_count=task.retry_count, specialization=specialization,
+        priority_rank=rank, retry_count=task.retry_count, specialization=specialization,
         context_tokens=tokens, context_estimated=estimated, attrs=task.attrs, local_now=local, hour=local.hour,
         sources={"priority": priority_from, "specialization": spec_from, "context_tokens": tokens_from},
     )

@@ -21,7 +21,7 @@ import os
 import re
 import secrets as _secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -38,12 +38,13 @@ from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
 from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
 from adws.parsers import read_output
+from adws.pools import governing
 from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
 from adws.result import Attempt, Result
 from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
-from adws.state.base import Cooldown, StateStore, StateStoreError, UsageRecord
+from adws.state.base import Cooldown, Observation, StateStore, StateStoreError, UsageRecord
 from adws.strategies import STRATEGIES, Turn
 from adws.task import Task
 from adws.templates import NO_PREVIOUS, render_argv, render_env, render_one
@@ -59,6 +60,12 @@ DEFAULT_LIMIT_COOLDOWN = timedelta(minutes=15)
 # A slot lease outlives the longest an attempt can run (timeout, then kill grace) by this much: a coordinator
 # killed mid-run frees its slot at most this long after its attempt would have ended.
 SLOT_LEASE_MARGIN = timedelta(seconds=60)
+# Choosing an account and reserving on it happen under this per-provider lease, so two coordinators never choose
+# from a snapshot that lacks the other's reservation. Held for a few store operations; polled, bounded.
+RESERVE_LOCK = "reserve-lock:"
+RESERVE_LOCK_LEASE = timedelta(seconds=30)
+RESERVE_LOCK_TRIES = 1000
+RESERVE_LOCK_POLL = 0.005  # seconds
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
@@ -82,6 +89,7 @@ class Interpretation(NamedTuple):
     verdict: Classification
     text: str | None  # the agent's final answer, where its output has one
     usage: Usage | None  # None when the process never started
+    readings: list[tuple[str, float, datetime | None]]  # real usage the CLI reported in passing (adws.observe)
 
 
 class Tried(NamedTuple):
@@ -190,25 +198,31 @@ class ProviderManager:
         retry = self.config.retry
         accounts = [provider.run_account(name) for name in turn.accounts] or [provider.run_account(None)]
         index, retries = 0, 0
+        waited: set[str] = set()
         while index < len(accounts):
+            holder = self._reserve(task, step, provider, accounts, index)
             account = accounts[index]
             # From the start of the process to its place in `result`, a stop signal waits (adws.interrupts):
-            # an attempt that ran is always recorded, and its slot released, before the run unwinds.
+            # an attempt that ran is always recorded, and its slot and reservation released, before the run unwinds.
             with interrupts.shielded():
-                with self._slot(provider, result.warnings) as free:
-                    if not free:
-                        reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
-                        result.attempts.append(self._unavailable(step, provider, account.shown, reason))
-                        return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                    try:
-                        tried = self._attempt(
-                            task, decision, step, tier_index, provider, account, prompt, run_dir,
-                            f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}",
-                            result, ctx)
-                    except RunCancelled as stop:
-                        if isinstance(stop.attempt, Attempt):
-                            result.attempts.append(stop.attempt)
-                        raise
+                try:
+                    with self._slot(provider, result.warnings) as free:
+                        if not free:
+                            reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
+                            result.attempts.append(self._unavailable(step, provider, account.shown, reason))
+                            return False  # next_tier whatever the actions say: nothing ran, nothing failed
+                        try:
+                            tried = self._attempt(
+                                task, decision, step, tier_index, provider, account, prompt, run_dir,
+                                f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}",
+                                result, ctx)
+                        except RunCancelled as stop:
+                            if isinstance(stop.attempt, Attempt):
+                                result.attempts.append(stop.attempt)
+                            raise
+                finally:
+                    if holder is not None:  # the real usage is recorded: it replaces the reservation
+                        self._release_reservation(provider, holder, result.warnings)
                 attempt = tried.attempt
                 result.attempts.append(attempt)
                 result.warnings.extend(tried.warnings)
@@ -220,6 +234,12 @@ class ProviderManager:
                 result.success, result.final_text, result.output_file = True, tried.text, tried.output_file
                 result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
                 attempt.action = "stop"
+                if attempt.usage is not None and not attempt.usage.estimated:
+                    try:  # what the learned need reads; losing one sample never loses the success
+                        self.store.record_run(provider.name, result.decision.view.specialization,
+                                              attempt.started_at, attempt.usage.total_tokens)
+                    except StateStoreError as exc:
+                        result.warnings.append(f"{provider.name}: run size not recorded in the state store: {exc}")
                 if tried.cwd is not None:
                     result.handoff = ctx.workspace.succeeded(tried.cwd).to_dict()
                 return True
@@ -227,6 +247,15 @@ class ProviderManager:
                 # What the failed attempt left is saved (a patch) and, by the policy, cleared for the next one.
                 attempt.patch = ctx.workspace.failed(tried.cwd, tried.out_dir)
             action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
+            wait = self._short_limit(provider, attempt)
+            if wait is not None and action in ("next_account", "next_tier") and account.name not in waited:
+                # A limit that lifts within wait_for_reset: waiting keeps the account (and the agent's prompt
+                # cache) where the action would rotate and spend another account's quota. Once per account, so
+                # it stays bounded; a declared `stop` or `retry` is left as it is.
+                waited.add(account.name)
+                attempt.action, attempt.waited_seconds = "wait_for_reset", wait
+                self.sleep(wait)
+                continue
             if action == "retry" and retries >= retry.max_retries:
                 action = "next_tier"  # retries spent: the failure is not this account's alone
             if action in ("retry", "next_account") and self._breaker_opened(provider, attempt):
@@ -247,6 +276,80 @@ class ProviderManager:
                 continue
             return False  # next_tier
         return False
+
+    # -- reservations and short limits ------------------------------------------------------------------------
+
+    def _reserve(self, task: Task, step: Step, provider: ProviderSpec, accounts: list[Account],
+                 index: int) -> str | None:
+        """Reserve the step's expected need on `accounts[index]`'s quota subject for the attempt; the holder, or
+        None when there is nothing to reserve (no need declared, or the account is not metered).
+
+        For the tier's first try the choice is checked again under a short per-provider lock in the store, with a
+        fresh snapshot that counts every reservation made so far: when another coordinator has committed a run
+        to the planned account since (or it is no longer usable), the account with the most room moves to the
+        front (in place). So coordinators that routed in the same instant, from the same snapshot, still start
+        on different accounts: each one chooses only after the previous one's reservation is in the store.
+        """
+        need = step.need
+        if need is None:
+            return None
+        holder = f"{os.getpid()}-{_secrets.token_hex(6)}"
+        lock = RESERVE_LOCK + provider.name
+        locked = index == 0 and self._lock(lock, holder)
+        try:
+            if index == 0:
+                now = self.clock()
+                self.accounts.generation(now)  # re-read: other coordinators' reservations are counted
+                strategy = STRATEGIES[provider.account_strategy]
+                ranking = self.accounts.rank(provider, task.key if strategy.depends_on_task else None, now,
+                                             model=step.model, need=need)
+                names = [a.name for a in accounts]
+                planned = accounts[0]
+                subject = governing(planned.quota, planned.name, step.model).subject
+                # The plan's first account (the strategy's choice, or the rule's) stands while nobody else has
+                # committed a run to it since; otherwise the account with the most room now goes first.
+                taken = self.accounts.reserved_tokens(provider.name, subject, now) > 0
+                best = next((n for n in ranking.eligible if n in names), None)
+                if best is not None and best != planned.name and (taken or planned.name not in ranking.eligible):
+                    accounts.insert(0, accounts.pop(names.index(best)))
+            account = accounts[index]
+            gov = governing(account.quota, account.name, step.model)
+            if gov.quota is None:
+                return None
+            now = self.clock()
+            until = now + timedelta(seconds=provider.timeout + provider.kill_grace) + SLOT_LEASE_MARGIN
+            self.store.reserve(provider.name, gov.subject, holder, need.required, now, until)
+            return holder
+        finally:
+            if locked:
+                self.store.release_slot(lock, holder)
+
+    def _release_reservation(self, provider: ProviderSpec, holder: str, warnings: list[str]) -> None:
+        """Give the attempt's reservation back; a store that refuses only costs a warning (the reservation then
+        expires like a lease)."""
+        try:
+            self.store.release_reservation(provider.name, holder)
+        except StateStoreError as exc:
+            warnings.append(f"{provider.name}: reservation not released ({exc}); it expires by itself")
+
+    def _lock(self, key: str, holder: str) -> bool:
+        """Take a one-holder lease in the store, polling a bounded number of times; False when it stayed taken
+        (the choice is then made without it: a stuck lock delays a run, it never stops one)."""
+        for _ in range(RESERVE_LOCK_TRIES):
+            now = self.clock()
+            if self.store.acquire_slot(key, holder, 1, now, now + RESERVE_LOCK_LEASE):
+                return True
+            self.sleep(RESERVE_LOCK_POLL)
+        return False
+
+    def _short_limit(self, provider: ProviderSpec, attempt: Attempt) -> float | None:
+        """Seconds to wait when the attempt hit a limit whose announced reset is within wait_for_reset."""
+        if provider.wait_for_reset <= 0 or attempt.reset_at is None:
+            return None
+        if attempt.outcome not in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
+            return None
+        wait = (attempt.reset_at - self.clock()).total_seconds()
+        return max(wait, 0.0) if wait <= provider.wait_for_reset else None
 
     # -- concurrency slots ----------------------------------------------------------------------------------
 
@@ -348,7 +451,7 @@ class ProviderManager:
         now = self.clock()
         scrub = self._scrub.with_secrets(command.secrets)
         warnings: list[str] = []
-        verdict, text, usage = self._verdict(step, provider, prompt, outcome, now)
+        verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now)
         checked = None
         templates = declared(decision, provider)
         if verdict.outcome == OutcomeClass.SUCCESS and templates:
@@ -363,7 +466,7 @@ class ProviderManager:
                     verdict = Classification(OutcomeClass.VERIFY_FAILED, checked.reason)
             now = self.clock()
         try:
-            self._record(provider, account, step, task, verdict, usage, now,
+            self._record(provider, account, step, task, verdict, usage, now, readings,
                          counts=outcome.interrupted is None)  # adws being stopped is not the provider failing
         except StateStoreError as exc:
             warnings.append(f"{provider.name}/{account.name}: usage, cooldown and breaker not recorded in the "
@@ -432,13 +535,13 @@ class ProviderManager:
         if outcome.interrupted is not None:
             verdict = Classification(OutcomeClass.ERROR, f"interrupted by {outcome.interrupted}: adws was stopped "
                                      "while the agent ran; its processes were ended")
-            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome))
+            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome), [])
         try:
             return self._interpret(step, provider, prompt, outcome, now)
         except Exception as exc:  # a parser's bug must not lose an attempt that ran
             verdict = Classification(OutcomeClass.BAD_OUTPUT, f"adws could not read this output "
                                      f"({type(exc).__name__}: {exc}); see {outcome.stdout_path}")
-            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome))
+            return Interpretation(verdict, None, self._estimate(step, provider, prompt, outcome), [])
 
     def _interpret(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
                    now: datetime) -> Interpretation:
@@ -447,7 +550,7 @@ class ProviderManager:
         usage = None
         if outcome.spawn_error is None:
             usage = booked_usage(verdict, parsed, lambda: self._estimate(step, provider, prompt, outcome))
-        return Interpretation(verdict, parsed.final_text, usage)
+        return Interpretation(verdict, parsed.final_text, usage, parsed.usage_readings)
 
     def _estimate(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome) -> Usage:
         """Tokens guessed from characters (`chars_per_token`) when the output reported none."""
@@ -461,24 +564,30 @@ class ProviderManager:
     # step 3 ---------------------------------------------------------------------------------------------------
 
     def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
-                verdict: Classification, usage: Usage | None, now: datetime, *, counts: bool = True) -> None:
-        """Usage, the account's cooldown after a limit or rejected credentials, and (`counts`) the breaker
-        transition.
+                verdict: Classification, usage: Usage | None, now: datetime,
+                readings: Sequence[tuple[str, float, datetime | None]] = (), *, counts: bool = True) -> None:
+        """Usage, the cooldown after a limit or rejected credentials, observed usage, and (`counts`) the breaker
+        transition. Usage and limit cooldowns go to the quota subject of the attempt's model: its pool, else the
+        account (adws.pools); rejected credentials cool the whole account.
 
         Raises StateStoreError when the store refuses a write (full disk, damaged file).
         """
+        subject = governing(account.quota, account.name, step.model).subject
         if usage is not None:
             task_id = None if task.key is None else encodable(task.key)  # storable whatever the task said
-            self.store.record_usage(UsageRecord(provider.name, account.name, now, usage, step.model, task_id))
+            self.store.record_usage(UsageRecord(provider.name, subject, now, usage, step.model, task_id))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
-            reset = self.accounts.next_reset(provider, account, now)
+            reset = self.accounts.next_reset(provider, account, now, step.model)
             until = verdict.reset_at or reset or now + DEFAULT_LIMIT_COOLDOWN
             if reset is not None:
                 until = min(until, reset)  # never outlive the period reset that ends the limit
             if until > now:
-                self.store.set_cooldown(provider.name, account.name, Cooldown(until, verdict.outcome.value))
+                self.store.set_cooldown(provider.name, subject, Cooldown(until, verdict.outcome.value))
         elif verdict.outcome is OutcomeClass.AUTH:  # not chosen first again while its key stays the rejected one
             self.store.set_cooldown(provider.name, account.name, credential_cooldown(account, self.environ, now))
+        for window, percent, reset_at in readings:
+            self.store.record_observation(Observation(provider.name, subject, now, percent,
+                                                      f"{provider.name} output ({window})", reset_at=reset_at))
         if counts:
             breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
                            self.config.breaker)

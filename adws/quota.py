@@ -180,3 +180,88 @@ class RollingPeriod(QuotaPeriod):
 
     def describe(self) -> str:
         return f"rolling {format_window(self.window)}"
+
+
+# -- alerts, burn rate and exhaustion ---------------------------------------------------------------------------
+
+_DIMENSIONS = ("tokens", "requests", "cost_usd")
+
+
+def alert_level(percent: float, alerts: tuple[float, ...], hard_block: float) -> str | None:
+    """The design's alert for a percent used: "exhausted" at 100 %, "blocked (>= 95%)" at the hard block,
+    else the highest alert threshold passed (">= 80%"), else None."""
+    if percent >= 100:
+        return "exhausted"
+    if percent >= hard_block:
+        return f"blocked (>= {hard_block:g}%)"
+    passed = [a for a in alerts if percent >= a]
+    return f">= {passed[-1]:g}%" if passed else None
+
+
+def countdown(delta: timedelta) -> str:
+    """A span for people: "2d 3h04m", "0h05m" (never negative)."""
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return (f"{days}d " if days else "") + f"{hours}h{rest // 60:02d}m"
+
+
+@dataclass(frozen=True, slots=True)
+class Burn:
+    """How fast a quota is being spent in its current period, and where that leads.
+
+    Figures are in the unit of `dimension`, the fullest limited dimension (tokens, requests or cost_usd).
+    """
+
+    dimension: str
+    used: float
+    limit: float
+    per_hour: float  # average over the period so far (the whole window for a rolling period)
+    exhausts_at: datetime | None  # at this rate; None when nothing is being spent or it is already spent
+    resets_at: datetime | None  # when capacity next returns (the period reset, or the oldest record aging out)
+
+    @property
+    def percent(self) -> float:
+        return self.used / self.limit * 100.0
+
+    @property
+    def exhausts_before_reset(self) -> bool:
+        return self.exhausts_at is not None and (self.resets_at is None or self.exhausts_at < self.resets_at)
+
+    def describe(self, now: datetime) -> str:
+        """"burning 21,400 tokens/h; exhausted in 1d 2h10m (before the reset in 3d 0h00m)"."""
+        unit = {"tokens": "tokens", "requests": "requests", "cost_usd": "USD"}[self.dimension]
+        digits = {"tokens": 0, "requests": 1, "cost_usd": 2}[self.dimension]
+        rate = f"{self.per_hour:,.{digits}f}"
+        text = f"burning {rate} {unit}/h"
+        if self.used >= self.limit:
+            text += "; exhausted"
+        elif self.exhausts_at is None:
+            text += "; not being spent"
+        elif self.exhausts_before_reset:
+            text += f"; exhausted in {countdown(self.exhausts_at - now)}"
+        else:
+            text += "; lasts until the reset"
+        if self.resets_at is not None:
+            text += f" (capacity back in {countdown(self.resets_at - now)})"
+        return text
+
+
+def burn_rate(usage: Usage, limits: QuotaLimits, period_start: datetime, now: datetime,
+              resets_at: datetime | None) -> Burn | None:
+    """The burn rate over the current period [period_start, now] and the projected exhaustion; None when the
+    quota limits nothing. A period younger than a minute counts as a minute, so the first record of a period
+    does not project an absurd rate."""
+    require_aware(now, "now")
+    figures = {"tokens": (usage.total_tokens, limits.tokens), "requests": (usage.requests, limits.requests),
+               "cost_usd": (usage.cost_usd, limits.cost_usd)}
+    limited = [(name, float(used), float(limit)) for name, (used, limit) in figures.items() if limit is not None]
+    if not limited:
+        return None
+    dimension, used, limit = max(limited, key=lambda item: item[1] / item[2])
+    hours = max((now - period_start).total_seconds(), 60.0) / 3600.0
+    per_hour = used / hours
+    exhausts_at = None
+    if used < limit and per_hour > 0:
+        exhausts_at = now + timedelta(hours=(limit - used) / per_hour)
+    return Burn(dimension, used, limit, per_hour, exhausts_at, resets_at)

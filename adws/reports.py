@@ -12,7 +12,9 @@ from adws.availability import Availability
 from adws.compiled import CompiledConfig
 from adws.engine import Engine
 from adws.errors import TaskError, toml_value
-from adws.quota import percent_used
+from adws.observe import merge
+from adws.pools import subjects
+from adws.quota import Burn, QuotaLimits, alert_level, burn_rate, countdown, percent_used
 from adws.router import Explanation, ModelRouter
 from adws.standing import standing
 from adws.state.memory import MemoryStore
@@ -95,57 +97,100 @@ UNMETERED_WINDOW = timedelta(days=7)  # what `adws quota` shows for providers wi
 
 
 def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
-    """Usage per provider and account in its current period, as of `now` (usage after `now` is not counted).
+    """Usage per provider, account and pool in its current period, as of `now` (usage after `now` is not
+    counted), with the burn rate over the period so far, the projected exhaustion and when capacity returns.
 
     Read-only: without a state file yet, every account shows no usage and nothing is created.
     """
     acc = engine.accounts
     store = engine.store  # reading creates nothing
     cooldowns = store.cooldowns(now)
+    observed = store.observations()
     rows = []
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
         for spec in p.runs_as:
             account, quota = spec.name, spec.quota
-            since = acc.period_of(quota).start(now) if quota is not None else now - UNMETERED_WINDOW
-            usage = store.usage_totals({name: since}, until=now).get((name, account), Usage(requests=0))
-            row: dict[str, Any] = {
-                "provider": name, "account": account, "since": since.isoformat(), "requests": usage.requests,
-                "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                "cost_usd": round(usage.cost_usd, 6), "estimated": usage.estimated,
-                "limits": None, "percent": None, "alert": None, "resets_at": None, "resets_in": None,
-                "cooldown_until": None, "cooldown_reason": None,
-            }
-            if quota is not None:
-                percent = percent_used(usage, limits_of(quota))
-                reset = acc.next_reset(p, spec, now)
-                row.update(
-                    limits={"tokens": quota.tokens, "requests": quota.requests, "cost_usd": quota.cost_usd},
-                    percent=round(percent, 1), alert=_alert(percent, quota.alert_percent, quota.hard_block_percent),
-                    resets_at=reset.isoformat() if reset else None,
-                    resets_in=_span(reset - now) if reset else None,
-                )
-            cooldown = cooldowns.get((name, account))
-            if cooldown is not None and cooldown_applies(cooldown, spec, engine.availability.environ):
-                row.update(cooldown_until=cooldown.until.isoformat(), cooldown_reason=cooldown.reason)
-            rows.append(row)
+            # One row per quota subject: the account itself, or each of its pools (adws.pools).
+            for subject, pool, governed in subjects(quota, account) or [(account, None, None)]:
+                since = acc.period_of(governed).start(now) if governed is not None else now - UNMETERED_WINDOW
+                usage = store.usage_totals({name: since}, until=now).get((name, subject), Usage(requests=0))
+                row: dict[str, Any] = {
+                    "provider": name, "account": account, "pool": pool, "since": since.isoformat(),
+                    "requests": usage.requests, "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens, "cost_usd": round(usage.cost_usd, 6),
+                    "estimated": usage.estimated, "limits": None, "percent": None, "alert": None,
+                    "resets_at": None, "resets_in": None, "cooldown_until": None, "cooldown_reason": None,
+                    "burn": None, "ledger_percent": None, "observed": None,
+                }
+                reset = None
+                if governed is not None:
+                    # An observation of real usage higher than the ledger wins; both are shown (adws.observe).
+                    merged = merge(percent_used(usage, limits_of(governed)), observed.get((name, subject)), now,
+                                   since)
+                    percent = merged.percent
+                    row["ledger_percent"] = round(merged.ledger_percent, 1)
+                    if merged.observation is not None:
+                        o = merged.observation
+                        row["observed"] = {"percent": round(o.percent, 1), "source": o.source, "at": o.at.isoformat(),
+                                           "reset_at": o.reset_at.isoformat() if o.reset_at else None,
+                                           "counts": merged.observed_wins, "text": merged.describe(now)}
+                    reset = acc.subject_reset(name, subject, governed, now)
+                    row.update(
+                        limits={"tokens": governed.tokens, "requests": governed.requests,
+                                "cost_usd": governed.cost_usd},
+                        percent=round(percent, 1),
+                        alert=alert_level(percent, governed.alert_percent, governed.hard_block_percent),
+                        resets_at=reset.isoformat() if reset else None,
+                        resets_in=countdown(reset - now) if reset else None,
+                    )
+                    row["burn"] = _burn_row(burn_rate(usage, limits_of(governed), since, now, reset), now)
+                cooldown = cooldowns.get((name, subject))
+                if cooldown is not None and cooldown_applies(cooldown, spec, engine.availability.environ):
+                    row.update(cooldown_until=cooldown.until.isoformat(), cooldown_reason=cooldown.reason)
+                rows.append(row)
     return [_announced(row) for row in rows]
 
 
-def _alert(percent: float, alerts: tuple[float, ...], hard: float) -> str | None:
-    if percent >= 100:
-        return "exhausted"
-    if percent >= hard:
-        return f"blocked (>= {hard:g}%)"
-    passed = [a for a in alerts if percent >= a]
-    return f">= {passed[-1]:g}%" if passed else None
+def _burn_row(burn: Burn | None, now: datetime) -> dict[str, Any] | None:
+    if burn is None:
+        return None
+    return {"dimension": burn.dimension, "per_hour": round(burn.per_hour, 3),
+            "exhausts_at": burn.exhausts_at.isoformat() if burn.exhausts_at else None,
+            "exhausts_in": countdown(burn.exhausts_at - now) if burn.exhausts_at else None,
+            "exhausts_before_reset": burn.exhausts_before_reset, "text": burn.describe(now)}
 
 
-def _span(delta: Any) -> str:
-    seconds = max(int(delta.total_seconds()), 0)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    return (f"{days}d " if days else "") + f"{hours}h{rest // 60:02d}m"
+def tier_burn(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Per tier (provider) and pool: the accounts' usage summed against their summed limits, its burn rate over
+    the period so far and the projected exhaustion of the tier as a whole; capacity comes back at the earliest
+    reset among its accounts."""
+    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["limits"] is not None:
+            groups.setdefault((row["provider"], row["pool"]), []).append(row)
+    out = []
+    for (provider, pool), members in groups.items():
+        if len(members) < 2:
+            continue  # one account: its own line already says it all
+        def total(key: str, members: list[dict[str, Any]] = members) -> float | None:
+            values = [m["limits"][key] for m in members]
+            return None if any(v is None for v in values) else float(sum(values))
+        usage = Usage(sum(m["requests"] for m in members), sum(m["input_tokens"] for m in members),
+                      sum(m["output_tokens"] for m in members), sum(m["cost_usd"] for m in members))
+        tokens, requests, cost = total("tokens"), total("requests"), total("cost_usd")
+        limits = QuotaLimits(int(tokens) if tokens else None, int(requests) if requests else None, cost)
+        resets = [datetime.fromisoformat(m["resets_at"]) for m in members if m["resets_at"]]
+        since = min(datetime.fromisoformat(m["since"]) for m in members)
+        back = min(resets, default=None)
+        burn = burn_rate(usage, limits, since, now, back)
+        percent = percent_used(usage, limits)
+        out.append({"provider": provider, "pool": pool, "accounts": len(members), "percent": round(percent, 1),
+                    "alert": alert_level(percent, (80.0, 95.0), 100.0),
+                    "capacity_back_at": back.isoformat() if back else None,
+                    "capacity_back_in": countdown(back - now) if back else None,
+                    "burn": _burn_row(burn, now)})
+    return out
 
 
 # What a limit the provider announced means as an alert (the cooldown it set carries the outcome class), by
@@ -197,10 +242,23 @@ def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None 
         if r["cooldown_until"]:
             cooling = f"until {minute(datetime.fromisoformat(r['cooldown_until']), zone, now)} " \
                       f"({r['cooldown_reason']})"
-        body.append([_who(r), used, pct, alert or "-", resets, cooling or "-"])
-    lines = table(["provider/account", "used / limit", "% used", "alert", "next reset", "cooling down"], body,
-                  right=(1, 2), columns=columns)
+        observed = r["observed"]["text"] if r.get("observed") else "-"
+        body.append([_who(r), used, pct, alert or "-", resets, cooling or "-", observed])
+    headers = ["provider/account", "used / limit", "% used", "alert", "next reset", "cooling down", "observed"]
+    if not any(r.get("observed") for r in rows):  # no usage_command reported: no column for it
+        headers, body = headers[:-1], [cells[:-1] for cells in body]
+    lines = table(headers, body, right=(1, 2), columns=columns)
     lines.append("(~ = includes estimated usage; an alert is announced by the provider or computed from usage)")
+    burning = [r for r in rows if r.get("burn")]
+    if burning or tiers:
+        lines.append("")
+        lines.append("burn rate over the current period:")
+        lines += [f"  {_who(r)}: {r['burn']['text']}" for r in burning]
+        for t in tiers or ():
+            who = t["provider"] + (f"/{t['pool']}" if t["pool"] else "")
+            alert = f" [{t['alert']}]" if t["alert"] else ""
+            text = t["burn"]["text"] if t["burn"] else "not metered"
+            lines.append(f"  tier {who} ({t['accounts']} accounts, {t['percent']:.1f}% used){alert}: {text}")
     return "\n".join(lines)
 
 

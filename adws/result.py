@@ -32,6 +32,7 @@ class Attempt:
     verify: dict[str, Any] | None = None  # adws.verify.Verification.to_dict(), when a verify command ran
     patch: str | None = None  # the failed attempt's changes, saved by the workdir policy
     workdir: str | None = None  # the directory it ran in
+    waited_seconds: float = 0.0  # waited for the announced reset before retrying this account (wait_for_reset)
 
     def to_dict(self) -> dict[str, Any]:
         usage = None
@@ -47,6 +48,7 @@ class Attempt:
             "reset_at": self.reset_at.isoformat() if self.reset_at else None,
             "stdout_path": self.stdout_path, "stderr_path": self.stderr_path,
             "verify": self.verify, "patch": self.patch, "workdir": self.workdir,
+            "waited_seconds": self.waited_seconds,
         }
 
 

@@ -9,7 +9,7 @@ Explain walks every rule with the same compiled predicates, so explain and route
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -22,6 +22,8 @@ from adws.conditions import Condition
 from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
 from adws.intake import prepare
+from adws.need import NeedSpec, estimate_need
+from adws.scoring import TierFacts, TierScore, order_tiers
 from adws.strategies import STRATEGIES
 from adws.task import Task, coerce_task
 from adws.taskview import PRIORITY_RANK, TaskView
@@ -174,6 +176,11 @@ class Explanation:
         return "\n".join([*render_decision(self.decision), *render_rules(self)])
 
 
+# A plan: its steps in the order to try them, the skipped candidates, how the tiers were ordered, and every
+# tier's score when that order is not the chain.
+Plan = tuple[list[Step], list[Skip], str, tuple[TierScore, ...]]
+
+
 class PlanInput(NamedTuple):
     """Everything a plan depends on: the plan cache's key, and the only task, environment and state data the
     plan is built from (`_plan` reads nothing else but the clock reading, whose effect on accounts and breakers
@@ -187,6 +194,7 @@ class PlanInput(NamedTuple):
     task_key: str | None  # None unless an account strategy depends on the task
     generation: int  # of the accounts' state snapshot
     keys_set: tuple[str, ...]  # which API-key variables of any provider are set
+    context_tokens: int | None  # the task's size, where some expected need is a multiple of it; else None
 
 
 class ModelRouter:
@@ -203,9 +211,14 @@ class ModelRouter:
         # Plans depend on the task only through these, so identical inputs reuse one plan (see _decide).
         self._windows = sorted({m.context_window for p in config.providers.values() for m in p.models.values()})
         self._by_task = any(STRATEGIES[p.account_strategy].depends_on_task for p in config.providers.values())
+        needs = [p.need for p in config.providers.values()] + [r.need for r in config.rules]
+        # The exact task size enters the plan only where something reads it: a need that is a multiple of it, or
+        # a tier score (fit is adjusted for how much of the context window the task fills).
+        self._context_needs = any(n is not None and n.context_multiple is not None for n in needs) or \
+            config.scoring.order != "chain" or any(r.tier_order not in (None, "chain") for r in config.rules)
         self._key_vars = sorted({v for p in config.providers.values() for v in p.key_vars})
         self._rules = {r.name: r for r in config.rules}
-        self._plans: dict[PlanInput, tuple[list[Step], list[Skip]]] = {}
+        self._plans: dict[PlanInput, Plan] = {}
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -227,23 +240,41 @@ class ModelRouter:
             return Skip(provider.name, why)
         return self.accounts.provider_blocked(provider, now)
 
-    def prepare(self, task: Task | dict[str, Any], now: datetime | None = None,
-                prompt: str | None = None) -> TaskView:
-        return prepare(coerce_task(task), self.config.intake, self.tz, now or self.clock(), prompt)
-
-    def route(self, task: Task | dict[str, Any], *, now: datetime | None = None,
-              prompt: str | None = None) -> Decision:
-        task = coerce_task(task)
+    def coerce(self, task: Task | Mapping[str, Any]) -> Task:
+        """`coerce_task`, listing every problem in one TaskError: when a field is malformed (a negative
+        retry_count), the fields that passed are still checked against the config (an unknown priority or
+        specialization, an override naming no provider)."""
         try:
-            view = prepare(task, self.config.intake, self.tz, now or self.clock(), prompt)
+            return coerce_task(task)
+        except TaskError as exc:
+            if exc.partial is not None:
+                try:
+                    self.prepare_checked(exc.partial, self.clock(), None)
+                except TaskError as more:
+                    exc.problems.extend(more.problems)
+            raise TaskError(exc.problems) from None
+
+    def prepare_checked(self, task: Task, now: datetime,
+                        prompt: str | None) -> tuple[TaskView, tuple[str, str | None, str] | None]:
+        """The task's view and its override (provider, model, source) or None. Raises one TaskError with
+        the problems of both (priority, specialization, override label or attribute)."""
+        try:
+            view = prepare(task, self.config.intake, self.tz, now, prompt)
         except TaskError as exc:  # every problem of the task at once: the override's own too
             try:
                 self._override(task)
             except TaskError as more:
                 exc.problems.extend(more.problems)
-                raise TaskError(exc.problems) from None
-            raise
-        override = self._override(task)
+            raise TaskError(exc.problems) from None
+        return view, self._override(task)
+
+    def prepare(self, task: Task | Mapping[str, Any], now: datetime | None = None,
+                prompt: str | None = None) -> TaskView:
+        return prepare(self.coerce(task), self.config.intake, self.tz, now or self.clock(), prompt)
+
+    def route(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
+              prompt: str | None = None) -> Decision:
+        view, override = self.prepare_checked(self.coerce(task), now or self.clock(), prompt)
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self.config.enabled:
@@ -256,7 +287,7 @@ class ModelRouter:
                 return self._decide(view, "rule", rule, None)
         return self._decide(view, "default", None, None)
 
-    def explain(self, task: Task | dict[str, Any], *, now: datetime | None = None,
+    def explain(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
                 prompt: str | None = None) -> Explanation:
         decision = self.route(task, now=now, prompt=prompt)
         view = decision.view
@@ -314,18 +345,19 @@ class ModelRouter:
         inp = PlanInput(via, rule.name if rule else None, override[:2] if override else None, view.specialization,
                         windows[fits] if fits < len(windows) else None,
                         view.task_id if self._by_task else None, self.accounts.generation(view.local_now),
-                        tuple([v for v in self._key_vars if environ.get(v)]))
+                        tuple([v for v in self._key_vars if environ.get(v)]),
+                        view.context_tokens if self._context_needs else None)
         cached = self._plans.get(inp)
         if cached is None:
             if len(self._plans) > 4096:  # a new state generation makes old keys dead; keep memory bounded
                 self._plans.clear()
             cached = self._plans[inp] = self._plan(inp, view.local_now)
-        plan, skipped = list(cached[0]), list(cached[1])
+        steps, skips, order, scores = cached
         return Decision(rule=rule.name if rule else ("override" if override else "default"), via=via,
-                        plan=plan, skipped=skipped, view=view, now=view.local_now, matched=rule,
-                        override_source=override[2] if override else None)
+                        plan=list(steps), skipped=list(skips), view=view, now=view.local_now, matched=rule,
+                        override_source=override[2] if override else None, order=order, scores=scores)
 
-    def _plan(self, inp: PlanInput, now: datetime) -> tuple[list[Step], list[Skip]]:
+    def _plan(self, inp: PlanInput, now: datetime) -> Plan:
         """The plan's steps and the skipped candidates, from `inp` alone (and `now`, see PlanInput)."""
         cfg = self.config
         explicit: dict[str, str] = {}
@@ -354,13 +386,19 @@ class ModelRouter:
             tiers.extend(t for t in rest if t != target)
         steps: list[Step] = []
         skipped: list[Skip] = []
+        facts: list[TierFacts] = []
         pinned = rule.account if rule is not None else None
         for tier in tiers:
-            step = self._step(cfg.providers[tier], explicit.get(tier), inp, now, rule_vars, skipped,
-                              pinned if tier == target else None)
-            if step is not None:
-                steps.append(step)
-        return steps, skipped
+            found = self._step(cfg.providers[tier], explicit.get(tier), inp, now, rule_vars, skipped,
+                               pinned if tier == target else None, rule.need if rule is not None else None)
+            if found is not None:
+                steps.append(found[0])
+                facts.append(found[1])
+        order = (rule.tier_order if rule is not None else None) or cfg.scoring.order
+        if order == "chain" or len(steps) < 1:
+            return steps, skipped, "chain", ()
+        positions, scores = order_tiers(facts, order, cfg.scoring)
+        return [steps[i] for i in positions], skipped, order, tuple(scores[i] for i in positions)
 
     def _after(self, target: str) -> tuple[str, ...]:
         chain = self.config.chain
@@ -369,7 +407,8 @@ class ModelRouter:
         return chain
 
     def _step(self, provider: ProviderSpec, explicit: str | None, inp: PlanInput, now: datetime,
-              rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None) -> Step | None:
+              rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None,
+              rule_need: NeedSpec | None = None) -> tuple[Step, TierFacts] | None:
         gate = self.gate(provider, now, inp.keys_set)
         if gate is not None:
             skipped.append(gate)
@@ -378,7 +417,10 @@ class ModelRouter:
         if model is None and provider.models:
             skipped.append(Skip(provider.name, reason))
             return None
-        ranking = self.accounts.rank(provider, inp.task_key, now)
+        model_id = model.id if model else explicit
+        need = estimate_need(rule_need or provider.need, provider.name, inp.specialization, inp.context_tokens or 0,
+                             self.accounts)
+        ranking = self.accounts.rank(provider, inp.task_key, now, model=model_id, need=need)
         skipped.extend(ranking.skipped)
         if not ranking.usable:
             return None
@@ -386,10 +428,15 @@ class ModelRouter:
         if pinned in accounts:
             # The rule's account goes first; the tier's other usable accounts stay behind it for next_account.
             accounts = (pinned, *(a for a in accounts if a != pinned))
-        model_id = model.id if model else explicit
         model_vars = model.vars if model else {}
         variables = {**provider.vars, **model_vars, **rule_vars}
-        return Step(provider.name, model_id, accounts[0] if accounts else None, accounts, variables, reason)
+        facts = TierFacts(provider.name, model_id, ranking.first_percent, model.latency_ms if model else None,
+                          inp.specialization, model.score(inp.specialization, provider.scores) if model else
+                          provider.scores.get(inp.specialization, provider.scores.get("general", 0)),
+                          inp.context_tokens or 0,
+                          model.context_window if model else None, model.cost_per_1k_tokens if model else 0.0)
+        return Step(provider.name, model_id, accounts[0] if accounts else None, accounts, variables, reason,
+                    need), facts
 
     def _model(self, provider: ProviderSpec, explicit: str | None,
                inp: PlanInput) -> tuple[ModelSpec | None, str]:

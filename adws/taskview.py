@@ -9,6 +9,7 @@ from typing import Any
 
 # The declared order of priorities, highest first; conditions compare ranks.
 PRIORITY_RANK: dict[str, int] = {"critical": 3, "high": 2, "normal": 1, "low": 0}
+NO_PRIORITY_RANK = -1  # a task without a priority: below every declared one, and matched by no priority condition
 
 
 @dataclass(slots=True)
@@ -17,7 +18,7 @@ class TaskView:
     number: int | None
     title: str
     labels: frozenset[str]  # lowercased: GitHub compares labels case-insensitively
-    priority: str
+    priority: str | None  # None: none given and no default_priority declared
     priority_rank: int
     retry_count: int
     specialization: str

@@ -77,10 +77,15 @@ def render_decision(decision: Decision, providers: Mapping[str, ProviderSpec] | 
         lines.append("plan:")
         for i, step in enumerate(d.plan, 1):
             account = f" account={step.account}" if step.account else ""
-            lines.append(f"  {i}. {step.provider} model={step.model}{account} — {step.model_reason}")
+            need = f"; {step.need.describe()}" if step.need is not None else ""  # the fit test's figure
+            lines.append(f"  {i}. {step.provider} model={step.model}{account} — {step.model_reason}{need}")
             checked = declared(d, providers[step.provider]) if providers and step.provider in providers else ()
             if checked:
                 lines.append(f"     then verify: {' '.join(checked)} (non-zero: verify_failed)")
+    if d.scores:  # tiers ordered by_score or cheapest: every component of every tier's score
+        lines.append(f"tier scores (plan ordered {d.order.replace('_', ' ')}):")
+        for score in d.scores:
+            lines += [f"  {score.describe()}", f"    {'; '.join(score.notes)}"]
     if d.skipped:
         lines.append("skipped:")
         lines += [f"  {skip_line(skip, zone, d.now)}" for skip in d.skipped]

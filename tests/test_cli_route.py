@@ -150,7 +150,8 @@ def test_explain_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "why (task #7 at 2026-11-18 14:00 CET):" in lines
     assert '  rule "code-sonnet" (priority 30) matched' in lines
     assert "  [  30] code-sonnet: MATCH (first match wins)" in lines
-    assert "  1. antigravity model=claude-sonnet-4.6 account=ag-1 — model claude-sonnet-4.6 as chosen" in lines
+    assert ("  1. antigravity model=claude-sonnet-4.6 account=ag-1 — model claude-sonnet-4.6 as chosen; ~30,000 "
+            "expected (fixed figure; only 0 code runs recorded, 5 needed to learn) + 3,000 margin") in lines
     # Without --explain: the same answer, plan and reasons, and no rule table.
     code, plain, _ = adws(capsys, "route", "--config", CONFIG, "--task-json", BUG, "--at", AT)
     assert code == 0

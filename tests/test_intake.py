@@ -27,6 +27,7 @@ timezone = "UTC"
 [routing.intake]
 priority_labels = { "priority:P0" = "critical", "priority:P1" = "high", "P3" = "low", "Urgent" = "critical" }
 chars_per_token = 2.0
+default_priority = "normal"
 
 [routing.intake.specialization_labels]
 "type:docs" = "docs"
@@ -81,6 +82,15 @@ def test_priority(config: CompiledConfig, task: dict[str, Any], priority: str, s
     assert view.priority_rank == {"critical": 3, "high": 2, "normal": 1, "low": 0}[priority]
 
 
+def test_no_priority_without_a_declared_default() -> None:
+    # As in the older router: a task without a priority has none unless default_priority is declared.
+    config = compile_config(parse_toml(INTAKE.replace('default_priority = "normal"\n', "")))
+    view = view_of(config, {"title": "no priority"})
+    assert (view.priority, view.priority_rank, view.sources["priority"]) == (
+        None, -1, "none given; no default_priority declared")
+    assert view_of(config, {"labels": ["priority:P1"]}).priority == "high"
+
+
 @pytest.mark.parametrize(("priority", "message"), [
     ("urgnt", 'invalid task: priority: unknown value "urgnt"; use critical, high, normal, low, P0-P3 or 0-3'),
     ("hihg", 'invalid task: priority: unknown value "hihg" (did you mean "high"?); '
@@ -106,7 +116,7 @@ def test_priority_numbers_are_declared() -> None:
 
 
 def test_default_priority_is_declared() -> None:
-    config = compile_config(parse_toml(INTAKE.replace("chars_per_token = 2.0", 'default_priority = "low"')))
+    config = compile_config(parse_toml(INTAKE.replace('default_priority = "normal"', 'default_priority = "low"')))
     assert view_of(config, {}).priority == "low"
 
 

@@ -238,3 +238,52 @@ def test_limits_must_be_positive() -> None:
     assert str(exc.value) == "quota tokens must be > 0 (leave it out for no limit), got 0"
     assert QuotaLimits().unlimited
     assert not QuotaLimits(requests=50).unlimited
+
+
+# -- alerts, burn rate, exhaustion -----------------------------------------------------------------------------
+
+
+def test_alert_levels() -> None:
+    from adws.quota import alert_level
+
+    assert [alert_level(p, (80.0, 95.0), 95.0) for p in (10, 80, 94.9, 95, 100)] == [
+        None, ">= 80%", ">= 80%", "blocked (>= 95%)", "exhausted"]
+
+
+def test_burn_rate_projects_exhaustion_before_the_reset() -> None:
+    from adws.quota import burn_rate
+
+    start, now, reset = utc(2026, 11, 15), utc(2026, 11, 17), utc(2026, 11, 22)
+    burn = burn_rate(Usage(input_tokens=240000, output_tokens=0), QuotaLimits(tokens=500000), start, now, reset)
+    assert burn is not None
+    assert (burn.dimension, burn.per_hour, burn.percent) == ("tokens", 5000.0, 48.0)
+    assert burn.exhausts_at == now + timedelta(hours=52)
+    assert burn.exhausts_before_reset
+    assert burn.describe(now) == "burning 5,000 tokens/h; exhausted in 2d 4h00m (capacity back in 5d 0h00m)"
+
+
+def test_burn_rate_that_lasts_until_the_reset_and_the_fullest_dimension() -> None:
+    from adws.quota import burn_rate
+
+    start, now, reset = utc(2026, 11, 15), utc(2026, 11, 16), utc(2026, 11, 22)
+    usage = Usage(requests=40, input_tokens=1000)
+    burn = burn_rate(usage, QuotaLimits(tokens=500000, requests=50), start, now, reset)
+    assert burn is not None and burn.dimension == "requests"  # 80% of requests beats 0.2% of tokens
+    assert burn.describe(now) == "burning 1.7 requests/h; exhausted in 6h00m (capacity back in 6d 0h00m)"
+    slow = burn_rate(Usage(input_tokens=24000), QuotaLimits(tokens=500000), start, now, reset)
+    assert slow is not None and not slow.exhausts_before_reset
+    assert slow.describe(now) == "burning 1,000 tokens/h; lasts until the reset (capacity back in 6d 0h00m)"
+    idle = burn_rate(Usage(requests=0), QuotaLimits(tokens=500000), start, now, None)
+    assert idle is not None and idle.describe(now) == "burning 0 tokens/h; not being spent"
+    spent = burn_rate(Usage(input_tokens=500000), QuotaLimits(tokens=500000), start, now, reset)
+    assert spent is not None and spent.exhausts_at is None
+    assert spent.describe(now).startswith("burning 20,833 tokens/h; exhausted (capacity back in 6d")
+    assert burn_rate(usage, QuotaLimits(), start, now, reset) is None
+
+
+def test_a_period_younger_than_a_minute_counts_as_a_minute() -> None:
+    from adws.quota import burn_rate
+
+    start = utc(2026, 11, 15)
+    burn = burn_rate(Usage(input_tokens=1000), QuotaLimits(tokens=500000), start, start + timedelta(seconds=1), None)
+    assert burn is not None and burn.per_hour == 60000.0

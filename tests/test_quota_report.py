@@ -119,6 +119,17 @@ def test_quota_text(config: str, capsys: pytest.CaptureFixture[str]) -> None:
         "                -",
         "(~ = includes estimated usage; an alert is announced by the provider or computed from usage)",
         "",
+        "burn rate over the current period:",
+        "  antigravity/ag-1: burning 1,176 tokens/h; lasts until the reset (capacity back in 3d 11h00m)",
+        "  antigravity/ag-2: burning 4,706 tokens/h; exhausted in 21h15m (capacity back in 3d 11h00m)",
+        "  antigravity/ag-3: burning 5,647 tokens/h; exhausted in 3h32m (capacity back in 3d 11h00m)",
+        "  antigravity/ag-4: burning 5,894 tokens/h; exhausted (capacity back in 3d 11h00m)",
+        "  copilot: burning 0.1 requests/h; exhausted (capacity back in 12d 11h00m)",
+        "  opencode: burning 19,200 tokens/h; exhausted in 0h12m (capacity back in 3h00m)",
+        # The tier as a whole: 1,481,000 of 2,000,000 tokens in 3.5 days of the week.
+        "  tier antigravity (4 accounts, 74.1% used): burning 17,424 tokens/h; exhausted in 1d 5h47m "
+        "(capacity back in 3d 11h00m)",
+        "",
     ])
 
 
@@ -135,8 +146,13 @@ def test_quota_json_rows(config: str, capsys: pytest.CaptureFixture[str]) -> Non
         "limits": {"tokens": 500_000, "requests": None, "cost_usd": None},
         "percent": 96.0, "alert": "blocked (>= 95%)",
         "resets_at": "2026-11-22T00:00:00+00:00", "resets_in": "3d 11h00m",
-        "cooldown_until": "2026-11-18T16:00:00+00:00", "cooldown_reason": "rate_limited",
+        "cooldown_until": "2026-11-18T16:00:00+00:00", "cooldown_reason": "rate_limited", "pool": None,
         "alert_source": "computed",  # the rate limit it announced is less than the block adws computed
+        "ledger_percent": 96.0, "observed": None,
+        # 480,000 tokens in the 85 h since Sunday: 5,647/h, so the last 20,000 last 3h32m.
+        "burn": {"dimension": "tokens", "per_hour": 5647.059, "exhausts_at": "2026-11-18T16:32:30+00:00",
+                 "exhausts_in": "3h32m", "exhausts_before_reset": True,
+                 "text": "burning 5,647 tokens/h; exhausted in 3h32m (capacity back in 3d 11h00m)"},
     }
     # Alert levels: none below 80%, then 80, 95 (where that is not already the hard block), exhausted.
     assert [(r["account"] if r["provider"] == "antigravity" else r["provider"], r["percent"], r["alert"])
@@ -222,3 +238,107 @@ def test_quota_times_are_to_the_minute_in_the_routing_timezone() -> None:
     assert [label.strip() for label in head.split("  ") if label.strip()] == [
         "provider/account", "used / limit", "% used", "alert", "next reset", "cooling down"]
     assert line.endswith("Sun 22 Nov 01:00 CET (in 3d 11h00m)  until 16:30 CET (rate_limited)")
+
+
+POOLED = """
+[providers.antigravity]
+command_template = ["opencode", "run", "-m", "{{ model }}"]
+prompt = "stdin"
+[providers.antigravity.models."claude-sonnet-4.6"]
+context_window = 200000
+[providers.antigravity.models."gemini-3-pro"]
+context_window = 1000000
+[providers.antigravity.quota.pools.claude]
+models = ["claude-*"]
+tokens = 300000
+reset = "0 0 * * 0"
+[providers.antigravity.quota.pools.gemini]
+models = ["gemini-*"]
+tokens = 100000
+window = "5h"
+[[providers.antigravity.accounts]]
+name = "ag-1"
+[[providers.antigravity.accounts]]
+name = "ag-2"
+"""
+
+
+def test_quota_shows_each_pool_with_its_own_limits_and_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(POOLED, encoding="utf-8")
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
+    store = open_store("sqlite", str(tmp_path / "state.sqlite3"))
+    store.record_usage(UsageRecord("antigravity", "ag-1/claude", AT - timedelta(days=1), Usage(2, 150_000, 0)))
+    store.record_usage(UsageRecord("antigravity", "ag-1/gemini", AT - timedelta(hours=1), Usage(1, 99_000, 0)))
+    store.set_cooldown("antigravity", "ag-1/gemini", Cooldown(AT + timedelta(hours=4), "rate_limited"))
+    store.close()
+    rows = quota_json(capsys, str(path))
+    assert [(r["account"], r["pool"], r["percent"], r["alert"], r["resets_in"], r["cooldown_until"])
+            for r in rows] == [
+        ("ag-1", "claude", 50.0, None, "3d 11h00m", None),
+        ("ag-1", "gemini", 99.0, "blocked (>= 95%)", "4h00m", "2026-11-18T17:00:00+00:00"),
+        ("ag-2", "claude", 0.0, None, "3d 11h00m", None),
+        ("ag-2", "gemini", 0.0, None, None, None),
+    ]
+    assert main(["quota", "--config", str(path), "--at", AT_ARG]) == 0
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if line.startswith("antigravity/ag-1/gemini"))
+    assert line.endswith("  until 17:00 UTC (rate_limited)")
+    assert "99,000 tok / 100,000   99.0%  blocked (>= 95%)" in line and "17:00 UTC (in 4h00m)" in line
+    assert "  tier antigravity/claude (2 accounts, 25.0% used): burning 1,765 tokens/h; lasts until the reset" \
+        in text
+
+
+SYNCED = """
+[providers.antigravity]
+command_template = ["opencode", "run"]
+prompt = "stdin"
+usage_command = ["{{ config_dir }}/usage.py", "{{ account }}"]
+[providers.antigravity.quota]
+tokens = 500000
+reset = "0 0 * * 0"
+[[providers.antigravity.accounts]]
+name = "ag-1"
+[[providers.antigravity.accounts]]
+name = "ag-2"
+[[providers.antigravity.accounts]]
+name = "ag-3"
+usage_command = ["{{ config_dir }}/missing-usage-tool"]
+"""
+
+
+def test_quota_sync_records_observations_and_shows_both_figures(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    (tmp_path / "config.toml").write_text(SYNCED, encoding="utf-8")
+    script = tmp_path / "usage.py"
+    # The account's real usage as its own tool reports it: ag-1 was used outside adws, ag-2 was not.
+    script.write_text(f"#!{sys.executable}\nimport json, sys\nused = {{'ag-1': 315000, 'ag-2': 0}}[sys.argv[1]]\n"
+                      'print(json.dumps({"quota": {"used": used, "reset": "2026-11-22T00:00:00Z"}}))\n',
+                      encoding="utf-8")
+    script.chmod(0o755)
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
+    store = open_store("sqlite", str(tmp_path / "state.sqlite3"))
+    store.record_usage(UsageRecord("antigravity", "ag-1", AT - timedelta(days=1), Usage(2, 100_000, 0)))  # 20%
+    store.record_usage(UsageRecord("antigravity", "ag-2", AT - timedelta(days=1), Usage(2, 200_000, 0)))  # 40%
+    store.close()
+    assert main(["quota", "--config", str(tmp_path / "config.toml"), "--at", AT_ARG, "--sync", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"adws: antigravity/ag-3: usage_command {tmp_path}/missing-usage-tool: executable not "
+                            f"found: {tmp_path}/missing-usage-tool\n")
+    rows = {r["account"]: r for r in json.loads(captured.out)}
+    assert (rows["ag-1"]["percent"], rows["ag-1"]["ledger_percent"], rows["ag-1"]["alert"]) == (63.0, 20.0, None)
+    assert rows["ag-1"]["observed"] == {
+        "percent": 63.0, "source": "usage_command", "at": "2026-11-18T13:00:00+00:00",
+        "reset_at": "2026-11-22T00:00:00+00:00", "counts": True,
+        "text": "ledger 20.0%, observed 63.0% (usage_command 0m ago): observed counts"}
+    # Lower than the ledger: shown, but the ledger counts.
+    assert (rows["ag-2"]["percent"], rows["ag-2"]["observed"]["counts"]) == (40.0, False)
+    assert rows["ag-3"]["observed"] is None
+    # Without --sync, the recorded observation is still shown; nothing runs.
+    script.unlink()
+    assert main(["quota", "--config", str(tmp_path / "config.toml"), "--at", AT_ARG]) == 0
+    # The observed column, beside the ledger's figure.
+    assert "  ledger 20.0%, observed 63.0% (usage_command 0m ago): observed counts\n" in capsys.readouterr().out

@@ -21,7 +21,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -43,10 +43,11 @@ from adws.compiled import (
     ScenarioSpec,
 )
 from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
+from adws.config import quota_load
 from adws.config.lines import key_lines, line_of
 from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
-from adws.config.schema import Config, LLMConfig, ProviderConfig, QuotaConfig, RuleConfig
+from adws.config.schema import Config, LLMConfig, PoolConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.cron import CronMatcher
 from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
 from adws.files import unsafe_run_root
@@ -243,7 +244,7 @@ def _raw_list(raw: Any, *path: str) -> list[Any]:
 
 # --- pass 3: providers -----------------------------------------------------------------------------------------
 
-def _quota(q: QuotaConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> QuotaSpec | None:
+def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> QuotaSpec | None:
     if q is None:
         return None
     window = None
@@ -255,11 +256,14 @@ def _quota(q: QuotaConfig | None, loc: Loc, tz: ZoneInfo, check: _Checker) -> Qu
     if q.timezone is not None:
         found = _zone(q.timezone, (*loc, "timezone"), check)
         zone = found.key if found is not None else zone
-    for i, pct in enumerate(q.alert_percent):
+    for i, pct in enumerate(q.alert_percent or ()):
         if not 0 < pct <= 100:
             check.add((*loc, "alert_percent", i), f"must be within 0-100, got {pct}")
-    return QuotaSpec(q.tokens, q.requests, q.cost_usd, q.reset, zone, window, q.hard_block_percent,
-                     tuple(sorted(q.alert_percent)))
+    spec = QuotaSpec(q.tokens, q.requests, q.cost_usd, q.reset, zone, window, q.hard_block_percent or 95.0,
+                     tuple(sorted(q.alert_percent or ())))
+    if isinstance(q, QuotaConfig) and q.pools:
+        spec = replace(spec, pools=quota_load.pools(loc, q.pools, spec, lambda pq, at: _quota(pq, at, tz, check)))
+    return spec
 
 
 def _template_variables(p: ProviderConfig) -> set[str]:
@@ -365,7 +369,9 @@ def _accounts(loc: Loc, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> tup
             check.add((*loc, "accounts", i, "name"), f'duplicate account name "{acc.name}"')
         seen.add(acc.name)
         accounts.append(AccountSpec(acc.name, acc.enabled, {k: from_legacy(v) for k, v in acc.env.items()},
-                                    acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check)))
+                                    acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check),
+                                    tuple(acc.usage_command or ())))
+        quota_load.check_usage_command((*loc, "accounts", i, "usage_command"), tuple(acc.usage_command or ()), check)
     return tuple(accounts)
 
 
@@ -414,7 +420,7 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
     if "{{" in executable or "{%" in executable:
         check.add((*loc, "executable" if p.executable else "command_template"),
                   "the program to run must be a fixed name or path, not a template")
-    return ProviderSpec(
+    spec = ProviderSpec(
         name=name, enabled=p.enabled, description=p.description, command=command, executable=executable,
         uses_prompt_file=uses_prompt_file,
         uses_model=any("model" in (variables_of(element) or ()) for element in command),
@@ -428,7 +434,10 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
         verify=_verify_templates(p.verify, (*loc, "verify"), _template_variables(p), check),
         verify_timeout=p.verify_timeout,
         prompt_suffix=_one_template(p.prompt_suffix, (*loc, "prompt_suffix"), _template_variables(p), check),
+        **quota_load.provider_extras(loc, p, check),
     )
+    quota_load.check_pools(loc, spec, check)
+    return spec
 
 
 def _verify_templates(sources: list[str] | None, loc: Loc, allowed: set[str],
@@ -606,7 +615,7 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
         name=r.name, priority=r.priority, order=i, enabled=r.enabled, description=r.description,
         conditions=conditions, raw_conditions=r.conditions, provider=provider, model=r.model, account=r.account,
         models=dict(r.models), chain=tuple(r.chain) if r.chain is not None else None, fallback=r.fallback,
-        vars=dict(r.vars), workdir=r.workdir,
+        vars=dict(r.vars), workdir=r.workdir, tier_order=r.order, need=quota_load.need_spec(r.need),
         verify=_verify_templates(r.verify, (*loc, "verify"), set(BUILTIN_VARIABLES) | set(r.vars), check)
         if r.verify is not None else None,
         prompt_suffix=_one_template(r.prompt_suffix, (*loc, "prompt_suffix"), set(BUILTIN_VARIABLES) | set(r.vars),
@@ -774,6 +783,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     if unsafe is not None:  # adws prunes old runs there: it must be a directory of its own (adws.files)
         check.add(("run", "dir"), f'"{cfg.run.dir}" {unsafe}; point [run] dir at a directory of its own, '
                                   'e.g. ".adws/runs"')
+    scoring = quota_load.scoring_spec(routing.scoring, providers, check)
     if structure_problems or check.problems:
         raise ConfigError([*structure_problems, *check.problems], source)
     assert backend is not None  # an unknown one is a problem above
@@ -794,7 +804,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         audit_enabled=cfg.audit.enabled,
         audit_path=resolve(cfg.audit.path), audit_include_prompt=cfg.audit.include_prompt,
         run_dir=resolve(cfg.run.dir), output_cap_bytes=cfg.run.output_cap_bytes, keep_runs=cfg.run.keep_runs,
-        scenarios=scenarios, raw=raw, workdir_policy=cfg.run.workdir,
+        scenarios=scenarios, raw=raw, workdir_policy=cfg.run.workdir, scoring=scoring,
         state_options={key: getattr(cfg.state, key) for key in backend.reads if key != backend.setting},
     )
 

@@ -89,7 +89,9 @@ class IntakeConfig(StrictModel):
         default_factory=lambda: ["critical", "high", "normal", "low"],  # type: ignore[arg-type]
         description="An integer priority N on a task means priority_numbers[N] (P0 = critical).",
     )
-    default_priority: Priority = "normal"
+    default_priority: Priority | None = Field(
+        None, description="Priority of a task that has none; unset: it has none and matches no priority condition."
+    )
     specialization_labels: dict[str, str] = Field(
         default_factory=dict, description="Label (case-insensitive, globs allowed) -> specialization."
     )
@@ -125,6 +127,50 @@ class BreakerConfig(StrictModel):
     )
 
 
+class NeedConfig(StrictModel):
+    """Expected need of a task (tokens): a fixed figure, a multiple of context_tokens, or learned (adws.need)."""
+
+    tokens: int | None = Field(None, gt=0, description="A fixed figure.")
+    context_multiple: float | None = Field(None, gt=0, description="Need = this × the task's context_tokens.")
+    learned_runs: int | None = Field(None, ge=1, description="Median of this many recent runs of the same "
+                                     "provider and specialization; tokens/context_multiple until min_runs exist.")
+    min_runs: int = Field(5, ge=1)
+    margin_percent: float = Field(0.0, ge=0, le=1000, description="Added to the need before the fit test.")
+
+    @model_validator(mode="after")
+    def _one_basis(self) -> NeedConfig:
+        if self.tokens is None and self.context_multiple is None and self.learned_runs is None:
+            raise ValueError("give `tokens`, `context_multiple` or `learned_runs`")
+        if self.tokens is not None and self.context_multiple is not None:
+            raise ValueError("give `tokens` (a fixed figure) or `context_multiple`, not both")
+        if self.learned_runs is not None and self.min_runs > self.learned_runs:
+            raise ValueError(f"min_runs ({self.min_runs}) cannot exceed learned_runs ({self.learned_runs})")
+        return self
+
+
+TierOrder = Literal["chain", "by_score", "cheapest"]
+
+
+class WeightsConfig(StrictModel):
+    quota: float = Field(0.4, ge=0)
+    latency: float = Field(0.3, ge=0)
+    fit: float = Field(0.3, ge=0)
+    cost: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> WeightsConfig:
+        if not (self.quota or self.latency or self.fit or self.cost):
+            raise ValueError("at least one weight must be > 0")
+        return self
+
+
+class ScoringConfig(WeightsConfig):
+    """`[routing.scoring]`: weights of the tier score, per-provider overrides, the default tier order."""
+
+    order: TierOrder = Field("chain", description="Tier order of decisions whose rule gives none.")
+    providers: dict[str, WeightsConfig] = Field(default_factory=dict, description="Per-provider weights.")
+
+
 class RuleConfig(StrictModel):
     name: str = Field(min_length=1)
     priority: int = Field(50, ge=-1_000_000, le=1_000_000,
@@ -142,6 +188,8 @@ class RuleConfig(StrictModel):
     verify: list[str] | None = Field(None, description="Argv templates checking a successful attempt's work.")
     workdir: WorkdirPolicy | None = Field(None, description="This rule's [run] workdir policy.")
     prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
+    order: TierOrder | None = Field(None, description='"chain", "by_score" or "cheapest"; default routing.scoring.')
+    need: NeedConfig | None = Field(None, description="Expected need for this rule's tasks (overrides providers').")
 
 
 class RoutingConfig(StrictModel):
@@ -155,6 +203,7 @@ class RoutingConfig(StrictModel):
     actions: dict[Outcome, Action] = Field(default_factory=dict, description="Outcome class -> action.")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
 
 
 class ModelConfig(StrictModel):
@@ -166,6 +215,39 @@ class ModelConfig(StrictModel):
     description: str = ""
 
 
+class PoolConfig(StrictModel):
+    """`[providers.NAME.quota.pools.P]`: a share of the quota drawn on only by the models its globs select."""
+
+    models: list[str] = Field(min_length=1, description='Globs over model ids, e.g. ["claude-*"].')
+    tokens: int | None = Field(None, gt=0)
+    requests: int | None = Field(None, gt=0)
+    cost_usd: float | None = Field(None, gt=0)
+    reset: str | None = None
+    window: str | None = None
+    timezone: str | None = None
+    hard_block_percent: float | None = Field(None, gt=0, le=100, description="Default: the quota's.")
+    alert_percent: list[float] | None = Field(None, description="Default: the quota's.")
+
+    @model_validator(mode="after")
+    def _limits_and_period(self) -> PoolConfig:
+        _check_period(self.reset, self.window, self.tokens, self.requests, self.cost_usd, required=True)
+        return self
+
+
+def _check_period(reset: str | None, window: str | None, *limits: float | None, required: bool) -> None:
+    if reset is not None and window is not None:
+        raise ValueError("give `reset` (a cron expression) or `window` (a rolling period), not both")
+    if all(limit is None for limit in limits):
+        if required:
+            raise ValueError("give at least one limit: `tokens`, `requests` or `cost_usd`")
+        if reset is not None or window is not None:
+            raise ValueError("a period without a limit limits nothing: give `tokens`, `requests` or `cost_usd`")
+        return
+    if reset is None and window is None:
+        raise ValueError('the quota needs a period: give `reset` (a cron expression such as "0 0 * * 0") '
+                         'or `window` (a rolling period such as "5h")')
+
+
 class QuotaConfig(StrictModel):
     tokens: int | None = Field(None, gt=0, le=10**15, description="Tokens (input + output) per period.")
     requests: int | None = Field(None, gt=0, le=10**12, description="Requests (attempts) per period.")
@@ -175,16 +257,12 @@ class QuotaConfig(StrictModel):
     timezone: str | None = Field(None, description="Timezone of `reset`; default: routing.timezone.")
     hard_block_percent: float = Field(95.0, gt=0, le=100)
     alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0])
+    pools: dict[str, PoolConfig] = Field(default_factory=dict, description="Named pools selected by model globs.")
 
     @model_validator(mode="after")
     def _one_period(self) -> QuotaConfig:
-        if self.reset is not None and self.window is not None:
-            raise ValueError("give `reset` (a cron expression) or `window` (a rolling period), not both")
-        if self.reset is None and self.window is None:
-            raise ValueError('the quota needs a period: give `reset` (a cron expression such as "0 0 * * 0") '
-                             'or `window` (a rolling period such as "5h")')
-        if self.tokens is None and self.requests is None and self.cost_usd is None:
-            raise ValueError("give at least one limit: `tokens`, `requests` or `cost_usd`")
+        # With pools, the quota's own limits are optional: they govern the models no pool selects.
+        _check_period(self.reset, self.window, self.tokens, self.requests, self.cost_usd, required=not self.pools)
         return self
 
 
@@ -194,6 +272,7 @@ class AccountConfig(StrictModel):
     env: dict[str, str] = Field(default_factory=dict, description="Environment overrides for this account.")
     api_key_env: str | None = Field(None, description="The variable holding this account's key.")
     quota: QuotaConfig | None = Field(None, description="This account's own quota, else the provider's.")
+    usage_command: list[str] | None = Field(None, min_length=1, description="This account's own usage_command.")
 
 
 class PatternConfig(StrictModel):
@@ -234,6 +313,11 @@ class ProviderConfig(StrictModel):
     verify: list[str] = Field(default_factory=list, description="Argv templates run after a successful attempt.")
     verify_timeout: float = Field(600.0, gt=0, description="Seconds the verify command may run.")
     prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
+    need: NeedConfig | None = Field(None, description="Expected need per task, for the fit test.")
+    usage_command: list[str] | None = Field(None, min_length=1, description="argv templates printing usage JSON.")
+    usage_sync_interval: str | None = Field(None, description='Run usage_command before routing at most this '
+                                            'often, e.g. "10m"; unset: only `adws quota --sync` runs it.')
+    wait_for_reset: float = Field(0.0, ge=0, le=3600, description="Seconds: a limit resetting sooner is waited out.")
 
     _split_command = field_validator("command_template", mode="before")(_split_words)
 

@@ -138,7 +138,8 @@ def _quota_series(quota: QuotaSpec, events: list[tuple[datetime, int, int, float
 def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime, as_of: datetime) -> list[str]:
     """One plot per metered provider, each followed by a table: use, alert level, countdown to the reset and
     the projected exhaustion per account as of `as_of`."""
-    from adws.reports import _alert, _span  # the wording of `adws quota`
+    from adws.quota import alert_level as _alert  # the wording of `adws quota`
+    from adws.quota import countdown as _span
 
     figures = []
     for name, provider in config.providers.items():

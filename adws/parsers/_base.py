@@ -123,6 +123,7 @@ class Acc:
     rate_limited: bool = False
     reset_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
+    usage_readings: list[tuple[str, float, datetime | None]] = field(default_factory=list)  # ParsedOutput's
     # Usage: per-call figures add up unless a record reported the run's total, which then wins.
     input_tokens: int = 0
     output_tokens: int = 0
@@ -185,6 +186,7 @@ class Acc:
             rate_limited=self.rate_limited,
             well_formed=self.recognised > 0,
             notes=self.notes,
+            usage_readings=self.usage_readings,
             declared=self.declared,
             requests=self.requests,
         )

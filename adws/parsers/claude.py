@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adws.attempt import OutcomeClass
+from adws.observe import from_claude_rate_limit
 from adws.parsers._base import Acc, Record, integer, number, obj, string, text_of, typed_parser, with_status
 from adws.parsers.reset import from_epoch
 
@@ -47,6 +48,9 @@ def _claude_rate_limit_event(record: Record, acc: Acc) -> None:
     info = obj(record.get("rate_limit_info"))
     status = string(info.get("status")) or "unknown"
     overage_rejected = info.get("isUsingOverage") is True and info.get("overageStatus") == "rejected"
+    reading = from_claude_rate_limit(info)  # allowed_warning with utilization: the account's real usage
+    if reading is not None:
+        acc.usage_readings.append((reading[2], reading[0], reading[1]))
     if status != "rejected" and not overage_rejected:
         if status != "allowed":  # "allowed_warning" and friends are heartbeats, not rejections
             acc.notes.append(f"rate limit status {status}")

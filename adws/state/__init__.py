@@ -35,6 +35,7 @@ from adws.state.base import (
     BREAKER_STATES,
     BreakerState,
     Cooldown,
+    Observation,
     StateStore,
     StateStoreError,
     UsageRecord,
@@ -224,6 +225,14 @@ class PendingStore:
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         return self._reader().active_slots(now)
 
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        return self._reader().reservations(now)
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        return self._reader().observations()
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        return self._reader().recent_runs(provider, specialization, limit)
     def usage_records(self) -> Iterator[UsageRecord]:
         return self._reader().usage_records()
 
@@ -281,6 +290,18 @@ class PendingStore:
     def release_slot(self, provider: str, holder: str) -> None:
         self._writer().release_slot(provider, holder)
 
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        return self._writer().reserve(provider, subject, holder, tokens, now, until)
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        self._writer().release_reservation(provider, holder)
+
+    def record_observation(self, observation: Observation) -> None:
+        self._writer().record_observation(observation)
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        self._writer().record_run(provider, specialization, at, tokens)
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         return self._writer().import_usage(records)
 

@@ -100,6 +100,43 @@ def check_lease(limit: int, now: datetime, until: datetime) -> tuple[float, floa
     return start, end
 
 
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One reading of an account's (or pool's) real usage from outside the ledger (see adws.observe)."""
+
+    provider: str
+    subject: str  # the quota subject: "acc-03" or "acc-03/claude" (see adws.pools)
+    at: datetime
+    percent: float  # 0-100 (may exceed 100)
+    source: str  # "usage_command" | "claude rate_limit_event (seven_day)"
+    used: float | None = None  # in the window's own unit, where the source gave it
+    limit: float | None = None
+    reset_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        require_aware(self.at, "Observation.at")
+        if self.reset_at is not None:
+            require_aware(self.reset_at, "Observation.reset_at")
+        if not math.isfinite(self.percent) or self.percent < 0:
+            raise ValueError(f"observed percent must be a finite number >= 0, got {self.percent}")
+
+    def in_force(self, now: datetime, period_start: datetime | None) -> bool:
+        """True while the reading still describes the current period."""
+        if self.reset_at is not None:
+            return self.reset_at > now and self.at <= now
+        return period_start is None or period_start <= self.at <= now
+
+
+def check_reservation(tokens: int, now: datetime, until: datetime) -> tuple[float, float]:
+    """Validate reserve()'s arguments; return `now` and `until` as epoch seconds."""
+    if tokens < 0:
+        raise ValueError(f"a reservation cannot be negative, got {tokens} tokens")
+    start, end = to_epoch(now, "now"), to_epoch(until, "until")
+    if end <= start:
+        raise ValueError(f"a reservation must end after now: until {until.isoformat()} <= now {now.isoformat()}")
+    return start, end
+
+
 def add_usage(total: Usage, more: Usage) -> Usage:
     """Sum two usages; the sum is estimated as soon as one part was."""
     return Usage(
@@ -277,6 +314,41 @@ class StateStore(Protocol):
         One round trip. Ends rather than a count: a reader can tell when a full provider frees up without
         asking again (a lease whose holder died expires without any write to announce it).
         """
+        ...
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        """Atomically: forget the provider's reservations that ended (`until <= now`), then reserve `tokens` on
+        `subject` for `holder` until `until` (a holder that has one replaces it). Returns the provider's live
+        reservations per subject as they stood just before this one, so coordinators deciding at the same
+        instant can see who reserved first. Reservations expire like leases: a coordinator that dies mid-run
+        holds nothing for ever."""
+        ...
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        """End the holder's reservation (real usage replaces it); releasing none is not an error."""
+        ...
+
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        """The reservations still live at `now` per (provider, subject): (tokens, end) each, soonest end first.
+        One round trip. Ends rather than a sum: a reader can tell when a dead holder's reservation runs out
+        without asking again (it expires without a write to announce it)."""
+        ...
+
+    def record_observation(self, observation: Observation) -> None:
+        """Keep the reading as the latest of its (provider, subject), unless a later one is already kept."""
+        ...
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        """The latest reading per (provider, subject)."""
+        ...
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        """A successful run's total tokens, for learned needs (adws.need)."""
+        ...
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        """Total tokens of the provider's last `limit` successful runs of `specialization`, newest first."""
         ...
 
     def version(self) -> int:

@@ -17,9 +17,11 @@ from adws.state.base import (
     BreakerState,
     Closing,
     Cooldown,
+    Observation,
     UsageRecord,
     add_usage,
     check_lease,
+    check_reservation,
     from_epoch,
     hour_start,
     roll_up_rows,
@@ -40,6 +42,10 @@ class MemoryStore(Closing):
         self._sticky: dict[str, str] = {}
         self._breakers: dict[str, BreakerState] = {}
         self._slots: dict[str, dict[str, float]] = {}  # provider -> holder -> lease end (epoch seconds)
+        # provider -> holder -> (subject, tokens, end in epoch seconds)
+        self._reserved: dict[str, dict[str, tuple[str, int, float]]] = {}
+        self._observed: dict[tuple[str, str], Observation] = {}
+        self._runs: dict[tuple[str, str], list[tuple[float, int]]] = {}
         self._writes = 0
         self._lock = threading.RLock()
 
@@ -179,6 +185,60 @@ class MemoryStore(Closing):
         limit = to_epoch(now, "now")
         live = {p: sorted(e for e in leases.values() if e > limit) for p, leases in self._slots.items()}
         return {p: tuple(from_epoch(e) for e in ends) for p, ends in live.items() if ends}
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        start, end = check_reservation(tokens, now, until)
+        with self._lock:
+            held = self._reserved.setdefault(provider, {})
+            for h in [h for h, (_, _, e) in held.items() if e <= start]:
+                del held[h]
+            before: dict[str, int] = {}
+            for h, (subj, amount, _) in held.items():
+                if h != holder:
+                    before[subj] = before.get(subj, 0) + amount
+            held[holder] = (subject, tokens, end)
+            self._wrote()
+            return before
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        with self._lock:
+            if self._reserved.get(provider, {}).pop(holder, None) is not None:
+                self._wrote()
+
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        limit = to_epoch(now, "now")
+        out: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        with self._lock:
+            for provider, held in self._reserved.items():
+                for subject, tokens, end in held.values():
+                    if end > limit:
+                        out.setdefault((provider, subject), []).append((end, tokens))
+        return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
+                for key, leases in out.items()}
+
+    def record_observation(self, observation: Observation) -> None:
+        key = (observation.provider, observation.subject)
+        with self._lock:
+            kept = self._observed.get(key)
+            if kept is None or kept.at <= observation.at:
+                self._observed[key] = observation
+                self._wrote()
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        with self._lock:
+            return dict(self._observed)
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        with self._lock:
+            self._runs.setdefault((provider, specialization), []).append((to_epoch(at, "at"), tokens))
+            self._wrote()
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        with self._lock:
+            runs = list(self._runs.get((provider, specialization), []))
+        newest = sorted(range(len(runs)), key=lambda i: (runs[i][0], i), reverse=True)  # ties: last recorded first
+        return [runs[i][1] for i in newest[:limit]]
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.

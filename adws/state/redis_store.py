@@ -54,9 +54,11 @@ from adws.state.base import (
     ChangePoller,
     Closing,
     Cooldown,
+    Observation,
     StateStoreError,
     UsageRecord,
     check_lease,
+    check_reservation,
     from_epoch,
     hour_start,
     to_epoch,
@@ -259,6 +261,82 @@ return removed
 """
 
 
+# Issue 11. Reservations: one hash per provider, holder -> {"s": subject, "t": tokens, "e": end}; the key lives as
+# long as its last reservation, like the slots' sorted sets.
+_RESERVE = _HEAD + """
+-- ARGV: 3 quoted provider, 4 holder, 5 subject, 6 tokens, 7 now, 8 end, 9 clock skew (s).
+-- Returns the other live reservations per subject as they stood before this one: {subject, tokens, ...}.
+local key = P .. 'res:' .. ARGV[3]
+local now = tonumber(ARGV[7])
+local before, order = {}, {}
+local last = tonumber(ARGV[8])
+local rows = redis.call('HGETALL', key)
+for j = 1, #rows, 2 do
+  local r = cjson.decode(rows[j + 1])
+  if r.e <= now then
+    redis.call('HDEL', key, rows[j])
+  elseif rows[j] ~= ARGV[4] then
+    if not before[r.s] then before[r.s] = 0; order[#order + 1] = r.s end
+    before[r.s] = before[r.s] + r.t
+    if r.e > last then last = r.e end
+  end
+end
+redis.call('HSET', key, ARGV[4], cjson.encode({s = ARGV[5], t = tonumber(ARGV[6]), e = tonumber(ARGV[8])}))
+redis.call('SADD', P .. 'reserving', ARGV[3])
+redis.call('PEXPIREAT', key, math.ceil((last - tonumber(ARGV[9])) * 1000))
+bump()
+local out = {}
+for _, subject in ipairs(order) do out[#out + 1] = subject; out[#out + 1] = tostring(before[subject]) end
+return out
+"""
+
+_UNRESERVE = _HEAD + """
+local gone = redis.call('HDEL', P .. 'res:' .. ARGV[3], ARGV[4])
+if gone > 0 then bump() end
+return gone
+"""
+
+_RESERVATIONS = """
+-- ARGV: 1 prefix, 2 now. Rows: quoted provider, subject, tokens, end (live ones only).
+local P, now, out = ARGV[1], tonumber(ARGV[2]), {}
+for _, qp in ipairs(redis.call('SMEMBERS', P .. 'reserving')) do
+  local key = P .. 'res:' .. qp
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('SREM', P .. 'reserving', qp)
+  else
+    local rows = redis.call('HGETALL', key)
+    for j = 2, #rows, 2 do
+      local r = cjson.decode(rows[j])
+      if r.e > now then out[#out + 1] = {qp, r.s, tostring(r.t), tostring(r.e)} end
+    end
+  end
+end
+return out
+"""
+
+# The latest observation per (provider, subject): kept unless a later one is already there.
+_OBSERVE = _HEAD + """
+-- ARGV: 3 quoted provider, 4 subject, 5 at, 6 encoded observation
+local key = P .. 'obs:' .. ARGV[3]
+local kept = redis.call('HGET', key, ARGV[4])
+if kept and cjson.decode(kept).at > tonumber(ARGV[5]) then return 0 end
+redis.call('HSET', key, ARGV[4], ARGV[6])
+redis.call('SADD', P .. 'observed', ARGV[3])
+bump()
+return 1
+"""
+
+# Successful runs' totals per (provider, specialization), newest kept: learned needs read the last few dozen.
+RUNS_KEPT = 1000
+_RUN = _HEAD + """
+-- ARGV: 3 quoted provider, 4 quoted specialization, 5 at, 6 member ("tokens id"), 7 how many to keep
+local key = P .. 'runs:' .. ARGV[3] .. ':' .. ARGV[4]
+redis.call('ZADD', key, ARGV[5], ARGV[6])
+redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[7]) - 1)
+return bump()
+"""
+
+
 def _q(name: str) -> str:
     """A provider or account name as a key part: percent-quoted, so ':' inside a name stays inside it."""
     return quote(name, safe="")
@@ -356,6 +434,8 @@ class RedisStore(Closing):
             "clear_cooldown": _CLEAR_COOLDOWN, "cooldowns": _COOLDOWNS, "next_cursor": _NEXT_CURSOR,
             "advance_cursor": _ADVANCE_CURSOR, "set_sticky": _SET_STICKY, "cas_breaker": _CAS_BREAKER,
             "acquire": _ACQUIRE, "release": _RELEASE, "active_slots": _ACTIVE_SLOTS, "roll_up": _ROLL_UP,
+            "reserve": _RESERVE, "unreserve": _UNRESERVE, "reservations": _RESERVATIONS, "observe": _OBSERVE,
+            "run": _RUN,
         }
         self._scripts = {name: self._client.register_script(text) for name, text in scripts.items()}
         self._changes = ChangePoller(self._counter, poll_interval_s, monotonic)
@@ -557,6 +637,52 @@ class RedisStore(Closing):
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         rows = self._run("active_slots", repr(to_epoch(now, "now")))
         return {unquote(qp): tuple(from_epoch(float(e)) for e in ends) for qp, *ends in sorted(rows)}
+
+    # -- reservations, observations, learned runs (issue 11) ---------------------------------------------
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        start, end = check_reservation(tokens, now, until)
+        flat = self._write("reserve", _q(provider), holder, subject, tokens, repr(start), repr(end),
+                           repr(self._skew()))
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        self._write("unreserve", _q(provider), holder)
+
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        out: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        for qp, subject, tokens, end in self._run("reservations", repr(to_epoch(now, "now"))):
+            out.setdefault((unquote(qp), subject), []).append((float(end), int(tokens)))
+        return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
+                for key, leases in out.items()}
+
+    def record_observation(self, observation: Observation) -> None:
+        o = observation
+        at = to_epoch(o.at, "Observation.at")
+        value = json.dumps({"at": at, "percent": o.percent, "source": o.source, "used": o.used, "limit": o.limit,
+                            "reset_at": to_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None})
+        self._write("observe", _q(o.provider), o.subject, repr(at), value)
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        out = {}
+        for qp in self._call(self._client.smembers, self._key("observed")):
+            provider = unquote(qp)
+            for subject, value in self._call(self._client.hgetall, self.prefix + "obs:" + qp).items():
+                v = json.loads(value)
+                out[(provider, subject)] = Observation(
+                    provider, subject, from_epoch(v["at"]), v["percent"], v["source"], v["used"], v["limit"],
+                    from_epoch(v["reset_at"]) if v["reset_at"] is not None else None)
+        return out
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        self._write("run", _q(provider), _q(specialization), repr(to_epoch(at, "at")),
+                    f"{int(tokens)} {secrets.token_hex(6)}", RUNS_KEPT)
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        key = self.prefix + "runs:" + _q(provider) + ":" + _q(specialization)
+        members = self._call(self._client.zrevrange, key, 0, limit - 1)
+        return [int(member.split(" ", 1)[0]) for member in members]
 
     # -- change detection ------------------------------------------------------------------------------
 

@@ -40,9 +40,11 @@ from adws.state.base import (
     ChangePoller,
     Closing,
     Cooldown,
+    Observation,
     StateStoreError,
     UsageRecord,
     check_lease,
+    check_reservation,
     from_epoch,
     hour_start,
     to_epoch,
@@ -100,7 +102,39 @@ _SCHEMA_V2 = (
 
 # What brings a file from the previous version to this one. A fresh file runs them all; a file from an
 # older adws runs the ones after its version. Only add entries: a published version never changes.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# Version 3 (issue 11): in-flight reservations (leases carrying tokens), the latest observation of real usage per
+# quota subject, and successful runs' totals per specialization for learned needs.
+_SCHEMA_V3 = (
+    """CREATE TABLE reservations (
+        provider TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (provider, holder)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE observations (
+        provider TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        at REAL NOT NULL,
+        percent REAL NOT NULL,
+        source TEXT NOT NULL,
+        used REAL,
+        usage_limit REAL,
+        reset_at REAL,
+        PRIMARY KEY (provider, subject)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        specialization TEXT NOT NULL,
+        at REAL NOT NULL,
+        tokens INTEGER NOT NULL
+    )""",
+    "CREATE INDEX runs_by_kind_time ON runs (provider, specialization, at, tokens)",
+)
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 _INSERT_USAGE = (
@@ -595,6 +629,71 @@ class SqliteStore(Closing):
         for (provider, _), end in zip(found, ends, strict=True):
             live.setdefault(provider, []).append(end)
         return {provider: tuple(ends) for provider, ends in live.items()}
+
+    # -- reservations, observations, learned runs ---------------------------------------------------
+
+    def reserve(self, provider: str, subject: str, holder: str, tokens: int, now: datetime,
+                until: datetime) -> dict[str, int]:
+        start, end = check_reservation(tokens, now, until)
+        with self._write() as conn:
+            # Read and insert under the write lock: of two coordinators reserving at once, the second sees the first.
+            conn.execute("DELETE FROM reservations WHERE provider = ? AND until <= ?", (provider, start))
+            rows = conn.execute(
+                "SELECT subject, SUM(tokens) FROM reservations WHERE provider = ? AND holder != ? GROUP BY subject",
+                (provider, holder),
+            ).fetchall()
+            conn.execute(
+                "INSERT INTO reservations (provider, holder, subject, tokens, until) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (provider, holder) DO UPDATE SET subject = excluded.subject,"
+                " tokens = excluded.tokens, until = excluded.until",
+                (provider, holder, subject, tokens, end),
+            )
+        return {subj: int(total) for subj, total in rows}
+
+    def release_reservation(self, provider: str, holder: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM reservations WHERE provider = ? AND holder = ?", (provider, holder))
+
+    def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        rows = self._read(
+            "SELECT provider, subject, tokens, until FROM reservations WHERE until > ?"
+            " ORDER BY provider, subject, until", (to_epoch(now, "now"),),
+        )
+        out: dict[tuple[str, str], list[tuple[int, datetime]]] = {}
+        for provider, subject, tokens, until in rows:
+            out.setdefault((provider, subject), []).append((int(tokens), from_epoch(until)))
+        return {key: tuple(leases) for key, leases in out.items()}
+
+    def record_observation(self, observation: Observation) -> None:
+        o = observation
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO observations (provider, subject, at, percent, source, used, usage_limit, reset_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, subject) DO UPDATE SET"
+                " at = excluded.at, percent = excluded.percent, source = excluded.source, used = excluded.used,"
+                " usage_limit = excluded.usage_limit, reset_at = excluded.reset_at WHERE excluded.at >= at",
+                (o.provider, o.subject, to_epoch(o.at, "Observation.at"), o.percent, o.source, o.used, o.limit,
+                 to_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None),
+            )
+
+    def observations(self) -> dict[tuple[str, str], Observation]:
+        rows = self._read(
+            "SELECT provider, subject, at, percent, source, used, usage_limit, reset_at FROM observations")
+        return {(p, subj): Observation(p, subj, from_epoch(at), pct, src, used, limit,
+                                       from_epoch(reset) if reset is not None else None)
+                for p, subj, at, pct, src, used, limit, reset in rows}
+
+    def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO runs (provider, specialization, at, tokens) VALUES (?, ?, ?, ?)",
+                         (provider, specialization, to_epoch(at, "at"), tokens))
+
+    def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
+        rows = self._read(
+            "SELECT tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC LIMIT ?",
+            (provider, specialization, limit),
+        )
+        return [int(tokens) for (tokens,) in rows]
 
     # -- change detection ----------------------------------------------------------------------
 

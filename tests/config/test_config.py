@@ -37,7 +37,8 @@ BROKEN_CASES: dict[str, list[str]] = {
     "unknown_key_rule": ['routing.rules[0] (name="bugs"): unknown key "priorty" (did you mean "priority"?)'],
     "unknown_key_no_suggestion": [
         'routing.rules[0] (name="bugs"): unknown key "colour"; allowed: name, priority, enabled, description, '
-        "conditions, provider, model, account, models, chain, fallback, vars, verify, workdir, prompt_suffix",
+        "conditions, provider, model, account, models, chain, fallback, vars, verify, workdir, prompt_suffix, "
+        "order, need",
     ],
     "unknown_section": [f"(top level): unknown section [logging]; the sections are {SECTIONS}"],
     "unknown_condition": [
@@ -571,6 +572,22 @@ def test_legacy_config_routes(legacy_router: ModelRouter, task: dict[str, Any], 
     assert decision.rule == rule
     assert [(step.provider, step.model) for step in decision.plan] == plan
     assert decision.skipped == []
+
+
+def test_legacy_task_without_priority_matches_no_priority_condition() -> None:
+    # The older router: a task without a priority matched no priority condition (issue 11, item 8). Only a
+    # declared default_priority gives it one.
+    rule = ('[[routing.rules]]\nname = "normal-work"\nconditions = { priority = ["high", "normal"] }\n'
+            'provider = "gemini"\n[[routing.rules]]\nname = "not-low"\nconditions = { priority = { ne = "low" } }\n'
+            'provider = "gemini"\n')
+    text = LEGACY.read_text(encoding="utf-8") + rule
+    router = ModelRouter(compile_config(parse_toml(text)), availability=Availability(which=lambda name: "/bin/" + name))
+    assert router.route({"title": "Hello"}, now=WEDNESDAY_1PM).rule == "default"
+    assert router.route({"title": "Hello", "labels": ["priority:P2"]}, now=WEDNESDAY_1PM).rule == "normal-work"
+    declared = text.replace("[routing]\n", '[routing.intake]\ndefault_priority = "normal"\n\n[routing]\n', 1)
+    router = ModelRouter(compile_config(parse_toml(declared)),
+                         availability=Availability(which=lambda name: "/bin/" + name))
+    assert router.route({"title": "Hello"}, now=WEDNESDAY_1PM).rule == "normal-work"
 
 
 def test_legacy_string_command_with_an_unclosed_quote_is_reported() -> None:

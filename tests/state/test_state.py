@@ -555,7 +555,7 @@ def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:
     with pytest.raises(StateStoreError) as exc:
         SqliteStore(str(path))
     assert str(exc.value) == (
-        f"state store {path} has schema version 99, this adws knows up to 2: "
+        f"state store {path} has schema version 99, this adws knows up to 3: "
         "upgrade adws or point [state] path at another file"
     )
 
@@ -565,9 +565,10 @@ def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Pa
     with SqliteStore(str(path)) as old:
         old.record_usage(rec("p", "a", T0, input_tokens=3))
         old.set_cooldown("p", "a", Cooldown(T0 + timedelta(hours=1), "rate_limited"))
-    # What adws wrote before slots existed: the same tables without `slots`, at user_version 1.
+    # What adws wrote before slots existed: the same tables without `slots` (nor version 3's), at user_version 1.
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE slots")
+    for table in ("slots", "reservations", "observations", "runs"):
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -577,7 +578,7 @@ def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Pa
         assert upgraded.cooldowns(T0) == {("p", "a"): Cooldown(T0 + timedelta(hours=1), "rate_limited")}
         assert upgraded.acquire_slot("p", "h", 1, T0, T0 + timedelta(minutes=1))
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     assert conn.execute("SELECT provider, holder FROM slots").fetchall() == [("p", "h")]
     conn.close()
 
