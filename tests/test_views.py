@@ -363,3 +363,71 @@ def test_the_plan_shows_where_verification_happens() -> None:
         "     then verify: pytest -q (non-zero: verify_failed)",
         "  2. copilot model=None — no model declared",
     ]
+
+
+# -- availability with fit and pools (adws.standing) ----------------------------------------------------------
+
+FIT_AND_POOLS = """
+[routing]
+default_provider = "fit"
+chain = ["fit", "pooled", "spare"]
+[providers.fit]
+command_template = ["/bin/true"]
+prompt = "stdin"
+need = { tokens = 30000 }
+[providers.fit.models.f]
+context_window = 100000
+[providers.fit.quota]
+tokens = 100000
+reset = "0 0 * * 0"
+timezone = "UTC"
+hard_block_percent = 100
+[[providers.fit.accounts]]
+name = "f1"
+[providers.pooled]
+command_template = ["/bin/true", "{{ model }}"]
+prompt = "stdin"
+[providers.pooled.models.claude-x]
+context_window = 200000
+[providers.pooled.models.gemini-y]
+context_window = 100000
+[providers.pooled.quota.pools.claude]
+models = ["claude-*"]
+tokens = 100000
+reset = "0 0 * * 0"
+timezone = "UTC"
+[providers.pooled.quota.pools.gemini]
+models = ["gemini-*"]
+tokens = 100000
+reset = "0 0 * * 0"
+timezone = "UTC"
+[[providers.pooled.accounts]]
+name = "p1"
+[providers.spare]
+command_template = ["/bin/true"]
+prompt = "stdin"
+[state]
+backend = "memory"
+"""
+
+
+def test_a_declared_need_and_quota_pools_count_for_availability(tmp_path: Path) -> None:
+    from adws.config.load import compile_config, parse_toml
+
+    store = MemoryStore(None)
+    # fit/f1 has 20,000 tokens left: under its hard block, but short of the 30,000 every task is expected to need.
+    store.record_usage(UsageRecord("fit", "f1", AT - timedelta(hours=1), Usage(1, 80_000, 0)))
+    # pooled/p1: the claude pool is spent, the gemini pool is not: a task on gemini-y can still run there.
+    store.record_usage(UsageRecord("pooled", "p1/claude", AT - timedelta(hours=1), Usage(1, 100_000, 0)))
+    engine = Engine(compile_config(parse_toml(FIT_AND_POOLS), "fit.toml", base_dir=str(tmp_path)), store=store,
+                    environ={"PATH": "/bin:/usr/bin"})
+    rows = {row["name"]: row for row in providers_report(engine, AT)}
+    assert (rows["fit"]["status"], rows["pooled"]["status"], rows["spare"]["status"]) == \
+        ("unavailable", "available", "available")
+    assert rows["fit"]["skipped"] == [{"provider": "fit", "reason": "20,000 tokens left < ~30,000 expected (fixed figure)",
+                                       "account": "f1", "until": "2026-11-22T00:00:00+00:00"}]
+    # route agrees: no task reaches fit; a task sent to the gemini model of pooled runs there.
+    assert "fit" not in [step.provider for step in engine.route({"title": "x", "labels": ["route:fit"]},
+                                                                  now=AT).plan]
+    gemini = engine.route({"title": "x", "labels": ["route:pooled/gemini-y"]}, now=AT)
+    assert (gemini.plan[0].provider, gemini.plan[0].model) == ("pooled", "gemini-y")
