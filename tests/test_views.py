@@ -424,8 +424,8 @@ def test_a_declared_need_and_quota_pools_count_for_availability(tmp_path: Path) 
     rows = {row["name"]: row for row in providers_report(engine, AT)}
     assert (rows["fit"]["status"], rows["pooled"]["status"], rows["spare"]["status"]) == \
         ("unavailable", "available", "available")
-    assert rows["fit"]["skipped"] == [{"provider": "fit", "reason": "20,000 tokens left < ~30,000 expected (fixed figure)",
-                                       "account": "f1", "until": "2026-11-22T00:00:00+00:00"}]
+    assert rows["fit"]["skipped"] == [{"provider": "fit", "account": "f1", "until": "2026-11-22T00:00:00+00:00",
+                                       "reason": "20,000 tokens left < ~30,000 expected (fixed figure)"}]
     # route agrees: no task reaches fit; a task sent to the gemini model of pooled runs there.
     assert "fit" not in [step.provider for step in engine.route({"title": "x", "labels": ["route:fit"]},
                                                                   now=AT).plan]
