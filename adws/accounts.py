@@ -118,7 +118,7 @@ class AccountPlanner(Protocol):
     def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime, *, model: str | None = None,
              need: Need | None = None) -> Ranking: ...
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]: ...
-    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None: ...
+    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None: ...
     def generation(self, now: datetime) -> int:
         """Changes whenever an answer of rank() or provider_blocked() may have changed."""
         ...
@@ -358,22 +358,29 @@ class StatefulAccounts:
     # rank() and provider_blocked() read the snapshot as of the last generation(now) call: the router calls
     # that once per decision, so a decision over five tiers asks the store once.
 
-    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None:
+    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None:
+        """Why the whole provider is out at `now` (circuit open, probe in flight, every slot busy), with when
+        it comes back; None when it is not."""
         state = self._breakers.get(provider.name)
         if state is not None:
-            why = breaker.blocked(state, now, self.breaker_cooldown, breaker.probe_lease(provider))
+            lease = breaker.probe_lease(provider)
+            why = breaker.blocked(state, now, self.breaker_cooldown, lease)
             if why is not None:
-                return why
+                return Skip(provider.name, why, until=breaker.expires(state, now, self.breaker_cooldown, lease))
         return self._busy(provider, now)
 
-    def _busy(self, provider: ProviderSpec, now: datetime) -> str | None:
+    def _busy(self, provider: ProviderSpec, now: datetime) -> Skip | None:
         """Why every max_concurrency slot is taken, or None. The manager's acquire_slot is what enforces the
         limit; this only keeps a full provider out of the plan (and shows it in `skipped`)."""
         limit = provider.max_concurrency
         if limit is None:
             return None
-        held = sum(1 for end in self._slots.get(provider.name, ()) if end > now)
-        return f"busy: {held} of {limit} slots in use" if held >= limit else None
+        ends = [end for end in self._slots.get(provider.name, ()) if end > now]  # soonest first
+        if len(ends) < limit:
+            return None
+        # A slot frees when every lease beyond the limit, and one more, has ended: the latest it comes back
+        # (a holder normally releases its slot long before its lease ends).
+        return Skip(provider.name, f"busy: {len(ends)} of {limit} slots in use", until=ends[len(ends) - limit])
 
     def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime, *, model: str | None = None,
              need: Need | None = None) -> Ranking:
