@@ -91,7 +91,7 @@ def sync_account(provider: ProviderSpec, account: AccountSpec | None, *, config_
                  "config_dir": config_dir}
     try:
         argv = render_argv(command, variables)
-        # The account's environment as its agent gets it (adws.model.Account: resolved once, at load).
+        # The account's environment as its agent gets it (adws.compiled.Account: resolved once, at load).
         env = {**environ, **render_env(resolved.env, variables)}
         if resolved.key_target and resolved.key_env and resolved.key_env in environ:
             env[resolved.key_target] = environ[resolved.key_env]
