@@ -250,18 +250,21 @@ def cmd_run_many(args: argparse.Namespace) -> int:
 
 def cmd_providers(args: argparse.Namespace) -> int:
     from adws.reports import providers_report, render_providers
+    from adws.views import fit, terminal_width
 
     engine = _engine(args)
-    rows = providers_report(engine, engine.clock())
+    now = _at(args.at, engine.config.timezone) or engine.clock()
+    rows = providers_report(engine, now)
     if args.json:
         _print_json(rows)
     else:
-        print(render_providers(rows))
+        print(fit(render_providers(rows, engine.router.tz, now).splitlines(), terminal_width(sys.stdout)))
     return 0
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
     from adws.reports import quota_report, render_quota, tier_burn
+    from adws.views import fit, terminal_width
 
     engine = _engine(args)
     now = _at(args.at, engine.config.timezone) or engine.clock()
@@ -277,7 +280,8 @@ def cmd_quota(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        print(render_quota(rows, engine.config.timezone, tier_burn(rows, now)))
+        columns = terminal_width(sys.stdout)
+        print(fit(render_quota(rows, tier_burn(rows, now), engine.router.tz, now, columns).splitlines(), columns))
     return 0
 
 
@@ -299,13 +303,22 @@ def cmd_state(args: argparse.Namespace) -> int:
                          now=_at(args.at, engine.config.timezone) or engine.clock())
 
 
-def _audit_path(args: argparse.Namespace) -> str:
-    """--audit, else the audit log the config names."""
+def _audit_path(args: argparse.Namespace, configured: str | None = None) -> str:
+    """--audit, else the audit log the config names (`configured` when the caller loaded the config).
+
+    A fresh deployment has no audit log yet: the configured log missing reads as zero tasks (an empty file),
+    with a note on stderr. A missing --audit file stays an error (UsageError from the reader): the user named it.
+    """
     if args.audit:
         return str(args.audit)
-    from adws.config import load_config
+    if configured is None:
+        from adws.config import load_config
 
-    return load_config(_config_path(args.config)).audit_path
+        configured = load_config(_config_path(args.config)).audit_path
+    if not os.path.exists(configured):
+        print(f"adws: no audit log at {configured} yet (nothing has run): 0 tasks", file=sys.stderr)
+        return os.devnull
+    return configured
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -352,8 +365,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from adws.insight import simulate, workload
 
     config = load_config(_config_path(args.config))
-    if args.days < 1:
-        raise UsageError(f"--days: expected at least 1, got {args.days}")
+    if not 1 <= args.days <= simulate.MAX_DAYS:
+        raise UsageError(f"--days: expected 1 to {simulate.MAX_DAYS} (a year), got {args.days}")
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
     spec = workload.load_workload(args.workload) if args.workload else workload.Workload()
@@ -366,7 +379,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     elif args.issues:
         tasks = workload.from_issues(args.issues, spec, rng, start)
     else:
+        expected = spec.tasks_per_day * args.days  # checked before generating: generating is the slow part too
+        if expected > simulate.MAX_TASKS:
+            raise UsageError(f"the workload gives about {expected:,.0f} tasks (tasks_per_day {spec.tasks_per_day:g} x "
+                             f"{args.days} days); one run simulates at most {simulate.MAX_TASKS:,}: lower --days or "
+                             "tasks_per_day")
         tasks = workload.generate(spec, start, args.days, rng)
+    if len(tasks) > simulate.MAX_TASKS:
+        raise UsageError(f"{len(tasks):,} tasks to simulate; one run simulates at most {simulate.MAX_TASKS:,}: "
+                         "lower --days or use a shorter task source")
     result = simulate.simulate(config, tasks, workload=spec, start=start, days=args.days, seed=args.seed,
                                audit_path=args.audit_out)
     if args.json:
@@ -397,7 +418,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from adws.insight.records import parse_since
 
     config = load_config(_config_path(args.config))
-    audit = args.audit or config.audit_path
+    audit = _audit_path(args, config.audit_path)
     page = report.build_html(config, audit, since=parse_since(args.since, datetime.now(UTC)))
     try:
         report.write(args.html, page)
@@ -462,8 +483,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+        p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
         if name == "quota":
-            p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
             p.add_argument("--sync", action="store_true",
                            help="run each declared usage_command first and record what it observed")
 
