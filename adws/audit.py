@@ -47,7 +47,7 @@ def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             for line in fh:
                 try:
                     records.append(json.loads(line))
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # torn, foreign or hostile line (huge integer, deep nesting)
                     continue
     except FileNotFoundError:
         return []

@@ -133,7 +133,7 @@ def items_from_text(text: str, *, source: str = "<tasks>", base_dir: Path | None
     if stripped.startswith("["):
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also a too-long integer
             raise BatchInputError([f"{source}: not valid JSON: {exc}"]) from None
         entries = [(f"{source} [{i}]", element if _is_item(element) else {"task": element})
                    for i, element in enumerate(data)]
@@ -143,7 +143,7 @@ def items_from_text(text: str, *, source: str = "<tasks>", base_dir: Path | None
                 continue
             try:
                 entries.append((f"{source} line {number}", json.loads(line)))
-            except (json.JSONDecodeError, RecursionError) as exc:
+            except (ValueError, RecursionError) as exc:  # ValueError: also a too-long integer
                 problems.append(f"{source} line {number}: not valid JSON: {exc}")
     items: list[BatchItem] = []
     seen: dict[str, str] = {}

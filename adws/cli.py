@@ -53,7 +53,7 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
         raise TaskError([f"task is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit (sys.int_info)
         raise TaskError([f"task is not valid JSON: {exc}"]) from None
     except RecursionError:
         raise TaskError(["task JSON is nested too deeply"]) from None

@@ -55,7 +55,7 @@ def failed_runs(audit_path: str | os.PathLike[str], task_id: str, *, since: date
         try:
             record = json.loads(raw)
             at = datetime.fromisoformat(record["at"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
         if at.tzinfo is None or at < since:
             if at.tzinfo is not None:

@@ -38,13 +38,74 @@ def from_legacy(element: str) -> str:
     return _LEGACY.sub(r"{{ \1 }}", element)
 
 
+# Bound of what one operator in a template may build: a repeated string or list (`"x" * 10**9`) of at most this
+# many items, a power of at most this many bits. The sandbox already bounds `range()` (jinja2's MAX_RANGE,
+# 100,000); these are its siblings, which would otherwise hold `adws check` for minutes and gigabytes.
+MAX_REPEAT = 1_000_000
+MAX_POWER_BITS = 100_000
+
+
+_PRINTF_SIZES = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d+))?")
+
+
+def _bound_width(width: Any) -> None:
+    from jinja2.exceptions import SecurityError
+
+    if isinstance(width, int) and width > MAX_REPEAT:
+        raise SecurityError(f"a width of more than {MAX_REPEAT:,} characters")
+
+
+def _bound_printf(spec: Any) -> None:
+    """Refuse a %-format whose width or precision (`%0999999999d`) would build a huge string."""
+    if isinstance(spec, str) and "%" in spec:
+        for match in _PRINTF_SIZES.finditer(spec):
+            for digits in match.groups():
+                if digits and len(digits) <= 12:
+                    _bound_width(int(digits))
+                elif digits:
+                    _bound_width(MAX_REPEAT + 1)
+
+
 @functools.cache
 def _environment() -> SandboxedEnvironment:
     from jinja2 import StrictUndefined
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import SandboxedEnvironment
 
+    class BoundedSandbox(SandboxedEnvironment):
+        """The sandbox, with `*` and `**` bounded (jinja2's documented hook: intercepted_binops/call_binop)."""
+
+        intercepted_binops = frozenset({"*", "**", "%"})
+
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            center, format_ = self.filters["center"], self.filters["format"]
+
+            def bounded_center(value: Any, width: int = 80) -> Any:
+                _bound_width(width)
+                return center(value, width)
+
+            def bounded_format(value: Any, *args: Any, **kwargs: Any) -> Any:
+                _bound_printf(value)
+                return format_(value, *args, **kwargs)
+
+            self.filters.update(center=bounded_center, format=bounded_format)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "%":
+                _bound_printf(left)
+            elif operator == "*":
+                for seq, times in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(times, int) \
+                            and len(seq) * times > MAX_REPEAT:
+                        raise SecurityError(f"a repetition of more than {MAX_REPEAT:,} items")
+            elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \
+                    and abs(left) > 1 and abs(left).bit_length() * right > MAX_POWER_BITS:
+                raise SecurityError(f"a power of more than {MAX_POWER_BITS:,} bits")
+            return super().call_binop(context, operator, left, right)
+
     # autoescape off: these are argv elements, not HTML. keep_trailing_newline so content is exact.
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def check_template(source: str, allowed: Iterable[str]) -> str | None:

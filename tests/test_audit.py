@@ -40,6 +40,14 @@ def test_read_skips_a_torn_last_line(tmp_path: Path) -> None:
     assert audit.read(tmp_path / "missing.jsonl") == []
 
 
+def test_read_skips_hostile_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:  # a 5000-digit integer (ValueError) and 100,000 levels of nesting
+        fh.write('{"n": ' + "9" * 5000 + "}\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    audit.append(path, {"a": 1})
+    assert audit.read(path) == [{"a": 1}]
+
+
 def test_file_is_private_to_its_owner(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     audit.append(path, {"a": 1})

@@ -149,6 +149,12 @@ def test_every_problem_is_reported_before_anything_runs(here: Path) -> None:
         items_from_text(text, source="t.jsonl", base_dir=here)
     problems = caught.value.problems
     assert problems[0].startswith("t.jsonl line 2: not valid JSON: Expecting property name")
+    with pytest.raises(BatchInputError) as huge:  # an integer beyond Python's digit limit, in a line and in a list
+        items_from_text('{"task": {"id": "a", "number": ' + "9" * 5000 + "}}", source="t.jsonl", base_dir=here)
+    assert huge.value.problems[0].startswith("t.jsonl line 1: not valid JSON: Exceeds the limit (4300 digits)")
+    with pytest.raises(BatchInputError) as huge:
+        items_from_text("[" + "9" * 5000 + "]", source="t.json", base_dir=here)
+    assert huge.value.problems[0].startswith("t.json: not valid JSON: Exceeds the limit (4300 digits)")
     assert problems[1:] == [
         't.jsonl line 3: task: unknown field "titel" (did you mean "title"?)',
         "t.jsonl line 4: no prompt: give prompt or prompt_file, or run with --prompt-template",

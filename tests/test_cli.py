@@ -47,6 +47,11 @@ def test_unreadable_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.Ca
     deep = "[" * 100_000 + "]" * 100_000
     assert main(["route", "--config", CONFIG, "--task-json", deep]) == 2
     assert capsys.readouterr().err == "adws: invalid task: task JSON is nested too deeply\n"
+    huge = '{"id": "t", "number": ' + "9" * 5000 + "}"  # beyond Python's integer-digit limit: a ValueError
+    assert main(["route", "--config", CONFIG, "--task-json", huge]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adws: invalid task: task is not valid JSON: Exceeds the limit (4300 digits)")
+    assert err.count("\n") == 1
 
 
 def test_an_unwritable_audit_log_does_not_lose_a_finished_run(

@@ -146,3 +146,24 @@ def test_render_env() -> None:
     env = render_env({"XDG_DATA_HOME": "{{ home }}/.local/share/{{ account }}", "TIER": "one"},
                      {"home": "/home/u", "account": "ag-1"})
     assert env == {"XDG_DATA_HOME": "/home/u/.local/share/ag-1", "TIER": "one"}
+
+
+@pytest.mark.parametrize(("source", "why"), [
+    ('{{ "x" * 1000000000 }}', "a repetition of more than 1,000,000 items"),
+    ("{{ 10**9 * [1] }}", "a repetition of more than 1,000,000 items"),
+    ("{{ 2 ** 1000000 }}", "a power of more than 100,000 bits"),
+    ('{{ "x" | center(1000000000) }}', "a width of more than 1,000,000 characters"),
+    ('{{ "%0999999999d" | format(1) }}', "a width of more than 1,000,000 characters"),
+    ('{{ "%.99999999999999f" % 1 }}', "a width of more than 1,000,000 characters"),
+    ('{{ "%(a)9999999s" % {"a": 1} }}', "a width of more than 1,000,000 characters"),
+])
+def test_templates_cannot_build_huge_values(source: str, why: str) -> None:
+    # Siblings of the sandbox's own range() bound: each would take minutes and gigabytes, at `adws check` time.
+    with pytest.raises(RenderError) as caught:
+        render_one(source, {})
+    assert str(caught.value) == f"cannot render {source!r}: {why}"
+
+
+def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
+    assert render_one('{{ "ab" * 3 }}|{{ 3 * [0] | length }}|{{ 2 ** 10 }}|{{ "%05d" % 42 }}|{{ "x" | center(5) }}'
+                      '|{{ "%s-%s" | format(1, 2) }}|{{ 10 % 3 }}', {}) == "ababab|3|1024|00042|  x  |1-2|1"

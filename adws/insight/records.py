@@ -64,7 +64,7 @@ def iter_records(path: str | os.PathLike[str], reading: Reading | None = None) -
             seen.lines += 1
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # torn, foreign or hostile line (huge integer, deep nesting)
                 seen.skipped += 1
                 continue
             if not isinstance(record, dict) or not isinstance(record.get("at"), str):

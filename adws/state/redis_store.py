@@ -449,14 +449,14 @@ class RedisStore(Closing):
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         try:
             # One retry on a dropped connection (a restarted server): every write below is idempotent
-            # or harmless to repeat (a cursor may skip one turn), never counted twice.
+            # or harmless to repeat (a cursor may skip one turn), never counted twice. Not on a timeout:
+            # a server that accepts but never answers would hold us twice the declared bound.
             self._client: redis.Redis = redis.Redis.from_url(
                 url,
                 socket_connect_timeout=CONNECT_TIMEOUT_S,  # ?socket_connect_timeout= in the URL wins
                 socket_timeout=SOCKET_TIMEOUT_S,
                 decode_responses=True,
-                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1),
-                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
         except (ValueError, redis.RedisError) as exc:
             raise StateStoreError(f"cannot open state store {self._where}: {exc}") from None

@@ -220,3 +220,12 @@ def test_the_ledger_is_shown_beside_the_log(write_config: Callable[..., Path], t
     # Given only a log, stats does not guess which store it belongs to.
     assert main(["stats", "--audit", str(tmp_path / "audit.jsonl"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ledger"] is None
+
+
+def test_hostile_audit_lines_are_skipped_not_fatal(log: Path) -> None:
+    with open(log, "a", encoding="utf-8") as fh:  # a 5000-digit integer (a ValueError) and 100,000 levels of nesting
+        fh.write("\n" + '{"at": "2026-11-19T09:00:00+00:00", "n": ' + "9" * 5000 + "}\n")
+        fh.write("[" * 100_000 + "]" * 100_000 + "\n")
+    result = stats.compute(log, by=["provider"])
+    assert result.total.to_dict()["tasks"] == 4
+    assert result.reading.skipped == 3  # the torn line and the two hostile ones

@@ -210,7 +210,17 @@ def test_server_that_never_answers_fails_after_the_declared_timeout() -> None:
         url = f"redis://127.0.0.1:{port}/0?socket_timeout=0.2"
         with pytest.raises(StateStoreError) as exc:
             RedisStore(url)
+        silent.setblocking(False)
+        accepted = []
+        while True:  # the connections the client opened: a timeout is not retried on a new one
+            try:
+                accepted.append(silent.accept()[0])
+            except BlockingIOError:
+                break
+        for conn in accepted:
+            conn.close()
     assert str(exc.value) == f"state store {url}: no answer within 0.2 s (socket timeout)"
+    assert len(accepted) == 1  # one wait of the declared bound, not two
 
 
 def test_bad_urls_are_refused_by_name() -> None:
