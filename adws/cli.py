@@ -1,4 +1,4 @@
-"""The `adws` command. Stable for scripts: see README "CLI".
+"""The `adws` command. Stable for scripts: see README "The `adws` command".
 
 Exit codes: 0 success; 1 a failed check / a spent plan / an empty plan; 2 bad config, bad input or bad usage.
 """
