@@ -40,6 +40,17 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def consumed(self) -> bool:
+        """Whether it books anything: a request, a token or a cent. A refused attempt's estimate books nothing."""
+        return bool(self.requests or self.input_tokens or self.output_tokens or self.cost_usd)
+
+    def for_ledger(self) -> Usage:
+        """The row the ledger keeps: an estimate of nothing is exact (zero), so it does not make the account's
+        totals read as estimated (`~` in `adws quota`, "includes estimates" in `adws stats`). The attempt itself
+        keeps `estimated`: its figures did not come from the CLI."""
+        return self if self.consumed or not self.estimated else Usage(0, 0, 0, 0.0, estimated=False)
+
 
 @dataclass(slots=True)
 class RunOutcome:

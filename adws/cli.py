@@ -299,13 +299,22 @@ def cmd_state(args: argparse.Namespace) -> int:
                          now=_at(args.at, engine.config.timezone) or engine.clock())
 
 
-def _audit_path(args: argparse.Namespace) -> str:
-    """--audit, else the audit log the config names."""
+def _audit_path(args: argparse.Namespace, configured: str | None = None) -> str:
+    """--audit, else the audit log the config names (`configured` when the caller loaded the config).
+
+    A fresh deployment has no audit log yet: the configured log missing reads as zero tasks (an empty file),
+    with a note on stderr. A missing --audit file stays an error (UsageError from the reader): the user named it.
+    """
     if args.audit:
         return str(args.audit)
-    from adws.config import load_config
+    if configured is None:
+        from adws.config import load_config
 
-    return load_config(_config_path(args.config)).audit_path
+        configured = load_config(_config_path(args.config)).audit_path
+    if not os.path.exists(configured):
+        print(f"adws: no audit log at {configured} yet (nothing has run): 0 tasks", file=sys.stderr)
+        return os.devnull
+    return configured
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -352,8 +361,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from adws.insight import simulate, workload
 
     config = load_config(_config_path(args.config))
-    if args.days < 1:
-        raise UsageError(f"--days: expected at least 1, got {args.days}")
+    if not 1 <= args.days <= simulate.MAX_DAYS:
+        raise UsageError(f"--days: expected 1 to {simulate.MAX_DAYS} (a year), got {args.days}")
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
     spec = workload.load_workload(args.workload) if args.workload else workload.Workload()
@@ -366,7 +375,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     elif args.issues:
         tasks = workload.from_issues(args.issues, spec, rng, start)
     else:
+        expected = spec.tasks_per_day * args.days  # checked before generating: generating is the slow part too
+        if expected > simulate.MAX_TASKS:
+            raise UsageError(f"the workload gives about {expected:,.0f} tasks (tasks_per_day {spec.tasks_per_day:g} x "
+                             f"{args.days} days); one run simulates at most {simulate.MAX_TASKS:,}: lower --days or "
+                             "tasks_per_day")
         tasks = workload.generate(spec, start, args.days, rng)
+    if len(tasks) > simulate.MAX_TASKS:
+        raise UsageError(f"{len(tasks):,} tasks to simulate; one run simulates at most {simulate.MAX_TASKS:,}: "
+                         "lower --days or use a shorter task source")
     result = simulate.simulate(config, tasks, workload=spec, start=start, days=args.days, seed=args.seed,
                                audit_path=args.audit_out)
     if args.json:
@@ -397,7 +414,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from adws.insight.records import parse_since
 
     config = load_config(_config_path(args.config))
-    audit = args.audit or config.audit_path
+    audit = _audit_path(args, config.audit_path)
     page = report.build_html(config, audit, since=parse_since(args.since, datetime.now(UTC)))
     try:
         report.write(args.html, page)

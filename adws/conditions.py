@@ -143,7 +143,7 @@ def _list_operand(operand: Any) -> Any:
 
 def _regex_operand(operand: Any) -> Any:
     if not isinstance(operand, str):
-        raise ValueError(f"expected a regular expression, got {toml_value(operand)}")
+        raise ValueError(f"expected a regular expression, got {_got(operand)}")
     return compile_user_regex(operand)
 
 
@@ -232,6 +232,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _got(value: Any) -> str:
+    """A wrong value as the config wrote it, for "expected X, got ..." where X is text (labels, priorities,
+    specializations, regexes, cron): an unquoted TOML date (`2026-12-01` is a date to TOML, not text) also
+    gets the hint to quote it."""
+    shown = toml_value(value)
+    dates = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, (date, time))]
+    if dates:
+        return f'{shown} (an unquoted TOML date: quote it, "{dates[0].isoformat()}", to mean the text)'
+    return shown
+
+
 def _plain_scalar(value: Any) -> Any:
     """A value that can meet task data: TOML dates cannot (a task from JSON holds dates as strings)."""
     if isinstance(value, (date, time)):
@@ -242,9 +253,10 @@ def _plain_scalar(value: Any) -> Any:
     return value
 
 
-def _ops_table(value: Any, allowed: Sequence[str], what: str) -> dict[str, Any]:
+def _ops_table(value: Any, allowed: Sequence[str], what: str, *, text: bool = False) -> dict[str, Any]:
+    """`value` checked as a table of `allowed` operators; `text`: the condition also takes text (a date hint)."""
     if not isinstance(value, Mapping):
-        raise ConditionError((), f"expected {what}, got {toml_value(value)}")
+        raise ConditionError((), f"expected {what}, got {_got(value) if text else toml_value(value)}")
     if not value:
         raise ConditionError((), f"empty operator table: give one of {', '.join(allowed)}")
     for op in value:
@@ -362,12 +374,13 @@ def _priority(value: Any) -> Condition:
             raise ConditionError((), "empty list: the rule could never match")
         ranks = frozenset(rank_of(v, (i,)) for i, v in enumerate(value))
         return _PriorityCompare("priority", "priority_rank", getter, ((OPERATORS["in"], _in, ranks),))
-    table = _ops_table(value, _PRIORITY_OPERATORS, "a priority, a list of priorities or a table of operators")
+    table = _ops_table(value, _PRIORITY_OPERATORS, "a priority, a list of priorities or a table of operators",
+                       text=True)
     checks: list[Check] = []
     for op, operand in table.items():
         if OPERATORS[op].operand is _list_operand:
             if not isinstance(operand, list) or not operand:
-                raise ConditionError((op,), f"expected a non-empty list of priorities, got {toml_value(operand)}")
+                raise ConditionError((op,), f"expected a non-empty list of priorities, got {_got(operand)}")
             ranks = frozenset(rank_of(v, (op, i)) for i, v in enumerate(operand))
             checks.append((OPERATORS[op], OPERATORS[op].test, ranks))
         else:
@@ -417,12 +430,12 @@ def make_label_set(values: Any, loc: tuple[str | int, ...] = ()) -> LabelSet:
     if isinstance(values, str):
         values = [values]
     if not isinstance(values, list) or not values:
-        raise ConditionError(loc, f"expected a non-empty list of labels, got {toml_value(values)}")
+        raise ConditionError(loc, f"expected a non-empty list of labels, got {_got(values)}")
     exact: set[str] = set()
     globs: list[re.Pattern[str]] = []
     for i, label in enumerate(values):
         if not isinstance(label, str) or not label.strip():
-            raise ConditionError((*loc, i), f"expected a label name, got {toml_value(label)}")
+            raise ConditionError((*loc, i), f"expected a label name, got {_got(label)}")
         lowered = label.strip().lower()
         if any(c in lowered for c in "*?["):
             globs.append(re.compile(fnmatch.translate(lowered)))  # fnmatch's own translation: linear, adws's
@@ -468,7 +481,7 @@ class _Labels:
 def _labels(value: Any) -> Condition:
     if isinstance(value, (list, str)):
         return _Labels("labels", make_label_set(value), None, None)
-    table = _ops_table(value, ["any", "all", "none"], "a list of labels or a table with any/all/none")
+    table = _ops_table(value, ["any", "all", "none"], "a list of labels or a table with any/all/none", text=True)
     groups = {op: make_label_set(v, (op,)) for op, v in table.items()}
     return _Labels("labels", groups.get("any"), groups.get("all"), groups.get("none"))
 
@@ -553,12 +566,12 @@ class _Schedule:
 def _schedule(value: Any) -> Condition:
     exprs = [value] if isinstance(value, str) else value
     if not isinstance(exprs, list) or not exprs:
-        raise ConditionError((), f"expected a cron expression or a list of them, got {toml_value(value)}")
+        raise ConditionError((), f"expected a cron expression or a list of them, got {_got(value)}")
     matchers = []
     for i, expr in enumerate(exprs):
         loc: tuple[str | int, ...] = (i,) if isinstance(value, list) else ()
         if not isinstance(expr, str):
-            raise ConditionError(loc, f"expected a cron expression, got {toml_value(expr)}")
+            raise ConditionError(loc, f"expected a cron expression, got {_got(expr)}")
         try:
             matchers.append(CronMatcher(expr))
         except ValueError as exc:  # the message already quotes the expression and names the bad field
@@ -569,7 +582,7 @@ def _schedule(value: Any) -> Condition:
 def _specialization(value: Any) -> Condition:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-        raise ConditionError((), f"expected a specialization or a non-empty list of them, got {toml_value(value)}")
+        raise ConditionError((), f"expected a specialization or a non-empty list of them, got {_got(value)}")
     return _Compare("specialization", "specialization", operator.attrgetter("specialization"),
                     ((OPERATORS["in"], _in, frozenset(v.lower() for v in values)),))
 

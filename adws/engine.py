@@ -26,7 +26,7 @@ from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
 from adws.state.base import StateStore, StateStoreError
-from adws.task import Task, coerce_task
+from adws.task import Task
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -155,13 +155,11 @@ class Engine:
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
         self._between_tasks()
-        task = coerce_task(task)
-        with self._lock:
+        with self._lock:  # the router coerces: it lists the config-dependent problems of a malformed task too
             return self.router.route(task, now=now, prompt=prompt)
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
         self._between_tasks()
-        task = coerce_task(task)
         with self._lock:
             return self.router.explain(task, now=now, prompt=prompt)
 
@@ -233,7 +231,7 @@ class Engine:
         if self.strict and self._refused is not None:
             raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
                                            "the problems follow"), *self._refused.problems], self._refused.source)
-        task = coerce_task(task)
+        task = self.router.coerce(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
         if not Path(workdir).is_dir():

@@ -61,8 +61,11 @@ class ConfigError(AdwsError):
 class TaskError(AdwsError):
     """The task given to route()/run() is malformed (bad priority, negative retry count, ...)."""
 
-    def __init__(self, problems: Iterable[str]) -> None:
+    def __init__(self, problems: Iterable[str], partial: Any = None) -> None:
         self.problems = list(problems)
+        # The Task built from the fields that passed (None when none could be built), so that the checks
+        # which need the config (priority names, specialization, override label) can still list their problems.
+        self.partial = partial
         super().__init__("invalid task: " + "; ".join(self.problems))
 
 

@@ -575,7 +575,8 @@ class ProviderManager:
         subject = governing(account.quota, account.name, step.model).subject
         if usage is not None:
             task_id = None if task.key is None else encodable(task.key)  # storable whatever the task said
-            self.store.record_usage(UsageRecord(provider.name, subject, now, usage, step.model, task_id))
+            self.store.record_usage(UsageRecord(provider.name, subject, now, usage.for_ledger(), step.model,
+                                                task_id))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
             reset = self.accounts.next_reset(provider, account, now, step.model)
             until = verdict.reset_at or reset or now + DEFAULT_LIMIT_COOLDOWN

@@ -9,7 +9,7 @@ Explain walks every rule with the same compiled predicates, so explain and route
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -253,23 +253,41 @@ class ModelRouter:
         self.availability.refresh()
         self._plans.clear()
 
-    def prepare(self, task: Task | dict[str, Any], now: datetime | None = None,
-                prompt: str | None = None) -> TaskView:
-        return prepare(coerce_task(task), self.config.intake, self.tz, now or self.clock(), prompt)
-
-    def route(self, task: Task | dict[str, Any], *, now: datetime | None = None,
-              prompt: str | None = None) -> Decision:
-        task = coerce_task(task)
+    def coerce(self, task: Task | Mapping[str, Any]) -> Task:
+        """`coerce_task`, listing every problem in one TaskError: when a field is malformed (a negative
+        retry_count), the fields that passed are still checked against the config (an unknown priority or
+        specialization, an override naming no provider)."""
         try:
-            view = prepare(task, self.config.intake, self.tz, now or self.clock(), prompt)
+            return coerce_task(task)
+        except TaskError as exc:
+            if exc.partial is not None:
+                try:
+                    self.prepare_checked(exc.partial, self.clock(), None)
+                except TaskError as more:
+                    exc.problems.extend(more.problems)
+            raise TaskError(exc.problems) from None
+
+    def prepare_checked(self, task: Task, now: datetime,
+                        prompt: str | None) -> tuple[TaskView, tuple[str, str | None, str] | None]:
+        """The task's view and its override (provider, model, source) or None. Raises one TaskError with
+        the problems of both (priority, specialization, override label or attribute)."""
+        try:
+            view = prepare(task, self.config.intake, self.tz, now, prompt)
         except TaskError as exc:  # every problem of the task at once: the override's own too
             try:
                 self._override(task)
             except TaskError as more:
                 exc.problems.extend(more.problems)
-                raise TaskError(exc.problems) from None
-            raise
-        override = self._override(task)
+            raise TaskError(exc.problems) from None
+        return view, self._override(task)
+
+    def prepare(self, task: Task | Mapping[str, Any], now: datetime | None = None,
+                prompt: str | None = None) -> TaskView:
+        return prepare(self.coerce(task), self.config.intake, self.tz, now or self.clock(), prompt)
+
+    def route(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
+              prompt: str | None = None) -> Decision:
+        view, override = self.prepare_checked(self.coerce(task), now or self.clock(), prompt)
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self.config.enabled:
@@ -282,7 +300,7 @@ class ModelRouter:
                 return self._decide(view, "rule", rule, None)
         return self._decide(view, "default", None, None)
 
-    def explain(self, task: Task | dict[str, Any], *, now: datetime | None = None,
+    def explain(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
                 prompt: str | None = None) -> Explanation:
         decision = self.route(task, now=now, prompt=prompt)
         view = decision.view

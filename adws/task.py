@@ -7,6 +7,7 @@ Malformed input is a `TaskError` that lists every problem: never a silent defaul
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +98,7 @@ class Task:
         except TaskError as exc:
             problems.extend(exc.problems)
         if problems:
-            raise TaskError(problems)
+            raise TaskError(problems, _partial(cls, task_id, labels, attrs, values, problems))
         return task
 
 
@@ -106,6 +107,20 @@ _FIELDS = ("id", "number", "title", "body", "labels", "priority", "retry_count",
 _PLAIN = ("number", "title", "body", "priority", "retry_count", "specialization", "context_tokens")
 _ACCEPTED = frozenset(_FIELDS) | GITHUB_FIELDS
 _GITHUB_ONLY = tuple(sorted(GITHUB_FIELDS - set(_FIELDS)))
+
+
+def _partial(cls: type[Task], task_id: str | None, labels: tuple[str, ...], attrs: dict[str, Any],
+             values: dict[str, Any], problems: list[str]) -> Task | None:
+    """The task without the fields named in `problems` (each starts "field:" or "field[i]:"), so a caller can
+    still check the rest against the config; None when even that does not build."""
+    bad = {re.split(r"[:\[.]", p, maxsplit=1)[0] for p in problems}
+    kept = {name: value for name, value in values.items() if name not in bad}
+    try:
+        return cls(id=task_id, labels=tuple(x for x in labels if isinstance(x, str)) if isinstance(labels, tuple)
+                   else (), attrs={} if "attrs" in bad else attrs,
+                   **kept)
+    except TaskError:
+        return None
 
 
 def _kind(value: Any) -> str:

@@ -44,10 +44,10 @@ sys.path.insert(0, str(REPO))
 from _machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from adws.attempt import Usage  # noqa: E402
+from adws.compiled import CompiledConfig  # noqa: E402
 from adws.config import load_config  # noqa: E402
 from adws.config.load import compile_config  # noqa: E402
 from adws.engine import Engine  # noqa: E402
-from adws.model import CompiledConfig  # noqa: E402
 from adws.state import PendingStore, SqliteStore, UsageRecord  # noqa: E402
 from adws.task import Task  # noqa: E402
 

@@ -40,9 +40,9 @@ sys.path.insert(0, str(REPO))
 from _machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from adws.attempt import Usage  # noqa: E402
+from adws.compiled import CompiledConfig  # noqa: E402
 from adws.config.load import load_config  # noqa: E402
 from adws.engine import Engine  # noqa: E402
-from adws.model import CompiledConfig  # noqa: E402
 from adws.state import RedisStore, SqliteStore, StateStore, UsageRecord  # noqa: E402
 from adws.state.redis_store import POLL_INTERVAL_S  # noqa: E402
 from adws.task import Task  # noqa: E402

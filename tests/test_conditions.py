@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -537,3 +537,23 @@ def test_conditions_tell_the_index_their_keys() -> None:
     assert [n for n in range(6) if hint.admits(n)] == [2, 4, 5] and hint.low == 2
     hint = one("context_tokens", [100, 5000]).index_keys()
     assert hint is not None and (hint.low, hint.high) == (100, 5000)
+
+
+@pytest.mark.parametrize(("table", "loc", "expected"), [
+    ({"labels": [date(2026, 12, 1)]}, ("labels", 0), "expected a label name, got 2026-12-01"),
+    ({"labels": {"any": [date(2026, 12, 1)]}}, ("labels", "any", 0), "expected a label name, got 2026-12-01"),
+    ({"priority": date(2026, 12, 1)}, ("priority",),
+     "expected a priority, a list of priorities or a table of operators, got 2026-12-01"),
+    ({"specialization": date(2026, 12, 1)}, ("specialization",),
+     "expected a specialization or a non-empty list of them, got 2026-12-01"),
+    ({"schedule": date(2026, 12, 1)}, ("schedule",), "expected a cron expression or a list of them, got 2026-12-01"),
+])
+def test_an_unquoted_toml_date_where_text_goes_gets_the_quote_it_hint(
+        table: dict[str, Any], loc: tuple[str | int, ...], expected: str) -> None:
+    assert errors_of(table) == [(loc, expected + ' (an unquoted TOML date: quote it, "2026-12-01", to mean the text)')]
+
+
+def test_a_toml_date_where_a_number_goes_gets_no_quote_hint() -> None:
+    # Quoting would not help there: the number is what is missing.
+    assert errors_of({"retry_count": {"gte": date(2026, 12, 1)}}) == [
+        (("retry_count", "gte"), "expected an integer, got 2026-12-01")]

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from adws.accounts import AUTH_COOLDOWN, credential_fingerprint
 from adws.compiled import Account
 from adws.engine import Engine
@@ -89,3 +91,32 @@ def test_the_fingerprint_names_the_value_not_the_key() -> None:
     one = credential_fingerprint(account, {"KEY_A": "sk-1"})
     assert one is not None and len(one) == 12 and one != credential_fingerprint(account, {"KEY_A": "sk-2"})
     assert credential_fingerprint(account, {}) is None
+
+
+@pytest.mark.parametrize("scenario", ["auth", "limit_reset", "quota_exhausted"])
+def test_a_rejected_attempt_is_an_estimate_of_nothing_and_does_not_flag_the_account(
+        scenario: str, tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    # The attempt says its (zero) figures were not reported by the CLI (shared/real-cli's oracle: `usage:
+    # estimated`), but an estimate of nothing is exact in the ledger: `adws quota` shows no `~` for it.
+    clock = Clock(NOW)
+    engine = engine_with(make_engine, fake_env(tmp_path, claude_a=scenario, claude_b="success"), clock)
+    first = engine.run({"title": "t"}, prompt="p", workdir=tmp_path)
+    assert first.attempts[0].outcome != "success"
+    usage = first.attempts[0].usage
+    assert usage is not None and usage.total_tokens == 0 and not usage.consumed
+    rows = {(r["provider"], r["account"]): r for r in quota_report(engine, NOW + timedelta(minutes=1))}
+    assert rows[("claude", "a")]["estimated"] is False
+    row_line = next(line for line in render_quota([rows[("claude", "a")]]).splitlines() if "claude/a" in line)
+    assert "~" not in row_line
+
+
+def test_an_estimate_of_nothing_is_kept_exact_in_the_ledger() -> None:
+    from adws.attempt import Usage
+
+    refused = Usage(requests=0, estimated=True)  # what booked_usage gives a refused call the CLI reported nothing of
+    assert refused.for_ledger() == Usage(0, 0, 0, 0.0, estimated=False)
+    guessed = Usage(1, 120, 30, 0.0, estimated=True)
+    assert guessed.for_ledger() is guessed  # a real estimate stays flagged
+    reported = Usage(0, 0, 0, 0.0)
+    assert reported.for_ledger() is reported
+

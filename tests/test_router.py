@@ -338,6 +338,25 @@ def test_bad_override_is_a_task_error(task: dict[str, Any], message: str) -> Non
     assert str(caught.value) == message
 
 
+def test_a_malformed_task_lists_its_config_problems_too() -> None:
+    # A negative retry_count used to hide the unknown priority, specialization and override: all in one error.
+    config = make_config(OVERRIDE_RULES)
+    with pytest.raises(TaskError) as caught:
+        route(config, {"title": "x", "retry_count": -1, "specialization": "cod", "priority": "urgentt",
+                       "labels": ["route:gama", 3]})
+    problems = caught.value.problems
+    assert problems[:2] == ["labels[1]: expected a label name or an object with a name, got an integer",
+                            "retry_count: must be >= 0, got -1"]
+    assert problems[2].startswith('priority: unknown value "urgentt"')
+    assert problems[3].startswith('specialization: unknown value "cod" (did you mean "code"?)')
+    assert problems[4].startswith('label "route:gama": unknown provider "gama" (did you mean "gamma"?)')
+    assert len(problems) == 5
+    with pytest.raises(TaskError) as caught:  # the same through the engine's explain and prepare
+        make_router(config).explain({"retry_count": "a", "priority": 9})
+    assert caught.value.problems == ["retry_count: expected an integer, got a string 'a'",
+                                     "priority: 9 is out of range 0-3"]
+
+
 # -- routing.enabled = false -----------------------------------------------------------------------------
 
 

@@ -40,6 +40,10 @@ from adws.runner import RunRequest
 from adws.state.memory import MemoryStore
 
 REJECTION_MS = 1500  # how long a refused attempt takes: the CLI starts, asks, and is told no
+# Bounds of one run, so a typo (--days 100000) is an error and not a run that never ends: a simulated week of
+# about 1,000 tasks takes 1-2 s (bench/results/simulate.md), so MAX_TASKS is a few minutes at most.
+MAX_DAYS = 366
+MAX_TASKS = 100_000
 
 
 def _iso(moment: datetime | None) -> str | None:

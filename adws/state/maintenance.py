@@ -11,8 +11,11 @@ Export format: JSON Lines, one object per line, the first a header:
 Concurrency leases are not exported: they belong to runs in flight on the old host (stop its coordinators
 first) and expire on their own.
 
-Import applies the lines in one pass; usage rows are appended (importing the same file twice counts its usage
-twice, so import into an empty store), cursors only move forward, the rest is overwritten.
+Import checks every line first (non-negative whole numbers, times with a timezone, providers the config has)
+and lists every bad line; then usage rows the store does not hold yet are appended (a row already there, same
+account, time to the microsecond and figures, is skipped: importing the same file twice changes nothing; rows
+rolled up by `compact` since the export no longer match and would be added again), cursors only move forward,
+the rest is overwritten.
 
 Retention: usage rows older than the oldest start of any quota period in effect now, minus a margin
 (default RETENTION_MARGIN), are rolled up into one row per account and UTC hour (`StateStore.roll_up`).
@@ -21,14 +24,16 @@ Retention: usage rows older than the oldest start of any quota period in effect 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from adws.attempt import Usage
-from adws.errors import AdwsError, UsageError
-from adws.state.base import BreakerState, Cooldown, StateStore, UsageRecord
+from adws.errors import AdwsError, UsageError, suggest
+from adws.state.base import BREAKER_STATES, BreakerState, Cooldown, StateStore, UsageRecord
 
 if TYPE_CHECKING:
     from adws.compiled import CompiledConfig
@@ -70,44 +75,89 @@ def export_lines(store: StateStore, now: datetime) -> Iterator[str]:
 
 
 def _when(obj: dict[str, Any], name: str) -> datetime:
-    value = datetime.fromisoformat(obj[name])
+    raw = obj[name]
+    try:
+        value = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise ValueError(f"{name}: expected an ISO 8601 time, got {raw!r}")
     if value.tzinfo is None:
-        raise ValueError(f"{name} {obj[name]!r} has no timezone")
+        raise ValueError(f"{name} {raw!r} has no timezone")
+    return value
+
+
+def _count(obj: dict[str, Any], name: str) -> int:
+    """A whole number >= 0 (tokens, requests, failures, a cursor): a negative one would lower quota totals."""
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _money(obj: dict[str, Any], name: str) -> float:
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _optional_text(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string or null, got {value!r}")
+    return value
+
+
+def _name(obj: dict[str, Any], name: str) -> str:
+    value = obj[name]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _flag(obj: dict[str, Any], name: str) -> bool:
+    value = obj[name]
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
     return value
 
 
 def _usage(obj: dict[str, Any]) -> UsageRecord:
-    usage = Usage(requests=int(obj["requests"]), input_tokens=int(obj["input_tokens"]),
-                  output_tokens=int(obj["output_tokens"]), cost_usd=float(obj["cost_usd"]),
-                  estimated=bool(obj["estimated"]))
-    return UsageRecord(str(obj["provider"]), str(obj["account"]), _when(obj, "at"), usage,
-                       obj.get("model"), obj.get("task_id"))
+    usage = Usage(requests=_count(obj, "requests"), input_tokens=_count(obj, "input_tokens"),
+                  output_tokens=_count(obj, "output_tokens"), cost_usd=_money(obj, "cost_usd"),
+                  estimated=_flag(obj, "estimated"))
+    return UsageRecord(_name(obj, "provider"), _name(obj, "account"), _when(obj, "at"), usage,
+                       _optional_text(obj, "model"), _optional_text(obj, "task_id"))
 
 
 def _breaker(obj: dict[str, Any]) -> BreakerState:
     opened = obj.get("opened_at")
-    return BreakerState(state=obj["state"], failures=int(obj["failures"]),
+    state = obj["state"]
+    if state not in BREAKER_STATES:
+        raise ValueError(f"state: expected one of {', '.join(BREAKER_STATES)}, got {state!r}")
+    return BreakerState(state=state, failures=_count(obj, "failures"),
                         opened_at=None if opened is None else _when(obj, "opened_at"))
 
 
 def _cooldown(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    cooldown = Cooldown(_when(obj, "until"), str(obj["reason"]))
-    provider, account = str(obj["provider"]), str(obj["account"])
+    cooldown = Cooldown(_when(obj, "until"), _name(obj, "reason"))
+    provider, account = _name(obj, "provider"), _name(obj, "account")
     return lambda store: store.set_cooldown(provider, account, cooldown)
 
 
 def _cursor(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    key, value = str(obj["key"]), int(obj["value"])
+    key, value = _name(obj, "key"), _count(obj, "value")
     return lambda store: store.advance_cursor(key, value)
 
 
 def _sticky(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    key, value = str(obj["key"]), str(obj["value"])
+    key, value = _name(obj, "key"), _name(obj, "value")
     return lambda store: store.set_sticky(key, value)
 
 
 def _breaker_update(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    provider, new = str(obj["provider"]), _breaker(obj)
+    provider, new = _name(obj, "provider"), _breaker(obj)
 
     def apply(store: StateStore) -> None:
         store.update_breaker(provider, lambda _: new)
@@ -120,14 +170,53 @@ _KINDS: dict[str, Callable[[dict[str, Any]], Callable[[StateStore], None]]] = {
     "cooldown": _cooldown, "cursor": _cursor, "sticky": _sticky, "breaker": _breaker_update,
 }
 KINDS = ("usage", *_KINDS)
+MAX_LISTED = 50  # bad lines named one by one; past that, how many more
 
 
-def import_lines(store: StateStore, lines: Iterable[str], source: str) -> dict[str, int]:
-    """Apply an export to `store`; returns how many lines of each kind. Every line is read and checked before
-    anything is written, so a bad file changes nothing. Raises StateImportError naming `source` and the line."""
+def _fingerprint(r: UsageRecord) -> tuple[Any, ...]:
+    """What makes two usage rows the same row: everything, the time to the microsecond (stores keep epoch
+    seconds as a float, which rounds back to the same microsecond)."""
+    u = r.usage
+    return (r.provider, r.account, round(r.at.timestamp() * 1_000_000), u.requests, u.input_tokens,
+            u.output_tokens, round(u.cost_usd, 9), u.estimated, r.model, r.task_id)
+
+
+def _new_usage(store: StateStore, usage: list[UsageRecord]) -> list[UsageRecord]:
+    """The rows of `usage` the store does not hold yet, counted as a multiset: importing a file twice adds
+    nothing the second time, while two identical rows in one file (two attempts in one microsecond) stay two.
+    Reads the store's rows of the file's accounts and time span once."""
+    if not usage:
+        return []
+    accounts = {(r.provider, r.account) for r in usage}
+    slack = timedelta(milliseconds=1)  # a store's float epoch may round a time by a microsecond
+    first, last = min(r.at for r in usage) - slack, max(r.at for r in usage) + slack
+    present = Counter(_fingerprint(r) for r in store.usage_records()
+                      if (r.provider, r.account) in accounts and first <= r.at <= last)
+    fresh = []
+    for r in usage:
+        key = _fingerprint(r)
+        if present[key] > 0:
+            present[key] -= 1
+        else:
+            fresh.append(r)
+    return fresh
+
+
+def import_lines(store: StateStore, lines: Iterable[str], source: str,
+                 providers: Collection[str] | None = None) -> dict[str, int]:
+    """Apply an export to `store`; returns how many lines of each kind were read, and under "skipped" how many
+    usage rows the store already held (not appended again: importing the same file twice changes nothing).
+
+    Every line is read and checked before anything is written, so a bad file changes nothing: counts and
+    tokens must be whole numbers >= 0, money a number >= 0, times ISO 8601 with a timezone, and with
+    `providers` (the config's) a usage, cooldown or breaker line of any other provider is an error too (its
+    rows would count against nothing: add the provider to the config or drop those lines). Raises
+    StateImportError listing every bad line as `source:LINE: what` (the first MAX_LISTED, then how many more).
+    """
     usage: list[UsageRecord] = []
     actions: list[Callable[[StateStore], None]] = []
     counts = dict.fromkeys(KINDS, 0)
+    problems: list[str] = []
     header = False
     for number, text in enumerate(lines, start=1):
         if not text.strip():
@@ -144,20 +233,44 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str) -> dict[s
                 header = True
                 continue
             if kind == "usage":
-                usage.append(_usage(obj))
+                record = _usage(obj)
             elif kind in _KINDS:
-                actions.append(_KINDS[kind](obj))
+                action = _KINDS[kind](obj)
             else:
                 raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+            provider = obj.get("provider")
+            if providers is not None and kind in ("usage", "cooldown", "breaker") and provider not in providers:
+                raise ValueError(f'unknown provider "{provider}"{suggest(str(provider), providers)}; the config\'s '
+                                 f"providers: {', '.join(providers)} (add it to the config, or drop its lines)")
         except (ValueError, KeyError, TypeError) as exc:
-            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise StateImportError(f"{source}:{number}: {what}") from None
+            if isinstance(exc, json.JSONDecodeError):
+                what = f"not JSON ({exc.msg} at column {exc.colno})"
+            else:
+                what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            problems.append(f"{source}:{number}: {what}")
+            if not header:  # not an export at all: the other lines say nothing more
+                break
+            continue
+        if kind == "usage":
+            usage.append(record)
+        else:
+            actions.append(action)
         counts[kind] += 1
+    if problems:
+        listed = problems[:MAX_LISTED]
+        if len(problems) > MAX_LISTED:
+            listed.append(f"... and {len(problems) - MAX_LISTED} more bad lines")
+        if len(problems) > 1:
+            listed.insert(0, f"{source}: {len(problems)} bad lines, nothing imported:")
+        raise StateImportError("\n".join(listed))
     if not header:
         raise StateImportError(f"{source}: empty, not a file written by adws state export")
-    store.import_usage(usage)
+    fresh = _new_usage(store, usage)
+    store.import_usage(fresh)
     for action in actions:
         action(store)
+    counts["usage"] = len(fresh)
+    counts["skipped"] = len(usage) - len(fresh)
     return counts
 
 
@@ -199,22 +312,29 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
         store = engine.store
         try:
             with nullcontext(sys.stdin) if stdio else open(str(file), encoding="utf-8") as stream:
-                counts = import_lines(store, stream, "<stdin>" if stdio else str(file))
+                counts = import_lines(store, stream, "<stdin>" if stdio else str(file), engine.config.providers)
         except (OSError, UnicodeDecodeError) as exc:
             raise StateImportError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
-        print("imported " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" into {store.location}",
+        skipped = counts.pop("skipped")
+        print("imported " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" into {store.location}"
+              + (f"; {skipped} usage rows were already there (not added again)" if skipped else ""),
               file=sys.stderr)
         return 0
     existing = engine.existing_store()
-    if isinstance(existing, PendingStore) and existing.pending:  # nobody created it: likely the wrong path
-        raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")
+    if isinstance(existing, PendingStore) and existing.pending:
+        if action == "compact":  # a fresh deployment: nothing has been booked, so there is nothing to roll up
+            print(f"adws: no state store at {existing.location} yet: nothing to compact", file=sys.stderr)
+            return 0
+        raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")  # likely a wrong path
     if action == "export":
         try:
             with nullcontext(sys.stdout) if stdio else open(str(file), "w", encoding="utf-8") as out:
                 for line in export_lines(existing, now):
                     out.write(line + "\n")
+        except BrokenPipeError:
+            raise  # `adws state export | head -1`: the reader left; main() ends quietly like other commands
         except OSError as exc:
-            raise UsageError(f"cannot write {file}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write {'<stdout>' if stdio else file}: {exc.strerror or exc}") from None
         return 0
     try:
         keep = RETENTION_MARGIN if margin is None else parse_window(margin)

@@ -174,3 +174,20 @@ def test_arrivals_keep_to_utc_hours_and_never_precede_the_start() -> None:
     assert tasks and all(t.at >= noon and 8 <= t.at.hour < 20 for t in tasks)
     assert [t.at for t in tasks] == sorted(t.at for t in tasks)
     assert {t.at.date() for t in tasks} == {MONDAY.date(), (MONDAY + timedelta(days=1)).date()}
+
+
+def test_days_and_tasks_are_bounded_with_a_clear_message(
+        write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from adws.cli import main
+
+    config = str(write_config())
+    for days in ("100000", "0", str(simulate.MAX_DAYS + 1)):
+        assert main(["simulate", "--config", config, "--days", days]) == 2
+        assert capsys.readouterr().err == (f"adws: --days: expected 1 to {simulate.MAX_DAYS} (a year), "
+                                           f"got {days}\n")
+    busy = tmp_path / "busy.toml"
+    busy.write_text("[workload]\ntasks_per_day = 1000000\n", encoding="utf-8")
+    assert main(["simulate", "--config", config, "--days", "2", "--workload", str(busy)]) == 2
+    assert capsys.readouterr().err == ("adws: the workload gives about 2,000,000 tasks (tasks_per_day 1e+06 x 2 "
+                                       f"days); one run simulates at most {simulate.MAX_TASKS:,}: lower --days or "
+                                       "tasks_per_day\n")

@@ -99,6 +99,24 @@ def test_cli_missing_log_is_a_clear_error(tmp_path: Path, capsys: pytest.Capture
     assert capsys.readouterr().err == f"adws: cannot read the audit log {missing}: No such file or directory\n"
 
 
+def test_a_fresh_deployment_without_an_audit_log_has_zero_tasks(
+        write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing has run yet, so the config's log does not exist: zero tasks and a note, not an error.
+    config = write_config()
+    log = tmp_path / "audit.jsonl"
+    assert not log.exists()
+    assert main(["stats", "--config", str(config), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["total"]["tasks"] == 0
+    assert captured.err == f"adws: no audit log at {log} yet (nothing has run): 0 tasks\n"
+    assert main(["stats", "--config", str(config)]) == 0
+    assert "(0 task record(s))" in capsys.readouterr().out
+    html = tmp_path / "r.html"
+    assert main(["report", "--config", str(config), "--html", str(html)]) == 0
+    assert html.exists() and capsys.readouterr().out.startswith(f"{html}: ")
+    assert not log.exists()  # reading created nothing
+
+
 # -- Prometheus text exposition, checked line by line -----------------------------------------------------------
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,6 +86,10 @@ def test_sqlite_state_moves_into_redis(
     assert main(["state", "import", str(dump), "--config", str(target)]) == 0
     assert capsys.readouterr().err == (f"imported 2 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker into "
                                        f"{redis_url}\n")
+    # A second import of the same file adds no usage (the rest is overwritten with the same values).
+    assert main(["state", "import", str(dump), "--config", str(target)]) == 0
+    assert capsys.readouterr().err == (f"imported 0 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker into "
+                                       f"{redis_url}; 2 usage rows were already there (not added again)\n")
     with RedisStore(redis_url, key_prefix=redis_prefix) as new, \
             SqliteStore(str(tmp_path / "old" / "state.sqlite3")) as old:
         assert list(new.usage_records()) == list(old.usage_records())
@@ -122,6 +130,73 @@ def test_import_refuses_a_bad_file_whole(tmp_path: Path, capsys: pytest.CaptureF
     assert capsys.readouterr().err == f"adws: cannot read {tmp_path / 'missing.jsonl'}: No such file or directory\n"
 
 
+def test_import_lists_every_bad_line_and_checks_values(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    config = write_config(tmp_path, "")
+    dump = tmp_path / "bad.jsonl"
+    row = {"kind": "usage", "provider": "claude", "account": "a", "at": "2026-11-18T12:00:00+00:00", "requests": 1,
+           "input_tokens": 5, "output_tokens": 3, "cost_usd": 0.5, "estimated": False, "model": None,
+           "task_id": None}
+    bad = [{"provider": "claud"}, {"input_tokens": -5}, {"at": "yesterday"}, {"requests": True},
+           {"cost_usd": -0.1}, {"estimated": "no"}, {"output_tokens": 2.5}, {"account": ""}]
+    lines = ['{"kind": "adws-state", "version": 1}', json.dumps(row), "not json",
+             *(json.dumps({**row, **change}) for change in bad),
+             '{"kind": "cooldown", "provider": "nope", "account": "a", "until": "2026-11-18T14:00:00+00:00", '
+             '"reason": "x"}',
+             '{"kind": "breaker", "provider": "claude", "state": "ajar", "failures": 1, "opened_at": null}',
+             '{"kind": "cursor", "key": "k", "value": -1}']
+    dump.write_text("\n".join(lines) + "\n")
+    assert main(["state", "import", str(dump), "--config", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"adws: {dump}: 12 bad lines, nothing imported:",
+        f"{dump}:3: not JSON (Expecting value at column 1)",
+        f'{dump}:4: unknown provider "claud" (did you mean "claude"?); the config\'s providers: claude (add it to '
+        "the config, or drop its lines)",
+        f"{dump}:5: input_tokens: expected a whole number >= 0, got -5",
+        f"{dump}:6: at: expected an ISO 8601 time, got 'yesterday'",
+        f"{dump}:7: requests: expected a whole number >= 0, got True",
+        f"{dump}:8: cost_usd: expected a number >= 0, got -0.1",
+        f"{dump}:9: estimated: expected true or false, got 'no'",
+        f"{dump}:10: output_tokens: expected a whole number >= 0, got 2.5",
+        f"{dump}:11: account: expected a non-empty string, got ''",
+        f'{dump}:12: unknown provider "nope"; the config\'s providers: claude (add it to the config, or drop its '
+        "lines)",
+        f"{dump}:13: state: expected one of closed, open, half_open, got 'ajar'",
+        f"{dump}:14: value: expected a whole number >= 0, got -1",
+    ]
+    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as store:
+        assert list(store.usage_records()) == []  # the good line 2 was not applied either
+
+
+def test_importing_the_same_file_twice_adds_its_usage_once(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    (tmp_path / "old").mkdir()
+    source = write_config(tmp_path / "old", "")
+    at = NOW.replace(microsecond=123457)
+    with SqliteStore(str(tmp_path / "old" / ".adws" / "state.sqlite3")) as old:
+        fill(old, at)
+        # Two identical attempts in one microsecond are two rows, and stay two.
+        for _ in range(2):
+            old.record_usage(UsageRecord("claude", "a", at, Usage(input_tokens=7)))
+    dump = tmp_path / "state.jsonl"
+    assert main(["state", "export", str(dump), "--config", str(source), "--at", NOW.isoformat()]) == 0
+    target = write_config(tmp_path, "")
+    assert main(["state", "import", str(dump), "--config", str(target)]) == 0
+    assert capsys.readouterr().err.startswith("imported 4 usage, ")
+    assert main(["state", "import", str(dump), "--config", str(target)]) == 0
+    assert capsys.readouterr().err.endswith("; 4 usage rows were already there (not added again)\n")
+    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as new, \
+            SqliteStore(str(tmp_path / "old" / ".adws" / "state.sqlite3")) as old:
+        assert list(new.usage_records()) == list(old.usage_records())
+    # A file with one more row adds that row only.
+    extra = dict(json.loads(dump.read_text().splitlines()[1]), at=(at + timedelta(seconds=1)).isoformat())
+    dump.write_text(dump.read_text() + json.dumps(extra) + "\n")
+    assert main(["state", "import", str(dump), "--config", str(target)]) == 0
+    assert capsys.readouterr().err.startswith("imported 1 usage, ")
+
+
 def test_export_without_a_store_says_so_and_creates_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
@@ -130,6 +205,30 @@ def test_export_without_a_store_says_so_and_creates_none(tmp_path: Path, capsys:
     path = tmp_path / ".adws" / "state.sqlite3"
     assert capsys.readouterr().err == f"adws: no state store at {path} yet: nothing to export\n"
     assert not path.exists()
+
+
+def test_compact_without_a_store_has_nothing_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    config = write_config(tmp_path, "")
+    path = tmp_path / ".adws" / "state.sqlite3"
+    assert main(["state", "compact", "--config", str(config)]) == 0  # a fresh deployment: nothing to roll up
+    assert capsys.readouterr().err == f"adws: no state store at {path} yet: nothing to compact\n"
+    assert not path.exists()
+
+
+def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `adws state export | head -1`: the reader leaves after one line; no "cannot write" message.
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    config = write_config(tmp_path, "")
+    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as store:
+        for n in range(5000):
+            store.record_usage(UsageRecord("claude", "a", NOW - timedelta(seconds=n), Usage(input_tokens=n)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADWS_")}
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -m adws state export --config {shlex.quote(str(config))}"
+                          " | head -1", shell=True, capture_output=True, text=True, env=env, timeout=120)
+    assert json.loads(done.stdout)["kind"] == "adws-state"
+    assert done.stderr == ""
 
 
 def test_compact_rolls_up_what_no_quota_period_reaches(tmp_path: Path, capsys: pytest.CaptureFixture[str],
