@@ -151,7 +151,8 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
         # Quota before rate: "exceeded your current quota" often arrives as a 429 too.
         (r"quota (?:exceeded|exhausted)|(?:exceeded|exhausted) your (?:\w+ )?quota", "quota_exhausted"),
         (
-            r"insufficient[_ ](?:quota|balance|credits?|funds)|credit balance is too low|out of credits"
+            r"insufficient[_ ](?:quota|balance|credits?|funds)|credit balance (?:is )?too low|out of credits"
+            r"|credits? (?:have|has) (?:been )?(?:exhausted|used up|run out)"
             r"|you have no quota|(?:exceeded|used up|reached) your (?:[\w-]+ ){0,3}(?:allowance|entitlement)",
             "quota_exhausted",
         ),
