@@ -8,8 +8,10 @@ only when the store says something changed (`StateStore.version()`) or the quota
 window's start moves with the clock; its snapshot is reused for up to `ROLLING_REFRESH` seconds, which can
 only over-count usage (old records drop out a little late), never under-count it. A `now` earlier than the
 snapshot's (callers pass `now` explicitly) always re-reads: the snapshot has already dropped the cooldowns and
-window records that ended before its own time. A store that does not exist yet (ABSENT_VERSION) holds nothing
-at any time and is never re-read.
+window records that ended before its own time. When only the version moved, the usage rows appended since
+the snapshot's cursor (`StateStore.usage_since`) are added to it instead of re-summing each period; a store
+that refuses the cursor (a roll-up rewrote rows) is read in full. A store that does not exist yet
+(ABSENT_VERSION) holds nothing at any time and is never re-read.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
@@ -24,7 +26,6 @@ without a key variable (a CLI's own login in its home directory) waits out the d
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from adws.pools import governing, subjects
 from adws.quota import QuotaLimits, QuotaPeriod
 from adws.spend import judge
 from adws.state import ABSENT_VERSION
-from adws.state.base import BreakerState, Cooldown, Observation, StateStore
+from adws.state.base import BreakerState, Cooldown, Observation, StateStore, UsageCursor, add_usage
 from adws.state.memory import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
 
@@ -52,6 +53,7 @@ __all__ = ["AUTH_COOLDOWN", "DEFAULT_ACCOUNT", "STRATEGIES", "AccountPlanner", "
 
 DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accounts is kept under this name
 ROLLING_REFRESH = 30.0
+READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before an over-count is accepted
 _NO_USAGE = Usage(requests=0)
 # How long an account whose credentials were rejected stays out when nothing about them changes: long enough
 # not to burn one attempt per task on a dead key, short enough that a login renewed outside adws is retried.
@@ -69,6 +71,8 @@ def credential_fingerprint(account: Account, environ: Mapping[str, str]) -> str 
     values = [environ.get(var, "") for var in _credential_vars(account)]
     if not any(values):
         return None
+    import hashlib  # only after a credential was rejected: not on the start-up path of every command
+
     return hashlib.sha256("\0".join(values).encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
@@ -114,7 +118,7 @@ class AccountPlanner(Protocol):
     def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime, *, model: str | None = None,
              need: Need | None = None) -> Ranking: ...
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]: ...
-    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None: ...
+    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None: ...
     def generation(self, now: datetime) -> int:
         """Changes whenever an answer of rank() or provider_blocked() may have changed."""
         ...
@@ -144,6 +148,7 @@ class StatefulAccounts:
         self._usage: dict[tuple[str, str], Usage] = {}
         self._starts: list[datetime] | None = None
         self._read_ts: float | None = None  # the `now` the snapshot was read at (epoch seconds)
+        self._usage_ts: float | None = None  # the `now` of the last full usage read, whose starts it counts from
         self._fresh_until = 0.0  # epoch seconds: before it, no period start has moved since the read
         self._expires_ts: float | None = None
         self._cooldowns: dict[tuple[str, str], Cooldown] = {}
@@ -163,6 +168,9 @@ class StatefulAccounts:
         self._observed: dict[tuple[str, str], Observation] = {}
         self._runs: dict[tuple[str, str, int], list[int]] = {}
         self._quota_groups = list(groups.values())
+        self._group_of = {member: index for index, (_, members) in enumerate(self._quota_groups)
+                          for member in members}
+        self._cursor: UsageCursor | None = None  # where the snapshot's usage stops in the store's rows
         self._rankings: dict[RankInput, Ranking] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
@@ -189,7 +197,7 @@ class StatefulAccounts:
             if self._version != ABSENT_VERSION:
                 self._usage, self._cooldowns, self._breakers, self._slots = {}, {}, {}, {}
                 self._reserved, self._observed = {}, {}
-                self._starts, self._read_ts, self._version = None, None, ABSENT_VERSION
+                self._starts, self._read_ts, self._version, self._cursor = None, None, ABSENT_VERSION, None
                 self._invalidate(now)
             return
         ts = now.timestamp()
@@ -202,15 +210,11 @@ class StatefulAccounts:
         if version == self._version and not earlier and self._starts_fresh(starts):
             self._fresh_until = self._fresh_limit(now)
             return
-        usage: dict[tuple[str, str], Usage] = {}
-        for (_, members), since in zip(self._quota_groups, starts, strict=True):
-            by_provider: dict[str, list[str]] = {}
-            for prov, acc in members:
-                by_provider.setdefault(prov, []).append(acc)
-            totals = self.store.usage_totals(dict.fromkeys(by_provider, since))
-            for prov, accs in by_provider.items():
-                usage.update({(prov, acc): totals[(prov, acc)] for acc in accs if (prov, acc) in totals})
-        self._usage, self._starts, self._read_ts = usage, starts, ts
+        if not (version != self._version and self._starts is not None and not earlier and
+                self._starts_fresh(starts) and self._apply_new_usage()):
+            self._read_usage(starts)
+            self._starts, self._usage_ts = starts, ts
+        self._read_ts = ts
         self._cooldowns = self.store.cooldowns(now)
         self._breakers = self.store.breakers()
         self._slots = self.store.active_slots(now)
@@ -220,12 +224,53 @@ class StatefulAccounts:
         self._fresh_until = self._fresh_limit(now)
         self._invalidate(now)
 
+    def _read_usage(self, starts: list[datetime]) -> None:
+        """Re-read the usage of every period from the store, and the cursor that later rows come after.
+
+        The cursor is taken before the totals and compared after: when a row was appended in between (it may
+        or may not be in the totals), the read is repeated, up to READ_ATTEMPTS times; after that the earlier
+        cursor is kept, which can only count such a row twice (over-count), never miss it.
+        """
+        for _ in range(READ_ATTEMPTS):
+            cursor = self.store.usage_cursor()
+            usage: dict[tuple[str, str], Usage] = {}
+            for (_, members), since in zip(self._quota_groups, starts, strict=True):
+                by_provider: dict[str, list[str]] = {}
+                for prov, acc in members:
+                    by_provider.setdefault(prov, []).append(acc)
+                totals = self.store.usage_totals(dict.fromkeys(by_provider, since))
+                for prov, accs in by_provider.items():
+                    usage.update({(prov, acc): totals[(prov, acc)] for acc in accs if (prov, acc) in totals})
+            if self.store.usage_cursor() == cursor:
+                break
+        self._usage, self._cursor = usage, cursor
+
+    def _apply_new_usage(self) -> bool:
+        """Add the usage rows appended since the last read to the snapshot (rows of accounts without a quota,
+        or older than their period's start, change nothing); False when the store refused the cursor (a
+        roll-up rewrote rows since), and the caller re-reads everything."""
+        if self._cursor is None or self._starts is None:
+            return False
+        changes = self.store.usage_since(self._cursor)
+        if changes is None:
+            return False
+        usage = dict(self._usage)  # a new dict: rankings already handed out keep reading the old one
+        starts = self._starts
+        for record in changes.records:
+            key = (record.provider, record.account)
+            group = self._group_of.get(key)
+            if group is not None and record.at >= starts[group]:
+                usage[key] = add_usage(usage.get(key, _NO_USAGE), record.usage)
+        self._usage, self._cursor = usage, changes.cursor
+        return True
+
     def _fresh_limit(self, now: datetime) -> float:
         """Until when (epoch seconds) the snapshot's period starts stay right without recomputing them."""
         limit = float("inf")
         for quota, _ in self._quota_groups:
             if quota.window_seconds is not None:
-                limit = min(limit, (self._read_ts or now.timestamp()) + ROLLING_REFRESH)
+                # From the full read: rows applied since then were counted from the same (older) start.
+                limit = min(limit, (self._usage_ts or now.timestamp()) + ROLLING_REFRESH)
             else:
                 reset = self.period_of(quota).next_reset(now)
                 if reset is not None:
@@ -313,22 +358,29 @@ class StatefulAccounts:
     # rank() and provider_blocked() read the snapshot as of the last generation(now) call: the router calls
     # that once per decision, so a decision over five tiers asks the store once.
 
-    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> str | None:
+    def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None:
+        """Why the whole provider is out at `now` (circuit open, probe in flight, every slot busy), with when
+        it comes back; None when it is not."""
         state = self._breakers.get(provider.name)
         if state is not None:
-            why = breaker.blocked(state, now, self.breaker_cooldown, breaker.probe_lease(provider))
+            lease = breaker.probe_lease(provider)
+            why = breaker.blocked(state, now, self.breaker_cooldown, lease)
             if why is not None:
-                return why
+                return Skip(provider.name, why, until=breaker.expires(state, now, self.breaker_cooldown, lease))
         return self._busy(provider, now)
 
-    def _busy(self, provider: ProviderSpec, now: datetime) -> str | None:
+    def _busy(self, provider: ProviderSpec, now: datetime) -> Skip | None:
         """Why every max_concurrency slot is taken, or None. The manager's acquire_slot is what enforces the
         limit; this only keeps a full provider out of the plan (and shows it in `skipped`)."""
         limit = provider.max_concurrency
         if limit is None:
             return None
-        held = sum(1 for end in self._slots.get(provider.name, ()) if end > now)
-        return f"busy: {held} of {limit} slots in use" if held >= limit else None
+        ends = [end for end in self._slots.get(provider.name, ()) if end > now]  # soonest first
+        if len(ends) < limit:
+            return None
+        # A slot frees when every lease beyond the limit, and one more, has ended: the latest it comes back
+        # (a holder normally releases its slot long before its lease ends).
+        return Skip(provider.name, f"busy: {len(ends)} of {limit} slots in use", until=ends[len(ends) - limit])
 
     def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime, *, model: str | None = None,
              need: Need | None = None) -> Ranking:

@@ -8,7 +8,6 @@ a dictionary lookup, and a coordinator may set a key between tasks.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Collection, Mapping
 
 from adws.compiled import ProviderSpec
@@ -19,8 +18,13 @@ class Availability:
                  which: Callable[[str], str | None] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
         # The children get `environ`, so a program is looked up on that environment's PATH.
-        self._which = which or (lambda name: shutil.which(name, path=self.environ.get("PATH")))
+        self._which = which or self._on_path
         self._found: dict[str, str | None] = {}
+
+    def _on_path(self, name: str) -> str | None:
+        import shutil  # here: `adws route` on a warm cache mostly answers from a cached lookup, never needing it
+
+        return shutil.which(name, path=self.environ.get("PATH"))
 
     def refresh(self) -> None:
         self._found.clear()

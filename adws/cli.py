@@ -250,18 +250,21 @@ def cmd_run_many(args: argparse.Namespace) -> int:
 
 def cmd_providers(args: argparse.Namespace) -> int:
     from adws.reports import providers_report, render_providers
+    from adws.views import fit, terminal_width
 
     engine = _engine(args)
-    rows = providers_report(engine, engine.clock())
+    now = _at(args.at, engine.config.timezone) or engine.clock()
+    rows = providers_report(engine, now)
     if args.json:
         _print_json(rows)
     else:
-        print(render_providers(rows))
+        print(fit(render_providers(rows, engine.router.tz, now).splitlines(), terminal_width(sys.stdout)))
     return 0
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
     from adws.reports import quota_report, render_quota, tier_burn
+    from adws.views import fit, terminal_width
 
     engine = _engine(args)
     now = _at(args.at, engine.config.timezone) or engine.clock()
@@ -277,7 +280,8 @@ def cmd_quota(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        print(render_quota(rows, engine.config.timezone, tier_burn(rows, now)))
+        columns = terminal_width(sys.stdout)
+        print(fit(render_quota(rows, tier_burn(rows, now), engine.router.tz, now, columns).splitlines(), columns))
     return 0
 
 
@@ -479,8 +483,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+        p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
         if name == "quota":
-            p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
             p.add_argument("--sync", action="store_true",
                            help="run each declared usage_command first and record what it observed")
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws import audit, interrupts
+from adws import interrupts
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.compiled import CompiledConfig
@@ -352,6 +352,8 @@ class Engine:
         record = scrub.deep(record)
         if config.audit_include_prompt:
             record["prompt"] = scrub.text(prompt)  # kept as asked, but without secrets
+        from adws import audit  # a run writes the audit log; routing never does
+
         try:
             audit.append(config.audit_path, record)
         except OSError as exc:

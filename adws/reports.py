@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, limits_of
@@ -16,27 +16,31 @@ from adws.observe import merge
 from adws.pools import subjects
 from adws.quota import Burn, QuotaLimits, alert_level, burn_rate, countdown, percent_used
 from adws.router import Explanation, ModelRouter
+from adws.standing import standing
 from adws.state.memory import MemoryStore
+from adws.views import minute, table, times_in
 
 
 def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """Each provider's standing (adws.standing: available iff route() could plan it now for some task), what it
+    runs and its accounts. `skipped` holds every reason it or one of its accounts is out, with the fields of a
+    decision's `skipped`; `until` is when the tier comes back (exact ISO 8601, None when available or unknown).
+    """
     out = []
-    engine.accounts.generation(now)
     for name in _ordered(engine.config):
         p = engine.config.providers[name]
-        why = engine.availability.why_not(p) or engine.accounts.provider_blocked(p, now)
-        # Why each account is out right now (cooling down after a limit or rejected credentials, quota...); the
-        # implicit account of a provider without declared accounts is the provider's own line.
-        skipped = engine.accounts.rank(p, None, now).skipped
-        blocked = {skip.account: skip.reason for skip in skipped if skip.account}
-        state = ("cooling down", "quota ")  # what the state store says; missing keys are the status line's
-        implicit = next((s.reason for s in skipped if s.account is None and s.reason.startswith(state)), None) \
-            if not p.accounts else None
+        st = standing(engine.router, p, now)
+        blocked = {skip.account: skip.reason for skip in st.skipped if skip.account is not None}
+        # The implicit account of a provider without declared accounts: why it is out, as before.
+        implicit = None if p.accounts else next(
+            (skip.reason for skip in st.skipped if skip.account is None and skip.reason.startswith(_STATE)), None)
         out.append({
             "name": name,
             "tier": engine.config.chain.index(name) + 1 if name in engine.config.chain else None,
-            "status": "available" if why is None else "unavailable",
-            "reason": why,
+            "status": "available" if st.available else "unavailable",
+            "reason": st.reason,
+            "until": st.until.isoformat() if st.until else None,
+            "skipped": [skip.to_dict() for skip in st.skipped],
             "executable": engine.availability.locate(p.executable) or p.executable,
             "prompt": p.prompt,
             "output_format": p.output_format,
@@ -53,27 +57,40 @@ def providers_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def render_providers(rows: list[dict[str, Any]]) -> str:
+_STATE = ("cooling down", "quota ")  # reasons the state store gives (the rest are the config's or the machine's)
+
+
+def render_providers(rows: list[dict[str, Any]], zone: tzinfo = UTC, now: datetime | None = None) -> str:
+    """`adws providers` for people: one status line per provider (the answer), then what it runs, its models
+    and its accounts, one line per account that is out. Times to the minute in `zone`."""
     lines = []
     for row in rows:
         tier = f"tier {row['tier']}" if row["tier"] else "not in chain"
-        state = "available" if row["status"] == "available" else f"UNAVAILABLE: {row['reason']}"
-        lines.append(f"{row['name']} ({tier}): {state}")
+        if row["status"] == "available":
+            state = "available"
+        else:
+            back = row.get("until")
+            state = f"UNAVAILABLE: {row['reason']}" + (f" (back at {back})" if back and back not in row["reason"]
+                                                       else "")
+        lines.append(times_in(f"{row['name']} ({tier}): {state}", zone, now))
         lines.append(f"  run: {row['executable']} (prompt by {row['prompt']}, output {row['output_format']})")
         models = ", ".join(f"{m} ({v['context_window']:,} tokens)" for m, v in row["models"].items())
         lines.append(f"  models: {models or '(none declared)'}")
-        if row.get("blocked"):
-            lines.append(f"  out: {row['blocked']}")
+        tier_reason = row["reason"] or ""
+        if row.get("blocked") and row["blocked"] != tier_reason:
+            lines.append(times_in(f"  out: {row['blocked']}", zone, now))
         if row["accounts"]:
-            accounts = ", ".join(a["name"] + _account_state(a) for a in row["accounts"])
-            lines.append(f"  accounts ({row['account_strategy']}): {accounts}")
+            # Account lines carry their own times: the skip with the same account says until when.
+            until = {s["account"]: s.get("until") for s in row.get("skipped", ()) if s.get("account")}
+            out = [a for a in row["accounts"] if a.get("blocked")]
+            rest = ", ".join(a["name"] + ("" if a["enabled"] else " (disabled)")
+                             for a in row["accounts"] if not a.get("blocked"))
+            lines.append(f"  accounts ({row['account_strategy']}): {rest or '(none usable)'}")
+            for a in out:
+                back = until.get(a["name"])
+                tail = f" (back at {back})" if back and back not in a["blocked"] else ""
+                lines.append(times_in(f"    {a['name']}: {a['blocked']}{tail}", zone, now))
     return "\n".join(lines)
-
-
-def _account_state(account: dict[str, Any]) -> str:
-    if not account["enabled"]:
-        return " (disabled)"
-    return f" ({account['blocked']})" if account.get("blocked") else ""
 
 
 UNMETERED_WINDOW = timedelta(days=7)  # what `adws quota` shows for providers without a quota
@@ -132,7 +149,7 @@ def quota_report(engine: Engine, now: datetime) -> list[dict[str, Any]]:
                 if cooldown is not None and cooldown_applies(cooldown, spec, engine.availability.environ):
                     row.update(cooldown_until=cooldown.until.isoformat(), cooldown_reason=cooldown.reason)
                 rows.append(row)
-    return rows
+    return [_announced(row) for row in rows]
 
 
 def _burn_row(burn: Burn | None, now: datetime) -> dict[str, Any] | None:
@@ -176,32 +193,62 @@ def tier_burn(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]
     return out
 
 
-def render_quota(rows: list[dict[str, Any]], timezone: str = "UTC", tiers: list[dict[str, Any]] | None = None) -> str:
-    """The quota table for a person: every column labelled, times to the minute in `timezone` (the routing
-    timezone), a reset both as a moment and as a countdown."""
-    at = f"resets at ({timezone})"
-    lines = [f"{'provider/account':<24} {'used/limit':>22} {'used %':>6}  {'alert':<16} {at:<16} resets in"]
+# What a limit the provider announced means as an alert (the cooldown it set carries the outcome class), by
+# severity: the computed alert for the same row stays unless the announced one is worse.
+ANNOUNCED_ALERTS: dict[str, str] = {"rate_limited": "rate limited", "quota_exhausted": "exhausted"}
+_SEVERITY = ("rate limited", "blocked", "exhausted")
+
+
+def _severity(alert: str | None) -> int:
+    if alert is None:
+        return 0
+    return 2 + next((i for i, word in enumerate(_SEVERITY) if alert.startswith(word)), -1)
+
+
+def _announced(row: dict[str, Any]) -> dict[str, Any]:
+    """`alert` for the limits the provider announced as well as for those adws computed, and `alert_source`
+    ("computed", "announced" or None) saying which one it shows."""
+    announced = ANNOUNCED_ALERTS.get(row["cooldown_reason"] or "")
+    source = "computed" if row["alert"] is not None else None
+    if announced is not None and _severity(announced) > _severity(row["alert"]):
+        row["alert"], source = announced, "announced"
+    row["alert_source"] = source
+    return row
+
+
+def render_quota(rows: list[dict[str, Any]], tiers: list[dict[str, Any]] | None = None, zone: tzinfo = UTC,
+                 now: datetime | None = None, columns: int | None = None) -> str:
+    """`adws quota` for people: one labelled row per provider and account (and pool), times to the minute in
+    `zone` (the routing timezone); `~` marks usage that includes estimates. Wider than `columns`, the last
+    columns move under each row as `label: value` lines."""
+    body = []
     for r in rows:
-        who = _who(r)
         tokens = r["input_tokens"] + r["output_tokens"]
         limits = r["limits"] or {}
         parts = []
         if limits.get("tokens") or not limits.get("requests"):
-            parts.append(f"{tokens:,} tok" + (f"/{limits['tokens']:,}" if limits.get("tokens") else ""))
+            parts.append(f"{tokens:,} tok" + (f" / {limits['tokens']:,}" if limits.get("tokens") else ""))
         if limits.get("requests"):
-            parts.append(f"{r['requests']}/{limits['requests']} req")
+            parts.append(f"{r['requests']} / {limits['requests']} req")
         used = ", ".join(parts) + ("~" if r["estimated"] else "")
-        pct = "-" if r["percent"] is None else f"{r['percent']:.1f}"
+        pct = "-" if r["percent"] is None else f"{r['percent']:.1f}%"
+        alert = (r["alert"] or "") + (" (announced)" if r.get("alert_source") == "announced" else "")
         # A rolling window with nothing in it has no reset to wait for; no quota at all shows a week of usage.
-        resets = r["resets_in"] or ("no quota (last 7 days)" if r["limits"] is None else "nothing to reset")
-        moment = _minute(r.get("resets_at"), timezone)
-        line = f"{who:<24} {used:>22} {pct:>6}  {r['alert'] or '':<16} {moment:<16} {resets}"
+        if r["resets_at"]:
+            resets = f"{minute(datetime.fromisoformat(r['resets_at']), zone, now)} (in {r['resets_in']})"
+        else:
+            resets = "no quota (last 7 days)" if r["limits"] is None else "nothing to reset"
+        cooling = ""
         if r["cooldown_until"]:
-            line += f"  cooling down until {_minute(r['cooldown_until'], timezone)} ({r['cooldown_reason']})"
-        if r.get("observed"):
-            line += f"  [{r['observed']['text']}]"
-        lines.append(line)
-    lines.append("(~ = includes estimated usage)")
+            cooling = f"until {minute(datetime.fromisoformat(r['cooldown_until']), zone, now)} " \
+                      f"({r['cooldown_reason']})"
+        observed = r["observed"]["text"] if r.get("observed") else "-"
+        body.append([_who(r), used, pct, alert or "-", resets, cooling or "-", observed])
+    headers = ["provider/account", "used / limit", "% used", "alert", "next reset", "cooling down", "observed"]
+    if not any(r.get("observed") for r in rows):  # no usage_command reported: no column for it
+        headers, body = headers[:-1], [cells[:-1] for cells in body]
+    lines = table(headers, body, right=(1, 2), columns=columns)
+    lines.append("(~ = includes estimated usage; an alert is announced by the provider or computed from usage)")
     burning = [r for r in rows if r.get("burn")]
     if burning or tiers:
         lines.append("")
@@ -218,15 +265,6 @@ def render_quota(rows: list[dict[str, Any]], timezone: str = "UTC", tiers: list[
 def _who(row: dict[str, Any]) -> str:
     who = str(row["provider"]) + ("" if row["account"] == DEFAULT_ACCOUNT else f"/{row['account']}")
     return who + (f"/{row['pool']}" if row.get("pool") else "")
-
-
-def _minute(iso: str | None, timezone: str) -> str:
-    """`Wed 18 Nov 14:00` in `timezone` from an ISO 8601 time; "-" for none."""
-    if not iso:
-        return "-"
-    from zoneinfo import ZoneInfo
-
-    return datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone)).strftime("%a %d %b %H:%M")
 
 
 def _ordered(config: CompiledConfig) -> list[str]:
@@ -267,12 +305,15 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
     scenarios = []
     for s in config.scenarios:
         when = datetime.fromisoformat(s.at) if s.at else at
+        why: list[str] = []
         try:
-            d = router.route(dict(s.task), now=when)
+            explanation = router.explain(dict(s.task), now=when)
+            d = explanation.decision
             got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
                                    "rule": d.rule, "plan": [step.provider for step in d.plan]}
             failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in s.expect.items() if got.get(k) != v]
-            why = _why_not(router.explain(dict(s.task), now=when), dict(s.expect)) if failures else []
+            if failures:
+                why = _why_not(s.expect, explanation)
         except TaskError as exc:
             got, failures, why = {}, [str(exc)], []
         scenarios.append({"name": s.name, "at": when.isoformat(), "expect": dict(s.expect), "got": got,
@@ -295,25 +336,53 @@ def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
     }
 
 
-def _why_not(explanation: Explanation, expect: dict[str, Any]) -> list[str]:
-    """Why a scenario did not get what it expected, from the same traces that route (explain)."""
+def _why_not(expect: Mapping[str, Any], explanation: Explanation) -> list[str]:
+    """Why a scenario's expectation failed, from the same traces `adws route --explain` shows: the expected
+    rule's first failing condition (or the rule that came first), and why an expected provider, model or account
+    is not where the scenario wants it."""
     d = explanation.decision
-    wanted = expect.get("rule")
-    if wanted is not None and wanted != d.rule:
-        trace = next((t for t in explanation.traces if t.rule.name == wanted), None)
-        first = f'"{d.rule}" (priority {d.matched.priority})' if d.matched is not None else f"the {d.via}"
-        if trace is None:
-            return [f'because no enabled rule is named "{wanted}"' if wanted not in ("default", "override")
-                    else f"because {first} decided"]
-        if trace.status == "failed":
-            return [f'because rule "{wanted}" does not match: {trace.condition}: task has {trace.actual}, '
-                    f"rule wants {trace.expected}"]
-        if trace.status == "disabled":
-            return [f'because rule "{wanted}" is disabled']
-        return [f'because rule "{wanted}" matches, but {first} comes first']
-    why = [f"because {reason}" for reason in d.reasons[-1:]]
-    why += [f"skipped {skip.provider}: {skip.reason}" for skip in d.skipped]
-    return why
+    why: list[str] = []
+    wanted_rule = expect.get("rule")
+    if wanted_rule is not None and wanted_rule != d.rule:
+        trace = next((t for t in explanation.traces if t.rule.name == wanted_rule), None)
+        if wanted_rule == "default":
+            why.append(f'rule "{d.rule}" matches first, so the defaults were not used')
+        elif wanted_rule == "override":
+            why.append("no override label or attribute on the task")
+        elif trace is None:  # load refuses a scenario naming an unknown rule
+            raise AssertionError(f"scenario expects unknown rule {wanted_rule!r}")
+        elif trace.status == "failed":
+            why.append(f'rule "{wanted_rule}" does not match: {trace.condition}: task has {trace.actual}, '
+                       f"rule wants {trace.expected}")
+        elif trace.status == "disabled":
+            why.append(f'rule "{wanted_rule}" is disabled')
+        elif d.via == "override":
+            why.append(f'rule "{wanted_rule}" matches, but the {d.override_source} override decides')
+        elif d.matched is not None:
+            why.append(f'rule "{wanted_rule}" matches, but "{d.matched.name}" (priority {d.matched.priority}) '
+                       "comes first")
+    if why:  # the rule is the cause: where it would have sent the task follows from it
+        return [f"because {w}" for w in why]
+    via = f'rule "{d.rule}"' if d.via == "rule" else f"the {d.via}" if d.via == "override" else "the defaults"
+    for key in ("provider", "model", "account"):
+        wanted = expect.get(key)
+        if wanted is None or getattr(d, key) == wanted:
+            continue
+        if key == "provider":
+            skips = [skip for skip in d.skipped if skip.provider == wanted]
+            tiers = [step.provider for step in d.plan]
+            if skips:
+                why += [f"{wanted} was skipped: {skip.reason}" for skip in skips]
+            elif wanted not in tiers:
+                why.append(f"{wanted} is not a tier of the plan of {via}")
+            else:
+                why.append(f"{wanted} is tier {tiers.index(wanted) + 1} of the plan of {via}, after {tiers[0]}")
+        elif d.plan and key == "model":
+            why.append(f"{d.plan[0].provider}: {d.plan[0].model_reason}")
+        elif d.plan and key == "account":
+            out = [skip for skip in d.skipped if skip.account == wanted]
+            why += [f"account {wanted} was skipped: {skip.reason}" for skip in out]
+    return [f"because {w}" for w in dict.fromkeys(why)]
 
 
 def render_routing(report: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ Explain walks every rule with the same compiled predicates, so explain and route
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -170,32 +170,10 @@ class Explanation:
         }
 
     def render(self) -> str:
-        d = self.decision
-        lines = [f"task {d.view.task_id or '(no id)'} at {d.view.local_now.isoformat()}"]
-        lines += [f"  {reason}" for reason in d.reasons]
-        from adws.views import render_rules
+        """The decision first, then every rule's verdict: what `adws route --explain` prints (adws.views)."""
+        from adws.views import render_decision, render_rules  # for people: route() alone never needs it
 
-        lines += render_rules(self)  # the rule table, as `adws route --explain` shows it
-        lines.append("plan:")
-        for i, step in enumerate(d.plan, 1):
-            acct = f" account={step.account}" if step.account else ""
-            need = f"; {step.need.describe()}" if step.need is not None else ""
-            lines.append(f"  {i}. {step.provider} model={step.model}{acct} — {step.model_reason}{need}")
-        if not d.plan:
-            lines.append("  (empty)")
-        if d.scores:
-            lines.append(f"tier scores (plan ordered {d.order.replace('_', ' ')}):")
-            for score in d.scores:
-                lines.append(f"  {score.describe()}")
-                lines.append(f"    {'; '.join(score.notes)}")
-        if d.skipped:
-            lines.append("skipped:")
-            for skip in d.skipped:
-                who = skip.provider + (f"/{skip.account}" if skip.account else "")
-                shown = skip.until.isoformat() if skip.until else ""
-                until = f" (until {shown})" if shown and shown not in skip.reason else ""
-                lines.append(f"  {who}: {skip.reason}{until}")
-        return "\n".join(lines)
+        return "\n".join([*render_decision(self.decision), *render_rules(self)])
 
 
 # A plan: its steps in the order to try them, the skipped candidates, how the tiers were ordered, and every
@@ -252,6 +230,15 @@ class ModelRouter:
         """
         self.availability.refresh()
         self._plans.clear()
+
+    def gate(self, provider: ProviderSpec, now: datetime, keys_set: Collection[str] | None = None) -> Skip | None:
+        """The checks on a whole tier that come before its model and accounts: enabled, installed, its API key
+        set (`keys_set`: which key variables are set, else read from the environment), circuit breaker and
+        concurrency slots. Call `accounts.generation(now)` first (route() does, once per decision)."""
+        why = self.availability.why_not(provider, keys_set)
+        if why is not None:
+            return Skip(provider.name, why)
+        return self.accounts.provider_blocked(provider, now)
 
     def coerce(self, task: Task | Mapping[str, Any]) -> Task:
         """`coerce_task`, listing every problem in one TaskError: when a field is malformed (a negative
@@ -422,11 +409,9 @@ class ModelRouter:
     def _step(self, provider: ProviderSpec, explicit: str | None, inp: PlanInput, now: datetime,
               rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None,
               rule_need: NeedSpec | None = None) -> tuple[Step, TierFacts] | None:
-        why = self.availability.why_not(provider, inp.keys_set)
-        if why is None:
-            why = self.accounts.provider_blocked(provider, now)
-        if why is not None:
-            skipped.append(Skip(provider.name, why))
+        gate = self.gate(provider, now, inp.keys_set)
+        if gate is not None:
+            skipped.append(gate)
             return None
         model, reason = self._model(provider, explicit, inp)
         if model is None and provider.models:

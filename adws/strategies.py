@@ -17,7 +17,8 @@ ordering and released by `close()`) fit the same hooks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 from types import TracebackType
 from typing import ClassVar, NamedTuple
 
@@ -35,6 +36,15 @@ class Candidate:
     position: int  # in the file
     percent: float  # of the fullest limited quota dimension, 0-100+
     usage: Usage  # in the current quota period
+    # least_used's sort key, computed once: a provider with hundreds of accounts is re-sorted after every
+    # write by another process, and a C-level key (attrgetter) sorts several times faster than a lambda.
+    least_used_key: tuple[float, int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "least_used_key", (self.percent, self.usage.total_tokens, self.position))
+
+
+_LEAST_USED_KEY = attrgetter("least_used_key")
 
 
 class OrderContext(NamedTuple):
@@ -92,7 +102,7 @@ class LeastUsed(Strategy):
     name = "least_used"
 
     def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
-        return sorted(candidates, key=lambda c: (c.percent, c.usage.total_tokens, c.position))
+        return sorted(candidates, key=_LEAST_USED_KEY)
 
 
 class FillFirst(Strategy):

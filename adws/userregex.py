@@ -16,8 +16,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import re2
-
 from adws.errors import toml_value
 
 
@@ -35,6 +33,8 @@ class Searcher(Protocol):
 
 
 def _options(ignore_case: bool) -> Any:
+    import re2  # on first use: a config without regexes never loads RE2 (a few ms of `adws route` start-up)
+
     options = re2.Options()
     options.log_errors = False  # RE2 would print its own parse errors to stderr; ours is the message
     options.case_sensitive = not ignore_case
@@ -65,6 +65,8 @@ class UserRegex:
 def compile_user_regex(source: str, ignore_case: bool = False, *, allow_empty: bool = True) -> UserRegex:
     """Compile a user's regex for linear-time matching. Raises ValueError with the one wording adws uses for a
     bad regex: `bad regex "SOURCE": WHY`."""
+    import re2
+
     try:
         compiled = re2.compile(source, _options(ignore_case))
     except re2.error as exc:

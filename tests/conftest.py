@@ -28,6 +28,8 @@ def fixed_now() -> datetime:
 def _private_config_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests never read or write the user's real cache of compiled configs.
     monkeypatch.setenv("ADWS_CACHE_DIR", str(tmp_path_factory.mktemp("adws-cache")))
+    # Human output folds to COLUMNS when set: tests that need a width set it themselves.
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ def test_explain_text(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     # The answer first, then the plan, the reasons, and the rule table.
     assert lines[0] == '→ antigravity claude-sonnet-4.6 (account ag-1), rule "code-sonnet"'
-    assert "why (task #7 at 2026-11-18T14:00+01:00):" in lines
+    assert "why (task #7 at 2026-11-18 14:00 CET):" in lines
     assert '  rule "code-sonnet" (priority 30) matched' in lines
     assert "  [  30] code-sonnet: MATCH (first match wins)" in lines
     assert ("  1. antigravity model=claude-sonnet-4.6 account=ag-1 — model claude-sonnet-4.6 as chosen; ~30,000 "

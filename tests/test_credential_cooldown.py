@@ -45,10 +45,10 @@ def test_rejected_credentials_cool_the_account_down_and_the_next_task_goes_elsew
     accounts = {a["name"]: a for a in providers["claude"]["accounts"]}
     assert accounts["a"]["blocked"].startswith("cooling down: auth")
     assert "b" in accounts and "blocked" not in accounts["b"]
-    assert "a (cooling down: auth (credentials" in render_providers(list(providers.values()))
+    assert "\n    a: cooling down: auth (credentials" in render_providers(list(providers.values()))
     rows = {(r["provider"], r["account"]): r for r in quota_report(engine, NOW + timedelta(minutes=1))}
     assert rows[("claude", "a")]["cooldown_reason"].startswith("auth (credentials")
-    assert "cooling down until" in render_quota(list(rows.values()))
+    assert "(auth (credentials " in render_quota(list(rows.values()))
 
 
 def test_a_new_key_lifts_the_cooldown_at_once(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
@@ -81,7 +81,9 @@ def test_without_a_key_variable_the_declared_time_applies(tmp_path: Path, make_e
     assert [s.reason for s in during.skipped if s.provider == "backup"] == ["cooling down: auth"]
     providers = {row["name"]: row for row in providers_report(engine, NOW + timedelta(minutes=1))}
     assert providers["backup"]["blocked"] == "cooling down: auth"
-    assert "  out: cooling down: auth" in render_providers([providers["backup"]])
+    # Its only account is out, so the tier is: the status line says why and until when.
+    assert providers["backup"]["status"] == "unavailable"
+    assert "backup (tier 2): UNAVAILABLE: cooling down: auth (back at " in render_providers([providers["backup"]])
     after = engine.route({"title": "t2"}, now=NOW + AUTH_COOLDOWN + timedelta(seconds=1))
     assert not [s for s in after.skipped if s.provider == "backup"]
 

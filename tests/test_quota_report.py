@@ -99,18 +99,25 @@ def test_quota_text(config: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quota", "--config", config, "--at", AT_ARG]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
+    # Every column labelled; times to the minute in the routing timezone (UTC here), the countdown beside them.
     assert captured.out == "\n".join([
-        "provider/account                     used/limit used %  alert            resets at (UTC)  resets in",
-        "antigravity/ag-1            100,000 tok/500,000   20.0                   Sun 22 Nov 00:00 3d 11h00m",
-        "antigravity/ag-2           400,000 tok/500,000~   80.0  >= 80%           Sun 22 Nov 00:00 3d 11h00m",
-        "antigravity/ag-3            480,000 tok/500,000   96.0  blocked (>= 95%) Sun 22 Nov 00:00 3d 11h00m"
-        "  cooling down until Wed 18 Nov 16:00 (rate_limited)",
-        "antigravity/ag-4            501,000 tok/500,000  100.2  exhausted        Sun 22 Nov 00:00 3d 11h00m",
-        "copilot                               50/50 req  100.0  exhausted        Tue 01 Dec 00:00 12d 11h00m",
-        "cline                                     0 tok      -                   -                "
-        "no quota (last 7 days)",
-        "opencode                     96,000 tok/100,000   96.0  >= 95%           Wed 18 Nov 16:00 3h00m",
-        "(~ = includes estimated usage)",
+        "provider/account            used / limit  % used  alert             next reset            "
+        "                cooling down",
+        "antigravity/ag-1   100,000 tok / 500,000   20.0%  -                 "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   -",
+        "antigravity/ag-2  400,000 tok / 500,000~   80.0%  >= 80%            "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   -",
+        "antigravity/ag-3   480,000 tok / 500,000   96.0%  blocked (>= 95%)  "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   until 16:00 UTC (rate_limited)",
+        "antigravity/ag-4   501,000 tok / 500,000  100.2%  exhausted         "
+        "Sun 22 Nov 00:00 UTC (in 3d 11h00m)   -",
+        "copilot                      50 / 50 req  100.0%  exhausted         "
+        "2026-12-01 00:00 UTC (in 12d 11h00m)  -",
+        "cline                              0 tok       -  -                 "
+        "no quota (last 7 days)                -",
+        "opencode            96,000 tok / 100,000   96.0%  >= 95%            16:00 UTC (in 3h00m)  "
+        "                -",
+        "(~ = includes estimated usage; an alert is announced by the provider or computed from usage)",
         "",
         "burn rate over the current period:",
         "  antigravity/ag-1: burning 1,176 tokens/h; lasts until the reset (capacity back in 3d 11h00m)",
@@ -140,6 +147,7 @@ def test_quota_json_rows(config: str, capsys: pytest.CaptureFixture[str]) -> Non
         "percent": 96.0, "alert": "blocked (>= 95%)",
         "resets_at": "2026-11-22T00:00:00+00:00", "resets_in": "3d 11h00m",
         "cooldown_until": "2026-11-18T16:00:00+00:00", "cooldown_reason": "rate_limited", "pool": None,
+        "alert_source": "computed",  # the rate limit it announced is less than the block adws computed
         "ledger_percent": 96.0, "observed": None,
         # 480,000 tokens in the 85 h since Sunday: 5,647/h, so the last 20,000 last 3h32m.
         "burn": {"dimension": "tokens", "per_hour": 5647.059, "exhausts_at": "2026-11-18T16:32:30+00:00",
@@ -210,23 +218,26 @@ def test_render_quota_shows_every_limited_dimension_and_an_empty_rolling_window(
     from adws.reports import render_quota
 
     row = {"provider": "p", "account": "a", "requests": 3, "input_tokens": 100, "output_tokens": 20,
-           "estimated": False, "percent": 6.0, "alert": None, "resets_in": None, "cooldown_until": None,
+           "estimated": False, "percent": 6.0, "alert": None, "resets_at": None, "resets_in": None,
+           "cooldown_until": None,
            "limits": {"tokens": 2000, "requests": 50, "cost_usd": None}}
-    assert render_quota([row]).splitlines()[1] == (
-        "p/a                      120 tok/2,000, 3/50 req    6.0                   -                nothing to reset")
+    assert render_quota([row]).splitlines()[1] == \
+        "p/a               120 tok / 2,000, 3 / 50 req    6.0%  -      nothing to reset  -"
 
 
 def test_quota_times_are_to_the_minute_in_the_routing_timezone() -> None:
+    from zoneinfo import ZoneInfo
+
     from adws.reports import render_quota
 
     row = {"provider": "p", "account": "a", "requests": 0, "input_tokens": 0, "output_tokens": 0,
-           "estimated": False, "percent": 0.0, "alert": None, "resets_in": "11h00m",
+           "estimated": False, "percent": 0.0, "alert": None, "resets_in": "3d 11h00m",
            "resets_at": "2026-11-22T00:00:00+00:00", "cooldown_until": "2026-11-18T15:30:45+00:00",
            "cooldown_reason": "rate_limited", "limits": {"tokens": 2000, "requests": None, "cost_usd": None}}
-    head, line = render_quota([row], "Europe/Berlin").splitlines()[:2]
-    assert head.split() == ["provider/account", "used/limit", "used", "%", "alert", "resets", "at",
-                            "(Europe/Berlin)", "resets", "in"]
-    assert line.endswith("Sun 22 Nov 01:00 11h00m  cooling down until Wed 18 Nov 16:30 (rate_limited)")
+    head, line = render_quota([row], None, ZoneInfo("Europe/Berlin"), AT).splitlines()[:2]
+    assert [label.strip() for label in head.split("  ") if label.strip()] == [
+        "provider/account", "used / limit", "% used", "alert", "next reset", "cooling down"]
+    assert line.endswith("Sun 22 Nov 01:00 CET (in 3d 11h00m)  until 16:30 CET (rate_limited)")
 
 
 POOLED = """
@@ -272,8 +283,9 @@ def test_quota_shows_each_pool_with_its_own_limits_and_reset(tmp_path: Path, mon
     ]
     assert main(["quota", "--config", str(path), "--at", AT_ARG]) == 0
     text = capsys.readouterr().out
-    assert ("antigravity/ag-1/gemini      99,000 tok/100,000   99.0  blocked (>= 95%) Wed 18 Nov 17:00 4h00m  "
-            "cooling down until Wed 18 Nov 17:00 (rate_limited)") in text
+    line = next(line for line in text.splitlines() if line.startswith("antigravity/ag-1/gemini"))
+    assert line.endswith("  until 17:00 UTC (rate_limited)")
+    assert "99,000 tok / 100,000   99.0%  blocked (>= 95%)" in line and "17:00 UTC (in 4h00m)" in line
     assert "  tier antigravity/claude (2 accounts, 25.0% used): burning 1,765 tokens/h; lasts until the reset" \
         in text
 
@@ -328,4 +340,5 @@ def test_quota_sync_records_observations_and_shows_both_figures(
     # Without --sync, the recorded observation is still shown; nothing runs.
     script.unlink()
     assert main(["quota", "--config", str(tmp_path / "config.toml"), "--at", AT_ARG]) == 0
-    assert "[ledger 20.0%, observed 63.0% (usage_command 0m ago): observed counts]" in capsys.readouterr().out
+    # The observed column, beside the ledger's figure.
+    assert "  ledger 20.0%, observed 63.0% (usage_command 0m ago): observed counts\n" in capsys.readouterr().out

@@ -327,9 +327,9 @@ def test_an_open_circuit_shows_in_the_providers_report(providers_config: Path) -
     assert rows[0]["status"] == "unavailable"
     assert rows[0]["reason"] == ("circuit open after 3 infrastructure failures; "
                                  "probed again at 2026-11-18T13:09:00+00:00")
-    assert render_providers(rows).splitlines()[0] == (
-        "present (tier 1): UNAVAILABLE: circuit open after 3 infrastructure failures; "
-        "probed again at 2026-11-18T13:09:00+00:00")
+    # People read the time to the minute, in the routing timezone.
+    assert render_providers(rows, UTC, NOW).splitlines()[0] == (
+        "present (tier 1): UNAVAILABLE: circuit open after 3 infrastructure failures; probed again at 13:09 UTC")
 
 
 # -- quota -----------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from adws.engine import load
 from adws.errors import ConfigError
 from adws.reports import providers_report, render_providers
+from adws.views import fit, terminal_width
 
 
 def main() -> int:
@@ -26,8 +27,10 @@ def main() -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    rows = providers_report(engine, engine.clock())
-    print(json.dumps(rows, indent=2) if args.json else render_providers(rows))
+    now = engine.clock()
+    rows = providers_report(engine, now)
+    text = render_providers(rows, engine.router.tz, now).splitlines()
+    print(json.dumps(rows, indent=2) if args.json else fit(text, terminal_width(sys.stdout)))
     return 0
 
 

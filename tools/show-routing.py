@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from adws.config import load_config
 from adws.errors import ConfigError
 from adws.reports import render_routing, routing_report
+from adws.views import fit, terminal_width
 
 
 def iso_time(text: str) -> datetime:
@@ -42,7 +43,8 @@ def main() -> int:
         print(exc.render(), file=sys.stderr)
         return 2
     report = routing_report(config, args.at or datetime.now(UTC))
-    print(json.dumps(report, indent=2, default=str) if args.json else render_routing(report))
+    text = render_routing(report).splitlines()
+    print(json.dumps(report, indent=2, default=str) if args.json else fit(text, terminal_width(sys.stdout)))
     return 0 if report["ok"] else 1
 
 

@@ -24,25 +24,33 @@ file appears (one stat call per `version()`), and the first write creates it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adws.attempt import Usage
 from adws.state.base import (
     BREAKER_STATES,
+    DEFAULT_PREFIX,
+    ENV_URL,
     BreakerState,
     Cooldown,
     Observation,
     StateStore,
     StateStoreError,
+    UsageChanges,
+    UsageCursor,
     UsageRecord,
 )
 from adws.state.memory import MemoryStore
-from adws.state.redis_store import DEFAULT_PREFIX, ENV_URL, RedisStore
 from adws.state.sqlite import DEFAULT_PATH, SqliteStore
+from adws.throttle import Throttle
+
+if TYPE_CHECKING:
+    from adws.state.redis_store import RedisStore
 
 __all__ = [
     "ABSENT_VERSION",
@@ -51,6 +59,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "ENV_PATH",
     "ENV_URL",
+    "PENDING_POLL_S",
     "STORES",
     "Backend",
     "BreakerState",
@@ -70,6 +79,8 @@ __all__ = [
 ENV_PATH = "ADWS_STATE_PATH"
 # What a store that does not exist yet (a PendingStore) answers to version(): it holds nothing, at any time.
 ABSENT_VERSION = -1
+# Seconds: how late routing may notice a state file that another process created (PendingStore.version()).
+PENDING_POLL_S = 0.005
 
 
 def _as_path(location: str, base_dir: str) -> str:
@@ -117,11 +128,26 @@ class Backend:
         return found
 
 
+def _open_redis(location: str, **options: Any) -> StateStore:
+    from adws.state.redis_store import RedisStore  # only fleets that chose Redis load it (and redis-py)
+
+    return RedisStore(location, **options)
+
+
+def __getattr__(name: str) -> Any:
+    """`adws.state.RedisStore`, imported on first use (see _open_redis)."""
+    if name == "RedisStore":
+        from adws.state.redis_store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 STORES: dict[str, Backend] = {
     "sqlite": Backend(SqliteStore, _as_path, _file_exists),
     "memory": Backend(MemoryStore, reads=()),
     # A URL, taken as written (never made into a path); connecting checks it, so nothing is pending.
-    "redis": Backend(RedisStore, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix")),
+    "redis": Backend(_open_redis, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix")),
 }
 
 
@@ -175,11 +201,15 @@ class PendingStore:
     it. Routing only reads, so routing never creates a state file.
     """
 
-    def __init__(self, backend: Backend, location: str) -> None:
+    def __init__(self, backend: Backend, location: str, *, poll_interval_s: float = PENDING_POLL_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """`poll_interval_s` (seconds, on `monotonic`): how often `version()` looks for a store created by
+        another process; 0 looks on every call."""
         if backend.exists is None:
             raise ValueError("a PendingStore needs a backend that can tell whether its store exists")
         self.backend, self.location = backend, location
         self._exists = backend.exists
+        self._looks = Throttle(poll_interval_s, monotonic, "poll interval")
         self._store: StateStore | None = None
         self._empty = MemoryStore()  # what reading a store that does not exist gives
 
@@ -236,6 +266,13 @@ class PendingStore:
     def usage_records(self) -> Iterator[UsageRecord]:
         return self._reader().usage_records()
 
+    def usage_cursor(self) -> UsageCursor:
+        return self._reader().usage_cursor()
+
+    def usage_since(self, cursor: UsageCursor) -> UsageChanges | None:
+        # A cursor of the empty stand-in is refused by the real store (another epoch): its reader re-reads.
+        return self._reader().usage_since(cursor)
+
     def cursors(self) -> dict[str, int]:
         return self._reader().cursors()
 
@@ -249,14 +286,16 @@ class PendingStore:
 
     @property
     def staleness_s(self) -> float:
-        # While pending, version() looks for the file on every call: a store created elsewhere is seen at once.
-        return 0.0 if self._store is None else self._store.staleness_s
+        # While pending, version() looks for the file at most once per poll interval; writes through this
+        # object create the store at once.
+        return self._looks.interval_s if self._store is None else self._store.staleness_s
 
     def version(self) -> int:
-        """ABSENT_VERSION while the store does not exist (one stat call: routing asks on every decision); then
-        the real store's."""
+        """ABSENT_VERSION while the store does not exist; then the real store's. Routing asks on every
+        decision, so the stat call behind it runs at most once per `poll_interval_s`: a store created by
+        another process is noticed at most that late (this object's own writes create it at once)."""
         if self._store is None:
-            if not self._exists(self.location):
+            if not self._looks.due() or not self._exists(self.location):
                 return ABSENT_VERSION
             self._store = self.backend(self.location)
         return self._store.version()

@@ -18,13 +18,18 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from adws.attempt import Usage
 from adws.errors import AdwsError
 from adws.throttle import Throttle
 
 BREAKER_STATES = ("closed", "open", "half_open")
+
+
+# The Redis backend's variable and key prefix: here, so naming them does not import the backend (redis-py).
+ENV_URL = "ADWS_STATE_URL"
+DEFAULT_PREFIX = "adws:"
 
 
 class StateStoreError(AdwsError):
@@ -169,6 +174,19 @@ def roll_up_rows(rows: Iterable[tuple[float, Usage]]) -> dict[float, tuple[int, 
     return buckets
 
 
+# Where a reader stands in a store's usage rows: (epoch, position). The epoch is a token that changes whenever
+# rows already read may have been deleted or rewritten (a roll-up, a Redis server that lost its data); the
+# position counts the rows appended before the cursor. Opaque to callers: only the store that issued it reads it.
+UsageCursor = tuple[Hashable, int]
+
+
+class UsageChanges(NamedTuple):
+    """Rows appended after a cursor, oldest first, and the cursor to pass next time."""
+
+    cursor: UsageCursor
+    records: list[UsageRecord]
+
+
 class Closing:
     """`with store:` closes the store at the end; for every backend class (each defines `close`)."""
 
@@ -257,6 +275,19 @@ class StateStore(Protocol):
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         """Time of the oldest record at or after `since`: a rolling window resets `window` after it."""
+        ...
+
+    def usage_cursor(self) -> UsageCursor:
+        """The position after the last usage row stored now: `usage_since` of it returns later rows only."""
+        ...
+
+    def usage_since(self, cursor: UsageCursor) -> UsageChanges | None:
+        """The usage rows appended after `cursor` (any `at`, in append order) and the new cursor, in one
+        consistent read; None when the cursor no longer holds (a roll-up rewrote rows since, the store was
+        replaced, or the rows are older than the backend keeps for this): the caller re-reads `usage_totals`.
+
+        Usage rows are only ever appended between roll-ups, so totals + the rows since = the new totals.
+        """
         ...
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None: ...

@@ -18,6 +18,8 @@ from adws.state.base import (
     Closing,
     Cooldown,
     Observation,
+    UsageChanges,
+    UsageCursor,
     UsageRecord,
     add_usage,
     check_lease,
@@ -48,6 +50,10 @@ class MemoryStore(Closing):
         self._runs: dict[tuple[str, str], list[tuple[float, int]]] = {}
         self._writes = 0
         self._lock = threading.RLock()
+        # Append log behind usage_since: the same row tuples, in append order. A roll-up starts a new epoch
+        # and an empty log (cursors of the old epoch are refused, their readers re-read the totals).
+        self._log: list[tuple[str, str, tuple[float, Usage, str | None, str | None]]] = []
+        self._epoch = 0
 
     def _wrote(self) -> None:
         self._writes += 1
@@ -56,6 +62,7 @@ class MemoryStore(Closing):
         at = to_epoch(record.at, "UsageRecord.at")
         row = (at, record.usage, record.model, record.task_id)
         self._usage.setdefault((record.provider, record.account), []).append(row)
+        self._log.append((record.provider, record.account, row))
         self._wrote()
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
@@ -85,6 +92,8 @@ class MemoryStore(Closing):
                 self._usage[key] = sorted(rolled + rest, key=lambda row: row[0])
                 removed += len(kept) - len(self._usage[key])
             if removed:
+                self._epoch += 1
+                self._log = []
                 self._wrote()
             return removed
 
@@ -103,6 +112,17 @@ class MemoryStore(Closing):
                     key = (provider, account)
                     totals[key] = add_usage(totals.get(key, ZERO_USAGE), usage)
         return totals
+
+    def usage_cursor(self) -> UsageCursor:
+        return (self._epoch, len(self._log))
+
+    def usage_since(self, cursor: UsageCursor) -> UsageChanges | None:
+        epoch, position = cursor
+        if epoch != self._epoch or not 0 <= position <= len(self._log):
+            return None
+        new = self._log[position:]
+        records = [UsageRecord(p, a, from_epoch(at), u, m, t) for p, a, (at, u, m, t) in new]
+        return UsageChanges((self._epoch, position + len(new)), records)
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         start = to_epoch(since, "since")

@@ -12,7 +12,10 @@ Why it is safe for many processes on many machines at once:
 
 Keys (prefix "adws:" by default, `key_prefix` so several fleets share one server); names are
 percent-quoted so no provider or account name can forge another key:
-  {p}v                       hash  gen (random per server life), n (change counter)
+  {p}v                       hash  gen (random per server life), n (change counter), lepoch (usage log
+                                   epoch, replaced by a roll-up), lbase (log entries trimmed from its head)
+  {p}log                     list  "{prov} {acct} at member" per usage row in append order, the newest
+                                   LOG_CAP kept: what usage_since reads
   {p}providers               set   providers with usage
   {p}accounts:{prov}         set   accounts of a provider with usage
   {p}usage:{prov}:{acct}     zset  "requests input output cost estimated id [model, task]" by time
@@ -50,12 +53,15 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from adws.attempt import Usage
 from adws.state.base import (
+    DEFAULT_PREFIX,
     BreakerState,
     ChangePoller,
     Closing,
     Cooldown,
     Observation,
     StateStoreError,
+    UsageChanges,
+    UsageCursor,
     UsageRecord,
     check_lease,
     check_reservation,
@@ -64,13 +70,14 @@ from adws.state.base import (
     to_epoch,
 )
 
-ENV_URL = "ADWS_STATE_URL"
-DEFAULT_PREFIX = "adws:"
 CONNECT_TIMEOUT_S = 2.0  # declared bound on reaching the server; ?socket_connect_timeout= overrides
 SOCKET_TIMEOUT_S = 5.0  # bound on one command's answer; ?socket_timeout= overrides
 POLL_INTERVAL_S = 0.005  # staleness bound of version() for writes by other hosts
 CAS_ATTEMPTS = 1000  # compare-and-set retries of one breaker update before giving up
 IMPORT_BATCH = 500  # rows per pipeline when importing usage
+# Usage log entries kept for usage_since (about 100 bytes each): a reader more than this many rows behind
+# gets None and re-reads the totals, which is correct, only slower.
+LOG_CAP = 10_000
 
 # Shared head of the write scripts: ARGV[1] is the key prefix, ARGV[2] a random token fresh for each call,
 # kept as the counter's `gen` by the first write that finds none (a new server, or one restarted without
@@ -88,7 +95,26 @@ _RECORD = _HEAD + """
 redis.call('ZADD', P .. 'usage:' .. ARGV[3] .. ':' .. ARGV[4], ARGV[5], ARGV[6])
 redis.call('SADD', P .. 'accounts:' .. ARGV[3], ARGV[4])
 redis.call('SADD', P .. 'providers', ARGV[3])
+local size = redis.call('RPUSH', P .. 'log', ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6])
+if size > tonumber(ARGV[7]) then
+  redis.call('LPOP', P .. 'log')
+  redis.call('HINCRBY', P .. 'v', 'lbase', 1)
+end
 return bump()
+"""
+
+_USAGE_SINCE = """
+-- ARGV: 1 prefix, 2 cursor epoch, 3 cursor position (-1: only the current cursor).
+-- Returns {epoch, position after the last entry, entries after the cursor} or {epoch, -1} for a stale cursor.
+local P = ARGV[1]
+local v = redis.call('HMGET', P .. 'v', 'gen', 'lepoch', 'lbase')
+local epoch = (v[1] or '') .. '/' .. (v[2] or '')
+local base = tonumber(v[3] or '0')
+local last = base + redis.call('LLEN', P .. 'log')
+local pos = tonumber(ARGV[3])
+if pos < 0 then return {epoch, last, {}} end
+if epoch ~= ARGV[2] or pos < base or pos > last then return {epoch, -1, {}} end
+return {epoch, last, redis.call('LRANGE', P .. 'log', pos - base, -1)}
 """
 
 _TOTALS = """
@@ -256,7 +282,12 @@ for _, hour in ipairs(order) do
     removed = removed + b.n - 1
   end
 end
-if removed > 0 then bump() end
+if removed > 0 then
+  -- Rows were rewritten: cursors into the log no longer add up to the totals.
+  redis.call('HSET', P .. 'v', 'lepoch', ARGV[2], 'lbase', 0)
+  redis.call('DEL', P .. 'log')
+  bump()
+end
 return removed
 """
 
@@ -436,6 +467,7 @@ class RedisStore(Closing):
             "acquire": _ACQUIRE, "release": _RELEASE, "active_slots": _ACTIVE_SLOTS, "roll_up": _ROLL_UP,
             "reserve": _RESERVE, "unreserve": _UNRESERVE, "reservations": _RESERVATIONS, "observe": _OBSERVE,
             "run": _RUN,
+            "usage_since": _USAGE_SINCE,
         }
         self._scripts = {name: self._client.register_script(text) for name, text in scripts.items()}
         self._changes = ChangePoller(self._counter, poll_interval_s, monotonic)
@@ -495,7 +527,7 @@ class RedisStore(Closing):
 
     def record_usage(self, record: UsageRecord) -> None:
         at = to_epoch(record.at, "UsageRecord.at")
-        self._write("record", _q(record.provider), _q(record.account), repr(at), _usage_member(record))
+        self._write("record", _q(record.provider), _q(record.account), repr(at), _usage_member(record), LOG_CAP)
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         script = self._scripts["record"]
@@ -506,7 +538,8 @@ class RedisStore(Closing):
             pipe = self._client.pipeline(transaction=False)
             for r in batch:
                 at = to_epoch(r.at, "UsageRecord.at")
-                args = [self.prefix, secrets.token_hex(8), _q(r.provider), _q(r.account), repr(at), _usage_member(r)]
+                args = [self.prefix, secrets.token_hex(8), _q(r.provider), _q(r.account), repr(at), _usage_member(r),
+                        str(LOG_CAP)]
                 script(args=args, client=pipe)
             self._call(pipe.execute)
             batch.clear()
@@ -538,6 +571,20 @@ class RedisStore(Closing):
         found = self._call(self._client.zrange, self._key("usage", _q(provider), _q(account)), repr(start), "+inf",
                            byscore=True, offset=0, num=1, withscores=True)
         return from_epoch(found[0][1]) if found else None
+
+    def usage_cursor(self) -> UsageCursor:
+        epoch, last, _ = self._run("usage_since", "", -1)
+        return (str(epoch), int(last))
+
+    def usage_since(self, cursor: UsageCursor) -> UsageChanges | None:
+        epoch, last, entries = self._run("usage_since", str(cursor[0]), cursor[1])
+        if int(last) < 0:
+            return None
+        records = []
+        for entry in entries:
+            qp, qa, at, member = entry.split(" ", 3)
+            records.append(_member_record(unquote(qp), unquote(qa), float(at), member))
+        return UsageChanges((str(epoch), int(last)), records)
 
     def usage_records(self) -> Iterator[UsageRecord]:
         rows: list[UsageRecord] = []

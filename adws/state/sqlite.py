@@ -42,6 +42,8 @@ from adws.state.base import (
     Cooldown,
     Observation,
     StateStoreError,
+    UsageChanges,
+    UsageCursor,
     UsageRecord,
     check_lease,
     check_reservation,
@@ -134,13 +136,26 @@ _SCHEMA_V3 = (
     "CREATE INDEX runs_by_kind_time ON runs (provider, specialization, at, tokens)",
 )
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# Version 4: the usage epoch behind usage_since, a random token that a roll-up replaces (a cursor of another
+# epoch, or of another file, is refused and its reader re-reads the totals).
+_SCHEMA_V4 = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta (key, value) VALUES ('usage_epoch', lower(hex(randomblob(8))))",
+)
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 _INSERT_USAGE = (
     "INSERT INTO usage (provider, account, at, requests, input_tokens, output_tokens, cost_usd,"
     " estimated, model, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+_ROWS_SINCE = (
+    "SELECT id, provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model, task_id"
+    " FROM usage WHERE id > ? ORDER BY id"
+)
+_NEW_EPOCH = "UPDATE meta SET value = lower(hex(randomblob(8))) WHERE key = 'usage_epoch'"
 
 # Sums per account, reading only each account's slice of the (provider, account, at) index.
 # `accounts` walks the index from one distinct account to the next (a "loose index scan"), so the cost
@@ -457,6 +472,8 @@ class SqliteStore(Closing):
             )
             (removed,) = conn.execute("SELECT COALESCE(SUM(n - 1), 0) FROM temp.rolled").fetchone()
             conn.execute("DROP TABLE temp.rolled")
+            if removed:
+                conn.execute(_NEW_EPOCH)
         return int(removed)
 
     @_guarded
@@ -475,6 +492,43 @@ class SqliteStore(Closing):
         sql = _TOTALS.format(values=", ".join(["(?, ?)"] * len(since)), until=until_sql)
         rows = self._read(sql, params)
         return _decoded(self.path, lambda: {(row[0], row[1]): _row_usage(row[2:]) for row in rows})
+
+    @_guarded
+    def _snapshot(self, after: int | None) -> tuple[str, int, list[Any]]:
+        """(epoch, highest row id, rows with id > `after` unless None) in one read transaction, so a roll-up
+        committed in between cannot pair an old epoch with rewritten rows."""
+        conn = self._conn
+        with self._lock:
+            try:
+                conn.execute("BEGIN")
+                try:
+                    ((epoch,),) = conn.execute("SELECT value FROM meta WHERE key = 'usage_epoch'").fetchall()
+                    rows = [] if after is None else conn.execute(_ROWS_SINCE, (after,)).fetchall()
+                    last = rows[-1][0] if rows else (after or 0)
+                    if after is None:
+                        ((last,),) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM usage").fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"state store {self.path}: {exc}") from exc
+        return str(epoch), int(last), rows
+
+    @_guarded
+    def usage_cursor(self) -> UsageCursor:
+        epoch, last, _ = self._snapshot(None)
+        return (epoch, last)
+
+    @_guarded
+    def usage_since(self, cursor: UsageCursor) -> UsageChanges | None:
+        """Rows by id: ids only grow between roll-ups (a new row's id is above every stored one, and only a
+        roll-up, which starts a new epoch, deletes rows)."""
+        epoch, after = cursor
+        now_epoch, last, rows = self._snapshot(after)
+        if now_epoch != epoch:
+            return None
+        records = _decoded(self.path, lambda: [UsageRecord(r[1], r[2], from_epoch(r[3]), _row_usage(r[4:9]), r[9],
+                                                           r[10]) for r in rows])
+        return UsageChanges((epoch, last), records)
 
     @_guarded
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:

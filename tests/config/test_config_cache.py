@@ -341,3 +341,6 @@ def test_warm_cli_commands_import_neither_pydantic_nor_jinja2(tmp_path: Path, co
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert "adws.config" in imported
     assert not {"pydantic", "jinja2", "croniter"} & imported
+    # Loaded only when used: the Redis backend (a SQLite config here), hashlib/OpenSSL (credential fingerprints
+    # after a rejected key), the audit log (runs write it, routing does not).
+    assert not {"redis", "adws.state.redis_store", "hashlib", "adws.audit"} & imported

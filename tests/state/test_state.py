@@ -36,6 +36,7 @@ from adws.state import (
     resolve_path,
 )
 from adws.state.base import ChangePoller
+from adws.state.sqlite import SCHEMA_VERSION
 from tests.helpers import ROOT
 
 REPO = ROOT
@@ -555,7 +556,7 @@ def test_sqlite_refuses_a_schema_from_a_newer_adws(tmp_path: Path) -> None:
     with pytest.raises(StateStoreError) as exc:
         SqliteStore(str(path))
     assert str(exc.value) == (
-        f"state store {path} has schema version 99, this adws knows up to 3: "
+        f"state store {path} has schema version 99, this adws knows up to {SCHEMA_VERSION}: "
         "upgrade adws or point [state] path at another file"
     )
 
@@ -565,9 +566,9 @@ def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Pa
     with SqliteStore(str(path)) as old:
         old.record_usage(rec("p", "a", T0, input_tokens=3))
         old.set_cooldown("p", "a", Cooldown(T0 + timedelta(hours=1), "rate_limited"))
-    # What adws wrote before slots existed: the same tables without `slots` (nor version 3's), at user_version 1.
+    # What adws wrote before slots existed: the same tables without `slots` (nor later versions'), at user_version 1.
     conn = sqlite3.connect(path)
-    for table in ("slots", "reservations", "observations", "runs"):
+    for table in ("slots", "reservations", "observations", "runs", "meta"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
@@ -578,7 +579,7 @@ def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Pa
         assert upgraded.cooldowns(T0) == {("p", "a"): Cooldown(T0 + timedelta(hours=1), "rate_limited")}
         assert upgraded.acquire_slot("p", "h", 1, T0, T0 + timedelta(minutes=1))
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert conn.execute("SELECT provider, holder FROM slots").fetchall() == [("p", "h")]
     conn.close()
 
@@ -691,3 +692,84 @@ def test_kill_9_mid_write_leaves_a_consistent_database(tmp_path: Path) -> None:
             cost_usd=0.5 * usage.requests,
         )
         assert store.next_cursor("shared") == cursor  # and it keeps working
+
+
+# -- usage rows since a cursor (incremental refresh of the account ranking) ---------------------------
+
+
+def test_usage_since_returns_only_rows_appended_after_the_cursor(store: StateStore) -> None:
+    store.record_usage(rec("p", "a", T0, input_tokens=1))
+    cursor = store.usage_cursor()
+    empty = store.usage_since(cursor)
+    assert empty is not None and empty.records == [] and empty.cursor == cursor
+    later = UsageRecord("p", "b", T0 - timedelta(days=3), Usage(requests=1, output_tokens=7), "m", "t-1")
+    store.record_usage(later)  # appended, though older than the first row: order is append order, not time
+    store.record_usage(rec("p", "a", T0 + timedelta(seconds=1), input_tokens=2))
+    changes = store.usage_since(cursor)
+    assert changes is not None
+    assert changes.records == [later, rec("p", "a", T0 + timedelta(seconds=1), input_tokens=2)]
+    assert changes.cursor == store.usage_cursor()
+    after = store.usage_since(changes.cursor)
+    assert after is not None and after.records == []
+
+
+def test_usage_since_refuses_a_cursor_from_before_a_roll_up(store: StateStore) -> None:
+    store.record_usage(rec("p", "a", T0, input_tokens=1))
+    store.record_usage(rec("p", "a", T0 + timedelta(minutes=1), input_tokens=2))
+    cursor = store.usage_cursor()
+    assert store.roll_up(T0 + timedelta(hours=2)) == 1
+    assert store.usage_since(cursor) is None  # rows were rewritten: the reader must re-read the totals
+    fresh = store.usage_cursor()
+    store.record_usage(rec("p", "a", T0 + timedelta(hours=3), input_tokens=4))
+    changes = store.usage_since(fresh)
+    assert changes is not None and [r.usage.input_tokens for r in changes.records] == [4]
+
+
+def test_usage_since_a_roll_up_that_changes_nothing_keeps_cursors(store: StateStore) -> None:
+    store.record_usage(rec("p", "a", T0, input_tokens=1))
+    cursor = store.usage_cursor()
+    assert store.roll_up(T0 + timedelta(hours=2)) == 0  # one row per hour already
+    store.record_usage(rec("p", "a", T0 + timedelta(hours=3), input_tokens=4))
+    changes = store.usage_since(cursor)
+    assert changes is not None and len(changes.records) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_usage_since_sees_rows_another_connection_appended(
+        backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    _, reader = shared_location(backend, request, tmp_path)
+    _, writer = shared_location(backend, request, tmp_path)
+    with reader, writer:
+        writer.record_usage(rec("p", "a", T0, input_tokens=1))
+        cursor = reader.usage_cursor()
+        writer.record_usage(rec("p", "b", T0, input_tokens=5))
+        changes = reader.usage_since(cursor)
+        assert changes is not None and [(r.account, r.usage.input_tokens) for r in changes.records] == [("b", 5)]
+        writer.roll_up(T0 + timedelta(hours=2))  # nothing to merge: one row per account-hour
+        writer.record_usage(rec("p", "b", T0 + timedelta(minutes=1), input_tokens=6))
+        writer.roll_up(T0 + timedelta(hours=2))  # merges b's two rows
+        assert reader.usage_since(changes.cursor) is None
+
+
+def test_sqlite_cursor_of_another_file_is_refused(tmp_path: Path) -> None:
+    with SqliteStore(str(tmp_path / "one.sqlite3")) as one, SqliteStore(str(tmp_path / "two.sqlite3")) as two:
+        one.record_usage(rec("p", "a", T0))
+        assert two.usage_since(one.usage_cursor()) is None
+
+
+def test_redis_log_keeps_the_newest_rows_and_refuses_a_reader_left_behind(
+        request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws.state import redis_store
+
+    monkeypatch.setattr(redis_store, "LOG_CAP", 3)
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    with RedisStore(url, key_prefix=prefix) as store:
+        cursor = store.usage_cursor()
+        for i in range(2):
+            store.record_usage(rec("p", "a", T0 + timedelta(seconds=i), input_tokens=i))
+        recent = store.usage_cursor()
+        for i in range(2, 5):
+            store.record_usage(rec("p", "a", T0 + timedelta(seconds=i), input_tokens=i))
+        assert store.usage_since(cursor) is None  # its rows were trimmed from the log
+        changes = store.usage_since(recent)
+        assert changes is not None and [r.usage.input_tokens for r in changes.records] == [2, 3, 4]
