@@ -5,7 +5,8 @@ plus declared regex patterns over the output tail. Decision order, first rule th
 
 1. the process never started (`spawn_error`)                       → unavailable
 2. it ran past its timeout, or went silent past its idle timeout    → timeout
-3. a signal ended it, or it left no exit code                       → crashed
+3. a signal ended it (or an exit status 128 + N of a fatal signal N), or it left no exit code
+                                                                     → crashed
 4. a clean success — exit 0, output well formed, a final result, not flagged `is_error` — is a success
    whatever its text says: the agent's answer may legitimately discuss rate limits or HTTP 401s, so
    patterns are not run over it (and an informational rate-limit event does not undo a finished answer).
@@ -132,6 +133,12 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
             r"|failed to (?:log ?in|sign in|authenticate)|not (?:enabled|authorized) for this account",
             "auth",
         ),
+        # The account or its organisation is refused outright (Anthropic "This organization has been disabled.",
+        # "Your organization has disabled Claude subscription access for Claude Code"): another account may run.
+        (
+            r"organi[sz]ation has (?:been disabled|disabled\b)|account (?:has been )?(?:disabled|suspended)",
+            "auth",
+        ),
         (
             r"(?:oauth |access |refresh |auth(?:entication)? )?(?:token|credentials?|login) (?:has |have |is )?"
             r"(?:expired|been revoked|revoked)|sign in again|log ?in again"
@@ -144,19 +151,31 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
         # Quota before rate: "exceeded your current quota" often arrives as a 429 too.
         (r"quota (?:exceeded|exhausted)|(?:exceeded|exhausted) your (?:\w+ )?quota", "quota_exhausted"),
         (
-            r"insufficient[_ ](?:quota|balance|credits?|funds)|credit balance is too low|out of credits"
+            r"insufficient[_ ](?:quota|balance|credits?|funds)|credit balance (?:is )?too low|out of credits"
+            r"|credits? (?:have|has) (?:been )?(?:exhausted|used up|run out)"
             r"|you have no quota|(?:exceeded|used up|reached) your (?:[\w-]+ ){0,3}(?:allowance|entitlement)",
             "quota_exhausted",
         ),
-        (r"(?:weekly|monthly|daily)(?: [\w-]+)? (?:usage )?limit", "quota_exhausted"),
+        # Model names carry dots: "You have reached your daily gemini-2.5-pro quota limit."
+        (r"(?:weekly|monthly|daily)(?: [\w.-]+){0,2}? (?:usage |quota )?limit", "quota_exhausted"),
         (r"upgrade to (?:plus|pro) to continue|to use codex with your chatgpt plan", "quota_exhausted"),
         (
-            r"usage limit|hit your (?:\w+ )?limit|exhausted your capacity|resource[_ ]exhausted"
-            r"|reached your (?:[\w-]+ ){0,3}limit|session limit"
+            r"usage limit|hit your (?:\w+ )?limit|exhausted your capacity|resource[_ ](?:has been )?exhausted"
+            r"|reached your (?:[\w.-]+ ){0,3}limit|session limit"
             r"|(?:\d+[- ]hour|hourly|request|message|token) limit (?:reached|exceeded)",
             "rate_limited",
         ),
+        # Copilot's "Sorry, you have exceeded your Copilot token usage" names no period and no reset.
+        (r"(?:exceeded|reached) your (?:[\w-]+ ){0,3}token usage", "rate_limited"),
         (rf"rate[ -]limit|rate_limit_error|too many requests|{_STATUS}429\b", "rate_limited"),
+        # Last: the agent's server cannot be reached at all (Ollama's "could not connect to ollama app, is it
+        # running?", Go's and Node's refused connection). No account is at fault and no task can run on this tier
+        # until it is back; any limit or login wording above, if also present, says more.
+        (
+            r"could not connect to (?:the )?ollama|connect: connection refused|\bECONNREFUSED\b"
+            r"|failed to connect to (?:the )?(?:server|ollama)",
+            "unavailable",
+        ),
     )
 )
 
@@ -281,9 +300,26 @@ def _status(exit_code: int, parsed: ParsedOutput, outcome: RunOutcome) -> str:
     return "exit 0"
 
 
+# A shell, npx or another wrapper reports its child's death by fatal signal N as exit status 128 + N (POSIX
+# `sh`, "Exit Status for Commands"). Only the signals that end a process from outside or by a fault count: a CLI
+# exits 128 + N on purpose for nothing else, and Gemini CLI's `process.exit(HTTP status)` never lands here
+# (status & 255 of a 4xx/5xx is 144-255 or 0-87).
+FATAL_SIGNAL_EXITS: frozenset[int] = frozenset(
+    128 + number
+    for number in (
+        signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGILL, signal.SIGABRT, signal.SIGBUS,
+        signal.SIGFPE, signal.SIGKILL, signal.SIGSEGV, signal.SIGPIPE, signal.SIGTERM,
+    )
+)
+
+
 def _signal_from_exit(exit_code: int | None) -> int | None:
     # subprocess reports death by signal N as exit code -N; a runner may pass that on as is.
-    return -exit_code if exit_code is not None and exit_code < 0 else None
+    if exit_code is None:
+        return None
+    if exit_code < 0:
+        return -exit_code
+    return exit_code - 128 if exit_code in FATAL_SIGNAL_EXITS else None
 
 
 def _killed_reason(number: int | None) -> str:

@@ -31,8 +31,10 @@ _RETRY_AFTER_RE = re.compile(
 )
 # "try again in 2h 30m", "Retrying in 2892 seconds", "Your quota will reset after 2h13m34s", "Please retry in
 # 900ms" (Google's RetryInfo as Gemini CLI prints it).
+# Also Copilot's "Please wait 587 hours 33 minutes before trying again".
 _RELATIVE_RE = re.compile(
-    r"(?:(?P<ing>trying\s+again|retrying)|try\s+again|retry|resets?|available\s+again)\s+(?:in|after)\s+"
+    r"(?:(?:(?P<ing>trying\s+again|retrying)|try\s+again|retry|resets?|available\s+again)\s+(?:in|after)"
+    r"|please\s+wait)\s+"
     rf"(?P<dur>(?:{_NUMBER}\s*{_UNIT}[\s,]*(?:and\s+)?){{1,4}})",
     re.IGNORECASE,
 )
