@@ -420,7 +420,13 @@ class LabelSet:
     def hits(self, labels: frozenset[str]) -> bool:
         if not self.exact.isdisjoint(labels):
             return True
-        return any(g.match(label) for g in self.globs for label in labels)
+        # Plain loops, not any(genexpr): this runs for every label condition of every route, and most label sets
+        # have no globs, where building a generator cost more than the set test above.
+        for glob in self.globs:
+            for label in labels:
+                if glob.match(label):
+                    return True
+        return False
 
     def all_in(self, labels: frozenset[str]) -> bool:
         return self.exact <= labels and all(any(g.match(label) for label in labels) for g in self.globs)
