@@ -220,7 +220,9 @@ class StatefulAccounts:
         self._slots = self.store.active_slots(now)
         self._reserved = self.store.reservations(now)
         self._observed = self.store.observations()
-        self._version = self.store.version()
+        # The version read before the state, not after: a write that lands while this snapshot is read makes the
+        # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
+        self._version = version
         self._fresh_until = self._fresh_limit(now)
         self._invalidate(now)
 
