@@ -117,11 +117,6 @@ class Scrubber:
         out._prompt = self._prompt
         return out
 
-    def without_prompt_text(self, prompt: str) -> Scrubber:
-        """A scrubber that also replaces `prompt`'s text by <prompt>."""
-        out = Scrubber(self._secrets, prompt)
-        return out
-
     def text(self, value: str) -> str:
         """`value` with secrets as ***, prompt text as <prompt> (when set), lone surrogates escaped."""
         if self._secrets:
