@@ -506,6 +506,37 @@ def test_compiled_conditions_survive_pickling() -> None:
     assert [c.expected() for c in restored] == [c.expected() for c in conditions]
 
 
+
+def test_a_memo_shares_conditions_written_alike_and_keeps_apart_those_that_differ() -> None:
+    memo: dict[Any, Condition] = {}
+    first, _ = compile_conditions({"labels": ["bug"], "attrs.size": {"gt": 1, "lt": 9}, "hour_range": [8, 20]}, memo)
+    again, _ = compile_conditions({"hour_range": [8, 20], "attrs": {"size": {"gt": 1, "lt": 9}},
+                                   "labels": ["bug"]}, memo)
+    assert [id(c) for c in again] == [id(first[2]), id(first[1]), id(first[0])]  # attrs.X and attrs = {X} alike
+    # Alike to Python's ==, yet compiled or shown differently: each gets its own condition.
+    variants = [{"attrs.flag": True}, {"attrs.flag": 1}, {"attrs.flag": 1.0}, {"attrs.flag": -0.0},
+                {"attrs.flag": 0.0}, {"attrs.size": {"gt": 1, "lt": 9}}, {"attrs.size": {"lt": 9, "gt": 1}},
+                {"labels": "bug"}, {"labels": ["Bug"]}]
+    compiled = [compile_conditions(table, memo)[0][0] for table in variants]
+    assert len({id(c) for c in compiled}) == len(variants)
+    assert [c.expected() for c in compiled[:5]] == ["== true", "== 1", "== 1.0", "== -0.0", "== 0.0"]
+    assert compiled[5].expected() == "> 1 and < 9" and compiled[6].expected() == "< 9 and > 1"
+    # A value that cannot be a key is compiled without the memo; errors are never remembered.
+    assert compile_conditions({"hour_range": [3, 3]}, memo)[1] and compile_conditions({"hour_range": [3, 3]}, memo)[1]
+    task = view(labels=["bug"], attrs={"size": 2, "flag": True})
+    assert [c(task) for c in again] == [c(task) for c in first] == [True, True, True]
+
+
+def test_rules_of_one_config_share_conditions_written_alike() -> None:
+    rules = "".join(f'[[routing.rules]]\nname = "r{i}"\nprovider = "p"\nconditions = {{ labels = ["bug"], '
+                    f'attrs.team = "t{i % 2}" }}\n' for i in range(4))
+    config = compile_config(parse_toml('[routing]\ndefault_provider = "p"\n' + rules +
+                                       '[providers.p]\ncommand_template = ["p", "{{ prompt_file }}"]\n'))
+    labels = {id(rule.conditions[0]) for rule in config.rules}
+    teams = {id(rule.conditions[1]) for rule in config.rules}
+    assert len(labels) == 1 and len(teams) == 2
+
+
 # --- the operator registry -----------------------------------------------------------------------------------
 
 OPERANDS = {"eq": "web", "ne": "web", "gt": 1, "gte": 1, "lt": 9, "lte": 9, "in": ["web", 2], "not_in": ["x"],

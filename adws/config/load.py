@@ -42,7 +42,7 @@ from adws.compiled import (
     RuleSpec,
     ScenarioSpec,
 )
-from adws.conditions import Condition, ConditionError, LabelSet, compile_conditions, make_label_set
+from adws.conditions import Condition, ConditionError, ConditionMemo, LabelSet, compile_conditions, make_label_set
 from adws.config import quota_load
 from adws.config.lines import key_lines, line_of
 from adws.config.locations import problem_at
@@ -187,10 +187,11 @@ class _Checker:
 def _document_conditions(raw: Any, check: _Checker) -> dict[int, tuple[Condition, ...]]:
     """Compile conditions straight from the document, so their errors show even when other parts are wrong."""
     compiled: dict[int, tuple[Condition, ...]] = {}
+    memo: ConditionMemo = {}  # conditions written alike in several rules are compiled once and shared
     for i, rule in enumerate(_raw_list(raw, "routing", "rules")):
         if not isinstance(rule, dict) or not isinstance(rule.get("conditions", {}), dict):
             continue
-        conditions, errors = compile_conditions(rule.get("conditions", {}))
+        conditions, errors = compile_conditions(rule.get("conditions", {}), memo)
         for error in errors:
             check.add(("routing", "rules", i, "conditions", *error.loc), error.message)
         if not errors:
