@@ -75,9 +75,21 @@ def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> t
     return intake.default_specialization, "default"
 
 
+# The last conversion: (now, tz, now in tz). A coordinator routing a batch at one instant passes the same `now`
+# object every time, and `astimezone` with a ZoneInfo is a good part of a decision. Compared by identity (the
+# cache holds both objects, so neither id can be reused); swapped as one tuple, so threads read a whole entry.
+_last_local: tuple[object, object, datetime | None] = (None, None, None)
+
+
 def local_time(now: datetime, tz: ZoneInfo) -> datetime:
     """`now` in the routing timezone. A naive datetime is taken as already in that timezone."""
-    return now.replace(tzinfo=tz) if now.tzinfo is None else now.astimezone(tz)
+    global _last_local
+    last = _last_local
+    if now is last[0] and tz is last[1] and last[2] is not None:
+        return last[2]
+    local = now.replace(tzinfo=tz) if now.tzinfo is None else now.astimezone(tz)
+    _last_local = (now, tz, local)
+    return local
 
 
 def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt: str | None = None) -> TaskView:
@@ -104,9 +116,7 @@ def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt:
         tokens_from = "estimated from the prompt" if prompt is not None else "estimated from title and body"
     local = local_time(now, tz)
     rank = PRIORITY_RANK[priority] if priority is not None else NO_PRIORITY_RANK
-    return TaskView(
-        task_id=task.key, number=task.number, title=task.title, labels=labels, priority=priority,
-        priority_rank=rank, retry_count=task.retry_count, specialization=specialization,
-        context_tokens=tokens, context_estimated=estimated, attrs=task.attrs, local_now=local, hour=local.hour,
-        sources={"priority": priority_from, "specialization": spec_from, "context_tokens": tokens_from},
-    )
+    # Positional, in TaskView's field order: this runs once per decision.
+    return TaskView(task.key, task.number, task.title, labels, priority, rank, task.retry_count, specialization,
+                    tokens, estimated, task.attrs, local, local.hour,
+                    {"priority": priority_from, "specialization": spec_from, "context_tokens": tokens_from})

@@ -218,7 +218,7 @@ class ModelRouter:
             config.scoring.order != "chain" or any(r.tier_order not in (None, "chain") for r in config.rules)
         self._key_vars = sorted({v for p in config.providers.values() for v in p.key_vars})
         self._rules = {r.name: r for r in config.rules}
-        self._plans: dict[PlanInput, Plan] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}  # keyed by PlanInput (or a plain tuple equal to one)
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -274,12 +274,13 @@ class ModelRouter:
 
     def route(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
               prompt: str | None = None) -> Decision:
-        view, override = self.prepare_checked(self.coerce(task), now or self.clock(), prompt)
+        view, override = self.prepare_checked(task if type(task) is Task else self.coerce(task),
+                                              now or self.clock(), prompt)
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self.config.enabled:
             return self._decide(view, "disabled", None, None)
-        for rule in self.index.candidates(view):
+        for rule in self.index.rules if self.index.small else self.index.candidates(view):
             for condition in rule.conditions:
                 if not condition(view):
                     break
@@ -342,20 +343,24 @@ class ModelRouter:
         environ = self.availability.environ
         windows = self._windows
         fits = bisect_left(windows, view.context_tokens)
-        inp = PlanInput(via, rule.name if rule else None, override[:2] if override else None, view.specialization,
-                        windows[fits] if fits < len(windows) else None,
-                        view.task_id if self._by_task else None, self.accounts.generation(view.local_now),
-                        tuple([v for v in self._key_vars if environ.get(v)]),
-                        view.context_tokens if self._context_needs else None)
-        cached = self._plans.get(inp)
+        name = rule.name if rule is not None else None
+        # The key as a plain tuple, equal (and hashing equal) to the PlanInput it stands for: the PlanInput
+        # itself is built only when the plan is.
+        key = (via, name, override[:2] if override else None, view.specialization,
+               windows[fits] if fits < len(windows) else None,
+               view.task_id if self._by_task else None, self.accounts.generation(view.local_now),
+               tuple([v for v in self._key_vars if environ.get(v)]),
+               view.context_tokens if self._context_needs else None)
+        cached = self._plans.get(key)
         if cached is None:
             if len(self._plans) > 4096:  # a new state generation makes old keys dead; keep memory bounded
                 self._plans.clear()
+            inp = PlanInput(*key)
             cached = self._plans[inp] = self._plan(inp, view.local_now)
         steps, skips, order, scores = cached
-        return Decision(rule=rule.name if rule else ("override" if override else "default"), via=via,
-                        plan=list(steps), skipped=list(skips), view=view, now=view.local_now, matched=rule,
-                        override_source=override[2] if override else None, order=order, scores=scores)
+        # Positional, in Decision's field order: this runs once per decision.
+        return Decision(name if name is not None else ("override" if override else "default"), via, list(steps),
+                        list(skips), view, view.local_now, rule, override[2] if override else None, order, scores)
 
     def _plan(self, inp: PlanInput, now: datetime) -> Plan:
         """The plan's steps and the skipped candidates, from `inp` alone (and `now`, see PlanInput)."""

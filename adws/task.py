@@ -64,6 +64,10 @@ class Task:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """A task from JSON-like data. Every problem is collected into one TaskError."""
+        if type(data) is dict and data.keys() <= _COMMON:
+            common = _from_common_dict(cls, data)
+            if common is not None:
+                return common
         if not isinstance(data, Mapping):
             raise TaskError([f"expected a JSON object, got {_kind(data)}"])
         problems: list[str] = []
@@ -107,6 +111,60 @@ _FIELDS = ("id", "number", "title", "body", "labels", "priority", "retry_count",
 _PLAIN = ("number", "title", "body", "priority", "retry_count", "specialization", "context_tokens")
 _ACCEPTED = frozenset(_FIELDS) | GITHUB_FIELDS
 _GITHUB_ONLY = tuple(sorted(GITHUB_FIELDS - set(_FIELDS)))
+# The fields of the shape a coordinator usually sends: no attrs, no other gh fields (which go into attrs).
+_COMMON = frozenset(_FIELDS) - {"attrs"}
+_new_task = object.__new__
+_set = object.__setattr__
+
+
+def _from_common_dict(cls: type[Task], data: dict[str, Any]) -> Task | None:
+    """`from_dict` for the usual shape, checked field by field with exact types and built without a second
+    check: route() given a dict runs this on every call. None for anything else (labels as gh's objects, an
+    integer id, a wrong type, a Task subclass), which the general path then reads, and reports on, as always.
+    The answers are the general path's: JSON null is the default; an empty specialization is none."""
+    if cls is not Task:
+        return None
+    get = data.get
+    labels = get("labels")
+    if labels is None:
+        labels = ()
+    elif type(labels) is list:
+        for label in labels:
+            if type(label) is not str:
+                return None
+        labels = tuple(labels)
+    else:
+        return None
+    task_id, number, title, body = get("id"), get("number"), get("title"), get("body")
+    priority, retry_count, spec, tokens = get("priority"), get("retry_count"), get("specialization"), \
+        get("context_tokens")
+    if title is None:
+        title = ""
+    if body is None:
+        body = ""
+    if retry_count is None:
+        retry_count = 0
+    if spec == "":
+        spec = None
+    if not (type(title) is str and type(body) is str and type(retry_count) is int and retry_count >= 0
+            and (task_id is None or type(task_id) is str)
+            and (number is None or (type(number) is int and number >= 0))
+            and (priority is None or type(priority) is str or type(priority) is int)
+            and (spec is None or type(spec) is str)
+            and (tokens is None or (type(tokens) is int and tokens >= 0))):
+        return None
+    task = _new_task(cls)
+    _set(task, "id", task_id)
+    _set(task, "number", number)
+    _set(task, "title", title)
+    _set(task, "body", body)
+    _set(task, "labels", labels)
+    _set(task, "priority", priority)
+    _set(task, "retry_count", retry_count)
+    _set(task, "specialization", spec)
+    _set(task, "context_tokens", tokens)
+    _set(task, "attrs", {})
+    return task
 
 
 def _partial(cls: type[Task], task_id: str | None, labels: tuple[str, ...], attrs: dict[str, Any],
