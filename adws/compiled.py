@@ -233,6 +233,15 @@ class IntakeSpec:
     force_attr: str
     retry_count_from_history: bool = False
     history_window_seconds: float = 7 * 86400.0
+    # Derived when the spec is built, never written by hand: the entries of specialization_labels that have globs,
+    # as (declaration order, label set, specialization). Exact labels are found by lookup; only these are tested
+    # one by one, so a task's labels are not held against every entry on each decision.
+    glob_specialization_labels: tuple[tuple[int, LabelSet, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "glob_specialization_labels", tuple(
+            (order, label_set, spec) for order, (label_set, spec) in enumerate(self.specialization_labels)
+            if label_set.globs))
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,10 +59,10 @@ def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> t
             hit = intake.exact_specialization_labels.get(label)
             if hit is not None and (best is None or hit < best):
                 best = hit
-        for order, (label_set, spec) in enumerate(intake.specialization_labels):
+        for order, label_set, spec in intake.glob_specialization_labels:
             if best is not None and order >= best[0]:
                 break
-            if label_set.globs and label_set.hits(labels):
+            if label_set.hits(labels):
                 best = (order, spec)
                 break
         if best is not None:
