@@ -307,7 +307,14 @@ class _Compare:
     checks: tuple[Check, ...]
 
     def __call__(self, view: TaskView) -> bool:
-        return self.holds(self.getter(view))
+        value = self.getter(view)
+        try:  # holds(), inlined: one call less per condition on the hot path of routing
+            for _, fn, operand in self.checks:
+                if not fn(value, operand):
+                    return False
+        except TypeError:
+            return False
+        return True
 
     def holds(self, value: Any) -> bool:
         try:
@@ -456,9 +463,17 @@ class _Labels:
     any_of: LabelSet | None
     all_of: LabelSet | None
     none_of: LabelSet | None
+    # The most common form, `labels = ["a", "b"]` (any of exact names): its set, tested in one step; else None.
+    only_any_exact: frozenset[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        only = self.any_of is not None and not self.any_of.globs and self.all_of is None and self.none_of is None
+        self.only_any_exact = self.any_of.exact if only and self.any_of is not None else None
 
     def __call__(self, view: TaskView) -> bool:
         labels = view.labels
+        if self.only_any_exact is not None:
+            return not self.only_any_exact.isdisjoint(labels)
         if self.any_of is not None and not self.any_of.hits(labels):
             return False
         if self.all_of is not None and not self.all_of.all_in(labels):
@@ -557,7 +572,11 @@ class _Schedule:
     matchers: tuple[CronMatcher, ...]
 
     def __call__(self, view: TaskView) -> bool:
-        return any(m.matches(view.local_now) for m in self.matchers)
+        moment = view.local_now
+        for matcher in self.matchers:  # noqa: SIM110  (a loop, not any(genexpr): the hot path of routing)
+            if matcher.matches(moment):
+                return True
+        return False
 
     def expected(self) -> str:
         return "cron " + " or ".join(repr(m.expr) for m in self.matchers)

@@ -25,7 +25,7 @@ from adws.intake import prepare
 from adws.need import NeedSpec, estimate_need
 from adws.scoring import TierFacts, TierScore, order_tiers
 from adws.strategies import STRATEGIES
-from adws.task import Task, coerce_task
+from adws.task import COMMON_FIELDS, Task, coerce_task, common_task
 from adws.taskview import PRIORITY_RANK, TaskView
 
 Clock = Callable[[], datetime]
@@ -38,7 +38,8 @@ def utc_now() -> datetime:
 _RETRY_PROBES = 32  # retry counts 0-31 get their own bucket; larger ones share the last
 _CONTEXT_BUCKETS = 48  # context sizes bucketed by bit length (powers of two)
 _NO_INDEX = 0.75  # a rule admitting more than this share of a dimension is not worth indexing
-_SMALL = 25  # below this many enabled rules, a linear scan beats gathering buckets
+_SMALL = 8  # below this many enabled rules, a linear scan beats gathering buckets (measured side by side:
+# 5 rules scan in half the time gathering takes; the shipped config's 13 in 1.5-3x the time)
 
 
 class RuleIndex:
@@ -274,8 +275,11 @@ class ModelRouter:
 
     def route(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
               prompt: str | None = None) -> Decision:
-        view, override = self.prepare_checked(task if type(task) is Task else self.coerce(task),
-                                              now or self.clock(), prompt)
+        if type(task) is not Task:
+            # The usual dict straight to its Task; anything else through coerce, which reports every problem.
+            common = common_task(Task, task) if type(task) is dict and task.keys() <= COMMON_FIELDS else None
+            task = common if common is not None else self.coerce(task)
+        view, override = self.prepare_checked(task, now or self.clock(), prompt)
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self.config.enabled:

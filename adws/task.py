@@ -64,8 +64,8 @@ class Task:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """A task from JSON-like data. Every problem is collected into one TaskError."""
-        if type(data) is dict and data.keys() <= _COMMON:
-            common = _from_common_dict(cls, data)
+        if type(data) is dict and data.keys() <= COMMON_FIELDS:
+            common = common_task(cls, data)
             if common is not None:
                 return common
         if not isinstance(data, Mapping):
@@ -112,16 +112,17 @@ _PLAIN = ("number", "title", "body", "priority", "retry_count", "specialization"
 _ACCEPTED = frozenset(_FIELDS) | GITHUB_FIELDS
 _GITHUB_ONLY = tuple(sorted(GITHUB_FIELDS - set(_FIELDS)))
 # The fields of the shape a coordinator usually sends: no attrs, no other gh fields (which go into attrs).
-_COMMON = frozenset(_FIELDS) - {"attrs"}
+COMMON_FIELDS = frozenset(_FIELDS) - {"attrs"}
 _new_task = object.__new__
 _set = object.__setattr__
 
 
-def _from_common_dict(cls: type[Task], data: dict[str, Any]) -> Task | None:
-    """`from_dict` for the usual shape, checked field by field with exact types and built without a second
-    check: route() given a dict runs this on every call. None for anything else (labels as gh's objects, an
-    integer id, a wrong type, a Task subclass), which the general path then reads, and reports on, as always.
-    The answers are the general path's: JSON null is the default; an empty specialization is none."""
+def common_task(cls: type[Task], data: dict[str, Any]) -> Task | None:
+    """`from_dict` for the usual shape (a dict with `data.keys() <= COMMON_FIELDS`), checked field by field with
+    exact types and built without a second check: route() given a dict runs this on every call. None for anything
+    else (labels as gh's objects, an integer id, a wrong type, a subclass of Task as `cls`), which the general
+    path then reads, and reports on, as always. The answers are the general path's: JSON null is the default;
+    an empty specialization is none."""
     if cls is not Task:
         return None
     get = data.get

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adws.errors import TaskError
-from adws.task import Task, coerce_task
+from adws.task import COMMON_FIELDS, Task, coerce_task, common_task
 
 # `gh issue view 42 --json number,title,body,labels`, as gh prints it (labels are objects).
 GH_ISSUE = json.loads("""
@@ -166,3 +169,41 @@ def test_a_task_built_directly_is_checked_too(fields: dict[str, Any], message: s
     with pytest.raises(TaskError) as caught:
         Task(**fields)
     assert str(caught.value) == message
+
+
+# -- the common dict shape: read on its own fast path, with the general path's answers --------------------------
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(min_value=-3, max_value=3), st.floats(allow_nan=False),
+                    st.sampled_from(["", "P1", "high", "code", " Bug "]),
+                    st.lists(st.one_of(st.sampled_from(["bug", "Docs", ""]), st.integers(), st.none(),
+                                       st.fixed_dictionaries({"name": st.sampled_from(["bug", "wip"])})),
+                             max_size=3))
+_COMMON_DICTS = st.dictionaries(st.sampled_from(sorted(COMMON_FIELDS)), _VALUES, max_size=len(COMMON_FIELDS))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=_COMMON_DICTS)
+def test_the_common_shape_gives_the_general_paths_answer(data: dict[str, Any]) -> None:
+    # A read-only mapping is not a dict: from_dict reads it on the general path, the definition.
+    try:
+        expected: Task | None = Task.from_dict(MappingProxyType(data))
+    except TaskError:
+        expected = None
+    fast = common_task(Task, data)
+    if fast is not None:  # when the fast path answers, it is the general path's Task (with its own attrs dict)
+        assert fast == expected
+        assert type(fast.labels) is tuple and fast.attrs == {} and fast.attrs is not common_task(Task, data).attrs
+    else:  # else from_dict falls through to the general path: the same Task, or the same TaskError
+        assert expected is None or Task.from_dict(data) == expected
+    if expected is None:
+        assert fast is None
+        with pytest.raises(TaskError):
+            Task.from_dict(data)
+
+
+def test_the_common_shape_leaves_gh_labels_integer_ids_and_attrs_to_the_general_path() -> None:
+    assert common_task(Task, {"labels": [{"name": "bug"}]}) is None
+    assert common_task(Task, {"id": 7}) is None
+    assert common_task(Task, {"labels": ["bug"], "title": "x"}) == Task(title="x", labels=("bug",))
+    assert Task.from_dict({"id": 7, "labels": [{"name": "bug"}], "attrs": {"a": 1}}) == \
+        Task(id="7", labels=("bug",), attrs={"a": 1})
