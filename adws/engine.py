@@ -154,7 +154,8 @@ class Engine:
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
         """Where the task would run: pure, no side effects."""
-        self._between_tasks()
+        if self._auto_reload:  # _between_tasks' own test, here: one call less per decision without a watcher
+            self._between_tasks()
         with self._lock:  # the router coerces: it lists the config-dependent problems of a malformed task too
             return self.router.route(task, now=now, prompt=prompt)
 

@@ -78,14 +78,15 @@ def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> t
 # The last conversion: (now, tz, now in tz). A coordinator routing a batch at one instant passes the same `now`
 # object every time, and `astimezone` with a ZoneInfo is a good part of a decision. Compared by identity (the
 # cache holds both objects, so neither id can be reused); swapped as one tuple, so threads read a whole entry.
-_last_local: tuple[object, object, datetime | None] = (None, None, None)
+# The first entry matches nothing: `now` is never None.
+_last_local: tuple[object, object, datetime] = (None, None, datetime.min)
 
 
 def local_time(now: datetime, tz: ZoneInfo) -> datetime:
     """`now` in the routing timezone. A naive datetime is taken as already in that timezone."""
     global _last_local
     last = _last_local
-    if now is last[0] and tz is last[1] and last[2] is not None:
+    if now is last[0] and tz is last[1]:
         return last[2]
     local = now.replace(tzinfo=tz) if now.tzinfo is None else now.astimezone(tz)
     _last_local = (now, tz, local)
@@ -114,7 +115,8 @@ def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt:
         chars = len(prompt) if prompt is not None else len(task.title) + 1 + len(task.body)
         tokens, estimated = int(chars / intake.chars_per_token), True
         tokens_from = "estimated from the prompt" if prompt is not None else "estimated from title and body"
-    local = local_time(now, tz)
+    last = _last_local  # local_time's memo, read here first: the call is most of the cost of a hit
+    local = last[2] if now is last[0] and tz is last[1] else local_time(now, tz)
     rank = PRIORITY_RANK[priority] if priority is not None else NO_PRIORITY_RANK
     # Positional, in TaskView's field order: this runs once per decision.
     return TaskView(task.key, task.number, task.title, labels, priority, rank, task.retry_count, specialization,

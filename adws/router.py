@@ -128,8 +128,10 @@ class RuleIndex:
         found.extend(self.by_spec.get(view.specialization, ()))
         found.extend(self.by_priority.get(view.priority_rank, ()))
         found.extend(self.by_hour.get(view.hour, ()))
-        found.extend(self.by_retry.get(min(view.retry_count, _RETRY_PROBES), ()))
-        found.extend(self.by_context.get(min(view.context_tokens.bit_length(), _CONTEXT_BUCKETS - 1), ()))
+        # Conditional expressions, not min(): a builtin call per bucket is a good part of gathering.
+        retry, size = view.retry_count, view.context_tokens.bit_length()
+        found.extend(self.by_retry.get(retry if retry < _RETRY_PROBES else _RETRY_PROBES, ()))
+        found.extend(self.by_context.get(size if size < _CONTEXT_BUCKETS - 1 else _CONTEXT_BUCKETS - 1, ()))
         return [self.rules[pos] for pos in sorted(set(found))]
 
 
@@ -267,7 +269,17 @@ class ModelRouter:
             except TaskError as more:
                 exc.problems.extend(more.problems)
             raise TaskError(exc.problems) from None
-        return view, self._override(task)
+        # Most tasks name no override: look for one in the view's labels (stripped and lowercased, as _override
+        # compares them) and the attrs before paying for _override's own reading.
+        intake = self.config.intake
+        prefix = intake.override_label_prefix
+        if prefix:
+            for label in view.labels:
+                if label.startswith(prefix):
+                    return view, self._override(task)
+        if intake.force_attr and intake.force_attr in task.attrs:
+            return view, self._override(task)
+        return view, None
 
     def prepare(self, task: Task | Mapping[str, Any], now: datetime | None = None,
                 prompt: str | None = None) -> TaskView:
