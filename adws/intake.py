@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from adws.compiled import IntakeSpec
@@ -14,8 +16,7 @@ from adws.taskview import NO_PRIORITY_RANK, PRIORITY_RANK, TaskView
 _P_NUMBER = re.compile(r"^p(\d+)$")
 
 
-def _priority(task: Task, lowered: list[str], intake: IntakeSpec) -> tuple[str | None, str]:
-    given = task.priority
+def _priority(given: str | int | None, lowered: list[str], intake: IntakeSpec) -> tuple[str | None, str]:
     if given is None:
         best: tuple[int, str, str] | None = None
         for label in lowered:
@@ -44,11 +45,12 @@ def _priority(task: Task, lowered: list[str], intake: IntakeSpec) -> tuple[str |
                      f"{len(intake.priority_numbers) - 1}"])
 
 
-def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> tuple[str, str]:
-    if task.specialization is not None:
-        spec = task.specialization.strip().lower()
+def _specialization(given: str | None, title: str, body: str, labels: frozenset[str],
+                    intake: IntakeSpec) -> tuple[str, str]:
+    if given is not None:
+        spec = given.strip().lower()
         if spec not in intake.known_specializations:
-            raise TaskError([f'specialization: unknown value "{task.specialization}"'
+            raise TaskError([f'specialization: unknown value "{given}"'
                              f"{suggest(spec, intake.known_specializations)}; "
                              f"known: {', '.join(sorted(intake.known_specializations))}"])
         return spec, "given"
@@ -67,8 +69,8 @@ def _specialization(task: Task, labels: frozenset[str], intake: IntakeSpec) -> t
                 break
         if best is not None:
             return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
-    if intake.keywords is not None and (task.title or task.body):
-        found = intake.keywords.classify(f"{task.title}\n{task.body}")
+    if intake.keywords is not None and (title or body):
+        found = intake.keywords.classify(f"{title}\n{body}")
         if found is not None:  # most hits wins; a tie goes to the specialization declared first
             spec, hits = found
             return spec, f"keywords ({hits} hit{'s' if hits > 1 else ''})"
@@ -94,31 +96,42 @@ def local_time(now: datetime, tz: ZoneInfo) -> datetime:
 
 
 def prepare(task: Task, intake: IntakeSpec, tz: ZoneInfo, now: datetime, prompt: str | None = None) -> TaskView:
-    lowered = [label.strip().lower() for label in task.labels]
+    """The task's view: priority, specialization, context size and local time decided once (see TaskView).
+    Raises TaskError listing every problem (an unknown priority or specialization)."""
+    return prepare_fields(task.key, task.number, task.title, task.body, task.labels, task.priority, task.retry_count,
+                          task.specialization, task.context_tokens, task.attrs, intake, tz, now, prompt)
+
+
+def prepare_fields(key: str | None, number: int | None, title: str, body: str, task_labels: tuple[str, ...],
+                   given_priority: str | int | None, retry_count: int, given_spec: str | None,
+                   context_tokens: int | None, attrs: Mapping[str, Any], intake: IntakeSpec, tz: ZoneInfo,
+                   now: datetime, prompt: str | None = None) -> TaskView:
+    """`prepare` from a task's fields (`key` as Task.key), for a caller that has them without a Task."""
+    lowered = [label.strip().lower() for label in task_labels]
     labels = frozenset(lowered)
     problems: list[str] = []  # every problem of the task at once, not the first only
     try:
-        priority, priority_from = _priority(task, lowered, intake)
+        priority, priority_from = _priority(given_priority, lowered, intake)
     except TaskError as exc:
         problems += exc.problems
         priority, priority_from = intake.default_priority, ""
     try:
-        specialization, spec_from = _specialization(task, labels, intake)
+        specialization, spec_from = _specialization(given_spec, title, body, labels, intake)
     except TaskError as exc:
         problems += exc.problems
     if problems:
         raise TaskError(problems)
-    if task.context_tokens is not None:
-        tokens, estimated, tokens_from = task.context_tokens, False, "given"
+    if context_tokens is not None:
+        tokens, estimated, tokens_from = context_tokens, False, "given"
     else:
         # The length of the prompt, or of "{title}\n{body}" without building that string (a copy of the body).
-        chars = len(prompt) if prompt is not None else len(task.title) + 1 + len(task.body)
+        chars = len(prompt) if prompt is not None else len(title) + 1 + len(body)
         tokens, estimated = int(chars / intake.chars_per_token), True
         tokens_from = "estimated from the prompt" if prompt is not None else "estimated from title and body"
     last = _last_local  # local_time's memo, read here first: the call is most of the cost of a hit
     local = last[2] if now is last[0] and tz is last[1] else local_time(now, tz)
     rank = PRIORITY_RANK[priority] if priority is not None else NO_PRIORITY_RANK
     # Positional, in TaskView's field order: this runs once per decision.
-    return TaskView(task.key, task.number, task.title, labels, priority, rank, task.retry_count, specialization,
-                    tokens, estimated, task.attrs, local, local.hour,
+    return TaskView(key, number, title, labels, priority, rank, retry_count, specialization,
+                    tokens, estimated, attrs, local, local.hour,
                     {"priority": priority_from, "specialization": spec_from, "context_tokens": tokens_from})

@@ -21,11 +21,11 @@ from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
 from adws.conditions import Condition
 from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
-from adws.intake import prepare
+from adws.intake import prepare, prepare_fields
 from adws.need import NeedSpec, estimate_need
 from adws.scoring import TierFacts, TierScore, order_tiers
 from adws.strategies import STRATEGIES
-from adws.task import COMMON_FIELDS, Task, coerce_task, common_task
+from adws.task import COMMON_FIELDS, Task, coerce_task, common_fields, task_key
 from adws.taskview import PRIORITY_RANK, TaskView
 
 Clock = Callable[[], datetime]
@@ -53,6 +53,13 @@ class RuleIndex:
 
     def __init__(self, rules: Iterable[RuleSpec], linear_below: int = _SMALL) -> None:
         self.rules = [r for r in rules if r.enabled]
+        # Each rule with its conditions as bound `__call__` methods: calling a bound method takes CPython's fast
+        # path, calling an instance with __call__ the slow one. Conditions shared between rules (see
+        # compile_conditions' memo) share their bound method too.
+        bound: dict[int, Callable[[TaskView], bool]] = {}
+        self.entries: list[tuple[RuleSpec, tuple[Callable[[TaskView], bool], ...]]] = [
+            (r, tuple([bound.get(id(c)) or bound.setdefault(id(c), c.__call__) for c in r.conditions]))
+            for r in self.rules]
         self.by_label: dict[str, list[int]] = {}
         self.by_attr: dict[tuple[str, Any], list[int]] = {}
         self.by_attr_present: dict[str, list[int]] = {}
@@ -110,8 +117,15 @@ class RuleIndex:
         return None
 
     def candidates(self, view: TaskView) -> list[RuleSpec]:
+        """The rules that may match `view`, in priority order (a superset of those that do)."""
         if self.small:
-            return self.rules  # testing a handful of rules in turn is cheaper than gathering buckets
+            return self.rules
+        return [rule for rule, _ in self.candidate_entries(view)]
+
+    def candidate_entries(self, view: TaskView) -> list[tuple[RuleSpec, tuple[Callable[[TaskView], bool], ...]]]:
+        """`candidates` with each rule's condition tests (see `entries`): what route() walks."""
+        if self.small:
+            return self.entries  # testing a handful of rules in turn is cheaper than gathering buckets
         found = list(self.always)
         if self.by_label:
             for label in view.labels:
@@ -132,7 +146,8 @@ class RuleIndex:
         retry, size = view.retry_count, view.context_tokens.bit_length()
         found.extend(self.by_retry.get(retry if retry < _RETRY_PROBES else _RETRY_PROBES, ()))
         found.extend(self.by_context.get(size if size < _CONTEXT_BUCKETS - 1 else _CONTEXT_BUCKETS - 1, ()))
-        return [self.rules[pos] for pos in sorted(set(found))]
+        entries = self.entries
+        return [entries[pos] for pos in sorted(set(found))]
 
 
 def _context_buckets(low: float, high: float) -> list[int]:
@@ -269,17 +284,32 @@ class ModelRouter:
             except TaskError as more:
                 exc.problems.extend(more.problems)
             raise TaskError(exc.problems) from None
-        # Most tasks name no override: look for one in the view's labels (stripped and lowercased, as _override
-        # compares them) and the attrs before paying for _override's own reading.
+        return view, self._override(task) if self._names_override(view) else None
+
+    def _common_view(self, task: Task | Mapping[str, Any], now: datetime, prompt: str | None) -> TaskView | None:
+        """The view of a task sent as the usual dict (see `common_fields`), read without building a Task; None
+        for any other input, for a task whose intake fails and for one that names an override."""
+        fields = common_fields(task) if type(task) is dict and task.keys() <= COMMON_FIELDS else None
+        if fields is None:
+            return None
+        task_id, number, title, body, labels, priority, retry_count, spec, tokens = fields
+        try:
+            view = prepare_fields(task_key(task_id, number), number, title, body, labels, priority, retry_count,
+                                  spec, tokens, {}, self.config.intake, self.tz, now, prompt)
+        except TaskError:
+            return None
+        return None if self._names_override(view) else view
+
+    def _names_override(self, view: TaskView) -> bool:
+        """Might the task name an override? Looked for in the view's labels (stripped and lowercased, as
+        _override compares them) and attrs, so most tasks, which name none, skip _override's own reading."""
         intake = self.config.intake
         prefix = intake.override_label_prefix
         if prefix:
             for label in view.labels:
                 if label.startswith(prefix):
-                    return view, self._override(task)
-        if intake.force_attr and intake.force_attr in task.attrs:
-            return view, self._override(task)
-        return view, None
+                    return True
+        return bool(intake.force_attr) and intake.force_attr in view.attrs
 
     def prepare(self, task: Task | Mapping[str, Any], now: datetime | None = None,
                 prompt: str | None = None) -> TaskView:
@@ -287,18 +317,23 @@ class ModelRouter:
 
     def route(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
               prompt: str | None = None) -> Decision:
-        if type(task) is not Task:
-            # The usual dict straight to its Task; anything else through coerce, which reports every problem.
-            common = common_task(Task, task) if type(task) is dict and task.keys() <= COMMON_FIELDS else None
-            task = common if common is not None else self.coerce(task)
-        view, override = self.prepare_checked(task, now or self.clock(), prompt)
+        now = now or self.clock()
+        if type(task) is Task:
+            view, override = self.prepare_checked(task, now, prompt)
+        else:
+            common = self._common_view(task, now, prompt)
+            if common is not None:
+                view, override = common, None
+            else:  # the general path, which reports every problem
+                view, override = self.prepare_checked(self.coerce(task), now, prompt)
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self.config.enabled:
             return self._decide(view, "disabled", None, None)
-        for rule in self.index.rules if self.index.small else self.index.candidates(view):
-            for condition in rule.conditions:
-                if not condition(view):
+        index = self.index
+        for rule, tests in index.entries if index.small else index.candidate_entries(view):
+            for test in tests:
+                if not test(view):
                     break
             else:
                 return self._decide(view, "rule", rule, None)

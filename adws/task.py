@@ -49,9 +49,7 @@ class Task:
     @property
     def key(self) -> str | None:
         """A stable identity for sticky accounts and logs: the id, else the issue number."""
-        if self.id is not None:
-            return self.id
-        return None if self.number is None else f"#{self.number}"
+        return task_key(self.id, self.number)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +104,13 @@ class Task:
         return task
 
 
+def task_key(task_id: str | None, number: int | None) -> str | None:
+    """Task.key of a task with this id and number."""
+    if task_id is not None:
+        return task_id
+    return None if number is None else f"#{number}"
+
+
 _FIELDS = ("id", "number", "title", "body", "labels", "priority", "retry_count", "specialization",
            "context_tokens", "attrs")
 _PLAIN = ("number", "title", "body", "priority", "retry_count", "specialization", "context_tokens")
@@ -113,18 +118,17 @@ _ACCEPTED = frozenset(_FIELDS) | GITHUB_FIELDS
 _GITHUB_ONLY = tuple(sorted(GITHUB_FIELDS - set(_FIELDS)))
 # The fields of the shape a coordinator usually sends: no attrs, no other gh fields (which go into attrs).
 COMMON_FIELDS = frozenset(_FIELDS) - {"attrs"}
-_new_task = object.__new__
-_set = object.__setattr__
+# A task's fields as common_fields gives them: id, number, title, body, labels, priority, retry_count,
+# specialization, context_tokens (attrs: none, in the common shape).
+CommonFields = tuple[str | None, int | None, str, str, tuple[str, ...], str | int | None, int, str | None, int | None]
 
 
-def common_task(cls: type[Task], data: dict[str, Any]) -> Task | None:
-    """`from_dict` for the usual shape (a dict with `data.keys() <= COMMON_FIELDS`), checked field by field with
-    exact types and built without a second check: route() given a dict runs this on every call. None for anything
-    else (labels as gh's objects, an integer id, a wrong type, a subclass of Task as `cls`), which the general
-    path then reads, and reports on, as always. The answers are the general path's: JSON null is the default;
-    an empty specialization is none."""
-    if cls is not Task:
-        return None
+def common_fields(data: dict[str, Any]) -> CommonFields | None:
+    """The fields of a task sent in the usual shape (a dict with `data.keys() <= COMMON_FIELDS`), checked one by
+    one with exact types, in Task's field order without attrs; None for anything else (labels as gh's objects,
+    an integer id, a wrong type), which `Task.from_dict` then reads, and reports on, as always. The answers are
+    `from_dict`'s: JSON null is the default; an empty specialization is none. route() given a dict reads it with
+    this alone, without building a Task."""
     get = data.get
     labels = get("labels")
     if labels is None:
@@ -154,17 +158,24 @@ def common_task(cls: type[Task], data: dict[str, Any]) -> Task | None:
             and (spec is None or type(spec) is str)
             and (tokens is None or (type(tokens) is int and tokens >= 0))):
         return None
+    return task_id, number, title, body, labels, priority, retry_count, spec, tokens
+
+
+_new_task = object.__new__
+# Each field's slot setter, bound once: cheaper per call than object.__setattr__ (Task is frozen).
+_SETTERS = tuple(Task.__dict__[name].__set__ for name in _FIELDS)
+
+
+def common_task(cls: type[Task], data: dict[str, Any]) -> Task | None:
+    """`from_dict` for the usual shape (see `common_fields`), built without a second check; None for anything
+    else, and for a subclass of Task as `cls`."""
+    fields = common_fields(data) if cls is Task else None
+    if fields is None:
+        return None
     task = _new_task(cls)
-    _set(task, "id", task_id)
-    _set(task, "number", number)
-    _set(task, "title", title)
-    _set(task, "body", body)
-    _set(task, "labels", labels)
-    _set(task, "priority", priority)
-    _set(task, "retry_count", retry_count)
-    _set(task, "specialization", spec)
-    _set(task, "context_tokens", tokens)
-    _set(task, "attrs", {})
+    values: tuple[Any, ...] = (*fields, {})
+    for setter, value in zip(_SETTERS, values, strict=True):
+        setter(task, value)
     return task
 
 

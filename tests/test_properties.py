@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from adws.availability import Availability
 from adws.compiled import CompiledConfig, RuleSpec
 from adws.config import load_config
 from adws.config.load import compile_config
+from adws.errors import TaskError
 from adws.reports import scenario_router
 from adws.router import ModelRouter
 from adws.taskview import TaskView
@@ -100,6 +102,36 @@ def test_any_well_formed_task_routes_deterministically(task: dict[str, Any], now
         assert matched[0] == first["rule"]  # explain and route agree on the first match
     elif first["rule"] == "default":
         assert matched == []
+
+
+
+# Dicts of the common shape (no attrs, labels as names), well-formed or not: route() reads these straight into
+# the view; a read-only mapping of the same fields takes the general path through a Task.
+COMMON_TASKS = st.fixed_dictionaries({}, optional={
+    "id": st.none() | st.text(min_size=1, max_size=12) | st.integers(min_value=0, max_value=99),
+    "number": st.none() | st.integers(min_value=-1, max_value=10**6) | st.booleans(),
+    "title": st.none() | TEXT, "body": st.none() | TEXT,
+    "labels": st.none() | st.lists(SHIPPED_LABELS, max_size=6) | st.lists(st.integers(), max_size=1),
+    "priority": PRIORITIES | st.sampled_from(["urgent!", ""]),
+    "retry_count": st.none() | st.integers(min_value=-1, max_value=10),
+    "specialization": st.none() | st.sampled_from([*sorted(SHIPPED.intake.known_specializations), "", "Code ",
+                                                   "nonsense"]),
+    "context_tokens": st.none() | st.integers(min_value=-1, max_value=3_000_000),
+})
+
+
+@SETTINGS
+@given(task=COMMON_TASKS, now=TIMES, prompt=st.none() | st.text(max_size=50))
+def test_a_dict_routes_as_the_same_task_read_the_general_way(task: dict[str, Any], now: datetime,
+                                                             prompt: str | None) -> None:
+    def outcome(given: Any) -> Any:
+        try:
+            decision = WARM.route(given, now=now, prompt=prompt)
+        except TaskError as exc:
+            return str(exc)
+        return decision.to_dict(), decision.view, decision.reasons
+
+    assert outcome(task) == outcome(MappingProxyType(task))
 
 
 # -- the rule index against a linear scan ----------------------------------------------------------------
