@@ -107,7 +107,7 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
                    context_tokens: int | None, attrs: Mapping[str, Any], intake: IntakeSpec, tz: ZoneInfo,
                    now: datetime, prompt: str | None = None) -> TaskView:
     """`prepare` from a task's fields (`key` as Task.key), for a caller that has them without a Task."""
-    lowered = [label.strip().lower() for label in task_labels]
+    lowered = [label.strip().lower() for label in task_labels] if task_labels else []  # no listcomp call for none
     labels = frozenset(lowered)
     problems: list[str] = []  # every problem of the task at once, not the first only
     try:

@@ -400,7 +400,7 @@ class ModelRouter:
         key = (via, name, override[:2] if override else None, view.specialization,
                windows[fits] if fits < len(windows) else None,
                view.task_id if self._by_task else None, self.accounts.generation(view.local_now),
-               tuple([v for v in self._key_vars if environ.get(v)]),
+               tuple([v for v in self._key_vars if environ.get(v)]) if self._key_vars else (),
                view.context_tokens if self._context_needs else None)
         cached = self._plans.get(key)
         if cached is None:
