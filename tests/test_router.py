@@ -820,6 +820,23 @@ provider = "beta"
                                                         "none-only"]
 
 
+
+def test_the_index_remembers_candidates_of_tasks_alike_but_not_of_tasks_with_attrs() -> None:
+    shipped = load_config(ROOT / "config.toml")
+    router = make_router(shipped)
+    index, fresh = router.index, RuleIndex(shipped.rules)
+    assert not index.small
+    tasks = [{"title": "a", "labels": ["bug"]}, {"title": "b", "labels": ["Bug"]}, {"labels": ["docs", "ready"]},
+             {"labels": ["bug"], "retry_count": 40}, {"labels": ["bug"], "attrs": {"offline": True}}]
+    views = [router.prepare(task, NOW) for task in tasks]
+    first = [index.candidate_entries(view) for view in views]
+    assert first[0] is index.candidate_entries(views[1])  # alike: labels are compared lowercased
+    assert [index.candidate_entries(view) for view in views] == first == [fresh.candidate_entries(v) for v in views]
+    assert index.candidate_entries(views[4]) is not first[4]  # attrs: gathered each time
+    assert len(index._memo) == 3
+    assert [r.name for r, _ in first[4]][:1] == ["offline-local"]
+
+
 # -- explain, as a maintainer reads it (snapshots) -------------------------------------------------------
 
 EXPLAINED = {
