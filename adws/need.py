@@ -76,7 +76,7 @@ class Need:
     basis: str  # "median of 40 code runs", "fixed figure", "1.5 × 20,000 context tokens"
     margin_tokens: int = 0
     # The least a coming task of this provider and specialization is expected to require (need plus margin): the
-    # smaller of this task's and the smallest recent run's. None unless asked for (estimate_need's `smallest_of`).
+    # smaller of this task's and the smallest recent run's. None unless asked for (estimate_need's `smallest`).
     smallest: int | None = None
 
     @property
