@@ -9,10 +9,10 @@ called on every routing decision, so the cron bounds are cached.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from adws.attempt import Usage
+from adws.dataclass_cache import dataclass
 from adws.state.base import require_aware
 
 _UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),

@@ -19,9 +19,9 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from adws.dataclass_cache import dataclass
 from adws.errors import toml_value
 
 
