@@ -152,12 +152,12 @@ SOURCES = (
     'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'tokens\',\'context_multiple\',\'learned_runs\',\'min_runs\',\'margin_percent\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
     'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'tokens\',\'context_multiple\',\'learned_runs\',\'min_runs\',\'margin_percent\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
     'def __create_fn__():\n def __hash__(self):\n  return hash((self.tokens,self.context_multiple,self.learned_runs,self.min_runs,self.margin_percent,))\n return __hash__',
-    "def __create_fn__(_type_tokens, _type_basis, _type_margin_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_margin_tokens, _return_type):\n def __init__(self,tokens:_type_tokens,basis:_type_basis,margin_tokens:_type_margin_tokens=_dflt_margin_tokens)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'tokens',tokens)\n  __dataclass_builtins_object__.__setattr__(self,'basis',basis)\n  __dataclass_builtins_object__.__setattr__(self,'margin_tokens',margin_tokens)\n return __init__",
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(tokens={self.tokens!r}, basis={self.basis!r}, margin_tokens={self.margin_tokens!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.tokens,self.basis,self.margin_tokens,)==(other.tokens,other.basis,other.margin_tokens,)\n  return NotImplemented\n return __eq__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'tokens\',\'basis\',\'margin_tokens\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'tokens\',\'basis\',\'margin_tokens\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.tokens,self.basis,self.margin_tokens,))\n return __hash__',
+    "def __create_fn__(_type_tokens, _type_basis, _type_margin_tokens, _type_smallest, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_margin_tokens, _dflt_smallest, _return_type):\n def __init__(self,tokens:_type_tokens,basis:_type_basis,margin_tokens:_type_margin_tokens=_dflt_margin_tokens,smallest:_type_smallest=_dflt_smallest)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'tokens',tokens)\n  __dataclass_builtins_object__.__setattr__(self,'basis',basis)\n  __dataclass_builtins_object__.__setattr__(self,'margin_tokens',margin_tokens)\n  __dataclass_builtins_object__.__setattr__(self,'smallest',smallest)\n return __init__",
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(tokens={self.tokens!r}, basis={self.basis!r}, margin_tokens={self.margin_tokens!r}, smallest={self.smallest!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.tokens,self.basis,self.margin_tokens,self.smallest,)==(other.tokens,other.basis,other.margin_tokens,other.smallest,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'tokens\',\'basis\',\'margin_tokens\',\'smallest\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'tokens\',\'basis\',\'margin_tokens\',\'smallest\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.tokens,self.basis,self.margin_tokens,self.smallest,))\n return __hash__',
     "def __create_fn__(_type_tokens, _type_requests, _type_cost_usd, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,tokens:_type_tokens,requests:_type_requests,cost_usd:_type_cost_usd)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'tokens',tokens)\n  __dataclass_builtins_object__.__setattr__(self,'requests',requests)\n  __dataclass_builtins_object__.__setattr__(self,'cost_usd',cost_usd)\n return __init__",
     "def __create_fn__(_type_quota, _type_latency, _type_fit, _type_cost, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_quota, _dflt_latency, _dflt_fit, _dflt_cost, _return_type):\n def __init__(self,quota:_type_quota=_dflt_quota,latency:_type_latency=_dflt_latency,fit:_type_fit=_dflt_fit,cost:_type_cost=_dflt_cost)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'quota',quota)\n  __dataclass_builtins_object__.__setattr__(self,'latency',latency)\n  __dataclass_builtins_object__.__setattr__(self,'fit',fit)\n  __dataclass_builtins_object__.__setattr__(self,'cost',cost)\n  self.__post_init__()\n return __init__",
     'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(quota={self.quota!r}, latency={self.latency!r}, fit={self.fit!r}, cost={self.cost!r})"\n return __repr__',
@@ -288,18 +288,18 @@ SOURCES = (
     'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'window\',\'used\',\'limit\',\'reset_at\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
     'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'window\',\'used\',\'limit\',\'reset_at\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
     'def __create_fn__():\n def __hash__(self):\n  return hash((self.window,self.used,self.limit,self.reset_at,))\n return __hash__',
-    "def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_blocked_by_quota, _type_observed, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _return_type):\n def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,blocked_by_quota:_type_blocked_by_quota,observed:_type_observed=_dflt_observed)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'subject',subject)\n  __dataclass_builtins_object__.__setattr__(self,'pool',pool)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  __dataclass_builtins_object__.__setattr__(self,'committed_percent',committed_percent)\n  __dataclass_builtins_object__.__setattr__(self,'reason',reason)\n  __dataclass_builtins_object__.__setattr__(self,'blocked_by_quota',blocked_by_quota)\n  __dataclass_builtins_object__.__setattr__(self,'observed',observed)\n return __init__",
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, blocked_by_quota={self.blocked_by_quota!r}, observed={self.observed!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.blocked_by_quota,other.observed,)\n  return NotImplemented\n return __eq__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'blocked_by_quota\',\'observed\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'blocked_by_quota\',\'observed\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,))\n return __hash__',
-    "def __create_fn__(_type_name, _type_position, _type_percent, _type_usage, _type_least_used_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,name:_type_name,position:_type_position,percent:_type_percent,usage:_type_usage)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'position',position)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  __dataclass_builtins_object__.__setattr__(self,'usage',usage)\n  self.__post_init__()\n return __init__",
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, position={self.position!r}, percent={self.percent!r}, usage={self.usage!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.position,self.percent,self.usage,)==(other.name,other.position,other.percent,other.usage,)\n  return NotImplemented\n return __eq__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'name\',\'position\',\'percent\',\'usage\',\'least_used_key\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'name\',\'position\',\'percent\',\'usage\',\'least_used_key\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.position,self.percent,self.usage,))\n return __hash__',
+    "def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_blocked_by_quota, _type_observed, _type_left_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _dflt_left_tokens, _return_type):\n def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,blocked_by_quota:_type_blocked_by_quota,observed:_type_observed=_dflt_observed,left_tokens:_type_left_tokens=_dflt_left_tokens)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'subject',subject)\n  __dataclass_builtins_object__.__setattr__(self,'pool',pool)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  __dataclass_builtins_object__.__setattr__(self,'committed_percent',committed_percent)\n  __dataclass_builtins_object__.__setattr__(self,'reason',reason)\n  __dataclass_builtins_object__.__setattr__(self,'blocked_by_quota',blocked_by_quota)\n  __dataclass_builtins_object__.__setattr__(self,'observed',observed)\n  __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)\n return __init__",
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, blocked_by_quota={self.blocked_by_quota!r}, observed={self.observed!r}, left_tokens={self.left_tokens!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.blocked_by_quota,other.observed,other.left_tokens,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'blocked_by_quota\',\'observed\',\'left_tokens\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'blocked_by_quota\',\'observed\',\'left_tokens\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,))\n return __hash__',
+    "def __create_fn__(_type_name, _type_position, _type_percent, _type_usage, _type_left_tokens, _type_in_flight, _type_least_used_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_left_tokens, _dflt_in_flight, _return_type):\n def __init__(self,name:_type_name,position:_type_position,percent:_type_percent,usage:_type_usage,left_tokens:_type_left_tokens=_dflt_left_tokens,in_flight:_type_in_flight=_dflt_in_flight)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'position',position)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  __dataclass_builtins_object__.__setattr__(self,'usage',usage)\n  __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)\n  __dataclass_builtins_object__.__setattr__(self,'in_flight',in_flight)\n  self.__post_init__()\n return __init__",
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, position={self.position!r}, percent={self.percent!r}, usage={self.usage!r}, left_tokens={self.left_tokens!r}, in_flight={self.in_flight!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.position,self.percent,self.usage,self.left_tokens,self.in_flight,)==(other.name,other.position,other.percent,other.usage,other.left_tokens,other.in_flight,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'name\',\'position\',\'percent\',\'usage\',\'left_tokens\',\'in_flight\',\'least_used_key\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'name\',\'position\',\'percent\',\'usage\',\'left_tokens\',\'in_flight\',\'least_used_key\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.position,self.percent,self.usage,self.left_tokens,self.in_flight,))\n return __hash__',
     'def __create_fn__(_type_usable, _type_eligible, _type_first_percent, _type_skipped, _type_earliest, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_usable, _dflt_eligible, _dflt_first_percent, _dflt_skipped, _dflt_earliest, _return_type):\n def __init__(self,usable:_type_usable=_dflt_usable,eligible:_type_eligible=_HAS_DEFAULT_FACTORY,first_percent:_type_first_percent=_dflt_first_percent,skipped:_type_skipped=_HAS_DEFAULT_FACTORY,earliest:_type_earliest=_dflt_earliest)->_return_type:\n  self.usable=usable\n  self.eligible=_dflt_eligible() if eligible is _HAS_DEFAULT_FACTORY else eligible\n  self.first_percent=first_percent\n  self.skipped=_dflt_skipped() if skipped is _HAS_DEFAULT_FACTORY else skipped\n  self.earliest=earliest\n return __init__',
     'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(usable={self.usable!r}, eligible={self.eligible!r}, first_percent={self.first_percent!r}, skipped={self.skipped!r}, earliest={self.earliest!r})"\n return __repr__',
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.usable,self.eligible,self.first_percent,self.skipped,self.earliest,)==(other.usable,other.eligible,other.first_percent,other.skipped,other.earliest,)\n  return NotImplemented\n return __eq__',
@@ -1599,31 +1599,32 @@ def __create_fn__():
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_tokens, _type_basis, _type_margin_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_margin_tokens, _return_type):
- def __init__(self,tokens:_type_tokens,basis:_type_basis,margin_tokens:_type_margin_tokens=_dflt_margin_tokens)->_return_type:
+def __create_fn__(_type_tokens, _type_basis, _type_margin_tokens, _type_smallest, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_margin_tokens, _dflt_smallest, _return_type):
+ def __init__(self,tokens:_type_tokens,basis:_type_basis,margin_tokens:_type_margin_tokens=_dflt_margin_tokens,smallest:_type_smallest=_dflt_smallest)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'tokens',tokens)
   __dataclass_builtins_object__.__setattr__(self,'basis',basis)
   __dataclass_builtins_object__.__setattr__(self,'margin_tokens',margin_tokens)
+  __dataclass_builtins_object__.__setattr__(self,'smallest',smallest)
  return __init__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(tokens={self.tokens!r}, basis={self.basis!r}, margin_tokens={self.margin_tokens!r})"
+  return self.__class__.__qualname__ + f"(tokens={self.tokens!r}, basis={self.basis!r}, margin_tokens={self.margin_tokens!r}, smallest={self.smallest!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.tokens,self.basis,self.margin_tokens,)==(other.tokens,other.basis,other.margin_tokens,)
+   return (self.tokens,self.basis,self.margin_tokens,self.smallest,)==(other.tokens,other.basis,other.margin_tokens,other.smallest,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('tokens','basis','margin_tokens',):
+  if type(self) is cls or name in ('tokens','basis','margin_tokens','smallest',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -1631,7 +1632,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('tokens','basis','margin_tokens',):
+  if type(self) is cls or name in ('tokens','basis','margin_tokens','smallest',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -1639,7 +1640,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.tokens,self.basis,self.margin_tokens,))
+  return hash((self.tokens,self.basis,self.margin_tokens,self.smallest,))
  return __hash__
 CODE.append(__create_fn__.__code__)
 
@@ -2724,8 +2725,8 @@ def __create_fn__():
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_blocked_by_quota, _type_observed, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _return_type):
- def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,blocked_by_quota:_type_blocked_by_quota,observed:_type_observed=_dflt_observed)->_return_type:
+def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_blocked_by_quota, _type_observed, _type_left_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _dflt_left_tokens, _return_type):
+ def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,blocked_by_quota:_type_blocked_by_quota,observed:_type_observed=_dflt_observed,left_tokens:_type_left_tokens=_dflt_left_tokens)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'subject',subject)
   __dataclass_builtins_object__.__setattr__(self,'pool',pool)
   __dataclass_builtins_object__.__setattr__(self,'percent',percent)
@@ -2733,26 +2734,27 @@ def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_perc
   __dataclass_builtins_object__.__setattr__(self,'reason',reason)
   __dataclass_builtins_object__.__setattr__(self,'blocked_by_quota',blocked_by_quota)
   __dataclass_builtins_object__.__setattr__(self,'observed',observed)
+  __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)
  return __init__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, blocked_by_quota={self.blocked_by_quota!r}, observed={self.observed!r})"
+  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, blocked_by_quota={self.blocked_by_quota!r}, observed={self.observed!r}, left_tokens={self.left_tokens!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.blocked_by_quota,other.observed,)
+   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.blocked_by_quota,other.observed,other.left_tokens,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','blocked_by_quota','observed',):
+  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','blocked_by_quota','observed','left_tokens',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -2760,7 +2762,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','blocked_by_quota','observed',):
+  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','blocked_by_quota','observed','left_tokens',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -2768,37 +2770,39 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,))
+  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,))
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_name, _type_position, _type_percent, _type_usage, _type_least_used_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
- def __init__(self,name:_type_name,position:_type_position,percent:_type_percent,usage:_type_usage)->_return_type:
+def __create_fn__(_type_name, _type_position, _type_percent, _type_usage, _type_left_tokens, _type_in_flight, _type_least_used_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_left_tokens, _dflt_in_flight, _return_type):
+ def __init__(self,name:_type_name,position:_type_position,percent:_type_percent,usage:_type_usage,left_tokens:_type_left_tokens=_dflt_left_tokens,in_flight:_type_in_flight=_dflt_in_flight)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'name',name)
   __dataclass_builtins_object__.__setattr__(self,'position',position)
   __dataclass_builtins_object__.__setattr__(self,'percent',percent)
   __dataclass_builtins_object__.__setattr__(self,'usage',usage)
+  __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)
+  __dataclass_builtins_object__.__setattr__(self,'in_flight',in_flight)
   self.__post_init__()
  return __init__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r}, position={self.position!r}, percent={self.percent!r}, usage={self.usage!r})"
+  return self.__class__.__qualname__ + f"(name={self.name!r}, position={self.position!r}, percent={self.percent!r}, usage={self.usage!r}, left_tokens={self.left_tokens!r}, in_flight={self.in_flight!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.name,self.position,self.percent,self.usage,)==(other.name,other.position,other.percent,other.usage,)
+   return (self.name,self.position,self.percent,self.usage,self.left_tokens,self.in_flight,)==(other.name,other.position,other.percent,other.usage,other.left_tokens,other.in_flight,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('name','position','percent','usage','least_used_key',):
+  if type(self) is cls or name in ('name','position','percent','usage','left_tokens','in_flight','least_used_key',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -2806,7 +2810,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('name','position','percent','usage','least_used_key',):
+  if type(self) is cls or name in ('name','position','percent','usage','left_tokens','in_flight','least_used_key',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -2814,7 +2818,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.name,self.position,self.percent,self.usage,))
+  return hash((self.name,self.position,self.percent,self.usage,self.left_tokens,self.in_flight,))
  return __hash__
 CODE.append(__create_fn__.__code__)
 
