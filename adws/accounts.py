@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from adws import breaker
@@ -44,7 +44,7 @@ from adws.pools import Governing, governing, subjects
 from adws.quota import QuotaLimits, QuotaPeriod
 from adws.spend import judge
 from adws.state import ABSENT_VERSION
-from adws.state.base import BreakerState, Cooldown, Observation, StateStore, UsageCursor, add_usage
+from adws.state.base import CHANGE_KINDS, BreakerState, Cooldown, Observation, StateStore, UsageCursor, add_usage
 from adws.state.memory import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
 
@@ -57,6 +57,10 @@ ROLLING_REFRESH = 30.0
 READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before an over-count is accepted
 _NO_USAGE = Usage(requests=0)
 _NAME = attrgetter("name")
+K = TypeVar("K")
+_COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS, _RUNS, _STRATEGY = (
+    CHANGE_KINDS.index(kind) for kind in ("cooldowns", "reservations", "observations", "breakers", "slots", "runs",
+                                          "strategy"))
 # How long an account whose credentials were rejected stays out when nothing about them changes: long enough
 # not to burn one attempt per task on a dead key, short enough that a login renewed outside adws is retried.
 AUTH_COOLDOWN = timedelta(hours=1)
@@ -124,6 +128,10 @@ class AccountPlanner(Protocol):
     def generation(self, now: datetime) -> int:
         """Changes whenever an answer of rank() or provider_blocked() may have changed."""
         ...
+    def stamp(self, provider: str) -> int:
+        """Changes whenever an answer of rank() or provider_blocked() for `provider` may have changed (read after
+        generation(now), like them)."""
+        ...
 
 
 def build_period(quota: QuotaSpec) -> QuotaPeriod:
@@ -175,6 +183,9 @@ class StatefulAccounts:
         self._cursor: UsageCursor | None = None  # where the snapshot's usage stops in the store's rows
         self._rankings: dict[RankInput, _Ranked] = {}
         self._pooled: dict[str, bool] = {}  # ProviderSpec.pooled by provider name
+        self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
+        self._epoch = 0  # the generation of the last full invalidation
+        self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
         self._rejected: list[Account] = []
@@ -201,6 +212,7 @@ class StatefulAccounts:
                 self._usage, self._cooldowns, self._breakers, self._slots = {}, {}, {}, {}
                 self._reserved, self._observed = {}, {}
                 self._starts, self._read_ts, self._version, self._cursor = None, None, ABSENT_VERSION, None
+                self._counts = None
                 self._invalidate(now)
             return
         ts = now.timestamp()
@@ -213,6 +225,9 @@ class StatefulAccounts:
         if version == self._version and not earlier and self._starts_fresh(starts):
             self._fresh_until = self._fresh_limit(now)
             return
+        # Counters read before the state they guard (like the version): a write landing between is re-read at
+        # the next change, never taken as seen.
+        counts = self.store.change_counts()
         changed = None
         if version != self._version and self._starts is not None and not earlier and self._starts_fresh(starts):
             changed = self._apply_new_usage()
@@ -220,24 +235,48 @@ class StatefulAccounts:
             self._read_usage(starts)
             self._starts, self._usage_ts = starts, ts
         self._read_ts = ts
-        cooldowns, reserved, observed = self.store.cooldowns(now), self.store.reservations(now), \
-            self.store.observations()
-        self._breakers = self.store.breakers()
-        self._slots = self.store.active_slots(now)
-        if changed is not None:
-            # Which quota subjects the write(s) touched: only their accounts are judged again.
-            changed |= _changed_keys(self._cooldowns, cooldowns)
-            changed |= _changed_keys(self._reserved, reserved)
-            changed |= _changed_keys(self._observed, observed)
-        self._cooldowns, self._reserved, self._observed = cooldowns, reserved, observed
+        seen = self._counts if changed is not None else None
+        self._counts = counts
+
+        def moved(kind: int) -> bool:
+            return seen is None or counts is None or seen[kind] != counts[kind]
+
+        bumped: set[str] = set()
+        if moved(_COOLDOWNS):
+            cooldowns = self.store.cooldowns(now)
+            if changed is not None:
+                # Which quota subjects the write(s) touched: only their accounts are judged again.
+                changed |= _changed_keys(self._cooldowns, cooldowns)
+            self._cooldowns = cooldowns
+        if moved(_RESERVATIONS):
+            reserved = self.store.reservations(now)
+            if changed is not None:
+                changed |= _changed_keys(self._reserved, reserved)
+            self._reserved = reserved
+        if moved(_OBSERVATIONS):
+            observed = self.store.observations()
+            if changed is not None:
+                changed |= _changed_keys(self._observed, observed)
+            self._observed = observed
+        if moved(_BREAKERS):
+            breakers = self.store.breakers()
+            bumped |= _changed_keys(self._breakers, breakers)
+            self._breakers = breakers
+        if moved(_SLOTS):
+            slots = self.store.active_slots(now)
+            bumped |= _changed_keys(self._slots, slots)
+            self._slots = slots
         # The version read before the state, not after: a write that lands while this snapshot is read makes the
         # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
         self._version = version
         self._fresh_until = self._fresh_limit(now)
         if changed is None:
             self._invalidate(now)
-        else:
-            self._touch(changed, now)
+            return
+        if moved(_RUNS):
+            self._runs.clear()  # learned needs: any provider's (a rule's need reads the tier's runs)
+            bumped.update(self._providers)
+        self._touch(changed, bumped, reorder=moved(_STRATEGY), now=now)
 
     def _read_usage(self, starts: list[datetime]) -> None:
         """Re-read the usage of every period from the store, and the cursor that later rows come after.
@@ -313,16 +352,27 @@ class StatefulAccounts:
         self._rankings.clear()
         self._runs.clear()
         self._generation += 1
+        self._epoch = self._generation
         self._watch(now)
 
-    def _touch(self, changed: set[tuple[str, str]], now: datetime) -> None:
+    def _touch(self, changed: set[tuple[str, str]], bumped: set[str], *, reorder: bool, now: datetime) -> None:
         """A new generation after an incremental change: rankings are kept, and the accounts reading a quota
-        subject in `changed` (provider, subject) are judged again at their next rank()."""
-        for ranked in self._rankings.values():
-            ranked.touch(changed)
-        self._runs.clear()
+        subject in `changed` (provider, subject) are judged again at their next rank(); with `reorder`, every
+        strategy is asked again (its order may read state that moved: a cursor, a sticky choice). `bumped`:
+        providers whose other answers (circuit, slots, learned needs) may have changed."""
         self._generation += 1
+        bumped.update(provider for provider, _ in changed)
+        for ranked in self._rankings.values():
+            if ranked.touch(changed, reorder):
+                bumped.add(ranked.provider.name)
+        for provider in bumped:
+            self._stamps[provider] = self._generation
         self._watch(now)
+
+    def stamp(self, provider: str) -> int:
+        """Moves whenever an answer of rank() or provider_blocked() for `provider`, or a learned need of a task on
+        it, may have changed: a plan step built for it stays right while this number stays the same."""
+        return max(self._epoch, self._stamps.get(provider, 0))
 
     def _watch(self, now: datetime) -> None:
         """What the snapshot must watch without a write: replaced rejected keys, and the earliest moment an
@@ -517,14 +567,17 @@ class _Ranked:
         self.ranking = Ranking()
         self.update(owner, now)
 
-    def touch(self, keys: set[tuple[str, str]]) -> None:
-        """Subjects whose state changed: their accounts are judged again at the next rank()."""
+    def touch(self, keys: set[tuple[str, str]], reorder: bool) -> bool:
+        """Subjects whose state changed: their accounts are judged again at the next rank(), and with `reorder`
+        the strategy orders again. True when the ranking may change."""
         for key in keys:
             positions = self.deps.get(key)
             if positions is not None:
                 self.dirty.update(positions)
         self.dirty |= self.timed
-        self.stale = True
+        if self.dirty or reorder:
+            self.stale = True
+        return self.stale
 
     def update(self, owner: StatefulAccounts, now: datetime) -> None:
         provider, runs_as = self.provider, self.provider.runs_as
@@ -563,8 +616,7 @@ class _Ranked:
         self.ranking = out  # a new object: rankings already handed out (cached plans) keep what they said
 
 
-def _changed_keys(old: Mapping[tuple[str, str], object],
-                  new: Mapping[tuple[str, str], object]) -> set[tuple[str, str]]:
+def _changed_keys(old: Mapping[K, object], new: Mapping[K, object]) -> set[K]:
     """The keys whose value differs between two reads of one kind of state (added, removed or changed)."""
     if old == new:
         return set()

@@ -114,6 +114,26 @@ def test_a_usage_row_of_one_pool_judges_only_the_accounts_ranked_on_it(
     assert claude.eligible[-1] == "a3" and gemini.eligible[-1] == "a5"
 
 
+def test_after_another_process_writes_only_the_kinds_it_wrote_are_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config()
+    path = str(tmp_path / "state.sqlite3")
+    with SqliteStore(path) as reader, SqliteStore(path) as writer:
+        accounts = accounts_on(cfg, reader)
+        rank(accounts, cfg, None, None)
+        reads: list[str] = []
+        for name in ("cooldowns", "reservations", "observations", "breakers", "active_slots", "usage_totals"):
+            real = getattr(reader, name)
+            monkeypatch.setattr(reader, name,
+                                lambda *a, _real=real, _name=name, **k: reads.append(_name) or _real(*a, **k))
+        writer.record_usage(UsageRecord("ag", "a1", NOW, Usage(1, 500, 0)))
+        rank(accounts, cfg, None, None)
+        assert reads == []  # the new row came from usage_since; no other kind moved
+        writer.set_cooldown("ag", "a2", Cooldown(NOW + timedelta(hours=2), "rate limited"))
+        assert "a2" not in rank(accounts, cfg, None, None).eligible
+        assert reads == ["cooldowns"]
+
+
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 def test_incremental_rankings_answer_what_a_fresh_read_answers(strategy: str, backend: str, tmp_path: Path) -> None:

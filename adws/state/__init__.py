@@ -276,6 +276,9 @@ class PendingStore:
     def cursors(self) -> dict[str, int]:
         return self._reader().cursors()
 
+    def change_counts(self) -> tuple[int, ...] | None:
+        return self._reader().change_counts()
+
     def sticky_choices(self) -> dict[str, str]:
         return self._reader().sticky_choices()
 
