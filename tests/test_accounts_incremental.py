@@ -208,3 +208,34 @@ def test_a_strategy_order_does_not_depend_on_the_order_candidates_come_in(strate
     for _ in range(10):
         rng.shuffle(candidates)
         assert [c.name for c in STRATEGIES[strategy].order(list(candidates), ctx)] == expected
+
+
+def test_after_a_write_on_one_provider_only_its_plan_steps_are_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws.engine import Engine
+    from tests.test_accounts import WEDNESDAY, config_text, use
+
+    cfg = compile_config(parse_toml(config_text()), "test-config")
+    store = MemoryStore()
+    engine = Engine(cfg, store=store, environ={}, which=lambda name: f"/bin/{name}")
+    router = engine.router
+    built: list[str] = []
+    real = router._new_step
+
+    def counted(provider: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(provider.name)
+        return real(provider, *args, **kwargs)
+
+    monkeypatch.setattr(router, "_new_step", counted)
+    task = {"title": "t"}
+    first = engine.route(task, now=WEDNESDAY)
+    assert built == ["claude", "copilot"]
+    use(store, "a", 40_000)  # claude's account a
+    second = engine.route(task, now=WEDNESDAY)
+    assert built == ["claude", "copilot", "claude"]  # copilot's step was kept
+    assert first.plan[0].accounts == ("a", "b", "c") and second.plan[0].accounts == ("b", "c", "a")
+    fresh = Engine(cfg, store=store, environ={}, which=lambda name: f"/bin/{name}").route(task, now=WEDNESDAY)
+    assert [s.to_dict() for s in second.plan] == [s.to_dict() for s in fresh.plan]
+    assert [s.to_dict() for s in second.skipped] == [s.to_dict() for s in fresh.skipped]
+    use(store, "default", 1, provider="copilot")  # the implicit account's usage: only copilot's step again
+    engine.route(task, now=WEDNESDAY)
+    assert built == ["claude", "copilot", "claude", "copilot"]
