@@ -186,6 +186,9 @@ class StatefulAccounts:
         self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
         self._epoch = 0  # the generation of the last full invalidation
         self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
+        # (provider, account position, model, tokens required) -> a usable account's Candidate, and whether its
+        # judgement read the clock; this generation's only
+        self._usable: dict[tuple[str, int, str | None, int | None], tuple[Candidate, bool]] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
         self._rejected: list[Account] = []
@@ -352,6 +355,7 @@ class StatefulAccounts:
         self._rankings.clear()
         self._runs.clear()
         self._generation += 1
+        self._usable.clear()
         self._epoch = self._generation
         self._watch(now)
 
@@ -361,6 +365,7 @@ class StatefulAccounts:
         strategy is asked again (its order may read state that moved: a cursor, a sticky choice). `bumped`:
         providers whose other answers (circuit, slots, learned needs) may have changed."""
         self._generation += 1
+        self._usable.clear()
         bumped.update(provider for provider, _ in changed)
         for ranked in self._rankings.values():
             if ranked.touch(changed, reorder):
@@ -498,7 +503,14 @@ class StatefulAccounts:
         """One account that passed the static checks (enabled, credentials set), judged on the snapshot: its
         Candidate, or its Skip; when that Skip's account comes back (None: unknown); and whether the verdict
         reads the clock beyond what expiry watches (an observation's age in its text: judged again on every
-        change)."""
+        change).
+
+        A usable account's Candidate does not depend on the need's wording, only on the tokens it requires: tasks
+        of different specializations with the same expected need share it within a generation (`_usable`)."""
+        memo = (provider.name, account.position, model, inp.need.required if inp.need is not None else None)
+        usable = self._usable.get(memo)
+        if usable is not None:
+            return usable[0], None, usable[1]
         # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
         blocks: list[tuple[str, datetime | None]] = []
         for subject in dict.fromkeys((account.name, gov.subject)):  # a pool's limit cools the pool only
@@ -524,7 +536,9 @@ class StatefulAccounts:
             return Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown, back), back, timed
         held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
         # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
-        return Candidate(account.name, account.position, verdict.committed_percent, held), None, timed
+        candidate = Candidate(account.name, account.position, verdict.committed_percent, held)
+        self._usable[memo] = (candidate, timed)
+        return candidate, None, timed
 
 
 class _Ranked:
