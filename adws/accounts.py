@@ -536,7 +536,8 @@ class StatefulAccounts:
             return Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown, back), back, timed
         held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
         # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
-        candidate = Candidate(account.name, account.position, verdict.committed_percent, held)
+        candidate = Candidate(account.name, account.position, verdict.committed_percent, held, verdict.left_tokens,
+                              reserved > 0)
         self._usable[memo] = (candidate, timed)
         return candidate, None, timed
 
@@ -610,7 +611,7 @@ class _Ranked:
                 self.entries[position] = (found, back)
         self.dirty = set()
         self.stale = False
-        ordered = self.strategy.order(candidates, OrderContext(provider, self.inp.task_key, owner.store))
+        ordered = self.strategy.order(candidates, OrderContext(provider, self.inp.task_key, owner.store, self.inp.need))
         self.candidates = ordered
         out = Ranking(usable=bool(ordered))
         for position in sorted([*self.static, *self.entries]):
