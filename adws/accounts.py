@@ -10,8 +10,13 @@ only over-count usage (old records drop out a little late), never under-count it
 snapshot's (callers pass `now` explicitly) always re-reads: the snapshot has already dropped the cooldowns and
 window records that ended before its own time. When only the version moved, the usage rows appended since
 the snapshot's cursor (`StateStore.usage_since`) are added to it instead of re-summing each period; a store
-that refuses the cursor (a roll-up rewrote rows) is read in full. A store that does not exist yet
-(ABSENT_VERSION) holds nothing at any time and is never re-read.
+that refuses the cursor (a roll-up rewrote rows) is read in full. The other kinds of state are read again only
+when their change counter moved (`StateStore.change_counts`; every kind when the store keeps none). A store that
+does not exist yet (ABSENT_VERSION) holds nothing at any time and is never re-read.
+
+A change costs what it touched: rankings (`_Ranked`) are kept across generations and only the accounts whose
+quota subjects changed are judged again, and `stamp(provider)` tells the router which providers' plan steps
+must be built again. A full read, a snapshot expiry or a replaced rejected key starts every ranking over.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
