@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import NamedTuple, Protocol, TypeVar
@@ -43,6 +43,7 @@ from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
 from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
+from adws.dataclass_cache import dataclass
 from adws.decision import Skip
 from adws.need import Need
 from adws.pools import Governing, governing, subjects

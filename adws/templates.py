@@ -108,8 +108,17 @@ def _environment() -> SandboxedEnvironment:
     return BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
+def _plain(source: str) -> bool:
+    """Text that Jinja renders to itself: no Jinja syntax starts without "{" (line statements are off), and the
+    only change Jinja makes to plain text is to line breaks ("\\r\\n" and "\\r" become "\\n"). Most argv
+    elements ("--json", "-p") are such text: they need neither jinja2 nor a compiled template."""
+    return "{" not in source and "\r" not in source
+
+
 def check_template(source: str, allowed: Iterable[str]) -> str | None:
     """Why `source` cannot be used (syntax error, unknown variable), or None when it is fine."""
+    if _plain(source):
+        return None
     from jinja2 import TemplateSyntaxError, meta, nodes
 
     env = _environment()
@@ -141,6 +150,8 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def variables_of(source: str) -> frozenset[str] | None:
     """The variables a template reads; None when it does not parse (check_template says why)."""
+    if _plain(source):
+        return frozenset()
     from jinja2 import TemplateError, meta
 
     try:
@@ -155,6 +166,8 @@ def _compiled(source: str) -> Any:
 
 
 def render_one(source: str, variables: Mapping[str, Any]) -> str:
+    if _plain(source):
+        return source
     try:
         return str(_compiled(source).render(variables))
     except Exception as exc:

@@ -167,3 +167,23 @@ def test_templates_cannot_build_huge_values(source: str, why: str) -> None:
 def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
     assert render_one('{{ "ab" * 3 }}|{{ 3 * [0] | length }}|{{ 2 ** 10 }}|{{ "%05d" % 42 }}|{{ "x" | center(5) }}'
                       '|{{ "%s-%s" | format(1, 2) }}|{{ 10 % 3 }}', {}) == "ababab|3|1024|00042|  x  |1-2|1"
+
+
+@pytest.mark.parametrize("source", ["", "--json", "-p", "trailing newline\n", "two\nlines", "%} and }} and #}",
+                                    "# not a comment", "100%", "ünïcödé ✓", "  spaced  ", "{", "{{ x }}", "a\r\nb",
+                                    "{# c #}", "--flag=}"])
+def test_text_without_jinja_syntax_needs_no_jinja_and_means_the_same(source: str) -> None:
+    """Plain argv elements skip jinja2 (start-up time); what Jinja itself says of them must not change."""
+    from jinja2 import TemplateError, meta
+
+    from adws import templates
+
+    env = templates._environment()
+    try:
+        expected_vars: frozenset[str] | None = frozenset(meta.find_undeclared_variables(env.parse(source)))
+    except TemplateError:
+        expected_vars = None
+    assert templates.variables_of(source) == expected_vars
+    if expected_vars == frozenset():
+        assert render_one(source, {}) == env.from_string(source).render({})
+        assert check_template(source, set()) is None
