@@ -21,6 +21,7 @@ or a "$" key.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import enum
 import re
@@ -35,13 +36,19 @@ class CacheError(ValueError):
     """A value the codec cannot write, or data that is not a well-formed encoding of the declared type."""
 
 
+# One memo per `decode` call: conditions written alike in several rules are rebuilt once and shared, as
+# config/load.py shares them when it compiles (adws.conditions.compile_conditions).
+_CONDITION_MEMO: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar("condition_memo",
+                                                                                      default=None)
+
+
 def _conditions_from_raw(fields: Mapping[str, Any]) -> Any:
     from adws import cron, userregex
     from adws.conditions import compile_conditions
 
     raw = fields["raw_conditions"]
     with cron.already_checked(), userregex.already_checked():  # validated when the entry was written
-        conditions, errors = compile_conditions(raw)
+        conditions, errors = compile_conditions(raw, _CONDITION_MEMO.get())
     if errors:
         raise CacheError("stored rule conditions do not compile")
     return tuple(conditions)
@@ -238,7 +245,11 @@ def _encode_any(value: Any, depth: int) -> Any:
 
 def decode(data: Any, hint: Any) -> Any:
     """The value of type `hint` that `encode` wrote as `data`. CacheError for anything else."""
-    return _decoder(hint)(data)
+    token = _CONDITION_MEMO.set({})
+    try:
+        return _decoder(hint)(data)
+    finally:
+        _CONDITION_MEMO.reset(token)
 
 
 _DECODERS: dict[Any, Callable[[Any], Any]] = {}

@@ -375,3 +375,16 @@ def test_warm_cli_commands_with_every_agent_installed_stay_lean(tmp_path: Path, 
              "adws.events", "adws.interrupts", "adws.templates", "adws.reports", "adws.views"}
     assert not heavy & imported
     assert "croniter" not in imported
+
+
+def test_rules_decoded_from_the_cache_share_conditions_written_alike() -> None:
+    # As compile_config shares them (tests/test_conditions.py): the warm path keeps the same memory saving.
+    rules = "".join(f'[[routing.rules]]\nname = "r{i}"\nprovider = "p"\nconditions = {{ labels = ["bug"], '
+                    f'attrs.team = "t{i % 2}" }}\n' for i in range(4))
+    compiled = compile_config(parse_toml('[routing]\ndefault_provider = "p"\n' + rules +
+                                         '[providers.p]\ncommand_template = ["p", "{{ prompt_file }}"]\n'))
+    config = decode(encode(compiled, CompiledConfig), CompiledConfig)
+    assert len({id(rule.conditions[0]) for rule in config.rules}) == 1
+    assert len({id(rule.conditions[1]) for rule in config.rules}) == 2
+    again = decode(encode(compiled, CompiledConfig), CompiledConfig)  # one memo per decode, none kept after it
+    assert again.rules[0].conditions[0] is not config.rules[0].conditions[0]
