@@ -135,20 +135,34 @@ def is_run_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def prune_runs(root: Path, keep: int, busy_for: float) -> None:
+def prune_runs(root: Path, keep: int, busy_for: float, seen: set[str] | None = None) -> None:
     """Keep the newest `keep` run directories adws made under `root` (names start with a timestamp, so names
     sort by age); nothing else in `root` is counted or touched.
 
     A directory changed within the last `busy_for` seconds may belong to a run still going in another
-    process, so it is never removed. Called once per task: scandir and string sorting keep it cheap.
+    process, so it is never removed. Called once per task: one scandir, and string sorting only when there
+    are more than `keep`.
+    `seen`: names found to be run directories by an earlier call, kept by the caller between calls and updated
+    here. Such a name is counted again without looking for its marker (one lstat per directory, most of a
+    call's cost at keep_runs = 200); a directory is still checked in full before it is removed.
     """
     if keep <= 0:
         return
+    known = seen if seen is not None else set()  # read only while listing: the set is replaced below
+    found: list[tuple[str, os.DirEntry[str]]] = []
     try:
         with os.scandir(root) as entries:
-            found = [(e.name, e) for e in entries if is_run_dir(e)]
+            for entry in entries:
+                name = entry.name
+                # is_dir() comes from the directory listing itself (d_type): no system call.
+                if (name in known and entry.is_dir(follow_symlinks=False)) or is_run_dir(entry):
+                    found.append((name, entry))
     except OSError:
         return
+    if seen is not None:
+        # What was deleted since is forgotten, what was found is remembered: the set stays the listing's size.
+        seen.clear()
+        seen.update(name for name, _ in found)
     if len(found) <= keep:
         return
     found.sort(key=lambda item: item[0])
@@ -159,5 +173,9 @@ def prune_runs(root: Path, keep: int, busy_for: float) -> None:
                 break  # names sort by start time: the ones after this are at least as recent
         except OSError:
             continue
+        if seen is not None:
+            seen.discard(name)  # removed below, or no longer adws's (then checked in full next time)
+        if not is_run_dir(entry):
+            continue  # perhaps counted from memory, but no longer what adws made: never removed
         # rmtree does not follow symbolic links inside the tree (it works from directory descriptors).
         shutil.rmtree(root / name, ignore_errors=True)

@@ -142,6 +142,7 @@ class ProviderManager:
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
         self._key_vars = frozenset(key_variables(config))
+        self._run_names: set[str] = set()  # run directories seen under [run] dir (files.prune_runs)
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -603,7 +604,7 @@ class ProviderManager:
             raise AdwsError(f"cannot create the run directory {root / name} ([run] dir): "
                             f"{exc.strerror or exc}") from None
         longest = max((p.timeout + p.kill_grace for p in self.config.providers.values()), default=0.0)
-        prune_runs(root, self.config.keep_runs, busy_for=longest + 60)
+        prune_runs(root, self.config.keep_runs, busy_for=longest + 60, seen=self._run_names)
         return path
 
 

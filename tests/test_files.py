@@ -62,6 +62,27 @@ def test_pruning_deletes_only_run_directories_adws_made(tmp_path: Path) -> None:
     assert (root / ".ssh" / "id_ed25519").read_text(encoding="utf-8") == "private"
 
 
+def test_pruning_remembers_run_directories_but_checks_each_before_deleting(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "runs"
+    made = [make_run_dir(root, f"2020010{i}T000000-t-00000{i}") for i in range(1, 5)]
+    for path in made:
+        os.utime(path, (0, 0))
+    seen: set[str] = set()
+    prune_runs(root, keep=10, busy_for=60, seen=seen)
+    assert seen == {p.name for p in made}
+    looked: list[str] = []
+    real_lstat = os.lstat
+    monkeypatch.setattr(os, "lstat", lambda path, **kw: looked.append(str(path)) or real_lstat(path, **kw))
+    prune_runs(root, keep=10, busy_for=60, seen=seen)
+    assert looked == [], "a directory seen before is counted without looking for its marker again"
+    (made[0] / MARKER).unlink()  # no longer adws's: still counted from memory, but never deleted
+    os.utime(made[0], (0, 0))
+    prune_runs(root, keep=1, busy_for=60, seen=seen)
+    assert sorted(p.name for p in root.iterdir()) == [made[0].name, made[-1].name]
+    assert seen == {made[-1].name}  # the removed are forgotten, and what is no longer adws's
+
+
 def test_a_marker_that_is_a_symlink_or_a_directory_does_not_count(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     root.mkdir()
