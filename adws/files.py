@@ -22,7 +22,7 @@ from pathlib import Path
 from adws.errors import AdwsError
 from adws.redact import encode_text
 
-__all__ = ["MARKER", "RUN_NAME", "check_run_root", "is_run_dir", "make_private_dir", "make_run_dir",
+__all__ = ["MARKER", "RUN_NAME", "RunPruner", "check_run_root", "is_run_dir", "make_private_dir", "make_run_dir",
            "open_private_append", "prune_runs", "unsafe_run_root", "write_private"]
 
 MARKER = ".adws-run"
@@ -135,47 +135,83 @@ def is_run_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def prune_runs(root: Path, keep: int, busy_for: float, seen: set[str] | None = None) -> None:
+def prune_runs(root: Path, keep: int, busy_for: float) -> None:
     """Keep the newest `keep` run directories adws made under `root` (names start with a timestamp, so names
     sort by age); nothing else in `root` is counted or touched.
 
     A directory changed within the last `busy_for` seconds may belong to a run still going in another
-    process, so it is never removed. Called once per task: one scandir, and string sorting only when there
-    are more than `keep`.
-    `seen`: names found to be run directories by an earlier call, kept by the caller between calls and updated
-    here. Such a name is counted again without looking for its marker (one lstat per directory, most of a
-    call's cost at keep_runs = 200); a directory is still checked in full before it is removed.
+    process, so it is never removed. One look, remembering nothing: a caller that prunes the same root again
+    and again keeps a `RunPruner`, whose later calls are cheaper.
     """
-    if keep <= 0:
-        return
-    known = seen if seen is not None else set()  # read only while listing: the set is replaced below
-    found: list[tuple[str, os.DirEntry[str]]] = []
-    try:
-        with os.scandir(root) as entries:
-            for entry in entries:
-                name = entry.name
-                # is_dir() comes from the directory listing itself (d_type): no system call.
-                if (name in known and entry.is_dir(follow_symlinks=False)) or is_run_dir(entry):
-                    found.append((name, entry))
-    except OSError:
-        return
-    if seen is not None:
-        # What was deleted since is forgotten, what was found is remembered: the set stays the listing's size.
-        seen.clear()
-        seen.update(name for name, _ in found)
-    if len(found) <= keep:
-        return
-    found.sort(key=lambda item: item[0])
-    cutoff = time.time() - busy_for
-    for name, entry in found[:-keep]:
+    RunPruner(root, keep, busy_for).prune()
+
+
+class RunPruner:
+    """`prune_runs` for one root, called once per run: what one call learns makes the next one cheap.
+
+    - Names found to be run directories are remembered, so a later listing counts them without looking for
+      their marker again (an lstat per directory was most of a call's cost at keep_runs = 200); a directory is
+      still checked in full right before it is removed, and forgotten once removed.
+    - When the oldest run directory (by name) was too recent to remove, nothing can be removed while it stays
+      so: every candidate sorts after it, and removal stops at the first recent one. The next calls then look
+      at that one directory (one lstat) instead of listing the root, until it is old enough or gone. (A run
+      directory named before it that appears meanwhile and is already old, which takes a clock set back or a
+      hand-set mtime, waits until then.)
+
+    Threads may share one pruner: what they share is only advice (a stale set costs lstats, never a removal).
+    """
+
+    def __init__(self, root: Path, keep: int, busy_for: float) -> None:
+        self.root = root
+        self.keep = keep
+        self.busy_for = busy_for
+        self._seen: set[str] = set()
+        self._blocker: str | None = None  # the oldest run directory, too recent to remove at the last look
+
+    def prune(self) -> None:
+        """Remove the run directories beyond the newest `keep` that are not busy. Never raises for the file
+        system: what cannot be listed or removed stays."""
+        if self.keep <= 0:
+            return
+        cutoff = time.time() - self.busy_for
+        blocker = self._blocker
+        if blocker is not None:
+            try:
+                info = os.lstat(self.root / blocker)
+                if stat.S_ISDIR(info.st_mode) and info.st_mtime >= cutoff:
+                    return  # still the first candidate and still busy: a full look would stop right there
+            except OSError:
+                pass  # gone: look again
+            self._blocker = None
+        found = self._list()
+        if found is None or len(found) <= self.keep:
+            return
+        found.sort(key=lambda item: item[0])
+        for name, entry in found[:-self.keep]:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    self._blocker = name
+                    break  # names sort by start time: the ones after this are at least as recent
+            except OSError:
+                continue
+            self._seen.discard(name)  # removed below, or no longer adws's (then checked in full next time)
+            if not is_run_dir(entry):
+                continue  # perhaps counted from memory, but no longer what adws made: never removed
+            # rmtree does not follow symbolic links inside the tree (it works from directory descriptors).
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def _list(self) -> list[tuple[str, os.DirEntry[str]]] | None:
+        """The run directories under the root, by name; None when the root cannot be listed."""
+        seen = self._seen
+        found: list[tuple[str, os.DirEntry[str]]] = []
         try:
-            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                break  # names sort by start time: the ones after this are at least as recent
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    # is_dir() comes from the listing itself (d_type): no system call.
+                    if (entry.name in seen and entry.is_dir(follow_symlinks=False)) or is_run_dir(entry):
+                        found.append((entry.name, entry))
         except OSError:
-            continue
-        if seen is not None:
-            seen.discard(name)  # removed below, or no longer adws's (then checked in full next time)
-        if not is_run_dir(entry):
-            continue  # perhaps counted from memory, but no longer what adws made: never removed
-        # rmtree does not follow symbolic links inside the tree (it works from directory descriptors).
-        shutil.rmtree(root / name, ignore_errors=True)
+            return None
+        # A new set, not the old one changed: another thread may be reading it. What is gone is forgotten.
+        self._seen = {name for name, _ in found}
+        return found

@@ -36,7 +36,7 @@ from adws.compiled import Account, CompiledConfig, ProviderSpec
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
-from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
+from adws.files import RunPruner, make_private_dir, make_run_dir, write_private
 from adws.parsers import read_output
 from adws.pools import governing
 from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
@@ -142,7 +142,9 @@ class ProviderManager:
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
         self._key_vars = frozenset(key_variables(config))
-        self._run_names: set[str] = set()  # run directories seen under [run] dir (files.prune_runs)
+        # A run directory younger than the longest attempt (plus a margin) may be another process's run.
+        longest = max((p.timeout + p.kill_grace for p in config.providers.values()), default=0.0)
+        self._pruner = RunPruner(Path(config.run_dir), config.keep_runs, busy_for=longest + 60)
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -603,8 +605,7 @@ class ProviderManager:
         except OSError as exc:
             raise AdwsError(f"cannot create the run directory {root / name} ([run] dir): "
                             f"{exc.strerror or exc}") from None
-        longest = max((p.timeout + p.kill_grace for p in self.config.providers.values()), default=0.0)
-        prune_runs(root, self.config.keep_runs, busy_for=longest + 60, seen=self._run_names)
+        self._pruner.prune()
         return path
 
 
