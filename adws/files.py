@@ -58,10 +58,13 @@ def open_private_append(path: str | os.PathLike[str]) -> int:
     Refuses (OSError with a message that says why) a symbolic link, something that is not a regular file
     (a FIFO would block the writer forever) and a file owned by another user.
     """
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     0o600)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the directory is missing: made on the first write, not looked for on every one
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, flags, 0o600)
     except OSError as exc:
         try:
             mode = os.lstat(path).st_mode
@@ -116,9 +119,11 @@ def make_run_dir(root: Path, name: str) -> Path:
 
     Raises AdwsError for an unsafe root (see `check_run_root`), OSError when the OS refuses.
     """
-    if not os.path.lexists(root):
+    try:
+        check_run_root(root)
+    except FileNotFoundError:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    check_run_root(root)
+        check_run_root(root)
     path = root / name
     make_private_dir(path)
     write_private(path / MARKER, _MARKER_TEXT)

@@ -36,6 +36,8 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE",
 
 def encodable(text: str) -> str:
     """`text` with every lone surrogate written as a backslash escape; unchanged (same object) when clean."""
+    if text.isascii():  # a flag CPython keeps on every str: no encoding needed to know
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -86,6 +88,9 @@ def replace_all(text: str, needles: Iterable[str], mark: str) -> str:
     return "".join(parts)
 
 
+_SCALARS = frozenset({int, float, bool})  # what `Scrubber.deep` returns unchanged without further tests
+
+
 class Scrubber:
     """Redacts known secrets and (optionally) prompt text from strings and JSON-shaped values.
 
@@ -129,6 +134,17 @@ class Scrubber:
 
     def deep(self, value: Any) -> Any:
         """`value` with `text` applied to every string in it (dict keys too); other values unchanged."""
+        # The shapes of JSON first, by exact type (an audit record is a few hundred of them; the isinstance test
+        # against the Mapping ABC is slow); subclasses and other mappings and sequences take the general path.
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if kind is dict:
+            return {self.text(k) if isinstance(k, str) else k: self.deep(v) for k, v in value.items()}
+        if kind is list:
+            return [self.deep(v) for v in value]
+        if value is None or kind in _SCALARS:
+            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):

@@ -573,11 +573,14 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
     paths = (out_dir / "stdout.log", out_dir / "stderr.log")
     files: list[BinaryIO] = []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            # 0600 and never through a link: the agent's output is customer text.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            files.append(os.fdopen(fd, "wb"))
+        try:
+            files.append(_open_log(paths[0]))
+        except OSError:
+            # No directory yet (the manager makes it beforehand, other callers need not), or something in the
+            # way: made or refused here, so the error names what it always named.
+            out_dir.mkdir(parents=True, exist_ok=True)
+            files.append(_open_log(paths[0]))
+        files.append(_open_log(paths[1]))
     except OSError as exc:  # the log directory or files could not be created
         _close_quietly(files)
         return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
@@ -585,6 +588,12 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
         return _run_with_files(request, argv, shown, started, clock, files[0], files[1], paths)
     finally:
         _close_quietly(files)
+
+
+def _open_log(path: Path) -> BinaryIO:
+    # 0600 and never through a link: the agent's output is customer text.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def _latin1(secret: str) -> str:
