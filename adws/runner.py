@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import secrets as _secrets
 import selectors
@@ -596,6 +597,24 @@ def _open_log(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
+def has_terminal() -> bool:
+    """Whether adws has a controlling terminal; True also when it cannot tell.
+
+    With one, the child gets a session of its own (setsid), which has none: an agent that opens /dev/tty (a
+    credential or host-key prompt) then fails at once, instead of being stopped (SIGTTIN) as a background job
+    of adws's terminal until its timeout. Without one there is no terminal to keep from the child, and a new
+    session would only cost: setsid() also puts the child in a new scheduler autogroup (Linux,
+    sched_autogroup_enabled), which a loaded machine runs only after a scheduling period, and adws waits for
+    the child's exec all that time (milliseconds). Its own process group then suffices.
+    """
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return exc.errno != errno.ENXIO  # ENXIO: no controlling terminal; anything else: assume one
+    os.close(fd)
+    return True
+
+
 def _latin1(secret: str) -> str:
     return secret.encode("utf-8", "surrogateescape").decode("latin-1")
 
@@ -623,6 +642,8 @@ def _run_with_files(
     out_r, out_w = _pipe(opened)
     err_r, err_w = _pipe(opened)
     in_r, in_w = _pipe(opened) if request.stdin is not None else (None, None)
+    # Its own process group, so that signals reach the whole tree; its own session too when adws has a terminal.
+    detach = has_terminal()
     try:
         proc = subprocess.Popen(
             argv,
@@ -631,7 +652,8 @@ def _run_with_files(
             stderr=err_w,
             cwd=os.fspath(request.cwd),
             env={**request.env, ATTEMPT_ID_ENV: attempt_id},
-            start_new_session=True,  # its own session and process group: signals reach the whole tree
+            start_new_session=detach,
+            process_group=None if detach else 0,
             close_fds=True,
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
