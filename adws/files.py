@@ -22,8 +22,8 @@ from pathlib import Path
 from adws.errors import AdwsError
 from adws.redact import encode_text
 
-__all__ = ["MARKER", "RUN_NAME", "RunPruner", "check_run_root", "is_run_dir", "make_private_dir", "make_run_dir",
-           "open_private_append", "prune_runs", "unsafe_run_root", "write_private"]
+__all__ = ["MARKER", "RUN_NAME", "RunPruner", "check_run_root", "create_private", "is_run_dir", "make_private_dir",
+           "make_run_dir", "open_private_append", "prune_runs", "unsafe_run_root", "write_private"]
 
 MARKER = ".adws-run"
 # What the manager names a run directory: <UTC stamp>-<task>-<6 hex>.
@@ -50,6 +50,24 @@ def write_private(path: Path, text: str) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+def create_private(path: Path, text: str) -> bool:
+    """`write_private`, but only when nothing is at `path` yet (not even a symbolic link): False, and nothing
+    written, when something is. Raises OSError as write_private does."""
+    data = encode_text(text)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return True
 
 
 def open_private_append(path: str | os.PathLike[str]) -> int:

@@ -36,10 +36,10 @@ from adws.compiled import Account, CompiledConfig, ProviderSpec
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
-from adws.files import RunPruner, make_private_dir, make_run_dir, write_private
+from adws.files import RunPruner, create_private, make_private_dir, make_run_dir, write_private
 from adws.parsers import read_output
 from adws.pools import governing
-from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
+from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, Scrubber, encodable, encode_text, looks_secret, secret_values
 from adws.result import Attempt, Result
 from adws.router import Clock
 from adws.runner import RunRequest
@@ -525,7 +525,7 @@ class ProviderManager:
                     "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": encodable(task.key or "")})
         secrets = [self.environ[n] for n in account.secret_vars if self.environ.get(n)]
         secrets += [v for k, v in env.items()
-                    if k in account.env and SECRET_NAME.search(k) and len(v) >= MIN_SECRET_CHARS]
+                    if k in account.env and looks_secret(k) and len(v) >= MIN_SECRET_CHARS]
         _check_receivable(provider, argv, env)
         stdin = encode_text(prompt) if provider.prompt == "stdin" else None
         return Command(argv, env, stdin, secrets, shown, variables)
@@ -642,10 +642,11 @@ def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str,
 def _write_output(path: Path, text: str, warnings: list[str]) -> str | None:
     """The final text in `path` (unless the agent wrote it itself, via {{ output_file }}); where it is, or None
     with a line in `warnings` when the disk refused it (the text is still in the result)."""
-    if path.exists():
-        return str(path)
     try:
-        write_private(path, text)
+        # One system call in the usual case: created only if the agent did not write it. Something already there
+        # is the agent's answer, unless it is a dangling link: that is refused as before (never followed).
+        if not create_private(path, text) and not path.exists():
+            write_private(path, text)
     except OSError as exc:
         warnings.append(f"{path} not written ({exc.strerror or exc}); the final text is in the result")
         return None

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["MIN_SECRET_CHARS", "PROMPT_MARK", "REDACTED", "SECRET_NAME", "Scrubber", "dumps", "encodable",
-           "encode_text", "replace_all", "secret_values"]
+           "encode_text", "looks_secret", "replace_all", "secret_values"]
 
 REDACTED = "***"
 PROMPT_MARK = "<prompt>"
@@ -54,11 +54,27 @@ def encode_text(text: str) -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
+# SECRET_NAME's answer per variable name: an environment's names are asked about on every run (twice), and the
+# same few dozen come back each time. Bounded, in case something feeds it endless names.
+_LOOKS_SECRET: dict[str, bool] = {}
+_LOOKS_SECRET_MAX = 4096
+
+
+def looks_secret(name: str) -> bool:
+    """Whether the variable name `name` says it holds a credential (SECRET_NAME matches somewhere in it)."""
+    known = _LOOKS_SECRET.get(name)
+    if known is None:
+        known = SECRET_NAME.search(name) is not None
+        if len(_LOOKS_SECRET) < _LOOKS_SECRET_MAX:
+            _LOOKS_SECRET[name] = known
+    return known
+
+
 def secret_values(environ: Mapping[str, str], named: Iterable[str] = ()) -> list[str]:
     """Values to redact: those of the variables in `named` (the config's key variables), then every value of
     a variable whose name looks secret. Values shorter than MIN_SECRET_CHARS are left out."""
     names = list(dict.fromkeys(named))
-    names += [name for name in environ if SECRET_NAME.search(name) and name not in names]
+    names += [name for name in environ if looks_secret(name) and name not in names]
     values = (environ.get(name) or "" for name in names)
     return list(dict.fromkeys(value for value in values if len(value) >= MIN_SECRET_CHARS))
 

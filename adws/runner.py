@@ -65,7 +65,12 @@ class RunRequest:
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        # A wrong request is a bug in adws, not a child failure: refuse it when it is built.
+        # A wrong request is a bug in adws, not a child failure: refuse it when it is built. The messages are only
+        # put together when something is wrong (a request is built for every attempt).
+        if not isinstance(self.argv, str) and len(self.argv) > 0 and self.timeout > 0 and self.grace >= 0 \
+                and (self.idle_timeout is None or self.idle_timeout > 0) and self.output_cap >= 0 \
+                and self.tail_bytes >= 0:
+            return
         problems = [
             message
             for failed, message in (

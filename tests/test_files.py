@@ -111,6 +111,20 @@ def test_a_pruner_waits_on_the_oldest_busy_run_without_listing(tmp_path: Path,
     assert [p.name for p in root.iterdir()] == [made[-1].name]
 
 
+def test_create_private_writes_only_where_nothing_is(tmp_path: Path, open_umask: None) -> None:
+    from adws.files import create_private
+
+    fresh = tmp_path / "fresh.txt"
+    assert create_private(fresh, "answer") is True
+    assert fresh.read_text(encoding="utf-8") == "answer" and _mode(fresh) == 0o600
+    assert create_private(fresh, "other") is False
+    assert fresh.read_text(encoding="utf-8") == "answer", "what is there stays"
+    target = tmp_path / "target.txt"
+    (tmp_path / "link.txt").symlink_to(target)  # dangling: never followed, never created through
+    assert create_private(tmp_path / "link.txt", "x") is False
+    assert not target.exists()
+
+
 def test_a_marker_that_is_a_symlink_or_a_directory_does_not_count(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     root.mkdir()
