@@ -23,7 +23,7 @@ import secrets as _secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -119,10 +119,12 @@ def scrubber_for(config: CompiledConfig, environ: Mapping[str, str], prompt: str
 
 @dataclass(slots=True)
 class RunContext:
-    """What every attempt of one run shares: where attempts run (the workspace) and who hears of them."""
+    """What every attempt of one run shares: where attempts run (the workspace), who hears of them, and what
+    its records are cleaned with (per run, not per manager: threads may share one manager)."""
 
     workspace: Workspace
     observer: EventSink | None = None
+    scrub: Scrubber = field(default_factory=Scrubber)
 
     def emit(self, event: Event) -> None:
         if self.observer is not None:
@@ -163,8 +165,8 @@ class ProviderManager:
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
-        self._scrub = scrubber_for(self.config, self.environ, prompt)
-        ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer)
+        ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer,
+                         scrubber_for(self.config, self.environ, prompt))
         try:
             return self._walk(task, decision, result, run_dir, prompt, ctx)
         except KeyboardInterrupt as exc:
@@ -428,14 +430,14 @@ class ProviderManager:
             reason = str(exc) if isinstance(exc, RenderError) else \
                 f"cannot write the attempt's files in {out_dir}: {exc.strerror or exc}; nothing ran"
             attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
-                              self._scrub.text(reason), None, None, 0, None, [], started, "", workdir=str(cwd))
+                              ctx.scrub.text(reason), None, None, 0, None, [], started, "", workdir=str(cwd))
             return Tried(attempt, None, None, False, cwd, out_dir)
         ctx.emit(event)
         try:
             outcome = self.runner(RunRequest(
                 argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
                 stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-                secrets=[*command.secrets, *self._scrub.secrets],  # the logs adws writes are redacted too
+                secrets=[*command.secrets, *ctx.scrub.secrets],  # the logs adws writes are redacted too
                 idle_timeout=provider.idle_timeout,
             ))
         except RunCancelled as stop:
@@ -446,13 +448,13 @@ class ProviderManager:
                 stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
                                        "cancelled: the run was cancelled and the agent's process group ended",
                                        ended.exit_code, ended.signal, ended.duration_ms, None,
-                                       [self._scrub.with_secrets(command.secrets).text(a) for a in command.shown],
+                                       [ctx.scrub.with_secrets(command.secrets).text(a) for a in command.shown],
                                        started, "stop", None, ended.stdout_path, ended.stderr_path,
                                        workdir=str(cwd))
             raise
         # The process ran (and may have been billed): from here nothing may lose the attempt.
         now = self.clock()
-        scrub = self._scrub.with_secrets(command.secrets)
+        scrub = ctx.scrub.with_secrets(command.secrets)
         warnings: list[str] = []
         verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now)
         checked = None
@@ -461,7 +463,7 @@ class ProviderManager:
             try:
                 checked = verify(templates, command.variables, cwd=cwd, attempt_dir=out_dir, env=command.env,
                                  timeout=provider.verify_timeout, runner=self.runner,
-                                 secrets=[*command.secrets, *self._scrub.secrets], grace=provider.kill_grace)
+                                 secrets=[*command.secrets, *ctx.scrub.secrets], grace=provider.kill_grace)
             except RenderError as exc:
                 verdict = Classification(OutcomeClass.ERROR, str(exc))
             else:
