@@ -5,6 +5,8 @@
 - A run directory carries a marker file (`MARKER`); pruning (`[run] keep_runs`) deletes only directories
   whose name has the run-directory form *and* which carry the marker, so a `[run] dir` pointed at a folder
   with other data never loses any of it.
+- Nothing here is fsynced: run directories are a record of what ran for people and tools to read, and a crash of
+  adws loses none of it (only a crash of the machine could), so no run pays a disk flush for them.
 - `[run] dir` must not be a symbolic link or belong to another user (a directory another user controls could
   swap a run directory for a link into ours); `check_run_root` says why, and `unsafe_run_root` refuses, at load,
   roots that hold far more than runs: `/`, the home directory and its ancestors.
