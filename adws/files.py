@@ -37,7 +37,12 @@ def make_private_dir(path: Path) -> None:
     """Create `path` (its parent must exist) as 0700; an existing entry of that name is an error (FileExistsError),
     so a planted directory or link is never used."""
     os.mkdir(path, 0o700)
-    os.chmod(path, 0o700, follow_symlinks=False)  # mkdir's mode is masked by the umask; we want exactly this
+    # mkdir's mode is masked by the umask, which can only have taken bits away: set exactly 0700 when it did. (One
+    # lstat to know: glibc carries out chmod without following links through an O_PATH descriptor and
+    # /proc/self/fd, four calls.)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700, follow_symlinks=False)
 
 
 def write_private(path: Path, text: str) -> None:
