@@ -441,8 +441,9 @@ class StatefulAccounts:
                 continue
             held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
             # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
-            candidates.append(Candidate(account.name, account.position, verdict.committed_percent, held))
-        ordered = strategy.order(candidates, OrderContext(provider, inp.task_key, self.store))
+            candidates.append(Candidate(account.name, account.position, verdict.committed_percent, held,
+                                        verdict.left_tokens, reserved > 0))
+        ordered = strategy.order(candidates, OrderContext(provider, inp.task_key, self.store, inp.need))
         out.usable = bool(ordered)
         if ordered and runs_quota(provider.runs_as[ordered[0].position], model):
             out.first_percent = ordered[0].percent

@@ -12,6 +12,9 @@ The need comes from one declared basis per provider (or rule), always shown in w
 - learned from the ledger: `learned_runs = 40` → the median total tokens of the provider's last 40 successful runs
   of the same specialization ("~32,000 expected (median of 40 code runs)"); with fewer than `min_runs` of them the
   fixed figure or the multiple stands in, and says so.
+
+The `best_fit` account strategy (adws.strategies) also asks for the least a coming task is expected to require
+(`Need.smallest`): quota left below it after a task is a fragment no later task can use.
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ class Need:
     tokens: int
     basis: str  # "median of 40 code runs", "fixed figure", "1.5 × 20,000 context tokens"
     margin_tokens: int = 0
+    # The least a coming task of this provider and specialization is expected to require (need plus margin): the
+    # smaller of this task's and the smallest recent run's. None unless asked for (estimate_need's `smallest`).
+    smallest: int | None = None
 
     @property
     def required(self) -> int:
@@ -95,11 +101,31 @@ def median(values: Sequence[int]) -> int:
     return math.ceil((ordered[mid - 1] + ordered[mid]) / 2)
 
 
+SMALLEST_OF = 40  # recent runs `Need.smallest` looks at when the need is not learned (else the learned window)
+
+
 def estimate_need(spec: NeedSpec | None, provider: str, specialization: str, context_tokens: int,
-                  history: NeedHistory | None = None) -> Need | None:
+                  history: NeedHistory | None = None, *, smallest: bool = False) -> Need | None:
     """The expected need of a task on `provider`, or None when nothing is declared (only the hard block
     applies then). With `learned_runs` and too few recorded runs (or no history at all), the fixed figure or
-    the context multiple stands in and the basis says how many runs there were."""
+    the context multiple stands in and the basis says how many runs there were.
+
+    `smallest`: also fill in `Need.smallest`, the least a coming task of the same provider and specialization is
+    expected to require: the smaller of this need's `required` and the smallest of the recent runs (the last
+    `learned_runs`, else the last SMALLEST_OF) with the same margin. Without history, this need's own.
+    """
+    need = _estimate(spec, provider, specialization, context_tokens, history)
+    if need is None or not smallest:
+        return need
+    assert spec is not None  # a need comes from a declared spec
+    runs = history.recent_runs(provider, specialization, spec.learned_runs or SMALLEST_OF) if history else ()
+    least = min((tokens for tokens in runs if tokens > 0), default=None)  # a run that spent nothing says nothing
+    floor = need.required if least is None else min(need.required, _with_margin(spec, least, "").required)
+    return Need(need.tokens, need.basis, need.margin_tokens, floor)
+
+
+def _estimate(spec: NeedSpec | None, provider: str, specialization: str, context_tokens: int,
+              history: NeedHistory | None) -> Need | None:
     if spec is None:
         return None
     fallback_note = ""

@@ -211,6 +211,8 @@ class ModelRouter:
         # Plans depend on the task only through these, so identical inputs reuse one plan (see _decide).
         self._windows = sorted({m.context_window for p in config.providers.values() for m in p.models.values()})
         self._by_task = any(STRATEGIES[p.account_strategy].depends_on_task for p in config.providers.values())
+        self._smallest = {p.name for p in config.providers.values()  # needs whose `smallest` is read (best_fit)
+                          if STRATEGIES[p.account_strategy].reads_smallest_need}
         needs = [p.need for p in config.providers.values()] + [r.need for r in config.rules]
         # The exact task size enters the plan only where something reads it: a need that is a multiple of it, or
         # a tier score (fit is adjusted for how much of the context window the task fills).
@@ -419,7 +421,7 @@ class ModelRouter:
             return None
         model_id = model.id if model else explicit
         need = estimate_need(rule_need or provider.need, provider.name, inp.specialization, inp.context_tokens or 0,
-                             self.accounts)
+                             self.accounts, smallest=provider.name in self._smallest)
         ranking = self.accounts.rank(provider, inp.task_key, now, model=model_id, need=need)
         skipped.extend(ranking.skipped)
         if not ranking.usable:

@@ -36,6 +36,7 @@ class Judgement:
     reason: str | None  # why the account cannot take the task; None when it can
     blocked_by_quota: bool  # the reason is the quota (it comes back at the next reset), not a cooldown
     observed: str | None = None  # "ledger 41.0%, observed 63.0% (...)" when an observation is in force
+    left_tokens: int | None = None  # usable: tokens left after usage and reservations; None: tokens not limited
 
     @property
     def usable(self) -> bool:
@@ -73,7 +74,8 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
     if percent >= gov.quota.hard_block_percent:
         reason = f"quota{where} {percent:.0f}% used (hard block at {gov.quota.hard_block_percent:g}%){seen}"
         return Judgement(gov.subject, gov.pool, percent, committed, reason, True, observed)
-    unfit = unfit_reason(remaining(limits, used, held), need, cost_per_1k_tokens)
+    left = remaining(limits, used, held)
+    unfit = unfit_reason(left, need, cost_per_1k_tokens)
     if unfit is not None:
         return Judgement(gov.subject, gov.pool, percent, committed, unfit + where + seen, True, observed)
-    return Judgement(gov.subject, gov.pool, percent, committed, None, False, observed)
+    return Judgement(gov.subject, gov.pool, percent, committed, None, False, observed, left.tokens)

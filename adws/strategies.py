@@ -4,7 +4,9 @@ A strategy is one object in `STRATEGIES` (config validation takes the allowed na
 everything the rest of adws needs from it, so nothing outside this module branches on a strategy's name:
 
 - `order(candidates, ctx)`: the usable accounts in the order to try them (routing; reads state, never writes);
-- `depends_on_task`: whether that order depends on the task (then the task id is part of the cached inputs);
+- `depends_on_task`: whether that order depends on the task's identity (then the task id is part of the cached
+  inputs; its expected need, which best_fit reads, always is);
+- `reads_smallest_need`: whether that order reads `Need.smallest` (routing then estimates it);
 - `take_turn(provider, accounts, store, task_key)`: at execution, a `Turn` over the plan step's accounts; the
   strategy may reorder them and claim state (round robin takes its cursor position atomically);
 - `Turn.used(account, ran=...)`: the account really used (round robin moves past it, sticky remembers it);
@@ -24,6 +26,7 @@ from typing import ClassVar, NamedTuple
 
 from adws.attempt import Usage
 from adws.compiled import ProviderSpec
+from adws.need import Need
 from adws.redact import encodable
 from adws.state.base import StateStore
 
@@ -36,6 +39,8 @@ class Candidate:
     position: int  # in the file
     percent: float  # of the fullest limited quota dimension, 0-100+
     usage: Usage  # in the current quota period
+    left_tokens: int | None = None  # tokens left after usage and reservations; None: tokens not limited
+    in_flight: bool = False  # a run holds a live reservation on the account's quota
     # least_used's sort key, computed once: a provider with hundreds of accounts is re-sorted after every
     # write by another process, and a C-level key (attrgetter) sorts several times faster than a lambda.
     least_used_key: tuple[float, int, int] = field(init=False, repr=False, compare=False)
@@ -53,6 +58,7 @@ class OrderContext(NamedTuple):
     provider: ProviderSpec
     task_key: str | None  # None unless the strategy `depends_on_task`
     store: StateStore
+    need: Need | None = None  # the task's expected need on the provider (adws.need); None: none declared
 
 
 class Turn:
@@ -81,6 +87,9 @@ class Strategy:
 
     name: ClassVar[str]
     depends_on_task: ClassVar[bool] = False
+    # Whether `order` reads `ctx.need.smallest` (the least a coming task is expected to require: one more read of
+    # the ledger's recent runs per state snapshot, so it is estimated only for the strategies that read it).
+    reads_smallest_need: ClassVar[bool] = False
 
     def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
         """The usable accounts in the order to try them. Reads the store (never writes it): routing calls it
@@ -190,4 +199,51 @@ class Sticky(LeastUsed):
         return _StickyTurn(accounts, store, provider.name, task_key)
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (LeastUsed(), RoundRobin(), FillFirst(), Sticky())}
+CLEAN_FIT = 5  # best_fit: a leftover under 1/CLEAN_FIT of the smallest coming need counts as a clean fit
+
+
+class BestFit(Strategy):
+    """Best-fit bin packing (the rule of the classic online bin-packing heuristic: put each item in the
+    fullest bin it fits; Johnson, "Near-optimal bin packing algorithms", 1973) on what each account has left for
+    this task, so a quota period ends with accounts spent instead of every account holding a piece too small for
+    the next task: the first task too big for every piece then goes to the next tier with least left behind.
+
+    Order, for a task with an expected need (`need`, adws.need):
+    1. accounts with no run in flight (no live reservation) first, so coordinators deciding at once still spread;
+       accounts with a run in flight after them, most room first (least_used order), since a second concurrent
+       run belongs where the most room is;
+    2. among the idle accounts with a token quota, the smallest leftover first: tokens left after usage and
+       reservations minus the task's expected tokens. Except a dead fragment: a leftover below the least a
+       coming task is expected to require (`Need.smallest`: the smaller of this task's need and the smallest of
+       the provider's recent runs of the specialization, from the ledger) is one no later task can use, so it
+       goes after every other leftover (smallest first), unless it is under 1/CLEAN_FIT of that least need (a
+       clean fit: next to nothing is left);
+    3. idle accounts without a token quota after those, in least_used order.
+    Ties keep file order. Without an expected need (none declared, or only a learned one without enough runs)
+    there is nothing to fit, and the order is least_used's. The need is part of the ranking's cached inputs
+    already, so this order does not depend on the task's identity (`depends_on_task` stays False).
+    """
+
+    name = "best_fit"
+    reads_smallest_need = True
+
+    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        need = ctx.need
+        if need is None:
+            return sorted(candidates, key=_LEAST_USED_KEY)
+        floor = need.smallest if need.smallest is not None else need.required
+        clean = floor / CLEAN_FIT
+
+        def key(c: Candidate) -> tuple[float, ...]:
+            if c.in_flight:
+                return (2, *c.least_used_key)
+            if c.left_tokens is None:
+                return (1, *c.least_used_key)
+            leftover = c.left_tokens - need.tokens
+            dead = clean <= leftover < floor
+            return (0, dead, leftover, c.position)
+
+        return sorted(candidates, key=key)
+
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (LeastUsed(), RoundRobin(), FillFirst(), Sticky(), BestFit())}

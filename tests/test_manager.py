@@ -227,8 +227,13 @@ def test_usage_is_recorded_and_estimated_when_not_reported(
     account = result.attempts[0].account
     assert account is not None
     assert totals[("antigravity", account)].requests == 1
-    # The next task goes to the least-used account, not the one just used.
-    assert engine.route({"title": "t"}).account != account
+    # The usage counts in the next decision. The shipped strategy, best_fit, packs the next task onto the account
+    # just used (the least left over after it); least_used would move on to an unused one.
+    step = engine.route({"title": "t"}).plan[0]
+    assert step.account == account
+    ranking = engine.accounts.rank(engine.config.providers["antigravity"], None, engine.clock(), model=step.model,
+                                   need=step.need)
+    assert ranking.first_percent is not None and ranking.first_percent > 0
 
 
 def test_audit_is_one_json_line_per_task_without_prompt(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from adws.attempt import Usage
-from adws.need import Need, NeedSpec, Remaining, estimate_need, median, remaining, unfit_reason
+from adws.need import SMALLEST_OF, Need, NeedSpec, Remaining, estimate_need, median, remaining, unfit_reason
 from adws.quota import QuotaLimits
 
 
@@ -50,6 +50,36 @@ def test_learned_with_too_few_runs_falls_back_and_says_so() -> None:
     # Learned only and nothing to fall back on: no estimate, the hard block alone applies.
     assert estimate_need(NeedSpec(learned_runs=10, min_runs=3), "antigravity", "code", 0, history) is None
     assert estimate_need(None, "antigravity", "code", 0, history) is None
+
+
+def test_smallest_coming_need_is_the_smallest_recent_run_with_the_margin() -> None:
+    history = History({("antigravity", "code"): [0, 14000, 12000, 50000]})  # newest first
+    spec = NeedSpec(context_multiple=1.0, margin_percent=10)
+    need = estimate_need(spec, "antigravity", "code", 30000, history, smallest=True)
+    assert need is not None
+    # 12,000 + 10 %: the least a coming task is expected to require; a run that spent nothing says nothing.
+    assert (need.required, need.smallest) == (33000, 13200)
+    assert history.asked == [("antigravity", "code", SMALLEST_OF)]
+    # This task is the smallest yet: its own need is the least.
+    small = estimate_need(spec, "antigravity", "code", 10000, history, smallest=True)
+    assert small is not None and small.smallest == small.required == 11000
+    # Nothing recorded (or no history at all): the task's own need.
+    own = Need(20000, "1 × 20,000 context tokens", 2000, 22000)
+    assert estimate_need(spec, "antigravity", "docs", 20000, history, smallest=True) == own
+    assert estimate_need(spec, "antigravity", "code", 20000, None, smallest=True) == own
+    # Not asked for (only best_fit reads it): not estimated, and the ledger is not read for it.
+    history.asked.clear()
+    need = estimate_need(spec, "antigravity", "code", 30000, history)
+    assert need is not None and need.smallest is None and history.asked == []
+
+
+def test_smallest_coming_need_reads_the_same_runs_as_the_learned_median() -> None:
+    history = History({("antigravity", "code"): [30000, 20000, 40000, 35000, 38000, 9000]})
+    need = estimate_need(NeedSpec(tokens=30000, learned_runs=5), "antigravity", "code", 0, history, smallest=True)
+    assert need is not None and (need.tokens, need.smallest) == (35000, 20000)  # the 6th run is past the window
+    assert set(history.asked) == {("antigravity", "code", 5)}  # one window: one cached read in routing
+    # Without a need there is nothing to be smallest.
+    assert estimate_need(None, "antigravity", "code", 0, history, smallest=True) is None
 
 
 def test_margin_is_added_and_shown() -> None:

@@ -135,7 +135,7 @@ BROKEN_CASES: dict[str, list[str]] = {
     ],
     "bad_account_strategy": [
         'providers.cline → account_strategy: unknown account strategy "roundrobin" (did you mean "round_robin"?); '
-        "known: least_used, round_robin, fill_first, sticky",
+        "known: least_used, round_robin, fill_first, sticky, best_fit",
     ],
     "bad_prompt_mode": [
         'providers.local → prompt: expected "stdin", "arg" or "file", got "stdn" (did you mean "stdin"?)',
