@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
 from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
+from adws.dataclass_cache import dataclass
 from adws.decision import Skip
 from adws.need import Need
 from adws.pools import governing, subjects

@@ -6,8 +6,10 @@ Kept free of imports from the rest of adws so every layer can depend on it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
+
+from adws.dataclass_cache import dataclass
 
 
 class OutcomeClass(enum.StrEnum):

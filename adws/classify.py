@@ -40,15 +40,15 @@ unless the CLI reports some; anything else without reported figures books an est
 
 from __future__ import annotations
 
-import difflib
 import re
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
-from adws.userregex import Match, Searcher
+from adws.dataclass_cache import dataclass
+from adws.userregex import CompiledOnFirstSearch, Match, Searcher
 
 QUOTA_HORIZON = timedelta(hours=6)
 LIMIT_CLASSES = frozenset({OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED})
@@ -69,7 +69,8 @@ _SNIPPET = 160  # reasons are one line in a table, not a log
 class Pattern:
     """A declared regex over the output tail, and the class an attempt gets when it matches."""
 
-    regex: Searcher  # Python's re for the built-in patterns; RE2 (adws.userregex) for a config's, compiled at load
+    regex: Searcher  # Python's re for the built-in patterns (compiled at first search); RE2 (adws.userregex) for
+    # a config's, compiled at load
     outcome: OutcomeClass
 
 
@@ -80,6 +81,8 @@ def compile_pattern(regex: str, outcome: str) -> Pattern:
         outcome_class = OutcomeClass(outcome)
     except ValueError:
         names = sorted(member.value for member in OutcomeClass)
+        import difflib
+
         close = difflib.get_close_matches(outcome, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown outcome class {outcome!r}{hint}; expected one of: {', '.join(names)}") from None
@@ -93,10 +96,17 @@ def compile_pattern(regex: str, outcome: str) -> Pattern:
     return Pattern(compiled, outcome_class)
 
 
+def _builtin(regex: str, outcome: str) -> Pattern:
+    """A built-in pattern, compiled as `compile_pattern` would compile it, at its first search: every process
+    that loads a config holds these, and only one that classifies an attempt searches them
+    (tests/test_classify.py checks that each passes `compile_pattern`)."""
+    return Pattern(CompiledOnFirstSearch(regex, lambda: re.compile(regex, re.IGNORECASE)), OutcomeClass(outcome))
+
+
 # Status codes only count next to a word that makes them a status: "duration_ms": 429 is not a rate limit.
 _STATUS = r"\b(?:http|status(?:_?code)?|code|error)\W{0,4}"
 DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
-    compile_pattern(regex, outcome)
+    _builtin(regex, outcome)
     for regex, outcome in (
         # Context first: its messages are the most specific and never mention limits of an account.
         # Anthropic/Claude, OpenAI, Mistral, vLLM ("maximum context length is N tokens"), Gemini ("input token count

@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -429,43 +429,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adws", description="Route coding-agent tasks and run them.")
-    from adws import __version__
+CONFIG_HELP = "config file (default: $ADWS_CONFIG or ./config.toml)"
 
-    parser.add_argument("--version", action="version", version=f"adws {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        return p
-
-    p = add("check", "Validate a config file; list every problem with its place.")
-    p.add_argument("config", nargs="?", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+def _add_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help=CONFIG_HELP)
     p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_check)
 
-    for name, func, help_text in (("route", cmd_route, "Decide where a task would run (no side effects)."),
-                                  ("run", cmd_run, "Run a task with fall-through down the chain.")):
-        p = add(name, help_text)
-        p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
-        p.add_argument("--task-json", help="the task as JSON, @FILE, or - for stdin")
-        p.add_argument("--github-issue", help="a file with `gh issue view N --json number,title,body,labels`")
-        p.add_argument("--at", help="routing time, ISO 8601 (default: now)")
-        p.add_argument("--prompt-file", help="the prompt (- for stdin)")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-        p.set_defaults(func=func)
-        if name == "route":
-            p.add_argument("--explain", action="store_true", help="show every rule and why it did or did not match")
-            p.add_argument("--assume-available", action="store_true",
-                           help="judge the rules only: every provider installed, every quota fresh")
-        else:
-            p.add_argument("--workdir", default=".", help="the agent's working directory (default: .)")
-            p.add_argument("--quiet", action="store_true", help="do not print each attempt as it starts and ends")
-            p.add_argument("--wait", nargs="?", const="", metavar="MAX", help=WAIT_HELP)
 
-    p = add("run-many", "Run many tasks at once, each with fall-through; one result per task.")
-    p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+def _add_route_or_run(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument("--task-json", help="the task as JSON, @FILE, or - for stdin")
+    p.add_argument("--github-issue", help="a file with `gh issue view N --json number,title,body,labels`")
+    p.add_argument("--at", help="routing time, ISO 8601 (default: now)")
+    p.add_argument("--prompt-file", help="the prompt (- for stdin)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_route if name == "route" else cmd_run)
+    if name == "route":
+        p.add_argument("--explain", action="store_true", help="show every rule and why it did or did not match")
+        p.add_argument("--assume-available", action="store_true",
+                       help="judge the rules only: every provider installed, every quota fresh")
+    else:
+        p.add_argument("--workdir", default=".", help="the agent's working directory (default: .)")
+        p.add_argument("--quiet", action="store_true", help="do not print each attempt as it starts and ends")
+        p.add_argument("--wait", nargs="?", const="", metavar="MAX", help=WAIT_HELP)
+
+
+def _add_run_many(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--tasks", required=True,
                    help='JSON Lines of {"task", "prompt" | "prompt_file", "workdir"}, or a JSON array of tasks '
                         "(gh issue list --json ...) with --prompt-template; - for stdin")
@@ -477,37 +469,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", nargs="?", const="", metavar="MAX", help=WAIT_HELP)
     p.set_defaults(func=cmd_run_many)
 
-    for name, func, help_text in (("providers", cmd_providers, "Each provider's status and why."),
-                                  ("quota", cmd_quota, "Usage per provider and account, and time to reset.")):
-        p = add(name, help_text)
-        p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
-        p.add_argument("--json", action="store_true")
-        p.set_defaults(func=func)
-        p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
-        if name == "quota":
-            p.add_argument("--sync", action="store_true",
-                           help="run each declared usage_command first and record what it observed")
 
-    p = add("state", "Move state between stores (JSON Lines) or roll old usage up into hourly totals.")
+def _add_providers_or_quota(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_providers if name == "providers" else cmd_quota)
+    p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+    if name == "quota":
+        p.add_argument("--sync", action="store_true",
+                       help="run each declared usage_command first and record what it observed")
+
+
+def _add_state(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("export", "import", "compact"))
     p.add_argument("file", nargs="?", help="export: write here, import: read this (default or -: stdout/stdin)")
-    p.add_argument("--config", help="config file (default: $ADWS_CONFIG or ./config.toml)")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--margin", help='compact: keep raw rows this long beyond the longest quota period (default "7d")')
     p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
     p.set_defaults(func=cmd_state)
 
-    _insight_parsers(add)
 
-    p = add("schema", "Print a JSON Schema of config.toml (for editors).")
-    p.set_defaults(func=cmd_schema)
-    return parser
-
-
-def _insight_parsers(add: Any) -> None:
-    """stats, replay, simulate, lint, report (adws.insight)."""
-    config_help = "config file (default: $ADWS_CONFIG or ./config.toml)"
-    p = add("stats", "Dispatch statistics from the audit log.")
-    p.add_argument("--config", help=config_help)
+def _add_stats(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--audit", help="audit log (default: the config's [audit] path)")
     p.add_argument("--since", help="a span back from now (7d, 12h) or an ISO 8601 time")
     p.add_argument("--by", help="group by provider,account,rule,model,day (default: provider)")
@@ -515,15 +498,19 @@ def _insight_parsers(add: Any) -> None:
     p.add_argument("--format", choices=("table", "prometheus"), default="table",
                    help="prometheus: text exposition for node_exporter's textfile collector")
     p.set_defaults(func=cmd_stats)
-    p = add("replay", "Route an audit log's tasks again under a candidate config; show what moves.")
+
+
+def _add_replay(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audit", required=True, help="audit log to replay")
     p.add_argument("--config", required=True, help="the candidate config")
     p.add_argument("--baseline", help="compare against this config judged the same way (default: what was recorded)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--fail-on-change", action="store_true", help="exit 1 when any task would move")
     p.set_defaults(func=cmd_replay)
-    p = add("simulate", "Run the real engine with simulated agents over days of work.")
-    p.add_argument("--config", help=config_help)
+
+
+def _add_simulate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workload", help="workload file (TOML; see README)")
@@ -533,22 +520,72 @@ def _insight_parsers(add: Any) -> None:
     p.add_argument("--audit-out", help="write the simulated audit log here (for stats and report)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_simulate)
-    p = add("lint", "Find rules that never fire, overlaps, unreachable tiers and tight quotas.")
-    p.add_argument("config", nargs="?", help=config_help)
+
+
+def _add_lint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help=CONFIG_HELP)
     p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
     p.add_argument("--typical-tokens", type=int, default=20000, help="tokens of a typical task (default 20000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lint)
-    p = add("report", "Write a self-contained HTML page of plots from the audit log.")
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", required=True, help="output file")
-    p.add_argument("--config", help=config_help)
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--audit", help="audit log (default: the config's [audit] path)")
     p.add_argument("--since", help="a span back from now (7d) or an ISO 8601 time")
     p.set_defaults(func=cmd_report)
 
 
+def _add_schema(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(func=cmd_schema)
+
+
+# Every subcommand in the order `adws --help` lists them: name -> (help, adds its arguments). One registry, so
+# `_parser` can build just the parser of the command being run.
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "check": ("Validate a config file; list every problem with its place.", _add_check),
+    "route": ("Decide where a task would run (no side effects).", lambda p: _add_route_or_run(p, "route")),
+    "run": ("Run a task with fall-through down the chain.", lambda p: _add_route_or_run(p, "run")),
+    "run-many": ("Run many tasks at once, each with fall-through; one result per task.", _add_run_many),
+    "providers": ("Each provider's status and why.", lambda p: _add_providers_or_quota(p, "providers")),
+    "quota": ("Usage per provider and account, and time to reset.", lambda p: _add_providers_or_quota(p, "quota")),
+    "state": ("Move state between stores (JSON Lines) or roll old usage up into hourly totals.", _add_state),
+    "stats": ("Dispatch statistics from the audit log.", _add_stats),
+    "replay": ("Route an audit log's tasks again under a candidate config; show what moves.", _add_replay),
+    "simulate": ("Run the real engine with simulated agents over days of work.", _add_simulate),
+    "lint": ("Find rules that never fire, overlaps, unreachable tiers and tight quotas.", _add_lint),
+    "report": ("Write a self-contained HTML page of plots from the audit log.", _add_report),
+    "schema": ("Print a JSON Schema of config.toml (for editors).", _add_schema),
+}
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser. When `argv` starts with a subcommand's name, only that subcommand's parser is
+    built (about a dozen parsers and a hundred arguments less at every start-up); what is parsed and printed
+    is the same, because every other path (top-level options, no command, an unknown one) builds them all."""
+    parser = argparse.ArgumentParser(prog="adws", description="Route coding-agent tasks and run them.")
+    from adws import __version__
+
+    parser.add_argument("--version", action="version", version=f"adws {__version__}")
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    if only is None:
+        sub = parser.add_subparsers(dest="command", required=True)
+    else:
+        # The usage line names every command, as argparse would write them: an error after the command
+        # (`adws route --bogus`) prints the top-level usage.
+        sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    for name, (help_text, add_arguments) in COMMANDS.items():
+        if only is None or name == only:
+            add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _parser(argv).parse_args(argv)
     if getattr(args, "config_opt", None):
         args.config = args.config_opt
     # Text adws did not make (task ids, agents' errors) may hold what the terminal's encoding cannot show.

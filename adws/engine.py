@@ -1,8 +1,11 @@
-"""Engine: the coordinator's entry point. `ModelRouter` decides, `ProviderManager` executes."""
+"""Engine: the coordinator's entry point. `ModelRouter` decides, `ProviderManager` executes.
+
+What only a run needs (the result, events, interrupt handling, logging, the manager) is imported where it is
+used: `adws route` imports this module and should not pay for them.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -12,17 +15,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws import interrupts
 from adws.accounts import StatefulAccounts
 from adws.availability import Availability
 from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.decision import Decision
 from adws.errors import AdwsError, ConfigError, Interrupted, Problem, TaskError
-from adws.events import Event, EventKind, announce
 from adws.redact import Scrubber, encodable, secret_values
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
-from adws.result import Result
 from adws.router import Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
 from adws.state.base import StateStore, StateStoreError
@@ -32,10 +32,18 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from adws.batch import BatchItem, TaskOutcome
+    from adws.events import Event
     from adws.manager import ProviderManager, Runner, Sleeper
+    from adws.result import Result
 
 TaskInput = Task | Mapping[str, Any]
-log = logging.getLogger("adws")
+
+
+def _warn(message: str, *args: Any) -> None:
+    """A warning on the "adws" logger (logging is imported only when there is something to say)."""
+    import logging
+
+    logging.getLogger("adws").warning(message, *args)
 
 
 class Engine:
@@ -114,11 +122,11 @@ class Engine:
         except ConfigError as exc:
             problems = tuple(str(p) for p in exc.problems)
             if problems != self.config_status.problems:  # once per distinct failure, not once per task
-                log.warning("keeping the last valid config; %s", exc.render())
+                _warn("keeping the last valid config; %s", exc.render())
             self.config_status, self._refused = ConfigStatus(DEGRADED, path, problems), exc
             return
         if not self.config_status.ok:
-            log.warning("%s: loads again; the edit is in use", path)
+            _warn("%s: loads again; the edit is in use", path)
         self.config_status, self._refused = ConfigStatus(OK, path), None
         self._use(new)
 
@@ -246,6 +254,8 @@ class Engine:
             since = (now or self.clock()) - timedelta(seconds=self.config.intake.history_window_seconds)
             task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since))
         deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
+        from adws.events import Event, EventKind, announce
+
         sink = on_event
 
         def emit(event: Event) -> None:
@@ -274,6 +284,8 @@ class Engine:
         self._sync_usage(config)  # usage commands that are due, before the decision (never in route())
         with self._lock:
             decision = router.route(task, now=now, prompt=prompt)
+        from adws import interrupts
+        from adws.result import Result
         from adws.workdir import open_workspace
 
         rule = decision.matched

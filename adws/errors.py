@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import date, datetime, time
 from typing import Any
+
+from adws.dataclass_cache import dataclass
 
 Loc = tuple[str | int, ...]
 

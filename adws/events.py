@@ -8,9 +8,10 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from adws.dataclass_cache import dataclass
 
 __all__ = ["Event", "EventKind", "EventSink", "announce"]
 

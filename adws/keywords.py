@@ -25,9 +25,11 @@ character.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import pairwise
 from typing import Any
+
+from adws.dataclass_cache import dataclass
 
 # The non-ASCII characters that `re.IGNORECASE` matches with an ASCII letter (CPython's simple case folding
 # plus its extra equivalences), each with the ASCII lowercase letter it stands for. tests/test_keywords.py

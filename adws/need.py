@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from adws.attempt import Usage
+from adws.dataclass_cache import dataclass
 from adws.quota import QuotaLimits
 
 

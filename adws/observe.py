@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from adws.dataclass_cache import dataclass
 from adws.state.base import Observation as Observation  # re-exported: readings are made here
 
 UNMETERED = "quota"  # the window name of an account's own limits (a pooled quota names its pools instead)

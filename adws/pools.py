@@ -12,10 +12,10 @@ ledger still says which account and model each record belongs to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from adws.compiled import PoolSpec, QuotaSpec
+from adws.dataclass_cache import dataclass
 
 SEPARATOR = "/"
 

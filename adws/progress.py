@@ -15,11 +15,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 from adws.batch import Event, EventKind
+from adws.dataclass_cache import dataclass
 
 
 def escape(text: str) -> str:

@@ -4,15 +4,23 @@ A period is either a cron reset ("0 0 * * 0" = every Sunday 00:00, evaluated in 
 DST moves the instant but not the wall-clock time) or a rolling window ("5h" = the last five hours).
 Periods are built once at config load, which is where a bad expression is refused, and are then
 called on every routing decision, so the cron bounds are cached.
+
+The compiled-config cache also keeps, for each cron reset of the config, the periods around the time the file
+was validated, computed by `CronPeriod.bounds` itself (`stored_bounds`; `remember_bounds` reads them back): a
+period that starts and ends as stored needs no croniter, which `adws route` would otherwise import for its first
+decision. Outside the stored periods croniter answers, as without the cache.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from adws.attempt import Usage
+from adws.dataclass_cache import dataclass
 from adws.state.base import require_aware
 
 _UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
@@ -114,19 +122,80 @@ class QuotaPeriod:
         return f"<QuotaPeriod {self.describe()}>"
 
 
+# (cron expression, zone key) -> (starts, ends) of consecutive periods as CronPeriod.bounds computed them.
+_KNOWN: dict[tuple[str, str], tuple[list[datetime], list[datetime]]] = {}
+
+
+def _zone_key(tz: tzinfo) -> str | None:
+    key = getattr(tz, "key", None)  # a ZoneInfo's IANA name: what `timezone` in the config names
+    return key if isinstance(key, str) else None
+
+
+def stored_bounds(resets: Iterable[tuple[str, str]], around: datetime, *, span: timedelta = timedelta(days=40),
+                  most: int = 64) -> list[list[Any]]:
+    """For each (cron expression, IANA zone): the consecutive periods `CronPeriod.bounds` gives from `span`
+    before `around` to `span` after it (at most `most` each way), as JSON data for `remember_bounds`:
+    [[expr, zone, [[start, end], ...]], ...] with epoch seconds. Only back-to-back periods are kept."""
+    from zoneinfo import ZoneInfo
+
+    out: list[list[Any]] = []
+    for expr, zone in dict.fromkeys(resets):
+        period = CronPeriod(expr, ZoneInfo(zone))
+        middle = period.bounds(around)
+        periods = [middle]
+        while len(periods) <= most and periods[0][0] > around - span:
+            earlier = period.bounds(periods[0][0] - timedelta(seconds=1))
+            if earlier[1] != periods[0][0]:
+                break
+            periods.insert(0, earlier)
+        while len(periods) <= 2 * most and periods[-1][1] < around + span:
+            later = period.bounds(periods[-1][1])
+            if later[0] != periods[-1][1]:
+                break
+            periods.append(later)
+        out.append([expr, zone, [[int(start.timestamp()), int(end.timestamp())] for start, end in periods]])
+    return out
+
+
+def remember_bounds(data: Any) -> bool:
+    """Take periods `stored_bounds` wrote (from the compiled-config cache). False, and nothing taken, when the
+    data is not exactly of that shape."""
+    known: dict[tuple[str, str], tuple[list[datetime], list[datetime]]] = {}
+    if type(data) is not list:
+        return False
+    for entry in data:
+        if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str or type(entry[1]) is not str \
+                or type(entry[2]) is not list or not entry[2]:
+            return False
+        starts: list[datetime] = []
+        ends: list[datetime] = []
+        for pair in entry[2]:
+            if type(pair) is not list or len(pair) != 2 or not all(type(v) is int for v in pair) \
+                    or not pair[0] < pair[1] or (ends and int(ends[-1].timestamp()) != pair[0]):
+                return False
+            starts.append(datetime.fromtimestamp(pair[0], UTC))
+            ends.append(datetime.fromtimestamp(pair[1], UTC))
+        known[(entry[0], entry[1])] = (starts, ends)
+    _KNOWN.update(known)
+    return True
+
+
 class CronPeriod(QuotaPeriod):
     """Resets at each time the cron expression names, read as wall-clock time in `tz`."""
 
-    __slots__ = ("_bounds", "expr", "tz")
+    __slots__ = ("_bounds", "_known", "expr", "tz")
 
     def __init__(self, expr: str, tz: tzinfo) -> None:
-        from croniter import croniter  # on first use: `adws route` without cron quotas never imports it
+        key = _zone_key(tz)
+        self._known = _KNOWN.get((expr, key)) if key is not None else None
+        if self._known is None:  # stored periods come from an expression that was checked when they were made
+            from croniter import croniter  # on first use: `adws route` without cron quotas never imports it
 
-        try:
-            # Asking for one reset also refuses expressions that parse but never fire ("0 0 30 2 *").
-            croniter(expr, _CRON_PROBE).get_next(datetime)
-        except (ValueError, KeyError, TypeError) as exc:  # croniter's errors subclass ValueError
-            raise ValueError(f'invalid cron expression "{expr}": {exc}') from exc
+            try:
+                # Asking for one reset also refuses expressions that parse but never fire ("0 0 30 2 *").
+                croniter(expr, _CRON_PROBE).get_next(datetime)
+            except (ValueError, KeyError, TypeError) as exc:  # croniter's errors subclass ValueError
+                raise ValueError(f'invalid cron expression "{expr}": {exc}') from exc
         self.expr = expr
         self.tz = tz
         # [start, next) of the last period asked about. croniter costs hundreds of µs per call and
@@ -138,6 +207,12 @@ class CronPeriod(QuotaPeriod):
         cached = self._bounds
         if cached is not None and cached[0] <= now < cached[1]:
             return cached
+        known = self._known
+        if known is not None:
+            index = bisect_right(known[0], now) - 1
+            if index >= 0 and now < known[1][index]:
+                found = self._bounds = (known[0][index], known[1][index])
+                return found
         from croniter import croniter
 
         local = now.astimezone(self.tz)

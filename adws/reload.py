@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from adws.dataclass_cache import dataclass
 from adws.throttle import Throttle
 
 OK, DEGRADED = "ok", "degraded"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from adws.attempt import Usage
+from adws.dataclass_cache import dataclass
 from adws.decision import Decision
 
 

@@ -14,11 +14,11 @@ lease runs out).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from adws.attempt import OutcomeClass
+from adws.dataclass_cache import dataclass
 
 if TYPE_CHECKING:
     from adws.decision import Skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -19,6 +18,7 @@ from adws.accounts import AccountPlanner, StatefulAccounts
 from adws.availability import Availability
 from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
 from adws.conditions import Condition
+from adws.dataclass_cache import dataclass
 from adws.decision import Decision, Skip, Step
 from adws.errors import TaskError, suggest
 from adws.intake import prepare

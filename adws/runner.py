@@ -24,11 +24,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from adws.attempt import RunOutcome
+from adws.dataclass_cache import dataclass
 from adws.interrupts import interruptible
 from adws.redact import REDACTED, replace_all
 

@@ -11,11 +11,11 @@ instant spread over accounts instead of all picking the same least-used one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from adws.attempt import Usage
 from adws.compiled import QuotaSpec
+from adws.dataclass_cache import dataclass
 from adws.need import Need, remaining, unfit_reason
 from adws.observe import merge
 from adws.pools import governing

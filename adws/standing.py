@@ -14,10 +14,10 @@ decision's `skipped` carries (provider, reason, account, until).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from adws.compiled import ProviderSpec
+from adws.dataclass_cache import dataclass
 from adws.decision import Skip
 from adws.need import Need, estimate_need
 from adws.router import ModelRouter

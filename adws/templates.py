@@ -108,8 +108,17 @@ def _environment() -> SandboxedEnvironment:
     return BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
+def _plain(source: str) -> bool:
+    """Text that Jinja renders to itself: no Jinja syntax starts without "{" (line statements are off), and the
+    only change Jinja makes to plain text is to line breaks ("\\r\\n" and "\\r" become "\\n"). Most argv
+    elements ("--json", "-p") are such text: they need neither jinja2 nor a compiled template."""
+    return "{" not in source and "\r" not in source
+
+
 def check_template(source: str, allowed: Iterable[str]) -> str | None:
     """Why `source` cannot be used (syntax error, unknown variable), or None when it is fine."""
+    if _plain(source):
+        return None
     from jinja2 import TemplateSyntaxError, meta, nodes
 
     env = _environment()
@@ -141,6 +150,8 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def variables_of(source: str) -> frozenset[str] | None:
     """The variables a template reads; None when it does not parse (check_template says why)."""
+    if _plain(source):
+        return frozenset()
     from jinja2 import TemplateError, meta
 
     try:
@@ -166,11 +177,10 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
     """`source` rendered with `variables`. Raises RenderError for any failure (the config's mistake).
 
     Two shapes skip Jinja (tens of microseconds a render, several renders an attempt) because its answer is
-    known: text without a `{` (no tag can start; a carriage return is left to Jinja, which would turn it into
-    a newline) is itself, and `{{ name }}` of a string variable is that string. Anything else, and any name that
-    is missing or not a string, is rendered by Jinja as before.
+    known: plain text (`_plain`) is itself, and `{{ name }}` of a string variable is that string. Anything else,
+    and any name that is missing or not a string, is rendered by Jinja as before.
     """
-    if "{" not in source and "\r" not in source:
+    if _plain(source):
         return source
     single = _ONE_NAME.fullmatch(source)
     if single is not None and single.group(1) not in _NOT_VARIABLES:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from adws.attempt import RunOutcome
 from adws.compiled import AccountSpec, ProviderSpec, QuotaSpec
+from adws.dataclass_cache import dataclass
 from adws.errors import suggest
 from adws.observe import UNMETERED, UsageCommandError, WindowReading, parse_usage_output
 from adws.pools import subject

@@ -8,14 +8,20 @@ adws's own fixed patterns keep Python's `re`.
 Differences from Python's `re` a maintainer may meet (RE2 syntax, https://github.com/google/re2/wiki/Syntax):
 `\\b`, `\\w` and `\\d` are ASCII-only; `$` matches only at the very end (not before a final newline) unless
 `(?m)`; no `(?=...)`, `(?!...)`, `(?<=...)` or `\\1`.
+
+A regex that compiled before (a config read back from the compiled-config cache, see `already_checked`) is
+compiled again only at its first search, so `adws route` loads RE2 only when a regex is actually searched.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
+from adws.dataclass_cache import dataclass
 from adws.errors import toml_value
 
 
@@ -62,9 +68,66 @@ class UserRegex:
         return compile_user_regex, (self.pattern, self.ignore_case)
 
 
+_CHECKED: ContextVar[bool] = ContextVar("adws_regex_checked", default=False)
+
+
+@contextmanager
+def already_checked() -> Iterator[None]:
+    """UserRegexes built inside compile at their first search instead of now: for sources that compiled with
+    the same options before (the compiled-config cache stores only validated configs)."""
+    token = _CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+class CompiledOnFirstSearch:
+    """A regex compiled at its first search: `compile()` gives the compiled regex (anything with `search`).
+
+    `search` is an attribute, not a method: the first call replaces it with the compiled regex's own `search`,
+    so later searches cost what they cost on the compiled regex itself. `pattern` is the source."""
+
+    __slots__ = ("_compile", "pattern", "search")
+
+    def __init__(self, pattern: str, compile: Callable[[], Any]) -> None:
+        self.pattern = pattern
+        self._compile = compile
+        self.search: Callable[[str], Match | None] = self._compile_and_search
+
+    def _compile_and_search(self, text: str) -> Match | None:
+        compiled = self._compile()
+        self.search = compiled.search
+        return compiled.search(text)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"CompiledOnFirstSearch({self.pattern!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _same, (self._compile(),)  # pickled as the compiled regex (a `compile` may be a lambda)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _compile_checked(source: str, ignore_case: bool) -> Any:
+    """RE2's compiled regex of a source that compiled before (ValueError all the same if it does not)."""
+    import re2
+
+    try:
+        return re2.compile(source, _options(ignore_case))
+    except re2.error as exc:
+        raise ValueError(bad_regex(source, _why(source, exc))) from None
+
+
 def compile_user_regex(source: str, ignore_case: bool = False, *, allow_empty: bool = True) -> UserRegex:
     """Compile a user's regex for linear-time matching. Raises ValueError with the one wording adws uses for a
-    bad regex: `bad regex "SOURCE": WHY`."""
+    bad regex: `bad regex "SOURCE": WHY`. Inside `already_checked()` nothing is checked and RE2 compiles the
+    regex at its first search."""
+    if _CHECKED.get():
+        return UserRegex(source, ignore_case,
+                         CompiledOnFirstSearch(source, lambda: _compile_checked(source, ignore_case)))
     import re2
 
     try:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adws.attempt import RunOutcome
+from adws.dataclass_cache import dataclass
 from adws.errors import RenderError
 from adws.runner import RunRequest
 from adws.templates import render_argv

@@ -25,10 +25,10 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from adws.dataclass_cache import dataclass
 from adws.errors import AdwsError
 
 __all__ = ["POLICIES", "Git", "Handoff", "WorkdirError", "Workspace", "open_workspace", "save_patch"]

@@ -366,6 +366,24 @@ def test_default_patterns_leave_lookalikes_alone(stderr: str) -> None:
     assert verdict(run(1, stderr=stderr), ParsedOutput(well_formed=False))[0] == OutcomeClass.ERROR
 
 
+def test_the_built_in_patterns_are_what_compile_pattern_makes_of_them() -> None:
+    """DEFAULT_PATTERNS compile at their first search (start-up time): each must still be a valid pattern that
+    compile_pattern accepts, and search as it does, before and after a pickle round trip."""
+    import pickle
+
+    texts = ["", "Error: prompt is too long", "HTTP 429 Too Many Requests", "Invalid API key", "all good"]
+    for pattern in DEFAULT_PATTERNS:
+        strict = compile_pattern(pattern.regex.pattern, pattern.outcome.value)  # ValueError if not
+        assert strict.outcome is pattern.outcome
+        for text in texts:
+            found, expected = pattern.regex.search(text), strict.regex.search(text)
+            assert (found is None) == (expected is None)
+            if found is not None and expected is not None:
+                assert (found.start(), found.end()) == (expected.start(), expected.end())
+        restored = pickle.loads(pickle.dumps(pattern))
+        assert (restored.regex.pattern, restored.outcome) == (strict.regex.pattern, strict.outcome)
+
+
 def test_pattern_chain() -> None:
     own = compile_pattern("boom", "crashed")
     assert pattern_chain([own]) == (own, *DEFAULT_PATTERNS)

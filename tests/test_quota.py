@@ -287,3 +287,33 @@ def test_a_period_younger_than_a_minute_counts_as_a_minute() -> None:
     start = utc(2026, 11, 15)
     burn = burn_rate(Usage(input_tokens=1000), QuotaLimits(tokens=500000), start, start + timedelta(seconds=1), None)
     assert burn is not None and burn.per_hour == 60000.0
+
+
+@pytest.mark.parametrize(("expr", "zone"), [("0 0 * * 0", "Europe/Berlin"), ("0 0 1 * *", "UTC"),
+                                            ("30 2 * * *", "America/New_York"), ("0 */6 * * *", "Australia/Lord_Howe")])
+def test_stored_periods_answer_as_croniter_does(expr: str, zone: str) -> None:
+    """The compiled-config cache keeps the periods around validation (adws.quota.stored_bounds): a period read
+    back from them is the one croniter gives, at every instant, DST changes included; outside them croniter
+    answers."""
+    import json
+
+    from adws import quota
+
+    around = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)  # Berlin, New York and Lord Howe change clocks nearby
+    stored = json.loads(json.dumps(quota.stored_bounds([(expr, zone)], around)))
+    assert stored[0][:2] == [expr, zone] and len(stored[0][2]) > 2
+    fresh = QuotaPeriod.cron(expr, ZoneInfo(zone))
+    saved = dict(quota._KNOWN)
+    try:
+        assert quota.remember_bounds(stored)
+        from_cache = QuotaPeriod.cron(expr, ZoneInfo(zone))
+        moment = around - timedelta(days=60)
+        while moment < around + timedelta(days=60):
+            assert from_cache.start(moment) == fresh.start(moment), moment
+            assert from_cache.next_reset(moment) == fresh.next_reset(moment), moment
+            moment += timedelta(minutes=97)
+        for bad in ([[expr, zone, [[1, 0]]]], [[expr, zone, [[0, 60], [61, 120]]]], [[expr, zone, []]], {}):
+            assert not quota.remember_bounds(bad)
+    finally:
+        quota._KNOWN.clear()
+        quota._KNOWN.update(saved)

@@ -187,3 +187,23 @@ def test_render_one_answers_what_jinja_answers(source: str) -> None:
 def test_a_missing_variable_is_refused_on_the_short_path_too() -> None:
     with pytest.raises(RenderError, match="'missing' is undefined"):
         render_one("{{ missing }}", _SHAPES)
+
+
+@pytest.mark.parametrize("source", ["", "--json", "-p", "trailing newline\n", "two\nlines", "%} and }} and #}",
+                                    "# not a comment", "100%", "ünïcödé ✓", "  spaced  ", "{", "{{ x }}", "a\r\nb",
+                                    "{# c #}", "--flag=}"])
+def test_text_without_jinja_syntax_needs_no_jinja_and_means_the_same(source: str) -> None:
+    """Plain argv elements skip jinja2 (start-up time); what Jinja itself says of them must not change."""
+    from jinja2 import TemplateError, meta
+
+    from adws import templates
+
+    env = templates._environment()
+    try:
+        expected_vars: frozenset[str] | None = frozenset(meta.find_undeclared_variables(env.parse(source)))
+    except TemplateError:
+        expected_vars = None
+    assert templates.variables_of(source) == expected_vars
+    if expected_vars == frozenset():
+        assert render_one(source, {}) == env.from_string(source).render({})
+        assert check_template(source, set()) is None

@@ -14,7 +14,9 @@ A cache entry is data that is verified or ignored, never executed:
   altered or misplaced file is ignored;
 - the content is decoded against the declared types of the compiled config (never pickle); anything that does
   not fit is ignored. Rule conditions are compiled again from their TOML; cron expressions take the expansion
-  croniter gave them at validation, so a warm start imports neither pydantic, jinja2 nor croniter.
+  croniter gave them at validation, and cron quota resets the periods around the time of validation
+  (`adws.quota.stored_bounds`), so a warm start imports neither pydantic, jinja2 nor croniter (until a
+  decision needs a quota period beyond the stored ones).
 An ignored entry costs one validation of the file (and is then replaced); it never prints a traceback.
 """
 
@@ -40,7 +42,7 @@ else:
         except ImportError:
             from hashlib import sha256
 
-_FORMAT = "adws-compiled-config/2"
+_FORMAT = "adws-compiled-config/3"
 _READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError, ArithmeticError)
 
 
@@ -112,15 +114,40 @@ def read_entry(key: str) -> CompiledConfig | None:
         from adws.compiled import CompiledConfig
         from adws.config.codec import decode
         from adws.cron import already_checked
+        from adws.quota import remember_bounds
 
         data = json.loads(payload)
-        if type(data) is not dict or sorted(data) != ["config", "cron"] or type(data["cron"]) is not dict:
+        if type(data) is not dict or sorted(data) != ["config", "cron", "quota_bounds"] \
+                or type(data["cron"]) is not dict:
             return None
         with already_checked(data["cron"]):  # cron expressions as croniter expanded them when validated
             config: CompiledConfig = decode(data["config"], CompiledConfig)
+        if not remember_bounds(data["quota_bounds"]):
+            return None
         return config
     except _READ_ERRORS:
         return None
+
+
+def _quota_bounds(config: CompiledConfig) -> list[list[object]]:
+    """The periods of every cron quota reset in `config` around now (adws.quota.stored_bounds); none when
+    computing them fails (then croniter answers at routing time, as without the cache)."""
+    from datetime import UTC, datetime
+
+    from adws.quota import stored_bounds
+
+    resets: list[tuple[str, str]] = []
+    for provider in config.providers.values():
+        for account in provider.runs_as:
+            quotas = [account.quota] if account.quota is not None else []
+            for quota in quotas:  # its pools' quotas are appended, and visited too
+                quotas += [pool.quota for pool in quota.pools]
+                if quota.reset is not None:
+                    resets.append((quota.reset, quota.timezone))
+    try:
+        return stored_bounds(resets, datetime.now(UTC))
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
+        return []
 
 
 def write_entry(key: str, config: CompiledConfig) -> bool:
@@ -136,8 +163,8 @@ def write_entry(key: str, config: CompiledConfig) -> bool:
         # operator.attrgetter that do not compare equal to their twins; they are rebuilt from compared data.)
         if encode(decode(data, CompiledConfig), CompiledConfig) != data:
             return False
-        payload = json.dumps({"config": data, "cron": expansions()}, ensure_ascii=False, separators=(",", ":"),
-                             allow_nan=True).encode("utf-8", "surrogatepass")
+        payload = json.dumps({"config": data, "cron": expansions(), "quota_bounds": _quota_bounds(config)},
+                             ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode("utf-8", "surrogatepass")
     except (CacheError, RecursionError, ValueError, TypeError):
         return False
     header = json.dumps({"format": _FORMAT, "key": key, "sha256": _seal(key, payload)}).encode()

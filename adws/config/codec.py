@@ -36,11 +36,11 @@ class CacheError(ValueError):
 
 
 def _conditions_from_raw(fields: Mapping[str, Any]) -> Any:
+    from adws import cron, userregex
     from adws.conditions import compile_conditions
-    from adws.cron import already_checked
 
     raw = fields["raw_conditions"]
-    with already_checked():
+    with cron.already_checked(), userregex.already_checked():  # validated when the entry was written
         conditions, errors = compile_conditions(raw)
     if errors:
         raise CacheError("stored rule conditions do not compile")
@@ -71,9 +71,10 @@ def _decode_searcher(data: Any) -> Any:
         if kind == "re" and type(option) is int:
             return re.compile(source, option)
         if kind == "re2" and type(option) is bool:
-            from adws.userregex import compile_user_regex
+            from adws.userregex import already_checked, compile_user_regex
 
-            return compile_user_regex(source, option)
+            with already_checked():  # compiled when the entry was written: RE2 compiles it at its first search
+                return compile_user_regex(source, option)
     except (re.error, ValueError, TypeError, OverflowError):
         pass
     raise CacheError("bad regex")

@@ -21,7 +21,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -49,6 +49,7 @@ from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
 from adws.config.schema import Config, LLMConfig, PoolConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.cron import CronMatcher
+from adws.dataclass_cache import dataclass
 from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
 from adws.files import unsafe_run_root
 from adws.keywords import KeywordMatcher

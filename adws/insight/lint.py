@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec, RuleSpec
+from adws.dataclass_cache import dataclass
 from adws.errors import TaskError
 from adws.insight.predicates import Predicates
 from adws.reports import scenario_router

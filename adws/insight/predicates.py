@@ -20,12 +20,12 @@ import fnmatch
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from adws.compiled import CompiledConfig, RuleSpec
+from adws.dataclass_cache import dataclass
 from adws.intake import prepare
 from adws.task import Task
 from adws.taskview import PRIORITY_RANK, TaskView

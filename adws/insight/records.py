@@ -10,10 +10,10 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from adws.dataclass_cache import dataclass
 from adws.errors import UsageError
 
 LIMIT_OUTCOMES = frozenset({"rate_limited", "quota_exhausted"})

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from adws.compiled import CompiledConfig
+from adws.dataclass_cache import dataclass
 from adws.errors import TaskError
 from adws.insight.records import Reading, iter_records, routed_at, task_of
 from adws.reports import scenario_router

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
-from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
 # Further than this from `now` is noise (an id, a version, a date in the answer), not an announced reset.
@@ -92,6 +91,8 @@ def _resolve_epoch(match: re.Match[str], now: datetime) -> datetime | None:
 
 def _resolve_retry_after(match: re.Match[str], now: datetime) -> datetime | None:
     if match["date"]:
+        from email.utils import parsedate_to_datetime  # email and socket: only for an HTTP date, not at import
+
         return parsedate_to_datetime(match["date"])
     if match["ms"]:
         return now + timedelta(milliseconds=float(match["ms"]))

@@ -26,12 +26,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adws.attempt import Usage
+from adws.dataclass_cache import dataclass
 from adws.state.base import (
     BREAKER_STATES,
     DEFAULT_PREFIX,

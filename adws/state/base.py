@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 from adws.attempt import Usage
+from adws.dataclass_cache import dataclass
 from adws.errors import AdwsError
 from adws.throttle import Throttle
 

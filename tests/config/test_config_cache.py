@@ -344,3 +344,34 @@ def test_warm_cli_commands_import_neither_pydantic_nor_jinja2(tmp_path: Path, co
     # Loaded only when used: the Redis backend (a SQLite config here), hashlib/OpenSSL (credential fingerprints
     # after a rejected key), the audit log (runs write it, routing does not).
     assert not {"redis", "adws.state.redis_store", "hashlib", "adws.audit"} & imported
+
+
+@pytest.mark.parametrize("command", [["check"], ["route", "--task-json", '{"number": 7, "title": "Null pointer in '
+                                                  'parser", "labels": ["bug"]}', "--json"]], ids=["check", "route"])
+def test_warm_cli_commands_with_every_agent_installed_stay_lean(tmp_path: Path, command: list[str]) -> None:
+    """Issue 10's start-up rule, on the path `adws route` takes on a coordinator (every agent CLI installed, so
+    accounts are ranked and quota periods computed): no pydantic or jinja2, no run machinery, no RE2 (the
+    shipped config's regex condition is not searched for this task), and no croniter (the weekly and monthly
+    quota periods around the routing time were stored in the cache when the file was validated)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import FAKES_BIN
+
+    path = _copy_config(tmp_path)
+    args = [*command[:1], *(["--config", str(path)] if command[0] == "route" else [str(path)]), *command[1:]]
+    env = {**os.environ, "ADWS_CACHE_DIR": str(cache_dir()), "ADWS_STATE_PATH": str(tmp_path / "none" / "s"),
+           "PATH": f"{FAKES_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    first = subprocess.run([sys.executable, "-m", "adws", *args], env=env, capture_output=True, text=True,
+                           check=False)
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "adws", *args], env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == first.returncode == 0, done.stderr[-2000:]
+    if command[0] == "route":
+        assert json.loads(done.stdout)["plan"], done.stdout  # a full plan: accounts were ranked
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "adws.config" in imported and "adws.config.load" not in imported  # the cache was used
+    heavy = {"pydantic", "jinja2", "re2", "logging", "adws.manager", "adws.runner", "adws.parsers", "adws.result",
+             "adws.events", "adws.interrupts", "adws.templates", "adws.reports", "adws.views"}
+    assert not heavy & imported
+    assert "croniter" not in imported
