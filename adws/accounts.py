@@ -10,8 +10,13 @@ only over-count usage (old records drop out a little late), never under-count it
 snapshot's (callers pass `now` explicitly) always re-reads: the snapshot has already dropped the cooldowns and
 window records that ended before its own time. When only the version moved, the usage rows appended since
 the snapshot's cursor (`StateStore.usage_since`) are added to it instead of re-summing each period; a store
-that refuses the cursor (a roll-up rewrote rows) is read in full. A store that does not exist yet
-(ABSENT_VERSION) holds nothing at any time and is never re-read.
+that refuses the cursor (a roll-up rewrote rows) is read in full. The other kinds of state are read again only
+when their change counter moved (`StateStore.change_counts`; every kind when the store keeps none). A store that
+does not exist yet (ABSENT_VERSION) holds nothing at any time and is never re-read.
+
+A change costs what it touched: rankings (`_Ranked`) are kept across generations and only the accounts whose
+quota subjects changed are judged again, and `stamp(provider)` tells the router which providers' plan steps
+must be built again. A full read, a snapshot expiry or a replaced rejected key starts every ranking over.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
@@ -30,7 +35,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import field
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
+from operator import attrgetter
+from typing import NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from adws import breaker
@@ -40,11 +46,11 @@ from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
 from adws.dataclass_cache import dataclass
 from adws.decision import Skip
 from adws.need import Need
-from adws.pools import governing, subjects
+from adws.pools import Governing, governing, subjects
 from adws.quota import QuotaLimits, QuotaPeriod
 from adws.spend import judge
 from adws.state import ABSENT_VERSION
-from adws.state.base import BreakerState, Cooldown, Observation, StateStore, UsageCursor, add_usage
+from adws.state.base import CHANGE_KINDS, BreakerState, Cooldown, Observation, StateStore, UsageCursor, add_usage
 from adws.state.memory import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
 
@@ -56,6 +62,11 @@ DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accou
 ROLLING_REFRESH = 30.0
 READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before an over-count is accepted
 _NO_USAGE = Usage(requests=0)
+_NAME = attrgetter("name")
+K = TypeVar("K")
+_COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS, _RUNS, _STRATEGY = (
+    CHANGE_KINDS.index(kind) for kind in ("cooldowns", "reservations", "observations", "breakers", "slots", "runs",
+                                          "strategy"))
 # How long an account whose credentials were rejected stays out when nothing about them changes: long enough
 # not to burn one attempt per task on a dead key, short enough that a login renewed outside adws is retried.
 AUTH_COOLDOWN = timedelta(hours=1)
@@ -123,6 +134,10 @@ class AccountPlanner(Protocol):
     def generation(self, now: datetime) -> int:
         """Changes whenever an answer of rank() or provider_blocked() may have changed."""
         ...
+    def stamp(self, provider: str) -> int:
+        """Changes whenever an answer of rank() or provider_blocked() for `provider` may have changed (read after
+        generation(now), like them)."""
+        ...
 
 
 def build_period(quota: QuotaSpec) -> QuotaPeriod:
@@ -172,7 +187,14 @@ class StatefulAccounts:
         self._group_of = {member: index for index, (_, members) in enumerate(self._quota_groups)
                           for member in members}
         self._cursor: UsageCursor | None = None  # where the snapshot's usage stops in the store's rows
-        self._rankings: dict[RankInput, Ranking] = {}
+        self._rankings: dict[RankInput, _Ranked] = {}
+        self._pooled: dict[str, bool] = {}  # ProviderSpec.pooled by provider name
+        self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
+        self._epoch = 0  # the generation of the last full invalidation
+        self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
+        # (provider, account position, model, tokens required) -> a usable account's Candidate, and whether its
+        # judgement read the clock; this generation's only
+        self._usable: dict[tuple[str, int, str | None, int | None], tuple[Candidate, bool]] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
         self._rejected: list[Account] = []
@@ -199,6 +221,7 @@ class StatefulAccounts:
                 self._usage, self._cooldowns, self._breakers, self._slots = {}, {}, {}, {}
                 self._reserved, self._observed = {}, {}
                 self._starts, self._read_ts, self._version, self._cursor = None, None, ABSENT_VERSION, None
+                self._counts = None
                 self._invalidate(now)
             return
         ts = now.timestamp()
@@ -211,21 +234,58 @@ class StatefulAccounts:
         if version == self._version and not earlier and self._starts_fresh(starts):
             self._fresh_until = self._fresh_limit(now)
             return
-        if not (version != self._version and self._starts is not None and not earlier and
-                self._starts_fresh(starts) and self._apply_new_usage()):
+        # Counters read before the state they guard (like the version): a write landing between is re-read at
+        # the next change, never taken as seen.
+        counts = self.store.change_counts()
+        changed = None
+        if version != self._version and self._starts is not None and not earlier and self._starts_fresh(starts):
+            changed = self._apply_new_usage()
+        if changed is None:
             self._read_usage(starts)
             self._starts, self._usage_ts = starts, ts
         self._read_ts = ts
-        self._cooldowns = self.store.cooldowns(now)
-        self._breakers = self.store.breakers()
-        self._slots = self.store.active_slots(now)
-        self._reserved = self.store.reservations(now)
-        self._observed = self.store.observations()
+        seen = self._counts if changed is not None else None
+        self._counts = counts
+
+        def moved(kind: int) -> bool:
+            return seen is None or counts is None or seen[kind] != counts[kind]
+
+        bumped: set[str] = set()
+        if moved(_COOLDOWNS):
+            cooldowns = self.store.cooldowns(now)
+            if changed is not None:
+                # Which quota subjects the write(s) touched: only their accounts are judged again.
+                changed |= _changed_keys(self._cooldowns, cooldowns)
+            self._cooldowns = cooldowns
+        if moved(_RESERVATIONS):
+            reserved = self.store.reservations(now)
+            if changed is not None:
+                changed |= _changed_keys(self._reserved, reserved)
+            self._reserved = reserved
+        if moved(_OBSERVATIONS):
+            observed = self.store.observations()
+            if changed is not None:
+                changed |= _changed_keys(self._observed, observed)
+            self._observed = observed
+        if moved(_BREAKERS):
+            breakers = self.store.breakers()
+            bumped |= _changed_keys(self._breakers, breakers)
+            self._breakers = breakers
+        if moved(_SLOTS):
+            slots = self.store.active_slots(now)
+            bumped |= _changed_keys(self._slots, slots)
+            self._slots = slots
         # The version read before the state, not after: a write that lands while this snapshot is read makes the
         # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
         self._version = version
         self._fresh_until = self._fresh_limit(now)
-        self._invalidate(now)
+        if changed is None:
+            self._invalidate(now)
+            return
+        if moved(_RUNS):
+            self._runs.clear()  # learned needs: any provider's (a rule's need reads the tier's runs)
+            bumped.update(self._providers)
+        self._touch(changed, bumped, reorder=moved(_STRATEGY), now=now)
 
     def _read_usage(self, starts: list[datetime]) -> None:
         """Re-read the usage of every period from the store, and the cursor that later rows come after.
@@ -248,24 +308,29 @@ class StatefulAccounts:
                 break
         self._usage, self._cursor = usage, cursor
 
-    def _apply_new_usage(self) -> bool:
+    def _apply_new_usage(self) -> set[tuple[str, str]] | None:
         """Add the usage rows appended since the last read to the snapshot (rows of accounts without a quota,
-        or older than their period's start, change nothing); False when the store refused the cursor (a
-        roll-up rewrote rows since), and the caller re-reads everything."""
+        or older than their period's start, change nothing) and return the (provider, subject) keys whose
+        usage changed; None when the store refused the cursor (a roll-up rewrote rows since), and the caller
+        re-reads everything."""
         if self._cursor is None or self._starts is None:
-            return False
+            return None
         changes = self.store.usage_since(self._cursor)
         if changes is None:
-            return False
-        usage = dict(self._usage)  # a new dict: rankings already handed out keep reading the old one
-        starts = self._starts
-        for record in changes.records:
-            key = (record.provider, record.account)
-            group = self._group_of.get(key)
-            if group is not None and record.at >= starts[group]:
-                usage[key] = add_usage(usage.get(key, _NO_USAGE), record.usage)
-        self._usage, self._cursor = usage, changes.cursor
-        return True
+            return None
+        changed: set[tuple[str, str]] = set()
+        if changes.records:
+            usage = dict(self._usage)  # a new dict: whatever holds the old one keeps reading what it read
+            starts = self._starts
+            for record in changes.records:
+                key = (record.provider, record.account)
+                group = self._group_of.get(key)
+                if group is not None and record.at >= starts[group]:
+                    usage[key] = add_usage(usage.get(key, _NO_USAGE), record.usage)
+                    changed.add(key)
+            self._usage = usage
+        self._cursor = changes.cursor
+        return changed
 
     def _fresh_limit(self, now: datetime) -> float:
         """Until when (epoch seconds) the snapshot's period starts stay right without recomputing them."""
@@ -292,9 +357,38 @@ class StatefulAccounts:
         return True
 
     def _invalidate(self, now: datetime) -> None:
+        """Forget every ranking: the next rank() of each input judges all its accounts."""
         self._rankings.clear()
         self._runs.clear()
         self._generation += 1
+        self._usable.clear()
+        self._epoch = self._generation
+        self._watch(now)
+
+    def _touch(self, changed: set[tuple[str, str]], bumped: set[str], *, reorder: bool, now: datetime) -> None:
+        """A new generation after an incremental change: rankings are kept, and the accounts reading a quota
+        subject in `changed` (provider, subject) are judged again at their next rank(); with `reorder`, every
+        strategy is asked again (its order may read state that moved: a cursor, a sticky choice). `bumped`:
+        providers whose other answers (circuit, slots, learned needs) may have changed."""
+        self._generation += 1
+        self._usable.clear()
+        bumped.update(provider for provider, _ in changed)
+        for ranked in self._rankings.values():
+            if ranked.touch(changed, reorder):
+                bumped.add(ranked.provider.name)
+        for provider in bumped:
+            self._stamps[provider] = self._generation
+        self._watch(now)
+
+    def stamp(self, provider: str) -> int:
+        """Moves whenever an answer of rank() or provider_blocked() for `provider`, or a learned need of a task on
+        it, may have changed: a plan step built for it stays right while this number stays the same."""
+        return max(self._epoch, self._stamps.get(provider, 0))
+
+    def _watch(self, now: datetime) -> None:
+        """What the snapshot must watch without a write: replaced rejected keys, and the earliest moment an
+        answer changes with the clock alone (a cooldown or lease ends, a breaker's probe is due, an observation
+        comes into force or stops being so)."""
         # Accounts cooling down after rejected credentials: their key values are watched on every decision.
         runs_as = {(p.name, a.name): a for p in self._providers.values() for a in p.runs_as} if any(
             _REJECTED.match(c.reason) for c in self._cooldowns.values()) else {}
@@ -312,6 +406,8 @@ class StatefulAccounts:
         # Leases are normally released (a write) long before they end, so only a dead holder's lease gets here.
         ends += [next(e for e in lease_ends if e > now) for lease_ends in self._slots.values()
                  if lease_ends and lease_ends[-1] > now]
+        for obs in self._observed.values():
+            ends += [t for t in (obs.at, obs.reset_at) if t is not None and t > now]
         self._expires = min(ends, default=None)
         self._expires_ts = self._expires.timestamp() if self._expires is not None else None
 
@@ -388,72 +484,164 @@ class StatefulAccounts:
     def rank(self, provider: ProviderSpec, task_key: str | None, now: datetime, *, model: str | None = None,
              need: Need | None = None) -> Ranking:
         """Usable accounts in strategy order, and the skipped ones with why, for a task of `need` tokens on
-        `model` (which picks the quota pool). Cached per state snapshot."""
+        `model` (which picks the quota pool). Cached per state snapshot; after a change of some accounts' state,
+        only those accounts are judged again (see `_Ranked`)."""
         strategy = STRATEGIES[provider.account_strategy]
         environ = self.availability.environ
         # Credentials are read from the environment, not the store: a key set between two decisions changes
         # the answer without a new generation, so which keys are set is part of the input.
         key_vars = provider.key_vars
+        pooled = self._pooled.get(provider.name)
+        if pooled is None:
+            pooled = self._pooled[provider.name] = provider.pooled  # a walk over every account: once
         inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
                         tuple([v for v in key_vars if environ.get(v)]) if key_vars else (),
-                        model if provider.pooled else None, need)
-        ranking = self._rankings.get(inp)
-        if ranking is None:
-            ranking = self._rankings[inp] = self._rank(provider, strategy, inp, now, model)
-        return ranking
+                        model if pooled else None, need)
+        ranked = self._rankings.get(inp)
+        if ranked is None:
+            ranked = self._rankings[inp] = _Ranked(self, provider, strategy, inp, model, now)
+        elif ranked.stale:
+            ranked.update(self, now)
+        return ranked.ranking
 
-    def _rank(self, provider: ProviderSpec, strategy: Strategy, inp: RankInput, now: datetime,
-              model: str | None) -> Ranking:
-        out = Ranking()
-        candidates: list[Candidate] = []
+    def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, inp: RankInput, now: datetime,
+               model: str | None) -> tuple[Candidate | Skip, datetime | None, bool]:
+        """One account that passed the static checks (enabled, credentials set), judged on the snapshot: its
+        Candidate, or its Skip; when that Skip's account comes back (None: unknown); and whether the verdict
+        reads the clock beyond what expiry watches (an observation's age in its text: judged again on every
+        change).
+
+        A usable account's Candidate does not depend on the need's wording, only on the tokens it requires: tasks
+        of different specializations with the same expected need share it within a generation (`_usable`)."""
+        memo = (provider.name, account.position, model, inp.need.required if inp.need is not None else None)
+        usable = self._usable.get(memo)
+        if usable is not None:
+            return usable[0], None, usable[1]
+        # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
+        blocks: list[tuple[str, datetime | None]] = []
+        for subject in dict.fromkeys((account.name, gov.subject)):  # a pool's limit cools the pool only
+            cooldown = self._cooldowns.get((provider.name, subject))
+            if cooldown is not None and cooldown.until > now and \
+                    cooldown_applies(cooldown, account, self.availability.environ):
+                where = f" ({gov.pool} pool)" if subject != account.name else ""
+                blocks.append((f"cooling down{where}: {cooldown.reason}", cooldown.until))
+        key = (provider.name, gov.subject)
+        usage = self._usage.get(key, _NO_USAGE)
+        period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
+        spec = provider.models.get(model) if model is not None else None
+        cost = spec.cost_per_1k_tokens if spec is not None else 0.0
+        reserved = self.reserved_tokens(provider.name, gov.subject, now)
+        verdict = judge(account.quota, account.name, model, inp.need, usage=usage, reserved_tokens=reserved,
+                        observation=self._observed.get(key), period_start=period, now=now,
+                        cost_per_1k_tokens=cost)
+        if verdict.reason is not None:
+            blocks.append((verdict.reason, self.subject_reset(provider.name, gov.subject, gov.quota, now)))
+        timed = verdict.observed is not None
+        if blocks:
+            back = _latest([until for _, until in blocks])
+            return Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown, back), back, timed
+        held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
+        # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
+        candidate = Candidate(account.name, account.position, verdict.committed_percent, held, verdict.left_tokens,
+                              reserved > 0)
+        self._usable[memo] = (candidate, timed)
+        return candidate, None, timed
+
+
+class _Ranked:
+    """One RankInput's ranking, kept current account by account.
+
+    Built in full on the first rank() of a snapshot generation that started from a full read. After an
+    incremental change (usage rows appended, a cooldown, reservation or observation of some quota subjects
+    changed: `StatefulAccounts._touch`), only the accounts whose subjects changed are judged again; the
+    strategy then orders the candidates starting from the previous order, which is nearly sorted (Python's
+    sort is linear on that), so one new usage row costs one judgement and a near-linear pass, not a
+    judgement per account. The strategy is asked again after every change: its order may read the store
+    (a round-robin cursor, a sticky choice), which any write may have moved.
+    """
+
+    __slots__ = ("candidates", "deps", "dirty", "entries", "govs", "inp", "model", "provider", "ranking", "stale",
+                 "static", "strategy", "timed")
+
+    def __init__(self, owner: StatefulAccounts, provider: ProviderSpec, strategy: Strategy, inp: RankInput,
+                 model: str | None, now: datetime) -> None:
+        self.provider, self.strategy, self.inp, self.model = provider, strategy, inp, model
+        self.static: dict[int, Skip] = {}  # position -> skip that no state change lifts (disabled, no key)
+        self.govs: dict[int, Governing] = {}  # the judged accounts' governing quota for this model
+        self.deps: dict[tuple[str, str], list[int]] = {}  # (provider, subject) -> positions that read it
         for account in provider.runs_as:
             if not account.enabled:
-                out.skipped.append(Skip(provider.name, "account disabled", account.shown))
-                continue
-            if account.key_env is not None and account.key_env not in inp.keys_set:
-                out.skipped.append(Skip(provider.name, f"credentials missing: {account.key_env} is not set",
-                                        account.shown))
-                continue
-            # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
-            blocks: list[tuple[str, datetime | None]] = []
-            gov = governing(account.quota, account.name, model)
-            for subject in dict.fromkeys((account.name, gov.subject)):  # a pool's limit cools the pool only
-                cooldown = self._cooldowns.get((provider.name, subject))
-                if cooldown is not None and cooldown.until > now and \
-                        cooldown_applies(cooldown, account, self.availability.environ):
-                    where = f" ({gov.pool} pool)" if subject != account.name else ""
-                    blocks.append((f"cooling down{where}: {cooldown.reason}", cooldown.until))
-            key = (provider.name, gov.subject)
-            usage = self._usage.get(key, _NO_USAGE)
-            period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
-            spec = provider.models.get(model) if model is not None else None
-            cost = spec.cost_per_1k_tokens if spec is not None else 0.0
-            reserved = self.reserved_tokens(provider.name, gov.subject, now)
-            verdict = judge(account.quota, account.name, model, inp.need, usage=usage, reserved_tokens=reserved,
-                            observation=self._observed.get(key), period_start=period, now=now,
-                            cost_per_1k_tokens=cost)
-            if verdict.reason is not None:
-                blocks.append((verdict.reason, self.subject_reset(provider.name, gov.subject, gov.quota, now)))
-            if blocks:
-                back = _latest([until for _, until in blocks])
-                out.skipped.append(Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown,
-                                        back))
+                self.static[account.position] = Skip(provider.name, "account disabled", account.shown)
+            elif account.key_env is not None and account.key_env not in inp.keys_set:
+                self.static[account.position] = Skip(
+                    provider.name, f"credentials missing: {account.key_env} is not set", account.shown)
+            else:
+                gov = self.govs[account.position] = governing(account.quota, account.name, model)
+                for subject in dict.fromkeys((account.name, gov.subject)):
+                    self.deps.setdefault((provider.name, subject), []).append(account.position)
+        # position -> (skip, when it is back) for the judged accounts that are out
+        self.entries: dict[int, tuple[Skip, datetime | None]] = {}
+        self.candidates: list[Candidate] = []  # the usable ones, in the last order the strategy gave
+        self.timed: set[int] = set()
+        self.dirty: set[int] = set(self.govs)
+        self.stale = True
+        self.ranking = Ranking()
+        self.update(owner, now)
+
+    def touch(self, keys: set[tuple[str, str]], reorder: bool) -> bool:
+        """Subjects whose state changed: their accounts are judged again at the next rank(), and with `reorder`
+        the strategy orders again. True when the ranking may change."""
+        for key in keys:
+            positions = self.deps.get(key)
+            if positions is not None:
+                self.dirty.update(positions)
+        self.dirty |= self.timed
+        if self.dirty or reorder:
+            self.stale = True
+        return self.stale
+
+    def update(self, owner: StatefulAccounts, now: datetime) -> None:
+        provider, runs_as = self.provider, self.provider.runs_as
+        dirty = self.dirty
+        candidates = [c for c in self.candidates if c.position not in dirty] if dirty else list(self.candidates)
+        for position in sorted(dirty):
+            self.entries.pop(position, None)
+            self.timed.discard(position)
+            found, back, timed = owner._judge(provider, runs_as[position], self.govs[position], self.inp, now,
+                                              self.model)
+            if timed:
+                self.timed.add(position)
+            if isinstance(found, Candidate):
+                candidates.append(found)
+            else:
+                self.entries[position] = (found, back)
+        self.dirty = set()
+        self.stale = False
+        ordered = self.strategy.order(candidates, OrderContext(provider, self.inp.task_key, owner.store, self.inp.need))
+        self.candidates = ordered
+        out = Ranking(usable=bool(ordered))
+        for position in sorted([*self.static, *self.entries]):
+            if position in self.static:
+                out.skipped.append(self.static[position])
+            else:
+                skip, back = self.entries[position]
+                out.skipped.append(skip)
                 out.earliest = _earlier(out.earliest, back)
-                continue
-            held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
-            # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
-            candidates.append(Candidate(account.name, account.position, verdict.committed_percent, held,
-                                        verdict.left_tokens, reserved > 0))
-        ordered = strategy.order(candidates, OrderContext(provider, inp.task_key, self.store, inp.need))
-        out.usable = bool(ordered)
-        if ordered and runs_quota(provider.runs_as[ordered[0].position], model):
+        if ordered and runs_quota(runs_as[ordered[0].position], self.model):
             out.first_percent = ordered[0].percent
-        runs_as = provider.runs_as  # a candidate's position is its index there
-        out.eligible = [name for c in ordered if (name := runs_as[c.position].shown) is not None]
+        # Declared accounts are shown by name; the implicit one (a provider without declared accounts) never is.
+        out.eligible = list(map(_NAME, ordered)) if provider.accounts else []
         if not out.usable and provider.accounts:  # the implicit account's own skip already says why
             when = f"; the first is back at {out.earliest.isoformat()}" if out.earliest else ""
             out.skipped.append(Skip(provider.name, "no usable account" + when, until=out.earliest))
-        return out
+        self.ranking = out  # a new object: rankings already handed out (cached plans) keep what they said
+
+
+def _changed_keys(old: Mapping[K, object], new: Mapping[K, object]) -> set[K]:
+    """The keys whose value differs between two reads of one kind of state (added, removed or changed)."""
+    if old == new:
+        return set()
+    return {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
 
 
 def runs_quota(account: Account, model: str | None) -> bool:

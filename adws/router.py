@@ -221,6 +221,8 @@ class ModelRouter:
         self._key_vars = sorted({v for p in config.providers.values() for v in p.key_vars})
         self._rules = {r.name: r for r in config.rules}
         self._plans: dict[PlanInput, Plan] = {}
+        # (provider, the step's inputs) -> (the provider's stamp, the step and its facts or None, its skips)
+        self._steps: dict[tuple[Any, ...], tuple[int, tuple[Step, TierFacts] | None, tuple[Skip, ...]]] = {}
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -232,6 +234,7 @@ class ModelRouter:
         """
         self.availability.refresh()
         self._plans.clear()
+        self._steps.clear()
 
     def gate(self, provider: ProviderSpec, now: datetime, keys_set: Collection[str] | None = None) -> Skip | None:
         """The checks on a whole tier that come before its model and accounts: enabled, installed, its API key
@@ -411,6 +414,27 @@ class ModelRouter:
     def _step(self, provider: ProviderSpec, explicit: str | None, inp: PlanInput, now: datetime,
               rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None = None,
               rule_need: NeedSpec | None = None) -> tuple[Step, TierFacts] | None:
+        """One tier of a plan, and its skips appended to `skipped`. Kept per tier across state generations while
+        the provider's own state has not changed (`AccountPlanner.stamp`): after a write on one provider, a plan
+        is rebuilt from the other tiers' kept steps and that one provider's new step."""
+        key = (provider.name, explicit, inp.specialization, inp.need, inp.task_key, inp.keys_set, inp.context_tokens,
+               pinned, rule_need, inp.rule if rule_vars else None)
+        stamp = self.accounts.stamp(provider.name)
+        kept = self._steps.get(key)
+        if kept is not None and kept[0] == stamp:
+            skipped.extend(kept[2])
+            return kept[1]
+        if len(self._steps) > 16384:  # old stamps make old entries dead; keep memory bounded
+            self._steps.clear()
+        mine: list[Skip] = []
+        found = self._new_step(provider, explicit, inp, now, rule_vars, mine, pinned, rule_need)
+        self._steps[key] = (stamp, found, tuple(mine))
+        skipped.extend(mine)
+        return found
+
+    def _new_step(self, provider: ProviderSpec, explicit: str | None, inp: PlanInput, now: datetime,
+                  rule_vars: dict[str, Any], skipped: list[Skip], pinned: str | None,
+                  rule_need: NeedSpec | None) -> tuple[Step, TierFacts] | None:
         gate = self.gate(provider, now, inp.keys_set)
         if gate is not None:
             skipped.append(gate)

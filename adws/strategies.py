@@ -94,7 +94,11 @@ class Strategy:
 
     def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
         """The usable accounts in the order to try them. Reads the store (never writes it): routing calls it
-        once per state snapshot, and its answer is cached until the snapshot changes."""
+        once per state snapshot, and its answer is cached until the snapshot changes.
+
+        The answer must not depend on the order `candidates` come in (break ties by `position`): after a
+        change, routing passes them in the previous answer's order, which a sort then redoes in near-linear
+        time (tests/test_accounts_incremental.py checks every registered strategy)."""
         raise NotImplementedError
 
     def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,

@@ -155,3 +155,24 @@ def test_a_pending_store_sees_its_own_write_at_once(tmp_path: Path) -> None:
     use(pending, "a", 50_000)
     assert order(accounts) == ["b", "c", "a"]
     pending.close()
+
+
+def test_a_sqlite_store_opened_for_a_config_sees_another_process_write_within_its_bound(tmp_path: Path) -> None:
+    from adws.state import SQLITE_POLL_S, open_store
+
+    ticks = Ticks()
+    path = str(tmp_path / "state.sqlite3")
+    SqliteStore(path).close()
+    reader = open_store("sqlite", path, env={}, monotonic=ticks)
+    assert reader.staleness_s == SQLITE_POLL_S == 0.002
+    with SqliteStore(path) as writer:
+        accounts = accounts_on(reader)
+        assert order(accounts) == ["a", "b", "c"]
+        use(writer, "a", 50_000)
+        ticks.now += 0.0019
+        assert order(accounts) == ["a", "b", "c"]  # inside the bound the snapshot may be stale
+        ticks.now += 0.0001
+        assert order(accounts) == ["b", "c", "a"]  # at the bound it is not
+        use(reader, "b", 60_000)
+        assert order(accounts) == ["c", "a", "b"]  # this process's own write: at once
+    reader.close()

@@ -60,6 +60,7 @@ __all__ = [
     "ENV_PATH",
     "ENV_URL",
     "PENDING_POLL_S",
+    "SQLITE_POLL_S",
     "STORES",
     "Backend",
     "BreakerState",
@@ -81,6 +82,10 @@ ENV_PATH = "ADWS_STATE_PATH"
 ABSENT_VERSION = -1
 # Seconds: how late routing may notice a state file that another process created (PendingStore.version()).
 PENDING_POLL_S = 0.005
+# Seconds: how late a SQLite store opened for a config (`open_configured`, `open_store`) may notice another
+# process's commit: `PRAGMA data_version` is asked at most this often instead of on every decision (about 2 µs
+# each); the store's own writes are seen at once. A SqliteStore built directly asks on every call unless told.
+SQLITE_POLL_S = 0.002
 
 
 def _as_path(location: str, base_dir: str) -> str:
@@ -143,8 +148,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _open_sqlite(location: str, **options: Any) -> StateStore:
+    return SqliteStore(location, **{"poll_interval_s": SQLITE_POLL_S, **options})
+
+
 STORES: dict[str, Backend] = {
-    "sqlite": Backend(SqliteStore, _as_path, _file_exists),
+    "sqlite": Backend(_open_sqlite, _as_path, _file_exists),
     "memory": Backend(MemoryStore, reads=()),
     # A URL, taken as written (never made into a path); connecting checks it, so nothing is pending.
     "redis": Backend(_open_redis, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix")),
@@ -275,6 +284,9 @@ class PendingStore:
 
     def cursors(self) -> dict[str, int]:
         return self._reader().cursors()
+
+    def change_counts(self) -> tuple[int, ...] | None:
+        return self._reader().change_counts()
 
     def sticky_choices(self) -> dict[str, str]:
         return self._reader().sticky_choices()

@@ -180,6 +180,11 @@ def roll_up_rows(rows: Iterable[tuple[float, Usage]]) -> dict[float, tuple[int, 
 UsageCursor = tuple[Hashable, int]
 
 
+# The kinds of state a reader snapshots besides usage (whose appended rows `usage_since` gives), each with a
+# change counter (`StateStore.change_counts`). "strategy" covers round-robin cursors and sticky choices.
+CHANGE_KINDS = ("cooldowns", "reservations", "observations", "breakers", "slots", "runs", "strategy")
+
+
 class UsageChanges(NamedTuple):
     """Rows appended after a cursor, oldest first, and the cursor to pass next time."""
 
@@ -380,6 +385,16 @@ class StateStore(Protocol):
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         """Total tokens of the provider's last `limit` successful runs of `specialization`, newest first."""
+        ...
+
+    def change_counts(self) -> tuple[int, ...] | None:
+        """One counter per kind of CHANGE_KINDS, in that order, each moving whenever a write of that kind commits
+        (from any process); None when the backend keeps none, and a reader re-reads every kind on each change.
+
+        One cheap read: after `version()` moved, a reader that read these before a kind's state re-reads only
+        the kinds whose counter moved (a write landing between the two reads moves the counter again later, so
+        it is re-read then, never missed).
+        """
         ...
 
     def version(self) -> int:

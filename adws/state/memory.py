@@ -13,6 +13,7 @@ from datetime import datetime
 
 from adws.attempt import Usage
 from adws.state.base import (
+    CHANGE_KINDS,
     ZERO_USAGE,
     BreakerState,
     Closing,
@@ -49,14 +50,21 @@ class MemoryStore(Closing):
         self._observed: dict[tuple[str, str], Observation] = {}
         self._runs: dict[tuple[str, str], list[tuple[float, int]]] = {}
         self._writes = 0
+        self._counts = dict.fromkeys(CHANGE_KINDS, 0)
         self._lock = threading.RLock()
         # Append log behind usage_since: the same row tuples, in append order. A roll-up starts a new epoch
         # and an empty log (cursors of the old epoch are refused, their readers re-read the totals).
         self._log: list[tuple[str, str, tuple[float, Usage, str | None, str | None]]] = []
         self._epoch = 0
 
-    def _wrote(self) -> None:
+    def _wrote(self, kind: str | None = None) -> None:
+        """A write committed; `kind` (of CHANGE_KINDS) for state other than usage rows."""
         self._writes += 1
+        if kind is not None:
+            self._counts[kind] += 1
+
+    def change_counts(self) -> tuple[int, ...]:
+        return tuple(self._counts.values())
 
     def record_usage(self, record: UsageRecord) -> None:
         at = to_epoch(record.at, "UsageRecord.at")
@@ -131,11 +139,11 @@ class MemoryStore(Closing):
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
         self._cooldowns[(provider, account)] = cooldown
-        self._wrote()
+        self._wrote("cooldowns")
 
     def clear_cooldown(self, provider: str, account: str) -> None:
         if self._cooldowns.pop((provider, account), None) is not None:
-            self._wrote()
+            self._wrote("cooldowns")
 
     def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
         limit = to_epoch(now, "now")
@@ -145,14 +153,14 @@ class MemoryStore(Closing):
         with self._lock:
             value = self._cursors.get(key, 0)
             self._cursors[key] = value + 1
-            self._wrote()
+            self._wrote("strategy")
             return value
 
     def advance_cursor(self, key: str, value: int) -> None:
         with self._lock:
             if value > self._cursors.get(key, 0):
                 self._cursors[key] = value
-                self._wrote()
+                self._wrote("strategy")
 
     def peek_cursor(self, key: str) -> int:
         return self._cursors.get(key, 0)
@@ -168,7 +176,7 @@ class MemoryStore(Closing):
 
     def set_sticky(self, key: str, value: str) -> None:
         self._sticky[key] = value
-        self._wrote()
+        self._wrote("strategy")
 
     def get_breaker(self, provider: str) -> BreakerState:
         return self._breakers.get(provider, BreakerState())
@@ -177,7 +185,7 @@ class MemoryStore(Closing):
         with self._lock:
             new = fn(self.get_breaker(provider))
             self._breakers[provider] = new
-            self._wrote()
+            self._wrote("breakers")
             return new
 
     def breakers(self) -> dict[str, BreakerState]:
@@ -194,12 +202,12 @@ class MemoryStore(Closing):
             if taken:
                 leases[holder] = end
             if taken or expired:
-                self._wrote()
+                self._wrote("slots")
             return taken
 
     def release_slot(self, provider: str, holder: str) -> None:
         if self._slots.get(provider, {}).pop(holder, None) is not None:
-            self._wrote()
+            self._wrote("slots")
 
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         limit = to_epoch(now, "now")
@@ -218,13 +226,13 @@ class MemoryStore(Closing):
                 if h != holder:
                     before[subj] = before.get(subj, 0) + amount
             held[holder] = (subject, tokens, end)
-            self._wrote()
+            self._wrote("reservations")
             return before
 
     def release_reservation(self, provider: str, holder: str) -> None:
         with self._lock:
             if self._reserved.get(provider, {}).pop(holder, None) is not None:
-                self._wrote()
+                self._wrote("reservations")
 
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         limit = to_epoch(now, "now")
@@ -243,7 +251,7 @@ class MemoryStore(Closing):
             kept = self._observed.get(key)
             if kept is None or kept.at <= observation.at:
                 self._observed[key] = observation
-                self._wrote()
+                self._wrote("observations")
 
     def observations(self) -> dict[tuple[str, str], Observation]:
         with self._lock:
@@ -252,7 +260,7 @@ class MemoryStore(Closing):
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
         with self._lock:
             self._runs.setdefault((provider, specialization), []).append((to_epoch(at, "at"), tokens))
-            self._wrote()
+            self._wrote("runs")
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         with self._lock:

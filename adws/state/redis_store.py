@@ -733,6 +733,11 @@ class RedisStore(Closing):
 
     # -- change detection ------------------------------------------------------------------------------
 
+    def change_counts(self) -> None:
+        """None: the server keeps one change counter for every kind, so a reader re-reads every kind after a
+        change (8 round trips; usage itself is read incrementally, `usage_since`)."""
+        return None
+
     def version(self) -> int:
         return self._changes.version()
 

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from adws.attempt import Usage
 from adws.state.base import (
+    CHANGE_KINDS,
     ROLLUP_SECONDS,
     BreakerState,
     ChangePoller,
@@ -143,7 +144,20 @@ _SCHEMA_V4 = (
     "INSERT INTO meta (key, value) VALUES ('usage_epoch', lower(hex(randomblob(8))))",
 )
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# Version 5: a change counter per kind of state (CHANGE_KINDS) behind change_counts(), moved by triggers in the
+# writing transaction itself, so no write path can forget it. After another process's write, a reader re-reads only
+# the kinds whose counter moved (a usage row moves none: usage_since reads those).
+_COUNTED = {"cooldowns": "cooldowns", "reservations": "reservations", "observations": "observations",
+            "breakers": "breakers", "slots": "slots", "runs": "runs", "cursors": "strategy", "sticky": "strategy"}
+_SCHEMA_V5 = (
+    "CREATE TABLE changes (kind TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO changes (kind, n) VALUES " + ", ".join(f"('{kind}', 0)" for kind in CHANGE_KINDS),
+    *(f"CREATE TRIGGER {table}_{op.lower()}_counted AFTER {op} ON {table}"
+      f" BEGIN UPDATE changes SET n = n + 1 WHERE kind = '{kind}'; END"
+      for table, kind in _COUNTED.items() for op in ("INSERT", "UPDATE", "DELETE")),
+)
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5}
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 _INSERT_USAGE = (
@@ -757,6 +771,11 @@ class SqliteStore(Closing):
         except _FAILURES as exc:
             raise _explain(self.path, exc) from None
         return int(data_version)
+
+    @_guarded
+    def change_counts(self) -> tuple[int, ...]:
+        counts = dict(self._read("SELECT kind, n FROM changes"))
+        return _decoded(self.path, lambda: tuple(int(counts.get(kind)) for kind in CHANGE_KINDS))  # type: ignore[arg-type]
 
     @_guarded
     def version(self) -> int:

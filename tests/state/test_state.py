@@ -35,7 +35,7 @@ from adws.state import (
     open_store,
     resolve_path,
 )
-from adws.state.base import ChangePoller
+from adws.state.base import CHANGE_KINDS, ChangePoller, Observation
 from adws.state.sqlite import SCHEMA_VERSION
 from tests.helpers import ROOT
 
@@ -410,6 +410,48 @@ def test_sqlite_version_polled_at_an_interval_sees_other_connections_within_it(t
         assert mine.version() != second  # own writes at once
 
 
+def _writes_of_each_kind(store: StateStore) -> dict[str, list[Callable[[], object]]]:
+    later = T0 + timedelta(hours=1)
+    return {
+        "cooldowns": [lambda: store.set_cooldown("p", "a", Cooldown(later, "r")),
+                      lambda: store.clear_cooldown("p", "a")],
+        "reservations": [lambda: store.reserve("p", "a", "h", 5, T0, later),
+                         lambda: store.release_reservation("p", "h")],
+        "observations": [lambda: store.record_observation(Observation("p", "a", T0, 40.0, "usage_command"))],
+        "breakers": [lambda: store.update_breaker("p", lambda state: BreakerState("open", 3, T0))],
+        "slots": [lambda: store.acquire_slot("p", "h", 2, T0, later), lambda: store.release_slot("p", "h")],
+        "runs": [lambda: store.record_run("p", "code", T0, 100)],
+        "strategy": [lambda: store.next_cursor("rr"), lambda: store.advance_cursor("rr", 9),
+                     lambda: store.set_sticky("k", "a")],
+    }
+
+
+def test_change_counts_move_with_a_write_of_their_kind_only(store: StateStore) -> None:
+    counts = store.change_counts()
+    if counts is None:  # the backend keeps no counters per kind: its readers re-read every kind
+        return
+    assert len(counts) == len(CHANGE_KINDS)
+    store.record_usage(rec("p", "a", T0, input_tokens=1))
+    assert store.change_counts() == counts  # usage rows are read incrementally (usage_since), not counted here
+    for kind, writes in _writes_of_each_kind(store).items():
+        for write in writes:
+            before = store.change_counts()
+            assert before is not None
+            write()
+            after = store.change_counts()
+            assert after is not None
+            assert [k for k, b, a in zip(CHANGE_KINDS, before, after, strict=True) if b != a] == [kind], write
+
+
+def test_sqlite_change_counts_see_writes_of_other_connections(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sqlite3")
+    with SqliteStore(path) as mine, SqliteStore(path) as theirs:
+        before = mine.change_counts()
+        theirs.set_cooldown("p", "a", Cooldown(T0 + timedelta(hours=1), "r"))
+        after = mine.change_counts()
+        assert after[CHANGE_KINDS.index("cooldowns")] == before[CHANGE_KINDS.index("cooldowns")] + 1
+
+
 def test_change_poller_refuses_a_negative_interval() -> None:
     with pytest.raises(ValueError) as exc:
         ChangePoller(lambda: 0, -1)
@@ -568,7 +610,9 @@ def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Pa
         old.set_cooldown("p", "a", Cooldown(T0 + timedelta(hours=1), "rate_limited"))
     # What adws wrote before slots existed: the same tables without `slots` (nor later versions'), at user_version 1.
     conn = sqlite3.connect(path)
-    for table in ("slots", "reservations", "observations", "runs", "meta"):
+    for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {trigger}")  # version 5's change counters
+    for table in ("slots", "reservations", "observations", "runs", "meta", "changes"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
@@ -581,6 +625,7 @@ def test_sqlite_file_from_the_previous_version_is_upgraded_in_place(tmp_path: Pa
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert conn.execute("SELECT provider, holder FROM slots").fetchall() == [("p", "h")]
+    assert conn.execute("SELECT n FROM changes WHERE kind = 'slots'").fetchone() == (1,)  # counted from the upgrade
     conn.close()
 
 

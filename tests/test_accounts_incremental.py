@@ -1,0 +1,241 @@
+"""Rankings kept account by account across state changes (adws.accounts._Ranked): after a change of some quota
+subjects, only their accounts are judged again, and every answer is the one a snapshot read from scratch gives."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import adws.accounts
+from adws.accounts import StatefulAccounts
+from adws.attempt import Usage
+from adws.availability import Availability
+from adws.compiled import CompiledConfig
+from adws.config.load import compile_config, parse_toml
+from adws.need import Need
+from adws.state import MemoryStore, SqliteStore, StateStore, UsageRecord
+from adws.state.base import Cooldown, Observation
+from adws.strategies import STRATEGIES, Candidate, OrderContext
+
+NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
+MODELS = ("claude-sonnet", "gemini-pro")
+
+CONFIG = """
+[routing]
+chain = ["ag"]
+
+[providers.ag]
+command_template = ["claude", "-p", "--model", "{{ model }}"]
+prompt = "stdin"
+output_format = "claude-stream-json"
+account_strategy = "STRATEGY"
+[providers.ag.models.claude-sonnet]
+context_window = 200000
+[providers.ag.models.gemini-pro]
+context_window = 1000000
+[providers.ag.quota]
+tokens = 300000
+reset = "0 0 * * 0"
+hard_block_percent = 90
+[providers.ag.quota.pools.claude]
+models = ["claude-*"]
+tokens = 100000
+reset = "0 0 * * 0"
+ACCOUNTS
+"""
+
+
+def config(strategy: str = "least_used", accounts: int = 6) -> CompiledConfig:
+    names = "".join(f'[[providers.ag.accounts]]\nname = "a{i}"\n' for i in range(accounts))
+    text = CONFIG.replace("STRATEGY", strategy).replace("ACCOUNTS", names)
+    return compile_config(parse_toml(text), "test-config")
+
+
+def accounts_on(cfg: CompiledConfig, store: StateStore) -> StatefulAccounts:
+    return StatefulAccounts(dict(cfg.providers), Availability({}, lambda name: f"/bin/{name}"), store)
+
+
+def rank(accounts: StatefulAccounts, cfg: CompiledConfig, model: str | None, need: Need | None,
+         task_key: str | None = None, now: datetime = NOW) -> adws.accounts.Ranking:
+    accounts.generation(now)
+    return accounts.rank(cfg.providers["ag"], task_key, now, model=model, need=need)
+
+
+def count_judgements(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    real = adws.accounts.judge
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(adws.accounts, "judge", counted)
+    return calls
+
+
+def test_one_new_usage_row_judges_one_account_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config(accounts=40)
+    path = str(tmp_path / "state.sqlite3")
+    with SqliteStore(path) as reader, SqliteStore(path) as writer:
+        for i in range(40):
+            writer.record_usage(UsageRecord("ag", f"a{i}", NOW - timedelta(hours=1), Usage(1, 100 * i, 0)))
+        accounts = accounts_on(cfg, reader)
+        judged = count_judgements(monkeypatch)
+        first = rank(accounts, cfg, None, None)
+        assert judged[0] == 40
+        assert first.eligible[:3] == ["a0", "a1", "a2"]
+        writer.record_usage(UsageRecord("ag", "a0", NOW, Usage(1, 10_000, 0)))  # another process writes
+        second = rank(accounts, cfg, None, None)
+        assert judged[0] == 41  # only a0 was judged again
+        assert second.eligible[:2] == ["a1", "a2"] and second.eligible[-1] == "a0"
+        assert first.eligible[0] == "a0"  # what was handed out before is left as it was
+        assert second == rank(accounts_on(cfg, reader), cfg, None, None)
+        rank(accounts, cfg, None, None)
+        assert judged[0] == 41 + 40  # the fresh snapshot above judged everything; this one nothing more
+
+
+def test_a_usage_row_of_one_pool_judges_only_the_accounts_ranked_on_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config()
+    store = MemoryStore()
+    accounts = accounts_on(cfg, store)
+    judged = count_judgements(monkeypatch)
+    rank(accounts, cfg, "claude-sonnet", None)
+    rank(accounts, cfg, "gemini-pro", None)
+    assert judged[0] == 12
+    store.record_usage(UsageRecord("ag", "a3/claude", NOW, Usage(1, 5_000, 0)))
+    claude = rank(accounts, cfg, "claude-sonnet", None)
+    gemini = rank(accounts, cfg, "gemini-pro", None)
+    assert judged[0] == 13  # a3 on the claude pool; the gemini ranking reads a3's own quota, untouched
+    assert claude.eligible[-1] == "a3" and gemini.eligible[-1] == "a5"
+
+
+def test_after_another_process_writes_only_the_kinds_it_wrote_are_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config()
+    path = str(tmp_path / "state.sqlite3")
+    with SqliteStore(path) as reader, SqliteStore(path) as writer:
+        accounts = accounts_on(cfg, reader)
+        rank(accounts, cfg, None, None)
+        reads: list[str] = []
+        for name in ("cooldowns", "reservations", "observations", "breakers", "active_slots", "usage_totals"):
+            real = getattr(reader, name)
+            monkeypatch.setattr(reader, name,
+                                lambda *a, _real=real, _name=name, **k: reads.append(_name) or _real(*a, **k))
+        writer.record_usage(UsageRecord("ag", "a1", NOW, Usage(1, 500, 0)))
+        rank(accounts, cfg, None, None)
+        assert reads == []  # the new row came from usage_since; no other kind moved
+        writer.set_cooldown("ag", "a2", Cooldown(NOW + timedelta(hours=2), "rate limited"))
+        assert "a2" not in rank(accounts, cfg, None, None).eligible
+        assert reads == ["cooldowns"]
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_incremental_rankings_answer_what_a_fresh_read_answers(strategy: str, backend: str, tmp_path: Path) -> None:
+    """Random writes of every kind that ranking reads; after each, every cached input's ranking is compared
+    with a snapshot read from scratch."""
+    cfg = config(strategy)
+    rng = random.Random(f"{strategy}-{backend}")
+    if backend == "sqlite":
+        path = str(tmp_path / "state.sqlite3")
+        store: StateStore = SqliteStore(path)
+        writer: StateStore = SqliteStore(path)  # another process's connection
+    else:
+        store = writer = MemoryStore()
+    accounts = accounts_on(cfg, store)
+    needs = [None, Need(20_000, "declared"), Need(20_000, "median of 9 code runs"), Need(60_000, "declared")]
+    subjects = [f"a{i}{pool}" for i in range(6) for pool in ("", "/claude")]
+    now = NOW
+    for step in range(60):
+        now += timedelta(seconds=rng.choice([0, 1, 30]))
+        kind = rng.randrange(8)
+        subject = rng.choice(subjects)
+        if kind <= 2:
+            writer.record_usage(UsageRecord("ag", subject, now - timedelta(minutes=rng.randrange(5)),
+                                            Usage(1, rng.randrange(1, 30_000), 0)))
+        elif kind == 3:
+            writer.set_cooldown("ag", subject, Cooldown(now + timedelta(seconds=rng.choice([20, 600])), "rate limited"))
+        elif kind == 4:
+            writer.clear_cooldown("ag", subject)
+        elif kind == 5:
+            writer.reserve("ag", subject, f"h{rng.randrange(3)}", rng.randrange(1, 40_000), now,
+                           now + timedelta(seconds=rng.choice([15, 900])))
+        elif kind == 6:
+            writer.record_observation(Observation("ag", subject, now, float(rng.randrange(0, 100)), "usage_command",
+                                                  reset_at=now + timedelta(seconds=rng.choice([40, 3600]))))
+        else:
+            writer.next_cursor("round_robin:ag")
+            writer.set_sticky("sticky:ag:7", f"a{rng.randrange(6)}")
+        fresh = accounts_on(cfg, store)
+        for model in (None, *MODELS):
+            for need in needs:
+                task_key = "7" if STRATEGIES[strategy].depends_on_task else None
+                got = rank(accounts, cfg, model, need, task_key, now)
+                assert got == rank(fresh, cfg, model, need, task_key, now), (step, model, need)
+    if writer is not store:
+        writer.close()
+    store.close()
+
+
+def test_an_observation_stops_blocking_at_its_reset_without_any_write() -> None:
+    cfg = config()
+    store = MemoryStore()
+    store.record_observation(Observation("ag", "a0", NOW, 95.0, "usage_command", reset_at=NOW + timedelta(hours=1)))
+    accounts = accounts_on(cfg, store)
+    assert "a0" not in rank(accounts, cfg, None, None).eligible
+    assert "a0" not in rank(accounts, cfg, None, None, now=NOW + timedelta(minutes=59)).eligible
+    assert "a0" in rank(accounts, cfg, None, None, now=NOW + timedelta(hours=1)).eligible
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_strategy_order_does_not_depend_on_the_order_candidates_come_in(strategy: str) -> None:
+    """The ranking cache hands a strategy the candidates in its previous order, not file order."""
+    cfg = config(strategy, accounts=30)
+    provider = cfg.providers["ag"]
+    store = MemoryStore()
+    store.next_cursor("round_robin:ag")
+    store.set_sticky("sticky:ag:7", "a11")
+    rng = random.Random(strategy)
+    candidates = [Candidate(a.name, a.position, float(rng.randrange(4)), Usage(1, rng.randrange(3) * 100, 0))
+                  for a in provider.runs_as]
+    ctx = OrderContext(provider, "7", store)
+    expected = [c.name for c in STRATEGIES[strategy].order(list(candidates), ctx)]
+    for _ in range(10):
+        rng.shuffle(candidates)
+        assert [c.name for c in STRATEGIES[strategy].order(list(candidates), ctx)] == expected
+
+
+def test_after_a_write_on_one_provider_only_its_plan_steps_are_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws.engine import Engine
+    from tests.test_accounts import WEDNESDAY, config_text, use
+
+    cfg = compile_config(parse_toml(config_text()), "test-config")
+    store = MemoryStore()
+    engine = Engine(cfg, store=store, environ={}, which=lambda name: f"/bin/{name}")
+    router = engine.router
+    built: list[str] = []
+    real = router._new_step
+
+    def counted(provider: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(provider.name)
+        return real(provider, *args, **kwargs)
+
+    monkeypatch.setattr(router, "_new_step", counted)
+    task = {"title": "t"}
+    first = engine.route(task, now=WEDNESDAY)
+    assert built == ["claude", "copilot"]
+    use(store, "a", 40_000)  # claude's account a
+    second = engine.route(task, now=WEDNESDAY)
+    assert built == ["claude", "copilot", "claude"]  # copilot's step was kept
+    assert first.plan[0].accounts == ("a", "b", "c") and second.plan[0].accounts == ("b", "c", "a")
+    fresh = Engine(cfg, store=store, environ={}, which=lambda name: f"/bin/{name}").route(task, now=WEDNESDAY)
+    assert [s.to_dict() for s in second.plan] == [s.to_dict() for s in fresh.plan]
+    assert [s.to_dict() for s in second.skipped] == [s.to_dict() for s in fresh.skipped]
+    use(store, "default", 1, provider="copilot")  # the implicit account's usage: only copilot's step again
+    engine.route(task, now=WEDNESDAY)
+    assert built == ["claude", "copilot", "claude", "copilot"]
