@@ -206,7 +206,11 @@ class ProviderManager:
         index, retries = 0, 0
         waited: set[str] = set()
         while index < len(accounts):
-            holder = self._reserve(task, step, provider, accounts, index)
+            first_try = index == 0 and retries == 0 and not waited
+            holder, no_room = self._reserve(task, step, provider, accounts, index, first_try)
+            if no_room is not None:  # runs committed since the decision took the room: nothing fits here now
+                result.attempts.append(self._unavailable(step, provider, accounts[index].shown, no_room))
+                return False
             account = accounts[index]
             # From the start of the process to its place in `result`, a stop signal waits (adws.interrupts):
             # an attempt that ran is always recorded, and its slot and reservation released, before the run unwinds.
@@ -286,19 +290,23 @@ class ProviderManager:
     # -- reservations and short limits ------------------------------------------------------------------------
 
     def _reserve(self, task: Task, step: Step, provider: ProviderSpec, accounts: list[Account],
-                 index: int) -> str | None:
-        """Reserve the step's expected need on `accounts[index]`'s quota subject for the attempt; the holder, or
-        None when there is nothing to reserve (no need declared, or the account is not metered).
+                 index: int, first_try: bool) -> tuple[str | None, str | None]:
+        """Reserve the step's expected need on `accounts[index]`'s quota subject for the attempt. Returns
+        (holder, no_room): the reservation's holder, or None when there is nothing to reserve (no need declared,
+        or the account is not metered); `no_room`, on the tier's first try only, is why no account of the step
+        can take the task any more (then nothing is reserved and the walk goes on to the next tier).
 
-        For the tier's first try the choice is checked again under a short per-provider lock in the store, with a
-        fresh snapshot that counts every reservation made so far: when another coordinator has committed a run
-        to the planned account since (or it is no longer usable), the account with the most room moves to the
-        front (in place). So coordinators that routed in the same instant, from the same snapshot, still start
-        on different accounts: each one chooses only after the previous one's reservation is in the store.
+        At index 0 the choice is checked again under a short per-provider lock in the store, with a fresh
+        snapshot that counts every reservation made so far: when another coordinator has committed a run to the
+        planned account since (or it is no longer usable), the strategy's first usable account of the step moves
+        to the front (in place). So coordinators that routed in the same instant, from the same snapshot, still
+        start on different accounts: each one chooses only after the previous one's reservation is in the store.
+        When none of the step's accounts is usable any more (their room went to those runs), the tier's first try
+        starts nothing: a run that cannot fit would only be cut off by the provider's limit.
         """
         need = step.need
         if need is None:
-            return None
+            return None, None
         holder = f"{os.getpid()}-{_secrets.token_hex(6)}"
         lock = RESERVE_LOCK + provider.name
         locked = index == 0 and self._lock(lock, holder)
@@ -313,19 +321,23 @@ class ProviderManager:
                 planned = accounts[0]
                 subject = governing(planned.quota, planned.name, step.model).subject
                 # The plan's first account (the strategy's choice, or the rule's) stands while nobody else has
-                # committed a run to it since; otherwise the account with the most room now goes first.
+                # committed a run to it since; otherwise the strategy's first usable account of the step goes first.
                 taken = self.accounts.reserved_tokens(provider.name, subject, now) > 0
                 best = next((n for n in ranking.eligible if n in names), None)
                 if best is not None and best != planned.name and (taken or planned.name not in ranking.eligible):
                     accounts.insert(0, accounts.pop(names.index(best)))
+                elif best is None and first_try and planned.name not in ranking.eligible:
+                    why = next((s.reason for s in ranking.skipped if s.account in (planned.name, planned.shown)), None)
+                    return None, (f"no {provider.name} account can take ~{need.required:,} tokens any more: runs "
+                                  f"started since the decision took the room" + (f" ({why})" if why else ""))
             account = accounts[index]
             gov = governing(account.quota, account.name, step.model)
             if gov.quota is None:
-                return None
+                return None, None
             now = self.clock()
             until = now + timedelta(seconds=provider.timeout + provider.kill_grace) + SLOT_LEASE_MARGIN
             self.store.reserve(provider.name, gov.subject, holder, need.required, now, until)
-            return holder
+            return holder, None
         finally:
             if locked:
                 self.store.release_slot(lock, holder)

@@ -181,6 +181,24 @@ def test_a_coordinator_that_reserved_second_moves_to_the_next_account(tmp_path: 
     assert agents.calls == [("ag", "a2", "claude-sonnet-4.6")]
 
 
+def test_when_runs_started_since_the_decision_took_every_account_the_tier_is_passed(tmp_path: Path) -> None:
+    # The four-coordinator day found it: a coordinator whose planned account lost its room to runs started since
+    # its decision, with no other account of the tier left, started the run anyway and the limit cut it off.
+    engine, agents, store = engine_for(tmp_path)
+    decision = engine.route(TASK, now=NOW)
+    assert decision.plan[0].accounts == ("a1", "a2")
+    for account in ("a1", "a2"):  # other coordinators' runs now hold all but 20,000 of each account
+        store.reserve("ag", f"{account}/claude", f"other-{account}", 80_000, NOW, NOW + timedelta(minutes=30))
+    result = engine.manager.run(Task.from_dict(TASK), decision, prompt="p", workdir=str(tmp_path))
+    first = result.attempts[0]
+    assert (first.provider, first.outcome, first.action) == ("ag", "unavailable", "next_tier")
+    assert first.reason.startswith("no ag account can take ~30,000 tokens any more")
+    assert "20,000 tokens left < ~30,000" in first.reason
+    assert [call for call in agents.calls if call[0] == "ag"] == []
+    assert result.success and result.attempts[-1].provider == "cheap"
+    assert store.reservations(NOW)[("ag", "a1/claude")] == ((80_000, NOW + timedelta(minutes=30)),)  # none of ours
+
+
 def test_learned_need_is_the_median_of_recent_successful_runs(tmp_path: Path) -> None:
     engine, agents, store = engine_for(tmp_path, extra="need = { tokens = 30000, learned_runs = 5, min_runs = 3 }")
     assert engine.route(TASK, now=NOW).plan[0].need.describe() == (  # type: ignore[union-attr]
