@@ -456,9 +456,9 @@ SOURCES = (
     'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'argv\',\'env\',\'stdin\',\'secrets\',\'shown\',\'variables\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
     'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'argv\',\'env\',\'stdin\',\'secrets\',\'shown\',\'variables\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
     'def __create_fn__():\n def __hash__(self):\n  return hash((self.argv,self.env,self.stdin,self.secrets,self.shown,self.variables,))\n return __hash__',
-    'def __create_fn__(_type_workspace, _type_observer, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _return_type):\n def __init__(self,workspace:_type_workspace,observer:_type_observer=_dflt_observer)->_return_type:\n  self.workspace=workspace\n  self.observer=observer\n return __init__',
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.workspace,self.observer,)==(other.workspace,other.observer,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(_type_workspace, _type_observer, _type_scrub, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _dflt_scrub, _return_type):\n def __init__(self,workspace:_type_workspace,observer:_type_observer=_dflt_observer,scrub:_type_scrub=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.workspace=workspace\n  self.observer=observer\n  self.scrub=_dflt_scrub() if scrub is _HAS_DEFAULT_FACTORY else scrub\n return __init__',
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r}, scrub={self.scrub!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.workspace,self.observer,self.scrub,)==(other.workspace,other.observer,other.scrub,)\n  return NotImplemented\n return __eq__',
     'def __create_fn__(_type_task, _type_since, _type_provider, _type_account, _type_model, _type_attempt, _type_tier, _type_wait_ends, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_provider, _dflt_account, _dflt_model, _dflt_attempt, _dflt_tier, _dflt_wait_ends, _return_type):\n def __init__(self,task:_type_task,since:_type_since,provider:_type_provider=_dflt_provider,account:_type_account=_dflt_account,model:_type_model=_dflt_model,attempt:_type_attempt=_dflt_attempt,tier:_type_tier=_dflt_tier,wait_ends:_type_wait_ends=_dflt_wait_ends)->_return_type:\n  self.task=task\n  self.since=since\n  self.provider=provider\n  self.account=account\n  self.model=model\n  self.attempt=attempt\n  self.tier=tier\n  self.wait_ends=wait_ends\n return __init__',
     'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(task={self.task!r}, since={self.since!r}, provider={self.provider!r}, account={self.account!r}, model={self.model!r}, attempt={self.attempt!r}, tier={self.tier!r}, wait_ends={self.wait_ends!r})"\n return __repr__',
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.task,self.since,self.provider,self.account,self.model,self.attempt,self.tier,self.wait_ends,)==(other.task,other.since,other.provider,other.account,other.model,other.attempt,other.tier,other.wait_ends,)\n  return NotImplemented\n return __eq__',
@@ -4097,23 +4097,24 @@ def __create_fn__():
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_workspace, _type_observer, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _return_type):
- def __init__(self,workspace:_type_workspace,observer:_type_observer=_dflt_observer)->_return_type:
+def __create_fn__(_type_workspace, _type_observer, _type_scrub, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _dflt_scrub, _return_type):
+ def __init__(self,workspace:_type_workspace,observer:_type_observer=_dflt_observer,scrub:_type_scrub=_HAS_DEFAULT_FACTORY)->_return_type:
   self.workspace=workspace
   self.observer=observer
+  self.scrub=_dflt_scrub() if scrub is _HAS_DEFAULT_FACTORY else scrub
  return __init__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r})"
+  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r}, scrub={self.scrub!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.workspace,self.observer,)==(other.workspace,other.observer,)
+   return (self.workspace,self.observer,self.scrub,)==(other.workspace,other.observer,other.scrub,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)

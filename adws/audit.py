@@ -25,6 +25,9 @@ def append(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
     symbolic link, a non-regular file or a file owned by another user at `path` (see adws.files).
     """
     line = (dumps(record) + "\n").encode("utf-8")
+    # No fsync: once write() returns, the line survives any crash of adws (it is in the kernel's page cache);
+    # only a crash of the machine could lose the last lines, the bound the state store keeps too (SQLite
+    # `synchronous = NORMAL`). An fsync would cost every run milliseconds on a real disk.
     fd = open_private_append(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -78,6 +78,7 @@ EventSink = Callable[[Event], None]
 def announce(event: Event, sink: EventSink | None) -> None:
     """Log `event` (INFO on the "adws.events" logger, the event's fields in `extra["adws_event"]`), then hand
     it to `sink` if there is one. Every event adws emits goes through here exactly once."""
-    log.info("%s", event.describe(), extra={"adws_event": event.to_dict()})
+    if log.isEnabledFor(logging.INFO):  # the same test log.info makes, before building what it would discard
+        log.info("%s", event.describe(), extra={"adws_event": event.to_dict()})
     if sink is not None:
         sink(event)

@@ -5,6 +5,8 @@
 - A run directory carries a marker file (`MARKER`); pruning (`[run] keep_runs`) deletes only directories
   whose name has the run-directory form *and* which carry the marker, so a `[run] dir` pointed at a folder
   with other data never loses any of it.
+- Nothing here is fsynced: run directories are a record of what ran for people and tools to read, and a crash of
+  adws loses none of it (only a crash of the machine could), so no run pays a disk flush for them.
 - `[run] dir` must not be a symbolic link or belong to another user (a directory another user controls could
   swap a run directory for a link into ours); `check_run_root` says why, and `unsafe_run_root` refuses, at load,
   roots that hold far more than runs: `/`, the home directory and its ancestors.
@@ -22,8 +24,8 @@ from pathlib import Path
 from adws.errors import AdwsError
 from adws.redact import encode_text
 
-__all__ = ["MARKER", "RUN_NAME", "check_run_root", "is_run_dir", "make_private_dir", "make_run_dir",
-           "open_private_append", "prune_runs", "unsafe_run_root", "write_private"]
+__all__ = ["MARKER", "RUN_NAME", "RunPruner", "check_run_root", "create_private", "is_run_dir", "make_private_dir",
+           "make_run_dir", "open_private_append", "prune_runs", "unsafe_run_root", "write_private"]
 
 MARKER = ".adws-run"
 # What the manager names a run directory: <UTC stamp>-<task>-<6 hex>.
@@ -35,7 +37,12 @@ def make_private_dir(path: Path) -> None:
     """Create `path` (its parent must exist) as 0700; an existing entry of that name is an error (FileExistsError),
     so a planted directory or link is never used."""
     os.mkdir(path, 0o700)
-    os.chmod(path, 0o700, follow_symlinks=False)  # mkdir's mode is masked by the umask; we want exactly this
+    # mkdir's mode is masked by the umask, which can only have taken bits away: set exactly 0700 when it did. (One
+    # lstat to know: glibc carries out chmod without following links through an O_PATH descriptor and
+    # /proc/self/fd, four calls.)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700, follow_symlinks=False)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -52,16 +59,37 @@ def write_private(path: Path, text: str) -> None:
         os.close(fd)
 
 
+def create_private(path: Path, text: str) -> bool:
+    """`write_private`, but only when nothing is at `path` yet (not even a symbolic link): False, and nothing
+    written, when something is. Raises OSError as write_private does."""
+    data = encode_text(text)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return True
+
+
 def open_private_append(path: str | os.PathLike[str]) -> int:
     """A descriptor for appending to the regular file `path` (created 0600, parents 0700).
 
     Refuses (OSError with a message that says why) a symbolic link, something that is not a regular file
     (a FIFO would block the writer forever) and a file owned by another user.
     """
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     0o600)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the directory is missing: made on the first write, not looked for on every one
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, flags, 0o600)
     except OSError as exc:
         try:
             mode = os.lstat(path).st_mode
@@ -116,9 +144,11 @@ def make_run_dir(root: Path, name: str) -> Path:
 
     Raises AdwsError for an unsafe root (see `check_run_root`), OSError when the OS refuses.
     """
-    if not os.path.lexists(root):
+    try:
+        check_run_root(root)
+    except FileNotFoundError:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    check_run_root(root)
+        check_run_root(root)
     path = root / name
     make_private_dir(path)
     write_private(path / MARKER, _MARKER_TEXT)
@@ -140,24 +170,78 @@ def prune_runs(root: Path, keep: int, busy_for: float) -> None:
     sort by age); nothing else in `root` is counted or touched.
 
     A directory changed within the last `busy_for` seconds may belong to a run still going in another
-    process, so it is never removed. Called once per task: scandir and string sorting keep it cheap.
+    process, so it is never removed. One look, remembering nothing: a caller that prunes the same root again
+    and again keeps a `RunPruner`, whose later calls are cheaper.
     """
-    if keep <= 0:
-        return
-    try:
-        with os.scandir(root) as entries:
-            found = [(e.name, e) for e in entries if is_run_dir(e)]
-    except OSError:
-        return
-    if len(found) <= keep:
-        return
-    found.sort(key=lambda item: item[0])
-    cutoff = time.time() - busy_for
-    for name, entry in found[:-keep]:
+    RunPruner(root, keep, busy_for).prune()
+
+
+class RunPruner:
+    """`prune_runs` for one root, called once per run: what one call learns makes the next one cheap.
+
+    - Names found to be run directories are remembered, so a later listing counts them without looking for
+      their marker again (an lstat per directory was most of a call's cost at keep_runs = 200); a directory is
+      still checked in full right before it is removed, and forgotten once removed.
+    - When the oldest run directory (by name) was too recent to remove, nothing can be removed while it stays
+      so: every candidate sorts after it, and removal stops at the first recent one. The next calls then look
+      at that one directory (one lstat) instead of listing the root, until it is old enough or gone. (A run
+      directory named before it that appears meanwhile and is already old, which takes a clock set back or a
+      hand-set mtime, waits until then.)
+
+    Threads may share one pruner: what they share is only advice (a stale set costs lstats, never a removal).
+    """
+
+    def __init__(self, root: Path, keep: int, busy_for: float) -> None:
+        self.root = root
+        self.keep = keep
+        self.busy_for = busy_for
+        self._seen: set[str] = set()
+        self._blocker: str | None = None  # the oldest run directory, too recent to remove at the last look
+
+    def prune(self) -> None:
+        """Remove the run directories beyond the newest `keep` that are not busy. Never raises for the file
+        system: what cannot be listed or removed stays."""
+        if self.keep <= 0:
+            return
+        cutoff = time.time() - self.busy_for
+        blocker = self._blocker
+        if blocker is not None:
+            try:
+                info = os.lstat(self.root / blocker)
+                if stat.S_ISDIR(info.st_mode) and info.st_mtime >= cutoff:
+                    return  # still the first candidate and still busy: a full look would stop right there
+            except OSError:
+                pass  # gone: look again
+            self._blocker = None
+        found = self._list()
+        if found is None or len(found) <= self.keep:
+            return
+        found.sort(key=lambda item: item[0])
+        for name, entry in found[:-self.keep]:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    self._blocker = name
+                    break  # names sort by start time: the ones after this are at least as recent
+            except OSError:
+                continue
+            self._seen.discard(name)  # removed below, or no longer adws's (then checked in full next time)
+            if not is_run_dir(entry):
+                continue  # perhaps counted from memory, but no longer what adws made: never removed
+            # rmtree does not follow symbolic links inside the tree (it works from directory descriptors).
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def _list(self) -> list[tuple[str, os.DirEntry[str]]] | None:
+        """The run directories under the root, by name; None when the root cannot be listed."""
+        seen = self._seen
+        found: list[tuple[str, os.DirEntry[str]]] = []
         try:
-            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                break  # names sort by start time: the ones after this are at least as recent
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    # is_dir() comes from the listing itself (d_type): no system call.
+                    if (entry.name in seen and entry.is_dir(follow_symlinks=False)) or is_run_dir(entry):
+                        found.append((entry.name, entry))
         except OSError:
-            continue
-        # rmtree does not follow symbolic links inside the tree (it works from directory descriptors).
-        shutil.rmtree(root / name, ignore_errors=True)
+            return None
+        # A new set, not the old one changed: another thread may be reading it. What is gone is forgotten.
+        self._seen = {name for name, _ in found}
+        return found

@@ -23,7 +23,7 @@ import secrets as _secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,10 +37,10 @@ from adws.dataclass_cache import dataclass
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
-from adws.files import make_private_dir, make_run_dir, prune_runs, write_private
+from adws.files import RunPruner, create_private, make_private_dir, make_run_dir, write_private
 from adws.parsers import read_output
 from adws.pools import governing
-from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, SECRET_NAME, Scrubber, encodable, encode_text, secret_values
+from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, Scrubber, encodable, encode_text, looks_secret, secret_values
 from adws.result import Attempt, Result
 from adws.router import Clock
 from adws.runner import RunRequest
@@ -120,10 +120,12 @@ def scrubber_for(config: CompiledConfig, environ: Mapping[str, str], prompt: str
 
 @dataclass(slots=True)
 class RunContext:
-    """What every attempt of one run shares: where attempts run (the workspace) and who hears of them."""
+    """What every attempt of one run shares: where attempts run (the workspace), who hears of them, and what
+    its records are cleaned with (per run, not per manager: threads may share one manager)."""
 
     workspace: Workspace
     observer: EventSink | None = None
+    scrub: Scrubber = field(default_factory=Scrubber)
 
     def emit(self, event: Event) -> None:
         if self.observer is not None:
@@ -143,6 +145,9 @@ class ProviderManager:
         self.environ = os.environ if environ is None else environ
         self._breaker_cooldown = timedelta(seconds=config.breaker.cooldown_seconds)
         self._key_vars = frozenset(key_variables(config))
+        # A run directory younger than the longest attempt (plus a margin) may be another process's run.
+        longest = max((p.timeout + p.kill_grace for p in config.providers.values()), default=0.0)
+        self._pruner = RunPruner(Path(config.run_dir), config.keep_runs, busy_for=longest + 60)
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -161,8 +166,8 @@ class ProviderManager:
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
-        self._scrub = scrubber_for(self.config, self.environ, prompt)
-        ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer)
+        ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer,
+                         scrubber_for(self.config, self.environ, prompt))
         try:
             return self._walk(task, decision, result, run_dir, prompt, ctx)
         except KeyboardInterrupt as exc:
@@ -438,14 +443,14 @@ class ProviderManager:
             reason = str(exc) if isinstance(exc, RenderError) else \
                 f"cannot write the attempt's files in {out_dir}: {exc.strerror or exc}; nothing ran"
             attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
-                              self._scrub.text(reason), None, None, 0, None, [], started, "", workdir=str(cwd))
+                              ctx.scrub.text(reason), None, None, 0, None, [], started, "", workdir=str(cwd))
             return Tried(attempt, None, None, False, cwd, out_dir)
         ctx.emit(event)
         try:
             outcome = self.runner(RunRequest(
                 argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
                 stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-                secrets=[*command.secrets, *self._scrub.secrets],  # the logs adws writes are redacted too
+                secrets=[*command.secrets, *ctx.scrub.secrets],  # the logs adws writes are redacted too
                 idle_timeout=provider.idle_timeout,
             ))
         except RunCancelled as stop:
@@ -456,13 +461,13 @@ class ProviderManager:
                 stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
                                        "cancelled: the run was cancelled and the agent's process group ended",
                                        ended.exit_code, ended.signal, ended.duration_ms, None,
-                                       [self._scrub.with_secrets(command.secrets).text(a) for a in command.shown],
+                                       [ctx.scrub.with_secrets(command.secrets).text(a) for a in command.shown],
                                        started, "stop", None, ended.stdout_path, ended.stderr_path,
                                        workdir=str(cwd))
             raise
         # The process ran (and may have been billed): from here nothing may lose the attempt.
         now = self.clock()
-        scrub = self._scrub.with_secrets(command.secrets)
+        scrub = ctx.scrub.with_secrets(command.secrets)
         warnings: list[str] = []
         verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now)
         checked = None
@@ -471,7 +476,7 @@ class ProviderManager:
             try:
                 checked = verify(templates, command.variables, cwd=cwd, attempt_dir=out_dir, env=command.env,
                                  timeout=provider.verify_timeout, runner=self.runner,
-                                 secrets=[*command.secrets, *self._scrub.secrets], grace=provider.kill_grace)
+                                 secrets=[*command.secrets, *ctx.scrub.secrets], grace=provider.kill_grace)
             except RenderError as exc:
                 verdict = Classification(OutcomeClass.ERROR, str(exc))
             else:
@@ -535,7 +540,7 @@ class ProviderManager:
                     "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": encodable(task.key or "")})
         secrets = [self.environ[n] for n in account.secret_vars if self.environ.get(n)]
         secrets += [v for k, v in env.items()
-                    if k in account.env and SECRET_NAME.search(k) and len(v) >= MIN_SECRET_CHARS]
+                    if k in account.env and looks_secret(k) and len(v) >= MIN_SECRET_CHARS]
         _check_receivable(provider, argv, env)
         stdin = encode_text(prompt) if provider.prompt == "stdin" else None
         return Command(argv, env, stdin, secrets, shown, variables)
@@ -615,8 +620,7 @@ class ProviderManager:
         except OSError as exc:
             raise AdwsError(f"cannot create the run directory {root / name} ([run] dir): "
                             f"{exc.strerror or exc}") from None
-        longest = max((p.timeout + p.kill_grace for p in self.config.providers.values()), default=0.0)
-        prune_runs(root, self.config.keep_runs, busy_for=longest + 60)
+        self._pruner.prune()
         return path
 
 
@@ -653,10 +657,11 @@ def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str,
 def _write_output(path: Path, text: str, warnings: list[str]) -> str | None:
     """The final text in `path` (unless the agent wrote it itself, via {{ output_file }}); where it is, or None
     with a line in `warnings` when the disk refused it (the text is still in the result)."""
-    if path.exists():
-        return str(path)
     try:
-        write_private(path, text)
+        # One system call in the usual case: created only if the agent did not write it. Something already there
+        # is the agent's answer, unless it is a dangling link: that is refused as before (never followed).
+        if not create_private(path, text) and not path.exists():
+            write_private(path, text)
     except OSError as exc:
         warnings.append(f"{path} not written ({exc.strerror or exc}); the final text is in the result")
         return None

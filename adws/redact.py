@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["MIN_SECRET_CHARS", "PROMPT_MARK", "REDACTED", "SECRET_NAME", "Scrubber", "dumps", "encodable",
-           "encode_text", "replace_all", "secret_values"]
+           "encode_text", "looks_secret", "replace_all", "secret_values"]
 
 REDACTED = "***"
 PROMPT_MARK = "<prompt>"
@@ -36,6 +36,8 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE",
 
 def encodable(text: str) -> str:
     """`text` with every lone surrogate written as a backslash escape; unchanged (same object) when clean."""
+    if text.isascii():  # a flag CPython keeps on every str: no encoding needed to know
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -52,11 +54,27 @@ def encode_text(text: str) -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
+# SECRET_NAME's answer per variable name: an environment's names are asked about on every run (twice), and the
+# same few dozen come back each time. Bounded, in case something feeds it endless names.
+_LOOKS_SECRET: dict[str, bool] = {}
+_LOOKS_SECRET_MAX = 4096
+
+
+def looks_secret(name: str) -> bool:
+    """Whether the variable name `name` says it holds a credential (SECRET_NAME matches somewhere in it)."""
+    known = _LOOKS_SECRET.get(name)
+    if known is None:
+        known = SECRET_NAME.search(name) is not None
+        if len(_LOOKS_SECRET) < _LOOKS_SECRET_MAX:
+            _LOOKS_SECRET[name] = known
+    return known
+
+
 def secret_values(environ: Mapping[str, str], named: Iterable[str] = ()) -> list[str]:
     """Values to redact: those of the variables in `named` (the config's key variables), then every value of
     a variable whose name looks secret. Values shorter than MIN_SECRET_CHARS are left out."""
     names = list(dict.fromkeys(named))
-    names += [name for name in environ if SECRET_NAME.search(name) and name not in names]
+    names += [name for name in environ if looks_secret(name) and name not in names]
     values = (environ.get(name) or "" for name in names)
     return list(dict.fromkeys(value for value in values if len(value) >= MIN_SECRET_CHARS))
 
@@ -84,6 +102,9 @@ def replace_all(text: str, needles: Iterable[str], mark: str) -> str:
         pos, run_start, run_end = run_end, start, end
     parts += [text[pos:run_start], mark, text[run_end:]]
     return "".join(parts)
+
+
+_SCALARS = frozenset({int, float, bool})  # what `Scrubber.deep` returns unchanged without further tests
 
 
 class Scrubber:
@@ -125,10 +146,23 @@ class Scrubber:
             # Whole prompt first (the longest fragments sort first); a short prompt is only replaced whole.
             value = replace_all(value, self._prompt, PROMPT_MARK) if len(self._prompt[0]) >= MIN_SECRET_CHARS \
                 else (PROMPT_MARK if value in self._prompt else value)
-        return encodable(value)
+        return value if value.isascii() else encodable(value)
 
     def deep(self, value: Any) -> Any:
         """`value` with `text` applied to every string in it (dict keys too); other values unchanged."""
+        # The shapes of JSON first, by exact type (an audit record is a few hundred of them; the isinstance test
+        # against the Mapping ABC is slow); subclasses and other mappings and sequences take the general path.
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        text, deep = self.text, self.deep
+        if kind is dict:  # string values cleaned here: one call fewer for most of a record's leaves
+            return {text(k) if isinstance(k, str) else k: text(v) if type(v) is str else deep(v)
+                    for k, v in value.items()}
+        if kind is list:
+            return [text(v) if type(v) is str else deep(v) for v in value]
+        if value is None or kind in _SCALARS:
+            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):

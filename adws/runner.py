@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import secrets as _secrets
 import selectors
@@ -64,7 +65,12 @@ class RunRequest:
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        # A wrong request is a bug in adws, not a child failure: refuse it when it is built.
+        # A wrong request is a bug in adws, not a child failure: refuse it when it is built. The messages are only
+        # put together when something is wrong (a request is built for every attempt).
+        if not isinstance(self.argv, str) and len(self.argv) > 0 and self.timeout > 0 and self.grace >= 0 \
+                and (self.idle_timeout is None or self.idle_timeout > 0) and self.output_cap >= 0 \
+                and self.tail_bytes >= 0:
+            return
         problems = [
             message
             for failed, message in (
@@ -223,9 +229,17 @@ _ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
 # - every attempt's environment carries ADWS_ATTEMPT_ID, a random marker; a process re-parented to adws (or,
 #   without a subreaper, anywhere) that carries it belongs to that attempt, as does everything below it.
 # At the end of an attempt (normal exit, timeout, interruption) every such process is killed and reaped.
+#
+# The /proc scan that finds them reads every process on the machine (milliseconds on a busy host), so it is
+# skipped when it provably has nothing to find. With the subreaper, once the leader is reaped, every process
+# the attempt left (running, or a zombie nobody reaped) is a child of adws or below one: an orphan is
+# re-parented to the nearest living subreaper above it, which is adws or a process that is itself below adws.
+# So when adws has no child at all (one waitid(2) call, answered by the kernel for all its threads at once),
+# nothing of the attempt is left; otherwise the scan runs.
 
 ATTEMPT_ID_ENV = "ADWS_ATTEMPT_ID"
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+_WALL = 0x40000000  # linux/wait.h __WALL: children of any exit signal count (Python does not export it)
 REAP_WAIT_SECONDS = 1.0  # how long killed orphans get to die before we stop waiting to reap them
 _TREE_ROUNDS = 10  # kill-and-rescan rounds: a process forking while we scan is caught by the next round
 _subreaper: bool | None = None
@@ -238,18 +252,44 @@ def become_subreaper() -> bool:
         _subreaper = False
         try:
             import ctypes
-            import ctypes.util
 
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            # The running program's own symbols, libc's among them: no library search (ctypes.util's
+            # find_library would import tempfile and start ldconfig, milliseconds of a CLI run's start).
+            libc = ctypes.CDLL(None, use_errno=True)
             _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         except (OSError, AttributeError):  # not Linux, or no libc to ask
             _subreaper = False
     return _subreaper
 
 
-def _process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state letter) for every process /proc shows; empty where there is no /proc."""
-    table: dict[int, tuple[int, str]] = {}
+def has_children() -> bool:
+    """Whether this process has any child, running or a zombie (of any thread); True when it cannot tell.
+
+    One non-blocking waitid(2) with WNOWAIT: it consumes no child's exit status (another thread's `wait` still
+    gets its own) and fails with ECHILD exactly when there is no child at all.
+    """
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT | _WALL)
+    except ChildProcessError:
+        return False
+    except (OSError, AttributeError):  # no waitid, or a kernel that refuses __WALL: assume there may be some
+        return True
+    return True
+
+
+def _read_small(path: str) -> bytes:
+    """The content of a /proc file (one page or less), unbuffered: two system calls fewer than open()."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def _process_table() -> dict[int, tuple[int, str, int, int]]:
+    """pid -> (parent pid, state letter, process group id, session id) for every process /proc shows; empty
+    where there is no /proc."""
+    table: dict[int, tuple[int, str, int, int]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -258,12 +298,11 @@ def _process_table() -> dict[int, tuple[int, str]]:
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
+            stat = _read_small(f"/proc/{name}/stat")
         except OSError:
             continue  # gone since the listing
-        fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
-        table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"))
+        fields = stat[stat.rindex(b")") + 2:].split(None, 4)  # after "pid (comm) ": state ppid pgrp session ...
+        table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"), int(fields[2]), int(fields[3]))
     return table
 
 
@@ -275,20 +314,29 @@ def _carries(pid: int, marker: bytes) -> bool:
         return False
 
 
-def attempt_processes(leader: int, attempt_id: str) -> tuple[set[int], set[int]]:
+def attempt_processes(leader: int, attempt_id: str, *, leader_reaped: bool = False) -> tuple[set[int], set[int]]:
     """The attempt's processes other than the leader: (still running, zombies adws must reap).
 
     Everything below the leader, plus every process carrying the attempt's marker that was re-parented to
-    adws (with a subreaper) or is anywhere (without one), and everything below those.
+    adws (with a subreaper) or is anywhere (without one), and everything below those. A zombie no longer shows
+    its environment (nor does an exiting process), so adws's children are also recognised otherwise: those in
+    the leader's process group, and zombies that lead the process group or session of a process found (a
+    daemon's first fork, which called setsid: every process of that session descends from it).
+    `leader_reaped`: the leader was reaped, so its pid may name another process by now: it is no root, and a
+    process group leader is never taken for one of its members.
     """
     table = _process_table()
     me, marker = os.getpid(), f"{ATTEMPT_ID_ENV}={attempt_id}".encode()
-    roots = {leader}
-    for pid, (ppid, _) in table.items():
-        if pid != leader and pid != me and (ppid == me or not _subreaper) and _carries(pid, marker):
+    roots = set() if leader_reaped else {leader}
+    for pid, (ppid, state, group, _) in table.items():
+        if pid in (leader, me) or state == "Z":
+            continue
+        # adws's own child still in the leader's group is the attempt's even without a readable marker: one
+        # that is exiting (its SIGKILL from the group signal) has already lost its environment, not its group.
+        if (ppid == me and group == leader) or ((ppid == me or not _subreaper) and _carries(pid, marker)):
             roots.add(pid)
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
+    for pid, (ppid, _, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     found: set[int] = set()
     todo = list(roots)
@@ -299,8 +347,15 @@ def attempt_processes(leader: int, attempt_id: str) -> tuple[set[int], set[int]]
         found.add(pid)
         todo.extend(children.get(pid, ()))
     found.discard(leader)
-    zombies = {pid for pid in found if table.get(pid, (0, ""))[1] == "Z"}
-    return found - zombies, {pid for pid in zombies if table[pid][0] == me}
+    zombies = {pid for pid in found if pid in table and table[pid][1] == "Z"}
+    running = found - zombies
+    leaders = {table[pid][k] for pid in running if pid in table for k in (2, 3)}  # their groups and sessions
+    ours = {pid for pid in zombies if table[pid][0] == me}
+    # The group test skips a group leader (pid == group id): after the leader's reaping its pid may be another
+    # attempt's leader, whose exit status belongs to the thread that started it.
+    ours |= {pid for pid, (ppid, state, group, _) in table.items()
+             if state == "Z" and ppid == me and pid != leader and (group == leader or pid in leaders)}
+    return running, ours
 
 
 def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> set[int]:
@@ -314,15 +369,20 @@ def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> set[int]:
     return running
 
 
-def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | None = None) -> None:
+def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | None = None, *,
+                          leader_reaped: bool = False) -> None:
     """SIGKILL every process of the attempt but the leader, until none runs; reap those re-parented to us,
     including `signalled` (processes of the attempt signalled earlier, e.g. on its timeout).
 
-    Bounded: at most _TREE_ROUNDS scans, and REAP_WAIT_SECONDS for the killed ones to die.
+    Bounded: at most _TREE_ROUNDS scans, and REAP_WAIT_SECONDS for the killed ones to die. With
+    `leader_reaped` (see attempt_processes) and the subreaper, returns at once when adws has no child left:
+    then nothing of the attempt can be (see the section comment).
     """
+    if leader_reaped and _subreaper and not has_children():
+        return
     killed: set[int] = set(signalled or ())
     for _ in range(_TREE_ROUNDS):
-        running, zombies = attempt_processes(leader, attempt_id)
+        running, zombies = attempt_processes(leader, attempt_id, leader_reaped=leader_reaped)
         for pid in running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -519,11 +579,14 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
     paths = (out_dir / "stdout.log", out_dir / "stderr.log")
     files: list[BinaryIO] = []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            # 0600 and never through a link: the agent's output is customer text.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            files.append(os.fdopen(fd, "wb"))
+        try:
+            files.append(_open_log(paths[0]))
+        except OSError:
+            # No directory yet (the manager makes it beforehand, other callers need not), or something in the
+            # way: made or refused here, so the error names what it always named.
+            out_dir.mkdir(parents=True, exist_ok=True)
+            files.append(_open_log(paths[0]))
+        files.append(_open_log(paths[1]))
     except OSError as exc:  # the log directory or files could not be created
         _close_quietly(files)
         return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
@@ -531,6 +594,30 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
         return _run_with_files(request, argv, shown, started, clock, files[0], files[1], paths)
     finally:
         _close_quietly(files)
+
+
+def _open_log(path: Path) -> BinaryIO:
+    # 0600 and never through a link: the agent's output is customer text.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def has_terminal() -> bool:
+    """Whether adws has a controlling terminal; True also when it cannot tell.
+
+    With one, the child gets a session of its own (setsid), which has none: an agent that opens /dev/tty (a
+    credential or host-key prompt) then fails at once, instead of being stopped (SIGTTIN) as a background job
+    of adws's terminal until its timeout. Without one there is no terminal to keep from the child, and a new
+    session would only cost: setsid() also puts the child in a new scheduler autogroup (Linux,
+    sched_autogroup_enabled), which a loaded machine runs only after a scheduling period, and adws waits for
+    the child's exec all that time (milliseconds). Its own process group then suffices.
+    """
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return exc.errno != errno.ENXIO  # ENXIO: no controlling terminal; anything else: assume one
+    os.close(fd)
+    return True
 
 
 def _latin1(secret: str) -> str:
@@ -560,6 +647,8 @@ def _run_with_files(
     out_r, out_w = _pipe(opened)
     err_r, err_w = _pipe(opened)
     in_r, in_w = _pipe(opened) if request.stdin is not None else (None, None)
+    # Its own process group, so that signals reach the whole tree; its own session too when adws has a terminal.
+    detach = has_terminal()
     try:
         proc = subprocess.Popen(
             argv,
@@ -568,7 +657,8 @@ def _run_with_files(
             stderr=err_w,
             cwd=os.fspath(request.cwd),
             env={**request.env, ATTEMPT_ID_ENV: attempt_id},
-            start_new_session=True,  # its own session and process group: signals reach the whole tree
+            start_new_session=detach,
+            process_group=None if detach else 0,
             close_fds=True,
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
@@ -597,8 +687,10 @@ def _run_with_files(
         # the (exited or killed) leader: no process of an attempt may outlive it. The leader is not reaped
         # yet, so the group id cannot have been reused.
         _signal_group(proc.pid, signal.SIGKILL)
-        end_attempt_processes(proc.pid, attempt_id, supervisor.signalled)
+        # Reaped first (it has exited, or dies of that SIGKILL): its children are then re-parented to adws,
+        # which lets end_attempt_processes know without a /proc scan when nothing of the attempt is left.
         returncode = proc.wait()
+        end_attempt_processes(proc.pid, attempt_id, supervisor.signalled, leader_reaped=True)
         out_sink.finish()
         err_sink.finish()
     ended = clock()

@@ -13,7 +13,7 @@ import pytest
 from adws import audit
 from adws.config.load import compile_config, parse_toml
 from adws.errors import AdwsError, ConfigError
-from adws.files import MARKER, make_run_dir, prune_runs, unsafe_run_root
+from adws.files import MARKER, RunPruner, make_run_dir, prune_runs, unsafe_run_root
 from tests.hostile import config_text, engine
 
 OTHER_UID = 65534  # nobody
@@ -60,6 +60,69 @@ def test_pruning_deletes_only_run_directories_adws_made(tmp_path: Path) -> None:
     prune_runs(root, keep=1, busy_for=60)
     assert sorted(p.name for p in root.iterdir()) == [".ssh", lookalike.name, made[-1].name, "notes.txt"]
     assert (root / ".ssh" / "id_ed25519").read_text(encoding="utf-8") == "private"
+
+
+def _counting_lstat(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    looked: list[str] = []
+    real_lstat = os.lstat
+    monkeypatch.setattr(os, "lstat", lambda path, **kw: looked.append(str(path)) or real_lstat(path, **kw))
+    return looked
+
+
+def test_a_pruner_remembers_run_directories_but_checks_each_before_deleting(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "runs"
+    made = [make_run_dir(root, f"2020010{i}T000000-t-00000{i}") for i in range(1, 5)]
+    for path in made:
+        os.utime(path, (0, 0))
+    pruner = RunPruner(root, keep=10, busy_for=60)
+    pruner.prune()
+    looked = _counting_lstat(monkeypatch)
+    pruner.prune()
+    assert looked == [], "a directory seen before is counted without looking for its marker again"
+    (made[0] / MARKER).unlink()  # no longer adws's: still counted from memory, but never deleted
+    os.utime(made[0], (0, 0))
+    pruner.keep = 1
+    pruner.prune()
+    assert sorted(p.name for p in root.iterdir()) == [made[0].name, made[-1].name]
+    looked.clear()
+    pruner.prune()  # made[0] was forgotten: it is checked in full again, and not counted
+    assert str(made[0] / MARKER) in looked
+    assert sorted(p.name for p in root.iterdir()) == [made[0].name, made[-1].name]
+
+
+def test_a_pruner_waits_on_the_oldest_busy_run_without_listing(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "runs"
+    made = [make_run_dir(root, f"2020010{i}T000000-t-00000{i}") for i in range(1, 5)]
+    for path in made[1:]:
+        os.utime(path, (0, 0))  # the oldest by name is the busy one: nothing after it may go yet
+    pruner = RunPruner(root, keep=1, busy_for=60)
+    pruner.prune()
+    assert len(list(root.iterdir())) == 4
+    listed: list[object] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: listed.append(path) or real_scandir(path))
+    pruner.prune()
+    assert listed == [] and len(list(root.iterdir())) == 4, "one lstat of the busy run, no listing"
+    os.utime(made[0], (0, 0))  # its run ended long ago: the next call looks again and prunes
+    pruner.prune()
+    assert listed[0] == root  # (then rmtree lists what it removes)
+    assert [p.name for p in root.iterdir()] == [made[-1].name]
+
+
+def test_create_private_writes_only_where_nothing_is(tmp_path: Path, open_umask: None) -> None:
+    from adws.files import create_private
+
+    fresh = tmp_path / "fresh.txt"
+    assert create_private(fresh, "answer") is True
+    assert fresh.read_text(encoding="utf-8") == "answer" and _mode(fresh) == 0o600
+    assert create_private(fresh, "other") is False
+    assert fresh.read_text(encoding="utf-8") == "answer", "what is there stays"
+    target = tmp_path / "target.txt"
+    (tmp_path / "link.txt").symlink_to(target)  # dangling: never followed, never created through
+    assert create_private(tmp_path / "link.txt", "x") is False
+    assert not target.exists()
 
 
 def test_a_marker_that_is_a_symlink_or_a_directory_does_not_count(tmp_path: Path) -> None:

@@ -529,3 +529,49 @@ def test_output_keeps_the_idle_timeout_from_firing(tmp_path: Path) -> None:
 def test_without_an_idle_timeout_silence_is_allowed_up_to_the_timeout(tmp_path: Path) -> None:
     outcome = python(tmp_path, "import time; time.sleep(60)", timeout=0.5, grace=1.0)
     assert (outcome.timed_out, outcome.idle_timed_out) == (True, False)
+
+
+# --- process group and session --------------------------------------------------------------------------
+
+_IDS = "import os; print(os.getpid(), os.getpgid(0), os.getsid(0))"
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_child_leads_its_own_group_and_its_own_session_only_under_a_terminal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool) -> None:
+    monkeypatch.setattr(runner, "has_terminal", lambda: terminal)
+    pid, group, session = map(int, python(tmp_path, _IDS).stdout_tail.split())
+    assert group == pid, "its own process group: the group signal reaches everything it starts"
+    assert (session == pid) is terminal, "a session of its own (no terminal to open) only when adws has one"
+    if not terminal:
+        assert session == os.getsid(0)
+
+
+def _terminal_seen(*, under_pty: bool) -> str:
+    code = "from adws.runner import has_terminal; print(has_terminal())"
+    if not under_pty:  # a new session has no controlling terminal
+        return subprocess.run([PY, "-c", code], start_new_session=True, capture_output=True, text=True,
+                              check=True, timeout=60).stdout.strip()
+    import pty
+
+    child, fd = pty.fork()  # the child leads a new session whose controlling terminal is the pty
+    if child == 0:
+        os.execv(PY, [PY, "-c", code])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    os.waitpid(child, 0)
+    return out.decode().strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/tty and pty as on Linux")
+def test_has_terminal_tells_a_controlling_terminal_apart() -> None:
+    assert _terminal_seen(under_pty=False) == "False"
+    assert _terminal_seen(under_pty=True) == "True"

@@ -169,6 +169,26 @@ def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
                       '|{{ "%s-%s" | format(1, 2) }}|{{ 10 % 3 }}', {}) == "ababab|3|1024|00042|  x  |1-2|1"
 
 
+_SHAPES = {"prompt": "hi {{ x }}\r\n", "model": "m", "n": 3, "true": "T", "self": "S", "d": {"a": 1}, "e": ""}
+
+
+@pytest.mark.parametrize("source", [
+    "/bin/echo", "--out", "trail\n", "plain}}", "a\rb",  # no tag: the text itself (a CR is Jinja's to turn)
+    "{{ prompt }}", "{{prompt}}", "{{  model\t}}", "{{ e }}",  # one string variable: its value, as it is
+    "{{ n }}", "{{ d }}", "{{ true }}", "{{ self }}",  # not a string, or not a variable: Jinja decides
+    "x {{ model }}", "{{- model -}}", "{#c#}", "{% if n %}y{% endif %}",
+])
+def test_render_one_answers_what_jinja_answers(source: str) -> None:
+    from adws.templates import _compiled
+
+    assert render_one(source, _SHAPES) == str(_compiled(source).render(_SHAPES))
+
+
+def test_a_missing_variable_is_refused_on_the_short_path_too() -> None:
+    with pytest.raises(RenderError, match="'missing' is undefined"):
+        render_one("{{ missing }}", _SHAPES)
+
+
 @pytest.mark.parametrize("source", ["", "--json", "-p", "trailing newline\n", "two\nlines", "%} and }} and #}",
                                     "# not a comment", "100%", "ünïcödé ✓", "  spaced  ", "{", "{{ x }}", "a\r\nb",
                                     "{# c #}", "--flag=}"])

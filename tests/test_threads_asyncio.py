@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -134,3 +135,53 @@ def test_cancelling_an_arun_ends_the_agents_process_group_and_records_the_attemp
     assert len(json.loads("[" + ",".join(log.read_text().splitlines()) + "]")) == 1  # no fall-through after it
     assert shared.store.breakers() == {}  # a cancellation is not an infrastructure failure
     shared.close()
+
+
+_WAITING_AGENT = """
+import os, sys, time
+prompt, where = sys.argv[1], sys.argv[2]
+tag = prompt.split()[0]
+open(os.path.join(where, "started-" + tag), "w").close()
+deadline = time.monotonic() + 30
+while not os.path.exists(os.path.join(where, "go-" + tag)) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("error: could not handle: " + prompt, file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def test_concurrent_runs_on_one_engine_each_clean_their_records_of_their_own_prompt(tmp_path: Path) -> None:
+    # Run A's agent quotes A's prompt in its error only after run B (another prompt) has started and ended on
+    # the same engine: A's record must still be cleaned of A's prompt, not of B's.
+    import sys
+
+    text = f"""
+[routing]
+chain = ["w"]
+[routing.retry]
+max_retries = 0
+[providers.w]
+command_template = [{json.dumps(sys.executable)}, "-c", {json.dumps(_WAITING_AGENT)}, "{{{{ prompt }}}}",
+                    {json.dumps(str(tmp_path))}]
+prompt = "arg"
+output_format = "text"
+[audit]
+path = "audit.jsonl"
+[state]
+path = "state.sqlite3"
+"""
+    shared = engine(tmp_path, text, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    alpha, beta = "alpha: the first prompt, long enough to clean", "beta: the second prompt, long enough to clean"
+    (tmp_path / "go-beta:").touch()
+    results: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: results.update(a=shared.run({"id": "a"}, prompt=alpha, workdir=tmp_path)))
+    first.start()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started-alpha:").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    results["b"] = shared.run({"id": "b"}, prompt=beta, workdir=tmp_path)
+    (tmp_path / "go-alpha:").touch()
+    first.join(60)
+    for key, prompt in (("a", alpha), ("b", beta)):
+        [attempt] = results[key].attempts
+        assert "<prompt>" in attempt.reason and prompt not in attempt.reason, attempt.reason
