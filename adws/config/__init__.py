@@ -192,23 +192,22 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
     """Load, validate and compile a config file; raises ConfigError listing every problem."""
     use_cache = os.environ.get("ADWS_CONFIG_CACHE", "on").lower() not in ("off", "0", "no", "false")
     resolved = Path(path).resolve()
-    key = None
+    key = data = None
     if use_cache:
         try:
-            key = _key(resolved, resolved.read_bytes())
+            data = resolved.read_bytes()
         except OSError:
-            key = None  # unreadable: validation says why
-        if key is not None:
+            data = None  # unreadable: validation says why
+        if data is not None:
+            key = _key(resolved, data)
             cached = read_entry(key)
             if cached is not None:
                 return cached
     from adws.config.load import load_file  # pydantic and jinja2: only when validating
 
-    config = load_file(path)
+    # The bytes read for the key are the ones validated, so the entry stored under that key is always theirs
+    # (an edit landing meanwhile gets its own key at the next load).
+    config = load_file(path, data)
     if key is not None:
-        try:
-            stored_key = _key(resolved, resolved.read_bytes())  # the file may have changed meanwhile
-        except OSError:
-            return config
-        write_entry(stored_key, config)
+        write_entry(key, config)
     return config

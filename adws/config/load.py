@@ -87,11 +87,12 @@ def parse_duration(text: str) -> float:
 MAX_DEPTH = 32  # tables and arrays inside each other; adws's own keys need 7, the rest is room for attrs values
 
 
-def load_file(path: str | os.PathLike[str]) -> CompiledConfig:
+def load_file(path: str | os.PathLike[str], data: bytes | None = None) -> CompiledConfig:
     """Read, parse and compile a config file (no cache: `adws.config.load_config` is the cached entry point).
+    `data`: the file's bytes when the caller has read them already (they are what gets compiled).
     Raises ConfigError whose problems carry the line of their place where the file has one."""
     source = str(path)
-    text = _read_text(path)
+    text = _read_text(path) if data is None else _decode(data, source)
     raw = parse_toml(text, source)
     try:
         return compile_config(raw, source, str(Path(path).resolve().parent))
@@ -112,6 +113,13 @@ def _read_text(path: str | os.PathLike[str]) -> str:
     except FileNotFoundError:
         raise ConfigError([Problem("", "config file not found")], source) from None
     except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("", f"cannot read config file: {exc}")], source) from None
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # worded as _read_text words it
         raise ConfigError([Problem("", f"cannot read config file: {exc}")], source) from None
 
 

@@ -76,6 +76,26 @@ def test_an_edited_file_is_validated_again(tmp_path: Path) -> None:
     assert 'routing: unknown key "enabeld" (did you mean "enabled"?)' in caught.value.render()
 
 
+def test_an_edit_landing_during_validation_is_never_cached_as_the_old_config(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import adws.config.load as load
+
+    path = _copy_config(tmp_path)
+    validate = load.load_file
+
+    def edited_meanwhile(where: Path, data: bytes | None = None) -> CompiledConfig:
+        config = validate(where, data)
+        path.write_text(path.read_text().replace('[routing]\nenabled = true', '[routing]\nenabeld = true'))
+        return config
+
+    monkeypatch.setattr(load, "load_file", edited_meanwhile)
+    load_config(path)  # validated the bytes before the edit, and cached them under their own key
+    monkeypatch.setattr(load, "load_file", validate)
+    with pytest.raises(ConfigError) as caught:  # the edited bytes have no entry: they are validated
+        load_config(path)
+    assert 'routing: unknown key "enabeld"' in caught.value.render()
+
+
 def test_a_corrupt_cache_file_is_ignored(tmp_path: Path) -> None:
     path = _copy_config(tmp_path)
     load_config(path)
