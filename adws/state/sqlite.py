@@ -722,14 +722,16 @@ class SqliteStore(Closing):
         with self._write() as conn:
             conn.execute("DELETE FROM reservations WHERE provider = ? AND holder = ?", (provider, holder))
 
+    @_guarded
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         rows = self._read(
             "SELECT provider, subject, tokens, until FROM reservations WHERE until > ?"
             " ORDER BY provider, subject, until", (to_epoch(now, "now"),),
         )
         out: dict[tuple[str, str], list[tuple[int, datetime]]] = {}
-        for provider, subject, tokens, until in rows:
-            out.setdefault((provider, subject), []).append((int(tokens), from_epoch(until)))
+        leases = _decoded(self.path, lambda: [(int(tokens), from_epoch(until)) for *_, tokens, until in rows])
+        for (provider, subject, *_), lease in zip(rows, leases, strict=True):
+            out.setdefault((provider, subject), []).append(lease)
         return {key: tuple(leases) for key, leases in out.items()}
 
     def record_observation(self, observation: Observation) -> None:
@@ -744,24 +746,27 @@ class SqliteStore(Closing):
                  to_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None),
             )
 
+    @_guarded
     def observations(self) -> dict[tuple[str, str], Observation]:
         rows = self._read(
             "SELECT provider, subject, at, percent, source, used, usage_limit, reset_at FROM observations")
-        return {(p, subj): Observation(p, subj, from_epoch(at), pct, src, used, limit,
-                                       from_epoch(reset) if reset is not None else None)
-                for p, subj, at, pct, src, used, limit, reset in rows}
+        return _decoded(self.path, lambda: {
+            (p, subj): Observation(p, subj, from_epoch(at), pct, src, used, limit,
+                                   from_epoch(reset) if reset is not None else None)
+            for p, subj, at, pct, src, used, limit, reset in rows})
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
         with self._write() as conn:
             conn.execute("INSERT INTO runs (provider, specialization, at, tokens) VALUES (?, ?, ?, ?)",
                          (provider, specialization, to_epoch(at, "at"), tokens))
 
+    @_guarded
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         rows = self._read(
             "SELECT tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC LIMIT ?",
             (provider, specialization, limit),
         )
-        return [int(tokens) for (tokens,) in rows]
+        return _decoded(self.path, lambda: [int(tokens) for (tokens,) in rows])
 
     # -- change detection ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 from adws.attempt import Usage
 from adws.cli import main
 from adws.state import SqliteStore, StateStoreError
-from adws.state.base import Cooldown, UsageRecord
+from adws.state.base import Cooldown, Observation, UsageRecord
 from adws.state.sqlite import SCHEMA_VERSION
 from tests.hostile import SECRETS, config_text
 
@@ -32,6 +32,9 @@ def _good_store(path: Path) -> None:
         store.next_cursor("rr:h")
         store.set_sticky("sticky:h:t", "a")
         store.acquire_slot("h", "x", 2, NOW, NOW + timedelta(minutes=5))
+        store.reserve("h", "a", "x", 1_000, NOW, NOW + timedelta(minutes=5))
+        store.record_observation(Observation("h", "a", NOW, 40.0, "test"))
+        store.record_run("h", "general", NOW, 1_000)
     # Fold the WAL into the main file, so the bytes we damage are the whole database.
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -55,6 +58,9 @@ def _exercise(path: Path) -> None:
         store.update_breaker("h", lambda state: state)
         store.acquire_slot("h", "y", 2, NOW, NOW + timedelta(minutes=1))
         store.release_slot("h", "y")
+        store.reservations(NOW)
+        store.observations()
+        store.recent_runs("h", "general", 5)
 
 
 def _sql(statements: list[str]) -> Callable[[Path], None]:
@@ -83,6 +89,10 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "negative version": (_sql(["PRAGMA user_version = -3"]), "schema version -3"),
     "wrong value types": (_sql(["UPDATE breakers SET state = 'melted'"]), "a stored value is invalid"),
     "text where numbers go": (_sql(["UPDATE usage SET at = 'yesterday'"]), "a stored value is invalid"),
+    "text in a reservation": (_sql(["UPDATE reservations SET tokens = 'many'"]), "a stored value is invalid"),
+    "text in an observation": (_sql(["UPDATE observations SET at = 'noon'"]), "a stored value is invalid"),
+    "text in a run": (_sql(["UPDATE runs SET tokens = 'lots'"]), "a stored value is invalid"),
+    "right version, no runs table": (_sql(["DROP TABLE runs"]), "table runs is missing"),
     "truncated": (lambda path: (_good_store(path), path.write_bytes(path.read_bytes()[:5000]))[0],
                   "damaged or not an adws state store"),
     "header only": (lambda path: (_good_store(path), path.write_bytes(path.read_bytes()[:100]))[0],
