@@ -70,11 +70,6 @@ def merge(ledger_percent: float, observation: Observation | None, now: datetime,
     return Merged(percent, ledger_percent, observation)
 
 
-def latest(observations: list[Observation]) -> Observation | None:
-    """The most recent reading (the one that describes now best), else None."""
-    return max(observations, key=lambda o: o.at, default=None)
-
-
 # -- Claude Code's rate_limit_event ------------------------------------------------------------------------------
 
 

@@ -74,10 +74,3 @@ def subjects(quota: QuotaSpec | None, account: str) -> list[tuple[str, str | Non
 def subject(account: str, pool: str | None) -> str:
     return account if pool is None else f"{account}{SEPARATOR}{pool}"
 
-
-def split_subject(value: str, pools: tuple[PoolSpec, ...]) -> tuple[str, str | None]:
-    """("acc-03/claude", pools with "claude") -> ("acc-03", "claude"); an unpooled subject -> (value, None)."""
-    head, sep, tail = value.rpartition(SEPARATOR)
-    if sep and any(p.name == tail for p in pools):
-        return head, tail
-    return value, None

@@ -74,10 +74,6 @@ class QuotaLimits:
             if value is not None and value <= 0:
                 raise ValueError(f"quota {name} must be > 0 (leave it out for no limit), got {value}")
 
-    @property
-    def unlimited(self) -> bool:
-        return self.tokens is None and self.requests is None and self.cost_usd is None
-
 
 def percent_used(usage: Usage, limits: QuotaLimits) -> float:
     """The fullest limited dimension, in percent (may exceed 100); 0 when nothing is limited."""

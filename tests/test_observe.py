@@ -15,7 +15,6 @@ from adws.observe import (
     UsageCommandError,
     WindowReading,
     from_claude_rate_limit,
-    latest,
     merge,
     parse_usage_output,
 )
@@ -71,7 +70,6 @@ def test_an_observation_stops_counting_at_its_reset_or_with_its_period() -> None
     undated = Observation("a", "x", SUNDAY - timedelta(hours=1), 90.0, "usage_command")
     assert merge(10.0, undated, NOW, SUNDAY).observation is None  # taken in the previous period
     assert merge(10.0, None, NOW, SUNDAY).describe(NOW) == "ledger 10.0%"
-    assert latest([undated, obs]) is obs
 
 
 def test_claude_allowed_warning_with_utilization_is_an_observation() -> None:
