@@ -350,11 +350,12 @@ class Engine:
     def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
         from adws.manager import scrubber_for
 
+        include = config.audit_include_prompt  # the run's config, as below (a reload may land meanwhile)
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
             # The task, so `adws replay` can route it again; title and body only where prompts may be logged.
             "task": {k: v for k, v in {**task.to_dict(), "id": task.key}.items()
-                     if self.config.audit_include_prompt or k not in ("title", "body")},
+                     if include or k not in ("title", "body")},
             "success": result.success,
             "message": result.message,
             "decision": result.decision.to_dict(),

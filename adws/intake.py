@@ -114,7 +114,6 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
         priority, priority_from = _priority(given_priority, lowered, intake)
     except TaskError as exc:
         problems += exc.problems
-        priority, priority_from = intake.default_priority, ""
     try:
         specialization, spec_from = _specialization(given_spec, title, body, labels, intake)
     except TaskError as exc:

@@ -84,10 +84,6 @@ class KeywordMatcher:
     lists: tuple[tuple[str, tuple[str, ...]], ...]
     _built: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
-    @property
-    def specs(self) -> tuple[str, ...]:
-        return tuple(spec for spec, _ in self.lists)
-
     def classify(self, text: str) -> tuple[str, int] | None:
         """(specialization, hits) of the specialization with most hits, a tie going to the one declared
         first; None when no keyword occurs."""

@@ -25,7 +25,7 @@ from adws.intake import prepare, prepare_fields
 from adws.need import NeedSpec, estimate_need
 from adws.scoring import TierFacts, TierScore, order_tiers
 from adws.strategies import STRATEGIES
-from adws.task import COMMON_FIELDS, Task, coerce_task, common_fields, task_key
+from adws.task import Task, coerce_task, common_fields, task_key
 from adws.taskview import PRIORITY_RANK, TaskView
 
 Clock = Callable[[], datetime]
@@ -314,7 +314,7 @@ class ModelRouter:
     def _common_view(self, task: Task | Mapping[str, Any], now: datetime, prompt: str | None) -> TaskView | None:
         """The view of a task sent as the usual dict (see `common_fields`), read without building a Task; None
         for any other input, for a task whose intake fails and for one that names an override."""
-        fields = common_fields(task) if type(task) is dict and task.keys() <= COMMON_FIELDS else None
+        fields = common_fields(task)
         if fields is None:
             return None
         task_id, number, title, body, labels, priority, retry_count, spec, tokens = fields

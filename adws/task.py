@@ -63,10 +63,9 @@ class Task:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """A task from JSON-like data. Every problem is collected into one TaskError."""
-        if type(data) is dict and data.keys() <= COMMON_FIELDS:
-            common = common_task(cls, data)
-            if common is not None:
-                return common
+        common = common_task(cls, data)
+        if common is not None:
+            return common
         if not isinstance(data, Mapping):
             raise TaskError([f"expected a JSON object, got {_kind(data)}"])
         problems: list[str] = []
@@ -124,12 +123,14 @@ COMMON_FIELDS = frozenset(_FIELDS) - {"attrs"}
 CommonFields = tuple[str | None, int | None, str, str, tuple[str, ...], str | int | None, int, str | None, int | None]
 
 
-def common_fields(data: dict[str, Any]) -> CommonFields | None:
+def common_fields(data: object) -> CommonFields | None:
     """The fields of a task sent in the usual shape (a dict with `data.keys() <= COMMON_FIELDS`), checked one by
     one with exact types, in Task's field order without attrs; None for anything else (labels as gh's objects,
     an integer id, a wrong type), which `Task.from_dict` then reads, and reports on, as always. The answers are
     `from_dict`'s: JSON null is the default; an empty specialization is none. route() given a dict reads it with
     this alone, without building a Task."""
+    if type(data) is not dict or not data.keys() <= COMMON_FIELDS:
+        return None
     get = data.get
     labels = get("labels")
     if labels is None:
@@ -152,12 +153,7 @@ def common_fields(data: dict[str, Any]) -> CommonFields | None:
         retry_count = 0
     if spec == "":
         spec = None
-    if not (type(title) is str and type(body) is str and type(retry_count) is int and retry_count >= 0
-            and (task_id is None or type(task_id) is str)
-            and (number is None or (type(number) is int and number >= 0))
-            and (priority is None or type(priority) is str or type(priority) is int)
-            and (spec is None or type(spec) is str)
-            and (tokens is None or (type(tokens) is int and tokens >= 0))):
+    if not _plain_scalars(task_id, number, title, body, priority, retry_count, spec, tokens):
         return None
     return task_id, number, title, body, labels, priority, retry_count, spec, tokens
 
@@ -167,7 +163,7 @@ _new_task = object.__new__
 _SETTERS = tuple(Task.__dict__[name].__set__ for name in _FIELDS)
 
 
-def common_task(cls: type[Task], data: dict[str, Any]) -> Task | None:
+def common_task(cls: type[Task], data: object) -> Task | None:
     """`from_dict` for the usual shape (see `common_fields`), built without a second check; None for anything
     else, and for a subclass of Task as `cls`."""
     fields = common_fields(data) if cls is Task else None
@@ -221,15 +217,23 @@ def _priority(value: Any) -> str | None:
     return None
 
 
+def _plain_scalars(task_id: object, number: object, title: object, body: object, priority: object,
+                   retry_count: object, spec: object, tokens: object) -> bool:
+    """The scalar fields in a few exact type checks (defaults already applied): the common case, shared by
+    `_plainly_valid` and `common_fields`; anything else goes to `_field_problems`, which says what is wrong."""
+    return (type(title) is str and type(body) is str and type(retry_count) is int and retry_count >= 0
+            and (task_id is None or type(task_id) is str)
+            and (number is None or (type(number) is int and number >= 0))
+            and (priority is None or type(priority) is str or type(priority) is int)
+            and (spec is None or type(spec) is str)
+            and (tokens is None or (type(tokens) is int and tokens >= 0)))
+
+
 def _plainly_valid(t: Task) -> bool:
     """The common case in a few exact type checks (route() builds a Task per call); else `_field_problems`."""
     return (
-        type(t.title) is str and type(t.body) is str and type(t.retry_count) is int and t.retry_count >= 0
-        and (t.id is None or type(t.id) is str)
-        and (t.number is None or (type(t.number) is int and t.number >= 0))
-        and (t.priority is None or type(t.priority) is str or type(t.priority) is int)
-        and (t.specialization is None or type(t.specialization) is str)
-        and (t.context_tokens is None or (type(t.context_tokens) is int and t.context_tokens >= 0))
+        _plain_scalars(t.id, t.number, t.title, t.body, t.priority, t.retry_count, t.specialization,
+                       t.context_tokens)
         and type(t.labels) is tuple and all(type(label) is str for label in t.labels)
         and (type(t.attrs) is dict or isinstance(t.attrs, Mapping))
     )

@@ -22,6 +22,7 @@ An ignored entry costs one validation of the file (and is then replaced); it nev
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -54,8 +55,10 @@ def cache_dir() -> Path:
     return Path(base) / "adws"
 
 
+@functools.cache
 def _code_stamp() -> str:
-    """Changes whenever any adws source file changes (so a new validation rule is never skipped)."""
+    """Changes whenever any adws source file changes (so a new validation rule is never skipped). Read once per
+    process: the code a process runs does not change under it, and a hot reload need not scan the files again."""
     root = Path(__file__).resolve().parent.parent
     parts = []
     stack = [str(root)]
