@@ -288,12 +288,12 @@ SOURCES = (
     'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'window\',\'used\',\'limit\',\'reset_at\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
     'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'window\',\'used\',\'limit\',\'reset_at\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
     'def __create_fn__():\n def __hash__(self):\n  return hash((self.window,self.used,self.limit,self.reset_at,))\n return __hash__',
-    "def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_blocked_by_quota, _type_observed, _type_left_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _dflt_left_tokens, _return_type):\n def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,blocked_by_quota:_type_blocked_by_quota,observed:_type_observed=_dflt_observed,left_tokens:_type_left_tokens=_dflt_left_tokens)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'subject',subject)\n  __dataclass_builtins_object__.__setattr__(self,'pool',pool)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  __dataclass_builtins_object__.__setattr__(self,'committed_percent',committed_percent)\n  __dataclass_builtins_object__.__setattr__(self,'reason',reason)\n  __dataclass_builtins_object__.__setattr__(self,'blocked_by_quota',blocked_by_quota)\n  __dataclass_builtins_object__.__setattr__(self,'observed',observed)\n  __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)\n return __init__",
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, blocked_by_quota={self.blocked_by_quota!r}, observed={self.observed!r}, left_tokens={self.left_tokens!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.blocked_by_quota,other.observed,other.left_tokens,)\n  return NotImplemented\n return __eq__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'blocked_by_quota\',\'observed\',\'left_tokens\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'blocked_by_quota\',\'observed\',\'left_tokens\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,))\n return __hash__',
+    "def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_observed, _type_left_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _dflt_left_tokens, _return_type):\n def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,observed:_type_observed=_dflt_observed,left_tokens:_type_left_tokens=_dflt_left_tokens)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'subject',subject)\n  __dataclass_builtins_object__.__setattr__(self,'pool',pool)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  __dataclass_builtins_object__.__setattr__(self,'committed_percent',committed_percent)\n  __dataclass_builtins_object__.__setattr__(self,'reason',reason)\n  __dataclass_builtins_object__.__setattr__(self,'observed',observed)\n  __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)\n return __init__",
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, observed={self.observed!r}, left_tokens={self.left_tokens!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.observed,self.left_tokens,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.observed,other.left_tokens,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'observed\',\'left_tokens\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'subject\',\'pool\',\'percent\',\'committed_percent\',\'reason\',\'observed\',\'left_tokens\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.observed,self.left_tokens,))\n return __hash__',
     "def __create_fn__(_type_name, _type_position, _type_percent, _type_usage, _type_left_tokens, _type_in_flight, _type_least_used_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_left_tokens, _dflt_in_flight, _return_type):\n def __init__(self,name:_type_name,position:_type_position,percent:_type_percent,usage:_type_usage,left_tokens:_type_left_tokens=_dflt_left_tokens,in_flight:_type_in_flight=_dflt_in_flight)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'position',position)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  __dataclass_builtins_object__.__setattr__(self,'usage',usage)\n  __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)\n  __dataclass_builtins_object__.__setattr__(self,'in_flight',in_flight)\n  self.__post_init__()\n return __init__",
     'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, position={self.position!r}, percent={self.percent!r}, usage={self.usage!r}, left_tokens={self.left_tokens!r}, in_flight={self.in_flight!r})"\n return __repr__',
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.position,self.percent,self.usage,self.left_tokens,self.in_flight,)==(other.name,other.position,other.percent,other.usage,other.left_tokens,other.in_flight,)\n  return NotImplemented\n return __eq__',
@@ -2727,14 +2727,13 @@ def __create_fn__():
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_blocked_by_quota, _type_observed, _type_left_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _dflt_left_tokens, _return_type):
- def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,blocked_by_quota:_type_blocked_by_quota,observed:_type_observed=_dflt_observed,left_tokens:_type_left_tokens=_dflt_left_tokens)->_return_type:
+def __create_fn__(_type_subject, _type_pool, _type_percent, _type_committed_percent, _type_reason, _type_observed, _type_left_tokens, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observed, _dflt_left_tokens, _return_type):
+ def __init__(self,subject:_type_subject,pool:_type_pool,percent:_type_percent,committed_percent:_type_committed_percent,reason:_type_reason,observed:_type_observed=_dflt_observed,left_tokens:_type_left_tokens=_dflt_left_tokens)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'subject',subject)
   __dataclass_builtins_object__.__setattr__(self,'pool',pool)
   __dataclass_builtins_object__.__setattr__(self,'percent',percent)
   __dataclass_builtins_object__.__setattr__(self,'committed_percent',committed_percent)
   __dataclass_builtins_object__.__setattr__(self,'reason',reason)
-  __dataclass_builtins_object__.__setattr__(self,'blocked_by_quota',blocked_by_quota)
   __dataclass_builtins_object__.__setattr__(self,'observed',observed)
   __dataclass_builtins_object__.__setattr__(self,'left_tokens',left_tokens)
  return __init__
@@ -2742,21 +2741,21 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, blocked_by_quota={self.blocked_by_quota!r}, observed={self.observed!r}, left_tokens={self.left_tokens!r})"
+  return self.__class__.__qualname__ + f"(subject={self.subject!r}, pool={self.pool!r}, percent={self.percent!r}, committed_percent={self.committed_percent!r}, reason={self.reason!r}, observed={self.observed!r}, left_tokens={self.left_tokens!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.blocked_by_quota,other.observed,other.left_tokens,)
+   return (self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.observed,self.left_tokens,)==(other.subject,other.pool,other.percent,other.committed_percent,other.reason,other.observed,other.left_tokens,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','blocked_by_quota','observed','left_tokens',):
+  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','observed','left_tokens',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -2764,7 +2763,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','blocked_by_quota','observed','left_tokens',):
+  if type(self) is cls or name in ('subject','pool','percent','committed_percent','reason','observed','left_tokens',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -2772,7 +2771,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.blocked_by_quota,self.observed,self.left_tokens,))
+  return hash((self.subject,self.pool,self.percent,self.committed_percent,self.reason,self.observed,self.left_tokens,))
  return __hash__
 CODE.append(__create_fn__.__code__)
 

@@ -538,7 +538,7 @@ class StatefulAccounts:
             blocks.append((verdict.reason, self.subject_reset(provider.name, gov.subject, gov.quota, now)))
         timed = verdict.observed is not None
         if blocks:
-            back = _latest([until for _, until in blocks])
+            back = latest_end([until for _, until in blocks])
             return Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown, back), back, timed
         held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
         # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
@@ -649,7 +649,7 @@ def runs_quota(account: Account, model: str | None) -> bool:
     return governing(account.quota, account.name, model).quota is not None
 
 
-def _latest(times: list[datetime | None]) -> datetime | None:
+def latest_end(times: list[datetime | None]) -> datetime | None:
     """When every block has ended; None when one of them has no known end."""
     known = [t for t in times if t is not None]
     return max(known) if len(known) == len(times) else None

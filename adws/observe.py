@@ -73,6 +73,13 @@ def merge(ledger_percent: float, observation: Observation | None, now: datetime,
 # -- Claude Code's rate_limit_event ------------------------------------------------------------------------------
 
 
+def _epoch(value: object) -> datetime | None:
+    """Epoch seconds (a number, not a bool, in a plausible range) as an aware datetime; None for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e11:
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
 def from_claude_rate_limit(info: Mapping[str, Any]) -> tuple[float, datetime | None, str] | None:
     """(percent, reset, window) from a `rate_limit_info` whose status is `allowed_warning` with a numeric
     `utilization` (0-1), else None. The caller knows the provider and subject the attempt ran on."""
@@ -84,9 +91,7 @@ def from_claude_rate_limit(info: Mapping[str, Any]) -> tuple[float, datetime | N
     if not math.isfinite(utilization) or not 0 <= utilization <= 10:
         return None
     resets = info.get("resetsAt")
-    reset_at = None
-    if isinstance(resets, int | float) and not isinstance(resets, bool) and 0 < resets < 1e11:
-        reset_at = datetime.fromtimestamp(resets, UTC)
+    reset_at = _epoch(resets)
     window = info.get("rateLimitType")
     return utilization * 100.0, reset_at, window if isinstance(window, str) and window else "unknown"
 
@@ -139,8 +144,9 @@ def _number(value: Any, window: str, key: str, *, required: bool) -> float | Non
 def _reset(value: Any, window: str) -> datetime | None:
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e11:
-        return datetime.fromtimestamp(value, UTC)
+    at = _epoch(value)
+    if at is not None:
+        return at
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)

@@ -34,7 +34,6 @@ class Judgement:
     percent: float  # used, the higher of ledger and observation (what the hard block reads); 0 when unmetered
     committed_percent: float  # used plus reserved: what orders the usable accounts
     reason: str | None  # why the account cannot take the task; None when it can
-    blocked_by_quota: bool  # the reason is the quota (it comes back at the next reset), not a cooldown
     observed: str | None = None  # "ledger 41.0%, observed 63.0% (...)" when an observation is in force
     left_tokens: int | None = None  # usable: tokens left after usage and reservations; None: tokens not limited
 
@@ -53,7 +52,7 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
     """
     gov = governing(quota, account, model)
     if gov.quota is None:
-        return Judgement(gov.subject, gov.pool, 0.0, 0.0, None, False)
+        return Judgement(gov.subject, gov.pool, 0.0, 0.0, None)
     limits = QuotaLimits(gov.quota.tokens, gov.quota.requests, gov.quota.cost_usd)
     used = usage or _NO_USAGE
     ledger = percent_used(used, limits)
@@ -67,15 +66,15 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
     committed = percent_used(Usage(used.requests, used.input_tokens + reserved_tokens, used.output_tokens,
                                    used.cost_usd), limits)
     observed = merged.describe(now) if merged.observation is not None else None
-    percent = max(merged.percent, ledger)
+    percent = merged.percent  # the higher of the ledger's and an observation in force
     where = f" ({gov.pool} pool)" if gov.pool else ""
     # Where an observation of real usage is what blocks, the reason shows both figures.
     seen = f" [{observed}]" if merged.observed_wins else ""
     if percent >= gov.quota.hard_block_percent:
         reason = f"quota{where} {percent:.0f}% used (hard block at {gov.quota.hard_block_percent:g}%){seen}"
-        return Judgement(gov.subject, gov.pool, percent, committed, reason, True, observed)
+        return Judgement(gov.subject, gov.pool, percent, committed, reason, observed)
     left = remaining(limits, used, held)
     unfit = unfit_reason(left, need, cost_per_1k_tokens)
     if unfit is not None:
-        return Judgement(gov.subject, gov.pool, percent, committed, unfit + where + seen, True, observed)
-    return Judgement(gov.subject, gov.pool, percent, committed, None, False, observed, left.tokens)
+        return Judgement(gov.subject, gov.pool, percent, committed, unfit + where + seen, observed)
+    return Judgement(gov.subject, gov.pool, percent, committed, None, observed, left.tokens)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from adws.accounts import latest_end
 from adws.compiled import ProviderSpec
 from adws.dataclass_cache import dataclass
 from adws.decision import Skip
@@ -57,7 +58,7 @@ def standing(router: ModelRouter, provider: ProviderSpec, now: datetime) -> Stan
         why = summary.reason if summary is not None else "no usable account"
         return Standing(provider.name, False, why, tuple(accounts), ranking.earliest)
     # The tier comes back when its own block ends and, if no account is usable either, when one is back.
-    back = gate.until if ranking.usable else _latest(gate.until, ranking.earliest)
+    back = gate.until if ranking.usable else latest_end([gate.until, ranking.earliest])
     return Standing(provider.name, False, gate.reason, (gate, *accounts), back)
 
 
@@ -73,6 +74,3 @@ def smallest_need(router: ModelRouter, provider: ProviderSpec) -> Need | None:
     return min((need for need in needs if need is not None), key=lambda need: need.required)
 
 
-def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
-    """Both blocks must end; an unknown end (None) keeps the tier out with no known return."""
-    return None if a is None or b is None else max(a, b)
