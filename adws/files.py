@@ -48,33 +48,29 @@ def make_private_dir(path: Path) -> None:
 def write_private(path: Path, text: str) -> None:
     """Write `text` (UTF-8; lone surrogates as their escape bytes) to a new or truncated 0600 file, never through
     a symbolic link. Raises OSError (a full disk: ENOSPC) with the file left behind possibly short."""
-    data = encode_text(text)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+    _write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), text)
 
 
 def create_private(path: Path, text: str) -> bool:
     """`write_private`, but only when nothing is at `path` yet (not even a symbolic link): False, and nothing
     written, when something is. Raises OSError as write_private does."""
-    data = encode_text(text)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         return False
+    _write_all(fd, text)
+    return True
+
+
+def _write_all(fd: int, text: str) -> None:
+    """Make `fd` 0600 whatever the umask, write all of `text` (encode_text's bytes) to it, and close it."""
     try:
         os.fchmod(fd, 0o600)
-        view = memoryview(data)
+        view = memoryview(encode_text(text))
         while view:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
-    return True
 
 
 def open_private_append(path: str | os.PathLike[str]) -> int:

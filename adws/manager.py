@@ -100,8 +100,8 @@ class Tried(NamedTuple):
     text: str | None
     output_file: str | None
     ran: bool  # False when the command never started (it did not render)
-    cwd: Path | None = None  # where it ran (the workspace's directory for it)
-    out_dir: Path | None = None  # its attempt directory
+    cwd: Path  # where it ran (the workspace's directory for it)
+    out_dir: Path  # its attempt directory
     warnings: tuple[str, ...] = ()  # what of the attempt could not be recorded (state store, output file)
     interrupted: str | None = None  # the stop signal that ended the attempt: the walk ends after recording it
 
@@ -250,12 +250,10 @@ class ProviderManager:
                                               attempt.started_at, attempt.usage.total_tokens)
                     except StateStoreError as exc:
                         result.warnings.append(f"{provider.name}: run size not recorded in the state store: {exc}")
-                if tried.cwd is not None:
-                    result.handoff = ctx.workspace.succeeded(tried.cwd).to_dict()
+                result.handoff = ctx.workspace.succeeded(tried.cwd).to_dict()
                 return True
-            if tried.cwd is not None and tried.out_dir is not None:
-                # What the failed attempt left is saved (a patch) and, by the policy, cleared for the next one.
-                attempt.patch = ctx.workspace.failed(tried.cwd, tried.out_dir)
+            # What the failed attempt left is saved (a patch) and, by the policy, cleared for the next one.
+            attempt.patch = ctx.workspace.failed(tried.cwd, tried.out_dir)
             action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             wait = self._short_limit(provider, attempt)
             if wait is not None and action in ("next_account", "next_tier") and account.name not in waited:
@@ -629,8 +627,7 @@ def _previous(result: Result) -> dict[str, Any]:
     last = result.last
     if last is None:
         return dict(NO_PREVIOUS)
-    return {"provider": last.provider, "model": last.model, "account": last.account, "outcome": last.outcome,
-            "reason": last.reason, "patch": last.patch}
+    return {key: getattr(last, key) for key in NO_PREVIOUS}  # the same keys before and after the first attempt
 
 
 def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str, str]) -> None:
