@@ -22,6 +22,18 @@ WEDNESDAY = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # no night or weekend rul
 NOW = WEDNESDAY
 
 
+def config_problems(text: str, source: str = "<string>") -> list[str]:
+    """The problems, as shown, that compiling the config `text` reports (it must report some)."""
+    import pytest
+
+    from adws.config.load import compile_config, parse_toml
+    from adws.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        compile_config(parse_toml(text), source)
+    return [str(problem) for problem in info.value.problems]
+
+
 class Clock:
     """An injectable clock that tests move by hand (`clock.now = ...`)."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from adws.config.load import compile_config, parse_toml
-from adws.errors import ConfigError
 from adws.pools import governing, pool_for, subject, subjects
+from tests.helpers import config_problems
 
 POOLED = """
 [providers.antigravity]
@@ -37,12 +37,6 @@ alert_percent = [50]
 [[providers.antigravity.accounts]]
 name = "ag-01"
 """
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        compile_config(parse_toml(text))
-    return [str(p) for p in exc.value.problems]
 
 
 def test_pools_compile_with_inherited_hard_block_and_alerts() -> None:
@@ -87,14 +81,14 @@ def test_a_model_in_no_pool_of_an_unlimited_quota_is_an_error() -> None:
     text = POOLED.replace('[providers.antigravity.models."gemini-3-pro"]',
                           '[providers.antigravity.models."o3-mini"]\ncontext_window = 200000\n'
                           '[providers.antigravity.models."gemini-3-pro"]')
-    assert problems(text) == [
+    assert config_problems(text) == [
         'providers.antigravity.quota → pools: model "o3-mini" is selected by no pool and the quota has no limits '
         "of its own: add it to a pool's models or give the quota tokens, requests or cost_usd"]
 
 
 def test_a_model_in_two_pools_is_an_error() -> None:
     text = POOLED.replace('models = ["Gemini-*"]', 'models = ["Gemini-*", "*-sonnet-*"]')
-    assert problems(text) == [
+    assert config_problems(text) == [
         'providers.antigravity.quota → pools: model "claude-sonnet-4.6" is selected by pools claude, gemini: '
         "a model draws on one pool"]
 
@@ -116,7 +110,7 @@ def test_a_model_in_two_pools_is_an_error() -> None:
      '"ag", pool "claude": rename it'),
 ])
 def test_pool_mistakes_name_their_place(edit: tuple[str, str], message: str | None) -> None:
-    found = problems(POOLED.replace(*edit))
+    found = config_problems(POOLED.replace(*edit))
     if message is None:  # a bad cron expression: its message comes from the cron module
         assert len(found) == 1 and found[0].startswith("providers.antigravity.quota → pools → claude → reset: ")
     else:

@@ -18,12 +18,11 @@ from adws.config.locations import fields_at, format_loc
 from adws.config.schema import Config, RuleConfig
 from adws.errors import ConfigError, Problem
 from adws.router import ModelRouter
-from tests.helpers import DATA, ROOT
+from tests.helpers import DATA, ROOT, config_problems
 
 CONFIGS = DATA / "configs"
 BROKEN = CONFIGS / "broken"
 LEGACY = CONFIGS / "legacy.toml"
-ROOT = ROOT
 
 SECTIONS = "[routing], [[routing.rules]], [providers.NAME], [state], [audit], [run], [[scenarios]], [llm]"
 TEMPLATE_VARIABLES = ("account, config_dir, home, model, output_file, previous, prompt, prompt_file, provider, "
@@ -364,9 +363,7 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
 
 
 def problems_of(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        compile_config(parse_toml(text), "t.toml")
-    return [str(problem) for problem in info.value.problems]
+    return config_problems(text, "t.toml")
 
 
 @pytest.mark.parametrize(("snippet", "expected"), [case[1:] for case in INLINE_CASES],

@@ -16,9 +16,8 @@ from adws.config.load import compile_config, load_file, parse_toml
 from adws.config.schema import Config
 from adws.errors import ConfigError
 from adws.router import ModelRouter
-from tests.helpers import ROOT
+from tests.helpers import ROOT, config_problems
 
-ROOT = ROOT
 X = '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\n'
 RULE = '[[routing.rules]]\nname = "r"\nprovider = "x"\n'
 LINEAR = "adws matches user regexes in linear time with RE2, which has no backreferences, lookahead or lookbehind"
@@ -106,16 +105,10 @@ HOSTILE: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def problems_of(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        compile_config(parse_toml(text))
-    return [str(problem) for problem in info.value.problems]
-
-
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_config_is_refused_with_one_exact_line(name: str) -> None:
     text, expected = HOSTILE[name]
-    assert problems_of(text) == expected
+    assert config_problems(text) == expected
 
 
 @pytest.mark.parametrize("text", [
@@ -262,4 +255,4 @@ def test_task_error_lists_every_problem_of_the_task_at_once() -> None:
 def test_a_broken_intake_section_does_not_make_its_specializations_unknown_elsewhere() -> None:
     text = X + ('[routing.intake]\nspecialization_labels = { "sec" = "security" }\ndefault_priorty = "low"\n'
                 + RULE + 'conditions = { specialization = "security" }\n')
-    assert problems_of(text) == ['routing.intake: unknown key "default_priorty" (did you mean "default_priority"?)']
+    assert config_problems(text) == ['routing.intake: unknown key "default_priorty" (did you mean "default_priority"?)']
