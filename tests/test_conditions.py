@@ -588,3 +588,11 @@ def test_a_toml_date_where_a_number_goes_gets_no_quote_hint() -> None:
     # Quoting would not help there: the number is what is missing.
     assert errors_of({"retry_count": {"gte": date(2026, 12, 1)}}) == [
         (("retry_count", "gte"), "expected an integer, got 2026-12-01")]
+
+
+def test_a_user_regex_reads_text_with_a_lone_surrogate() -> None:
+    # JSON may carry one; RE2 cannot take it, so it is read as U+FFFD, one character for one.
+    from adws.userregex import compile_user_regex
+
+    found = compile_user_regex("b+").search("a\ud800bb")
+    assert found is not None and (found.start(), found.end()) == (2, 4)

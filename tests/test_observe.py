@@ -11,6 +11,7 @@ import pytest
 
 from adws.config.load import compile_config, parse_toml
 from adws.observe import (
+    UNMETERED,
     Observation,
     UsageCommandError,
     WindowReading,
@@ -170,3 +171,22 @@ def test_the_claude_parser_hands_allowed_warning_over_as_a_usage_reading() -> No
     parsed = parse_output("claude-stream-json", "\n".join(json.dumps(line) for line in lines), NOW)
     assert (parsed.final_text, parsed.rate_limited) == ("done", False)  # a warning is not a rejection
     assert parsed.usage_readings == [("seven_day", pytest.approx(90.0), datetime.fromtimestamp(1795305600, UTC))]
+
+
+def test_a_usage_command_that_does_not_answer_in_time_is_one_line(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tests.world import outcome
+
+    config = compile_config(parse_toml(POOLED), base_dir=str(tmp_path))
+    provider = config.providers["ag"]
+    result = sync_account(provider, provider.accounts[0], config_dir=str(tmp_path), now=NOW, environ={},
+                          runner=lambda request: replace(outcome(request, "", -9), timed_out=True))
+    assert result.observations == ()
+    assert result.error == f"usage_command {tmp_path}/usage.py ag-01: no answer within 60 s"
+
+
+def test_a_reading_without_a_limit_needs_a_declared_one() -> None:
+    with pytest.raises(UsageCommandError) as exc:
+        readings_to_observations("ag", "ag-01", None, [WindowReading(UNMETERED, 5.0, None, None)], NOW)
+    assert str(exc.value) == f'window "{UNMETERED}": no limit given and none declared to compare with'
