@@ -50,7 +50,16 @@ from adws.pools import Governing, governing, subjects
 from adws.quota import QuotaLimits, QuotaPeriod
 from adws.spend import judge
 from adws.state import ABSENT_VERSION
-from adws.state.base import CHANGE_KINDS, BreakerState, Cooldown, Observation, StateStore, UsageCursor, add_usage
+from adws.state.base import (
+    CHANGE_KINDS,
+    ZERO_USAGE,
+    BreakerState,
+    Cooldown,
+    Observation,
+    StateStore,
+    UsageCursor,
+    add_usage,
+)
 from adws.state.memory import MemoryStore
 from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
 
@@ -61,7 +70,6 @@ __all__ = ["AUTH_COOLDOWN", "DEFAULT_ACCOUNT", "STRATEGIES", "AccountPlanner", "
 DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accounts is kept under this name
 ROLLING_REFRESH = 30.0
 READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before an over-count is accepted
-_NO_USAGE = Usage(requests=0)
 _NAME = attrgetter("name")
 K = TypeVar("K")
 _COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS, _RUNS, _STRATEGY = (
@@ -326,7 +334,7 @@ class StatefulAccounts:
                 key = (record.provider, record.account)
                 group = self._group_of.get(key)
                 if group is not None and record.at >= starts[group]:
-                    usage[key] = add_usage(usage.get(key, _NO_USAGE), record.usage)
+                    usage[key] = add_usage(usage.get(key, ZERO_USAGE), record.usage)
                     changed.add(key)
             self._usage = usage
         self._cursor = changes.cursor
@@ -526,7 +534,7 @@ class StatefulAccounts:
                 where = f" ({gov.pool} pool)" if subject != account.name else ""
                 blocks.append((f"cooling down{where}: {cooldown.reason}", cooldown.until))
         key = (provider.name, gov.subject)
-        usage = self._usage.get(key, _NO_USAGE)
+        usage = self._usage.get(key, ZERO_USAGE)
         period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
         spec = provider.models.get(model) if model is not None else None
         cost = spec.cost_per_1k_tokens if spec is not None else 0.0
@@ -540,7 +548,7 @@ class StatefulAccounts:
         if blocks:
             back = latest_end([until for _, until in blocks])
             return Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown, back), back, timed
-        held = Usage(usage.requests, usage.input_tokens + reserved, usage.output_tokens, usage.cost_usd)
+        held = add_usage(usage, Usage(requests=0, input_tokens=reserved))
         # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
         candidate = Candidate(account.name, account.position, verdict.committed_percent, held, verdict.left_tokens,
                               reserved > 0)

@@ -20,9 +20,7 @@ from adws.need import Need, remaining, unfit_reason
 from adws.observe import merge
 from adws.pools import governing
 from adws.quota import QuotaLimits, percent_used
-from adws.state.base import Observation
-
-_NO_USAGE = Usage(requests=0)
+from adws.state.base import ZERO_USAGE, Observation, add_usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +52,7 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
     if gov.quota is None:
         return Judgement(gov.subject, gov.pool, 0.0, 0.0, None)
     limits = QuotaLimits(gov.quota.tokens, gov.quota.requests, gov.quota.cost_usd)
-    used = usage or _NO_USAGE
+    used = usage or ZERO_USAGE
     ledger = percent_used(used, limits)
     merged = merge(ledger, observation, now, period_start)
     if merged.observed_wins and limits.tokens is not None:
@@ -63,8 +61,7 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
         used = Usage(used.requests, max(used.input_tokens, observed_tokens - used.output_tokens), used.output_tokens,
                      used.cost_usd, used.estimated)
     held = Usage(requests=0, input_tokens=reserved_tokens)
-    committed = percent_used(Usage(used.requests, used.input_tokens + reserved_tokens, used.output_tokens,
-                                   used.cost_usd), limits)
+    committed = percent_used(add_usage(used, held), limits)
     observed = merged.describe(now) if merged.observation is not None else None
     percent = merged.percent  # the higher of the ledger's and an observation in force
     where = f" ({gov.pool} pool)" if gov.pool else ""
