@@ -196,7 +196,6 @@ class StatefulAccounts:
                           for member in members}
         self._cursor: UsageCursor | None = None  # where the snapshot's usage stops in the store's rows
         self._rankings: dict[RankInput, _Ranked] = {}
-        self._pooled: dict[str, bool] = {}  # ProviderSpec.pooled by provider name
         self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
         self._epoch = 0  # the generation of the last full invalidation
         self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
@@ -499,12 +498,9 @@ class StatefulAccounts:
         # Credentials are read from the environment, not the store: a key set between two decisions changes
         # the answer without a new generation, so which keys are set is part of the input.
         key_vars = provider.key_vars
-        pooled = self._pooled.get(provider.name)
-        if pooled is None:
-            pooled = self._pooled[provider.name] = provider.pooled  # a walk over every account: once
         inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
                         tuple([v for v in key_vars if environ.get(v)]) if key_vars else (),
-                        model if pooled else None, need)
+                        model if provider.pooled else None, need)
         ranked = self._rankings.get(inp)
         if ranked is None:
             ranked = self._rankings[inp] = _Ranked(self, provider, strategy, inp, model, now)

@@ -162,6 +162,8 @@ class ProviderSpec:
     runs_as: tuple[Account, ...] = field(init=False, repr=False, compare=False)  # the implicit one included
     key_vars: tuple[str, ...] = field(init=False, repr=False, compare=False)  # every key variable that matters
     _by_name: Mapping[str, Account] = field(init=False, repr=False, compare=False)
+    # Some account's quota is split into pools, so which model runs decides which quota counts.
+    pooled: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         runs_as = resolve_accounts(self.accounts, self.env, self.api_key_env, self.requires_api_key, self.quota)
@@ -171,11 +173,7 @@ class ProviderSpec:
         object.__setattr__(self, "runs_as", runs_as)
         object.__setattr__(self, "key_vars", tuple(dict.fromkeys(key_vars)))
         object.__setattr__(self, "_by_name", {a.name: a for a in runs_as})
-
-    @property
-    def pooled(self) -> bool:
-        """Some account's quota is split into pools, so which model runs decides which quota counts."""
-        return any(a.quota is not None and a.quota.pools for a in self.runs_as)
+        object.__setattr__(self, "pooled", any(a.quota is not None and a.quota.pools for a in runs_as))
 
     def account(self, name: str) -> AccountSpec | None:
         """A declared account by name (the implicit one is not declared)."""
