@@ -48,7 +48,7 @@ from adws.decision import Skip
 from adws.need import Need
 from adws.pools import Governing, governing, subjects
 from adws.quota import QuotaLimits, QuotaPeriod
-from adws.spend import judge
+from adws.spend import judge_governed
 from adws.state import ABSENT_VERSION
 from adws.state.base import (
     CHANGE_KINDS,
@@ -535,9 +535,9 @@ class StatefulAccounts:
         spec = provider.models.get(model) if model is not None else None
         cost = spec.cost_per_1k_tokens if spec is not None else 0.0
         reserved = self.reserved_tokens(provider.name, gov.subject, now)
-        verdict = judge(account.quota, account.name, model, inp.need, usage=usage, reserved_tokens=reserved,
-                        observation=self._observed.get(key), period_start=period, now=now,
-                        cost_per_1k_tokens=cost)
+        verdict = judge_governed(gov, inp.need, usage=usage, reserved_tokens=reserved,
+                                 observation=self._observed.get(key), period_start=period, now=now,
+                                 cost_per_1k_tokens=cost)
         if verdict.reason is not None:
             blocks.append((verdict.reason, self.subject_reset(provider.name, gov.subject, gov.quota, now)))
         timed = verdict.observed is not None
@@ -631,7 +631,7 @@ class _Ranked:
                 skip, back = self.entries[position]
                 out.skipped.append(skip)
                 out.earliest = _earlier(out.earliest, back)
-        if ordered and runs_quota(runs_as[ordered[0].position], self.model):
+        if ordered and self.govs[ordered[0].position].quota is not None:  # the first account is metered
             out.first_percent = ordered[0].percent
         # Declared accounts are shown by name; the implicit one (a provider without declared accounts) never is.
         out.eligible = list(map(_NAME, ordered)) if provider.accounts else []
@@ -646,11 +646,6 @@ def _changed_keys(old: Mapping[K, object], new: Mapping[K, object]) -> set[K]:
     if old == new:
         return set()
     return {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
-
-
-def runs_quota(account: Account, model: str | None) -> bool:
-    """Whether an attempt of `model` on the account is metered at all."""
-    return governing(account.quota, account.name, model).quota is not None
 
 
 def latest_end(times: list[datetime | None]) -> datetime | None:

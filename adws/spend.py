@@ -18,7 +18,7 @@ from adws.compiled import QuotaSpec
 from adws.dataclass_cache import dataclass
 from adws.need import Need, remaining, unfit_reason
 from adws.observe import merge
-from adws.pools import governing
+from adws.pools import Governing, governing
 from adws.quota import QuotaLimits, percent_used
 from adws.state.base import ZERO_USAGE, Observation, add_usage
 
@@ -48,7 +48,16 @@ def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need |
     `usage` is the ledger's usage of the governing subject in its current period, `reserved_tokens` the live
     reservations on it, `observation` the latest observation of it (ignored unless still in force).
     """
-    gov = governing(quota, account, model)
+    return judge_governed(governing(quota, account, model), need, usage=usage, reserved_tokens=reserved_tokens,
+                          observation=observation, period_start=period_start, now=now,
+                          cost_per_1k_tokens=cost_per_1k_tokens)
+
+
+def judge_governed(gov: Governing, need: Need | None, *, usage: Usage | None, reserved_tokens: int,
+                   observation: Observation | None, period_start: datetime | None, now: datetime,
+                   cost_per_1k_tokens: float = 0.0) -> Judgement:
+    """`judge` for a caller that has already worked out which quota governs the attempt (adws.pools.governing):
+    routing does, once per account and model, and judges again after every change of the account's state."""
     if gov.quota is None:
         return Judgement(gov.subject, gov.pool, 0.0, 0.0, None)
     limits = QuotaLimits(gov.quota.tokens, gov.quota.requests, gov.quota.cost_usd)

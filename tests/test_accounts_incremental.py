@@ -67,13 +67,13 @@ def rank(accounts: StatefulAccounts, cfg: CompiledConfig, model: str | None, nee
 
 def count_judgements(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls = [0]
-    real = adws.accounts.judge
+    real = adws.accounts.judge_governed
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(adws.accounts, "judge", counted)
+    monkeypatch.setattr(adws.accounts, "judge_governed", counted)
     return calls
 
 
