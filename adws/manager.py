@@ -444,11 +444,12 @@ class ProviderManager:
                               ctx.scrub.text(reason), None, None, 0, None, [], started, "", workdir=str(cwd))
             return Tried(attempt, None, None, False, cwd, out_dir)
         ctx.emit(event)
+        scrub = ctx.scrub.with_secrets(command.secrets)  # the run's secrets and prompt, and this account's secrets
         try:
             outcome = self.runner(RunRequest(
                 argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
                 stdin=command.stdin, grace=provider.kill_grace, output_cap=self.config.output_cap_bytes,
-                secrets=[*command.secrets, *ctx.scrub.secrets],  # the logs adws writes are redacted too
+                secrets=list(scrub.secrets),  # the logs adws writes are redacted too
                 idle_timeout=provider.idle_timeout,
             ))
         except RunCancelled as stop:
@@ -459,13 +460,12 @@ class ProviderManager:
                 stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
                                        "cancelled: the run was cancelled and the agent's process group ended",
                                        ended.exit_code, ended.signal, ended.duration_ms, None,
-                                       [ctx.scrub.with_secrets(command.secrets).text(a) for a in command.shown],
+                                       [scrub.text(a) for a in command.shown],
                                        started, "stop", None, ended.stdout_path, ended.stderr_path,
                                        workdir=str(cwd))
             raise
         # The process ran (and may have been billed): from here nothing may lose the attempt.
         now = self.clock()
-        scrub = ctx.scrub.with_secrets(command.secrets)
         warnings: list[str] = []
         verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now)
         checked = None
@@ -474,7 +474,7 @@ class ProviderManager:
             try:
                 checked = verify(templates, command.variables, cwd=cwd, attempt_dir=out_dir, env=command.env,
                                  timeout=provider.verify_timeout, runner=self.runner,
-                                 secrets=[*command.secrets, *ctx.scrub.secrets], grace=provider.kill_grace)
+                                 secrets=list(scrub.secrets), grace=provider.kill_grace)
             except RenderError as exc:
                 verdict = Classification(OutcomeClass.ERROR, str(exc))
             else:
