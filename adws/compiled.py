@@ -20,6 +20,18 @@ from adws.need import NeedSpec
 from adws.scoring import ScoringSpec
 
 
+def fit_score(specialization: str, *tables: Mapping[str, int]) -> int:
+    """A specialization's score from the first table that has it, else the first table's `general`, else 0
+    (tables: a model's own scores, then its provider's)."""
+    for table in tables:
+        if specialization in table:
+            return table[specialization]
+    for table in tables:
+        if "general" in table:
+            return table["general"]
+    return 0
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     id: str
@@ -31,13 +43,7 @@ class ModelSpec:
 
     def score(self, specialization: str, fallback: Mapping[str, int]) -> int:
         """Fit for a specialization: the model's own score, else the provider's, else their `general`."""
-        for table in (self.scores, fallback):
-            if specialization in table:
-                return table[specialization]
-        for table in (self.scores, fallback):
-            if "general" in table:
-                return table["general"]
-        return 0
+        return fit_score(specialization, self.scores, fallback)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts
 from adws.availability import Availability
-from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec
+from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec, fit_score
 from adws.conditions import Condition
 from adws.dataclass_cache import dataclass
 from adws.decision import Decision, Skip, Step
@@ -534,7 +534,7 @@ class ModelRouter:
         variables = {**provider.vars, **model_vars, **rule_vars}
         facts = TierFacts(provider.name, model_id, ranking.first_percent, model.latency_ms if model else None,
                           inp.specialization, model.score(inp.specialization, provider.scores) if model else
-                          provider.scores.get(inp.specialization, provider.scores.get("general", 0)),
+                          fit_score(inp.specialization, provider.scores),
                           inp.context_tokens or 0,
                           model.context_window if model else None, model.cost_per_1k_tokens if model else 0.0)
         return Step(provider.name, model_id, accounts[0] if accounts else None, accounts, variables, reason,

@@ -157,3 +157,15 @@ def test_scoring_and_need_mistakes_name_their_place(edit: tuple[str, str], messa
         assert len(found) == 1, found
     else:
         assert found == [message]
+
+
+def test_fit_score_takes_the_first_table_that_knows_the_specialization_then_general() -> None:
+    from adws.compiled import fit_score
+
+    model, provider = {"code": 90}, {"docs": 40, "general": 60}
+    assert fit_score("code", model, provider) == 90
+    assert fit_score("docs", model, provider) == 40
+    assert fit_score("ops", model, provider) == 60  # neither knows it: the first `general`
+    assert fit_score("ops", {"general": 70}, provider) == 70
+    assert fit_score("ops", provider) == 60  # a tier without a model: its provider's table alone
+    assert fit_score("ops", {}, {}) == 0

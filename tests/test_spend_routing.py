@@ -19,7 +19,7 @@ from adws.runner import RunRequest
 from adws.state import MemoryStore, UsageRecord
 from adws.state.base import Cooldown
 from adws.task import Task
-from tests.conftest import Clock
+from tests.helpers import Clock
 from tests.world import outcome, rejection_output, success_output
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)

@@ -339,7 +339,7 @@ def test_nothing_to_run_leads_with_that(snapshot: SnapshotAssertion) -> None:
     assert "\n".join(lines) == snapshot
 
 
-def test_fit_wraps_long_lines_under_their_indent_and_leaves_pipes_alone() -> None:
+def test_fit_wraps_a_long_line_under_its_indent_and_leaves_a_short_one() -> None:
     line = "  [  75] multi-file-cline: no — labels: task has ['bug'], rule wants any of ['refactor', 'multi-file']"
     assert fit([line], None) == line
     wrapped = fit([line, "short"], 50).splitlines()
