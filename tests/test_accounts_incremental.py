@@ -239,3 +239,31 @@ def test_after_a_write_on_one_provider_only_its_plan_steps_are_built_again(monke
     use(store, "default", 1, provider="copilot")  # the implicit account's usage: only copilot's step again
     engine.route(task, now=WEDNESDAY)
     assert built == ["claude", "copilot", "claude", "copilot"]
+
+
+class AppendsDuringTheFirstRead(MemoryStore):
+    """A store another coordinator writes to while this one reads its period totals (once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.totals_read = 0
+
+    def usage_totals(self, since: Any, until: Any = None) -> Any:
+        self.totals_read += 1
+        totals = super().usage_totals(since, until)
+        if self.totals_read == 1:  # lands after the totals were read, before the cursor is compared
+            self.record_usage(UsageRecord("ag", "a0", NOW, Usage(1, 250_000, 0)))
+        return totals
+
+
+def test_a_row_appended_while_the_totals_are_read_is_counted_once() -> None:
+    cfg = config(accounts=2)
+    store = AppendsDuringTheFirstRead()
+    accounts = accounts_on(cfg, store)
+    ranking = rank(accounts, cfg, None, None)
+    assert store.totals_read == 2 * 2  # two quota groups (the account's, the claude pool's), read twice: the
+    # cursor moved during the first read
+    assert ranking.eligible == ["a1", "a0"]  # a0's 250,000 of 300,000 counted
+    again = rank(accounts, cfg, None, None)
+    assert again == rank(accounts_on(cfg, store), cfg, None, None)  # not counted a second time
+    assert again.first_percent == 0.0
