@@ -148,6 +148,7 @@ class ProviderManager:
         # A run directory younger than the longest attempt (plus a margin) may be another process's run.
         longest = max((p.timeout + p.kill_grace for p in config.providers.values()), default=0.0)
         self._pruner = RunPruner(Path(config.run_dir), config.keep_runs, busy_for=longest + 60)
+        self._last_run: Path | None = None  # the run directory made last, whose marker the next one links
 
     # -- the walk -----------------------------------------------------------------------------------------
 
@@ -614,10 +615,11 @@ class ProviderManager:
         name = f"{stamp}-{_safe(task.key or 'task')}-{_secrets.token_hex(3)}"
         root = Path(self.config.run_dir)
         try:
-            path = make_run_dir(root, name)
+            path = make_run_dir(root, name, like=self._last_run)
         except OSError as exc:
             raise AdwsError(f"cannot create the run directory {root / name} ([run] dir): "
                             f"{exc.strerror or exc}") from None
+        self._last_run = path  # the next run links its marker from here (threads: any recent one will do)
         self._pruner.prune()
         return path
 
