@@ -685,9 +685,9 @@ def _run_with_files(
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             end_attempt_processes(proc.pid, attempt_id, set(), leader_reaped=True)
-            for fd in (out_r, err_r, in_w):
-                if fd is not None:
-                    os.close(fd)
+            for end in (out_r, err_r, in_w):
+                if end is not None:
+                    os.close(end)
             _remove_logs(files, paths)
             if not isinstance(exc, OSError):
                 raise  # an interruption: nothing of the attempt is left running
