@@ -92,6 +92,14 @@ def test_run_markers_are_links_to_one_file_and_each_run_keeps_its_own(tmp_path: 
     assert (fifth / MARKER).read_bytes() == (fourth / MARKER).read_bytes()
 
 
+def test_an_engine_marks_each_run_with_a_link_to_its_previous_marker(tmp_path: Path) -> None:
+    run = engine(tmp_path, config_text("ok"))
+    dirs = [Path(run.run({"id": f"t{i}"}, prompt="go", workdir=tmp_path).run_dir or "") for i in range(3)]
+    markers = [os.lstat(path / MARKER) for path in dirs]
+    assert len({m.st_ino for m in markers}) == 1 and markers[0].st_nlink == 3
+    assert all(stat.S_ISREG(m.st_mode) for m in markers)
+
+
 def test_a_pruner_remembers_run_directories_but_checks_each_before_deleting(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "runs"

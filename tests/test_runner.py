@@ -389,19 +389,33 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
     assert outcome == spawn_failure(expected, [TRUE])
 
 
-def test_logs_that_cannot_be_created_once_the_child_started_end_it_as_a_spawn_failure(tmp_path: Path) -> None:
+def test_logs_that_cannot_be_created_once_the_child_started_end_it_as_a_spawn_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The directory exists, so the logs are made after the child starts; a link planted at stderr.log is never
     # followed (O_NOFOLLOW): the child is killed and reaped, and no log is left to be read as its output.
     out_dir = tmp_path / "attempt"
     out_dir.mkdir()
     (out_dir / "stderr.log").symlink_to(tmp_path / "elsewhere")
-    argv = [PY, "-c", "import time; time.sleep(60)"]
+    tag = f"adws-test-{os.getpid()}-{time.monotonic_ns()}"
+    argv = [PY, "-c", f"import time; time.sleep(60)  # {tag}"]
+    signalled: list[signal.Signals] = []
+    real_signal_group = runner._signal_group
+    monkeypatch.setattr(runner, "_signal_group",
+                        lambda pgid, sig: signalled.append(sig) or real_signal_group(pgid, sig))
     outcome = run(make_request(tmp_path, argv, out_dir=out_dir), clock=frozen_clock)
     error = f"[Errno 40] Too many levels of symbolic links: '{out_dir / 'stderr.log'}'"
     assert outcome == spawn_failure(f"cannot start {PY}: {error}", argv)
     assert sorted(p.name for p in out_dir.iterdir()) == ["stderr.log"]  # the planted link, untouched
     assert not (tmp_path / "elsewhere").exists()
-    assert not runner.has_children(), "the child was reaped"
+    left = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and tag.encode() in (entry / "cmdline").read_bytes():
+                left.append(entry.name)
+        except OSError:
+            continue  # gone meanwhile
+    assert signalled == [signal.SIGKILL], "killed at once, not waited for"
+    assert left == [], "nothing of it is left running"
 
 
 def test_logs_made_after_the_start_hold_all_the_output(tmp_path: Path) -> None:
