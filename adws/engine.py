@@ -362,13 +362,12 @@ class Engine:
             "attempts": [a.to_dict() for a in result.attempts],
             "warnings": list(result.warnings),
         }
-        record = scrub.deep(record)
-        if config.audit_include_prompt:
-            record["prompt"] = scrub.text(prompt)  # kept as asked, but without secrets
+        if include:
+            record["prompt"] = prompt  # kept as asked, but without secrets (the scrubber has no prompt to take out)
         from adws import audit  # a run writes the audit log; routing never does
 
         try:
-            audit.append(config.audit_path, record)
+            audit.append_line(config.audit_path, scrub.dumps(record))
         except OSError as exc:
             # The run itself is done (and maybe succeeded): say what is lost, do not lose the result.
             ran = sum(a.duration_ms > 0 or a.exit_code is not None for a in result.attempts)
