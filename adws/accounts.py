@@ -14,9 +14,12 @@ that refuses the cursor (a roll-up rewrote rows) is read in full. The other kind
 when their change counter moved (`StateStore.change_counts`; every kind when the store keeps none). A store that
 does not exist yet (ABSENT_VERSION) holds nothing at any time and is never re-read.
 
-A change costs what it touched: rankings (`_Ranked`) are kept across generations and only the accounts whose
-quota subjects changed are judged again, and `stamp(provider)` tells the router which providers' plan steps
-must be built again. A full read, a snapshot expiry or a replaced rejected key starts every ranking over.
+A change costs what it touched: rankings (`_Ranked`) are kept across changes and only the accounts whose quota
+subjects changed are judged again, at once, each moved to its new place by binary search on the strategy's sort
+key. The generation (which keys the router's plan cache) moves only when some answer did, and `stamp(provider)`
+tells the router which providers' plan steps must be built again: a usage row that leaves every ranking as it was
+(the account keeps its place) costs the read of that row and one judgement, and every cached plan stands. A full
+read, a snapshot expiry or a replaced rejected key starts every ranking over.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
@@ -32,17 +35,18 @@ without a key variable (a CLI's own login in its home directory) waits out the d
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import field
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
-from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
+from adws.compiled import IMPLICIT_ACCOUNT, Account, CompiledConfig, ProviderSpec, QuotaSpec
 from adws.dataclass_cache import dataclass
 from adws.decision import Skip
 from adws.need import Need
@@ -61,15 +65,19 @@ from adws.state.base import (
     add_usage,
 )
 from adws.state.memory import MemoryStore
-from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
+from adws.strategies import STRATEGIES, Candidate, OrderContext, SortKey, Strategy, cursor_key, sticky_key
 
 __all__ = ["AUTH_COOLDOWN", "DEFAULT_ACCOUNT", "STRATEGIES", "AccountPlanner", "Candidate", "RankInput", "Ranking",
            "StatefulAccounts", "Strategy", "build_period", "credential_cooldown", "cursor_key", "limits_of",
-           "sticky_key"]
+           "reads_tier_scores", "sticky_key"]
 
 DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accounts is kept under this name
 ROLLING_REFRESH = 30.0
 READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before an over-count is accepted
+# Rankings kept up to date after each change, at most: each touched one is judged again at once (that is what lets
+# an unchanged answer keep the plans), so inputs no longer asked for (a sticky provider's finished tasks) are
+# dropped by starting over when there are more.
+KEPT_RANKINGS = 64
 _NAME = attrgetter("name")
 K = TypeVar("K")
 _COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS, _RUNS, _STRATEGY = (
@@ -162,9 +170,12 @@ class StatefulAccounts:
     """Accounts checked against the state store: cooldowns, quota hard blocks, circuit breakers."""
 
     def __init__(self, providers: Mapping[str, ProviderSpec] | None, availability: Availability,
-                 store: StateStore | None, breaker_cooldown: float = 600.0) -> None:
-        """`store` None: a private in-memory store (a router on its own, e.g. in tests)."""
+                 store: StateStore | None, breaker_cooldown: float = 600.0, *, tier_scores: bool = True) -> None:
+        """`store` None: a private in-memory store (a router on its own, e.g. in tests). `tier_scores`: whether
+        some plan scores its tiers and so reads `Ranking.first_percent` (`reads_tier_scores(config)`); when none
+        does, a change that moves only that percent keeps the generation (and the plans cached on it)."""
         self.availability = availability
+        self.tier_scores = tier_scores
         self.store: StateStore = store if store is not None else MemoryStore()
         self.breaker_cooldown = timedelta(seconds=breaker_cooldown)
         self._periods: dict[int, QuotaPeriod] = {}
@@ -199,9 +210,9 @@ class StatefulAccounts:
         self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
         self._epoch = 0  # the generation of the last full invalidation
         self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
-        # (provider, account position, model, tokens required) -> a usable account's Candidate, and whether its
-        # judgement read the clock; this generation's only
-        self._usable: dict[tuple[str, int, str | None, int | None], tuple[Candidate, bool]] = {}
+        # (provider, account position, quota subject, model price, tokens required) -> a usable account's Candidate,
+        # and whether its judgement read the clock; until the next change of the snapshot
+        self._usable: dict[tuple[str, int, str, float, int | None], tuple[Candidate, bool]] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
         self._rejected: list[Account] = []
@@ -234,20 +245,27 @@ class StatefulAccounts:
         ts = now.timestamp()
         if self._expires_ts is not None and ts >= self._expires_ts:
             self._invalidate(now)
-        if version == self._version and self._read_ts is not None and self._read_ts <= ts < self._fresh_until:
-            return
-        starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
-        earlier = self._read_ts is not None and ts < self._read_ts
-        if version == self._version and not earlier and self._starts_fresh(starts):
-            self._fresh_until = self._fresh_limit(now)
-            return
+        # Before the fresh limit no period start has moved since the snapshot's read: new rows are added to it.
+        fresh = self._read_ts is not None and self._read_ts <= ts < self._fresh_until
+        starts: list[datetime] | None = None  # computed at `now` when the snapshot may be past a start
+        if fresh:
+            if version == self._version:
+                return
+            addable = self._starts is not None
+        else:
+            starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
+            earlier = self._read_ts is not None and ts < self._read_ts
+            addable = not earlier and self._starts_fresh(starts)
+            if version == self._version and addable:
+                self._fresh_until = self._fresh_limit(now)
+                return
         # Counters read before the state they guard (like the version): a write landing between is re-read at
         # the next change, never taken as seen.
         counts = self.store.change_counts()
-        changed = None
-        if version != self._version and self._starts is not None and not earlier and self._starts_fresh(starts):
-            changed = self._apply_new_usage()
+        changed = self._apply_new_usage() if version != self._version and addable else None
         if changed is None:
+            if starts is None:  # a full read counts from the starts at `now` (a rolling window's moves)
+                starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
             self._read_usage(starts)
             self._starts, self._usage_ts = starts, ts
         self._read_ts = ts
@@ -258,6 +276,9 @@ class StatefulAccounts:
             return seen is None or counts is None or seen[kind] != counts[kind]
 
         bumped: set[str] = set()
+        # What _watch reads (cooldowns, breakers, reservations, slots, observations): when none of it moved, the
+        # earliest end it found is still ahead (else the snapshot would have expired above) and still the earliest.
+        watch = any(moved(kind) for kind in (_COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS))
         if moved(_COOLDOWNS):
             cooldowns = self.store.cooldowns(now)
             if changed is not None:
@@ -285,14 +306,15 @@ class StatefulAccounts:
         # The version read before the state, not after: a write that lands while this snapshot is read makes the
         # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
         self._version = version
-        self._fresh_until = self._fresh_limit(now)
+        if not fresh or changed is None:
+            self._fresh_until = self._fresh_limit(now)
         if changed is None:
             self._invalidate(now)
             return
         if moved(_RUNS):
             self._runs.clear()  # learned needs: any provider's (a rule's need reads the tier's runs)
             bumped.update(self._providers)
-        self._touch(changed, bumped, reorder=moved(_STRATEGY), now=now)
+        self._touch(changed, bumped, reorder=moved(_STRATEGY), watch=watch, now=now)
 
     def _read_usage(self, starts: list[datetime]) -> None:
         """Re-read the usage of every period from the store, and the cursor that later rows come after.
@@ -326,16 +348,13 @@ class StatefulAccounts:
         if changes is None:
             return None
         changed: set[tuple[str, str]] = set()
-        if changes.records:
-            usage = dict(self._usage)  # a new dict: whatever holds the old one keeps reading what it read
-            starts = self._starts
-            for record in changes.records:
-                key = (record.provider, record.account)
-                group = self._group_of.get(key)
-                if group is not None and record.at >= starts[group]:
-                    usage[key] = add_usage(usage.get(key, ZERO_USAGE), record.usage)
-                    changed.add(key)
-            self._usage = usage
+        usage, starts = self._usage, self._starts
+        for record in changes.records:
+            key = (record.provider, record.account)
+            group = self._group_of.get(key)
+            if group is not None and record.at >= starts[group]:
+                usage[key] = add_usage(usage.get(key, ZERO_USAGE), record.usage)
+                changed.add(key)
         self._cursor = changes.cursor
         return changed
 
@@ -372,20 +391,27 @@ class StatefulAccounts:
         self._epoch = self._generation
         self._watch(now)
 
-    def _touch(self, changed: set[tuple[str, str]], bumped: set[str], *, reorder: bool, now: datetime) -> None:
-        """A new generation after an incremental change: rankings are kept, and the accounts reading a quota
-        subject in `changed` (provider, subject) are judged again at their next rank(); with `reorder`, every
-        strategy is asked again (its order may read state that moved: a cursor, a sticky choice). `bumped`:
-        providers whose other answers (circuit, slots, learned needs) may have changed."""
-        self._generation += 1
+    def _touch(self, changed: set[tuple[str, str]], bumped: set[str], *, reorder: bool, watch: bool,
+               now: datetime) -> None:
+        """An incremental change: rankings are kept, and the accounts reading a quota subject in `changed`
+        (provider, subject) are judged again now; with `reorder`, a strategy whose order reads the store (a cursor,
+        a sticky choice) is asked again. `bumped`: providers whose other answers (circuit, slots, learned needs)
+        may have changed. Only when some answer changed is there a new generation, and only the providers whose
+        answers changed get a new stamp: a usage row that leaves every ranking as it was keeps every cached plan.
+        `watch`: the kinds of state `_watch` reads moved."""
         self._usable.clear()
-        bumped.update(provider for provider, _ in changed)
+        if len(self._rankings) > KEPT_RANKINGS:
+            self._invalidate(now)
+            return
         for ranked in self._rankings.values():
-            if ranked.touch(changed, reorder):
+            if ranked.touch(changed, reorder) and ranked.update(self, now):
                 bumped.add(ranked.provider.name)
-        for provider in bumped:
-            self._stamps[provider] = self._generation
-        self._watch(now)
+        if bumped:
+            self._generation += 1
+            for provider in bumped:
+                self._stamps[provider] = self._generation
+        if watch:
+            self._watch(now)
 
     def stamp(self, provider: str) -> int:
         """Moves whenever an answer of rank() or provider_blocked() for `provider`, or a learned need of a task on
@@ -504,8 +530,6 @@ class StatefulAccounts:
         ranked = self._rankings.get(inp)
         if ranked is None:
             ranked = self._rankings[inp] = _Ranked(self, provider, strategy, inp, model, now)
-        elif ranked.stale:
-            ranked.update(self, now)
         return ranked.ranking
 
     def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, inp: RankInput, now: datetime,
@@ -515,9 +539,12 @@ class StatefulAccounts:
         reads the clock beyond what expiry watches (an observation's age in its text: judged again on every
         change).
 
-        A usable account's Candidate does not depend on the need's wording, only on the tokens it requires: tasks
-        of different specializations with the same expected need share it within a generation (`_usable`)."""
-        memo = (provider.name, account.position, model, inp.need.required if inp.need is not None else None)
+        A usable account's Candidate does not depend on the need's wording, only on the tokens it requires, nor on
+        the model beyond the quota it draws on and its price: tasks of different specializations and models with
+        the same expected need share it until the snapshot changes (`_usable`)."""
+        spec = provider.models.get(model) if model is not None else None
+        cost = spec.cost_per_1k_tokens if spec is not None else 0.0
+        memo = (provider.name, account.position, gov.subject, cost, inp.need.required if inp.need is not None else None)
         usable = self._usable.get(memo)
         if usable is not None:
             return usable[0], None, usable[1]
@@ -532,8 +559,6 @@ class StatefulAccounts:
         key = (provider.name, gov.subject)
         usage = self._usage.get(key, ZERO_USAGE)
         period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
-        spec = provider.models.get(model) if model is not None else None
-        cost = spec.cost_per_1k_tokens if spec is not None else 0.0
         reserved = self.reserved_tokens(provider.name, gov.subject, now)
         verdict = judge_governed(gov, inp.need, usage=usage, reserved_tokens=reserved,
                                  observation=self._observed.get(key), period_start=period, now=now,
@@ -555,17 +580,18 @@ class StatefulAccounts:
 class _Ranked:
     """One RankInput's ranking, kept current account by account.
 
-    Built in full on the first rank() of a snapshot generation that started from a full read. After an
-    incremental change (usage rows appended, a cooldown, reservation or observation of some quota subjects
-    changed: `StatefulAccounts._touch`), only the accounts whose subjects changed are judged again; the
-    strategy then orders the candidates starting from the previous order, which is nearly sorted (Python's
-    sort is linear on that), so one new usage row costs one judgement and a near-linear pass, not a
-    judgement per account. The strategy is asked again after every change: its order may read the store
-    (a round-robin cursor, a sticky choice), which any write may have moved.
+    Built in full when first asked for. After an incremental change (usage rows appended, a cooldown, reservation
+    or observation of some quota subjects changed: `StatefulAccounts._touch`), only the accounts whose subjects
+    changed are judged again, at once, and each is taken out of the kept order and put back at its place by binary
+    search over the strategy's sort keys (`Strategy.sort_key`: keys never tie, so this is what sorting them all
+    again gives), so one new usage row costs one judgement and O(log n) key comparisons, not a judgement and a key
+    per account. `update` says whether the answer changed, so a change that moves no ranking's answer leaves the
+    cached plans standing. A strategy whose key reads the store (a round-robin cursor, a sticky choice) is asked
+    for its key again after a strategy write, and the accounts are sorted once more by it.
     """
 
-    __slots__ = ("candidates", "deps", "dirty", "entries", "govs", "inp", "model", "provider", "ranking", "stale",
-                 "static", "strategy", "timed")
+    __slots__ = ("candidates", "deps", "dirty", "earliest", "entries", "govs", "inp", "key", "keyed", "keys",
+                 "model", "names", "provider", "ranking", "skips", "static", "strategy", "timed")
 
     def __init__(self, owner: StatefulAccounts, provider: ProviderSpec, strategy: Strategy, inp: RankInput,
                  model: str | None, now: datetime) -> None:
@@ -585,60 +611,115 @@ class _Ranked:
                     self.deps.setdefault((provider.name, subject), []).append(account.position)
         # position -> (skip, when it is back) for the judged accounts that are out
         self.entries: dict[int, tuple[Skip, datetime | None]] = {}
-        self.candidates: list[Candidate] = []  # the usable ones, in the last order the strategy gave
+        # The usable ones in strategy order, with their sort keys and names in step (parallel lists), and each
+        # one's key by position (to find it again by binary search).
+        self.candidates: list[Candidate] = []
+        self.keys: list[Any] = []
+        self.names: list[str] = []
+        self.keyed: dict[int, Any] = {}
+        self.key: SortKey | None = None  # the strategy's key; None: ask for it (and sort) at the next update
+        self.skips: list[Skip] | None = None  # the static and judged skips in file order (None: to be listed),
+        # and when the earliest of the judged ones is back
+        self.earliest: datetime | None = None
         self.timed: set[int] = set()
         self.dirty: set[int] = set(self.govs)
-        self.stale = True
         self.ranking = Ranking()
         self.update(owner, now)
 
     def touch(self, keys: set[tuple[str, str]], reorder: bool) -> bool:
-        """Subjects whose state changed: their accounts are judged again at the next rank(), and with `reorder`
-        the strategy orders again. True when the ranking may change."""
+        """Subjects whose state changed: their accounts are judged again at the next update(), and with `reorder`
+        (the store's strategy state moved) a strategy whose key reads the store is asked again. True when there is
+        something to update."""
         for key in keys:
             positions = self.deps.get(key)
             if positions is not None:
                 self.dirty.update(positions)
         self.dirty |= self.timed
-        if self.dirty or reorder:
-            self.stale = True
-        return self.stale
+        if reorder and self.strategy.reads_store:
+            self.key = None
+        return bool(self.dirty) or self.key is None
 
-    def update(self, owner: StatefulAccounts, now: datetime) -> None:
-        provider, runs_as = self.provider, self.provider.runs_as
-        dirty = self.dirty
-        candidates = [c for c in self.candidates if c.position not in dirty] if dirty else list(self.candidates)
+    def update(self, owner: StatefulAccounts, now: datetime) -> bool:
+        """Judge the dirty accounts again, put them in their place, and make the new Ranking. True when the answer
+        changed in what a plan reads: `first_percent` counts only where tier scores read it
+        (`StatefulAccounts.tier_scores`; the Ranking itself is always the new one)."""
+        provider, runs_as, dirty = self.provider, self.provider.runs_as, self.dirty
+        candidates, keys, names, keyed, key = self.candidates, self.keys, self.names, self.keyed, self.key
+        if key is None:
+            if dirty:
+                candidates = [c for c in candidates if c.position not in dirty]
+        else:
+            for position in dirty:
+                old = keyed.pop(position, None)
+                if old is not None:
+                    i = bisect_left(keys, old)
+                    if i == len(candidates) or candidates[i].position != position:  # never, while keys never tie
+                        i = [c.position for c in candidates].index(position)
+                    del candidates[i], keys[i], names[i]
+        skips_moved = False
+        fresh: list[Candidate] = []
         for position in sorted(dirty):
-            self.entries.pop(position, None)
+            before = self.entries.pop(position, None)
             self.timed.discard(position)
             found, back, timed = owner._judge(provider, runs_as[position], self.govs[position], self.inp, now,
                                               self.model)
             if timed:
                 self.timed.add(position)
             if isinstance(found, Candidate):
-                candidates.append(found)
+                fresh.append(found)
+                skips_moved |= before is not None
             else:
                 self.entries[position] = (found, back)
+                skips_moved |= before != (found, back)
         self.dirty = set()
-        self.stale = False
-        ordered = self.strategy.order(candidates, OrderContext(provider, self.inp.task_key, owner.store, self.inp.need))
-        self.candidates = ordered
-        out = Ranking(usable=bool(ordered))
-        for position in sorted([*self.static, *self.entries]):
-            if position in self.static:
-                out.skipped.append(self.static[position])
-            else:
-                skip, back = self.entries[position]
-                out.skipped.append(skip)
-                out.earliest = _earlier(out.earliest, back)
-        if ordered and self.govs[ordered[0].position].quota is not None:  # the first account is metered
-            out.first_percent = ordered[0].percent
+        if key is None:
+            # First build, or the strategy's key reads state that moved: sort (the kept candidates come in their
+            # previous order, nearly sorted, which Python's sort handles in near-linear time).
+            key = self.key = self.strategy.sort_key(
+                OrderContext(provider, self.inp.task_key, owner.store, self.inp.need))
+            candidates = self.candidates = sorted([*candidates, *fresh], key=key)
+            keys = self.keys = list(map(key, candidates))
+            names = self.names = list(map(_NAME, candidates))
+            self.keyed = dict(zip([c.position for c in candidates], keys, strict=True))
+        else:
+            for candidate in fresh:
+                k = keyed[candidate.position] = key(candidate)
+                i = bisect_left(keys, k)
+                keys.insert(i, k)
+                candidates.insert(i, candidate)
+                names.insert(i, candidate.name)
+        skips = self.skips
+        if skips is None or skips_moved:
+            skips, self.earliest, skips_moved = [], None, True
+            for position in sorted([*self.static, *self.entries]):
+                if position in self.static:
+                    skips.append(self.static[position])
+                else:
+                    skip, back = self.entries[position]
+                    skips.append(skip)
+                    self.earliest = _earlier(self.earliest, back)
+            self.skips = skips
+        old = self.ranking
+        first = candidates[0] if candidates else None
+        percent = first.percent if first is not None and self.govs[first.position].quota is not None else None
         # Declared accounts are shown by name; the implicit one (a provider without declared accounts) never is.
-        out.eligible = list(map(_NAME, ordered)) if provider.accounts else []
-        if not out.usable and provider.accounts:  # the implicit account's own skip already says why
+        shown = bool(provider.accounts)
+        changed = skips_moved or bool(candidates) != old.usable or (shown and names != old.eligible)
+        if not changed and percent == old.first_percent:
+            return False  # what was handed out is still the answer (one account kept its place)
+        out = Ranking(usable=bool(candidates), eligible=names.copy() if shown else [], first_percent=percent,
+                      skipped=list(skips), earliest=self.earliest)
+        if shown and not candidates:  # the implicit account's own skip already says why
             when = f"; the first is back at {out.earliest.isoformat()}" if out.earliest else ""
             out.skipped.append(Skip(provider.name, "no usable account" + when, until=out.earliest))
         self.ranking = out  # a new object: rankings already handed out (cached plans) keep what they said
+        return changed or owner.tier_scores
+
+
+def reads_tier_scores(config: CompiledConfig) -> bool:
+    """Whether some plan of `config` orders its tiers other than by the chain (`[routing.scoring] order` or a
+    rule's `tier_order`): only such a plan scores its tiers, which reads `Ranking.first_percent`."""
+    return config.scoring.order != "chain" or any(rule.tier_order not in (None, "chain") for rule in config.rules)
 
 
 def _changed_keys(old: Mapping[K, object], new: Mapping[K, object]) -> set[K]:

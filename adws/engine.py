@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws.accounts import StatefulAccounts
+from adws.accounts import StatefulAccounts, reads_tier_scores
 from adws.availability import Availability
 from adws.compiled import CompiledConfig
 from adws.config import load_config
@@ -86,7 +86,7 @@ class Engine:
         """Build the router and accounts of `config` over the engine's one store (the manager on first use)."""
         self.config = config
         self.accounts = StatefulAccounts(config.providers, self.availability, self.store,
-                                         config.breaker.cooldown_seconds)
+                                         config.breaker.cooldown_seconds, tier_scores=reads_tier_scores(config))
         self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=self.clock)
         self._manager: ProviderManager | None = None
 

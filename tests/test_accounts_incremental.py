@@ -210,11 +210,14 @@ def test_a_strategy_order_does_not_depend_on_the_order_candidates_come_in(strate
         assert [c.name for c in STRATEGIES[strategy].order(list(candidates), ctx)] == expected
 
 
-def test_after_a_write_on_one_provider_only_its_plan_steps_are_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("order", ["chain", "by_score"])
+def test_after_a_write_on_one_provider_only_its_plan_steps_are_built_again(
+        order: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from adws.engine import Engine
     from tests.test_accounts import WEDNESDAY, config_text, use
 
-    cfg = compile_config(parse_toml(config_text()), "test-config")
+    text = config_text().replace("[routing]\n", f'[routing]\nscoring = {{ order = "{order}" }}\n', 1)
+    cfg = compile_config(parse_toml(text), "test-config")
     store = MemoryStore()
     engine = Engine(cfg, store=store, environ={}, which=lambda name: f"/bin/{name}")
     router = engine.router
@@ -236,9 +239,11 @@ def test_after_a_write_on_one_provider_only_its_plan_steps_are_built_again(monke
     fresh = Engine(cfg, store=store, environ={}, which=lambda name: f"/bin/{name}").route(task, now=WEDNESDAY)
     assert [s.to_dict() for s in second.plan] == [s.to_dict() for s in fresh.plan]
     assert [s.to_dict() for s in second.skipped] == [s.to_dict() for s in fresh.skipped]
-    use(store, "default", 1, provider="copilot")  # the implicit account's usage: only copilot's step again
-    engine.route(task, now=WEDNESDAY)
-    assert built == ["claude", "copilot", "claude", "copilot"]
+    use(store, "default", 1, provider="copilot")  # the implicit account's usage moves only its percent, which only
+    third = engine.route(task, now=WEDNESDAY)   # tier scores read: copilot's step again where the plan scores tiers
+    assert built == ["claude", "copilot", "claude"] + (["copilot"] if order == "by_score" else [])
+    fresh = Engine(cfg, store=store, environ={}, which=lambda name: f"/bin/{name}").route(task, now=WEDNESDAY)
+    assert third.to_dict() == fresh.to_dict()
 
 
 class AppendsDuringTheFirstRead(MemoryStore):
