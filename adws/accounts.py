@@ -61,6 +61,7 @@ from adws.state.base import (
     Cooldown,
     Observation,
     StateStore,
+    UsageChanges,
     UsageCursor,
     add_usage,
 )
@@ -80,6 +81,9 @@ READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before a
 KEPT_RANKINGS = 64
 _NAME = attrgetter("name")
 K = TypeVar("K")
+# (provider, account position, quota subject, model price, tokens required): what a usable account's Candidate
+# depends on besides the snapshot (StatefulAccounts._judge)
+_Memo = tuple[str, int, str, float, int | None]
 _COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS, _RUNS, _STRATEGY = (
     CHANGE_KINDS.index(kind) for kind in ("cooldowns", "reservations", "observations", "breakers", "slots", "runs",
                                           "strategy"))
@@ -210,9 +214,8 @@ class StatefulAccounts:
         self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
         self._epoch = 0  # the generation of the last full invalidation
         self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
-        # (provider, account position, quota subject, model price, tokens required) -> a usable account's Candidate,
-        # and whether its judgement read the clock; until the next change of the snapshot
-        self._usable: dict[tuple[str, int, str, float, int | None], tuple[Candidate, bool]] = {}
+        # a usable account's Candidate, and whether its judgement read the clock; until the next change of the snapshot
+        self._usable: dict[_Memo, tuple[Candidate, bool]] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
         self._rejected: list[Account] = []
@@ -260,9 +263,11 @@ class StatefulAccounts:
                 self._fresh_until = self._fresh_limit(now)
                 return
         # Counters read before the state they guard (like the version): a write landing between is re-read at
-        # the next change, never taken as seen.
-        counts = self.store.change_counts()
-        changed = self._apply_new_usage() if version != self._version and addable else None
+        # the next change, never taken as seen. (They guard every kind but usage rows, which the cursor guards.)
+        changes = self.store.usage_since(self._cursor) \
+            if version != self._version and addable and self._cursor is not None else None
+        counts = changes.counts if changes is not None and changes.counts is not None else self.store.change_counts()
+        changed = self._apply_new_usage(changes) if changes is not None else None
         if changed is None:
             if starts is None:  # a full read counts from the starts at `now` (a rolling window's moves)
                 starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
@@ -337,15 +342,11 @@ class StatefulAccounts:
                 break
         self._usage, self._cursor = usage, cursor
 
-    def _apply_new_usage(self) -> set[tuple[str, str]] | None:
-        """Add the usage rows appended since the last read to the snapshot (rows of accounts without a quota,
-        or older than their period's start, change nothing) and return the (provider, subject) keys whose
-        usage changed; None when the store refused the cursor (a roll-up rewrote rows since), and the caller
-        re-reads everything."""
-        if self._cursor is None or self._starts is None:
-            return None
-        changes = self.store.usage_since(self._cursor)
-        if changes is None:
+    def _apply_new_usage(self, changes: UsageChanges) -> set[tuple[str, str]] | None:
+        """Add the usage rows appended since the last read (`StateStore.usage_since` of the snapshot's cursor) to
+        the snapshot (rows of accounts without a quota, or older than their period's start, change nothing) and
+        return the (provider, subject) keys whose usage changed; None when there are no starts to count from."""
+        if self._starts is None:
             return None
         changed: set[tuple[str, str]] = set()
         usage, starts = self._usage, self._starts
@@ -532,26 +533,23 @@ class StatefulAccounts:
             ranked = self._rankings[inp] = _Ranked(self, provider, strategy, inp, model, now)
         return ranked.ranking
 
-    def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, inp: RankInput, now: datetime,
-               model: str | None) -> tuple[Candidate | Skip, datetime | None, bool]:
-        """One account that passed the static checks (enabled, credentials set), judged on the snapshot: its
-        Candidate, or its Skip; when that Skip's account comes back (None: unknown); and whether the verdict
-        reads the clock beyond what expiry watches (an observation's age in its text: judged again on every
-        change).
+    def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, need: Need | None, now: datetime,
+               cost: float, memo: _Memo) -> tuple[Candidate | Skip, datetime | None, bool]:
+        """One account that passed the static checks (enabled, credentials set), judged on the snapshot for a task
+        of `need` on a model of `cost` (per 1K tokens): its Candidate, or its Skip; when that Skip's account comes
+        back (None: unknown); and whether the verdict reads the clock beyond what expiry watches (an observation's
+        age in its text: judged again on every change).
 
         A usable account's Candidate does not depend on the need's wording, only on the tokens it requires, nor on
         the model beyond the quota it draws on and its price: tasks of different specializations and models with
-        the same expected need share it until the snapshot changes (`_usable`)."""
-        spec = provider.models.get(model) if model is not None else None
-        cost = spec.cost_per_1k_tokens if spec is not None else 0.0
-        memo = (provider.name, account.position, gov.subject, cost, inp.need.required if inp.need is not None else None)
+        the same expected need share it until the snapshot changes (`_usable`, keyed by `memo`: `_memo`)."""
         usable = self._usable.get(memo)
         if usable is not None:
             return usable[0], None, usable[1]
         # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
         blocks: list[tuple[str, datetime | None]] = []
-        for subject in dict.fromkeys((account.name, gov.subject)):  # a pool's limit cools the pool only
-            cooldown = self._cooldowns.get((provider.name, subject))
+        for subject in dict.fromkeys((account.name, gov.subject)) if self._cooldowns else ():  # a pool's limit
+            cooldown = self._cooldowns.get((provider.name, subject))  # cools the pool only
             if cooldown is not None and cooldown.until > now and \
                     cooldown_applies(cooldown, account, self.availability.environ):
                 where = f" ({gov.pool} pool)" if subject != account.name else ""
@@ -559,8 +557,8 @@ class StatefulAccounts:
         key = (provider.name, gov.subject)
         usage = self._usage.get(key, ZERO_USAGE)
         period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
-        reserved = self.reserved_tokens(provider.name, gov.subject, now)
-        verdict = judge_governed(gov, inp.need, usage=usage, reserved_tokens=reserved,
+        reserved = self.reserved_tokens(provider.name, gov.subject, now) if key in self._reserved else 0
+        verdict = judge_governed(gov, need, usage=usage, reserved_tokens=reserved,
                                  observation=self._observed.get(key), period_start=period, now=now,
                                  cost_per_1k_tokens=cost)
         if verdict.reason is not None:
@@ -569,7 +567,7 @@ class StatefulAccounts:
         if blocks:
             back = latest_end([until for _, until in blocks])
             return Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown, back), back, timed
-        held = add_usage(usage, Usage(requests=0, input_tokens=reserved))
+        held = add_usage(usage, Usage(requests=0, input_tokens=reserved)) if reserved else usage
         # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
         candidate = Candidate(account.name, account.position, verdict.committed_percent, held, verdict.left_tokens,
                               reserved > 0)
@@ -590,14 +588,18 @@ class _Ranked:
     for its key again after a strategy write, and the accounts are sorted once more by it.
     """
 
-    __slots__ = ("candidates", "deps", "dirty", "earliest", "entries", "govs", "inp", "key", "keyed", "keys",
-                 "model", "names", "provider", "ranking", "skips", "static", "strategy", "timed")
+    __slots__ = ("candidates", "cost", "deps", "dirty", "earliest", "entries", "govs", "inp", "key", "keyed", "keys",
+                 "memos", "names", "provider", "ranking", "skips", "static", "strategy", "timed")
 
     def __init__(self, owner: StatefulAccounts, provider: ProviderSpec, strategy: Strategy, inp: RankInput,
                  model: str | None, now: datetime) -> None:
-        self.provider, self.strategy, self.inp, self.model = provider, strategy, inp, model
+        self.provider, self.strategy, self.inp = provider, strategy, inp
+        spec = provider.models.get(model) if model is not None else None
+        self.cost = spec.cost_per_1k_tokens if spec is not None else 0.0
+        required = inp.need.required if inp.need is not None else None
         self.static: dict[int, Skip] = {}  # position -> skip that no state change lifts (disabled, no key)
         self.govs: dict[int, Governing] = {}  # the judged accounts' governing quota for this model
+        self.memos: dict[int, _Memo] = {}  # the judged accounts' keys into StatefulAccounts._usable
         self.deps: dict[tuple[str, str], list[int]] = {}  # (provider, subject) -> positions that read it
         for account in provider.runs_as:
             if not account.enabled:
@@ -607,6 +609,7 @@ class _Ranked:
                     provider.name, f"credentials missing: {account.key_env} is not set", account.shown)
             else:
                 gov = self.govs[account.position] = governing(account.quota, account.name, model)
+                self.memos[account.position] = (provider.name, account.position, gov.subject, self.cost, required)
                 for subject in dict.fromkeys((account.name, gov.subject)):
                     self.deps.setdefault((provider.name, subject), []).append(account.position)
         # position -> (skip, when it is back) for the judged accounts that are out
@@ -658,13 +661,14 @@ class _Ranked:
                     del candidates[i], keys[i], names[i]
         skips_moved = False
         fresh: list[Candidate] = []
-        for position in sorted(dirty):
+        need, cost, govs, memos, judge = self.inp.need, self.cost, self.govs, self.memos, owner._judge
+        for position in sorted(dirty) if len(dirty) > 1 else dirty:
             before = self.entries.pop(position, None)
-            self.timed.discard(position)
-            found, back, timed = owner._judge(provider, runs_as[position], self.govs[position], self.inp, now,
-                                              self.model)
+            found, back, timed = judge(provider, runs_as[position], govs[position], need, now, cost, memos[position])
             if timed:
                 self.timed.add(position)
+            elif self.timed:
+                self.timed.discard(position)
             if isinstance(found, Candidate):
                 fresh.append(found)
                 skips_moved |= before is not None
