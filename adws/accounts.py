@@ -152,7 +152,8 @@ class AccountPlanner(Protocol):
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]: ...
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None: ...
     def generation(self, now: datetime) -> int:
-        """Changes whenever an answer of rank() or provider_blocked() may have changed."""
+        """Changes whenever an answer of rank() or provider_blocked() may have changed (StatefulAccounts: a change
+        of `Ranking.first_percent` alone only where tier scores read it, `tier_scores`), and stays while none did."""
         ...
     def stamp(self, provider: str) -> int:
         """Changes whenever an answer of rank() or provider_blocked() for `provider` may have changed (read after
