@@ -265,18 +265,22 @@ class StatefulAccounts:
                 return
         # Counters read before the state they guard (like the version): a write landing between is re-read at
         # the next change, never taken as seen. (They guard every kind but usage rows, which the cursor guards.)
-        changes = self.store.usage_since(self._cursor) \
-            if version != self._version and addable and self._cursor is not None else None
+        cursor, self._cursor = self._cursor, None  # None until this read is through: should a store read fail
+        # below, the rows already added were never judged, and the next refresh reads everything again
+        changes = self.store.usage_since(cursor) \
+            if version != self._version and addable and cursor is not None else None
         counts = changes.counts if changes is not None and changes.counts is not None else self.store.change_counts()
         changed = self._apply_new_usage(changes) if changes is not None else None
-        if changed is None:
+        if changes is not None and changed is not None:
+            cursor = changes.cursor
+        else:
             if starts is None:  # a full read counts from the starts at `now` (a rolling window's moves)
                 starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
-            self._read_usage(starts)
+            cursor = self._read_usage(starts)
             self._starts, self._usage_ts = starts, ts
+            changed = None
         self._read_ts = ts
         seen = self._counts if changed is not None else None
-        self._counts = counts
 
         def moved(kind: int) -> bool:
             return seen is None or counts is None or seen[kind] != counts[kind]
@@ -309,21 +313,22 @@ class StatefulAccounts:
             slots = self.store.active_slots(now)
             bumped |= _changed_keys(self._slots, slots)
             self._slots = slots
-        # The version read before the state, not after: a write that lands while this snapshot is read makes the
-        # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
-        self._version = version
         if not fresh or changed is None:
             self._fresh_until = self._fresh_limit(now)
         if changed is None:
             self._invalidate(now)
-            return
-        if moved(_RUNS):
-            self._runs.clear()  # learned needs: any provider's (a rule's need reads the tier's runs)
-            bumped.update(self._providers)
-        self._touch(changed, bumped, reorder=moved(_STRATEGY), watch=watch, now=now)
+        else:
+            if moved(_RUNS):
+                self._runs.clear()  # learned needs: any provider's (a rule's need reads the tier's runs)
+                bumped.update(self._providers)
+            self._touch(changed, bumped, reorder=moved(_STRATEGY), watch=watch, now=now)
+        # The version read before the state, not after: a write that lands while this snapshot is read makes the
+        # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
+        # All three are kept only now that the read is through: one that failed is read again, not taken as seen.
+        self._version, self._counts, self._cursor = version, counts, cursor
 
-    def _read_usage(self, starts: list[datetime]) -> None:
-        """Re-read the usage of every period from the store, and the cursor that later rows come after.
+    def _read_usage(self, starts: list[datetime]) -> UsageCursor:
+        """Re-read the usage of every period from the store; returns the cursor that later rows come after.
 
         The cursor is taken before the totals and compared after: when a row was appended in between (it may
         or may not be in the totals), the read is repeated, up to READ_ATTEMPTS times; after that the earlier
@@ -341,7 +346,8 @@ class StatefulAccounts:
                     usage.update({(prov, acc): totals[(prov, acc)] for acc in accs if (prov, acc) in totals})
             if self.store.usage_cursor() == cursor:
                 break
-        self._usage, self._cursor = usage, cursor
+        self._usage = usage
+        return cursor
 
     def _apply_new_usage(self, changes: UsageChanges) -> set[tuple[str, str]] | None:
         """Add the usage rows appended since the last read (`StateStore.usage_since` of the snapshot's cursor) to
@@ -357,7 +363,6 @@ class StatefulAccounts:
             if group is not None and record.at >= starts[group]:
                 usage[key] = add_usage(usage.get(key, ZERO_USAGE), record.usage)
                 changed.add(key)
-        self._cursor = changes.cursor
         return changed
 
     def _fresh_limit(self, now: datetime) -> float:
@@ -543,7 +548,7 @@ class StatefulAccounts:
 
         A usable account's Candidate does not depend on the need's wording, only on the tokens it requires, nor on
         the model beyond the quota it draws on and its price: tasks of different specializations and models with
-        the same expected need share it until the snapshot changes (`_usable`, keyed by `memo`: `_memo`)."""
+        the same expected need share it until the snapshot changes (`_usable`, keyed by `memo`: `_Memo`)."""
         usable = self._usable.get(memo)
         if usable is not None:
             return usable[0], None, usable[1]

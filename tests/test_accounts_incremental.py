@@ -19,7 +19,7 @@ from adws.compiled import CompiledConfig
 from adws.config.load import compile_config, parse_toml
 from adws.need import Need
 from adws.state import MemoryStore, SqliteStore, StateStore, UsageRecord
-from adws.state.base import Cooldown, Observation
+from adws.state.base import Cooldown, Observation, StateStoreError
 from adws.strategies import STRATEGIES, Candidate, OrderContext
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
@@ -355,3 +355,34 @@ def test_more_rankings_than_are_kept_start_over_after_a_change(monkeypatch: pyte
     assert len(accounts._rankings) == 0
     for need in needs:
         assert rank(accounts, cfg, None, need) == rank(accounts_on(cfg, store), cfg, None, need)
+
+
+class FailsOnce(MemoryStore):
+    """A store whose cooldowns cannot be read once (a lock held past the busy timeout, a network blip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+
+    def cooldowns(self, now: datetime) -> Any:
+        if self.fail:
+            self.fail = False
+            raise StateStoreError("state store memory: database is locked")
+        return super().cooldowns(now)
+
+
+def test_a_refresh_that_fails_midway_is_read_again_in_full() -> None:
+    """The usage rows a failed refresh had already added were never judged: the next refresh must not take them as
+    seen (the cursor, version and counters are kept only once a refresh is through)."""
+    cfg = config()
+    store = FailsOnce()
+    accounts = accounts_on(cfg, store)
+    assert rank(accounts, cfg, None, None).eligible[0] == "a0"
+    store.record_usage(UsageRecord("ag", "a0", NOW, Usage(1, 200_000, 0)))
+    store.set_cooldown("ag", "a5", Cooldown(NOW + timedelta(hours=1), "rate limited"))
+    store.fail = True
+    with pytest.raises(StateStoreError):
+        accounts.generation(NOW)
+    again = rank(accounts, cfg, None, None)
+    assert again == rank(accounts_on(cfg, store), cfg, None, None)
+    assert again.eligible[-1] == "a0" and "a5" not in again.eligible
