@@ -534,10 +534,15 @@ class StatefulAccounts:
         inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
                         tuple([v for v in key_vars if environ.get(v)]) if key_vars else (),
                         model if provider.pooled else None, need)
-        ranked = self._rankings.get(inp)
+        # Needs that differ only in their wording (the basis: tasks of different specializations with the same
+        # fixed need) share one ranking: only skips that quote the need are worded for each (`_Ranked.worded_for`).
+        family = inp if need is None else inp._replace(need=Need(need.tokens, "", need.margin_tokens, need.smallest))
+        ranked = self._rankings.get(family)
         if ranked is None:
-            ranked = self._rankings[inp] = _Ranked(self, provider, strategy, inp, model, now)
-        return ranked.ranking
+            ranked = self._rankings[family] = _Ranked(self, provider, strategy, inp, model, now)
+        if not ranked.worded or need is None or need == ranked.inp.need:
+            return ranked.ranking
+        return ranked.worded_for(self, need, now)
 
     def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, need: Need | None, now: datetime,
                cost: float, memo: _Memo) -> tuple[Candidate | Skip, datetime | None, bool]:
@@ -595,7 +600,7 @@ class _Ranked:
     """
 
     __slots__ = ("candidates", "cost", "deps", "dirty", "earliest", "entries", "govs", "inp", "key", "keyed", "keys",
-                 "memos", "names", "provider", "ranking", "skips", "static", "strategy", "timed")
+                 "memos", "names", "provider", "ranking", "skips", "static", "strategy", "timed", "worded", "wordings")
 
     def __init__(self, owner: StatefulAccounts, provider: ProviderSpec, strategy: Strategy, inp: RankInput,
                  model: str | None, now: datetime) -> None:
@@ -630,6 +635,10 @@ class _Ranked:
         self.skips: list[Skip] | None = None  # the static and judged skips in file order (None: to be listed),
         # and when the earliest of the judged ones is back
         self.earliest: datetime | None = None
+        # Whether a skip quotes the need (an account it does not fit): then a need of other wording (basis) and the
+        # same figures gets its own skips (`worded_for`, kept in `wordings` until the ranking changes).
+        self.worded = False
+        self.wordings: dict[Need, Ranking] = {}
         self.timed: set[int] = set()
         self.dirty: set[int] = set(self.govs)
         self.ranking = Ranking()
@@ -709,6 +718,8 @@ class _Ranked:
                     skips.append(skip)
                     self.earliest = _earlier(self.earliest, back)
             self.skips = skips
+            phrase = self.inp.need.describe() if self.inp.need is not None else None
+            self.worded = phrase is not None and any(phrase in skip.reason for skip in skips)
         old = self.ranking
         first = candidates[0] if candidates else None
         percent = first.percent if first is not None and self.govs[first.position].quota is not None else None
@@ -723,7 +734,28 @@ class _Ranked:
             when = f"; the first is back at {out.earliest.isoformat()}" if out.earliest else ""
             out.skipped.append(Skip(provider.name, "no usable account" + when, until=out.earliest))
         self.ranking = out  # a new object: rankings already handed out (cached plans) keep what they said
+        self.wordings = {}
         return changed or owner.tier_scores
+
+    def worded_for(self, owner: StatefulAccounts, need: Need, now: datetime) -> Ranking:
+        """The ranking for `need`, a need of the same figures as this ranking's but other wording: the same order
+        and skips, but for the skips that quote the need, which are judged again with it."""
+        found = self.wordings.get(need)
+        if found is None:
+            assert self.inp.need is not None  # a ranking of no need quotes none (`worded` is False)
+            phrase = self.inp.need.describe()
+            base = self.ranking
+            skipped = list(base.skipped)
+            runs_as = self.provider.runs_as
+            for index, position in enumerate(sorted([*self.static, *self.entries])):
+                if position in self.entries and phrase in skipped[index].reason:
+                    judged = owner._judge(self.provider, runs_as[position], self.govs[position], need, now, self.cost,
+                                          self.memos[position])[0]
+                    if isinstance(judged, Skip):  # always: the same figures give the same verdict
+                        skipped[index] = judged
+            found = self.wordings[need] = Ranking(base.usable, list(base.eligible), base.first_percent, skipped,
+                                                  base.earliest)
+        return found
 
 
 def reads_tier_scores(config: CompiledConfig) -> bool:

@@ -386,3 +386,22 @@ def test_a_refresh_that_fails_midway_is_read_again_in_full() -> None:
     again = rank(accounts, cfg, None, None)
     assert again == rank(accounts_on(cfg, store), cfg, None, None)
     assert again.eligible[-1] == "a0" and "a5" not in again.eligible
+
+
+def test_needs_of_the_same_figures_share_one_ranking_and_each_skip_quotes_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config(accounts=3)
+    store = MemoryStore()
+    store.record_usage(UsageRecord("ag", "a1", NOW, Usage(1, 250_000, 0)))  # 50,000 left: too little for 60,000
+    accounts = accounts_on(cfg, store)
+    judged = count_judgements(monkeypatch)
+    code, docs = Need(60_000, "median of 9 code runs"), Need(60_000, "median of 7 docs runs")
+    first, second = rank(accounts, cfg, None, code), rank(accounts, cfg, None, docs)
+    assert len(accounts._rankings) == 1
+    assert judged[0] == 3 + 1  # every account once, and the one that does not fit again in the other wording
+    assert [s.reason for s in first.skipped] == ["50,000 tokens left < ~60,000 expected (median of 9 code runs)"]
+    assert [s.reason for s in second.skipped] == ["50,000 tokens left < ~60,000 expected (median of 7 docs runs)"]
+    assert first.eligible == second.eligible == ["a0", "a2"]
+    store.record_usage(UsageRecord("ag", "a2", NOW, Usage(1, 5_000, 0)))
+    for need in (code, docs):
+        assert rank(accounts, cfg, None, need) == rank(accounts_on(cfg, store), cfg, None, need)
