@@ -70,7 +70,7 @@ def _specialization(given: str | None, title: str, body: str, labels: frozenset[
         if best is not None:
             return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
     if intake.keywords is not None and (title or body):
-        found = intake.keywords.classify(f"{title}\n{body}")
+        found = intake.keywords.classify(title, body)
         if found is not None:  # most hits wins; a tie goes to the specialization declared first
             spec, hits = found
             return spec, f"keywords ({hits} hit{'s' if hits > 1 else ''})"

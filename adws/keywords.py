@@ -12,10 +12,11 @@ What counts as a hit (the rule since keywords were introduced, kept exactly):
   "system design doc" is one architecture hit.
 
 Reading is one pass over the text with an Aho-Corasick automaton (the `ahocorasick-rs` package: a Rust
-multi-pattern matcher with SIMD prefilters), about 1 ns per character: the four non-ASCII letters that
-`re.IGNORECASE` equates with ASCII ones are folded to them, the text is encoded as UTF-8 and its ASCII letters
+multi-pattern matcher with SIMD prefilters), about 1.5 ns per character: the text is encoded as UTF-8, the four
+non-ASCII letters that `re.IGNORECASE` equates with ASCII ones are folded to them, its ASCII letters are
 lowercased, and the automaton finds the keywords, leftmost first, in declaration order on a tie, as the regex
-alternation does. Each hit is then checked for the word start. Where that cannot decide exactly (a place
+alternation does. Each hit is then checked for the word start. A task's title and body are read one after
+the other, as if joined by a newline, without joining them. Where that cannot decide exactly (a place
 where a keyword with a word boundary inside it, such as "root cause", matched but not at a word start, so that
 another keyword might start inside it), and for configs with keywords outside that alphabet (non-ASCII
 letters), the text is read with the equivalent regular expression instead: same answers, about 0.2 µs per
@@ -73,6 +74,39 @@ class _Automaton:
     group: tuple[int, ...]  # pattern index -> specialization index
     first_word: tuple[bool, ...]  # pattern index -> does the keyword begin with a word character
     inner: tuple[bool, ...]  # pattern index -> _inner_boundary
+    split: bool  # no keyword holds a newline: the parts of a text can be read one by one (see `counts`)
+
+
+# The twins in UTF-8, each with its ASCII letter and the offset in it of the byte `_fold_twins` finds it by
+# (memchr): the rarest byte of the sequence in ordinary text. Each sequence is one whole character wherever it
+# occurs, UTF-8 being self-synchronizing, so replacing it in the bytes is replacing the character in the str.
+_TWINS_UTF8 = tuple((twin.encode("utf-8"), letter.encode("ascii"), 0 if twin.encode("utf-8")[0] in (0xC4, 0xC5)
+                     else len(twin.encode("utf-8")) - 1) for twin, letter in TWINS.items())
+
+
+def _fold_twins(folded: bytes) -> bytes:
+    """UTF-8 `folded` with each twin replaced by its ASCII letter. Each twin is found through one byte of it by
+    `bytes.find` (memchr), then checked whole: `bytes.replace` and `in` with a multi-byte needle take ~1 ns a
+    byte here, and a text with a twin would pay that once per twin."""
+    found: list[tuple[int, int, bytes]] = []  # (start, end, letter)
+    for seq, letter, anchor in _TWINS_UTF8:
+        mark = seq[anchor:anchor + 1]
+        at = folded.find(mark)
+        while at != -1:
+            start = at - anchor
+            if start >= 0 and folded.startswith(seq, start):
+                found.append((start, start + len(seq), letter))
+            at = folded.find(mark, at + 1)
+    if not found:
+        return folded
+    found.sort()
+    pieces: list[bytes] = []
+    last = 0
+    for start, end, letter in found:
+        pieces += (folded[last:start], letter)
+        last = end
+    pieces.append(folded[last:])
+    return b"".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,23 +118,37 @@ class KeywordMatcher:
     lists: tuple[tuple[str, tuple[str, ...]], ...]
     _built: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
-    def classify(self, text: str) -> tuple[str, int] | None:
+    def classify(self, text: str, *more: str) -> tuple[str, int] | None:
         """(specialization, hits) of the specialization with most hits, a tie going to the one declared
-        first; None when no keyword occurs."""
-        counts = self.counts(text)
+        first; None when no keyword occurs. The text is `text`, or with `more` all of them joined by newlines
+        (a task's title and body: see `counts`)."""
+        counts = self.counts(text, *more)
         hits = max(counts) if counts else 0  # not max(..., default=0): a keyword argument makes 3.11's max ~5x slower
         return (self.lists[counts.index(hits)][0], hits) if hits else None
 
-    def counts(self, text: str) -> list[int]:
-        """Hits per specialization, in `lists` order."""
+    def counts(self, text: str, *more: str) -> list[int]:
+        """Hits per specialization, in `lists` order, in `text`, or with `more` in `"\\n".join((text, *more))`.
+        The parts are read one by one where no keyword holds a newline (then no hit spans two parts, and the
+        newline before a part is no word character, as the start of a text is not): a 20 KB body is not
+        copied into a joined string first."""
         if not self._built:
             self._built[:] = self._build()  # one list operation: threads racing here each store a whole build
         automaton = self._built[0]
         if automaton is not None:
-            found = self._scan(automaton, text)
+            found: list[int] | None
+            if not more:
+                found = self._scan(automaton, text)
+            elif not automaton.split:
+                found = self._scan(automaton, "\n".join((text, *more)))
+            else:
+                found = [0] * len(self.lists)
+                for part in (text, *more):
+                    if part and self._scan(automaton, part, found) is None:
+                        found = None
+                        break
             if found is not None:
                 return found
-        return self.reference_counts(text)
+        return self.reference_counts("\n".join((text, *more)) if more else text)
 
     def reference_counts(self, text: str) -> list[int]:
         """The same counts by the regular expression: slower, the definition."""
@@ -129,22 +177,24 @@ class KeywordMatcher:
         import ahocorasick_rs  # only when a text is classified: start-up and `adws check` do not pay for it
 
         matcher = ahocorasick_rs.BytesAhoCorasick(folded, matchkind=ahocorasick_rs.MatchKind.LeftmostFirst)
-        return _Automaton(matcher, tuple(group), tuple(first_word), tuple(inner)), None
+        split = not any(b"\n" in word for word in folded)
+        return _Automaton(matcher, tuple(group), tuple(first_word), tuple(inner), split), None
 
-    def _scan(self, automaton: _Automaton, text: str) -> list[int] | None:
-        """One pass; None when the automaton cannot decide exactly (the caller then uses the regex)."""
+    def _scan(self, automaton: _Automaton, text: str, counts: list[int] | None = None) -> list[int] | None:
+        """One pass, its hits added to `counts` (a new list when None) and returned; None when the automaton
+        cannot decide exactly (the caller then uses the regex)."""
         # UTF-8, then ASCII lowercase: bytes of non-ASCII characters are all >= 0x80, so they never match an
         # ASCII keyword, are left alone by bytes.lower(), and never split a hit. Positions are not needed.
         folded = text.encode("utf-8", "surrogatepass")
-        # The twins, each a letter as its ASCII letter is, so `\b` is unchanged. Looked for the cheap way: U+0130
-        # and U+0131 by their UTF-8 lead byte 0xC4 (a str search for them is slow: their low bytes are the
-        # digits 0 and 1), the others in the str.
+        # The twins, each as its ASCII letter (a letter as it is, so `\b` is unchanged). Looked for the cheap way
+        # first: U+0130 and U+0131 by their UTF-8 lead byte 0xC4 (memchr; a str search for them is slow: their
+        # low bytes are the digits 0 and 1, which str.find's memchr on the low byte keeps stopping at), the other
+        # two in the str.
         if not text.isascii() and (b"\xc4" in folded or "\u017f" in text or "\u212a" in text):
-            for twin, letter in TWINS.items():
-                text = text.replace(twin, letter)
-            folded = text.encode("utf-8", "surrogatepass")
+            folded = _fold_twins(folded)
         folded = folded.lower()
-        counts = [0] * len(self.lists)
+        if counts is None:
+            counts = [0] * len(self.lists)
         group, first_word, inner = automaton.group, automaton.first_word, automaton.inner
         for index, start, _ in automaton.matcher.find_matches_as_indexes(folded):
             # `\b` before the keyword: the character before differs in wordness from the keyword's first one.
