@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adws import keywords
 from adws.config import load_config
 from adws.keywords import TWINS, KeywordMatcher, is_word
 from tests.helpers import ROOT
@@ -145,7 +146,15 @@ def test_any_text_spliced_into_real_issues_agrees(noise: str, issue: dict[str, o
 
 
 
-def test_title_and_body_read_apart_give_the_joined_texts_counts() -> None:
+@pytest.fixture(params=["joined", "apart"])
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each title-and-body test twice: as short texts are read (joined) and as long ones are (one by one)."""
+    if request.param == "apart":
+        monkeypatch.setattr(keywords, "_JOIN_BELOW", 0)
+    return str(request.param)
+
+
+def test_title_and_body_read_apart_give_the_joined_texts_counts(reading: str) -> None:
     intake = load_config(ROOT / "config.toml").intake
     assert intake.keywords is not None
     matcher, lists = intake.keywords, intake.keywords.lists
@@ -160,11 +169,11 @@ def test_title_and_body_read_apart_give_the_joined_texts_counts() -> None:
     ("", ""), ("fix", ""), ("", "fix"), ("pre", "fix"), ("root", "cause"), ("system", "design doc"), ("fix\n", "fix"),
     ("😀", "fix 😀readme"), ("x\u212a", "\u212aernel fix"), ("éfix", "é fix"), ("ana\u017f", "yse"),
 ])
-def test_parts_edge_cases_agree(title: str, body: str) -> None:
+def test_parts_edge_cases_agree(title: str, body: str, reading: str) -> None:
     assert KeywordMatcher(LISTS).counts(title, body) == old_counts(LISTS, f"{title}\n{body}")
 
 
-def test_a_keyword_with_a_newline_reads_the_parts_joined() -> None:
+def test_a_keyword_with_a_newline_reads_the_parts_joined(reading: str) -> None:
     lists = (("code", ("fix\nit", "fix")), ("docs", ("it",)))
     matcher = KeywordMatcher(lists)
     for title, body in (("fix", "it"), ("fix", "it fix"), ("a fix", "fix\nit")):
@@ -198,4 +207,10 @@ _NEIGHBOURS = "ĀāćčĞğłńśŁŅſ\u0130\u0131\u212aêª™℃→’😀 fi
 )
 def test_random_parts_agree_with_the_joined_text(lists: list[list[str]], title: str, body: str) -> None:
     config = tuple((f"s{i}", tuple(w.strip(" ") for w in words)) for i, words in enumerate(lists))
-    assert KeywordMatcher(config).counts(title, body) == old_counts(config, f"{title}\n{body}")
+    expected = old_counts(config, f"{title}\n{body}")
+    assert KeywordMatcher(config).counts(title, body) == expected
+    join_below, keywords._JOIN_BELOW = keywords._JOIN_BELOW, 0  # read apart (not a fixture: hypothesis)
+    try:
+        assert KeywordMatcher(config).counts(title, body) == expected
+    finally:
+        keywords._JOIN_BELOW = join_below
