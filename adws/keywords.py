@@ -187,10 +187,11 @@ class KeywordMatcher:
         # ASCII keyword, are left alone by bytes.lower(), and never split a hit. Positions are not needed.
         folded = text.encode("utf-8", "surrogatepass")
         # The twins, each as its ASCII letter (a letter as it is, so `\b` is unchanged). Looked for the cheap way
-        # first: U+0130 and U+0131 by their UTF-8 lead byte 0xC4 (memchr; a str search for them is slow: their
-        # low bytes are the digits 0 and 1, which str.find's memchr on the low byte keeps stopping at), the other
-        # two in the str.
-        if not text.isascii() and (b"\xc4" in folded or "\u017f" in text or "\u212a" in text):
+        # first, by one byte each in the UTF-8 (memchr): U+0130/U+0131 and U+017F by their lead bytes 0xC4/0xC5
+        # (rare outside Latin Extended-A), U+212A by its last byte 0xAA (its lead 0xE2 starts every curly quote
+        # and arrow). A str search is slower: str.find on UCS-2 runs memchr on a character's low byte, which for
+        # these is "0", "1", DEL and "*".
+        if not text.isascii() and (b"\xc4" in folded or b"\xc5" in folded or b"\xaa" in folded):
             folded = _fold_twins(folded)
         folded = folded.lower()
         if counts is None:
