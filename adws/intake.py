@@ -75,13 +75,17 @@ def _label_specialization(labels: frozenset[str], intake: IntakeSpec) -> tuple[s
     return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
 
 
+# The source of a keyword decision by its number of hits, written once (index 0 is never used).
+_KEYWORD_SOURCES = ("", "keywords (1 hit)", *(f"keywords ({hits} hits)" for hits in range(2, 64)))
+
+
 def _text_specialization(title: str, body: str, intake: IntakeSpec) -> tuple[str, str]:
     """The specialization the keyword classifier reads in the title and body, else the default."""
     if intake.keywords is not None and (title or body):
         found = intake.keywords.classify(title, body)
         if found is not None:  # most hits wins; a tie goes to the specialization declared first
             spec, hits = found
-            return spec, f"keywords ({hits} hit{'s' if hits > 1 else ''})"
+            return spec, _KEYWORD_SOURCES[hits] if hits < len(_KEYWORD_SOURCES) else f"keywords ({hits} hits)"
     return intake.default_specialization, "default"
 
 

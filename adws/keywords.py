@@ -191,15 +191,23 @@ class KeywordMatcher:
         # (rare outside Latin Extended-A), U+212A by its last byte 0xAA (its lead 0xE2 starts every curly quote
         # and arrow). A str search is slower: str.find on UCS-2 runs memchr on a character's low byte, which for
         # these is "0", "1", DEL and "*".
-        if not text.isascii() and (b"\xc4" in folded or b"\xc5" in folded or b"\xaa" in folded):
+        # (A byte as an int: `bytes in bytes` first tries the needle as an int and formats a TypeError, ~10x the
+        # cost of the memchr itself.)
+        if not text.isascii() and (0xC4 in folded or 0xC5 in folded or 0xAA in folded):
             folded = _fold_twins(folded)
         folded = folded.lower()
         if counts is None:
             counts = [0] * len(self.lists)
-        group, first_word, inner = automaton.group, automaton.first_word, automaton.inner
+        group, first_word, inner, ascii_word = automaton.group, automaton.first_word, automaton.inner, _ASCII_WORD
         for index, start, _ in automaton.matcher.find_matches_as_indexes(folded):
-            # `\b` before the keyword: the character before differs in wordness from the keyword's first one.
-            if (start > 0 and _word_before(folded, start)) != first_word[index]:
+            # `\b` before the keyword: the character before differs in wordness from the keyword's first one. An
+            # ASCII character before is looked up here (most are), anything else decoded by _word_before.
+            if start:
+                last = folded[start - 1]
+                before = ascii_word[last] if last < 0x80 else _word_before(folded, start)
+            else:
+                before = False
+            if before != first_word[index]:
                 counts[group[index]] += 1
             elif inner[index]:
                 # Not a hit, and the regex would look for one again inside it; the automaton went past.
