@@ -89,24 +89,27 @@ def _text_specialization(title: str, body: str, intake: IntakeSpec) -> tuple[str
     return intake.default_specialization, "default"
 
 
-# What a task's labels alone decide, by the labels as given, for one intake (the last one asked: an engine has one
-# config at a time): the labels lowercased, as a set, the priority they map to (or the default) and the
-# specialization they map to (None: the classifier or the default decides). A coordinator's tasks carry few
-# distinct label lists, so this is mostly a lookup; the memo is swapped whole (a thread sees one intake's), and
-# emptied when it grows past _LABEL_MEMO_SIZE. Labels are tuples of str (Task and common_fields check them).
+# What a task's labels alone decide, by the labels as given, per intake (a config's): the labels lowercased, as a
+# set, the priority they map to (or the default) and the specialization they map to (None: the classifier or the
+# default decides). A coordinator's tasks carry few distinct label lists, so this is mostly a lookup. Keyed by
+# the intake's id, each entry holding its intake, so an id cannot be reused while its entry lives; a process with
+# a few engines (configs) keeps one memo each. Emptied when they grow past _LABEL_MEMO_SIZE / _INTAKES_KEPT.
+# Labels are tuples of str (Task and common_fields check them), so they hash.
 _LabelFacts = tuple[tuple[str, ...], frozenset[str], tuple[str | None, str], tuple[str, str] | None]
-_label_memo: tuple[object, dict[tuple[str, ...], _LabelFacts]] = (None, {})
+_label_memos: dict[int, tuple[IntakeSpec, dict[tuple[str, ...], _LabelFacts]]] = {}
 _LABEL_MEMO_SIZE = 1024
+_INTAKES_KEPT = 8
 
 
 def label_facts(task_labels: tuple[str, ...], intake: IntakeSpec) -> _LabelFacts:
     """(lowercased labels, their set, the priority from labels or the default with its source, the
-    specialization from labels with its source or None); memoized (see _label_memo)."""
-    global _label_memo
-    owner, memo = _label_memo
-    if owner is not intake:
-        memo = {}
-        _label_memo = (intake, memo)
+    specialization from labels with its source or None); memoized (see _label_memos)."""
+    entry = _label_memos.get(id(intake))
+    if entry is None or entry[0] is not intake:
+        if len(_label_memos) >= _INTAKES_KEPT:
+            _label_memos.clear()
+        entry = _label_memos[id(intake)] = (intake, {})
+    memo = entry[1]
     facts = memo.get(task_labels)
     if facts is None:
         lowered = tuple([label.strip().lower() for label in task_labels])

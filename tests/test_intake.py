@@ -229,7 +229,7 @@ def test_the_labels_memo_stays_bounded(config: CompiledConfig, monkeypatch: pyte
     monkeypatch.setattr(intake, "_LABEL_MEMO_SIZE", 8)
     for i in range(50):
         assert view_of(config, {"labels": [f"l{i}", "bug"]}).specialization == "code"
-    assert len(intake._label_memo[1]) <= 8
+    assert all(len(memo) <= 8 for _, memo in intake._label_memos.values())
 
 
 def test_view_carries_the_task_fields(config: CompiledConfig) -> None:
