@@ -101,7 +101,7 @@ _LABEL_MEMO_SIZE = 1024
 _INTAKES_KEPT = 8
 
 
-def label_facts(task_labels: tuple[str, ...], intake: IntakeSpec) -> _LabelFacts:
+def _label_facts(task_labels: tuple[str, ...], intake: IntakeSpec) -> _LabelFacts:
     """(lowercased labels, their set, the priority from labels or the default with its source, the
     specialization from labels with its source or None); memoized (see _label_memos)."""
     entry = _label_memos.get(id(intake))
@@ -151,7 +151,7 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
                    context_tokens: int | None, attrs: Mapping[str, Any], intake: IntakeSpec, tz: ZoneInfo,
                    now: datetime, prompt: str | None = None) -> TaskView:
     """`prepare` from a task's fields (`key` as Task.key), for a caller that has them without a Task."""
-    lowered, labels, from_labels, spec_from_labels = label_facts(task_labels, intake)
+    lowered, labels, from_labels, spec_from_labels = _label_facts(task_labels, intake)
     problems: list[str] = []  # every problem of the task at once, not the first only
     if given_priority is None:
         priority, priority_from = from_labels

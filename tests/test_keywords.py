@@ -214,3 +214,16 @@ def test_random_parts_agree_with_the_joined_text(lists: list[list[str]], title: 
         assert KeywordMatcher(config).counts(title, body) == expected
     finally:
         keywords._JOIN_BELOW = join_below
+
+
+@pytest.mark.parametrize(("title", "body"), [
+    ("xroot causes fix", None), ("xroot", "causes fix fix"), ("Fix the README", "readme, docs, fix"), ("nothing", ""),
+    ("", None), ("ana\u017fyse", "root cause \u212aernel"), ("system design", "design doc rfc"),
+])
+def test_classify_is_the_most_hits_first_declared(title: str, body: str | None) -> None:
+    matcher = KeywordMatcher(LISTS)
+    counts = old_counts(LISTS, title if body is None else f"{title}\n{body}")
+    best = max(counts)
+    expected = (LISTS[counts.index(best)][0], best) if best else None
+    assert matcher.classify(title, body) == expected
+    assert matcher.classify(title, body) == expected  # built now: the inlined path
