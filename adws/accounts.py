@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import field
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import NamedTuple, Protocol, TypeVar
@@ -43,7 +42,7 @@ from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
 from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.decision import Skip
 from adws.need import Need
 from adws.pools import Governing, governing, subjects

@@ -6,10 +6,9 @@ Kept free of imports from the rest of adws so every layer can depend on it.
 from __future__ import annotations
 
 import enum
-from dataclasses import field
 from datetime import datetime
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 
 
 class OutcomeClass(enum.StrEnum):

@@ -24,7 +24,13 @@ def append(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
     The file is created 0600 (its directory 0700). Raises OSError when it cannot be written, including for a
     symbolic link, a non-regular file or a file owned by another user at `path` (see adws.files).
     """
-    line = (dumps(record) + "\n").encode("utf-8")
+    append_line(path, dumps(record))
+
+
+def append_line(path: str | os.PathLike[str], text: str) -> None:
+    """Append `text`, one record's JSON as `adws.redact.dumps` or `Scrubber.dumps` writes it (no newline in it,
+    no lone surrogate), as one line. Raises OSError as `append` does."""
+    line = (text + "\n").encode("utf-8")
     # No fsync: once write() returns, the line survives any crash of adws (it is in the kernel's page cache);
     # only a crash of the machine could lose the last lines, the bound the state store keeps too (SQLite
     # `synchronous = NORMAL`). An fsync would cost every run milliseconds on a real disk.

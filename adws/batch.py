@@ -28,11 +28,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, replace
 from adws.errors import AdwsError, RunCancelled, TaskError, suggest
 from adws.events import Event, EventKind, EventSink, announce
 from adws.task import Task, coerce_task

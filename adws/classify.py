@@ -43,11 +43,10 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, replace
 from adws.userregex import CompiledOnFirstSearch, Match, Searcher
 
 QUOTA_HORIZON = timedelta(hours=6)

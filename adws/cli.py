@@ -5,16 +5,19 @@ Exit codes: 0 success; 1 a failed check / a spent plan / an empty plan; 2 bad co
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from adws.errors import AdwsError, ConfigError, TaskError, UsageError
+
+if TYPE_CHECKING:
+    import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
 
 DEFAULT_CONFIG = "config.toml"
 WAIT_HELP = ("when limits, cooldowns, quotas or busy slots spent the plan, wait until capacity returns (at most MAX: "
@@ -433,6 +436,8 @@ CONFIG_HELP = "config file (default: $ADWS_CONFIG or ./config.toml)"
 
 
 def _add_check(p: argparse.ArgumentParser) -> None:
+    import argparse
+
     p.add_argument("config", nargs="?", help=CONFIG_HELP)
     p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_check)
@@ -523,6 +528,8 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
 
 
 def _add_lint(p: argparse.ArgumentParser) -> None:
+    import argparse
+
     p.add_argument("config", nargs="?", help=CONFIG_HELP)
     p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
     p.add_argument("--typical-tokens", type=int, default=20000, help="tokens of a typical task (default 20000)")
@@ -565,6 +572,8 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser. When `argv` starts with a subcommand's name, only that subcommand's parser is
     built (about a dozen parsers and a hundred arguments less at every start-up); what is parsed and printed
     is the same, because every other path (top-level options, no command, an unknown one) builds them all."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="adws", description="Route coding-agent tasks and run them.")
     from adws import __version__
 
@@ -582,10 +591,47 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# `adws route`'s options: flag -> (attribute, takes a value). What _add_route_or_run declares for "route".
+_ROUTE_OPTIONS = {"--config": ("config", True), "--task-json": ("task_json", True),
+                  "--github-issue": ("github_issue", True), "--at": ("at", True),
+                  "--prompt-file": ("prompt_file", True), "--json": ("json", False), "--explain": ("explain", False),
+                  "--assume-available": ("assume_available", False)}
+
+
+def _route_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """`adws route ...` parsed without argparse (building its parsers is a tenth of a routing process), for the
+    plain forms only: every option spelled in full, once, as `--opt VALUE` or `--opt=VALUE`, no value starting
+    with "-" but "-" itself. Anything else (help, abbreviations, mistakes) gives None: argparse parses it, and
+    says what is wrong. What is parsed is what argparse gives (tests/test_cli.py compares them)."""
+    if not argv or argv[0] != "route":
+        return None
+    values: dict[str, Any] = {"command": "route", "func": cmd_route}
+    values.update((dest, None if takes else False) for dest, takes in _ROUTE_OPTIONS.values())
+    seen = set()
+    tokens = iter(argv[1:])
+    for token in tokens:
+        flag, equals, inline = token.partition("=")
+        option = _ROUTE_OPTIONS.get(flag)
+        if option is None or flag in seen:
+            return None
+        seen.add(flag)
+        dest, takes = option
+        if not takes:
+            if equals:
+                return None
+            values[dest] = True
+            continue
+        value = inline if equals else next(tokens, None)
+        if value is None or (value.startswith("-") and value != "-"):
+            return None
+        values[dest] = value
+    return cast("argparse.Namespace", SimpleNamespace(**values))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    args = _parser(argv).parse_args(argv)
+    args = _route_args(argv) or _parser(argv).parse_args(argv)
     if getattr(args, "config_opt", None):
         args.config = args.config_opt
     # Text adws did not make (task ids, agents' errors) may hold what the terminal's encoding cannot show.

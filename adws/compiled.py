@@ -8,13 +8,12 @@ what is compiled once (conditions, failure patterns) is carried here so nothing 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
 from typing import Any
 
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern
 from adws.conditions import Condition, LabelSet
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.keywords import KeywordMatcher
 from adws.need import NeedSpec
 from adws.scoring import ScoringSpec

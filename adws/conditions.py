@@ -17,12 +17,11 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import field
 from datetime import date, time
 from typing import Any, Protocol
 
 from adws.cron import CronMatcher
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.errors import suggest, toml_value
 from adws.taskview import PRIORITY_RANK, TaskView
 from adws.userregex import compile_user_regex

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from adws.compiled import RuleSpec
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.need import Need
 from adws.scoring import TierScore
 from adws.taskview import TaskView

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adws.accounts import StatefulAccounts
@@ -243,7 +242,7 @@ class Engine:
         task = self.router.coerce(task)
         if not prompt.strip():
             raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
-        if not Path(workdir).is_dir():
+        if not os.path.isdir(workdir):
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
             raise TaskError([f"workdir: {workdir} is not a directory"])
         if self.config.intake.retry_count_from_history and not given_retry_count and task.retry_count == 0 \
@@ -293,9 +292,12 @@ class Engine:
         policy = rule.workdir if rule is not None and rule.workdir is not None else config.workdir_policy
         workspace = open_workspace(policy, workdir, environ=self.environ)  # WorkdirError: nothing ran
         result = Result(False, decision)
+        from adws.manager import scrubber_for
+
+        scrub = scrubber_for(config, self.environ, prompt)  # the run's records and its audit line alike
         try:
             manager.run(task, decision, prompt=prompt, workdir=workdir, result=result, workspace=workspace,
-                        observer=on_event)
+                        observer=on_event, scrub=scrub)
         except KeyboardInterrupt as exc:
             if result.run_dir is None:
                 raise
@@ -318,7 +320,7 @@ class Engine:
             if result.run_dir is not None and config.audit_enabled:
                 try:
                     with interrupts.shielded():  # a stop signal now waits for the record to be written
-                        self._audit(task, result, prompt, config)
+                        self._audit(task, result, prompt, config, scrub)
                 except KeyboardInterrupt as exc:
                     raise Interrupted(str(exc) or "SIGINT", result) from None
         return result
@@ -347,9 +349,7 @@ class Engine:
             if synced.error:
                 print(f"adws: {synced.provider}/{synced.account}: {synced.error}", file=sys.stderr)
 
-    def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig) -> None:
-        from adws.manager import scrubber_for
-
+    def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig, scrub: Scrubber) -> None:
         include = config.audit_include_prompt  # the run's config, as below (a reload may land meanwhile)
         record: dict[str, Any] = {
             "at": self.clock().isoformat(),
@@ -362,14 +362,12 @@ class Engine:
             "attempts": [a.to_dict() for a in result.attempts],
             "warnings": list(result.warnings),
         }
-        scrub = scrubber_for(config, self.environ, prompt)
-        record = scrub.deep(record)
-        if config.audit_include_prompt:
-            record["prompt"] = scrub.text(prompt)  # kept as asked, but without secrets
+        if include:
+            record["prompt"] = prompt  # kept as asked, but without secrets (the scrubber has no prompt to take out)
         from adws import audit  # a run writes the audit log; routing never does
 
         try:
-            audit.append(config.audit_path, record)
+            audit.append_line(config.audit_path, scrub.dumps(record))
         except OSError as exc:
             # The run itself is done (and maybe succeeded): say what is lost, do not lose the result.
             ran = sum(a.duration_ms > 0 or a.exit_code is not None for a in result.attempts)

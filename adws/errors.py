@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import field, replace
 from datetime import date, datetime, time
 from typing import Any
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field, replace
 
 Loc = tuple[str | int, ...]
 

@@ -4,7 +4,8 @@
   and agents' output (customer issue text), the audit log and the state store hold task ids and usage.
 - A run directory carries a marker file (`MARKER`); pruning (`[run] keep_runs`) deletes only directories
   whose name has the run-directory form *and* which carry the marker, so a `[run] dir` pointed at a folder
-  with other data never loses any of it.
+  with other data never loses any of it. The markers of one process's runs are hard links to one file (see
+  `make_run_dir`): no run pays for a new inode just to be marked.
 - Nothing here is fsynced: run directories are a record of what ran for people and tools to read, and a crash of
   adws loses none of it (only a crash of the machine could), so no run pays a disk flush for them.
 - `[run] dir` must not be a symbolic link or belong to another user (a directory another user controls could
@@ -135,8 +136,15 @@ def check_run_root(root: Path) -> None:
         raise AdwsError(f"{where} is owned by another user (uid {info.st_uid}); use a directory of your own")
 
 
-def make_run_dir(root: Path, name: str) -> Path:
+def make_run_dir(root: Path, name: str, like: Path | None = None) -> Path:
     """Create the run directory `root/name` (0700, marked as adws's); `root` is created (0700) if missing.
+
+    `like`: an earlier run directory under `root` (the last one this process made): its marker is linked into the
+    new one rather than written again. A hard link makes no new inode, and a new inode is what a file costs on a
+    busy ext4 disk (a wait for the journal to write the inode bitmap: about 0.3 ms). The marker stays a regular
+    0600 file named `MARKER` with the same text; removing a run directory removes only its own link. Where the
+    link cannot be made (`like` pruned meanwhile, a file system without hard links, the link count limit), the
+    marker is written as a file of its own.
 
     Raises AdwsError for an unsafe root (see `check_run_root`), OSError when the OS refuses.
     """
@@ -147,7 +155,19 @@ def make_run_dir(root: Path, name: str) -> Path:
         check_run_root(root)
     path = root / name
     make_private_dir(path)
-    write_private(path / MARKER, _MARKER_TEXT)
+    marker = path / MARKER
+    if like is not None:
+        try:
+            # link(2) never follows a symbolic link at `like` (nor creates through one at `marker`, in a fresh 0700
+            # directory): what it linked is checked, and anything but a regular file is replaced by a real marker,
+            # so every run directory adws makes can be pruned.
+            os.link(like / MARKER, marker, follow_symlinks=False)
+            if stat.S_ISREG(os.lstat(marker).st_mode):
+                return path
+            os.unlink(marker)
+        except OSError:
+            pass
+    write_private(marker, _MARKER_TEXT)
     return path
 
 

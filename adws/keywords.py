@@ -26,11 +26,10 @@ character.
 from __future__ import annotations
 
 import re
-from dataclasses import field
 from itertools import pairwise
 from typing import Any
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 
 # The non-ASCII characters that `re.IGNORECASE` matches with an ASCII letter (CPython's simple case folding
 # plus its extra equivalences), each with the ASCII lowercase letter it stands for. tests/test_keywords.py

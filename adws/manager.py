@@ -23,7 +23,6 @@ import secrets as _secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +32,7 @@ from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify
 from adws.compiled import Account, CompiledConfig, ProviderSpec
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field, replace
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
@@ -148,12 +147,13 @@ class ProviderManager:
         # A run directory younger than the longest attempt (plus a margin) may be another process's run.
         longest = max((p.timeout + p.kill_grace for p in config.providers.values()), default=0.0)
         self._pruner = RunPruner(Path(config.run_dir), config.keep_runs, busy_for=longest + 60)
+        self._last_run: Path | None = None  # the run directory made last, whose marker the next one links
 
     # -- the walk -----------------------------------------------------------------------------------------
 
     def run(self, task: Task, decision: Decision, *, prompt: str, workdir: str | os.PathLike[str],
             result: Result | None = None, workspace: Workspace | None = None,
-            observer: EventSink | None = None) -> Result:
+            observer: EventSink | None = None, scrub: Scrubber | None = None) -> Result:
         """Walk the plan; every attempt lands in `result` (a new one unless given) as it is made.
 
         Interrupted (SIGTERM, Ctrl-C) or failed, the exception propagates and `result` holds the attempts so
@@ -161,13 +161,14 @@ class ProviderManager:
         runner has already ended the child's process group and the slot was released.
         Raises AdwsError when the run directory cannot be created (nothing ran).
         `workspace` (adws.workdir) says where each attempt runs and what a failed one leaves behind (default:
-        `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events).
+        `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events). `scrub`:
+        what the run's records are cleaned with, when the caller has made it already (`scrubber_for` the run).
         """
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
         ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer,
-                         scrubber_for(self.config, self.environ, prompt))
+                         scrub if scrub is not None else scrubber_for(self.config, self.environ, prompt))
         try:
             return self._walk(task, decision, result, run_dir, prompt, ctx)
         except KeyboardInterrupt as exc:
@@ -513,10 +514,10 @@ class ProviderManager:
                               "command uses {{ model }}: declare [providers." + provider.name + ".models.ID] "
                               "or set the model in the rule or routing.default_model")
         variables: dict[str, Any] = {
-            **step.vars, "prompt": prompt, "prompt_file": str(out_dir / "prompt.txt"),
-            "output_file": str(out_dir / "output.txt"), "model": step.model or "", "provider": provider.name,
+            **step.vars, "prompt": prompt, "prompt_file": f"{out_dir}/prompt.txt",
+            "output_file": f"{out_dir}/output.txt", "model": step.model or "", "provider": provider.name,
             "account": account.shown or "", "task": task.to_dict(), "workdir": str(workdir),
-            "run_dir": str(out_dir), "home": str(Path.home()), "config_dir": self.config.base_dir,
+            "run_dir": str(out_dir), "home": _home(), "config_dir": self.config.base_dir,
             "previous": previous,
         }
         argv = render_argv(provider.command, variables)
@@ -614,10 +615,11 @@ class ProviderManager:
         name = f"{stamp}-{_safe(task.key or 'task')}-{_secrets.token_hex(3)}"
         root = Path(self.config.run_dir)
         try:
-            path = make_run_dir(root, name)
+            path = make_run_dir(root, name, like=self._last_run)
         except OSError as exc:
             raise AdwsError(f"cannot create the run directory {root / name} ([run] dir): "
                             f"{exc.strerror or exc}") from None
+        self._last_run = path  # the next run links its marker from here (threads: any recent one will do)
         self._pruner.prune()
         return path
 
@@ -632,7 +634,15 @@ def _previous(result: Result) -> dict[str, Any]:
 
 def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str, str]) -> None:
     """Raise RenderError for text no program can receive: unencodable, a NUL byte, an argument over 128 KiB."""
-    for element in (*argv, *env.values()):
+    # Every element at once (one encode, one search: the environment holds dozens); the loop below, only when
+    # something is wrong, says which problem comes first as it always did.
+    joined = "\n".join((*argv, *env.values()))
+    try:
+        os.fsencode(joined)
+        fine = "\x00" not in joined
+    except UnicodeEncodeError:
+        fine = False
+    for element in () if fine else (*argv, *env.values()):
         try:
             os.fsencode(element)
         except UnicodeEncodeError:
@@ -643,6 +653,8 @@ def _check_receivable(provider: ProviderSpec, argv: list[str], env: Mapping[str,
                               "receive in an argument: remove it from the task text or the prompt, or "
                               "send the prompt by stdin or file") from None
     for element in argv:
+        if len(element) <= MAX_ARG_BYTES // 4:
+            continue  # four bytes at most per character: within the limit whatever it holds
         size = len(element.encode("utf-8", "surrogateescape"))
         if size > MAX_ARG_BYTES:
             raise RenderError(
@@ -663,6 +675,18 @@ def _write_output(path: Path, text: str, warnings: list[str]) -> str | None:
         warnings.append(f"{path} not written ({exc.strerror or exc}); the final text is in the result")
         return None
     return str(path)
+
+
+_HOMES: dict[str | None, str] = {}
+
+
+def _home() -> str:
+    """`str(Path.home())`, worked out once per value of HOME (it is asked for on every attempt)."""
+    key = os.environ.get("HOME")
+    home = _HOMES.get(key)
+    if home is None:
+        home = _HOMES[key] = str(Path.home())
+    return home
 
 
 def _safe(text: str) -> str:

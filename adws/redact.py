@@ -104,6 +104,17 @@ def replace_all(text: str, needles: Iterable[str], mark: str) -> str:
     return "".join(parts)
 
 
+class _NotPlain(Exception):
+    """A value `Scrubber.deep` would reshape before JSON sees it (a mapping that is not a dict)."""
+
+
+def _plain_default(value: Any) -> str:
+    """`dumps`'s `default=str`, refusing what `Scrubber.deep` would turn into a dict first."""
+    if isinstance(value, Mapping):
+        raise _NotPlain
+    return str(value)
+
+
 _SCALARS = frozenset({int, float, bool})  # what `Scrubber.deep` returns unchanged without further tests
 
 
@@ -147,6 +158,26 @@ class Scrubber:
             value = replace_all(value, self._prompt, PROMPT_MARK) if len(self._prompt[0]) >= MIN_SECRET_CHARS \
                 else (PROMPT_MARK if value in self._prompt else value)
         return value if value.isascii() else encodable(value)
+
+    def dumps(self, value: Any, *, indent: int | None = None) -> str:
+        """`dumps(self.deep(value), indent=indent)`, the same text, without walking `value` when nothing in it
+        needs cleaning: an audit record has a few hundred strings, and testing each against every secret and
+        prompt fragment costs more than one search of the JSON text per fragment.
+
+        The shortcut is exact. JSON escapes a string character by character, so a fragment occurring in a string
+        of `value` occurs, escaped the same way, in the JSON text; when no escaped fragment does, `text` would
+        change no string, and the two texts agree. It is not taken for text holding a lone surrogate (`text`
+        escapes those in the string itself) nor for a mapping that is not a dict (`deep` makes it a dict, JSON
+        would print its `str`)."""
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=_plain_default, indent=indent)
+            text.encode("utf-8")
+        except (_NotPlain, UnicodeEncodeError):
+            return dumps(self.deep(value), indent=indent)
+        for needle in self._secrets + self._prompt:
+            if json.dumps(needle, ensure_ascii=False)[1:-1] in text:
+                return dumps(self.deep(value), indent=indent)
+        return text
 
     def deep(self, value: Any) -> Any:
         """`value` with `text` applied to every string in it (dict keys too); other values unchanged."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from adws.attempt import Usage
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.decision import Decision
 
 

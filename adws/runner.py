@@ -571,35 +571,42 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
     """Run one child to completion and report what happened. Never raises for an OS failure.
 
     `clock` only measures `duration_ms`; waits always use real monotonic time.
+
+    When `out_dir` exists (the manager makes it), the log files are created right after the child is started,
+    while it runs: its output waits in the pipes meanwhile, and creating a file (a new inode: about 0.3 ms on a
+    busy ext4 disk) then costs the attempt nothing. When they cannot be created the child is killed at once and
+    the outcome is the same spawn failure as for a directory that cannot be made, which is created before the
+    child starts.
     """
     started = clock()
     argv = [str(arg) for arg in request.argv]
     shown = redact_argv(argv, request.secrets)
-    out_dir = Path(request.out_dir)
-    paths = (out_dir / "stdout.log", out_dir / "stderr.log")
+    # The paths as the pathlib Path of the directory has always spelled them (normalized), without making one
+    # when the caller gave one.
+    out_dir = os.fspath(request.out_dir if isinstance(request.out_dir, Path) else Path(request.out_dir))
+    paths = (os.path.join(out_dir, "stdout.log"), os.path.join(out_dir, "stderr.log"))
     files: list[BinaryIO] = []
-    try:
+    if not os.path.isdir(out_dir):
+        # No directory yet (the manager makes it beforehand, other callers need not), or something in the way:
+        # made or refused here, before anything starts, so the error names what it always named.
         try:
-            files.append(_open_log(paths[0]))
-        except OSError:
-            # No directory yet (the manager makes it beforehand, other callers need not), or something in the
-            # way: made or refused here, so the error names what it always named.
-            out_dir.mkdir(parents=True, exist_ok=True)
-            files.append(_open_log(paths[0]))
-        files.append(_open_log(paths[1]))
-    except OSError as exc:  # the log directory or files could not be created
-        _close_quietly(files)
-        return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            _open_logs(paths, files)
+        except OSError as exc:
+            _close_quietly(files)
+            return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
     try:
-        return _run_with_files(request, argv, shown, started, clock, files[0], files[1], paths)
+        return _run_with_files(request, argv, shown, started, clock, files, paths)
     finally:
         _close_quietly(files)
 
 
-def _open_log(path: Path) -> BinaryIO:
-    # 0600 and never through a link: the agent's output is customer text.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    return os.fdopen(fd, "wb")
+def _open_logs(paths: tuple[str, str], files: list[BinaryIO]) -> None:
+    """Create both log files into `files` (what was opened is there when the second fails: the caller closes it)."""
+    for path in paths:
+        # 0600 and never through a link: the agent's output is customer text.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        files.append(os.fdopen(fd, "wb"))
 
 
 def has_terminal() -> bool:
@@ -637,10 +644,10 @@ def _run_with_files(
     shown: list[str],
     started: float,
     clock: Callable[[], float],
-    out_file: BinaryIO,
-    err_file: BinaryIO,
-    paths: tuple[Path, Path],
+    files: list[BinaryIO],
+    paths: tuple[str, str],
 ) -> RunOutcome:
+    """`files`: both logs, or empty when they are to be created once the child has started (see `run`)."""
     become_subreaper()
     attempt_id = _secrets.token_hex(8)
     opened: list[int] = []  # every descriptor made here, so a failure part-way closes them all
@@ -664,14 +671,28 @@ def _run_with_files(
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
         for fd in opened:
             os.close(fd)
-        for path in paths:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        _remove_logs(files, paths)
         return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
     for child_end in (out_w, err_w, in_r):  # the child has its copies; ours would keep the pipes open
         if child_end is not None:
             os.close(child_end)
-
+    if not files:
+        try:
+            _open_logs(paths, files)
+        except BaseException as exc:
+            # Nothing may run without its logs: the child, started microseconds ago, is ended before it could do
+            # anything of note, and the attempt is the spawn failure it was when the logs came first.
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            end_attempt_processes(proc.pid, attempt_id, set(), leader_reaped=True)
+            for end in (out_r, err_r, in_w):
+                if end is not None:
+                    os.close(end)
+            _remove_logs(files, paths)
+            if not isinstance(exc, OSError):
+                raise  # an interruption: nothing of the attempt is left running
+            return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
+    out_file, err_file = files
     out_sink = _Sink(out_file, request.output_cap, request.tail_bytes, request.secrets)
     err_sink = _Sink(err_file, request.output_cap, request.tail_bytes, request.secrets)
     supervisor = _Supervisor(proc.pid, request, {out_r: out_sink, err_r: err_sink}, in_w, attempt_id)
@@ -702,8 +723,8 @@ def _run_with_files(
         idle_timed_out=supervisor.idle_timed_out,
         idle_ms=supervisor.idle_ms,
         duration_ms=_ms(started, ended),
-        stdout_path=str(paths[0]),
-        stderr_path=str(paths[1]),
+        stdout_path=paths[0],
+        stderr_path=paths[1],
         stdout_tail=out_sink.tail_text(),
         stderr_tail=err_sink.tail_text(),
         stdout_bytes=out_sink.total,
@@ -727,6 +748,15 @@ def _describe_spawn_error(exc: Exception, argv0: str, secrets: Sequence[str]) ->
         template = _SPAWN_MESSAGES.get(type(exc), template)
     # The OS message may repeat argv[0] or a path: redact the whole message, not just the program name.
     return redact_argv([template.format(program=argv0, error=exc)], secrets)[0]
+
+
+def _remove_logs(files: list[BinaryIO], paths: tuple[str, str]) -> None:
+    """Close and delete the log files made for a child that did not run (none may be left to read as its output)."""
+    _close_quietly(files)
+    for path in paths[:len(files)]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    files.clear()
 
 
 def _pipe(opened: list[int]) -> tuple[int, int]:

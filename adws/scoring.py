@@ -22,10 +22,9 @@ Every component of every tier's score is kept, so `--explain` shows exactly what
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import field
 from typing import Any
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 
 ORDERS = ("chain", "by_score", "cheapest")
 LATENCY_BEST_MS = 500

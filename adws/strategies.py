@@ -19,14 +19,13 @@ ordering and released by `close()`) fit the same hooks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import field
 from operator import attrgetter
 from types import TracebackType
 from typing import ClassVar, NamedTuple
 
 from adws.attempt import Usage
 from adws.compiled import ProviderSpec
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.need import Need
 from adws.redact import encodable
 from adws.state.base import StateStore

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import field
 from typing import Any
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.errors import TaskError, suggest
 
 # Fields `gh issue view --json` can print that are not task fields: kept in attrs, so a coordinator can pass

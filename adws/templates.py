@@ -115,10 +115,43 @@ def _plain(source: str) -> bool:
     return "{" not in source and "\r" not in source
 
 
+# `{{ name }}` alone: what most argv elements with a variable are (`{{ prompt }}`, `{{ model }}`).
+_ONE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_MISSING = object()
+# Names Jinja reads as something else than a variable: constants, operators, the template itself.
+_NOT_VARIABLES = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
+                            "else", "self"})
+# The environment's globals (jinja2.defaults.DEFAULT_NAMESPACE): Jinja does not count them as variables a
+# template reads, so a template naming one is left to Jinja.
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+
+# Text and `{{ name }}` placeholders only: no other "{", no "\r" (the shape of nearly every argv element and env
+# value: `--model={{ model }}`, `{{ home }}/.local/share`). Jinja parses such a template without fail, reads
+# exactly the names in it, and renders it to its text with each placeholder replaced by its value's str().
+_NAMES_ONLY = re.compile(r"(?:[^{\r]|\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\})*")
+
+
+def _names_only(source: str) -> list[str] | None:
+    """The placeholders' names, in order, when `source` is text and `{{ name }}` placeholders only and no name
+    is one Jinja reads as something else (`none`, `self`, ...); None otherwise (Jinja must look at it)."""
+    if _NAMES_ONLY.fullmatch(source) is None:
+        return None
+    names = _ONE_NAME.findall(source)
+    return None if any(name in _NOT_VARIABLES or name in JINJA_GLOBALS for name in names) else names
+
+
 def check_template(source: str, allowed: Iterable[str]) -> str | None:
     """Why `source` cannot be used (syntax error, unknown variable), or None when it is fine."""
     if _plain(source):
         return None
+    names = _names_only(source)
+    if names is not None:  # parses; reads these names: only the unknown-variable check is left
+        return _unknown_variables(source, set(names), allowed)
+    return _check_with_jinja(source, allowed)
+
+
+def _check_with_jinja(source: str, allowed: Iterable[str]) -> str | None:
+    """check_template's answer from Jinja's own parser and code generator (for any template)."""
     from jinja2 import TemplateSyntaxError, meta, nodes
 
     env = _environment()
@@ -134,6 +167,11 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
         kind, known = ("filter", env.filters) if isinstance(node, nodes.Filter) else ("test", env.tests)
         if node.name not in known:
             return f"template {source!r} does not parse: No {kind} named {node.name!r}"
+    return _unknown_variables(source, used, allowed)
+
+
+def _unknown_variables(source: str, used: set[str], allowed: Iterable[str]) -> str | None:
+    """The error for the variables in `used` that are not in `allowed` (None when there are none)."""
     allowed_set = set(allowed)
     unknown = sorted(used - allowed_set)
     if unknown:
@@ -152,6 +190,9 @@ def variables_of(source: str) -> frozenset[str] | None:
     """The variables a template reads; None when it does not parse (check_template says why)."""
     if _plain(source):
         return frozenset()
+    names = _names_only(source)
+    if names is not None:
+        return frozenset(names)
     from jinja2 import TemplateError, meta
 
     try:
@@ -165,12 +206,6 @@ def _compiled(source: str) -> Any:
     return _environment().from_string(source)
 
 
-# `{{ name }}` alone: what most argv elements with a variable are (`{{ prompt }}`, `{{ model }}`).
-_ONE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_MISSING = object()
-# Names Jinja reads as something else than a variable: constants, operators, the template itself.
-_NOT_VARIABLES = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
-                            "else", "self"})
 
 
 def render_one(source: str, variables: Mapping[str, Any]) -> str:
@@ -187,6 +222,10 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         value = variables.get(single.group(1), _MISSING)
         if type(value) is str:
             return value
+    elif single is None and _names_only(source) is not None:
+        text = _substitute(source, variables)
+        if text is not None:
+            return text
     try:
         return str(_compiled(source).render(variables))
     except Exception as exc:
@@ -194,6 +233,19 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         # can divide by zero or add a string to a number. Every one of them is the config's mistake, reported
         # as such, never a traceback.
         raise RenderError(f"cannot render {source!r}: {exc}") from None
+
+
+def _substitute(source: str, variables: Mapping[str, Any]) -> str | None:
+    """A `_names_only` template with each placeholder replaced by its string value, as Jinja renders it; None
+    when some name is missing or its value is not a str (Jinja then renders, or says what is wrong)."""
+    values = []
+    for name in _ONE_NAME.findall(source):
+        value = variables.get(name, _MISSING)
+        if type(value) is not str:
+            return None
+        values.append(value)
+    pieces = iter(values)
+    return _ONE_NAME.sub(lambda _: next(pieces), source)
 
 
 def render_argv(sources: Sequence[str], variables: Mapping[str, Any]) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adws import __version__
 from adws.cli import main
@@ -73,3 +75,55 @@ def test_an_unwritable_audit_log_does_not_lose_a_finished_run(
     out, err = capsys.readouterr()
     assert code == 0 and json.loads(out)["success"] is True
     assert err.startswith(f"adws: cannot write the audit log {tmp_path / 'audit.jsonl'}: ")
+
+
+# `adws route` parses its plain forms without argparse: whenever it does, it must give what argparse gives.
+_ROUTE_TOKENS = st.sampled_from(["--config", "--task-json", "--github-issue", "--at", "--prompt-file", "--json",
+                                 "--explain", "--assume-available", "--conf", "--json=1", "--at=x", "--config=",
+                                 "-", "--", "-h", "x.toml", '{"title": "t"}', "-5", "", "route", "--bogus",
+                                 "--task-json=-", "=", "--at=2026-11-18T13:00:00Z"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ROUTE_TOKENS, max_size=7))
+def test_route_arguments_parse_as_argparse_parses_them(tokens: list[str]) -> None:
+    from adws.cli import _parser, _route_args
+
+    argv = ["route", *tokens]
+    fast = _route_args(argv)
+    if fast is None:
+        return
+    assert vars(fast) == vars(_parser(argv).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ["route", "--config", "c.toml", "--task-json", '{"title": "t"}', "--at", "2026-11-18T13:00:00Z", "--json"],
+    ["route", "--task-json=-", "--explain", "--assume-available", "--prompt-file", "p.md", "--github-issue", "i"],
+    ["route"],
+])
+def test_plain_route_arguments_need_no_argparse(argv: list[str]) -> None:
+    from adws.cli import _parser, _route_args
+
+    fast = _route_args(argv)
+    assert fast is not None and vars(fast) == vars(_parser(argv).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [["route", "-h"], ["route", "--conf", "x"], ["route", "--json", "--json"],
+                                  ["route", "--at"], ["route", "--at", "-1"], ["route", "--json=yes"], ["check"]])
+def test_other_arguments_go_to_argparse(argv: list[str]) -> None:
+    from adws.cli import _route_args
+
+    assert _route_args(argv) is None
+
+
+def test_warm_route_imports_no_argparse(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, io, contextlib\nfrom adws.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main(['route', '--config', {str(ROOT / 'config.toml')!r}, '--task-json', '{{\"title\": \"t\"}}',"
+            " '--json'])\nprint('argparse' in sys.modules)")
+    env = {**__import__("os").environ, "ADWS_STATE_PATH": str(tmp_path / "none" / "s.sqlite3"),
+           "ADWS_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=ROOT)
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -49,7 +49,8 @@ def test_adws_dataclasses_get_their_methods_from_the_table() -> None:
 
     # The very code object made from the table (not an equal one compiled afresh).
     init = ModelSpec.__init__.__code__
-    assert any(init is const for code in dataclass_cache._FIXED.values() for const in code.co_consts)
+    made = (*dataclass_cache._FIXED.values(), *dataclass_cache._BY_INDEX.values())
+    assert any(init is const for code in made for const in code.co_consts)
     spec = ModelSpec("m", 1000, None, 0.5, {"code": 3}, {})
     assert spec == ModelSpec("m", 1000, None, 0.5, {"code": 3}, {}) and spec.score("code", {}) == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -85,3 +86,122 @@ def test_the_table_is_current() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_dataclass_code.py"), "--check"],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+# Runs in a fresh interpreter: every adws module is executed again with `dataclass` replaced by a twin maker that
+# builds each class from its recipe and, from an identical copy, by dataclasses itself, and compares the two.
+_BOTH_WAYS = r'''
+import importlib, pkgutil, sys, types
+sys.path.insert(0, sys.argv[1])
+from adws import dataclass_cache as dc
+import adws
+
+def same_code(a, b):
+    return (a.co_code, a.co_names, a.co_varnames, a.co_filename, a.co_name, a.co_firstlineno) == \
+        (b.co_code, b.co_names, b.co_varnames, b.co_filename, b.co_name, b.co_firstlineno) and all(
+        same_code(x, y) if isinstance(x, types.CodeType) else x == y for x, y in zip(a.co_consts, b.co_consts))
+
+def same_value(key, a, b):
+    if isinstance(a, types.FunctionType) and isinstance(b, types.FunctionType):
+        if key in ("__getstate__", "__setstate__"):  # a stand-in that calls dataclasses' own
+            return a.__name__ == b.__name__
+        wa, wb = getattr(a, "__wrapped__", None), getattr(b, "__wrapped__", None)
+        if (wa is None) != (wb is None):
+            return False
+        if wa is not None and not (same_code(wa.__code__, wb.__code__) and wa.__qualname__ == wb.__qualname__):
+            return False
+        # repr: a default factory's marker is a stand-in, shown alike ("<factory>")
+        return (a.__qualname__, a.__name__, repr(a.__defaults__), a.__kwdefaults__, a.__module__) == \
+            (b.__qualname__, b.__name__, repr(b.__defaults__), b.__kwdefaults__, b.__module__) and \
+            (wa is not None or same_code(a.__code__, b.__code__))
+    if key == "__dataclass_fields__":
+        attrs = ("name", "type", "default", "default_factory", "init", "repr", "hash", "compare", "metadata",
+                 "kw_only", "_field_type")
+        return list(a) == list(b) and all(
+            tuple(getattr(a[n], x) for x in attrs) == tuple(getattr(b[n], x) for x in attrs) for n in a)
+    if key == "__dataclass_params__":
+        return repr(a) == repr(b)
+    if isinstance(a, types.MethodType):
+        return isinstance(b, types.MethodType) and a.__func__ is b.__func__
+    if type(a).__name__ in ("member_descriptor", "getset_descriptor"):
+        return type(a) is type(b) and a.__name__ == b.__name__
+    return a == b
+
+problems, checked = [], []
+
+def twins(cls=None, /, **options):
+    if cls is None:
+        return lambda inner: twins(inner, **options)
+    namespace = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    namespace["__qualname__"] = cls.__qualname__
+    copy = type(cls)(cls.__name__, cls.__bases__, namespace)
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    recipe = dc._recipes().get(key)
+    if recipe is None or recipe[0] != dc._fingerprint(cls, options):
+        problems.append(f"{key}: no recipe matches")
+        return dc._by_dataclasses(cls, options)
+    fast = dc._build(cls, options, recipe)
+    real = dc._by_dataclasses(copy, options)
+    for k in sorted(set(vars(fast)) | set(vars(real))):
+        if k not in vars(fast) or k not in vars(real):
+            problems.append(f"{key}: {k} only in one")
+        elif k in ("__dict__", "__weakref__"):  # each class's own descriptor
+            if type(vars(fast)[k]) is not type(vars(real)[k]):
+                problems.append(f"{key}: {k} differs")
+        elif not same_value(k, getattr(fast, k), getattr(real, k)):  # getattr: makes the lazy attributes
+            problems.append(f"{key}: {k} differs: {getattr(fast, k)!r} vs {getattr(real, k)!r}")
+    if fast.__qualname__ != real.__qualname__ or [b.__name__ for b in fast.__mro__] != [
+            b.__name__ for b in real.__mro__]:
+        problems.append(f"{key}: name or bases differ")
+    checked.append(key)
+    return fast
+
+dc.dataclass = twins
+for info in pkgutil.walk_packages(adws.__path__, "adws."):
+    if info.name in ("adws.__main__", "adws._dataclass_code", "adws.dataclass_cache"):
+        continue
+    module = importlib.import_module(info.name)
+    source = importlib.util.find_spec(info.name).loader.get_source(info.name)
+    exec(compile(source, module.__file__, "exec"), {"__name__": info.name, "__file__": module.__file__,
+                                                     "__package__": module.__package__})
+print(len(checked))
+print("\n".join(problems))
+'''
+
+
+def test_every_adws_dataclass_built_from_its_recipe_is_what_dataclasses_builds() -> None:
+    done = subprocess.run([sys.executable, "-c", _BOTH_WAYS, str(ROOT)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    count, *problems = [line for line in done.stdout.splitlines() if line]
+    assert int(count) >= len(_dataclass_code.RECIPES) > 80
+    assert problems == []
+
+
+def test_route_imports_no_dataclasses_module() -> None:
+    """The classes `adws route` needs are built from their recipes: neither dataclasses nor inspect is imported
+    (with them, a tenth of its start-up)."""
+    code = "import sys, adws.cli, adws.engine; print('dataclasses' in sys.modules, 'inspect' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_built_classes_act_as_dataclasses() -> None:
+    from adws.attempt import Usage
+    from adws.errors import Problem
+
+    usage = Usage(requests=1, input_tokens=2)
+    assert dataclasses.is_dataclass(usage) and [f.name for f in dataclasses.fields(Usage)][:2] == [
+        "requests", "input_tokens"]
+    assert dataclasses.replace(usage, requests=5).requests == 5 == dataclass_cache.replace(usage, requests=5).requests
+    assert dataclasses.asdict(usage)["input_tokens"] == 2
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'requests'"):
+        usage.requests = 3  # type: ignore[misc]
+    problem = Problem("here", "wrong")
+    assert problem.at_line(3).line == 3 and problem == Problem("here", "wrong", line=9)  # line: compare=False
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(usage)) == usage == copy.deepcopy(usage)
+    with pytest.raises(ValueError, match="cannot specify both default and default_factory"):
+        dataclass_cache.field(default=1, default_factory=list)

@@ -69,6 +69,37 @@ def _counting_lstat(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return looked
 
 
+def test_run_markers_are_links_to_one_file_and_each_run_keeps_its_own(tmp_path: Path, open_umask: None) -> None:
+    root = tmp_path / "runs"
+    first = make_run_dir(root, "20200101T000000-t-000001")
+    second = make_run_dir(root, "20200102T000000-t-000002", like=first)
+    third = make_run_dir(root, "20200103T000000-t-000003", like=second)
+    markers = [os.lstat(path / MARKER) for path in (first, second, third)]
+    assert len({m.st_ino for m in markers}) == 1 and markers[0].st_nlink == 3, "one inode, three names"
+    assert all(stat.S_ISREG(m.st_mode) and stat.S_IMODE(m.st_mode) == 0o600 for m in markers)
+    assert (third / MARKER).read_bytes() == (first / MARKER).read_bytes()
+    for path in (first, second):
+        os.utime(path, (0, 0))
+    prune_runs(root, keep=1, busy_for=60)  # the runs it was linked from go; its marker stays
+    assert [p.name for p in root.iterdir()] == [third.name] and os.lstat(third / MARKER).st_nlink == 1
+    fourth = make_run_dir(root, "20200104T000000-t-000004", like=first)  # pruned meanwhile: written anew
+    assert (fourth / MARKER).read_bytes() == (third / MARKER).read_bytes()
+    assert os.lstat(fourth / MARKER).st_ino != os.lstat(third / MARKER).st_ino
+    (third / MARKER).unlink()
+    (third / MARKER).symlink_to(tmp_path)  # never followed: the new run gets a real marker of its own
+    fifth = make_run_dir(root, "20200105T000000-t-000005", like=third)
+    assert stat.S_ISREG(os.lstat(fifth / MARKER).st_mode)
+    assert (fifth / MARKER).read_bytes() == (fourth / MARKER).read_bytes()
+
+
+def test_an_engine_marks_each_run_with_a_link_to_its_previous_marker(tmp_path: Path) -> None:
+    run = engine(tmp_path, config_text("ok"))
+    dirs = [Path(run.run({"id": f"t{i}"}, prompt="go", workdir=tmp_path).run_dir or "") for i in range(3)]
+    markers = [os.lstat(path / MARKER) for path in dirs]
+    assert len({m.st_ino for m in markers}) == 1 and markers[0].st_nlink == 3
+    assert all(stat.S_ISREG(m.st_mode) for m in markers)
+
+
 def test_a_pruner_remembers_run_directories_but_checks_each_before_deleting(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "runs"

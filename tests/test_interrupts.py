@@ -118,13 +118,13 @@ def test_a_signal_while_the_audit_record_is_written_waits_for_it(tmp_path: Path,
     from adws.errors import Interrupted
     from tests.hostile import engine
 
-    real = audit.append
+    real = audit.append_line
 
-    def append_while_signalled(path: object, record: object) -> None:
+    def append_while_signalled(path: object, line: object) -> None:
         os.kill(os.getpid(), signal.SIGUSR1)  # arrives in the middle of writing the record
-        real(path, record)  # type: ignore[arg-type]
+        real(path, line)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("adws.audit.append", append_while_signalled)
+    monkeypatch.setattr("adws.audit.append_line", append_while_signalled)
     restore = interrupts.install((signal.SIGUSR1,))
     try:
         with pytest.raises(Interrupted) as exc:

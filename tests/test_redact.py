@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from adws import audit
 from adws.cli import main
@@ -17,6 +19,42 @@ from adws.result import Result
 from tests.hostile import SECRETS, config_text, engine
 
 # -- the scrubber ------------------------------------------------------------------------------------------
+
+
+# Strings made of what JSON escapes (quote, backslash, newline, a control character), non-ASCII and a lone
+# surrogate, around the secrets and prompt lines: every way a fragment's JSON spelling can differ from its own.
+_PIECES = ["sk-live-aaaaaaaaaaaaaaaa", 'pa"ss\\word-1234', "line one of the prompt!!", "é", "\ud800", "\n", "\x01",
+           '"', "\\", "x", "Fix the flaky test", "ü-secret-ünicode"]
+_json_text = st.lists(st.sampled_from(_PIECES), max_size=6).map("".join)
+_json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | _json_text,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(_json_text, inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@example(value={"k": ['x pa"ss\\word-1234 y']}, prompt=None, secrets=['pa"ss\\word-1234'], indent=None)
+@example(value=["Fix the flaky test\nline one of the prompt!!"], prompt="Fix the flaky test\nline one of the prompt!!",
+         secrets=[], indent=2)
+@example(value={"\ud800": "é"}, prompt=None, secrets=[], indent=None)
+@given(value=_json_value, prompt=st.sampled_from([None, "short", "Fix the flaky test\nline one of the prompt!!"]),
+       secrets=st.sampled_from([[], ["sk-live-aaaaaaaaaaaaaaaa"], ['pa"ss\\word-1234', "ü-secret-ünicode"]]),
+       indent=st.sampled_from([None, 2]))
+def test_scrubber_dumps_is_dumps_of_deep(value: object, prompt: str | None, secrets: list[str],
+                                         indent: int | None) -> None:
+    scrub = Scrubber(secrets, prompt)
+    assert scrub.dumps(value, indent=indent) == dumps(scrub.deep(value), indent=indent)
+
+
+def test_scrubber_dumps_reshapes_a_mapping_as_deep_does() -> None:
+    from types import MappingProxyType
+
+    value = {"m": MappingProxyType({"k": "sk-live-aaaaaaaaaaaaaaaa"}), "s": {1, 2}}
+    scrub = Scrubber(["sk-live-aaaaaaaaaaaaaaaa"])
+    assert scrub.dumps(value) == dumps(scrub.deep(value))
+    assert json.loads(scrub.dumps(value))["m"] == {"k": REDACTED}
+
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -389,6 +389,45 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
     assert outcome == spawn_failure(expected, [TRUE])
 
 
+def test_logs_that_cannot_be_created_once_the_child_started_end_it_as_a_spawn_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The directory exists, so the logs are made after the child starts; a link planted at stderr.log is never
+    # followed (O_NOFOLLOW): the child is killed and reaped, and no log is left to be read as its output.
+    out_dir = tmp_path / "attempt"
+    out_dir.mkdir()
+    (out_dir / "stderr.log").symlink_to(tmp_path / "elsewhere")
+    tag = f"adws-test-{os.getpid()}-{time.monotonic_ns()}"
+    argv = [PY, "-c", f"import time; time.sleep(60)  # {tag}"]
+    signalled: list[signal.Signals] = []
+    real_signal_group = runner._signal_group
+    monkeypatch.setattr(runner, "_signal_group",
+                        lambda pgid, sig: signalled.append(sig) or real_signal_group(pgid, sig))
+    outcome = run(make_request(tmp_path, argv, out_dir=out_dir), clock=frozen_clock)
+    error = f"[Errno 40] Too many levels of symbolic links: '{out_dir / 'stderr.log'}'"
+    assert outcome == spawn_failure(f"cannot start {PY}: {error}", argv)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["stderr.log"]  # the planted link, untouched
+    assert not (tmp_path / "elsewhere").exists()
+    left = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and tag.encode() in (entry / "cmdline").read_bytes():
+                left.append(entry.name)
+        except OSError:
+            continue  # gone meanwhile
+    assert signalled == [signal.SIGKILL], "killed at once, not waited for"
+    assert left == [], "nothing of it is left running"
+
+
+def test_logs_made_after_the_start_hold_all_the_output(tmp_path: Path) -> None:
+    # More than a pipe holds (64 KiB) written at once: the child waits for the reader, nothing is lost.
+    out_dir = tmp_path / "attempt"
+    out_dir.mkdir()
+    outcome = python(tmp_path, "import sys; sys.stdout.write('x' * 300_000); sys.stderr.write('e')", out_dir=out_dir)
+    assert (out_dir / "stdout.log").read_text() == "x" * 300_000
+    assert (out_dir / "stderr.log").read_text() == "e"
+    assert outcome.exit_code == 0 and outcome.stdout_bytes == 300_000
+
+
 # --- redaction ---------------------------------------------------------------------------------------
 
 

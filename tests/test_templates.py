@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adws.errors import RenderError
 from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_argv, render_env, render_one
@@ -207,3 +209,64 @@ def test_text_without_jinja_syntax_needs_no_jinja_and_means_the_same(source: str
     if expected_vars == frozenset():
         assert render_one(source, {}) == env.from_string(source).render({})
         assert check_template(source, set()) is None
+
+
+# Names-only templates (text and `{{ name }}`) are checked, read and rendered without Jinja: the answers must be
+# Jinja's. Names include ones Jinja treats specially elsewhere (loop, caller, range) and keywords.
+_TRICKY_NAMES = ["model", "prompt", "home", "missing", "loop", "caller", "super", "varargs", "kwargs", "range",
+                 "for", "block", "endif", "_x", "dict", "lipsum", "none", "self", "not", "true", "if", "task", "n"]
+_TEXT = st.text(alphabet=st.characters(blacklist_characters="{\r", blacklist_categories=("Cs",)), max_size=6)
+_PLACEHOLDER = st.builds(lambda a, name, b: f"{{{{{a}{name}{b}}}}}", st.sampled_from(["", " ", "  ", "\t", "\n"]),
+                         st.sampled_from(_TRICKY_NAMES), st.sampled_from(["", " ", "\n "]))
+_NAMES_ONLY = st.lists(st.one_of(_TEXT, _PLACEHOLDER), min_size=1, max_size=5).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_NAMES_ONLY)
+def test_names_only_templates_mean_what_jinja_says(source: str) -> None:
+    from jinja2 import TemplateError, meta
+
+    from adws import templates
+
+    env = templates._environment()
+    try:
+        expected: frozenset[str] | None = frozenset(meta.find_undeclared_variables(env.parse(source)))
+    except TemplateError:
+        expected = None
+    assert templates.variables_of(source) == expected
+    for allowed in (set(), {"model", "prompt", "home", "task"}, set(_TRICKY_NAMES)):
+        assert check_template(source, allowed) == templates._check_with_jinja(source, allowed)
+    variables: dict[str, Any] = {"model": "sonnet", "prompt": "say {{ x }}", "home": "/home/u", "loop": "L",
+                                 "range": "R", "_x": "", "n": 3, "task": {"a": 1}}
+    try:
+        jinja: str | None = str(env.from_string(source).render(variables))
+    except Exception:
+        jinja = None
+    if jinja is None:
+        with pytest.raises(RenderError):
+            render_one(source, variables)
+    else:
+        assert render_one(source, variables) == jinja
+
+
+@pytest.mark.parametrize("source", ["--model={{ model }}", "{{ home }}/.local/share/x", "{{model}}:{{ prompt }}!",
+                                    "a }} b {{ model }} %} #}"])
+def test_names_only_templates_take_the_short_path(source: str) -> None:
+    from adws import templates
+
+    assert templates._names_only(source) is not None
+    assert check_template(source, {"model", "prompt", "home"}) is None
+
+
+@pytest.mark.parametrize("source", ["{{ model|upper }}", "{{- model }}", "{{ none }}", "{{ a.b }}", "{ {{ model }}",
+                                    "{{ model }}\r\n", "{% if x %}{% endif %}", "{{ ünï }}"])
+def test_other_templates_go_to_jinja(source: str) -> None:
+    from adws import templates
+
+    assert templates._names_only(source) is None
+
+
+def test_the_globals_the_short_path_leaves_to_jinja_are_jinjas() -> None:
+    from adws import templates
+
+    assert set(templates._environment().globals) == templates.JINJA_GLOBALS

@@ -60,6 +60,7 @@ def _code_stamp() -> str:
     """Changes whenever any adws source file changes (so a new validation rule is never skipped). Read once per
     process: the code a process runs does not change under it, and a hot reload need not scan the files again."""
     root = Path(__file__).resolve().parent.parent
+    prefix = len(str(root)) + 1  # entry paths are str(root) + "/" + the relative path: no os.path.relpath
     parts = []
     stack = [str(root)]
     while stack:
@@ -69,7 +70,7 @@ def _code_stamp() -> str:
                     stack.append(entry.path)
                 elif entry.name.endswith(".py"):
                     info = entry.stat()
-                    parts.append(f"{os.path.relpath(entry.path, root)}:{info.st_mtime_ns}:{info.st_size}")
+                    parts.append(f"{entry.path[prefix:]}:{info.st_mtime_ns}:{info.st_size}")
     return "\n".join(sorted(parts))
 
 

@@ -22,7 +22,6 @@ or a "$" key.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import enum
 import re
 import types
@@ -30,6 +29,8 @@ import typing
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from typing import Any
+
+from adws.dataclass_cache import init_fields
 
 
 class CacheError(ValueError):
@@ -134,12 +135,15 @@ def _fields(cls: type) -> list[tuple[str, Any, bool]]:
     hints = _HINTS.get(cls)
     if hints is None:
         try:
-            hints = typing.get_type_hints(cls)
+            # include_extras: no adws dataclass field is Annotated (one that were would be refused below, and
+            # its config kept uncached), and stripping Annotated from every hint is half of the call's cost.
+            hints = typing.get_type_hints(cls, include_extras=True)
         except Exception as exc:  # a hint naming something only imported for type checking
             raise CacheError(f"cannot resolve the type hints of {cls.__name__}: {exc}") from None
         _HINTS[cls] = hints
-    return [(f.name, hints[f.name], (cls.__name__, f.name) in REBUILT)
-            for f in dataclasses.fields(cls) if f.init]
+    names = init_fields(cls)
+    assert names is not None  # only asked of dataclasses
+    return [(name, hints[name], (cls.__name__, name) in REBUILT) for name in names]
 
 
 def _split(hint: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -202,7 +206,7 @@ def encode(value: Any, hint: Any) -> Any:
         if not isinstance(value, Mapping):
             raise CacheError(f"expected a mapping, got {type(value).__name__}")
         return [[encode(k, args[0]), encode(v, args[1])] for k, v in value.items()]
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and init_fields(hint) is not None:
         if type(value) is not hint:
             raise CacheError(f"expected {hint.__name__}, got {type(value).__name__}")
         return {name: encode(getattr(value, name), field_hint)
@@ -348,7 +352,7 @@ def _build_decoder(hint: Any) -> Callable[[Any], Any]:
                 out[_hashable(read_key(key))] = read_value(value)
             return out
         return mapping
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and init_fields(hint) is not None:
         fields = _fields(hint)
         stored = [(name, _decoder(field_hint)) for name, field_hint, rebuilt in fields if not rebuilt]
         names = sorted(name for name, _ in stored)

@@ -21,7 +21,6 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -47,13 +46,12 @@ from adws.config import quota_load
 from adws.config.lines import key_lines, line_of
 from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
-from adws.config.schema import Config, LLMConfig, PoolConfig, ProviderConfig, QuotaConfig, RuleConfig
+from adws.config.schema import OUTPUT_FORMATS, Config, LLMConfig, PoolConfig, ProviderConfig, QuotaConfig, RuleConfig
 from adws.cron import CronMatcher
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, replace
 from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
 from adws.files import unsafe_run_root
 from adws.keywords import KeywordMatcher
-from adws.parsers import PARSERS
 from adws.quota import parse_window
 from adws.state import STORES
 from adws.strategies import STRATEGIES
@@ -411,7 +409,7 @@ def _failure_patterns(name: str, p: ProviderConfig,
 def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[OutcomeClass, str],
               patterns: Mapping[tuple[str, int], UserRegex], check: _Checker) -> ProviderSpec:
     loc: Loc = ("providers", name)
-    check.name_in((*loc, "output_format"), "output format", p.output_format, PARSERS)
+    check.name_in((*loc, "output_format"), "output format", p.output_format, OUTPUT_FORMATS)
     check.name_in((*loc, "account_strategy"), "account strategy", p.account_strategy, STRATEGIES)
     command = tuple(from_legacy(element) for element in p.command_template)
     _names_and_values(loc, p, command, check)
@@ -513,8 +511,8 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
     introduced += [(("routing", "intake", "specialization_keywords", spec), spec.lower())
                    for spec in it.specialization_keywords]
     for where, spec in introduced:
-        hint = suggest(spec, scored)
-        if spec not in scored and hint:
+        hint = suggest(spec, scored) if spec not in scored else ""  # difflib only for a name not known
+        if hint:
             check.add(where, f'unknown specialization "{spec}"{hint}; a new one needs a name that is not a near '
                       "miss of a known one")
     known = scored | {spec for _, spec in introduced}
@@ -678,7 +676,8 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
         for j, tier in enumerate(e.plan or ()):
             _check_provider(check, (*loc, "expect", "plan", j), tier, providers)
         out.append(ScenarioSpec(s.name, s.description, dict(s.task), s.at.isoformat() if s.at else None,
-                                e.model_dump(exclude_none=True)))
+                                # model_dump(exclude_none=True), without building ExpectConfig's serializer
+                                {name: list(v) if isinstance(v, list) else v for name, v in e if v is not None}))
     return tuple(out)
 
 
@@ -868,7 +867,7 @@ def _defaults(cfg: Config, chain: tuple[str, ...], providers: Mapping[str, Provi
               check: _Checker) -> tuple[str, str | None]:
     """The default target: `[routing]` default_provider/default_model, else the older `[llm]` table, else the
     first tier. Both tables are checked even where one shadows the other: a typo must not wait to surface."""
-    routing, llm = cfg.routing, cfg.llm or LLMConfig()
+    routing, llm = cfg.routing, cfg.llm or LLMConfig.model_construct()  # the defaults, without a validator
     default_provider = routing.default_provider or llm.provider or chain[0]
     if routing.default_provider is not None:
         _check_provider(check, ("routing", "default_provider"), routing.default_provider, providers)

@@ -20,10 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 
 from adws.attempt import OutcomeClass
 from adws.conditions import conditions_schema
-from adws.parsers import PARSERS
 from adws.state import STORES
 from adws.strategies import STRATEGIES
 
+# The keys of adws.parsers.PARSERS, in its order (tests/config/test_config.py checks they are the same): named
+# here so that validating a config does not import every parser (their regexes cost more than the config's
+# own models).
+OUTPUT_FORMATS: tuple[str, ...] = ("claude-stream-json", "claude-json", "copilot-json", "opencode-json",
+                                   "gemini-json", "gemini-stream-json", "cline-json", "codex-json", "text")
 PRIORITIES: tuple[str, ...] = ("critical", "high", "normal", "low")  # highest first
 Priority = Literal["critical", "high", "normal", "low"]
 Action = Literal["next_account", "next_tier", "retry", "stop"]
@@ -48,7 +52,12 @@ class StrictModel(BaseModel):
     # extra="forbid" is what turns `enabeld = true` into an error instead of a silently ignored key.
     # strict: TOML has types, so `enabled = "yes"` or `timeout = "30"` is a mistake to report, not to coerce.
     # allow_inf_nan=False: `timeout = inf` or `nan` is refused here rather than overflowing a date at run time.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True, allow_inf_nan=False)
+    # defer_build: a model's validator is built when first used, not at import. Validating `Config` builds one
+    # validator holding every model inside it; built one by one at import, each model's schema was made twice
+    # (its own, and again inside Config's). So a table's default is `Model.model_construct` (the defaults as
+    # they are, which every validator accepts; tests/config check it), not `Model()`: that would build
+    # the model's own validator just to fill in defaults.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True, allow_inf_nan=False, defer_build=True)
 
 
 def _array_or_words(schema: dict[str, Any]) -> None:
@@ -199,11 +208,11 @@ class RoutingConfig(StrictModel):
     chain: list[str] = Field(default_factory=list, description="Tier order. Empty: providers in file order.")
     timezone: str = "UTC"
     rules: list[RuleConfig] = Field(default_factory=list)
-    intake: IntakeConfig = Field(default_factory=IntakeConfig)
+    intake: IntakeConfig = Field(default_factory=IntakeConfig.model_construct)
     actions: dict[Outcome, Action] = Field(default_factory=dict, description="Outcome class -> action.")
-    retry: RetryConfig = Field(default_factory=RetryConfig)
-    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig.model_construct)
+    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig.model_construct)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig.model_construct)
 
 
 class ModelConfig(StrictModel):
@@ -298,7 +307,7 @@ class ProviderConfig(StrictModel):
         description="Seconds without output on stdout or stderr before the attempt ends as a timeout.",
     )
     prompt: PromptMode = "file"
-    output_format: str = Field("text", **_enum(PARSERS))
+    output_format: str = Field("text", **_enum(OUTPUT_FORMATS))
     max_concurrency: int | None = Field(None, ge=1, le=100_000)
     account_strategy: str = Field("least_used", **_enum(STRATEGIES))
     specializations: dict[str, Score] = Field(
@@ -380,10 +389,10 @@ class LLMConfig(StrictModel):
 
 
 class Config(StrictModel):
-    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig.model_construct)
     providers: dict[str, ProviderConfig] = Field(min_length=1)
-    state: StateConfig = Field(default_factory=StateConfig)
-    audit: AuditConfig = Field(default_factory=AuditConfig)
-    run: RunConfig = Field(default_factory=RunConfig)
+    state: StateConfig = Field(default_factory=StateConfig.model_construct)
+    audit: AuditConfig = Field(default_factory=AuditConfig.model_construct)
+    run: RunConfig = Field(default_factory=RunConfig.model_construct)
     scenarios: list[ScenarioConfig] = Field(default_factory=list)
     llm: LLMConfig | None = None

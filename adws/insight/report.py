@@ -21,13 +21,12 @@ import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, build_period
 from adws.compiled import CompiledConfig, QuotaSpec
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.insight.records import Reading, attempts_of, iter_records, record_time, tokens_of
 
 OUTCOME_COLOURS = {

@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 from adws.accounts import DEFAULT_ACCOUNT, build_period
 from adws.attempt import RunOutcome
 from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.engine import Engine
 from adws.insight.workload import SimTask, Workload
 from adws.quota import QuotaPeriod

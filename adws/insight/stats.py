@@ -21,11 +21,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.errors import UsageError
 from adws.insight.records import LIMIT_OUTCOMES, Reading, attempts_of, iter_records, record_time, tokens_of
 from adws.state.base import StateStore

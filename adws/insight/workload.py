@@ -30,12 +30,11 @@ import math
 import random
 import tomllib
 from collections.abc import Mapping
-from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.errors import TaskError, UsageError, suggest
 from adws.insight.records import attempts_of, iter_records, routed_at, task_of, tokens_of
 from adws.task import Task

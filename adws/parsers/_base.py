@@ -6,12 +6,11 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from adws.attempt import OutcomeClass, ParsedOutput, Usage
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, field
 from adws.parsers.reset import find_reset_time
 
 Parser = Callable[[str, datetime], ParsedOutput]

@@ -34,6 +34,7 @@ from adws.attempt import Usage
 from adws.dataclass_cache import dataclass
 from adws.state.base import (
     BREAKER_STATES,
+    DEFAULT_PATH,
     DEFAULT_PREFIX,
     ENV_URL,
     BreakerState,
@@ -46,11 +47,11 @@ from adws.state.base import (
     UsageRecord,
 )
 from adws.state.memory import MemoryStore
-from adws.state.sqlite import DEFAULT_PATH, SqliteStore
 from adws.throttle import Throttle
 
 if TYPE_CHECKING:
     from adws.state.redis_store import RedisStore
+    from adws.state.sqlite import SqliteStore
 
 __all__ = [
     "ABSENT_VERSION",
@@ -140,15 +141,22 @@ def _open_redis(location: str, **options: Any) -> StateStore:
 
 
 def __getattr__(name: str) -> Any:
-    """`adws.state.RedisStore`, imported on first use (see _open_redis)."""
+    """`adws.state.RedisStore` and `adws.state.SqliteStore`, imported on first use: routing with no store
+    file yet (a PendingStore) needs neither sqlite3 nor redis-py."""
     if name == "RedisStore":
         from adws.state.redis_store import RedisStore
 
         return RedisStore
+    if name == "SqliteStore":
+        from adws.state.sqlite import SqliteStore
+
+        return SqliteStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _open_sqlite(location: str, **options: Any) -> StateStore:
+    from adws.state.sqlite import SqliteStore
+
     return SqliteStore(location, **{"poll_interval_s": SQLITE_POLL_S, **options})
 
 

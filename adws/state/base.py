@@ -30,6 +30,8 @@ BREAKER_STATES = ("closed", "open", "half_open")
 # The Redis backend's variable and key prefix: here, so naming them does not import the backend (redis-py).
 ENV_URL = "ADWS_STATE_URL"
 DEFAULT_PREFIX = "adws:"
+# The SQLite backend's default file: here, so naming it does not import sqlite3 (routing without a store).
+DEFAULT_PATH = ".adws/state.sqlite3"
 
 
 class StateStoreError(AdwsError):

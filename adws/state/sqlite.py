@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from adws.attempt import Usage
 from adws.state.base import (
     CHANGE_KINDS,
+    DEFAULT_PATH,
     ROLLUP_SECONDS,
     BreakerState,
     ChangePoller,
@@ -53,7 +54,6 @@ from adws.state.base import (
     to_epoch,
 )
 
-DEFAULT_PATH = ".adws/state.sqlite3"
 T = TypeVar("T")
 
 # Separate statements (not one script): executescript() would COMMIT our transaction first.

@@ -635,3 +635,42 @@ def test_cron_expressions_that_never_fire_are_refused() -> None:
         "(failed to find next date)",
         'providers.local.quota → reset: "* * 31 4 *" never fires: no date matches it (failed to find next date)',
     ]
+
+
+def test_tables_left_out_default_to_what_validating_them_empty_gives() -> None:
+    """A table's default is `Model.model_construct` (no validator is built for it): it must be exactly the
+    model validated from an empty table, validators included."""
+    from pydantic import BaseModel
+
+    from adws.config import schema
+
+    found = 0
+    for model in vars(schema).values():
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for info in model.model_fields.values():
+            factory = info.default_factory
+            if getattr(factory, "__name__", "") == "model_construct":
+                owner = factory.__self__  # type: ignore[union-attr]
+                made, validated = factory(), owner.model_validate({})  # type: ignore[call-arg]
+                assert made == validated and made.model_fields_set == validated.model_fields_set == set()
+                found += 1
+    assert found >= 8
+
+
+def test_the_output_formats_config_accepts_are_the_parsers() -> None:
+    from adws.config.schema import OUTPUT_FORMATS
+    from adws.parsers import PARSERS
+
+    assert list(OUTPUT_FORMATS) == list(PARSERS)
+
+
+def test_validating_a_config_imports_no_parser() -> None:
+    """Config validation names the output formats without importing the parsers (start-up of a first run)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from adws.config.load import load_file; load_file('config.toml'); "
+            "print(sorted(m for m in sys.modules if m.startswith('adws.parsers')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"

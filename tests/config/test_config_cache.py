@@ -408,3 +408,13 @@ def test_rules_decoded_from_the_cache_share_conditions_written_alike() -> None:
     assert len({id(rule.conditions[1]) for rule in config.rules}) == 2
     again = decode(encode(compiled, CompiledConfig), CompiledConfig)  # one memo per decode, none kept after it
     assert again.rules[0].conditions[0] is not config.rules[0].conditions[0]
+
+
+def test_the_code_stamp_names_every_source_file_by_its_path_in_the_package() -> None:
+    from adws import config as config_module
+
+    root = Path(config_module.__file__).resolve().parent.parent
+    names = [line.rsplit(":", 2)[0] for line in config_module._code_stamp().splitlines()]
+    expected = sorted(os.path.relpath(os.path.join(d, f), root) for d, dirs, files in os.walk(root)
+                      for f in files if f.endswith(".py") and "__pycache__" not in d)
+    assert names == expected and "config/__init__.py" in names
