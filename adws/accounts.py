@@ -14,9 +14,12 @@ that refuses the cursor (a roll-up rewrote rows) is read in full. The other kind
 when their change counter moved (`StateStore.change_counts`; every kind when the store keeps none). A store that
 does not exist yet (ABSENT_VERSION) holds nothing at any time and is never re-read.
 
-A change costs what it touched: rankings (`_Ranked`) are kept across generations and only the accounts whose
-quota subjects changed are judged again, and `stamp(provider)` tells the router which providers' plan steps
-must be built again. A full read, a snapshot expiry or a replaced rejected key starts every ranking over.
+A change costs what it touched: rankings (`_Ranked`) are kept across changes and only the accounts whose quota
+subjects changed are judged again, at once, each moved to its new place by binary search on the strategy's sort
+key. The generation (which keys the router's plan cache) moves only when some answer did, and `stamp(provider)`
+tells the router which providers' plan steps must be built again: a usage row that leaves every ranking as it was
+(the account keeps its place) costs the read of that row and one judgement, and every cached plan stands. A full
+read, a snapshot expiry or a replaced rejected key starts every ranking over.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
@@ -32,16 +35,17 @@ without a key variable (a CLI's own login in its home directory) waits out the d
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from adws import breaker
 from adws.attempt import Usage
 from adws.availability import Availability
-from adws.compiled import IMPLICIT_ACCOUNT, Account, ProviderSpec, QuotaSpec
+from adws.compiled import IMPLICIT_ACCOUNT, Account, CompiledConfig, ProviderSpec, QuotaSpec
 from adws.dataclass_cache import dataclass, field
 from adws.decision import Skip
 from adws.need import Need
@@ -56,21 +60,29 @@ from adws.state.base import (
     Cooldown,
     Observation,
     StateStore,
+    UsageChanges,
     UsageCursor,
     add_usage,
 )
 from adws.state.memory import MemoryStore
-from adws.strategies import STRATEGIES, Candidate, OrderContext, Strategy, cursor_key, sticky_key
+from adws.strategies import STRATEGIES, Candidate, OrderContext, SortKey, Strategy, cursor_key, sticky_key
 
 __all__ = ["AUTH_COOLDOWN", "DEFAULT_ACCOUNT", "STRATEGIES", "AccountPlanner", "Candidate", "RankInput", "Ranking",
            "StatefulAccounts", "Strategy", "build_period", "credential_cooldown", "cursor_key", "limits_of",
-           "sticky_key"]
+           "reads_tier_scores", "sticky_key"]
 
 DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accounts is kept under this name
 ROLLING_REFRESH = 30.0
 READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before an over-count is accepted
+# Rankings kept up to date after each change, at most: each touched one is judged again at once (that is what lets
+# an unchanged answer keep the plans), so inputs no longer asked for (a sticky provider's finished tasks) are
+# dropped by starting over when there are more.
+KEPT_RANKINGS = 64
 _NAME = attrgetter("name")
 K = TypeVar("K")
+# (provider, account position, quota subject, model price, tokens required): what a usable account's Candidate
+# depends on besides the snapshot (StatefulAccounts._judge)
+_Memo = tuple[str, int, str, float, int | None]
 _COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS, _RUNS, _STRATEGY = (
     CHANGE_KINDS.index(kind) for kind in ("cooldowns", "reservations", "observations", "breakers", "slots", "runs",
                                           "strategy"))
@@ -139,7 +151,8 @@ class AccountPlanner(Protocol):
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]: ...
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None: ...
     def generation(self, now: datetime) -> int:
-        """Changes whenever an answer of rank() or provider_blocked() may have changed."""
+        """Changes whenever an answer of rank() or provider_blocked() may have changed (StatefulAccounts: a change
+        of `Ranking.first_percent` alone only where tier scores read it, `tier_scores`), and stays while none did."""
         ...
     def stamp(self, provider: str) -> int:
         """Changes whenever an answer of rank() or provider_blocked() for `provider` may have changed (read after
@@ -161,9 +174,12 @@ class StatefulAccounts:
     """Accounts checked against the state store: cooldowns, quota hard blocks, circuit breakers."""
 
     def __init__(self, providers: Mapping[str, ProviderSpec] | None, availability: Availability,
-                 store: StateStore | None, breaker_cooldown: float = 600.0) -> None:
-        """`store` None: a private in-memory store (a router on its own, e.g. in tests)."""
+                 store: StateStore | None, breaker_cooldown: float = 600.0, *, tier_scores: bool = True) -> None:
+        """`store` None: a private in-memory store (a router on its own, e.g. in tests). `tier_scores`: whether
+        some plan scores its tiers and so reads `Ranking.first_percent` (`reads_tier_scores(config)`); when none
+        does, a change that moves only that percent keeps the generation (and the plans cached on it)."""
         self.availability = availability
+        self.tier_scores = tier_scores
         self.store: StateStore = store if store is not None else MemoryStore()
         self.breaker_cooldown = timedelta(seconds=breaker_cooldown)
         self._periods: dict[int, QuotaPeriod] = {}
@@ -198,9 +214,8 @@ class StatefulAccounts:
         self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
         self._epoch = 0  # the generation of the last full invalidation
         self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
-        # (provider, account position, model, tokens required) -> a usable account's Candidate, and whether its
-        # judgement read the clock; this generation's only
-        self._usable: dict[tuple[str, int, str | None, int | None], tuple[Candidate, bool]] = {}
+        # a usable account's Candidate, and whether its judgement read the clock; until the next change of the snapshot
+        self._usable: dict[_Memo, tuple[Candidate, bool]] = {}
         self._expires: datetime | None = None  # the earliest cooldown end or breaker probe in the snapshot
         self._generation = 0
         self._rejected: list[Account] = []
@@ -233,30 +248,46 @@ class StatefulAccounts:
         ts = now.timestamp()
         if self._expires_ts is not None and ts >= self._expires_ts:
             self._invalidate(now)
-        if version == self._version and self._read_ts is not None and self._read_ts <= ts < self._fresh_until:
-            return
-        starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
-        earlier = self._read_ts is not None and ts < self._read_ts
-        if version == self._version and not earlier and self._starts_fresh(starts):
-            self._fresh_until = self._fresh_limit(now)
-            return
+        # Before the fresh limit no period start has moved since the snapshot's read: new rows are added to it.
+        fresh = self._read_ts is not None and self._read_ts <= ts < self._fresh_until
+        starts: list[datetime] | None = None  # computed at `now` when the snapshot may be past a start
+        if fresh:
+            if version == self._version:
+                return
+            addable = self._starts is not None
+        else:
+            starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
+            earlier = self._read_ts is not None and ts < self._read_ts
+            addable = not earlier and self._starts_fresh(starts)
+            if version == self._version and addable:
+                self._fresh_until = self._fresh_limit(now)
+                return
         # Counters read before the state they guard (like the version): a write landing between is re-read at
-        # the next change, never taken as seen.
-        counts = self.store.change_counts()
-        changed = None
-        if version != self._version and self._starts is not None and not earlier and self._starts_fresh(starts):
-            changed = self._apply_new_usage()
-        if changed is None:
-            self._read_usage(starts)
+        # the next change, never taken as seen. (They guard every kind but usage rows, which the cursor guards.)
+        cursor, self._cursor = self._cursor, None  # None until this read is through: should a store read fail
+        # below, the rows already added were never judged, and the next refresh reads everything again
+        changes = self.store.usage_since(cursor) \
+            if version != self._version and addable and cursor is not None else None
+        counts = changes.counts if changes is not None and changes.counts is not None else self.store.change_counts()
+        changed = self._apply_new_usage(changes) if changes is not None else None
+        if changes is not None and changed is not None:
+            cursor = changes.cursor
+        else:
+            if starts is None:  # a full read counts from the starts at `now` (a rolling window's moves)
+                starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
+            cursor = self._read_usage(starts)
             self._starts, self._usage_ts = starts, ts
+            changed = None
         self._read_ts = ts
         seen = self._counts if changed is not None else None
-        self._counts = counts
 
         def moved(kind: int) -> bool:
             return seen is None or counts is None or seen[kind] != counts[kind]
 
         bumped: set[str] = set()
+        # What _watch reads (cooldowns, breakers, reservations, slots, observations): when none of it moved, the
+        # earliest end it found is still ahead (else the snapshot would have expired above) and still the earliest.
+        watch = any(moved(kind) for kind in (_COOLDOWNS, _RESERVATIONS, _OBSERVATIONS, _BREAKERS, _SLOTS))
         if moved(_COOLDOWNS):
             cooldowns = self.store.cooldowns(now)
             if changed is not None:
@@ -281,20 +312,22 @@ class StatefulAccounts:
             slots = self.store.active_slots(now)
             bumped |= _changed_keys(self._slots, slots)
             self._slots = slots
-        # The version read before the state, not after: a write that lands while this snapshot is read makes the
-        # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
-        self._version = version
-        self._fresh_until = self._fresh_limit(now)
+        if not fresh or changed is None:
+            self._fresh_until = self._fresh_limit(now)
         if changed is None:
             self._invalidate(now)
-            return
-        if moved(_RUNS):
-            self._runs.clear()  # learned needs: any provider's (a rule's need reads the tier's runs)
-            bumped.update(self._providers)
-        self._touch(changed, bumped, reorder=moved(_STRATEGY), now=now)
+        else:
+            if moved(_RUNS):
+                self._runs.clear()  # learned needs: any provider's (a rule's need reads the tier's runs)
+                bumped.update(self._providers)
+            self._touch(changed, bumped, reorder=moved(_STRATEGY), watch=watch, now=now)
+        # The version read before the state, not after: a write that lands while this snapshot is read makes the
+        # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
+        # All three are kept only now that the read is through: one that failed is read again, not taken as seen.
+        self._version, self._counts, self._cursor = version, counts, cursor
 
-    def _read_usage(self, starts: list[datetime]) -> None:
-        """Re-read the usage of every period from the store, and the cursor that later rows come after.
+    def _read_usage(self, starts: list[datetime]) -> UsageCursor:
+        """Re-read the usage of every period from the store; returns the cursor that later rows come after.
 
         The cursor is taken before the totals and compared after: when a row was appended in between (it may
         or may not be in the totals), the read is repeated, up to READ_ATTEMPTS times; after that the earlier
@@ -312,30 +345,23 @@ class StatefulAccounts:
                     usage.update({(prov, acc): totals[(prov, acc)] for acc in accs if (prov, acc) in totals})
             if self.store.usage_cursor() == cursor:
                 break
-        self._usage, self._cursor = usage, cursor
+        self._usage = usage
+        return cursor
 
-    def _apply_new_usage(self) -> set[tuple[str, str]] | None:
-        """Add the usage rows appended since the last read to the snapshot (rows of accounts without a quota,
-        or older than their period's start, change nothing) and return the (provider, subject) keys whose
-        usage changed; None when the store refused the cursor (a roll-up rewrote rows since), and the caller
-        re-reads everything."""
-        if self._cursor is None or self._starts is None:
-            return None
-        changes = self.store.usage_since(self._cursor)
-        if changes is None:
+    def _apply_new_usage(self, changes: UsageChanges) -> set[tuple[str, str]] | None:
+        """Add the usage rows appended since the last read (`StateStore.usage_since` of the snapshot's cursor) to
+        the snapshot (rows of accounts without a quota, or older than their period's start, change nothing) and
+        return the (provider, subject) keys whose usage changed; None when there are no starts to count from."""
+        if self._starts is None:
             return None
         changed: set[tuple[str, str]] = set()
-        if changes.records:
-            usage = dict(self._usage)  # a new dict: whatever holds the old one keeps reading what it read
-            starts = self._starts
-            for record in changes.records:
-                key = (record.provider, record.account)
-                group = self._group_of.get(key)
-                if group is not None and record.at >= starts[group]:
-                    usage[key] = add_usage(usage.get(key, ZERO_USAGE), record.usage)
-                    changed.add(key)
-            self._usage = usage
-        self._cursor = changes.cursor
+        usage, starts = self._usage, self._starts
+        for record in changes.records:
+            key = (record.provider, record.account)
+            group = self._group_of.get(key)
+            if group is not None and record.at >= starts[group]:
+                usage[key] = add_usage(usage.get(key, ZERO_USAGE), record.usage)
+                changed.add(key)
         return changed
 
     def _fresh_limit(self, now: datetime) -> float:
@@ -371,20 +397,27 @@ class StatefulAccounts:
         self._epoch = self._generation
         self._watch(now)
 
-    def _touch(self, changed: set[tuple[str, str]], bumped: set[str], *, reorder: bool, now: datetime) -> None:
-        """A new generation after an incremental change: rankings are kept, and the accounts reading a quota
-        subject in `changed` (provider, subject) are judged again at their next rank(); with `reorder`, every
-        strategy is asked again (its order may read state that moved: a cursor, a sticky choice). `bumped`:
-        providers whose other answers (circuit, slots, learned needs) may have changed."""
-        self._generation += 1
+    def _touch(self, changed: set[tuple[str, str]], bumped: set[str], *, reorder: bool, watch: bool,
+               now: datetime) -> None:
+        """An incremental change: rankings are kept, and the accounts reading a quota subject in `changed`
+        (provider, subject) are judged again now; with `reorder`, a strategy whose order reads the store (a cursor,
+        a sticky choice) is asked again. `bumped`: providers whose other answers (circuit, slots, learned needs)
+        may have changed. Only when some answer changed is there a new generation, and only the providers whose
+        answers changed get a new stamp: a usage row that leaves every ranking as it was keeps every cached plan.
+        `watch`: the kinds of state `_watch` reads moved."""
         self._usable.clear()
-        bumped.update(provider for provider, _ in changed)
+        if len(self._rankings) > KEPT_RANKINGS:
+            self._invalidate(now)
+            return
         for ranked in self._rankings.values():
-            if ranked.touch(changed, reorder):
+            if ranked.touch(changed, reorder) and ranked.update(self, now):
                 bumped.add(ranked.provider.name)
-        for provider in bumped:
-            self._stamps[provider] = self._generation
-        self._watch(now)
+        if bumped:
+            self._generation += 1
+            for provider in bumped:
+                self._stamps[provider] = self._generation
+        if watch:
+            self._watch(now)
 
     def stamp(self, provider: str) -> int:
         """Moves whenever an answer of rank() or provider_blocked() for `provider`, or a learned need of a task on
@@ -500,30 +533,33 @@ class StatefulAccounts:
         inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
                         tuple([v for v in key_vars if environ.get(v)]) if key_vars else (),
                         model if provider.pooled else None, need)
-        ranked = self._rankings.get(inp)
+        # Needs that differ only in their wording (the basis: tasks of different specializations with the same
+        # fixed need) share one ranking: only skips that quote the need are worded for each (`_Ranked.worded_for`).
+        family = inp if need is None else inp._replace(need=Need(need.tokens, "", need.margin_tokens, need.smallest))
+        ranked = self._rankings.get(family)
         if ranked is None:
-            ranked = self._rankings[inp] = _Ranked(self, provider, strategy, inp, model, now)
-        elif ranked.stale:
-            ranked.update(self, now)
-        return ranked.ranking
+            ranked = self._rankings[family] = _Ranked(self, provider, strategy, inp, model, now)
+        if not ranked.worded or need is None or need == ranked.inp.need:
+            return ranked.ranking
+        return ranked.worded_for(self, need, now)
 
-    def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, inp: RankInput, now: datetime,
-               model: str | None) -> tuple[Candidate | Skip, datetime | None, bool]:
-        """One account that passed the static checks (enabled, credentials set), judged on the snapshot: its
-        Candidate, or its Skip; when that Skip's account comes back (None: unknown); and whether the verdict
-        reads the clock beyond what expiry watches (an observation's age in its text: judged again on every
-        change).
+    def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, need: Need | None, now: datetime,
+               cost: float, memo: _Memo) -> tuple[Candidate | Skip, datetime | None, bool]:
+        """One account that passed the static checks (enabled, credentials set), judged on the snapshot for a task
+        of `need` on a model of `cost` (per 1K tokens): its Candidate, or its Skip; when that Skip's account comes
+        back (None: unknown); and whether the verdict reads the clock beyond what expiry watches (an observation's
+        age in its text: judged again on every change).
 
-        A usable account's Candidate does not depend on the need's wording, only on the tokens it requires: tasks
-        of different specializations with the same expected need share it within a generation (`_usable`)."""
-        memo = (provider.name, account.position, model, inp.need.required if inp.need is not None else None)
+        A usable account's Candidate does not depend on the need's wording, only on the tokens it requires, nor on
+        the model beyond the quota it draws on and its price: tasks of different specializations and models with
+        the same expected need share it until the snapshot changes (`_usable`, keyed by `memo`: `_Memo`)."""
         usable = self._usable.get(memo)
         if usable is not None:
             return usable[0], None, usable[1]
         # Both blocks are checked: a five-hour cooldown on an account whose week is spent ends with the week.
         blocks: list[tuple[str, datetime | None]] = []
-        for subject in dict.fromkeys((account.name, gov.subject)):  # a pool's limit cools the pool only
-            cooldown = self._cooldowns.get((provider.name, subject))
+        for subject in dict.fromkeys((account.name, gov.subject)) if self._cooldowns else ():  # a pool's limit
+            cooldown = self._cooldowns.get((provider.name, subject))  # cools the pool only
             if cooldown is not None and cooldown.until > now and \
                     cooldown_applies(cooldown, account, self.availability.environ):
                 where = f" ({gov.pool} pool)" if subject != account.name else ""
@@ -531,10 +567,8 @@ class StatefulAccounts:
         key = (provider.name, gov.subject)
         usage = self._usage.get(key, ZERO_USAGE)
         period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
-        spec = provider.models.get(model) if model is not None else None
-        cost = spec.cost_per_1k_tokens if spec is not None else 0.0
-        reserved = self.reserved_tokens(provider.name, gov.subject, now)
-        verdict = judge_governed(gov, inp.need, usage=usage, reserved_tokens=reserved,
+        reserved = self.reserved_tokens(provider.name, gov.subject, now) if key in self._reserved else 0
+        verdict = judge_governed(gov, need, usage=usage, reserved_tokens=reserved,
                                  observation=self._observed.get(key), period_start=period, now=now,
                                  cost_per_1k_tokens=cost)
         if verdict.reason is not None:
@@ -543,7 +577,7 @@ class StatefulAccounts:
         if blocks:
             back = latest_end([until for _, until in blocks])
             return Skip(provider.name, "; ".join(reason for reason, _ in blocks), account.shown, back), back, timed
-        held = add_usage(usage, Usage(requests=0, input_tokens=reserved))
+        held = add_usage(usage, Usage(requests=0, input_tokens=reserved)) if reserved else usage
         # Reservations count as used: coordinators deciding at once spread instead of piling on one account.
         candidate = Candidate(account.name, account.position, verdict.committed_percent, held, verdict.left_tokens,
                               reserved > 0)
@@ -554,23 +588,28 @@ class StatefulAccounts:
 class _Ranked:
     """One RankInput's ranking, kept current account by account.
 
-    Built in full on the first rank() of a snapshot generation that started from a full read. After an
-    incremental change (usage rows appended, a cooldown, reservation or observation of some quota subjects
-    changed: `StatefulAccounts._touch`), only the accounts whose subjects changed are judged again; the
-    strategy then orders the candidates starting from the previous order, which is nearly sorted (Python's
-    sort is linear on that), so one new usage row costs one judgement and a near-linear pass, not a
-    judgement per account. The strategy is asked again after every change: its order may read the store
-    (a round-robin cursor, a sticky choice), which any write may have moved.
+    Built in full when first asked for. After an incremental change (usage rows appended, a cooldown, reservation
+    or observation of some quota subjects changed: `StatefulAccounts._touch`), only the accounts whose subjects
+    changed are judged again, at once, and each is taken out of the kept order and put back at its place by binary
+    search over the strategy's sort keys (`Strategy.sort_key`: keys never tie, so this is what sorting them all
+    again gives), so one new usage row costs one judgement and O(log n) key comparisons, not a judgement and a key
+    per account. `update` says whether the answer changed, so a change that moves no ranking's answer leaves the
+    cached plans standing. A strategy whose key reads the store (a round-robin cursor, a sticky choice) is asked
+    for its key again after a strategy write, and the accounts are sorted once more by it.
     """
 
-    __slots__ = ("candidates", "deps", "dirty", "entries", "govs", "inp", "model", "provider", "ranking", "stale",
-                 "static", "strategy", "timed")
+    __slots__ = ("candidates", "cost", "deps", "dirty", "earliest", "entries", "govs", "inp", "key", "keyed", "keys",
+                 "memos", "names", "provider", "ranking", "skips", "static", "strategy", "timed", "worded", "wordings")
 
     def __init__(self, owner: StatefulAccounts, provider: ProviderSpec, strategy: Strategy, inp: RankInput,
                  model: str | None, now: datetime) -> None:
-        self.provider, self.strategy, self.inp, self.model = provider, strategy, inp, model
+        self.provider, self.strategy, self.inp = provider, strategy, inp
+        spec = provider.models.get(model) if model is not None else None
+        self.cost = spec.cost_per_1k_tokens if spec is not None else 0.0
+        required = inp.need.required if inp.need is not None else None
         self.static: dict[int, Skip] = {}  # position -> skip that no state change lifts (disabled, no key)
         self.govs: dict[int, Governing] = {}  # the judged accounts' governing quota for this model
+        self.memos: dict[int, _Memo] = {}  # the judged accounts' keys into StatefulAccounts._usable
         self.deps: dict[tuple[str, str], list[int]] = {}  # (provider, subject) -> positions that read it
         for account in provider.runs_as:
             if not account.enabled:
@@ -580,64 +619,148 @@ class _Ranked:
                     provider.name, f"credentials missing: {account.key_env} is not set", account.shown)
             else:
                 gov = self.govs[account.position] = governing(account.quota, account.name, model)
+                self.memos[account.position] = (provider.name, account.position, gov.subject, self.cost, required)
                 for subject in dict.fromkeys((account.name, gov.subject)):
                     self.deps.setdefault((provider.name, subject), []).append(account.position)
         # position -> (skip, when it is back) for the judged accounts that are out
         self.entries: dict[int, tuple[Skip, datetime | None]] = {}
-        self.candidates: list[Candidate] = []  # the usable ones, in the last order the strategy gave
+        # The usable ones in strategy order, with their sort keys and names in step (parallel lists), and each
+        # one's key by position (to find it again by binary search).
+        self.candidates: list[Candidate] = []
+        self.keys: list[Any] = []
+        self.names: list[str] = []
+        self.keyed: dict[int, Any] = {}
+        self.key: SortKey | None = None  # the strategy's key; None: ask for it (and sort) at the next update
+        self.skips: list[Skip] | None = None  # the static and judged skips in file order (None: to be listed),
+        # and when the earliest of the judged ones is back
+        self.earliest: datetime | None = None
+        # Whether a skip quotes the need (an account it does not fit): then a need of other wording (basis) and the
+        # same figures gets its own skips (`worded_for`, kept in `wordings` until the ranking changes).
+        self.worded = False
+        self.wordings: dict[Need, Ranking] = {}
         self.timed: set[int] = set()
         self.dirty: set[int] = set(self.govs)
-        self.stale = True
         self.ranking = Ranking()
         self.update(owner, now)
 
     def touch(self, keys: set[tuple[str, str]], reorder: bool) -> bool:
-        """Subjects whose state changed: their accounts are judged again at the next rank(), and with `reorder`
-        the strategy orders again. True when the ranking may change."""
+        """Subjects whose state changed: their accounts are judged again at the next update(), and with `reorder`
+        (the store's strategy state moved) a strategy whose key reads the store is asked again. True when there is
+        something to update."""
         for key in keys:
             positions = self.deps.get(key)
             if positions is not None:
                 self.dirty.update(positions)
         self.dirty |= self.timed
-        if self.dirty or reorder:
-            self.stale = True
-        return self.stale
+        if reorder and self.strategy.reads_store:
+            self.key = None
+        return bool(self.dirty) or self.key is None
 
-    def update(self, owner: StatefulAccounts, now: datetime) -> None:
-        provider, runs_as = self.provider, self.provider.runs_as
-        dirty = self.dirty
-        candidates = [c for c in self.candidates if c.position not in dirty] if dirty else list(self.candidates)
-        for position in sorted(dirty):
-            self.entries.pop(position, None)
-            self.timed.discard(position)
-            found, back, timed = owner._judge(provider, runs_as[position], self.govs[position], self.inp, now,
-                                              self.model)
+    def update(self, owner: StatefulAccounts, now: datetime) -> bool:
+        """Judge the dirty accounts again, put them in their place, and make the new Ranking. True when the answer
+        changed in what a plan reads: `first_percent` counts only where tier scores read it
+        (`StatefulAccounts.tier_scores`; the Ranking itself is always the new one)."""
+        provider, runs_as, dirty = self.provider, self.provider.runs_as, self.dirty
+        candidates, keys, names, keyed, key = self.candidates, self.keys, self.names, self.keyed, self.key
+        if key is None:
+            if dirty:
+                candidates = [c for c in candidates if c.position not in dirty]
+        else:
+            for position in dirty:
+                old = keyed.pop(position, None)
+                if old is not None:
+                    i = bisect_left(keys, old)
+                    if i == len(candidates) or candidates[i].position != position:  # never, while keys never tie
+                        i = [c.position for c in candidates].index(position)
+                    del candidates[i], keys[i], names[i]
+        skips_moved = False
+        fresh: list[Candidate] = []
+        need, cost, govs, memos, judge = self.inp.need, self.cost, self.govs, self.memos, owner._judge
+        for position in sorted(dirty) if len(dirty) > 1 else dirty:
+            before = self.entries.pop(position, None)
+            found, back, timed = judge(provider, runs_as[position], govs[position], need, now, cost, memos[position])
             if timed:
                 self.timed.add(position)
+            elif self.timed:
+                self.timed.discard(position)
             if isinstance(found, Candidate):
-                candidates.append(found)
+                fresh.append(found)
+                skips_moved |= before is not None
             else:
                 self.entries[position] = (found, back)
+                skips_moved |= before != (found, back)
         self.dirty = set()
-        self.stale = False
-        ordered = self.strategy.order(candidates, OrderContext(provider, self.inp.task_key, owner.store, self.inp.need))
-        self.candidates = ordered
-        out = Ranking(usable=bool(ordered))
-        for position in sorted([*self.static, *self.entries]):
-            if position in self.static:
-                out.skipped.append(self.static[position])
-            else:
-                skip, back = self.entries[position]
-                out.skipped.append(skip)
-                out.earliest = _earlier(out.earliest, back)
-        if ordered and self.govs[ordered[0].position].quota is not None:  # the first account is metered
-            out.first_percent = ordered[0].percent
+        if key is None:
+            # First build, or the strategy's key reads state that moved: sort (the kept candidates come in their
+            # previous order, nearly sorted, which Python's sort handles in near-linear time).
+            key = self.key = self.strategy.sort_key(
+                OrderContext(provider, self.inp.task_key, owner.store, self.inp.need))
+            candidates = self.candidates = sorted([*candidates, *fresh], key=key)
+            keys = self.keys = list(map(key, candidates))
+            names = self.names = list(map(_NAME, candidates))
+            self.keyed = dict(zip([c.position for c in candidates], keys, strict=True))
+        else:
+            for candidate in fresh:
+                k = keyed[candidate.position] = key(candidate)
+                i = bisect_left(keys, k)
+                keys.insert(i, k)
+                candidates.insert(i, candidate)
+                names.insert(i, candidate.name)
+        skips = self.skips
+        if skips is None or skips_moved:
+            skips, self.earliest, skips_moved = [], None, True
+            for position in sorted([*self.static, *self.entries]):
+                if position in self.static:
+                    skips.append(self.static[position])
+                else:
+                    skip, back = self.entries[position]
+                    skips.append(skip)
+                    self.earliest = _earlier(self.earliest, back)
+            self.skips = skips
+            phrase = self.inp.need.describe() if self.inp.need is not None else None
+            self.worded = phrase is not None and any(phrase in skip.reason for skip in skips)
+        old = self.ranking
+        first = candidates[0] if candidates else None
+        percent = first.percent if first is not None and self.govs[first.position].quota is not None else None
         # Declared accounts are shown by name; the implicit one (a provider without declared accounts) never is.
-        out.eligible = list(map(_NAME, ordered)) if provider.accounts else []
-        if not out.usable and provider.accounts:  # the implicit account's own skip already says why
+        shown = bool(provider.accounts)
+        changed = skips_moved or bool(candidates) != old.usable or (shown and names != old.eligible)
+        if not changed and percent == old.first_percent:
+            return False  # what was handed out is still the answer (one account kept its place)
+        out = Ranking(usable=bool(candidates), eligible=names.copy() if shown else [], first_percent=percent,
+                      skipped=list(skips), earliest=self.earliest)
+        if shown and not candidates:  # the implicit account's own skip already says why
             when = f"; the first is back at {out.earliest.isoformat()}" if out.earliest else ""
             out.skipped.append(Skip(provider.name, "no usable account" + when, until=out.earliest))
         self.ranking = out  # a new object: rankings already handed out (cached plans) keep what they said
+        self.wordings = {}
+        return changed or owner.tier_scores
+
+    def worded_for(self, owner: StatefulAccounts, need: Need, now: datetime) -> Ranking:
+        """The ranking for `need`, a need of the same figures as this ranking's but other wording: the same order
+        and skips, but for the skips that quote the need, which are judged again with it."""
+        found = self.wordings.get(need)
+        if found is None:
+            assert self.inp.need is not None  # a ranking of no need quotes none (`worded` is False)
+            phrase = self.inp.need.describe()
+            base = self.ranking
+            skipped = list(base.skipped)
+            runs_as = self.provider.runs_as
+            for index, position in enumerate(sorted([*self.static, *self.entries])):
+                if position in self.entries and phrase in skipped[index].reason:
+                    judged = owner._judge(self.provider, runs_as[position], self.govs[position], need, now, self.cost,
+                                          self.memos[position])[0]
+                    if isinstance(judged, Skip):  # always: the same figures give the same verdict
+                        skipped[index] = judged
+            found = self.wordings[need] = Ranking(base.usable, list(base.eligible), base.first_percent, skipped,
+                                                  base.earliest)
+        return found
+
+
+def reads_tier_scores(config: CompiledConfig) -> bool:
+    """Whether some plan of `config` orders its tiers other than by the chain (`[routing.scoring] order` or a
+    rule's `tier_order`): only such a plan scores its tiers, which reads `Ranking.first_percent`."""
+    return config.scoring.order != "chain" or any(rule.tier_order not in (None, "chain") for rule in config.rules)
 
 
 def _changed_keys(old: Mapping[K, object], new: Mapping[K, object]) -> set[K]:

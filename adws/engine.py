@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from adws.accounts import StatefulAccounts
+from adws.accounts import StatefulAccounts, reads_tier_scores
 from adws.availability import Availability
 from adws.compiled import CompiledConfig
 from adws.config import load_config
@@ -85,7 +85,7 @@ class Engine:
         """Build the router and accounts of `config` over the engine's one store (the manager on first use)."""
         self.config = config
         self.accounts = StatefulAccounts(config.providers, self.availability, self.store,
-                                         config.breaker.cooldown_seconds)
+                                         config.breaker.cooldown_seconds, tier_scores=reads_tier_scores(config))
         self.router = ModelRouter(config, availability=self.availability, accounts=self.accounts, clock=self.clock)
         self._manager: ProviderManager | None = None
 

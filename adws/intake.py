@@ -16,7 +16,7 @@ from adws.taskview import NO_PRIORITY_RANK, PRIORITY_RANK, TaskView
 _P_NUMBER = re.compile(r"^p(\d+)$")
 
 
-def _priority(given: str | int | None, lowered: list[str], intake: IntakeSpec) -> tuple[str | None, str]:
+def _priority(given: str | int | None, lowered: tuple[str, ...], intake: IntakeSpec) -> tuple[str | None, str]:
     if given is None:
         best: tuple[int, str, str] | None = None
         for label in lowered:
@@ -45,36 +45,80 @@ def _priority(given: str | int | None, lowered: list[str], intake: IntakeSpec) -
                      f"{len(intake.priority_numbers) - 1}"])
 
 
-def _specialization(given: str | None, title: str, body: str, labels: frozenset[str],
-                    intake: IntakeSpec) -> tuple[str, str]:
-    if given is not None:
-        spec = given.strip().lower()
-        if spec not in intake.known_specializations:
-            raise TaskError([f'specialization: unknown value "{given}"'
-                             f"{suggest(spec, intake.known_specializations)}; "
-                             f"known: {', '.join(sorted(intake.known_specializations))}"])
-        return spec, "given"
-    if labels:
-        # Exact labels by lookup; only glob entries are tested one by one. The earliest declaration wins.
-        best: tuple[int, str] | None = None
-        for label in labels:
-            hit = intake.exact_specialization_labels.get(label)
-            if hit is not None and (best is None or hit < best):
-                best = hit
-        for order, label_set, spec in intake.glob_specialization_labels:
-            if best is not None and order >= best[0]:
-                break
-            if label_set.hits(labels):
-                best = (order, spec)
-                break
-        if best is not None:
-            return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
+def _given_specialization(given: str, intake: IntakeSpec) -> tuple[str, str]:
+    spec = given.strip().lower()
+    if spec not in intake.known_specializations:
+        raise TaskError([f'specialization: unknown value "{given}"'
+                         f"{suggest(spec, intake.known_specializations)}; "
+                         f"known: {', '.join(sorted(intake.known_specializations))}"])
+    return spec, "given"
+
+
+def _label_specialization(labels: frozenset[str], intake: IntakeSpec) -> tuple[str, str] | None:
+    """The specialization the (lowercased) labels map to, with its source; None when none does."""
+    if not labels:
+        return None
+    # Exact labels by lookup; only glob entries are tested one by one. The earliest declaration wins.
+    best: tuple[int, str] | None = None
+    for label in labels:
+        hit = intake.exact_specialization_labels.get(label)
+        if hit is not None and (best is None or hit < best):
+            best = hit
+    for order, label_set, spec in intake.glob_specialization_labels:
+        if best is not None and order >= best[0]:
+            break
+        if label_set.hits(labels):
+            best = (order, spec)
+            break
+    if best is None:
+        return None
+    return best[1], f'label "{intake.specialization_labels[best[0]][0].shown[0]}"'
+
+
+# The source of a keyword decision by its number of hits, written once (index 0 is never used).
+_KEYWORD_SOURCES = ("", "keywords (1 hit)", *(f"keywords ({hits} hits)" for hits in range(2, 64)))
+
+
+def _text_specialization(title: str, body: str, intake: IntakeSpec) -> tuple[str, str]:
+    """The specialization the keyword classifier reads in the title and body, else the default."""
     if intake.keywords is not None and (title or body):
-        found = intake.keywords.classify(f"{title}\n{body}")
+        found = intake.keywords.classify(title, body)
         if found is not None:  # most hits wins; a tie goes to the specialization declared first
             spec, hits = found
-            return spec, f"keywords ({hits} hit{'s' if hits > 1 else ''})"
+            return spec, _KEYWORD_SOURCES[hits] if hits < len(_KEYWORD_SOURCES) else f"keywords ({hits} hits)"
     return intake.default_specialization, "default"
+
+
+# What a task's labels alone decide, by the labels as given, per intake (a config's): the labels lowercased, as a
+# set, the priority they map to (or the default) and the specialization they map to (None: the classifier or the
+# default decides). A coordinator's tasks carry few distinct label lists, so this is mostly a lookup. Keyed by
+# the intake's id, each entry holding its intake, so an id cannot be reused while its entry lives; a process with
+# a few engines (configs) keeps one memo each. Emptied when they grow past _LABEL_MEMO_SIZE / _INTAKES_KEPT.
+# Labels are tuples of str (Task and common_fields check them), so they hash.
+_LabelFacts = tuple[tuple[str, ...], frozenset[str], tuple[str | None, str], tuple[str, str] | None]
+_label_memos: dict[int, tuple[IntakeSpec, dict[tuple[str, ...], _LabelFacts]]] = {}
+_LABEL_MEMO_SIZE = 1024
+_INTAKES_KEPT = 8
+
+
+def _label_facts(task_labels: tuple[str, ...], intake: IntakeSpec) -> _LabelFacts:
+    """(lowercased labels, their set, the priority from labels or the default with its source, the
+    specialization from labels with its source or None); memoized (see _label_memos)."""
+    entry = _label_memos.get(id(intake))
+    if entry is None or entry[0] is not intake:
+        if len(_label_memos) >= _INTAKES_KEPT:
+            _label_memos.clear()
+        entry = _label_memos[id(intake)] = (intake, {})
+    memo = entry[1]
+    facts = memo.get(task_labels)
+    if facts is None:
+        lowered = tuple([label.strip().lower() for label in task_labels])
+        labels = frozenset(lowered)
+        facts = (lowered, labels, _priority(None, lowered, intake), _label_specialization(labels, intake))
+        if len(memo) >= _LABEL_MEMO_SIZE:
+            memo.clear()
+        memo[task_labels] = facts
+    return facts
 
 
 # The last conversion: (now, tz, now in tz). A coordinator routing a batch at one instant passes the same `now`
@@ -107,17 +151,26 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
                    context_tokens: int | None, attrs: Mapping[str, Any], intake: IntakeSpec, tz: ZoneInfo,
                    now: datetime, prompt: str | None = None) -> TaskView:
     """`prepare` from a task's fields (`key` as Task.key), for a caller that has them without a Task."""
-    lowered = [label.strip().lower() for label in task_labels] if task_labels else []  # no listcomp call for none
-    labels = frozenset(lowered)
+    lowered, labels, from_labels, spec_from_labels = _label_facts(task_labels, intake)
     problems: list[str] = []  # every problem of the task at once, not the first only
-    try:
-        priority, priority_from = _priority(given_priority, lowered, intake)
-    except TaskError as exc:
-        problems += exc.problems
-    try:
-        specialization, spec_from = _specialization(given_spec, title, body, labels, intake)
-    except TaskError as exc:
-        problems += exc.problems
+    if given_priority is None:
+        priority, priority_from = from_labels
+    elif given_priority in PRIORITY_RANK:  # a priority's own name, as most coordinators send it: _priority's answer
+        priority, priority_from = given_priority, "given"
+    else:
+        try:
+            priority, priority_from = _priority(given_priority, lowered, intake)
+        except TaskError as exc:
+            problems += exc.problems
+    if given_spec is not None:
+        try:
+            specialization, spec_from = _given_specialization(given_spec, intake)
+        except TaskError as exc:
+            problems += exc.problems
+    elif spec_from_labels is not None:
+        specialization, spec_from = spec_from_labels
+    else:
+        specialization, spec_from = _text_specialization(title, body, intake)
     if problems:
         raise TaskError(problems)
     if context_tokens is not None:

@@ -12,10 +12,11 @@ What counts as a hit (the rule since keywords were introduced, kept exactly):
   "system design doc" is one architecture hit.
 
 Reading is one pass over the text with an Aho-Corasick automaton (the `ahocorasick-rs` package: a Rust
-multi-pattern matcher with SIMD prefilters), about 1 ns per character: the four non-ASCII letters that
-`re.IGNORECASE` equates with ASCII ones are folded to them, the text is encoded as UTF-8 and its ASCII letters
+multi-pattern matcher with SIMD prefilters), about 1.5 ns per character: the text is encoded as UTF-8, the four
+non-ASCII letters that `re.IGNORECASE` equates with ASCII ones are folded to them, its ASCII letters are
 lowercased, and the automaton finds the keywords, leftmost first, in declaration order on a tie, as the regex
-alternation does. Each hit is then checked for the word start. Where that cannot decide exactly (a place
+alternation does. Each hit is then checked for the word start. A task's title and body are read one after
+the other, as if joined by a newline, without joining them. Where that cannot decide exactly (a place
 where a keyword with a word boundary inside it, such as "root cause", matched but not at a word start, so that
 another keyword might start inside it), and for configs with keywords outside that alphabet (non-ASCII
 letters), the text is read with the equivalent regular expression instead: same answers, about 0.2 µs per
@@ -72,6 +73,43 @@ class _Automaton:
     group: tuple[int, ...]  # pattern index -> specialization index
     first_word: tuple[bool, ...]  # pattern index -> does the keyword begin with a word character
     inner: tuple[bool, ...]  # pattern index -> _inner_boundary
+    split: bool  # no keyword holds a newline: the parts of a text can be read one by one (see `counts`)
+
+
+# Texts shorter than this (in characters) are read joined: a copy of a few KB costs less than a second pass's
+# calls (measured by instruction counts on the issue corpus: 2 KB bodies read apart took 7 % more).
+_JOIN_BELOW = 8192
+
+# The twins in UTF-8, each with its ASCII letter and the offset in it of the byte `_fold_twins` finds it by
+# (memchr): the rarest byte of the sequence in ordinary text. Each sequence is one whole character wherever it
+# occurs, UTF-8 being self-synchronizing, so replacing it in the bytes is replacing the character in the str.
+_TWINS_UTF8 = tuple((twin.encode("utf-8"), letter.encode("ascii"), 0 if twin.encode("utf-8")[0] in (0xC4, 0xC5)
+                     else len(twin.encode("utf-8")) - 1) for twin, letter in TWINS.items())
+
+
+def _fold_twins(folded: bytes) -> bytes:
+    """UTF-8 `folded` with each twin replaced by its ASCII letter. Each twin is found through one byte of it by
+    `bytes.find` (memchr), then checked whole: `bytes.replace` and `in` with a multi-byte needle take ~1 ns a
+    byte here, and a text with a twin would pay that once per twin."""
+    found: list[tuple[int, int, bytes]] = []  # (start, end, letter)
+    for seq, letter, anchor in _TWINS_UTF8:
+        mark = seq[anchor:anchor + 1]
+        at = folded.find(mark)
+        while at != -1:
+            start = at - anchor
+            if start >= 0 and folded.startswith(seq, start):
+                found.append((start, start + len(seq), letter))
+            at = folded.find(mark, at + 1)
+    if not found:
+        return folded
+    found.sort()
+    pieces: list[bytes] = []
+    last = 0
+    for start, end, letter in found:
+        pieces += (folded[last:start], letter)
+        last = end
+    pieces.append(folded[last:])
+    return b"".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +121,33 @@ class KeywordMatcher:
     lists: tuple[tuple[str, tuple[str, ...]], ...]
     _built: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
 
-    def classify(self, text: str) -> tuple[str, int] | None:
+    def classify(self, text: str, body: str | None = None) -> tuple[str, int] | None:
         """(specialization, hits) of the specialization with most hits, a tie going to the one declared
-        first; None when no keyword occurs."""
-        counts = self.counts(text)
+        first; None when no keyword occurs. The text is `text`, or with a `body` the two joined by a newline
+        (a task's title and body: see `counts`)."""
+        # counts(), its usual case inlined (a text read joined by the automaton): one call less per classified task.
+        automaton = self._built[0] if self._built else None
+        if automaton is not None and (body is None or len(text) + len(body) < _JOIN_BELOW):
+            counts = self._scan(automaton, text if body is None else f"{text}\n{body}") or self.counts(text, body)
+        else:
+            counts = self.counts(text, body)
         hits = max(counts) if counts else 0  # not max(..., default=0): a keyword argument makes 3.11's max ~5x slower
         return (self.lists[counts.index(hits)][0], hits) if hits else None
 
-    def counts(self, text: str) -> list[int]:
-        """Hits per specialization, in `lists` order."""
+    def counts(self, text: str, body: str | None = None) -> list[int]:
+        """Hits per specialization, in `lists` order, in `text`, or with a `body` in `f"{text}\\n{body}"`. A long
+        title and body are read one after the other where no keyword holds a newline (then no hit spans the
+        two, and the newline before the body is no word character, as the start of a text is not): a 20 KB
+        body is not copied into a joined string first."""
         if not self._built:
             self._built[:] = self._build()  # one list operation: threads racing here each store a whole build
         automaton = self._built[0]
+        if body is not None:
+            if automaton is not None and automaton.split and len(text) + len(body) >= _JOIN_BELOW:
+                found = self._scan(automaton, text)
+                if found is not None and self._scan(automaton, body, found) is not None:
+                    return found
+            text = f"{text}\n{body}"
         if automaton is not None:
             found = self._scan(automaton, text)
             if found is not None:
@@ -128,26 +181,37 @@ class KeywordMatcher:
         import ahocorasick_rs  # only when a text is classified: start-up and `adws check` do not pay for it
 
         matcher = ahocorasick_rs.BytesAhoCorasick(folded, matchkind=ahocorasick_rs.MatchKind.LeftmostFirst)
-        return _Automaton(matcher, tuple(group), tuple(first_word), tuple(inner)), None
+        split = not any(b"\n" in word for word in folded)
+        return _Automaton(matcher, tuple(group), tuple(first_word), tuple(inner), split), None
 
-    def _scan(self, automaton: _Automaton, text: str) -> list[int] | None:
-        """One pass; None when the automaton cannot decide exactly (the caller then uses the regex)."""
+    def _scan(self, automaton: _Automaton, text: str, counts: list[int] | None = None) -> list[int] | None:
+        """One pass, its hits added to `counts` (a new list when None) and returned; None when the automaton
+        cannot decide exactly (the caller then uses the regex)."""
         # UTF-8, then ASCII lowercase: bytes of non-ASCII characters are all >= 0x80, so they never match an
         # ASCII keyword, are left alone by bytes.lower(), and never split a hit. Positions are not needed.
         folded = text.encode("utf-8", "surrogatepass")
-        # The twins, each a letter as its ASCII letter is, so `\b` is unchanged. Looked for the cheap way: U+0130
-        # and U+0131 by their UTF-8 lead byte 0xC4 (a str search for them is slow: their low bytes are the
-        # digits 0 and 1), the others in the str.
-        if not text.isascii() and (b"\xc4" in folded or "\u017f" in text or "\u212a" in text):
-            for twin, letter in TWINS.items():
-                text = text.replace(twin, letter)
-            folded = text.encode("utf-8", "surrogatepass")
+        # The twins, each as its ASCII letter (a letter as it is, so `\b` is unchanged). Looked for the cheap way
+        # first, by one byte each in the UTF-8 (memchr): U+0130/U+0131 and U+017F by their lead bytes 0xC4/0xC5
+        # (rare outside Latin Extended-A), U+212A by its last byte 0xAA (its lead 0xE2 starts every curly quote
+        # and arrow). A str search is slower: str.find on UCS-2 runs memchr on a character's low byte, which for
+        # these is "0", "1", DEL and "*".
+        # (A byte as an int: `bytes in bytes` first tries the needle as an int and formats a TypeError, ~10x the
+        # cost of the memchr itself.)
+        if not text.isascii() and (0xC4 in folded or 0xC5 in folded or 0xAA in folded):
+            folded = _fold_twins(folded)
         folded = folded.lower()
-        counts = [0] * len(self.lists)
-        group, first_word, inner = automaton.group, automaton.first_word, automaton.inner
+        if counts is None:
+            counts = [0] * len(self.lists)
+        group, first_word, inner, ascii_word = automaton.group, automaton.first_word, automaton.inner, _ASCII_WORD
         for index, start, _ in automaton.matcher.find_matches_as_indexes(folded):
-            # `\b` before the keyword: the character before differs in wordness from the keyword's first one.
-            if (start > 0 and _word_before(folded, start)) != first_word[index]:
+            # `\b` before the keyword: the character before differs in wordness from the keyword's first one. An
+            # ASCII character before is looked up here (most are), anything else decoded by _word_before.
+            if start:
+                last = folded[start - 1]
+                before = ascii_word[last] if last < 0x80 else _word_before(folded, start)
+            else:
+                before = False
+            if before != first_word[index]:
                 counts[group[index]] += 1
             elif inner[index]:
                 # Not a hit, and the regex would look for one again inside it; the automaton went past.

@@ -69,24 +69,26 @@ class QuotaLimits:
     cost_usd: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("tokens", "requests", "cost_usd"):
-            value = getattr(self, name)
+        for name, value in (("tokens", self.tokens), ("requests", self.requests), ("cost_usd", self.cost_usd)):
             if value is not None and value <= 0:
                 raise ValueError(f"quota {name} must be > 0 (leave it out for no limit), got {value}")
 
 
 def percent_used(usage: Usage, limits: QuotaLimits) -> float:
     """The fullest limited dimension, in percent (may exceed 100); 0 when nothing is limited."""
-    ratios = [
-        used / limit
-        for used, limit in (
-            (usage.total_tokens, limits.tokens),
-            (usage.requests, limits.requests),
-            (usage.cost_usd, limits.cost_usd),
-        )
-        if limit is not None
-    ]
-    return max(ratios, default=0.0) * 100.0
+    # Judged once per account after every change of its usage: plain comparisons, no list of ratios.
+    fullest: float | None = None
+    if limits.tokens is not None:
+        fullest = (usage.input_tokens + usage.output_tokens) / limits.tokens
+    if limits.requests is not None:
+        ratio = usage.requests / limits.requests
+        if fullest is None or ratio > fullest:
+            fullest = ratio
+    if limits.cost_usd is not None:
+        ratio = usage.cost_usd / limits.cost_usd
+        if fullest is None or ratio > fullest:
+            fullest = ratio
+    return 0.0 if fullest is None else fullest * 100.0
 
 
 class QuotaPeriod:

@@ -258,6 +258,8 @@ class ModelRouter:
             config.scoring.order != "chain" or any(r.tier_order not in (None, "chain") for r in config.rules)
         self._key_vars = sorted({v for p in config.providers.values() for v in p.key_vars})
         self._rules = {r.name: r for r in config.rules}
+        self._override_prefix = config.intake.override_label_prefix  # see _names_override
+        self._force_attr = config.intake.force_attr
         self._plans: dict[tuple[Any, ...], Plan] = {}  # keyed by PlanInput (or a plain tuple equal to one)
         # (provider, the step's inputs) -> (the provider's stamp, the step and its facts or None, its skips)
         self._steps: dict[tuple[Any, ...], tuple[int, tuple[Step, TierFacts] | None, tuple[Skip, ...]]] = {}
@@ -311,30 +313,15 @@ class ModelRouter:
             raise TaskError(exc.problems) from None
         return view, self._override(task) if self._names_override(view) else None
 
-    def _common_view(self, task: Task | Mapping[str, Any], now: datetime, prompt: str | None) -> TaskView | None:
-        """The view of a task sent as the usual dict (see `common_fields`), read without building a Task; None
-        for any other input, for a task whose intake fails and for one that names an override."""
-        fields = common_fields(task)
-        if fields is None:
-            return None
-        task_id, number, title, body, labels, priority, retry_count, spec, tokens = fields
-        try:
-            view = prepare_fields(task_key(task_id, number), number, title, body, labels, priority, retry_count,
-                                  spec, tokens, {}, self.config.intake, self.tz, now, prompt)
-        except TaskError:
-            return None
-        return None if self._names_override(view) else view
-
     def _names_override(self, view: TaskView) -> bool:
         """Might the task name an override? Looked for in the view's labels (stripped and lowercased, as
         _override compares them) and attrs, so most tasks, which name none, skip _override's own reading."""
-        intake = self.config.intake
-        prefix = intake.override_label_prefix
+        prefix = self._override_prefix
         if prefix:
             for label in view.labels:
                 if label.startswith(prefix):
                     return True
-        return bool(intake.force_attr) and intake.force_attr in view.attrs
+        return bool(self._force_attr) and self._force_attr in view.attrs
 
     def prepare(self, task: Task | Mapping[str, Any], now: datetime | None = None,
                 prompt: str | None = None) -> TaskView:
@@ -343,14 +330,39 @@ class ModelRouter:
     def route(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
               prompt: str | None = None) -> Decision:
         now = now or self.clock()
+        # The view straight from the task's fields: a Task's, or a dict's in the usual shape (see common_fields,
+        # no Task built). Any other input, and a task whose intake fails, goes the general way, which reports
+        # every problem at once; so does one that may name an override (rare), which reads a Task.
+        view: TaskView | None = None
         if type(task) is Task:
-            view, override = self.prepare_checked(task, now, prompt)
+            try:  # noqa: SIM105  (a bare try is cheaper than contextlib.suppress on the hot path)
+                view = prepare_fields(task_key(task.id, task.number), task.number, task.title, task.body, task.labels,
+                                      task.priority, task.retry_count, task.specialization, task.context_tokens,
+                                      task.attrs, self.config.intake, self.tz, now, prompt)
+            except TaskError:
+                pass
         else:
-            common = self._common_view(task, now, prompt)
-            if common is not None:
-                view, override = common, None
-            else:  # the general path, which reports every problem
-                view, override = self.prepare_checked(self.coerce(task), now, prompt)
+            fields = common_fields(task)
+            if fields is not None:
+                task_id, number, title, body, labels, priority, retry_count, spec, tokens = fields
+                try:  # noqa: SIM105
+                    view = prepare_fields(task_key(task_id, number), number, title, body, labels, priority,
+                                          retry_count, spec, tokens, {}, self.config.intake, self.tz, now, prompt)
+                except TaskError:
+                    pass
+        override: tuple[str, str | None, str] | None = None
+        if view is None:
+            view, override = self.prepare_checked(task if type(task) is Task else self.coerce(task), now, prompt)
+        else:
+            # _names_override, inlined: this runs once per decision.
+            prefix = self._override_prefix
+            if prefix:
+                for label in view.labels:
+                    if label.startswith(prefix):
+                        override = self._override(task if type(task) is Task else self.coerce(task))
+                        break
+            if override is None and self._force_attr and self._force_attr in view.attrs:
+                override = self._override(task if type(task) is Task else self.coerce(task))
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self.config.enabled:

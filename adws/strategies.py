@@ -3,7 +3,11 @@
 A strategy is one object in `STRATEGIES` (config validation takes the allowed names from it). It declares
 everything the rest of adws needs from it, so nothing outside this module branches on a strategy's name:
 
-- `order(candidates, ctx)`: the usable accounts in the order to try them (routing; reads state, never writes);
+- `sort_key(ctx)`: the key the usable accounts are sorted by, distinct for every account, and `order(candidates,
+  ctx)`, the usable accounts sorted by it (routing; reads state, never writes): a ranking kept across state changes
+  moves a re-judged account to its place by binary search on the key instead of sorting every account again;
+- `reads_store`: whether that key reads the store (a cursor, a sticky choice), so it is asked again after a
+  strategy write;
 - `depends_on_task`: whether that order depends on the task's identity (then the task id is part of the cached
   inputs; its expected need, which best_fit reads, always is);
 - `reads_smallest_need`: whether that order reads `Need.smallest` (routing then estimates it);
@@ -18,10 +22,10 @@ ordering and released by `close()`) fit the same hooks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from types import TracebackType
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from adws.attempt import Usage
 from adws.compiled import ProviderSpec
@@ -50,6 +54,8 @@ class Candidate:
 
 
 _LEAST_USED_KEY = attrgetter("least_used_key")
+_POSITION = attrgetter("position")
+SortKey = Callable[[Candidate], Any]  # a candidate's place in a strategy's order: keys compare, never tie
 
 
 class OrderContext(NamedTuple):
@@ -91,14 +97,23 @@ class Strategy:
     # the ledger's recent runs per state snapshot, so it is estimated only for the strategies that read it).
     reads_smallest_need: ClassVar[bool] = False
 
-    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
-        """The usable accounts in the order to try them. Reads the store (never writes it): routing calls it
-        once per state snapshot, and its answer is cached until the snapshot changes.
+    # Whether `sort_key` reads the store (a cursor, a sticky choice): a ranking asks for the key again when the
+    # store's strategy state moved, and keeps the key it has otherwise.
+    reads_store: ClassVar[bool] = False
 
-        The answer must not depend on the order `candidates` come in (break ties by `position`): after a
-        change, routing passes them in the previous answer's order, which a sort then redoes in near-linear
-        time (tests/test_accounts_incremental.py checks every registered strategy)."""
+    def sort_key(self, ctx: OrderContext) -> SortKey:
+        """The key the usable accounts are tried in (ascending). Reads the store (never writes it) only where
+        `reads_store` says so: routing asks once per ranking and keeps the key until the strategy state moves.
+
+        Keys of two different accounts never compare equal (ties are broken by `position`), so the order does not
+        depend on the order candidates come in, and a ranking kept across changes can take an account out and put
+        it back in its place by binary search over the kept keys, which is the same as sorting all of them again
+        (tests/test_accounts_incremental.py checks every registered strategy)."""
         raise NotImplementedError
+
+    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+        """The usable accounts in the order to try them: `candidates` sorted by `sort_key(ctx)`."""
+        return sorted(candidates, key=self.sort_key(ctx))
 
     def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,
                   task_key: str | None) -> Turn:
@@ -114,8 +129,8 @@ class LeastUsed(Strategy):
 
     name = "least_used"
 
-    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
-        return sorted(candidates, key=_LEAST_USED_KEY)
+    def sort_key(self, ctx: OrderContext) -> SortKey:
+        return _LEAST_USED_KEY
 
 
 class FillFirst(Strategy):
@@ -123,8 +138,8 @@ class FillFirst(Strategy):
 
     name = "fill_first"
 
-    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
-        return sorted(candidates, key=lambda c: c.position)
+    def sort_key(self, ctx: OrderContext) -> SortKey:
+        return _POSITION
 
 
 def cursor_key(provider: str) -> str:
@@ -148,13 +163,12 @@ class RoundRobin(Strategy):
     """Each task starts one account further on; coordinators share the cursor through the store."""
 
     name = "round_robin"
+    reads_store = True
 
-    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
-        if not candidates:
-            return []
-        total = len(ctx.provider.runs_as)
+    def sort_key(self, ctx: OrderContext) -> SortKey:
+        total = len(ctx.provider.runs_as)  # never 0: a provider without declared accounts has its implicit one
         start = ctx.store.peek_cursor(cursor_key(ctx.provider.name)) % total
-        return sorted(candidates, key=lambda c: (c.position - start) % total)
+        return lambda c: (c.position - start) % total
 
     def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,
                   task_key: str | None) -> Turn:
@@ -188,13 +202,13 @@ class Sticky(LeastUsed):
 
     name = "sticky"
     depends_on_task = True
+    reads_store = True
 
-    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
-        ordered = super().order(candidates, ctx)
+    def sort_key(self, ctx: OrderContext) -> SortKey:
         if ctx.task_key is None:
-            return ordered
+            return _LEAST_USED_KEY
         held = ctx.store.get_sticky(sticky_key(ctx.provider.name, ctx.task_key))
-        return sorted(ordered, key=lambda c: c.name != held)  # stable: the held account first, rest unchanged
+        return lambda c: (c.name != held, c.least_used_key)  # the held account first, the rest least used
 
     def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,
                   task_key: str | None) -> Turn:
@@ -231,10 +245,10 @@ class BestFit(Strategy):
     name = "best_fit"
     reads_smallest_need = True
 
-    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+    def sort_key(self, ctx: OrderContext) -> SortKey:
         need = ctx.need
         if need is None:
-            return sorted(candidates, key=_LEAST_USED_KEY)
+            return _LEAST_USED_KEY
         floor = need.smallest if need.smallest is not None else need.required
         clean = floor / CLEAN_FIT
 
@@ -247,7 +261,7 @@ class BestFit(Strategy):
             dead = clean <= leftover < floor
             return (0, dead, leftover, c.position)
 
-        return sorted(candidates, key=key)
+        return key
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (LeastUsed(), RoundRobin(), FillFirst(), Sticky(), BestFit())}

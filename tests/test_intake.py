@@ -206,6 +206,32 @@ def test_labels_are_lowercased_and_stripped(config: CompiledConfig) -> None:
     assert view.labels == frozenset({"bug", "ready"})
 
 
+def test_what_labels_decide_is_remembered_per_intake(config: CompiledConfig) -> None:
+    labels = {"labels": [" Type:Docs ", "P3"]}
+    first = view_of(config, labels)
+    assert (first.labels, first.priority, first.specialization) == (frozenset({"type:docs", "p3"}), "low", "docs")
+    again = view_of(config, labels)  # from the memo: the same answers and sources
+    assert (again.labels, again.priority, again.sources) == (first.labels, first.priority, first.sources)
+    # Another config's intake (a reload) is not answered from the first one's memo.
+    other = compile_config(parse_toml(INTAKE.replace('"type:docs" = "docs"', '"type:docs" = "architecture"')
+                                      .replace('"P3" = "low"', '"P3" = "high"')))
+    view = view_of(other, labels)
+    assert (view.priority, view.specialization) == ("high", "architecture")
+    assert view_of(config, labels).specialization == "docs"
+    # A given priority or specialization still wins over the remembered label answers.
+    view = view_of(config, {**labels, "priority": "critical", "specialization": "code"})
+    assert (view.priority, view.specialization, view.sources["priority"]) == ("critical", "code", "given")
+
+
+def test_the_labels_memo_stays_bounded(config: CompiledConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws import intake
+
+    monkeypatch.setattr(intake, "_LABEL_MEMO_SIZE", 8)
+    for i in range(50):
+        assert view_of(config, {"labels": [f"l{i}", "bug"]}).specialization == "code"
+    assert all(len(memo) <= 8 for _, memo in intake._label_memos.values())
+
+
 def test_view_carries_the_task_fields(config: CompiledConfig) -> None:
     view = view_of(config, {"id": "T-1", "number": 9, "title": "t", "retry_count": 2, "attrs": {"team": "infra"}})
     assert (view.task_id, view.number, view.title, view.retry_count) == ("T-1", 9, "t", 2)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adws import keywords
 from adws.config import load_config
 from adws.keywords import TWINS, KeywordMatcher, is_word
 from tests.helpers import ROOT
@@ -143,3 +144,86 @@ def test_any_text_spliced_into_real_issues_agrees(noise: str, issue: dict[str, o
     text = f"{issue['title']}\n{body[:cut]}{noise}{body[cut:]}"
     assert KeywordMatcher(LISTS).counts(text) == old_counts(LISTS, text)
 
+
+
+@pytest.fixture(params=["joined", "apart"])
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each title-and-body test twice: as short texts are read (joined) and as long ones are (one by one)."""
+    if request.param == "apart":
+        monkeypatch.setattr(keywords, "_JOIN_BELOW", 0)
+    return str(request.param)
+
+
+def test_title_and_body_read_apart_give_the_joined_texts_counts(reading: str) -> None:
+    intake = load_config(ROOT / "config.toml").intake
+    assert intake.keywords is not None
+    matcher, lists = intake.keywords, intake.keywords.lists
+    for issue in corpus():
+        title, body = str(issue["title"]), str(issue["body"])
+        assert matcher.counts(title, body) == old_counts(lists, f"{title}\n{body}"), issue["number"]
+        assert matcher.classify(title, body) == matcher.classify(f"{title}\n{body}")
+    assert matcher._built[0] is not None and matcher._built[0].split  # no keyword holds a newline: read apart
+
+
+@pytest.mark.parametrize(("title", "body"), [
+    ("", ""), ("fix", ""), ("", "fix"), ("pre", "fix"), ("root", "cause"), ("system", "design doc"), ("fix\n", "fix"),
+    ("😀", "fix 😀readme"), ("x\u212a", "\u212aernel fix"), ("éfix", "é fix"), ("ana\u017f", "yse"),
+])
+def test_parts_edge_cases_agree(title: str, body: str, reading: str) -> None:
+    assert KeywordMatcher(LISTS).counts(title, body) == old_counts(LISTS, f"{title}\n{body}")
+
+
+def test_a_keyword_with_a_newline_reads_the_parts_joined(reading: str) -> None:
+    lists = (("code", ("fix\nit", "fix")), ("docs", ("it",)))
+    matcher = KeywordMatcher(lists)
+    for title, body in (("fix", "it"), ("fix", "it fix"), ("a fix", "fix\nit")):
+        assert matcher.counts(title, body) == old_counts(lists, f"{title}\n{body}")
+    assert matcher.counts("fix", "it") == [1, 0]
+
+
+@pytest.mark.parametrize("text", [
+    # Latin Extended-A letters share the lead byte 0xC4/0xC5 with the twins; ê, ª and ™ share a byte with K.
+    "ĀāĂćčĞğ İnvestigate ıfix", "ąćęłńśźż fix ſ ana\u017fyse", "ê fix ª ™ \u212aernel ℃ fix", "\u0130" * 50 + "fix",
+    "Ğfix İfix", "ćİ", "fix\u212a", "\u212a\u212a fix \u017f\u017f", "ĦĐ design doc \u0131\u0131 rfc",
+    "😀 \U0001f64f\u0130nvestigate \u212a", "\ud800\u0130fix",
+])
+def test_twins_among_their_byte_neighbours_agree(text: str) -> None:
+    assert KeywordMatcher(LISTS).counts(text) == old_counts(LISTS, text)
+    twins = (("s", ("ik", "si", "ks", "fix")),)
+    assert KeywordMatcher(twins).counts(text) == old_counts(twins, text)
+
+
+_NEIGHBOURS = "ĀāćčĞğłńśŁŅſ\u0130\u0131\u212aêª™℃→’😀 fixkisn\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lists=st.lists(
+        st.lists(st.text(alphabet=_WORD_ALPHABET + "\n", min_size=1, max_size=6).filter(lambda w: w.strip()),
+                 min_size=1, max_size=4),
+        min_size=1, max_size=4),
+    title=st.text(alphabet=_TRICKY + _NEIGHBOURS, max_size=60),
+    body=st.text(alphabet=_TRICKY + _WORD_ALPHABET + _NEIGHBOURS, max_size=200),
+)
+def test_random_parts_agree_with_the_joined_text(lists: list[list[str]], title: str, body: str) -> None:
+    config = tuple((f"s{i}", tuple(w.strip(" ") for w in words)) for i, words in enumerate(lists))
+    expected = old_counts(config, f"{title}\n{body}")
+    assert KeywordMatcher(config).counts(title, body) == expected
+    join_below, keywords._JOIN_BELOW = keywords._JOIN_BELOW, 0  # read apart (not a fixture: hypothesis)
+    try:
+        assert KeywordMatcher(config).counts(title, body) == expected
+    finally:
+        keywords._JOIN_BELOW = join_below
+
+
+@pytest.mark.parametrize(("title", "body"), [
+    ("xroot causes fix", None), ("xroot", "causes fix fix"), ("Fix the README", "readme, docs, fix"), ("nothing", ""),
+    ("", None), ("ana\u017fyse", "root cause \u212aernel"), ("system design", "design doc rfc"),
+])
+def test_classify_is_the_most_hits_first_declared(title: str, body: str | None) -> None:
+    matcher = KeywordMatcher(LISTS)
+    counts = old_counts(LISTS, title if body is None else f"{title}\n{body}")
+    best = max(counts)
+    expected = (LISTS[counts.index(best)][0], best) if best else None
+    assert matcher.classify(title, body) == expected
+    assert matcher.classify(title, body) == expected  # built now: the inlined path

@@ -338,6 +338,27 @@ def test_bad_override_is_a_task_error(task: dict[str, Any], message: str) -> Non
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize("task", [
+    {"labels": ["bug", "route:gamma"]}, {"labels": ["  Route:Alpha/small "]}, {"labels": ["route:gamma"],
+    "attrs": {"force": "alpha/big"}}, {"attrs": {"force": "beta"}}, {"labels": ["route:gama"]},
+    {"labels": ["bug"], "priority": "urgentt"}, {"labels": ["route:gamma"], "specialization": "cod"},
+    {"labels": ["routes:gamma", "bug"]},
+])
+def test_a_task_and_its_dict_route_alike(task: dict[str, Any]) -> None:
+    # route() reads a Task's fields and a usual dict's fields on separate paths; overrides and errors included.
+    router = make_router(make_config(OVERRIDE_RULES))
+
+    def outcome(given: Task | dict[str, Any]) -> tuple[Any, ...]:
+        try:
+            d = router.route(given, now=NOW)
+        except TaskError as exc:
+            return ("error", str(exc))
+        return (d.rule, d.via, d.provider, d.model, d.override_source, d.view.labels, d.view.priority,
+                d.view.specialization, d.view.sources)
+
+    assert outcome(task) == outcome(Task.from_dict(task))
+
+
 def test_a_malformed_task_lists_its_config_problems_too() -> None:
     # A negative retry_count used to hide the unknown priority, specialization and override: all in one error.
     config = make_config(OVERRIDE_RULES)

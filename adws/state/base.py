@@ -192,6 +192,9 @@ class UsageChanges(NamedTuple):
 
     cursor: UsageCursor
     records: list[UsageRecord]
+    # `change_counts()` as of the same read, where the backend reads them together (SQLite: one statement, so a
+    # reader polling after another process's commit asks once); None: ask `change_counts()`.
+    counts: tuple[int, ...] | None = None
 
 
 class Closing:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +55,7 @@ from adws.state.base import (
     to_epoch,
 )
 
+_ID = itemgetter(0)
 T = TypeVar("T")
 
 # Separate statements (not one script): executescript() would COMMIT our transaction first.
@@ -165,9 +167,13 @@ _INSERT_USAGE = (
     " estimated, model, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
-_ROWS_SINCE = (
-    "SELECT id, provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model, task_id"
-    " FROM usage WHERE id > ? ORDER BY id"
+# What a reader polls after another process committed, in one statement (one consistent read, no transaction of its
+# own): the usage epoch, the sum of the change counters (they only grow, so an unchanged sum is unchanged counters),
+# and the usage rows after a cursor, one row each (a single row of NULLs after the first two when there are none).
+_CHANGES_SINCE = (
+    "SELECT m.value, (SELECT COALESCE(SUM(n), 0) FROM changes), u.id, u.provider, u.account, u.at, u.requests,"
+    " u.input_tokens, u.output_tokens, u.cost_usd, u.estimated, u.model, u.task_id"
+    " FROM meta m LEFT JOIN usage u ON u.id > ? WHERE m.key = 'usage_epoch'"
 )
 _NEW_EPOCH = "UPDATE meta SET value = lower(hex(randomblob(8))) WHERE key = 'usage_epoch'"
 
@@ -341,6 +347,7 @@ class SqliteStore(Closing):
         # data_version moves when another connection commits; the poller counts our own commits.
         self._lock = threading.RLock()  # one statement or transaction at a time on the shared connection
         self._changes = ChangePoller(self._data_version, poll_interval_s, monotonic)
+        self._seen: tuple[int, tuple[int, ...]] | None = None  # the last change counters read, with their sum
         try:
             # isolation_level=None: the sqlite3 module must not open transactions behind our back;
             # every write below says BEGIN IMMEDIATE itself.
@@ -508,41 +515,34 @@ class SqliteStore(Closing):
         return _decoded(self.path, lambda: {(row[0], row[1]): _row_usage(row[2:]) for row in rows})
 
     @_guarded
-    def _snapshot(self, after: int | None) -> tuple[str, int, list[Any]]:
-        """(epoch, highest row id, rows with id > `after` unless None) in one read transaction, so a roll-up
-        committed in between cannot pair an old epoch with rewritten rows."""
-        conn = self._conn
-        with self._lock:
-            try:
-                conn.execute("BEGIN")
-                try:
-                    ((epoch,),) = conn.execute("SELECT value FROM meta WHERE key = 'usage_epoch'").fetchall()
-                    rows = [] if after is None else conn.execute(_ROWS_SINCE, (after,)).fetchall()
-                    last = rows[-1][0] if rows else (after or 0)
-                    if after is None:
-                        ((last,),) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM usage").fetchall()
-                finally:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StateStoreError(f"state store {self.path}: {exc}") from exc
-        return str(epoch), int(last), rows
-
-    @_guarded
     def usage_cursor(self) -> UsageCursor:
-        epoch, last, _ = self._snapshot(None)
-        return (epoch, last)
+        """(epoch, highest row id) in one statement, so a roll-up committed in between cannot pair an old epoch
+        with rewritten rows."""
+        ((epoch, last),) = self._read(
+            "SELECT (SELECT value FROM meta WHERE key = 'usage_epoch'), (SELECT COALESCE(MAX(id), 0) FROM usage)")
+        if epoch is None:
+            raise _damaged(self.path, "the usage epoch is missing")
+        return (str(epoch), int(last))
 
     @_guarded
     def usage_since(self, cursor: UsageCursor) -> UsageChanges | None:
         """Rows by id: ids only grow between roll-ups (a new row's id is above every stored one, and only a
-        roll-up, which starts a new epoch, deletes rows)."""
+        roll-up, which starts a new epoch, deletes rows). The change counters come with them
+        (`UsageChanges.counts`): their sum is read in the same statement, and only when it moved are they read."""
         epoch, after = cursor
-        now_epoch, last, rows = self._snapshot(after)
-        if now_epoch != epoch:
+        rows = self._read(_CHANGES_SINCE, (after,))
+        if not rows:
+            raise _damaged(self.path, "the usage epoch is missing")
+        if rows[0][0] != epoch:
             return None
+        total = rows[0][1]
+        counts = self._seen[1] if self._seen is not None and self._seen[0] == total else self.change_counts()
+        new = [row[2:] for row in rows if row[2] is not None]
+        if len(new) > 1:
+            new.sort(key=_ID)  # append order (the join yields the rows by id, but SQL promises no order)
         records = _decoded(self.path, lambda: [UsageRecord(r[1], r[2], from_epoch(r[3]), _row_usage(r[4:9]), r[9],
-                                                           r[10]) for r in rows])
-        return UsageChanges((epoch, last), records)
+                                                           r[10]) for r in new])
+        return UsageChanges((epoch, int(new[-1][0]) if new else after), records, counts)
 
     @_guarded
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
@@ -779,8 +779,10 @@ class SqliteStore(Closing):
 
     @_guarded
     def change_counts(self) -> tuple[int, ...]:
-        counts = dict(self._read("SELECT kind, n FROM changes"))
-        return _decoded(self.path, lambda: tuple(int(counts.get(kind)) for kind in CHANGE_KINDS))  # type: ignore[arg-type]
+        found = dict(self._read("SELECT kind, n FROM changes"))
+        counts = _decoded(self.path, lambda: tuple(int(found.get(kind)) for kind in CHANGE_KINDS))  # type: ignore[arg-type]
+        self._seen = (sum(counts), counts)
+        return counts
 
     @_guarded
     def version(self) -> int:

@@ -452,6 +452,25 @@ def test_sqlite_change_counts_see_writes_of_other_connections(tmp_path: Path) ->
         assert after[CHANGE_KINDS.index("cooldowns")] == before[CHANGE_KINDS.index("cooldowns")] + 1
 
 
+def test_sqlite_usage_since_carries_the_change_counts_of_the_same_read(tmp_path: Path) -> None:
+    """The reader's poll after another process's commit is one statement: the counters come with the new rows, as
+    change_counts() gives them, also when only their sum says they moved."""
+    path = str(tmp_path / "s.sqlite3")
+    with SqliteStore(path) as mine, SqliteStore(path) as theirs:
+        cursor = mine.usage_cursor()
+        writes = [lambda: theirs.record_usage(rec("p", "a", T0, input_tokens=1)),
+                  lambda: theirs.set_cooldown("p", "a", Cooldown(T0 + timedelta(hours=1), "r")),
+                  lambda: theirs.next_cursor("round_robin:p"),
+                  lambda: theirs.record_usage(rec("p", "b", T0, input_tokens=2)),
+                  lambda: theirs.clear_cooldown("p", "a")]
+        for write in writes:
+            write()
+            changes = mine.usage_since(cursor)
+            assert changes is not None
+            assert changes.counts == theirs.change_counts()
+            cursor = changes.cursor
+
+
 def test_change_poller_refuses_a_negative_interval() -> None:
     with pytest.raises(ValueError) as exc:
         ChangePoller(lambda: 0, -1)
