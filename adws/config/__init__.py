@@ -28,7 +28,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hashlib import sha256 as sha256  # re-exported: adws.config.verdicts seals with it too
@@ -146,10 +146,13 @@ def read_entry(key: str) -> CompiledConfig | None:
 
 
 def _quota_bounds(config: CompiledConfig) -> list[list[object]]:
-    """The periods of every cron quota reset in `config` around now (adws.quota.stored_bounds); none when
-    computing them fails (then croniter answers at routing time, as without the cache)."""
+    """The periods of every cron quota reset in `config` around now (adws.quota.stored_bounds, taken around
+    noon UTC of today: each (expression, zone)'s are remembered for the day by adws.config.verdicts, so an edit
+    needs no croniter for them); none when computing them fails (then croniter answers at routing time, as
+    without the cache)."""
     from datetime import UTC, datetime
 
+    from adws.config.verdicts import remembered
     from adws.quota import stored_bounds
 
     resets: list[tuple[str, str]] = []
@@ -160,10 +163,31 @@ def _quota_bounds(config: CompiledConfig) -> list[list[object]]:
                 quotas += [pool.quota for pool in quota.pools]
                 if quota.reset is not None:
                     resets.append((quota.reset, quota.timezone))
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    out: list[list[object]] = []
     try:
-        return stored_bounds(resets, datetime.now(UTC))
+        for expr, zone in dict.fromkeys(resets):
+            periods = remembered("cron periods", lambda: repr((expr, zone, noon.isoformat())),  # noqa: B023
+                                 lambda: stored_bounds([(expr, zone)], noon)[0][2],  # noqa: B023
+                                 _periods)
+            out.append([expr, zone, periods])
     except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return []
+    return out
+
+
+def _periods(value: Any) -> list[list[int]] | None:
+    """Periods as stored_bounds gives them for one expression (the shape adws.quota.remember_bounds takes), or
+    None."""
+    if type(value) is not list or not value:
+        return None
+    end = None
+    for pair in value:
+        if type(pair) is not list or len(pair) != 2 or not all(type(v) is int for v in pair) \
+                or not pair[0] < pair[1] or (end is not None and pair[0] != end):
+            return None
+        end = pair[1]
+    return value
 
 
 def write_entry(key: str, config: CompiledConfig) -> bool:
@@ -261,7 +285,7 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
         return _validate_file(path, data)
     from adws.config.verdicts import remembering
 
-    with remembering():  # template checks that an edit elsewhere leaves as they were need no Jinja
+    with remembering():  # template and cron checks that an edit leaves as they were need no Jinja, no croniter
         config = _validate_file(path, data)
-    write_entry(key, config)
+        write_entry(key, config)
     return config

@@ -37,11 +37,12 @@ T = TypeVar("T")
 
 @functools.cache
 def _library_stamp() -> str:
-    """Changes whenever an installed jinja2 or markupsafe file changes (found without importing them)."""
+    """Changes whenever an installed file of jinja2 (and markupsafe) or croniter (and dateutil) changes (found
+    without importing them)."""
     from importlib.machinery import PathFinder
 
     parts = []
-    for name in ("jinja2", "markupsafe"):
+    for name in ("jinja2", "markupsafe", "croniter", "dateutil"):
         spec = PathFinder.find_spec(name)
         locations = list(spec.submodule_search_locations or ()) if spec is not None else []
         for location in locations:
@@ -122,10 +123,17 @@ def _read() -> dict[str, Any]:
 def remembering() -> Iterator[Verdicts]:
     """Template checks inside answer from the file of remembered checks; the answers used are written back
     (with older ones, up to `_MOST`) when some had to be computed."""
+    from adws import cron
+
     verdicts = Verdicts(_read())
+
+    def cron_memo(expr: str, compute: Callable[[], list[Any] | str]) -> list[Any] | str:
+        return verdicts.answer("cron", repr(expr), compute, cron.remembered_answer)
+
     token = _CURRENT.set(verdicts)
     try:
-        yield verdicts
+        with cron.remembering(cron_memo):
+            yield verdicts
     finally:
         _CURRENT.reset(token)
     if verdicts.computed:

@@ -36,10 +36,10 @@ def _checks_file() -> Path:
 
 
 def _validated_in_a_child(path: Path) -> tuple[list[str], str]:
-    """(which of jinja2/pydantic a fresh process imported, the compiled config as JSON) after load_config."""
+    """(which of croniter/jinja2/pydantic a fresh process imported, the compiled config as JSON) after load_config."""
     code = ("import json, sys; from adws.config import load_config; from adws.compiled import CompiledConfig; "
             "from adws.config.codec import encode; c = load_config(sys.argv[1]); "
-            "print(json.dumps([sorted(m for m in ('jinja2', 'pydantic') if m in sys.modules), "
+            "print(json.dumps([sorted(m for m in ('croniter', 'jinja2', 'pydantic') if m in sys.modules), "
             "encode(c, CompiledConfig)]))")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
                           env={**os.environ, "ADWS_CACHE_DIR": str(cache_dir())})
@@ -55,12 +55,45 @@ def _uncached(path: Path) -> str:
 def test_an_edit_elsewhere_validates_without_jinja_and_compiles_the_same(tmp_path: Path) -> None:
     path = _copy_config(tmp_path)
     modules, _ = _validated_in_a_child(path)
-    assert modules == ["jinja2", "pydantic"]  # first validation: Jinja checks the template
+    assert modules == ["croniter", "jinja2", "pydantic"]  # first validation: Jinja and croniter check
     assert _checks_file().exists()
     path.write_text(path.read_text().replace("timeout = 3600", "timeout = 3000", 1))
     modules, config = _validated_in_a_child(path)
-    assert modules == ["pydantic"]  # validated again, the template's answers remembered
+    assert modules == ["pydantic"]  # validated again, the answers on templates and cron remembered
     assert config == _uncached(path)
+
+
+def test_a_changed_cron_expression_is_checked_afresh(tmp_path: Path) -> None:
+    path = _copy_config(tmp_path)
+    load_config(path)
+    path.write_text(path.read_text().replace('schedule = ["* * * * 6,0"]', 'schedule = ["* * * * 6,9"]', 1))
+    with pytest.raises(ConfigError) as remembered:
+        load_config(path)
+    with pytest.raises(ConfigError) as fresh:
+        compile_config(parse_toml(path.read_text()), str(path), str(path.parent))
+    assert "day-of-week" in remembered.value.render()
+    assert [p.message for p in remembered.value.problems] == [p.message for p in fresh.value.problems]
+
+
+def test_quota_periods_are_those_of_noon_today(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from adws.config import _entry, _key
+    from adws.quota import stored_bounds
+
+    def noon() -> datetime:
+        return datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+
+    path = _copy_config(tmp_path)
+    before = noon()
+    load_config(path)
+    path.write_text(path.read_text() + "\n# an edit\n")
+    load_config(path)  # the periods remembered
+    after = noon()  # the same day, unless the test ran across midnight
+    blob = _entry(_key(path.resolve(), path.read_bytes())).read_bytes()
+    stored = json.loads(blob.partition(b"\n")[2])["quota_bounds"]
+    resets = [(expr, zone) for expr, zone, _ in stored]
+    assert stored and stored in (stored_bounds(resets, before), stored_bounds(resets, after))
 
 
 def test_changed_rule_variables_are_rendered_afresh(tmp_path: Path) -> None:
