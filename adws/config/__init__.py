@@ -14,10 +14,13 @@ A cache entry is data that is verified or ignored, never executed:
   altered or misplaced file is ignored;
 - the content is decoded against the declared types of the compiled config (never pickle); anything that does
   not fit is ignored. Rule conditions are compiled again from their TOML; cron expressions take the expansion
-  croniter gave them at validation, and cron quota resets the periods around the time of validation
-  (`adws.quota.stored_bounds`), so a warm start imports neither pydantic, jinja2 nor croniter (until a
+  croniter gave them at validation, and cron quota resets the periods around noon UTC of the day of
+  validation (`adws.quota.stored_bounds`), so a warm start imports neither pydantic, jinja2 nor croniter (until a
   decision needs a quota period beyond the stored ones).
 An ignored entry costs one validation of the file (and is then replaced); it never prints a traceback.
+
+A validation after an edit takes what Jinja and croniter said about each template and cron expression the edit
+left as it was from `adws.config.verdicts` (same directory, same rules), so it usually imports neither.
 """
 
 from __future__ import annotations
