@@ -201,3 +201,21 @@ def test_the_cli_validates_once_without_the_plugin_scan_and_leaks_nothing(tmp_pa
         other.join()
     assert seen[-1] is None
     assert "PYDANTIC_DISABLE_PLUGINS" not in os.environ
+
+
+def test_an_encoder_that_cannot_be_built_fails_alike_every_time() -> None:
+    # A dataclass whose hints do not resolve: refused with CacheError each time, never by a placeholder that
+    # calls itself (the encoders and decoders are built once per hint and remembered).
+    from dataclasses import dataclass
+
+    from adws.config.codec import CacheError, decode
+
+    @dataclass
+    class Unresolvable:
+        field: NotDefinedAnywhere  # type: ignore[name-defined]  # noqa: F821
+
+    for _ in range(2):
+        with pytest.raises(CacheError):
+            encode(Unresolvable(1), Unresolvable)
+        with pytest.raises(CacheError):
+            decode({"field": 1}, Unresolvable)
