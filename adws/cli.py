@@ -639,6 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    from adws.config import skip_pydantic_plugin_scan
+
+    skip_pydantic_plugin_scan()  # the config is validated (if at all) before any thread or agent starts
     restore = None
     if args.command in ("run", "run-many"):
         # SIGTERM/SIGHUP/Ctrl-C unwind once, never mid-record: the runner ends the agent's processes, the

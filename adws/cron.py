@@ -11,7 +11,7 @@ their first match: `adws route` on a config whose rules have no schedule never i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -27,6 +27,28 @@ _CHECKED: ContextVar[bool] = ContextVar("adws_cron_checked", default=False)
 _KNOWN: ContextVar[Mapping[str, Any]] = ContextVar("adws_cron_known", default=MappingProxyType({}))
 # Every expression parsed in this process -> its expansion as plain data, for the compiled-config cache.
 _PARSED: dict[str, list[Any]] = {}
+# Expansions (and refusals) made before, for a validation (adws.config.verdicts): given an expression and the
+# function that asks croniter, the answer `_answer` gives — from memory, or by calling it.
+Memo = Callable[[str, Callable[[], "list[Any] | str"]], "list[Any] | str"]
+_MEMO: ContextVar[Memo | None] = ContextVar("adws_cron_memo", default=None)
+
+
+@contextmanager
+def remembering(memo: Memo) -> Iterator[None]:
+    """CronMatchers built inside take croniter's verdict on their expression from `memo`: its expansion (the
+    data `expansions` gives) or the ValueError message that refused it."""
+    token = _MEMO.set(memo)
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def remembered_answer(value: Any) -> list[Any] | str | None:
+    """A stored answer as `remembering`'s memo gives it, or None when `value` is not of that shape."""
+    if type(value) is str:
+        return value
+    return value if _columns(value) is not None else None
 
 
 @contextmanager
@@ -122,6 +144,27 @@ class CronMatcher:
             self._parsed = not self._fallback  # croniter itself matches the fallback forms
 
     def _parse(self) -> None:
+        memo = _MEMO.get()
+        if memo is None:
+            self._expand()
+            return
+        answer = memo(self.expr, self._answer)
+        columns = _columns(answer)
+        if columns is None:  # a refusal (the memo gives only the two shapes)
+            raise ValueError(answer)
+        self._fallback, (self._minutes, self._hours, self._dom, self._months, self._dow) = columns
+        _PARSED[self.expr] = list(answer)
+        self._parsed = True
+
+    def _answer(self) -> list[Any] | str:
+        """croniter's verdict as data: the expansion `_expand` records, or the message of its ValueError."""
+        try:
+            self._expand()
+        except ValueError as exc:
+            return str(exc)
+        return _PARSED[self.expr]
+
+    def _expand(self) -> None:
         from croniter import croniter
 
         expr = self.expr

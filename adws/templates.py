@@ -140,6 +140,17 @@ def _names_only(source: str) -> list[str] | None:
     return None if any(name in _NOT_VARIABLES or name in JINJA_GLOBALS for name in names) else names
 
 
+def needs_jinja(source: str) -> bool:
+    """Whether `check_template` and `variables_of` need Jinja for `source` (they answer text and `{{ name }}`
+    placeholders without it)."""
+    return not _plain(source) and _names_only(source) is None
+
+
+def is_plain(source: str) -> bool:
+    """Whether `source` renders to itself without Jinja, whatever the variables (`render_one` skips Jinja)."""
+    return _plain(source)
+
+
 def check_template(source: str, allowed: Iterable[str]) -> str | None:
     """Why `source` cannot be used (syntax error, unknown variable), or None when it is fine."""
     if _plain(source):

@@ -14,10 +14,13 @@ A cache entry is data that is verified or ignored, never executed:
   altered or misplaced file is ignored;
 - the content is decoded against the declared types of the compiled config (never pickle); anything that does
   not fit is ignored. Rule conditions are compiled again from their TOML; cron expressions take the expansion
-  croniter gave them at validation, and cron quota resets the periods around the time of validation
-  (`adws.quota.stored_bounds`), so a warm start imports neither pydantic, jinja2 nor croniter (until a
+  croniter gave them at validation, and cron quota resets the periods around noon UTC of the day of
+  validation (`adws.quota.stored_bounds`), so a warm start imports neither pydantic, jinja2 nor croniter (until a
   decision needs a quota period beyond the stored ones).
 An ignored entry costs one validation of the file (and is then replaced); it never prints a traceback.
+
+A validation after an edit takes what Jinja and croniter said about each template and cron expression the edit
+left as it was from `adws.config.verdicts` (same directory, same rules), so it usually imports neither.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hashlib import sha256
+    from hashlib import sha256 as sha256  # re-exported: adws.config.verdicts seals with it too
 
     from adws.compiled import CompiledConfig
 else:
@@ -95,13 +98,14 @@ def _seal(key: str, payload: bytes) -> str:
     return sha256(key.encode() + b"\0" + payload).hexdigest()
 
 
-def read_entry(key: str) -> CompiledConfig | None:
-    """The cached config for `key`, or None when there is none or it does not pass every check."""
-    directory = cache_dir()
+def read_sealed(path: Path, key: str, fmt: str) -> bytes | None:
+    """The payload of a cache file written by `write_sealed` with this `key` and format `fmt`; None when there is
+    none or it does not pass every check (ownership and mode of the directory and file, no symlink, size, the
+    header naming `fmt` and `key`, the SHA-256 seal over key and payload)."""
     try:
-        if not _safe(os.stat(directory)):
+        if not _safe(os.stat(path.parent)):
             return None
-        fd = os.open(_entry(key), os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
     try:
@@ -112,9 +116,20 @@ def read_entry(key: str) -> CompiledConfig | None:
             blob = fh.read()
         header_line, _, payload = blob.partition(b"\n")
         header = json.loads(header_line)
-        if (type(header) is not dict or header.get("format") != _FORMAT or header.get("key") != key
-                or header.get("sha256") != _seal(key, payload)):
-            return None
+    except _READ_ERRORS:
+        return None
+    if (type(header) is not dict or header.get("format") != fmt or header.get("key") != key
+            or header.get("sha256") != _seal(key, payload)):
+        return None
+    return payload
+
+
+def read_entry(key: str) -> CompiledConfig | None:
+    """The cached config for `key`, or None when there is none or it does not pass every check."""
+    payload = read_sealed(_entry(key), key, _FORMAT)
+    if payload is None:
+        return None
+    try:
         from adws.compiled import CompiledConfig
         from adws.config.codec import decode
         from adws.cron import already_checked
@@ -134,10 +149,13 @@ def read_entry(key: str) -> CompiledConfig | None:
 
 
 def _quota_bounds(config: CompiledConfig) -> list[list[object]]:
-    """The periods of every cron quota reset in `config` around now (adws.quota.stored_bounds); none when
-    computing them fails (then croniter answers at routing time, as without the cache)."""
+    """The periods of every cron quota reset in `config` around now (adws.quota.stored_bounds, taken around
+    noon UTC of today: each (expression, zone)'s are remembered for the day by adws.config.verdicts, so an edit
+    needs no croniter for them); none when computing them fails (then croniter answers at routing time, as
+    without the cache)."""
     from datetime import UTC, datetime
 
+    from adws.config.verdicts import remembered
     from adws.quota import stored_bounds
 
     resets: list[tuple[str, str]] = []
@@ -148,10 +166,31 @@ def _quota_bounds(config: CompiledConfig) -> list[list[object]]:
                 quotas += [pool.quota for pool in quota.pools]
                 if quota.reset is not None:
                     resets.append((quota.reset, quota.timezone))
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    out: list[list[object]] = []
     try:
-        return stored_bounds(resets, datetime.now(UTC))
+        for expr, zone in dict.fromkeys(resets):
+            periods = remembered("cron periods", lambda: repr((expr, zone, noon.isoformat())),  # noqa: B023
+                                 lambda: stored_bounds([(expr, zone)], noon)[0][2],  # noqa: B023
+                                 _periods)
+            out.append([expr, zone, periods])
     except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return []
+    return out
+
+
+def _periods(value: Any) -> list[list[int]] | None:
+    """Periods as stored_bounds gives them for one expression (the shape adws.quota.remember_bounds takes), or
+    None."""
+    if type(value) is not list or not value:
+        return None
+    end = None
+    for pair in value:
+        if type(pair) is not list or len(pair) != 2 or not all(type(v) is int for v in pair) \
+                or not pair[0] < pair[1] or (end is not None and pair[0] != end):
+            return None
+        end = pair[1]
+    return value
 
 
 def write_entry(key: str, config: CompiledConfig) -> bool:
@@ -171,10 +210,16 @@ def write_entry(key: str, config: CompiledConfig) -> bool:
                              ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode("utf-8", "surrogatepass")
     except (CacheError, RecursionError, ValueError, TypeError):
         return False
-    header = json.dumps({"format": _FORMAT, "key": key, "sha256": _seal(key, payload)}).encode()
+    return write_sealed(_entry(key), key, _FORMAT, payload)
+
+
+def write_sealed(path: Path, key: str, fmt: str, payload: bytes) -> bool:
+    """Write `payload` to `path` (in the cache directory) under a header naming `fmt` and `key` with the seal
+    `read_sealed` checks; atomically, mode 0600. False when it cannot be written."""
+    header = json.dumps({"format": fmt, "key": key, "sha256": _seal(key, payload)}).encode()
     import tempfile
 
-    directory = cache_dir()
+    directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not _safe(os.stat(directory)):
@@ -183,13 +228,43 @@ def write_entry(key: str, config: CompiledConfig) -> bool:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(header + b"\n" + payload)
-            os.replace(tmp, _entry(key))  # atomic: concurrent coordinators never read half a file
+            os.replace(tmp, path)  # atomic: concurrent coordinators never read half a file
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError:
         return False  # a read-only home only costs start-up time
     return True
+
+
+_SKIP_PLUGIN_SCAN = False
+
+
+def skip_pydantic_plugin_scan() -> None:
+    """Ask that the next validation of a config in this process, when it runs with no other thread, does not
+    scan the installed packages for pydantic plugins (a scan of every distribution's entry points, paid once per
+    process; adws's config models are not data a plugin is for). The `adws` command asks it: it validates its
+    config before it starts any thread or agent. It sets pydantic's documented switch PYDANTIC_DISABLE_PLUGINS
+    only for that validation (unless the variable is set already) and takes it out again, so no agent started
+    later inherits it, and a later validation (a reload) scans as usual."""
+    global _SKIP_PLUGIN_SCAN
+    _SKIP_PLUGIN_SCAN = True
+
+
+def _validate_file(path: str | os.PathLike[str], data: bytes | None) -> CompiledConfig:
+    from adws.config.load import load_file  # pydantic and jinja2: only when validating
+
+    global _SKIP_PLUGIN_SCAN
+    skip, _SKIP_PLUGIN_SCAN = _SKIP_PLUGIN_SCAN, False
+    threading = sys.modules.get("threading")  # without it imported, no thread was started from Python
+    if not skip or "PYDANTIC_DISABLE_PLUGINS" in os.environ \
+            or (threading is not None and threading.active_count() != 1):
+        return load_file(path, data)
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"  # read as each validator is built (pydantic.plugin)
+    try:
+        return load_file(path, data)
+    finally:
+        del os.environ["PYDANTIC_DISABLE_PLUGINS"]
 
 
 def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
@@ -207,11 +282,13 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
             cached = read_entry(key)
             if cached is not None:
                 return cached
-    from adws.config.load import load_file  # pydantic and jinja2: only when validating
-
     # The bytes read for the key are the ones validated, so the entry stored under that key is always theirs
     # (an edit landing meanwhile gets its own key at the next load).
-    config = load_file(path, data)
-    if key is not None:
+    if key is None:
+        return _validate_file(path, data)
+    from adws.config.verdicts import remembering
+
+    with remembering():  # template and cron checks that an edit leaves as they were need no Jinja, no croniter
+        config = _validate_file(path, data)
         write_entry(key, config)
     return config

@@ -158,60 +158,124 @@ _SCALARS: tuple[type, ...] = (str, int, float, bool)
 
 def encode(value: Any, hint: Any) -> Any:
     """`value` (of type `hint`) as JSON-ready data. CacheError for what the format cannot hold."""
+    return _encoder(hint)(value)
+
+
+_ENCODERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _encoder(hint: Any) -> Callable[[Any], Any]:
+    """A function writing values of type `hint`, built once per hint (as `_decoder` is): the per-value work is
+    a type check, not a walk through the hint."""
+    try:
+        return _ENCODERS[hint]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable hint
+        return _build_encoder(hint)
+    _ENCODERS[hint] = lambda value: _ENCODERS[hint](value)  # a dataclass referring to itself finds its own
+    try:
+        built = _build_encoder(hint)
+    except BaseException:
+        del _ENCODERS[hint]  # not a placeholder that would call itself forever
+        raise
+    _ENCODERS[hint] = built
+    return built
+
+
+def _build_encoder(hint: Any) -> Callable[[Any], Any]:
     if hint is Any:
-        return _encode_any(value, 0)
+        return lambda value: _encode_any(value, 0)
     opaque = _opaque(hint)
     if opaque is not None:
-        return opaque[0](value)
+        return opaque[0]
     if hint is type(None):
-        if value is not None:
-            raise CacheError(f"expected None, got {type(value).__name__}")
-        return None
+        def none(value: Any) -> None:
+            if value is not None:
+                raise CacheError(f"expected None, got {type(value).__name__}")
+        return none
     origin, args = _split(hint)
     if origin is typing.Union:
-        if value is None and type(None) in args:
-            return None
+        nullable = type(None) in args
         arms = [a for a in args if a is not type(None)]
         if len(arms) == 1:
-            return encode(value, arms[0])
-        for i, arm in enumerate(arms):
-            if _is_instance(value, arm):
-                return [i, encode(value, arm)]
-        raise CacheError(f"{type(value).__name__} is none of {hint}")
+            inner = _encoder(arms[0])
+            return lambda value: None if value is None and nullable else inner(value)
+        writers = [(i, arm, _encoder(arm)) for i, arm in enumerate(arms)]
+
+        def union(value: Any) -> Any:
+            if value is None and nullable:
+                return None
+            for i, arm, write in writers:
+                if _is_instance(value, arm):
+                    return [i, write(value)]
+            raise CacheError(f"{type(value).__name__} is none of {hint}")
+        return union
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        if not isinstance(value, hint):
-            raise CacheError(f"expected {hint.__name__}, got {type(value).__name__}")
-        return value.value
+        def member(value: Any) -> Any:
+            if not isinstance(value, hint):
+                raise CacheError(f"expected {hint.__name__}, got {type(value).__name__}")
+            return value.value
+        return member
     if hint in _SCALARS:
-        if type(value) is not hint and not (hint is float and type(value) is int):
-            raise CacheError(f"expected {hint.__name__}, got {type(value).__name__}")
-        return value
+        def scalar(value: Any) -> Any:
+            if type(value) is not hint and not (hint is float and type(value) is int):
+                raise CacheError(f"expected {hint.__name__}, got {type(value).__name__}")
+            return value
+        return scalar
     if hint is re.Pattern or origin is re.Pattern:
-        if not isinstance(value, re.Pattern) or not isinstance(value.pattern, str):
-            raise CacheError("expected a compiled regex")
-        return [value.pattern, value.flags]
+        def pattern(value: Any) -> Any:
+            if not isinstance(value, re.Pattern) or not isinstance(value.pattern, str):
+                raise CacheError("expected a compiled regex")
+            return [value.pattern, value.flags]
+        return pattern
     if origin is tuple:
-        if not isinstance(value, tuple):
-            raise CacheError(f"expected a tuple, got {type(value).__name__}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return [encode(v, args[0]) for v in value]
-        if len(args) != len(value):
-            raise CacheError(f"expected a tuple of {len(args)}, got {len(value)}")
-        return [encode(v, a) for v, a in zip(value, args, strict=True)]
+            item = _encoder(args[0])
+
+            def variadic(value: Any) -> Any:
+                if not isinstance(value, tuple):
+                    raise CacheError(f"expected a tuple, got {type(value).__name__}")
+                return [item(v) for v in value]
+            return variadic
+        writers_ = [_encoder(a) for a in args]
+
+        def fixed(value: Any) -> Any:
+            if not isinstance(value, tuple):
+                raise CacheError(f"expected a tuple, got {type(value).__name__}")
+            if len(writers_) != len(value):
+                raise CacheError(f"expected a tuple of {len(writers_)}, got {len(value)}")
+            return [write(v) for v, write in zip(value, writers_, strict=True)]
+        return fixed
     if origin is frozenset:
-        if not isinstance(value, frozenset):
-            raise CacheError(f"expected a frozenset, got {type(value).__name__}")
-        return sorted((encode(v, args[0]) for v in value), key=repr)
+        element = _encoder(args[0])
+
+        def members(value: Any) -> Any:
+            if not isinstance(value, frozenset):
+                raise CacheError(f"expected a frozenset, got {type(value).__name__}")
+            return sorted((element(v) for v in value), key=repr)
+        return members
     if origin in (Mapping, dict, typing.Mapping):
-        if not isinstance(value, Mapping):
-            raise CacheError(f"expected a mapping, got {type(value).__name__}")
-        return [[encode(k, args[0]), encode(v, args[1])] for k, v in value.items()]
+        write_key, write_value = _encoder(args[0]), _encoder(args[1])
+
+        def mapping(value: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise CacheError(f"expected a mapping, got {type(value).__name__}")
+            return [[write_key(k), write_value(v)] for k, v in value.items()]
+        return mapping
     if isinstance(hint, type) and init_fields(hint) is not None:
-        if type(value) is not hint:
-            raise CacheError(f"expected {hint.__name__}, got {type(value).__name__}")
-        return {name: encode(getattr(value, name), field_hint)
-                for name, field_hint, rebuilt in _fields(hint) if not rebuilt}
-    raise CacheError(f"cannot store a value of type {hint}")
+        stored = [(name, _encoder(field_hint)) for name, field_hint, rebuilt in _fields(hint) if not rebuilt]
+        cls = hint
+
+        def instance(value: Any) -> Any:
+            if type(value) is not cls:
+                raise CacheError(f"expected {cls.__name__}, got {type(value).__name__}")
+            return {name: write(getattr(value, name)) for name, write in stored}
+        return instance
+
+    def unknown(value: Any) -> Any:
+        raise CacheError(f"cannot store a value of type {hint}")
+    return unknown
 
 
 def _is_instance(value: Any, hint: Any) -> bool:
@@ -269,7 +333,11 @@ def _decoder(hint: Any) -> Callable[[Any], Any]:
         return _build_decoder(hint)
     # A placeholder first, so that a dataclass referring to itself would find its own decoder.
     _DECODERS[hint] = lambda data: _DECODERS[hint](data)
-    built = _build_decoder(hint)
+    try:
+        built = _build_decoder(hint)
+    except BaseException:
+        del _DECODERS[hint]  # not a placeholder that would call itself forever
+        raise
     _DECODERS[hint] = built
     return built
 

@@ -47,6 +47,7 @@ from adws.config.lines import key_lines, line_of
 from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
 from adws.config.schema import OUTPUT_FORMATS, Config, LLMConfig, PoolConfig, ProviderConfig, QuotaConfig, RuleConfig
+from adws.config.verdicts import remembered
 from adws.cron import CronMatcher
 from adws.dataclass_cache import dataclass, replace
 from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
@@ -56,8 +57,41 @@ from adws.quota import parse_window
 from adws.state import STORES
 from adws.strategies import STRATEGIES
 from adws.task import Task
-from adws.templates import BUILTIN_VARIABLES, NO_PREVIOUS, check_template, from_legacy, render_one, variables_of
+from adws.templates import BUILTIN_VARIABLES, NO_PREVIOUS, from_legacy, is_plain, needs_jinja, render_one
+from adws.templates import check_template as _check_template
+from adws.templates import variables_of as _variables_of
 from adws.userregex import UserRegex, compile_user_regex
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def check_template(source: str, allowed: Iterable[str]) -> str | None:
+    """`adws.templates.check_template`, remembered across edits for a template only Jinja can check
+    (`adws.config.verdicts`)."""
+    if not needs_jinja(source):
+        return _check_template(source, allowed)
+    names = sorted(set(allowed))
+    return remembered("check", lambda: repr((source, names)), lambda: _check_template(source, names),
+                      _text_or_none)
+
+
+def _names(value: Any) -> list[str] | None:
+    return value if type(value) is list and all(type(name) is str for name in value) else None
+
+
+def variables_of(source: str) -> frozenset[str] | None:
+    """`adws.templates.variables_of`, remembered across edits for a template only Jinja can read."""
+    if not needs_jinja(source):
+        return _variables_of(source)
+
+    def compute() -> list[str] | None:
+        found = _variables_of(source)
+        return None if found is None else sorted(found)
+    names = remembered("variables", lambda: repr(source), compute, _names)
+    return None if names is None else frozenset(names)
+
 
 # The specializations SPEC.md names; configs may add their own by using them in scores, labels or keywords.
 BASE_SPECIALIZATIONS = ("code", "reasoning", "architecture", "large_document", "fast_response", "docs", "general")
@@ -325,28 +359,51 @@ _NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
 
 def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> str | None:
-    """Why `source` fails to render for some model, account and task it may meet (None when it renders for all):
-    the variables are those `ProviderManager` gives an attempt, with every value a run can bring."""
+    """`_render_samples`, remembered across edits for a template only Jinja can render (`adws.config.verdicts`):
+    its answer depends on the template and the variables of every sample, whose `repr` is its key."""
+    if is_plain(source):
+        return None  # text renders to itself
+    samples = _samples(name, p, rule_vars)
+    if not needs_jinja(source) and all(type(v.get(n)) is str for _, _, v in samples for n in _names_in(source)):
+        return _render_samples(source, samples)
+    return remembered("render", lambda: repr((source, samples)), lambda: _render_samples(source, samples),
+                      _text_or_none)
+
+
+def _names_in(source: str) -> list[str]:
+    return _NAMES.findall(source)
+
+
+_NAMES = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _samples(name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(model, what task, variables) of each render `_render_samples` tries: the variables `ProviderManager`
+    gives an attempt, with every value a run can bring."""
     models: list[tuple[str, Mapping[str, Any]]] = [(mid, m.vars) for mid, m in p.models.items()] or [("", {})]
     accounts = [acc.name for acc in p.accounts] or [""]
-    for model, model_vars in models:
-        for what, task in _SAMPLE_TASKS:
-            variables = {
-                **p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt", "prompt_file": "/run/prompt.txt",
-                "output_file": "/run/output.txt", "model": model, "provider": name, "account": accounts[0],
-                "task": task, "workdir": "/work", "run_dir": "/run", "home": "/home/user", "config_dir": "/config",
-                "previous": NO_PREVIOUS,
-            }
-            try:
-                render_one(source, variables)
-            except RenderError as exc:
-                cause = str(exc).split(": ", 1)[-1]
-                on = f"model {model!r}, " if model else ""
-                missing = _NO_ATTRIBUTE.search(cause)
-                hint = suggest(missing.group(1), task) if missing and "task" in source else ""
-                if not hint and (missing or "undefined" in cause) and "task" in source:
-                    hint = '; give a default for what a task may lack (`| default("")`)'
-                return f"template {source!r} cannot be rendered ({on}{what}): {cause}{hint}"
+    return [(model, what, {
+        **p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt", "prompt_file": "/run/prompt.txt",
+        "output_file": "/run/output.txt", "model": model, "provider": name, "account": accounts[0],
+        "task": task, "workdir": "/work", "run_dir": "/run", "home": "/home/user", "config_dir": "/config",
+        "previous": NO_PREVIOUS,
+    }) for model, model_vars in models for what, task in _SAMPLE_TASKS]
+
+
+def _render_samples(source: str, samples: list[tuple[str, str, dict[str, Any]]]) -> str | None:
+    """Why `source` fails to render for some model, account and task it may meet (None when it renders for all):
+    the variables are those `ProviderManager` gives an attempt, with every value a run can bring."""
+    for model, what, variables in samples:
+        try:
+            render_one(source, variables)
+        except RenderError as exc:
+            cause = str(exc).split(": ", 1)[-1]
+            on = f"model {model!r}, " if model else ""
+            missing = _NO_ATTRIBUTE.search(cause)
+            hint = suggest(missing.group(1), variables["task"]) if missing and "task" in source else ""
+            if not hint and (missing or "undefined" in cause) and "task" in source:
+                hint = '; give a default for what a task may lack (`| default("")`)'
+            return f"template {source!r} cannot be rendered ({on}{what}): {cause}{hint}"
     return None
 
 

@@ -1,0 +1,221 @@
+"""Remembered template checks (adws.config.verdicts): an edit that leaves a Jinja template as it was validates
+without jinja2, with the same answers; a changed template or changed variables are checked afresh; a damaged
+or foreign file is ignored. And the `adws` command's one validation without pydantic's plugin scan."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adws.compiled import CompiledConfig
+from adws.config import cache_dir, load_config, skip_pydantic_plugin_scan
+from adws.config.codec import encode
+from adws.config.load import compile_config, parse_toml
+from adws.errors import ConfigError
+from tests.helpers import ROOT
+
+_TEMPLATE = "{% if thinking_budget %}--variant={{ 'high' if thinking_budget >= 24000"
+
+
+def _copy_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text((ROOT / "config.toml").read_text())
+    assert _TEMPLATE in path.read_text()  # the shipped config has a template only Jinja can check
+    return path
+
+
+def _checks_file() -> Path:
+    return cache_dir() / "template-checks.json"
+
+
+def _validated_in_a_child(path: Path) -> tuple[list[str], str]:
+    """(which of croniter/jinja2/pydantic a fresh process imported, the compiled config as JSON) after load_config."""
+    code = ("import json, sys; from adws.config import load_config; from adws.compiled import CompiledConfig; "
+            "from adws.config.codec import encode; c = load_config(sys.argv[1]); "
+            "print(json.dumps([sorted(m for m in ('croniter', 'jinja2', 'pydantic') if m in sys.modules), "
+            "encode(c, CompiledConfig)]))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "ADWS_CACHE_DIR": str(cache_dir())})
+    modules, config = json.loads(done.stdout)
+    return modules, json.dumps(config)
+
+
+def _uncached(path: Path) -> str:
+    return json.dumps(encode(compile_config(parse_toml(path.read_text()), str(path), str(path.parent)),
+                             CompiledConfig))
+
+
+def test_an_edit_elsewhere_validates_without_jinja_and_compiles_the_same(tmp_path: Path) -> None:
+    path = _copy_config(tmp_path)
+    modules, _ = _validated_in_a_child(path)
+    assert modules == ["croniter", "jinja2", "pydantic"]  # first validation: Jinja and croniter check
+    assert _checks_file().exists()
+    path.write_text(path.read_text().replace("timeout = 3600", "timeout = 3000", 1))
+    modules, config = _validated_in_a_child(path)
+    assert modules == ["pydantic"]  # validated again, the answers on templates and cron remembered
+    assert config == _uncached(path)
+
+
+def test_a_changed_cron_expression_is_checked_afresh(tmp_path: Path) -> None:
+    path = _copy_config(tmp_path)
+    load_config(path)
+    path.write_text(path.read_text().replace('schedule = ["* * * * 6,0"]', 'schedule = ["* * * * 6,9"]', 1))
+    with pytest.raises(ConfigError) as remembered:
+        load_config(path)
+    with pytest.raises(ConfigError) as fresh:
+        compile_config(parse_toml(path.read_text()), str(path), str(path.parent))
+    assert "day-of-week" in remembered.value.render()
+    assert [p.message for p in remembered.value.problems] == [p.message for p in fresh.value.problems]
+
+
+def test_quota_periods_are_those_of_noon_today(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from adws.config import _entry, _key
+    from adws.quota import stored_bounds
+
+    def noon() -> datetime:
+        return datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+
+    path = _copy_config(tmp_path)
+    before = noon()
+    load_config(path)
+    path.write_text(path.read_text() + "\n# an edit\n")
+    load_config(path)  # the periods remembered
+    after = noon()  # the same day, unless the test ran across midnight
+    blob = _entry(_key(path.resolve(), path.read_bytes())).read_bytes()
+    stored = json.loads(blob.partition(b"\n")[2])["quota_bounds"]
+    resets = [(expr, zone) for expr, zone, _ in stored]
+    assert stored and stored in (stored_bounds(resets, before), stored_bounds(resets, after))
+
+
+def test_changed_rule_variables_are_rendered_afresh(tmp_path: Path) -> None:
+    path = _copy_config(tmp_path)
+    load_config(path)
+    # A string where the template compares numbers: every sample render of that rule now fails.
+    path.write_text(path.read_text().replace("vars = { thinking_budget = 32000 }",
+                                             'vars = { thinking_budget = "32000" }', 1))
+    with pytest.raises(ConfigError) as remembered:
+        load_config(path)
+    with pytest.raises(ConfigError) as fresh:
+        compile_config(parse_toml(path.read_text()), str(path), str(path.parent))
+    assert "cannot be rendered" in remembered.value.render()
+    assert [p.message for p in remembered.value.problems] == [p.message for p in fresh.value.problems]
+
+
+def test_a_changed_template_is_checked_afresh(tmp_path: Path) -> None:
+    path = _copy_config(tmp_path)
+    load_config(path)
+    path.write_text(path.read_text().replace(_TEMPLATE, _TEMPLATE.replace("thinking_budget >=", "thinking_budgit >=")))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert 'uses unknown variable "thinking_budgit"' in caught.value.render()
+
+
+def _reseal(data: dict[str, Any]) -> None:
+    """Write `data` as the remembered checks, with a valid seal (what only the user themselves could do)."""
+    from adws.config import write_sealed
+    from adws.config.verdicts import _FORMAT, _NAME
+
+    assert write_sealed(_checks_file(), _NAME, _FORMAT, json.dumps(data).encode())
+
+
+def _remembered() -> dict[str, Any]:
+    blob = _checks_file().read_bytes()
+    data = json.loads(blob.partition(b"\n")[2])
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize("damage", ["bytes", "shape", "mode"])
+def test_a_damaged_or_foreign_file_is_ignored(tmp_path: Path, damage: str) -> None:
+    path = _copy_config(tmp_path)
+    load_config(path)
+    answers = _remembered()
+    assert answers and None in answers.values()
+    if damage == "bytes":  # the seal no longer matches
+        _checks_file().write_bytes(_checks_file().read_bytes().replace(b"null", b"\"x\"", 1))
+    elif damage == "shape":  # sealed, but answers that are no answer: a number, a list of numbers
+        _reseal({key: [1] if isinstance(value, list) else 7 for key, value in answers.items()})
+    else:  # writable by others: never read
+        _checks_file().chmod(0o666)
+    path.write_text(path.read_text() + "\n# an edit\n")
+    assert _uncached(path) == json.dumps(encode(load_config(path), CompiledConfig))
+    if damage == "mode":
+        _checks_file().chmod(0o600)
+    assert _remembered() == answers  # computed again, and written back as they are
+
+
+def test_a_remembered_problem_is_reported_as_when_it_was_found(tmp_path: Path) -> None:
+    path = _copy_config(tmp_path)
+    load_config(path)
+    # Every answer replaced by a problem, sealed as the user's own: the answers are what the file says, so this
+    # shows they are used (and that a problem comes back word for word).
+    answers = _remembered()
+    _reseal({key: "template problem, remembered" if not isinstance(value, list) else value
+             for key, value in answers.items()})
+    path.write_text(path.read_text() + "\n# an edit\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "template problem, remembered" in caught.value.render()
+
+
+def test_the_cli_validates_once_without_the_plugin_scan_and_leaks_nothing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import adws.config.load
+
+    seen: list[str | None] = []
+    load_file = adws.config.load.load_file
+
+    def recording(path: Any, data: Any = None) -> CompiledConfig:
+        seen.append(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+        return load_file(path, data)
+
+    monkeypatch.setattr(adws.config.load, "load_file", recording)
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    path = _copy_config(tmp_path)
+    skip_pydantic_plugin_scan()
+    load_config(path)
+    path.write_text(path.read_text() + "\n# an edit\n")
+    load_config(path)  # a reload: scans as usual
+    assert seen == ["__all__", None]
+    assert "PYDANTIC_DISABLE_PLUGINS" not in os.environ
+
+    # With another thread running (an agent could be started meanwhile), the variable is never set.
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        skip_pydantic_plugin_scan()
+        path.write_text(path.read_text() + "\n# another edit\n")
+        load_config(path)
+    finally:
+        stop.set()
+        other.join()
+    assert seen[-1] is None
+    assert "PYDANTIC_DISABLE_PLUGINS" not in os.environ
+
+
+def test_an_encoder_that_cannot_be_built_fails_alike_every_time() -> None:
+    # A dataclass whose hints do not resolve: refused with CacheError each time, never by a placeholder that
+    # calls itself (the encoders and decoders are built once per hint and remembered).
+    from dataclasses import dataclass
+
+    from adws.config.codec import CacheError, decode
+
+    @dataclass
+    class Unresolvable:
+        field: NotDefinedAnywhere  # type: ignore[name-defined]  # noqa: F821
+
+    for _ in range(2):
+        with pytest.raises(CacheError):
+            encode(Unresolvable(1), Unresolvable)
+        with pytest.raises(CacheError):
+            decode({"field": 1}, Unresolvable)
