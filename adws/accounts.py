@@ -19,7 +19,11 @@ subjects changed are judged again, at once, each moved to its new place by binar
 key. The generation (which keys the router's plan cache) moves only when some answer did, and `stamp(provider)`
 tells the router which providers' plan steps must be built again: a usage row that leaves every ranking as it was
 (the account keeps its place) costs the read of that row and one judgement, and every cached plan stands. A full
-read, a snapshot expiry or a replaced rejected key starts every ranking over.
+read, a snapshot expiry or a replaced rejected key starts every ranking over. At most KEPT_RANKINGS rankings are kept
+current: beyond them, the least recently used are dropped at the next change (and built again when asked for).
+
+One StatefulAccounts may be shared by threads (the router's, under the engine's lock, and each run's reservation
+check): its public methods take its own lock.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
