@@ -4236,6 +4236,8 @@ CODE.append(__create_fn__.__code__)
 
 del __create_fn__
 
+PYTHON = (3, 11)
+
 RECIPES = {
     'adws.attempt.Usage': (((('frozen', True), ('slots', True)), (('requests', 'int'), ('input_tokens', 'int'), ('output_tokens', 'int'), ('cost_usd', 'float'), ('estimated', 'bool')), ('=', '=', '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 0, False), ('__repr__', 1, True), ('__eq__', 2, False), ('__setattr__', 3, False), ('__delattr__', 4, False), ('__hash__', 5, False))),
     'adws.attempt.RunOutcome': (((('slots', True),), (('argv', 'list[str]'), ('exit_code', 'int | None'), ('signal', 'int | None'), ('timed_out', 'bool'), ('duration_ms', 'int'), ('stdout_path', 'str | None'), ('stderr_path', 'str | None'), ('stdout_tail', 'str'), ('stderr_tail', 'str'), ('stdout_bytes', 'int'), ('stderr_bytes', 'int'), ('truncated', 'bool'), ('spawn_error', 'str | None'), ('idle_timed_out', 'bool'), ('idle_ms', 'int'), ('interrupted', 'str | None')), (None, None, None, None, None, None, None, None, None, None, None, None, '=', '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 6, False), ('__repr__', 7, True), ('__eq__', 8, False), ('__hash__', -1, False))),

@@ -315,7 +315,10 @@ def _recipes() -> dict[str, Any]:
     global _RECIPES
     if _RECIPES is None:
         stored = _load()
-        _RECIPES = getattr(stored, "RECIPES", {}) if stored is not None else {}
+        # Only the Python that wrote them: what dataclasses makes of a class (its `_DataclassParams`, 3.13's
+        # `__replace__`) changes between versions, and a class built for another would not be a dataclass there.
+        same = stored is not None and getattr(stored, "PYTHON", None) == tuple(sys.version_info[:2])
+        _RECIPES = getattr(stored, "RECIPES", {}) if same else {}
     return _RECIPES
 
 

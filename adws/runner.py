@@ -691,7 +691,11 @@ def _run_with_files(
             _remove_logs(files, paths)
             if not isinstance(exc, OSError):
                 raise  # an interruption: nothing of the attempt is left running
-            return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
+            # Said as it happened: the program was started and ended (within microseconds on a healthy disk, but
+            # a stalled one may have let it run a moment); what failed is adws's own disk, as for a directory.
+            error = redact_argv([f"started {argv[0]}, then ended it at once: cannot create its log file: {exc}"],
+                                request.secrets)[0]
+            return _failed_outcome(shown, error, started, clock)
     out_file, err_file = files
     out_sink = _Sink(out_file, request.output_cap, request.tail_bytes, request.secrets)
     err_sink = _Sink(err_file, request.output_cap, request.tail_bytes, request.secrets)

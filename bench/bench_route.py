@@ -497,16 +497,16 @@ def bench_bodies(rounds: int) -> tuple[list[Row], dict[str, Any]]:
     # The same texts read by the regex the classifier replaced (same answers, tested): the "before" figure.
     matcher = config.intake.keywords
     assert matcher is not None
-    kind = type(matcher)
-    fast = kind.counts
+    built = list(matcher._built)
     try:
-        kind.counts = kind.reference_counts  # type: ignore[method-assign]
+        # No automaton: the path a config with keywords outside its alphabet takes, where the regex reads every text.
+        matcher._built[:] = [None, None]
         before = {"2 KB body, the regex classifier it replaced": [lambda t=t: route(t, now=FIXED_NOW) for t in two],
                   "20 KB body, the regex classifier it replaced": [lambda t=t: route(t, now=FIXED_NOW)
                                                                   for t in twenty]}
         rows += [Row(label, samples) for label, samples in interleaved(before, max(rounds // 10, 5)).items()]
     finally:
-        kind.counts = fast  # type: ignore[method-assign]
+        matcher._built[:] = built
     return rows, {"two": len(two), "twenty": len(twenty)}
 
 

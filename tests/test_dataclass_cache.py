@@ -186,6 +186,26 @@ def test_route_imports_no_dataclasses_module() -> None:
     assert done.stdout.split() == ["False", "False"]
 
 
+def test_recipes_of_another_python_are_not_used() -> None:
+    """The recipes hold what this Python's dataclasses made; under another version every class goes to
+    dataclasses (a class built for 3.11 would break dataclasses' own code on 3.13), and behaves the same."""
+    code = ("import sys, adws._dataclass_code as stored; stored.PYTHON = (3, 0)\n"
+            "from adws import dataclass_cache\n"
+            "import dataclasses\n"
+            "from adws.attempt import Usage\n"
+            "assert dataclass_cache._recipes() == {}\n"
+            "assert Usage not in dataclass_cache._BUILT\n"
+            "assert type(Usage.__dict__['__dataclass_params__']) is dataclasses._DataclassParams\n"
+            "@dataclasses.dataclass(frozen=True)\n"
+            "class Mine(Usage):\n"
+            "    extra: int = 0\n"
+            "print(Mine(requests=2, extra=1).requests, dataclasses.replace(Usage(), requests=3).requests)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "3"]
+    assert tuple(sys.version_info[:2]) == _dataclass_code.PYTHON  # type: ignore[attr-defined]
+
+
 def test_built_classes_act_as_dataclasses() -> None:
     from adws.attempt import Usage
     from adws.errors import Problem

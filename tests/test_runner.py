@@ -392,7 +392,8 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
 def test_logs_that_cannot_be_created_once_the_child_started_end_it_as_a_spawn_failure(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The directory exists, so the logs are made after the child starts; a link planted at stderr.log is never
-    # followed (O_NOFOLLOW): the child is killed and reaped, and no log is left to be read as its output.
+    # followed (O_NOFOLLOW): the child is killed and reaped, no log is left to be read as its output, and the
+    # reason says that it was started.
     out_dir = tmp_path / "attempt"
     out_dir.mkdir()
     (out_dir / "stderr.log").symlink_to(tmp_path / "elsewhere")
@@ -404,7 +405,8 @@ def test_logs_that_cannot_be_created_once_the_child_started_end_it_as_a_spawn_fa
                         lambda pgid, sig: signalled.append(sig) or real_signal_group(pgid, sig))
     outcome = run(make_request(tmp_path, argv, out_dir=out_dir), clock=frozen_clock)
     error = f"[Errno 40] Too many levels of symbolic links: '{out_dir / 'stderr.log'}'"
-    assert outcome == spawn_failure(f"cannot start {PY}: {error}", argv)
+    assert outcome == spawn_failure(f"started {PY}, then ended it at once: cannot create its log file: {error}",
+                                    argv)
     assert sorted(p.name for p in out_dir.iterdir()) == ["stderr.log"]  # the planted link, untouched
     assert not (tmp_path / "elsewhere").exists()
     left = []

@@ -69,7 +69,9 @@ def render(sources: list[str], recipes: dict[str, Any]) -> str:
     ]
     for source in sources:
         lines += ["", source, "CODE.append(__create_fn__.__code__)"]
-    lines += ["", "del __create_fn__", "", "RECIPES = {"]
+    # The recipes are what this Python's dataclasses made (their private parts differ between versions:
+    # _DataclassParams, __replace__): adws.dataclass_cache uses them only under the same version.
+    lines += ["", "del __create_fn__", "", f"PYTHON = {tuple(sys.version_info[:2])!r}", "", "RECIPES = {"]
     lines += [f"    {key!r}: {recipe!r}," for key, recipe in recipes.items()]
     lines += ["}", ""]
     return "\n".join(lines)
