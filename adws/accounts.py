@@ -19,7 +19,11 @@ subjects changed are judged again, at once, each moved to its new place by binar
 key. The generation (which keys the router's plan cache) moves only when some answer did, and `stamp(provider)`
 tells the router which providers' plan steps must be built again: a usage row that leaves every ranking as it was
 (the account keeps its place) costs the read of that row and one judgement, and every cached plan stands. A full
-read, a snapshot expiry or a replaced rejected key starts every ranking over.
+read, a snapshot expiry or a replaced rejected key starts every ranking over. At most KEPT_RANKINGS rankings are kept
+current: beyond them, the least recently used are dropped at the next change (and built again when asked for).
+
+One StatefulAccounts may be shared by threads (the router's, under the engine's lock, and each run's reservation
+check): its public methods take its own lock.
 
 Concurrency slots (`max_concurrency`) are part of the snapshot too: taking and releasing one is a write, so
 the version moves with them. A lease whose holder died runs out without a write; its end is in the snapshot,
@@ -35,7 +39,9 @@ without a key variable (a CLI's own login in its home directory) waits out the d
 from __future__ import annotations
 
 import re
+import threading
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -75,8 +81,8 @@ DEFAULT_ACCOUNT = IMPLICIT_ACCOUNT  # usage of a provider that declares no accou
 ROLLING_REFRESH = 30.0
 READ_ATTEMPTS = 3  # full usage reads that a concurrent append may cost before an over-count is accepted
 # Rankings kept up to date after each change, at most: each touched one is judged again at once (that is what lets
-# an unchanged answer keep the plans), so inputs no longer asked for (a sticky provider's finished tasks) are
-# dropped by starting over when there are more.
+# an unchanged answer keep the plans), so beyond this many the least recently used ones (a sticky provider's
+# finished tasks) are dropped at the next change, and built again from the snapshot if they are asked for again.
 KEPT_RANKINGS = 64
 _NAME = attrgetter("name")
 K = TypeVar("K")
@@ -143,6 +149,9 @@ class RankInput(NamedTuple):
     keys_set: tuple[str, ...]  # which of the provider's key variables are set (credentials are read per decision)
     model: str | None  # the tier's model, where the provider's quotas have pools (it picks the pool); else None
     need: Need | None  # the task's expected need on this provider (adws.need); None: only the hard block applies
+    # The model's price per 1K tokens where a budget check reads it (a need is given and some quota of the provider
+    # counts cost_usd), else None: models of one price share a ranking, models of different prices never do.
+    price: float | None = None
 
 
 class AccountPlanner(Protocol):
@@ -197,20 +206,25 @@ class StatefulAccounts:
         # Quota subjects (an account, or one of its pools: adws.pools) grouped by the quota that governs them, so
         # each period start is computed once.
         groups: dict[int, tuple[QuotaSpec, list[tuple[str, str]]]] = {}
+        priced: set[str] = set()  # providers with a quota (or pool) that counts cost: the model's price matters
         for provider in self._providers.values():
             for account in provider.runs_as:
                 for subject, _, governed in subjects(account.quota, account.name):
                     if governed is not None:
+                        if governed.cost_usd is not None:
+                            priced.add(provider.name)
                         members = groups.setdefault(id(governed), (governed, []))[1]
                         members.append((provider.name, subject))
         self._reserved: dict[tuple[str, str], tuple[tuple[int, datetime], ...]] = {}  # (tokens, end) per subject
         self._observed: dict[tuple[str, str], Observation] = {}
         self._runs: dict[tuple[str, str, int], list[int]] = {}
+        self._priced = frozenset(priced)
         self._quota_groups = list(groups.values())
         self._group_of = {member: index for index, (_, members) in enumerate(self._quota_groups)
                           for member in members}
         self._cursor: UsageCursor | None = None  # where the snapshot's usage stops in the store's rows
-        self._rankings: dict[RankInput, _Ranked] = {}
+        # Least recently used first (rank() moves the one it answers from to the end): the order _touch evicts in.
+        self._rankings: OrderedDict[RankInput, _Ranked] = OrderedDict()
         self._counts: tuple[int, ...] | None = None  # the store's change counters as of the snapshot
         self._epoch = 0  # the generation of the last full invalidation
         self._stamps: dict[str, int] = {}  # provider -> the generation its answers last changed in
@@ -220,10 +234,16 @@ class StatefulAccounts:
         self._generation = 0
         self._rejected: list[Account] = []
         self._rejected_seen: tuple[str | None, ...] = ()
+        # One thread at a time in the snapshot and the rankings: the router calls in under the engine's lock, but a
+        # run's reservation check (ProviderManager._reserve) and its wait for a reset call in from the run's own
+        # thread. Every public method takes it (uncontended, a fraction of a microsecond); the private ones run
+        # under it.
+        self._lock = threading.RLock()
 
     # -- quota ----------------------------------------------------------------------------------------------
 
     def period_of(self, quota: QuotaSpec) -> QuotaPeriod:
+        """The quota's period (built once). Without the lock: two threads building one at once build equal ones."""
         period = self._periods.get(id(quota))
         if period is None:
             period = self._periods[id(quota)] = build_period(quota)
@@ -260,14 +280,17 @@ class StatefulAccounts:
             earlier = self._read_ts is not None and ts < self._read_ts
             addable = not earlier and self._starts_fresh(starts)
             if version == self._version and addable:
-                self._fresh_until = self._fresh_limit(now)
+                self._fresh_until = self._fresh_limit(now, self._usage_ts)
                 return
         # Counters read before the state they guard (like the version): a write landing between is re-read at
         # the next change, never taken as seen. (They guard every kind but usage rows, which the cursor guards.)
-        cursor, self._cursor = self._cursor, None  # None until this read is through: should a store read fail
-        # below, the rows already added were never judged, and the next refresh reads everything again
-        changes = self.store.usage_since(cursor) \
-            if version != self._version and addable and cursor is not None else None
+        # Version and cursor are None until this read is through (the period starts are kept only then too): should
+        # a store read fail below, no shortcut above takes the half-read snapshot as current, also when no write
+        # came since (a period rolled over), and the next refresh reads everything again (rows already added in
+        # place were never judged).
+        prior, self._version = self._version, None
+        cursor, self._cursor = self._cursor, None
+        changes = self.store.usage_since(cursor) if version != prior and addable and cursor is not None else None
         counts = changes.counts if changes is not None and changes.counts is not None else self.store.change_counts()
         changed = self._apply_new_usage(changes) if changes is not None else None
         if changes is not None and changed is not None:
@@ -276,9 +299,9 @@ class StatefulAccounts:
             if starts is None:  # a full read counts from the starts at `now` (a rolling window's moves)
                 starts = [self.period_of(quota).start(now) for quota, _ in self._quota_groups]
             cursor = self._read_usage(starts)
-            self._starts, self._usage_ts = starts, ts
             changed = None
-        self._read_ts = ts
+        # The period starts the usage counts from, and when they were computed: kept with the version at the end.
+        starts, usage_ts = (self._starts, self._usage_ts) if changed is not None else (starts, ts)
         seen = self._counts if changed is not None else None
 
         def moved(kind: int) -> bool:
@@ -313,7 +336,7 @@ class StatefulAccounts:
             bumped |= _changed_keys(self._slots, slots)
             self._slots = slots
         if not fresh or changed is None:
-            self._fresh_until = self._fresh_limit(now)
+            self._fresh_until = self._fresh_limit(now, usage_ts)
         if changed is None:
             self._invalidate(now)
         else:
@@ -323,8 +346,9 @@ class StatefulAccounts:
             self._touch(changed, bumped, reorder=moved(_STRATEGY), watch=watch, now=now)
         # The version read before the state, not after: a write that lands while this snapshot is read makes the
         # next decision read again, instead of being taken as seen (a missed row would over-state an account's room).
-        # All three are kept only now that the read is through: one that failed is read again, not taken as seen.
+        # All are kept only now that the read is through: one that failed is read again, not taken as seen.
         self._version, self._counts, self._cursor = version, counts, cursor
+        self._starts, self._usage_ts, self._read_ts = starts, usage_ts, ts
 
     def _read_usage(self, starts: list[datetime]) -> UsageCursor:
         """Re-read the usage of every period from the store; returns the cursor that later rows come after.
@@ -364,13 +388,14 @@ class StatefulAccounts:
                 changed.add(key)
         return changed
 
-    def _fresh_limit(self, now: datetime) -> float:
-        """Until when (epoch seconds) the snapshot's period starts stay right without recomputing them."""
+    def _fresh_limit(self, now: datetime, usage_ts: float | None) -> float:
+        """Until when (epoch seconds) the snapshot's period starts stay right without recomputing them
+        (`usage_ts`: when the starts its usage counts from were computed, for a rolling window)."""
         limit = float("inf")
         for quota, _ in self._quota_groups:
             if quota.window_seconds is not None:
                 # From the full read: rows applied since then were counted from the same (older) start.
-                limit = min(limit, (self._usage_ts or now.timestamp()) + ROLLING_REFRESH)
+                limit = min(limit, (usage_ts or now.timestamp()) + ROLLING_REFRESH)
             else:
                 reset = self.period_of(quota).next_reset(now)
                 if reset is not None:
@@ -406,10 +431,14 @@ class StatefulAccounts:
         answers changed get a new stamp: a usage row that leaves every ranking as it was keeps every cached plan.
         `watch`: the kinds of state `_watch` reads moved."""
         self._usable.clear()
-        if len(self._rankings) > KEPT_RANKINGS:
-            self._invalidate(now)
-            return
-        for ranked in self._rankings.values():
+        rankings = self._rankings
+        while len(rankings) > KEPT_RANKINGS:
+            # The least recently used goes; when the change reads some of its accounts, its answer (which cached
+            # plans may hold) could have moved, so its provider gets a new stamp as if it had.
+            dropped = rankings.popitem(last=False)[1]
+            if dropped.touch(changed, reorder):
+                bumped.add(dropped.provider.name)
+        for ranked in rankings.values():
             if ranked.touch(changed, reorder) and ranked.update(self, now):
                 bumped.add(ranked.provider.name)
         if bumped:
@@ -422,7 +451,8 @@ class StatefulAccounts:
     def stamp(self, provider: str) -> int:
         """Moves whenever an answer of rank() or provider_blocked() for `provider`, or a learned need of a task on
         it, may have changed: a plan step built for it stays right while this number stays the same."""
-        return max(self._epoch, self._stamps.get(provider, 0))
+        with self._lock:
+            return max(self._epoch, self._stamps.get(provider, 0))
 
     def _watch(self, now: datetime) -> None:
         """What the snapshot must watch without a write: replaced rejected keys, and the earliest moment an
@@ -451,10 +481,18 @@ class StatefulAccounts:
         self._expires_ts = self._expires.timestamp() if self._expires is not None else None
 
     def generation(self, now: datetime) -> int:
-        self._refresh(now)
-        if self._rejected and self._fingerprints() != self._rejected_seen:
-            self._invalidate(now)  # a rejected key was replaced: its cooldown no longer applies
-        return self._generation
+        """Bring the snapshot up to date at `now` (see the module docstring) and return its generation, which moves
+        whenever an answer of rank() or provider_blocked() may have changed. Raises StateStoreError when the store
+        cannot be read (the next call reads it again in full)."""
+        lock = self._lock
+        lock.acquire()  # not `with`: this runs once per decision, and the two calls cost half of what `with` does
+        try:
+            self._refresh(now)
+            if self._rejected and self._fingerprints() != self._rejected_seen:
+                self._invalidate(now)  # a rejected key was replaced: its cooldown no longer applies
+            return self._generation
+        finally:
+            lock.release()
 
     def _fingerprints(self) -> tuple[str | None, ...]:
         environ = self.availability.environ
@@ -466,9 +504,15 @@ class StatefulAccounts:
         account's; rolling: when its oldest record in the window ages out); None without a quota, or without
         usage in a rolling window."""
         gov = governing(account.quota, account.name, model)
-        return self.subject_reset(provider.name, gov.subject, gov.quota, now)
+        with self._lock:
+            return self._subject_reset(provider.name, gov.subject, gov.quota, now)
 
     def subject_reset(self, provider: str, subject: str, quota: QuotaSpec | None, now: datetime) -> datetime | None:
+        """When the quota `quota` of the subject (an account or `ACCOUNT/POOL`) next resets (see next_reset)."""
+        with self._lock:
+            return self._subject_reset(provider, subject, quota, now)
+
+    def _subject_reset(self, provider: str, subject: str, quota: QuotaSpec | None, now: datetime) -> datetime | None:
         if quota is None:
             return None
         period = self.period_of(quota)
@@ -481,15 +525,20 @@ class StatefulAccounts:
 
     def reserved_tokens(self, provider: str, subject: str, now: datetime) -> int:
         """Tokens that runs in flight hold on a quota subject, as of the last snapshot."""
+        with self._lock:
+            return self._reserved_tokens(provider, subject, now)
+
+    def _reserved_tokens(self, provider: str, subject: str, now: datetime) -> int:
         return sum(tokens for tokens, end in self._reserved.get((provider, subject), ()) if end > now)
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         """Learned needs' history (adws.need.NeedHistory), read once per state snapshot."""
         key = (provider, specialization, limit)
-        runs = self._runs.get(key)
-        if runs is None:
-            runs = self._runs[key] = self.store.recent_runs(provider, specialization, limit)
-        return runs
+        with self._lock:
+            runs = self._runs.get(key)
+            if runs is None:
+                runs = self._runs[key] = self.store.recent_runs(provider, specialization, limit)
+            return runs
 
     # -- the planner interface ------------------------------------------------------------------------------
 
@@ -499,13 +548,14 @@ class StatefulAccounts:
     def provider_blocked(self, provider: ProviderSpec, now: datetime) -> Skip | None:
         """Why the whole provider is out at `now` (circuit open, probe in flight, every slot busy), with when
         it comes back; None when it is not."""
-        state = self._breakers.get(provider.name)
-        if state is not None:
-            lease = breaker.probe_lease(provider)
-            why = breaker.blocked(state, now, self.breaker_cooldown, lease)
-            if why is not None:
-                return Skip(provider.name, why, until=breaker.expires(state, now, self.breaker_cooldown, lease))
-        return self._busy(provider, now)
+        with self._lock:
+            state = self._breakers.get(provider.name)
+            if state is not None:
+                lease = breaker.probe_lease(provider)
+                why = breaker.blocked(state, now, self.breaker_cooldown, lease)
+                if why is not None:
+                    return Skip(provider.name, why, until=breaker.expires(state, now, self.breaker_cooldown, lease))
+            return self._busy(provider, now)
 
     def _busy(self, provider: ProviderSpec, now: datetime) -> Skip | None:
         """Why every max_concurrency slot is taken, or None. The manager's acquire_slot is what enforces the
@@ -532,16 +582,20 @@ class StatefulAccounts:
         key_vars = provider.key_vars
         inp = RankInput(provider.name, task_key if strategy.depends_on_task else None,
                         tuple([v for v in key_vars if environ.get(v)]) if key_vars else (),
-                        model if provider.pooled else None, need)
+                        model if provider.pooled else None, need,
+                        _price(provider, model) if need is not None and provider.name in self._priced else None)
         # Needs that differ only in their wording (the basis: tasks of different specializations with the same
         # fixed need) share one ranking: only skips that quote the need are worded for each (`_Ranked.worded_for`).
         family = inp if need is None else inp._replace(need=Need(need.tokens, "", need.margin_tokens, need.smallest))
-        ranked = self._rankings.get(family)
-        if ranked is None:
-            ranked = self._rankings[family] = _Ranked(self, provider, strategy, inp, model, now)
-        if not ranked.worded or need is None or need == ranked.inp.need:
-            return ranked.ranking
-        return ranked.worded_for(self, need, now)
+        with self._lock:
+            ranked = self._rankings.get(family)
+            if ranked is None:
+                ranked = self._rankings[family] = _Ranked(self, provider, strategy, inp, model, now)
+            else:
+                self._rankings.move_to_end(family)  # the most recently used: the last to be dropped (_touch)
+            if not ranked.worded or need is None or need == ranked.inp.need:
+                return ranked.ranking
+            return ranked.worded_for(self, need, now)
 
     def _judge(self, provider: ProviderSpec, account: Account, gov: Governing, need: Need | None, now: datetime,
                cost: float, memo: _Memo) -> tuple[Candidate | Skip, datetime | None, bool]:
@@ -567,12 +621,12 @@ class StatefulAccounts:
         key = (provider.name, gov.subject)
         usage = self._usage.get(key, ZERO_USAGE)
         period = self.period_of(gov.quota).start(now) if gov.quota is not None else None
-        reserved = self.reserved_tokens(provider.name, gov.subject, now) if key in self._reserved else 0
+        reserved = self._reserved_tokens(provider.name, gov.subject, now) if key in self._reserved else 0
         verdict = judge_governed(gov, need, usage=usage, reserved_tokens=reserved,
                                  observation=self._observed.get(key), period_start=period, now=now,
                                  cost_per_1k_tokens=cost)
         if verdict.reason is not None:
-            blocks.append((verdict.reason, self.subject_reset(provider.name, gov.subject, gov.quota, now)))
+            blocks.append((verdict.reason, self._subject_reset(provider.name, gov.subject, gov.quota, now)))
         timed = verdict.observed is not None
         if blocks:
             back = latest_end([until for _, until in blocks])
@@ -604,8 +658,7 @@ class _Ranked:
     def __init__(self, owner: StatefulAccounts, provider: ProviderSpec, strategy: Strategy, inp: RankInput,
                  model: str | None, now: datetime) -> None:
         self.provider, self.strategy, self.inp = provider, strategy, inp
-        spec = provider.models.get(model) if model is not None else None
-        self.cost = spec.cost_per_1k_tokens if spec is not None else 0.0
+        self.cost = _price(provider, model)  # the same for every model that shares this ranking (RankInput.price)
         required = inp.need.required if inp.need is not None else None
         self.static: dict[int, Skip] = {}  # position -> skip that no state change lifts (disabled, no key)
         self.govs: dict[int, Governing] = {}  # the judged accounts' governing quota for this model
@@ -755,6 +808,12 @@ class _Ranked:
             found = self.wordings[need] = Ranking(base.usable, list(base.eligible), base.first_percent, skipped,
                                                   base.earliest)
         return found
+
+
+def _price(provider: ProviderSpec, model: str | None) -> float:
+    """The model's price in USD per 1K tokens (0.0 for a model the provider does not declare, or none)."""
+    spec = provider.models.get(model) if model is not None else None
+    return spec.cost_per_1k_tokens if spec is not None else 0.0
 
 
 def reads_tier_scores(config: CompiledConfig) -> bool:

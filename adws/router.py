@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from adws.accounts import AccountPlanner, StatefulAccounts
+from adws.accounts import AccountPlanner, StatefulAccounts, reads_tier_scores
 from adws.availability import Availability
 from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec, fit_score
 from adws.conditions import Condition
@@ -255,7 +255,7 @@ class ModelRouter:
         # The exact task size enters the plan only where something reads it: a need that is a multiple of it, or
         # a tier score (fit is adjusted for how much of the context window the task fills).
         self._context_needs = any(n is not None and n.context_multiple is not None for n in needs) or \
-            config.scoring.order != "chain" or any(r.tier_order not in (None, "chain") for r in config.rules)
+            reads_tier_scores(config)
         self._key_vars = sorted({v for p in config.providers.values() for v in p.key_vars})
         self._rules = {r.name: r for r in config.rules}
         self._override_prefix = config.intake.override_label_prefix  # see _names_override

@@ -3,9 +3,9 @@
 A strategy is one object in `STRATEGIES` (config validation takes the allowed names from it). It declares
 everything the rest of adws needs from it, so nothing outside this module branches on a strategy's name:
 
-- `sort_key(ctx)`: the key the usable accounts are sorted by, distinct for every account, and `order(candidates,
-  ctx)`, the usable accounts sorted by it (routing; reads state, never writes): a ranking kept across state changes
-  moves a re-judged account to its place by binary search on the key instead of sorting every account again;
+- `sort_key(ctx)`: the key the usable accounts are tried in (ascending), distinct for every account (routing; reads
+  state, never writes): a ranking kept across state changes (adws.accounts._Ranked) sorts its accounts by it once
+  and then moves a re-judged account to its place by binary search on the key instead of sorting them all again;
 - `reads_store`: whether that key reads the store (a cursor, a sticky choice), so it is asked again after a
   strategy write;
 - `depends_on_task`: whether that order depends on the task's identity (then the task id is part of the cached
@@ -59,7 +59,7 @@ SortKey = Callable[[Candidate], Any]  # a candidate's place in a strategy's orde
 
 
 class OrderContext(NamedTuple):
-    """What `Strategy.order` may read besides the candidates."""
+    """What `Strategy.sort_key` may read to make its key (the candidates are what the key is applied to)."""
 
     provider: ProviderSpec
     task_key: str | None  # None unless the strategy `depends_on_task`
@@ -93,7 +93,7 @@ class Strategy:
 
     name: ClassVar[str]
     depends_on_task: ClassVar[bool] = False
-    # Whether `order` reads `ctx.need.smallest` (the least a coming task is expected to require: one more read of
+    # Whether `sort_key` reads `ctx.need.smallest` (the least a coming task is expected to require: one more read of
     # the ledger's recent runs per state snapshot, so it is estimated only for the strategies that read it).
     reads_smallest_need: ClassVar[bool] = False
 
@@ -110,10 +110,6 @@ class Strategy:
         it back in its place by binary search over the kept keys, which is the same as sorting all of them again
         (tests/test_accounts_incremental.py checks every registered strategy)."""
         raise NotImplementedError
-
-    def order(self, candidates: list[Candidate], ctx: OrderContext) -> list[Candidate]:
-        """The usable accounts in the order to try them: `candidates` sorted by `sort_key(ctx)`."""
-        return sorted(candidates, key=self.sort_key(ctx))
 
     def take_turn(self, provider: ProviderSpec, accounts: Sequence[str], store: StateStore,
                   task_key: str | None) -> Turn:

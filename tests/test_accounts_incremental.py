@@ -222,11 +222,12 @@ def test_a_strategy_order_does_not_depend_on_the_order_candidates_come_in(strate
     rng = random.Random(strategy)
     candidates = [Candidate(a.name, a.position, float(rng.randrange(4)), Usage(1, rng.randrange(3) * 100, 0))
                   for a in provider.runs_as]
-    ctx = OrderContext(provider, "7", store)
-    expected = [c.name for c in STRATEGIES[strategy].order(list(candidates), ctx)]
+    key = STRATEGIES[strategy].sort_key(OrderContext(provider, "7", store))
+    assert len({key(c) for c in candidates}) == len(candidates)  # keys never tie
+    expected = [c.name for c in sorted(candidates, key=key)]
     for _ in range(10):
         rng.shuffle(candidates)
-        assert [c.name for c in STRATEGIES[strategy].order(list(candidates), ctx)] == expected
+        assert [c.name for c in sorted(candidates, key=key)] == expected
 
 
 @pytest.mark.parametrize("order", ["chain", "by_score"])
@@ -341,20 +342,39 @@ def test_one_new_usage_row_asks_the_strategy_key_of_one_account(monkeypatch: pyt
     assert moved.eligible[0] == "a7"  # the smallest leftover that still fits goes first
 
 
-def test_more_rankings_than_are_kept_start_over_after_a_change(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_beyond_the_rankings_kept_the_least_recently_used_one_is_dropped_at_a_change(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change keeps the most recently used KEPT_RANKINGS rankings current (one judgement each for a usage row)
+    and drops the rest, instead of starting every ranking over."""
     monkeypatch.setattr(adws.accounts, "KEPT_RANKINGS", 2)
     cfg = config()
     store = MemoryStore()
     accounts = accounts_on(cfg, store)
-    needs = [None, Need(20_000, "declared"), Need(60_000, "declared")]
-    for need in needs:
+    old, used, new = None, Need(20_000, "declared"), Need(60_000, "declared")
+    for need in (old, used, new, used):  # `old` is now the least recently used
         rank(accounts, cfg, None, need)
+    judged = count_judgements(monkeypatch)
     generation = accounts.generation(NOW)
-    store.record_usage(UsageRecord("ag", "a5", NOW, Usage(1, 10, 0)))  # a5 keeps its place: no answer moves
-    assert accounts.generation(NOW) != generation  # but three rankings are more than are kept up to date
-    assert len(accounts._rankings) == 0
-    for need in needs:
+    store.record_usage(UsageRecord("ag", "a5", NOW, Usage(1, 10, 0)))  # a5 keeps its place: no kept answer moves
+    assert accounts.generation(NOW) != generation  # but the dropped ranking read a5: its cached plans must go
+    assert [r.inp.need for r in accounts._rankings.values()] == [new, used]  # least recently used first
+    assert judged[0] == 2  # a5 in each kept ranking, nothing else
+    for need in (old, used, new):
         assert rank(accounts, cfg, None, need) == rank(accounts_on(cfg, store), cfg, None, need)
+    assert judged[0] == 2 + 6 + 3 * 6  # `old` built again from the snapshot, and the three fresh reads
+
+
+def test_a_dropped_ranking_that_no_change_reads_keeps_the_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adws.accounts, "KEPT_RANKINGS", 1)
+    cfg = config()
+    store = MemoryStore()
+    accounts = accounts_on(cfg, store)
+    rank(accounts, cfg, "gemini-pro", None)
+    rank(accounts, cfg, "claude-sonnet", None)
+    generation = accounts.generation(NOW)
+    store.record_usage(UsageRecord("ag", "a5/claude", NOW, Usage(1, 10, 0)))  # the gemini ranking reads a5 only
+    assert accounts.generation(NOW) == generation
+    assert [r.inp.model for r in accounts._rankings.values()] == ["claude-sonnet"]
 
 
 class FailsOnce(MemoryStore):
@@ -386,6 +406,18 @@ def test_a_refresh_that_fails_midway_is_read_again_in_full() -> None:
     again = rank(accounts, cfg, None, None)
     assert again == rank(accounts_on(cfg, store), cfg, None, None)
     assert again.eligible[-1] == "a0" and "a5" not in again.eligible
+    # A refresh that fails in a period rollover with no write since (the same version): the starts it had already
+    # computed are not taken as the snapshot's, and the next refresh reads the new week in full.
+    store.record_usage(UsageRecord("ag", "a1", NOW, Usage(1, 290_000, 0)))
+    store.clear_cooldown("ag", "a5")  # no end left to watch: nothing but the rollover makes the snapshot stale
+    assert "a1" not in rank(accounts, cfg, None, None).eligible
+    sunday = datetime(2026, 11, 22, 0, 5, tzinfo=UTC)  # past the weekly reset
+    store.fail = True
+    with pytest.raises(StateStoreError):
+        accounts.generation(sunday)
+    after = rank(accounts, cfg, None, None, now=sunday)
+    assert after == rank(accounts_on(cfg, store), cfg, None, None, now=sunday)
+    assert after.eligible == [f"a{i}" for i in range(6)]  # a new week: every account is back
 
 
 def test_needs_of_the_same_figures_share_one_ranking_and_each_skip_quotes_its_own(
@@ -404,4 +436,95 @@ def test_needs_of_the_same_figures_share_one_ranking_and_each_skip_quotes_its_ow
     assert first.eligible == second.eligible == ["a0", "a2"]
     store.record_usage(UsageRecord("ag", "a2", NOW, Usage(1, 5_000, 0)))
     for need in (code, docs):
+        assert rank(accounts, cfg, None, need) == rank(accounts_on(cfg, store), cfg, None, need)
+
+
+PRICED = """
+[routing]
+chain = ["ag"]
+[providers.ag]
+command_template = ["x", "{{ model }}"]
+prompt = "stdin"
+[providers.ag.models.cheap]
+cost_per_1k_tokens = 0.001
+context_window = 100000
+[providers.ag.models.also-cheap]
+cost_per_1k_tokens = 0.001
+context_window = 100000
+[providers.ag.models.dear]
+cost_per_1k_tokens = 1.0
+context_window = 100000
+[providers.ag.quota]
+LIMIT
+reset = "0 0 * * 0"
+[[providers.ag.accounts]]
+name = "a0"
+"""
+
+
+@pytest.mark.parametrize("order", [("dear", "cheap"), ("cheap", "dear")])
+def test_models_of_different_prices_do_not_share_a_ranking_where_a_quota_counts_cost(order: tuple[str, str]) -> None:
+    """A budget check reads the model's price: with $5 of budget, 10,000 tokens fit on `cheap` ($0.01), not on
+    `dear` ($10), whichever is asked first. Models of one price, or any models where no quota counts cost, share."""
+    cfg = compile_config(parse_toml(PRICED.replace("LIMIT", "cost_usd = 5.0")), "test-config")
+    accounts = accounts_on(cfg, MemoryStore())
+    need = Need(10_000, "declared")
+    usable = {model: rank(accounts, cfg, model, need).usable for model in order}
+    assert usable == {"dear": False, "cheap": True}
+    assert "$5.00 left < ~$10.00" in rank(accounts, cfg, "dear", need).skipped[0].reason
+    assert rank(accounts, cfg, "also-cheap", need).usable
+    assert len(accounts._rankings) == 2  # cheap and also-cheap share theirs
+    assert rank(accounts, cfg, "dear", None).usable  # without a need, no price is read: one ranking for all
+    assert rank(accounts, cfg, "cheap", None).usable and len(accounts._rankings) == 3
+    tokens = compile_config(parse_toml(PRICED.replace("LIMIT", "tokens = 100000")), "test-config")
+    accounts = accounts_on(tokens, MemoryStore())
+    assert all(rank(accounts, tokens, model, need).usable for model in order)
+    assert len(accounts._rankings) == 1
+
+
+def test_rankings_stay_consistent_when_threads_rank_and_refresh_at_once() -> None:
+    """The router ranks under the engine's lock, a run checks its reservation from its own thread, and a third
+    records usage: the accounts object serializes them (a dict changed during iteration, or a ranking whose parallel
+    lists fell out of step, otherwise). Switching threads every microsecond makes the interleavings likely."""
+    import sys
+    import threading
+
+    interval = sys.getswitchinterval()
+    cfg = config(accounts=40)
+    store = MemoryStore()
+    accounts = accounts_on(cfg, store)
+    provider = cfg.providers["ag"]
+    errors: list[BaseException] = []
+
+    def reader(offset: int) -> None:
+        try:
+            for i in range(400):
+                now = NOW + timedelta(seconds=i % 50)
+                accounts.generation(now)
+                accounts.rank(provider, None, now, model=None, need=Need(1_000 + (i % 40) * 7 + offset, "declared"))
+        except BaseException as exc:  # kept, and asserted empty below
+            errors.append(exc)
+
+    def writer() -> None:
+        try:
+            for i in range(400):
+                store.record_usage(UsageRecord("ag", f"a{i % 40}", NOW, Usage(1, 100 + i % 997, 0)))
+                accounts.generation(NOW)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(2)] + [threading.Thread(target=writer)]
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    for ranked in accounts._rankings.values():
+        assert [c.name for c in ranked.candidates] == ranked.names
+        assert ranked.keys == sorted(ranked.keys) and len(ranked.keys) == len(ranked.candidates)
+    for need in (None, Need(1_000, "declared"), Need(1_280, "declared")):
         assert rank(accounts, cfg, None, need) == rank(accounts_on(cfg, store), cfg, None, need)

@@ -169,3 +169,26 @@ def test_fit_score_takes_the_first_table_that_knows_the_specialization_then_gene
     assert fit_score("ops", {"general": 70}, provider) == 70
     assert fit_score("ops", provider) == 60  # a tier without a model: its provider's table alone
     assert fit_score("ops", {}, {}) == 0
+
+
+@pytest.mark.parametrize(("edit", "scored"), [
+    ((), True),  # [routing.scoring] order = "by_score"
+    (('order = "by_score"', 'order = "chain"'), True),  # the rule's order = "cheapest"
+    (('order = "by_score"', 'order = "chain"', 'order = "cheapest"', 'order = "chain"'), False),
+])
+def test_the_router_and_the_accounts_agree_on_whether_tiers_are_scored(
+        edit: tuple[str, ...], scored: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One definition (`reads_tier_scores`): a tier score reads `Ranking.first_percent` (the accounts' generation
+    moves with it) and the task's exact size (the router's plan key holds it)."""
+    import adws.router
+    from adws.accounts import reads_tier_scores
+    from adws.router import ModelRouter
+
+    text = SCORED.replace("need = { context_multiple = 2.0, margin_percent = 10 }\n", "")
+    for old, new in zip(edit[::2], edit[1::2], strict=True):
+        text = text.replace(old, new, 1)
+    config = compile_config(parse_toml(text))
+    assert reads_tier_scores(config) is scored
+    assert ModelRouter(config)._context_needs is scored
+    monkeypatch.setattr(adws.router, "reads_tier_scores", lambda config: True)  # the router asks it, not a copy
+    assert ModelRouter(config)._context_needs is True

@@ -43,9 +43,16 @@ def names(cands: list[Candidate]) -> list[str]:
     return [c.name for c in cands]
 
 
+def ordered(strategy: Strategy, cands: list[Candidate], ctx: OrderContext) -> list[Candidate]:
+    """The accounts in the order routing tries them: sorted by the strategy's key."""
+    return sorted(cands, key=strategy.sort_key(ctx))
+
+
 def test_the_registry_is_keyed_by_each_strategys_own_name() -> None:
     assert list(STRATEGIES) == ["least_used", "round_robin", "fill_first", "sticky", "best_fit"]
     assert all(isinstance(s, Strategy) and s.name == key for key, s in STRATEGIES.items())
+    # One ordering protocol: routing sorts by `sort_key` (once, then binary search); no second path to keep in step.
+    assert not hasattr(Strategy, "order")
     # Only sticky's order depends on the task: only then is the task id part of the cached inputs.
     assert [key for key, s in STRATEGIES.items() if s.depends_on_task] == ["sticky"]
 
@@ -59,7 +66,7 @@ def test_the_registry_is_keyed_by_each_strategys_own_name() -> None:
 ])
 def test_orderings(strategy: str, expected: list[str]) -> None:
     ctx = OrderContext(provider(strategy), "#1", MemoryStore())
-    assert names(STRATEGIES[strategy].order(candidates(50, 10, 10), ctx)) == expected
+    assert names(ordered(STRATEGIES[strategy], candidates(50, 10, 10), ctx)) == expected
 
 
 def test_stateless_strategies_take_a_turn_that_records_nothing() -> None:
@@ -84,8 +91,8 @@ def test_round_robin_takes_its_turn_and_moves_past_the_account_really_used() -> 
     with strategy.take_turn(spec, ("a", "c"), store, None) as second:  # b blocked at decision time
         assert second.accounts == ("c", "a")
         second.used("c", ran=True)
-    ordered = strategy.order(candidates(0, 0, 0), OrderContext(spec, None, store))
-    assert names(ordered) == ["a", "b", "c"]  # past c: a is next
+    in_order = ordered(strategy, candidates(0, 0, 0), OrderContext(spec, None, store))
+    assert names(in_order) == ["a", "b", "c"]  # past c: a is next
 
 
 def test_round_robin_over_a_provider_without_accounts_takes_no_turn() -> None:
@@ -105,8 +112,8 @@ def test_sticky_remembers_the_account_that_ran_only() -> None:
         assert store.get_sticky(sticky_key("p", "#7")) is None
         turn.used("b", ran=True)
     assert store.get_sticky(sticky_key("p", "#7")) == "b"
-    ordered = STRATEGIES["sticky"].order(candidates(0, 90, 0), OrderContext(spec, "#7", store))
-    assert names(ordered) == ["b", "a", "c"]  # the held account first although it is the fullest
+    in_order = ordered(STRATEGIES["sticky"], candidates(0, 90, 0), OrderContext(spec, "#7", store))
+    assert names(in_order) == ["b", "a", "c"]  # the held account first although it is the fullest
     with STRATEGIES["sticky"].take_turn(spec, ("a",), store, None) as anonymous:  # a task without an id
         anonymous.used("a", ran=True)
     assert store.get_sticky(sticky_key("p", "#7")) == "b"
@@ -129,7 +136,7 @@ def left(*tokens: int | None, in_flight: str = "") -> list[Candidate]:
 
 
 def best_fit(cands: list[Candidate], need: Need | None) -> list[str]:
-    return names(STRATEGIES["best_fit"].order(cands, OrderContext(provider("best_fit"), None, MemoryStore(), need)))
+    return names(ordered(STRATEGIES["best_fit"], cands, OrderContext(provider("best_fit"), None, MemoryStore(), need)))
 
 
 NEED_20K = Need(20000, "fixed figure", 0, 10000)  # a 20K task; the least a coming task needs is 10K
@@ -189,7 +196,7 @@ def test_best_fit_packs_a_week_to_99_percent_on_average() -> None:
                      for i, u in enumerate(used) if LIMIT - u >= need.required]
             if not cands:
                 return sum(used) / (8 * LIMIT)
-            chosen = STRATEGIES[strategy].order(cands, OrderContext(ctx_provider, None, store, need))[0]
+            chosen = ordered(STRATEGIES[strategy], cands, OrderContext(ctx_provider, None, store, need))[0]
             used[chosen.position] += size
             runs.insert(0, size)
 
