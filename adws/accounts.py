@@ -433,11 +433,11 @@ class StatefulAccounts:
         self._usable.clear()
         rankings = self._rankings
         while len(rankings) > KEPT_RANKINGS:
-            # The least recently used goes; when the change reads some of its accounts, its answer (which cached
-            # plans may hold) could have moved, so its provider gets a new stamp as if it had.
+            # The least recently used goes, and its provider gets a new stamp: cached plans may hold its answer,
+            # and once it is gone no later change would tell them that answer moved. (Plans served from the cache
+            # never call rank(), so the rankings they hold are the least recently used ones.)
             dropped = rankings.popitem(last=False)[1]
-            if dropped.touch(changed, reorder):
-                bumped.add(dropped.provider.name)
+            bumped.add(dropped.provider.name)
         for ranked in rankings.values():
             if ranked.touch(changed, reorder) and ranked.update(self, now):
                 bumped.add(ranked.provider.name)

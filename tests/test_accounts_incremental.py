@@ -364,17 +364,22 @@ def test_beyond_the_rankings_kept_the_least_recently_used_one_is_dropped_at_a_ch
     assert judged[0] == 2 + 6 + 3 * 6  # `old` built again from the snapshot, and the three fresh reads
 
 
-def test_a_dropped_ranking_that_no_change_reads_keeps_the_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dropped_rankings_provider_gets_a_new_stamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan step cached for a dropped ranking holds its answer; no later change could move it once the ranking
+    is gone, so dropping it moves its provider's stamp (and the generation), and the next step ranks afresh."""
     monkeypatch.setattr(adws.accounts, "KEPT_RANKINGS", 1)
     cfg = config()
     store = MemoryStore()
     accounts = accounts_on(cfg, store)
-    rank(accounts, cfg, "gemini-pro", None)
+    rank(accounts, cfg, "gemini-pro", None)  # the answer a cached plan step for gemini holds
     rank(accounts, cfg, "claude-sonnet", None)
-    generation = accounts.generation(NOW)
+    generation, stamp = accounts.generation(NOW), accounts.stamp("ag")
     store.record_usage(UsageRecord("ag", "a5/claude", NOW, Usage(1, 10, 0)))  # the gemini ranking reads a5 only
-    assert accounts.generation(NOW) == generation
+    assert accounts.generation(NOW) > generation and accounts.stamp("ag") > stamp
     assert [r.inp.model for r in accounts._rankings.values()] == ["claude-sonnet"]
+    store.record_usage(UsageRecord("ag", "a0", NOW, Usage(1, 290_000, 0)))  # a0's gemini pool is spent
+    assert rank(accounts, cfg, "gemini-pro", None) == rank(accounts_on(cfg, store), cfg, "gemini-pro", None)
+    assert rank(accounts, cfg, "gemini-pro", None).eligible[0] != "a0"
 
 
 class FailsOnce(MemoryStore):
