@@ -246,7 +246,9 @@ def skip_pydantic_plugin_scan() -> None:
     process; adws's config models are not data a plugin is for). The `adws` command asks it: it validates its
     config before it starts any thread or agent. It sets pydantic's documented switch PYDANTIC_DISABLE_PLUGINS
     only for that validation (unless the variable is set already) and takes it out again, so no agent started
-    later inherits it, and a later validation (a reload) scans as usual."""
+    later inherits it. The request is for the first load only: when that load finds its config in the cache,
+    nothing is validated and the request lapses. The validators built without the scan stay so for the life of
+    the process (pydantic builds each once), so a later reload in it does not scan either."""
     global _SKIP_PLUGIN_SCAN
     _SKIP_PLUGIN_SCAN = True
 
@@ -281,6 +283,8 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
             key = _key(resolved, data)
             cached = read_entry(key)
             if cached is not None:
+                global _SKIP_PLUGIN_SCAN
+                _SKIP_PLUGIN_SCAN = False  # the request was for this first load (skip_pydantic_plugin_scan)
                 return cached
     # The bytes read for the key are the ones validated, so the entry stored under that key is always theirs
     # (an edit landing meanwhile gets its own key at the next load).

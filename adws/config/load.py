@@ -74,7 +74,7 @@ def check_template(source: str, allowed: Iterable[str]) -> str | None:
         return _check_template(source, allowed)
     names = sorted(set(allowed))
     return remembered("check", lambda: repr((source, names)), lambda: _check_template(source, names),
-                      _text_or_none)
+                      _text_or_none, none_ok=True)
 
 
 def _names(value: Any) -> list[str] | None:
@@ -89,6 +89,7 @@ def variables_of(source: str) -> frozenset[str] | None:
     def compute() -> list[str] | None:
         found = _variables_of(source)
         return None if found is None else sorted(found)
+    # A stored null is not taken: only a template that does not parse has none, and its check fails anyway.
     names = remembered("variables", lambda: repr(source), compute, _names)
     return None if names is None else frozenset(names)
 
@@ -367,7 +368,7 @@ def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping
     if not needs_jinja(source) and all(type(v.get(n)) is str for _, _, v in samples for n in _names_in(source)):
         return _render_samples(source, samples)
     return remembered("render", lambda: repr((source, samples)), lambda: _render_samples(source, samples),
-                      _text_or_none)
+                      _text_or_none, none_ok=True)
 
 
 def _names_in(source: str) -> list[str]:

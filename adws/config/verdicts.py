@@ -37,8 +37,8 @@ T = TypeVar("T")
 
 @functools.cache
 def _library_stamp() -> str:
-    """Changes whenever an installed file of jinja2 (and markupsafe) or croniter (and dateutil) changes (found
-    without importing them)."""
+    """Changes whenever an installed file of jinja2 (and markupsafe) or croniter (and dateutil), in any of their
+    subpackages, changes (found without importing them)."""
     from importlib.machinery import PathFinder
 
     parts = []
@@ -46,11 +46,14 @@ def _library_stamp() -> str:
         spec = PathFinder.find_spec(name)
         locations = list(spec.submodule_search_locations or ()) if spec is not None else []
         for location in locations:
-            with os.scandir(location) as entries:
-                for entry in entries:
-                    if entry.name.endswith((".py", ".so", ".pyd")):
-                        info = entry.stat()
-                        parts.append(f"{entry.path}:{info.st_mtime_ns}:{info.st_size}")
+            # Subpackages too (dateutil.tz and dateutil.parser hold what cron periods depend on).
+            for folder, dirs, files in os.walk(location):
+                dirs[:] = [d for d in dirs if d != "__pycache__"]
+                for file in files:
+                    if file.endswith((".py", ".so", ".pyd")):
+                        where = os.path.join(folder, file)
+                        info = os.stat(where)
+                        parts.append(f"{where}:{info.st_mtime_ns}:{info.st_size}")
         if not locations:
             parts.append(f"{name}: not found")
     return "\n".join(sorted(parts))
@@ -64,10 +67,12 @@ class Verdicts:
         self.used: dict[str, Any] = {}
         self.computed = False  # some answer was not known: the file is worth writing again
 
-    def answer(self, kind: str, inputs: str, compute: Callable[[], T], check: Callable[[Any], T | None]) -> T:
+    def answer(self, kind: str, inputs: str, compute: Callable[[], T], check: Callable[[Any], T | None],
+               none_ok: bool = False) -> T:
         """`compute()`, or its remembered answer for (`kind`, `inputs`). `check` turns a stored JSON value into
         the answer (None when the value is not of the answer's shape); answers are stored as they are, so
-        `compute` must return JSON data (str, None, lists of str)."""
+        `compute` must return JSON data (str, None, lists of str). `none_ok`: None is an answer of this kind
+        (a template check's "no problem"); otherwise a stored null is of the wrong shape and computed again."""
         from adws.config import _code_stamp, sha256
 
         digest = sha256()
@@ -77,7 +82,7 @@ class Verdicts:
         if key in self.known:
             stored = self.known[key]
             found = check(stored)
-            if found is not None or stored is None:
+            if found is not None or (stored is None and none_ok):
                 self.used[key] = stored
                 return found  # type: ignore[return-value]  # None is a stored answer (no problem)
         value = compute()
@@ -90,12 +95,13 @@ _CURRENT: ContextVar[Verdicts | None] = ContextVar("adws_template_verdicts", def
 
 
 def remembered(kind: str, inputs: Callable[[], str], compute: Callable[[], T],
-               check: Callable[[Any], T | None]) -> T:
-    """`compute()`, answered from the remembered checks when a `remembering` block is open."""
+               check: Callable[[Any], T | None], *, none_ok: bool = False) -> T:
+    """`compute()`, answered from the remembered checks when a `remembering` block is open (see
+    `Verdicts.answer`)."""
     verdicts = _CURRENT.get()
     if verdicts is None:
         return compute()
-    return verdicts.answer(kind, inputs(), compute, check)
+    return verdicts.answer(kind, inputs(), compute, check, none_ok)
 
 
 def _path() -> Path:
@@ -136,6 +142,15 @@ def remembering() -> Iterator[Verdicts]:
             yield verdicts
     finally:
         _CURRENT.reset(token)
+        # Also when the validation failed: each answer holds whatever the config's outcome, and a config being
+        # fixed is validated again and again (an interruption, which is no Exception, writes nothing).
+        failure = sys.exc_info()[1]
+        if failure is None or isinstance(failure, Exception):
+            _write(verdicts)
+
+
+def _write(verdicts: Verdicts) -> None:
+    """Store the answers `verdicts` used, with older ones up to `_MOST`."""
     if verdicts.computed:
         from adws.config import write_sealed
 

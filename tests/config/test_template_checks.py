@@ -134,7 +134,7 @@ def _remembered() -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("damage", ["bytes", "shape", "mode"])
+@pytest.mark.parametrize("damage", ["bytes", "shape", "null", "mode"])
 def test_a_damaged_or_foreign_file_is_ignored(tmp_path: Path, damage: str) -> None:
     path = _copy_config(tmp_path)
     load_config(path)
@@ -144,6 +144,9 @@ def test_a_damaged_or_foreign_file_is_ignored(tmp_path: Path, damage: str) -> No
         _checks_file().write_bytes(_checks_file().read_bytes().replace(b"null", b"\"x\"", 1))
     elif damage == "shape":  # sealed, but answers that are no answer: a number, a list of numbers
         _reseal({key: [1] if isinstance(value, list) else 7 for key, value in answers.items()})
+    elif damage == "null":  # sealed nulls where only a template check or render may answer null: a cron
+        # expansion, quota periods, the variables a template reads (a null cron answer refused the config as "None")
+        _reseal({key: None if isinstance(value, list) else value for key, value in answers.items()})
     else:  # writable by others: never read
         _checks_file().chmod(0o666)
     path.write_text(path.read_text() + "\n# an edit\n")
@@ -219,3 +222,36 @@ def test_an_encoder_that_cannot_be_built_fails_alike_every_time() -> None:
             encode(Unresolvable(1), Unresolvable)
         with pytest.raises(CacheError):
             decode({"field": 1}, Unresolvable)
+
+
+def test_answers_found_by_a_failed_validation_are_kept(tmp_path: Path) -> None:
+    # A config being fixed fails validation again and again: what Jinja said of its templates holds meanwhile.
+    path = _copy_config(tmp_path)
+    path.write_text(path.read_text() + "\n[no_such_table]\nx = 1\n")
+    with pytest.raises(ConfigError, match="no_such_table"):
+        load_config(path)
+    assert _checks_file().exists() and None in _remembered().values()
+
+
+def test_a_plugin_scan_request_lapses_when_the_first_load_is_cached(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import adws.config
+    import adws.config.load
+
+    seen: list[str | None] = []
+    load_file = adws.config.load.load_file
+
+    def recording(path: Any, data: Any = None) -> CompiledConfig:
+        seen.append(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+        return load_file(path, data)
+
+    monkeypatch.setattr(adws.config.load, "load_file", recording)
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    path = _copy_config(tmp_path)
+    load_config(path)  # now cached
+    skip_pydantic_plugin_scan()
+    load_config(path)  # the first load of "the command": a cache hit, nothing validated
+    assert not adws.config._SKIP_PLUGIN_SCAN
+    path.write_text(path.read_text() + "\n# an edit\n")
+    load_config(path)  # a later reload validates with the scan
+    assert seen == [None, None]
