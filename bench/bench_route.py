@@ -21,7 +21,7 @@ how cost grows with rules, accounts, history and body size. The numbered section
 3. `adws route --json` as a whole process against `python -c "import pydantic, croniter"`, repeated and
    interleaved, with the compiled-config cache warm (the normal case) and disabled. Target: <= 2x.
 
-Earlier targets, still reported: median < 20 us on the shipped config (issue 2).
+Earlier targets, still reported: median < 20 us on the shipped config (an earlier round).
 """
 
 from __future__ import annotations
