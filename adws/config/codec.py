@@ -167,20 +167,27 @@ _ENCODERS: dict[Any, Callable[[Any], Any]] = {}
 def _encoder(hint: Any) -> Callable[[Any], Any]:
     """A function writing values of type `hint`, built once per hint (as `_decoder` is): the per-value work is
     a type check, not a walk through the hint."""
+    return _built_once(_ENCODERS, hint, _build_encoder)
+
+
+def _built_once(built: dict[Any, Callable[[Any], Any]], hint: Any,
+                build: Callable[[Any], Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """`build(hint)`, kept in `built` (an unhashable hint is built each time). While it is built, a placeholder
+    stands in, so that a dataclass referring to itself finds its own function; a build that fails leaves none."""
     try:
-        return _ENCODERS[hint]
+        return built[hint]
     except KeyError:
         pass
     except TypeError:  # an unhashable hint
-        return _build_encoder(hint)
-    _ENCODERS[hint] = lambda value: _ENCODERS[hint](value)  # a dataclass referring to itself finds its own
+        return build(hint)
+    built[hint] = lambda value: built[hint](value)
     try:
-        built = _build_encoder(hint)
+        made = build(hint)
     except BaseException:
-        del _ENCODERS[hint]  # not a placeholder that would call itself forever
+        del built[hint]  # not a placeholder that would call itself forever
         raise
-    _ENCODERS[hint] = built
-    return built
+    built[hint] = made
+    return made
 
 
 def _build_encoder(hint: Any) -> Callable[[Any], Any]:
@@ -325,21 +332,7 @@ _DECODERS: dict[Any, Callable[[Any], Any]] = {}
 
 def _decoder(hint: Any) -> Callable[[Any], Any]:
     """A function reading data of type `hint`, built once per hint: the per-value work is a type check."""
-    try:
-        return _DECODERS[hint]
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable hint
-        return _build_decoder(hint)
-    # A placeholder first, so that a dataclass referring to itself would find its own decoder.
-    _DECODERS[hint] = lambda data: _DECODERS[hint](data)
-    try:
-        built = _build_decoder(hint)
-    except BaseException:
-        del _DECODERS[hint]  # not a placeholder that would call itself forever
-        raise
-    _DECODERS[hint] = built
-    return built
+    return _built_once(_DECODERS, hint, _build_decoder)
 
 
 def _build_decoder(hint: Any) -> Callable[[Any], Any]:

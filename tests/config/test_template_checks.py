@@ -170,8 +170,8 @@ def test_a_remembered_problem_is_reported_as_when_it_was_found(tmp_path: Path) -
     assert "template problem, remembered" in caught.value.render()
 
 
-def test_the_cli_validates_once_without_the_plugin_scan_and_leaks_nothing(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def _plugin_switch_seen(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """PYDANTIC_DISABLE_PLUGINS as each validation (`load_file`) from now on sees it, in order; unset now."""
     import adws.config.load
 
     seen: list[str | None] = []
@@ -183,6 +183,12 @@ def test_the_cli_validates_once_without_the_plugin_scan_and_leaks_nothing(tmp_pa
 
     monkeypatch.setattr(adws.config.load, "load_file", recording)
     monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    return seen
+
+
+def test_the_cli_validates_once_without_the_plugin_scan_and_leaks_nothing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _plugin_switch_seen(monkeypatch)
     path = _copy_config(tmp_path)
     skip_pydantic_plugin_scan()
     load_config(path)
@@ -236,17 +242,8 @@ def test_answers_found_by_a_failed_validation_are_kept(tmp_path: Path) -> None:
 def test_a_plugin_scan_request_lapses_when_the_first_load_is_cached(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import adws.config
-    import adws.config.load
 
-    seen: list[str | None] = []
-    load_file = adws.config.load.load_file
-
-    def recording(path: Any, data: Any = None) -> CompiledConfig:
-        seen.append(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
-        return load_file(path, data)
-
-    monkeypatch.setattr(adws.config.load, "load_file", recording)
-    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    seen = _plugin_switch_seen(monkeypatch)
     path = _copy_config(tmp_path)
     load_config(path)  # now cached
     skip_pydantic_plugin_scan()
