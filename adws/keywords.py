@@ -15,8 +15,9 @@ Reading is one pass over the text with an Aho-Corasick automaton (the `ahocorasi
 multi-pattern matcher with SIMD prefilters), about 1.5 ns per character: the text is encoded as UTF-8, the four
 non-ASCII letters that `re.IGNORECASE` equates with ASCII ones are folded to them, its ASCII letters are
 lowercased, and the automaton finds the keywords, leftmost first, in declaration order on a tie, as the regex
-alternation does. Each hit is then checked for the word start. A task's title and body are read one after
-the other, as if joined by a newline, without joining them. Where that cannot decide exactly (a place
+alternation does. Each hit is then checked for the word start. A task's title and body are read as if joined
+by a newline: joined when short, and one after the other when long (8 KB or more) and no keyword holds a
+newline, so that a 20 KB body is not copied. Where that cannot decide exactly (a place
 where a keyword with a word boundary inside it, such as "root cause", matched but not at a word start, so that
 another keyword might start inside it), and for configs with keywords outside that alphabet (non-ASCII
 letters), the text is read with the equivalent regular expression instead: same answers, about 0.2 µs per
@@ -87,15 +88,25 @@ _TWINS_UTF8 = tuple((twin.encode("utf-8"), letter.encode("ascii"), 0 if twin.enc
                      else len(twin.encode("utf-8")) - 1) for twin, letter in TWINS.items())
 
 
-def _fold_twins(folded: bytes) -> bytes:
+# More marking bytes than this, and `_fold_twins` gives up: the caller looks for the twins in the str instead.
+_FEW_MARKS = 32
+
+
+def _fold_twins(folded: bytes) -> bytes | None:
     """UTF-8 `folded` with each twin replaced by its ASCII letter. Each twin is found through one byte of it by
     `bytes.find` (memchr), then checked whole: `bytes.replace` and `in` with a multi-byte needle take ~1 ns a
-    byte here, and a text with a twin would pay that once per twin."""
+    byte here, and a text with a twin would pay that once per twin. None when the marking bytes are many (a
+    language where they are ordinary letters': Polish ą ł ś ż, Czech č š ž, Vietnamese ê), which would cost a
+    Python step each."""
     found: list[tuple[int, int, bytes]] = []  # (start, end, letter)
+    steps = 0
     for seq, letter, anchor in _TWINS_UTF8:
         mark = seq[anchor:anchor + 1]
         at = folded.find(mark)
         while at != -1:
+            steps += 1
+            if steps > _FEW_MARKS:
+                return None
             start = at - anchor
             if start >= 0 and folded.startswith(seq, start):
                 found.append((start, start + len(seq), letter))
@@ -192,13 +203,22 @@ class KeywordMatcher:
         folded = text.encode("utf-8", "surrogatepass")
         # The twins, each as its ASCII letter (a letter as it is, so `\b` is unchanged). Looked for the cheap way
         # first, by one byte each in the UTF-8 (memchr): U+0130/U+0131 and U+017F by their lead bytes 0xC4/0xC5
-        # (rare outside Latin Extended-A), U+212A by its last byte 0xAA (its lead 0xE2 starts every curly quote
-        # and arrow). A str search is slower: str.find on UCS-2 runs memchr on a character's low byte, which for
-        # these is "0", "1", DEL and "*".
+        # (common only in a few languages: see _fold_twins), U+212A by its last byte 0xAA (its lead 0xE2 starts
+        # every curly quote and arrow). A str search is slower in most text: str.find on UCS-2 runs memchr on a
+        # character's low byte, which for these is "0", "1", DEL and "*".
         # (A byte as an int: `bytes in bytes` first tries the needle as an int and formats a TypeError, ~10x the
         # cost of the memchr itself.)
         if not text.isascii() and (0xC4 in folded or 0xC5 in folded or 0xAA in folded):
-            folded = _fold_twins(folded)
+            twinless = _fold_twins(folded)
+            if twinless is None:
+                # Many marking bytes: the str is searched for the twins themselves (a memchr on each one's low
+                # byte, few of which such text holds), and encoded again only when it holds one.
+                replaced = False
+                for twin, letter in TWINS.items():
+                    if twin in text:
+                        text, replaced = text.replace(twin, letter), True
+                twinless = text.encode("utf-8", "surrogatepass") if replaced else folded
+            folded = twinless
         folded = folded.lower()
         if counts is None:
             counts = [0] * len(self.lists)

@@ -127,7 +127,8 @@ def common_fields(data: object) -> CommonFields | None:
     one with exact types, in Task's field order without attrs; None for anything else (labels as gh's objects,
     an integer id, a wrong type), which `Task.from_dict` then reads, and reports on, as always. The answers are
     `from_dict`'s: JSON null is the default; an empty specialization is none. route() given a dict reads it with
-    this alone, without building a Task."""
+    this alone, without building a Task (unless the task may name an override, or fails: then a Task is built,
+    which says what is wrong)."""
     if type(data) is not dict or not data.keys() <= COMMON_FIELDS:
         return None
     get = data.get

@@ -186,6 +186,9 @@ def test_a_keyword_with_a_newline_reads_the_parts_joined(reading: str) -> None:
     "ĀāĂćčĞğ İnvestigate ıfix", "ąćęłńśźż fix ſ ana\u017fyse", "ê fix ª ™ \u212aernel ℃ fix", "\u0130" * 50 + "fix",
     "Ğfix İfix", "ćİ", "fix\u212a", "\u212a\u212a fix \u017f\u017f", "ĦĐ design doc \u0131\u0131 rfc",
     "😀 \U0001f64f\u0130nvestigate \u212a", "\ud800\u0130fix",
+    # Many bytes that mark a twin (Polish, Vietnamese text): the twins are replaced by whole sequences instead.
+    "Zażółć gęślą jaźń, napraw błąd ſ \u0130nvestigate \u212aernel fix " * 40,
+    "Tiếng Việt: sửa lỗi ê ê ê fix \u212a " * 40, "\u0131fix " * 40,
 ])
 def test_twins_among_their_byte_neighbours_agree(text: str) -> None:
     assert KeywordMatcher(LISTS).counts(text) == old_counts(LISTS, text)
