@@ -99,6 +99,8 @@ _LabelFacts = tuple[tuple[str, ...], frozenset[str], tuple[str | None, str], tup
 _label_memos: dict[int, tuple[IntakeSpec, dict[tuple[str, ...], _LabelFacts]]] = {}
 _LABEL_MEMO_SIZE = 1024
 _INTAKES_KEPT = 8
+_MEMO_LABELS_MOST = 64  # labels in a list the memo keeps
+_MEMO_CHARS_MOST = 2048  # characters in all its labels
 
 
 def _label_facts(task_labels: tuple[str, ...], intake: IntakeSpec) -> _LabelFacts:
@@ -115,9 +117,12 @@ def _label_facts(task_labels: tuple[str, ...], intake: IntakeSpec) -> _LabelFact
         lowered = tuple([label.strip().lower() for label in task_labels])
         labels = frozenset(lowered)
         facts = (lowered, labels, _priority(None, lowered, intake), _label_specialization(labels, intake))
-        if len(memo) >= _LABEL_MEMO_SIZE:
-            memo.clear()
-        memo[task_labels] = facts
+        if len(task_labels) <= _MEMO_LABELS_MOST and sum(map(len, task_labels)) <= _MEMO_CHARS_MOST:
+            # Only label lists of the size real ones have are kept: task input is anyone's, and the memo must stay
+            # small (GitHub caps a label name at 50 characters).
+            if len(memo) >= _LABEL_MEMO_SIZE:
+                memo.clear()
+            memo[task_labels] = facts
     return facts
 
 

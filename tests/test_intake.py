@@ -232,6 +232,19 @@ def test_the_labels_memo_stays_bounded(config: CompiledConfig, monkeypatch: pyte
     assert all(len(memo) <= 8 for _, memo in intake._label_memos.values())
 
 
+def test_label_lists_larger_than_real_ones_are_answered_but_not_remembered(config: CompiledConfig) -> None:
+    from adws import intake
+
+    huge = ["bug", "x" * 5000]
+    many = ["bug", *(f"l{i}" for i in range(100))]
+    for labels in (huge, many):
+        assert view_of(config, {"labels": labels}).specialization == "code"
+    kept = [key for _, memo in intake._label_memos.values() for key in memo]
+    assert tuple(huge) not in kept and tuple(many) not in kept
+    view_of(config, {"labels": ["bug", "ready"]})
+    assert ("bug", "ready") in [key for _, memo in intake._label_memos.values() for key in memo]
+
+
 def test_view_carries_the_task_fields(config: CompiledConfig) -> None:
     view = view_of(config, {"id": "T-1", "number": 9, "title": "t", "retry_count": 2, "attrs": {"team": "infra"}})
     assert (view.task_id, view.number, view.title, view.retry_count) == ("T-1", 9, "t", 2)
