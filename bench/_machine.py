@@ -1,4 +1,4 @@
-"""What machine a benchmark ran on, for the results files (shared by the bench scripts)."""
+"""What machine a benchmark ran on, and how its report is published (shared by the bench scripts)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,14 @@ def machine() -> str:
         pass
     system = f"{platform.system()} {platform.release()}"
     return f"{os.cpu_count()} cores ({cpu}), {system}, Python {platform.python_version()}"
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def publish(lines: list[str], name: str, *, write: bool) -> None:
+    """Print a report (its lines joined) and, with `write`, store it as bench/results/NAME.md."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")

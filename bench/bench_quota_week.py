@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import machine, publish  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from tests.test_quota_week import week  # noqa: E402  (the test's own week, so bench and test cannot drift)
 
@@ -66,10 +66,7 @@ def main() -> int:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| `{name}` | {', '.join(f'{t:.2%}' for t in tests)} | {mean:.2%} | {hit:.0%} | {p10:.2%} | "
               f"{worst:.2%} | {below} |" for name, tests, mean, hit, p10, worst, below in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_report:
-        (REPO / "bench" / "results" / "quota_week.md").write_text(text, encoding="utf-8")
+    publish(lines, "quota_week", write=not args.no_report)
     return 0
 
 

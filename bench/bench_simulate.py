@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import machine, publish  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from adws.config import load_config  # noqa: E402
 from adws.insight import simulate, workload  # noqa: E402
@@ -45,10 +45,7 @@ def main() -> int:
              "| run | tasks | attempts | wall s | CPU s | tasks/s (wall) |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {i} | {n} | {a} | {w:.2f} | {c:.2f} | {n / w:,.0f} |" for i, (w, c, n, a) in enumerate(rows, 1)]
     lines += ["", f"best: {best[2]} tasks in {best[0]:.2f} s wall ({best[1]:.2f} s CPU)"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_report:
-        (REPO / "bench" / "results" / "simulate.md").write_text(text, encoding="utf-8")
+    publish(lines, "simulate", write=not args.no_report)
     return 0
 
 

@@ -107,18 +107,25 @@ def test_incremental_answers_match_a_fresh_read_on_each_backend(backend: str, tm
     store.close()
 
 
+def _seen_at_the_bound(reader: SqliteStore, writer: SqliteStore, ticks: Ticks, inside: float, rest: float) -> Any:
+    """Another connection's write is not yet seen `inside` seconds later on the reader's clock, and is `rest`
+    seconds after that (the bound); returns the reader's accounts (order a, b, c before the write, b, c, a after)."""
+    accounts = accounts_on(reader)
+    assert order(accounts) == ["a", "b", "c"]
+    use(writer, "a", 50_000)
+    ticks.now += inside
+    assert order(accounts) == ["a", "b", "c"]  # inside the bound the snapshot may be stale
+    ticks.now += rest
+    assert order(accounts) == ["b", "c", "a"]  # at the bound it is not
+    return accounts
+
+
 def test_another_process_write_is_seen_within_the_poll_interval(tmp_path: Path) -> None:
     ticks = Ticks()
     path = str(tmp_path / "state.sqlite3")
     with SqliteStore(path, poll_interval_s=0.005, monotonic=ticks) as reader, SqliteStore(path) as writer:
         assert reader.staleness_s == 0.005
-        accounts = accounts_on(reader)
-        assert order(accounts) == ["a", "b", "c"]
-        use(writer, "a", 50_000)
-        ticks.now += 0.004
-        assert order(accounts) == ["a", "b", "c"]  # inside the bound the snapshot may be stale
-        ticks.now += 0.001
-        assert order(accounts) == ["b", "c", "a"]  # at the bound it is not
+        _seen_at_the_bound(reader, writer, ticks, 0.004, 0.001)
 
 
 def test_a_pending_store_looks_for_the_file_at_most_once_per_interval(tmp_path: Path) -> None:
@@ -166,13 +173,7 @@ def test_a_sqlite_store_opened_for_a_config_sees_another_process_write_within_it
     reader = open_store("sqlite", path, env={}, monotonic=ticks)
     assert reader.staleness_s == SQLITE_POLL_S == 0.002
     with SqliteStore(path) as writer:
-        accounts = accounts_on(reader)
-        assert order(accounts) == ["a", "b", "c"]
-        use(writer, "a", 50_000)
-        ticks.now += 0.0019
-        assert order(accounts) == ["a", "b", "c"]  # inside the bound the snapshot may be stale
-        ticks.now += 0.0001
-        assert order(accounts) == ["b", "c", "a"]  # at the bound it is not
+        accounts = _seen_at_the_bound(reader, writer, ticks, 0.0019, 0.0001)
         use(reader, "b", 60_000)
         assert order(accounts) == ["c", "a", "b"]  # this process's own write: at once
     reader.close()
