@@ -63,16 +63,24 @@ def test_an_edit_elsewhere_validates_without_jinja_and_compiles_the_same(tmp_pat
     assert config == _uncached(path)
 
 
-def test_a_changed_cron_expression_is_checked_afresh(tmp_path: Path) -> None:
+def _edit_refused_as_fresh(tmp_path: Path, old: str, new: str) -> ConfigError:
+    """Validate the shipped config (answers remembered), replace `old` by `new` in it, and validate again: the
+    edit is refused with exactly the problems a validation without remembered answers gives; returns the error."""
     path = _copy_config(tmp_path)
     load_config(path)
-    path.write_text(path.read_text().replace('schedule = ["* * * * 6,0"]', 'schedule = ["* * * * 6,9"]', 1))
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
     with pytest.raises(ConfigError) as remembered:
         load_config(path)
     with pytest.raises(ConfigError) as fresh:
         compile_config(parse_toml(path.read_text()), str(path), str(path.parent))
-    assert "day-of-week" in remembered.value.render()
     assert [p.message for p in remembered.value.problems] == [p.message for p in fresh.value.problems]
+    return remembered.value
+
+
+def test_a_changed_cron_expression_is_checked_afresh(tmp_path: Path) -> None:
+    refused = _edit_refused_as_fresh(tmp_path, 'schedule = ["* * * * 6,0"]', 'schedule = ["* * * * 6,9"]')
+    assert "day-of-week" in refused.render()
 
 
 def test_quota_periods_are_those_of_noon_today(tmp_path: Path) -> None:
@@ -97,26 +105,15 @@ def test_quota_periods_are_those_of_noon_today(tmp_path: Path) -> None:
 
 
 def test_changed_rule_variables_are_rendered_afresh(tmp_path: Path) -> None:
-    path = _copy_config(tmp_path)
-    load_config(path)
     # A string where the template compares numbers: every sample render of that rule now fails.
-    path.write_text(path.read_text().replace("vars = { thinking_budget = 32000 }",
-                                             'vars = { thinking_budget = "32000" }', 1))
-    with pytest.raises(ConfigError) as remembered:
-        load_config(path)
-    with pytest.raises(ConfigError) as fresh:
-        compile_config(parse_toml(path.read_text()), str(path), str(path.parent))
-    assert "cannot be rendered" in remembered.value.render()
-    assert [p.message for p in remembered.value.problems] == [p.message for p in fresh.value.problems]
+    refused = _edit_refused_as_fresh(tmp_path, "vars = { thinking_budget = 32000 }",
+                                     'vars = { thinking_budget = "32000" }')
+    assert "cannot be rendered" in refused.render()
 
 
 def test_a_changed_template_is_checked_afresh(tmp_path: Path) -> None:
-    path = _copy_config(tmp_path)
-    load_config(path)
-    path.write_text(path.read_text().replace(_TEMPLATE, _TEMPLATE.replace("thinking_budget >=", "thinking_budgit >=")))
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert 'uses unknown variable "thinking_budgit"' in caught.value.render()
+    refused = _edit_refused_as_fresh(tmp_path, _TEMPLATE, _TEMPLATE.replace("thinking_budget >=", "thinking_budgit >="))
+    assert 'uses unknown variable "thinking_budgit"' in refused.render()
 
 
 def _reseal(data: dict[str, Any]) -> None:
