@@ -136,12 +136,7 @@ class KeywordMatcher:
         """(specialization, hits) of the specialization with most hits, a tie going to the one declared
         first; None when no keyword occurs. The text is `text`, or with a `body` the two joined by a newline
         (a task's title and body: see `counts`)."""
-        # counts(), its usual case inlined (a text read joined by the automaton): one call less per classified task.
-        automaton = self._built[0] if self._built else None
-        if automaton is not None and (body is None or len(text) + len(body) < _JOIN_BELOW):
-            counts = self._scan(automaton, text if body is None else f"{text}\n{body}") or self.counts(text, body)
-        else:
-            counts = self.counts(text, body)
+        counts = self.counts(text, body)
         hits = max(counts) if counts else 0  # not max(..., default=0): a keyword argument makes 3.11's max ~5x slower
         return (self.lists[counts.index(hits)][0], hits) if hits else None
 

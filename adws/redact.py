@@ -124,7 +124,7 @@ class Scrubber:
     `secrets`: literal values (see `secret_values`). `prompt`: the task's prompt, or None to keep prompt text.
     """
 
-    __slots__ = ("_prompt", "_secrets")
+    __slots__ = ("_escaped", "_prompt", "_secrets")
 
     def __init__(self, secrets: Iterable[str] = (), prompt: str | None = None) -> None:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -134,6 +134,7 @@ class Scrubber:
             fragments += [line.strip() for line in prompt.splitlines()
                           if len(line.strip()) >= MIN_PROMPT_LINE_CHARS]
         self._prompt = sorted({f for f in fragments if f}, key=len, reverse=True)
+        self._escaped: list[str] | None = None  # the needles as JSON spells them (see dumps), made on first use
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -157,7 +158,7 @@ class Scrubber:
             # Whole prompt first (the longest fragments sort first); a short prompt is only replaced whole.
             value = replace_all(value, self._prompt, PROMPT_MARK) if len(self._prompt[0]) >= MIN_SECRET_CHARS \
                 else (PROMPT_MARK if value in self._prompt else value)
-        return value if value.isascii() else encodable(value)
+        return encodable(value)
 
     def dumps(self, value: Any, *, indent: int | None = None) -> str:
         """`dumps(self.deep(value), indent=indent)`, the same text, without walking `value` when nothing in it
@@ -174,8 +175,10 @@ class Scrubber:
             text.encode("utf-8")
         except (_NotPlain, UnicodeEncodeError):
             return dumps(self.deep(value), indent=indent)
-        for needle in self._secrets + self._prompt:
-            if json.dumps(needle, ensure_ascii=False)[1:-1] in text:
+        if self._escaped is None:
+            self._escaped = [json.dumps(needle, ensure_ascii=False)[1:-1] for needle in self._secrets + self._prompt]
+        for needle in self._escaped:
+            if needle in text:
                 return dumps(self.deep(value), indent=indent)
         return text
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, limits_of
+from adws.accounts import DEFAULT_ACCOUNT, StatefulAccounts, cooldown_applies, limits_of, reads_tier_scores
 from adws.attempt import Usage
 from adws.availability import Availability
 from adws.compiled import CompiledConfig
@@ -296,7 +296,7 @@ def scenario_router(config: CompiledConfig) -> ModelRouter:
     accounts' keys set, every quota fresh."""
     availability = _AssumedAvailability(environ=_EveryVariableSet())
     accounts = StatefulAccounts(dict(config.providers), availability, MemoryStore(None),
-                                config.breaker.cooldown_seconds)
+                                config.breaker.cooldown_seconds, tier_scores=reads_tier_scores(config))
     return ModelRouter(config, availability=availability, accounts=accounts)
 
 

@@ -25,7 +25,7 @@ from adws.intake import prepare, prepare_fields
 from adws.need import NeedSpec, estimate_need
 from adws.scoring import TierFacts, TierScore, order_tiers
 from adws.strategies import STRATEGIES
-from adws.task import Task, coerce_task, common_fields, task_key
+from adws.task import CommonFields, Task, coerce_task, common_fields, task_key
 from adws.taskview import PRIORITY_RANK, TaskView
 
 Clock = Callable[[], datetime]
@@ -241,7 +241,8 @@ class ModelRouter:
         self.config = config
         self.tz = ZoneInfo(config.timezone)
         self.availability = availability or Availability()
-        self.accounts: AccountPlanner = accounts or StatefulAccounts(dict(config.providers), self.availability, None)
+        self.accounts: AccountPlanner = accounts or StatefulAccounts(
+            dict(config.providers), self.availability, None, tier_scores=reads_tier_scores(config))
         self.clock = clock
         self.index = RuleIndex(config.rules)
         self._ranked: dict[tuple[str, str], list[ModelSpec]] = {}
@@ -334,41 +335,30 @@ class ModelRouter:
         # no Task built). Any other input, and a task whose intake fails, goes the general way, which reports
         # every problem at once; so does one that may name an override (rare), which reads a Task.
         view: TaskView | None = None
+        fields: CommonFields | None
         if type(task) is Task:
+            fields = (task.id, task.number, task.title, task.body, task.labels, task.priority, task.retry_count,
+                      task.specialization, task.context_tokens)
+            attrs: Mapping[str, Any] = task.attrs
+        else:
+            fields, attrs = common_fields(task), {}
+        if fields is not None:
+            task_id, number, title, body, labels, priority, retry_count, spec, tokens = fields
             try:  # noqa: SIM105  (a bare try is cheaper than contextlib.suppress on the hot path)
-                view = prepare_fields(task_key(task.id, task.number), task.number, task.title, task.body, task.labels,
-                                      task.priority, task.retry_count, task.specialization, task.context_tokens,
-                                      task.attrs, self.config.intake, self.tz, now, prompt)
+                view = prepare_fields(task_key(task_id, number), number, title, body, labels, priority, retry_count,
+                                      spec, tokens, attrs, self.config.intake, self.tz, now, prompt)
             except TaskError:
                 pass
-        else:
-            fields = common_fields(task)
-            if fields is not None:
-                task_id, number, title, body, labels, priority, retry_count, spec, tokens = fields
-                try:  # noqa: SIM105
-                    view = prepare_fields(task_key(task_id, number), number, title, body, labels, priority,
-                                          retry_count, spec, tokens, {}, self.config.intake, self.tz, now, prompt)
-                except TaskError:
-                    pass
         override: tuple[str, str | None, str] | None = None
         if view is None:
             view, override = self.prepare_checked(task if type(task) is Task else self.coerce(task), now, prompt)
-        else:
-            # _names_override, inlined: this runs once per decision.
-            prefix = self._override_prefix
-            if prefix:
-                for label in view.labels:
-                    if label.startswith(prefix):
-                        override = self._override(task if type(task) is Task else self.coerce(task))
-                        break
-            if override is None and self._force_attr and self._force_attr in view.attrs:
-                override = self._override(task if type(task) is Task else self.coerce(task))
+        elif self._names_override(view):
+            override = self._override(task if type(task) is Task else self.coerce(task))
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self.config.enabled:
             return self._decide(view, "disabled", None, None)
-        index = self.index
-        for rule, tests in index.entries if index.small else index.candidate_entries(view):
+        for rule, tests in self.index.candidate_entries(view):
             for test in tests:
                 if not test(view):
                     break
