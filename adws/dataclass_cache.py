@@ -300,10 +300,10 @@ class _Field:
 class _Built:
     """What this module knows of a class it built: its fields (inherited ones first) and its options."""
 
-    __slots__ = ("fields", "options", "own")
+    __slots__ = ("fields", "options")
 
-    def __init__(self, fields: dict[str, _Field], own: list[_Field], options: dict[str, Any]) -> None:
-        self.fields, self.own, self.options = fields, own, options
+    def __init__(self, fields: dict[str, _Field], options: dict[str, Any]) -> None:
+        self.fields, self.options = fields, options
 
 
 _BUILT: dict[type, _Built] = {}
@@ -494,7 +494,7 @@ def _build(cls: type, options: Mapping[str, Any], recipe: tuple[Any, ...]) -> ty
     if opts["slots"]:
         cls = _with_slots(cls, [f.name for f in fields.values() if f.kind == _FIELD], opts)
         cls_ref[0] = cls
-    _BUILT[cls] = _Built(fields, mine, opts)
+    _BUILT[cls] = _Built(fields, opts)
     return cls
 
 

@@ -146,6 +146,12 @@ def needs_jinja(source: str) -> bool:
     return not _plain(source) and _names_only(source) is None
 
 
+def renders_without_jinja(source: str, variables: Mapping[str, Any]) -> bool:
+    """Whether `render_one(source, variables)` knows its answer without Jinja: plain text, or text and
+    `{{ name }}` placeholders whose values are all strings."""
+    return not needs_jinja(source) and all(type(variables.get(name)) is str for name in _ONE_NAME.findall(source))
+
+
 def is_plain(source: str) -> bool:
     """Whether `source` renders to itself without Jinja, whatever the variables (`render_one` skips Jinja)."""
     return _plain(source)
@@ -215,8 +221,6 @@ def variables_of(source: str) -> frozenset[str] | None:
 @functools.lru_cache(maxsize=512)
 def _compiled(source: str) -> Any:
     return _environment().from_string(source)
-
-
 
 
 def render_one(source: str, variables: Mapping[str, Any]) -> str:

@@ -270,3 +270,14 @@ def test_the_globals_the_short_path_leaves_to_jinja_are_jinjas() -> None:
     from adws import templates
 
     assert set(templates._environment().globals) == templates.JINJA_GLOBALS
+
+
+def test_renders_without_jinja_says_when_render_one_needs_no_jinja() -> None:
+    from adws.templates import renders_without_jinja
+
+    assert renders_without_jinja("--json", {})
+    assert renders_without_jinja("--model={{ model }}/{{ account }}", {"model": "m", "account": "a"})
+    assert not renders_without_jinja("--model={{ model }}", {"model": 1})  # Jinja says how a number prints
+    assert not renders_without_jinja("--model={{ model }}", {})  # Jinja says what is missing
+    assert not renders_without_jinja("{% if x %}y{% endif %}", {"x": "1"})
+    assert not renders_without_jinja("{{ none }}", {"none": "n"})  # a name Jinja reads as a constant

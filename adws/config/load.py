@@ -57,7 +57,15 @@ from adws.quota import parse_window
 from adws.state import STORES
 from adws.strategies import STRATEGIES
 from adws.task import Task
-from adws.templates import BUILTIN_VARIABLES, NO_PREVIOUS, from_legacy, is_plain, needs_jinja, render_one
+from adws.templates import (
+    BUILTIN_VARIABLES,
+    NO_PREVIOUS,
+    from_legacy,
+    is_plain,
+    needs_jinja,
+    render_one,
+    renders_without_jinja,
+)
 from adws.templates import check_template as _check_template
 from adws.templates import variables_of as _variables_of
 from adws.userregex import UserRegex, compile_user_regex
@@ -365,17 +373,12 @@ def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping
     if is_plain(source):
         return None  # text renders to itself
     samples = _samples(name, p, rule_vars)
-    if not needs_jinja(source) and all(type(v.get(n)) is str for _, _, v in samples for n in _names_in(source)):
+    if all(renders_without_jinja(source, v) for _, _, v in samples):
         return _render_samples(source, samples)
     return remembered("render", lambda: repr((source, samples)), lambda: _render_samples(source, samples),
                       _text_or_none, none_ok=True)
 
 
-def _names_in(source: str) -> list[str]:
-    return _NAMES.findall(source)
-
-
-_NAMES = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 def _samples(name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
