@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hashlib import sha256 as sha256  # re-exported: adws.config.verdicts seals with it too
+    from hashlib import sha256
 
     from adws.compiled import CompiledConfig
 else:
@@ -58,31 +58,45 @@ def cache_dir() -> Path:
     return Path(base) / "adws"
 
 
-@functools.cache
-def _code_stamp() -> str:
-    """Changes whenever any adws source file changes (so a new validation rule is never skipped). Read once per
-    process: the code a process runs does not change under it, and a hot reload need not scan the files again."""
-    root = Path(__file__).resolve().parent.parent
-    prefix = len(str(root)) + 1  # entry paths are str(root) + "/" + the relative path: no os.path.relpath
+def tree_stamp(root: str, suffixes: tuple[str, ...], strip: int = 0) -> list[str]:
+    """"path:mtime_ns:size" of every file under `root` whose name ends in one of `suffixes` (`__pycache__` left
+    out), each path without its first `strip` characters; in no particular order. What the caches key on to
+    notice that code changed."""
     parts = []
-    stack = [str(root)]
+    stack = [root]
     while stack:
         with os.scandir(stack.pop()) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
                     stack.append(entry.path)
-                elif entry.name.endswith(".py"):
+                elif entry.name.endswith(suffixes):
                     info = entry.stat()
-                    parts.append(f"{entry.path[prefix:]}:{info.st_mtime_ns}:{info.st_size}")
-    return "\n".join(sorted(parts))
+                    parts.append(f"{entry.path[strip:]}:{info.st_mtime_ns}:{info.st_size}")
+    return parts
+
+
+@functools.cache
+def _code_stamp() -> str:
+    """Changes whenever any adws source file changes (so a new validation rule is never skipped). Read once per
+    process: the code a process runs does not change under it, and a hot reload need not scan the files again."""
+    root = str(Path(__file__).resolve().parent.parent)
+    # Paths relative to the package (entry paths are root + "/" + the relative path: no os.path.relpath).
+    return "\n".join(sorted(tree_stamp(root, (".py",), len(root) + 1)))
+
+
+def digest_of(*parts: str) -> Any:
+    """A SHA-256 (hashlib's object, to update further) over `parts`, each followed by a NUL byte."""
+    digest = sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return digest
 
 
 def _key(path: Path, data: bytes) -> str:
-    digest = sha256()
-    for part in (_FORMAT, sys.version, str(path), _code_stamp()):
-        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    digest = digest_of(_FORMAT, sys.version, str(path), _code_stamp())
     digest.update(data)
-    return digest.hexdigest()
+    key: str = digest.hexdigest()
+    return key
 
 
 def _entry(key: str) -> Path:

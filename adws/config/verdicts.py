@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -41,19 +40,14 @@ def _library_stamp() -> str:
     subpackages, changes (found without importing them)."""
     from importlib.machinery import PathFinder
 
+    from adws.config import tree_stamp
+
     parts = []
     for name in ("jinja2", "markupsafe", "croniter", "dateutil"):
         spec = PathFinder.find_spec(name)
         locations = list(spec.submodule_search_locations or ()) if spec is not None else []
         for location in locations:
-            # Subpackages too (dateutil.tz and dateutil.parser hold what cron periods depend on).
-            for folder, dirs, files in os.walk(location):
-                dirs[:] = [d for d in dirs if d != "__pycache__"]
-                for file in files:
-                    if file.endswith((".py", ".so", ".pyd")):
-                        where = os.path.join(folder, file)
-                        info = os.stat(where)
-                        parts.append(f"{where}:{info.st_mtime_ns}:{info.st_size}")
+            parts += tree_stamp(location, (".py", ".so", ".pyd"))
         if not locations:
             parts.append(f"{name}: not found")
     return "\n".join(sorted(parts))
@@ -63,7 +57,11 @@ class Verdicts:
     """The remembered answers read from the cache (`known`) and those this validation used (`used`)."""
 
     def __init__(self, known: dict[str, Any]) -> None:
+        from adws.config import _code_stamp, digest_of
+
         self.known = known
+        # What every answer depends on, hashed once: each answer's key continues from a copy of it.
+        self._base = digest_of(_FORMAT, sys.version, _code_stamp(), _library_stamp())
         self.used: dict[str, Any] = {}
         self.computed = False  # some answer was not known: the file is worth writing again
 
@@ -73,10 +71,8 @@ class Verdicts:
         the answer (None when the value is not of the answer's shape); answers are stored as they are, so
         `compute` must return JSON data (str, None, lists of str). `none_ok`: None is an answer of this kind
         (a template check's "no problem"); otherwise a stored null is of the wrong shape and computed again."""
-        from adws.config import _code_stamp, sha256
-
-        digest = sha256()
-        for part in (_FORMAT, sys.version, _code_stamp(), _library_stamp(), kind, inputs):
+        digest = self._base.copy()
+        for part in (kind, inputs):
             digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
         key = digest.hexdigest()
         if key in self.known:
