@@ -14,11 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from adws.attempt import Usage
-from adws.compiled import QuotaSpec
 from adws.dataclass_cache import dataclass
 from adws.need import Need, remaining, unfit_reason
 from adws.observe import merge
-from adws.pools import Governing, governing
+from adws.pools import Governing
 from adws.quota import QuotaLimits, percent_used
 from adws.state.base import ZERO_USAGE, Observation, add_usage
 
@@ -38,19 +37,6 @@ class Judgement:
     @property
     def usable(self) -> bool:
         return self.reason is None
-
-
-def judge(quota: QuotaSpec | None, account: str, model: str | None, need: Need | None, *, usage: Usage | None,
-          reserved_tokens: int, observation: Observation | None, period_start: datetime | None, now: datetime,
-          cost_per_1k_tokens: float = 0.0) -> Judgement:
-    """The verdict for `account` taking a task of `need` tokens on `model`.
-
-    `usage` is the ledger's usage of the governing subject in its current period, `reserved_tokens` the live
-    reservations on it, `observation` the latest observation of it (ignored unless still in force).
-    """
-    return judge_governed(governing(quota, account, model), need, usage=usage, reserved_tokens=reserved_tokens,
-                          observation=observation, period_start=period_start, now=now,
-                          cost_per_1k_tokens=cost_per_1k_tokens)
 
 
 def judge_governed(gov: Governing, need: Need | None, *, usage: Usage | None, reserved_tokens: int,

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from adws.attempt import Usage
 from adws.config.load import compile_config, parse_toml
 from adws.need import Need
-from adws.spend import judge
+from adws.pools import governing
+from adws.spend import Judgement, judge_governed
 from adws.state.base import Observation
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
 SUNDAY = datetime(2026, 11, 15, tzinfo=UTC)
 NEED = Need(32000, "median of 40 code runs")
+
+
+def judge(quota: Any, account: str, model: str | None, need: Need | None, **figures: Any) -> Judgement:
+    """The verdict for `account` taking a task of `need` tokens on `model`, under `quota` (None: no quota)."""
+    return judge_governed(governing(quota, account, model), need, **figures)
 
 CONFIG = """
 [providers.ag]
