@@ -155,6 +155,20 @@ def stored_bounds(resets: Iterable[tuple[str, str]], around: datetime, *, span: 
     return out
 
 
+def valid_periods(value: Any) -> bool:
+    """Whether `value` is one expression's periods as `stored_bounds` writes them: a non-empty list of
+    [start, end] pairs of epoch seconds (ints), each ending after it starts and starting where the last ended."""
+    if type(value) is not list or not value:
+        return False
+    end = None
+    for pair in value:
+        if type(pair) is not list or len(pair) != 2 or not all(type(v) is int for v in pair) \
+                or not pair[0] < pair[1] or (end is not None and pair[0] != end):
+            return False
+        end = pair[1]
+    return True
+
+
 def remember_bounds(data: Any) -> bool:
     """Take periods `stored_bounds` wrote (from the compiled-config cache). False, and nothing taken, when the
     data is not exactly of that shape."""
@@ -163,17 +177,10 @@ def remember_bounds(data: Any) -> bool:
         return False
     for entry in data:
         if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not str or type(entry[1]) is not str \
-                or type(entry[2]) is not list or not entry[2]:
+                or not valid_periods(entry[2]):
             return False
-        starts: list[datetime] = []
-        ends: list[datetime] = []
-        for pair in entry[2]:
-            if type(pair) is not list or len(pair) != 2 or not all(type(v) is int for v in pair) \
-                    or not pair[0] < pair[1] or (ends and int(ends[-1].timestamp()) != pair[0]):
-                return False
-            starts.append(datetime.fromtimestamp(pair[0], UTC))
-            ends.append(datetime.fromtimestamp(pair[1], UTC))
-        known[(entry[0], entry[1])] = (starts, ends)
+        known[(entry[0], entry[1])] = ([datetime.fromtimestamp(start, UTC) for start, _ in entry[2]],
+                                       [datetime.fromtimestamp(end, UTC) for _, end in entry[2]])
     _KNOWN.update(known)
     return True
 

@@ -196,15 +196,9 @@ def _quota_bounds(config: CompiledConfig) -> list[list[object]]:
 def _periods(value: Any) -> list[list[int]] | None:
     """Periods as stored_bounds gives them for one expression (the shape adws.quota.remember_bounds takes), or
     None."""
-    if type(value) is not list or not value:
-        return None
-    end = None
-    for pair in value:
-        if type(pair) is not list or len(pair) != 2 or not all(type(v) is int for v in pair) \
-                or not pair[0] < pair[1] or (end is not None and pair[0] != end):
-            return None
-        end = pair[1]
-    return value
+    from adws.quota import valid_periods
+
+    return value if valid_periods(value) else None
 
 
 def write_entry(key: str, config: CompiledConfig) -> bool:
