@@ -23,9 +23,9 @@ def machine() -> str:
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def publish(lines: list[str], name: str, *, write: bool) -> None:
-    """Print a report (its lines joined) and, with `write`, store it as bench/results/NAME.md."""
-    text = "\n".join(lines) + "\n"
+def publish(text: str, name: str, *, write: bool) -> None:
+    """Print a report and, with `write`, store it as bench/results/NAME.md."""
     print(text)
     if write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")

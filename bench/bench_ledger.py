@@ -33,12 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from _machine import machine as base_machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import publish  # noqa: E402
 
 from adws.attempt import Usage  # noqa: E402
 from adws.quota import QuotaPeriod  # noqa: E402
 from adws.state import SqliteStore, UsageRecord  # noqa: E402
-
-REPORT = REPO / "bench" / "results" / "ledger.md"
 
 
 @dataclass
@@ -296,10 +295,7 @@ def main() -> int:
         totals = bench_totals(workdir, args.providers, args.accounts, args.per_day, args.runs)
 
     text = report(args, writers, single, totals, load)
-    print(text)
-    if not args.no_report:
-        REPORT.parent.mkdir(parents=True, exist_ok=True)
-        REPORT.write_text(text)
+    publish(text, "ledger", write=not args.no_report)
     return 0 if not writers.lost and writers.cost_ok else 1
 
 

@@ -66,7 +66,7 @@ def main() -> int:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| `{name}` | {', '.join(f'{t:.2%}' for t in tests)} | {mean:.2%} | {hit:.0%} | {p10:.2%} | "
               f"{worst:.2%} | {below} |" for name, tests, mean, hit, p10, worst, below in rows]
-    publish(lines, "quota_week", write=not args.no_report)
+    publish("\n".join(lines) + "\n", "quota_week", write=not args.no_report)
     return 0
 
 

@@ -48,7 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import machine, publish  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from adws.attempt import Usage  # noqa: E402
 from adws.compiled import CompiledConfig  # noqa: E402
@@ -58,7 +58,6 @@ from adws.engine import Engine  # noqa: E402
 from adws.state import PendingStore, SqliteStore, UsageRecord, open_store  # noqa: E402
 from adws.task import Task  # noqa: E402
 
-REPORT = REPO / "bench" / "results" / "route.md"
 CONFIG = REPO / "config.toml"
 FAKES_BIN = REPO / "tests" / "fakes" / "bin"
 FIXED_NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)  # a Wednesday afternoon
@@ -1179,11 +1178,7 @@ def main() -> int:
         "```",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_report:
-        REPORT.parent.mkdir(parents=True, exist_ok=True)
-        REPORT.write_text(text, encoding="utf-8")
+    publish("\n".join(lines), "route", write=not args.no_report)
     return 0
 
 

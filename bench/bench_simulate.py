@@ -45,7 +45,7 @@ def main() -> int:
              "| run | tasks | attempts | wall s | CPU s | tasks/s (wall) |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {i} | {n} | {a} | {w:.2f} | {c:.2f} | {n / w:,.0f} |" for i, (w, c, n, a) in enumerate(rows, 1)]
     lines += ["", f"best: {best[2]} tasks in {best[0]:.2f} s wall ({best[1]:.2f} s CPU)"]
-    publish(lines, "simulate", write=not args.no_report)
+    publish("\n".join(lines) + "\n", "simulate", write=not args.no_report)
     return 0
 
 

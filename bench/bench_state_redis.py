@@ -37,17 +37,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _machine import machine  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import machine, publish  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from adws.attempt import Usage  # noqa: E402
 from adws.compiled import CompiledConfig  # noqa: E402
-from adws.config.load import load_config  # noqa: E402
+from adws.config import load_config  # noqa: E402
 from adws.engine import Engine  # noqa: E402
 from adws.state import RedisStore, SqliteStore, StateStore, UsageRecord  # noqa: E402
 from adws.state.redis_store import POLL_INTERVAL_S  # noqa: E402
 from adws.task import Task  # noqa: E402
 
-REPORT = REPO / "bench" / "results" / "state_redis.md"
 CONFIG = REPO / "config.toml"
 USAGE = Usage(requests=1, input_tokens=1200, output_tokens=300, cost_usd=0.25)
 ROUTE_RATIO_TARGET = 1.5
@@ -260,9 +259,7 @@ def main() -> int:
         f"| Redis | {median_us(first_redis):.0f} | {max(first_redis) / 1000:.0f} |",
         "",
     ])
-    print(text)
-    if not args.no_report:
-        REPORT.write_text(text)
+    publish(text, "state_redis", write=not args.no_report)
     return 0 if not lost and ratio <= ROUTE_RATIO_TARGET and rate >= WRITES_TARGET else 1
 
 
