@@ -523,6 +523,10 @@ def test_a_memo_shares_conditions_written_alike_and_keeps_apart_those_that_diffe
     assert compiled[5].expected() == "> 1 and < 9" and compiled[6].expected() == "< 9 and > 1"
     # A value that cannot be a key is compiled without the memo; errors are never remembered.
     assert compile_conditions({"hour_range": [3, 3]}, memo)[1] and compile_conditions({"hour_range": [3, 3]}, memo)[1]
+    # A value that cannot be a key (from the Python API: TOML gives none) compiles, each time on its own.
+    size = len(memo)
+    odd = [compile_conditions({"attrs.blob": {"in": [{1, 2}]}}, memo)[0][0] for _ in range(2)]
+    assert odd[0] is not odd[1] and len(memo) == size
     task = view(labels=["bug"], attrs={"size": 2, "flag": True})
     assert [c(task) for c in again] == [c(task) for c in first] == [True, True, True]
 

@@ -229,3 +229,13 @@ def test_an_answer_holding_a_key_is_redacted_in_the_result_and_output_file(tmp_p
     assert result.final_text.startswith("done; the key was ***; you asked: Summarise the incident")  # prompt kept
     assert Path(result.output_file or "").read_text(encoding="utf-8") == result.final_text
     assert SECRETS["KEY_A"] not in _all_text(tmp_path)
+
+
+def test_the_secret_name_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws import redact
+
+    monkeypatch.setattr(redact, "_LOOKS_SECRET", {})
+    monkeypatch.setattr(redact, "_LOOKS_SECRET_MAX", 4)
+    names = [f"VAR_{i}" for i in range(10)] + ["MY_TOKEN"]
+    assert [redact.looks_secret(name) for name in names] == [False] * 10 + [True]
+    assert len(redact._LOOKS_SECRET) == 4  # answered past the bound, not kept

@@ -249,3 +249,20 @@ def test_a_plugin_scan_request_lapses_when_the_first_load_is_cached(tmp_path: Pa
     path.write_text(path.read_text() + "\n# an edit\n")
     load_config(path)  # a later reload validates with the scan
     assert seen == [None, None]
+
+
+def test_an_interrupted_validation_writes_no_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Answers are kept after a failed validation, but not after an interruption (Ctrl-C, a stop signal): the
+    # process is being told to stop, not to write.
+    import adws.config.load
+
+    def interrupted(*_: Any, **__: Any) -> CompiledConfig:
+        from adws.config.load import check_template
+
+        check_template(_TEMPLATE + " }}{% endif %}", ["thinking_budget"])  # an answer is computed, then:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adws.config.load, "load_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_config(_copy_config(tmp_path))
+    assert not _checks_file().exists()
