@@ -201,8 +201,9 @@ def _periods(value: Any) -> list[list[int]] | None:
     return value if valid_periods(value) else None
 
 
-def write_entry(key: str, config: CompiledConfig) -> bool:
-    """Store `config` under `key`; False when it cannot be stored (then every load validates)."""
+def write_entry(key: str, config: CompiledConfig, quota_bounds: list[list[object]] | None = None) -> bool:
+    """Store `config` under `key`, with `quota_bounds` (`_quota_bounds(config)` when None); False when it cannot
+    be stored (then every load validates)."""
     from adws.compiled import CompiledConfig
     from adws.config.codec import CacheError, decode, encode
     from adws.cron import expansions
@@ -214,7 +215,9 @@ def write_entry(key: str, config: CompiledConfig) -> bool:
         # operator.attrgetter that do not compare equal to their twins; they are rebuilt from compared data.)
         if encode(decode(data, CompiledConfig), CompiledConfig) != data:
             return False
-        payload = json.dumps({"config": data, "cron": expansions(), "quota_bounds": _quota_bounds(config)},
+        if quota_bounds is None:
+            quota_bounds = _quota_bounds(config)
+        payload = json.dumps({"config": data, "cron": expansions(), "quota_bounds": quota_bounds},
                              ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode("utf-8", "surrogatepass")
     except (CacheError, RecursionError, ValueError, TypeError):
         return False
@@ -299,8 +302,13 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
     if key is None:
         return _validate_file(path, data)
     from adws.config.verdicts import remembering
+    from adws.quota import remember_bounds
 
     with remembering():  # template and cron checks that an edit leaves as they were need no Jinja, no croniter
         config = _validate_file(path, data)
-        write_entry(key, config)
+        bounds = _quota_bounds(config)
+        write_entry(key, config, bounds)
+    # This process routes with the periods the entry stores, as the next one reading it will: a route soon after
+    # an edit needs no croniter either (the periods are the remembered ones when the edit left the resets alone).
+    remember_bounds(bounds)
     return config
