@@ -293,6 +293,51 @@ def test_answers_found_by_a_failed_validation_are_kept(tmp_path: Path) -> None:
     assert _checks_file().exists() and None in _remembered().values()
 
 
+def test_the_cli_validation_does_not_import_the_plugin_loader(tmp_path: Path) -> None:
+    """Its validators are built as pydantic builds them without plugins, without importing pydantic's plugin
+    loader (and importlib.metadata with it). Fails when pydantic's private names this relies on changed
+    (adws.config._validators_without_plugins then leaves them alone, and validation costs the import again)."""
+    path = _copy_config(tmp_path)
+    code = ("import json, sys; from adws.config import load_config, skip_pydantic_plugin_scan; "
+            "from adws.compiled import CompiledConfig; from adws.config.codec import encode; "
+            "skip_pydantic_plugin_scan(); c = load_config(sys.argv[1]); "
+            "print(json.dumps([sorted(m for m in ('pydantic', 'pydantic.plugin._loader', 'importlib.metadata') "
+            "if m in sys.modules), encode(c, CompiledConfig)]))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "ADWS_CACHE_DIR": str(cache_dir())})
+    modules, config = json.loads(done.stdout)
+    assert modules == ["pydantic"]
+    assert json.dumps(config) == _uncached(path)
+
+
+def test_validators_built_without_the_plugin_loader_are_pydantics_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in returns what pydantic's create_schema_validator returns when no plugin is installed: a
+    SchemaValidator that validates, and refuses, alike."""
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from pydantic.plugin._schema_validator import create_schema_validator
+    from pydantic_core import SchemaValidator
+
+    from adws.config import _validators_without_plugins
+
+    class Probe(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
+        n: int = Field(ge=1)
+
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    with _validators_without_plugins():
+        assert Probe.model_validate({"n": 2}).n == 2
+    built = Probe.__pydantic_validator__
+    # (The model's core schema holds its config: strict, extra="forbid".)
+    own = create_schema_validator(Probe.__pydantic_core_schema__, Probe, __name__, "Probe", "BaseModel")
+    assert type(built) is SchemaValidator and type(own) is SchemaValidator
+    for bad in ({"n": 0}, {"n": "2"}, {"n": 2, "m": 1}):
+        with pytest.raises(ValidationError) as ours:
+            built.validate_python(bad)
+        with pytest.raises(ValidationError) as theirs:
+            own.validate_python(bad)
+        assert ours.value.errors() == theirs.value.errors()
+
+
 def test_a_plugin_scan_request_lapses_when_the_first_load_is_cached(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import adws.config
