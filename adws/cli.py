@@ -102,7 +102,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-# True while `main` runs as the process's entry point (its arguments from sys.argv): see `_engine`.
+# Set once `main` has run as the process's entry point (its arguments from sys.argv; never reset: the process
+# is adws's own from then on): see `_engine`.
 _OWN_PROCESS = False
 
 
@@ -111,13 +112,17 @@ def _engine(args: argparse.Namespace) -> Any:
 
     engine = load(_config_path(args.config))
     if _OWN_PROCESS:
-        import gc
-
         # What is alive now (modules, classes, pydantic's validator, the compiled config, the engine) lives until
         # the process ends: moved out of the cyclic collector's sight, no collection walks it again, while the
         # command runs or at exit. ~20 M instructions of a warm `adws route`, ~37 M of the first after a config
-        # edit. (The engine and its store are in no reference cycle: they are freed at exit as before.) Not
-        # when a program calls `main` itself: its collector stays as it was.
+        # edit. Frozen objects are not finalized by the collection at exit, and the state store is in a cycle
+        # (its change poller holds a bound method of it), so the engine is closed at exit explicitly: SQLite
+        # checkpoints and removes its -wal and -shm files as when the collector closed it. Not when a program
+        # calls `main` itself: its collector stays as it was.
+        import atexit
+        import gc
+
+        atexit.register(engine.close)
         gc.freeze()
     return engine
 

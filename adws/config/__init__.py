@@ -312,11 +312,17 @@ def _validators_without_plugins() -> Iterator[None]:
     import inspect
 
     names = vars(_model_construction)
-    original: Any = names.get("create_schema_validator")
-    if original is None or tuple(inspect.signature(original).parameters) != _CREATE_SCHEMA_VALIDATOR \
-            or original is not getattr(_schema_validator, "create_schema_validator", None) \
-            or "pydantic.plugin._loader" in sys.modules:
-        yield  # another pydantic, or the loader is here anyway: nothing to spare
+    original = names.get("create_schema_validator")
+    own = getattr(_schema_validator, "create_schema_validator", None)
+    if original is not own or not callable(own) or "pydantic.plugin._loader" in sys.modules:
+        yield  # another pydantic, someone else's stand-in, or the loader is here anyway: nothing to spare
+        return
+    try:
+        parameters = tuple(inspect.signature(own).parameters)
+    except (TypeError, ValueError):  # no signature to read: not the function this stands in for
+        parameters = ()
+    if parameters != _CREATE_SCHEMA_VALIDATOR:
+        yield
         return
 
     def without_plugins(schema: CoreSchema, schema_type: Any, schema_type_module: str, schema_type_name: str,
@@ -325,8 +331,8 @@ def _validators_without_plugins() -> Iterator[None]:
                         _use_prebuilt: bool = True) -> SchemaValidator:
         return SchemaValidator(schema, config, _use_prebuilt=_use_prebuilt)
 
-    names["create_schema_validator"] = without_plugins
     try:
+        names["create_schema_validator"] = without_plugins  # inside the try: an interruption restores it too
         yield
     finally:
         names["create_schema_validator"] = original

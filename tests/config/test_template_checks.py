@@ -324,8 +324,14 @@ def test_validators_built_without_the_plugin_loader_are_pydantics_own(monkeypatc
         n: int = Field(ge=1)
 
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # Loaded by earlier validations in this process, the loader would make the stand-in stand aside.
+    monkeypatch.delitem(sys.modules, "pydantic.plugin._loader", raising=False)
+    from pydantic._internal import _model_construction
+
     with _validators_without_plugins():
+        assert _model_construction.create_schema_validator is not create_schema_validator  # the stand-in is in
         assert Probe.model_validate({"n": 2}).n == 2
+    assert _model_construction.create_schema_validator is create_schema_validator
     built = Probe.__pydantic_validator__
     # (The model's core schema holds its config: strict, extra="forbid".)
     own = create_schema_validator(Probe.__pydantic_core_schema__, Probe, __name__, "Probe", "BaseModel")
