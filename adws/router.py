@@ -321,10 +321,13 @@ class ModelRouter:
         _override compares them) and attrs, so most tasks, which name none, skip _override's own reading."""
         prefix = self._override_prefix
         if prefix:
+            size = len(prefix)
             for label in view.labels:
-                if label.startswith(prefix):
+                # `startswith` as a slice compare: str.startswith parses its arguments the slow way (a tuple).
+                if label[:size] == prefix:
                     return True
-        return bool(self._force_attr) and self._force_attr in view.attrs
+        force = self._force_attr
+        return force in view.attrs if force else False
 
     def prepare(self, task: Task | Mapping[str, Any], now: datetime | None = None,
                 prompt: str | None = None) -> TaskView:
