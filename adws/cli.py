@@ -102,10 +102,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# True while `main` runs as the process's entry point (its arguments from sys.argv): see `_engine`.
+_OWN_PROCESS = False
+
+
 def _engine(args: argparse.Namespace) -> Any:
     from adws.engine import load
 
-    return load(_config_path(args.config))
+    engine = load(_config_path(args.config))
+    if _OWN_PROCESS:
+        import gc
+
+        # What is alive now (modules, classes, pydantic's validator, the compiled config, the engine) lives until
+        # the process ends: moved out of the cyclic collector's sight, no collection walks it again, while the
+        # command runs or at exit. ~20 M instructions of a warm `adws route`, ~37 M of the first after a config
+        # edit. (The engine and its store are in no reference cycle: they are freed at exit as before.) Not
+        # when a program calls `main` itself: its collector stays as it was.
+        gc.freeze()
+    return engine
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -630,6 +644,8 @@ def _route_args(argv: Sequence[str]) -> argparse.Namespace | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
+        global _OWN_PROCESS
+        _OWN_PROCESS = True
         argv = sys.argv[1:]
     args = _route_args(argv) or _parser(argv).parse_args(argv)
     if getattr(args, "config_opt", None):

@@ -308,3 +308,23 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     walk(schema)
     assert refs
     assert {ref.removeprefix("#/$defs/") for ref in refs} <= set(schema["$defs"])
+
+
+def test_the_command_moves_what_outlives_loading_out_of_the_collectors_sight(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the process's entry point (arguments from sys.argv) the command freezes what is alive once its engine
+    is built (gc.freeze), and routes as when called by a program, which keeps its collector as it was."""
+    import gc
+
+    args = ["route", "--config", CONFIG, "--at", AT, "--task-json", BUG, "--json"]
+    gc.unfreeze()
+    monkeypatch.setattr(cli, "_OWN_PROCESS", False)
+    called = adws(capsys, *args)
+    assert called[0] == 0 and gc.get_freeze_count() == 0
+    monkeypatch.setattr(sys, "argv", ["adws", *args])
+    try:
+        entry = cli.main()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert (entry, capsys.readouterr().out) == called[:2]
