@@ -249,13 +249,13 @@ class StatefulAccounts:
             period = self._periods[id(quota)] = build_period(quota)
         return period
 
-    def _refresh(self, now: datetime) -> None:
-        """Re-read state when another writer committed, a period start moved or a cooldown ended.
+    def _refresh(self, now: datetime, version: int) -> None:
+        """Re-read state when another writer committed, a period start moved or a cooldown ended. `version`: the
+        store's, just read.
 
         Routing calls this once per decision, so the common case (nothing changed, `now` still inside the
         current periods) is one clock conversion, two float comparisons and the store's version check.
         """
-        version = self.store.version()
         if version == ABSENT_VERSION:
             # No store yet (see PendingStore): it holds nothing at any `now`, so there is nothing to re-read.
             if self._version != ABSENT_VERSION:
@@ -487,7 +487,10 @@ class StatefulAccounts:
         lock = self._lock
         lock.acquire()  # not `with`: this runs once per decision, and the two calls cost half of what `with` does
         try:
-            self._refresh(now)
+            version = self.store.version()
+            # Still no store, as at the last decision (see PendingStore): nothing to re-read, no call to make.
+            if version != ABSENT_VERSION or self._version != ABSENT_VERSION:
+                self._refresh(now, version)
             if self._rejected and self._fingerprints() != self._rejected_seen:
                 self._invalidate(now)  # a rejected key was replaced: its cooldown no longer applies
             return self._generation

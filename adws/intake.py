@@ -79,16 +79,6 @@ def _label_specialization(labels: frozenset[str], intake: IntakeSpec) -> tuple[s
 _KEYWORD_SOURCES = ("", "keywords (1 hit)", *(f"keywords ({hits} hits)" for hits in range(2, 64)))
 
 
-def _text_specialization(title: str, body: str, intake: IntakeSpec) -> tuple[str, str]:
-    """The specialization the keyword classifier reads in the title and body, else the default."""
-    if intake.keywords is not None and (title or body):
-        found = intake.keywords.classify(title, body)
-        if found is not None:  # most hits wins; a tie goes to the specialization declared first
-            spec, hits = found
-            return spec, _KEYWORD_SOURCES[hits] if hits < len(_KEYWORD_SOURCES) else f"keywords ({hits} hits)"
-    return intake.default_specialization, "default"
-
-
 # What a task's labels alone decide, by the labels as given, per intake (a config's): the labels lowercased, as a
 # set, the priority they map to (or the default) and the specialization they map to (None: the classifier or the
 # default decides). A coordinator's tasks carry few distinct label lists, so this is mostly a lookup. Keyed by
@@ -156,7 +146,10 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
                    context_tokens: int | None, attrs: Mapping[str, Any], intake: IntakeSpec, tz: ZoneInfo,
                    now: datetime, prompt: str | None = None) -> TaskView:
     """`prepare` from a task's fields (`key` as Task.key), for a caller that has them without a Task."""
-    lowered, labels, from_labels, spec_from_labels = _label_facts(task_labels, intake)
+    # _label_facts' memo read here first (a hit is the common case): one call less per decision.
+    entry = _label_memos.get(id(intake))
+    facts = entry[1].get(task_labels) if entry is not None and entry[0] is intake else None
+    lowered, labels, from_labels, spec_from_labels = facts if facts is not None else _label_facts(task_labels, intake)
     problems: list[str] = []  # every problem of the task at once, not the first only
     if given_priority is None:
         priority, priority_from = from_labels
@@ -174,8 +167,14 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
             problems += exc.problems
     elif spec_from_labels is not None:
         specialization, spec_from = spec_from_labels
-    else:
-        specialization, spec_from = _text_specialization(title, body, intake)
+    else:  # the keyword classifier reads title and body (written out here: one call less per decision)
+        keywords = intake.keywords
+        found = keywords.classify(title, body) if keywords is not None and (title or body) else None
+        if found is None:
+            specialization, spec_from = intake.default_specialization, "default"
+        else:  # most hits wins; a tie goes to the specialization declared first
+            specialization, hits = found
+            spec_from = _KEYWORD_SOURCES[hits] if hits < len(_KEYWORD_SOURCES) else f"keywords ({hits} hits)"
     if problems:
         raise TaskError(problems)
     if context_tokens is not None:

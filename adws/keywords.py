@@ -136,8 +136,26 @@ class KeywordMatcher:
         """(specialization, hits) of the specialization with most hits, a tie going to the one declared
         first; None when no keyword occurs. The text is `text`, or with a `body` the two joined by a newline
         (a task's title and body: see `counts`)."""
-        counts = self.counts(text, body)
-        hits = max(counts) if counts else 0  # not max(..., default=0): a keyword argument makes 3.11's max ~5x slower
+        built = self._built
+        if not built:
+            built[:] = self._build()  # one list operation: threads racing here each store a whole build
+        automaton = built[0]
+        if automaton is None or (body is not None and len(text) + len(body) >= _JOIN_BELOW):
+            counts = self.counts(text, body)
+        else:
+            # `counts` and `_scan` inlined: what routing asks for a task without a deciding label, so one frame
+            # here instead of four, and no tally at all when nothing matched (most titles, many short bodies).
+            if body is not None:
+                text = f"{text}\n{body}"  # a copy, but short (< _JOIN_BELOW): cheaper than reading the parts apart
+            # (ASCII, the common case, holds no surrogate: encoded without naming an error handler, which is slower)
+            folded = text.encode() if text.isascii() else _twinless(text, text.encode("utf-8", "surrogatepass"))
+            folded = folded.lower()
+            matches = automaton.matcher.find_matches_as_indexes(folded)
+            if not matches:
+                return None
+            found = _tally(automaton, folded, matches, [0] * len(self.lists))
+            counts = found if found is not None else self.reference_counts(text)
+        hits = max(counts)  # not max(..., default=0): a keyword argument makes 3.11's max ~5x slower
         return (self.lists[counts.index(hits)][0], hits) if hits else None
 
     def counts(self, text: str, body: str | None = None) -> list[int]:
@@ -196,45 +214,62 @@ class KeywordMatcher:
         # UTF-8, then ASCII lowercase: bytes of non-ASCII characters are all >= 0x80, so they never match an
         # ASCII keyword, are left alone by bytes.lower(), and never split a hit. Positions are not needed.
         folded = text.encode("utf-8", "surrogatepass")
-        # The twins, each as its ASCII letter (a letter as it is, so `\b` is unchanged). Looked for the cheap way
-        # first, by one byte each in the UTF-8 (memchr): U+0130/U+0131 and U+017F by their lead bytes 0xC4/0xC5
-        # (common only in a few languages: see _fold_twins), U+212A by its last byte 0xAA (its lead 0xE2 starts
-        # every curly quote and arrow). A str search is slower in most text: str.find on UCS-2 runs memchr on a
-        # character's low byte, which for these is "0", "1", DEL and "*".
-        # (A byte as an int: `bytes in bytes` first tries the needle as an int and formats a TypeError, ~10x the
-        # cost of the memchr itself.)
-        if not text.isascii() and (0xC4 in folded or 0xC5 in folded or 0xAA in folded):
-            twinless = _fold_twins(folded)
-            if twinless is None:
-                # Many marking bytes: the str is searched for the twins themselves (a memchr on each one's low
-                # byte, few of which such text holds), and encoded again only when it holds one.
-                replaced = False
-                for twin, letter in TWINS.items():
-                    if twin in text:
-                        text, replaced = text.replace(twin, letter), True
-                twinless = text.encode("utf-8", "surrogatepass") if replaced else folded
-            folded = twinless
+        if not text.isascii():
+            folded = _twinless(text, folded)
         folded = folded.lower()
         if counts is None:
             counts = [0] * len(self.lists)
-        group, first_word, inner, ascii_word = automaton.group, automaton.first_word, automaton.inner, _ASCII_WORD
-        for index, start, _ in automaton.matcher.find_matches_as_indexes(folded):
-            # `\b` before the keyword: the character before differs in wordness from the keyword's first one. An
-            # ASCII character before is looked up here (most are), anything else decoded by _word_before.
-            if start:
-                last = folded[start - 1]
-                before = ascii_word[last] if last < 0x80 else _word_before(folded, start)
-            else:
-                before = False
-            if before != first_word[index]:
-                counts[group[index]] += 1
-            elif inner[index]:
-                # Not a hit, and the regex would look for one again inside it; the automaton went past.
-                return None
-        return counts
+        return _tally(automaton, folded, automaton.matcher.find_matches_as_indexes(folded), counts)
+
+
+def _twinless(text: str, folded: bytes) -> bytes:
+    """`folded`, the UTF-8 of non-ASCII `text`, with each twin as its ASCII letter (a letter as it is, so `\\b` is
+    unchanged)."""
+    # Looked for the cheap way first, by one byte each in the UTF-8 (memchr): U+0130/U+0131 and U+017F by their
+    # lead bytes 0xC4/0xC5 (common only in a few languages: see _fold_twins), U+212A by its last byte 0xAA (its
+    # lead 0xE2 starts every curly quote and arrow). A str search is slower in most text: str.find on UCS-2 runs
+    # memchr on a character's low byte, which for these is "0", "1", DEL and "*".
+    # (A byte as an int: `bytes in bytes` first tries the needle as an int and formats a TypeError, ~10x the
+    # cost of the memchr itself.)
+    if not (0xC4 in folded or 0xC5 in folded or 0xAA in folded):
+        return folded
+    twinless = _fold_twins(folded)
+    if twinless is not None:
+        return twinless
+    # Many marking bytes: the str is searched for the twins themselves (a memchr on each one's low byte, few of
+    # which such text holds), and encoded again only when it holds one.
+    replaced = False
+    for twin, letter in TWINS.items():
+        if twin in text:
+            text, replaced = text.replace(twin, letter), True
+    return text.encode("utf-8", "surrogatepass") if replaced else folded
+
+
+def _tally(automaton: _Automaton, folded: bytes, matches: list[tuple[int, int, int]],
+           counts: list[int]) -> list[int] | None:
+    """The automaton's `matches` in `folded` that are hits (a word start before them) added to `counts`, which is
+    returned; None when one of them cannot be decided exactly (the caller then uses the regex)."""
+    group, first_word, inner, byte_word = automaton.group, automaton.first_word, automaton.inner, _BYTE_WORD
+    for index, start, _ in matches:
+        # `\b` before the keyword: the character before differs in wordness from the keyword's first one. An
+        # ASCII character before is looked up here (most are), anything else decoded by _word_before.
+        if start:
+            before = byte_word[folded[start - 1]]
+            if before is None:
+                before = _word_before(folded, start)
+        else:
+            before = False
+        if before != first_word[index]:
+            counts[group[index]] += 1
+        elif inner[index]:
+            # Not a hit, and the regex would look for one again inside it; the automaton went past.
+            return None
+    return counts
 
 
 _ASCII_WORD = tuple(is_word(chr(code)) for code in range(128))
+# A byte's wordness where the byte alone says it (ASCII); None for the bytes of other characters (see _word_before).
+_BYTE_WORD: tuple[bool | None, ...] = (*_ASCII_WORD, *(None,) * 128)
 
 
 def _word_before(folded: bytes, start: int) -> bool:

@@ -230,3 +230,23 @@ def test_classify_is_the_most_hits_first_declared(title: str, body: str | None) 
     expected = (LISTS[counts.index(best)][0], best) if best else None
     assert matcher.classify(title, body) == expected
     assert matcher.classify(title, body) == expected  # built now: the inlined path
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lists=st.lists(
+        st.lists(st.text(alphabet=_WORD_ALPHABET, min_size=1, max_size=6).filter(lambda w: w.strip()),
+                 min_size=1, max_size=4),
+        min_size=1, max_size=4),
+    title=st.text(alphabet=_TRICKY + _NEIGHBOURS, max_size=60),
+    body=st.one_of(st.none(), st.text(alphabet=_TRICKY + _WORD_ALPHABET + _NEIGHBOURS, max_size=200)),
+)
+def test_classify_reads_what_the_regex_reads(lists: list[list[str]], title: str, body: str | None) -> None:
+    # classify reads short texts on its own inlined path (not through counts): the same answers, twins and all.
+    config = tuple((f"s{i}", tuple(w.strip() for w in words)) for i, words in enumerate(lists))
+    counts = old_counts(config, title if body is None else f"{title}\n{body}")
+    best = max(counts)
+    expected = (config[counts.index(best)][0], best) if best else None
+    matcher = KeywordMatcher(config)
+    assert matcher.classify(title, body) == expected
+    assert matcher.classify(title, body) == expected  # built now
