@@ -19,6 +19,12 @@ journal commits that other processes' fsyncs cause on a shared disk, made reprod
 makes the next new inode (a file or directory created) wait for the journal's write, ~0.2-0.6 ms on this class
 of VM, while writes to existing files, links, renames and unlinks stay microseconds; what the engine pays per
 attempt on a busy disk is then visible in the figure without depending on what else the machine runs.
+
+On ext4 without a journal (this project's VM: no jbd2, `/proc/fs/ext4/*/options`), a new inode near inodes freed in
+the last ~30 s costs CPU for each of them (fs/ext4/ialloc.c, `recently_deleted`): a bench started right after
+another one removed its temporary directory (thousands of files) pays that on every file the engine creates, unless
+the run root spreads its runs elsewhere (adws.files.spread_runs). Compare versions alternately, in one process
+where possible, and say what else was deleting files meanwhile.
 """
 
 from __future__ import annotations
