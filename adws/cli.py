@@ -102,10 +102,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# Set once `main` has run as the process's entry point (its arguments from sys.argv; never reset: the process
+# is adws's own from then on): see `_engine`.
+_OWN_PROCESS = False
+
+
 def _engine(args: argparse.Namespace) -> Any:
     from adws.engine import load
 
-    return load(_config_path(args.config))
+    engine = load(_config_path(args.config))
+    if _OWN_PROCESS:
+        # What is alive now (modules, classes, pydantic's validator, the compiled config, the engine) lives until
+        # the process ends: moved out of the cyclic collector's sight, no collection walks it again, while the
+        # command runs or at exit. ~20 M instructions of a warm `adws route`, ~37 M of the first after a config
+        # edit. Frozen objects are not finalized by the collection at exit, and the state store is in a cycle
+        # (its change poller holds a bound method of it), so the engine is closed at exit explicitly: SQLite
+        # checkpoints and removes its -wal and -shm files as when the collector closed it. Not when a program
+        # calls `main` itself: its collector stays as it was.
+        import atexit
+        import gc
+
+        atexit.register(engine.close)
+        gc.freeze()
+    return engine
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -630,6 +649,8 @@ def _route_args(argv: Sequence[str]) -> argparse.Namespace | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
+        global _OWN_PROCESS
+        _OWN_PROCESS = True
         argv = sys.argv[1:]
     args = _route_args(argv) or _parser(argv).parse_args(argv)
     if getattr(args, "config_opt", None):

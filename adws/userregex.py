@@ -10,7 +10,9 @@ Differences from Python's `re` a maintainer may meet (RE2 syntax, https://github
 `(?m)`; no `(?=...)`, `(?!...)`, `(?<=...)` or `\\1`.
 
 A regex that compiled before (a config read back from the compiled-config cache, see `already_checked`) is
-compiled again only at its first search, so `adws route` loads RE2 only when a regex is actually searched.
+compiled again only at its first search, so `adws route` loads RE2 only when a regex is actually searched. A
+validation after a config edit takes RE2's verdict on a regex the edit left as it was from the remembered checks
+(`remembering`, adws.config.verdicts), and compiles it at its first search too.
 """
 
 from __future__ import annotations
@@ -69,6 +71,28 @@ class UserRegex:
 
 
 _CHECKED: ContextVar[bool] = ContextVar("adws_regex_checked", default=False)
+# Verdicts made before, for a validation (adws.config.verdicts): given the question (the `repr` of source, ignore_case
+# and allow_empty) and the function that asks RE2, the answer — None when the regex is accepted, else the message
+# of the ValueError that refused it — from memory, or by calling the function.
+Memo = Callable[[str, Callable[[], "str | None"]], "str | None"]
+_MEMO: ContextVar[Memo | None] = ContextVar("adws_regex_memo", default=None)
+
+
+@contextmanager
+def remembering(memo: Memo) -> Iterator[None]:
+    """`compile_user_regex` inside takes RE2's verdict on a regex from `memo` (see `Memo`): an accepted regex is
+    then compiled at its first search, as inside `already_checked`, so a validation whose regexes were all
+    remembered does not load RE2."""
+    token = _MEMO.set(memo)
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def remembered_answer(value: Any) -> str | None:
+    """A stored refusal as `remembering`'s memo gives it, or None (which a memo stores for an accepted regex)."""
+    return value if type(value) is str else None
 
 
 @contextmanager
@@ -124,10 +148,34 @@ def _compile_checked(source: str, ignore_case: bool) -> Any:
 def compile_user_regex(source: str, ignore_case: bool = False, *, allow_empty: bool = True) -> UserRegex:
     """Compile a user's regex for linear-time matching. Raises ValueError with the one wording adws uses for a
     bad regex: `bad regex "SOURCE": WHY`. Inside `already_checked()` nothing is checked and RE2 compiles the
-    regex at its first search."""
+    regex at its first search; inside `remembering(memo)` the verdict comes from the memo, and a remembered
+    acceptance is compiled at its first search as well."""
     if _CHECKED.get():
-        return UserRegex(source, ignore_case,
-                         CompiledOnFirstSearch(source, lambda: _compile_checked(source, ignore_case)))
+        return _compiled_on_first_search(source, ignore_case)
+    memo = _MEMO.get()
+    if memo is None:
+        return _compile(source, ignore_case, allow_empty)
+    compiled: list[UserRegex] = []
+
+    def verdict() -> str | None:
+        try:
+            compiled.append(_compile(source, ignore_case, allow_empty))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    refusal = memo(repr((source, ignore_case, allow_empty)), verdict)
+    if refusal is not None:
+        raise ValueError(refusal)
+    return compiled[0] if compiled else _compiled_on_first_search(source, ignore_case)
+
+
+def _compiled_on_first_search(source: str, ignore_case: bool) -> UserRegex:
+    return UserRegex(source, ignore_case, CompiledOnFirstSearch(source, lambda: _compile_checked(source, ignore_case)))
+
+
+def _compile(source: str, ignore_case: bool, allow_empty: bool) -> UserRegex:
+    """`compile_user_regex` asking RE2 itself."""
     import re2
 
     try:

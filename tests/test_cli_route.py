@@ -308,3 +308,50 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     walk(schema)
     assert refs
     assert {ref.removeprefix("#/$defs/") for ref in refs} <= set(schema["$defs"])
+
+
+def test_the_command_moves_what_outlives_loading_out_of_the_collectors_sight(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the process's entry point (arguments from sys.argv) the command freezes what is alive once its engine
+    is built (gc.freeze), and routes as when called by a program, which keeps its collector as it was."""
+    import gc
+
+    args = ["route", "--config", CONFIG, "--at", AT, "--task-json", BUG, "--json"]
+    gc.unfreeze()
+    monkeypatch.setattr(cli, "_OWN_PROCESS", False)
+    called = adws(capsys, *args)
+    assert called[0] == 0 and gc.get_freeze_count() == 0
+    monkeypatch.setattr(sys, "argv", ["adws", *args])
+    at_exit: list[Any] = []
+    monkeypatch.setattr("atexit.register", at_exit.append)
+    try:
+        entry = cli.main()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert (entry, capsys.readouterr().out) == called[:2]
+    # Frozen objects are not finalized at exit: the engine is closed by an exit handler instead.
+    assert len(at_exit) == 1 and at_exit[0].__name__ == "close"
+    at_exit[0]()
+
+
+def test_the_command_leaves_no_sqlite_journal_files_behind(tmp_path: Path) -> None:
+    """A frozen engine is not finalized by the collection at exit, and the SQLite store is in a reference cycle:
+    the command closes it at exit, so SQLite checkpoints and removes its -wal and -shm files, run after run."""
+    config = tmp_path / "config.toml"
+    config.write_text('[providers.c]\ncommand_template = ["copilot", "-p", "{{ prompt }}", "--output-format", '
+                      '"json"]\nprompt = "arg"\noutput_format = "copilot-json"\n')
+    (tmp_path / "p.md").write_text("Fix it")
+    state = tmp_path / "state"
+    state.mkdir()
+    # (`machine` left the fakes alone on PATH; the fake's shell script also needs dirname and a python3.)
+    env = {**os.environ, "PATH": f"{FAKES_BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
+           "FAKE_AGENT_PYTHON": sys.executable, "ADWS_STATE_PATH": str(state / "state.sqlite3"),
+           "ADWS_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):  # the second run opens a store that exists: the case that left the files
+        done = subprocess.run([sys.executable, "-m", "adws", "run", "--config", str(config), "--task-json", "{}",
+                               "--prompt-file", str(tmp_path / "p.md"), "--workdir", str(tmp_path), "--json",
+                               "--quiet"], env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout)["success"] is True
+        assert sorted(path.name for path in state.iterdir()) == ["state.sqlite3"]

@@ -25,6 +25,7 @@ left as it was from `adws.config.verdicts` (same directory, same rules), so it u
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from hashlib import sha256
 
     from adws.compiled import CompiledConfig
@@ -201,8 +203,9 @@ def _periods(value: Any) -> list[list[int]] | None:
     return value if valid_periods(value) else None
 
 
-def write_entry(key: str, config: CompiledConfig) -> bool:
-    """Store `config` under `key`; False when it cannot be stored (then every load validates)."""
+def write_entry(key: str, config: CompiledConfig, quota_bounds: list[list[object]] | None = None) -> bool:
+    """Store `config` under `key`, with `quota_bounds` (`_quota_bounds(config)` when None); False when it cannot
+    be stored (then every load validates)."""
     from adws.compiled import CompiledConfig
     from adws.config.codec import CacheError, decode, encode
     from adws.cron import expansions
@@ -214,7 +217,9 @@ def write_entry(key: str, config: CompiledConfig) -> bool:
         # operator.attrgetter that do not compare equal to their twins; they are rebuilt from compared data.)
         if encode(decode(data, CompiledConfig), CompiledConfig) != data:
             return False
-        payload = json.dumps({"config": data, "cron": expansions(), "quota_bounds": _quota_bounds(config)},
+        if quota_bounds is None:
+            quota_bounds = _quota_bounds(config)
+        payload = json.dumps({"config": data, "cron": expansions(), "quota_bounds": quota_bounds},
                              ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode("utf-8", "surrogatepass")
     except (CacheError, RecursionError, ValueError, TypeError):
         return False
@@ -256,7 +261,8 @@ def skip_pydantic_plugin_scan() -> None:
     only for that validation (unless the variable is set already) and takes it out again, so no agent started
     later inherits it. The request is for the first load only: when that load finds its config in the cache,
     nothing is validated and the request lapses. The validators built without the scan stay so for the life of
-    the process (pydantic builds each once), so a later reload in it does not scan either."""
+    the process (pydantic builds each once), so a later reload in it does not scan either. That validation does
+    not import pydantic's plugin loader at all (`_validators_without_plugins`)."""
     global _SKIP_PLUGIN_SCAN
     _SKIP_PLUGIN_SCAN = True
 
@@ -272,9 +278,64 @@ def _validate_file(path: str | os.PathLike[str], data: bytes | None) -> Compiled
         return load_file(path, data)
     os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"  # read as each validator is built (pydantic.plugin)
     try:
-        return load_file(path, data)
+        with _validators_without_plugins():
+            return load_file(path, data)
     finally:
         del os.environ["PYDANTIC_DISABLE_PLUGINS"]
+
+
+# The parameters of pydantic's create_schema_validator that `_validators_without_plugins` stands in for.
+_CREATE_SCHEMA_VALIDATOR = ("schema", "schema_type", "schema_type_module", "schema_type_name", "schema_kind", "config",
+                            "plugin_settings", "_use_prebuilt")
+
+
+@contextlib.contextmanager
+def _validators_without_plugins() -> Iterator[None]:
+    """Inside, pydantic builds a model's validator as it does when no plugin is installed, without first
+    importing its plugin loader, which imports importlib.metadata (and with it email, zipfile, csv...) at module
+    level even when plugins are disabled: ~70 M instructions, a fifth of a validation after a config edit.
+
+    pydantic's models call `create_schema_validator` (pydantic.plugin._schema_validator) through the name
+    `pydantic._internal._model_construction` imported it under; with no plugin it returns
+    `SchemaValidator(schema, config, _use_prebuilt=...)`. Only while plugins are disabled for this validation
+    and no other thread runs (`_validate_file`), that name stands for a function returning exactly that. The
+    names are pydantic's private ones: if they are not as expected (another pydantic version: the function
+    elsewhere, or with other parameters), nothing is replaced and the loader is imported as before;
+    tests/config/test_template_checks.py fails then, so that it is noticed."""
+    try:
+        from pydantic._internal import _model_construction
+        from pydantic.plugin import _schema_validator
+        from pydantic_core import CoreConfig, CoreSchema, SchemaValidator
+    except ImportError:
+        yield
+        return
+    import inspect
+
+    names = vars(_model_construction)
+    original = names.get("create_schema_validator")
+    own = getattr(_schema_validator, "create_schema_validator", None)
+    if original is not own or not callable(own) or "pydantic.plugin._loader" in sys.modules:
+        yield  # another pydantic, someone else's stand-in, or the loader is here anyway: nothing to spare
+        return
+    try:
+        parameters = tuple(inspect.signature(own).parameters)
+    except (TypeError, ValueError):  # no signature to read: not the function this stands in for
+        parameters = ()
+    if parameters != _CREATE_SCHEMA_VALIDATOR:
+        yield
+        return
+
+    def without_plugins(schema: CoreSchema, schema_type: Any, schema_type_module: str, schema_type_name: str,
+                        schema_kind: Any, config: CoreConfig | None = None,
+                        plugin_settings: dict[str, Any] | None = None,
+                        _use_prebuilt: bool = True) -> SchemaValidator:
+        return SchemaValidator(schema, config, _use_prebuilt=_use_prebuilt)
+
+    try:
+        names["create_schema_validator"] = without_plugins  # inside the try: an interruption restores it too
+        yield
+    finally:
+        names["create_schema_validator"] = original
 
 
 def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
@@ -299,8 +360,13 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
     if key is None:
         return _validate_file(path, data)
     from adws.config.verdicts import remembering
+    from adws.quota import remember_bounds
 
     with remembering():  # template and cron checks that an edit leaves as they were need no Jinja, no croniter
         config = _validate_file(path, data)
-        write_entry(key, config)
+        bounds = _quota_bounds(config)
+        write_entry(key, config, bounds)
+    # This process routes with the periods the entry stores, as the next one reading it will: a route soon after
+    # an edit needs no croniter either (the periods are the remembered ones when the edit left the resets alone).
+    remember_bounds(bounds)
     return config

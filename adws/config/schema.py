@@ -10,11 +10,13 @@ time (`timeout = inf`, `1e12`, `chars_per_token = 1e-320`).
 Adding a key is one field in one model below (with its bounds and description); the JSON Schema follows.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here, unlike the rest of adws: pydantic would then evaluate every
+# field's annotation from its text (a compile and an eval each), about 11 M instructions of the first
+# `adws route` after a config edit. Validators return `Self` for the same reason (a class cannot name itself
+# in its own body).
 import shlex
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
@@ -46,6 +48,13 @@ def _enum(names: Any) -> dict[str, Any]:
     """A string field whose value must be a registry key: an enum in the JSON Schema (load checks the same
     registry with a "did you mean")."""
     return {"json_schema_extra": {"enum": list(names)}}
+
+
+def _empty_list() -> list[Any]:
+    """The `default_factory` of list fields. Not `list` itself: pydantic reads every factory's signature when it
+    builds a validator, and a builtin's is parsed from its text by the tokenizer, whose regexes are compiled on
+    first use (about 15 M instructions of the first `adws route` after a config edit)."""
+    return []
 
 
 class StrictModel(BaseModel):
@@ -147,7 +156,7 @@ class NeedConfig(StrictModel):
     margin_percent: float = Field(0.0, ge=0, le=1000, description="Added to the need before the fit test.")
 
     @model_validator(mode="after")
-    def _one_basis(self) -> NeedConfig:
+    def _one_basis(self) -> Self:
         if self.tokens is None and self.context_multiple is None and self.learned_runs is None:
             raise ValueError("give `tokens`, `context_multiple` or `learned_runs`")
         if self.tokens is not None and self.context_multiple is not None:
@@ -167,7 +176,7 @@ class WeightsConfig(StrictModel):
     cost: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
-    def _some_weight(self) -> WeightsConfig:
+    def _some_weight(self) -> Self:
         if not (self.quota or self.latency or self.fit or self.cost):
             raise ValueError("at least one weight must be > 0")
         return self
@@ -205,9 +214,9 @@ class RoutingConfig(StrictModel):
     enabled: bool = True
     default_provider: str | None = None
     default_model: str | None = None
-    chain: list[str] = Field(default_factory=list, description="Tier order. Empty: providers in file order.")
+    chain: list[str] = Field(default_factory=_empty_list, description="Tier order. Empty: providers in file order.")
     timezone: str = "UTC"
-    rules: list[RuleConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=_empty_list)
     intake: IntakeConfig = Field(default_factory=IntakeConfig.model_construct)
     actions: dict[Outcome, Action] = Field(default_factory=dict, description="Outcome class -> action.")
     retry: RetryConfig = Field(default_factory=RetryConfig.model_construct)
@@ -238,7 +247,7 @@ class PoolConfig(StrictModel):
     alert_percent: list[float] | None = Field(None, description="Default: the quota's.")
 
     @model_validator(mode="after")
-    def _limits_and_period(self) -> PoolConfig:
+    def _limits_and_period(self) -> Self:
         _check_period(self.reset, self.window, self.tokens, self.requests, self.cost_usd, required=True)
         return self
 
@@ -269,7 +278,7 @@ class QuotaConfig(StrictModel):
     pools: dict[str, PoolConfig] = Field(default_factory=dict, description="Named pools selected by model globs.")
 
     @model_validator(mode="after")
-    def _one_period(self) -> QuotaConfig:
+    def _one_period(self) -> Self:
         # With pools, the quota's own limits are optional: they govern the models no pool selects.
         _check_period(self.reset, self.window, self.tokens, self.requests, self.cost_usd, required=not self.pools)
         return self
@@ -314,12 +323,12 @@ class ProviderConfig(StrictModel):
         default_factory=dict, description="Fit of the whole provider (0-100), used for models that give no score."
     )
     models: dict[str, ModelConfig] = Field(default_factory=dict)
-    accounts: list[AccountConfig] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=_empty_list)
     quota: QuotaConfig | None = None
-    failure_patterns: list[PatternConfig] = Field(default_factory=list)
+    failure_patterns: list[PatternConfig] = Field(default_factory=_empty_list)
     actions: dict[Outcome, Action] = Field(default_factory=dict)
     vars: dict[str, Scalar] = Field(default_factory=dict)
-    verify: list[str] = Field(default_factory=list, description="Argv templates run after a successful attempt.")
+    verify: list[str] = Field(default_factory=_empty_list, description="Argv templates run after a successful attempt.")
     verify_timeout: float = Field(600.0, gt=0, description="Seconds the verify command may run.")
     prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
     need: NeedConfig | None = Field(None, description="Expected need per task, for the fit test.")
@@ -394,5 +403,5 @@ class Config(StrictModel):
     state: StateConfig = Field(default_factory=StateConfig.model_construct)
     audit: AuditConfig = Field(default_factory=AuditConfig.model_construct)
     run: RunConfig = Field(default_factory=RunConfig.model_construct)
-    scenarios: list[ScenarioConfig] = Field(default_factory=list)
+    scenarios: list[ScenarioConfig] = Field(default_factory=_empty_list)
     llm: LLMConfig | None = None

@@ -3,15 +3,16 @@
 Checking a template that is more than text and `{{ name }}` placeholders (`{% if thinking_budget %}...`) needs
 jinja2, whose import costs more than the rest of a config's checks. An edit elsewhere in the file leaves such a
 template's answers as they were, so `adws.config.load_config` keeps them in one file of the config cache
-directory, `template-checks.json`, and a validation asks it first.
+directory, `template-checks.json`, and a validation asks it first. The same file keeps croniter's verdict on
+each cron expression and RE2's on each user regex, so an edit that leaves them as they were needs neither.
 
 Each answer is filed under a SHA-256 over everything it depends on: the kind of question, the template's text,
 the variables it may read or is rendered with (their `repr`, which tells `1`, `1.0`, `True` and `"1"` apart),
-the adws code and the installed jinja2 and markupsafe files (path, size, modification time), and the Python
-version. So an answer is only ever found for exactly the inputs it was computed from. The file is read and
-written as a compiled-config entry is (`adws.config.read_sealed`/`write_sealed`: the user's own, nobody
-else's to write, no symlink, sealed); an answer of the wrong shape for its question is ignored and computed
-again. An unusable file costs one Jinja check per template, never a wrong answer.
+the adws code and the installed jinja2, markupsafe, croniter, dateutil and RE2 files (path, size, modification
+time), and the Python version. So an answer is only ever found for exactly the inputs it was computed from. The
+file is read and written as a compiled-config entry is (`adws.config.read_sealed`/`write_sealed`: the user's
+own, nobody else's to write, no symlink, sealed); an answer of the wrong shape for its question is ignored and
+computed again. An unusable file costs one Jinja check per template, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ T = TypeVar("T")
 
 @functools.cache
 def _library_stamp() -> str:
-    """Changes whenever an installed file of jinja2 (and markupsafe) or croniter (and dateutil), in any of their
-    subpackages, changes (found without importing them)."""
+    """Changes whenever an installed file of jinja2 (and markupsafe), croniter (and dateutil) or RE2, in any of
+    their subpackages, changes (found without importing them)."""
     from importlib.machinery import PathFinder
 
     from adws.config import tree_stamp
 
     parts = []
-    for name in ("jinja2", "markupsafe", "croniter", "dateutil"):
+    for name in ("jinja2", "markupsafe", "croniter", "dateutil", "re2"):
         spec = PathFinder.find_spec(name)
         locations = list(spec.submodule_search_locations or ()) if spec is not None else []
         for location in locations:
@@ -125,16 +126,19 @@ def _read() -> dict[str, Any]:
 def remembering() -> Iterator[Verdicts]:
     """Template checks inside answer from the file of remembered checks; the answers used are written back
     (with older ones, up to `_MOST`) when some had to be computed."""
-    from adws import cron
+    from adws import cron, userregex
 
     verdicts = Verdicts(_read())
 
     def cron_memo(expr: str, compute: Callable[[], list[Any] | str]) -> list[Any] | str:
         return verdicts.answer("cron", repr(expr), compute, cron.remembered_answer)
 
+    def regex_memo(question: str, compute: Callable[[], str | None]) -> str | None:
+        return verdicts.answer("regex", question, compute, userregex.remembered_answer, none_ok=True)
+
     token = _CURRENT.set(verdicts)
     try:
-        with cron.remembering(cron_memo):
+        with cron.remembering(cron_memo), userregex.remembering(regex_memo):
             yield verdicts
     finally:
         _CURRENT.reset(token)

@@ -397,6 +397,39 @@ def test_warm_cli_commands_with_every_agent_installed_stay_lean(tmp_path: Path, 
     assert "croniter" not in imported
 
 
+def test_the_first_route_after_an_edit_needs_no_croniter_and_routes_as_a_warm_one(tmp_path: Path) -> None:
+    """The route that validates an edited file takes the quota periods the new cache entry stores (those around
+    noon today, remembered from the last validation), as the warm routes after it will: no croniter, the same
+    answer as a warm route and as one without the cache."""
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from tests.helpers import FAKES_BIN
+
+    path = _copy_config(tmp_path)
+    at = datetime.now(UTC).replace(microsecond=0).isoformat()  # within the stored periods
+    args = ["route", "--config", str(path), "--task-json", '{"number": 7, "title": "Null pointer in parser", '
+            '"labels": ["bug"]}', "--at", at, "--json"]
+    env = {**os.environ, "ADWS_CACHE_DIR": str(cache_dir()), "ADWS_STATE_PATH": str(tmp_path / "none" / "s"),
+           "PATH": f"{FAKES_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def route(*options: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, *options, "-m", "adws", *args], env={**env, **extra},
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    route()  # the first validation: the checks and periods are remembered
+    path.write_text(path.read_text() + "\n# an edit\n")
+    edited = route("-X", "importtime")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in edited.stderr.splitlines() if "|" in line}
+    assert "adws.config.load" in imported  # validated
+    assert not {"croniter", "jinja2", "re2"} & imported
+    assert json.loads(edited.stdout)["plan"], edited.stdout  # a full plan: quota periods were asked
+    assert edited.stdout == route().stdout == route(ADWS_CONFIG_CACHE="off").stdout
+
+
 def test_rules_decoded_from_the_cache_share_conditions_written_alike() -> None:
     # As compile_config shares them (tests/test_conditions.py): the warm path keeps the same memory saving.
     rules = "".join(f'[[routing.rules]]\nname = "r{i}"\nprovider = "p"\nconditions = {{ labels = ["bug"], '

@@ -35,13 +35,15 @@ def _checks_file() -> Path:
     return cache_dir() / "template-checks.json"
 
 
-def _validated_in_a_child(path: Path) -> tuple[list[str], str]:
-    """(which of croniter/jinja2/pydantic a fresh process imported, the compiled config as JSON) after load_config."""
+def _validated_in_a_child(path: Path, watched: tuple[str, ...] = ("croniter", "jinja2", "pydantic")
+                          ) -> tuple[list[str], str]:
+    """(which of `watched` a fresh process imported, the compiled config as JSON) after load_config."""
     code = ("import json, sys; from adws.config import load_config; from adws.compiled import CompiledConfig; "
             "from adws.config.codec import encode; c = load_config(sys.argv[1]); "
-            "print(json.dumps([sorted(m for m in ('croniter', 'jinja2', 'pydantic') if m in sys.modules), "
+            "print(json.dumps([sorted(m for m in sys.argv[2:] if m in sys.modules), "
             "encode(c, CompiledConfig)]))")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+    done = subprocess.run([sys.executable, "-c", code, str(path), *watched], capture_output=True, text=True,
+                          check=True,
                           env={**os.environ, "ADWS_CACHE_DIR": str(cache_dir())})
     modules, config = json.loads(done.stdout)
     return modules, json.dumps(config)
@@ -61,6 +63,61 @@ def test_an_edit_elsewhere_validates_without_jinja_and_compiles_the_same(tmp_pat
     modules, config = _validated_in_a_child(path)
     assert modules == ["pydantic"]  # validated again, the answers on templates and cron remembered
     assert config == _uncached(path)
+
+
+def test_an_edit_elsewhere_validates_without_re2_and_compiles_the_same(tmp_path: Path) -> None:
+    path = _copy_config(tmp_path)
+    assert 'regex = "^acme/infra-"' in path.read_text()  # a regex condition: RE2 checks it
+    modules, _ = _validated_in_a_child(path, ("re2",))
+    assert modules == ["re2"]
+    path.write_text(path.read_text().replace("timeout = 3600", "timeout = 3000", 1))
+    modules, config = _validated_in_a_child(path, ("re2",))
+    assert modules == []  # RE2's verdict remembered; the regex compiles at its first search
+    assert config == _uncached(path)
+
+
+def test_a_remembered_regex_matches_as_a_checked_one(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from adws.engine import Engine
+
+    now = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
+    path = _copy_config(tmp_path)
+    load_config(path)
+    path.write_text(path.read_text() + "\n# an edit\n")
+    remembered, fresh = load_config(path), compile_config(parse_toml(path.read_text()), str(path), str(path.parent))
+    for repo, rule in (("acme/infra-live", "infra-repos-sonnet"), ("acme/web", None)):
+        task = {"title": "x", "labels": [], "attrs": {"repo": repo, "team": "infra"}}
+        routes = [Engine(c, environ={"ADWS_STATE_PATH": "/nonexistent/s"}).router.route(task, now=now).to_dict()
+                  for c in (remembered, fresh)]
+        assert routes[0] == routes[1]
+        assert (routes[0]["rule"] == "infra-repos-sonnet") == (rule is not None)
+
+
+def test_a_regex_is_asked_with_its_options() -> None:
+    from adws import userregex
+
+    asked: dict[str, str | None] = {}
+
+    def memo(question: str, compute: Any) -> str | None:
+        if question not in asked:
+            asked[question] = compute()
+        return asked[question]
+
+    with userregex.remembering(memo):
+        userregex.compile_user_regex("x*")
+        with pytest.raises(ValueError, match="matches empty text") as refused:
+            userregex.compile_user_regex("x*", allow_empty=False)
+        with pytest.raises(ValueError, match="matches empty text") as again:  # the remembered refusal
+            userregex.compile_user_regex("x*", allow_empty=False)
+        assert userregex.compile_user_regex("X", True).search("x") is not None
+    assert str(again.value) == str(refused.value)
+    assert list(asked.values()) == [None, str(refused.value), None]
+
+
+def test_a_changed_regex_is_checked_afresh(tmp_path: Path) -> None:
+    refused = _edit_refused_as_fresh(tmp_path, 'regex = "^acme/infra-"', 'regex = "^acme/(?=infra-)"')
+    assert 'bad regex "^acme/(?=infra-)"' in refused.render()
 
 
 def _edit_refused_as_fresh(tmp_path: Path, old: str, new: str) -> ConfigError:
@@ -234,6 +291,57 @@ def test_answers_found_by_a_failed_validation_are_kept(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no_such_table"):
         load_config(path)
     assert _checks_file().exists() and None in _remembered().values()
+
+
+def test_the_cli_validation_does_not_import_the_plugin_loader(tmp_path: Path) -> None:
+    """Its validators are built as pydantic builds them without plugins, without importing pydantic's plugin
+    loader (and importlib.metadata with it). Fails when pydantic's private names this relies on changed
+    (adws.config._validators_without_plugins then leaves them alone, and validation costs the import again)."""
+    path = _copy_config(tmp_path)
+    code = ("import json, sys; from adws.config import load_config, skip_pydantic_plugin_scan; "
+            "from adws.compiled import CompiledConfig; from adws.config.codec import encode; "
+            "skip_pydantic_plugin_scan(); c = load_config(sys.argv[1]); "
+            "print(json.dumps([sorted(m for m in ('pydantic', 'pydantic.plugin._loader', 'importlib.metadata') "
+            "if m in sys.modules), encode(c, CompiledConfig)]))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "ADWS_CACHE_DIR": str(cache_dir())})
+    modules, config = json.loads(done.stdout)
+    assert modules == ["pydantic"]
+    assert json.dumps(config) == _uncached(path)
+
+
+def test_validators_built_without_the_plugin_loader_are_pydantics_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in returns what pydantic's create_schema_validator returns when no plugin is installed: a
+    SchemaValidator that validates, and refuses, alike."""
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from pydantic.plugin._schema_validator import create_schema_validator
+    from pydantic_core import SchemaValidator
+
+    from adws.config import _validators_without_plugins
+
+    class Probe(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid", defer_build=True)
+        n: int = Field(ge=1)
+
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # Loaded by earlier validations in this process, the loader would make the stand-in stand aside.
+    monkeypatch.delitem(sys.modules, "pydantic.plugin._loader", raising=False)
+    from pydantic._internal import _model_construction
+
+    with _validators_without_plugins():
+        assert _model_construction.create_schema_validator is not create_schema_validator  # the stand-in is in
+        assert Probe.model_validate({"n": 2}).n == 2
+    assert _model_construction.create_schema_validator is create_schema_validator
+    built = Probe.__pydantic_validator__
+    # (The model's core schema holds its config: strict, extra="forbid".)
+    own = create_schema_validator(Probe.__pydantic_core_schema__, Probe, __name__, "Probe", "BaseModel")
+    assert type(built) is SchemaValidator and type(own) is SchemaValidator
+    for bad in ({"n": 0}, {"n": "2"}, {"n": 2, "m": 1}):
+        with pytest.raises(ValidationError) as ours:
+            built.validate_python(bad)
+        with pytest.raises(ValidationError) as theirs:
+            own.validate_python(bad)
+        assert ours.value.errors() == theirs.value.errors()
 
 
 def test_a_plugin_scan_request_lapses_when_the_first_load_is_cached(tmp_path: Path,
