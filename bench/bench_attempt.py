@@ -2,6 +2,7 @@
 cost of falling through five instantly failing tiers.
 
     python bench/bench_attempt.py [--n 300] [--falls 100] [--keep-runs 200] [--dir DIR] [--profile]
+                                  [--fsync-load] [--churn-load]
 
 Engine.run() does everything a coordinator's call does: route (rules, the state snapshot), create the run and
 attempt directories and prune old runs, write the prompt file, render argv and environment, run the child
@@ -19,6 +20,13 @@ journal commits that other processes' fsyncs cause on a shared disk, made reprod
 makes the next new inode (a file or directory created) wait for the journal's write, ~0.2-0.6 ms on this class
 of VM, while writes to existing files, links, renames and unlinks stay microseconds; what the engine pays per
 attempt on a busy disk is then visible in the figure without depending on what else the machine runs.
+
+On ext4 without a journal (this project's VM: no jbd2, `/proc/fs/ext4/*/options`), a new inode near inodes freed in
+the last ~30 s costs CPU for each of them (fs/ext4/ialloc.c, `recently_deleted`): a bench started right after
+another one removed its temporary directory (thousands of files) pays that on every file the engine creates, unless
+the run root spreads its runs elsewhere (adws.files.spread_runs). Compare versions alternately, in one process
+where possible, and say what else was deleting files meanwhile. `--churn-load` makes that neighbour reproducible: a
+process that creates a directory of 200 files in --dir and removes it, every 0.5 s (a test suite under /tmp).
 """
 
 from __future__ import annotations
@@ -161,18 +169,21 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the single-attempt loop")
     parser.add_argument("--fsync-load", action="store_true",
                         help="a neighbour that fsyncs 4 KiB every 2 ms in --dir throughout (see above)")
+    parser.add_argument("--churn-load", action="store_true",
+                        help="a neighbour that creates and removes 200 files every 0.5 s in --dir (see above)")
     args = parser.parse_args()
 
     where = args.dir or tempfile.gettempdir()
     print(f"python={sys.version.split()[0]} cpus={os.cpu_count()} keep_runs={args.keep_runs} warm-up={WARMUP} "
-          f"dir={where}" + (" fsync-load" if args.fsync_load else ""))
-    neighbour = fsync_neighbour(where) if args.fsync_load else None
+          f"dir={where}" + (" fsync-load" if args.fsync_load else "") + (" churn-load" if args.churn_load else ""))
+    neighbours = ([fsync_neighbour(where)] if args.fsync_load else []) + (
+        [neighbour(CHURN_LOOP, where, "churn")] if args.churn_load else [])
     try:
         measure(args)
     finally:
-        if neighbour is not None:
-            neighbour.terminate()
-            neighbour.wait()
+        for process in neighbours:
+            process.terminate()
+            process.wait()
 
 
 FSYNC_LOOP = """
@@ -188,10 +199,34 @@ while True:
 """
 
 
+CHURN_LOOP = """
+import os, shutil, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the finally below removes what is left
+base, i = sys.argv[1], 0
+os.mkdir(base, 0o700)
+try:
+    while True:
+        batch = os.path.join(base, str(i))
+        os.mkdir(batch)
+        for k in range(200):
+            os.close(os.open(os.path.join(batch, str(k)), os.O_CREAT | os.O_WRONLY, 0o600))
+        shutil.rmtree(batch)
+        i += 1
+        time.sleep(0.5)
+finally:
+    shutil.rmtree(base, ignore_errors=True)
+"""
+
+
 def fsync_neighbour(where: str) -> subprocess.Popen[bytes]:
     """A process on `where`'s file system that writes and fsyncs 4 KiB every 2 ms until terminated."""
-    path = os.path.join(where, f"adws-bench-fsync-{os.getpid()}")
-    return subprocess.Popen([sys.executable, "-c", FSYNC_LOOP, path])
+    return neighbour(FSYNC_LOOP, where, "fsync")
+
+
+def neighbour(code: str, where: str, kind: str) -> subprocess.Popen[bytes]:
+    """A process running `code` with one path on `where`'s file system (its own), until terminated."""
+    path = os.path.join(where, f"adws-bench-{kind}-{os.getpid()}")
+    return subprocess.Popen([sys.executable, "-c", code, path])
 
 
 def measure(args: argparse.Namespace) -> None:

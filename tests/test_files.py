@@ -13,7 +13,7 @@ import pytest
 from adws import audit
 from adws.config.load import compile_config, parse_toml
 from adws.errors import AdwsError, ConfigError
-from adws.files import MARKER, RunPruner, make_run_dir, prune_runs, unsafe_run_root
+from adws.files import MARKER, RunPruner, make_run_dir, prune_runs, spread_runs, unsafe_run_root
 from tests.hostile import config_text, engine
 
 OTHER_UID = 65534  # nobody
@@ -229,3 +229,77 @@ def test_check_refuses_a_run_dir_that_holds_far_more_than_runs(tmp_path: Path, p
 def test_an_ordinary_run_dir_passes(tmp_path: Path) -> None:
     assert unsafe_run_root(str(tmp_path / "runs"), home=str(tmp_path / "home")) is None
     assert unsafe_run_root(str(tmp_path / "home" / "project" / ".adws"), home=str(tmp_path / "home")) is None
+
+
+# -- where run directories are placed (issue 10) --------------------------------------------------------------
+
+
+def _flags(path: Path) -> int | None:
+    """The inode flags of `path` (FS_IOC_GETFLAGS), None where the file system has none to show."""
+    import fcntl
+    import sys
+
+    from adws.files import _flags_requests
+
+    requests = _flags_requests()
+    if requests is None:
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buffer = bytearray(8)
+        fcntl.ioctl(fd, requests[0], buffer, True)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int.from_bytes(buffer[:4], sys.byteorder)
+
+
+def test_a_run_root_is_marked_as_a_top_directory_where_the_file_system_can(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    root.mkdir()
+    before = _flags(root)
+    marked = spread_runs(root)
+    after = _flags(root)
+    if before is None or not marked:  # tmpfs, XFS, btrfs: refused, nothing changed, nothing raised
+        assert not marked and after == before
+        pytest.skip("this file system has no FS_TOPDIR_FL")
+    assert after == before | 0x00020000  # FS_TOPDIR_FL added, every other flag kept
+    assert spread_runs(root)  # already marked: asks once more, changes nothing
+    assert _flags(root) == after
+
+
+def test_a_file_system_that_refuses_the_flag_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    def refuse(*args: object) -> None:
+        raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
+
+    monkeypatch.setattr(fcntl, "ioctl", refuse)
+    assert spread_runs(tmp_path) is False
+    made = make_run_dir(tmp_path / "runs", "20200101T000000-t-000001")  # the run is made all the same
+    assert (made / MARKER).is_file()
+
+
+def test_each_run_root_is_marked_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[Path] = []
+    monkeypatch.setattr("adws.files.spread_runs", lambda root: asked.append(root) or True)
+    for i in range(1, 4):
+        make_run_dir(tmp_path / "a", f"2020010{i}T000000-t-00000{i}")
+    make_run_dir(tmp_path / "b", "20200101T000000-t-000001")
+    assert asked == [tmp_path / "a", tmp_path / "b"]
+
+
+def test_a_run_directory_whose_marker_cannot_be_written_is_removed(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    root = tmp_path / "runs"
+    monkeypatch.setattr("adws.files.write_private", full)
+    with pytest.raises(OSError, match="No space left"):
+        make_run_dir(root, "20200101T000000-t-000001")
+    assert list(root.iterdir()) == []  # an unmarked directory would never be pruned: none is left
