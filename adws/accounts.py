@@ -253,8 +253,9 @@ class StatefulAccounts:
         """Re-read state when another writer committed, a period start moved or a cooldown ended. `version`: the
         store's, just read.
 
-        Routing calls this once per decision, so the common case (nothing changed, `now` still inside the
-        current periods) is one clock conversion, two float comparisons and the store's version check.
+        `generation` (once per decision) reads the version and calls this unless the store is still absent as
+        it was at the last call, so the common case (nothing changed, `now` still inside the current periods)
+        is one clock conversion and two float comparisons. The absent-store branch stays for the other callers.
         """
         if version == ABSENT_VERSION:
             # No store yet (see PendingStore): it holds nothing at any `now`, so there is nothing to re-read.

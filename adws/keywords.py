@@ -144,7 +144,8 @@ class KeywordMatcher:
             counts = self.counts(text, body)
         else:
             # `counts` and `_scan` inlined: what routing asks for a task without a deciding label, so one frame
-            # here instead of four, and no tally at all when nothing matched (most titles, many short bodies).
+            # here instead of three when nothing matched (most titles, many short bodies: no tally at all), two
+            # with hits (`_tally`).
             if body is not None:
                 text = f"{text}\n{body}"  # a copy, but short (< _JOIN_BELOW): cheaper than reading the parts apart
             # (ASCII, the common case, holds no surrogate: encoded without naming an error handler, which is slower)
@@ -213,9 +214,8 @@ class KeywordMatcher:
         cannot decide exactly (the caller then uses the regex)."""
         # UTF-8, then ASCII lowercase: bytes of non-ASCII characters are all >= 0x80, so they never match an
         # ASCII keyword, are left alone by bytes.lower(), and never split a hit. Positions are not needed.
-        folded = text.encode("utf-8", "surrogatepass")
-        if not text.isascii():
-            folded = _twinless(text, folded)
+        # (ASCII holds no surrogate: encoded without naming an error handler, which is slower; as in `classify`)
+        folded = text.encode() if text.isascii() else _twinless(text, text.encode("utf-8", "surrogatepass"))
         folded = folded.lower()
         if counts is None:
             counts = [0] * len(self.lists)

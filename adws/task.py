@@ -104,7 +104,8 @@ class Task:
 
 
 def task_key(task_id: str | None, number: int | None) -> str | None:
-    """Task.key of a task with this id and number."""
+    """Task.key of a task with this id and number. (`Router.route` writes this rule out on its hot path;
+    tests/test_router.py checks that its decisions carry this key.)"""
     if task_id is not None:
         return task_id
     return None if number is None else f"#{number}"

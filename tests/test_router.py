@@ -896,3 +896,20 @@ def test_refresh_notices_a_newly_installed_program() -> None:
     router.refresh()
     decision = router.route({}, now=NOW)
     assert (decision.skipped, [s.provider for s in decision.plan]) == ([], ["alpha", "beta", "gamma"])
+
+
+@pytest.mark.parametrize(("task_id", "number"), [
+    (None, None), ("abc", None), (None, 5), ("abc", 5), ("", 5), ("#5", None), (None, 0)])
+def test_a_decision_carries_the_tasks_key_whatever_its_shape(task_id: str | None, number: int | None) -> None:
+    """route() writes Task.key's rule out on its hot path (for a Task and for a dict alike): the view it decides
+    on, and so the plan cache and sticky accounts, carry the key Task.key gives."""
+    engine = Engine(load_config(ROOT / "config.toml"), store=MemoryStore(None), which=lambda name: "/bin/" + name,
+                    environ={})
+    fields: dict[str, Any] = {"title": "Null pointer in parser", "labels": ["bug"]}
+    if task_id is not None:
+        fields["id"] = task_id
+    if number is not None:
+        fields["number"] = number
+    key = Task.from_dict(fields).key
+    assert engine.route(Task.from_dict(fields), now=NOW).view.task_id == key
+    assert engine.route(dict(fields), now=NOW).view.task_id == key
