@@ -6,9 +6,12 @@
   whose name has the run-directory form *and* which carry the marker, so a `[run] dir` pointed at a folder
   with other data never loses any of it. The markers of one process's runs are hard links to one file (see
   `make_run_dir`): no run pays for a new inode just to be marked.
-- The run root is marked as the top of directory hierarchies (ext4's `chattr +T`, see `spread_runs`): each run
-  directory is then placed in a block group of its own choosing, away from other processes' file churn, which on a
-  file system without a journal makes every new inode near it cost milliseconds of CPU.
+- The run root is marked as the top of directory hierarchies (ext4's `chattr +T`, see `spread_runs`): ext4 then
+  places each run directory (and its files) by the Orlov rule, in the flex group with the fewest directories among
+  those with above-average free space, instead of next to the root's own group. Consecutive runs mostly share that
+  group, and adws's own pruning frees inodes there; what it buys is distance from other processes' file churn (files
+  created and deleted under the same parent, e.g. /tmp), which on ext4 without a journal makes each new inode near
+  it cost up to milliseconds of CPU.
 - Nothing here is fsynced: run directories are a record of what ran for people and tools to read, and a crash of
   adws loses none of it (only a crash of the machine could), so no run pays a disk flush for them.
 - `[run] dir` must not be a symbolic link or belong to another user (a directory another user controls could
@@ -22,6 +25,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import sys
 import time
 from pathlib import Path
@@ -127,8 +131,9 @@ def unsafe_run_root(path: str, home: str | None = None) -> str | None:
     return None
 
 
-def check_run_root(root: Path) -> None:
-    """Raise AdwsError when the existing `root` is a symbolic link, not a directory, or another user's."""
+def check_run_root(root: Path) -> os.stat_result:
+    """Raise AdwsError when the existing `root` is a symbolic link, not a directory, or another user's; OSError
+    (FileNotFoundError) when it cannot be looked at. Returns what was checked: `root`'s lstat."""
     info = os.lstat(root)
     where = f"[run] dir {root}"
     if stat.S_ISLNK(info.st_mode):
@@ -138,6 +143,7 @@ def check_run_root(root: Path) -> None:
         raise AdwsError(f"{where} is not a directory")
     if info.st_uid != os.geteuid():
         raise AdwsError(f"{where} is owned by another user (uid {info.st_uid}); use a directory of your own")
+    return info
 
 
 def make_run_dir(root: Path, name: str, like: Path | None = None) -> Path:
@@ -145,10 +151,11 @@ def make_run_dir(root: Path, name: str, like: Path | None = None) -> Path:
 
     `like`: an earlier run directory under `root` (the last one this process made): its marker is linked into the
     new one rather than written again. A hard link makes no new inode, and a new inode is what a file costs on a
-    busy ext4 disk (0.3-2 ms on this project's VM, see `spread_runs`). The marker stays a regular
-    0600 file named `MARKER` with the same text; removing a run directory removes only its own link. Where the
-    link cannot be made (`like` pruned meanwhile, a file system without hard links, the link count limit), the
-    marker is written as a file of its own.
+    busy ext4 disk: on journaled ext4 a wait for the journal commit under way (0.2-0.6 ms), without a journal a pass
+    over the recently deleted inodes near it (0.5-2 ms of CPU on this project's VM, see the note above
+    `spread_runs`). The marker stays a regular 0600 file named `MARKER` with the same text; removing a run directory
+    removes only its own link. Where the link cannot be made (`like` pruned meanwhile, a file system without hard
+    links, the link count limit), the marker is written as a file of its own.
 
     The first time a process uses `root`, it is marked as the top of directory hierarchies (`spread_runs`). A
     directory whose marker cannot be written is removed again before the error is raised.
@@ -156,14 +163,14 @@ def make_run_dir(root: Path, name: str, like: Path | None = None) -> Path:
     Raises AdwsError for an unsafe root (see `check_run_root`), OSError when the OS refuses.
     """
     try:
-        check_run_root(root)
+        seen = check_run_root(root)
     except FileNotFoundError:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        check_run_root(root)
-    key = os.fspath(root)
+        seen = check_run_root(root)
+    key = (seen.st_dev, seen.st_ino)
     if key not in _SPREAD:
         _SPREAD.add(key)  # once per root and process (a lost race only asks twice)
-        spread_runs(root)
+        spread_runs(root, seen)
     path = root / name
     make_private_dir(path)
     marker = path / MARKER
@@ -186,41 +193,73 @@ def make_run_dir(root: Path, name: str, like: Path | None = None) -> Path:
     return path
 
 
-# ext4's inode allocator, on a file system without a journal, passes over every free inode that was freed in the last
-# 30 seconds or so (fs/ext4/ialloc.c, recently_deleted), reading its inode table block for each: where other
+# ext4's inode allocator, on a file system without a journal, passes over every free inode freed in the last 60 s
+# (fs/ext4/ialloc.c, recently_deleted: RECENTCY_MIN since Linux 5.7), or the last 360 s while that inode's table
+# block is not yet written back (RECENTCY_DIRTY adds 300 s), looking its inode table block up for each: where other
 # processes create and delete many files (tests and builds under /tmp), a new file or directory there costs 0.5-2 ms
 # of CPU (measured with perf on this project's VM: 65% of a create loop in recently_deleted/find_get_block). Files go
-# in their directory's block group and directories near their parent's, so every run would land among that churn.
-# Marked as the top of directory hierarchies (chattr +T, FS_TOPDIR_FL), the run root has its run directories spread
-# by the Orlov allocator over block groups with many free inodes instead, each run's files with its directory.
+# in their directory's flex group and directories near their parent's, so every run would land among that churn.
+# Marked as the top of directory hierarchies (chattr +T, FS_TOPDIR_FL), the run root has each run directory placed
+# by the Orlov rule instead: the flex group with the fewest directories among those with above-average free inodes
+# and blocks, each run's files with its directory. That group is rarely the churning one; consecutive runs mostly
+# share it, and pruning old runs frees inodes in it, so adws's own deletions still count.
 _FS_TOPDIR_FL = 0x00020000  # linux/fs.h
-_SPREAD: set[str] = set()
+# Roots already asked about, by (st_dev, st_ino): a root deleted and made again may reuse its inode number and then
+# go unmarked in this process, which costs only placement.
+_SPREAD: set[tuple[int, int]] = set()
 
 
-def spread_runs(root: Path) -> bool:
-    """Ask the file system to place each directory made in `root` as the top of its own hierarchy (ext2/3/4's
-    `chattr +T`), away from other processes' files; True when `root` carries the flag. Best effort, never raises:
-    other file systems (tmpfs, XFS, btrfs) refuse the request, and that changes nothing else."""
+def spread_runs(root: Path, seen: os.stat_result | None = None) -> bool:
+    """Mark the directory `root` as the top of directory hierarchies (ext2/3/4's `chattr +T`, FS_TOPDIR_FL), so
+    that each directory made directly in it is placed by the Orlov rule rather than next to `root` (see above);
+    True when `root` carries the flag afterwards. The flag stays on `root` (`chattr -T` removes it).
+
+    `seen`: what the caller checked at `root` (`check_run_root`'s lstat); without it `root` is lstat'ed here. The
+    flag is set only on that very directory (same device and inode, opened without following a symbolic link) and
+    only when the effective user owns it: a root swapped for another directory meanwhile is left alone (False).
+    Best effort, never raises: other file systems (tmpfs, XFS, btrfs) refuse or ignore the flag, and nothing else
+    changes."""
     request = _flags_requests()
     if request is None:
         return False
-    get, put = request
     try:
         import fcntl
 
+        if seen is None:
+            seen = os.lstat(root)
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            buffer = bytearray(8)  # the kernel reads and writes an int, whatever the request's declared size
-            fcntl.ioctl(fd, get, buffer, True)
-            flags = int.from_bytes(buffer[:4], sys.byteorder)
-            if flags & _FS_TOPDIR_FL:
-                return True
-            fcntl.ioctl(fd, put, (flags | _FS_TOPDIR_FL).to_bytes(4, sys.byteorder) + bytes(4))
-            return True
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino) or info.st_uid != os.geteuid():
+                return False
+            flags = _get_flags(fd)
+            if flags is None:
+                return False
+            if not flags & _FS_TOPDIR_FL:
+                fcntl.ioctl(fd, request[1], (flags | _FS_TOPDIR_FL).to_bytes(4, sys.byteorder) + bytes(4))
+                flags = _get_flags(fd)  # read back: a file system may accept the request and drop the flag
+            return flags is not None and bool(flags & _FS_TOPDIR_FL)
         finally:
             os.close(fd)
-    except (OSError, ImportError, OverflowError):
+    except OSError:
+        # (flags | _FS_TOPDIR_FL).to_bytes(4) cannot overflow: flags comes from 4 bytes. Nothing but the OS fails.
         return False
+
+
+def _get_flags(fd: int) -> int | None:
+    """The inode flags (FS_IOC_GETFLAGS, the bits `lsattr` shows) of the open file `fd`; None where the platform or
+    the file system has none to show (`_flags_requests` is None, or the ioctl fails)."""
+    request = _flags_requests()
+    if request is None:
+        return None
+    import fcntl
+
+    buffer = bytearray(8)  # the kernel reads and writes an int, whatever the request's declared size
+    try:
+        fcntl.ioctl(fd, request[0], buffer, True)
+    except OSError:
+        return None
+    return int.from_bytes(buffer[:4], sys.byteorder)
 
 
 def _flags_requests() -> tuple[int, int] | None:
@@ -228,7 +267,7 @@ def _flags_requests() -> tuple[int, int] | None:
     None elsewhere (not Linux, or PowerPC, MIPS, SPARC, which encode them differently)."""
     if not sys.platform.startswith("linux") or os.uname().machine not in _GENERIC_IOCTL:
         return None
-    size = 8 if sys.maxsize > 2**32 else 4  # sizeof(long)
+    size = struct.calcsize("l")  # sizeof(long), the size the request number declares
     return (2 << 30) | (size << 16) | (0x66 << 8) | 1, (1 << 30) | (size << 16) | (0x66 << 8) | 2
 
 

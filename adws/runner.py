@@ -573,10 +573,11 @@ def run(request: RunRequest, *, clock: Callable[[], float] = time.monotonic) -> 
     `clock` only measures `duration_ms`; waits always use real monotonic time.
 
     When `out_dir` exists (the manager makes it), the log files are created right after the child is started,
-    while it runs: its output waits in the pipes meanwhile, and creating a file (a new inode: about 0.3 ms on a
-    busy ext4 disk) then costs the attempt nothing. When they cannot be created the child is killed at once and
-    the outcome is the same spawn failure as for a directory that cannot be made, which is created before the
-    child starts.
+    while it runs: its output waits in the pipes meanwhile, and creating a file then costs the attempt nothing. (A
+    new inode on a busy ext4 disk waits for the journal commit under way, 0.2-0.6 ms, on journaled ext4, and costs
+    0.5-2 ms of CPU passing over recently deleted inodes near it on ext4 without a journal; see adws.files.) When
+    they cannot be created the child is killed at once and the outcome is the same spawn failure as for a directory
+    that cannot be made, which is created before the child starts.
     """
     started = clock()
     argv = [str(arg) for arg in request.argv]

@@ -15,16 +15,18 @@ alike) after a warm-up; the paired difference per iteration is the overhead.
 
 `--profile` adds a cProfile of the single-attempt loop and prints where the extra time goes.
 
-`--fsync-load` runs, for the whole bench, a neighbour that writes 4 KiB and fsyncs it every 2 ms in --dir: the
-journal commits that other processes' fsyncs cause on a shared disk, made reproducible. On ext4 each commit
-makes the next new inode (a file or directory created) wait for the journal's write, ~0.2-0.6 ms on this class
-of VM, while writes to existing files, links, renames and unlinks stay microseconds; what the engine pays per
-attempt on a busy disk is then visible in the figure without depending on what else the machine runs.
+`--fsync-load` runs, for the whole bench, a neighbour that writes 4 KiB and fsyncs it every 2 ms in --dir: on a
+journaled file system, the journal commits that other processes' fsyncs cause on a shared disk, made reproducible.
+On journaled ext4 a new inode (a file or directory created) made while a commit is being written waits for it,
+~0.2-0.6 ms, while writes to existing files, links, renames and unlinks stay microseconds; what the engine pays per
+attempt on a busy disk is then visible in the figure without depending on what else the machine runs. On ext4
+without a journal there are no commits to wait for: the neighbour's fsyncs only cost disk writes.
 
 On ext4 without a journal (this project's VM: no jbd2, `/proc/fs/ext4/*/options`), a new inode near inodes freed in
-the last ~30 s costs CPU for each of them (fs/ext4/ialloc.c, `recently_deleted`): a bench started right after
-another one removed its temporary directory (thousands of files) pays that on every file the engine creates, unless
-the run root spreads its runs elsewhere (adws.files.spread_runs). Compare versions alternately, in one process
+the last 60 s (360 s while their inode table block is dirty; fs/ext4/ialloc.c, `recently_deleted`, Linux 5.7 and
+later) costs CPU for each of them: a bench started right after another one removed its temporary directory
+(thousands of files) pays that on every file the engine creates, unless the run root has its runs placed elsewhere
+(adws.files.spread_runs). Compare versions alternately, in one process
 where possible, and say what else was deleting files meanwhile. `--churn-load` makes that neighbour reproducible: a
 process that creates a directory of 200 files in --dir and removes it, every 0.5 s (a test suite under /tmp).
 """
@@ -176,10 +178,24 @@ def main() -> None:
     where = args.dir or tempfile.gettempdir()
     print(f"python={sys.version.split()[0]} cpus={os.cpu_count()} keep_runs={args.keep_runs} warm-up={WARMUP} "
           f"dir={where}" + (" fsync-load" if args.fsync_load else "") + (" churn-load" if args.churn_load else ""))
-    neighbours = ([fsync_neighbour(where)] if args.fsync_load else []) + (
-        [neighbour(CHURN_LOOP, where, "churn")] if args.churn_load else [])
+    neighbours: list[subprocess.Popen[bytes]] = []
     try:
+        # Started inside the try: when the second cannot start, the first is still ended below.
+        if args.fsync_load:
+            neighbours.append(neighbour(FSYNC_LOOP, where, "fsync"))
+        if args.churn_load:
+            neighbours.append(neighbour(CHURN_LOOP, where, "churn"))
+        if neighbours:
+            time.sleep(0.5)  # long enough for a neighbour that cannot start to have ended
+        for process in neighbours:
+            if process.poll() is not None:
+                raise SystemExit(f"a load neighbour ({' '.join(map(str, process.args))}) ended at once "
+                                 f"(exit status {process.returncode}): the figures would be without its load")
         measure(args)
+        ended = [process for process in neighbours if process.poll() is not None]
+        if ended:
+            raise SystemExit(f"{len(ended)} load neighbour(s) ended during the measurement: the figures above were "
+                             "taken partly without their load")
     finally:
         for process in neighbours:
             process.terminate()
@@ -200,10 +216,11 @@ while True:
 
 
 CHURN_LOOP = """
-import os, shutil, signal, sys, time
+import os, shutil, signal, sys, tempfile, time
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the finally below removes what is left
-base, i = sys.argv[1], 0
-os.mkdir(base, 0o700)
+# A fresh directory (named after the path given): one left over by a killed bench is never in the way.
+base = tempfile.mkdtemp(prefix=os.path.basename(sys.argv[1]) + "-", dir=os.path.dirname(sys.argv[1]))
+i = 0
 try:
     while True:
         batch = os.path.join(base, str(i))
@@ -216,11 +233,6 @@ try:
 finally:
     shutil.rmtree(base, ignore_errors=True)
 """
-
-
-def fsync_neighbour(where: str) -> subprocess.Popen[bytes]:
-    """A process on `where`'s file system that writes and fsyncs 4 KiB every 2 ms until terminated."""
-    return neighbour(FSYNC_LOOP, where, "fsync")
 
 
 def neighbour(code: str, where: str, kind: str) -> subprocess.Popen[bytes]:

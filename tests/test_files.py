@@ -4,7 +4,9 @@ the state store under hostile file systems."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,25 +236,26 @@ def test_an_ordinary_run_dir_passes(tmp_path: Path) -> None:
 # -- where run directories are placed (issue 10) --------------------------------------------------------------
 
 
+TOPDIR = 0x00020000  # FS_TOPDIR_FL, linux/fs.h
+
+
 def _flags(path: Path) -> int | None:
-    """The inode flags of `path` (FS_IOC_GETFLAGS), None where the file system has none to show."""
-    import fcntl
-    import sys
+    """The inode flags of `path` (adws.files._get_flags), None where the file system has none to show."""
+    from adws.files import _get_flags
 
-    from adws.files import _flags_requests
-
-    requests = _flags_requests()
-    if requests is None:
-        return None
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        buffer = bytearray(8)
-        fcntl.ioctl(fd, requests[0], buffer, True)
-    except OSError:
-        return None
+        return _get_flags(fd)
     finally:
         os.close(fd)
-    return int.from_bytes(buffer[:4], sys.byteorder)
+
+
+def _on_ext(path: Path) -> bool:
+    """Whether `path` is on ext2/3/4 (statfs magic 0xEF53), asked of coreutils' stat rather than of adws's ioctls."""
+    if shutil.which("stat") is None:
+        return False
+    done = subprocess.run(["stat", "-f", "-c", "%t", str(path)], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and done.stdout.strip() == "ef53"
 
 
 def test_a_run_root_is_marked_as_a_top_directory_where_the_file_system_can(tmp_path: Path) -> None:
@@ -261,10 +264,15 @@ def test_a_run_root_is_marked_as_a_top_directory_where_the_file_system_can(tmp_p
     before = _flags(root)
     marked = spread_runs(root)
     after = _flags(root)
-    if before is None or not marked:  # tmpfs, XFS, btrfs: refused, nothing changed, nothing raised
-        assert not marked and after == before
+    if not marked and not _on_ext(root):  # tmpfs, XFS, btrfs: refused (or no flags at all), nothing changed
+        assert after == before
         pytest.skip("this file system has no FS_TOPDIR_FL")
-    assert after == before | 0x00020000  # FS_TOPDIR_FL added, every other flag kept
+    # On ext2/3/4 the flags must be readable and the flag set: a wrong ioctl encoding fails here, never skips.
+    assert before is not None and marked
+    assert after == before | TOPDIR  # FS_TOPDIR_FL added, every other flag kept
+    if shutil.which("lsattr") is not None:  # seen by e2fsprogs too, through its own ioctl encoding
+        shown = subprocess.run(["lsattr", "-d", str(root)], capture_output=True, text=True, check=True).stdout
+        assert "T" in shown.split()[0]
     assert spread_runs(root)  # already marked: asks once more, changes nothing
     assert _flags(root) == after
 
@@ -276,15 +284,52 @@ def test_a_file_system_that_refuses_the_flag_changes_nothing(tmp_path: Path, mon
     def refuse(*args: object) -> None:
         raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
 
-    monkeypatch.setattr(fcntl, "ioctl", refuse)
-    assert spread_runs(tmp_path) is False
-    made = make_run_dir(tmp_path / "runs", "20200101T000000-t-000001")  # the run is made all the same
+    before = _flags(tmp_path)
+    monkeypatch.setattr("adws.files._SPREAD", set())
+    with monkeypatch.context() as patch:
+        patch.setattr(fcntl, "ioctl", refuse)
+        assert spread_runs(tmp_path) is False
+        made = make_run_dir(tmp_path / "runs", "20200101T000000-t-000001")  # the run is made all the same
     assert (made / MARKER).is_file()
+    assert _flags(tmp_path) == before
+    assert not (_flags(tmp_path / "runs") or 0) & TOPDIR
+
+
+def test_a_root_swapped_after_its_check_is_left_unmarked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import adws.files
+
+    root, other, moved = tmp_path / "runs", tmp_path / "other", tmp_path / "moved"
+    root.mkdir()
+    other.mkdir()
+    check = adws.files.check_run_root
+
+    def check_then_swap(path: Path) -> os.stat_result:
+        seen = check(path)
+        root.rename(moved)  # another directory takes the checked one's place before spread_runs opens it
+        other.rename(root)
+        return seen
+
+    monkeypatch.setattr("adws.files._SPREAD", set())
+    monkeypatch.setattr("adws.files.check_run_root", check_then_swap)
+    make_run_dir(root, "20200101T000000-t-000001")  # no raise
+    assert not (_flags(root) or 0) & TOPDIR  # the directory now at `root` was never checked: not marked
+    assert not (_flags(moved) or 0) & TOPDIR
+    assert spread_runs(moved, os.lstat(root)) is False  # another directory's identity: refused
+
+
+def test_a_root_owned_by_another_user_is_left_unmarked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "runs"
+    root.mkdir()
+    seen = os.lstat(root)
+    monkeypatch.setattr(os, "geteuid", lambda: seen.st_uid + 1)
+    assert spread_runs(root, seen) is False
+    assert not (_flags(root) or 0) & TOPDIR
 
 
 def test_each_run_root_is_marked_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[Path] = []
-    monkeypatch.setattr("adws.files.spread_runs", lambda root: asked.append(root) or True)
+    monkeypatch.setattr("adws.files._SPREAD", set())  # roots of earlier tests may have left their inode numbers
+    monkeypatch.setattr("adws.files.spread_runs", lambda root, seen: asked.append(root) or True)
     for i in range(1, 4):
         make_run_dir(tmp_path / "a", f"2020010{i}T000000-t-00000{i}")
     make_run_dir(tmp_path / "b", "20200101T000000-t-000001")
