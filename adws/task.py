@@ -143,18 +143,39 @@ def common_fields(data: object) -> CommonFields | None:
         labels = tuple(labels)
     else:
         return None
-    task_id, number, title, body = get("id"), get("number"), get("title"), get("body")
-    priority, retry_count, spec, tokens = get("priority"), get("retry_count"), get("specialization"), \
-        get("context_tokens")
+    # _plain_scalars' checks written out, each next to its field's default (one test per field, no call):
+    # route() reads every dict task with this.
+    title = get("title")
     if title is None:
         title = ""
+    elif type(title) is not str:
+        return None
+    body = get("body")
     if body is None:
         body = ""
+    elif type(body) is not str:
+        return None
+    retry_count = get("retry_count")
     if retry_count is None:
         retry_count = 0
+    elif type(retry_count) is not int or retry_count < 0:
+        return None
+    task_id = get("id")
+    if task_id is not None and type(task_id) is not str:
+        return None
+    number = get("number")
+    if number is not None and (type(number) is not int or number < 0):
+        return None
+    priority = get("priority")
+    if priority is not None and type(priority) is not str and type(priority) is not int:
+        return None
+    spec = get("specialization")
     if spec == "":
         spec = None
-    if not _plain_scalars(task_id, number, title, body, priority, retry_count, spec, tokens):
+    elif spec is not None and type(spec) is not str:
+        return None
+    tokens = get("context_tokens")
+    if tokens is not None and (type(tokens) is not int or tokens < 0):
         return None
     return task_id, number, title, body, labels, priority, retry_count, spec, tokens
 
@@ -220,8 +241,9 @@ def _priority(value: Any) -> str | None:
 
 def _plain_scalars(task_id: object, number: object, title: object, body: object, priority: object,
                    retry_count: object, spec: object, tokens: object) -> bool:
-    """The scalar fields in a few exact type checks (defaults already applied): the common case, shared by
-    `_plainly_valid` and `common_fields`; anything else goes to `_field_problems`, which says what is wrong."""
+    """The scalar fields in a few exact type checks (defaults already applied): the common case, for
+    `_plainly_valid` (`common_fields` writes the same checks out); anything else goes to `_field_problems`, which
+    says what is wrong."""
     return (type(title) is str and type(body) is str and type(retry_count) is int and retry_count >= 0
             and (task_id is None or type(task_id) is str)
             and (number is None or (type(number) is int and number >= 0))
