@@ -163,8 +163,15 @@ class Engine:
         """Where the task would run: pure, no side effects."""
         if self._auto_reload:  # _between_tasks' own test, here: one call less per decision without a watcher
             self._between_tasks()
-        with self._lock:  # the router coerces: it lists the config-dependent problems of a malformed task too
+        # The router coerces: it lists the config-dependent problems of a malformed task too. Not `with`: this
+        # runs once per decision, and acquire/release cost less than `with`'s __enter__/__exit__ (as in
+        # StatefulAccounts.generation).
+        lock = self._lock
+        lock.acquire()
+        try:
             return self.router.route(task, now=now, prompt=prompt)
+        finally:
+            lock.release()
 
     def explain(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Explanation:
         self._between_tasks()
