@@ -150,7 +150,9 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
     entry = _label_memos.get(id(intake))
     facts = entry[1].get(task_labels) if entry is not None and entry[0] is intake else None
     lowered, labels, from_labels, spec_from_labels = facts if facts is not None else _label_facts(task_labels, intake)
-    problems: list[str] = []  # every problem of the task at once, not the first only
+    # Every problem of the task at once, not the first only. A tuple: the empty one is a constant, where a list
+    # would be built (and freed) on every decision, most of which have no problem.
+    problems: tuple[str, ...] = ()
     if given_priority is None:
         priority, priority_from = from_labels
     elif given_priority in PRIORITY_RANK:  # a priority's own name, as most coordinators send it: _priority's answer
@@ -159,12 +161,12 @@ def prepare_fields(key: str | None, number: int | None, title: str, body: str, t
         try:
             priority, priority_from = _priority(given_priority, lowered, intake)
         except TaskError as exc:
-            problems += exc.problems
+            problems += tuple(exc.problems)
     if given_spec is not None:
         try:
             specialization, spec_from = _given_specialization(given_spec, intake)
         except TaskError as exc:
-            problems += exc.problems
+            problems += tuple(exc.problems)
     elif spec_from_labels is not None:
         specialization, spec_from = spec_from_labels
     else:  # the keyword classifier reads title and body (written out here: one call less per decision)

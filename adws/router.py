@@ -318,7 +318,8 @@ class ModelRouter:
 
     def _names_override(self, view: TaskView) -> bool:
         """Might the task name an override? Looked for in the view's labels (stripped and lowercased, as
-        _override compares them) and attrs, so most tasks, which name none, skip _override's own reading."""
+        _override compares them) and attrs, so most tasks, which name none, skip _override's own reading.
+        route() writes this out: keep the two the same."""
         prefix = self._override_prefix
         if prefix:
             size = len(prefix)
@@ -361,8 +362,21 @@ class ModelRouter:
         override: tuple[str, str | None, str] | None = None
         if view is None:
             view, override = self.prepare_checked(task if type(task) is Task else self.coerce(task), now, prompt)
-        elif self._names_override(view):
-            override = self._override(task if type(task) is Task else self.coerce(task))
+        else:
+            # _names_override(view) written out (one call less per decision): keep the two the same.
+            prefix = self._override_prefix
+            names = False
+            if prefix:
+                size = len(prefix)
+                for label in view.labels:
+                    if label[:size] == prefix:
+                        names = True
+                        break
+            if not names:
+                force = self._force_attr
+                names = force in view.attrs if force else False
+            if names:
+                override = self._override(task if type(task) is Task else self.coerce(task))
         if override is not None:
             return self._decide(view, "override", None, override)
         if not self._enabled:
