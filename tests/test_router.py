@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from syrupy.assertion import SnapshotAssertion
 
 from adws.accounts import StatefulAccounts
@@ -913,3 +915,34 @@ def test_a_decision_carries_the_tasks_key_whatever_its_shape(task_id: str | None
     key = Task.from_dict(fields).key
     assert engine.route(Task.from_dict(fields), now=NOW).view.task_id == key
     assert engine.route(dict(fields), now=NOW).view.task_id == key
+
+
+_ODD_VALUES = st.sampled_from([None, "", "x", "Bug", "code", "high", "urgentt", 0, 1, -1, 7, True, False, 1.5,
+                               [], {}, ["bug"], "route:gamma", 10**6])
+_TASK_KEYS = st.sampled_from(["id", "number", "title", "body", "priority", "retry_count", "specialization",
+                              "context_tokens", "labels"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_TASK_KEYS, _ODD_VALUES, max_size=6))
+def test_any_dict_routes_as_its_task_does(task: dict[str, Any]) -> None:
+    """route() checks a dict's scalar fields on its own fast path (common_fields writes out _plain_scalars'
+    checks): whatever the types, a dict is decided as its Task is, or refused with every problem Task.from_dict
+    finds (route also checks the priority against the config's words, so it may name more)."""
+    router = make_router(make_config(OVERRIDE_RULES))
+
+    def outcome(given: Task | dict[str, Any]) -> tuple[Any, ...]:
+        try:
+            d = router.route(given, now=NOW)
+        except TaskError as exc:
+            return ("error", str(exc))
+        return (d.rule, d.via, d.provider, d.model, d.view.task_id, d.view.labels, d.view.priority,
+                d.view.specialization, d.view.retry_count, d.view.context_tokens, d.view.sources)
+
+    try:
+        as_task = Task.from_dict(task)
+    except TaskError as exc:
+        kind, message = outcome(task)
+        assert kind == "error" and all(problem in message for problem in exc.problems), (message, exc.problems)
+        return
+    assert outcome(task) == outcome(as_task)
