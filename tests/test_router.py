@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -340,6 +341,16 @@ def test_bad_override_is_a_task_error(task: dict[str, Any], message: str) -> Non
     assert str(caught.value) == message
 
 
+def _outcome(router: ModelRouter, given: Task | dict[str, Any]) -> tuple[Any, ...]:
+    """What route() decides for `given`, or ("error", message)."""
+    try:
+        d = router.route(given, now=NOW)
+    except TaskError as exc:
+        return ("error", str(exc))
+    return (d.rule, d.via, d.provider, d.model, d.override_source, d.view.task_id, d.view.labels, d.view.priority,
+            d.view.specialization, d.view.retry_count, d.view.context_tokens, d.view.sources)
+
+
 @pytest.mark.parametrize("task", [
     {"labels": ["bug", "route:gamma"]}, {"labels": ["  Route:Alpha/small "]}, {"labels": ["route:gamma"],
     "attrs": {"force": "alpha/big"}}, {"attrs": {"force": "beta"}}, {"labels": ["route:gama"]},
@@ -348,16 +359,7 @@ def test_bad_override_is_a_task_error(task: dict[str, Any], message: str) -> Non
 ])
 def test_a_task_and_its_dict_route_alike(task: dict[str, Any]) -> None:
     # route() reads a Task's fields and a usual dict's fields on separate paths; overrides and errors included.
-    router = make_router(make_config(OVERRIDE_RULES))
-
-    def outcome(given: Task | dict[str, Any]) -> tuple[Any, ...]:
-        try:
-            d = router.route(given, now=NOW)
-        except TaskError as exc:
-            return ("error", str(exc))
-        return (d.rule, d.via, d.provider, d.model, d.override_source, d.view.labels, d.view.priority,
-                d.view.specialization, d.view.sources)
-
+    outcome = functools.partial(_outcome, make_router(make_config(OVERRIDE_RULES)))
     assert outcome(task) == outcome(Task.from_dict(task))
 
 
@@ -929,15 +931,7 @@ def test_any_dict_routes_as_its_task_does(task: dict[str, Any]) -> None:
     """route() checks a dict's scalar fields on its own fast path (common_fields writes out _plain_scalars'
     checks): whatever the types, a dict is decided as its Task is, or refused with every problem Task.from_dict
     finds (route also checks the priority against the config's words, so it may name more)."""
-    router = make_router(make_config(OVERRIDE_RULES))
-
-    def outcome(given: Task | dict[str, Any]) -> tuple[Any, ...]:
-        try:
-            d = router.route(given, now=NOW)
-        except TaskError as exc:
-            return ("error", str(exc))
-        return (d.rule, d.via, d.provider, d.model, d.view.task_id, d.view.labels, d.view.priority,
-                d.view.specialization, d.view.retry_count, d.view.context_tokens, d.view.sources)
+    outcome = functools.partial(_outcome, make_router(make_config(OVERRIDE_RULES)))
 
     try:
         as_task = Task.from_dict(task)
