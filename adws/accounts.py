@@ -255,7 +255,8 @@ class StatefulAccounts:
 
         `generation` (once per decision) reads the version and calls this unless the store is still absent as
         it was at the last call, so the common case (nothing changed, `now` still inside the current periods)
-        is one clock conversion and two float comparisons. The absent-store branch stays for the other callers.
+        is one clock conversion and two float comparisons. The absent-store branch is for a store that went
+        missing after it existed.
         """
         if version == ABSENT_VERSION:
             # No store yet (see PendingStore): it holds nothing at any `now`, so there is nothing to re-read.

@@ -88,7 +88,11 @@ def _code_stamp() -> str:
 
 def digest_of(*parts: str) -> Any:
     """A SHA-256 (hashlib's object, to update further) over `parts`, each followed by a NUL byte."""
-    digest = sha256()
+    return feed(sha256(), *parts)
+
+
+def feed(digest: Any, *parts: str) -> Any:
+    """`digest` updated with `parts`, each followed by a NUL byte (as `digest_of` hashes them); returned."""
     for part in parts:
         digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
     return digest

@@ -379,8 +379,6 @@ def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping
                       _text_or_none, none_ok=True)
 
 
-
-
 def _samples(name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """(model, what task, variables) of each render `_render_samples` tries: the variables `ProviderManager`
     gives an attempt, with every value a run can bring."""

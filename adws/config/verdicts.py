@@ -72,10 +72,9 @@ class Verdicts:
         the answer (None when the value is not of the answer's shape); answers are stored as they are, so
         `compute` must return JSON data (str, None, lists of str). `none_ok`: None is an answer of this kind
         (a template check's "no problem"); otherwise a stored null is of the wrong shape and computed again."""
-        digest = self._base.copy()
-        for part in (kind, inputs):
-            digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
-        key = digest.hexdigest()
+        from adws.config import feed
+
+        key = feed(self._base.copy(), kind, inputs).hexdigest()
         if key in self.known:
             stored = self.known[key]
             found = check(stored)

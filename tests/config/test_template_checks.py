@@ -374,3 +374,27 @@ def test_an_interrupted_validation_writes_no_checks(tmp_path: Path, monkeypatch:
     with pytest.raises(KeyboardInterrupt):
         load_config(_copy_config(tmp_path))
     assert not _checks_file().exists()
+
+
+def test_the_validator_stand_in_stands_aside_for_a_function_it_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pydantic's create_schema_validator is not the function the stand-in was written for (another
+    version's parameters, or someone else's replacement), nothing is swapped: pydantic's path is kept."""
+    from pydantic._internal import _model_construction
+    from pydantic.plugin import _schema_validator
+
+    from adws.config import _validators_without_plugins
+
+    monkeypatch.delitem(sys.modules, "pydantic.plugin._loader", raising=False)
+
+    def other(schema: Any, config: Any = None) -> Any:  # another version's signature
+        raise AssertionError("not called here")
+
+    for module in (_model_construction, _schema_validator):
+        monkeypatch.setattr(module, "create_schema_validator", other)
+    with _validators_without_plugins():
+        assert _model_construction.create_schema_validator is other
+    assert _model_construction.create_schema_validator is other
+    replacement = object()  # someone else's stand-in: not the function pydantic.plugin defines
+    monkeypatch.setattr(_model_construction, "create_schema_validator", replacement)
+    with _validators_without_plugins():
+        assert _model_construction.create_schema_validator is replacement
