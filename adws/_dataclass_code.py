@@ -92,12 +92,12 @@ SOURCES = (
     'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'name\',\'compile\',\'schema\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
     'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'name\',\'compile\',\'schema\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
     'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.compile,self.schema,))\n return __hash__',
-    "def __create_fn__(_type_matcher, _type_group, _type_first_word, _type_inner, _type_split, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,matcher:_type_matcher,group:_type_group,first_word:_type_first_word,inner:_type_inner,split:_type_split)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'matcher',matcher)\n  __dataclass_builtins_object__.__setattr__(self,'group',group)\n  __dataclass_builtins_object__.__setattr__(self,'first_word',first_word)\n  __dataclass_builtins_object__.__setattr__(self,'inner',inner)\n  __dataclass_builtins_object__.__setattr__(self,'split',split)\n return __init__",
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(matcher={self.matcher!r}, group={self.group!r}, first_word={self.first_word!r}, inner={self.inner!r}, split={self.split!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.matcher,self.group,self.first_word,self.inner,self.split,)==(other.matcher,other.group,other.first_word,other.inner,other.split,)\n  return NotImplemented\n return __eq__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'matcher\',\'group\',\'first_word\',\'inner\',\'split\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'matcher\',\'group\',\'first_word\',\'inner\',\'split\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.matcher,self.group,self.first_word,self.inner,self.split,))\n return __hash__',
+    "def __create_fn__(_type_matcher, _type_group, _type_first_word, _type_inner, _type_split, _type_translate, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,matcher:_type_matcher,group:_type_group,first_word:_type_first_word,inner:_type_inner,split:_type_split,translate:_type_translate)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'matcher',matcher)\n  __dataclass_builtins_object__.__setattr__(self,'group',group)\n  __dataclass_builtins_object__.__setattr__(self,'first_word',first_word)\n  __dataclass_builtins_object__.__setattr__(self,'inner',inner)\n  __dataclass_builtins_object__.__setattr__(self,'split',split)\n  __dataclass_builtins_object__.__setattr__(self,'translate',translate)\n return __init__",
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(matcher={self.matcher!r}, group={self.group!r}, first_word={self.first_word!r}, inner={self.inner!r}, split={self.split!r}, translate={self.translate!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.matcher,self.group,self.first_word,self.inner,self.split,self.translate,)==(other.matcher,other.group,other.first_word,other.inner,other.split,other.translate,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'matcher\',\'group\',\'first_word\',\'inner\',\'split\',\'translate\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'matcher\',\'group\',\'first_word\',\'inner\',\'split\',\'translate\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.matcher,self.group,self.first_word,self.inner,self.split,self.translate,))\n return __hash__',
     "def __create_fn__(_type_lists, _type__built, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt__built, _return_type):\n def __init__(self,lists:_type_lists)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'lists',lists)\n  __dataclass_builtins_object__.__setattr__(self,'_built',_dflt__built())\n return __init__",
     'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(lists={self.lists!r})"\n return __repr__',
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.lists,)==(other.lists,)\n  return NotImplemented\n return __eq__',
@@ -1138,33 +1138,34 @@ def __create_fn__():
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_matcher, _type_group, _type_first_word, _type_inner, _type_split, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
- def __init__(self,matcher:_type_matcher,group:_type_group,first_word:_type_first_word,inner:_type_inner,split:_type_split)->_return_type:
+def __create_fn__(_type_matcher, _type_group, _type_first_word, _type_inner, _type_split, _type_translate, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
+ def __init__(self,matcher:_type_matcher,group:_type_group,first_word:_type_first_word,inner:_type_inner,split:_type_split,translate:_type_translate)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'matcher',matcher)
   __dataclass_builtins_object__.__setattr__(self,'group',group)
   __dataclass_builtins_object__.__setattr__(self,'first_word',first_word)
   __dataclass_builtins_object__.__setattr__(self,'inner',inner)
   __dataclass_builtins_object__.__setattr__(self,'split',split)
+  __dataclass_builtins_object__.__setattr__(self,'translate',translate)
  return __init__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(matcher={self.matcher!r}, group={self.group!r}, first_word={self.first_word!r}, inner={self.inner!r}, split={self.split!r})"
+  return self.__class__.__qualname__ + f"(matcher={self.matcher!r}, group={self.group!r}, first_word={self.first_word!r}, inner={self.inner!r}, split={self.split!r}, translate={self.translate!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.matcher,self.group,self.first_word,self.inner,self.split,)==(other.matcher,other.group,other.first_word,other.inner,other.split,)
+   return (self.matcher,self.group,self.first_word,self.inner,self.split,self.translate,)==(other.matcher,other.group,other.first_word,other.inner,other.split,other.translate,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('matcher','group','first_word','inner','split',):
+  if type(self) is cls or name in ('matcher','group','first_word','inner','split','translate',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -1172,7 +1173,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('matcher','group','first_word','inner','split',):
+  if type(self) is cls or name in ('matcher','group','first_word','inner','split','translate',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -1180,7 +1181,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.matcher,self.group,self.first_word,self.inner,self.split,))
+  return hash((self.matcher,self.group,self.first_word,self.inner,self.split,self.translate,))
  return __hash__
 CODE.append(__create_fn__.__code__)
 
@@ -4258,7 +4259,7 @@ RECIPES = {
     'adws.conditions._AttrGetter': (((('slots', True),), (('name', 'str'), ('path', 'tuple[str, ...]')), (None, (False, False, False, True, None, True, False, 'missing')), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD'), (('__init__', 72, False), ('__repr__', 73, True), ('__eq__', 74, False), ('__hash__', -1, False))),
     'adws.conditions._Attr': (((('slots', True),), (('when_missing', 'bool'),), ('=',), ('adws.conditions._Compare',), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD',), (('__init__', 75, False), ('__repr__', 76, True), ('__eq__', 77, False), ('__hash__', -1, False))),
     'adws.conditions.ConditionKind': (((('frozen', True), ('slots', True)), (('name', 'str'), ('compile', 'Callable[[Any], Condition]'), ('schema', 'Mapping[str, Any]')), (None, None, None), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD'), (('__init__', 78, False), ('__repr__', 79, True), ('__eq__', 80, False), ('__setattr__', 81, False), ('__delattr__', 82, False), ('__hash__', 83, False))),
-    'adws.keywords._Automaton': (((('frozen', True), ('slots', True)), (('matcher', 'Any'), ('group', 'tuple[int, ...]'), ('first_word', 'tuple[bool, ...]'), ('inner', 'tuple[bool, ...]'), ('split', 'bool')), (None, None, None, None, None), (), ('__weakref__', '__dict__'), 'absent', False, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 84, False), ('__repr__', 85, True), ('__eq__', 86, False), ('__setattr__', 87, False), ('__delattr__', 88, False), ('__hash__', 89, False))),
+    'adws.keywords._Automaton': (((('frozen', True), ('slots', True)), (('matcher', 'Any'), ('group', 'tuple[int, ...]'), ('first_word', 'tuple[bool, ...]'), ('inner', 'tuple[bool, ...]'), ('split', 'bool'), ('translate', 'Any')), (None, None, None, None, None, None), (), ('__weakref__', '__dict__'), 'absent', False, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 84, False), ('__repr__', 85, True), ('__eq__', 86, False), ('__setattr__', 87, False), ('__delattr__', 88, False), ('__hash__', 89, False))),
     'adws.keywords.KeywordMatcher': (((('frozen', True), ('slots', True)), (('lists', 'tuple[tuple[str, tuple[str, ...]], ...]'), ('_built', 'list[Any]')), (None, (False, True, False, False, None, False, False, 'missing')), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD'), (('__init__', 90, False), ('__repr__', 91, True), ('__eq__', 92, False), ('__setattr__', 93, False), ('__delattr__', 94, False), ('__hash__', 95, False))),
     'adws.state.base.UsageRecord': (((('frozen', True), ('slots', True)), (('provider', 'str'), ('account', 'str'), ('at', 'datetime'), ('usage', 'Usage'), ('model', 'str | None'), ('task_id', 'str | None')), (None, None, None, None, '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 96, False), ('__repr__', 97, True), ('__eq__', 98, False), ('__setattr__', 99, False), ('__delattr__', 100, False), ('__hash__', 101, False))),
     'adws.state.base.Cooldown': (((('frozen', True), ('slots', True)), (('until', 'datetime'), ('reason', 'str')), (None, None), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD'), (('__init__', 102, False), ('__repr__', 103, True), ('__eq__', 104, False), ('__setattr__', 105, False), ('__delattr__', 106, False), ('__hash__', 107, False))),

@@ -59,6 +59,25 @@ def test_is_word_is_re_word() -> None:
     assert set(re.findall(r"\w", everything)) == {c for c in everything if is_word(c)}
 
 
+@pytest.mark.parametrize("backend", ["serial", "all"])
+def test_the_lowering_table_is_bytes_lower(backend: str) -> None:
+    """StringZilla's translate with ASCII_LOWER is bytes.lower, on every byte value, at every length around the
+    SIMD widths (16-64-byte blocks and their tails), with the scalar backend and with what this CPU offers."""
+    import stringzilla
+
+    everything = stringzilla.__capabilities__
+    every_byte = bytes(range(256))
+    texts = [b""] + [(every_byte * 4)[start:start + size] for size in range(1, 300) for start in (0, 65, 200)]
+    texts.append(every_byte * 100)
+    try:
+        if backend == "serial":
+            stringzilla.reset_capabilities(["serial"])
+        wrong = [text for text in texts if stringzilla.translate(text, keywords.ASCII_LOWER) != text.lower()]
+    finally:
+        stringzilla.reset_capabilities(list(everything))
+    assert wrong == []
+
+
 def test_the_shipped_config_over_the_issue_corpus() -> None:
     intake = load_config(ROOT / "config.toml").intake
     assert intake.keywords is not None
