@@ -50,6 +50,7 @@ CHUNK = 64 * 1024
 CASES = {
     "text_clean": "`Scrubber.text`, 200 KB log, no secret in it",
     "text_leaky": "`Scrubber.text`, 200 KB log, 10 leaks",
+    "text_ascii": "`Scrubber.text`, the 200 KB log made ASCII, no secret in it",
     "sink_clean": "runner `_Sink.feed`, 200 KB in 64 KiB reads, no secret in it",
     "sink_leaky": "runner `_Sink.feed`, 200 KB in 64 KiB reads, 10 leaks",
     "dumps_record": "`Scrubber.dumps`, audit record of 3 attempts (~3 KB), no secret in it",
@@ -154,6 +155,7 @@ def child(repeat: int) -> dict[str, Any]:
 
     secrets = secrets_for(1)
     clean, leaky = agent_log(secrets, False), agent_log(secrets, True)
+    ascii_log = clean.encode("ascii", "replace").decode("ascii")  # its 67 other characters as "?"
     scrub = Scrubber(secrets)
     record = audit_record(secrets)
     reason = "claude: 401 authentication_error: invalid x-api-key (request req_011CQ1) after 2 retries; check the key"
@@ -179,6 +181,7 @@ def child(repeat: int) -> dict[str, Any]:
     results = {
         "text_clean": timed(lambda: scrub.text(clean), repeat),
         "text_leaky": timed(lambda: scrub.text(leaky), repeat),
+        "text_ascii": timed(lambda: scrub.text(ascii_log), repeat),
         "sink_clean": timed(sink(clean), repeat),
         "sink_leaky": timed(sink(leaky), repeat),
         "dumps_record": timed(lambda: scrub.dumps(record), repeat * 20),
@@ -267,6 +270,14 @@ def main() -> int:
         before, after = median("before", case), median("after", case)
         lines.append(f"| {label} | **{before:.1f}** ({spread('before', case)}) | **{after:.1f}** "
                      f"({spread('after', case)}) | {after / before:.2f} |")
+    lines += [
+        "",
+        "Reading the table: `Scrubber.text` turns the str into UTF-8 for the search; the log's few non-ASCII "
+        "characters (67, e.g. `—`, `•`) make it a 2-byte-per-character str, whose encoding alone costs about "
+        "170 µs of the figure (an ASCII str's, about 2 µs: the ASCII row). With leaks the result is decoded back "
+        "too. The runner's sink searches the child's bytes as they are. The first use of a set of secrets makes "
+        "their forms and the automata, once per set in a process.",
+    ]
     publish("\n".join(lines) + "\n", "redact", write=not args.no_report)
     return 0
 
