@@ -213,6 +213,12 @@ def describe(ref: str) -> str:
     return done.stdout.strip() or ref
 
 
+def dirty() -> bool:
+    done = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "adws"], capture_output=True,
+                          text=True, check=False)
+    return bool(done.stdout.strip())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default="main", help="the git ref to compare with (default main)")
@@ -251,7 +257,7 @@ def main() -> int:
         "# Secret redaction: encoded forms",
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; before = `{args.before}` ({describe(args.before)}), "
-        f"after = this checkout ({describe('HEAD')}, with its uncommitted changes)",
+        f"after = this checkout ({describe('HEAD')}{', with uncommitted changes to adws/' if dirty() else ''})",
         f"- Machine: {machine()}",
         f"- Load average before / after: {' / '.join(f'{x:.2f}' for x in load)} → "
         f"{' / '.join(f'{x:.2f}' for x in load_after)} (1 / 5 / 15 min)",
