@@ -12,11 +12,11 @@ Export format: JSON Lines, one object per line, the first a header:
    "reset_at": ISO 8601 | null}                                                  (the latest per quota subject)
   {"kind": "run", "provider", "specialization", "at": ISO 8601, "tokens"}      (every run the store keeps)
 Observations are what an agent CLI or a usage command said about an account's real quota (e.g. exhausted until
-its reset); runs are what `need = { learned_runs = N }` takes its median over. Concurrency slots (the leases of
-`max_concurrency`) and token reservations are not exported: they belong to runs in flight on the old host (stop
-its coordinators first) and expire on their own. The format is the same version 1 as before observations and
-runs were added: an older file imports unchanged, it only carries neither (an older adws refuses a newer file at
-its first observation or run line: unknown kind).
+its reset); runs are what `need = { learned_runs = N }` takes its median over. Concurrency slots and their
+leases (`max_concurrency`, the reservation lock) and token reservations are not exported: they belong to runs
+in flight on the old host (stop its coordinators first) and expire on their own. The format is the same version
+1 as before observations and runs were added: an older file imports unchanged, it only carries neither (an
+older adws refuses a newer file at its first observation or run line: unknown kind).
 
 Import checks every line first (non-negative whole numbers, times with a timezone, providers the config has)
 and lists every bad line; then usage rows and runs the store does not hold yet are appended (a row already
