@@ -552,6 +552,24 @@ def bench_matchers(rounds: int) -> list[tuple[str, float]]:
                 per_text(matcher.counts)))
     out.append(("the regex it replaced (`re.IGNORECASE`, one group per specialization, finditer)",
                 per_text(matcher.reference_counts)))
+    # The classifier's passes one by one: the first is a floor no matcher escapes while CPython has to make the
+    # bytes of a str holding a non-ASCII character (all but one of these texts do) one character at a time.
+    import ahocorasick_rs
+    import stringzilla
+
+    from adws.keywords import ASCII_LOWER
+
+    utf8 = {text: text.encode("utf-8", "surrogatepass") for text in texts}
+    lowered = {text: stringzilla.translate(utf8[text], ASCII_LOWER) for text in texts}
+    search = ahocorasick_rs.BytesAhoCorasick([w.encode() for w in words],
+                                             matchkind=ahocorasick_rs.MatchKind.LeftmostFirst)
+    out.append(("pass 1 alone: UTF-8 encoding (`str.encode`)",
+                per_text(lambda text: text.encode("utf-8", "surrogatepass"))))
+    out.append(("pass 2 alone: ASCII lower-casing, StringZilla `translate` (as adws)",
+                per_text(lambda text: stringzilla.translate(utf8[text], ASCII_LOWER))))
+    out.append(("pass 2 alone: ASCII lower-casing, `bytes.lower` (before)", per_text(lambda text: utf8[text].lower())))
+    out.append(("pass 3 alone: ahocorasick-rs leftmost-first search", per_text(
+        lambda text: search.find_matches_as_indexes(lowered[text]))))
 
     def finds(text: str) -> int:
         low, hits = text.lower(), 0
