@@ -33,7 +33,7 @@ def test_spans_are_every_occurrence_merged(data: bytes, needles: list[bytes]) ->
     assert Needles(needles).spans(data) == _naive(data, needles)
 
 
-@pytest.mark.parametrize("count", [1, 64, 65, 200, 600])
+@pytest.mark.parametrize("count", [1, 64, 65, 200, 1100])  # 1100: past 16 automata of 64, one
 def test_any_number_of_needles(count: int) -> None:
     rng = random.Random(count)
     needles = [rng.randbytes(rng.randint(8, 120)) for _ in range(count)]
