@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from adws import audit
 from adws.cli import main
-from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, secret_forms, secret_values
+from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, replace_all, secret_forms, secret_values
 from adws.result import Result
 from tests.helpers import DATA
 from tests.hostile import SECRETS, config_text, engine
@@ -79,6 +79,9 @@ def test_secrets_are_replaced_wherever_they_appear(text: str, expected: str) -> 
 
 def test_overlapping_secrets_leave_no_character_of_either() -> None:
     assert Scrubber(["abcdefgh12", "gh12345678"]).text("xxabcdefgh12345678yy") == "xx***yy"
+    # The same for any needles and mark, literal ones only (no encoded forms), non-ASCII text too.
+    assert replace_all("é abcdefgh12345678 ü", ["abcdefgh12", "gh12345678"], "#") == "é # ü"
+    assert replace_all("é abc", [], "#") == "é abc"
 
 
 # -- encoded forms of a secret ------------------------------------------------------------------------------
