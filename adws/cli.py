@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
@@ -184,40 +184,51 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet and (not args.json or sys.stderr.isatty()):
         from adws.progress import PlainProgress
 
-        on_event = PlainProgress(sys.stderr)
+        on_event = PlainProgress(sys.stderr, zone=engine.router.tz)
     try:
         result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
                             wait=wait, on_event=on_event)
     except Interrupted as exc:
         # The attempts made are recorded; a coordinator reading --json still gets them.
-        _show_result(args, exc.result, engine.redactor())
+        _show_result(args, exc.result, engine.redactor(), engine.router.tz)
         raise
-    _show_result(args, result, engine.redactor())
+    _show_result(args, result, engine.redactor(), engine.router.tz)
     return 0 if result.success else 1
 
 
-def _show_result(args: argparse.Namespace, result: Any, scrub: Any) -> None:
-    """The run's result on stdout: one JSON object with --json, else lines for a person; secrets redacted."""
+def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo) -> None:
+    """The run's result on stdout: one JSON object with --json (exact ISO 8601 times), else lines for a person
+    with times to the minute in `zone`, the routing timezone (adws.views.minute, as `adws route` shows them);
+    secrets redacted."""
     if args.json:
         _print_json(result.to_dict(), scrub)
         return
-    text = scrub.text
+    from adws.views import minute, skip_line, times_in
+
+    now = result.decision.now
+
+    def show(line: str) -> None:
+        print(times_in(scrub.text(line), zone, now))
+
     for i, a in enumerate(result.attempts, 1):
         who = a.provider + (f"/{a.account}" if a.account else "")
-        print(text(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}"))
-    if not result.attempts:  # nothing ran: say why each tier was left out
+        show(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}")
+    if not result.attempts:  # nothing ran: say why each tier was left out, and when each is back
         for skip in result.decision.skipped:
-            print(text(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "")
-                       + f": {skip.reason}"))
+            show(f"skipped {skip_line(skip, zone, now)}")
     for warning in result.warnings:
-        print(text(f"warning: {warning}"))
-    print(text(("OK: " if result.success else "FAILED: ") + result.message))
+        show(f"warning: {warning}")
+    if not result.success and not result.attempts and not result.decision.plan:
+        # The result's message points a program at decision.skipped; a person has just read those lines.
+        show("FAILED: nothing to run: every tier was skipped (why: the skipped lines above)")
+    else:
+        show(("OK: " if result.success else "FAILED: ") + result.message)
     if result.output_file:
         print(f"final text: {result.output_file}")
     if result.handoff and result.handoff.get("branch"):
         print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
     if not result.success and result.retry_at is not None:
-        print(f"can run again from {result.retry_at.isoformat(timespec='minutes')} (adws run --wait)")
+        print(f"can run again from {minute(result.retry_at, zone, now)} (adws run --wait)")
     print(f"run directory: {result.run_dir}")
 
 
@@ -256,11 +267,15 @@ def cmd_run_many(args: argparse.Namespace) -> int:
         if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
             print(dumps(scrub.deep(outcome.to_dict())), flush=True)
         else:
+            from adws.views import times_in
+
             result = outcome.result
             text = outcome.error or (result.message if result is not None else "")
-            print(scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}"), flush=True)
+            line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
+            now = result.decision.now if result is not None else None
+            print(times_in(line, engine.router.tz, now), flush=True)
 
-    progress = None if args.quiet else progress_for(sys.stderr, len(items))
+    progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz)
     if progress is None:
         outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result, wait=wait)
     else:
