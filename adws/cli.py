@@ -96,9 +96,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    from adws.views import count as _count
+
     enabled = sum(r.enabled for r in config.rules)
-    print(f"{path}: OK — {len(config.providers)} providers, {len(config.rules)} rules ({enabled} enabled), "
-          f"{len(config.scenarios)} scenarios")
+    counts = (f"{_count(len(config.providers), 'provider')}, {_count(len(config.rules), 'rule')} ({enabled} "
+              f"enabled), {_count(len(config.scenarios), 'scenario')}")
+    failing: list[dict[str, Any]] = []
+    if config.scenarios:
+        from datetime import UTC
+
+        from adws.reports import routing_report, scenario_lines
+
+        # The config's own [[scenarios]] are part of what it declares: one that fails is a problem of the config.
+        failing = [s for s in routing_report(config, datetime.now(UTC))["scenarios"] if not s["ok"]]
+    if failing:
+        print(f"{path}: valid, but {len(failing)} of {_count(len(config.scenarios), 'scenario')} not as expected "
+              f"({counts})", file=sys.stderr)
+        print("\n".join(scenario_lines(failing)), file=sys.stderr)
+        return 1
+    print(f"{path}: OK — {counts}")
     return 0
 
 
@@ -462,18 +478,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
     info = report.summary(page)
-    print(f"{args.html}: {info['plots']} plots, {info['bytes']:,} bytes")
+    from adws.views import count
+
+    print(f"{args.html}: {count(info['plots'], 'plot')}, {info['bytes']:,} bytes")
     return 0
 
 
 CONFIG_HELP = "config file (default: $ADWS_CONFIG or ./config.toml)"
 
 
-def _add_check(p: argparse.ArgumentParser) -> None:
-    import argparse
-
+def _add_config_argument(p: argparse.ArgumentParser) -> None:
+    """CONFIG as an argument or as --config (`check`, `lint`): both listed by --help."""
     p.add_argument("config", nargs="?", help=CONFIG_HELP)
-    p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
+    p.add_argument("--config", dest="config_opt", metavar="CONFIG", help="the same as the CONFIG argument")
+
+
+def _add_check(p: argparse.ArgumentParser) -> None:
+    _add_config_argument(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -562,10 +583,7 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
 
 
 def _add_lint(p: argparse.ArgumentParser) -> None:
-    import argparse
-
-    p.add_argument("config", nargs="?", help=CONFIG_HELP)
-    p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
+    _add_config_argument(p)
     p.add_argument("--typical-tokens", type=int, default=20000, help="tokens of a typical task (default 20000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lint)

@@ -416,12 +416,19 @@ def render_routing(report: dict[str, Any]) -> str:
     lines.append("")
     passed = sum(s["ok"] for s in report["scenarios"])
     lines.append(f"scenarios: {passed}/{len(report['scenarios'])} as expected")
-    for s in report["scenarios"]:
-        where = _verdict_target(s["got"])
-        lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {where}")
+    lines += scenario_lines(report["scenarios"])
+    return "\n".join(lines)
+
+
+def scenario_lines(scenarios: list[dict[str, Any]]) -> list[str]:
+    """Each scenario of `routing_report(...)["scenarios"]` with its verdict (`ok  ` or `FAIL`, where it went),
+    a failing one followed by what differed and why: what tools/show-routing.py and `adws check` print."""
+    lines = []
+    for s in scenarios:
+        lines.append(f"  {'ok  ' if s['ok'] else 'FAIL'} {s['name']}: {_verdict_target(s['got'])}")
         lines.extend(f"         {f}" for f in s["failures"])
         lines.extend(f"         {w}" for w in s.get("why", ()))
-    return "\n".join(lines)
+    return lines
 
 
 def _verdict_target(got: dict[str, Any]) -> str:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from adws.decision import Decision, Skip
     from adws.router import Explanation
 
-__all__ = ["fit", "minute", "render_decision", "render_rules", "skip_line", "table", "terminal_width", "times_in"]
+__all__ = ["count", "fit", "minute", "render_decision", "render_rules", "skip_line", "table", "terminal_width",
+           "times_in"]
 
 
 def terminal_width(stream: IO[str]) -> int | None:
@@ -34,6 +35,11 @@ def terminal_width(stream: IO[str]) -> int | None:
     if not getattr(stream, "isatty", lambda: False)():
         return None
     return shutil.get_terminal_size().columns
+
+
+def count(n: int, noun: str) -> str:
+    """`1 rule`, `2 rules`, `0 rules`: a count with its noun (regular English plurals only: add "s")."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def fit(lines: Iterable[str], width: int | None) -> str:

@@ -453,3 +453,9 @@ def test_run_shows_times_as_route_does(state: Path, capsys: pytest.CaptureFixtur
                                             again[0]), again
     kept = [line for line in out.splitlines() if line not in again and not line.startswith("run directory: ")]
     assert kept == snapshot
+
+
+def test_count_says_one_in_the_singular() -> None:
+    from adws.views import count
+
+    assert [count(n, "rule") for n in (0, 1, 2)] == ["0 rules", "1 rule", "2 rules"]
