@@ -24,8 +24,19 @@ WAIT_HELP = ("when limits, cooldowns, quotas or busy slots spent the plan, wait 
              "seconds or e.g. 30m, 2h; no MAX: however long) and run again")
 
 
-def _config_path(value: str | None) -> str:
-    return value or os.environ.get("ADWS_CONFIG") or DEFAULT_CONFIG
+def config_path(value: str | None) -> str:
+    """The config file to read: `value` (--config or the CONFIG argument), else $ADWS_CONFIG, else
+    ./config.toml. Every adws command and the tools/ scripts take it from here.
+
+    Raises UsageError when ADWS_CONFIG is set but empty (as an adws state variable set empty: see
+    adws.state): an empty value is a mistake (`ADWS_CONFIG=$UNSET`), not a request for ./config.toml.
+    """
+    if value:
+        return value
+    env = os.environ.get("ADWS_CONFIG")
+    if env == "":
+        raise UsageError("ADWS_CONFIG is set but empty: name a config file, or unset it to use ./config.toml")
+    return env or DEFAULT_CONFIG
 
 
 def _read_arg(value: str) -> str:
@@ -90,7 +101,7 @@ def _print_json(data: Any, scrub: Any = None) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from adws.config import load_config
 
-    path = _config_path(args.config)
+    path = config_path(args.config)
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -126,7 +137,7 @@ _OWN_PROCESS = False
 def _engine(args: argparse.Namespace) -> Any:
     from adws.engine import load
 
-    engine = load(_config_path(args.config))
+    engine = load(config_path(args.config))
     if _OWN_PROCESS:
         # What is alive now (modules, classes, pydantic's validator, the compiled config, the engine) lives until
         # the process ends: moved out of the cyclic collector's sight, no collection walks it again, while the
@@ -151,7 +162,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         from adws.config import load_config
         from adws.reports import scenario_router
 
-        router = scenario_router(load_config(_config_path(args.config)))
+        router = scenario_router(load_config(config_path(args.config)))
     else:
         router = _engine(args).router
     if args.json:
@@ -367,7 +378,7 @@ def _audit_path(args: argparse.Namespace, configured: str | None = None) -> str:
     if configured is None:
         from adws.config import load_config
 
-        configured = load_config(_config_path(args.config)).audit_path
+        configured = load_config(config_path(args.config)).audit_path
     if not os.path.exists(configured):
         print(f"adws: no audit log at {configured} yet (nothing has run): 0 tasks", file=sys.stderr)
         return os.devnull
@@ -417,7 +428,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from adws.config import load_config
     from adws.insight import simulate, workload
 
-    config = load_config(_config_path(args.config))
+    config = load_config(config_path(args.config))
     if not 1 <= args.days <= simulate.MAX_DAYS:
         raise UsageError(f"--days: expected 1 to {simulate.MAX_DAYS} (a year), got {args.days}")
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
@@ -454,7 +465,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from adws.config import load_config
     from adws.insight import lint
 
-    config = load_config(_config_path(args.config))
+    config = load_config(config_path(args.config))
     findings = lint.lint(config, typical_tokens=args.typical_tokens)
     if args.json:
         _print_json(lint.to_dict(config, findings))
@@ -470,7 +481,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from adws.insight import report
     from adws.insight.records import parse_since
 
-    config = load_config(_config_path(args.config))
+    config = load_config(config_path(args.config))
     audit = _audit_path(args, config.audit_path)
     page = report.build_html(config, audit, since=parse_since(args.since, datetime.now(UTC)))
     try:

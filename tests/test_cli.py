@@ -35,6 +35,15 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], message: str,
     assert capsys.readouterr().err == message
 
 
+def test_an_empty_adws_config_is_an_error(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ADWS_CONFIG", "")  # a mistake (ADWS_CONFIG=$UNSET), not a request for ./config.toml
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err == \
+        "adws: ADWS_CONFIG is set but empty: name a config file, or unset it to use ./config.toml\n"
+    assert main(["check", CONFIG]) == 0  # a config named on the command line needs no variable
+
+
 def test_dir_lists_the_public_names() -> None:
     import adws
 
