@@ -266,15 +266,17 @@ def _wait(value: str | None) -> float | None:
     if value == "":
         return float("inf")
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    from adws.quota import parse_window
+        from adws.quota import parse_window
 
-    try:
-        return parse_window(value).total_seconds()
-    except ValueError:
-        raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
+        try:
+            seconds = parse_window(value).total_seconds()
+        except ValueError:
+            raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
+    if not seconds >= 0:  # NaN too
+        raise UsageError(f"--wait: expected a duration of 0 or more, got {value!r} (e.g. 600, 30m, 2h)")
+    return seconds
 
 
 def cmd_run_many(args: argparse.Namespace) -> int:
@@ -362,6 +364,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_state(args: argparse.Namespace) -> int:
     from adws.state.maintenance import state_command
 
+    # One parser serves the three actions: what an action does not read is refused, not ignored.
+    if args.action == "compact" and args.file is not None:
+        raise UsageError(f"state compact takes no FILE (got {args.file!r}): it rolls up the configured store")
+    if args.margin is not None and args.action != "compact":
+        raise UsageError(f"--margin: only `adws state compact` takes it, not {args.action}")
+    if args.at is not None and args.action == "import":
+        raise UsageError("--at: `adws state import` takes no time (it copies the file's rows as they are)")
     engine = _engine(args)
     return state_command(engine, args.action, file=args.file, margin=args.margin,
                          now=_at(args.at, engine.config.timezone) or engine.clock())
@@ -433,7 +442,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError(f"--days: expected 1 to {simulate.MAX_DAYS} (a year), got {args.days}")
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
-    spec = workload.load_workload(args.workload) if args.workload else workload.Workload()
+    tasks_from = "--tasks-from-audit" if args.tasks_from_audit else "--issues" if args.issues else None
+    spec = workload.load_workload(args.workload, tasks_from=tasks_from) if args.workload else workload.Workload()
     given = _at(args.start, "UTC")
     start = given or simulate.default_start()
     rng = random.Random(args.seed)
@@ -465,6 +475,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from adws.config import load_config
     from adws.insight import lint
 
+    if args.typical_tokens <= 0:
+        raise UsageError(f"--typical-tokens: expected a positive number of tokens, got {args.typical_tokens}")
     config = load_config(config_path(args.config))
     findings = lint.lint(config, typical_tokens=args.typical_tokens)
     if args.json:
@@ -553,10 +565,11 @@ def _add_providers_or_quota(p: argparse.ArgumentParser, name: str) -> None:
 
 def _add_state(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("export", "import", "compact"))
-    p.add_argument("file", nargs="?", help="export: write here, import: read this (default or -: stdout/stdin)")
+    p.add_argument("file", nargs="?", help="export: write here, import: read this (default or -: stdout/stdin); "
+                                           "compact takes none")
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--margin", help='compact: keep raw rows this long beyond the longest quota period (default "7d")')
-    p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+    p.add_argument("--at", help="export, compact: as of this time, ISO 8601 (default: now)")
     p.set_defaults(func=cmd_state)
 
 
