@@ -493,8 +493,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from adws.insight import report
     from adws.insight.records import parse_since
 
-    config = load_config(config_path(args.config))
-    audit = _audit_path(args, config.audit_path)
+    config = None
+    if args.audit is None or args.config is not None or os.environ.get("ADWS_CONFIG") is not None \
+            or os.path.exists(DEFAULT_CONFIG):
+        config = load_config(config_path(args.config))  # a config named, needed, or there: it is read
+    else:  # as `adws stats --audit FILE`: the log alone gives every plot but the quotas
+        print(f"adws: no {DEFAULT_CONFIG} here and no --config: the page has no quota plots (quotas are declared "
+              "in the config)", file=sys.stderr)
+    audit = _audit_path(args, config.audit_path if config is not None else None)
     page = report.build_html(config, audit, since=parse_since(args.since, datetime.now(UTC)))
     try:
         report.write(args.html, page)
