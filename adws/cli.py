@@ -245,11 +245,7 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
             show(f"skipped {skip_line(skip, zone, now)}")
     for warning in result.warnings:
         show(f"warning: {warning}")
-    if not result.success and not result.attempts and not result.decision.plan:
-        # The result's message points a program at decision.skipped; a person has just read those lines.
-        show("FAILED: nothing to run: every tier was skipped (why: the skipped lines above)")
-    else:
-        show(("OK: " if result.success else "FAILED: ") + result.message)
+    show(("OK: " if result.success else "FAILED: ") + _human_message(result, "the skipped lines above"))
     if result.output_file:
         print(f"final text: {result.output_file}")
     if result.handoff and result.handoff.get("branch"):
@@ -257,6 +253,14 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
     if not result.success and result.retry_at is not None:
         print(f"can run again from {minute(result.retry_at, zone, now)} (adws run --wait)")
     print(f"run directory: {result.run_dir}")
+
+
+def _human_message(result: Any, skipped: str) -> str:
+    """The result's message for a person. An empty plan's message points a program at `decision.skipped` (a
+    JSON field); a person is pointed at `skipped`, where the reasons are shown to them."""
+    if not result.success and not result.attempts and not result.decision.plan:
+        return f"nothing to run: every tier was skipped (why: {skipped})"
+    return str(result.message)
 
 
 def _wait(value: str | None) -> float | None:
@@ -299,7 +303,8 @@ def cmd_run_many(args: argparse.Namespace) -> int:
             from adws.views import times_in
 
             result = outcome.result
-            text = outcome.error or (result.message if result is not None else "")
+            text = outcome.error or (_human_message(result, "adws route with this task, or run-many --json")
+                                     if result is not None else "")
             line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
             now = result.decision.now if result is not None else None
             print(times_in(line, engine.router.tz, now), flush=True)

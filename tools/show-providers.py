@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from adws.engine import load
 from adws.cli import CONFIG_HELP, config_path
+from adws.engine import load
 from adws.errors import AdwsError, ConfigError
 from adws.reports import providers_report, render_providers
 from adws.views import fit, terminal_width
