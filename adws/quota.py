@@ -321,7 +321,7 @@ class Burn:
         text = f"burning {rate} {unit}/h"
         if self.used >= self.limit:
             text += "; exhausted"
-        elif self.exhausts_before_reset:
+        elif self.exhausts_at is not None and self.exhausts_before_reset:
             text += f"; exhausted in {countdown(self.exhausts_at - now)}"
         else:
             text += "; lasts until the reset"
