@@ -107,7 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
-    from adws.views import count as _count
+    from adws.errors import count as _count
 
     enabled = sum(r.enabled for r in config.rules)
     counts = (f"{_count(len(config.providers), 'provider')}, {_count(len(config.rules), 'rule')} ({enabled} "
@@ -116,7 +116,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config.scenarios:
         from datetime import UTC
 
-        from adws.reports import routing_report, scenario_lines
+        from adws.scenarios import routing_report, scenario_lines
 
         # The config's own [[scenarios]] are part of what it declares: one that fails is a problem of the config.
         failing = [s for s in routing_report(config, datetime.now(UTC))["scenarios"] if not s["ok"]]
@@ -160,7 +160,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args) if args.prompt_file else None
     if args.assume_available:
         from adws.config import load_config
-        from adws.reports import scenario_router
+        from adws.scenarios import scenario_router
 
         router = scenario_router(load_config(config_path(args.config)))
     else:

@@ -18,6 +18,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import IO, TYPE_CHECKING
 
+from adws.errors import count
+
 if TYPE_CHECKING:
     from adws.compiled import ProviderSpec
     from adws.decision import Decision, Skip
@@ -35,11 +37,6 @@ def terminal_width(stream: IO[str]) -> int | None:
     if not getattr(stream, "isatty", lambda: False)():
         return None
     return shutil.get_terminal_size().columns
-
-
-def count(n: int, noun: str) -> str:
-    """`1 rule`, `2 rules`, `0 rules`: a count with its noun (regular English plurals only: add "s")."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def fit(lines: Iterable[str], width: int | None) -> str:

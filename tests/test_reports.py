@@ -23,9 +23,8 @@ from adws.reports import (
     render_providers,
     render_quota,
     render_routing,
-    routing_report,
-    scenario_router,
 )
+from adws.scenarios import routing_report, scenario_router
 from adws.state import Cooldown, MemoryStore, UsageRecord
 from tests.helpers import ROOT, TESTS
 

@@ -23,7 +23,8 @@ from adws import cli
 from adws.attempt import Usage
 from adws.config import load_config
 from adws.engine import Engine
-from adws.reports import providers_report, render_routing, routing_report, scenario_router
+from adws.reports import providers_report, render_routing
+from adws.scenarios import routing_report, scenario_router
 from adws.state import Cooldown, MemoryStore, UsageRecord, open_store
 from adws.state.base import BreakerState
 from adws.views import fit, minute, render_decision, times_in

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from adws.cli import CONFIG_HELP, config_path
 from adws.config import load_config
 from adws.errors import AdwsError, ConfigError
-from adws.reports import render_routing, routing_report
+from adws.reports import render_routing
+from adws.scenarios import routing_report
 from adws.views import fit, terminal_width
 
 
