@@ -63,16 +63,13 @@ def checked_workdir(workdir: object) -> str | os.PathLike[str]:
                         f"got {got(workdir)}")
 
 
-def checked_seconds(name: str, value: object, *, optional: bool = True, positive: bool = False) -> float | None:
-    """A duration in seconds: an int or float >= 0 (> 0 when `positive`; inf allowed), or None when `optional`.
-    Raises ArgumentError."""
+def checked_seconds(name: str, value: object, *, optional: bool = True) -> float | None:
+    """A duration in seconds: an int or float >= 0 (inf allowed), or None when `optional`. Raises ArgumentError."""
     if value is None and optional:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) \
-            and (value > 0 if positive else value >= 0):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) and value >= 0:
         return float(value)
-    what = "seconds, a number > 0" if positive else "seconds, a number >= 0"
-    raise ArgumentError(f"{name}: expected {what}{' or None' if optional else ''}, got {got(value)}")
+    raise ArgumentError(f"{name}: expected seconds, a number >= 0{' or None' if optional else ''}, got {got(value)}")
 
 
 def checked_count(name: str, value: object, *, minimum: int) -> int:

@@ -475,12 +475,12 @@ def load(path: str | os.PathLike[str] = "config.toml", *, reload: bool = False,
     """Load and validate a config file (raises ConfigError listing every problem) and build an Engine.
 
     `path`: str or pathlib.Path. `reload`: notice edits of the file by itself, with at most one `stat` per
-    `reload_interval` seconds (> 0) (`engine.reload()` looks at once either way); `strict`: refuse new runs while
+    `reload_interval` seconds (>= 0) (`engine.reload()` looks at once either way); `strict`: refuse new runs while
     an edit does not load. `options` go to Engine. Raises ArgumentError (a TypeError) for an argument of the
     wrong type, TypeError for an option Engine does not take.
     """
     name = checked_path("path", path)
     checked_flag("reload", reload)
-    interval = checked_seconds("reload_interval", reload_interval, optional=False, positive=True)
+    interval = checked_seconds("reload_interval", reload_interval, optional=False)
     watcher = ConfigWatcher(name, interval)  # type: ignore[arg-type]  # a float: optional is False
     return Engine(name, watcher=watcher, auto_reload=reload, strict=strict, **options)
