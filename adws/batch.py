@@ -196,6 +196,8 @@ def _item(entry: Any, where: str, base: Path, template: str | None, default_work
             problems.extend(f"{where}: task: {p}" for p in exc.problems)
     prompt = _prompt(entry, where, base, template, task, problems, api=api)
     workdir = entry.get("workdir", default_workdir)
+    if isinstance(workdir, os.PathLike):  # a pathlib.Path, from a Python caller
+        workdir = os.fspath(workdir)
     if not isinstance(workdir, str) or not workdir:
         problems.append(f"{where}: workdir: expected a directory name")
     else:
@@ -221,6 +223,8 @@ def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | No
             return None
     elif "prompt_file" in entry:
         name = entry["prompt_file"]
+        if isinstance(name, os.PathLike):  # a pathlib.Path, from a Python caller
+            name = os.fspath(name)
         if not isinstance(name, str) or not name:
             problems.append(f"{where}: prompt_file: expected a file name")
             return None
@@ -259,7 +263,12 @@ def coerce_items(items: Iterable[BatchItem | Mapping[str, Any]]) -> list[BatchIt
     out: list[BatchItem] = []
     for i, item in enumerate(items):
         if isinstance(item, BatchItem):
-            out.append(item if item.where else replace(item, where=f"item {i}"))
+            # Its types only: that the workdir exists and the prompt is not empty is checked as each task starts.
+            wrong = _wrong_types(item)
+            if wrong:
+                problems.extend(f"item {i}: {p}" for p in wrong)
+            else:
+                out.append(item if item.where else replace(item, where=f"item {i}"))
             continue
         made = _item(item, f"item {i}", Path.cwd(), None, ".", problems, api=True)
         if made is not None:
@@ -267,6 +276,19 @@ def coerce_items(items: Iterable[BatchItem | Mapping[str, Any]]) -> list[BatchIt
     if problems:
         raise BatchInputError(problems)
     return out
+
+
+def _wrong_types(item: BatchItem) -> list[str]:
+    """What in a BatchItem built in Python has the wrong type (the dataclass itself checks nothing)."""
+    problems = []
+    if not isinstance(item.task, Task):
+        problems.append(f"task: expected an adws.Task (a dict goes in {{\"task\": ...}} items), got {got(item.task)}")
+    if not isinstance(item.prompt, str):
+        problems.append(f"prompt: expected the prompt's text (a str), got {got(item.prompt)}")
+    if not isinstance(item.workdir, (str, os.PathLike)) or not item.workdir:
+        problems.append(f"workdir: expected a directory's path (a non-empty str or a pathlib.Path), "
+                        f"got {got(item.workdir)}")
+    return problems
 
 
 # -- events ---------------------------------------------------------------------------------------------------

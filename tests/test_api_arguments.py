@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import adws
-from adws.batch import BatchInputError, items_from_text
+from adws.batch import BatchInputError, BatchItem, items_from_text
 from adws.cli import main
 from adws.config import load_config
 from adws.engine import Engine
@@ -158,6 +158,19 @@ def test_run_many_refuses_wrong_arguments_by_name(engine: Engine, tmp_path: Path
         'item 0: expected an object with a task, got Task (give a Task as BatchItem(task, prompt, workdir) or '
         '{"task": task, "prompt": text})']
     assert not (tmp_path / "agents.jsonl").exists()
+
+
+def test_run_many_takes_paths_and_checks_batch_items_types(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "fix.md").write_text("fix it", encoding="utf-8")
+    outcomes = engine.run_many([{"task": TASK, "prompt_file": tmp_path / "fix.md", "workdir": tmp_path}])
+    assert outcomes[0].success and outcomes[0].item.workdir == str(tmp_path)
+    with pytest.raises(BatchInputError) as caught:
+        engine.run_many([BatchItem(TASK, ..., 5)])  # type: ignore[arg-type]
+    assert caught.value.problems == [
+        "item 0: task: expected an adws.Task (a dict goes in {\"task\": ...} items), got dict "
+        "{'title': 'Fix the parser', 'number': 42}",
+        "item 0: prompt: expected the prompt's text (a str), got ... (Ellipsis: a placeholder, not a value)",
+        "item 0: workdir: expected a directory's path (a non-empty str or a pathlib.Path), got int 5"]
 
 
 def test_run_many_speaks_to_a_python_caller_not_of_command_line_flags(engine: Engine, tmp_path: Path) -> None:
