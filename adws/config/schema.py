@@ -75,7 +75,7 @@ def _array_or_words(schema: dict[str, Any]) -> None:
     schema["anyOf"] = [array, {"type": "string", "minLength": 1}]
 
 
-def _split_words(value: Any) -> Any:
+def split_words(value: Any) -> Any:
     """Older configs wrote `command_template` as one string: it is split into words as a shell would split
     them (and never given to one)."""
     if not isinstance(value, str):
@@ -337,7 +337,7 @@ class ProviderConfig(StrictModel):
                                             'often, e.g. "10m"; unset: only `adws quota --sync` runs it.')
     wait_for_reset: float = Field(0.0, ge=0, le=3600, description="Seconds: a limit resetting sooner is waited out.")
 
-    _split_command = field_validator("command_template", mode="before")(_split_words)
+    _split_command = field_validator("command_template", mode="before")(split_words)
 
 
 class StateConfig(StrictModel):

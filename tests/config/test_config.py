@@ -263,6 +263,18 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
      'reasonin = ["why"]\n',
      ['routing.intake.specialization_keywords → reasonin: unknown specialization "reasonin" (did you mean '
       '"reasoning"?); a new one needs a name that is not a near miss of a known one']),
+    ("a provider score for a near miss of a known specialization", "[providers.cline.specializations]\n"
+     "cod = 60\ncode = 90\n",
+     ['providers.cline → specializations → cod: unknown specialization "cod" (did you mean "code"?); a new one needs '
+      "a name that is not a near miss of a known one"]),
+    ("a model score for a near miss of a known specialization", "[providers.local.models.qwen.specializations]\n"
+     "fast_respons = 92\n",
+     ['providers.local.models.qwen → specializations → fast_respons: unknown specialization "fast_respons" (did you '
+      'mean "fast_response"?); a new one needs a name that is not a near miss of a known one']),
+    ("a score for a near miss of a specialization intake introduces", "[routing.intake.specialization_labels]\n"
+     '"area:ui" = "frontend"\n[providers.local.models.qwen.specializations]\nfrontnd = 92\n',
+     ['providers.local.models.qwen → specializations → frontnd: unknown specialization "frontnd" (did you mean '
+      '"frontend"?); a new one needs a name that is not a near miss of a known one']),
     ("rule without a target", '[[routing.rules]]\nname = "a"\n',
      ['routing.rules[0] (name="a"): the rule has no target: give `provider`, `model` or `chain`']),
     ("empty rule name", '[[routing.rules]]\nname = ""\nprovider = "cline"\n',
@@ -410,6 +422,28 @@ def test_references_to_a_broken_provider_are_not_a_second_problem() -> None:
         'providers.cline: unknown key "timout" (did you mean "timeout"?)',
         'routing.rules[1] (name="s") → provider: unknown provider "nope"; providers: cline, local',
     ]
+
+
+def test_a_score_table_may_name_a_specialization_of_its_own() -> None:
+    # Not a near miss of a known one: a task may give it (`specialization = "frontend"`), and rules may name it.
+    config = compile_config(parse_toml(BASE + "[providers.cline.specializations]\nfrontend = 90\n"
+                                       '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+                                       'conditions = { specialization = "frontend" }\n'))
+    assert "frontend" in config.intake.known_specializations
+
+
+def test_specializations_a_left_out_provider_scores_are_still_declared() -> None:
+    # cline is left out for its typo; the names it scores are not unknown to intake or to a rule.
+    text = BASE.replace('prompt = "arg"', 'prompt = "arg"\ntimout = 5\nspecializations = { coding = 90 }') + \
+        '[routing.intake]\nspecialization_labels = { "dev" = "coding" }\n' \
+        '[[routing.rules]]\nname = "r"\nprovider = "local"\nconditions = { specialization = "coding" }\n'
+    assert problems_of(text) == ['providers.cline: unknown key "timout" (did you mean "timeout"?)']
+
+
+def test_scores_are_not_judged_against_a_left_out_intake() -> None:
+    text = BASE + '[routing.intake]\nspecialization_labels = { "area:ui" = "frontend" }\nchars_per_token = 0\n' \
+        "[providers.cline.specializations]\nfrontnd = 90\n"
+    assert problems_of(text) == ["routing.intake → chars_per_token: must be >= 0.1, got 0"]
 
 
 def test_rule_numbers_stay_those_of_the_file_when_an_earlier_rule_is_broken() -> None:
