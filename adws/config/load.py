@@ -54,6 +54,7 @@ from adws.config.schema import (
     ProviderConfig,
     QuotaConfig,
     RuleConfig,
+    cut_tag,
     split_words,
 )
 from adws.config.verdicts import remembered
@@ -223,7 +224,24 @@ class _Checker:
         self.defaulted: frozenset[Loc] = frozenset()
 
     def add(self, loc: Loc, message: str) -> None:
-        self.problems.append(problem_at(loc, self.raw, message))
+        self.problems.append(problem_at(loc, self.raw, message + self._word_of_one_string(loc)))
+
+    def _word_of_one_string(self, loc: Loc) -> str:
+        """For a place `command_template[i]` of a command written as one string whose word i holds a piece of a
+        Jinja tag (`{{ model` split at an unclosed tag): that the string was split into words, and how not to."""
+        if len(loc) != 4 or loc[0] != "providers" or loc[2] != "command_template" or not isinstance(loc[3], int):
+            return ""
+        providers = self.raw.get("providers")
+        provider = providers.get(loc[1]) if isinstance(providers, dict) else None
+        command = provider.get("command_template") if isinstance(provider, dict) else None
+        if not isinstance(command, str):
+            return ""
+        words = split_words(command)
+        if loc[3] >= len(words) or not cut_tag(words[loc[3]]):
+            return ""
+        return (f"; command_template is one string, split on whitespace into words (shell rules, each whole "
+                f"{{{{ … }}}} or {{% … %}} kept in one word), and word {loc[3] + 1} is {words[loc[3]]!r}: write "
+                "the command as an array with one string per argument")
 
     def guard(self, loc: Loc, check: Callable[[], Any]) -> Any:
         try:

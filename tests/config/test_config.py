@@ -16,7 +16,7 @@ from adws.config import load_config
 from adws.config.load import compile_config, parse_toml, read_toml
 from adws.config.locations import fields_at, format_loc
 from adws.config.schema import Config, RuleConfig
-from adws.errors import ConfigError, Problem
+from adws.errors import ConfigError, Problem, toml_value
 from adws.router import ModelRouter
 from tests.helpers import DATA, ROOT, config_problems
 
@@ -626,6 +626,29 @@ def test_legacy_string_command_with_an_unclosed_quote_is_reported() -> None:
     assert problems_of(text) == [
         'providers.x → command_template: cannot split "x --name \'oops" into words (No closing quotation); write the '
         "command as an array with one string per argument"]
+
+
+LOCAL_COMMAND = 'command_template = ["ollama", "run", "{{ model }}"]'
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("ollama run {{ model }}", ("ollama", "run", "{{ model }}")),
+    ("x --v={{ 'hi' if budget > 1 else 'lo' }} \"a b\" {% if budget %}-q{% endif %}",
+     ("x", "--v={{ 'hi' if budget > 1 else 'lo' }}", "a b", "{% if budget %}-q{% endif %}")),
+    ("claude -p --model {model} {prompt_file}", ("claude", "-p", "--model", "{{ model }}", "{{ prompt_file }}")),
+], ids=["expression with spaces", "quotes and statements", "older placeholders"])
+def test_a_command_written_as_one_string_keeps_each_jinja_tag_in_one_word(command: str, words: tuple[str, ...]) -> None:
+    text = BASE.replace(LOCAL_COMMAND, f"command_template = {toml_value(command)}") + \
+        "[providers.local.vars]\nbudget = 1\n"
+    assert compile_config(parse_toml(text)).providers["local"].command == words
+
+
+def test_a_tag_cut_by_splitting_a_one_string_command_says_how_it_was_split() -> None:
+    text = BASE.replace(LOCAL_COMMAND, 'command_template = "ollama run {{ model"')
+    assert problems_of(text) == [
+        "providers.local → command_template[2]: template '{{' does not parse: unexpected 'end of template'; "
+        "command_template is one string, split on whitespace into words (shell rules, each whole {{ … }} or "
+        "{% … %} kept in one word), and word 3 is '{{': write the command as an array with one string per argument"]
 
 
 def test_legacy_routing_disabled_uses_the_defaults() -> None:
