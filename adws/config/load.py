@@ -610,7 +610,9 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
     for table in check.left_out():  # what a provider left out for its own problem scores is still declared
         scored |= _score_names_as_written(table)
     for where, spec in introduced:
-        _near_miss(where, spec, scored, check)
+        # A label often names what it means ("docs" = "documents" means "docs"): such a name is the likelier fix.
+        label = str(where[-1]) if where[-2] == "specialization_labels" else ""
+        _near_miss(where, spec, scored, check, meant=re.split(r"[^a-z0-9_]+", label.lower().replace("-", "_")))
     known = scored | {spec for _, spec in introduced}
     return IntakeSpec(
         priority_labels={k.lower(): v for k, v in it.priority_labels.items()},
@@ -626,10 +628,10 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
     )
 
 
-def _near_miss(loc: Loc, spec: str, known: set[str], check: _Checker) -> bool:
+def _near_miss(loc: Loc, spec: str, known: set[str], check: _Checker, meant: Iterable[str] = ()) -> bool:
     """Refuse a specialization that is not known but a near miss of a known one (a new name is allowed); True when
-    refused."""
-    hint = suggest(spec, known) if spec not in known else ""  # difflib only for a name not known
+    refused. `meant`: names the place suggests (`suggest`)."""
+    hint = suggest(spec, known, meant) if spec not in known else ""  # difflib only for a name not known
     if hint:
         check.add(loc, f'unknown specialization "{spec}"{hint}; a new one needs a name that is not a near miss of a '
                   "known one")

@@ -16,7 +16,7 @@ from adws.config import load_config
 from adws.config.load import compile_config, parse_toml, read_toml
 from adws.config.locations import fields_at, format_loc
 from adws.config.schema import Config, RuleConfig
-from adws.errors import ConfigError, Problem, toml_value
+from adws.errors import ConfigError, Problem, suggest, toml_value
 from adws.router import ModelRouter
 from tests.helpers import DATA, ROOT, config_problems
 
@@ -259,6 +259,14 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
     ("a specialization label that is a near miss", '[routing.intake.specialization_labels]\n"docs" = "doc"\n',
      ['routing.intake.specialization_labels → docs: unknown specialization "doc" (did you mean "docs"?); a new '
       "one needs a name that is not a near miss of a known one"]),
+    ("a specialization label's own name is the likeliest fix", '[routing.intake.specialization_labels]\n'
+     '"docs" = "documents"\n"area:docs*" = "documents"\n"large-document" = "documents"\n',
+     ['routing.intake.specialization_labels → docs: unknown specialization "documents" (did you mean "docs"?); a new '
+      "one needs a name that is not a near miss of a known one",
+      'routing.intake.specialization_labels → area:docs*: unknown specialization "documents" (did you mean "docs"?); '
+      "a new one needs a name that is not a near miss of a known one",
+      'routing.intake.specialization_labels → large-document: unknown specialization "documents" (did you mean '
+      '"large_document"?); a new one needs a name that is not a near miss of a known one']),
     ("a keyword specialization that is a near miss", '[routing.intake.specialization_keywords]\n'
      'reasonin = ["why"]\n',
      ['routing.intake.specialization_keywords → reasonin: unknown specialization "reasonin" (did you mean '
@@ -658,6 +666,18 @@ def test_legacy_routing_disabled_uses_the_defaults() -> None:
     assert decision.rule == "default"
     assert [(step.provider, step.model) for step in decision.plan] == [
         ("claude", "sonnet"), ("gemini", None), ("ollama", None)]
+
+
+@pytest.mark.parametrize(("word", "choices", "meant", "hint"), [
+    ("documents", ["large_document", "docs"], (), "docs"),  # difflib alone: large_document; typos keep the start
+    ("documents", ["large_document", "docs"], ("large_document",), "large_document"),  # what the place names wins
+    ("documents", ["large_document", "docs"], ("architecture",), "docs"),  # ... only when it is a near miss
+    ("colour", ["code"], ("code",), ""),  # never a name that is not a near miss
+    ("Code", ["code", "cod"], ("cod",), "code"),  # a choice differing only in case first
+])
+def test_a_suggestion_is_what_the_maintainer_most_likely_meant(word: str, choices: list[str], meant: tuple[str, ...],
+                                                               hint: str) -> None:
+    assert suggest(word, choices, meant) == (f' (did you mean "{hint}"?)' if hint else "")
 
 
 def test_timezone_in_the_wrong_case_gets_a_suggestion() -> None:
