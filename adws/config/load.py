@@ -60,7 +60,7 @@ from adws.config.schema import (
 from adws.config.verdicts import remembered
 from adws.cron import CronMatcher
 from adws.dataclass_cache import dataclass, replace
-from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
+from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest, toml_value
 from adws.files import unsafe_run_root
 from adws.keywords import KeywordMatcher
 from adws.quota import parse_window
@@ -342,9 +342,12 @@ def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _C
     if q.timezone is not None:
         found = _zone(q.timezone, (*loc, "timezone"), check)
         zone = found.key if found is not None else zone
+    # Thresholds in any order (they are sorted); one given twice is most likely a typo for another.
     for i, pct in enumerate(q.alert_percent or ()):
         if not 0 < pct <= 100:
-            check.add((*loc, "alert_percent", i), f"must be within 0-100, got {pct}")
+            check.add((*loc, "alert_percent", i), f"must be within 0-100, got {toml_value(pct, brief=True)}")
+        elif pct in (q.alert_percent or [])[:i]:
+            check.add((*loc, "alert_percent", i), f"{toml_value(pct, brief=True)} is already in the list")
     spec = QuotaSpec(q.tokens, q.requests, q.cost_usd, q.reset, zone, window, q.hard_block_percent or 95.0,
                      tuple(sorted(q.alert_percent or ())))
     if isinstance(q, QuotaConfig) and q.pools:
@@ -772,6 +775,9 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
             _check_model(check, (*loc, "models", tier), providers[tier], model)
     for j, tier in enumerate(r.chain or ()):
         _check_provider(check, (*loc, "chain", j), tier, providers)
+    if r.chain == [] and (r.provider is not None or r.model is not None):  # without a target: "has no target"
+        check.add((*loc, "chain"), "empty: the rule would fall through to no tier; write `fallback = false` to try "
+                  "only its target, or leave `chain` out to fall down routing.chain")
     # With [routing.intake] left out for its own problem, the specializations it introduces are unknown.
     spec_cond = r.conditions.get("specialization") if ("routing", "intake") not in check.defaulted else None
     for value in [spec_cond] if isinstance(spec_cond, str) else spec_cond if isinstance(spec_cond, list) else []:
@@ -984,6 +990,9 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
 def _chain(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> tuple[str, ...]:
     """The tier order: `routing.chain`, else the providers in file order."""
     chain = cfg.routing.chain
+    if not chain and "chain" in cfg.routing.model_fields_set:  # else `chain = []` would mean file order silently
+        check.add(("routing", "chain"), "empty: leave `chain` out for the providers in file order, or list the "
+                  "tiers in their order")
     for i, tier in enumerate(chain):
         _check_provider(check, ("routing", "chain", i), tier, providers)
         if tier in chain[:i]:

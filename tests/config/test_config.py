@@ -283,6 +283,34 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
      '"area:ui" = "frontend"\n[providers.local.models.qwen.specializations]\nfrontnd = 92\n',
      ['providers.local.models.qwen → specializations → frontnd: unknown specialization "frontnd" (did you mean '
       '"frontend"?); a new one needs a name that is not a near miss of a known one']),
+    ("a cron alias as a schedule condition", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { schedule = ["@daily", "@dialy"] }\n',
+     ['routing.rules[0] (name="r") → conditions → schedule[0]: "@daily" is the moment "0 0 * * *", so as a condition '
+      'it holds one minute in each period; a schedule takes the 5 fields of the minutes it holds in (e.g. '
+      '"* * * * *" every day, "* 9-17 * * 1-5" working hours)']),
+    ("an unknown alias as a schedule condition", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { schedule = "@dialy" }\n',
+     ['routing.rules[0] (name="r") → conditions → schedule: "@dialy" is not a cron expression; a schedule takes the '
+      '5 fields of the minutes it holds in (e.g. "* * * * *" every day, "* 9-17 * * 1-5" working hours)']),
+    ("a regex that matches every text", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { attrs = { a = { regex = "" }, b = { regex = ".*" }, c = { regex = "^$" } } }\n',
+     ['routing.rules[0] (name="r") → conditions → attrs → a → regex: regex "" matches every text, so it asks nothing '
+      "of the value; to ask only that the attribute is there, write `exists = true`",
+      'routing.rules[0] (name="r") → conditions → attrs → b → regex: regex ".*" matches every text, so it asks '
+      "nothing of the value; to ask only that the attribute is there, write `exists = true`"]),
+    ("a label glob with an unclosed set", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { labels = { any = ["x", "area:docs["] } }\n[routing.intake.specialization_labels]\n'
+     '"type:[!]doc" = "docs"\n"a[[]b" = "docs"\n',
+     ['routing.rules[0] (name="r") → conditions → labels → any[1]: "[" without its "]" in the label glob '
+      '"area:docs[": "[...]" matches one of the characters inside; for a "[" itself write "[[]"',
+      'routing.intake.specialization_labels → type:[!]doc: "[" without its "]" in the label glob "type:[!]doc": '
+      '"[...]" matches one of the characters inside; for a "[" itself write "[[]"']),
+    ("an empty rule chain", '[[routing.rules]]\nname = "r"\nprovider = "cline"\nchain = []\n',
+     ['routing.rules[0] (name="r") → chain: empty: the rule would fall through to no tier; write `fallback = false` '
+      "to try only its target, or leave `chain` out to fall down routing.chain"]),
+    ("an alert threshold given twice", X + '[providers.x.quota]\nrequests = 5\nwindow = "5h"\n'
+     "alert_percent = [95, 80, 95]\n",
+     ["providers.x.quota → alert_percent[2]: 95 is already in the list"]),
     ("rule without a target", '[[routing.rules]]\nname = "a"\n',
      ['routing.rules[0] (name="a"): the rule has no target: give `provider`, `model` or `chain`']),
     ("empty rule name", '[[routing.rules]]\nname = ""\nprovider = "cline"\n',
@@ -396,6 +424,26 @@ def test_base_of_inline_cases_is_valid() -> None:
     config = compile_config(parse_toml(BASE), "t.toml")
     assert config.default_provider == "cline"
     assert config.chain == ("cline", "local")
+
+
+def test_an_empty_routing_chain_is_refused_rather_than_read_as_file_order() -> None:
+    assert problems_of(BASE.replace('chain = ["cline", "local"]', "chain = []")) == [
+        "routing → chain: empty: leave `chain` out for the providers in file order, or list the tiers in their order"]
+
+
+def test_alert_thresholds_may_come_in_any_order() -> None:
+    config = compile_config(parse_toml(BASE + X + '[providers.x.quota]\nrequests = 5\nwindow = "5h"\n'
+                                       "alert_percent = [95, 80]\n"))
+    quota = config.providers["x"].quota
+    assert quota is not None and quota.alert_percent == (80.0, 95.0)
+
+
+def test_one_label_may_be_written_without_a_list() -> None:
+    config = compile_config(parse_toml(BASE + '[[routing.rules]]\nname = "r"\nprovider = "local"\n'
+                                       'conditions = { labels = "Chore" }\n'))
+    router = ModelRouter(config, availability=Availability(which=lambda name: "/bin/" + name))
+    assert router.route({"title": "x", "labels": ["chore"]}, now=WEDNESDAY_1PM).rule == "r"
+    assert router.route({"title": "x", "labels": ["chores"]}, now=WEDNESDAY_1PM).rule == "default"
 
 
 def test_chain_listing_a_tier_twice() -> None:
