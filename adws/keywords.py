@@ -12,7 +12,7 @@ What counts as a hit (the rule since keywords were introduced, kept exactly):
   "system design doc" is one architecture hit.
 
 Reading is one pass over the text with an Aho-Corasick automaton (the `ahocorasick-rs` package: a Rust
-multi-pattern matcher with SIMD prefilters), about 0.2 ns per character of ASCII text and 0.6 ns of other text:
+multi-pattern matcher with SIMD prefilters), about 0.25 ns per character of ASCII text, 0.5-0.8 ns of other text:
 the text is encoded as UTF-8 (a copy for ASCII, 0.3-0.45 ns a character otherwise), the four non-ASCII letters
 that `re.IGNORECASE` equates with ASCII ones are folded to them, its ASCII letters are lowercased through a
 256-byte table (StringZilla's SIMD `translate`, ~0.01 ns a byte where `bytes.lower` takes 0.23), and the

@@ -40,6 +40,7 @@ from adws.state.base import (
     BreakerState,
     Cooldown,
     Observation,
+    RunRecord,
     StateStore,
     StateStoreError,
     UsageChanges,
@@ -280,6 +281,10 @@ class PendingStore:
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         return self._reader().recent_runs(provider, specialization, limit)
+
+    def recorded_runs(self) -> Iterator[RunRecord]:
+        return self._reader().recorded_runs()
+
     def usage_records(self) -> Iterator[UsageRecord]:
         return self._reader().usage_records()
 
@@ -361,6 +366,10 @@ class PendingStore:
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
         self._writer().record_run(provider, specialization, at, tokens)
+
+    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+        return self._writer().import_runs(runs)
+
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         return self._writer().import_usage(records)
 

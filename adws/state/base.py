@@ -134,6 +134,16 @@ class Observation:
         return period_start is None or period_start <= self.at <= now
 
 
+class RunRecord(NamedTuple):
+    """One successful run kept for learned needs (`StateStore.record_run`): its total tokens (input + output)
+    and when it was recorded, per provider and specialization."""
+
+    provider: str
+    specialization: str
+    at: datetime
+    tokens: int
+
+
 def check_reservation(tokens: int, now: datetime, until: datetime) -> tuple[float, float]:
     """Validate reserve()'s arguments; return `now` and `until` as epoch seconds."""
     if tokens < 0:
@@ -419,6 +429,20 @@ class StateStore(Protocol):
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         """Append many records at once (bulk loads, `adws state import`); returns how many."""
+        ...
+
+    def recorded_runs(self) -> Iterator[RunRecord]:
+        """Every run the store keeps for learned needs (all that `recent_runs` could return), grouped by
+        (provider, specialization) in name order, each group oldest first; runs recorded at the same instant in
+        the order recorded where the backend keeps it (Redis: in no particular order).
+
+        As many per group as the backend keeps: memory and SQLite every run, Redis the newest RUNS_KEPT."""
+        ...
+
+    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+        """Record many runs at once, each as `record_run` would (`adws state import`), including any cap the
+        backend applies (Redis keeps the newest RUNS_KEPT per group, so an older run can be dropped at once);
+        returns how many of `runs` the store still holds afterwards."""
         ...
 
     def cursors(self) -> dict[str, int]:

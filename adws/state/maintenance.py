@@ -8,14 +8,23 @@ Export format: JSON Lines, one object per line, the first a header:
   {"kind": "cursor", "key", "value"}
   {"kind": "sticky", "key", "value"}
   {"kind": "breaker", "provider", "state", "failures", "opened_at": ISO 8601 | null}
-Concurrency leases are not exported: they belong to runs in flight on the old host (stop its coordinators
-first) and expire on their own.
+  {"kind": "observation", "provider", "subject", "at": ISO 8601, "percent", "source", "used", "limit",
+   "reset_at": ISO 8601 | null}                                                  (the latest per quota subject)
+  {"kind": "run", "provider", "specialization", "at": ISO 8601, "tokens"}      (every run the store keeps)
+Observations are what an agent CLI or a usage command said about an account's real quota (e.g. exhausted until
+its reset); runs are what `need = { learned_runs = N }` takes its median over. Concurrency slots and their
+leases (`max_concurrency`, the reservation lock) and token reservations are not exported: they belong to runs
+in flight on the old host (stop its coordinators first) and expire on their own. The format is the same version
+1 as before observations and runs were added: an older file imports unchanged, it only carries neither (an
+older adws refuses a newer file at its first observation or run line: unknown kind).
 
 Import checks every line first (non-negative whole numbers, times with a timezone, providers the config has)
-and lists every bad line; then usage rows the store does not hold yet are appended (a row already there, same
-account, time to the microsecond and figures, is skipped: importing the same file twice changes nothing; rows
-rolled up by `compact` since the export no longer match and would be added again), cursors only move forward,
-the rest is overwritten.
+and lists every bad line; then usage rows and runs the store does not hold yet are appended (a row already
+there, same account, time to the microsecond and figures, is skipped, and so is a run of the same provider,
+specialization, time and tokens: importing the same file twice changes nothing; rows rolled up by `compact`
+since the export no longer match and would be added again), cursors only move forward, an observation replaces
+the store's only if it is not older, the rest is overwritten. A store that caps runs (Redis: the newest
+RUNS_KEPT per provider and specialization) keeps only the newest of the old and imported runs.
 
 Retention: usage rows older than the oldest start of any quota period in effect now, minus a margin
 (default RETENTION_MARGIN), are rolled up into one row per account and UTC hour (`StateStore.roll_up`).
@@ -26,21 +35,33 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from contextlib import nullcontext
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from adws.attempt import Usage
 from adws.errors import AdwsError, UsageError, suggest
-from adws.state.base import BREAKER_STATES, BreakerState, Cooldown, StateStore, UsageRecord
+from adws.state.base import (
+    BREAKER_STATES,
+    BreakerState,
+    Cooldown,
+    Observation,
+    RunRecord,
+    StateStore,
+    UsageRecord,
+)
 
 if TYPE_CHECKING:
     from adws.compiled import CompiledConfig
     from adws.engine import Engine
 
+T = TypeVar("T")
+
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits
+MAX_COUNT = 2**63 - 1  # the largest whole number SQLite stores: a larger one would fail halfway through an import
+SHOWN_CHARS = 60  # of a bad value in a message: a hostile line may hold a megabyte in one field
 
 
 class StateImportError(AdwsError):
@@ -72,6 +93,18 @@ def export_lines(store: StateStore, now: datetime) -> Iterator[str]:
     for provider, b in sorted(store.breakers().items()):
         yield line({"kind": "breaker", "provider": provider, "state": b.state, "failures": b.failures,
                     "opened_at": _iso(b.opened_at)})
+    for (provider, subject), o in sorted(store.observations().items()):
+        yield line({"kind": "observation", "provider": provider, "subject": subject, "at": o.at.isoformat(),
+                    "percent": o.percent, "source": o.source, "used": o.used, "limit": o.limit,
+                    "reset_at": _iso(o.reset_at)})
+    for run in store.recorded_runs():
+        yield line({"kind": "run", "provider": run.provider, "specialization": run.specialization,
+                    "at": run.at.isoformat(), "tokens": run.tokens})
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 def _when(obj: dict[str, Any], name: str) -> datetime:
@@ -81,63 +114,78 @@ def _when(obj: dict[str, Any], name: str) -> datetime:
     except ValueError:
         value = None
     if value is None:
-        raise ValueError(f"{name}: expected an ISO 8601 time, got {raw!r}")
+        raise ValueError(f"{name}: expected an ISO 8601 time, got {_shown(raw)}")
     if value.tzinfo is None:
         raise ValueError(f"{name} {raw!r} has no timezone")
     return value
 
 
 def _count(obj: dict[str, Any], name: str) -> int:
-    """A whole number >= 0 (tokens, requests, failures, a cursor): a negative one would lower quota totals."""
+    """A whole number from 0 to MAX_COUNT (tokens, requests, failures, a cursor): a negative one would lower
+    quota totals."""
     value = obj[name]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
+        raise ValueError(f"{name}: expected a whole number >= 0, got {_shown(value)}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{name}: {_shown(value)} is too large (at most {MAX_COUNT})")
     return value
 
 
-def _money(obj: dict[str, Any], name: str) -> float:
+def _amount(obj: dict[str, Any], name: str, *, above_zero: bool = False) -> float:
+    """A finite number >= 0 (> 0 with `above_zero`): money, a percent used, an observed quota."""
     value = obj[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
-    return float(value)
+    try:  # a bool is not a number here; an int beyond any float (1e400 written out) raises OverflowError
+        number = float(value) if isinstance(value, float) or type(value) is int else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number < 0 or (above_zero and number == 0):
+        raise ValueError(f"{name}: expected a number {'> 0' if above_zero else '>= 0'}, got {_shown(value)}")
+    return number
+
+
+def _optional(read: Callable[[dict[str, Any], str], T], obj: dict[str, Any], name: str) -> T | None:
+    """`read(obj, name)`, or None where the field is null or absent."""
+    return None if obj.get(name) is None else read(obj, name)
 
 
 def _optional_text(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{name}: expected a string or null, got {value!r}")
+        raise ValueError(f"{name}: expected a string or null, got {_shown(value)}")
     return value
 
 
 def _name(obj: dict[str, Any], name: str) -> str:
     value = obj[name]
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+        raise ValueError(f"{name}: expected a non-empty string, got {_shown(value)}")
     return value
 
 
 def _flag(obj: dict[str, Any], name: str) -> bool:
     value = obj[name]
     if not isinstance(value, bool):
-        raise ValueError(f"{name}: expected true or false, got {value!r}")
+        raise ValueError(f"{name}: expected true or false, got {_shown(value)}")
     return value
 
 
 def _usage(obj: dict[str, Any]) -> UsageRecord:
     usage = Usage(requests=_count(obj, "requests"), input_tokens=_count(obj, "input_tokens"),
-                  output_tokens=_count(obj, "output_tokens"), cost_usd=_money(obj, "cost_usd"),
+                  output_tokens=_count(obj, "output_tokens"), cost_usd=_amount(obj, "cost_usd"),
                   estimated=_flag(obj, "estimated"))
     return UsageRecord(_name(obj, "provider"), _name(obj, "account"), _when(obj, "at"), usage,
                        _optional_text(obj, "model"), _optional_text(obj, "task_id"))
 
 
+def _run(obj: dict[str, Any]) -> RunRecord:
+    return RunRecord(_name(obj, "provider"), _name(obj, "specialization"), _when(obj, "at"), _count(obj, "tokens"))
+
+
 def _breaker(obj: dict[str, Any]) -> BreakerState:
-    opened = obj.get("opened_at")
     state = obj["state"]
     if state not in BREAKER_STATES:
-        raise ValueError(f"state: expected one of {', '.join(BREAKER_STATES)}, got {state!r}")
-    return BreakerState(state=state, failures=_count(obj, "failures"),
-                        opened_at=None if opened is None else _when(obj, "opened_at"))
+        raise ValueError(f"state: expected one of {', '.join(BREAKER_STATES)}, got {_shown(state)}")
+    return BreakerState(state=state, failures=_count(obj, "failures"), opened_at=_optional(_when, obj, "opened_at"))
 
 
 def _cooldown(obj: dict[str, Any]) -> Callable[[StateStore], None]:
@@ -165,11 +213,23 @@ def _breaker_update(obj: dict[str, Any]) -> Callable[[StateStore], None]:
     return apply
 
 
-# Each kind but usage (appended in one bulk write): read and check a line, return what it does to a store.
+def _observation(obj: dict[str, Any]) -> Callable[[StateStore], None]:
+    observation = Observation(
+        _name(obj, "provider"), _name(obj, "subject"), _when(obj, "at"), _amount(obj, "percent"),
+        _name(obj, "source"), _optional(_amount, obj, "used"),
+        _optional(lambda o, n: _amount(o, n, above_zero=True), obj, "limit"),  # a usage command's limit is > 0 too
+        _optional(_when, obj, "reset_at"))
+    return lambda store: store.record_observation(observation)  # keeps the store's own if that one is newer
+
+
+# Each kind but usage and runs (appended in bulk): read and check a line, return what it does to a store.
 _KINDS: dict[str, Callable[[dict[str, Any]], Callable[[StateStore], None]]] = {
     "cooldown": _cooldown, "cursor": _cursor, "sticky": _sticky, "breaker": _breaker_update,
+    "observation": _observation,
 }
-KINDS = ("usage", *_KINDS)
+KINDS = ("usage", *_KINDS, "run")
+# The kinds whose lines name a provider that must be the config's (cursor and sticky keys name none).
+PROVIDER_KINDS = ("usage", "cooldown", "breaker", "observation", "run")
 MAX_LISTED = 50  # bad lines named one by one; past that, how many more
 
 
@@ -181,20 +241,18 @@ def _fingerprint(r: UsageRecord) -> tuple[Any, ...]:
             u.output_tokens, round(u.cost_usd, 9), u.estimated, r.model, r.task_id)
 
 
-def _new_usage(store: StateStore, usage: list[UsageRecord]) -> list[UsageRecord]:
-    """The rows of `usage` the store does not hold yet, counted as a multiset: importing a file twice adds
-    nothing the second time, while two identical rows in one file (two attempts in one microsecond) stay two.
-    Reads the store's rows of the file's accounts and time span once."""
-    if not usage:
-        return []
-    accounts = {(r.provider, r.account) for r in usage}
-    slack = timedelta(milliseconds=1)  # a store's float epoch may round a time by a microsecond
-    first, last = min(r.at for r in usage) - slack, max(r.at for r in usage) + slack
-    present = Counter(_fingerprint(r) for r in store.usage_records()
-                      if (r.provider, r.account) in accounts and first <= r.at <= last)
+def _run_fingerprint(r: RunRecord) -> tuple[Any, ...]:
+    """What makes two runs the same run: everything, the time to the microsecond (as `_fingerprint`)."""
+    return (r.provider, r.specialization, round(r.at.timestamp() * 1_000_000), r.tokens)
+
+
+def _not_held(rows: list[T], held: Iterable[T], fingerprint: Callable[[T], Hashable]) -> list[T]:
+    """The rows of `rows` not among `held`, counted as a multiset of fingerprints: importing a file twice adds
+    nothing the second time, while two identical rows in one file (two attempts in one microsecond) stay two."""
+    present = Counter(fingerprint(r) for r in held)
     fresh = []
-    for r in usage:
-        key = _fingerprint(r)
+    for r in rows:
+        key = fingerprint(r)
         if present[key] > 0:
             present[key] -= 1
         else:
@@ -202,18 +260,43 @@ def _new_usage(store: StateStore, usage: list[UsageRecord]) -> list[UsageRecord]
     return fresh
 
 
+def _new_usage(store: StateStore, usage: list[UsageRecord]) -> list[UsageRecord]:
+    """The rows of `usage` the store does not hold yet (`_not_held`). Reads the store's rows of the file's
+    accounts and time span once."""
+    if not usage:
+        return []
+    accounts = {(r.provider, r.account) for r in usage}
+    slack = timedelta(milliseconds=1)  # a store's float epoch may round a time by a microsecond
+    first, last = min(r.at for r in usage) - slack, max(r.at for r in usage) + slack
+    held = (r for r in store.usage_records() if (r.provider, r.account) in accounts and first <= r.at <= last)
+    return _not_held(usage, held, _fingerprint)
+
+
+def _new_runs(store: StateStore, runs: list[RunRecord]) -> list[RunRecord]:
+    """The runs of `runs` the store does not hold yet (`_not_held`). Reads the store's runs once."""
+    if not runs:
+        return []
+    groups = {(r.provider, r.specialization) for r in runs}
+    held = (r for r in store.recorded_runs() if (r.provider, r.specialization) in groups)
+    return _not_held(runs, held, _run_fingerprint)
+
+
 def import_lines(store: StateStore, lines: Iterable[str], source: str,
                  providers: Collection[str] | None = None) -> dict[str, int]:
-    """Apply an export to `store`; returns how many lines of each kind were read, and under "skipped" how many
-    usage rows the store already held (not appended again: importing the same file twice changes nothing).
+    """Apply an export to `store`; returns per kind of KINDS how many lines were applied (usage and run: how
+    many were added), under "skipped usage" and "skipped run" how many the store already held (not appended
+    again: importing the same file twice changes nothing), and under "dropped run" how many runs the store did
+    not keep (older than the newest it keeps, on a backend that caps them).
 
     Every line is read and checked before anything is written, so a bad file changes nothing: counts and
-    tokens must be whole numbers >= 0, money a number >= 0, times ISO 8601 with a timezone, and with
-    `providers` (the config's) a usage, cooldown or breaker line of any other provider is an error too (its
-    rows would count against nothing: add the provider to the config or drop those lines). Raises
-    StateImportError listing every bad line as `source:LINE: what` (the first MAX_LISTED, then how many more).
+    tokens must be whole numbers >= 0, money, percents and observed figures numbers >= 0 (an observed limit
+    > 0), names non-empty strings, times ISO 8601 with a timezone, and with `providers` (the config's) a line
+    of PROVIDER_KINDS naming any other provider is an error too (it would apply to nothing: add the provider
+    to the config or drop those lines). Raises StateImportError listing every bad line as `source:LINE: what`
+    (the first MAX_LISTED, then how many more).
     """
     usage: list[UsageRecord] = []
+    runs: list[RunRecord] = []
     actions: list[Callable[[StateStore], None]] = []
     counts = dict.fromkeys(KINDS, 0)
     problems: list[str] = []
@@ -234,12 +317,14 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
                 continue
             if kind == "usage":
                 record = _usage(obj)
-            elif kind in _KINDS:
+            elif kind == "run":
+                run = _run(obj)
+            elif isinstance(kind, str) and kind in _KINDS:  # a list as kind: unknown, not "unhashable type"
                 action = _KINDS[kind](obj)
             else:
-                raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+                raise ValueError(f"unknown kind {_shown(kind)}; known: {', '.join(KINDS)}")
             provider = obj.get("provider")
-            if providers is not None and kind in ("usage", "cooldown", "breaker") and provider not in providers:
+            if providers is not None and kind in PROVIDER_KINDS and provider not in providers:
                 raise ValueError(f'unknown provider "{provider}"{suggest(str(provider), providers)}; the config\'s '
                                  f"providers: {', '.join(providers)} (add it to the config, or drop its lines)")
         except (ValueError, KeyError, TypeError) as exc:
@@ -253,6 +338,8 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
             continue
         if kind == "usage":
             usage.append(record)
+        elif kind == "run":
+            runs.append(run)
         else:
             actions.append(action)
         counts[kind] += 1
@@ -267,10 +354,12 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
         raise StateImportError(f"{source}: empty, not a file written by adws state export")
     fresh = _new_usage(store, usage)
     store.import_usage(fresh)
+    new_runs = _new_runs(store, runs)
+    kept = store.import_runs(new_runs)
     for action in actions:
         action(store)
-    counts["usage"] = len(fresh)
-    counts["skipped"] = len(usage) - len(fresh)
+    counts["usage"], counts["skipped usage"] = len(fresh), len(usage) - len(fresh)
+    counts["run"], counts["skipped run"], counts["dropped run"] = kept, len(runs) - len(new_runs), len(new_runs) - kept
     return counts
 
 
@@ -298,6 +387,19 @@ def compact(store: StateStore, config: CompiledConfig, now: datetime,
     return cutoff, store.roll_up(cutoff)
 
 
+def _imported(counts: dict[str, int], location: str) -> str:
+    """The one line `adws state import` prints: what `import_lines` did (its `counts`), into `location`."""
+    text = "imported " + ", ".join(f"{counts[kind]} {kind}" for kind in KINDS) + f" into {location}"
+    there = [f"{n} {what}" for n, what in ((counts["skipped usage"], "usage rows"), (counts["skipped run"], "runs"))
+             if n]
+    if there:
+        text += f"; {' and '.join(there)} were already there (not added again)"
+    if counts["dropped run"]:
+        text += (f"; {counts['dropped run']} runs were not kept (the store keeps only the newest runs of each "
+                 "provider and specialization)")
+    return text
+
+
 def state_command(engine: Engine, action: str, *, file: str | None, margin: str | None, now: datetime) -> int:
     """`adws state export|import|compact` (see the module docstring). Export writes to `file` (stdout for
     None or "-"); what was done goes to stderr, so an export on stdout stays a clean file. Raises
@@ -315,10 +417,7 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
                 counts = import_lines(store, stream, "<stdin>" if stdio else str(file), engine.config.providers)
         except (OSError, UnicodeDecodeError) as exc:
             raise StateImportError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
-        skipped = counts.pop("skipped")
-        print("imported " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" into {store.location}"
-              + (f"; {skipped} usage rows were already there (not added again)" if skipped else ""),
-              file=sys.stderr)
+        print(_imported(counts, store.location), file=sys.stderr)
         return 0
     existing = engine.existing_store()
     if isinstance(existing, PendingStore) and existing.pending:

@@ -19,6 +19,7 @@ from adws.state.base import (
     Closing,
     Cooldown,
     Observation,
+    RunRecord,
     UsageChanges,
     UsageCursor,
     UsageRecord,
@@ -267,6 +268,20 @@ class MemoryStore(Closing):
             runs = list(self._runs.get((provider, specialization), []))
         newest = sorted(range(len(runs)), key=lambda i: (runs[i][0], i), reverse=True)  # ties: last recorded first
         return [runs[i][1] for i in newest[:limit]]
+
+    def recorded_runs(self) -> Iterator[RunRecord]:
+        with self._lock:
+            groups = {key: list(runs) for key, runs in self._runs.items()}
+        for (provider, specialization), runs in sorted(groups.items()):
+            for at, tokens in sorted(runs, key=lambda run: run[0]):  # stable: ties stay in the order recorded
+                yield RunRecord(provider, specialization, from_epoch(at), tokens)
+
+    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+        count = 0
+        for run in runs:
+            self.record_run(*run)
+            count += 1
+        return count
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.

@@ -25,6 +25,8 @@ percent-quoted so no provider or account name can forge another key:
   {p}breakers                hash  provider -> JSON [state, failures, opened_at]
   {p}slotted                 set   providers that may hold leases
   {p}slots:{prov}            zset  holder by lease end, expires at the last lease's end
+  {p}runs:{prov}:{spec}      zset  "tokens id" per successful run by time, the newest RUNS_KEPT kept (listed for
+                                   export by SCAN over this shape: no index of them is kept)
 
 Scripts reach keys named from the prefix rather than declared up front, which standalone Redis (and
 Sentinel) allows; Redis Cluster does not, and is not supported.
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -59,6 +62,7 @@ from adws.state.base import (
     Closing,
     Cooldown,
     Observation,
+    RunRecord,
     StateStoreError,
     UsageChanges,
     UsageCursor,
@@ -368,6 +372,21 @@ return bump()
 """
 
 
+def _run_args(run: RunRecord) -> list[str]:
+    """The run script's arguments after the prefix and token: quoted provider and specialization, time, member
+    ("tokens id": the random id makes two equal runs at the same instant two members)."""
+    return [_q(run.provider), _q(run.specialization), repr(to_epoch(run.at, "at")),
+            f"{int(run.tokens)} {secrets.token_hex(6)}"]
+
+
+_RUN_MEMBER = re.compile(r"(\d+) [0-9a-f]{12}")  # as _run_args writes it
+
+
+def _glob(text: str) -> str:
+    """`text` matched literally by a Redis SCAN pattern (a key prefix may hold `*`, `?`, `[`)."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
 def _q(name: str) -> str:
     """A provider or account name as a key part: percent-quoted, so ':' inside a name stays inside it."""
     return quote(name, safe="")
@@ -529,30 +548,28 @@ class RedisStore(Closing):
         at = to_epoch(record.at, "UsageRecord.at")
         self._write("record", _q(record.provider), _q(record.account), repr(at), _usage_member(record), LOG_CAP)
 
-    def import_usage(self, records: Iterable[UsageRecord]) -> int:
-        script = self._scripts["record"]
+    def _bulk(self, name: str, calls: Iterable[list[str]]) -> int:
+        """Run the write script `name` once per argument list of `calls` (each after the prefix and a fresh
+        token), IMPORT_BATCH to a pipeline: one round trip per batch instead of one per call. Returns how many."""
+        script = self._scripts[name]
         count = 0
-        batch: list[UsageRecord] = []
-
-        def flush() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for r in batch:
-                at = to_epoch(r.at, "UsageRecord.at")
-                args = [self.prefix, secrets.token_hex(8), _q(r.provider), _q(r.account), repr(at), _usage_member(r),
-                        str(LOG_CAP)]
-                script(args=args, client=pipe)
-            self._call(pipe.execute)
-            batch.clear()
-
-        for record in records:
-            batch.append(record)
+        pipe = None
+        for args in calls:
+            if pipe is None:
+                pipe = self._client.pipeline(transaction=False)
+            script(args=[self.prefix, secrets.token_hex(8), *args], client=pipe)
             count += 1
-            if len(batch) >= IMPORT_BATCH:
-                flush()
-        if batch:
-            flush()
+            if count % IMPORT_BATCH == 0:
+                self._call(pipe.execute)
+                pipe = None
+        if pipe is not None:
+            self._call(pipe.execute)
         self._changes.wrote()
         return count
+
+    def import_usage(self, records: Iterable[UsageRecord]) -> int:
+        return self._bulk("record", ([_q(r.provider), _q(r.account), repr(to_epoch(r.at, "UsageRecord.at")),
+                                      _usage_member(r), str(LOG_CAP)] for r in records))
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
@@ -722,14 +739,52 @@ class RedisStore(Closing):
                     from_epoch(v["reset_at"]) if v["reset_at"] is not None else None)
         return out
 
+    def _runs_key(self, provider: str, specialization: str) -> str:
+        return self.prefix + "runs:" + _q(provider) + ":" + _q(specialization)
+
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
-        self._write("run", _q(provider), _q(specialization), repr(to_epoch(at, "at")),
-                    f"{int(tokens)} {secrets.token_hex(6)}", RUNS_KEPT)
+        self._write("run", *_run_args(RunRecord(provider, specialization, at, tokens)), RUNS_KEPT)
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
-        key = self.prefix + "runs:" + _q(provider) + ":" + _q(specialization)
-        members = self._call(self._client.zrevrange, key, 0, limit - 1)
+        members = self._call(self._client.zrevrange, self._runs_key(provider, specialization), 0, limit - 1)
         return [int(member.split(" ", 1)[0]) for member in members]
+
+    def recorded_runs(self) -> Iterator[RunRecord]:
+        """Every group's kept runs: the keys are found with SCAN (`{p}runs:*`, sorted sets only), since runs are
+        stored without an index of their groups. Several round trips; for `adws state export`, not routing."""
+        head = self.prefix + "runs:"
+        keys = self._call(lambda: list(self._client.scan_iter(match=_glob(head) + "*", count=1000, _type="zset")))
+        groups = []
+        for key in keys:
+            names = key[len(head):].split(":")
+            if len(names) == 2 and all(names):  # quoted names hold no ':': another shape is not a runs key
+                groups.append((unquote(names[0]), unquote(names[1]), key))
+        runs: list[RunRecord] = []
+        for provider, specialization, key in sorted(groups):
+            rows = self._call(self._client.zrange, key, 0, -1, withscores=True)
+            found = [(_RUN_MEMBER.fullmatch(member), at) for member, at in rows]
+            # A fleet whose prefix is ours + "runs:" has keys of the same shape (its slots:{prov}): not runs.
+            if all(match is not None for match, _ in found):
+                runs += [RunRecord(provider, specialization, from_epoch(at), int(match.group(1)))
+                         for match, at in found if match is not None]
+        return iter(runs)
+
+    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+        """Record the runs through the same script as `record_run` (pipelined), so each group keeps its newest
+        RUNS_KEPT; returns how many of them are still kept at the end (one more round trip per group)."""
+        added: dict[str, list[str]] = {}  # the members written, per key
+
+        def calls() -> Iterator[list[str]]:
+            for run in runs:
+                args = _run_args(run)
+                added.setdefault(self._runs_key(run.provider, run.specialization), []).append(args[3])
+                yield [*args, str(RUNS_KEPT)]
+
+        self._bulk("run", calls())
+        pipe = self._client.pipeline(transaction=False)
+        for key, members in added.items():
+            pipe.zmscore(key, members)
+        return sum(score is not None for scores in self._call(pipe.execute) for score in scores)
 
     # -- change detection ------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from adws.state.base import (
     Closing,
     Cooldown,
     Observation,
+    RunRecord,
     StateStoreError,
     UsageChanges,
     UsageCursor,
@@ -756,9 +757,7 @@ class SqliteStore(Closing):
             for p, subj, at, pct, src, used, limit, reset in rows})
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
-        with self._write() as conn:
-            conn.execute("INSERT INTO runs (provider, specialization, at, tokens) VALUES (?, ?, ?, ?)",
-                         (provider, specialization, to_epoch(at, "at"), tokens))
+        self.import_runs([RunRecord(provider, specialization, at, tokens)])
 
     @_guarded
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
@@ -767,6 +766,21 @@ class SqliteStore(Closing):
             (provider, specialization, limit),
         )
         return _decoded(self.path, lambda: [int(tokens) for (tokens,) in rows])
+
+    @_guarded
+    def recorded_runs(self) -> Iterator[RunRecord]:
+        rows = self._read(
+            "SELECT provider, specialization, at, tokens FROM runs ORDER BY provider, specialization, at, id")
+        runs = _decoded(self.path, lambda: [RunRecord(provider, specialization, from_epoch(at), int(tokens))
+                                            for provider, specialization, at, tokens in rows])
+        return iter(runs)  # read in full here, so a damaged row is reported by this call
+
+    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+        """Insert the runs in one transaction; returns how many (this backend keeps every run)."""
+        rows = [(r.provider, r.specialization, to_epoch(r.at, "at"), r.tokens) for r in runs]
+        with self._write() as conn:
+            conn.executemany("INSERT INTO runs (provider, specialization, at, tokens) VALUES (?, ?, ?, ?)", rows)
+        return len(rows)
 
     # -- change detection ----------------------------------------------------------------------
 

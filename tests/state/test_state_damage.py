@@ -61,6 +61,7 @@ def _exercise(path: Path) -> None:
         store.reservations(NOW)
         store.observations()
         store.recent_runs("h", "general", 5)
+        list(store.recorded_runs())  # what adws state export reads
 
 
 def _sql(statements: list[str]) -> Callable[[Path], None]:
@@ -92,6 +93,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "text in a reservation": (_sql(["UPDATE reservations SET tokens = 'many'"]), "a stored value is invalid"),
     "text in an observation": (_sql(["UPDATE observations SET at = 'noon'"]), "a stored value is invalid"),
     "text in a run": (_sql(["UPDATE runs SET tokens = 'lots'"]), "a stored value is invalid"),
+    "text in a run's time": (_sql(["UPDATE runs SET at = 'noon'"]), "a stored value is invalid"),  # export reads it
     "right version, no runs table": (_sql(["DROP TABLE runs"]), "table runs is missing"),
     "truncated": (lambda path: (_good_store(path), path.write_bytes(path.read_bytes()[:5000]))[0],
                   "damaged or not an adws state store"),

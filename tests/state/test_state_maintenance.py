@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,8 +16,25 @@ import pytest
 
 from adws.attempt import Usage
 from adws.cli import main
-from adws.state import BreakerState, Cooldown, RedisStore, SqliteStore, UsageRecord
-from adws.state.maintenance import retention_cutoff
+from adws.config.load import compile_config, parse_toml
+from adws.decision import Decision
+from adws.engine import Engine
+from adws.state import (
+    STORES,
+    BreakerState,
+    Cooldown,
+    MemoryStore,
+    RedisStore,
+    SqliteStore,
+    StateStore,
+    UsageRecord,
+    redis_store,
+)
+from adws.state.base import Observation
+from adws.state.maintenance import export_lines, import_lines, retention_cutoff
+from tests.helpers import Clock
+from tests.state.test_state import open_backend
+from tests.test_spend_routing import BASE, TASK
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
 
@@ -54,6 +73,11 @@ def fill(store: SqliteStore, now: datetime) -> None:
         store.next_cursor("round_robin:claude")
     store.set_sticky("sticky:claude:7", "b")
     store.update_breaker("claude", lambda s: BreakerState("open", 3, now))
+    store.record_observation(Observation("claude", "a", now - timedelta(minutes=5), 100.0,
+                                         "claude output (five_hour)", reset_at=now + timedelta(hours=1)))
+    store.record_observation(Observation("claude", "b", now - timedelta(hours=1), 12.5, "usage_command", 1.25, 10.0))
+    for minutes, tokens in ((30, 1200), (20, 800)):
+        store.record_run("claude", "general", now - timedelta(minutes=minutes), tokens)
 
 
 def test_sqlite_state_moves_into_redis(
@@ -73,23 +97,30 @@ def test_sqlite_state_moves_into_redis(
     assert main(["state", "export", str(dump), "--config", str(source), *at]) == 0
     lines = [json.loads(line) for line in dump.read_text().splitlines()]
     assert [line["kind"] for line in lines] == ["adws-state", "usage", "usage", "cooldown", "cursor", "sticky",
-                                                "breaker"]
+                                                "breaker", "observation", "observation", "run", "run"]
     assert lines[1] == {"kind": "usage", "provider": "claude", "account": "a",
                         "at": (now - timedelta(hours=1)).isoformat(),
                         "requests": 1, "input_tokens": 5, "output_tokens": 0, "cost_usd": 0.5, "estimated": False,
                         "model": "sonnet", "task_id": "issue-7"}
+    assert lines[7] == {"kind": "observation", "provider": "claude", "subject": "a",
+                        "at": (now - timedelta(minutes=5)).isoformat(), "percent": 100.0,
+                        "source": "claude output (five_hour)", "used": None, "limit": None,
+                        "reset_at": (now + timedelta(hours=1)).isoformat()}
+    assert lines[9] == {"kind": "run", "provider": "claude", "specialization": "general",
+                        "at": (now - timedelta(minutes=30)).isoformat(), "tokens": 1200}
 
     (tmp_path / "new").mkdir()
     target = write_config(tmp_path / "new", f'[state]\nbackend = "redis"\nurl = "{redis_url}"\n'
                                             f'key_prefix = "{redis_prefix}"\n')
     capsys.readouterr()
     assert main(["state", "import", str(dump), "--config", str(target)]) == 0
-    assert capsys.readouterr().err == (f"imported 2 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker into "
-                                       f"{redis_url}\n")
-    # A second import of the same file adds no usage (the rest is overwritten with the same values).
+    assert capsys.readouterr().err == (f"imported 2 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker, "
+                                       f"2 observation, 2 run into {redis_url}\n")
+    # A second import of the same file adds no usage and no run (the rest is overwritten with the same values).
     assert main(["state", "import", str(dump), "--config", str(target)]) == 0
-    assert capsys.readouterr().err == (f"imported 0 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker into "
-                                       f"{redis_url}; 2 usage rows were already there (not added again)\n")
+    assert capsys.readouterr().err == (f"imported 0 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker, "
+                                       f"2 observation, 0 run into {redis_url}; 2 usage rows and 2 runs were "
+                                       "already there (not added again)\n")
     with RedisStore(redis_url, key_prefix=redis_prefix) as new, \
             SqliteStore(str(tmp_path / "old" / "state.sqlite3")) as old:
         assert list(new.usage_records()) == list(old.usage_records())
@@ -97,6 +128,9 @@ def test_sqlite_state_moves_into_redis(
         assert new.cursors() == old.cursors() == {"round_robin:claude": 3}
         assert new.sticky_choices() == old.sticky_choices()
         assert new.breakers() == old.breakers()
+        assert new.observations() == old.observations()
+        assert list(new.recorded_runs()) == list(old.recorded_runs())
+        assert new.recent_runs("claude", "general", 5) == [800, 1200]
     # The round trip is exact: exporting the Redis store gives the same lines.
     assert main(["state", "export", "--config", str(target), *at]) == 0
     assert capsys.readouterr().out == dump.read_text()
@@ -114,10 +148,12 @@ def test_import_refuses_a_bad_file_whole(tmp_path: Path, capsys: pytest.CaptureF
               "state export)",
         header + good + '{"kind": "usage", "provider": "p"}\n': f"{dump}:3: missing field 'requests'",
         header + '{"kind": "lease"}\n': f"{dump}:2: unknown kind 'lease'; known: usage, cooldown, cursor, sticky, "
-                                        "breaker",
+                                        "breaker, observation, run",
         header + '{"kind": "cooldown", "provider": "p", "account": "a", "until": "2026-01-01T00:00", "reason": "x"}\n':
             f"{dump}:2: until '2026-01-01T00:00' has no timezone",
         header + "[1]\n": f"{dump}:2: expected a JSON object",
+        header + '{"kind": ["run"]}\n': f"{dump}:2: unknown kind ['run']; known: usage, cooldown, cursor, sticky, "
+                                       "breaker, observation, run",
         "": f"{dump}: empty, not a file written by adws state export",
     }
     for text, message in cases.items():
@@ -169,32 +205,204 @@ def test_import_lists_every_bad_line_and_checks_values(tmp_path: Path, capsys: p
         assert list(store.usage_records()) == []  # the good line 2 was not applied either
 
 
-def test_importing_the_same_file_twice_adds_its_usage_once(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_checks_observation_and_run_lines_as_strictly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    config = write_config(tmp_path, "")
+    dump = tmp_path / "bad.jsonl"
+    observation = {"kind": "observation", "provider": "claude", "subject": "a/claude",
+                   "at": "2026-11-18T12:00:00+00:00", "percent": 100.0, "source": "usage_command", "used": 10.0,
+                   "limit": 10.0, "reset_at": "2026-11-18T14:00:00+00:00"}
+    run = {"kind": "run", "provider": "claude", "specialization": "general", "at": "2026-11-18T12:00:00+00:00",
+           "tokens": 1200}
+    usage = {"kind": "usage", "provider": "claude", "account": "a", "at": "2026-11-18T12:00:00+00:00", "requests": 1,
+             "input_tokens": 5, "output_tokens": 3, "cost_usd": 0.5, "estimated": False}
+    bad = [
+        (observation, {"provider": "claud"}), (observation, {"provider": 7}), (observation, {"subject": ""}),
+        (observation, {"at": "2026-11-18T12:00:00"}), (observation, {"percent": -1}),
+        (observation, {"percent": "95"}), (observation, {"percent": math.inf}), (observation, {"source": None}),
+        (observation, {"used": -0.5}), (observation, {"limit": 0}), (observation, {"reset_at": 1763474400}),
+        (observation, {"used": True}),
+        (run, {"provider": "nope"}), (run, {"provider": ["claude"]}), (run, {"specialization": 3}),
+        (run, {"at": "2026-11-18"}), (run, {"tokens": -1}), (run, {"tokens": 1.5}), (run, {"tokens": True}),
+        (run, {"tokens": 2**63}), (run, {"tokens": None}),
+        # Numbers past what a float or SQLite holds: a line error, not a traceback or a half-done import.
+        (usage, {"cost_usd": 10**400}), (usage, {"input_tokens": 2**64}),
+    ]
+    lines = ['{"kind": "adws-state", "version": 1}', json.dumps(observation), json.dumps(run),
+             *(json.dumps({**line, **change}) for line, change in bad),
+             json.dumps({k: v for k, v in run.items() if k != "at"})]
+    dump.write_text("\n".join(lines) + "\n")
+    assert main(["state", "import", str(dump), "--config", str(config)]) == 2
+    unknown = "; the config's providers: claude (add it to the config, or drop its lines)"
+    assert capsys.readouterr().err.splitlines() == [
+        f"adws: {dump}: 24 bad lines, nothing imported:",
+        f'{dump}:4: unknown provider "claud" (did you mean "claude"?){unknown}',
+        f"{dump}:5: provider: expected a non-empty string, got 7",
+        f"{dump}:6: subject: expected a non-empty string, got ''",
+        f"{dump}:7: at '2026-11-18T12:00:00' has no timezone",
+        f"{dump}:8: percent: expected a number >= 0, got -1",
+        f"{dump}:9: percent: expected a number >= 0, got '95'",
+        f"{dump}:10: percent: expected a number >= 0, got inf",
+        f"{dump}:11: source: expected a non-empty string, got None",
+        f"{dump}:12: used: expected a number >= 0, got -0.5",
+        f"{dump}:13: limit: expected a number > 0, got 0",
+        f"{dump}:14: reset_at: expected an ISO 8601 time, got 1763474400",
+        f"{dump}:15: used: expected a number >= 0, got True",
+        f'{dump}:16: unknown provider "nope"{unknown}',
+        f"{dump}:17: provider: expected a non-empty string, got ['claude']",
+        f"{dump}:18: specialization: expected a non-empty string, got 3",
+        f"{dump}:19: at '2026-11-18' has no timezone",
+        f"{dump}:20: tokens: expected a whole number >= 0, got -1",
+        f"{dump}:21: tokens: expected a whole number >= 0, got 1.5",
+        f"{dump}:22: tokens: expected a whole number >= 0, got True",
+        f"{dump}:23: tokens: 9223372036854775808 is too large (at most 9223372036854775807)",
+        f"{dump}:24: tokens: expected a whole number >= 0, got None",
+        f"{dump}:25: cost_usd: expected a number >= 0, got {'1' + '0' * 59}... (401 characters)",
+        f"{dump}:26: input_tokens: 18446744073709551616 is too large (at most 9223372036854775807)",
+        f"{dump}:27: missing field 'at'",
+    ]
+    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as store:
+        assert store.observations() == {} and list(store.recorded_runs()) == []  # the good lines 2, 3 neither
+
+
+def test_importing_the_same_file_twice_adds_its_usage_and_runs_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
     (tmp_path / "old").mkdir()
     source = write_config(tmp_path / "old", "")
     at = NOW.replace(microsecond=123457)
     with SqliteStore(str(tmp_path / "old" / ".adws" / "state.sqlite3")) as old:
         fill(old, at)
-        # Two identical attempts in one microsecond are two rows, and stay two.
+        # Two identical attempts (or runs) in one microsecond are two rows, and stay two.
         for _ in range(2):
             old.record_usage(UsageRecord("claude", "a", at, Usage(input_tokens=7)))
+            old.record_run("claude", "general", at, 500)
     dump = tmp_path / "state.jsonl"
     assert main(["state", "export", str(dump), "--config", str(source), "--at", NOW.isoformat()]) == 0
     target = write_config(tmp_path, "")
+    path = tmp_path / ".adws" / "state.sqlite3"
     assert main(["state", "import", str(dump), "--config", str(target)]) == 0
-    assert capsys.readouterr().err.startswith("imported 4 usage, ")
+    assert capsys.readouterr().err == (f"imported 4 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker, 2 observation, "
+                                       f"4 run into {path}\n")
     assert main(["state", "import", str(dump), "--config", str(target)]) == 0
-    assert capsys.readouterr().err.endswith("; 4 usage rows were already there (not added again)\n")
-    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as new, \
-            SqliteStore(str(tmp_path / "old" / ".adws" / "state.sqlite3")) as old:
+    assert capsys.readouterr().err == (f"imported 0 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker, 2 observation, "
+                                       f"0 run into {path}; 4 usage rows and 4 runs were already there (not added "
+                                       "again)\n")
+    with SqliteStore(str(path)) as new, SqliteStore(str(tmp_path / "old" / ".adws" / "state.sqlite3")) as old:
         assert list(new.usage_records()) == list(old.usage_records())
-    # A file with one more row adds that row only.
-    extra = dict(json.loads(dump.read_text().splitlines()[1]), at=(at + timedelta(seconds=1)).isoformat())
-    dump.write_text(dump.read_text() + json.dumps(extra) + "\n")
+        assert list(new.recorded_runs()) == list(old.recorded_runs())
+        assert new.recent_runs("claude", "general", 10) == [500, 500, 800, 1200]  # the median learned is the same
+        assert new.observations() == old.observations()
+    # A file with one more row and one more run adds those only.
+    lines = dump.read_text().splitlines()
+    extra = dict(json.loads(lines[1]), at=(at + timedelta(seconds=1)).isoformat())
+    run = dict(json.loads(lines[-1]), at=(at + timedelta(seconds=1)).isoformat())
+    dump.write_text(dump.read_text() + json.dumps(extra) + "\n" + json.dumps(run) + "\n")
     assert main(["state", "import", str(dump), "--config", str(target)]) == 0
-    assert capsys.readouterr().err.startswith("imported 1 usage, ")
+    err = capsys.readouterr().err
+    assert err.startswith("imported 1 usage, ") and ", 1 run into " in err
+
+
+def test_import_into_redis_says_how_many_runs_its_cap_did_not_keep(
+    tmp_path: Path, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ADWS_STATE_URL", raising=False)
+    monkeypatch.setattr(redis_store, "RUNS_KEPT", 3)  # 1000 in use: a SQLite store keeps every run
+    monkeypatch.setattr(redis_store, "IMPORT_BATCH", 2)
+    dump = tmp_path / "state.jsonl"
+    runs = [{"kind": "run", "provider": "claude", "specialization": "general",
+             "at": (NOW - timedelta(minutes=minutes)).isoformat(), "tokens": minutes} for minutes in range(5)]
+    dump.write_text('{"kind": "adws-state", "version": 1}\n' + "".join(json.dumps(run) + "\n" for run in runs))
+    config = write_config(tmp_path, f'[state]\nbackend = "redis"\nurl = "{redis_url}"\nkey_prefix = "{redis_prefix}"\n')
+    nothing_else = "imported 0 usage, 0 cooldown, 0 cursor, 0 sticky, 0 breaker, 0 observation"
+    not_kept = "2 runs were not kept (the store keeps only the newest runs of each provider and specialization)"
+    assert main(["state", "import", str(dump), "--config", str(config)]) == 0
+    assert capsys.readouterr().err == f"{nothing_else}, 3 run into {redis_url}; {not_kept}\n"
+    assert main(["state", "import", str(dump), "--config", str(config)]) == 0
+    assert capsys.readouterr().err == (f"{nothing_else}, 0 run into {redis_url}; 3 runs were already there (not "
+                                       f"added again); {not_kept}\n")
+    with RedisStore(redis_url, key_prefix=redis_prefix) as store:
+        assert store.recent_runs("claude", "general", 10) == [0, 1, 2]  # the newest three
+
+
+def test_import_keeps_the_newest_observation_of_each_subject() -> None:
+    def dump(*observations: Observation) -> list[str]:
+        with MemoryStore() as source:
+            for observation in observations:
+                source.record_observation(observation)
+            return list(export_lines(source, NOW))
+
+    older = Observation("claude", "a", NOW - timedelta(hours=2), 100.0, "claude output (five_hour)",
+                        reset_at=NOW + timedelta(hours=1))
+    newer = Observation("claude", "a", NOW - timedelta(minutes=1), 40.0, "usage_command", 4.0, 10.0)
+    with MemoryStore() as store:
+        store.record_observation(newer)
+        assert import_lines(store, dump(older), "old.jsonl", ["claude"])["observation"] == 1
+        assert store.observations() == {("claude", "a"): newer}  # the store's own reading is the later one
+        latest = replace(newer, at=NOW, percent=55.0)
+        import_lines(store, dump(latest), "new.jsonl", ["claude"])
+        assert store.observations() == {("claude", "a"): latest}
+        import_lines(store, dump(latest), "new.jsonl", ["claude"])  # again: nothing changes
+        assert store.observations() == {("claude", "a"): latest}
+
+
+def test_an_export_from_before_observations_and_runs_still_imports() -> None:
+    # adws wrote format version 1 without these two kinds: such a file imports as it did, carrying neither.
+    lines = ['{"kind": "adws-state", "version": 1, "exported_at": "2026-11-18T13:00:00+00:00"}',
+             '{"kind": "sticky", "key": "sticky:claude:7", "value": "b"}',
+             '{"kind": "breaker", "provider": "claude", "state": "closed", "failures": 0, "opened_at": null}']
+    with MemoryStore() as store:
+        counts = import_lines(store, lines, "old.jsonl", ["claude"])
+        assert (counts["sticky"], counts["breaker"], counts["observation"], counts["run"]) == (1, 1, 0, 0)
+        assert store.observations() == {} and list(store.recorded_runs()) == []
+
+
+LEARNING = "need = { tokens = 30000, learned_runs = 5, min_runs = 3 }"
+
+
+def learning_engine(tmp_path: Path, store: StateStore) -> Engine:
+    """An engine over `store` whose need for a general task is learned from the last 5 runs (test_spend_routing's
+    config: provider ag, accounts a1 and a2, weekly pools of 100,000 tokens)."""
+    text = BASE.replace("STRATEGY", "least_used").replace("EXTRA", LEARNING).replace("RUNS", str(tmp_path / "runs"))
+    return Engine(compile_config(parse_toml(text), base_dir=str(tmp_path)), store=store, clock=Clock(NOW),
+                  environ={"PATH": "/bin"}, which=lambda name: "/bin/" + name)
+
+
+def seen_by_routing(decision: Decision) -> tuple[object, ...]:
+    need = decision.plan[0].need
+    return (decision.provider, decision.account, need.describe() if need else None,
+            [(s.provider, s.account, s.reason) for s in decision.skipped])
+
+
+@pytest.mark.parametrize(("source", "target"), [(a, b) for a in sorted(STORES) for b in sorted(STORES) if a != b])
+def test_learned_needs_and_observed_exhaustion_survive_a_move_between_backends(
+    source: str, target: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    (tmp_path / source).mkdir()
+    (tmp_path / target).mkdir()
+    old, new = open_backend(source, request, tmp_path / source), open_backend(target, request, tmp_path / target)
+    with old, new:
+        for hours, tokens in ((3, 12_000), (2, 18_000), (1, 40_000)):
+            old.record_run("ag", "general", NOW - timedelta(hours=hours), tokens)
+        old.record_run("ag", "code", NOW - timedelta(hours=1), 99)
+        # Claude Code said a1's week is used up until Friday; a usage command read a2 at 20 %.
+        old.record_observation(Observation("ag", "a1/claude", NOW - timedelta(minutes=10), 100.0,
+                                           "ag output (seven_day)", reset_at=NOW + timedelta(days=2)))
+        old.record_observation(Observation("ag", "a2/claude", NOW - timedelta(hours=1), 20.0, "usage_command",
+                                           20_000.0, 100_000.0, NOW + timedelta(days=4)))
+        before = seen_by_routing(learning_engine(tmp_path / source, old).route(TASK, now=NOW))
+        assert before == ("ag", "a2", "~18,000 expected (median of 3 general runs)", [
+            ("ag", "a1", "quota (claude pool) 100% used (hard block at 100%) [ledger 0.0%, observed 100.0% "
+                         "(ag output (seven_day) 10m ago): observed counts]")])
+
+        counts = import_lines(new, export_lines(old, NOW), "state.jsonl", ["ag", "cheap", "free"])
+        assert (counts["observation"], counts["run"]) == (2, 4)
+        assert seen_by_routing(learning_engine(tmp_path / target, new).route(TASK, now=NOW)) == before
+        assert new.observations() == old.observations()
+        assert list(new.recorded_runs()) == list(old.recorded_runs())
 
 
 def test_export_without_a_store_says_so_and_creates_none(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -1,5 +1,5 @@
 """The store's part of issue 11, on every backend: reservations (leases that carry tokens), observations of real
-usage, and learned runs."""
+usage, and learned runs (recorded one by one, listed and bulk-loaded for `adws state export` / `import`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adws.state import STORES, SqliteStore, StateStore
-from adws.state.base import Observation
+from adws.state import STORES, RedisStore, SqliteStore, StateStore, redis_store
+from adws.state.base import CHANGE_KINDS, Observation, RunRecord
 from tests.state.test_state import open_backend
 
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
@@ -95,6 +95,68 @@ def test_recent_runs_newest_first_per_provider_and_specialization(store: StateSt
     assert store.recent_runs("ag", "code", 3) == [5000, 4000, 3000]
     assert store.recent_runs("ag", "docs", 10) == [7]
     assert store.recent_runs("ag", "reasoning", 10) == []
+
+
+def test_every_kept_run_can_be_listed_and_bulk_loaded(store: StateStore) -> None:
+    runs = [RunRecord("ag", "code", T0 + timedelta(minutes=2), 300), RunRecord("ag", "code", T0, 100),
+            RunRecord("ag", "code", T0 + timedelta(minutes=1), 200), RunRecord("ag", "code", T0, 100),
+            RunRecord("cline", "docs", T0, 9), RunRecord("ag", "a:b/c d", LATER, 7)]
+    assert store.import_runs(runs) == 6
+    assert store.import_runs([]) == 0
+    store.record_run("ag", "code", LATER, 400)
+    # Grouped by (provider, specialization) in name order, each oldest first; two equal runs stay two.
+    assert list(store.recorded_runs()) == [
+        RunRecord("ag", "a:b/c d", LATER, 7),
+        RunRecord("ag", "code", T0, 100), RunRecord("ag", "code", T0, 100),
+        RunRecord("ag", "code", T0 + timedelta(minutes=1), 200),
+        RunRecord("ag", "code", T0 + timedelta(minutes=2), 300),
+        RunRecord("ag", "code", LATER, 400),
+        RunRecord("cline", "docs", T0, 9),
+    ]
+    assert store.recent_runs("ag", "code", 3) == [400, 300, 200]  # bulk-loaded runs count like recorded ones
+    assert store.recent_runs("ag", "a:b/c d", 5) == [7]
+
+
+def test_bulk_loading_runs_moves_the_runs_change_count(store: StateStore) -> None:
+    before = store.change_counts()
+    version = store.version()
+    store.import_runs([RunRecord("ag", "code", T0, 1)])
+    assert store.version() != version
+    after = store.change_counts()
+    if before is not None and after is not None:  # Redis keeps no counter per kind
+        assert [k for k, b, a in zip(CHANGE_KINDS, before, after, strict=True) if b != a] == ["runs"]
+
+
+def test_redis_keeps_its_newest_runs_when_bulk_loading(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_store, "RUNS_KEPT", 3)
+    monkeypatch.setattr(redis_store, "IMPORT_BATCH", 2)  # several pipelines, the last one not full
+    with open_backend("redis", request, tmp_path) as store:
+        store.record_run("ag", "code", T0 + timedelta(minutes=10), 10)
+        runs = [RunRecord("ag", "code", T0 + timedelta(minutes=i), i) for i in range(5)]
+        # Of 0..4 and 10 the newest 3 stay: 3, 4 of the bulk load, and the run that was there.
+        assert store.import_runs(runs) == 2
+        assert [run.tokens for run in store.recorded_runs()] == [3, 4, 10]
+        assert store.import_runs([RunRecord("ag", "code", T0 - timedelta(days=1), 99)]) == 0  # older than all kept
+        assert store.recent_runs("ag", "code", 10) == [10, 4, 3]
+
+
+def test_redis_lists_only_its_own_runs_among_other_prefixes(request: pytest.FixtureRequest, redis_url: str,
+                                                            redis_prefix: str) -> None:
+    # Runs are found by a key pattern: neither a prefix holding pattern characters nor another fleet whose prefix
+    # is ours + "runs:" (its keys have the same shape) may leak into the listing.
+    mine = RedisStore(redis_url, key_prefix=f"{redis_prefix}[a]*:", clock=T0.timestamp)
+    lookalike = RedisStore(redis_url, key_prefix=f"{redis_prefix}abcd:", clock=T0.timestamp)
+    nested = RedisStore(redis_url, key_prefix=f"{redis_prefix}[a]*:runs:", clock=T0.timestamp)
+    with mine, lookalike, nested:
+        lookalike.record_run("ag", "code", T0, 1)
+        nested.acquire_slot("slots", "4242-0123456789ab", 2, T0, LATER)  # {p}runs:slots:slots, a sorted set
+        nested.record_run("ag", "code", T0, 2)  # {p}runs:runs:ag:code: three names, not a runs key of ours
+        assert list(mine.recorded_runs()) == []
+        mine.record_run("ag", "code", T0, 3)
+        assert list(mine.recorded_runs()) == [RunRecord("ag", "code", T0, 3)]
+        assert [run.tokens for run in lookalike.recorded_runs()] == [1]
 
 
 def test_two_sqlite_connections_see_each_others_reservation(tmp_path: Path) -> None:
