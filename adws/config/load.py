@@ -696,8 +696,9 @@ def _check_rule_vars(rules: list[RuleConfig], index: Sequence[int], providers: M
 
 def _reads_as_written(table: Mapping[str, Any]) -> set[str] | None:
     """The variables the templates of a provider table read, from the document (command_template, env, account
-    env); None when one of them is not a template that parses (then what the provider reads is unknown)."""
-    command = table.get("command_template", [])
+    env); None when one of them is missing (a provider always has a command) or is not a template that parses:
+    then what the provider reads is unknown."""
+    command = table.get("command_template")
     if isinstance(command, str):
         try:
             command = split_words(command)

@@ -136,3 +136,10 @@ def test_a_rule_variable_no_template_reads_is_still_found_beside_a_left_out_prov
         "providers.cline → timeout: must be > 0, got -1",
         'routing.rules[0] (name="r") → vars → modle: no command template reads "modle" (did you mean "model"?), '
         "so it would have no effect"]
+
+
+def test_a_left_out_provider_without_a_command_reads_what_no_one_knows() -> None:
+    # The command is the missing part: the variable may well be what it was going to read.
+    text = BASE.replace('command_template = ["cline", "-y", "{{ prompt }}"]\n', "") + \
+        '[[routing.rules]]\nname = "r"\nprovider = "local"\nvars = { budget = 1 }\n'
+    assert problems_of(text) == ['providers.cline: missing required key "command_template"']
