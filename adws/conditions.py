@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, time
 from typing import Any, Protocol
 
-from adws.cron import CronMatcher
+from adws.cron import ALIASES, CronMatcher
 from adws.dataclass_cache import dataclass, field
 from adws.errors import suggest, toml_value
 from adws.taskview import PRIORITY_RANK, TaskView
@@ -144,7 +144,7 @@ def _list_operand(operand: Any) -> Any:
 def _regex_operand(operand: Any) -> Any:
     if not isinstance(operand, str):
         raise ValueError(f"expected a regular expression, got {_got(operand)}")
-    return compile_user_regex(operand)
+    return compile_user_regex(operand, allow_universal=False)
 
 
 def _bool_operand(operand: Any) -> Any:
@@ -439,6 +439,22 @@ class LabelSet:
         return self.exact <= labels and all(any(g.match(label) for label in labels) for g in self.globs)
 
 
+def _unclosed_set(glob: str) -> bool:
+    """Whether a `[` of a glob has no `]` to close its set. fnmatch then reads the `[` as itself, so
+    `area:docs[` would match only a label with a bracket in it. The set's own syntax is fnmatch's: a `!` and then
+    a `]` right after the `[` are members, not its end."""
+    i = 0
+    while (start := glob.find("[", i)) >= 0:
+        j = start + 1
+        j += glob.startswith("!", j)
+        j += glob.startswith("]", j)
+        end = glob.find("]", j)
+        if end < 0:
+            return True
+        i = end + 1
+    return False
+
+
 def make_label_set(values: Any, loc: tuple[str | int, ...] = ()) -> LabelSet:
     if isinstance(values, str):
         values = [values]
@@ -450,6 +466,9 @@ def make_label_set(values: Any, loc: tuple[str | int, ...] = ()) -> LabelSet:
         if not isinstance(label, str) or not label.strip():
             raise ConditionError((*loc, i), f"expected a label name, got {_got(label)}")
         lowered = label.strip().lower()
+        if _unclosed_set(lowered):
+            raise ConditionError((*loc, i), f'"[" without its "]" in the label glob {toml_value(label)}: "[...]" '
+                                 'matches one of the characters inside; for a "[" itself write "[[]"')
         if any(c in lowered for c in "*?["):
             globs.append(re.compile(fnmatch.translate(lowered)))  # fnmatch's own translation: linear, adws's
         else:
@@ -597,6 +616,12 @@ def _schedule(value: Any) -> Condition:
         loc: tuple[str | int, ...] = (i,) if isinstance(value, list) else ()
         if not isinstance(expr, str):
             raise ConditionError(loc, f"expected a cron expression, got {_got(expr)}")
+        if expr.strip().startswith("@"):  # an alias names a moment (a quota reset): as a condition, one minute
+            fields = ALIASES.get(expr.strip().lower())
+            what = f'is the moment "{fields}", so as a condition it holds one minute in each period' if fields \
+                else "is not a cron expression"
+            raise ConditionError(loc, f'"{expr}" {what}; a schedule takes the 5 fields of the minutes it holds in '
+                                 '(e.g. "* * * * *" every day, "* 9-17 * * 1-5" working hours)')
         try:
             matchers.append(CronMatcher(expr))
         except ValueError as exc:  # the message already quotes the expression and names the bad field

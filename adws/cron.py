@@ -88,7 +88,10 @@ def _columns(value: Any) -> tuple[bool, tuple[frozenset[int] | None, ...]] | Non
 # The five columns, with what each accepts, for messages that name the column at fault.
 _COLUMNS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or jan-dec"),
             ("day-of-week", "0-7 or sun-sat"))
-_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# The aliases croniter knows, and the five fields each stands for (the moment it names).
+ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+           "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+_ALIASES = tuple(ALIASES)
 
 
 def _parse(expr: str) -> croniter:

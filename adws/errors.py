@@ -141,15 +141,30 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def suggest(word: str, choices: Iterable[str]) -> str:
+def suggest(word: str, choices: Iterable[str], meant: Iterable[str] = ()) -> str:
     """' (did you mean "x"?)' for a near miss, else ''. A choice that differs only in case ("utc" for "UTC")
-    comes first: difflib alone does not see those."""
+    comes first: difflib alone does not see those. Among the near misses (difflib's ratio >= 0.6), the one the
+    maintainer most likely meant wins: first one named in `meant` (what the place says, e.g. the label a
+    specialization is given for: `"docs" = "documents"` means "docs"), then the one sharing the longest start of
+    at least 3 characters (typos keep the start: "documents" is nearer "docs" than "large_document"), then
+    difflib's best."""
     import difflib  # only on the error path: not a cost of every start-up
 
     options = list(choices)
     same_case = [c for c in options if c.lower() == word.lower() and c != word]
-    matches = same_case[:1] or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f' (did you mean "{matches[0]}"?)' if matches else ""
+    if same_case:
+        return f' (did you mean "{same_case[0]}"?)'
+    close = difflib.get_close_matches(word, options, n=max(len(options), 1), cutoff=0.6)
+    if not close:
+        return ""
+    in_place = [c for c in meant if c in close]
+
+    def shared_start(choice: str) -> int:
+        n = next((i for i, (a, b) in enumerate(zip(word, choice, strict=False)) if a != b), min(len(word), len(choice)))
+        return n if n >= 3 else 0
+
+    best = in_place[0] if in_place else max(close, key=shared_start)  # max keeps difflib's order among equals
+    return f' (did you mean "{best}"?)'
 
 
 def toml_value(value: Any, *, brief: bool = False) -> str:

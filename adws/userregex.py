@@ -71,9 +71,9 @@ class UserRegex:
 
 
 _CHECKED: ContextVar[bool] = ContextVar("adws_regex_checked", default=False)
-# Verdicts made before, for a validation (adws.config.verdicts): given the question (the `repr` of source, ignore_case
-# and allow_empty) and the function that asks RE2, the answer — None when the regex is accepted, else the message
-# of the ValueError that refused it — from memory, or by calling the function.
+# Verdicts made before, for a validation (adws.config.verdicts): given the question (the `repr` of source,
+# ignore_case, allow_empty and a False allow_universal) and the function that asks RE2, the answer — None when the
+# regex is accepted, else the message of the ValueError that refused it — from memory, or by calling the function.
 Memo = Callable[[str, Callable[[], "str | None"]], "str | None"]
 _MEMO: ContextVar[Memo | None] = ContextVar("adws_regex_memo", default=None)
 
@@ -145,26 +145,30 @@ def _compile_checked(source: str, ignore_case: bool) -> Any:
         raise ValueError(bad_regex(source, _why(source, exc))) from None
 
 
-def compile_user_regex(source: str, ignore_case: bool = False, *, allow_empty: bool = True) -> UserRegex:
+def compile_user_regex(source: str, ignore_case: bool = False, *, allow_empty: bool = True,
+                       allow_universal: bool = True) -> UserRegex:
     """Compile a user's regex for linear-time matching. Raises ValueError with the one wording adws uses for a
     bad regex: `bad regex "SOURCE": WHY`. Inside `already_checked()` nothing is checked and RE2 compiles the
     regex at its first search; inside `remembering(memo)` the verdict comes from the memo, and a remembered
-    acceptance is compiled at its first search as well."""
+    acceptance is compiled at its first search as well. `allow_empty=False` refuses a regex that matches empty text
+    (it would match every output); `allow_universal=False` only one that matches every text (`""`, `.*`: as a
+    condition it asks nothing)."""
     if _CHECKED.get():
         return _compiled_on_first_search(source, ignore_case)
     memo = _MEMO.get()
     if memo is None:
-        return _compile(source, ignore_case, allow_empty)
+        return _compile(source, ignore_case, allow_empty, allow_universal)
     compiled: list[UserRegex] = []
 
     def verdict() -> str | None:
         try:
-            compiled.append(_compile(source, ignore_case, allow_empty))
+            compiled.append(_compile(source, ignore_case, allow_empty, allow_universal))
         except ValueError as exc:
             return str(exc)
         return None
 
-    refusal = memo(repr((source, ignore_case, allow_empty)), verdict)
+    key = (source, ignore_case, allow_empty) if allow_universal else (source, ignore_case, allow_empty, False)
+    refusal = memo(repr(key), verdict)
     if refusal is not None:
         raise ValueError(refusal)
     return compiled[0] if compiled else _compiled_on_first_search(source, ignore_case)
@@ -174,7 +178,12 @@ def _compiled_on_first_search(source: str, ignore_case: bool) -> UserRegex:
     return UserRegex(source, ignore_case, CompiledOnFirstSearch(source, lambda: _compile_checked(source, ignore_case)))
 
 
-def _compile(source: str, ignore_case: bool, allow_empty: bool) -> UserRegex:
+# Texts a regex that matches every text matches: the empty one, a letter, a space, a line break. A regex that
+# finds a match in each (`""`, `.*`, `x*`, `$`) is taken to match anything.
+_ANY_TEXT = ("", "a", " ", "\n")
+
+
+def _compile(source: str, ignore_case: bool, allow_empty: bool, allow_universal: bool = True) -> UserRegex:
     """`compile_user_regex` asking RE2 itself."""
     import re2
 
@@ -185,6 +194,9 @@ def _compile(source: str, ignore_case: bool, allow_empty: bool) -> UserRegex:
     regex = UserRegex(source, ignore_case, compiled)
     if not allow_empty and compiled.search("") is not None:
         raise ValueError(f"regex {toml_value(source)} matches empty text, so it would match every output")
+    if not allow_universal and all(compiled.search(text) is not None for text in _ANY_TEXT):
+        raise ValueError(f"regex {toml_value(source)} matches every text, so it asks nothing of the value; to ask "
+                         "only that the attribute is there, write `exists = true`")
     return regex
 
 

@@ -46,11 +46,21 @@ from adws.config import quota_load
 from adws.config.lines import key_lines, line_of
 from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
-from adws.config.schema import OUTPUT_FORMATS, Config, LLMConfig, PoolConfig, ProviderConfig, QuotaConfig, RuleConfig
+from adws.config.schema import (
+    OUTPUT_FORMATS,
+    Config,
+    LLMConfig,
+    PoolConfig,
+    ProviderConfig,
+    QuotaConfig,
+    RuleConfig,
+    cut_tag,
+    split_words,
+)
 from adws.config.verdicts import remembered
 from adws.cron import CronMatcher
 from adws.dataclass_cache import dataclass, replace
-from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest
+from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest, toml_value
 from adws.files import unsafe_run_root
 from adws.keywords import KeywordMatcher
 from adws.quota import parse_window
@@ -214,7 +224,24 @@ class _Checker:
         self.defaulted: frozenset[Loc] = frozenset()
 
     def add(self, loc: Loc, message: str) -> None:
-        self.problems.append(problem_at(loc, self.raw, message))
+        self.problems.append(problem_at(loc, self.raw, message + self._word_of_one_string(loc)))
+
+    def _word_of_one_string(self, loc: Loc) -> str:
+        """For a place `command_template[i]` of a command written as one string whose word i holds a piece of a
+        Jinja tag (`{{ model` split at an unclosed tag): that the string was split into words, and how not to."""
+        if len(loc) != 4 or loc[0] != "providers" or loc[2] != "command_template" or not isinstance(loc[3], int):
+            return ""
+        providers = self.raw.get("providers")
+        provider = providers.get(loc[1]) if isinstance(providers, dict) else None
+        command = provider.get("command_template") if isinstance(provider, dict) else None
+        if not isinstance(command, str):
+            return ""
+        words = split_words(command)
+        if loc[3] >= len(words) or not cut_tag(words[loc[3]]):
+            return ""
+        return (f"; command_template is one string, split on whitespace into words (shell rules, each whole "
+                f"{{{{ … }}}} or {{% … %}} kept in one word), and word {loc[3] + 1} is {words[loc[3]]!r}: write "
+                "the command as an array with one string per argument")
 
     def guard(self, loc: Loc, check: Callable[[], Any]) -> Any:
         try:
@@ -222,6 +249,14 @@ class _Checker:
         except ValueError as exc:
             self.add(loc, str(exc))
             return None
+
+    def left_out(self) -> list[dict[str, Any]]:
+        """The tables, as written, of the providers left out for their own problems (a provider that is not a
+        table gives an empty one): what they declare still counts for the cross-checks, so that naming it is
+        not reported as unknown."""
+        declared = self.raw.get("providers")
+        tables = [declared.get(name) for name in sorted(self.broken_providers)] if isinstance(declared, dict) else []
+        return [table if isinstance(table, dict) else {} for table in tables]
 
     def name_in(self, loc: Loc, what: str, name: str, registry: Iterable[str]) -> bool:
         """The one check for a name that must be a key of a registry (output format, strategy, backend)."""
@@ -307,9 +342,12 @@ def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _C
     if q.timezone is not None:
         found = _zone(q.timezone, (*loc, "timezone"), check)
         zone = found.key if found is not None else zone
+    # Thresholds in any order (they are sorted); one given twice is most likely a typo for another.
     for i, pct in enumerate(q.alert_percent or ()):
         if not 0 < pct <= 100:
-            check.add((*loc, "alert_percent", i), f"must be within 0-100, got {pct}")
+            check.add((*loc, "alert_percent", i), f"must be within 0-100, got {toml_value(pct, brief=True)}")
+        elif pct in (q.alert_percent or [])[:i]:
+            check.add((*loc, "alert_percent", i), f"{toml_value(pct, brief=True)} is already in the list")
     spec = QuotaSpec(q.tokens, q.requests, q.cost_usd, q.reset, zone, window, q.hard_block_percent or 95.0,
                      tuple(sorted(q.alert_percent or ())))
     if isinstance(q, QuotaConfig) and q.pools:
@@ -556,24 +594,28 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
             continue
         # Case-insensitive, anchored at a word start only: "design" also fires on "designs" (adws.keywords).
         keywords.append((spec.lower(), cleaned))
-    scored = set(BASE_SPECIALIZATIONS)
-    for p in providers.values():
-        scored |= set(p.scores)
-        for m in p.models.values():
-            scored |= set(m.scores)
-    # A specialization that intake introduces is allowed (it falls back to `general` scores), but one a letter
-    # away from a known name is a typo that would silently route elsewhere: refuse it with a suggestion.
+    # A specialization that intake introduces is allowed (it falls back to `general` scores), and so is one a
+    # score table names (a task may give it), but one a letter away from a known name is a typo that would
+    # silently route elsewhere, or a score never read (`cod`, `fast_respons`): refuse it with a suggestion.
     introduced: list[tuple[Loc, str]] = [
         (("routing", "intake", "default_specialization"), it.default_specialization.lower())]
     introduced += [(("routing", "intake", "specialization_labels", label), spec.lower())
                    for label, spec in it.specialization_labels.items()]
     introduced += [(("routing", "intake", "specialization_keywords", spec), spec.lower())
                    for spec in it.specialization_keywords]
+    # Scores are judged first, against SPEC.md's names and intake's; a refused one is then no name to judge
+    # intake by. With [routing.intake] left out for its own problem, what it names is unknown: no judging.
+    named = set(BASE_SPECIALIZATIONS) | {spec for _, spec in introduced}
+    scored = set(BASE_SPECIALIZATIONS)
+    for where, scores in _score_tables(providers):
+        scored |= {spec for spec in scores if ("routing", "intake") in check.defaulted
+                   or not _near_miss((*where, spec), spec, named, check)}
+    for table in check.left_out():  # what a provider left out for its own problem scores is still declared
+        scored |= _score_names_as_written(table)
     for where, spec in introduced:
-        hint = suggest(spec, scored) if spec not in scored else ""  # difflib only for a name not known
-        if hint:
-            check.add(where, f'unknown specialization "{spec}"{hint}; a new one needs a name that is not a near '
-                      "miss of a known one")
+        # A label often names what it means ("docs" = "documents" means "docs"): such a name is the likelier fix.
+        label = str(where[-1]) if where[-2] == "specialization_labels" else ""
+        _near_miss(where, spec, scored, check, meant=re.split(r"[^a-z0-9_]+", label.lower().replace("-", "_")))
     known = scored | {spec for _, spec in introduced}
     return IntakeSpec(
         priority_labels={k.lower(): v for k, v in it.priority_labels.items()},
@@ -589,6 +631,37 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
     )
 
 
+def _near_miss(loc: Loc, spec: str, known: set[str], check: _Checker, meant: Iterable[str] = ()) -> bool:
+    """Refuse a specialization that is not known but a near miss of a known one (a new name is allowed); True when
+    refused. `meant`: names the place suggests (`suggest`)."""
+    hint = suggest(spec, known, meant) if spec not in known else ""  # difflib only for a name not known
+    if hint:
+        check.add(loc, f'unknown specialization "{spec}"{hint}; a new one needs a name that is not a near miss of a '
+                  "known one")
+    return bool(hint)
+
+
+def _score_tables(providers: Mapping[str, ProviderSpec]) -> list[tuple[Loc, Mapping[str, int]]]:
+    """(place, scores) of every `specializations` table of the providers and their models."""
+    tables: list[tuple[Loc, Mapping[str, int]]] = []
+    for name, p in providers.items():
+        tables.append((("providers", name, "specializations"), p.scores))
+        tables += [(("providers", name, "models", mid, "specializations"), m.scores) for mid, m in p.models.items()]
+    return tables
+
+
+def _score_names_as_written(table: Mapping[str, Any]) -> set[str]:
+    """The specializations a provider table, as written, scores (its own and its models')."""
+    owners: list[Any] = [table]
+    models = table.get("models")
+    owners += list(models.values()) if isinstance(models, dict) else []
+    names: set[str] = set()
+    for owner in owners:
+        scores = owner.get("specializations") if isinstance(owner, dict) else None
+        names |= {key for key in scores if isinstance(key, str)} if isinstance(scores, dict) else set()
+    return names
+
+
 def _exact_labels(spec_labels: list[tuple[LabelSet, str]]) -> dict[str, tuple[int, str]]:
     exact: dict[str, tuple[int, str]] = {}
     for order, (label_set, spec) in enumerate(spec_labels):
@@ -599,7 +672,8 @@ def _exact_labels(spec_labels: list[tuple[LabelSet, str]]) -> dict[str, tuple[in
 
 # --- passes 5-6: chain, defaults, rules (chain and defaults sit below compile_config) ------------------
 
-def _check_rule_vars(rules: list[RuleConfig], providers: Mapping[str, ProviderSpec], check: _Checker) -> None:
+def _check_rule_vars(rules: list[RuleConfig], index: Sequence[int], providers: Mapping[str, ProviderSpec],
+                     check: _Checker) -> None:
     """A rule's `vars` entry that no template reads has no effect: most likely a typo (`thinkin_budget`)."""
     if check.broken_templates:
         return  # what a broken template reads is unknown: the template's own problem is the one to fix
@@ -607,11 +681,42 @@ def _check_rule_vars(rules: list[RuleConfig], providers: Mapping[str, ProviderSp
     for p in providers.values():
         for source in (*p.command, *p.env.values(), *(v for a in p.accounts for v in a.env.values())):
             read |= variables_of(source) or set()
-    for i, rule in enumerate(rules):
+    for table in check.left_out():
+        # A provider left out for a problem elsewhere (its `need`, a quota) still has templates that read vars.
+        left_out_reads = _reads_as_written(table)
+        if left_out_reads is None:
+            return  # its templates are part of its problem: what they would read is unknown
+        read |= left_out_reads
+    for i, rule in zip(index, rules, strict=True):
         for name in rule.vars:
             if name not in read:
                 check.add(("routing", "rules", i, "vars", name),
                           f'no command template reads "{name}"{suggest(name, read)}, so it would have no effect')
+
+
+def _reads_as_written(table: Mapping[str, Any]) -> set[str] | None:
+    """The variables the templates of a provider table read, from the document (command_template, env, account
+    env); None when one of them is missing (a provider always has a command) or is not a template that parses:
+    then what the provider reads is unknown."""
+    command = table.get("command_template")
+    if isinstance(command, str):
+        try:
+            command = split_words(command)
+        except ValueError:
+            return None
+    env = table.get("env", {})
+    accounts = table.get("accounts", [])
+    if not (isinstance(command, list) and isinstance(env, dict) and isinstance(accounts, list)
+            and all(isinstance(a, dict) and isinstance(a.get("env", {}), dict) for a in accounts)):
+        return None
+    sources = [*command, *env.values(), *(v for a in accounts for v in a.get("env", {}).values())]
+    read: set[str] = set()
+    for source in sources:
+        names = variables_of(from_legacy(source)) if isinstance(source, str) else None
+        if names is None:
+            return None
+        read |= names
+    return read
 
 
 def _provider_for_model(model: str, providers: Mapping[str, ProviderSpec]) -> list[str]:
@@ -671,6 +776,9 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
             _check_model(check, (*loc, "models", tier), providers[tier], model)
     for j, tier in enumerate(r.chain or ()):
         _check_provider(check, (*loc, "chain", j), tier, providers)
+    if r.chain == [] and (r.provider is not None or r.model is not None):  # without a target: "has no target"
+        check.add((*loc, "chain"), "empty: the rule would fall through to no tier; write `fallback = false` to try "
+                  "only its target, or leave `chain` out to fall down routing.chain")
     # With [routing.intake] left out for its own problem, the specializations it introduces are unknown.
     spec_cond = r.conditions.get("specialization") if ("routing", "intake") not in check.defaulted else None
     for value in [spec_cond] if isinstance(spec_cond, str) else spec_cond if isinstance(spec_cond, list) else []:
@@ -696,8 +804,8 @@ _TASK_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?): (.*)$", re.DOTALL)
 
 
 def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, ProviderSpec],
-               rule_names: Iterable[str], check: _Checker) -> tuple[ScenarioSpec, ...]:
-    names = set(rule_names) | {"default", "override"}
+               rule_names: Iterable[str] | None, check: _Checker) -> tuple[ScenarioSpec, ...]:
+    names = None if rule_names is None else set(rule_names) | {"default", "override"}
     seen: set[str] = set()
     out = []
     for i, s in zip(index, cfg.scenarios, strict=True):
@@ -730,7 +838,7 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
                 and not _provider_for_model(e.model, providers):
             known = sorted({m for p in providers.values() for m in p.models})
             check.add((*loc, "expect", "model"), f'no provider declares model "{e.model}"{suggest(e.model, known)}')
-        if e.rule is not None and e.rule not in names:
+        if e.rule is not None and names is not None and e.rule not in names:
             check.add((*loc, "expect", "rule"), f'unknown rule "{e.rule}"{suggest(e.rule, names)}')
         for j, tier in enumerate(e.plan or ()):
             _check_provider(check, (*loc, "expect", "plan", j), tier, providers)
@@ -839,13 +947,16 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
                                    lambda: parse_duration(routing.circuit_breaker.cooldown))
     check.name_in(("state", "backend"), "state backend", cfg.state.backend, STORES)
     backend = STORES.get(cfg.state.backend)
-    if backend is not None:
+    if backend is not None and ("state", "backend") not in check.defaulted:  # else the keys' backend is unknown
         for key in sorted(cfg.state.model_fields_set - {"backend", *backend.reads}):
             check.add(("state", key), f'not read by backend "{cfg.state.backend}" (it reads '
                       f"{', '.join(backend.reads) or 'nothing'}); remove it or change the backend")
-    # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that.
-    rule_names = {r.name for r in rules} | {
-        r["name"] for r in _raw_list(raw, "routing", "rules") if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that. When
+    # one has no readable name, or the whole array was left out, the names are unknown (None).
+    written = _raw_list(raw, "routing", "rules")
+    readable = all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in written) and not \
+        {("routing",), ("routing", "rules")} & check.defaulted
+    rule_names = {r["name"] for r in written} if readable else None
     scenarios = _scenarios(cfg, validated.scenario_index, providers, rule_names, check)
     unsafe = unsafe_run_root(str(Path(base_dir, os.path.expanduser(cfg.run.dir))))
     if unsafe is not None:  # adws prunes old runs there: it must be a directory of its own (adws.files)
@@ -880,6 +991,9 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
 def _chain(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> tuple[str, ...]:
     """The tier order: `routing.chain`, else the providers in file order."""
     chain = cfg.routing.chain
+    if not chain and "chain" in cfg.routing.model_fields_set:  # else `chain = []` would mean file order silently
+        check.add(("routing", "chain"), "empty: leave `chain` out for the providers in file order, or list the "
+                  "tiers in their order")
     for i, tier in enumerate(chain):
         _check_provider(check, ("routing", "chain", i), tier, providers)
         if tier in chain[:i]:
@@ -900,7 +1014,7 @@ def _rules(cfg: Config, index: Sequence[int], conditions: Mapping[int, tuple[Con
         seen.setdefault(name, i)
         rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
     rules.sort(key=lambda rule: (-rule.priority, rule.order))
-    _check_rule_vars(cfg.routing.rules, providers, check)
+    _check_rule_vars(cfg.routing.rules, index, providers, check)
     _render_with_rule_vars(cfg, index, check)
     return tuple(rules)
 
@@ -934,9 +1048,17 @@ def _defaults(cfg: Config, chain: tuple[str, ...], providers: Mapping[str, Provi
         _check_provider(check, ("llm", "provider"), llm.provider, providers)
     # [llm] model_default belongs to [llm] provider; it is the default model only where that is the default.
     llm_provider = llm.provider or default_provider
-    if llm.model_default is not None and llm_provider in providers:
+    # A setting left out for its own problem (a default_provider that is not a string, a broken chain) leaves
+    # the provider a default model belongs to unknown: the one standing in is not the one it was written for.
+    left_out = check.defaulted
+    llm_unknown = bool({("llm",), ("llm", "provider")} & left_out)
+    first_tier_unknown = llm.provider is None and ("routing", "chain") in left_out
+    default_unknown = ("routing", "default_provider") in left_out or (
+        routing.default_provider is None and (llm_unknown or first_tier_unknown))
+    llm_provider_unknown = llm_unknown or (llm.provider is None and default_unknown)
+    if llm.model_default is not None and llm_provider in providers and not llm_provider_unknown:
         _check_model(check, ("llm", "model_default"), providers[llm_provider], llm.model_default)
-    if routing.default_model is not None and default_provider in providers:
+    if routing.default_model is not None and default_provider in providers and not default_unknown:
         _check_model(check, ("routing", "default_model"), providers[default_provider], routing.default_model)
     legacy_model = llm.model_default if llm_provider == default_provider else None
     return default_provider, routing.default_model or legacy_model

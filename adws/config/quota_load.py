@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from adws.compiled import PoolSpec, ProviderSpec, QuotaSpec
 from adws.config.schema import NeedConfig, ProviderConfig, ScoringConfig, WeightsConfig
-from adws.errors import Loc, suggest
+from adws.errors import Loc
 from adws.need import NeedSpec
 from adws.scoring import ScoringSpec, Weights
 
@@ -33,10 +33,10 @@ def weights(cfg: WeightsConfig) -> Weights:
 
 
 def scoring_spec(cfg: ScoringConfig, providers: Mapping[str, ProviderSpec], check: _Checker) -> ScoringSpec:
+    from adws.config.load import _check_provider
+
     for name in cfg.providers:
-        if name not in providers:
-            check.add(("routing", "scoring", "providers", name),
-                      f'unknown provider "{name}"{suggest(name, providers)}; providers: {", ".join(providers)}')
+        _check_provider(check, ("routing", "scoring", "providers", name), name, providers)
     return ScoringSpec(weights(cfg), {n: weights(w) for n, w in cfg.providers.items()}, cfg.order)
 
 

@@ -14,6 +14,7 @@ Adding a key is one field in one model below (with its bounds and description); 
 # field's annotation from its text (a compile and an eval each), about 11 M instructions of the first
 # `adws route` after a config edit. Validators return `Self` for the same reason (a class cannot name itself
 # in its own body).
+import re
 import shlex
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
@@ -75,16 +76,37 @@ def _array_or_words(schema: dict[str, Any]) -> None:
     schema["anyOf"] = [array, {"type": "string", "minLength": 1}]
 
 
-def _split_words(value: Any) -> Any:
-    """Older configs wrote `command_template` as one string: it is split into words as a shell would split
-    them (and never given to one)."""
+# A Jinja tag: an expression, a statement or a comment, spaces and quotes inside it included.
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_HELD = re.compile("\ue000(\\d+)\ue001")  # a tag held out of the split (private-use characters around its number)
+
+
+def split_words(value: Any) -> Any:
+    """Older configs wrote `command_template` as one string: it is split into words as a shell would split them
+    (shlex, POSIX rules; it is never given to one), except that a Jinja tag is kept whole, spaces and quotes
+    inside it included: `"ollama run {{ model }}"` is the three words ollama, run, {{ model }}, and
+    `"--v={{ 'hi' if x else 'lo' }}"` one. ValueError for an unclosed quote."""
     if not isinstance(value, str):
         return value
+    tags: list[str] = []
+
+    def hold(tag: re.Match[str]) -> str:
+        tags.append(tag.group())
+        return f"\ue000{len(tags) - 1}\ue001"
+
+    held = value if "\ue000" in value else _JINJA_TAG.sub(hold, value)
     try:
-        return shlex.split(value)
+        words = shlex.split(held)
     except ValueError as exc:
         raise ValueError(f'cannot split "{value}" into words ({exc}); write the command as an array with one '
                          "string per argument") from None
+    return [_HELD.sub(lambda held_tag: tags[int(held_tag.group(1))], word) for word in words]
+
+
+def cut_tag(word: str) -> bool:
+    """Whether a word holds a piece of a Jinja tag (`{{`, `model }}`): what splitting at an unclosed tag leaves."""
+    rest = _JINJA_TAG.sub("", word)
+    return any(mark in rest for mark in ("{{", "{%", "{#", "}}", "%}", "#}"))
 
 
 class IntakeConfig(StrictModel):
@@ -303,7 +325,7 @@ class ProviderConfig(StrictModel):
     description: str = ""
     command_template: list[str] = Field(
         min_length=1, description="One string per argv element (Jinja templates); the older format's one string "
-        "is split into words as a shell would, and never given to one.",
+        "is split into words as a shell would (each whole Jinja tag kept in one word), and never given to one.",
         json_schema_extra=_array_or_words)
     executable: str | None = Field(None, description="What must exist to run: default command_template[0].")
     api_key_env: str | None = None
@@ -337,7 +359,7 @@ class ProviderConfig(StrictModel):
                                             'often, e.g. "10m"; unset: only `adws quota --sync` runs it.')
     wait_for_reset: float = Field(0.0, ge=0, le=3600, description="Seconds: a limit resetting sooner is waited out.")
 
-    _split_command = field_validator("command_template", mode="before")(_split_words)
+    _split_command = field_validator("command_template", mode="before")(split_words)
 
 
 class StateConfig(StrictModel):

@@ -16,7 +16,7 @@ from adws.config import load_config
 from adws.config.load import compile_config, parse_toml, read_toml
 from adws.config.locations import fields_at, format_loc
 from adws.config.schema import Config, RuleConfig
-from adws.errors import ConfigError, Problem
+from adws.errors import ConfigError, Problem, suggest, toml_value
 from adws.router import ModelRouter
 from tests.helpers import DATA, ROOT, config_problems
 
@@ -259,10 +259,58 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
     ("a specialization label that is a near miss", '[routing.intake.specialization_labels]\n"docs" = "doc"\n',
      ['routing.intake.specialization_labels → docs: unknown specialization "doc" (did you mean "docs"?); a new '
       "one needs a name that is not a near miss of a known one"]),
+    ("a specialization label's own name is the likeliest fix", '[routing.intake.specialization_labels]\n'
+     '"docs" = "documents"\n"area:docs*" = "documents"\n"large-document" = "documents"\n',
+     ['routing.intake.specialization_labels → docs: unknown specialization "documents" (did you mean "docs"?); a new '
+      "one needs a name that is not a near miss of a known one",
+      'routing.intake.specialization_labels → area:docs*: unknown specialization "documents" (did you mean "docs"?); '
+      "a new one needs a name that is not a near miss of a known one",
+      'routing.intake.specialization_labels → large-document: unknown specialization "documents" (did you mean '
+      '"large_document"?); a new one needs a name that is not a near miss of a known one']),
     ("a keyword specialization that is a near miss", '[routing.intake.specialization_keywords]\n'
      'reasonin = ["why"]\n',
      ['routing.intake.specialization_keywords → reasonin: unknown specialization "reasonin" (did you mean '
       '"reasoning"?); a new one needs a name that is not a near miss of a known one']),
+    ("a provider score for a near miss of a known specialization", "[providers.cline.specializations]\n"
+     "cod = 60\ncode = 90\n",
+     ['providers.cline → specializations → cod: unknown specialization "cod" (did you mean "code"?); a new one needs '
+      "a name that is not a near miss of a known one"]),
+    ("a model score for a near miss of a known specialization", "[providers.local.models.qwen.specializations]\n"
+     "fast_respons = 92\n",
+     ['providers.local.models.qwen → specializations → fast_respons: unknown specialization "fast_respons" (did you '
+      'mean "fast_response"?); a new one needs a name that is not a near miss of a known one']),
+    ("a score for a near miss of a specialization intake introduces", "[routing.intake.specialization_labels]\n"
+     '"area:ui" = "frontend"\n[providers.local.models.qwen.specializations]\nfrontnd = 92\n',
+     ['providers.local.models.qwen → specializations → frontnd: unknown specialization "frontnd" (did you mean '
+      '"frontend"?); a new one needs a name that is not a near miss of a known one']),
+    ("a cron alias as a schedule condition", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { schedule = ["@daily", "@dialy"] }\n',
+     ['routing.rules[0] (name="r") → conditions → schedule[0]: "@daily" is the moment "0 0 * * *", so as a condition '
+      'it holds one minute in each period; a schedule takes the 5 fields of the minutes it holds in (e.g. '
+      '"* * * * *" every day, "* 9-17 * * 1-5" working hours)']),
+    ("an unknown alias as a schedule condition", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { schedule = "@dialy" }\n',
+     ['routing.rules[0] (name="r") → conditions → schedule: "@dialy" is not a cron expression; a schedule takes the '
+      '5 fields of the minutes it holds in (e.g. "* * * * *" every day, "* 9-17 * * 1-5" working hours)']),
+    ("a regex that matches every text", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { attrs = { a = { regex = "" }, b = { regex = ".*" }, c = { regex = "^$" } } }\n',
+     ['routing.rules[0] (name="r") → conditions → attrs → a → regex: regex "" matches every text, so it asks nothing '
+      "of the value; to ask only that the attribute is there, write `exists = true`",
+      'routing.rules[0] (name="r") → conditions → attrs → b → regex: regex ".*" matches every text, so it asks '
+      "nothing of the value; to ask only that the attribute is there, write `exists = true`"]),
+    ("a label glob with an unclosed set", '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+     'conditions = { labels = { any = ["x", "area:docs["] } }\n[routing.intake.specialization_labels]\n'
+     '"type:[!]doc" = "docs"\n"a[[]b" = "docs"\n',
+     ['routing.rules[0] (name="r") → conditions → labels → any[1]: "[" without its "]" in the label glob '
+      '"area:docs[": "[...]" matches one of the characters inside; for a "[" itself write "[[]"',
+      'routing.intake.specialization_labels → type:[!]doc: "[" without its "]" in the label glob "type:[!]doc": '
+      '"[...]" matches one of the characters inside; for a "[" itself write "[[]"']),
+    ("an empty rule chain", '[[routing.rules]]\nname = "r"\nprovider = "cline"\nchain = []\n',
+     ['routing.rules[0] (name="r") → chain: empty: the rule would fall through to no tier; write `fallback = false` '
+      "to try only its target, or leave `chain` out to fall down routing.chain"]),
+    ("an alert threshold given twice", X + '[providers.x.quota]\nrequests = 5\nwindow = "5h"\n'
+     "alert_percent = [95, 80, 95]\n",
+     ["providers.x.quota → alert_percent[2]: 95 is already in the list"]),
     ("rule without a target", '[[routing.rules]]\nname = "a"\n',
      ['routing.rules[0] (name="a"): the rule has no target: give `provider`, `model` or `chain`']),
     ("empty rule name", '[[routing.rules]]\nname = ""\nprovider = "cline"\n',
@@ -378,6 +426,26 @@ def test_base_of_inline_cases_is_valid() -> None:
     assert config.chain == ("cline", "local")
 
 
+def test_an_empty_routing_chain_is_refused_rather_than_read_as_file_order() -> None:
+    assert problems_of(BASE.replace('chain = ["cline", "local"]', "chain = []")) == [
+        "routing → chain: empty: leave `chain` out for the providers in file order, or list the tiers in their order"]
+
+
+def test_alert_thresholds_may_come_in_any_order() -> None:
+    config = compile_config(parse_toml(BASE + X + '[providers.x.quota]\nrequests = 5\nwindow = "5h"\n'
+                                       "alert_percent = [95, 80]\n"))
+    quota = config.providers["x"].quota
+    assert quota is not None and quota.alert_percent == (80.0, 95.0)
+
+
+def test_one_label_may_be_written_without_a_list() -> None:
+    config = compile_config(parse_toml(BASE + '[[routing.rules]]\nname = "r"\nprovider = "local"\n'
+                                       'conditions = { labels = "Chore" }\n'))
+    router = ModelRouter(config, availability=Availability(which=lambda name: "/bin/" + name))
+    assert router.route({"title": "x", "labels": ["chore"]}, now=WEDNESDAY_1PM).rule == "r"
+    assert router.route({"title": "x", "labels": ["chores"]}, now=WEDNESDAY_1PM).rule == "default"
+
+
 def test_chain_listing_a_tier_twice() -> None:
     text = BASE.replace('chain = ["cline", "local"]', 'chain = ["cline", "local", "cline"]')
     assert problems_of(text) == ['routing → chain[2]: "cline" appears twice in the chain']
@@ -410,6 +478,28 @@ def test_references_to_a_broken_provider_are_not_a_second_problem() -> None:
         'providers.cline: unknown key "timout" (did you mean "timeout"?)',
         'routing.rules[1] (name="s") → provider: unknown provider "nope"; providers: cline, local',
     ]
+
+
+def test_a_score_table_may_name_a_specialization_of_its_own() -> None:
+    # Not a near miss of a known one: a task may give it (`specialization = "frontend"`), and rules may name it.
+    config = compile_config(parse_toml(BASE + "[providers.cline.specializations]\nfrontend = 90\n"
+                                       '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+                                       'conditions = { specialization = "frontend" }\n'))
+    assert "frontend" in config.intake.known_specializations
+
+
+def test_specializations_a_left_out_provider_scores_are_still_declared() -> None:
+    # cline is left out for its typo; the names it scores are not unknown to intake or to a rule.
+    text = BASE.replace('prompt = "arg"', 'prompt = "arg"\ntimout = 5\nspecializations = { coding = 90 }') + \
+        '[routing.intake]\nspecialization_labels = { "dev" = "coding" }\n' \
+        '[[routing.rules]]\nname = "r"\nprovider = "local"\nconditions = { specialization = "coding" }\n'
+    assert problems_of(text) == ['providers.cline: unknown key "timout" (did you mean "timeout"?)']
+
+
+def test_scores_are_not_judged_against_a_left_out_intake() -> None:
+    text = BASE + '[routing.intake]\nspecialization_labels = { "area:ui" = "frontend" }\nchars_per_token = 0\n' \
+        "[providers.cline.specializations]\nfrontnd = 90\n"
+    assert problems_of(text) == ["routing.intake → chars_per_token: must be >= 0.1, got 0"]
 
 
 def test_rule_numbers_stay_those_of_the_file_when_an_earlier_rule_is_broken() -> None:
@@ -594,6 +684,29 @@ def test_legacy_string_command_with_an_unclosed_quote_is_reported() -> None:
         "command as an array with one string per argument"]
 
 
+LOCAL_COMMAND = 'command_template = ["ollama", "run", "{{ model }}"]'
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("ollama run {{ model }}", ("ollama", "run", "{{ model }}")),
+    ("x --v={{ 'hi' if budget > 1 else 'lo' }} \"a b\" {% if budget %}-q{% endif %}",
+     ("x", "--v={{ 'hi' if budget > 1 else 'lo' }}", "a b", "{% if budget %}-q{% endif %}")),
+    ("claude -p --model {model} {prompt_file}", ("claude", "-p", "--model", "{{ model }}", "{{ prompt_file }}")),
+], ids=["expression with spaces", "quotes and statements", "older placeholders"])
+def test_a_command_written_as_one_string_keeps_each_jinja_tag_in_one_word(command: str, words: tuple[str, ...]) -> None:
+    text = BASE.replace(LOCAL_COMMAND, f"command_template = {toml_value(command)}") + \
+        "[providers.local.vars]\nbudget = 1\n"
+    assert compile_config(parse_toml(text)).providers["local"].command == words
+
+
+def test_a_tag_cut_by_splitting_a_one_string_command_says_how_it_was_split() -> None:
+    text = BASE.replace(LOCAL_COMMAND, 'command_template = "ollama run {{ model"')
+    assert problems_of(text) == [
+        "providers.local → command_template[2]: template '{{' does not parse: unexpected 'end of template'; "
+        "command_template is one string, split on whitespace into words (shell rules, each whole {{ … }} or "
+        "{% … %} kept in one word), and word 3 is '{{': write the command as an array with one string per argument"]
+
+
 def test_legacy_routing_disabled_uses_the_defaults() -> None:
     text = LEGACY.read_text(encoding="utf-8").replace("enabled = true", "enabled = false")
     router = ModelRouter(compile_config(parse_toml(text)), availability=Availability(which=lambda name: "/bin/" + name))
@@ -601,6 +714,18 @@ def test_legacy_routing_disabled_uses_the_defaults() -> None:
     assert decision.rule == "default"
     assert [(step.provider, step.model) for step in decision.plan] == [
         ("claude", "sonnet"), ("gemini", None), ("ollama", None)]
+
+
+@pytest.mark.parametrize(("word", "choices", "meant", "hint"), [
+    ("documents", ["large_document", "docs"], (), "docs"),  # difflib alone: large_document; typos keep the start
+    ("documents", ["large_document", "docs"], ("large_document",), "large_document"),  # what the place names wins
+    ("documents", ["large_document", "docs"], ("architecture",), "docs"),  # ... only when it is a near miss
+    ("colour", ["code"], ("code",), ""),  # never a name that is not a near miss
+    ("Code", ["code", "cod"], ("cod",), "code"),  # a choice differing only in case first
+])
+def test_a_suggestion_is_what_the_maintainer_most_likely_meant(word: str, choices: list[str], meant: tuple[str, ...],
+                                                               hint: str) -> None:
+    assert suggest(word, choices, meant) == (f' (did you mean "{hint}"?)' if hint else "")
 
 
 def test_timezone_in_the_wrong_case_gets_a_suggestion() -> None:
