@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from adws.attempt import Usage
@@ -20,6 +21,7 @@ from adws.state.base import (
     Cooldown,
     Observation,
     RunRecord,
+    RunsImported,
     UsageChanges,
     UsageCursor,
     UsageRecord,
@@ -29,6 +31,8 @@ from adws.state.base import (
     from_epoch,
     hour_start,
     roll_up_rows,
+    stored_epoch,
+    stored_time,
     to_epoch,
 )
 
@@ -68,7 +72,7 @@ class MemoryStore(Closing):
         return tuple(self._counts.values())
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = to_epoch(record.at, "UsageRecord.at")
+        at = stored_epoch(record.at, "UsageRecord.at")
         row = (at, record.usage, record.model, record.task_id)
         self._usage.setdefault((record.provider, record.account), []).append(row)
         self._log.append((record.provider, record.account, row))
@@ -139,7 +143,8 @@ class MemoryStore(Closing):
         return from_epoch(min(times)) if times else None
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
-        self._cooldowns[(provider, account)] = cooldown
+        # Times as the other backends keep them (base.stored_epoch), so every backend reads back the same.
+        self._cooldowns[(provider, account)] = replace(cooldown, until=stored_time(cooldown.until, "Cooldown.until"))
         self._wrote("cooldowns")
 
     def clear_cooldown(self, provider: str, account: str) -> None:
@@ -185,7 +190,8 @@ class MemoryStore(Closing):
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         with self._lock:
             new = fn(self.get_breaker(provider))
-            self._breakers[provider] = new
+            opened = None if new.opened_at is None else stored_time(new.opened_at, "BreakerState.opened_at")
+            self._breakers[provider] = replace(new, opened_at=opened)
             self._wrote("breakers")
             return new
 
@@ -246,13 +252,18 @@ class MemoryStore(Closing):
         return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
                 for key, leases in out.items()}
 
-    def record_observation(self, observation: Observation) -> None:
+    def record_observation(self, observation: Observation) -> bool:
         key = (observation.provider, observation.subject)
+        reset_at = observation.reset_at
+        observation = replace(observation, at=stored_time(observation.at, "Observation.at"),
+                              reset_at=None if reset_at is None else stored_time(reset_at, "Observation.reset_at"))
         with self._lock:
             kept = self._observed.get(key)
             if kept is None or kept.at <= observation.at:
                 self._observed[key] = observation
                 self._wrote("observations")
+                return True
+            return False
 
     def observations(self) -> dict[tuple[str, str], Observation]:
         with self._lock:
@@ -260,7 +271,7 @@ class MemoryStore(Closing):
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
         with self._lock:
-            self._runs.setdefault((provider, specialization), []).append((to_epoch(at, "at"), tokens))
+            self._runs.setdefault((provider, specialization), []).append((stored_epoch(at, "at"), tokens))
             self._wrote("runs")
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
@@ -276,12 +287,12 @@ class MemoryStore(Closing):
             for at, tokens in sorted(runs, key=lambda run: run[0]):  # stable: ties stay in the order recorded
                 yield RunRecord(provider, specialization, from_epoch(at), tokens)
 
-    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+    def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
         count = 0
         for run in runs:
             self.record_run(*run)
             count += 1
-        return count
+        return RunsImported(count)  # every run is kept
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.
