@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
@@ -24,8 +24,19 @@ WAIT_HELP = ("when limits, cooldowns, quotas or busy slots spent the plan, wait 
              "seconds or e.g. 30m, 2h; no MAX: however long) and run again")
 
 
-def _config_path(value: str | None) -> str:
-    return value or os.environ.get("ADWS_CONFIG") or DEFAULT_CONFIG
+def config_path(value: str | None) -> str:
+    """The config file to read: `value` (--config or the CONFIG argument), else $ADWS_CONFIG, else
+    ./config.toml. Every adws command and the tools/ scripts take it from here.
+
+    Raises UsageError when ADWS_CONFIG is set but empty (as an adws state variable set empty: see
+    adws.state): an empty value is a mistake (`ADWS_CONFIG=$UNSET`), not a request for ./config.toml.
+    """
+    if value:
+        return value
+    env = os.environ.get("ADWS_CONFIG")
+    if env == "":
+        raise UsageError("ADWS_CONFIG is set but empty: name a config file, or unset it to use ./config.toml")
+    return env or DEFAULT_CONFIG
 
 
 def _read_arg(value: str) -> str:
@@ -90,15 +101,31 @@ def _print_json(data: Any, scrub: Any = None) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from adws.config import load_config
 
-    path = _config_path(args.config)
+    path = config_path(args.config)
     try:
         config = load_config(path)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    from adws.errors import count as _count
+
     enabled = sum(r.enabled for r in config.rules)
-    print(f"{path}: OK — {len(config.providers)} providers, {len(config.rules)} rules ({enabled} enabled), "
-          f"{len(config.scenarios)} scenarios")
+    counts = (f"{_count(len(config.providers), 'provider')}, {_count(len(config.rules), 'rule')} ({enabled} "
+              f"enabled), {_count(len(config.scenarios), 'scenario')}")
+    failing: list[dict[str, Any]] = []
+    if config.scenarios:
+        from datetime import UTC
+
+        from adws.scenarios import routing_report, scenario_lines
+
+        # The config's own [[scenarios]] are part of what it declares: one that fails is a problem of the config.
+        failing = [s for s in routing_report(config, datetime.now(UTC))["scenarios"] if not s["ok"]]
+    if failing:
+        print(f"{path}: valid, but {len(failing)} of {_count(len(config.scenarios), 'scenario')} not as expected "
+              f"({counts})", file=sys.stderr)
+        print("\n".join(scenario_lines(failing)), file=sys.stderr)
+        return 1
+    print(f"{path}: OK — {counts}")
     return 0
 
 
@@ -110,7 +137,7 @@ _OWN_PROCESS = False
 def _engine(args: argparse.Namespace) -> Any:
     from adws.engine import load
 
-    engine = load(_config_path(args.config))
+    engine = load(config_path(args.config))
     if _OWN_PROCESS:
         # What is alive now (modules, classes, pydantic's validator, the compiled config, the engine) lives until
         # the process ends: moved out of the cyclic collector's sight, no collection walks it again, while the
@@ -133,9 +160,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args) if args.prompt_file else None
     if args.assume_available:
         from adws.config import load_config
-        from adws.reports import scenario_router
+        from adws.scenarios import scenario_router
 
-        router = scenario_router(load_config(_config_path(args.config)))
+        router = scenario_router(load_config(config_path(args.config)))
     else:
         router = _engine(args).router
     if args.json:
@@ -184,41 +211,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet and (not args.json or sys.stderr.isatty()):
         from adws.progress import PlainProgress
 
-        on_event = PlainProgress(sys.stderr)
+        on_event = PlainProgress(sys.stderr, zone=engine.router.tz)
     try:
         result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
                             wait=wait, on_event=on_event)
     except Interrupted as exc:
         # The attempts made are recorded; a coordinator reading --json still gets them.
-        _show_result(args, exc.result, engine.redactor())
+        _show_result(args, exc.result, engine.redactor(), engine.router.tz)
         raise
-    _show_result(args, result, engine.redactor())
+    _show_result(args, result, engine.redactor(), engine.router.tz)
     return 0 if result.success else 1
 
 
-def _show_result(args: argparse.Namespace, result: Any, scrub: Any) -> None:
-    """The run's result on stdout: one JSON object with --json, else lines for a person; secrets redacted."""
+def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo) -> None:
+    """The run's result on stdout: one JSON object with --json (exact ISO 8601 times), else lines for a person
+    with times to the minute in `zone`, the routing timezone (adws.views.minute, as `adws route` shows them);
+    secrets redacted."""
     if args.json:
         _print_json(result.to_dict(), scrub)
         return
-    text = scrub.text
+    from adws.views import minute, skip_line, times_in
+
+    now = result.decision.now
+
+    def show(line: str) -> None:
+        print(times_in(scrub.text(line), zone, now))
+
     for i, a in enumerate(result.attempts, 1):
         who = a.provider + (f"/{a.account}" if a.account else "")
-        print(text(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}"))
-    if not result.attempts:  # nothing ran: say why each tier was left out
+        show(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}")
+    if not result.attempts:  # nothing ran: say why each tier was left out, and when each is back
         for skip in result.decision.skipped:
-            print(text(f"skipped {skip.provider}" + (f"/{skip.account}" if skip.account else "")
-                       + f": {skip.reason}"))
+            show(f"skipped {skip_line(skip, zone, now)}")
     for warning in result.warnings:
-        print(text(f"warning: {warning}"))
-    print(text(("OK: " if result.success else "FAILED: ") + result.message))
+        show(f"warning: {warning}")
+    show(("OK: " if result.success else "FAILED: ") + _human_message(result, "the skipped lines above"))
     if result.output_file:
         print(f"final text: {result.output_file}")
     if result.handoff and result.handoff.get("branch"):
         print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
     if not result.success and result.retry_at is not None:
-        print(f"can run again from {result.retry_at.isoformat(timespec='minutes')} (adws run --wait)")
+        print(f"can run again from {minute(result.retry_at, zone, now)} (adws run --wait)")
     print(f"run directory: {result.run_dir}")
+
+
+def _human_message(result: Any, skipped: str) -> str:
+    """The result's message for a person. An empty plan's message points a program at `decision.skipped` (a
+    JSON field); a person is pointed at `skipped`, where the reasons are shown to them."""
+    if not result.success and not result.attempts and not result.decision.plan:
+        return f"nothing to run: every tier was skipped (why: {skipped})"
+    return str(result.message)
 
 
 def _wait(value: str | None) -> float | None:
@@ -228,15 +270,17 @@ def _wait(value: str | None) -> float | None:
     if value == "":
         return float("inf")
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    from adws.quota import parse_window
+        from adws.quota import parse_window
 
-    try:
-        return parse_window(value).total_seconds()
-    except ValueError:
-        raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
+        try:
+            seconds = parse_window(value).total_seconds()
+        except ValueError:
+            raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
+    if not seconds >= 0:  # NaN too
+        raise UsageError(f"--wait: expected a duration of 0 or more, got {value!r} (e.g. 600, 30m, 2h)")
+    return seconds
 
 
 def cmd_run_many(args: argparse.Namespace) -> int:
@@ -256,11 +300,16 @@ def cmd_run_many(args: argparse.Namespace) -> int:
         if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
             print(dumps(scrub.deep(outcome.to_dict())), flush=True)
         else:
-            result = outcome.result
-            text = outcome.error or (result.message if result is not None else "")
-            print(scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}"), flush=True)
+            from adws.views import times_in
 
-    progress = None if args.quiet else progress_for(sys.stderr, len(items))
+            result = outcome.result
+            text = outcome.error or (_human_message(result, "adws route with this task, or run-many --json")
+                                     if result is not None else "")
+            line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
+            now = result.decision.now if result is not None else None
+            print(times_in(line, engine.router.tz, now), flush=True)
+
+    progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz)
     if progress is None:
         outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result, wait=wait)
     else:
@@ -320,6 +369,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_state(args: argparse.Namespace) -> int:
     from adws.state.maintenance import state_command
 
+    # One parser serves the three actions: what an action does not read is refused, not ignored.
+    if args.action == "compact" and args.file is not None:
+        raise UsageError(f"state compact takes no FILE (got {args.file!r}): it rolls up the configured store")
+    if args.margin is not None and args.action != "compact":
+        raise UsageError(f"--margin: only `adws state compact` takes it, not {args.action}")
+    if args.at is not None and args.action == "import":
+        raise UsageError("--at: `adws state import` takes no time (it copies the file's rows as they are)")
     engine = _engine(args)
     return state_command(engine, args.action, file=args.file, margin=args.margin,
                          now=_at(args.at, engine.config.timezone) or engine.clock())
@@ -336,7 +392,7 @@ def _audit_path(args: argparse.Namespace, configured: str | None = None) -> str:
     if configured is None:
         from adws.config import load_config
 
-        configured = load_config(_config_path(args.config)).audit_path
+        configured = load_config(config_path(args.config)).audit_path
     if not os.path.exists(configured):
         print(f"adws: no audit log at {configured} yet (nothing has run): 0 tasks", file=sys.stderr)
         return os.devnull
@@ -386,12 +442,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from adws.config import load_config
     from adws.insight import simulate, workload
 
-    config = load_config(_config_path(args.config))
+    config = load_config(config_path(args.config))
     if not 1 <= args.days <= simulate.MAX_DAYS:
         raise UsageError(f"--days: expected 1 to {simulate.MAX_DAYS} (a year), got {args.days}")
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
-    spec = workload.load_workload(args.workload) if args.workload else workload.Workload()
+    tasks_from = "--tasks-from-audit" if args.tasks_from_audit else "--issues" if args.issues else None
+    spec = workload.load_workload(args.workload, tasks_from=tasks_from) if args.workload else workload.Workload()
     given = _at(args.start, "UTC")
     start = given or simulate.default_start()
     rng = random.Random(args.seed)
@@ -423,7 +480,9 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from adws.config import load_config
     from adws.insight import lint
 
-    config = load_config(_config_path(args.config))
+    if args.typical_tokens <= 0:
+        raise UsageError(f"--typical-tokens: expected a positive number of tokens, got {args.typical_tokens}")
+    config = load_config(config_path(args.config))
     findings = lint.lint(config, typical_tokens=args.typical_tokens)
     if args.json:
         _print_json(lint.to_dict(config, findings))
@@ -439,26 +498,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     from adws.insight import report
     from adws.insight.records import parse_since
 
-    config = load_config(_config_path(args.config))
-    audit = _audit_path(args, config.audit_path)
+    config = None
+    if args.audit is None or args.config is not None or os.environ.get("ADWS_CONFIG") is not None \
+            or os.path.exists(DEFAULT_CONFIG):
+        config = load_config(config_path(args.config))  # a config named, needed, or there: it is read
+    else:  # as `adws stats --audit FILE`: the log alone gives every plot but the quotas
+        print(f"adws: no {DEFAULT_CONFIG} here and no --config: the page has no quota plots (quotas are declared "
+              "in the config)", file=sys.stderr)
+    audit = _audit_path(args, config.audit_path if config is not None else None)
     page = report.build_html(config, audit, since=parse_since(args.since, datetime.now(UTC)))
     try:
         report.write(args.html, page)
     except OSError as exc:
         raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
     info = report.summary(page)
-    print(f"{args.html}: {info['plots']} plots, {info['bytes']:,} bytes")
+    from adws.views import count
+
+    print(f"{args.html}: {count(info['plots'], 'plot')}, {info['bytes']:,} bytes")
     return 0
 
 
 CONFIG_HELP = "config file (default: $ADWS_CONFIG or ./config.toml)"
 
 
-def _add_check(p: argparse.ArgumentParser) -> None:
-    import argparse
-
+def _add_config_argument(p: argparse.ArgumentParser) -> None:
+    """CONFIG as an argument or as --config (`check`, `lint`): both listed by --help."""
     p.add_argument("config", nargs="?", help=CONFIG_HELP)
-    p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
+    p.add_argument("--config", dest="config_opt", metavar="CONFIG", help="the same as the CONFIG argument")
+
+
+def _add_check(p: argparse.ArgumentParser) -> None:
+    _add_config_argument(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -506,10 +576,11 @@ def _add_providers_or_quota(p: argparse.ArgumentParser, name: str) -> None:
 
 def _add_state(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("export", "import", "compact"))
-    p.add_argument("file", nargs="?", help="export: write here, import: read this (default or -: stdout/stdin)")
+    p.add_argument("file", nargs="?", help="export: write here, import: read this (default or -: stdout/stdin); "
+                                           "compact takes none")
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--margin", help='compact: keep raw rows this long beyond the longest quota period (default "7d")')
-    p.add_argument("--at", help="as of this time, ISO 8601 (default: now)")
+    p.add_argument("--at", help="export, compact: as of this time, ISO 8601 (default: now)")
     p.set_defaults(func=cmd_state)
 
 
@@ -547,10 +618,7 @@ def _add_simulate(p: argparse.ArgumentParser) -> None:
 
 
 def _add_lint(p: argparse.ArgumentParser) -> None:
-    import argparse
-
-    p.add_argument("config", nargs="?", help=CONFIG_HELP)
-    p.add_argument("--config", dest="config_opt", help=argparse.SUPPRESS)
+    _add_config_argument(p)
     p.add_argument("--typical-tokens", type=int, default=20000, help="tokens of a typical task (default 20000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lint)

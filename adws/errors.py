@@ -103,6 +103,12 @@ class RunCancelled(BaseException):
         self.attempt: object = None
 
 
+def count(n: int, noun: str) -> str:
+    """`1 rule`, `2 rules`, `0 rules`: a count with its noun (regular English plurals only: add "s"). Here, not
+    in adws.views, so that `adws check` words its counts without importing the views."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def suggest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean "x"?)' for a near miss, else ''. A choice that differs only in case ("utc" for "UTC")
     comes first: difflib alone does not see those."""

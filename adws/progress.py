@@ -6,7 +6,9 @@ countdown), redrawn a few times a second. Off a terminal (a log file, CI) each e
 the log reads the same as it grows. Colours only on a terminal, and never when NO_COLOR is set
 (https://no-color.org).
 
-Both views are callables taking `adws.batch.Event`, used as context managers around the batch.
+Both views are callables taking `adws.batch.Event`, used as context managers around the batch. Times are in
+`zone` (the routing timezone, as every human view: adws.views): the plain view's stamp to the second (a log
+line), a time inside an event (`waiting until ...`) to the minute (`adws.views.times_in`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, tzinfo
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 from adws.batch import Event, EventKind
 from adws.dataclass_cache import dataclass
+from adws.views import times_in
+
+
+def describe(event: Event, zone: tzinfo | None) -> str:
+    """`event.describe()` with its times to the minute in `zone` (None: as the event wrote them)."""
+    text = event.describe()
+    return text if zone is None else times_in(text, zone, event.at)
 
 
 def escape(text: str) -> str:
@@ -44,16 +54,22 @@ def wants_colour(stream: IO[str], environ: Mapping[str, str] | None = None) -> b
 
 
 class PlainProgress:
-    """One line per event: `13:05:12 #42 attempt 1 claude/a sonnet: started`. Thread-safe."""
+    """One line per event: `13:05:12 #42 attempt 1 claude/a sonnet: started`. Thread-safe.
 
-    def __init__(self, stream: IO[str], *, clock: Callable[[], str] | None = None) -> None:
+    `zone`: the timezone of the stamp (the wall clock when the line is written) and of times inside events;
+    None: the machine's local time. `clock` replaces the stamp (tests)."""
+
+    def __init__(self, stream: IO[str], *, zone: tzinfo | None = None,
+                 clock: Callable[[], str] | None = None) -> None:
         self.stream = stream
-        self._stamp = clock or (lambda: time.strftime("%H:%M:%S"))
+        self.zone = zone
+        self._stamp = clock or (lambda: datetime.now(zone).strftime("%H:%M:%S"))
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
+        line = describe(event, self.zone)
         with self._lock:
-            self.stream.write(f"{self._stamp()} {event.describe()}\n")
+            self.stream.write(f"{self._stamp()} {line}\n")
             self.stream.flush()
 
     def __enter__(self) -> PlainProgress:
@@ -79,8 +95,11 @@ class _Running:
 class LiveProgress:
     """The live terminal view. `total` tasks; events update it; rich redraws it (`__rich__`)."""
 
-    def __init__(self, total: int, console: Console, *, monotonic: Monotonic = time.monotonic) -> None:
+    def __init__(self, total: int, console: Console, *, monotonic: Monotonic = time.monotonic,
+                 zone: tzinfo | None = None) -> None:
+        """`zone`: the timezone of times inside events (None: as the events wrote them)."""
         self.total = total
+        self.zone = zone
         self.console = console
         self.done = 0
         self.failed = 0
@@ -107,7 +126,7 @@ class LiveProgress:
                 self.done += 1
                 ok = event.outcome == "success"
                 self.failed += not ok
-                finished = f"{'[green]✓[/green]' if ok else '[red]✗[/red]'} {escape(event.describe())}"
+                finished = f"{'[green]✓[/green]' if ok else '[red]✗[/red]'} {escape(describe(event, self.zone))}"
         if finished is not None:
             # Outside the lock: printing redraws the live area, which reads this object. A finished task
             # scrolls above the live area, so the record stays readable afterwards.
@@ -157,12 +176,13 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def progress_for(stream: IO[str], total: int, *,
-                 environ: Mapping[str, str] | None = None) -> PlainProgress | LiveProgress:
-    """The live view when `stream` is a terminal, else plain lines (no colour codes off a terminal)."""
+def progress_for(stream: IO[str], total: int, *, environ: Mapping[str, str] | None = None,
+                 zone: tzinfo | None = None) -> PlainProgress | LiveProgress:
+    """The live view when `stream` is a terminal, else plain lines (no colour codes off a terminal); times in
+    `zone` (the routing timezone; None: the machine's local time)."""
     if not getattr(stream, "isatty", lambda: False)():
-        return PlainProgress(stream)
+        return PlainProgress(stream, zone=zone)
     from rich.console import Console
 
     console = Console(file=stream, no_color=not wants_colour(stream, environ), highlight=False)
-    return LiveProgress(total, console)
+    return LiveProgress(total, console, zone=zone)

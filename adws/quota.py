@@ -309,16 +309,19 @@ class Burn:
         return self.exhausts_at is not None and (self.resets_at is None or self.exhausts_at < self.resets_at)
 
     def describe(self, now: datetime) -> str:
-        """"burning 21,400 tokens/h; exhausted in 1d 2h10m (before the reset in 3d 0h00m)"."""
+        """"burning 21,400 tokens/h; exhausted in 1d 2h10m (capacity back in 3d 0h00m)"; with nothing used in the
+        period, "no usage recorded this period (the period resets in 3d 0h00m)": no rate, nothing to come back."""
+        if self.used == 0:
+            # Nothing was spent, so nothing is "back" at the reset: only when the period starts again.
+            when = f" (the period resets in {countdown(self.resets_at - now)})" if self.resets_at is not None else ""
+            return "no usage recorded this period" + when
         unit = {"tokens": "tokens", "requests": "requests", "cost_usd": "USD"}[self.dimension]
         digits = {"tokens": 0, "requests": 1, "cost_usd": 2}[self.dimension]
         rate = f"{self.per_hour:,.{digits}f}"
         text = f"burning {rate} {unit}/h"
         if self.used >= self.limit:
             text += "; exhausted"
-        elif self.exhausts_at is None:
-            text += "; not being spent"
-        elif self.exhausts_before_reset:
+        elif self.exhausts_at is not None and self.exhausts_before_reset:
             text += f"; exhausted in {countdown(self.exhausts_at - now)}"
         else:
             text += "; lasts until the reset"

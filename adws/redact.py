@@ -4,7 +4,10 @@ Three kinds of text must never leave adws as they came in:
 - secret values: every variable a config names as a key (`api_key_env`, the provider's and each account's) and
   every environment variable whose *name* looks secret (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, PRIVATE) with a
   value long enough to recognise (`MIN_SECRET_CHARS`). They are replaced by `***` wherever they appear: an
-  agent printing `Invalid API key: sk-...` into its error must not put the key in the attempt's reason.
+  agent printing `Invalid API key: sk-...` into its error must not put the key in the attempt's reason. So are
+  their encoded forms (`secret_forms`, adws.secret_forms: base64 at every alignment, as in a Basic-auth header of
+  `user:KEY`, percent-encoding, JSON, HTML/XML, shell quoting, hex), found with the values in one pass
+  (adws.needles).
 - prompt text, in what goes to the audit log when `[audit] include_prompt = false`: the prompt itself, its
   trimmed form and each of its longer lines (an agent echoing the prompt in its error, a template that
   rendered `{{ prompt | trim }}` into argv) become `<prompt>`.
@@ -16,13 +19,17 @@ Three kinds of text must never leave adws as they came in:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from adws.needles import Needles
 
 __all__ = ["MIN_SECRET_CHARS", "PROMPT_MARK", "REDACTED", "SECRET_NAME", "Scrubber", "dumps", "encodable",
-           "encode_text", "looks_secret", "replace_all", "secret_values"]
+           "encode_text", "looks_secret", "matcher", "replace_all", "replace_in", "secret_forms", "secret_values"]
 
 REDACTED = "***"
 PROMPT_MARK = "<prompt>"
@@ -79,29 +86,82 @@ def secret_values(environ: Mapping[str, str], named: Iterable[str] = ()) -> list
     return list(dict.fromkeys(value for value in values if len(value) >= MIN_SECRET_CHARS))
 
 
+def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every string that gives one of `secrets` away: each value (whatever its length), then its encoded forms of
+    at least MIN_SECRET_CHARS characters (adws.secret_forms.encoded_forms), longest first, without repeats.
+    Made once per set of values (a few hundred µs for ten keys) and kept."""
+    return _secret_forms(frozenset(s for s in secrets if s))
+
+
+@functools.lru_cache(maxsize=32)
+def _secret_forms(secrets: frozenset[str]) -> tuple[str, ...]:
+    # Imported with the first secrets: start-up and routing do not load the encoders' modules (html, shlex...).
+    from adws.secret_forms import encoded_forms
+
+    forms = dict.fromkeys(secrets)
+    for secret in sorted(secrets):
+        forms.update(dict.fromkeys(encoded_forms(secret, MIN_SECRET_CHARS)))
+    return tuple(sorted(forms, key=lambda form: (-len(form), form)))
+
+
+def matcher(needles: Iterable[str], *, raw: bool = False) -> Needles:
+    """The `Needles` of `needles` (made once per set and kept): for `replace_in` on str, or with `raw` for bytes
+    as a program wrote them (a surrogate escape in a needle is the undecodable byte it stands for)."""
+    return _matcher(tuple(dict.fromkeys(n for n in needles if n)), raw)
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(needles: tuple[str, ...], raw: bool) -> Needles:
+    return _needles(_encoded(needles, raw=raw))
+
+
+@functools.lru_cache(maxsize=64)
+def _needles(needles: tuple[bytes, ...]) -> Needles:
+    # By bytes: the raw, text and JSON-escaped spellings of ASCII forms are the same bytes, and share automata.
+    return _new_needles(needles)
+
+
+def _new_needles(needles: tuple[bytes, ...]) -> Needles:
+    # Imported with the first text to search: start-up and routing do not load it (nor its automata's package).
+    from adws.needles import Needles
+
+    return Needles(needles)
+
+
+def _encoded(strings: Iterable[str], *, raw: bool = False) -> tuple[bytes, ...]:
+    """`strings` as `replace_in` searches for them (UTF-8, lone surrogates as their 3-byte forms), or with `raw`
+    as a program writes them (adws.secret_forms.utf8)."""
+    if raw:
+        from adws.secret_forms import utf8
+
+        return tuple(utf8(s) for s in strings)
+    return tuple(s.encode("utf-8", "surrogatepass") for s in strings)
+
+
+@functools.lru_cache(maxsize=32)
+def _escaped_matcher(forms: tuple[str, ...]) -> Needles:
+    """The `Needles` of `forms` as JSON spells them inside a string (for `Scrubber.dumps`)."""
+    return matcher(_json_escaped(forms))
+
+
+def replace_in(needles: Needles, text: str, mark: str) -> str:
+    """`text` with every occurrence of every needle (from `matcher`, not `raw`) replaced by `mark`; overlapping or
+    touching occurrences become one mark, so no character of any needle survives. `text` itself when none occurs.
+
+    The search runs on the UTF-8 of `text` (lone surrogates as their 3-byte forms, as in the needles), where a
+    needle can only match whole characters: the bytes replaced and decoded back are the text replaced."""
+    if not needles or not text:
+        return text
+    # (ASCII holds no surrogate: encoded without naming an error handler, which is faster.)
+    data = text.encode() if text.isascii() else text.encode("utf-8", "surrogatepass")
+    out = needles.replace(data, mark.encode("utf-8", "surrogatepass"))
+    return text if out is data else out.decode("utf-8", "surrogatepass")
+
+
 def replace_all(text: str, needles: Iterable[str], mark: str) -> str:
     """Every occurrence of every needle replaced by `mark`; overlapping or touching matches become one mark,
-    so no character of any needle survives."""
-    spans: list[tuple[int, int]] = []
-    for needle in needles:
-        start = text.find(needle)
-        while start != -1:
-            spans.append((start, start + len(needle)))
-            start = text.find(needle, start + 1)
-    if not spans:
-        return text
-    spans.sort()
-    parts: list[str] = []
-    pos = 0
-    run_start, run_end = spans[0]
-    for start, end in spans[1:]:
-        if start <= run_end:
-            run_end = max(run_end, end)
-            continue
-        parts += [text[pos:run_start], mark]
-        pos, run_start, run_end = run_end, start, end
-    parts += [text[pos:run_start], mark, text[run_end:]]
-    return "".join(parts)
+    so no character of any needle survives (`replace_in` with `matcher(needles)`)."""
+    return replace_in(matcher(needles), text, mark)
 
 
 class _NotPlain(Exception):
@@ -119,12 +179,15 @@ _SCALARS = frozenset({int, float, bool})  # what `Scrubber.deep` returns unchang
 
 
 class Scrubber:
-    """Redacts known secrets and (optionally) prompt text from strings and JSON-shaped values.
+    """Redacts known secrets (with their encoded forms, see `secret_forms`) and (optionally) prompt text from
+    strings and JSON-shaped values.
 
     `secrets`: literal values (see `secret_values`). `prompt`: the task's prompt, or None to keep prompt text.
+    What is searched for is made on first use: for the secrets once per set of values in the process (kept by
+    `matcher`), for the prompt once per scrubber (a prompt is seen by one run).
     """
 
-    __slots__ = ("_escaped", "_prompt", "_secrets")
+    __slots__ = ("_escaped", "_found", "_prompt", "_prompt_escaped", "_prompt_found", "_secrets")
 
     def __init__(self, secrets: Iterable[str] = (), prompt: str | None = None) -> None:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -134,7 +197,11 @@ class Scrubber:
             fragments += [line.strip() for line in prompt.splitlines()
                           if len(line.strip()) >= MIN_PROMPT_LINE_CHARS]
         self._prompt = sorted({f for f in fragments if f}, key=len, reverse=True)
-        self._escaped: list[str] | None = None  # the needles as JSON spells them (see dumps), made on first use
+        # Made on first use: the secrets' forms, the prompt's fragments, and each as JSON spells them (see dumps).
+        self._found: Needles | None = None
+        self._escaped: Needles | None = None
+        self._prompt_found: Needles | None = None
+        self._prompt_escaped: Needles | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -147,38 +214,55 @@ class Scrubber:
         if not extra:
             return self
         out = Scrubber(self._secrets + extra)
-        out._prompt = self._prompt
+        out._prompt, out._prompt_found, out._prompt_escaped = self._prompt, self._prompt_found, self._prompt_escaped
         return out
 
+    def _secret_needles(self) -> Needles:
+        if self._found is None:
+            self._found = matcher(secret_forms(self._secrets))
+        return self._found
+
+    def _prompt_needles(self) -> Needles:
+        if self._prompt_found is None:
+            # Not kept by `matcher`: a prompt (maybe long) is seen by one run.
+            self._prompt_found = _new_needles(_encoded(self._prompt))
+        return self._prompt_found
+
     def text(self, value: str) -> str:
-        """`value` with secrets as ***, prompt text as <prompt> (when set), lone surrogates escaped."""
+        """`value` with secrets and their encoded forms as ***, prompt text as <prompt> (when set), lone
+        surrogates escaped."""
         if self._secrets:
-            value = replace_all(value, self._secrets, REDACTED)
+            value = replace_in(self._secret_needles(), value, REDACTED)
         if self._prompt:
-            # Whole prompt first (the longest fragments sort first); a short prompt is only replaced whole.
-            value = replace_all(value, self._prompt, PROMPT_MARK) if len(self._prompt[0]) >= MIN_SECRET_CHARS \
-                else (PROMPT_MARK if value in self._prompt else value)
+            # A short prompt is only replaced whole.
+            value = replace_in(self._prompt_needles(), value, PROMPT_MARK) \
+                if len(self._prompt[0]) >= MIN_SECRET_CHARS else (PROMPT_MARK if value in self._prompt else value)
         return encodable(value)
 
     def dumps(self, value: Any, *, indent: int | None = None) -> str:
         """`dumps(self.deep(value), indent=indent)`, the same text, without walking `value` when nothing in it
-        needs cleaning: an audit record has a few hundred strings, and testing each against every secret and
-        prompt fragment costs more than one search of the JSON text per fragment.
+        needs cleaning: an audit record has a few hundred strings, and searching each costs more than one search
+        of the JSON text.
 
-        The shortcut is exact. JSON escapes a string character by character, so a fragment occurring in a string
-        of `value` occurs, escaped the same way, in the JSON text; when no escaped fragment does, `text` would
-        change no string, and the two texts agree. It is not taken for text holding a lone surrogate (`text`
-        escapes those in the string itself) nor for a mapping that is not a dict (`deep` makes it a dict, JSON
-        would print its `str`)."""
+        The shortcut is exact. JSON escapes a string character by character, so a needle (a secret's form or a
+        prompt fragment) occurring in a string of `value` occurs, escaped the same way, in the JSON text; when no
+        escaped needle does, `text` would change no string, and the two texts agree. It is not taken for text
+        holding a lone surrogate (`text` escapes those in the string itself) nor for a mapping that is not a dict
+        (`deep` makes it a dict, JSON would print its `str`)."""
         try:
             text = json.dumps(value, ensure_ascii=False, default=_plain_default, indent=indent)
-            text.encode("utf-8")
+            data = text.encode("utf-8")
         except (_NotPlain, UnicodeEncodeError):
             return dumps(self.deep(value), indent=indent)
-        if self._escaped is None:
-            self._escaped = [json.dumps(needle, ensure_ascii=False)[1:-1] for needle in self._secrets + self._prompt]
-        for needle in self._escaped:
-            if needle in text:
+        if self._secrets:
+            if self._escaped is None:
+                self._escaped = _escaped_matcher(secret_forms(self._secrets))
+            if self._escaped.found_in(data):
+                return dumps(self.deep(value), indent=indent)
+        if self._prompt:
+            if self._prompt_escaped is None:
+                self._prompt_escaped = _new_needles(_encoded(_json_escaped(self._prompt)))
+            if self._prompt_escaped.found_in(data):
                 return dumps(self.deep(value), indent=indent)
         return text
 
@@ -204,6 +288,11 @@ class Scrubber:
         if isinstance(value, (list, tuple)):
             return [self.deep(v) for v in value]
         return value
+
+
+def _json_escaped(strings: Iterable[str]) -> list[str]:
+    """Each of `strings` as it is spelled inside a JSON string by `dumps`."""
+    return [json.dumps(string, ensure_ascii=False)[1:-1] for string in strings]
 
 
 def dumps(data: Any, *, indent: int | None = None) -> str:

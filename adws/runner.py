@@ -30,7 +30,7 @@ from typing import BinaryIO
 from adws.attempt import RunOutcome
 from adws.dataclass_cache import dataclass
 from adws.interrupts import interruptible
-from adws.redact import REDACTED, replace_all
+from adws.redact import REDACTED, matcher, replace_in, secret_forms
 
 __all__ = ["DRAIN_SECONDS", "KILL_WAIT_SECONDS", "REDACTED", "RunRequest", "redact_argv", "run"]
 
@@ -40,6 +40,7 @@ DRAIN_SECONDS = 0.25
 # After SIGKILL, how long to wait for the pipes to close. They can only stay open if a process that left the
 # group (setsid) holds them; then we stop reading instead of hanging forever.
 KILL_WAIT_SECONDS = 2.0
+_REDACTED_BYTES = REDACTED.encode("ascii")
 _CHUNK = 64 * 1024  # the default Linux pipe capacity: one read empties a full pipe
 _DEFAULT_SELECTOR: type[selectors.BaseSelector] = getattr(
     selectors, "PollSelector", selectors.DefaultSelector
@@ -92,22 +93,24 @@ class RunRequest:
 
 
 def redact_argv(argv: Sequence[str], secrets: Sequence[str]) -> list[str]:
-    """Replace every occurrence of every secret (also inside an argument, e.g. --key=SECRET) with ***.
+    """Replace every occurrence of every secret and of its encoded forms (also inside an argument, e.g.
+    --key=SECRET; see adws.redact.secret_forms) with ***.
 
     Occurrences that overlap or touch collapse into one ***, so no character of any secret survives
     (replacing secrets one after another could leave the tail of one that overlaps another).
     """
-    needles = [secret for secret in dict.fromkeys(secrets) if secret]
+    needles = matcher(secret_forms(secrets))
     if not needles:
         return list(argv)
-    return [replace_all(arg, needles, REDACTED) for arg in argv]
+    return [replace_in(needles, arg, REDACTED) for arg in argv]
 
 
 class _Sink:
     """One output stream: the first `cap` bytes go to a file, the last `tail_bytes` stay in memory.
 
-    With `secrets`, every occurrence of one is written as *** (to the file and the tail alike), also when it
-    arrives split across reads: the last (longest secret - 1) bytes wait for the next read or `finish()`.
+    With `secrets`, every occurrence of one or of its encoded forms (adws.redact.secret_forms) is written as ***
+    (to the file and the tail alike), also when it arrives split across reads: the last (longest form - 1) bytes
+    wait for the next read or `finish()`.
     """
 
     __slots__ = ("_file", "_held", "_hold", "_needles", "_tail", "_tail_bytes", "cap", "fed", "kept", "total")
@@ -120,27 +123,27 @@ class _Sink:
         self.kept = 0
         self.total = 0  # bytes the child wrote
         self.fed = 0  # bytes after redaction, kept or not
-        # Bytes as latin-1 text (one character per byte), so the one string redaction serves bytes too.
-        self._needles = [n for n in dict.fromkeys(_latin1(s) for s in secrets) if n]
-        self._hold = max((len(n) for n in self._needles), default=1) - 1
-        self._held = ""
+        # The child's bytes are searched as they are: a value's undecodable bytes (surrogate escapes) as bytes.
+        self._needles = matcher(secret_forms(secrets), raw=True)
+        self._hold = max(self._needles.longest - 1, 0)
+        self._held = b""
 
     def feed(self, data: bytes) -> None:
         self.total += len(data)
         if self._needles:
-            text = replace_all(self._held + data.decode("latin-1"), self._needles, REDACTED)
-            cut = len(text) - self._hold
-            self._held = text[max(cut, 0):]
+            data = self._needles.replace(self._held + data, _REDACTED_BYTES)
+            cut = len(data) - self._hold
+            self._held = data[max(cut, 0):]
             if cut <= 0:
                 return
-            data = text[:cut].encode("latin-1")
+            data = data[:cut]
         self._keep(data)
 
     def finish(self) -> None:
         """Write what was held back for redaction (call once the stream ended)."""
         if self._held:
-            held, self._held = self._held, ""
-            self._keep(held.encode("latin-1"))
+            held, self._held = self._held, b""
+            self._keep(held)
 
     def _keep(self, data: bytes) -> None:
         self.fed += len(data)
@@ -626,10 +629,6 @@ def has_terminal() -> bool:
         return exc.errno != errno.ENXIO  # ENXIO: no controlling terminal; anything else: assume one
     os.close(fd)
     return True
-
-
-def _latin1(secret: str) -> str:
-    return secret.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _close_quietly(files: list[BinaryIO]) -> None:

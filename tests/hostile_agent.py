@@ -5,6 +5,8 @@ Usage: hostile_agent.py MODE [PROMPT]. The prompt is argv[2] when given, else st
   ok            print "done", exit 0
   leak          answer "done; the key was $H_API_KEY" and quote the prompt, exit 0
   echo_secret   print every environment value whose name ends in KEY or TOKEN into an error, exit 1
+  encode_secret the same values encoded as programs print them (a Basic-auth header, `base64`, a URL, JSON,
+                HTML, hex) into an error, exit 1
   echo_prompt   print "error: could not handle: <prompt>" on stderr, exit 1
   env           print the environment as JSON (values reversed), exit 0
   daemon        double fork + setsid a helper that sleeps (its pid in $HOSTILE_PIDFILE), then exit 0
@@ -17,10 +19,13 @@ Usage: hostile_agent.py MODE [PROMPT]. The prompt is argv[2] when given, else st
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import sys
 import time
+import urllib.parse
 
 
 def _daemonise(pidfile: str) -> None:
@@ -38,6 +43,18 @@ def _daemonise(pidfile: str) -> None:
     os._exit(0)
 
 
+def encodings(value: str) -> list[str]:
+    """`value` as programs print it encoded (tests/test_redact.py looks for each of these lines' payloads)."""
+    return [
+        "> Authorization: Basic " + base64.b64encode(f"x-access-token:{value}".encode()).decode(),
+        "$ echo $KEY | base64\n" + base64.encodebytes(f"{value}\n".encode()).decode().rstrip("\n"),
+        "GET /v1/models?key=" + urllib.parse.quote(value, safe="") + " HTTP/1.1",
+        json.dumps({"error": {"message": f"bad key {value}"}}),
+        "<p>key " + html.escape(value) + "</p>",
+        "key bytes " + value.encode().hex(),
+    ]
+
+
 def main() -> int:
     mode = sys.argv[1]
     prompt = sys.argv[2] if len(sys.argv) > 2 else sys.stdin.read()
@@ -51,6 +68,13 @@ def main() -> int:
         for name, value in os.environ.items():
             if name.endswith(("KEY", "TOKEN", "PASSWORD")):
                 print(f"Invalid API key: {value}", file=sys.stderr)
+        return 1
+    if mode == "encode_secret":
+        print("Invalid API key", file=sys.stderr)
+        for name, value in os.environ.items():
+            if name.endswith(("KEY", "TOKEN", "PASSWORD")):
+                for line in encodings(value):
+                    print(line, file=sys.stderr)
         return 1
     if mode == "echo_prompt":
         print(f"error: could not handle: {prompt}", file=sys.stderr)

@@ -329,3 +329,16 @@ def test_ctrl_c_ends_every_agent_group_and_records_every_task(here: Path) -> Non
 
     store = SqliteStore(str(here / "state.sqlite3"))
     assert store.get_breaker("claude").failures == 0  # Ctrl-C is not the provider's failure
+
+
+def test_cli_a_task_with_nothing_to_run_says_where_to_see_why(here: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(here / "empty-bin"))  # no agent CLI installed: every tier is skipped
+    (here / "issues.json").write_text(json.dumps(GH_LIST[:1]), encoding="utf-8")
+    (here / "prompt.j2").write_text("Fix #{{ task.number }}", encoding="utf-8")
+    code = main(["run-many", "--config", "config.toml", "--tasks", "issues.json", "--prompt-template", "prompt.j2",
+                 "--quiet"])
+    assert code == 1
+    # decision.skipped is a field of the JSON; a person is told what to run to see the reasons.
+    assert capsys.readouterr().out == ("FAILED #7: nothing to run: every tier was skipped (why: adws route with "
+                                       "this task, or run-many --json)\n")

@@ -35,6 +35,63 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], message: str,
     assert capsys.readouterr().err == message
 
 
+def test_an_empty_adws_config_is_an_error(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ADWS_CONFIG", "")  # a mistake (ADWS_CONFIG=$UNSET), not a request for ./config.toml
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err == \
+        "adws: ADWS_CONFIG is set but empty: name a config file, or unset it to use ./config.toml\n"
+    assert main(["check", CONFIG]) == 0  # a config named on the command line needs no variable
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--wait", "-5"], "--wait: expected a duration of 0 or more, got '-5' (e.g. 600, 30m, 2h)"),
+    (["run", "--wait=-1h"], "--wait: not a duration: '-1h' (e.g. 600, 30m, 2h)"),
+    (["run", "--wait", "nan"], "--wait: expected a duration of 0 or more, got 'nan' (e.g. 600, 30m, 2h)"),
+    (["run-many", "--tasks", "-", "--wait", "-5"],
+     "--wait: expected a duration of 0 or more, got '-5' (e.g. 600, 30m, 2h)"),
+    (["state", "compact", "foo"], "state compact takes no FILE (got 'foo'): it rolls up the configured store"),
+    (["state", "export", "--margin", "3d"], "--margin: only `adws state compact` takes it, not export"),
+    (["state", "import", "x.jsonl", "--margin", "3d"], "--margin: only `adws state compact` takes it, not import"),
+    (["state", "import", "--at", "2026-11-18T13:00:00Z"],
+     "--at: `adws state import` takes no time (it copies the file's rows as they are)"),
+    (["lint", "--typical-tokens", "0"], "--typical-tokens: expected a positive number of tokens, got 0"),
+    (["lint", "--typical-tokens", "-20"], "--typical-tokens: expected a positive number of tokens, got -20"),
+])
+def test_arguments_a_command_cannot_use_are_refused(args: list[str], message: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
+    monkeypatch.setenv("ADWS_CACHE_DIR", str(tmp_path / "cache"))
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("Fix it.\n", encoding="utf-8")
+    if args[0] == "run":
+        args = [*args, "--task-json", "{}", "--prompt-file", str(prompt), "--workdir", str(tmp_path)]
+    assert main([*args, "--config", CONFIG]) == 2
+    assert capsys.readouterr().err == f"adws: {message}\n"
+    assert not (tmp_path / "state.sqlite3").exists()
+
+
+def test_simulate_refuses_workload_arrivals_with_tasks_from_elsewhere(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADWS_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "issues.json").write_text('[{"number": 1, "title": "Fix it", "labels": ["bug"]}]', encoding="utf-8")
+    arrivals = tmp_path / "arrivals.toml"
+    arrivals.write_text("[workload]\ntasks_per_day = 10\nerror_rate = 0\n", encoding="utf-8")
+    assert main(["simulate", "--config", CONFIG, "--issues", str(tmp_path / "issues.json"),
+                 "--workload", str(arrivals)]) == 2
+    assert capsys.readouterr().err == (
+        f"adws: {arrivals}: workload.tasks_per_day cannot apply with --issues: the tasks and their times come "
+        "from there (the workload's size, error_rate and unseen_use do apply); remove workload.tasks_per_day, or "
+        "leave --issues out to generate the tasks\n")
+    sizes = tmp_path / "sizes.toml"  # what does apply to tasks from an issue list is taken
+    sizes.write_text("[workload]\nerror_rate = 0\n[workload.size]\ninput = { median = 1000, p90 = 2000 }\n",
+                     encoding="utf-8")
+    assert main(["simulate", "--config", CONFIG, "--issues", str(tmp_path / "issues.json"), "--workload",
+                 str(sizes), "--json"]) == 0
+    assert '"tasks": 1' in capsys.readouterr().out
+
+
 def test_dir_lists_the_public_names() -> None:
     import adws
 

@@ -14,7 +14,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 
 from adws import cli
-from tests.helpers import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT, TESTS
 
 CONFIG = str(ROOT / "config.toml")
 AT = "2026-11-18T13:00:00Z"
@@ -257,6 +257,27 @@ def test_check_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, err) == (0, "")
     assert out == f"{CONFIG}: OK — 5 providers, 14 rules (13 enabled), 19 scenarios\n"
     assert adws(capsys, "check", "--config", CONFIG)[0] == 0
+
+
+def test_check_reports_a_failing_scenario_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    # The config is valid, but a scenario it declares does not hold: that is not OK (as show-routing says).
+    path = str(TESTS / "data" / "configs" / "scenarios_failing.toml")
+    code, out, err = adws(capsys, "check", path)
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[0] == f"{path}: valid, but 3 of 3 scenarios not as expected (2 providers, 2 rules (2 enabled), " \
+                       "3 scenarios)"
+    assert lines[1:4] == ["  FAIL docs go to copilot: claude via default",
+                          "         provider: expected 'copilot', got 'claude'",
+                          "         rule: expected 'docs', got 'default'"]
+    assert sum(line.startswith("  FAIL ") for line in lines) == 3
+
+
+@pytest.mark.parametrize("command", ["check", "lint"])
+def test_help_lists_config_as_an_option_too(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "--config CONFIG" in capsys.readouterr().out
 
 
 def test_check_reads_adws_config(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
 from rich.console import Console
 from syrupy.assertion import SnapshotAssertion
 
@@ -89,3 +92,23 @@ def test_on_a_terminal_without_no_color_finished_tasks_are_coloured() -> None:
             view(Event(EventKind.TASK_STARTED, index, f"#{index}", AT))
             view(Event(EventKind.TASK_FINISHED, index, f"#{index}", AT, outcome=outcome))
     assert COLOUR.search(out.getvalue()) is not None
+
+
+def test_plain_lines_are_in_the_routing_timezone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The machine's clock is in New York; the routing timezone is Berlin: every time shown is Berlin's.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        out = io.StringIO()
+        view = PlainProgress(out, zone=ZoneInfo("Europe/Berlin"))
+        view(Event(EventKind.TASK_WAITING, 2, "#44", AT, reason="claude cooling down",
+                   until=AT + timedelta(minutes=12, seconds=5)))
+        stamp, rest = out.getvalue().split(" ", 1)
+        assert rest == "#44 waiting until 14:12 CET (claude cooling down)\n"
+        berlin = datetime.now(ZoneInfo("Europe/Berlin"))
+        h, m, sec = map(int, stamp.split(":"))
+        apart = abs((berlin.hour * 3600 + berlin.minute * 60 + berlin.second) - (h * 3600 + m * 60 + sec))
+        assert min(apart, 86400 - apart) < 60, (stamp, berlin)  # New York is 6 hours away
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -22,8 +22,8 @@ from adws.compiled import CompiledConfig, RuleSpec
 from adws.config import load_config
 from adws.config.load import compile_config
 from adws.errors import TaskError
-from adws.reports import scenario_router
 from adws.router import ModelRouter
+from adws.scenarios import scenario_router
 from adws.taskview import TaskView
 from tests.helpers import ROOT
 

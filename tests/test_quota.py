@@ -272,7 +272,11 @@ def test_burn_rate_that_lasts_until_the_reset_and_the_fullest_dimension() -> Non
     assert slow is not None and not slow.exhausts_before_reset
     assert slow.describe(now) == "burning 1,000 tokens/h; lasts until the reset (capacity back in 6d 0h00m)"
     idle = burn_rate(Usage(requests=0), QuotaLimits(tokens=500000), start, now, None)
-    assert idle is not None and idle.describe(now) == "burning 0 tokens/h; not being spent"
+    assert idle is not None and idle.describe(now) == "no usage recorded this period"
+    # Nothing spent: nothing is "back" at the reset, the period merely starts again.
+    unused = burn_rate(Usage(requests=0), QuotaLimits(tokens=500000), start, now, reset)
+    assert unused is not None and unused.describe(now) == "no usage recorded this period (the period resets in " \
+                                                          "6d 0h00m)"
     spent = burn_rate(Usage(input_tokens=500000), QuotaLimits(tokens=500000), start, now, reset)
     assert spent is not None and spent.exhausts_at is None
     assert spent.describe(now).startswith("burning 20,833 tokens/h; exhausted (capacity back in 6d")

@@ -3,9 +3,15 @@ attempt sees only its own account's credentials."""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
+import re
+import shlex
 import sys
+import urllib.parse
+import xml.sax.saxutils
 from pathlib import Path
 
 import pytest
@@ -14,8 +20,9 @@ from hypothesis import strategies as st
 
 from adws import audit
 from adws.cli import main
-from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, secret_values
+from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, replace_all, secret_forms, secret_values
 from adws.result import Result
+from tests.helpers import DATA
 from tests.hostile import SECRETS, config_text, engine
 
 # -- the scrubber ------------------------------------------------------------------------------------------
@@ -24,7 +31,10 @@ from tests.hostile import SECRETS, config_text, engine
 # Strings made of what JSON escapes (quote, backslash, newline, a control character), non-ASCII and a lone
 # surrogate, around the secrets and prompt lines: every way a fragment's JSON spelling can differ from its own.
 _PIECES = ["sk-live-aaaaaaaaaaaaaaaa", 'pa"ss\\word-1234', "line one of the prompt!!", "é", "\ud800", "\n", "\x01",
-           '"', "\\", "x", "Fix the flaky test", "ü-secret-ünicode"]
+           '"', "\\", "x", "Fix the flaky test", "ü-secret-ünicode",
+           # Encoded forms: base64 of user:KEY, the JSON spelling of a value with a quote and a backslash, hex.
+           base64.b64encode(b"me:sk-live-aaaaaaaaaaaaaaaa").decode(), 'pa\\"ss\\\\word-1234',
+           "ü-secret-ünicode".encode().hex()]
 _json_text = st.lists(st.sampled_from(_PIECES), max_size=6).map("".join)
 _json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | _json_text,
@@ -69,6 +79,138 @@ def test_secrets_are_replaced_wherever_they_appear(text: str, expected: str) -> 
 
 def test_overlapping_secrets_leave_no_character_of_either() -> None:
     assert Scrubber(["abcdefgh12", "gh12345678"]).text("xxabcdefgh12345678yy") == "xx***yy"
+    # The same for any needles and mark, literal ones only (no encoded forms), non-ASCII text too.
+    assert replace_all("é abcdefgh12345678 ü", ["abcdefgh12", "gh12345678"], "#") == "é # ü"
+    assert replace_all("é abc", [], "#") == "é abc"
+
+
+# -- encoded forms of a secret ------------------------------------------------------------------------------
+
+# Every character some encoder escapes: quote, apostrophe, <, >, &, /, +, space, backslash, non-ASCII.
+SPECIAL = "sk-Tést/+\"<&>' x\\42-0123"
+
+
+def _base64_decodes_to(text: str, secret: str) -> bool:
+    """Whether some run of base64 characters in `text`, read from any of its first 4 characters (either alphabet),
+    decodes to bytes holding `secret`: a check of the base64 forms that does not use them."""
+    raw = secret.encode("utf-8", "surrogateescape")
+    for run in re.findall(r"[A-Za-z0-9+/_-]+", text):
+        run = run.replace("-", "+").replace("_", "/")
+        for offset in range(4):
+            piece = run[offset:]
+            if raw in base64.b64decode(piece[:len(piece) // 4 * 4]):
+                return True
+    return False
+
+
+def _leaks(text: str, secret: str) -> list[str]:
+    """The ways `secret` shows in `text`, each found by the encoder itself (not by adws's list)."""
+    raw = secret.encode("utf-8", "surrogateescape")
+    spelled = {
+        "literal": secret, "percent": urllib.parse.quote(raw, safe=""), "quote_plus": urllib.parse.quote_plus(raw),
+        "json": json.dumps(secret)[1:-1], "html": html.escape(secret), "hex": raw.hex(), "HEX": raw.hex().upper(),
+    }
+    found = [name for name, form in spelled.items() if form in text]
+    return found + (["base64"] if _base64_decodes_to(text, secret) else [])
+
+
+@pytest.mark.parametrize("printed", [
+    base64.b64encode(SPECIAL.encode()).decode(),  # `echo -n $KEY | base64`
+    base64.urlsafe_b64encode(SPECIAL.encode()).decode().rstrip("="),  # as in a JWT
+    urllib.parse.quote(SPECIAL, safe=""),  # a URL's query
+    urllib.parse.quote(SPECIAL),  # a URL's path
+    urllib.parse.quote_plus(SPECIAL),  # form data
+    json.dumps(SPECIAL)[1:-1],  # a JSON string, Python's
+    json.dumps(SPECIAL, ensure_ascii=False)[1:-1],  # JavaScript's
+    html.escape(SPECIAL),  # an HTML page
+    xml.sax.saxutils.escape(SPECIAL),  # an XML document
+    SPECIAL.encode().hex(),  # bytes.hex(), xxd -p
+    SPECIAL.encode().hex().upper(),
+    shlex.quote(SPECIAL),  # a shell command line
+    SPECIAL.replace('"', '\\"'),  # a quoted argument
+])
+def test_each_encoding_of_a_secret_is_redacted_in_text_and_in_json(printed: str) -> None:
+    scrub = Scrubber([SPECIAL])
+    text = f"error: the server got {printed} and said no"
+    assert scrub.text(text) == f"error: the server got {REDACTED} and said no"
+    assert json.loads(scrub.dumps({"reason": text})) == {"reason": f"error: the server got {REDACTED} and said no"}
+
+
+@pytest.mark.parametrize("user", ["u", "us", "use", "x-access-token"])  # the secret at each of the 3 alignments
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+@pytest.mark.parametrize("after", ["", "\n"])
+def test_basic_auth_of_user_and_secret_is_redacted_at_each_alignment(user: str, encode: object,
+                                                                      after: str) -> None:
+    assert callable(encode)
+    blob = encode(f"{user}:{SPECIAL}{after}".encode()).decode()
+    shown = Scrubber([SPECIAL]).text(f"> Authorization: Basic {blob}\r\n")
+    assert not _leaks(shown, SPECIAL)
+    # What is left of the blob: the user's part, then at most one character at each end that also holds a few
+    # bits of a neighbouring byte (and the padding).
+    head, tail = shown.removeprefix("> Authorization: Basic ").removesuffix("\r\n").split(REDACTED)
+    assert len(head) <= len(encode(f"{user}:".encode()).rstrip(b"=")) and blob.startswith(head)
+    assert len(tail.rstrip("=")) <= 2 and blob.endswith(tail)
+
+
+def test_a_long_key_through_base64_as_the_tool_wraps_it() -> None:
+    key = "sk-ant-api03-" + "Ab9_" * 23 + "AA"  # 107 characters: 144 base64 characters, two lines
+    for blob in (key.encode(), f"{key}\n".encode()):
+        printed = base64.encodebytes(blob).decode()  # coreutils `base64`: 76 columns
+        assert not _leaks(Scrubber([key]).text(f"$ echo $KEY | base64\n{printed}$ "), key)
+
+
+def test_a_secret_split_across_a_log_still_goes_in_every_form(tmp_path: Path) -> None:
+    from adws.runner import RunRequest, run
+
+    secret = "sk-split-" + "z" * 40
+    printed = base64.b64encode(f"user:{secret}".encode()).decode() + " " + secret.encode().hex()
+    code = "import sys\nfor c in sys.argv[1]:\n    sys.stdout.write(c); sys.stdout.flush()\n"
+    outcome = run(RunRequest(argv=[sys.executable, "-c", code, printed], env=dict(os.environ), cwd=tmp_path,
+                             out_dir=tmp_path / "o", timeout=30, secrets=[secret]))
+    written = Path(outcome.stdout_path or "").read_text()
+    assert REDACTED in written and not _leaks(written, secret)
+    assert outcome.stdout_tail == written
+
+
+_ORDINARY = [DATA / "issues" / "corpus.jsonl", *sorted((DATA / "real").glob("*.std*"))]
+# Keys of real shapes, and values made of words: neither they nor any of their forms is in ordinary text.
+_KEYS = ["sk-ant-api03-" + "Qw3_rT5-yU7i" * 7 + "AA", "ghp_" + "aB3dE5gH7j" * 3 + "K9mN2p", "AKIAIOSFODNN7EXAMPLE",
+         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "correct-horse-battery-staple", "Tr0ub4dor&3-tr0ub4dor",
+         'pa"ss\\word-1234']
+
+
+def test_no_false_positives_on_ordinary_text() -> None:
+    scrub = Scrubber(_KEYS)
+    assert len(secret_forms(_KEYS)) > 5 * len(_KEYS)
+    for path in _ORDINARY:
+        text = path.read_text(encoding="utf-8")
+        assert scrub.text(text) == encodable(text), path
+
+
+def test_a_short_secret_blanks_only_itself_not_its_short_encodings() -> None:
+    # "abc" as base64 is "YWJj" and at other alignments 3 characters: such forms would blank words and ids.
+    scrub = Scrubber(["abc"])
+    assert scrub.text("cab YWJj 616263 abcd") == "cab YWJj 616263 ***d"
+    assert secret_forms(["abc"]) == ("abc",)
+
+
+_KEY_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="*")  # "*": the mark itself
+
+
+@settings(max_examples=200, deadline=None)
+# Base64 with "+" only at the 1-byte alignment: its URL-safe form must be made from that alignment's own.
+@example(secret="000000\x80\x80\U00019fbe", before="", after="", user=b"\x00", tail=b"")
+@given(secret=st.text(_KEY_CHARS, min_size=8, max_size=30), before=st.text(max_size=20),
+       after=st.text(max_size=20), user=st.binary(max_size=5), tail=st.binary(max_size=3))
+def test_no_encoded_form_of_a_random_secret_survives(secret: str, before: str, after: str, user: bytes,
+                                                     tail: bytes) -> None:
+    scrub = Scrubber([secret])
+    for form in secret_forms([secret]):
+        assert form not in scrub.text(before + form + after)
+    # Base64 of the secret among other bytes, in either alphabet, at whatever alignment `user` gives it.
+    blob = user + secret.encode() + tail
+    for encoded in (base64.b64encode(blob), base64.urlsafe_b64encode(blob).rstrip(b"=")):
+        assert not _base64_decodes_to(scrub.text(before + encoded.decode() + after), secret)
 
 
 def test_secret_values_take_key_variables_and_secret_looking_names_but_not_short_values() -> None:
@@ -129,6 +271,18 @@ def test_a_key_the_agent_prints_is_redacted_from_reason_audit_result_and_logs(tm
     for value in SECRETS.values():
         assert value not in written
     assert REDACTED in (tmp_path / "runs").joinpath(Path(result.attempts[0].stderr_path or "")).read_text()
+
+
+def test_a_key_the_agent_prints_encoded_is_redacted_from_reason_audit_result_and_logs(tmp_path: Path) -> None:
+    password = 'pa"ss<&>/word 42'  # a value every encoder spells differently
+    eng = engine(tmp_path, config_text("encode_secret", "encode_secret"), environ={"DB_PASSWORD": password})
+    result = eng.run({"id": "t"}, prompt="Fix it please", workdir=tmp_path)
+    assert [a.outcome for a in result.attempts] == ["auth", "auth", "auth"]
+    written = _all_text(tmp_path) + json.dumps(result.to_dict())
+    assert "Authorization: Basic" in written and REDACTED in written
+    for value in [*SECRETS.values(), password]:
+        assert not _leaks(written, value), value
+        assert not _leaks(written.replace("\\n", "\n"), value), value  # the audit's JSON, with its lines
 
 
 def test_the_prompt_stays_out_of_the_audit_log_through_a_template_and_an_echo(tmp_path: Path) -> None:

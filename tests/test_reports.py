@@ -23,11 +23,10 @@ from adws.reports import (
     render_providers,
     render_quota,
     render_routing,
-    routing_report,
-    scenario_router,
 )
+from adws.scenarios import routing_report, scenario_router
 from adws.state import Cooldown, MemoryStore, UsageRecord
-from tests.helpers import ROOT
+from tests.helpers import ROOT, TESTS
 
 AT = "2026-11-18T13:00:00Z"
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
@@ -35,9 +34,12 @@ SHOW_ROUTING = ROOT / "tools" / "show-routing.py"
 SHOW_PROVIDERS = ROOT / "tools" / "show-providers.py"
 
 
-def run_tool(script: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run_tool(script: Path, *args: str, cwd: Path = ROOT,
+             environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("ADWS_STATE_PATH", None)
+    env.pop("ADWS_CONFIG", None)
+    env.update(environ or {})
     return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
 
@@ -67,6 +69,21 @@ def test_show_routing_defaults_to_config_toml_in_the_working_directory() -> None
     done = run_tool(SHOW_ROUTING, "--at", AT)
     assert done.returncode == 0
     assert done.stdout.startswith("config: config.toml\n")
+
+
+@pytest.mark.parametrize("script", [SHOW_ROUTING, SHOW_PROVIDERS])
+def test_tools_read_adws_config_as_adws_does(script: Path, tmp_path: Path) -> None:
+    views = str(TESTS / "data" / "views.toml")  # not ./config.toml: the variable decides
+    done = run_tool(script, "--json", cwd=tmp_path,
+                    environ={"ADWS_CONFIG": views, "ADWS_STATE_PATH": str(tmp_path / "s.sqlite3")})
+    assert (done.returncode, done.stderr) == (0, "")
+    report = json.loads(done.stdout)
+    names = [row["name"] for row in report] if script == SHOW_PROVIDERS else report["chain"]
+    assert names == ["alpha", "beta", "gamma", "delta"]
+    empty = run_tool(script, cwd=tmp_path, environ={"ADWS_CONFIG": ""})
+    assert (empty.returncode, empty.stdout) == (2, "")
+    assert empty.stderr == f"{script.name}: ADWS_CONFIG is set but empty: name a config file, or unset it to use " \
+                           "./config.toml\n"
 
 
 def test_show_routing_json() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import selectors
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given
@@ -448,6 +450,14 @@ def test_logs_made_after_the_start_hold_all_the_output(tmp_path: Path) -> None:
 )
 def test_redact_argv(argv: list[str], secrets: list[str], expected: list[str]) -> None:
     assert redact_argv(argv, secrets) == expected
+
+
+def test_redact_argv_takes_the_encoded_forms_too() -> None:
+    # A template may render a key encoded (a Basic-auth header, a URL): the shown command must not hold it either.
+    secret = "hunter2/hunter2"
+    header = "Authorization: Basic " + base64.b64encode(f"u:{secret}".encode()).decode()
+    shown = redact_argv(["curl", "-H", header, f"https://h.invalid/?k={quote(secret, safe='')}"], [secret])
+    assert shown == ["curl", "-H", "Authorization: Basic dTp***I=", "https://h.invalid/?k=***"]
 
 
 @given(

@@ -9,6 +9,7 @@ available iff some task's plan can use it.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from adws import cli
 from adws.attempt import Usage
 from adws.config import load_config
 from adws.engine import Engine
-from adws.reports import providers_report, render_routing, routing_report, scenario_router
+from adws.reports import providers_report, render_routing
+from adws.scenarios import routing_report, scenario_router
 from adws.state import Cooldown, MemoryStore, UsageRecord, open_store
 from adws.state.base import BreakerState
 from adws.views import fit, minute, render_decision, times_in
@@ -431,3 +433,30 @@ def test_a_declared_need_and_quota_pools_count_for_availability(tmp_path: Path) 
                                                                   now=AT).plan]
     gemini = engine.route({"title": "x", "labels": ["route:pooled/gemini-y"]}, now=AT)
     assert (gemini.plan[0].provider, gemini.plan[0].model) == ("pooled", "gemini-y")
+
+
+def test_run_shows_times_as_route_does(state: Path, capsys: pytest.CaptureFixture[str],
+                                       snapshot: SnapshotAssertion) -> None:
+    # Nothing can run: alpha (no usable account) is the only tier of a rule without fall-through. Every time
+    # `adws run` prints is to the minute in the routing timezone, as `adws route` prints it.
+    (state.parent / "alpha.toml").write_text(
+        CONFIG.read_text(encoding="utf-8").replace('provider = "beta"\n', 'provider = "alpha"\nfallback = false\n'),
+        encoding="utf-8")
+    (state.parent / "prompt.md").write_text("Fix it.\n", encoding="utf-8")
+    code, out = adws(capsys, "run", "--config", str(state.parent / "alpha.toml"), "--at", AT_ARG, "--quiet",
+                     "--task-json", BUG, "--prompt-file", str(state.parent / "prompt.md"),
+                     "--workdir", str(state.parent))
+    assert code == 1
+    assert "+00:00" not in out and "decision.skipped" not in out
+    # When it can run again is judged on the wall clock, not --at (adws.engine): its line is checked apart.
+    again = [line for line in out.splitlines() if line.startswith("can run again from ")]
+    assert len(again) == 1 and re.fullmatch(r"can run again from (\S+ )*\d\d:\d\d CE[S]?T \(adws run --wait\)",
+                                            again[0]), again
+    kept = [line for line in out.splitlines() if line not in again and not line.startswith("run directory: ")]
+    assert kept == snapshot
+
+
+def test_count_says_one_in_the_singular() -> None:
+    from adws.views import count
+
+    assert [count(n, "rule") for n in (0, 1, 2)] == ["0 rules", "1 rule", "2 rules"]

@@ -15,9 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from adws.cli import CONFIG_HELP, config_path
 from adws.config import load_config
-from adws.errors import ConfigError
-from adws.reports import render_routing, routing_report
+from adws.errors import AdwsError, ConfigError
+from adws.reports import render_routing
+from adws.scenarios import routing_report
 from adws.views import fit, terminal_width
 
 
@@ -32,15 +34,18 @@ def iso_time(text: str) -> datetime:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
+    parser.add_argument("--config", help=CONFIG_HELP)
     parser.add_argument("--at", type=iso_time,
                         help="time for scenarios without their own `at` (ISO 8601; default: now)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     try:
-        config = load_config(args.config)
+        config = load_config(config_path(args.config))  # --config, else $ADWS_CONFIG, else ./config.toml
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
+        return 2
+    except AdwsError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     report = routing_report(config, args.at or datetime.now(UTC))
     text = render_routing(report).splitlines()

@@ -31,7 +31,7 @@ from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec, RuleSpec
 from adws.dataclass_cache import dataclass
 from adws.errors import TaskError
 from adws.insight.predicates import Predicates
-from adws.reports import scenario_router
+from adws.scenarios import scenario_router
 
 LEVELS = ("error", "warning", "info")
 TYPICAL_TOKENS = 20000  # input plus output of a typical agent task; --typical-tokens changes it

@@ -1,6 +1,6 @@
 """`adws replay`: route every task of an audit log again, at its recorded time, under a candidate config.
 
-The candidate is judged as scenarios are (`adws.reports.scenario_router`: every enabled provider installed, every
+The candidate is judged as scenarios are (`adws.scenarios.scenario_router`: every enabled provider installed, every
 key set, every quota fresh), then the situation the log recorded is laid over it: a tier that was skipped as a
 whole at that moment for a reason of state or machine (quota, cooldown, open circuit, busy, program or key
 missing) is left out of the candidate's plan too. So what moves is what the config changed, under the week the
@@ -22,8 +22,8 @@ from adws.compiled import CompiledConfig
 from adws.dataclass_cache import dataclass
 from adws.errors import TaskError
 from adws.insight.records import Reading, iter_records, routed_at, task_of
-from adws.reports import scenario_router
 from adws.router import ModelRouter
+from adws.scenarios import scenario_router
 
 FIELDS = ("rule", "provider", "model")
 

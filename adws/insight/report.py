@@ -20,7 +20,7 @@ import io
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -195,8 +195,9 @@ def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime
     return figures
 
 
-def _outcome_figure(plt: Any, config: CompiledConfig, data: _Data) -> str | None:
-    tiers = [t for t in [*config.chain, *sorted(set(data.outcomes) - set(config.chain))] if t in data.outcomes]
+def _outcome_figure(plt: Any, chain: Sequence[str], data: _Data) -> str | None:
+    """Attempts by outcome per tier per day; tiers in `chain` order, then any other tier the log names."""
+    tiers = [t for t in [*chain, *sorted(set(data.outcomes) - set(chain))] if t in data.outcomes]
     if not tiers:
         return None
     days = sorted({d for t in tiers for d in data.outcomes[t]})
@@ -268,9 +269,12 @@ window.addEventListener("load", function () {
 """
 
 
-def build_html(config: CompiledConfig, audit_path: str | os.PathLike[str], *, since: datetime | None = None,
+def build_html(config: CompiledConfig | None, audit_path: str | os.PathLike[str], *, since: datetime | None = None,
                as_of: datetime | None = None) -> str:
-    """The page. `as_of` (default: the last record's time) is the end of the plotted period."""
+    """The page. `as_of` (default: the last record's time) is the end of the plotted period.
+
+    Without a `config` the page has every plot the log alone gives; the quota plots need the config's quotas,
+    and the page says so where they would be."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; chosen before pyplot is imported
@@ -282,21 +286,26 @@ def build_html(config: CompiledConfig, audit_path: str | os.PathLike[str], *, si
     reading = Reading()
     data = _gather(audit_path, since, reading)
     end = as_of or data.last or datetime.now(UTC)
-    sections: list[tuple[str, list[str]]] = [
-        ("Quota use per account", _quota_figure(plt, config, data, since or data.first or end, end)),
-        ("Attempts by outcome", [s for s in [_outcome_figure(plt, config, data)] if s]),
+    quota = _quota_figure(plt, config, data, since or data.first or end, end) if config is not None else None
+    sections: list[tuple[str, list[str] | None]] = [
+        ("Quota use per account", quota),
+        ("Attempts by outcome", [s for s in [_outcome_figure(plt, config.chain if config else (), data)] if s]),
         ("Cost per day", [s for s in [_cost_figure(plt, data)] if s]),
         ("Fall-through", [_fall_figure(plt, data)]),
     ]
     span = (f"{data.first:%Y-%m-%d %H:%M} – {data.last:%Y-%m-%d %H:%M} UTC" if data.first and data.last
             else "no records")
-    body = [f"<h1>adws report</h1><p>{data.tasks} task(s), {span}; config {html.escape(config.source)}; audit log "
+    source = f"config {html.escape(config.source)}" if config is not None else "no config"
+    body = [f"<h1>adws report</h1><p>{data.tasks} task(s), {span}; {source}; audit log "
             f"{html.escape(os.fspath(audit_path))}" + (f"; {reading.skipped} unreadable line(s) skipped"
                                                         if reading.skipped else "") + "</p>"]
     for title, figures in sections:
         body.append(f"<section><h2>{html.escape(title)}</h2>")
-        body.extend(f"<figure>{svg}</figure>" for svg in figures)
-        if not figures:
+        if figures is None:  # a plot that needs the config, and there is none
+            body.append("<p>no config given: quotas are declared there (adws report --config FILE)</p>")
+        elif figures:
+            body.extend(f"<figure>{svg}</figure>" for svg in figures)
+        else:
             body.append("<p>nothing recorded</p>")
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>adws report</title>"

@@ -38,6 +38,7 @@ from adws.insight.workload import SimTask, Workload
 from adws.quota import QuotaPeriod
 from adws.runner import RunRequest
 from adws.state.memory import MemoryStore
+from adws.views import count as counted
 
 REJECTION_MS = 1500  # how long a refused attempt takes: the CLI starts, asks, and is told no
 # Bounds of one run, so a typo (--days 100000) is an error and not a run that never ends: a simulated week of
@@ -424,8 +425,8 @@ def _tier_exhaustion(sim: Simulation) -> None:
 
 def render(sim: Simulation) -> str:
     d = sim.to_dict()
-    lines = [f"simulated {d['days']} day(s) from {d['start']} (seed {d['seed']}): {d['tasks']} tasks, "
-             f"{d['succeeded']} succeeded, {d['failed']} failed, {d['attempts']} attempts"]
+    lines = [f"simulated {d['days']} day(s) from {d['start']} (seed {d['seed']}): {counted(d['tasks'], 'task')}, "
+             f"{d['succeeded']} succeeded, {d['failed']} failed, {counted(d['attempts'], 'attempt')}"]
     lines.append("where tasks landed:")
     for tier, count in d["landed"].items():
         lines.append(f"  {tier:<14}{count:>6}  {count / max(d['tasks'], 1):>4.0%}")

@@ -40,7 +40,10 @@ def parse_by(value: str | None) -> tuple[str, ...]:
     names = tuple(part.strip() for part in value.split(",") if part.strip())
     for name in names:
         if name not in DIMENSIONS:
-            raise UsageError(f"--by: unknown dimension {name!r}; choose from {', '.join(DIMENSIONS)}")
+            from adws.errors import suggest
+
+            raise UsageError(f"--by: unknown dimension {name!r}{suggest(name, DIMENSIONS)}; choose from "
+                             f"{', '.join(DIMENSIONS)}")
     if len(set(names)) != len(names):
         raise UsageError(f"--by: a dimension is named twice in {value!r}")
     return names

@@ -123,8 +123,16 @@ def _lognormal(where: str, data: Any, default: LogNormal) -> LogNormal:
     return LogNormal(median, max(p90, median * 1.0001))  # a zero spread would divide by zero: nearly fixed
 
 
-def load_workload(path: str) -> Workload:
-    """Read a workload file. Raises UsageError naming the key for anything it does not understand."""
+# The keys that say when tasks arrive and what they are: meaningless when the tasks come from elsewhere.
+ARRIVAL_KEYS = ("tasks_per_day", "weekend_factor", "hours", "mix")
+
+
+def load_workload(path: str, *, tasks_from: str | None = None) -> Workload:
+    """Read a workload file. Raises UsageError naming the key for anything it does not understand.
+
+    `tasks_from` (an option such as "--issues") names where the tasks come from when not from this file: its
+    sizes and agent behaviour still apply, but a key of ARRIVAL_KEYS would be silently ignored, so it is refused.
+    """
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -133,6 +141,12 @@ def load_workload(path: str) -> Workload:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     top = _Reader(path, data, ("workload",))
     body = top.table("workload")
+    ignored = [key for key in ARRIVAL_KEYS if key in body] if tasks_from is not None else []
+    if ignored:
+        keys = ", ".join(f"workload.{key}" for key in ignored)
+        raise UsageError(f"{path}: {keys} cannot apply with {tasks_from}: the tasks and their times come from "
+                         f"there (the workload's size, error_rate and unseen_use do apply); remove {keys}, "
+                         f"or leave {tasks_from} out to generate the tasks")
     w = _Reader("workload", body, ("tasks_per_day", "weekend_factor", "hours", "error_rate", "unseen_use", "size",
                                        "mix"))
     hours = body.get("hours", [0, 24])

@@ -128,12 +128,35 @@ class Backend:
     def location(self, configured: str | None, env: Mapping[str, str], name: str) -> str:
         """The environment's location, else `configured` (already located), else the default.
 
-        Raises StateStoreError when the backend needs a location and none is given."""
+        Raises StateStoreError when the backend needs a location and none is given, when its variable is set
+        but empty, or when another backend's variable is set (see `check_environment`)."""
+        check_environment(self, env, name)
         found = env.get(self.env) or configured or self.default
         if not found:
             raise StateStoreError(f'state backend "{name}" needs a location: set [state] {self.setting} '
                                   f"or {self.env}")
         return found
+
+
+def check_environment(backend: Backend, env: Mapping[str, str], name: str) -> None:
+    """Refuse state variables that would otherwise be ignored without a word (raises StateStoreError):
+
+    - ADWS_STATE_PATH or ADWS_STATE_URL set but empty: a mistake (`ADWS_STATE_PATH=$UNSET`); taken as unset, the
+      process would use the configured store, the very one the variable was set to keep it away from.
+    - ADWS_STATE_URL set while the backend (`name`) is not the one that reads it: the host would keep a private
+      ledger while the operator believes it shares the fleet's, which is why `[state] url` under the SQLite
+      backend is a config error. ADWS_STATE_PATH under Redis is not refused: a host keeps using the shared store
+      (nothing is lost), and a test or an operator may set it for every process whatever the backend.
+    """
+    for variable in (ENV_PATH, ENV_URL):
+        if env.get(variable) == "":
+            what = "state file" if variable == ENV_PATH else "Redis URL"
+            raise StateStoreError(f"{variable} is set but empty: name a {what}, or unset it to use the config's "
+                                  "[state]")
+    if env.get(ENV_URL) is not None and backend.env != ENV_URL:
+        raise StateStoreError(f'{ENV_URL} is set, but the state backend is "{name}", which does not read it: this '
+                              f'host would not share the fleet\'s store. Unset {ENV_URL}, or set [state] backend = '
+                              '"redis"')
 
 
 def _open_redis(location: str, **options: Any) -> StateStore:
@@ -179,9 +202,9 @@ def _backend(name: str) -> Backend:
 
 
 def resolve_path(path: str | None, env: Mapping[str, str] | None = None) -> str:
-    """The location a store will use: ADWS_STATE_PATH, else `path`, else DEFAULT_PATH."""
-    environ = os.environ if env is None else env
-    return environ.get(ENV_PATH) or path or DEFAULT_PATH
+    """The location a SQLite store will use: ADWS_STATE_PATH, else `path`, else DEFAULT_PATH. Raises
+    StateStoreError as `Backend.location` does."""
+    return STORES["sqlite"].location(path, os.environ if env is None else env, "sqlite")
 
 
 def open_store(

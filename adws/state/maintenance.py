@@ -527,5 +527,8 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
     except ValueError as exc:
         raise UsageError(f"--margin: {exc}") from None
     cutoff, removed = compact(existing, engine.config, now, keep)
-    print(f"rolled up {removed} usage rows older than {cutoff.isoformat()} in {existing.location}", file=sys.stderr)
+    from adws.views import minute
+
+    print(f"rolled up {removed} usage rows older than {minute(cutoff, engine.router.tz)} in {existing.location}",
+          file=sys.stderr)
     return 0

@@ -393,6 +393,10 @@ def test_warm_cli_commands_with_every_agent_installed_stay_lean(tmp_path: Path, 
     assert "adws.config" in imported and "adws.config.load" not in imported  # the cache was used
     heavy = {"pydantic", "jinja2", "re2", "logging", "adws.manager", "adws.runner", "adws.parsers", "adws.result",
              "adws.events", "adws.interrupts", "adws.templates", "adws.reports", "adws.views"}
+    if command[0] == "check":
+        # check judges the config's own scenarios (routing them as route does), and one of the shipped config's
+        # exercises its regex condition: RE2 is searched (about 2 ms to import), nothing else joins.
+        heavy.discard("re2")
     assert not heavy & imported
     assert "croniter" not in imported
 

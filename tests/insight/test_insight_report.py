@@ -91,3 +91,23 @@ def test_quota_table_counts_attempts_that_started_before_the_first_record(
     # Monday resets; as of the last record (Wednesday 12:00), the next reset is 4 days 12 hours away.
     assert rows == [("one", "50.0%", "", "2026-11-23 00:00 UTC", "4d 12h00m"),
                     ("two", "96.0%", "blocked (&gt;= 95%)", "2026-11-23 00:00 UTC", "4d 12h00m")]
+
+
+def test_a_log_alone_gives_every_plot_but_the_quotas(page: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # As `adws stats --audit FILE`: from a directory without config.toml and without --config.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("ADWS_CONFIG", raising=False)
+    out = elsewhere / "week.html"
+    assert main(["report", "--audit", str(tmp_path / "audit.jsonl"), "--html", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{out}: 3 plots, ")  # outcomes, cost, fall-through
+    assert captured.err == ("adws: no config.toml here and no --config: the page has no quota plots (quotas are "
+                            "declared in the config)\n")
+    text = out.read_text(encoding="utf-8")
+    assert "no config given: quotas are declared there" in text and "; no config; audit log" in text
+    # Without --audit the config is where the log is named: still required.
+    assert main(["report", "--html", str(out)]) == 2
+    assert "config file not found" in capsys.readouterr().err

@@ -74,6 +74,8 @@ def test_bad_since_and_by_are_one_line_errors() -> None:
     with pytest.raises(UsageError,
                        match=r"--by: unknown dimension 'tier'; choose from provider, account, rule, model, day"):
         stats.parse_by("provider,tier")
+    with pytest.raises(UsageError, match=r"""--by: unknown dimension 'acount' \(did you mean "account"\?\); choose"""):
+        stats.parse_by("acount")
 
 
 def test_percentile_is_nearest_rank() -> None:

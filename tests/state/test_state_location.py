@@ -96,3 +96,21 @@ def test_an_engine_keeps_one_store_and_routing_creates_no_file(tmp_path: Path) -
     assert not (tmp_path / "nested").exists()
     assert engine.accounts.store is store and engine.manager.store is store
     engine.close()
+
+
+@pytest.mark.parametrize("variable", ["ADWS_STATE_PATH", "ADWS_STATE_URL"])
+def test_a_state_variable_set_but_empty_is_refused(variable: str, tmp_path: Path) -> None:
+    # Taken as unset, the process would write to the configured store: the one the variable was set to avoid.
+    with pytest.raises(StateStoreError, match=f"^{variable} is set but empty: name a "):
+        open_configured("sqlite", "s.sqlite3", str(tmp_path), env={variable: ""})
+    assert not (tmp_path / "s.sqlite3").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+def test_a_redis_url_in_the_environment_is_refused_by_a_backend_that_does_not_read_it(
+        backend: str, tmp_path: Path) -> None:
+    # As `[state] url` under backend "sqlite" is a config error: the host would keep a private ledger.
+    with pytest.raises(StateStoreError, match=f'^ADWS_STATE_URL is set, but the state backend is "{backend}"'):
+        open_configured(backend, None, str(tmp_path), env={"ADWS_STATE_URL": "redis://localhost:6379/0"})
+    # The path variable under a backend that does not read it is not refused: the configured store is used.
+    assert isinstance(open_configured("memory", None, str(tmp_path), env={"ADWS_STATE_PATH": "x"}), MemoryStore)

@@ -457,7 +457,8 @@ def test_compact_rolls_up_what_no_quota_period_reaches(tmp_path: Path, capsys: p
         store.record_usage(UsageRecord("claude", "b", sunday - timedelta(minutes=59), Usage(input_tokens=1)))
     assert main(["state", "compact", "--config", str(config), "--margin", "1d", "--at", NOW.isoformat()]) == 0
     cutoff = sunday - timedelta(days=1)
-    assert capsys.readouterr().err == f"rolled up 2 usage rows older than {cutoff.isoformat()} in {path}\n"
+    # A time for a person: to the minute in the routing timezone (UTC here), as every view shows times.
+    assert capsys.readouterr().err == f"rolled up 2 usage rows older than {cutoff:%Y-%m-%d %H:%M} UTC in {path}\n"
     with SqliteStore(str(path)) as store:
         assert len(list(store.usage_records())) == 6
     assert main(["state", "compact", "--config", str(config), "--margin", "soon"]) == 2

@@ -1,0 +1,182 @@
+"""How a secret looks once a program has encoded it: the strings adws.redact replaces besides the value itself.
+
+An agent CLI (or a prompt that talks one into it) can print a key encoded rather than as it is: in an HTTP
+Basic-auth header (base64 of `user:KEY`), `echo $KEY | base64`, a URL's query, a JSON document, an HTML or XML
+page, a shell command, a hex dump. Each encoder here gives, for one secret, the strings such output holds
+wherever the secret sits in it, so that one multi-pattern search (adws.needles) finds every one of them.
+
+The list follows GitHub Actions' runner, whose log masker masks the same encodings of every secret it is given
+(actions/runner at 258d6c8, 2026-08: src/Sdk/DTLogging/Logging/ValueEncoders.cs, registered in
+src/Runner.Common/HostContext.cs; the base64 trimming in docs/adrs/0297-base64-masking-trailing-characters.md):
+Base64StringEscape and its two
+byte-shifted variants, JsonStringEscape, UriDataEscape, XmlDataEscape, TrimDoubleQuotes and
+CommandLineArgumentEscape. What adws does differently, and why:
+
+- base64 (`_base64`): the runner encodes the secret with its first 0, 1 or 2 bytes dropped, which keeps the last
+  character and the padding, and those depend on what follows the secret in the blob (the ADR's `base64($pass\\n)`).
+  Here each alignment gives its *core*: only the characters made of the secret's bits alone, which every blob
+  holding the secret at that alignment contains, whatever comes before or after it. At most 4 bits of the
+  secret at each end of a core share a character with a neighbouring byte and are not replaced (the ADR accepts
+  up to 20). Both alphabets (standard and URL-safe), the whole value with and without padding, and the whole
+  value wrapped as `base64` (coreutils, MIME: 76 columns) and `openssl base64` (64) print it, since a key longer
+  than 57 bytes is never on one line there. A secret in the middle of a wrapped blob longer than one line is not
+  caught.
+- percent-encoding (`_percent`): `urllib.parse.quote` with nothing safe (RFC 3986; the runner's
+  `Uri.EscapeDataString`), with `/` safe (its default, for paths), `quote_plus` (form data) and JavaScript's
+  `encodeURIComponent` (which leaves `!'()*`). Upper-case hex digits, as all four write them.
+- JSON (`_json`): Python's `json.dumps` (non-ASCII as `\\uXXXX`), the same with `ensure_ascii=False` (JavaScript's
+  `JSON.stringify`, serde_json) and Go's `encoding/json`, which also escapes `<`, `>`, `&`, U+2028 and U+2029.
+- HTML and XML (`_markup`): Python's `html.escape` with and without quotes (`xml.sax.saxutils.escape`), the XML
+  entities of the runner's `SecurityElement.Escape` (`&apos;`, `&quot;`) and the decimal ones of MarkupSafe (Jinja's
+  `|e`) and Go's `html.EscapeString` (`&#39;`, `&#34;`).
+- shell (`_shell`): the runner's CommandLineArgumentEscape (`"` as `\\"`) and `shlex.quote`, whose `'"'"'` splits a
+  value holding `'` into pieces that are not the value.
+- hex (`_hex`), not in the runner's list: lower and upper case, as `bytes.hex()`, `xxd -p` (on one line up to 30
+  bytes) and debug printers write bytes, and a cheap way to ask an agent for a key that a literal match misses.
+  Two needles per secret; an 8-character value gives 16 hex digits (64 bits), too many to match anything by chance.
+- trimmed values (`trimmed`): the runner's TrimDoubleQuotes, generalised: a value as set in a `.env` file may carry
+  surrounding whitespace (a newline read with the file) or a pair of quotes, which the program that prints it does
+  not. Every encoder is applied to the trimmed value too.
+
+Not taken: the runner's ExpressionStringEscape (`'` doubled, for its own expression language, which adws does not
+have) and its two PowerShell encoders (PowerShell's colouring splits a value at `&`; adws runs agents without a
+shell).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shlex
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from urllib.parse import quote, quote_plus
+
+__all__ = ["ENCODERS", "encoded_forms", "trimmed", "utf8"]
+
+# Characters at the start of each alignment's base64 that also hold bits of the byte(s) before the secret: with
+# 1 byte before it, the secret starts at bit 8 and the first character wholly its own is the 3rd (bits 12-17);
+# with 2, at bit 16 and the 4th (bits 18-23).
+_BASE64_LEAD = (0, 2, 3)
+# Columns at which tools wrap base64: coreutils `base64` and MIME (Python's base64.encodebytes), `openssl base64`.
+_BASE64_WIDTHS = (76, 64)
+
+
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8: a byte that came undecodable from the environment (a surrogate escape) is that byte again,
+    what the program printing the value writes; any other lone surrogate as its 3-byte form, never an error."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _base64(text: str, raw: bytes) -> Iterator[str]:
+    whole = base64.b64encode(raw).decode("ascii")
+    forms = [whole, whole.rstrip("=")]
+    for shift, lead in enumerate(_BASE64_LEAD):
+        # The secret after `shift` bytes: the characters between the lead and the last one that takes only its
+        # bits (the one after takes bits of whatever follows it).
+        encoded = base64.b64encode(bytes(shift) + raw).decode("ascii")
+        forms.append(encoded[lead:8 * (shift + len(raw)) // 6])
+    yield from forms
+    yield from (form.replace("+", "-").replace("/", "_") for form in forms)  # the same when they hold neither
+    for width in _BASE64_WIDTHS:
+        if len(whole) > width:
+            # The value at the start of the blob (as `echo $KEY | base64` prints it), also followed by more.
+            for form in (whole, forms[2]):
+                yield "\n".join(form[i:i + width] for i in range(0, len(form), width))
+
+
+# What no percent-encoder escapes (RFC 3986's unreserved characters): most keys are made of nothing else.
+_UNRESERVED = re.compile(rb"[A-Za-z0-9_.~-]*")
+
+
+def _percent(text: str, raw: bytes) -> Iterator[str]:
+    if _UNRESERVED.fullmatch(raw):
+        return
+    yield quote(raw, safe="")
+    yield quote(raw, safe="/")
+    yield quote_plus(raw, safe="")
+    yield quote(raw, safe="!'()*")  # JavaScript's encodeURIComponent
+
+
+_GO_JSON_CHARS = re.compile("[<>&\u2028\u2029]")
+_GO_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _json(text: str, raw: bytes) -> Iterator[str]:
+    yield json.dumps(text)[1:-1]
+    unicode = json.dumps(text, ensure_ascii=False)[1:-1]
+    yield unicode
+    if _GO_JSON_CHARS.search(unicode):
+        yield unicode.translate(_GO_JSON)
+
+
+_MARKUP_CHARS = re.compile("[&<>\"']")
+_MARKUP = (
+    str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}),  # SecurityElement.Escape
+    str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"}),  # MarkupSafe, Go
+)
+
+
+def _markup(text: str, raw: bytes) -> Iterator[str]:
+    if not _MARKUP_CHARS.search(text):
+        return  # every escape spells it as it is (the translate tables cost more than this test)
+    yield html.escape(text)
+    yield html.escape(text, quote=False)
+    for table in _MARKUP:
+        yield text.translate(table)
+
+
+def _shell(text: str, raw: bytes) -> Iterator[str]:
+    yield text.replace('"', '\\"')
+    yield shlex.quote(text)
+
+
+def _hex(text: str, raw: bytes) -> Iterator[str]:
+    yield raw.hex()
+    yield raw.hex().upper()
+
+
+# Encoder name -> the spellings of one value: (value, its UTF-8 as `utf8` gives it) -> strings (any may equal the
+# value, be too short, or repeat another: `encoded_forms` sorts that out). Adding an encoding is adding an entry.
+ENCODERS: Mapping[str, Callable[[str, bytes], Iterator[str]]] = MappingProxyType({
+    "base64": _base64,
+    "percent": _percent,
+    "json": _json,
+    "markup": _markup,
+    "shell": _shell,
+    "hex": _hex,
+})
+
+
+def trimmed(secret: str) -> str:
+    """`secret` without surrounding whitespace, then without one pair of surrounding quotes (`"` or `'`)."""
+    value = secret.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    return value
+
+
+def encoded_forms(secret: str, min_chars: int) -> list[str]:
+    """The strings besides `secret` itself that give it away: its trimmed value and every encoding of `ENCODERS`
+    of the value and of the trimmed value, longest first, without repeats.
+
+    Left out: forms shorter than `min_chars` (they would match ordinary words: a base64 core of a 3-byte value is
+    3 characters), forms equal to the value, and forms holding the value or its trimmed value (replacing those
+    already hides every character of the secret). Errors: none (any str, lone surrogates included)."""
+    core = trimmed(secret)
+    kept = [secret] + ([core] if core != secret and len(core) >= min_chars else [])
+    found: dict[str, None] = dict.fromkeys(kept[1:])
+    for value in dict.fromkeys((secret, core)):
+        if not value:
+            continue
+        raw = utf8(value)
+        for encoder in ENCODERS.values():
+            for form in encoder(value, raw):
+                if len(form) >= min_chars and not any(part in form for part in kept):
+                    found[form] = None
+    return sorted(found, key=lambda form: (-len(form), form))

@@ -1,0 +1,108 @@
+"""The encoded forms of a secret (adws.secret_forms): each is what a real encoder prints, and none is too short."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shlex
+import urllib.parse
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adws.secret_forms import ENCODERS, encoded_forms, trimmed, utf8
+
+# Every character some encoder escapes: quote, apostrophe, <, >, &, /, +, space, backslash, non-ASCII.
+SPECIAL = "sk-Tést/+\"<&>' x\\42"
+
+
+def _forms(secret: str, name: str) -> set[str]:
+    return set(ENCODERS[name](secret, utf8(secret)))
+
+
+@pytest.mark.parametrize(("name", "printed"), [
+    ("percent", urllib.parse.quote(SPECIAL, safe="")),
+    ("percent", urllib.parse.quote(SPECIAL)),
+    ("percent", urllib.parse.quote_plus(SPECIAL)),
+    ("percent", "sk-T%C3%A9st%2F%2B%22%3C%26%3E'%20x%5C42"),  # JavaScript's encodeURIComponent, written out
+    ("json", json.dumps(SPECIAL)[1:-1]),
+    ("json", json.dumps(SPECIAL, ensure_ascii=False)[1:-1]),
+    ("json", "sk-Tést/+\\\"\\u003c\\u0026\\u003e' x\\\\42"),  # Go's encoding/json, written out
+    ("markup", html.escape(SPECIAL)),
+    ("markup", html.escape(SPECIAL, quote=False)),
+    ("markup", "sk-Tést/+&quot;&lt;&amp;&gt;&apos; x\\42"),  # .NET SecurityElement.Escape
+    ("markup", "sk-Tést/+&#34;&lt;&amp;&gt;&#39; x\\42"),  # MarkupSafe (Jinja's |e), Go's html.EscapeString
+    ("shell", shlex.quote(SPECIAL)),
+    ("shell", SPECIAL.replace('"', '\\"')),
+    ("hex", SPECIAL.encode().hex()),
+    ("hex", SPECIAL.encode().hex().upper()),
+    ("base64", base64.b64encode(SPECIAL.encode()).decode()),
+    ("base64", base64.urlsafe_b64encode(SPECIAL.encode()).decode().rstrip("=")),  # as in a JWT
+])
+def test_each_encoder_gives_what_the_real_encoder_prints(name: str, printed: str) -> None:
+    assert printed in _forms(SPECIAL, name)
+    assert printed in encoded_forms(SPECIAL, 8)
+
+
+@pytest.mark.parametrize("before", range(6))
+@pytest.mark.parametrize("after", [b"", b"\n", b"@host", b"\x00\xff"])
+def test_a_base64_core_is_in_every_blob_holding_the_secret_at_its_alignment(before: int, after: bytes) -> None:
+    secret = "tok-0123456789abcdef"
+    blob = bytes(range(65, 65 + before)) + secret.encode() + after
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        text = encode(blob).decode()
+        assert any(form in text for form in _forms(secret, "base64"))
+
+
+def test_base64_as_coreutils_and_openssl_wrap_it() -> None:
+    secret = "sk-ant-api03-" + "x" * 90  # 103 bytes: 140 base64 characters, two lines or three
+    for width in (76, 64):
+        for blob in (secret.encode(), secret.encode() + b"\n"):  # `echo -n $KEY | base64`, `echo $KEY | base64`
+            printed = base64.b64encode(blob).decode()
+            wrapped = "\n".join(printed[i:i + width] for i in range(0, len(printed), width))
+            assert any(form in wrapped and "\n" in form for form in encoded_forms(secret, 8))
+
+
+def test_forms_equal_to_the_value_or_holding_it_are_left_out() -> None:
+    # Percent, JSON and markup escapes print these characters as they are; shlex.quote puts quotes around `~`.
+    secret = "ghp_abcDEF012345-_.~"
+    forms = encoded_forms(secret, 8)
+    assert secret not in forms
+    assert not any(secret in form for form in forms)
+    assert shlex.quote(secret) == f"'{secret}'"
+
+
+@pytest.mark.parametrize(("secret", "expected"), [
+    ('"sk-quoted-value-1"', "sk-quoted-value-1"),
+    ("'sk-quoted-value-1'", "sk-quoted-value-1"),
+    ("  sk-padded-value-1\n", "sk-padded-value-1"),
+    ('"mismatched\'', '"mismatched\''),
+    ('"', '"'),
+])
+def test_trimmed(secret: str, expected: str) -> None:
+    assert trimmed(secret) == expected
+
+
+def test_a_trimmed_value_and_its_encodings_are_forms() -> None:
+    forms = encoded_forms("sk-from-a-dotenv-file\n", 8)
+    assert "sk-from-a-dotenv-file" in forms
+    assert base64.b64encode(b"sk-from-a-dotenv-file").decode() in forms
+
+
+@given(st.text(max_size=12))
+def test_no_form_is_shorter_than_the_minimum(secret: str) -> None:
+    # A 3-byte value's base64 core at the 1-byte alignment is 3 characters: such forms would blank words.
+    assert all(len(form) >= 8 for form in encoded_forms(secret, 8))
+
+
+def test_short_values_keep_only_their_long_forms() -> None:
+    assert encoded_forms("abc", 8) == []
+    assert encoded_forms("tok1", 8) == ["746F6B31", "746f6b31", "dG9rMQ=="]
+
+
+def test_undecodable_bytes_of_the_environment_are_encoded_as_those_bytes() -> None:
+    secret = b"sk-\xff\xfe-raw-bytes".decode("utf-8", "surrogateescape")
+    assert b"sk-\xff\xfe-raw-bytes".hex() in encoded_forms(secret, 8)
+    assert utf8("lone \ud800") == "lone \ud800".encode("utf-8", "surrogatepass")  # not from the environment
