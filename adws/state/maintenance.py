@@ -66,9 +66,10 @@ T = TypeVar("T")
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits
 # The largest count, token figure, cursor or sum of money one line may hold: far beyond any real attempt (a run of
-# a trillion tokens), and a million times below what SQLite's 64-bit sums and Redis's doubles (exact to 2**53) hold,
-# so the totals of millions of such rows stay exact instead of overflowing ("integer overflow", a store reported
-# damaged) or going absurd. The config's own request and money quotas stop at 10**12 too.
+# a trillion tokens), and small enough that totals stay sane: SQLite's 64-bit sums would need over 9 million such
+# rows in one account to overflow (it then fails with "integer overflow" and the store reads as damaged), and Redis's
+# sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, the bound before, let two
+# lines overflow. The config's own request and money quotas stop at 10**12 too.
 MAX_COUNT = 10**12
 # How much later than the export (or now) a line may say something happened: hosts' clocks out of step (NTP keeps
 # them within seconds; 5 minutes is Kerberos's default allowance for the same). A reading from further ahead would

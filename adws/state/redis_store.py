@@ -367,7 +367,8 @@ bump()
 return 1
 """
 
-# Successful runs' totals per (provider, specialization), newest kept: learned needs read the last few dozen.
+# Successful runs' totals per (provider, specialization), newest kept: learned needs read the last few dozen. A
+# `learned_runs` above this takes its median over these (SQLite and memory keep every run): the README says so.
 RUNS_KEPT = 1000
 _RUN = _HEAD + """
 -- ARGV: 3 quoted provider, 4 quoted specialization, 5 at, 6 member ("tokens id"), 7 how many to keep

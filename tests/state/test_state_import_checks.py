@@ -160,8 +160,7 @@ def summary(lines: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
     """What `adws state import` says on stderr about a file of `lines`, into the store `config` names."""
     dump = tmp_path / "state.jsonl"
     dump.write_text("\n".join(lines) + "\n")
-    assert main(["state", "import", str(dump), "--config", str(write_config(tmp_path, config)),
-                 "--at", NOW.isoformat()]) == 0
+    assert main(["state", "import", str(dump), "--config", str(write_config(tmp_path, config))]) == 0
     return capsys.readouterr().err
 
 
