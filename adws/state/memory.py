@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
 from datetime import datetime
 
 from adws.attempt import Usage
@@ -144,7 +143,8 @@ class MemoryStore(Closing):
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
         # Times as the other backends keep them (base.stored_epoch), so every backend reads back the same.
-        self._cooldowns[(provider, account)] = replace(cooldown, until=stored_time(cooldown.until, "Cooldown.until"))
+        until = stored_time(cooldown.until, "Cooldown.until")
+        self._cooldowns[(provider, account)] = cooldown if until is cooldown.until else Cooldown(until, cooldown.reason)
         self._wrote("cooldowns")
 
     def clear_cooldown(self, provider: str, account: str) -> None:
@@ -191,7 +191,7 @@ class MemoryStore(Closing):
         with self._lock:
             new = fn(self.get_breaker(provider))
             opened = None if new.opened_at is None else stored_time(new.opened_at, "BreakerState.opened_at")
-            self._breakers[provider] = replace(new, opened_at=opened)
+            self._breakers[provider] = new if opened is new.opened_at else BreakerState(new.state, new.failures, opened)
             self._wrote("breakers")
             return new
 
@@ -254,9 +254,11 @@ class MemoryStore(Closing):
 
     def record_observation(self, observation: Observation) -> bool:
         key = (observation.provider, observation.subject)
-        reset_at = observation.reset_at
-        observation = replace(observation, at=stored_time(observation.at, "Observation.at"),
-                              reset_at=None if reset_at is None else stored_time(reset_at, "Observation.reset_at"))
+        o = observation
+        at = stored_time(o.at, "Observation.at")
+        reset_at = None if o.reset_at is None else stored_time(o.reset_at, "Observation.reset_at")
+        if at is not o.at or reset_at is not o.reset_at:
+            observation = Observation(o.provider, o.subject, at, o.percent, o.source, o.used, o.limit, reset_at)
         with self._lock:
             kept = self._observed.get(key)
             if kept is None or kept.at <= observation.at:
