@@ -31,10 +31,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adws.arguments import checked_callable, checked_count, checked_seconds, got
 from adws.dataclass_cache import dataclass, replace
-from adws.errors import AdwsError, RunCancelled, TaskError, suggest
-from adws.events import Event, EventKind, EventSink, announce
-from adws.task import Task, coerce_task
+from adws.errors import AdwsError, ArgumentError, RunCancelled, TaskError, json_kind, suggest
+from adws.events import Event, EventKind, EventSink, failure_of
+from adws.task import Task, coerce_task, without_bom
 
 if TYPE_CHECKING:
     from adws.engine import Engine
@@ -129,6 +130,7 @@ def items_from_text(text: str, *, source: str = "<tasks>", base_dir: Path | None
             problems.append(f"--prompt-template: {why}")
             prompt_template = None
     entries: list[tuple[str, Any]] = []
+    text = without_bom(text)
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
@@ -170,10 +172,14 @@ def _is_item(value: Any) -> bool:
 
 
 def _item(entry: Any, where: str, base: Path, template: str | None, default_workdir: str,
-          problems: list[str]) -> BatchItem | None:
+          problems: list[str], *, api: bool = False) -> BatchItem | None:
+    """One item, or None with its problems added to `problems`. `api`: given to Engine.run_many, whose caller has
+    no prompt template to fall back on (the messages do not name the command's --prompt-template)."""
     before = len(problems)
     if not isinstance(entry, Mapping):
-        problems.append(f"{where}: expected an object with a task, got {type(entry).__name__}")
+        hint = (" (give a Task as BatchItem(task, prompt, workdir) or {\"task\": task, \"prompt\": text})"
+                if isinstance(entry, Task) else "")
+        problems.append(f"{where}: expected an object with a task, got {json_kind(entry)}{hint}")
         return None
     for key in entry:
         if key not in ITEM_KEYS:
@@ -188,8 +194,10 @@ def _item(entry: Any, where: str, base: Path, template: str | None, default_work
             task = coerce_task(raw_task)
         except TaskError as exc:
             problems.extend(f"{where}: task: {p}" for p in exc.problems)
-    prompt = _prompt(entry, where, base, template, task, problems)
+    prompt = _prompt(entry, where, base, template, task, problems, api=api)
     workdir = entry.get("workdir", default_workdir)
+    if isinstance(workdir, os.PathLike):  # a pathlib.Path, from a Python caller
+        workdir = os.fspath(workdir)
     if not isinstance(workdir, str) or not workdir:
         problems.append(f"{where}: workdir: expected a directory name")
     else:
@@ -203,7 +211,7 @@ def _item(entry: Any, where: str, base: Path, template: str | None, default_work
 
 
 def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | None, task: Task | None,
-            problems: list[str]) -> str | None:
+            problems: list[str], *, api: bool = False) -> str | None:
     if "prompt" in entry and "prompt_file" in entry:
         problems.append(f"{where}: give prompt or prompt_file, not both")
         return None
@@ -211,10 +219,12 @@ def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | No
     if "prompt" in entry:
         prompt = entry["prompt"]
         if not isinstance(prompt, str):
-            problems.append(f"{where}: prompt: expected a string")
+            problems.append(f"{where}: prompt: expected a string, got {json_kind(prompt)}")
             return None
     elif "prompt_file" in entry:
         name = entry["prompt_file"]
+        if isinstance(name, os.PathLike):  # a pathlib.Path, from a Python caller
+            name = os.fspath(name)
         if not isinstance(name, str) or not name:
             problems.append(f"{where}: prompt_file: expected a file name")
             return None
@@ -234,7 +244,8 @@ def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | No
             problems.append(f"{where}: --prompt-template: {exc}")
             return None
     else:
-        problems.append(f"{where}: no prompt: give prompt or prompt_file, or run with --prompt-template")
+        problems.append(f"{where}: no prompt: give prompt or prompt_file"
+                        + ("" if api else ", or run with --prompt-template"))
         return None
     if not prompt.strip():
         problems.append(f"{where}: the prompt is empty; an agent given no prompt would only guess")
@@ -243,19 +254,41 @@ def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | No
 
 
 def coerce_items(items: Iterable[BatchItem | Mapping[str, Any]]) -> list[BatchItem]:
-    """Python API input: BatchItem objects or dicts of the JSON Lines shape (paths relative to the current dir)."""
+    """Python API input: BatchItem objects or dicts of the JSON Lines shape (paths relative to the current dir).
+    Raises ArgumentError when `items` is not an iterable of items (a dict or a string), BatchInputError listing
+    every bad item."""
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise ArgumentError(f"items: expected an iterable of items (BatchItem objects or dicts), got {got(items)}")
     problems: list[str] = []
     out: list[BatchItem] = []
     for i, item in enumerate(items):
         if isinstance(item, BatchItem):
-            out.append(item if item.where else replace(item, where=f"item {i}"))
+            # Its types only: that the workdir exists and the prompt is not empty is checked as each task starts.
+            wrong = _wrong_types(item)
+            if wrong:
+                problems.extend(f"item {i}: {p}" for p in wrong)
+            else:
+                out.append(item if item.where else replace(item, where=f"item {i}"))
             continue
-        made = _item(item, f"item {i}", Path.cwd(), None, ".", problems)
+        made = _item(item, f"item {i}", Path.cwd(), None, ".", problems, api=True)
         if made is not None:
             out.append(made)
     if problems:
         raise BatchInputError(problems)
     return out
+
+
+def _wrong_types(item: BatchItem) -> list[str]:
+    """What in a BatchItem built in Python has the wrong type (the dataclass itself checks nothing)."""
+    problems = []
+    if not isinstance(item.task, Task):
+        problems.append(f"task: expected an adws.Task (a dict goes in {{\"task\": ...}} items), got {got(item.task)}")
+    if not isinstance(item.prompt, str):
+        problems.append(f"prompt: expected the prompt's text (a str), got {got(item.prompt)}")
+    if not isinstance(item.workdir, (str, os.PathLike)) or not item.workdir:
+        problems.append(f"workdir: expected a directory's path (a non-empty str or a pathlib.Path), "
+                        f"got {got(item.workdir)}")
+    return problems
 
 
 # -- events ---------------------------------------------------------------------------------------------------
@@ -317,12 +350,8 @@ class _Batch:
 
     # -- events --
 
-    def emit(self, event: Event) -> None:
-        """A task event of the batch: logged and handed on."""
-        announce(event, self._hand_on)
-
     def _hand_on(self, event: Event) -> None:
-        """To the caller's callback, one event at a time (the engine has logged the attempt events already)."""
+        """To the caller's callback, one event at a time (the engine has logged each event already)."""
         if self.on_event is not None:
             with self._emit_lock:
                 self.on_event(event)
@@ -381,31 +410,20 @@ class _Batch:
 
     def _run_one(self, index: int) -> TaskOutcome:
         item = self.items[index]
-        clock = self.engine.clock
-        started = time.monotonic()
-        self.emit(Event(EventKind.TASK_STARTED, index, item.label, clock()))
         outcome = TaskOutcome(index, item)
+        # The engine emits the task's events (task_started ... task_finished), named by its place and label.
         try:
-            outcome.result = self.engine.run(
-                item.task, prompt=item.prompt, workdir=item.workdir, wait=self.wait,
-                on_event=lambda event: self._hand_on(replace(event, index=index, task=item.label)))
+            outcome.result = self.engine._run(item.task, item.prompt, item.workdir, None, self.wait, self._hand_on,
+                                              index=index, label=item.label, stopping=self.token.cancelled.is_set)
         except (KeyboardInterrupt, RunCancelled) as exc:  # the batch is stopping
             outcome.result = getattr(exc, "adws_result", None)
-            outcome.error, outcome.interrupted = "interrupted", True
-        except AdwsError as exc:  # this task's own problem (its workdir, its template): not the others'
-            outcome.error = str(exc)
-        except Exception as exc:  # a bug must not take the other tasks down with it; the log has the trace
-            logger.exception("task %s failed inside adws", item.label)
-            outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+            outcome.error, outcome.interrupted = failure_of(exc)
+        except Exception as exc:  # this task's own problem (its workdir, its template): not the others'
+            if not isinstance(exc, AdwsError):  # a bug must not take the other tasks down; the log has the trace
+                logger.exception("task %s failed inside adws", item.label)
+            outcome.error = failure_of(exc)[0]
         if self.token.cancelled.is_set() and not outcome.success:
             outcome.interrupted = True
-        result = outcome.result
-        self.emit(Event(EventKind.TASK_FINISHED, index, item.label, clock(),
-                        provider=result.provider if result else None, account=result.account if result else None,
-                        model=result.model if result else None,
-                        outcome="success" if outcome.success else "interrupted" if outcome.interrupted else "failed",
-                        reason=None if outcome.success else (outcome.error or (result.message if result else None)),
-                        duration_ms=round((time.monotonic() - started) * 1000)))
         return outcome
 
 
@@ -414,11 +432,14 @@ def run_many(engine: Engine, items: Iterable[BatchItem | Mapping[str, Any]], *, 
              wait: float | None = None) -> list[TaskOutcome]:
     """Run every item, at most `concurrency` at once; outcomes in input order.
 
-    Raises BatchInputError (before anything runs) for bad items, ValueError for concurrency < 1, and
-    KeyboardInterrupt after stopping every agent when interrupted (`on_result` has seen what finished).
+    Raises BatchInputError (before anything runs) for bad items, ArgumentError (a TypeError and ValueError) for
+    an argument of the wrong type or concurrency < 1, and KeyboardInterrupt after stopping every agent when
+    interrupted (`on_result` has seen what finished).
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    checked_count("concurrency", concurrency, minimum=1)
+    checked_callable("on_event", on_event, what="an adws.events.Event")
+    checked_callable("on_result", on_result, what="a TaskOutcome")
+    checked_seconds("wait", wait)
     checked = coerce_items(items)
     if not checked:
         return []

@@ -5,7 +5,6 @@ Exit codes: 0 success; 1 a failed check / a spent plan / an empty plan; 2 bad co
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -14,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from adws.errors import AdwsError, ConfigError, TaskError, UsageError
+from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageError
 
 if TYPE_CHECKING:
     import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
@@ -65,15 +64,9 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
         raise TaskError([f"cannot read task: {exc}"]) from None
     except UnicodeDecodeError as exc:
         raise TaskError([f"task is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit (sys.int_info)
-        raise TaskError([f"task is not valid JSON: {exc}"]) from None
-    except RecursionError:
-        raise TaskError(["task JSON is nested too deeply"]) from None
-    if not isinstance(data, dict):
-        raise TaskError([f"task must be a JSON object, got {type(data).__name__}"])
-    return data
+    from adws.task import parse_task_json
+
+    return parse_task_json(text)
 
 
 def _at(value: str | None, timezone: str | None = None) -> datetime | None:
@@ -191,27 +184,34 @@ def _read_prompt(args: argparse.Namespace) -> str:
     try:
         return _read_arg("@" + args.prompt_file if args.prompt_file != "-" else "-")
     except OSError as exc:
-        raise TaskError([f"cannot read prompt: {exc}"]) from None
+        raise PromptError([f"cannot read prompt: {exc}"]) from None
     except UnicodeDecodeError as exc:
-        raise TaskError([f"prompt is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
+        raise PromptError([f"prompt is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     task = _task(args)
     if not args.prompt_file:
-        raise TaskError(["give the prompt with --prompt-file FILE (- for stdin)"])
+        raise UsageError("give the prompt with --prompt-file FILE (- for stdin)")
     prompt = _read_prompt(args)
     wait = _wait(args.wait)
     engine = _engine(args)
     from adws.errors import Interrupted
 
-    on_event = None
+    on_event: Callable[[Any], None] | None = None
     # Each attempt as it starts and ends, on stderr (stdout keeps the result). A script reading --json from a
     # pipe gets a clean stderr unless it asks; on a terminal a person is watching.
     if not args.quiet and (not args.json or sys.stderr.isatty()):
+        from adws.events import EventKind
         from adws.progress import PlainProgress
 
-        on_event = PlainProgress(sys.stderr, zone=engine.router.tz)
+        progress = PlainProgress(sys.stderr, zone=engine.router.tz)
+
+        def show(event: Any) -> None:  # the attempts (and a wait): the task's start and end are the result below
+            if event.kind is not EventKind.TASK_STARTED and event.kind is not EventKind.TASK_FINISHED:
+                progress(event)
+
+        on_event = show
     try:
         result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
                             wait=wait, on_event=on_event)

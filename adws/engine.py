@@ -15,14 +15,26 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from adws.accounts import StatefulAccounts, reads_tier_scores
+from adws.arguments import (
+    checked_callable,
+    checked_flag,
+    checked_mapping,
+    checked_now,
+    checked_path,
+    checked_prompt,
+    checked_seconds,
+    checked_workdir,
+    got,
+)
 from adws.availability import Availability
 from adws.compiled import CompiledConfig
 from adws.config import load_config
+from adws.dataclass_cache import replace
 from adws.decision import Decision
-from adws.errors import AdwsError, ConfigError, Interrupted, Problem, TaskError
+from adws.errors import AdwsError, ArgumentError, ConfigError, Interrupted, MissingWorkdirError, Problem, PromptError
 from adws.redact import Scrubber, encodable, secret_values
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
-from adws.router import Clock, Explanation, ModelRouter, utc_now
+from adws.router import CLOCK_CALL, Clock, Explanation, ModelRouter, utc_now
 from adws.state import open_configured
 from adws.state.base import StateStore, StateStoreError
 from adws.task import Task
@@ -62,11 +74,26 @@ class Engine:
     the event loop never blocks; cancelling an `arun` ends the agent's process group (see adws.aio).
     """
 
-    def __init__(self, config: CompiledConfig, *, store: StateStore | None = None, clock: Clock = utc_now,
-                 sleep: Sleeper = time.sleep, runner: Runner | None = None,
+    def __init__(self, config: CompiledConfig | str | os.PathLike[str], *, store: StateStore | None = None,
+                 clock: Clock = utc_now, sleep: Sleeper = time.sleep, runner: Runner | None = None,
                  environ: Mapping[str, str] | None = None,
                  which: Callable[[str], str | None] | None = None,
                  watcher: ConfigWatcher | None = None, auto_reload: bool = False, strict: bool = False) -> None:
+        """`config`: a CompiledConfig (adws.config.load_config), or a config file's path (str or pathlib.Path),
+        loaded as `adws.load(path)` loads it (ConfigError listing every problem; `reload()` then reads the file
+        again). Raises ArgumentError (a TypeError) for an argument of the wrong type."""
+        if isinstance(config, (str, os.PathLike)):
+            path = checked_path("config", config)
+            watcher = watcher or ConfigWatcher(path, DEFAULT_RELOAD_INTERVAL)
+            config = load_config(path)
+        elif not isinstance(config, CompiledConfig):
+            raise ArgumentError(f"config: expected a config file's path or a CompiledConfig (from "
+                                f"adws.config.load_config), got {got(config)}")
+        for name, value in (("clock", clock), ("sleep", sleep), ("runner", runner), ("which", which)):
+            checked_callable(name, value, what=_CALLS[name])
+        checked_mapping("environ", environ)
+        checked_flag("auto_reload", auto_reload)
+        checked_flag("strict", strict)
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.availability = Availability(self.environ, which)
@@ -152,15 +179,16 @@ class Engine:
         """Run many tasks, at most `concurrency` at once (see adws.batch); outcomes in input order.
 
         Items are BatchItem objects or dicts `{"task": ..., "prompt" | "prompt_file": ..., "workdir": ...}`.
-        Raises BatchInputError listing every bad item before anything runs. `wait` as in `run`: a waiting task
-        does not hold up the others.
+        Raises BatchInputError listing every bad item before anything runs, ArgumentError for an argument of the
+        wrong type or `concurrency` < 1. `wait` as in `run`: a waiting task does not hold up the others. Each
+        task's events are run()'s, with `index` its place in `items`.
         """
         from adws.batch import run_many
 
         return run_many(self, items, concurrency=concurrency, on_event=on_event, wait=wait)
 
     def route(self, task: TaskInput, *, now: datetime | None = None, prompt: str | None = None) -> Decision:
-        """Where the task would run: pure, no side effects."""
+        """Where the task would run: pure, no side effects. Arguments and errors: ModelRouter.route."""
         if self._auto_reload:  # _between_tasks' own test, here: one call less per decision without a watcher
             self._between_tasks()
         # The router coerces: it lists the config-dependent problems of a malformed task too. Not `with`: this
@@ -228,45 +256,85 @@ class Engine:
             on_event: Callable[[Event], None] | None = None) -> Result:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
 
+        `task`: a Task or a dict (see Task); `prompt`: the prompt's text (str); `workdir`: a directory (str or
+        pathlib.Path); `now`: a datetime (naive: read in the routing timezone) or None for the clock; `wait`:
+        seconds (may be inf) or None; `on_event`: a callable taking an adws.events.Event, or None.
         Once an attempt has started, its record is kept whatever happens next: a state store or file that
         cannot be written adds a line to `result.warnings` saying what was lost; an AdwsError (e.g. the
         store failing before the next attempt) ends the walk with the result returned, its message naming it.
         Interrupted (KeyboardInterrupt, or a stop signal under `adws.interrupts`), the attempt that was running
         is recorded, the audit record written, then `Interrupted` (a KeyboardInterrupt carrying the result)
         is raised. In strict mode a degraded config raises ConfigError.
-        A failed result carries `retry_at` and `retryable` (adws.retry). With `wait` (seconds, may be inf), a
-        task whose plan was spent by limits, cooldowns, quotas or busy slots is parked until `retry_at` (an
-        event `task_waiting` says until when) and run again, as long as that is within `wait` of the start.
-        `on_event` hears each attempt start and end (adws.events).
-        Raises TaskError (bad task, empty prompt, missing workdir) and WorkdirError (the `[run] workdir` policy
-        cannot use the directory) before anything runs.
+        A failed result carries `retry_at` and `retryable` (adws.retry). With `wait`, a task whose plan was spent
+        by limits, cooldowns, quotas or busy slots is parked until `retry_at` (an event `task_waiting` says
+        until when) and run again, as long as that is within `wait` of the start.
+        `on_event` hears `task_started`, each attempt's `attempt_started` and `attempt_finished`, `task_waiting`
+        and, last, `task_finished` (outcome "success", "failed" or "interrupted"; also when run() raises once the
+        task started) (adws.events); every event is logged on the "adws.events" logger too.
+        Raises, before anything runs: ArgumentError (a TypeError and ValueError: an argument of the wrong type,
+        before any event), TaskError (a bad task, before any event), PromptError (an empty prompt) and
+        MissingWorkdirError (`workdir` is not a directory; a WorkdirError), both TaskErrors too, and
+        WorkdirError (the `[run] workdir` policy cannot use the directory).
         """
+        return self._run(task, prompt, workdir, now, wait, on_event)
+
+    def _run(self, task: TaskInput, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
+             wait: float | None, on_event: Callable[[Event], None] | None, *, index: int = 0,
+             label: str | None = None, stopping: Callable[[], bool] | None = None) -> Result:
+        """`run()`, for run() and run_many alike: `index` and `label` name the task in every event (run_many's
+        place in the input and label; run() gives 0 and the task's key); `stopping` tells whether the caller is
+        stopping (run_many after Ctrl-C), so that a task that failed meanwhile is reported interrupted."""
+        prompt = checked_prompt(prompt)  # type: ignore[assignment]  # a str: optional is False
+        workdir = checked_workdir(workdir)
+        now = checked_now(now)
+        wait = checked_seconds("wait", wait)
+        checked_callable("on_event", on_event, what="an adws.events.Event")
         given_retry_count = isinstance(task, Mapping) and task.get("retry_count") is not None
         self._between_tasks()
+        task = self.router.coerce(task)
+        label = label or task.key or "task"
+        from adws.events import Event, EventKind, announce, failure_of, task_finished
+
+        def emit(event: Event) -> None:
+            if event.index != index or event.task != label:  # the manager names the task by its key
+                event = replace(event, index=index, task=label)
+            announce(event, on_event)
+
+        started = time.monotonic()
+        emit(Event(EventKind.TASK_STARTED, index, label, self.clock()))
+        result: Result | None = None
+        failure: tuple[str, bool] | None = None
+        try:
+            result = self._run_task(task, prompt, workdir, now, wait, given_retry_count, emit)
+            return result
+        except BaseException as exc:
+            failure = failure_of(exc)
+            result = getattr(exc, "adws_result", None)
+            raise
+        finally:
+            emit(task_finished(index, label, self.clock(), result, failure,
+                               stopping=stopping is not None and stopping(),
+                               duration_ms=round((time.monotonic() - started) * 1000)))
+
+    def _run_task(self, task: Task, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
+                  wait: float | None, given_retry_count: bool, emit: Callable[[Event], None]) -> Result:
+        """The checks that need the task's config, then the run (again, with `wait`, until capacity returns)."""
         if self.strict and self._refused is not None:
             raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
                                            "the problems follow"), *self._refused.problems], self._refused.source)
-        task = self.router.coerce(task)
         if not prompt.strip():
-            raise TaskError(["prompt: empty; an agent given no prompt would only guess"])
+            raise PromptError(["prompt: empty; an agent given no prompt would only guess"])
         if not os.path.isdir(workdir):
             # Refused before any attempt: a bad path would otherwise fail every tier and trip every breaker.
-            raise TaskError([f"workdir: {workdir} is not a directory"])
+            raise MissingWorkdirError([f"workdir: {os.fspath(workdir)} is not a directory"])
         if self.config.intake.retry_count_from_history and not given_retry_count and task.retry_count == 0 \
                 and task.key is not None:
-            from dataclasses import replace
-
             from adws.history import failed_runs
 
             since = (now or self.clock()) - timedelta(seconds=self.config.intake.history_window_seconds)
             task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since))
         deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
-        from adws.events import Event, EventKind, announce
-
-        sink = on_event
-
-        def emit(event: Event) -> None:
-            announce(event, sink)
+        from adws.events import Event, EventKind
 
         while True:
             result = self._run_once(task, prompt, workdir, now, emit)
@@ -396,13 +464,23 @@ class Engine:
         self.store.close()
 
 
-def load(path: str | os.PathLike[str] = "config.toml", *, reload: bool = False, reload_interval: float = 1.0,
-         strict: bool = False, **options: Any) -> Engine:
+DEFAULT_RELOAD_INTERVAL = 1.0  # seconds: load()'s default, and Engine(path)'s
+# What each callable that Engine takes is called with, for ArgumentError's message.
+_CALLS = {"clock": CLOCK_CALL, "sleep": "seconds, as time.sleep",
+          "runner": "an adws.runner.RunRequest", "which": "a program's name, as shutil.which"}
+
+
+def load(path: str | os.PathLike[str] = "config.toml", *, reload: bool = False,
+         reload_interval: float = DEFAULT_RELOAD_INTERVAL, strict: bool = False, **options: Any) -> Engine:
     """Load and validate a config file (raises ConfigError listing every problem) and build an Engine.
 
-    `reload`: notice edits of the file by itself, with at most one `stat` per `reload_interval` seconds
-    (`engine.reload()` looks at once either way); `strict`: refuse new runs while an edit does not load.
-    `options` go to Engine.
+    `path`: str or pathlib.Path. `reload`: notice edits of the file by itself, with at most one `stat` per
+    `reload_interval` seconds (>= 0) (`engine.reload()` looks at once either way); `strict`: refuse new runs while
+    an edit does not load. `options` go to Engine. Raises ArgumentError (a TypeError) for an argument of the
+    wrong type, TypeError for an option Engine does not take.
     """
-    watcher = ConfigWatcher(str(path), reload_interval)
-    return Engine(load_config(path), watcher=watcher, auto_reload=reload, strict=strict, **options)
+    name = checked_path("path", path)
+    checked_flag("reload", reload)
+    interval = checked_seconds("reload_interval", reload_interval, optional=False)
+    watcher = ConfigWatcher(name, interval)  # type: ignore[arg-type]  # a float: optional is False
+    return Engine(name, watcher=watcher, auto_reload=reload, strict=strict, **options)

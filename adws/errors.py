@@ -60,14 +60,46 @@ class ConfigError(AdwsError):
 
 
 class TaskError(AdwsError):
-    """The task given to route()/run() is malformed (bad priority, negative retry count, ...)."""
+    """The task given to route()/run() is malformed (bad priority, negative retry count, ...).
+
+    `problems`: one string per problem; the message is "invalid task: " and the problems joined by "; ".
+    """
+
+    head = "invalid task: "  # what the message blames; PromptError and MissingWorkdirError name their own thing
 
     def __init__(self, problems: Iterable[str], partial: Any = None) -> None:
         self.problems = list(problems)
         # The Task built from the fields that passed (None when none could be built), so that the checks
         # which need the config (priority names, specialization, override label) can still list their problems.
         self.partial = partial
-        super().__init__("invalid task: " + "; ".join(self.problems))
+        super().__init__(self.head + "; ".join(self.problems))
+
+
+class PromptError(TaskError):
+    """The prompt given to run() cannot be used (it is empty, or its file cannot be read). Each problem names the
+    prompt itself ("prompt: empty; ..."): the task is not what is wrong. A TaskError, as run() raised for an
+    empty prompt before this class existed, so `except TaskError` still catches it."""
+
+    head = ""
+
+
+class WorkdirError(AdwsError):
+    """The working directory cannot be used: it is not a directory, or the `[run] workdir` policy cannot use
+    it (not git, uncommitted changes, git failed). Also importable from adws.workdir, where it was first."""
+
+
+class MissingWorkdirError(WorkdirError, TaskError):
+    """The workdir given to run() is not a directory (nothing ran). Its message names the workdir, not the task; a
+    TaskError too, as run() raised one for it before this class existed."""
+
+    head = ""
+
+
+class ArgumentError(AdwsError, TypeError, ValueError):
+    """A Python API call got an argument it cannot use: the wrong type (a string for `now`, `prompt=...`) or an
+    impossible value (`concurrency=0`). The message names the argument, what it takes and what it got.
+
+    A TypeError and a ValueError too, so code that catches Python's own errors for such mistakes catches it."""
 
 
 class UsageError(AdwsError):
@@ -157,3 +189,15 @@ def toml_value(value: Any, *, brief: bool = False) -> str:
 def toml_key(key: str) -> str:
     """A key as TOML needs it written: bare when it can be, quoted otherwise (`"attrs.tier"`)."""
     return key if key and key.replace("_", "").replace("-", "").isalnum() and key.isascii() else toml_value(key)
+
+
+def json_kind(value: Any) -> str:
+    """What a value parsed from JSON is, in JSON's own words, for "got ..." in messages: "null", "a boolean",
+    "a string", "an integer", "a number", "an array", "an object"; other Python values by their type's name."""
+    if isinstance(value, Mapping):
+        return "an object"
+    return _JSON_KINDS.get(type(value)) or type(value).__name__
+
+
+_JSON_KINDS = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "an array",
+               tuple: "an array", dict: "an object", type(None): "null"}

@@ -1,6 +1,7 @@
 """Events of a run or a batch, for progress displays, callbacks and logs (`adws.batch`, `adws.progress`).
 
-Kept free of imports from the rest of adws: the manager emits attempt events, the batch adds task events.
+Kept free of imports from the rest of adws but its errors: the manager emits attempt events, `Engine.run` adds
+the task events around them (for `run` and `run_many` alike).
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ import enum
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adws.dataclass_cache import dataclass
+from adws.errors import AdwsError, RunCancelled
 
-__all__ = ["Event", "EventKind", "EventSink", "announce"]
+if TYPE_CHECKING:
+    from adws.result import Result
+
+__all__ = ["Event", "EventKind", "EventSink", "announce", "failure_of", "task_finished"]
 
 log = logging.getLogger("adws.events")
 
@@ -82,3 +87,29 @@ def announce(event: Event, sink: EventSink | None) -> None:
         log.info("%s", event.describe(), extra={"adws_event": event.to_dict()})
     if sink is not None:
         sink(event)
+
+
+def failure_of(exc: BaseException) -> tuple[str, bool]:
+    """How a task whose run raised `exc` is reported: (what to say, whether it was interrupted). A stop
+    (KeyboardInterrupt, RunCancelled) is "interrupted"; an AdwsError says what is wrong itself; anything else is
+    a bug in adws, named as one."""
+    if isinstance(exc, (KeyboardInterrupt, RunCancelled)):
+        return "interrupted", True
+    if isinstance(exc, AdwsError):
+        return str(exc), False
+    return f"internal error: {type(exc).__name__}: {exc}", False
+
+
+def task_finished(index: int, task: str, at: datetime, result: Result | None, failure: tuple[str, bool] | None,
+                  *, stopping: bool, duration_ms: int) -> Event:
+    """The `task_finished` event of a task that returned `result`, or raised (`failure`, see failure_of; `result`
+    then what it ran, if anything). Outcome "success", "interrupted" (a stop, or any failure while the caller is
+    `stopping`) or "failed"; `reason` is the failure's text, else the result's message."""
+    success = failure is None and result is not None and result.success
+    interrupted = not success and (stopping or (failure is not None and failure[1]))
+    reason = None if success else (failure[0] if failure is not None else result.message if result else None)
+    return Event(EventKind.TASK_FINISHED, index, task, at,
+                 provider=result.provider if result else None, account=result.account if result else None,
+                 model=result.model if result else None,
+                 outcome="success" if success else "interrupted" if interrupted else "failed",
+                 reason=reason, duration_ms=duration_ms)

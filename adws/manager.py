@@ -29,12 +29,13 @@ from typing import Any, NamedTuple
 
 from adws import breaker, interrupts
 from adws.accounts import StatefulAccounts, credential_cooldown
+from adws.arguments import checked_callable, checked_prompt, checked_workdir, got
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify
 from adws.compiled import Account, CompiledConfig, ProviderSpec
 from adws.dataclass_cache import dataclass, field, replace
 from adws.decision import Decision, Step
-from adws.errors import AdwsError, RenderError, RunCancelled
+from adws.errors import AdwsError, ArgumentError, RenderError, RunCancelled
 from adws.events import Event, EventKind, EventSink
 from adws.files import RunPruner, create_private, make_private_dir, make_run_dir, write_private
 from adws.parsers import read_output
@@ -164,6 +165,13 @@ class ProviderManager:
         `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events). `scrub`:
         what the run's records are cleaned with, when the caller has made it already (`scrubber_for` the run).
         """
+        if not isinstance(task, Task) or not isinstance(decision, Decision):
+            wrong = ("task", task, "an adws.Task") if not isinstance(task, Task) else \
+                ("decision", decision, "an adws.Decision (from engine.route)")
+            raise ArgumentError(f"{wrong[0]}: expected {wrong[2]}, got {got(wrong[1])}")
+        checked_prompt(prompt)
+        checked_workdir(workdir)
+        checked_callable("observer", observer, what="an adws.events.Event")
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)

@@ -15,12 +15,13 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts, reads_tier_scores
+from adws.arguments import checked_callable, checked_now, checked_prompt, got
 from adws.availability import Availability
 from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec, fit_score
 from adws.conditions import Condition
 from adws.dataclass_cache import dataclass
 from adws.decision import Decision, Skip, Step
-from adws.errors import TaskError, suggest
+from adws.errors import ArgumentError, TaskError, suggest
 from adws.intake import prepare, prepare_fields
 from adws.need import NeedSpec, estimate_need
 from adws.scoring import TierFacts, TierScore, order_tiers
@@ -29,6 +30,9 @@ from adws.task import Task, coerce_task, common_fields
 from adws.taskview import PRIORITY_RANK, TaskView
 
 Clock = Callable[[], datetime]
+
+
+CLOCK_CALL = "no arguments, returning an aware datetime"  # a clock's contract, for ArgumentError's message
 
 
 def utc_now() -> datetime:
@@ -238,6 +242,11 @@ class PlanInput(NamedTuple):
 class ModelRouter:
     def __init__(self, config: CompiledConfig, *, availability: Availability | None = None,
                  accounts: AccountPlanner | None = None, clock: Clock = utc_now) -> None:
+        """`config` from adws.config.load_config. Raises ArgumentError (a TypeError) for anything else."""
+        if not isinstance(config, CompiledConfig):
+            raise ArgumentError(f"config: expected a CompiledConfig (from adws.config.load_config(path)), "
+                                f"got {got(config)}")
+        checked_callable("clock", clock, what=CLOCK_CALL)
         self.config = config
         self.tz = ZoneInfo(config.timezone)
         self.availability = availability or Availability()
@@ -332,11 +341,25 @@ class ModelRouter:
 
     def prepare(self, task: Task | Mapping[str, Any], now: datetime | None = None,
                 prompt: str | None = None) -> TaskView:
-        return prepare(self.coerce(task), self.config.intake, self.tz, now or self.clock(), prompt)
+        """The task's view (see route for the arguments and the errors)."""
+        checked_prompt(prompt, optional=True)
+        return prepare(self.coerce(task), self.config.intake, self.tz, checked_now(now) or self.clock(), prompt)
 
     def route(self, task: Task | Mapping[str, Any], *, now: datetime | None = None,
               prompt: str | None = None) -> Decision:
-        now = now or self.clock()
+        """Where the task would run: pure, no side effects.
+
+        `task`: a Task or a dict (see adws.task); `now`: a datetime (naive: read in the routing timezone) or None
+        for the clock; `prompt`: the prompt's text (its length sizes the task) or None. Raises TaskError listing
+        every problem of the task, ArgumentError (a TypeError) for a `now` or `prompt` of the wrong type.
+        """
+        # The argument checks at their cheapest: two `is` tests in the common case (this runs once per decision).
+        if now is None:
+            now = self.clock()
+        elif type(now) is not datetime:
+            checked_now(now)  # a subclass of datetime passes; anything else (a string) is an ArgumentError
+        if prompt is not None and type(prompt) is not str:
+            checked_prompt(prompt, optional=True)
         # The view straight from the task's fields: a Task's, or a dict's in the usual shape (see common_fields,
         # no Task built). Any other input, and a task whose intake fails, goes the general way, which reports
         # every problem at once; so does one that may name an override (rare), which reads a Task.

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adws.dataclass_cache import dataclass, field
-from adws.errors import TaskError, suggest
+from adws.errors import TaskError, json_kind, suggest
 
 # Fields `gh issue view --json` can print that are not task fields: kept in attrs, so a coordinator can pass
 # gh's output through whole and rules can still look at them (attrs.state, attrs.author ...).
@@ -212,9 +212,7 @@ def _partial(cls: type[Task], task_id: str | None, labels: tuple[str, ...], attr
         return None
 
 
-def _kind(value: Any) -> str:
-    return {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
-            tuple: "a list", dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+_kind = json_kind
 
 
 def _string(value: Any) -> str | None:
@@ -280,7 +278,7 @@ def _field_problems(task: Task) -> list[str]:
         if error:
             problems.append(f"{name}: {error}")
     if not isinstance(task.labels, tuple):
-        problems.append(f"labels: expected a list, got {_kind(task.labels)}")
+        problems.append(f"labels: expected an array, got {_kind(task.labels)}")
     else:
         for i, label in enumerate(task.labels):
             if not isinstance(label, str):
@@ -294,7 +292,7 @@ def _labels(value: Any, problems: list[str]) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        problems.append(f"labels: expected a list, got {_kind(value)}")
+        problems.append(f"labels: expected an array, got {_kind(value)}")
         return ()
     out: list[str] = []
     for i, label in enumerate(value):
@@ -310,3 +308,36 @@ def coerce_task(task: Task | Mapping[str, Any]) -> Task:
     if isinstance(task, Task):
         return task
     return Task.from_dict(task)
+
+
+BOM = "\ufeff"
+
+
+def without_bom(text: str) -> str:
+    """`text` without a leading byte order mark. Windows editors and PowerShell's redirection write one before
+    UTF-8 text; JSON (RFC 8259 section 8.1) lets a parser ignore it, and Python's json module refuses it."""
+    return text[1:] if text.startswith(BOM) else text
+
+
+def parse_task_json(text: str) -> dict[str, Any]:
+    """The task object in JSON text, as `adws route` and `adws run` read `--task-json` and `--github-issue`:
+    a dict for `Task.from_dict`. A leading BOM is ignored. Raises TaskError: not JSON (with a hint when the text
+    is the name of an existing file, which the command line reads as `@FILE`), nested too deeply, or not an
+    object (named in JSON's words: "got an array")."""
+    import json
+
+    text = without_bom(text)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit (sys.int_info)
+        import os
+
+        name = text.strip()
+        hint = f"; {name} is a file: to read the task from it, write @{name}" \
+            if name and "\n" not in name and len(name) < 4096 and os.path.isfile(name) else ""
+        raise TaskError([f"task is not valid JSON: {exc}{hint}"]) from None
+    except RecursionError:
+        raise TaskError(["task JSON is nested too deeply"]) from None
+    if not isinstance(data, dict):
+        raise TaskError([f"task must be a JSON object, got {json_kind(data)}"])
+    return data

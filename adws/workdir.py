@@ -29,17 +29,13 @@ from pathlib import Path
 from typing import Protocol
 
 from adws.dataclass_cache import dataclass
-from adws.errors import AdwsError
+from adws.errors import WorkdirError
 
 __all__ = ["POLICIES", "Git", "Handoff", "WorkdirError", "Workspace", "open_workspace", "save_patch"]
 
 PATCH_NAME = "changes.patch"
 # git is quick for everything we ask of it; a hung git (a lock, a network filesystem) must still end.
 GIT_TIMEOUT_SECONDS = 120.0
-
-
-class WorkdirError(AdwsError):
-    """The working tree cannot be used with the declared policy (not git, uncommitted changes, git failed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,7 @@ def test_every_problem_is_reported_before_anything_runs(here: Path) -> None:
         "t.jsonl line 6: workdir: nowhere is not a directory",
         "t.jsonl line 7: prompt_file missing.md: cannot read: No such file or directory",
         "t.jsonl line 8: the prompt is empty; an agent given no prompt would only guess",
-        "t.jsonl line 10: expected an object with a task, got list",
+        "t.jsonl line 10: expected an object with a task, got an array",
     ]
     assert str(caught.value).startswith("10 problems in the tasks; nothing was run\n  t.jsonl line 2:")
 
@@ -290,7 +290,7 @@ def test_a_task_that_cannot_start_fails_alone(here: Path) -> None:
     items = [BatchItem(Task(number=1), "go", str(gone)), BatchItem(Task(number=2), "go", ".")]
     gone.rmdir()  # vanished between validation and running
     outcomes = engine.run_many(items, concurrency=1)
-    assert outcomes[0].error == f"invalid task: workdir: {gone} is not a directory"
+    assert outcomes[0].error == f"workdir: {gone} is not a directory"
     assert outcomes[0].to_dict()["success"] is False and outcomes[1].success
 
 

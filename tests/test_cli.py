@@ -102,7 +102,7 @@ def test_unreadable_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.Ca
     bad = tmp_path / "prompt.md"
     bad.write_bytes(b"fix \xff it")
     assert main(["run", "--config", CONFIG, "--task-json", "{}", "--prompt-file", str(bad)]) == 2
-    assert capsys.readouterr().err == "adws: invalid task: prompt is not UTF-8 text: invalid start byte at byte 4\n"
+    assert capsys.readouterr().err == "adws: prompt is not UTF-8 text: invalid start byte at byte 4\n"
     deep = "[" * 100_000 + "]" * 100_000
     assert main(["route", "--config", CONFIG, "--task-json", deep]) == 2
     assert capsys.readouterr().err == "adws: invalid task: task JSON is nested too deeply\n"

@@ -197,7 +197,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--task-json", "nope"],
      "adws: invalid task: task is not valid JSON: Expecting value: line 1 column 1 (char 0)\n"),
-    (["--task-json", "[1, 2]"], "adws: invalid task: task must be a JSON object, got list\n"),
+    (["--task-json", "[1, 2]"], "adws: invalid task: task must be a JSON object, got an array\n"),
     (["--task-json", '{"retry_count": -1}'], "adws: invalid task: retry_count: must be >= 0, got -1\n"),
     (["--task-json", '{"title": "x", "retry_cont": 2}'],
      'adws: invalid task: unknown field "retry_cont" (did you mean "retry_count"?)\n'),

@@ -183,7 +183,7 @@ def test_shipped_config_runs_on_tier_1(workdir: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize(("task_json", "message"), [
     ('{"title": ', "task is not valid JSON: Expecting value: line 1 column 11 (char 10)"),
-    ("[1, 2]", "task must be a JSON object, got list"),
+    ("[1, 2]", "task must be a JSON object, got an array"),
     ('{"titel": "x"}', 'unknown field "titel" (did you mean "title"?)'),
     ('{"title": "x", "retry_count": -1}', "retry_count: must be >= 0, got -1"),
 ])
@@ -202,7 +202,7 @@ def test_missing_inputs_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]
                   f"'{workdir / 'nope.json'}'\n"
     code = main(["run", "--config", str(workdir / "small.toml"), "--task-json", "{}", "--json"])
     assert code == 2
-    assert capsys.readouterr().err == "adws: invalid task: give the prompt with --prompt-file FILE (- for stdin)\n"
+    assert capsys.readouterr().err == "adws: give the prompt with --prompt-file FILE (- for stdin)\n"
 
 
 def test_bad_config_exits_2(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,8 +12,9 @@ import adws
 from tests.helpers import ROOT
 
 DOCUMENTED = {
-    "AdwsError", "Attempt", "ConfigError", "Decision", "Engine", "Explanation", "ModelRouter", "Problem",
-    "ProviderManager", "RenderError", "Result", "Skip", "Step", "Task", "TaskError", "load",
+    "AdwsError", "ArgumentError", "Attempt", "ConfigError", "Decision", "Engine", "Explanation", "ModelRouter",
+    "Problem", "PromptError", "ProviderManager", "RenderError", "Result", "Skip", "Step", "Task", "TaskError",
+    "WorkdirError", "load",
 }
 
 

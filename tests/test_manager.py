@@ -277,15 +277,19 @@ def test_a_rules_account_goes_first_and_the_others_stay_behind_it(
 
 def test_a_missing_workdir_or_an_empty_prompt_is_refused_before_any_attempt(
         tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
-    from adws.errors import TaskError
+    from adws.errors import MissingWorkdirError, PromptError, TaskError, WorkdirError
 
     engine = make_engine(fake_env(tmp_path, opencode="success"))
-    with pytest.raises(TaskError) as caught:
+    # Each error names what is wrong (the workdir, the prompt), not the task; both are still TaskErrors, as run()
+    # raised before they had classes of their own.
+    with pytest.raises(MissingWorkdirError) as missing:
         engine.run({"title": "t"}, prompt="p", workdir=tmp_path / "nope")
-    assert str(caught.value) == f"invalid task: workdir: {tmp_path / 'nope'} is not a directory"
-    with pytest.raises(TaskError) as caught:
+    assert str(missing.value) == f"workdir: {tmp_path / 'nope'} is not a directory"
+    assert isinstance(missing.value, WorkdirError) and isinstance(missing.value, TaskError)
+    with pytest.raises(PromptError) as empty:
         engine.run({"title": "t"}, prompt="  \n", workdir=tmp_path)
-    assert str(caught.value) == "invalid task: prompt: empty; an agent given no prompt would only guess"
+    assert str(empty.value) == "prompt: empty; an agent given no prompt would only guess"
+    assert isinstance(empty.value, TaskError)
     assert not invocations(tmp_path)
     assert engine.store.breakers() == {}
 

@@ -330,8 +330,11 @@ def test_events_go_to_the_callback_and_to_logging_once_each(tmp_path: Path,
                                                                      on_event=events.append)
     assert result.success
     assert [(e.kind, e.attempt, e.tier, e.provider) for e in events] == [
+        (EventKind.TASK_STARTED, None, None, None),
         (EventKind.ATTEMPT_STARTED, 1, 1, "first"), (EventKind.ATTEMPT_FINISHED, 1, 1, "first"),
-        (EventKind.ATTEMPT_STARTED, 2, 2, "second"), (EventKind.ATTEMPT_FINISHED, 2, 2, "second")]
+        (EventKind.ATTEMPT_STARTED, 2, 2, "second"), (EventKind.ATTEMPT_FINISHED, 2, 2, "second"),
+        (EventKind.TASK_FINISHED, None, None, "second")]
+    assert events[-1].outcome == "success"
     logged = [r for r in caplog.records if r.name == "adws.events"]
     assert [r.getMessage() for r in logged] == [e.describe() for e in events]
 

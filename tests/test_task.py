@@ -113,18 +113,18 @@ def test_a_task_is_immutable() -> None:
     ({"number": -3}, "invalid task: number: must be >= 0, got -3"),
     ({"context_tokens": -1}, "invalid task: context_tokens: must be >= 0, got -1"),
     ({"title": 3}, "invalid task: title: expected a string, got an integer"),
-    ({"body": ["a"]}, "invalid task: body: expected a string, got a list"),
-    ({"id": [1]}, "invalid task: id: expected a string or an integer, got a list"),
+    ({"body": ["a"]}, "invalid task: body: expected a string, got an array"),
+    ({"id": [1]}, "invalid task: id: expected a string or an integer, got an array"),
     ({"id": False}, "invalid task: id: expected a string or an integer, got a boolean"),
     ({"priority": 1.5}, "invalid task: priority: expected a priority name or an integer, got a number"),
     ({"priority": True}, "invalid task: priority: expected a priority name or an integer, got a boolean"),
     ({"specialization": 5}, "invalid task: specialization: expected a string, got an integer"),
-    ({"labels": "bug"}, "invalid task: labels: expected a list, got a string"),
+    ({"labels": "bug"}, "invalid task: labels: expected an array, got a string"),
     ({"labels": ["ok", 3]},
      "invalid task: labels[1]: expected a label name or an object with a name, got an integer"),
     ({"labels": [{"title": "bug"}]},
      "invalid task: labels[0]: expected a label name or an object with a name, got an object"),
-    ({"attrs": ["x"]}, "invalid task: attrs: expected an object, got a list"),
+    ({"attrs": ["x"]}, "invalid task: attrs: expected an object, got an array"),
     ({"retry_cont": 1}, 'invalid task: unknown field "retry_cont" (did you mean "retry_count"?)'),
     ({"lables": ["bug"]}, 'invalid task: unknown field "lables" (did you mean "labels"?)'),
     ({"zzz": 1}, 'invalid task: unknown field "zzz"'),
@@ -141,7 +141,7 @@ def test_every_problem_is_listed_at_once() -> None:
     assert caught.value.problems == [
         'unknown field "lables" (did you mean "labels"?)',
         "attrs: expected an object, got an integer",
-        "labels: expected a list, got a string",
+        "labels: expected an array, got a string",
         "title: expected a string, got an integer",
         "retry_count: must be >= 0, got -1",
     ]
@@ -149,7 +149,7 @@ def test_every_problem_is_listed_at_once() -> None:
 
 @pytest.mark.parametrize("data", [[1, 2], "title", None, 3])
 def test_not_an_object(data: Any) -> None:
-    kind = {list: "a list", str: "a string", type(None): "null", int: "an integer"}[type(data)]
+    kind = {list: "an array", str: "a string", type(None): "null", int: "an integer"}[type(data)]
     with pytest.raises(TaskError) as caught:
         Task.from_dict(data)
     assert str(caught.value) == f"invalid task: expected a JSON object, got {kind}"
@@ -157,13 +157,13 @@ def test_not_an_object(data: Any) -> None:
 
 @pytest.mark.parametrize(("fields", "message"), [
     ({"retry_count": -1}, "invalid task: retry_count: must be >= 0, got -1"),
-    ({"labels": "bug"}, "invalid task: labels: expected a list, got a string"),
+    ({"labels": "bug"}, "invalid task: labels: expected an array, got a string"),
     ({"labels": ("bug", 3)}, "invalid task: labels[1]: expected a label name, got an integer"),
     ({"priority": True}, "invalid task: priority: expected a priority name or an integer, got a boolean"),
     ({"context_tokens": -5}, "invalid task: context_tokens: must be >= 0, got -5"),
     ({"title": None}, "invalid task: title: expected a string, got null"),
     ({"id": 5}, "invalid task: id: expected a string, got an integer"),
-    ({"attrs": [("a", 1)]}, "invalid task: attrs: expected an object, got a list"),
+    ({"attrs": [("a", 1)]}, "invalid task: attrs: expected an object, got an array"),
 ])
 def test_a_task_built_directly_is_checked_too(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(TaskError) as caught:

@@ -144,7 +144,7 @@ def test_tasks_from_an_audit_log(write_config: Callable[..., Path], tmp_path: Pa
     ("[workload.size]\ninput = { median = 10, p90 = 5 }\n", "workload.size.input.p90: must be at least the median"),
     ("[workload]\nhours = [20, 8]\n", "workload.hours: expected [start, end] with 0 <= start < end <= 24"),
     ("[[workload.mix]]\ntask = { labels = \"bug\" }\n",
-     "workload.mix[0].task: invalid task: labels: expected a list, got a string"),
+     "workload.mix[0].task: invalid task: labels: expected an array, got a string"),
 ])
 def test_workload_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError) as info:

@@ -1,0 +1,111 @@
+"""Checks of the Python API's arguments at the boundary (Engine, load, ModelRouter, run_many).
+
+A wrong type given to a public call (`prompt=...`, `now="2026-11-18T23:30"`, a number for `workdir`) is an
+`ArgumentError` naming the argument, what it takes and what it got, raised before anything runs, rather than
+an AttributeError from deep inside. Each check returns the value it accepted, so a caller writes
+`prompt = checked_prompt(prompt)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from adws.errors import ArgumentError
+
+__all__ = ["checked_callable", "checked_count", "checked_flag", "checked_mapping", "checked_now", "checked_path",
+           "checked_prompt", "checked_seconds", "checked_workdir", "got"]
+
+
+def got(value: object) -> str:
+    """`value` for "got ..." in a message: its type and a short repr; `...` (Ellipsis) named as a placeholder."""
+    if value is Ellipsis:
+        return "... (Ellipsis: a placeholder, not a value)"
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def checked_prompt(prompt: object, *, optional: bool = False) -> str | None:
+    """`prompt` when it is a string (None too when `optional`). Raises ArgumentError otherwise.
+    (That the text is not empty is run()'s check: a PromptError.)"""
+    if isinstance(prompt, str) or (optional and prompt is None):
+        return prompt
+    raise ArgumentError(f"prompt: expected the prompt's text (a str{', or None' if optional else ''}), "
+                        f"got {got(prompt)}")
+
+
+def checked_now(now: object) -> datetime | None:
+    """`now` when it is a datetime or None. A string is refused, not parsed: the API takes datetimes (a naive one
+    is read in the routing timezone, see ModelRouter.route), and a string's offset or its absence is a decision
+    the caller should see made. Raises ArgumentError."""
+    if now is None or isinstance(now, datetime):
+        return now
+    hint = (" (parse it with datetime.fromisoformat(...); without an offset it is read in the routing timezone)"
+            if isinstance(now, str) else "")
+    raise ArgumentError(f"now: expected a datetime or None, got {got(now)}{hint}")
+
+
+def checked_workdir(workdir: object) -> str | os.PathLike[str]:
+    """`workdir` when it is a str or an os.PathLike of str (a pathlib.Path). Raises ArgumentError.
+    (That it is a directory is run()'s check: a MissingWorkdirError.)"""
+    if isinstance(workdir, str) and workdir:
+        return workdir
+    if isinstance(workdir, os.PathLike) and isinstance(os.fspath(workdir), str):
+        return workdir
+    raise ArgumentError(f"workdir: expected a directory's path (a non-empty str or a pathlib.Path), "
+                        f"got {got(workdir)}")
+
+
+def checked_seconds(name: str, value: object, *, optional: bool = True) -> float | None:
+    """A duration in seconds: an int or float >= 0 (inf allowed), or None when `optional`. Raises ArgumentError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value) and value >= 0:
+        return float(value)
+    raise ArgumentError(f"{name}: expected seconds, a number >= 0{' or None' if optional else ''}, got {got(value)}")
+
+
+def checked_count(name: str, value: object, *, minimum: int) -> int:
+    """An int >= `minimum` (not a bool). Raises ArgumentError."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        return value
+    raise ArgumentError(f"{name}: expected an integer >= {minimum}, got {got(value)}")
+
+
+def checked_callable(name: str, value: Any, *, what: str) -> Any:
+    """`value` when it is callable or None; `what` says what it is called with. Raises ArgumentError."""
+    if value is None or callable(value):
+        return value
+    raise ArgumentError(f"{name}: expected a callable (called with {what}) or None, got {got(value)}")
+
+
+def checked_flag(name: str, value: object) -> bool:
+    """A bool (True/False, not "yes" or 1). Raises ArgumentError."""
+    if isinstance(value, bool):
+        return value
+    raise ArgumentError(f"{name}: expected True or False, got {got(value)}")
+
+
+def checked_mapping(name: str, value: object) -> Mapping[str, str] | None:
+    """A mapping (os.environ, a dict) or None. Raises ArgumentError."""
+    if value is None or isinstance(value, Mapping):
+        return value
+    raise ArgumentError(f"{name}: expected a mapping of names to values (a dict, os.environ) or None, "
+                        f"got {got(value)}")
+
+
+
+def checked_path(name: str, value: object) -> str:
+    """A file's path (a non-empty str or an os.PathLike of str) as a str. Raises ArgumentError."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value:
+        return value
+    raise ArgumentError(f"{name}: expected a file's path (a non-empty str or a pathlib.Path), got {got(value)}")
