@@ -5,7 +5,7 @@ its summary says was kept is what the store kept."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ YEAR_10000 = "9999-12-31T23:59:59-01:00"
 YEAR_0 = "0001-01-01T00:00:00+01:00"
 
 
-def check(*lines: dict[str, Any], header: dict[str, Any] = HEADER, now: Any = None) -> list[str]:
+def check(*lines: dict[str, Any], header: dict[str, Any] = HEADER, now: datetime | None = None) -> list[str]:
     """The bad lines `import_lines` lists for a file of `header` and `lines` (into an empty memory store)."""
     text = [json.dumps(header), *(json.dumps(line) for line in lines)]
     with MemoryStore() as store, pytest.raises(StateImportError) as exc:
