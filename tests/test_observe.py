@@ -208,3 +208,24 @@ def test_a_reading_from_a_clock_ahead_does_not_keep_the_sync_from_being_due(tmp_
         # day (a year ahead: a year) on every host.
         store.record_observation(Observation("ag", "ag-01", NOW + timedelta(days=1), 1.0, "usage_command"))
         assert due()
+
+
+def test_window_names_from_agent_json_are_storable(tmp_path: Path) -> None:
+    """A lone surrogate is valid JSON ("\\ud800"); a window named with one, from Claude's rate_limit_info or a
+    usage command, still gives an observation a SQLite store can write (it used to raise UnicodeEncodeError in
+    the middle of recording an attempt)."""
+    from adws.state.sqlite import SqliteStore
+
+    info = json.loads('{"status": "allowed_warning", "utilization": 0.5, "rateLimitType": "seven\\ud800day"}')
+    reading = from_claude_rate_limit(info)
+    assert reading is not None
+    window = reading[2]
+    [usage] = parse_usage_output('{"q\\udc80": {"used": 1, "limit": 10}}')
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    try:
+        for name in (window, usage.window):
+            name.encode("utf-8")
+            store.record_observation(Observation("ag", "ag-01", NOW, 50.0, f"ag output ({name})"))
+        assert [o.source for o in store.observations().values()] == [f"ag output ({usage.window})"]
+    finally:
+        store.close()
