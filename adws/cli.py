@@ -105,18 +105,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     enabled = sum(r.enabled for r in config.rules)
     counts = (f"{_count(len(config.providers), 'provider')}, {_count(len(config.rules), 'rule')} ({enabled} "
               f"enabled), {_count(len(config.scenarios), 'scenario')}")
-    failing: list[dict[str, Any]] = []
+    failing: list[tuple[bool, dict[str, Any]]] = []  # (without its own `at`, verdict)
+    at = _at(args.at, config.timezone)
     if config.scenarios:
         from datetime import UTC
 
         from adws.scenarios import routing_report, scenario_lines
 
+        at = at or datetime.now(UTC)
         # The config's own [[scenarios]] are part of what it declares: one that fails is a problem of the config.
-        failing = [s for s in routing_report(config, datetime.now(UTC))["scenarios"] if not s["ok"]]
+        judged = zip(config.scenarios, routing_report(config, at)["scenarios"], strict=True)
+        failing = [(not s.at, verdict) for s, verdict in judged if not verdict["ok"]]
     if failing:
         print(f"{path}: valid, but {len(failing)} of {_count(len(config.scenarios), 'scenario')} not as expected "
               f"({counts})", file=sys.stderr)
-        print("\n".join(scenario_lines(failing)), file=sys.stderr)
+        if at is not None and any(untimed for untimed, _ in failing):
+            from zoneinfo import ZoneInfo
+
+            from adws.views import minute
+
+            # What a scenario without `at` routes by may change with the hour: say which time was used.
+            print(f"  scenarios without `at` judged at {minute(at, ZoneInfo(config.timezone))} (to choose the time: "
+                  "adws check --at ISO8601)", file=sys.stderr)
+        print("\n".join(scenario_lines([verdict for _, verdict in failing])), file=sys.stderr)
         return 1
     print(f"{path}: OK — {counts}")
     return 0
@@ -529,6 +540,7 @@ def _add_config_argument(p: argparse.ArgumentParser) -> None:
 
 def _add_check(p: argparse.ArgumentParser) -> None:
     _add_config_argument(p)
+    p.add_argument("--at", help="time of the config's scenarios that give no `at`, ISO 8601 (default: now)")
     p.set_defaults(func=cmd_check)
 
 
@@ -715,14 +727,24 @@ def _route_args(argv: Sequence[str]) -> argparse.Namespace | None:
     return cast("argparse.Namespace", SimpleNamespace(**values))
 
 
+def _one_config(args: argparse.Namespace) -> None:
+    """`--config` into `args.config` for the commands that take CONFIG as an argument too (`check`, `lint`).
+    Raises UsageError when both are given: which one was meant is not for adws to guess."""
+    given = getattr(args, "config_opt", None)
+    if given is None:
+        return
+    if args.config is not None:
+        raise UsageError(f"give the config once: as the CONFIG argument ({args.config}) or as --config ({given}), "
+                         "not both")
+    args.config = given
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         global _OWN_PROCESS
         _OWN_PROCESS = True
         argv = sys.argv[1:]
     args = _route_args(argv) or _parser(argv).parse_args(argv)
-    if getattr(args, "config_opt", None):
-        args.config = args.config_opt
     # Text adws did not make (task ids, agents' errors) may hold what the terminal's encoding cannot show.
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
@@ -739,6 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         restore = interrupts.install()
     try:
+        _one_config(args)
         return int(args.func(args))
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
