@@ -331,6 +331,19 @@ def test_the_config_given_twice_is_refused(command: str, capsys: pytest.CaptureF
         2, "", f"adws: give the config once: as the CONFIG argument ({CONFIG}) or as --config ({other}), not both\n")
 
 
+# Deliberately failing files are not: tests/data/configs/broken/* (not under configs/ itself) and this one.
+FAILING_ON_PURPOSE = {"scenarios_failing.toml"}
+SHIPPED_CONFIGS = [ROOT / "config.toml", TESTS / "data" / "views.toml",
+                   *sorted(p for p in (TESTS / "data" / "configs").glob("*.toml") if p.name not in FAILING_ON_PURPOSE)]
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[p.name for p in SHIPPED_CONFIGS])
+def test_every_config_in_the_repository_passes_check(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "check", str(path), "--at", AT)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"{path}: OK — ")
+
+
 @pytest.mark.parametrize("command", ["check", "lint"])
 def test_help_lists_config_as_an_option_too(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
