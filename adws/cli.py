@@ -241,6 +241,7 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
     if args.json:
         _print_json(result.to_dict(), scrub)
         return
+    from adws.result import for_a_person
     from adws.views import minute, skip_line, times_in
 
     now = result.decision.now
@@ -256,7 +257,7 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
             show(f"skipped {skip_line(skip, zone, now)}")
     for warning in result.warnings:
         show(f"warning: {warning}")
-    show(("OK: " if result.success else "FAILED: ") + _human_message(result, "the skipped lines above"))
+    show(("OK: " if result.success else "FAILED: ") + for_a_person(result.message, "the skipped lines above"))
     if result.output_file:
         print(f"final text: {result.output_file}")
     if result.handoff and result.handoff.get("branch"):
@@ -264,14 +265,6 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
     if not result.success and result.retry_at is not None:
         print(f"can run again from {minute(result.retry_at, zone, now)} (adws run --wait)")
     print(f"run directory: {result.run_dir}")
-
-
-def _human_message(result: Any, skipped: str) -> str:
-    """The result's message for a person. An empty plan's message points a program at `decision.skipped` (a
-    JSON field); a person is pointed at `skipped`, where the reasons are shown to them."""
-    if not result.success and not result.attempts and not result.decision.plan:
-        return f"nothing to run: every tier was skipped (why: {skipped})"
-    return str(result.message)
 
 
 def _wait(value: str | None) -> float | None:
@@ -297,6 +290,9 @@ def _wait(value: str | None) -> float | None:
 def cmd_run_many(args: argparse.Namespace) -> int:
     from adws.batch import load_items, run_many
     from adws.progress import progress_for
+    from adws.result import for_a_person
+
+    skipped = "adws route with this task, or run-many --json"  # where a person sees why nothing ran
 
     if args.concurrency < 1:
         raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
@@ -314,13 +310,12 @@ def cmd_run_many(args: argparse.Namespace) -> int:
             from adws.views import times_in
 
             result = outcome.result
-            text = outcome.error or (_human_message(result, "adws route with this task, or run-many --json")
-                                     if result is not None else "")
+            text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
             line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
             now = result.decision.now if result is not None else None
             print(times_in(line, engine.router.tz, now), flush=True)
 
-    progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz)
+    progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz, skipped=skipped)
     if progress is None:
         outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result, wait=wait)
     else:
