@@ -57,6 +57,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from adws.attempt import Usage
 from adws.state.base import (
     DEFAULT_PREFIX,
+    RUNS_KEPT,
     BreakerState,
     ChangePoller,
     Closing,
@@ -361,8 +362,6 @@ bump()
 return 1
 """
 
-# Successful runs' totals per (provider, specialization), newest kept: learned needs read the last few dozen.
-RUNS_KEPT = 1000
 _RUN = _HEAD + """
 -- ARGV: 3 quoted provider, 4 quoted specialization, 5 at, 6 member ("tokens id"), 7 how many to keep
 local key = P .. 'runs:' .. ARGV[3] .. ':' .. ARGV[4]
