@@ -31,7 +31,16 @@ from adws.compiled import CompiledConfig
 from adws.config import load_config
 from adws.dataclass_cache import replace
 from adws.decision import Decision
-from adws.errors import AdwsError, ArgumentError, ConfigError, Interrupted, MissingWorkdirError, Problem, PromptError
+from adws.errors import (
+    AdwsError,
+    ArgumentError,
+    ConfigError,
+    Interrupted,
+    MissingWorkdirError,
+    Problem,
+    PromptError,
+    suggest,
+)
 from adws.redact import Scrubber, encodable, secret_values
 from adws.reload import DEGRADED, OK, ConfigStatus, ConfigWatcher
 from adws.router import CLOCK_CALL, Clock, Explanation, ModelRouter, utc_now
@@ -470,15 +479,26 @@ _CALLS = {"clock": CLOCK_CALL, "sleep": "seconds, as time.sleep",
           "runner": "an adws.runner.RunRequest", "which": "a program's name, as shutil.which"}
 
 
+# Engine's keywords that load() passes on (the others, watcher and auto_reload, load sets from its own arguments;
+# tests/test_api_arguments.py checks this against Engine's signature), and load's own, for a "did you mean".
+LOAD_OPTIONS = ("store", "clock", "sleep", "runner", "environ", "which")
+_LOAD_OWN = ("path", "reload", "reload_interval", "strict")
+
+
 def load(path: str | os.PathLike[str] = "config.toml", *, reload: bool = False,
          reload_interval: float = DEFAULT_RELOAD_INTERVAL, strict: bool = False, **options: Any) -> Engine:
     """Load and validate a config file (raises ConfigError listing every problem) and build an Engine.
 
     `path`: str or pathlib.Path. `reload`: notice edits of the file by itself, with at most one `stat` per
     `reload_interval` seconds (>= 0) (`engine.reload()` looks at once either way); `strict`: refuse new runs while
-    an edit does not load. `options` go to Engine. Raises ArgumentError (a TypeError) for an argument of the
-    wrong type, TypeError for an option Engine does not take.
+    an edit does not load. `options` go to Engine: `store`, `clock`, `sleep`, `runner`, `environ`, `which`
+    (LOAD_OPTIONS). Raises ArgumentError (a TypeError) for an argument of the wrong type or an option that is
+    none of these (with a "did you mean" for a near miss), before the file is read.
     """
+    for option in options:
+        if option not in LOAD_OPTIONS:
+            raise ArgumentError(f"{option}: not an option of load{suggest(option, (*_LOAD_OWN, *LOAD_OPTIONS))}; "
+                                f"it takes {', '.join(_LOAD_OWN)} and Engine's {', '.join(LOAD_OPTIONS)}")
     name = checked_path("path", path)
     checked_flag("reload", reload)
     interval = checked_seconds("reload_interval", reload_interval, optional=False)
