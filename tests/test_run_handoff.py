@@ -338,6 +338,12 @@ provider = "second"
     # A task that says its retry_count keeps it; another task has no history.
     assert eng.run({"number": 7, "retry_count": 0}, prompt="go", workdir=tmp_path).decision.rule == "default"
     assert eng.run({"number": 8}, prompt="go", workdir=tmp_path).decision.rule == "default"
+    # The window ends at the run's time: a given `now` (naive: in the routing timezone, UTC here) counts the two
+    # failures before it, none after (a naive `now` was once compared with the log's aware times: TypeError).
+    later = engine(tmp_path, text, clock=Clock(NOW + timedelta(days=30)))
+    assert later.run({"number": 7}, prompt="go", workdir=tmp_path,
+                     now=NOW.replace(tzinfo=None)).decision.rule == "retries-on-second"
+    assert later.run({"number": 7}, prompt="go", workdir=tmp_path).decision.rule == "default"
 
 
 # -- adws run announces attempts ----------------------------------------------------------------------------
