@@ -185,6 +185,11 @@ class RunRecord(NamedTuple):
     tokens: int
 
 
+# Successful runs kept per (provider, specialization) by the Redis store (memory and SQLite keep every run); config
+# load refuses `need = { learned_runs = N }` above it, so a median is over the same runs on every backend.
+RUNS_KEPT = 1000
+
+
 def check_reservation(tokens: int, now: datetime, until: datetime) -> tuple[float, float]:
     """Validate reserve()'s arguments; return `now` and `until` as epoch seconds (`until` as stored:
     `stored_epoch`)."""

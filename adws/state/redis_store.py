@@ -58,6 +58,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from adws.attempt import Usage
 from adws.state.base import (
     DEFAULT_PREFIX,
+    RUNS_KEPT,
     BreakerState,
     ChangePoller,
     Closing,
@@ -367,9 +368,6 @@ bump()
 return 1
 """
 
-# Successful runs' totals per (provider, specialization), newest kept: learned needs read the last few dozen. A
-# `learned_runs` above this takes its median over these (SQLite and memory keep every run): the README says so.
-RUNS_KEPT = 1000
 _RUN = _HEAD + """
 -- ARGV: 3 quoted provider, 4 quoted specialization, 5 at, 6 member ("tokens id"), 7 how many to keep
 local key = P .. 'runs:' .. ARGV[3] .. ':' .. ARGV[4]
