@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from adws import audit
 from adws.cli import main
 from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, replace_all, secret_forms, secret_values
 from adws.result import Result
+from adws.secret_forms import ENCODERS, trimmed, utf8
 from tests.helpers import DATA
 from tests.hostile import SECRETS, config_text, engine
 
@@ -157,6 +159,55 @@ def test_a_long_key_through_base64_as_the_tool_wraps_it() -> None:
     for blob in (key.encode(), f"{key}\n".encode()):
         printed = base64.encodebytes(blob).decode()  # coreutils `base64`: 76 columns
         assert not _leaks(Scrubber([key]).text(f"$ echo $KEY | base64\n{printed}$ "), key)
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda blob: base64.encodebytes(blob).decode(),  # coreutils `base64`: 76 columns, `\n`
+    lambda blob: base64.encodebytes(blob).decode().replace("\n", "\r\n"),  # MIME (RFC 2045): `\r\n`
+    lambda blob: "\n".join(re.findall(".{1,64}", base64.b64encode(blob).decode())) + "\n",  # `openssl base64`
+])
+@pytest.mark.parametrize("key", ["sk-ant-api03-" + "Zx9_Qw-7" * 12, 'pa"ss\\word-' + "Ab9/" * 20])
+def test_a_wrapped_base64_key_in_json_lines_output_is_redacted(wrap: object, key: str) -> None:
+    # How adws captures claude's and gemini's stream-json: the line break inside the blob is the two characters
+    # `\n` (or `\r\n`) there, not a newline.
+    from adws.runner import _Sink
+
+    assert callable(wrap)
+    for blob in (key.encode(), f"{key}\n".encode()):
+        line = json.dumps({"type": "tool_result", "content": wrap(blob)}) + "\n"
+        out = io.BytesIO()
+        sink = _Sink(out, 10**9, 10**9, [key])
+        sink.feed(line.encode())
+        sink.finish()
+        shown = json.loads(out.getvalue())["content"]
+        assert REDACTED in shown and not _base64_decodes_to(shown.replace("\r\n", "").replace("\n", ""), key)
+        assert json.loads(Scrubber([key]).text(line))["content"] == shown
+
+
+@settings(max_examples=100, deadline=None)
+@given(secret=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="*"), min_size=8,
+                      max_size=70), ensure_ascii=st.booleans())
+def test_every_form_is_redacted_inside_json_output(secret: str, ensure_ascii: bool) -> None:
+    # Whatever a tool printed reaches adws inside a JSON string when the agent CLI writes JSON lines.
+    scrub = Scrubber([secret])
+    printed = [form for value in {secret, trimmed(secret)} for encode in ENCODERS.values()
+               for form in encode(value, utf8(value)) if len(form) >= 8 and secret not in form]
+    for form in (secret, *printed):
+        spelled = json.dumps(form, ensure_ascii=ensure_ascii)[1:-1]
+        shown = scrub.text(f'{{"content": "x {spelled} y"}}')
+        assert REDACTED in shown and spelled not in shown, form
+
+
+def test_a_long_key_through_xxd_p_is_redacted() -> None:
+    # `xxd -p` writes 60 hex digits (30 bytes) a line: a longer key is never on one line there.
+    key = "sk-proj-" + "Ab9_Cd8-" * 12
+    for blob in (key.encode(), f"{key}\n".encode(), f"{key} and more after it".encode()):
+        for digits in (blob.hex(), blob.hex().upper()):  # `xxd -p`, `xxd -p -u`
+            dump = "\n".join(re.findall(".{1,60}", digits)) + "\n"
+            shown = Scrubber([key]).text(f"$ echo $KEY | xxd -p\n{dump}$ ")
+            assert REDACTED in shown and key.encode().hex() not in shown.replace("\n", "").lower()
+            line = json.dumps({"content": dump})
+            assert REDACTED in json.loads(Scrubber([key]).text(line))["content"]
 
 
 def test_a_secret_split_across_a_log_still_goes_in_every_form(tmp_path: Path) -> None:
