@@ -21,7 +21,17 @@ from hypothesis import strategies as st
 
 from adws import audit
 from adws.cli import main
-from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, replace_all, secret_forms, secret_values
+from adws.redact import (
+    PROMPT_MARK,
+    REDACTED,
+    Scrubber,
+    dumps,
+    encodable,
+    matcher,
+    replace_all,
+    secret_forms,
+    secret_values,
+)
 from adws.result import Result
 from adws.secret_forms import ENCODERS, trimmed, utf8
 from tests.helpers import DATA
@@ -208,6 +218,52 @@ def test_a_long_key_through_xxd_p_is_redacted() -> None:
             assert REDACTED in shown and key.encode().hex() not in shown.replace("\n", "").lower()
             line = json.dumps({"content": dump})
             assert REDACTED in json.loads(Scrubber([key]).text(line))["content"]
+
+
+def _sink_output(secrets: list[str], reads: list[bytes]) -> bytes:
+    from adws.runner import _Sink
+
+    out = io.BytesIO()
+    sink = _Sink(out, 10**9, 10**9, secrets)
+    for read in reads:
+        sink.feed(read)
+    sink.finish()
+    assert sink.tail_text() == out.getvalue().decode("utf-8", "replace")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("secrets", "reads", "expected"), [
+    # One secret the prefix of another, the longer one completed by the second read.
+    (["sk-live-abcdefgh", "sk-live-abcdefgh-TAILOFSECRETB"], [b"x sk-live-abcdefgh", b"-TAILOFSECRETB y"],
+     b"x *** y"),
+    # Two secrets that overlap, the second completed by the second read.
+    (["AAAAAAAA1111", "1111BBBBBBBB"], [b"x AAAAAAAA1111", b"BBBBBBBB y"], b"x *** y"),
+    # Touching occurrences, the second arriving in pieces.
+    (["sk-live-abcdefgh"], [b"x sk-live-abcdefghsk-li", b"ve-abc", b"defgh y"], b"x *** y"),
+])
+def test_the_sink_merges_occurrences_across_reads(secrets: list[str], reads: list[bytes], expected: bytes) -> None:
+    assert _sink_output(secrets, reads) == expected
+    assert _sink_output(secrets, [b"".join(reads)]) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_sink_writes_the_same_for_every_split_of_the_output(data: st.DataObject) -> None:
+    # Secrets from a small alphabet that often overlap, one the other's prefix or suffix, in text made of their
+    # pieces and forms, cut into reads anywhere: the sink writes what one-shot redaction of it all gives.
+    first = data.draw(st.text("ab1-", min_size=8, max_size=14), label="first")
+    tail = data.draw(st.text("ab1-", min_size=1, max_size=8), label="tail")
+    share = data.draw(st.integers(1, len(first)), label="share")
+    second = data.draw(st.sampled_from([first + tail, first[-share:] + tail, tail + first, tail * 8]),
+                       label="second")
+    secrets = [first, second]
+    forms = [f for f in secret_forms(secrets) if len(f) < 40]
+    pieces = [first, second, first[:-1], second[1:], first[:share], "x", " ", "a", "1-", *forms[:6]]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=12), label="pieces")).encode()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6), label="cuts"))
+    reads = [text[low:high] for low, high in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    expected = matcher(secret_forms(secrets), raw=True).replace(text, REDACTED.encode())
+    assert _sink_output(secrets, reads) == expected
 
 
 def test_a_secret_split_across_a_log_still_goes_in_every_form(tmp_path: Path) -> None:
