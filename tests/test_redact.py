@@ -500,3 +500,27 @@ def test_the_secret_name_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     names = [f"VAR_{i}" for i in range(10)] + ["MY_TOKEN"]
     assert [redact.looks_secret(name) for name in names] == [False] * 10 + [True]
     assert len(redact._LOOKS_SECRET) == 4  # answered past the bound, not kept
+
+
+def test_the_memos_keep_sets_of_secrets_by_their_size_not_only_their_number() -> None:
+    # The automata of a set grow with its bytes (about 30 per byte of needle): a set of key files is made again
+    # rather than kept, a set of keys is kept.
+    keys = ["sk-kept-" + "k" * 40, "sk-kept-" + "j" * 40]
+    assert matcher(keys) is matcher(keys) and secret_forms(keys) is secret_forms(keys)
+    files = [f"-----BEGIN KEY {n}-----\n" + "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" * 40_000 for n in range(4)]
+    assert matcher(files) is not matcher(files)
+    assert secret_forms(files) is not secret_forms(files)
+
+
+def test_a_memo_evicts_the_least_recently_used_by_count_and_by_weight() -> None:
+    from adws.redact import _Memo
+
+    memo: _Memo[str, int] = _Memo(3, 100)
+    for key in "abc":
+        memo.put(key, ord(key), 10)
+    assert memo.get("a") == ord("a")
+    memo.put("d", 4, 10)  # a fourth: "b", the least recently used, goes
+    assert [memo.get(key) for key in "abcd"] == [ord("a"), None, ord("c"), 4]
+    memo.put("e", 5, 85)  # 30 + 85 > 100: the oldest go until it fits
+    assert [memo.get(key) for key in "acde"] == [None, None, 4, 5]
+    assert memo.put("f", 6, 101) == 6 and memo.get("f") is None  # heavier than the whole memo: not kept
