@@ -472,6 +472,15 @@ def test_the_agents_own_env_table_secret_is_redacted(tmp_path: Path) -> None:
     assert "tok-backup-0123456789" not in json.dumps(result.to_dict()) + _all_text(tmp_path)
 
 
+def test_a_short_key_value_is_a_placeholder_left_alone_like_any_short_value(tmp_path: Path) -> None:
+    # OPENAI_API_KEY=ollama for a local server: blanking it would blank every "ollama" the agent prints.
+    eng = engine(tmp_path, config_text("echo_secret", "echo_secret"), {"KEY_A": "ollama"})
+    result = eng.run({"id": "t"}, prompt="Fix it please", workdir=tmp_path)
+    first = result.attempts[0]
+    assert first.account == "a" and first.reason == "exit 1: Invalid API key: ollama"
+    assert "Invalid API key: ollama" in (tmp_path / "runs").joinpath(Path(first.stderr_path or "")).read_text()
+
+
 def test_redaction_survives_a_secret_split_across_reads(tmp_path: Path) -> None:
     from adws.runner import RunRequest, run
 
