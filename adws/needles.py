@@ -88,22 +88,27 @@ class Needles:
         """`spans`, one at a time: memory stays bounded by `_CHUNK` and `_WINDOW` whatever `data` holds (5 MB of
         `a` holds 5 million overlapping occurrences of `aaaaaaaa`, each a tuple if listed at once)."""
         if not self._groups:
-            return
+            return iter(())
+        if len(data) <= _CHUNK:
+            # One chunk, and most often no prefix in it: answered without making the generators below.
+            hits = self._chunk_hits(data, 0)
+            return self._spans(data, iter(hits)) if hits else iter(())
+        return self._spans(data, (hit for low in range(0, len(data), _CHUNK) for hit in self._chunk_hits(data, low)))
+
+    def _spans(self, data: bytes, hits: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
         # Every occurrence starts inside a reported prefix (see the module's docstring), so it ends before the
         # reported prefix's end plus the longest needle. (A stretch found to hold nothing adds nothing: a
         # prefix without its needle.)
-        stretches = _merged((start, end + self.longest - 1) for start, end in self._prefix_hits(data))
+        stretches = _merged((start, end + self.longest - 1) for start, end in hits)
         yield from _merged(found for low, high in stretches for found in self._occurrences(data, low, high))
 
-    def _prefix_hits(self, data: bytes) -> Iterator[tuple[int, int]]:
-        """Step 1: the reported prefixes, sorted by start, searched `_CHUNK` bytes at a time. A chunk reaches
+    def _chunk_hits(self, data: bytes, low: int) -> list[tuple[int, int]]:
+        """Step 1 on the chunk of `data` at `low`: the reported prefixes, sorted by start. A chunk reaches
         `_PREFIX - 1` bytes into the next so that every prefix starting in it is whole there; hits starting in
         the next chunk are left to it, where its leftmost-longest search starts afresh."""
-        for low in range(0, len(data), _CHUNK):
-            piece = data[low:low + _CHUNK + _PREFIX - 1] if len(data) > _CHUNK else data
-            hits = sorted((low + start, low + end) for group in self._groups
-                          for _, start, end in group.find_matches_as_indexes(piece) if start < _CHUNK)
-            yield from hits
+        piece = data[low:low + _CHUNK + _PREFIX - 1] if low or len(data) > _CHUNK else data
+        return sorted((low + start, low + end) for group in self._groups
+                      for _, start, end in group.find_matches_as_indexes(piece) if start < _CHUNK)
 
     def _occurrences(self, data: bytes, low: int, high: int) -> Iterator[tuple[int, int]]:
         """Step 2: every occurrence of every needle that starts in data[low:high] (and ends by `high`), sorted by
@@ -123,7 +128,7 @@ class Needles:
 
     def replace(self, data: bytes, mark: bytes) -> bytes:
         """`data` with each span of `spans` replaced by `mark`; `data` itself when nothing occurs in it."""
-        out = bytearray()
+        out = bytearray()  # (not a list of parts: two objects per span, for a text made of occurrences)
         pos = 0
         for start, end in self.iter_spans(data):
             out += data[pos:start]

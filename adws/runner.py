@@ -158,21 +158,20 @@ class _Sink:
         if cut <= 0:
             self._held = data
             return b""
-        out = bytearray()
-        covered = self._open  # end of the occurrences behind the last *** in `out`, -1 when there is none
+        parts: list[bytes] = []
+        covered = self._open  # end of the occurrences behind the last *** in `parts`, -1 when there is none
         pos = max(covered, 0)
         for start, end in self._needles.iter_spans(data):
             if start >= cut:
                 break  # searched again, whole, with what comes next
             if start > covered:
-                out += data[pos:start]
-                out += _REDACTED_BYTES
+                parts += [data[pos:start], _REDACTED_BYTES]
             covered = pos = max(covered, end)
         if pos < cut:
-            out += data[pos:cut]
+            parts.append(data[pos:cut])
         self._held = data[cut:]
         self._open = covered - cut if covered >= cut else -1
-        return bytes(out)
+        return b"".join(parts)  # (one part: that part itself, not a copy)
 
     def _keep(self, data: bytes) -> None:
         self.fed += len(data)

@@ -55,10 +55,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
 import shlex
 from collections.abc import Callable, Iterator, Mapping
+from json.encoder import encode_basestring, encode_basestring_ascii
 from types import MappingProxyType
 from urllib.parse import quote, quote_plus
 
@@ -131,18 +131,22 @@ def _percent(text: str, raw: bytes) -> Iterator[str]:
 _GO_JSON_CHARS = re.compile("[<>&\u2028\u2029]")
 _GO_JSON = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 # What some JSON encoder writes other than as it is: `"`, `\`, control characters, Go's `<>&`, anything not ASCII.
-_JSON_CHARS = re.compile("[\"\\\\\x00-\x1f<>&]|[^\x00-\x7f]")
+_JSON_CHARS = re.compile("[^ !#-%'-;=?-\\[\\]-\x7f]")  # (as one negated set: 3 times faster than two)
 _U_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
 
 
 def _json(text: str, raw: bytes = b"") -> Iterator[str]:
     if not _JSON_CHARS.search(text):
         return  # every encoder writes it as it is
-    ascii_ = json.dumps(text)[1:-1]
+    # json.dumps's own string encoders, called directly (json.dumps with ensure_ascii=False makes an encoder
+    # object per call: three times the cost).
+    ascii_ = encode_basestring_ascii(text)[1:-1]
     yield ascii_
-    yield _U_ESCAPE.sub(lambda m: m[0].upper().replace("\\U", "\\u"), ascii_)  # .NET's System.Text.Json: \u00E4
-    unicode = json.dumps(text, ensure_ascii=False)[1:-1]
-    yield unicode
+    unicode = ascii_
+    if "\\u" in ascii_:  # (else `ensure_ascii` escaped nothing: the same text without it)
+        yield _U_ESCAPE.sub(lambda m: m[0].upper().replace("\\U", "\\u"), ascii_)  # .NET's System.Text.Json: \u00E4
+        unicode = encode_basestring(text)[1:-1]
+        yield unicode
     if _GO_JSON_CHARS.search(unicode):
         yield unicode.translate(_GO_JSON)
 
@@ -224,7 +228,10 @@ def encoded_forms(secret: str, min_chars: int) -> list[str]:
             found.update(dict.fromkeys(encoder(value, raw)))
     # JSON spellings of every form so far (of `json`'s own too: JSON output quoting a JSON document).
     for form in [secret, *found]:
-        found.update(dict.fromkeys(_json(form)))
-    return sorted((form for form in found if form in kept[1:]
-                   or (len(form) >= min_chars and not any(part in form for part in kept))),
-                  key=lambda form: (-len(form), form))
+        if _JSON_CHARS.search(form):  # (most forms are base64 or hex: tested here, not in a generator's call)
+            found.update(dict.fromkeys(_json(form)))
+    trim = len(kept) > 1  # the trimmed value is a form, and forms holding it are left out
+    forms = [form for form in found if len(form) >= min_chars and secret not in form
+             and (not trim or form == core or core not in form)]
+    forms.sort(key=lambda form: (-len(form), form))
+    return forms
