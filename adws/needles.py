@@ -87,12 +87,16 @@ class Needles:
     def iter_spans(self, data: bytes) -> Iterator[tuple[int, int]]:
         """`spans`, one at a time: memory stays bounded by `_CHUNK` and `_WINDOW` whatever `data` holds (5 MB of
         `a` holds 5 million overlapping occurrences of `aaaaaaaa`, each a tuple if listed at once)."""
+        return self._find(data) or iter(())
+
+    def _find(self, data: bytes) -> Iterator[tuple[int, int]] | None:
+        """`iter_spans`, or None when no prefix occurs in `data` shorter than `_CHUNK` (the common case, answered
+        without making generators)."""
         if not self._groups:
-            return iter(())
+            return None
         if len(data) <= _CHUNK:
-            # One chunk, and most often no prefix in it: answered without making the generators below.
             hits = self._chunk_hits(data, 0)
-            return self._spans(data, iter(hits)) if hits else iter(())
+            return self._spans(data, iter(hits)) if hits else None
         return self._spans(data, (hit for low in range(0, len(data), _CHUNK) for hit in self._chunk_hits(data, low)))
 
     def _spans(self, data: bytes, hits: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
@@ -128,9 +132,12 @@ class Needles:
 
     def replace(self, data: bytes, mark: bytes) -> bytes:
         """`data` with each span of `spans` replaced by `mark`; `data` itself when nothing occurs in it."""
+        spans = self._find(data)
+        if spans is None:
+            return data
         out = bytearray()  # (not a list of parts: two objects per span, for a text made of occurrences)
         pos = 0
-        for start, end in self.iter_spans(data):
+        for start, end in spans:
             out += data[pos:start]
             out += mark
             pos = end
