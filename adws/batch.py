@@ -129,27 +129,27 @@ def items_from_text(text: str, *, source: str = "<tasks>", base_dir: Path | None
         if why:
             problems.append(f"--prompt-template: {why}")
             prompt_template = None
-    entries: list[tuple[str, Any]] = []
     text = without_bom(text)
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+    if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:  # ValueError: also a too-long integer
             raise BatchInputError([f"{source}: not valid JSON: {exc}"]) from None
-        entries = [(f"{source} [{i}]", element if _is_item(element) else {"task": element})
-                   for i, element in enumerate(data)]
+        entries: list[tuple[str, Any]] = [(f"{source} [{i}]", element if _is_item(element) else {"task": element})
+                                          for i, element in enumerate(data)]
     else:
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append((f"{source} line {number}", json.loads(line)))
-            except (ValueError, RecursionError) as exc:  # ValueError: also a too-long integer
-                problems.append(f"{source} line {number}: not valid JSON: {exc}")
+        entries = [(f"{source} line {number}", line) for number, line in enumerate(text.splitlines(), 1)
+                   if line.strip()]
     items: list[BatchItem] = []
     seen: dict[str, str] = {}
     for where, entry in entries:
+        # One pass in input order: a line's JSON error is listed where the line is, among the other problems.
+        if isinstance(entry, str):  # a JSON Lines line, parsed here
+            try:
+                entry = json.loads(entry)
+            except (ValueError, RecursionError) as exc:  # ValueError: also a too-long integer
+                problems.append(f"{where}: not valid JSON: {exc}")
+                continue
         item = _item(entry, where, base, prompt_template, workdir, problems)
         if item is None:
             continue

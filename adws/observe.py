@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adws.dataclass_cache import dataclass
+from adws.redact import encodable
 from adws.state.base import Observation as Observation  # re-exported: readings are made here
 
 UNMETERED = "quota"  # the window name of an account's own limits (a pooled quota names its pools instead)
@@ -93,7 +94,9 @@ def from_claude_rate_limit(info: Mapping[str, Any]) -> tuple[float, datetime | N
     resets = info.get("resetsAt")
     reset_at = _epoch(resets)
     window = info.get("rateLimitType")
-    return utilization * 100.0, reset_at, window if isinstance(window, str) and window else "unknown"
+    # The name comes from the agent's JSON, where "\ud800" is valid: made encodable, since it goes into the
+    # observation's source, which a store has to write.
+    return utilization * 100.0, reset_at, encodable(window) if isinstance(window, str) and window else "unknown"
 
 
 # -- usage_command output ----------------------------------------------------------------------------------------
@@ -119,7 +122,8 @@ def parse_usage_output(text: str) -> list[WindowReading]:
         raise UsageCommandError('output must be a JSON object of windows, e.g. {"quota": {"used": 1200, '
                                 '"limit": 500000, "reset": "2026-12-06T00:00:00Z"}}')
     readings = []
-    for window, entry in data.items():
+    for name, entry in data.items():
+        window = encodable(name)  # a JSON key may hold a lone surrogate; the name is stored with the reading
         if not isinstance(entry, dict):
             raise UsageCommandError(f'window "{window}": expected an object with used, limit, reset')
         unknown = sorted(set(entry) - {"used", "limit", "reset"})

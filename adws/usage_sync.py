@@ -127,7 +127,8 @@ def sync_usage(providers: Mapping[str, ProviderSpec], store: StateStore, *, conf
     """Run every declared usage command and record what they observed in the store.
 
     `due_only` (what a run does before routing): only providers with a `usage_sync_interval` whose latest
-    usage_command observation is older than it. `adws quota --sync` runs them all.
+    usage_command observation is older than it, or later than `now` (a clock out of step wrote it). `adws quota
+    --sync` runs them all.
     """
     latest: dict[str, datetime] = {}
     if due_only:
@@ -142,7 +143,9 @@ def sync_usage(providers: Mapping[str, ProviderSpec], store: StateStore, *, conf
             if provider.usage_sync_seconds is None:
                 continue
             last = latest.get(provider.name)
-            if last is not None and (now - last).total_seconds() < provider.usage_sync_seconds:
+            # A reading later than now (a host whose clock is ahead wrote it) says nothing about when the last sync
+            # ran: counted as recent, it would keep every host from syncing until its time came.
+            if last is not None and 0 <= (now - last).total_seconds() < provider.usage_sync_seconds:
                 continue
         for account in provider.accounts or (None,):
             if account is not None and not account.enabled:

@@ -128,6 +128,28 @@ def test_load_engine_and_router_refuse_wrong_arguments_by_name(build: Callable[[
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"clok": lambda: NOW}, 'clok: not an option of load (did you mean "clock"?); '),
+    ({"auto_reload": True}, 'auto_reload: not an option of load (did you mean "reload"?); '),
+    ({"watcher": None}, "watcher: not an option of load; "),
+], ids=["typo of an Engine option", "an Engine keyword load sets itself", "no near miss"])
+def test_load_refuses_an_unknown_option_by_name(options: dict[str, object], message: str) -> None:
+    # Python's own TypeError ("unexpected keyword argument") came from inside Engine, without a "did you mean".
+    with pytest.raises(ArgumentError) as caught:
+        adws.load(ROOT / "config.toml", **options)  # type: ignore[arg-type]
+    assert str(caught.value) == message + ("it takes path, reload, reload_interval, strict and Engine's store, "
+                                           "clock, sleep, runner, environ, which")
+
+
+def test_load_options_are_the_engine_keywords_load_does_not_set() -> None:
+    import inspect
+
+    from adws.engine import LOAD_OPTIONS
+
+    keywords = [p.name for p in inspect.signature(Engine).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert set(LOAD_OPTIONS) == set(keywords) - {"watcher", "auto_reload", "strict"}
+
+
 def test_the_provider_manager_checks_what_it_is_given(engine: Engine, tmp_path: Path) -> None:
     decision = engine.route(TASK)
     with pytest.raises(ArgumentError, match=r"^task: expected an adws.Task, got dict"):
@@ -136,6 +158,8 @@ def test_the_provider_manager_checks_what_it_is_given(engine: Engine, tmp_path: 
         engine.manager.run(Task(title="t"), None, prompt="p", workdir=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(ArgumentError, match=r"^prompt: "):
         engine.manager.run(Task(title="t"), decision, prompt=..., workdir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match=r"^time_offset: expected a datetime.timedelta, got int 60$"):
+        engine.manager.run(Task(title="t"), decision, prompt="p", workdir=tmp_path, time_offset=60)  # type: ignore[arg-type]
     assert not (tmp_path / "agents.jsonl").exists()
 
 

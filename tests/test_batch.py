@@ -132,6 +132,18 @@ def test_a_gh_issue_list_array_with_a_prompt_template(here: Path) -> None:
     assert [i.where for i in items] == ["issues.json [0]", "issues.json [1]"]
 
 
+def test_problems_are_listed_in_line_order_json_errors_among_the_others(here: Path) -> None:
+    # A bad task on line 1 is listed before line 2's broken JSON (JSON errors were once collected first).
+    text = "\n".join([json.dumps({"task": {"titel": "typo"}, "prompt": "x"}), "{not json",
+                      json.dumps({"task": {"id": "b"}}), "[1,"])
+    with pytest.raises(BatchInputError) as caught:
+        items_from_text(text, source="t.jsonl", base_dir=here)
+    assert [p.split(":")[0] for p in caught.value.problems] == \
+        ["t.jsonl line 1", "t.jsonl line 2", "t.jsonl line 3", "t.jsonl line 4"]
+    assert caught.value.problems[1] == ("t.jsonl line 2: not valid JSON: Expecting property name enclosed in "
+                                        "double quotes: line 1 column 2 (char 1)")
+
+
 def test_every_problem_is_reported_before_anything_runs(here: Path) -> None:
     text = "\n".join([
         json.dumps({"task": {"title": "ok"}, "prompt": "fine"}),

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import adws
 from adws import __version__
 from adws.cli import main
 from tests.helpers import ROOT
@@ -42,6 +43,23 @@ def test_an_empty_adws_config_is_an_error(monkeypatch: pytest.MonkeyPatch,
     assert capsys.readouterr().err == \
         "adws: ADWS_CONFIG is set but empty: name a config file, or unset it to use ./config.toml\n"
     assert main(["check", CONFIG]) == 0  # a config named on the command line needs no variable
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_an_empty_adws_cache_dir_is_an_error(cache: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # Taken as unset, it would read and write ~/.cache/adws, the directory it was set to keep adws away from.
+    monkeypatch.setenv("ADWS_CACHE_DIR", "")
+    monkeypatch.setenv("ADWS_CONFIG_CACHE", cache)  # refused either way, as ADWS_STATE_PATH="" under Redis is
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    message = ("ADWS_CACHE_DIR is set but empty: name a directory for adws's cache, or unset it to use "
+               "~/.cache/adws (ADWS_CONFIG_CACHE=off turns the cache off)")
+    assert main(["check", CONFIG]) == 2
+    assert capsys.readouterr().err == f"adws: {message}\n"
+    with pytest.raises(adws.AdwsError) as caught:
+        adws.load(CONFIG)
+    assert str(caught.value) == message
+    assert not (tmp_path / "xdg").exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [

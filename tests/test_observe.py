@@ -19,7 +19,8 @@ from adws.observe import (
     merge,
     parse_usage_output,
 )
-from adws.usage_sync import readings_to_observations, sync_account
+from adws.state import MemoryStore
+from adws.usage_sync import readings_to_observations, sync_account, sync_usage
 
 NOW = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
 SUNDAY = datetime(2026, 11, 15, tzinfo=UTC)
@@ -190,3 +191,41 @@ def test_a_reading_without_a_limit_needs_a_declared_one() -> None:
     with pytest.raises(UsageCommandError) as exc:
         readings_to_observations("ag", "ag-01", None, [WindowReading(UNMETERED, 5.0, None, None)], NOW)
     assert str(exc.value) == f'window "{UNMETERED}": no limit given and none declared to compare with'
+
+
+def test_a_reading_from_a_clock_ahead_does_not_keep_the_sync_from_being_due(tmp_path: Path) -> None:
+    write_command(tmp_path, 'print(json.dumps({"quota": {"used": 10}}))')
+    text = POOLED.replace('usage_command = [', 'usage_sync_interval = "10m"\nusage_command = [')
+    providers = compile_config(parse_toml(text), base_dir=str(tmp_path)).providers
+    with MemoryStore() as store:
+        def due() -> bool:
+            return bool(sync_usage(providers, store, config_dir=str(tmp_path), now=NOW, environ={"PATH": "/bin"},
+                                   due_only=True))
+
+        store.record_observation(Observation("ag", "ag-01", NOW - timedelta(minutes=5), 1.0, "usage_command"))
+        assert not due()  # synced 5 minutes ago: not due for another 5
+        # A host whose clock ran a day ahead recorded a reading: counted as the latest sync, it made the sync wait a
+        # day (a year ahead: a year) on every host.
+        store.record_observation(Observation("ag", "ag-01", NOW + timedelta(days=1), 1.0, "usage_command"))
+        assert due()
+
+
+def test_window_names_from_agent_json_are_storable(tmp_path: Path) -> None:
+    """A lone surrogate is valid JSON ("\\ud800"); a window named with one, from Claude's rate_limit_info or a
+    usage command, still gives an observation a SQLite store can write (it used to raise UnicodeEncodeError in
+    the middle of recording an attempt)."""
+    from adws.state.sqlite import SqliteStore
+
+    info = json.loads('{"status": "allowed_warning", "utilization": 0.5, "rateLimitType": "seven\\ud800day"}')
+    reading = from_claude_rate_limit(info)
+    assert reading is not None
+    window = reading[2]
+    [usage] = parse_usage_output('{"q\\udc80": {"used": 1, "limit": 10}}')
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    try:
+        for name in (window, usage.window):
+            name.encode("utf-8")
+            store.record_observation(Observation("ag", "ag-01", NOW, 50.0, f"ag output ({name})"))
+        assert [o.source for o in store.observations().values()] == [f"ag output ({usage.window})"]
+    finally:
+        store.close()

@@ -4,7 +4,7 @@ Validating a file needs pydantic and jinja2, which cost more start-up time than 
 does. A config that validated once is stored compiled (`adws.compiled.CompiledConfig` as JSON data, see
 `adws.config.codec`) under the user's cache directory, keyed by the file's resolved path and bytes and by the
 adws code itself, so an edit to either validates afresh. Set ADWS_CONFIG_CACHE=off to disable it;
-ADWS_CACHE_DIR moves it.
+ADWS_CACHE_DIR moves it (set but empty, it is refused, as the state variables are: see `cache_dir`).
 
 A cache entry is data that is verified or ignored, never executed:
 - the directory and the file must belong to the user running adws and be writable by nobody else (no
@@ -52,8 +52,22 @@ _FORMAT = "adws-compiled-config/3"
 _READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError, ArithmeticError)
 
 
+CACHE_ENV = "ADWS_CACHE_DIR"
+
+
 def cache_dir() -> Path:
-    explicit = os.environ.get("ADWS_CACHE_DIR")
+    """The cache directory: $ADWS_CACHE_DIR, else $XDG_CACHE_HOME/adws, else ~/.cache/adws.
+
+    Raises AdwsError when ADWS_CACHE_DIR is set but empty: a mistake (`ADWS_CACHE_DIR=$UNSET`) that, taken as
+    unset, would read and write the default directory the variable was set to keep the process away from (as
+    ADWS_STATE_PATH and ADWS_CONFIG set empty are refused: see adws.state.check_environment).
+    """
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit == "":
+        from adws.errors import AdwsError
+
+        raise AdwsError(f"{CACHE_ENV} is set but empty: name a directory for adws's cache, or unset it to use "
+                        "~/.cache/adws (ADWS_CONFIG_CACHE=off turns the cache off)")
     if explicit:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -343,7 +357,10 @@ def _validators_without_plugins() -> Iterator[None]:
 
 
 def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
-    """Load, validate and compile a config file; raises ConfigError listing every problem."""
+    """Load, validate and compile a config file; raises ConfigError listing every problem, and AdwsError when
+    ADWS_CACHE_DIR is set but empty (see `cache_dir`; refused even with the cache off, as ADWS_STATE_PATH set
+    empty is refused whatever the backend)."""
+    cache_dir()  # before anything is read: the refusal must not depend on which cache entries exist
     use_cache = os.environ.get("ADWS_CONFIG_CACHE", "on").lower() not in ("off", "0", "no", "false")
     resolved = Path(path).resolve()
     key = data = None

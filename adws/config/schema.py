@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 from adws.attempt import OutcomeClass
 from adws.conditions import conditions_schema
 from adws.state import STORES
+from adws.state.base import RUNS_KEPT
 from adws.strategies import STRATEGIES
 
 # The keys of adws.parsers.PARSERS, in its order (tests/config/test_config.py checks they are the same): named
@@ -172,10 +173,22 @@ class NeedConfig(StrictModel):
 
     tokens: int | None = Field(None, gt=0, description="A fixed figure.")
     context_multiple: float | None = Field(None, gt=0, description="Need = this × the task's context_tokens.")
-    learned_runs: int | None = Field(None, ge=1, description="Median of this many recent runs of the same "
-                                     "provider and specialization; tokens/context_multiple until min_runs exist.")
+    learned_runs: int | None = Field(None, ge=1, json_schema_extra={"maximum": RUNS_KEPT},
+                                     description="Median of this many recent runs of the same provider and "
+                                     "specialization; tokens/context_multiple until min_runs exist.")
     min_runs: int = Field(5, ge=1)
     margin_percent: float = Field(0.0, ge=0, le=1000, description="Added to the need before the fit test.")
+
+    @field_validator("learned_runs")
+    @classmethod
+    def _runs_kept(cls, value: int | None) -> int | None:
+        # Not Field(le=...): the bare bound would not say why. Memory and SQLite keep every run, Redis the newest
+        # RUNS_KEPT: above that the same config would take its median over different runs on each backend.
+        if value is not None and value > RUNS_KEPT:
+            raise ValueError(f"must be <= {RUNS_KEPT}, got {value}: the Redis state store keeps the newest "
+                             f"{RUNS_KEPT:,} successful runs per provider and specialization, so a median over "
+                             "more would differ between backends")
+        return value
 
     @model_validator(mode="after")
     def _one_basis(self) -> Self:

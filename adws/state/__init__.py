@@ -41,6 +41,7 @@ from adws.state.base import (
     Cooldown,
     Observation,
     RunRecord,
+    RunsImported,
     StateStore,
     StateStoreError,
     UsageChanges,
@@ -384,13 +385,13 @@ class PendingStore:
     def release_reservation(self, provider: str, holder: str) -> None:
         self._writer().release_reservation(provider, holder)
 
-    def record_observation(self, observation: Observation) -> None:
-        self._writer().record_observation(observation)
+    def record_observation(self, observation: Observation) -> bool:
+        return self._writer().record_observation(observation)
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
         self._writer().record_run(provider, specialization, at, tokens)
 
-    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+    def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
         return self._writer().import_runs(runs)
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:

@@ -7,7 +7,11 @@ only has to persist them, never to understand them.
 
 Times are timezone-aware datetimes everywhere. A naive datetime is refused with ValueError rather than
 guessed at: a store shared by coordinators in different zones would otherwise count usage in the wrong
-period without anyone noticing.
+period without anyone noticing. A store keeps times from EARLIEST to LATEST (1970 to the year 3000, UTC): a
+time outside (a reset an agent CLI announced for the year 9999) is kept as the nearer bound (`stored_epoch`),
+because the year 9999 in one zone is the year 10000 in UTC, which no datetime can hold: a store that kept it
+could not read it back. Reading clamps the same way (`from_epoch`), so a store an older adws wrote such a time
+into reads again.
 """
 
 from __future__ import annotations
@@ -45,13 +49,41 @@ def require_aware(value: datetime, name: str) -> datetime:
     return value
 
 
+# The times a store keeps (see the module docstring): after the Unix epoch, since SQLite's hour buckets
+# truncate (floor only for times >= 0); before the year 3000, centuries past any quota period or reset, and far
+# from the end of datetime's range (year 9999), so adding a period to a stored time cannot overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+EARLIEST_EPOCH, LATEST_EPOCH = EARLIEST.timestamp(), LATEST.timestamp()
+
+
 def to_epoch(value: datetime, name: str) -> float:
     """UTC epoch seconds: the one representation backends store, so comparisons never depend on zones."""
     return require_aware(value, name).timestamp()
 
 
+def stored_epoch(value: datetime, name: str) -> float:
+    """`to_epoch` for a time a store writes: one outside EARLIEST..LATEST becomes the nearer bound, so the store
+    can always read back what it wrote (ValueError for a naive `value`, as `to_epoch`)."""
+    return min(max(to_epoch(value, name), EARLIEST_EPOCH), LATEST_EPOCH)
+
+
+def stored_time(value: datetime, name: str) -> datetime:
+    """`value` as a store keeps it (`stored_epoch`): unchanged inside EARLIEST..LATEST, else the nearer bound."""
+    epoch = to_epoch(value, name)
+    return value if EARLIEST_EPOCH <= epoch <= LATEST_EPOCH else from_epoch(epoch)
+
+
 def from_epoch(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
+    """The aware UTC datetime of epoch seconds, clamped to EARLIEST..LATEST (an older adws could store times
+    outside; they read as the bound a store writes now). ValueError for NaN, TypeError for a non-number."""
+    return datetime.fromtimestamp(min(max(value, EARLIEST_EPOCH), LATEST_EPOCH), UTC)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` on one line (a quoted value may hold newlines), at most `limit` characters: for error messages."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +130,14 @@ class BreakerState:
 
 
 def check_lease(limit: int, now: datetime, until: datetime) -> tuple[float, float]:
-    """Validate acquire_slot's arguments; return `now` and `until` as epoch seconds."""
+    """Validate acquire_slot's arguments; return `now` and `until` as epoch seconds (`until` as stored:
+    `stored_epoch`)."""
     if limit < 1:
         raise ValueError(f"slot limit must be >= 1, got {limit}")
     start, end = to_epoch(now, "now"), to_epoch(until, "until")
     if end <= start:
         raise ValueError(f"a lease must end after now: until {until.isoformat()} <= now {now.isoformat()}")
-    return start, end
+    return start, stored_epoch(until, "until")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +167,14 @@ class Observation:
         return period_start is None or period_start <= self.at <= now
 
 
+class RunsImported(NamedTuple):
+    """What `StateStore.import_runs` did: how many of the runs given the store holds afterwards (`kept`), and how
+    many runs it held before that they pushed out (`displaced`: a backend that keeps only the newest per group)."""
+
+    kept: int
+    displaced: int = 0
+
+
 class RunRecord(NamedTuple):
     """One successful run kept for learned needs (`StateStore.record_run`): its total tokens (input + output)
     and when it was recorded, per provider and specialization."""
@@ -144,14 +185,20 @@ class RunRecord(NamedTuple):
     tokens: int
 
 
+# Successful runs kept per (provider, specialization) by the Redis store (memory and SQLite keep every run); config
+# load refuses `need = { learned_runs = N }` above it, so a median is over the same runs on every backend.
+RUNS_KEPT = 1000
+
+
 def check_reservation(tokens: int, now: datetime, until: datetime) -> tuple[float, float]:
-    """Validate reserve()'s arguments; return `now` and `until` as epoch seconds."""
+    """Validate reserve()'s arguments; return `now` and `until` as epoch seconds (`until` as stored:
+    `stored_epoch`)."""
     if tokens < 0:
         raise ValueError(f"a reservation cannot be negative, got {tokens} tokens")
     start, end = to_epoch(now, "now"), to_epoch(until, "until")
     if end <= start:
         raise ValueError(f"a reservation must end after now: until {until.isoformat()} <= now {now.isoformat()}")
-    return start, end
+    return start, stored_epoch(until, "until")
 
 
 def add_usage(total: Usage, more: Usage) -> Usage:
@@ -386,8 +433,9 @@ class StateStore(Protocol):
         without asking again (it expires without a write to announce it)."""
         ...
 
-    def record_observation(self, observation: Observation) -> None:
-        """Keep the reading as the latest of its (provider, subject), unless a later one is already kept."""
+    def record_observation(self, observation: Observation) -> bool:
+        """Keep the reading as the latest of its (provider, subject), unless a later one is already kept; True
+        when it was kept (False: the store's own reading is later)."""
         ...
 
     def observations(self) -> dict[tuple[str, str], Observation]:
@@ -439,10 +487,11 @@ class StateStore(Protocol):
         As many per group as the backend keeps: memory and SQLite every run, Redis the newest RUNS_KEPT."""
         ...
 
-    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+    def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
         """Record many runs at once, each as `record_run` would (`adws state import`), including any cap the
-        backend applies (Redis keeps the newest RUNS_KEPT per group, so an older run can be dropped at once);
-        returns how many of `runs` the store still holds afterwards."""
+        backend applies (Redis keeps the newest RUNS_KEPT per group: a run older than those is not written at all,
+        and runs the store held can be pushed out); returns how many of `runs` the store holds afterwards and how
+        many of its own runs they pushed out."""
         ...
 
     def cursors(self) -> dict[str, int]:

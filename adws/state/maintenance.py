@@ -18,13 +18,16 @@ in flight on the old host (stop its coordinators first) and expire on their own.
 1 as before observations and runs were added: an older file imports unchanged, it only carries neither (an
 older adws refuses a newer file at its first observation or run line: unknown kind).
 
-Import checks every line first (non-negative whole numbers, times with a timezone, providers the config has)
-and lists every bad line; then usage rows and runs the store does not hold yet are appended (a row already
-there, same account, time to the microsecond and figures, is skipped, and so is a run of the same provider,
-specialization, time and tokens: importing the same file twice changes nothing; rows rolled up by `compact`
-since the export no longer match and would be added again), cursors only move forward, an observation replaces
-the store's only if it is not older, the rest is overwritten. A store that caps runs (Redis: the newest
-RUNS_KEPT per provider and specialization) keeps only the newest of the old and imported runs.
+Import checks every line first (whole numbers from 0 to MAX_COUNT, text UTF-8 can encode, times with a timezone
+that a store can keep and, for when something happened, no later than the export plus FUTURE_TOLERANCE, providers
+the config has: see `import_lines`) and lists every bad line, so a bad file changes nothing; then usage rows and
+runs the store does not hold yet are appended (a row already there, same account, time to the microsecond and
+figures, is skipped, and so is a run of the same provider, specialization, time and tokens: importing the same
+file twice changes nothing; rows rolled up by `compact` since the export no longer match and would be added
+again), cursors only move forward, an observation replaces the store's only if it is not older, the rest is
+overwritten. A store that caps runs (Redis: the newest RUNS_KEPT per provider and specialization) keeps only the
+newest of the old and imported runs, and the summary counts both the file's runs it did not keep and its own
+runs the newer imported ones pushed out.
 
 Retention: usage rows older than the oldest start of any quota period in effect now, minus a margin
 (default RETENTION_MARGIN), are rolled up into one row per account and UTC hour (`StateStore.roll_up`).
@@ -38,12 +41,14 @@ from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from contextlib import nullcontext
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from adws.attempt import Usage
 from adws.errors import AdwsError, UsageError, suggest
 from adws.state.base import (
     BREAKER_STATES,
+    EARLIEST,
+    LATEST,
     BreakerState,
     Cooldown,
     Observation,
@@ -60,7 +65,16 @@ T = TypeVar("T")
 
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits
-MAX_COUNT = 2**63 - 1  # the largest whole number SQLite stores: a larger one would fail halfway through an import
+# The largest count, token figure, cursor or sum of money one line may hold: far beyond any real attempt (a run of
+# a trillion tokens), and small enough that totals stay sane: SQLite's 64-bit sums would need over 9 million such
+# rows in one account to overflow (it then fails with "integer overflow" and the store reads as damaged), and Redis's
+# sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, the bound before, let two
+# lines overflow. The config's own request and money quotas stop at 10**12 too.
+MAX_COUNT = 10**12
+# How much later than the export (or now) a line may say something happened: hosts' clocks out of step (NTP keeps
+# them within seconds; 5 minutes is Kerberos's default allowance for the same). A reading from further ahead would
+# stay "the newest" until its time came, keeping the store from taking any newer one.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 SHOWN_CHARS = 60  # of a bad value in a message: a hostile line may hold a megabyte in one field
 
 
@@ -107,7 +121,18 @@ def _shown(value: object) -> str:
     return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
-def _when(obj: dict[str, Any], name: str) -> datetime:
+class _Latest(NamedTuple):
+    """The latest time a line may say something happened (a usage row, an observation, a run, a breaker opening),
+    give or take FUTURE_TOLERANCE: the file's exported_at, else the import's own time. `what` names it."""
+
+    at: datetime
+    what: str
+
+
+def _when(obj: dict[str, Any], name: str, latest: _Latest | None = None) -> datetime:
+    """An ISO 8601 time with a timezone, from EARLIEST to LATEST (what a store keeps: the year 9999 in one zone
+    is the year 10000 in UTC, which a store could not read back), and with `latest` no later than it plus
+    FUTURE_TOLERANCE (a reading from the future would keep the store from taking newer ones until then)."""
     raw = obj[name]
     try:
         value = datetime.fromisoformat(raw) if isinstance(raw, str) else None
@@ -117,22 +142,29 @@ def _when(obj: dict[str, Any], name: str) -> datetime:
         raise ValueError(f"{name}: expected an ISO 8601 time, got {_shown(raw)}")
     if value.tzinfo is None:
         raise ValueError(f"{name} {raw!r} has no timezone")
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(f"{name}: {_shown(raw)} is outside the times a store keeps ({EARLIEST.isoformat()} to "
+                         f"{LATEST.isoformat()})")
+    if latest is not None and value > latest.at + FUTURE_TOLERANCE:
+        raise ValueError(f"{name}: {_shown(raw)} is later than {latest.what} ({latest.at.isoformat()}) by more than "
+                         f"{FUTURE_TOLERANCE.total_seconds() / 60:g} minutes: written by a host whose clock was "
+                         "ahead? (correct or drop the line)")
     return value
 
 
 def _count(obj: dict[str, Any], name: str) -> int:
     """A whole number from 0 to MAX_COUNT (tokens, requests, failures, a cursor): a negative one would lower
-    quota totals."""
+    quota totals, a huge one overflow them."""
     value = obj[name]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name}: expected a whole number >= 0, got {_shown(value)}")
     if value > MAX_COUNT:
-        raise ValueError(f"{name}: {_shown(value)} is too large (at most {MAX_COUNT})")
+        raise ValueError(f"{name}: {_shown(value)} is too large (at most {MAX_COUNT:,})")
     return value
 
 
-def _amount(obj: dict[str, Any], name: str, *, above_zero: bool = False) -> float:
-    """A finite number >= 0 (> 0 with `above_zero`): money, a percent used, an observed quota."""
+def _amount(obj: dict[str, Any], name: str, *, above_zero: bool = False, at_most: float = math.inf) -> float:
+    """A finite number >= 0 (> 0 with `above_zero`), at most `at_most`: money, a percent used, an observed quota."""
     value = obj[name]
     try:  # a bool is not a number here; an int beyond any float (1e400 written out) raises OverflowError
         number = float(value) if isinstance(value, float) or type(value) is int else math.nan
@@ -140,6 +172,8 @@ def _amount(obj: dict[str, Any], name: str, *, above_zero: bool = False) -> floa
         number = math.inf
     if not math.isfinite(number) or number < 0 or (above_zero and number == 0):
         raise ValueError(f"{name}: expected a number {'> 0' if above_zero else '>= 0'}, got {_shown(value)}")
+    if number > at_most:
+        raise ValueError(f"{name}: {_shown(value)} is too large (at most {at_most:,.0f})")
     return number
 
 
@@ -148,18 +182,28 @@ def _optional(read: Callable[[dict[str, Any], str], T], obj: dict[str, Any], nam
     return None if obj.get(name) is None else read(obj, name)
 
 
+def _text(value: str, name: str) -> str:
+    """`value` unless it holds what UTF-8 cannot encode (a lone surrogate: JSON's "\\ud800"), which neither SQLite
+    nor Redis can store: found here, not halfway through the import."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name}: {_shown(value)} is not valid text (it holds a lone surrogate)") from None
+    return value
+
+
 def _optional_text(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{name}: expected a string or null, got {_shown(value)}")
-    return value
+    return None if value is None else _text(value, name)
 
 
 def _name(obj: dict[str, Any], name: str) -> str:
     value = obj[name]
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name}: expected a non-empty string, got {_shown(value)}")
-    return value
+    return _text(value, name)
 
 
 def _flag(obj: dict[str, Any], name: str) -> bool:
@@ -169,61 +213,72 @@ def _flag(obj: dict[str, Any], name: str) -> bool:
     return value
 
 
-def _usage(obj: dict[str, Any]) -> UsageRecord:
+def _usage(obj: dict[str, Any], latest: _Latest | None) -> UsageRecord:
     usage = Usage(requests=_count(obj, "requests"), input_tokens=_count(obj, "input_tokens"),
-                  output_tokens=_count(obj, "output_tokens"), cost_usd=_amount(obj, "cost_usd"),
+                  output_tokens=_count(obj, "output_tokens"), cost_usd=_amount(obj, "cost_usd", at_most=MAX_COUNT),
                   estimated=_flag(obj, "estimated"))
-    return UsageRecord(_name(obj, "provider"), _name(obj, "account"), _when(obj, "at"), usage,
+    return UsageRecord(_name(obj, "provider"), _name(obj, "account"), _when(obj, "at", latest), usage,
                        _optional_text(obj, "model"), _optional_text(obj, "task_id"))
 
 
-def _run(obj: dict[str, Any]) -> RunRecord:
-    return RunRecord(_name(obj, "provider"), _name(obj, "specialization"), _when(obj, "at"), _count(obj, "tokens"))
+def _run(obj: dict[str, Any], latest: _Latest | None) -> RunRecord:
+    return RunRecord(_name(obj, "provider"), _name(obj, "specialization"), _when(obj, "at", latest),
+                     _count(obj, "tokens"))
 
 
-def _breaker(obj: dict[str, Any]) -> BreakerState:
+def _breaker(obj: dict[str, Any], latest: _Latest | None) -> BreakerState:
     state = obj["state"]
     if state not in BREAKER_STATES:
         raise ValueError(f"state: expected one of {', '.join(BREAKER_STATES)}, got {_shown(state)}")
-    return BreakerState(state=state, failures=_count(obj, "failures"), opened_at=_optional(_when, obj, "opened_at"))
+    return BreakerState(state=state, failures=_count(obj, "failures"),
+                        opened_at=_optional(lambda o, n: _when(o, n, latest), obj, "opened_at"))
 
 
-def _cooldown(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    cooldown = Cooldown(_when(obj, "until"), _name(obj, "reason"))
-    provider, account = _name(obj, "provider"), _name(obj, "account")
-    return lambda store: store.set_cooldown(provider, account, cooldown)
+# What a checked line of each kind but usage and runs (appended in bulk) does to a store: True where it was kept.
+Action = Callable[[StateStore], bool]
 
 
-def _cursor(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    key, value = _name(obj, "key"), _count(obj, "value")
-    return lambda store: store.advance_cursor(key, value)
-
-
-def _sticky(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    key, value = _name(obj, "key"), _name(obj, "value")
-    return lambda store: store.set_sticky(key, value)
-
-
-def _breaker_update(obj: dict[str, Any]) -> Callable[[StateStore], None]:
-    provider, new = _name(obj, "provider"), _breaker(obj)
-
-    def apply(store: StateStore) -> None:
-        store.update_breaker(provider, lambda _: new)
+def _applied(effect: Callable[[StateStore], object]) -> Action:
+    """The action of a line that always takes effect (overwrites, or moves a cursor forward if it is behind)."""
+    def apply(store: StateStore) -> bool:
+        effect(store)
+        return True
 
     return apply
 
 
-def _observation(obj: dict[str, Any]) -> Callable[[StateStore], None]:
+def _cooldown(obj: dict[str, Any], latest: _Latest | None) -> Action:
+    cooldown = Cooldown(_when(obj, "until"), _name(obj, "reason"))  # an end: later than the export, of course
+    provider, account = _name(obj, "provider"), _name(obj, "account")
+    return _applied(lambda store: store.set_cooldown(provider, account, cooldown))
+
+
+def _cursor(obj: dict[str, Any], latest: _Latest | None) -> Action:
+    key, value = _name(obj, "key"), _count(obj, "value")
+    return _applied(lambda store: store.advance_cursor(key, value))
+
+
+def _sticky(obj: dict[str, Any], latest: _Latest | None) -> Action:
+    key, value = _name(obj, "key"), _name(obj, "value")
+    return _applied(lambda store: store.set_sticky(key, value))
+
+
+def _breaker_update(obj: dict[str, Any], latest: _Latest | None) -> Action:
+    provider, new = _name(obj, "provider"), _breaker(obj, latest)
+    return _applied(lambda store: store.update_breaker(provider, lambda _: new))
+
+
+def _observation(obj: dict[str, Any], latest: _Latest | None) -> Action:
     observation = Observation(
-        _name(obj, "provider"), _name(obj, "subject"), _when(obj, "at"), _amount(obj, "percent"),
+        _name(obj, "provider"), _name(obj, "subject"), _when(obj, "at", latest), _amount(obj, "percent"),
         _name(obj, "source"), _optional(_amount, obj, "used"),
         _optional(lambda o, n: _amount(o, n, above_zero=True), obj, "limit"),  # a usage command's limit is > 0 too
         _optional(_when, obj, "reset_at"))
-    return lambda store: store.record_observation(observation)  # keeps the store's own if that one is newer
+    return lambda store: store.record_observation(observation)  # False: the store's own reading is newer
 
 
-# Each kind but usage and runs (appended in bulk): read and check a line, return what it does to a store.
-_KINDS: dict[str, Callable[[dict[str, Any]], Callable[[StateStore], None]]] = {
+# Each kind but usage and runs: read and check a line (against the latest time a line may be), return its action.
+_KINDS: dict[str, Callable[[dict[str, Any], _Latest | None], Action]] = {
     "cooldown": _cooldown, "cursor": _cursor, "sticky": _sticky, "breaker": _breaker_update,
     "observation": _observation,
 }
@@ -281,26 +336,49 @@ def _new_runs(store: StateStore, runs: list[RunRecord]) -> list[RunRecord]:
     return _not_held(runs, held, _run_fingerprint)
 
 
+def _check_header(obj: dict[str, Any]) -> None:
+    """ValueError unless `obj` is an export's header of FORMAT_VERSION (`"version": true` is not 1)."""
+    found = obj.get("kind"), obj.get("version")
+    if found != ("adws-state", FORMAT_VERSION) or type(found[1]) is not int:
+        raise ValueError(f'expected the header {{"kind": "adws-state", "version": {FORMAT_VERSION}}} '
+                         "(a file written by adws state export)")
+
+
+def _latest(header: dict[str, Any], now: datetime | None) -> _Latest | None:
+    """The latest time the lines after `header` may hold (`_Latest`): the file's exported_at (itself no later than
+    `now`), else `now`, else none (a file without exported_at, imported from Python without a time)."""
+    latest = None if now is None else _Latest(now, "now")
+    if header.get("exported_at") is None:
+        return latest
+    return _Latest(_when(header, "exported_at", latest), "the file's exported_at")
+
+
 def import_lines(store: StateStore, lines: Iterable[str], source: str,
-                 providers: Collection[str] | None = None) -> dict[str, int]:
+                 providers: Collection[str] | None = None, now: datetime | None = None) -> dict[str, int]:
     """Apply an export to `store`; returns per kind of KINDS how many lines were applied (usage and run: how
-    many were added), under "skipped usage" and "skipped run" how many the store already held (not appended
-    again: importing the same file twice changes nothing), and under "dropped run" how many runs the store did
-    not keep (older than the newest it keeps, on a backend that caps them).
+    many were added; observation: how many the store kept, under "older observation" how many it did not, its own
+    reading being newer), under "skipped usage" and "skipped run" how many the store already held (not appended
+    again: importing the same file twice changes nothing), under "dropped run" how many runs the store did not
+    keep and under "displaced run" how many of its own runs the import pushed out (a backend that caps them keeps
+    only the newest).
 
     Every line is read and checked before anything is written, so a bad file changes nothing: counts and
-    tokens must be whole numbers >= 0, money, percents and observed figures numbers >= 0 (an observed limit
-    > 0), names non-empty strings, times ISO 8601 with a timezone, and with `providers` (the config's) a line
-    of PROVIDER_KINDS naming any other provider is an error too (it would apply to nothing: add the provider
-    to the config or drop those lines). Raises StateImportError listing every bad line as `source:LINE: what`
-    (the first MAX_LISTED, then how many more).
+    tokens must be whole numbers from 0 to MAX_COUNT, money from 0 to MAX_COUNT, percents and observed figures
+    numbers >= 0 (an observed limit > 0), names non-empty strings that UTF-8 can encode, times ISO 8601 with a
+    timezone from EARLIEST to LATEST, and the times something happened (usage, observation and run `at`, a
+    breaker's `opened_at`) no later than the header's exported_at (else `now`) plus FUTURE_TOLERANCE; the
+    header's exported_at no later than `now` plus FUTURE_TOLERANCE. With `providers` (the config's) a line of
+    PROVIDER_KINDS naming any other provider is an error too (it would apply to nothing: add the provider to the
+    config or drop those lines). Raises StateImportError listing every bad line as `source:LINE: what` (the
+    first MAX_LISTED, then how many more).
     """
     usage: list[UsageRecord] = []
     runs: list[RunRecord] = []
-    actions: list[Callable[[StateStore], None]] = []
+    actions: list[tuple[str, Action]] = []
     counts = dict.fromkeys(KINDS, 0)
     problems: list[str] = []
     header = False
+    latest = None if now is None else _Latest(now, "now")
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
@@ -310,17 +388,16 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
                 raise ValueError("expected a JSON object")
             kind = obj.get("kind")
             if not header:
-                if kind != "adws-state" or obj.get("version") != FORMAT_VERSION:
-                    raise ValueError(f'expected the header {{"kind": "adws-state", "version": {FORMAT_VERSION}}} '
-                                     "(a file written by adws state export)")
-                header = True
+                _check_header(obj)
+                header = True  # a bad exported_at is one more bad line: the rest is checked against `now`
+                latest = _latest(obj, now)
                 continue
             if kind == "usage":
-                record = _usage(obj)
+                record = _usage(obj, latest)
             elif kind == "run":
-                run = _run(obj)
+                run = _run(obj, latest)
             elif isinstance(kind, str) and kind in _KINDS:  # a list as kind: unknown, not "unhashable type"
-                action = _KINDS[kind](obj)
+                action = _KINDS[kind](obj, latest)
             else:
                 raise ValueError(f"unknown kind {_shown(kind)}; known: {', '.join(KINDS)}")
             provider = obj.get("provider")
@@ -341,8 +418,7 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
         elif kind == "run":
             runs.append(run)
         else:
-            actions.append(action)
-        counts[kind] += 1
+            actions.append((kind, action))
     if problems:
         listed = problems[:MAX_LISTED]
         if len(problems) > MAX_LISTED:
@@ -356,10 +432,16 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
     store.import_usage(fresh)
     new_runs = _new_runs(store, runs)
     kept = store.import_runs(new_runs)
-    for action in actions:
-        action(store)
+    older = 0
+    for kind, action in actions:
+        if action(store):
+            counts[kind] += 1
+        else:
+            older += 1
+    counts["older observation"] = older
     counts["usage"], counts["skipped usage"] = len(fresh), len(usage) - len(fresh)
-    counts["run"], counts["skipped run"], counts["dropped run"] = kept, len(runs) - len(new_runs), len(new_runs) - kept
+    counts["run"], counts["skipped run"] = kept.kept, len(runs) - len(new_runs)
+    counts["dropped run"], counts["displaced run"] = len(new_runs) - kept.kept, kept.displaced
     return counts
 
 
@@ -394,8 +476,13 @@ def _imported(counts: dict[str, int], location: str) -> str:
              if n]
     if there:
         text += f"; {' and '.join(there)} were already there (not added again)"
-    if counts["dropped run"]:
-        text += (f"; {counts['dropped run']} runs were not kept (the store keeps only the newest runs of each "
+    if counts["older observation"]:
+        text += f"; {counts['older observation']} observations were older than the store's own (not kept)"
+    dropped, displaced = counts["dropped run"], counts["displaced run"]
+    if dropped or displaced:
+        whose = ", ".join(part for n, part in ((dropped, f"{dropped} of the file's"),
+                                               (displaced, f"{displaced} the store held")) if n)
+        text += (f"; {dropped + displaced} runs were not kept ({whose}: the store keeps only the newest runs of each "
                  "provider and specialization)")
     return text
 
@@ -414,7 +501,8 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
         store = engine.store
         try:
             with nullcontext(sys.stdin) if stdio else open(str(file), encoding="utf-8") as stream:
-                counts = import_lines(store, stream, "<stdin>" if stdio else str(file), engine.config.providers)
+                counts = import_lines(store, stream, "<stdin>" if stdio else str(file), engine.config.providers,
+                                      now)
         except (OSError, UnicodeDecodeError) as exc:
             raise StateImportError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
         print(_imported(counts, store.location), file=sys.stderr)

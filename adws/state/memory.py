@@ -20,6 +20,7 @@ from adws.state.base import (
     Cooldown,
     Observation,
     RunRecord,
+    RunsImported,
     UsageChanges,
     UsageCursor,
     UsageRecord,
@@ -29,6 +30,8 @@ from adws.state.base import (
     from_epoch,
     hour_start,
     roll_up_rows,
+    stored_epoch,
+    stored_time,
     to_epoch,
 )
 
@@ -68,7 +71,7 @@ class MemoryStore(Closing):
         return tuple(self._counts.values())
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = to_epoch(record.at, "UsageRecord.at")
+        at = stored_epoch(record.at, "UsageRecord.at")
         row = (at, record.usage, record.model, record.task_id)
         self._usage.setdefault((record.provider, record.account), []).append(row)
         self._log.append((record.provider, record.account, row))
@@ -139,7 +142,9 @@ class MemoryStore(Closing):
         return from_epoch(min(times)) if times else None
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
-        self._cooldowns[(provider, account)] = cooldown
+        # Times as the other backends keep them (base.stored_epoch), so every backend reads back the same.
+        until = stored_time(cooldown.until, "Cooldown.until")
+        self._cooldowns[(provider, account)] = cooldown if until is cooldown.until else Cooldown(until, cooldown.reason)
         self._wrote("cooldowns")
 
     def clear_cooldown(self, provider: str, account: str) -> None:
@@ -185,7 +190,8 @@ class MemoryStore(Closing):
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         with self._lock:
             new = fn(self.get_breaker(provider))
-            self._breakers[provider] = new
+            opened = None if new.opened_at is None else stored_time(new.opened_at, "BreakerState.opened_at")
+            self._breakers[provider] = new if opened is new.opened_at else BreakerState(new.state, new.failures, opened)
             self._wrote("breakers")
             return new
 
@@ -246,13 +252,20 @@ class MemoryStore(Closing):
         return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
                 for key, leases in out.items()}
 
-    def record_observation(self, observation: Observation) -> None:
+    def record_observation(self, observation: Observation) -> bool:
         key = (observation.provider, observation.subject)
+        o = observation
+        at = stored_time(o.at, "Observation.at")
+        reset_at = None if o.reset_at is None else stored_time(o.reset_at, "Observation.reset_at")
+        if at is not o.at or reset_at is not o.reset_at:
+            observation = Observation(o.provider, o.subject, at, o.percent, o.source, o.used, o.limit, reset_at)
         with self._lock:
             kept = self._observed.get(key)
             if kept is None or kept.at <= observation.at:
                 self._observed[key] = observation
                 self._wrote("observations")
+                return True
+            return False
 
     def observations(self) -> dict[tuple[str, str], Observation]:
         with self._lock:
@@ -260,7 +273,7 @@ class MemoryStore(Closing):
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
         with self._lock:
-            self._runs.setdefault((provider, specialization), []).append((to_epoch(at, "at"), tokens))
+            self._runs.setdefault((provider, specialization), []).append((stored_epoch(at, "at"), tokens))
             self._wrote("runs")
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
@@ -276,12 +289,12 @@ class MemoryStore(Closing):
             for at, tokens in sorted(runs, key=lambda run: run[0]):  # stable: ties stay in the order recorded
                 yield RunRecord(provider, specialization, from_epoch(at), tokens)
 
-    def import_runs(self, runs: Iterable[RunRecord]) -> int:
+    def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
         count = 0
         for run in runs:
             self.record_run(*run)
             count += 1
-        return count
+        return RunsImported(count)  # every run is kept
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.

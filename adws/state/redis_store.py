@@ -48,21 +48,24 @@ import json
 import math
 import re
 import secrets
+import shlex
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from adws.attempt import Usage
 from adws.state.base import (
     DEFAULT_PREFIX,
+    RUNS_KEPT,
     BreakerState,
     ChangePoller,
     Closing,
     Cooldown,
     Observation,
     RunRecord,
+    RunsImported,
     StateStoreError,
     UsageChanges,
     UsageCursor,
@@ -71,8 +74,12 @@ from adws.state.base import (
     check_reservation,
     from_epoch,
     hour_start,
+    one_line,
+    stored_epoch,
     to_epoch,
 )
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 2.0  # declared bound on reaching the server; ?socket_connect_timeout= overrides
 SOCKET_TIMEOUT_S = 5.0  # bound on one command's answer; ?socket_timeout= overrides
@@ -167,11 +174,11 @@ return gone
 """
 
 _COOLDOWNS = """
--- ARGV: 1 prefix. Values of the cooldowns still stored; index entries whose key expired are dropped.
+-- ARGV: 1 prefix. {member, value} of the cooldowns still stored; index entries whose key expired are dropped.
 local P, out = ARGV[1], {}
 for _, member in ipairs(redis.call('SMEMBERS', P .. 'cooldowns')) do
   local value = redis.call('GET', P .. 'cooldown:' .. member)
-  if value then out[#out + 1] = value else redis.call('SREM', P .. 'cooldowns', member) end
+  if value then out[#out + 1] = {member, value} else redis.call('SREM', P .. 'cooldowns', member) end
 end
 return out
 """
@@ -361,8 +368,6 @@ bump()
 return 1
 """
 
-# Successful runs' totals per (provider, specialization), newest kept: learned needs read the last few dozen.
-RUNS_KEPT = 1000
 _RUN = _HEAD + """
 -- ARGV: 3 quoted provider, 4 quoted specialization, 5 at, 6 member ("tokens id"), 7 how many to keep
 local key = P .. 'runs:' .. ARGV[3] .. ':' .. ARGV[4]
@@ -375,7 +380,7 @@ return bump()
 def _run_args(run: RunRecord) -> list[str]:
     """The run script's arguments after the prefix and token: quoted provider and specialization, time, member
     ("tokens id": the random id makes two equal runs at the same instant two members)."""
-    return [_q(run.provider), _q(run.specialization), repr(to_epoch(run.at, "at")),
+    return [_q(run.provider), _q(run.specialization), repr(stored_epoch(run.at, "at")),
             f"{int(run.tokens)} {secrets.token_hex(6)}"]
 
 
@@ -432,13 +437,50 @@ def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, 
 
 
 def _breaker_value(state: BreakerState) -> str:
-    opened = None if state.opened_at is None else to_epoch(state.opened_at, "BreakerState.opened_at")
+    opened = None if state.opened_at is None else stored_epoch(state.opened_at, "BreakerState.opened_at")
     return json.dumps([state.state, state.failures, opened], separators=(",", ":"))
 
 
 def _breaker(value: str) -> BreakerState:
     state, failures, opened = json.loads(value)
     return BreakerState(state=state, failures=failures, opened_at=None if opened is None else from_epoch(opened))
+
+
+def _log_record(entry: str) -> UsageRecord:
+    """The usage row of a usage log entry ("{prov} {acct} at member")."""
+    qp, qa, at, member = entry.split(" ", 3)
+    return _member_record(unquote(qp), unquote(qa), float(at), member)
+
+
+def _per_subject(flat: list[str]) -> dict[str, int]:
+    """The reserve script's answer {subject, tokens, ...} as {subject: tokens}."""
+    return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _lease(end: str, tokens: str) -> tuple[float, int]:
+    return float(end), int(tokens)
+
+
+def _run_tokens(member: str) -> int:
+    """The tokens of a runs member ("tokens id")."""
+    return int(member.split(" ", 1)[0])
+
+
+def _cooldown(value: str) -> tuple[str, str, float, Cooldown]:
+    """Provider, account, end (epoch seconds) and the cooldown, of a stored cooldown value."""
+    provider, account, until, reason = json.loads(value)
+    return provider, account, until, Cooldown(until=from_epoch(until), reason=reason)
+
+
+def _observation(provider: str, subject: str, value: str) -> Observation:
+    v = json.loads(value)
+    return Observation(provider, subject, from_epoch(v["at"]), v["percent"], v["source"], v["used"], v["limit"],
+                       from_epoch(v["reset_at"]) if v["reset_at"] is not None else None)
+
+
+# What decoding a stored value raises when it is not what this adws writes: bad JSON (ValueError), a field of the
+# wrong type or shape, a number no datetime or int holds.
+_DECODE_ERRORS = (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError)
 
 
 class RedisStore(Closing):
@@ -509,6 +551,19 @@ class RedisStore(Closing):
             text = f"cannot reach the server: {text}"
         raise StateStoreError(f"state store {self._where}: {text}") from None
 
+    def _decoded(self, remove: tuple[str, ...], convert: Callable[..., T], *args: Any) -> T:
+        """`convert(*args)` over a stored value. A value this adws cannot read (another program's, a hand edit) is a
+        StateStoreError naming its key and the redis-cli command that removes just that entry (`remove`, e.g.
+        ("HDEL", key, field)), as the SQLite store reports a damaged file: one line, never a traceback."""
+        try:
+            return convert(*args)
+        except _DECODE_ERRORS as exc:
+            what = one_line(str(exc) or type(exc).__name__)
+            command = one_line(shlex.join(["redis-cli", *remove]), 400)
+            raise StateStoreError(f"state store {self._where} is damaged: key {remove[1]} holds a value this adws "
+                                  f"cannot read ({what}); remove that entry ({command}) and the rest of the "
+                                  "state stays") from None
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -545,7 +600,7 @@ class RedisStore(Closing):
     # -- usage -----------------------------------------------------------------------------------------
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = to_epoch(record.at, "UsageRecord.at")
+        at = stored_epoch(record.at, "UsageRecord.at")
         self._write("record", _q(record.provider), _q(record.account), repr(at), _usage_member(record), LOG_CAP)
 
     def _bulk(self, name: str, calls: Iterable[list[str]]) -> int:
@@ -568,7 +623,7 @@ class RedisStore(Closing):
         return count
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
-        return self._bulk("record", ([_q(r.provider), _q(r.account), repr(to_epoch(r.at, "UsageRecord.at")),
+        return self._bulk("record", ([_q(r.provider), _q(r.account), repr(stored_epoch(r.at, "UsageRecord.at")),
                                       _usage_member(r), str(LOG_CAP)] for r in records))
 
     def usage_totals(
@@ -597,19 +652,18 @@ class RedisStore(Closing):
         epoch, last, entries = self._run("usage_since", str(cursor[0]), cursor[1])
         if int(last) < 0:
             return None
-        records = []
-        for entry in entries:
-            qp, qa, at, member = entry.split(" ", 3)
-            records.append(_member_record(unquote(qp), unquote(qa), float(at), member))
+        log = self._key("log")  # a copy of the rows for readers: deleting it only makes them re-read the totals
+        records = [self._decoded(("DEL", log), _log_record, entry) for entry in entries]
         return UsageChanges((str(epoch), int(last)), records)
 
     def usage_records(self) -> Iterator[UsageRecord]:
         rows: list[UsageRecord] = []
         for qp in sorted(self._call(self._client.smembers, self._key("providers"))):
             for qa in sorted(self._call(self._client.smembers, self._key("accounts", qp))):
-                for member, at in self._call(self._client.zrange, self._key("usage", qp, qa), 0, -1,
-                                             withscores=True):
-                    rows.append(_member_record(unquote(qp), unquote(qa), at, member))
+                key = self._key("usage", qp, qa)
+                for member, at in self._call(self._client.zrange, key, 0, -1, withscores=True):
+                    rows.append(self._decoded(("ZREM", key, member), _member_record, unquote(qp), unquote(qa), at,
+                                              member))
         rows.sort(key=lambda row: row.at)
         yield from rows
 
@@ -628,7 +682,7 @@ class RedisStore(Closing):
     # -- cooldowns -------------------------------------------------------------------------------------
 
     def set_cooldown(self, provider: str, account: str, cooldown: Cooldown) -> None:
-        until = to_epoch(cooldown.until, "Cooldown.until")
+        until = stored_epoch(cooldown.until, "Cooldown.until")
         value = json.dumps([provider, account, until, cooldown.reason], separators=(",", ":"))
         expires = until - self._skew()
         at_ms = str(math.ceil(expires * 1000)) if expires > time.time() else ""
@@ -640,10 +694,11 @@ class RedisStore(Closing):
     def cooldowns(self, now: datetime) -> dict[tuple[str, str], Cooldown]:
         limit = to_epoch(now, "now")
         found: dict[tuple[str, str], Cooldown] = {}
-        for value in self._run("cooldowns"):
-            provider, account, until, reason = json.loads(value)
+        for member, value in self._run("cooldowns"):
+            provider, account, until, cooldown = self._decoded(("DEL", self._key("cooldown", member)), _cooldown,
+                                                               value)
             if until > limit:
-                found[(provider, account)] = Cooldown(until=from_epoch(until), reason=reason)
+                found[(provider, account)] = cooldown
         return found
 
     # -- cursors and sticky choices --------------------------------------------------------------------
@@ -656,10 +711,11 @@ class RedisStore(Closing):
 
     def peek_cursor(self, key: str) -> int:
         value = self._call(self._client.hget, self._key("cursors"), key)
-        return 0 if value is None else int(value)
+        return 0 if value is None else self._decoded(("HDEL", self._key("cursors"), key), int, value)
 
     def cursors(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self._call(self._client.hgetall, self._key("cursors")).items()}
+        found = self._call(self._client.hgetall, self._key("cursors"))
+        return {k: self._decoded(("HDEL", self._key("cursors"), k), int, v) for k, v in found.items()}
 
     def get_sticky(self, key: str) -> str | None:
         value = self._call(self._client.hget, self._key("sticky"), key)
@@ -673,21 +729,26 @@ class RedisStore(Closing):
 
     # -- circuit breakers ------------------------------------------------------------------------------
 
+    def _breaker(self, provider: str, value: str | None) -> BreakerState:
+        """The breaker stored as `value` (None: none stored, closed)."""
+        if value is None:
+            return BreakerState()
+        return self._decoded(("HDEL", self._key("breakers"), provider), _breaker, value)
+
     def get_breaker(self, provider: str) -> BreakerState:
-        value = self._call(self._client.hget, self._key("breakers"), provider)
-        return BreakerState() if value is None else _breaker(value)
+        return self._breaker(provider, self._call(self._client.hget, self._key("breakers"), provider))
 
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         for _ in range(CAS_ATTEMPTS):
             current = self._call(self._client.hget, self._key("breakers"), provider)
-            new = fn(BreakerState() if current is None else _breaker(current))
+            new = fn(self._breaker(provider, current))
             if self._write("cas_breaker", provider, current or "", _breaker_value(new)):
                 return new
         raise StateStoreError(f"state store {self._where}: breaker of {provider} kept changing under "
                               f"{CAS_ATTEMPTS} attempts to update it")
 
     def breakers(self) -> dict[str, BreakerState]:
-        return {p: _breaker(v) for p, v in self._call(self._client.hgetall, self._key("breakers")).items()}
+        return {p: self._breaker(p, v) for p, v in self._call(self._client.hgetall, self._key("breakers")).items()}
 
     # -- concurrency slots -----------------------------------------------------------------------------
 
@@ -709,7 +770,7 @@ class RedisStore(Closing):
         start, end = check_reservation(tokens, now, until)
         flat = self._write("reserve", _q(provider), holder, subject, tokens, repr(start), repr(end),
                            repr(self._skew()))
-        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return self._decoded(("DEL", self._key("res", _q(provider))), _per_subject, flat)
 
     def release_reservation(self, provider: str, holder: str) -> None:
         self._write("unreserve", _q(provider), holder)
@@ -717,26 +778,26 @@ class RedisStore(Closing):
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         out: dict[tuple[str, str], list[tuple[float, int]]] = {}
         for qp, subject, tokens, end in self._run("reservations", repr(to_epoch(now, "now"))):
-            out.setdefault((unquote(qp), subject), []).append((float(end), int(tokens)))
+            lease = self._decoded(("DEL", self._key("res", qp)), _lease, end, tokens)
+            out.setdefault((unquote(qp), subject), []).append(lease)
         return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
                 for key, leases in out.items()}
 
-    def record_observation(self, observation: Observation) -> None:
+    def record_observation(self, observation: Observation) -> bool:
         o = observation
-        at = to_epoch(o.at, "Observation.at")
+        at = stored_epoch(o.at, "Observation.at")
         value = json.dumps({"at": at, "percent": o.percent, "source": o.source, "used": o.used, "limit": o.limit,
-                            "reset_at": to_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None})
-        self._write("observe", _q(o.provider), o.subject, repr(at), value)
+                            "reset_at": stored_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None})
+        return bool(self._write("observe", _q(o.provider), o.subject, repr(at), value))
 
     def observations(self) -> dict[tuple[str, str], Observation]:
         out = {}
         for qp in self._call(self._client.smembers, self._key("observed")):
             provider = unquote(qp)
-            for subject, value in self._call(self._client.hgetall, self.prefix + "obs:" + qp).items():
-                v = json.loads(value)
-                out[(provider, subject)] = Observation(
-                    provider, subject, from_epoch(v["at"]), v["percent"], v["source"], v["used"], v["limit"],
-                    from_epoch(v["reset_at"]) if v["reset_at"] is not None else None)
+            key = self.prefix + "obs:" + qp
+            for subject, value in self._call(self._client.hgetall, key).items():
+                out[(provider, subject)] = self._decoded(("HDEL", key, subject), _observation, provider, subject,
+                                                         value)
         return out
 
     def _runs_key(self, provider: str, specialization: str) -> str:
@@ -746,22 +807,36 @@ class RedisStore(Closing):
         self._write("run", *_run_args(RunRecord(provider, specialization, at, tokens)), RUNS_KEPT)
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
-        members = self._call(self._client.zrevrange, self._runs_key(provider, specialization), 0, limit - 1)
-        return [int(member.split(" ", 1)[0]) for member in members]
+        key = self._runs_key(provider, specialization)
+        members = self._call(self._client.zrevrange, key, 0, limit - 1)
+        return [self._decoded(("ZREM", key, member), _run_tokens, member) for member in members]
 
-    def recorded_runs(self) -> Iterator[RunRecord]:
-        """Every group's kept runs: the keys are found with SCAN (`{p}runs:*`, sorted sets only), since runs are
-        stored without an index of their groups. Several round trips; for `adws state export`, not routing."""
+    def _run_groups(self) -> list[tuple[str, str, str]]:
+        """(provider, specialization, key) of every runs key, in name order. Found with SCAN (`{p}runs:*`, sorted sets
+        only), since runs are stored without an index of their groups; SCAN may return a key more than once (the
+        keyspace was resized meanwhile), so the keys are gathered in a set first."""
         head = self.prefix + "runs:"
-        keys = self._call(lambda: list(self._client.scan_iter(match=_glob(head) + "*", count=1000, _type="zset")))
+        keys = self._call(lambda: set(self._client.scan_iter(match=_glob(head) + "*", count=1000, _type="zset")))
         groups = []
         for key in keys:
             names = key[len(head):].split(":")
             if len(names) == 2 and all(names):  # quoted names hold no ':': another shape is not a runs key
                 groups.append((unquote(names[0]), unquote(names[1]), key))
+        return sorted(groups)
+
+    def _read_runs(self, keys: list[str]) -> list[list[tuple[str, float]]]:
+        """Every (member, time) of each of the runs `keys`, oldest first: one round trip for them all."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrange(key, 0, -1, withscores=True)
+        return list(self._call(pipe.execute)) if keys else []
+
+    def recorded_runs(self) -> Iterator[RunRecord]:
+        """Every group's kept runs (`_run_groups`). Two round trips (more while SCAN pages); for `adws state
+        export` and import, not routing."""
+        groups = self._run_groups()
         runs: list[RunRecord] = []
-        for provider, specialization, key in sorted(groups):
-            rows = self._call(self._client.zrange, key, 0, -1, withscores=True)
+        for (provider, specialization, _), rows in zip(groups, self._read_runs([g[2] for g in groups]), strict=True):
             found = [(_RUN_MEMBER.fullmatch(member), at) for member, at in rows]
             # A fleet whose prefix is ours + "runs:" has keys of the same shape (its slots:{prov}): not runs.
             if all(match is not None for match, _ in found):
@@ -769,22 +844,37 @@ class RedisStore(Closing):
                          for match, at in found if match is not None]
         return iter(runs)
 
-    def import_runs(self, runs: Iterable[RunRecord]) -> int:
-        """Record the runs through the same script as `record_run` (pipelined), so each group keeps its newest
-        RUNS_KEPT; returns how many of them are still kept at the end (one more round trip per group)."""
-        added: dict[str, list[str]] = {}  # the members written, per key
-
-        def calls() -> Iterator[list[str]]:
-            for run in runs:
-                args = _run_args(run)
-                added.setdefault(self._runs_key(run.provider, run.specialization), []).append(args[3])
-                yield [*args, str(RUNS_KEPT)]
-
-        self._bulk("run", calls())
+    def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
+        """Record the runs through the same script as `record_run` (pipelined), each group's kept runs read first
+        (one round trip) so that only the runs among the newest RUNS_KEPT of the group's old and new are written:
+        a large import never writes runs only to trim them again. Counts the store's own runs they push out
+        (predicted from that read: the runs with the lowest time, ties in member order, as Redis ranks them), and
+        checks how many of the written ones are still kept at the end (one more round trip: another coordinator
+        may be recording runs meanwhile)."""
+        given: dict[str, list[tuple[float, str, list[str]]]] = {}  # per key: (time, member, script arguments)
+        for run in runs:
+            args = _run_args(run)
+            given.setdefault(self._runs_key(run.provider, run.specialization), []).append(
+                (float(args[2]), args[3], [*args, str(RUNS_KEPT)]))
+        keys = list(given)
+        written: dict[str, list[str]] = {}  # the members written, per key
+        displaced = 0
+        for key, held in zip(keys, self._read_runs(keys), strict=True):
+            # Sorted-set order: by time, then by member. The newest RUNS_KEPT of old and new stay.
+            ranked: list[tuple[float, str, list[str] | None]] = [(at, member, None) for member, at in held]
+            ranked += given[key]
+            ranked.sort(key=lambda row: (row[0], row[1]))
+            dropped = ranked[:max(len(ranked) - RUNS_KEPT, 0)]
+            displaced += sum(args is None for _, _, args in dropped)
+            written[key] = [member for _, member, args in ranked[len(dropped):] if args is not None]
+        kept = {member for members in written.values() for member in members}
+        self._bulk("run", (args for key in keys for _, member, args in given[key] if member in kept))
         pipe = self._client.pipeline(transaction=False)
-        for key, members in added.items():
-            pipe.zmscore(key, members)
-        return sum(score is not None for scores in self._call(pipe.execute) for score in scores)
+        for key, members in written.items():
+            if members:
+                pipe.zmscore(key, members)
+        still = sum(score is not None for scores in self._call(pipe.execute) for score in scores)
+        return RunsImported(still, displaced)
 
     # -- change detection ------------------------------------------------------------------------------
 

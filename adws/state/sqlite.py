@@ -45,6 +45,7 @@ from adws.state.base import (
     Cooldown,
     Observation,
     RunRecord,
+    RunsImported,
     StateStoreError,
     UsageChanges,
     UsageCursor,
@@ -53,6 +54,8 @@ from adws.state.base import (
     check_reservation,
     from_epoch,
     hour_start,
+    one_line,
+    stored_epoch,
     to_epoch,
 )
 
@@ -231,14 +234,9 @@ def _create_private(path: str) -> None:
 _ADVICE = "move the file aside (adws starts a new one) or point [state] path / ADWS_STATE_PATH at another file"
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    """SQLite's message on one line (a damaged schema is quoted with its newlines), at most `limit` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _damaged(path: str, what: str) -> StateStoreError:
-    return StateStoreError(f"state store {path} is damaged or not an adws state store ({_one_line(what)}): "
+    # SQLite's message on one line: a damaged schema is quoted with its newlines.
+    return StateStoreError(f"state store {path} is damaged or not an adws state store ({one_line(what)}): "
                            f"{_ADVICE}")
 
 
@@ -250,7 +248,7 @@ def _explain(path: str, exc: sqlite3.Error | UnicodeDecodeError) -> StateStoreEr
     """The one-line error for a SQLite failure on `path`."""
     if isinstance(exc, UnicodeDecodeError):
         return _damaged(path, "it holds text that is not UTF-8")
-    text = _one_line(str(exc))
+    text = one_line(str(exc))
     if "disk is full" in text or "disk I/O error" in text:
         return StateStoreError(f"state store {path}: {text}; free space on its disk (nothing was written)")
     if "locked" in text or "busy" in text:
@@ -321,7 +319,7 @@ def _usage_row(record: UsageRecord) -> tuple[object, ...]:
     return (
         record.provider,
         record.account,
-        to_epoch(record.at, "UsageRecord.at"),
+        stored_epoch(record.at, "UsageRecord.at"),
         u.requests,
         u.input_tokens,
         u.output_tokens,
@@ -562,7 +560,7 @@ class SqliteStore(Closing):
                 "INSERT INTO cooldowns (provider, account, until, reason) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (provider, account) DO UPDATE SET until = excluded.until,"
                 " reason = excluded.reason",
-                (provider, account, to_epoch(cooldown.until, "Cooldown.until"), cooldown.reason),
+                (provider, account, stored_epoch(cooldown.until, "Cooldown.until"), cooldown.reason),
             )
 
     @_guarded
@@ -648,7 +646,7 @@ class SqliteStore(Closing):
                 "SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,)
             ).fetchone()
             new = fn(BreakerState() if row is None else self._breaker(*row))
-            opened_at = None if new.opened_at is None else to_epoch(new.opened_at, "BreakerState.opened_at")
+            opened_at = None if new.opened_at is None else stored_epoch(new.opened_at, "BreakerState.opened_at")
             conn.execute(
                 "INSERT INTO breakers (provider, state, failures, opened_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (provider) DO UPDATE SET state = excluded.state,"
@@ -735,17 +733,18 @@ class SqliteStore(Closing):
             out.setdefault((provider, subject), []).append(lease)
         return {key: tuple(leases) for key, leases in out.items()}
 
-    def record_observation(self, observation: Observation) -> None:
+    def record_observation(self, observation: Observation) -> bool:
         o = observation
         with self._write() as conn:
-            conn.execute(
+            written = conn.execute(
                 "INSERT INTO observations (provider, subject, at, percent, source, used, usage_limit, reset_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, subject) DO UPDATE SET"
                 " at = excluded.at, percent = excluded.percent, source = excluded.source, used = excluded.used,"
                 " usage_limit = excluded.usage_limit, reset_at = excluded.reset_at WHERE excluded.at >= at",
-                (o.provider, o.subject, to_epoch(o.at, "Observation.at"), o.percent, o.source, o.used, o.limit,
-                 to_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None),
-            )
+                (o.provider, o.subject, stored_epoch(o.at, "Observation.at"), o.percent, o.source, o.used, o.limit,
+                 stored_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None),
+            ).rowcount
+        return written > 0  # 0: the upsert's WHERE kept the later reading
 
     @_guarded
     def observations(self) -> dict[tuple[str, str], Observation]:
@@ -775,12 +774,12 @@ class SqliteStore(Closing):
                                             for provider, specialization, at, tokens in rows])
         return iter(runs)  # read in full here, so a damaged row is reported by this call
 
-    def import_runs(self, runs: Iterable[RunRecord]) -> int:
-        """Insert the runs in one transaction; returns how many (this backend keeps every run)."""
-        rows = [(r.provider, r.specialization, to_epoch(r.at, "at"), r.tokens) for r in runs]
+    def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
+        """Insert the runs in one transaction; all of them are kept (this backend keeps every run)."""
+        rows = [(r.provider, r.specialization, stored_epoch(r.at, "at"), r.tokens) for r in runs]
         with self._write() as conn:
             conn.executemany("INSERT INTO runs (provider, specialization, at, tokens) VALUES (?, ?, ?, ?)", rows)
-        return len(rows)
+        return RunsImported(len(rows))
 
     # -- change detection ----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from adws.errors import UsageError
 from adws.insight import simulate, workload
 from adws.insight.simulate import EMITTERS
 from adws.parsers import PARSERS, parse_output
+from tests.helpers import ROOT
 
 MONDAY = datetime(2026, 11, 16, tzinfo=UTC)
 
@@ -191,3 +193,35 @@ def test_days_and_tasks_are_bounded_with_a_clear_message(
     assert capsys.readouterr().err == ("adws: the workload gives about 2,000,000 tasks (tasks_per_day 1e+06 x 2 "
                                        f"days); one run simulates at most {simulate.MAX_TASKS:,}: lower --days or "
                                        "tasks_per_day\n")
+
+
+def _readme_block(after: str) -> str:
+    """The first fenced block of README.md after the line that holds `after`, its fences dropped."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```\n", text.index(after)) + len("```\n")
+    return text[start:text.index("```", start)]
+
+
+def _shown_as(block: str) -> re.Pattern[str]:
+    """The README's block as a pattern of the whole output: a line "  ..." stands for one or more left-out lines."""
+    parts = [r"(?:[^\n]*\n)+" if line == "  ..." else re.escape(line) + r"\n"
+             for line in block.rstrip("\n").split("\n")]
+    return re.compile("".join(parts))
+
+
+def test_the_readme_week_is_what_the_shipped_config_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """README "A week with adws" and the `adws stats` example show this very run of the shipped config (the
+    README's commands, with the start and window it was run with written out), so they cannot go stale."""
+    from adws.cli import main
+
+    monkeypatch.setenv("ADWS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ADWS_STATE_PATH", str(tmp_path / "state.sqlite3"))
+    week = tmp_path / "week.jsonl"
+    assert main(["simulate", "--config", str(ROOT / "config.toml"), "--days", "7", "--seed", "1",
+                 "--start", "2026-11-30T00:00:00Z", "--audit-out", str(week)]) == 0
+    shown = capsys.readouterr().out.replace(str(week), "week.jsonl")
+    assert _shown_as(_readme_block("simulate says:")).fullmatch(shown.split("audit log:")[0]), shown
+    assert main(["stats", "--audit", str(week), "--since", "2026-11-30T00:00:00Z"]) == 0
+    table = capsys.readouterr().out.replace(" since 2026-11-30T00:00:00+00:00", "")  # the README leaves --since out
+    assert _readme_block("#### `adws stats").split("\n", 1)[1] == table, table

@@ -63,7 +63,7 @@ def write_config(tmp_path: Path, state: str) -> Path:
     return path
 
 
-def fill(store: SqliteStore, now: datetime) -> None:
+def fill(store: StateStore, now: datetime) -> None:
     store.record_usage(UsageRecord("claude", "a", now - timedelta(hours=1), Usage(input_tokens=5, cost_usd=0.5),
                                    "sonnet", "issue-7"))
     store.record_usage(UsageRecord("claude", "b", now, Usage(output_tokens=3, estimated=True)))
@@ -256,10 +256,10 @@ def test_import_checks_observation_and_run_lines_as_strictly(tmp_path: Path, cap
         f"{dump}:20: tokens: expected a whole number >= 0, got -1",
         f"{dump}:21: tokens: expected a whole number >= 0, got 1.5",
         f"{dump}:22: tokens: expected a whole number >= 0, got True",
-        f"{dump}:23: tokens: 9223372036854775808 is too large (at most 9223372036854775807)",
+        f"{dump}:23: tokens: 9223372036854775808 is too large (at most 1,000,000,000,000)",
         f"{dump}:24: tokens: expected a whole number >= 0, got None",
         f"{dump}:25: cost_usd: expected a number >= 0, got {'1' + '0' * 59}... (401 characters)",
-        f"{dump}:26: input_tokens: 18446744073709551616 is too large (at most 9223372036854775807)",
+        f"{dump}:26: input_tokens: 18446744073709551616 is too large (at most 1,000,000,000,000)",
         f"{dump}:27: missing field 'at'",
     ]
     with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as store:
@@ -318,7 +318,8 @@ def test_import_into_redis_says_how_many_runs_its_cap_did_not_keep(
     dump.write_text('{"kind": "adws-state", "version": 1}\n' + "".join(json.dumps(run) + "\n" for run in runs))
     config = write_config(tmp_path, f'[state]\nbackend = "redis"\nurl = "{redis_url}"\nkey_prefix = "{redis_prefix}"\n')
     nothing_else = "imported 0 usage, 0 cooldown, 0 cursor, 0 sticky, 0 breaker, 0 observation"
-    not_kept = "2 runs were not kept (the store keeps only the newest runs of each provider and specialization)"
+    not_kept = ("2 runs were not kept (2 of the file's: the store keeps only the newest runs of each provider and "
+                "specialization)")
     assert main(["state", "import", str(dump), "--config", str(config)]) == 0
     assert capsys.readouterr().err == f"{nothing_else}, 3 run into {redis_url}; {not_kept}\n"
     assert main(["state", "import", str(dump), "--config", str(config)]) == 0
@@ -340,7 +341,8 @@ def test_import_keeps_the_newest_observation_of_each_subject() -> None:
     newer = Observation("claude", "a", NOW - timedelta(minutes=1), 40.0, "usage_command", 4.0, 10.0)
     with MemoryStore() as store:
         store.record_observation(newer)
-        assert import_lines(store, dump(older), "old.jsonl", ["claude"])["observation"] == 1
+        counts = import_lines(store, dump(older), "old.jsonl", ["claude"])
+        assert (counts["observation"], counts["older observation"]) == (0, 1)  # what was kept, not lines read
         assert store.observations() == {("claude", "a"): newer}  # the store's own reading is the later one
         latest = replace(newer, at=NOW, percent=55.0)
         import_lines(store, dump(latest), "new.jsonl", ["claude"])

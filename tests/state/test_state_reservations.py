@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adws.state import STORES, RedisStore, SqliteStore, StateStore, redis_store
-from adws.state.base import CHANGE_KINDS, Observation, RunRecord
+from adws.state.base import CHANGE_KINDS, Observation, RunRecord, RunsImported
 from tests.state.test_state import open_backend
 
 T0 = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
@@ -76,15 +76,16 @@ def test_reservations_move_the_version(store: StateStore) -> None:
 def test_the_latest_observation_per_subject_is_kept(store: StateStore) -> None:
     first = Observation("ag", "ag-01", T0, 41.0, "usage_command", 205000.0, 500000.0, T0 + timedelta(days=2))
     later = Observation("ag", "ag-01", LATER, 63.0, "claude rate_limit_event (seven_day)")
-    store.record_observation(later)
-    store.record_observation(first)  # older: does not replace the later reading
-    store.record_observation(Observation("ag", "ag-01/claude", T0, 5.0, "usage_command"))
+    assert store.record_observation(later) is True
+    assert store.record_observation(first) is False  # older: does not replace the later reading
+    assert store.record_observation(Observation("ag", "ag-01/claude", T0, 5.0, "usage_command")) is True
     assert store.observations() == {("ag", "ag-01"): later,
                                     ("ag", "ag-01/claude"): Observation("ag", "ag-01/claude", T0, 5.0,
                                                                         "usage_command")}
     newer = Observation("ag", "ag-01", LATER + timedelta(minutes=1), 70.0, "usage_command", 1.0, 2.0, LATER)
-    store.record_observation(newer)
+    assert store.record_observation(newer) is True
     assert store.observations()[("ag", "ag-01")] == newer
+    assert store.record_observation(newer) is True  # the same time again: kept (not older), as an import repeats
 
 
 def test_recent_runs_newest_first_per_provider_and_specialization(store: StateStore) -> None:
@@ -101,8 +102,8 @@ def test_every_kept_run_can_be_listed_and_bulk_loaded(store: StateStore) -> None
     runs = [RunRecord("ag", "code", T0 + timedelta(minutes=2), 300), RunRecord("ag", "code", T0, 100),
             RunRecord("ag", "code", T0 + timedelta(minutes=1), 200), RunRecord("ag", "code", T0, 100),
             RunRecord("cline", "docs", T0, 9), RunRecord("ag", "a:b/c d", LATER, 7)]
-    assert store.import_runs(runs) == 6
-    assert store.import_runs([]) == 0
+    assert store.import_runs(runs) == RunsImported(kept=6, displaced=0)
+    assert store.import_runs([]) == RunsImported(0, 0)
     store.record_run("ag", "code", LATER, 400)
     # Grouped by (provider, specialization) in name order, each oldest first; two equal runs stay two.
     assert list(store.recorded_runs()) == [
@@ -136,9 +137,10 @@ def test_redis_keeps_its_newest_runs_when_bulk_loading(
         store.record_run("ag", "code", T0 + timedelta(minutes=10), 10)
         runs = [RunRecord("ag", "code", T0 + timedelta(minutes=i), i) for i in range(5)]
         # Of 0..4 and 10 the newest 3 stay: 3, 4 of the bulk load, and the run that was there.
-        assert store.import_runs(runs) == 2
+        assert store.import_runs(runs) == RunsImported(kept=2, displaced=0)
         assert [run.tokens for run in store.recorded_runs()] == [3, 4, 10]
-        assert store.import_runs([RunRecord("ag", "code", T0 - timedelta(days=1), 99)]) == 0  # older than all kept
+        # Older than all kept: not kept.
+        assert store.import_runs([RunRecord("ag", "code", T0 - timedelta(days=1), 99)]) == RunsImported(0, 0)
         assert store.recent_runs("ag", "code", 10) == [10, 4, 3]
 
 
