@@ -7,8 +7,7 @@ Three kinds of text must never leave adws as they came in:
   agent printing `Invalid API key: sk-...` into its error must not put the key in the attempt's reason. So are
   their encoded forms (`secret_forms`, adws.secret_forms: base64 at every alignment, as in a Basic-auth header of
   `user:KEY`, percent-encoding, JSON, HTML/XML, shell quoting, hex; each also as a JSON string spells it),
-  found with the values in one pass
-  (adws.needles).
+  found with the values in one pass (adws.needles).
 - prompt text, in what goes to the audit log when `[audit] include_prompt = false`: the prompt itself, its
   trimmed form and each of its longer lines (an agent echoing the prompt in its error, a template that
   rendered `{{ prompt | trim }}` into argv) become `<prompt>`.
