@@ -79,11 +79,13 @@ def checked_count(name: str, value: object, *, minimum: int) -> int:
     raise ArgumentError(f"{name}: expected an integer >= {minimum}, got {got(value)}")
 
 
-def checked_callable(name: str, value: Any, *, what: str) -> Any:
-    """`value` when it is callable or None; `what` says what it is called with. Raises ArgumentError."""
-    if value is None or callable(value):
+def checked_callable(name: str, value: Any, *, what: str, optional: bool = True) -> Any:
+    """`value` when it is callable (or None, when `optional`); `what` says what it is called with. Raises
+    ArgumentError."""
+    if callable(value) or (optional and value is None):
         return value
-    raise ArgumentError(f"{name}: expected a callable (called with {what}) or None, got {got(value)}")
+    raise ArgumentError(f"{name}: expected a callable (called with {what}){' or None' if optional else ''}, "
+                        f"got {got(value)}")
 
 
 def checked_flag(name: str, value: object) -> bool:

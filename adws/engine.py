@@ -99,7 +99,10 @@ class Engine:
             raise ArgumentError(f"config: expected a config file's path or a CompiledConfig (from "
                                 f"adws.config.load_config), got {got(config)}")
         for name, value in (("clock", clock), ("sleep", sleep), ("runner", runner), ("which", which)):
-            checked_callable(name, value, what=_CALLS[name])
+            checked_callable(name, value, what=_CALLS[name], optional=name in ("runner", "which"))
+        if store is not None and not all(callable(getattr(store, method, None)) for method in _STORE_METHODS):
+            raise ArgumentError(f"store: expected a state store (adws.state.MemoryStore, SqliteStore, RedisStore, "
+                                f"or one that keeps the StateStore contract) or None, got {got(store)}")
         checked_mapping("environ", environ)
         checked_flag("auto_reload", auto_reload)
         checked_flag("strict", strict)
@@ -280,10 +283,13 @@ class Engine:
         `on_event` hears `task_started`, each attempt's `attempt_started` and `attempt_finished`, `task_waiting`
         and, last, `task_finished` (outcome "success", "failed" or "interrupted"; also when run() raises once the
         task started) (adws.events); every event is logged on the "adws.events" logger too.
-        Raises, before anything runs: ArgumentError (a TypeError and ValueError: an argument of the wrong type,
-        before any event), TaskError (a bad task, before any event), PromptError (an empty prompt) and
-        MissingWorkdirError (`workdir` is not a directory; a WorkdirError), both TaskErrors too, and
-        WorkdirError (the `[run] workdir` policy cannot use the directory).
+        Raises, before anything runs: ArgumentError (a TypeError and ValueError: an argument of the wrong type)
+        and TaskError (a task field of the wrong type), both before any event; then, once `task_started` was
+        emitted (a `task_finished` "failed" follows, so that run_many's progress sees every task end):
+        ConfigError (strict mode, the edited config refused), TaskError (a value the config refuses: priority,
+        specialization, override), PromptError (an empty prompt) and MissingWorkdirError (`workdir` is not a
+        directory; a WorkdirError), both TaskErrors too, and WorkdirError (the `[run] workdir` policy cannot use
+        the directory).
         """
         return self._run(task, prompt, workdir, now, wait, on_event)
 
@@ -493,6 +499,8 @@ DEFAULT_RELOAD_INTERVAL = 1.0  # seconds: load()'s default, and Engine(path)'s
 # What each callable that Engine takes is called with, for ArgumentError's message.
 _CALLS = {"clock": CLOCK_CALL, "sleep": "seconds, as time.sleep",
           "runner": "an adws.runner.RunRequest", "which": "a program's name, as shutil.which"}
+# A few of StateStore's methods, to tell a store from something else passed as `store=` (stores are duck-typed).
+_STORE_METHODS = ("record_usage", "usage_totals", "cooldowns", "version", "close")
 
 
 # Engine's keywords that load() passes on (the others, watcher and auto_reload, load sets from its own arguments;

@@ -246,7 +246,7 @@ class ModelRouter:
         if not isinstance(config, CompiledConfig):
             raise ArgumentError(f"config: expected a CompiledConfig (from adws.config.load_config(path)), "
                                 f"got {got(config)}")
-        checked_callable("clock", clock, what=CLOCK_CALL)
+        checked_callable("clock", clock, what=CLOCK_CALL, optional=False)
         self.config = config
         self.tz = ZoneInfo(config.timezone)
         self.availability = availability or Availability()

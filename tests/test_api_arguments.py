@@ -112,7 +112,16 @@ def test_engine_takes_a_config_path_as_load_does(tmp_path: Path, monkeypatch: py
     (lambda: adws.Engine(load_config(ROOT / "config.toml"), environ=["A=1"]),  # type: ignore[arg-type]
      "environ: expected a mapping of names to values (a dict, os.environ) or None, got list ['A=1']"),
     (lambda: adws.Engine(load_config(ROOT / "config.toml"), clock="utc"),  # type: ignore[arg-type]
-     "clock: expected a callable (called with no arguments, returning an aware datetime) or None, got str 'utc'"),
+     "clock: expected a callable (called with no arguments, returning an aware datetime), got str 'utc'"),
+    (lambda: adws.Engine(load_config(ROOT / "config.toml"), clock=None),  # type: ignore[arg-type]
+     "clock: expected a callable (called with no arguments, returning an aware datetime), got None"),
+    (lambda: adws.Engine(load_config(ROOT / "config.toml"), sleep=None),  # type: ignore[arg-type]
+     "sleep: expected a callable (called with seconds, as time.sleep), got None"),
+    (lambda: adws.ModelRouter(load_config(ROOT / "config.toml"), clock=None),  # type: ignore[arg-type]
+     "clock: expected a callable (called with no arguments, returning an aware datetime), got None"),
+    (lambda: adws.Engine(load_config(ROOT / "config.toml"), store="state.sqlite3"),  # type: ignore[arg-type]
+     "store: expected a state store (adws.state.MemoryStore, SqliteStore, RedisStore, or one that keeps the "
+     "StateStore contract) or None, got str 'state.sqlite3'"),
     (lambda: adws.Engine(load_config(ROOT / "config.toml"), strict="yes"),  # type: ignore[arg-type]
      "strict: expected True or False, got str 'yes'"),
     (lambda: adws.load(None), "path: expected a file's path (a non-empty str or a pathlib.Path), got None"),  # type: ignore[arg-type]
@@ -268,6 +277,19 @@ def test_a_run_refused_once_started_still_tells_its_end(engine: Engine, tmp_path
         engine.run(TASK, prompt="fix it", workdir=tmp_path / "gone", on_event=events.append)
     assert [e.kind for e in events] == [EventKind.TASK_STARTED, EventKind.TASK_FINISHED]
     assert (events[-1].outcome, events[-1].reason) == ("failed", f"workdir: {tmp_path / 'gone'} is not a directory")
+
+
+def test_a_task_the_config_refuses_is_refused_once_started(engine: Engine, tmp_path: Path) -> None:
+    """A field of the wrong type is an error before any event; a value only the config refuses (a priority it
+    does not know) is found by routing, after task_started, and task_finished says so (run() docstring)."""
+    events: list[Event] = []
+    with pytest.raises(TaskError):
+        engine.run({**TASK, "title": 5}, prompt="fix it", workdir=tmp_path, on_event=events.append)
+    assert events == []
+    with pytest.raises(TaskError, match="priority"):
+        engine.run({**TASK, "priority": "bogus"}, prompt="fix it", workdir=tmp_path, on_event=events.append)
+    assert [e.kind for e in events] == [EventKind.TASK_STARTED, EventKind.TASK_FINISHED]
+    assert events[-1].outcome == "failed"
 
 
 def test_a_failed_run_tells_failed_with_the_results_message(tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
