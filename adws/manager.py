@@ -569,7 +569,10 @@ class ProviderManager:
         # The task's id is data from outside: a lone surrogate in it must not make every attempt unrunnable.
         env.update({"ADWS_PROVIDER": provider.name, "ADWS_ACCOUNT": account.name,
                     "ADWS_MODEL": step.model or "", "ADWS_TASK_ID": encodable(task.key or "")})
-        secrets = [self.environ[n] for n in account.secret_vars if self.environ.get(n)]
+        # A key variable's value too short to recognise is a placeholder (OPENAI_API_KEY=ollama for a local
+        # server), left alone as secret_values leaves it: replacing it would blank every such word the agent
+        # prints. It reaches the child through its environment only, never its command line.
+        secrets = [value for n in account.secret_vars if len(value := self.environ.get(n) or "") >= MIN_SECRET_CHARS]
         secrets += [v for k, v in env.items()
                     if k in account.env and looks_secret(k) and len(v) >= MIN_SECRET_CHARS]
         _check_receivable(provider, argv, env)

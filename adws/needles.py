@@ -19,6 +19,10 @@ needles 270 µs). So larger sets are searched as several automata of 64, up to `
 them; past that, one automaton (about 4 ns per byte, 0.9 ms for 200 KB, whatever its size) reads a long text in
 about the time of 16 to 32 passes of 64, and a short one in one call instead of dozens.
 
+Both steps go through a long text in pieces (step 1 a `_CHUNK` at a time, step 2 a `_WINDOW` of starts at a
+time, each reaching far enough into the next for an occurrence that starts in it), and the spans are merged as
+they come: the crate lists its matches, and a periodic needle (`aaaaaaaa` in a run of `a`) occurs at every byte.
+
 The byte search is exact for text: a needle's UTF-8 starts with a lead byte and ends with a whole character, so
 in UTF-8 text it can only match at character boundaries (see `adws.redact.replace_in`).
 """
@@ -35,6 +39,10 @@ _MAX_GROUPS = 16
 # Bytes of each needle that step 1 looks for: 15 bytes of a key in base64, 10 in hex. A prefix that occurs
 # without its needle (base64 of another key of the same vendor) only costs step 2's search of its stretch.
 _PREFIX = 20
+# Bytes of text per call of step 1's search and starts per call of step 2's: what bounds the lists of matches
+# the crate returns (step 2 lists every overlapping occurrence).
+_CHUNK = 1 << 20
+_WINDOW = 1 << 14
 
 
 class Needles:
@@ -69,41 +77,74 @@ class Needles:
 
     def found_in(self, data: bytes) -> bool:
         """Whether any needle occurs in `data`."""
-        return any(group.find_matches_as_indexes(data) for group in self._groups) and bool(self.spans(data))
+        return next(self.iter_spans(data), None) is not None
 
     def spans(self, data: bytes) -> list[tuple[int, int]]:
         """Where the needles occur in `data`: sorted (start, end) byte offsets, end exclusive, one span for each
         run of occurrences that overlap or touch."""
-        hits = sorted((start, end) for group in self._groups for _, start, end in group.find_matches_as_indexes(data))
-        if not hits:
-            return []
+        return list(self.iter_spans(data))
+
+    def iter_spans(self, data: bytes) -> Iterator[tuple[int, int]]:
+        """`spans`, one at a time: memory stays bounded by `_CHUNK` and `_WINDOW` whatever `data` holds (5 MB of
+        `a` holds 5 million overlapping occurrences of `aaaaaaaa`, each a tuple if listed at once)."""
+        return self._find(data) or iter(())
+
+    def _find(self, data: bytes) -> Iterator[tuple[int, int]] | None:
+        """`iter_spans`, or None when no prefix occurs in `data` shorter than `_CHUNK` (the common case, answered
+        without making generators)."""
+        if not self._groups:
+            return None
+        if len(data) <= _CHUNK:
+            hits = self._chunk_hits(data, 0)
+            return self._spans(data, iter(hits)) if hits else None
+        return self._spans(data, (hit for low in range(0, len(data), _CHUNK) for hit in self._chunk_hits(data, low)))
+
+    def _spans(self, data: bytes, hits: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+        # Every occurrence starts inside a reported prefix (see the module's docstring), so it ends before the
+        # reported prefix's end plus the longest needle. (A stretch found to hold nothing adds nothing: a
+        # prefix without its needle.)
+        stretches = _merged((start, end + self.longest - 1) for start, end in hits)
+        yield from _merged(found for low, high in stretches for found in self._occurrences(data, low, high))
+
+    def _chunk_hits(self, data: bytes, low: int) -> list[tuple[int, int]]:
+        """Step 1 on the chunk of `data` at `low`: the reported prefixes, sorted by start. A chunk reaches
+        `_PREFIX - 1` bytes into the next so that every prefix starting in it is whole there; hits starting in
+        the next chunk are left to it, where its leftmost-longest search starts afresh."""
+        piece = data[low:low + _CHUNK + _PREFIX - 1] if low or len(data) > _CHUNK else data
+        return sorted((low + start, low + end) for group in self._groups
+                      for _, start, end in group.find_matches_as_indexes(piece) if start < _CHUNK)
+
+    def _occurrences(self, data: bytes, low: int, high: int) -> Iterator[tuple[int, int]]:
+        """Step 2: every occurrence of every needle that starts in data[low:high] (and ends by `high`), sorted by
+        start, found `_WINDOW` starts at a time (the crate lists overlapping matches: one tuple each)."""
         exact = self._exact
         if exact is None:
             import ahocorasick_rs
 
             exact = self._exact = ahocorasick_rs.BytesAhoCorasick(
                 list(self.needles), implementation=ahocorasick_rs.Implementation.NoncontiguousNFA)
-        # Every occurrence starts inside a reported prefix (see the module's docstring), so it ends before the
-        # reported prefix's end plus the longest needle.
-        found: list[tuple[int, int]] = []
-        for low, high in _merged((start, end + self.longest - 1) for start, end in hits):
-            # (A stretch found to hold nothing adds nothing: a prefix without its needle.)
-            found += [(low + start, low + end)
-                      for _, start, end in exact.find_matches_as_indexes(data[low:high], overlapping=True)]
-        return list(_merged(sorted(found)))
+        for start in range(low, high, _WINDOW):
+            # Occurrences starting in this window end within `longest - 1` bytes after it.
+            piece = data[start:min(start + _WINDOW + self.longest - 1, high)]
+            yield from sorted((start + begin, start + end)
+                              for _, begin, end in exact.find_matches_as_indexes(piece, overlapping=True)
+                              if begin < _WINDOW)
 
     def replace(self, data: bytes, mark: bytes) -> bytes:
         """`data` with each span of `spans` replaced by `mark`; `data` itself when nothing occurs in it."""
-        spans = self.spans(data)
-        if not spans:
+        spans = self._find(data)
+        if spans is None:
             return data
-        parts: list[bytes] = []
+        out = bytearray()  # (not a list of parts: two objects per span, for a text made of occurrences)
         pos = 0
         for start, end in spans:
-            parts += [data[pos:start], mark]
+            out += data[pos:start]
+            out += mark
             pos = end
-        parts.append(data[pos:])
-        return b"".join(parts)
+        if not pos:
+            return data
+        out += data[pos:]
+        return bytes(out)
 
 
 def _merged(spans: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:

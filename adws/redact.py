@@ -6,8 +6,8 @@ Three kinds of text must never leave adws as they came in:
   value long enough to recognise (`MIN_SECRET_CHARS`). They are replaced by `***` wherever they appear: an
   agent printing `Invalid API key: sk-...` into its error must not put the key in the attempt's reason. So are
   their encoded forms (`secret_forms`, adws.secret_forms: base64 at every alignment, as in a Basic-auth header of
-  `user:KEY`, percent-encoding, JSON, HTML/XML, shell quoting, hex), found with the values in one pass
-  (adws.needles).
+  `user:KEY`, percent-encoding, JSON, HTML/XML, shell quoting, hex; each also as a JSON string spells it),
+  found with the values in one pass (adws.needles).
 - prompt text, in what goes to the audit log when `[audit] include_prompt = false`: the prompt itself, its
   trimmed form and each of its longer lines (an agent echoing the prompt in its error, a template that
   rendered `{{ prompt | trim }}` into argv) become `<prompt>`.
@@ -19,11 +19,12 @@ Three kinds of text must never leave adws as they came in:
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from adws.needles import Needles
@@ -89,11 +90,14 @@ def secret_values(environ: Mapping[str, str], named: Iterable[str] = ()) -> list
 def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
     """Every string that gives one of `secrets` away: each value (whatever its length), then its encoded forms of
     at least MIN_SECRET_CHARS characters (adws.secret_forms.encoded_forms), longest first, without repeats.
-    Made once per set of values (a few hundred µs for ten keys) and kept."""
-    return _secret_forms(frozenset(s for s in secrets if s))
+    Made once per set of values (a few hundred µs for ten keys) and kept (see `_Memo`)."""
+    key = frozenset(s for s in secrets if s)
+    found = _FORMS.get(key)
+    if found is None:
+        found = _FORMS.put(key, _secret_forms(key), sum(map(len, key)))
+    return found
 
 
-@functools.lru_cache(maxsize=32)
 def _secret_forms(secrets: frozenset[str]) -> tuple[str, ...]:
     # Imported with the first secrets: start-up and routing do not load the encoders' modules (html, shlex...).
     from adws.secret_forms import encoded_forms
@@ -104,21 +108,65 @@ def _secret_forms(secrets: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(forms, key=lambda form: (-len(form), form)))
 
 
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+class _Memo(Generic[_K, _V]):
+    """The values last used, up to `entries` of them and `chars` in all, each weighing what its caller says
+    (the characters or bytes of its strings; a value heavier than `chars` is not kept). What these memos keep
+    grows with the strings: the automata of `Needles` take about 30 bytes per byte of needle (two secrets of
+    128 KB: 55 MB), so a count alone (an lru_cache of 64) would let a few sets of key files hold gigabytes.
+    Thread-safe."""
+
+    def __init__(self, entries: int, chars: int) -> None:
+        self._entries = entries
+        self._chars = chars
+        self._items: OrderedDict[_K, tuple[_V, int]] = OrderedDict()
+        self._weight = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: _K) -> _V | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: _K, value: _V, weight: int) -> _V:
+        """Keep `value` for `key` (evicting the least recently used) and return it."""
+        with self._lock:
+            if weight > self._chars or key in self._items:
+                return value
+            self._items[key] = (value, weight)
+            self._weight += weight
+            while len(self._items) > self._entries or self._weight > self._chars:
+                self._weight -= self._items.popitem(last=False)[1][1]
+        return value
+
+
+# Characters of secrets, or of needles, kept in each memo: 4 Mi is some 400 sets of ten keys' forms (10 KB), or
+# two sets of fifteen 128 KB key files (about 120 MB of automata).
+_MEMO_CHARS = 4 << 20
+_FORMS: _Memo[frozenset[str], tuple[str, ...]] = _Memo(32, _MEMO_CHARS)
+_MATCHERS: _Memo[tuple[tuple[str, ...], bool], Needles] = _Memo(64, _MEMO_CHARS)
+_NEEDLES: _Memo[tuple[bytes, ...], Needles] = _Memo(64, _MEMO_CHARS)
+
+
 def matcher(needles: Iterable[str], *, raw: bool = False) -> Needles:
-    """The `Needles` of `needles` (made once per set and kept): for `replace_in` on str, or with `raw` for bytes
-    as a program wrote them (a surrogate escape in a needle is the undecodable byte it stands for)."""
-    return _matcher(tuple(dict.fromkeys(n for n in needles if n)), raw)
-
-
-@functools.lru_cache(maxsize=64)
-def _matcher(needles: tuple[str, ...], raw: bool) -> Needles:
-    return _needles(_encoded(needles, raw=raw))
-
-
-@functools.lru_cache(maxsize=64)
-def _needles(needles: tuple[bytes, ...]) -> Needles:
-    # By bytes: the raw, text and JSON-escaped spellings of ASCII forms are the same bytes, and share automata.
-    return _new_needles(needles)
+    """The `Needles` of `needles` (made once per set and kept, see `_Memo`): for `replace_in` on str, or with
+    `raw` for bytes as a program wrote them (a surrogate escape in a needle is the undecodable byte it stands
+    for)."""
+    key = (tuple(dict.fromkeys(n for n in needles if n)), raw)
+    found = _MATCHERS.get(key)
+    if found is None:
+        # By bytes: the raw, text and JSON-escaped spellings of ASCII forms are the same bytes, and share automata.
+        encoded = _encoded(key[0], raw=raw)
+        weight = sum(map(len, encoded))
+        found = _NEEDLES.get(encoded) or _NEEDLES.put(encoded, _new_needles(encoded), weight)
+        _MATCHERS.put(key, found, weight)
+    return found
 
 
 def _new_needles(needles: tuple[bytes, ...]) -> Needles:
@@ -138,7 +186,6 @@ def _encoded(strings: Iterable[str], *, raw: bool = False) -> tuple[bytes, ...]:
     return tuple(s.encode("utf-8", "surrogatepass") for s in strings)
 
 
-@functools.lru_cache(maxsize=32)
 def _escaped_matcher(forms: tuple[str, ...]) -> Needles:
     """The `Needles` of `forms` as JSON spells them inside a string (for `Scrubber.dumps`)."""
     return matcher(_json_escaped(forms))

@@ -109,11 +109,13 @@ class _Sink:
     """One output stream: the first `cap` bytes go to a file, the last `tail_bytes` stay in memory.
 
     With `secrets`, every occurrence of one or of its encoded forms (adws.redact.secret_forms) is written as ***
-    (to the file and the tail alike), also when it arrives split across reads: the last (longest form - 1) bytes
-    wait for the next read or `finish()`.
+    (to the file and the tail alike), also when it arrives split across reads: what is written is the same for
+    every way the child's output is cut into reads as for one read of all of it. The last (longest form - 1)
+    bytes wait, as they came, for the next read or `finish()`.
     """
 
-    __slots__ = ("_file", "_held", "_hold", "_needles", "_tail", "_tail_bytes", "cap", "fed", "kept", "total")
+    __slots__ = ("_file", "_held", "_hold", "_needles", "_open", "_tail", "_tail_bytes", "cap", "fed", "kept",
+                 "total")
 
     def __init__(self, file: BinaryIO, cap: int, tail_bytes: int, secrets: Sequence[str] = ()) -> None:
         self._file = file
@@ -126,24 +128,50 @@ class _Sink:
         # The child's bytes are searched as they are: a value's undecodable bytes (surrogate escapes) as bytes.
         self._needles = matcher(secret_forms(secrets), raw=True)
         self._hold = max(self._needles.longest - 1, 0)
-        self._held = b""
+        self._held = b""  # not yet written, not yet replaced
+        # How far into `_held` the occurrences behind the last *** written reach (-1: it was not the last thing
+        # written): an occurrence starting there or before is part of that *** (one-shot redaction merges
+        # overlapping and touching occurrences), not another.
+        self._open = -1
 
     def feed(self, data: bytes) -> None:
         self.total += len(data)
         if self._needles:
-            data = self._needles.replace(self._held + data, _REDACTED_BYTES)
-            cut = len(data) - self._hold
-            self._held = data[max(cut, 0):]
-            if cut <= 0:
-                return
-            data = data[:cut]
-        self._keep(data)
+            data = self._redact(self._held + data, self._hold)
+        if data:
+            self._keep(data)
 
     def finish(self) -> None:
         """Write what was held back for redaction (call once the stream ended)."""
         if self._held:
-            held, self._held = self._held, b""
-            self._keep(held)
+            self._keep(self._redact(self._held, 0))
+
+    def _redact(self, data: bytes, hold: int) -> bytes:
+        """`data` up to its last `hold` bytes, redacted; those bytes are kept for the next call.
+
+        An occurrence not yet whole in `data` starts within its last `hold` bytes (the longest form is
+        `hold + 1`), so every occurrence starting before the cut is whole here: what is before the cut is
+        written as one read would write it, and what is after it is searched again with the next read. Only
+        an occurrence that starts before the cut and reaches past it is written as *** at once, and `_open`
+        says where it ends, so that what overlaps or touches it later becomes no second ***."""
+        cut = len(data) - hold
+        if cut <= 0:
+            self._held = data
+            return b""
+        parts: list[bytes] = []
+        covered = self._open  # end of the occurrences behind the last *** in `parts`, -1 when there is none
+        pos = max(covered, 0)
+        for start, end in self._needles.iter_spans(data):
+            if start >= cut:
+                break  # searched again, whole, with what comes next
+            if start > covered:
+                parts += [data[pos:start], _REDACTED_BYTES]
+            covered = pos = max(covered, end)
+        if pos < cut:
+            parts.append(data[pos:cut])
+        self._held = data[cut:]
+        self._open = covered - cut if covered >= cut else -1
+        return b"".join(parts)  # (one part: that part itself, not a copy)
 
     def _keep(self, data: bytes) -> None:
         self.fed += len(data)

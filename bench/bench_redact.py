@@ -7,7 +7,8 @@ What is timed, each case in a child process per side and round (sides alternate,
 
 1. `Scrubber.text` over the whole log as one str (an agent's final answer; the upper bound of a reason), the
    log with none of the secrets in it ("clean") and with each secret leaked once ("leaky": the value itself, a
-   Basic-auth header of `user:KEY`, `echo $KEY | base64`, a URL query, a JSON string, a hex dump...).
+   Basic-auth header of `user:KEY`, `echo $KEY | base64`, a URL query, a JSON string, a hex dump, a wrapped
+   blob inside a JSON line, `xxd -p`...).
 2. The runner's `_Sink` fed the log as the child's output in 64 KiB reads (the pipe's size), as `run` does for
    stdout.log / stderr.log.
 3. `Scrubber.dumps` of an audit record of three attempts (about 3 KB of JSON) and `Scrubber.text` of one
@@ -31,6 +32,7 @@ import io
 import json
 import os
 import random
+import re
 import statistics
 import string
 import subprocess
@@ -49,10 +51,10 @@ LOG_BYTES = 200_000
 CHUNK = 64 * 1024
 CASES = {
     "text_clean": "`Scrubber.text`, 200 KB log, no secret in it",
-    "text_leaky": "`Scrubber.text`, 200 KB log, 10 leaks",
+    "text_leaky": "`Scrubber.text`, 200 KB log, 12 leaks",
     "text_ascii": "`Scrubber.text`, the 200 KB log made ASCII, no secret in it",
     "sink_clean": "runner `_Sink.feed`, 200 KB in 64 KiB reads, no secret in it",
-    "sink_leaky": "runner `_Sink.feed`, 200 KB in 64 KiB reads, 10 leaks",
+    "sink_leaky": "runner `_Sink.feed`, 200 KB in 64 KiB reads, 12 leaks",
     "dumps_record": "`Scrubber.dumps`, audit record of 3 attempts (~3 KB), no secret in it",
     "text_reason": "`Scrubber.text`, one reason (120 chars)",
     "first_use": "first use of a new set of 10 secrets (forms and automata made)",
@@ -101,6 +103,10 @@ def leaks(secrets: list[str]) -> list[tuple[str, str]]:
         ("<error><token>{}</token></error>", s[7]),
         ("//registry/:_authToken={}", s[8]),
         ('{{"password": "{}"}}', json.dumps(s[9])[1:-1]),
+        # As claude's and gemini's stream-json carry what a tool printed: the blob's line breaks as `\n`.
+        ('{{"type": "tool_result", "content": "{}"}}',
+         json.dumps(base64.encodebytes(f"{s[0]}\n".encode()).decode())[1:-1]),
+        ("$ echo -n $KEY | xxd -p\n{}", "\n".join(re.findall(".{1,60}", s[1].encode().hex()))),
     ]
     return [(line.format(payload) + "\n", payload) for line, payload in payloads]
 
@@ -150,7 +156,7 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
 def child(repeat: int) -> dict[str, Any]:
     """Every case against the adws on sys.path; medians in µs."""
     import adws
-    from adws.redact import REDACTED, Scrubber
+    from adws.redact import REDACTED, Scrubber, secret_forms
     from adws.runner import _Sink
 
     secrets = secrets_for(1)
@@ -189,7 +195,9 @@ def child(repeat: int) -> dict[str, Any]:
         "first_use": timed(first_use, max(repeat // 4, 5)),
     }
     shown = scrub.text(leaky)
+    forms = secret_forms(secrets)
     return {"medians": results, "adws": str(Path(adws.__file__).parent), "literal_left": len(left),
+            "forms": len(forms), "form_bytes": sum(len(f.encode("utf-8", "surrogatepass")) for f in forms),
             "leaks_redacted": sum(payload not in shown for _, payload in leaks(secrets)),
             "marks": shown.count(REDACTED), "log_chars": len(clean), "log_bytes": len(clean.encode())}
 
@@ -266,8 +274,11 @@ def main() -> int:
         f"- Log: {last['after']['log_chars']:,} characters ({last['after']['log_bytes']:,} bytes of UTF-8), the "
         "real outputs of tests/data/real repeated; 10 secrets. Each figure: the median over the rounds of each "
         "child's median (range over rounds after it).",
-        "- Leaks whose encoded secret is gone from the scrubbed log (of 10): "
+        f"- Leaks whose encoded secret is gone from the scrubbed log (of {len(leaks(secrets_for(1)))}): "
         f"before {last['before']['leaks_redacted']}, after {last['after']['leaks_redacted']}.",
+        "- Strings searched for the 10 secrets (values and forms): "
+        f"before {last['before']['forms']} ({last['before']['form_bytes']:,} bytes), "
+        f"after {last['after']['forms']} ({last['after']['form_bytes']:,} bytes).",
         "",
         "| case | before µs (range) | after µs (range) | after / before |",
         "| --- | --- | --- | --- |",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adws import needles as needles_module
 from adws.needles import Needles
 
 
@@ -60,3 +63,26 @@ def test_replace_returns_the_same_bytes_when_nothing_occurs() -> None:
     data = b"nothing to see"
     assert Needles([b"secret-value"]).replace(data, b"***") is data
     assert Needles([]).replace(data, b"***") is data and not Needles([b""])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.text(alphabet="abc", max_size=80).map(str.encode),
+       needles=st.lists(st.text(alphabet="abc", min_size=1, max_size=25).map(str.encode), max_size=6),
+       chunk=st.integers(1, 30), window=st.integers(1, 30))
+def test_chunks_and_windows_find_the_same_spans(data: bytes, needles: list[bytes], chunk: int,
+                                                window: int) -> None:
+    # Long texts are searched a chunk (step 1) and a window (step 2) at a time: occurrences across their edges.
+    with patch.object(needles_module, "_CHUNK", chunk), patch.object(needles_module, "_WINDOW", window):
+        assert Needles(needles).spans(data) == _naive(data, needles)
+
+
+def test_memory_stays_bounded_with_a_periodic_needle() -> None:
+    # 200 KB of `a` holds 200,000 overlapping occurrences of `aaaaaaaa`: listed at once, about 50 MiB.
+    found = Needles([b"aaaaaaaa"])
+    tracemalloc.start()
+    try:
+        assert found.replace(b"x" + b"a" * 200_000 + b"y", b"***") == b"x***y"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import os
 import re
@@ -20,8 +21,19 @@ from hypothesis import strategies as st
 
 from adws import audit
 from adws.cli import main
-from adws.redact import PROMPT_MARK, REDACTED, Scrubber, dumps, encodable, replace_all, secret_forms, secret_values
+from adws.redact import (
+    PROMPT_MARK,
+    REDACTED,
+    Scrubber,
+    dumps,
+    encodable,
+    matcher,
+    replace_all,
+    secret_forms,
+    secret_values,
+)
 from adws.result import Result
+from adws.secret_forms import ENCODERS, trimmed, utf8
 from tests.helpers import DATA
 from tests.hostile import SECRETS, config_text, engine
 
@@ -157,6 +169,101 @@ def test_a_long_key_through_base64_as_the_tool_wraps_it() -> None:
     for blob in (key.encode(), f"{key}\n".encode()):
         printed = base64.encodebytes(blob).decode()  # coreutils `base64`: 76 columns
         assert not _leaks(Scrubber([key]).text(f"$ echo $KEY | base64\n{printed}$ "), key)
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda blob: base64.encodebytes(blob).decode(),  # coreutils `base64`: 76 columns, `\n`
+    lambda blob: base64.encodebytes(blob).decode().replace("\n", "\r\n"),  # MIME (RFC 2045): `\r\n`
+    lambda blob: "\n".join(re.findall(".{1,64}", base64.b64encode(blob).decode())) + "\n",  # `openssl base64`
+])
+@pytest.mark.parametrize("key", ["sk-ant-api03-" + "Zx9_Qw-7" * 12, 'pa"ss\\word-' + "Ab9/" * 20])
+def test_a_wrapped_base64_key_in_json_lines_output_is_redacted(wrap: object, key: str) -> None:
+    # How adws captures claude's and gemini's stream-json: the line break inside the blob is the two characters
+    # `\n` (or `\r\n`) there, not a newline.
+    from adws.runner import _Sink
+
+    assert callable(wrap)
+    for blob in (key.encode(), f"{key}\n".encode()):
+        line = json.dumps({"type": "tool_result", "content": wrap(blob)}) + "\n"
+        out = io.BytesIO()
+        sink = _Sink(out, 10**9, 10**9, [key])
+        sink.feed(line.encode())
+        sink.finish()
+        shown = json.loads(out.getvalue())["content"]
+        assert REDACTED in shown and not _base64_decodes_to(shown.replace("\r\n", "").replace("\n", ""), key)
+        assert json.loads(Scrubber([key]).text(line))["content"] == shown
+
+
+@settings(max_examples=100, deadline=None)
+@given(secret=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="*"), min_size=8,
+                      max_size=70), ensure_ascii=st.booleans())
+def test_every_form_is_redacted_inside_json_output(secret: str, ensure_ascii: bool) -> None:
+    # Whatever a tool printed reaches adws inside a JSON string when the agent CLI writes JSON lines.
+    scrub = Scrubber([secret])
+    printed = [form for value in {secret, trimmed(secret)} for encode in ENCODERS.values()
+               for form in encode(value, utf8(value)) if len(form) >= 8 and secret not in form]
+    for form in (secret, *printed):
+        spelled = json.dumps(form, ensure_ascii=ensure_ascii)[1:-1]
+        shown = scrub.text(f'{{"content": "x {spelled} y"}}')
+        assert REDACTED in shown and spelled not in shown, form
+
+
+def test_a_long_key_through_xxd_p_is_redacted() -> None:
+    # `xxd -p` writes 60 hex digits (30 bytes) a line: a longer key is never on one line there.
+    key = "sk-proj-" + "Ab9_Cd8-" * 12
+    for blob in (key.encode(), f"{key}\n".encode(), f"{key} and more after it".encode()):
+        for digits in (blob.hex(), blob.hex().upper()):  # `xxd -p`, `xxd -p -u`
+            dump = "\n".join(re.findall(".{1,60}", digits)) + "\n"
+            shown = Scrubber([key]).text(f"$ echo $KEY | xxd -p\n{dump}$ ")
+            assert REDACTED in shown and key.encode().hex() not in shown.replace("\n", "").lower()
+            line = json.dumps({"content": dump})
+            assert REDACTED in json.loads(Scrubber([key]).text(line))["content"]
+
+
+def _sink_output(secrets: list[str], reads: list[bytes]) -> bytes:
+    from adws.runner import _Sink
+
+    out = io.BytesIO()
+    sink = _Sink(out, 10**9, 10**9, secrets)
+    for read in reads:
+        sink.feed(read)
+    sink.finish()
+    assert sink.tail_text() == out.getvalue().decode("utf-8", "replace")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("secrets", "reads", "expected"), [
+    # One secret the prefix of another, the longer one completed by the second read.
+    (["sk-live-abcdefgh", "sk-live-abcdefgh-TAILOFSECRETB"], [b"x sk-live-abcdefgh", b"-TAILOFSECRETB y"],
+     b"x *** y"),
+    # Two secrets that overlap, the second completed by the second read.
+    (["AAAAAAAA1111", "1111BBBBBBBB"], [b"x AAAAAAAA1111", b"BBBBBBBB y"], b"x *** y"),
+    # Touching occurrences, the second arriving in pieces.
+    (["sk-live-abcdefgh"], [b"x sk-live-abcdefghsk-li", b"ve-abc", b"defgh y"], b"x *** y"),
+])
+def test_the_sink_merges_occurrences_across_reads(secrets: list[str], reads: list[bytes], expected: bytes) -> None:
+    assert _sink_output(secrets, reads) == expected
+    assert _sink_output(secrets, [b"".join(reads)]) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_sink_writes_the_same_for_every_split_of_the_output(data: st.DataObject) -> None:
+    # Secrets from a small alphabet that often overlap, one the other's prefix or suffix, in text made of their
+    # pieces and forms, cut into reads anywhere: the sink writes what one-shot redaction of it all gives.
+    first = data.draw(st.text("ab1-", min_size=8, max_size=14), label="first")
+    tail = data.draw(st.text("ab1-", min_size=1, max_size=8), label="tail")
+    share = data.draw(st.integers(1, len(first)), label="share")
+    second = data.draw(st.sampled_from([first + tail, first[-share:] + tail, tail + first, tail * 8]),
+                       label="second")
+    secrets = [first, second]
+    forms = [f for f in secret_forms(secrets) if len(f) < 40]
+    pieces = [first, second, first[:-1], second[1:], first[:share], "x", " ", "a", "1-", *forms[:6]]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=12), label="pieces")).encode()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6), label="cuts"))
+    reads = [text[low:high] for low, high in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    expected = matcher(secret_forms(secrets), raw=True).replace(text, REDACTED.encode())
+    assert _sink_output(secrets, reads) == expected
 
 
 def test_a_secret_split_across_a_log_still_goes_in_every_form(tmp_path: Path) -> None:
@@ -365,6 +472,15 @@ def test_the_agents_own_env_table_secret_is_redacted(tmp_path: Path) -> None:
     assert "tok-backup-0123456789" not in json.dumps(result.to_dict()) + _all_text(tmp_path)
 
 
+def test_a_short_key_value_is_a_placeholder_left_alone_like_any_short_value(tmp_path: Path) -> None:
+    # OPENAI_API_KEY=ollama for a local server: blanking it would blank every "ollama" the agent prints.
+    eng = engine(tmp_path, config_text("echo_secret", "echo_secret"), {"KEY_A": "ollama"})
+    result = eng.run({"id": "t"}, prompt="Fix it please", workdir=tmp_path)
+    first = result.attempts[0]
+    assert first.account == "a" and first.reason == "exit 1: Invalid API key: ollama"
+    assert "Invalid API key: ollama" in (tmp_path / "runs").joinpath(Path(first.stderr_path or "")).read_text()
+
+
 def test_redaction_survives_a_secret_split_across_reads(tmp_path: Path) -> None:
     from adws.runner import RunRequest, run
 
@@ -393,3 +509,27 @@ def test_the_secret_name_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> 
     names = [f"VAR_{i}" for i in range(10)] + ["MY_TOKEN"]
     assert [redact.looks_secret(name) for name in names] == [False] * 10 + [True]
     assert len(redact._LOOKS_SECRET) == 4  # answered past the bound, not kept
+
+
+def test_the_memos_keep_sets_of_secrets_by_their_size_not_only_their_number() -> None:
+    # The automata of a set grow with its bytes (about 30 per byte of needle): a set of key files is made again
+    # rather than kept, a set of keys is kept.
+    keys = ["sk-kept-" + "k" * 40, "sk-kept-" + "j" * 40]
+    assert matcher(keys) is matcher(keys) and secret_forms(keys) is secret_forms(keys)
+    files = [f"-----BEGIN KEY {n}-----\n" + "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" * 40_000 for n in range(4)]
+    assert matcher(files) is not matcher(files)
+    assert secret_forms(files) is not secret_forms(files)
+
+
+def test_a_memo_evicts_the_least_recently_used_by_count_and_by_weight() -> None:
+    from adws.redact import _Memo
+
+    memo: _Memo[str, int] = _Memo(3, 100)
+    for key in "abc":
+        memo.put(key, ord(key), 10)
+    assert memo.get("a") == ord("a")
+    memo.put("d", 4, 10)  # a fourth: "b", the least recently used, goes
+    assert [memo.get(key) for key in "abcd"] == [ord("a"), None, ord("c"), 4]
+    memo.put("e", 5, 85)  # 30 + 85 > 100: the oldest go until it fits
+    assert [memo.get(key) for key in "acde"] == [None, None, 4, 5]
+    assert memo.put("f", 6, 101) == 6 and memo.get("f") is None  # heavier than the whole memo: not kept

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adws.secret_forms import ENCODERS, encoded_forms, trimmed, utf8
+from adws.secret_forms import ENCODERS, HUGE_CHARS, encoded_forms, trimmed, utf8
 
 # Every character some encoder escapes: quote, apostrophe, <, >, &, /, +, space, backslash, non-ASCII.
 SPECIAL = "sk-Tést/+\"<&>' x\\42"
@@ -27,13 +27,17 @@ def _forms(secret: str, name: str) -> set[str]:
     ("percent", urllib.parse.quote(SPECIAL)),
     ("percent", urllib.parse.quote_plus(SPECIAL)),
     ("percent", "sk-T%C3%A9st%2F%2B%22%3C%26%3E'%20x%5C42"),  # JavaScript's encodeURIComponent, written out
+    ("percent", "sk-T%c3%a9st%2f%2b%22%3c%26%3e'%20x%5c42"),  # the same in lower case (PHP's rawurlencode)
     ("json", json.dumps(SPECIAL)[1:-1]),
+    ("json", "sk-T\\u00E9st/+\\\"<&>' x\\\\42"),  # upper-case \u escapes (.NET's System.Text.Json)
     ("json", json.dumps(SPECIAL, ensure_ascii=False)[1:-1]),
     ("json", "sk-Tést/+\\\"\\u003c\\u0026\\u003e' x\\\\42"),  # Go's encoding/json, written out
     ("markup", html.escape(SPECIAL)),
     ("markup", html.escape(SPECIAL, quote=False)),
     ("markup", "sk-Tést/+&quot;&lt;&amp;&gt;&apos; x\\42"),  # .NET SecurityElement.Escape
     ("markup", "sk-Tést/+&#34;&lt;&amp;&gt;&#39; x\\42"),  # MarkupSafe (Jinja's |e), Go's html.EscapeString
+    ("markup", "sk-Tést/+&quot;&lt;&amp;&gt;&#039; x\\42"),  # PHP's htmlspecialchars
+    ("markup", html.escape(SPECIAL).replace("é", "&#233;")),  # decimal references for non-ASCII
     ("shell", shlex.quote(SPECIAL)),
     ("shell", SPECIAL.replace('"', '\\"')),
     ("hex", SPECIAL.encode().hex()),
@@ -63,6 +67,28 @@ def test_base64_as_coreutils_and_openssl_wrap_it() -> None:
             printed = base64.b64encode(blob).decode()
             wrapped = "\n".join(printed[i:i + width] for i in range(0, len(printed), width))
             assert any(form in wrapped and "\n" in form for form in encoded_forms(secret, 8))
+
+
+def test_hex_as_xxd_p_wraps_it() -> None:
+    secret = "sk-proj-" + "Ab9_" * 10  # 48 bytes: 96 hex digits, two lines of `xxd -p`
+    for digits in (secret.encode().hex(), secret.encode().hex().upper()):  # `xxd -p`, `xxd -p -u`
+        assert f"{digits[:60]}\n{digits[60:]}" in encoded_forms(secret, 8)
+    assert not any("\n" in form for form in _forms("sk-proj-" + "Ab9_" * 5, "hex"))  # 28 bytes: one line
+
+
+def test_every_form_has_its_json_spellings() -> None:
+    secret = "sk-ant-api03-" + "x" * 90
+    forms = encoded_forms(secret, 8)
+    wrapped = [form for form in forms if "\n" in form]
+    assert wrapped and all(json.dumps(form)[1:-1] in forms for form in wrapped)
+    assert any("\r\n" in form for form in wrapped)  # MIME's line end
+
+
+def test_a_huge_value_keeps_only_its_trimmed_and_json_spellings() -> None:
+    secret = "-----BEGIN PRIVATE KEY-----\n" + "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n" * 200 + "-----END-----\n"
+    assert len(secret) > HUGE_CHARS
+    forms = encoded_forms(secret, 8)
+    assert set(forms) == {secret.strip(), json.dumps(secret)[1:-1], json.dumps(secret.strip())[1:-1]}
 
 
 def test_forms_equal_to_the_value_or_holding_it_are_left_out() -> None:
