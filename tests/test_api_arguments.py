@@ -218,15 +218,21 @@ def test_run_many_speaks_to_a_python_caller_not_of_command_line_flags(engine: En
                                         "--prompt-template"]
 
 
+def _cli_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prompt_text: str) -> Path:
+    """Fake agents on PATH (opencode succeeds) and a prompt file holding `prompt_text`, for `main(["run", ...])`."""
+    for name, value in fake_env(tmp_path, opencode="success").items():
+        monkeypatch.setenv(name, value)
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text(prompt_text, encoding="utf-8")
+    return prompt
+
+
 # -- what is wrong is named: the prompt, the workdir ----------------------------------------------------------
 
 
 def test_prompt_and_workdir_problems_name_themselves_on_the_command_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in fake_env(tmp_path, opencode="success").items():
-        monkeypatch.setenv(name, value)
-    prompt = tmp_path / "prompt.md"
-    prompt.write_text("  \n", encoding="utf-8")
+    prompt = _cli_world(tmp_path, monkeypatch, "  \n")
     config = str(ROOT / "config.toml")
     assert main(["run", "--config", config, "--task-json", "{}", "--prompt-file", str(prompt),
                  "--workdir", str(tmp_path)]) == 2
@@ -304,10 +310,7 @@ def test_a_failed_run_tells_failed_with_the_results_message(tmp_path: Path, make
 
 def test_adws_run_prints_the_attempts_not_the_task_events(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in fake_env(tmp_path, opencode="success").items():
-        monkeypatch.setenv(name, value)
-    prompt = tmp_path / "prompt.md"
-    prompt.write_text("fix it", encoding="utf-8")
+    prompt = _cli_world(tmp_path, monkeypatch, "fix it")
     main(["run", "--config", str(ROOT / "config.toml"), "--task-json", '{"number": 42}', "--prompt-file",
           str(prompt), "--workdir", str(tmp_path)])
     err = capsys.readouterr().err
