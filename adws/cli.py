@@ -105,18 +105,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     enabled = sum(r.enabled for r in config.rules)
     counts = (f"{_count(len(config.providers), 'provider')}, {_count(len(config.rules), 'rule')} ({enabled} "
               f"enabled), {_count(len(config.scenarios), 'scenario')}")
-    failing: list[dict[str, Any]] = []
+    failing: list[tuple[bool, dict[str, Any]]] = []  # (without its own `at`, verdict)
+    at = _at(args.at, config.timezone)
     if config.scenarios:
         from datetime import UTC
 
         from adws.scenarios import routing_report, scenario_lines
 
+        at = at or datetime.now(UTC)
         # The config's own [[scenarios]] are part of what it declares: one that fails is a problem of the config.
-        failing = [s for s in routing_report(config, datetime.now(UTC))["scenarios"] if not s["ok"]]
+        judged = zip(config.scenarios, routing_report(config, at)["scenarios"], strict=True)
+        failing = [(not s.at, verdict) for s, verdict in judged if not verdict["ok"]]
     if failing:
         print(f"{path}: valid, but {len(failing)} of {_count(len(config.scenarios), 'scenario')} not as expected "
               f"({counts})", file=sys.stderr)
-        print("\n".join(scenario_lines(failing)), file=sys.stderr)
+        if at is not None and any(untimed for untimed, _ in failing):
+            from zoneinfo import ZoneInfo
+
+            from adws.views import minute
+
+            # What a scenario without `at` routes by may change with the hour: say which time was used.
+            print(f"  scenarios without `at` judged at {minute(at, ZoneInfo(config.timezone))} (to choose the time: "
+                  "adws check --at ISO8601)", file=sys.stderr)
+        print("\n".join(scenario_lines([verdict for _, verdict in failing])), file=sys.stderr)
         return 1
     print(f"{path}: OK — {counts}")
     return 0
@@ -230,6 +241,7 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
     if args.json:
         _print_json(result.to_dict(), scrub)
         return
+    from adws.result import for_a_person
     from adws.views import minute, skip_line, times_in
 
     now = result.decision.now
@@ -245,7 +257,7 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
             show(f"skipped {skip_line(skip, zone, now)}")
     for warning in result.warnings:
         show(f"warning: {warning}")
-    show(("OK: " if result.success else "FAILED: ") + _human_message(result, "the skipped lines above"))
+    show(("OK: " if result.success else "FAILED: ") + for_a_person(result.message, "the skipped lines above"))
     if result.output_file:
         print(f"final text: {result.output_file}")
     if result.handoff and result.handoff.get("branch"):
@@ -253,14 +265,6 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
     if not result.success and result.retry_at is not None:
         print(f"can run again from {minute(result.retry_at, zone, now)} (adws run --wait)")
     print(f"run directory: {result.run_dir}")
-
-
-def _human_message(result: Any, skipped: str) -> str:
-    """The result's message for a person. An empty plan's message points a program at `decision.skipped` (a
-    JSON field); a person is pointed at `skipped`, where the reasons are shown to them."""
-    if not result.success and not result.attempts and not result.decision.plan:
-        return f"nothing to run: every tier was skipped (why: {skipped})"
-    return str(result.message)
 
 
 def _wait(value: str | None) -> float | None:
@@ -286,6 +290,9 @@ def _wait(value: str | None) -> float | None:
 def cmd_run_many(args: argparse.Namespace) -> int:
     from adws.batch import load_items, run_many
     from adws.progress import progress_for
+    from adws.result import for_a_person
+
+    skipped = "adws route with this task, or run-many --json"  # where a person sees why nothing ran
 
     if args.concurrency < 1:
         raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
@@ -303,13 +310,12 @@ def cmd_run_many(args: argparse.Namespace) -> int:
             from adws.views import times_in
 
             result = outcome.result
-            text = outcome.error or (_human_message(result, "adws route with this task, or run-many --json")
-                                     if result is not None else "")
+            text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
             line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
             now = result.decision.now if result is not None else None
             print(times_in(line, engine.router.tz, now), flush=True)
 
-    progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz)
+    progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz, skipped=skipped)
     if progress is None:
         outcomes = run_many(engine, items, concurrency=args.concurrency, on_result=print_result, wait=wait)
     else:
@@ -529,6 +535,7 @@ def _add_config_argument(p: argparse.ArgumentParser) -> None:
 
 def _add_check(p: argparse.ArgumentParser) -> None:
     _add_config_argument(p)
+    p.add_argument("--at", help="time of the config's scenarios that give no `at`, ISO 8601 (default: now)")
     p.set_defaults(func=cmd_check)
 
 
@@ -715,14 +722,24 @@ def _route_args(argv: Sequence[str]) -> argparse.Namespace | None:
     return cast("argparse.Namespace", SimpleNamespace(**values))
 
 
+def _one_config(args: argparse.Namespace) -> None:
+    """`--config` into `args.config` for the commands that take CONFIG as an argument too (`check`, `lint`).
+    Raises UsageError when both are given: which one was meant is not for adws to guess."""
+    given = getattr(args, "config_opt", None)
+    if given is None:
+        return
+    if args.config is not None:
+        raise UsageError(f"give the config once: as the CONFIG argument ({args.config}) or as --config ({given}), "
+                         "not both")
+    args.config = given
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         global _OWN_PROCESS
         _OWN_PROCESS = True
         argv = sys.argv[1:]
     args = _route_args(argv) or _parser(argv).parse_args(argv)
-    if getattr(args, "config_opt", None):
-        args.config = args.config_opt
     # Text adws did not make (task ids, agents' errors) may hold what the terminal's encoding cannot show.
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
@@ -739,6 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         restore = interrupts.install()
     try:
+        _one_config(args)
         return int(args.func(args))
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)

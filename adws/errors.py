@@ -145,16 +145,57 @@ def suggest(word: str, choices: Iterable[str], meant: Iterable[str] = ()) -> str
     """' (did you mean "x"?)' for a near miss, else ''. A choice that differs only in case ("utc" for "UTC")
     comes first: difflib alone does not see those. Among the near misses (difflib's ratio >= 0.6), the one the
     maintainer most likely meant wins: first one named in `meant` (what the place says, e.g. the label a
-    specialization is given for: `"docs" = "documents"` means "docs"), then the one sharing the longest start of
-    at least 3 characters (typos keep the start: "documents" is nearer "docs" than "large_document"), then
-    difflib's best."""
+    specialization is given for: `"lang:ruby" = "rusy"` means "ruby", not "rust"), then the one sharing the
+    longest start of at least 3 characters (typos keep the start: "documents" is nearer "docs" than
+    "large_document"), then difflib's best."""
     import difflib  # only on the error path: not a cost of every start-up
 
     options = list(choices)
     same_case = [c for c in options if c.lower() == word.lower() and c != word]
     if same_case:
         return f' (did you mean "{same_case[0]}"?)'
-    close = difflib.get_close_matches(word, options, n=max(len(options), 1), cutoff=0.6)
+    return _likeliest(word, difflib.get_close_matches(word, options, n=max(len(options), 1), cutoff=0.6), meant)
+
+
+def suggest_typo(word: str, choices: Iterable[str], meant: Iterable[str] = ()) -> str:
+    """' (did you mean "x"?)' when `word` is a typo of a choice (`is_typo`), else '': for a place where a name of
+    one's own is allowed, so that only a name a slip away from a known one is refused ("cod" for "code", not
+    "codegen"). Several typos are ranked as `suggest` ranks near misses, the nearest (then the first in
+    alphabetical order) standing for difflib's best."""
+    close = sorted((c for c in set(choices) if is_typo(word, c)), key=lambda c: (edit_distance(word, c), c))
+    return _likeliest(word, close, meant)
+
+
+def is_typo(word: str, known: str) -> bool:
+    """Whether `word` is most likely a slip for `known`: a different text within Damerau-Levenshtein distance 1
+    of a `known` of 4 to 7 characters, 2 of one of 8 or more. A known name under 4 characters has no typos:
+    one character changed is a third of it or more, as likely a name of its own ("ux" beside "ui")."""
+    if word == known or len(known) < 4:
+        return False
+    limit = 2 if len(known) >= 8 else 1
+    return abs(len(word) - len(known)) <= limit and edit_distance(word, known) <= limit
+
+
+def edit_distance(a: str, b: str) -> int:
+    """The Damerau-Levenshtein distance of `a` and `b` in its optimal string alignment form: the fewest
+    insertions, deletions and substitutions of one character and swaps of two adjacent ones that turn `a` into
+    `b`, no part edited twice (Wagner-Fischer's table with Damerau's swap; "archtecture" -> "architecture" 1,
+    "fast_respnose" -> "fast_response" 1, "codegen" -> "code" 3). O(len(a) x len(b)) time."""
+    before: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:  # two adjacent characters swapped
+                current[j] = min(current[j], before[j - 2] + 1)
+        before, previous = previous, current
+    return previous[-1]
+
+
+def _likeliest(word: str, close: list[str], meant: Iterable[str]) -> str:
+    """' (did you mean "x"?)' for the one of `close` (near misses, best first) the maintainer most likely meant
+    (see `suggest`), '' when there is none."""
     if not close:
         return ""
     in_place = [c for c in meant if c in close]

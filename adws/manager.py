@@ -41,7 +41,7 @@ from adws.files import RunPruner, create_private, make_private_dir, make_run_dir
 from adws.parsers import read_output
 from adws.pools import governing
 from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, Scrubber, encodable, encode_text, looks_secret, secret_values
-from adws.result import Attempt, Result
+from adws.result import NOTHING_TO_RUN, Attempt, Result
 from adws.router import Clock, utc_now
 from adws.runner import RunRequest
 from adws.runner import run as run_process
@@ -209,7 +209,7 @@ class ProviderManager:
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
               ctx: RunContext) -> Result:
         if not decision.plan:
-            result.message = "nothing to run: every tier was skipped (see decision.skipped)"
+            result.message = NOTHING_TO_RUN
             return result
         for tier_index, step in enumerate(decision.plan):
             provider = self.config.providers[step.provider]

@@ -22,12 +22,17 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 from adws.batch import Event, EventKind
-from adws.dataclass_cache import dataclass
+from adws.dataclass_cache import dataclass, replace
+from adws.result import for_a_person
 from adws.views import times_in
 
 
-def describe(event: Event, zone: tzinfo | None) -> str:
-    """`event.describe()` with its times to the minute in `zone` (None: as the event wrote them)."""
+def describe(event: Event, zone: tzinfo | None, skipped: str | None = None) -> str:
+    """`event.describe()` with its times to the minute in `zone` (None: as the event wrote them); a task that
+    had nothing to run points at `skipped` for why (`adws.result.for_a_person`; None: at `decision.skipped`, as
+    the event says)."""
+    if skipped is not None and event.kind is EventKind.TASK_FINISHED and event.reason is not None:
+        event = replace(event, reason=for_a_person(event.reason, skipped))
     text = event.describe()
     return text if zone is None else times_in(text, zone, event.at)
 
@@ -57,17 +62,19 @@ class PlainProgress:
     """One line per event: `13:05:12 #42 attempt 1 claude/a sonnet: started`. Thread-safe.
 
     `zone`: the timezone of the stamp (the wall clock when the line is written) and of times inside events;
-    None: the machine's local time. `clock` replaces the stamp (tests)."""
+    None: the machine's local time. `skipped`: where a person sees why a task had nothing to run (`describe`).
+    `clock` replaces the stamp (tests)."""
 
-    def __init__(self, stream: IO[str], *, zone: tzinfo | None = None,
+    def __init__(self, stream: IO[str], *, zone: tzinfo | None = None, skipped: str | None = None,
                  clock: Callable[[], str] | None = None) -> None:
         self.stream = stream
         self.zone = zone
+        self.skipped = skipped
         self._stamp = clock or (lambda: datetime.now(zone).strftime("%H:%M:%S"))
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = describe(event, self.zone)
+        line = describe(event, self.zone, self.skipped)
         with self._lock:
             self.stream.write(f"{self._stamp()} {line}\n")
             self.stream.flush()
@@ -96,10 +103,12 @@ class LiveProgress:
     """The live terminal view. `total` tasks; events update it; rich redraws it (`__rich__`)."""
 
     def __init__(self, total: int, console: Console, *, monotonic: Monotonic = time.monotonic,
-                 zone: tzinfo | None = None) -> None:
-        """`zone`: the timezone of times inside events (None: as the events wrote them)."""
+                 zone: tzinfo | None = None, skipped: str | None = None) -> None:
+        """`zone`: the timezone of times inside events (None: as the events wrote them); `skipped`: where a person
+        sees why a task had nothing to run (`describe`)."""
         self.total = total
         self.zone = zone
+        self.skipped = skipped
         self.console = console
         self.done = 0
         self.failed = 0
@@ -126,7 +135,8 @@ class LiveProgress:
                 self.done += 1
                 ok = event.outcome == "success"
                 self.failed += not ok
-                finished = f"{'[green]✓[/green]' if ok else '[red]✗[/red]'} {escape(describe(event, self.zone))}"
+                line = escape(describe(event, self.zone, self.skipped))
+                finished = f"{'[green]✓[/green]' if ok else '[red]✗[/red]'} {line}"
         if finished is not None:
             # Outside the lock: printing redraws the live area, which reads this object. A finished task
             # scrolls above the live area, so the record stays readable afterwards.
@@ -177,12 +187,13 @@ def _clock(seconds: float) -> str:
 
 
 def progress_for(stream: IO[str], total: int, *, environ: Mapping[str, str] | None = None,
-                 zone: tzinfo | None = None) -> PlainProgress | LiveProgress:
+                 zone: tzinfo | None = None, skipped: str | None = None) -> PlainProgress | LiveProgress:
     """The live view when `stream` is a terminal, else plain lines (no colour codes off a terminal); times in
-    `zone` (the routing timezone; None: the machine's local time)."""
+    `zone` (the routing timezone; None: the machine's local time); a task that had nothing to run points at
+    `skipped` for why (None: at `decision.skipped`)."""
     if not getattr(stream, "isatty", lambda: False)():
-        return PlainProgress(stream, zone=zone)
+        return PlainProgress(stream, zone=zone, skipped=skipped)
     from rich.console import Console
 
     console = Console(file=stream, no_color=not wants_colour(stream, environ), highlight=False)
-    return LiveProgress(total, console, zone=zone)
+    return LiveProgress(total, console, zone=zone, skipped=skipped)

@@ -9,6 +9,16 @@ from adws.attempt import Usage
 from adws.dataclass_cache import dataclass, field
 from adws.decision import Decision
 
+# A run whose plan was empty (every tier skipped): the message points a program at the JSON's `decision.skipped`.
+NOTHING_TO_RUN = "nothing to run: every tier was skipped (see decision.skipped)"
+
+
+def for_a_person(message: str, skipped: str) -> str:
+    """A result's `message` (also a `task_finished` event's reason) as a person is shown it: the empty plan's
+    message points a program at `decision.skipped`, a field of the JSON; a person is pointed at `skipped`, where
+    the reasons are shown to them (`"the skipped lines above"`). Any other message is as it was."""
+    return f"nothing to run: every tier was skipped (why: {skipped})" if message == NOTHING_TO_RUN else message
+
 
 @dataclass(slots=True)
 class Attempt:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -354,3 +355,9 @@ def test_cli_a_task_with_nothing_to_run_says_where_to_see_why(here: Path, capsys
     # decision.skipped is a field of the JSON; a person is told what to run to see the reasons.
     assert capsys.readouterr().out == ("FAILED #7: nothing to run: every tier was skipped (why: adws route with "
                                        "this task, or run-many --json)\n")
+    # The progress line on stderr says it the same way.
+    assert main(["run-many", "--config", "config.toml", "--tasks", "issues.json", "--prompt-template",
+                 "prompt.j2"]) == 1
+    progress = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d #7 failed \(nothing to run: every tier was skipped \(why: adws route with "
+                        r"this task, or run-many --json\)\) \d+\.\d s", progress[-1]), progress

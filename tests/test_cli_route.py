@@ -262,15 +262,86 @@ def test_check_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_reports_a_failing_scenario_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     # The config is valid, but a scenario it declares does not hold: that is not OK (as show-routing says).
     path = str(TESTS / "data" / "configs" / "scenarios_failing.toml")
-    code, out, err = adws(capsys, "check", path)
+    code, out, err = adws(capsys, "check", path, "--at", AT)
     assert (code, out) == (1, "")
     lines = err.splitlines()
     assert lines[0] == f"{path}: valid, but 3 of 3 scenarios not as expected (2 providers, 2 rules (2 enabled), " \
                        "3 scenarios)"
-    assert lines[1:4] == ["  FAIL docs go to copilot: claude via default",
+    assert lines[1:5] == ["  scenarios without `at` judged at 2026-11-18 13:00 UTC (to choose the time: adws check "
+                          "--at ISO8601)",
+                          "  FAIL docs go to copilot: claude via default",
                           "         provider: expected 'copilot', got 'claude'",
                           "         rule: expected 'docs', got 'default'"]
     assert sum(line.startswith("  FAIL ") for line in lines) == 3
+
+
+OFFICE_HOURS = """
+[routing]
+default_provider = "claude"
+chain = ["claude", "copilot"]
+timezone = "Europe/Berlin"
+[[routing.rules]]
+name = "office-hours"
+conditions = { hour_range = [9, 17] }
+provider = "copilot"
+[providers.claude]
+command_template = ["claude", "-p"]
+prompt = "stdin"
+[providers.copilot]
+command_template = ["copilot", "-p", "{{ prompt }}"]
+prompt = "arg"
+[[scenarios]]
+name = "a task goes to copilot"
+task = { title = "Fix it" }
+expect = { provider = "copilot" }
+"""
+
+
+def test_check_judges_scenarios_without_at_at_the_time_given(machine: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # A scenario whose rule depends on the hour: --at makes the verdict the same whenever check runs, a time
+    # without an offset is read in the routing timezone, and a failure says the time it was judged at.
+    path = machine / "office.toml"
+    path.write_text(OFFICE_HOURS, encoding="utf-8")
+    assert adws(capsys, "check", str(path), "--at", "2026-11-18T10:00") == (
+        0, f"{path}: OK — 2 providers, 1 rule (1 enabled), 1 scenario\n", "")
+    code, out, err = adws(capsys, "check", str(path), "--at", "2026-11-18T20:00")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[:3] == [
+        f"{path}: valid, but 1 of 1 scenario not as expected (2 providers, 1 rule (1 enabled), 1 scenario)",
+        "  scenarios without `at` judged at 2026-11-18 20:00 CET (to choose the time: adws check --at ISO8601)",
+        "  FAIL a task goes to copilot: claude via default"]
+    # A scenario that gives its own `at` is judged at that time: no line about check's.
+    timed = OFFICE_HOURS.replace('task = { title = "Fix it" }', 'task = { title = "Fix it" }\nat = '
+                                 '"2026-11-18T20:00:00+01:00"')
+    path.write_text(timed, encoding="utf-8")
+    code, out, err = adws(capsys, "check", str(path), "--at", "2026-11-18T10:00")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[1] == "  FAIL a task goes to copilot: claude via default"
+
+
+def test_check_refuses_a_time_that_is_not_iso_8601(capsys: pytest.CaptureFixture[str]) -> None:
+    assert adws(capsys, "check", CONFIG, "--at", "noon") == (2, "", "adws: --at: not an ISO 8601 time: 'noon'\n")
+
+
+@pytest.mark.parametrize("command", ["check", "lint"])
+def test_the_config_given_twice_is_refused(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    other = str(TESTS / "data" / "configs" / "scenarios_failing.toml")
+    assert adws(capsys, command, CONFIG, "--config", other) == (
+        2, "", f"adws: give the config once: as the CONFIG argument ({CONFIG}) or as --config ({other}), not both\n")
+
+
+# Deliberately failing files are not: tests/data/configs/broken/* (not under configs/ itself) and this one.
+FAILING_ON_PURPOSE = {"scenarios_failing.toml"}
+SHIPPED_CONFIGS = [ROOT / "config.toml", TESTS / "data" / "views.toml",
+                   *sorted(p for p in (TESTS / "data" / "configs").glob("*.toml") if p.name not in FAILING_ON_PURPOSE)]
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[p.name for p in SHIPPED_CONFIGS])
+def test_every_config_in_the_repository_passes_check(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "check", str(path), "--at", AT)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"{path}: OK — ")
 
 
 @pytest.mark.parametrize("command", ["check", "lint"])

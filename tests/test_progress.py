@@ -14,6 +14,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from adws.batch import Event, EventKind
 from adws.progress import LiveProgress, PlainProgress, progress_for, wants_colour
+from adws.result import NOTHING_TO_RUN
 
 COLOUR = re.compile(r"\x1b\[(?:3[0-7]|38;|9[0-7])")  # a foreground colour in an SGR sequence
 AT = datetime(2026, 11, 18, 13, 0, tzinfo=UTC)
@@ -82,6 +83,18 @@ def test_the_live_view_draws_on_a_terminal_and_clears_itself() -> None:
     text = out.getvalue()
     assert "✓ #1 success 1.0 s" in text
     assert COLOUR.search(text) is None  # no colour codes with NO_COLOR (cursor movement and bold are fine)
+
+
+@pytest.mark.parametrize("stream", [io.StringIO, Tty], ids=["plain", "live"])
+def test_a_task_with_nothing_to_run_points_a_person_where_they_see_why(stream: type[io.StringIO]) -> None:
+    # The event's reason is the result's message, which points a program at decision.skipped (a JSON field).
+    out = stream()
+    with progress_for(out, 1, environ={"NO_COLOR": "1"}, skipped="see above") as view:
+        view(Event(EventKind.TASK_STARTED, 0, "#1", AT))
+        view(Event(EventKind.TASK_FINISHED, 0, "#1", AT, outcome="failed", reason=NOTHING_TO_RUN, duration_ms=0))
+    assert "#1 failed (nothing to run: every tier was skipped (why: see above)) 0.0 s" in \
+        out.getvalue()
+    assert "decision.skipped" not in out.getvalue()
 
 
 def test_on_a_terminal_without_no_color_finished_tasks_are_coloured() -> None:

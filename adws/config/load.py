@@ -60,7 +60,7 @@ from adws.config.schema import (
 from adws.config.verdicts import remembered
 from adws.cron import CronMatcher
 from adws.dataclass_cache import dataclass, replace
-from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest, toml_value
+from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest, suggest_typo, toml_value
 from adws.files import unsafe_run_root
 from adws.keywords import KeywordMatcher
 from adws.quota import parse_window
@@ -222,6 +222,8 @@ class _Checker:
         self.broken_templates = False
         # Settings left out for their own problems (their defaults stand in): what they declare is unknown.
         self.defaulted: frozenset[Loc] = frozenset()
+        # Specializations a score table names, refused as typos: a rule naming one is not a second problem.
+        self.refused_specializations: set[str] = set()
 
     def add(self, loc: Loc, message: str) -> None:
         self.problems.append(problem_at(loc, self.raw, message + self._word_of_one_string(loc)))
@@ -608,8 +610,11 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
     named = set(BASE_SPECIALIZATIONS) | {spec for _, spec in introduced}
     scored = set(BASE_SPECIALIZATIONS)
     for where, scores in _score_tables(providers):
-        scored |= {spec for spec in scores if ("routing", "intake") in check.defaulted
-                   or not _near_miss((*where, spec), spec, named, check)}
+        for spec in scores:
+            if ("routing", "intake") not in check.defaulted and _near_miss((*where, spec), spec, named, check):
+                check.refused_specializations.add(spec.lower())
+            else:
+                scored.add(spec)
     for table in check.left_out():  # what a provider left out for its own problem scores is still declared
         scored |= _score_names_as_written(table)
     for where, spec in introduced:
@@ -632,9 +637,10 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
 
 
 def _near_miss(loc: Loc, spec: str, known: set[str], check: _Checker, meant: Iterable[str] = ()) -> bool:
-    """Refuse a specialization that is not known but a near miss of a known one (a new name is allowed); True when
+    """Refuse a specialization that is not known but a typo of a known one (`is_typo`: "cod", "archtecture"); a
+    name of one's own is allowed, even one that shares a known one's start ("codegen", "reasoner"). True when
     refused. `meant`: names the place suggests (`suggest`)."""
-    hint = suggest(spec, known, meant) if spec not in known else ""  # difflib only for a name not known
+    hint = suggest_typo(spec, known, meant) if spec not in known else ""
     if hint:
         check.add(loc, f'unknown specialization "{spec}"{hint}; a new one needs a name that is not a near miss of a '
                   "known one")
@@ -779,10 +785,11 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
     if r.chain == [] and (r.provider is not None or r.model is not None):  # without a target: "has no target"
         check.add((*loc, "chain"), "empty: the rule would fall through to no tier; write `fallback = false` to try "
                   "only its target, or leave `chain` out to fall down routing.chain")
-    # With [routing.intake] left out for its own problem, the specializations it introduces are unknown.
+    # With [routing.intake] left out for its own problem, the specializations it introduces are unknown; one a
+    # score table names that was refused as a typo is that table's problem.
     spec_cond = r.conditions.get("specialization") if ("routing", "intake") not in check.defaulted else None
     for value in [spec_cond] if isinstance(spec_cond, str) else spec_cond if isinstance(spec_cond, list) else []:
-        if isinstance(value, str) and value.lower() not in known_specs:
+        if isinstance(value, str) and value.lower() not in known_specs | check.refused_specializations:
             check.add((*loc, "conditions", "specialization"),
                       f'unknown specialization "{value}"{suggest(value.lower(), known_specs)}; '
                       f"known: {', '.join(sorted(known_specs))}")

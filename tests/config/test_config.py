@@ -16,7 +16,7 @@ from adws.config import load_config
 from adws.config.load import compile_config, parse_toml, read_toml
 from adws.config.locations import fields_at, format_loc
 from adws.config.schema import Config, RuleConfig
-from adws.errors import ConfigError, Problem, suggest, toml_value
+from adws.errors import ConfigError, Problem, edit_distance, is_typo, suggest, toml_value
 from adws.router import ModelRouter
 from tests.helpers import DATA, ROOT, config_problems
 
@@ -259,14 +259,24 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
     ("a specialization label that is a near miss", '[routing.intake.specialization_labels]\n"docs" = "doc"\n',
      ['routing.intake.specialization_labels → docs: unknown specialization "doc" (did you mean "docs"?); a new '
       "one needs a name that is not a near miss of a known one"]),
-    ("a specialization label's own name is the likeliest fix", '[routing.intake.specialization_labels]\n'
-     '"docs" = "documents"\n"area:docs*" = "documents"\n"large-document" = "documents"\n',
-     ['routing.intake.specialization_labels → docs: unknown specialization "documents" (did you mean "docs"?); a new '
-      "one needs a name that is not a near miss of a known one",
-      'routing.intake.specialization_labels → area:docs*: unknown specialization "documents" (did you mean "docs"?); '
-      "a new one needs a name that is not a near miss of a known one",
-      'routing.intake.specialization_labels → large-document: unknown specialization "documents" (did you mean '
+    # "datase" is two letters from both; the one sharing its longer start is "datasets", unless the label says.
+    ("a specialization label's own name is the likeliest fix", "[providers.cline.specializations]\n"
+     'database = 80\ndatasets = 80\n[routing.intake.specialization_labels]\n"kind:database" = "datase"\n'
+     '"db" = "datase"\n',
+     ['routing.intake.specialization_labels → kind:database: unknown specialization "datase" (did you mean '
+      '"database"?); a new one needs a name that is not a near miss of a known one',
+      'routing.intake.specialization_labels → db: unknown specialization "datase" (did you mean "datasets"?); a new '
+      "one needs a name that is not a near miss of a known one"]),
+    ("a typo two characters away from a long specialization", "[providers.cline.specializations]\n"
+     "archtecture = 80\nlarg_documnt = 70\n",
+     ['providers.cline → specializations → archtecture: unknown specialization "archtecture" (did you mean '
+      '"architecture"?); a new one needs a name that is not a near miss of a known one',
+      'providers.cline → specializations → larg_documnt: unknown specialization "larg_documnt" (did you mean '
       '"large_document"?); a new one needs a name that is not a near miss of a known one']),
+    ("a rule naming a score refused as a typo is not a second problem", "[providers.cline.specializations]\n"
+     'cod = 60\n[[routing.rules]]\nname = "r"\nprovider = "cline"\nconditions = { specialization = "cod" }\n',
+     ['providers.cline → specializations → cod: unknown specialization "cod" (did you mean "code"?); a new one needs '
+      "a name that is not a near miss of a known one"]),
     ("a keyword specialization that is a near miss", '[routing.intake.specialization_keywords]\n'
      'reasonin = ["why"]\n',
      ['routing.intake.specialization_keywords → reasonin: unknown specialization "reasonin" (did you mean '
@@ -486,6 +496,35 @@ def test_a_score_table_may_name_a_specialization_of_its_own() -> None:
                                        '[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
                                        'conditions = { specialization = "frontend" }\n'))
     assert "frontend" in config.intake.known_specializations
+
+
+@pytest.mark.parametrize("name", ["codegen", "reason", "generalist", "reasoner", "documents", "frontend", "ux"])
+def test_a_name_of_its_own_that_shares_a_known_ones_start_is_allowed(name: str) -> None:
+    # Not a typo of a known name (`code`, `reasoning`, `general`, `docs`; `ui`, which intake introduces, is too
+    # short for one letter to be a slip): a score table, a label and a rule may all name it.
+    config = compile_config(parse_toml(BASE + f"[providers.cline.specializations]\n{name} = 90\n"
+                                       f'[routing.intake.specialization_labels]\n"area:ui" = "ui"\n"x" = "{name}"\n'
+                                       f'[[routing.rules]]\nname = "r"\nprovider = "cline"\n'
+                                       f'conditions = {{ specialization = "{name}" }}\n'))
+    assert name in config.intake.known_specializations
+
+
+@pytest.mark.parametrize(("word", "known", "typo"), [
+    ("cod", "code", True), ("coed", "code", True), ("fast_respons", "fast_response", True),
+    ("archtecture", "architecture", True), ("larg_documnt", "large_document", True), ("genral", "general", True),
+    ("codegen", "code", False), ("reason", "reasoning", False), ("reasoner", "reasoning", False),
+    ("generalist", "general", False), ("gnrl", "general", False), ("code", "code", False), ("ux", "ui", False),
+])
+def test_a_typo_is_a_small_edit_of_a_known_name(word: str, known: str, typo: bool) -> None:
+    assert is_typo(word, known) is typo
+
+
+@pytest.mark.parametrize(("a", "b", "distance"), [
+    ("", "", 0), ("", "abc", 3), ("code", "code", 0), ("cod", "code", 1), ("coed", "code", 1), ("ocde", "code", 1),
+    ("codegen", "code", 3), ("ca", "abc", 3),  # optimal string alignment: no part is edited twice
+])
+def test_edit_distance(a: str, b: str, distance: int) -> None:
+    assert edit_distance(a, b) == edit_distance(b, a) == distance
 
 
 def test_specializations_a_left_out_provider_scores_are_still_declared() -> None:
