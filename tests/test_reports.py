@@ -407,4 +407,11 @@ expect = { provider = "off" }
 def test_show_routing_refuses_a_bad_at() -> None:
     done = run_tool(SHOW_ROUTING, "--at", "yesterday")
     assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.splitlines()[-1] == "show-routing.py: error: argument --at: not an ISO 8601 time: 'yesterday'"
+    assert done.stderr.splitlines()[-1] == "show-routing.py: --at: not an ISO 8601 time: 'yesterday'"
+
+
+def test_show_routing_reads_an_at_without_offset_in_the_routing_timezone() -> None:
+    """As `adws check --at` does: 09:00 without an offset is 09:00 in config.toml's routing timezone."""
+    done = run_tool(SHOW_ROUTING, "--at", "2026-11-18T09:00", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["scenarios"][0]["at"] == "2026-11-18T09:00:00+01:00"  # first: no `at` of its own

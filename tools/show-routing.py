@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from adws.cli import CONFIG_HELP, config_path
+from adws.cli import CONFIG_HELP, _at, config_path
 from adws.config import load_config
 from adws.errors import AdwsError, ConfigError
 from adws.reports import render_routing
@@ -23,31 +23,23 @@ from adws.scenarios import routing_report
 from adws.views import fit, terminal_width
 
 
-def iso_time(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        # argparse turns this into "argument --at: ..." and exit 2, not a traceback that reads as exit 1
-        # ("a scenario failed").
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", help=CONFIG_HELP)
-    parser.add_argument("--at", type=iso_time,
-                        help="time for scenarios without their own `at` (ISO 8601; default: now)")
+    parser.add_argument("--at", help="time for scenarios without their own `at` (ISO 8601; without an offset, in "
+                                      "the routing timezone, as `adws check --at`; default: now)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     try:
         config = load_config(config_path(args.config))  # --config, else $ADWS_CONFIG, else ./config.toml
+        at = _at(args.at, config.timezone)  # a bad --at: UsageError, an AdwsError (exit 2, not "a scenario failed")
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
     except AdwsError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
-    report = routing_report(config, args.at or datetime.now(UTC))
+    report = routing_report(config, at or datetime.now(UTC))
     text = render_routing(report).splitlines()
     print(json.dumps(report, indent=2, default=str) if args.json else fit(text, terminal_width(sys.stdout)))
     return 0 if report["ok"] else 1
