@@ -308,8 +308,6 @@ class Engine:
         self._between_tasks()
         task = self.router.coerce(task)
         label = label or task.key or "task"
-        offset = self._offset(now)
-        clock = self.clock if not offset else lambda: self.clock() + offset
         from adws.events import Event, EventKind, announce, failure_of, task_finished
 
         def emit(event: Event) -> None:
@@ -318,36 +316,24 @@ class Engine:
             announce(event, on_event)
 
         started = time.monotonic()
-        emit(Event(EventKind.TASK_STARTED, index, label, clock()))
+        emit(Event(EventKind.TASK_STARTED, index, label, self.clock()))
         result: Result | None = None
         failure: tuple[str, bool] | None = None
         try:
-            result = self._run_task(task, prompt, workdir, offset, clock, wait, given_retry_count, emit)
+            result = self._run_task(task, prompt, workdir, now, wait, given_retry_count, emit)
             return result
         except BaseException as exc:
             failure = failure_of(exc)
             result = getattr(exc, "adws_result", None)
             raise
         finally:
-            emit(task_finished(index, label, clock(), result, failure,
+            emit(task_finished(index, label, self.clock(), result, failure,
                                stopping=stopping is not None and stopping(),
                                duration_ms=round((time.monotonic() - started) * 1000)))
 
-    def _offset(self, now: datetime | None) -> timedelta:
-        """A run's time minus the engine's clock: none for a run at the clock's time; for a run given `now`
-        (naive: in the routing timezone), that time is the run's start, and it goes on as real time passes. So
-        durations stay real while the decision, the walk, what it records and the retry window all agree on the
-        run's time."""
-        if now is None:
-            return timedelta(0)
-        from adws.intake import local_time
-
-        return local_time(now, self.router.tz) - self.clock()
-
-    def _run_task(self, task: Task, prompt: str, workdir: str | os.PathLike[str], offset: timedelta, clock: Clock,
+    def _run_task(self, task: Task, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
                   wait: float | None, given_retry_count: bool, emit: Callable[[Event], None]) -> Result:
-        """The checks that need the task's config, then the run (again, with `wait`, until capacity returns),
-        every one at the run's time: `clock`, the engine's clock plus `offset` (see _offset)."""
+        """The checks that need the task's config, then the run (again, with `wait`, until capacity returns)."""
         if self.strict and self._refused is not None:
             raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
                                            "the problems follow"), *self._refused.problems], self._refused.source)
@@ -359,34 +345,39 @@ class Engine:
         if self.config.intake.retry_count_from_history and not given_retry_count and task.retry_count == 0 \
                 and task.key is not None:
             from adws.history import failed_runs
+            from adws.intake import local_time
 
-            since = clock() - timedelta(seconds=self.config.intake.history_window_seconds)
+            # The decision's time (a naive `now` read in the routing timezone, as route() reads it: the log's
+            # times are aware).
+            moment = self.clock() if now is None else local_time(now, self.router.tz)
+            since = moment - timedelta(seconds=self.config.intake.history_window_seconds)
             task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since))
-        deadline = None if wait is None else clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
+        deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
         from adws.events import Event, EventKind
 
         while True:
-            result = self._run_once(task, prompt, workdir, offset, clock, emit)
+            result = self._run_once(task, prompt, workdir, now, emit)
             if deadline is None or result.success or not result.retryable or result.retry_at is None:
                 return result
             from adws.retry import wait_for_capacity
 
-            moment = clock()
+            moment = self.clock()
             if result.retry_at > deadline:
                 return result
             emit(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
                        reason=result.message))
             wait_for_capacity(result.retry_at, now=moment, deadline=deadline, sleep=self._sleep)
+            now = None  # a later try routes at its own time
             self._between_tasks()  # a config edited while the task waited is used for the next try
 
-    def _run_once(self, task: Task, prompt: str, workdir: str | os.PathLike[str], offset: timedelta, clock: Clock,
+    def _run_once(self, task: Task, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
                   on_event: Callable[[Event], None] | None) -> Result:
         # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
         with self._lock:
             config, router, manager = self.config, self.router, self.manager
         self._sync_usage(config)  # usage commands that are due, before the decision (never in route())
         with self._lock:
-            decision = router.route(task, now=clock(), prompt=prompt)
+            decision = router.route(task, now=now, prompt=prompt)
         from adws import interrupts
         from adws.result import Result
         from adws.workdir import open_workspace
@@ -400,7 +391,7 @@ class Engine:
         scrub = scrubber_for(config, self.environ, prompt)  # the run's records and its audit line alike
         try:
             manager.run(task, decision, prompt=prompt, workdir=workdir, result=result, workspace=workspace,
-                        observer=on_event, scrub=scrub, time_offset=offset)
+                        observer=on_event, scrub=scrub)
         except KeyboardInterrupt as exc:
             if result.run_dir is None:
                 raise
@@ -418,7 +409,7 @@ class Engine:
             raise
         finally:
             if not result.success:
-                self._retry_window(result, clock())
+                self._retry_window(result)
             # Once the run began (its directory exists), what ran is logged even when it was interrupted.
             if result.run_dir is not None and config.audit_enabled:
                 try:
@@ -428,10 +419,10 @@ class Engine:
                     raise Interrupted(str(exc) or "SIGINT", result) from None
         return result
 
-    def _retry_window(self, result: Result, now: datetime) -> None:
-        """`result.retry_at` and `retryable` as of `now`, the run's time when it ended (adws.retry)."""
+    def _retry_window(self, result: Result) -> None:
         from adws.retry import retry_window
 
+        now = self.clock()
         try:
             cooldowns, slots = self.store.cooldowns(now), self.store.active_slots(now)
         except StateStoreError:
@@ -442,8 +433,7 @@ class Engine:
 
     def _sync_usage(self, config: CompiledConfig) -> None:
         """Run the usage commands that are due (`usage_sync_interval`) before routing a run; route() never does.
-        A failing command is reported on stderr and routing goes on with what the store knows. On the engine's
-        clock, also for a run given `now=`: a command reports the real usage of the real moment."""
+        A failing command is reported on stderr and routing goes on with what the store knows."""
         if not any(p.usage_sync_seconds is not None for p in config.providers.values()):
             return
         from adws.usage_sync import sync_usage
@@ -456,8 +446,6 @@ class Engine:
     def _audit(self, task: Task, result: Result, prompt: str, config: CompiledConfig, scrub: Scrubber) -> None:
         include = config.audit_include_prompt  # the run's config, as below (a reload may land meanwhile)
         record: dict[str, Any] = {
-            # When the record was written, on the engine's clock even for a run given `now=`: the log is in
-            # write order, and `retry_count` from history reads it backwards, stopping at the first older record.
             "at": self.clock().isoformat(),
             # The task, so `adws replay` can route it again; title and body only where prompts may be logged.
             "task": {k: v for k, v in {**task.to_dict(), "id": task.key}.items()

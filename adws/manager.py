@@ -42,7 +42,7 @@ from adws.parsers import read_output
 from adws.pools import governing
 from adws.redact import MIN_SECRET_CHARS, PROMPT_MARK, Scrubber, encodable, encode_text, looks_secret, secret_values
 from adws.result import NOTHING_TO_RUN, Attempt, Result
-from adws.router import Clock, utc_now
+from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
 from adws.state.base import Cooldown, Observation, StateStore, StateStoreError, UsageRecord
@@ -67,7 +67,6 @@ RESERVE_LOCK = "reserve-lock:"
 RESERVE_LOCK_LEASE = timedelta(seconds=30)
 RESERVE_LOCK_TRIES = 1000
 RESERVE_LOCK_POLL = 0.005  # seconds
-NO_OFFSET = timedelta(0)  # a run at the manager's clock's time
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
@@ -121,19 +120,12 @@ def scrubber_for(config: CompiledConfig, environ: Mapping[str, str], prompt: str
 
 @dataclass(slots=True)
 class RunContext:
-    """What every attempt of one run shares: where attempts run (the workspace), who hears of them, what its
-    records are cleaned with, and its time (per run, not per manager: threads may share one manager, and a run
-    given `now=` has a time of its own): `clock` (the manager's) plus `offset`."""
+    """What every attempt of one run shares: where attempts run (the workspace), who hears of them, and what
+    its records are cleaned with (per run, not per manager: threads may share one manager)."""
 
     workspace: Workspace
     observer: EventSink | None = None
     scrub: Scrubber = field(default_factory=Scrubber)
-    clock: Clock = utc_now
-    offset: timedelta = NO_OFFSET
-
-    def now(self) -> datetime:
-        """The run's time: what it is judged and recorded at."""
-        return self.clock() + self.offset if self.offset else self.clock()
 
     def emit(self, event: Event) -> None:
         if self.observer is not None:
@@ -162,8 +154,7 @@ class ProviderManager:
 
     def run(self, task: Task, decision: Decision, *, prompt: str, workdir: str | os.PathLike[str],
             result: Result | None = None, workspace: Workspace | None = None,
-            observer: EventSink | None = None, scrub: Scrubber | None = None,
-            time_offset: timedelta = NO_OFFSET) -> Result:
+            observer: EventSink | None = None, scrub: Scrubber | None = None) -> Result:
         """Walk the plan; every attempt lands in `result` (a new one unless given) as it is made.
 
         Interrupted (SIGTERM, Ctrl-C) or failed, the exception propagates and `result` holds the attempts so
@@ -173,12 +164,6 @@ class ProviderManager:
         `workspace` (adws.workdir) says where each attempt runs and what a failed one leaves behind (default:
         `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events). `scrub`:
         what the run's records are cleaned with, when the caller has made it already (`scrubber_for` the run).
-        `time_offset`: the run's time minus the manager's clock (a timedelta; Engine.run given `now=` passes
-        `now` minus the clock, so the run goes on at its decision's time). The run is judged and recorded at that
-        time: breaker admission, account ranking, usage, cooldowns, breaker steps, attempt and event times; a
-        time the agent's output names (a reset) moves by the offset too, as the agent spoke at the real moment.
-        Leases (concurrency slots, token reservations and the lock they are taken under) stay on the manager's
-        clock: they are real durations that other coordinators end on theirs.
         """
         if not isinstance(task, Task) or not isinstance(decision, Decision):
             wrong = ("task", task, "an adws.Task") if not isinstance(task, Task) else \
@@ -187,14 +172,11 @@ class ProviderManager:
         checked_prompt(prompt)
         checked_workdir(workdir)
         checked_callable("observer", observer, what="an adws.events.Event")
-        if not isinstance(time_offset, timedelta):
-            raise ArgumentError(f"time_offset: expected a datetime.timedelta, got {got(time_offset)}")
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
         ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer,
-                         scrub if scrub is not None else scrubber_for(self.config, self.environ, prompt),
-                         self.clock, time_offset)
+                         scrub if scrub is not None else scrubber_for(self.config, self.environ, prompt))
         try:
             return self._walk(task, decision, result, run_dir, prompt, ctx)
         except KeyboardInterrupt as exc:
@@ -214,10 +196,10 @@ class ProviderManager:
         for tier_index, step in enumerate(decision.plan):
             provider = self.config.providers[step.provider]
             strategy = STRATEGIES[provider.account_strategy]
-            with breaker.admission(self.store, provider, ctx.now(), self._breaker_cooldown) as admitted:
+            with breaker.admission(self.store, provider, self.clock(), self._breaker_cooldown) as admitted:
                 if not admitted:
                     result.attempts.append(self._unavailable(
-                        step, provider, step.account, "circuit half-open: another attempt is probing", ctx.now()))
+                        step, provider, step.account, "circuit half-open: another attempt is probing"))
                     continue
                 with strategy.take_turn(provider, step.accounts, self.store, task.key) as turn:
                     if self._tier(task, decision, step, tier_index, provider, turn, result, run_dir, prompt, ctx):
@@ -234,9 +216,9 @@ class ProviderManager:
         waited: set[str] = set()
         while index < len(accounts):
             first_try = index == 0 and retries == 0 and not waited
-            holder, no_room = self._reserve(task, step, provider, accounts, index, first_try, ctx.now)
+            holder, no_room = self._reserve(task, step, provider, accounts, index, first_try)
             if no_room is not None:  # runs committed since the decision took the room: nothing fits here now
-                result.attempts.append(self._unavailable(step, provider, accounts[index].shown, no_room, ctx.now()))
+                result.attempts.append(self._unavailable(step, provider, accounts[index].shown, no_room))
                 return False
             account = accounts[index]
             # From the start of the process to its place in `result`, a stop signal waits (adws.interrupts):
@@ -246,8 +228,7 @@ class ProviderManager:
                     with self._slot(provider, result.warnings) as free:
                         if not free:
                             reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
-                            result.attempts.append(self._unavailable(step, provider, account.shown, reason,
-                                                                     ctx.now()))
+                            result.attempts.append(self._unavailable(step, provider, account.shown, reason))
                             return False  # next_tier whatever the actions say: nothing ran, nothing failed
                         try:
                             tried = self._attempt(
@@ -283,7 +264,7 @@ class ProviderManager:
             # What the failed attempt left is saved (a patch) and, by the policy, cleared for the next one.
             attempt.patch = ctx.workspace.failed(tried.cwd, tried.out_dir)
             action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
-            wait = self._short_limit(provider, attempt, ctx.now())
+            wait = self._short_limit(provider, attempt)
             if wait is not None and action in ("next_account", "next_tier") and account.name not in waited:
                 # A limit that lifts within wait_for_reset: waiting keeps the account (and the agent's prompt
                 # cache) where the action would rotate and spend another account's quota. Once per account, so
@@ -316,7 +297,7 @@ class ProviderManager:
     # -- reservations and short limits ------------------------------------------------------------------------
 
     def _reserve(self, task: Task, step: Step, provider: ProviderSpec, accounts: list[Account],
-                 index: int, first_try: bool, run_now: Clock) -> tuple[str | None, str | None]:
+                 index: int, first_try: bool) -> tuple[str | None, str | None]:
         """Reserve the step's expected need on `accounts[index]`'s quota subject for the attempt. Returns
         (holder, no_room): the reservation's holder, or None when there is nothing to reserve (no need declared,
         or the account is not metered); `no_room`, on the tier's first try only, is why no account of the step
@@ -329,7 +310,6 @@ class ProviderManager:
         start on different accounts: each one chooses only after the previous one's reservation is in the store.
         When none of the step's accounts is usable any more (their room went to those runs), the tier's first try
         starts nothing: a run that cannot fit would only be cut off by the provider's limit.
-        The choice is judged at the run's time (`run_now()`); the reservation is a lease on the manager's clock.
         """
         need = step.need
         if need is None:
@@ -339,7 +319,7 @@ class ProviderManager:
         locked = index == 0 and self._lock(lock, holder)
         try:
             if index == 0:
-                now = run_now()
+                now = self.clock()
                 self.accounts.generation(now)  # re-read: other coordinators' reservations are counted
                 strategy = STRATEGIES[provider.account_strategy]
                 ranking = self.accounts.rank(provider, task.key if strategy.depends_on_task else None, now,
@@ -361,7 +341,7 @@ class ProviderManager:
             gov = governing(account.quota, account.name, step.model)
             if gov.quota is None:
                 return None, None
-            now = self.clock()  # a lease, which other coordinators end on their clocks: not the run's time
+            now = self.clock()
             until = now + timedelta(seconds=provider.timeout + provider.kill_grace) + SLOT_LEASE_MARGIN
             self.store.reserve(provider.name, gov.subject, holder, need.required, now, until)
             return holder, None
@@ -387,14 +367,13 @@ class ProviderManager:
             self.sleep(RESERVE_LOCK_POLL)
         return False
 
-    def _short_limit(self, provider: ProviderSpec, attempt: Attempt, now: datetime) -> float | None:
-        """Seconds to wait when the attempt hit a limit whose announced reset is within wait_for_reset of `now`
-        (the run's time, as the reset was read)."""
+    def _short_limit(self, provider: ProviderSpec, attempt: Attempt) -> float | None:
+        """Seconds to wait when the attempt hit a limit whose announced reset is within wait_for_reset."""
         if provider.wait_for_reset <= 0 or attempt.reset_at is None:
             return None
         if attempt.outcome not in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
             return None
-        wait = (attempt.reset_at - now).total_seconds()
+        wait = (attempt.reset_at - self.clock()).total_seconds()
         return max(wait, 0.0) if wait <= provider.wait_for_reset else None
 
     # -- concurrency slots ----------------------------------------------------------------------------------
@@ -434,18 +413,17 @@ class ProviderManager:
                 warnings.append(f"concurrency slot on {provider.name} not released ({exc}); it frees itself at "
                                 f"{until.isoformat()}")
 
-    def _unavailable(self, step: Step, provider: ProviderSpec, account: str | None, reason: str,
-                     at: datetime) -> Attempt:
-        """An attempt that was not started (at `at`, the run's time) because the provider could not be reached."""
+    def _unavailable(self, step: Step, provider: ProviderSpec, account: str | None, reason: str) -> Attempt:
+        """An attempt that was not started because the provider could not be reached right now."""
         return Attempt(provider.name, step.model, account, OutcomeClass.UNAVAILABLE.value, reason, None, None, 0,
-                       None, [], at, "next_tier")
+                       None, [], self.clock(), "next_tier")
 
     # -- one attempt --------------------------------------------------------------------------------------
 
     def _attempt(self, task: Task, decision: Decision, step: Step, tier_index: int, provider: ProviderSpec,
                  account: Account, prompt: str, run_dir: Path, label: str, result: Result,
                  ctx: RunContext) -> Tried:
-        started = ctx.now()
+        started = self.clock()
         out_dir = run_dir / _safe(label)
         prompt_file, output_file = out_dir / "prompt.txt", out_dir / "output.txt"
         cwd = ctx.workspace.begin(f"{run_dir.name}-{_safe(label)}")
@@ -496,11 +474,9 @@ class ProviderManager:
                                        workdir=str(cwd))
             raise
         # The process ran (and may have been billed): from here nothing may lose the attempt.
-        now = ctx.now()
+        now = self.clock()
         warnings: list[str] = []
-        verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now - ctx.offset)
-        if ctx.offset:  # the agent's times are real ones: on the run's time line they move with it
-            verdict, readings = _moved(verdict, readings, ctx.offset)
+        verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now)
         checked = None
         templates = declared(decision, provider)
         if verdict.outcome == OutcomeClass.SUCCESS and templates:
@@ -513,7 +489,7 @@ class ProviderManager:
             else:
                 if not checked.passed:
                     verdict = Classification(OutcomeClass.VERIFY_FAILED, checked.reason)
-            now = ctx.now()
+            now = self.clock()
         try:
             self._record(provider, account, step, task, verdict, usage, now, readings,
                          counts=outcome.interrupted is None)  # adws being stopped is not the provider failing
@@ -657,17 +633,6 @@ class ProviderManager:
         self._last_run = path  # the next run links its marker from here (threads: any recent one will do)
         self._pruner.prune()
         return path
-
-
-def _moved(verdict: Classification, readings: Sequence[tuple[str, float, datetime | None]],
-           offset: timedelta) -> tuple[Classification, list[tuple[str, float, datetime | None]]]:
-    """The reset times of a verdict and of usage readings, read from an agent's output on the real clock, moved
-    by `offset` onto a run's time line (see ProviderManager.run's `time_offset`)."""
-    def moved(at: datetime | None) -> datetime | None:
-        return None if at is None else at + offset
-
-    return (replace(verdict, reset_at=moved(verdict.reset_at)),
-            [(window, percent, moved(reset_at)) for window, percent, reset_at in readings])
 
 
 def _previous(result: Result) -> dict[str, Any]:

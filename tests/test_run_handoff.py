@@ -22,7 +22,6 @@ from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.events import Event, EventKind
 from adws.state import MemoryStore
-from adws.state.base import Cooldown
 from adws.workdir import WorkdirError
 from tests.gitrepo import git, make_repo
 from tests.helpers import FAKES_BIN, Clock
@@ -273,48 +272,22 @@ dir = "runs"
     assert result.retryable is False and result.retry_at is None
 
 
-# -- a run given now= goes on at that time ------------------------------------------------------------------
-
-WALL = NOW + timedelta(days=13)  # the engine's clock: where the run really happens
-
-
-def test_a_run_given_now_is_judged_and_recorded_at_that_time(tmp_path: Path) -> None:
-    # The agent announces its reset as an absolute time (Claude's `limit reached|EPOCH`): a real one, 40 minutes
-    # after the real moment. On the run's time line, it is 40 minutes after the run's time.
-    epoch = int((WALL + timedelta(minutes=40)).timestamp())
+def test_a_run_given_another_time_records_on_the_engines_clock(tmp_path: Path) -> None:
+    """`run(now=...)` decides as at that time but runs now: the agent's real reset (40 minutes after the real
+    moment) is recorded as it is, so coordinators on the real clock see the cooldown end when it really ends (a
+    run 13 days back would otherwise have written it, already over, or one ahead a month-long block)."""
+    wall = NOW + timedelta(days=13)
+    epoch = int((wall + timedelta(minutes=40)).timestamp())
     text = config(first=f"print('Claude AI usage limit reached|{epoch}'); raise SystemExit(1)").replace(
         'chain = ["first", "second"]', 'chain = ["first"]')
     store = MemoryStore()
-    events: list[Event] = []
-    result = engine(tmp_path, text, store=store, clock=Clock(WALL)).run(
-        {"number": 1}, prompt="go", workdir=tmp_path, now=NOW, on_event=events.append)
-    back = NOW + timedelta(minutes=40)
+    result = engine(tmp_path, text, store=store, clock=Clock(wall)).run(
+        {"number": 1}, prompt="go", workdir=tmp_path, now=NOW)
+    back = wall + timedelta(minutes=40)
     [attempt] = result.attempts
-    assert (attempt.outcome, attempt.started_at, attempt.reset_at) == ("rate_limited", NOW, back)
-    assert store.cooldowns(NOW)[("first", "default")].until == back
-    assert result.retry_at == back and result.retryable  # once: 40 minutes after the wall clock
-    assert {e.at for e in events} == {NOW}
-    assert [record["at"] for record in audit.read(str(tmp_path / "audit.jsonl"))] == [WALL.isoformat()]
-
-
-def test_a_run_given_now_waits_by_that_time(tmp_path: Path) -> None:
-    # The tier cools down until 10 minutes after the run's time. Judged on the wall clock (13 days on), that was
-    # over: retry_at said "now", no wait, and the next try ran at the wall clock's time.
-    store = MemoryStore()
-    store.set_cooldown("first", "default", Cooldown(NOW + timedelta(minutes=10), "rate_limited"))
-    clock = Clock(WALL)
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.now += timedelta(seconds=seconds)
-
-    events: list[Event] = []
-    eng = engine(tmp_path, busy_config(), store=store, clock=clock, sleep=sleep)
-    result = eng.run({"number": 1}, prompt="go", workdir=tmp_path, now=NOW, wait=3600, on_event=events.append)
-    assert result.success and slept == [600.0]
-    assert [e.until for e in events if e.kind is EventKind.TASK_WAITING] == [NOW + timedelta(minutes=10)]
-    assert result.decision.now == NOW + timedelta(minutes=10)  # the second try routed at the run's time
+    assert (attempt.outcome, attempt.reset_at) == ("rate_limited", back)
+    assert store.cooldowns(wall)[("first", "default")].until == back
+    assert result.retry_at == back
 
 
 # -- retry_count from history -------------------------------------------------------------------------------
