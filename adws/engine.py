@@ -351,7 +351,8 @@ class Engine:
             # times are aware).
             moment = self.clock() if now is None else local_time(now, self.router.tz)
             since = moment - timedelta(seconds=self.config.intake.history_window_seconds)
-            task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since))
+            task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since,
+                                                          until=None if now is None else moment))
         deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
         from adws.events import Event, EventKind
 

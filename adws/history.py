@@ -44,8 +44,11 @@ def _lines_backwards(path: str | os.PathLike[str]) -> Iterator[bytes]:
         handle.close()
 
 
-def failed_runs(audit_path: str | os.PathLike[str], task_id: str, *, since: datetime) -> int:
-    """How many runs of `task_id` the audit log records as failed at or after `since` (timezone-aware).
+def failed_runs(audit_path: str | os.PathLike[str], task_id: str, *, since: datetime,
+                until: datetime | None = None) -> int:
+    """How many runs of `task_id` the audit log records as failed at or after `since` and, with `until`, not
+    after it (both timezone-aware): a run routed as at a past time (`run(now=...)`) counts the failures before
+    that time, not the ones the log holds from after it.
 
     A torn or foreign line is skipped, as `adws.audit.read` does. Interrupted runs count as failures: the
     coordinator will try them again.
@@ -61,6 +64,8 @@ def failed_runs(audit_path: str | os.PathLike[str], task_id: str, *, since: date
             if at.tzinfo is not None:
                 break  # time order: everything before this is older still
             continue
+        if until is not None and at > until:
+            continue  # newer than the moment asked about (the log is read newest first)
         task = record.get("task") or {}
         if task.get("id") == task_id and record.get("success") is False:
             count += 1

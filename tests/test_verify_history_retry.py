@@ -78,6 +78,8 @@ def test_failed_runs_counts_the_same_task_within_the_window(tmp_path: Path) -> N
     assert failed_runs(log, "#7", since=NOW - timedelta(days=7)) == 3
     assert failed_runs(log, "#7", since=NOW - timedelta(hours=6)) == 2
     assert failed_runs(log, "#9", since=NOW - timedelta(days=7)) == 0
+    # As at 3 hours ago: the failure of an hour ago is not counted yet.
+    assert failed_runs(log, "#7", since=NOW - timedelta(days=7), until=NOW - timedelta(hours=3)) == 2
     assert failed_runs(tmp_path / "missing.jsonl", "#7", since=NOW) == 0
 
 
