@@ -69,14 +69,15 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
     return parse_task_json(text)
 
 
-def _at(value: str | None, timezone: str | None = None) -> datetime | None:
-    """--at as an aware datetime; a time without an offset is read in `timezone` (the routing timezone)."""
+def _at(value: str | None, timezone: str | None = None, option: str = "--at") -> datetime | None:
+    """--at (or another time `option`) as an aware datetime; a time without an offset is read in `timezone`
+    (the routing timezone). Raises UsageError naming `option`. Also used by tools/show-routing.py."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--at: not an ISO 8601 time: {value!r}") from None
+        raise UsageError(f"{option}: not an ISO 8601 time: {value!r}") from None
     if moment.tzinfo is None and timezone is not None:
         from zoneinfo import ZoneInfo
 
@@ -228,25 +229,27 @@ def cmd_run(args: argparse.Namespace) -> int:
                             wait=wait, on_event=on_event)
     except Interrupted as exc:
         # The attempts made are recorded; a coordinator reading --json still gets them.
-        _show_result(args, exc.result, engine.redactor(), engine.router.tz)
+        _show_result(args, exc.result, engine.redactor(), engine.router.tz, engine.clock())
         raise
-    _show_result(args, result, engine.redactor(), engine.router.tz)
+    _show_result(args, result, engine.redactor(), engine.router.tz, engine.clock())
     return 0 if result.success else 1
 
 
-def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo) -> None:
+def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo, ended: datetime) -> None:
     """The run's result on stdout: one JSON object with --json (exact ISO 8601 times), else lines for a person
     with times to the minute in `zone`, the routing timezone (adws.views.minute, as `adws route` shows them);
-    secrets redacted."""
+    secrets redacted. The skipped tiers are the decision's, shown as of its time; what the run found (attempts,
+    warnings, `retry_at`) as of `ended`, the engine's clock when it ended: a run given --at decides as at that
+    time but runs now."""
     if args.json:
         _print_json(result.to_dict(), scrub)
         return
     from adws.result import for_a_person
     from adws.views import minute, skip_line, times_in
 
-    now = result.decision.now
+    decided = result.decision.now
 
-    def show(line: str) -> None:
+    def show(line: str, now: datetime = ended) -> None:
         print(times_in(scrub.text(line), zone, now))
 
     for i, a in enumerate(result.attempts, 1):
@@ -254,7 +257,7 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
         show(f"{i}. {who} {a.model or ''}: {a.outcome} ({a.reason}) → {a.action}")
     if not result.attempts:  # nothing ran: say why each tier was left out, and when each is back
         for skip in result.decision.skipped:
-            show(f"skipped {skip_line(skip, zone, now)}")
+            show(f"skipped {skip_line(skip, zone, decided)}", decided)
     for warning in result.warnings:
         show(f"warning: {warning}")
     show(("OK: " if result.success else "FAILED: ") + for_a_person(result.message, "the skipped lines above"))
@@ -263,7 +266,7 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
     if result.handoff and result.handoff.get("branch"):
         print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
     if not result.success and result.retry_at is not None:
-        print(f"can run again from {minute(result.retry_at, zone, now)} (adws run --wait)")
+        print(f"can run again from {minute(result.retry_at, zone, ended)} (adws run --wait)")
     print(f"run directory: {result.run_dir}")
 
 
@@ -455,7 +458,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
     tasks_from = "--tasks-from-audit" if args.tasks_from_audit else "--issues" if args.issues else None
     spec = workload.load_workload(args.workload, tasks_from=tasks_from) if args.workload else workload.Workload()
-    given = _at(args.start, "UTC")
+    given = _at(args.start, "UTC", "--start")
     start = given or simulate.default_start()
     rng = random.Random(args.seed)
     if args.tasks_from_audit:

@@ -29,6 +29,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     (["run", "--task-json", "-", "--prompt-file", "-"],
      "adws: standard input can carry the task or the prompt, not both\n"),
     (["route", "--task-json", "{}", "--at", "tomorrow"], "adws: --at: not an ISO 8601 time: 'tomorrow'\n"),
+    (["simulate", "--start", "monday"], "adws: --start: not an ISO 8601 time: 'monday'\n"),  # the option given
 ])
 def test_usage_errors_exit_2_with_one_line(args: list[str], message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -101,6 +101,8 @@ def split_words(value: Any) -> Any:
     except ValueError as exc:
         raise ValueError(f'cannot split "{value}" into words ({exc}); write the command as an array with one '
                          "string per argument") from None
+    if not tags:  # nothing held (none, or the text holds the marker character itself): the words as split
+        return words
     return [_HELD.sub(lambda held_tag: tags[int(held_tag.group(1))], word) for word in words]
 
 

@@ -731,7 +731,8 @@ LOCAL_COMMAND = 'command_template = ["ollama", "run", "{{ model }}"]'
     ("x --v={{ 'hi' if budget > 1 else 'lo' }} \"a b\" {% if budget %}-q{% endif %}",
      ("x", "--v={{ 'hi' if budget > 1 else 'lo' }}", "a b", "{% if budget %}-q{% endif %}")),
     ("claude -p --model {model} {prompt_file}", ("claude", "-p", "--model", "{{ model }}", "{{ prompt_file }}")),
-], ids=["expression with spaces", "quotes and statements", "older placeholders"])
+    ("x a\ue0000\ue001b", ("x", "a\ue0000\ue001b")),  # the marker character itself, in a command without tags
+], ids=["expression with spaces", "quotes and statements", "older placeholders", "the hold marker as text"])
 def test_a_command_written_as_one_string_keeps_each_jinja_tag_in_one_word(command: str, words: tuple[str, ...]) -> None:
     text = BASE.replace(LOCAL_COMMAND, f"command_template = {toml_value(command)}") + \
         "[providers.local.vars]\nbudget = 1\n"
