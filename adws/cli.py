@@ -546,7 +546,8 @@ def _add_route_or_run(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--task-json", help="the task as JSON, @FILE, or - for stdin")
     p.add_argument("--github-issue", help="a file with `gh issue view N --json number,title,body,labels`")
-    p.add_argument("--at", help="routing time, ISO 8601 (default: now)")
+    p.add_argument("--at", help="routing time, ISO 8601 (default: now)" if name == "route" else
+                   "decide as at this time, ISO 8601; the run and what it records use the real clock (default: now)")
     p.add_argument("--prompt-file", help="the prompt (- for stdin)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_route if name == "route" else cmd_run)

@@ -269,7 +269,9 @@ class Engine:
         """Route, then run the plan with fall-through. Every outcome is in the Result and the audit log.
 
         `task`: a Task or a dict (see Task); `prompt`: the prompt's text (str); `workdir`: a directory (str or
-        pathlib.Path); `now`: a datetime (naive: read in the routing timezone) or None for the clock; `wait`:
+        pathlib.Path); `now`: a datetime (naive: read in the routing timezone) or None for the clock: the time of
+        the decision and of `retry_count` from history; the walk, its records, `retry_at` and `wait` stay on the
+        engine's clock; `wait`:
         seconds (may be inf) or None; `on_event`: a callable taking an adws.events.Event, or None.
         Once an attempt has started, its record is kept whatever happens next: a state store or file that
         cannot be written adds a line to `result.warnings` saying what was lost; an AdwsError (e.g. the
