@@ -92,9 +92,12 @@ def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
     at least MIN_SECRET_CHARS characters (adws.secret_forms.encoded_forms), longest first, without repeats.
     Made once per set of values (a few hundred µs for ten keys) and kept (see `_Memo`)."""
     key = frozenset(s for s in secrets if s)
+    if not key:
+        return ()  # no secrets (a run without any): the encoders' modules stay unloaded
     found = _FORMS.get(key)
     if found is None:
-        found = _FORMS.put(key, _secret_forms(key), sum(map(len, key)))
+        forms = _secret_forms(key)
+        found = _FORMS.put(key, forms, sum(map(len, forms)))  # what is kept: the forms, 40-65x the values
     return found
 
 
@@ -146,8 +149,10 @@ class _Memo(Generic[_K, _V]):
         return value
 
 
-# Characters of secrets, or of needles, kept in each memo: 4 Mi is some 400 sets of ten keys' forms (10 KB), or
-# two sets of fifteen 128 KB key files (about 120 MB of automata).
+# Characters of forms, or bytes of needles, kept in each memo (the entry counts below bound them first for
+# ordinary keys: ten keys' forms are about 40 K characters). 4 Mi holds the needles of about seven 128 KB key
+# files (a value over 4096 characters is searched in 4 spellings, about 535 KB for such a file), whose automata
+# take about 120 MB; a heavier set is made again on each use, not kept.
 _MEMO_CHARS = 4 << 20
 _FORMS: _Memo[frozenset[str], tuple[str, ...]] = _Memo(32, _MEMO_CHARS)
 _MATCHERS: _Memo[tuple[tuple[str, ...], bool], Needles] = _Memo(64, _MEMO_CHARS)
@@ -164,7 +169,9 @@ def matcher(needles: Iterable[str], *, raw: bool = False) -> Needles:
         # By bytes: the raw, text and JSON-escaped spellings of ASCII forms are the same bytes, and share automata.
         encoded = _encoded(key[0], raw=raw)
         weight = sum(map(len, encoded))
-        found = _NEEDLES.get(encoded) or _NEEDLES.put(encoded, _new_needles(encoded), weight)
+        found = _NEEDLES.get(encoded)  # `is None`, not `or`: an empty Needles is falsy (__bool__) but kept
+        if found is None:
+            found = _NEEDLES.put(encoded, _new_needles(encoded), weight)
         _MATCHERS.put(key, found, weight)
     return found
 

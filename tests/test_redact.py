@@ -533,3 +533,15 @@ def test_a_memo_evicts_the_least_recently_used_by_count_and_by_weight() -> None:
     memo.put("e", 5, 85)  # 30 + 85 > 100: the oldest go until it fits
     assert [memo.get(key) for key in "acde"] == [None, None, 4, 5]
     assert memo.put("f", 6, 101) == 6 and memo.get("f") is None  # heavier than the whole memo: not kept
+
+
+def test_no_secrets_load_no_encoders() -> None:
+    """A run without secrets asks for the forms of none: the encoders' modules (html, shlex, adws.secret_forms)
+    stay unloaded, as for start-up and routing."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from adws.redact import secret_forms; assert secret_forms(()) == (); "
+            "print('adws.secret_forms' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

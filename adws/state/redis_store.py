@@ -561,8 +561,8 @@ class RedisStore(Closing):
             what = one_line(str(exc) or type(exc).__name__)
             command = one_line(shlex.join(["redis-cli", *remove]), 400)
             raise StateStoreError(f"state store {self._where} is damaged: key {remove[1]} holds a value this adws "
-                                  f"cannot read ({what}); remove that entry ({command}) and the rest of the "
-                                  "state stays") from None
+                                  f"cannot read ({what}); remove it ({command}, against that server) and the "
+                                  "rest of the state stays") from None
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -836,12 +836,18 @@ class RedisStore(Closing):
         export` and import, not routing."""
         groups = self._run_groups()
         runs: list[RunRecord] = []
-        for (provider, specialization, _), rows in zip(groups, self._read_runs([g[2] for g in groups]), strict=True):
-            found = [(_RUN_MEMBER.fullmatch(member), at) for member, at in rows]
-            # A fleet whose prefix is ours + "runs:" has keys of the same shape (its slots:{prov}): not runs.
-            if all(match is not None for match, _ in found):
-                runs += [RunRecord(provider, specialization, from_epoch(at), int(match.group(1)))
-                         for match, at in found if match is not None]
+        for (provider, specialization, key), rows in zip(groups, self._read_runs([g[2] for g in groups]),
+                                                          strict=True):
+            found = [(_RUN_MEMBER.fullmatch(member), member, at) for member, at in rows]
+            # A fleet whose prefix is ours + "runs:" has keys of the same shape (its slots:{prov}): no member is a
+            # run there, and the key is not ours. Where some are, the others are damage, said as recent_runs says
+            # it: a group left out without a word would be lost by an export and import.
+            if not any(match is not None for match, _, _ in found):
+                continue
+            for match, member, at in found:
+                tokens = int(match.group(1)) if match is not None else \
+                    self._decoded(("ZREM", key, member), _run_tokens, member)  # raises, naming the entry
+                runs.append(RunRecord(provider, specialization, from_epoch(at), tokens))
         return iter(runs)
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:

@@ -135,7 +135,7 @@ def test_a_value_redis_holds_that_adws_cannot_read_is_one_line_naming_its_key(
         read(store)
     message = str(exc.value)
     assert message.startswith(f"state store {redis_url} is damaged: key {redis_prefix}")
-    assert f"(redis-cli {entry.format(p=redis_prefix)}) and the rest of the state stays" in message
+    assert f"(redis-cli {entry.format(p=redis_prefix)}, against that server) and the rest of the state stays" in message
     assert "\n" not in message
 
 
@@ -147,7 +147,7 @@ def test_a_usage_log_entry_adws_cannot_read_names_the_log(redis_url: str, redis_
         with pytest.raises(StateStoreError) as exc:
             store.usage_since(cursor)
         assert f"key {redis_prefix}log holds a value this adws cannot read" in str(exc.value)
-        assert f"(redis-cli DEL {redis_prefix}log)" in str(exc.value)
+        assert f"(redis-cli DEL {redis_prefix}log, against that server)" in str(exc.value)
 
 
 def test_redis_lists_each_group_of_runs_once_in_one_read(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adws.state import STORES, RedisStore, SqliteStore, StateStore, redis_store
+from adws.state import STORES, RedisStore, SqliteStore, StateStore, StateStoreError, redis_store
 from adws.state.base import CHANGE_KINDS, Observation, RunRecord, RunsImported
 from tests.state.test_state import open_backend
 
@@ -159,6 +159,17 @@ def test_redis_lists_only_its_own_runs_among_other_prefixes(request: pytest.Fixt
         mine.record_run("ag", "code", T0, 3)
         assert list(mine.recorded_runs()) == [RunRecord("ag", "code", T0, 3)]
         assert [run.tokens for run in lookalike.recorded_runs()] == [1]
+
+
+def test_redis_export_names_a_damaged_run_rather_than_dropping_its_group(redis_url: str, redis_prefix: str) -> None:
+    """One hand-added member among a group's runs: the listing says which (as recent_runs does), instead of
+    leaving the group out, which an export and import would lose without a word."""
+    store = RedisStore(redis_url, key_prefix=redis_prefix, clock=T0.timestamp)
+    with store:
+        store.record_run("p", "code", T0, 5)
+        store._client.zadd(f"{redis_prefix}runs:p:code", {"oops": T0.timestamp()})
+        with pytest.raises(StateStoreError, match=r"damaged: key .*runs:p:code .*ZREM .*oops"):
+            list(store.recorded_runs())
 
 
 def test_two_sqlite_connections_see_each_others_reservation(tmp_path: Path) -> None:
