@@ -103,7 +103,6 @@ def checked_mapping(name: str, value: object) -> Mapping[str, str] | None:
                         f"got {got(value)}")
 
 
-
 def checked_path(name: str, value: object) -> str:
     """A file's path (a non-empty str or an os.PathLike of str) as a str. Raises ArgumentError."""
     if isinstance(value, os.PathLike):

@@ -120,7 +120,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if failing:
         print(f"{path}: valid, but {len(failing)} of {_count(len(config.scenarios), 'scenario')} not as expected "
               f"({counts})", file=sys.stderr)
-        if at is not None and any(untimed for untimed, _ in failing):
+        if at is not None and any(untimed for untimed, _ in failing):  # at is set wherever failing is (typing)
             from zoneinfo import ZoneInfo
 
             from adws.views import minute

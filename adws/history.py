@@ -4,7 +4,8 @@ When a task gives no `retry_count`, the number of earlier *failed* runs of the s
 window (`history_window`, default 7 days) in the audit log stands in for it, so a rule such as "retries use a
 cheaper model" works without the coordinator counting. The audit log is append-only and in time order, so it
 is read from its end backwards and reading stops at the first record older than the window: the cost is the
-recent part of the log, not its whole length.
+log's part since the window's start (for a run given a past `now=`, all that came after it too), not its
+whole length.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ countdown), redrawn a few times a second. Off a terminal (a log file, CI) each e
 the log reads the same as it grows. Colours only on a terminal, and never when NO_COLOR is set
 (https://no-color.org).
 
-Both views are callables taking `adws.batch.Event`, used as context managers around the batch. Times are in
+Both views are callables taking `adws.events.Event`, used as context managers around the batch. Times are in
 `zone` (the routing timezone, as every human view: adws.views): the plain view's stamp to the second (a log
 line), a time inside an event (`waiting until ...`) to the minute (`adws.views.times_in`).
 """

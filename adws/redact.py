@@ -89,7 +89,8 @@ def secret_values(environ: Mapping[str, str], named: Iterable[str] = ()) -> list
 
 def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
     """Every string that gives one of `secrets` away: each value (whatever its length), then its encoded forms of
-    at least MIN_SECRET_CHARS characters (adws.secret_forms.encoded_forms), longest first, without repeats.
+    at least MIN_SECRET_CHARS characters (adws.secret_forms.encoded_forms); all of them longest first, without
+    repeats.
     Made once per set of values (a few hundred µs for ten keys) and kept (see `_Memo`)."""
     key = frozenset(s for s in secrets if s)
     if not key:

@@ -19,8 +19,8 @@ CommandLineArgumentEscape. What adws does differently, and why:
   secret at each end of a core share a character with a neighbouring byte and are not replaced (the ADR accepts
   up to 20). Both alphabets (standard and URL-safe), the whole value with and without padding, and the whole
   value wrapped as `base64` (coreutils, MIME: 76 columns) and `openssl base64` (64) print it, since a key longer
-  than 57 bytes is never on one line there, with `\n` and with MIME's `\r\n` between lines. A secret in the
-  middle of a wrapped blob longer than one line is not caught.
+  than 57 bytes (coreutils) or 48 (openssl) is never on one line there, with `\n` and with MIME's `\r\n` between
+  lines. A secret in the middle of a wrapped blob longer than one line is not caught.
 - percent-encoding (`_percent`): `urllib.parse.quote` with nothing safe (RFC 3986; the runner's
   `Uri.EscapeDataString`), with `/` safe (its default, for paths), `quote_plus` (form data) and JavaScript's
   `encodeURIComponent` (which leaves `!'()*`). Upper-case hex digits, as all four write them, and the same in

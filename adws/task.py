@@ -66,7 +66,7 @@ class Task:
         if common is not None:
             return common
         if not isinstance(data, Mapping):
-            raise TaskError([f"expected a JSON object, got {_kind(data)}"])
+            raise TaskError([f"expected a JSON object, got {json_kind(data)}"])
         problems: list[str] = []
         if data.keys() - _ACCEPTED:  # a set operation first: this runs on every route() given a dict
             for key in data:  # then the input's own order, for stable messages
@@ -78,7 +78,7 @@ class Task:
             if isinstance(raw_attrs, Mapping):
                 attrs.update(raw_attrs)
             else:
-                problems.append(f"attrs: expected an object, got {_kind(raw_attrs)}")
+                problems.append(f"attrs: expected an object, got {json_kind(raw_attrs)}")
         for key in data.keys() & _GITHUB_ONLY:
             attrs.setdefault(key, data[key])
         task_id = data.get("id")
@@ -212,28 +212,27 @@ def _partial(cls: type[Task], task_id: str | None, labels: tuple[str, ...], attr
         return None
 
 
-_kind = json_kind
 
 
 def _string(value: Any) -> str | None:
-    return None if isinstance(value, str) else f"expected a string, got {_kind(value)}"
+    return None if isinstance(value, str) else f"expected a string, got {json_kind(value)}"
 
 
 def _id(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return f"expected a string or an integer, got {_kind(value)}"
+        return f"expected a string or an integer, got {json_kind(value)}"
     return None
 
 
 def _non_negative_int(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int):
-        return f"expected an integer, got {_kind(value)} {value!r}"
+        return f"expected an integer, got {json_kind(value)} {value!r}"
     return None if value >= 0 else f"must be >= 0, got {value}"
 
 
 def _priority(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return f"expected a priority name or an integer, got {_kind(value)}"
+        return f"expected a priority name or an integer, got {json_kind(value)}"
     return None
 
 
@@ -278,13 +277,13 @@ def _field_problems(task: Task) -> list[str]:
         if error:
             problems.append(f"{name}: {error}")
     if not isinstance(task.labels, tuple):
-        problems.append(f"labels: expected an array, got {_kind(task.labels)}")
+        problems.append(f"labels: expected an array, got {json_kind(task.labels)}")
     else:
         for i, label in enumerate(task.labels):
             if not isinstance(label, str):
-                problems.append(f"labels[{i}]: expected a label name, got {_kind(label)}")
+                problems.append(f"labels[{i}]: expected a label name, got {json_kind(label)}")
     if not isinstance(task.attrs, Mapping):
-        problems.append(f"attrs: expected an object, got {_kind(task.attrs)}")
+        problems.append(f"attrs: expected an object, got {json_kind(task.attrs)}")
     return problems
 
 
@@ -292,13 +291,13 @@ def _labels(value: Any, problems: list[str]) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        problems.append(f"labels: expected an array, got {_kind(value)}")
+        problems.append(f"labels: expected an array, got {json_kind(value)}")
         return ()
     out: list[str] = []
     for i, label in enumerate(value):
         name = label.get("name") if isinstance(label, Mapping) else label  # gh prints {"name": ..., ...}
         if not isinstance(name, str):
-            problems.append(f"labels[{i}]: expected a label name or an object with a name, got {_kind(label)}")
+            problems.append(f"labels[{i}]: expected a label name or an object with a name, got {json_kind(label)}")
         else:
             out.append(name)
     return tuple(out)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Show routing: on/off, default, rules in priority order, and every scenario with its verdict.
 
-Exit 0 when every scenario's expectation holds, 1 when one fails, 2 when the config is invalid.
+Exit 0 when every scenario's expectation holds, 1 when one fails, 2 when the config or --at is invalid.
 """
 
 from __future__ import annotations

@@ -60,7 +60,8 @@ def cache_dir() -> Path:
 
     Raises AdwsError when ADWS_CACHE_DIR is set but empty: a mistake (`ADWS_CACHE_DIR=$UNSET`) that, taken as
     unset, would read and write the default directory the variable was set to keep the process away from (as
-    ADWS_STATE_PATH and ADWS_CONFIG set empty are refused: see adws.state.check_environment).
+    ADWS_STATE_PATH and ADWS_CONFIG set empty are refused: see adws.state.check_environment and
+    adws.cli.config_path).
     """
     explicit = os.environ.get(CACHE_ENV)
     if explicit == "":

@@ -68,8 +68,8 @@ RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period
 # The largest count, token figure, cursor or sum of money one line may hold: far beyond any real attempt (a run of
 # a trillion tokens), and small enough that totals stay sane: SQLite's 64-bit sums would need over 9 million such
 # rows in one account to overflow (it then fails with "integer overflow" and the store reads as damaged), and Redis's
-# sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, the bound before, let two
-# lines overflow. The config's own request and money quotas stop at 10**12 too.
+# sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, what SQLite alone accepted
+# before, let two lines overflow. The config's own request and money quotas stop at 10**12 too.
 MAX_COUNT = 10**12
 # How much later than the export (or now) a line may say something happened: hosts' clocks out of step (NTP keeps
 # them within seconds; 5 minutes is Kerberos's default allowance for the same). A reading from further ahead would
@@ -123,7 +123,7 @@ def _shown(value: object) -> str:
 
 class _Latest(NamedTuple):
     """The latest time a line may say something happened (a usage row, an observation, a run, a breaker opening),
-    give or take FUTURE_TOLERANCE: the file's exported_at, else the import's own time. `what` names it."""
+    plus FUTURE_TOLERANCE: the file's exported_at, else the import's own time. `what` names it."""
 
     at: datetime
     what: str
