@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws.arguments import checked_callable, checked_count, checked_seconds, got
+from adws.arguments import checked_callable, checked_count, checked_prompt, checked_seconds, checked_workdir, got
 from adws.dataclass_cache import dataclass, replace
 from adws.errors import AdwsError, ArgumentError, RunCancelled, TaskError, json_kind, suggest
 from adws.events import Event, EventKind, EventSink, failure_of
@@ -279,15 +279,16 @@ def coerce_items(items: Iterable[BatchItem | Mapping[str, Any]]) -> list[BatchIt
 
 
 def _wrong_types(item: BatchItem) -> list[str]:
-    """What in a BatchItem built in Python has the wrong type (the dataclass itself checks nothing)."""
+    """What in a BatchItem built in Python has the wrong type (the dataclass itself checks nothing), one line
+    each. The prompt and workdir go through the checks run() makes, so what passes here is not refused later."""
     problems = []
     if not isinstance(item.task, Task):
         problems.append(f"task: expected an adws.Task (a dict goes in {{\"task\": ...}} items), got {got(item.task)}")
-    if not isinstance(item.prompt, str):
-        problems.append(f"prompt: expected the prompt's text (a str), got {got(item.prompt)}")
-    if not isinstance(item.workdir, (str, os.PathLike)) or not item.workdir:
-        problems.append(f"workdir: expected a directory's path (a non-empty str or a pathlib.Path), "
-                        f"got {got(item.workdir)}")
+    for check, value in ((checked_prompt, item.prompt), (checked_workdir, item.workdir)):
+        try:
+            check(value)
+        except ArgumentError as e:
+            problems.append(str(e))
     return problems
 
 
