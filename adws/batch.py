@@ -412,10 +412,18 @@ class _Batch:
     def _run_one(self, index: int) -> TaskOutcome:
         item = self.items[index]
         outcome = TaskOutcome(index, item)
+        announced: list[str | None] = []
+
+        def hand_on(event: Event) -> None:
+            if event.kind is EventKind.TASK_FINISHED and event.index == index:
+                announced.append(event.outcome)  # first: a callback that raises must not lose it
+            self._hand_on(event)
+
         # The engine emits the task's events (task_started ... task_finished), named by its place and label.
         try:
-            outcome.result = self.engine._run(item.task, item.prompt, item.workdir, None, self.wait, self._hand_on,
-                                              index=index, label=item.label, stopping=self.token.cancelled.is_set)
+            outcome.result = self.engine.run_indexed(item.task, item.prompt, item.workdir, None, self.wait, hand_on,
+                                                     index=index, label=item.label,
+                                                     stopping=self.token.cancelled.is_set)
         except (KeyboardInterrupt, RunCancelled) as exc:  # the batch is stopping
             outcome.result = getattr(exc, "adws_result", None)
             outcome.error, outcome.interrupted = failure_of(exc)
@@ -423,8 +431,12 @@ class _Batch:
             if not isinstance(exc, AdwsError):  # a bug must not take the other tasks down; the log has the trace
                 logger.exception("task %s failed inside adws", item.label)
             outcome.error = failure_of(exc)[0]
-        if self.token.cancelled.is_set() and not outcome.success:
-            outcome.interrupted = True
+        if announced:
+            # What task_finished said, decided once by the engine: a Ctrl-C after that event must not make a
+            # task the event called "failed" an interrupted one here.
+            outcome.interrupted = announced[-1] == "interrupted"
+        elif self.token.cancelled.is_set() and not outcome.success:
+            outcome.interrupted = True  # it ended before it started (no event): stopping decides alone
         return outcome
 
 

@@ -293,14 +293,16 @@ class Engine:
         directory; a WorkdirError), both TaskErrors too, and WorkdirError (the `[run] workdir` policy cannot use
         the directory).
         """
-        return self._run(task, prompt, workdir, now, wait, on_event)
+        return self.run_indexed(task, prompt, workdir, now, wait, on_event)
 
-    def _run(self, task: TaskInput, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
-             wait: float | None, on_event: Callable[[Event], None] | None, *, index: int = 0,
-             label: str | None = None, stopping: Callable[[], bool] | None = None) -> Result:
-        """`run()`, for run() and run_many alike: `index` and `label` name the task in every event (run_many's
-        place in the input and label; run() gives 0 and the task's key); `stopping` tells whether the caller is
-        stopping (run_many after Ctrl-C), so that a task that failed meanwhile is reported interrupted."""
+    def run_indexed(self, task: TaskInput, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
+                    wait: float | None, on_event: Callable[[Event], None] | None, *, index: int = 0,
+                    label: str | None = None, stopping: Callable[[], bool] | None = None) -> Result:
+        """Internal, for run() and adws.batch (not part of the API): `run()` with the arguments positional and
+        `index` and `label` naming the task in every event (run_many's place in the input and label; run() gives
+        0 and the task's key); `stopping` tells whether the caller is stopping (run_many after Ctrl-C), so that a
+        task that failed meanwhile is reported interrupted. That decision is made once, here, and announced as
+        the `task_finished` event's outcome; a caller that reports the outcome too reads it from that event."""
         prompt = checked_prompt(prompt)  # type: ignore[assignment]  # a str: optional is False
         workdir = checked_workdir(workdir)
         now = checked_now(now)
