@@ -346,8 +346,10 @@ class Scrubber:
 
 
 def _json_escaped(strings: Iterable[str]) -> list[str]:
-    """Each of `strings` as it is spelled inside a JSON string by `dumps`."""
-    return [json.dumps(string, ensure_ascii=False)[1:-1] for string in strings]
+    """Each of `strings` as it is spelled inside a JSON string by `dumps` (its first try, ensure_ascii=False)."""
+    from adws.secret_forms import json_escaped
+
+    return [json_escaped(string) for string in strings]
 
 
 def dumps(data: Any, *, indent: int | None = None) -> str:
