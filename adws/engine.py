@@ -66,6 +66,14 @@ def _warn(message: str, *args: Any) -> None:
     logging.getLogger("adws").warning(message, *args)
 
 
+DEFAULT_RELOAD_INTERVAL = 1.0  # seconds: load()'s default, and Engine(path)'s
+# What each callable that Engine takes is called with, for ArgumentError's message.
+_CALLS = {"clock": CLOCK_CALL, "sleep": "seconds, as time.sleep",
+          "runner": "an adws.runner.RunRequest", "which": "a program's name, as shutil.which"}
+# A few of StateStore's methods, to tell a store from something else passed as `store=` (stores are duck-typed).
+_STORE_METHODS = ("record_usage", "usage_totals", "cooldowns", "version", "close")
+
+
 class Engine:
     """The router and the manager over one state store, held for the engine's whole life.
 
@@ -353,10 +361,10 @@ class Engine:
 
             # The decision's time (a naive `now` read in the routing timezone, as route() reads it: the log's
             # times are aware).
-            moment = self.clock() if now is None else local_time(now, self.router.tz)
-            since = moment - timedelta(seconds=self.config.intake.history_window_seconds)
+            decided_at = self.clock() if now is None else local_time(now, self.router.tz)
+            since = decided_at - timedelta(seconds=self.config.intake.history_window_seconds)
             task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since,
-                                                          until=None if now is None else moment))
+                                                          until=None if now is None else decided_at))
         deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
         from adws.events import Event, EventKind
 
@@ -369,6 +377,7 @@ class Engine:
             moment = self.clock()
             if result.retry_at > deadline:
                 return result
+            # Index 0 and the key are placeholders: `emit` (run_indexed's) names the task by its index and label.
             emit(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
                        reason=result.message))
             wait_for_capacity(result.retry_at, now=moment, deadline=deadline, sleep=self._sleep)
@@ -486,14 +495,6 @@ class Engine:
         if self._workers is not None:
             self._workers.shutdown(wait=True)
         self.store.close()
-
-
-DEFAULT_RELOAD_INTERVAL = 1.0  # seconds: load()'s default, and Engine(path)'s
-# What each callable that Engine takes is called with, for ArgumentError's message.
-_CALLS = {"clock": CLOCK_CALL, "sleep": "seconds, as time.sleep",
-          "runner": "an adws.runner.RunRequest", "which": "a program's name, as shutil.which"}
-# A few of StateStore's methods, to tell a store from something else passed as `store=` (stores are duck-typed).
-_STORE_METHODS = ("record_usage", "usage_totals", "cooldowns", "version", "close")
 
 
 # Engine's keywords that load() passes on (the others, watcher and auto_reload, load sets from its own arguments;
