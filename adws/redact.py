@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from adws.needles import Needles
 
 __all__ = ["MIN_SECRET_CHARS", "PROMPT_MARK", "REDACTED", "SECRET_NAME", "Scrubber", "dumps", "encodable",
-           "encode_text", "looks_secret", "matcher", "replace_all", "replace_in", "secret_forms", "secret_values"]
+           "encode_text", "looks_secret", "matcher", "replace_in", "secret_forms", "secret_values"]
 
 REDACTED = "***"
 PROMPT_MARK = "<prompt>"
@@ -211,12 +211,6 @@ def replace_in(needles: Needles, text: str, mark: str) -> str:
     data = text.encode() if text.isascii() else text.encode("utf-8", "surrogatepass")
     out = needles.replace(data, mark.encode("utf-8", "surrogatepass"))
     return text if out is data else out.decode("utf-8", "surrogatepass")
-
-
-def replace_all(text: str, needles: Iterable[str], mark: str) -> str:
-    """Every occurrence of every needle replaced by `mark`; overlapping or touching matches become one mark,
-    so no character of any needle survives (`replace_in` with `matcher(needles)`)."""
-    return replace_in(matcher(needles), text, mark)
 
 
 class _NotPlain(Exception):
