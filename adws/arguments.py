@@ -53,14 +53,10 @@ def checked_now(now: object) -> datetime | None:
 
 
 def checked_workdir(workdir: object) -> str | os.PathLike[str]:
-    """`workdir` when it is a str or an os.PathLike of str (a pathlib.Path). Raises ArgumentError.
+    """`workdir` when it is a non-empty str or an os.PathLike of str (a pathlib.Path). Raises ArgumentError.
     (That it is a directory is run()'s check: a MissingWorkdirError.)"""
-    if isinstance(workdir, str) and workdir:
-        return workdir
-    if isinstance(workdir, os.PathLike) and isinstance(os.fspath(workdir), str):
-        return workdir
-    raise ArgumentError(f"workdir: expected a directory's path (a non-empty str or a pathlib.Path), "
-                        f"got {got(workdir)}")
+    _path_text("workdir", workdir, "a directory's path")
+    return workdir  # type: ignore[return-value]  # _path_text returned, so a str or an os.PathLike of str
 
 
 def checked_seconds(name: str, value: object, *, optional: bool = True) -> float | None:
@@ -105,8 +101,14 @@ def checked_mapping(name: str, value: object) -> Mapping[str, str] | None:
 
 def checked_path(name: str, value: object) -> str:
     """A file's path (a non-empty str or an os.PathLike of str) as a str. Raises ArgumentError."""
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str) and value:
-        return value
-    raise ArgumentError(f"{name}: expected a file's path (a non-empty str or a pathlib.Path), got {got(value)}")
+    return _path_text(name, value, "a file's path")
+
+
+def _path_text(name: str, value: object, what: str) -> str:
+    """`value` (a non-empty str or an os.PathLike of str) as a str; else ArgumentError saying `name` expected
+    `what` (a file's path, a directory's path). One check serves checked_workdir and checked_path. A PathLike of
+    bytes is refused: the engine joins and prints these paths as text."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if isinstance(text, str) and text:
+        return text
+    raise ArgumentError(f"{name}: expected {what} (a non-empty str or a pathlib.Path), got {got(value)}")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adws.arguments import checked_callable, checked_count, checked_seconds, got
+from adws.arguments import checked_callable, checked_count, checked_prompt, checked_seconds, checked_workdir, got
 from adws.dataclass_cache import dataclass, replace
 from adws.errors import AdwsError, ArgumentError, RunCancelled, TaskError, json_kind, suggest
 from adws.events import Event, EventKind, EventSink, failure_of
@@ -279,15 +279,16 @@ def coerce_items(items: Iterable[BatchItem | Mapping[str, Any]]) -> list[BatchIt
 
 
 def _wrong_types(item: BatchItem) -> list[str]:
-    """What in a BatchItem built in Python has the wrong type (the dataclass itself checks nothing)."""
+    """What in a BatchItem built in Python has the wrong type (the dataclass itself checks nothing), one line
+    each. The prompt and workdir go through the checks run() makes, so what passes here is not refused later."""
     problems = []
     if not isinstance(item.task, Task):
         problems.append(f"task: expected an adws.Task (a dict goes in {{\"task\": ...}} items), got {got(item.task)}")
-    if not isinstance(item.prompt, str):
-        problems.append(f"prompt: expected the prompt's text (a str), got {got(item.prompt)}")
-    if not isinstance(item.workdir, (str, os.PathLike)) or not item.workdir:
-        problems.append(f"workdir: expected a directory's path (a non-empty str or a pathlib.Path), "
-                        f"got {got(item.workdir)}")
+    for check, value in ((checked_prompt, item.prompt), (checked_workdir, item.workdir)):
+        try:
+            check(value)
+        except ArgumentError as e:
+            problems.append(str(e))
     return problems
 
 
@@ -411,10 +412,18 @@ class _Batch:
     def _run_one(self, index: int) -> TaskOutcome:
         item = self.items[index]
         outcome = TaskOutcome(index, item)
+        announced: list[str | None] = []
+
+        def hand_on(event: Event) -> None:
+            if event.kind is EventKind.TASK_FINISHED and event.index == index:
+                announced.append(event.outcome)  # first: a callback that raises must not lose it
+            self._hand_on(event)
+
         # The engine emits the task's events (task_started ... task_finished), named by its place and label.
         try:
-            outcome.result = self.engine._run(item.task, item.prompt, item.workdir, None, self.wait, self._hand_on,
-                                              index=index, label=item.label, stopping=self.token.cancelled.is_set)
+            outcome.result = self.engine.run_indexed(item.task, item.prompt, item.workdir, None, self.wait, hand_on,
+                                                     index=index, label=item.label,
+                                                     stopping=self.token.cancelled.is_set)
         except (KeyboardInterrupt, RunCancelled) as exc:  # the batch is stopping
             outcome.result = getattr(exc, "adws_result", None)
             outcome.error, outcome.interrupted = failure_of(exc)
@@ -422,8 +431,12 @@ class _Batch:
             if not isinstance(exc, AdwsError):  # a bug must not take the other tasks down; the log has the trace
                 logger.exception("task %s failed inside adws", item.label)
             outcome.error = failure_of(exc)[0]
-        if self.token.cancelled.is_set() and not outcome.success:
-            outcome.interrupted = True
+        if announced:
+            # What task_finished said, decided once by the engine: a Ctrl-C after that event must not make a
+            # task the event called "failed" an interrupted one here.
+            outcome.interrupted = announced[-1] == "interrupted"
+        elif self.token.cancelled.is_set() and not outcome.success:
+            outcome.interrupted = True  # it ended before it started (no event): stopping decides alone
         return outcome
 
 

@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 
 from adws.attempt import Classification, OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.dataclass_cache import dataclass, replace
+from adws.errors import suggest
 from adws.userregex import CompiledOnFirstSearch, Match, Searcher
 
 QUOTA_HORIZON = timedelta(hours=6)
@@ -80,11 +81,8 @@ def compile_pattern(regex: str, outcome: str) -> Pattern:
         outcome_class = OutcomeClass(outcome)
     except ValueError:
         names = sorted(member.value for member in OutcomeClass)
-        import difflib
-
-        close = difflib.get_close_matches(outcome, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown outcome class {outcome!r}{hint}; expected one of: {', '.join(names)}") from None
+        raise ValueError(f'unknown outcome class "{outcome}"{suggest(outcome, names)}; expected one of: '
+                         f"{', '.join(names)}") from None
     try:
         compiled = re.compile(regex, re.IGNORECASE)
     except re.error as exc:

@@ -521,7 +521,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
     info = report.summary(page)
-    from adws.views import count
+    from adws.errors import count
 
     print(f"{args.html}: {count(info['plots'], 'plot')}, {info['bytes']:,} bytes")
     return 0

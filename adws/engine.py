@@ -66,6 +66,14 @@ def _warn(message: str, *args: Any) -> None:
     logging.getLogger("adws").warning(message, *args)
 
 
+DEFAULT_RELOAD_INTERVAL = 1.0  # seconds: load()'s default, and Engine(path)'s
+# What each callable that Engine takes is called with, for ArgumentError's message.
+_CALLS = {"clock": CLOCK_CALL, "sleep": "seconds, as time.sleep",
+          "runner": "an adws.runner.RunRequest", "which": "a program's name, as shutil.which"}
+# A few of StateStore's methods, to tell a store from something else passed as `store=` (stores are duck-typed).
+_STORE_METHODS = ("record_usage", "usage_totals", "cooldowns", "version", "close")
+
+
 class Engine:
     """The router and the manager over one state store, held for the engine's whole life.
 
@@ -293,14 +301,16 @@ class Engine:
         directory; a WorkdirError), both TaskErrors too, and WorkdirError (the `[run] workdir` policy cannot use
         the directory).
         """
-        return self._run(task, prompt, workdir, now, wait, on_event)
+        return self.run_indexed(task, prompt, workdir, now, wait, on_event)
 
-    def _run(self, task: TaskInput, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
-             wait: float | None, on_event: Callable[[Event], None] | None, *, index: int = 0,
-             label: str | None = None, stopping: Callable[[], bool] | None = None) -> Result:
-        """`run()`, for run() and run_many alike: `index` and `label` name the task in every event (run_many's
-        place in the input and label; run() gives 0 and the task's key); `stopping` tells whether the caller is
-        stopping (run_many after Ctrl-C), so that a task that failed meanwhile is reported interrupted."""
+    def run_indexed(self, task: TaskInput, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
+                    wait: float | None, on_event: Callable[[Event], None] | None, *, index: int = 0,
+                    label: str | None = None, stopping: Callable[[], bool] | None = None) -> Result:
+        """Internal, for run() and adws.batch (not part of the API): `run()` with the arguments positional and
+        `index` and `label` naming the task in every event (run_many's place in the input and label; run() gives
+        0 and the task's key); `stopping` tells whether the caller is stopping (run_many after Ctrl-C), so that a
+        task that failed meanwhile is reported interrupted. That decision is made once, here, and announced as
+        the `task_finished` event's outcome; a caller that reports the outcome too reads it from that event."""
         prompt = checked_prompt(prompt)  # type: ignore[assignment]  # a str: optional is False
         workdir = checked_workdir(workdir)
         now = checked_now(now)
@@ -351,10 +361,10 @@ class Engine:
 
             # The decision's time (a naive `now` read in the routing timezone, as route() reads it: the log's
             # times are aware).
-            moment = self.clock() if now is None else local_time(now, self.router.tz)
-            since = moment - timedelta(seconds=self.config.intake.history_window_seconds)
+            decided_at = self.clock() if now is None else local_time(now, self.router.tz)
+            since = decided_at - timedelta(seconds=self.config.intake.history_window_seconds)
             task = replace(task, retry_count=failed_runs(self.config.audit_path, task.key, since=since,
-                                                          until=None if now is None else moment))
+                                                          until=None if now is None else decided_at))
         deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
         from adws.events import Event, EventKind
 
@@ -367,6 +377,7 @@ class Engine:
             moment = self.clock()
             if result.retry_at > deadline:
                 return result
+            # Index 0 and the key are placeholders: `emit` (run_indexed's) names the task by its index and label.
             emit(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
                        reason=result.message))
             wait_for_capacity(result.retry_at, now=moment, deadline=deadline, sleep=self._sleep)
@@ -484,14 +495,6 @@ class Engine:
         if self._workers is not None:
             self._workers.shutdown(wait=True)
         self.store.close()
-
-
-DEFAULT_RELOAD_INTERVAL = 1.0  # seconds: load()'s default, and Engine(path)'s
-# What each callable that Engine takes is called with, for ArgumentError's message.
-_CALLS = {"clock": CLOCK_CALL, "sleep": "seconds, as time.sleep",
-          "runner": "an adws.runner.RunRequest", "which": "a program's name, as shutil.which"}
-# A few of StateStore's methods, to tell a store from something else passed as `store=` (stores are duck-typed).
-_STORE_METHODS = ("record_usage", "usage_totals", "cooldowns", "version", "close")
 
 
 # Engine's keywords that load() passes on (the others, watcher and auto_reload, load sets from its own arguments;

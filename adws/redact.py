@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from adws.needles import Needles
 
 __all__ = ["MIN_SECRET_CHARS", "PROMPT_MARK", "REDACTED", "SECRET_NAME", "Scrubber", "dumps", "encodable",
-           "encode_text", "looks_secret", "matcher", "replace_all", "replace_in", "secret_forms", "secret_values"]
+           "encode_text", "looks_secret", "matcher", "replace_in", "secret_forms", "secret_values"]
 
 REDACTED = "***"
 PROMPT_MARK = "<prompt>"
@@ -213,12 +213,6 @@ def replace_in(needles: Needles, text: str, mark: str) -> str:
     return text if out is data else out.decode("utf-8", "surrogatepass")
 
 
-def replace_all(text: str, needles: Iterable[str], mark: str) -> str:
-    """Every occurrence of every needle replaced by `mark`; overlapping or touching matches become one mark,
-    so no character of any needle survives (`replace_in` with `matcher(needles)`)."""
-    return replace_in(matcher(needles), text, mark)
-
-
 class _NotPlain(Exception):
     """A value `Scrubber.deep` would reshape before JSON sees it (a mapping that is not a dict)."""
 
@@ -346,8 +340,10 @@ class Scrubber:
 
 
 def _json_escaped(strings: Iterable[str]) -> list[str]:
-    """Each of `strings` as it is spelled inside a JSON string by `dumps`."""
-    return [json.dumps(string, ensure_ascii=False)[1:-1] for string in strings]
+    """Each of `strings` as it is spelled inside a JSON string by `dumps` (its first try, ensure_ascii=False)."""
+    from adws.secret_forms import json_escaped
+
+    return [json_escaped(string) for string in strings]
 
 
 def dumps(data: Any, *, indent: int | None = None) -> str:

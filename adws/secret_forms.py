@@ -62,7 +62,7 @@ from json.encoder import encode_basestring, encode_basestring_ascii
 from types import MappingProxyType
 from urllib.parse import quote, quote_plus
 
-__all__ = ["ENCODERS", "HUGE_CHARS", "encoded_forms", "trimmed", "utf8"]
+__all__ = ["ENCODERS", "HUGE_CHARS", "encoded_forms", "json_escaped", "trimmed", "utf8"]
 
 # Values longer than this (characters) are searched for as they are, trimmed and JSON-escaped only (see
 # `encoded_forms`): a key is at most a few hundred characters, a PEM private key 1.7-3.3 K.
@@ -135,17 +135,22 @@ _JSON_CHARS = re.compile("[^ !#-%'-;=?-\\[\\]-\x7f]")  # (as one negated set: 3 
 _U_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
 
 
+def json_escaped(text: str, *, ensure_ascii: bool = False) -> str:
+    """`text` as `json.dumps(text, ensure_ascii=ensure_ascii)` spells it between its quotes (a lone surrogate
+    kept as it is without `ensure_ascii`, as json.dumps keeps it). json.dumps's own string encoders, called
+    directly: json.dumps with ensure_ascii=False makes an encoder object per call, three times the cost."""
+    return (encode_basestring_ascii if ensure_ascii else encode_basestring)(text)[1:-1]
+
+
 def _json(text: str, raw: bytes = b"") -> Iterator[str]:
     if not _JSON_CHARS.search(text):
         return  # every encoder writes it as it is
-    # json.dumps's own string encoders, called directly (json.dumps with ensure_ascii=False makes an encoder
-    # object per call: three times the cost).
-    ascii_ = encode_basestring_ascii(text)[1:-1]
+    ascii_ = json_escaped(text, ensure_ascii=True)
     yield ascii_
     unicode = ascii_
     if "\\u" in ascii_:  # (else `ensure_ascii` escaped nothing: the same text without it)
         yield _U_ESCAPE.sub(lambda m: m[0].upper().replace("\\U", "\\u"), ascii_)  # .NET's System.Text.Json: \u00E4
-        unicode = encode_basestring(text)[1:-1]
+        unicode = json_escaped(text)
         yield unicode
     if _GO_JSON_CHARS.search(unicode):
         yield unicode.translate(_GO_JSON)

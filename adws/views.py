@@ -18,15 +18,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import IO, TYPE_CHECKING
 
-from adws.errors import count
-
 if TYPE_CHECKING:
     from adws.compiled import ProviderSpec
     from adws.decision import Decision, Skip
     from adws.router import Explanation
 
-__all__ = ["count", "fit", "minute", "render_decision", "render_rules", "skip_line", "table", "terminal_width",
-           "times_in"]
+__all__ = ["fit", "minute", "render_decision", "render_rules", "skip_line", "table", "terminal_width", "times_in"]
 
 
 def terminal_width(stream: IO[str]) -> int | None:

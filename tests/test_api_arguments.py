@@ -204,6 +204,30 @@ def test_run_many_takes_paths_and_checks_batch_items_types(engine: Engine, tmp_p
         "item 0: workdir: expected a directory's path (a non-empty str or a pathlib.Path), got int 5"]
 
 
+class _BytesPath:
+    """An os.PathLike whose path is bytes: run() refuses it, so run_many must refuse it before any task starts."""
+
+    def __init__(self, path: bytes) -> None:
+        self.path = path
+
+    def __fspath__(self) -> bytes:
+        return self.path
+
+    def __repr__(self) -> str:
+        return "_BytesPath()"
+
+
+def test_run_many_refuses_a_bytes_path_workdir_up_front(engine: Engine, tmp_path: Path) -> None:
+    events: list[Event] = []
+    workdir = _BytesPath(bytes(tmp_path))
+    with pytest.raises(ArgumentError, match=f"^{re.escape(WORKDIR_TAKES)}, got _BytesPath"):
+        engine.run(Task(title="t"), prompt="fix it", workdir=workdir)  # type: ignore[arg-type]
+    with pytest.raises(BatchInputError) as caught:
+        engine.run_many([BatchItem(Task(title="t"), "fix it", workdir)], on_event=events.append)  # type: ignore[arg-type]
+    assert caught.value.problems == [f"item 0: {WORKDIR_TAKES}, got _BytesPath _BytesPath()"]
+    assert events == []
+
+
 def test_run_many_speaks_to_a_python_caller_not_of_command_line_flags(engine: Engine, tmp_path: Path) -> None:
     with pytest.raises(BatchInputError) as caught:
         engine.run_many([{"task": TASK, "workdir": str(tmp_path)}])

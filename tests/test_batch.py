@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,11 @@ from typing import Any
 import pytest
 
 from adws import audit
-from adws.batch import BatchInputError, BatchItem, Event, EventKind, items_from_text
+from adws.batch import BatchInputError, BatchItem, Event, EventKind, _Batch, coerce_items, items_from_text
 from adws.cli import main
-from adws.engine import load
+from adws.engine import Engine, load
 from adws.task import Task
-from tests.helpers import FAKES_BIN, ROOT
+from tests.helpers import FAKES_BIN, ROOT, fake_env
 from tests.test_cli_signals import _live_members
 
 GATE_AGENT = Path(__file__).resolve().parent / "fakes" / "gate_agent.py"
@@ -361,3 +362,25 @@ def test_cli_a_task_with_nothing_to_run_says_where_to_see_why(here: Path, capsys
     progress = capsys.readouterr().err.splitlines()
     assert re.fullmatch(r"\d\d:\d\d:\d\d #7 failed \(nothing to run: every tier was skipped \(why: adws route with "
                         r"this task, or run-many --json\)\) \d+\.\d s", progress[-1]), progress
+
+
+def test_a_stop_after_task_finished_does_not_turn_its_failed_outcome_interrupted(
+        tmp_path: Path, make_engine: Callable[..., Engine]) -> None:
+    """The outcome is decided once, when task_finished is announced: a Ctrl-C landing between that event and the
+    batch's own bookkeeping (here: the token cancelled by the event's callback) leaves both saying "failed"."""
+    engine = make_engine(fake_env(tmp_path))
+    events: list[Event] = []
+    batch: _Batch | None = None
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if event.kind is EventKind.TASK_FINISHED:
+            assert batch is not None
+            batch.token.cancel()  # the stop arrives just after the event went out
+
+    items = coerce_items([BatchItem(Task(title="t"), "fix it", str(tmp_path / "missing"))])
+    batch = _Batch(engine, items, concurrency=1, on_event=on_event, on_result=None)
+    outcome = batch._run_one(0)
+    assert [e.outcome for e in events if e.kind is EventKind.TASK_FINISHED] == ["failed"]
+    assert batch.token.cancelled.is_set()
+    assert not outcome.interrupted and outcome.error is not None and "is not a directory" in outcome.error

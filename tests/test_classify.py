@@ -406,14 +406,14 @@ def test_compile_pattern() -> None:
         (
             "usage limit",
             "rate_limit",
-            "unknown outcome class 'rate_limit' (did you mean 'rate_limited'?); expected one of: auth, "
+            'unknown outcome class "rate_limit" (did you mean "rate_limited"?); expected one of: auth, '
             "bad_output, context_overflow, crashed, error, quota_exhausted, rate_limited, success, timeout, "
             "unavailable, verify_failed",
         ),
         (
             "x",
             "nope",
-            "unknown outcome class 'nope'; expected one of: auth, bad_output, context_overflow, crashed, error, "
+            'unknown outcome class "nope"; expected one of: auth, bad_output, context_overflow, crashed, error, '
             "quota_exhausted, rate_limited, success, timeout, unavailable, verify_failed",
         ),
         (

@@ -28,7 +28,7 @@ from adws.redact import (
     dumps,
     encodable,
     matcher,
-    replace_all,
+    replace_in,
     secret_forms,
     secret_values,
 )
@@ -92,8 +92,8 @@ def test_secrets_are_replaced_wherever_they_appear(text: str, expected: str) -> 
 def test_overlapping_secrets_leave_no_character_of_either() -> None:
     assert Scrubber(["abcdefgh12", "gh12345678"]).text("xxabcdefgh12345678yy") == "xx***yy"
     # The same for any needles and mark, literal ones only (no encoded forms), non-ASCII text too.
-    assert replace_all("é abcdefgh12345678 ü", ["abcdefgh12", "gh12345678"], "#") == "é # ü"
-    assert replace_all("é abc", [], "#") == "é abc"
+    assert replace_in(matcher(["abcdefgh12", "gh12345678"]), "é abcdefgh12345678 ü", "#") == "é # ü"
+    assert replace_in(matcher([]), "é abc", "#") == "é abc"
 
 
 # -- encoded forms of a secret ------------------------------------------------------------------------------

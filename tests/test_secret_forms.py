@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adws.secret_forms import ENCODERS, HUGE_CHARS, encoded_forms, trimmed, utf8
+from adws.secret_forms import ENCODERS, HUGE_CHARS, encoded_forms, json_escaped, trimmed, utf8
 
 # Every character some encoder escapes: quote, apostrophe, <, >, &, /, +, space, backslash, non-ASCII.
 SPECIAL = "sk-Tést/+\"<&>' x\\42"
@@ -132,3 +132,14 @@ def test_undecodable_bytes_of_the_environment_are_encoded_as_those_bytes() -> No
     secret = b"sk-\xff\xfe-raw-bytes".decode("utf-8", "surrogateescape")
     assert b"sk-\xff\xfe-raw-bytes".hex() in encoded_forms(secret, 8)
     assert utf8("lone \ud800") == "lone \ud800".encode("utf-8", "surrogatepass")  # not from the environment
+
+
+# Any text, lone surrogates (which json.dumps passes through without ensure_ascii) and JSON's escapes included.
+_ANY_TEXT = st.lists(st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr),
+                               st.sampled_from('"\\/\b\f\n\r\t\x00\x7f<>&\u2028\u2029')), max_size=20).map("".join)
+
+
+@given(_ANY_TEXT, st.booleans())
+def test_json_escaped_spells_a_string_as_json_dumps_does(text: str, ensure_ascii: bool) -> None:
+    # The one JSON string escaper (adws.redact's Scrubber.dumps checks use it too) agrees with json.dumps.
+    assert json_escaped(text, ensure_ascii=ensure_ascii) == json.dumps(text, ensure_ascii=ensure_ascii)[1:-1]

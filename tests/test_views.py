@@ -458,6 +458,6 @@ def test_run_shows_times_as_route_does(state: Path, capsys: pytest.CaptureFixtur
 
 
 def test_count_says_one_in_the_singular() -> None:
-    from adws.views import count
+    from adws.errors import count
 
     assert [count(n, "rule") for n in (0, 1, 2)] == ["0 rules", "1 rule", "2 rules"]

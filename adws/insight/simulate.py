@@ -34,11 +34,11 @@ from adws.attempt import RunOutcome
 from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec
 from adws.dataclass_cache import dataclass, field
 from adws.engine import Engine
+from adws.errors import count as counted  # (`count` is a loop variable below)
 from adws.insight.workload import SimTask, Workload
 from adws.quota import QuotaPeriod
 from adws.runner import RunRequest
 from adws.state.memory import MemoryStore
-from adws.views import count as counted
 
 REJECTION_MS = 1500  # how long a refused attempt takes: the CLI starts, asks, and is told no
 # Bounds of one run, so a typo (--days 100000) is an error and not a run that never ends: a simulated week of

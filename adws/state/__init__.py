@@ -77,7 +77,6 @@ __all__ = [
     "UsageRecord",
     "open_configured",
     "open_store",
-    "resolve_path",
 ]
 
 ENV_PATH = "ADWS_STATE_PATH"
@@ -199,12 +198,6 @@ def _backend(name: str) -> Backend:
         known = ", ".join(sorted(STORES))
         raise ValueError(f"unknown state backend {name!r}: expected one of {known}")
     return backend
-
-
-def resolve_path(path: str | None, env: Mapping[str, str] | None = None) -> str:
-    """The location a SQLite store will use: ADWS_STATE_PATH, else `path`, else DEFAULT_PATH. Raises
-    StateStoreError as `Backend.location` does."""
-    return STORES["sqlite"].location(path, os.environ if env is None else env, "sqlite")
 
 
 def open_store(

@@ -167,14 +167,6 @@ class Observation:
         return period_start is None or period_start <= self.at <= now
 
 
-class RunsImported(NamedTuple):
-    """What `StateStore.import_runs` did: how many of the runs given the store holds afterwards (`kept`), and how
-    many runs it held before that they pushed out (`displaced`: a backend that keeps only the newest per group)."""
-
-    kept: int
-    displaced: int = 0
-
-
 class RunRecord(NamedTuple):
     """One successful run kept for learned needs (`StateStore.record_run`): its total tokens (input + output)
     and when it was recorded, per provider and specialization."""
@@ -188,6 +180,14 @@ class RunRecord(NamedTuple):
 # Successful runs kept per (provider, specialization) by the Redis store (memory and SQLite keep every run); config
 # load refuses `need = { learned_runs = N }` above it, so a median is over the same runs on every backend.
 RUNS_KEPT = 1000
+
+
+class RunsImported(NamedTuple):
+    """What `StateStore.import_runs` did: how many of the runs given the store holds afterwards (`kept`), and how
+    many runs it held before that they pushed out (`displaced`: a backend that keeps only the newest per group)."""
+
+    kept: int
+    displaced: int = 0
 
 
 def check_reservation(tokens: int, now: datetime, until: datetime) -> tuple[float, float]:

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from adws.compiled import CompiledConfig
     from adws.engine import Engine
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits
@@ -177,7 +177,7 @@ def _amount(obj: dict[str, Any], name: str, *, above_zero: bool = False, at_most
     return number
 
 
-def _optional(read: Callable[[dict[str, Any], str], T], obj: dict[str, Any], name: str) -> T | None:
+def _optional(read: Callable[[dict[str, Any], str], _T], obj: dict[str, Any], name: str) -> _T | None:
     """`read(obj, name)`, or None where the field is null or absent."""
     return None if obj.get(name) is None else read(obj, name)
 
@@ -301,7 +301,7 @@ def _run_fingerprint(r: RunRecord) -> tuple[Any, ...]:
     return (r.provider, r.specialization, round(r.at.timestamp() * 1_000_000), r.tokens)
 
 
-def _not_held(rows: list[T], held: Iterable[T], fingerprint: Callable[[T], Hashable]) -> list[T]:
+def _not_held(rows: list[_T], held: Iterable[_T], fingerprint: Callable[[_T], Hashable]) -> list[_T]:
     """The rows of `rows` not among `held`, counted as a multiset of fingerprints: importing a file twice adds
     nothing the second time, while two identical rows in one file (two attempts in one microsecond) stay two."""
     present = Counter(fingerprint(r) for r in held)

@@ -79,7 +79,7 @@ from adws.state.base import (
     to_epoch,
 )
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_S = 2.0  # declared bound on reaching the server; ?socket_connect_timeout= overrides
 SOCKET_TIMEOUT_S = 5.0  # bound on one command's answer; ?socket_timeout= overrides
@@ -551,7 +551,7 @@ class RedisStore(Closing):
             text = f"cannot reach the server: {text}"
         raise StateStoreError(f"state store {self._where}: {text}") from None
 
-    def _decoded(self, remove: tuple[str, ...], convert: Callable[..., T], *args: Any) -> T:
+    def _decoded(self, remove: tuple[str, ...], convert: Callable[..., _T], *args: Any) -> _T:
         """`convert(*args)` over a stored value. A value this adws cannot read (another program's, a hand edit) is a
         StateStoreError naming its key and the redis-cli command that removes just that entry (`remove`, e.g.
         ("HDEL", key, field)), as the SQLite store reports a damaged file: one line, never a traceback."""
@@ -729,26 +729,27 @@ class RedisStore(Closing):
 
     # -- circuit breakers ------------------------------------------------------------------------------
 
-    def _breaker(self, provider: str, value: str | None) -> BreakerState:
+    def _stored_breaker(self, provider: str, value: str | None) -> BreakerState:
         """The breaker stored as `value` (None: none stored, closed)."""
         if value is None:
             return BreakerState()
         return self._decoded(("HDEL", self._key("breakers"), provider), _breaker, value)
 
     def get_breaker(self, provider: str) -> BreakerState:
-        return self._breaker(provider, self._call(self._client.hget, self._key("breakers"), provider))
+        return self._stored_breaker(provider, self._call(self._client.hget, self._key("breakers"), provider))
 
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
         for _ in range(CAS_ATTEMPTS):
             current = self._call(self._client.hget, self._key("breakers"), provider)
-            new = fn(self._breaker(provider, current))
+            new = fn(self._stored_breaker(provider, current))
             if self._write("cas_breaker", provider, current or "", _breaker_value(new)):
                 return new
         raise StateStoreError(f"state store {self._where}: breaker of {provider} kept changing under "
                               f"{CAS_ATTEMPTS} attempts to update it")
 
     def breakers(self) -> dict[str, BreakerState]:
-        return {p: self._breaker(p, v) for p, v in self._call(self._client.hgetall, self._key("breakers")).items()}
+        stored = self._call(self._client.hgetall, self._key("breakers"))
+        return {p: self._stored_breaker(p, v) for p, v in stored.items()}
 
     # -- concurrency slots -----------------------------------------------------------------------------
 

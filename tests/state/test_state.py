@@ -33,7 +33,6 @@ from adws.state import (
     StateStoreError,
     UsageRecord,
     open_store,
-    resolve_path,
 )
 from adws.state.base import CHANGE_KINDS, ChangePoller, Observation
 from adws.state.sqlite import SCHEMA_VERSION
@@ -529,11 +528,14 @@ def test_roll_up_keeps_totals_and_leaves_one_row_per_account_hour(store: StateSt
 
 
 def test_path_precedence_env_then_argument_then_default() -> None:
+    def located(path: str | None, env: dict[str, str]) -> str:
+        return STORES["sqlite"].location(path, env, "sqlite")
+
     env = {"ADWS_STATE_PATH": "/srv/adws.sqlite3"}
-    assert resolve_path("config.sqlite3", env) == "/srv/adws.sqlite3"
-    assert resolve_path(None, env) == "/srv/adws.sqlite3"
-    assert resolve_path("config.sqlite3", {}) == "config.sqlite3"
-    assert resolve_path(None, {}) == DEFAULT_PATH == ".adws/state.sqlite3"
+    assert located("config.sqlite3", env) == "/srv/adws.sqlite3"
+    assert located(None, env) == "/srv/adws.sqlite3"
+    assert located("config.sqlite3", {}) == "config.sqlite3"
+    assert located(None, {}) == DEFAULT_PATH == ".adws/state.sqlite3"
 
 
 def test_open_store_uses_env_path_and_creates_its_directory(tmp_path: Path) -> None:
