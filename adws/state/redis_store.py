@@ -462,8 +462,12 @@ def _lease(end: str, tokens: str) -> tuple[float, int]:
 
 
 def _run_tokens(member: str) -> int:
-    """The tokens of a runs member ("tokens id")."""
-    return int(member.split(" ", 1)[0])
+    """The tokens of a runs member ("tokens id", as _run_args writes it). Raises ValueError for anything else
+    (a negative or malformed count included): callers report it through `_decoded`, naming the entry."""
+    match = _RUN_MEMBER.fullmatch(member)
+    if match is None:
+        raise ValueError(f"not a run (tokens and a 12-digit id): {member!r}")
+    return int(match.group(1))
 
 
 def _cooldown(value: str) -> tuple[str, str, float, Cooldown]:

@@ -167,9 +167,14 @@ def test_redis_export_names_a_damaged_run_rather_than_dropping_its_group(redis_u
     store = RedisStore(redis_url, key_prefix=redis_prefix, clock=T0.timestamp)
     with store:
         store.record_run("p", "code", T0, 5)
-        store._client.zadd(f"{redis_prefix}runs:p:code", {"oops": T0.timestamp()})
-        with pytest.raises(StateStoreError, match=r"damaged: key .*runs:p:code .*ZREM .*oops"):
-            list(store.recorded_runs())
+        for damaged in ("oops", "-5 zz", "1_000 q"):  # not a count, a negative one, Python's digit separator
+            store._client.zadd(f"{redis_prefix}runs:p:code", {damaged: T0.timestamp()})
+            with pytest.raises(StateStoreError, match=rf"damaged: key .*runs:p:code .*ZREM .*{damaged}"):
+                list(store.recorded_runs())
+            with pytest.raises(StateStoreError, match=rf"ZREM .*{damaged}"):
+                store.recent_runs("p", "code", 10)
+            store._client.zrem(f"{redis_prefix}runs:p:code", damaged)
+        assert store.recent_runs("p", "code", 10) == [5]
 
 
 def test_two_sqlite_connections_see_each_others_reservation(tmp_path: Path) -> None:
