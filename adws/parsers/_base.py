@@ -77,12 +77,18 @@ def string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# The largest figure one attempt may report (tokens, cost): the bound `adws state import` puts on a usage row
+# (adws.state.maintenance.MAX_COUNT; tests/parsers check they agree), so what a run records always exports and
+# imports again. Far beyond any real attempt; a larger figure is taken as not reported.
+MAX_FIGURE = 10**12
+
+
 def number(value: Any) -> float:
-    """A non-negative finite number, else 0: token counts and costs from untrusted JSON."""
+    """A finite number from 0 to MAX_FIGURE, else 0 (not reported): token counts and costs from untrusted JSON."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     number = float(value)
-    return number if math.isfinite(number) and 0 <= number < 1e15 else 0.0
+    return number if math.isfinite(number) and 0 <= number <= MAX_FIGURE else 0.0
 
 
 def integer(value: Any) -> int:

@@ -517,3 +517,14 @@ def test_read_output_applies_exit_codes_and_stderr_error_names() -> None:
     # Text on stderr that carries a reset is a report, never the answer.
     parsed = read_output("text", outcome(0, stderr="Error: rate limit, retry-after: 30"), NOW)
     assert parsed.final_text is None
+
+
+def test_a_figure_beyond_what_import_takes_is_not_reported() -> None:
+    """What a parser takes as an attempt's figure is at most what `adws state import` accepts in a usage row, so
+    every recorded run exports and imports again; above it (and negative, NaN, a bool) the figure is 0."""
+    from adws.parsers._base import MAX_FIGURE, number
+    from adws.state.maintenance import MAX_COUNT
+
+    assert MAX_FIGURE == MAX_COUNT
+    assert (number(MAX_COUNT), number(MAX_COUNT + 1), number(-1), number(float("nan")), number(True)) == \
+        (float(MAX_COUNT), 0.0, 0.0, 0.0, 0.0)
