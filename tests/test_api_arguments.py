@@ -49,6 +49,8 @@ def engine(tmp_path: Path, make_engine: Callable[..., Engine]) -> Engine:
     ({"prompt": "p", "now": 1_700_000_000}, "now: expected a datetime or None, got int 1700000000"),
     ({"prompt": "p", "wait": "1h"}, "wait: expected seconds, a number >= 0 or None, got str '1h'"),
     ({"prompt": "p", "wait": -1}, "wait: expected seconds, a number >= 0 or None, got int -1"),
+    ({"prompt": "p", "wait": float("nan")}, "wait: expected seconds, a number >= 0 or None, got float nan"),
+    ({"prompt": b"x" * 100}, "prompt: expected the prompt's text (a str), got bytes " + repr(b"x" * 100)[:57] + "..."),
     ({"prompt": "p", "on_event": "print"},
      "on_event: expected a callable (called with an adws.events.Event) or None, got str 'print'"),
 ])
@@ -268,10 +270,12 @@ def test_prompt_and_workdir_problems_name_themselves_on_the_command_line(
 
 
 def test_the_new_error_classes_are_caught_as_the_old_ones(engine: Engine, tmp_path: Path) -> None:
-    with pytest.raises(TaskError):  # code written for run()'s documented TaskError still catches both
+    with pytest.raises(TaskError) as caught:  # code written for run()'s documented TaskError still catches both
         engine.run(TASK, prompt="", workdir=tmp_path)
-    with pytest.raises(TaskError):
+    assert caught.type is PromptError
+    with pytest.raises(TaskError) as caught:
         engine.run(TASK, prompt="p", workdir=tmp_path / "nope")
+    assert caught.type is MissingWorkdirError
     assert issubclass(PromptError, TaskError) and issubclass(MissingWorkdirError, WorkdirError)
     assert adws.WorkdirError is WorkdirError
     from adws.workdir import WorkdirError as PolicyError  # where it was first: the same class
@@ -311,7 +315,7 @@ def test_a_task_the_config_refuses_is_refused_once_started(engine: Engine, tmp_p
     """A field of the wrong type is an error before any event; a value only the config refuses (a priority it
     does not know) is found by routing, after task_started, and task_finished says so (run() docstring)."""
     events: list[Event] = []
-    with pytest.raises(TaskError):
+    with pytest.raises(TaskError, match="title"):
         engine.run({**TASK, "title": 5}, prompt="fix it", workdir=tmp_path, on_event=events.append)
     assert events == []
     with pytest.raises(TaskError, match="priority"):

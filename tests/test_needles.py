@@ -50,6 +50,8 @@ def test_a_prefix_without_its_needle_is_no_occurrence() -> None:
     other = b"sk-ant-api03-" + b"k" * 8 + b"j" * 32  # same vendor, same first 20 bytes, another key
     found = Needles([needle])
     assert found.spans(b"x " + other + b" y") == []
+    text = b"x " + other
+    assert found.replace(text, b"***") is text  # the same object: a prefix hit without its needle changes nothing
     assert not found.found_in(other)
     assert found.found_in(b"x" + needle)
 

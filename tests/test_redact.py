@@ -533,6 +533,13 @@ def test_a_memo_evicts_the_least_recently_used_by_count_and_by_weight() -> None:
     memo.put("e", 5, 85)  # 30 + 85 > 100: the oldest go until it fits
     assert [memo.get(key) for key in "acde"] == [None, None, 4, 5]
     assert memo.put("f", 6, 101) == 6 and memo.get("f") is None  # heavier than the whole memo: not kept
+    # A key already held is not weighed twice: putting it again leaves room for the others.
+    again: _Memo[str, int] = _Memo(3, 30)
+    again.put("a", 1, 10)
+    again.put("a", 1, 10)
+    again.put("b", 2, 10)
+    again.put("c", 3, 10)
+    assert [again.get(key) for key in "abc"] == [1, 2, 3]
 
 
 def test_no_secrets_load_no_encoders() -> None:

@@ -205,3 +205,13 @@ def test_the_good_lines_the_checks_start_from_import() -> None:
         assert [counts[kind] for kind in GOOD] == [1] * len(GOOD)
         assert store.cooldowns(NOW) == {("claude", "a"): Cooldown(NOW + timedelta(hours=1), "rate_limited")}
         assert store.breakers() == {"claude": BreakerState("open", 3, NOW - timedelta(minutes=1))}
+
+
+def test_an_optional_text_of_another_type_is_named() -> None:
+    assert check({**GOOD["usage"], "model": 5}) == ["2: model: expected a string or null, got 5"]
+
+
+def test_past_fifty_bad_lines_the_rest_are_counted() -> None:
+    listed = check(*[{**GOOD["run"], "tokens": -1}] * 51)
+    assert len(listed) == 51 and listed[-1] == "... and 1 more bad lines"
+    assert [line.split(":", 1)[0] for line in listed[:50]] == [str(n) for n in range(2, 52)]
