@@ -272,9 +272,7 @@ class MemoryStore(Closing):
             return dict(self._observed)
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
-        with self._lock:
-            self._runs.setdefault((provider, specialization), []).append((stored_epoch(at, "at"), tokens))
-            self._wrote("runs")
+        self.import_runs([RunRecord(provider, specialization, at, tokens)])  # one write path, as SQLite's
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         with self._lock:
@@ -290,11 +288,13 @@ class MemoryStore(Closing):
                 yield RunRecord(provider, specialization, from_epoch(at), tokens)
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
-        count = 0
-        for run in runs:
-            self.record_run(*run)
-            count += 1
-        return RunsImported(count)  # every run is kept
+        rows = [(run.provider, run.specialization, stored_epoch(run.at, "at"), run.tokens) for run in runs]
+        with self._lock:  # all of them under one lock, one change counted
+            for provider, specialization, at, tokens in rows:
+                self._runs.setdefault((provider, specialization), []).append((at, tokens))
+            if rows:
+                self._wrote("runs")
+        return RunsImported(len(rows))  # every run is kept
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.
