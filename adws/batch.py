@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from adws.arguments import checked_callable, checked_count, checked_prompt, checked_seconds, checked_workdir, got
 from adws.dataclass_cache import dataclass, replace
-from adws.errors import AdwsError, ArgumentError, RunCancelled, TaskError, json_kind, suggest
+from adws.errors import AdwsError, ArgumentError, RunCancelled, TaskError, count, json_kind, suggest
 from adws.events import Event, EventKind, EventSink, failure_of
 from adws.task import Task, coerce_task, without_bom
 
@@ -66,8 +66,7 @@ class BatchInputError(AdwsError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        count = len(self.problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in the tasks; nothing was run"
+        head = f"{count(len(self.problems), 'problem')} in the tasks; nothing was run"
         super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
 
 

@@ -51,8 +51,7 @@ class ConfigError(AdwsError):
         if len(self.problems) == 1 and not self.problems[0].where:
             # The file as a whole (missing, not TOML): one line reads better than a list of one.
             return f"{head}{self.problems[0].message}"
-        count = len(self.problems)
-        lines = [f"{head}{count} problem{'s' if count != 1 else ''} in config"]
+        lines = [f"{head}{count(len(self.problems), 'problem')} in config"]
         # `file:line: ...` as compilers print it, so editors and terminals can jump to the place.
         lines.extend(f"  {self.source}:{p.line}: {p}" if p.line is not None and self.source else f"  {p}"
                      for p in self.problems)

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -262,6 +263,7 @@ def _get_flags(fd: int) -> int | None:
     return int.from_bytes(buffer[:4], sys.byteorder)
 
 
+@functools.cache  # the machine's answer: asked for up to three times per run root
 def _flags_requests() -> tuple[int, int] | None:
     """FS_IOC_GETFLAGS and FS_IOC_SETFLAGS (_IOR/_IOW('f', 1/2, long)) where Linux uses the generic ioctl encoding;
     None elsewhere (not Linux, or PowerPC, MIPS, SPARC, which encode them differently)."""

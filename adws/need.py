@@ -25,6 +25,7 @@ from typing import Protocol
 
 from adws.attempt import Usage
 from adws.dataclass_cache import dataclass
+from adws.errors import count
 from adws.quota import QuotaLimits
 
 
@@ -133,7 +134,7 @@ def _estimate(spec: NeedSpec | None, provider: str, specialization: str, context
         runs = list(history.recent_runs(provider, specialization, spec.learned_runs)) if history else []
         if len(runs) >= spec.min_runs:
             return _with_margin(spec, median(runs), f"median of {len(runs)} {specialization} runs")
-        fallback_note = (f"; only {len(runs)} {specialization} run{'' if len(runs) == 1 else 's'} recorded, "
+        fallback_note = (f"; only {count(len(runs), f'{specialization} run')} recorded, "
                          f"{spec.min_runs} needed to learn")
     if spec.tokens is not None:
         return _with_margin(spec, spec.tokens, "fixed figure" + fallback_note)
