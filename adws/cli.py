@@ -69,9 +69,9 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
     return parse_task_json(text)
 
 
-def _at(value: str | None, timezone: str | None = None, option: str = "--at") -> datetime | None:
+def parse_at(value: str | None, timezone: str | None = None, option: str = "--at") -> datetime | None:
     """--at (or another time `option`) as an aware datetime; a time without an offset is read in `timezone`
-    (the routing timezone). Raises UsageError naming `option`. Also used by tools/show-routing.py."""
+    (the routing timezone). Raises UsageError naming `option`. Public: tools/show-routing.py reads its --at with it."""
     if value is None:
         return None
     try:
@@ -107,7 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     counts = (f"{_count(len(config.providers), 'provider')}, {_count(len(config.rules), 'rule')} ({enabled} "
               f"enabled), {_count(len(config.scenarios), 'scenario')}")
     failing: list[tuple[bool, dict[str, Any]]] = []  # (without its own `at`, verdict)
-    at = _at(args.at, config.timezone)
+    at = parse_at(args.at, config.timezone)
     if config.scenarios:
         from datetime import UTC
 
@@ -161,7 +161,7 @@ def _engine(args: argparse.Namespace) -> Any:
 
 def cmd_route(args: argparse.Namespace) -> int:
     task = _task(args)
-    now = _at(args.at)
+    now = parse_at(args.at)
     prompt = _read_prompt(args) if args.prompt_file else None
     if args.assume_available:
         from adws.config import load_config
@@ -225,7 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         on_event = show
     try:
-        result = engine.run(task, prompt=prompt, workdir=args.workdir, now=_at(args.at, engine.config.timezone),
+        result = engine.run(task, prompt=prompt, workdir=args.workdir, now=parse_at(args.at, engine.config.timezone),
                             wait=wait, on_event=on_event)
     except Interrupted as exc:
         # The attempts made are recorded; a coordinator reading --json still gets them.
@@ -333,7 +333,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     from adws.views import fit, terminal_width
 
     engine = _engine(args)
-    now = _at(args.at, engine.config.timezone) or engine.clock()
+    now = parse_at(args.at, engine.config.timezone) or engine.clock()
     rows = providers_report(engine, now)
     if args.json:
         _print_json(rows)
@@ -347,7 +347,7 @@ def cmd_quota(args: argparse.Namespace) -> int:
     from adws.views import fit, terminal_width
 
     engine = _engine(args)
-    now = _at(args.at, engine.config.timezone) or engine.clock()
+    now = parse_at(args.at, engine.config.timezone) or engine.clock()
     if args.sync:
         from adws.usage_sync import sync_usage
 
@@ -387,7 +387,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         raise UsageError("--at: `adws state import` takes no time (it copies the file's rows as they are)")
     engine = _engine(args)
     return state_command(engine, args.action, file=args.file, margin=args.margin,
-                         now=_at(args.at, engine.config.timezone) or engine.clock())
+                         now=parse_at(args.at, engine.config.timezone) or engine.clock())
 
 
 def _audit_path(args: argparse.Namespace, configured: str | None = None) -> str:
@@ -458,7 +458,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError("give one task source: --tasks-from-audit or --issues")
     tasks_from = "--tasks-from-audit" if args.tasks_from_audit else "--issues" if args.issues else None
     spec = workload.load_workload(args.workload, tasks_from=tasks_from) if args.workload else workload.Workload()
-    given = _at(args.start, "UTC", "--start")
+    given = parse_at(args.start, "UTC", "--start")
     start = given or simulate.default_start()
     rng = random.Random(args.seed)
     if args.tasks_from_audit:

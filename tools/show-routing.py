@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from adws.cli import CONFIG_HELP, _at, config_path
+from adws.cli import CONFIG_HELP, config_path, parse_at
 from adws.config import load_config
 from adws.errors import AdwsError, ConfigError
 from adws.reports import render_routing
@@ -32,7 +32,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         config = load_config(config_path(args.config))  # --config, else $ADWS_CONFIG, else ./config.toml
-        at = _at(args.at, config.timezone)  # a bad --at: UsageError, an AdwsError (exit 2, not "a scenario failed")
+        at = parse_at(args.at, config.timezone)  # a bad --at: UsageError, an AdwsError (exit 2, not "scenario failed")
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
