@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageError
+from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageError, set_or_unset
 
 if TYPE_CHECKING:
     import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
@@ -32,10 +32,7 @@ def config_path(value: str | None) -> str:
     """
     if value:
         return value
-    env = os.environ.get("ADWS_CONFIG")
-    if env == "":
-        raise UsageError("ADWS_CONFIG is set but empty: name a config file, or unset it to use ./config.toml")
-    return env or DEFAULT_CONFIG
+    return set_or_unset(os.environ, "ADWS_CONFIG", "a config file", "./config.toml", UsageError) or DEFAULT_CONFIG
 
 
 def _read_arg(value: str) -> str:

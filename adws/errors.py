@@ -134,6 +134,17 @@ class RunCancelled(BaseException):
         self.attempt: object = None
 
 
+def set_or_unset(env: Mapping[str, str], variable: str, name_a: str, unset_means: str,
+                 error: type[AdwsError] = AdwsError) -> str | None:
+    """`env[variable]`, or None when it is unset. Set but empty, it raises `error`: a mistake
+    (`ADWS_STATE_PATH=$UNSET`) that, taken as unset, would use the very default the variable was set to avoid.
+    The one rule of ADWS_CONFIG, ADWS_CACHE_DIR, ADWS_STATE_PATH and ADWS_STATE_URL."""
+    value = env.get(variable)
+    if value == "":
+        raise error(f"{variable} is set but empty: name {name_a}, or unset it to use {unset_means}")
+    return value
+
+
 def count(n: int, noun: str) -> str:
     """`1 rule`, `2 rules`, `0 rules`: a count with its noun (regular English plurals only: add "s"). Here, not
     in adws.views, so that `adws check` words its counts without importing the views."""

@@ -63,12 +63,10 @@ def cache_dir() -> Path:
     ADWS_STATE_PATH and ADWS_CONFIG set empty are refused: see adws.state.check_environment and
     adws.cli.config_path).
     """
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit == "":
-        from adws.errors import AdwsError
+    from adws.errors import set_or_unset
 
-        raise AdwsError(f"{CACHE_ENV} is set but empty: name a directory for adws's cache, or unset it to use "
-                        "~/.cache/adws (ADWS_CONFIG_CACHE=off turns the cache off)")
+    explicit = set_or_unset(os.environ, CACHE_ENV, "a directory for adws's cache",
+                            "~/.cache/adws (ADWS_CONFIG_CACHE=off turns the cache off)")
     if explicit:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from adws.attempt import Usage
 from adws.dataclass_cache import dataclass
+from adws.errors import set_or_unset
 from adws.state.base import (
     BREAKER_STATES,
     DEFAULT_PATH,
@@ -147,11 +148,8 @@ def check_environment(backend: Backend, env: Mapping[str, str], name: str) -> No
       backend is a config error. ADWS_STATE_PATH under Redis is not refused: a host keeps using the shared store
       (nothing is lost), and a test or an operator may set it for every process whatever the backend.
     """
-    for variable in (ENV_PATH, ENV_URL):
-        if env.get(variable) == "":
-            what = "state file" if variable == ENV_PATH else "Redis URL"
-            raise StateStoreError(f"{variable} is set but empty: name a {what}, or unset it to use the config's "
-                                  "[state]")
+    for variable, what in ((ENV_PATH, "a state file"), (ENV_URL, "a Redis URL")):
+        set_or_unset(env, variable, what, "the config's [state]", StateStoreError)
     if env.get(ENV_URL) is not None and backend.env != ENV_URL:
         raise StateStoreError(f'{ENV_URL} is set, but the state backend is "{name}", which does not read it: this '
                               f'host would not share the fleet\'s store. Unset {ENV_URL}, or set [state] backend = '
