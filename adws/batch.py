@@ -194,19 +194,24 @@ def _item(entry: Any, where: str, base: Path, template: str | None, default_work
         except TaskError as exc:
             problems.extend(f"{where}: task: {p}" for p in exc.problems)
     prompt = _prompt(entry, where, base, template, task, problems, api=api)
-    workdir = entry.get("workdir", default_workdir)
-    if isinstance(workdir, os.PathLike):  # a pathlib.Path, from a Python caller
-        workdir = os.fspath(workdir)
-    if not isinstance(workdir, str) or not workdir:
+    workdir = _path_of(entry.get("workdir", default_workdir))
+    if workdir is None:
         problems.append(f"{where}: workdir: expected a directory name")
     else:
         resolved = workdir if os.path.isabs(workdir) or "workdir" not in entry else str(base / workdir)
         if not Path(resolved).is_dir():
             problems.append(f"{where}: workdir: {workdir} is not a directory")
         workdir = resolved
-    if len(problems) > before or task is None or prompt is None:
+    if len(problems) > before or task is None or prompt is None or workdir is None:
         return None
     return BatchItem(task, prompt, workdir, where)
+
+
+def _path_of(value: object) -> str | None:
+    """A path given in the tasks (a str, or a pathlib.Path from a Python caller) as a non-empty str, else None:
+    the caller words the problem for the tasks file (adws.arguments words it for an API argument)."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    return text if isinstance(text, str) and text else None
 
 
 def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | None, task: Task | None,
@@ -221,10 +226,8 @@ def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | No
             problems.append(f"{where}: prompt: expected a string, got {json_kind(prompt)}")
             return None
     elif "prompt_file" in entry:
-        name = entry["prompt_file"]
-        if isinstance(name, os.PathLike):  # a pathlib.Path, from a Python caller
-            name = os.fspath(name)
-        if not isinstance(name, str) or not name:
+        name = _path_of(entry["prompt_file"])
+        if name is None:
             problems.append(f"{where}: prompt_file: expected a file name")
             return None
         try:
