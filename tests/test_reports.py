@@ -415,3 +415,56 @@ def test_show_routing_reads_an_at_without_offset_in_the_routing_timezone() -> No
     done = run_tool(SHOW_ROUTING, "--at", "2026-11-18T09:00", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["scenarios"][0]["at"] == "2026-11-18T09:00:00+01:00"  # first: no `at` of its own
+
+
+def test_a_failing_scenario_says_why_for_each_kind_of_rule_miss() -> None:
+    """scenarios._why_not, one scenario per way an expected rule or provider can be missed."""
+    config = compile_config(parse_toml("""
+[routing]
+chain = ["claude", "copilot"]
+[[routing.rules]]
+name = "bugs"
+conditions = { labels = ["bug"] }
+provider = "claude"
+fallback = false
+[[routing.rules]]
+name = "off"
+enabled = false
+conditions = { labels = ["docs"] }
+provider = "copilot"
+[providers.claude]
+command_template = ["claude", "-p"]
+prompt = "stdin"
+[providers.copilot]
+command_template = ["copilot", "-p", "{{ prompt }}"]
+prompt = "arg"
+[[scenarios]]
+name = "wants the defaults"
+task = { labels = ["bug"] }
+expect = { rule = "default" }
+[[scenarios]]
+name = "wants an override"
+task = { labels = ["bug"] }
+expect = { rule = "override" }
+[[scenarios]]
+name = "wants a disabled rule"
+task = { labels = ["docs"] }
+expect = { rule = "off" }
+[[scenarios]]
+name = "wants the rule an override beats"
+task = { labels = ["bug", "route:copilot"] }
+expect = { rule = "bugs" }
+[[scenarios]]
+name = "wants a provider the plan lacks"
+task = { labels = ["bug"] }
+expect = { provider = "copilot" }
+"""))
+    why = {s["name"]: s["why"] for s in routing_report(config, NOW)["scenarios"]}
+    assert why == {
+        "wants the defaults": ['because rule "bugs" matches first, so the defaults were not used'],
+        "wants an override": ["because no override label or attribute on the task"],
+        "wants a disabled rule": ['because rule "off" is disabled'],
+        "wants the rule an override beats": ['because rule "bugs" matches, but the label "route:copilot" override '
+                                             'decides'],
+        "wants a provider the plan lacks": ['because copilot is not a tier of the plan of rule "bugs"'],
+    }
