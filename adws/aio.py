@@ -7,8 +7,9 @@ children), and `CancelToken.end_marked()` finds the marked processes in /proc an
 groups — SIGTERM first, SIGKILL once the provider's `kill_grace` has passed, the runner's own escalation. The
 runner then sees its child end, and the wrapper raises RunCancelled with that outcome, which the manager
 records as the attempt (outcome "error", reason "cancelled: ...") before the walk stops. The next runner call
-of a cancelled run raises at once, so a walk between attempts stops too. Linux (/proc); elsewhere the run
-stops at its next attempt.
+of a cancelled run raises at once, so a walk between attempts stops too; so does a sleep through
+`cancellable_sleep` (a retry's backoff, a task parked by `wait`), which a cancellation cuts short. Linux (/proc);
+elsewhere the run stops at its next attempt.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from adws.runner import RunRequest
 
 MARKER_VAR = "ADWS_RUN_MARKER"
 Runner = Callable[[RunRequest], RunOutcome]
+Sleeper = Callable[[float], None]
 
 _current = threading.local()  # the CancelToken of the run this thread executes, if any
 
@@ -96,3 +98,26 @@ def cancellable(runner: Runner) -> Runner:
         return outcome
 
     return run
+
+
+def cancellable_sleep(sleep: Sleeper) -> Sleeper:
+    """`sleep` (seconds), made to honour the CancelToken of the calling thread (a no-op outside `running`): raises
+    RunCancelled instead of sleeping once the run is cancelled, and as soon as it is cancelled meanwhile. The real
+    `time.sleep` is replaced by a wait on the token; any other sleeper (a test's) is called as it is and the token
+    looked at afterwards."""
+
+    def wait(seconds: float) -> None:
+        token: CancelToken | None = getattr(_current, "token", None)
+        if token is None:
+            sleep(seconds)
+            return
+        if token.cancelled.is_set():
+            raise RunCancelled()
+        if sleep is time.sleep:
+            token.cancelled.wait(max(seconds, 0.0))
+        else:
+            sleep(seconds)
+        if token.cancelled.is_set():
+            raise RunCancelled()
+
+    return wait

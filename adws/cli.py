@@ -750,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     skip_pydantic_plugin_scan()  # the config is validated (if at all) before any thread or agent starts
     restore = None
-    if args.command in ("run", "run-many"):
+    if args.command in ("run", "run-many") or (args.command == "quota" and args.sync):  # quota: usage commands
         # SIGTERM/SIGHUP/Ctrl-C unwind once, never mid-record: the runner ends the agent's processes, the
         # attempt is recorded, slots are released and the audit log written (see adws.interrupts).
         from adws import interrupts

@@ -39,6 +39,7 @@ from adws.errors import (
     MissingWorkdirError,
     Problem,
     PromptError,
+    RunCancelled,
     suggest,
 )
 from adws.redact import Scrubber, encodable, secret_values
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from adws.batch import BatchItem, TaskOutcome
-    from adws.events import Event
+    from adws.events import Event, SafeSink
     from adws.manager import ProviderManager, Runner, Sleeper
     from adws.result import Result
 
@@ -185,13 +186,15 @@ class Engine:
         """Built on first use: routing alone never imports the runner, the parsers or jinja2."""
         with self._lock:
             if self._manager is None:
-                from adws.aio import cancellable
+                from adws.aio import cancellable, cancellable_sleep
                 from adws.manager import ProviderManager
                 from adws.runner import run as run_process
 
+                # A cancelled arun or run_many ends the agent (and a verify command), and cuts a backoff short.
                 self._manager = ProviderManager(self.config, store=self.store, accounts=self.accounts,
-                                                runner=cancellable(self._runner or run_process), sleep=self._sleep,
-                                                clock=self.clock, environ=self.environ)
+                                                runner=cancellable(self._runner or run_process),
+                                                sleep=cancellable_sleep(self._sleep), clock=self.clock,
+                                                environ=self.environ)
             return self._manager
 
     def run_many(self, items: Iterable[BatchItem | Mapping[str, Any]], *, concurrency: int = 4,
@@ -320,19 +323,21 @@ class Engine:
         self._between_tasks()
         task = self.router.coerce(task)
         label = label or task.key or "task"
-        from adws.events import Event, EventKind, announce, failure_of, task_finished
+        from adws.events import Event, EventKind, SafeSink, announce, failure_of, task_finished
+
+        sink = SafeSink(on_event)  # a callback that raises never loses a run: see SafeSink
 
         def emit(event: Event) -> None:
             if event.index != index or event.task != label:  # the manager names the task by its key
                 event = replace(event, index=index, task=label)
-            announce(event, on_event)
+            announce(event, sink)
 
         started = time.monotonic()
         emit(Event(EventKind.TASK_STARTED, index, label, self.clock()))
         result: Result | None = None
         failure: tuple[str, bool] | None = None
         try:
-            result = self._run_task(task, prompt, workdir, now, wait, given_retry_count, emit)
+            result = self._run_task(task, prompt, workdir, now, wait, given_retry_count, emit, sink)
             return result
         except BaseException as exc:
             failure = failure_of(exc)
@@ -344,8 +349,13 @@ class Engine:
                                duration_ms=round((time.monotonic() - started) * 1000)))
 
     def _run_task(self, task: Task, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
-                  wait: float | None, given_retry_count: bool, emit: Callable[[Event], None]) -> Result:
-        """The checks that need the task's config, then the run (again, with `wait`, until capacity returns)."""
+                  wait: float | None, given_retry_count: bool, emit: Callable[[Event], None],
+                  sink: SafeSink) -> Result:
+        """The checks that need the task's config, then the run (again, with `wait`, until capacity returns).
+
+        A stop while the task is parked (or before its next try has started an agent) raises with the last try's
+        result, its message saying so: Interrupted for a signal, RunCancelled (its `adws_result`) for a
+        cancellation."""
         if self.strict and self._refused is not None:
             raise ConfigError([Problem("", "refusing new runs (strict mode): the edited config does not load; "
                                            "the problems follow"), *self._refused.problems], self._refused.source)
@@ -368,24 +378,48 @@ class Engine:
         deadline = None if wait is None else self.clock() + timedelta(seconds=min(wait, 10 * 365 * 86400))
         from adws.events import Event, EventKind
 
-        while True:
-            result = self._run_once(task, prompt, workdir, now, emit)
-            if deadline is None or result.success or not result.retryable or result.retry_at is None:
-                return result
-            from adws.retry import wait_for_capacity
+        last: Result | None = None  # the previous try's result, audited already: what a stop while parked returns
+        try:
+            while True:
+                result = self._run_once(task, prompt, workdir, now, emit, sink)
+                last = result
+                if deadline is None or result.success or not result.retryable or result.retry_at is None:
+                    return result
+                from adws.aio import cancellable_sleep
+                from adws.retry import wait_for_capacity
 
-            moment = self.clock()
-            if result.retry_at > deadline:
-                return result
-            # Index 0 and the key are placeholders: `emit` (run_indexed's) names the task by its index and label.
-            emit(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
-                       reason=result.message))
-            wait_for_capacity(result.retry_at, now=moment, deadline=deadline, sleep=self._sleep)
-            now = None  # a later try routes at its own time
-            self._between_tasks()  # a config edited while the task waited is used for the next try
+                moment = self.clock()
+                if result.retry_at > deadline:
+                    return result
+                # Index 0 and the key are placeholders: `emit` (run_indexed's) names the task by its index and
+                # label.
+                emit(Event(EventKind.TASK_WAITING, 0, task.key or "task", moment, until=result.retry_at,
+                           reason=result.message))
+                # A cancelled run_many (or arun) cuts the wait short, as a signal does in the main thread.
+                wait_for_capacity(result.retry_at, now=moment, deadline=deadline, sleep=cancellable_sleep(self._sleep))
+                now = None  # a later try routes at its own time
+                self._between_tasks()  # a config edited while the task waited is used for the next try
+        except (KeyboardInterrupt, RunCancelled) as exc:
+            carried = getattr(exc, "adws_result", None)
+            if last is None or (carried is not None and carried.attempts):
+                raise  # nothing ran yet, or the stop is the next try's, with its own attempts
+            if isinstance(exc, RunCancelled):
+                last.message = f"cancelled while waiting for capacity; the last try: {last.message}"
+                exc.adws_result = last  # type: ignore[attr-defined]  # as for any other stop (run_many reads it)
+                raise
+            name = str(exc) or "SIGINT"
+            last.message = f"interrupted by {name} while waiting for capacity; the last try: {last.message}"
+            stop = Interrupted(name, last)
+            stop.adws_result = last  # type: ignore[attr-defined]
+            raise stop from None
 
     def _run_once(self, task: Task, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
-                  on_event: Callable[[Event], None] | None) -> Result:
+                  on_event: Callable[[Event], None] | None, sink: SafeSink | None = None) -> Result:
+        """One try: usage commands that are due, the decision, the walk, the retry window and the audit record.
+        From the walk's start to the audit record written, a stop signal is held except where the walk lets it
+        through (its agents, verify commands and sleeps; adws.interrupts): one that lands after an attempt began
+        raises Interrupted carrying the result, recorded in the audit log. `sink`: run_indexed's guarded
+        `on_event`, whose failure (SafeSink) the result's warnings name."""
         # The run keeps this config, router and manager to its end, whatever a reload swaps in meanwhile.
         with self._lock:
             config, router, manager = self.config, self.router, self.manager
@@ -403,34 +437,46 @@ class Engine:
         from adws.manager import scrubber_for
 
         scrub = scrubber_for(config, self.environ, prompt)  # the run's records and its audit line alike
-        try:
-            manager.run(task, decision, prompt=prompt, workdir=workdir, result=result, workspace=workspace,
-                        observer=on_event, scrub=scrub)
-        except KeyboardInterrupt as exc:
-            if result.run_dir is None:
-                raise
+
+        def interrupted(exc: KeyboardInterrupt) -> Interrupted:
             stop = Interrupted(str(exc) or "SIGINT", result)
             stop.adws_result = result  # type: ignore[attr-defined]  # as for any other stop (run_many reads it)
-            raise stop from None
-        except AdwsError as exc:
-            if not result.attempts:
-                exc.adws_result = result  # type: ignore[attr-defined]
-                raise  # nothing ran: the error alone says it all
-            result.success = False
-            result.message = f"stopped after {len(result.attempts)} attempt(s): {exc}"
-        except BaseException as exc:
-            exc.adws_result = result  # type: ignore[attr-defined]  # what ran, for a caller such as run_many
-            raise
-        finally:
-            if not result.success:
-                self._retry_window(result)
-            # Once the run began (its directory exists), what ran is logged even when it was interrupted.
-            if result.run_dir is not None and config.audit_enabled:
+            return stop
+
+        try:
+            # Held from here to the audit record (the retry window's store reads included): a stop that lands
+            # between the walk's end and the record waits for it. The walk itself lets one through (below).
+            with interrupts.shielded():
                 try:
-                    with interrupts.shielded():  # a stop signal now waits for the record to be written
-                        self._audit(task, result, prompt, config, scrub)
+                    with interrupts.interruptible():
+                        manager.run(task, decision, prompt=prompt, workdir=workdir, result=result,
+                                    workspace=workspace, observer=on_event, scrub=scrub)
                 except KeyboardInterrupt as exc:
-                    raise Interrupted(str(exc) or "SIGINT", result) from None
+                    if result.run_dir is None:
+                        raise
+                    raise interrupted(exc) from None
+                except AdwsError as exc:
+                    if not result.attempts:
+                        exc.adws_result = result  # type: ignore[attr-defined]
+                        raise  # nothing ran: the error alone says it all
+                    result.success = False
+                    result.message = f"stopped after {len(result.attempts)} attempt(s): {exc}"
+                except BaseException as exc:
+                    exc.adws_result = result  # type: ignore[attr-defined]  # what ran, for a caller such as run_many
+                    raise
+                finally:
+                    failure = sink.take() if sink is not None else None
+                    if failure is not None:  # named once, in the result of the try it happened in (or the next)
+                        result.warnings.append(failure)
+                    if not result.success:
+                        self._retry_window(result)
+                    # Once the run began (its directory exists), what ran is logged even when it was interrupted.
+                    if result.run_dir is not None and config.audit_enabled:
+                        self._audit(task, result, prompt, config, scrub)
+        except KeyboardInterrupt as exc:  # held by the shield until the record was written
+            if isinstance(exc, Interrupted) or result.run_dir is None:
+                raise
+            raise interrupted(exc) from None
         return result
 
     def _retry_window(self, result: Result) -> None:
@@ -450,10 +496,15 @@ class Engine:
         A failing command is reported on stderr and routing goes on with what the store knows."""
         if not any(p.usage_sync_seconds is not None for p in config.providers.values()):
             return
+        from adws.aio import cancellable
+        from adws.runner import run as run_process
         from adws.usage_sync import sync_usage
 
+        # Through the cancellable runner: a cancelled run_many or arun ends a usage command too. A stop signal
+        # while one runs propagates (KeyboardInterrupt): nothing was routed, nothing ran.
         for synced in sync_usage(config.providers, self.store, config_dir=config.base_dir,
-                                 now=self.clock(), environ=self.environ, due_only=True):
+                                 now=self.clock(), environ=self.environ, due_only=True,
+                                 runner=cancellable(run_process)):
             if synced.error:
                 print(f"adws: {synced.provider}/{synced.account}: {synced.error}", file=sys.stderr)
 

@@ -18,7 +18,7 @@ from adws.errors import AdwsError, RunCancelled
 if TYPE_CHECKING:
     from adws.result import Result
 
-__all__ = ["Event", "EventKind", "EventSink", "announce", "failure_of", "task_finished"]
+__all__ = ["Event", "EventKind", "EventSink", "SafeSink", "announce", "failure_of", "task_finished"]
 
 log = logging.getLogger("adws.events")
 
@@ -78,6 +78,45 @@ class Event:
 
 
 EventSink = Callable[[Event], None]
+
+
+class SafeSink:
+    """A callback (`on_event`, a manager's `observer`) whose exceptions never reach the run: an attempt that ran is
+    recorded whatever its observer does. Its first exception (an Exception; a KeyboardInterrupt still stops the
+    run) is logged on the "adws.events" logger and kept in `failure`, and the callback hears no more events: a
+    closed pipe under a progress display raises on every write. `take()` hands the failure on once, for the
+    result's warnings. Wrapping a SafeSink again returns it as it is (see `of`)."""
+
+    __slots__ = ("_taken", "failure", "sink")
+
+    def __init__(self, sink: EventSink | None) -> None:
+        self.sink = sink
+        self.failure: str | None = None
+        self._taken = False
+
+    @classmethod
+    def of(cls, sink: EventSink | SafeSink | None) -> SafeSink:
+        """`sink` guarded: itself when it is a SafeSink already."""
+        return sink if isinstance(sink, SafeSink) else cls(sink)
+
+    def __call__(self, event: Event) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        try:
+            sink(event)
+        except Exception as exc:
+            self.sink = None
+            self.failure = (f"the event callback (on_event) raised {type(exc).__name__}: {exc} at {event.kind}; "
+                            "it heard no more events of this task, which went on")
+            log.warning("%s", self.failure)
+
+    def take(self) -> str | None:
+        """The failure, the first time it is asked for after it happened; None otherwise."""
+        if self.failure is None or self._taken:
+            return None
+        self._taken = True
+        return self.failure
 
 
 def announce(event: Event, sink: EventSink | None) -> None:

@@ -36,7 +36,7 @@ from adws.compiled import Account, CompiledConfig, ProviderSpec
 from adws.dataclass_cache import dataclass, field, replace
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, ArgumentError, RenderError, RunCancelled
-from adws.events import Event, EventKind, EventSink
+from adws.events import Event, EventKind, EventSink, SafeSink
 from adws.files import RunPruner, create_private, make_private_dir, make_run_dir, write_private
 from adws.parsers import read_output
 from adws.pools import governing
@@ -67,6 +67,11 @@ RESERVE_LOCK = "reserve-lock:"
 RESERVE_LOCK_LEASE = timedelta(seconds=30)
 RESERVE_LOCK_TRIES = 1000
 RESERVE_LOCK_POLL = 0.005  # seconds
+
+# A stopped attempt's changes are saved and its tree restored (workdir "reset", "worktree") within this many
+# seconds, all git commands together: the stop is waiting for it.
+STOP_TIDY_SECONDS = 10.0
+CANCELLED = "cancelled: the run was cancelled and the agent's process group ended"
 
 Runner = Callable[[RunRequest], RunOutcome]
 Sleeper = Callable[[float], None]
@@ -104,6 +109,8 @@ class Tried(NamedTuple):
     out_dir: Path  # its attempt directory
     warnings: tuple[str, ...] = ()  # what of the attempt could not be recorded (state store, output file)
     interrupted: str | None = None  # the stop signal that ended the attempt: the walk ends after recording it
+    cancel: RunCancelled | None = None  # the cancellation that ended it (arun, run_many): raised once recorded
+    finished: Event | None = None  # its attempt_finished event, sent once it is in the result
 
 
 def key_variables(config: CompiledConfig) -> list[str]:
@@ -124,12 +131,11 @@ class RunContext:
     its records are cleaned with (per run, not per manager: threads may share one manager)."""
 
     workspace: Workspace
-    observer: EventSink | None = None
+    observer: SafeSink = field(default_factory=lambda: SafeSink(None))  # never raises (adws.events.SafeSink)
     scrub: Scrubber = field(default_factory=Scrubber)
 
     def emit(self, event: Event) -> None:
-        if self.observer is not None:
-            self.observer(event)
+        self.observer(event)
 
 
 class ProviderManager:
@@ -157,13 +163,17 @@ class ProviderManager:
             observer: EventSink | None = None, scrub: Scrubber | None = None) -> Result:
         """Walk the plan; every attempt lands in `result` (a new one unless given) as it is made.
 
-        Interrupted (SIGTERM, Ctrl-C) or failed, the exception propagates and `result` holds the attempts so
-        far, with `run_dir` set once the run began: the caller passes its own `result` to still log them. The
-        runner has already ended the child's process group and the slot was released.
+        Interrupted (SIGTERM, Ctrl-C: KeyboardInterrupt; a cancelled arun or run_many: RunCancelled) or failed,
+        the exception propagates and `result` holds the attempts so far, with `run_dir` set once the run began:
+        the caller passes its own `result` to still log them. An attempt whose agent had started is in it
+        whenever the stop landed (the agent, its verify command, the recording): the runner has ended the
+        processes, usage is booked, the slot released, its changes saved and its tree tidied like a failed one's.
         Raises AdwsError when the run directory cannot be created (nothing ran).
         `workspace` (adws.workdir) says where each attempt runs and what a failed one leaves behind (default:
-        `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events). `scrub`:
-        what the run's records are cleaned with, when the caller has made it already (`scrubber_for` the run).
+        `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events), once the
+        attempt is in `result`; an exception it raises is caught (adws.events.SafeSink): named once in
+        `result.warnings`, and the observer hears nothing more of the run. `scrub`: what the run's records are
+        cleaned with, when the caller has made it already (`scrubber_for` the run).
         """
         if not isinstance(task, Task) or not isinstance(decision, Decision):
             wrong = ("task", task, "an adws.Task") if not isinstance(task, Task) else \
@@ -175,7 +185,8 @@ class ProviderManager:
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
-        ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), observer,
+        sink = SafeSink.of(observer)
+        ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), sink,
                          scrub if scrub is not None else scrubber_for(self.config, self.environ, prompt))
         try:
             return self._walk(task, decision, result, run_dir, prompt, ctx)
@@ -187,6 +198,10 @@ class ProviderManager:
             result.message = ("cancelled; the agent's process group was ended" if isinstance(exc, RunCancelled)
                               else f"stopped after {len(result.attempts)} attempt(s) by {type(exc).__name__}: {exc}")
             raise
+        finally:
+            failure = sink.take()
+            if failure is not None:
+                result.warnings.append(failure)
 
     def _walk(self, task: Task, decision: Decision, result: Result, run_dir: Path, prompt: str,
               ctx: RunContext) -> Result:
@@ -221,8 +236,9 @@ class ProviderManager:
                 result.attempts.append(self._unavailable(step, provider, accounts[index].shown, no_room))
                 return False
             account = accounts[index]
-            # From the start of the process to its place in `result`, a stop signal waits (adws.interrupts):
-            # an attempt that ran is always recorded, and its slot and reservation released, before the run unwinds.
+            # From the start of the process to its place in `result` and its workspace tidied, a stop signal waits
+            # (adws.interrupts; the runner takes it while the agent or its verify command runs): an attempt that
+            # ran is always recorded, and its slot and reservation released, before the run unwinds.
             with interrupts.shielded():
                 try:
                     with self._slot(provider, result.warnings) as free:
@@ -230,15 +246,10 @@ class ProviderManager:
                             reason = f"busy: max_concurrency {provider.max_concurrency} reached on {provider.name}"
                             result.attempts.append(self._unavailable(step, provider, account.shown, reason))
                             return False  # next_tier whatever the actions say: nothing ran, nothing failed
-                        try:
-                            tried = self._attempt(
-                                task, decision, step, tier_index, provider, account, prompt, run_dir,
-                                f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}",
-                                result, ctx)
-                        except RunCancelled as stop:
-                            if isinstance(stop.attempt, Attempt):
-                                result.attempts.append(stop.attempt)
-                            raise
+                        tried = self._attempt(
+                            task, decision, step, tier_index, provider, account, prompt, run_dir,
+                            f"{len(result.attempts) + 1:02d}-{tier_index + 1}-{provider.name}-{account.name}",
+                            result, ctx)
                 finally:
                     if holder is not None:  # the real usage is recorded: it replaces the reservation
                         self._release_reservation(provider, holder, result.warnings)
@@ -246,23 +257,31 @@ class ProviderManager:
                 result.attempts.append(attempt)
                 result.warnings.extend(tried.warnings)
                 turn.used(account.name, ran=tried.ran)
-                if tried.interrupted is not None:
+                if tried.finished is not None:  # heard once recorded: an observer that raises loses nothing
+                    ctx.emit(tried.finished)
+                if tried.interrupted is not None or tried.cancel is not None:
+                    # Stopped: what it changed is saved and the tree tidied as after a failure, within a bound.
                     attempt.action = "stop"
+                    attempt.patch = self._tidy(ctx, tried.cwd, tried.out_dir, result.warnings)
+                    if tried.cancel is not None:
+                        tried.cancel.attempt = attempt
+                        raise tried.cancel
                     raise KeyboardInterrupt(tried.interrupted)
-            if attempt.outcome == OutcomeClass.SUCCESS:
-                result.success, result.final_text, result.output_file = True, tried.text, tried.output_file
-                result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
-                attempt.action = "stop"
-                if attempt.usage is not None and not attempt.usage.estimated:
-                    try:  # what the learned need reads; losing one sample never loses the success
-                        self.store.record_run(provider.name, result.decision.view.specialization,
-                                              attempt.started_at, attempt.usage.total_tokens)
-                    except StateStoreError as exc:
-                        result.warnings.append(f"{provider.name}: run size not recorded in the state store: {exc}")
-                result.handoff = ctx.workspace.succeeded(tried.cwd).to_dict()
-                return True
-            # What the failed attempt left is saved (a patch) and, by the policy, cleared for the next one.
-            attempt.patch = ctx.workspace.failed(tried.cwd, tried.out_dir)
+                if attempt.outcome == OutcomeClass.SUCCESS:
+                    result.success, result.final_text, result.output_file = True, tried.text, tried.output_file
+                    result.message = f"succeeded on {step.provider}" + (f"/{account.shown}" if account.shown else "")
+                    attempt.action = "stop"
+                    if attempt.usage is not None and not attempt.usage.estimated:
+                        try:  # what the learned need reads; losing one sample never loses the success
+                            self.store.record_run(provider.name, result.decision.view.specialization,
+                                                  attempt.started_at, attempt.usage.total_tokens)
+                        except StateStoreError as exc:
+                            result.warnings.append(f"{provider.name}: run size not recorded in the state store: "
+                                                   f"{exc}")
+                    result.handoff = ctx.workspace.succeeded(tried.cwd).to_dict()
+                    return True
+                # What the failed attempt left is saved (a patch) and, by the policy, cleared for the next one.
+                attempt.patch = ctx.workspace.failed(tried.cwd, tried.out_dir)
             action = provider.actions[OutcomeClass(attempt.outcome)]  # merged with the defaults at load
             wait = self._short_limit(provider, attempt)
             if wait is not None and action in ("next_account", "next_tier") and account.name not in waited:
@@ -454,6 +473,7 @@ class ProviderManager:
             return Tried(attempt, None, None, False, cwd, out_dir)
         ctx.emit(event)
         scrub = ctx.scrub.with_secrets(command.secrets)  # the run's secrets and prompt, and this account's secrets
+        cancel: RunCancelled | None = None
         try:
             outcome = self.runner(RunRequest(
                 argv=command.argv, env=command.env, cwd=cwd, out_dir=out_dir, timeout=provider.timeout,
@@ -462,37 +482,44 @@ class ProviderManager:
                 idle_timeout=provider.idle_timeout,
             ))
         except RunCancelled as stop:
-            # Recorded, but not judged: a cancellation says nothing about the account or the provider (no
-            # usage, cooldown or breaker step).
-            if isinstance(stop.outcome, RunOutcome):
-                ended = stop.outcome
-                stop.attempt = Attempt(provider.name, step.model, account.shown, OutcomeClass.ERROR.value,
-                                       "cancelled: the run was cancelled and the agent's process group ended",
-                                       ended.exit_code, ended.signal, ended.duration_ms, None,
-                                       [scrub.text(a) for a in command.shown],
-                                       started, "stop", None, ended.stdout_path, ended.stderr_path,
-                                       workdir=str(cwd))
-            raise
-        # The process ran (and may have been billed): from here nothing may lose the attempt.
+            if not isinstance(stop.outcome, RunOutcome):  # cancelled before this attempt began: nothing ran
+                self._tidy(ctx, cwd, out_dir, [])  # its worktree, made for nothing, goes
+                raise
+            outcome, cancel = stop.outcome, stop
+        # The process ran (and may have been billed): from here nothing may lose the attempt. A stop (a signal,
+        # a cancellation) while its verify command runs ends the walk once the attempt is recorded, as one while
+        # the agent runs does.
         now = self.clock()
         warnings: list[str] = []
-        verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now)
+        interrupted = outcome.interrupted
+        verdict, text, usage, readings = self._verdict(step, provider, prompt, outcome, now,
+                                                       cancelled=cancel is not None)
         checked = None
         templates = declared(decision, provider)
         if verdict.outcome == OutcomeClass.SUCCESS and templates:
+            unverified = "the agent had finished; its work is unverified"
             try:
                 checked = verify(templates, command.variables, cwd=cwd, attempt_dir=out_dir, env=command.env,
                                  timeout=provider.verify_timeout, runner=self.runner,
                                  secrets=list(scrub.secrets), grace=provider.kill_grace)
             except RenderError as exc:
                 verdict = Classification(OutcomeClass.ERROR, str(exc))
+            except KeyboardInterrupt as exc:  # adws stopped while verify ran (the runner ended its processes)
+                interrupted = str(exc) or "SIGINT"
+                verdict = Classification(OutcomeClass.ERROR, f"interrupted by {interrupted} while its verify "
+                                         f"command ran: adws was stopped; {unverified}")
+            except RunCancelled as stop:
+                cancel = stop
+                verdict = Classification(OutcomeClass.ERROR, f"{CANCELLED} while its verify command ran; "
+                                         f"{unverified}")
             else:
                 if not checked.passed:
                     verdict = Classification(OutcomeClass.VERIFY_FAILED, checked.reason)
             now = self.clock()
+        stopped = interrupted is not None or cancel is not None
         try:
-            self._record(provider, account, step, task, verdict, usage, now, readings,
-                         counts=outcome.interrupted is None)  # adws being stopped is not the provider failing
+            # What the stopped attempt is known to have used is booked; being stopped is not the provider failing.
+            self._record(provider, account, step, task, verdict, usage, now, readings, counts=not stopped)
         except StateStoreError as exc:
             warnings.append(f"{provider.name}/{account.name}: usage, cooldown and breaker not recorded in the "
                             f"state store: {exc}")
@@ -507,10 +534,21 @@ class ProviderManager:
                           [scrub.text(arg) for arg in command.shown], started, "", verdict.reset_at,
                           outcome.stdout_path, outcome.stderr_path,
                           verify=checked.to_dict() if checked is not None else None, workdir=str(cwd))
-        ctx.emit(replace(event, kind=EventKind.ATTEMPT_FINISHED, at=now, outcome=attempt.outcome,
-                         reason=attempt.reason, duration_ms=outcome.duration_ms))
-        return Tried(attempt, text, written, True, cwd, out_dir,
-                     warnings=tuple(scrub.text(w) for w in warnings), interrupted=outcome.interrupted)
+        finished = replace(event, kind=EventKind.ATTEMPT_FINISHED, at=now, outcome=attempt.outcome,
+                           reason=attempt.reason, duration_ms=outcome.duration_ms)
+        return Tried(attempt, text, written, True, cwd, out_dir, warnings=tuple(scrub.text(w) for w in warnings),
+                     interrupted=interrupted, cancel=cancel, finished=finished)
+
+    def _tidy(self, ctx: RunContext, cwd: Path, out_dir: Path, warnings: list[str]) -> str | None:
+        """What a stopped attempt changed, saved as a patch, and its tree restored or its worktree removed, as after
+        a failure (adws.workdir), within STOP_TIDY_SECONDS. The patch's path, or None; never raises: what could
+        not be done is a line in `warnings` (the changes are then still where the attempt ran)."""
+        try:
+            return ctx.workspace.failed(cwd, out_dir, within=STOP_TIDY_SECONDS)
+        except AdwsError as exc:
+            warnings.append(f"the stopped attempt's changes were not saved and its tree not restored ({exc}); "
+                            f"they are still in {cwd}")
+            return None
 
     # step 1 ---------------------------------------------------------------------------------------------------
 
@@ -558,8 +596,12 @@ class ProviderManager:
     # step 2 ---------------------------------------------------------------------------------------------------
 
     def _verdict(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome,
-                 now: datetime) -> Interpretation:
-        """`_interpret`, or what an interrupted attempt or an output adws fails to read means: never raises."""
+                 now: datetime, *, cancelled: bool = False) -> Interpretation:
+        """`_interpret`, or what an interrupted or cancelled attempt or an output adws fails to read means: never
+        raises. A stopped attempt is an `error` with usage estimated from what it was sent and printed."""
+        if cancelled:
+            return Interpretation(Classification(OutcomeClass.ERROR, CANCELLED), None,
+                                  self._estimate(step, provider, prompt, outcome), [])
         if outcome.interrupted is not None:
             verdict = Classification(OutcomeClass.ERROR, f"interrupted by {outcome.interrupted}: adws was stopped "
                                      "while the agent ran; its processes were ended")

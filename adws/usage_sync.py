@@ -76,7 +76,11 @@ def usage_command_of(provider: ProviderSpec, account: AccountSpec | None) -> tup
 def sync_account(provider: ProviderSpec, account: AccountSpec | None, *, config_dir: str, now: datetime,
                  environ: Mapping[str, str], runner: Runner | None = None) -> SyncResult:
     """Run one account's usage command and read its output. Every failure is a SyncResult with `error` set
-    (the command did not start, exited non-zero, printed something unreadable): a sync never raises for it."""
+    (the command did not start, exited non-zero, printed something unreadable): a sync never raises for it.
+
+    A stop is not a failure: adws stopped while the command ran (a signal under adws.interrupts, or Ctrl-C) raises
+    KeyboardInterrupt named after the signal, once the runner has ended the command's processes; a cancellable
+    runner's RunCancelled (adws.aio) propagates as it is. Nothing after it runs (no next account, no routing)."""
     from adws.errors import RenderError
     from adws.runner import RunRequest
     from adws.runner import run as run_process
@@ -103,6 +107,8 @@ def sync_account(provider: ProviderSpec, account: AccountSpec | None, *, config_
     with tempfile.TemporaryDirectory(prefix="adws-usage-") as out_dir:
         outcome = (runner or run_process)(RunRequest(argv=argv, env=env, cwd=config_dir, out_dir=out_dir,
                                                      timeout=USAGE_COMMAND_TIMEOUT, grace=2.0, secrets=secrets))
+    if outcome.interrupted is not None:
+        raise KeyboardInterrupt(outcome.interrupted)
     where = f"usage_command {' '.join(outcome.argv)}"
     if outcome.spawn_error:
         return SyncResult(provider.name, name, error=f"{where}: {outcome.spawn_error}")
@@ -128,7 +134,8 @@ def sync_usage(providers: Mapping[str, ProviderSpec], store: StateStore, *, conf
 
     `due_only` (what a run does before routing): only providers with a `usage_sync_interval` whose latest
     usage_command observation is older than it, or later than `now` (a clock out of step wrote it). `adws quota
-    --sync` runs them all.
+    --sync` runs them all. A stop while a command runs propagates (see sync_account); what was observed before it
+    is recorded.
     """
     latest: dict[str, datetime] = {}
     if due_only:

@@ -63,7 +63,10 @@ def verify(templates: Sequence[str], variables: Mapping[str, Any], *, cwd: str |
            secrets: Sequence[str] = (), grace: float = 5.0) -> Verification:
     """Render `templates` (argv, one Jinja template per element) with `variables`, run it in `cwd`, judge it.
 
-    Raises RenderError when the command cannot be built (the config's mistake, reported as such).
+    Raises RenderError when the command cannot be built (the config's mistake, reported as such), and
+    KeyboardInterrupt (named after the signal) when adws was stopped while it ran (adws.interrupts; the runner has
+    ended its processes): a stop is never a verdict on the work. A cancellable runner's RunCancelled (adws.aio)
+    propagates as it is.
     """
     argv = render_argv(templates, variables)
     if not argv:
@@ -71,6 +74,8 @@ def verify(templates: Sequence[str], variables: Mapping[str, Any], *, cwd: str |
     out_dir = Path(attempt_dir) / VERIFY_DIR
     outcome = runner(RunRequest(argv=argv, env=env, cwd=cwd, out_dir=out_dir, timeout=timeout, grace=grace,
                                 secrets=secrets))
+    if outcome.interrupted is not None:
+        raise KeyboardInterrupt(outcome.interrupted)
     shown = " ".join(outcome.argv)
     if outcome.spawn_error:
         reason = f"verify `{shown}` could not start: {outcome.spawn_error}"

@@ -12,6 +12,9 @@ A *workspace* is opened once per run, before the first attempt, and asked for ea
   (under `<git dir>/adws/worktrees/`). A failed attempt's changes are saved as a patch and its worktree and
   branch are removed; the successful one is kept and named in the result (`Handoff`).
 
+An attempt stopped by a signal or a cancellation is a failed one here: its changes are saved and the tree
+restored (or its worktree removed) the same way, within a bound of time the manager gives (`within`).
+
 Patches are `git diff --binary` against the starting commit, made with a private index file so the user's
 index is never touched: `git apply --binary changes.patch` (or `git am`-free review) brings them back.
 Pattern from worktree-per-task coordinators (one branch per agent attempt) and from `git stash`'s own
@@ -24,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -61,8 +65,10 @@ class Workspace(Protocol):
         """The directory the attempt labelled `label` (unique within the run) runs in."""
         ...
 
-    def failed(self, cwd: Path, attempt_dir: Path) -> str | None:
-        """After a failed attempt that ran in `cwd`: keep its changes, tidy up. The patch's path, if any."""
+    def failed(self, cwd: Path, attempt_dir: Path, *, within: float | None = None) -> str | None:
+        """After a failed (or stopped) attempt that ran in `cwd`: keep its changes, tidy up. The patch's path, if
+        any. `within`: seconds the whole of it may take (a stopped run is waiting), else each git command's own
+        bound. Raises WorkdirError when git fails or runs out of time."""
         ...
 
     def succeeded(self, cwd: Path) -> Handoff:
@@ -87,16 +93,28 @@ class Git:
         # Never wait for a password or an editor: there is nobody to answer.
         base.update({"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "LC_ALL": "C"})
         self.env = base
+        self.deadline: float | None = None  # time.monotonic() by which every command must have ended
+
+    def within(self, seconds: float | None) -> Git:
+        """This git, with every command ending within `seconds` from now, all together (None: no shared bound)."""
+        other = self.at(self.cwd)
+        other.deadline = None if seconds is None else time.monotonic() + seconds
+        return other
 
     def __call__(self, *args: str, env: Mapping[str, str] | None = None, check: bool = True) -> str:
         argv = ["git", *args]
+        timeout = GIT_TIMEOUT_SECONDS
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+            if timeout <= 0:
+                raise WorkdirError(f"`{' '.join(argv)}` in {self.cwd}: no time left to run it")
         try:
             done = subprocess.run(argv, cwd=self.cwd, env={**self.env, **(env or {})}, capture_output=True,
-                                  timeout=GIT_TIMEOUT_SECONDS, check=False)
+                                  timeout=timeout, check=False)
         except FileNotFoundError:
             raise WorkdirError("git is not installed, but the workdir policy needs it") from None
         except subprocess.TimeoutExpired:
-            raise WorkdirError(f"`{' '.join(argv)}` in {self.cwd} took over {GIT_TIMEOUT_SECONDS:.0f} s") from None
+            raise WorkdirError(f"`{' '.join(argv)}` in {self.cwd} took over {timeout:.0f} s") from None
         except OSError as exc:
             raise WorkdirError(f"cannot run git in {self.cwd}: {exc.strerror or exc}") from None
         if check and done.returncode != 0:
@@ -106,7 +124,7 @@ class Git:
 
     def at(self, cwd: Path) -> Git:
         other = Git.__new__(Git)
-        other.cwd, other.env = cwd, self.env
+        other.cwd, other.env, other.deadline = cwd, self.env, self.deadline
         return other
 
 
@@ -164,7 +182,7 @@ class KeepWorkspace:
     def begin(self, label: str) -> Path:
         return self.workdir
 
-    def failed(self, cwd: Path, attempt_dir: Path) -> str | None:
+    def failed(self, cwd: Path, attempt_dir: Path, *, within: float | None = None) -> str | None:
         return None
 
     def succeeded(self, cwd: Path) -> Handoff:
@@ -183,16 +201,17 @@ class ResetWorkspace:
     def begin(self, label: str) -> Path:
         return self.workdir
 
-    def failed(self, cwd: Path, attempt_dir: Path) -> str | None:
-        patch = save_patch(self.git, self.base, attempt_dir / PATCH_NAME)
+    def failed(self, cwd: Path, attempt_dir: Path, *, within: float | None = None) -> str | None:
+        git = self.git.within(within)
+        patch = save_patch(git, self.base, attempt_dir / PATCH_NAME)
         # Back to the starting branch (the agent may have switched or committed), at the starting commit,
         # without the files it created. Ignored files (build output) stay: `git clean` without -x spares them.
         if self.branch is not None:
-            self.git("checkout", "--force", "--quiet", self.branch)
+            git("checkout", "--force", "--quiet", self.branch)
         else:
-            self.git("checkout", "--force", "--quiet", "--detach", self.base)
-        self.git("reset", "--hard", "--quiet", self.base)
-        self.git("clean", "-d", "--force", "--quiet")
+            git("checkout", "--force", "--quiet", "--detach", self.base)
+        git("reset", "--hard", "--quiet", self.base)
+        git("clean", "-d", "--force", "--quiet")
         return patch
 
     def succeeded(self, cwd: Path) -> Handoff:
@@ -223,11 +242,12 @@ class WorktreeWorkspace:
         self._made[cwd] = (tree, branch)
         return cwd
 
-    def failed(self, cwd: Path, attempt_dir: Path) -> str | None:
+    def failed(self, cwd: Path, attempt_dir: Path, *, within: float | None = None) -> str | None:
         tree, branch = self._made.pop(cwd)
-        patch = save_patch(self.git.at(tree), self.base, attempt_dir / PATCH_NAME)
-        self.git("worktree", "remove", "--force", "--force", str(tree))  # twice: also a locked worktree
-        self.git("branch", "--quiet", "-D", branch)
+        git = self.git.within(within)
+        patch = save_patch(git.at(tree), self.base, attempt_dir / PATCH_NAME)
+        git("worktree", "remove", "--force", "--force", str(tree))  # twice: also a locked worktree
+        git("branch", "--quiet", "-D", branch)
         return patch
 
     def succeeded(self, cwd: Path) -> Handoff:
