@@ -288,14 +288,18 @@ class Engine:
         cannot be written adds a line to `result.warnings` saying what was lost; an AdwsError (e.g. the
         store failing before the next attempt) ends the walk with the result returned, its message naming it.
         Interrupted (KeyboardInterrupt, or a stop signal under `adws.interrupts`), the attempt that was running
-        is recorded, the audit record written, then `Interrupted` (a KeyboardInterrupt carrying the result)
-        is raised. In strict mode a degraded config raises ConfigError.
+        is recorded (also when the stop lands while its verify command runs), the audit record written, then
+        `Interrupted` (a KeyboardInterrupt carrying the result) is raised; parked by `wait`, the result is the
+        last try's. Interrupted before any agent started (a `usage_command`, the routing), the KeyboardInterrupt
+        propagates as it is. In strict mode a degraded config raises ConfigError.
         A failed result carries `retry_at` and `retryable` (adws.retry). With `wait`, a task whose plan was spent
         by limits, cooldowns, quotas or busy slots is parked until `retry_at` (an event `task_waiting` says
         until when) and run again, as long as that is within `wait` of the start.
         `on_event` hears `task_started`, each attempt's `attempt_started` and `attempt_finished`, `task_waiting`
         and, last, `task_finished` (outcome "success", "failed" or "interrupted"; also when run() raises once the
-        task started) (adws.events); every event is logged on the "adws.events" logger too.
+        task started) (adws.events); every event is logged on the "adws.events" logger too. An attempt's events
+        come once it is recorded; an Exception from `on_event` never loses it nor stops the run: the first is
+        logged and named in the result's warnings (adws.events.SafeSink), and `on_event` hears no more of the task.
         Raises, before anything runs: ArgumentError (a TypeError and ValueError: an argument of the wrong type)
         and TaskError (a task field of the wrong type), both before any event; then, once `task_started` was
         emitted (a `task_finished` "failed" follows, so that run_many's progress sees every task end):
