@@ -8,9 +8,12 @@ unwinding from losing what it is there to keep:
 - only the first signal is raised; later ones (an impatient second Ctrl-C, SIGTERM then SIGHUP from a
   supervisor) are noted and ignored while adws records what happened, then exits.
 
-`interruptible()` marks the one place a stop is expected to land inside a shielded block: the runner waiting
-on the agent. Without `install()` (adws used as a library) the process keeps its own handlers; the runner
-still turns a KeyboardInterrupt during the wait into a recorded, interrupted attempt.
+`interruptible()` marks where a stop is expected to land inside a shielded block: the runner waiting on a child
+(the agent, its verify command, a usage command), and the walk inside `Engine.run`'s shield, which holds a stop
+from the walk's end to the audit record. The runner turns a KeyboardInterrupt during its wait into an outcome
+marked `interrupted`; whoever called it raises it again once what ran is recorded (adws.manager, adws.verify,
+adws.usage_sync), so a stop always ends the run. Without `install()` (adws used as a library) the process keeps
+its own handlers, and the same holds for a KeyboardInterrupt.
 """
 
 from __future__ import annotations
