@@ -25,7 +25,7 @@ runs the store does not hold yet are appended (a row already there, same account
 figures, is skipped, and so is a run of the same provider, specialization, time and tokens: importing the same
 file twice changes nothing; rows rolled up by `compact` since the export no longer match and would be added
 again), cursors only move forward, an observation replaces the store's only if it is not older, the rest is
-overwritten. A store that caps runs (Redis: the newest RUNS_KEPT per provider and specialization) keeps only the
+overwritten. Every store caps runs (the newest RUNS_KEPT per provider and specialization): it keeps only the
 newest of the old and imported runs, and the summary counts both the file's runs it did not keep and its own
 runs the newer imported ones pushed out.
 

@@ -56,9 +56,9 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from adws.attempt import Usage
+from adws.state import base
 from adws.state.base import (
     DEFAULT_PREFIX,
-    RUNS_KEPT,
     BreakerState,
     ChangePoller,
     Closing,
@@ -809,7 +809,7 @@ class RedisStore(Closing):
         return self.prefix + "runs:" + _q(provider) + ":" + _q(specialization)
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
-        self._write("run", *_run_args(RunRecord(provider, specialization, at, tokens)), RUNS_KEPT)
+        self._write("run", *_run_args(RunRecord(provider, specialization, at, tokens)), base.RUNS_KEPT)
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         key = self._runs_key(provider, specialization)
@@ -862,11 +862,12 @@ class RedisStore(Closing):
         (predicted from that read: the runs with the lowest time, ties in member order, as Redis ranks them), and
         checks how many of the written ones are still kept at the end (one more round trip: another coordinator
         may be recording runs meanwhile)."""
+        cap = base.RUNS_KEPT  # read at call time, as by every backend: tests lower it
         given: dict[str, list[tuple[float, str, list[str]]]] = {}  # per key: (time, member, script arguments)
         for run in runs:
             args = _run_args(run)
             given.setdefault(self._runs_key(run.provider, run.specialization), []).append(
-                (float(args[2]), args[3], [*args, str(RUNS_KEPT)]))
+                (float(args[2]), args[3], [*args, str(cap)]))
         keys = list(given)
         written: dict[str, list[str]] = {}  # the members written, per key
         displaced = 0
@@ -875,7 +876,7 @@ class RedisStore(Closing):
             ranked: list[tuple[float, str, list[str] | None]] = [(at, member, None) for member, at in held]
             ranked += given[key]
             ranked.sort(key=lambda row: (row[0], row[1]))
-            dropped = ranked[:max(len(ranked) - RUNS_KEPT, 0)]
+            dropped = ranked[:max(len(ranked) - cap, 0)]
             displaced += sum(args is None for _, _, args in dropped)
             written[key] = [member for _, member, args in ranked[len(dropped):] if args is not None]
         kept = {member for members in written.values() for member in members}

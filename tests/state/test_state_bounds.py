@@ -15,8 +15,7 @@ import pytest
 import redis
 
 from adws.attempt import Usage
-from adws.state import STORES, BreakerState, Cooldown, RedisStore, SqliteStore, StateStoreError, UsageRecord
-from adws.state import redis_store as redis_module
+from adws.state import STORES, BreakerState, Cooldown, RedisStore, SqliteStore, StateStoreError, UsageRecord, base
 from adws.state.base import EARLIEST, LATEST, Observation, RunRecord, RunsImported
 from tests.state.test_state import T0, open_backend
 
@@ -171,7 +170,7 @@ def test_redis_lists_each_group_of_runs_once_in_one_read(
 def test_redis_writes_only_the_runs_it_keeps_and_counts_those_of_its_own_they_push_out(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: redis.Redis
 ) -> None:
-    monkeypatch.setattr(redis_module, "RUNS_KEPT", 3)
+    monkeypatch.setattr(base, "RUNS_KEPT", 3)
     with open_backend("redis", request, tmp_path) as store:
         assert isinstance(store, RedisStore)
         for minutes in (0, 1):
