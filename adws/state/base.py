@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
@@ -175,6 +175,13 @@ class RunRecord(NamedTuple):
     specialization: str
     at: datetime
     tokens: int
+
+
+# How far past the store's clock the time of a reading or of an imported event is believed: hosts' clocks out of step
+# by less (NTP keeps them within seconds; 5 minutes is Kerberos's default allowance for the same). Redis keeps a live
+# reading dated later as of this bound (`record_observation`, on the server's clock), and `adws state import` refuses
+# a file's time beyond it: a reading from the future would stay "the newest" until its time came.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 # Successful runs kept per (provider, specialization) by every backend, the newest by time (older ones are dropped as

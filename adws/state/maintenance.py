@@ -48,6 +48,7 @@ from adws.errors import AdwsError, UsageError, suggest
 from adws.state.base import (
     BREAKER_STATES,
     EARLIEST,
+    FUTURE_TOLERANCE,
     LATEST,
     BreakerState,
     Cooldown,
@@ -71,10 +72,6 @@ RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period
 # sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, what SQLite alone accepted
 # before, let two lines overflow. The config's own request and money quotas stop at 10**12 too.
 MAX_COUNT = 10**12
-# How much later than the export (or now) a line may say something happened: hosts' clocks out of step (NTP keeps
-# them within seconds; 5 minutes is Kerberos's default allowance for the same). A reading from further ahead would
-# stay "the newest" until its time came, keeping the store from taking any newer one.
-FUTURE_TOLERANCE = timedelta(minutes=5)
 SHOWN_CHARS = 60  # of a bad value in a message: a hostile line may hold a megabyte in one field
 
 

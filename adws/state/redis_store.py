@@ -59,6 +59,7 @@ from adws.attempt import Usage
 from adws.state import base
 from adws.state.base import (
     DEFAULT_PREFIX,
+    FUTURE_TOLERANCE,
     BreakerState,
     ChangePoller,
     Closing,
@@ -356,13 +357,27 @@ end
 return out
 """
 
-# The latest observation per (provider, subject): kept unless a later one is already there.
+# The latest observation per (provider, subject): kept unless a later one is already there. "Later" is judged on the
+# server's clock, the one clock every host shares: a reading dated more than ARGV[7] seconds past it (a host whose
+# clock is ahead wrote it) is kept as of that bound, and a kept reading dated past it blocks nobody; otherwise one
+# host an hour ahead would freeze the subject's reading for every coordinator for that hour.
 _OBSERVE = _HEAD + """
--- ARGV: 3 quoted provider, 4 subject, 5 at, 6 encoded observation
+-- ARGV: 3 quoted provider, 4 subject, 5 at, 6 encoded observation, 7 seconds past the server's clock believed
 local key = P .. 'obs:' .. ARGV[3]
+local t = redis.call('TIME')
+local latest = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[7])
+local at, value = tonumber(ARGV[5]), ARGV[6]
+if at > latest then
+  local o = cjson.decode(value)
+  o.at = latest
+  at, value = latest, cjson.encode(o)
+end
 local kept = redis.call('HGET', key, ARGV[4])
-if kept and cjson.decode(kept).at > tonumber(ARGV[5]) then return 0 end
-redis.call('HSET', key, ARGV[4], ARGV[6])
+if kept then
+  local kept_at = cjson.decode(kept).at
+  if kept_at > at and kept_at <= latest then return 0 end
+end
+redis.call('HSET', key, ARGV[4], value)
 redis.call('SADD', P .. 'observed', ARGV[3])
 bump()
 return 1
@@ -793,7 +808,8 @@ class RedisStore(Closing):
         at = stored_epoch(o.at, "Observation.at")
         value = json.dumps({"at": at, "percent": o.percent, "source": o.source, "used": o.used, "limit": o.limit,
                             "reset_at": stored_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None})
-        return bool(self._write("observe", _q(o.provider), o.subject, repr(at), value))
+        return bool(self._write("observe", _q(o.provider), o.subject, repr(at), value,
+                                repr(FUTURE_TOLERANCE.total_seconds())))
 
     def observations(self) -> dict[tuple[str, str], Observation]:
         out = {}
