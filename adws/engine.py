@@ -299,7 +299,7 @@ class Engine:
         and, last, `task_finished` (outcome "success", "failed" or "interrupted"; also when run() raises once the
         task started) (adws.events); every event is logged on the "adws.events" logger too. An attempt's events
         come once it is recorded; an Exception from `on_event` never loses it nor stops the run: the first is
-        logged and named in the result's warnings (adws.events.SafeSink), and `on_event` hears no more of the task.
+        logged and named in the result's warnings (adws.events.SafeSink); later events still go to `on_event`.
         Raises, before anything runs: ArgumentError (a TypeError and ValueError: an argument of the wrong type)
         and TaskError (a task field of the wrong type), both before any event; then, once `task_started` was
         emitted (a `task_finished` "failed" follows, so that run_many's progress sees every task end):

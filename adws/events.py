@@ -82,10 +82,11 @@ EventSink = Callable[[Event], None]
 
 class SafeSink:
     """A callback (`on_event`, a manager's `observer`) whose exceptions never reach the run: an attempt that ran is
-    recorded whatever its observer does. Its first exception (an Exception; a KeyboardInterrupt still stops the
-    run) is logged on the "adws.events" logger and kept in `failure`, and the callback hears no more events: a
-    closed pipe under a progress display raises on every write. `take()` hands the failure on once, for the
-    result's warnings. Wrapping a SafeSink again returns it as it is (see `of`)."""
+    recorded whatever its observer does. The first Exception it raises is logged on the "adws.events" logger and
+    kept in `failure`; later ones are ignored (a closed pipe under a progress display raises on every write), and
+    it goes on hearing events: a callback that fails on one event may still want the next, and run_many's own
+    book-keeping rides on it. A KeyboardInterrupt still stops the run. `take()` hands the failure on once, for
+    the result's warnings. Wrapping a SafeSink again returns it as it is (see `of`)."""
 
     __slots__ = ("_taken", "failure", "sink")
 
@@ -106,10 +107,10 @@ class SafeSink:
         try:
             sink(event)
         except Exception as exc:
-            self.sink = None
-            self.failure = (f"the event callback (on_event) raised {type(exc).__name__}: {exc} at {event.kind}; "
-                            "it heard no more events of this task, which went on")
-            log.warning("%s", self.failure)
+            if self.failure is None:
+                self.failure = (f"the event callback (on_event) raised {type(exc).__name__}: {exc} at {event.kind} "
+                                "(its first failure in this task; the task went on)")
+                log.warning("%s", self.failure)
 
     def take(self) -> str | None:
         """The failure, the first time it is asked for after it happened; None otherwise."""

@@ -69,8 +69,9 @@ RESERVE_LOCK_TRIES = 1000
 RESERVE_LOCK_POLL = 0.005  # seconds
 
 # A stopped attempt's changes are saved and its tree restored (workdir "reset", "worktree") within this many
-# seconds, all git commands together: the stop is waiting for it.
-STOP_TIDY_SECONDS = 10.0
+# seconds, all git commands together: the stop is waiting for it. Below adws.batch.STOP_JOIN_SECONDS, which a
+# stopping run_many gives each worker after its agent's kill_grace to record what it ran.
+STOP_TIDY_SECONDS = 4.0
 CANCELLED = "cancelled: the run was cancelled and the agent's process group ended"
 
 Runner = Callable[[RunRequest], RunOutcome]
@@ -171,9 +172,9 @@ class ProviderManager:
         Raises AdwsError when the run directory cannot be created (nothing ran).
         `workspace` (adws.workdir) says where each attempt runs and what a failed one leaves behind (default:
         `keep`, every attempt in `workdir`); `observer` hears each attempt start and end (adws.events), once the
-        attempt is in `result`; an exception it raises is caught (adws.events.SafeSink): named once in
-        `result.warnings`, and the observer hears nothing more of the run. `scrub`: what the run's records are
-        cleaned with, when the caller has made it already (`scrubber_for` the run).
+        attempt is in `result`; an Exception it raises is caught (adws.events.SafeSink): the first is named in
+        `result.warnings`, and the run goes on. `scrub`: what the run's records are cleaned with, when the caller
+        has made it already (`scrubber_for` the run).
         """
         if not isinstance(task, Task) or not isinstance(decision, Decision):
             wrong = ("task", task, "an adws.Task") if not isinstance(task, Task) else \

@@ -213,7 +213,8 @@ def test_an_observer_that_raises_loses_no_attempt(tmp_path: Path) -> None:
 
     result = engine(tmp_path, config_text("ok")).run({"id": "T-1"}, prompt="go", workdir=tmp_path, on_event=broken)
     assert result.success and len(result.attempts) == 1
-    assert heard == [EventKind.TASK_STARTED, EventKind.ATTEMPT_STARTED, EventKind.ATTEMPT_FINISHED]
+    assert heard == [EventKind.TASK_STARTED, EventKind.ATTEMPT_STARTED, EventKind.ATTEMPT_FINISHED,
+                     EventKind.TASK_FINISHED]  # it still hears the task end
     [warning] = [w for w in result.warnings if "on_event" in w]
     assert "BrokenPipeError" in warning
     [record] = audit.read(tmp_path / "audit.jsonl")
@@ -235,6 +236,23 @@ def test_a_manager_observer_that_raises_loses_no_attempt(tmp_path: Path) -> None
     eng.manager.run(task, decision, prompt="go", workdir=tmp_path, result=result, observer=broken)
     assert result.success and len(result.attempts) == 1
     assert any("ValueError: display gone" in w for w in result.warnings)
+
+
+def test_run_many_with_a_callback_that_always_raises_loses_nothing(tmp_path: Path) -> None:
+    eng = engine(tmp_path, config_text("ok"))
+
+    def broken(event: Event) -> None:
+        raise OSError(5, "Input/output error")
+
+    items = [{"task": {"id": f"T-{n}"}, "prompt": "go", "workdir": str(tmp_path)} for n in range(3)]
+    outcomes = eng.run_many(items, concurrency=2, on_event=broken)
+    assert [o.success for o in outcomes] == [True] * 3
+    assert not any(o.interrupted for o in outcomes)
+    for outcome in outcomes:
+        assert outcome.result is not None
+        [warning] = outcome.result.warnings
+        assert warning.startswith("the event callback (on_event) raised OSError") and "task_started" in warning
+    assert len(audit.read(tmp_path / "audit.jsonl")) == 3
 
 
 # -- 4. a signal while parked by --wait ------------------------------------------------------------------------
