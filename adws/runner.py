@@ -518,7 +518,9 @@ def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | No
     known: set[int] = set(signalled or ())  # the attempt's processes seen so far, to kill and then reap
     groups: set[int] = set()  # process groups and sessions of the attempt's processes
     zombies_seen: _Table = {}
-    own_group = os.getpgrp()
+    own = {os.getpgrp(), os.getsid(0)}
+    # The leader's group, by its id, only while the leader is not reaped (then the id cannot name another group).
+    leader_group = set() if leader_reaped else {leader}
     stopped: set[int] = set()  # processes and groups sent SIGSTOP: none of them can fork any more
 
     def scan() -> tuple[set[int], bool]:
@@ -543,8 +545,8 @@ def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | No
         for group in groups:
             # A group whose leader is the attempt's, or has exited (its members are the attempt's processes
             # found in it); never adws's own, nor one led by a live process that is not the attempt's.
-            if group != own_group and group > 1 and (group in known or group == leader
-                                                     or not os.path.exists(f"/proc/{group}")):
+            if group not in own and group > 1 and (group in known or group in leader_group
+                                                   or not os.path.exists(f"/proc/{group}")):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, sig)
 
