@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
+from adws import interrupts
 from adws.attempt import RunOutcome
 from adws.compiled import AccountSpec, ProviderSpec, QuotaSpec
 from adws.dataclass_cache import dataclass
@@ -104,7 +105,9 @@ def sync_account(provider: ProviderSpec, account: AccountSpec | None, *, config_
     env.update({"ADWS_PROVIDER": provider.name, "ADWS_ACCOUNT": name})
     secrets = [environ[v] for v in resolved.secret_vars if environ.get(v)]
     quota = resolved.quota
-    with tempfile.TemporaryDirectory(prefix="adws-usage-") as out_dir:
+    # Shielded (adws.interrupts): a stop signal that lands while the command is being started waits for the
+    # runner's wait, which ends the command's processes, instead of leaving them running.
+    with tempfile.TemporaryDirectory(prefix="adws-usage-") as out_dir, interrupts.shielded():
         outcome = (runner or run_process)(RunRequest(argv=argv, env=env, cwd=config_dir, out_dir=out_dir,
                                                      timeout=USAGE_COMMAND_TIMEOUT, grace=2.0, secrets=secrets))
     if outcome.interrupted is not None:

@@ -107,6 +107,32 @@ def test_a_signal_during_a_usage_command_stops_before_any_agent(tmp_path: Path, 
     assert helpers and not any(_alive(pid) for pid in helpers)
 
 
+def test_a_signal_as_a_usage_command_starts_waits_until_the_runner_can_end_it(tmp_path: Path,
+                                                                             stop_handler: None) -> None:
+    from adws.config.load import compile_config, parse_toml
+    from adws.runner import run as run_process
+    from adws.usage_sync import sync_account
+
+    command = f'["/bin/sh", "-c", "echo $$ >> {tmp_path}/helpers; exec sleep 30"]'
+    provider = compile_config(parse_toml(_on_h(config_text("ok"), f"usage_command = {command}")), "c.toml",
+                              base_dir=str(tmp_path)).providers["h"]
+    outcomes = []
+
+    def signalled_at_start(request: Any) -> Any:
+        os.kill(os.getpid(), SIG)  # lands before the runner waits on its child (as between spawn and wait)
+        outcomes.append(run_process(request))
+        return outcomes[-1]
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt, match=SIG.name):
+        sync_account(provider, provider.accounts[0], config_dir=str(tmp_path), now=NOW, environ={},
+                     runner=signalled_at_start)
+    assert time.monotonic() - started < 10
+    [outcome] = outcomes  # the runner started the command, took the stop and ended it
+    assert outcome.interrupted == SIG.name
+    assert not any(_alive(pid) for pid in _pids(tmp_path / "helpers"))
+
+
 def test_sync_account_raises_when_its_command_was_interrupted(tmp_path: Path) -> None:
     from adws.attempt import RunOutcome
     from adws.config.load import compile_config, parse_toml
