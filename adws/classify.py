@@ -240,9 +240,10 @@ def classify(
     if parsed.declared is not None:
         detail = _snippet(parsed.error_message or "") or f"the output declares {parsed.declared.value}"
         return _limited(parsed.declared, f"{status}: {detail}", outcome, parsed, now, declared=True)
-    sources = (parsed.error_message or "", outcome.stderr_tail, outcome.stdout_tail)
-    for pattern in patterns:
-        for text in sources:
+    for text in _sources(outcome, parsed):
+        for pattern in patterns:
+            if parsed.rate_limited and pattern.outcome not in LIMIT_CLASSES:
+                continue  # a structured 429 is a limit: the text may only say which one
             match = pattern.regex.search(text)
             if match is not None:
                 return _limited(pattern.outcome, f"{status}: {_line_at(text, match)}", outcome, parsed, now)
@@ -254,7 +255,7 @@ def classify(
         return Classification(OutcomeClass.ERROR, f"{status}: {detail}" if detail else status)
     if exit_code == 0:
         return Classification(OutcomeClass.BAD_OUTPUT, status)
-    detail = _snippet(parsed.error_message or _last_line(outcome.stderr_tail) or _last_line(outcome.stdout_tail))
+    detail = _snippet(parsed.error_message or _last_line(outcome.stderr_tail) or _last_line(_report(outcome, parsed)))
     return Classification(OutcomeClass.ERROR, f"{status}: {detail}" if detail else status)
 
 
@@ -278,7 +279,7 @@ def _limited(
     from adws.parsers import find_reset_time
 
     reset_at = parsed.reset_at or next(
-        filter(None, (find_reset_time(text, now) for text in _reset_sources(outcome, parsed))), None
+        filter(None, (find_reset_time(text, now) for text in _sources(outcome, parsed))), None
     )
     if reset_at is not None:
         far = reset_at - now > QUOTA_HORIZON
@@ -288,8 +289,16 @@ def _limited(
     return Classification(outcome_class, reason, reset_at)
 
 
-def _reset_sources(outcome: RunOutcome, parsed: ParsedOutput) -> tuple[str, ...]:
-    return (parsed.error_message or "", outcome.stderr_tail, outcome.stdout_tail)
+def _sources(outcome: RunOutcome, parsed: ParsedOutput) -> tuple[str, ...]:
+    """What the patterns and the reset search read, most telling first: the CLI's own error message (from its
+    error and result records), its stderr, then the part of stdout that reports on the run (`report_text`).
+    Never the agent's transcript — tool results, command output, its answer, the prompt echoed back — which may
+    quote any error text at all."""
+    return (parsed.error_message or "", outcome.stderr_tail, _report(outcome, parsed))
+
+
+def _report(outcome: RunOutcome, parsed: ParsedOutput) -> str:
+    return outcome.stdout_tail if parsed.report_text is None else parsed.report_text
 
 
 def _status(exit_code: int, parsed: ParsedOutput, outcome: RunOutcome) -> str:

@@ -68,7 +68,7 @@ def parse_json(stdout: str, now: datetime) -> ParsedOutput:
     """One object with `response`, `stats` and, when the request failed, `error`. (In JSON mode the CLI
     prints a failure's error object on stderr, where the classifier's patterns read it.)"""
     acc = Acc(now)
-    for record in json_records(stdout):
+    for record in json_records(stdout, acc.beside):
         if not _GEMINI_KEYS & record.keys():
             continue
         acc.recognised += 1
