@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from adws.attempt import OutcomeClass, ParsedOutput, Usage
@@ -244,6 +244,7 @@ class Acc:
     declared: OutcomeClass | None = None  # what a structured field of the output says happened
     requests: int | None = None  # requests the CLI reports having used
     beside: list[str] = field(default_factory=list)  # stdout lines outside the records (json_records' rest)
+    zone: tzinfo | None = None  # the zone of a reset time written without one (find_reset_time); None: UTC
 
     def declare(self, outcome: OutcomeClass | None) -> None:
         """Record the class a structured field names; the first one stands (later ones are consequences)."""
@@ -284,7 +285,7 @@ class Acc:
             usage = Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd)
         reset_at = self.reset_at
         if reset_at is None and self.error_message:
-            reset_at = find_reset_time(self.error_message, self.now)
+            reset_at = find_reset_time(self.error_message, self.now, zone=self.zone)
         return ParsedOutput(
             final_text=self.final_text,
             is_error=self.is_error,
@@ -309,15 +310,17 @@ def typed_parser(
     *,
     needs: Mapping[str, frozenset[str]] | None = None,
     other: Callable[[str], bool] = lambda _: False,
+    zone: Callable[[], tzinfo] | None = None,
 ) -> Parser:
     """A parser for a JSONL format whose records carry a `type`: one handler per type, `other` for the
     types that belong to the format but need no handling. Formats share type names ("result", "error"),
     so `needs` names the keys at least one of which a record of that type must have to be this format's:
-    Claude's output read with the Copilot parser must come out unrecognised, not as an empty success."""
+    Claude's output read with the Copilot parser must come out unrecognised, not as an empty success.
+    `zone` gives the zone the CLI writes a reset time without a zone in (default UTC)."""
     shapes = needs or {}
 
     def parse(stdout: str, now: datetime) -> ParsedOutput:
-        acc = Acc(now)
+        acc = Acc(now, zone=zone() if zone is not None else None)
         for record in json_records(stdout, acc.beside):
             kind = string(record.get("type")) or ""
             handler = handlers.get(kind)

@@ -589,3 +589,29 @@ def test_recovering_a_cut_document_is_bounded() -> None:
     started = time.perf_counter()
     cut_document(nasty[-TAIL_BYTES:])
     assert time.perf_counter() - started < 2.0
+
+
+# --- local clock times ------------------------------------------------------------------------------------------
+
+
+def test_a_clock_time_without_a_zone_is_read_in_the_zone_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws.parsers.reset import host_zone
+
+    now = datetime(2026, 11, 30, 21, 43, 15, tzinfo=UTC)  # 13:43 in Los Angeles
+    text = "You've hit your usage limit. Try again at 3:28 PM."
+    assert find_reset_time(text, now) == datetime(2026, 12, 1, 15, 28, tzinfo=UTC)  # no zone given: UTC
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    assert find_reset_time(text, now, zone=host_zone()) == datetime(2026, 11, 30, 23, 28, tzinfo=UTC)
+    assert find_reset_time("resets 4pm (Asia/Seoul)", now, zone=host_zone()) == datetime(2026, 12, 1, 7, tzinfo=UTC)
+    dated = "try again at Dec 4th, 2026 3:28 PM."
+    assert find_reset_time(dated, now, zone=host_zone()) == datetime(2026, 12, 4, 23, 28, tzinfo=UTC)
+
+
+def test_codex_reads_its_reset_in_the_hosts_zone_and_others_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # 06:43 on Dec 1 at NOW_T0
+    now = datetime(2026, 11, 30, 21, 43, 15, tzinfo=UTC)
+    message = "You've hit your usage limit. Try again at 8:28 AM."
+    codex = json.dumps({"type": "turn.failed", "error": {"message": message}})
+    assert parse_output("codex-json", codex, now).reset_at == datetime(2026, 11, 30, 23, 28, tzinfo=UTC)
+    claude = json.dumps({"type": "result", "subtype": "success", "is_error": True, "result": message})
+    assert parse_output("claude-json", claude, now).reset_at == datetime(2026, 12, 1, 8, 28, tzinfo=UTC)
