@@ -123,6 +123,9 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
             "context_overflow",
         ),
         (r"ran out of room in the model'?s context window", "context_overflow"),
+        # Cloudflare refusing the machine's network (Codex's CLOUDFLARE_BLOCKED_MESSAGE, "... restricted region
+        # (status 403 Forbidden)"): no credential is at fault, and no account can run from here. Before the 403 below.
+        (r"access blocked by cloudflare|connecting from a restricted region", "unavailable"),
         # Credentials: wrong, missing or expired, in each CLI's words (Claude "Missing API key · Run /login",
         # "OAuth token has expired"; Gemini "API Key not found", "set an Auth method"; Copilot "No authentication
         # information found"; Codex "refresh token has expired ... sign in again"; OpenAI "Incorrect API key").
