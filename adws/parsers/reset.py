@@ -57,6 +57,17 @@ _CLOCK_RE = re.compile(
     re.IGNORECASE,
 )
 
+# Z.ai (GLM Coding Plan) error 1308, "Usage limit reached for 5 hour. Your limit will reset at 2026-09-09 05:38:28"
+# (and its Chinese wording "您的限额将在 2026-08-25 07:41:44 重置"): a date and time in Beijing time with no zone
+# (hugalafutro/model-hotel#955, from a live 429 body; NousResearch/hermes-agent#103038, Z.AI's error-code page).
+# It starts where the ISO form's match does, and comes after it in _RESET_FORMS, so it wins the tie.
+_ZAI_RE = re.compile(
+    r"(?:(?<=your limit will )reset at |限额将在\s*)(?P<date>\d{4}-\d{2}-\d{2}) (?P<time>\d{2}:\d{2}:\d{2})"
+    r"(?!\.?\d|\s*(?:Z|UTC|GMT|[+-]\d))",
+    re.IGNORECASE,
+)
+_ZAI_ZONE = "Asia/Shanghai"
+
 
 def find_reset_time(text: str, now: datetime, *, zone: tzinfo | None = None) -> datetime | None:
     """The reset time `text` announces, as an aware UTC datetime, or None.
@@ -175,10 +186,15 @@ def _resolve_clock(match: re.Match[str], now: datetime) -> datetime | None:
     return found + timedelta(days=1) if found <= local_now else found
 
 
+def _resolve_zai(match: re.Match[str], now: datetime) -> datetime | None:
+    return datetime.fromisoformat(f"{match['date']}T{match['time']}").replace(tzinfo=ZoneInfo(_ZAI_ZONE))
+
+
 _RESET_FORMS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], datetime], datetime | None]], ...] = (
     (_EPOCH_RE, _resolve_epoch),
     (_RETRY_AFTER_RE, _resolve_retry_after),
     (_RELATIVE_RE, _resolve_relative),
     (_ISO_RE, _resolve_iso),
     (_CLOCK_RE, _resolve_clock),
+    (_ZAI_RE, _resolve_zai),
 )
