@@ -19,8 +19,10 @@ plus declared regex patterns over the output tail. Decision order, first rule th
    Claude's terminal_reason, OpenCode's error name, Cline's errorClass, Gemini's fatal exit codes)
                                                                      → that class
 7. declared patterns, in the order given (provider patterns first, then DEFAULT_PATTERNS: build the list
-   with `pattern_chain`), each searched in the parsed error message, then the stderr tail, then the
-   stdout tail                                                       → the pattern's class
+   with `pattern_chain`), over the parsed error message, then the stderr tail, then the part of stdout that
+   reports on the run (`ParsedOutput.report_text`: never the agent's transcript, which may quote any error
+   text); the first source with a match decides                     → the pattern's class
+   When the parser saw a structured rate-limit signal, only limit patterns count (they say which limit).
 8. the parser saw a structured rate-limit signal (`rate_limited`)   → rate_limited
 9. exit 0 but the result says `is_error`                            → error
 10. exit 0 without a readable final result                          → bad_output
@@ -31,7 +33,7 @@ decides: a reset within QUOTA_HORIZON (6 h, longer than Claude's five-hour windo
 further away (a weekly or monthly quota) is exhaustion. Without a reset time the matched class stands.
 
 `reset_at` is given for limit verdicts only: the parser's structured reset, else the first reset time
-`find_reset_time` finds in the error message, the stderr tail, then the stdout tail.
+`find_reset_time` finds in the same sources, in the same order.
 
 What the attempt books (`booked_usage`): the usage the CLI reported, with the request count it reported; an
 attempt turned away before doing any work (a limit, a quota, a failed login) books no tokens and no request
