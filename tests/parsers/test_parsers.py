@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from adws.attempt import OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.parsers import PARSERS, find_reset_time, parse_output, read_output
 from adws.parsers._base import Acc, typed_parser
+from adws.runner import RunRequest
 from tests.helpers import DATA
 
 OUTPUTS = DATA / "outputs"
@@ -190,6 +191,7 @@ RECORDED = [
             "Your quota will reset after 1h12m5s.]",
             usage=Usage(),
             reset_at=NOW + timedelta(hours=1, minutes=12, seconds=5),
+            notes=["Loop detected, stopping execution"],  # kept for the result: a success it stopped is an error
         ),
     ),
     (
@@ -544,7 +546,8 @@ def test_a_figure_beyond_what_import_takes_is_not_reported() -> None:
 
 # --- a kept tail that starts mid-document ---------------------------------------------------------------------
 
-TAIL_BYTES = 256 * 1024  # what the runner keeps of each stream (RunRequest.tail_bytes)
+TAIL_BYTES: int = next(f.default for f in dataclasses.fields(RunRequest) if f.name == "tail_bytes")  # type: ignore[assignment]
+# ^ what the runner keeps of each stream
 
 
 def big_claude_verbose() -> str:
