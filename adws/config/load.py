@@ -21,6 +21,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -47,7 +48,9 @@ from adws.config.lines import key_lines, line_of
 from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
 from adws.config.schema import (
+    COOLDOWN_DAYS,
     OUTPUT_FORMATS,
+    WINDOW_DAYS,
     Config,
     LLMConfig,
     PoolConfig,
@@ -130,9 +133,10 @@ DEFAULT_ACTIONS: dict[OutcomeClass, str] = {
 }
 
 
-def parse_duration(text: str) -> float:
-    """'5h', '30m', '1h30m', '7d' -> seconds (ValueError with the accepted forms otherwise)."""
-    return parse_window(text).total_seconds()
+def parse_duration(text: str, days: int) -> float:
+    """'5h', '30m', '1h30m', '7d' -> seconds, at most `days` days (ValueError with the accepted forms, or the
+    bound, otherwise)."""
+    return parse_window(text, timedelta(days=days)).total_seconds()
 
 
 MAX_DEPTH = 32  # tables and arrays inside each other; adws's own keys need 7, the rest is room for attrs values
@@ -339,7 +343,7 @@ def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _C
     if q.reset is not None:
         check.guard((*loc, "reset"), lambda: CronMatcher(q.reset or ""))
     if q.window is not None:
-        window = check.guard((*loc, "window"), lambda: parse_duration(q.window or ""))
+        window = check.guard((*loc, "window"), lambda: parse_duration(q.window or "", WINDOW_DAYS))
     zone = tz.key
     if q.timezone is not None:
         found = _zone(q.timezone, (*loc, "timezone"), check)
@@ -631,8 +635,8 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
         default_specialization=it.default_specialization.lower(), known_specializations=frozenset(known),
         chars_per_token=it.chars_per_token, override_label_prefix=it.override_label_prefix.lower(),
         force_attr=it.force_attr, retry_count_from_history=it.retry_count == "history",
-        history_window_seconds=check.guard((*loc, "history_window"), lambda: parse_duration(it.history_window))
-        or 7 * 86400.0,
+        history_window_seconds=check.guard(
+            (*loc, "history_window"), lambda: parse_duration(it.history_window, WINDOW_DAYS)) or 7 * 86400.0,
     )
 
 
@@ -951,7 +955,7 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     default_provider, default_model = _defaults(cfg, chain, providers, check)
     rules = _rules(cfg, validated.rule_index, conditions, providers, intake, check)
     breaker_cooldown = check.guard(("routing", "circuit_breaker", "cooldown"),
-                                   lambda: parse_duration(routing.circuit_breaker.cooldown))
+                                   lambda: parse_duration(routing.circuit_breaker.cooldown, COOLDOWN_DAYS))
     check.name_in(("state", "backend"), "state backend", cfg.state.backend, STORES)
     backend = STORES.get(cfg.state.backend)
     if backend is not None and ("state", "backend") not in check.defaulted:  # else the keys' backend is unknown

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from adws.compiled import PoolSpec, ProviderSpec, QuotaSpec
-from adws.config.schema import NeedConfig, ProviderConfig, ScoringConfig, WeightsConfig
+from adws.config.schema import COOLDOWN_DAYS, NeedConfig, ProviderConfig, ScoringConfig, WeightsConfig
 from adws.errors import Loc
 from adws.need import NeedSpec
 from adws.scoring import ScoringSpec, Weights
@@ -48,7 +48,8 @@ def provider_extras(loc: Loc, p: ProviderConfig, check: _Checker) -> dict[str, A
     check_usage_command((*loc, "usage_command"), command, check)
     interval = None
     if p.usage_sync_interval is not None:
-        interval = check.guard((*loc, "usage_sync_interval"), lambda: parse_duration(p.usage_sync_interval or ""))
+        interval = check.guard((*loc, "usage_sync_interval"),
+                               lambda: parse_duration(p.usage_sync_interval or "", COOLDOWN_DAYS))
         if not command and not any(a.usage_command for a in p.accounts):
             check.add((*loc, "usage_sync_interval"), "there is no usage_command to run (declare one on the "
                       "provider or its accounts)")

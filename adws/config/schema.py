@@ -44,6 +44,23 @@ Score = Annotated[int, Field(ge=0, le=100)]
 # Bounds for times in seconds: long enough for any agent run, short enough that a date plus it stays a date.
 DAY = 86_400.0
 WEEK = 7 * DAY
+# Bounds of the duration keys (strings such as "5h", read by adws.quota.parse_window), in days: a quota period or
+# the audit history adws looks back over at most a year, a breaker's cooldown or a usage sync interval at most a
+# month. `adws check` refuses a longer one; nothing accepted overflows a date it is added to.
+WINDOW_DAYS = 366
+COOLDOWN_DAYS = 30
+_UNIT_SECONDS = (("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+
+
+def _duration(days: int, what: str, example: str) -> dict[str, Any]:
+    """Field options of a duration key of at most `days` days: its description, and a JSON Schema pattern of the
+    form parse_window reads, each unit with no more digits than the bound needs (the exact bound, a sum over
+    the units, is `adws check`'s)."""
+    most = days * 86_400
+    units = "".join(f"(?:0*\\d{{1,{len(str(most // seconds))}}}{unit})?" for unit, seconds in _UNIT_SECONDS)
+    return {"description": f'{what}, e.g. "{example}": numbers with units w, d, h, m, s in that order; at most '
+            f"{days} days ({days}d).",
+            "json_schema_extra": {"pattern": f"^\\s*(?=[^\\s]*[1-9])(?:{units})\\s*$"}}
 
 
 def _enum(names: Any) -> dict[str, Any]:
@@ -147,7 +164,7 @@ class IntakeConfig(StrictModel):
     retry_count: Literal["task", "history"] = Field(
         "task", description='"history": a task without retry_count gets the number of its failed runs in the '
         "audit log within history_window.")
-    history_window: str = Field("7d", description='How far back retry_count = "history" looks, e.g. "7d".')
+    history_window: str = Field("7d", **_duration(WINDOW_DAYS, 'How far back retry_count = "history" looks', "7d"))
     override_label_prefix: str = Field(
         "route:", description='A label "route:<provider>[/<model>]" forces the target. "" disables.'
     )
@@ -163,7 +180,7 @@ class RetryConfig(StrictModel):
 
 class BreakerConfig(StrictModel):
     failure_threshold: int = Field(3, ge=1, le=1000, description="Consecutive infrastructure failures that open it.")
-    cooldown: str = Field("10m", description='How long it stays open before one probe ("10m", "1h").')
+    cooldown: str = Field("10m", **_duration(COOLDOWN_DAYS, "How long it stays open before one probe", "10m"))
     counts: list[Outcome] = Field(
         default_factory=lambda: [OutcomeClass.CRASHED, OutcomeClass.TIMEOUT, OutcomeClass.UNAVAILABLE],
         description="Outcome classes that count as infrastructure failures.",
@@ -276,7 +293,7 @@ class PoolConfig(StrictModel):
     requests: int | None = Field(None, gt=0)
     cost_usd: float | None = Field(None, gt=0)
     reset: str | None = None
-    window: str | None = None
+    window: str | None = Field(None, **_duration(WINDOW_DAYS, "Rolling window instead of a reset", "5h"))
     timezone: str | None = None
     hard_block_percent: float | None = Field(None, gt=0, le=100, description="Default: the quota's.")
     alert_percent: list[float] | None = Field(None, description="Default: the quota's.")
@@ -306,7 +323,7 @@ class QuotaConfig(StrictModel):
     requests: int | None = Field(None, gt=0, le=10**12, description="Requests (attempts) per period.")
     cost_usd: float | None = Field(None, gt=0, le=10**12, description="Money per period, where models have a price.")
     reset: str | None = Field(None, description='Cron expression of the period reset, e.g. "0 0 * * 0".')
-    window: str | None = Field(None, description='Rolling window instead of a reset, e.g. "5h".')
+    window: str | None = Field(None, **_duration(WINDOW_DAYS, "Rolling window instead of a reset", "5h"))
     timezone: str | None = Field(None, description="Timezone of `reset`; default: routing.timezone.")
     hard_block_percent: float = Field(95.0, gt=0, le=100)
     alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0])
@@ -368,8 +385,9 @@ class ProviderConfig(StrictModel):
     prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
     need: NeedConfig | None = Field(None, description="Expected need per task, for the fit test.")
     usage_command: list[str] | None = Field(None, min_length=1, description="argv templates printing usage JSON.")
-    usage_sync_interval: str | None = Field(None, description='Run usage_command before routing at most this '
-                                            'often, e.g. "10m"; unset: only `adws quota --sync` runs it.')
+    usage_sync_interval: str | None = Field(None, **_duration(
+        COOLDOWN_DAYS, "Run usage_command before routing at most this often (unset: only `adws quota --sync` runs "
+        "it)", "10m"))
     wait_for_reset: float = Field(0.0, ge=0, le=3600, description="Seconds: a limit resetting sooner is waited out.")
 
     _split_command = field_validator("command_template", mode="before")(split_words)

@@ -1,0 +1,91 @@
+"""What `adws check` accepts must be able to run (issue 9, second round): every duration and number bounded,
+every template rendered against a complete sample at load, every command with a program, names the override
+syntax can tell apart. Each refused config gets one exact line naming its place."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from adws.config.schema import Config
+from adws.errors import UsageError
+from adws.insight.records import parse_since
+from adws.quota import MAX_WINDOW, parse_window
+from tests.helpers import config_problems
+
+X = '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\n'
+RULE = '[[routing.rules]]\nname = "r"\nprovider = "x"\n'
+
+# name -> (config text, every problem `adws check` reports)
+REFUSED: dict[str, tuple[str, list[str]]] = {
+    # --- durations: each key has a documented bound; nothing longer reaches a date it would overflow
+    "breaker cooldown of 9999999d": (
+        X + '[routing.circuit_breaker]\ncooldown = "9999999d"\nfailure_threshold = 1\n',
+        ['routing.circuit_breaker → cooldown: invalid window "9999999d": must be at most 30d']),
+    "quota window of 2000000d": (
+        X + '[providers.x.quota]\ntokens = 1000\nwindow = "2000000d"\n',
+        ['providers.x.quota → window: invalid window "2000000d": must be at most 366d']),
+    "quota window past a C int of days": (
+        X + '[providers.x.quota]\ntokens = 1000\nwindow = "99999999999d"\n',
+        ['providers.x.quota → window: invalid window "99999999999d": must be at most 366d']),
+    "quota window one day past a year": (
+        X + '[providers.x.quota]\ntokens = 1000\nwindow = "367d"\n',
+        ['providers.x.quota → window: invalid window "367d": must be at most 366d']),
+    "pool window": (
+        X + '[providers.x.quota.pools.p]\nmodels = ["*"]\ntokens = 1000\nwindow = "400d"\n',
+        ['providers.x.quota → pools → p → window: invalid window "400d": must be at most 366d']),
+    "history_window of 9999999d": (
+        X + '[routing.intake]\nhistory_window = "9999999d"\n',
+        ['routing.intake → history_window: invalid window "9999999d": must be at most 366d']),
+    "usage_sync_interval past a month": (
+        X + 'usage_command = ["u"]\nusage_sync_interval = "31d"\n',
+        ['providers.x → usage_sync_interval: invalid window "31d": must be at most 30d']),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_refused_with_one_exact_line(name: str) -> None:
+    text, expected = REFUSED[name]
+    assert config_problems(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9999999d", "99999999999d", "999999w", "3661d", "9" * 5000 + "h"])
+def test_parse_window_refuses_what_no_date_can_take(text: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_window(text)
+    assert str(info.value) == f'invalid window "{text}": must be at most 3660d'
+
+
+def test_parse_window_takes_its_bound_and_leading_zeros() -> None:
+    assert parse_window("3660d") == MAX_WINDOW
+    assert parse_window("0" * 5000 + "5h") == timedelta(hours=5)
+    assert parse_window("30d", timedelta(days=30)) == timedelta(days=30)
+    with pytest.raises(ValueError, match=r'^invalid window "30d1s": must be at most 30d$'):
+        parse_window("30d1s", timedelta(days=30))
+
+
+@pytest.mark.parametrize("value", ["9999999d", "999999w", "9" * 40 + "s"])
+def test_stats_since_refuses_a_span_before_any_date(value: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_since(value, datetime(2026, 11, 18, tzinfo=UTC))
+    assert str(info.value) == f"--since: a span of at most 3660d (ten years), or an ISO 8601 time; got {value!r}"
+
+
+def _pattern(model: str, key: str) -> str:
+    pattern = Config.model_json_schema(by_alias=True)["$defs"][model]["properties"][key]
+    pattern = pattern.get("pattern") or next(a["pattern"] for a in pattern["anyOf"] if "pattern" in a)
+    assert isinstance(pattern, str)
+    return pattern
+
+
+@pytest.mark.parametrize(("model", "key"), [("BreakerConfig", "cooldown"), ("QuotaConfig", "window"),
+                                            ("PoolConfig", "window"), ("IntakeConfig", "history_window"),
+                                            ("ProviderConfig", "usage_sync_interval")])
+def test_the_schema_bounds_every_duration_key(model: str, key: str) -> None:
+    pattern = _pattern(model, key)
+    for fine in ("10m", "1h30m", " 5h ", "2w", "1d12h", "00005h"):
+        assert re.search(pattern, fine), fine
+    for bad in ("9999999d", "99999999999d", "0h", "", "5 h", "30m1h", "1.5h", "-5h"):
+        assert not re.search(pattern, bad), bad
