@@ -276,6 +276,8 @@ class RollingPeriod(QuotaPeriod):
 # -- alerts, burn rate and exhaustion ---------------------------------------------------------------------------
 
 _DIMENSIONS = ("tokens", "requests", "cost_usd")
+# The furthest `burn_rate` projects an exhaustion: beyond it (or beyond the reset) the quota lasts.
+_MAX_PROJECTION = MAX_WINDOW
 
 
 def alert_level(percent: float, alerts: tuple[float, ...], hard_block: float) -> str | None:
@@ -355,7 +357,16 @@ def burn_rate(usage: Usage, limits: QuotaLimits, period_start: datetime, now: da
     dimension, used, limit = max(limited, key=lambda item: item[1] / item[2])
     hours = max((now - period_start).total_seconds(), 60.0) / 3600.0
     per_hour = used / hours
-    exhausts_at = None
-    if used < limit and per_hour > 0:
-        exhausts_at = now + timedelta(hours=(limit - used) / per_hour)
-    return Burn(dimension, used, limit, per_hour, exhausts_at, resets_at)
+    return Burn(dimension, used, limit, per_hour, _exhaustion(used, limit, per_hour, now), resets_at)
+
+
+def _exhaustion(used: float, limit: float, per_hour: float, now: datetime) -> datetime | None:
+    """When the quota runs out at `per_hour`; None when nothing is spent, it is spent already, or the projection
+    lies past `_MAX_PROJECTION` (a generous limit at a slow rate is centuries away, past any date), which reads
+    as "lasts until the reset" like any projection past the reset."""
+    if used >= limit or not per_hour > 0:
+        return None
+    seconds = (limit - used) / per_hour * 3600.0
+    if not seconds <= _MAX_PROJECTION.total_seconds():  # inf and NaN too
+        return None
+    return now + timedelta(seconds=seconds)

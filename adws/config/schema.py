@@ -190,12 +190,12 @@ class BreakerConfig(StrictModel):
 class NeedConfig(StrictModel):
     """Expected need of a task (tokens): a fixed figure, a multiple of context_tokens, or learned (adws.need)."""
 
-    tokens: int | None = Field(None, gt=0, description="A fixed figure.")
-    context_multiple: float | None = Field(None, gt=0, description="Need = this × the task's context_tokens.")
+    tokens: int | None = Field(None, gt=0, le=1_000_000_000, description="A fixed figure.")
+    context_multiple: float | None = Field(None, gt=0, le=1000, description="Need = this × the task's context_tokens.")
     learned_runs: int | None = Field(None, ge=1, json_schema_extra={"maximum": RUNS_KEPT},
                                      description="Median of this many recent runs of the same provider and "
                                      "specialization; tokens/context_multiple until min_runs exist.")
-    min_runs: int = Field(5, ge=1)
+    min_runs: int = Field(5, ge=1, le=RUNS_KEPT)
     margin_percent: float = Field(0.0, ge=0, le=1000, description="Added to the need before the fit test.")
 
     @field_validator("learned_runs")
@@ -285,18 +285,23 @@ class ModelConfig(StrictModel):
     description: str = ""
 
 
+# Alert thresholds, each within (0, 100] (adws.config.load says so with the place of the one that is not).
+_PERCENTS: dict[str, Any] = {"json_schema_extra": {"items": {"type": "number", "exclusiveMinimum": 0,
+                                                             "maximum": 100}}}
+
+
 class PoolConfig(StrictModel):
     """`[providers.NAME.quota.pools.P]`: a share of the quota drawn on only by the models its globs select."""
 
     models: list[str] = Field(min_length=1, description='Globs over model ids, e.g. ["claude-*"].')
-    tokens: int | None = Field(None, gt=0)
-    requests: int | None = Field(None, gt=0)
-    cost_usd: float | None = Field(None, gt=0)
+    tokens: int | None = Field(None, gt=0, le=10**15, description="Tokens (input + output) per period.")
+    requests: int | None = Field(None, gt=0, le=10**12, description="Requests (attempts) per period.")
+    cost_usd: float | None = Field(None, gt=0, le=10**12, description="Money per period.")
     reset: str | None = None
     window: str | None = Field(None, **_duration(WINDOW_DAYS, "Rolling window instead of a reset", "5h"))
     timezone: str | None = None
     hard_block_percent: float | None = Field(None, gt=0, le=100, description="Default: the quota's.")
-    alert_percent: list[float] | None = Field(None, description="Default: the quota's.")
+    alert_percent: list[float] | None = Field(None, description="Default: the quota's.", **_PERCENTS)
 
     @model_validator(mode="after")
     def _limits_and_period(self) -> Self:
@@ -326,7 +331,7 @@ class QuotaConfig(StrictModel):
     window: str | None = Field(None, **_duration(WINDOW_DAYS, "Rolling window instead of a reset", "5h"))
     timezone: str | None = Field(None, description="Timezone of `reset`; default: routing.timezone.")
     hard_block_percent: float = Field(95.0, gt=0, le=100)
-    alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0])
+    alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0], **_PERCENTS)
     pools: dict[str, PoolConfig] = Field(default_factory=dict, description="Named pools selected by model globs.")
 
     @model_validator(mode="after")
@@ -381,7 +386,7 @@ class ProviderConfig(StrictModel):
     actions: dict[Outcome, Action] = Field(default_factory=dict)
     vars: dict[str, Scalar] = Field(default_factory=dict)
     verify: list[str] = Field(default_factory=_empty_list, description="Argv templates run after a successful attempt.")
-    verify_timeout: float = Field(600.0, gt=0, description="Seconds the verify command may run.")
+    verify_timeout: float = Field(600.0, gt=0, le=WEEK, description="Seconds the verify command may run.")
     prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
     need: NeedConfig | None = Field(None, description="Expected need per task, for the fit test.")
     usage_command: list[str] | None = Field(None, min_length=1, description="argv templates printing usage JSON.")

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adws.attempt import Usage
 from adws.config.schema import Config
 from adws.errors import UsageError
 from adws.insight.records import parse_since
-from adws.quota import MAX_WINDOW, parse_window
+from adws.quota import MAX_WINDOW, QuotaLimits, burn_rate, parse_window
 from tests.helpers import config_problems
 
 X = '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\n'
@@ -42,6 +43,26 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
     "usage_sync_interval past a month": (
         X + 'usage_command = ["u"]\nusage_sync_interval = "31d"\n',
         ['providers.x → usage_sync_interval: invalid window "31d": must be at most 30d']),
+    # --- pool limits are bounded like the quota's own
+    "pool tokens past a C long": (
+        X + '[providers.x.quota.pools.p]\nmodels = ["*"]\ntokens = 9223372036854775807\nreset = "0 0 1 * *"\n',
+        ["providers.x.quota → pools → p → tokens: must be <= 1000000000000000, got 9223372036854775807"]),
+    "pool cost_usd of 1e308": (
+        X + '[providers.x.quota.pools.p]\nmodels = ["*"]\ncost_usd = 1e308\nreset = "0 0 1 * *"\n',
+        ["providers.x.quota → pools → p → cost_usd: must be <= 1000000000000, got 1e+308"]),
+    "pool requests": (
+        X + '[providers.x.quota.pools.p]\nmodels = ["*"]\nrequests = 1000000000001\nreset = "0 0 1 * *"\n',
+        ["providers.x.quota → pools → p → requests: must be <= 1000000000000, got 1000000000001"]),
+    # --- every number bounded: verify_timeout like timeout (a week), the need's figures
+    "verify_timeout = 9e9": (X + 'verify = ["/bin/true"]\nverify_timeout = 9e9\n',
+                             ["providers.x → verify_timeout: must be <= 604800, got 9000000000"]),
+    "a rule's need of 10^10 tokens": (
+        X + RULE + "need = { tokens = 10000000000 }\n",
+        ['routing.rules[0] (name="r") → need → tokens: must be <= 1000000000, got 10000000000']),
+    "need context_multiple = 1e300": (X + "need = { context_multiple = 1e300 }\n",
+                                      ["providers.x → need → context_multiple: must be <= 1000, got 1e+300"]),
+    "need min_runs past what the store keeps": (X + "need = { tokens = 5, min_runs = 100000 }\n",
+                                                ["providers.x → need → min_runs: must be <= 1000, got 100000"]),
 }
 
 
@@ -89,3 +110,36 @@ def test_the_schema_bounds_every_duration_key(model: str, key: str) -> None:
         assert re.search(pattern, fine), fine
     for bad in ("9999999d", "99999999999d", "0h", "", "5 h", "30m1h", "1.5h", "-5h"):
         assert not re.search(pattern, bad), bad
+
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("limits", [QuotaLimits(cost_usd=100_000.0), QuotaLimits(requests=100_000_000),
+                                    QuotaLimits(tokens=10**15), QuotaLimits(cost_usd=10.0**12),
+                                    QuotaLimits(tokens=9223372036854775807), QuotaLimits(cost_usd=1e308)])
+def test_a_generous_limit_lasts_until_the_reset_instead_of_overflowing(limits: QuotaLimits) -> None:
+    # One small run at the start of a monthly period: at that rate the limit is centuries (or infinitely) away.
+    usage = Usage(input_tokens=10, output_tokens=5, requests=1, cost_usd=0.000001)
+    reset = NOW + timedelta(days=30)
+    burn = burn_rate(usage, limits, NOW - timedelta(days=1), NOW, reset)
+    assert burn is not None and burn.exhausts_at is None and not burn.exhausts_before_reset
+    assert "; lasts until the reset (capacity back in 30d 0h00m)" in burn.describe(NOW)
+    rolling = burn_rate(usage, limits, NOW - timedelta(days=1), NOW, None)
+    assert rolling is not None and rolling.exhausts_at is None
+    assert rolling.describe(NOW).endswith("; lasts until the reset")
+
+
+def test_an_exhaustion_within_reach_is_still_projected() -> None:
+    usage = Usage(input_tokens=500, output_tokens=0, requests=1)
+    burn = burn_rate(usage, QuotaLimits(tokens=1000), NOW - timedelta(hours=1), NOW, NOW + timedelta(days=1))
+    assert burn is not None and burn.exhausts_at == NOW + timedelta(hours=1)
+
+
+def test_alert_thresholds_are_bounded_in_the_schema_as_in_check() -> None:
+    defs = Config.model_json_schema(by_alias=True)["$defs"]
+    for model in ("QuotaConfig", "PoolConfig"):
+        assert defs[model]["properties"]["alert_percent"]["items"] == {"type": "number", "exclusiveMinimum": 0,
+                                                                      "maximum": 100}
+    assert config_problems(X + '[providers.x.quota]\ntokens = 5\nwindow = "5h"\nalert_percent = [150]\n') == [
+        "providers.x.quota → alert_percent[0]: must be within 0-100, got 150"]
