@@ -76,6 +76,7 @@ from adws.templates import (
     from_legacy,
     is_plain,
     needs_jinja,
+    render_argv,
     render_one,
     renders_without_jinja,
 )
@@ -411,29 +412,54 @@ _SAMPLE_TASKS = (
 _NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
 
-def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> str | None:
+# `previous` after a failed attempt (what a fall-through tier and a prompt_suffix see): every field given, and
+# only those an attempt always has (one that never started has no model, account or patch).
+_SAMPLE_PREVIOUS = (
+    ("after a failed attempt", {"provider": "other", "model": "sample-model", "account": "sample-account",
+                                "outcome": "error", "reason": "Sample reason", "patch": "Sample patch"}),
+    ("after an attempt with no model, account or patch", {**NO_PREVIOUS, "provider": "other", "outcome": "timeout",
+                                                           "reason": "Sample reason"}),
+)
+# What a prompt_suffix is rendered with besides the vars (adws.manager): no prompt, files, account or paths.
+SUFFIX_VARIABLES = frozenset({"previous", "task", "provider", "model", "workdir"})
+
+
+def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any],
+                   suffix: bool = False) -> str | None:
     """`_render_samples`, remembered across edits for a template only Jinja can render (`adws.config.verdicts`):
-    its answer depends on the template and the variables of every sample, whose `repr` is its key."""
+    its answer depends on the template and the variables of every sample, whose `repr` is its key. `suffix`:
+    `source` is a prompt_suffix (rendered only after a failed attempt, with `SUFFIX_VARIABLES` and the vars)."""
     if is_plain(source):
         return None  # text renders to itself
-    samples = _samples(name, p, rule_vars)
+    samples = _samples(name, p, rule_vars, "previous" in source, suffix)
     if all(renders_without_jinja(source, v) for _, _, v in samples):
         return _render_samples(source, samples)
     return remembered("render", lambda: repr((source, samples)), lambda: _render_samples(source, samples),
                       _text_or_none, none_ok=True)
 
 
-def _samples(name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def _samples(name: str, p: ProviderConfig, rule_vars: Mapping[str, Any], previous: bool = False,
+             suffix: bool = False) -> list[tuple[str, str, dict[str, Any]]]:
     """(model, what task, variables) of each render `_render_samples` tries: the variables `ProviderManager`
-    gives an attempt, with every value a run can bring."""
+    gives an attempt, with every value a run can bring. `previous`: also as a fall-through tier after a failed
+    attempt; `suffix`: the variables of a prompt_suffix, only after a failed attempt."""
     models: list[tuple[str, Mapping[str, Any]]] = [(mid, m.vars) for mid, m in p.models.items()] or [("", {})]
     accounts = [acc.name for acc in p.accounts] or [""]
-    return [(model, what, {
-        **p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt", "prompt_file": "/run/prompt.txt",
-        "output_file": "/run/output.txt", "model": model, "provider": name, "account": accounts[0],
-        "task": task, "workdir": "/work", "run_dir": "/run", "home": "/home/user", "config_dir": "/config",
-        "previous": NO_PREVIOUS,
-    }) for model, model_vars in models for what, task in _SAMPLE_TASKS]
+    befores: list[tuple[str, Mapping[str, Any]]] = [] if suffix else [("", NO_PREVIOUS)]
+    befores += list(_SAMPLE_PREVIOUS) if previous or suffix else []
+    out = []
+    for model, model_vars in models:
+        for what, task in _SAMPLE_TASKS:
+            for when, before in befores:
+                variables = {**p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt",
+                             "prompt_file": "/run/prompt.txt", "output_file": "/run/output.txt", "model": model,
+                             "provider": name, "account": accounts[0], "task": task, "workdir": "/work",
+                             "run_dir": "/run", "home": "/home/user", "config_dir": "/config", "previous": before}
+                if suffix:
+                    variables = {k: v for k, v in variables.items()
+                                 if k in SUFFIX_VARIABLES or k not in BUILTIN_VARIABLES}
+                out.append((model, f"{what}, {when}" if when else what, variables))
+    return out
 
 
 def _render_samples(source: str, samples: list[tuple[str, str, dict[str, Any]]]) -> str | None:
@@ -542,29 +568,69 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
         accounts=accounts, quota=_quota(p.quota, (*loc, "quota"), tz, check),
         failure_patterns=_failure_patterns(name, p, patterns),
         actions={**actions, **p.actions}, vars=dict(p.vars), idle_timeout=p.idle_timeout,
-        verify=_verify_templates(p.verify, (*loc, "verify"), _template_variables(p), check),
+        verify=_verify_templates(p.verify, (*loc, "verify"), [(name, p)], {}, _template_variables(p), check),
         verify_timeout=p.verify_timeout,
-        prompt_suffix=_one_template(p.prompt_suffix, (*loc, "prompt_suffix"), _template_variables(p), check),
+        prompt_suffix=_suffix_template(p.prompt_suffix, (*loc, "prompt_suffix"), [(name, p)], {},
+                                       _template_variables(p), check),
         **quota_load.provider_extras(loc, p, check),
     )
     quota_load.check_pools(loc, spec, check)
     return spec
 
 
-def _verify_templates(sources: list[str] | None, loc: Loc, allowed: set[str],
-                      check: _Checker) -> tuple[str, ...]:
-    """verify argv templates, each checked like a command_template element."""
-    for i, source in enumerate(sources or ()):
-        _one_template(source, (*loc, i), allowed, check)
-    return tuple(sources or ())
+def _verify_templates(sources: list[str] | None, loc: Loc, tiers: Sequence[tuple[str, ProviderConfig]],
+                      rule_vars: Mapping[str, Any], allowed: set[str], check: _Checker) -> tuple[str, ...]:
+    """verify argv templates, each checked like a command_template element: it parses, reads only what it will
+    have, and renders against the samples of every tier it may run on (`tiers`, with a rule's `vars`); and the
+    command has a program: its first element is not empty, and some element renders to text."""
+    command = tuple(sources or ())
+    sound = True
+    for i, source in enumerate(command):
+        sound = _rendered(source, (*loc, i), tiers, rule_vars, allowed, check) and sound
+    if command and not command[0].strip():
+        check.add((*loc, 0), "the program to run is empty")
+    elif sound and command and _renders_empty(command, tiers, rule_vars):
+        check.add(loc, f"renders to an empty command ({_renders_empty(command, tiers, rule_vars)})")
+    return command
 
 
-def _one_template(source: str | None, loc: Loc, allowed: set[str], check: _Checker) -> str | None:
-    """A template (verify element, prompt_suffix) checked for syntax and variables; None passes."""
-    error = check_template(source, allowed) if source is not None else None
+def _suffix_template(source: str | None, loc: Loc, tiers: Sequence[tuple[str, ProviderConfig]],
+                     rule_vars: Mapping[str, Any], allowed: set[str], check: _Checker) -> str | None:
+    """A prompt_suffix: checked against the variables it is rendered with (`SUFFIX_VARIABLES` and the vars) and
+    rendered against the samples after a failed attempt, the only time it is rendered."""
+    if source is not None:
+        _rendered(source, loc, tiers, rule_vars, (allowed - BUILTIN_VARIABLES) | SUFFIX_VARIABLES, check,
+                  suffix=True)
+    return source
+
+
+def _rendered(source: str, loc: Loc, tiers: Sequence[tuple[str, ProviderConfig]], rule_vars: Mapping[str, Any],
+              allowed: set[str], check: _Checker, suffix: bool = False) -> bool:
+    """Check one template beyond the command (a verify element, a prompt_suffix): it parses, reads only `allowed`
+    and renders against the samples of each tier; the first problem is reported at `loc`. True when sound."""
+    error = check_template(source, allowed)
+    for name, p in () if error else tiers:
+        error = _sample_render(source, name, p, rule_vars, suffix)
+        if error:
+            break
     if error:
         check.add(loc, error)
-    return source
+    return error is None
+
+
+def _renders_empty(command: tuple[str, ...], tiers: Sequence[tuple[str, ProviderConfig]],
+                   rule_vars: Mapping[str, Any]) -> str | None:
+    """Which sample renders every element of `command` empty (then there is no program to run), or None."""
+    if any(is_plain(element) and element for element in command):
+        return None
+    for name, p in tiers:
+        for model, what, variables in _samples(name, p, rule_vars, any("previous" in e for e in command)):
+            try:
+                if not render_argv(command, variables):
+                    return f"model {model!r}, {what}" if model else what
+            except RenderError:
+                continue  # reported by the element's own check
+    return None
 
 
 def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
@@ -689,7 +755,8 @@ def _check_rule_vars(rules: list[RuleConfig], index: Sequence[int], providers: M
         return  # what a broken template reads is unknown: the template's own problem is the one to fix
     read: set[str] = set()
     for p in providers.values():
-        for source in (*p.command, *p.env.values(), *(v for a in p.accounts for v in a.env.values())):
+        for source in (*p.command, *p.env.values(), *(v for a in p.accounts for v in a.env.values()), *p.verify,
+                       *((p.prompt_suffix,) if p.prompt_suffix is not None else ())):
             read |= variables_of(source) or set()
     for table in check.left_out():
         # A provider left out for a problem elsewhere (its `need`, a quota) still has templates that read vars.
@@ -698,8 +765,10 @@ def _check_rule_vars(rules: list[RuleConfig], index: Sequence[int], providers: M
             return  # its templates are part of its problem: what they would read is unknown
         read |= left_out_reads
     for i, rule in zip(index, rules, strict=True):
+        own = (*(rule.verify or ()), *((rule.prompt_suffix,) if rule.prompt_suffix is not None else ()))
+        reads = read.union(*(variables_of(source) or () for source in own))
         for name in rule.vars:
-            if name not in read:
+            if name not in reads:
                 check.add(("routing", "rules", i, "vars", name),
                           f'no command template reads "{name}"{suggest(name, read)}, so it would have no effect')
 
@@ -753,8 +822,10 @@ def _check_provider(check: _Checker, loc: Loc, name: str, providers: Mapping[str
 
 
 def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: Mapping[str, ProviderSpec],
-          known_specs: frozenset[str], check: _Checker) -> RuleSpec:
+          known_specs: frozenset[str], configs: Mapping[str, ProviderConfig], check: _Checker) -> RuleSpec:
     loc: Loc = ("routing", "rules", i)
+    # The rule's verify and prompt_suffix may run on any tier its plan reaches: each is rendered for every one.
+    tiers = [(name, configs[name]) for name in providers if name in configs]
     provider = r.provider
     if provider is not None:
         _check_provider(check, (*loc, "provider"), provider, providers)
@@ -802,10 +873,10 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
         conditions=conditions, raw_conditions=r.conditions, provider=provider, model=r.model, account=r.account,
         models=dict(r.models), chain=tuple(r.chain) if r.chain is not None else None, fallback=r.fallback,
         vars=dict(r.vars), workdir=r.workdir, tier_order=r.order, need=quota_load.need_spec(r.need),
-        verify=_verify_templates(r.verify, (*loc, "verify"), set(BUILTIN_VARIABLES) | set(r.vars), check)
-        if r.verify is not None else None,
-        prompt_suffix=_one_template(r.prompt_suffix, (*loc, "prompt_suffix"), set(BUILTIN_VARIABLES) | set(r.vars),
-                                    check),
+        verify=_verify_templates(r.verify, (*loc, "verify"), tiers, r.vars, set(BUILTIN_VARIABLES) | set(r.vars),
+                                 check) if r.verify is not None else None,
+        prompt_suffix=_suffix_template(r.prompt_suffix, (*loc, "prompt_suffix"), tiers, r.vars,
+                                       set(BUILTIN_VARIABLES) | set(r.vars), check),
     )
 
 
@@ -1023,7 +1094,8 @@ def _rules(cfg: Config, index: Sequence[int], conditions: Mapping[int, tuple[Con
             check.add(("routing", "rules", i, "name"),
                       f'duplicate rule name "{name}" (first at routing.rules[{seen[name]}])')
         seen.setdefault(name, i)
-        rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
+        rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations,
+                           cfg.providers, check))
     rules.sort(key=lambda rule: (-rule.priority, rule.order))
     _check_rule_vars(cfg.routing.rules, index, providers, check)
     _render_with_rule_vars(cfg, index, check)
@@ -1040,8 +1112,11 @@ def _render_with_rule_vars(cfg: Config, index: Sequence[int], check: _Checker) -
             continue
         for name, p in cfg.providers.items():
             command = tuple(from_legacy(element) for element in p.command_template)
-            for _, source in _template_sources(("providers", name), p, command):
-                error = _sample_render(source, name, p, rule.vars)
+            sources = [(source, False) for _, source in _template_sources(("providers", name), p, command)]
+            sources += [(source, False) for source in p.verify if rule.verify is None]
+            sources += [(p.prompt_suffix, True)] if p.prompt_suffix is not None and rule.prompt_suffix is None else []
+            for source, suffix in sources:
+                error = _sample_render(source, name, p, rule.vars, suffix)
                 if error:
                     check.add(("routing", "rules", i, "vars"), f'provider "{name}": {error}')
                     break

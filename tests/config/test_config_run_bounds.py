@@ -63,6 +63,74 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
                                       ["providers.x → need → context_multiple: must be <= 1000, got 1e+300"]),
     "need min_runs past what the store keeps": (X + "need = { tokens = 5, min_runs = 100000 }\n",
                                                 ["providers.x → need → min_runs: must be <= 1000, got 100000"]),
+    # --- prompt_suffix and verify are rendered against the sample, as command_template is
+    "prompt_suffix {{ task.titel }}": (
+        X + 'prompt_suffix = "{{ task.titel }}"\n',
+        ["providers.x → prompt_suffix: template '{{ task.titel }}' cannot be rendered (a sample task, after a failed "
+         "attempt): 'dict object' has no attribute 'titel' (did you mean \"title\"?)"]),
+    "prompt_suffix {{ previous.outcom }}": (
+        X + 'prompt_suffix = "{{ previous.outcom }}"\n',
+        ["providers.x → prompt_suffix: template '{{ previous.outcom }}' cannot be rendered (a sample task, after a "
+         "failed attempt): 'dict object' has no attribute 'outcom'"]),
+    "prompt_suffix {{ model.__class__ }}": (
+        X + 'prompt_suffix = "{{ model.__class__ }}"\nmodels.m = { context_window = 1000 }\n',
+        ["providers.x → prompt_suffix: template '{{ model.__class__ }}' cannot be rendered (model 'm', a sample "
+         "task, after a failed attempt): access to attribute '__class__' of 'str' object is unsafe."]),
+    "prompt_suffix comparing a number a task may lack": (
+        X + 'prompt_suffix = "{% if task.number > 5 %}x{% endif %}"\n',
+        ["providers.x → prompt_suffix: template '{% if task.number > 5 %}x{% endif %}' cannot be rendered (a task "
+         "with no optional fields, after a failed attempt): '>' not supported between instances of 'NoneType' and "
+         "'int'"]),
+    "prompt_suffix slicing a patch an attempt may lack": (
+        X + 'prompt_suffix = "{{ previous.patch[:10] }}"\n',
+        ["providers.x → prompt_suffix: template '{{ previous.patch[:10] }}' cannot be rendered (a sample task, "
+         "after an attempt with no model, account or patch): 'NoneType' object is not subscriptable"]),
+    "prompt_suffix reading what it is not given": (
+        X + 'prompt_suffix = "{{ prompt_file }}"\n',
+        ['providers.x → prompt_suffix: template \'{{ prompt_file }}\' uses unknown variable "prompt_file"; declare '
+         "it in the provider's `vars` or use one of: model, previous, provider, task, workdir"]),
+    "a rule's prompt_suffix": (
+        X + RULE + 'prompt_suffix = "{{ previous.outcom }}"\n',
+        ["routing.rules[0] (name=\"r\") → prompt_suffix: template '{{ previous.outcom }}' cannot be rendered (a "
+         "sample task, after a failed attempt): 'dict object' has no attribute 'outcom'"]),
+    "verify {{ task.titel }}": (
+        X + 'verify = ["/bin/true", "{{ task.titel }}"]\n',
+        ["providers.x → verify[1]: template '{{ task.titel }}' cannot be rendered (a sample task): 'dict object' "
+         "has no attribute 'titel' (did you mean \"title\"?)"]),
+    "verify {{ model.__class__ }}": (
+        X + 'verify = ["/bin/true", "{{ model.__class__ }}"]\nmodels.m = { context_window = 1000 }\n',
+        ["providers.x → verify[1]: template '{{ model.__class__ }}' cannot be rendered (model 'm', a sample task): "
+         "access to attribute '__class__' of 'str' object is unsafe."]),
+    "verify {{ task.number * 2 }}": (
+        X + 'verify = ["{{ task.number * 2 }}"]\n',
+        ["providers.x → verify[0]: template '{{ task.number * 2 }}' cannot be rendered (a task with no optional "
+         "fields): unsupported operand type(s) for *: 'NoneType' and 'int'"]),
+    "a rule's verify {{ task.titel }}": (
+        X + RULE + 'verify = ["{{ task.titel }}"]\n',
+        ["routing.rules[0] (name=\"r\") → verify[0]: template '{{ task.titel }}' cannot be rendered (a sample "
+         "task): 'dict object' has no attribute 'titel' (did you mean \"title\"?)"]),
+    "a provider's verify with a rule's vars of another type": (
+        '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\nvars = { n = 1 }\nverify = ["t", '
+        '"{{ n + 1 }}"]\n' + RULE + 'vars = { n = "a" }\n',
+        ["routing.rules[0] (name=\"r\") → vars: provider \"x\": template '{{ n + 1 }}' cannot be rendered (a sample "
+         "task): can only concatenate str (not \"int\") to str"]),
+    # --- every command has a program
+    "verify = [\"\"]": (X + 'verify = [""]\n', ["providers.x → verify[0]: the program to run is empty"]),
+    "a rule's verify = [\"\"]": (X + RULE + 'verify = [""]\n',
+                                  ['routing.rules[0] (name="r") → verify[0]: the program to run is empty']),
+    "verify rendering to nothing": (X + "verify = [\"{{ '' }}\"]\n",
+                                    ["providers.x → verify: renders to an empty command (a sample task)"]),
+    "usage_command = [\"\"]": (X + 'usage_command = [""]\n',
+                                ["providers.x → usage_command[0]: the program to run is empty"]),
+    "an account's usage_command = [\" \"]": (
+        X + '[[providers.x.accounts]]\nname = "a"\nusage_command = [" "]\n',
+        ['providers.x.accounts[0] (name="a") → usage_command[0]: the program to run is empty']),
+    "usage_command rendering to nothing": (X + "usage_command = [\"{{ '' }}\"]\n",
+                                           ["providers.x → usage_command: renders to an empty command"]),
+    "usage_command {{ account.__class__ }}": (
+        X + 'usage_command = ["u", "{{ account.__class__ }}"]\n',
+        ["providers.x → usage_command[1]: template '{{ account.__class__ }}' cannot be rendered: access to "
+         "attribute '__class__' of 'str' object is unsafe."]),
 }
 
 
@@ -143,3 +211,13 @@ def test_alert_thresholds_are_bounded_in_the_schema_as_in_check() -> None:
                                                                       "maximum": 100}
     assert config_problems(X + '[providers.x.quota]\ntokens = 5\nwindow = "5h"\nalert_percent = [150]\n') == [
         "providers.x.quota → alert_percent[0]: must be within 0-100, got 150"]
+
+
+def test_a_rule_var_read_only_by_verify_or_a_suffix_has_an_effect() -> None:
+    from adws.config.load import compile_config, parse_toml
+
+    text = ('[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\nvars = { n = 1, s = "" }\n'
+            'verify = ["t", "{{ n + 1 }}"]\nprompt_suffix = "{{ s }}"\n' + RULE + 'vars = { n = 2, s = "x" }\n'
+            '[[routing.rules]]\nname = "own"\nprovider = "x"\nvars = { w = "-v" }\nverify = ["t", "{{ w }}"]\n')
+    config = compile_config(parse_toml(text))
+    assert [rule.name for rule in config.rules] == ["r", "own"]
