@@ -362,6 +362,40 @@ def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _C
     return spec
 
 
+def _success_actions(cfg: Config, check: _Checker) -> None:
+    """A success ends the walk whatever `actions` says: another action for it would have no effect."""
+    tables: list[tuple[Loc, Mapping[OutcomeClass, str]]] = [(("routing", "actions"), cfg.routing.actions)]
+    tables += [(("providers", name, "actions"), p.actions) for name, p in cfg.providers.items()]
+    for loc, table in tables:
+        action = table.get(OutcomeClass.SUCCESS)
+        if action is not None and action != "stop":
+            check.add((*loc, "success"), f'a success always stops the walk, so "{action}" would have no effect: '
+                      "remove it")
+
+
+def _provider_names(raw: Mapping[str, Any], check: _Checker) -> None:
+    """Names an override (label "route:PROVIDER[/MODEL]", attrs.force) can tell apart: it reads the provider name
+    without the spaces around it, in any case, up to the first "/"."""
+    declared = raw.get("providers")
+    seen: dict[str, str] = {}
+    for name in declared if isinstance(declared, dict) else ():
+        if "\x00" in name:
+            continue  # _document_nul says so
+        loc: Loc = ("providers", name)
+        if not name.strip():
+            check.add(loc, "a provider name must not be empty or blank")
+        elif name != name.strip():
+            check.add(loc, f'provider name "{name}" has spaces around it, which an override does not read: write '
+                      f'"{name.strip()}"')
+        elif "/" in name:
+            check.add(loc, f'provider name "{name}" holds "/", which separates provider and model in an override '
+                      '("route:PROVIDER/MODEL", attrs.force): rename it')
+        elif name.lower() in seen:
+            check.add(loc, f'provider "{name}" differs from "{seen[name.lower()]}" only in case, and an override '
+                      "names a provider in any case: rename one")
+        seen.setdefault(name.strip().lower(), name)
+
+
 def _template_variables(p: ProviderConfig) -> set[str]:
     allowed = set(BUILTIN_VARIABLES) | set(p.vars)
     if p.models:
@@ -549,6 +583,10 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
     uses_prompt_file = _prompt_delivery(loc, p, command, check) if sound else True
     if p.requires_api_key and not p.api_key_env:
         check.add((*loc, "requires_api_key"), "requires_api_key = true needs `api_key_env` (the variable's name)")
+    for mid in p.models:
+        if not mid.strip() or mid != mid.strip():
+            check.add((*loc, "models", mid), f'model id "{mid}" is empty or has spaces around it, which an override '
+                      '("route:PROVIDER/MODEL") does not read: write it without them')
     models = {
         mid: ModelSpec(mid, m.context_window, m.latency_ms, m.cost_per_1k_tokens, dict(m.specializations), dict(m.vars))
         for mid, m in p.models.items()
@@ -649,9 +687,44 @@ def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
 
 # --- pass 4: intake ----------------------------------------------------------------------------------------
 
+def _intake_entries(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> None:
+    """Entries of intake that could never take effect: a label given twice in different case (labels are read in
+    any case, so one of them is dead), an empty label or specialization, an empty or repeated priority_numbers."""
+    it = cfg.routing.intake
+    loc: Loc = ("routing", "intake")
+    for key, table in (("priority_labels", it.priority_labels), ("specialization_labels", it.specialization_labels),
+                       ("specialization_keywords", it.specialization_keywords)):
+        seen: dict[str, str] = {}
+        for label in table:
+            what = "specialization" if key == "specialization_keywords" else "label"
+            if not label.strip():
+                check.add((*loc, key, label), f"a {what} must not be empty")
+            elif label.strip().lower() in seen:
+                check.add((*loc, key, label), f'"{label}" is "{seen[label.strip().lower()]}" in another case, and '
+                          f"{what}s are read in any case: keep one")
+            seen.setdefault(label.strip().lower(), label)
+    for label, spec in it.specialization_labels.items():
+        if label.strip() and not spec.strip():
+            check.add((*loc, "specialization_labels", label), "the specialization must not be empty")
+    if not it.default_specialization.strip():
+        check.add((*loc, "default_specialization"), "must not be empty")
+    if not it.priority_numbers and "priority_numbers" in it.model_fields_set:
+        check.add((*loc, "priority_numbers"), 'empty: list the priority of P0, P1, ... (e.g. ["critical", "high", '
+                  '"normal", "low"]), or leave it out for that')
+    for i, priority in enumerate(it.priority_numbers):
+        if priority in it.priority_numbers[:i]:
+            check.add((*loc, "priority_numbers", i), f'"{priority}" is already P{it.priority_numbers.index(priority)}'
+                      "; each number names another priority")
+    for where, scores in _score_tables(providers):
+        for spec in scores:
+            if not spec.strip():
+                check.add((*where, spec), "a specialization must not be empty")
+
+
 def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> IntakeSpec:
     it = cfg.routing.intake
     loc: Loc = ("routing", "intake")
+    _intake_entries(cfg, providers, check)
     spec_labels: list[tuple[LabelSet, str]] = []
     for label, spec in it.specialization_labels.items():
         try:
@@ -855,8 +928,15 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
     for tier, model in r.models.items():
         if _check_provider(check, (*loc, "models", tier), tier, providers):
             _check_model(check, (*loc, "models", tier), providers[tier], model)
-    for j, tier in enumerate(r.chain or ()):
-        _check_provider(check, (*loc, "chain", j), tier, providers)
+    chain = r.chain or []
+    for j, tier in enumerate(chain):
+        if not _check_provider(check, (*loc, "chain", j), tier, providers):
+            continue
+        if tier in chain[:j]:
+            check.add((*loc, "chain", j), f'"{tier}" appears twice in the chain')
+        elif tier == provider and (r.provider is not None or r.model is not None):
+            check.add((*loc, "chain", j), f'"{tier}" is the rule\'s own provider, tried first: its chain lists the '
+                      "tiers after it")
     if r.chain == [] and (r.provider is not None or r.model is not None):  # without a target: "has no target"
         check.add((*loc, "chain"), "empty: the rule would fall through to no tier; write `fallback = false` to try "
                   "only its target, or leave `chain` out to fall down routing.chain")
@@ -1020,6 +1100,8 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     routing = cfg.routing
     tz = _zone(routing.timezone, ("routing", "timezone"), check) or ZoneInfo("UTC")
     actions = {**DEFAULT_ACTIONS, **routing.actions}
+    _success_actions(cfg, check)
+    _provider_names(raw, check)
     providers = {name: _provider(name, p, tz, actions, patterns, check) for name, p in cfg.providers.items()}
     intake = _intake(cfg, providers, check)
     chain = _chain(cfg, providers, check)

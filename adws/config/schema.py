@@ -222,10 +222,12 @@ TierOrder = Literal["chain", "by_score", "cheapest"]
 
 
 class WeightsConfig(StrictModel):
-    quota: float = Field(0.4, ge=0)
-    latency: float = Field(0.3, ge=0)
-    fit: float = Field(0.3, ge=0)
-    cost: float = Field(0.0, ge=0)
+    """Relative weights of the tier score's components, each 0-1000 (adws.scoring.MAX_WEIGHT)."""
+
+    quota: float = Field(0.4, ge=0, le=1000)
+    latency: float = Field(0.3, ge=0, le=1000)
+    fit: float = Field(0.3, ge=0, le=1000)
+    cost: float = Field(0.0, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _some_weight(self) -> Self:

@@ -19,6 +19,12 @@ from tests.helpers import config_problems
 X = '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\n'
 RULE = '[[routing.rules]]\nname = "r"\nprovider = "x"\n'
 
+
+def P(name: str) -> str:
+    """A provider table named `name` (quoted, so any name can be written)."""
+    return f'[providers."{name}"]\ncommand_template = ["x"]\nprompt = "stdin"\n'
+
+
 # name -> (config text, every problem `adws check` reports)
 REFUSED: dict[str, tuple[str, list[str]]] = {
     # --- durations: each key has a documented bound; nothing longer reaches a date it would overflow
@@ -131,6 +137,71 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
         X + 'usage_command = ["u", "{{ account.__class__ }}"]\n',
         ["providers.x → usage_command[1]: template '{{ account.__class__ }}' cannot be rendered: access to "
          "attribute '__class__' of 'str' object is unsafe."]),
+    # --- names an override can tell apart
+    "providers a and A": (
+        P("a") + P("A"),
+        ['providers.A: provider "A" differs from "a" only in case, and an override names a provider in any case: '
+         "rename one"]),
+    "an empty provider name": (P("a") + P(""), ['providers."": a provider name must not be empty or blank']),
+    "a provider name with /": (
+        P("a/b"),
+        ['providers.a/b: provider name "a/b" holds "/", which separates provider and model in an override '
+         '("route:PROVIDER/MODEL", attrs.force): rename it']),
+    "a provider name with spaces around it": (
+        P(" a") + P("b"),
+        ['providers." a": provider name " a" has spaces around it, which an override does not read: write "a"']),
+    "a model id with spaces around it": (
+        P("a") + '[providers.a.models." m"]\ncontext_window = 5\n',
+        ['providers.a.models." m": model id " m" is empty or has spaces around it, which an override '
+         '("route:PROVIDER/MODEL") does not read: write it without them']),
+    # --- a rule's own chain
+    "a rule chain listing a tier twice": (
+        P("a") + P("b") + '[[routing.rules]]\nname = "r"\nchain = ["a", "a"]\n',
+        ['routing.rules[0] (name="r") → chain[1]: "a" appears twice in the chain']),
+    "a rule chain repeating the rule's provider": (
+        P("a") + P("b") + '[[routing.rules]]\nname = "r"\nprovider = "a"\nchain = ["a", "b"]\n',
+        ['routing.rules[0] (name="r") → chain[0]: "a" is the rule\'s own provider, tried first: its chain lists '
+         "the tiers after it"]),
+    # --- scoring weights that would overflow a score
+    "scoring weights of 1e308": (
+        X + '[routing.scoring]\nquota = 1e308\nlatency = 1e308\nfit = 1e308\norder = "by_score"\n',
+        ["routing → scoring → quota: must be <= 1000, got 1e+308", "routing → scoring → latency: must be <= 1000, "
+         "got 1e+308", "routing → scoring → fit: must be <= 1000, got 1e+308"]),
+    "a provider's scoring weight": (X + "[routing.scoring.providers.x]\ncost = 1001\n",
+                                    ["routing → scoring → providers → x → cost: must be <= 1000, got 1001"]),
+    # --- intake entries that could never take effect
+    "priority labels differing in case": (
+        X + '[routing.intake]\npriority_labels = { "P1" = "high", "p1" = "low" }\n',
+        ['routing.intake → priority_labels → p1: "p1" is "P1" in another case, and labels are read in any case: '
+         "keep one"]),
+    "specialization labels differing in case": (
+        X + '[routing.intake]\nspecialization_labels = { "bug" = "code", "BUG" = "docs" }\n',
+        ['routing.intake.specialization_labels → BUG: "BUG" is "bug" in another case, and labels are read in any '
+         "case: keep one"]),
+    "priority_numbers = []": (
+        X + "[routing.intake]\npriority_numbers = []\n",
+        ['routing.intake → priority_numbers: empty: list the priority of P0, P1, ... (e.g. ["critical", "high", '
+         '"normal", "low"]), or leave it out for that']),
+    "a priority twice in priority_numbers": (
+        X + '[routing.intake]\npriority_numbers = ["low", "low"]\n',
+        ['routing.intake → priority_numbers[1]: "low" is already P0; each number names another priority']),
+    "default_specialization = \"\"": (X + '[routing.intake]\ndefault_specialization = ""\n',
+                                        ["routing.intake → default_specialization: must not be empty"]),
+    "an empty priority label": (X + '[routing.intake]\npriority_labels = { "" = "high" }\n',
+                                ['routing.intake → priority_labels → "": a label must not be empty']),
+    "an empty specialization a label gives": (
+        X + '[routing.intake]\nspecialization_labels = { "bug" = "" }\n',
+        ["routing.intake.specialization_labels → bug: the specialization must not be empty"]),
+    "a model scoring an empty specialization": (
+        X + '[providers.x.models.m]\ncontext_window = 5\nspecializations = { "" = 5 }\n',
+        ['providers.x.models.m → specializations → "": a specialization must not be empty']),
+    "an action for success": (
+        X + '[routing.actions]\nsuccess = "retry"\n',
+        ['routing.actions → success: a success always stops the walk, so "retry" would have no effect: remove it']),
+    "a provider's action for success": (
+        X + '[providers.x.actions]\nsuccess = "next_tier"\n',
+        ['providers.x → actions → success: a success always stops the walk, so "next_tier" would have no effect: '
+         "remove it"]),
 }
 
 
@@ -221,3 +292,23 @@ def test_a_rule_var_read_only_by_verify_or_a_suffix_has_an_effect() -> None:
             '[[routing.rules]]\nname = "own"\nprovider = "x"\nvars = { w = "-v" }\nverify = ["t", "{{ w }}"]\n')
     config = compile_config(parse_toml(text))
     assert [rule.name for rule in config.rules] == ["r", "own"]
+
+
+def test_the_schema_weight_bound_is_scorings() -> None:
+    from adws.scoring import MAX_WEIGHT
+
+    weights = Config.model_json_schema(by_alias=True)["$defs"]["WeightsConfig"]["properties"]
+    assert {weights[key]["maximum"] for key in ("quota", "latency", "fit", "cost")} == {MAX_WEIGHT}
+
+
+def test_no_score_is_nan_even_from_a_nan_reading() -> None:
+    import json
+    import math
+
+    from adws.scoring import ScoringSpec, TierFacts, Weights, score_tiers
+
+    facts = TierFacts(provider="x", model="m", percent_used=float("nan"), latency_ms=None, specialization="code",
+                      specialization_score=50, context_tokens=0, context_window=None, cost_per_1k_tokens=0.0)
+    [score] = score_tiers([facts], ScoringSpec(Weights(1000, 1000, 1000, 1000)))
+    assert math.isfinite(score.total)
+    json.dumps(score.to_dict(), allow_nan=False)
