@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from adws.attempt import Usage
 from adws.config.schema import Config
-from adws.errors import UsageError
+from adws.errors import RenderError, UsageError
 from adws.insight.records import parse_since
 from adws.quota import MAX_WINDOW, QuotaLimits, burn_rate, parse_window
+from adws.templates import render_one
 from tests.helpers import config_problems
 
 X = '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\n'
@@ -312,3 +314,59 @@ def test_no_score_is_nan_even_from_a_nan_reading() -> None:
     [score] = score_tiers([facts], ScoringSpec(Weights(1000, 1000, 1000, 1000)))
     assert math.isfinite(score.total)
     json.dumps(score.to_dict(), allow_nan=False)
+
+
+# --- a template cannot multiply task data without limit (adws.templates)
+
+TABS = {"task": {"body": "\t" * 3000}}
+XS = {"task": {"body": "x" * 3000}}
+
+
+@pytest.mark.parametrize(("source", "variables", "reason"), [
+    ("{{ task.body.expandtabs(1000000) | length }}", TABS, "expandtabs(1000000) would build more than 1,000,000 "
+     "characters"),
+    ('{{ task.body.replace("x", task.body) }}', XS, "replace() would build more than 1,000,000 characters"),
+    ('{{ task.body | replace("x", task.body) }}', XS, "replace would build more than 1,000,000 characters"),
+    ("{{ task.body | list | join(task.body) }}", XS, "join would build more than 1,000,000 characters"),
+    ("{{ task.body.join(task.body) }}", XS, "join() would build more than 1,000,000 characters"),
+    ("{{ task.body | indent(task.body) }}", {"task": {"body": "a\n" * 3000}},
+     "indent would build more than 1,000,000 characters"),
+    ("{{ task.body | wordwrap(1, wrapstring=task.body) }}", {"task": {"body": "a " * 3000}},
+     "wordwrap would build more than 1,000,000 characters"),
+    ('{{ [1] | batch(1000000000, "x") | list }}', {}, "batch(1000000000) would build more than 1,000,000 characters"),
+    ("{{ lipsum(100000) }}", {}, "lipsum(100000, max=100) would build more than 1,000,000 characters"),
+    ('{{ {"a": 1} | tojson(1000000000) }}', {}, "tojson(1000000000) would build more than 1,000,000 characters"),
+    ('{{ "{:>999999999}".format(1) }}', {}, "a width of more than 1,000,000 characters"),
+    ('{{ "{:{}}".format(1, 999999999) }}', {}, "a width of more than 1,000,000 characters"),
+    ('{{ "{x:>999999999}".format_map({"x": 1}) }}', {}, "a width of more than 1,000,000 characters"),
+])
+def test_a_template_building_past_the_bound_is_refused_before_it_builds(source: str, variables: dict[str, Any],
+                                                                         reason: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render_one(source, variables)
+    assert str(info.value) == f"cannot render {source!r}: {reason}"
+
+
+@pytest.mark.parametrize(("source", "variables", "expected"), [
+    ("{{ task.body.expandtabs(4) | length }}", TABS, "12000"),
+    ('{{ task.body.replace("x", "yy") | length }}', XS, "6000"),
+    ('{{ ["a", "b"] | join(",") }}|{{ "-".join(["a", "b"]) }}', {}, "a,b|a-b"),
+    ('{{ "{:>5}|{}".format(1, 10**9) }}', {}, "    1|1000000000"),
+    ('{{ task.body | indent(2, first=true) }}', {"task": {"body": "a\nb"}}, "  a\n  b"),
+])
+def test_ordinary_uses_of_those_methods_and_filters_still_render(source: str, variables: dict[str, Any],
+                                                                 expected: str) -> None:
+    assert render_one(source, variables) == expected
+
+
+def test_a_render_failure_without_a_message_still_has_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws import templates
+
+    class Exhausting:
+        def render(self, variables: Any) -> str:
+            raise MemoryError
+
+    monkeypatch.setattr(templates, "_compiled", lambda source: Exhausting())
+    with pytest.raises(RenderError) as info:
+        render_one("{% if a %}b{% endif %}", {"a": 1})
+    assert str(info.value) == "cannot render '{% if a %}b{% endif %}': MemoryError"
