@@ -987,6 +987,8 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
                     check.add((*loc, "task"), problem)
         if s.at is not None and s.at.tzinfo is None:
             check.add((*loc, "at"), "give a timezone offset (e.g. 2026-11-22T10:00:00Z)")
+        elif s.at is not None and not 1970 < s.at.year < 3000:  # a period or window around it must stay a date
+            check.add((*loc, "at"), f"{s.at.isoformat()} is out of range: give a time from 1971 to 2999")
         e = s.expect
         if e.provider is not None:
             if _check_provider(check, (*loc, "expect", "provider"), e.provider, providers):

@@ -204,6 +204,11 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
         X + '[providers.x.actions]\nsuccess = "next_tier"\n',
         ['providers.x → actions → success: a success always stops the walk, so "next_tier" would have no effect: '
          "remove it"]),
+    # --- a scenario's time must leave room for the periods around it
+    "a scenario at the year 1": (
+        X + '[[scenarios]]\nname = "far"\ntask = { title = "x" }\nat = "0001-01-01T00:00:00Z"\n'
+        'expect = { provider = "x" }\n',
+        ['scenarios[0] (name="far") → at: 0001-01-01T00:00:00+00:00 is out of range: give a time from 1971 to 2999']),
 }
 
 
