@@ -83,13 +83,15 @@ def _write_all(fd: int, text: str) -> None:
         os.close(fd)
 
 
-def open_private_append(path: str | os.PathLike[str]) -> int:
-    """A descriptor for appending to the regular file `path` (created 0600, parents 0700).
+def open_private_append(path: str | os.PathLike[str], *, readable: bool = False) -> int:
+    """A descriptor for appending to the regular file `path` (created 0600, parents 0700); `readable`: open it
+    for reading too (`os.pread`, to look at what the file ends with).
 
     Refuses (OSError with a message that says why) a symbolic link, something that is not a regular file
     (a FIFO would block the writer forever) and a file owned by another user.
     """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags = ((os.O_RDWR if readable else os.O_WRONLY) | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+             | os.O_CLOEXEC)
     try:
         try:
             fd = os.open(path, flags, 0o600)
