@@ -908,6 +908,21 @@ def _route_args(argv: Sequence[str]) -> argparse.Namespace | None:
     return cast("argparse.Namespace", SimpleNamespace(**values))
 
 
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """`argv` parsed by argparse (SystemExit for --help and bad usage, as argparse does). `adws state`'s FILE may
+    come after its options (`state export --config c.toml FILE`), as the README's table writes every command:
+    argparse fills an optional positional at its first chance, before the options, and would refuse it later."""
+    parser = _parser(argv)
+    if not argv or argv[0] != "state":
+        return parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if len(extra) == 1 and args.file is None and (extra[0] == "-" or not extra[0].startswith("-")):
+        args.file = extra[0]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _one_config(args: argparse.Namespace) -> None:
     """`--config` into `args.config` for the commands that take CONFIG as an argument too (`check`, `lint`).
     Raises UsageError when both are given: which one was meant is not for adws to guess."""
@@ -968,7 +983,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(argv: Sequence[str]) -> int:
     """`main` once its standard streams are guarded: parse `argv`, run the command, turn adws's errors into one
     line on stderr and an exit code."""
-    args = _route_args(argv) or _parser(argv).parse_args(argv)
+    args = _route_args(argv) or _parse(argv)
     from adws.config import skip_pydantic_plugin_scan
 
     skip_pydantic_plugin_scan()  # the config is validated (if at all) before any thread or agent starts
