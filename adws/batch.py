@@ -375,8 +375,9 @@ class _Batch:
                 if deliver is not None:
                     try:
                         deliver(outcome)
-                    except BaseException:
-                        deliver = None  # it failed (its stdout gone): it is not asked again
+                    except BaseException as exc:
+                        if not isinstance(exc, KeyboardInterrupt):  # a stop landing in it is no failure of it
+                            deliver = None  # it failed (its stdout gone): it is not asked again
                         raise
         except BaseException:
             # Ctrl-C, or anything else that ends the batch early (an on_result that raised: the coordinator's
@@ -462,7 +463,7 @@ def run_many(engine: Engine, items: Iterable[BatchItem | Mapping[str, Any]], *, 
     an argument of the wrong type or concurrency < 1, and KeyboardInterrupt after stopping every agent when
     interrupted (`on_result` has seen what finished). An exception `on_result` raises ends the batch the same way:
     every running agent is stopped and its attempts recorded, then the exception is raised (`on_result` is not
-    called again).
+    called again, unless what it raised was a KeyboardInterrupt: a stop, not a failure of its own).
     """
     checked_count("concurrency", concurrency, minimum=1)
     checked_callable("on_event", on_event, what="an adws.events.Event")

@@ -483,17 +483,18 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     scrub = engine.redactor()
 
     def print_result(outcome: Any) -> None:
-        if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
-            line = dumps(scrub.deep(outcome.to_dict()))
-        else:
-            from adws.views import times_in
-
-            result = outcome.result
-            text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
-            line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
-            line = times_in(line, engine.router.tz, result.decision.now if result is not None else None)
-        # Each line whole (a stop signal waits for it), then the stop as it would have come: the batch stops.
+        # Each line made and written whole (a stop signal waits for it), then the stop as it would have come: the
+        # batch stops, and the tasks it ends are printed after this one.
         with _StopsHeld() as held:
+            if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
+                line = dumps(scrub.deep(outcome.to_dict()))
+            else:
+                from adws.views import times_in
+
+                result = outcome.result
+                text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
+                line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
+                line = times_in(line, engine.router.tz, result.decision.now if result is not None else None)
             _write_whole(line + "\n")
         if held.signal is not None:
             import signal

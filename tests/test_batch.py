@@ -411,3 +411,25 @@ def test_an_on_result_that_raises_stops_and_records_every_running_task(here: Pat
     finally:
         (here / "gate" / "open").touch()
         engine.close()
+
+
+def test_a_stop_inside_on_result_still_hands_on_the_tasks_it_ends(here: Path) -> None:
+    # Ctrl-C (or a held SIGTERM given back) landing while a result is printed: the tasks the stop ends are
+    # printed too, as when it lands anywhere else.
+    engine = load(str(here / "config.toml"))
+    items = [{"task": {"number": 1, "labels": ["doomed"]}, "prompt": "x"},
+             {"task": {"number": 2, "labels": ["gated"]}, "prompt": "x"}]
+    seen: list[tuple[int, bool]] = []
+
+    def on_result(outcome: Any) -> None:
+        seen.append((outcome.index, outcome.interrupted))
+        if len(seen) == 1:
+            raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_many(engine, items, concurrency=2, on_result=on_result)
+        assert seen == [(0, False), (1, True)]
+    finally:
+        (here / "gate" / "open").touch()
+        engine.close()
