@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, build_period
+from adws.arguments import FIRST_YEAR, LAST_YEAR, time_problem
 from adws.attempt import RunOutcome
 from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec
 from adws.dataclass_cache import dataclass, field
 from adws.engine import Engine
+from adws.errors import UsageError
 from adws.errors import count as counted  # (`count` is a loop variable below)
 from adws.insight.workload import SimTask, Workload
 from adws.pools import Governing, governing
@@ -333,8 +335,10 @@ def simulate(config: CompiledConfig, tasks: list[SimTask], *, workload: Workload
 
     `audit_path`: where the simulated audit log goes (for `adws stats` and `adws report`); a temporary file
     that is removed afterwards when None. Deterministic for a seed: every random choice comes from one
-    `random.Random(seed)` and nothing reads the wall clock.
+    `random.Random(seed)` and nothing reads the wall clock. Raises UsageError (naming --start) when the span
+    leaves the years a routing time may be in (adws.arguments.time_problem).
     """
+    _check_span(start, days, tasks)
     began = time.perf_counter()
     rng = random.Random(seed ^ 0x5EED)
     result = Simulation(config, start, days, seed)
@@ -366,6 +370,20 @@ def simulate(config: CompiledConfig, tasks: list[SimTask], *, workload: Workload
         result.audit_path = audit_path
     result.elapsed_s = time.perf_counter() - began
     return result
+
+
+def _check_span(start: datetime, days: int, tasks: list[SimTask]) -> None:
+    """UsageError (naming --start) unless the simulated span, from `start` to the later of its last day and the
+    last task's arrival, plus a day for the last tasks' attempts, lies in the years adws routes at."""
+    problem = time_problem(start)
+    if problem is None:
+        end = max([start + timedelta(days=days), *(t.at for t in tasks)])
+        # (a day added only once `end` is in range: a task's arrival may be in the year 9999)
+        if time_problem(end) or time_problem(end + timedelta(days=1)):
+            problem = (f"the simulated span {start.isoformat()} to {end.isoformat()} leaves the times adws routes at "
+                       f"(the years {FIRST_YEAR} to {LAST_YEAR})")
+    if problem:
+        raise UsageError(f"--start: {problem}")
 
 
 def _tally(sim: Simulation, result: Any, task: SimTask, agents: SimulatedAgents, tier1: ProviderSpec | None,
