@@ -148,11 +148,11 @@ def test_simulate_refuses_a_span_outside_the_range(tmp_path: Path, capsys: pytes
     config = str(_config(tmp_path))
     assert main(["simulate", "--config", config, "--start", "9999-12-31T00:00"]) == 2
     assert capsys.readouterr().err == f"adws: --start: 9999-12-31T00:00:00 {OUTSIDE}\n"
-    assert main(["simulate", "--config", config, "--start", "2998-12-01T00:00", "--days", "40"]) == 2
+    assert main(["simulate", "--config", config, "--start", "2998-12-28T00:00", "--days", "4"]) == 2
     assert capsys.readouterr().err == (
-        "adws: --start: the simulated span 2998-12-01T00:00:00+00:00 to 2999-01-10T00:00:00+00:00 leaves the times "
+        "adws: --start: the simulated span 2998-12-28T00:00:00+00:00 to 2999-01-01T00:00:00+00:00 leaves the times "
         "adws routes at (the years 1971 to 2998)\n")
-    assert main(["simulate", "--config", config, "--start", "2998-12-01T00:00", "--days", "29"]) == 0
+    assert main(["simulate", "--config", config, "--start", "2998-12-28T00:00", "--days", "2"]) == 0
 
 
 def test_the_routers_hot_path_checks_the_range_too(make_engine: Callable[..., Engine], tmp_path: Path) -> None:
