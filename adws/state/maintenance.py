@@ -450,11 +450,12 @@ def retention_cutoff(period_starts: Iterable[datetime], now: datetime,
 
 
 def quota_period_starts(config: CompiledConfig, now: datetime) -> list[datetime]:
-    """Where every quota period declared in `config` (providers' and accounts') starts at `now`."""
+    """Where every quota period declared in `config` (providers', accounts' and their pools') starts at `now`."""
     from adws.accounts import build_period
 
     quotas = [p.quota for p in config.providers.values()]
     quotas += [a.quota for p in config.providers.values() for a in p.accounts]
+    quotas += [pool.quota for q in quotas if q is not None for pool in q.pools]  # each pool has its own period
     return [build_period(q).start(now) for q in quotas if q is not None]
 
 
