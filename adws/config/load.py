@@ -958,6 +958,10 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         for key in sorted(cfg.state.model_fields_set - {"backend", *backend.reads}):
             check.add(("state", key), f'not read by backend "{cfg.state.backend}" (it reads '
                       f"{', '.join(backend.reads) or 'nothing'}); remove it or change the backend")
+        written = getattr(cfg.state, backend.setting, None)
+        problem = None if backend.problem is None or written is None else backend.problem(written)
+        if problem is not None:  # in words that show no password: the URL itself is not quoted
+            check.add(("state", backend.setting), problem)
     # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that. When
     # one has no readable name, or the whole array was left out, the names are unknown (None).
     written = _raw_list(raw, "routing", "rules")

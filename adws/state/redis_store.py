@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from adws.attempt import Usage
 from adws.state.base import (
@@ -397,18 +397,105 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
+# Query arguments whose value may be a credential (redis-py takes ?password= and ?username= as the AUTH pair; a key
+# file's passphrase is ssl_password): matched by name, case-insensitively, after percent-decoding.
+_SECRET_ARGUMENT = re.compile(r"pass|user|secret|token|auth|cred|key", re.IGNORECASE)
+SCHEMES = ("redis", "rediss", "unix")
+HIDDEN = "***"
+
+
+def _redacted_query(query: str) -> str:
+    """`query` with the value of every argument that may be a credential replaced by HIDDEN (names kept)."""
+    pieces = []
+    for piece in query.split("&"):
+        name, equals, _ = piece.partition("=")
+        secret = _SECRET_ARGUMENT.search(unquote(name)) is not None
+        pieces.append(f"{name}={HIDDEN}" if secret and equals else piece)
+    return "&".join(pieces)
+
+
+def _opaque(url: str) -> str:
+    """A URL that cannot be parsed, for messages: whatever stands between its "://" (or its start) and its last "@"
+    (user information, wherever it begins) and its whole query and fragment are HIDDEN; a text with neither "://"
+    nor "@" (a password set where the URL goes?) is HIDDEN whole."""
+    head, hash_mark, _ = url.partition("#")
+    head, question, _ = head.partition("?")
+    scheme, separator, rest = head.partition("://")
+    if "@" in scheme or not separator:  # "://" inside the user information or none: no scheme to keep
+        scheme, separator, rest = "", "", head
+    _, at, after = rest.rpartition("@")
+    if at:
+        rest = f"{HIDDEN}@{after}"
+    elif not separator:
+        return HIDDEN
+    return scheme + separator + rest + (f"?{HIDDEN}" if question else "") + (f"#{HIDDEN}" if hash_mark else "")
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages (a password must never reach a log or a terminal)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL without any credential, for messages (a password must never reach a log or a terminal): the
+    password of its user information (a user name alone, which may be a password written without its colon, too),
+    the values of query arguments that may hold one (?password=, ?username=, ?ssl_password=: `_SECRET_ARGUMENT`)
+    and any fragment become HIDDEN. A URL this cannot parse (no redis://, rediss:// or unix:// scheme, a bad port
+    or IPv6 address) is redacted conservatively (`_opaque`). Never raises."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return _opaque(url)
+    if parts.scheme not in SCHEMES or not url.startswith(f"{parts.scheme}://"):
+        return _opaque(url)
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{HIDDEN}@{hostport}" if colon else f"{HIDDEN}@{hostport}"
+    query = f"?{_redacted_query(parts.query)}" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}" + (f"#{HIDDEN}" if parts.fragment else "")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with the Redis URL `url` (None: nothing), in words naming no credential: a scheme other than
+    redis://, rediss:// and unix://, a port that is not a number from 1 to 65535, a malformed IPv6 address, a path
+    that is not a database number, and a query argument redis-py would refuse (a value of the wrong type, or an
+    argument the connection does not take, such as ?ssl_ca_certs= on redis:// rather than rediss://). The argument
+    check asks redis-py itself (it builds the connection object, which connects to nothing), when it is installed.
+    Never raises."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        text = str(exc)
+        if "Port" in text:
+            return "its port is not a number from 1 to 65535"
+        return f"it cannot be parsed ({text})"
+    if parts.scheme not in SCHEMES or not url.startswith(f"{parts.scheme}://"):
+        return "it is not a redis://, rediss:// or unix:// URL"
+    if parts.scheme == "unix":
+        if not parts.path:
+            return "a unix:// URL needs the socket's path (unix:///path/redis.sock)"
+    else:
+        if port == 0:
+            return "its port is not a number from 1 to 65535"
+        database = unquote(parts.path).replace("/", "")
+        if database and not database.isdigit():
+            return f"its path must be a database number (/0), not {one_line(parts.path, 40)!r}"
+    try:
+        import redis
+        from redis.connection import parse_url
+    except ImportError:  # pragma: no cover - the test extra installs it
+        return None
+    try:
+        options = parse_url(url)  # type: ignore[no-untyped-call]
+        connection = options.pop("connection_class", redis.Connection)
+        connection(**options)  # builds the object only: connecting waits for the first command
+    except TypeError as exc:  # "...__init__() got an unexpected keyword argument 'ssl_ca_certs'"
+        found = re.search(r"argument '([^']*)'", str(exc))
+        name = found.group(1) if found else "?"
+        hint = " (TLS arguments need rediss://)" if name.startswith("ssl") and parts.scheme != "rediss" else ""
+        return f"redis-py does not take the query argument {name!r} for a {parts.scheme}:// URL{hint}"
+    except (ValueError, redis.RedisError) as exc:
+        return one_line(str(exc) or type(exc).__name__)
+    return None
 
 
 def _usage_member(record: UsageRecord) -> str:
@@ -509,6 +596,9 @@ class RedisStore(Closing):
 
         self.url = url
         self._where = redact(url)
+        problem = url_problem(url)
+        if problem is not None:  # refused here, in one line, rather than by redis-py at the first command
+            raise StateStoreError(f"cannot open state store {self._where}: {problem}")
         self.prefix = key_prefix
         self._clock = clock
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
@@ -523,8 +613,8 @@ class RedisStore(Closing):
                 decode_responses=True,
                 retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
-        except (ValueError, redis.RedisError) as exc:
-            raise StateStoreError(f"cannot open state store {self._where}: {exc}") from None
+        except (ValueError, TypeError, redis.RedisError) as exc:
+            raise StateStoreError(f"cannot open state store {self._where}: {one_line(str(exc))}") from None
         scripts = {
             "record": _RECORD, "totals": _TOTALS, "set_cooldown": _SET_COOLDOWN,
             "clear_cooldown": _CLEAR_COOLDOWN, "cooldowns": _COOLDOWNS, "next_cursor": _NEXT_CURSOR,
