@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -211,16 +212,93 @@ _SETUP_BACKOFF_S = 0.02
 
 def _create_private(path: str) -> None:
     """Make the store's file 0600 (its directory 0700) before SQLite opens it: SQLite creates the file with
-    the umask's permissions and gives its -wal and -shm files the same mode. An existing file is left alone."""
+    the umask's permissions and gives its -wal and -shm files the same mode. An existing file is checked instead
+    (`_check_files`): a symbolic link at the path, planted or not, is refused rather than followed."""
     parent = Path(path).parent
     try:
         parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
+    except FileExistsError:  # a file, or a link (O_EXCL fails on any name, even a dangling link): look at it
+        _check_files(path)
         return
     except OSError as exc:
         raise StateStoreError(f"cannot create state store {path}: {exc.strerror or exc}") from None
     os.close(fd)
+    _check_files(path)  # a -wal or -shm left beside a store that was moved away
+
+
+# The files SQLite keeps beside the store, and what each is, for messages.
+_SIDE_FILES = (("-wal", "write-ahead log"), ("-shm", "shared-memory index"), ("-journal", "rollback journal"))
+
+
+def _file_problem(info: os.stat_result) -> tuple[str, bool] | None:
+    """What makes a file (its lstat `info`) unfit as a part of the store, and whether it may be a real one (a
+    regular file of another user: moving it aside may lose what it holds); None when it is fit."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link, which adws does not follow", False
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not a file", False
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file", False
+    if info.st_uid != os.geteuid():
+        return f"is owned by another user (uid {info.st_uid})", True
+    return None
+
+
+def _check_files(path: str) -> None:
+    """Raise StateStoreError when the store's file, or one SQLite keeps beside it (-wal, -shm, -journal), is a
+    symbolic link (adws never follows one: a link planted at the path would have SQLite write wherever it points),
+    not a regular file, or owned by another user; a file of the store that others may read or write is made 0600
+    (a store an older adws made with the umask's mode). A directory at the store's own path is left to SQLite,
+    whose error says so (`_explain`). The message names the file at fault: a bad -wal never calls the store
+    itself damaged."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateStoreError(f"state store {path} cannot be looked at: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        found = _file_problem(info)
+        if found is not None:
+            advice = ("point [state] path / ADWS_STATE_PATH at the file it links to, or remove the link (adws then "
+                      "starts a new store)") if stat.S_ISLNK(info.st_mode) else \
+                "point [state] path / ADWS_STATE_PATH at a file of your own"
+            raise StateStoreError(f"state store {path} {found[0]}: {advice}")
+        _make_private(path, info)
+    for suffix, what in _SIDE_FILES:
+        side = path + suffix
+        try:
+            info = os.lstat(side)
+        except OSError:
+            continue
+        found = _file_problem(info)
+        if found is not None:
+            problem, real = found
+            caution = " (if it is a real one, it holds the latest commits: stop every adws using the store first)" \
+                if real else ""
+            raise StateStoreError(f"state store {path}: its {what} {side} {problem}; the store itself is not at "
+                                  f"fault: move {side} aside and SQLite makes a new one{caution}")
+        _make_private(side, info)
+
+
+def _make_private(path: str, info: os.stat_result) -> None:
+    """Take away group and other permissions from the regular file `path` (its lstat `info`), opened without
+    following a link; best effort (a file replaced meanwhile is left alone)."""
+    if not info.st_mode & 0o077:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino) and stat.S_ISREG(now.st_mode):
+            os.fchmod(fd, stat.S_IMODE(now.st_mode) & 0o700)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- damaged and foreign files ---------------------------------------------------------------------------
@@ -249,6 +327,11 @@ def _explain(path: str, exc: sqlite3.Error | UnicodeDecodeError) -> StateStoreEr
     if isinstance(exc, UnicodeDecodeError):
         return _damaged(path, "it holds text that is not UTF-8")
     text = one_line(str(exc))
+    if any(part in text for part in ("unable to open", "readonly", "read-only", "disk I/O error")):
+        try:  # a -wal or -shm that is a directory or a link makes SQLite say this of the store itself
+            _check_files(path)
+        except StateStoreError as found:
+            return found
     if "disk is full" in text or "disk I/O error" in text:
         return StateStoreError(f"state store {path}: {text}; free space on its disk (nothing was written)")
     if "locked" in text or "busy" in text:
