@@ -569,6 +569,20 @@ def _observation(provider: str, subject: str, value: str) -> Observation:
                        from_epoch(v["reset_at"]) if v["reset_at"] is not None else None)
 
 
+# The type of each of a fleet's keys of fixed name (after the prefix), and of the keys an index set names:
+# (index set, key stem, type) where each member m of the index names the key stem + m.
+KEY_TYPES = {"v": "hash", "log": "list", "providers": "set", "cooldowns": "set", "cursors": "hash", "sticky": "hash",
+             "breakers": "hash", "slotted": "set", "reserving": "set", "observed": "set"}
+_INDEXED = (("providers", "accounts:", "set"), ("cooldowns", "cooldown:", "string"), ("slotted", "slots:", "zset"),
+            ("reserving", "res:", "hash"), ("observed", "obs:", "hash"))
+_INTEGER = re.compile(r"-?\d{1,19}")  # what HINCRBY counts on: a 64-bit integer in decimal
+
+
+def _shown(value: str) -> str:
+    """A stored value for a message: quoted, on one line, at most 60 characters."""
+    return one_line(repr(value), 60)
+
+
 # What decoding a stored value raises when it is not what this adws writes: bad JSON (ValueError), a field of the
 # wrong type or shape, a number no datetime or int holds.
 _DECODE_ERRORS = (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError)
@@ -643,7 +657,61 @@ class RedisStore(Closing):
             text = f"the server refused the credentials: {text}"
         elif isinstance(exc, redis.ConnectionError):
             text = f"cannot reach the server: {text}"
+        elif isinstance(exc, redis.ResponseError):
+            # A key of the wrong type or a counter that is not a number makes the server's error name no key
+            # ("WRONGTYPE ... script: 7c03..."): find the key and say how to remove it, as for a value.
+            self._name_damage()
+            text = text.split(" script: ")[0]
         raise StateStoreError(f"state store {self._where}: {text}") from None
+
+    def _damage(self, key: str, what: str, remove: tuple[str, ...]) -> NoReturn:
+        """The damage line of `_decoded` for `key`, which `what` describes; `remove` the redis-cli command removing
+        just that entry (or key)."""
+        command = one_line(shlex.join(["redis-cli", *remove]), 400)
+        raise StateStoreError(f"state store {self._where} is damaged: key {one_line(key, 200)} {what}; remove it "
+                              f"({command}, against that server) and the rest of the state stays")
+
+    def _name_damage(self) -> None:
+        """Raise the damage line (`_damage`) for the first of this fleet's keys that is of another type than adws
+        keeps there (`KEY_TYPES`, and the keys the index sets name), or whose counter is not a whole number (the
+        change counter's `n` and `lbase`, a round-robin cursor); return when none is (the server's error stands).
+        A few round trips, only after a command failed; a read error on the way returns quietly."""
+        import redis
+
+        client: Any = self._client  # decode_responses: every reply is str
+        try:
+            for suffix, expected in KEY_TYPES.items():
+                key = self.prefix + suffix
+                self._expect_type(key, expected)
+            for suffix, kind, expected in _INDEXED:
+                for member in sorted(client.smembers(self.prefix + suffix))[:10_000]:
+                    if suffix == "providers":
+                        for qa in sorted(client.smembers(self._key("accounts", member)))[:10_000]:
+                            self._expect_type(self._key("usage", member, qa), "zset")
+                    self._expect_type(self.prefix + kind + member, expected)
+            head = self.prefix + "runs:"
+            for key in sorted(client.scan_iter(match=_glob(head) + "*", count=1000))[:10_000]:
+                names = key[len(head):].split(":")
+                if len(names) == 2 and all(names):
+                    self._expect_type(key, "zset")
+            counter = self._key("v")
+            for field in ("n", "lbase"):
+                value = client.hget(counter, field)
+                if value is not None and not _INTEGER.fullmatch(value):
+                    self._damage(counter, f"holds {_shown(value)} in field {field}, not a whole number",
+                                 ("HDEL", counter, field))
+            cursors = self._key("cursors")
+            for name, value in sorted(client.hgetall(cursors).items()):
+                if not _INTEGER.fullmatch(value):
+                    self._damage(cursors, f"holds {_shown(value)} for cursor {_shown(name)}, not a whole number",
+                                 ("HDEL", cursors, name))
+        except redis.RedisError:
+            return
+
+    def _expect_type(self, key: str, expected: str) -> None:
+        found = str(self._client.type(key))
+        if found not in ("none", expected):
+            self._damage(key, f"is a {found}, where adws keeps a {expected}", ("DEL", key))
 
     def _decoded(self, remove: tuple[str, ...], convert: Callable[..., _T], *args: Any) -> _T:
         """`convert(*args)` over a stored value. A value this adws cannot read (another program's, a hand edit) is a
