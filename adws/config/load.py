@@ -182,7 +182,7 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     except RecursionError:  # tomllib recurses per nesting level; Python's limit is far above MAX_DEPTH
         raise ConfigError([Problem("", f"nested too deeply: a config needs at most {MAX_DEPTH} levels of "
                                    "tables and arrays")], source) from None
-    deepest = _deepest(raw)
+    deepest = deepest_value(raw)
     if deepest is not None:
         depth, path = deepest
         shown = ".".join(str(part) for part in path[:4])
@@ -191,9 +191,10 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     return raw
 
 
-def _deepest(raw: Any) -> tuple[int, Loc] | None:
-    """(depth, place) of the first value nested deeper than MAX_DEPTH, else None. Iterative: the point is not to
-    recurse as deep as a hostile file goes (the checks after this one do recurse)."""
+def deepest_value(raw: Any) -> tuple[int, Loc] | None:
+    """(depth, place) of the first value in `raw` (dicts and lists) nested deeper than MAX_DEPTH, else None.
+    Iterative: the point is not to recurse as deep as a hostile file goes (the checks after this one do recurse).
+    The workload and issue files of `adws simulate` are held to the same limit."""
     stack: list[tuple[Any, Loc]] = [(raw, ())]
     while stack:
         node, loc = stack.pop()

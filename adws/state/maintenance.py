@@ -404,9 +404,11 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
             if providers is not None and kind in PROVIDER_KINDS and provider not in providers:
                 raise ValueError(f'unknown provider "{provider}"{suggest(str(provider), providers)}; the config\'s '
                                  f"providers: {', '.join(providers)} (add it to the config, or drop its lines)")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             if isinstance(exc, json.JSONDecodeError):
                 what = f"not JSON ({exc.msg} at column {exc.colno})"
+            elif isinstance(exc, RecursionError):  # as route, run-many, stats, replay and report say of such input
+                what = "nested too deeply"
             else:
                 what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             problems.append(f"{source}:{number}: {what}")
