@@ -58,6 +58,8 @@ from urllib.parse import quote, unquote, urlsplit
 from adws.attempt import Usage
 from adws.state.base import (
     DEFAULT_PREFIX,
+    MAX_COUNT,
+    MAX_STORED,
     RUNS_KEPT,
     BreakerState,
     ChangePoller,
@@ -75,7 +77,13 @@ from adws.state.base import (
     from_epoch,
     hour_start,
     one_line,
+    stored_amount,
+    stored_at,
+    stored_count,
     stored_epoch,
+    stored_lease_end,
+    stored_text,
+    stored_usage,
     to_epoch,
 )
 
@@ -129,10 +137,11 @@ return {epoch, last, redis.call('LRANGE', P .. 'log', pos - base, -1)}
 """
 
 _TOTALS = """
--- ARGV: 1 prefix, 2 upper bound ('+inf' or '(until'), then pairs: quoted provider, since
--- Returns per account: index of its provider pair, quoted account, requests, input, output, cost, estimated.
+-- ARGV: 1 prefix, 2 upper bound ('+inf' or '(until'), 3 the largest figure a row may hold, then pairs: quoted
+-- provider, since. Returns per account: index of its provider pair, quoted account, requests, input, output, cost,
+-- estimated; or only {'bad', quoted provider, quoted account, member} for a row adws never writes.
 local P, upper, out = ARGV[1], ARGV[2], {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local qp, since = ARGV[i], ARGV[i + 1]
   for _, qa in ipairs(redis.call('SMEMBERS', P .. 'accounts:' .. qp)) do
     local rows = redis.call('ZRANGE', P .. 'usage:' .. qp .. ':' .. qa, since, upper, 'BYSCORE')
@@ -141,6 +150,11 @@ for i = 3, #ARGV, 2 do
       for _, row in ipairs(rows) do
         -- The numbers lead the member, space-separated: matched in place, about twice as fast as cjson.
         local a, b, c, d, e = string.match(row, '^(%S+) (%S+) (%S+) (%S+) (%S+)')
+        a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+        -- A row adws never writes (a figure that is no number, NaN, negative or too large): named, not summed.
+        for _, n in ipairs({a or -1, b or -1, c or -1, d or -1}) do
+          if not (n >= 0 and n <= tonumber(ARGV[3])) then return {{'bad', qp, qa, row}} end
+        end
         r, inp, outp, cost = r + a, inp + b, outp + c, cost + d
         if e == '1' then est = 1 end
       end
@@ -514,13 +528,16 @@ def _usage_member(record: UsageRecord) -> str:
 def _member_record(provider: str, account: str, at: float, member: str) -> UsageRecord:
     requests, input_tokens, output_tokens, cost, estimated, _, extra = member.split(" ", 6)
     model, task_id = json.loads(extra)
-    return UsageRecord(provider, account, from_epoch(at),
-                       _usage(requests, input_tokens, output_tokens, cost, estimated), model, task_id)
+    return UsageRecord(provider, account, stored_at(at, "at"),
+                       _usage(requests, input_tokens, output_tokens, cost, estimated),
+                       None if model is None else stored_text(model, "model"),
+                       None if task_id is None else stored_text(task_id, "task_id"))
 
 
 def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, estimated: Any) -> Usage:
-    return Usage(requests=int(float(requests)), input_tokens=int(float(input_tokens)),
-                 output_tokens=int(float(output_tokens)), cost_usd=float(cost_usd), estimated=bool(int(estimated)))
+    """The Usage of a row's (or a sum's) figures as stored, text each: checked as every store checks them
+    (`stored_usage`: whole numbers and money from 0 to MAX_STORED; NaN, a negative figure or text is damage)."""
+    return stored_usage(float(requests), float(input_tokens), float(output_tokens), float(cost_usd), int(estimated))
 
 
 def _breaker_value(state: BreakerState) -> str:
@@ -530,7 +547,9 @@ def _breaker_value(state: BreakerState) -> str:
 
 def _breaker(value: str) -> BreakerState:
     state, failures, opened = json.loads(value)
-    return BreakerState(state=state, failures=failures, opened_at=None if opened is None else from_epoch(opened))
+    return BreakerState(state=stored_text(state, "breaker state"),
+                        failures=stored_count(failures, "breaker failures", MAX_COUNT),
+                        opened_at=None if opened is None else stored_at(opened, "breaker opened_at"))
 
 
 def _log_record(entry: str) -> UsageRecord:
@@ -541,11 +560,23 @@ def _log_record(entry: str) -> UsageRecord:
 
 def _per_subject(flat: list[str]) -> dict[str, int]:
     """The reserve script's answer {subject, tokens, ...} as {subject: tokens}."""
-    return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return {flat[i]: stored_count(float(flat[i + 1]), "reserved tokens") for i in range(0, len(flat), 2)}
 
 
-def _lease(end: str, tokens: str) -> tuple[float, int]:
-    return float(end), int(tokens)
+def _lease(end: str, tokens: str, now: float) -> tuple[float, int]:
+    """A reservation's end (epoch seconds, at most MAX_LEASE after `now`) and tokens, as stored."""
+    return (stored_lease_end(float(end), "a reservation's end", now).timestamp(),
+            stored_count(float(tokens), "reserved tokens", MAX_COUNT))
+
+
+def _cursor(value: str | int, ahead: int = 0) -> int:
+    """A stored round-robin cursor: a whole number from 0 to MAX_COUNT (+ `ahead`, a value just incremented)."""
+    return stored_count(int(value), "cursor", MAX_COUNT + ahead)
+
+
+def _lease_ends(ends: list[str], now: float) -> tuple[datetime, ...]:
+    """A provider's lease ends as stored, each at most MAX_LEASE after `now` (epoch seconds)."""
+    return tuple(stored_lease_end(float(end), "a lease's end", now) for end in ends)
 
 
 def _run_tokens(member: str) -> int:
@@ -554,19 +585,23 @@ def _run_tokens(member: str) -> int:
     match = _RUN_MEMBER.fullmatch(member)
     if match is None:
         raise ValueError(f"not a run (tokens and a 12-digit id): {member!r}")
-    return int(match.group(1))
+    return stored_count(int(match.group(1)), "a run's tokens", MAX_COUNT)
 
 
 def _cooldown(value: str) -> tuple[str, str, float, Cooldown]:
     """Provider, account, end (epoch seconds) and the cooldown, of a stored cooldown value."""
     provider, account, until, reason = json.loads(value)
-    return provider, account, until, Cooldown(until=from_epoch(until), reason=reason)
+    return (stored_text(provider, "provider"), stored_text(account, "account"), until,
+            Cooldown(until=stored_at(until, "until"), reason=stored_text(reason, "reason")))
 
 
 def _observation(provider: str, subject: str, value: str) -> Observation:
     v = json.loads(value)
-    return Observation(provider, subject, from_epoch(v["at"]), v["percent"], v["source"], v["used"], v["limit"],
-                       from_epoch(v["reset_at"]) if v["reset_at"] is not None else None)
+    return Observation(provider, subject, stored_at(v["at"], "observed at"), stored_amount(v["percent"], "percent"),
+                       stored_text(v["source"], "source"),
+                       None if v["used"] is None else stored_amount(v["used"], "observed use"),
+                       None if v["limit"] is None else stored_amount(v["limit"], "observed limit", above_zero=True),
+                       stored_at(v["reset_at"], "observed reset") if v["reset_at"] is not None else None)
 
 
 # The type of each of a fleet's keys of fixed name (after the prefix), and of the keys an index set names:
@@ -794,11 +829,16 @@ class RedisStore(Closing):
         if not since:
             return {}
         providers = list(since)
-        args: list[object] = ["+inf" if until is None else f"({to_epoch(until, 'until')!r}"]
+        args: list[object] = ["+inf" if until is None else f"({to_epoch(until, 'until')!r}", MAX_STORED]
         for provider in providers:
             args += [_q(provider), repr(to_epoch(since[provider], f"since[{provider!r}]"))]
         rows = self._run("totals", *args)
-        return {(providers[(index - 3) // 2], unquote(qa)): _usage(*sums) for index, qa, *sums in rows}
+        if rows and rows[0][0] == "bad":
+            _, qp, qa, member = rows[0]
+            self._decoded(("ZREM", self._key("usage", qp, qa), member), _member_record, "", "", 0.0, member)
+        return {(providers[(index - 4) // 2], unquote(qa)): self._decoded(
+            ("DEL", self._key("usage", _q(providers[(index - 4) // 2]), qa)), _usage, *sums)
+            for index, qa, *sums in rows}
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         start = to_epoch(since, "since")
@@ -866,18 +906,18 @@ class RedisStore(Closing):
     # -- cursors and sticky choices --------------------------------------------------------------------
 
     def next_cursor(self, key: str) -> int:
-        return int(self._write("next_cursor", key)) - 1
+        return self._decoded(("HDEL", self._key("cursors"), key), _cursor, self._write("next_cursor", key), 1) - 1
 
     def advance_cursor(self, key: str, value: int) -> None:
         self._write("advance_cursor", key, int(value))
 
     def peek_cursor(self, key: str) -> int:
         value = self._call(self._client.hget, self._key("cursors"), key)
-        return 0 if value is None else self._decoded(("HDEL", self._key("cursors"), key), int, value)
+        return 0 if value is None else self._decoded(("HDEL", self._key("cursors"), key), _cursor, value)
 
     def cursors(self) -> dict[str, int]:
         found = self._call(self._client.hgetall, self._key("cursors"))
-        return {k: self._decoded(("HDEL", self._key("cursors"), k), int, v) for k, v in found.items()}
+        return {k: self._decoded(("HDEL", self._key("cursors"), k), _cursor, v) for k, v in found.items()}
 
     def get_sticky(self, key: str) -> str | None:
         value = self._call(self._client.hget, self._key("sticky"), key)
@@ -923,8 +963,10 @@ class RedisStore(Closing):
         self._write("release", _q(provider), holder)
 
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
-        rows = self._run("active_slots", repr(to_epoch(now, "now")))
-        return {unquote(qp): tuple(from_epoch(float(e)) for e in ends) for qp, *ends in sorted(rows)}
+        start = to_epoch(now, "now")
+        rows = self._run("active_slots", repr(start))
+        return {unquote(qp): self._decoded(("DEL", self._key("slots", qp)), _lease_ends, ends, start)
+                for qp, *ends in sorted(rows)}
 
     # -- reservations, observations, learned runs (issue 11) ---------------------------------------------
 
@@ -940,8 +982,9 @@ class RedisStore(Closing):
 
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         out: dict[tuple[str, str], list[tuple[float, int]]] = {}
-        for qp, subject, tokens, end in self._run("reservations", repr(to_epoch(now, "now"))):
-            lease = self._decoded(("DEL", self._key("res", qp)), _lease, end, tokens)
+        start = to_epoch(now, "now")
+        for qp, subject, tokens, end in self._run("reservations", repr(start)):
+            lease = self._decoded(("DEL", self._key("res", qp)), _lease, end, tokens, start)
             out.setdefault((unquote(qp), subject), []).append(lease)
         return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
                 for key, leases in out.items()}

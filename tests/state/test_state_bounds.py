@@ -39,8 +39,10 @@ def test_a_time_no_utc_datetime_holds_is_kept_at_the_nearest_bound(
                                                     reset_at=FAR_FUTURE))
         store.record_run("p", "general", FAR_FUTURE, 5)
         assert store.import_runs([RunRecord("p", "code", FAR_PAST, 7)]).kept == 1
-        assert store.acquire_slot("p", "h", 1, T0, FAR_FUTURE)
-        store.reserve("p", "a", "h", 10, T0, FAR_FUTURE)
+        with pytest.raises(ValueError, match="a lease cannot be longer than 7 days, 1:01:00"):
+            store.acquire_slot("p", "h", 1, T0, FAR_FUTURE)  # no run holds one longer: a caller's mistake
+        with pytest.raises(ValueError, match="a reservation cannot be longer than 7 days, 1:01:00"):
+            store.reserve("p", "a", "h", 10, T0, FAR_FUTURE)
         # Every read works, and says what the store keeps: the bound nearest to the time given.
         assert [r.at for r in store.usage_records()] == [EARLIEST]
         assert store.oldest_usage("p", "a", EARLIEST) == EARLIEST
@@ -50,8 +52,8 @@ def test_a_time_no_utc_datetime_holds_is_kept_at_the_nearest_bound(
                                                                 reset_at=LATEST)}
         assert list(store.recorded_runs()) == [RunRecord("p", "code", EARLIEST, 7),
                                                RunRecord("p", "general", LATEST, 5)]
-        assert store.active_slots(T0) == {"p": (LATEST,)}
-        assert store.reservations(T0) == {("p", "a"): ((10, LATEST),)}
+        assert store.active_slots(T0) == {}
+        assert store.reservations(T0) == {}
 
 
 def _poison_sqlite(path: Path) -> None:
