@@ -184,12 +184,10 @@ class NeedConfig(StrictModel):
     @field_validator("learned_runs")
     @classmethod
     def _runs_kept(cls, value: int | None) -> int | None:
-        # Not Field(le=...): the bare bound would not say why. Memory and SQLite keep every run, Redis the newest
-        # RUNS_KEPT: above that the same config would take its median over different runs on each backend.
+        # Not Field(le=...): the bare bound would not say why. Every backend keeps the newest RUNS_KEPT runs.
         if value is not None and value > RUNS_KEPT:
-            raise ValueError(f"must be <= {RUNS_KEPT}, got {value}: the Redis state store keeps the newest "
-                             f"{RUNS_KEPT:,} successful runs per provider and specialization, so a median over "
-                             "more would differ between backends")
+            raise ValueError(f"must be <= {RUNS_KEPT}, got {value}: the state store keeps the newest "
+                             f"{RUNS_KEPT:,} successful runs per provider and specialization")
         return value
 
     @model_validator(mode="after")

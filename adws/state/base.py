@@ -259,8 +259,16 @@ class RunRecord(NamedTuple):
     tokens: int
 
 
-# Successful runs kept per (provider, specialization) by the Redis store (memory and SQLite keep every run); config
-# load refuses `need = { learned_runs = N }` above it, so a median is over the same runs on every backend.
+# How far past the store's clock the time of a reading or of an imported event is believed: hosts' clocks out of step
+# by less (NTP keeps them within seconds; 5 minutes is Kerberos's default allowance for the same). Redis keeps a live
+# reading dated later as of this bound (`record_observation`, on the server's clock), and `adws state import` refuses
+# a file's time beyond it: a reading from the future would stay "the newest" until its time came.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+# Successful runs kept per (provider, specialization) by every backend, the newest by time (older ones are dropped as
+# new ones come: a store's runs stay bounded); config load refuses `need = { learned_runs = N }` above it. Backends
+# read it as `base.RUNS_KEPT` at call time, so a test can lower it for all of them at once.
 RUNS_KEPT = 1000
 
 
@@ -569,14 +577,14 @@ class StateStore(Protocol):
         (provider, specialization) in name order, each group oldest first; runs recorded at the same instant in
         the order recorded where the backend keeps it (Redis: in no particular order).
 
-        As many per group as the backend keeps: memory and SQLite every run, Redis the newest RUNS_KEPT."""
+        At most RUNS_KEPT per group, the newest."""
         ...
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
-        """Record many runs at once, each as `record_run` would (`adws state import`), including any cap the
-        backend applies (Redis keeps the newest RUNS_KEPT per group: a run older than those is not written at all,
-        and runs the store held can be pushed out); returns how many of `runs` the store holds afterwards and how
-        many of its own runs they pushed out."""
+        """Record many runs at once, each as `record_run` would (`adws state import`), with the cap every backend
+        applies (the newest RUNS_KEPT per group: a run older than those is not kept, and runs the store held can be
+        pushed out); returns how many of `runs` the store holds afterwards and how many of its own runs they pushed
+        out."""
         ...
 
     def cursors(self) -> dict[str, int]:

@@ -26,7 +26,7 @@ runs the store does not hold yet are appended (a row already there, same account
 figures, is skipped, and so is a run of the same provider, specialization, time and tokens: importing the same
 file twice changes nothing; rows rolled up by `compact` since the export no longer match and would be added
 again), cursors only move forward, an observation replaces the store's only if it is not older, the rest is
-overwritten. A store that caps runs (Redis: the newest RUNS_KEPT per provider and specialization) keeps only the
+overwritten. Every store caps runs (the newest RUNS_KEPT per provider and specialization): it keeps only the
 newest of the old and imported runs, and the summary counts both the file's runs it did not keep and its own
 runs the newer imported ones pushed out.
 
@@ -49,6 +49,7 @@ from adws.errors import AdwsError, UsageError, suggest
 from adws.state.base import (
     BREAKER_STATES,
     EARLIEST,
+    FUTURE_TOLERANCE,
     LATEST,
     MAX_COUNT,
     BreakerState,
@@ -72,10 +73,6 @@ RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period
 # need over 9 million such rows in one account to overflow (it then fails with "integer overflow" and the store reads
 # as damaged), and Redis's sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, what
 # SQLite alone accepted before, let two lines overflow. The config's own request and money quotas stop at 10**12 too.
-# How much later than the export (or now) a line may say something happened: hosts' clocks out of step (NTP keeps
-# them within seconds; 5 minutes is Kerberos's default allowance for the same). A reading from further ahead would
-# stay "the newest" until its time came, keeping the store from taking any newer one.
-FUTURE_TOLERANCE = timedelta(minutes=5)
 # The longest cooldown a line may carry, from the file's exported_at (else now): a yearly quota reset plus a month.
 # A running cooldown the store learned from an agent CLI ends at its announced reset, within its quota's period; one
 # ending later in a file (`until` 2999) would bench an account for centuries, where moving a host meant to carry it.

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
 from adws.attempt import Usage
+from adws.state import base
 from adws.state.base import (
     CHANGE_KINDS,
     ZERO_USAGE,
@@ -288,13 +289,33 @@ class MemoryStore(Closing):
                 yield RunRecord(provider, specialization, from_epoch(at), tokens)
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
+        """Append the runs, then keep the newest `base.RUNS_KEPT` of each group they touch (by time; at one instant
+        the one recorded last is the newer), as every backend does: a long-lived coordinator's memory stays
+        bounded, and a median is over the same runs as on SQLite or Redis."""
         rows = [(run.provider, run.specialization, stored_epoch(run.at, "at"), run.tokens) for run in runs]
+        cap = base.RUNS_KEPT  # read at call time: tests lower it
+        kept = len(rows)
+        displaced = 0
         with self._lock:  # all of them under one lock, one change counted
+            held: dict[tuple[str, str], int] = {}  # group -> how many runs it held before this import
             for provider, specialization, at, tokens in rows:
-                self._runs.setdefault((provider, specialization), []).append((at, tokens))
+                group = self._runs.setdefault((provider, specialization), [])
+                held.setdefault((provider, specialization), len(group))
+                group.append((at, tokens))
+            for key, before in held.items():
+                group = self._runs[key]
+                if len(group) <= cap:
+                    continue
+                # Stable by time: at one instant, recording order decides, as recent_runs reads it.
+                order = sorted(range(len(group)), key=lambda i: group[i][0])
+                dropped = order[:len(group) - cap]
+                displaced += sum(i < before for i in dropped)
+                kept -= sum(i >= before for i in dropped)
+                gone = set(dropped)
+                self._runs[key] = [run for i, run in enumerate(group) if i not in gone]
             if rows:
                 self._wrote("runs")
-        return RunsImported(len(rows))  # every run is kept
+        return RunsImported(kept, displaced)
 
     def version(self) -> int:
         # Only this object can write, so its own write counter is the whole story.

@@ -56,11 +56,12 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from adws.attempt import Usage
+from adws.state import base
 from adws.state.base import (
     DEFAULT_PREFIX,
+    FUTURE_TOLERANCE,
     MAX_COUNT,
     MAX_STORED,
-    RUNS_KEPT,
     BreakerState,
     ChangePoller,
     Closing,
@@ -370,13 +371,27 @@ end
 return out
 """
 
-# The latest observation per (provider, subject): kept unless a later one is already there.
+# The latest observation per (provider, subject): kept unless a later one is already there. "Later" is judged on the
+# server's clock, the one clock every host shares: a reading dated more than ARGV[7] seconds past it (a host whose
+# clock is ahead wrote it) is kept as of that bound, and a kept reading dated past it blocks nobody; otherwise one
+# host an hour ahead would freeze the subject's reading for every coordinator for that hour.
 _OBSERVE = _HEAD + """
--- ARGV: 3 quoted provider, 4 subject, 5 at, 6 encoded observation
+-- ARGV: 3 quoted provider, 4 subject, 5 at, 6 encoded observation, 7 seconds past the server's clock believed
 local key = P .. 'obs:' .. ARGV[3]
+local t = redis.call('TIME')
+local latest = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[7])
+local at, value = tonumber(ARGV[5]), ARGV[6]
+if at > latest then
+  local o = cjson.decode(value)
+  o.at = latest
+  at, value = latest, cjson.encode(o)
+end
 local kept = redis.call('HGET', key, ARGV[4])
-if kept and cjson.decode(kept).at > tonumber(ARGV[5]) then return 0 end
-redis.call('HSET', key, ARGV[4], ARGV[6])
+if kept then
+  local kept_at = cjson.decode(kept).at
+  if kept_at > at and kept_at <= latest then return 0 end
+end
+redis.call('HSET', key, ARGV[4], value)
 redis.call('SADD', P .. 'observed', ARGV[3])
 bump()
 return 1
@@ -994,7 +1009,8 @@ class RedisStore(Closing):
         at = stored_epoch(o.at, "Observation.at")
         value = json.dumps({"at": at, "percent": o.percent, "source": o.source, "used": o.used, "limit": o.limit,
                             "reset_at": stored_epoch(o.reset_at, "Observation.reset_at") if o.reset_at else None})
-        return bool(self._write("observe", _q(o.provider), o.subject, repr(at), value))
+        return bool(self._write("observe", _q(o.provider), o.subject, repr(at), value,
+                                repr(FUTURE_TOLERANCE.total_seconds())))
 
     def observations(self) -> dict[tuple[str, str], Observation]:
         out = {}
@@ -1010,7 +1026,7 @@ class RedisStore(Closing):
         return self.prefix + "runs:" + _q(provider) + ":" + _q(specialization)
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
-        self._write("run", *_run_args(RunRecord(provider, specialization, at, tokens)), RUNS_KEPT)
+        self._write("run", *_run_args(RunRecord(provider, specialization, at, tokens)), base.RUNS_KEPT)
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         key = self._runs_key(provider, specialization)
@@ -1063,11 +1079,12 @@ class RedisStore(Closing):
         (predicted from that read: the runs with the lowest time, ties in member order, as Redis ranks them), and
         checks how many of the written ones are still kept at the end (one more round trip: another coordinator
         may be recording runs meanwhile)."""
+        cap = base.RUNS_KEPT  # read at call time, as by every backend: tests lower it
         given: dict[str, list[tuple[float, str, list[str]]]] = {}  # per key: (time, member, script arguments)
         for run in runs:
             args = _run_args(run)
             given.setdefault(self._runs_key(run.provider, run.specialization), []).append(
-                (float(args[2]), args[3], [*args, str(RUNS_KEPT)]))
+                (float(args[2]), args[3], [*args, str(cap)]))
         keys = list(given)
         written: dict[str, list[str]] = {}  # the members written, per key
         displaced = 0
@@ -1076,7 +1093,7 @@ class RedisStore(Closing):
             ranked: list[tuple[float, str, list[str] | None]] = [(at, member, None) for member, at in held]
             ranked += given[key]
             ranked.sort(key=lambda row: (row[0], row[1]))
-            dropped = ranked[:max(len(ranked) - RUNS_KEPT, 0)]
+            dropped = ranked[:max(len(ranked) - cap, 0)]
             displaced += sum(args is None for _, _, args in dropped)
             written[key] = [member for _, member, args in ranked[len(dropped):] if args is not None]
         kept = {member for members in written.values() for member in members}

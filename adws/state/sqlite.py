@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from adws.attempt import Usage
+from adws.state import base
 from adws.state.base import (
     CHANGE_KINDS,
     DEFAULT_PATH,
@@ -899,11 +900,27 @@ class SqliteStore(Closing):
         return iter(runs)  # read in full here, so a damaged row is reported by this call
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
-        """Insert the runs in one transaction; all of them are kept (this backend keeps every run)."""
+        """Insert the runs in one transaction, then keep the newest `base.RUNS_KEPT` of each group they touch (by
+        time; at one instant the one recorded last is the newer), as every backend does: the file stays bounded,
+        and a median is over the same runs as on Redis. A group's trim reads at most RUNS_KEPT + its new rows of
+        the (provider, specialization, at) index."""
         rows = [(r.provider, r.specialization, stored_epoch(r.at, "at"), r.tokens) for r in runs]
+        cap = base.RUNS_KEPT  # read at call time: tests lower it
+        kept, displaced = len(rows), 0
         with self._write() as conn:
+            # A new row's id is above every id there before (rowids grow past the largest in the table), so the
+            # rows a trim drops are told apart by id: the file's own, or the store's.
+            ((last,),) = conn.execute("SELECT coalesce(max(id), 0) FROM runs").fetchall()
             conn.executemany("INSERT INTO runs (provider, specialization, at, tokens) VALUES (?, ?, ?, ?)", rows)
-        return RunsImported(len(rows))
+            for provider, specialization in dict.fromkeys((p, s) for p, s, _, _ in rows):
+                dropped = [id_ for (id_,) in conn.execute(
+                    "SELECT id FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC "
+                    "LIMIT -1 OFFSET ?", (provider, specialization, cap))]
+                if dropped:
+                    conn.executemany("DELETE FROM runs WHERE id = ?", [(id_,) for id_ in dropped])
+                    displaced += sum(id_ <= last for id_ in dropped)
+                    kept -= sum(id_ > last for id_ in dropped)
+        return RunsImported(kept, displaced)
 
     # -- change detection ----------------------------------------------------------------------
 

@@ -95,11 +95,10 @@ NEED = "need = { tokens = 30000, learned_runs = 40, margin_percent = 10 }"
      "providers.antigravity.quota → hard_block_percent: must be <= 100, got 150"),
     ('env = { ADWS_TIER = "antigravity" }', "env = { ADWS_TIER = 5 }",
      "providers.antigravity → env → ADWS_TIER: expected a string, got 5"),
-    # Redis keeps the newest 1,000 runs per group (adws.state.base.RUNS_KEPT): a median over more would differ.
+    # Every store keeps the newest 1,000 runs per group (adws.state.base.RUNS_KEPT).
     (NEED, "need = { tokens = 30000, learned_runs = 1001 }",
-     "providers.antigravity → need → learned_runs: must be <= 1000, got 1001: the Redis state store keeps the "
-     "newest 1,000 successful runs per provider and specialization, so a median over more would differ between "
-     "backends"),
+     "providers.antigravity → need → learned_runs: must be <= 1000, got 1001: the state store keeps the "
+     "newest 1,000 successful runs per provider and specialization"),
 ], ids=["typo in need", "need with both bases", "hard block above 100", "env value not a string",
         "learned_runs above what Redis keeps"])
 def test_a_broken_part_of_the_shipped_first_tier_is_one_problem(old: str, new: str, expected: str) -> None:
@@ -152,10 +151,9 @@ def test_a_left_out_provider_without_a_command_reads_what_no_one_knows() -> None
 
 
 def test_learned_runs_up_to_what_every_backend_keeps_loads() -> None:
-    from adws.state import redis_store
     from adws.state.base import RUNS_KEPT
 
-    assert redis_store.RUNS_KEPT is RUNS_KEPT == 1000  # one constant: the check cannot drift from the store
+    assert RUNS_KEPT == 1000  # every backend reads this one constant: the check cannot drift from the stores
     from adws.config.load import compile_config, parse_toml
 
     config = compile_config(parse_toml(SHIPPED.replace(NEED, "need = { tokens = 30000, learned_runs = 1000 }")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,8 @@ import pytest
 import redis
 
 from adws.attempt import Usage
-from adws.state import STORES, BreakerState, Cooldown, RedisStore, SqliteStore, StateStoreError, UsageRecord
-from adws.state import redis_store as redis_module
-from adws.state.base import EARLIEST, LATEST, Observation, RunRecord, RunsImported
+from adws.state import STORES, BreakerState, Cooldown, RedisStore, SqliteStore, StateStoreError, UsageRecord, base
+from adws.state.base import EARLIEST, FUTURE_TOLERANCE, LATEST, Observation, RunRecord, RunsImported
 from tests.state.test_state import T0, open_backend
 
 # The year 9999 in its zone is the year 10000 in UTC, the year 1 in its zone the year 0 in UTC: no datetime holds
@@ -173,7 +172,7 @@ def test_redis_lists_each_group_of_runs_once_in_one_read(
 def test_redis_writes_only_the_runs_it_keeps_and_counts_those_of_its_own_they_push_out(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: redis.Redis
 ) -> None:
-    monkeypatch.setattr(redis_module, "RUNS_KEPT", 3)
+    monkeypatch.setattr(base, "RUNS_KEPT", 3)
     with open_backend("redis", request, tmp_path) as store:
         assert isinstance(store, RedisStore)
         for minutes in (0, 1):
@@ -234,3 +233,28 @@ def test_a_key_of_the_wrong_type_is_one_line_naming_it(
     assert what in message and "\n" not in message and "script:" not in message
     assert f"(redis-cli {command.format(p=redis_prefix)}, against that server) and the rest of the state stays" in \
         message
+
+
+def test_redis_judges_a_readings_time_on_the_servers_clock(
+    request: pytest.FixtureRequest, tmp_path: Path, client: redis.Redis
+) -> None:
+    """A host whose clock is an hour ahead records a reading: Redis keeps it as of the server's time plus
+    FUTURE_TOLERANCE, so the other hosts' readings are taken again within minutes, not after the hour; a reading
+    already kept from further ahead (written before this bound) blocks nobody."""
+    with open_backend("redis", request, tmp_path) as store:
+        seconds, micros = client.time()
+        server_now = datetime.fromtimestamp(seconds + micros / 1e6, UTC)
+        ahead = Observation("ag", "acct", server_now + timedelta(hours=1), 80.0, "ag output (5h)")
+        assert store.record_observation(ahead)
+        (kept,) = store.observations().values()
+        bound = server_now + FUTURE_TOLERANCE
+        assert bound <= kept.at <= bound + timedelta(seconds=30) and kept.percent == 80.0
+        assert kept.source == "ag output (5h)" and kept.reset_at is None  # the rest of the reading as it was
+        # Within the tolerance, the later reading still wins: a host a minute behind does not replace it.
+        assert not store.record_observation(Observation("ag", "acct", server_now, 10.0, "ag output (5h)"))
+        # A reading kept from an hour ahead, as an older adws wrote it: the next real reading replaces it.
+        key = f"{store.prefix}obs:ag"
+        client.hset(key, "acct", json.dumps({"at": (server_now + timedelta(hours=1)).timestamp(), "percent": 99.0,
+                                             "source": "old", "used": None, "limit": None, "reset_at": None}))
+        assert store.record_observation(Observation("ag", "acct", server_now, 20.0, "ag output (5h)"))
+        assert [o.percent for o in store.observations().values()] == [20.0]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from adws.cli import main
-from adws.state import STORES, MemoryStore, SqliteStore, redis_store
+from adws.state import STORES, MemoryStore, SqliteStore, base, redis_store
 from adws.state.base import BreakerState, Cooldown, Observation, RunRecord
 from adws.state.maintenance import StateImportError, export_lines, import_lines
 from tests.state.test_state import open_backend
@@ -182,7 +182,7 @@ def test_the_summary_counts_the_runs_of_the_store_that_newer_imported_ones_pushe
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.delenv("ADWS_STATE_URL", raising=False)
-    monkeypatch.setattr(redis_store, "RUNS_KEPT", 3)
+    monkeypatch.setattr(base, "RUNS_KEPT", 3)
     url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
     with redis_store.RedisStore(url, key_prefix=prefix) as store:
         for minutes in (50, 40):

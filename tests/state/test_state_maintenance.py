@@ -28,6 +28,7 @@ from adws.state import (
     SqliteStore,
     StateStore,
     UsageRecord,
+    base,
     redis_store,
 )
 from adws.state.base import Observation
@@ -310,7 +311,7 @@ def test_import_into_redis_says_how_many_runs_its_cap_did_not_keep(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ADWS_STATE_URL", raising=False)
-    monkeypatch.setattr(redis_store, "RUNS_KEPT", 3)  # 1000 in use: a SQLite store keeps every run
+    monkeypatch.setattr(base, "RUNS_KEPT", 3)
     monkeypatch.setattr(redis_store, "IMPORT_BATCH", 2)
     dump = tmp_path / "state.jsonl"
     runs = [{"kind": "run", "provider": "claude", "specialization": "general",

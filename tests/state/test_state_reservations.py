@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adws.state import STORES, RedisStore, SqliteStore, StateStore, StateStoreError, redis_store
+from adws.state import STORES, RedisStore, SqliteStore, StateStore, StateStoreError, base, redis_store
 from adws.state.base import CHANGE_KINDS, Observation, RunRecord, RunsImported
 from tests.state.test_state import open_backend
 
@@ -128,20 +128,40 @@ def test_bulk_loading_runs_moves_the_runs_change_count(store: StateStore) -> Non
         assert [k for k, b, a in zip(CHANGE_KINDS, before, after, strict=True) if b != a] == ["runs"]
 
 
-def test_redis_keeps_its_newest_runs_when_bulk_loading(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_every_backend_keeps_the_newest_runs_of_a_group_when_bulk_loading(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_store, "RUNS_KEPT", 3)
-    monkeypatch.setattr(redis_store, "IMPORT_BATCH", 2)  # several pipelines, the last one not full
-    with open_backend("redis", request, tmp_path) as store:
-        store.record_run("ag", "code", T0 + timedelta(minutes=10), 10)
-        runs = [RunRecord("ag", "code", T0 + timedelta(minutes=i), i) for i in range(5)]
-        # Of 0..4 and 10 the newest 3 stay: 3, 4 of the bulk load, and the run that was there.
-        assert store.import_runs(runs) == RunsImported(kept=2, displaced=0)
-        assert [run.tokens for run in store.recorded_runs()] == [3, 4, 10]
-        # Older than all kept: not kept.
-        assert store.import_runs([RunRecord("ag", "code", T0 - timedelta(days=1), 99)]) == RunsImported(0, 0)
-        assert store.recent_runs("ag", "code", 10) == [10, 4, 3]
+    monkeypatch.setattr(base, "RUNS_KEPT", 3)
+    monkeypatch.setattr(redis_store, "IMPORT_BATCH", 2)  # Redis: several pipelines, the last one not full
+    store.record_run("ag", "code", T0 + timedelta(minutes=10), 10)
+    store.record_run("ag", "docs", T0, 99)  # another group: untouched
+    runs = [RunRecord("ag", "code", T0 + timedelta(minutes=i), i) for i in range(5)]
+    # Of 0..4 and 10 the newest 3 stay: 3, 4 of the bulk load, and the run that was there.
+    assert store.import_runs(runs) == RunsImported(kept=2, displaced=0)
+    assert [run.tokens for run in store.recorded_runs()] == [3, 4, 10, 99]
+    # Older than all kept: not kept.
+    assert store.import_runs([RunRecord("ag", "code", T0 - timedelta(days=1), 98)]) == RunsImported(0, 0)
+    assert store.recent_runs("ag", "code", 10) == [10, 4, 3]
+    # Newer ones push the store's own out, and say how many.
+    newer = [RunRecord("ag", "code", LATER + timedelta(minutes=i), 100 + i) for i in range(2)]
+    assert store.import_runs(newer) == RunsImported(kept=2, displaced=2)
+    assert store.recent_runs("ag", "code", 10) == [101, 100, 10]
+    assert store.recent_runs("ag", "docs", 10) == [99]
+
+
+def test_every_backend_drops_a_groups_oldest_run_as_a_new_one_is_recorded(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording a run past the cap drops the group's oldest: a store that runs for years stays bounded (SQLite
+    and memory kept every run before)."""
+    monkeypatch.setattr(base, "RUNS_KEPT", 3)
+    for minutes in range(10):
+        store.record_run("ag", "code", T0 + timedelta(minutes=minutes), minutes)
+    assert store.recent_runs("ag", "code", 10) == [9, 8, 7]
+    assert [run.tokens for run in store.recorded_runs()] == [7, 8, 9]
+    # A run recorded late with an old time is the oldest: it is the one dropped.
+    store.record_run("ag", "code", T0 - timedelta(days=1), 42)
+    assert store.recent_runs("ag", "code", 10) == [9, 8, 7]
 
 
 def test_redis_lists_only_its_own_runs_among_other_prefixes(request: pytest.FixtureRequest, redis_url: str,
