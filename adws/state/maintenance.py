@@ -76,6 +76,7 @@ RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period
 # The longest cooldown a line may carry, from the file's exported_at (else now): a yearly quota reset plus a month.
 # A running cooldown the store learned from an agent CLI ends at its announced reset, within its quota's period; one
 # ending later in a file (`until` 2999) would bench an account for centuries, where moving a host meant to carry it.
+# Exactly LATEST passes: a store keeps an announced reset beyond it as LATEST, and its export must import again.
 MAX_COOLDOWN = timedelta(days=400)
 SHOWN_CHARS = 60  # of a bad value in a message: a hostile line may hold a megabyte in one field
 
@@ -251,7 +252,9 @@ def _applied(effect: Callable[[StateStore], object]) -> Action:
 
 def _cooldown(obj: dict[str, Any], latest: _Latest | None) -> Action:
     cooldown = Cooldown(_when(obj, "until"), _name(obj, "reason"))  # an end: later than the export, of course
-    if latest is not None and cooldown.until > latest.at + MAX_COOLDOWN:  # a tier benched for centuries
+    # A tier benched for centuries; LATEST itself is what a store keeps for a reset announced beyond it (`never`):
+    # what an export of such a store wrote imports again.
+    if latest is not None and latest.at + MAX_COOLDOWN < cooldown.until < LATEST:
         raise ValueError(f"until: {_shown(obj['until'])} is more than {MAX_COOLDOWN.days} days after {latest.what} "
                          f"({latest.at.isoformat()}): no limit adws learns runs that long (correct or drop the line)")
     provider, account = _name(obj, "provider"), _name(obj, "account")
@@ -371,12 +374,12 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
     tokens must be whole numbers from 0 to MAX_COUNT, money from 0 to MAX_COUNT, percents and observed figures
     numbers >= 0 (an observed limit > 0), names non-empty strings that UTF-8 can encode, times ISO 8601 with a
     timezone from EARLIEST to LATEST, a cooldown's end no later than MAX_COOLDOWN after the header's exported_at
-    (else `now`), and the times something happened (usage, observation and run `at`, a
-    breaker's `opened_at`) no later than the header's exported_at (else `now`) plus FUTURE_TOLERANCE; the
-    header's exported_at no later than `now` plus FUTURE_TOLERANCE. With `providers` (the config's) a line of
-    PROVIDER_KINDS naming any other provider is an error too (it would apply to nothing: add the provider to the
-    config or drop those lines). Raises StateImportError listing every bad line as `source:LINE: what` (the
-    first MAX_LISTED, then how many more).
+    (else `now`; exactly LATEST, a reset beyond what a store keeps, passes), and the times something happened
+    (usage, observation and run `at`, a breaker's `opened_at`) no later than the header's exported_at (else `now`)
+    plus FUTURE_TOLERANCE; the header's exported_at no later than `now` plus FUTURE_TOLERANCE. With `providers`
+    (the config's) a line of PROVIDER_KINDS naming any other provider is an error too (it would apply to nothing:
+    add the provider to the config or drop those lines). Raises StateImportError listing every bad line as
+    `source:LINE: what` (the first MAX_LISTED, then how many more).
     """
     usage: list[UsageRecord] = []
     runs: list[RunRecord] = []

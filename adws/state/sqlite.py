@@ -444,7 +444,7 @@ class SqliteStore(Closing):
 
     def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0, poll_interval_s: float = 0.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.path = path or DEFAULT_PATH
+        self.path = os.fspath(path) if path else DEFAULT_PATH  # a Path works too
         if self.path != ":memory:":
             _create_private(self.path)
         # data_version moves when another connection commits; the poller counts our own commits.

@@ -160,6 +160,9 @@ def test_an_import_refuses_a_cooldown_longer_than_any_limit() -> None:
         import_lines(store, [json.dumps(header), json.dumps(line)], "f", ["p"], T0)
     assert str(exc.value).startswith("f:2: until: '2999-12-31T00:00:00+00:00' is more than 400 days after the file's "
                                      "exported_at")
+    line["until"] = "3000-01-01T00:00:00+00:00"  # what a store keeps for a reset announced beyond it: kept
+    with MemoryStore() as store:
+        assert import_lines(store, [json.dumps(header), json.dumps(line)], "f", ["p"], T0)["cooldown"] == 1
     line["until"] = (T0 + timedelta(days=366)).isoformat()  # a yearly reset: kept
     with MemoryStore() as store:
         assert import_lines(store, [json.dumps(header), json.dumps(line)], "f", ["p"], T0)["cooldown"] == 1
