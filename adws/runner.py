@@ -259,7 +259,9 @@ _ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
 #   agent is re-parented to adws instead of init, so it stays in reach and adws can reap it;
 # - every attempt's environment carries ADWS_ATTEMPT_ID, a random marker; a process re-parented to adws (or,
 #   without a subreaper, anywhere) that carries it belongs to that attempt, as does everything below it.
-# At the end of an attempt (normal exit, timeout, interruption) every such process is killed and reaped.
+# At the end of an attempt (normal exit, timeout, interruption) every such process is killed and reaped: all are
+# stopped first (SIGSTOP, rescanning until a scan finds none still free to fork), then killed, so that a process
+# forking as fast as it can (its pid changing faster than a scan) cannot stay ahead of adws.
 #
 # The /proc scan that finds them reads every process on the machine (milliseconds on a busy host), so it is
 # skipped when it provably has nothing to find. With the subreaper, once the leader is reaped, every process
@@ -271,8 +273,10 @@ _ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
 ATTEMPT_ID_ENV = "ADWS_ATTEMPT_ID"
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 _WALL = 0x40000000  # linux/wait.h __WALL: children of any exit signal count (Python does not export it)
-REAP_WAIT_SECONDS = 1.0  # how long killed orphans get to die before we stop waiting to reap them
-_TREE_ROUNDS = 10  # kill-and-rescan rounds: a process forking while we scan is caught by the next round
+# How long ending an attempt's other processes may take in all (stopping, killing, reaping them); a process
+# that takes longer to die (uninterruptible sleep) is no longer waited for.
+END_SECONDS = 2.0
+_END_ROUNDS = 2000  # scans at most, per phase: a process forking while we scan is caught by a later round
 _subreaper: bool | None = None
 
 
@@ -317,23 +321,103 @@ def _read_small(path: str) -> bytes:
         os.close(fd)
 
 
-def _process_table() -> dict[int, tuple[int, str, int, int]]:
+_Table = dict[int, tuple[int, str, int, int]]  # pid -> (parent pid, state letter, process group, session)
+
+
+_PF_EXITING = 0x4  # linux/sched.h: the process is exiting (its environment is gone, its children move soon)
+EXITING = "x"  # the state letter _stat_entry gives an exiting process that is not a zombie yet
+
+
+def _stat_entry(pid: int | str) -> tuple[int, str, int, int] | None:
+    """(parent pid, state letter, process group id, session id) of one process; None when it is gone. The
+    state of a process that is exiting but not yet a zombie is EXITING."""
+    try:
+        stat = _read_small(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    # After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags ...
+    fields = stat[stat.rindex(b")") + 2:].split(None, 7)
+    state = fields[0].decode("ascii", "replace")
+    if state != "Z" and int(fields[6]) & _PF_EXITING:
+        state = EXITING
+    return int(fields[1]), state, int(fields[2]), int(fields[3])
+
+
+def _process_table(vanished: list[int] | None = None) -> _Table:
     """pid -> (parent pid, state letter, process group id, session id) for every process /proc shows; empty
-    where there is no /proc."""
-    table: dict[int, tuple[int, str, int, int]] = {}
+    where there is no /proc. A process that exits between the listing and the reading of its entry is left out,
+    and added to `vanished` when given."""
+    table: _Table = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
         return table
     for name in entries:
-        if not name.isdigit():
-            continue
+        if name.isdigit():
+            entry = _stat_entry(name)
+            if entry is not None:
+                table[int(name)] = entry
+            elif vanished is not None:
+                vanished.append(int(name))
+    return table
+
+
+def _read_all(path: str) -> bytes:
+    """The whole content of a /proc file that may exceed a page (a children list)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = []
+        while part := os.read(fd, 65536):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _descendant_table(zombies: _Table, vanished: list[int]) -> _Table | None:
+    """Like _process_table, for this process's descendants only, found through the kernel's children lists
+    (/proc/PID/task/TID/children): with the subreaper every process an attempt left is among them, and reading
+    them costs in proportion to adws's descendants, not to the machine's processes, so that a round of ending
+    an attempt is fast against processes that keep moving. None when the kernel has no children lists
+    (CONFIG_PROC_CHILDREN). `zombies` carries the entries of zombies from one call to the next (a zombie does
+    not change and its pid is not reused until it is reaped): a helper that forked often leaves many.
+    A process listed that is gone when it is read is added to `vanished` (its children, re-parented to adws
+    meanwhile, may have been missed).
+    """
+    me = os.getpid()
+    table: _Table = {}
+    todo = [me]
+    while todo:
+        pid = todo.pop()
         try:
-            stat = _read_small(f"/proc/{name}/stat")
+            tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
-            continue  # gone since the listing
-        fields = stat[stat.rindex(b")") + 2:].split(None, 4)  # after "pid (comm) ": state ppid pgrp session ...
-        table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"), int(fields[2]), int(fields[3]))
+            vanished.append(pid)
+            continue
+        for tid in tids:
+            try:
+                children = _read_all(f"/proc/{pid}/task/{tid}/children")
+            except FileNotFoundError:
+                if pid == me:
+                    return None
+                vanished.append(pid)  # a thread that ended: its children moved to another thread or to adws
+                continue
+            except OSError:
+                vanished.append(pid)
+                continue
+            for word in children.split():
+                child = int(word)
+                if child in table:
+                    continue
+                entry = zombies.get(child) or _stat_entry(child)
+                if entry is None:
+                    vanished.append(child)
+                    continue
+                table[child] = entry
+                if entry[1] == "Z":
+                    zombies[child] = entry
+                else:
+                    todo.append(child)
     return table
 
 
@@ -356,7 +440,13 @@ def attempt_processes(leader: int, attempt_id: str, *, leader_reaped: bool = Fal
     `leader_reaped`: the leader was reaped, so its pid may name another process by now: it is no root, and a
     process group leader is never taken for one of its members.
     """
-    table = _process_table()
+    return _attempt_processes(_process_table(), leader, attempt_id, leader_reaped, set())
+
+
+def _attempt_processes(table: _Table, leader: int, attempt_id: str, leader_reaped: bool,
+                       groups: set[int]) -> tuple[set[int], set[int]]:
+    """attempt_processes over `table`; zombies that lead or are in one of `groups` (process groups and sessions
+    of the attempt's processes seen before) are the attempt's too. Adds the groups and sessions seen to `groups`."""
     me, marker = os.getpid(), f"{ATTEMPT_ID_ENV}={attempt_id}".encode()
     roots = set() if leader_reaped else {leader}
     for pid, (ppid, state, group, _) in table.items():
@@ -380,12 +470,18 @@ def attempt_processes(leader: int, attempt_id: str, *, leader_reaped: bool = Fal
     found.discard(leader)
     zombies = {pid for pid in found if pid in table and table[pid][1] == "Z"}
     running = found - zombies
-    leaders = {table[pid][k] for pid in running if pid in table for k in (2, 3)}  # their groups and sessions
+    for pid in running & table.keys():  # their groups and sessions
+        groups.update(table[pid][2:])
     ours = {pid for pid in zombies if table[pid][0] == me}
     # The group test skips a group leader (pid == group id): after the leader's reaping its pid may be another
-    # attempt's leader, whose exit status belongs to the thread that started it.
-    ours |= {pid for pid, (ppid, state, group, _) in table.items()
-             if state == "Z" and ppid == me and pid != leader and (group == leader or pid in leaders)}
+    # attempt's leader, whose exit status belongs to the thread that started it. For the same reason a zombie
+    # is taken by the group or session it was in only when it did not lead it, and never by adws's own.
+    foreign = {leader, os.getpgrp(), os.getsid(0)}
+    ours |= {pid for pid, (ppid, state, group, session) in table.items()
+             if state == "Z" and ppid == me and pid != leader
+             and (group == leader or pid in groups
+                  or (pid != group and group in groups and group not in foreign)
+                  or (pid != session and session in groups and session not in foreign))}
     return running, ours
 
 
@@ -402,36 +498,94 @@ def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> set[int]:
 
 def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | None = None, *,
                           leader_reaped: bool = False) -> None:
-    """SIGKILL every process of the attempt but the leader, until none runs; reap those re-parented to us,
-    including `signalled` (processes of the attempt signalled earlier, e.g. on its timeout).
+    """SIGKILL every process of the attempt but the leader and reap those re-parented to us, including
+    `signalled` (processes of the attempt signalled earlier, e.g. on its timeout).
 
-    Bounded: at most _TREE_ROUNDS scans, and REAP_WAIT_SECONDS for the killed ones to die. With
-    `leader_reaped` (see attempt_processes) and the subreaper, returns at once when adws has no child left:
-    then nothing of the attempt can be (see the section comment).
+    Converges against processes that fork as fast as they can (a helper that moves to a new pid in a loop, so
+    that every pid a scan finds is gone when it is signalled): first everything of the attempt is stopped
+    (SIGSTOP: a process with a stop pending cannot complete another fork, the kernel restarts it), rescanning
+    until every process found is stopped, then all are killed. Each process group of the attempt is stopped as
+    a whole with one killpg, which the kernel makes atomic against fork. With the subreaper the rescans read
+    only adws's descendants (see _descendant_table), so a round takes well under a millisecond.
+
+    Bounded: at most _END_ROUNDS scans, END_SECONDS in all. With `leader_reaped` (see attempt_processes) and
+    the subreaper, returns at once when adws has no child left: then nothing of the attempt can be (see the
+    section comment).
     """
     if leader_reaped and _subreaper and not has_children():
         return
-    killed: set[int] = set(signalled or ())
-    for _ in range(_TREE_ROUNDS):
-        running, zombies = attempt_processes(leader, attempt_id, leader_reaped=leader_reaped)
-        for pid in running:
+    deadline = time.monotonic() + END_SECONDS
+    known: set[int] = set(signalled or ())  # the attempt's processes seen so far, to kill and then reap
+    groups: set[int] = set()  # process groups and sessions of the attempt's processes
+    zombies_seen: _Table = {}
+    own = {os.getpgrp(), os.getsid(0)}
+    # The leader's group, by its id, only while the leader is not reaped (then the id cannot name another group).
+    leader_group = set() if leader_reaped else {leader}
+    stopped: set[int] = set()  # processes and groups sent SIGSTOP: none of them can fork any more
+
+    def scan() -> tuple[set[int], bool]:
+        """The attempt's running processes, and whether the scan may have missed one (a process it listed
+        was gone when read, or became a zombie since the last scan: its children moved meanwhile)."""
+        vanished: list[int] = []
+        before = len(zombies_seen)
+        table = _descendant_table(zombies_seen, vanished) if _subreaper and leader_reaped else None
+        if table is None:
+            table = _process_table(vanished)
+        running, zombies = _attempt_processes(table, leader, attempt_id, leader_reaped, groups)
+        known.update(running, zombies)
+        # An exiting process shows no environment, so neither it nor what it forked last may have been
+        # recognised; its children are re-parented to adws once it is done: look again.
+        exiting = any(state == EXITING for _, state, _, _ in table.values())
+        return running, bool(vanished) or exiting or len(zombies_seen) != before
+
+    def signal_all(pids: set[int], sig: signal.Signals) -> None:
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        killed |= running | zombies
-        _reap(killed)
-        if not running:
+                os.kill(pid, sig)
+        for group in groups:
+            # A group whose leader is the attempt's, or has exited (its members are the attempt's processes
+            # found in it); never adws's own, nor one led by a live process that is not the attempt's.
+            if group not in own and group > 1 and (group in known or group in leader_group
+                                                   or not os.path.exists(f"/proc/{group}")):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, sig)
+
+    def reap() -> None:
+        for pid in _reap(known):
+            zombies_seen.pop(pid, None)  # its pid may name another process from now on
+
+    # Freeze: stop everything of the attempt, until a whole scan made after the last SIGSTOP finds no process of
+    # it that was not sent one (and missed none): a process with a stop pending forks no more, and what it forked
+    # before is below it, or re-parented to adws, when the next scan looks.
+    for _ in range(_END_ROUNDS):
+        running, missed = scan()
+        moving = running - stopped
+        if not moving and not missed:
             break
-        time.sleep(0.01)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
-    deadline = time.monotonic() + REAP_WAIT_SECONDS
-    while killed and time.monotonic() < deadline:
-        time.sleep(0.01)
-        _reap(killed)
+        stopped |= moving
+        signal_all(moving, signal.SIGSTOP)
+        reap()
+        if time.monotonic() > deadline:
+            break
+    # Kill: everything found, stopped or not (SIGKILL ends a stopped process), until nothing of it runs.
+    for _ in range(_END_ROUNDS):
+        signal_all(known, signal.SIGKILL)
+        reap()
+        running, _ = scan()
+        if not running or time.monotonic() > deadline:
+            break
+        time.sleep(0.001)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
+    while known and time.monotonic() < deadline:
+        _reap(known)
+        if known:
+            time.sleep(0.005)
 
 
-def _reap(pids: set[int]) -> None:
+def _reap(pids: set[int]) -> set[int]:
     """Reap those of `pids` that are our children and have died; forget those that are not our children (their
     own parent reaps them) or are gone. A zombie has no environment left to show its marker, so the pids
-    killed are remembered rather than found again."""
+    killed are remembered rather than found again. Returns the pids reaped."""
+    reaped = set()
     for pid in list(pids):
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
@@ -440,6 +594,8 @@ def _reap(pids: set[int]) -> None:
             continue
         if done:
             pids.discard(pid)
+            reaped.add(pid)
+    return reaped
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -3,7 +3,9 @@ and process group) is ended with the attempt, on a normal exit and on a timeout,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -144,8 +146,9 @@ from adws import runner
 from adws.runner import RunRequest, has_children, run
 
 scans = []
-table = runner._process_table
-runner._process_table = lambda: scans.append(1) or table()
+table, descendants = runner._process_table, runner._descendant_table
+runner._process_table = lambda *args: scans.append(1) or table(*args)
+runner._descendant_table = lambda *args: scans.append(1) or descendants(*args)
 
 def attempt(*argv):
     return run(RunRequest(argv=list(argv), env=dict(os.environ), cwd=".", out_dir="o", timeout=30))
@@ -179,3 +182,37 @@ def test_the_proc_scan_runs_only_when_adws_has_children(tmp_path: Path) -> None:
                      "scans with a stranger True", "stranger still running True", "children with a zombie True",
                      "children after wait False", "scans after an attempt that left a child True",
                      "children after that attempt False"]
+
+
+def _hops(log: Path) -> list[tuple[int, int, float]]:
+    """(pid, process group, time) of each move of the hopper, from its log."""
+    if not log.exists():
+        return []
+    return [(int(pid), int(group), float(at)) for pid, group, at in
+            (line.split() for line in log.read_text().splitlines() if line.count(" ") == 2)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+@pytest.mark.parametrize(("mode", "timeout"), [("hopper", 30), ("hopper_setsid", 30), ("hopper_hang", 1)])
+def test_a_helper_that_keeps_changing_its_pid_is_ended_with_its_attempt(tmp_path: Path, mode: str,
+                                                                        timeout: float) -> None:
+    # The helper forks and lets its parent exit in a loop (bounded by its own 4 s): every pid a /proc scan finds
+    # is gone by the time it is signalled. Nothing of it may run once `run` has returned.
+    log = tmp_path / "hops"
+    request = _request(tmp_path, mode, timeout)
+    request = RunRequest(argv=request.argv, env={**request.env, "HOSTILE_HOPLOG": str(log), "HOSTILE_HOP": "4"},
+                         cwd=tmp_path, out_dir=tmp_path / "o", timeout=timeout, grace=0.5)
+    try:
+        outcome = run(request)
+        returned = time.time()
+        size = log.stat().st_size
+        assert outcome.timed_out is (mode == "hopper_hang")
+        assert len(_hops(log)) > 10, "the helper did hop while its attempt ran"
+        time.sleep(0.3)
+        late = [hop for hop in _hops(log) if hop[2] > returned]
+        assert log.stat().st_size == size and not late, f"{len(late)} moves after run returned"
+        assert all(_gone(pid) for pid, _, _ in _hops(log)[-3:])
+    finally:
+        for group in {group for _, group, _ in _hops(log)}:  # a failed test leaves nothing running either
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
