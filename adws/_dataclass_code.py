@@ -128,12 +128,12 @@ SOURCES = (
     'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'provider\',\'subject\',\'at\',\'percent\',\'source\',\'used\',\'limit\',\'reset_at\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
     'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'provider\',\'subject\',\'at\',\'percent\',\'source\',\'used\',\'limit\',\'reset_at\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
     'def __create_fn__():\n def __hash__(self):\n  return hash((self.provider,self.subject,self.at,self.percent,self.source,self.used,self.limit,self.reset_at,))\n return __hash__',
-    "def __create_fn__(_type_factory, _type_locate, _type_exists, _type_setting, _type_env, _type_default, _type_reads, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_locate, _dflt_exists, _dflt_setting, _dflt_env, _dflt_default, _dflt_reads, _return_type):\n def __init__(self,factory:_type_factory,locate:_type_locate=_dflt_locate,exists:_type_exists=_dflt_exists,setting:_type_setting=_dflt_setting,env:_type_env=_dflt_env,default:_type_default=_dflt_default,reads:_type_reads=_dflt_reads)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'factory',factory)\n  __dataclass_builtins_object__.__setattr__(self,'locate',locate)\n  __dataclass_builtins_object__.__setattr__(self,'exists',exists)\n  __dataclass_builtins_object__.__setattr__(self,'setting',setting)\n  __dataclass_builtins_object__.__setattr__(self,'env',env)\n  __dataclass_builtins_object__.__setattr__(self,'default',default)\n  __dataclass_builtins_object__.__setattr__(self,'reads',reads)\n return __init__",
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(factory={self.factory!r}, locate={self.locate!r}, exists={self.exists!r}, setting={self.setting!r}, env={self.env!r}, default={self.default!r}, reads={self.reads!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,)==(other.factory,other.locate,other.exists,other.setting,other.env,other.default,other.reads,)\n  return NotImplemented\n return __eq__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'factory\',\'locate\',\'exists\',\'setting\',\'env\',\'default\',\'reads\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'factory\',\'locate\',\'exists\',\'setting\',\'env\',\'default\',\'reads\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,))\n return __hash__',
+    "def __create_fn__(_type_factory, _type_locate, _type_exists, _type_setting, _type_env, _type_default, _type_reads, _type_problem, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_locate, _dflt_exists, _dflt_setting, _dflt_env, _dflt_default, _dflt_reads, _dflt_problem, _return_type):\n def __init__(self,factory:_type_factory,locate:_type_locate=_dflt_locate,exists:_type_exists=_dflt_exists,setting:_type_setting=_dflt_setting,env:_type_env=_dflt_env,default:_type_default=_dflt_default,reads:_type_reads=_dflt_reads,problem:_type_problem=_dflt_problem)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'factory',factory)\n  __dataclass_builtins_object__.__setattr__(self,'locate',locate)\n  __dataclass_builtins_object__.__setattr__(self,'exists',exists)\n  __dataclass_builtins_object__.__setattr__(self,'setting',setting)\n  __dataclass_builtins_object__.__setattr__(self,'env',env)\n  __dataclass_builtins_object__.__setattr__(self,'default',default)\n  __dataclass_builtins_object__.__setattr__(self,'reads',reads)\n  __dataclass_builtins_object__.__setattr__(self,'problem',problem)\n return __init__",
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(factory={self.factory!r}, locate={self.locate!r}, exists={self.exists!r}, setting={self.setting!r}, env={self.env!r}, default={self.default!r}, reads={self.reads!r}, problem={self.problem!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,self.problem,)==(other.factory,other.locate,other.exists,other.setting,other.env,other.default,other.reads,other.problem,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'factory\',\'locate\',\'exists\',\'setting\',\'env\',\'default\',\'reads\',\'problem\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'factory\',\'locate\',\'exists\',\'setting\',\'env\',\'default\',\'reads\',\'problem\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,self.problem,))\n return __hash__',
     "def __create_fn__(_type_tokens, _type_requests, _type_cost_usd, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_tokens, _dflt_requests, _dflt_cost_usd, _return_type):\n def __init__(self,tokens:_type_tokens=_dflt_tokens,requests:_type_requests=_dflt_requests,cost_usd:_type_cost_usd=_dflt_cost_usd)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'tokens',tokens)\n  __dataclass_builtins_object__.__setattr__(self,'requests',requests)\n  __dataclass_builtins_object__.__setattr__(self,'cost_usd',cost_usd)\n  self.__post_init__()\n return __init__",
     'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(tokens={self.tokens!r}, requests={self.requests!r}, cost_usd={self.cost_usd!r})"\n return __repr__',
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.tokens,self.requests,self.cost_usd,)==(other.tokens,other.requests,other.cost_usd,)\n  return NotImplemented\n return __eq__',
@@ -1416,8 +1416,8 @@ def __create_fn__():
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_factory, _type_locate, _type_exists, _type_setting, _type_env, _type_default, _type_reads, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_locate, _dflt_exists, _dflt_setting, _dflt_env, _dflt_default, _dflt_reads, _return_type):
- def __init__(self,factory:_type_factory,locate:_type_locate=_dflt_locate,exists:_type_exists=_dflt_exists,setting:_type_setting=_dflt_setting,env:_type_env=_dflt_env,default:_type_default=_dflt_default,reads:_type_reads=_dflt_reads)->_return_type:
+def __create_fn__(_type_factory, _type_locate, _type_exists, _type_setting, _type_env, _type_default, _type_reads, _type_problem, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_locate, _dflt_exists, _dflt_setting, _dflt_env, _dflt_default, _dflt_reads, _dflt_problem, _return_type):
+ def __init__(self,factory:_type_factory,locate:_type_locate=_dflt_locate,exists:_type_exists=_dflt_exists,setting:_type_setting=_dflt_setting,env:_type_env=_dflt_env,default:_type_default=_dflt_default,reads:_type_reads=_dflt_reads,problem:_type_problem=_dflt_problem)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'factory',factory)
   __dataclass_builtins_object__.__setattr__(self,'locate',locate)
   __dataclass_builtins_object__.__setattr__(self,'exists',exists)
@@ -1425,26 +1425,27 @@ def __create_fn__(_type_factory, _type_locate, _type_exists, _type_setting, _typ
   __dataclass_builtins_object__.__setattr__(self,'env',env)
   __dataclass_builtins_object__.__setattr__(self,'default',default)
   __dataclass_builtins_object__.__setattr__(self,'reads',reads)
+  __dataclass_builtins_object__.__setattr__(self,'problem',problem)
  return __init__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(factory={self.factory!r}, locate={self.locate!r}, exists={self.exists!r}, setting={self.setting!r}, env={self.env!r}, default={self.default!r}, reads={self.reads!r})"
+  return self.__class__.__qualname__ + f"(factory={self.factory!r}, locate={self.locate!r}, exists={self.exists!r}, setting={self.setting!r}, env={self.env!r}, default={self.default!r}, reads={self.reads!r}, problem={self.problem!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,)==(other.factory,other.locate,other.exists,other.setting,other.env,other.default,other.reads,)
+   return (self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,self.problem,)==(other.factory,other.locate,other.exists,other.setting,other.env,other.default,other.reads,other.problem,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('factory','locate','exists','setting','env','default','reads',):
+  if type(self) is cls or name in ('factory','locate','exists','setting','env','default','reads','problem',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -1452,7 +1453,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('factory','locate','exists','setting','env','default','reads',):
+  if type(self) is cls or name in ('factory','locate','exists','setting','env','default','reads','problem',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -1460,7 +1461,7 @@ CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,))
+  return hash((self.factory,self.locate,self.exists,self.setting,self.env,self.default,self.reads,self.problem,))
  return __hash__
 CODE.append(__create_fn__.__code__)
 
@@ -4268,7 +4269,7 @@ RECIPES = {
     'adws.state.base.Cooldown': (((('frozen', True), ('slots', True)), (('until', 'datetime'), ('reason', 'str')), (None, None), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD'), (('__init__', 102, False), ('__repr__', 103, True), ('__eq__', 104, False), ('__setattr__', 105, False), ('__delattr__', 106, False), ('__hash__', 107, False))),
     'adws.state.base.BreakerState': (((('frozen', True), ('slots', True)), (('state', 'str'), ('failures', 'int'), ('opened_at', 'datetime | None')), ('=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD', '_FIELD'), (('__init__', 108, False), ('__repr__', 109, True), ('__eq__', 110, False), ('__setattr__', 111, False), ('__delattr__', 112, False), ('__hash__', 113, False))),
     'adws.state.base.Observation': (((('frozen', True), ('slots', True)), (('provider', 'str'), ('subject', 'str'), ('at', 'datetime'), ('percent', 'float'), ('source', 'str'), ('used', 'float | None'), ('limit', 'float | None'), ('reset_at', 'datetime | None')), (None, None, None, None, None, '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 114, False), ('__repr__', 115, True), ('__eq__', 116, False), ('__setattr__', 117, False), ('__delattr__', 118, False), ('__hash__', 119, False))),
-    'adws.state.Backend': (((('frozen', True), ('slots', True)), (('factory', 'Callable[..., StateStore]'), ('locate', 'Callable[[str, str], str]'), ('exists', 'Callable[[str], bool] | None'), ('setting', 'str'), ('env', 'str'), ('default', 'str | None'), ('reads', 'tuple[str, ...]')), (None, '=', '=', '=', '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 120, False), ('__repr__', 121, True), ('__eq__', 122, False), ('__setattr__', 123, False), ('__delattr__', 124, False), ('__hash__', 125, False))),
+    'adws.state.Backend': (((('frozen', True), ('slots', True)), (('factory', 'Callable[..., StateStore]'), ('locate', 'Callable[[str, str], str]'), ('exists', 'Callable[[str], bool] | None'), ('setting', 'str'), ('env', 'str'), ('default', 'str | None'), ('reads', 'tuple[str, ...]'), ('problem', 'Callable[[str], str | None] | None')), (None, '=', '=', '=', '=', '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 120, False), ('__repr__', 121, True), ('__eq__', 122, False), ('__setattr__', 123, False), ('__delattr__', 124, False), ('__hash__', 125, False))),
     'adws.quota.QuotaLimits': (((('frozen', True),), (('tokens', 'int | None'), ('requests', 'int | None'), ('cost_usd', 'float | None')), ('=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD', '_FIELD'), (('__init__', 126, False), ('__repr__', 127, True), ('__eq__', 128, False), ('__setattr__', 129, False), ('__delattr__', 130, False), ('__hash__', 131, False))),
     'adws.quota.Burn': (((('frozen', True), ('slots', True)), (('dimension', 'str'), ('used', 'float'), ('limit', 'float'), ('per_hour', 'float'), ('exhausts_at', 'datetime | None'), ('resets_at', 'datetime | None')), (None, None, None, None, None, None), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 132, False), ('__repr__', 133, True), ('__eq__', 134, False), ('__setattr__', 135, False), ('__delattr__', 136, False), ('__hash__', 137, False))),
     'adws.need.NeedSpec': (((('frozen', True), ('slots', True)), (('tokens', 'int | None'), ('context_multiple', 'float | None'), ('learned_runs', 'int | None'), ('min_runs', 'int'), ('margin_percent', 'float')), ('=', '=', '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, True), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 138, False), ('__repr__', 139, True), ('__eq__', 140, False), ('__setattr__', 141, False), ('__delattr__', 142, False), ('__hash__', 143, False))),
