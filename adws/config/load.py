@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import ValidationError
 
+from adws.arguments import time_problem
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern, pattern_chain
 from adws.compiled import (
@@ -988,8 +989,8 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
                     check.add((*loc, "task"), problem)
         if s.at is not None and s.at.tzinfo is None:
             check.add((*loc, "at"), "give a timezone offset (e.g. 2026-11-22T10:00:00Z)")
-        elif s.at is not None and not 1970 < s.at.year < 3000:  # a period or window around it must stay a date
-            check.add((*loc, "at"), f"{s.at.isoformat()} is out of range: give a time from 1971 to 2999")
+        elif s.at is not None and (outside := time_problem(s.at)) is not None:  # a period around it must stay a date
+            check.add((*loc, "at"), outside)
         e = s.expect
         if e.provider is not None:
             if _check_provider(check, (*loc, "expect", "provider"), e.provider, providers):
