@@ -546,7 +546,7 @@ class _Proc:
         entry = _stat_entry(self.pid)
         return entry if entry is not None and entry[4] == self.start else None
 
-    def signal(self, sig: signal.Signals) -> bool:
+    def signal(self, sig: int) -> bool:
         """Send `sig`; False when the process is gone (reaped)."""
         try:
             if self.fd is not None:
@@ -569,7 +569,7 @@ class _Proc:
                 if os.waitid(os.P_PIDFD, self.fd, os.WEXITED | os.WNOHANG | _WALL) is None:
                     return False
             except ChildProcessError:  # not (or no longer) our child: done once its parent reaped it
-                return not self.signal(signal.Signals(0))
+                return not self.signal(0)
             except OSError:
                 return True
             _count_reaps()
@@ -1087,6 +1087,7 @@ def _supervise_child(request: RunRequest, proc: subprocess.Popen[bytes], attempt
             # anything of note, and the attempt is the spawn failure it was when the logs came first.
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+            _count_reaps()
             end_attempt_processes(proc.pid, attempt_id, (), leader_reaped=True)
             for end in (out_r, err_r, in_w):
                 if end is not None:
@@ -1118,6 +1119,7 @@ def _supervise_child(request: RunRequest, proc: subprocess.Popen[bytes], attempt
         # Reaped first (it has exited, or dies of that SIGKILL): its children are then re-parented to adws,
         # which lets end_attempt_processes know without a /proc scan when nothing of the attempt is left.
         returncode = proc.wait()
+        _count_reaps()
         end_attempt_processes(proc.pid, attempt_id, supervisor.signalled, leader_reaped=True)
         out_sink.finish()
         err_sink.finish()
