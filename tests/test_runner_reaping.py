@@ -232,12 +232,13 @@ def test_a_pid_signalled_at_a_timeout_then_reused_by_another_attempt_is_left_alo
     # Attempt A times out: its helper C (own session) gets SIGTERM by pid, exits, and A's agent reaps it. C's pid
     # is then reused (forced here, as pid wrap-around does on a busy host) by attempt B's agent, started in
     # another thread. A's end must neither kill B's agent nor reap it (B would report exit 0 for its exit 3).
+    # (B's "sleep 5" holds its output pipe: B drains a moment while its exited agent waits, unreaped.)
     pidfile = tmp_path / "pids"
     results: dict[str, object] = {}
     b_may_start = threading.Event()
     b_dir = tmp_path / "b"
     b_dir.mkdir()
-    script = "echo $$; sleep 1.5" if b_state == "running" else "echo $$; sleep 5 >/dev/null 2>&1 & exit 3"
+    script = "echo $$; sleep 1.5" if b_state == "running" else "echo $$; sleep 5 & exit 3"
 
     def attempt_b() -> None:
         deadline = time.monotonic() + 10
@@ -273,7 +274,8 @@ def test_a_pid_signalled_at_a_timeout_then_reused_by_another_attempt_is_left_alo
     if b.stdout_tail.split() != [str(results["helper"])]:
         pytest.skip("another process took the pid first")
     if b_state == "running":
-        assert (b.exit_code, b.signal) == (0, None), "B's agent was killed by A's end"
+        # Killed, B's agent would show signal 9, or exit 0 early when A's end also reaped it.
+        assert (b.exit_code, b.signal) == (0, None) and b.duration_ms >= 1400, "B's agent was killed by A's end"
     else:
         assert (b.exit_code, b.signal) == (3, None), "B's agent was reaped by A's end"
 
