@@ -721,7 +721,9 @@ class _Ending:
         others = _other_leaders(self.leader, self.leader_reaped)
         parents = {entry[0] for entry in table.values()}
         mine = running | zombies | {self.me}
-        missed = new_zombie or any(pid in self.procs or parent in mine for pid, parent in vanished)
+        # A process gone while the scan read it: when it was listed under one of the attempt's processes or adws
+        # (or the listing does not tell, all of /proc), what it forked may have been missed.
+        missed = new_zombie or any(pid in self.procs or parent in mine or not parent for pid, parent in vanished)
         # An exiting process shows no environment: one of adws's children that has children of its own may be
         # the attempt's, and what it forked last is re-parented to adws once it is done: look again.
         missed = missed or any(

@@ -382,7 +382,7 @@ def test_another_process_of_adws_exiting_does_not_make_the_end_spin(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # A sibling (another attempt's big process, say) takes a while to exit just as this attempt ends: it is not
     # this attempt's, and has no child to hand over, so it is no reason to scan again and again.
-    big = subprocess.Popen([sys.executable, "-c", "b = bytearray(1 << 30)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+    big = subprocess.Popen([sys.executable, "-c", "b = bytearray(2 << 30)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
                             "print('ready', flush=True)\nimport time; time.sleep(60)"], stdout=subprocess.PIPE)
     scans: list[int] = []
     real_table, real_descendants = runner._process_table, runner._descendant_table
@@ -391,7 +391,12 @@ def test_another_process_of_adws_exiting_does_not_make_the_end_spin(tmp_path: Pa
     monkeypatch.setattr(runner, "_descendant_table", lambda *args: scans.append(1) or real_descendants(*args))
 
     def end(*args: Any, **kwargs: Any) -> None:
-        big.kill()  # the sibling starts exiting now
+        big.kill()  # the sibling starts exiting now (freeing its memory takes a while)
+        deadline = time.monotonic() + 2
+        while (entry := runner._stat_entry(big.pid)) and entry[1] not in (runner.EXITING, "Z"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.0005)
         real_end(*args, **kwargs)
 
     monkeypatch.setattr(runner, "end_attempt_processes", end)
