@@ -94,6 +94,10 @@ class ParsedOutput:
     # error name, Claude's terminal_reason, Cline's errorClass): read before any pattern over text.
     declared: OutcomeClass | None = None
     requests: int | None = None  # requests the CLI reports the attempt used (Copilot premiumRequests)
+    # The part of stdout that reports on the run rather than carrying the agent's transcript, for the classifier's
+    # patterns: for a JSON format the lines beside its records (an npm warning, a plain-text error), for plain text
+    # its last lines. None: all of stdout (a JSON format none of whose records was read).
+    report_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

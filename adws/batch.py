@@ -16,7 +16,7 @@ Events (`Event`) go to an `on_event` callback (called under a lock, one at a tim
 logger; each task's outcome is handed to `on_result` as it finishes. Ctrl-C (KeyboardInterrupt in the thread
 that called `run_many`) ends every running agent's process group through the batch's `adws.aio.CancelToken`
 (the mechanism of a cancelled `arun`), lets each worker record its attempts (the audit log gets them) and
-re-raises.
+re-raises; so does any other exception that ends the batch early (one `on_result` raised).
 """
 
 from __future__ import annotations
@@ -367,13 +367,22 @@ class _Batch:
         for worker in workers:
             worker.start()
         outcomes: list[TaskOutcome] = []
+        deliver = self.on_result
         try:
             while len(outcomes) < len(self.items):
                 outcome = self._done.get()
                 outcomes.append(outcome)
-                if self.on_result is not None:
-                    self.on_result(outcome)
-        except KeyboardInterrupt:
+                if deliver is not None:
+                    try:
+                        deliver(outcome)
+                    except BaseException as exc:
+                        if not isinstance(exc, KeyboardInterrupt):  # a stop landing in it is no failure of it
+                            deliver = None  # it failed (its stdout gone): it is not asked again
+                        raise
+        except BaseException:
+            # Ctrl-C, or anything else that ends the batch early (an on_result that raised: the coordinator's
+            # pipe closed, its disk full): no task is abandoned running. Every agent is ended as on Ctrl-C, and
+            # each worker records what ran before the exception goes on.
             self._stop(workers)
             while True:  # what the workers recorded on the way out still reaches the caller
                 try:
@@ -381,8 +390,11 @@ class _Batch:
                 except queue.Empty:
                     break
                 outcomes.append(outcome)
-                if self.on_result is not None:
-                    self.on_result(outcome)
+                if deliver is not None:
+                    try:
+                        deliver(outcome)
+                    except Exception:
+                        deliver = None  # the first exception is the one that goes on
             raise
         for worker in workers:
             worker.join()
@@ -449,7 +461,9 @@ def run_many(engine: Engine, items: Iterable[BatchItem | Mapping[str, Any]], *, 
 
     Raises BatchInputError (before anything runs) for bad items, ArgumentError (a TypeError and ValueError) for
     an argument of the wrong type or concurrency < 1, and KeyboardInterrupt after stopping every agent when
-    interrupted (`on_result` has seen what finished).
+    interrupted (`on_result` has seen what finished). An exception `on_result` raises ends the batch the same way:
+    every running agent is stopped and its attempts recorded, then the exception is raised (`on_result` is not
+    called again, unless what it raised was a KeyboardInterrupt: a stop, not a failure of its own).
     """
     checked_count("concurrency", concurrency, minimum=1)
     checked_callable("on_event", on_event, what="an adws.events.Event")

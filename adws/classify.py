@@ -19,8 +19,10 @@ plus declared regex patterns over the output tail. Decision order, first rule th
    Claude's terminal_reason, OpenCode's error name, Cline's errorClass, Gemini's fatal exit codes)
                                                                      → that class
 7. declared patterns, in the order given (provider patterns first, then DEFAULT_PATTERNS: build the list
-   with `pattern_chain`), each searched in the parsed error message, then the stderr tail, then the
-   stdout tail                                                       → the pattern's class
+   with `pattern_chain`), over the parsed error message, then the stderr tail, then the part of stdout that
+   reports on the run (`ParsedOutput.report_text`: never the agent's transcript, which may quote any error
+   text); the first source with a match decides                     → the pattern's class
+   When the parser saw a structured rate-limit signal, only limit patterns count (they say which limit).
 8. the parser saw a structured rate-limit signal (`rate_limited`)   → rate_limited
 9. exit 0 but the result says `is_error`                            → error
 10. exit 0 without a readable final result                          → bad_output
@@ -31,7 +33,7 @@ decides: a reset within QUOTA_HORIZON (6 h, longer than Claude's five-hour windo
 further away (a weekly or monthly quota) is exhaustion. Without a reset time the matched class stands.
 
 `reset_at` is given for limit verdicts only: the parser's structured reset, else the first reset time
-`find_reset_time` finds in the error message, the stderr tail, then the stdout tail.
+`find_reset_time` finds in the same sources, in the same order.
 
 What the attempt books (`booked_usage`): the usage the CLI reported, with the request count it reported; an
 attempt turned away before doing any work (a limit, a quota, a failed login) books no tokens and no request
@@ -123,6 +125,9 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = tuple(
             "context_overflow",
         ),
         (r"ran out of room in the model'?s context window", "context_overflow"),
+        # Cloudflare refusing the machine's network (Codex's CLOUDFLARE_BLOCKED_MESSAGE, "... restricted region
+        # (status 403 Forbidden)"): no credential is at fault, and no account can run from here. Before the 403 below.
+        (r"access blocked by cloudflare|connecting from a restricted region", "unavailable"),
         # Credentials: wrong, missing or expired, in each CLI's words (Claude "Missing API key · Run /login",
         # "OAuth token has expired"; Gemini "API Key not found", "set an Auth method"; Copilot "No authentication
         # information found"; Codex "refresh token has expired ... sign in again"; OpenAI "Incorrect API key").
@@ -240,9 +245,10 @@ def classify(
     if parsed.declared is not None:
         detail = _snippet(parsed.error_message or "") or f"the output declares {parsed.declared.value}"
         return _limited(parsed.declared, f"{status}: {detail}", outcome, parsed, now, declared=True)
-    sources = (parsed.error_message or "", outcome.stderr_tail, outcome.stdout_tail)
-    for pattern in patterns:
-        for text in sources:
+    for text in _sources(outcome, parsed):
+        for pattern in patterns:
+            if parsed.rate_limited and pattern.outcome not in LIMIT_CLASSES:
+                continue  # a structured 429 is a limit: the text may only say which one
             match = pattern.regex.search(text)
             if match is not None:
                 return _limited(pattern.outcome, f"{status}: {_line_at(text, match)}", outcome, parsed, now)
@@ -254,7 +260,7 @@ def classify(
         return Classification(OutcomeClass.ERROR, f"{status}: {detail}" if detail else status)
     if exit_code == 0:
         return Classification(OutcomeClass.BAD_OUTPUT, status)
-    detail = _snippet(parsed.error_message or _last_line(outcome.stderr_tail) or _last_line(outcome.stdout_tail))
+    detail = _snippet(parsed.error_message or _last_line(outcome.stderr_tail) or _last_line(_report(outcome, parsed)))
     return Classification(OutcomeClass.ERROR, f"{status}: {detail}" if detail else status)
 
 
@@ -278,7 +284,7 @@ def _limited(
     from adws.parsers import find_reset_time
 
     reset_at = parsed.reset_at or next(
-        filter(None, (find_reset_time(text, now) for text in _reset_sources(outcome, parsed))), None
+        filter(None, (find_reset_time(text, now) for text in _sources(outcome, parsed))), None
     )
     if reset_at is not None:
         far = reset_at - now > QUOTA_HORIZON
@@ -288,8 +294,16 @@ def _limited(
     return Classification(outcome_class, reason, reset_at)
 
 
-def _reset_sources(outcome: RunOutcome, parsed: ParsedOutput) -> tuple[str, ...]:
-    return (parsed.error_message or "", outcome.stderr_tail, outcome.stdout_tail)
+def _sources(outcome: RunOutcome, parsed: ParsedOutput) -> tuple[str, ...]:
+    """What the patterns and the reset search read, most telling first: the CLI's own error message (from its
+    error and result records), its stderr, then the part of stdout that reports on the run (`report_text`).
+    Never the agent's transcript — tool results, command output, its answer, the prompt echoed back — which may
+    quote any error text at all."""
+    return (parsed.error_message or "", outcome.stderr_tail, _report(outcome, parsed))
+
+
+def _report(outcome: RunOutcome, parsed: ParsedOutput) -> str:
+    return outcome.stdout_tail if parsed.report_text is None else parsed.report_text
 
 
 def _status(exit_code: int, parsed: ParsedOutput, outcome: RunOutcome) -> str:

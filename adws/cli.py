@@ -1,6 +1,7 @@
 """The `adws` command. Stable for scripts: see README "The `adws` command".
 
-Exit codes: 0 success; 1 a failed check / a spent plan / an empty plan; 2 bad config, bad input or bad usage.
+Exit codes: 0 success; 1 a failed check / a spent plan / an empty plan; 2 bad config, bad input or bad usage;
+3 the output could not be written (standard output closed or full: see `OutputError`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
+from adws.arguments import time_problem
 from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageError, set_or_unset
 
 if TYPE_CHECKING:
     import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
 
 DEFAULT_CONFIG = "config.toml"
+EXIT_OUTPUT = 3  # standard output failed: what the command did stands (a run is recorded), its output is lost
+# A stop signal that arrives while a result is printed waits for the printing; a reader that takes no more of it
+# for this long after the signal gets the output cut short (exit EXIT_OUTPUT), not a process that never ends.
+PRINT_GRACE_SECONDS = 10.0
 WAIT_HELP = ("when limits, cooldowns, quotas or busy slots spent the plan, wait until capacity returns (at most MAX: "
              "seconds or e.g. 30m, 2h; no MAX: however long) and run again")
 
@@ -68,18 +74,182 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_at(value: str | None, timezone: str | None = None, option: str = "--at") -> datetime | None:
     """--at (or another time `option`) as an aware datetime; a time without an offset is read in `timezone`
-    (the routing timezone). Raises UsageError naming `option`. Public: tools/show-routing.py reads its --at with it."""
+    (the routing timezone). Raises UsageError naming `option`, also for a time outside the years routing takes
+    (adws.arguments.time_problem). Public: tools/show-routing.py reads its --at with it."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"{option}: not an ISO 8601 time: {value!r}") from None
+    problem = time_problem(moment)  # (the year 9999 or 1 overflows in routing's own date arithmetic)
+    if problem:
+        raise UsageError(f"{option}: {problem}")
     if moment.tzinfo is None and timezone is not None:
         from zoneinfo import ZoneInfo
 
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment
+
+
+class OutputError(Exception):
+    """Standard output failed while a command ran: a closed pipe (EPIPE), a full disk (ENOSPC), a file size limit
+    (EFBIG), an I/O error, standard output closed before adws started, or a reader that stopped reading while a
+    stop signal waited (see `PRINT_GRACE_SECONDS`). `main` says so in one line on stderr and exits EXIT_OUTPUT;
+    what the command did before stands. Not an OSError: handlers of a command's own files never catch it."""
+
+    def __init__(self, cause: OSError) -> None:
+        self.cause = cause
+        why = cause.strerror or str(cause) or type(cause).__name__
+        super().__init__(f"cannot write to standard output: {why}")
+
+
+class _Guarded:
+    """sys.stdout or sys.stderr while `main` runs a command: the first write or flush that fails (OSError) is kept
+    in `failure`, and from then on nothing more is written. On stdout (`fatal`) that failure and every later write
+    raise OutputError; on stderr (messages, progress) the writes are dropped: a person's view that cannot be shown
+    must not end the command. Everything else (isatty, fileno, encoding) is the stream's."""
+
+    def __init__(self, stream: Any, fatal: bool) -> None:
+        self.stream = stream
+        self.fatal = fatal
+        # Python gives None for a standard stream whose descriptor was closed when it started (`>&-`).
+        self.failure: OSError | None = None if stream is not None else OSError(9, "it is closed")
+
+    def write(self, text: str) -> int:
+        if self.failure is None:
+            try:
+                return int(self.stream.write(text))
+            except OSError as exc:
+                self.failure = exc
+        return self._failed(len(text))
+
+    def flush(self) -> None:
+        if self.failure is None:
+            try:
+                self.stream.flush()
+                return
+            except OSError as exc:
+                self.failure = exc
+        self._failed(0)
+
+    def write_whole(self, text: str) -> None:
+        """Write all of `text` and flush it. Through the stream's byte buffer, in a loop, where there is one: a
+        text stream over an unbuffered file (PYTHONUNBUFFERED) writes once and drops what a signal cut off."""
+        buffer = getattr(self.stream, "buffer", None)
+        encoding = getattr(self.stream, "encoding", None)
+        if buffer is None or not isinstance(encoding, str):  # a stream of text only (io.StringIO)
+            self.write(text)
+            self.flush()
+            return
+        self.flush()  # what the text layer holds goes first
+        if self.failure is None:
+            data = memoryview(text.encode(encoding, getattr(self.stream, "errors", None) or "strict"))
+            try:
+                while data:
+                    written = buffer.write(data)
+                    if written is None:  # a non-blocking descriptor that takes nothing now: wait until it does
+                        import select
+
+                        select.select([], [buffer.fileno()], [])
+                        continue
+                    data = data[written:]
+                buffer.flush()
+            except OSError as exc:
+                self.failure = exc
+        self._failed(0)
+
+    def _failed(self, size: int) -> int:
+        if self.fatal and self.failure is not None:
+            raise OutputError(self.failure)
+        return size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _silence(guarded: _Guarded, fd: int) -> None:
+    """After `guarded` failed in adws's own process: its descriptor `fd` now leads to /dev/null, so what stays in the
+    stream's buffer goes nowhere when the interpreter flushes it at exit, instead of failing again with a
+    traceback of its own (Python's documented handling of a broken pipe)."""
+    stream = guarded.stream
+    if stream is None:
+        return
+    try:
+        if stream.fileno() != fd:
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's stream), or it cannot be replaced
+        pass
+
+
+class _StopsHeld:
+    """While a result is printed, stop signals (SIGTERM, SIGHUP, SIGINT) are noted, not raised, so the output is
+    whole: a coordinator never reads half a JSON document. The first one noted is `signal` (None: none came).
+    Should the printing still be blocked PRINT_GRACE_SECONDS after it (nobody reads the pipe), the write is
+    abandoned with OutputError: the output is then cut short, and exit EXIT_OUTPUT says so.
+    Main thread only (elsewhere: no effect); the handlers before it are restored at the end."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopsHeld:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        from adws.interrupts import STOP_SIGNALS
+
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._noted)
+        self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._stalled)
+        return self
+
+    def _noted(self, signum: int, frame: Any) -> None:
+        if self.signal is None:
+            import signal
+
+            self.signal = signum
+            signal.setitimer(signal.ITIMER_REAL, PRINT_GRACE_SECONDS)
+
+    def _stalled(self, signum: int, frame: Any) -> None:
+        import signal
+
+        name = signal.Signals(self.signal or signum).name
+        raise OutputError(TimeoutError(f"not read within {PRINT_GRACE_SECONDS:g} s of {name}; the output was cut "
+                                       "short"))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._previous:
+            return
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def name(self) -> str | None:
+        """The noted signal's name ("SIGTERM"), or None."""
+        import signal
+
+        return None if self.signal is None else signal.Signals(self.signal).name
+
+
+def _write_whole(text: str) -> None:
+    """All of `text` on stdout, then flushed, so a failure is seen here (OutputError), not at exit."""
+    if isinstance(sys.stdout, _Guarded):
+        sys.stdout.write_whole(text)
+    else:  # a command function called outside `main`
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _print_json(data: Any, scrub: Any = None) -> None:
@@ -205,8 +375,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args)
     wait = _wait(args.wait)
     engine = _engine(args)
-    from adws.errors import Interrupted
-
     on_event: Callable[[Any], None] | None = None
     # Each attempt as it starts and ends, on stderr (stdout keeps the result). A script reading --json from a
     # pipe gets a clean stderr unless it asks; on a terminal a person is watching.
@@ -224,30 +392,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = engine.run(task, prompt=prompt, workdir=args.workdir, now=parse_at(args.at, engine.config.timezone),
                             wait=wait, on_event=on_event)
-    except Interrupted as exc:
-        # The attempts made are recorded; a coordinator reading --json still gets them.
-        _show_result(args, exc.result, engine.redactor(), engine.router.tz, engine.clock())
-        raise
-    _show_result(args, result, engine.redactor(), engine.router.tz, engine.clock())
+    except KeyboardInterrupt as exc:
+        # Interrupted carries the attempts made, recorded already; a coordinator reading --json still gets them.
+        # (A stop before anything ran, or one a caller's code raised, carries none: main says it was interrupted.)
+        stopped = getattr(exc, "result", None) or getattr(exc, "adws_result", None)
+        if stopped is None:
+            raise
+        with _StopsHeld():  # interrupted already: a second stop changes nothing
+            _write_whole(_result_text(args, stopped, engine.redactor(), engine.router.tz, engine.clock()))
+        if not stopped.success:
+            raise
+        # The stop came after the task had ended (while its record was written): the task's result stands.
+        print(f"adws: {str(exc) or 'SIGINT'} arrived after the task had ended; its result stands", file=sys.stderr)
+        return 0
+    # The result exists: from here a stop signal waits until it is printed whole, and the exit code is the task's.
+    with _StopsHeld() as held:
+        _write_whole(_result_text(args, result, engine.redactor(), engine.router.tz, engine.clock()))
+    if held.name is not None:
+        print(f"adws: {held.name} arrived after the task had ended; its result stands", file=sys.stderr)
     return 0 if result.success else 1
 
 
-def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo, ended: datetime) -> None:
-    """The run's result on stdout: one JSON object with --json (exact ISO 8601 times), else lines for a person
-    with times to the minute in `zone`, the routing timezone (adws.views.minute, as `adws route` shows them);
-    secrets redacted. The skipped tiers are the decision's, shown as of its time; what the run found (attempts,
-    warnings, `retry_at`) as of `ended`, the engine's clock when it ended: a run given --at decides as at that
-    time but runs now."""
+def _result_text(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo, ended: datetime) -> str:
+    """The run's result as printed on stdout (ending with a newline): one JSON object with --json (exact ISO 8601
+    times), else lines for a person with times to the minute in `zone`, the routing timezone (adws.views.minute,
+    as `adws route` shows them); secrets redacted. The skipped tiers are the decision's, shown as of its time;
+    what the run found (attempts, warnings, `retry_at`) as of `ended`, the engine's clock when it ended: a run
+    given --at decides as at that time but runs now."""
     if args.json:
-        _print_json(result.to_dict(), scrub)
-        return
+        from adws.redact import dumps
+
+        return dumps(scrub.deep(result.to_dict()), indent=2) + "\n"
     from adws.result import for_a_person
     from adws.views import minute, skip_line, times_in
 
     decided = result.decision.now
+    lines: list[str] = []
 
     def show(line: str, now: datetime = ended) -> None:
-        print(times_in(scrub.text(line), zone, now))
+        lines.append(times_in(scrub.text(line), zone, now))
 
     for i, a in enumerate(result.attempts, 1):
         who = a.provider + (f"/{a.account}" if a.account else "")
@@ -259,12 +442,13 @@ def _show_result(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo
         show(f"warning: {warning}")
     show(("OK: " if result.success else "FAILED: ") + for_a_person(result.message, "the skipped lines above"))
     if result.output_file:
-        print(f"final text: {result.output_file}")
+        lines.append(f"final text: {result.output_file}")
     if result.handoff and result.handoff.get("branch"):
-        print(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
+        lines.append(f"work: worktree {result.handoff['worktree']} on branch {result.handoff['branch']}")
     if not result.success and result.retry_at is not None:
-        print(f"can run again from {minute(result.retry_at, zone, ended)} (adws run --wait)")
-    print(f"run directory: {result.run_dir}")
+        lines.append(f"can run again from {minute(result.retry_at, zone, ended)} (adws run --wait)")
+    lines.append(f"run directory: {result.run_dir}")
+    return "\n".join(lines) + "\n"
 
 
 def _wait(value: str | None) -> float | None:
@@ -304,16 +488,23 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     scrub = engine.redactor()
 
     def print_result(outcome: Any) -> None:
-        if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
-            print(dumps(scrub.deep(outcome.to_dict())), flush=True)
-        else:
-            from adws.views import times_in
+        # Each line made and written whole (a stop signal waits for it), then the stop as it would have come: the
+        # batch stops, and the tasks it ends are printed after this one.
+        with _StopsHeld() as held:
+            if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
+                line = dumps(scrub.deep(outcome.to_dict()))
+            else:
+                from adws.views import times_in
 
-            result = outcome.result
-            text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
-            line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
-            now = result.decision.now if result is not None else None
-            print(times_in(line, engine.router.tz, now), flush=True)
+                result = outcome.result
+                text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
+                line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
+                line = times_in(line, engine.router.tz, result.decision.now if result is not None else None)
+            _write_whole(line + "\n")
+        if held.signal is not None:
+            import signal
+
+            signal.raise_signal(held.signal)
 
     progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz, skipped=skipped)
     if progress is None:
@@ -723,6 +914,21 @@ def _route_args(argv: Sequence[str]) -> argparse.Namespace | None:
     return cast("argparse.Namespace", SimpleNamespace(**values))
 
 
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """`argv` parsed by argparse (SystemExit for --help and bad usage, as argparse does). `adws state`'s FILE may
+    come after its options (`state export --config c.toml FILE`), as the README's table writes every command:
+    argparse fills an optional positional at its first chance, before the options, and would refuse it later."""
+    parser = _parser(argv)
+    if not argv or argv[0] != "state":
+        return parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if len(extra) == 1 and args.file is None and (extra[0] == "-" or not extra[0].startswith("-")):
+        args.file = extra[0]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _one_config(args: argparse.Namespace) -> None:
     """`--config` into `args.config` for the commands that take CONFIG as an argument too (`check`, `lint`).
     Raises UsageError when both are given: which one was meant is not for adws to guess."""
@@ -736,16 +942,54 @@ def _one_config(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `adws` command `argv` (None: the process's own arguments, and the process is adws's from then on);
+    returns the exit code (see the module doc). Standard output that fails (a closed pipe, a full disk, a file
+    size limit) ends the command with EXIT_OUTPUT and one line on stderr (none when the reader of a pipe left and
+    no run's result was lost), whatever it had done (a run stays recorded); standard error that fails is given
+    up silently. SystemExit from argparse (--help, bad usage) goes
+    through after its output is flushed."""
     if argv is None:
         global _OWN_PROCESS
         _OWN_PROCESS = True
         argv = sys.argv[1:]
-    args = _route_args(argv) or _parser(argv).parse_args(argv)
     # Text adws did not make (task ids, agents' errors) may hold what the terminal's encoding cannot show.
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    streams = sys.stdout, sys.stderr
+    out, err = _Guarded(sys.stdout, fatal=True), _Guarded(sys.stderr, fatal=False)
+    sys.stdout, sys.stderr = cast("Any", out), cast("Any", err)
+    leaving: SystemExit | None = None
+    try:
+        try:
+            code = _command(argv)
+        except SystemExit as exc:  # --help, --version, a usage error: argparse has printed what it had to say
+            leaving, code = exc, 0
+        out.flush()  # here, not at the interpreter's exit: a failure is still ours to report
+    except OutputError as exc:
+        out.failure = out.failure or exc.cause
+        ran = argv[0] in ("run", "run-many") if argv else False
+        # A reader that left (`adws route --json | head -1`) chose to; a run's result it never got is worth a line.
+        if ran or not isinstance(exc.cause, BrokenPipeError):
+            print(f"adws: {exc}{'; what ran is recorded (audit log, run directory)' if ran else ''}",
+                  file=sys.stderr)
+        return EXIT_OUTPUT
+    finally:
+        sys.stdout, sys.stderr = streams
+        if _OWN_PROCESS:
+            for guarded, fd in ((out, 1), (err, 2)):
+                if guarded.failure is not None:
+                    _silence(guarded, fd)
+    if leaving is not None:
+        raise leaving
+    return code
+
+
+def _command(argv: Sequence[str]) -> int:
+    """`main` once its standard streams are guarded: parse `argv`, run the command, turn adws's errors into one
+    line on stderr and an exit code."""
+    args = _route_args(argv) or _parse(argv)
     from adws.config import skip_pydantic_plugin_scan
 
     skip_pydantic_plugin_scan()  # the config is validated (if at all) before any thread or agent starts
@@ -765,8 +1009,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdwsError as exc:  # TaskError, UsageError, StateStoreError, ...: one line, no traceback
         print(f"adws: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 1
     except KeyboardInterrupt as exc:
         print(f"adws: interrupted{f' by {exc}' if str(exc) else ''}; the agent's processes were stopped",
               file=sys.stderr)

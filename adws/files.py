@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -29,13 +30,15 @@ import stat
 import struct
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from adws.errors import AdwsError
 from adws.redact import encode_text
 
 __all__ = ["MARKER", "RUN_NAME", "RunPruner", "check_run_root", "create_private", "is_run_dir", "make_private_dir",
-           "make_run_dir", "open_private_append", "prune_runs", "spread_runs", "unsafe_run_root", "write_private"]
+           "make_run_dir", "open_private_append", "prune_runs", "replace_private", "spread_runs", "unsafe_run_root",
+           "write_private"]
 
 MARKER = ".adws-run"
 # What the manager names a run directory: <UTC stamp>-<task>-<6 hex>.
@@ -83,13 +86,46 @@ def _write_all(fd: int, text: str) -> None:
         os.close(fd)
 
 
-def open_private_append(path: str | os.PathLike[str]) -> int:
-    """A descriptor for appending to the regular file `path` (created 0600, parents 0700).
+def replace_private(path: str | os.PathLike[str], chunks: Iterable[str]) -> None:
+    """Write `chunks` (text, UTF-8) as the file `path`, whole or not at all: into a new 0600 file beside it, synced,
+    then renamed over `path`. A failure (a full disk: ENOSPC, a size limit: EFBIG) raises OSError and leaves `path`
+    as it was: the partial file is removed. A symbolic link at `path` is followed (the file it names is replaced);
+    a `path` that is there but is no regular file (a FIFO, /dev/stdout) is written to directly, as it cannot be
+    replaced."""
+    target = os.path.realpath(path)
+    try:
+        regular = stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        regular = True
+    if not regular:
+        with open(target, "w", encoding="utf-8") as out:
+            out.writelines(chunks)
+        return
+    import tempfile
+
+    directory, name = os.path.split(target)
+    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")  # 0600
+    try:
+        with open(fd, "w", encoding="utf-8") as out:
+            out.writelines(chunks)
+            out.flush()
+            os.fsync(out.fileno())  # the new file's data is on disk before its name replaces the old one
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def open_private_append(path: str | os.PathLike[str], *, readable: bool = False) -> int:
+    """A descriptor for appending to the regular file `path` (created 0600, parents 0700); `readable`: open it
+    for reading too (`os.pread`, to look at what the file ends with).
 
     Refuses (OSError with a message that says why) a symbolic link, something that is not a regular file
     (a FIFO would block the writer forever) and a file owned by another user.
     """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags = ((os.O_RDWR if readable else os.O_WRONLY) | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+             | os.O_CLOEXEC)
     try:
         try:
             fd = os.open(path, flags, 0o600)

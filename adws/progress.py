@@ -13,13 +13,14 @@ line), a time inside an event (`waiting until ...`) to the minute (`adws.views.t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from adws.batch import Event, EventKind
 from adws.dataclass_cache import dataclass, replace
@@ -59,7 +60,8 @@ def wants_colour(stream: IO[str], environ: Mapping[str, str] | None = None) -> b
 
 
 class PlainProgress:
-    """One line per event: `13:05:12 #42 attempt 1 claude/a sonnet: started`. Thread-safe.
+    """One line per event: `13:05:12 #42 attempt 1 claude/a sonnet: started`. Thread-safe. Never raises for its
+    stream: once a write fails (a closed pipe, a full disk) it writes nothing more (`failed`).
 
     `zone`: the timezone of the stamp (the wall clock when the line is written) and of times inside events;
     None: the machine's local time. `skipped`: where a person sees why a task had nothing to run (`describe`).
@@ -72,12 +74,22 @@ class PlainProgress:
         self.skipped = skipped
         self._stamp = clock or (lambda: datetime.now(zone).strftime("%H:%M:%S"))
         self._lock = threading.Lock()
+        # The error that ended the view (its stream failed), or None. A view that cannot be shown is given up: the
+        # tasks it watches go on and are recorded all the same.
+        self.failed: OSError | ValueError | None = None
 
     def __call__(self, event: Event) -> None:
+        if self.failed is not None:
+            return
         line = describe(event, self.zone, self.skipped)
         with self._lock:
-            self.stream.write(f"{self._stamp()} {line}\n")
-            self.stream.flush()
+            if self.failed is not None:
+                return
+            try:
+                self.stream.write(f"{self._stamp()} {line}\n")
+                self.stream.flush()
+            except (OSError, ValueError) as exc:  # a closed pipe, a full disk, a closed file: the view stops
+                self.failed = exc
 
     def __enter__(self) -> PlainProgress:
         return self
@@ -140,7 +152,8 @@ class LiveProgress:
         if finished is not None:
             # Outside the lock: printing redraws the live area, which reads this object. A finished task
             # scrolls above the live area, so the record stays readable afterwards.
-            self.console.print(finished, highlight=False)
+            with contextlib.suppress(OSError, ValueError):  # the terminal went away: the tasks go on without it
+                self.console.print(finished, highlight=False)
 
     def __rich__(self) -> RenderableType:
         from rich.console import Group
@@ -195,5 +208,34 @@ def progress_for(stream: IO[str], total: int, *, environ: Mapping[str, str] | No
         return PlainProgress(stream, zone=zone, skipped=skipped)
     from rich.console import Console
 
-    console = Console(file=stream, no_color=not wants_colour(stream, environ), highlight=False)
+    console = Console(file=cast("IO[str]", _Forgiving(stream)), no_color=not wants_colour(stream, environ),
+                      highlight=False)
     return LiveProgress(total, console, zone=zone, skipped=skipped)
+
+
+class _Forgiving:
+    """A stream whose writes stop, silently, after the first one that fails (a closed terminal, a full disk): the
+    live view redraws from a thread of rich's, where an error would end that thread with a traceback and leave the
+    tasks it watches none the better. Everything else (isatty, fileno, encoding) is the stream's."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.failed = False
+
+    def write(self, text: str) -> int:
+        if not self.failed:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError):
+                self.failed = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.failed:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.failed = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)

@@ -30,21 +30,32 @@ _CRON_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
 _WINDOW = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
-def parse_window(text: str) -> timedelta:
-    """Read a window such as "5h", "30m", "7d", "1h30m", "90s" or "2w"; ValueError otherwise."""
+# The longest span `parse_window` reads unless told otherwise: ten years (3660 days). Any longer span is a typo,
+# and one much longer overflows the dates it is added to (`now - window`, `opened_at + cooldown`).
+MAX_WINDOW = timedelta(days=3660)
+_MAX_DIGITS = 12  # per unit; more than that is refused before int() reads it (Python refuses 4,300+ itself)
+
+
+def parse_window(text: str, most: timedelta = MAX_WINDOW) -> timedelta:
+    """Read a window such as "5h", "30m", "7d", "1h30m", "90s" or "2w", at most `most` (default `MAX_WINDOW`,
+    ten years) long. ValueError, worded for one line, for anything else: another form, zero, or too long."""
     match = _WINDOW.fullmatch(text.strip())
     if not text.strip() or match is None:
         raise ValueError(
             f'invalid window "{text}": expected numbers with units w, d, h, m, s in that order, '
             'e.g. "5h", "30m", "7d", "1h30m"'
         )
-    window = sum(
-        (int(n) * unit for n, unit in zip(match.groups(), _UNITS.values(), strict=True) if n is not None),
-        timedelta(),
-    )
-    if window <= timedelta():
+    # Whole seconds as an int first: a timedelta of 99999999999 days cannot even be built (OverflowError).
+    seconds = 0
+    for n, unit in zip(match.groups(), _UNITS.values(), strict=True):
+        if n is not None:
+            digits = n.lstrip("0") or "0"
+            seconds += int(digits) * int(unit.total_seconds()) if len(digits) <= _MAX_DIGITS else 10**30
+    if seconds <= 0:
         raise ValueError(f'invalid window "{text}": must be longer than zero')
-    return window
+    if seconds > most.total_seconds():
+        raise ValueError(f'invalid window "{text}": must be at most {format_window(most)}')
+    return timedelta(seconds=seconds)
 
 
 def format_window(window: timedelta) -> str:
@@ -103,6 +114,10 @@ class QuotaPeriod:
     @classmethod
     def rolling(cls, window: timedelta) -> QuotaPeriod:
         return RollingPeriod(window)
+
+    @classmethod
+    def unmetered(cls) -> QuotaPeriod:
+        return UnmeteredPeriod()
 
     def start(self, now: datetime) -> datetime:
         raise NotImplementedError
@@ -262,9 +277,29 @@ class RollingPeriod(QuotaPeriod):
         return f"rolling {format_window(self.window)}"
 
 
+class UnmeteredPeriod(QuotaPeriod):
+    """The period of a quota that meters nothing itself: a quota with pools and no limits of its own, whose
+    pools each have their own period. It counts nothing: every period is empty (it starts at `now`) and never
+    resets."""
+
+    __slots__ = ()
+
+    def start(self, now: datetime) -> datetime:
+        return require_aware(now, "now")
+
+    def next_reset(self, now: datetime) -> None:
+        require_aware(now, "now")
+        return None
+
+    def describe(self) -> str:
+        return "not metered (only its pools are)"
+
+
 # -- alerts, burn rate and exhaustion ---------------------------------------------------------------------------
 
 _DIMENSIONS = ("tokens", "requests", "cost_usd")
+# The furthest `burn_rate` projects an exhaustion: beyond it (or beyond the reset) the quota lasts.
+_MAX_PROJECTION = MAX_WINDOW
 
 
 def alert_level(percent: float, alerts: tuple[float, ...], hard_block: float) -> str | None:
@@ -344,7 +379,16 @@ def burn_rate(usage: Usage, limits: QuotaLimits, period_start: datetime, now: da
     dimension, used, limit = max(limited, key=lambda item: item[1] / item[2])
     hours = max((now - period_start).total_seconds(), 60.0) / 3600.0
     per_hour = used / hours
-    exhausts_at = None
-    if used < limit and per_hour > 0:
-        exhausts_at = now + timedelta(hours=(limit - used) / per_hour)
-    return Burn(dimension, used, limit, per_hour, exhausts_at, resets_at)
+    return Burn(dimension, used, limit, per_hour, _exhaustion(used, limit, per_hour, now), resets_at)
+
+
+def _exhaustion(used: float, limit: float, per_hour: float, now: datetime) -> datetime | None:
+    """When the quota runs out at `per_hour`; None when nothing is spent, it is spent already, or the projection
+    lies past `_MAX_PROJECTION` (a generous limit at a slow rate is centuries away, past any date), which reads
+    as "lasts until the reset" like any projection past the reset."""
+    if used >= limit or not per_hour > 0:
+        return None
+    seconds = (limit - used) / per_hour * 3600.0
+    if not seconds <= _MAX_PROJECTION.total_seconds():  # inf and NaN too
+        return None
+    return now + timedelta(seconds=seconds)

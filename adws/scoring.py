@@ -21,6 +21,7 @@ Every component of every tier's score is kept, so `--explain` shows exactly what
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,11 @@ LATENCY_BEST_MS = 500
 LATENCY_WORST_MS = 5000
 UNKNOWN_LATENCY_SCORE = 50.0
 CONTEXT_COMFORT = 0.5  # a task using at most this share of the context window keeps its full fit
+
+
+# The largest weight: four of them times a component's 100 stay far from overflowing a float (1e308 each made
+# every score NaN, and `route --json` print the invalid JSON `NaN`).
+MAX_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +50,8 @@ class Weights:
 
     def __post_init__(self) -> None:
         values = (self.quota, self.latency, self.fit, self.cost)
-        if any(v < 0 for v in values):
-            raise ValueError(f"scoring weights must be >= 0, got {values}")
+        if not all(0 <= v <= MAX_WEIGHT for v in values):  # NaN too
+            raise ValueError(f"scoring weights must be within 0-{MAX_WEIGHT:g}, got {values}")
         if not any(values):
             raise ValueError("at least one scoring weight must be > 0")
 
@@ -98,8 +104,10 @@ class TierScore:
 
     @property
     def total(self) -> float:
+        """The weighted mean of the components, 0-100 (0 for a component that is not a number: never NaN)."""
         w = self.weights
-        return (w.quota * self.quota + w.latency * self.latency + w.fit * self.fit + w.cost * self.cost) / w.total
+        total = (w.quota * self.quota + w.latency * self.latency + w.fit * self.fit + w.cost * self.cost) / w.total
+        return total if math.isfinite(total) else 0.0
 
     def describe(self) -> str:
         """"antigravity 83.1 = 0.5×quota 90.0 + 0.3×latency 76.7 + 0.2×fit 80.0 (weights sum 1)"."""
@@ -122,6 +130,8 @@ def quota_score(percent_used: float | None) -> float:
     """100 - percent used, within 0-100; 100 for a tier that is not metered."""
     if percent_used is None:
         return 100.0
+    if percent_used != percent_used:  # NaN: nothing known of its use, so nothing to recommend it
+        return 0.0
     return min(max(100.0 - percent_used, 0.0), 100.0)
 
 

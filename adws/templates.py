@@ -66,6 +66,129 @@ def _bound_printf(spec: Any) -> None:
                     _bound_width(MAX_REPEAT + 1)
 
 
+def _refuse(what: str) -> None:
+    from jinja2.exceptions import SecurityError
+
+    raise SecurityError(f"{what} would build more than {MAX_REPEAT:,} characters")
+
+
+def _grows(before: int, after: int, what: str) -> None:
+    """Refuse an operation that would turn `before` characters into more than MAX_REPEAT and more than it had."""
+    if after > MAX_REPEAT and after > before:
+        _refuse(what)
+
+
+def _replaced_size(text: str, old: Any, new: Any, count: Any) -> int:
+    """The length of `text.replace(old, new, count)`, computed without building it."""
+    old, new = str(old), str(new)
+    found = len(text) + 1 if old == "" else text.count(old)
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    return len(text) + found * (len(new) - len(old))
+
+
+def _joined(items: list[Any], separator: Any, what: str) -> None:
+    size = sum(len(item) if isinstance(item, str) else 0 for item in items)
+    _grows(size, size + max(len(items) - 1, 0) * len(str(separator)), what)
+
+
+# str methods a template may call that build more text than they are given, and how much (checked before the call).
+def _bound_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Refuse a call `text.name(*args)` that would build too much; returns the arguments to call with (an iterable
+    given to `join` is read into a list once, to measure it)."""
+    if name in ("center", "ljust", "rjust", "zfill") and args:
+        _bound_width(args[0])
+    elif name == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        if isinstance(size, int):
+            _grows(len(text), len(text) + text.count("\t") * size, f"expandtabs({size})")
+    elif name == "replace" and len(args) >= 2:
+        _grows(len(text), _replaced_size(text, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count")),
+               "replace()")
+    elif name == "join" and args:
+        items = list(args[0])
+        _joined(items, text, "join()")
+        return (items, *args[1:])
+    elif name in ("format", "format_map"):
+        _bound_format(text, (*args, *kwargs.values()))
+    return args
+
+
+def _bound_format(spec: str, values: tuple[Any, ...]) -> None:
+    """Refuse a str.format whose field widths (`{:>999999999}`, or nested `{:{}}` given a huge number) are huge."""
+    import string
+
+    try:
+        fields = [field for _, _, field, _ in string.Formatter().parse(spec) if field]
+    except ValueError:
+        return  # not a format string: str.format says so itself
+    for field in fields:
+        for digits in re.findall(r"\d+", field):
+            _bound_width(int(digits) if len(digits) <= 12 else MAX_REPEAT + 1)
+        if "{" in field:
+            for value in values:
+                _bound_width(value)
+
+
+def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """Jinja's filters that build more text or items than they are given, each refusing to build too much."""
+    import inspect
+
+    def guard(name: str, check: Any) -> Any:
+        original = filters[name]
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)  # keeps jinja's pass_eval_context / pass_environment mark
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            check(bound.arguments)
+            return original(*bound.args, **bound.kwargs)
+
+        return bounded
+
+    def replace(a: dict[str, Any]) -> None:
+        text = str(a["s"])
+        _grows(len(text), _replaced_size(text, a["old"], a["new"], a["count"]), "replace")
+
+    def join(a: dict[str, Any]) -> None:
+        a["value"] = list(a["value"])
+        if a["attribute"] is None:
+            _joined(a["value"], a["d"], "join")
+        else:
+            _grows(0, max(len(a["value"]) - 1, 0) * len(str(a["d"])), "join")
+
+    def indent(a: dict[str, Any]) -> None:
+        text, width = str(a["s"]), a["width"]
+        per_line = width if isinstance(width, int) else len(str(width))
+        _grows(len(text), len(text) + (text.count("\n") + 1) * per_line, "indent")
+
+    def wordwrap(a: dict[str, Any]) -> None:
+        text, width = str(a["s"]), a["width"]
+        if isinstance(width, int) and width > 0:
+            breaks = len(text) // width + 1
+            _grows(len(text), len(text) + breaks * len(str(a["wrapstring"] or "\n")), "wordwrap")
+
+    def counted(key: str, what: str) -> Any:
+        def check(a: dict[str, Any]) -> None:
+            if isinstance(a[key], int) and a[key] > MAX_REPEAT:
+                _refuse(f"{what}({a[key]})")
+        return check
+
+    checks = {"replace": replace, "join": join, "indent": indent, "wordwrap": wordwrap,
+              "batch": counted("linecount", "batch"), "slice": counted("slices", "slice"),
+              "tojson": counted("indent", "tojson")}
+    return {name: guard(name, check) for name, check in checks.items() if name in filters}
+
+
+def _bounded_lipsum(lipsum: Any) -> Any:
+    def bounded(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
+        if isinstance(n, int) and isinstance(max, int) and n * max > MAX_REPEAT // 10:
+            _refuse(f"lipsum({n}, max={max})")
+        return lipsum(n, html, min, max)
+    return bounded
+
+
 @functools.cache
 def _environment() -> SandboxedEnvironment:
     from jinja2 import StrictUndefined
@@ -90,6 +213,16 @@ def _environment() -> SandboxedEnvironment:
                 return format_(value, *args, **kwargs)
 
             self.filters.update(center=bounded_center, format=bounded_format)
+            self.filters.update(_bounded_filters(self.filters))
+            self.globals["lipsum"] = _bounded_lipsum(self.globals["lipsum"])
+
+        def call(self, context: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
+            """A call from a template: a str method that would build too much is refused before it runs."""
+            method = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format in a function of its own
+            receiver = getattr(method, "__self__", None)
+            if isinstance(receiver, str) and not isinstance(method, type):
+                args = _bound_str_method(receiver, getattr(method, "__name__", ""), args, kwargs)
+            return super().call(context, obj, *args, **kwargs)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "%":
@@ -247,7 +380,8 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         # A template is code from the config file: besides Jinja's own errors (undefined, sandbox refusals) it
         # can divide by zero or add a string to a number. Every one of them is the config's mistake, reported
         # as such, never a traceback.
-        raise RenderError(f"cannot render {source!r}: {exc}") from None
+        # Never a blank reason: a MemoryError (or any exception) without a message is named by its type.
+        raise RenderError(f"cannot render {source!r}: {str(exc) or type(exc).__name__}") from None
 
 
 def _substitute(source: str, variables: Mapping[str, Any]) -> str | None:

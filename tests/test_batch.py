@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from adws import audit
-from adws.batch import BatchInputError, BatchItem, Event, EventKind, _Batch, coerce_items, items_from_text
+from adws.batch import BatchInputError, BatchItem, Event, EventKind, _Batch, coerce_items, items_from_text, run_many
 from adws.cli import main
 from adws.engine import Engine, load
 from adws.task import Task
@@ -384,3 +384,52 @@ def test_a_stop_after_task_finished_does_not_turn_its_failed_outcome_interrupted
     assert [e.outcome for e in events if e.kind is EventKind.TASK_FINISHED] == ["failed"]
     assert batch.token.cancelled.is_set()
     assert not outcome.interrupted and outcome.error is not None and "is not a directory" in outcome.error
+
+
+def test_an_on_result_that_raises_stops_and_records_every_running_task(here: Path) -> None:
+    # A caller whose output failed (its pipe closed, its disk full): the batch ends as on Ctrl-C, no agent is left
+    # running behind it, every task is in the audit log, and the caller's exception goes on.
+    engine = load(str(here / "config.toml"))
+    items = [{"task": {"number": 1, "labels": ["doomed"]}, "prompt": "x"},
+             {"task": {"number": 2, "labels": ["gated"]}, "prompt": "x"}]
+    seen: list[int] = []
+
+    def on_result(outcome: Any) -> None:
+        seen.append(outcome.index)
+        raise RuntimeError("stdout is gone")
+
+    try:
+        with pytest.raises(RuntimeError, match="stdout is gone"):
+            run_many(engine, items, concurrency=2, on_result=on_result)
+        assert seen == [0]  # not asked again once it failed
+        started = [int(p.name.split("-")[1]) for p in (here / "gate").glob("started-*")]
+        assert len(started) == 1 and _live_members(started[0]) == []
+        records = {r["task"]["number"]: r for r in audit.read(str(here / "audit.jsonl"))}
+        assert records[1]["success"] is False
+        assert [a["reason"] for a in records[2]["attempts"]] == [
+            "cancelled: the run was cancelled and the agent's process group ended"]
+    finally:
+        (here / "gate" / "open").touch()
+        engine.close()
+
+
+def test_a_stop_inside_on_result_still_hands_on_the_tasks_it_ends(here: Path) -> None:
+    # Ctrl-C (or a held SIGTERM given back) landing while a result is printed: the tasks the stop ends are
+    # printed too, as when it lands anywhere else.
+    engine = load(str(here / "config.toml"))
+    items = [{"task": {"number": 1, "labels": ["doomed"]}, "prompt": "x"},
+             {"task": {"number": 2, "labels": ["gated"]}, "prompt": "x"}]
+    seen: list[tuple[int, bool]] = []
+
+    def on_result(outcome: Any) -> None:
+        seen.append((outcome.index, outcome.interrupted))
+        if len(seen) == 1:
+            raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_many(engine, items, concurrency=2, on_result=on_result)
+        assert seen == [(0, False), (1, True)]
+    finally:
+        (here / "gate" / "open").touch()
+        engine.close()

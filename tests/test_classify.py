@@ -167,11 +167,12 @@ def test_provider_patterns_come_before_the_defaults() -> None:
     )
 
 
-def test_pattern_order_decides_before_source_order() -> None:
-    # The error message only matches the later (rate) pattern; stderr matches the earlier (auth) one.
+def test_source_order_decides_before_pattern_order() -> None:
+    # The error message only matches the later (rate) pattern; stderr matches the earlier (auth) one. The CLI's
+    # own error message says what ended the run; stderr may hold anything logged on the way (a retried 401).
     parsed = ParsedOutput(is_error=True, error_message="Too many requests")
     found = verdict(run(1, stderr="HTTP 401 from the proxy"), parsed)
-    assert found == (OutcomeClass.AUTH, "exit 1: HTTP 401 from the proxy", None)
+    assert found == (OutcomeClass.RATE_LIMITED, "exit 1: Too many requests", None)
 
 
 def test_sources_are_read_message_then_stderr_then_stdout() -> None:
@@ -484,3 +485,83 @@ def test_a_rejected_call_books_nothing_unless_the_cli_reports_it() -> None:
 def test_without_reported_figures_the_estimate_is_booked_and_marked() -> None:
     assert booked(OutcomeClass.SUCCESS, ParsedOutput()) == ESTIMATE
     assert booked(OutcomeClass.CONTEXT_OVERFLOW, ParsedOutput(requests=0)) == dataclasses.replace(ESTIMATE, requests=0)
+
+
+# --- the agent's transcript never decides the class ----------------------------------------------------------
+
+
+def read(fmt: str, stdout: str, exit_code: int, stderr: str = "", total: int | None = None) -> Classification:
+    """Parse and classify as the manager does; `total`: how many bytes stdout had when only its tail was kept."""
+    from adws.parsers import read_output
+
+    outcome = run(exit_code, stdout=stdout, stderr=stderr, stdout_bytes=total or len(stdout.encode()))
+    return classify(outcome, read_output(fmt, outcome, NOW), pattern_chain(), now=NOW)
+
+
+def jsonl(*records: object) -> str:
+    import json
+
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+CLAUDE_TOOL_RESULT = {"type": "user", "message": {"role": "user", "content": [
+    {"type": "tool_result", "tool_use_id": "t", "content": "HTTP 401 Unauthorized: Invalid API key; prompt is too long"}
+]}}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "transcript", "error"),
+    [
+        ("claude-stream-json", CLAUDE_TOOL_RESULT,
+         {"type": "result", "subtype": "error_during_execution", "is_error": True}),
+        ("claude-stream-json", {"type": "assistant", "message": {"id": "m", "content": [
+            {"type": "text", "text": "The client now refreshes the token on 401 Unauthorized."}]}},
+         {"type": "result", "subtype": "success", "is_error": True, "result": "API Error: 500 Internal server error"}),
+        ("gemini-stream-json",
+         {"type": "message", "role": "user", "content": "Retry on HTTP 429, refresh the token on 401 Unauthorized."},
+         {"type": "result", "status": "error", "error": {"type": "unknown", "message": "[API Error: 500]"}}),
+        ("copilot-json", {"type": "user.message", "data": {"content": "Handle 401 Unauthorized and 429."}},
+         {"type": "session.error", "data": {"errorType": "query", "message": "Last error: CAPIError: 503"}}),
+        ("opencode-json", {"type": "tool_use", "part": {"type": "tool", "state": {"output": "Invalid API key"}}},
+         {"type": "error", "error": {"name": "UnknownError", "data": {"message": "socket hang up"}}}),
+        ("codex-json", {"type": "item.completed", "item": {"id": "i", "type": "command_execution",
+                                                           "aggregated_output": "context_length_exceeded"}},
+         {"type": "turn.failed", "error": {"message": "stream disconnected"}}),
+        ("cline-json", {"type": "say", "say": "text", "text": "Your API key is invalid, said the test."},
+         {"type": "say", "say": "error", "text": "Connection reset"}),
+    ],
+)
+def test_the_agents_transcript_and_the_echoed_prompt_never_decide_the_class(
+    fmt: str, transcript: object, error: object
+) -> None:
+    found = read(fmt, jsonl(transcript, error), 1)
+    assert found.outcome is OutcomeClass.ERROR, found.reason
+
+
+def test_a_line_the_cli_printed_beside_its_records_is_still_read() -> None:
+    # A plain-text complaint on stdout next to the JSON records is the CLI's, not the agent's.
+    stdout = "Invalid API key · Please run /login\n" + jsonl(
+        {"type": "result", "subtype": "success", "is_error": True, "result": ""})
+    assert read("claude-stream-json", stdout, 1).outcome is OutcomeClass.AUTH
+
+
+def test_the_cut_head_of_a_kept_tail_is_part_of_a_record_not_a_line_beside() -> None:
+    # The runner kept only the end: what is left of the first line is the end of a tool result.
+    stdout = 'Unauthorized","is_error":false}]}}\n' + jsonl(
+        {"type": "result", "subtype": "success", "is_error": True, "result": "API Error: 500"})
+    assert read("claude-stream-json", stdout, 1, total=10_000_000).outcome is OutcomeClass.ERROR
+    assert read("claude-stream-json", stdout, 1).outcome is OutcomeClass.AUTH  # not cut: the CLI printed it
+
+
+def test_a_structured_429_outranks_a_pattern_of_another_class() -> None:
+    # The status says "a limit"; the text may say which limit, never "login" or "context".
+    parsed = ParsedOutput(is_error=True, error_message="Unauthorized client (HTTP 429)", rate_limited=True)
+    assert verdict(run(1), parsed)[0] is OutcomeClass.RATE_LIMITED
+    parsed = ParsedOutput(is_error=True, error_message="You exceeded your current quota (HTTP 429)", rate_limited=True)
+    assert verdict(run(1), parsed)[0] is OutcomeClass.QUOTA_EXHAUSTED
+
+
+def test_plain_text_is_read_in_its_last_lines_only() -> None:
+    answer = "The client now retries on HTTP 429 and re-authenticates on 401 Unauthorized.\n" + "detail\n" * 5
+    assert read("text", answer + "Error: model 'x' not found\n", 1).outcome is OutcomeClass.ERROR
+    assert read("text", answer + "Error: 401 Unauthorized\n", 1).outcome is OutcomeClass.AUTH

@@ -125,3 +125,33 @@ def test_plain_lines_are_in_the_routing_timezone(monkeypatch: pytest.MonkeyPatch
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+class _Breaks(io.StringIO):
+    """A stream that takes `room` writes, then fails as a closed pipe does."""
+
+    def __init__(self, room: int, tty: bool = False) -> None:
+        super().__init__()
+        self.room = room
+        self.tty = tty
+
+    def write(self, text: str) -> int:
+        if self.room <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.room -= 1
+        return super().write(text)
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_a_view_whose_stream_fails_stops_writing_and_never_raises() -> None:
+    # The tasks it watches go on: a progress view that cannot be shown is given up, not the batch.
+    stream = _Breaks(room=1)
+    plain = PlainProgress(stream, clock=lambda: "13:05:12")
+    feed(plain)
+    assert stream.getvalue() == "13:05:12 #42 started\n" and isinstance(plain.failed, BrokenPipeError)
+    live = progress_for(_Breaks(room=0, tty=True), 3)
+    with live:
+        feed(live)
+        live.console.print("more")

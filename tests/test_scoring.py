@@ -93,8 +93,11 @@ def test_equal_scores_keep_chain_order() -> None:
 def test_weights_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="at least one scoring weight must be > 0"):
         Weights(0, 0, 0, 0)
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ValueError, match="must be within 0-1000"):
         Weights(-1, 0, 0, 0)
+    for huge in (1e308, float("inf"), float("nan"), 1000.5):
+        with pytest.raises(ValueError, match="must be within 0-1000"):
+            Weights(huge, 0, 0, 0)
 
 
 SCORED = """

@@ -21,6 +21,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -47,7 +48,9 @@ from adws.config.lines import key_lines, line_of
 from adws.config.locations import problem_at
 from adws.config.messages import pydantic_problems
 from adws.config.schema import (
+    COOLDOWN_DAYS,
     OUTPUT_FORMATS,
+    WINDOW_DAYS,
     Config,
     LLMConfig,
     PoolConfig,
@@ -73,6 +76,7 @@ from adws.templates import (
     from_legacy,
     is_plain,
     needs_jinja,
+    render_argv,
     render_one,
     renders_without_jinja,
 )
@@ -130,9 +134,10 @@ DEFAULT_ACTIONS: dict[OutcomeClass, str] = {
 }
 
 
-def parse_duration(text: str) -> float:
-    """'5h', '30m', '1h30m', '7d' -> seconds (ValueError with the accepted forms otherwise)."""
-    return parse_window(text).total_seconds()
+def parse_duration(text: str, days: int) -> float:
+    """'5h', '30m', '1h30m', '7d' -> seconds, at most `days` days (ValueError with the accepted forms, or the
+    bound, otherwise)."""
+    return parse_window(text, timedelta(days=days)).total_seconds()
 
 
 MAX_DEPTH = 32  # tables and arrays inside each other; adws's own keys need 7, the rest is room for attrs values
@@ -339,7 +344,7 @@ def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _C
     if q.reset is not None:
         check.guard((*loc, "reset"), lambda: CronMatcher(q.reset or ""))
     if q.window is not None:
-        window = check.guard((*loc, "window"), lambda: parse_duration(q.window or ""))
+        window = check.guard((*loc, "window"), lambda: parse_duration(q.window or "", WINDOW_DAYS))
     zone = tz.key
     if q.timezone is not None:
         found = _zone(q.timezone, (*loc, "timezone"), check)
@@ -355,6 +360,40 @@ def _quota(q: QuotaConfig | PoolConfig | None, loc: Loc, tz: ZoneInfo, check: _C
     if isinstance(q, QuotaConfig) and q.pools:
         spec = replace(spec, pools=quota_load.pools(loc, q.pools, spec, lambda pq, at: _quota(pq, at, tz, check)))
     return spec
+
+
+def _success_actions(cfg: Config, check: _Checker) -> None:
+    """A success ends the walk whatever `actions` says: another action for it would have no effect."""
+    tables: list[tuple[Loc, Mapping[OutcomeClass, str]]] = [(("routing", "actions"), cfg.routing.actions)]
+    tables += [(("providers", name, "actions"), p.actions) for name, p in cfg.providers.items()]
+    for loc, table in tables:
+        action = table.get(OutcomeClass.SUCCESS)
+        if action is not None and action != "stop":
+            check.add((*loc, "success"), f'a success always stops the walk, so "{action}" would have no effect: '
+                      "remove it")
+
+
+def _provider_names(raw: Mapping[str, Any], check: _Checker) -> None:
+    """Names an override (label "route:PROVIDER[/MODEL]", attrs.force) can tell apart: it reads the provider name
+    without the spaces around it, in any case, up to the first "/"."""
+    declared = raw.get("providers")
+    seen: dict[str, str] = {}
+    for name in declared if isinstance(declared, dict) else ():
+        if "\x00" in name:
+            continue  # _document_nul says so
+        loc: Loc = ("providers", name)
+        if not name.strip():
+            check.add(loc, "a provider name must not be empty or blank")
+        elif name != name.strip():
+            check.add(loc, f'provider name "{name}" has spaces around it, which an override does not read: write '
+                      f'"{name.strip()}"')
+        elif "/" in name:
+            check.add(loc, f'provider name "{name}" holds "/", which separates provider and model in an override '
+                      '("route:PROVIDER/MODEL", attrs.force): rename it')
+        elif name.lower() in seen:
+            check.add(loc, f'provider "{name}" differs from "{seen[name.lower()]}" only in case, and an override '
+                      "names a provider in any case: rename one")
+        seen.setdefault(name.strip().lower(), name)
 
 
 def _template_variables(p: ProviderConfig) -> set[str]:
@@ -407,29 +446,54 @@ _SAMPLE_TASKS = (
 _NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
 
-def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> str | None:
+# `previous` after a failed attempt (what a fall-through tier and a prompt_suffix see): every field given, and
+# only those an attempt always has (one that never started has no model, account or patch).
+_SAMPLE_PREVIOUS = (
+    ("after a failed attempt", {"provider": "other", "model": "sample-model", "account": "sample-account",
+                                "outcome": "error", "reason": "Sample reason", "patch": "Sample patch"}),
+    ("after an attempt with no model, account or patch", {**NO_PREVIOUS, "provider": "other", "outcome": "timeout",
+                                                           "reason": "Sample reason"}),
+)
+# What a prompt_suffix is rendered with besides the vars (adws.manager): no prompt, files, account or paths.
+SUFFIX_VARIABLES = frozenset({"previous", "task", "provider", "model", "workdir"})
+
+
+def _sample_render(source: str, name: str, p: ProviderConfig, rule_vars: Mapping[str, Any],
+                   suffix: bool = False) -> str | None:
     """`_render_samples`, remembered across edits for a template only Jinja can render (`adws.config.verdicts`):
-    its answer depends on the template and the variables of every sample, whose `repr` is its key."""
+    its answer depends on the template and the variables of every sample, whose `repr` is its key. `suffix`:
+    `source` is a prompt_suffix (rendered only after a failed attempt, with `SUFFIX_VARIABLES` and the vars)."""
     if is_plain(source):
         return None  # text renders to itself
-    samples = _samples(name, p, rule_vars)
+    samples = _samples(name, p, rule_vars, "previous" in source, suffix)
     if all(renders_without_jinja(source, v) for _, _, v in samples):
         return _render_samples(source, samples)
     return remembered("render", lambda: repr((source, samples)), lambda: _render_samples(source, samples),
                       _text_or_none, none_ok=True)
 
 
-def _samples(name: str, p: ProviderConfig, rule_vars: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def _samples(name: str, p: ProviderConfig, rule_vars: Mapping[str, Any], previous: bool = False,
+             suffix: bool = False) -> list[tuple[str, str, dict[str, Any]]]:
     """(model, what task, variables) of each render `_render_samples` tries: the variables `ProviderManager`
-    gives an attempt, with every value a run can bring."""
+    gives an attempt, with every value a run can bring. `previous`: also as a fall-through tier after a failed
+    attempt; `suffix`: the variables of a prompt_suffix, only after a failed attempt."""
     models: list[tuple[str, Mapping[str, Any]]] = [(mid, m.vars) for mid, m in p.models.items()] or [("", {})]
     accounts = [acc.name for acc in p.accounts] or [""]
-    return [(model, what, {
-        **p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt", "prompt_file": "/run/prompt.txt",
-        "output_file": "/run/output.txt", "model": model, "provider": name, "account": accounts[0],
-        "task": task, "workdir": "/work", "run_dir": "/run", "home": "/home/user", "config_dir": "/config",
-        "previous": NO_PREVIOUS,
-    }) for model, model_vars in models for what, task in _SAMPLE_TASKS]
+    befores: list[tuple[str, Mapping[str, Any]]] = [] if suffix else [("", NO_PREVIOUS)]
+    befores += list(_SAMPLE_PREVIOUS) if previous or suffix else []
+    out = []
+    for model, model_vars in models:
+        for what, task in _SAMPLE_TASKS:
+            for when, before in befores:
+                variables = {**p.vars, **model_vars, **rule_vars, "prompt": "Sample prompt",
+                             "prompt_file": "/run/prompt.txt", "output_file": "/run/output.txt", "model": model,
+                             "provider": name, "account": accounts[0], "task": task, "workdir": "/work",
+                             "run_dir": "/run", "home": "/home/user", "config_dir": "/config", "previous": before}
+                if suffix:
+                    variables = {k: v for k, v in variables.items()
+                                 if k in SUFFIX_VARIABLES or k not in BUILTIN_VARIABLES}
+                out.append((model, f"{what}, {when}" if when else what, variables))
+    return out
 
 
 def _render_samples(source: str, samples: list[tuple[str, str, dict[str, Any]]]) -> str | None:
@@ -519,6 +583,10 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
     uses_prompt_file = _prompt_delivery(loc, p, command, check) if sound else True
     if p.requires_api_key and not p.api_key_env:
         check.add((*loc, "requires_api_key"), "requires_api_key = true needs `api_key_env` (the variable's name)")
+    for mid in p.models:
+        if not mid.strip() or mid != mid.strip():
+            check.add((*loc, "models", mid), f'model id "{mid}" is empty or has spaces around it, which an override '
+                      '("route:PROVIDER/MODEL") does not read: write it without them')
     models = {
         mid: ModelSpec(mid, m.context_window, m.latency_ms, m.cost_per_1k_tokens, dict(m.specializations), dict(m.vars))
         for mid, m in p.models.items()
@@ -538,29 +606,69 @@ def _provider(name: str, p: ProviderConfig, tz: ZoneInfo, actions: Mapping[Outco
         accounts=accounts, quota=_quota(p.quota, (*loc, "quota"), tz, check),
         failure_patterns=_failure_patterns(name, p, patterns),
         actions={**actions, **p.actions}, vars=dict(p.vars), idle_timeout=p.idle_timeout,
-        verify=_verify_templates(p.verify, (*loc, "verify"), _template_variables(p), check),
+        verify=_verify_templates(p.verify, (*loc, "verify"), [(name, p)], {}, _template_variables(p), check),
         verify_timeout=p.verify_timeout,
-        prompt_suffix=_one_template(p.prompt_suffix, (*loc, "prompt_suffix"), _template_variables(p), check),
+        prompt_suffix=_suffix_template(p.prompt_suffix, (*loc, "prompt_suffix"), [(name, p)], {},
+                                       _template_variables(p), check),
         **quota_load.provider_extras(loc, p, check),
     )
     quota_load.check_pools(loc, spec, check)
     return spec
 
 
-def _verify_templates(sources: list[str] | None, loc: Loc, allowed: set[str],
-                      check: _Checker) -> tuple[str, ...]:
-    """verify argv templates, each checked like a command_template element."""
-    for i, source in enumerate(sources or ()):
-        _one_template(source, (*loc, i), allowed, check)
-    return tuple(sources or ())
+def _verify_templates(sources: list[str] | None, loc: Loc, tiers: Sequence[tuple[str, ProviderConfig]],
+                      rule_vars: Mapping[str, Any], allowed: set[str], check: _Checker) -> tuple[str, ...]:
+    """verify argv templates, each checked like a command_template element: it parses, reads only what it will
+    have, and renders against the samples of every tier it may run on (`tiers`, with a rule's `vars`); and the
+    command has a program: its first element is not empty, and some element renders to text."""
+    command = tuple(sources or ())
+    sound = True
+    for i, source in enumerate(command):
+        sound = _rendered(source, (*loc, i), tiers, rule_vars, allowed, check) and sound
+    if command and not command[0].strip():
+        check.add((*loc, 0), "the program to run is empty")
+    elif sound and command and _renders_empty(command, tiers, rule_vars):
+        check.add(loc, f"renders to an empty command ({_renders_empty(command, tiers, rule_vars)})")
+    return command
 
 
-def _one_template(source: str | None, loc: Loc, allowed: set[str], check: _Checker) -> str | None:
-    """A template (verify element, prompt_suffix) checked for syntax and variables; None passes."""
-    error = check_template(source, allowed) if source is not None else None
+def _suffix_template(source: str | None, loc: Loc, tiers: Sequence[tuple[str, ProviderConfig]],
+                     rule_vars: Mapping[str, Any], allowed: set[str], check: _Checker) -> str | None:
+    """A prompt_suffix: checked against the variables it is rendered with (`SUFFIX_VARIABLES` and the vars) and
+    rendered against the samples after a failed attempt, the only time it is rendered."""
+    if source is not None:
+        _rendered(source, loc, tiers, rule_vars, (allowed - BUILTIN_VARIABLES) | SUFFIX_VARIABLES, check,
+                  suffix=True)
+    return source
+
+
+def _rendered(source: str, loc: Loc, tiers: Sequence[tuple[str, ProviderConfig]], rule_vars: Mapping[str, Any],
+              allowed: set[str], check: _Checker, suffix: bool = False) -> bool:
+    """Check one template beyond the command (a verify element, a prompt_suffix): it parses, reads only `allowed`
+    and renders against the samples of each tier; the first problem is reported at `loc`. True when sound."""
+    error = check_template(source, allowed)
+    for name, p in () if error else tiers:
+        error = _sample_render(source, name, p, rule_vars, suffix)
+        if error:
+            break
     if error:
         check.add(loc, error)
-    return source
+    return error is None
+
+
+def _renders_empty(command: tuple[str, ...], tiers: Sequence[tuple[str, ProviderConfig]],
+                   rule_vars: Mapping[str, Any]) -> str | None:
+    """Which sample renders every element of `command` empty (then there is no program to run), or None."""
+    if any(is_plain(element) and element for element in command):
+        return None
+    for name, p in tiers:
+        for model, what, variables in _samples(name, p, rule_vars, any("previous" in e for e in command)):
+            try:
+                if not render_argv(command, variables):
+                    return f"model {model!r}, {what}" if model else what
+            except RenderError:
+                continue  # reported by the element's own check
+    return None
 
 
 def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
@@ -579,9 +687,44 @@ def _model_without_models(loc: Loc, p: ProviderConfig, check: _Checker) -> None:
 
 # --- pass 4: intake ----------------------------------------------------------------------------------------
 
+def _intake_entries(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> None:
+    """Entries of intake that could never take effect: a label given twice in different case (labels are read in
+    any case, so one of them is dead), an empty label or specialization, an empty or repeated priority_numbers."""
+    it = cfg.routing.intake
+    loc: Loc = ("routing", "intake")
+    for key, table in (("priority_labels", it.priority_labels), ("specialization_labels", it.specialization_labels),
+                       ("specialization_keywords", it.specialization_keywords)):
+        seen: dict[str, str] = {}
+        for label in table:
+            what = "specialization" if key == "specialization_keywords" else "label"
+            if not label.strip():
+                check.add((*loc, key, label), f"a {what} must not be empty")
+            elif label.strip().lower() in seen:
+                check.add((*loc, key, label), f'"{label}" is "{seen[label.strip().lower()]}" in another case, and '
+                          f"{what}s are read in any case: keep one")
+            seen.setdefault(label.strip().lower(), label)
+    for label, spec in it.specialization_labels.items():
+        if label.strip() and not spec.strip():
+            check.add((*loc, "specialization_labels", label), "the specialization must not be empty")
+    if not it.default_specialization.strip():
+        check.add((*loc, "default_specialization"), "must not be empty")
+    if not it.priority_numbers and "priority_numbers" in it.model_fields_set:
+        check.add((*loc, "priority_numbers"), 'empty: list the priority of P0, P1, ... (e.g. ["critical", "high", '
+                  '"normal", "low"]), or leave it out for that')
+    for i, priority in enumerate(it.priority_numbers):
+        if priority in it.priority_numbers[:i]:
+            check.add((*loc, "priority_numbers", i), f'"{priority}" is already P{it.priority_numbers.index(priority)}'
+                      "; each number names another priority")
+    for where, scores in _score_tables(providers):
+        for spec in scores:
+            if not spec.strip():
+                check.add((*where, spec), "a specialization must not be empty")
+
+
 def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker) -> IntakeSpec:
     it = cfg.routing.intake
     loc: Loc = ("routing", "intake")
+    _intake_entries(cfg, providers, check)
     spec_labels: list[tuple[LabelSet, str]] = []
     for label, spec in it.specialization_labels.items():
         try:
@@ -631,8 +774,8 @@ def _intake(cfg: Config, providers: Mapping[str, ProviderSpec], check: _Checker)
         default_specialization=it.default_specialization.lower(), known_specializations=frozenset(known),
         chars_per_token=it.chars_per_token, override_label_prefix=it.override_label_prefix.lower(),
         force_attr=it.force_attr, retry_count_from_history=it.retry_count == "history",
-        history_window_seconds=check.guard((*loc, "history_window"), lambda: parse_duration(it.history_window))
-        or 7 * 86400.0,
+        history_window_seconds=check.guard(
+            (*loc, "history_window"), lambda: parse_duration(it.history_window, WINDOW_DAYS)) or 7 * 86400.0,
     )
 
 
@@ -685,7 +828,8 @@ def _check_rule_vars(rules: list[RuleConfig], index: Sequence[int], providers: M
         return  # what a broken template reads is unknown: the template's own problem is the one to fix
     read: set[str] = set()
     for p in providers.values():
-        for source in (*p.command, *p.env.values(), *(v for a in p.accounts for v in a.env.values())):
+        for source in (*p.command, *p.env.values(), *(v for a in p.accounts for v in a.env.values()), *p.verify,
+                       *((p.prompt_suffix,) if p.prompt_suffix is not None else ())):
             read |= variables_of(source) or set()
     for table in check.left_out():
         # A provider left out for a problem elsewhere (its `need`, a quota) still has templates that read vars.
@@ -694,8 +838,10 @@ def _check_rule_vars(rules: list[RuleConfig], index: Sequence[int], providers: M
             return  # its templates are part of its problem: what they would read is unknown
         read |= left_out_reads
     for i, rule in zip(index, rules, strict=True):
+        own = (*(rule.verify or ()), *((rule.prompt_suffix,) if rule.prompt_suffix is not None else ()))
+        reads = read.union(*(variables_of(source) or () for source in own))
         for name in rule.vars:
-            if name not in read:
+            if name not in reads:
                 check.add(("routing", "rules", i, "vars", name),
                           f'no command template reads "{name}"{suggest(name, read)}, so it would have no effect')
 
@@ -749,8 +895,10 @@ def _check_provider(check: _Checker, loc: Loc, name: str, providers: Mapping[str
 
 
 def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: Mapping[str, ProviderSpec],
-          known_specs: frozenset[str], check: _Checker) -> RuleSpec:
+          known_specs: frozenset[str], configs: Mapping[str, ProviderConfig], check: _Checker) -> RuleSpec:
     loc: Loc = ("routing", "rules", i)
+    # The rule's verify and prompt_suffix may run on any tier its plan reaches: each is rendered for every one.
+    tiers = [(name, configs[name]) for name in providers if name in configs]
     provider = r.provider
     if provider is not None:
         _check_provider(check, (*loc, "provider"), provider, providers)
@@ -780,8 +928,15 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
     for tier, model in r.models.items():
         if _check_provider(check, (*loc, "models", tier), tier, providers):
             _check_model(check, (*loc, "models", tier), providers[tier], model)
-    for j, tier in enumerate(r.chain or ()):
-        _check_provider(check, (*loc, "chain", j), tier, providers)
+    chain = r.chain or []
+    for j, tier in enumerate(chain):
+        if not _check_provider(check, (*loc, "chain", j), tier, providers):
+            continue
+        if tier in chain[:j]:
+            check.add((*loc, "chain", j), f'"{tier}" appears twice in the chain')
+        elif tier == provider and (r.provider is not None or r.model is not None):
+            check.add((*loc, "chain", j), f'"{tier}" is the rule\'s own provider, tried first: its chain lists the '
+                      "tiers after it")
     if r.chain == [] and (r.provider is not None or r.model is not None):  # without a target: "has no target"
         check.add((*loc, "chain"), "empty: the rule would fall through to no tier; write `fallback = false` to try "
                   "only its target, or leave `chain` out to fall down routing.chain")
@@ -798,10 +953,10 @@ def _rule(i: int, r: RuleConfig, conditions: tuple[Condition, ...], providers: M
         conditions=conditions, raw_conditions=r.conditions, provider=provider, model=r.model, account=r.account,
         models=dict(r.models), chain=tuple(r.chain) if r.chain is not None else None, fallback=r.fallback,
         vars=dict(r.vars), workdir=r.workdir, tier_order=r.order, need=quota_load.need_spec(r.need),
-        verify=_verify_templates(r.verify, (*loc, "verify"), set(BUILTIN_VARIABLES) | set(r.vars), check)
-        if r.verify is not None else None,
-        prompt_suffix=_one_template(r.prompt_suffix, (*loc, "prompt_suffix"), set(BUILTIN_VARIABLES) | set(r.vars),
-                                    check),
+        verify=_verify_templates(r.verify, (*loc, "verify"), tiers, r.vars, set(BUILTIN_VARIABLES) | set(r.vars),
+                                 check) if r.verify is not None else None,
+        prompt_suffix=_suffix_template(r.prompt_suffix, (*loc, "prompt_suffix"), tiers, r.vars,
+                                       set(BUILTIN_VARIABLES) | set(r.vars), check),
     )
 
 
@@ -832,6 +987,8 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
                     check.add((*loc, "task"), problem)
         if s.at is not None and s.at.tzinfo is None:
             check.add((*loc, "at"), "give a timezone offset (e.g. 2026-11-22T10:00:00Z)")
+        elif s.at is not None and not 1970 < s.at.year < 3000:  # a period or window around it must stay a date
+            check.add((*loc, "at"), f"{s.at.isoformat()} is out of range: give a time from 1971 to 2999")
         e = s.expect
         if e.provider is not None:
             if _check_provider(check, (*loc, "expect", "provider"), e.provider, providers):
@@ -945,13 +1102,15 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
     routing = cfg.routing
     tz = _zone(routing.timezone, ("routing", "timezone"), check) or ZoneInfo("UTC")
     actions = {**DEFAULT_ACTIONS, **routing.actions}
+    _success_actions(cfg, check)
+    _provider_names(raw, check)
     providers = {name: _provider(name, p, tz, actions, patterns, check) for name, p in cfg.providers.items()}
     intake = _intake(cfg, providers, check)
     chain = _chain(cfg, providers, check)
     default_provider, default_model = _defaults(cfg, chain, providers, check)
     rules = _rules(cfg, validated.rule_index, conditions, providers, intake, check)
     breaker_cooldown = check.guard(("routing", "circuit_breaker", "cooldown"),
-                                   lambda: parse_duration(routing.circuit_breaker.cooldown))
+                                   lambda: parse_duration(routing.circuit_breaker.cooldown, COOLDOWN_DAYS))
     check.name_in(("state", "backend"), "state backend", cfg.state.backend, STORES)
     backend = STORES.get(cfg.state.backend)
     if backend is not None and ("state", "backend") not in check.defaulted:  # else the keys' backend is unknown
@@ -1019,7 +1178,8 @@ def _rules(cfg: Config, index: Sequence[int], conditions: Mapping[int, tuple[Con
             check.add(("routing", "rules", i, "name"),
                       f'duplicate rule name "{name}" (first at routing.rules[{seen[name]}])')
         seen.setdefault(name, i)
-        rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations, check))
+        rules.append(_rule(i, rule_cfg, conditions.get(i, ()), providers, intake.known_specializations,
+                           cfg.providers, check))
     rules.sort(key=lambda rule: (-rule.priority, rule.order))
     _check_rule_vars(cfg.routing.rules, index, providers, check)
     _render_with_rule_vars(cfg, index, check)
@@ -1036,8 +1196,11 @@ def _render_with_rule_vars(cfg: Config, index: Sequence[int], check: _Checker) -
             continue
         for name, p in cfg.providers.items():
             command = tuple(from_legacy(element) for element in p.command_template)
-            for _, source in _template_sources(("providers", name), p, command):
-                error = _sample_render(source, name, p, rule.vars)
+            sources = [(source, False) for _, source in _template_sources(("providers", name), p, command)]
+            sources += [(source, False) for source in p.verify if rule.verify is None]
+            sources += [(p.prompt_suffix, True)] if p.prompt_suffix is not None and rule.prompt_suffix is None else []
+            for source, suffix in sources:
+                error = _sample_render(source, name, p, rule.vars, suffix)
                 if error:
                     check.add(("routing", "rules", i, "vars"), f'provider "{name}": {error}')
                     break

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from adws.compiled import PoolSpec, ProviderSpec, QuotaSpec
-from adws.config.schema import NeedConfig, ProviderConfig, ScoringConfig, WeightsConfig
+from adws.config.schema import COOLDOWN_DAYS, NeedConfig, ProviderConfig, ScoringConfig, WeightsConfig
 from adws.errors import Loc
 from adws.need import NeedSpec
 from adws.scoring import ScoringSpec, Weights
@@ -48,7 +48,8 @@ def provider_extras(loc: Loc, p: ProviderConfig, check: _Checker) -> dict[str, A
     check_usage_command((*loc, "usage_command"), command, check)
     interval = None
     if p.usage_sync_interval is not None:
-        interval = check.guard((*loc, "usage_sync_interval"), lambda: parse_duration(p.usage_sync_interval or ""))
+        interval = check.guard((*loc, "usage_sync_interval"),
+                               lambda: parse_duration(p.usage_sync_interval or "", COOLDOWN_DAYS))
         if not command and not any(a.usage_command for a in p.accounts):
             check.add((*loc, "usage_sync_interval"), "there is no usage_command to run (declare one on the "
                       "provider or its accounts)")
@@ -56,13 +57,31 @@ def provider_extras(loc: Loc, p: ProviderConfig, check: _Checker) -> dict[str, A
             "wait_for_reset": p.wait_for_reset}
 
 
-def check_usage_command(loc: Loc, command: tuple[str, ...], check: _Checker) -> None:
-    from adws.templates import check_template, from_legacy
+# What a usage_command is rendered with (adws.usage_sync), for the check that it renders.
+_USAGE_SAMPLE = {"provider": "sample-provider", "account": "sample-account", "home": "/home/user",
+                 "config_dir": "/config"}
 
+
+def check_usage_command(loc: Loc, command: tuple[str, ...], check: _Checker) -> None:
+    """Each element parses, reads only `USAGE_COMMAND_VARIABLES` and renders; the program is not empty."""
+    from adws.errors import RenderError
+    from adws.templates import check_template, from_legacy, render_one
+
+    sound = True
     for i, element in enumerate(command):
         error = check_template(from_legacy(element), USAGE_COMMAND_VARIABLES)
+        if error is None:
+            try:
+                render_one(from_legacy(element), _USAGE_SAMPLE)
+            except RenderError as exc:
+                error = f"template {element!r} cannot be rendered: {str(exc).split(': ', 1)[-1]}"
         if error:
             check.add((*loc, i), error)
+            sound = False
+    if command and not command[0].strip():
+        check.add((*loc, 0), "the program to run is empty")
+    elif sound and command and not any(render_one(from_legacy(e), _USAGE_SAMPLE) for e in command):
+        check.add(loc, "renders to an empty command")
 
 
 def pools(loc: Loc, raw_pools: Mapping[str, Any], parent: QuotaSpec,

@@ -44,6 +44,23 @@ Score = Annotated[int, Field(ge=0, le=100)]
 # Bounds for times in seconds: long enough for any agent run, short enough that a date plus it stays a date.
 DAY = 86_400.0
 WEEK = 7 * DAY
+# Bounds of the duration keys (strings such as "5h", read by adws.quota.parse_window), in days: a quota period or
+# the audit history adws looks back over at most a year, a breaker's cooldown or a usage sync interval at most a
+# month. `adws check` refuses a longer one; nothing accepted overflows a date it is added to.
+WINDOW_DAYS = 366
+COOLDOWN_DAYS = 30
+_UNIT_SECONDS = (("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+
+
+def _duration(days: int, what: str, example: str) -> dict[str, Any]:
+    """Field options of a duration key of at most `days` days: its description, and a JSON Schema pattern of the
+    form parse_window reads, each unit with no more digits than the bound needs (the exact bound, a sum over
+    the units, is `adws check`'s)."""
+    most = days * 86_400
+    units = "".join(f"(?:0*\\d{{1,{len(str(most // seconds))}}}{unit})?" for unit, seconds in _UNIT_SECONDS)
+    return {"description": f'{what}, e.g. "{example}": numbers with units w, d, h, m, s in that order; at most '
+            f"{days} days ({days}d).",
+            "json_schema_extra": {"pattern": f"^\\s*(?=[^\\s]*[1-9])(?:{units})\\s*$"}}
 
 
 def _enum(names: Any) -> dict[str, Any]:
@@ -147,7 +164,7 @@ class IntakeConfig(StrictModel):
     retry_count: Literal["task", "history"] = Field(
         "task", description='"history": a task without retry_count gets the number of its failed runs in the '
         "audit log within history_window.")
-    history_window: str = Field("7d", description='How far back retry_count = "history" looks, e.g. "7d".')
+    history_window: str = Field("7d", **_duration(WINDOW_DAYS, 'How far back retry_count = "history" looks', "7d"))
     override_label_prefix: str = Field(
         "route:", description='A label "route:<provider>[/<model>]" forces the target. "" disables.'
     )
@@ -163,7 +180,7 @@ class RetryConfig(StrictModel):
 
 class BreakerConfig(StrictModel):
     failure_threshold: int = Field(3, ge=1, le=1000, description="Consecutive infrastructure failures that open it.")
-    cooldown: str = Field("10m", description='How long it stays open before one probe ("10m", "1h").')
+    cooldown: str = Field("10m", **_duration(COOLDOWN_DAYS, "How long it stays open before one probe", "10m"))
     counts: list[Outcome] = Field(
         default_factory=lambda: [OutcomeClass.CRASHED, OutcomeClass.TIMEOUT, OutcomeClass.UNAVAILABLE],
         description="Outcome classes that count as infrastructure failures.",
@@ -173,12 +190,12 @@ class BreakerConfig(StrictModel):
 class NeedConfig(StrictModel):
     """Expected need of a task (tokens): a fixed figure, a multiple of context_tokens, or learned (adws.need)."""
 
-    tokens: int | None = Field(None, gt=0, description="A fixed figure.")
-    context_multiple: float | None = Field(None, gt=0, description="Need = this × the task's context_tokens.")
+    tokens: int | None = Field(None, gt=0, le=1_000_000_000, description="A fixed figure.")
+    context_multiple: float | None = Field(None, gt=0, le=1000, description="Need = this × the task's context_tokens.")
     learned_runs: int | None = Field(None, ge=1, json_schema_extra={"maximum": RUNS_KEPT},
                                      description="Median of this many recent runs of the same provider and "
                                      "specialization; tokens/context_multiple until min_runs exist.")
-    min_runs: int = Field(5, ge=1)
+    min_runs: int = Field(5, ge=1, le=RUNS_KEPT)
     margin_percent: float = Field(0.0, ge=0, le=1000, description="Added to the need before the fit test.")
 
     @field_validator("learned_runs")
@@ -205,10 +222,12 @@ TierOrder = Literal["chain", "by_score", "cheapest"]
 
 
 class WeightsConfig(StrictModel):
-    quota: float = Field(0.4, ge=0)
-    latency: float = Field(0.3, ge=0)
-    fit: float = Field(0.3, ge=0)
-    cost: float = Field(0.0, ge=0)
+    """Relative weights of the tier score's components, each 0-1000 (adws.scoring.MAX_WEIGHT)."""
+
+    quota: float = Field(0.4, ge=0, le=1000)
+    latency: float = Field(0.3, ge=0, le=1000)
+    fit: float = Field(0.3, ge=0, le=1000)
+    cost: float = Field(0.0, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _some_weight(self) -> Self:
@@ -268,18 +287,23 @@ class ModelConfig(StrictModel):
     description: str = ""
 
 
+# Alert thresholds, each within (0, 100] (adws.config.load says so with the place of the one that is not).
+_PERCENTS: dict[str, Any] = {"json_schema_extra": {"items": {"type": "number", "exclusiveMinimum": 0,
+                                                             "maximum": 100}}}
+
+
 class PoolConfig(StrictModel):
     """`[providers.NAME.quota.pools.P]`: a share of the quota drawn on only by the models its globs select."""
 
     models: list[str] = Field(min_length=1, description='Globs over model ids, e.g. ["claude-*"].')
-    tokens: int | None = Field(None, gt=0)
-    requests: int | None = Field(None, gt=0)
-    cost_usd: float | None = Field(None, gt=0)
+    tokens: int | None = Field(None, gt=0, le=10**15, description="Tokens (input + output) per period.")
+    requests: int | None = Field(None, gt=0, le=10**12, description="Requests (attempts) per period.")
+    cost_usd: float | None = Field(None, gt=0, le=10**12, description="Money per period.")
     reset: str | None = None
-    window: str | None = None
+    window: str | None = Field(None, **_duration(WINDOW_DAYS, "Rolling window instead of a reset", "5h"))
     timezone: str | None = None
     hard_block_percent: float | None = Field(None, gt=0, le=100, description="Default: the quota's.")
-    alert_percent: list[float] | None = Field(None, description="Default: the quota's.")
+    alert_percent: list[float] | None = Field(None, description="Default: the quota's.", **_PERCENTS)
 
     @model_validator(mode="after")
     def _limits_and_period(self) -> Self:
@@ -306,10 +330,10 @@ class QuotaConfig(StrictModel):
     requests: int | None = Field(None, gt=0, le=10**12, description="Requests (attempts) per period.")
     cost_usd: float | None = Field(None, gt=0, le=10**12, description="Money per period, where models have a price.")
     reset: str | None = Field(None, description='Cron expression of the period reset, e.g. "0 0 * * 0".')
-    window: str | None = Field(None, description='Rolling window instead of a reset, e.g. "5h".')
+    window: str | None = Field(None, **_duration(WINDOW_DAYS, "Rolling window instead of a reset", "5h"))
     timezone: str | None = Field(None, description="Timezone of `reset`; default: routing.timezone.")
     hard_block_percent: float = Field(95.0, gt=0, le=100)
-    alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0])
+    alert_percent: list[float] = Field(default_factory=lambda: [80.0, 95.0], **_PERCENTS)
     pools: dict[str, PoolConfig] = Field(default_factory=dict, description="Named pools selected by model globs.")
 
     @model_validator(mode="after")
@@ -364,12 +388,13 @@ class ProviderConfig(StrictModel):
     actions: dict[Outcome, Action] = Field(default_factory=dict)
     vars: dict[str, Scalar] = Field(default_factory=dict)
     verify: list[str] = Field(default_factory=_empty_list, description="Argv templates run after a successful attempt.")
-    verify_timeout: float = Field(600.0, gt=0, description="Seconds the verify command may run.")
+    verify_timeout: float = Field(600.0, gt=0, le=WEEK, description="Seconds the verify command may run.")
     prompt_suffix: str | None = Field(None, description="Template added to the prompt after a failed attempt.")
     need: NeedConfig | None = Field(None, description="Expected need per task, for the fit test.")
     usage_command: list[str] | None = Field(None, min_length=1, description="argv templates printing usage JSON.")
-    usage_sync_interval: str | None = Field(None, description='Run usage_command before routing at most this '
-                                            'often, e.g. "10m"; unset: only `adws quota --sync` runs it.')
+    usage_sync_interval: str | None = Field(None, **_duration(
+        COOLDOWN_DAYS, "Run usage_command before routing at most this often (unset: only `adws quota --sync` runs "
+        "it)", "10m"))
     wait_for_reset: float = Field(0.0, ge=0, le=3600, description="Seconds: a limit resetting sooner is waited out.")
 
     _split_command = field_validator("command_template", mode="before")(split_words)

@@ -41,7 +41,13 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
         return None
     match = _RELATIVE.match(value.strip().lower())
     if match:
-        return now - timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        from adws.quota import MAX_WINDOW
+
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if len(match.group(1)) <= 12 else 10**30
+        if seconds > MAX_WINDOW.total_seconds():  # `now - 9999999d` is before the year 1: no date
+            raise UsageError(f"--since: a span of at most {MAX_WINDOW.days}d (ten years), or an ISO 8601 time; "
+                             f"got {value!r}")
+        return now - timedelta(seconds=seconds)
     try:
         return parse_time(value.strip())
     except ValueError:

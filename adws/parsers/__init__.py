@@ -15,6 +15,9 @@ keeps these promises:
   Limit *messages* are matched by the classifier's declared patterns, where maintainers can extend them.
 - `reset_at` comes from a structured field where the format has one, else from `find_reset_time` over the
   error message (never over the agent's answer, which may talk about anything).
+- `report_text` is what of stdout the classifier's patterns may read: for a JSON format the lines beside its
+  records (never the records, which carry the agent's transcript and may echo the prompt), for plain text its
+  last lines; None means all of stdout (a JSON format none of whose records was read).
 - `declared` is the class a structured field names (an error type, a terminal reason, a fatal exit code):
   the classifier reads it before any pattern over text. `requests` is the request count the CLI reports.
 
@@ -80,7 +83,12 @@ def read_output(fmt: str, outcome: RunOutcome, now: datetime) -> ParsedOutput:
     if parsed.final_text is None and not parsed.is_error and outcome.stderr_tail.strip():
         on_stderr = parse_output(fmt, outcome.stderr_tail, now)
         if on_stderr.is_error or on_stderr.rate_limited or on_stderr.reset_at is not None or on_stderr.declared:
-            parsed = dataclasses.replace(on_stderr, final_text=None)  # stderr reports; it never holds the answer
+            # stderr reports; it never holds the answer
+            parsed = dataclasses.replace(on_stderr, final_text=None, report_text=parsed.report_text)
+    if parsed.report_text and _cut(outcome):  # the tail's first line is what is left of a longer one
+        head = outcome.stdout_tail.lstrip().partition("\n")[0].strip()
+        if head and parsed.report_text.startswith(head):
+            parsed.report_text = parsed.report_text[len(head):].lstrip("\n")
     by_exit = EXIT_CLASSES.get(fmt, {})
     if parsed.declared is None and outcome.exit_code is not None and outcome.exit_code in by_exit:
         parsed.declared = by_exit[outcome.exit_code]
@@ -90,3 +98,8 @@ def read_output(fmt: str, outcome: RunOutcome, now: datetime) -> ParsedOutput:
         if found:
             parsed.declared = STDERR_ERROR_NAMES[fmt][found[-1]]
     return parsed
+
+
+def _cut(outcome: RunOutcome) -> bool:
+    """Whether the runner kept only the end of stdout (it wrote more than its tail holds)."""
+    return outcome.stdout_bytes > len(outcome.stdout_tail.encode("utf-8", "replace"))

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from adws.attempt import OutcomeClass, ParsedOutput, Usage
@@ -35,38 +35,139 @@ def _dicts(value: Any) -> list[Record]:
     return []
 
 
-def json_records(text: str) -> Iterator[Record]:
-    """Every JSON object in `text`: the whole text, else one per line (JSONL), else pretty-printed ones."""
-    whole = _dicts(loads(text.strip())) if text.lstrip()[:1] in ("{", "[") else []
+def json_records(text: str, rest: list[str] | None = None) -> Iterator[Record]:
+    """Every JSON object in `text`: the whole text, else one per line (JSONL), else pretty-printed ones, else
+    the last complete records of a document whose head was cut off (`cut_document`: the runner keeps only the
+    tail of a long output, and `claude --output-format json --verbose` prints its whole transcript as one line).
+
+    `rest`, when given, receives the lines that are no part of any JSON value: what the CLI printed beside its
+    records (an npm warning, a plain-text error), as opposed to the records, which carry the agent's transcript.
+    A line that opens like a record (`{"`, `[{`, `["`) but does not parse is a record cut short, not text beside.
+    """
+    stripped = text.strip()
+    whole = _dicts(loads(stripped)) if stripped[:1] in ("{", "[") else []
     if whole:
         yield from whole
         return
     found = False
+    stray: list[str] = []
     for line in text.splitlines():
         line = line.strip()
         if line[:1] in ("{", "["):
-            for record in _dicts(loads(line)):
-                found = True
-                yield record
-    if not found:
-        yield from _pretty_objects(text)
+            value = loads(line)
+            if value is not None or line == "null":
+                records = _dicts(value)
+                found = found or bool(records)
+                yield from records
+                continue
+            if line[:2] in _RECORD_OPENINGS:
+                continue
+        if line:
+            stray.append(line)
+    if found:
+        if rest is not None:
+            rest.extend(stray)
+        return
+    pretty = list(_pretty_objects(text, rest))
+    if pretty:
+        yield from pretty
+        return
+    cut = cut_document(stripped)
+    if cut:
+        yield from cut
+    elif rest is not None:
+        rest.extend(stray)
 
 
-def _pretty_objects(text: str) -> Iterator[Record]:
+_RECORD_OPENINGS = frozenset({'{"', "[{", '["', "{}", "[]"})
+
+
+def _pretty_objects(text: str, rest: list[str] | None) -> Iterator[Record]:
     # A pretty-printed object (Gemini's JSON) opens with "{" at the start of a line, maybe after noise.
     decoder = json.JSONDecoder()
     resume = 0
+    outside: list[str] = []
+    found = False
     for attempt, match in enumerate(re.finditer(r"^[ \t]*\{", text, re.MULTILINE)):
         if attempt >= _MAX_OBJECT_STARTS:
-            return
+            break
         start = match.end() - 1
         if start < resume:
             continue
         try:
-            value, resume = decoder.raw_decode(text, start)
+            value, end = decoder.raw_decode(text, start)
         except (ValueError, RecursionError):
             continue
-        yield from _dicts(value)
+        records = _dicts(value)
+        if records:
+            found = True
+            outside.append(text[resume:start])
+            resume = end
+            yield from records
+    if found and rest is not None:
+        outside.append(text[resume:])
+        rest.extend(line.strip() for chunk in outside for line in chunk.splitlines()
+                    if line.strip() and not _JSON_SYNTAX.match(line.strip()))
+
+
+# A line of pretty-printed JSON (what is left of a document cut at the head of a tail), not a line of text.
+_JSON_SYNTAX = re.compile(r'["{}\[\],]|-?\d|(?:true|false|null)\b')
+
+
+_MAX_CUT_TRIES = 512  # separators tried, from the end back, when recovering the records of a cut document
+_WS = " \t\r\n"
+
+
+def cut_document(text: str) -> list[Record]:
+    """The complete top-level records at the end of one JSON document whose head is missing: `text` ends with
+    the document's closing `]` (an array of records: the elements after the cut) or `}` (one object: its
+    members after the cut, as one record). Tries at most _MAX_CUT_TRIES separators, each read in place (no
+    copies of the text); [] when none is found. A separator is a top-level one exactly when the element after
+    it parses as one JSON value ending at the next top-level separator (or the closing bracket)."""
+    if text[-1:] not in ("]", "}"):
+        return []
+    in_object = text[-1] == "}"
+    decoder = json.JSONDecoder()
+    items: list[tuple[Any, Any]] = []
+    boundary = len(text) - 1  # where the item found next must end: the closer, then the separator before it
+    pos = boundary
+    for _ in range(_MAX_CUT_TRIES):
+        comma = text.rfind(",", 0, pos)
+        item = _item_at(decoder, text, comma + 1, in_object)
+        if item is not None and item[2] == boundary:
+            items.append(item[:2])
+            boundary = comma
+        if comma < 0:
+            break
+        pos = comma
+    items.reverse()
+    if in_object:
+        return [dict(items)] if items else []
+    return [value for _, value in items if isinstance(value, dict)]
+
+
+def _item_at(decoder: json.JSONDecoder, text: str, start: int, in_object: bool) -> tuple[Any, Any, int] | None:
+    """(key, value, index after the item and its trailing whitespace) of the array element or object member
+    starting at `start` (after whitespace), or None when none does."""
+    try:
+        index = _skip_ws(text, start)
+        key = None
+        if in_object:
+            key, index = decoder.raw_decode(text, index)
+            index = _skip_ws(text, index)
+            if not isinstance(key, str) or text[index : index + 1] != ":":
+                return None
+            index = _skip_ws(text, index + 1)
+        value, index = decoder.raw_decode(text, index)
+    except (ValueError, RecursionError):
+        return None
+    return key, value, _skip_ws(text, index)
+
+
+def _skip_ws(text: str, index: int) -> int:
+    while index < len(text) and text[index] in _WS:
+        index += 1
+    return index
 
 
 def obj(value: Any) -> Record:
@@ -142,6 +243,8 @@ class Acc:
     last_text_key: str = ""
     declared: OutcomeClass | None = None  # what a structured field of the output says happened
     requests: int | None = None  # requests the CLI reports having used
+    beside: list[str] = field(default_factory=list)  # stdout lines outside the records (json_records' rest)
+    zone: tzinfo | None = None  # the zone of a reset time written without one (find_reset_time); None: UTC
 
     def declare(self, outcome: OutcomeClass | None) -> None:
         """Record the class a structured field names; the first one stands (later ones are consequences)."""
@@ -182,7 +285,7 @@ class Acc:
             usage = Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost_usd)
         reset_at = self.reset_at
         if reset_at is None and self.error_message:
-            reset_at = find_reset_time(self.error_message, self.now)
+            reset_at = find_reset_time(self.error_message, self.now, zone=self.zone)
         return ParsedOutput(
             final_text=self.final_text,
             is_error=self.is_error,
@@ -195,6 +298,7 @@ class Acc:
             usage_readings=self.usage_readings,
             declared=self.declared,
             requests=self.requests,
+            report_text="\n".join(self.beside) if self.recognised else None,
         )
 
 
@@ -206,16 +310,18 @@ def typed_parser(
     *,
     needs: Mapping[str, frozenset[str]] | None = None,
     other: Callable[[str], bool] = lambda _: False,
+    zone: Callable[[], tzinfo] | None = None,
 ) -> Parser:
     """A parser for a JSONL format whose records carry a `type`: one handler per type, `other` for the
     types that belong to the format but need no handling. Formats share type names ("result", "error"),
     so `needs` names the keys at least one of which a record of that type must have to be this format's:
-    Claude's output read with the Copilot parser must come out unrecognised, not as an empty success."""
+    Claude's output read with the Copilot parser must come out unrecognised, not as an empty success.
+    `zone` gives the zone the CLI writes a reset time without a zone in (default UTC)."""
     shapes = needs or {}
 
     def parse(stdout: str, now: datetime) -> ParsedOutput:
-        acc = Acc(now)
-        for record in json_records(stdout):
+        acc = Acc(now, zone=zone() if zone is not None else None)
+        for record in json_records(stdout, acc.beside):
             kind = string(record.get("type")) or ""
             handler = handlers.get(kind)
             if kind in shapes and not shapes[kind] & record.keys():

@@ -22,6 +22,9 @@ _TERMINAL_REASONS = {
     "blocking_limit": OutcomeClass.RATE_LIMITED,
     "max_turns": OutcomeClass.ERROR,
 }
+# `subtype` of an error result that names its class by itself (SDKResultMessage: error_max_turns,
+# error_during_execution, error_max_budget_usd, ...): the turn limit is the task's own failure.
+_SUBTYPES = {"error_max_turns": OutcomeClass.ERROR}
 
 
 def _claude_tokens(usage: Record) -> tuple[int, int]:
@@ -78,8 +81,9 @@ def _claude_result(record: Record, acc: Acc) -> None:
         listed = "; ".join(e for e in errors if isinstance(e, str)) if isinstance(errors, list) else ""
         message = string(record.get("error")) or listed or string(result) or acc.error_message or subtype
         acc.fail(with_status(message, status), replace=True)
-        # The terminal reason is the run's own verdict: it outranks a per-turn error seen before it.
-        reason = _TERMINAL_REASONS.get(string(record.get("terminal_reason")) or "")
+        # The terminal reason is the run's own verdict: it outranks a per-turn error seen before it. Before Claude
+        # Code 2.1 (no terminal_reason) the subtype says the same of the turn limit.
+        reason = _TERMINAL_REASONS.get(string(record.get("terminal_reason")) or "") or _SUBTYPES.get(subtype)
         if reason is not None:
             acc.declared = reason
 

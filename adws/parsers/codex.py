@@ -8,11 +8,14 @@ is the last `agent_message` item's `text`; an `error` item is a non-fatal warnin
 `codex exec` exits 1 after a failed turn. Its `input_tokens` already include the cached ones (OpenAI's
 `cached_input_tokens` is a breakdown of them). It reports no cost and no structured error class: limit, quota
 and auth verdicts come from the message text (the CLI's own wordings are among the default patterns).
+Its "Try again at 3:28 PM." is the machine's local time (`format_retry_timestamp`: `with_timezone(&Local)`,
+codex-rs/core/src/error.rs), so a reset without a zone is read in the host's zone.
 """
 
 from __future__ import annotations
 
 from adws.parsers._base import MAX_MESSAGE, Acc, Record, integer, obj, string, typed_parser
+from adws.parsers.reset import host_zone
 
 
 def _codex_item(record: Record, acc: Acc) -> None:
@@ -58,4 +61,5 @@ parse = typed_parser(
         "thread.started": frozenset({"thread_id"}),
     },
     other=lambda kind: kind in {"thread.started", "turn.started", "item.updated", "item.plan.delta"},
+    zone=host_zone,
 )

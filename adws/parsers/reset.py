@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -46,7 +47,7 @@ _ISO_RE = re.compile(
     re.IGNORECASE,
 )
 # "resets 4pm (Asia/Kuala_Lumpur)", "resets Feb 7, 11am (Asia/Seoul)", "will reset at 5pm (Europe/Warsaw)",
-# Codex's "try again at 3:28 PM" and "try again at Aug 8th, 2026 12:30 PM" (its local time; read as UTC).
+# Codex's "try again at 3:28 PM" and "try again at Aug 8th, 2026 12:30 PM" (the host's local time: `zone`).
 _CLOCK_RE = re.compile(
     r"(?:resets?|try\s+again)\s+(?:at\s+|on\s+)?"
     rf"(?:(?P<mon>{'|'.join(_MONTHS)})[a-z]*\.?\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+"
@@ -56,17 +57,32 @@ _CLOCK_RE = re.compile(
     re.IGNORECASE,
 )
 
+# Z.ai (GLM Coding Plan) error 1308, "Usage limit reached for 5 hour. Your limit will reset at 2026-09-09 05:38:28"
+# (and its Chinese wording "您的限额将在 2026-08-25 07:41:44 重置"): a date and time in Beijing time with no zone
+# (hugalafutro/model-hotel#955, from a live 429 body; NousResearch/hermes-agent#103038, Z.AI's error-code page).
+# It starts where the ISO form's match does, and comes after it in _RESET_FORMS, so it wins the tie.
+_ZAI_RE = re.compile(
+    r"(?:(?<=your limit will )reset at |限额将在\s*)(?P<date>\d{4}-\d{2}-\d{2}) (?P<time>\d{2}:\d{2}:\d{2})"
+    r"(?!\.?\d|\s*(?:Z|UTC|GMT|[+-]\d))",
+    re.IGNORECASE,
+)
+_ZAI_ZONE = "Asia/Shanghai"
 
-def find_reset_time(text: str, now: datetime) -> datetime | None:
+
+def find_reset_time(text: str, now: datetime, *, zone: tzinfo | None = None) -> datetime | None:
     """The reset time `text` announces, as an aware UTC datetime, or None.
 
     Understands epoch seconds (`limit reached|1755615600`, `"resetsAt": 1755615600`), `Retry-After: 120`,
     relative delays (`try again in 2h 30m`, `reset after 2h13m34s`), ISO dates (`regain access on
     2026-04-01 at 00:00 UTC`) and clock times (`resets 4pm (Asia/Seoul)`, `resets Feb 7, 11am`). A clock
     time already past today means tomorrow. `now` (naive means UTC) anchors relative and clock forms.
+    `zone` is the zone a clock time or date written without one is in: the one the CLI prints them in
+    (`host_zone()` for a CLI that prints the machine's local time); None means `now`'s zone (UTC).
     When several are announced, the last one in the text wins: it is the most recent announcement.
     """
     now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    if zone is not None:
+        now = now.astimezone(zone)
     best: tuple[int, datetime] | None = None
     for regex, resolve in _RESET_FORMS:
         for match in regex.finditer(text):
@@ -79,6 +95,25 @@ def find_reset_time(text: str, now: datetime) -> datetime | None:
             if best is None or match.start() >= best[0]:
                 best = (match.start(), found.astimezone(UTC))
     return best[1] if best else None
+
+
+def host_zone() -> tzinfo:
+    """The time zone of the machine adws runs on, daylight saving included: `TZ` when it names a zone, else
+    /etc/localtime, else the current UTC offset. A CLI that formats a time in its local zone (Codex) runs on
+    this machine, so this is the zone it printed in."""
+    name = (os.environ.get("TZ") or "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ValueError, OSError):  # a POSIX rule such as "EST+5": the C library's reading below
+            pass
+    else:
+        try:
+            with open("/etc/localtime", "rb") as file:
+                return ZoneInfo.from_file(file, key="localtime")
+        except (ValueError, OSError):
+            pass
+    return datetime.now().astimezone().tzinfo or UTC
 
 
 def from_epoch(value: float) -> datetime:
@@ -151,10 +186,15 @@ def _resolve_clock(match: re.Match[str], now: datetime) -> datetime | None:
     return found + timedelta(days=1) if found <= local_now else found
 
 
+def _resolve_zai(match: re.Match[str], now: datetime) -> datetime | None:
+    return datetime.fromisoformat(f"{match['date']}T{match['time']}").replace(tzinfo=ZoneInfo(_ZAI_ZONE))
+
+
 _RESET_FORMS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], datetime], datetime | None]], ...] = (
     (_EPOCH_RE, _resolve_epoch),
     (_RETRY_AFTER_RE, _resolve_retry_after),
     (_RELATIVE_RE, _resolve_relative),
     (_ISO_RE, _resolve_iso),
     (_CLOCK_RE, _resolve_clock),
+    (_ZAI_RE, _resolve_zai),
 )

@@ -450,11 +450,12 @@ def retention_cutoff(period_starts: Iterable[datetime], now: datetime,
 
 
 def quota_period_starts(config: CompiledConfig, now: datetime) -> list[datetime]:
-    """Where every quota period declared in `config` (providers' and accounts') starts at `now`."""
+    """Where every quota period declared in `config` (providers', accounts' and their pools') starts at `now`."""
     from adws.accounts import build_period
 
     quotas = [p.quota for p in config.providers.values()]
     quotas += [a.quota for p in config.providers.values() for a in p.accounts]
+    quotas += [pool.quota for q in quotas if q is not None for pool in q.pools]  # each pool has its own period
     return [build_period(q).start(now) for q in quotas if q is not None]
 
 
@@ -486,7 +487,8 @@ def _imported(counts: dict[str, int], location: str) -> str:
 
 def state_command(engine: Engine, action: str, *, file: str | None, margin: str | None, now: datetime) -> int:
     """`adws state export|import|compact` (see the module docstring). Export writes to `file` (stdout for
-    None or "-"); what was done goes to stderr, so an export on stdout stays a clean file. Raises
+    None or "-"), whole or not at all (a new private file renamed into place: adws.files.replace_private); what
+    was done goes to stderr, so an export on stdout stays a clean file. Raises
     StateImportError / UsageError / StateStoreError, one line each."""
     import sys
 
@@ -511,10 +513,15 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
             return 0
         raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")  # likely a wrong path
     if action == "export":
+        lines = (line + "\n" for line in export_lines(existing, now))
         try:
-            with nullcontext(sys.stdout) if stdio else open(str(file), "w", encoding="utf-8") as out:
-                for line in export_lines(existing, now):
-                    out.write(line + "\n")
+            if stdio:
+                for line in lines:
+                    sys.stdout.write(line)
+            else:
+                from adws.files import replace_private
+
+                replace_private(str(file), lines)  # whole or not at all: a full disk leaves no short file behind
         except BrokenPipeError:
             raise  # `adws state export | head -1`: the reader left; main() ends quietly like other commands
         except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from adws.attempt import OutcomeClass, ParsedOutput, RunOutcome, Usage
 from adws.parsers import PARSERS, find_reset_time, parse_output, read_output
 from adws.parsers._base import Acc, typed_parser
+from adws.runner import RunRequest
 from tests.helpers import DATA
 
 OUTPUTS = DATA / "outputs"
@@ -22,6 +24,12 @@ NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)  # a Monday
 
 def parsed(name: str, fmt: str) -> ParsedOutput:
     return parse_output(fmt, (OUTPUTS / name).read_text(), NOW)
+
+
+def outcome(stdout: str, exit_code: int = 0, stderr: str = "", total: int | None = None) -> RunOutcome:
+    """What the runner saw: `stdout` is the tail it kept of `total` bytes (all of them by default)."""
+    written = len(stdout.encode()) if total is None else total
+    return RunOutcome(["cli"], exit_code, None, False, 10, None, None, stdout, stderr, written, len(stderr), False)
 
 
 ORG_DISABLED = (
@@ -77,6 +85,7 @@ RECORDED = [
             is_error=True,
             error_message="error_max_turns",
             usage=Usage(input_tokens=100, output_tokens=900, cost_usd=0.3),
+            declared=OutcomeClass.ERROR,  # the turn limit, by its subtype (no terminal_reason before 2.1)
         ),
     ),
     (
@@ -182,6 +191,7 @@ RECORDED = [
             "Your quota will reset after 1h12m5s.]",
             usage=Usage(),
             reset_at=NOW + timedelta(hours=1, minutes=12, seconds=5),
+            notes=["Loop detected, stopping execution"],  # kept for the result: a success it stopped is an error
         ),
     ),
     (
@@ -215,7 +225,8 @@ RECORDED = [
 
 @pytest.mark.parametrize(("name", "fmt", "expected"), RECORDED, ids=[r[0] for r in RECORDED])
 def test_recorded_output(name: str, fmt: str, expected: ParsedOutput) -> None:
-    assert parsed(name, fmt) == expected
+    # report_text (what the patterns may read of stdout) has tests of its own below.
+    assert dataclasses.replace(parsed(name, fmt), report_text=None) == expected
 
 
 def test_every_recorded_output_is_tested() -> None:
@@ -230,7 +241,10 @@ JSONL = [(name, fmt) for name, fmt, _ in RECORDED if name.endswith(".jsonl")]
 def test_a_tail_that_starts_mid_line_parses_the_same(name: str, fmt: str) -> None:
     text = (OUTPUTS / name).read_text()
     first_line = text.index("\n")
-    assert parse_output(fmt, text[first_line // 2 :], NOW) == parse_output(fmt, text, NOW)
+    tail = text[first_line // 2 :]
+    # read_output knows the runner kept only the end (more bytes came than the tail holds): what is left of the
+    # first line is part of a record, not a line the CLI printed beside its records.
+    assert read_output(fmt, outcome(tail, total=len(text.encode())), NOW) == read_output(fmt, outcome(text), NOW)
 
 
 def test_a_tail_without_the_result_has_no_final_text() -> None:
@@ -528,3 +542,79 @@ def test_a_figure_beyond_what_import_takes_is_not_reported() -> None:
     assert MAX_FIGURE == MAX_COUNT
     assert (number(MAX_COUNT), number(MAX_COUNT + 1), number(-1), number(float("nan")), number(True)) == \
         (float(MAX_COUNT), 0.0, 0.0, 0.0, 0.0)
+
+
+# --- a kept tail that starts mid-document ---------------------------------------------------------------------
+
+TAIL_BYTES: int = next(f.default for f in dataclasses.fields(RunRequest) if f.name == "tail_bytes")  # type: ignore[assignment]
+# ^ what the runner keeps of each stream
+
+
+def big_claude_verbose() -> str:
+    """`claude -p --output-format json --verbose` as Claude Code prints it: the whole transcript as ONE compact
+    line (open-horizon-labs/superego#20: the response is one JSON value at line 1 column 1), here with a 360 KB
+    Read result, so the runner's tail starts in the middle of the array. Records from claude-json-verbose.json."""
+    records = json.loads((OUTPUTS / "claude-json-verbose.json").read_text())
+    big = {"type": "user", "message": {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_big", "content": "x = 1  # 401 Unauthorized\n" * 14000}]}}
+    return json.dumps([records[0], big, *records[1:]], separators=(",", ":")) + "\n"
+
+
+def test_a_tail_that_starts_mid_array_still_yields_the_final_result() -> None:
+    text = big_claude_verbose()
+    tail = text.encode()[-TAIL_BYTES:].decode()
+    assert len(text) > TAIL_BYTES and tail[:1] not in "{["
+    whole = read_output("claude-json", outcome(text), NOW)
+    cut = read_output("claude-json", outcome(tail, total=len(text.encode())), NOW)
+    assert cut.final_text == whole.final_text and cut.final_text
+    assert (cut.usage, cut.is_error, cut.well_formed) == (whole.usage, False, True)
+    assert cut.report_text == ""  # the cut transcript is no text printed beside the records
+
+
+def test_a_pretty_printed_object_cut_inside_its_answer_keeps_its_later_members() -> None:
+    # Gemini's JSON mode (one pretty-printed object): cut inside `response`, the stats and the error that follow
+    # it are still read.
+    document = json.dumps({"session_id": "s", "response": "a, b: {c}\n" * 50, "stats": {"models": {"gemini-2.5-pro": {
+        "tokens": {"prompt": 900, "candidates": 40, "thoughts": 2}}}}, "error": {"type": "Error", "message": "Boom",
+        "code": 500}}, indent=2)
+    tail = document[len(document) // 2:]
+    result = parse_output("gemini-json", tail, NOW)
+    assert (result.usage, result.is_error, result.error_message) == (
+        Usage(input_tokens=900, output_tokens=42), True, "Boom (HTTP 500)")
+
+
+def test_recovering_a_cut_document_is_bounded() -> None:
+    import time
+
+    from adws.parsers._base import cut_document
+
+    nasty = '{"a":[' + ",".join(['{"b":[1,2,{"c":"d,e"}]}'] * 12000) + "]}]"  # ~280 KB, no top-level element
+    started = time.perf_counter()
+    cut_document(nasty[-TAIL_BYTES:])
+    assert time.perf_counter() - started < 2.0
+
+
+# --- local clock times ------------------------------------------------------------------------------------------
+
+
+def test_a_clock_time_without_a_zone_is_read_in_the_zone_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adws.parsers.reset import host_zone
+
+    now = datetime(2026, 11, 30, 21, 43, 15, tzinfo=UTC)  # 13:43 in Los Angeles
+    text = "You've hit your usage limit. Try again at 3:28 PM."
+    assert find_reset_time(text, now) == datetime(2026, 12, 1, 15, 28, tzinfo=UTC)  # no zone given: UTC
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    assert find_reset_time(text, now, zone=host_zone()) == datetime(2026, 11, 30, 23, 28, tzinfo=UTC)
+    assert find_reset_time("resets 4pm (Asia/Seoul)", now, zone=host_zone()) == datetime(2026, 12, 1, 7, tzinfo=UTC)
+    dated = "try again at Dec 4th, 2026 3:28 PM."
+    assert find_reset_time(dated, now, zone=host_zone()) == datetime(2026, 12, 4, 23, 28, tzinfo=UTC)
+
+
+def test_codex_reads_its_reset_in_the_hosts_zone_and_others_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # 06:43 on Dec 1 at NOW_T0
+    now = datetime(2026, 11, 30, 21, 43, 15, tzinfo=UTC)
+    message = "You've hit your usage limit. Try again at 8:28 AM."
+    codex = json.dumps({"type": "turn.failed", "error": {"message": message}})
+    assert parse_output("codex-json", codex, now).reset_at == datetime(2026, 11, 30, 23, 28, tzinfo=UTC)
+    claude = json.dumps({"type": "result", "subtype": "success", "is_error": True, "result": message})
+    assert parse_output("claude-json", claude, now).reset_at == datetime(2026, 12, 1, 8, 28, tzinfo=UTC)

@@ -52,6 +52,7 @@ class Expect:
     usage: tuple[int, int, float] | str | None  # (input, output, cost) as reported, "estimated", or unchecked
     requests: int | None
     sources: list[str]
+    host_tz: str  # the zone of the machine the CLI ran on (what a CLI printing local time printed in)
 
 
 def read_expect(name: str) -> Expect:
@@ -78,6 +79,7 @@ def read_expect(name: str) -> Expect:
         usage=usage,
         requests=int(fields["requests"][0].split()[0]) if "requests" in fields else None,
         sources=fields.get("source", []),
+        host_tz=fields.get("host_tz", ["UTC"])[0],
     )
 
 
@@ -109,8 +111,9 @@ def test_the_corpus_is_there_and_every_sample_says_where_it_comes_from() -> None
 
 
 @pytest.mark.parametrize("name", SAMPLES)
-def test_a_real_output_is_classified_as_its_expect_says(name: str) -> None:
+def test_a_real_output_is_classified_as_its_expect_says(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     expect = read_expect(name)
+    monkeypatch.setenv("TZ", expect.host_tz)  # adws.parsers.reset.host_zone reads it
     outcome = outcome_of(name)
     parsed = read_output(expect.output_format, outcome, T0)
     verdict = classify(outcome, parsed, pattern_chain(), now=T0)
@@ -129,9 +132,10 @@ def test_a_real_output_is_classified_as_its_expect_says(name: str) -> None:
         assert booked.requests == expect.requests
 
 
-def test_a_call_turned_away_books_nothing_unless_the_cli_reports_it() -> None:
+def test_a_call_turned_away_books_nothing_unless_the_cli_reports_it(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in SAMPLES:
         expect = read_expect(name)
+        monkeypatch.setenv("TZ", expect.host_tz)
         if expect.outcome not in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED, OutcomeClass.AUTH):
             continue
         outcome = outcome_of(name)

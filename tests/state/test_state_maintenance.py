@@ -33,7 +33,7 @@ from adws.state import (
 )
 from adws.state.base import Observation
 from adws.state.maintenance import export_lines, import_lines, retention_cutoff
-from tests.helpers import Clock
+from tests.helpers import ROOT, Clock
 from tests.state.test_state import open_backend
 from tests.test_spend_routing import BASE, TASK
 
@@ -440,6 +440,62 @@ def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path, monkeypatch: pyt
                           " | head -1", shell=True, capture_output=True, text=True, env=env, timeout=120)
     assert json.loads(done.stdout)["kind"] == "adws-state"
     assert done.stderr == ""
+
+
+_FSIZE_EXPORT = """
+import resource, sys
+from adws.cli import main
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_export_that_cannot_be_written_whole_leaves_no_file(tmp_path: Path) -> None:
+    # A file size limit (the kernel's EFBIG after a partial write), as a full disk: the old file stays as it was,
+    # and no short file (nor a temporary one) is left for an import to take as the whole state.
+    config = write_config(tmp_path, "")
+    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as store:
+        for n in range(5000):  # about 1 MB of JSON Lines
+            store.record_usage(UsageRecord("claude", "a", NOW - timedelta(seconds=n), Usage(input_tokens=n)))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ADWS_")}, "PYTHONPATH": str(ROOT)}
+    dump = tmp_path / "out" / "state.jsonl"
+    dump.parent.mkdir()
+    for before in (None, "the previous export\n"):
+        if before is not None:
+            dump.write_text(before)
+        done = subprocess.run([sys.executable, "-c", _FSIZE_EXPORT, "state", "export", str(dump), "--config",
+                               str(config)], capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert (done.returncode, done.stderr) == (2, f"adws: cannot write {dump}: File too large\n")
+        assert [p.name for p in dump.parent.iterdir()] == ([] if before is None else [dump.name])
+        assert before is None or dump.read_text() == before
+
+
+def test_export_writes_a_private_file_and_takes_file_and_options_in_any_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("ADWS_STATE_PATH", raising=False)
+    config = str(write_config(tmp_path, ""))
+    with SqliteStore(str(tmp_path / ".adws" / "state.sqlite3")) as store:
+        fill(store, NOW)
+    at = NOW.isoformat()
+    orders = [["state", "export", "--config", config, "a.jsonl"], ["state", "export", "b.jsonl", "--config", config],
+              ["state", "--config", config, "export", "--at", at, "c.jsonl"],
+              ["state", "export", "--at", at, "--config", config, "d.jsonl"]]
+    monkeypatch.chdir(tmp_path)
+    for argv in orders:
+        assert main(argv) == 0, capsys.readouterr().err
+        written = tmp_path / next(arg for arg in argv if arg.endswith(".jsonl"))
+        assert written.stat().st_mode & 0o777 == 0o600
+        assert json.loads(written.read_text().splitlines()[0])["kind"] == "adws-state"
+    with pytest.raises(SystemExit):  # a second FILE, an unknown option: still refused
+        main(["state", "export", "--config", config, "e.jsonl", "f.jsonl"])
+    assert "unrecognized arguments: e.jsonl f.jsonl" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["state", "export", "--config", config, "--bogus", "e.jsonl"])
+    assert "unrecognized arguments: --bogus e.jsonl" in capsys.readouterr().err
+    assert main(["state", "export", "--config", config, os.devnull]) == 0  # not a regular file: written, not replaced
+    assert Path(os.devnull).is_char_device()
+    assert main(["state", "compact", "--config", config, "g.jsonl"]) == 2  # what compact does not read: refused
+    assert "state compact takes no FILE" in capsys.readouterr().err
 
 
 def test_compact_rolls_up_what_no_quota_period_reaches(tmp_path: Path, capsys: pytest.CaptureFixture[str],
