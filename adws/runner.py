@@ -719,15 +719,15 @@ class _Ending:
         running &= self.procs.keys()
         self.live_groups = {ident for pid in running for ident in table[pid][2:4]}
         others = _other_leaders(self.leader, self.leader_reaped)
-        parents = {entry[0] for entry in table.values()}
         mine = running | zombies | {self.me}
         # A process gone while the scan read it: when it was listed under one of the attempt's processes or adws
         # (or the listing does not tell, all of /proc), what it forked may have been missed.
         missed = new_zombie or any(pid in self.procs or parent in mine or not parent for pid, parent in vanished)
-        # An exiting process shows no environment: one of adws's children that has children of its own may be
-        # the attempt's, and what it forked last is re-parented to adws once it is done: look again.
+        # An exiting process shows no environment: one of adws's children (not another attempt's agent) may be
+        # the attempt's, and what it forked last is re-parented to adws once it is done, maybe after adws's own
+        # children list was read: look again.
         missed = missed or any(
-            state == EXITING and (pid in running or (ppid == self.me and pid in parents and pid not in others))
+            state == EXITING and (pid in running or (ppid == self.me and pid not in others))
             for pid, (ppid, state, _, _, _) in table.items())
         return running, missed
 

@@ -380,8 +380,8 @@ def test_a_grandchild_killed_with_its_slow_dying_parent_is_reaped(tmp_path: Path
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
 def test_another_process_of_adws_exiting_does_not_make_the_end_spin(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # A sibling (another attempt's big process, say) takes a while to exit just as this attempt ends: it is not
-    # this attempt's, and has no child to hand over, so it is no reason to scan again and again.
+    # Another attempt's agent, holding much memory, takes a while to exit just as this attempt ends: it is not
+    # this attempt's, so it is no reason to scan again and again.
     big = subprocess.Popen([sys.executable, "-c", "b = bytearray(2 << 30)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
                             "print('ready', flush=True)\nimport time; time.sleep(60)"], stdout=subprocess.PIPE)
     scans: list[int] = []
@@ -400,6 +400,7 @@ def test_another_process_of_adws_exiting_does_not_make_the_end_spin(tmp_path: Pa
         real_end(*args, **kwargs)
 
     monkeypatch.setattr(runner, "end_attempt_processes", end)
+    runner._register_leader(big.pid, True)  # it stands for another attempt's agent
     try:
         assert big.stdout is not None and big.stdout.readline() == b"ready\n"
         outcome = run(RunRequest(argv=["/bin/true"], env=dict(os.environ), cwd=tmp_path, out_dir=tmp_path / "o",
@@ -407,6 +408,7 @@ def test_another_process_of_adws_exiting_does_not_make_the_end_spin(tmp_path: Pa
         assert outcome.exit_code == 0
         assert len(scans) <= 10
     finally:
+        runner._register_leader(big.pid, False)
         big.kill()
         big.wait(30)
         if big.stdout is not None:
