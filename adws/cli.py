@@ -10,7 +10,6 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, tzinfo
-from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -43,13 +42,28 @@ def config_path(value: str | None) -> str:
     return set_or_unset(os.environ, "ADWS_CONFIG", "a config file", "./config.toml", UsageError) or DEFAULT_CONFIG
 
 
-def _read_arg(value: str) -> str:
-    """JSON given inline, as @FILE, or as - for standard input. Raises OSError or UnicodeDecodeError."""
+def _read_arg(value: str, limit: int, what: str) -> str:
+    """JSON given inline, as @FILE, or as - for standard input; a file or standard input is read up to `limit`
+    bytes (adws.inputs; `what`: "a task"). Raises OSError (TooLarge over the bound, EBADF for a closed standard
+    input) or UnicodeDecodeError."""
+    from adws.inputs import read_text
+
     if value == "-":
+        if sys.stdin is None:  # Python gives None for a descriptor closed when it started (`<&-`)
+            from adws.inputs import closed_stdin
+
+            raise closed_stdin()
         stream = getattr(sys.stdin, "buffer", None)  # bytes, so undecodable input is our clear error
-        return stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
+        if stream is None:  # a stream of text only (a test's)
+            text = str(sys.stdin.read(limit + 1))
+            if len(text) > limit:
+                from adws.inputs import TooLarge
+
+                raise TooLarge("<stdin>", limit, what)
+            return text
+        return read_text(stream, limit, what)
     if value.startswith("@"):
-        return Path(value[1:]).read_text(encoding="utf-8")
+        return read_text(value[1:], limit, what)
     return value
 
 
@@ -64,9 +78,13 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
     if args.github_issue is not None and not args.github_issue.startswith("@") and args.github_issue != "-":
         source = "@" + args.github_issue  # --github-issue takes a file name (gh issue view ... > issue.json)
     try:
-        text = _read_arg(source)
+        from adws.inputs import MAX_CONFIG_BYTES
+
+        text = _read_arg(source, MAX_CONFIG_BYTES, "a task")
     except OSError as exc:
-        raise TaskError([f"cannot read task: {exc}"]) from None
+        from adws.inputs import why
+
+        raise TaskError([f"cannot read task: {why(exc)}"]) from None
     except UnicodeDecodeError as exc:
         raise TaskError([f"task is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
     from adws.task import parse_task_json
@@ -401,10 +419,14 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def _read_prompt(args: argparse.Namespace) -> str:
+    from adws.inputs import MAX_PROMPT_BYTES
+
     try:
-        return _read_arg("@" + args.prompt_file if args.prompt_file != "-" else "-")
+        return _read_arg("@" + args.prompt_file if args.prompt_file != "-" else "-", MAX_PROMPT_BYTES, "a prompt")
     except OSError as exc:
-        raise PromptError([f"cannot read prompt: {exc}"]) from None
+        from adws.inputs import why
+
+        raise PromptError([f"cannot read prompt: {why(exc)}"]) from None
     except UnicodeDecodeError as exc:
         raise PromptError([f"prompt is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
 

@@ -365,9 +365,11 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
     key = data = None
     if use_cache:
         try:
-            data = resolved.read_bytes()
+            from adws.inputs import MAX_CONFIG_BYTES, read_bounded
+
+            data = read_bounded(resolved, MAX_CONFIG_BYTES, "a config file", str(path))
         except OSError:
-            data = None  # unreadable: validation says why
+            data = None  # unreadable or over its bound: validation says why
         if data is not None:
             key = _key(resolved, data)
             cached = read_entry(key)
