@@ -326,7 +326,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         config = _load_config(path)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
-        return 1
+        return 2 if exc.unreadable else 1  # a file that cannot be read is a usage error, as for every command
     from adws.errors import count as _count
 
     enabled = sum(r.enabled for r in config.rules)
@@ -527,8 +527,8 @@ def _wait(value: str | None) -> float | None:
 
         try:
             seconds = parse_window(value).total_seconds()
-        except ValueError:
-            raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
+        except ValueError as exc:  # its own words: another form, zero, or too long (as --margin says it)
+            raise UsageError(f"--wait: {exc}; or seconds (e.g. 600)") from None
     if not seconds >= 0:  # NaN too
         raise UsageError(f"--wait: expected a duration of 0 or more, got {value!r} (e.g. 600, 30m, 2h)")
     return seconds

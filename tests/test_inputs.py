@@ -96,3 +96,14 @@ def test_stdin_closed_is_one_line(cfg: str, capsys: pytest.CaptureFixture[str], 
     err = capsys.readouterr().err
     assert code == 2, err
     assert "standard input is closed" in err and len(err.strip().splitlines()) <= 2, err
+
+
+@pytest.mark.parametrize("name", ["missing.toml", "."])
+def test_check_of_a_config_that_cannot_be_read_exits_2(cfg: str, name: str, capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path) -> None:
+    # README: check exits 0 valid, 1 invalid, 2 for bad usage; a file that cannot be read is not judged invalid.
+    assert main(["check", str(tmp_path / name)]) == 2
+    assert main(["lint", str(tmp_path / name)]) == 2
+    (tmp_path / "bad.toml").write_text("[routing\n", encoding="utf-8")
+    assert main(["check", str(tmp_path / "bad.toml")]) == 1  # read, and invalid
+    capsys.readouterr()
