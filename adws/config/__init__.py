@@ -251,7 +251,9 @@ def write_sealed(path: Path, key: str, fmt: str, payload: bytes) -> bool:
 
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from adws.files import make_private_dirs
+
+        make_private_dirs(directory)
         if not _safe(os.stat(directory)):
             return False  # someone else could plant or swap entries here: do not feed it
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # 0600

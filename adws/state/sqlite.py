@@ -215,7 +215,9 @@ def _create_private(path: str) -> None:
     the umask's permissions and gives its -wal and -shm files the same mode. An existing file is left alone."""
     parent = Path(path).parent
     try:
-        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from adws.files import make_private_dirs
+
+        make_private_dirs(parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         return
