@@ -170,9 +170,14 @@ class AccountPlanner(Protocol):
 
 
 def build_period(quota: QuotaSpec) -> QuotaPeriod:
+    """The period `quota` counts usage in: its cron `reset`, its rolling `window`, or, for a quota with neither
+    (load allows that only for a quota with pools and no limits of its own: only its pools are metered, each by
+    its own period, see `adws.pools.subjects`), an unmetered period that counts nothing and never resets."""
     if quota.reset is not None:
         return QuotaPeriod.cron(quota.reset, ZoneInfo(quota.timezone))
-    return QuotaPeriod.rolling(timedelta(seconds=quota.window_seconds or 0))
+    if quota.window_seconds:
+        return QuotaPeriod.rolling(timedelta(seconds=quota.window_seconds))
+    return QuotaPeriod.unmetered()
 
 
 def limits_of(quota: QuotaSpec) -> QuotaLimits:

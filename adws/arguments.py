@@ -16,8 +16,17 @@ from typing import Any
 
 from adws.errors import ArgumentError
 
-__all__ = ["checked_callable", "checked_count", "checked_flag", "checked_mapping", "checked_now", "checked_path",
-           "checked_prompt", "checked_seconds", "checked_workdir", "got"]
+__all__ = ["FIRST_YEAR", "LAST_YEAR", "checked_callable", "checked_count", "checked_flag", "checked_mapping",
+           "checked_now", "checked_path", "checked_prompt", "checked_seconds", "checked_workdir", "got",
+           "time_problem"]
+
+# The years a routing time (`now=`, --at, a scenario's `at`, simulate's days) may fall in, in its own timezone. The
+# state stores keep times from 1970 to 3000 (adws.state.base.EARLIEST/LATEST); routing looks at most about a year
+# back from its time (history_window, a rolling window, a yearly quota period) and ahead of it (the next reset), so
+# a year's margin inside the stores' range keeps every time it computes in range: datetime arithmetic and cron
+# search never reach the years 1 or 9999, where they overflow.
+FIRST_YEAR = 1971
+LAST_YEAR = 2998
 
 
 def got(value: object) -> str:
@@ -41,11 +50,26 @@ def checked_prompt(prompt: object, *, optional: bool = False) -> str | None:
                         f"got {got(prompt)}")
 
 
+def time_problem(moment: datetime) -> str | None:
+    """Why `moment` cannot be a routing time (its year, in its own timezone, is outside FIRST_YEAR..LAST_YEAR),
+    or None."""
+    if FIRST_YEAR <= moment.year <= LAST_YEAR:
+        return None
+    return (f"{moment.isoformat()} is outside the times adws routes at (the years {FIRST_YEAR} to {LAST_YEAR}: "
+            f"state stores keep 1970 to 3000)")
+
+
 def checked_now(now: object) -> datetime | None:
     """`now` when it is a datetime or None. A string is refused, not parsed: the API takes datetimes (a naive one
     is read in the routing timezone, see ModelRouter.route), and a string's offset or its absence is a decision
-    the caller should see made. Raises ArgumentError."""
-    if now is None or isinstance(now, datetime):
+    the caller should see made. A datetime outside the years FIRST_YEAR..LAST_YEAR is refused too (see
+    `time_problem`). Raises ArgumentError."""
+    if now is None:
+        return now
+    if isinstance(now, datetime):
+        problem = time_problem(now)
+        if problem:
+            raise ArgumentError(f"now: {problem}")
         return now
     hint = (" (parse it with datetime.fromisoformat(...); without an offset it is read in the routing timezone)"
             if isinstance(now, str) else "")

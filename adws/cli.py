@@ -13,6 +13,7 @@ from datetime import datetime, tzinfo
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
+from adws.arguments import time_problem
 from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageError, set_or_unset
 
 if TYPE_CHECKING:
@@ -94,13 +95,17 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_at(value: str | None, timezone: str | None = None, option: str = "--at") -> datetime | None:
     """--at (or another time `option`) as an aware datetime; a time without an offset is read in `timezone`
-    (the routing timezone). Raises UsageError naming `option`. Public: tools/show-routing.py reads its --at with it."""
+    (the routing timezone). Raises UsageError naming `option`, also for a time outside the years routing takes
+    (adws.arguments.time_problem). Public: tools/show-routing.py reads its --at with it."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"{option}: not an ISO 8601 time: {value!r}") from None
+    problem = time_problem(moment)  # (the year 9999 or 1 overflows in routing's own date arithmetic)
+    if problem:
+        raise UsageError(f"{option}: {problem}")
     if moment.tzinfo is None and timezone is not None:
         from zoneinfo import ZoneInfo
 

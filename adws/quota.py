@@ -115,6 +115,10 @@ class QuotaPeriod:
     def rolling(cls, window: timedelta) -> QuotaPeriod:
         return RollingPeriod(window)
 
+    @classmethod
+    def unmetered(cls) -> QuotaPeriod:
+        return UnmeteredPeriod()
+
     def start(self, now: datetime) -> datetime:
         raise NotImplementedError
 
@@ -271,6 +275,24 @@ class RollingPeriod(QuotaPeriod):
 
     def describe(self) -> str:
         return f"rolling {format_window(self.window)}"
+
+
+class UnmeteredPeriod(QuotaPeriod):
+    """The period of a quota that meters nothing itself: a quota with pools and no limits of its own, whose
+    pools each have their own period. It counts nothing: every period is empty (it starts at `now`) and never
+    resets."""
+
+    __slots__ = ()
+
+    def start(self, now: datetime) -> datetime:
+        return require_aware(now, "now")
+
+    def next_reset(self, now: datetime) -> None:
+        require_aware(now, "now")
+        return None
+
+    def describe(self) -> str:
+        return "not metered (only its pools are)"
 
 
 # -- alerts, burn rate and exhaustion ---------------------------------------------------------------------------

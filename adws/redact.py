@@ -299,10 +299,15 @@ class Scrubber:
         holding a lone surrogate (`text` escapes those in the string itself) nor for a mapping that is not a dict
         (`deep` makes it a dict, JSON would print its `str`)."""
         try:
-            text = json.dumps(value, ensure_ascii=False, default=_plain_default, indent=indent)
+            text = json.dumps(value, ensure_ascii=False, default=_plain_default, indent=indent, allow_nan=False)
             data = text.encode("utf-8")
         except (_NotPlain, UnicodeEncodeError):
-            return dumps(self.deep(value), indent=indent)
+            try:
+                return dumps(self.deep(value), indent=indent)
+            except RecursionError:  # a container that holds itself: deep() follows it round
+                return dumps(self.deep(json_data(value)), indent=indent)
+        except (TypeError, ValueError, RecursionError):  # not JSON data: see json_data
+            return dumps(self.deep(json_data(value)), indent=indent)
         if self._secrets:
             if self._escaped is None:
                 self._escaped = _escaped_matcher(secret_forms(self._secrets))
@@ -348,10 +353,68 @@ def _json_escaped(strings: Iterable[str]) -> list[str]:
 
 def dumps(data: Any, *, indent: int | None = None) -> str:
     """JSON text that any UTF-8 writer accepts: non-ASCII kept readable, a lone surrogate as its \\u escape
-    (valid JSON that reads back to the same string)."""
-    text = json.dumps(data, ensure_ascii=False, default=str, indent=indent)
+    (valid JSON that reads back to the same string). Never fails and never writes NaN or Infinity: data that is
+    not JSON data is written as `json_data` makes it (an audit record is written after the agent ran, and
+    must not be lost to a value in it)."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, default=str, indent=indent, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):  # a key that is not a string, NaN, a cycle, a huge int ...
+        data = json_data(data)
+        text = json.dumps(data, ensure_ascii=False, default=str, indent=indent, allow_nan=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(data, ensure_ascii=True, default=str, indent=indent)
+        return json.dumps(data, ensure_ascii=True, default=str, indent=indent, allow_nan=False)
     return text
+
+
+JSON_DEPTH_MOST = 200  # json_data writes what lies deeper as a marker string
+
+
+def json_data(value: Any, _depth: int = 0, _open: frozenset[int] = frozenset()) -> Any:
+    """`value` as JSON data that `json.dumps(..., allow_nan=False)` writes without failing: mappings as dicts
+    with string keys (a key that is not a string, None, a bool or a number by its `str`), tuples as lists, a
+    non-finite float as its name ("nan", "inf", "-inf"), an integer too long to print as "<integer of N bits>",
+    a container met again inside itself as "<cycle>", what lies deeper than JSON_DEPTH_MOST as "<too deep>",
+    anything else by its `str` (as `dumps`'s default); strings, finite numbers, booleans and None as they are."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            int.__repr__(value)
+        except ValueError:  # past sys.get_int_max_str_digits()
+            return f"<integer of {value.bit_length()} bits>"
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else repr(float(value))
+    if isinstance(value, (Mapping, list, tuple)):
+        if _depth >= JSON_DEPTH_MOST:
+            return "<too deep>"
+        if id(value) in _open:
+            return "<cycle>"
+        inside = _open | {id(value)}
+        if isinstance(value, Mapping):
+            return {_json_key(k): json_data(v, _depth + 1, inside) for k, v in value.items()}
+        return [json_data(v, _depth + 1, inside) for v in value]
+    return _str(value)
+
+
+def _json_key(key: Any) -> str:
+    """A mapping's key as JSON writes it: a string as it is, anything else as text (`json_data`'s rules)."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return json.dumps(key)  # "null", "true", "false": as json.dumps writes such a key
+    if isinstance(key, (int, float)):
+        shown = json_data(key)  # a number as JSON writes it, or json_data's text for it
+        return shown if isinstance(shown, str) else json.dumps(shown)
+    return _str(key)
+
+
+def _str(value: Any) -> str:
+    """str(value), or its type's name when even that fails."""
+    try:
+        return str(value)
+    except Exception:  # any object's __str__ may raise: the record must still be written
+        return f"<{type(value).__name__}>"

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from adws.accounts import AccountPlanner, StatefulAccounts, reads_tier_scores
-from adws.arguments import checked_callable, checked_now, checked_prompt, got
+from adws.arguments import FIRST_YEAR, LAST_YEAR, checked_callable, checked_now, checked_prompt, got
 from adws.availability import Availability
 from adws.compiled import CompiledConfig, ModelSpec, ProviderSpec, RuleSpec, fit_score
 from adws.conditions import Condition
@@ -351,13 +351,15 @@ class ModelRouter:
 
         `task`: a Task or a dict (see adws.task); `now`: a datetime (naive: read in the routing timezone) or None
         for the clock; `prompt`: the prompt's text (its length sizes the task) or None. Raises TaskError listing
-        every problem of the task, ArgumentError (a TypeError) for a `now` or `prompt` of the wrong type.
+        every problem of the task, ArgumentError (a TypeError) for a `now` or `prompt` of the wrong type, and
+        for a `now` outside the years adws.arguments.FIRST_YEAR to LAST_YEAR (1971 to 2998).
         """
         # The argument checks at their cheapest: two `is` tests in the common case (this runs once per decision).
         if now is None:
             now = self.clock()
-        elif type(now) is not datetime:
-            checked_now(now)  # a subclass of datetime passes; anything else (a string) is an ArgumentError
+        elif type(now) is not datetime or not FIRST_YEAR <= now.year <= LAST_YEAR:
+            # A subclass of datetime passes; anything else (a string), or a time out of range, is an ArgumentError.
+            checked_now(now)
         if prompt is not None and type(prompt) is not str:
             checked_prompt(prompt, optional=True)
         # The view straight from the task's fields: a Task's, or a dict's in the usual shape (see common_fields,

@@ -3,16 +3,33 @@
 Accepts a `Task`, a plain dict with the fields below, or a GitHub issue exactly as
 `gh issue view N --json number,title,body,labels` prints it (labels as objects with a `name`).
 Malformed input is a `TaskError` that lists every problem: never a silent default.
+
+A task is JSON data throughout, whether it came as JSON text or was built in Python: `attrs` holds only strings,
+finite numbers, booleans, null, lists (or tuples) and objects (mappings with string keys), nested at most
+ATTRS_DEPTH_MOST deep and without cycles; every integer (the fields' and attrs') has at most INT_DIGITS_MOST digits.
+So whatever a task carries reads back from the audit log as it was given, and writing it cannot fail after an
+agent ran.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from adws.dataclass_cache import dataclass, field
 from adws.errors import TaskError, json_kind, suggest
+
+# The most digits an integer in a task may have: Python's own limit for reading and printing one
+# (sys.int_info.default_max_str_digits), so what `adws route --task-json` reads as JSON is what a Python caller
+# may pass. Beyond it an integer cannot even be printed (ValueError), in a message or in the audit log.
+INT_DIGITS_MOST = 4300
+_INT_BOUND = 10**INT_DIGITS_MOST
+# How deep arrays and objects may nest inside `attrs` (gh's own output nests 3 deep).
+ATTRS_DEPTH_MOST = 64
+# The most problems of `attrs` one TaskError lists (a huge malformed value is not a huge message).
+_ATTRS_PROBLEMS_MOST = 20
 
 # Fields `gh issue view --json` can print that are not task fields: kept in attrs, so a coordinator can pass
 # gh's output through whole and rules can still look at them (attrs.state, attrs.author ...).
@@ -66,7 +83,7 @@ class Task:
         if common is not None:
             return common
         if not isinstance(data, Mapping):
-            raise TaskError([f"expected a JSON object, got {json_kind(data)}"])
+            raise TaskError([f"expected a JSON object, got {kind_of(data)}"])
         problems: list[str] = []
         if data.keys() - _ACCEPTED:  # a set operation first: this runs on every route() given a dict
             for key in data:  # then the input's own order, for stable messages
@@ -78,7 +95,7 @@ class Task:
             if isinstance(raw_attrs, Mapping):
                 attrs.update(raw_attrs)
             else:
-                problems.append(f"attrs: expected an object, got {json_kind(raw_attrs)}")
+                problems.append(f"attrs: expected an object, got {kind_of(raw_attrs)}")
         for key in data.keys() & _GITHUB_ONLY:
             attrs.setdefault(key, data[key])
         task_id = data.get("id")
@@ -158,16 +175,17 @@ def common_fields(data: object) -> CommonFields | None:
     retry_count = get("retry_count")
     if retry_count is None:
         retry_count = 0
-    elif type(retry_count) is not int or retry_count < 0:
+    elif type(retry_count) is not int or not 0 <= retry_count < _INT_BOUND:
         return None
     task_id = get("id")
     if task_id is not None and type(task_id) is not str:
         return None
     number = get("number")
-    if number is not None and (type(number) is not int or number < 0):
+    if number is not None and (type(number) is not int or not 0 <= number < _INT_BOUND):
         return None
     priority = get("priority")
-    if priority is not None and type(priority) is not str and type(priority) is not int:
+    if priority is not None and type(priority) is not str and \
+            (type(priority) is not int or not -_INT_BOUND < priority < _INT_BOUND):
         return None
     spec = get("specialization")
     if spec == "":
@@ -175,7 +193,7 @@ def common_fields(data: object) -> CommonFields | None:
     elif spec is not None and type(spec) is not str:
         return None
     tokens = get("context_tokens")
-    if tokens is not None and (type(tokens) is not int or tokens < 0):
+    if tokens is not None and (type(tokens) is not int or not 0 <= tokens < _INT_BOUND):
         return None
     return task_id, number, title, body, labels, priority, retry_count, spec, tokens
 
@@ -214,26 +232,120 @@ def _partial(cls: type[Task], task_id: str | None, labels: tuple[str, ...], attr
 
 
 
+def kind_of(value: Any) -> str:
+    """What `value` is, for "got ..." in a task's messages: a value JSON can hold in JSON's words ("a string",
+    "an array", "an object"), anything else by its Python type ("a tuple", "a set", "a datetime"), so a message
+    never says "expected an array, got an array"."""
+    kind = type(value)
+    if kind in _JSON_TYPES or isinstance(value, Mapping):
+        return json_kind(value)
+    if kind is bytes:
+        return "bytes"
+    name = kind.__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+_JSON_TYPES = frozenset({str, int, float, bool, list, dict, type(None)})
+
+
+def shown(value: Any) -> str:
+    """A short repr of `value` for a message: at most 60 characters; an integer too long to print (see
+    INT_DIGITS_MOST) by its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT_BOUND < value < _INT_BOUND:
+        return f"an integer of more than {INT_DIGITS_MOST} digits"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an integer inside, too long to print; a container holding itself
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _too_long(value: int) -> str | None:
+    """The problem of an integer past INT_DIGITS_MOST digits, or None."""
+    if -_INT_BOUND < value < _INT_BOUND:
+        return None
+    return f"an integer of more than {INT_DIGITS_MOST} digits (at most {INT_DIGITS_MOST})"
+
+
 def _string(value: Any) -> str | None:
-    return None if isinstance(value, str) else f"expected a string, got {json_kind(value)}"
+    return None if isinstance(value, str) else f"expected a string, got {kind_of(value)}"
 
 
 def _id(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return f"expected a string or an integer, got {json_kind(value)}"
-    return None
+        return f"expected a string or an integer, got {kind_of(value)}"
+    return _too_long(value) if isinstance(value, int) else None
 
 
 def _non_negative_int(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int):
-        return f"expected an integer, got {json_kind(value)} {value!r}"
-    return None if value >= 0 else f"must be >= 0, got {value}"
+        return f"expected an integer, got {kind_of(value)} {shown(value)}"
+    return _too_long(value) or (None if value >= 0 else f"must be >= 0, got {value}")
 
 
 def _priority(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return f"expected a priority name or an integer, got {json_kind(value)}"
-    return None
+        return f"expected a priority name or an integer, got {kind_of(value)}"
+    return _too_long(value) if isinstance(value, int) else None
+
+
+def attrs_problems(attrs: Mapping[Any, Any]) -> list[str]:
+    """What keeps `attrs` from being JSON data (see the module docstring), each problem named by its place
+    ("attrs.author.login", "attrs.list[2]"); at most _ATTRS_PROBLEMS_MOST of them, then how many more. Empty
+    when it is JSON data."""
+    problems: list[str] = []
+    _json_problems(attrs, "attrs", 0, set(), problems)
+    if len(problems) > _ATTRS_PROBLEMS_MOST:
+        more = len(problems) - _ATTRS_PROBLEMS_MOST
+        problems[_ATTRS_PROBLEMS_MOST:] = [f"attrs: {more} more problem{'s' if more > 1 else ''} not listed"]
+    return problems
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+
+
+def _json_problems(value: Any, place: str, depth: int, open_ids: set[int], problems: list[str]) -> None:
+    """Add to `problems` what keeps `value` at `place` from being JSON data. `open_ids`: the containers the walk
+    is inside (one met again is a cycle). Stops looking once the list is longer than it will show."""
+    if len(problems) > _ATTRS_PROBLEMS_MOST:
+        return
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        error = _too_long(value)
+        if error:
+            problems.append(f"{place}: {error}")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            problems.append(f"{place}: expected a finite number, got {value!r} (JSON has no NaN or Infinity)")
+        return
+    is_mapping = isinstance(value, Mapping)
+    if not is_mapping and not isinstance(value, (list, tuple)):
+        problems.append(f"{place}: expected JSON data (a string, a number, a boolean, null, a list or a dict), "
+                        f"got {kind_of(value)}")
+        return
+    if depth >= ATTRS_DEPTH_MOST:
+        problems.append(f"{place}: nested too deeply (arrays and objects at most {ATTRS_DEPTH_MOST} deep in attrs)")
+        return
+    if id(value) in open_ids:
+        problems.append(f"{place}: holds itself (a cycle): JSON data is a tree")
+        return
+    open_ids.add(id(value))
+    try:
+        if is_mapping:
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    problems.append(f"{place}: key {shown(key)}: expected a string, got {kind_of(key)}")
+                    continue
+                child = f"{place}.{key}" if _PLAIN_KEY.match(key) else f"{place}[{shown(key)}]"
+                _json_problems(item, child, depth + 1, open_ids, problems)
+        else:
+            for i, item in enumerate(value):
+                _json_problems(item, f"{place}[{i}]", depth + 1, open_ids, problems)
+    finally:
+        open_ids.discard(id(value))
 
 
 def _plain_scalars(task_id: object, number: object, title: object, body: object, priority: object,
@@ -241,12 +353,13 @@ def _plain_scalars(task_id: object, number: object, title: object, body: object,
     """The scalar fields in a few exact type checks (defaults already applied): the common case, for
     `_plainly_valid` (`common_fields` writes the same checks out); anything else goes to `_field_problems`, which
     says what is wrong."""
-    return (type(title) is str and type(body) is str and type(retry_count) is int and retry_count >= 0
+    return (type(title) is str and type(body) is str and type(retry_count) is int and 0 <= retry_count < _INT_BOUND
             and (task_id is None or type(task_id) is str)
-            and (number is None or (type(number) is int and number >= 0))
-            and (priority is None or type(priority) is str or type(priority) is int)
+            and (number is None or (type(number) is int and 0 <= number < _INT_BOUND))
+            and (priority is None or type(priority) is str
+                 or (type(priority) is int and -_INT_BOUND < priority < _INT_BOUND))
             and (spec is None or type(spec) is str)
-            and (tokens is None or (type(tokens) is int and tokens >= 0)))
+            and (tokens is None or (type(tokens) is int and 0 <= tokens < _INT_BOUND)))
 
 
 def _plainly_valid(t: Task) -> bool:
@@ -255,7 +368,7 @@ def _plainly_valid(t: Task) -> bool:
         _plain_scalars(t.id, t.number, t.title, t.body, t.priority, t.retry_count, t.specialization,
                        t.context_tokens)
         and type(t.labels) is tuple and all(type(label) is str for label in t.labels)
-        and (type(t.attrs) is dict or isinstance(t.attrs, Mapping))
+        and ((type(t.attrs) is dict and not t.attrs) or (isinstance(t.attrs, Mapping) and not attrs_problems(t.attrs)))
     )
 
 
@@ -277,27 +390,29 @@ def _field_problems(task: Task) -> list[str]:
         if error:
             problems.append(f"{name}: {error}")
     if not isinstance(task.labels, tuple):
-        problems.append(f"labels: expected an array, got {json_kind(task.labels)}")
+        problems.append(f"labels: expected an array, got {kind_of(task.labels)}")
     else:
         for i, label in enumerate(task.labels):
             if not isinstance(label, str):
-                problems.append(f"labels[{i}]: expected a label name, got {json_kind(label)}")
+                problems.append(f"labels[{i}]: expected a label name, got {kind_of(label)}")
     if not isinstance(task.attrs, Mapping):
-        problems.append(f"attrs: expected an object, got {json_kind(task.attrs)}")
+        problems.append(f"attrs: expected an object, got {kind_of(task.attrs)}")
+    else:
+        problems.extend(attrs_problems(task.attrs))
     return problems
 
 
 def _labels(value: Any, problems: list[str]) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list):
-        problems.append(f"labels: expected an array, got {json_kind(value)}")
+    if not isinstance(value, (list, tuple)):  # a tuple too: Task itself takes one, as a Python caller may pass
+        problems.append(f"labels: expected an array, got {kind_of(value)}")
         return ()
     out: list[str] = []
     for i, label in enumerate(value):
         name = label.get("name") if isinstance(label, Mapping) else label  # gh prints {"name": ..., ...}
         if not isinstance(name, str):
-            problems.append(f"labels[{i}]: expected a label name or an object with a name, got {json_kind(label)}")
+            problems.append(f"labels[{i}]: expected a label name or an object with a name, got {kind_of(label)}")
         else:
             out.append(name)
     return tuple(out)
@@ -338,5 +453,5 @@ def parse_task_json(text: str) -> dict[str, Any]:
     except RecursionError:
         raise TaskError(["task JSON is nested too deeply"]) from None
     if not isinstance(data, dict):
-        raise TaskError([f"task must be a JSON object, got {json_kind(data)}"])
+        raise TaskError([f"task must be a JSON object, got {kind_of(data)}"])
     return data

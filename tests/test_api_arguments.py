@@ -412,3 +412,48 @@ def test_the_readmes_python_example_passes_no_placeholder_as_an_argument() -> No
     assert not re.search(r"\w=\.\.\.[,)]", section)
     assert "prompt=..." not in adws.__doc__  # type: ignore[operator]
 
+
+
+# -- a task that is not JSON data: refused before anything runs, and the audit log stays JSON ------------------
+
+
+def _loop() -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    loop["me"] = loop
+    return loop
+
+
+@pytest.mark.parametrize(("task", "problem"), [
+    ({"number": 5, "attrs": {(1, 2): 3}}, "attrs: key (1, 2): expected a string, got a tuple"),
+    ({"number": 5, "attrs": _loop()}, "attrs.me.me: holds itself (a cycle): JSON data is a tree"),
+    ({"number": 6, "attrs": {"n": 10**5000}}, "attrs.n: an integer of more than 4300 digits (at most 4300)"),
+    ({"attrs": {"x": float("inf")}}, "attrs.x: expected a finite number, got inf (JSON has no NaN or Infinity)"),
+    ({"number": 10**5000}, "number: an integer of more than 4300 digits (at most 4300)"),
+])
+def test_a_task_that_is_not_json_data_is_refused_before_it_runs(engine: Engine, tmp_path: Path, task: dict[str, Any],
+                                                                 problem: str) -> None:
+    events: list[Event] = []
+    for call in (lambda: engine.route(task, now=NOW), lambda: engine.explain(task, now=NOW),
+                 lambda: engine.run(task, prompt="fix it", workdir=tmp_path, on_event=events.append)):
+        with pytest.raises(TaskError) as caught:
+            call()
+        assert caught.value.problems == [problem]
+    assert events == []  # nothing ran
+
+
+def test_the_audit_record_of_a_run_is_written_whatever_attrs_became(engine: Engine, tmp_path: Path) -> None:
+    """Intake admits JSON data only; a caller that changes attrs after building the Task still gets its run
+    recorded, as valid JSON (no NaN, no Infinity), rather than an error after the agent ran."""
+    attrs: dict[Any, Any] = {"ok": 1}
+    task = Task(number=7, attrs=attrs)
+    attrs.update({(1, 2): 3, "loop": attrs, "big": 10**5000, "x": float("inf"), "y": float("nan")})
+    result = engine.run(task, prompt="fix it", workdir=tmp_path)
+    assert result.success
+    audit_path = engine.config.audit_path
+    assert audit_path is not None
+    line = Path(audit_path).read_text(encoding="utf-8").splitlines()[-1]
+    record = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in the audit line"))
+    written = record["task"]["attrs"]
+    assert written == {"ok": 1, "(1, 2)": 3, "loop": written["loop"], "big": "<integer of 16610 bits>", "x": "inf",
+                       "y": "nan"}
+    assert written["loop"]["loop"] == "<cycle>"  # (the record holds a copy of attrs, and the copy holds attrs)

@@ -207,3 +207,89 @@ def test_the_common_shape_leaves_gh_labels_integer_ids_and_attrs_to_the_general_
     assert common_task(Task, {"labels": ["bug"], "title": "x"}) == Task(title="x", labels=("bug",))
     assert Task.from_dict({"id": 7, "labels": [{"name": "bug"}], "attrs": {"a": 1}}) == \
         Task(id="7", labels=("bug",), attrs={"a": 1})
+
+
+# -- a task is JSON data: attrs and every number, whether given as JSON or built in Python --------------------
+
+def _cycle() -> dict[str, Any]:
+    loop: dict[str, Any] = {"a": 1}
+    loop["self"] = loop
+    return loop
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("data", "problems"), [
+    ({"number": 5, "attrs": {(1, 2): 3}}, ["attrs: key (1, 2): expected a string, got a tuple"]),
+    ({"number": 5, "attrs": {"loop": _cycle()}}, ["attrs.loop.self: holds itself (a cycle): JSON data is a tree"]),
+    ({"number": 6, "attrs": {"n": 10**5000}}, ["attrs.n: an integer of more than 4300 digits (at most 4300)"]),
+    ({"attrs": {"x": 1e400, "y": float("nan")}},
+     ["attrs.x: expected a finite number, got inf (JSON has no NaN or Infinity)",
+      "attrs.y: expected a finite number, got nan (JSON has no NaN or Infinity)"]),
+    ({"attrs": {"deep": _nested(64)}},
+     ["attrs.deep" + "[0]" * 63 + ": nested too deeply (arrays and objects at most 64 deep in attrs)"]),
+    ({"attrs": {"when": {1, 2}, "odd key": [b"x"]}},
+     ["attrs.when: expected JSON data (a string, a number, a boolean, null, a list or a dict), got a set",
+      "attrs['odd key'][0]: expected JSON data (a string, a number, a boolean, null, a list or a dict), got bytes"]),
+    ({"author": {"login": float("inf")}},  # a gh field lands in attrs, and is checked there
+     ["attrs.author.login: expected a finite number, got inf (JSON has no NaN or Infinity)"]),
+    ({"number": 10**5000}, ["number: an integer of more than 4300 digits (at most 4300)"]),
+    ({"number": -10**5000}, ["number: an integer of more than 4300 digits (at most 4300)"]),
+    ({"id": 10**5000}, ["id: an integer of more than 4300 digits (at most 4300)"]),
+    ({"retry_count": 10**5000}, ["retry_count: an integer of more than 4300 digits (at most 4300)"]),
+    ({"context_tokens": 10**5000}, ["context_tokens: an integer of more than 4300 digits (at most 4300)"]),
+    ({"priority": 10**5000}, ["priority: an integer of more than 4300 digits (at most 4300)"]),
+    ({"context_tokens": float("inf")}, ["context_tokens: expected an integer, got a number inf"]),
+    ({"retry_count": float("nan")}, ["retry_count: expected an integer, got a number nan"]),
+    ({"number": float("-inf")}, ["number: expected an integer, got a number -inf"]),
+    ({"priority": float("nan")}, ["priority: expected a priority name or an integer, got a number"]),
+])
+def test_a_task_is_json_data(data: dict[str, Any], problems: list[str]) -> None:
+    with pytest.raises(TaskError) as caught:
+        Task.from_dict(data)
+    assert caught.value.problems == problems
+    fields = {k: v for k, v in data.items() if k in ("number", "retry_count", "context_tokens", "priority", "attrs")}
+    if fields:  # built in Python: the same problems
+        with pytest.raises(TaskError) as built:
+            Task(**fields)
+        assert built.value.problems == problems
+
+
+def test_attrs_may_hold_any_json_data_and_tuples() -> None:
+    attrs = {"s": "x", "i": 10**4299, "f": -1.5, "b": True, "n": None, "l": [1, {"k": [2]}], "t": (1, 2),
+             "deep": _nested(63)}
+    assert dict(Task(attrs=attrs).attrs) == attrs
+    assert Task.from_dict({"attrs": MappingProxyType(attrs)}).attrs == attrs
+
+
+def test_a_long_list_of_attrs_problems_is_cut_short() -> None:
+    with pytest.raises(TaskError) as caught:
+        Task(attrs={"l": [float("nan")] * 1000})
+    assert len(caught.value.problems) == 21
+    assert caught.value.problems[-1] == "attrs: 1 more problem not listed"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # Python's own types are named as such: never "expected an array, got an array".
+    ({"labels": {"bug"}}, "invalid task: labels: expected an array, got a set"),
+    ({"labels": ["bug", ("x",)]},
+     "invalid task: labels[1]: expected a label name or an object with a name, got a tuple"),
+    ({"title": ("a",)}, "invalid task: title: expected a string, got a tuple"),
+    ({"retry_count": (1,)}, "invalid task: retry_count: expected an integer, got a tuple (1,)"),
+    ({"attrs": ("a", 1)}, "invalid task: attrs: expected an object, got a tuple"),
+    ({"id": b"x"}, "invalid task: id: expected a string or an integer, got bytes"),
+])
+def test_python_values_are_named_in_pythons_words(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(TaskError) as caught:
+        Task.from_dict(data)
+    assert str(caught.value) == message
+
+
+def test_labels_may_be_a_tuple_in_python() -> None:
+    assert Task.from_dict({"labels": ("bug", "docs")}).labels == ("bug", "docs")
+    assert Task.from_dict({"labels": ({"name": "bug"},)}).labels == ("bug",)

@@ -194,7 +194,7 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     except RecursionError:  # tomllib recurses per nesting level; Python's limit is far above MAX_DEPTH
         raise ConfigError([Problem("", f"nested too deeply: a config needs at most {MAX_DEPTH} levels of "
                                    "tables and arrays")], source) from None
-    deepest = _deepest(raw)
+    deepest = deepest_value(raw)
     if deepest is not None:
         depth, path = deepest
         shown = ".".join(str(part) for part in path[:4])
@@ -203,9 +203,10 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     return raw
 
 
-def _deepest(raw: Any) -> tuple[int, Loc] | None:
-    """(depth, place) of the first value nested deeper than MAX_DEPTH, else None. Iterative: the point is not to
-    recurse as deep as a hostile file goes (the checks after this one do recurse)."""
+def deepest_value(raw: Any) -> tuple[int, Loc] | None:
+    """(depth, place) of the first value in `raw` (dicts and lists) nested deeper than MAX_DEPTH, else None.
+    Iterative: the point is not to recurse as deep as a hostile file goes (the checks after this one do recurse).
+    The workload and issue files of `adws simulate` are held to the same limit."""
     stack: list[tuple[Any, Loc]] = [(raw, ())]
     while stack:
         node, loc = stack.pop()
@@ -1124,6 +1125,10 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         for key in sorted(cfg.state.model_fields_set - {"backend", *backend.reads}):
             check.add(("state", key), f'not read by backend "{cfg.state.backend}" (it reads '
                       f"{', '.join(backend.reads) or 'nothing'}); remove it or change the backend")
+        written = getattr(cfg.state, backend.setting, None)
+        problem = None if backend.problem is None or written is None else backend.problem(written)
+        if problem is not None:  # in words that show no password: the URL itself is not quoted
+            check.add(("state", backend.setting), problem)
     # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that. When
     # one has no readable name, or the whole array was left out, the names are unknown (None).
     written = _raw_list(raw, "routing", "rules")

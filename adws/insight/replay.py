@@ -20,7 +20,7 @@ from typing import Any
 
 from adws.compiled import CompiledConfig
 from adws.dataclass_cache import dataclass
-from adws.errors import TaskError
+from adws.errors import ArgumentError, TaskError
 from adws.insight.records import Reading, iter_records, routed_at, task_of
 from adws.router import ModelRouter
 from adws.scenarios import scenario_router
@@ -128,7 +128,7 @@ def _route(router: ModelRouter, task: dict[str, Any], when: Any,
            blocked: frozenset[str]) -> tuple[dict[str, Any], str | None]:
     try:
         decision = router.route(task, now=when)
-    except TaskError as exc:
+    except (TaskError, ArgumentError) as exc:  # (ArgumentError: a recorded time outside the years routing takes)
         return {f: None for f in FIELDS}, str(exc)
     plan = [step for step in decision.plan if step.provider not in blocked]
     first = plan[0] if plan else None

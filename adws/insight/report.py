@@ -28,6 +28,7 @@ from adws.accounts import DEFAULT_ACCOUNT, build_period
 from adws.compiled import CompiledConfig, QuotaSpec
 from adws.dataclass_cache import dataclass, field
 from adws.insight.records import Reading, attempts_of, iter_records, record_time, tokens_of
+from adws.pools import governing, subjects
 
 OUTCOME_COLOURS = {
     "success": "#2e7d32", "rate_limited": "#f9a825", "quota_exhausted": "#ef6c00", "auth": "#6a1b9a",
@@ -40,7 +41,8 @@ OUTCOME_COLOURS = {
 class _Data:
     """What one pass over the log gathers for the plots."""
 
-    usage: dict[tuple[str, str], list[tuple[datetime, int, int, float]]] = field(
+    # (provider, account, model or None) -> (time, tokens, requests, cost) of each attempt with usage
+    usage: dict[tuple[str, str, str | None], list[tuple[datetime, int, int, float]]] = field(
         default_factory=lambda: defaultdict(list))
     outcomes: dict[str, dict[str, Counter[str]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
@@ -74,7 +76,9 @@ def _gather(path: str | os.PathLike[str], since: datetime | None, reading: Readi
             data.outcomes[provider][day][str(attempt.get("outcome") or "?")] += 1
             tokens_in, tokens_out, cost = tokens_of(attempt)
             if attempt.get("usage") is not None:
-                data.usage[(provider, account)].append((when, tokens_in + tokens_out, 1, cost))
+                model = attempt.get("model")
+                key = (provider, account, model if isinstance(model, str) else None)
+                data.usage[key].append((when, tokens_in + tokens_out, 1, cost))
             data.cost[day][provider] += cost
         if attempts:
             first, last = attempts[0].get("provider"), attempts[-1].get("provider")
@@ -145,21 +149,25 @@ def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime
     for name, provider in config.providers.items():
         accounts = [(a.name, a.quota or provider.quota) for a in provider.accounts] or [(DEFAULT_ACCOUNT,
                                                                                           provider.quota)]
-        metered = [(acc, q) for acc, q in accounts if q is not None]
+        # One line per metered subject: the account itself, or each pool of its quota (adws.pools.subjects).
+        metered = [(acc, subject, governed, q) for acc, q in accounts
+                   for subject, _, governed in subjects(q, acc) if governed is not None and governed.limited]
         if not metered:
             continue
         fig, ax = plt.subplots(figsize=(9, 3.6))
         marks: set[datetime] = set()
-        hard = metered[0][1].hard_block_percent
+        hard = metered[0][2].hard_block_percent
         rows = []
-        for account, quota in metered:
+        for account, subject, quota, declared in metered:
             period = build_period(quota)
-            times, shares, resets = _quota_series(quota, data.usage.get((name, account), []), begin, as_of)
+            events = [e for (p, acc, model), found in data.usage.items() if p == name and acc == account
+                      and governing(declared, account, model).subject == subject for e in found]
+            times, shares, resets = _quota_series(quota, events, begin, as_of)
             reset = period.next_reset(as_of)
             marks.update(resets)
             if reset is not None:
                 marks.add(reset)
-            line = ax.step(times, shares, where="post", label=account, linewidth=1.4)[0]
+            line = ax.step(times, shares, where="post", label=subject, linewidth=1.4)[0]
             start = resets[-1] if resets else max(period.start(as_of), begin)
             elapsed = (as_of - start).total_seconds()
             exhaustion = None
@@ -170,7 +178,7 @@ def _quota_figure(plt: Any, config: CompiledConfig, data: _Data, begin: datetime
                     exhaustion = at
                     ax.plot([as_of, at], [shares[-1], 100], linestyle=":", color=line.get_color(), linewidth=1)
                     ax.plot([at], [100], marker="x", color=line.get_color(), markersize=8)
-            rows.append((account, shares[-1], _alert(shares[-1], quota.alert_percent, quota.hard_block_percent),
+            rows.append((subject, shares[-1], _alert(shares[-1], quota.alert_percent, quota.hard_block_percent),
                          reset, exhaustion))
         ax.axhline(hard, color="#c62828", linestyle="--", linewidth=1, label=f"hard block {hard:g}%")
         for reset in sorted(marks):

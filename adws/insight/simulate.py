@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from adws.accounts import DEFAULT_ACCOUNT, build_period
+from adws.arguments import FIRST_YEAR, LAST_YEAR, time_problem
 from adws.attempt import RunOutcome
 from adws.compiled import CompiledConfig, ProviderSpec, QuotaSpec
 from adws.dataclass_cache import dataclass, field
 from adws.engine import Engine
+from adws.errors import UsageError
 from adws.errors import count as counted  # (`count` is a loop variable below)
 from adws.insight.workload import SimTask, Workload
+from adws.pools import Governing, governing
 from adws.quota import QuotaPeriod
 from adws.runner import RunRequest
 from adws.state.memory import MemoryStore
@@ -161,51 +164,63 @@ class SimulatedAgents:
         spec = provider.account(account)
         return (spec.quota if spec is not None else None) or provider.quota
 
-    def period_use(self, provider: str, account: str, quota: QuotaSpec, now: datetime,
+    def governed(self, provider: ProviderSpec, account: str, model: str | None) -> Governing:
+        """The quota an attempt of `model` on `account` draws on: one of its pools, the account's own, or none
+        (`adws.pools.governing`; a pooled quota without limits of its own meters no model outside its pools)."""
+        return governing(self.quota(provider, account), account, model)
+
+    def period_use(self, provider: str, subject: str, quota: QuotaSpec, now: datetime,
                    claimed: bool = False) -> tuple[int, int, float]:
-        """(tokens, requests, cost) the provider counts against `account` in its quota period at `now`
-        (with `claimed`: plus the room already counted for tasks that went elsewhere)."""
+        """(tokens, requests, cost) the provider counts against `subject` (an account, or ACCOUNT/POOL) in its
+        quota period at `now` (with `claimed`: plus the room already counted for tasks that went elsewhere)."""
         since = self.period(quota).start(now).timestamp()
-        uses = [u for u in self.used.get((provider, account), ()) if u.at >= since]
+        uses = [u for u in self.used.get((provider, subject), ()) if u.at >= since]
         if claimed:
-            uses += [u for u in self.claimed.get((provider, account), ()) if u.at >= since]
+            uses += [u for u in self.claimed.get((provider, subject), ()) if u.at >= since]
         return sum(u.tokens for u in uses), len(uses), sum(u.cost for u in uses)
 
-    def spent(self, provider: ProviderSpec, account: str, now: datetime) -> bool:
-        quota = self.quota(provider, account)
+    def spent(self, provider: ProviderSpec, account: str, now: datetime, model: str | None = None) -> bool:
+        """Whether the quota an attempt of `model` on `account` draws on is spent (to the workload's share)."""
+        governed = self.governed(provider, account, model)
+        quota = governed.quota
         if quota is None:
             return False
-        tokens, requests, cost = self.period_use(provider.name, account, quota, now)
+        tokens, requests, cost = self.period_use(provider.name, governed.subject, quota, now)
         k = self.share
         return bool((quota.tokens and tokens >= quota.tokens * k)
                     or (quota.requests and requests >= quota.requests * k)
                     or (quota.cost_usd and cost >= quota.cost_usd * k))
 
-    def claim_room(self, provider: ProviderSpec, accounts: list[str], now: datetime, tokens: int) -> bool:
-        """Whether the provider would still have taken a task of `tokens` tokens on one of `accounts` (the room
-        is then claimed for it)."""
+    def claim_room(self, provider: ProviderSpec, accounts: list[str], now: datetime, tokens: int,
+                   model: str | None = None) -> bool:
+        """Whether the provider would still have taken a task of `tokens` tokens of `model` on one of `accounts`
+        (the room is then claimed for it)."""
         for account in accounts:
-            quota = self.quota(provider, account)
+            governed = self.governed(provider, account, model)
+            quota = governed.quota
             if quota is not None:
-                used, requests, cost = self.period_use(provider.name, account, quota, now, claimed=True)
+                used, requests, cost = self.period_use(provider.name, governed.subject, quota, now, claimed=True)
                 k = self.share
                 if ((quota.tokens and used + tokens > quota.tokens * k)
                         or (quota.requests and requests + 1 > quota.requests * k)
                         or (quota.cost_usd and cost >= quota.cost_usd * k)):
                     continue
-            self.claimed[(provider.name, account)].append(_Use(now.timestamp(), tokens, 0.0))
+            self.claimed[(provider.name, governed.subject)].append(_Use(now.timestamp(), tokens, 0.0))
             return True
         return False
 
-    def true_reset(self, provider: ProviderSpec, account: str, now: datetime) -> datetime | None:
-        quota = self.quota(provider, account)
+    def true_reset(self, provider: ProviderSpec, account: str, now: datetime,
+                   model: str | None = None) -> datetime | None:
+        governed = self.governed(provider, account, model)
+        quota = governed.quota
         if quota is None:
             return None
         period = self.period(quota)
         reset = period.next_reset(now)
         if reset is None and quota.window_seconds:  # rolling: when the oldest use in the window ages out
             since = period.start(now).timestamp()
-            oldest = min((u.at for u in self.used.get((provider.name, account), ()) if u.at >= since), default=None)
+            oldest = min((u.at for u in self.used.get((provider.name, governed.subject), ()) if u.at >= since),
+                         default=None)
             reset = datetime.fromtimestamp(oldest + quota.window_seconds, UTC) if oldest is not None else None
         return reset
 
@@ -215,13 +230,15 @@ class SimulatedAgents:
         account = env.get("ADWS_ACCOUNT") or DEFAULT_ACCOUNT
         task = self.tasks[env["ADWS_TASK_ID"]]
         now = self.clock()
-        if self.spent(provider, account, now):
-            reset = self.true_reset(provider, account, now)
+        model_id = env.get("ADWS_MODEL") or None
+        subject = self.governed(provider, account, model_id).subject
+        if self.spent(provider, account, now, model_id):
+            reset = self.true_reset(provider, account, now, model_id)
             self.rejections.append((now, provider.name, account, reset))
             when = f"; your quota resets on {reset.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if reset else ""
             self.clock.sleep(REJECTION_MS / 1000)
             return _outcome(request, 1, "", f"Error: usage limit reached for this account{when}\n", REJECTION_MS)
-        model = provider.models.get(env.get("ADWS_MODEL", ""))
+        model = provider.models.get(model_id or "")
         seconds = (model.latency_ms or 1000) / 1000 if model else 1.0
         seconds += task.output_tokens / self.speed
         duration_ms = int(seconds * 1000)
@@ -229,7 +246,7 @@ class SimulatedAgents:
         if self.rng.random() < self.error_rate:
             return _outcome(request, 1, "", "Error: the agent stopped: internal error\n", duration_ms)
         cost = (task.input_tokens + task.output_tokens) / 1000 * (model.cost_per_1k_tokens if model else 0.0)
-        self.used[(provider.name, account)].append(_Use(now.timestamp(), task.input_tokens + task.output_tokens,
+        self.used[(provider.name, subject)].append(_Use(now.timestamp(), task.input_tokens + task.output_tokens,
                                                         cost))
         stdout = EMITTERS[provider.output_format]("done", task.input_tokens, task.output_tokens, cost)
         size = len(stdout.encode())
@@ -318,8 +335,10 @@ def simulate(config: CompiledConfig, tasks: list[SimTask], *, workload: Workload
 
     `audit_path`: where the simulated audit log goes (for `adws stats` and `adws report`); a temporary file
     that is removed afterwards when None. Deterministic for a seed: every random choice comes from one
-    `random.Random(seed)` and nothing reads the wall clock.
+    `random.Random(seed)` and nothing reads the wall clock. Raises UsageError (naming --start) when the span
+    leaves the years a routing time may be in (adws.arguments.time_problem).
     """
+    _check_span(start, days, tasks)
     began = time.perf_counter()
     rng = random.Random(seed ^ 0x5EED)
     result = Simulation(config, start, days, seed)
@@ -351,6 +370,20 @@ def simulate(config: CompiledConfig, tasks: list[SimTask], *, workload: Workload
         result.audit_path = audit_path
     result.elapsed_s = time.perf_counter() - began
     return result
+
+
+def _check_span(start: datetime, days: int, tasks: list[SimTask]) -> None:
+    """UsageError (naming --start) unless the simulated span, from `start` to the later of its last day and the
+    last task's arrival, plus a day for the last tasks' attempts, lies in the years adws routes at."""
+    problem = time_problem(start)
+    if problem is None:
+        end = max([start + timedelta(days=days), *(t.at for t in tasks)])
+        # (a day added only once `end` is in range: a task's arrival may be in the year 9999)
+        if time_problem(end) or time_problem(end + timedelta(days=1)):
+            problem = (f"the simulated span {start.isoformat()} to {end.isoformat()} leaves the times adws routes at "
+                       f"(the years {FIRST_YEAR} to {LAST_YEAR})")
+    if problem:
+        raise UsageError(f"--start: {problem}")
 
 
 def _tally(sim: Simulation, result: Any, task: SimTask, agents: SimulatedAgents, tier1: ProviderSpec | None,
@@ -390,7 +423,9 @@ def _tally(sim: Simulation, result: Any, task: SimTask, agents: SimulatedAgents,
     start = decision.now
     names = [a.name for a in tier1.accounts if a.enabled] or [DEFAULT_ACCOUNT]
     size = task.input_tokens + task.output_tokens
-    if not agents.claim_room(tier1, names, start, size):
+    # The model tier 1 would have run: its step in the plan, else its first declared model (for a pooled quota).
+    model = next((s.model for s in decision.plan if s.provider == tier1.name), None) or next(iter(tier1.models), None)
+    if not agents.claim_room(tier1, names, start, size, model):
         return
     tried = {a.provider for a in result.attempts}
     skips = [s.reason for s in decision.skipped if s.provider == tier1.name]
