@@ -291,10 +291,8 @@ def _output_scrubber(environ: Mapping[str, str] | None = None,
     from adws.redact import Scrubber, secret_values
 
     named: list[str] = []
-    if config is not None:
-        from adws.manager import key_variables
-
-        named = key_variables(config)
+    if config is not None:  # as adws.manager.key_variables, whose module (jinja2, the runner) a route need not load
+        named = list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))
     return Scrubber(secret_values(os.environ if environ is None else environ, named))
 
 
