@@ -166,10 +166,17 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _read_text(path: str | os.PathLike[str]) -> str:
     source = str(path)
     try:
-        return Path(path).read_text(encoding="utf-8")
+        from adws.inputs import MAX_CONFIG_BYTES, read_text
+
+        return read_text(path, MAX_CONFIG_BYTES, "a config file")
     except FileNotFoundError:
-        raise ConfigError([Problem("", "config file not found")], source) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("", "config file not found")], source, unreadable=True) from None
+    except OSError as exc:
+        from adws.inputs import TooLarge
+
+        why = exc.strerror if isinstance(exc, TooLarge) else exc  # the source names the file already
+        raise ConfigError([Problem("", f"cannot read config file: {why}")], source, unreadable=True) from None
+    except UnicodeDecodeError as exc:
         raise ConfigError([Problem("", f"cannot read config file: {exc}")], source) from None
 
 

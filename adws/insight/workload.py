@@ -31,7 +31,6 @@ import random
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from adws.config.load import MAX_DEPTH, deepest_value
@@ -135,7 +134,9 @@ def load_workload(path: str, *, tasks_from: str | None = None) -> Workload:
     sizes and agent behaviour still apply, but a key of ARRIVAL_KEYS would be silently ignored, so it is refused.
     """
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        from adws.inputs import MAX_CONFIG_BYTES, read_text
+
+        data = tomllib.loads(read_text(path, MAX_CONFIG_BYTES, "a workload file"))
     except OSError as exc:
         raise UsageError(f"cannot read the workload {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -275,7 +276,9 @@ def from_issues(path: str, workload: Workload, rng: random.Random, start: dateti
     """An open-issue queue as `gh issue list --json number,title,body,labels` prints it, all waiting at `start`
     (one a minute, in the order listed), sized by the workload's distribution."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        from adws.inputs import MAX_TASKS_BYTES, read_text
+
+        data = json.loads(read_text(path, MAX_TASKS_BYTES, "an issue list"))
     except OSError as exc:
         raise UsageError(f"cannot read the issue list {path}: {exc.strerror or exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:  # ValueError: also an integer beyond Python's digit limit

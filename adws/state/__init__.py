@@ -272,7 +272,9 @@ class PendingStore:
     def _writer(self) -> StateStore:
         if self._store is None:
             try:
-                Path(self.location).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                from adws.files import make_private_dirs
+
+                make_private_dirs(Path(self.location).parent)
             except OSError as exc:
                 raise StateStoreError(f"cannot create the state store's directory for {self.location}: "
                                       f"{exc.strerror or exc}") from None

@@ -512,12 +512,19 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
     stdio = file in (None, "-")
     if action == "import":
         store = engine.store
+        from adws.inputs import MAX_STATE_LINE_BYTES, bounded_lines
+
+        name = "<stdin>" if stdio else str(file)
         try:
+            if stdio and sys.stdin is None:  # closed when the process started (`<&-`)
+                from adws.inputs import closed_stdin
+
+                raise closed_stdin()
             with nullcontext(sys.stdin) if stdio else open(str(file), encoding="utf-8") as stream:
-                counts = import_lines(store, stream, "<stdin>" if stdio else str(file), engine.config.providers,
-                                      now)
+                lines = bounded_lines(stream, name, "a line of a state export", MAX_STATE_LINE_BYTES)
+                counts = import_lines(store, lines, name, engine.config.providers, now)
         except (OSError, UnicodeDecodeError) as exc:
-            raise StateImportError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise StateImportError(f"cannot read {file or '-'}: {getattr(exc, 'strerror', None) or exc}") from None
         print(_imported(counts, store.location), file=sys.stderr)
         return 0
     existing = engine.existing_store()

@@ -224,7 +224,9 @@ def _create_private(path: str) -> None:
     (`_check_files`): a symbolic link at the path, planted or not, is refused rather than followed."""
     parent = Path(path).parent
     try:
-        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from adws.files import make_private_dirs
+
+        make_private_dirs(parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:  # a file, or a link (O_EXCL fails on any name, even a dangling link): look at it
         _check_files(path)
