@@ -94,14 +94,28 @@ def load_items(source: str, *, prompt_template: str | None = None, workdir: str 
     """
     import sys
 
+    from adws.inputs import MAX_CONFIG_BYTES, MAX_TASKS_BYTES, read_text
+
     name = "<stdin>" if source == "-" else source
+    what = "a tasks file"
     try:
         if source == "-":
+            if sys.stdin is None:  # closed when the process started (`<&-`)
+                from adws.inputs import closed_stdin
+
+                raise closed_stdin()
             stream = getattr(sys.stdin, "buffer", None)
-            text = stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
+            if stream is not None:
+                text = read_text(stream, MAX_TASKS_BYTES, what)
+            else:  # a stream of text only (a test's)
+                text = str(sys.stdin.read(MAX_TASKS_BYTES + 1))
+                if len(text) > MAX_TASKS_BYTES:
+                    from adws.inputs import TooLarge
+
+                    raise TooLarge(name, MAX_TASKS_BYTES, what)
             base = Path.cwd()
         else:
-            text = Path(source).read_text(encoding="utf-8")
+            text = read_text(source, MAX_TASKS_BYTES, what)
             base = Path(source).resolve().parent
     except OSError as exc:
         raise BatchInputError([f"{name}: cannot read: {exc.strerror or exc}"]) from None
@@ -110,9 +124,10 @@ def load_items(source: str, *, prompt_template: str | None = None, workdir: str 
     template = None
     if prompt_template is not None:
         try:
-            template = Path(prompt_template).read_text(encoding="utf-8")
+            template = read_text(prompt_template, MAX_CONFIG_BYTES, "a prompt template")
         except (OSError, UnicodeDecodeError) as exc:
-            raise BatchInputError([f"--prompt-template {prompt_template}: cannot read: {exc}"]) from None
+            why = getattr(exc, "strerror", None) or exc
+            raise BatchInputError([f"--prompt-template {prompt_template}: cannot read: {why}"]) from None
     return items_from_text(text, source=name, base_dir=base, prompt_template=template, workdir=workdir)
 
 
@@ -231,7 +246,9 @@ def _prompt(entry: Mapping[str, Any], where: str, base: Path, template: str | No
             problems.append(f"{where}: prompt_file: expected a file name")
             return None
         try:
-            prompt = (base / name).read_text(encoding="utf-8")
+            from adws.inputs import MAX_PROMPT_BYTES, read_text
+
+            prompt = read_text(base / name, MAX_PROMPT_BYTES, "a prompt")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{where}: prompt_file {name}: cannot read: {getattr(exc, 'strerror', None) or exc}")
             return None

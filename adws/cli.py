@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, tzinfo
-from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,6 +18,9 @@ from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageErr
 
 if TYPE_CHECKING:
     import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
+
+    from adws.compiled import CompiledConfig
+    from adws.redact import Scrubber
 
 DEFAULT_CONFIG = "config.toml"
 EXIT_OUTPUT = 3  # standard output failed: what the command did stands (a run is recorded), its output is lost
@@ -41,13 +43,28 @@ def config_path(value: str | None) -> str:
     return set_or_unset(os.environ, "ADWS_CONFIG", "a config file", "./config.toml", UsageError) or DEFAULT_CONFIG
 
 
-def _read_arg(value: str) -> str:
-    """JSON given inline, as @FILE, or as - for standard input. Raises OSError or UnicodeDecodeError."""
+def _read_arg(value: str, limit: int, what: str) -> str:
+    """JSON given inline, as @FILE, or as - for standard input; a file or standard input is read up to `limit`
+    bytes (adws.inputs; `what`: "a task"). Raises OSError (TooLarge over the bound, EBADF for a closed standard
+    input) or UnicodeDecodeError."""
+    from adws.inputs import read_text
+
     if value == "-":
+        if sys.stdin is None:  # Python gives None for a descriptor closed when it started (`<&-`)
+            from adws.inputs import closed_stdin
+
+            raise closed_stdin()
         stream = getattr(sys.stdin, "buffer", None)  # bytes, so undecodable input is our clear error
-        return stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
+        if stream is None:  # a stream of text only (a test's)
+            text = str(sys.stdin.read(limit + 1))
+            if len(text) > limit:
+                from adws.inputs import TooLarge
+
+                raise TooLarge("<stdin>", limit, what)
+            return text
+        return read_text(stream, limit, what)
     if value.startswith("@"):
-        return Path(value[1:]).read_text(encoding="utf-8")
+        return read_text(value[1:], limit, what)
     return value
 
 
@@ -62,9 +79,13 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
     if args.github_issue is not None and not args.github_issue.startswith("@") and args.github_issue != "-":
         source = "@" + args.github_issue  # --github-issue takes a file name (gh issue view ... > issue.json)
     try:
-        text = _read_arg(source)
+        from adws.inputs import MAX_CONFIG_BYTES
+
+        text = _read_arg(source, MAX_CONFIG_BYTES, "a task")
     except OSError as exc:
-        raise TaskError([f"cannot read task: {exc}"]) from None
+        from adws.inputs import why
+
+        raise TaskError([f"cannot read task: {why(exc)}"]) from None
     except UnicodeDecodeError as exc:
         raise TaskError([f"task is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
     from adws.task import parse_task_json
@@ -110,16 +131,21 @@ class _Guarded:
     raise OutputError; on stderr (messages, progress) the writes are dropped: a person's view that cannot be shown
     must not end the command. Everything else (isatty, fileno, encoding) is the stream's."""
 
-    def __init__(self, stream: Any, fatal: bool) -> None:
+    def __init__(self, stream: Any, fatal: bool, scrub: Scrubber | None = None) -> None:
+        from adws.redact import Scrubber
+
         self.stream = stream
         self.fatal = fatal
+        # Every text written passes through it (see `_learn_secrets`): no secret adws knows leaves on this stream.
+        self.scrub = scrub if scrub is not None else Scrubber()
         # Python gives None for a standard stream whose descriptor was closed when it started (`>&-`).
         self.failure: OSError | None = None if stream is not None else OSError(9, "it is closed")
 
     def write(self, text: str) -> int:
         if self.failure is None:
             try:
-                return int(self.stream.write(text))
+                self.stream.write(self.scrub.text(text) if type(text) is str else text)
+                return len(text)
             except OSError as exc:
                 self.failure = exc
         return self._failed(len(text))
@@ -144,6 +170,7 @@ class _Guarded:
             return
         self.flush()  # what the text layer holds goes first
         if self.failure is None:
+            text = self.scrub.text(text)
             data = memoryview(text.encode(encoding, getattr(self.stream, "errors", None) or "strict"))
             try:
                 while data:
@@ -252,22 +279,57 @@ def _write_whole(text: str) -> None:
         sys.stdout.flush()
 
 
-def _print_json(data: Any, scrub: Any = None) -> None:
-    """One JSON document on stdout: secrets redacted (`scrub`, an adws.redact.Scrubber), always encodable."""
-    from adws.redact import Scrubber, dumps
+# The standard streams `main` guards while a command runs (empty outside it): every text they are given is cleaned
+# of every secret adws knows (`_learn_secrets`).
+_GUARDS: list[_Guarded] = []
 
-    print(dumps((scrub or Scrubber()).deep(data), indent=2))
+
+def _output_scrubber(environ: Mapping[str, str] | None = None,
+                     config: CompiledConfig | None = None) -> Scrubber:
+    """What adws's printed output is cleaned with: the values of the variables whose names look secret, and with
+    `config` those of every `api_key_env` it names (adws.redact.secret_values: the set a run redacts)."""
+    from adws.redact import Scrubber, secret_values
+
+    named: list[str] = []
+    if config is not None:  # as adws.manager.key_variables, whose module (jinja2, the runner) a route need not load
+        named = list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))
+    return Scrubber(secret_values(os.environ if environ is None else environ, named))
+
+
+def _learn_secrets(config: CompiledConfig) -> CompiledConfig:
+    """`config`, once the guarded output streams also redact the values of the key variables it names: called
+    wherever the CLI loads a config, before anything from it (or from a task) is printed."""
+    if _GUARDS:
+        more = _output_scrubber(config=config).secrets
+        for guard in _GUARDS:
+            guard.scrub = guard.scrub.with_secrets(more)
+    return config
+
+
+def _load_config(path: str) -> CompiledConfig:
+    """adws.config.load_config(path), its key variables' values redacted from the output (`_learn_secrets`)."""
+    from adws.config import load_config
+
+    return _learn_secrets(load_config(path))
+
+
+def _print_json(data: Any, scrub: Any = None) -> None:
+    """One JSON document on stdout: secrets redacted (`scrub`, an adws.redact.Scrubber; default: the output's,
+    see `_learn_secrets`), always encodable."""
+    from adws.redact import dumps
+
+    if scrub is None:
+        scrub = _GUARDS[0].scrub if _GUARDS else _output_scrubber()
+    print(dumps(scrub.deep(data), indent=2))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from adws.config import load_config
-
     path = config_path(args.config)
     try:
-        config = load_config(path)
+        config = _load_config(path)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
-        return 1
+        return 2 if exc.unreadable else 1  # a file that cannot be read is a usage error, as for every command
     from adws.errors import count as _count
 
     enabled = sum(r.enabled for r in config.rules)
@@ -310,6 +372,7 @@ def _engine(args: argparse.Namespace) -> Any:
     from adws.engine import load
 
     engine = load(config_path(args.config))
+    _learn_secrets(engine.config)
     if _OWN_PROCESS:
         # What is alive now (modules, classes, pydantic's validator, the compiled config, the engine) lives until
         # the process ends: moved out of the cyclic collector's sight, no collection walks it again, while the
@@ -331,10 +394,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     now = parse_at(args.at)
     prompt = _read_prompt(args) if args.prompt_file else None
     if args.assume_available:
-        from adws.config import load_config
         from adws.scenarios import scenario_router
 
-        router = scenario_router(load_config(config_path(args.config)))
+        router = scenario_router(_load_config(config_path(args.config)))
     else:
         router = _engine(args).router
     if args.json:
@@ -360,10 +422,14 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def _read_prompt(args: argparse.Namespace) -> str:
+    from adws.inputs import MAX_PROMPT_BYTES
+
     try:
-        return _read_arg("@" + args.prompt_file if args.prompt_file != "-" else "-")
+        return _read_arg("@" + args.prompt_file if args.prompt_file != "-" else "-", MAX_PROMPT_BYTES, "a prompt")
     except OSError as exc:
-        raise PromptError([f"cannot read prompt: {exc}"]) from None
+        from adws.inputs import why
+
+        raise PromptError([f"cannot read prompt: {why(exc)}"]) from None
     except UnicodeDecodeError as exc:
         raise PromptError([f"prompt is not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
 
@@ -464,8 +530,8 @@ def _wait(value: str | None) -> float | None:
 
         try:
             seconds = parse_window(value).total_seconds()
-        except ValueError:
-            raise UsageError(f"--wait: not a duration: {value!r} (e.g. 600, 30m, 2h)") from None
+        except ValueError as exc:  # its own words: another form, zero, or too long (as --margin says it)
+            raise UsageError(f"--wait: {exc}; or seconds (e.g. 600)") from None
     if not seconds >= 0:  # NaN too
         raise UsageError(f"--wait: expected a duration of 0 or more, got {value!r} (e.g. 600, 30m, 2h)")
     return seconds
@@ -481,8 +547,8 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
     wait = _wait(args.wait)
+    engine = _engine(args)  # first: what the items' errors print is cleaned of its key variables' values too
     items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
-    engine = _engine(args)
     from adws.redact import dumps
 
     scrub = engine.redactor()
@@ -587,9 +653,7 @@ def _audit_path(args: argparse.Namespace, configured: str | None = None) -> str:
     if args.audit:
         return str(args.audit)
     if configured is None:
-        from adws.config import load_config
-
-        configured = load_config(config_path(args.config)).audit_path
+        configured = _load_config(config_path(args.config)).audit_path
     if not os.path.exists(configured):
         print(f"adws: no audit log at {configured} yet (nothing has run): 0 tasks", file=sys.stderr)
         return os.devnull
@@ -621,11 +685,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from adws.config import load_config
     from adws.insight import replay
 
-    baseline = load_config(args.baseline) if args.baseline else None
-    result = replay.replay(args.audit, load_config(args.config), baseline)
+    baseline = _load_config(args.baseline) if args.baseline else None
+    result = replay.replay(args.audit, _load_config(args.config), baseline)
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -636,10 +699,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import random
 
-    from adws.config import load_config
     from adws.insight import simulate, workload
 
-    config = load_config(config_path(args.config))
+    config = _load_config(config_path(args.config))
     if not 1 <= args.days <= simulate.MAX_DAYS:
         raise UsageError(f"--days: expected 1 to {simulate.MAX_DAYS} (a year), got {args.days}")
     if sum(x is not None for x in (args.tasks_from_audit, args.issues)) > 1:
@@ -674,12 +736,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    from adws.config import load_config
     from adws.insight import lint
 
     if args.typical_tokens <= 0:
         raise UsageError(f"--typical-tokens: expected a positive number of tokens, got {args.typical_tokens}")
-    config = load_config(config_path(args.config))
+    config = _load_config(config_path(args.config))
     findings = lint.lint(config, typical_tokens=args.typical_tokens)
     if args.json:
         _print_json(lint.to_dict(config, findings))
@@ -691,14 +752,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from datetime import UTC
 
-    from adws.config import load_config
     from adws.insight import report
     from adws.insight.records import parse_since
 
     config = None
     if args.audit is None or args.config is not None or os.environ.get("ADWS_CONFIG") is not None \
             or os.path.exists(DEFAULT_CONFIG):
-        config = load_config(config_path(args.config))  # a config named, needed, or there: it is read
+        config = _load_config(config_path(args.config))  # a config named, needed, or there: it is read
     else:  # as `adws stats --audit FILE`: the log alone gives every plot but the quotas
         print(f"adws: no {DEFAULT_CONFIG} here and no --config: the page has no quota plots (quotas are declared "
               "in the config)", file=sys.stderr)
@@ -958,8 +1018,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     streams = sys.stdout, sys.stderr
-    out, err = _Guarded(sys.stdout, fatal=True), _Guarded(sys.stderr, fatal=False)
+    # Everything printed, on either stream and by every command, is cleaned of the secrets adws knows: those of
+    # the environment now, those of a config's key variables once it is loaded (`_learn_secrets`).
+    scrub = _output_scrubber()
+    out, err = _Guarded(sys.stdout, fatal=True, scrub=scrub), _Guarded(sys.stderr, fatal=False, scrub=scrub)
     sys.stdout, sys.stderr = cast("Any", out), cast("Any", err)
+    _GUARDS[:] = [out, err]
     leaving: SystemExit | None = None
     try:
         try:
@@ -977,6 +1041,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OUTPUT
     finally:
         sys.stdout, sys.stderr = streams
+        _GUARDS.clear()
         if _OWN_PROCESS:
             for guarded, fd in ((out, 1), (err, 2)):
                 if guarded.failure is not None:

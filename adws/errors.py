@@ -39,11 +39,14 @@ class AdwsError(Exception):
 
 
 class ConfigError(AdwsError):
-    """The config file cannot be used. Holds every problem found, not just the first."""
+    """The config file cannot be used. Holds every problem found, not just the first. `unreadable`: the file
+    itself could not be read (missing, a directory, no permission, over its size bound), so nothing in it was
+    judged: `adws check` exits 2 for it (a usage error), 1 for a file read and found invalid."""
 
-    def __init__(self, problems: Sequence[Problem], source: str | None = None) -> None:
+    def __init__(self, problems: Sequence[Problem], source: str | None = None, *, unreadable: bool = False) -> None:
         self.problems = list(problems)
         self.source = source
+        self.unreadable = unreadable
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -37,8 +37,8 @@ from adws.errors import AdwsError
 from adws.redact import encode_text
 
 __all__ = ["MARKER", "RUN_NAME", "RunPruner", "check_run_root", "create_private", "is_run_dir", "make_private_dir",
-           "make_run_dir", "open_private_append", "prune_runs", "replace_private", "spread_runs", "unsafe_run_root",
-           "write_private"]
+           "make_private_dirs", "make_run_dir", "open_private_append", "prune_runs", "replace_private", "spread_runs",
+           "unsafe_run_root", "write_private"]
 
 MARKER = ".adws-run"
 # What the manager names a run directory: <UTC stamp>-<task>-<6 hex>.
@@ -56,6 +56,25 @@ def make_private_dir(path: Path) -> None:
     info = os.lstat(path)
     if not stat.S_ISDIR(info.st_mode) or stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(path, 0o700, follow_symlinks=False)
+
+
+def make_private_dirs(path: str | os.PathLike[str]) -> None:
+    """`path` and each of its missing ancestors created 0700 (exactly, whatever the umask), as `mkdir -p`;
+    directories already there are left as they are. `Path.mkdir(parents=True, mode=0o700)` gives the mode to the
+    last one only: the `.adws` above a first run directory or audit log would be 0755. Raises OSError
+    (FileExistsError when something that is not a directory is in the way)."""
+    target = Path(path)
+    missing: list[Path] = []
+    for candidate in (target, *target.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    for directory in reversed(missing):
+        try:
+            make_private_dir(directory)
+        except FileExistsError:
+            if not directory.is_dir():  # a file or a dangling link in the way; a directory made meanwhile will do
+                raise
 
 
 def write_private(path: Path, text: str) -> None:
@@ -130,7 +149,7 @@ def open_private_append(path: str | os.PathLike[str], *, readable: bool = False)
         try:
             fd = os.open(path, flags, 0o600)
         except FileNotFoundError:  # the directory is missing: made on the first write, not looked for on every one
-            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dirs(Path(path).parent)
             fd = os.open(path, flags, 0o600)
     except OSError as exc:
         try:
@@ -202,7 +221,7 @@ def make_run_dir(root: Path, name: str, like: Path | None = None) -> Path:
     try:
         seen = check_run_root(root)
     except FileNotFoundError:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(root)
         seen = check_run_root(root)
     key = (seen.st_dev, seen.st_ino)
     if key not in _SPREAD:

@@ -645,7 +645,7 @@ class ProviderManager:
         """
         subject = governing(account.quota, account.name, step.model).subject
         if usage is not None:
-            task_id = None if task.key is None else encodable(task.key)  # storable whatever the task said
+            task_id = self._key_shown(task)  # storable whatever the task said, and no secret
             self.store.record_usage(UsageRecord(provider.name, subject, now, usage.for_ledger(), step.model,
                                                 task_id))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
@@ -664,9 +664,16 @@ class ProviderManager:
             breaker.record(self.store, provider.name, verdict.outcome in self.config.breaker.counts, now,
                            self.config.breaker)
 
+    def _key_shown(self, task: Task) -> str | None:
+        """The task's key as the state store and the run directory's name keep it: every secret adws knows (the
+        config's key variables, secret-looking names) as ***, lone surrogates escaped. None when it has none."""
+        if task.key is None:
+            return None
+        return Scrubber(secret_values(self.environ, key_variables(self.config))).text(task.key)
+
     def _run_dir(self, task: Task) -> Path:
         stamp = self.clock().strftime("%Y%m%dT%H%M%S")
-        name = f"{stamp}-{_safe(task.key or 'task')}-{_secrets.token_hex(3)}"
+        name = f"{stamp}-{_safe(self._key_shown(task) or 'task')}-{_secrets.token_hex(3)}"
         root = Path(self.config.run_dir)
         try:
             path = make_run_dir(root, name, like=self._last_run)

@@ -30,6 +30,9 @@ def _private_config_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     monkeypatch.setenv("ADWS_CACHE_DIR", str(tmp_path_factory.mktemp("adws-cache")))
     # Human output folds to COLUMNS when set: tests that need a width set it themselves.
     monkeypatch.delenv("COLUMNS", raising=False)
+    # A reset clock Codex prints is read in the host's zone (adws.parsers.reset.host_zone): tests that expect a
+    # reading give the zone they mean, and the others read UTC on any host.
+    monkeypatch.setenv("TZ", "UTC")
 
 
 @pytest.fixture

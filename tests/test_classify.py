@@ -562,6 +562,10 @@ def test_a_structured_429_outranks_a_pattern_of_another_class() -> None:
 
 
 def test_plain_text_is_read_in_its_last_lines_only() -> None:
-    answer = "The client now retries on HTTP 429 and re-authenticates on 401 Unauthorized.\n" + "detail\n" * 5
+    from adws.parsers.text import REPORT_LINES
+
+    # The answer's mention of 401 lies above the last REPORT_LINES lines: not read.
+    answer = ("The client now retries on HTTP 429 and re-authenticates on 401 Unauthorized.\n"
+              + "detail\n" * REPORT_LINES)
     assert read("text", answer + "Error: model 'x' not found\n", 1).outcome is OutcomeClass.ERROR
     assert read("text", answer + "Error: 401 Unauthorized\n", 1).outcome is OutcomeClass.AUTH

@@ -208,7 +208,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
      "providers: antigravity, copilot, cline, opencode, local\n"),
     ([], "adws: invalid task: give the task with --task-json JSON or --github-issue FILE (- for stdin)\n"),
     (["--github-issue", "/nonexistent/issue.json"],
-     "adws: invalid task: cannot read task: [Errno 2] No such file or directory: '/nonexistent/issue.json'\n"),
+     "adws: invalid task: cannot read task: /nonexistent/issue.json: No such file or directory\n"),
     (["--task-json", "{}", "--at", "yesterday"], "adws: --at: not an ISO 8601 time: 'yesterday'\n"),
 ])
 def test_bad_task_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -365,9 +365,9 @@ def test_check_an_invalid_config_exits_1(machine: Path, capsys: pytest.CaptureFi
     assert err == f'{path}: 1 problem in config\n  {path}:2: routing: unknown key "enabeld" (did you mean "enabled"?)\n'
 
 
-def test_check_a_missing_file_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = adws(capsys, "check", "/nonexistent/adws.toml")
-    assert (code, out) == (1, "")
+def test_check_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = adws(capsys, "check", "/nonexistent/adws.toml")  # cannot be read: a usage error (README)
+    assert (code, out) == (2, "")
     assert "config file not found" in err
 
 

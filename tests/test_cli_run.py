@@ -198,8 +198,7 @@ def test_bad_task_exits_2_with_a_clear_message(workdir: Path, capsys: pytest.Cap
 def test_missing_inputs_exit_2(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, workdir, "--github-issue", str(workdir / "nope.json"))
     assert code == 2
-    assert err == f"adws: invalid task: cannot read task: [Errno 2] No such file or directory: " \
-                  f"'{workdir / 'nope.json'}'\n"
+    assert err == f"adws: invalid task: cannot read task: {workdir / 'nope.json'}: No such file or directory\n"
     code = main(["run", "--config", str(workdir / "small.toml"), "--task-json", "{}", "--json"])
     assert code == 2
     assert capsys.readouterr().err == "adws: give the prompt with --prompt-file FILE (- for stdin)\n"

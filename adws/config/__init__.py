@@ -251,7 +251,9 @@ def write_sealed(path: Path, key: str, fmt: str, payload: bytes) -> bool:
 
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from adws.files import make_private_dirs
+
+        make_private_dirs(directory)
         if not _safe(os.stat(directory)):
             return False  # someone else could plant or swap entries here: do not feed it
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # 0600
@@ -365,9 +367,11 @@ def load_config(path: str | os.PathLike[str]) -> CompiledConfig:
     key = data = None
     if use_cache:
         try:
-            data = resolved.read_bytes()
+            from adws.inputs import MAX_CONFIG_BYTES, read_bounded
+
+            data = read_bounded(resolved, MAX_CONFIG_BYTES, "a config file", str(path))
         except OSError:
-            data = None  # unreadable: validation says why
+            data = None  # unreadable or over its bound: validation says why
         if data is not None:
             key = _key(resolved, data)
             cached = read_entry(key)

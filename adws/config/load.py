@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import ValidationError
 
+from adws.arguments import time_problem
 from adws.attempt import OutcomeClass
 from adws.classify import Pattern, pattern_chain
 from adws.compiled import (
@@ -165,10 +166,17 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _read_text(path: str | os.PathLike[str]) -> str:
     source = str(path)
     try:
-        return Path(path).read_text(encoding="utf-8")
+        from adws.inputs import MAX_CONFIG_BYTES, read_text
+
+        return read_text(path, MAX_CONFIG_BYTES, "a config file")
     except FileNotFoundError:
-        raise ConfigError([Problem("", "config file not found")], source) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("", "config file not found")], source, unreadable=True) from None
+    except OSError as exc:
+        from adws.inputs import TooLarge
+
+        why = exc.strerror if isinstance(exc, TooLarge) else exc  # the source names the file already
+        raise ConfigError([Problem("", f"cannot read config file: {why}")], source, unreadable=True) from None
+    except UnicodeDecodeError as exc:
         raise ConfigError([Problem("", f"cannot read config file: {exc}")], source) from None
 
 
@@ -187,7 +195,7 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     except RecursionError:  # tomllib recurses per nesting level; Python's limit is far above MAX_DEPTH
         raise ConfigError([Problem("", f"nested too deeply: a config needs at most {MAX_DEPTH} levels of "
                                    "tables and arrays")], source) from None
-    deepest = _deepest(raw)
+    deepest = deepest_value(raw)
     if deepest is not None:
         depth, path = deepest
         shown = ".".join(str(part) for part in path[:4])
@@ -196,9 +204,10 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     return raw
 
 
-def _deepest(raw: Any) -> tuple[int, Loc] | None:
-    """(depth, place) of the first value nested deeper than MAX_DEPTH, else None. Iterative: the point is not to
-    recurse as deep as a hostile file goes (the checks after this one do recurse)."""
+def deepest_value(raw: Any) -> tuple[int, Loc] | None:
+    """(depth, place) of the first value in `raw` (dicts and lists) nested deeper than MAX_DEPTH, else None.
+    Iterative: the point is not to recurse as deep as a hostile file goes (the checks after this one do recurse).
+    The workload and issue files of `adws simulate` are held to the same limit."""
     stack: list[tuple[Any, Loc]] = [(raw, ())]
     while stack:
         node, loc = stack.pop()
@@ -987,8 +996,8 @@ def _scenarios(cfg: Config, index: Sequence[int], providers: Mapping[str, Provid
                     check.add((*loc, "task"), problem)
         if s.at is not None and s.at.tzinfo is None:
             check.add((*loc, "at"), "give a timezone offset (e.g. 2026-11-22T10:00:00Z)")
-        elif s.at is not None and not 1970 < s.at.year < 3000:  # a period or window around it must stay a date
-            check.add((*loc, "at"), f"{s.at.isoformat()} is out of range: give a time from 1971 to 2999")
+        elif s.at is not None and (outside := time_problem(s.at)) is not None:  # a period around it must stay a date
+            check.add((*loc, "at"), outside)
         e = s.expect
         if e.provider is not None:
             if _check_provider(check, (*loc, "expect", "provider"), e.provider, providers):
@@ -1117,6 +1126,10 @@ def compile_config(raw: dict[str, Any], source: str = "<string>", base_dir: str 
         for key in sorted(cfg.state.model_fields_set - {"backend", *backend.reads}):
             check.add(("state", key), f'not read by backend "{cfg.state.backend}" (it reads '
                       f"{', '.join(backend.reads) or 'nothing'}); remove it or change the backend")
+        written = getattr(cfg.state, backend.setting, None)
+        problem = None if backend.problem is None or written is None else backend.problem(written)
+        if problem is not None:  # in words that show no password: the URL itself is not quoted
+            check.add(("state", backend.setting), problem)
     # Rules left out for their own problems still exist: a scenario expecting one is not wrong for that. When
     # one has no readable name, or the whole array was left out, the names are unknown (None).
     written = _raw_list(raw, "routing", "rules")

@@ -65,8 +65,10 @@ def iter_records(path: str | os.PathLike[str], reading: Reading | None = None) -
         fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 (closed in the finally below)
     except OSError as exc:
         raise UsageError(f"cannot read the audit log {os.fspath(path)}: {exc.strerror or exc}") from None
+    from adws.inputs import TooLarge, bounded_lines
+
     try:
-        for line in fh:
+        for line in bounded_lines(fh, os.fspath(path), "a line of an audit log"):
             seen.lines += 1
             try:
                 record = json.loads(line)
@@ -77,6 +79,8 @@ def iter_records(path: str | os.PathLike[str], reading: Reading | None = None) -
                 seen.skipped += 1
                 continue
             yield record
+    except TooLarge as exc:  # not an audit log (`/dev/zero`): refused, not read until memory runs out
+        raise UsageError(f"cannot read the audit log {exc}") from None
     finally:
         fh.close()
 

@@ -325,8 +325,11 @@ def build_html(config: CompiledConfig | None, audit_path: str | os.PathLike[str]
 
 
 def write(path: str | os.PathLike[str], page: str) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(page)
+    """Write `page` as the file `path`, private (0600: the page shows task titles and usage), whole or not at all
+    (adws.files.replace_private). Raises OSError."""
+    from adws.files import replace_private
+
+    replace_private(path, [page])
 
 
 def summary(page: str) -> Mapping[str, int]:

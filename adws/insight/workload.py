@@ -31,9 +31,9 @@ import random
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from adws.config.load import MAX_DEPTH, deepest_value
 from adws.dataclass_cache import dataclass, field
 from adws.errors import TaskError, UsageError, suggest
 from adws.insight.records import attempts_of, iter_records, routed_at, task_of, tokens_of
@@ -134,11 +134,22 @@ def load_workload(path: str, *, tasks_from: str | None = None) -> Workload:
     sizes and agent behaviour still apply, but a key of ARRIVAL_KEYS would be silently ignored, so it is refused.
     """
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        from adws.inputs import MAX_CONFIG_BYTES, read_text
+
+        data = tomllib.loads(read_text(path, MAX_CONFIG_BYTES, "a workload file"))
     except OSError as exc:
         raise UsageError(f"cannot read the workload {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level: the config loader's limit, said the same way
+        raise UsageError(f"{path}: nested too deeply: a workload needs at most {MAX_DEPTH} levels of tables and "
+                         "arrays") from None
+    deepest = deepest_value(data)
+    if deepest is not None:
+        depth, place = deepest
+        shown = ".".join(str(part) for part in place[:4])
+        raise UsageError(f"{path}: nested {depth} levels deep under {shown}: a workload needs at most {MAX_DEPTH} "
+                         "levels of tables and arrays")
     top = _Reader(path, data, ("workload",))
     body = top.table("workload")
     ignored = [key for key in ARRIVAL_KEYS if key in body] if tasks_from is not None else []
@@ -172,6 +183,8 @@ def load_workload(path: str, *, tasks_from: str | None = None) -> Workload:
                 Task.from_dict(task)
             except TaskError as exc:
                 raise UsageError(f"{where}.task: {exc}") from None
+            except RecursionError:
+                raise UsageError(f"{where}.task: nested too deeply") from None
             entries.append((weight, dict(task)))
         mix = tuple(entries)
     return Workload(
@@ -263,11 +276,19 @@ def from_issues(path: str, workload: Workload, rng: random.Random, start: dateti
     """An open-issue queue as `gh issue list --json number,title,body,labels` prints it, all waiting at `start`
     (one a minute, in the order listed), sized by the workload's distribution."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        from adws.inputs import MAX_TASKS_BYTES, read_text
+
+        data = json.loads(read_text(path, MAX_TASKS_BYTES, "an issue list"))
     except OSError as exc:
         raise UsageError(f"cannot read the issue list {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # ValueError: also an integer beyond Python's digit limit
         raise UsageError(f"{path}: not JSON: {exc}") from None
+    except RecursionError:  # as `adws route` says of a task
+        raise UsageError(f"{path}: the JSON is nested too deeply") from None
+    deepest = deepest_value(data)
+    if deepest is not None:  # the config's limit: a task goes through the same recursive checks as its values
+        depth, place = deepest
+        raise UsageError(f"{path}: [{place[0]}]: nested {depth} levels deep: a task needs at most {MAX_DEPTH} levels")
     if not isinstance(data, list):
         raise UsageError(f"{path}: expected a JSON array (gh issue list --json number,title,body,labels)")
     out = []
@@ -276,6 +297,8 @@ def from_issues(path: str, workload: Workload, rng: random.Random, start: dateti
             task = Task.from_dict(issue)
         except TaskError as exc:
             raise UsageError(f"{path}: [{i}]: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"{path}: [{i}]: nested too deeply") from None
         raw = {k: v for k, v in task.to_dict().items() if v not in (None, {}, [])}
         ident = f"#{task.number}" if task.number is not None else f"issue-{i + 1:05d}"
         out.append(_sized(rng, workload, start + timedelta(minutes=i), raw, ident))

@@ -220,6 +220,10 @@ def with_status(message: str | None, status: int) -> str | None:
 # ---------------------------------------------------------------------------------------------------------
 
 
+# Error records' messages kept beside error_message (each at most MAX_MESSAGE): a run that logged more is bounded.
+_OTHER_ERRORS = 16
+
+
 @dataclass
 class Acc:
     now: datetime
@@ -244,6 +248,9 @@ class Acc:
     declared: OutcomeClass | None = None  # what a structured field of the output says happened
     requests: int | None = None  # requests the CLI reports having used
     beside: list[str] = field(default_factory=list)  # stdout lines outside the records (json_records' rest)
+    # The messages of the CLI's other error records (error_message keeps the first, or the one that replaced it):
+    # a non-fatal error before the one that ended the run (Cline's "Retrying..." before its 429) must not hide it.
+    other_errors: list[str] = field(default_factory=list)
     zone: tzinfo | None = None  # the zone of a reset time written without one (find_reset_time); None: UTC
 
     def declare(self, outcome: OutcomeClass | None) -> None:
@@ -264,9 +271,16 @@ class Acc:
         self.usage_seen = self.usage_is_total = True
 
     def fail(self, message: str | None, *, replace: bool = False) -> None:
+        """The run failed; `message` becomes error_message when there is none yet (or with `replace`), and is kept
+        among `other_errors` otherwise (at most _OTHER_ERRORS), so the classifier reads every error record."""
         self.is_error = True
-        if message and (replace or not self.error_message):
-            self.error_message = message[:MAX_MESSAGE]
+        if not message:
+            return
+        message = message[:MAX_MESSAGE]
+        if replace or not self.error_message:
+            message, self.error_message = self.error_message, message
+        if message and message != self.error_message and len(self.other_errors) < _OTHER_ERRORS:
+            self.other_errors.append(message)
 
     def add_text(self, key: str, text: str) -> None:
         if text:
@@ -298,7 +312,7 @@ class Acc:
             usage_readings=self.usage_readings,
             declared=self.declared,
             requests=self.requests,
-            report_text="\n".join(self.beside) if self.recognised else None,
+            report_text="\n".join(self.beside + self.other_errors) if self.recognised else None,
         )
 
 

@@ -102,18 +102,19 @@ def host_zone() -> tzinfo:
     /etc/localtime, else the current UTC offset. A CLI that formats a time in its local zone (Codex) runs on
     this machine, so this is the zone it printed in."""
     name = (os.environ.get("TZ") or "").lstrip(":")
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ValueError, OSError):  # a POSIX rule such as "EST+5": the C library's reading below
-            pass
-    else:
-        try:
-            with open("/etc/localtime", "rb") as file:
-                return ZoneInfo.from_file(file, key="localtime")
-        except (ValueError, OSError):
-            pass
-    return datetime.now().astimezone().tzinfo or UTC
+    # A zone file by path (glibc reads "TZ=/usr/share/zoneinfo/Europe/Berlin" so), else /etc/localtime when TZ is
+    # unset or empty. ZoneInfo refuses an absolute path as a key, hence the file itself.
+    path = name if name.startswith("/") else None if name else "/etc/localtime"
+    try:
+        if path is not None:
+            with open(path, "rb") as file:
+                return ZoneInfo.from_file(file, key=path)
+        return ZoneInfo(name)
+    # An unknown key (ZoneInfoNotFoundError is a KeyError), a POSIX rule such as "JST-9" or
+    # "CET-1CEST,M3.5.0,M10.5.0/3", a file that is missing or not a zone file: the C library's reading of TZ, its
+    # offset now (daylight saving changes within a reset's few hours are not followed then).
+    except (ValueError, OSError, KeyError):
+        return datetime.now().astimezone().tzinfo or UTC
 
 
 def from_epoch(value: float) -> datetime:

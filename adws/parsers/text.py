@@ -10,16 +10,26 @@ from adws.parsers.reset import find_reset_time
 
 _JUNK_RE = re.compile(r"[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _JUNK_SHARE = 0.3  # more than this share of undecodable/control characters is binary, not an answer
-# The lines of stdout the classifier's patterns read: a text CLI prints its complaint last (Ollama prints it on
-# stderr, which they read first), and the answer above it may discuss rate limits or HTTP 401s.
-REPORT_LINES = 3
+# The lines of stdout the classifier's patterns read: a text CLI prints its complaint at the end (Ollama prints it
+# on stderr, which they read first), and the answer above it may discuss rate limits or HTTP 401s. But a complaint
+# can be followed by a few lines: Copilot's `-p` stats footer (3-5 lines, copilot-cli#3544), a usage/help block
+# (5+), a pretty-printed JSON error body, so the last dozen lines are read, as a terminal shows them.
+REPORT_LINES = 12
+
+
+def _shown(line: str) -> str:
+    """A line as a terminal leaves it: what follows its last carriage return (a spinner's frames overwrite each
+    other), or the line when nothing does."""
+    parts = [part for part in line.split("\r") if part.strip()]
+    return parts[-1] if parts else ""
 
 
 def parse(stdout: str, now: datetime) -> ParsedOutput:
     text = stdout.strip()
     junk = len(_JUNK_RE.findall(text)) / len(text) if text else 0.0
     notes = [f"{junk:.0%} of the output is undecodable or control characters"] if junk > _JUNK_SHARE else []
-    report = "\n".join([line for line in text.splitlines() if line.strip()][-REPORT_LINES:])
+    lines = [_shown(line) for line in text.split("\n")]
+    report = "\n".join([line for line in lines if line.strip()][-REPORT_LINES:])
     return ParsedOutput(
         final_text=text or None,
         reset_at=find_reset_time(report, now) if report else None,

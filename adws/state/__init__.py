@@ -108,7 +108,10 @@ class Backend:
 
     `factory(location, **options)` opens the store; `options` are the other `[state]` keys it reads.
     `locate(configured, base_dir)` turns the configured location as written into the location (default: taken
-    as written). `exists(location)`, for backends whose store is created by opening it, says without creating
+    as written). `problem(location)`, where the backend can tell, says what is wrong with a location as written
+    (None: nothing), in words that show no credential: config load reports it at its key, and a location from the
+    environment is refused with it before anything is opened.
+    `exists(location)`, for backends whose store is created by opening it, says without creating
     anything whether it is there; None when opening creates nothing. `setting` is the `[state]` key holding
     the location, `env` the variable that overrides it, `default` the location when neither is given (None:
     one is required); `reads` every `[state]` key the backend uses.
@@ -121,6 +124,7 @@ class Backend:
     env: str = ENV_PATH
     default: str | None = DEFAULT_PATH
     reads: tuple[str, ...] = ("path",)
+    problem: Callable[[str], str | None] | None = None
 
     def __call__(self, location: str, **options: Any) -> StateStore:
         return self.factory(location, **options)
@@ -129,9 +133,16 @@ class Backend:
         """The environment's location, else `configured` (already located), else the default.
 
         Raises StateStoreError when the backend needs a location and none is given, when its variable is set
-        but empty, or when another backend's variable is set (see `check_environment`)."""
+        but empty or to a location the backend refuses (`problem`), or when another backend's variable is set (see
+        `check_environment`)."""
         check_environment(self, env, name)
-        found = env.get(self.env) or configured or self.default
+        given = env.get(self.env)
+        if given and self.problem is not None:
+            problem = self.problem(given)
+            if problem is not None:
+                raise StateStoreError(f"{self.env} is not a usable location: {problem}; correct it, or unset it to "
+                                      f"use [state] {self.setting}")
+        found = given or configured or self.default
         if not found:
             raise StateStoreError(f'state backend "{name}" needs a location: set [state] {self.setting} '
                                   f"or {self.env}")
@@ -162,6 +173,12 @@ def _open_redis(location: str, **options: Any) -> StateStore:
     return RedisStore(location, **options)
 
 
+def _redis_url_problem(url: str) -> str | None:
+    from adws.state.redis_store import url_problem  # redis-py itself is imported only to check query arguments
+
+    return url_problem(url)
+
+
 def __getattr__(name: str) -> Any:
     """`adws.state.RedisStore` and `adws.state.SqliteStore`, imported on first use: routing with no store
     file yet (a PendingStore) needs neither sqlite3 nor redis-py."""
@@ -186,7 +203,8 @@ STORES: dict[str, Backend] = {
     "sqlite": Backend(_open_sqlite, _as_path, _file_exists),
     "memory": Backend(MemoryStore, reads=()),
     # A URL, taken as written (never made into a path); connecting checks it, so nothing is pending.
-    "redis": Backend(_open_redis, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix")),
+    "redis": Backend(_open_redis, setting="url", env=ENV_URL, default=None, reads=("url", "key_prefix"),
+                     problem=_redis_url_problem),
 }
 
 
@@ -254,7 +272,9 @@ class PendingStore:
     def _writer(self) -> StateStore:
         if self._store is None:
             try:
-                Path(self.location).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                from adws.files import make_private_dirs
+
+                make_private_dirs(Path(self.location).parent)
             except OSError as exc:
                 raise StateStoreError(f"cannot create the state store's directory for {self.location}: "
                                       f"{exc.strerror or exc}") from None

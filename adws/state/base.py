@@ -80,6 +80,82 @@ def from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(min(max(value, EARLIEST_EPOCH), LATEST_EPOCH), UTC)
 
 
+# The largest count, token figure, cursor or sum of money one row may hold (`adws state import` refuses more, and the
+# agents' output parsers take no larger figure from one attempt): see adws.state.maintenance.
+MAX_COUNT = 10**12
+# The largest figure a stored row may hold: a roll-up sums an hour's rows, and Redis's sums (doubles) stay exact to
+# the unit up to 2**53. Beyond, or below 0, a row was not written by adws: reading it is damage, not a quota.
+MAX_STORED = 2**53
+# The longest lease (a max_concurrency slot or a token reservation) the manager takes: a provider's timeout (at most
+# a week), its kill_grace (at most an hour) and a minute's margin. A lease ending later than this after now was not
+# written by adws: the stores refuse to take one and report one they hold as damage (it would bench the provider).
+MAX_LEASE = timedelta(days=7, hours=1, minutes=1)
+
+
+def stored_count(value: object, name: str, high: int = MAX_STORED) -> int:
+    """A whole number from 0 to `high` read from a store (a float with no fraction, as Redis sums give, is one);
+    ValueError naming `name` for anything else: a negative or huge figure would move quotas, a string is damage."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} is {_kind(value)}, not a whole number")
+    if not 0 <= value <= high:
+        raise ValueError(f"{name} {value} is out of range (0 to {high:,})")
+    return value
+
+
+def stored_amount(value: object, name: str, high: float = MAX_STORED, *, above_zero: bool = False) -> float:
+    """A finite number from 0 to `high` (> 0 with `above_zero`) read from a store (money, an observed figure);
+    ValueError naming `name` for anything else (NaN and infinity included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} is {_kind(value)}, not a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or number > high or (above_zero and number == 0):
+        raise ValueError(f"{name} {value!r} is out of range ({'above ' if above_zero else ''}0 to {high:,.0f})")
+    return number
+
+
+def stored_at(value: object, name: str) -> datetime:
+    """The time of epoch seconds read from a store (`from_epoch`: a finite time outside EARLIEST..LATEST reads as the
+    bound, as an older adws could write one); ValueError naming `name` for a non-number, NaN or infinity, which no
+    adws writes."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} is {_kind(value) if not isinstance(value, float) else value}, not a time")
+    return from_epoch(value)
+
+
+def stored_text(value: object, name: str) -> str:
+    """A string read from a store; ValueError naming `name` for anything else (a BLOB, a number)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is {_kind(value)}, not text")
+    return value
+
+
+def stored_usage(requests: object, input_tokens: object, output_tokens: object, cost_usd: object,
+                 estimated: object) -> Usage:
+    """The Usage of one stored row or sum, each figure checked (`stored_count`, `stored_amount`; `estimated` 0 or 1)."""
+    if estimated not in (0, 1):  # True and False are 1 and 0
+        raise ValueError(f"estimated is {_kind(estimated)}, not 0 or 1")
+    return Usage(requests=stored_count(requests, "requests"), input_tokens=stored_count(input_tokens, "input_tokens"),
+                 output_tokens=stored_count(output_tokens, "output_tokens"),
+                 cost_usd=stored_amount(cost_usd, "cost_usd"), estimated=bool(estimated))
+
+
+def stored_lease_end(value: object, name: str, now: float) -> datetime:
+    """The end of a lease read from a store (`stored_at`), at most MAX_LEASE after `now` (epoch seconds)."""
+    end = stored_at(value, name)
+    if end.timestamp() > now + MAX_LEASE.total_seconds():
+        raise ValueError(f"{name} {end.isoformat()} is more than {MAX_LEASE} after now (no lease adws takes is longer)")
+    return end
+
+
+def _kind(value: object) -> str:
+    """`value` in a message: short, and no more of a BLOB than its size."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"a BLOB of {len(value)} bytes"
+    return one_line(repr(value), 60)
+
+
 def one_line(text: str, limit: int = 200) -> str:
     """`text` on one line (a quoted value may hold newlines), at most `limit` characters: for error messages."""
     text = " ".join(text.split())
@@ -137,7 +213,13 @@ def check_lease(limit: int, now: datetime, until: datetime) -> tuple[float, floa
     start, end = to_epoch(now, "now"), to_epoch(until, "until")
     if end <= start:
         raise ValueError(f"a lease must end after now: until {until.isoformat()} <= now {now.isoformat()}")
+    _check_length(start, end, "lease")
     return start, stored_epoch(until, "until")
+
+
+def _check_length(start: float, end: float, what: str) -> None:
+    if end - start > MAX_LEASE.total_seconds():
+        raise ValueError(f"a {what} cannot be longer than {MAX_LEASE}, got {timedelta(seconds=end - start)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +285,12 @@ def check_reservation(tokens: int, now: datetime, until: datetime) -> tuple[floa
     `stored_epoch`)."""
     if tokens < 0:
         raise ValueError(f"a reservation cannot be negative, got {tokens} tokens")
+    if tokens > MAX_COUNT:
+        raise ValueError(f"a reservation cannot exceed {MAX_COUNT:,} tokens, got {tokens}")
     start, end = to_epoch(now, "now"), to_epoch(until, "until")
     if end <= start:
         raise ValueError(f"a reservation must end after now: until {until.isoformat()} <= now {now.isoformat()}")
+    _check_length(start, end, "reservation")
     return start, stored_epoch(until, "until")
 
 

@@ -19,7 +19,8 @@ in flight on the old host (stop its coordinators first) and expire on their own.
 older adws refuses a newer file at its first observation or run line: unknown kind).
 
 Import checks every line first (whole numbers from 0 to MAX_COUNT, text UTF-8 can encode, times with a timezone
-that a store can keep and, for when something happened, no later than the export plus FUTURE_TOLERANCE, providers
+that a store can keep and, for when something happened, no later than the export plus FUTURE_TOLERANCE, a cooldown
+ending no later than MAX_COOLDOWN after the export, providers
 the config has: see `import_lines`) and lists every bad line, so a bad file changes nothing; then usage rows and
 runs the store does not hold yet are appended (a row already there, same account, time to the microsecond and
 figures, is skipped, and so is a run of the same provider, specialization, time and tokens: importing the same
@@ -50,6 +51,7 @@ from adws.state.base import (
     EARLIEST,
     FUTURE_TOLERANCE,
     LATEST,
+    MAX_COUNT,
     BreakerState,
     Cooldown,
     Observation,
@@ -66,12 +68,16 @@ _T = TypeVar("_T")
 
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits
-# The largest count, token figure, cursor or sum of money one line may hold: far beyond any real attempt (a run of
-# a trillion tokens), and small enough that totals stay sane: SQLite's 64-bit sums would need over 9 million such
-# rows in one account to overflow (it then fails with "integer overflow" and the store reads as damaged), and Redis's
-# sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, what SQLite alone accepted
-# before, let two lines overflow. The config's own request and money quotas stop at 10**12 too.
-MAX_COUNT = 10**12
+# The largest count, token figure, cursor or sum of money one line may hold (adws.state.base.MAX_COUNT): far beyond
+# any real attempt (a run of a trillion tokens), and small enough that totals stay sane: SQLite's 64-bit sums would
+# need over 9 million such rows in one account to overflow (it then fails with "integer overflow" and the store reads
+# as damaged), and Redis's sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, what
+# SQLite alone accepted before, let two lines overflow. The config's own request and money quotas stop at 10**12 too.
+# The longest cooldown a line may carry, from the file's exported_at (else now): a yearly quota reset plus a month.
+# A running cooldown the store learned from an agent CLI ends at its announced reset, within its quota's period; one
+# ending later in a file (`until` 2999) would bench an account for centuries, where moving a host meant to carry it.
+# Exactly LATEST passes: a store keeps an announced reset beyond it as LATEST, and its export must import again.
+MAX_COOLDOWN = timedelta(days=400)
 SHOWN_CHARS = 60  # of a bad value in a message: a hostile line may hold a megabyte in one field
 
 
@@ -246,6 +252,11 @@ def _applied(effect: Callable[[StateStore], object]) -> Action:
 
 def _cooldown(obj: dict[str, Any], latest: _Latest | None) -> Action:
     cooldown = Cooldown(_when(obj, "until"), _name(obj, "reason"))  # an end: later than the export, of course
+    # A tier benched for centuries; LATEST itself is what a store keeps for a reset announced beyond it (`never`):
+    # what an export of such a store wrote imports again.
+    if latest is not None and latest.at + MAX_COOLDOWN < cooldown.until < LATEST:
+        raise ValueError(f"until: {_shown(obj['until'])} is more than {MAX_COOLDOWN.days} days after {latest.what} "
+                         f"({latest.at.isoformat()}): no limit adws learns runs that long (correct or drop the line)")
     provider, account = _name(obj, "provider"), _name(obj, "account")
     return _applied(lambda store: store.set_cooldown(provider, account, cooldown))
 
@@ -362,12 +373,13 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
     Every line is read and checked before anything is written, so a bad file changes nothing: counts and
     tokens must be whole numbers from 0 to MAX_COUNT, money from 0 to MAX_COUNT, percents and observed figures
     numbers >= 0 (an observed limit > 0), names non-empty strings that UTF-8 can encode, times ISO 8601 with a
-    timezone from EARLIEST to LATEST, and the times something happened (usage, observation and run `at`, a
-    breaker's `opened_at`) no later than the header's exported_at (else `now`) plus FUTURE_TOLERANCE; the
-    header's exported_at no later than `now` plus FUTURE_TOLERANCE. With `providers` (the config's) a line of
-    PROVIDER_KINDS naming any other provider is an error too (it would apply to nothing: add the provider to the
-    config or drop those lines). Raises StateImportError listing every bad line as `source:LINE: what` (the
-    first MAX_LISTED, then how many more).
+    timezone from EARLIEST to LATEST, a cooldown's end no later than MAX_COOLDOWN after the header's exported_at
+    (else `now`; exactly LATEST, a reset beyond what a store keeps, passes), and the times something happened
+    (usage, observation and run `at`, a breaker's `opened_at`) no later than the header's exported_at (else `now`)
+    plus FUTURE_TOLERANCE; the header's exported_at no later than `now` plus FUTURE_TOLERANCE. With `providers`
+    (the config's) a line of PROVIDER_KINDS naming any other provider is an error too (it would apply to nothing:
+    add the provider to the config or drop those lines). Raises StateImportError listing every bad line as
+    `source:LINE: what` (the first MAX_LISTED, then how many more).
     """
     usage: list[UsageRecord] = []
     runs: list[RunRecord] = []
@@ -401,9 +413,11 @@ def import_lines(store: StateStore, lines: Iterable[str], source: str,
             if providers is not None and kind in PROVIDER_KINDS and provider not in providers:
                 raise ValueError(f'unknown provider "{provider}"{suggest(str(provider), providers)}; the config\'s '
                                  f"providers: {', '.join(providers)} (add it to the config, or drop its lines)")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             if isinstance(exc, json.JSONDecodeError):
                 what = f"not JSON ({exc.msg} at column {exc.colno})"
+            elif isinstance(exc, RecursionError):  # as route, run-many, stats, replay and report say of such input
+                what = "nested too deeply"
             else:
                 what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             problems.append(f"{source}:{number}: {what}")
@@ -498,12 +512,19 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
     stdio = file in (None, "-")
     if action == "import":
         store = engine.store
+        from adws.inputs import MAX_STATE_LINE_BYTES, bounded_lines
+
+        name = "<stdin>" if stdio else str(file)
         try:
+            if stdio and sys.stdin is None:  # closed when the process started (`<&-`)
+                from adws.inputs import closed_stdin
+
+                raise closed_stdin()
             with nullcontext(sys.stdin) if stdio else open(str(file), encoding="utf-8") as stream:
-                counts = import_lines(store, stream, "<stdin>" if stdio else str(file), engine.config.providers,
-                                      now)
+                lines = bounded_lines(stream, name, "a line of a state export", MAX_STATE_LINE_BYTES)
+                counts = import_lines(store, lines, name, engine.config.providers, now)
         except (OSError, UnicodeDecodeError) as exc:
-            raise StateImportError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise StateImportError(f"cannot read {file or '-'}: {getattr(exc, 'strerror', None) or exc}") from None
         print(_imported(counts, store.location), file=sys.stderr)
         return 0
     existing = engine.existing_store()

@@ -53,13 +53,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from adws.attempt import Usage
 from adws.state import base
 from adws.state.base import (
     DEFAULT_PREFIX,
     FUTURE_TOLERANCE,
+    MAX_COUNT,
+    MAX_STORED,
     BreakerState,
     ChangePoller,
     Closing,
@@ -76,7 +78,13 @@ from adws.state.base import (
     from_epoch,
     hour_start,
     one_line,
+    stored_amount,
+    stored_at,
+    stored_count,
     stored_epoch,
+    stored_lease_end,
+    stored_text,
+    stored_usage,
     to_epoch,
 )
 
@@ -130,10 +138,11 @@ return {epoch, last, redis.call('LRANGE', P .. 'log', pos - base, -1)}
 """
 
 _TOTALS = """
--- ARGV: 1 prefix, 2 upper bound ('+inf' or '(until'), then pairs: quoted provider, since
--- Returns per account: index of its provider pair, quoted account, requests, input, output, cost, estimated.
+-- ARGV: 1 prefix, 2 upper bound ('+inf' or '(until'), 3 the largest figure a row may hold, then pairs: quoted
+-- provider, since. Returns per account: index of its provider pair, quoted account, requests, input, output, cost,
+-- estimated; or only {'bad', quoted provider, quoted account, member} for a row adws never writes.
 local P, upper, out = ARGV[1], ARGV[2], {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local qp, since = ARGV[i], ARGV[i + 1]
   for _, qa in ipairs(redis.call('SMEMBERS', P .. 'accounts:' .. qp)) do
     local rows = redis.call('ZRANGE', P .. 'usage:' .. qp .. ':' .. qa, since, upper, 'BYSCORE')
@@ -142,6 +151,11 @@ for i = 3, #ARGV, 2 do
       for _, row in ipairs(rows) do
         -- The numbers lead the member, space-separated: matched in place, about twice as fast as cjson.
         local a, b, c, d, e = string.match(row, '^(%S+) (%S+) (%S+) (%S+) (%S+)')
+        a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+        -- A row adws never writes (a figure that is no number, NaN, negative or too large): named, not summed.
+        for _, n in ipairs({a or -1, b or -1, c or -1, d or -1}) do
+          if not (n >= 0 and n <= tonumber(ARGV[3])) then return {{'bad', qp, qa, row}} end
+        end
         r, inp, outp, cost = r + a, inp + b, outp + c, cost + d
         if e == '1' then est = 1 end
       end
@@ -412,18 +426,105 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
+# Query arguments whose value may be a credential (redis-py takes ?password= and ?username= as the AUTH pair; a key
+# file's passphrase is ssl_password): matched by name, case-insensitively, after percent-decoding.
+_SECRET_ARGUMENT = re.compile(r"pass|user|secret|token|auth|cred|key", re.IGNORECASE)
+SCHEMES = ("redis", "rediss", "unix")
+HIDDEN = "***"
+
+
+def _redacted_query(query: str) -> str:
+    """`query` with the value of every argument that may be a credential replaced by HIDDEN (names kept)."""
+    pieces = []
+    for piece in query.split("&"):
+        name, equals, _ = piece.partition("=")
+        secret = _SECRET_ARGUMENT.search(unquote(name)) is not None
+        pieces.append(f"{name}={HIDDEN}" if secret and equals else piece)
+    return "&".join(pieces)
+
+
+def _opaque(url: str) -> str:
+    """A URL that cannot be parsed, for messages: whatever stands between its "://" (or its start) and its last "@"
+    (user information, wherever it begins) and its whole query and fragment are HIDDEN; a text with neither "://"
+    nor "@" (a password set where the URL goes?) is HIDDEN whole."""
+    head, hash_mark, _ = url.partition("#")
+    head, question, _ = head.partition("?")
+    scheme, separator, rest = head.partition("://")
+    if "@" in scheme or not separator:  # "://" inside the user information or none: no scheme to keep
+        scheme, separator, rest = "", "", head
+    _, at, after = rest.rpartition("@")
+    if at:
+        rest = f"{HIDDEN}@{after}"
+    elif not separator:
+        return HIDDEN
+    return scheme + separator + rest + (f"?{HIDDEN}" if question else "") + (f"#{HIDDEN}" if hash_mark else "")
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages (a password must never reach a log or a terminal)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL without any credential, for messages (a password must never reach a log or a terminal): the
+    password of its user information (a user name alone, which may be a password written without its colon, too),
+    the values of query arguments that may hold one (?password=, ?username=, ?ssl_password=: `_SECRET_ARGUMENT`)
+    and any fragment become HIDDEN. A URL this cannot parse (no redis://, rediss:// or unix:// scheme, a bad port
+    or IPv6 address) is redacted conservatively (`_opaque`). Never raises."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return _opaque(url)
+    if parts.scheme not in SCHEMES or not url.startswith(f"{parts.scheme}://"):
+        return _opaque(url)
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{HIDDEN}@{hostport}" if colon else f"{HIDDEN}@{hostport}"
+    query = f"?{_redacted_query(parts.query)}" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}" + (f"#{HIDDEN}" if parts.fragment else "")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with the Redis URL `url` (None: nothing), in words naming no credential: a scheme other than
+    redis://, rediss:// and unix://, a port that is not a number from 1 to 65535, a malformed IPv6 address, a path
+    that is not a database number, and a query argument redis-py would refuse (a value of the wrong type, or an
+    argument the connection does not take, such as ?ssl_ca_certs= on redis:// rather than rediss://). The argument
+    check asks redis-py itself (it builds the connection object, which connects to nothing), when it is installed.
+    Never raises."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        text = str(exc)
+        if "Port" in text:
+            return "its port is not a number from 1 to 65535"
+        return f"it cannot be parsed ({text})"
+    if parts.scheme not in SCHEMES or not url.startswith(f"{parts.scheme}://"):
+        return "it is not a redis://, rediss:// or unix:// URL"
+    if parts.scheme == "unix":
+        if not parts.path:
+            return "a unix:// URL needs the socket's path (unix:///path/redis.sock)"
+    else:
+        if port == 0:
+            return "its port is not a number from 1 to 65535"
+        database = unquote(parts.path).replace("/", "")
+        if database and not database.isdigit():
+            return f"its path must be a database number (/0), not {one_line(parts.path, 40)!r}"
+    try:
+        import redis
+        from redis.connection import parse_url
+    except ImportError:  # pragma: no cover - the test extra installs it
+        return None
+    try:
+        options = parse_url(url)  # type: ignore[no-untyped-call]
+        connection = options.pop("connection_class", redis.Connection)
+        connection(**options)  # builds the object only: connecting waits for the first command
+    except TypeError as exc:  # "...__init__() got an unexpected keyword argument 'ssl_ca_certs'"
+        found = re.search(r"argument '([^']*)'", str(exc))
+        name = found.group(1) if found else "?"
+        hint = " (TLS arguments need rediss://)" if name.startswith("ssl") and parts.scheme != "rediss" else ""
+        return f"redis-py does not take the query argument {name!r} for a {parts.scheme}:// URL{hint}"
+    except (ValueError, redis.RedisError) as exc:
+        return one_line(str(exc) or type(exc).__name__)
+    return None
 
 
 def _usage_member(record: UsageRecord) -> str:
@@ -442,13 +543,16 @@ def _usage_member(record: UsageRecord) -> str:
 def _member_record(provider: str, account: str, at: float, member: str) -> UsageRecord:
     requests, input_tokens, output_tokens, cost, estimated, _, extra = member.split(" ", 6)
     model, task_id = json.loads(extra)
-    return UsageRecord(provider, account, from_epoch(at),
-                       _usage(requests, input_tokens, output_tokens, cost, estimated), model, task_id)
+    return UsageRecord(provider, account, stored_at(at, "at"),
+                       _usage(requests, input_tokens, output_tokens, cost, estimated),
+                       None if model is None else stored_text(model, "model"),
+                       None if task_id is None else stored_text(task_id, "task_id"))
 
 
 def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, estimated: Any) -> Usage:
-    return Usage(requests=int(float(requests)), input_tokens=int(float(input_tokens)),
-                 output_tokens=int(float(output_tokens)), cost_usd=float(cost_usd), estimated=bool(int(estimated)))
+    """The Usage of a row's (or a sum's) figures as stored, text each: checked as every store checks them
+    (`stored_usage`: whole numbers and money from 0 to MAX_STORED; NaN, a negative figure or text is damage)."""
+    return stored_usage(float(requests), float(input_tokens), float(output_tokens), float(cost_usd), int(estimated))
 
 
 def _breaker_value(state: BreakerState) -> str:
@@ -458,7 +562,9 @@ def _breaker_value(state: BreakerState) -> str:
 
 def _breaker(value: str) -> BreakerState:
     state, failures, opened = json.loads(value)
-    return BreakerState(state=state, failures=failures, opened_at=None if opened is None else from_epoch(opened))
+    return BreakerState(state=stored_text(state, "breaker state"),
+                        failures=stored_count(failures, "breaker failures", MAX_COUNT),
+                        opened_at=None if opened is None else stored_at(opened, "breaker opened_at"))
 
 
 def _log_record(entry: str) -> UsageRecord:
@@ -469,11 +575,23 @@ def _log_record(entry: str) -> UsageRecord:
 
 def _per_subject(flat: list[str]) -> dict[str, int]:
     """The reserve script's answer {subject, tokens, ...} as {subject: tokens}."""
-    return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return {flat[i]: stored_count(float(flat[i + 1]), "reserved tokens") for i in range(0, len(flat), 2)}
 
 
-def _lease(end: str, tokens: str) -> tuple[float, int]:
-    return float(end), int(tokens)
+def _lease(end: str, tokens: str, now: float) -> tuple[float, int]:
+    """A reservation's end (epoch seconds, at most MAX_LEASE after `now`) and tokens, as stored."""
+    return (stored_lease_end(float(end), "a reservation's end", now).timestamp(),
+            stored_count(float(tokens), "reserved tokens", MAX_COUNT))
+
+
+def _cursor(value: str | int, ahead: int = 0) -> int:
+    """A stored round-robin cursor: a whole number from 0 to MAX_COUNT (+ `ahead`, a value just incremented)."""
+    return stored_count(int(value), "cursor", MAX_COUNT + ahead)
+
+
+def _lease_ends(ends: list[str], now: float) -> tuple[datetime, ...]:
+    """A provider's lease ends as stored, each at most MAX_LEASE after `now` (epoch seconds)."""
+    return tuple(stored_lease_end(float(end), "a lease's end", now) for end in ends)
 
 
 def _run_tokens(member: str) -> int:
@@ -482,19 +600,37 @@ def _run_tokens(member: str) -> int:
     match = _RUN_MEMBER.fullmatch(member)
     if match is None:
         raise ValueError(f"not a run (tokens and a 12-digit id): {member!r}")
-    return int(match.group(1))
+    return stored_count(int(match.group(1)), "a run's tokens", MAX_COUNT)
 
 
 def _cooldown(value: str) -> tuple[str, str, float, Cooldown]:
     """Provider, account, end (epoch seconds) and the cooldown, of a stored cooldown value."""
     provider, account, until, reason = json.loads(value)
-    return provider, account, until, Cooldown(until=from_epoch(until), reason=reason)
+    return (stored_text(provider, "provider"), stored_text(account, "account"), until,
+            Cooldown(until=stored_at(until, "until"), reason=stored_text(reason, "reason")))
 
 
 def _observation(provider: str, subject: str, value: str) -> Observation:
     v = json.loads(value)
-    return Observation(provider, subject, from_epoch(v["at"]), v["percent"], v["source"], v["used"], v["limit"],
-                       from_epoch(v["reset_at"]) if v["reset_at"] is not None else None)
+    return Observation(provider, subject, stored_at(v["at"], "observed at"), stored_amount(v["percent"], "percent"),
+                       stored_text(v["source"], "source"),
+                       None if v["used"] is None else stored_amount(v["used"], "observed use"),
+                       None if v["limit"] is None else stored_amount(v["limit"], "observed limit", above_zero=True),
+                       stored_at(v["reset_at"], "observed reset") if v["reset_at"] is not None else None)
+
+
+# The type of each of a fleet's keys of fixed name (after the prefix), and of the keys an index set names:
+# (index set, key stem, type) where each member m of the index names the key stem + m.
+KEY_TYPES = {"v": "hash", "log": "list", "providers": "set", "cooldowns": "set", "cursors": "hash", "sticky": "hash",
+             "breakers": "hash", "slotted": "set", "reserving": "set", "observed": "set"}
+_INDEXED = (("providers", "accounts:", "set"), ("cooldowns", "cooldown:", "string"), ("slotted", "slots:", "zset"),
+            ("reserving", "res:", "hash"), ("observed", "obs:", "hash"))
+_INTEGER = re.compile(r"-?\d{1,19}")  # what HINCRBY counts on: a 64-bit integer in decimal
+
+
+def _shown(value: str) -> str:
+    """A stored value for a message: quoted, on one line, at most 60 characters."""
+    return one_line(repr(value), 60)
 
 
 # What decoding a stored value raises when it is not what this adws writes: bad JSON (ValueError), a field of the
@@ -524,6 +660,9 @@ class RedisStore(Closing):
 
         self.url = url
         self._where = redact(url)
+        problem = url_problem(url)
+        if problem is not None:  # refused here, in one line, rather than by redis-py at the first command
+            raise StateStoreError(f"cannot open state store {self._where}: {problem}")
         self.prefix = key_prefix
         self._clock = clock
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
@@ -538,8 +677,8 @@ class RedisStore(Closing):
                 decode_responses=True,
                 retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
-        except (ValueError, redis.RedisError) as exc:
-            raise StateStoreError(f"cannot open state store {self._where}: {exc}") from None
+        except (ValueError, TypeError, redis.RedisError) as exc:
+            raise StateStoreError(f"cannot open state store {self._where}: {one_line(str(exc))}") from None
         scripts = {
             "record": _RECORD, "totals": _TOTALS, "set_cooldown": _SET_COOLDOWN,
             "clear_cooldown": _CLEAR_COOLDOWN, "cooldowns": _COOLDOWNS, "next_cursor": _NEXT_CURSOR,
@@ -568,7 +707,61 @@ class RedisStore(Closing):
             text = f"the server refused the credentials: {text}"
         elif isinstance(exc, redis.ConnectionError):
             text = f"cannot reach the server: {text}"
+        elif isinstance(exc, redis.ResponseError):
+            # A key of the wrong type or a counter that is not a number makes the server's error name no key
+            # ("WRONGTYPE ... script: 7c03..."): find the key and say how to remove it, as for a value.
+            self._name_damage()
+            text = text.split(" script: ")[0]
         raise StateStoreError(f"state store {self._where}: {text}") from None
+
+    def _damage(self, key: str, what: str, remove: tuple[str, ...]) -> NoReturn:
+        """The damage line of `_decoded` for `key`, which `what` describes; `remove` the redis-cli command removing
+        just that entry (or key)."""
+        command = one_line(shlex.join(["redis-cli", *remove]), 400)
+        raise StateStoreError(f"state store {self._where} is damaged: key {one_line(key, 200)} {what}; remove it "
+                              f"({command}, against that server) and the rest of the state stays")
+
+    def _name_damage(self) -> None:
+        """Raise the damage line (`_damage`) for the first of this fleet's keys that is of another type than adws
+        keeps there (`KEY_TYPES`, and the keys the index sets name), or whose counter is not a whole number (the
+        change counter's `n` and `lbase`, a round-robin cursor); return when none is (the server's error stands).
+        A few round trips, only after a command failed; a read error on the way returns quietly."""
+        import redis
+
+        client: Any = self._client  # decode_responses: every reply is str
+        try:
+            for suffix, expected in KEY_TYPES.items():
+                key = self.prefix + suffix
+                self._expect_type(key, expected)
+            for suffix, kind, expected in _INDEXED:
+                for member in sorted(client.smembers(self.prefix + suffix))[:10_000]:
+                    if suffix == "providers":
+                        for qa in sorted(client.smembers(self._key("accounts", member)))[:10_000]:
+                            self._expect_type(self._key("usage", member, qa), "zset")
+                    self._expect_type(self.prefix + kind + member, expected)
+            head = self.prefix + "runs:"
+            for key in sorted(client.scan_iter(match=_glob(head) + "*", count=1000))[:10_000]:
+                names = key[len(head):].split(":")
+                if len(names) == 2 and all(names):
+                    self._expect_type(key, "zset")
+            counter = self._key("v")
+            for field in ("n", "lbase"):
+                value = client.hget(counter, field)
+                if value is not None and not _INTEGER.fullmatch(value):
+                    self._damage(counter, f"holds {_shown(value)} in field {field}, not a whole number",
+                                 ("HDEL", counter, field))
+            cursors = self._key("cursors")
+            for name, value in sorted(client.hgetall(cursors).items()):
+                if not _INTEGER.fullmatch(value):
+                    self._damage(cursors, f"holds {_shown(value)} for cursor {_shown(name)}, not a whole number",
+                                 ("HDEL", cursors, name))
+        except redis.RedisError:
+            return
+
+    def _expect_type(self, key: str, expected: str) -> None:
+        found = str(self._client.type(key))
+        if found not in ("none", expected):
+            self._damage(key, f"is a {found}, where adws keeps a {expected}", ("DEL", key))
 
     def _decoded(self, remove: tuple[str, ...], convert: Callable[..., _T], *args: Any) -> _T:
         """`convert(*args)` over a stored value. A value this adws cannot read (another program's, a hand edit) is a
@@ -651,11 +844,16 @@ class RedisStore(Closing):
         if not since:
             return {}
         providers = list(since)
-        args: list[object] = ["+inf" if until is None else f"({to_epoch(until, 'until')!r}"]
+        args: list[object] = ["+inf" if until is None else f"({to_epoch(until, 'until')!r}", MAX_STORED]
         for provider in providers:
             args += [_q(provider), repr(to_epoch(since[provider], f"since[{provider!r}]"))]
         rows = self._run("totals", *args)
-        return {(providers[(index - 3) // 2], unquote(qa)): _usage(*sums) for index, qa, *sums in rows}
+        if rows and rows[0][0] == "bad":
+            _, qp, qa, member = rows[0]
+            self._decoded(("ZREM", self._key("usage", qp, qa), member), _member_record, "", "", 0.0, member)
+        return {(providers[(index - 4) // 2], unquote(qa)): self._decoded(
+            ("DEL", self._key("usage", _q(providers[(index - 4) // 2]), qa)), _usage, *sums)
+            for index, qa, *sums in rows}
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
         start = to_epoch(since, "since")
@@ -723,18 +921,18 @@ class RedisStore(Closing):
     # -- cursors and sticky choices --------------------------------------------------------------------
 
     def next_cursor(self, key: str) -> int:
-        return int(self._write("next_cursor", key)) - 1
+        return self._decoded(("HDEL", self._key("cursors"), key), _cursor, self._write("next_cursor", key), 1) - 1
 
     def advance_cursor(self, key: str, value: int) -> None:
         self._write("advance_cursor", key, int(value))
 
     def peek_cursor(self, key: str) -> int:
         value = self._call(self._client.hget, self._key("cursors"), key)
-        return 0 if value is None else self._decoded(("HDEL", self._key("cursors"), key), int, value)
+        return 0 if value is None else self._decoded(("HDEL", self._key("cursors"), key), _cursor, value)
 
     def cursors(self) -> dict[str, int]:
         found = self._call(self._client.hgetall, self._key("cursors"))
-        return {k: self._decoded(("HDEL", self._key("cursors"), k), int, v) for k, v in found.items()}
+        return {k: self._decoded(("HDEL", self._key("cursors"), k), _cursor, v) for k, v in found.items()}
 
     def get_sticky(self, key: str) -> str | None:
         value = self._call(self._client.hget, self._key("sticky"), key)
@@ -780,8 +978,10 @@ class RedisStore(Closing):
         self._write("release", _q(provider), holder)
 
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
-        rows = self._run("active_slots", repr(to_epoch(now, "now")))
-        return {unquote(qp): tuple(from_epoch(float(e)) for e in ends) for qp, *ends in sorted(rows)}
+        start = to_epoch(now, "now")
+        rows = self._run("active_slots", repr(start))
+        return {unquote(qp): self._decoded(("DEL", self._key("slots", qp)), _lease_ends, ends, start)
+                for qp, *ends in sorted(rows)}
 
     # -- reservations, observations, learned runs (issue 11) ---------------------------------------------
 
@@ -797,8 +997,9 @@ class RedisStore(Closing):
 
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         out: dict[tuple[str, str], list[tuple[float, int]]] = {}
-        for qp, subject, tokens, end in self._run("reservations", repr(to_epoch(now, "now"))):
-            lease = self._decoded(("DEL", self._key("res", qp)), _lease, end, tokens)
+        start = to_epoch(now, "now")
+        for qp, subject, tokens, end in self._run("reservations", repr(start)):
+            lease = self._decoded(("DEL", self._key("res", qp)), _lease, end, tokens, start)
             out.setdefault((unquote(qp), subject), []).append(lease)
         return {key: tuple((tokens, from_epoch(end)) for end, tokens in sorted(leases))
                 for key, leases in out.items()}

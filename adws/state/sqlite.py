@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +40,8 @@ from adws.state import base
 from adws.state.base import (
     CHANGE_KINDS,
     DEFAULT_PATH,
+    MAX_COUNT,
+    MAX_STORED,
     ROLLUP_SECONDS,
     BreakerState,
     ChangePoller,
@@ -53,10 +56,15 @@ from adws.state.base import (
     UsageRecord,
     check_lease,
     check_reservation,
-    from_epoch,
     hour_start,
     one_line,
+    stored_amount,
+    stored_at,
+    stored_count,
     stored_epoch,
+    stored_lease_end,
+    stored_text,
+    stored_usage,
     to_epoch,
 )
 
@@ -197,7 +205,7 @@ accounts(provider, since, account) AS (
     FROM accounts a WHERE a.account IS NOT NULL
 )
 SELECT a.provider, a.account, SUM(u.requests), SUM(u.input_tokens), SUM(u.output_tokens),
-       SUM(u.cost_usd), MAX(u.estimated)
+       SUM(u.cost_usd), MAX(u.estimated), {bad}
 FROM accounts a
 JOIN usage u ON u.provider = a.provider AND u.account = a.account AND u.at >= a.since{until}
 WHERE a.account IS NOT NULL
@@ -212,16 +220,95 @@ _SETUP_BACKOFF_S = 0.02
 
 def _create_private(path: str) -> None:
     """Make the store's file 0600 (its directory 0700) before SQLite opens it: SQLite creates the file with
-    the umask's permissions and gives its -wal and -shm files the same mode. An existing file is left alone."""
+    the umask's permissions and gives its -wal and -shm files the same mode. An existing file is checked instead
+    (`_check_files`): a symbolic link at the path, planted or not, is refused rather than followed."""
     parent = Path(path).parent
     try:
-        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from adws.files import make_private_dirs
+
+        make_private_dirs(parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
+    except FileExistsError:  # a file, or a link (O_EXCL fails on any name, even a dangling link): look at it
+        _check_files(path)
         return
     except OSError as exc:
         raise StateStoreError(f"cannot create state store {path}: {exc.strerror or exc}") from None
     os.close(fd)
+    _check_files(path)  # a -wal or -shm left beside a store that was moved away
+
+
+# The files SQLite keeps beside the store, and what each is, for messages.
+_SIDE_FILES = (("-wal", "write-ahead log"), ("-shm", "shared-memory index"), ("-journal", "rollback journal"))
+
+
+def _file_problem(info: os.stat_result) -> tuple[str, bool] | None:
+    """What makes a file (its lstat `info`) unfit as a part of the store, and whether it may be a real one (a
+    regular file of another user: moving it aside may lose what it holds); None when it is fit."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link, which adws does not follow", False
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not a file", False
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file", False
+    if info.st_uid != os.geteuid():
+        return f"is owned by another user (uid {info.st_uid})", True
+    return None
+
+
+def _check_files(path: str) -> None:
+    """Raise StateStoreError when the store's file, or one SQLite keeps beside it (-wal, -shm, -journal), is a
+    symbolic link (adws never follows one: a link planted at the path would have SQLite write wherever it points),
+    not a regular file, or owned by another user; a file of the store that others may read or write is made 0600
+    (a store an older adws made with the umask's mode). A directory at the store's own path is left to SQLite,
+    whose error says so (`_explain`). The message names the file at fault: a bad -wal never calls the store
+    itself damaged."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateStoreError(f"state store {path} cannot be looked at: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        found = _file_problem(info)
+        if found is not None:
+            advice = ("point [state] path / ADWS_STATE_PATH at the file it links to, or remove the link (adws then "
+                      "starts a new store)") if stat.S_ISLNK(info.st_mode) else \
+                "point [state] path / ADWS_STATE_PATH at a file of your own"
+            raise StateStoreError(f"state store {path} {found[0]}: {advice}")
+        _make_private(path, info)
+    for suffix, what in _SIDE_FILES:
+        side = path + suffix
+        try:
+            info = os.lstat(side)
+        except OSError:
+            continue
+        found = _file_problem(info)
+        if found is not None:
+            problem, real = found
+            caution = " (if it is a real one, it holds the latest commits: stop every adws using the store first)" \
+                if real else ""
+            raise StateStoreError(f"state store {path}: its {what} {side} {problem}; the store itself is not at "
+                                  f"fault: move {side} aside and SQLite makes a new one{caution}")
+        _make_private(side, info)
+
+
+def _make_private(path: str, info: os.stat_result) -> None:
+    """Take away group and other permissions from the regular file `path` (its lstat `info`), opened without
+    following a link; best effort (a file replaced meanwhile is left alone)."""
+    if not info.st_mode & 0o077:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino) and stat.S_ISREG(now.st_mode):
+            os.fchmod(fd, stat.S_IMODE(now.st_mode) & 0o700)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # -- damaged and foreign files ---------------------------------------------------------------------------
@@ -250,6 +337,11 @@ def _explain(path: str, exc: sqlite3.Error | UnicodeDecodeError) -> StateStoreEr
     if isinstance(exc, UnicodeDecodeError):
         return _damaged(path, "it holds text that is not UTF-8")
     text = one_line(str(exc))
+    if any(part in text for part in ("unable to open", "readonly", "read-only", "disk I/O error")):
+        try:  # a -wal or -shm that is a directory or a link makes SQLite say this of the store itself
+            _check_files(path)
+        except StateStoreError as found:
+            return found
     if "disk is full" in text or "disk I/O error" in text:
         return StateStoreError(f"state store {path}: {text}; free space on its disk (nothing was written)")
     if "locked" in text or "busy" in text:
@@ -304,15 +396,28 @@ def expected_columns() -> dict[str, tuple[str, ...]]:
     return _expected_columns
 
 
-def _row_usage(row: tuple[int, int, int, float, int]) -> Usage:
-    requests, input_tokens, output_tokens, cost_usd, estimated = row
-    return Usage(
-        requests=int(requests),
-        input_tokens=int(input_tokens),
-        output_tokens=int(output_tokens),
-        cost_usd=float(cost_usd),
-        estimated=bool(estimated),
-    )
+def _row_usage(row: Sequence[object]) -> Usage:
+    """The Usage of stored figures (requests, input, output, cost, estimated), each checked (`stored_usage`)."""
+    return stored_usage(*row)
+
+
+def _optional_text(value: object, name: str) -> str | None:
+    return None if value is None else stored_text(value, name)
+
+
+def _usage_record(row: Sequence[object]) -> UsageRecord:
+    """The record of a stored row (provider, account, at, the five figures, model, task_id), every value checked."""
+    return UsageRecord(stored_text(row[0], "provider"), stored_text(row[1], "account"), stored_at(row[2], "at"),
+                       _row_usage(row[3:8]), _optional_text(row[8], "model"), _optional_text(row[9], "task_id"))
+
+
+# Per (provider, account): 1 when a row of the period holds a figure adws never writes (of another type, negative,
+# NaN, which SQLite keeps as NULL, or beyond MAX_STORED), else 0: the sums alone would hide it.
+_BAD_ROW = ("MAX(typeof(u.requests) != 'integer' OR typeof(u.input_tokens) != 'integer'"
+            " OR typeof(u.output_tokens) != 'integer' OR typeof(u.cost_usd) NOT IN ('integer', 'real')"
+            " OR u.requests < 0 OR u.input_tokens < 0 OR u.output_tokens < 0 OR u.cost_usd < 0"
+            f" OR MAX(u.requests, u.input_tokens, u.output_tokens, u.cost_usd) > {MAX_STORED}"
+            " OR u.estimated NOT IN (0, 1))")
 
 
 def _usage_row(record: UsageRecord) -> tuple[object, ...]:
@@ -341,7 +446,7 @@ class SqliteStore(Closing):
 
     def __init__(self, path: str | None = None, *, busy_timeout_s: float = 30.0, poll_interval_s: float = 0.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.path = path or DEFAULT_PATH
+        self.path = os.fspath(path) if path else DEFAULT_PATH  # a Path works too
         if self.path != ":memory:":
             _create_private(self.path)
         # data_version moves when another connection commits; the poller counts our own commits.
@@ -465,8 +570,7 @@ class SqliteStore(Closing):
             "SELECT provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model,"
             " task_id FROM usage ORDER BY at, id"
         )
-        records = _decoded(self.path, lambda: [
-            UsageRecord(row[0], row[1], from_epoch(row[2]), _row_usage(row[3:8]), row[8], row[9]) for row in rows])
+        records = _decoded(self.path, lambda: [_usage_record(row) for row in rows])
         return iter(records)  # read in full here, so a damaged row is reported by this call
 
     @_guarded
@@ -510,9 +614,13 @@ class SqliteStore(Closing):
         if until is not None:
             until_sql = " AND u.at < ?"
             params.append(to_epoch(until, "until"))
-        sql = _TOTALS.format(values=", ".join(["(?, ?)"] * len(since)), until=until_sql)
+        sql = _TOTALS.format(values=", ".join(["(?, ?)"] * len(since)), until=until_sql, bad=_BAD_ROW)
         rows = self._read(sql, params)
-        return _decoded(self.path, lambda: {(row[0], row[1]): _row_usage(row[2:]) for row in rows})
+        for row in rows:
+            if row[7]:
+                raise _damaged(self.path, f"a usage row of {one_line(str(row[0]), 60)}/{one_line(str(row[1]), 60)} "
+                                          "holds a figure adws never writes (negative, not a number, or too large)")
+        return _decoded(self.path, lambda: {(row[0], row[1]): _row_usage(row[2:7]) for row in rows})
 
     @_guarded
     def usage_cursor(self) -> UsageCursor:
@@ -540,8 +648,7 @@ class SqliteStore(Closing):
         new = [row[2:] for row in rows if row[2] is not None]
         if len(new) > 1:
             new.sort(key=_ID)  # append order (the join yields the rows by id, but SQL promises no order)
-        records = _decoded(self.path, lambda: [UsageRecord(r[1], r[2], from_epoch(r[3]), _row_usage(r[4:9]), r[9],
-                                                           r[10]) for r in new])
+        records = _decoded(self.path, lambda: [_usage_record(r[1:]) for r in new])
         return UsageChanges((epoch, int(new[-1][0]) if new else after), records, counts)
 
     @_guarded
@@ -550,7 +657,7 @@ class SqliteStore(Closing):
             "SELECT MIN(at) FROM usage WHERE provider = ? AND account = ? AND at >= ?",
             (provider, account, to_epoch(since, "since")),
         )
-        return None if at is None else _decoded(self.path, lambda: from_epoch(at))
+        return None if at is None else _decoded(self.path, lambda: stored_at(at, "at"))
 
     # -- cooldowns -----------------------------------------------------------------------------
 
@@ -576,8 +683,10 @@ class SqliteStore(Closing):
             (to_epoch(now, "now"),),
         )
         found = rows
-        return _decoded(self.path, lambda: {(p, a): Cooldown(until=from_epoch(u), reason=str(r))
-                                            for p, a, u, r in found})
+        return _decoded(self.path, lambda: {
+            (stored_text(p, "provider"), stored_text(a, "account")):
+                Cooldown(until=stored_at(u, "until"), reason=stored_text(r, "reason"))
+            for p, a, u, r in found})
 
     # -- cursors and sticky choices ------------------------------------------------------------
 
@@ -589,7 +698,9 @@ class SqliteStore(Closing):
                 " ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
                 (key,),
             ).fetchone()
-        return int(after) - 1
+            # Checked inside the transaction: a damaged cursor is reported and left as it was (rolled back).
+            checked = _decoded(self.path, lambda: stored_count(after, f"cursor {key!r}", MAX_COUNT + 1))
+        return checked - 1
 
     @_guarded
     def advance_cursor(self, key: str, value: int) -> None:
@@ -603,21 +714,25 @@ class SqliteStore(Closing):
     @_guarded
     def peek_cursor(self, key: str) -> int:
         rows = self._read("SELECT value FROM cursors WHERE key = ?", (key,))
-        return _decoded(self.path, lambda: int(rows[0][0])) if rows else 0
+        return _decoded(self.path, lambda: stored_count(rows[0][0], f"cursor {key!r}", MAX_COUNT)) if rows else 0
 
     @_guarded
     def cursors(self) -> dict[str, int]:
         rows = self._read("SELECT key, value FROM cursors")
-        return _decoded(self.path, lambda: {key: int(value) for key, value in rows})
+        return _decoded(self.path, lambda: {stored_text(key, "cursor key"): stored_count(value, f"cursor {key!r}",
+                                                                                          MAX_COUNT)
+                                            for key, value in rows})
 
     @_guarded
     def sticky_choices(self) -> dict[str, str]:
-        return {key: str(value) for key, value in self._read("SELECT key, value FROM sticky")}
+        rows = self._read("SELECT key, value FROM sticky")
+        return _decoded(self.path, lambda: {stored_text(key, "sticky key"): stored_text(value, f"sticky {key!r}")
+                                            for key, value in rows})
 
     @_guarded
     def get_sticky(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM sticky WHERE key = ?", (key,))
-        return str(rows[0][0]) if rows else None
+        return _decoded(self.path, lambda: stored_text(rows[0][0], f"sticky {key!r}")) if rows else None
 
     @_guarded
     def set_sticky(self, key: str, value: str) -> None:
@@ -630,10 +745,10 @@ class SqliteStore(Closing):
 
     # -- circuit breakers ----------------------------------------------------------------------
 
-    def _breaker(self, state: str, failures: int, opened_at: float | None) -> BreakerState:
+    def _breaker(self, state: object, failures: object, opened_at: object) -> BreakerState:
         return _decoded(self.path, lambda: BreakerState(
-            state=state, failures=int(failures), opened_at=None if opened_at is None else from_epoch(opened_at)
-        ))
+            state=stored_text(state, "breaker state"), failures=stored_count(failures, "breaker failures", MAX_COUNT),
+            opened_at=None if opened_at is None else stored_at(opened_at, "breaker opened_at")))
 
     @_guarded
     def get_breaker(self, provider: str) -> BreakerState:
@@ -659,7 +774,8 @@ class SqliteStore(Closing):
     @_guarded
     def breakers(self) -> dict[str, BreakerState]:
         rows = self._read("SELECT provider, state, failures, opened_at FROM breakers")
-        return {p: self._breaker(s, f, o) for p, s, f, o in rows}
+        return {_decoded(self.path, lambda: stored_text(p, "breaker provider")): self._breaker(s, f, o)  # noqa: B023
+                for p, s, f, o in rows}
 
     # -- concurrency slots -----------------------------------------------------------------------
 
@@ -688,12 +804,11 @@ class SqliteStore(Closing):
 
     @_guarded
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
-        rows = self._read(
-            "SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (to_epoch(now, "now"),)
-        )
+        start = to_epoch(now, "now")
+        rows = self._read("SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (start,))
         found = rows
         live: dict[str, list[datetime]] = {}
-        ends = _decoded(self.path, lambda: [from_epoch(until) for _, until in found])
+        ends = _decoded(self.path, lambda: [stored_lease_end(until, "a lease's end", start) for _, until in found])
         for (provider, _), end in zip(found, ends, strict=True):
             live.setdefault(provider, []).append(end)
         return {provider: tuple(ends) for provider, ends in live.items()}
@@ -710,13 +825,15 @@ class SqliteStore(Closing):
                 "SELECT subject, SUM(tokens) FROM reservations WHERE provider = ? AND holder != ? GROUP BY subject",
                 (provider, holder),
             ).fetchall()
+            before = _decoded(self.path, lambda: {stored_text(subj, "subject"): stored_count(total, "reserved tokens")
+                                                  for subj, total in rows})  # damage rolls the reservation back
             conn.execute(
                 "INSERT INTO reservations (provider, holder, subject, tokens, until) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (provider, holder) DO UPDATE SET subject = excluded.subject,"
                 " tokens = excluded.tokens, until = excluded.until",
                 (provider, holder, subject, tokens, end),
             )
-        return {subj: int(total) for subj, total in rows}
+        return before
 
     def release_reservation(self, provider: str, holder: str) -> None:
         with self._write() as conn:
@@ -724,12 +841,15 @@ class SqliteStore(Closing):
 
     @_guarded
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
+        start = to_epoch(now, "now")
         rows = self._read(
             "SELECT provider, subject, tokens, until FROM reservations WHERE until > ?"
-            " ORDER BY provider, subject, until", (to_epoch(now, "now"),),
+            " ORDER BY provider, subject, until", (start,),
         )
         out: dict[tuple[str, str], list[tuple[int, datetime]]] = {}
-        leases = _decoded(self.path, lambda: [(int(tokens), from_epoch(until)) for *_, tokens, until in rows])
+        leases = _decoded(self.path, lambda: [(stored_count(tokens, "reserved tokens", MAX_COUNT),
+                                               stored_lease_end(until, "a reservation's end", start))
+                                              for *_, tokens, until in rows])
         for (provider, subject, *_), lease in zip(rows, leases, strict=True):
             out.setdefault((provider, subject), []).append(lease)
         return {key: tuple(leases) for key, leases in out.items()}
@@ -752,8 +872,12 @@ class SqliteStore(Closing):
         rows = self._read(
             "SELECT provider, subject, at, percent, source, used, usage_limit, reset_at FROM observations")
         return _decoded(self.path, lambda: {
-            (p, subj): Observation(p, subj, from_epoch(at), pct, src, used, limit,
-                                   from_epoch(reset) if reset is not None else None)
+            (p, subj): Observation(
+                stored_text(p, "provider"), stored_text(subj, "subject"), stored_at(at, "observed at"),
+                stored_amount(pct, "observed percent"), stored_text(src, "observation source"),
+                None if used is None else stored_amount(used, "observed use"),
+                None if limit is None else stored_amount(limit, "observed limit", above_zero=True),
+                None if reset is None else stored_at(reset, "observed reset"))
             for p, subj, at, pct, src, used, limit, reset in rows})
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
@@ -765,14 +889,16 @@ class SqliteStore(Closing):
             "SELECT tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC LIMIT ?",
             (provider, specialization, limit),
         )
-        return _decoded(self.path, lambda: [int(tokens) for (tokens,) in rows])
+        return _decoded(self.path, lambda: [stored_count(tokens, "a run's tokens", MAX_COUNT) for (tokens,) in rows])
 
     @_guarded
     def recorded_runs(self) -> Iterator[RunRecord]:
         rows = self._read(
             "SELECT provider, specialization, at, tokens FROM runs ORDER BY provider, specialization, at, id")
-        runs = _decoded(self.path, lambda: [RunRecord(provider, specialization, from_epoch(at), int(tokens))
-                                            for provider, specialization, at, tokens in rows])
+        runs = _decoded(self.path, lambda: [
+            RunRecord(stored_text(provider, "provider"), stored_text(specialization, "specialization"),
+                      stored_at(at, "a run's time"), stored_count(tokens, "a run's tokens", MAX_COUNT))
+            for provider, specialization, at, tokens in rows])
         return iter(runs)  # read in full here, so a damaged row is reported by this call
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
@@ -810,7 +936,8 @@ class SqliteStore(Closing):
     @_guarded
     def change_counts(self) -> tuple[int, ...]:
         found = dict(self._read("SELECT kind, n FROM changes"))
-        counts = _decoded(self.path, lambda: tuple(int(found.get(kind)) for kind in CHANGE_KINDS))  # type: ignore[arg-type]
+        counts = _decoded(self.path, lambda: tuple(stored_count(found.get(kind), f"change counter {kind}")
+                                                   for kind in CHANGE_KINDS))
         self._seen = (sum(counts), counts)
         return counts
 

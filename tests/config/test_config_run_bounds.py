@@ -208,7 +208,8 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
     "a scenario at the year 1": (
         X + '[[scenarios]]\nname = "far"\ntask = { title = "x" }\nat = "0001-01-01T00:00:00Z"\n'
         'expect = { provider = "x" }\n',
-        ['scenarios[0] (name="far") → at: 0001-01-01T00:00:00+00:00 is out of range: give a time from 1971 to 2999']),
+        ['scenarios[0] (name="far") → at: 0001-01-01T00:00:00+00:00 is outside the times adws routes at (the years '
+         '1971 to 2998: state stores keep 1970 to 3000)']),
 }
 
 

@@ -225,3 +225,28 @@ def test_the_readme_week_is_what_the_shipped_config_gives(tmp_path: Path, monkey
     assert main(["stats", "--audit", str(week), "--since", "2026-11-30T00:00:00Z"]) == 0
     table = capsys.readouterr().out.replace(" since 2026-11-30T00:00:00+00:00", "")  # the README leaves --since out
     assert _readme_block("#### `adws stats").split("\n", 1)[1] == table, table
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[workload]\n[[workload.mix]]\ntask = " + "{a=" * 500 + "1" + "}" * 500 + "\n",
+     "nested too deeply: a workload needs at most 32 levels of tables and arrays"),
+    ("[workload]\n[[workload.mix]]\ntask = " + "{a=" * 40 + "1" + "}" * 40 + "\n",
+     "nested 44 levels deep under workload.mix.0.task: a workload needs at most 32 levels"),
+])
+def test_a_deeply_nested_workload_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        workload.load_workload(write_workload(tmp_path / "w.toml", text))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[" * 100_000 + "]" * 100_000, "the JSON is nested too deeply"),
+    ('[{"number": 1, "title": "t", "labels": ' + "[" * 40 + "]" * 40 + "}]",
+     "[0]: nested 41 levels deep: a task needs at most 32 levels"),
+])
+def test_a_deeply_nested_issue_list_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    issues = tmp_path / "issues.json"
+    issues.write_text(text)
+    with pytest.raises(UsageError) as info:
+        workload.from_issues(str(issues), workload.Workload(), random.Random(1), MONDAY)
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -610,6 +610,34 @@ def test_a_clock_time_without_a_zone_is_read_in_the_zone_given(monkeypatch: pyte
     assert find_reset_time(dated, now, zone=host_zone()) == datetime(2026, 12, 4, 23, 28, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(("tz", "hours"), [
+    ("JST-9", 9), ("EST+5", -5), ("UTC0", 0), ("Foo/Bar", None), ("/usr/share/zoneinfo/Asia/Tokyo", 9),
+    ("/nonexistent/zone", None), ("CET-1CEST,M3.5.0,M10.5.0/3", None),
+])
+def test_the_hosts_zone_never_fails_whatever_tz_holds(monkeypatch: pytest.MonkeyPatch, tz: str,
+                                                      hours: int | None) -> None:
+    """A POSIX rule, an unknown name or a zone file's path in TZ: the zone it names where Python can read one,
+    else the C library's reading of TZ (its offset now); never an error (which made every codex-json run
+    bad_output)."""
+    import time
+
+    from adws.parsers.reset import host_zone
+
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()  # the C library's reading follows TZ
+    try:
+        zone = host_zone()
+        offset = datetime(2026, 1, 15, 12, tzinfo=UTC).astimezone(zone).utcoffset()
+        assert offset is not None
+        if hours is not None:
+            assert offset == timedelta(hours=hours)
+        codex = json.dumps({"type": "turn.completed", "usage": {"input_tokens": 1, "output_tokens": 1}})
+        assert not parse_output("codex-json", codex, NOW).is_error
+    finally:
+        monkeypatch.setenv("TZ", "UTC")
+        time.tzset()
+
+
 def test_codex_reads_its_reset_in_the_hosts_zone_and_others_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "Asia/Tokyo")  # 06:43 on Dec 1 at NOW_T0
     now = datetime(2026, 11, 30, 21, 43, 15, tzinfo=UTC)
@@ -618,3 +646,55 @@ def test_codex_reads_its_reset_in_the_hosts_zone_and_others_in_utc(monkeypatch: 
     assert parse_output("codex-json", codex, now).reset_at == datetime(2026, 11, 30, 23, 28, tzinfo=UTC)
     claude = json.dumps({"type": "result", "subtype": "success", "is_error": True, "result": message})
     assert parse_output("claude-json", claude, now).reset_at == datetime(2026, 12, 1, 8, 28, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("stdout", "outcome"), [
+    # copilot -p: the error, its request id, then the stats footer on stdout (copilot-cli#3544)
+    ("✗ Sorry, you've hit a rate limit that restricts the number of Copilot model requests you can make within a "
+     "specific time period. Please try again in 2 hours.\n(Request ID: 1234:5678)\n\nChanges   +0 -0\n"
+     "Requests  1 Premium (1m 2s)\nTokens    ↑ 29.9k (11.0k cached) • ↓ 512\n", "rate_limited"),
+    # a spinner's frames after the error, each overwriting the last with a carriage return
+    ("Error: 429 Too Many Requests: rate limit exceeded\n⠋ cleaning up\r⠙ cleaning up\r⠸ cleaning up", "rate_limited"),
+    # a pretty-printed JSON error body: the message is the fourth line from the end
+    ('{\n  "error": {\n    "code": 400,\n    "message": "API key not valid. Please pass a valid API key.",\n'
+     '    "status": "INVALID_ARGUMENT"\n  }\n}\n', "auth"),
+    # a usage block after the complaint
+    ("Error: No authentication information found.\n\nUsage: copilot [options]\n  -p, --prompt <text>\n"
+     "  --model <model>\n  -h, --help  display help\n", "auth"),
+])
+def test_plain_text_reads_an_error_followed_by_a_few_lines(stdout: str, outcome: str) -> None:
+    from adws.attempt import RunOutcome
+    from adws.classify import classify, pattern_chain
+    from adws.parsers import read_output
+
+    run = RunOutcome(argv=["x"], exit_code=1, signal=None, timed_out=False, duration_ms=1000, stdout_path=None,
+                     stderr_path=None, stdout_tail=stdout, stderr_tail="", stdout_bytes=len(stdout.encode()),
+                     stderr_bytes=0, truncated=False)
+    verdict = classify(run, read_output("text", run, NOW), pattern_chain(), now=NOW)
+    assert verdict.outcome.value == outcome, verdict.reason
+
+
+@pytest.mark.parametrize(("fmt", "records", "outcome"), [
+    # Cline 2.x: a non-fatal tool-parameter error first (sayAndCreateMissingParamError), then the API's 429
+    ("cline-json", [{"type": "say", "say": "error", "text": "Cline tried to use write_to_file for 'src/a.py' without "
+                     "value for required parameter 'content'. Retrying..."},
+                    {"type": "ask", "ask": "api_req_failed", "text": "429 You exceeded your current quota, please "
+                     "check your plan and billing details."}], "quota_exhausted"),
+    ("copilot-json", [{"type": "session.error", "data": {"errorType": "query", "message": "Execution failed: fetch "
+                       "failed"}},
+                      {"type": "session.error", "data": {"errorType": "query", "message": "Sorry, you've hit a rate "
+                       "limit that restricts the number of Copilot model requests you can make within a specific "
+                       "time period. Please try again in 2 hours."}}], "rate_limited"),
+])
+def test_every_error_record_is_read_not_only_the_first(fmt: str, records: list[dict[str, object]],
+                                                       outcome: str) -> None:
+    from adws.attempt import RunOutcome
+    from adws.classify import classify, pattern_chain
+    from adws.parsers import read_output
+
+    stdout = "\n".join(json.dumps(record) for record in records)
+    run = RunOutcome(argv=["x"], exit_code=1, signal=None, timed_out=False, duration_ms=1000, stdout_path=None,
+                     stderr_path=None, stdout_tail=stdout, stderr_tail="", stdout_bytes=len(stdout.encode()),
+                     stderr_bytes=0, truncated=False)
+    verdict = classify(run, read_output(fmt, run, NOW), pattern_chain(), now=NOW)
+    assert verdict.outcome.value == outcome, verdict.reason

@@ -38,8 +38,10 @@ def test_a_time_no_utc_datetime_holds_is_kept_at_the_nearest_bound(
                                                     reset_at=FAR_FUTURE))
         store.record_run("p", "general", FAR_FUTURE, 5)
         assert store.import_runs([RunRecord("p", "code", FAR_PAST, 7)]).kept == 1
-        assert store.acquire_slot("p", "h", 1, T0, FAR_FUTURE)
-        store.reserve("p", "a", "h", 10, T0, FAR_FUTURE)
+        with pytest.raises(ValueError, match="a lease cannot be longer than 7 days, 1:01:00"):
+            store.acquire_slot("p", "h", 1, T0, FAR_FUTURE)  # no run holds one longer: a caller's mistake
+        with pytest.raises(ValueError, match="a reservation cannot be longer than 7 days, 1:01:00"):
+            store.reserve("p", "a", "h", 10, T0, FAR_FUTURE)
         # Every read works, and says what the store keeps: the bound nearest to the time given.
         assert [r.at for r in store.usage_records()] == [EARLIEST]
         assert store.oldest_usage("p", "a", EARLIEST) == EARLIEST
@@ -49,8 +51,8 @@ def test_a_time_no_utc_datetime_holds_is_kept_at_the_nearest_bound(
                                                                 reset_at=LATEST)}
         assert list(store.recorded_runs()) == [RunRecord("p", "code", EARLIEST, 7),
                                                RunRecord("p", "general", LATEST, 5)]
-        assert store.active_slots(T0) == {"p": (LATEST,)}
-        assert store.reservations(T0) == {("p", "a"): ((10, LATEST),)}
+        assert store.active_slots(T0) == {}
+        assert store.reservations(T0) == {}
 
 
 def _poison_sqlite(path: Path) -> None:
@@ -194,6 +196,43 @@ def test_redis_writes_only_the_runs_it_keeps_and_counts_those_of_its_own_they_pu
         assert len(kept) == 3 and 6 in kept
         # 4 went, and 5 unless it ranked above two of the file's at its instant.
         assert result == RunsImported(kept=len([t for t in kept if t >= 50]), displaced=1 + (5 not in kept))
+
+
+# Keys of the wrong type, and counters that are not whole numbers: the server's error names no key ("WRONGTYPE ...
+# script: 7c03..."), so the store finds the key and says how to remove it, as for a value it cannot read.
+WRONG: dict[str, tuple[Callable[[redis.Redis, str], Any], Callable[[RedisStore], object], str, str]] = {
+    "cursors a string": (lambda c, p: c.set(f"{p}cursors", "x"), lambda s: s.next_cursor("rr"),
+                         "is a string, where adws keeps a hash", "DEL {p}cursors"),
+    "counter a list": (lambda c, p: c.rpush(f"{p}v", "x"), lambda s: s.set_sticky("k", "v"),
+                       "is a list, where adws keeps a hash", "DEL {p}v"),
+    "counter not a number": (lambda c, p: c.hset(f"{p}v", "n", "abc"), lambda s: s.set_sticky("k", "v"),
+                             "holds 'abc' in field n, not a whole number", "HDEL {p}v n"),
+    "cursor not a number": (lambda c, p: c.hset(f"{p}cursors", "rr", "many"), lambda s: s.next_cursor("rr"),
+                            "holds 'many' for cursor 'rr', not a whole number", "HDEL {p}cursors rr"),
+    "slots a string": (lambda c, p: (c.sadd(f"{p}slotted", "p"), c.set(f"{p}slots:p", "x")),
+                       lambda s: s.acquire_slot("p", "h", 1, T0, T0 + timedelta(minutes=1)),
+                       "is a string, where adws keeps a zset", "DEL {p}slots:p"),
+    "usage a hash": (lambda c, p: (c.sadd(f"{p}providers", "p"), c.sadd(f"{p}accounts:p", "a"),
+                                   c.hset(f"{p}usage:p:a", "x", "y")),
+                     lambda s: s.usage_totals({"p": T0}), "is a hash, where adws keeps a zset", "DEL {p}usage:p:a"),
+    "runs a string": (lambda c, p: c.set(f"{p}runs:p:general", "x"), lambda s: s.record_run("p", "general", T0, 5),
+                      "is a string, where adws keeps a zset", "DEL {p}runs:p:general"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG))
+def test_a_key_of_the_wrong_type_is_one_line_naming_it(
+    case: str, redis_url: str, redis_prefix: str, client: redis.Redis
+) -> None:
+    write, act, what, command = WRONG[case]
+    write(client, redis_prefix)
+    with RedisStore(redis_url, key_prefix=redis_prefix, clock=T0.timestamp) as store, \
+            pytest.raises(StateStoreError) as exc:
+        act(store)
+    message = str(exc.value)
+    assert what in message and "\n" not in message and "script:" not in message
+    assert f"(redis-cli {command.format(p=redis_prefix)}, against that server) and the rest of the state stays" in \
+        message
 
 
 def test_redis_judges_a_readings_time_on_the_servers_clock(

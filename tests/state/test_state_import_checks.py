@@ -215,3 +215,18 @@ def test_past_fifty_bad_lines_the_rest_are_counted() -> None:
     listed = check(*[{**GOOD["run"], "tokens": -1}] * 51)
     assert len(listed) == 51 and listed[-1] == "... and 1 more bad lines"
     assert [line.split(":", 1)[0] for line in listed[:50]] == [str(n) for n in range(2, 52)]
+
+
+def test_a_deeply_nested_line_or_header_is_one_bad_line() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    assert check({"kind": "usage", "requests": "x"}, header=HEADER)  # the helper works; now raw text:
+    with MemoryStore() as store, pytest.raises(StateImportError) as exc:
+        import_lines(store, [json.dumps(HEADER), deep, json.dumps(GOOD["cursor"])], "f", ["claude"], NOW)
+    assert str(exc.value) == "f:2: nested too deeply"
+    with MemoryStore() as store, pytest.raises(StateImportError) as exc:
+        import_lines(store, [deep], "f", ["claude"], NOW)
+    assert str(exc.value) == "f:1: nested too deeply"
+    deep_value = json.dumps({**GOOD["usage"], "model": "M"}).replace('"M"', "[" * 900 + "]" * 900)
+    with MemoryStore() as store, pytest.raises(StateImportError) as exc:
+        import_lines(store, [json.dumps(HEADER), deep_value], "f", ["claude"], NOW)
+    assert str(exc.value).startswith("f:2: ")

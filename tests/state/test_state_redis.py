@@ -226,8 +226,8 @@ def test_server_that_never_answers_fails_after_the_declared_timeout() -> None:
 def test_bad_urls_are_refused_by_name() -> None:
     with pytest.raises(StateStoreError) as exc:
         RedisStore("http://127.0.0.1:1/0")
-    assert str(exc.value) == ("cannot open state store http://127.0.0.1:1/0: Redis URL must specify one of the "
-                              "following schemes (redis://, rediss://, unix://)")
+    assert str(exc.value) == ("cannot open state store http://127.0.0.1:1/0: it is not a redis://, rediss:// or "
+                              "unix:// URL")
     with pytest.raises(StateStoreError) as exc:
         open_store("redis", env={})
     assert str(exc.value) == 'state backend "redis" needs a location: set [state] url or ADWS_STATE_URL'

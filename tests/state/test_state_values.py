@@ -1,0 +1,168 @@
+"""Values no adws writes, read back: every backend checks the type and range of each value it reads (a figure below 0
+or beyond what a row holds, NaN, infinity, a BLOB where text goes, a lease longer than any run) and reports it as
+damage in one line (SQLite naming the file, Redis the key and the command that removes the entry), never a wrong
+quota, a negative median or a traceback after the agent ran."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from adws.attempt import Usage
+from adws.state import BreakerState, Cooldown, RedisStore, SqliteStore, StateStoreError, UsageRecord
+from adws.state.base import Observation
+from adws.state.maintenance import StateImportError, export_lines, import_lines
+from adws.state.memory import MemoryStore
+from tests.state.test_state import T0
+
+LATER = T0 + timedelta(minutes=5)
+
+
+def _fill(store: Any) -> None:
+    store.record_usage(UsageRecord("p", "a", T0, Usage(1, 100, 50, 0.5), "m", "t1"))
+    store.set_cooldown("p", "a", Cooldown(LATER, "rate_limited"))
+    store.next_cursor("rr")
+    store.set_sticky("s", "a")
+    store.update_breaker("p", lambda _: BreakerState("open", 3, T0))
+    store.acquire_slot("p", "h", 2, T0, LATER)
+    store.reserve("p", "a", "h", 1_000, T0, LATER)
+    store.record_observation(Observation("p", "a", T0, 40.0, "test", used=4.0, limit=10.0))
+    for _ in range(5):
+        store.record_run("p", "general", T0, 1_000)
+
+
+# (SQL that damages a store, what reads it): every value kind adws reads.
+SQLITE: dict[str, tuple[str, Callable[[SqliteStore], object]]] = {
+    "model a BLOB": ("UPDATE usage SET model = x'fffe'", lambda s: list(export_lines(s, T0))),
+    "task id a BLOB": ("UPDATE usage SET task_id = x'07'", lambda s: list(s.usage_records())),
+    "negative usage in totals": ("UPDATE usage SET requests = -5000000, input_tokens = -90000",
+                                 lambda s: s.usage_totals({"p": T0})),
+    "negative usage in records": ("UPDATE usage SET input_tokens = -90000", lambda s: list(s.usage_records())),
+    "text usage in totals": ("UPDATE usage SET output_tokens = 'lots'", lambda s: s.usage_totals({"p": T0})),
+    "huge usage": ("UPDATE usage SET input_tokens = 9223372036854775807", lambda s: s.usage_totals({"p": T0})),
+    "infinite cost": ("UPDATE usage SET cost_usd = 1e999", lambda s: s.usage_totals({"p": T0})),
+    "estimated 7": ("UPDATE usage SET estimated = 7", lambda s: s.usage_totals({"p": T0})),
+    "time infinite": ("UPDATE usage SET at = 1e999", lambda s: list(s.usage_records())),
+    "cursor at the top": ("UPDATE cursors SET value = 9223372036854775807", lambda s: s.next_cursor("rr")),
+    "cursor peeked": ("UPDATE cursors SET value = -4", lambda s: s.peek_cursor("rr")),
+    "cursor listed": ("UPDATE cursors SET value = 1.5", lambda s: s.cursors()),
+    "sticky a BLOB": ("UPDATE sticky SET value = x'00'", lambda s: s.get_sticky("s")),
+    "sticky listed": ("UPDATE sticky SET value = x'03'", lambda s: s.sticky_choices()),
+    "negative runs": ("UPDATE runs SET tokens = -500", lambda s: s.recent_runs("p", "general", 5)),
+    "runs listed": ("UPDATE runs SET tokens = 1e20", lambda s: list(s.recorded_runs())),
+    "cooldown for ever": ("UPDATE cooldowns SET until = 1e999", lambda s: s.cooldowns(T0)),
+    "cooldown reason a BLOB": ("UPDATE cooldowns SET reason = x'01'", lambda s: s.cooldowns(T0)),
+    "breaker opened at infinity": ("UPDATE breakers SET opened_at = 1e999", lambda s: s.breakers()),
+    "breaker failures negative": ("UPDATE breakers SET failures = -1", lambda s: s.get_breaker("p")),
+    "lease for ever": ("UPDATE slots SET until = 1e999", lambda s: s.active_slots(T0)),
+    "lease for a year": (f"UPDATE slots SET until = {(T0 + timedelta(days=365)).timestamp()}",
+                         lambda s: s.active_slots(T0)),
+    "reservation negative": ("UPDATE reservations SET tokens = -1000", lambda s: s.reservations(T0)),
+    "reservation for ever": ("UPDATE reservations SET until = 1e999", lambda s: s.reservations(T0)),
+    "reservation summed": ("UPDATE reservations SET tokens = -1000",
+                           lambda s: s.reserve("p", "a", "other", 1, T0, LATER)),
+    "observed use negative": ("UPDATE observations SET used = -5", lambda s: s.observations()),
+    "observed limit zero": ("UPDATE observations SET usage_limit = 0", lambda s: s.observations()),
+    "observed percent infinite": ("UPDATE observations SET percent = 1e999", lambda s: s.observations()),
+    "observation source a BLOB": ("UPDATE observations SET source = x'01'", lambda s: s.observations()),
+}
+
+
+@pytest.mark.parametrize("case", list(SQLITE))
+def test_sqlite_reports_a_value_it_never_writes_as_damage(tmp_path: Path, case: str) -> None:
+    statement, read = SQLITE[case]
+    path = tmp_path / "state.sqlite3"
+    with SqliteStore(str(path)) as store:
+        _fill(store)
+    with sqlite3.connect(path) as db:
+        db.execute(statement)
+    db.close()
+    with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
+        read(store)
+    message = str(exc.value)
+    assert message.startswith(f"state store {path} is damaged") and "\n" not in message
+
+
+def test_a_damaged_cursor_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with SqliteStore(str(path)) as store:
+        _fill(store)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE cursors SET value = 9223372036854775807")
+    db.close()
+    with SqliteStore(str(path)) as store, pytest.raises(StateStoreError):
+        store.next_cursor("rr")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM cursors").fetchone() == (9223372036854775807,)  # nothing lost
+    db.close()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield connection
+    connection.close()
+
+
+BAD_MEMBER = '-5000000 -90000 0 nan 1 aaaa1111bbbb2222 [null,"x"]'
+
+# (how to damage the fleet's keys, what reads them, the redis-cli command the message gives).
+REDIS: dict[str, tuple[Callable[[redis.Redis, str], Any], Callable[[RedisStore], object], str]] = {
+    "negative usage in totals": (lambda c, p: c.zadd(f"{p}usage:p:a", {BAD_MEMBER: T0.timestamp()}),
+                                 lambda s: s.usage_totals({"p": T0}), f"ZREM {{p}}usage:p:a '{BAD_MEMBER}'"),
+    "NaN cost in records": (lambda c, p: c.zadd(f"{p}usage:p:a", {'1 1 1 nan 0 aaaa1111bbbb2222 [null,null]':
+                                                                  T0.timestamp()}),
+                            lambda s: list(export_lines(s, T0)), "ZREM {p}usage:p:a"),
+    "lease for ever": (lambda c, p: c.zadd(f"{p}slots:p", {"h1": "inf"}), lambda s: s.active_slots(T0),
+                       "DEL {p}slots:p"),
+    "cursor too large": (lambda c, p: c.hset(f"{p}cursors", "rr", "99999999999999999"),
+                         lambda s: s.peek_cursor("rr"), "HDEL {p}cursors rr"),
+    "negative run": (lambda c, p: c.zadd(f"{p}runs:p:general", {"99999999999999 0123456789ab": T0.timestamp()}),
+                     lambda s: s.recent_runs("p", "general", 5), "ZREM {p}runs:p:general"),
+    "cooldown for ever": (lambda c, p: (c.sadd(f"{p}cooldowns", "p:a"),
+                                        c.set(f"{p}cooldown:p:a", '["p", "a", 1e999, "x"]')),
+                          lambda s: s.cooldowns(T0), "DEL {p}cooldown:p:a"),
+    "breaker opened at infinity": (lambda c, p: c.hset(f"{p}breakers", "p", '["open", 1, 1e999]'),
+                                   lambda s: s.breakers(), "HDEL {p}breakers p"),
+    "observed use negative": (lambda c, p: (c.sadd(f"{p}observed", "p"), c.hset(f"{p}obs:p", "a", json.dumps(
+        {"at": T0.timestamp(), "percent": 1.0, "source": "x", "used": -5, "limit": None, "reset_at": None}))),
+        lambda s: s.observations(), "HDEL {p}obs:p a"),
+}
+
+
+@pytest.mark.parametrize("case", list(REDIS))
+def test_redis_reports_a_value_it_never_writes_as_damage_naming_the_entry(
+    case: str, redis_url: str, redis_prefix: str, client: redis.Redis
+) -> None:
+    write, read, command = REDIS[case]
+    with RedisStore(redis_url, key_prefix=redis_prefix, clock=T0.timestamp) as store:
+        _fill(store)
+        write(client, redis_prefix)
+        with pytest.raises(StateStoreError) as exc:
+            read(store)
+    message = str(exc.value)
+    assert message.startswith(f"state store {redis_url} is damaged: key {redis_prefix}") and "\n" not in message
+    assert f"(redis-cli {command.format(p=redis_prefix)}" in message
+
+
+def test_an_import_refuses_a_cooldown_longer_than_any_limit() -> None:
+    header = {"kind": "adws-state", "version": 1, "exported_at": T0.isoformat()}
+    line = {"kind": "cooldown", "provider": "p", "account": "a", "until": "2999-12-31T00:00:00+00:00",
+            "reason": "quota_exhausted"}
+    with MemoryStore() as store, pytest.raises(StateImportError) as exc:
+        import_lines(store, [json.dumps(header), json.dumps(line)], "f", ["p"], T0)
+    assert str(exc.value).startswith("f:2: until: '2999-12-31T00:00:00+00:00' is more than 400 days after the file's "
+                                     "exported_at")
+    line["until"] = "3000-01-01T00:00:00+00:00"  # what a store keeps for a reset announced beyond it: kept
+    with MemoryStore() as store:
+        assert import_lines(store, [json.dumps(header), json.dumps(line)], "f", ["p"], T0)["cooldown"] == 1
+    line["until"] = (T0 + timedelta(days=366)).isoformat()  # a yearly reset: kept
+    with MemoryStore() as store:
+        assert import_lines(store, [json.dumps(header), json.dumps(line)], "f", ["p"], T0)["cooldown"] == 1
