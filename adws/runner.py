@@ -259,9 +259,7 @@ _ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
 #   agent is re-parented to adws instead of init, so it stays in reach and adws can reap it;
 # - every attempt's environment carries ADWS_ATTEMPT_ID, a random marker; a process re-parented to adws (or,
 #   without a subreaper, anywhere) that carries it belongs to that attempt, as does everything below it.
-# At the end of an attempt (normal exit, timeout, interruption) every such process is killed and reaped: all are
-# stopped first (SIGSTOP, rescanning until a scan finds none still free to fork), then killed, so that a process
-# forking as fast as it can (its pid changing faster than a scan) cannot stay ahead of adws.
+# At the end of an attempt (normal exit, timeout, interruption) every such process is killed and reaped.
 #
 # The /proc scan that finds them reads every process on the machine (milliseconds on a busy host), so it is
 # skipped when it provably has nothing to find. With the subreaper, once the leader is reaped, every process
@@ -273,10 +271,8 @@ _ESCALATION: dict[_Phase, tuple[signal.Signals, _Phase]] = {
 ATTEMPT_ID_ENV = "ADWS_ATTEMPT_ID"
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 _WALL = 0x40000000  # linux/wait.h __WALL: children of any exit signal count (Python does not export it)
-# How long ending an attempt's other processes may take in all (stopping, killing, reaping them); a process
-# that takes longer to die (uninterruptible sleep) is no longer waited for.
-END_SECONDS = 2.0
-_END_ROUNDS = 2000  # scans at most, per phase: a process forking while we scan is caught by a later round
+REAP_WAIT_SECONDS = 1.0  # how long killed orphans get to die before we stop waiting to reap them
+_TREE_ROUNDS = 10  # kill-and-rescan rounds: a process forking while we scan is caught by the next round
 _subreaper: bool | None = None
 
 
@@ -321,144 +317,23 @@ def _read_small(path: str) -> bytes:
         os.close(fd)
 
 
-_Table = dict[int, tuple[int, str, int, int, int]]  # pid -> (parent pid, state letter, group, session, start time)
-
-
-_PF_EXITING = 0x4  # linux/sched.h: the process is exiting (its environment is gone, its children move soon)
-EXITING = "x"  # the state letter _stat_entry gives an exiting process that is not a zombie yet
-
-
-def _stat_entry(pid: int | str) -> tuple[int, str, int, int, int] | None:
-    """(parent pid, state letter, process group id, session id, start time in clock ticks since boot) of one
-    process; None when it is gone. The state of a process that is exiting but not yet a zombie is EXITING.
-    A pid and its start time name one process: a pid reused later has a later start time."""
-    try:
-        stat = _read_small(f"/proc/{pid}/stat")
-    except OSError:
-        return None
-    # After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags ... (the 20th field is starttime)
-    fields = stat[stat.rindex(b")") + 2:].split(None, 20)
-    state = fields[0].decode("ascii", "replace")
-    if state != "Z" and int(fields[6]) & _PF_EXITING:
-        state = EXITING
-    return int(fields[1]), state, int(fields[2]), int(fields[3]), int(fields[19])
-
-
-_Vanished = list[tuple[int, int]]  # (pid, the parent it was listed under, or 0 when not known)
-
-
-def _process_table(vanished: _Vanished | None = None) -> _Table:
-    """pid -> (parent pid, state letter, process group id, session id, start time) for every process /proc
-    shows; empty where there is no /proc. A process that exits between the listing and the reading of its entry
-    is left out, and added to `vanished` (parent unknown: 0) when given."""
-    table: _Table = {}
+def _process_table() -> dict[int, tuple[int, str, int, int]]:
+    """pid -> (parent pid, state letter, process group id, session id) for every process /proc shows; empty
+    where there is no /proc."""
+    table: dict[int, tuple[int, str, int, int]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
         return table
     for name in entries:
-        if name.isdigit():
-            entry = _stat_entry(name)
-            if entry is not None:
-                table[int(name)] = entry
-            elif vanished is not None:
-                vanished.append((int(name), 0))
-    return table
-
-
-def _read_all(path: str) -> bytes:
-    """The whole content of a /proc file that may exceed a page (a children list)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        parts = []
-        while part := os.read(fd, 65536):
-            parts.append(part)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-# Every reaping adws does (a Popen's wait, end_attempt_processes) counts here: a pid whose zombie was reaped may
-# name another process from then on, so a cache of zombies' entries is dropped when the count moved.
-_reaps_lock = threading.Lock()
-_reaps = 0
-
-
-def _count_reaps(n: int = 1) -> int:
-    """Add `n` reapings done by this process (any thread); returns the new count."""
-    global _reaps
-    with _reaps_lock:
-        _reaps += n
-        return _reaps
-
-
-# The leaders (Popen children) of the attempts running now, in any thread: pid -> how many registrations.
-# Their exit status belongs to the thread that started them: no other attempt's end may signal or reap them.
-_leaders_lock = threading.Lock()
-_live_leaders: dict[int, int] = {}
-
-
-def _register_leader(pid: int, add: bool) -> None:
-    with _leaders_lock:
-        count = _live_leaders.get(pid, 0) + (1 if add else -1)
-        if count > 0:
-            _live_leaders[pid] = count
-        else:
-            _live_leaders.pop(pid, None)
-
-
-def _other_leaders(leader: int, leader_reaped: bool) -> set[int]:
-    """Live attempts' leaders other than this attempt's own (its pid counts once for itself while unreaped)."""
-    with _leaders_lock:
-        others = {pid for pid, count in _live_leaders.items() if pid != leader or count > (0 if leader_reaped else 1)}
-    return others
-
-
-def _descendant_table(zombies: _Table, vanished: _Vanished) -> _Table | None:
-    """Like _process_table, for this process's descendants only, found through the kernel's children lists
-    (/proc/PID/task/TID/children): with the subreaper every process an attempt left is among them, and reading
-    them costs in proportion to adws's descendants, not to the machine's processes, so that a round of ending
-    an attempt is fast against processes that keep moving. None when the kernel has no children lists
-    (CONFIG_PROC_CHILDREN). `zombies` carries the entries of zombies from one call to the next (a zombie does
-    not change and its pid is not reused until it is reaped; the caller drops it when adws reaped any): a helper
-    that forked often leaves many. A process listed that is gone when it is read is added to `vanished`, with
-    the parent it was listed under (its children, re-parented to adws meanwhile, may have been missed).
-    """
-    me = os.getpid()
-    table: _Table = {}
-    todo = [me]
-    while todo:
-        pid = todo.pop()
-        parent = table[pid][0] if pid in table else 0
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            vanished.append((pid, parent))
+        if not name.isdigit():
             continue
-        for tid in tids:
-            try:
-                children = _read_all(f"/proc/{pid}/task/{tid}/children")
-            except FileNotFoundError:
-                if pid == me:
-                    return None
-                vanished.append((pid, parent))  # a thread that ended: its children moved to another thread or adws
-                continue
-            except OSError:
-                vanished.append((pid, parent))
-                continue
-            for word in children.split():
-                child = int(word)
-                if child in table:
-                    continue
-                entry = zombies.get(child) or _stat_entry(child)
-                if entry is None:
-                    vanished.append((child, pid))
-                    continue
-                table[child] = entry
-                if entry[1] == "Z":
-                    zombies[child] = entry
-                else:
-                    todo.append(child)
+        try:
+            stat = _read_small(f"/proc/{name}/stat")
+        except OSError:
+            continue  # gone since the listing
+        fields = stat[stat.rindex(b")") + 2:].split(None, 4)  # after "pid (comm) ": state ppid pgrp session ...
+        table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"), int(fields[2]), int(fields[3]))
     return table
 
 
@@ -479,328 +354,92 @@ def attempt_processes(leader: int, attempt_id: str, *, leader_reaped: bool = Fal
     the leader's process group, and zombies that lead the process group or session of a process found (a
     daemon's first fork, which called setsid: every process of that session descends from it).
     `leader_reaped`: the leader was reaped, so its pid may name another process by now: it is no root, and a
-    process group leader is never taken for one of its members. The leaders of other attempts running in this
-    process (any thread) are never among the result.
+    process group leader is never taken for one of its members.
     """
-    return _attempt_processes(_process_table(), leader, attempt_id, leader_reaped, set())
-
-
-def _attempt_processes(table: _Table, leader: int, attempt_id: str, leader_reaped: bool,
-                       groups: set[int]) -> tuple[set[int], set[int]]:
-    """attempt_processes over `table`; zombies that lead or are in one of `groups` (process groups and sessions
-    of the attempt's processes seen before) are the attempt's too. Adds the groups and sessions seen to `groups`."""
+    table = _process_table()
     me, marker = os.getpid(), f"{ATTEMPT_ID_ENV}={attempt_id}".encode()
-    others = _other_leaders(leader, leader_reaped)
     roots = set() if leader_reaped else {leader}
-    for pid, (ppid, state, group, _, _) in table.items():
-        if pid in (leader, me) or state == "Z" or pid in others:
+    for pid, (ppid, state, group, _) in table.items():
+        if pid in (leader, me) or state == "Z":
             continue
         # adws's own child still in the leader's group is the attempt's even without a readable marker: one
         # that is exiting (its SIGKILL from the group signal) has already lost its environment, not its group.
         if (ppid == me and group == leader) or ((ppid == me or not _subreaper) and _carries(pid, marker)):
             roots.add(pid)
     children: dict[int, list[int]] = {}
-    for pid, entry in table.items():
-        children.setdefault(entry[0], []).append(pid)
+    for pid, (ppid, _, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
     found: set[int] = set()
     todo = list(roots)
     while todo:
         pid = todo.pop()
-        if pid in found or pid in others:
+        if pid in found:
             continue
         found.add(pid)
         todo.extend(children.get(pid, ()))
     found.discard(leader)
     zombies = {pid for pid in found if pid in table and table[pid][1] == "Z"}
     running = found - zombies
-    for pid in running & table.keys():  # their groups and sessions
-        groups.update(table[pid][2:4])
+    leaders = {table[pid][k] for pid in running if pid in table for k in (2, 3)}  # their groups and sessions
     ours = {pid for pid in zombies if table[pid][0] == me}
     # The group test skips a group leader (pid == group id): after the leader's reaping its pid may be another
-    # attempt's leader, whose exit status belongs to the thread that started it. For the same reason a zombie
-    # is taken by the group or session it was in only when it did not lead it, and never by adws's own.
-    foreign = {leader, os.getpgrp(), os.getsid(0)}
-    ours |= {pid for pid, (ppid, state, group, session, _) in table.items()
-             if state == "Z" and ppid == me and pid != leader
-             and (group == leader or pid in groups
-                  or (pid != group and group in groups and group not in foreign)
-                  or (pid != session and session in groups and session not in foreign))}
-    return running, ours - others
+    # attempt's leader, whose exit status belongs to the thread that started it.
+    ours |= {pid for pid, (ppid, state, group, _) in table.items()
+             if state == "Z" and ppid == me and pid != leader and (group == leader or pid in leaders)}
+    return running, ours
 
 
-_waitid_pidfd = hasattr(os, "P_PIDFD")  # waitid(P_PIDFD): Linux >= 5.4, Python >= 3.9
-
-
-class _Proc:
-    """One process of an attempt, verified as the attempt's when made (see _verified). Signalled and reaped
-    through a pidfd where the kernel has them (Linux >= 5.3; reaping >= 5.4): a pidfd keeps naming its process,
-    so a signal or a wait through it never reaches a process that reused the pid. Elsewhere the pid's start time
-    is checked right before each signal or wait. close() releases the pidfd."""
-
-    __slots__ = ("fd", "pid", "start")
-
-    def __init__(self, pid: int, start: int, fd: int | None) -> None:
-        self.pid, self.start, self.fd = pid, start, fd
-
-    def _same(self) -> tuple[int, str, int, int, int] | None:
-        entry = _stat_entry(self.pid)
-        return entry if entry is not None and entry[4] == self.start else None
-
-    def signal(self, sig: int) -> bool:
-        """Send `sig`; False when the process is gone (reaped)."""
-        try:
-            if self.fd is not None:
-                signal.pidfd_send_signal(self.fd, sig)
-            elif self._same() is None:
-                return False
-            else:
-                os.kill(self.pid, sig)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
-
-    def reap(self) -> bool:
-        """Reap it when it is our zombie; True when it is done (reaped here or by its parent), False while it
-        still runs or is another process's child that has not been reaped yet."""
-        if self.fd is not None and _waitid_pidfd:
-            try:
-                if os.waitid(os.P_PIDFD, self.fd, os.WEXITED | os.WNOHANG | _WALL) is None:
-                    return False
-            except ChildProcessError:  # not (or no longer) our child: done once its parent reaped it
-                return not self.signal(0)
-            except OSError:
-                return True
-            _count_reaps()
-            return True
-        entry = self._same()
-        if entry is None:
-            return True
-        if entry[1] != "Z" or entry[0] != os.getpid() or self.pid in _other_leaders(0, True):
-            return False
-        try:
-            done, _ = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if done:
-            _count_reaps()
-        return bool(done)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _verified(pid: int, start: int) -> _Proc | None:
-    """A handle on process `pid` if it is still the one that started at `start` (the one a scan judged to be the
-    attempt's); None when it is gone or the pid names another process by now."""
-    fd = None
-    if hasattr(signal, "pidfd_send_signal"):
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return None
-        # Not Linux >= 5.3, a sandbox that forbids it, or out of descriptors: the start time is checked instead.
-        except (AttributeError, OSError):
-            fd = None
-    proc = _Proc(pid, start, fd)
-    # Opened before this check: if the process that started at `start` still holds the pid now, it held it
-    # when the pidfd was opened, so the pidfd names it.
-    if proc._same() is None:
-        proc.close()
-        return None
-    return proc
-
-
-def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> list[_Proc]:
-    """`sig` to the leader's process group and to every other process of the attempt; returns handles on those
-    others (once dead they can no longer be recognised, but adws must still reap them). The caller closes them."""
+def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> set[int]:
+    """`sig` to the leader's process group and to every other process of the attempt; returns those others
+    (once dead they can no longer be recognised, but adws must still reap them)."""
     _signal_group(leader, sig)
-    table = _process_table()
-    running, _ = _attempt_processes(table, leader, attempt_id, False, set())
-    procs = []
+    running, _ = attempt_processes(leader, attempt_id)
     for pid in running:
-        proc = _verified(pid, table[pid][4])
-        if proc is not None:
-            proc.signal(sig)
-            procs.append(proc)
-    return procs
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return running
 
 
-def end_attempt_processes(leader: int, attempt_id: str, signalled: Sequence[_Proc] | None = None, *,
+def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | None = None, *,
                           leader_reaped: bool = False) -> None:
-    """SIGKILL every process of the attempt but the leader and reap those re-parented to us, including
-    `signalled` (handles on processes of the attempt signalled earlier, e.g. on its timeout, from _signal_tree;
-    closed here). Only processes verified as the attempt's are signalled or reaped: each is found by a scan
-    (see attempt_processes) and held by a pidfd (or its start time) from then on, so that a pid reused meanwhile
-    (by another attempt's agent, or any process of the user) is never touched.
+    """SIGKILL every process of the attempt but the leader, until none runs; reap those re-parented to us,
+    including `signalled` (processes of the attempt signalled earlier, e.g. on its timeout).
 
-    Converges against processes that fork as fast as they can (a helper that moves to a new pid in a loop, so
-    that every pid a scan finds is gone when it is signalled): first everything of the attempt is stopped
-    (SIGSTOP), rescanning until a scan finds none of it that is not stopped, then all are killed. A stopped
-    process forks no more, but a fork it had under way when the stop came completes: the child is found by the
-    next scan (below it, or re-parented to adws), which is why the scans repeat. Each process group of the
-    attempt is stopped as a whole with one killpg, which the kernel makes atomic against fork. With the
-    subreaper the rescans read only adws's descendants (see _descendant_table), so a round takes well under a
-    millisecond; rescans that found nothing new to stop back off (up to 10 ms).
-
-    Bounded: at most _END_ROUNDS scans per phase, END_SECONDS in all for stopping and killing; whatever ends it
-    (the bound, an exception, an interruption), every process it stopped is then killed, and the killed ones are
-    waited for (at most half a second more) to be reaped, here or by their own parent. With `leader_reaped` (see
-    attempt_processes) and the subreaper, returns at once when adws has no child left: then nothing of the
-    attempt can be (see the section comment).
+    Bounded: at most _TREE_ROUNDS scans, and REAP_WAIT_SECONDS for the killed ones to die. With
+    `leader_reaped` (see attempt_processes) and the subreaper, returns at once when adws has no child left:
+    then nothing of the attempt can be (see the section comment).
     """
-    procs: dict[int, _Proc] = {}  # the attempt's processes seen so far, to kill and then reap
-    for proc in signalled or ():
-        old = procs.pop(proc.pid, None)
-        if old is not None:
-            old.close()
-        procs[proc.pid] = proc
-    try:
-        if leader_reaped and _subreaper and not has_children():
-            return
-        _Ending(leader, attempt_id, leader_reaped, procs).run()
-    finally:
-        for proc in procs.values():
-            proc.close()
+    if leader_reaped and _subreaper and not has_children():
+        return
+    killed: set[int] = set(signalled or ())
+    for _ in range(_TREE_ROUNDS):
+        running, zombies = attempt_processes(leader, attempt_id, leader_reaped=leader_reaped)
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed |= running | zombies
+        _reap(killed)
+        if not running:
+            break
+        time.sleep(0.01)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
+    deadline = time.monotonic() + REAP_WAIT_SECONDS
+    while killed and time.monotonic() < deadline:
+        time.sleep(0.01)
+        _reap(killed)
 
 
-class _Ending:
-    """The work of one end_attempt_processes call (see there)."""
-
-    def __init__(self, leader: int, attempt_id: str, leader_reaped: bool, procs: dict[int, _Proc]) -> None:
-        self.leader, self.attempt_id, self.leader_reaped, self.procs = leader, attempt_id, leader_reaped, procs
-        self.deadline = time.monotonic() + END_SECONDS
-        self.me = os.getpid()
-        self.groups: set[int] = set()  # process groups and sessions of the attempt's processes
-        self.zombies_seen: _Table = {}
-        self.reaps_seen = _count_reaps(0)
-        self.own = {os.getpgrp(), os.getsid(0)}
-        self.stopped: set[int] = set()  # pids sent SIGSTOP (through their handles)
-        self.stopped_groups: set[int] = set()  # process groups sent SIGSTOP
-        self.live_groups: set[int] = set()  # groups of the attempt's running processes in the last scan
-
-    def run(self) -> None:
+def _reap(pids: set[int]) -> None:
+    """Reap those of `pids` that are our children and have died; forget those that are not our children (their
+    own parent reaps them) or are gone. A zombie has no environment left to show its marker, so the pids
+    killed are remembered rather than found again."""
+    for pid in list(pids):
         try:
-            self.freeze()
-        finally:
-            try:
-                self.kill()
-            finally:
-                self.wait_reaped()
-
-    def scan(self) -> tuple[set[int], bool]:
-        """The attempt's running processes (each with a handle in self.procs), and whether the scan may have missed
-        one of them (one it listed was gone when read, is exiting, or became a zombie since the last scan: its
-        children move meanwhile). Only the attempt's processes count, and adws's own children it cannot tell."""
-        if _count_reaps(0) != self.reaps_seen:  # a pid of a zombie seen may name another process by now
-            self.zombies_seen.clear()
-            self.reaps_seen = _count_reaps(0)
-        vanished: _Vanished = []
-        use_children = _subreaper and self.leader_reaped
-        table = _descendant_table(self.zombies_seen, vanished) if use_children else None
-        if table is None:
-            table = _process_table(vanished)
-        running, zombies = _attempt_processes(table, self.leader, self.attempt_id, self.leader_reaped, self.groups)
-        new_zombie = False
-        for pid in running | zombies:
-            start = table[pid][4]
-            proc = self.procs.get(pid)
-            if proc is not None and proc.start == start:
-                continue
-            if proc is not None:  # gone, its pid reused by another process of the attempt
-                self.procs.pop(pid).close()
-            proc = _verified(pid, start)
-            if proc is not None:
-                self.procs[pid] = proc
-                new_zombie = new_zombie or pid in zombies
-        running &= self.procs.keys()
-        self.live_groups = {ident for pid in running for ident in table[pid][2:4]}
-        others = _other_leaders(self.leader, self.leader_reaped)
-        mine = running | zombies | {self.me}
-        # A process gone while the scan read it: when it was listed under one of the attempt's processes or adws
-        # (or the listing does not tell, all of /proc), what it forked may have been missed.
-        missed = new_zombie or any(pid in self.procs or parent in mine or not parent for pid, parent in vanished)
-        # An exiting process shows no environment: one of adws's children (not another attempt's agent) may be
-        # the attempt's, and what it forked last is re-parented to adws once it is done, maybe after adws's own
-        # children list was read: look again.
-        missed = missed or any(
-            state == EXITING and (pid in running or (ppid == self.me and pid not in others))
-            for pid, (ppid, state, _, _, _) in table.items())
-        return running, missed
-
-    def signal_groups(self, ids: set[int], sig: signal.Signals) -> None:
-        others = _other_leaders(self.leader, self.leader_reaped)
-        for group in ids - self.own - others:
-            if group > 1:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(group, sig)
-
-    def reap(self) -> None:
-        for pid, proc in list(self.procs.items()):
-            if proc.reap():
-                self.procs.pop(pid).close()
-                self.zombies_seen.pop(pid, None)
-
-    def freeze(self) -> None:
-        """Stop everything of the attempt, until a whole scan made after the last SIGSTOP finds no process of it
-        that was not sent one (and missed none)."""
-        pause = 0.0005
-        for _ in range(_END_ROUNDS):
-            running, missed = self.scan()
-            moving = running - self.stopped
-            if not moving and not missed:
-                return
-            for pid in moving:
-                self.procs[pid].signal(signal.SIGSTOP)
-            self.stopped |= moving
-            groups = self.live_groups | (set() if self.leader_reaped else {self.leader})
-            if moving:
-                self.signal_groups(groups, signal.SIGSTOP)
-                self.stopped_groups |= groups - self.own
-            self.reap()
-            if time.monotonic() > self.deadline:
-                return
-            if moving:
-                pause = 0.0005
-            else:  # only waiting for processes to finish exiting: no need to spin
-                time.sleep(pause)
-                pause = min(pause * 2, 0.01)
-
-    def kill(self) -> None:
-        """SIGKILL everything found (a stopped process too), and every group stopped, until a scan finds nothing
-        of the attempt running; at least one scan, even past the deadline (the zombies of processes killed)."""
-        for _ in range(_END_ROUNDS):
-            self.signal_groups(self.stopped_groups, signal.SIGKILL)
-            for proc in self.procs.values():
-                proc.signal(signal.SIGKILL)
-            self.reap()
-            running, _ = self.scan()
-            if not running:
-                for proc in self.procs.values():  # found by that last scan
-                    proc.signal(signal.SIGKILL)
-                return
-            self.signal_groups(self.live_groups, signal.SIGKILL)
-            if time.monotonic() > self.deadline:
-                for proc in self.procs.values():
-                    proc.signal(signal.SIGKILL)
-                return
-            time.sleep(0.001)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
-
-    def wait_reaped(self) -> None:
-        """Reap the killed processes re-parented to adws: a killed process whose parent dies too before reaping
-        it becomes adws's child a moment later, so each is waited for until it is reaped (here or by its
-        parent), up to the deadline or half a second from now, whichever is later."""
-        until = max(self.deadline, time.monotonic() + 0.5)
-        pause = 0.0005
-        while True:
-            self.reap()
-            if not self.procs or time.monotonic() > until:
-                return
-            time.sleep(pause)
-            pause = min(pause * 2, 0.01)
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pids.discard(pid)
+            continue
+        if done:
+            pids.discard(pid)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -820,7 +459,7 @@ class _Supervisor:
                  attempt_id: str) -> None:
         self.pid = pid
         self.attempt_id = attempt_id
-        self.signalled: list[_Proc] = []  # processes of the attempt outside its group that were signalled
+        self.signalled: set[int] = set()  # processes of the attempt outside its group that were signalled
         self.request = request
         self.sinks = sinks
         self.open_reads = set(sinks)
@@ -904,7 +543,7 @@ class _Supervisor:
         if self.phase is _Phase.RUNNING:
             self.timed_out = True  # only the leader overrunning is a timeout; a lingering grandchild is not
         sig, self.phase = step
-        self.signalled += _signal_tree(self.pid, self.attempt_id, sig)
+        self.signalled |= _signal_tree(self.pid, self.attempt_id, sig)
         wait = self.request.grace if self.phase is _Phase.TERMINATING else KILL_WAIT_SECONDS
         self.deadline = time.monotonic() + wait
         return True
@@ -1062,22 +701,6 @@ def _run_with_files(
             os.close(fd)
         _remove_logs(files, paths)
         return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
-    _register_leader(proc.pid, True)  # no other attempt's end may reap it (its exit status is ours)
-    try:
-        return _supervise_child(request, proc, attempt_id, argv, shown, started, clock, files, paths,
-                                (out_r, err_r, in_w), (out_w, err_w, in_r))
-    finally:
-        _register_leader(proc.pid, False)
-
-
-def _supervise_child(request: RunRequest, proc: subprocess.Popen[bytes], attempt_id: str, argv: list[str],
-                     shown: list[str], started: float, clock: Callable[[], float], files: list[BinaryIO],
-                     paths: tuple[str, str],
-                     ours: tuple[int, int, int | None], childs: tuple[int, int, int | None]) -> RunOutcome:
-    """_run_with_files once the child has started: `ours` and `childs` are the pipe ends (stdout read, stderr
-    read, stdin write) and (stdout write, stderr write, stdin read)."""
-    out_r, err_r, in_w = ours
-    out_w, err_w, in_r = childs
     for child_end in (out_w, err_w, in_r):  # the child has its copies; ours would keep the pipes open
         if child_end is not None:
             os.close(child_end)
@@ -1089,8 +712,7 @@ def _supervise_child(request: RunRequest, proc: subprocess.Popen[bytes], attempt
             # anything of note, and the attempt is the spawn failure it was when the logs came first.
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
-            _count_reaps()
-            end_attempt_processes(proc.pid, attempt_id, (), leader_reaped=True)
+            end_attempt_processes(proc.pid, attempt_id, set(), leader_reaped=True)
             for end in (out_r, err_r, in_w):
                 if end is not None:
                     os.close(end)
@@ -1121,7 +743,6 @@ def _supervise_child(request: RunRequest, proc: subprocess.Popen[bytes], attempt
         # Reaped first (it has exited, or dies of that SIGKILL): its children are then re-parented to adws,
         # which lets end_attempt_processes know without a /proc scan when nothing of the attempt is left.
         returncode = proc.wait()
-        _count_reaps()
         end_attempt_processes(proc.pid, attempt_id, supervisor.signalled, leader_reaped=True)
         out_sink.finish()
         err_sink.finish()

@@ -11,16 +11,6 @@ Usage: hostile_agent.py MODE [PROMPT]. The prompt is argv[2] when given, else st
   env           print the environment as JSON (values reversed), exit 0
   daemon        double fork + setsid a helper that sleeps (its pid in $HOSTILE_PIDFILE), then exit 0
   daemon_hang   the same, then sleep until killed
-  hopper        start a helper (fork + setsid, stdio on /dev/null) that changes its pid as fast as it can for
-                $HOSTILE_HOP seconds (default 4, its own bound): fork, the parent exits, the child appends
-                "pid pgid time" to $HOSTILE_HOPLOG; then print "done", exit 0
-  hopper_setsid the same, every new pid also calling setsid (a new process group and session each time)
-  hopper_hang   hopper, then sleep until killed
-  stale_helper  ignore SIGTERM; start a helper C (fork + setsid) that exits 0.1 s after a SIGTERM; write C's pid to
-                $HOSTILE_PIDFILE, reap C when it exits, then write "reaped" there too; sleep until killed (60 s)
-  tree          start R (fork + setsid, stdio on /dev/null) holding $HOSTILE_MB MiB (default 0, touched: a big
-                process takes a while to exit), R starts G (fork + setsid), both sleep 120 s; "R pid" and "G pid"
-                lines in $HOSTILE_PIDFILE; exit 0 once both are written
   hang          write own pid to $HOSTILE_PIDFILE, sleep until killed
   big           print $HOSTILE_BYTES bytes on stdout, exit 0
   gate          append own pid to $HOSTILE_PIDFILE, wait (at most 60 s) until the file $HOSTILE_GATE exists, exit 0
@@ -30,11 +20,9 @@ Usage: hostile_agent.py MODE [PROMPT]. The prompt is argv[2] when given, else st
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import json
 import os
-import signal
 import sys
 import time
 import urllib.parse
@@ -53,68 +41,6 @@ def _daemonise(pidfile: str) -> None:
         fh.write(f"{os.getpid()}\n")
     time.sleep(300)
     os._exit(0)
-
-
-def _hopper(log: str, new_session_each_time: bool) -> None:
-    """Fork a helper that moves to a new pid (fork, parent exits) in a loop until its own deadline."""
-    if os.fork() > 0:
-        return
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    deadline = time.monotonic() + float(os.environ.get("HOSTILE_HOP", "4"))
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    while time.monotonic() < deadline:
-        if os.fork() > 0:
-            os._exit(0)  # the helper moves on to a new pid; the one adws saw is gone
-        if new_session_each_time:
-            os.setsid()
-        os.write(fd, f"{os.getpid()} {os.getpgrp()} {time.time():.6f}\n".encode())
-    os._exit(0)
-
-
-def _stale_helper(pidfile: str) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    helper = os.fork()
-    if helper == 0:
-        os.setsid()  # outside the agent's group (a language server, say): SIGTERM reaches it by its pid
-        signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.1), os._exit(0)))  # a graceful shutdown
-        time.sleep(60)
-        os._exit(0)
-    with open(pidfile, "a", encoding="ascii") as fh:
-        fh.write(f"{helper}\n")
-    os.waitpid(helper, 0)
-    with open(pidfile, "a", encoding="ascii") as fh:
-        fh.write("reaped\n")
-    time.sleep(60)
-
-
-def _tree(pidfile: str, mib: int) -> None:
-    if os.fork() == 0:
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        if os.fork() == 0:
-            os.setsid()
-            with open(pidfile, "a", encoding="ascii") as fh:
-                fh.write(f"G {os.getpid()}\n")
-            time.sleep(120)
-            os._exit(0)
-        ballast = bytearray(mib << 20)
-        for i in range(0, len(ballast), 4096):
-            ballast[i] = 1
-        with open(pidfile, "a", encoding="ascii") as fh:
-            fh.write(f"R {os.getpid()}\n")
-        time.sleep(120)
-        os._exit(0)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), open(pidfile, encoding="ascii") as fh:
-            if len(fh.read().split()) >= 4:
-                return
-        time.sleep(0.01)
 
 
 def encodings(value: str) -> list[str]:
@@ -157,26 +83,13 @@ def main() -> int:
         # Values reversed, so that adws's log redaction does not hide what the child really received.
         print(json.dumps({name: value[::-1] for name, value in os.environ.items()}))
         return 0
-    if mode == "stale_helper":
-        _stale_helper(os.environ["HOSTILE_PIDFILE"])
-        return 0
-    if mode == "tree":
-        _tree(os.environ["HOSTILE_PIDFILE"], int(os.environ.get("HOSTILE_MB", "0")))
-        print("done")
-        return 0
-    if mode in ("hopper", "hopper_setsid", "hopper_hang"):
-        _hopper(os.environ["HOSTILE_HOPLOG"], mode == "hopper_setsid")
-        time.sleep(0.2)  # let it hop a while under the agent
-        if mode != "hopper_hang":
-            print("done")
-            return 0
     if mode in ("daemon", "daemon_hang"):
         _daemonise(os.environ["HOSTILE_PIDFILE"])
         time.sleep(0.2)  # let the helper write its pid
         if mode == "daemon":
             print("done")
             return 0
-    if mode in ("hang", "daemon_hang", "hopper_hang"):
+    if mode in ("hang", "daemon_hang"):
         if mode == "hang":
             with open(os.environ["HOSTILE_PIDFILE"], "a", encoding="ascii") as fh:
                 fh.write(f"{os.getpid()}\n")

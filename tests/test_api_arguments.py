@@ -266,7 +266,7 @@ def test_prompt_and_workdir_problems_name_themselves_on_the_command_line(
                  "--workdir", "/nonexistent/dir"]) == 2
     assert capsys.readouterr().err == "adws: workdir: /nonexistent/dir is not a directory\n"
     assert main(["run", "--config", config, "--task-json", "{}", "--prompt-file", str(tmp_path / "none.md")]) == 2
-    assert capsys.readouterr().err.startswith("adws: cannot read prompt: [Errno 2]")
+    assert capsys.readouterr().err == f"adws: cannot read prompt: {tmp_path / 'none.md'}: No such file or directory\n"
 
 
 def test_the_new_error_classes_are_caught_as_the_old_ones(engine: Engine, tmp_path: Path) -> None:
