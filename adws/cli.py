@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 from adws.arguments import time_problem
-from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageError, set_or_unset
+from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageError, missing_dependency, set_or_unset
 
 if TYPE_CHECKING:
     import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
@@ -1001,6 +1001,19 @@ def _one_config(args: argparse.Namespace) -> None:
     args.config = given
 
 
+def tool_main(body: Callable[[], int]) -> int:
+    """Run a maintainer tool's `body` (tools/show-routing.py, tools/show-providers.py) and return its exit code; one
+    of adws's dependencies not installed for this Python is one line and exit 2, as in `adws` itself."""
+    try:
+        return body()
+    except ImportError as exc:
+        line = missing_dependency(exc)
+        if line is None:
+            raise
+        print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `adws` command `argv` (None: the process's own arguments, and the process is adws's from then on);
     returns the exit code (see the module doc). Standard output that fails (a closed pipe, a full disk, a file
@@ -1078,6 +1091,12 @@ def _command(argv: Sequence[str]) -> int:
         print(f"adws: interrupted{f' by {exc}' if str(exc) else ''}; the agent's processes were stopped",
               file=sys.stderr)
         return 130
+    except ImportError as exc:  # one of adws's own dependencies is not installed for this Python: one line
+        line = missing_dependency(exc)
+        if line is None:
+            raise
+        print(f"adws: {line}", file=sys.stderr)
+        return 2
     finally:
         if restore is not None:
             restore()

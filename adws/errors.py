@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time
 from typing import Any
@@ -135,6 +136,28 @@ class RunCancelled(BaseException):
         super().__init__("the run was cancelled")
         self.outcome = outcome
         self.attempt: object = None
+
+
+# The modules of adws's declared dependencies (pyproject.toml's `dependencies` and the `redis` extra), each with the
+# distribution that installs it: tests/test_errors_dependencies.py checks this against pyproject.toml.
+DEPENDENCY_MODULES: dict[str, str] = {
+    "pydantic": "pydantic", "jinja2": "jinja2", "croniter": "croniter", "tzdata": "tzdata",
+    "ahocorasick_rs": "ahocorasick-rs", "stringzilla": "stringzilla", "re2": "google-re2",
+    "matplotlib": "matplotlib", "rich": "rich", "redis": "redis",
+}
+
+
+def missing_dependency(exc: ImportError) -> str | None:
+    """The one line to show for `exc` when it is the import of one of adws's own dependencies failing (adws's code
+    run on a Python where it was not installed, `python3 tools/show-routing.py` outside the virtualenv, or an
+    editable install older than a dependency), else None (a bug, to be raised as it is)."""
+    module = (exc.name or "").partition(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or module not in DEPENDENCY_MODULES:
+        return None
+    # An editable install made before a dependency was added keeps running the new code without it: say so.
+    return (f"the package {DEPENDENCY_MODULES[module]!r} (module {module}) is not installed for {sys.executable}: "
+            "install adws with its dependencies again (`python3 -m pip install .`, or `-e .` for an editable "
+            "install, in a virtualenv: see the README) and run it with that Python")
 
 
 def set_or_unset(env: Mapping[str, str], variable: str, name_a: str, unset_means: str,

@@ -105,6 +105,24 @@ def test_the_corpus_is_read_by_the_automaton_not_the_fallback() -> None:
         assert matcher._scan(automaton, f"{issue['title']}\n{issue['body']}") is not None
 
 
+@pytest.mark.parametrize("missing", ["ahocorasick_rs", "stringzilla"])
+def test_without_its_matcher_packages_the_classifier_reads_by_the_regex(monkeypatch: pytest.MonkeyPatch,
+                                                                         missing: str) -> None:
+    """adws's code run on a Python without its dependencies (tools/show-routing.py from a checkout): the same
+    answers, by the regex, rather than ModuleNotFoundError."""
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` raises ImportError
+    matcher = KeywordMatcher(load_config(ROOT / "config.toml").intake.keywords.lists)  # type: ignore[union-attr]
+    issues = corpus()[:10]
+    for issue in issues:
+        text = f"{issue['title']}\n{issue['body']}"
+        expected = old_counts(matcher.lists, text)
+        assert matcher.counts(text) == expected, issue["number"]
+        best = max(expected)
+        assert matcher.classify(str(issue["title"]), str(issue["body"])) == (
+            (matcher.lists[expected.index(best)][0], best) if best else None)
+    assert matcher._built[0] is None
+
+
 LISTS = (("architecture", ("architecture", "system design", "design doc", "rfc")),
          ("reasoning", ("root cause", "investigate", "prove", "analyse", "analyze")),
          ("docs", ("documentation", "readme", "docstring", "changelog")),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from adws.cli import CONFIG_HELP, config_path
+from adws.cli import CONFIG_HELP, config_path, tool_main
 from adws.engine import load
 from adws.errors import AdwsError, ConfigError
 from adws.reports import providers_report, render_providers
@@ -40,4 +40,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as other command-line tools do
-    sys.exit(main())
+    sys.exit(tool_main(main))

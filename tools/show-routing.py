@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from adws.cli import CONFIG_HELP, config_path, parse_at
+from adws.cli import CONFIG_HELP, config_path, parse_at, tool_main
 from adws.config import load_config
 from adws.errors import AdwsError, ConfigError
 from adws.reports import render_routing
@@ -47,4 +47,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as other command-line tools do
-    sys.exit(main())
+    sys.exit(tool_main(main))
