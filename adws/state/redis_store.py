@@ -770,17 +770,19 @@ class RedisStore(Closing):
         try:
             return convert(*args)
         except _DECODE_ERRORS as exc:
-            what = one_line(str(exc) or type(exc).__name__)
-            command = one_line(shlex.join(["redis-cli", *remove]), 400)
-            raise StateStoreError(f"state store {self._where} is damaged: key {remove[1]} holds a value this adws "
-                                  f"cannot read ({what}); remove it ({command}, against that server) and the "
-                                  "rest of the state stays") from None
+            self._damage(remove[1], f"holds a value this adws cannot read ({one_line(str(exc) or type(exc).__name__)})",
+                         remove)
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except self._errors as exc:
             self._fail(exc)
+        except UnicodeDecodeError as exc:  # replies are decoded as UTF-8, all adws writes: another program's bytes
+            raise StateStoreError(
+                f"state store {self._where} is damaged: a value under the prefix {one_line(self.prefix, 200)} is not "
+                f"UTF-8 text, which adws never writes ({one_line(str(exc))}); find it with redis-cli --scan --pattern "
+                f"{shlex.quote(_glob(self.prefix) + '*')} and remove it, and the rest of the state stays") from None
 
     def _run(self, name: str, *args: object) -> Any:
         return self._call(self._scripts[name], args=[self.prefix, *args])
@@ -850,7 +852,10 @@ class RedisStore(Closing):
         rows = self._run("totals", *args)
         if rows and rows[0][0] == "bad":
             _, qp, qa, member = rows[0]
-            self._decoded(("ZREM", self._key("usage", qp, qa), member), _member_record, "", "", 0.0, member)
+            key = self._key("usage", qp, qa)
+            self._decoded(("ZREM", key, member), _member_record, "", "", 0.0, member)  # names what Python finds
+            # Python's float() takes forms Lua's tonumber does not ("1_000"): the script's verdict stands.
+            self._damage(key, f"holds a usage row adws never writes: {_shown(member)}", ("ZREM", key, member))
         return {(providers[(index - 4) // 2], unquote(qa)): self._decoded(
             ("DEL", self._key("usage", _q(providers[(index - 4) // 2]), qa)), _usage, *sums)
             for index, qa, *sums in rows}

@@ -117,6 +117,10 @@ BAD_MEMBER = '-5000000 -90000 0 nan 1 aaaa1111bbbb2222 [null,"x"]'
 REDIS: dict[str, tuple[Callable[[redis.Redis, str], Any], Callable[[RedisStore], object], str]] = {
     "negative usage in totals": (lambda c, p: c.zadd(f"{p}usage:p:a", {BAD_MEMBER: T0.timestamp()}),
                                  lambda s: s.usage_totals({"p": T0}), f"ZREM {{p}}usage:p:a '{BAD_MEMBER}'"),
+    # Python's float() reads "1_000", Lua's tonumber does not: the script's verdict stands, as damage.
+    "a figure only Python reads": (lambda c, p: c.zadd(f"{p}usage:p:a", {"1_000 100 50 0.5 0 aaaa1111bbbb2222 "
+                                                                         "[null,null]": T0.timestamp()}),
+                                   lambda s: s.usage_totals({"p": T0}), "ZREM {p}usage:p:a"),
     "NaN cost in records": (lambda c, p: c.zadd(f"{p}usage:p:a", {'1 1 1 nan 0 aaaa1111bbbb2222 [null,null]':
                                                                   T0.timestamp()}),
                             lambda s: list(export_lines(s, T0)), "ZREM {p}usage:p:a"),
@@ -150,6 +154,21 @@ def test_redis_reports_a_value_it_never_writes_as_damage_naming_the_entry(
     message = str(exc.value)
     assert message.startswith(f"state store {redis_url} is damaged: key {redis_prefix}") and "\n" not in message
     assert f"(redis-cli {command.format(p=redis_prefix)}" in message
+
+
+def test_redis_reports_a_value_that_is_not_utf8_as_damage(redis_url: str, redis_prefix: str,
+                                                          client: redis.Redis) -> None:
+    with RedisStore(redis_url, key_prefix=redis_prefix, clock=T0.timestamp) as store:
+        _fill(store)
+        raw = redis.Redis.from_url(redis_url)  # bytes as another program writes them
+        raw.hset(f"{redis_prefix}sticky", "k", b"\xff\xfe")
+        raw.close()
+        with pytest.raises(StateStoreError) as exc:
+            store.get_sticky("k")
+    message = str(exc.value)
+    assert message.startswith(f"state store {redis_url} is damaged: a value under the prefix {redis_prefix} is not "
+                              "UTF-8 text") and "\n" not in message
+    assert "and remove it, and the rest of the state stays" in message and "redis-cli --scan --pattern " in message
 
 
 def test_an_import_refuses_a_cooldown_longer_than_any_limit() -> None:
