@@ -8,6 +8,7 @@ read-modify-write operations run under its lock.
 from __future__ import annotations
 
 import threading
+from bisect import insort
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
@@ -53,7 +54,9 @@ class MemoryStore(Closing):
         # provider -> holder -> (subject, tokens, end in epoch seconds)
         self._reserved: dict[str, dict[str, tuple[str, int, float]]] = {}
         self._observed: dict[tuple[str, str], Observation] = {}
-        self._runs: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        # (provider, specialization) -> (at, recording number, tokens) in that order: oldest first, ties as recorded.
+        self._runs: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
+        self._run_seq = 0
         self._writes = 0
         self._counts = dict.fromkeys(CHANGE_KINDS, 0)
         self._lock = threading.RLock()
@@ -276,43 +279,38 @@ class MemoryStore(Closing):
         self.import_runs([RunRecord(provider, specialization, at, tokens)])  # one write path, as SQLite's
 
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
-        with self._lock:
-            runs = list(self._runs.get((provider, specialization), []))
-        newest = sorted(range(len(runs)), key=lambda i: (runs[i][0], i), reverse=True)  # ties: last recorded first
-        return [runs[i][1] for i in newest[:limit]]
+        with self._lock:  # each group is kept oldest first, ties in the order recorded (import_runs)
+            return [tokens for _, _, tokens in reversed(self._runs.get((provider, specialization), [])[-limit:])]
 
     def recorded_runs(self) -> Iterator[RunRecord]:
         with self._lock:
             groups = {key: list(runs) for key, runs in self._runs.items()}
         for (provider, specialization), runs in sorted(groups.items()):
-            for at, tokens in sorted(runs, key=lambda run: run[0]):  # stable: ties stay in the order recorded
+            for at, _, tokens in runs:
                 yield RunRecord(provider, specialization, from_epoch(at), tokens)
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
-        """Append the runs, then keep the newest `base.RUNS_KEPT` of each group they touch (by time; at one instant
-        the one recorded last is the newer), as every backend does: a long-lived coordinator's memory stays
-        bounded, and a median is over the same runs as on SQLite or Redis."""
+        """Add the runs, each group kept in order (by time, then by when recorded), then keep the newest
+        `base.RUNS_KEPT` of each group they touch, as every backend does: a long-lived coordinator's memory stays
+        bounded, and a median is over the same runs as on SQLite or Redis. O(log n) to place a run, plus a move of
+        the list when one is inserted before the end."""
         rows = [(run.provider, run.specialization, stored_epoch(run.at, "at"), run.tokens) for run in runs]
         cap = base.RUNS_KEPT  # read at call time: tests lower it
-        kept = len(rows)
-        displaced = 0
+        kept, displaced = len(rows), 0
         with self._lock:  # all of them under one lock, one change counted
-            held: dict[tuple[str, str], int] = {}  # group -> how many runs it held before this import
+            first_new = self._run_seq  # runs numbered from here on are this import's
+            touched: set[tuple[str, str]] = set()
             for provider, specialization, at, tokens in rows:
-                group = self._runs.setdefault((provider, specialization), [])
-                held.setdefault((provider, specialization), len(group))
-                group.append((at, tokens))
-            for key, before in held.items():
+                self._run_seq += 1
+                insort(self._runs.setdefault((provider, specialization), []), (at, self._run_seq, tokens))
+                touched.add((provider, specialization))
+            for key in touched:
                 group = self._runs[key]
-                if len(group) <= cap:
-                    continue
-                # Stable by time: at one instant, recording order decides, as recent_runs reads it.
-                order = sorted(range(len(group)), key=lambda i: group[i][0])
-                dropped = order[:len(group) - cap]
-                displaced += sum(i < before for i in dropped)
-                kept -= sum(i >= before for i in dropped)
-                gone = set(dropped)
-                self._runs[key] = [run for i, run in enumerate(group) if i not in gone]
+                excess = len(group) - cap
+                if excess > 0:
+                    ours = sum(seq > first_new for _, seq, _ in group[:excess])
+                    kept, displaced = kept - ours, displaced + excess - ours
+                    del group[:excess]
             if rows:
                 self._wrote("runs")
         return RunsImported(kept, displaced)

@@ -915,10 +915,13 @@ class SqliteStore(Closing):
             ((last,),) = conn.execute("SELECT coalesce(max(id), 0) FROM runs").fetchall()
             conn.executemany("INSERT INTO runs (provider, specialization, at, tokens) VALUES (?, ?, ?, ?)", rows)
             for provider, specialization in dict.fromkeys((p, s) for p, s, _, _ in rows):
-                dropped = [id_ for (id_,) in conn.execute(
-                    "SELECT id FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC "
-                    "LIMIT -1 OFFSET ?", (provider, specialization, cap))]
-                if dropped:
+                # Counted first (the index alone): below the cap, the usual case, nothing is sorted.
+                ((held,),) = conn.execute("SELECT count(*) FROM runs WHERE provider = ? AND specialization = ?",
+                                          (provider, specialization)).fetchall()
+                if held > cap:
+                    dropped = [id_ for (id_,) in conn.execute(
+                        "SELECT id FROM runs WHERE provider = ? AND specialization = ? ORDER BY at, id LIMIT ?",
+                        (provider, specialization, held - cap))]
                     conn.executemany("DELETE FROM runs WHERE id = ?", [(id_,) for id_ in dropped])
                     displaced += sum(id_ <= last for id_ in dropped)
                     kept -= sum(id_ > last for id_ in dropped)
