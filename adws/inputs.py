@@ -15,8 +15,10 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_LINE_BYTES", "MAX_PROMPT_BYTES", "MAX_STATE_LINE_BYTES", "MAX_TASKS_BYTES",
-           "TooLarge", "bounded_lines", "read_bounded", "read_text", "why"]
+from adws.errors import Loc
+
+__all__ = ["MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_LINE_BYTES", "MAX_PROMPT_BYTES", "MAX_STATE_LINE_BYTES",
+           "MAX_TASKS_BYTES", "TooLarge", "bounded_lines", "deepest_value", "read_bounded", "read_text", "why"]
 
 MiB = 1 << 20
 MAX_CONFIG_BYTES = 4 * MiB
@@ -85,3 +87,26 @@ def closed_stdin() -> OSError:
     """The error of reading `-` when standard input was closed when adws started (`<&-`: Python's sys.stdin is
     None then)."""
     return OSError(errno.EBADF, "standard input is closed")
+
+
+MAX_DEPTH = 32  # tables and arrays inside each other; adws's own keys need 7, the rest is room for attrs values
+
+
+def deepest_value(raw: Any) -> tuple[int, Loc] | None:
+    """(depth, place) of the first value in `raw` (dicts and lists) nested deeper than MAX_DEPTH, else None.
+    Iterative: the point is not to recurse as deep as a hostile file goes (the checks after this one do recurse).
+    The workload and issue files of `adws simulate` are held to the same limit."""
+    stack: list[tuple[Any, Loc]] = [(raw, ())]
+    while stack:
+        node, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            depth = len(loc)
+            while isinstance(node, (dict, list)) and node:  # count the rest of the way down
+                node = next(iter(node.values())) if isinstance(node, dict) else node[0]
+                depth += 1
+            return depth, loc
+        if isinstance(node, dict):
+            stack.extend((value, (*loc, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, i)) for i, value in enumerate(node))
+    return None

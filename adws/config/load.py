@@ -66,6 +66,7 @@ from adws.cron import CronMatcher
 from adws.dataclass_cache import dataclass, replace
 from adws.errors import ConfigError, Loc, Problem, RenderError, TaskError, suggest, suggest_typo, toml_value
 from adws.files import unsafe_run_root
+from adws.inputs import MAX_DEPTH, deepest_value
 from adws.keywords import KeywordMatcher
 from adws.quota import parse_window
 from adws.state import STORES
@@ -141,7 +142,6 @@ def parse_duration(text: str, days: int) -> float:
     return parse_window(text, timedelta(days=days)).total_seconds()
 
 
-MAX_DEPTH = 32  # tables and arrays inside each other; adws's own keys need 7, the rest is room for attrs values
 
 
 def load_file(path: str | os.PathLike[str], data: bytes | None = None) -> CompiledConfig:
@@ -202,26 +202,6 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
         raise ConfigError([Problem("", f"nested {depth} levels deep under {shown}: a config needs at most "
                                    f"{MAX_DEPTH} levels of tables and arrays")], source)
     return raw
-
-
-def deepest_value(raw: Any) -> tuple[int, Loc] | None:
-    """(depth, place) of the first value in `raw` (dicts and lists) nested deeper than MAX_DEPTH, else None.
-    Iterative: the point is not to recurse as deep as a hostile file goes (the checks after this one do recurse).
-    The workload and issue files of `adws simulate` are held to the same limit."""
-    stack: list[tuple[Any, Loc]] = [(raw, ())]
-    while stack:
-        node, loc = stack.pop()
-        if len(loc) > MAX_DEPTH:
-            depth = len(loc)
-            while isinstance(node, (dict, list)) and node:  # count the rest of the way down
-                node = next(iter(node.values())) if isinstance(node, dict) else node[0]
-                depth += 1
-            return depth, loc
-        if isinstance(node, dict):
-            stack.extend((value, (*loc, key)) for key, value in node.items())
-        elif isinstance(node, list):
-            stack.extend((value, (*loc, i)) for i, value in enumerate(node))
-    return None
 
 
 class _Checker:

@@ -33,9 +33,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adws.config.load import MAX_DEPTH, deepest_value
 from adws.dataclass_cache import dataclass, field
 from adws.errors import TaskError, UsageError, suggest
+from adws.inputs import MAX_DEPTH, deepest_value
 from adws.insight.records import attempts_of, iter_records, routed_at, task_of, tokens_of
 from adws.task import Task
 
@@ -181,10 +181,8 @@ def load_workload(path: str, *, tasks_from: str | None = None) -> Workload:
             task = reader.table("task")
             try:
                 Task.from_dict(task)
-            except TaskError as exc:
+            except TaskError as exc:  # nested no deeper than MAX_DEPTH (read_workload): no RecursionError
                 raise UsageError(f"{where}.task: {exc}") from None
-            except RecursionError:
-                raise UsageError(f"{where}.task: nested too deeply") from None
             entries.append((weight, dict(task)))
         mix = tuple(entries)
     return Workload(
@@ -295,10 +293,8 @@ def from_issues(path: str, workload: Workload, rng: random.Random, start: dateti
     for i, issue in enumerate(data):
         try:
             task = Task.from_dict(issue)
-        except TaskError as exc:
+        except TaskError as exc:  # nested no deeper than MAX_DEPTH (checked above): no RecursionError
             raise UsageError(f"{path}: [{i}]: {exc}") from None
-        except RecursionError:
-            raise UsageError(f"{path}: [{i}]: nested too deeply") from None
         raw = {k: v for k, v in task.to_dict().items() if v not in (None, {}, [])}
         ident = f"#{task.number}" if task.number is not None else f"issue-{i + 1:05d}"
         out.append(_sized(rng, workload, start + timedelta(minutes=i), raw, ident))
