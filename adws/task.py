@@ -293,59 +293,100 @@ def attrs_problems(attrs: Mapping[Any, Any]) -> list[str]:
     """What keeps `attrs` from being JSON data (see the module docstring), each problem named by its place
     ("attrs.author.login", "attrs.list[2]"); at most _ATTRS_PROBLEMS_MOST of them, then how many more. Empty
     when it is JSON data."""
-    problems: list[str] = []
-    _json_problems(attrs, "attrs", 0, set(), problems)
-    if len(problems) > _ATTRS_PROBLEMS_MOST:
-        more = len(problems) - _ATTRS_PROBLEMS_MOST
-        problems[_ATTRS_PROBLEMS_MOST:] = [f"attrs: {more} more problem{'s' if more > 1 else ''} not listed"]
-    return problems
+    found = _Found()
+    _json_problems(attrs, "attrs", 0, set(), found)
+    if found.more:
+        found.listed.append(f"attrs: {found.more} more problem{'s' if found.more > 1 else ''} not listed")
+    return found.listed
+
+
+class _Found:
+    """The problems `_json_problems` lists (at most _ATTRS_PROBLEMS_MOST, each worded only then) and how many more
+    it counted past them."""
+
+    __slots__ = ("listed", "more")
+
+    def __init__(self) -> None:
+        self.listed: list[str] = []
+        self.more = 0
+
+    def wants(self) -> bool:
+        """Is there room to list one more problem? When not, the problem is counted."""
+        if len(self.listed) < _ATTRS_PROBLEMS_MOST:
+            return True
+        self.more += 1
+        return False
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
-def _json_problems(value: Any, place: str, depth: int, open_ids: set[int], problems: list[str]) -> None:
-    """Add to `problems` what keeps `value` at `place` from being JSON data. `open_ids`: the containers the walk
-    is inside (one met again is a cycle). Stops looking once the list is longer than it will show."""
-    if len(problems) > _ATTRS_PROBLEMS_MOST:
-        return
+def _json_problems(value: Any, place: str, depth: int, open_ids: set[int], found: _Found) -> None:
+    """Add to `found` what keeps `value` at `place` from being JSON data. `open_ids`: the containers the walk is
+    inside (one met again is a cycle). Past what it will list, it only counts (a place's name is not built)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return
     if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
         error = _too_long(value)
-        if error:
-            problems.append(f"{place}: {error}")
+        if error and found.wants():
+            found.listed.append(f"{place}: {error}")
         return
     if isinstance(value, float):
-        if not math.isfinite(value):
-            problems.append(f"{place}: expected a finite number, got {value!r} (JSON has no NaN or Infinity)")
+        if not math.isfinite(value) and found.wants():
+            found.listed.append(f"{place}: expected a finite number, got {value!r} (JSON has no NaN or Infinity)")
         return
     is_mapping = isinstance(value, Mapping)
     if not is_mapping and not isinstance(value, (list, tuple)):
-        problems.append(f"{place}: expected JSON data (a string, a number, a boolean, null, a list or a dict), "
-                        f"got {kind_of(value)}")
+        if found.wants():
+            found.listed.append(f"{place}: expected JSON data (a string, a number, a boolean, null, a list or a "
+                                f"dict), got {kind_of(value)}")
         return
     if depth >= ATTRS_DEPTH_MOST:
-        problems.append(f"{place}: nested too deeply (arrays and objects at most {ATTRS_DEPTH_MOST} deep in attrs)")
+        if found.wants():
+            found.listed.append(f"{place}: nested too deeply (arrays and objects at most {ATTRS_DEPTH_MOST} deep in "
+                                "attrs)")
         return
     if id(value) in open_ids:
-        problems.append(f"{place}: holds itself (a cycle): JSON data is a tree")
+        if found.wants():
+            found.listed.append(f"{place}: holds itself (a cycle): JSON data is a tree")
         return
     open_ids.add(id(value))
+    listing = len(found.listed) < _ATTRS_PROBLEMS_MOST  # else children's places are never shown: not built
     try:
         if is_mapping:
             for key, item in value.items():
                 if not isinstance(key, str):
-                    problems.append(f"{place}: key {shown(key)}: expected a string, got {kind_of(key)}")
+                    if found.wants():
+                        found.listed.append(f"{place}: key {shown(key)}: expected a string, got {kind_of(key)}")
                     continue
-                child = f"{place}.{key}" if _PLAIN_KEY.match(key) else f"{place}[{shown(key)}]"
-                _json_problems(item, child, depth + 1, open_ids, problems)
+                child = (f"{place}.{key}" if _PLAIN_KEY.match(key) else f"{place}[{shown(key)}]") if listing else ""
+                _json_problems(item, child, depth + 1, open_ids, found)
         else:
             for i, item in enumerate(value):
-                _json_problems(item, f"{place}[{i}]", depth + 1, open_ids, problems)
+                _json_problems(item, f"{place}[{i}]" if listing else "", depth + 1, open_ids, found)
     finally:
         open_ids.discard(id(value))
+
+
+def _plain_json(value: Any, depth: int) -> bool:
+    """Is `value` JSON data as `attrs_problems` judges it, in exact type checks and no string built (a gh issue's
+    attrs hold its comments: this runs on every route of one)? False for anything else, including what
+    `attrs_problems` would accept (a tuple, another Mapping): the caller then asks it. A cycle ends too deep."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_INT_BOUND < value < _INT_BOUND)
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= ATTRS_DEPTH_MOST:
+        return False
+    if kind is dict:
+        return all(type(key) is str and _plain_json(item, depth + 1) for key, item in value.items())
+    if kind is list:
+        return all(_plain_json(item, depth + 1) for item in value)
+    return False
 
 
 def _plain_scalars(task_id: object, number: object, title: object, body: object, priority: object,
@@ -368,7 +409,8 @@ def _plainly_valid(t: Task) -> bool:
         _plain_scalars(t.id, t.number, t.title, t.body, t.priority, t.retry_count, t.specialization,
                        t.context_tokens)
         and type(t.labels) is tuple and all(type(label) is str for label in t.labels)
-        and ((type(t.attrs) is dict and not t.attrs) or (isinstance(t.attrs, Mapping) and not attrs_problems(t.attrs)))
+        and ((type(t.attrs) is dict and (not t.attrs or _plain_json(t.attrs, 0)))
+             or (isinstance(t.attrs, Mapping) and not attrs_problems(t.attrs)))
     )
 
 
