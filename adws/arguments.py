@@ -29,16 +29,33 @@ FIRST_YEAR = 1971
 LAST_YEAR = 2998
 
 
+# The most digits an integer adws takes may have: Python's own limit for reading and printing one
+# (sys.int_info.default_max_str_digits), so what `adws route --task-json` reads as JSON is what a Python caller
+# may pass. Beyond it an integer cannot even be printed (ValueError), in a message or in the audit log.
+INT_DIGITS_MOST = 4300
+_INT_BOUND = 10**INT_DIGITS_MOST
+
+
+def shown(value: Any) -> str:
+    """A short repr of `value` for a message: at most 60 characters; an integer too long to print (see
+    INT_DIGITS_MOST) by its size; a container holding itself by its type."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT_BOUND < value < _INT_BOUND:
+        return f"an integer of more than {INT_DIGITS_MOST} digits"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an integer inside, too long to print; a container holding itself
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def got(value: object) -> str:
-    """`value` for "got ..." in a message: its type and a short repr; `...` (Ellipsis) named as a placeholder."""
+    """`value` for "got ..." in a message: its type and a short repr (`shown`); `...` (Ellipsis) named as a
+    placeholder."""
     if value is Ellipsis:
         return "... (Ellipsis: a placeholder, not a value)"
     if value is None or isinstance(value, bool):
         return repr(value)
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 def checked_prompt(prompt: object, *, optional: bool = False) -> str | None:

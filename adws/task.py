@@ -18,14 +18,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from adws.arguments import INT_DIGITS_MOST, shown
 from adws.dataclass_cache import dataclass, field
 from adws.errors import TaskError, json_kind, suggest
 
-# The most digits an integer in a task may have: Python's own limit for reading and printing one
-# (sys.int_info.default_max_str_digits), so what `adws route --task-json` reads as JSON is what a Python caller
-# may pass. Beyond it an integer cannot even be printed (ValueError), in a message or in the audit log.
-INT_DIGITS_MOST = 4300
-_INT_BOUND = 10**INT_DIGITS_MOST
+_INT_BOUND = 10**INT_DIGITS_MOST  # INT_DIGITS_MOST: the most digits an integer in a task may have
 # How deep arrays and objects may nest inside `attrs` (gh's own output nests 3 deep).
 ATTRS_DEPTH_MOST = 64
 # The most problems of `attrs` one TaskError lists (a huge malformed value is not a huge message).
@@ -230,8 +227,6 @@ def _partial(cls: type[Task], task_id: str | None, labels: tuple[str, ...], attr
         return None
 
 
-
-
 def kind_of(value: Any) -> str:
     """What `value` is, for "got ..." in a task's messages: a value JSON can hold in JSON's words ("a string",
     "an array", "an object"), anything else by its Python type ("a tuple", "a set", "a datetime"), so a message
@@ -246,18 +241,6 @@ def kind_of(value: Any) -> str:
 
 
 _JSON_TYPES = frozenset({str, int, float, bool, list, dict, type(None)})
-
-
-def shown(value: Any) -> str:
-    """A short repr of `value` for a message: at most 60 characters; an integer too long to print (see
-    INT_DIGITS_MOST) by its size."""
-    if isinstance(value, int) and not isinstance(value, bool) and not -_INT_BOUND < value < _INT_BOUND:
-        return f"an integer of more than {INT_DIGITS_MOST} digits"
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # an integer inside, too long to print; a container holding itself
-        return f"<{type(value).__name__}>"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _too_long(value: int) -> str | None:

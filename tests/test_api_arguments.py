@@ -457,3 +457,12 @@ def test_the_audit_record_of_a_run_is_written_whatever_attrs_became(engine: Engi
     assert written == {"ok": 1, "(1, 2)": 3, "loop": written["loop"], "big": "<integer of 16610 bits>", "x": "inf",
                        "y": "nan"}
     assert written["loop"]["loop"] == "<cycle>"  # (the record holds a copy of attrs, and the copy holds attrs)
+
+
+def test_an_integer_too_long_to_print_is_named_by_its_size() -> None:
+    """repr() of an integer past Python's digit limit raises ValueError: a message shows its size instead."""
+    from adws.arguments import checked_now, checked_prompt
+
+    for check in (checked_prompt, checked_now):
+        with pytest.raises(ArgumentError, match="got int an integer of more than 4300 digits"):
+            check(10**5000)
