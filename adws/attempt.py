@@ -95,8 +95,9 @@ class ParsedOutput:
     declared: OutcomeClass | None = None
     requests: int | None = None  # requests the CLI reports the attempt used (Copilot premiumRequests)
     # The part of stdout that reports on the run rather than carrying the agent's transcript, for the classifier's
-    # patterns: for a JSON format the lines beside its records (an npm warning, a plain-text error), for plain text
-    # its last lines. None: all of stdout (a JSON format none of whose records was read).
+    # patterns: for a JSON format the lines beside its records (an npm warning, a plain-text error) and the messages
+    # of its error records after the first (which is error_message), for plain text its last lines. None: all of
+    # stdout (a JSON format none of whose records was read).
     report_text: str | None = None
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 
 from adws.attempt import OutcomeClass
 from adws.conditions import conditions_schema
+from adws.scoring import MAX_WEIGHT
 from adws.state import STORES
 from adws.state.base import RUNS_KEPT
 from adws.strategies import STRATEGIES
@@ -222,12 +223,12 @@ TierOrder = Literal["chain", "by_score", "cheapest"]
 
 
 class WeightsConfig(StrictModel):
-    """Relative weights of the tier score's components, each 0-1000 (adws.scoring.MAX_WEIGHT)."""
+    """Relative weights of the tier score's components, each 0 to adws.scoring.MAX_WEIGHT (1000)."""
 
-    quota: float = Field(0.4, ge=0, le=1000)
-    latency: float = Field(0.3, ge=0, le=1000)
-    fit: float = Field(0.3, ge=0, le=1000)
-    cost: float = Field(0.0, ge=0, le=1000)
+    quota: float = Field(0.4, ge=0, le=MAX_WEIGHT)
+    latency: float = Field(0.3, ge=0, le=MAX_WEIGHT)
+    fit: float = Field(0.3, ge=0, le=MAX_WEIGHT)
+    cost: float = Field(0.0, ge=0, le=MAX_WEIGHT)
 
     @model_validator(mode="after")
     def _some_weight(self) -> Self:

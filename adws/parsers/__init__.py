@@ -16,8 +16,9 @@ keeps these promises:
 - `reset_at` comes from a structured field where the format has one, else from `find_reset_time` over the
   error message (never over the agent's answer, which may talk about anything).
 - `report_text` is what of stdout the classifier's patterns may read: for a JSON format the lines beside its
-  records (never the records, which carry the agent's transcript and may echo the prompt), for plain text its
-  last lines; None means all of stdout (a JSON format none of whose records was read).
+  records (never the records, which carry the agent's transcript and may echo the prompt) and the messages of
+  its error records after the first (the first is `error_message`), for plain text its last lines; None means
+  all of stdout (a JSON format none of whose records was read).
 - `declared` is the class a structured field names (an error type, a terminal reason, a fatal exit code):
   the classifier reads it before any pattern over text. `requests` is the request count the CLI reports.
 

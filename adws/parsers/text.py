@@ -28,8 +28,14 @@ def parse(stdout: str, now: datetime) -> ParsedOutput:
     text = stdout.strip()
     junk = len(_JUNK_RE.findall(text)) / len(text) if text else 0.0
     notes = [f"{junk:.0%} of the output is undecodable or control characters"] if junk > _JUNK_SHARE else []
-    lines = [_shown(line) for line in text.split("\n")]
-    report = "\n".join([line for line in lines if line.strip()][-REPORT_LINES:])
+    kept: list[str] = []  # the last REPORT_LINES non-blank lines, read from the end: a 256 KiB tail is not cleaned
+    for line in reversed(text.split("\n")):
+        line = _shown(line)
+        if line.strip():
+            kept.append(line)
+            if len(kept) == REPORT_LINES:
+                break
+    report = "\n".join(reversed(kept))
     return ParsedOutput(
         final_text=text or None,
         reset_at=find_reset_time(report, now) if report else None,
