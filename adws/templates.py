@@ -109,25 +109,13 @@ def _bound_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[
         items = list(args[0])
         _joined(items, text, "join()")
         return (items, *args[1:])
-    elif name in ("format", "format_map"):
-        _bound_format(text, (*args, *kwargs.values()))
-    return args
+    return args  # str.format and format_map: bounded field by field (BoundedSandbox.wrap_str_format)
 
 
-def _bound_format(spec: str, values: tuple[Any, ...]) -> None:
-    """Refuse a str.format whose field widths (`{:>999999999}`, or nested `{:{}}` given a huge number) are huge."""
-    import string
-
-    try:
-        fields = [field for _, _, field, _ in string.Formatter().parse(spec) if field]
-    except ValueError:
-        return  # not a format string: str.format says so itself
-    for field in fields:
-        for digits in re.findall(r"\d+", field):
-            _bound_width(int(digits) if len(digits) <= 12 else MAX_REPEAT + 1)
-        if "{" in field:
-            for value in values:
-                _bound_width(value)
+def _bound_spec(spec: str) -> None:
+    """Refuse a format spec, as resolved (nested `{:{}}` fields filled in), whose width or precision is huge."""
+    for digits in re.findall(r"\d+", spec):
+        _bound_width(int(digits) if len(digits) <= 12 else MAX_REPEAT + 1)
 
 
 def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +181,18 @@ def _bounded_lipsum(lipsum: Any) -> Any:
 def _environment() -> SandboxedEnvironment:
     from jinja2 import StrictUndefined
     from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+    from markupsafe import Markup
+
+    class _CheckedFormatter(SandboxedFormatter):
+        def format_field(self, value: Any, format_spec: str) -> Any:
+            _bound_spec(format_spec)
+            return super().format_field(value, format_spec)
+
+    class _CheckedEscapeFormatter(SandboxedEscapeFormatter):  # a Markup string's (`"..."|safe`)
+        def format_field(self, value: Any, format_spec: str) -> Any:
+            _bound_spec(format_spec)
+            return super().format_field(value, format_spec)
 
     class BoundedSandbox(SandboxedEnvironment):
         """The sandbox, with `*` and `**` bounded (jinja2's documented hook: intercepted_binops/call_binop)."""
@@ -215,6 +214,27 @@ def _environment() -> SandboxedEnvironment:
             self.filters.update(center=bounded_center, format=bounded_format)
             self.filters.update(_bounded_filters(self.filters))
             self.globals["lipsum"] = _bounded_lipsum(self.globals["lipsum"])
+
+        def wrap_str_format(self, value: Any) -> Any:
+            """jinja2's sandboxing of `str.format` / `format_map` (its documented hook, which every such call goes
+            through), with formatters that check each field's spec as resolved, nested fields and a
+            format_map's mapping included, before building it."""
+            if super().wrap_str_format(value) is None:  # not a str's format or format_map
+                return None
+            text = value.__self__
+            formatter = (_CheckedEscapeFormatter(self, escape=text.escape) if isinstance(text, Markup)
+                         else _CheckedFormatter(self))
+            is_format_map = value.__name__ == "format_map"
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if is_format_map:  # as jinja2's own wrapper
+                    if kwargs or len(args) != 1:
+                        raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                    mapping: Any = args[0]
+                    return type(text)(formatter.vformat(text, (), mapping))
+                return type(text)(formatter.vformat(text, args, kwargs))
+
+            return functools.update_wrapper(wrapper, value)
 
         def call(self, context: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
             """A call from a template: a str method that would build too much is refused before it runs."""

@@ -345,6 +345,12 @@ XS = {"task": {"body": "x" * 3000}}
     ('{{ "{:>999999999}".format(1) }}', {}, "a width of more than 1,000,000 characters"),
     ('{{ "{:{}}".format(1, 999999999) }}', {}, "a width of more than 1,000,000 characters"),
     ('{{ "{x:>999999999}".format_map({"x": 1}) }}', {}, "a width of more than 1,000,000 characters"),
+    # The width inside the mapping, inside a list, as a string, or on a Markup string: checked as resolved.
+    ('{{ "{x:{w}}".format_map({"x": 1, "w": 100000000}) }}', {}, "a width of more than 1,000,000 characters"),
+    ('{{ "{0:{1[0]}}".format(1, [100000000]) }}', {}, "a width of more than 1,000,000 characters"),
+    ('{{ "{:{}}".format(1, "100000000") }}', {}, "a width of more than 1,000,000 characters"),
+    ('{{ ("{:>99999999}" | safe).format(1) }}', {}, "a width of more than 1,000,000 characters"),
+    ('{{ "{:.99999999f}".format(1.5) }}', {}, "a width of more than 1,000,000 characters"),
 ])
 def test_a_template_building_past_the_bound_is_refused_before_it_builds(source: str, variables: dict[str, Any],
                                                                          reason: str) -> None:
@@ -358,6 +364,7 @@ def test_a_template_building_past_the_bound_is_refused_before_it_builds(source: 
     ('{{ task.body.replace("x", "yy") | length }}', XS, "6000"),
     ('{{ ["a", "b"] | join(",") }}|{{ "-".join(["a", "b"]) }}', {}, "a,b|a-b"),
     ('{{ "{:>5}|{}".format(1, 10**9) }}', {}, "    1|1000000000"),
+    ('{{ "{a}-{b:>{w}}".format_map({"a": 1, "b": 2, "w": 3}) }}', {}, "1-  2"),
     ('{{ task.body | indent(2, first=true) }}', {"task": {"body": "a\nb"}}, "  a\n  b"),
 ])
 def test_ordinary_uses_of_those_methods_and_filters_still_render(source: str, variables: dict[str, Any],
