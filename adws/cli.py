@@ -461,7 +461,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:
         # Interrupted carries the attempts made, recorded already; a coordinator reading --json still gets them.
         # (A stop before anything ran, or one a caller's code raised, carries none: main says it was interrupted.)
-        stopped = getattr(exc, "result", None) or getattr(exc, "adws_result", None)
+        stopped = getattr(exc, "adws_result", None)
         if stopped is None:
             raise
         with _StopsHeld():  # interrupted already: a second stop changes nothing

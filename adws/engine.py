@@ -413,12 +413,10 @@ class Engine:
                 raise
             name = str(exc) or "SIGINT"
             last.message = f"interrupted by {name} while waiting for capacity; the last try: {last.message}"
-            stop = Interrupted(name, last)
-            stop.adws_result = last  # type: ignore[attr-defined]
-            raise stop from None
+            raise Interrupted(name, last) from None
 
     def _run_once(self, task: Task, prompt: str, workdir: str | os.PathLike[str], now: datetime | None,
-                  on_event: Callable[[Event], None] | None, sink: SafeSink | None = None) -> Result:
+                  on_event: Callable[[Event], None] | None, sink: SafeSink) -> Result:
         """One try: usage commands that are due, the decision, the walk, the retry window and the audit record.
         From the walk's start to the audit record written, a stop signal is held except where the walk lets it
         through (its agents, verify commands and sleeps; adws.interrupts): one that lands after an attempt began
@@ -443,9 +441,7 @@ class Engine:
         scrub = scrubber_for(config, self.environ, prompt)  # the run's records and its audit line alike
 
         def interrupted(exc: KeyboardInterrupt) -> Interrupted:
-            stop = Interrupted(str(exc) or "SIGINT", result)
-            stop.adws_result = result  # type: ignore[attr-defined]  # as for any other stop (run_many reads it)
-            return stop
+            return Interrupted(str(exc) or "SIGINT", result)  # its adws_result too, as any other stop (run_many)
 
         try:
             # Held from here to the audit record (the retry window's store reads included): a stop that lands
@@ -469,7 +465,7 @@ class Engine:
                     exc.adws_result = result  # type: ignore[attr-defined]  # what ran, for a caller such as run_many
                     raise
                 finally:
-                    failure = sink.take() if sink is not None else None
+                    failure = sink.take()
                     if failure is not None:  # named once, in the result of the try it happened in (or the next)
                         result.warnings.append(failure)
                     if not result.success:

@@ -112,12 +112,13 @@ class UsageError(AdwsError):
 class Interrupted(KeyboardInterrupt):
     """`Engine.run` was stopped (Ctrl-C, SIGTERM, SIGHUP) after the run began: `result` holds every attempt made,
     the interrupted one included, already recorded in the state store and the audit log. `signal` names the
-    signal ("SIGTERM"). Being a KeyboardInterrupt, it unwinds callers that do not know it."""
+    signal ("SIGTERM"). Being a KeyboardInterrupt, it unwinds callers that do not know it. `adws_result` is the
+    same result, under the name every stop that carries one uses (RunCancelled's, run_many's reading)."""
 
     def __init__(self, signal: str, result: object) -> None:
         super().__init__(signal)
         self.signal = signal
-        self.result = result
+        self.result = self.adws_result = result
 
 
 class RenderError(AdwsError):

@@ -95,11 +95,6 @@ class SafeSink:
         self.failure: str | None = None
         self._taken = False
 
-    @classmethod
-    def of(cls, sink: EventSink | SafeSink | None) -> SafeSink:
-        """`sink` guarded: itself when it is a SafeSink already."""
-        return sink if isinstance(sink, SafeSink) else cls(sink)
-
     def __call__(self, event: Event) -> None:
         sink = self.sink
         if sink is None:

@@ -186,7 +186,7 @@ class ProviderManager:
         result = result if result is not None else Result(False, decision)
         run_dir = self._run_dir(task)
         result.run_dir = str(run_dir)
-        sink = SafeSink.of(observer)
+        sink = SafeSink(observer)
         ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), sink,
                          scrub if scrub is not None else scrubber_for(self.config, self.environ, prompt))
         try:
@@ -484,7 +484,7 @@ class ProviderManager:
             ))
         except RunCancelled as stop:
             if not isinstance(stop.outcome, RunOutcome):  # cancelled before this attempt began: nothing ran
-                self._tidy(ctx, cwd, out_dir, [])  # its worktree, made for nothing, goes
+                self._tidy(ctx, cwd, out_dir, result.warnings)  # its worktree, made for nothing, goes
                 raise
             outcome, cancel = stop.outcome, stop
         # The process ran (and may have been billed): from here nothing may lose the attempt. A stop (a signal,
