@@ -85,7 +85,9 @@ class Task:
         if data.keys() - _ACCEPTED:  # a set operation first: this runs on every route() given a dict
             for key in data:  # then the input's own order, for stable messages
                 if key not in _ACCEPTED:
-                    problems.append(f'unknown field "{key}"{suggest(str(key), _FIELDS)}')
+                    # No near miss: most likely a field of the coordinator's own, which belongs under attrs.
+                    hint = suggest(str(key), _FIELDS) or ' (fields of your own go under "attrs")'
+                    problems.append(f'unknown field "{key}"{hint}')
         attrs: dict[str, Any] = {}
         raw_attrs = data.get("attrs")
         if raw_attrs is not None:
@@ -436,7 +438,9 @@ def _labels(value: Any, problems: list[str]) -> tuple[str, ...]:
     out: list[str] = []
     for i, label in enumerate(value):
         name = label.get("name") if isinstance(label, Mapping) else label  # gh prints {"name": ..., ...}
-        if not isinstance(name, str):
+        if isinstance(label, Mapping) and "name" in label and not isinstance(name, str):
+            problems.append(f"labels[{i}].name: expected a string, got {kind_of(name)}")
+        elif not isinstance(name, str):
             problems.append(f"labels[{i}]: expected a label name or an object with a name, got {kind_of(label)}")
         else:
             out.append(name)
@@ -466,6 +470,8 @@ def parse_task_json(text: str) -> dict[str, Any]:
     import json
 
     text = without_bom(text)
+    if not text.strip():
+        raise TaskError(["the task is empty: give a JSON object such as {\"title\": \"...\", \"labels\": [...]}"])
     try:
         data = json.loads(text)
     except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit (sys.int_info)

@@ -361,6 +361,14 @@ def test_task_json_may_start_with_a_bom() -> None:
     assert parse_task_json('\ufeff{"title": "x"}') == {"title": "x"}
 
 
+@pytest.mark.parametrize("text", ["", "  \n", "\ufeff"])
+def test_empty_task_json_is_named_empty_not_bad_json(text: str) -> None:
+    with pytest.raises(TaskError) as caught:
+        parse_task_json(text)
+    assert str(caught.value) == ('invalid task: the task is empty: give a JSON object such as '
+                                 '{"title": "...", "labels": [...]}')
+
+
 def test_a_file_name_given_as_task_json_gets_the_at_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t1.json").write_text('{"title": "x"}', encoding="utf-8")

@@ -127,7 +127,8 @@ def test_a_task_is_immutable() -> None:
     ({"attrs": ["x"]}, "invalid task: attrs: expected an object, got an array"),
     ({"retry_cont": 1}, 'invalid task: unknown field "retry_cont" (did you mean "retry_count"?)'),
     ({"lables": ["bug"]}, 'invalid task: unknown field "lables" (did you mean "labels"?)'),
-    ({"zzz": 1}, 'invalid task: unknown field "zzz"'),
+    ({"zzz": 1}, 'invalid task: unknown field "zzz" (fields of your own go under "attrs")'),
+    ({"labels": [{"name": 5}]}, "invalid task: labels[0].name: expected a string, got an integer"),
 ])
 def test_bad_field(data: dict[str, Any], message: str) -> None:
     with pytest.raises(TaskError) as caught:

@@ -248,7 +248,8 @@ def test_task_error_lists_every_problem_of_the_task_at_once() -> None:
     with pytest.raises(TaskError) as info:
         router.route({"title": 5, "retry_count": -1, "labels": "bug", "colour": "red"})
     assert info.value.problems == [
-        'unknown field "colour"', "labels: expected an array, got a string", "title: expected a string, got an integer",
+        'unknown field "colour" (fields of your own go under "attrs")', "labels: expected an array, got a string",
+        "title: expected a string, got an integer",
         "retry_count: must be >= 0, got -1"]
 
 
