@@ -12,6 +12,15 @@ from collections.abc import Callable, Collection, Mapping
 
 from adws.compiled import ProviderSpec
 
+# The ends of why_not's reasons for a program that is not there (`not_installed` reads them).
+_NOT_FOUND = " not found or not executable"
+_NOT_ON_PATH = " not on PATH"
+
+
+def not_installed(reason: str) -> bool:
+    """Whether a skip reason (`Availability.why_not`'s words) says the provider's program is not installed."""
+    return reason.endswith((_NOT_ON_PATH, _NOT_FOUND))
+
 
 class Availability:
     def __init__(self, environ: Mapping[str, str] | None = None,
@@ -48,8 +57,8 @@ class Availability:
             return "disabled in config"
         if self.locate(provider.executable) is None:
             if os.sep in provider.executable:
-                return f"executable {provider.executable} not found or not executable"
-            return f"command '{provider.executable}' not on PATH"
+                return f"executable {provider.executable}{_NOT_FOUND}"
+            return f"command '{provider.executable}'{_NOT_ON_PATH}"
         # Accounts with keys of their own can still run without the provider's: each is checked when ranked.
         if provider.requires_api_key:
             present = keys_set if keys_set is not None else [v for v in provider.key_vars if self.environ.get(v)]

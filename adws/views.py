@@ -70,7 +70,7 @@ def render_decision(decision: Decision, providers: Mapping[str, ProviderSpec] | 
         back = back_first(d)
         when = f"{back.provider} is back first, at {minute(back.until, zone, d.now)}" \
             if back is not None and back.until is not None else "every tier of the plan was skipped"
-        lines = [f"→ nothing can run now ({by}): {when}"]
+        lines = [f"→ nothing can run now ({by}): {when}", *none_installed(d.skipped)]
     if d.plan:
         from adws.verify import declared
 
@@ -92,6 +92,17 @@ def render_decision(decision: Decision, providers: Mapping[str, ProviderSpec] | 
     lines.append(f"why (task {d.view.task_id or '(no id)'} at {minute(d.view.local_now, zone)}):")
     lines += [f"  {reason}" for reason in d.reasons]
     return lines
+
+
+def none_installed(skipped: Sequence[Skip]) -> list[str]:
+    """A line for a person when every tier was skipped because its program is not installed (a fresh machine, a
+    first try): how to see the decision anyway and where fake agents are; else no line."""
+    from adws.availability import not_installed
+
+    if not skipped or not all(not_installed(skip.reason) for skip in skipped):
+        return []
+    return ["  no agent CLI of this config is installed here: `adws route --assume-available` shows the decision "
+            "as if all were, and a clone of adws has fake agents to try runs with (PATH=tests/fakes/bin:$PATH)"]
 
 
 def render_rules(explanation: Explanation) -> list[str]:

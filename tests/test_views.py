@@ -461,3 +461,16 @@ def test_count_says_one_in_the_singular() -> None:
     from adws.errors import count
 
     assert [count(n, "rule") for n in (0, 1, 2)] == ["0 rules", "1 rule", "2 rules"]
+
+
+def test_an_empty_plan_of_missing_programs_says_how_to_try_adws_anyway(tmp_path: Path) -> None:
+    # A first try on a fresh machine: no agent CLI at all. The line says what to do instead of leaving the
+    # person with four "not on PATH" lines; a plan emptied for any other reason does not get it.
+    config = load_config(TESTS.parent / "config.toml")
+    engine = Engine(config, environ={"PATH": str(tmp_path), "ADWS_STATE_PATH": str(tmp_path / "s.sqlite3")})
+    lines = render_decision(engine.route({"title": "x", "labels": ["bug"]}))
+    assert lines[0].startswith("→ nothing can run now")
+    assert "`adws route --assume-available` shows the decision" in lines[1]
+    assert "PATH=tests/fakes/bin:$PATH" in lines[1]
+    fakes = Engine(config, environ={"PATH": str(TESTS / "fakes" / "bin"), "ADWS_STATE_PATH": str(tmp_path / "s2")})
+    assert not any("--assume-available" in line for line in render_decision(fakes.route({"title": "x"})))
