@@ -1014,6 +1014,12 @@ class _Validated:
     defaulted: frozenset[Loc] = frozenset()  # settings left out for their problems: their defaults stand in
 
 
+# The provider that stands in for the schema's "one provider at least" while a file whose every provider is broken
+# is checked further. Only then is it added, when no provider of the file is left to collide with, and it is gone
+# before anything reads the providers.
+_STAND_IN = "\0"
+
+
 def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
     """Validate the structure. When it fails, validate again without the broken providers, rules, scenarios and
     settings, so that the cross-checks can still report their problems in the same run."""
@@ -1055,10 +1061,16 @@ def _validate(raw: dict[str, Any]) -> tuple[_Validated | None, list[Problem]]:
     scenario_index = [i for i in range(len(scenarios)) if i not in bad_scenarios] if isinstance(scenarios, list) else []
     if isinstance(scenarios, list):
         pruned["scenarios"] = [scenarios[i] for i in scenario_index]
+    every_provider_broken = isinstance(pruned.get("providers"), dict) and not pruned["providers"] and bad_providers
+    if every_provider_broken:
+        # The schema wants one provider at least; the rest of the file is still checked with none.
+        pruned["providers"] = {_STAND_IN: {"command_template": ["true"]}}
     try:
         cfg = Config.model_validate(pruned)
     except ValidationError:
-        return None, problems  # nothing sound left to cross-check (e.g. every provider is broken)
+        return None, problems  # nothing sound left to cross-check
+    if every_provider_broken:
+        cfg = cfg.model_copy(update={"providers": {}})
     return _Validated(cfg, tuple(rule_index), tuple(scenario_index), frozenset(bad_providers),
                       frozenset(defaulted)), problems
 
@@ -1204,7 +1216,8 @@ def _defaults(cfg: Config, chain: tuple[str, ...], providers: Mapping[str, Provi
     """The default target: `[routing]` default_provider/default_model, else the older `[llm]` table, else the
     first tier. Both tables are checked even where one shadows the other: a typo must not wait to surface."""
     routing, llm = cfg.routing, cfg.llm or LLMConfig.model_construct()  # the defaults, without a validator
-    default_provider = routing.default_provider or llm.provider or chain[0]
+    # No chain: every provider was left out for its own problems, and the config is refused whatever this is.
+    default_provider = routing.default_provider or llm.provider or (chain[0] if chain else "")
     if routing.default_provider is not None:
         _check_provider(check, ("routing", "default_provider"), routing.default_provider, providers)
     if llm.provider is not None:

@@ -257,3 +257,15 @@ def test_a_broken_intake_section_does_not_make_its_specializations_unknown_elsew
     text = X + ('[routing.intake]\nspecialization_labels = { "sec" = "security" }\ndefault_priorty = "low"\n'
                 + RULE + 'conditions = { specialization = "security" }\n')
     assert config_problems(text) == ['routing.intake: unknown key "default_priorty" (did you mean "default_priority"?)']
+
+
+def test_a_file_whose_every_provider_is_broken_still_gets_the_rest_checked() -> None:
+    # Its only provider left out for a type error, the file used to stop there: the timezone's and the default
+    # provider's typos surfaced one edit later. Now one run names them all.
+    text = ('[routing]\ntimezone = "Europe/Berln"\ndefault_provider = "x2"\n'
+            '[providers.x]\ncommand_template = ["x"]\n[providers.x.models.m]\ncontext_window = "8000"\n')
+    assert config_problems(text) == [
+        'providers.x.models.m → context_window: expected an integer, got "8000"',
+        'routing → timezone: unknown timezone "Europe/Berln" (did you mean "Europe/Berlin"?)',
+        'routing → default_provider: unknown provider "x2" (did you mean "x"?); providers: x',
+    ]
