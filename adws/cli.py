@@ -18,6 +18,7 @@ from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageErr
 
 if TYPE_CHECKING:
     import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
+    from contextlib import AbstractContextManager
 
     from adws.compiled import CompiledConfig
     from adws.redact import Scrubber
@@ -214,60 +215,20 @@ def _silence(guarded: _Guarded, fd: int) -> None:
         pass
 
 
-class _StopsHeld:
-    """While a result is printed, stop signals (SIGTERM, SIGHUP, SIGINT) are noted, not raised, so the output is
-    whole: a coordinator never reads half a JSON document. The first one noted is `signal` (None: none came).
-    Should the printing still be blocked PRINT_GRACE_SECONDS after it (nobody reads the pipe), the write is
-    abandoned with OutputError: the output is then cut short, and exit EXIT_OUTPUT says so.
-    Main thread only (elsewhere: no effect); the handlers before it are restored at the end."""
+def _printing_whole() -> AbstractContextManager[None]:
+    """While a result is printed, stop signals (SIGTERM, SIGHUP, SIGINT) wait, so the output is whole: a
+    coordinator never reads half a JSON document. The first one that came is raised (KeyboardInterrupt named after
+    it) when the printing ends, unless a stop was raised already (adws.interrupts.shielded; `main` installs its
+    handler for `run` and `run-many`). Should the printing still be blocked PRINT_GRACE_SECONDS after it (nobody
+    reads the pipe), the write is abandoned with OutputError: the output is then cut short, and exit EXIT_OUTPUT
+    says so."""
+    from adws.interrupts import shielded
 
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
+    def stalled(name: str) -> OutputError:
+        return OutputError(TimeoutError(f"not read within {PRINT_GRACE_SECONDS:g} s of {name}; the output was cut "
+                                        "short"))
 
-    def __enter__(self) -> _StopsHeld:
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        from adws.interrupts import STOP_SIGNALS
-
-        for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._noted)
-        self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._stalled)
-        return self
-
-    def _noted(self, signum: int, frame: Any) -> None:
-        if self.signal is None:
-            import signal
-
-            self.signal = signum
-            signal.setitimer(signal.ITIMER_REAL, PRINT_GRACE_SECONDS)
-
-    def _stalled(self, signum: int, frame: Any) -> None:
-        import signal
-
-        name = signal.Signals(self.signal or signum).name
-        raise OutputError(TimeoutError(f"not read within {PRINT_GRACE_SECONDS:g} s of {name}; the output was cut "
-                                       "short"))
-
-    def __exit__(self, *exc_info: object) -> None:
-        if not self._previous:
-            return
-        import signal
-
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    @property
-    def name(self) -> str | None:
-        """The noted signal's name ("SIGTERM"), or None."""
-        import signal
-
-        return None if self.signal is None else signal.Signals(self.signal).name
+    return shielded(grace=PRINT_GRACE_SECONDS, stalled=stalled)
 
 
 def _write_whole(text: str) -> None:
@@ -464,7 +425,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stopped = getattr(exc, "adws_result", None)
         if stopped is None:
             raise
-        with _StopsHeld():  # interrupted already: a second stop changes nothing
+        with _printing_whole():  # interrupted already: a second stop changes nothing
             _write_whole(_result_text(args, stopped, engine.redactor(), engine.router.tz, engine.clock()))
         if not stopped.success:
             raise
@@ -472,10 +433,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"adws: {str(exc) or 'SIGINT'} arrived after the task had ended; its result stands", file=sys.stderr)
         return 0
     # The result exists: from here a stop signal waits until it is printed whole, and the exit code is the task's.
-    with _StopsHeld() as held:
-        _write_whole(_result_text(args, result, engine.redactor(), engine.router.tz, engine.clock()))
-    if held.name is not None:
-        print(f"adws: {held.name} arrived after the task had ended; its result stands", file=sys.stderr)
+    try:
+        with _printing_whole():
+            _write_whole(_result_text(args, result, engine.redactor(), engine.router.tz, engine.clock()))
+    except KeyboardInterrupt as exc:  # the stop that waited for the printing: raised once it was whole
+        print(f"adws: {exc} arrived after the task had ended; its result stands", file=sys.stderr)
     return 0 if result.success else 1
 
 
@@ -556,7 +518,7 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     def print_result(outcome: Any) -> None:
         # Each line made and written whole (a stop signal waits for it), then the stop as it would have come: the
         # batch stops, and the tasks it ends are printed after this one.
-        with _StopsHeld() as held:
+        with _printing_whole():
             if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
                 line = dumps(scrub.deep(outcome.to_dict()))
             else:
@@ -567,10 +529,6 @@ def cmd_run_many(args: argparse.Namespace) -> int:
                 line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
                 line = times_in(line, engine.router.tz, result.decision.now if result is not None else None)
             _write_whole(line + "\n")
-        if held.signal is not None:
-            import signal
-
-            signal.raise_signal(held.signal)
 
     progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz, skipped=skipped)
     if progress is None:
