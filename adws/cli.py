@@ -48,22 +48,10 @@ def _read_arg(value: str, limit: int, what: str) -> str:
     """JSON given inline, as @FILE, or as - for standard input; a file or standard input is read up to `limit`
     bytes (adws.inputs; `what`: "a task"). Raises OSError (TooLarge over the bound, EBADF for a closed standard
     input) or UnicodeDecodeError."""
-    from adws.inputs import read_text
+    from adws.inputs import read_stdin, read_text
 
     if value == "-":
-        if sys.stdin is None:  # Python gives None for a descriptor closed when it started (`<&-`)
-            from adws.inputs import closed_stdin
-
-            raise closed_stdin()
-        stream = getattr(sys.stdin, "buffer", None)  # bytes, so undecodable input is our clear error
-        if stream is None:  # a stream of text only (a test's)
-            text = str(sys.stdin.read(limit + 1))
-            if len(text) > limit:
-                from adws.inputs import TooLarge
-
-                raise TooLarge("<stdin>", limit, what)
-            return text
-        return read_text(stream, limit, what)
+        return read_stdin(limit, what)
     if value.startswith("@"):
         return read_text(value[1:], limit, what)
     return value
