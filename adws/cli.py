@@ -130,14 +130,22 @@ class _Guarded:
         # Python gives None for a standard stream whose descriptor was closed when it started (`>&-`).
         self.failure: OSError | None = None if stream is not None else OSError(9, "it is closed")
 
-    def write(self, text: str) -> int:
+    def write(self, text: str, cleaned_by: Scrubber | None = None) -> int:
+        """Write `text`, cleaned by this stream's scrubber unless `cleaned_by` made it and redacts every secret this
+        stream does (`cleaned`): a JSON document adws cleaned value by value is not searched again."""
         if self.failure is None:
             try:
-                self.stream.write(self.scrub.text(text) if type(text) is str else text)
+                self.stream.write(self.scrub.text(text) if type(text) is str and not self.cleaned(cleaned_by)
+                                  else text)
                 return len(text)
             except OSError as exc:
                 self.failure = exc
         return self._failed(len(text))
+
+    def cleaned(self, scrub: Scrubber | None) -> bool:
+        """Whether text `scrub` has cleaned needs no cleaning here: it redacts every secret this stream's does (the
+        same scrubber, or the engine's, which knows the same variables: see `_learn_secrets`)."""
+        return scrub is not None and (scrub is self.scrub or set(self.scrub.secrets) <= set(scrub.secrets))
 
     def flush(self) -> None:
         if self.failure is None:
@@ -148,18 +156,20 @@ class _Guarded:
                 self.failure = exc
         self._failed(0)
 
-    def write_whole(self, text: str) -> None:
-        """Write all of `text` and flush it. Through the stream's byte buffer, in a loop, where there is one: a
-        text stream over an unbuffered file (PYTHONUNBUFFERED) writes once and drops what a signal cut off."""
+    def write_whole(self, text: str, cleaned_by: Scrubber | None = None) -> None:
+        """Write all of `text` and flush it (`cleaned_by` as for `write`). Through the stream's byte buffer, in a
+        loop, where there is one: a text stream over an unbuffered file (PYTHONUNBUFFERED) writes once and drops
+        what a signal cut off."""
         buffer = getattr(self.stream, "buffer", None)
         encoding = getattr(self.stream, "encoding", None)
         if buffer is None or not isinstance(encoding, str):  # a stream of text only (io.StringIO)
-            self.write(text)
+            self.write(text, cleaned_by)
             self.flush()
             return
         self.flush()  # what the text layer holds goes first
         if self.failure is None:
-            text = self.scrub.text(text)
+            if not self.cleaned(cleaned_by):
+                text = self.scrub.text(text)
             data = memoryview(text.encode(encoding, getattr(self.stream, "errors", None) or "strict"))
             try:
                 while data:
@@ -219,10 +229,11 @@ def _printing_whole() -> AbstractContextManager[None]:
     return shielded(grace=PRINT_GRACE_SECONDS, stalled=stalled)
 
 
-def _write_whole(text: str) -> None:
-    """All of `text` on stdout, then flushed, so a failure is seen here (OutputError), not at exit."""
+def _write_whole(text: str, cleaned_by: Scrubber | None = None) -> None:
+    """All of `text` on stdout, then flushed, so a failure is seen here (OutputError), not at exit. `cleaned_by`:
+    the scrubber that cleaned all of `text` already (see `_Guarded.write`), if one did."""
     if isinstance(sys.stdout, _Guarded):
-        sys.stdout.write_whole(text)
+        sys.stdout.write_whole(text, cleaned_by)
     else:  # a command function called outside `main`
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -240,8 +251,10 @@ def _output_scrubber(environ: Mapping[str, str] | None = None,
     from adws.redact import Scrubber, secret_values
 
     named: list[str] = []
-    if config is not None:  # as adws.manager.key_variables, whose module (jinja2, the runner) a route need not load
-        named = list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))
+    if config is not None:
+        from adws.compiled import key_variables
+
+        named = key_variables(config)
     return Scrubber(secret_values(os.environ if environ is None else environ, named))
 
 
@@ -262,14 +275,18 @@ def _load_config(path: str) -> CompiledConfig:
     return _learn_secrets(load_config(path))
 
 
-def _print_json(data: Any, scrub: Any = None) -> None:
-    """One JSON document on stdout: secrets redacted (`scrub`, an adws.redact.Scrubber; default: the output's,
-    see `_learn_secrets`), always encodable."""
-    from adws.redact import dumps
-
+def _print_json(data: Any, scrub: Scrubber | None = None) -> None:
+    """One JSON document on stdout: secrets redacted (`scrub`; default: the output's, see `_learn_secrets`), once,
+    always encodable."""
     if scrub is None:
         scrub = _GUARDS[0].scrub if _GUARDS else _output_scrubber()
-    print(dumps(scrub.deep(data), indent=2))
+    text = scrub.dumps(data, indent=2)
+    if isinstance(sys.stdout, _Guarded):
+        # Written as print writes it, the document then its newline: a short write (a file size limit) is seen.
+        sys.stdout.write(text, cleaned_by=scrub)
+        sys.stdout.write("\n")
+    else:  # a command function called outside `main`
+        print(text)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -414,7 +431,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stopped is None:
             raise
         with _printing_whole():  # interrupted already: a second stop changes nothing
-            _write_whole(_result_text(args, stopped, engine.redactor(), engine.router.tz, engine.clock()))
+            _print_result(args, stopped, engine)
         if not stopped.success:
             raise
         # The stop came after the task had ended (while its record was written): the task's result stands.
@@ -423,22 +440,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The result exists: from here a stop signal waits until it is printed whole, and the exit code is the task's.
     try:
         with _printing_whole():
-            _write_whole(_result_text(args, result, engine.redactor(), engine.router.tz, engine.clock()))
+            _print_result(args, result, engine)
     except KeyboardInterrupt as exc:  # the stop that waited for the printing: raised once it was whole
         print(f"adws: {exc} arrived after the task had ended; its result stands", file=sys.stderr)
     return 0 if result.success else 1
 
 
-def _result_text(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo, ended: datetime) -> str:
+def _print_result(args: argparse.Namespace, result: Any, engine: Any) -> None:
+    """`adws run`'s result on stdout, written whole (`_result_text`)."""
+    scrub = engine.redactor()
+    # With --json every string of it is cleaned; a person's lines carry paths (the run directory) the output's
+    # scrubber still cleans.
+    _write_whole(_result_text(args, result, scrub, engine.router.tz, engine.clock()), scrub if args.json else None)
+
+
+def _result_text(args: argparse.Namespace, result: Any, scrub: Scrubber, zone: tzinfo, ended: datetime) -> str:
     """The run's result as printed on stdout (ending with a newline): one JSON object with --json (exact ISO 8601
     times), else lines for a person with times to the minute in `zone`, the routing timezone (adws.views.minute,
     as `adws route` shows them); secrets redacted. The skipped tiers are the decision's, shown as of its time;
     what the run found (attempts, warnings, `retry_at`) as of `ended`, the engine's clock when it ended: a run
     given --at decides as at that time but runs now."""
     if args.json:
-        from adws.redact import dumps
-
-        return dumps(scrub.deep(result.to_dict()), indent=2) + "\n"
+        return scrub.dumps(result.to_dict(), indent=2) + "\n"
     from adws.result import for_a_person
     from adws.views import minute, skip_line, times_in
 
@@ -499,8 +522,6 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     wait = _wait(args.wait)
     engine = _engine(args)  # first: what the items' errors print is cleaned of its key variables' values too
     items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
-    from adws.redact import dumps
-
     scrub = engine.redactor()
 
     def print_result(outcome: Any) -> None:
@@ -508,7 +529,7 @@ def cmd_run_many(args: argparse.Namespace) -> int:
         # batch stops, and the tasks it ends are printed after this one.
         with _printing_whole():
             if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
-                line = dumps(scrub.deep(outcome.to_dict()))
+                line = scrub.dumps(outcome.to_dict())
             else:
                 from adws.views import times_in
 
@@ -516,7 +537,7 @@ def cmd_run_many(args: argparse.Namespace) -> int:
                 text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
                 line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
                 line = times_in(line, engine.router.tz, result.decision.now if result is not None else None)
-            _write_whole(line + "\n")
+            _write_whole(line + "\n", scrub)  # cleaned whole, either form
 
     progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz, skipped=skipped)
     if progress is None:
