@@ -275,6 +275,15 @@ def _load_config(path: str) -> CompiledConfig:
     return _learn_secrets(load_config(path))
 
 
+def _learn_secrets_of(args: argparse.Namespace) -> None:
+    """The output redacts the values of the key variables of the config `args` names, when it can be read: for a
+    message printed before the command loaded it. A config that cannot be read is not this message's to report."""
+    from contextlib import suppress
+
+    with suppress(AdwsError):
+        _load_config(config_path(args.config))
+
+
 def _print_json(data: Any, scrub: Scrubber | None = None) -> None:
     """One JSON document on stdout: secrets redacted (`scrub`; default: the output's, see `_learn_secrets`), once,
     always encodable."""
@@ -511,7 +520,7 @@ def _wait(value: str | None) -> float | None:
 
 
 def cmd_run_many(args: argparse.Namespace) -> int:
-    from adws.batch import load_items, run_many
+    from adws.batch import BatchInputError, load_items, run_many
     from adws.progress import progress_for
     from adws.result import for_a_person
 
@@ -520,8 +529,13 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
     wait = _wait(args.wait)
-    engine = _engine(args)  # first: what the items' errors print is cleaned of its key variables' values too
-    items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
+    try:
+        # Read and validated before the engine (the config, the state store) is loaded: a bad one fails fast.
+        items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
+    except BatchInputError:
+        _learn_secrets_of(args)  # what its problems print is cleaned of the config's key variables' values too
+        raise
+    engine = _engine(args)
     scrub = engine.redactor()
 
     def print_result(outcome: Any) -> None:
