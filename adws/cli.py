@@ -125,7 +125,8 @@ class _Guarded:
 
         self.stream = stream
         self.fatal = fatal
-        # Every text written passes through it (see `_learn_secrets`): no secret adws knows leaves on this stream.
+        # Every text written passes through it (see `_learn_secrets`), or was cleaned whole by a scrubber that knows
+        # as much (`cleaned`): no secret adws knows leaves on this stream.
         self.scrub = scrub if scrub is not None else Scrubber()
         # Python gives None for a standard stream whose descriptor was closed when it started (`>&-`).
         self.failure: OSError | None = None if stream is not None else OSError(9, "it is closed")
