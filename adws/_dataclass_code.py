@@ -450,9 +450,9 @@ SOURCES = (
     'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'argv\',\'env\',\'stdin\',\'secrets\',\'shown\',\'variables\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__',
     'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'argv\',\'env\',\'stdin\',\'secrets\',\'shown\',\'variables\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__',
     'def __create_fn__():\n def __hash__(self):\n  return hash((self.argv,self.env,self.stdin,self.secrets,self.shown,self.variables,))\n return __hash__',
-    'def __create_fn__(_type_workspace, _type_observer, _type_scrub, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _dflt_scrub, _return_type):\n def __init__(self,workspace:_type_workspace,observer:_type_observer=_HAS_DEFAULT_FACTORY,scrub:_type_scrub=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.workspace=workspace\n  self.observer=_dflt_observer() if observer is _HAS_DEFAULT_FACTORY else observer\n  self.scrub=_dflt_scrub() if scrub is _HAS_DEFAULT_FACTORY else scrub\n return __init__',
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r}, scrub={self.scrub!r})"\n return __repr__',
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.workspace,self.observer,self.scrub,)==(other.workspace,other.observer,other.scrub,)\n  return NotImplemented\n return __eq__',
+    'def __create_fn__(_type_workspace, _type_observer, _type_scrub, _type_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _dflt_scrub, _dflt_key, _return_type):\n def __init__(self,workspace:_type_workspace,observer:_type_observer=_HAS_DEFAULT_FACTORY,scrub:_type_scrub=_HAS_DEFAULT_FACTORY,key:_type_key=_dflt_key)->_return_type:\n  self.workspace=workspace\n  self.observer=_dflt_observer() if observer is _HAS_DEFAULT_FACTORY else observer\n  self.scrub=_dflt_scrub() if scrub is _HAS_DEFAULT_FACTORY else scrub\n  self.key=key\n return __init__',
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r}, scrub={self.scrub!r}, key={self.key!r})"\n return __repr__',
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.workspace,self.observer,self.scrub,self.key,)==(other.workspace,other.observer,other.scrub,other.key,)\n  return NotImplemented\n return __eq__',
     'def __create_fn__(_type_task, _type_since, _type_provider, _type_account, _type_model, _type_attempt, _type_tier, _type_wait_ends, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_provider, _dflt_account, _dflt_model, _dflt_attempt, _dflt_tier, _dflt_wait_ends, _return_type):\n def __init__(self,task:_type_task,since:_type_since,provider:_type_provider=_dflt_provider,account:_type_account=_dflt_account,model:_type_model=_dflt_model,attempt:_type_attempt=_dflt_attempt,tier:_type_tier=_dflt_tier,wait_ends:_type_wait_ends=_dflt_wait_ends)->_return_type:\n  self.task=task\n  self.since=since\n  self.provider=provider\n  self.account=account\n  self.model=model\n  self.attempt=attempt\n  self.tier=tier\n  self.wait_ends=wait_ends\n return __init__',
     'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(task={self.task!r}, since={self.since!r}, provider={self.provider!r}, account={self.account!r}, model={self.model!r}, attempt={self.attempt!r}, tier={self.tier!r}, wait_ends={self.wait_ends!r})"\n return __repr__',
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.task,self.since,self.provider,self.account,self.model,self.attempt,self.tier,self.wait_ends,)==(other.task,other.since,other.provider,other.account,other.model,other.attempt,other.tier,other.wait_ends,)\n  return NotImplemented\n return __eq__',
@@ -4057,24 +4057,25 @@ def __create_fn__():
  return __hash__
 CODE.append(__create_fn__.__code__)
 
-def __create_fn__(_type_workspace, _type_observer, _type_scrub, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _dflt_scrub, _return_type):
- def __init__(self,workspace:_type_workspace,observer:_type_observer=_HAS_DEFAULT_FACTORY,scrub:_type_scrub=_HAS_DEFAULT_FACTORY)->_return_type:
+def __create_fn__(_type_workspace, _type_observer, _type_scrub, _type_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_observer, _dflt_scrub, _dflt_key, _return_type):
+ def __init__(self,workspace:_type_workspace,observer:_type_observer=_HAS_DEFAULT_FACTORY,scrub:_type_scrub=_HAS_DEFAULT_FACTORY,key:_type_key=_dflt_key)->_return_type:
   self.workspace=workspace
   self.observer=_dflt_observer() if observer is _HAS_DEFAULT_FACTORY else observer
   self.scrub=_dflt_scrub() if scrub is _HAS_DEFAULT_FACTORY else scrub
+  self.key=key
  return __init__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r}, scrub={self.scrub!r})"
+  return self.__class__.__qualname__ + f"(workspace={self.workspace!r}, observer={self.observer!r}, scrub={self.scrub!r}, key={self.key!r})"
  return __repr__
 CODE.append(__create_fn__.__code__)
 
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.workspace,self.observer,self.scrub,)==(other.workspace,other.observer,other.scrub,)
+   return (self.workspace,self.observer,self.scrub,self.key,)==(other.workspace,other.observer,other.scrub,other.key,)
   return NotImplemented
  return __eq__
 CODE.append(__create_fn__.__code__)
@@ -4332,7 +4333,7 @@ RECIPES = {
     'adws.verify.Verification': (((('frozen', True), ('slots', True)), (('passed', 'bool'), ('reason', 'str'), ('command', 'list[str]'), ('exit_code', 'int | None'), ('duration_ms', 'int'), ('stdout_path', 'str | None'), ('stderr_path', 'str | None')), (None, None, None, None, None, None, None), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 424, False), ('__repr__', 425, True), ('__eq__', 426, False), ('__setattr__', 427, False), ('__delattr__', 428, False), ('__hash__', 429, False))),
     'adws.workdir.Handoff': (((('frozen', True), ('slots', True)), (('workdir', 'str'), ('worktree', 'str | None'), ('branch', 'str | None'), ('base_commit', 'str | None')), (None, '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 430, False), ('__repr__', 431, True), ('__eq__', 432, False), ('__setattr__', 433, False), ('__delattr__', 434, False), ('__hash__', 435, False))),
     'adws.manager.Command': (((('frozen', True), ('slots', True)), (('argv', 'list[str]'), ('env', 'dict[str, str]'), ('stdin', 'bytes | None'), ('secrets', 'list[str]'), ('shown', 'list[str]'), ('variables', 'dict[str, Any]')), (None, None, None, None, None, None), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 436, False), ('__repr__', 437, True), ('__eq__', 438, False), ('__setattr__', 439, False), ('__delattr__', 440, False), ('__hash__', 441, False))),
-    'adws.manager.RunContext': (((('slots', True),), (('workspace', 'Workspace'), ('observer', 'SafeSink'), ('scrub', 'Scrubber')), (None, (False, True, True, True, None, True, False, 'missing'), (False, True, True, True, None, True, False, 'missing')), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD'), (('__init__', 442, False), ('__repr__', 443, True), ('__eq__', 444, False), ('__hash__', -1, False))),
+    'adws.manager.RunContext': (((('slots', True),), (('workspace', 'Workspace'), ('observer', 'SafeSink'), ('scrub', 'Scrubber'), ('key', 'str | None')), (None, (False, True, True, True, None, True, False, 'missing'), (False, True, True, True, None, True, False, 'missing'), '='), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 442, False), ('__repr__', 443, True), ('__eq__', 444, False), ('__hash__', -1, False))),
     'adws.progress._Running': (((('slots', True),), (('task', 'str'), ('since', 'float'), ('provider', 'str | None'), ('account', 'str | None'), ('model', 'str | None'), ('attempt', 'int | None'), ('tier', 'int | None'), ('wait_ends', 'float | None')), (None, None, '=', '=', '=', '=', '=', '='), (), ('__weakref__', '__dict__'), 'absent', False, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 445, False), ('__repr__', 446, True), ('__eq__', 447, False), ('__hash__', -1, False))),
     'adws.standing.Standing': (((('frozen', True), ('slots', True)), (('provider', 'str'), ('available', 'bool'), ('reason', 'str | None'), ('skipped', 'tuple[Skip, ...]'), ('until', 'datetime | None')), (None, None, None, None, None), (), ('__weakref__', '__dict__'), 'absent', True, False), ('_FIELD', '_FIELD', '_FIELD', '_FIELD', '_FIELD'), (('__init__', 448, False), ('__repr__', 449, True), ('__eq__', 450, False), ('__setattr__', 451, False), ('__delattr__', 452, False), ('__hash__', 453, False))),
     'adws.retry.RetryWindow': (((('frozen', True), ('slots', True)), (('retry_at', 'datetime | None'), ('retryable', 'bool')), (None, None), (), ('__weakref__', '__dict__'), 'absent', False, False), ('_FIELD', '_FIELD'), (('__init__', 454, False), ('__repr__', 455, True), ('__eq__', 456, False), ('__setattr__', 457, False), ('__delattr__', 458, False), ('__hash__', 459, False))),

@@ -72,8 +72,10 @@ def time_problem(moment: datetime) -> str | None:
     or None."""
     if FIRST_YEAR <= moment.year <= LAST_YEAR:
         return None
+    from adws.state.base import EARLIEST, LATEST  # here: what only this message needs is not loaded at start-up
+
     return (f"{moment.isoformat()} is outside the times adws routes at (the years {FIRST_YEAR} to {LAST_YEAR}: "
-            f"state stores keep 1970 to 3000)")
+            f"state stores keep {EARLIEST.year} to {LATEST.year})")
 
 
 def checked_now(now: object) -> datetime | None:

@@ -92,27 +92,13 @@ def load_items(source: str, *, prompt_template: str | None = None, workdir: str 
 
     Raises BatchInputError listing every problem (unreadable file, bad JSON, bad task, missing prompt ...).
     """
-    import sys
-
-    from adws.inputs import MAX_CONFIG_BYTES, MAX_TASKS_BYTES, read_text
+    from adws.inputs import MAX_CONFIG_BYTES, MAX_TASKS_BYTES, read_stdin, read_text
 
     name = "<stdin>" if source == "-" else source
     what = "a tasks file"
     try:
         if source == "-":
-            if sys.stdin is None:  # closed when the process started (`<&-`)
-                from adws.inputs import closed_stdin
-
-                raise closed_stdin()
-            stream = getattr(sys.stdin, "buffer", None)
-            if stream is not None:
-                text = read_text(stream, MAX_TASKS_BYTES, what)
-            else:  # a stream of text only (a test's)
-                text = str(sys.stdin.read(MAX_TASKS_BYTES + 1))
-                if len(text) > MAX_TASKS_BYTES:
-                    from adws.inputs import TooLarge
-
-                    raise TooLarge(name, MAX_TASKS_BYTES, what)
+            text = read_stdin(MAX_TASKS_BYTES, what)
             base = Path.cwd()
         else:
             text = read_text(source, MAX_TASKS_BYTES, what)

@@ -18,6 +18,7 @@ from adws.errors import AdwsError, ConfigError, PromptError, TaskError, UsageErr
 
 if TYPE_CHECKING:
     import argparse  # imported where a parser is built: `adws route` usually needs none (see _route_args)
+    from contextlib import AbstractContextManager
 
     from adws.compiled import CompiledConfig
     from adws.redact import Scrubber
@@ -47,22 +48,10 @@ def _read_arg(value: str, limit: int, what: str) -> str:
     """JSON given inline, as @FILE, or as - for standard input; a file or standard input is read up to `limit`
     bytes (adws.inputs; `what`: "a task"). Raises OSError (TooLarge over the bound, EBADF for a closed standard
     input) or UnicodeDecodeError."""
-    from adws.inputs import read_text
+    from adws.inputs import read_stdin, read_text
 
     if value == "-":
-        if sys.stdin is None:  # Python gives None for a descriptor closed when it started (`<&-`)
-            from adws.inputs import closed_stdin
-
-            raise closed_stdin()
-        stream = getattr(sys.stdin, "buffer", None)  # bytes, so undecodable input is our clear error
-        if stream is None:  # a stream of text only (a test's)
-            text = str(sys.stdin.read(limit + 1))
-            if len(text) > limit:
-                from adws.inputs import TooLarge
-
-                raise TooLarge("<stdin>", limit, what)
-            return text
-        return read_text(stream, limit, what)
+        return read_stdin(limit, what)
     if value.startswith("@"):
         return read_text(value[1:], limit, what)
     return value
@@ -136,19 +125,28 @@ class _Guarded:
 
         self.stream = stream
         self.fatal = fatal
-        # Every text written passes through it (see `_learn_secrets`): no secret adws knows leaves on this stream.
+        # Every text written passes through it (see `_learn_secrets`), or was cleaned whole by a scrubber that knows
+        # as much (`cleaned`): no secret adws knows leaves on this stream.
         self.scrub = scrub if scrub is not None else Scrubber()
         # Python gives None for a standard stream whose descriptor was closed when it started (`>&-`).
         self.failure: OSError | None = None if stream is not None else OSError(9, "it is closed")
 
-    def write(self, text: str) -> int:
+    def write(self, text: str, cleaned_by: Scrubber | None = None) -> int:
+        """Write `text`, cleaned by this stream's scrubber unless `cleaned_by` made it and redacts every secret this
+        stream does (`cleaned`): a JSON document adws cleaned value by value is not searched again."""
         if self.failure is None:
             try:
-                self.stream.write(self.scrub.text(text) if type(text) is str else text)
+                self.stream.write(self.scrub.text(text) if type(text) is str and not self.cleaned(cleaned_by)
+                                  else text)
                 return len(text)
             except OSError as exc:
                 self.failure = exc
         return self._failed(len(text))
+
+    def cleaned(self, scrub: Scrubber | None) -> bool:
+        """Whether text `scrub` has cleaned needs no cleaning here: it redacts every secret this stream's does (the
+        same scrubber, or the engine's, which knows the same variables: see `_learn_secrets`)."""
+        return scrub is not None and (scrub is self.scrub or set(self.scrub.secrets) <= set(scrub.secrets))
 
     def flush(self) -> None:
         if self.failure is None:
@@ -159,18 +157,20 @@ class _Guarded:
                 self.failure = exc
         self._failed(0)
 
-    def write_whole(self, text: str) -> None:
-        """Write all of `text` and flush it. Through the stream's byte buffer, in a loop, where there is one: a
-        text stream over an unbuffered file (PYTHONUNBUFFERED) writes once and drops what a signal cut off."""
+    def write_whole(self, text: str, cleaned_by: Scrubber | None = None) -> None:
+        """Write all of `text` and flush it (`cleaned_by` as for `write`). Through the stream's byte buffer, in a
+        loop, where there is one: a text stream over an unbuffered file (PYTHONUNBUFFERED) writes once and drops
+        what a signal cut off."""
         buffer = getattr(self.stream, "buffer", None)
         encoding = getattr(self.stream, "encoding", None)
         if buffer is None or not isinstance(encoding, str):  # a stream of text only (io.StringIO)
-            self.write(text)
+            self.write(text, cleaned_by)
             self.flush()
             return
         self.flush()  # what the text layer holds goes first
         if self.failure is None:
-            text = self.scrub.text(text)
+            if not self.cleaned(cleaned_by):
+                text = self.scrub.text(text)
             data = memoryview(text.encode(encoding, getattr(self.stream, "errors", None) or "strict"))
             try:
                 while data:
@@ -214,66 +214,27 @@ def _silence(guarded: _Guarded, fd: int) -> None:
         pass
 
 
-class _StopsHeld:
-    """While a result is printed, stop signals (SIGTERM, SIGHUP, SIGINT) are noted, not raised, so the output is
-    whole: a coordinator never reads half a JSON document. The first one noted is `signal` (None: none came).
-    Should the printing still be blocked PRINT_GRACE_SECONDS after it (nobody reads the pipe), the write is
-    abandoned with OutputError: the output is then cut short, and exit EXIT_OUTPUT says so.
-    Main thread only (elsewhere: no effect); the handlers before it are restored at the end."""
+def _printing_whole() -> AbstractContextManager[None]:
+    """While a result is printed, stop signals (SIGTERM, SIGHUP, SIGINT) wait, so the output is whole: a
+    coordinator never reads half a JSON document. The first one that came is raised (KeyboardInterrupt named after
+    it) when the printing ends, unless a stop was raised already (adws.interrupts.shielded; `main` installs its
+    handler for `run` and `run-many`). Should the printing still be blocked PRINT_GRACE_SECONDS after it (nobody
+    reads the pipe), the write is abandoned with OutputError: the output is then cut short, and exit EXIT_OUTPUT
+    says so."""
+    from adws.interrupts import shielded
 
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
+    def stalled(name: str) -> OutputError:
+        return OutputError(TimeoutError(f"not read within {PRINT_GRACE_SECONDS:g} s of {name}; the output was cut "
+                                        "short"))
 
-    def __enter__(self) -> _StopsHeld:
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        from adws.interrupts import STOP_SIGNALS
-
-        for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._noted)
-        self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._stalled)
-        return self
-
-    def _noted(self, signum: int, frame: Any) -> None:
-        if self.signal is None:
-            import signal
-
-            self.signal = signum
-            signal.setitimer(signal.ITIMER_REAL, PRINT_GRACE_SECONDS)
-
-    def _stalled(self, signum: int, frame: Any) -> None:
-        import signal
-
-        name = signal.Signals(self.signal or signum).name
-        raise OutputError(TimeoutError(f"not read within {PRINT_GRACE_SECONDS:g} s of {name}; the output was cut "
-                                       "short"))
-
-    def __exit__(self, *exc_info: object) -> None:
-        if not self._previous:
-            return
-        import signal
-
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    @property
-    def name(self) -> str | None:
-        """The noted signal's name ("SIGTERM"), or None."""
-        import signal
-
-        return None if self.signal is None else signal.Signals(self.signal).name
+    return shielded(grace=PRINT_GRACE_SECONDS, stalled=stalled)
 
 
-def _write_whole(text: str) -> None:
-    """All of `text` on stdout, then flushed, so a failure is seen here (OutputError), not at exit."""
+def _write_whole(text: str, cleaned_by: Scrubber | None = None) -> None:
+    """All of `text` on stdout, then flushed, so a failure is seen here (OutputError), not at exit. `cleaned_by`:
+    the scrubber that cleaned all of `text` already (see `_Guarded.write`), if one did."""
     if isinstance(sys.stdout, _Guarded):
-        sys.stdout.write_whole(text)
+        sys.stdout.write_whole(text, cleaned_by)
     else:  # a command function called outside `main`
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -291,8 +252,10 @@ def _output_scrubber(environ: Mapping[str, str] | None = None,
     from adws.redact import Scrubber, secret_values
 
     named: list[str] = []
-    if config is not None:  # as adws.manager.key_variables, whose module (jinja2, the runner) a route need not load
-        named = list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))
+    if config is not None:
+        from adws.compiled import key_variables
+
+        named = key_variables(config)
     return Scrubber(secret_values(os.environ if environ is None else environ, named))
 
 
@@ -313,14 +276,27 @@ def _load_config(path: str) -> CompiledConfig:
     return _learn_secrets(load_config(path))
 
 
-def _print_json(data: Any, scrub: Any = None) -> None:
-    """One JSON document on stdout: secrets redacted (`scrub`, an adws.redact.Scrubber; default: the output's,
-    see `_learn_secrets`), always encodable."""
-    from adws.redact import dumps
+def _learn_secrets_of(args: argparse.Namespace) -> None:
+    """The output redacts the values of the key variables of the config `args` names, when it can be read: for a
+    message printed before the command loaded it. A config that cannot be read is not this message's to report."""
+    from contextlib import suppress
 
+    with suppress(AdwsError):
+        _load_config(config_path(args.config))
+
+
+def _print_json(data: Any, scrub: Scrubber | None = None) -> None:
+    """One JSON document on stdout: secrets redacted (`scrub`; default: the output's, see `_learn_secrets`), once,
+    always encodable."""
     if scrub is None:
         scrub = _GUARDS[0].scrub if _GUARDS else _output_scrubber()
-    print(dumps(scrub.deep(data), indent=2))
+    text = scrub.dumps(data, indent=2)
+    if isinstance(sys.stdout, _Guarded):
+        # Written as print writes it, the document then its newline: a short write (a file size limit) is seen.
+        sys.stdout.write(text, cleaned_by=scrub)
+        sys.stdout.write("\n")
+    else:  # a command function called outside `main`
+        print(text)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -464,31 +440,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         stopped = getattr(exc, "adws_result", None)
         if stopped is None:
             raise
-        with _StopsHeld():  # interrupted already: a second stop changes nothing
-            _write_whole(_result_text(args, stopped, engine.redactor(), engine.router.tz, engine.clock()))
+        with _printing_whole():  # interrupted already: a second stop changes nothing
+            _print_result(args, stopped, engine)
         if not stopped.success:
             raise
         # The stop came after the task had ended (while its record was written): the task's result stands.
         print(f"adws: {str(exc) or 'SIGINT'} arrived after the task had ended; its result stands", file=sys.stderr)
         return 0
     # The result exists: from here a stop signal waits until it is printed whole, and the exit code is the task's.
-    with _StopsHeld() as held:
-        _write_whole(_result_text(args, result, engine.redactor(), engine.router.tz, engine.clock()))
-    if held.name is not None:
-        print(f"adws: {held.name} arrived after the task had ended; its result stands", file=sys.stderr)
+    try:
+        with _printing_whole():
+            _print_result(args, result, engine)
+    except KeyboardInterrupt as exc:  # the stop that waited for the printing: raised once it was whole
+        print(f"adws: {exc} arrived after the task had ended; its result stands", file=sys.stderr)
     return 0 if result.success else 1
 
 
-def _result_text(args: argparse.Namespace, result: Any, scrub: Any, zone: tzinfo, ended: datetime) -> str:
+def _print_result(args: argparse.Namespace, result: Any, engine: Any) -> None:
+    """`adws run`'s result on stdout, written whole (`_result_text`)."""
+    scrub = engine.redactor()
+    # With --json every string of it is cleaned; a person's lines carry paths (the run directory) the output's
+    # scrubber still cleans.
+    _write_whole(_result_text(args, result, scrub, engine.router.tz, engine.clock()), scrub if args.json else None)
+
+
+def _result_text(args: argparse.Namespace, result: Any, scrub: Scrubber, zone: tzinfo, ended: datetime) -> str:
     """The run's result as printed on stdout (ending with a newline): one JSON object with --json (exact ISO 8601
     times), else lines for a person with times to the minute in `zone`, the routing timezone (adws.views.minute,
     as `adws route` shows them); secrets redacted. The skipped tiers are the decision's, shown as of its time;
     what the run found (attempts, warnings, `retry_at`) as of `ended`, the engine's clock when it ended: a run
     given --at decides as at that time but runs now."""
     if args.json:
-        from adws.redact import dumps
-
-        return dumps(scrub.deep(result.to_dict()), indent=2) + "\n"
+        return scrub.dumps(result.to_dict(), indent=2) + "\n"
     from adws.result import for_a_person
     from adws.views import minute, skip_line, times_in
 
@@ -538,7 +521,7 @@ def _wait(value: str | None) -> float | None:
 
 
 def cmd_run_many(args: argparse.Namespace) -> int:
-    from adws.batch import load_items, run_many
+    from adws.batch import BatchInputError, load_items, run_many
     from adws.progress import progress_for
     from adws.result import for_a_person
 
@@ -547,18 +530,21 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError(f"--concurrency: must be at least 1, got {args.concurrency}")
     wait = _wait(args.wait)
-    engine = _engine(args)  # first: what the items' errors print is cleaned of its key variables' values too
-    items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
-    from adws.redact import dumps
-
+    try:
+        # Read and validated before the engine (the config, the state store) is loaded: a bad one fails fast.
+        items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
+    except BatchInputError:
+        _learn_secrets_of(args)  # what its problems print is cleaned of the config's key variables' values too
+        raise
+    engine = _engine(args)
     scrub = engine.redactor()
 
     def print_result(outcome: Any) -> None:
         # Each line made and written whole (a stop signal waits for it), then the stop as it would have come: the
         # batch stops, and the tasks it ends are printed after this one.
-        with _StopsHeld() as held:
+        with _printing_whole():
             if args.json:  # secrets redacted, lone surrogates escaped, as `adws run --json`
-                line = dumps(scrub.deep(outcome.to_dict()))
+                line = scrub.dumps(outcome.to_dict())
             else:
                 from adws.views import times_in
 
@@ -566,11 +552,7 @@ def cmd_run_many(args: argparse.Namespace) -> int:
                 text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
                 line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
                 line = times_in(line, engine.router.tz, result.decision.now if result is not None else None)
-            _write_whole(line + "\n")
-        if held.signal is not None:
-            import signal
-
-            signal.raise_signal(held.signal)
+            _write_whole(line + "\n", scrub)  # cleaned whole, either form
 
     progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz, skipped=skipped)
     if progress is None:

@@ -301,3 +301,9 @@ class CompiledConfig:
     scoring: ScoringSpec = field(default_factory=ScoringSpec)
     state_options: Mapping[str, Any] = field(default_factory=dict)  # the backend's other `[state]` keys
     workdir_policy: str = "keep"  # [run] workdir (adws.workdir.POLICIES)
+
+
+def key_variables(config: CompiledConfig) -> list[str]:
+    """Every variable the config names as a key (`api_key_env` of providers and accounts), in file order: the
+    values adws redacts besides those of secret-looking names (adws.redact.secret_values)."""
+    return list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))

@@ -27,7 +27,7 @@ from adws.arguments import (
     got,
 )
 from adws.availability import Availability
-from adws.compiled import CompiledConfig
+from adws.compiled import CompiledConfig, key_variables
 from adws.config import load_config
 from adws.dataclass_cache import replace
 from adws.decision import Decision
@@ -538,8 +538,6 @@ class Engine:
 
     def redactor(self) -> Scrubber:
         """What adws's printed output is cleaned with: every secret value it knows (see adws.redact)."""
-        from adws.manager import key_variables
-
         return Scrubber(secret_values(self.environ, key_variables(self.config)))
 
     def close(self) -> None:

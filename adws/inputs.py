@@ -18,7 +18,8 @@ from typing import IO, Any
 from adws.errors import Loc
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_LINE_BYTES", "MAX_PROMPT_BYTES", "MAX_STATE_LINE_BYTES",
-           "MAX_TASKS_BYTES", "TooLarge", "bounded_lines", "deepest_value", "read_bounded", "read_text", "why"]
+           "MAX_TASKS_BYTES", "TooLarge", "bounded_lines", "deepest_value", "read_bounded", "read_stdin", "read_text",
+           "why"]
 
 MiB = 1 << 20
 MAX_CONFIG_BYTES = 4 * MiB
@@ -60,6 +61,23 @@ def read_bounded(source: str | os.PathLike[str] | IO[bytes], limit: int, what: s
 def read_text(source: str | os.PathLike[str] | IO[bytes], limit: int, what: str, name: str | None = None) -> str:
     """`read_bounded` decoded as UTF-8. Raises TooLarge, OSError, UnicodeDecodeError."""
     return read_bounded(source, limit, what, name).decode("utf-8")
+
+
+def read_stdin(limit: int, what: str) -> str:
+    """Standard input as text, at most `limit` bytes (characters, for a stream of text only: a test's), read as
+    bytes so that undecodable input is a UnicodeDecodeError. Raises TooLarge ("<stdin>") when there is more, OSError
+    (EBADF, `closed_stdin`) when standard input was closed when adws started."""
+    import sys
+
+    if sys.stdin is None:  # Python gives None for a descriptor closed when it started (`<&-`)
+        raise closed_stdin()
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        text = str(sys.stdin.read(limit + 1))
+        if len(text) > limit:
+            raise TooLarge("<stdin>", limit, what)
+        return text
+    return read_text(stream, limit, what)
 
 
 def bounded_lines(stream: IO[Any], name: str, what: str, limit: int = MAX_LINE_BYTES) -> Iterator[Any]:

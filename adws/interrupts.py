@@ -8,6 +8,10 @@ unwinding from losing what it is there to keep:
 - only the first signal is raised; later ones (an impatient second Ctrl-C, SIGTERM then SIGHUP from a
   supervisor) are noted and ignored while adws records what happened, then exits.
 
+A shield may be given a `grace` (the CLI's printing of a result, `adws.cli.PRINT_GRACE_SECONDS`): should the block
+still run that long after the first stop signal it holds (a reader that takes no more of the output), the block is
+abandoned with the exception `stalled` makes of that signal's name, and the stop counts as delivered.
+
 `interruptible()` marks where a stop is expected to land inside a shielded block: the runner waiting on a child
 (the agent, its verify command, a usage command), and the walk inside `Engine.run`'s shield, which holds a stop
 from the walk's end to the audit record. The runner turns a KeyboardInterrupt during its wait into an outcome
@@ -29,10 +33,21 @@ __all__ = ["STOP_SIGNALS", "install", "interruptible", "shielded"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
+class _Grace:
+    """A shield's bound on how long it holds a stop: `seconds` after the first signal (`first`, its name), SIGALRM
+    raises `stalled(first)`."""
+
+    def __init__(self, seconds: float, stalled: Callable[[str], BaseException] | None) -> None:
+        self.seconds = seconds
+        self.stalled = stalled
+        self.first: str | None = None
+
+
 class _State:
     depth = 0  # nesting of shielded() blocks (interruptible() sets it to 0 for its own block)
     pending: str | None = None  # a signal held by a shield
     delivered = False  # a stop was raised already: later signals are ignored
+    grace: _Grace | None = None  # the innermost shield's grace, if it has one
 
 
 _state = _State()
@@ -40,6 +55,10 @@ _state = _State()
 
 def _handler(signum: int, frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
+    grace = _state.grace
+    if grace is not None and grace.first is None:  # before `delivered`: a stop after the first is bounded too
+        grace.first = name
+        signal.setitimer(signal.ITIMER_REAL, grace.seconds)
     if _state.delivered:
         return
     if _state.depth > 0:
@@ -74,18 +93,40 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _stalled(signum: int, frame: FrameType | None) -> None:
+    grace = _state.grace
+    if grace is None or grace.first is None:  # a timer left from a block that has ended
+        return
+    _state.pending, _state.delivered = None, True  # the stop is answered by abandoning the block
+    if grace.stalled is not None:
+        raise grace.stalled(grace.first)
+    raise TimeoutError(f"still running {grace.seconds:g} s after {grace.first}")
+
+
 @contextmanager
-def shielded() -> Iterator[None]:
-    """Hold stop signals for the block; one that arrived is raised as KeyboardInterrupt when it ends.
-    Outside the main thread: no effect."""
+def shielded(grace: float | None = None,
+             stalled: Callable[[str], BaseException] | None = None) -> Iterator[None]:
+    """Hold stop signals for the block; one that arrived is raised as KeyboardInterrupt when it ends (unless one
+    was raised already: see the module doc). With `grace` (seconds), a block still running that long after the
+    first stop signal that arrived in it is abandoned: SIGALRM raises `stalled(name of that signal)` (default a
+    TimeoutError) from inside it. Stop signals reach this module's handler only after `install()`; SIGALRM's
+    handler is this block's while it runs. Outside the main thread: no effect."""
     if not _main_thread():
         yield
         return
+    outer, previous = _state.grace, None
+    if grace is not None:
+        _state.grace = _Grace(grace, stalled)
+        previous = signal.signal(signal.SIGALRM, _stalled)
     _state.depth += 1
     try:
         yield
     finally:
         _state.depth -= 1
+        if grace is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            _state.grace = outer
     _raise_pending()
 
 

@@ -32,7 +32,7 @@ from adws.accounts import StatefulAccounts, credential_cooldown
 from adws.arguments import checked_callable, checked_prompt, checked_workdir, got
 from adws.attempt import Classification, OutcomeClass, RunOutcome, Usage
 from adws.classify import booked_usage, classify
-from adws.compiled import Account, CompiledConfig, ProviderSpec
+from adws.compiled import Account, CompiledConfig, ProviderSpec, key_variables
 from adws.dataclass_cache import dataclass, field, replace
 from adws.decision import Decision, Step
 from adws.errors import AdwsError, ArgumentError, RenderError, RunCancelled
@@ -114,11 +114,6 @@ class Tried(NamedTuple):
     finished: Event | None = None  # its attempt_finished event, sent once it is in the result
 
 
-def key_variables(config: CompiledConfig) -> list[str]:
-    """Every variable the config names as a key (`api_key_env` of providers and accounts), in file order."""
-    return list(dict.fromkeys(n for p in config.providers.values() for a in p.runs_as for n in a.secret_vars))
-
-
 def scrubber_for(config: CompiledConfig, environ: Mapping[str, str], prompt: str) -> Scrubber:
     """What one run's records are cleaned with: every secret adws knows, and the prompt's text unless
     `[audit] include_prompt` keeps it."""
@@ -128,12 +123,14 @@ def scrubber_for(config: CompiledConfig, environ: Mapping[str, str], prompt: str
 
 @dataclass(slots=True)
 class RunContext:
-    """What every attempt of one run shares: where attempts run (the workspace), who hears of them, and what
-    its records are cleaned with (per run, not per manager: threads may share one manager)."""
+    """What every attempt of one run shares: where attempts run (the workspace), who hears of them, what
+    its records are cleaned with (per run, not per manager: threads may share one manager), and the task's key
+    as the state store keeps it (`ProviderManager._key_shown`, made once per run)."""
 
     workspace: Workspace
     observer: SafeSink = field(default_factory=lambda: SafeSink(None))  # never raises (adws.events.SafeSink)
     scrub: Scrubber = field(default_factory=Scrubber)
+    key: str | None = None
 
     def emit(self, event: Event) -> None:
         self.observer(event)
@@ -184,11 +181,12 @@ class ProviderManager:
         checked_workdir(workdir)
         checked_callable("observer", observer, what="an adws.events.Event")
         result = result if result is not None else Result(False, decision)
-        run_dir = self._run_dir(task)
+        key = self._key_shown(task)
+        run_dir = self._run_dir(key)
         result.run_dir = str(run_dir)
         sink = SafeSink(observer)
         ctx = RunContext(workspace if workspace is not None else KeepWorkspace(Path(workdir).resolve()), sink,
-                         scrub if scrub is not None else scrubber_for(self.config, self.environ, prompt))
+                         scrub if scrub is not None else scrubber_for(self.config, self.environ, prompt), key)
         try:
             return self._walk(task, decision, result, run_dir, prompt, ctx)
         except KeyboardInterrupt as exc:
@@ -520,7 +518,7 @@ class ProviderManager:
         stopped = interrupted is not None or cancel is not None
         try:
             # What the stopped attempt is known to have used is booked; being stopped is not the provider failing.
-            self._record(provider, account, step, task, verdict, usage, now, readings, counts=not stopped)
+            self._record(provider, account, step, ctx.key, verdict, usage, now, readings, counts=not stopped)
         except StateStoreError as exc:
             warnings.append(f"{provider.name}/{account.name}: usage, cooldown and breaker not recorded in the "
                             f"state store: {exc}")
@@ -634,18 +632,18 @@ class ProviderManager:
 
     # step 3 ---------------------------------------------------------------------------------------------------
 
-    def _record(self, provider: ProviderSpec, account: Account, step: Step, task: Task,
+    def _record(self, provider: ProviderSpec, account: Account, step: Step, task_id: str | None,
                 verdict: Classification, usage: Usage | None, now: datetime,
                 readings: Sequence[tuple[str, float, datetime | None]] = (), *, counts: bool = True) -> None:
         """Usage, the cooldown after a limit or rejected credentials, observed usage, and (`counts`) the breaker
         transition. Usage and limit cooldowns go to the quota subject of the attempt's model: its pool, else the
-        account (adws.pools); rejected credentials cool the whole account.
+        account (adws.pools); rejected credentials cool the whole account. `task_id`: the task's key as shown
+        (`_key_shown`), for the usage row.
 
         Raises StateStoreError when the store refuses a write (full disk, damaged file).
         """
         subject = governing(account.quota, account.name, step.model).subject
         if usage is not None:
-            task_id = self._key_shown(task)  # storable whatever the task said, and no secret
             self.store.record_usage(UsageRecord(provider.name, subject, now, usage.for_ledger(), step.model,
                                                 task_id))
         if verdict.outcome in (OutcomeClass.RATE_LIMITED, OutcomeClass.QUOTA_EXHAUSTED):
@@ -666,14 +664,16 @@ class ProviderManager:
 
     def _key_shown(self, task: Task) -> str | None:
         """The task's key as the state store and the run directory's name keep it: every secret adws knows (the
-        config's key variables, secret-looking names) as ***, lone surrogates escaped. None when it has none."""
+        config's key variables, secret-looking names) as ***, lone surrogates escaped. None when it has none.
+        Made once per run (`RunContext.key`): storable whatever the task said, and no secret."""
         if task.key is None:
             return None
         return Scrubber(secret_values(self.environ, key_variables(self.config))).text(task.key)
 
-    def _run_dir(self, task: Task) -> Path:
+    def _run_dir(self, key: str | None) -> Path:
+        """A new run directory, named after the time and `key`, the task's key as shown (`_key_shown`)."""
         stamp = self.clock().strftime("%Y%m%dT%H%M%S")
-        name = f"{stamp}-{_safe(self._key_shown(task) or 'task')}-{_secrets.token_hex(3)}"
+        name = f"{stamp}-{_safe(key or 'task')}-{_secrets.token_hex(3)}"
         root = Path(self.config.run_dir)
         try:
             path = make_run_dir(root, name, like=self._last_run)

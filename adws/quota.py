@@ -21,13 +21,12 @@ from typing import Any
 
 from adws.attempt import Usage
 from adws.dataclass_cache import dataclass
+from adws.durations import UNITS
 from adws.state.base import require_aware
 
-_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
-          "m": timedelta(minutes=1), "s": timedelta(seconds=1)}  # fmt: skip
-# Units in descending order, each at most once: "1h30m" reads one way only; "30m1h" is refused.
 _CRON_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
-_WINDOW = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# Units in descending order (adws.durations.UNITS), each at most once: "1h30m" reads one way only; "30m1h" is refused.
+_WINDOW = re.compile("".join(rf"(?:(\d+){unit})?" for unit, _ in UNITS))
 
 
 # The longest span `parse_window` reads unless told otherwise: ten years (3660 days). Any longer span is a typo,
@@ -47,10 +46,10 @@ def parse_window(text: str, most: timedelta = MAX_WINDOW) -> timedelta:
         )
     # Whole seconds as an int first: a timedelta of 99999999999 days cannot even be built (OverflowError).
     seconds = 0
-    for n, unit in zip(match.groups(), _UNITS.values(), strict=True):
+    for n, (_, unit) in zip(match.groups(), UNITS, strict=True):
         if n is not None:
             digits = n.lstrip("0") or "0"
-            seconds += int(digits) * int(unit.total_seconds()) if len(digits) <= _MAX_DIGITS else 10**30
+            seconds += int(digits) * unit if len(digits) <= _MAX_DIGITS else 10**30
     if seconds <= 0:
         raise ValueError(f'invalid window "{text}": must be longer than zero')
     if seconds > most.total_seconds():
@@ -62,10 +61,10 @@ def format_window(window: timedelta) -> str:
     """The inverse of parse_window, for display: timedelta(hours=1, minutes=30) -> "1h30m"."""
     seconds = int(window.total_seconds())
     parts = []
-    for suffix, unit in _UNITS.items():
+    for suffix, unit in UNITS:
         if suffix == "w":
             continue  # "14d" reads better than "2w" next to cron periods that are weeks anyway
-        count, seconds = divmod(seconds, int(unit.total_seconds()))
+        count, seconds = divmod(seconds, unit)
         if count:
             parts.append(f"{count}{suffix}")
     return "".join(parts) or "0s"

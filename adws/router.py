@@ -352,7 +352,7 @@ class ModelRouter:
         `task`: a Task or a dict (see adws.task); `now`: a datetime (naive: read in the routing timezone) or None
         for the clock; `prompt`: the prompt's text (its length sizes the task) or None. Raises TaskError listing
         every problem of the task, ArgumentError (a TypeError) for a `now` or `prompt` of the wrong type, and
-        for a `now` outside the years adws.arguments.FIRST_YEAR to LAST_YEAR (1971 to 2998).
+        for a `now` outside the years adws.arguments.FIRST_YEAR to LAST_YEAR.
         """
         # The argument checks at their cheapest: two `is` tests in the common case (this runs once per decision).
         if now is None:

@@ -34,6 +34,12 @@ UNKNOWN_LATENCY_SCORE = 50.0
 CONTEXT_COMFORT = 0.5  # a task using at most this share of the context window keeps its full fit
 
 
+def _or_zero(score: float) -> float:
+    """`score`, or 0 when it is not a finite number: nothing known, so nothing to recommend the tier (and no NaN
+    in `route --json`, which would print the invalid JSON `NaN`)."""
+    return score if math.isfinite(score) else 0.0
+
+
 # The largest weight: four of them times a component's 100 stay far from overflowing a float (1e308 each made
 # every score NaN, and `route --json` print the invalid JSON `NaN`).
 MAX_WEIGHT = 1000.0
@@ -106,8 +112,8 @@ class TierScore:
     def total(self) -> float:
         """The weighted mean of the components, 0-100 (0 for a component that is not a number: never NaN)."""
         w = self.weights
-        total = (w.quota * self.quota + w.latency * self.latency + w.fit * self.fit + w.cost * self.cost) / w.total
-        return total if math.isfinite(total) else 0.0
+        return _or_zero((w.quota * self.quota + w.latency * self.latency + w.fit * self.fit + w.cost * self.cost)
+                        / w.total)
 
     def describe(self) -> str:
         """"antigravity 83.1 = 0.5×quota 90.0 + 0.3×latency 76.7 + 0.2×fit 80.0 (weights sum 1)"."""
@@ -130,9 +136,7 @@ def quota_score(percent_used: float | None) -> float:
     """100 - percent used, within 0-100; 100 for a tier that is not metered."""
     if percent_used is None:
         return 100.0
-    if percent_used != percent_used:  # NaN: nothing known of its use, so nothing to recommend it
-        return 0.0
-    return min(max(100.0 - percent_used, 0.0), 100.0)
+    return _or_zero(min(max(100.0 - percent_used, 0.0), 100.0))  # NaN percent used: the clamp keeps the NaN
 
 
 def latency_score(latency_ms: int | None) -> float:

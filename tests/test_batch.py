@@ -433,3 +433,19 @@ def test_a_stop_inside_on_result_still_hands_on_the_tasks_it_ends(here: Path) ->
     finally:
         (here / "gate" / "open").touch()
         engine.close()
+
+
+def test_cli_a_bad_tasks_file_fails_before_the_config_is_loaded(here: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (here / "tasks.jsonl").write_text(jsonl({"task": {"id": "b"}}), encoding="utf-8")
+    problem = ("adws: 1 problem in the tasks; nothing was run\n  tasks.jsonl line 1: no prompt: give prompt or "
+               "prompt_file, or run with --prompt-template\n")
+    # The tasks file's problem, not the config's: neither a config that cannot be read nor the engine comes first.
+    assert main(["run-many", "--config", "missing.toml", "--tasks", "tasks.jsonl"]) == 2
+    assert capsys.readouterr().err == problem
+    import adws.cli
+
+    monkeypatch.setattr(adws.cli, "_engine", lambda args: pytest.fail("the engine was loaded for a bad tasks file"))
+    assert main(["run-many", "--config", "config.toml", "--tasks", "tasks.jsonl"]) == 2
+    assert capsys.readouterr().err == problem
+    assert agent_calls(here) == []

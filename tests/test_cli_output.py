@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from adws import audit, cli
+from adws import audit, cli, interrupts
 from adws.errors import Interrupted
 from tests.helpers import ROOT
 from tests.test_cli_signals import _live_members
@@ -218,20 +218,39 @@ def test_a_result_nobody_reads_after_a_stop_signal_is_given_up(monkeypatch: pyte
     stream = io.TextIOWrapper(io.FileIO(writer, "w"), encoding="utf-8")
     guarded = cli._Guarded(stream, fatal=True)
     monkeypatch.setattr(sys, "stdout", guarded)
+    alarm = signal.getsignal(signal.SIGALRM)
+    restore = interrupts.install((signal.SIGTERM,))  # as `main` does for `adws run`
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    done = threading.Event()
+
+    def drain() -> None:
+        # The test's bound: should the grace never end the write, the pipe is read after 30 s, the write completes,
+        # and the test fails (no OutputError) instead of hanging.
+        if not done.wait(30):
+            with contextlib.suppress(OSError):
+                while os.read(reader, 1 << 16):
+                    pass
+
+    watchdog = threading.Thread(target=drain, daemon=True)
+    watchdog.start()
     timer.start()
-    held = cli._StopsHeld()
     try:
-        with pytest.raises(cli.OutputError, match=r"not read within 0\.5 s of SIGTERM"), held:
-            cli._write_whole("x" * 1_000_000)
-        assert held.name == "SIGTERM"
-        assert signal.getsignal(signal.SIGTERM) != held._noted  # the handlers before it are back
+        with pytest.raises(cli.OutputError, match=r"not read within 0\.5 s of SIGTERM"):
+            try:
+                with cli._printing_whole():
+                    cli._write_whole("x" * 1_000_000)
+            except KeyboardInterrupt:  # the write ended (drained) and the held SIGTERM came: no grace
+                pytest.fail("the output was not given up within the grace")
+        assert signal.getsignal(signal.SIGALRM) == alarm  # the handler before it is back
     finally:
+        done.set()
         timer.cancel()
-        os.close(reader)
+        restore()
         monkeypatch.setattr(sys, "stdout", sys.__stdout__)
         with contextlib.suppress(OSError):
-            stream.close()
+            stream.close()  # the drain (if it ran) sees the end of the pipe
+        watchdog.join(10)
+        os.close(reader)
 
 
 def test_an_interrupted_run_that_carries_its_result_prints_it_and_exits_130(

@@ -106,3 +106,45 @@ def test_errors_of_any_command_print_no_secret(world: Path, capsys: pytest.Captu
     out, err = capsys.readouterr()
     assert "***" in err
     _clean(out + err)
+
+
+@pytest.mark.parametrize("command", ["route", "run"])
+def test_json_output_is_cleaned_once(world: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                     command: str) -> None:
+    # Cleaned value by value as it is made; the output stream does not search the whole document again.
+    from adws.redact import Scrubber
+
+    searched: list[str] = []
+    text = Scrubber.text
+
+    def counted(self: Scrubber, value: str) -> str:
+        searched.append(value)
+        return text(self, value)
+
+    monkeypatch.setattr(Scrubber, "text", counted)
+    more = ["--prompt-file", str(world / "prompt.txt"), "--workdir", str(world), "--quiet"] if command == "run" else []
+    code = main([command, "--config", str(world / "c.toml"), "--task-json", _task(), "--json", *more])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    _clean(out + err)
+    assert "***" in out
+    assert out.rstrip("\n") not in searched and out not in searched
+
+
+def test_the_task_key_is_cleaned_once_per_run(world: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The run directory's name and every attempt's usage row take the key cleaned when the run began.
+    from adws.manager import ProviderManager
+
+    shown: list[str | None] = []
+    key_shown = ProviderManager._key_shown
+
+    def counted(self: ProviderManager, task: object) -> str | None:
+        shown.append(key_shown(self, task))  # type: ignore[arg-type]
+        return shown[-1]
+
+    monkeypatch.setattr(ProviderManager, "_key_shown", counted)
+    code = main(["run", "--config", str(world / "c.toml"), "--task-json", _task(), "--prompt-file",
+                 str(world / "prompt.txt"), "--workdir", str(world), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert len(shown) == 1 and shown[0] is not None and "***" in shown[0]

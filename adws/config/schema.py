@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 
 from adws.attempt import OutcomeClass
 from adws.conditions import conditions_schema
+from adws.durations import UNITS as _UNIT_SECONDS
 from adws.scoring import MAX_WEIGHT
 from adws.state import STORES
 from adws.state.base import RUNS_KEPT
@@ -50,7 +51,6 @@ WEEK = 7 * DAY
 # month. `adws check` refuses a longer one; nothing accepted overflows a date it is added to.
 WINDOW_DAYS = 366
 COOLDOWN_DAYS = 30
-_UNIT_SECONDS = (("w", 7 * 86_400), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 
 
 def _duration(days: int, what: str, example: str) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adws.dataclass_cache import dataclass
+from adws.durations import UNIT_SECONDS
 from adws.errors import UsageError
 
 LIMIT_OUTCOMES = frozenset({"rate_limited", "quota_exhausted"})
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 @dataclass(slots=True)
@@ -43,7 +43,7 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
     if match:
         from adws.quota import MAX_WINDOW
 
-        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if len(match.group(1)) <= 12 else 10**30
+        seconds = int(match.group(1)) * UNIT_SECONDS[match.group(2)] if len(match.group(1)) <= 12 else 10**30
         if seconds > MAX_WINDOW.total_seconds():  # `now - 9999999d` is before the year 1: no date
             raise UsageError(f"--since: a span of at most {MAX_WINDOW.days}d (ten years), or an ISO 8601 time; "
                              f"got {value!r}")

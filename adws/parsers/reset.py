@@ -9,12 +9,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from adws.durations import UNIT_SECONDS
+
 # Further than this from `now` is noise (an id, a version, a date in the answer), not an announced reset.
 _MAX_DISTANCE = timedelta(days=400)
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 # Milliseconds first: "ms" must not be read as minutes.
 _UNIT = r"(?:milliseconds?|msecs?|ms|days?|hours?|hrs?|minutes?|mins?|seconds?|secs?|d|h|m|s)(?![a-z])"
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _NUMBER = r"\d{1,9}(?:\.\d{1,15})?"  # Google's retry delays carry nanoseconds: "retry in 34.89668959s"
 
 # "Claude AI usage limit reached|1755615600" (older Claude) and "resetsAt": 1774447200 (JSON that leaked
@@ -147,7 +148,7 @@ def _unit_seconds(unit: str) -> float:
     unit = unit.lower()
     if unit.startswith("ms") or unit.startswith("milli"):
         return 0.001
-    return _UNIT_SECONDS[unit[0]]
+    return UNIT_SECONDS[unit[0]]
 
 
 def _resolve_relative(match: re.Match[str], now: datetime) -> datetime | None:
