@@ -44,6 +44,15 @@ def config_path(value: str | None) -> str:
     return set_or_unset(os.environ, "ADWS_CONFIG", "a config file", "./config.toml", UsageError) or DEFAULT_CONFIG
 
 
+def _where_configs_come_from(exc: ConfigError, given: str | None) -> str:
+    """For a config file not found at a path the command line did not name: a line saying where adws looked and
+    how to name another file (a first run in the wrong directory, or ADWS_CONFIG left over); else ""."""
+    if given or not exc.unreadable or [p.message for p in exc.problems] != ["config file not found"]:
+        return ""
+    origin = "from $ADWS_CONFIG" if os.environ.get("ADWS_CONFIG") else "the default, in the current directory"
+    return f"\n  (that path is {origin}: name the config with --config FILE or ADWS_CONFIG)"
+
+
 def _read_arg(value: str, limit: int, what: str) -> str:
     """JSON given inline, as @FILE, or as - for standard input; a file or standard input is read up to `limit`
     bytes (adws.inputs; `what`: "a task"). Raises OSError (TooLarge over the bound, EBADF for a closed standard
@@ -64,7 +73,7 @@ def _task(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("standard input can carry the task or the prompt, not both")
     source = args.task_json if args.task_json is not None else args.github_issue
     if source is None:
-        raise TaskError(["give the task with --task-json JSON or --github-issue FILE (- for stdin)"])
+        raise UsageError("no task given: give it with --task-json JSON or --github-issue FILE (- for stdin)")
     if args.github_issue is not None and not args.github_issue.startswith("@") and args.github_issue != "-":
         source = "@" + args.github_issue  # --github-issue takes a file name (gh issue view ... > issue.json)
     try:
@@ -304,7 +313,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = _load_config(path)
     except ConfigError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.render() + _where_configs_come_from(exc, args.config), file=sys.stderr)
         return 2 if exc.unreadable else 1  # a file that cannot be read is a usage error, as for every command
     from adws.errors import count as _count
 
@@ -512,7 +521,7 @@ def _wait(value: str | None) -> float | None:
         from adws.quota import parse_window
 
         try:
-            seconds = parse_window(value).total_seconds()
+            seconds = parse_window(value, what="duration").total_seconds()
         except ValueError as exc:  # its own words: another form, zero, or too long (as --margin says it)
             raise UsageError(f"--wait: {exc}; or seconds (e.g. 600)") from None
     if not seconds >= 0:  # NaN too
@@ -1064,7 +1073,7 @@ def _command(argv: Sequence[str]) -> int:
         _one_config(args)
         return int(args.func(args))
     except ConfigError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.render() + _where_configs_come_from(exc, getattr(args, "config", None)), file=sys.stderr)
         return 2
     except AdwsError as exc:  # TaskError, UsageError, StateStoreError, ...: one line, no traceback
         print(f"adws: {exc}", file=sys.stderr)

@@ -35,13 +35,14 @@ MAX_WINDOW = timedelta(days=3660)
 _MAX_DIGITS = 12  # per unit; more than that is refused before int() reads it (Python refuses 4,300+ itself)
 
 
-def parse_window(text: str, most: timedelta = MAX_WINDOW) -> timedelta:
+def parse_window(text: str, most: timedelta = MAX_WINDOW, what: str = "window") -> timedelta:
     """Read a window such as "5h", "30m", "7d", "1h30m", "90s" or "2w", at most `most` (default `MAX_WINDOW`,
-    ten years) long. ValueError, worded for one line, for anything else: another form, zero, or too long."""
+    ten years) long. ValueError, worded for one line, for anything else: another form, zero, or too long; `what`
+    is the word the message calls the text by ("invalid window"; a command-line option's value is a duration)."""
     match = _WINDOW.fullmatch(text.strip())
     if not text.strip() or match is None:
         raise ValueError(
-            f'invalid window "{text}": expected numbers with units w, d, h, m, s in that order, '
+            f'invalid {what} "{text}": expected numbers with units w, d, h, m, s in that order, '
             'e.g. "5h", "30m", "7d", "1h30m"'
         )
     # Whole seconds as an int first: a timedelta of 99999999999 days cannot even be built (OverflowError).
@@ -51,9 +52,9 @@ def parse_window(text: str, most: timedelta = MAX_WINDOW) -> timedelta:
             digits = n.lstrip("0") or "0"
             seconds += int(digits) * unit if len(digits) <= _MAX_DIGITS else 10**30
     if seconds <= 0:
-        raise ValueError(f'invalid window "{text}": must be longer than zero')
+        raise ValueError(f'invalid {what} "{text}": must be longer than zero')
     if seconds > most.total_seconds():
-        raise ValueError(f'invalid window "{text}": must be at most {format_window(most)}')
+        raise ValueError(f'invalid {what} "{text}": must be at most {format_window(most)}')
     return timedelta(seconds=seconds)
 
 

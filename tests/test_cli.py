@@ -65,9 +65,9 @@ def test_an_empty_adws_cache_dir_is_an_error(cache: str, monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(("args", "message"), [
     (["run", "--wait", "-5"], "--wait: expected a duration of 0 or more, got '-5' (e.g. 600, 30m, 2h)"),
-    (["run", "--wait=-1h"], '--wait: invalid window "-1h": expected numbers with units w, d, h, m, s in that order, '
+    (["run", "--wait=-1h"], '--wait: invalid duration "-1h": expected numbers with units w, d, h, m, s in that order, '
                             'e.g. "5h", "30m", "7d", "1h30m"; or seconds (e.g. 600)'),
-    (["run", "--wait", "9999999999d"], '--wait: invalid window "9999999999d": must be at most 3660d; or seconds '
+    (["run", "--wait", "9999999999d"], '--wait: invalid duration "9999999999d": must be at most 3660d; or seconds '
                                        "(e.g. 600)"),
     (["run", "--wait", "nan"], "--wait: expected a duration of 0 or more, got 'nan' (e.g. 600, 30m, 2h)"),
     (["run-many", "--tasks", "-", "--wait", "-5"],

@@ -206,7 +206,7 @@ def test_explain_json(capsys: pytest.CaptureFixture[str]) -> None:
     (["--task-json", '{"labels": ["route:nowhere"]}'],
      'adws: invalid task: label "route:nowhere": unknown provider "nowhere"; '
      "providers: antigravity, copilot, cline, opencode, local\n"),
-    ([], "adws: invalid task: give the task with --task-json JSON or --github-issue FILE (- for stdin)\n"),
+    ([], "adws: no task given: give it with --task-json JSON or --github-issue FILE (- for stdin)\n"),
     (["--github-issue", "/nonexistent/issue.json"],
      "adws: invalid task: cannot read task: /nonexistent/issue.json: No such file or directory\n"),
     (["--task-json", "{}", "--at", "yesterday"], "adws: --at: not an ISO 8601 time: 'yesterday'\n"),
@@ -369,6 +369,21 @@ def test_check_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> Non
     code, out, err = adws(capsys, "check", "/nonexistent/adws.toml")  # cannot be read: a usage error (README)
     assert (code, out) == (2, "")
     assert "config file not found" in err
+    assert "--config" not in err  # the person named the file: nothing to explain
+
+
+def test_a_config_not_found_where_nobody_named_it_says_where_adws_looked(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ADWS_CONFIG", raising=False)
+    for argv in (["check"], ["route", "--task-json", "{}"]):
+        code, _, err = adws(capsys, *argv)
+        assert (code, err) == (2, "config.toml: config file not found\n  (that path is the default, in the current "
+                                  "directory: name the config with --config FILE or ADWS_CONFIG)\n")
+    monkeypatch.setenv("ADWS_CONFIG", str(tmp_path / "gone.toml"))
+    code, _, err = adws(capsys, "check")
+    assert err.endswith("config file not found\n  (that path is from $ADWS_CONFIG: name the config with --config "
+                        "FILE or ADWS_CONFIG)\n")
 
 
 # -- adws schema -----------------------------------------------------------------------------------------
