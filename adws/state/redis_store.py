@@ -75,6 +75,7 @@ from adws.state.base import (
     UsageRecord,
     check_lease,
     check_reservation,
+    damaged_entry,
     from_epoch,
     hour_start,
     one_line,
@@ -718,8 +719,7 @@ class RedisStore(Closing):
         """The damage line of `_decoded` for `key`, which `what` describes; `remove` the redis-cli command removing
         just that entry (or key)."""
         command = one_line(shlex.join(["redis-cli", *remove]), 400)
-        raise StateStoreError(f"state store {self._where} is damaged: key {one_line(key, 200)} {what}; remove it "
-                              f"({command}, against that server) and the rest of the state stays")
+        raise damaged_entry(self._where, f"key {one_line(key, 200)}", what, f"{command}, against that server")
 
     def _name_damage(self) -> None:
         """Raise the damage line (`_damage`) for the first of this fleet's keys that is of another type than adws
