@@ -839,3 +839,21 @@ def test_redis_log_keeps_the_newest_rows_and_refuses_a_reader_left_behind(
         assert store.usage_since(cursor) is None  # its rows were trimmed from the log
         changes = store.usage_since(recent)
         assert changes is not None and [r.usage.input_tokens for r in changes.records] == [2, 3, 4]
+
+
+def test_a_breaker_a_host_ahead_wrote_holds_no_provider_open_on_any_backend(store: StateStore) -> None:
+    """The breaker's time is judged against the reader's clock by adws.breaker, the same over every backend: a time
+    a year ahead (a host's clock, or damage) neither blocks routing nor keeps a probe from being claimed."""
+    from adws import breaker
+    from adws.accounts import StatefulAccounts
+    from adws.availability import Availability
+    from tests.test_breaker import provider
+
+    spec = provider()
+    store.update_breaker(spec.name, lambda _: BreakerState("open", 3, T0 + timedelta(days=365)))
+    accounts = StatefulAccounts({spec.name: spec}, Availability({}, lambda name: f"/bin/{name}"), store, 600)
+    accounts.generation(T0)
+    assert accounts.provider_blocked(spec, T0) is None
+    with breaker.admission(store, spec, T0, timedelta(minutes=10)) as admitted:
+        assert admitted
+        assert store.get_breaker(spec.name) == BreakerState("half_open", 3, T0)  # the probe replaced the time
