@@ -155,6 +155,25 @@ def stored_flag(value: object, name: str) -> bool:
     return bool(value)
 
 
+def check_usage(record: UsageRecord) -> UsageRecord:
+    """`record` unchanged when a store may write it: requests and tokens whole numbers and cost a finite number, each
+    from 0 to MAX_COUNT (what `adws state import` takes and the agents' output parsers give), `estimated` a bool.
+    ValueError naming the account and the figure otherwise (negative, NaN, infinite, too large, another type): every
+    backend refuses such a record on write, with this message, before writing anything; read back it would be
+    damage."""
+    u = record.usage
+    try:
+        for name in ("requests", "input_tokens", "output_tokens"):
+            stored_count(getattr(u, name), name, MAX_COUNT)
+        stored_amount(u.cost_usd, "cost_usd", MAX_COUNT)
+        if not isinstance(u.estimated, bool):
+            raise ValueError(f"estimated is {_kind(u.estimated)}, not True or False")
+    except ValueError as exc:
+        raise ValueError(f"cannot record usage of {one_line(record.provider, 60)}/{one_line(record.account, 60)}: "
+                         f"{exc}") from None
+    return record
+
+
 def stored_lease_end(value: object, name: str, now: float) -> datetime:
     """The end of a lease read from a store (`stored_at`), at most MAX_LEASE after `now` (epoch seconds)."""
     end = stored_at(value, name)

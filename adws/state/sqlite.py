@@ -58,6 +58,7 @@ from adws.state.base import (
     UsageRecord,
     check_lease,
     check_reservation,
+    check_usage,
     damaged_entry,
     hour_start,
     one_line,
@@ -500,7 +501,7 @@ _BAD_COLUMN = "CASE " + " ".join(f"WHEN {bad.format(c=name)} THEN '{name}'" for 
 
 
 def _usage_row(record: UsageRecord) -> tuple[object, ...]:
-    u = record.usage
+    u = check_usage(record).usage
     return (
         record.provider,
         record.account,
