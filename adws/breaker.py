@@ -12,6 +12,12 @@ States as in pybreaker (and Fowler's description of the pattern):
   slot was free, the run was interrupted) gives the claim back.
 
 Routing (`blocked`, `expires`) and execution (`claim_probe`, `record`) use these functions only.
+
+A breaker time later than the reader's `now` plus FUTURE_TOLERANCE (a host whose clock is ahead wrote it, or the
+store is damaged) is not believed (`ahead`): it blocks nobody, its probe is due at once, and claiming the probe
+replaces the time with the reader's own. Believed, it would hold the provider open for as long as it lies ahead
+plus the cooldown, past any cooldown the config allows (30 days), on every backend alike, since none of them knows
+the reader's clock. Only the times of this module are judged so; the stores keep what they are given.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from adws.compiled import BreakerSpec, ProviderSpec
-from adws.state.base import BreakerState, StateStore
+from adws.state.base import FUTURE_TOLERANCE, BreakerState, StateStore
 
 CLOSED = BreakerState()
 # A probe holds the half-open state at most this long after the provider's own timeout and kill grace: a
@@ -34,9 +40,15 @@ def probe_lease(provider: ProviderSpec) -> timedelta:
     return timedelta(seconds=provider.timeout + provider.kill_grace) + PROBE_MARGIN
 
 
+def ahead(state: BreakerState, now: datetime) -> bool:
+    """True when the open or half-open breaker's time lies more than FUTURE_TOLERANCE after `now`: not believed
+    (module docstring)."""
+    return state.state != "closed" and state.opened_at is not None and state.opened_at > now + FUTURE_TOLERANCE
+
+
 def blocked(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> str | None:
-    """Why routing must skip the provider at `now`, or None."""
-    if state.opened_at is None:
+    """Why routing must skip the provider at `now`, or None (also for a time not believed: `ahead`)."""
+    if state.opened_at is None or ahead(state, now):
         return None
     if state.state == "open" and now < state.opened_at + cooldown:
         return (f"circuit open after {state.failures} infrastructure failures; "
@@ -47,9 +59,12 @@ def blocked(state: BreakerState, now: datetime, cooldown: timedelta, lease: time
 
 
 def expires(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> datetime | None:
-    """When `blocked` stops blocking, if it blocks at `now` (for snapshot expiry)."""
+    """When `blocked` stops blocking, if it blocks at `now` (for snapshot expiry); for a time not believed at `now`
+    (`ahead`), when it comes within FUTURE_TOLERANCE and would be (unless a probe replaced it by then)."""
     if state.opened_at is None:
         return None
+    if ahead(state, now):
+        return state.opened_at - FUTURE_TOLERANCE
     end = state.opened_at + (cooldown if state.state == "open" else lease if state.state == "half_open"
                              else timedelta(0))
     return end if end > now else None
@@ -58,13 +73,13 @@ def expires(state: BreakerState, now: datetime, cooldown: timedelta, lease: time
 def probe(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> BreakerState:
     """The state after an execution asks to reach the provider at `now`.
 
-    Open past its cooldown, or half-open with a probe whose lease ran out: half-open, probed from `now`.
-    Otherwise unchanged (closed; open within its cooldown, which only a plan made before it opened reaches;
-    half-open with a live probe).
+    Open past its cooldown, or half-open with a probe whose lease ran out, or either with a time not believed
+    (`ahead`): half-open, probed from `now`. Otherwise unchanged (closed; open within its cooldown, which only a plan
+    made before it opened reaches; half-open with a live probe).
     """
     if state.opened_at is None:
         return state
-    if (state.state == "open" and now >= state.opened_at + cooldown) or \
+    if ahead(state, now) or (state.state == "open" and now >= state.opened_at + cooldown) or \
             (state.state == "half_open" and now >= state.opened_at + lease):
         return BreakerState("half_open", state.failures, now)
     return state

@@ -72,6 +72,15 @@ def _refuse(what: str) -> None:
     raise SecurityError(f"{what} would build more than {MAX_REPEAT:,} characters")
 
 
+def _concatenated(longest: int, size: int) -> None:
+    """Refuse a concatenation (`+`, `~`) of `size` items whose longest part has `longest`, when it grows past
+    MAX_REPEAT."""
+    if size > MAX_REPEAT and size > longest:
+        from jinja2.exceptions import SecurityError
+
+        raise SecurityError(f"a concatenation of more than {MAX_REPEAT:,} items")
+
+
 def _grows(before: int, after: int, what: str) -> None:
     """Refuse an operation that would turn `before` characters into more than MAX_REPEAT and more than it had."""
     if after > MAX_REPEAT and after > before:
@@ -180,8 +189,10 @@ def _bounded_lipsum(lipsum: Any) -> Any:
 @functools.cache
 def _environment() -> SandboxedEnvironment:
     from jinja2 import StrictUndefined
+    from jinja2.compiler import CodeGenerator, Frame, optimizeconst
     from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+    from jinja2.nodes import Concat
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
     from markupsafe import Markup
 
     class _CheckedFormatter(SandboxedFormatter):
@@ -194,10 +205,31 @@ def _environment() -> SandboxedEnvironment:
             _bound_spec(format_spec)
             return super().format_field(value, format_spec)
 
-    class BoundedSandbox(SandboxedEnvironment):
-        """The sandbox, with `*` and `**` bounded (jinja2's documented hook: intercepted_binops/call_binop)."""
+    class _BoundedConcat(CodeGenerator):
+        """Jinja's code generator with `a ~ b ~ ...` going through `BoundedSandbox.concat_checked`, which refuses a
+        result past the bound before it joins it (the sandbox intercepts no `~` of its own)."""
 
-        intercepted_binops = frozenset({"*", "**", "%"})
+        @optimizeconst  # as jinja2's own: a concatenation of constants is folded at compile time
+        def visit_Concat(self, node: Concat, frame: Frame) -> None:
+            # The join jinja2's own visit_Concat picks (markup_join under autoescape), handed over with the parts.
+            if frame.eval_ctx.volatile:
+                join = "(markup_join if context.eval_ctx.volatile else str_join)"
+            else:
+                join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
+            self.write(f"environment.concat_checked({join}, (")
+            for part in node.nodes:
+                self.visit(part, frame)
+                self.write(", ")
+            self.write("))")
+
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        """The sandbox, with `*`, `**`, `%` and `+` bounded (jinja2's documented hook: intercepted_binops/call_binop)
+        and `~` too (`_BoundedConcat`). Immutable: a template cannot grow a list or dict in place (`append`,
+        `extend`, `update`, ...), which no size check would see; `{% set ns.x = ... %}` on a namespace still works,
+        through the bounded operators."""
+
+        intercepted_binops = frozenset({"*", "**", "%", "+"})
+        code_generator_class = _BoundedConcat
 
         def __init__(self, **options: Any) -> None:
             super().__init__(**options)
@@ -244,8 +276,20 @@ def _environment() -> SandboxedEnvironment:
                 args = _bound_str_method(receiver, getattr(method, "__name__", ""), args, kwargs)
             return super().call(context, obj, *args, **kwargs)
 
+        def concat_checked(self, join: Any, parts: tuple[Any, ...]) -> Any:
+            """`join(parts)` (the `~` of a template), refused when it would build more than MAX_REPEAT characters
+            and more than its longest part: a loop doubling a string (`{% set ns.s = ns.s ~ ns.s %}`) stops at the
+            bound, a long value passed on alone is left as it is."""
+            sizes = [len(part) if isinstance(part, str) else len(str(part)) for part in parts]
+            _concatenated(max(sizes, default=0), sum(sizes))
+            return join(parts)
+
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "%":
+            if operator == "+":
+                for kind in (str, list, tuple):
+                    if isinstance(left, kind) and isinstance(right, kind):
+                        _concatenated(max(len(left), len(right)), len(left) + len(right))
+            elif operator == "%":
                 _bound_printf(left)
             elif operator == "*":
                 for seq, times in ((left, right), (right, left)):

@@ -13,7 +13,7 @@ from adws.compiled import ProviderSpec
 from adws.config.load import compile_config, parse_toml
 from adws.engine import Engine
 from adws.state import MemoryStore
-from adws.state.base import BreakerState
+from adws.state.base import FUTURE_TOLERANCE, BreakerState
 from adws.task import Task
 from tests.helpers import CLAUDE_CONFIG, Clock, claude_engine, fake_env
 from tests.helpers import WEDNESDAY as T0
@@ -185,3 +185,29 @@ def test_three_coordinators_after_the_cooldown_make_one_probe(tmp_path: Path) ->
             assert r["attempts"][0]["reason"] == "circuit half-open: another attempt is probing"
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT state FROM breakers WHERE provider = 'h'").fetchone() == ("closed",)
+
+
+AHEAD = BreakerState("open", 3, T0 + timedelta(days=365))  # a host whose clock is a year ahead opened it
+
+
+@pytest.mark.parametrize("state", [AHEAD, BreakerState("half_open", 3, T0 + timedelta(minutes=6))])
+def test_a_breaker_time_beyond_the_tolerance_blocks_nobody_and_its_probe_replaces_it(state: BreakerState) -> None:
+    # Before, the year-ahead breaker held the provider open for a year and ten minutes, past any cooldown allowed.
+    assert state.opened_at is not None
+    assert breaker.ahead(state, T0)
+    assert breaker.blocked(state, T0, COOLDOWN, LEASE) is None
+    assert breaker.probe(state, T0, COOLDOWN, LEASE) == BreakerState("half_open", 3, T0)
+    # The snapshot looks again when the time would be believed (a probe has replaced it long before).
+    assert breaker.expires(state, T0, COOLDOWN, LEASE) == state.opened_at - FUTURE_TOLERANCE
+
+
+def test_a_breaker_time_within_the_tolerance_is_believed() -> None:
+    state = BreakerState("open", 3, T0 + FUTURE_TOLERANCE)  # a host whose clock is 5 minutes ahead
+    assert not breaker.ahead(state, T0)
+    assert breaker.blocked(state, T0, COOLDOWN, LEASE) == (
+        "circuit open after 3 infrastructure failures; probed again at 2026-11-18T13:15:00+00:00")
+    assert breaker.probe(state, T0, COOLDOWN, LEASE) == state
+    assert breaker.expires(state, T0, COOLDOWN, LEASE) == T0 + FUTURE_TOLERANCE + COOLDOWN
+    # A closed breaker with a stray time is left closed.
+    stray = BreakerState("closed", 1, T0 + timedelta(days=1))
+    assert not breaker.ahead(stray, T0) and breaker.probe(stray, T0, COOLDOWN, LEASE) == stray

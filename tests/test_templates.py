@@ -158,6 +158,20 @@ def test_render_env() -> None:
     ('{{ "%0999999999d" | format(1) }}', "a width of more than 1,000,000 characters"),
     ('{{ "%.99999999999999f" % 1 }}', "a width of more than 1,000,000 characters"),
     ('{{ "%(a)9999999s" % {"a": 1} }}', "a width of more than 1,000,000 characters"),
+    # Grown step by step in a loop, each step within every other bound: doubled by ~ or +, or grown in place.
+    ('{% set ns = namespace(s="x") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}',
+     "a concatenation of more than 1,000,000 items"),
+    ('{% set ns = namespace(s="x") %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}',
+     "a concatenation of more than 1,000,000 items"),
+    ('{% set ns = namespace(l=[0]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}',
+     "a concatenation of more than 1,000,000 items"),
+    ('{% set ns = namespace(t=(0,)) %}{% for i in range(40) %}{% set ns.t = ns.t + ns.t %}{% endfor %}',
+     "a concatenation of more than 1,000,000 items"),
+    ("{% set l = [0] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
+     "access to attribute 'extend' of 'list' object is unsafe."),
+    ("{% set l = [] %}{% for i in range(99999) %}{{ l.append(i) }}{% endfor %}",
+     "access to attribute 'append' of 'list' object is unsafe."),
+    ("{% set d = {} %}{{ d.update(a=1) }}", "access to attribute 'update' of 'dict' object is unsafe."),
 ])
 def test_templates_cannot_build_huge_values(source: str, why: str) -> None:
     # Siblings of the sandbox's own range() bound: each would take minutes and gigabytes, at `adws check` time.
@@ -169,6 +183,19 @@ def test_templates_cannot_build_huge_values(source: str, why: str) -> None:
 def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
     assert render_one('{{ "ab" * 3 }}|{{ 3 * [0] | length }}|{{ 2 ** 10 }}|{{ "%05d" % 42 }}|{{ "x" | center(5) }}'
                       '|{{ "%s-%s" | format(1, 2) }}|{{ 10 % 3 }}', {}) == "ababab|3|1024|00042|  x  |1-2|1"
+    assert render_one('{{ "a" ~ "b" ~ 3 }}|{{ "a" + "b" }}|{{ [1] + [2] }}|{{ (1,) + (2,) }}|{{ 1 + 2.5 }}'
+                      '|{% set ns = namespace(s="x") %}{% for i in range(19) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}'
+                      '{{ ns.s | length }}|{% autoescape true %}{{ "<" ~ x }}{% endautoescape %}', {"x": "<b>"}) == (
+        "ab3|ab|[1, 2]|(1, 2)|3.5|524288|&lt;&lt;b&gt;")
+
+
+def test_a_value_past_the_bound_is_passed_on_but_not_grown() -> None:
+    # A long prompt may be written out, or joined with nothing; a ~ that makes it longer still is refused.
+    long = "y" * 2_000_000
+    assert render_one("{{ prompt ~ '' }}", {"prompt": long}) == long
+    with pytest.raises(RenderError) as info:
+        render_one("{{ 'p: ' ~ prompt }}", {"prompt": long})
+    assert str(info.value) == "cannot render \"{{ 'p: ' ~ prompt }}\": a concatenation of more than 1,000,000 items"
 
 
 _SHAPES = {"prompt": "hi {{ x }}\r\n", "model": "m", "n": 3, "true": "T", "self": "S", "d": {"a": 1}, "e": ""}

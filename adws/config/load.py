@@ -522,12 +522,19 @@ def _names_and_values(loc: Loc, p: ProviderConfig, command: tuple[str, ...], che
 
 
 def _accounts(loc: Loc, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> tuple[AccountSpec, ...]:
-    seen: set[str] = set()
+    """The provider's accounts. A name given twice is refused, and so is one that differs from another only in case,
+    as label keys are: the state store, rules and `adws quota` would keep two accounts a reader takes for one."""
+    names: set[str] = set()
+    seen: dict[str, str] = {}  # lowered name -> the name first given
     accounts = []
     for i, acc in enumerate(p.accounts):
-        if acc.name in seen:
+        if acc.name in names:
             check.add((*loc, "accounts", i, "name"), f'duplicate account name "{acc.name}"')
-        seen.add(acc.name)
+        elif acc.name.lower() in seen:
+            check.add((*loc, "accounts", i, "name"), f'account name "{acc.name}" differs from '
+                      f'"{seen[acc.name.lower()]}" only in case: rename one')
+        names.add(acc.name)
+        seen.setdefault(acc.name.lower(), acc.name)
         accounts.append(AccountSpec(acc.name, acc.enabled, {k: from_legacy(v) for k, v in acc.env.items()},
                                     acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check),
                                     tuple(acc.usage_command or ())))

@@ -42,6 +42,14 @@ class StateStoreError(AdwsError):
     """The store cannot be opened or used (unreadable file, schema from a newer adws, ...)."""
 
 
+def damaged_entry(where: str, entry: str, what: str, fix: str, verb: str = "remove it") -> StateStoreError:
+    """The one line for one damaged entry of a store (a Redis key or field, a SQLite row): the store `where` is, the
+    `entry` and `what` is wrong with it, and `fix`, the one command that removes just that entry (`verb` says what it
+    does), so the rest of the state is kept. Every backend words an entry's damage through this."""
+    return StateStoreError(f"state store {where} is damaged: {entry} {what}; {verb} ({fix}) and the rest of the state "
+                           "stays")
+
+
 def require_aware(value: datetime, name: str) -> datetime:
     """Return `value` unchanged, or raise ValueError when it has no timezone."""
     if value.tzinfo is None or value.utcoffset() is None:
@@ -134,11 +142,36 @@ def stored_text(value: object, name: str) -> str:
 def stored_usage(requests: object, input_tokens: object, output_tokens: object, cost_usd: object,
                  estimated: object) -> Usage:
     """The Usage of one stored row or sum, each figure checked (`stored_count`, `stored_amount`; `estimated` 0 or 1)."""
-    if estimated not in (0, 1):  # True and False are 1 and 0
-        raise ValueError(f"estimated is {_kind(estimated)}, not 0 or 1")
+    stored_flag(estimated, "estimated")
     return Usage(requests=stored_count(requests, "requests"), input_tokens=stored_count(input_tokens, "input_tokens"),
                  output_tokens=stored_count(output_tokens, "output_tokens"),
                  cost_usd=stored_amount(cost_usd, "cost_usd"), estimated=bool(estimated))
+
+
+def stored_flag(value: object, name: str) -> bool:
+    """A flag read from a store: 0 or 1 (True and False are 1 and 0); ValueError naming `name` for anything else."""
+    if value not in (0, 1):
+        raise ValueError(f"{name} is {_kind(value)}, not 0 or 1")
+    return bool(value)
+
+
+def check_usage(record: UsageRecord) -> UsageRecord:
+    """`record` unchanged when a store may write it: requests and tokens whole numbers and cost a finite number, each
+    from 0 to MAX_COUNT (what `adws state import` takes and the agents' output parsers give), `estimated` a bool.
+    ValueError naming the account and the figure otherwise (negative, NaN, infinite, too large, another type): every
+    backend refuses such a record on write, with this message, before writing anything; read back it would be
+    damage."""
+    u = record.usage
+    try:
+        for name in ("requests", "input_tokens", "output_tokens"):
+            stored_count(getattr(u, name), name, MAX_COUNT)
+        stored_amount(u.cost_usd, "cost_usd", MAX_COUNT)
+        if not isinstance(u.estimated, bool):
+            raise ValueError(f"estimated is {_kind(u.estimated)}, not True or False")
+    except ValueError as exc:
+        raise ValueError(f"cannot record usage of {one_line(record.provider, 60)}/{one_line(record.account, 60)}: "
+                         f"{exc}") from None
+    return record
 
 
 def stored_lease_end(value: object, name: str, now: float) -> datetime:

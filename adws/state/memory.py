@@ -29,6 +29,7 @@ from adws.state.base import (
     add_usage,
     check_lease,
     check_reservation,
+    check_usage,
     from_epoch,
     hour_start,
     roll_up_rows,
@@ -75,18 +76,17 @@ class MemoryStore(Closing):
         return tuple(self._counts.values())
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = stored_epoch(record.at, "UsageRecord.at")
+        at = stored_epoch(check_usage(record).at, "UsageRecord.at")
         row = (at, record.usage, record.model, record.task_id)
         self._usage.setdefault((record.provider, record.account), []).append(row)
         self._log.append((record.provider, record.account, row))
         self._wrote()
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
-        count = 0
-        for record in records:
+        checked = [check_usage(record) for record in records]  # all of them, before the first is written
+        for record in checked:
             self.record_usage(record)
-            count += 1
-        return count
+        return len(checked)
 
     def usage_records(self) -> Iterator[UsageRecord]:
         rows = [(at, p, a, u, m, t) for (p, a), kept in self._usage.items() for at, u, m, t in kept]

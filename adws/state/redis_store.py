@@ -75,6 +75,8 @@ from adws.state.base import (
     UsageRecord,
     check_lease,
     check_reservation,
+    check_usage,
+    damaged_entry,
     from_epoch,
     hour_start,
     one_line,
@@ -718,8 +720,7 @@ class RedisStore(Closing):
         """The damage line of `_decoded` for `key`, which `what` describes; `remove` the redis-cli command removing
         just that entry (or key)."""
         command = one_line(shlex.join(["redis-cli", *remove]), 400)
-        raise StateStoreError(f"state store {self._where} is damaged: key {one_line(key, 200)} {what}; remove it "
-                              f"({command}, against that server) and the rest of the state stays")
+        raise damaged_entry(self._where, f"key {one_line(key, 200)}", what, f"{command}, against that server")
 
     def _name_damage(self) -> None:
         """Raise the damage line (`_damage`) for the first of this fleet's keys that is of another type than adws
@@ -814,7 +815,7 @@ class RedisStore(Closing):
     # -- usage -----------------------------------------------------------------------------------------
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = stored_epoch(record.at, "UsageRecord.at")
+        at = stored_epoch(check_usage(record).at, "UsageRecord.at")
         self._write("record", _q(record.provider), _q(record.account), repr(at), _usage_member(record), LOG_CAP)
 
     def _bulk(self, name: str, calls: Iterable[list[str]]) -> int:
@@ -837,8 +838,9 @@ class RedisStore(Closing):
         return count
 
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
-        return self._bulk("record", ([_q(r.provider), _q(r.account), repr(stored_epoch(r.at, "UsageRecord.at")),
-                                      _usage_member(r), str(LOG_CAP)] for r in records))
+        # Every record checked (`check_usage`) before the first batch is written.
+        return self._bulk("record", [[_q(r.provider), _q(r.account), repr(stored_epoch(r.at, "UsageRecord.at")),
+                                      _usage_member(check_usage(r)), str(LOG_CAP)] for r in records])
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None

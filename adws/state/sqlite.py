@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sqlite3
 import stat
 import threading
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 from adws.attempt import Usage
 from adws.state import base
 from adws.state.base import (
+    BREAKER_STATES,
     CHANGE_KINDS,
     DEFAULT_PATH,
     MAX_COUNT,
@@ -56,12 +58,15 @@ from adws.state.base import (
     UsageRecord,
     check_lease,
     check_reservation,
+    check_usage,
+    damaged_entry,
     hour_start,
     one_line,
     stored_amount,
     stored_at,
     stored_count,
     stored_epoch,
+    stored_flag,
     stored_lease_end,
     stored_text,
     stored_usage,
@@ -317,7 +322,8 @@ def _make_private(path: str, info: os.stat_result) -> None:
 # database at all, a directory) or from another adws (missing tables, other columns, a newer schema). Every
 # such case is one StateStoreError saying what is wrong and what to do, on every command: the schema is
 # verified when the file is opened, every SQLite error of every method is translated (`_guarded`), and a
-# stored value of the wrong type is reported as damage (`_decoded`), never a traceback.
+# stored value of the wrong type is reported as damage of its row (`_Row.cell`), never a traceback. Only damage of
+# the file itself is met with moving it aside: a row that is wrong is named, with the statement removing just it.
 
 _ADVICE = "move the file aside (adws starts a new one) or point [state] path / ADWS_STATE_PATH at another file"
 
@@ -366,11 +372,61 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
 
 
 def _decoded(path: str, convert: Callable[[], T]) -> T:
-    """`convert()` over stored values; a value of the wrong type or out of range is damage, not a bug."""
+    """`convert()` over values summed from many rows (no one row to name); a value of the wrong type or out of range
+    is damage of the file, not a bug."""
     try:
         return convert()
     except (ValueError, TypeError, OverflowError) as exc:
         raise _damaged(path, f"a stored value is invalid: {exc}") from None
+
+
+def _literal(value: object) -> str:
+    """A key column's stored value as an SQL literal, for a statement the user runs (a BLOB as X'..')."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"X'{bytes(value).hex()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return "NULL" if value is None else repr(value)
+
+
+def _sqlite3_command(path: str, statement: str) -> str:
+    """The sqlite3 shell command running `statement` on `path`, for a message: the statement in double quotes where
+    the shell leaves it as it is (its literals keep their single quotes readable), else quoted by shlex."""
+    quoted = f'"{statement}"' if not any(c in statement for c in '"$`\\!') else shlex.quote(statement)
+    return one_line(f"sqlite3 {shlex.quote(path)} {quoted}", 400)
+
+
+class _Row:
+    """One stored row being read: its table and the values of its key columns (the primary key; `id` where the
+    table has a rowid), so a value of the wrong type or out of range in it (`cell`) is named as damage of that row
+    and column, with the one statement that removes just that row (`damaged_entry`, worded as the Redis store words
+    a damaged key): the file's other rows are kept."""
+
+    __slots__ = ("_key", "_path", "_table")
+
+    def __init__(self, path: str, table: str, **key: object) -> None:
+        self._path, self._table, self._key = path, table, key
+
+    def _where(self) -> str:
+        return " AND ".join(f"{column} = {_literal(value)}" for column, value in self._key.items())
+
+    def damage(self, column: str, what: str) -> StateStoreError:
+        """The damage line for `column` of this row, which `what` describes."""
+        where = self._where()
+        if self._table == "changes":  # a change counter is needed by every reader: reset, not removed
+            statement, verb = f"UPDATE changes SET n = 0 WHERE {where}", "reset it"
+        else:
+            statement, verb = f"DELETE FROM {self._table} WHERE {where}", "remove that row"
+        return damaged_entry(self._path, f"table {self._table}, row {one_line(where, 200)}, column {column}", what,
+                             _sqlite3_command(self._path, statement), verb)
+
+    def cell(self, column: str, check: Callable[..., T], value: object, *args: object) -> T:
+        """`check(value, *args)` over the stored value of `column`; its ValueError, TypeError or OverflowError (a
+        value adws never writes) is this row's damage line."""
+        try:
+            return check(value, *args)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise self.damage(column, f"holds a value this adws cannot read ({one_line(str(exc))})") from None
 
 
 _expected_columns: dict[str, tuple[str, ...]] | None = None
@@ -396,32 +452,56 @@ def expected_columns() -> dict[str, tuple[str, ...]]:
     return _expected_columns
 
 
-def _row_usage(row: Sequence[object]) -> Usage:
-    """The Usage of stored figures (requests, input, output, cost, estimated), each checked (`stored_usage`)."""
-    return stored_usage(*row)
-
-
 def _optional_text(value: object, name: str) -> str | None:
     return None if value is None else stored_text(value, name)
 
 
-def _usage_record(row: Sequence[object]) -> UsageRecord:
-    """The record of a stored row (provider, account, at, the five figures, model, task_id), every value checked."""
-    return UsageRecord(stored_text(row[0], "provider"), stored_text(row[1], "account"), stored_at(row[2], "at"),
-                       _row_usage(row[3:8]), _optional_text(row[8], "model"), _optional_text(row[9], "task_id"))
+def _breaker_state(value: object) -> str:
+    """A stored breaker state: one of BREAKER_STATES."""
+    state = stored_text(value, "breaker state")
+    if state not in BREAKER_STATES:
+        raise ValueError(f"breaker state must be one of {', '.join(BREAKER_STATES)}, got {one_line(repr(state), 60)}")
+    return state
 
 
-# Per (provider, account): 1 when a row of the period holds a figure adws never writes (of another type, negative,
-# NaN, which SQLite keeps as NULL, or beyond MAX_STORED), else 0: the sums alone would hide it.
-_BAD_ROW = ("MAX(typeof(u.requests) != 'integer' OR typeof(u.input_tokens) != 'integer'"
-            " OR typeof(u.output_tokens) != 'integer' OR typeof(u.cost_usd) NOT IN ('integer', 'real')"
-            " OR u.requests < 0 OR u.input_tokens < 0 OR u.output_tokens < 0 OR u.cost_usd < 0"
-            f" OR MAX(u.requests, u.input_tokens, u.output_tokens, u.cost_usd) > {MAX_STORED}"
-            " OR u.estimated NOT IN (0, 1))")
+def _observed_limit(value: object) -> float:
+    return stored_amount(value, "observed limit", above_zero=True)
+
+
+# Each figure of a usage row, with the check a stored value of it passes (after its name).
+_FIGURES: tuple[tuple[str, Callable[..., object]], ...] = (
+    ("requests", stored_count), ("input_tokens", stored_count), ("output_tokens", stored_count),
+    ("cost_usd", stored_amount), ("estimated", stored_flag))
+
+
+def _usage_record(row: _Row, values: Sequence[object]) -> UsageRecord:
+    """The record of a stored usage row (provider, account, at, the five figures, model, task_id), every value
+    checked (as `stored_usage`), damage named as `row`'s."""
+    figures = [row.cell(name, check, value, name) for (name, check), value in zip(_FIGURES, values[3:8], strict=True)]
+    return UsageRecord(row.cell("provider", stored_text, values[0], "provider"),
+                       row.cell("account", stored_text, values[1], "account"),
+                       row.cell("at", stored_at, values[2], "at"),
+                       stored_usage(*figures), row.cell("model", _optional_text, values[8], "model"),
+                       row.cell("task_id", _optional_text, values[9], "task_id"))
+
+
+# Per usage figure: SQL true for a stored value adws never writes (of another type, negative, NaN, which SQLite
+# keeps as NULL, or beyond MAX_STORED); {c} is the column.
+_BAD_FIGURE = {
+    **{name: f"typeof({{c}}) != 'integer' OR {{c}} < 0 OR {{c}} > {MAX_STORED}"
+       for name in ("requests", "input_tokens", "output_tokens")},
+    "cost_usd": f"typeof({{c}}) NOT IN ('integer', 'real') OR {{c}} < 0 OR {{c}} > {MAX_STORED}",
+    "estimated": "typeof({c}) != 'integer' OR {c} NOT IN (0, 1)",
+}
+# Per (provider, account): 1 when a row of the period holds such a figure, else 0: the sums alone would hide it.
+_BAD_ROW = "MAX(" + " OR ".join(f"({bad.format(c='u.' + name)})" for name, bad in _BAD_FIGURE.items()) + ")"
+# The first such figure of a row, by name; NULL when the row holds none.
+_BAD_COLUMN = "CASE " + " ".join(f"WHEN {bad.format(c=name)} THEN '{name}'" for name, bad in _BAD_FIGURE.items()) + \
+    " END"
 
 
 def _usage_row(record: UsageRecord) -> tuple[object, ...]:
-    u = record.usage
+    u = check_usage(record).usage
     return (
         record.provider,
         record.account,
@@ -567,10 +647,10 @@ class SqliteStore(Closing):
     @_guarded
     def usage_records(self) -> Iterator[UsageRecord]:
         rows = self._read(
-            "SELECT provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model,"
+            "SELECT id, provider, account, at, requests, input_tokens, output_tokens, cost_usd, estimated, model,"
             " task_id FROM usage ORDER BY at, id"
         )
-        records = _decoded(self.path, lambda: [_usage_record(row) for row in rows])
+        records = [_usage_record(_Row(self.path, "usage", id=row[0]), row[1:]) for row in rows]
         return iter(records)  # read in full here, so a damaged row is reported by this call
 
     @_guarded
@@ -618,9 +698,27 @@ class SqliteStore(Closing):
         rows = self._read(sql, params)
         for row in rows:
             if row[7]:
-                raise _damaged(self.path, f"a usage row of {one_line(str(row[0]), 60)}/{one_line(str(row[1]), 60)} "
-                                          "holds a figure adws never writes (negative, not a number, or too large)")
-        return _decoded(self.path, lambda: {(row[0], row[1]): _row_usage(row[2:7]) for row in rows})
+                self._name_bad_usage(row[0], row[1], since[row[0]], until)
+        return _decoded(self.path, lambda: {(row[0], row[1]): stored_usage(*row[2:7]) for row in rows})
+
+    def _name_bad_usage(self, provider: str, account: str, since: datetime, until: datetime | None) -> None:
+        """Raise the damage line of the first usage row of `provider`/`account` in since..until that holds a figure
+        adws never writes (`_BAD_FIGURE`), naming its id and column. One indexed read, only once totals found one."""
+        found = self._read(
+            f"SELECT id, {_BAD_COLUMN}, requests, input_tokens, output_tokens, cost_usd, estimated FROM usage"
+            f" WHERE provider = ? AND account = ? AND at >= ?{'' if until is None else ' AND at < ?'}"
+            f" AND {_BAD_COLUMN} IS NOT NULL ORDER BY id LIMIT 1",
+            (provider, account, to_epoch(since, "since"), *(() if until is None else (to_epoch(until, "until"),))))
+        if not found:  # written meanwhile? the totals' own verdict stands, without a row to name
+            raise _damaged(self.path, f"a usage row of {one_line(str(provider), 60)}/{one_line(str(account), 60)} "
+                                      "holds a figure adws never writes (negative, not a number, or too large)")
+        id_, column, *figures = found[0]
+        row = _Row(self.path, "usage", id=id_)
+        for (name, check), value in zip(_FIGURES, figures, strict=True):
+            if name == column:
+                row.cell(column, check, value, name)
+        # Python takes what SQL does not (a real with no fraction where a count goes): SQL's verdict stands.
+        raise row.damage(column, "holds a figure adws never writes (of another type, negative, or too large)")
 
     @_guarded
     def usage_cursor(self) -> UsageCursor:
@@ -648,16 +746,17 @@ class SqliteStore(Closing):
         new = [row[2:] for row in rows if row[2] is not None]
         if len(new) > 1:
             new.sort(key=_ID)  # append order (the join yields the rows by id, but SQL promises no order)
-        records = _decoded(self.path, lambda: [_usage_record(r[1:]) for r in new])
+        records = [_usage_record(_Row(self.path, "usage", id=r[0]), r[1:]) for r in new]
         return UsageChanges((epoch, int(new[-1][0]) if new else after), records, counts)
 
     @_guarded
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:
-        ((at,),) = self._read(
-            "SELECT MIN(at) FROM usage WHERE provider = ? AND account = ? AND at >= ?",
+        # ORDER BY ... LIMIT 1 rather than MIN(at): as cheap on the index, and it names the row of a bad time.
+        found = self._read(
+            "SELECT id, at FROM usage WHERE provider = ? AND account = ? AND at >= ? ORDER BY at LIMIT 1",
             (provider, account, to_epoch(since, "since")),
         )
-        return None if at is None else _decoded(self.path, lambda: stored_at(at, "at"))
+        return _Row(self.path, "usage", id=found[0][0]).cell("at", stored_at, found[0][1], "at") if found else None
 
     # -- cooldowns -----------------------------------------------------------------------------
 
@@ -682,11 +781,13 @@ class SqliteStore(Closing):
             "SELECT provider, account, until, reason FROM cooldowns WHERE until > ?",
             (to_epoch(now, "now"),),
         )
-        found = rows
-        return _decoded(self.path, lambda: {
-            (stored_text(p, "provider"), stored_text(a, "account")):
-                Cooldown(until=stored_at(u, "until"), reason=stored_text(r, "reason"))
-            for p, a, u, r in found})
+        out = {}
+        for p, a, u, r in rows:
+            row = _Row(self.path, "cooldowns", provider=p, account=a)
+            out[(row.cell("provider", stored_text, p, "provider"), row.cell("account", stored_text, a, "account"))] = \
+                Cooldown(until=row.cell("until", stored_at, u, "until"),
+                         reason=row.cell("reason", stored_text, r, "reason"))
+        return out
 
     # -- cursors and sticky choices ------------------------------------------------------------
 
@@ -699,7 +800,8 @@ class SqliteStore(Closing):
                 (key,),
             ).fetchone()
             # Checked inside the transaction: a damaged cursor is reported and left as it was (rolled back).
-            checked = _decoded(self.path, lambda: stored_count(after, f"cursor {key!r}", MAX_COUNT + 1))
+            checked = _Row(self.path, "cursors", key=key).cell("value", stored_count, after, f"cursor {key!r}",
+                                                                MAX_COUNT + 1)
         return checked - 1
 
     @_guarded
@@ -714,25 +816,28 @@ class SqliteStore(Closing):
     @_guarded
     def peek_cursor(self, key: str) -> int:
         rows = self._read("SELECT value FROM cursors WHERE key = ?", (key,))
-        return _decoded(self.path, lambda: stored_count(rows[0][0], f"cursor {key!r}", MAX_COUNT)) if rows else 0
+        return _Row(self.path, "cursors", key=key).cell("value", stored_count, rows[0][0], f"cursor {key!r}",
+                                                          MAX_COUNT) if rows else 0
 
     @_guarded
     def cursors(self) -> dict[str, int]:
         rows = self._read("SELECT key, value FROM cursors")
-        return _decoded(self.path, lambda: {stored_text(key, "cursor key"): stored_count(value, f"cursor {key!r}",
-                                                                                          MAX_COUNT)
-                                            for key, value in rows})
+        return {_Row(self.path, "cursors", key=key).cell("key", stored_text, key, "cursor key"):
+                _Row(self.path, "cursors", key=key).cell("value", stored_count, value, f"cursor {key!r}", MAX_COUNT)
+                for key, value in rows}
 
     @_guarded
     def sticky_choices(self) -> dict[str, str]:
         rows = self._read("SELECT key, value FROM sticky")
-        return _decoded(self.path, lambda: {stored_text(key, "sticky key"): stored_text(value, f"sticky {key!r}")
-                                            for key, value in rows})
+        return {_Row(self.path, "sticky", key=key).cell("key", stored_text, key, "sticky key"):
+                _Row(self.path, "sticky", key=key).cell("value", stored_text, value, f"sticky {key!r}")
+                for key, value in rows}
 
     @_guarded
     def get_sticky(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM sticky WHERE key = ?", (key,))
-        return _decoded(self.path, lambda: stored_text(rows[0][0], f"sticky {key!r}")) if rows else None
+        return _Row(self.path, "sticky", key=key).cell("value", stored_text, rows[0][0], f"sticky {key!r}") \
+            if rows else None
 
     @_guarded
     def set_sticky(self, key: str, value: str) -> None:
@@ -745,15 +850,17 @@ class SqliteStore(Closing):
 
     # -- circuit breakers ----------------------------------------------------------------------
 
-    def _breaker(self, state: object, failures: object, opened_at: object) -> BreakerState:
-        return _decoded(self.path, lambda: BreakerState(
-            state=stored_text(state, "breaker state"), failures=stored_count(failures, "breaker failures", MAX_COUNT),
-            opened_at=None if opened_at is None else stored_at(opened_at, "breaker opened_at")))
+    def _breaker(self, provider: object, state: object, failures: object, opened_at: object) -> BreakerState:
+        row = _Row(self.path, "breakers", provider=provider)
+        return BreakerState(
+            state=row.cell("state", _breaker_state, state),
+            failures=row.cell("failures", stored_count, failures, "breaker failures", MAX_COUNT),
+            opened_at=None if opened_at is None else row.cell("opened_at", stored_at, opened_at, "breaker opened_at"))
 
     @_guarded
     def get_breaker(self, provider: str) -> BreakerState:
         rows = self._read("SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,))
-        return self._breaker(*rows[0]) if rows else BreakerState()
+        return self._breaker(provider, *rows[0]) if rows else BreakerState()
 
     @_guarded
     def update_breaker(self, provider: str, fn: Callable[[BreakerState], BreakerState]) -> BreakerState:
@@ -761,7 +868,7 @@ class SqliteStore(Closing):
             row = conn.execute(
                 "SELECT state, failures, opened_at FROM breakers WHERE provider = ?", (provider,)
             ).fetchone()
-            new = fn(BreakerState() if row is None else self._breaker(*row))
+            new = fn(BreakerState() if row is None else self._breaker(provider, *row))
             opened_at = None if new.opened_at is None else stored_epoch(new.opened_at, "BreakerState.opened_at")
             conn.execute(
                 "INSERT INTO breakers (provider, state, failures, opened_at) VALUES (?, ?, ?, ?)"
@@ -774,8 +881,8 @@ class SqliteStore(Closing):
     @_guarded
     def breakers(self) -> dict[str, BreakerState]:
         rows = self._read("SELECT provider, state, failures, opened_at FROM breakers")
-        return {_decoded(self.path, lambda: stored_text(p, "breaker provider")): self._breaker(s, f, o)  # noqa: B023
-                for p, s, f, o in rows}
+        return {_Row(self.path, "breakers", provider=p).cell("provider", stored_text, p, "breaker provider"):
+                self._breaker(p, s, f, o) for p, s, f, o in rows}
 
     # -- concurrency slots -----------------------------------------------------------------------
 
@@ -805,11 +912,12 @@ class SqliteStore(Closing):
     @_guarded
     def active_slots(self, now: datetime) -> dict[str, tuple[datetime, ...]]:
         start = to_epoch(now, "now")
-        rows = self._read("SELECT provider, until FROM slots WHERE until > ? ORDER BY provider, until", (start,))
-        found = rows
+        rows = self._read("SELECT provider, holder, until FROM slots WHERE until > ? ORDER BY provider, until",
+                          (start,))
         live: dict[str, list[datetime]] = {}
-        ends = _decoded(self.path, lambda: [stored_lease_end(until, "a lease's end", start) for _, until in found])
-        for (provider, _), end in zip(found, ends, strict=True):
+        for provider, holder, until in rows:
+            end = _Row(self.path, "slots", provider=provider, holder=holder).cell(
+                "until", stored_lease_end, until, "a lease's end", start)
             live.setdefault(provider, []).append(end)
         return {provider: tuple(ends) for provider, ends in live.items()}
 
@@ -821,12 +929,16 @@ class SqliteStore(Closing):
         with self._write() as conn:
             # Read and insert under the write lock: of two coordinators reserving at once, the second sees the first.
             conn.execute("DELETE FROM reservations WHERE provider = ? AND until <= ?", (provider, start))
-            rows = conn.execute(
-                "SELECT subject, SUM(tokens) FROM reservations WHERE provider = ? AND holder != ? GROUP BY subject",
+            # Each row read and checked (not SUM in SQL): a damaged one is named, and rolls the reservation back.
+            before: dict[str, int] = {}
+            for other, subj, held in conn.execute(
+                "SELECT holder, subject, tokens FROM reservations WHERE provider = ? AND holder != ? ORDER BY subject",
                 (provider, holder),
-            ).fetchall()
-            before = _decoded(self.path, lambda: {stored_text(subj, "subject"): stored_count(total, "reserved tokens")
-                                                  for subj, total in rows})  # damage rolls the reservation back
+            ).fetchall():
+                row = _Row(self.path, "reservations", provider=provider, holder=other)
+                name = row.cell("subject", stored_text, subj, "subject")
+                before[name] = before.get(name, 0) + row.cell("tokens", stored_count, held, "reserved tokens",
+                                                              MAX_COUNT)
             conn.execute(
                 "INSERT INTO reservations (provider, holder, subject, tokens, until) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (provider, holder) DO UPDATE SET subject = excluded.subject,"
@@ -843,15 +955,15 @@ class SqliteStore(Closing):
     def reservations(self, now: datetime) -> dict[tuple[str, str], tuple[tuple[int, datetime], ...]]:
         start = to_epoch(now, "now")
         rows = self._read(
-            "SELECT provider, subject, tokens, until FROM reservations WHERE until > ?"
+            "SELECT provider, holder, subject, tokens, until FROM reservations WHERE until > ?"
             " ORDER BY provider, subject, until", (start,),
         )
         out: dict[tuple[str, str], list[tuple[int, datetime]]] = {}
-        leases = _decoded(self.path, lambda: [(stored_count(tokens, "reserved tokens", MAX_COUNT),
-                                               stored_lease_end(until, "a reservation's end", start))
-                                              for *_, tokens, until in rows])
-        for (provider, subject, *_), lease in zip(rows, leases, strict=True):
-            out.setdefault((provider, subject), []).append(lease)
+        for provider, holder, subject, tokens, until in rows:
+            row = _Row(self.path, "reservations", provider=provider, holder=holder)
+            out.setdefault((provider, subject), []).append(
+                (row.cell("tokens", stored_count, tokens, "reserved tokens", MAX_COUNT),
+                 row.cell("until", stored_lease_end, until, "a reservation's end", start)))
         return {key: tuple(leases) for key, leases in out.items()}
 
     def record_observation(self, observation: Observation) -> bool:
@@ -871,14 +983,18 @@ class SqliteStore(Closing):
     def observations(self) -> dict[tuple[str, str], Observation]:
         rows = self._read(
             "SELECT provider, subject, at, percent, source, used, usage_limit, reset_at FROM observations")
-        return _decoded(self.path, lambda: {
-            (p, subj): Observation(
-                stored_text(p, "provider"), stored_text(subj, "subject"), stored_at(at, "observed at"),
-                stored_amount(pct, "observed percent"), stored_text(src, "observation source"),
-                None if used is None else stored_amount(used, "observed use"),
-                None if limit is None else stored_amount(limit, "observed limit", above_zero=True),
-                None if reset is None else stored_at(reset, "observed reset"))
-            for p, subj, at, pct, src, used, limit, reset in rows})
+        out = {}
+        for p, subj, at, pct, src, used, limit, reset in rows:
+            row = _Row(self.path, "observations", provider=p, subject=subj)
+            out[(p, subj)] = Observation(
+                row.cell("provider", stored_text, p, "provider"), row.cell("subject", stored_text, subj, "subject"),
+                row.cell("at", stored_at, at, "observed at"),
+                row.cell("percent", stored_amount, pct, "observed percent"),
+                row.cell("source", stored_text, src, "observation source"),
+                None if used is None else row.cell("used", stored_amount, used, "observed use"),
+                None if limit is None else row.cell("usage_limit", _observed_limit, limit),
+                None if reset is None else row.cell("reset_at", stored_at, reset, "observed reset"))
+        return out
 
     def record_run(self, provider: str, specialization: str, at: datetime, tokens: int) -> None:
         self.import_runs([RunRecord(provider, specialization, at, tokens)])
@@ -886,19 +1002,23 @@ class SqliteStore(Closing):
     @_guarded
     def recent_runs(self, provider: str, specialization: str, limit: int) -> list[int]:
         rows = self._read(
-            "SELECT tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC LIMIT ?",
+            "SELECT id, tokens FROM runs WHERE provider = ? AND specialization = ? ORDER BY at DESC, id DESC LIMIT ?",
             (provider, specialization, limit),
         )
-        return _decoded(self.path, lambda: [stored_count(tokens, "a run's tokens", MAX_COUNT) for (tokens,) in rows])
+        return [_Row(self.path, "runs", id=id_).cell("tokens", stored_count, tokens, "a run's tokens", MAX_COUNT)
+                for id_, tokens in rows]
 
     @_guarded
     def recorded_runs(self) -> Iterator[RunRecord]:
         rows = self._read(
-            "SELECT provider, specialization, at, tokens FROM runs ORDER BY provider, specialization, at, id")
-        runs = _decoded(self.path, lambda: [
-            RunRecord(stored_text(provider, "provider"), stored_text(specialization, "specialization"),
-                      stored_at(at, "a run's time"), stored_count(tokens, "a run's tokens", MAX_COUNT))
-            for provider, specialization, at, tokens in rows])
+            "SELECT id, provider, specialization, at, tokens FROM runs ORDER BY provider, specialization, at, id")
+        runs = []
+        for id_, provider, specialization, at, tokens in rows:
+            row = _Row(self.path, "runs", id=id_)
+            runs.append(RunRecord(row.cell("provider", stored_text, provider, "provider"),
+                                  row.cell("specialization", stored_text, specialization, "specialization"),
+                                  row.cell("at", stored_at, at, "a run's time"),
+                                  row.cell("tokens", stored_count, tokens, "a run's tokens", MAX_COUNT)))
         return iter(runs)  # read in full here, so a damaged row is reported by this call
 
     def import_runs(self, runs: Iterable[RunRecord]) -> RunsImported:
@@ -939,8 +1059,13 @@ class SqliteStore(Closing):
     @_guarded
     def change_counts(self) -> tuple[int, ...]:
         found = dict(self._read("SELECT kind, n FROM changes"))
-        counts = _decoded(self.path, lambda: tuple(stored_count(found.get(kind), f"change counter {kind}")
-                                                   for kind in CHANGE_KINDS))
+        missing = [kind for kind in CHANGE_KINDS if kind not in found]
+        if missing:
+            kind = _literal(missing[0])
+            raise damaged_entry(self.path, f"table changes, row kind = {kind},", "is missing", _sqlite3_command(
+                self.path, f"INSERT INTO changes (kind, n) VALUES ({kind}, 0)"), "add it")
+        counts = tuple(_Row(self.path, "changes", kind=kind).cell("n", stored_count, found[kind],
+                                                                  f"change counter {kind}") for kind in CHANGE_KINDS)
         self._seen = (sum(counts), counts)
         return counts
 

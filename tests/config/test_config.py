@@ -365,6 +365,10 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
     ("duplicate account", X + '[[providers.x.accounts]]\nname = "a"\n'
      '[[providers.x.accounts]]\nname = "a"\n',
      ['providers.x.accounts[1] (name="a") → name: duplicate account name "a"']),
+    ("accounts differing only in case", X + '[[providers.x.accounts]]\nname = "work"\n'
+     '[[providers.x.accounts]]\nname = "Work"\n',
+     ['providers.x.accounts[1] (name="Work") → name: account name "Work" differs from "work" only in case: '
+      'rename one']),
     ("bad quota window", X + '[providers.x.quota]\nrequests = 5\n'
      'window = "5 hours"\n',
      ['providers.x.quota → window: invalid window "5 hours": expected numbers with units w, d, h, m, s in that '

@@ -71,6 +71,24 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
                                       ["providers.x → need → context_multiple: must be <= 1000, got 1e+300"]),
     "need min_runs past what the store keeps": (X + "need = { tokens = 5, min_runs = 100000 }\n",
                                                 ["providers.x → need → min_runs: must be <= 1000, got 100000"]),
+    # --- a template growing a value in a loop fails at load, against the sample (`+`, `~`, a list grown in place)
+    "a string doubled by ~ in a loop": (
+        '[providers.x]\ncommand_template = ["x", "{% set ns = namespace(s=task.title) %}{% for i in range(64) %}'
+        '{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"]\nprompt = "stdin"\n',
+        ["providers.x → command_template[1]: template '{% set ns = namespace(s=task.title) %}{% for i in range(64) %}"
+         "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}' cannot be rendered (a sample task): a concatenation of "
+         "more than 1,000,000 items"]),
+    "a list doubled by + in a loop": (
+        X + 'prompt_suffix = "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}'
+        '{% endfor %}{{ ns.l | length }}"\n',
+        ["providers.x → prompt_suffix: template '{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = "
+         "ns.l + ns.l %}{% endfor %}{{ ns.l | length }}' cannot be rendered (a sample task, after a failed attempt): "
+         "a concatenation of more than 1,000,000 items"]),
+    "a list grown by append": (
+        X + 'prompt_suffix = "{% set l = [] %}{% for i in range(99999) %}{{ l.append(i) }}{% endfor %}"\n',
+        ["providers.x → prompt_suffix: template '{% set l = [] %}{% for i in range(99999) %}{{ l.append(i) }}"
+         "{% endfor %}' cannot be rendered (a sample task, after a failed attempt): access to attribute 'append' of "
+         "'list' object is unsafe."]),
     # --- prompt_suffix and verify are rendered against the sample, as command_template is
     "prompt_suffix {{ task.titel }}": (
         X + 'prompt_suffix = "{{ task.titel }}"\n',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -839,3 +840,47 @@ def test_redis_log_keeps_the_newest_rows_and_refuses_a_reader_left_behind(
         assert store.usage_since(cursor) is None  # its rows were trimmed from the log
         changes = store.usage_since(recent)
         assert changes is not None and [r.usage.input_tokens for r in changes.records] == [2, 3, 4]
+
+
+def test_a_breaker_a_host_ahead_wrote_holds_no_provider_open_on_any_backend(store: StateStore) -> None:
+    """The breaker's time is judged against the reader's clock by adws.breaker, the same over every backend: a time
+    a year ahead (a host's clock, or damage) neither blocks routing nor keeps a probe from being claimed."""
+    from adws import breaker
+    from adws.accounts import StatefulAccounts
+    from adws.availability import Availability
+    from tests.test_breaker import provider
+
+    spec = provider()
+    store.update_breaker(spec.name, lambda _: BreakerState("open", 3, T0 + timedelta(days=365)))
+    accounts = StatefulAccounts({spec.name: spec}, Availability({}, lambda name: f"/bin/{name}"), store, 600)
+    accounts.generation(T0)
+    assert accounts.provider_blocked(spec, T0) is None
+    with breaker.admission(store, spec, T0, timedelta(minutes=10)) as admitted:
+        assert admitted
+        assert store.get_breaker(spec.name) == BreakerState("half_open", 3, T0)  # the probe replaced the time
+
+
+BAD_FIGURES = {
+    "negative requests": (Usage(requests=-1), "requests -1 is out of range (0 to 1,000,000,000,000)"),
+    "NaN input": (Usage(input_tokens=math.nan), "input_tokens is nan, not a whole number"),  # type: ignore[arg-type]
+    "infinite output": (Usage(output_tokens=math.inf), "output_tokens is inf, not a whole number"),  # type: ignore[arg-type]
+    "too many tokens": (Usage(input_tokens=10**13),
+                        "input_tokens 10000000000000 is out of range (0 to 1,000,000,000,000)"),
+    "negative cost": (Usage(cost_usd=-0.5), "cost_usd -0.5 is out of range (0 to 1,000,000,000,000)"),
+    "NaN cost": (Usage(cost_usd=math.nan), "cost_usd nan is out of range (0 to 1,000,000,000,000)"),
+    "infinite cost": (Usage(cost_usd=math.inf), "cost_usd inf is out of range (0 to 1,000,000,000,000)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FIGURES))
+def test_every_backend_refuses_a_figure_it_could_not_read_back_on_write(store: StateStore, case: str) -> None:
+    # Before, the memory store kept them (a negative quota, NaN totals), SQLite called its own file damaged (NaN is
+    # NULL there) or wrote a row it then refused to read, and Redis wrote a row every later total stopped at.
+    usage, problem = BAD_FIGURES[case]
+    bad = UsageRecord("p", "a", T0, usage)
+    good = rec("p", "a", T0, input_tokens=5)
+    for write in (lambda: store.record_usage(bad), lambda: store.import_usage([good, bad])):
+        with pytest.raises(ValueError) as exc:
+            write()
+        assert str(exc.value) == f"cannot record usage of p/a: {problem}"
+        assert list(store.usage_records()) == []  # nothing written, not even the good row before it

@@ -6,6 +6,7 @@ quota, a negative median or a traceback after the agent ran."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -87,7 +88,84 @@ def test_sqlite_reports_a_value_it_never_writes_as_damage(tmp_path: Path, case: 
     with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
         read(store)
     message = str(exc.value)
-    assert message.startswith(f"state store {path} is damaged") and "\n" not in message
+    assert message.startswith(f"state store {path} is damaged: table ") and "\n" not in message
+    # One row's damage names that row and the statement removing it; moving the file aside would lose the rest.
+    assert "move the file aside" not in message and f"(sqlite3 {path} \"DELETE FROM " in message
+
+
+ROW_FIX = re.compile(r'is damaged: table (\w+), row (.*), column (\w+) holds .*; remove that row '
+                     r'\(sqlite3 \S+ "(.*)"\) and the rest of the state stays$')
+
+
+@pytest.mark.parametrize("case", list(SQLITE))
+def test_sqlite_names_the_damaged_row_and_the_statement_that_removes_only_it(tmp_path: Path, case: str) -> None:
+    statement, read = SQLITE[case]
+    path = tmp_path / "state.sqlite3"
+    with SqliteStore(str(path)) as store:
+        _fill(store)
+    with sqlite3.connect(path) as db:
+        db.execute(statement)
+    db.close()
+    with SqliteStore(str(path)) as store:  # written after the damage: undamaged rows of another account
+        store.record_usage(UsageRecord("q", "b", T0, Usage(1, 7, 7)))
+        store.set_cooldown("q", "b", Cooldown(LATER, "rate_limited"))
+    with sqlite3.connect(path) as db:
+        sizes = {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                 for table in ("usage", "cooldowns", "cursors", "sticky", "breakers", "slots", "reservations",
+                               "observations", "runs")}
+    db.close()
+    for _ in range(10):  # one damaged row per turn (a run's damage touched all five of them)
+        try:
+            with SqliteStore(str(path)) as store:
+                read(store)
+            break
+        except StateStoreError as exc:
+            found = ROW_FIX.search(str(exc))
+            assert found is not None, str(exc)
+            table, row, column, fix = found.groups()
+            assert fix == f"DELETE FROM {table} WHERE {row}" and column in str(exc)
+            with sqlite3.connect(path) as db:
+                assert db.execute(fix).rowcount == 1
+            db.close()
+            sizes[table] -= 1
+    else:
+        pytest.fail("the store stayed damaged")
+    written = {"cursor at the top": "cursors", "reservation summed": "reservations"}.get(case)
+    if written is not None:
+        sizes[written] += 1  # the read is a write: it adds its own row once the damaged one is gone
+    with sqlite3.connect(path) as db:  # only damaged rows went
+        assert sizes == {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in sizes}
+    db.close()
+    with SqliteStore(str(path)) as store:
+        assert store.usage_totals({"q": T0}) == {("q", "b"): Usage(1, 7, 7)}
+
+
+def test_a_damaged_sqlite_row_is_one_line_naming_table_row_column_and_fix(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with SqliteStore(str(path)) as store:
+        _fill(store)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE breakers SET state = 'melted'")
+    db.close()
+    with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
+        store.get_breaker("p")
+    assert str(exc.value) == (
+        f"state store {path} is damaged: table breakers, row provider = 'p', column state holds a value this adws "
+        "cannot read (breaker state must be one of closed, open, half_open, got 'melted'); remove that row (sqlite3 "
+        f"{path} \"DELETE FROM breakers WHERE provider = 'p'\") and the rest of the state stays")
+
+
+def test_a_missing_change_counter_names_the_statement_that_adds_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    SqliteStore(str(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM changes WHERE kind = 'runs'")
+    db.close()
+    with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
+        store.change_counts()
+    assert str(exc.value) == (
+        f"state store {path} is damaged: table changes, row kind = 'runs', is missing; add it (sqlite3 {path} "
+        "\"INSERT INTO changes (kind, n) VALUES ('runs', 0)\") and the rest of the state stays")
 
 
 def test_a_damaged_cursor_is_left_as_it_was(tmp_path: Path) -> None:
