@@ -45,7 +45,7 @@ from adws.result import NOTHING_TO_RUN, Attempt, Result
 from adws.router import Clock
 from adws.runner import RunRequest
 from adws.runner import run as run_process
-from adws.state.base import Cooldown, Observation, StateStore, StateStoreError, UsageRecord
+from adws.state.base import MAX_COUNT, Cooldown, Observation, StateStore, StateStoreError, UsageRecord
 from adws.strategies import STRATEGIES, Turn
 from adws.task import Task
 from adws.templates import NO_PREVIOUS, render_argv, render_env, render_one
@@ -622,12 +622,15 @@ class ProviderManager:
         return Interpretation(verdict, parsed.final_text, usage, parsed.usage_readings)
 
     def _estimate(self, step: Step, provider: ProviderSpec, prompt: str, outcome: RunOutcome) -> Usage:
-        """Tokens guessed from characters (`chars_per_token`) when the output reported none."""
+        """Tokens guessed from characters (`chars_per_token`) when the output reported none. Each figure at most
+        `MAX_COUNT` (10^12), what every store takes (`check_usage`): settings at the top of their ranges (a tenth
+        of a character a token, a cost per 1k tokens of a million) could otherwise guess a figure the store
+        refuses, and the attempt that ran would go unrecorded."""
         chars = self.config.intake.chars_per_token
-        tokens_in = int(len(prompt) / chars)
-        tokens_out = int(outcome.stdout_bytes / chars)
+        tokens_in = min(int(len(prompt) / chars), MAX_COUNT)
+        tokens_out = min(int(outcome.stdout_bytes / chars), MAX_COUNT)
         model = provider.models.get(step.model or "")
-        cost = (tokens_in + tokens_out) / 1000 * model.cost_per_1k_tokens if model else 0.0
+        cost = min((tokens_in + tokens_out) / 1000 * model.cost_per_1k_tokens, MAX_COUNT) if model else 0.0
         return Usage(1, tokens_in, tokens_out, cost, estimated=True)
 
     # step 3 ---------------------------------------------------------------------------------------------------

@@ -235,3 +235,28 @@ def test_run_many_prints_unencodable_task_text(cli_env: Path, capfd: pytest.Capt
     assert "Traceback" not in err and code == 0, err
     printed = [json.loads(line) for line in out.splitlines()]
     assert sorted(p["index"] for p in printed) == [0, 1, 2, 3, 4] and all(p["success"] for p in printed)
+
+
+
+def test_a_guessed_usage_never_exceeds_what_a_store_takes(tmp_path: Path) -> None:
+    # An output of 10^14 bytes at the shipped 4 characters a token guesses 2.5 * 10^13 tokens, past the 10^12
+    # every store takes (check_usage refuses more on write, and the attempt that ran would go unrecorded): the
+    # guess is capped there.
+    from datetime import UTC, datetime
+
+    from adws import load
+    from adws.attempt import RunOutcome
+    from adws.decision import Step
+    from adws.state.base import MAX_COUNT, UsageRecord, check_usage
+
+    eng = load(Path(__file__).parent.parent / "config.toml", environ={"ADWS_STATE_PATH": str(tmp_path / "s")})
+    provider = next(p for p in eng.config.providers.values() if p.models)
+    model = next(iter(provider.models))
+    outcome = RunOutcome(argv=[], exit_code=0, signal=None, timed_out=False, duration_ms=1, stdout_path=None,
+                         stderr_path=None, stdout_tail="", stderr_tail="", stdout_bytes=10**14, stderr_bytes=0,
+                         truncated=False)
+    step = Step(provider.name, model, None, (), {}, "")
+    usage = eng.manager._estimate(step, provider, "fix it", outcome)
+    assert usage.output_tokens == MAX_COUNT
+    assert 0 <= usage.cost_usd <= MAX_COUNT
+    check_usage(UsageRecord(provider.name, "a", datetime.now(UTC), usage))  # what a store takes
