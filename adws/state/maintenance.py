@@ -482,7 +482,8 @@ def compact(store: StateStore, config: CompiledConfig, now: datetime,
 
 
 def _imported(counts: dict[str, int], location: str) -> str:
-    """The one line `adws state import` prints: what `import_lines` did (its `counts`), into `location`."""
+    """The one line `adws state import` prints: what `import_lines` did (its `counts`), into `location` (`adws state
+    export` prints its counts in the same words: "exported 3 usage, 0 cooldown, ... from LOCATION to FILE")."""
     text = "imported " + ", ".join(f"{counts[kind]} {kind}" for kind in KINDS) + f" into {location}"
     there = [f"{n} {what}" for n, what in ((counts["skipped usage"], "usage rows"), (counts["skipped run"], "runs"))
              if n]
@@ -534,7 +535,16 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
             return 0
         raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")  # likely a wrong path
     if action == "export":
-        lines = (line + "\n" for line in export_lines(existing, now))
+        counts = dict.fromkeys(KINDS, 0)
+
+        def counted(line: str) -> str:
+            # Every line but the header opens with its kind: `{"kind":"usage",...` (export_lines).
+            kind = line[9:line.find('"', 9)]
+            if kind in counts:
+                counts[kind] += 1
+            return line + "\n"
+
+        lines = (counted(line) for line in export_lines(existing, now))
         try:
             if stdio:
                 for line in lines:
@@ -547,6 +557,8 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
             raise  # `adws state export | head -1`: the reader left; main() ends quietly like other commands
         except OSError as exc:
             raise UsageError(f"cannot write {'<stdout>' if stdio else file}: {exc.strerror or exc}") from None
+        print("exported " + ", ".join(f"{counts[kind]} {kind}" for kind in KINDS) +
+              f" from {existing.location} to {'<stdout>' if stdio else file}", file=sys.stderr)
         return 0
     try:
         keep = RETENTION_MARGIN if margin is None else parse_window(margin)

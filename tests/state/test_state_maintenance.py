@@ -95,7 +95,11 @@ def test_sqlite_state_moves_into_redis(
         fill(old, now)
     dump = tmp_path / "state.jsonl"
     at = ["--at", now.isoformat()]
+    capsys.readouterr()
     assert main(["state", "export", str(dump), "--config", str(source), *at]) == 0
+    # Said as the import says it (a silent export left a person unsure it had done anything).
+    assert capsys.readouterr().err == (f"exported 2 usage, 1 cooldown, 1 cursor, 1 sticky, 1 breaker, 2 observation, "
+                                       f"2 run from {tmp_path / 'old' / 'state.sqlite3'} to {dump}\n")
     lines = [json.loads(line) for line in dump.read_text().splitlines()]
     assert [line["kind"] for line in lines] == ["adws-state", "usage", "usage", "cooldown", "cursor", "sticky",
                                                 "breaker", "observation", "observation", "run", "run"]
@@ -134,7 +138,9 @@ def test_sqlite_state_moves_into_redis(
         assert new.recent_runs("claude", "general", 5) == [800, 1200]
     # The round trip is exact: exporting the Redis store gives the same lines.
     assert main(["state", "export", "--config", str(target), *at]) == 0
-    assert capsys.readouterr().out == dump.read_text()
+    out, err = capsys.readouterr()
+    assert out == dump.read_text()  # the counts go to stderr: an export on stdout stays a clean file
+    assert err.startswith("exported 2 usage, ") and err.endswith(" to <stdout>\n")
 
 
 def test_import_refuses_a_bad_file_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -282,6 +288,7 @@ def test_importing_the_same_file_twice_adds_its_usage_and_runs_once(
             old.record_run("claude", "general", at, 500)
     dump = tmp_path / "state.jsonl"
     assert main(["state", "export", str(dump), "--config", str(source), "--at", NOW.isoformat()]) == 0
+    assert capsys.readouterr().err.startswith("exported 4 usage, ")
     target = write_config(tmp_path, "")
     path = tmp_path / ".adws" / "state.sqlite3"
     assert main(["state", "import", str(dump), "--config", str(target)]) == 0
