@@ -56,9 +56,11 @@ class ConfigError(AdwsError):
             # The file as a whole (missing, not TOML): one line reads better than a list of one.
             return f"{head}{self.problems[0].message}"
         lines = [f"{head}{count(len(self.problems), 'problem')} in config"]
-        # `file:line: ...` as compilers print it, so editors and terminals can jump to the place.
+        # `file:line: ...` as compilers print it, so editors and terminals can jump to the place; in the file's
+        # order (the checks find them pass by pass), those without a line last, each group as found.
+        shown = sorted(self.problems, key=lambda p: (p.line is None, p.line or 0))
         lines.extend(f"  {self.source}:{p.line}: {p}" if p.line is not None and self.source else f"  {p}"
-                     for p in self.problems)
+                     for p in shown)
         return "\n".join(lines)
 
 

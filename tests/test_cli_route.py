@@ -232,13 +232,13 @@ prompt = "stdin"
     code, out, err = adws(capsys, "route", "--config", str(path), "--task-json", "{}", "--json")
     assert (code, out) == (2, "")
     assert err == (
-        f"{path}: 3 problems in config\n"
+        f"{path}: 3 problems in config\n"  # in the file's order
+        f'  {path}:3: routing → default_provider: unknown provider "alfa" (did you mean "alpha"?); providers: alpha\n'
         f'  {path}:6: routing.rules[0] (name="r") → conditions → retry_count → gte: must be >= 0, got -1\n'
         f'  {path}:6: routing.rules[0] (name="r") → conditions → labls: unknown condition "labls" (did you mean '
         '"labels"?); '
         "allowed: priority, labels, retry_count, hour_range, schedule, specialization, context_tokens, attrs, "
         "attrs.NAME\n"
-        f'  {path}:3: routing → default_provider: unknown provider "alfa" (did you mean "alpha"?); providers: alpha\n'
     )
 
 
