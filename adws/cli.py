@@ -345,7 +345,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("\n".join(scenario_lines([verdict for _, verdict in failing])), file=sys.stderr)
         return 1
     print(f"{path}: OK — {counts}")
+    _note_missing_backend(config.state_backend)
     return 0
+
+
+def _note_missing_backend(backend: str) -> None:
+    """A note on stderr when the config's state backend needs a package this Python lacks: the file is valid, but
+    every command that reads state on this host would fail at its first route (the check still exits 0: another
+    host, the one that runs adws, may have it)."""
+    if backend == "redis":
+        from importlib.util import find_spec
+
+        if find_spec("redis") is None:
+            print("  note: the redis backend needs the redis package, which this Python lacks "
+                  "(pip install 'adws[redis]')", file=sys.stderr)
 
 
 # Set once `main` has run as the process's entry point (its arguments from sys.argv; never reset: the process

@@ -462,3 +462,21 @@ def test_the_command_leaves_no_sqlite_journal_files_behind(tmp_path: Path) -> No
         assert done.returncode == 0, done.stdout + done.stderr
         assert json.loads(done.stdout)["success"] is True
         assert sorted(path.name for path in state.iterdir()) == ["state.sqlite3"]
+
+
+def test_check_notes_a_redis_backend_this_python_cannot_use(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Valid, so exit 0; but every route on this host would fail: said now, not at the first route.
+    import importlib.util
+
+    path = tmp_path / "c.toml"
+    path.write_text('[state]\nbackend = "redis"\nurl = "redis://127.0.0.1:1/0"\n[providers.a]\n'
+                    'command_template = ["a"]\nprompt = "stdin"\n', encoding="utf-8")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a))
+    code, out, err = adws(capsys, "check", str(path))
+    assert (code, out) == (0, f"{path}: OK — 1 provider, 0 rules (0 enabled), 0 scenarios\n")
+    assert err == ("  note: the redis backend needs the redis package, which this Python lacks "
+                   "(pip install 'adws[redis]')\n")
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert adws(capsys, "check", str(path))[2] == ""  # installed: nothing to note
