@@ -141,8 +141,11 @@ class _Guarded:
         self.failure: OSError | None = None if stream is not None else OSError(9, "it is closed")
 
     def write(self, text: str, cleaned_by: Scrubber | None = None) -> int:
-        """Write `text`, cleaned by this stream's scrubber unless `cleaned_by` made it and redacts every secret this
-        stream does (`cleaned`): a JSON document adws cleaned value by value is not searched again."""
+        """Write `text`, cleaned by this stream's scrubber unless `cleaned_by` cleaned this very text (`scrub.text`
+        on all of it) and redacts every secret this stream does (`cleaned`). Never for a JSON document cleaned value
+        by value (`Scrubber.dumps`): JSON's escaping can write a secret that no value held (a key kept with `\\n`
+        in its variable, printed with real newlines, is escaped back to the variable's exact text), and only this
+        search of the finished text finds it."""
         if self.failure is None:
             try:
                 self.stream.write(self.scrub.text(text) if type(text) is str and not self.cleaned(cleaned_by)
@@ -285,15 +288,6 @@ def _load_config(path: str) -> CompiledConfig:
     return _learn_secrets(load_config(path))
 
 
-def _learn_secrets_of(args: argparse.Namespace) -> None:
-    """The output redacts the values of the key variables of the config `args` names, when it can be read: for a
-    message printed before the command loaded it. A config that cannot be read is not this message's to report."""
-    from contextlib import suppress
-
-    with suppress(AdwsError):
-        _load_config(config_path(args.config))
-
-
 def _print_json(data: Any, scrub: Scrubber | None = None) -> None:
     """One JSON document on stdout: secrets redacted (`scrub`; default: the output's, see `_learn_secrets`), once,
     always encodable."""
@@ -302,7 +296,8 @@ def _print_json(data: Any, scrub: Scrubber | None = None) -> None:
     text = scrub.dumps(data, indent=2)
     if isinstance(sys.stdout, _Guarded):
         # Written as print writes it, the document then its newline: a short write (a file size limit) is seen.
-        sys.stdout.write(text, cleaned_by=scrub)
+        # Searched again as text on the way out (see _Guarded.write).
+        sys.stdout.write(text)
         sys.stdout.write("\n")
     else:  # a command function called outside `main`
         print(text)
@@ -480,10 +475,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_result(args: argparse.Namespace, result: Any, engine: Any) -> None:
     """`adws run`'s result on stdout, written whole (`_result_text`)."""
-    scrub = engine.redactor()
-    # With --json every string of it is cleaned; a person's lines carry paths (the run directory) the output's
-    # scrubber still cleans.
-    _write_whole(_result_text(args, result, scrub, engine.router.tz, engine.clock()), scrub if args.json else None)
+    # Searched again as text on the way out: JSON's escaping can write a secret no value held (_Guarded.write),
+    # and a person's lines carry paths (the run directory) not cleaned before.
+    _write_whole(_result_text(args, result, engine.redactor(), engine.router.tz, engine.clock()))
 
 
 def _result_text(args: argparse.Namespace, result: Any, scrub: Scrubber, zone: tzinfo, ended: datetime) -> str:
@@ -556,7 +550,10 @@ def cmd_run_many(args: argparse.Namespace) -> int:
         # Read and validated before the engine (the config, the state store) is loaded: a bad one fails fast.
         items = load_items(args.tasks, prompt_template=args.prompt_template, workdir=args.workdir)
     except BatchInputError:
-        _learn_secrets_of(args)  # what its problems print is cleaned of the config's key variables' values too
+        # What its problems print must be cleaned of the config's key variables' values, which only the config
+        # names: so it is read now, and one that cannot be read is reported instead (as it was before the tasks
+        # file was read first), never the tasks' text with those values unknown.
+        _load_config(config_path(args.config))
         raise
     engine = _engine(args)
     scrub = engine.redactor()
@@ -574,7 +571,8 @@ def cmd_run_many(args: argparse.Namespace) -> int:
                 text = outcome.error or (for_a_person(result.message, skipped) if result is not None else "")
                 line = scrub.text(f"{'OK' if outcome.success else 'FAILED'} {outcome.item.label}: {text}")
                 line = times_in(line, engine.router.tz, result.decision.now if result is not None else None)
-            _write_whole(line + "\n", scrub)  # cleaned whole, either form
+            # A person's line was cleaned whole as text; a JSON line is searched again (see _Guarded.write).
+            _write_whole(line + "\n", None if args.json else scrub)
 
     progress = None if args.quiet else progress_for(sys.stderr, len(items), zone=engine.router.tz, skipped=skipped)
     if progress is None:

@@ -108,27 +108,37 @@ def test_errors_of_any_command_print_no_secret(world: Path, capsys: pytest.Captu
     _clean(out + err)
 
 
-@pytest.mark.parametrize("command", ["route", "run"])
-def test_json_output_is_cleaned_once(world: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                     command: str) -> None:
-    # Cleaned value by value as it is made; the output stream does not search the whole document again.
-    from adws.redact import Scrubber
+# Keys kept with escapes in their variables: a PEM key with `\\n` for its line breaks (the usual .env and service
+# account form), a value holding a backslash-quote. The agent (or a task) prints them with real newlines and
+# quotes; JSON's escaping then writes the variable's exact text, which no value held.
+PEM = "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n-----END PRIVATE KEY-----"
+QUOTED = 'sk-abc\\"def1234567890'
 
-    searched: list[str] = []
-    text = Scrubber.text
 
-    def counted(self: Scrubber, value: str) -> str:
-        searched.append(value)
-        return text(self, value)
-
-    monkeypatch.setattr(Scrubber, "text", counted)
-    more = ["--prompt-file", str(world / "prompt.txt"), "--workdir", str(world), "--quiet"] if command == "run" else []
-    code = main([command, "--config", str(world / "c.toml"), "--task-json", _task(), "--json", *more])
+@pytest.mark.parametrize("command", ["route", "run", "run-many"])
+def test_a_key_that_json_escaping_spells_out_is_caught_in_json_output(
+        world: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    monkeypatch.setenv("GOOGLE_PRIVATE_KEY", PEM)
+    monkeypatch.setenv("QUOTED_TOKEN", QUOTED)
+    (world / "agent.py").write_text("import os, sys\nsys.stdin.read()\n"
+                                    "print(os.environ['GOOGLE_PRIVATE_KEY'].replace('\\\\n', '\\n'))\n",
+                                    encoding="utf-8")
+    task = json.dumps({"id": "see " + QUOTED.replace("\\", "")})  # the quote, not its backslash
+    if command == "run-many":
+        tasks = world / "tasks.jsonl"
+        tasks.write_text(json.dumps({"task": json.loads(task), "prompt": "Fix it."}) + "\n", encoding="utf-8")
+        argv = ["run-many", "--tasks", str(tasks), "--workdir", str(world), "--quiet"]
+    elif command == "run":
+        argv = ["run", "--task-json", task, "--prompt-file", str(world / "prompt.txt"), "--workdir", str(world),
+                "--quiet"]
+    else:
+        argv = ["route", "--task-json", task]
+    code = main([*argv, "--config", str(world / "c.toml"), "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    _clean(out + err)
+    # The variables' exact text, which is what the JSON escaping writes.
+    assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in out and QUOTED not in out, out
     assert "***" in out
-    assert out.rstrip("\n") not in searched and out not in searched
 
 
 def test_the_task_key_is_cleaned_once_per_run(world: Path, capsys: pytest.CaptureFixture[str],
@@ -148,3 +158,23 @@ def test_the_task_key_is_cleaned_once_per_run(world: Path, capsys: pytest.Captur
                  str(world / "prompt.txt"), "--workdir", str(world), "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert len(shown) == 1 and shown[0] is not None and "***" in shown[0]
+
+
+def test_run_many_with_a_bad_config_never_prints_the_tasks_text(world: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # A tasks file with a problem that quotes a task's key, and a config with a typo: the key variable's value is
+    # unknown until the config is read, so the config's problem is what is said, not the task's text.
+    tasks = world / "tasks.jsonl"
+    item = json.dumps({"task": {"id": SECRET}, "prompt": "x"})
+    tasks.write_text(f"{item}\n{item}\n", encoding="utf-8")  # the same task twice: its key is quoted
+    bad = world / "bad.toml"
+    bad.write_text((world / "c.toml").read_text(encoding="utf-8").replace("timeout = 60", "timout = 60"),
+                   encoding="utf-8")
+    code = main(["run-many", "--config", str(bad), "--tasks", str(tasks), "--workdir", str(world)])
+    out, err = capsys.readouterr()
+    assert code == 2 and 'unknown key "timout"' in err
+    _clean(out + err)
+    code = main(["run-many", "--config", str(world / "c.toml"), "--tasks", str(tasks), "--workdir", str(world)])
+    out, err = capsys.readouterr()
+    assert code == 2 and "give each task once" in err and "***" in err  # with a good config: the task's, cleaned
+    _clean(out + err)
