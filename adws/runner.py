@@ -13,6 +13,7 @@ exactly like one that overran `timeout` (an agent CLI sleeping through a days-lo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
 import errno
@@ -294,10 +295,12 @@ def become_subreaper() -> bool:
 
 
 def has_children() -> bool:
-    """Whether this process has any child, running or a zombie (of any thread); True when it cannot tell.
+    """Whether this process has any child but its guard, running or a zombie (of any thread); True when it cannot
+    tell.
 
     One non-blocking waitid(2) with WNOWAIT: it consumes no child's exit status (another thread's `wait` still
-    gets its own) and fails with ECHILD exactly when there is no child at all.
+    gets its own) and fails with ECHILD exactly when there is no child at all. Once the guard runs there always is
+    one: then each thread's list of children in /proc is read (30 us), to find one that is not the guard.
     """
     try:
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT | _WALL)
@@ -305,7 +308,8 @@ def has_children() -> bool:
         return False
     except (OSError, AttributeError):  # no waitid, or a kernel that refuses __WALL: assume there may be some
         return True
-    return True
+    guard = _guard
+    return guard is None or _has_child_but(guard.proc.pid)
 
 
 def _read_small(path: str) -> bytes:
@@ -393,16 +397,126 @@ def _start_leader(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Po
     with _leaders_lock:
         proc = start()
         _live_leaders.add(proc.pid)
+        _tell_guard(proc.pid, True)
     return proc
 
 
 def _wait_leader(proc: subprocess.Popen[bytes]) -> int:
     """proc.wait(), then the leader is unlisted (its pid is free from then on). Interrupted, it stays listed: its
     exit status is still this thread's to take."""
+    with _leaders_lock:
+        _tell_guard(proc.pid, False)  # before the reaping frees its pid
     returncode = proc.wait()
     with _leaders_lock:
         _live_leaders.discard(proc.pid)
     return returncode
+
+
+# -- when adws itself is killed ------------------------------------------------------------------------------
+#
+# A SIGKILL of adws runs none of its cleanup: its running agents would go on, with no timeout. So each adws process
+# has one guard process, started with its first attempt, that holds the read end of a pipe only adws writes to:
+# "+PGID" once an attempt's process group exists, "-PGID" just before its leader (SIGKILLed by then) is reaped.
+# At end-of-file (adws exited, however it died) the guard SIGKILLs the groups still listed. A leader is listed
+# until it is reaped, so a listed group id cannot name a later process's group while adws lives. The guard is a
+# loop of shell builtins (no process per line: one sh start per adws process) in a process group of its own, so
+# a signal to adws's group (Ctrl-C, a supervisor's stop) does not end it first. One that no longer reads (killed,
+# stopped, its pipe full) is replaced by a new one told every live group. It is adws's child, which has_children
+# discounts. It reaches only the agents' groups: a helper that left its group (setsid) is not ended by it.
+
+_GUARD_SCRIPT = """
+live=" "
+while IFS= read -r line; do
+  case $line in
+    +*) live="$live${line#+} " ;;
+    -*) g=${line#-}; case $live in *" $g "*) live=${live%%" $g "*}" "${live#*" $g "} ;; esac ;;
+  esac
+done
+for g in $live; do kill -s KILL -- "-$g"; done 2>/dev/null
+"""
+GUARD_EXIT_WAIT_SECONDS = 5.0  # at adws's exit, how long the guard may take to read end-of-file and exit
+
+
+class _Guard:
+    """The guard process and the write end of its pipe. Raises OSError when it cannot be started."""
+
+    def __init__(self) -> None:
+        read_fd, self.fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(["/bin/sh", "-c", _GUARD_SCRIPT], stdin=read_fd, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, cwd="/", env={}, process_group=0, close_fds=True)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        finally:
+            os.close(read_fd)
+        os.set_blocking(self.fd, False)  # a guard that stops reading must not stop adws
+
+    def send(self, line: bytes) -> bool:
+        """Write one line (atomic: shorter than PIPE_BUF); False when the guard no longer reads."""
+        try:
+            return os.write(self.fd, line) == len(line)
+        except OSError:  # EPIPE: it is gone; EAGAIN: it stopped reading
+            return False
+
+    def close(self, kill: bool = False) -> None:
+        """End-of-file for the guard (it ends the groups still listed and exits), and reap it. With `kill` it is
+        killed first, so that it ends nothing (it is replaced while those groups live)."""
+        if kill:
+            self.proc.kill()  # (a process with SIGKILL pending runs no more of its own code)
+        os.close(self.fd)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(GUARD_EXIT_WAIT_SECONDS)
+
+
+_guard: _Guard | None = None
+_guard_unavailable = False  # it could not be started (no /bin/sh): adws runs without one
+
+
+def _tell_guard(pid: int, live: bool) -> None:
+    """Tell the guard the group `pid` is live or ended (call with _leaders_lock held); start or replace it as needed."""
+    global _guard, _guard_unavailable
+    if _guard is not None:
+        if _guard.send(b"%c%d\n" % (43 if live else 45, pid)):  # "+" or "-"
+            return
+        _guard.close(kill=True)  # it no longer reads: what it listed is told to its successor
+        _guard = None
+    told = _live_leaders - ({pid} if not live else set())
+    if _guard_unavailable or not told:
+        return
+    try:
+        guard = _Guard()
+    except OSError:
+        _guard_unavailable = True
+        return
+    for leader in told:
+        if not guard.send(b"+%d\n" % leader):
+            break
+    _guard = guard
+
+
+def _close_guard() -> None:
+    global _guard
+    with _leaders_lock:
+        guard, _guard = _guard, None
+    if guard is not None:
+        guard.close()
+
+
+atexit.register(_close_guard)  # a normal exit ends what is still listed (an attempt in a daemon thread), reaps it
+
+
+def _has_child_but(pid: int) -> bool:
+    """Whether this process has a child other than `pid` (read from /proc/self/task/*/children); True when it
+    cannot tell."""
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            children = _read_small(f"/proc/self/task/{tid}/children")
+            if len(children) >= 4096 or any(int(child) != pid for child in children.split()):
+                return True
+    except (OSError, ValueError):
+        return True
+    return False
 
 
 class _Held:

@@ -3,6 +3,7 @@ and process group) is ended with the attempt, on a normal exit and on a timeout,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,8 +29,8 @@ def _state(pid: int) -> str | None:
         return None
 
 
-def _gone(pid: int) -> bool:
-    deadline = time.monotonic() + 5  # SIGKILL is asynchronous; bounded wait for the kernel to finish it
+def _gone(pid: int, bound: float = 5) -> bool:
+    deadline = time.monotonic() + bound  # SIGKILL is asynchronous; bounded wait for the kernel to finish it
     while _state(pid) not in (None, "Z"):
         if time.monotonic() > deadline:
             return False
@@ -321,3 +322,73 @@ def test_a_process_replaced_between_scan_and_signal_is_left_alone(
     finally:
         stranger.kill()
         stranger.wait()
+
+
+# -- adws itself SIGKILLed ------------------------------------------------------------------------------------
+
+# The agent reads its stdin before it says it runs: adws writes the stdin once the agent is started and listed.
+_KILLED_ADWS = """
+import os
+from adws.runner import RunRequest, run
+run(RunRequest(argv=["/bin/sh", "-c", "read x; echo $$ > agent.pid; exec sleep 600"], env=dict(os.environ),
+               cwd=".", out_dir="o", timeout=600, stdin=b"go\\n"))
+"""
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+        return {int(child) for child in fh.read().split()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+def test_a_sigkill_of_adws_ends_its_running_agent(tmp_path: Path) -> None:
+    become_subreaper()  # what adws leaves is re-parented to this process, which reaps it below
+    adws = subprocess.Popen([sys.executable, "-c", _KILLED_ADWS], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    pidfile = tmp_path / "agent.pid"
+    try:
+        for _ in range(6000):  # bounded: a loaded machine starts Python slowly
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            assert adws.poll() is None, "adws ended before its agent ran"
+            time.sleep(0.01)
+        agent = int(pidfile.read_text())
+        others = _children(adws.pid) - {agent}  # the guard
+    finally:
+        adws.kill()
+        adws.wait()
+    try:
+        assert _gone(agent, bound=60), "the agent outlived adws"
+    finally:
+        for pid in {agent} | others:  # re-parented to this process: reaped, as each exits
+            if _state(pid) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+def test_a_guard_that_died_is_replaced_and_told_every_live_group(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Killed by someone else, the guard is noticed at the next attempt's start, reaped, and a new one is told of
+    # every attempt still running (here, the one starting).
+    run(RunRequest(argv=["/bin/true"], env=dict(os.environ), cwd=tmp_path, out_dir=tmp_path / "o", timeout=30))
+    assert runner._guard is not None
+    dead = runner._guard.proc
+    dead.kill()
+    os.waitid(os.P_PID, dead.pid, os.WEXITED | os.WNOWAIT)
+    seen: list[bytes] = []
+    send = runner._Guard.send
+
+    def sent(guard: runner._Guard, line: bytes) -> bool:
+        seen.append(line)
+        return send(guard, line)
+
+    monkeypatch.setattr(runner._Guard, "send", sent)
+    outcome = run(RunRequest(argv=["/bin/sh", "-c", "echo $$"], env=dict(os.environ), cwd=tmp_path,
+                             out_dir=tmp_path / "o", timeout=30))
+    leader = int(outcome.stdout_tail)
+    assert dead.returncode is not None, "the dead guard was reaped"
+    assert runner._guard is not None and runner._guard.proc is not dead
+    assert seen == [b"+%d\n" % leader, b"+%d\n" % leader, b"-%d\n" % leader]  # to the dead one, then the new one
