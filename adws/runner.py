@@ -13,6 +13,7 @@ exactly like one that overran `timeout` (an agent CLI sleeping through a days-lo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
 import errno
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from adws.attempt import RunOutcome
 from adws.dataclass_cache import dataclass
@@ -294,10 +295,12 @@ def become_subreaper() -> bool:
 
 
 def has_children() -> bool:
-    """Whether this process has any child, running or a zombie (of any thread); True when it cannot tell.
+    """Whether this process has any child but its guard, running or a zombie (of any thread); True when it cannot
+    tell.
 
     One non-blocking waitid(2) with WNOWAIT: it consumes no child's exit status (another thread's `wait` still
-    gets its own) and fails with ECHILD exactly when there is no child at all.
+    gets its own) and fails with ECHILD exactly when there is no child at all. Once the guard runs there always is
+    one: then each thread's list of children in /proc is read (30 us), to find one that is not the guard.
     """
     try:
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT | _WALL)
@@ -305,7 +308,8 @@ def has_children() -> bool:
         return False
     except (OSError, AttributeError):  # no waitid, or a kernel that refuses __WALL: assume there may be some
         return True
-    return True
+    guard = _guard
+    return guard is None or _has_child_but(guard.proc.pid)
 
 
 def _read_small(path: str) -> bytes:
@@ -317,10 +321,24 @@ def _read_small(path: str) -> bytes:
         os.close(fd)
 
 
-def _process_table() -> dict[int, tuple[int, str, int, int]]:
-    """pid -> (parent pid, state letter, process group id, session id) for every process /proc shows; empty
-    where there is no /proc."""
-    table: dict[int, tuple[int, str, int, int]] = {}
+class _Entry(NamedTuple):
+    """One process as /proc/PID/stat shows it."""
+
+    ppid: int
+    state: str  # the state letter: "R", "S", "Z" (a zombie) ...
+    group: int  # process group id
+    session: int
+    start: int  # start time, clock ticks after boot: with the pid, it names one process (a reused pid starts later)
+
+
+def _stat_fields(stat: bytes) -> list[bytes]:
+    # After "pid (comm) " (comm may hold spaces and parentheses): state ppid pgrp session ... starttime (22nd field).
+    return stat[stat.rindex(b")") + 2:].split(None, 20)
+
+
+def _process_table() -> dict[int, _Entry]:
+    """Every process /proc shows, by pid; empty where there is no /proc."""
+    table: dict[int, _Entry] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -329,12 +347,20 @@ def _process_table() -> dict[int, tuple[int, str, int, int]]:
         if not name.isdigit():
             continue
         try:
-            stat = _read_small(f"/proc/{name}/stat")
+            fields = _stat_fields(_read_small(f"/proc/{name}/stat"))
         except OSError:
             continue  # gone since the listing
-        fields = stat[stat.rindex(b")") + 2:].split(None, 4)  # after "pid (comm) ": state ppid pgrp session ...
-        table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"), int(fields[2]), int(fields[3]))
+        table[int(name)] = _Entry(int(fields[1]), fields[0].decode("ascii", "replace"), int(fields[2]),
+                                  int(fields[3]), int(fields[19]))
     return table
+
+
+def _start_time(pid: int) -> int | None:
+    """The start time of the process now at `pid` (see _Entry.start); None when there is none."""
+    try:
+        return int(_stat_fields(_read_small(f"/proc/{pid}/stat"))[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _carries(pid: int, marker: bytes) -> bool:
@@ -343,6 +369,239 @@ def _carries(pid: int, marker: bytes) -> bool:
             return marker in fh.read().split(b"\0")
     except OSError:
         return False
+
+
+# -- whose pid is it: attempts side by side ------------------------------------------------------------------
+#
+# Attempts run in parallel threads (run-many, arun), and each one's end signals and reaps processes that /proc
+# scans found. A pid is only a name: once its process is reaped (by adws or by the process's own parent), the next
+# fork may get it, and that may be another attempt's leader, adws's own child. Reaping that leader here would take
+# its exit status from the thread that waits for it (Python's subprocess then reports exit 0 for a failed agent);
+# signalling it would kill another attempt. Two guards:
+# - the leaders adws started and has not reaped yet are listed in _live_leaders. Starting one (Popen and the
+#   listing) and every signal or reap of a found process hold _leaders_lock, so a found process is never signalled
+#   or reaped while it is, or as it becomes, another attempt's leader;
+# - a process found by a scan is held from then on by a pidfd (Linux >= 5.3; reaping through it, >= 5.4) opened
+#   right after the scan and checked to be the process scanned (the same start time): what is signalled or reaped
+#   through it is that process or nothing. Without pidfds its pid is used, and only while the process at that pid
+#   still has the start time the scan saw (a reuse within the same clock tick, 10 ms, would go unseen).
+
+_leaders_lock = threading.Lock()
+_live_leaders: set[int] = set()  # pids of attempt leaders started and not yet reaped, in any thread
+_WAITID_PIDFD = hasattr(os, "P_PIDFD")
+
+
+def _start_leader(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """The process `start()` makes (a Popen), listed as a live leader before any other thread can signal or reap a
+    found process at its pid. Raises what `start` raises (nothing is listed then)."""
+    with _leaders_lock:
+        proc = start()
+        _live_leaders.add(proc.pid)
+        _tell_guard(proc.pid, True)
+    return proc
+
+
+def _wait_leader(proc: subprocess.Popen[bytes]) -> int:
+    """proc.wait(), then the leader is unlisted (its pid is free from then on). Interrupted, it stays listed: its
+    exit status is still this thread's to take."""
+    with _leaders_lock:
+        _tell_guard(proc.pid, False)  # before the reaping frees its pid
+    returncode = proc.wait()
+    with _leaders_lock:
+        _live_leaders.discard(proc.pid)
+    return returncode
+
+
+# -- when adws itself is killed ------------------------------------------------------------------------------
+#
+# A SIGKILL of adws runs none of its cleanup: its running agents would go on, with no timeout. So each adws process
+# has one guard process, started with its first attempt, that holds the read end of a pipe only adws writes to:
+# "+PGID" once an attempt's process group exists, "-PGID" just before its leader (SIGKILLed by then) is reaped.
+# At end-of-file (adws exited, however it died) the guard SIGKILLs the groups still listed. A leader is listed
+# until it is reaped, so a listed group id cannot name a later process's group while adws lives. The guard is a
+# loop of shell builtins (no process per line: one sh start per adws process) in a process group of its own, so
+# a signal to adws's group (Ctrl-C, a supervisor's stop) does not end it first. One that no longer reads (killed,
+# stopped, its pipe full) is replaced by a new one told every live group. It is adws's child, which has_children
+# discounts. It reaches only the agents' groups: a helper that left its group (setsid) is not ended by it.
+
+_GUARD_SCRIPT = """
+live=" "
+while IFS= read -r line; do
+  case $line in
+    +*) live="$live${line#+} " ;;
+    -*) g=${line#-}; case $live in *" $g "*) live=${live%%" $g "*}" "${live#*" $g "} ;; esac ;;
+  esac
+done
+for g in $live; do kill -s KILL -- "-$g"; done 2>/dev/null
+"""
+GUARD_EXIT_WAIT_SECONDS = 5.0  # at adws's exit, how long the guard may take to read end-of-file and exit
+
+
+class _Guard:
+    """The guard process and the write end of its pipe. Raises OSError when it cannot be started."""
+
+    def __init__(self) -> None:
+        read_fd, self.fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(["/bin/sh", "-c", _GUARD_SCRIPT], stdin=read_fd, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, cwd="/", env={}, process_group=0, close_fds=True)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        finally:
+            os.close(read_fd)
+        os.set_blocking(self.fd, False)  # a guard that stops reading must not stop adws
+
+    def send(self, line: bytes) -> bool:
+        """Write one line (atomic: shorter than PIPE_BUF); False when the guard no longer reads."""
+        try:
+            return os.write(self.fd, line) == len(line)
+        except OSError:  # EPIPE: it is gone; EAGAIN: it stopped reading
+            return False
+
+    def close(self, kill: bool = False) -> None:
+        """End-of-file for the guard (it ends the groups still listed and exits), and reap it. With `kill` it is
+        killed first, so that it ends nothing (it is replaced while those groups live)."""
+        if kill:
+            self.proc.kill()  # (a process with SIGKILL pending runs no more of its own code)
+        os.close(self.fd)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(GUARD_EXIT_WAIT_SECONDS)
+
+
+_guard: _Guard | None = None
+_guard_unavailable = False  # it could not be started (no /bin/sh): adws runs without one
+
+
+def _tell_guard(pid: int, live: bool) -> None:
+    """Tell the guard the group `pid` is live or ended (call with _leaders_lock held); start or replace it as needed."""
+    global _guard, _guard_unavailable
+    if _guard is not None:
+        if _guard.send(b"%c%d\n" % (43 if live else 45, pid)):  # "+" or "-"
+            return
+        _guard.close(kill=True)  # it no longer reads: what it listed is told to its successor
+        _guard = None
+    told = _live_leaders - ({pid} if not live else set())
+    if _guard_unavailable or not told:
+        return
+    try:
+        guard = _Guard()
+    except OSError:
+        _guard_unavailable = True
+        return
+    for leader in told:
+        if not guard.send(b"+%d\n" % leader):
+            break
+    _guard = guard
+
+
+def _close_guard() -> None:
+    global _guard
+    with _leaders_lock:
+        guard, _guard = _guard, None
+    if guard is not None:
+        guard.close()
+
+
+atexit.register(_close_guard)  # a normal exit ends what is still listed (an attempt in a daemon thread), reaps it
+
+
+def _has_child_but(pid: int) -> bool:
+    """Whether this process has a child other than `pid` (read from /proc/self/task/*/children); True when it
+    cannot tell."""
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            children = _read_small(f"/proc/self/task/{tid}/children")
+            if len(children) >= 4096 or any(int(child) != pid for child in children.split()):
+                return True
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+class _Held:
+    """A process a scan found: signalled and reaped only while it is that process, and never when it is another
+    attempt's leader. `close()` releases its pidfd."""
+
+    __slots__ = ("fd", "pid", "start")
+
+    def __init__(self, pid: int, start: int, fd: int | None) -> None:
+        self.pid = pid
+        self.start = start  # as _Entry.start
+        self.fd = fd  # a pidfd; None where there are none
+
+    @classmethod
+    def take(cls, pid: int, start: int) -> _Held | None:
+        """Hold the process a scan saw at `pid` starting at `start`; None when it is gone or `pid` names another."""
+        fd: int | None
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        except (AttributeError, OSError):
+            # Not Linux, a kernel < 5.3, a sandbox that forbids pidfds, or out of descriptors: held by pid and start
+            # time.
+            fd = None
+        # Read after the pidfd was opened: the same start time means the scanned process held the pid all along,
+        # so the pidfd names it.
+        if _start_time(pid) != start:
+            if fd is not None:
+                os.close(fd)
+            return None
+        return cls(pid, start, fd)
+
+    def _current(self) -> bool:
+        return _start_time(self.pid) == self.start
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send `sig`, unless the process is gone (or, held without a pidfd, its pid names another one now)."""
+        with _leaders_lock:
+            if self.pid in _live_leaders:
+                return  # another attempt's leader: only its own attempt signals it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if self.fd is not None:
+                    signal.pidfd_send_signal(self.fd, sig)
+                elif self._current():
+                    os.kill(self.pid, sig)
+
+    def reap(self) -> bool:
+        """Reap the process if it is adws's child and has exited. True when done with it (reaped; gone; or not
+        adws's child, so its own parent reaps it), False while it runs."""
+        with _leaders_lock:
+            if self.pid in _live_leaders:
+                return True  # another attempt's leader: its exit status belongs to the thread that started it
+            if self.fd is not None and _WAITID_PIDFD:
+                try:
+                    return os.waitid(os.P_PIDFD, self.fd, os.WEXITED | os.WNOHANG | _WALL) is not None
+                except ChildProcessError:
+                    return True
+                except OSError:
+                    pass  # a kernel without waitid(P_PIDFD) (before 5.4): by pid, as below
+            if not self._current():
+                return True
+            try:
+                return os.waitpid(self.pid, os.WNOHANG)[0] != 0
+            except ChildProcessError:
+                return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _hold(held: dict[int, _Held], pid: int, start: int) -> _Held | None:
+    """The process a scan saw at `pid` starting at `start`, from `held` or taken into it; None when it is gone."""
+    known = held.get(pid)
+    if known is not None:
+        if known.start == start:
+            return known
+        del held[pid]  # the process held there is gone (reaped): the pid names another process of the attempt now
+        known.close()
+    taken = _Held.take(pid, start)
+    if taken is not None:
+        held[pid] = taken
+    return taken
 
 
 def attempt_processes(leader: int, attempt_id: str, *, leader_reaped: bool = False) -> tuple[set[int], set[int]]:
@@ -354,21 +613,30 @@ def attempt_processes(leader: int, attempt_id: str, *, leader_reaped: bool = Fal
     the leader's process group, and zombies that lead the process group or session of a process found (a
     daemon's first fork, which called setsid: every process of that session descends from it).
     `leader_reaped`: the leader was reaped, so its pid may name another process by now: it is no root, and a
-    process group leader is never taken for one of its members.
+    process group leader is never taken for one of its members. Another attempt's live leader is never one.
     """
+    running, zombies, _ = _scan(leader, attempt_id, leader_reaped)
+    return running, zombies
+
+
+def _scan(leader: int, attempt_id: str, leader_reaped: bool) -> tuple[set[int], set[int], dict[int, _Entry]]:
+    """attempt_processes, and the process table it read (every pid it returns is in it)."""
     table = _process_table()
+    with _leaders_lock:
+        # This attempt's leader is listed until reaped; listed after that, its pid is another attempt's leader.
+        others = _live_leaders - (set() if leader_reaped else {leader})
     me, marker = os.getpid(), f"{ATTEMPT_ID_ENV}={attempt_id}".encode()
     roots = set() if leader_reaped else {leader}
-    for pid, (ppid, state, group, _) in table.items():
-        if pid in (leader, me) or state == "Z":
+    for pid, (ppid, state, group, _, _) in table.items():
+        if pid in (leader, me) or state == "Z" or pid in others:
             continue
         # adws's own child still in the leader's group is the attempt's even without a readable marker: one
         # that is exiting (its SIGKILL from the group signal) has already lost its environment, not its group.
         if (ppid == me and group == leader) or ((ppid == me or not _subreaper) and _carries(pid, marker)):
             roots.add(pid)
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
+    for pid, entry in table.items():
+        children.setdefault(entry.ppid, []).append(pid)
     found: set[int] = set()
     todo = list(roots)
     while todo:
@@ -378,68 +646,71 @@ def attempt_processes(leader: int, attempt_id: str, *, leader_reaped: bool = Fal
         found.add(pid)
         todo.extend(children.get(pid, ()))
     found.discard(leader)
-    zombies = {pid for pid in found if pid in table and table[pid][1] == "Z"}
+    found = {pid for pid in found if pid in table}
+    zombies = {pid for pid in found if table[pid].state == "Z"}
     running = found - zombies
-    leaders = {table[pid][k] for pid in running if pid in table for k in (2, 3)}  # their groups and sessions
-    ours = {pid for pid in zombies if table[pid][0] == me}
+    leaders = {table[pid][k] for pid in running for k in (2, 3)}  # their groups and sessions
+    ours = {pid for pid in zombies if table[pid].ppid == me}
     # The group test skips a group leader (pid == group id): after the leader's reaping its pid may be another
     # attempt's leader, whose exit status belongs to the thread that started it.
-    ours |= {pid for pid, (ppid, state, group, _) in table.items()
+    ours |= {pid for pid, (ppid, state, group, _, _) in table.items()
              if state == "Z" and ppid == me and pid != leader and (group == leader or pid in leaders)}
-    return running, ours
+    return running, ours - others, table
 
 
-def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals) -> set[int]:
-    """`sig` to the leader's process group and to every other process of the attempt; returns those others
-    (once dead they can no longer be recognised, but adws must still reap them)."""
+def _signal_tree(leader: int, attempt_id: str, sig: signal.Signals, held: dict[int, _Held]) -> None:
+    """`sig` to the leader's process group and to every other process of the attempt, which is taken into `held`
+    (once dead it can no longer be recognised, but adws must still reap it)."""
     _signal_group(leader, sig)
-    running, _ = attempt_processes(leader, attempt_id)
+    running, _, table = _scan(leader, attempt_id, False)
     for pid in running:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-    return running
+        proc = _hold(held, pid, table[pid].start)
+        if proc is not None:
+            proc.signal(sig)
 
 
-def end_attempt_processes(leader: int, attempt_id: str, signalled: set[int] | None = None, *,
+def end_attempt_processes(leader: int, attempt_id: str, signalled: dict[int, _Held] | None = None, *,
                           leader_reaped: bool = False) -> None:
     """SIGKILL every process of the attempt but the leader, until none runs; reap those re-parented to us,
-    including `signalled` (processes of the attempt signalled earlier, e.g. on its timeout).
+    including `signalled` (processes of the attempt signalled earlier, e.g. on its timeout: see _signal_tree).
 
-    Bounded: at most _TREE_ROUNDS scans, and REAP_WAIT_SECONDS for the killed ones to die. With
-    `leader_reaped` (see attempt_processes) and the subreaper, returns at once when adws has no child left:
-    then nothing of the attempt can be (see the section comment).
+    Takes over `signalled`: every pidfd held is closed on return. Bounded: at most _TREE_ROUNDS scans, and
+    REAP_WAIT_SECONDS for the killed ones to die. With `leader_reaped` (see attempt_processes) and the subreaper,
+    returns at once when adws has no child left: then nothing of the attempt can be (see the section comment).
     """
-    if leader_reaped and _subreaper and not has_children():
-        return
-    killed: set[int] = set(signalled or ())
-    for _ in range(_TREE_ROUNDS):
-        running, zombies = attempt_processes(leader, attempt_id, leader_reaped=leader_reaped)
-        for pid in running:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        killed |= running | zombies
-        _reap(killed)
-        if not running:
-            break
-        time.sleep(0.01)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
-    deadline = time.monotonic() + REAP_WAIT_SECONDS
-    while killed and time.monotonic() < deadline:
-        time.sleep(0.01)
-        _reap(killed)
+    killed: dict[int, _Held] = dict(signalled or {})
+    try:
+        if leader_reaped and _subreaper and not has_children():
+            return
+        for _ in range(_TREE_ROUNDS):
+            running, zombies, table = _scan(leader, attempt_id, leader_reaped)
+            for pid in running | zombies:
+                proc = _hold(killed, pid, table[pid].start)
+                if proc is not None and pid in running:
+                    proc.signal(signal.SIGKILL)
+            _reap(killed)
+            if not running:
+                break
+            time.sleep(0.01)  # SIGKILL is delivered asynchronously; give the kernel a moment before rescanning
+        deadline = time.monotonic() + REAP_WAIT_SECONDS
+        while killed and time.monotonic() < deadline:
+            time.sleep(0.01)
+            _reap(killed)
+    finally:
+        for proc in killed.values():
+            proc.close()
+        for proc in (signalled or {}).values():
+            proc.close()  # (those replaced in `killed` by a later process at the same pid were closed then)
 
 
-def _reap(pids: set[int]) -> None:
-    """Reap those of `pids` that are our children and have died; forget those that are not our children (their
-    own parent reaps them) or are gone. A zombie has no environment left to show its marker, so the pids
-    killed are remembered rather than found again."""
-    for pid in list(pids):
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pids.discard(pid)
-            continue
-        if done:
-            pids.discard(pid)
+def _reap(held: dict[int, _Held]) -> None:
+    """Reap those of `held` that are our children and have died; forget (and close) those that are not our
+    children (their own parent reaps them) or are gone. A zombie has no environment left to show its marker, so
+    the processes killed are held rather than found again."""
+    for pid, proc in list(held.items()):
+        if proc.reap():
+            del held[pid]
+            proc.close()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -459,7 +730,7 @@ class _Supervisor:
                  attempt_id: str) -> None:
         self.pid = pid
         self.attempt_id = attempt_id
-        self.signalled: set[int] = set()  # processes of the attempt outside its group that were signalled
+        self.signalled: dict[int, _Held] = {}  # processes of the attempt outside its group that were signalled
         self.request = request
         self.sinks = sinks
         self.open_reads = set(sinks)
@@ -543,7 +814,7 @@ class _Supervisor:
         if self.phase is _Phase.RUNNING:
             self.timed_out = True  # only the leader overrunning is a timeout; a lingering grandchild is not
         sig, self.phase = step
-        self.signalled |= _signal_tree(self.pid, self.attempt_id, sig)
+        _signal_tree(self.pid, self.attempt_id, sig, self.signalled)
         wait = self.request.grace if self.phase is _Phase.TERMINATING else KILL_WAIT_SECONDS
         self.deadline = time.monotonic() + wait
         return True
@@ -685,7 +956,8 @@ def _run_with_files(
     # Its own process group, so that signals reach the whole tree; its own session too when adws has a terminal.
     detach = has_terminal()
     try:
-        proc = subprocess.Popen(
+        # Listed as a live leader as it starts, so that no other attempt's end signals or reaps it (see _Held).
+        proc = _start_leader(lambda: subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL if in_r is None else in_r,
             stdout=out_w,
@@ -695,7 +967,7 @@ def _run_with_files(
             start_new_session=detach,
             process_group=None if detach else 0,
             close_fds=True,
-        )
+        ))
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
         for fd in opened:
             os.close(fd)
@@ -711,8 +983,8 @@ def _run_with_files(
             # Nothing may run without its logs: the child, started microseconds ago, is ended before it could do
             # anything of note, and the attempt is the spawn failure it was when the logs came first.
             _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-            end_attempt_processes(proc.pid, attempt_id, set(), leader_reaped=True)
+            _wait_leader(proc)
+            end_attempt_processes(proc.pid, attempt_id, leader_reaped=True)
             for end in (out_r, err_r, in_w):
                 if end is not None:
                     os.close(end)
@@ -742,7 +1014,7 @@ def _run_with_files(
         _signal_group(proc.pid, signal.SIGKILL)
         # Reaped first (it has exited, or dies of that SIGKILL): its children are then re-parented to adws,
         # which lets end_attempt_processes know without a /proc scan when nothing of the attempt is left.
-        returncode = proc.wait()
+        returncode = _wait_leader(proc)
         end_attempt_processes(proc.pid, attempt_id, supervisor.signalled, leader_reaped=True)
         out_sink.finish()
         err_sink.finish()

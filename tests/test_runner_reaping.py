@@ -3,15 +3,19 @@ and process group) is ended with the attempt, on a normal exit and on a timeout,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from adws import runner
+from adws.attempt import RunOutcome
 from adws.runner import RunRequest, attempt_processes, become_subreaper, run
 from tests.hostile import AGENT, config_text, engine
 
@@ -25,8 +29,8 @@ def _state(pid: int) -> str | None:
         return None
 
 
-def _gone(pid: int) -> bool:
-    deadline = time.monotonic() + 5  # SIGKILL is asynchronous; bounded wait for the kernel to finish it
+def _gone(pid: int, bound: float = 5) -> bool:
+    deadline = time.monotonic() + bound  # SIGKILL is asynchronous; bounded wait for the kernel to finish it
     while _state(pid) not in (None, "Z"):
         if time.monotonic() > deadline:
             return False
@@ -179,3 +183,212 @@ def test_the_proc_scan_runs_only_when_adws_has_children(tmp_path: Path) -> None:
                      "scans with a stranger True", "stranger still running True", "children with a zombie True",
                      "children after wait False", "scans after an attempt that left a child True",
                      "children after that attempt False"]
+
+
+# -- a pid remembered from a scan, reused meanwhile (attempts run side by side in threads) -----------------------
+#
+# The kernel recycling a pid cannot be arranged on demand, so these tests hand one attempt's end a process it holds
+# (as from an earlier scan) at a pid that, meanwhile, names another attempt's leader or another child of adws.
+
+_WITHOUT_PIDFDS = [pytest.param(False, id="pidfd"), pytest.param(True, id="no-pidfd")]
+
+
+def _open_writer(fifo: Path) -> int:
+    """The write end of `fifo`, once its reader has opened it (a bounded wait: the reader is a child starting)."""
+    for _ in range(3000):
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            time.sleep(0.01)
+    raise AssertionError(f"nothing opened {fifo} to read")
+
+
+def _other_attempt(tmp_path: Path, script: str) -> tuple[threading.Thread, dict[str, RunOutcome], int, int]:
+    """Attempt B, running `script` (sh) in a thread until the test closes the writer of tmp_path/fifo: (its
+    thread, where its outcome lands, its leader's pid, that writer)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    done: dict[str, RunOutcome] = {}
+    request = RunRequest(argv=["/bin/sh", "-c", script.format(fifo=fifo, pidfile=tmp_path / "b.pid")],
+                         env=dict(os.environ), cwd=tmp_path, out_dir=tmp_path / "b", timeout=600)
+    thread = threading.Thread(target=lambda: done.setdefault("b", run(request)))
+    thread.start()
+    writer = _open_writer(fifo)  # B's script wrote its pid before it opened the fifo
+    return thread, done, int((tmp_path / "b.pid").read_text()), writer
+
+
+def _end_attempt_a(held_pid: int, held: runner._Held | None) -> None:
+    """End attempt A (its leader exited and was reaped) holding `held` at `held_pid`, as its earlier scans left it."""
+    leader = subprocess.Popen(["/bin/true"])
+    leader.wait()
+    assert held is not None
+    runner.end_attempt_processes(leader.pid, "a" * 16, {held_pid: held}, leader_reaped=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+@pytest.mark.parametrize("without_pidfds", _WITHOUT_PIDFDS)
+def test_a_stale_pid_never_reaps_another_attempts_exited_leader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, without_pidfds: bool) -> None:
+    # B's agent exits 3 while its child holds B's output pipe (B waits for it, its leader unreaped). A's end holds
+    # a process at that pid with B's leader's very start time (a reuse within one clock tick; with pidfds, a scan
+    # that took B's leader for A's): only the list of live leaders keeps A from taking B's exit status (B would then
+    # report exit 0).
+    if without_pidfds:
+        monkeypatch.delattr(os, "pidfd_open")
+    monkeypatch.setattr(runner, "DRAIN_SECONDS", 600)  # B waits for its pipes until the test lets them close
+    thread, done, b_leader, writer = _other_attempt(
+        tmp_path, "echo $$ > {pidfile}; (read x < {fifo}) & exit 3")
+    try:
+        os.waitid(os.P_PID, b_leader, os.WEXITED | os.WNOWAIT)  # B's agent has exited, not reaped
+        _end_attempt_a(b_leader, runner._Held.take(b_leader, runner._start_time(b_leader) or -1))
+    finally:
+        os.close(writer)
+        thread.join()
+    assert (done["b"].exit_code, done["b"].signal) == (3, None)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+@pytest.mark.parametrize("without_pidfds", _WITHOUT_PIDFDS)
+def test_a_process_held_since_gone_is_not_signalled_or_reaped_at_its_reused_pid(
+        monkeypatch: pytest.MonkeyPatch, without_pidfds: bool) -> None:
+    # A held a process that exited and was reaped; its pid now names another child of adws (not a leader: a git
+    # command, say). Through its pidfd, or its start time, A's end leaves that child alone, running or exited.
+    if without_pidfds:
+        monkeypatch.delattr(os, "pidfd_open")
+    gone = subprocess.Popen(["/bin/true"])
+    gone_start = runner._start_time(gone.pid)
+    assert gone_start is not None
+    # Handles on it, one per use below (an end of A takes over and closes the one it is given).
+    handles = [runner._Held.take(gone.pid, gone_start) for _ in range(3)]
+    gone.wait()
+    # A pid reused within the clock tick its process started in shows the same start time (only the pidfd tells
+    # them apart then); the kernel takes far longer to cycle through every pid, not this test.
+    for _ in range(1000):
+        other = subprocess.Popen(["/bin/sh", "-c", "read x; exit 3"], stdin=subprocess.PIPE)
+        if runner._start_time(other.pid) != gone_start:
+            break
+        other.kill()
+        other.wait()
+        time.sleep(0.001)
+    assert other.stdin is not None and runner._start_time(other.pid) != gone_start
+    try:
+        held = handles.pop()
+        assert held is not None
+        # What A held, now at the other child's pid.
+        runner._Held(other.pid, gone_start, held.fd).signal(signal.SIGKILL)
+        held = handles.pop()
+        assert held is not None
+        _end_attempt_a(other.pid, runner._Held(other.pid, gone_start, held.fd))
+        assert other.poll() is None, "killed by A"
+        other.stdin.close()
+        os.waitid(os.P_PID, other.pid, os.WEXITED | os.WNOWAIT)
+        held = handles.pop()
+        assert held is not None
+        _end_attempt_a(other.pid, runner._Held(other.pid, gone_start, held.fd))
+    finally:
+        other.kill()
+        for left in handles:
+            if left is not None:
+                left.close()
+    assert other.wait() == 3, "reaped by A's end (subprocess then says 0)"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+@pytest.mark.parametrize("without_pidfds", _WITHOUT_PIDFDS)
+def test_a_process_replaced_between_scan_and_signal_is_left_alone(
+        monkeypatch: pytest.MonkeyPatch, without_pidfds: bool) -> None:
+    # A's scan saw a process of its own at a pid; by the time A signals, that process is gone and the pid names
+    # another (made here by the scan reporting an earlier start time than the process now at that pid has).
+    if without_pidfds:
+        monkeypatch.delattr(os, "pidfd_open")
+    become_subreaper()
+    marker = "0123456789abcdef"
+    stranger = subprocess.Popen(["sleep", "60"], env={**os.environ, runner.ATTEMPT_ID_ENV: marker})
+    table = runner._process_table
+
+    def earlier() -> dict[int, runner._Entry]:
+        found = table()
+        if stranger.pid in found:
+            found[stranger.pid] = found[stranger.pid]._replace(start=found[stranger.pid].start - 1)
+        return found
+
+    monkeypatch.setattr(runner, "_process_table", earlier)
+    leader = subprocess.Popen(["/bin/true"])
+    leader.wait()
+    try:
+        assert stranger.pid in attempt_processes(leader.pid, marker, leader_reaped=True)[0]
+        runner.end_attempt_processes(leader.pid, marker, leader_reaped=True)
+        assert stranger.poll() is None, "the process now at the pid was killed"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+# -- adws itself SIGKILLed ------------------------------------------------------------------------------------
+
+# The agent reads its stdin before it says it runs: adws writes the stdin once the agent is started and listed.
+_KILLED_ADWS = """
+import os
+from adws.runner import RunRequest, run
+run(RunRequest(argv=["/bin/sh", "-c", "read x; echo $$ > agent.pid; exec sleep 600"], env=dict(os.environ),
+               cwd=".", out_dir="o", timeout=600, stdin=b"go\\n"))
+"""
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+        return {int(child) for child in fh.read().split()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+def test_a_sigkill_of_adws_ends_its_running_agent(tmp_path: Path) -> None:
+    become_subreaper()  # what adws leaves is re-parented to this process, which reaps it below
+    adws = subprocess.Popen([sys.executable, "-c", _KILLED_ADWS], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    pidfile = tmp_path / "agent.pid"
+    try:
+        for _ in range(6000):  # bounded: a loaded machine starts Python slowly
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            assert adws.poll() is None, "adws ended before its agent ran"
+            time.sleep(0.01)
+        agent = int(pidfile.read_text())
+        others = _children(adws.pid) - {agent}  # the guard
+    finally:
+        adws.kill()
+        adws.wait()
+    try:
+        assert _gone(agent, bound=60), "the agent outlived adws"
+    finally:
+        for pid in {agent} | others:  # re-parented to this process: reaped, as each exits
+            if _state(pid) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper and /proc are Linux")
+def test_a_guard_that_died_is_replaced_and_told_every_live_group(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Killed by someone else, the guard is noticed at the next attempt's start, reaped, and a new one is told of
+    # every attempt still running (here, the one starting).
+    run(RunRequest(argv=["/bin/true"], env=dict(os.environ), cwd=tmp_path, out_dir=tmp_path / "o", timeout=30))
+    assert runner._guard is not None
+    dead = runner._guard.proc
+    dead.kill()
+    os.waitid(os.P_PID, dead.pid, os.WEXITED | os.WNOWAIT)
+    seen: list[bytes] = []
+    send = runner._Guard.send
+
+    def sent(guard: runner._Guard, line: bytes) -> bool:
+        seen.append(line)
+        return send(guard, line)
+
+    monkeypatch.setattr(runner._Guard, "send", sent)
+    outcome = run(RunRequest(argv=["/bin/sh", "-c", "echo $$"], env=dict(os.environ), cwd=tmp_path,
+                             out_dir=tmp_path / "o", timeout=30))
+    leader = int(outcome.stdout_tail)
+    assert dead.returncode is not None, "the dead guard was reaped"
+    assert runner._guard is not None and runner._guard.proc is not dead
+    assert seen == [b"+%d\n" % leader, b"+%d\n" % leader, b"-%d\n" % leader]  # to the dead one, then the new one
