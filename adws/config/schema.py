@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 
 from adws.attempt import OutcomeClass
 from adws.conditions import conditions_schema
-from adws.durations import UNITS as _UNIT_SECONDS
+from adws.durations import UNITS
 from adws.scoring import MAX_WEIGHT
 from adws.state import STORES
 from adws.state.base import RUNS_KEPT
@@ -58,7 +58,7 @@ def _duration(days: int, what: str, example: str) -> dict[str, Any]:
     form parse_window reads, each unit with no more digits than the bound needs (the exact bound, a sum over
     the units, is `adws check`'s)."""
     most = days * 86_400
-    units = "".join(f"(?:0*\\d{{1,{len(str(most // seconds))}}}{unit})?" for unit, seconds in _UNIT_SECONDS)
+    units = "".join(f"(?:0*\\d{{1,{len(str(most // seconds))}}}{unit})?" for unit, seconds in UNITS)
     return {"description": f'{what}, e.g. "{example}": numbers with units w, d, h, m, s in that order; at most '
             f"{days} days ({days}d).",
             "json_schema_extra": {"pattern": f"^\\s*(?=[^\\s]*[1-9])(?:{units})\\s*$"}}
