@@ -113,6 +113,44 @@ def test_interruptible_lets_a_held_signal_through_at_once() -> None:
         restore()
 
 
+class Stalled(Exception):
+    pass
+
+
+def test_a_shield_with_a_grace_abandons_a_block_still_running_after_it() -> None:
+    # The CLI's printing of a result: a stop waits for the block, but not for ever. The block is abandoned with
+    # the caller's exception, the stop counts as delivered (a second signal changes nothing), and SIGALRM's
+    # handler is the one from before. Bounded: the block waits at most 10 s for the 0.05 s grace to act.
+    restore = interrupts.install((signal.SIGUSR1,))
+    before = signal.getsignal(signal.SIGALRM)
+    try:
+        with pytest.raises(Stalled, match="SIGUSR1"), interrupts.shielded(grace=0.05, stalled=Stalled):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+            pytest.fail("the grace never abandoned the block")
+        os.kill(os.getpid(), signal.SIGUSR1)  # delivered already: ignored, nothing raised
+        assert signal.getsignal(signal.SIGALRM) == before
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        restore()
+
+
+def test_a_shield_with_a_grace_that_ends_in_time_raises_the_held_stop() -> None:
+    # Inside a shield that has one: the inner block's end disarms its timer, and the held stop is raised when the
+    # outer block ends, as without a grace.
+    restore = interrupts.install((signal.SIGUSR1,))
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGUSR1"), interrupts.shielded():
+            with interrupts.shielded(grace=5, stalled=Stalled):
+                os.kill(os.getpid(), signal.SIGUSR1)
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # disarmed: nothing fires later
+        os.kill(os.getpid(), signal.SIGUSR1)  # after the first stop, later signals are ignored
+    finally:
+        restore()
+
+
 def test_a_signal_while_the_audit_record_is_written_waits_for_it(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from adws.errors import Interrupted
