@@ -393,11 +393,22 @@ _WAITID_PIDFD = hasattr(os, "P_PIDFD")
 
 def _start_leader(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     """The process `start()` makes (a Popen), listed as a live leader before any other thread can signal or reap a
-    found process at its pid. Raises what `start` raises (nothing is listed then)."""
+    found process at its pid. Raises what `start` raises (nothing is listed then), and an interruption (Ctrl-C)
+    that lands once it has started: that process is then ended and reaped first, as nobody else holds it."""
     with _leaders_lock:
-        proc = start()
-        _live_leaders.add(proc.pid)
-        _tell_guard(proc.pid, True)
+        _start_guard()  # before the agent: the guard's own start (fork and exec of sh) is no window for a stop
+        proc = None
+        try:
+            proc = start()
+            _live_leaders.add(proc.pid)
+            _tell_guard(proc.pid, True)
+        except BaseException:
+            if proc is not None:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+                _live_leaders.discard(proc.pid)
+                _tell_guard(proc.pid, False)
+            raise
     return proc
 
 
@@ -470,29 +481,62 @@ class _Guard:
 
 
 _guard: _Guard | None = None
-_guard_unavailable = False  # it could not be started (no /bin/sh): adws runs without one
+_guard_unavailable = False  # it cannot be started here (no /bin/sh, or not executable): adws runs without one
+# The groups the guard is to end should adws die: "+" added, "-" removed, whether or not the line reached it. A
+# successor is told these, not _live_leaders: a leader is still listed there between its "-" and its reaping.
+_guard_listed: set[int] = set()
+
+
+def _start_guard() -> None:
+    """Start the guard if there is none, telling it every group listed (call with _leaders_lock held). Without
+    one (the machine cannot run /bin/sh now) adws runs on; a failure that may pass (no memory, no descriptors, the
+    process limit) is tried again at the next attempt."""
+    global _guard, _guard_unavailable
+    if _guard is not None or _guard_unavailable:
+        return
+    try:
+        guard = _Guard()
+    except (FileNotFoundError, PermissionError):
+        _guard_unavailable = True
+        return
+    except OSError:
+        return
+    for leader in _guard_listed:
+        if not guard.send(b"+%d\n" % leader):
+            break
+    _guard = guard
 
 
 def _tell_guard(pid: int, live: bool) -> None:
-    """Tell the guard the group `pid` is live or ended (call with _leaders_lock held); start or replace it as needed."""
-    global _guard, _guard_unavailable
+    """Tell the guard the group `pid` is live or ended (call with _leaders_lock held); replace it when it no
+    longer reads."""
+    global _guard
+    (_guard_listed.add if live else _guard_listed.discard)(pid)
     if _guard is not None:
         if _guard.send(b"%c%d\n" % (43 if live else 45, pid)):  # "+" or "-"
             return
         _guard.close(kill=True)  # it no longer reads: what it listed is told to its successor
         _guard = None
-    told = _live_leaders - ({pid} if not live else set())
-    if _guard_unavailable or not told:
-        return
-    try:
-        guard = _Guard()
-    except OSError:
-        _guard_unavailable = True
-        return
-    for leader in told:
-        if not guard.send(b"+%d\n" % leader):
-            break
-    _guard = guard
+    if _guard_listed:
+        _start_guard()
+
+
+def _after_fork_in_child() -> None:
+    """In a child made by os.fork() (multiprocessing's default on Linux): none of the parent's attempts are its
+    own, and the lock may have been held by a parent thread at the fork (it would never be released here). The
+    guard's pipe is closed, so that the parent's guard still sees end-of-file when the parent dies."""
+    global _leaders_lock, _guard, _guard_unavailable
+    _leaders_lock = threading.Lock()
+    _live_leaders.clear()
+    _guard_listed.clear()
+    if _guard is not None:
+        with contextlib.suppress(OSError):
+            os.close(_guard.fd)
+        _guard = None
+    _guard_unavailable = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _close_guard() -> None:
@@ -968,10 +1012,12 @@ def _run_with_files(
             process_group=None if detach else 0,
             close_fds=True,
         ))
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in argv or env
+    except BaseException as exc:
         for fd in opened:
             os.close(fd)
         _remove_logs(files, paths)
+        if not isinstance(exc, (OSError, ValueError)):  # ValueError: a NUL byte in argv or env
+            raise  # an interruption: what started was ended (_start_leader)
         return _failed_outcome(shown, _describe_spawn_error(exc, argv[0], request.secrets), started, clock)
     for child_end in (out_w, err_w, in_r):  # the child has its copies; ours would keep the pipes open
         if child_end is not None:

@@ -392,3 +392,95 @@ def test_a_guard_that_died_is_replaced_and_told_every_live_group(tmp_path: Path,
     assert dead.returncode is not None, "the dead guard was reaped"
     assert runner._guard is not None and runner._guard.proc is not dead
     assert seen == [b"+%d\n" % leader, b"+%d\n" % leader, b"-%d\n" % leader]  # to the dead one, then the new one
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_child_forked_while_another_thread_starts_an_agent_can_run_its_own(tmp_path: Path) -> None:
+    # multiprocessing's default on Linux: os.fork() while another thread holds the leaders' lock (it is held for
+    # a whole Popen). The child must neither wait for that lock for ever nor hold the parent's guard pipe open.
+    run(RunRequest(argv=["/bin/true"], env=dict(os.environ), cwd=tmp_path, out_dir=tmp_path / "o0", timeout=30))
+    assert runner._guard is not None
+    parent_guard_fd = runner._guard.fd
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with runner._leaders_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: bounded by an alarm, whatever happens
+            signal.alarm(20)
+            try:
+                os.fstat(parent_guard_fd)
+                code = 3  # the parent's guard pipe is still open here
+            except OSError:
+                outcome = run(RunRequest(argv=["/bin/sh", "-c", "exit 7"], env=dict(os.environ), cwd=tmp_path,
+                                         out_dir=tmp_path / "o1", timeout=10))
+                code = 0 if outcome.exit_code == 7 else 4
+            os._exit(code)
+    finally:
+        release.set()
+        holder.join(30)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # -14: the child hung on the lock (SIGALRM); 3: the pipe
+
+
+def test_an_interruption_as_an_agent_starts_leaves_it_neither_running_nor_listed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C lands after Popen returned but before the runner holds the process: it is ended and reaped there.
+    started: list[subprocess.Popen[bytes]] = []
+    tell = runner._tell_guard
+
+    def interrupted(pid: int, live: bool) -> None:
+        tell(pid, live)
+        if live:
+            raise KeyboardInterrupt("SIGINT")
+
+    monkeypatch.setattr(runner, "_tell_guard", interrupted)
+    real = subprocess.Popen
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = real(*args, **kwargs)  # type: ignore[call-overload]
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunRequest(argv=["/bin/sleep", "30"], env=dict(os.environ), cwd=tmp_path, out_dir=tmp_path / "o",
+                       timeout=60))
+    agent = started[-1]
+    assert agent.returncode is not None, "the agent was not reaped"
+    assert agent.pid not in runner._live_leaders and agent.pid not in runner._guard_listed
+
+
+def test_a_replacement_guard_is_told_only_the_groups_still_listed(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # A leader's "-" goes out before it is reaped (and unlisted from the live leaders): a guard started in that
+    # window must not be told it again, or it would kill that group id at exit, whoever holds it by then.
+    told: list[list[bytes]] = []
+
+    class Recording:
+        def __init__(self) -> None:
+            told.append([])
+            self.fd = -1
+
+        def send(self, line: bytes) -> bool:
+            told[-1].append(line)
+            return len(told) > 1  # the first one "stops reading" at once
+
+        def close(self, kill: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(runner, "_Guard", Recording)
+    monkeypatch.setattr(runner, "_guard", Recording())
+    monkeypatch.setattr(runner, "_guard_listed", {101})
+    monkeypatch.setattr(runner, "_live_leaders", {101, 102})  # 101 ended ("-" sent) but is not reaped yet
+    with runner._leaders_lock:
+        runner._tell_guard(101, False)  # to the first guard, which no longer reads
+        runner._tell_guard(102, True)  # a second is started, and told what is listed
+    assert told == [[b"-101\n"], [b"+102\n"]]
