@@ -156,22 +156,25 @@ def stored_flag(value: object, name: str) -> bool:
 
 
 def check_usage(record: UsageRecord) -> UsageRecord:
-    """`record` unchanged when a store may write it: requests and tokens whole numbers and cost a finite number, each
-    from 0 to MAX_COUNT (what `adws state import` takes and the agents' output parsers give), `estimated` a bool.
-    ValueError naming the account and the figure otherwise (negative, NaN, infinite, too large, another type): every
-    backend refuses such a record on write, with this message, before writing anything; read back it would be
-    damage."""
+    """`record` as a store writes it: requests and tokens whole numbers and cost a finite number, each from 0 to
+    MAX_COUNT (what `adws state import` takes and the agents' output parsers give), `estimated` a bool. A whole float
+    count (requests=5.0) becomes the int 5 and an int cost the float, so every backend keeps and returns the same types
+    (SQLite and Redis read an int back; the memory store would have kept the float). ValueError naming the account
+    and the figure otherwise (negative, NaN, infinite, too large, a fraction of a token, another type): every backend
+    refuses such a record on write, with this message, before writing anything; read back it would be damage."""
     u = record.usage
     try:
-        for name in ("requests", "input_tokens", "output_tokens"):
-            stored_count(getattr(u, name), name, MAX_COUNT)
-        stored_amount(u.cost_usd, "cost_usd", MAX_COUNT)
+        requests, input_tokens, output_tokens = (stored_count(getattr(u, name), name, MAX_COUNT)
+                                                 for name in ("requests", "input_tokens", "output_tokens"))
+        cost = stored_amount(u.cost_usd, "cost_usd", MAX_COUNT)
         if not isinstance(u.estimated, bool):
             raise ValueError(f"estimated is {_kind(u.estimated)}, not True or False")
     except ValueError as exc:
         raise ValueError(f"cannot record usage of {one_line(record.provider, 60)}/{one_line(record.account, 60)}: "
                          f"{exc}") from None
-    return record
+    # Built, not dataclasses.replace: `adws route` imports no dataclasses module (tests/test_dataclass_cache.py).
+    return UsageRecord(record.provider, record.account, record.at,
+                       Usage(requests, input_tokens, output_tokens, cost, u.estimated), record.model, record.task_id)
 
 
 def stored_lease_end(value: object, name: str, now: float) -> datetime:

@@ -815,7 +815,8 @@ class RedisStore(Closing):
     # -- usage -----------------------------------------------------------------------------------------
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = stored_epoch(check_usage(record).at, "UsageRecord.at")
+        record = check_usage(record)
+        at = stored_epoch(record.at, "UsageRecord.at")
         self._write("record", _q(record.provider), _q(record.account), repr(at), _usage_member(record), LOG_CAP)
 
     def _bulk(self, name: str, calls: Iterable[list[str]]) -> int:
@@ -840,7 +841,7 @@ class RedisStore(Closing):
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         # Every record checked (`check_usage`) before the first batch is written.
         return self._bulk("record", [[_q(r.provider), _q(r.account), repr(stored_epoch(r.at, "UsageRecord.at")),
-                                      _usage_member(check_usage(r)), str(LOG_CAP)] for r in records])
+                                      _usage_member(r), str(LOG_CAP)] for r in map(check_usage, records)])
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None

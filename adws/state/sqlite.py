@@ -1062,7 +1062,7 @@ class SqliteStore(Closing):
         missing = [kind for kind in CHANGE_KINDS if kind not in found]
         if missing:
             kind = _literal(missing[0])
-            raise damaged_entry(self.path, f"table changes, row kind = {kind},", "is missing", _sqlite3_command(
+            raise damaged_entry(self.path, f"table changes, row kind = {kind}", "is missing", _sqlite3_command(
                 self.path, f"INSERT INTO changes (kind, n) VALUES ({kind}, 0)"), "add it")
         counts = tuple(_Row(self.path, "changes", kind=kind).cell("n", stored_count, found[kind],
                                                                   f"change counter {kind}") for kind in CHANGE_KINDS)

@@ -884,3 +884,16 @@ def test_every_backend_refuses_a_figure_it_could_not_read_back_on_write(store: S
             write()
         assert str(exc.value) == f"cannot record usage of p/a: {problem}"
         assert list(store.usage_records()) == []  # nothing written, not even the good row before it
+
+
+def test_every_backend_keeps_a_whole_float_count_as_the_int_it_returns(store: StateStore) -> None:
+    # Before, the memory store kept requests=5.0 and returned the float, where SQLite and Redis returned 5.
+    store.record_usage(rec("p", "a", T0, requests=5.0, input_tokens=7.0, cost_usd=2))
+    store.import_usage([rec("p", "a", T0, requests=1.0, output_tokens=3.0)])
+    shapes = [(type(u.requests), type(u.input_tokens), type(u.output_tokens), type(u.cost_usd))
+              for u in [r.usage for r in store.usage_records()] + [store.usage_totals({"p": T0})["p", "a"]]]
+    assert shapes == [(int, int, int, float)] * 3
+    assert store.usage_totals({"p": T0})["p", "a"] == Usage(requests=6, input_tokens=7, output_tokens=3, cost_usd=2.0)
+    with pytest.raises(ValueError) as exc:
+        store.record_usage(rec("p", "a", T0, requests=1.5))
+    assert str(exc.value) == "cannot record usage of p/a: requests is 1.5, not a whole number"

@@ -164,7 +164,7 @@ def test_a_missing_change_counter_names_the_statement_that_adds_it(tmp_path: Pat
     with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
         store.change_counts()
     assert str(exc.value) == (
-        f"state store {path} is damaged: table changes, row kind = 'runs', is missing; add it (sqlite3 {path} "
+        f"state store {path} is damaged: table changes, row kind = 'runs' is missing; add it (sqlite3 {path} "
         "\"INSERT INTO changes (kind, n) VALUES ('runs', 0)\") and the rest of the state stays")
 
 
