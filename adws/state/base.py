@@ -91,16 +91,20 @@ def from_epoch(value: float) -> datetime:
 # The largest count, token figure, cursor or sum of money one row may hold (`adws state import` refuses more, and the
 # agents' output parsers take no larger figure from one attempt): see adws.state.maintenance.
 MAX_COUNT = 10**12
-# The largest figure a stored row may hold: a roll-up sums an hour's rows, and Redis's sums (doubles) stay exact to
-# the unit up to 2**53. Beyond, or below 0, a row was not written by adws: reading it is damage, not a quota.
-MAX_STORED = 2**53
+# The largest figure a stored row may hold: SQLite's largest integer, since a roll-up makes one row of an hour's rows
+# (each at most MAX_COUNT) and must read back. Beyond, or below 0, a row was not written by adws: reading it is
+# damage, not a quota. A total (`usage_totals`) is a sum of rows each store has checked, and is never damage however
+# large (`stored_usage(..., high=math.inf)`): every store sums whole numbers exactly up to 2**53 (over 9,000 rows of
+# MAX_COUNT in one account's period); beyond, SQLite (TOTAL) and Redis (Lua) sum in doubles, to within one part in
+# 2**53 of the memory store's exact sum, and none of them fails.
+MAX_STORED = 2**63 - 1
 # The longest lease (a max_concurrency slot or a token reservation) the manager takes: a provider's timeout (at most
 # a week), its kill_grace (at most an hour) and a minute's margin. A lease ending later than this after now was not
 # written by adws: the stores refuse to take one and report one they hold as damage (it would bench the provider).
 MAX_LEASE = timedelta(days=7, hours=1, minutes=1)
 
 
-def stored_count(value: object, name: str, high: int = MAX_STORED) -> int:
+def stored_count(value: object, name: str, high: float = MAX_STORED) -> int:
     """A whole number from 0 to `high` read from a store (a float with no fraction, as Redis sums give, is one);
     ValueError naming `name` for anything else: a negative or huge figure would move quotas, a string is damage."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
@@ -140,12 +144,14 @@ def stored_text(value: object, name: str) -> str:
 
 
 def stored_usage(requests: object, input_tokens: object, output_tokens: object, cost_usd: object,
-                 estimated: object) -> Usage:
-    """The Usage of one stored row or sum, each figure checked (`stored_count`, `stored_amount`; `estimated` 0 or 1)."""
+                 estimated: object, *, high: float = MAX_STORED) -> Usage:
+    """The Usage of one stored row or sum, each figure checked (`stored_count`, `stored_amount`, each at most `high`;
+    `estimated` 0 or 1). A sum of checked rows passes `high=math.inf`: any sum of valid rows is valid (MAX_STORED)."""
     stored_flag(estimated, "estimated")
-    return Usage(requests=stored_count(requests, "requests"), input_tokens=stored_count(input_tokens, "input_tokens"),
-                 output_tokens=stored_count(output_tokens, "output_tokens"),
-                 cost_usd=stored_amount(cost_usd, "cost_usd"), estimated=bool(estimated))
+    return Usage(requests=stored_count(requests, "requests", high),
+                 input_tokens=stored_count(input_tokens, "input_tokens", high),
+                 output_tokens=stored_count(output_tokens, "output_tokens", high),
+                 cost_usd=stored_amount(cost_usd, "cost_usd", high), estimated=bool(estimated))
 
 
 def stored_flag(value: object, name: str) -> bool:

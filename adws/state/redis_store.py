@@ -551,10 +551,13 @@ def _member_record(provider: str, account: str, at: float, member: str) -> Usage
                        None if task_id is None else stored_text(task_id, "task_id"))
 
 
-def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, estimated: Any) -> Usage:
+def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, estimated: Any,
+           high: float = MAX_STORED) -> Usage:
     """The Usage of a row's (or a sum's) figures as stored, text each: checked as every store checks them
-    (`stored_usage`: whole numbers and money from 0 to MAX_STORED; NaN, a negative figure or text is damage)."""
-    return stored_usage(float(requests), float(input_tokens), float(output_tokens), float(cost_usd), int(estimated))
+    (`stored_usage`: whole numbers and money from 0 to `high`; NaN, a negative figure or text is damage). A sum of
+    checked rows passes `high=math.inf` (base.MAX_STORED)."""
+    return stored_usage(float(requests), float(input_tokens), float(output_tokens), float(cost_usd), int(estimated),
+                        high=high)
 
 
 def _breaker_value(state: BreakerState) -> str:
@@ -860,7 +863,7 @@ class RedisStore(Closing):
             # Python's float() takes forms Lua's tonumber does not ("1_000"): the script's verdict stands.
             self._damage(key, f"holds a usage row adws never writes: {_shown(member)}", ("ZREM", key, member))
         return {(providers[(index - 4) // 2], unquote(qa)): self._decoded(
-            ("DEL", self._key("usage", _q(providers[(index - 4) // 2]), qa)), _usage, *sums)
+            ("DEL", self._key("usage", _q(providers[(index - 4) // 2]), qa)), _usage, *sums, math.inf)
             for index, qa, *sums in rows}
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:

@@ -23,6 +23,7 @@ one thread never interleaves with another's. Open one store per process after a 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shlex
 import sqlite3
@@ -209,8 +210,8 @@ accounts(provider, since, account) AS (
            (SELECT MIN(u.account) FROM usage u WHERE u.provider = a.provider AND u.account > a.account)
     FROM accounts a WHERE a.account IS NOT NULL
 )
-SELECT a.provider, a.account, SUM(u.requests), SUM(u.input_tokens), SUM(u.output_tokens),
-       SUM(u.cost_usd), MAX(u.estimated), {bad}
+SELECT a.provider, a.account, TOTAL(u.requests), TOTAL(u.input_tokens), TOTAL(u.output_tokens),
+       TOTAL(u.cost_usd), MAX(u.estimated), {bad}
 FROM accounts a
 JOIN usage u ON u.provider = a.provider AND u.account = a.account AND u.at >= a.since{until}
 WHERE a.account IS NOT NULL
@@ -661,8 +662,11 @@ class SqliteStore(Closing):
             conn.execute("DROP TABLE IF EXISTS temp.rolled")
             # Only hours holding more than one row: a lone row is already as small as its hour gets.
             conn.execute(
-                f"CREATE TEMP TABLE rolled AS SELECT provider, account, {bucket} AS hour, SUM(requests) AS r,"
-                " SUM(input_tokens) AS i, SUM(output_tokens) AS o, SUM(cost_usd) AS c, MAX(estimated) AS e,"
+                # CAST(TOTAL()): SUM would fail past 2**63 ("integer overflow"); the cast stops there, a row
+                # every store still reads (base.MAX_STORED).
+                f"CREATE TEMP TABLE rolled AS SELECT provider, account, {bucket} AS hour,"
+                " CAST(TOTAL(requests) AS INTEGER) AS r, CAST(TOTAL(input_tokens) AS INTEGER) AS i,"
+                " CAST(TOTAL(output_tokens) AS INTEGER) AS o, SUM(cost_usd) AS c, MAX(estimated) AS e,"
                 f" COUNT(*) AS n FROM usage WHERE at < ? GROUP BY provider, account, hour HAVING n > 1",
                 (cutoff,),
             )
@@ -699,7 +703,9 @@ class SqliteStore(Closing):
         for row in rows:
             if row[7]:
                 self._name_bad_usage(row[0], row[1], since[row[0]], until)
-        return _decoded(self.path, lambda: {(row[0], row[1]): stored_usage(*row[2:7]) for row in rows})
+        # Sums of rows checked above ({bad}): never damage however large (base.MAX_STORED). TOTAL, not SUM: SUM
+        # fails past 2**63 ("integer overflow"); TOTAL sums in a double, as Redis does.
+        return _decoded(self.path, lambda: {(row[0], row[1]): stored_usage(*row[2:7], high=math.inf) for row in rows})
 
     def _name_bad_usage(self, provider: str, account: str, since: datetime, until: datetime | None) -> None:
         """Raise the damage line of the first usage row of `provider`/`account` in since..until that holds a figure

@@ -897,3 +897,15 @@ def test_every_backend_keeps_a_whole_float_count_as_the_int_it_returns(store: St
     with pytest.raises(ValueError) as exc:
         store.record_usage(rec("p", "a", T0, requests=1.5))
     assert str(exc.value) == "cannot record usage of p/a: requests is 1.5, not a whole number"
+
+
+def test_a_total_of_valid_rows_past_2_53_is_read_as_the_sum_not_damage(store: StateStore) -> None:
+    # 9,100 rows of 10**12 tokens, each what every store takes: before, their sum (past 2**53) read as damage (SQLite:
+    # "move the file aside"; Redis: DEL the whole usage history), where the memory store returned it.
+    rows = [rec("p", "a", T0 + timedelta(seconds=i / 10), input_tokens=10**12) for i in range(9_100)]
+    store.import_usage(rows)
+    expected = Usage(requests=9_100, input_tokens=9_100 * 10**12)
+    assert store.usage_totals({"p": T0}) == {("p", "a"): expected}
+    store.roll_up(T0 + timedelta(hours=2))  # one row of the hour's sum: still a row every store reads
+    assert store.usage_totals({"p": T0}) == {("p", "a"): expected}
+    assert [r.usage for r in store.usage_records()] == [expected]
