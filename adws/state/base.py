@@ -17,7 +17,9 @@ into reads again.
 from __future__ import annotations
 
 import math
+import shlex
 import time
+import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -45,9 +47,47 @@ class StateStoreError(AdwsError):
 def damaged_entry(where: str, entry: str, what: str, fix: str, verb: str = "remove it") -> StateStoreError:
     """The one line for one damaged entry of a store (a Redis key or field, a SQLite row): the store `where` is, the
     `entry` and `what` is wrong with it, and `fix`, the one command that removes just that entry (`verb` says what it
-    does), so the rest of the state is kept. Every backend words an entry's damage through this."""
-    return StateStoreError(f"state store {where} is damaged: {entry} {what}; {verb} ({fix}) and the rest of the state "
-                           "stays")
+    does), so the rest of the state is kept. Every backend words an entry's damage through this. Each part is
+    `printable`: a key or path holding an escape sequence or a newline cannot reach the terminal raw; `fix` must be
+    built so that this changes nothing in it (`typable` values, `shell_word` paths), or it would no longer run."""
+    return StateStoreError(f"state store {printable(where)} is damaged: {printable(entry)} {printable(what)}; "
+                           f"{printable(verb)} ({printable(fix)}) and the rest of the state stays")
+
+
+# Control and format characters (C0, DEL, C1, bidi overrides, line and paragraph separators, ...): printed raw, they
+# move the cursor, recolour or rewrite the terminal, or make a key look like another.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+
+def printable(text: str) -> str:
+    """`text` with every control or format character written as its escape (\x1b, \n, \u202e): for a message
+    that shows a stored key or a path. Everything else (spaces, accents) is kept as it is."""
+    if text.isprintable():  # the common case, at C speed; isprintable also refuses spaces other than " "
+        return text
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
+
+
+def typable(text: str, limit: int = 200) -> bool:
+    """Whether `text` can appear as it is in a command printed for the user to run: at most `limit` characters, each
+    printable ASCII (space included). Anything else (a tab, a NUL, a no-break space, an escape sequence, a long key)
+    would be changed, lost or misread on its way through a terminal and a copy-paste."""
+    return len(text) <= limit and all(" " <= c <= "~" for c in text)
+
+
+def shell_word(text: str) -> str:
+    """`text` as one shell word that stays on one printable line: shlex's quoting, or for text holding control or
+    format characters, bash's $'...' with each of them escaped (shlex would keep them raw inside its quotes)."""
+    if printable(text) == text:
+        return shlex.quote(text)
+    out = []
+    for c in text:
+        if c in "\\'":
+            out.append("\\" + c)
+        elif unicodedata.category(c) in _UNPRINTABLE:
+            out.append("".join(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(c)
+    return "$'" + "".join(out) + "'"
 
 
 def require_aware(value: datetime, name: str) -> datetime:

@@ -80,6 +80,8 @@ from adws.state.base import (
     from_epoch,
     hour_start,
     one_line,
+    printable,
+    shell_word,
     stored_amount,
     stored_at,
     stored_count,
@@ -88,6 +90,7 @@ from adws.state.base import (
     stored_text,
     stored_usage,
     to_epoch,
+    typable,
 )
 
 _T = TypeVar("_T")
@@ -418,6 +421,14 @@ def _run_args(run: RunRecord) -> list[str]:
 _RUN_MEMBER = re.compile(r"(\d+) [0-9a-f]{12}")  # as _run_args writes it
 
 
+def _head(text: str) -> str:
+    """The printable ASCII beginning of `text`, at most 40 characters: what a SCAN pattern can name of it."""
+    end = 0
+    while end < min(len(text), 40) and " " <= text[end] <= "~":
+        end += 1
+    return text[:end]
+
+
 def _glob(text: str) -> str:
     """`text` matched literally by a Redis SCAN pattern (a key prefix may hold `*`, `?`, `[`)."""
     return re.sub(r"([\\*?\[\]])", r"\\\1", text)
@@ -719,11 +730,28 @@ class RedisStore(Closing):
             text = text.split(" script: ")[0]
         raise StateStoreError(f"state store {self._where}: {text}") from None
 
-    def _damage(self, key: str, what: str, remove: tuple[str, ...]) -> NoReturn:
+    def _damage(self, key: str, what: str, remove: tuple[str, ...], verb: str = "remove it") -> NoReturn:
         """The damage line of `_decoded` for `key`, which `what` describes; `remove` the redis-cli command removing
-        just that entry (or key)."""
-        command = one_line(shlex.join(["redis-cli", *remove]), 400)
-        raise damaged_entry(self._where, f"key {one_line(key, 200)}", what, f"{command}, against that server")
+        just that entry (or key). redis-cli takes its arguments as typed, with no way to write a byte in hex: a key,
+        field or member that is not short printable ASCII (`typable`: a tab, a NUL, a no-break space, an escape
+        sequence, kilobytes) is not put in a command, where it would be changed on the way and name another entry, or
+        none. The line then says how to find it (SCAN with its printable beginning) and why no command is given."""
+        if all(typable(part) for part in remove):
+            raise damaged_entry(self._where, f"key {key}", what,
+                                f"{shlex.join(['redis-cli', *remove])}, against that server", verb)
+        named = f"key {key}" if typable(key) else f"a key of {len(key)} characters starting {_shown(_head(key))}"
+        if typable(key):  # the field or member is not: scan the key's entries by their beginning
+            scan = {"HDEL": "HSCAN", "ZREM": "ZSCAN", "SREM": "SSCAN"}.get(remove[0], "HSCAN")
+            find = shlex.join(["redis-cli", scan, key, "0", "MATCH", _glob(_head(remove[2])) + "*", "COUNT", "1000"])
+            entry, whose = f"its entry starting {_shown(_head(remove[2]))}", "the entry's name"
+        else:
+            find = shlex.join(["redis-cli", "--scan", "--pattern", _glob(_head(key)) + "*"])
+            entry, whose = "it", "the key's name"
+        raise damaged_entry(
+            self._where, named, what,
+            f"{whose} is long or holds characters other than printable ASCII, which a redis-cli command cannot "
+            f"carry exactly; find {entry} with {find}, against that server, and {remove[0]} it from a client that "
+            "takes bytes", "remove it by hand")
 
     def _name_damage(self) -> None:
         """Raise the damage line (`_damage`) for the first of this fleet's keys that is of another type than adws
@@ -752,6 +780,11 @@ class RedisStore(Closing):
             for field in ("n", "lbase"):
                 value = client.hget(counter, field)
                 if value is not None and not _INTEGER.fullmatch(value):
+                    if field == "n":  # readers compare it for equality: set above any value it held, not removed
+                        self._damage(counter, f"holds {_shown(value)} in field n, not a whole number",
+                                     ("HSET", counter, "n", str(time.time_ns() // 1000)),
+                                     "set it above any value it held (microseconds since the epoch), so that no "
+                                     "reader's cached state looks current")
                     self._damage(counter, f"holds {_shown(value)} in field {field}, not a whole number",
                                  ("HDEL", counter, field))
             cursors = self._key("cursors")
@@ -784,9 +817,9 @@ class RedisStore(Closing):
             self._fail(exc)
         except UnicodeDecodeError as exc:  # replies are decoded as UTF-8, all adws writes: another program's bytes
             raise StateStoreError(
-                f"state store {self._where} is damaged: a value under the prefix {one_line(self.prefix, 200)} is not "
+                f"state store {self._where} is damaged: a value under the prefix {printable(self.prefix)} is not "
                 f"UTF-8 text, which adws never writes ({one_line(str(exc))}); find it with redis-cli --scan --pattern "
-                f"{shlex.quote(_glob(self.prefix) + '*')} and remove it, and the rest of the state stays") from None
+                f"{shell_word(_glob(self.prefix) + '*')} and remove it, and the rest of the state stays") from None
 
     def _run(self, name: str, *args: object) -> Any:
         return self._call(self._scripts[name], args=[self.prefix, *args])
