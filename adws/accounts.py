@@ -196,6 +196,9 @@ class StatefulAccounts:
         self.tier_scores = tier_scores
         self.store: StateStore = store if store is not None else MemoryStore()
         self.breaker_cooldown = timedelta(seconds=breaker_cooldown)
+        # When this reader first saw each breaker state: a time ahead of its clock counts from then (adws.breaker);
+        # the manager's admission reads the same, so routing and the probe's claim agree.
+        self.sightings = breaker.Sightings()
         self._periods: dict[int, QuotaPeriod] = {}
         self._version: int | None = None
         self._usage: dict[tuple[str, str], Usage] = {}
@@ -474,8 +477,9 @@ class StatefulAccounts:
         ends = [c.until for c in self._cooldowns.values() if c.until > now]
         for name, state in self._breakers.items():
             provider = self._providers.get(name)
-            end = None if provider is None else \
-                breaker.expires(state, now, self.breaker_cooldown, breaker.probe_lease(provider))
+            end = None if provider is None else breaker.expires(
+                state, now, self.breaker_cooldown, breaker.probe_lease(provider),
+                self.sightings.first(name, state, now))
             ends += [end] if end is not None else []
         # Reservations, like slots, are released by a write; only a dead holder's runs out unannounced.
         ends += [end for leases in self._reserved.values() for _, end in leases if end > now]
@@ -562,9 +566,11 @@ class StatefulAccounts:
             state = self._breakers.get(provider.name)
             if state is not None:
                 lease = breaker.probe_lease(provider)
-                why = breaker.blocked(state, now, self.breaker_cooldown, lease)
+                seen = self.sightings.first(provider.name, state, now)
+                why = breaker.blocked(state, now, self.breaker_cooldown, lease, seen)
                 if why is not None:
-                    return Skip(provider.name, why, until=breaker.expires(state, now, self.breaker_cooldown, lease))
+                    return Skip(provider.name, why,
+                                until=breaker.expires(state, now, self.breaker_cooldown, lease, seen))
             return self._busy(provider, now)
 
     def _busy(self, provider: ProviderSpec, now: datetime) -> Skip | None:

@@ -14,14 +14,21 @@ States as in pybreaker (and Fowler's description of the pattern):
 Routing (`blocked`, `expires`) and execution (`claim_probe`, `record`) use these functions only.
 
 A breaker time later than the reader's `now` plus FUTURE_TOLERANCE (a host whose clock is ahead wrote it, or the
-store is damaged) is not believed (`ahead`): it blocks nobody, its probe is due at once, and claiming the probe
-replaces the time with the reader's own. Believed, it would hold the provider open for as long as it lies ahead
-plus the cooldown, past any cooldown the config allows (30 days), on every backend alike, since none of them knows
-the reader's clock. Only the times of this module are judged so; the stores keep what they are given.
+store is damaged) is not believed as it stands, nor ignored: the reader counts that state from when it first saw it
+(`Sightings`, one per reader; `start`). An open state then blocks for the cooldown from that sighting, never longer
+(believed, a time a year ahead would hold the provider open for a year, past any cooldown the config allows) and
+never zero (ignored, a host ahead would have its opens disregarded by everyone, and a host behind, to which every
+other host's time lies ahead, would probe at once, cutting everyone's cooldown short). A half-open state is a live
+probe for the lease from that sighting: nobody takes it over before the lease would have run out on the reader's
+own clock (ignored, a second probe ran beside the first). Every backend alike, since none of them knows the
+reader's clock; only the times of this module are judged so, and the stores keep what they are given. A host
+behind that opens a breaker itself still writes its own, earlier time, which the others cannot tell from an older
+one.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -41,46 +48,80 @@ def probe_lease(provider: ProviderSpec) -> timedelta:
 
 
 def ahead(state: BreakerState, now: datetime) -> bool:
-    """True when the open or half-open breaker's time lies more than FUTURE_TOLERANCE after `now`: not believed
-    (module docstring)."""
+    """True when the open or half-open breaker's time lies more than FUTURE_TOLERANCE after `now` (module
+    docstring): counted from the reader's sighting (`start`), not from that time."""
     return state.state != "closed" and state.opened_at is not None and state.opened_at > now + FUTURE_TOLERANCE
 
 
-def blocked(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> str | None:
-    """Why routing must skip the provider at `now`, or None (also for a time not believed: `ahead`)."""
-    if state.opened_at is None or ahead(state, now):
+def start(state: BreakerState, now: datetime, seen: datetime | None = None) -> datetime | None:
+    """The time the reader counts `state`'s cooldown or probe lease from: its `opened_at`, or, for a time more than
+    FUTURE_TOLERANCE after `seen` (when this reader first saw the state, `Sightings.first`; None: `now`), `seen`."""
+    if state.opened_at is None:
         return None
-    if state.state == "open" and now < state.opened_at + cooldown:
+    first = now if seen is None else seen
+    return first if ahead(state, first) else state.opened_at
+
+
+class Sightings:
+    """When one reader (a process, an engine: its routing and its executions) first saw each provider's breaker
+    state, so a time ahead of its clock is counted from then (`start`), the same for every decision it makes. One
+    state per provider is kept: a new state replaces the provider's entry. Safe from several threads."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[BreakerState, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def first(self, provider: str, state: BreakerState, now: datetime) -> datetime:
+        """When this reader first saw `provider`'s breaker in `state`: `now` the first time (and after another
+        state was seen since)."""
+        with self._lock:
+            held = self._seen.get(provider)
+            if held is not None and held[0] == state and held[1] <= now:
+                return held[1]
+            self._seen[provider] = (state, now)
+            return now
+
+
+def _seen(sightings: Sightings | None, provider: str, state: BreakerState, now: datetime) -> datetime | None:
+    return None if sightings is None or state.opened_at is None else sightings.first(provider, state, now)
+
+
+def blocked(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta,
+            seen: datetime | None = None) -> str | None:
+    """Why routing must skip the provider at `now`, or None. `seen`: when this reader first saw `state` (`start`)."""
+    since = start(state, now, seen)
+    if since is None:
+        return None
+    if state.state == "open" and now < since + cooldown:
         return (f"circuit open after {state.failures} infrastructure failures; "
-                f"probed again at {(state.opened_at + cooldown).isoformat()}")
-    if state.state == "half_open" and now < state.opened_at + lease:
-        return f"circuit half-open: a probe is running since {state.opened_at.isoformat()}"
+                f"probed again at {(since + cooldown).isoformat()}")
+    if state.state == "half_open" and now < since + lease:
+        return f"circuit half-open: a probe is running since {since.isoformat()}"
     return None
 
 
-def expires(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> datetime | None:
-    """When `blocked` stops blocking, if it blocks at `now` (for snapshot expiry); for a time not believed at `now`
-    (`ahead`), when it comes within FUTURE_TOLERANCE and would be (unless a probe replaced it by then)."""
-    if state.opened_at is None:
+def expires(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta,
+            seen: datetime | None = None) -> datetime | None:
+    """When `blocked` stops blocking, if it blocks at `now` (for snapshot expiry); `seen` as for `blocked`."""
+    since = start(state, now, seen)
+    if since is None:
         return None
-    if ahead(state, now):
-        return state.opened_at - FUTURE_TOLERANCE
-    end = state.opened_at + (cooldown if state.state == "open" else lease if state.state == "half_open"
-                             else timedelta(0))
+    end = since + (cooldown if state.state == "open" else lease if state.state == "half_open" else timedelta(0))
     return end if end > now else None
 
 
-def probe(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta) -> BreakerState:
-    """The state after an execution asks to reach the provider at `now`.
+def probe(state: BreakerState, now: datetime, cooldown: timedelta, lease: timedelta,
+          seen: datetime | None = None) -> BreakerState:
+    """The state after an execution asks to reach the provider at `now` (`seen` as for `blocked`).
 
-    Open past its cooldown, or half-open with a probe whose lease ran out, or either with a time not believed
-    (`ahead`): half-open, probed from `now`. Otherwise unchanged (closed; open within its cooldown, which only a plan
-    made before it opened reaches; half-open with a live probe).
+    Open past its cooldown, or half-open with a probe whose lease ran out: half-open, probed from `now`. Otherwise
+    unchanged (closed; open within its cooldown, which only a plan made before it opened reaches; half-open with a
+    live probe, also one whose time lies ahead).
     """
-    if state.opened_at is None:
+    since = start(state, now, seen)
+    if since is None:
         return state
-    if ahead(state, now) or (state.state == "open" and now >= state.opened_at + cooldown) or \
-            (state.state == "half_open" and now >= state.opened_at + lease):
+    if (state.state == "open" and now >= since + cooldown) or (state.state == "half_open" and now >= since + lease):
         return BreakerState("half_open", state.failures, now)
     return state
 
@@ -99,8 +140,9 @@ def after_attempt(state: BreakerState, failed: bool, now: datetime, threshold: i
 
 
 def claim_probe(store: StateStore, provider: str, now: datetime, cooldown: timedelta,
-                lease: timedelta) -> tuple[bool, BreakerState]:
-    """Try to become the one probe of an open breaker: (claimed, the state before).
+                lease: timedelta, sightings: Sightings | None = None) -> tuple[bool, BreakerState]:
+    """Try to become the one probe of an open breaker: (claimed, the state before). `sightings`: the reader's
+    (`Sightings`), so a time ahead is counted as its routing counts it.
 
     The single place where the probe is claimed. `update_breaker` is an atomic read-modify-write on every
     backend, so one claim wins even across processes sharing the store.
@@ -109,7 +151,7 @@ def claim_probe(store: StateStore, provider: str, now: datetime, cooldown: timed
 
     def claim(state: BreakerState) -> BreakerState:
         before[:] = [state]
-        return probe(state, now, cooldown, lease)
+        return probe(state, now, cooldown, lease, _seen(sightings, provider, state, now))
 
     after = store.update_breaker(provider, claim)
     prior = before[-1] if before else after
@@ -117,16 +159,17 @@ def claim_probe(store: StateStore, provider: str, now: datetime, cooldown: timed
 
 
 @contextmanager
-def admission(store: StateStore, provider: ProviderSpec, now: datetime, cooldown: timedelta) -> Iterator[bool]:
+def admission(store: StateStore, provider: ProviderSpec, now: datetime, cooldown: timedelta,
+              sightings: Sightings | None = None) -> Iterator[bool]:
     """Hold the provider's probe, if its breaker needs one, for the block; yields False when another
     execution holds it (the provider must not be reached). A claim whose probe reached no verdict in the block
-    is given back on the way out, whatever the block raised."""
+    is given back on the way out, whatever the block raised. `sightings`: the reader's (`claim_probe`)."""
     lease = probe_lease(provider)
     state = store.get_breaker(provider.name)
     if state.opened_at is None:  # closed: nothing to claim (the common case costs one read)
         yield True
         return
-    claimed, before = claim_probe(store, provider.name, now, cooldown, lease)
+    claimed, before = claim_probe(store, provider.name, now, cooldown, lease, sightings)
     if not claimed:
         # Half-open: another execution is probing. Open within its cooldown: the plan was made before it
         # opened; it runs, as any attempt already under way would.

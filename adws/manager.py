@@ -210,7 +210,8 @@ class ProviderManager:
         for tier_index, step in enumerate(decision.plan):
             provider = self.config.providers[step.provider]
             strategy = STRATEGIES[provider.account_strategy]
-            with breaker.admission(self.store, provider, self.clock(), self._breaker_cooldown) as admitted:
+            with breaker.admission(self.store, provider, self.clock(), self._breaker_cooldown,
+                                   self.accounts.sightings) as admitted:
                 if not admitted:
                     result.attempts.append(self._unavailable(
                         step, provider, step.account, "circuit half-open: another attempt is probing"))

@@ -96,9 +96,74 @@ def _replaced_size(text: str, old: Any, new: Any, count: Any) -> int:
     return len(text) + found * (len(new) - len(old))
 
 
+def _size(value: Any, budget: int = 8 * MAX_REPEAT) -> int:
+    """About how many characters `value` becomes as text (what str(), a filter or an output makes of it), counted
+    without building it and only until past `budget`: a string's length; a list, tuple, set, dict or namespace()
+    the sizes of its items (and keys) plus two a piece (quotes, separators), however deeply nested and however
+    often one item is referenced (`[s, s]` is twice `s`); a number its digits; anything else 0 (its str() is
+    short, or refused as it is made)."""
+    from jinja2.utils import Namespace
+
+    total, stack = 0, [value]
+    while stack and total <= budget:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, Namespace):
+            stack.append(object.__getattribute__(item, "_Namespace__attrs"))
+        elif isinstance(item, dict):
+            total += 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += 2 * len(item) + 2
+            stack.extend(item)
+        elif isinstance(item, int):
+            total += item.bit_length() // 3 + 2
+        elif isinstance(item, float):
+            total += 24
+    return total
+
+
+def _part(value: Any) -> int:
+    """The longest text `value` holds as one piece, which a result may repeat once however long (a long value
+    passed on alone): a string's length, or the longest string among a list's, tuple's, dict's or namespace's
+    items (one level); 0 for anything else."""
+    from jinja2.utils import Namespace
+
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Namespace):
+        value = object.__getattribute__(value, "_Namespace__attrs")
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return max((len(item) for item in value if isinstance(item, str)), default=0)
+    return 0
+
+
+def _built(what: str, inputs: Iterable[Any], build: Any) -> Any:
+    """`build()`, the result of a builtin that makes text or a list from `inputs` (a format, a conversion of a list
+    to text, ...), refused when it would be longer than MAX_REPEAT and than the longest part of its inputs
+    (`_part`): so a value doubled in a loop stops at the bound whatever builtin doubles it, and a long value passed
+    on is kept. Inputs that would make far more than that (`_size`: a list of a thousand references to a long
+    string, turned into text) are refused before anything is built; the rest is measured once built."""
+    inputs = list(inputs)
+    longest = max((_part(value) for value in inputs), default=0)
+    if sum(_size(value, 4 * MAX_REPEAT + longest) for value in inputs) > 4 * MAX_REPEAT + longest:
+        _refuse(what)
+    result = build()
+    if isinstance(result, (str, list, tuple)):
+        _grows(longest, len(result), what)
+    return result
+
+
 def _joined(items: list[Any], separator: Any, what: str) -> None:
-    size = sum(len(item) if isinstance(item, str) else 0 for item in items)
-    _grows(size, size + max(len(items) - 1, 0) * len(str(separator)), what)
+    """Refuse a join of `items` with `separator` whose result passes MAX_REPEAT and its longest item: the items
+    count as much as the separators (`[s, s]|join` doubles `s`)."""
+    sizes = [_size(item, 4 * MAX_REPEAT) for item in items]
+    total = sum(sizes) + max(len(items) - 1, 0) * len(str(separator))
+    _grows(max([_part(item) for item in items] + [len(str(separator))]), total, what)
 
 
 # str methods a template may call that build more text than they are given, and how much (checked before the call).
@@ -172,10 +237,44 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
                 _refuse(f"{what}({a[key]})")
         return check
 
-    checks = {"replace": replace, "join": join, "indent": indent, "wordwrap": wordwrap,
+    def sum_(a: dict[str, Any]) -> None:
+        a["iterable"] = items = list(a["iterable"])
+        start = a["start"]
+        if a["attribute"] is None and isinstance(start, (str, list, tuple)):  # a concatenation, not a sum of numbers
+            sized = [item for item in items if isinstance(item, (str, list, tuple))]
+            _grows(max([len(start)] + [len(item) for item in sized]),
+                   len(start) + sum(len(item) for item in sized), "sum")
+
+    checks = {"replace": replace, "join": join, "indent": indent, "wordwrap": wordwrap, "sum": sum_,
               "batch": counted("linecount", "batch"), "slice": counted("slices", "slice"),
               "tojson": counted("indent", "tojson")}
     return {name: guard(name, check) for name, check in checks.items() if name in filters}
+
+
+# Filters that never make text or a longer list of their input: not measured (a list of many references may pass
+# through them). Every other filter's result is bounded by `_built`.
+_NOT_BUILDING = frozenset({"abs", "attr", "batch", "bool", "count", "d", "default", "dictsort", "first", "float",
+                           "groupby", "int", "items", "last", "length", "list", "map", "max", "min", "random",
+                           "reject", "rejectattr", "reverse", "round", "select", "selectattr", "slice", "sort",
+                           "unique", "wordcount"})
+
+
+def _results_bounded(filters: dict[str, Any]) -> dict[str, Any]:
+    """Every filter that can make text or a list longer than its input (`string`, `format`, `tojson`, `pprint`,
+    `xmlattr`, `urlencode`, `escape`, `sum`, `join`, ...), bounded by its result (`_built`), its specific bound kept."""
+    from jinja2 import Environment
+    from jinja2.nodes import EvalContext
+    from jinja2.runtime import Context
+
+    def bound(name: str, original: Any) -> Any:
+        @functools.wraps(original)  # keeps jinja's pass_eval_context / pass_environment mark
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            # Not the environment, context or eval context jinja passes first.
+            values = [a for a in (*args, *kwargs.values()) if not isinstance(a, (Environment, Context, EvalContext))]
+            return _built(name, values, lambda: original(*args, **kwargs))
+        return bounded
+
+    return {name: bound(name, f) for name, f in filters.items() if name not in _NOT_BUILDING}
 
 
 def _bounded_lipsum(lipsum: Any) -> Any:
@@ -245,6 +344,8 @@ def _environment() -> SandboxedEnvironment:
 
             self.filters.update(center=bounded_center, format=bounded_format)
             self.filters.update(_bounded_filters(self.filters))
+            self.filters.update(_results_bounded(self.filters))
+            self.finalize = self._finalized
             self.globals["lipsum"] = _bounded_lipsum(self.globals["lipsum"])
 
         def wrap_str_format(self, value: Any) -> Any:
@@ -263,8 +364,10 @@ def _environment() -> SandboxedEnvironment:
                     if kwargs or len(args) != 1:
                         raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
                     mapping: Any = args[0]
-                    return type(text)(formatter.vformat(text, (), mapping))
-                return type(text)(formatter.vformat(text, args, kwargs))
+                    return _built("format_map()", (text, mapping),
+                                  lambda: type(text)(formatter.vformat(text, (), mapping)))
+                return _built("format()", (text, *args, *kwargs.values()),
+                              lambda: type(text)(formatter.vformat(text, args, kwargs)))
 
             return functools.update_wrapper(wrapper, value)
 
@@ -273,15 +376,40 @@ def _environment() -> SandboxedEnvironment:
             method = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format in a function of its own
             receiver = getattr(method, "__self__", None)
             if isinstance(receiver, str) and not isinstance(method, type):
-                args = _bound_str_method(receiver, getattr(method, "__name__", ""), args, kwargs)
+                name = getattr(method, "__name__", "")
+                args = _bound_str_method(receiver, name, args, kwargs)
+                return _built(f"{name}()", (receiver, *args, *kwargs.values()),
+                              lambda: super(BoundedSandbox, self).call(context, obj, *args, **kwargs))
             return super().call(context, obj, *args, **kwargs)
+
+        def _finalized(self, value: Any) -> Any:
+            """An output `{{ value }}` (jinja2's finalize hook): a list or dict whose text would be far past the
+            bound (a thousand references to a long string) is refused before str() makes it."""
+            if not isinstance(value, str):
+                _built("an output", (value,), lambda: None)
+            return value
+
+        def concat(self, parts: Iterable[str]) -> str:
+            """The join of a template's output, of a `{% set %}` block and of a macro (jinja2 calls
+            `environment.concat` for each), made as the template yields it and refused as soon as it passes
+            MAX_REPEAT characters and its longest part: nested loops writing a character each, or a block
+            capture doubling a value, stop there; one long value written out (`{{ prompt }}`) is kept."""
+            out, total, longest = [], 0, 0
+            for part in parts:
+                out.append(part)
+                total += len(part)
+                longest = max(longest, len(part))
+                if total > MAX_REPEAT and total > longest:
+                    _refuse("the template's output")
+            return "".join(out)
 
         def concat_checked(self, join: Any, parts: tuple[Any, ...]) -> Any:
             """`join(parts)` (the `~` of a template), refused when it would build more than MAX_REPEAT characters
             and more than its longest part: a loop doubling a string (`{% set ns.s = ns.s ~ ns.s %}`) stops at the
             bound, a long value passed on alone is left as it is."""
-            sizes = [len(part) if isinstance(part, str) else len(str(part)) for part in parts]
-            _concatenated(max(sizes, default=0), sum(sizes))
+            # Measured, not str()-ed: a part that is a list of many references to a long string is refused before
+            # its text is made.
+            _concatenated(max((_part(part) for part in parts), default=0), sum(_size(part) for part in parts))
             return join(parts)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -291,6 +419,9 @@ def _environment() -> SandboxedEnvironment:
                         _concatenated(max(len(left), len(right)), len(left) + len(right))
             elif operator == "%":
                 _bound_printf(left)
+                if isinstance(left, str):  # a printf: bounded by its result, as format()
+                    return _built("%", (left, right), lambda: super(BoundedSandbox, self).call_binop(
+                        context, operator, left, right))
             elif operator == "*":
                 for seq, times in ((left, right), (right, left)):
                     if isinstance(seq, (str, list, tuple)) and isinstance(times, int) \

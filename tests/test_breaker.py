@@ -190,15 +190,32 @@ def test_three_coordinators_after_the_cooldown_make_one_probe(tmp_path: Path) ->
 AHEAD = BreakerState("open", 3, T0 + timedelta(days=365))  # a host whose clock is a year ahead opened it
 
 
-@pytest.mark.parametrize("state", [AHEAD, BreakerState("half_open", 3, T0 + timedelta(minutes=6))])
-def test_a_breaker_time_beyond_the_tolerance_blocks_nobody_and_its_probe_replaces_it(state: BreakerState) -> None:
-    # Before, the year-ahead breaker held the provider open for a year and ten minutes, past any cooldown allowed.
-    assert state.opened_at is not None
-    assert breaker.ahead(state, T0)
-    assert breaker.blocked(state, T0, COOLDOWN, LEASE) is None
-    assert breaker.probe(state, T0, COOLDOWN, LEASE) == BreakerState("half_open", 3, T0)
-    # The snapshot looks again when the time would be believed (a probe has replaced it long before).
-    assert breaker.expires(state, T0, COOLDOWN, LEASE) == state.opened_at - FUTURE_TOLERANCE
+def test_an_open_time_beyond_the_tolerance_blocks_for_the_cooldown_from_the_readers_first_sighting() -> None:
+    # Before 8f361ce..98d820f it held the provider open for a year and ten minutes; after, it blocked nobody.
+    assert AHEAD.opened_at is not None and breaker.ahead(AHEAD, T0)
+    seen = breaker.Sightings().first("p", AHEAD, T0)
+    assert seen == T0
+    later = T0 + COOLDOWN - timedelta(seconds=1)
+    assert breaker.blocked(AHEAD, later, COOLDOWN, LEASE, seen) == (
+        "circuit open after 3 infrastructure failures; probed again at 2026-11-18T13:10:00+00:00")
+    assert breaker.probe(AHEAD, later, COOLDOWN, LEASE, seen) == AHEAD
+    assert breaker.expires(AHEAD, T0, COOLDOWN, LEASE, seen) == T0 + COOLDOWN
+    assert breaker.blocked(AHEAD, T0 + COOLDOWN, COOLDOWN, LEASE, seen) is None
+    assert breaker.probe(AHEAD, T0 + COOLDOWN, COOLDOWN, LEASE, seen) == BreakerState("half_open", 3, T0 + COOLDOWN)
+
+
+def test_a_probe_time_beyond_the_tolerance_is_live_for_the_lease_from_the_readers_first_sighting() -> None:
+    state = BreakerState("half_open", 3, T0 + timedelta(minutes=6))
+    sightings = breaker.Sightings()
+    seen = sightings.first("p", state, T0)
+    assert sightings.first("p", state, T0 + timedelta(minutes=1)) == seen == T0  # the first sighting is kept
+    assert breaker.blocked(state, T0, COOLDOWN, LEASE, seen) == (
+        "circuit half-open: a probe is running since 2026-11-18T13:00:00+00:00")
+    assert breaker.probe(state, T0 + LEASE - timedelta(seconds=1), COOLDOWN, LEASE, seen) == state
+    assert breaker.expires(state, T0, COOLDOWN, LEASE, seen) == T0 + LEASE
+    assert breaker.probe(state, T0 + LEASE, COOLDOWN, LEASE, seen) == BreakerState("half_open", 3, T0 + LEASE)
+    # Another state is a new sighting.
+    assert sightings.first("p", AHEAD, T0 + LEASE) == T0 + LEASE
 
 
 def test_a_breaker_time_within_the_tolerance_is_believed() -> None:

@@ -3,13 +3,16 @@ messages, and rendering keeps task text literal, drops empty elements and refuse
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adws.errors import RenderError
+from adws.config.load import compile_config, parse_toml
+from adws.errors import ConfigError, RenderError
 from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_argv, render_env, render_one
 
 ALLOWED = sorted(BUILTIN_VARIABLES)
@@ -178,6 +181,56 @@ def test_templates_cannot_build_huge_values(source: str, why: str) -> None:
     with pytest.raises(RenderError) as caught:
         render_one(source, {})
     assert str(caught.value) == f"cannot render {source!r}: {why}"
+
+
+def _doubled(step: str) -> str:
+    return ('{% set ns = namespace(s=model, l=[model]) %}{% for i in range(40) %}' + step +
+            '{% endfor %}{{ ns.s | length }}')
+
+
+# Every builtin that makes a value longer than its inputs, doubling one in a loop: before, only +, ~ and * were
+# bounded, and each of these ran on (the join to 577 MB in 9.6 s at `adws check`). Each now stops at the bound.
+GROWN_BY_BUILTINS = {
+    "join of a list": (_doubled("{% set ns.s = [ns.s, ns.s]|join %}"), "join"),
+    "join with a separator": (_doubled("{% set ns.s = [ns.s, ns.s]|join('-') %}"), "join"),
+    "str.join": (_doubled("{% set ns.s = ''.join([ns.s, ns.s]) %}"), "join()"),
+    "format filter": (_doubled("{% set ns.s = '%s%s'|format(ns.s, ns.s) %}"), "format"),
+    "str.format": (_doubled("{% set ns.s = '{}{}'.format(ns.s, ns.s) %}"), "format()"),
+    "str.format_map": (_doubled("{% set ns.s = '{a}{a}'.format_map({'a': ns.s}) %}"), "format_map()"),
+    "printf %": (_doubled("{% set ns.s = '%s%s' % (ns.s, ns.s) %}"), "%"),
+    "sum of lists": (_doubled("{% set ns.l = [ns.l, ns.l]|sum(start=[]) %}"), "sum"),
+    "string of a tuple": (_doubled("{% set ns.s = (ns.s, ns.s)|string %}"), "string"),
+    "tojson": (_doubled("{% set ns.s = [ns.s, ns.s]|tojson %}"), "tojson"),
+    "escape": (_doubled("{% set ns.s = (ns.s ~ '&')|escape|replace(';', '&') %}"), "escape"),
+    "a {% set %} block": (_doubled("{% set ns.s %}{{ ns.s }}{{ ns.s }}{% endset %}"), "the template's output"),
+    "nested range loops, no operator": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "the template's output"),
+    "a list of many references written out": ("{{ [model * 1000] * 100000 }}", "an output"),
+    "a list of many references in a ~": ("{{ ([model * 1000] * 100000) ~ '' }}",
+                                          "a concatenation of more than 1,000,000 items"),
+}
+
+
+@pytest.mark.parametrize("case", list(GROWN_BY_BUILTINS))
+def test_a_value_doubled_by_any_builtin_is_refused_at_the_bound(case: str) -> None:
+    source, what = GROWN_BY_BUILTINS[case]
+    with pytest.raises(RenderError) as caught:
+        render_one(source, {"model": "claude-sonnet-4"})
+    why = what if what.startswith("a concatenation") else f"{what} would build more than 1,000,000 characters"
+    assert str(caught.value) == f"cannot render {source!r}: {why}"
+
+
+def test_a_config_whose_template_doubles_by_join_fails_check_naming_its_place(tmp_path: Path) -> None:
+    # The reviewer's config: before, `adws check` passed it after 9.6 s and 577 MB.
+    source = ("{% set ns = namespace(s=model) %}{% for i in range(24) %}{% set ns.s = [ns.s, ns.s]|join %}"
+              "{% endfor %}{{ ns.s }}")
+    config = (f'[providers.x]\ncommand_template = ["x", {json.dumps(source)}]\nprompt = "stdin"\n'
+              '[providers.x.models.m]\ncontext_window = 1000\n')
+    with pytest.raises(ConfigError) as caught:
+        compile_config(parse_toml(config), "t", base_dir=str(tmp_path))
+    assert str(caught.value).endswith(
+        f"providers.x → command_template[1]: template {source!r} cannot be rendered (model 'm', a sample task): join "
+        "would build more than 1,000,000 characters")
 
 
 def test_bounded_operators_still_work_at_ordinary_sizes() -> None:

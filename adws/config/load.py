@@ -379,10 +379,11 @@ def _provider_names(raw: Mapping[str, Any], check: _Checker) -> None:
         elif "/" in name:
             check.add(loc, f'provider name "{name}" holds "/", which separates provider and model in an override '
                       '("route:PROVIDER/MODEL", attrs.force): rename it')
-        elif name.lower() in seen:
-            check.add(loc, f'provider "{name}" differs from "{seen[name.lower()]}" only in case, and an override '
+        elif name.casefold() in seen:
+            check.add(loc, f'provider "{name}" differs from "{seen[name.casefold()]}" only in case, and an override '
                       "names a provider in any case: rename one")
-        seen.setdefault(name.strip().lower(), name)
+        # casefold, not lower: "STRASSE" and "straße" are one name to a reader; keyed as compared.
+        seen.setdefault(name.strip().casefold(), name)
 
 
 def _template_variables(p: ProviderConfig) -> set[str]:
@@ -522,19 +523,21 @@ def _names_and_values(loc: Loc, p: ProviderConfig, command: tuple[str, ...], che
 
 
 def _accounts(loc: Loc, p: ProviderConfig, tz: ZoneInfo, check: _Checker) -> tuple[AccountSpec, ...]:
-    """The provider's accounts. A name given twice is refused, and so is one that differs from another only in case,
-    as label keys are: the state store, rules and `adws quota` would keep two accounts a reader takes for one."""
+    """The provider's accounts. A name given twice is refused, and so is one that differs from another only in case
+    (casefold: "STRASSE" and "straße") or surrounding whitespace ("work " and "work"), as label keys are: the state
+    store, rules and `adws quota` would keep two accounts a reader takes for one."""
     names: set[str] = set()
-    seen: dict[str, str] = {}  # lowered name -> the name first given
+    seen: dict[str, str] = {}  # folded name (stripped, casefolded) -> the name first given
     accounts = []
     for i, acc in enumerate(p.accounts):
+        folded = acc.name.strip().casefold()
         if acc.name in names:
             check.add((*loc, "accounts", i, "name"), f'duplicate account name "{acc.name}"')
-        elif acc.name.lower() in seen:
+        elif folded in seen:
             check.add((*loc, "accounts", i, "name"), f'account name "{acc.name}" differs from '
-                      f'"{seen[acc.name.lower()]}" only in case: rename one')
+                      f'"{seen[folded]}" only in case or surrounding whitespace: rename one')
         names.add(acc.name)
-        seen.setdefault(acc.name.lower(), acc.name)
+        seen.setdefault(folded, acc.name)
         accounts.append(AccountSpec(acc.name, acc.enabled, {k: from_legacy(v) for k, v in acc.env.items()},
                                     acc.api_key_env, _quota(acc.quota, (*loc, "accounts", i, "quota"), tz, check),
                                     tuple(acc.usage_command or ())))

@@ -17,7 +17,9 @@ into reads again.
 from __future__ import annotations
 
 import math
+import shlex
 import time
+import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -45,9 +47,47 @@ class StateStoreError(AdwsError):
 def damaged_entry(where: str, entry: str, what: str, fix: str, verb: str = "remove it") -> StateStoreError:
     """The one line for one damaged entry of a store (a Redis key or field, a SQLite row): the store `where` is, the
     `entry` and `what` is wrong with it, and `fix`, the one command that removes just that entry (`verb` says what it
-    does), so the rest of the state is kept. Every backend words an entry's damage through this."""
-    return StateStoreError(f"state store {where} is damaged: {entry} {what}; {verb} ({fix}) and the rest of the state "
-                           "stays")
+    does), so the rest of the state is kept. Every backend words an entry's damage through this. Each part is
+    `printable`: a key or path holding an escape sequence or a newline cannot reach the terminal raw; `fix` must be
+    built so that this changes nothing in it (`typable` values, `shell_word` paths), or it would no longer run."""
+    return StateStoreError(f"state store {printable(where)} is damaged: {printable(entry)} {printable(what)}; "
+                           f"{printable(verb)} ({printable(fix)}) and the rest of the state stays")
+
+
+# Control and format characters (C0, DEL, C1, bidi overrides, line and paragraph separators, ...): printed raw, they
+# move the cursor, recolour or rewrite the terminal, or make a key look like another.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+
+def printable(text: str) -> str:
+    """`text` with every control or format character written as its escape (\x1b, \n, \u202e): for a message
+    that shows a stored key or a path. Everything else (spaces, accents) is kept as it is."""
+    if text.isprintable():  # the common case, at C speed; isprintable also refuses spaces other than " "
+        return text
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
+
+
+def typable(text: str, limit: int = 200) -> bool:
+    """Whether `text` can appear as it is in a command printed for the user to run: at most `limit` characters, each
+    printable ASCII (space included). Anything else (a tab, a NUL, a no-break space, an escape sequence, a long key)
+    would be changed, lost or misread on its way through a terminal and a copy-paste."""
+    return len(text) <= limit and all(" " <= c <= "~" for c in text)
+
+
+def shell_word(text: str) -> str:
+    """`text` as one shell word that stays on one printable line: shlex's quoting, or for text holding control or
+    format characters, bash's $'...' with each of them escaped (shlex would keep them raw inside its quotes)."""
+    if printable(text) == text:
+        return shlex.quote(text)
+    out = []
+    for c in text:
+        if c in "\\'":
+            out.append("\\" + c)
+        elif unicodedata.category(c) in _UNPRINTABLE:
+            out.append("".join(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(c)
+    return "$'" + "".join(out) + "'"
 
 
 def require_aware(value: datetime, name: str) -> datetime:
@@ -91,16 +131,20 @@ def from_epoch(value: float) -> datetime:
 # The largest count, token figure, cursor or sum of money one row may hold (`adws state import` refuses more, and the
 # agents' output parsers take no larger figure from one attempt): see adws.state.maintenance.
 MAX_COUNT = 10**12
-# The largest figure a stored row may hold: a roll-up sums an hour's rows, and Redis's sums (doubles) stay exact to
-# the unit up to 2**53. Beyond, or below 0, a row was not written by adws: reading it is damage, not a quota.
-MAX_STORED = 2**53
+# The largest figure a stored row may hold: SQLite's largest integer, since a roll-up makes one row of an hour's rows
+# (each at most MAX_COUNT) and must read back. Beyond, or below 0, a row was not written by adws: reading it is
+# damage, not a quota. A total (`usage_totals`) is a sum of rows each store has checked, and is never damage however
+# large (`stored_usage(..., high=math.inf)`): every store sums whole numbers exactly up to 2**53 (over 9,000 rows of
+# MAX_COUNT in one account's period); beyond, SQLite (TOTAL) and Redis (Lua) sum in doubles, to within one part in
+# 2**53 of the memory store's exact sum, and none of them fails.
+MAX_STORED = 2**63 - 1
 # The longest lease (a max_concurrency slot or a token reservation) the manager takes: a provider's timeout (at most
 # a week), its kill_grace (at most an hour) and a minute's margin. A lease ending later than this after now was not
 # written by adws: the stores refuse to take one and report one they hold as damage (it would bench the provider).
 MAX_LEASE = timedelta(days=7, hours=1, minutes=1)
 
 
-def stored_count(value: object, name: str, high: int = MAX_STORED) -> int:
+def stored_count(value: object, name: str, high: float = MAX_STORED) -> int:
     """A whole number from 0 to `high` read from a store (a float with no fraction, as Redis sums give, is one);
     ValueError naming `name` for anything else: a negative or huge figure would move quotas, a string is damage."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
@@ -140,12 +184,14 @@ def stored_text(value: object, name: str) -> str:
 
 
 def stored_usage(requests: object, input_tokens: object, output_tokens: object, cost_usd: object,
-                 estimated: object) -> Usage:
-    """The Usage of one stored row or sum, each figure checked (`stored_count`, `stored_amount`; `estimated` 0 or 1)."""
+                 estimated: object, *, high: float = MAX_STORED) -> Usage:
+    """The Usage of one stored row or sum, each figure checked (`stored_count`, `stored_amount`, each at most `high`;
+    `estimated` 0 or 1). A sum of checked rows passes `high=math.inf`: any sum of valid rows is valid (MAX_STORED)."""
     stored_flag(estimated, "estimated")
-    return Usage(requests=stored_count(requests, "requests"), input_tokens=stored_count(input_tokens, "input_tokens"),
-                 output_tokens=stored_count(output_tokens, "output_tokens"),
-                 cost_usd=stored_amount(cost_usd, "cost_usd"), estimated=bool(estimated))
+    return Usage(requests=stored_count(requests, "requests", high),
+                 input_tokens=stored_count(input_tokens, "input_tokens", high),
+                 output_tokens=stored_count(output_tokens, "output_tokens", high),
+                 cost_usd=stored_amount(cost_usd, "cost_usd", high), estimated=bool(estimated))
 
 
 def stored_flag(value: object, name: str) -> bool:
@@ -156,22 +202,25 @@ def stored_flag(value: object, name: str) -> bool:
 
 
 def check_usage(record: UsageRecord) -> UsageRecord:
-    """`record` unchanged when a store may write it: requests and tokens whole numbers and cost a finite number, each
-    from 0 to MAX_COUNT (what `adws state import` takes and the agents' output parsers give), `estimated` a bool.
-    ValueError naming the account and the figure otherwise (negative, NaN, infinite, too large, another type): every
-    backend refuses such a record on write, with this message, before writing anything; read back it would be
-    damage."""
+    """`record` as a store writes it: requests and tokens whole numbers and cost a finite number, each from 0 to
+    MAX_COUNT (what `adws state import` takes and the agents' output parsers give), `estimated` a bool. A whole float
+    count (requests=5.0) becomes the int 5 and an int cost the float, so every backend keeps and returns the same types
+    (SQLite and Redis read an int back; the memory store would have kept the float). ValueError naming the account
+    and the figure otherwise (negative, NaN, infinite, too large, a fraction of a token, another type): every backend
+    refuses such a record on write, with this message, before writing anything; read back it would be damage."""
     u = record.usage
     try:
-        for name in ("requests", "input_tokens", "output_tokens"):
-            stored_count(getattr(u, name), name, MAX_COUNT)
-        stored_amount(u.cost_usd, "cost_usd", MAX_COUNT)
+        requests, input_tokens, output_tokens = (stored_count(getattr(u, name), name, MAX_COUNT)
+                                                 for name in ("requests", "input_tokens", "output_tokens"))
+        cost = stored_amount(u.cost_usd, "cost_usd", MAX_COUNT)
         if not isinstance(u.estimated, bool):
             raise ValueError(f"estimated is {_kind(u.estimated)}, not True or False")
     except ValueError as exc:
         raise ValueError(f"cannot record usage of {one_line(record.provider, 60)}/{one_line(record.account, 60)}: "
                          f"{exc}") from None
-    return record
+    # Built, not dataclasses.replace: `adws route` imports no dataclasses module (tests/test_dataclass_cache.py).
+    return UsageRecord(record.provider, record.account, record.at,
+                       Usage(requests, input_tokens, output_tokens, cost, u.estimated), record.model, record.task_id)
 
 
 def stored_lease_end(value: object, name: str, now: float) -> datetime:

@@ -69,9 +69,8 @@ _T = TypeVar("_T")
 FORMAT_VERSION = 1
 RETENTION_MARGIN = timedelta(days=7)  # kept raw beyond the longest quota period: late reports, audits
 # The largest count, token figure, cursor or sum of money one line may hold (adws.state.base.MAX_COUNT): far beyond
-# any real attempt (a run of a trillion tokens), and small enough that totals stay sane: SQLite's 64-bit sums would
-# need over 9 million such rows in one account to overflow (it then fails with "integer overflow" and the store reads
-# as damaged), and Redis's sums (doubles) stay exact to the token up to 2**53, over 9,000 such rows. 2**63 - 1, what
+# any real attempt (a run of a trillion tokens), and far below what a store reads back of one row (base.MAX_STORED).
+# Totals are sums of checked rows and never damage (base.MAX_STORED says how each store sums them). 2**63 - 1, what
 # SQLite alone accepted before, let two lines overflow. The config's own request and money quotas stop at 10**12 too.
 # The longest cooldown a line may carry, from the file's exported_at (else now): a yearly quota reset plus a month.
 # A running cooldown the store learned from an agent CLI ends at its announced reset, within its quota's period; one

@@ -76,7 +76,8 @@ class MemoryStore(Closing):
         return tuple(self._counts.values())
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = stored_epoch(check_usage(record).at, "UsageRecord.at")
+        record = check_usage(record)  # the figures as every store keeps them (ints, a float cost)
+        at = stored_epoch(record.at, "UsageRecord.at")
         row = (at, record.usage, record.model, record.task_id)
         self._usage.setdefault((record.provider, record.account), []).append(row)
         self._log.append((record.provider, record.account, row))

@@ -80,6 +80,8 @@ from adws.state.base import (
     from_epoch,
     hour_start,
     one_line,
+    printable,
+    shell_word,
     stored_amount,
     stored_at,
     stored_count,
@@ -88,6 +90,7 @@ from adws.state.base import (
     stored_text,
     stored_usage,
     to_epoch,
+    typable,
 )
 
 _T = TypeVar("_T")
@@ -418,6 +421,14 @@ def _run_args(run: RunRecord) -> list[str]:
 _RUN_MEMBER = re.compile(r"(\d+) [0-9a-f]{12}")  # as _run_args writes it
 
 
+def _head(text: str) -> str:
+    """The printable ASCII beginning of `text`, at most 40 characters: what a SCAN pattern can name of it."""
+    end = 0
+    while end < min(len(text), 40) and " " <= text[end] <= "~":
+        end += 1
+    return text[:end]
+
+
 def _glob(text: str) -> str:
     """`text` matched literally by a Redis SCAN pattern (a key prefix may hold `*`, `?`, `[`)."""
     return re.sub(r"([\\*?\[\]])", r"\\\1", text)
@@ -551,10 +562,13 @@ def _member_record(provider: str, account: str, at: float, member: str) -> Usage
                        None if task_id is None else stored_text(task_id, "task_id"))
 
 
-def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, estimated: Any) -> Usage:
+def _usage(requests: Any, input_tokens: Any, output_tokens: Any, cost_usd: Any, estimated: Any,
+           high: float = MAX_STORED) -> Usage:
     """The Usage of a row's (or a sum's) figures as stored, text each: checked as every store checks them
-    (`stored_usage`: whole numbers and money from 0 to MAX_STORED; NaN, a negative figure or text is damage)."""
-    return stored_usage(float(requests), float(input_tokens), float(output_tokens), float(cost_usd), int(estimated))
+    (`stored_usage`: whole numbers and money from 0 to `high`; NaN, a negative figure or text is damage). A sum of
+    checked rows passes `high=math.inf` (base.MAX_STORED)."""
+    return stored_usage(float(requests), float(input_tokens), float(output_tokens), float(cost_usd), int(estimated),
+                        high=high)
 
 
 def _breaker_value(state: BreakerState) -> str:
@@ -716,11 +730,28 @@ class RedisStore(Closing):
             text = text.split(" script: ")[0]
         raise StateStoreError(f"state store {self._where}: {text}") from None
 
-    def _damage(self, key: str, what: str, remove: tuple[str, ...]) -> NoReturn:
+    def _damage(self, key: str, what: str, remove: tuple[str, ...], verb: str = "remove it") -> NoReturn:
         """The damage line of `_decoded` for `key`, which `what` describes; `remove` the redis-cli command removing
-        just that entry (or key)."""
-        command = one_line(shlex.join(["redis-cli", *remove]), 400)
-        raise damaged_entry(self._where, f"key {one_line(key, 200)}", what, f"{command}, against that server")
+        just that entry (or key). redis-cli takes its arguments as typed, with no way to write a byte in hex: a key,
+        field or member that is not short printable ASCII (`typable`: a tab, a NUL, a no-break space, an escape
+        sequence, kilobytes) is not put in a command, where it would be changed on the way and name another entry, or
+        none. The line then says how to find it (SCAN with its printable beginning) and why no command is given."""
+        if all(typable(part) for part in remove):
+            raise damaged_entry(self._where, f"key {key}", what,
+                                f"{shlex.join(['redis-cli', *remove])}, against that server", verb)
+        named = f"key {key}" if typable(key) else f"a key of {len(key)} characters starting {_shown(_head(key))}"
+        if typable(key):  # the field or member is not: scan the key's entries by their beginning
+            scan = {"HDEL": "HSCAN", "ZREM": "ZSCAN", "SREM": "SSCAN"}.get(remove[0], "HSCAN")
+            find = shlex.join(["redis-cli", scan, key, "0", "MATCH", _glob(_head(remove[2])) + "*", "COUNT", "1000"])
+            entry, whose = f"its entry starting {_shown(_head(remove[2]))}", "the entry's name"
+        else:
+            find = shlex.join(["redis-cli", "--scan", "--pattern", _glob(_head(key)) + "*"])
+            entry, whose = "it", "the key's name"
+        raise damaged_entry(
+            self._where, named, what,
+            f"{whose} is long or holds characters other than printable ASCII, which a redis-cli command cannot "
+            f"carry exactly; find {entry} with {find}, against that server, and {remove[0]} it from a client that "
+            "takes bytes", "remove it by hand")
 
     def _name_damage(self) -> None:
         """Raise the damage line (`_damage`) for the first of this fleet's keys that is of another type than adws
@@ -749,6 +780,11 @@ class RedisStore(Closing):
             for field in ("n", "lbase"):
                 value = client.hget(counter, field)
                 if value is not None and not _INTEGER.fullmatch(value):
+                    if field == "n":  # readers compare it for equality: set above any value it held, not removed
+                        self._damage(counter, f"holds {_shown(value)} in field n, not a whole number",
+                                     ("HSET", counter, "n", str(time.time_ns() // 1000)),
+                                     "set it above any value it held (microseconds since the epoch), so that no "
+                                     "reader's cached state looks current")
                     self._damage(counter, f"holds {_shown(value)} in field {field}, not a whole number",
                                  ("HDEL", counter, field))
             cursors = self._key("cursors")
@@ -781,9 +817,9 @@ class RedisStore(Closing):
             self._fail(exc)
         except UnicodeDecodeError as exc:  # replies are decoded as UTF-8, all adws writes: another program's bytes
             raise StateStoreError(
-                f"state store {self._where} is damaged: a value under the prefix {one_line(self.prefix, 200)} is not "
+                f"state store {self._where} is damaged: a value under the prefix {printable(self.prefix)} is not "
                 f"UTF-8 text, which adws never writes ({one_line(str(exc))}); find it with redis-cli --scan --pattern "
-                f"{shlex.quote(_glob(self.prefix) + '*')} and remove it, and the rest of the state stays") from None
+                f"{shell_word(_glob(self.prefix) + '*')} and remove it, and the rest of the state stays") from None
 
     def _run(self, name: str, *args: object) -> Any:
         return self._call(self._scripts[name], args=[self.prefix, *args])
@@ -815,7 +851,8 @@ class RedisStore(Closing):
     # -- usage -----------------------------------------------------------------------------------------
 
     def record_usage(self, record: UsageRecord) -> None:
-        at = stored_epoch(check_usage(record).at, "UsageRecord.at")
+        record = check_usage(record)
+        at = stored_epoch(record.at, "UsageRecord.at")
         self._write("record", _q(record.provider), _q(record.account), repr(at), _usage_member(record), LOG_CAP)
 
     def _bulk(self, name: str, calls: Iterable[list[str]]) -> int:
@@ -840,7 +877,7 @@ class RedisStore(Closing):
     def import_usage(self, records: Iterable[UsageRecord]) -> int:
         # Every record checked (`check_usage`) before the first batch is written.
         return self._bulk("record", [[_q(r.provider), _q(r.account), repr(stored_epoch(r.at, "UsageRecord.at")),
-                                      _usage_member(check_usage(r)), str(LOG_CAP)] for r in records])
+                                      _usage_member(r), str(LOG_CAP)] for r in map(check_usage, records)])
 
     def usage_totals(
         self, since: Mapping[str, datetime], until: datetime | None = None
@@ -859,7 +896,7 @@ class RedisStore(Closing):
             # Python's float() takes forms Lua's tonumber does not ("1_000"): the script's verdict stands.
             self._damage(key, f"holds a usage row adws never writes: {_shown(member)}", ("ZREM", key, member))
         return {(providers[(index - 4) // 2], unquote(qa)): self._decoded(
-            ("DEL", self._key("usage", _q(providers[(index - 4) // 2]), qa)), _usage, *sums)
+            ("DEL", self._key("usage", _q(providers[(index - 4) // 2]), qa)), _usage, *sums, math.inf)
             for index, qa, *sums in rows}
 
     def oldest_usage(self, provider: str, account: str, since: datetime) -> datetime | None:

@@ -23,6 +23,7 @@ one thread never interleaves with another's. Open one store per process after a 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shlex
 import sqlite3
@@ -62,6 +63,7 @@ from adws.state.base import (
     damaged_entry,
     hour_start,
     one_line,
+    shell_word,
     stored_amount,
     stored_at,
     stored_count,
@@ -71,6 +73,7 @@ from adws.state.base import (
     stored_text,
     stored_usage,
     to_epoch,
+    typable,
 )
 
 _ID = itemgetter(0)
@@ -209,8 +212,8 @@ accounts(provider, since, account) AS (
            (SELECT MIN(u.account) FROM usage u WHERE u.provider = a.provider AND u.account > a.account)
     FROM accounts a WHERE a.account IS NOT NULL
 )
-SELECT a.provider, a.account, SUM(u.requests), SUM(u.input_tokens), SUM(u.output_tokens),
-       SUM(u.cost_usd), MAX(u.estimated), {bad}
+SELECT a.provider, a.account, TOTAL(u.requests), TOTAL(u.input_tokens), TOTAL(u.output_tokens),
+       TOTAL(u.cost_usd), MAX(u.estimated), {bad}
 FROM accounts a
 JOIN usage u ON u.provider = a.provider AND u.account = a.account AND u.at >= a.since{until}
 WHERE a.account IS NOT NULL
@@ -381,19 +384,40 @@ def _decoded(path: str, convert: Callable[[], T]) -> T:
 
 
 def _literal(value: object) -> str:
-    """A key column's stored value as an SQL literal, for a statement the user runs (a BLOB as X'..')."""
+    """A key column's stored value as an SQL literal, for a statement the user runs: text that is short printable
+    ASCII in single quotes; any other text as `CAST(X'..' AS TEXT)` of its UTF-8 bytes, so the statement names
+    exactly that key once printed, pasted and run (a tab, a newline, runs of spaces, a no-break space, a NUL or an
+    escape sequence in a key would otherwise be changed on the way and name another row, or none); a BLOB as X'..'."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"X'{bytes(value).hex()}'"
     if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
+        if typable(value):
+            return "'" + value.replace("'", "''") + "'"
+        return f"CAST(X'{value.encode('utf-8', 'surrogatepass').hex()}' AS TEXT)"
     return "NULL" if value is None else repr(value)
 
 
-def _sqlite3_command(path: str, statement: str) -> str:
-    """The sqlite3 shell command running `statement` on `path`, for a message: the statement in double quotes where
-    the shell leaves it as it is (its literals keep their single quotes readable), else quoted by shlex."""
+# The longest command a damage line shows: a key of 10 KB would make a statement no one can read or paste whole,
+# and a statement cut short would run as another one, or fail.
+_COMMAND_CHARS = 1000
+
+
+def _sqlite3_command(path: str, statement: str) -> str | None:
+    """The sqlite3 shell command running `statement` on `path`, for a message, or None when it is longer than
+    _COMMAND_CHARS (never cut short). The path is one shell word (`shell_word`: its spaces kept, control characters
+    escaped), the statement in double quotes where the shell leaves it as it is (its literals keep their single quotes
+    readable), else quoted by shlex."""
     quoted = f'"{statement}"' if not any(c in statement for c in '"$`\\!') else shlex.quote(statement)
-    return one_line(f"sqlite3 {shlex.quote(path)} {quoted}", 400)
+    command = f"sqlite3 {shell_word(path)} {quoted}"
+    return command if len(command) <= _COMMAND_CHARS else None
+
+
+# What a change counter is set to when it is damaged or missing: microseconds since the epoch when the statement
+# runs, above any count a store reaches by counting its writes. Readers compare a counter with the value they last
+# saw for equality; a counter set back (to 0) could come back to a value a reader saw and make its stale cache look
+# current.
+_COUNTER_RESET = "CAST(strftime('%s', 'now') AS INTEGER) * 1000000"
+_COUNTER_WHY = "above any value it held, so that no reader's cached state looks current"
 
 
 class _Row:
@@ -411,14 +435,35 @@ class _Row:
         return " AND ".join(f"{column} = {_literal(value)}" for column, value in self._key.items())
 
     def damage(self, column: str, what: str) -> StateStoreError:
-        """The damage line for `column` of this row, which `what` describes."""
+        """The damage line for `column` of this row, which `what` describes. The statement names the row by its key
+        (`_literal`); one too long to show (a key of kilobytes) is not shown cut short: the row is named by its key's
+        length and first characters, with the query that lists the rows so named."""
         where = self._where()
-        if self._table == "changes":  # a change counter is needed by every reader: reset, not removed
-            statement, verb = f"UPDATE changes SET n = 0 WHERE {where}", "reset it"
+        if self._table == "changes":  # a change counter is needed by every reader: set anew, not removed
+            statement, verb = f"UPDATE changes SET n = {_COUNTER_RESET} WHERE {where}", f"reset it, {_COUNTER_WHY}"
         else:
             statement, verb = f"DELETE FROM {self._table} WHERE {where}", "remove that row"
-        return damaged_entry(self._path, f"table {self._table}, row {one_line(where, 200)}, column {column}", what,
-                             _sqlite3_command(self._path, statement), verb)
+        command = _sqlite3_command(self._path, statement)
+        if command is not None:
+            return damaged_entry(self._path, f"table {self._table}, row {where}, column {column}", what, command, verb)
+        named = " AND ".join(self._named(c, v) for c, v in self._key.items())
+        find = f"SELECT {', '.join(f'hex({c})' for c in self._key)} FROM {self._table} WHERE {named}"
+        return damaged_entry(
+            self._path, f"table {self._table}, row {named}, column {column}", what,
+            f"the statement is too long to show; list the rows so named with {_sqlite3_command(self._path, find)}",
+            f"{verb.replace('remove', 'find and remove').replace('reset', 'find and reset')}")
+
+    @staticmethod
+    def _named(column: str, value: object) -> str:
+        """An SQL condition naming `value` of `column` in a few characters: itself when short, else its length and
+        its first 16 bytes (UTF-8)."""
+        literal = _literal(value)
+        if len(literal) <= 80 or not isinstance(value, str):
+            return f"{column} = {literal}"
+        # As bytes: SQLite's length() and substr() of text stop at a NUL.
+        data = value.encode("utf-8", "surrogatepass")
+        return (f"length(CAST({column} AS BLOB)) = {len(data)} AND "
+                f"substr(CAST({column} AS BLOB), 1, 16) = X'{data[:16].hex()}'")
 
     def cell(self, column: str, check: Callable[..., T], value: object, *args: object) -> T:
         """`check(value, *args)` over the stored value of `column`; its ValueError, TypeError or OverflowError (a
@@ -661,8 +706,11 @@ class SqliteStore(Closing):
             conn.execute("DROP TABLE IF EXISTS temp.rolled")
             # Only hours holding more than one row: a lone row is already as small as its hour gets.
             conn.execute(
-                f"CREATE TEMP TABLE rolled AS SELECT provider, account, {bucket} AS hour, SUM(requests) AS r,"
-                " SUM(input_tokens) AS i, SUM(output_tokens) AS o, SUM(cost_usd) AS c, MAX(estimated) AS e,"
+                # CAST(TOTAL()): SUM would fail past 2**63 ("integer overflow"); the cast stops there, a row
+                # every store still reads (base.MAX_STORED).
+                f"CREATE TEMP TABLE rolled AS SELECT provider, account, {bucket} AS hour,"
+                " CAST(TOTAL(requests) AS INTEGER) AS r, CAST(TOTAL(input_tokens) AS INTEGER) AS i,"
+                " CAST(TOTAL(output_tokens) AS INTEGER) AS o, SUM(cost_usd) AS c, MAX(estimated) AS e,"
                 f" COUNT(*) AS n FROM usage WHERE at < ? GROUP BY provider, account, hour HAVING n > 1",
                 (cutoff,),
             )
@@ -699,7 +747,9 @@ class SqliteStore(Closing):
         for row in rows:
             if row[7]:
                 self._name_bad_usage(row[0], row[1], since[row[0]], until)
-        return _decoded(self.path, lambda: {(row[0], row[1]): stored_usage(*row[2:7]) for row in rows})
+        # Sums of rows checked above ({bad}): never damage however large (base.MAX_STORED). TOTAL, not SUM: SUM
+        # fails past 2**63 ("integer overflow"); TOTAL sums in a double, as Redis does.
+        return _decoded(self.path, lambda: {(row[0], row[1]): stored_usage(*row[2:7], high=math.inf) for row in rows})
 
     def _name_bad_usage(self, provider: str, account: str, since: datetime, until: datetime | None) -> None:
         """Raise the damage line of the first usage row of `provider`/`account` in since..until that holds a figure
@@ -1062,8 +1112,9 @@ class SqliteStore(Closing):
         missing = [kind for kind in CHANGE_KINDS if kind not in found]
         if missing:
             kind = _literal(missing[0])
-            raise damaged_entry(self.path, f"table changes, row kind = {kind},", "is missing", _sqlite3_command(
-                self.path, f"INSERT INTO changes (kind, n) VALUES ({kind}, 0)"), "add it")
+            command = _sqlite3_command(self.path, f"INSERT INTO changes (kind, n) VALUES ({kind}, {_COUNTER_RESET})")
+            raise damaged_entry(self.path, f"table changes, row kind = {kind}", "is missing",
+                                command or "the statement is too long to show", f"add it, {_COUNTER_WHY}")
         counts = tuple(_Row(self.path, "changes", kind=kind).cell("n", stored_count, found[kind],
                                                                   f"change counter {kind}") for kind in CHANGE_KINDS)
         self._seen = (sum(counts), counts)

@@ -368,8 +368,16 @@ INLINE_CASES: list[tuple[str, str, list[str]]] = [
      ['providers.x.accounts[1] (name="a") → name: duplicate account name "a"']),
     ("accounts differing only in case", X + '[[providers.x.accounts]]\nname = "work"\n'
      '[[providers.x.accounts]]\nname = "Work"\n',
-     ['providers.x.accounts[1] (name="Work") → name: account name "Work" differs from "work" only in case: '
-      'rename one']),
+     ['providers.x.accounts[1] (name="Work") → name: account name "Work" differs from "work" only in case or '
+      'surrounding whitespace: rename one']),
+    ("accounts differing only in case by casefold", X + '[[providers.x.accounts]]\nname = "STRASSE"\n'
+     '[[providers.x.accounts]]\nname = "straße"\n',
+     ['providers.x.accounts[1] (name="straße") → name: account name "straße" differs from "STRASSE" only in case or '
+      'surrounding whitespace: rename one']),
+    ("accounts differing only in surrounding whitespace", X + '[[providers.x.accounts]]\nname = "work"\n'
+     '[[providers.x.accounts]]\nname = " work "\n',
+     ['providers.x.accounts[1] (name=" work ") → name: account name " work " differs from "work" only in case or '
+      'surrounding whitespace: rename one']),
     ("bad quota window", X + '[providers.x.quota]\nrequests = 5\n'
      'window = "5 hours"\n',
      ['providers.x.quota → window: invalid window "5 hours": expected numbers with units w, d, h, m, s in that '

@@ -162,6 +162,10 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
         P("a") + P("A"),
         ['providers.A: provider "A" differs from "a" only in case, and an override names a provider in any case: '
          "rename one"]),
+    "providers STRASSE and straße (casefold)": (
+        P("STRASSE") + P("straße"),
+        ['providers.straße: provider "straße" differs from "STRASSE" only in case, and an override names a provider in '
+         "any case: rename one"]),
     "an empty provider name": (P("a") + P(""), ['providers."": a provider name must not be empty or blank']),
     "a provider name with /": (
         P("a/b"),

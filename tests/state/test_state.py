@@ -842,22 +842,88 @@ def test_redis_log_keeps_the_newest_rows_and_refuses_a_reader_left_behind(
         assert changes is not None and [r.usage.input_tokens for r in changes.records] == [2, 3, 4]
 
 
-def test_a_breaker_a_host_ahead_wrote_holds_no_provider_open_on_any_backend(store: StateStore) -> None:
-    """The breaker's time is judged against the reader's clock by adws.breaker, the same over every backend: a time
-    a year ahead (a host's clock, or damage) neither blocks routing nor keeps a probe from being claimed."""
-    from adws import breaker
-    from adws.accounts import StatefulAccounts
-    from adws.availability import Availability
-    from tests.test_breaker import provider
+class _Host:
+    """One simulated host sharing `store`: its own clock (`skew` from T0) and its own reader (routing, sightings)."""
 
-    spec = provider()
-    store.update_breaker(spec.name, lambda _: BreakerState("open", 3, T0 + timedelta(days=365)))
-    accounts = StatefulAccounts({spec.name: spec}, Availability({}, lambda name: f"/bin/{name}"), store, 600)
-    accounts.generation(T0)
-    assert accounts.provider_blocked(spec, T0) is None
-    with breaker.admission(store, spec, T0, timedelta(minutes=10)) as admitted:
-        assert admitted
-        assert store.get_breaker(spec.name) == BreakerState("half_open", 3, T0)  # the probe replaced the time
+    def __init__(self, store: StateStore, skew: timedelta) -> None:
+        from adws import breaker
+        from adws.accounts import StatefulAccounts
+        from adws.availability import Availability
+        from tests.test_breaker import provider
+
+        self.store, self.skew, self.spec = store, skew, provider()
+        self.lease = breaker.probe_lease(self.spec)
+        self.accounts = StatefulAccounts({self.spec.name: self.spec}, Availability({}, lambda name: f"/bin/{name}"),
+                                         store, HOST_COOLDOWN.total_seconds())
+
+    def at(self, offset: timedelta = timedelta(0)) -> datetime:
+        """This host's clock when the true time is T0 + `offset`."""
+        return T0 + offset + self.skew
+
+    def blocked_until(self, offset: timedelta) -> datetime | None:
+        """When routing on this host, at true time T0 + `offset`, lets the provider in again (None: it does now)."""
+        self.accounts.generation(self.at(offset))
+        skip = self.accounts.provider_blocked(self.spec, self.at(offset))
+        return None if skip is None else skip.until
+
+    def claims(self, offset: timedelta) -> bool:
+        from adws import breaker
+
+        claimed, _ = breaker.claim_probe(self.store, self.spec.name, self.at(offset), HOST_COOLDOWN, self.lease,
+                                         self.accounts.sightings)
+        return claimed
+
+
+HOST_COOLDOWN = timedelta(minutes=10)
+
+
+def test_a_probe_a_host_ahead_claimed_is_live_for_the_lease_on_every_backend(store: StateStore) -> None:
+    # Before, the second host took the half-open time an hour ahead for no probe and claimed its own: two probes.
+    ahead, here = _Host(store, timedelta(hours=1)), _Host(store, timedelta(0))
+    store.update_breaker(here.spec.name, lambda _: BreakerState("open", 3, T0 - timedelta(minutes=20)))
+    assert ahead.claims(timedelta(0))
+    assert store.get_breaker(here.spec.name) == BreakerState("half_open", 3, ahead.at())
+    assert here.blocked_until(timedelta(0)) == T0 + here.lease  # the lease from this host's own sighting
+    assert not here.claims(timedelta(0))
+    assert not here.claims(here.lease - timedelta(seconds=1))
+    assert here.blocked_until(here.lease - timedelta(seconds=1)) == T0 + here.lease
+    # Capped at the lease: once it ran out on this host's clock, the probe may be taken over (its host died).
+    assert here.blocked_until(here.lease) is None
+    assert here.claims(here.lease)
+    assert store.get_breaker(here.spec.name) == BreakerState("half_open", 3, T0 + here.lease)
+
+
+def test_a_breaker_a_host_ahead_opened_blocks_for_the_cooldown_from_each_readers_clock(store: StateStore) -> None:
+    # Before, an open time an hour ahead blocked nobody (its probe was due at once): that host's opens were ignored.
+    from adws import breaker
+
+    ahead, here = _Host(store, timedelta(hours=1)), _Host(store, timedelta(0))
+    store.update_breaker(here.spec.name, lambda s: breaker.after_attempt(BreakerState("closed", 2, None), True,
+                                                                          ahead.at(), threshold=3))
+    assert store.get_breaker(here.spec.name) == BreakerState("open", 3, ahead.at())
+    # Never zero: this host sees it open for the whole cooldown from when it first saw it ...
+    assert here.blocked_until(timedelta(0)) == T0 + HOST_COOLDOWN
+    assert not here.claims(timedelta(minutes=1))
+    assert here.blocked_until(HOST_COOLDOWN - timedelta(seconds=1)) == T0 + HOST_COOLDOWN
+    # ... and never longer (believed, it would hold until the time an hour ahead plus the cooldown).
+    assert here.blocked_until(HOST_COOLDOWN) is None
+    assert here.claims(HOST_COOLDOWN)
+
+
+def test_a_host_behind_neither_probes_at_once_nor_shortens_the_others_cooldown(store: StateStore) -> None:
+    # Before, to a host an hour behind every other host's open time lay ahead: it probed at once, writing its own
+    # time an hour back, and the others took the probe for long dead and probed as well.
+    from adws import breaker
+
+    behind, here = _Host(store, -timedelta(hours=1)), _Host(store, timedelta(0))
+    store.update_breaker(here.spec.name, lambda s: breaker.after_attempt(BreakerState("closed", 2, None), True,
+                                                                          here.at(), threshold=3))
+    assert behind.blocked_until(timedelta(0)) == behind.at(HOST_COOLDOWN)
+    assert not behind.claims(timedelta(minutes=1))
+    assert store.get_breaker(here.spec.name) == BreakerState("open", 3, T0)  # untouched: the cooldown holds
+    assert here.blocked_until(timedelta(minutes=1)) == T0 + HOST_COOLDOWN
+    assert here.claims(HOST_COOLDOWN)
+    assert not behind.claims(HOST_COOLDOWN)  # this host's probe is live on the host behind too
 
 
 BAD_FIGURES = {
@@ -884,3 +950,28 @@ def test_every_backend_refuses_a_figure_it_could_not_read_back_on_write(store: S
             write()
         assert str(exc.value) == f"cannot record usage of p/a: {problem}"
         assert list(store.usage_records()) == []  # nothing written, not even the good row before it
+
+
+def test_every_backend_keeps_a_whole_float_count_as_the_int_it_returns(store: StateStore) -> None:
+    # Before, the memory store kept requests=5.0 and returned the float, where SQLite and Redis returned 5.
+    store.record_usage(rec("p", "a", T0, requests=5.0, input_tokens=7.0, cost_usd=2))
+    store.import_usage([rec("p", "a", T0, requests=1.0, output_tokens=3.0)])
+    shapes = [(type(u.requests), type(u.input_tokens), type(u.output_tokens), type(u.cost_usd))
+              for u in [r.usage for r in store.usage_records()] + [store.usage_totals({"p": T0})["p", "a"]]]
+    assert shapes == [(int, int, int, float)] * 3
+    assert store.usage_totals({"p": T0})["p", "a"] == Usage(requests=6, input_tokens=7, output_tokens=3, cost_usd=2.0)
+    with pytest.raises(ValueError) as exc:
+        store.record_usage(rec("p", "a", T0, requests=1.5))
+    assert str(exc.value) == "cannot record usage of p/a: requests is 1.5, not a whole number"
+
+
+def test_a_total_of_valid_rows_past_2_53_is_read_as_the_sum_not_damage(store: StateStore) -> None:
+    # 9,100 rows of 10**12 tokens, each what every store takes: before, their sum (past 2**53) read as damage (SQLite:
+    # "move the file aside"; Redis: DEL the whole usage history), where the memory store returned it.
+    rows = [rec("p", "a", T0 + timedelta(seconds=i / 10), input_tokens=10**12) for i in range(9_100)]
+    store.import_usage(rows)
+    expected = Usage(requests=9_100, input_tokens=9_100 * 10**12)
+    assert store.usage_totals({"p": T0}) == {("p", "a"): expected}
+    store.roll_up(T0 + timedelta(hours=2))  # one row of the hour's sum: still a row every store reads
+    assert store.usage_totals({"p": T0}) == {("p", "a"): expected}
+    assert [r.usage for r in store.usage_records()] == [expected]

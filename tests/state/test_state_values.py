@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sqlite3
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ import redis
 
 from adws.attempt import Usage
 from adws.state import BreakerState, Cooldown, RedisStore, SqliteStore, StateStoreError, UsageRecord
-from adws.state.base import Observation
+from adws.state.base import CHANGE_KINDS, Observation
 from adws.state.maintenance import StateImportError, export_lines, import_lines
 from adws.state.memory import MemoryStore
 from tests.state.test_state import T0
@@ -47,7 +49,7 @@ SQLITE: dict[str, tuple[str, Callable[[SqliteStore], object]]] = {
                                  lambda s: s.usage_totals({"p": T0})),
     "negative usage in records": ("UPDATE usage SET input_tokens = -90000", lambda s: list(s.usage_records())),
     "text usage in totals": ("UPDATE usage SET output_tokens = 'lots'", lambda s: s.usage_totals({"p": T0})),
-    "huge usage": ("UPDATE usage SET input_tokens = 9223372036854775807", lambda s: s.usage_totals({"p": T0})),
+    "huge usage": ("UPDATE usage SET input_tokens = 1e19", lambda s: s.usage_totals({"p": T0})),
     "infinite cost": ("UPDATE usage SET cost_usd = 1e999", lambda s: s.usage_totals({"p": T0})),
     "estimated 7": ("UPDATE usage SET estimated = 7", lambda s: s.usage_totals({"p": T0})),
     "time infinite": ("UPDATE usage SET at = 1e999", lambda s: list(s.usage_records())),
@@ -164,8 +166,9 @@ def test_a_missing_change_counter_names_the_statement_that_adds_it(tmp_path: Pat
     with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
         store.change_counts()
     assert str(exc.value) == (
-        f"state store {path} is damaged: table changes, row kind = 'runs', is missing; add it (sqlite3 {path} "
-        "\"INSERT INTO changes (kind, n) VALUES ('runs', 0)\") and the rest of the state stays")
+        f"state store {path} is damaged: table changes, row kind = 'runs' is missing; add it, above any value it "
+        f"held, so that no reader's cached state looks current (sqlite3 {path} \"INSERT INTO changes (kind, n) VALUES "
+        "('runs', CAST(strftime('%s', 'now') AS INTEGER) * 1000000)\") and the rest of the state stays")
 
 
 def test_a_damaged_cursor_is_left_as_it_was(tmp_path: Path) -> None:
@@ -263,3 +266,127 @@ def test_an_import_refuses_a_cooldown_longer_than_any_limit() -> None:
     line["until"] = (T0 + timedelta(days=366)).isoformat()  # a yearly reset: kept
     with MemoryStore() as store:
         assert import_lines(store, [json.dumps(header), json.dumps(line)], "f", ["p"], T0)["cooldown"] == 1
+
+
+# Keys a task id or a name may hold, each next to the healthy key one_line made of it before (whitespace collapsed):
+# the advice then removed the healthy row.
+HOSTILE_KEYS = ["issue\t42", "issue\n42", "issue  42", "issue\xa042", "issue\x1c42", "issue\x1f42", "issue 42",
+                "nul\x00key", "nul", "x" * 10_000, "x" * 9_999, "\x1b[31mred\x1b[0m", "\x1b]0;title\x07",
+                "it's \"$HOME\" `id` \\ !x", "straße", "a" * 350 + "'"]
+
+
+def _row_command(message: str) -> str | None:
+    """The sqlite3 command a damage line advises, or None when it gives none."""
+    found = re.search(r"; (?:remove that row|reset it, [^(]*?) \((sqlite3 .*)\) and the rest of the state stays$",
+                      message)
+    return None if found is None else found.group(1)
+
+
+def test_sqlite_advice_for_a_hostile_key_removes_exactly_its_row_through_a_shell(tmp_path: Path) -> None:
+    # Before, the statement went through one_line: tabs, newlines, runs of spaces, no-break spaces and \x1c-\x1f
+    # became one space (the healthy 'issue 42' row was removed), a NUL and escape sequences reached the terminal raw,
+    # a statement past 400 characters was cut short (its closing quote lost), and the path's two spaces became one.
+    folder = tmp_path / "two  spaces $HOME 'q'"
+    folder.mkdir()
+    path = folder / "state.sqlite3"
+    with SqliteStore(str(path)) as store:
+        for key in HOSTILE_KEYS:
+            store.set_sticky(key, "claude")
+    remaining = set(HOSTILE_KEYS)
+    for key in HOSTILE_KEYS:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE sticky SET value = x'01' WHERE key = ?", (key,))
+        db.close()
+        with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
+            store.get_sticky(key)
+        message = str(exc.value)
+        assert message.isprintable(), message  # no control character reaches the terminal
+        command = _row_command(message)
+        if command is None:  # no statement cut short: too long to show, the row named by length and beginning
+            assert len(key) > 300 and "the statement is too long to show" in message, message
+            find = re.search(r"list the rows so named with (sqlite3 .*)\) and the rest", message)
+            assert find is not None, message
+            listed = subprocess.run(["bash", "-c", find.group(1)], capture_output=True, text=True, check=True)
+            assert listed.stdout.split() == [key.encode().hex().upper()]
+            with sqlite3.connect(path) as db:
+                db.execute("DELETE FROM sticky WHERE key = ?", (key,))
+            db.close()
+        else:
+            assert command is not None, message
+            subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+        remaining.discard(key)
+        with sqlite3.connect(path) as db:
+            assert {k for (k,) in db.execute("SELECT key FROM sticky")} == remaining, key  # exactly that row went
+        db.close()
+
+
+def test_a_damaged_change_counter_is_advised_above_any_value_it_held(tmp_path: Path) -> None:
+    # Before: "UPDATE changes SET n = 0", which a counter can count back up to a value a reader saw (readers compare
+    # by equality): a stale cache would look current.
+    path = tmp_path / "state.sqlite3"
+    with SqliteStore(str(path)) as store:
+        _fill(store)
+    for damage in ("UPDATE changes SET n = 'x' WHERE kind = 'runs'", "DELETE FROM changes WHERE kind = 'runs'"):
+        with sqlite3.connect(path) as db:
+            db.execute(damage)
+        db.close()
+        with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
+            store.change_counts()
+        message = str(exc.value)
+        assert "above any value it held, so that no reader's cached state looks current" in message
+        found = re.search(r"\((sqlite3 .*)\) and the rest of the state stays$", message)
+        assert found is not None, message
+        subprocess.run(["bash", "-c", found.group(1)], check=True, capture_output=True)
+        with SqliteStore(str(path)) as store:
+            counts = dict(zip(CHANGE_KINDS, store.change_counts(), strict=True))
+        assert counts["runs"] >= 10**15 and all(n < 10**6 for kind, n in counts.items() if kind != "runs")
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE changes SET n = 7 WHERE kind = 'runs'")
+        db.close()
+
+
+@pytest.mark.parametrize("prefix_tail", ["", "two  spaces\t\x1b[2J:"])
+def test_redis_advice_for_a_hostile_field_or_key_removes_exactly_it_or_says_how_to_find_it(
+        redis_url: str, redis_prefix: str, prefix_tail: str) -> None:
+    # Before, the command went through one_line (a field 'issue\t42' became 'issue 42': another entry) and was cut
+    # at 400 characters; escape sequences reached the terminal raw.
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    prefix = redis_prefix + prefix_tail
+    key = prefix + "breakers"
+    try:
+        with RedisStore(redis_url, key_prefix=prefix) as store:
+            for name in HOSTILE_KEYS:
+                client.hset(key, name, "not json")
+            remaining = set(HOSTILE_KEYS)
+            for name in HOSTILE_KEYS:
+                with pytest.raises(StateStoreError) as exc:
+                    store.get_breaker(name)
+                message = str(exc.value)
+                assert message.isprintable(), message
+                fix = re.search(r"; remove it \((redis-cli .*), against that server\) and the rest", message)
+                if fix is not None:
+                    argv = shlex.split(fix.group(1))
+                    assert argv[:2] == ["redis-cli", "HDEL"]
+                    client.execute_command(*argv[1:])  # what redis-cli runs, on this test's server and database
+                else:
+                    assert "which a redis-cli command cannot carry exactly" in message, message
+                    find = re.search(r"find (?:it|its entry starting .*?) with (redis-cli .*?), against", message)
+                    assert find is not None, message
+                    argv = shlex.split(find.group(1))
+                    assert not prefix_tail or argv[1:3] == ["--scan", "--pattern"]
+                    if argv[1] == "HSCAN":
+                        cursor, matched = "0", []
+                        for _ in range(100):
+                            cursor, fields = client.execute_command(*argv[1:3], cursor, *argv[4:])
+                            matched += list(fields)  # redis-py answers HSCAN with a dict
+                            if cursor in ("0", 0):
+                                break
+                        assert name in matched
+                    else:
+                        assert key in set(client.scan_iter(match=argv[3], count=1000))
+                    client.hdel(key, name)
+                remaining.discard(name)
+                assert set(client.hkeys(key)) == remaining, name  # exactly that field went
+    finally:
+        client.delete(key)
+        client.close()
