@@ -78,8 +78,8 @@ SQLITE: dict[str, tuple[str, Callable[[SqliteStore], object]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(SQLITE))
-def test_sqlite_reports_a_value_it_never_writes_as_damage(tmp_path: Path, case: str) -> None:
+def _damaged(tmp_path: Path, case: str) -> tuple[Path, Callable[[SqliteStore], object]]:
+    """A filled store damaged by SQLITE[case]'s statement, and the read that meets the damage."""
     statement, read = SQLITE[case]
     path = tmp_path / "state.sqlite3"
     with SqliteStore(str(path)) as store:
@@ -87,6 +87,12 @@ def test_sqlite_reports_a_value_it_never_writes_as_damage(tmp_path: Path, case: 
     with sqlite3.connect(path) as db:
         db.execute(statement)
     db.close()
+    return path, read
+
+
+@pytest.mark.parametrize("case", list(SQLITE))
+def test_sqlite_reports_a_value_it_never_writes_as_damage(tmp_path: Path, case: str) -> None:
+    path, read = _damaged(tmp_path, case)
     with SqliteStore(str(path)) as store, pytest.raises(StateStoreError) as exc:
         read(store)
     message = str(exc.value)
@@ -101,13 +107,7 @@ ROW_FIX = re.compile(r'is damaged: table (\w+), row (.*), column (\w+) holds .*;
 
 @pytest.mark.parametrize("case", list(SQLITE))
 def test_sqlite_names_the_damaged_row_and_the_statement_that_removes_only_it(tmp_path: Path, case: str) -> None:
-    statement, read = SQLITE[case]
-    path = tmp_path / "state.sqlite3"
-    with SqliteStore(str(path)) as store:
-        _fill(store)
-    with sqlite3.connect(path) as db:
-        db.execute(statement)
-    db.close()
+    path, read = _damaged(tmp_path, case)
     with SqliteStore(str(path)) as store:  # written after the damage: undamaged rows of another account
         store.record_usage(UsageRecord("q", "b", T0, Usage(1, 7, 7)))
         store.set_cooldown("q", "b", Cooldown(LATER, "rate_limited"))
