@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from adws.errors import RenderError
@@ -66,24 +67,37 @@ def _bound_printf(spec: Any) -> None:
                     _bound_width(MAX_REPEAT + 1)
 
 
+# What the render under way was given (its variables, as `_size` counts them: a prompt's, a task body's length).
+# A template may make MAX_REPEAT characters more than that: a long prompt or issue body with text around it
+# renders (`{{ task.title }}\n\n{{ task.body }}`), while a value doubled in a loop, or task text repeated, still
+# stops, at MAX_REPEAT past what was given. Outside a render (0) the bound is MAX_REPEAT.
+_GIVEN: ContextVar[int] = ContextVar("adws_template_given", default=0)
+
+
+def _allowed() -> int:
+    """How many characters (or items) a result may have in the render under way (see _GIVEN)."""
+    return MAX_REPEAT + _GIVEN.get()
+
+
 def _refuse(what: str) -> None:
     from jinja2.exceptions import SecurityError
 
-    raise SecurityError(f"{what} would build more than {MAX_REPEAT:,} characters")
+    raise SecurityError(f"{what} would build more than {MAX_REPEAT:,} characters beyond what the template was given")
 
 
 def _concatenated(longest: int, size: int) -> None:
     """Refuse a concatenation (`+`, `~`) of `size` items whose longest part has `longest`, when it grows past
-    MAX_REPEAT."""
-    if size > MAX_REPEAT and size > longest:
+    what the render allows (`_allowed`)."""
+    if size > _allowed() and size > longest:
         from jinja2.exceptions import SecurityError
 
-        raise SecurityError(f"a concatenation of more than {MAX_REPEAT:,} items")
+        raise SecurityError(f"a concatenation of more than {MAX_REPEAT:,} items beyond what the template was given")
 
 
 def _grows(before: int, after: int, what: str) -> None:
-    """Refuse an operation that would turn `before` characters into more than MAX_REPEAT and more than it had."""
-    if after > MAX_REPEAT and after > before:
+    """Refuse an operation that would turn `before` characters into more than the render allows (`_allowed`) and
+    more than it had."""
+    if after > _allowed() and after > before:
         _refuse(what)
 
 
@@ -150,7 +164,8 @@ def _built(what: str, inputs: Iterable[Any], build: Any) -> Any:
     string, turned into text) are refused before anything is built; the rest is measured once built."""
     inputs = list(inputs)
     longest = max((_part(value) for value in inputs), default=0)
-    if sum(_size(value, 4 * MAX_REPEAT + longest) for value in inputs) > 4 * MAX_REPEAT + longest:
+    most = 4 * MAX_REPEAT + longest + _GIVEN.get()
+    if sum(_size(value, most) for value in inputs) > most:
         _refuse(what)
     result = build()
     if isinstance(result, (str, list, tuple)):
@@ -394,12 +409,12 @@ def _environment() -> SandboxedEnvironment:
             `environment.concat` for each), made as the template yields it and refused as soon as it passes
             MAX_REPEAT characters and its longest part: nested loops writing a character each, or a block
             capture doubling a value, stop there; one long value written out (`{{ prompt }}`) is kept."""
-            out, total, longest = [], 0, 0
+            out, total, longest, allowed = [], 0, 0, _allowed()
             for part in parts:
                 out.append(part)
                 total += len(part)
                 longest = max(longest, len(part))
-                if total > MAX_REPEAT and total > longest:
+                if total > allowed and total > longest:
                     _refuse("the template's output")
             return "".join(out)
 
@@ -569,6 +584,7 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         text = _substitute(source, variables)
         if text is not None:
             return text
+    given = _GIVEN.set(_size(list(variables.values()), budget=1 << 62))  # counted, not scanned: one step a value
     try:
         return str(_compiled(source).render(variables))
     except Exception as exc:
@@ -577,6 +593,8 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         # as such, never a traceback.
         # Never a blank reason: a MemoryError (or any exception) without a message is named by its type.
         raise RenderError(f"cannot render {source!r}: {str(exc) or type(exc).__name__}") from None
+    finally:
+        _GIVEN.reset(given)
 
 
 def _substitute(source: str, variables: Mapping[str, Any]) -> str | None:
@@ -588,6 +606,8 @@ def _substitute(source: str, variables: Mapping[str, Any]) -> str | None:
         if type(value) is not str:
             return None
         values.append(value)
+    if sum(map(len, values)) > MAX_REPEAT:  # possibly past the bound (`{{ prompt }}{{ prompt }}`): Jinja judges
+        return None
     pieces = iter(values)
     return _ONE_NAME.sub(lambda _: next(pieces), source)
 

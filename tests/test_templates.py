@@ -18,6 +18,8 @@ from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, rende
 ALLOWED = sorted(BUILTIN_VARIABLES)
 ONE_OF = ", ".join(ALLOWED)
 
+BEYOND = " beyond what the template was given"  # what every growth bound's message ends with
+
 
 @pytest.mark.parametrize(("element", "jinja"), [
     ("{prompt_file}", "{{ prompt_file }}"),
@@ -163,13 +165,13 @@ def test_render_env() -> None:
     ('{{ "%(a)9999999s" % {"a": 1} }}', "a width of more than 1,000,000 characters"),
     # Grown step by step in a loop, each step within every other bound: doubled by ~ or +, or grown in place.
     ('{% set ns = namespace(s="x") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}',
-     "a concatenation of more than 1,000,000 items"),
+     "a concatenation of more than 1,000,000 items" + BEYOND),
     ('{% set ns = namespace(s="x") %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}',
-     "a concatenation of more than 1,000,000 items"),
+     "a concatenation of more than 1,000,000 items" + BEYOND),
     ('{% set ns = namespace(l=[0]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}',
-     "a concatenation of more than 1,000,000 items"),
+     "a concatenation of more than 1,000,000 items" + BEYOND),
     ('{% set ns = namespace(t=(0,)) %}{% for i in range(40) %}{% set ns.t = ns.t + ns.t %}{% endfor %}',
-     "a concatenation of more than 1,000,000 items"),
+     "a concatenation of more than 1,000,000 items" + BEYOND),
     ("{% set l = [0] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}",
      "access to attribute 'extend' of 'list' object is unsafe."),
     ("{% set l = [] %}{% for i in range(99999) %}{{ l.append(i) }}{% endfor %}",
@@ -207,7 +209,7 @@ GROWN_BY_BUILTINS = {
         "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "the template's output"),
     "a list of many references written out": ("{{ [model * 1000] * 100000 }}", "an output"),
     "a list of many references in a ~": ("{{ ([model * 1000] * 100000) ~ '' }}",
-                                          "a concatenation of more than 1,000,000 items"),
+                                          "a concatenation of more than 1,000,000 items" + BEYOND),
 }
 
 
@@ -216,7 +218,8 @@ def test_a_value_doubled_by_any_builtin_is_refused_at_the_bound(case: str) -> No
     source, what = GROWN_BY_BUILTINS[case]
     with pytest.raises(RenderError) as caught:
         render_one(source, {"model": "claude-sonnet-4"})
-    why = what if what.startswith("a concatenation") else f"{what} would build more than 1,000,000 characters"
+    why = what if what.startswith("a concatenation") else \
+        f"{what} would build more than 1,000,000 characters{BEYOND}"
     assert str(caught.value) == f"cannot render {source!r}: {why}"
 
 
@@ -230,7 +233,7 @@ def test_a_config_whose_template_doubles_by_join_fails_check_naming_its_place(tm
         compile_config(parse_toml(config), "t", base_dir=str(tmp_path))
     assert str(caught.value).endswith(
         f"providers.x → command_template[1]: template {source!r} cannot be rendered (model 'm', a sample task): join "
-        "would build more than 1,000,000 characters")
+        "would build more than 1,000,000 characters" + BEYOND)
 
 
 def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
@@ -242,13 +245,25 @@ def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
         "ab3|ab|[1, 2]|(1, 2)|3.5|524288|&lt;&lt;b&gt;")
 
 
-def test_a_value_past_the_bound_is_passed_on_but_not_grown() -> None:
-    # A long prompt may be written out, or joined with nothing; a ~ that makes it longer still is refused.
+def test_a_long_value_given_may_be_written_with_text_around_it_but_not_repeated() -> None:
+    # What a render is given counts towards what it may build: a 2 MB prompt or issue body with a title, a prefix
+    # or a JSON quoting around it renders (run-many's --prompt-template, `--prompt={{ prompt }}`), as it did
+    # before the bounds; written out three times, or doubled in a loop, it is refused 1,000,000 past the given.
     long = "y" * 2_000_000
     assert render_one("{{ prompt ~ '' }}", {"prompt": long}) == long
+    assert render_one("{{ 'p: ' ~ prompt }}", {"prompt": long}) == "p: " + long
+    task = {"task": {"title": "t", "body": long}}
+    assert render_one("{{ task.title }}\n\n{{ task.body }}\n", task) == f"t\n\n{long}\n"
+    assert render_one("{{ prompt|tojson }}", {"prompt": long}) == f'"{long}"'
+    assert render_one("{{ 'p: %s' % prompt }}", {"prompt": long}) == f"p: {long}"
+    assert render_one("{{ 'q: {}'.format(prompt) }}", {"prompt": long}) == f"q: {long}"
     with pytest.raises(RenderError) as info:
-        render_one("{{ 'p: ' ~ prompt }}", {"prompt": long})
-    assert str(info.value) == "cannot render \"{{ 'p: ' ~ prompt }}\": a concatenation of more than 1,000,000 items"
+        render_one("{{ prompt }}{{ prompt }}", {"prompt": long})
+    assert str(info.value).endswith("the template's output would build more than 1,000,000 characters" + BEYOND)
+    with pytest.raises(RenderError) as info:
+        render_one("{% set ns = namespace(s=prompt) %}{% for i in range(8) %}{% set ns.s = ns.s ~ ns.s %}"
+                   "{% endfor %}{{ ns.s | length }}", {"prompt": long})
+    assert str(info.value).endswith("a concatenation of more than 1,000,000 items" + BEYOND)
 
 
 _SHAPES = {"prompt": "hi {{ x }}\r\n", "model": "m", "n": 3, "true": "T", "self": "S", "d": {"a": 1}, "e": ""}

@@ -21,6 +21,8 @@ from tests.helpers import config_problems
 X = '[providers.x]\ncommand_template = ["x", "{{ prompt_file }}"]\n'
 RULE = '[[routing.rules]]\nname = "r"\nprovider = "x"\n'
 
+BEYOND = " beyond what the template was given"  # what every growth bound's message ends with
+
 
 def P(name: str) -> str:
     """A provider table named `name` (quoted, so any name can be written)."""
@@ -77,13 +79,13 @@ REFUSED: dict[str, tuple[str, list[str]]] = {
         '{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"]\nprompt = "stdin"\n',
         ["providers.x → command_template[1]: template '{% set ns = namespace(s=task.title) %}{% for i in range(64) %}"
          "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}' cannot be rendered (a sample task): a concatenation of "
-         "more than 1,000,000 items"]),
+         "more than 1,000,000 items" + BEYOND]),
     "a list doubled by + in a loop": (
         X + 'prompt_suffix = "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}'
         '{% endfor %}{{ ns.l | length }}"\n',
         ["providers.x → prompt_suffix: template '{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = "
          "ns.l + ns.l %}{% endfor %}{{ ns.l | length }}' cannot be rendered (a sample task, after a failed attempt): "
-         "a concatenation of more than 1,000,000 items"]),
+         "a concatenation of more than 1,000,000 items" + BEYOND]),
     "a list grown by append": (
         X + 'prompt_suffix = "{% set l = [] %}{% for i in range(99999) %}{{ l.append(i) }}{% endfor %}"\n',
         ["providers.x → prompt_suffix: template '{% set l = [] %}{% for i in range(99999) %}{{ l.append(i) }}"
@@ -352,18 +354,20 @@ XS = {"task": {"body": "x" * 3000}}
 
 @pytest.mark.parametrize(("source", "variables", "reason"), [
     ("{{ task.body.expandtabs(1000000) | length }}", TABS, "expandtabs(1000000) would build more than 1,000,000 "
-     "characters"),
-    ('{{ task.body.replace("x", task.body) }}', XS, "replace() would build more than 1,000,000 characters"),
-    ('{{ task.body | replace("x", task.body) }}', XS, "replace would build more than 1,000,000 characters"),
-    ("{{ task.body | list | join(task.body) }}", XS, "join would build more than 1,000,000 characters"),
-    ("{{ task.body.join(task.body) }}", XS, "join() would build more than 1,000,000 characters"),
+     "characters" + BEYOND),
+    ('{{ task.body.replace("x", task.body) }}', XS, "replace() would build more than 1,000,000 characters" + BEYOND),
+    ('{{ task.body | replace("x", task.body) }}', XS, "replace would build more than 1,000,000 characters" + BEYOND),
+    ("{{ task.body | list | join(task.body) }}", XS, "join would build more than 1,000,000 characters" + BEYOND),
+    ("{{ task.body.join(task.body) }}", XS, "join() would build more than 1,000,000 characters" + BEYOND),
     ("{{ task.body | indent(task.body) }}", {"task": {"body": "a\n" * 3000}},
-     "indent would build more than 1,000,000 characters"),
+     "indent would build more than 1,000,000 characters" + BEYOND),
     ("{{ task.body | wordwrap(1, wrapstring=task.body) }}", {"task": {"body": "a " * 3000}},
-     "wordwrap would build more than 1,000,000 characters"),
-    ('{{ [1] | batch(1000000000, "x") | list }}', {}, "batch(1000000000) would build more than 1,000,000 characters"),
-    ("{{ lipsum(100000) }}", {}, "lipsum(100000, max=100) would build more than 1,000,000 characters"),
-    ('{{ {"a": 1} | tojson(1000000000) }}', {}, "tojson(1000000000) would build more than 1,000,000 characters"),
+     "wordwrap would build more than 1,000,000 characters" + BEYOND),
+    ('{{ [1] | batch(1000000000, "x") | list }}', {},
+     "batch(1000000000) would build more than 1,000,000 characters" + BEYOND),
+    ("{{ lipsum(100000) }}", {}, "lipsum(100000, max=100) would build more than 1,000,000 characters" + BEYOND),
+    ('{{ {"a": 1} | tojson(1000000000) }}', {},
+     "tojson(1000000000) would build more than 1,000,000 characters" + BEYOND),
     ('{{ "{:>999999999}".format(1) }}', {}, "a width of more than 1,000,000 characters"),
     ('{{ "{:{}}".format(1, 999999999) }}', {}, "a width of more than 1,000,000 characters"),
     ('{{ "{x:>999999999}".format_map({"x": 1}) }}', {}, "a width of more than 1,000,000 characters"),
