@@ -73,11 +73,13 @@ class Sightings:
 
     def first(self, provider: str, state: BreakerState, now: datetime) -> datetime:
         """When this reader first saw `provider`'s breaker in `state`: `now` the first time (and after another
-        state was seen since)."""
+        state was seen since). A decision made as at an earlier time (`route(now=...)`, `--at`, a clock stepped
+        back) is answered with its own `now` and moves no sighting: one kept earlier than the real first sighting
+        would count a cooldown from the past, and later decisions on the real clock would probe at once."""
         with self._lock:
             held = self._seen.get(provider)
-            if held is not None and held[0] == state and held[1] <= now:
-                return held[1]
+            if held is not None and held[0] == state:
+                return held[1] if held[1] <= now else now
             self._seen[provider] = (state, now)
             return now
 

@@ -258,7 +258,7 @@ class ModelRouter:
         self._all_entries = self.index.entries if self.index.small else None  # see route
         self._intake, self._enabled = config.intake, config.enabled
         self._ranked: dict[tuple[str, str], list[ModelSpec]] = {}
-        self._provider_names = {name.lower(): name for name in config.providers}
+        self._provider_names = {name.casefold(): name for name in config.providers}  # as adws check compares them
         # Plans depend on the task only through these, so identical inputs reuse one plan (see _decide).
         self._windows = sorted({m.context_window for p in config.providers.values() for m in p.models.values()})
         self._by_task = any(STRATEGIES[p.account_strategy].depends_on_task for p in config.providers.values())
@@ -455,7 +455,7 @@ class ModelRouter:
             return None
         text, source = wanted
         name, _, model = text.strip().partition("/")
-        provider = self._provider_names.get(name.lower())
+        provider = self._provider_names.get(name.casefold())
         if provider is None:
             # Name the choices as `adws check` does: the coordinator that sent the label may not have the config.
             raise TaskError([f'{source}: unknown provider "{name}"{suggest(name, self.config.providers)}; '
@@ -463,7 +463,7 @@ class ModelRouter:
         spec = self.config.providers[provider]
         if model and spec.models and model not in spec.models:
             # Labels are case-insensitive on GitHub; a model id that differs only in case is the same model.
-            model = next((m for m in spec.models if m.lower() == model.lower()), model)
+            model = next((m for m in spec.models if m.casefold() == model.casefold()), model)
         if model and spec.models and model not in spec.models:
             raise TaskError([f'{source}: provider "{provider}" has no model "{model}"{suggest(model, spec.models)}; '
                              f"its models: {', '.join(spec.models)}"])

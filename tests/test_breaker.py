@@ -218,6 +218,21 @@ def test_a_probe_time_beyond_the_tolerance_is_live_for_the_lease_from_the_reader
     assert sightings.first("p", AHEAD, T0 + LEASE) == T0 + LEASE
 
 
+def test_a_decision_as_at_an_earlier_time_moves_no_sighting() -> None:
+    # A host with a correct clock opened the breaker a minute ago; this reader saw it now. A route as at yesterday
+    # (route(now=...), --at) sees that time far ahead of its own and counts from its own now, but must not make
+    # "yesterday" the first sighting: the next decision on the real clock would count the cooldown from then and
+    # probe at once.
+    opened = BreakerState("open", 3, T0 - timedelta(minutes=1))
+    sightings = breaker.Sightings()
+    assert sightings.first("p", opened, T0) == T0
+    yesterday = T0 - timedelta(days=1)
+    assert sightings.first("p", opened, yesterday) == yesterday  # its own now, for that decision alone
+    seen = sightings.first("p", opened, T0 + timedelta(seconds=1))
+    assert seen == T0
+    assert breaker.blocked(opened, T0 + timedelta(seconds=1), COOLDOWN, LEASE, seen) is not None  # still open
+
+
 def test_a_breaker_time_within_the_tolerance_is_believed() -> None:
     state = BreakerState("open", 3, T0 + FUTURE_TOLERANCE)  # a host whose clock is 5 minutes ahead
     assert not breaker.ahead(state, T0)

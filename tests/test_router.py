@@ -305,6 +305,15 @@ def test_route_label_with_a_model_and_any_case() -> None:
     assert decision.plan[0].model_reason == "model small as chosen"
 
 
+def test_an_override_names_a_provider_and_model_in_any_case_as_check_compares_them() -> None:
+    # adws check refuses names equal under casefold ("straße", "STRASSE"), so an override is read the same way.
+    providers = PROVIDERS + '\n[providers."straße"]\ncommand_template = ["s"]\nprompt = "stdin"\n' \
+        '[providers."straße".models."Maß"]\ncontext_window = 1000\n'
+    config = make_config(providers=providers, chain='["alpha", "beta", "gamma", "straße"]')
+    decision = route(config, {"labels": ["route:STRASSE/MASS"]})
+    assert (decision.provider, decision.model) == ("straße", "Maß")
+
+
 def test_force_attribute_wins_over_rules_and_over_the_label() -> None:
     config = make_config(OVERRIDE_RULES)
     decision = route(config, {"labels": ["route:gamma"], "attrs": {"force": "alpha/big"}})
