@@ -74,6 +74,25 @@ def _bound_printf(spec: Any) -> None:
 _GIVEN: ContextVar[int] = ContextVar("adws_template_given", default=0)
 
 
+def _given_size(variables: Mapping[str, Any]) -> int:
+    """The characters of the strings a render is given (its variables, and the lists and dicts in them), each object
+    counted once however often it is referenced, and at most 64 × MAX_REPEAT: what `_GIVEN` holds. A step per
+    object (never per character); a container that holds itself is walked once."""
+    total, seen, stack = 0, set(), list(variables.values())
+    while stack and total <= 64 * MAX_REPEAT:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return min(total, 64 * MAX_REPEAT)
+
+
 def _allowed() -> int:
     """How many characters (or items) a result may have in the render under way (see _GIVEN)."""
     return MAX_REPEAT + _GIVEN.get()
@@ -584,7 +603,7 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         text = _substitute(source, variables)
         if text is not None:
             return text
-    given = _GIVEN.set(_size(list(variables.values()), budget=1 << 62))  # counted, not scanned: one step a value
+    given = _GIVEN.set(_given_size(variables))
     try:
         return str(_compiled(source).render(variables))
     except Exception as exc:

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from adws.config.load import compile_config, parse_toml
 from adws.errors import ConfigError, RenderError
-from adws.templates import BUILTIN_VARIABLES, check_template, from_legacy, render_argv, render_env, render_one
+from adws.templates import (
+    BUILTIN_VARIABLES,
+    _given_size,
+    check_template,
+    from_legacy,
+    render_argv,
+    render_env,
+    render_one,
+)
 
 ALLOWED = sorted(BUILTIN_VARIABLES)
 ONE_OF = ", ".join(ALLOWED)
@@ -376,3 +384,12 @@ def test_renders_without_jinja_says_when_render_one_needs_no_jinja() -> None:
     assert not renders_without_jinja("--model={{ model }}", {})  # Jinja says what is missing
     assert not renders_without_jinja("{% if x %}y{% endif %}", {"x": "1"})
     assert not renders_without_jinja("{{ none }}", {"none": "n"})  # a name Jinja reads as a constant
+
+
+def test_what_a_render_was_given_is_counted_once_per_object_and_through_cycles() -> None:
+    # attrs may hold itself (a Python caller's dict): counting it must end, and one string referenced many times
+    # is given once, so a list of references does not raise the allowance.
+    looped: dict[str, object] = {"s": "x" * 10}
+    looped["self"] = looped
+    long = "y" * 1000
+    assert _given_size({"task": {"attrs": looped}, "refs": [long] * 1000}) == 10 + 1000
