@@ -337,7 +337,10 @@ def test_a_failed_run_tells_failed_with_the_results_message(tmp_path: Path, make
 def test_adws_run_prints_the_attempts_not_the_task_events(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     prompt = _cli_world(tmp_path, monkeypatch, "fix it")
-    main(["run", "--config", str(ROOT / "config.toml"), "--task-json", '{"number": 42}', "--prompt-file",
+    # A copy: the shipped config keeps its audit log and run directories beside it, which is the checkout.
+    config = tmp_path / "config.toml"
+    config.write_bytes((ROOT / "config.toml").read_bytes())
+    main(["run", "--config", str(config), "--task-json", '{"number": 42}', "--prompt-file",
           str(prompt), "--workdir", str(tmp_path)])
     err = capsys.readouterr().err
     assert re.search(r"#42 attempt 1 .*: started", err)
