@@ -120,9 +120,13 @@ def _grows(before: int, after: int, what: str) -> None:
         _refuse(what)
 
 
-def _replaced_size(text: str, old: Any, new: Any, count: Any) -> int:
+def _replaced_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
     """The length of `text.replace(old, new, count)`, computed without building it."""
-    old, new = str(old), str(new)
+    if isinstance(text, bytes):
+        if not isinstance(old, bytes) or not isinstance(new, bytes):
+            return len(text)  # bytes.replace takes bytes only: the call itself fails
+    else:
+        old, new = str(old), str(new)
     found = len(text) + 1 if old == "" else text.count(old)
     if isinstance(count, int) and count >= 0:
         found = min(found, count)
@@ -140,7 +144,7 @@ def _size(value: Any, budget: int = 8 * MAX_REPEAT) -> int:
     total, stack = 0, [value]
     while stack and total <= budget:
         item = stack.pop()
-        if isinstance(item, str):
+        if isinstance(item, (str, bytes)):
             total += len(item)
         elif isinstance(item, Namespace):
             stack.append(object.__getattribute__(item, "_Namespace__attrs"))
@@ -164,7 +168,7 @@ def _part(value: Any) -> int:
     items (one level); 0 for anything else."""
     from jinja2.utils import Namespace
 
-    if isinstance(value, str):
+    if isinstance(value, (str, bytes)):
         return len(value)
     if isinstance(value, Namespace):
         value = object.__getattribute__(value, "_Namespace__attrs")
@@ -187,7 +191,7 @@ def _built(what: str, inputs: Iterable[Any], build: Any) -> Any:
     if sum(_size(value, most) for value in inputs) > most:
         _refuse(what)
     result = build()
-    if isinstance(result, (str, list, tuple)):
+    if isinstance(result, (str, bytes, list, tuple)):
         _grows(longest, len(result), what)
     return result
 
@@ -200,21 +204,40 @@ def _joined(items: list[Any], separator: Any, what: str) -> None:
     _grows(max([_part(item) for item in items] + [len(str(separator))]), total, what)
 
 
+def _listed(values: Any, what: str) -> list[Any]:
+    """`list(values)` for a builtin that reads all of an iterable first (`join`, `sum`, `list`, `sort`, `unique`):
+    a generator (`range(5000)|map('center', 1000000)`) is read one item at a time and refused once what it made
+    would be far past the bound (4 × MAX_REPEAT beyond what the template was given), never made whole first. A
+    list or tuple exists already: it is measured where it is used."""
+    if isinstance(values, (list, tuple)):
+        return list(values)
+    most, total, out = 4 * MAX_REPEAT + _GIVEN.get(), 0, []
+    for item in values:
+        total += _size(item, most)
+        if total > most:
+            _refuse(what)
+        out.append(item)
+    return out
+
+
 # str methods a template may call that build more text than they are given, and how much (checked before the call).
-def _bound_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """Refuse a call `text.name(*args)` that would build too much; returns the arguments to call with (an iterable
-    given to `join` is read into a list once, to measure it)."""
+def _bound_str_method(text: str | bytes, name: str, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Refuse a call `text.name(*args)` (a str's method, or the same of bytes: `'x'.encode()`) that would build too
+    much; returns the arguments to call with (an iterable given to `join` is read into a list once, to measure
+    it)."""
     if name in ("center", "ljust", "rjust", "zfill") and args:
         _bound_width(args[0])
     elif name == "expandtabs":
         size = args[0] if args else kwargs.get("tabsize", 8)
         if isinstance(size, int):
-            _grows(len(text), len(text) + text.count("\t") * size, f"expandtabs({size})")
+            tabs = text.count(b"\t") if isinstance(text, bytes) else text.count("\t")
+            _grows(len(text), len(text) + tabs * size, f"expandtabs({size})")
     elif name == "replace" and len(args) >= 2:
         _grows(len(text), _replaced_size(text, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count")),
                "replace()")
     elif name == "join" and args:
-        items = list(args[0])
+        items = _listed(args[0], "join()")
         _joined(items, text, "join()")
         return (items, *args[1:])
     return args  # str.format and format_map: bounded field by field (BoundedSandbox.wrap_str_format)
@@ -248,7 +271,7 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
         _grows(len(text), _replaced_size(text, a["old"], a["new"], a["count"]), "replace")
 
     def join(a: dict[str, Any]) -> None:
-        a["value"] = list(a["value"])
+        a["value"] = _listed(a["value"], "join")
         if a["attribute"] is None:
             _joined(a["value"], a["d"], "join")
         else:
@@ -272,14 +295,20 @@ def _bounded_filters(filters: dict[str, Any]) -> dict[str, Any]:
         return check
 
     def sum_(a: dict[str, Any]) -> None:
-        a["iterable"] = items = list(a["iterable"])
+        a["iterable"] = items = _listed(a["iterable"], "sum")
         start = a["start"]
         if a["attribute"] is None and isinstance(start, (str, list, tuple)):  # a concatenation, not a sum of numbers
             sized = [item for item in items if isinstance(item, (str, list, tuple))]
             _grows(max([len(start)] + [len(item) for item in sized]),
                    len(start) + sum(len(item) for item in sized), "sum")
 
+    def listed(what: str) -> Any:  # a filter that makes a list of all its input first
+        def check(a: dict[str, Any]) -> None:
+            a["value"] = _listed(a["value"], what)
+        return check
+
     checks = {"replace": replace, "join": join, "indent": indent, "wordwrap": wordwrap, "sum": sum_,
+              "sort": listed("sort"), "unique": listed("unique"),
               "batch": counted("linecount", "batch"), "slice": counted("slices", "slice"),
               "tojson": counted("indent", "tojson")}
     return {name: guard(name, check) for name, check in checks.items() if name in filters}
@@ -376,7 +405,9 @@ def _environment() -> SandboxedEnvironment:
                 _bound_printf(value)
                 return format_(value, *args, **kwargs)
 
-            self.filters.update(center=bounded_center, format=bounded_format)
+            # `list` reads all of its input: a generator of long strings is refused as it is read (`_listed`).
+            self.filters.update(center=bounded_center, format=bounded_format,
+                                list=lambda value: _listed(value, "list"))
             self.filters.update(_bounded_filters(self.filters))
             self.filters.update(_results_bounded(self.filters))
             self.finalize = self._finalized
@@ -409,7 +440,7 @@ def _environment() -> SandboxedEnvironment:
             """A call from a template: a str method that would build too much is refused before it runs."""
             method = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format in a function of its own
             receiver = getattr(method, "__self__", None)
-            if isinstance(receiver, str) and not isinstance(method, type):
+            if isinstance(receiver, (str, bytes)) and not isinstance(method, type):
                 name = getattr(method, "__name__", "")
                 args = _bound_str_method(receiver, name, args, kwargs)
                 return _built(f"{name}()", (receiver, *args, *kwargs.values()),
@@ -448,7 +479,7 @@ def _environment() -> SandboxedEnvironment:
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "+":
-                for kind in (str, list, tuple):
+                for kind in (str, bytes, list, tuple):
                     if isinstance(left, kind) and isinstance(right, kind):
                         _concatenated(max(len(left), len(right)), len(left) + len(right))
             elif operator == "%":
@@ -458,7 +489,7 @@ def _environment() -> SandboxedEnvironment:
                         context, operator, left, right))
             elif operator == "*":
                 for seq, times in ((left, right), (right, left)):
-                    if isinstance(seq, (str, list, tuple)) and isinstance(times, int) \
+                    if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int) \
                             and len(seq) * times > MAX_REPEAT:
                         raise SecurityError(f"a repetition of more than {MAX_REPEAT:,} items")
             elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 \

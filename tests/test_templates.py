@@ -393,3 +393,36 @@ def test_what_a_render_was_given_is_counted_once_per_object_and_through_cycles()
     looped["self"] = looped
     long = "y" * 1000
     assert _given_size({"task": {"attrs": looped}, "refs": [long] * 1000}) == 10 + 1000
+
+
+@pytest.mark.parametrize(("source", "what"), [
+    # A generator of long strings, read whole by the builtin before it measured anything (4 GB, MemoryError).
+    ("{{ range(5000)|map('center', 1000000)|join|length }}", "join"),
+    ("{{ range(5000)|map('center', 1000000)|sum(start='')|length }}", "sum"),
+    ("{{ ''.join(range(5000)|map('center', 1000000))|length }}", "join()"),
+    ("{{ range(5000)|map('center', 1000000)|unique|length }}", "unique"),
+    ("{{ range(5000)|map('center', 1000000)|sort|length }}", "sort"),
+    ("{{ range(1000)|map('center', 1000000)|list|length }}", "list"),  # 1 GB held, and passed
+])
+def test_a_generator_of_long_strings_is_refused_as_it_is_read(source: str, what: str) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_one(source, {})
+    assert str(caught.value) == f"cannot render {source!r}: {what} would build more than 1,000,000 characters{BEYOND}"
+
+
+@pytest.mark.parametrize(("source", "why"), [
+    ("{{ ('x'.encode() * 1000000000)|length }}", "a repetition of more than 1,000,000 items"),  # 1 GB in 0.5 s
+    ("{{ 'x'.encode().ljust(1000000000)|length }}", "a width of more than 1,000,000 characters"),
+    ("{% set ns = namespace(b='x'.encode()) %}{% for i in range(40) %}{% set ns.b = ns.b + ns.b %}{% endfor %}"
+     "{{ ns.b|length }}", "a concatenation of more than 1,000,000 items" + BEYOND),
+])
+def test_bytes_are_bounded_as_strings_are(source: str, why: str) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_one(source, {})
+    assert str(caught.value) == f"cannot render {source!r}: {why}"
+
+
+def test_lists_and_bytes_at_ordinary_sizes_still_work() -> None:
+    assert render_one("{{ range(10)|map('upper')|list|length }}|{{ 'abc'|list }}|{{ ['b', 'a']|sort|join(',') }}"
+                      "|{{ [1, 1, 2]|unique|list }}|{{ 'ab'.encode().replace('a'.encode(), 'c'.encode()) }}", {}) == \
+        "10|['a', 'b', 'c']|a,b|[1, 2]|b'cb'"
