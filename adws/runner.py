@@ -30,7 +30,7 @@ from typing import BinaryIO, NamedTuple
 
 from adws.attempt import RunOutcome
 from adws.dataclass_cache import dataclass
-from adws.interrupts import interruptible
+from adws.interrupts import interruptible, shielded
 from adws.redact import REDACTED, matcher, replace_in, secret_forms
 
 __all__ = ["DRAIN_SECONDS", "KILL_WAIT_SECONDS", "REDACTED", "RunRequest", "redact_argv", "run"]
@@ -1054,16 +1054,22 @@ def _run_with_files(
         # adws is being stopped: end the agent (below) and report the attempt, so the caller records it.
         interrupted = str(exc) or "SIGINT"
     finally:
-        # Whatever is still in the group, or was started by the attempt and left it (setsid), is an orphan of
-        # the (exited or killed) leader: no process of an attempt may outlive it. The leader is not reaped
-        # yet, so the group id cannot have been reused.
-        _signal_group(proc.pid, signal.SIGKILL)
-        # Reaped first (it has exited, or dies of that SIGKILL): its children are then re-parented to adws,
-        # which lets end_attempt_processes know without a /proc scan when nothing of the attempt is left.
-        returncode = _wait_leader(proc)
-        end_attempt_processes(proc.pid, attempt_id, supervisor.signalled, leader_reaped=True)
-        out_sink.finish()
-        err_sink.finish()
+        # A stop signal that lands here is held until the attempt's end is done (the leader reaped and unlisted,
+        # what it left ended, its pidfds closed), then reported with the outcome as one during its run is.
+        try:
+            with shielded():
+                # Whatever is still in the group, or was started by the attempt and left it (setsid), is an orphan
+                # of the (exited or killed) leader: no process of an attempt may outlive it. The leader is not
+                # reaped yet, so the group id cannot have been reused.
+                _signal_group(proc.pid, signal.SIGKILL)
+                # Reaped first (it has exited, or dies of that SIGKILL): its children are then re-parented to adws,
+                # which lets end_attempt_processes know without a /proc scan when nothing of the attempt is left.
+                returncode = _wait_leader(proc)
+                end_attempt_processes(proc.pid, attempt_id, supervisor.signalled, leader_reaped=True)
+                out_sink.finish()
+                err_sink.finish()
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or str(exc) or "SIGINT"
     ended = clock()
     return RunOutcome(
         argv=shown,

@@ -484,3 +484,28 @@ def test_a_replacement_guard_is_told_only_the_groups_still_listed(tmp_path: Path
         runner._tell_guard(101, False)  # to the first guard, which no longer reads
         runner._tell_guard(102, True)  # a second is started, and told what is listed
     assert told == [[b"-101\n"], [b"+102\n"]]
+
+
+def test_a_stop_as_an_attempt_ends_is_held_until_its_end_is_done(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first stop signal lands while the attempt's end is under way (its leader being reaped, what it left being
+    # ended): the end is finished, and the stop comes back with the outcome, as one during the run does, instead of
+    # leaving the leader listed, its pidfds open and the outcome lost.
+    from adws import interrupts
+
+    end = runner.end_attempt_processes
+
+    def stopped_meanwhile(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        end(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "end_attempt_processes", stopped_meanwhile)
+    restore = interrupts.install((signal.SIGUSR1,))
+    try:
+        outcome = run(RunRequest(argv=["/bin/true"], env=dict(os.environ), cwd=tmp_path, out_dir=tmp_path / "o",
+                                 timeout=30))
+    finally:
+        restore()
+    assert (outcome.exit_code, outcome.interrupted) == (0, "SIGUSR1")
+    assert not runner._live_leaders
+
