@@ -44,6 +44,9 @@ def from_legacy(element: str) -> str:
 # 100,000); these are its siblings, which would otherwise hold `adws check` for minutes and gigabytes.
 MAX_REPEAT = 1_000_000
 MAX_POWER_BITS = 100_000
+# The items all `range()` calls of one render may make together: nested loops (`range(100000)` in
+# `range(100000)`, 10^10 steps that build nothing) would otherwise hold `adws check` for hours.
+MAX_RANGE_STEPS = 10_000_000
 
 
 _PRINTF_SIZES = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d+))?")
@@ -72,6 +75,25 @@ def _bound_printf(spec: Any) -> None:
 # renders (`{{ task.title }}\n\n{{ task.body }}`), while a value doubled in a loop, or task text repeated, still
 # stops, at MAX_REPEAT past what was given. Outside a render (0) the bound is MAX_REPEAT.
 _GIVEN: ContextVar[int] = ContextVar("adws_template_given", default=0)
+# The `range()` steps the render under way has made (a one-item list: a counter the render's calls share).
+_RANGE_STEPS: ContextVar[list[int] | None] = ContextVar("adws_template_range_steps", default=None)
+
+
+def _counted_range(safe_range: Any) -> Any:
+    """jinja2's sandboxed `range` (at most MAX_RANGE items a call), whose items all calls of one render count
+    together, refused past MAX_RANGE_STEPS."""
+    @functools.wraps(safe_range)
+    def counted(*args: int) -> range:
+        made: range = safe_range(*args)
+        steps = _RANGE_STEPS.get()
+        if steps is not None:
+            steps[0] += len(made)
+            if steps[0] > MAX_RANGE_STEPS:
+                from jinja2.exceptions import SecurityError
+
+                raise SecurityError(f"range() calls of more than {MAX_RANGE_STEPS:,} items in all (nested loops)")
+        return made
+    return counted
 
 
 def _given_size(variables: Mapping[str, Any]) -> int:
@@ -412,6 +434,7 @@ def _environment() -> SandboxedEnvironment:
             self.filters.update(_results_bounded(self.filters))
             self.finalize = self._finalized
             self.globals["lipsum"] = _bounded_lipsum(self.globals["lipsum"])
+            self.globals["range"] = _counted_range(self.globals["range"])
 
         def wrap_str_format(self, value: Any) -> Any:
             """jinja2's sandboxing of `str.format` / `format_map` (its documented hook, which every such call goes
@@ -634,7 +657,7 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         text = _substitute(source, variables)
         if text is not None:
             return text
-    given = _GIVEN.set(_given_size(variables))
+    given, steps = _GIVEN.set(_given_size(variables)), _RANGE_STEPS.set([0])
     try:
         return str(_compiled(source).render(variables))
     except Exception as exc:
@@ -645,6 +668,7 @@ def render_one(source: str, variables: Mapping[str, Any]) -> str:
         raise RenderError(f"cannot render {source!r}: {str(exc) or type(exc).__name__}") from None
     finally:
         _GIVEN.reset(given)
+        _RANGE_STEPS.reset(steps)
 
 
 def _substitute(source: str, variables: Mapping[str, Any]) -> str | None:

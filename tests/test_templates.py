@@ -426,3 +426,14 @@ def test_lists_and_bytes_at_ordinary_sizes_still_work() -> None:
     assert render_one("{{ range(10)|map('upper')|list|length }}|{{ 'abc'|list }}|{{ ['b', 'a']|sort|join(',') }}"
                       "|{{ [1, 1, 2]|unique|list }}|{{ 'ab'.encode().replace('a'.encode(), 'c'.encode()) }}", {}) == \
         "10|['a', 'b', 'c']|a,b|[1, 2]|b'cb'"
+
+
+def test_nested_range_loops_that_build_nothing_are_stopped() -> None:
+    # 10^10 steps writing nothing: no output bound is reached, and `adws check` would render it for hours.
+    source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x"
+    with pytest.raises(RenderError) as caught:
+        render_one(source, {})
+    assert str(caught.value) == (f"cannot render {source!r}: range() calls of more than 10,000,000 items in all "
+                                 "(nested loops)")
+    # Each render counts afresh, and ordinary loops are untouched.
+    assert render_one("{% for i in range(3) %}{% for j in range(100000) %}{% endfor %}{{ i }}{% endfor %}", {}) == "012"
