@@ -1003,17 +1003,42 @@ def _one_config(args: argparse.Namespace) -> None:
     args.config = given
 
 
+# Set in the environment of a maintainer tool run again under the checkout's virtualenv: it is not run a third time.
+TOOL_VENV_ENV = "ADWS_TOOL_VENV"
+
+
 def tool_main(body: Callable[[], int]) -> int:
-    """Run a maintainer tool's `body` (tools/show-routing.py, tools/show-providers.py) and return its exit code; one
-    of adws's dependencies not installed for this Python is one line and exit 2, as in `adws` itself."""
+    """Run a maintainer tool's `body` (tools/show-routing.py, tools/show-providers.py) and return its exit code. One
+    of adws's dependencies not installed for this Python (`tools/show-routing.py` run by its `python3` shebang, the
+    virtualenv not activated): the tool runs again under the checkout's virtualenv, `.venv` beside `adws/`, as the
+    README's set-up makes it, when there is one and this is not it; else one line and exit 2, as in `adws`
+    itself. (The tools fail on importing a dependency before they print anything, so running again repeats
+    nothing.)"""
     try:
         return body()
     except ImportError as exc:
         line = missing_dependency(exc)
         if line is None:
             raise
+        venv = checkout_venv()
+        if venv is not None:
+            os.environ[TOOL_VENV_ENV] = "1"
+            os.execv(venv, [venv, sys.argv[0], *sys.argv[1:]])
         print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
         return 2
+
+
+def checkout_venv(root: str | None = None) -> str | None:
+    """The Python of the virtualenv `.venv` in the checkout adws runs from (`root`; default: the directory above
+    the adws package), when it exists, this process is not running in it and is not itself such a second run."""
+    from pathlib import Path
+
+    python = Path(root if root is not None else Path(__file__).resolve().parent.parent) / ".venv" / "bin" / "python"
+    if os.environ.get(TOOL_VENV_ENV) or not os.access(python, os.X_OK):
+        return None
+    if Path(sys.prefix).resolve() == python.parent.parent.resolve():  # its own Python (a symlink to the base one)
+        return None
+    return str(python)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

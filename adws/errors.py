@@ -153,14 +153,32 @@ DEPENDENCY_MODULES: dict[str, str] = {
 def missing_dependency(exc: ImportError) -> str | None:
     """The one line to show for `exc` when it is the import of one of adws's own dependencies failing (adws's code
     run on a Python where it was not installed, `python3 tools/show-routing.py` outside the virtualenv, or an
-    editable install older than a dependency), else None (a bug, to be raised as it is)."""
+    editable install older than a dependency), else None (a bug, to be raised as it is). It names every
+    dependency this Python lacks, not only the one met first: one install mends them all."""
     module = (exc.name or "").partition(".")[0]
     if not isinstance(exc, ModuleNotFoundError) or module not in DEPENDENCY_MODULES:
         return None
+    others = [m for m in DEPENDENCY_MODULES if m not in (module, *OPTIONAL_MODULES) and not _importable(m)]
+    if others:
+        names = ", ".join(f"{DEPENDENCY_MODULES[m]!r}" for m in (module, *others))
+        head = f"the packages {names} are not installed for {sys.executable}"
+    else:
+        head = f"the package {DEPENDENCY_MODULES[module]!r} (module {module}) is not installed for {sys.executable}"
     # An editable install made before a dependency was added keeps running the new code without it: say so.
-    return (f"the package {DEPENDENCY_MODULES[module]!r} (module {module}) is not installed for {sys.executable}: "
-            "install adws with its dependencies again (`python3 -m pip install .`, or `-e .` for an editable "
-            "install, in a virtualenv: see the README) and run it with that Python")
+    return (f"{head}: install adws with its dependencies again (`python3 -m pip install .`, or `-e .` for an "
+            "editable install, in a virtualenv: see the README) and run it with that Python")
+
+
+OPTIONAL_MODULES = ("redis",)  # pyproject's extras: a missing one is named only when it is the one imported
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except ValueError:  # a module set to None in sys.modules (its import fails): as good as missing
+        return False
 
 
 def set_or_unset(env: Mapping[str, str], variable: str, name_a: str, unset_means: str,
