@@ -97,3 +97,12 @@ def claude_engine(make_engine: Callable[..., Engine], env: dict[str, str], timeo
     config = CLAUDE_CONFIG.replace("TIMEOUT", str(timeout)).replace("failure_threshold = 2",
                                                                     f"failure_threshold = {threshold}")
     return make_engine(env, config, **kw)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (exists and is not a zombie), read from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

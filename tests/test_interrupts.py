@@ -16,16 +16,8 @@ from pathlib import Path
 import pytest
 
 from adws import audit, interrupts
-from tests.helpers import ROOT
+from tests.helpers import ROOT, alive
 from tests.hostile import SECRETS, config_text
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _start(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
@@ -86,7 +78,7 @@ def test_a_stopped_run_records_the_running_attempt_everywhere(tmp_path: Path, si
         assert db.execute("SELECT count(*) FROM slots").fetchone() == (0,)  # the slot was released
         # Being stopped is not the provider failing: the circuit breaker did not count it.
         assert db.execute("SELECT count(*) FROM breakers WHERE failures > 0").fetchone() == (0,)
-    assert not any(_alive(pid) for pid in agent_helpers)  # the daemonised helper is gone too
+    assert not any(alive(pid) for pid in agent_helpers)  # the daemonised helper is gone too
 
 
 def test_a_signal_inside_a_shield_waits_for_its_end() -> None:

@@ -24,7 +24,7 @@ from adws import audit, interrupts
 from adws.errors import Interrupted
 from adws.events import Event, EventKind
 from tests.gitrepo import git, make_repo
-from tests.helpers import NOW, ROOT
+from tests.helpers import NOW, ROOT, alive
 from tests.hostile import SECRETS, config_text, engine
 
 SIG = signal.SIGUSR1  # what the in-process tests stop adws with (never the test runner's own SIGTERM/SIGINT)
@@ -39,12 +39,22 @@ def stop_handler() -> Iterator[None]:
         restore()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def _cancel_arun_once_started(shared: Any, tmp_path: Path, pidfile: Path, must_start: str | None = None) -> None:
+    """arun a task on `shared` and cancel it once `pidfile` names a process (waiting at most 10 s), expecting the
+    cancellation to come back; with `must_start`, that process (the `must_start` command) must have started."""
+    async def main() -> None:
+        run = asyncio.create_task(shared.arun({"id": "T-1"}, prompt="go", workdir=tmp_path))
+        for _ in range(500):
+            if _pids(pidfile):
+                break
+            await asyncio.sleep(0.02)
+        if must_start is not None:
+            assert _pids(pidfile), f"{must_start} never started"
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(main())
 
 
 def _pids(path: Path) -> list[int]:
@@ -92,7 +102,7 @@ def test_a_signal_during_verify_stops_the_walk_and_records_the_attempt(tmp_path:
     [record] = audit.read(tmp_path / "audit.jsonl")
     assert [a["outcome"] for a in record["attempts"]] == ["error"]
     assert _ledger(tmp_path) == [("h", "a")]  # the agent ran to its end: its usage is booked
-    assert not any(_alive(pid) for pid in _pids(tmp_path / "helpers"))  # the verify command is gone
+    assert not any(alive(pid) for pid in _pids(tmp_path / "helpers"))  # the verify command is gone
 
 
 # -- 2. a signal while a usage command runs before routing ------------------------------------------------------
@@ -104,7 +114,7 @@ def test_a_signal_during_a_usage_command_stops_before_any_agent(tmp_path: Path, 
         engine(tmp_path, text).run({"id": "T-1"}, prompt="go", workdir=tmp_path)
     assert _pids(tmp_path / "pids") == []  # no agent started after the stop
     helpers = _pids(tmp_path / "helpers")
-    assert helpers and not any(_alive(pid) for pid in helpers)
+    assert helpers and not any(alive(pid) for pid in helpers)
 
 
 def test_a_signal_as_a_usage_command_starts_waits_until_the_runner_can_end_it(tmp_path: Path,
@@ -130,7 +140,7 @@ def test_a_signal_as_a_usage_command_starts_waits_until_the_runner_can_end_it(tm
     assert time.monotonic() - started < 10
     [outcome] = outcomes  # the runner started the command, took the stop and ended it
     assert outcome.interrupted == SIG.name
-    assert not any(_alive(pid) for pid in _pids(tmp_path / "helpers"))
+    assert not any(alive(pid) for pid in _pids(tmp_path / "helpers"))
 
 
 def test_sync_account_raises_when_its_command_was_interrupted(tmp_path: Path) -> None:
@@ -157,19 +167,8 @@ def test_cancelling_an_arun_during_verify_records_the_attempt_and_its_usage(tmp_
     text = _on_h(config_text("ok"), f'verify = ["/bin/sh", "-c", "echo $$ >> {tmp_path}/helpers; exec sleep 30"]')
     shared = engine(tmp_path, text)
 
-    async def main() -> None:
-        run = asyncio.create_task(shared.arun({"id": "T-1"}, prompt="go", workdir=tmp_path))
-        for _ in range(500):
-            if _pids(tmp_path / "helpers"):
-                break
-            await asyncio.sleep(0.02)
-        assert _pids(tmp_path / "helpers"), "verify never started"
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
-
     started = time.monotonic()
-    asyncio.run(main())
+    _cancel_arun_once_started(shared, tmp_path, tmp_path / "helpers", "verify")
     assert time.monotonic() - started < 20
     [record] = audit.read(tmp_path / "audit.jsonl")
     assert record["message"] == "cancelled; the agent's process group was ended"
@@ -178,24 +177,14 @@ def test_cancelling_an_arun_during_verify_records_the_attempt_and_its_usage(tmp_
     assert attempt["reason"].startswith("cancelled")
     assert _ledger(tmp_path) == [("h", "a")]
     assert shared.store.breakers() == {}
-    assert not any(_alive(pid) for pid in _pids(tmp_path / "helpers"))
+    assert not any(alive(pid) for pid in _pids(tmp_path / "helpers"))
     shared.close()
 
 
 def test_cancelling_an_arun_while_the_agent_runs_books_its_usage(tmp_path: Path) -> None:
     shared = engine(tmp_path, config_text("hang"))
 
-    async def main() -> None:
-        run = asyncio.create_task(shared.arun({"id": "T-1"}, prompt="go", workdir=tmp_path))
-        for _ in range(500):
-            if _pids(tmp_path / "pids"):
-                break
-            await asyncio.sleep(0.02)
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
-
-    asyncio.run(main())
+    _cancel_arun_once_started(shared, tmp_path, tmp_path / "pids")
     [record] = audit.read(tmp_path / "audit.jsonl")
     [attempt] = record["attempts"]
     assert attempt["usage"] is not None and attempt["usage"]["estimated"] is True
@@ -209,20 +198,10 @@ def test_cancelling_an_arun_reaches_a_usage_command(tmp_path: Path) -> None:
     text = _on_h(config_text("ok"), extra)
     shared = engine(tmp_path, text)
 
-    async def main() -> None:
-        run = asyncio.create_task(shared.arun({"id": "T-1"}, prompt="go", workdir=tmp_path))
-        for _ in range(500):
-            if _pids(tmp_path / "helpers"):
-                break
-            await asyncio.sleep(0.02)
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
-
     started = time.monotonic()
-    asyncio.run(main())
+    _cancel_arun_once_started(shared, tmp_path, tmp_path / "helpers")
     assert time.monotonic() - started < 15  # the usage command was ended, not waited for
-    assert not any(_alive(pid) for pid in _pids(tmp_path / "helpers"))
+    assert not any(alive(pid) for pid in _pids(tmp_path / "helpers"))
     assert _pids(tmp_path / "pids") == []
     shared.close()
 
@@ -417,7 +396,7 @@ def test_run_many_stopped_while_verify_runs_records_every_attempt(tmp_path: Path
     records = audit.read(tmp_path / "audit.jsonl")
     assert sorted(len(r["attempts"]) for r in records) == [1, 1]
     assert len(_ledger(tmp_path)) == 2
-    assert not any(_alive(pid) for pid in _pids(tmp_path / "helpers"))
+    assert not any(alive(pid) for pid in _pids(tmp_path / "helpers"))
 
 
 def test_run_stopped_while_parked_by_wait_prints_its_result(tmp_path: Path) -> None:
@@ -447,4 +426,4 @@ def test_quota_sync_stopped_by_sigterm_ends_its_usage_command(tmp_path: Path) ->
         proc.kill()
     assert proc.returncode == 130, err
     assert len(_pids(tmp_path / "helpers")) == 1  # the next account's command never started
-    assert not any(_alive(pid) for pid in _pids(tmp_path / "helpers"))
+    assert not any(alive(pid) for pid in _pids(tmp_path / "helpers"))
