@@ -106,3 +106,13 @@ def alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# The tail of a test config whose audit log, run directories and state store lie beside it (in the test's tmp_path).
+RECORDS_BESIDE = """[audit]
+path = "audit.jsonl"
+[run]
+dir = "runs"
+[state]
+path = "state.sqlite3"
+"""

@@ -22,7 +22,7 @@ import pytest
 
 from adws import audit, cli, interrupts
 from adws.errors import Interrupted
-from tests.helpers import ROOT
+from tests.helpers import RECORDS_BESIDE, ROOT
 from tests.test_cli_signals import _live_members
 
 AGENT = """
@@ -53,13 +53,7 @@ prompt = "stdin"
 output_format = "text"
 timeout = 60
 kill_grace = 1
-[audit]
-path = "audit.jsonl"
-[run]
-dir = "runs"
-[state]
-path = "state.sqlite3"
-"""
+""" + RECORDS_BESIDE
 
 RUN = ["run", "--config", "c.toml", "--prompt-file", "p.txt", "--task-json"]
 

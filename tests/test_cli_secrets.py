@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from adws.cli import main
+from tests.helpers import RECORDS_BESIDE
 
 SECRET = "sk-supersecretvalue1234567890"  # the config's key variable: its name does not look secret
 OTHER = "tok-anothersecret0987654321"  # a variable whose name looks secret (GITHUB_TOKEN)
@@ -26,13 +27,7 @@ prompt = "stdin"
 output_format = "text"
 api_key_env = "MYPROV_AUTH"
 timeout = 60
-[audit]
-path = "audit.jsonl"
-[run]
-dir = "runs"
-[state]
-path = "state.sqlite3"
-"""
+""" + RECORDS_BESIDE
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from adws.cli import main
 from adws.inputs import TooLarge, bounded_lines, read_bounded
+from tests.helpers import RECORDS_BESIDE
 
 CONFIG = """
 [routing]
@@ -21,13 +22,7 @@ chain = ["a"]
 command_template = ["true"]
 prompt = "stdin"
 output_format = "text"
-[audit]
-path = "audit.jsonl"
-[run]
-dir = "runs"
-[state]
-path = "state.sqlite3"
-"""
+""" + RECORDS_BESIDE
 
 
 @pytest.fixture
