@@ -693,7 +693,7 @@ def _scan(leader: int, attempt_id: str, leader_reaped: bool) -> tuple[set[int], 
     found = {pid for pid in found if pid in table}
     zombies = {pid for pid in found if table[pid].state == "Z"}
     running = found - zombies
-    leaders = {table[pid][k] for pid in running for k in (2, 3)}  # their groups and sessions
+    leaders = {group for pid in running for group in (table[pid].group, table[pid].session)}  # and sessions
     ours = {pid for pid in zombies if table[pid].ppid == me}
     # The group test skips a group leader (pid == group id): after the leader's reaping its pid may be another
     # attempt's leader, whose exit status belongs to the thread that started it.

@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from adws.accounts import StatefulAccounts, reads_tier_scores
+from adws.arguments import time_problem
 from adws.availability import Availability
 from adws.compiled import CompiledConfig
-from adws.errors import ArgumentError, TaskError
+from adws.errors import TaskError
 from adws.router import Explanation, ModelRouter
 from adws.state.memory import MemoryStore
 
@@ -49,24 +50,33 @@ def scenario_router(config: CompiledConfig) -> ModelRouter:
     return ModelRouter(config, availability=availability, accounts=accounts)
 
 
+def _judged(router: ModelRouter, task: Mapping[str, Any], expect: Mapping[str, Any],
+            when: datetime) -> tuple[dict[str, Any], list[str], list[str]]:
+    """One scenario's (got, failures, why) at `when`: what the router decided, each expectation it missed, and why
+    (a task it refused: its problem as the one failure)."""
+    try:
+        explanation = router.explain(dict(task), now=when)
+    except TaskError as exc:
+        return {}, [str(exc)], []
+    d = explanation.decision
+    got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
+                           "rule": d.rule, "plan": [step.provider for step in d.plan]}
+    failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in expect.items() if got.get(k) != v]
+    return got, failures, _why_not(expect, explanation) if failures else []
+
+
 def routing_report(config: CompiledConfig, at: datetime) -> dict[str, Any]:
     router = scenario_router(config)
     scenarios = []
     for s in config.scenarios:
         when = datetime.fromisoformat(s.at) if s.at else at
-        why: list[str] = []
-        try:
-            explanation = router.explain(dict(s.task), now=when)
-            d = explanation.decision
-            got: dict[str, Any] = {"provider": d.provider, "model": d.model, "account": d.account,
-                                   "rule": d.rule, "plan": [step.provider for step in d.plan]}
-            failures = [f"{k}: expected {v!r}, got {got[k]!r}" for k, v in s.expect.items() if got.get(k) != v]
-            if failures:
-                why = _why_not(s.expect, explanation)
-        except TaskError as exc:
-            got, failures, why = {}, [str(exc)], []
-        except ArgumentError as exc:  # `at` out of range: the scenario's own place named
-            got, failures, why = {}, [f"at: {exc}".replace("at: now: ", "at: ", 1)], []
+        problem = time_problem(when)
+        got: dict[str, Any]
+        why: list[str]
+        if problem:  # `at` out of range: the scenario's own place named, not route()'s `now`
+            got, failures, why = {}, [f"at: {problem}"], []
+        else:
+            got, failures, why = _judged(router, s.task, s.expect, when)
         scenarios.append({"name": s.name, "at": when.isoformat(), "expect": dict(s.expect), "got": got,
                           "ok": not failures, "failures": failures, "why": why})
     return {

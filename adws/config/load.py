@@ -626,8 +626,8 @@ def _verify_templates(sources: list[str] | None, loc: Loc, tiers: Sequence[tuple
         sound = _rendered(source, (*loc, i), tiers, rule_vars, allowed, check) and sound
     if command and not command[0].strip():
         check.add((*loc, 0), "the program to run is empty")
-    elif sound and command and _renders_empty(command, tiers, rule_vars):
-        check.add(loc, f"renders to an empty command ({_renders_empty(command, tiers, rule_vars)})")
+    elif sound and command and (empty := _renders_empty(command, tiers, rule_vars)):
+        check.add(loc, f"renders to an empty command ({empty})")
     return command
 
 

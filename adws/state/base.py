@@ -17,9 +17,7 @@ into reads again.
 from __future__ import annotations
 
 import math
-import shlex
 import time
-import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -64,6 +62,8 @@ def printable(text: str) -> str:
     that shows a stored key or a path. Everything else (spaces, accents) is kept as it is."""
     if text.isprintable():  # the common case, at C speed; isprintable also refuses spaces other than " "
         return text
+    import unicodedata  # on the damage-message path only: not a cost of every start-up
+
     return "".join(repr(c)[1:-1] if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
 
 
@@ -77,6 +77,9 @@ def typable(text: str, limit: int = 200) -> bool:
 def shell_word(text: str) -> str:
     """`text` as one shell word that stays on one printable line: shlex's quoting, or for text holding control or
     format characters, bash's $'...' with each of them escaped (shlex would keep them raw inside its quotes)."""
+    import shlex  # on the damage-message path only: not a cost of every start-up
+    import unicodedata
+
     if printable(text) == text:
         return shlex.quote(text)
     out = []

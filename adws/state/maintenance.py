@@ -88,9 +88,12 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def export_lines(store: StateStore, now: datetime) -> Iterator[str]:
-    """The store's state as JSON Lines (without newlines), header first. `now` picks the running cooldowns."""
+def export_lines(store: StateStore, now: datetime, counts: dict[str, int] | None = None) -> Iterator[str]:
+    """The store's state as JSON Lines (without newlines), header first. `now` picks the running cooldowns. With
+    `counts`, each line but the header adds one to its kind's count there, as it is made."""
     def line(obj: dict[str, Any]) -> str:
+        if counts is not None and obj["kind"] in counts:
+            counts[obj["kind"]] += 1
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
     yield line({"kind": "adws-state", "version": FORMAT_VERSION, "exported_at": now.isoformat()})
@@ -535,15 +538,7 @@ def state_command(engine: Engine, action: str, *, file: str | None, margin: str 
         raise UsageError(f"no state store at {existing.location} yet: nothing to {action}")  # likely a wrong path
     if action == "export":
         counts = dict.fromkeys(KINDS, 0)
-
-        def counted(line: str) -> str:
-            # Every line but the header opens with its kind: `{"kind":"usage",...` (export_lines).
-            kind = line[9:line.find('"', 9)]
-            if kind in counts:
-                counts[kind] += 1
-            return line + "\n"
-
-        lines = (counted(line) for line in export_lines(existing, now))
+        lines = (line + "\n" for line in export_lines(existing, now, counts))
         try:
             if stdio:
                 for line in lines:

@@ -56,6 +56,7 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from adws.attempt import Usage
+from adws.redact import REDACTED
 from adws.state import base
 from adws.state.base import (
     DEFAULT_PREFIX,
@@ -443,7 +444,7 @@ def _q(name: str) -> str:
 # file's passphrase is ssl_password): matched by name, case-insensitively, after percent-decoding.
 _SECRET_ARGUMENT = re.compile(r"pass|user|secret|token|auth|cred|key", re.IGNORECASE)
 SCHEMES = ("redis", "rediss", "unix")
-HIDDEN = "***"
+HIDDEN = REDACTED  # as every other text adws hides a secret in
 
 
 def _redacted_query(query: str) -> str:
