@@ -71,6 +71,7 @@ BAD_URLS = {
     "redis://127.0.0.1:6391/zero": "its path must be a database number",
     "redis//:pw@127.0.0.1": "it is not a redis://, rediss:// or unix:// URL",
     "http://127.0.0.1:6391/0": "it is not a redis://, rediss:// or unix:// URL",
+    "unix://": "a unix:// URL needs the socket's path (unix:///path/redis.sock)",
 }
 
 
